@@ -1,0 +1,1 @@
+"""Consent-first automated political calls over Asterisk."""

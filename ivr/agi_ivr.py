@@ -1,0 +1,115 @@
+"""FastAGI handler `ivr`: drives the pure call flow on a live channel and stores the outcome."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from ivr.agi_server import AgiHangup, AgiRequest
+from ivr.flow import (DONE, HANGUP, FlowGen, FlowOptions, OptOutNow, Outcome, Play, Result,
+                      WaitKey, call_flow)
+from ivr.store import CallResult, Store
+
+log = logging.getLogger(__name__)
+PROMPT_DIR = "ivr"  # prompts are installed as sounds/ivr/<key>.wav
+
+
+class PromptUnplayable(Exception):
+    pass
+
+
+async def _play(req: AgiRequest, step: Play) -> Result:
+    res = await req.send_command(f'STREAM FILE {PROMPT_DIR}/{step.prompt} "{step.keys}"')
+    if "error" in res:
+        # result=-1 is a hangup, or a prompt Asterisk cannot play: ask the channel which.
+        status = await req.send_command("CHANNEL STATUS")
+        if "error" not in status and status.get("result", ("",))[0] == "6":
+            raise PromptUnplayable(f"Asterisk could not play {PROMPT_DIR}/{step.prompt}")
+        return HANGUP
+    code = int(res["result"][0] or 0)
+    if code > 0:
+        return Result(key=chr(code))
+    endpos = res.get("endpos", ("0",))[0]
+    if endpos == "0":
+        raise PromptUnplayable(f"{PROMPT_DIR}/{step.prompt} played nothing (missing file?)")
+    return DONE
+
+
+async def _wait(req: AgiRequest, step: WaitKey) -> Result:
+    res = await req.send_command(f"WAIT FOR DIGIT {int(step.timeout_s * 1000)}")
+    if "error" in res:
+        return HANGUP
+    code = int(res["result"][0] or 0)
+    return Result(key=chr(code)) if code > 0 else Result()
+
+
+async def drive(gen: FlowGen, req: AgiRequest,
+                on_optout: Callable[[str], None]) -> Outcome:
+    """Run the flow generator against a live AGI channel."""
+    step = next(gen)
+    while True:
+        try:
+            if isinstance(step, Play):
+                result = await _play(req, step)
+            elif isinstance(step, WaitKey):
+                result = await _wait(req, step)
+            elif isinstance(step, OptOutNow):
+                on_optout(step.key)
+                result = Result()
+            else:  # pragma: no cover - Step is a closed union
+                raise TypeError(f"unknown step {step!r}")
+        except AgiHangup:
+            result = HANGUP
+        if req.hung_up and not result.key:
+            result = HANGUP
+        try:
+            step = gen.send(result)
+        except StopIteration as stop:
+            return stop.value
+
+
+class IvrHandler:
+    """Route `ivr`: agi_arg_1 is the CALL_ID (calls.id) written before the Originate."""
+
+    def __init__(self, store: Store, hashes: dict[str, str], opts: FlowOptions,
+                 clock: Callable[[], datetime],
+                 retry_at: Callable[[dict, str], datetime | None] = lambda call, outcome: None,
+                 on_finished: Callable[[int], None] | None = None) -> None:
+        self.store = store
+        self.hashes = hashes
+        self.opts = opts
+        self.clock = clock
+        self.retry_at = retry_at
+        self.on_finished = on_finished
+
+    async def __call__(self, req: AgiRequest) -> None:
+        raw_id = req.headers.get("agi_arg_1", "")
+        call = self.store.call(int(raw_id)) if raw_id.isdigit() else None
+        if call is None:
+            log.error("FastAGI ivr: unknown CALL_ID %r; hanging up", raw_id)
+            await req.send_command("HANGUP")
+            return
+        call_id = int(call["id"])
+        self.store.mark_answered(call_id, self.clock())
+        try:
+            amd = await req.send_command("GET VARIABLE AMDSTATUS")
+            amd_status = amd.get("result", ("", ""))[1] if "error" not in amd else ""
+            outcome = await drive(call_flow(self.opts, amd_status), req,
+                                  lambda key: self.store.add_optout(
+                                      call["number"], "phone-key", self.clock(),
+                                      call["campaign"]))
+            result = CallResult(
+                outcome=outcome.outcome, stage=outcome.stage, keys=outcome.keys,
+                heard={p: self.hashes.get(p, "") for p in outcome.heard},
+                choice=outcome.choice, choice_key=outcome.choice_key,
+                answered_prompt=outcome.answered_prompt,
+                answered_sha256=self.hashes.get(outcome.answered_prompt or ""),
+                slot=outcome.slot, amd_status=amd_status or None)
+        except Exception:  # a controller fault is recorded as `error`, never lost
+            log.exception("call %s failed in the controller", call_id)
+            result = CallResult(outcome="error", stage="controller", keys="", heard={},
+                                amd_status=None)
+        self.store.finish_answered(call_id, result, self.clock(),
+                                   self.retry_at(call, result.outcome))
+        if self.on_finished:
+            self.on_finished(call_id)

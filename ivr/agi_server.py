@@ -1,0 +1,159 @@
+"""The one place that speaks AGI: a FastAGI server on panoramisk's fast_agi, defects wrapped.
+
+panoramisk 1.4 defects handled here (subclasses, not a copy):
+- `add_route` wraps a sync endpoint with `asyncio.coroutine`, gone in Python 3.11.
+- the header loop `while b'\\n\\n' not in buffer` spins forever on a connection closed before
+  the headers (read() returns b''); it also has no size or time bound. We read headers with a
+  deadline and a size cap, and close on EOF.
+- a `HANGUP` line (sent when AGISIGHUP is not `no`) is read as the result of the next command,
+  shifting every later result by one. We skip it and remember that the callee hung up.
+- after a 520 error it reads only one line of the multi-line usage text, so the rest is read as
+  the next results. We read up to the `520 End of proper usage.` line.
+Also: only configured peers may connect, and the number of open connections is capped.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import ipaddress
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from panoramisk.fast_agi import Application, Request
+from panoramisk.utils import parse_agi_result
+
+log = logging.getLogger(__name__)
+
+HEADER_LIMIT = 16 * 1024
+
+
+class AgiHangup(Exception):
+    """The channel is gone: the callee hung up or Asterisk closed the AGI."""
+
+
+class AgiRequest(Request):  # type: ignore[misc]
+    def __init__(self, *args: Any, read_timeout: float = 600.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hung_up = False
+        self.read_timeout = read_timeout
+
+    async def _readline(self) -> str:
+        try:
+            raw = await asyncio.wait_for(self.reader.readline(), self.read_timeout)
+        except (asyncio.TimeoutError, ConnectionError) as exc:
+            raise AgiHangup(f"AGI read failed: {exc!r}") from None
+        if not raw:
+            raise AgiHangup("AGI connection closed")
+        return raw.decode(self.encoding, "replace").rstrip("\r\n")
+
+    async def _read_result(self) -> dict[str, Any]:
+        line = await self._readline()
+        while line == "HANGUP":  # out-of-band notice, not a result
+            self.hung_up = True
+            line = await self._readline()
+        return parse_agi_result(line)
+
+    async def send_command(self, command: str) -> dict[str, Any]:
+        if "\n" in command or "\r" in command:
+            raise ValueError("an AGI command must be one line")
+        try:
+            self.writer.write((command + "\n").encode(self.encoding))
+            await self.writer.drain()
+        except ConnectionError as exc:
+            raise AgiHangup(f"AGI write failed: {exc!r}") from None
+        result = await self._read_result()
+        while result.get("status_code") == 100:
+            result = await self._read_result()
+        if result.get("error") == "AGIUsageError":
+            usage = []
+            while True:
+                line = await self._readline()
+                if line.startswith("520 "):
+                    break
+                usage.append(line)
+            result["msg"] += "\n" + "\n".join(usage)
+        return result
+
+
+Handler = Callable[[AgiRequest], Awaitable[None]]
+
+
+class AgiApplication(Application):  # type: ignore[misc]
+    def __init__(self, *, allowed_peers: Iterable[str] = ("127.0.0.1",),
+                 header_timeout: float = 5.0, max_connections: int = 2000,
+                 read_timeout: float = 600.0) -> None:
+        super().__init__()
+        self.allowed = [ipaddress.ip_network(p, strict=False) for p in allowed_peers]
+        self.header_timeout = header_timeout
+        self.read_timeout = read_timeout
+        self.slots = asyncio.Semaphore(max_connections)
+        self.active = 0
+        self.refused = 0
+
+    def add_route(self, path: str, endpoint: Callable[..., Any]) -> None:
+        """Sync functions, coroutine functions and objects with an async __call__ all work."""
+        async def route(request: AgiRequest) -> None:
+            result = endpoint(request)
+            if inspect.isawaitable(result):
+                await result
+        self._route[path] = route
+
+    def _peer_allowed(self, peer: Any) -> bool:
+        if not peer:
+            return False
+        try:
+            addr = ipaddress.ip_address(peer[0])
+        except ValueError:
+            return False
+        return any(addr in net for net in self.allowed)
+
+    async def _headers(self, reader: asyncio.StreamReader) -> OrderedDict[str, str] | None:
+        try:
+            raw = await asyncio.wait_for(reader.readuntil(b"\n\n"), self.header_timeout)
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                ConnectionError):
+            return None
+        lines = raw.decode(self.default_encoding, "replace").splitlines()
+        return OrderedDict(line.split(": ", 1) for line in lines if ": " in line)
+
+    async def handler(self, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        if not self._peer_allowed(peer) or self.slots.locked():
+            self.refused += 1
+            writer.close()
+            return
+        async with self.slots:
+            self.active += 1
+            try:
+                await self._serve(reader, writer, peer)
+            finally:
+                self.active -= 1
+                writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     peer: Any) -> None:
+        headers = await self._headers(reader)
+        if headers is None:
+            log.debug("FastAGI peer %r sent no complete headers; closed", peer)
+            return
+        script = headers.get("agi_network_script", "")
+        route = self._route.get(script.split("?")[0])
+        if route is None:
+            log.warning("FastAGI: no route for %r", script)
+            return
+        request = AgiRequest(app=self, headers=headers, reader=reader, writer=writer,
+                             encoding=self.default_encoding, read_timeout=self.read_timeout)
+        try:
+            await route(request)
+        except AgiHangup:
+            pass
+        except Exception:  # one bad call must not take the server down; it is logged, not lost
+            log.exception("FastAGI handler %r failed", script)
+
+
+async def serve(app: AgiApplication, host: str, port: int) -> asyncio.AbstractServer:
+    return await asyncio.start_server(app.handler, host, port, limit=HEADER_LIMIT,
+                                      reuse_address=True, backlog=4096)

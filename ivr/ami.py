@@ -1,0 +1,212 @@
+"""The one place that speaks AMI: a thin async wrapper around panoramisk's Manager.
+
+panoramisk 1.4 defects handled here (subclass, not a copy):
+- after a reconnect it re-sends actions that got no reply: an Originate could be sent twice.
+  Here nothing is ever re-sent; a pending action fails with AmiDisconnected instead.
+- an action whose first Response already arrived hangs forever if the connection drops:
+  every pending future is failed on disconnect, and every action has a timeout.
+- its Ping never checks for the Pong: our heartbeat awaits the Pong and, when it is late,
+  aborts the transport so the connection is re-established.
+- an Async Originate is treated as a multi-response action, which keeps the future open until
+  the OriginateResponse (up to the ring timeout). We resolve on the first Response and let the
+  OriginateResponse arrive as an ordinary event.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from panoramisk import Manager
+from panoramisk.message import Message
+
+from ivr.errors import PbxError
+
+log = logging.getLogger(__name__)
+
+# Events the controller reads; everything else is dropped before it is queued.
+WANTED_EVENTS = frozenset({"OriginateResponse", "Hangup", "UserEvent", "FullyBooted",
+                           "Shutdown", "DTMFEnd"})
+
+
+class AmiDisconnected(PbxError):
+    pass
+
+
+class _NeverResend:
+    """Stands in for panoramisk's forgetable_actions: every action is forgettable."""
+
+    def __contains__(self, _: object) -> bool:
+        return True
+
+
+class _Manager(Manager):  # type: ignore[misc]
+    def __init__(self, owner: "Ami", **config: Any) -> None:
+        super().__init__(**config)
+        self.forgetable_actions = _NeverResend()
+        self._owner = owner
+
+    def login(self, future: asyncio.Future) -> bool:  # type: ignore[override]
+        ok = super().login(future)
+        self._owner._on_login(ok)
+        return ok
+
+    def connection_lost(self, exc: Any) -> None:
+        self._owner._on_lost()
+        super().connection_lost(exc)
+
+    def close(self) -> None:
+        super().close()
+        self.reconnect_timeout = 10**9  # a deliberate close must not reconnect
+
+    def dispatch(self, event: Message) -> list[str]:  # type: ignore[override]
+        self._owner._on_event(event)
+        return []
+
+
+class Ami:
+    """Connects, logs in, sends actions with timeouts, yields events, detects dead links."""
+
+    def __init__(self, host: str, port: int, user: str, secret: str, *,
+                 events: Iterable[str] = WANTED_EVENTS, action_timeout: float = 10.0,
+                 heartbeat_s: float = 5.0, reconnect_s: float = 1.0) -> None:
+        self.host, self.port = host, port
+        self.wanted = frozenset(events)
+        self.action_timeout = action_timeout
+        self.heartbeat_s = heartbeat_s
+        self._events: asyncio.Queue[Message] = asyncio.Queue()
+        self._pending: set[asyncio.Future] = set()
+        self._logged_in = asyncio.Event()
+        self._login_failed = False
+        self._closing = False
+        self.reconnects = 0
+        self.connected_once = False
+        self._heartbeat: asyncio.Task | None = None
+        # ping_delay is pushed out of reach: panoramisk's own pinger never checks the Pong.
+        self._mgr = _Manager(self, host=host, port=port, username=user, secret=secret,
+                             events="on", ping_delay=10**9, ping_interval=10**9,
+                             reconnect_timeout=reconnect_s, loop=asyncio.get_running_loop(),
+                             log=logging.getLogger("ivr.ami.panoramisk"))
+
+    # -- panoramisk hooks ---------------------------------------------------------------------
+    def _on_login(self, ok: bool) -> None:
+        if ok:
+            if self.connected_once:
+                self.reconnects += 1
+            self.connected_once = True
+            self._logged_in.set()
+        else:
+            self._login_failed = True
+            self._logged_in.set()
+
+    def _on_lost(self) -> None:
+        self._logged_in.clear()
+        for fut in list(self._pending):
+            if not fut.done():
+                fut.set_exception(AmiDisconnected("AMI connection lost before the reply"))
+        self._pending.clear()
+        if not self._closing:
+            self._events.put_nowait(Message({"Event": "ConnectionLost"}))
+
+    def _on_event(self, event: Message) -> None:
+        name = event.get("Event", "")
+        if name in self.wanted:
+            self._events.put_nowait(event)
+        if name == "FullyBooted" and self.reconnects:
+            self._events.put_nowait(Message({"Event": "Reconnected"}))
+
+    # -- public API ---------------------------------------------------------------------------
+    async def connect(self, timeout: float = 10.0) -> None:
+        self._mgr.connect()
+        try:
+            await asyncio.wait_for(self._logged_in.wait(), timeout)
+        except asyncio.TimeoutError:
+            self.close()
+            raise PbxError(f"cannot reach AMI at {self.host}:{self.port} within {timeout:.0f} s: "
+                           "is the PBX up (`ivr pbx up`)?") from None
+        if self._login_failed:
+            self.close()
+            raise PbxError(f"AMI login refused at {self.host}:{self.port}: check pbx.user "
+                           "and the IVR_AMI_SECRET environment variable")
+        self._heartbeat = asyncio.create_task(self._heartbeat_loop())
+
+    async def wait_connected(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._logged_in.wait(), timeout)
+            return not self._login_failed
+        except asyncio.TimeoutError:
+            return False
+
+    @property
+    def connected(self) -> bool:
+        return self._logged_in.is_set() and not self._login_failed
+
+    async def action(self, fields: dict[str, Any], *, as_list: bool = False,
+                     timeout: float | None = None) -> Any:
+        if not self.connected:
+            raise AmiDisconnected("AMI is not connected")
+        fut = self._mgr.send_action(dict(fields), as_list=as_list)
+        self._pending.add(fut)
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout or self.action_timeout)
+        except asyncio.TimeoutError:
+            raise PbxError(f"AMI action {fields.get('Action')} got no reply in time") from None
+        finally:
+            self._pending.discard(fut)
+
+    async def originate(self, *, channel: str, context: str, exten: str, channel_id: str,
+                        other_channel_id: str,
+                        variables: dict[str, str], timeout_ms: int, caller_id: str) -> None:
+        """Queue an Originate (Async). The result arrives as an OriginateResponse event."""
+        resp = await self.action({
+            "Action": "Originate", "Channel": channel, "Context": context, "Exten": exten,
+            "Priority": "1", "Async": "true", "ChannelId": channel_id,
+            "OtherChannelId": other_channel_id, "Timeout": str(timeout_ms),
+            "CallerID": caller_id, "Variable": [f"{k}={v}" for k, v in variables.items()],
+        }, as_list=False)
+        if resp.get("Response") != "Success":
+            raise PbxError(f"Originate refused: {resp.get('Message', 'no message')}")
+
+    async def hangup(self, channel: str, cause: int = 16) -> None:
+        await self.action({"Action": "Hangup", "Channel": channel, "Cause": str(cause)})
+
+    async def channels(self) -> list[Message]:
+        """Current channels (CoreShowChannels), for reconciling calls in flight."""
+        resp = await self.action({"Action": "CoreShowChannels"}, as_list=True, timeout=30)
+        items = resp if isinstance(resp, list) else [resp]
+        return [m for m in items if m.get("Event") == "CoreShowChannel"]
+
+    async def ping(self, timeout: float = 3.0) -> bool:
+        try:
+            resp = await self.action({"Action": "Ping"}, timeout=timeout)
+        except PbxError:
+            return False
+        return resp.get("Response") == "Success"
+
+    async def _heartbeat_loop(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(self.heartbeat_s)
+            if not self.connected:
+                continue
+            if not await self.ping(timeout=self.heartbeat_s):
+                log.warning("AMI heartbeat lost: reconnecting")
+                transport = getattr(self._mgr.protocol, "transport", None)
+                if transport is not None:
+                    transport.abort()
+
+    async def events(self) -> AsyncIterator[Message]:
+        while True:
+            yield await self._events.get()
+
+    async def next_event(self, timeout: float) -> Message | None:
+        try:
+            return await asyncio.wait_for(self._events.get(), timeout)
+        except asyncio.TimeoutError:
+            return None
+
+    def close(self) -> None:
+        self._closing = True
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        self._mgr.close()

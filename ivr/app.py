@@ -1,0 +1,177 @@
+"""Composition root: wires config, store, AMI, FastAGI, the flow handler and the dialer."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ivr import campaign
+from ivr.agi_ivr import IvrHandler
+from ivr.agi_server import AgiApplication, serve
+from ivr.ami import Ami
+from ivr.config import Config
+from ivr.dialer import Dialer
+from ivr.errors import PbxError
+from ivr.flow import FlowOptions
+from ivr.prompt_build import load_manifest
+from ivr.sandbox import Sandbox
+from ivr.store import CallResult, Store
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def open_store(cfg: Config) -> Store:
+    return Store.open(cfg.path(cfg.store.path))
+
+
+def ami_secret(cfg: Config) -> str:
+    env = os.environ.get("IVR_AMI_SECRET")
+    if env:
+        return env
+    if cfg.pbx.mode == "sandbox":
+        return Sandbox(cfg).ami_secret()
+    raise PbxError("IVR_AMI_SECRET is not set: export the AMI secret of user "
+                   f"{cfg.pbx.user!r} before running")
+
+
+def flow_options(cfg: Config) -> FlowOptions:
+    f = cfg.flow
+    return FlowOptions(yes_key=f.yes_key, no_key=f.no_key, optout_key=f.optout_key,
+                       input_timeout_s=f.input_timeout_s, max_repeats=f.max_repeats,
+                       ask_slot=f.ask_slot, slots=dict(f.slots),
+                       on_machine=cfg.dialer.on_machine)
+
+
+def prompt_hashes(cfg: Config) -> dict[str, str]:
+    return {k: v["sha256"] for k, v in load_manifest(cfg)["prompts"].items()}
+
+
+@dataclass
+class Controller:
+    cfg: Config
+    store: Store
+    ami: Ami
+    dialer: Dialer
+    agi: AgiApplication
+    server: asyncio.AbstractServer
+    pump: asyncio.Task
+
+    async def close(self) -> None:
+        self.pump.cancel()
+        self.server.close()
+        await self.server.wait_closed()
+        self.ami.close()
+
+
+async def start(cfg: Config, store: Store, clock: Callable[[], datetime] = utcnow,
+                agi: bool = True) -> Controller:
+    """Connect AMI, start FastAGI, reconcile attempts left open by an earlier run."""
+    ami = Ami(cfg.pbx.host, cfg.pbx.port, cfg.pbx.user, ami_secret(cfg))
+    await ami.connect()
+    agi_url = f"agi://{cfg.agi.host}:{cfg.agi.port}"
+    dialer = Dialer(cfg, store, ami, clock, agi_url)
+    app = AgiApplication(allowed_peers=cfg.agi.allowed_peers)
+    handler = IvrHandler(store, prompt_hashes(cfg), flow_options(cfg), clock,
+                         retry_at=dialer.retry_at, on_finished=dialer.finished)
+    app.add_route("ivr", handler)
+    try:
+        server = await serve(app, cfg.agi.host, cfg.agi.port) if agi else None
+    except OSError as exc:
+        ami.close()
+        raise PbxError(f"cannot listen for FastAGI on {cfg.agi.host}:{cfg.agi.port} "
+                       f"({exc.strerror}): is another `ivr run` active? set agi.port") from None
+    if server is None:  # used by tests of the dialplan failsafe: no AGI server at all
+        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    await reconcile(store, ami, dialer, clock)
+
+    async def pump() -> None:
+        async for ev in ami.events():
+            dialer.on_event(ev)
+    return Controller(cfg, store, ami, dialer, app, server, asyncio.create_task(pump()))
+
+
+async def reconcile(store: Store, ami: Ami, dialer: Dialer,
+                    clock: Callable[[], datetime]) -> int:
+    """Attempts without an outcome (a crash, a restart): adopt live channels, settle the rest.
+
+    A call that was answered is not retried (the callee was reached); one that never was gets a
+    safe retry. Nothing is originated again here."""
+    open_calls = store.open_calls()
+    if not open_calls:
+        return 0
+    live = {ch.get("Uniqueid") for ch in await ami.channels()}
+    settled = 0
+    for call in open_calls:
+        if call["channel_id"] in live:
+            from ivr.dialer import InFlight
+            flight = InFlight(int(call["id"]), call["channel_id"], call["number"],
+                              answered=call["answered_at"] is not None)
+            dialer.inflight[flight.channel_id] = flight
+            dialer.by_call[flight.call_id] = flight.channel_id
+            continue
+        retry = None if call["answered_at"] else dialer.retry_at(call, "error")
+        store.finish_answered(int(call["id"]), CallResult(
+            outcome="error", stage="reconciled", keys=call["keys"] or "", heard={}),
+            clock(), retry)
+        settled += 1
+    return settled
+
+
+def install_signals(stop: asyncio.Event, hard_stop: asyncio.Event) -> None:
+    """First Ctrl-C: no new calls. Second: hang up the calls in flight."""
+    loop = asyncio.get_running_loop()
+
+    def on_sigint() -> None:
+        if stop.is_set():
+            hard_stop.set()
+        else:
+            stop.set()
+    loop.add_signal_handler(signal.SIGINT, on_sigint)
+    loop.add_signal_handler(signal.SIGTERM, on_sigint)
+
+
+async def run_campaign(cfg: Config, store: Store, *, on_tick: Callable[[Controller], None],
+                       clock: Callable[[], datetime] = utcnow,
+                       stop: asyncio.Event | None = None) -> tuple[campaign.RunReport, Any]:
+    ctl = await start(cfg, store, clock)
+    stop = stop or asyncio.Event()
+    hard = asyncio.Event()
+    install_signals(stop, hard)
+    try:
+        report = await campaign.run(cfg, store, ctl.dialer, clock, stop, hard,
+                                    on_tick=lambda: on_tick(ctl))
+    finally:
+        await ctl.close()
+    return report, ctl
+
+
+def sandbox_sim_timing(cfg: Config) -> dict[str, float]:
+    try:
+        manifest = load_manifest(cfg)
+    except Exception:
+        return {}
+    return {k: float(v["duration_s"]) for k, v in manifest["prompts"].items()}
+
+
+def install_prompts_to_pbx(cfg: Config) -> Path:
+    from ivr.prompt_build import install_prompts
+    manifest = load_manifest(cfg)
+    if cfg.pbx.mode == "sandbox":
+        dest = Sandbox(cfg).sounds
+    else:
+        if not cfg.pbx.sounds_dir:
+            raise PbxError("pbx.sounds_dir is not set: give the Asterisk sounds folder to "
+                           "install prompts into")
+        dest = Path(cfg.pbx.sounds_dir)
+    install_prompts(cfg, manifest, dest)
+    return dest

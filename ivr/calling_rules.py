@@ -1,0 +1,351 @@
+"""When may a number be called? Pure rules, no I/O, no clock: `now` is always an argument.
+
+Defaults follow Décret 2022-1313 (adopted for political calls): Monday-Friday 10:00-13:00 and
+14:00-20:00 in the callee's time zone, never on public holidays, at most 4 attempts per rolling
+30 days, nothing for 60 days after a refusal. Boundaries (all instants are compared in UTC):
+
+* window: a call at wall-clock time t is allowed when start <= t < end (19:59:59 yes, 20:00 no);
+* attempt cap: attempts counted are those with  now - 30 days < attempt  , i.e. the window is
+  (now - 30 days, now]; an attempt exactly 30 days old no longer counts. Timestamps after `now`
+  (clock skew) are counted too, to fail closed;
+* refusal cooldown: blocked while  now < refusal + M days  (M x 24 h of elapsed time), allowed
+  from refusal + M days exactly;
+* holidays and blackout dates apply to the callee's local calendar date.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Callable, Iterable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays
+import phonenumbers
+from phonenumbers import timezone as pn_timezone
+
+from ivr.config import Schedule, Window
+from ivr.errors import ComplianceError
+
+UTC = timezone.utc
+DAY_NAMES: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DEFAULT_SLOT_HOURS: dict[str, str] = {
+    "morning": "10:00-13:00", "afternoon": "14:00-17:00", "evening": "17:00-20:00"}
+CAP_PERIOD = timedelta(days=30)
+SEARCH_HORIZON_DAYS = 400  # next_allowed is None if nothing opens within this many days
+
+# Reason codes carried by Verdict.reason.
+OK = "ok"
+OPTED_OUT = "opted_out"
+REFUSAL_COOLDOWN = "refusal_cooldown"
+ATTEMPT_CAP = "attempt_cap"
+BLACKOUT = "blackout"
+HOLIDAY = "holiday"
+OUTSIDE_WINDOW = "outside_window"
+SLOT = "slot"
+
+# French overseas regions (phonenumbers region code) -> `holidays` FR subdivision, so that e.g.
+# a Réunion number also gets 20 December (abolition of slavery).
+_FR_OVERSEAS_SUBDIV: dict[str, str] = {
+    "GP": "971", "MQ": "972", "GF": "973", "RE": "974", "YT": "976",
+    "BL": "BL", "MF": "MF", "PM": "PM", "NC": "NC", "PF": "PF", "WF": "WF"}
+
+_FICTION_RE = re.compile(r"^\+3319900\d{4}$")
+_HOURS_RE = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """One parsed window: weekdays (0 = Monday) and [start, end) spans in seconds of wall time."""
+    days: frozenset[int]
+    spans: tuple[tuple[int, int], ...]
+    text: str  # as written in the config, for messages
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    reason: str  # one of the reason codes above
+    detail: str  # one line for humans
+    next_allowed: datetime | None = None  # UTC; None when allowed, or when nothing ever opens
+
+
+Decision = Verdict  # alias: some callers think of it as a decision
+
+
+def is_fiction_number(e164: str) -> bool:
+    """True for +33 1 99 00 00 00 .. +33 1 99 00 99 99, the range ARCEP reserves for fiction."""
+    return bool(_FICTION_RE.match(e164.strip()))
+
+
+def _zone_or_none(name: str | None) -> ZoneInfo | None:
+    if not name or not isinstance(name, str):
+        return None
+    try:
+        return ZoneInfo(name.strip())
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+
+
+def callee_zone(number_e164: str, contact_tz: str | None, default_tz: str) -> ZoneInfo:
+    """The callee's zone: contact's own tz if valid, else the number's, else `default_tz`."""
+    zone = _zone_or_none(contact_tz)
+    if zone is not None:
+        return zone
+    default = _zone_or_none(default_tz)
+    if default is None:
+        raise ComplianceError(f"time zone {default_tz!r} is unknown: use an IANA name such as Europe/Paris")
+    try:
+        num = phonenumbers.parse(number_e164, None)
+    except phonenumbers.NumberParseException:
+        return default
+    names = [n for n in pn_timezone.time_zones_for_number(num) if n != "Etc/Unknown"]
+    if len(names) == 1:
+        return _zone_or_none(names[0]) or default
+    if default_tz in names:  # e.g. Europe/Paris among several candidates
+        return default
+    # Several zones (e.g. +262 692 -> Mayotte or Réunion): take the zone of the region the
+    # number is attributed to, via that region's fixed-line example number.
+    region = phonenumbers.region_code_for_number(num)
+    example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.FIXED_LINE) \
+        if region else None
+    if example is not None:
+        guess = pn_timezone.time_zones_for_number(example)
+        if len(guess) == 1 and guess[0] in names:
+            return _zone_or_none(guess[0]) or default
+    return default
+
+
+def _bad(what: str, value: object, expected: str) -> ComplianceError:
+    return ComplianceError(f"{what} {value!r} is invalid: expected {expected}")
+
+
+def _parse_days(text: object) -> frozenset[int]:
+    expected = "day names mon..sun as a range or list, e.g. 'mon-fri', 'sat', 'mon,wed,fri'"
+    if not isinstance(text, str) or not text.strip():
+        raise _bad("schedule.windows days", text, expected)
+    days: set[int] = set()
+    for part in text.lower().replace(" ", "").split(","):
+        ends = part.split("-")
+        if len(ends) > 2 or any(e not in DAY_NAMES for e in ends):
+            raise _bad("schedule.windows days", text, expected)
+        first, last = DAY_NAMES.index(ends[0]), DAY_NAMES.index(ends[-1])
+        if last < first:  # no wrap-around: 'sat-mon' is more likely a typo than intended
+            raise _bad("schedule.windows days", text, "a range going forward from mon to sun, e.g. 'mon-fri'")
+        days.update(range(first, last + 1))
+    return frozenset(days)
+
+
+def parse_span(text: object, what: str = "schedule.windows hours") -> tuple[int, int]:
+    """'10:00-13:00' -> (36000, 46800) seconds; end exclusive, '24:00' allowed as end only."""
+    expected = "'HH:MM-HH:MM' with start before end, e.g. '10:00-13:00' ('24:00' allowed as end)"
+    m = _HOURS_RE.match(text.strip()) if isinstance(text, str) else None
+    if not m:
+        raise _bad(what, text, expected)
+    h1, m1, h2, m2 = (int(g) for g in m.groups())
+    start, end = h1 * 3600 + m1 * 60, h2 * 3600 + m2 * 60
+    if h1 > 23 or m1 > 59 or m2 > 59 or end > 86400 or start >= end:
+        raise _bad(what, text, expected)
+    return start, end
+
+
+def parse_windows(windows: Iterable[Window]) -> tuple[WindowSpec, ...]:
+    """Validate and parse config windows; ComplianceError names the first bad value."""
+    specs = []
+    for w in windows:
+        hours = w.hours if isinstance(w.hours, list) else [w.hours]
+        if not hours:
+            raise _bad("schedule.windows hours", hours, "at least one 'HH:MM-HH:MM' span, e.g. ['10:00-13:00']")
+        spans = tuple(sorted(parse_span(h) for h in hours))
+        specs.append(WindowSpec(_parse_days(w.days), spans, f"{w.days} {','.join(map(str, hours))}"))
+    return tuple(specs)
+
+
+def _merge(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for s, e in sorted(spans):
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out
+
+
+def _week_plan(specs: Iterable[WindowSpec], slot: tuple[int, int] | None) -> dict[int, list[tuple[int, int]]]:
+    """Weekday -> merged open spans, intersected with the preferred slot if any."""
+    plan: dict[int, list[tuple[int, int]]] = {}
+    for wd in range(7):
+        spans = _merge(sp for spec in specs if wd in spec.days for sp in spec.spans)
+        if slot is not None:
+            spans = [(max(s, slot[0]), min(e, slot[1])) for s, e in spans if max(s, slot[0]) < min(e, slot[1])]
+        plan[wd] = spans
+    return plan
+
+
+def _wall_seconds(local: datetime) -> int:
+    return local.hour * 3600 + local.minute * 60 + local.second
+
+
+def _local_to_utc(day: date, secs: int, zone: ZoneInfo, fold: int) -> datetime:
+    """UTC instant of wall time `secs` on `day`. fold=0: first occurrence; in a DST gap, the
+    transition itself (the earliest instant whose wall time is >= the requested one)."""
+    naive = datetime.combine(day, time()) + timedelta(seconds=secs)
+    if fold == 1:
+        return naive.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    early = naive.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    late = naive.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    if early <= late:  # normal time, or ambiguous (fold=0 is the first occurrence)
+        return early
+    # Gap (spring forward): wall time does not exist; bisect whole seconds for the transition.
+    lo, hi = int(late.timestamp()), int(early.timestamp())
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        wall = datetime.fromtimestamp(mid, UTC).astimezone(zone).replace(tzinfo=None)
+        lo, hi = (lo, mid) if wall >= naive else (mid, hi)
+    return datetime.fromtimestamp(hi, UTC)
+
+
+def _in_plan(local: datetime, plan: dict[int, list[tuple[int, int]]]) -> bool:
+    secs = _wall_seconds(local)
+    return any(s <= secs < e for s, e in plan[local.weekday()])
+
+
+def _next_open(t0: datetime, zone: ZoneInfo, is_open: Callable[[datetime], bool],
+               plan: dict[int, list[tuple[int, int]]]) -> datetime | None:
+    """Earliest instant >= t0 where is_open() holds. Openings only happen at span starts (or at
+    a DST transition inside one), so those are the only candidates that need testing."""
+    if is_open(t0):
+        return t0
+    first_day = t0.astimezone(zone).date() - timedelta(days=1)  # margin for odd zone shifts
+    for i in range(SEARCH_HORIZON_DAYS + 1):
+        day = first_day + timedelta(days=i)
+        candidates = sorted({_local_to_utc(day, s, zone, fold)
+                             for s, _ in plan[day.weekday()] for fold in (0, 1)})
+        for cand in candidates:
+            if cand > t0 and is_open(cand):
+                return cand
+    return None
+
+
+def _holiday_calendar(country: str, number: str) -> holidays.HolidayBase:
+    subdiv = None
+    if country.upper() == "FR":
+        try:
+            region = phonenumbers.region_code_for_number(phonenumbers.parse(number, None))
+        except phonenumbers.NumberParseException:
+            region = None
+        subdiv = _FR_OVERSEAS_SUBDIV.get(region or "")
+    try:
+        return holidays.country_holidays(country.upper(), subdiv=subdiv)
+    except NotImplementedError:
+        raise ComplianceError(
+            f"schedule.holidays_country {country!r} is not supported: use an ISO code such as FR") from None
+
+
+def parse_blackout_dates(values: Iterable[object]) -> frozenset[date]:
+    out = set()
+    for v in values:
+        try:
+            out.add(v if isinstance(v, date) else date.fromisoformat(str(v).strip()))
+        except ValueError:
+            raise ComplianceError(
+                f"schedule.blackout_dates: {v!r} is invalid: expected an ISO date such as 2026-03-14") from None
+    return frozenset(out)
+
+
+def _aware_utc(value: datetime, name: str) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be a timezone-aware datetime (UTC), got naive {value!r}")
+    return value.astimezone(UTC)
+
+
+def _fmt(t: datetime, zone: ZoneInfo) -> str:
+    local = t.astimezone(zone)
+    return f"{DAY_NAMES[local.weekday()]} {local:%Y-%m-%d %H:%M} {getattr(zone, 'key', zone)}"
+
+
+def check_call(now: datetime, *, number: str, zone: ZoneInfo, schedule: Schedule,
+               attempts_utc: Iterable[datetime] = (), last_refusal_utc: datetime | None = None,
+               preferred_slot: str | None = None, slots_hours: dict[str, str] | None = None,
+               opted_out: bool = False) -> Verdict:
+    """May `number` be called at `now`? Checks, in this order: opt-out, refusal cooldown,
+    attempt cap, then (unless demo_any_hour for a fiction number) blackout, holiday, window,
+    and finally the preferred slot. `next_allowed` is the earliest instant at which every rule
+    would allow the call given the same history (no new attempts), or None if never."""
+    now = _aware_utc(now, "now")
+    specs = parse_windows(schedule.windows)
+    if not specs:
+        raise ComplianceError("schedule.windows is empty: configure at least one window, e.g. mon-fri 10:00-13:00")
+    blackouts = parse_blackout_dates(schedule.blackout_dates)
+    cap, cooldown_days = schedule.max_attempts_per_30_days, schedule.refusal_cooldown_days
+    if cap < 0 or cooldown_days < 0:
+        raise ComplianceError("schedule: max_attempts_per_30_days and refusal_cooldown_days must be >= 0")
+
+    if opted_out:
+        return Verdict(False, OPTED_OUT, f"{number} opted out: never call it again", None)
+
+    slot: tuple[int, int] | None = None
+    if preferred_slot:
+        table = {**DEFAULT_SLOT_HOURS, **(slots_hours or {})}
+        if preferred_slot not in table:  # bad consent data: fail closed without crashing the run
+            return Verdict(False, SLOT, f"preferred slot {preferred_slot!r} is unknown "
+                           f"(known: {', '.join(sorted(table))}): fix the consent record", None)
+        slot = parse_span(table[preferred_slot], f"slot {preferred_slot!r} hours")
+
+    bypass = schedule.demo_any_hour and is_fiction_number(number)
+    window_plan = _week_plan(specs, None)
+    plan = _week_plan([WindowSpec(frozenset(range(7)), ((0, 86400),), "any")] if bypass else specs, slot)
+    calendar = _holiday_calendar(schedule.holidays_country, number) \
+        if schedule.skip_holidays and not bypass else None
+
+    def blocked_day(d: date) -> str | None:
+        if bypass:
+            return None
+        if d in blackouts:
+            return BLACKOUT
+        if calendar is not None and d in calendar:
+            return HOLIDAY
+        return None
+
+    def is_open(t: datetime) -> bool:
+        local = t.astimezone(zone)
+        return blocked_day(local.date()) is None and _in_plan(local, plan)
+
+    # History rules give the earliest instant from which the calendar rules are searched.
+    earliest, reason, detail = now, OK, ""
+    if last_refusal_utc is not None and cooldown_days > 0:
+        until = _aware_utc(last_refusal_utc, "last_refusal_utc") + timedelta(days=cooldown_days)
+        if now < until:
+            earliest, reason = until, REFUSAL_COOLDOWN
+            detail = f"refused on {_fmt(last_refusal_utc, zone)}: no call for {cooldown_days} days"
+    counted = sorted(a for a in (_aware_utc(x, "attempts_utc") for x in attempts_utc) if a > now - CAP_PERIOD)
+    if len(counted) >= cap:
+        # The cap frees up when enough of the oldest counted attempts are 30 days old.
+        frees = counted[len(counted) - cap] + CAP_PERIOD if cap > 0 else None
+        if reason == OK:
+            reason = ATTEMPT_CAP
+            detail = f"{len(counted)} attempts in the last 30 days (max {cap})"
+        if frees is None:
+            return Verdict(False, reason, detail + "; the cap is 0", None)
+        earliest = max(earliest, frees)
+
+    local = now.astimezone(zone)
+    if reason == OK:
+        blocked = blocked_day(local.date())
+        if blocked == BLACKOUT:
+            reason, detail = BLACKOUT, f"{local.date()} is an election blackout date"
+        elif blocked == HOLIDAY:
+            name = calendar.get(local.date()) if calendar is not None else ""
+            reason, detail = HOLIDAY, f"{local.date()} is a public holiday ({name})"
+        elif not bypass and not _in_plan(local, window_plan):
+            windows = "; ".join(s.text for s in specs)
+            reason, detail = OUTSIDE_WINDOW, f"{_fmt(now, zone)} is outside the calling windows ({windows})"
+        elif not _in_plan(local, plan):
+            reason, detail = SLOT, f"{_fmt(now, zone)} is outside the callee's {preferred_slot} slot"
+        else:
+            mode = " (demo_any_hour, fiction number)" if bypass else ""
+            return Verdict(True, OK, f"{_fmt(now, zone)} is allowed{mode}", None)
+
+    nxt = _next_open(earliest, zone, is_open, plan)
+    detail += f"; next allowed {_fmt(nxt, zone)}" if nxt else "; no allowed time found within a year"
+    return Verdict(False, reason, detail, nxt)

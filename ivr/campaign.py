@@ -1,0 +1,161 @@
+"""A campaign run: who is due now, pacing, retries, stopping, and why nobody is called."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ivr.calling_rules import Verdict, callee_zone, check_call
+from ivr.config import Config
+from ivr.dialer import Dialer
+from ivr.store import Store, parse_utc, utc
+
+log = logging.getLogger(__name__)
+RETRY_WAIT = "retry_wait"
+
+
+@dataclass
+class Plan:
+    due: list[dict[str, Any]] = field(default_factory=list)
+    waiting: list[tuple[dict[str, Any], Verdict]] = field(default_factory=list)
+
+    def reasons(self) -> Counter[str]:
+        return Counter(v.reason for _, v in self.waiting)
+
+    def next_retry(self) -> datetime | None:
+        times = [v.next_allowed for _, v in self.waiting
+                 if v.reason == RETRY_WAIT and v.next_allowed is not None]
+        return min(times) if times else None
+
+
+def verdict_for(cfg: Config, store: Store, contact: dict[str, Any], now: datetime) -> Verdict:
+    """Every rule, checked at the moment of dialling."""
+    number = contact["number"]
+    if store.is_opted_out(number):
+        return Verdict(False, "opted_out", f"{number} is on the opposition list", None)
+    last = store.one("SELECT retry_at, outcome FROM calls WHERE contact_id = ? AND campaign = ? "
+                     "ORDER BY id DESC LIMIT 1", (contact["id"], cfg.campaign.name))
+    if last and last["outcome"] is None:
+        return Verdict(False, "in_flight", "a call to this contact is in progress", None)
+    if last and last["retry_at"] and parse_utc(last["retry_at"]) > now:
+        return Verdict(False, RETRY_WAIT, "waiting before the next attempt",
+                       parse_utc(last["retry_at"]))
+    zone = callee_zone(number, contact.get("timezone"), cfg.schedule.timezone)
+    return check_call(now, number=number, zone=zone, schedule=cfg.schedule,
+                      attempts_utc=store.attempts_for(number),
+                      last_refusal_utc=store.last_refusal(number),
+                      preferred_slot=contact.get("slot"))
+
+
+def plan(cfg: Config, store: Store, now: datetime) -> Plan:
+    result = Plan()
+    for contact in store.q("SELECT * FROM contacts WHERE status = 'pending' ORDER BY id"):
+        verdict = verdict_for(cfg, store, contact, now)
+        if verdict.allowed:
+            result.due.append(contact)
+        else:
+            if verdict.reason == "opted_out":  # keep the status true to the list
+                store.db.execute("UPDATE contacts SET status = 'opted_out', updated_at = ? "
+                                 "WHERE id = ?", (utc(now), contact["id"]))
+            result.waiting.append((contact, verdict))
+    return result
+
+
+def why_nobody(store: Store, p: Plan) -> str:
+    """One line for an operator whose run called nobody (or nobody more)."""
+    counts = store.q("SELECT status, COUNT(*) AS n FROM contacts GROUP BY status")
+    by_status = {r["status"]: r["n"] for r in counts}
+    if not any(by_status.values()):
+        return "no contacts: import a list with `ivr contacts import FILE --source NAME`"
+    if not p.waiting and not p.due:
+        done = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items()))
+        return f"all done: nothing left to call ({done})"
+    parts = []
+    for reason, n in p.reasons().most_common():
+        sample = next(v for _, v in p.waiting if v.reason == reason)
+        when = f", next allowed {sample.next_allowed:%Y-%m-%d %H:%M} UTC" \
+            if sample.next_allowed else ""
+        parts.append(f"{n} {reason.replace('_', ' ')} ({sample.detail}{when})")
+    return "nobody can be called now: " + "; ".join(parts)
+
+
+@dataclass
+class RunReport:
+    originated: int = 0
+    stopped_by: str = ""
+    why: str = ""
+
+
+async def run(cfg: Config, store: Store, dialer: Dialer, clock: Callable[[], datetime],
+              stop: asyncio.Event, hard_stop: asyncio.Event,
+              on_tick: Callable[[], None] = lambda: None) -> RunReport:
+    report = RunReport()
+    interval = 1.0 / cfg.dialer.calls_per_second
+    next_slot = time.monotonic()
+    while not stop.is_set():
+        p = plan(cfg, store, clock())
+        for contact in p.due:
+            while len(dialer.inflight) >= cfg.dialer.max_concurrent and not stop.is_set():
+                dialer.changed.clear()
+                await _wait_any(dialer.changed, stop, timeout=1.0)
+                on_tick()
+            if stop.is_set():
+                break
+            delay = next_slot - time.monotonic()
+            if delay > 0:
+                await _wait_any(stop, timeout=delay)
+            next_slot = max(next_slot + interval, time.monotonic())
+            if stop.is_set():
+                break
+            now = clock()
+            verdict = verdict_for(cfg, store, contact, now)  # re-checked at dial time
+            if not verdict.allowed:
+                continue
+            try:
+                await dialer.dial(contact)
+            except Exception as exc:  # settled as failed/error by the dialer; keep going
+                log.warning("dial %s: %s", contact["number"], exc)
+                if not dialer.ami.connected:
+                    await dialer.ami.wait_connected(timeout=30)
+            report.originated += 1
+            on_tick()
+        if stop.is_set():
+            break
+        if not p.due and not dialer.inflight:
+            nxt = p.next_retry()
+            if nxt is None:
+                report.why = why_nobody(store, p)
+                break
+            wait = max(0.0, (nxt - clock()).total_seconds())
+            dialer.changed.clear()
+            await _wait_any(dialer.changed, stop, timeout=min(wait, 5.0) + 0.05)
+        elif not p.due:
+            dialer.changed.clear()
+            await _wait_any(dialer.changed, stop, timeout=1.0)
+        on_tick()
+    report.stopped_by = "operator" if stop.is_set() else "finished"
+    # Let calls in flight finish; a second Ctrl-C hangs them up.
+    while dialer.inflight:
+        if hard_stop.is_set():
+            await dialer.hangup_all()
+            hard_stop.clear()
+        dialer.changed.clear()
+        await _wait_any(dialer.changed, hard_stop, timeout=1.0)
+        on_tick()
+    if not report.why:
+        report.why = why_nobody(store, plan(cfg, store, clock()))
+    return report
+
+
+async def _wait_any(*events: asyncio.Event, timeout: float) -> None:
+    tasks = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()

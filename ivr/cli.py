@@ -1,0 +1,348 @@
+"""The `ivr` command. Thin: each command opens what it needs, calls one library function and
+turns library errors into one-line messages."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from ivr import config as config_mod
+from ivr.config import Config
+from ivr.errors import IvrError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Ctx:
+    def __init__(self, config_path: str) -> None:
+        self.config_path = config_path
+        self._cfg: Config | None = None
+
+    @property
+    def cfg(self) -> Config:
+        if self._cfg is None:
+            self._cfg = config_mod.load(self.config_path)
+        return self._cfg
+
+    def store(self):  # type: ignore[no-untyped-def]
+        from ivr.app import open_store
+        return open_store(self.cfg)
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+
+
+@click.group()
+@click.option("--config", "config_path", default="config.yaml", show_default=True,
+              help="Campaign configuration file.")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str, verbose: bool) -> None:
+    """Consent-first automated political calls over Asterisk, CNIL rules enforced."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = Ctx(config_path)
+
+
+# -- pbx ------------------------------------------------------------------------------------
+@cli.group()
+def pbx() -> None:
+    """The sandbox Asterisk (or an external one)."""
+
+
+def _sandbox(ctx: Ctx):  # type: ignore[no-untyped-def]
+    from ivr.sandbox import Sandbox
+    if ctx.cfg.pbx.mode != "sandbox":
+        raise IvrError("pbx.mode is external: the sandbox commands manage only the sandbox")
+    return Sandbox(ctx.cfg)
+
+
+@pbx.command("up")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for boot.")
+@pass_ctx
+def pbx_up(ctx: Ctx, timeout: float) -> None:
+    """Build (once), configure and start the sandbox Asterisk; idempotent."""
+    from ivr.app import install_prompts_to_pbx, sandbox_sim_timing
+    status = _sandbox(ctx).up(timeout=timeout, sim_timing=sandbox_sim_timing(ctx.cfg),
+                              log=lambda m: err_console.print(m, highlight=False))
+    try:
+        install_prompts_to_pbx(ctx.cfg)
+    except IvrError as exc:
+        err_console.print(f"note: prompts not installed yet ({exc})", highlight=False)
+    console.print(f"sandbox PBX up (pid {status.pid}): {status.detail}", highlight=False)
+
+
+@pbx.command("down")
+@pass_ctx
+def pbx_down(ctx: Ctx) -> None:
+    """Stop the sandbox Asterisk started by `pbx up` (and nothing else)."""
+    stopped = _sandbox(ctx).down()
+    console.print("sandbox PBX stopped" if stopped else "sandbox PBX was not running")
+
+
+@pbx.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def pbx_status(ctx: Ctx, as_json: bool) -> None:
+    """Is the sandbox running, and how busy is it?"""
+    status = _sandbox(ctx).status()
+    if as_json:
+        console.print_json(json.dumps(status.as_dict()))
+    else:
+        state = "running" if status.running else "stopped"
+        console.print(f"{state}; pid {status.pid}; AMI port open: {status.ami_port_open}; "
+                      f"{status.detail}", highlight=False)
+    sys.exit(0 if status.running else 3)
+
+
+@pbx.command("cli")
+@click.argument("command", nargs=-1, required=True)
+@pass_ctx
+def pbx_cli(ctx: Ctx, command: tuple[str, ...]) -> None:
+    """Run an Asterisk CLI command in the sandbox, e.g. `ivr pbx cli core show channels`."""
+    console.print(_sandbox(ctx).cli(" ".join(command)), end="", highlight=False, markup=False)
+
+
+# -- prompts --------------------------------------------------------------------------------
+@cli.group()
+def prompts() -> None:
+    """Render, fingerprint and install the campaign's prompts."""
+
+
+@prompts.command("build")
+@click.option("--engine", type=click.Choice(["gtts", "espeak", "auto"]), default=None,
+              help="Override prompts.engine for TTS prompts.")
+@click.option("--install/--no-install", default=True,
+              help="Copy the built prompts to the PBX sounds folder.")
+@pass_ctx
+def prompts_build(ctx: Ctx, engine: str | None, install: bool) -> None:
+    """Render every prompt of config.yaml to 8 kHz telephony audio, with a manifest."""
+    from ivr.prompt_build import build_prompts
+    manifest = build_prompts(ctx.cfg, engine_override=engine,
+                             log=lambda m: console.print(m, highlight=False))
+    console.print(f"{len(manifest['prompts'])} prompts built in "
+                  f"{ctx.cfg.path(ctx.cfg.prompts.build_dir)}", highlight=False)
+    if install:
+        from ivr.app import install_prompts_to_pbx
+        try:
+            dest = install_prompts_to_pbx(ctx.cfg)
+            console.print(f"installed into {dest}/ivr", highlight=False)
+        except IvrError as exc:
+            err_console.print(f"not installed: {exc}", highlight=False)
+
+
+# -- contacts -------------------------------------------------------------------------------
+@cli.group()
+def contacts() -> None:
+    """Contact lists."""
+
+
+@contacts.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--source", required=True, help="List name: its provenance is stored.")
+@click.option("--basis", default=None,
+              help="Acquisition basis, e.g. consent, member_file, rented_file.")
+@click.option("--acquired-on", default=None, help="When the list was acquired (YYYY-MM-DD).")
+@pass_ctx
+def contacts_import(ctx: Ctx, file: Path, source: str, basis: str | None,
+                    acquired_on: str | None) -> None:
+    """Import a CSV (header with `number`; optional `name`, `timezone`)."""
+    from ivr.contacts import import_csv
+    report = import_csv(ctx.store(), file, source=source, basis=basis, acquired_on=acquired_on,
+                        default_region=ctx.cfg.default_region, now=now(),
+                        log=lambda m: err_console.print(m, highlight=False))
+    for line, reason in report.rejected:
+        err_console.print(f"rejected line {line}: {reason}", highlight=False, markup=False)
+    for warning in report.warnings:
+        err_console.print(f"warning: {warning}", highlight=False)
+    console.print(report.summary(), highlight=False)
+
+
+# -- run ------------------------------------------------------------------------------------
+def _preflight(ctx: Ctx, store: Any) -> list[Any]:
+    from ivr.compliance import check_campaign
+    return check_campaign(ctx.cfg, store)
+
+
+@cli.command("check")
+@pass_ctx
+def check(ctx: Ctx) -> None:
+    """Preflight: list every rule the campaign breaks (errors refuse `ivr run`)."""
+    violations = _preflight(ctx, ctx.store())
+    for v in violations:
+        colour = "red" if v.severity == "error" else "yellow"
+        console.print(f"[{colour}]{v.severity}[/] {v.code}: {v.message}", highlight=False)
+    errors = [v for v in violations if v.severity == "error"]
+    console.print(f"{len(errors)} error(s), {len(violations) - len(errors)} warning(s)")
+    sys.exit(1 if errors else 0)
+
+
+@cli.command("run")
+@click.option("--dry-run", is_flag=True, help="Show who would be called now, and who not, why.")
+@pass_ctx
+def run_cmd(ctx: Ctx, dry_run: bool) -> None:
+    """Call the due contacts: pacing, retries, calling rules; Ctrl-C stops gracefully."""
+    from ivr.compliance import raise_on_errors
+    store = ctx.store()
+    raise_on_errors(_preflight(ctx, store))
+    if dry_run:
+        from ivr.campaign import plan
+        p = plan(ctx.cfg, store, now())
+        for c in p.due:
+            console.print(f"call     {c['number']}  ({c['source']})", highlight=False)
+        for c, v in p.waiting:
+            console.print(f"not now  {c['number']}  {v.reason}: {v.detail}", highlight=False,
+                          markup=False)
+        console.print(f"{len(p.due)} would be called now, {len(p.waiting)} not")
+        return
+    _run(ctx, store)
+
+
+def _run(ctx: Ctx, store: Any) -> None:
+    from ivr.app import run_campaign
+    from ivr.progress import Progress
+    with Progress(store, ctx.cfg.campaign.name, console) as progress:
+        report, _ = asyncio.run(run_campaign(
+            ctx.cfg, store, on_tick=lambda ctl: progress.tick(len(ctl.dialer.inflight))))
+    console.print(f"run {report.stopped_by}: {report.originated} call(s) placed; {report.why}",
+                  highlight=False)
+
+
+# -- report ---------------------------------------------------------------------------------
+@cli.command("report")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+@click.option("--campaign", default=None, help="Only this campaign's calls.")
+@pass_ctx
+def report_cmd(ctx: Ctx, fmt: str, campaign: str | None) -> None:
+    """Outcomes, consent and completion rates, per attempt and per source."""
+    from ivr import report
+    store = ctx.store()
+    if fmt == "csv":
+        report.calls_csv(store, sys.stdout, campaign=campaign)
+    elif fmt == "json":
+        print(json.dumps(report.summary(store, campaign), indent=2, ensure_ascii=False))
+    else:
+        console.print(report.render(report.summary(store, campaign)))
+
+
+# -- opposition, consent, data protection -----------------------------------------------------
+@cli.group()
+def optout() -> None:
+    """The opposition list (effective at once, for every campaign)."""
+
+
+@optout.command("add")
+@click.argument("number")
+@click.option("--via", type=click.Choice(["post", "email", "phone", "sms"]), required=True)
+@pass_ctx
+def optout_add(ctx: Ctx, number: str, via: str) -> None:
+    from ivr.privacy import optout_add as add
+    new = add(ctx.store(), number, via, now(), ctx.cfg.default_region)
+    console.print("added to the opposition list" if new else "already on the opposition list")
+
+
+@optout.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--via", type=click.Choice(["post", "email", "phone", "sms"]), default="post")
+@pass_ctx
+def optout_import(ctx: Ctx, file: Path, via: str) -> None:
+    from ivr.contacts import import_optouts
+    added, rejected = import_optouts(ctx.store(), file, via=via,
+                                     default_region=ctx.cfg.default_region, now=now())
+    for line, reason in rejected:
+        err_console.print(f"rejected line {line}: {reason}", highlight=False, markup=False)
+    console.print(f"{added} number(s) added to the opposition list")
+
+
+@cli.group()
+def consent() -> None:
+    """Proof of consent."""
+
+
+@consent.command("show")
+@click.argument("number")
+@pass_ctx
+def consent_show(ctx: Ctx, number: str) -> None:
+    from ivr.privacy import consent_proof, normalise_number
+    e164 = normalise_number(number, ctx.cfg.default_region)
+    rows = consent_proof(ctx.store(), e164)
+    if not rows:
+        console.print(f"no consent, refusal or opt-out recorded for {e164}")
+    for row in rows:
+        console.print(json.dumps(row, ensure_ascii=False), highlight=False, markup=False)
+
+
+@cli.group()
+def gdpr() -> None:
+    """Data-protection requests (access, erasure)."""
+
+
+@gdpr.command("export")
+@click.argument("number")
+@pass_ctx
+def gdpr_export(ctx: Ctx, number: str) -> None:
+    from ivr.privacy import gdpr_export as export, normalise_number
+    data = export(ctx.store(), normalise_number(number, ctx.cfg.default_region), now())
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@gdpr.command("erase")
+@click.argument("number")
+@pass_ctx
+def gdpr_erase(ctx: Ctx, number: str) -> None:
+    from ivr.privacy import gdpr_erase as erase, normalise_number
+    counts = erase(ctx.store(), normalise_number(number, ctx.cfg.default_region), now())
+    console.print(json.dumps(counts), highlight=False)
+
+
+@cli.command("purge")
+@click.option("--older-than", default=None, help="e.g. 365d, 24m; default retention.days")
+@pass_ctx
+def purge(ctx: Ctx, older_than: str | None) -> None:
+    """Delete data older than the retention period (opposition hashes are kept)."""
+    from datetime import timedelta
+
+    from ivr.privacy import parse_duration, purge as do_purge
+    age = parse_duration(older_than) if older_than else timedelta(days=ctx.cfg.retention.days)
+    console.print(json.dumps(do_purge(ctx.store(), age, now())), highlight=False)
+
+
+# -- demo -----------------------------------------------------------------------------------
+@cli.command("demo")
+@pass_ctx
+def demo(ctx: Ctx) -> None:
+    """Everything on a fresh machine: prompts, sandbox PBX, demo list, a run, the report."""
+    from ivr.demo import run_demo
+    run_demo(ctx.cfg, console)
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=False)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except IvrError as exc:
+        err_console.print(f"error: {exc}", highlight=False, markup=False)
+        sys.exit(1)
+    except SystemExit:
+        raise
+
+
+if __name__ == "__main__":
+    main()

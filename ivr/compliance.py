@@ -1,0 +1,20 @@
+"""Preflight for a whole campaign: config rules, legal mentions, and the lists about to be called."""
+from __future__ import annotations
+
+from ivr.config import Config
+from ivr.preflight import ERROR, Violation, preflight, raise_on_errors
+from ivr.prompt_legal import missing_legal_items
+from ivr.store import Store
+
+__all__ = ["check_campaign", "raise_on_errors"]
+
+
+def list_sources(store: Store) -> list[dict[str, object]]:
+    """Provenance of every list that still has contacts to call."""
+    return store.q("SELECT source, basis, acquired_on, COUNT(*) AS contacts FROM contacts "
+                   "WHERE status = 'pending' GROUP BY source, basis, acquired_on ORDER BY source")
+
+
+def check_campaign(cfg: Config, store: Store) -> list[Violation]:
+    legal = [Violation("legal_mentions", problem, ERROR) for problem in missing_legal_items(cfg)]
+    return legal + preflight(cfg, sources=list_sources(store))

@@ -1,0 +1,233 @@
+"""Typed configuration loaded from config.yaml; every key has a compliant default."""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ivr.errors import ConfigError
+
+
+@dataclass
+class Campaign:
+    name: str = "campaign"
+    caller_id: str = ""
+    caller_name: str = ""
+
+
+@dataclass
+class Legal:
+    sender: str = ""
+    postal_address: str = ""
+    email: str = ""
+
+
+@dataclass
+class PromptSource:
+    text: str | None = None
+    file: str | None = None
+    transcript: str | None = None  # for a recorded file: what it says (legal checks need it)
+    engine: str | None = None  # overrides prompts.engine for this prompt
+
+
+@dataclass
+class Prompts:
+    sources_dir: str = "prompts"
+    build_dir: str = "prompts/build"
+    engine: str = "auto"
+    language: str = "fr"
+    gtts_tld: str = "fr"
+    espeak_voice: str = "fr"
+    max_duration_s: float = 120.0
+    items: dict[str, PromptSource] = field(default_factory=dict)
+
+
+@dataclass
+class Flow:
+    yes_key: str = "1"
+    no_key: str = "2"
+    optout_key: str = "9"
+    input_timeout_s: float = 5.0
+    max_repeats: int = 2
+    ask_slot: bool = False
+    slots: dict[str, str] = field(
+        default_factory=lambda: {"1": "morning", "2": "afternoon", "3": "evening"})
+
+
+@dataclass
+class Store:
+    path: str = "ivr.db"
+
+
+@dataclass
+class Pbx:
+    mode: str = "sandbox"
+    host: str = "127.0.0.1"
+    port: int = 5038
+    user: str = "ivr"
+    sandbox_dir: str = ".sandbox"
+    sounds_dir: str = ""
+
+
+@dataclass
+class Agi:
+    host: str = "127.0.0.1"
+    port: int = 4573
+    allowed_peers: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+
+
+@dataclass
+class Dialer:
+    max_concurrent: int = 20
+    calls_per_second: float = 5.0
+    ring_timeout_s: float = 30.0
+    dial_string: str = "Local/{number}@ivr-sim"
+    amd: bool = True
+    on_machine: str = "hangup"
+
+
+@dataclass
+class RetryDelays:
+    busy: float = 1800.0
+    no_answer: float = 3600.0
+    congestion: float = 600.0
+
+
+@dataclass
+class Retry:
+    max_attempts: int = 3
+    delay_s: RetryDelays = field(default_factory=RetryDelays)
+
+
+@dataclass
+class Window:
+    days: str = "mon-fri"
+    hours: list[str] = field(default_factory=lambda: ["10:00-13:00", "14:00-20:00"])
+
+
+@dataclass
+class Schedule:
+    """Décret 2022-1313 defaults, adopted for political calls."""
+    timezone: str = "Europe/Paris"
+    windows: list[Window] = field(default_factory=lambda: [Window()])
+    skip_holidays: bool = True
+    holidays_country: str = "FR"
+    max_attempts_per_30_days: int = 4
+    refusal_cooldown_days: int = 60
+    blackout_dates: list[str] = field(default_factory=list)
+    demo_any_hour: bool = False  # only honoured for fiction numbers
+
+
+@dataclass
+class Retention:
+    days: int = 730
+
+
+@dataclass
+class Config:
+    campaign: Campaign = field(default_factory=Campaign)
+    legal: Legal = field(default_factory=Legal)
+    prompts: Prompts = field(default_factory=Prompts)
+    flow: Flow = field(default_factory=Flow)
+    store: Store = field(default_factory=Store)
+    pbx: Pbx = field(default_factory=Pbx)
+    agi: Agi = field(default_factory=Agi)
+    dialer: Dialer = field(default_factory=Dialer)
+    retry: Retry = field(default_factory=Retry)
+    schedule: Schedule = field(default_factory=Schedule)
+    retention: Retention = field(default_factory=Retention)
+    default_region: str = "FR"
+    base_dir: Path = field(default=Path("."), metadata={"internal": True})
+
+    def path(self, relative: str) -> Path:
+        """Resolve a path from the config relative to the config file's folder."""
+        p = Path(relative)
+        return p if p.is_absolute() else self.base_dir / p
+
+
+def _build(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        hints = typing.get_type_hints(tp)
+        known = {f.name for f in dataclasses.fields(tp) if not f.metadata.get("internal")}
+        kwargs = {}
+        for key, sub in value.items():
+            if key not in known:
+                raise ConfigError(f"{where}.{key}: unknown key (known: {', '.join(sorted(known))})")
+            kwargs[key] = _build(hints[key], sub, f"{where}.{key}")
+        return tp(**kwargs)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _build(args[0], value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list")
+        (item,) = typing.get_args(tp)
+        return [_build(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping")
+        _, vt = typing.get_args(tp)
+        return {str(k): _build(vt, v, f"{where}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return tp(value)
+    if tp is str:
+        if isinstance(value, (dict, list)) or value is None:
+            raise ConfigError(f"{where}: expected text, got {value!r}")
+        return str(value)
+    return value
+
+
+def from_dict(data: dict[str, Any], base_dir: Path = Path(".")) -> Config:
+    cfg = _build(Config, data or {}, "config")
+    cfg.base_dir = base_dir
+    _validate(cfg)
+    return cfg
+
+
+def load(path: str | Path) -> Config:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"config file {p} not found: pass --config FILE or create ./config.yaml")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{p}: not valid YAML{at}: fix the syntax") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of sections")
+    return from_dict(data, p.resolve().parent)
+
+
+def _validate(cfg: Config) -> None:
+    keys = {cfg.flow.yes_key, cfg.flow.no_key, cfg.flow.optout_key}
+    if len(keys) != 3 or not all(len(k) == 1 and k in "0123456789*#" for k in keys):
+        raise ConfigError("flow: yes_key, no_key and optout_key must be three different DTMF keys")
+    if cfg.pbx.mode not in ("sandbox", "external"):
+        raise ConfigError(f"pbx.mode: {cfg.pbx.mode!r} is not sandbox or external")
+    if cfg.dialer.on_machine not in ("hangup", "legal"):
+        raise ConfigError(f"dialer.on_machine: {cfg.dialer.on_machine!r} is not hangup or legal")
+    if cfg.dialer.max_concurrent < 1 or cfg.dialer.calls_per_second <= 0:
+        raise ConfigError("dialer: max_concurrent must be >= 1 and calls_per_second > 0")
+    if cfg.retry.max_attempts < 1:
+        raise ConfigError("retry.max_attempts must be at least 1")
+    if "{number}" not in cfg.dialer.dial_string:
+        raise ConfigError("dialer.dial_string must contain {number}, e.g. PJSIP/{number}@carrier")
+    if cfg.prompts.engine not in ("gtts", "espeak", "auto"):
+        raise ConfigError(f"prompts.engine: {cfg.prompts.engine!r} is not gtts, espeak or auto")

@@ -1,0 +1,452 @@
+"""Contact lists in: CSV import with provenance, E.164 numbers, merging; opposition lists.
+
+Memory stays bounded whatever the file size. A first streaming pass over the bytes refuses what is
+not text (NUL bytes) and picks the encoding; nothing is written before it and the header check
+pass. Rows are then streamed through csv.reader and written in batches of BATCH numbers, each
+batch in its own transaction. A fatal error after some batches (e.g. broken quoting at line
+900 000) leaves the earlier batches imported and consistent, never half a batch; the error says
+so, the audit row records it, and importing the fixed file again is safe because importing is
+idempotent.
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import itertools
+import json
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+
+from ivr.errors import ImportFileError
+from ivr.store import Store, utc
+
+BATCH = 1000            # distinct numbers per transaction
+CHUNK = 1 << 20         # bytes per read in the encoding pass
+MAX_LISTED_REJECTS = 1000  # beyond this only counted: an all-garbage huge file stays bounded
+IN_CHUNK = 500          # parameters per IN (...) query, under every SQLite variable limit
+LATIN1_WARNING = "file is not UTF-8; read as Latin-1: check accented names"
+# Bytes Windows-1252 leaves undefined. Excel on Windows writes cp1252 (’ œ €), a superset of
+# Latin-1 for printable text; a file holding one of these bytes is read as strict Latin-1.
+CP1252_HOLES = (b"\x81", b"\x8d", b"\x8f", b"\x90", b"\x9d")
+CONTACT_FIELDS = "id, number, name, timezone, source, basis, extra, status"
+
+
+@dataclass
+class ImportReport:
+    """Each non-blank data line lands in exactly one of added, merged, unchanged, rejected.
+
+    merged = existing contacts that gained data + lines repeating a number seen earlier in the
+    file (those are also counted in `duplicates`). opted_out counts the file's distinct numbers
+    on the opposition list, whichever of added/merged/unchanged they fell in.
+    """
+    added: int = 0
+    merged: int = 0
+    unchanged: int = 0
+    opted_out: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    duplicates: int = 0
+    rejected_total: int = 0  # len(rejected) unless more than MAX_LISTED_REJECTS
+
+    def summary(self) -> str:
+        dup = (f" ({self.merged - self.duplicates} existing updated, {self.duplicates} "
+               "repeated in the file)") if self.duplicates else ""
+        return (f"{self.added} added, {self.merged} merged{dup}, {self.unchanged} unchanged, "
+                f"{self.opted_out} on the opposition list (never called), "
+                f"{self.rejected_total} rejected")
+
+
+def e164(raw: str, default_region: str) -> str | None:
+    """The number in E.164, or None if phonenumbers does not call it valid."""
+    try:
+        parsed = phonenumbers.parse(raw, default_region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def import_csv(store: Store, path: Path, *, source: str, basis: str | None,
+               acquired_on: str | None, default_region: str, now: datetime,
+               log: Callable[[str], None] = lambda s: None) -> ImportReport:
+    """Import a contact list; see the module docstring for what a fatal error leaves behind."""
+    source = (source or "").strip()
+    if not source:
+        raise ImportFileError("a list needs its provenance: pass --source NAME")
+    importer = _Importer(store, source=source, basis=(basis or "").strip() or None,
+                         acquired_on=_acquired_on(acquired_on, now),
+                         region=default_region, now=now)
+    report = importer.report
+    records = _records(path, report.warnings)
+    with closing(records):
+        header = next(records, None)  # runs the byte/encoding pass first
+        if header is None:
+            raise ImportFileError(f"{path.name} is empty: its first line must be a header "
+                                  "naming a 'number' column")
+        importer.columns = _columns(path.name, header[1])
+        store.db.execute("CREATE TEMP TABLE IF NOT EXISTS ivr_import_seen "
+                         "(number TEXT PRIMARY KEY)")
+        store.db.execute("DELETE FROM temp.ivr_import_seen")
+        try:
+            _stream(importer, records, log, path.name)
+        finally:  # cleanup only; any exception still propagates
+            store.db.execute("DROP TABLE IF EXISTS temp.ivr_import_seen")
+    store.audit("import", None, importer.detail(path.name, complete=True), now)
+    return report
+
+
+def _stream(importer: _Importer, records: Iterator[tuple[int, list[str]]],
+            log: Callable[[str], None], name: str) -> None:
+    line = 0
+    try:
+        for line, cells in records:
+            importer.add(line, cells)
+            if line % 100_000 == 0:
+                log(f"{name}: line {line}")
+        importer.flush()
+    except ImportFileError as exc:
+        if not importer.batches_written:
+            raise  # nothing written yet: leave the store untouched
+        importer.flush()  # so that "every line before it" is exactly what was imported
+        importer.store.audit("import", None, importer.detail(name, complete=False, line=line),
+                             importer.now)
+        raise ImportFileError(f"{exc}; the lines before it were imported: fix the file and "
+                              "import it again (already imported rows are kept)") from exc
+
+
+class _Importer:
+    def __init__(self, store: Store, *, source: str, basis: str | None, acquired_on: str,
+                 region: str, now: datetime) -> None:
+        self.store, self.source, self.basis = store, source, basis
+        self.acquired_on, self.region, self.now = acquired_on, region, now
+        self.columns: list[str] = []
+        self.report = ImportReport()
+        self.batch: dict[str, _Row] = {}
+        self.batches_written = 0
+        self.zones: set[str] = set()  # valid names seen; zoneinfo does not cache failures
+
+    def reject(self, line: int, reason: str) -> None:
+        self.report.rejected_total += 1
+        if len(self.report.rejected) < MAX_LISTED_REJECTS:
+            self.report.rejected.append((line, reason))
+        elif self.report.rejected_total == MAX_LISTED_REJECTS + 1:
+            self.report.warnings.append(f"more than {MAX_LISTED_REJECTS} lines rejected: only "
+                                        "the first ones are listed")
+
+    def add(self, line: int, cells: list[str]) -> None:
+        width = len(self.columns)
+        if len(cells) > width:
+            return self.reject(line, f"{len(cells)} fields where the header has {width}: "
+                                     "check the quoting and the delimiter")
+        values = dict(zip(self.columns, [c.strip() for c in cells] + [""] * (width - len(cells))))
+        raw, name, zone = values.pop("number"), values.pop("name", ""), values.pop("timezone", "")
+        if not raw:
+            return self.reject(line, "no number")
+        number = e164(raw, self.region)
+        if number is None:
+            return self.reject(line, f"{_short(raw)} is not a valid phone number")
+        if zone and not self._zone_ok(zone):
+            return self.reject(line, f"time zone {_short(zone)} is unknown: use an IANA name "
+                                     "such as Europe/Paris")
+        row = _Row(name, zone, values)
+        if number in self.batch:
+            self.batch[number].fill(row)
+            self.report.duplicates += 1
+            self.report.merged += 1
+            return None
+        self.batch[number] = row
+        if len(self.batch) >= BATCH:
+            self.flush()
+        return None
+
+    def _zone_ok(self, name: str) -> bool:
+        if name in self.zones:
+            return True
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # unknown, malformed, a folder
+            return False
+        self.zones.add(name)
+        return True
+
+    def flush(self) -> None:
+        if not self.batch:
+            return
+        batch, self.batch = self.batch, {}
+        numbers = list(batch)
+        hashes = {n: self.store.number_hash(n) for n in numbers}
+        report, ts, execute = self.report, utc(self.now), self.store.db.execute
+        with self.store.transaction():
+            existing = {r["number"]: r for r in _select_in(
+                self.store, f"SELECT {CONTACT_FIELDS} FROM contacts WHERE number IN ({{}})",
+                numbers)}
+            seen = {r["number"] for r in _select_in(
+                self.store, "SELECT number FROM temp.ivr_import_seen WHERE number IN ({})",
+                numbers)}
+            listed = {r["number_hash"] for r in _select_in(
+                self.store, "SELECT number_hash FROM optouts WHERE number_hash IN ({})",
+                list(hashes.values()))}
+            for number, row in batch.items():
+                on_list = hashes[number] in listed
+                repeat = number in seen  # seen in an earlier batch of this file
+                if repeat:
+                    report.duplicates += 1
+                    report.merged += 1
+                else:
+                    execute("INSERT INTO temp.ivr_import_seen (number) VALUES (?)", (number,))
+                    report.opted_out += int(on_list)
+                old = existing.get(number)
+                if old is None:
+                    execute("INSERT INTO contacts (number, name, timezone, source, basis, "
+                            "acquired_on, extra, status, created_at, updated_at) "
+                            "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                            (number, row.name or None, row.timezone or None, self.source,
+                             self.basis, self.acquired_on, _json(row.extra),
+                             "opted_out" if on_list else "pending", ts, ts))
+                    report.added += 1
+                    continue
+                changes = self._changes(old, row, on_list)
+                if changes:
+                    # Column names come from _changes (constants), values are parameters.
+                    sets = ", ".join(f"{col} = ?" for col in changes)
+                    execute(f"UPDATE contacts SET {sets}, updated_at = ? WHERE id = ?",
+                            (*changes.values(), ts, old["id"]))
+                if not repeat:
+                    if changes:
+                        report.merged += 1
+                    else:
+                        report.unchanged += 1
+        self.batches_written += 1
+
+    def _changes(self, old: dict[str, Any], row: _Row, on_list: bool) -> dict[str, Any]:
+        """Fill what the existing contact lacks; provenance and progress stay as they were."""
+        changes: dict[str, Any] = {}
+        if row.name and not old["name"]:
+            changes["name"] = row.name
+        if row.timezone and not old["timezone"]:
+            changes["timezone"] = row.timezone
+        extra = json.loads(old["extra"] or "{}")
+        filled = _fill(dict(extra), row.extra)
+        if filled != extra:
+            changes["extra"] = _json(filled)
+        if self.basis and not old["basis"] and old["source"] == self.source:
+            changes["basis"] = self.basis  # same list, basis given late: not another provenance
+        if on_list and old["status"] != "opted_out":
+            changes["status"] = "opted_out"  # never reset otherwise: done stays done
+        return changes
+
+    def detail(self, file: str, *, complete: bool, line: int | None = None) -> dict[str, Any]:
+        r = self.report
+        detail: dict[str, Any] = {
+            "source": self.source, "basis": self.basis, "acquired_on": self.acquired_on,
+            "file": file, "added": r.added, "merged": r.merged, "duplicates": r.duplicates,
+            "unchanged": r.unchanged, "opted_out": r.opted_out, "rejected": r.rejected_total,
+            "complete": complete}
+        if line is not None:
+            detail["stopped_at_line"] = line
+        return detail
+
+
+@dataclass
+class _Row:
+    name: str
+    timezone: str
+    extra: dict[str, str]
+
+    def fill(self, later: _Row) -> None:
+        """A later line of the same number fills blanks; it never overwrites."""
+        self.name = self.name or later.name
+        self.timezone = self.timezone or later.timezone
+        _fill(self.extra, later.extra)
+
+
+def _fill(base: dict[str, Any], more: dict[str, str]) -> dict[str, Any]:
+    for key, value in more.items():
+        if key not in base or (value and not base[key]):
+            base[key] = value
+    return base
+
+
+def _json(value: dict[str, Any]) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+def _select_in(store: Store, sql: str, values: list[str]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for i in range(0, len(values), IN_CHUNK):
+        part = values[i:i + IN_CHUNK]
+        rows += store.q(sql.format(",".join("?" * len(part))), tuple(part))
+    return rows
+
+
+def _acquired_on(text: str | None, now: datetime) -> str:
+    """ISO date; default today in `now`'s own zone (the CLI passes UTC)."""
+    if text is None or not text.strip():
+        return now.date().isoformat()
+    try:
+        day = date.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise ImportFileError(f"--acquired-on {text!r} is not a date: use YYYY-MM-DD") from exc
+    if day > now.date() + timedelta(days=1):  # one day of slack for time zones
+        raise ImportFileError(f"--acquired-on {day} is in the future: give the date the list "
+                              "was acquired")
+    return day.isoformat()
+
+
+def _columns(file: str, header: list[str]) -> list[str]:
+    """Header names: number/name/timezone matched case-insensitively, others kept as written."""
+    names = [cell.strip() for cell in header]
+    columns, lowered = [], set()
+    for i, name in enumerate(names, start=1):
+        low = name.lower()
+        if low in lowered:
+            raise ImportFileError(f"{file}: column {name!r} appears twice in the header: "
+                                  "rename one")
+        lowered.add(low)
+        columns.append(low if low in ("number", "name", "timezone") else name or f"column_{i}")
+    if "number" not in columns:
+        found = ", ".join(repr(n) for n in names)
+        raise ImportFileError(f"{file}: no 'number' column (columns found: {found}): name the "
+                              "phone number column 'number'")
+    return columns
+
+
+def _records(path: Path, warnings: list[str]) -> Iterator[tuple[int, list[str]]]:
+    """(line number, cells) of each non-blank CSV record, the header first.
+
+    The line number is where the record starts (header = 1), as an editor shows it.
+    """
+    encoding = _sniff(path, warnings)
+    try:
+        fh = open(path, encoding=encoding, newline="")
+    except OSError as exc:
+        raise _unreadable(path, exc) from exc
+    with fh:
+        line_num = 0
+        try:
+            head: list[str] = []  # leading blank lines, then the header line
+            for text in fh:
+                head.append(text)
+                if text.strip():
+                    break
+            reader = csv.reader(itertools.chain(head, fh), delimiter=_delimiter(head[-1:]))
+            for cells in reader:
+                start, line_num = line_num + 1, reader.line_num
+                if any(c.strip() for c in cells):
+                    yield start, cells
+        except csv.Error as exc:
+            raise ImportFileError(f"{path.name} line {line_num + 1}: {exc}: fix the quoting") \
+                from exc
+        except UnicodeDecodeError as exc:  # the encoding pass accepted it: the file changed
+            raise ImportFileError(f"{path.name} changed while being read: import it again") \
+                from exc
+        except OSError as exc:
+            raise _unreadable(path, exc) from exc
+
+
+def _delimiter(header: list[str]) -> str:
+    """French Excel writes ';'; pick the delimiter the header line uses most, else ','."""
+    line = header[0] if header else ""
+    counts = {d: line.count(d) for d in (",", ";", "\t")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def _sniff(path: Path, warnings: list[str]) -> str:
+    """One streaming pass over the bytes: refuse what is not text, choose the encoding."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    utf8, holes, size = True, False, 0
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(CHUNK):
+                if size == 0:
+                    _refuse_known_binary(path, chunk)
+                nul = chunk.find(b"\x00")
+                if nul >= 0:
+                    raise ImportFileError(f"{path.name} is not CSV text (NUL byte at offset "
+                                          f"{size + nul}): export the list as CSV")
+                if utf8:
+                    try:
+                        decoder.decode(chunk)
+                    except UnicodeDecodeError:
+                        utf8 = False
+                holes = holes or any(b in chunk for b in CP1252_HOLES)
+                size += len(chunk)
+    except OSError as exc:
+        raise _unreadable(path, exc) from exc
+    if size == 0:
+        raise ImportFileError(f"{path.name} is empty: its first line must be a header naming a "
+                              "'number' column")
+    if utf8:
+        try:
+            decoder.decode(b"", final=True)  # a sequence cut at the end of the file
+        except UnicodeDecodeError:
+            utf8 = False
+    if utf8:
+        return "utf-8-sig"  # with or without a BOM
+    warnings.append(LATIN1_WARNING)
+    return "latin-1" if holes else "cp1252"
+
+
+def _refuse_known_binary(path: Path, head: bytes) -> None:
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ImportFileError(f"{path.name} is UTF-16 text: save it as 'CSV UTF-8'")
+    if head.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
+        raise ImportFileError(f"{path.name} is a spreadsheet (Excel/ODS), not CSV text: "
+                              "save it as 'CSV UTF-8'")
+
+
+def _unreadable(path: Path, exc: OSError) -> ImportFileError:
+    if isinstance(exc, FileNotFoundError):
+        return ImportFileError(f"{path}: file not found: check the path")
+    if isinstance(exc, IsADirectoryError):
+        return ImportFileError(f"{path} is a folder: give the CSV file inside it")
+    if isinstance(exc, PermissionError):
+        return ImportFileError(f"{path} cannot be read (permission denied): check its rights")
+    return ImportFileError(f"cannot read {path}: {exc.strerror or exc}")
+
+
+def import_optouts(store: Store, path: Path, *, via: str, default_region: str,
+                   now: datetime) -> tuple[int, list[tuple[int, str]]]:
+    """A CSV with a 'number' column, or a plain list of numbers one per line.
+
+    Each valid number goes through store.add_optout (its own transaction and audit row), so an
+    interrupted import keeps what it added and can simply be run again.
+    """
+    warnings: list[str] = []  # numbers are digits: the encoding cannot garble them
+    added, rejected = 0, []
+    records = _records(path, warnings)
+    with closing(records):
+        first = next(records, None)
+        if first is None:
+            raise ImportFileError(f"{path.name} is empty: give one number per line or a CSV "
+                                  "with a 'number' column")
+        lowered = [cell.strip().lower() for cell in first[1]]
+        if "number" in lowered:
+            col, rows = lowered.index("number"), records
+        elif e164(first[1][0].strip(), default_region):
+            col, rows = 0, itertools.chain([first], records)
+        else:
+            raise ImportFileError(f"{path.name}: line {first[0]} is neither a header with a "
+                                  f"'number' column nor a phone number: add a 'number' header")
+        for line, cells in rows:
+            raw = cells[col].strip() if col < len(cells) else ""
+            number = e164(raw, default_region) if raw else None
+            if number is None:
+                rejected.append((line, f"{_short(raw)} is not a valid phone number"
+                                 if raw else "no number"))
+            elif store.add_optout(number, via, now):
+                added += 1
+    return added, rejected

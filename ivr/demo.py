@@ -1,0 +1,87 @@
+"""`ivr demo`: build prompts offline, start the sandbox, import fiction numbers, run, report."""
+from __future__ import annotations
+
+import asyncio
+import csv
+import dataclasses
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from rich.console import Console
+
+from ivr.config import Config
+
+# One fiction number (+33 1 99 00 xx xx, reserved by ARCEP) per simulated-callee behaviour.
+DEMO_BEHAVIOURS = {
+    "10": "presses 1 during the introduction",
+    "11": "presses 1 after the introduction",
+    "20": "presses 2",
+    "30": "presses nothing",
+    "40": "presses 7, then 1",
+    "50": "hangs up during the introduction",
+    "51": "presses 1, hangs up during the message",
+    "52": "presses 2, hangs up during the legal mentions",
+    "60": "presses 9 (opt-out)",
+    "70": "busy",
+    "71": "never answers",
+    "72": "congestion",
+    "80": "answering machine",
+    "99": "anything else: presses 1",
+}
+
+
+def demo_numbers() -> list[str]:
+    return [f"01 99 00 00 {suffix}" for suffix in DEMO_BEHAVIOURS]
+
+
+def write_demo_csv(path: Path) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["number", "name", "behaviour"])
+        for number, (suffix, behaviour) in zip(demo_numbers(), DEMO_BEHAVIOURS.items()):
+            w.writerow([number, f"Fiction {suffix}", behaviour])
+    return path
+
+
+def run_demo(cfg: Config, console: Console) -> None:
+    from ivr import report
+    from ivr.app import install_prompts_to_pbx, open_store, run_campaign, sandbox_sim_timing
+    from ivr.compliance import check_campaign, raise_on_errors
+    from ivr.contacts import import_csv
+    from ivr.progress import Progress
+    from ivr.prompt_build import build_prompts
+    from ivr.sandbox import Sandbox
+
+    say = lambda m: console.print(m, highlight=False)  # noqa: E731
+    say("1/5 building the prompts (offline TTS)")
+    build_prompts(cfg, log=lambda m: say(f"    {m}"))
+    say("2/5 starting the sandbox PBX")
+    status = Sandbox(cfg).up(sim_timing=sandbox_sim_timing(cfg), log=say)
+    install_prompts_to_pbx(cfg)
+    say(f"    Asterisk pid {status.pid}: {status.detail}")
+
+    # The demo keeps its own store, fresh each time, so it always has something to call.
+    db = cfg.path(cfg.pbx.sandbox_dir) / "demo.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    cfg = dataclasses.replace(cfg, store=dataclasses.replace(cfg.store, path=str(db)))
+    store = open_store(cfg)
+    say(f"3/5 importing {len(DEMO_BEHAVIOURS)} fiction numbers into {db}")
+    with tempfile.TemporaryDirectory() as tmp:
+        result = import_csv(store, write_demo_csv(Path(tmp) / "demo.csv"), source="demo-fiction",
+                            basis="consent", acquired_on=None,
+                            default_region=cfg.default_region, now=datetime.now(timezone.utc))
+    say(f"    {result.summary()}")
+    violations = check_campaign(cfg, store)
+    for v in violations:
+        say(f"    {v.severity}: {v.message}")
+    raise_on_errors(violations)
+    say("4/5 running the campaign")
+    with Progress(store, cfg.campaign.name, console) as progress:
+        run_report, _ = asyncio.run(run_campaign(
+            cfg, store, on_tick=lambda ctl: progress.tick(len(ctl.dialer.inflight))))
+    say(f"    run {run_report.stopped_by}: {run_report.originated} call(s); {run_report.why}")
+    say("5/5 report")
+    console.print(report.render(report.summary(store, cfg.campaign.name)))
+    say(f"store: {db}  (ivr report --format json reads config.yaml's store.path instead)")

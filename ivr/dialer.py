@@ -1,0 +1,202 @@
+"""Originates calls over AMI and settles every attempt that the IVR handler does not.
+
+Correlation: each attempt's calls.id is passed as CALL_ID (channel variable and AGI argument) and
+its channel_id is the Originate ChannelId, i.e. the Uniqueid of the IVR-side channel. Never
+panoramisk's CallManager, which groups calls by epoch second.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from ivr.ami import Ami
+from ivr.config import Config
+from ivr.dispositions import RETRYABLE, as_int, unanswered_outcome
+from ivr.errors import ConfigError
+from ivr.store import CallResult, Store
+
+log = logging.getLogger(__name__)
+
+E164 = re.compile(r"^\+[1-9][0-9]{5,14}$")
+UNSAFE = re.compile(r"[&,|/\\\r\n;'\"\s]")
+CAUSE_GRACE_S = 1.0     # wait this long for a Hangup cause after a vague OriginateResponse
+ANSWERED_GRACE_S = 3.0  # an answered call whose IVR never reported is an `error` after this
+LOCAL_OTHER = "-2"      # OtherChannelId suffix: the ;2 half of a Local channel
+
+
+def dial_string(template: str, number: str) -> str:
+    """Fill the dial string, refusing anything that could inject into it."""
+    if not E164.match(number):
+        raise ConfigError(f"number {number!r} is not E.164 (+ and 6-15 digits): fix the contact")
+    if "\n" in template or "\r" in template or "&" in template or "|" in template:
+        raise ConfigError("dialer.dial_string must be one channel (no &, | or newline)")
+    return template.replace("{number}", number)
+
+
+def safe_value(name: str, value: str) -> str:
+    if UNSAFE.search(value.replace(" ", "")) and name != "caller_name":
+        raise ConfigError(f"{name} {value!r} contains characters not allowed in AMI fields")
+    if "\n" in value or "\r" in value:
+        raise ConfigError(f"{name} must be one line")
+    return value
+
+
+@dataclass
+class InFlight:
+    call_id: int
+    channel_id: str
+    number: str
+    answered: bool = False
+    hung_up: bool = False
+    cause: int | None = None
+    reason: int | None = None  # OriginateResponse Reason of a failed Originate
+    settle: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+
+class Dialer:
+    def __init__(self, cfg: Config, store: Store, ami: Ami, clock: Callable[[], datetime],
+                 agi_url: str) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.ami = ami
+        self.clock = clock
+        self.agi_url = agi_url
+        self.inflight: dict[str, InFlight] = {}
+        self.by_call: dict[int, str] = {}
+        self.changed = asyncio.Event()
+        self.originated = 0
+        caller = cfg.campaign.caller_id
+        safe_value("campaign.caller_id", caller)
+        safe_value("campaign.caller_name", cfg.campaign.caller_name)
+        self.caller_id = (f'"{cfg.campaign.caller_name}" <{caller}>'
+                          if cfg.campaign.caller_name else caller)
+
+    # -- policy -------------------------------------------------------------------------------
+    def retry_at(self, call: dict[str, Any], outcome: str) -> datetime | None:
+        if outcome not in RETRYABLE or int(call["attempt"]) >= self.cfg.retry.max_attempts:
+            return None
+        delays = self.cfg.retry.delay_s
+        delay = getattr(delays, outcome, delays.congestion)
+        return self.clock() + timedelta(seconds=delay)
+
+    # -- originate ----------------------------------------------------------------------------
+    async def dial(self, contact: dict[str, Any]) -> dict[str, Any]:
+        channel = dial_string(self.cfg.dialer.dial_string, contact["number"])
+        call = self.store.create_attempt(contact, self.cfg.campaign.name,
+                                         self.cfg.campaign.caller_id, self.clock())
+        flight = InFlight(int(call["id"]), call["channel_id"], contact["number"])
+        self.inflight[flight.channel_id] = flight
+        self.by_call[flight.call_id] = flight.channel_id
+        try:
+            await self.ami.originate(
+                channel=channel, context="ivr-outbound", exten="s",
+                channel_id=flight.channel_id,
+                other_channel_id=flight.channel_id + LOCAL_OTHER, caller_id=self.caller_id,
+                timeout_ms=int(self.cfg.dialer.ring_timeout_s * 1000),
+                variables={"CALL_ID": str(flight.call_id), "IVR_AGI": self.agi_url,
+                           "IVR_AMD": "1" if self.cfg.dialer.amd else "0"})
+        except Exception as exc:
+            # Never sent twice: a refused or unanswered Originate settles the attempt now.
+            log.warning("Originate for call %s failed: %s", flight.call_id, exc)
+            self._settle_unanswered(flight, "failed" if "refused" in str(exc) else "error",
+                                    None)
+            raise
+        self.originated += 1
+        return call
+
+    # -- events -------------------------------------------------------------------------------
+    def on_event(self, ev: Any) -> None:
+        name = ev.get("Event")
+        if name == "OriginateResponse":
+            flight = self.inflight.get(ev.get("Uniqueid", ""))
+            if flight is None:
+                return
+            if ev.get("Response") == "Success":
+                flight.answered = True
+                self.store.mark_answered(flight.call_id, self.clock())
+                return
+            flight.reason = as_int(ev.get("Reason"))
+            if flight.hung_up:
+                self._settle_failed(flight)
+            else:  # the Hangup events carry the cause that explains the failure
+                flight.settle = asyncio.get_running_loop().call_later(
+                    CAUSE_GRACE_S, self._settle_failed, flight)
+        elif name == "Hangup":
+            uid = ev.get("Uniqueid", "")
+            if uid.endswith(LOCAL_OTHER):  # the callee half of a Local channel: its cause is
+                other = self.inflight.get(uid[:-len(LOCAL_OTHER)])  # the one that explains
+                if other is not None and as_int(ev.get("Cause")):
+                    other.cause = as_int(ev.get("Cause"))
+                return
+            flight = self.inflight.get(uid)
+            if flight is None:  # already settled by the IVR: keep the real cause
+                call = self.store.call_by_channel(ev.get("Uniqueid", ""))
+                if call is not None and as_int(ev.get("Cause")):
+                    self.store.set_hangup_cause(int(call["id"]), str(ev.get("Cause")))
+                return
+            flight.cause = flight.cause or as_int(ev.get("Cause")) or None
+            flight.hung_up = True
+            if flight.reason is not None:
+                self._settle_failed(flight)
+                return
+            if flight.answered:
+                if flight.cause is not None:
+                    self.store.set_hangup_cause(flight.call_id, str(flight.cause))
+                asyncio.get_running_loop().call_later(ANSWERED_GRACE_S, self._expire, flight)
+        elif name == "UserEvent" and ev.get("UserEvent") == "IvrFailsafe":
+            call_id = as_int(ev.get("CallId"))
+            channel_id = self.by_call.get(call_id or -1)
+            if channel_id and channel_id in self.inflight:
+                self._settle_error(self.inflight[channel_id], "failsafe")
+
+    def _settle_failed(self, flight: InFlight) -> None:
+        self._settle_unanswered(flight, unanswered_outcome(flight.reason, flight.cause),
+                                flight.cause)
+
+    def _expire(self, flight: InFlight) -> None:
+        """An answered call hung up but no outcome arrived from the IVR: record `error`."""
+        if flight.channel_id in self.inflight:
+            call = self.store.call(flight.call_id)
+            if call is not None and call["outcome"] is None:
+                self._settle_error(flight, "no-ivr-report")
+            else:
+                self.finished(flight.call_id)
+
+    def _settle_error(self, flight: InFlight, stage: str) -> None:
+        call = self.store.call(flight.call_id)
+        if call is not None:
+            self.store.finish_answered(
+                flight.call_id, CallResult(outcome="error", stage=stage, keys="", heard={}),
+                self.clock(), self.retry_at(call, "error"))
+        self.finished(flight.call_id)
+
+    def _settle_unanswered(self, flight: InFlight, outcome: str, cause: int | None) -> None:
+        if flight.channel_id not in self.inflight:
+            return
+        call = self.store.call(flight.call_id)
+        if call is not None:
+            self.store.finish_unanswered(flight.call_id, outcome,
+                                         str(cause) if cause is not None else None,
+                                         self.clock(), self.retry_at(call, outcome))
+        self.finished(flight.call_id)
+
+    def finished(self, call_id: int) -> None:
+        """The attempt has its outcome: it no longer counts against max_concurrent."""
+        channel_id = self.by_call.pop(call_id, None)
+        if channel_id is not None:
+            flight = self.inflight.pop(channel_id, None)
+            if flight is not None and flight.settle is not None:
+                flight.settle.cancel()
+        self.changed.set()
+
+    async def hangup_all(self) -> None:
+        for channel_id in list(self.inflight):
+            try:
+                await self.ami.hangup(channel_id)
+            except Exception as exc:  # the channel may already be gone
+                log.info("hangup %s: %s", channel_id, exc)

@@ -1,0 +1,229 @@
+"""Checks run before any campaign starts. Pure: takes the config (and list provenance), returns
+violations; `raise_on_errors` turns the errors into one ComplianceError.
+
+Legal mentions and the intro text are checked elsewhere (ivr/prompt_legal.py); the caller
+combines both lists.
+
+Caller ID ranges (ARCEP plan de numérotation, décision 2022-1583, in force since 2023-01-01):
+06/07 mobile numbers may not be presented by an automated caller (error here). Automated
+calling systems must also avoid the other "territorialised" numbers (01-05, 09) except the
+tranches dedicated to them, listed in SAAM_PREFIXES; any other caller ID is a warning, since
+the operator may hold a derogation we cannot know about. Fiction numbers (+33 1 99 00 xx xx)
+are exempt from that warning: they never reach a real network.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Iterable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays
+import phonenumbers
+
+from ivr.calling_rules import is_fiction_number, parse_blackout_dates, parse_windows
+from ivr.config import Config
+from ivr.errors import ComplianceError
+
+ERROR = "error"
+WARNING = "warning"
+
+# Country codes numbered by ARCEP (metropolitan France and overseas departments/collectivities).
+ARCEP_COUNTRY_CODES = frozenset({33, 262, 508, 590, 594, 596})
+# E.164 prefixes of the tranches ARCEP dedicates to automated calling systems (SAAM):
+# 01 62, 01 63, 02 70, 02 71, 03 77, 03 78, 04 24, 04 25, 05 68, 05 69, 09 48, 09 49, and
+# overseas 09 475 (Guadeloupe, Saint-Martin, Saint-Barthélemy), 09 476 (Guyane), 09 477
+# (Martinique), 09 478 / 09 479 (La Réunion, Mayotte).
+SAAM_PREFIXES: tuple[str, ...] = (
+    "+33162", "+33163", "+33270", "+33271", "+33377", "+33378", "+33424", "+33425",
+    "+33568", "+33569", "+33948", "+33949",
+    "+339475", "+339476", "+339477", "+339478", "+339479")
+SAAM_HUMAN = "01 62/63, 02 70/71, 03 77/78, 04 24/25, 05 68/69, 09 48/49 (overseas 09 475-09 479)"
+
+MASKED_WORDS = frozenset({"anonymous", "anonyme", "private", "prive", "masque", "masked", "hidden",
+                          "withheld", "restricted", "unknown", "inconnu", "unavailable", "none"})
+KNOWN_BASES = frozenset({"consent", "rented_file", "member_file"})
+# CNIL: numbers collected on the internet may not be used. "Hard" words always mean collection
+# from the web; "soft" ones are tolerated when the basis also says consent (e.g. a web form).
+_HARD_SCRAPE = re.compile(r"scrap|crawl|harvest|aspir|extract")
+_SOFT_SCRAPE = re.compile(r"\bweb|internet|online|en ligne|social|reseaux")
+_CONSENT = re.compile(r"consent|opt.?in")
+# Décret 2022-1313 hours, used to warn when configured windows are wider.
+DECREE_DAYS = frozenset(range(5))
+DECREE_SPANS = ((10 * 3600, 13 * 3600), (14 * 3600, 20 * 3600))
+
+
+@dataclass(frozen=True)
+class Violation:
+    code: str
+    message: str  # one line: what is wrong and what to do
+    severity: str  # ERROR or WARNING
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == ERROR
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _err(code: str, message: str) -> Violation:
+    return Violation(code, _one_line(message), ERROR)
+
+
+def _warn(code: str, message: str) -> Violation:
+    return Violation(code, _one_line(message), WARNING)
+
+
+def _fold(text: str) -> str:
+    """Lowercase without accents, so 'Masqué' and 'masque' compare equal."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+
+
+def check_caller_id(caller_id: str, default_region: str = "FR") -> list[Violation]:
+    raw = (caller_id or "").strip()
+    where = "campaign.caller_id"
+    if not raw:
+        return [_err("caller_id_missing", f"{where} is empty: set a number the callee can call back "
+                     f"(ARCEP ranges for automated calls: {SAAM_HUMAN})")]
+    words = set(re.split(r"[^a-z]+", _fold(raw))) - {""}
+    if words & MASKED_WORDS or not any(c.isdigit() for c in raw):
+        return [_err("caller_id_masked", f"{where} {raw!r} is masked: automated political calls must "
+                     "present a number the callee can call back")]
+    try:
+        num = phonenumbers.parse(raw, default_region or "FR")
+    except phonenumbers.NumberParseException:
+        num = None
+    e164 = phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164) if num else raw
+    # Mobile first: even an unassigned 06/07 number must be reported as the ARCEP problem it is.
+    mobile_type = num is not None and num.country_code in ARCEP_COUNTRY_CODES and \
+        phonenumbers.number_type(num) == phonenumbers.PhoneNumberType.MOBILE
+    if e164.startswith(("+336", "+337")) or mobile_type:
+        return [_err("caller_id_mobile", f"{where} {e164} is a mobile (06/07) number: ARCEP forbids "
+                     f"automated callers from presenting it; use a number from {SAAM_HUMAN}")]
+    if num is None or not phonenumbers.is_valid_number(num):
+        return [_err("caller_id_invalid", f"{where} {raw!r} is not a valid phone number: use E.164, "
+                     "e.g. +33162000000")]
+    if is_fiction_number(e164) or e164.startswith(SAAM_PREFIXES):
+        return []
+    if num.country_code == 33 and e164[3] in "123459":
+        return [_warn("caller_id_range", f"{where} {e164} is a 01-05/09 number outside the ARCEP "
+                      f"tranches for automated calls: use one from {SAAM_HUMAN}")]
+    return [_warn("caller_id_range", f"{where} {e164} is not in a French range usable by automated "
+                  f"callers: use one from {SAAM_HUMAN}")]
+
+
+def _check_schedule(cfg: Config) -> list[Violation]:
+    sch = cfg.schedule
+    out: list[Violation] = []
+    if not sch.windows:
+        out.append(_err("no_window", "schedule.windows is empty: configure at least one window, "
+                        "e.g. days: mon-fri, hours: ['10:00-13:00', '14:00-20:00']"))
+    wide = False
+    for i, w in enumerate(sch.windows):
+        try:
+            (spec,) = parse_windows([w])
+        except ComplianceError as exc:
+            out.append(_err("window_syntax", f"schedule.windows[{i}]: {exc}"))
+            continue
+        outside_days = spec.days - DECREE_DAYS
+        outside_hours = any(not any(ds <= s and e <= de for ds, de in DECREE_SPANS) for s, e in spec.spans)
+        wide = wide or bool(outside_days) or outside_hours
+    if wide:
+        out.append(_warn("window_wider_than_decree", "schedule.windows go beyond Décret 2022-1313 "
+                         "(mon-fri 10:00-13:00 and 14:00-20:00): keep the defaults for political calls"))
+    try:
+        ZoneInfo(sch.timezone)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        out.append(_err("timezone_invalid", f"schedule.timezone {sch.timezone!r} is unknown: "
+                        "use an IANA name such as Europe/Paris"))
+    try:
+        holidays.country_holidays(sch.holidays_country.upper())
+    except NotImplementedError:
+        out.append(_err("holidays_country_invalid", f"schedule.holidays_country {sch.holidays_country!r} "
+                        "is not supported: use an ISO country code such as FR"))
+    try:
+        parse_blackout_dates(sch.blackout_dates)
+    except ComplianceError as exc:
+        out.append(_err("blackout_invalid", str(exc)))
+    if not sch.skip_holidays:
+        out.append(_warn("holidays_not_skipped", "schedule.skip_holidays is false: Décret 2022-1313 "
+                         "forbids calls on public holidays; set it to true"))
+    if sch.max_attempts_per_30_days < 0 or sch.refusal_cooldown_days < 0:
+        out.append(_err("limits_negative", "schedule.max_attempts_per_30_days and refusal_cooldown_days "
+                        "must be >= 0"))
+    if sch.max_attempts_per_30_days > 4:
+        out.append(_warn("attempt_cap_above_decree", f"schedule.max_attempts_per_30_days is "
+                         f"{sch.max_attempts_per_30_days}: Décret 2022-1313 allows at most 4; lower it"))
+    if 0 <= sch.refusal_cooldown_days < 60:
+        out.append(_warn("refusal_cooldown_short", f"schedule.refusal_cooldown_days is "
+                         f"{sch.refusal_cooldown_days}: Décret 2022-1313 requires 60 days after a refusal"))
+    if sch.demo_any_hour:
+        out.append(_warn("demo_any_hour", "schedule.demo_any_hour is true: it lifts the hour, holiday and "
+                         "blackout rules only for fiction numbers (+33 1 99 00 xx xx); remove it for a "
+                         "real campaign"))
+    return out
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def check_sources(sources: Iterable[dict[str, Any]]) -> list[Violation]:
+    """Provenance of each contact list: a named source, an acquisition basis, a date."""
+    out: list[Violation] = []
+    for i, src in enumerate(sources):
+        if not isinstance(src, dict):
+            out.append(_err("source_missing", f"contact list #{i + 1} has no provenance record: give "
+                            "source, basis and acquired_on"))
+            continue
+        name, basis = _text(src.get("source")), _text(src.get("basis"))
+        label = f"contact list {name!r}" if name else f"contact list #{i + 1}"
+        if not name:
+            out.append(_err("source_missing", f"{label} has no source: name where the numbers come from"))
+        if not basis:
+            out.append(_err("basis_missing", f"{label} has no basis: state how the numbers were acquired "
+                            f"({', '.join(sorted(KNOWN_BASES))})"))
+        else:
+            folded = _fold(basis)
+            if _HARD_SCRAPE.search(folded) or (_SOFT_SCRAPE.search(folded) and not _CONSENT.search(folded)):
+                out.append(_err("basis_scraped", f"{label} basis {basis!r}: the CNIL forbids calling numbers "
+                                "collected on the internet; drop this list"))
+            elif folded not in KNOWN_BASES:
+                out.append(_warn("basis_unknown", f"{label} basis {basis!r} is not one of "
+                                 f"{', '.join(sorted(KNOWN_BASES))}: check it is a lawful acquisition basis"))
+        acquired = src.get("acquired_on")
+        if acquired in (None, ""):
+            out.append(_warn("acquired_on_missing", f"{label} has no acquired_on date: record when the "
+                             "list was acquired (ISO date)"))
+        elif not isinstance(acquired, date):
+            try:
+                date.fromisoformat(str(acquired).strip())
+            except ValueError:
+                out.append(_err("acquired_on_invalid", f"{label} acquired_on {acquired!r} is not an ISO "
+                                "date: use YYYY-MM-DD"))
+    return out
+
+
+def preflight(cfg: Config, *, sources: list[dict[str, Any]] | None = None) -> list[Violation]:
+    """All violations for this config and, when given, the contact lists about to be called."""
+    out = check_caller_id(cfg.campaign.caller_id, cfg.default_region)
+    out += _check_schedule(cfg)
+    if sources is not None:
+        out += check_sources(sources)
+    return out
+
+
+def raise_on_errors(violations: Iterable[Violation]) -> None:
+    """Raise ComplianceError with every error message on one line; warnings never raise."""
+    errors = [v.message for v in violations if v.severity == ERROR]
+    if errors:
+        raise ComplianceError("; ".join(errors))
+
+
+__all__ = ["ERROR", "WARNING", "Violation", "check_caller_id", "check_sources", "preflight",
+           "raise_on_errors"]

@@ -1,0 +1,387 @@
+"""Render every prompt to 8 kHz mono 16-bit WAV for Asterisk, all-or-nothing, with a cache.
+
+Layout of the build dir (cfg.prompts.build_dir):
+  <key>.wav        what Asterisk plays (it is given the name without extension)
+  manifest.json    what was built from what; written last, deterministic (no timestamps)
+  .cache/<h>.wav   converted audio keyed by sha256 of the input and the conversion settings
+
+Every prompt is validated and rendered into a staging folder first; only when all succeeded
+are files moved into place, so a bad prompt leaves the build dir exactly as it was.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+import wave
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydub import AudioSegment
+from pydub.exceptions import CouldntDecodeError
+from pydub.silence import detect_leading_silence
+
+from ivr.config import Config, PromptSource
+from ivr.errors import PromptError
+from ivr.prompt_legal import check_legal
+from ivr.tts import ENGINES, check_gtts_language, render_tts, resolve_engine
+
+Manifest = dict[str, Any]
+Log = Callable[[str], None]
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_VERSION = 1
+CACHE_DIR = ".cache"
+INSTALL_SUBDIR = "ivr"  # Asterisk plays the installed prompts as ivr/<key>
+
+# Part of every cache key: changing any of these re-renders everything.
+CONVERSION: dict[str, Any] = {
+    "version": 1,
+    "sample_rate": 8000,   # Asterisk slin: 8 kHz
+    "channels": 1,
+    "sample_width": 2,     # 16-bit signed PCM
+    "peak_dbfs": -3.0,     # headroom so telephone codecs do not saturate
+    # silence = 10 ms chunks this far below the clip's peak; 40 dB cut final consonants
+    # ("Test" loses its "st" once band-limited to 4 kHz), 50 dB keeps them.
+    "trim_below_peak_db": 50.0,
+    "keep_silence_ms": 50,       # keep a breath at each end so the first phoneme is not cut
+    "min_audible_ms": 100,
+}
+SILENT_PEAK_DBFS = -50.0   # a clip whose loudest sample is below this has nothing to say
+CLIPPED_RATIO = 0.001      # more than 0.1 % of samples at full scale: the recording clipped
+
+KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class _Job:
+    key: str
+    source: str              # "file" | "tts"
+    engine: str | None       # resolved engine for tts, None for files
+    text: str | None         # whitespace-normalised TTS text
+    file: str | None         # as written in the config
+    data: bytes | None       # recorded file bytes (read once: hashed and decoded)
+    cache_key: str
+
+
+# ---------------------------------------------------------------- validation and planning
+
+def _item_engine(cfg: Config, key: str, item: PromptSource, override: str | None) -> str:
+    # The command-line override beats the per-prompt engine: `--engine espeak` must work offline.
+    engine = override or item.engine or cfg.prompts.engine
+    if engine not in ENGINES:
+        where = "--engine" if override else f"prompts.items.{key}.engine"
+        raise PromptError(f"prompt {key!r}: engine {engine!r} is unknown: set {where} to "
+                          "gtts, espeak or auto")
+    return engine
+
+
+def _check_shape(key: str, item: PromptSource) -> None:
+    if not KEY_RE.fullmatch(key):
+        raise PromptError(f"prompt {key!r}: invalid key: use only letters, digits, _ and -")
+    if item.text is not None and item.file is not None:
+        raise PromptError(f"prompt {key!r}: has both text: and file: - keep only one")
+    if item.text is None and item.file is None:
+        raise PromptError(f"prompt {key!r}: has neither text: nor file: - add one")
+    if item.text is not None and not item.text.strip():
+        raise PromptError(f"prompt {key!r}: text is empty: write what the prompt must say")
+    if item.file is not None and not item.file.strip():
+        raise PromptError(f"prompt {key!r}: file is empty: give a path under prompts.sources_dir")
+
+
+def _hash(*parts: Any) -> str:
+    blob = json.dumps([CONVERSION, *parts], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def _read_source(cfg: Config, key: str, rel: str) -> bytes:
+    path = cfg.path(cfg.prompts.sources_dir) / rel
+    if not path.exists():
+        raise PromptError(f"prompt {key!r}: audio file {path} not found: fix prompts.items."
+                          f"{key}.file (relative to prompts.sources_dir)")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PromptError(f"prompt {key!r}: cannot read audio file {path} "
+                          f"({exc.strerror or exc}): fix its permissions or path") from exc
+    if not data:
+        raise PromptError(f"prompt {key!r}: audio file {path} is empty: record it again")
+    return data
+
+
+def _plan(cfg: Config, engine_override: str | None, log: Log) -> list[_Job]:
+    p = cfg.prompts
+    if engine_override is not None and engine_override not in ENGINES:
+        raise PromptError(f"engine {engine_override!r} is unknown: use --engine gtts, espeak "
+                          "or auto")
+    items = sorted(p.items.items())
+    for key, item in items:
+        _check_shape(key, item)
+    wanted = {key: _item_engine(cfg, key, item, engine_override)
+              for key, item in items if item.text is not None}
+    # 'auto' is resolved once per build so every prompt has the same voice and the cache is
+    # keyed on the engine really used.
+    auto = resolve_engine("auto", tld=p.gtts_tld, log=log) if "auto" in wanted.values() else ""
+    engines = {key: auto if e == "auto" else e for key, e in wanted.items()}
+    jobs: list[_Job] = []
+    for key, item in items:
+        if item.file is not None:
+            data = _read_source(cfg, key, item.file)
+            digest = hashlib.sha256(data).hexdigest()
+            jobs.append(_Job(key, "file", None, None, item.file, data, _hash("file", digest)))
+            continue
+        engine = engines[key]
+        text = " ".join((item.text or "").split())  # YAML re-wrapping must not re-render
+        if engine == "gtts":
+            check_gtts_language(p.language, key=key)
+            voice: dict[str, str] = {"language": p.language, "tld": p.gtts_tld}
+        else:
+            voice = {"voice": p.espeak_voice}
+        jobs.append(_Job(key, "tts", engine, text, None, None,
+                         _hash("tts", engine, text, voice)))
+    return jobs
+
+
+# ---------------------------------------------------------------- conversion
+
+def _decode(key: str, data: bytes, fmt: str | None, what: str) -> AudioSegment:
+    try:
+        return AudioSegment.from_file(io.BytesIO(data), format=fmt)
+    except (CouldntDecodeError, IndexError, KeyError) as exc:
+        # pydub raises IndexError/KeyError when ffprobe finds no audio stream at all.
+        first = next((ln for ln in str(exc).splitlines()[::-1] if ln.strip()), type(exc).__name__)
+        raise PromptError(f"prompt {key!r}: ffmpeg cannot decode {what} ({first.strip()[:120]})"
+                          ": re-export it as wav, mp3, ogg, m4a or flac") from exc
+
+
+def _clipped_ratio(seg: AudioSegment) -> float:
+    samples = seg.set_sample_width(2).get_array_of_samples()
+    if not samples:
+        return 0.0
+    pinned = samples.count(32767) + samples.count(-32768) + samples.count(-32767)
+    return pinned / len(samples)
+
+
+def convert(key: str, data: bytes, fmt: str | None, what: str) -> AudioSegment:
+    """Decode, check, resample, trim and normalise one clip (raises PromptError naming key)."""
+    seg = _decode(key, data, fmt, what)
+    if len(seg) == 0 or seg.max_dBFS < SILENT_PEAK_DBFS:
+        raise PromptError(f"prompt {key!r}: {what} is silent: record or write it again")
+    ratio = _clipped_ratio(seg)
+    if ratio > CLIPPED_RATIO:
+        raise PromptError(f"prompt {key!r}: {what} is clipped ({ratio:.1%} of samples at full "
+                          "scale): record it again at a lower input level")
+    # Resample with ffmpeg (anti-aliased), not pydub's audioop.ratecv (no low-pass filter).
+    buf = io.BytesIO()
+    seg.export(buf, format="wav", parameters=[
+        "-ar", str(CONVERSION["sample_rate"]), "-ac", str(CONVERSION["channels"]),
+        "-acodec", "pcm_s16le"])
+    seg = AudioSegment.from_file(io.BytesIO(buf.getvalue()), format="wav")
+    threshold = seg.max_dBFS - CONVERSION["trim_below_peak_db"]
+    start = detect_leading_silence(seg, silence_threshold=threshold)
+    end = len(seg) - detect_leading_silence(seg.reverse(), silence_threshold=threshold)
+    if end - start < CONVERSION["min_audible_ms"]:
+        raise PromptError(f"prompt {key!r}: {what} is silent after trimming silence: "
+                          "record or write it again")
+    pad = CONVERSION["keep_silence_ms"]
+    seg = seg[max(0, start - pad):min(len(seg), end + pad)]
+    return seg.apply_gain(CONVERSION["peak_dbfs"] - seg.max_dBFS)
+
+
+def _wav_bytes(seg: AudioSegment) -> bytes:
+    buf = io.BytesIO()
+    seg.export(buf, format="wav")  # pydub writes plain PCM WAV itself (no ffmpeg)
+    return buf.getvalue()
+
+
+def _wav_info(data: bytes) -> tuple[float, int, int, int]:
+    with wave.open(io.BytesIO(data)) as w:
+        return (w.getnframes() / w.getframerate(), w.getframerate(), w.getnchannels(),
+                w.getsampwidth())
+
+
+def _render(cfg: Config, job: _Job, log: Log) -> bytes:
+    p = cfg.prompts
+    if job.source == "file":
+        ext = Path(job.file or "").suffix.lower().lstrip(".")
+        fmt = "wav" if ext == "wav" else None  # let ffprobe sniff everything else
+        return _wav_bytes(convert(job.key, job.data or b"", fmt, f"audio file {job.file}"))
+    audio, fmt, used = render_tts(job.text or "", job.engine or "espeak", language=p.language,
+                                  tld=p.gtts_tld, voice=p.espeak_voice, key=job.key, log=log)
+    return _wav_bytes(convert(job.key, audio, fmt, f"{used} speech"))
+
+
+# ---------------------------------------------------------------- files
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; Asterisk runs as another user and must read
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _same_file(path: Path, sha: str) -> bool:
+    return path.is_file() and _sha(path.read_bytes()) == sha
+
+
+def _manifest_bytes(manifest: Manifest) -> bytes:
+    return (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def _cached_wav(path: Path, log: Log) -> bytes | None:
+    """The cached conversion, or None when absent or damaged (then it is rendered again)."""
+    if not path.is_file():
+        return None
+    data = path.read_bytes()
+    try:
+        _wav_info(data)
+    except (wave.Error, EOFError) as exc:
+        log(f"cache entry {path.name} is damaged ({exc}): rendering it again")
+        return None
+    return data
+
+
+def _mkdirs(path: Path) -> list[Path]:
+    """mkdir -p, returning the folders it created (deepest last) so a failure can undo them."""
+    missing = [d for d in [path, *path.parents] if not d.exists()][::-1]
+    for d in missing:
+        d.mkdir()
+    return missing
+
+
+# ---------------------------------------------------------------- public API
+
+def build_prompts(cfg: Config, *, engine_override: str | None = None,
+                  log: Log = _quiet) -> Manifest:
+    """Render all prompts into cfg.prompts.build_dir; returns the manifest written there."""
+    check_legal(cfg)
+    jobs = _plan(cfg, engine_override, log)
+    build_dir = cfg.path(cfg.prompts.build_dir)
+    cache_dir = build_dir / CACHE_DIR
+    try:
+        old_manifest = _read_manifest(build_dir / MANIFEST_NAME)
+    except PromptError as exc:  # a damaged manifest is what a rebuild repairs
+        log(f"{exc}; it will be rewritten")
+        old_manifest = None
+    created = _mkdirs(build_dir)
+    staging = Path(tempfile.mkdtemp(dir=build_dir, prefix=".staging-"))
+    try:
+        entries: dict[str, dict[str, Any]] = {}
+        new_cache: list[str] = []
+        outputs: list[str] = []
+        for job in jobs:
+            cached = cache_dir / f"{job.cache_key}.wav"
+            wav = _cached_wav(cached, log)
+            state = "cached"
+            if wav is None:
+                wav = _render(cfg, job, log)
+                (staging / cached.name).write_bytes(wav)
+                new_cache.append(cached.name)
+                state = "rendered"
+            duration, rate, channels, width = _wav_info(wav)
+            if duration > cfg.prompts.max_duration_s:
+                raise PromptError(f"prompt {job.key!r}: lasts {duration:.1f} s, longer than "
+                                  f"prompts.max_duration_s = {cfg.prompts.max_duration_s:g} s: "
+                                  "shorten it or raise the limit")
+            sha = _sha(wav)
+            if not _same_file(build_dir / f"{job.key}.wav", sha):
+                (staging / f"{job.key}.wav").write_bytes(wav)
+                outputs.append(f"{job.key}.wav")
+            entry: dict[str, Any] = {
+                "source": job.source, "engine": job.engine, "sha256": sha,
+                "duration_s": round(duration, 3), "sample_rate": rate, "channels": channels,
+                "sample_width": width,
+                "path": (Path(cfg.prompts.build_dir) / f"{job.key}.wav").as_posix()}
+            entry["text" if job.source == "tts" else "file"] = job.text or job.file
+            entries[job.key] = entry
+            log(f"{job.key}: {state} ({job.engine or 'file'}, {duration:.1f} s)")
+        manifest: Manifest = {"version": MANIFEST_VERSION, "prompts": entries}
+
+        # Everything rendered: move into place. Cache first, then the wavs, manifest last.
+        if new_cache:
+            cache_dir.mkdir(exist_ok=True)
+        for name in new_cache:
+            os.replace(staging / name, cache_dir / name)
+        for name in outputs:
+            os.replace(staging / name, build_dir / name)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for d in reversed(created):
+            shutil.rmtree(d, ignore_errors=True)
+        raise
+    shutil.rmtree(staging)
+    manifest_path = build_dir / MANIFEST_NAME
+    if not manifest_path.is_file() or manifest_path.read_bytes() != _manifest_bytes(manifest):
+        _atomic_write(manifest_path, _manifest_bytes(manifest))
+    # Only wavs this pipeline wrote before are removed; other files in the folder are left.
+    for stale in sorted(set((old_manifest or {}).get("prompts", {})) - set(entries)):
+        (build_dir / f"{stale}.wav").unlink(missing_ok=True)
+        log(f"{stale}: removed (no longer in prompts.items)")
+    return manifest
+
+
+def _read_manifest(path: Path) -> Manifest | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PromptError(f"{path} is unreadable ({exc}): run `ivr prompts build` again") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("prompts"), dict):
+        raise PromptError(f"{path} is not a prompt manifest: run `ivr prompts build` again")
+    return data
+
+
+def load_manifest(cfg: Config) -> Manifest:
+    """The manifest of the last successful build."""
+    path = cfg.path(cfg.prompts.build_dir) / MANIFEST_NAME
+    manifest = _read_manifest(path)
+    if manifest is None:
+        raise PromptError(f"prompts are not built ({path} missing): run `ivr prompts build` first")
+    return manifest
+
+
+def install_prompts(cfg: Config, manifest: Manifest, dest_dir: Path) -> list[Path]:
+    """Copy the built wavs to dest_dir/ivr/<key>.wav (played by Asterisk as ivr/<key>).
+
+    Every source is read and checked against the manifest before anything is written.
+    """
+    blobs: list[tuple[Path, bytes]] = []
+    target = Path(dest_dir) / INSTALL_SUBDIR
+    for key, entry in sorted(manifest.get("prompts", {}).items()):
+        src = cfg.path(entry["path"])
+        try:
+            data = src.read_bytes()
+        except OSError as exc:
+            raise PromptError(f"prompt {key!r}: cannot read {src} ({exc.strerror or exc}): "
+                              "run `ivr prompts build` again") from exc
+        if _sha(data) != entry["sha256"]:
+            raise PromptError(f"prompt {key!r}: {src} does not match manifest.json: "
+                              "run `ivr prompts build` again")
+        blobs.append((target / f"{key}.wav", data))
+    target.mkdir(parents=True, exist_ok=True)
+    for path, data in blobs:
+        if not _same_file(path, _sha(data)):
+            _atomic_write(path, data)
+    return [path for path, _ in blobs]

@@ -1,0 +1,121 @@
+"""Legal content checks on the prompt texts (pure: reads the config, never the audio).
+
+CNIL guidance for political calls: the callee must hear who is calling (sender), where to write
+to object (postal address and e-mail), and how to stop the calls right away (the opt-out key,
+announced in the intro). A recorded prompt is checked through its `transcript:`.
+
+Comparison is case-, accent- and whitespace-insensitive ("Élections" == "elections"), since the
+same words are spoken either way.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from ivr.config import Config, PromptSource
+from ivr.errors import ComplianceError
+
+REQUIRED_PROMPTS = ("intro", "message", "legal", "goodbye", "invalid", "no_input",
+                    "optout_confirm")
+
+# Phrases (normalised: lower case, no accents) that tell the callee how to stop the calls.
+# Each must start on a word boundary; prefixes cover inflections ("appelé/appelée/appelés").
+OPTOUT_PHRASES = (
+    "ne plus etre appel",         # ne plus être appelé(e)
+    "ne plus jamais etre appel",  # ne plus jamais être appelé(e)
+    "ne plus etre contact",       # ne plus être contacté(e)
+    "ne plus recevoir",           # ne plus recevoir nos appels
+    "ne plus nous entendre",
+    "oppos",                      # vous opposer, opposition
+    "desinscri",                  # désinscrire, désinscription
+    "desabonn",                   # désabonner
+    "radiation", "radier",
+    "stop",
+)
+
+# How a DTMF key may be spelled out in a TTS text ("appuyez sur neuf").
+KEY_WORDS = {"0": "zero", "1": "un", "2": "deux", "3": "trois", "4": "quatre", "5": "cinq",
+             "6": "six", "7": "sept", "8": "huit", "9": "neuf", "*": "etoile", "#": "diese"}
+
+
+def normalise(text: str) -> str:
+    """Lower case, accents dropped, typographic apostrophes and all spaces unified."""
+    decomposed = unicodedata.normalize("NFKD", text.replace("\u2019", "'"))
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(bare.casefold().split())
+
+
+def spoken_text(item: PromptSource) -> str | None:
+    """What a prompt says: its TTS text, else the transcript of its recording."""
+    if item.text is not None and item.text.strip():
+        return item.text
+    if item.transcript is not None and item.transcript.strip():
+        return item.transcript
+    return None
+
+
+def mentions_key(sentence: str, key: str) -> bool:
+    """The key as a standalone symbol ('9', not part of '75009'), or spelled after a verb."""
+    if re.search(rf"(?<![\w*#]){re.escape(key)}(?![\w*#])", sentence):
+        return True
+    word = KEY_WORDS.get(key)
+    return bool(word and re.search(
+        rf"\b(?:sur|touche|tapez|composez|appuyez)\s+(?:la touche\s+)?{word}\b", sentence))
+
+
+def tells_optout(text: str, key: str) -> bool:
+    """One sentence must give both the opt-out key and an opt-out phrase."""
+    for sentence in re.split(r"[.!?;\n]+", normalise(text)):
+        has_phrase = any(re.search(rf"\b{re.escape(p)}", sentence) for p in OPTOUT_PHRASES)
+        if has_phrase and mentions_key(sentence, key):
+            return True
+    return False
+
+
+def _field(where: str) -> str:
+    return f"prompts.items.{where}.text (or .transcript for a recorded file)"
+
+
+def missing_legal_items(cfg: Config) -> list[str]:
+    """Every legal violation, one fix-it line each; empty when the prompts are compliant."""
+    items = cfg.prompts.items
+    problems = [f"prompt {key!r} is missing: add prompts.items.{key} with a text: or file:"
+                for key in REQUIRED_PROMPTS if key not in items]
+
+    legal_values = (("sender", "legal.sender", cfg.legal.sender),
+                    ("postal address", "legal.postal_address", cfg.legal.postal_address),
+                    ("email", "legal.email", cfg.legal.email))
+    for label, name, value in legal_values:
+        if not value.strip():
+            problems.append(f"legal {label} is empty: set {name} in the config")
+
+    if "legal" in items:
+        said = spoken_text(items["legal"])
+        if said is None:
+            problems.append("legal prompt has no text or transcript: give prompts.items.legal "
+                            "a text:, or a transcript: of its recording")
+        else:
+            heard = normalise(said)
+            for label, name, value in legal_values:
+                if value.strip() and normalise(value) not in heard:
+                    problems.append(f"legal prompt does not state the {label} ({name} = "
+                                    f"{value!r}): say it word for word in {_field('legal')}")
+
+    if "intro" in items:
+        said = spoken_text(items["intro"])
+        key = cfg.flow.optout_key
+        if said is None:
+            problems.append("intro prompt has no text or transcript: give prompts.items.intro "
+                            "a text:, or a transcript: of its recording")
+        elif not tells_optout(said, key):
+            problems.append(f"intro prompt lacks the opt-out instruction: say in one sentence "
+                            f"how to stop the calls with key {key} (e.g. 'Pour ne plus être "
+                            f"appelé, appuyez sur {key}') in {_field('intro')}")
+    return problems
+
+
+def check_legal(cfg: Config) -> None:
+    """Raise ComplianceError listing every violation on one line."""
+    problems = missing_legal_items(cfg)
+    if problems:
+        raise ComplianceError("; ".join(problems))

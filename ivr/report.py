@@ -1,0 +1,201 @@
+"""The campaign report: counts and rates as a dict (JSON), one CSV row per call, rich tables.
+
+Definitions (the dict is the contract; render() only displays it):
+- attempts: every calls row, in flight included; in_flight: rows without an outcome yet.
+- outcomes, per_attempt, per_source[...]["outcomes"]: calls that have an outcome.
+- answered: calls whose outcome says the line was picked up, answering machines included.
+- human_answered: answered minus `machine`. A machine cannot consent, so counting it would
+  dilute the consent rate with lines nobody heard; no_input and hangup_intro stay human
+  answers (a person picked up, or we cannot tell otherwise).
+- consent_rate: (message_played + message_partial) / human_answered, None if no human answered.
+  A callee who said yes and then opted out during the message counts as opted_out, not consent.
+- completion_rate: message_played / (message_played + message_partial), None if no consent.
+- contacts, per_source[...]["contacts"/"statuses"]: the whole store (contacts belong to no
+  campaign); only call counts follow the `campaign` filter. optouts: the whole opposition list.
+- per_attempt keys are attempt numbers (ints; JSON turns them into strings).
+"""
+from __future__ import annotations
+
+import csv
+import re
+from typing import Any, TextIO
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from ivr.store import ANSWERED_OUTCOMES, CONTACT_STATUSES, OUTCOMES, Store
+
+HUMAN_ANSWERED = ANSWERED_OUTCOMES - {"machine"}
+CONSENTED = ("message_played", "message_partial")
+NO_CONTACT = "(no contact)"  # calls whose contact row is missing
+CSV_COLUMNS = ("id", "contact_id", "number", "source", "attempt", "campaign", "channel_id",
+               "started_at", "answered_at", "ended_at", "outcome", "stage", "keys",
+               "hangup_cause", "prompts_sha256", "caller_id")
+PHONE_COLUMNS = frozenset({"number", "caller_id"})
+E164 = re.compile(r"\+[1-9][0-9]{2,14}")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+OUTCOME_ORDER = ("message_played", "message_partial", "declined", "declined_partial",
+                 "no_input", "hangup_intro", "opted_out", "machine", "busy", "no_answer",
+                 "congestion", "failed", "error")
+
+
+def _rate(num: int, den: int) -> float | None:
+    return round(num / den, 4) if den else None
+
+
+def _ordered(counts: dict[str, int]) -> dict[str, int]:
+    """Known outcomes in flow order, then anything unexpected (kept visible, not dropped)."""
+    known = [o for o in OUTCOME_ORDER if o in counts]
+    return {o: counts[o] for o in known + sorted(set(counts) - set(known))}
+
+
+def summary(store: Store, campaign: str | None = None) -> dict[str, Any]:
+    cond, params = ("AND c.campaign = ?", (campaign,)) if campaign else ("", ())
+    ended = f"FROM calls c WHERE c.outcome IS NOT NULL {cond}"
+    outcomes = _ordered({r["outcome"]: r["n"] for r in store.q(
+        f"SELECT c.outcome, COUNT(*) AS n {ended} GROUP BY c.outcome", params)})
+    total = store.one(f"SELECT COUNT(*) AS n, SUM(c.outcome IS NULL) AS open FROM calls c "
+                      f"WHERE 1 = 1 {cond}", params) or {}
+    answered = sum(n for o, n in outcomes.items() if o in ANSWERED_OUTCOMES)
+    human = sum(n for o, n in outcomes.items() if o in HUMAN_ANSWERED)
+    said_yes = sum(outcomes.get(o, 0) for o in CONSENTED)
+
+    per_attempt: dict[int, dict[str, int]] = {}
+    for r in store.q(f"SELECT c.attempt, c.outcome, COUNT(*) AS n {ended} "
+                     "GROUP BY c.attempt, c.outcome ORDER BY c.attempt", params):
+        per_attempt.setdefault(int(r["attempt"]), {})[r["outcome"]] = r["n"]
+
+    statuses = {s: 0 for s in CONTACT_STATUSES}
+    per_source: dict[str, dict[str, Any]] = {}
+    for r in store.q("SELECT source, status, COUNT(*) AS n FROM contacts "
+                     "GROUP BY source, status ORDER BY source, status"):
+        statuses[r["status"]] = statuses.get(r["status"], 0) + r["n"]
+        entry = per_source.setdefault(r["source"], {"contacts": 0, "outcomes": {}, "statuses": {}})
+        entry["contacts"] += r["n"]
+        entry["statuses"][r["status"]] = r["n"]
+    for r in store.q(f"SELECT COALESCE(k.source, ?) AS source, c.outcome, COUNT(*) AS n "
+                     f"FROM calls c LEFT JOIN contacts k ON k.id = c.contact_id "
+                     f"WHERE c.outcome IS NOT NULL {cond} GROUP BY 1, 2", (NO_CONTACT, *params)):
+        entry = per_source.setdefault(r["source"], {"contacts": 0, "outcomes": {}, "statuses": {}})
+        entry["outcomes"][r["outcome"]] = r["n"]
+    for entry in per_source.values():
+        entry["outcomes"] = _ordered(entry["outcomes"])
+
+    return {
+        "campaign": campaign,
+        "attempts": int(total.get("n") or 0),
+        "in_flight": int(total.get("open") or 0),
+        "outcomes": outcomes,
+        "answered": answered,
+        "human_answered": human,
+        "consents": said_yes,
+        "consent_rate": _rate(said_yes, human),
+        "completion_rate": _rate(outcomes.get("message_played", 0), said_yes),
+        "per_attempt": {
+            a: _ordered(counts) for a, counts in per_attempt.items()},
+        "per_source": per_source,
+        "contacts": statuses,
+        "optouts": int((store.one("SELECT COUNT(*) AS n FROM optouts") or {}).get("n") or 0),
+    }
+
+
+def _safe_cell(column: str, value: Any) -> str:
+    """Neutralise spreadsheet formulas (CSV injection): a leading = + - @ tab or CR gets a quote.
+
+    A phone column holding a plain E.164 number ('+' then digits) is kept intact: digits cannot
+    run anything, and callers need the exact number. A spreadsheet may still display it as a
+    number without its '+': import the column as text.
+    """
+    text = "" if value is None else str(value)
+    if text.startswith(FORMULA_START) and not (column in PHONE_COLUMNS and E164.fullmatch(text)):
+        return "'" + text
+    return text
+
+
+def calls_csv(store: Store, out: TextIO, campaign: str | None = None) -> int:
+    """One row per call (header first), streamed from the database; returns the row count."""
+    cond, params = ("WHERE c.campaign = ?", (campaign,)) if campaign else ("", ())
+    cols = ", ".join("k.source" if c == "source" else f"c.{c}" for c in CSV_COLUMNS)
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    count = 0
+    cursor = store.db.execute(f"SELECT {cols} FROM calls c LEFT JOIN contacts k "
+                              f"ON k.id = c.contact_id {cond} ORDER BY c.id", params)
+    for row in cursor:
+        writer.writerow([_safe_cell(col, v) for col, v in zip(CSV_COLUMNS, row)])
+        count += 1
+    return count
+
+
+def _pct(n: int, total: int) -> str:
+    return f"{100 * n / total:.1f} %" if total else "—"
+
+
+def _rate_text(rate: float | None, num: int, den: int, what: str) -> str:
+    if rate is None:
+        return f"— (no {what} yet)"
+    return f"{100 * rate:.1f} % ({num} of {den} {what})"
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {n}" for k, n in counts.items()) or "—"
+
+
+def render(data: dict[str, Any]) -> Group:
+    """Readable tables of a summary() dict."""
+    parts: list[RenderableType] = []
+    title = f"campaign {data['campaign']}" if data.get("campaign") else "all campaigns"
+    parts.append(Text(f"{title}: {data['attempts']} attempt(s), {data['in_flight']} in flight, "
+                      f"{data['answered']} answered ({data['human_answered']} by a person)"))
+
+    outcomes = Table(title="Outcomes")
+    outcomes.add_column("Outcome")
+    outcomes.add_column("Calls", justify="right")
+    outcomes.add_column("%", justify="right")
+    ended = sum(data["outcomes"].values())
+    for outcome, n in data["outcomes"].items():
+        outcomes.add_row(outcome if outcome in OUTCOMES else f"{outcome} (unknown)", str(n),
+                         _pct(n, ended))
+    if not data["outcomes"]:
+        outcomes.add_row("no call has ended yet", "0", "—")
+    parts.append(outcomes)
+
+    played = data["outcomes"].get("message_played", 0)
+    rates = Table(title="Rates", show_header=False)
+    rates.add_column("Rate")
+    rates.add_column("Value")
+    rates.add_row("consent (said yes / answered by a person)",
+                  _rate_text(data["consent_rate"], data["consents"], data["human_answered"],
+                             "human answers"))
+    rates.add_row("completion (message heard to the end / said yes)",
+                  _rate_text(data["completion_rate"], played, data["consents"], "consents"))
+    parts.append(rates)
+
+    attempts = Table(title="Per attempt")
+    attempts.add_column("Attempt", justify="right")
+    attempts.add_column("Calls", justify="right")
+    attempts.add_column("Outcomes")
+    for attempt, counts in data["per_attempt"].items():
+        attempts.add_row(str(attempt), str(sum(counts.values())), _counts_text(counts))
+    parts.append(attempts)
+
+    sources = Table(title="Per source")
+    for name, justify in (("Source", "left"), ("Contacts", "right"), ("Statuses", "left"),
+                          ("Calls", "right"), ("Outcomes", "left")):
+        sources.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for source, entry in data["per_source"].items():
+        sources.add_row(source, str(entry["contacts"]), _counts_text(entry["statuses"]),
+                        str(sum(entry["outcomes"].values())), _counts_text(entry["outcomes"]))
+    parts.append(sources)
+
+    statuses = Table(title="Contacts")
+    statuses.add_column("Status")
+    statuses.add_column("Contacts", justify="right")
+    statuses.add_column("%", justify="right")
+    n_contacts = sum(data["contacts"].values())
+    for status, n in data["contacts"].items():
+        statuses.add_row(status, str(n), _pct(n, n_contacts))
+    parts.append(statuses)
+    parts.append(Text(f"opposition list: {data['optouts']} number(s), never called"))
+    return Group(*parts)

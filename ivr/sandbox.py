@@ -1,0 +1,353 @@
+"""The sandbox PBX: a private Debian root holding Asterisk, run under chroot on loopback.
+
+The root is built once with mmdebstrap and cached outside the repository; each `up` rewrites
+its /etc/asterisk from the project's dialplans and a generated, loopback-only manager.conf.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+from ivr.config import Config
+from ivr.errors import SandboxError
+
+CACHE_DIR = Path(os.environ.get("IVR_SANDBOX_CACHE", "/var/cache/ivr-sandbox"))
+DIALPLANS_DIR = Path(__file__).resolve().parent.parent / "dialplans"
+ASTERISK = "/usr/sbin/asterisk"
+# Modules the product and its tests use; everything else stays unloaded (smaller attack surface,
+# no "declined to load" noise).
+MODULES = """
+res_speech res_agi app_amd app_playback app_read app_senddtmf app_userevent app_stack app_verbose app_echo
+app_waitforsilence pbx_config func_logic func_strings func_callerid func_channel func_global
+func_dialplan func_hangupcause func_uuid format_wav format_gsm format_pcm format_sln codec_ulaw
+codec_alaw codec_gsm codec_resample codec_a_mu res_timing_timerfd bridge_simple
+res_pjproject res_sorcery_config res_sorcery_memory res_sorcery_astdb res_pjsip res_pjsip_session
+chan_pjsip res_pjsip_sdp_rtp res_rtp_asterisk res_pjsip_endpoint_identifier_ip
+res_pjsip_endpoint_identifier_user res_pjsip_outbound_registration res_pjsip_authenticator_digest
+res_pjsip_outbound_authenticator_digest res_pjsip_caller_id res_pjsip_dtmf_info res_pjsip_rfc3326
+res_pjsip_logger res_pjsip_nat res_pjsip_pubsub res_pjsip_registrar res_pjsip_acl
+""".split()
+AMI_READ = "call,dtmf,user,originate,system"   # system: FullyBooted/Shutdown, to notice restarts
+AMI_WRITE = "originate,call,reporting"          # Originate, Hangup, CoreShowChannels
+
+
+@dataclass
+class Status:
+    running: bool
+    pid: int | None
+    ami_port_open: bool
+    detail: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"running": self.running, "pid": self.pid, "ami": self.ami_port_open,
+                "detail": self.detail}
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _debian_mirror() -> str:
+    """The Debian mirror the host's apt already uses (the only one reachable here)."""
+    for src in sorted(Path("/etc/apt").glob("sources.list.d/*.sources")):
+        for line in src.read_text().splitlines():
+            m = re.match(r"URIs:\s*(\S+)", line)
+            if m and "security" not in m.group(1) and "debian" in m.group(1):
+                return m.group(1)
+    lst = Path("/etc/apt/sources.list")
+    if lst.exists():
+        for line in lst.read_text().splitlines():
+            m = re.match(r"deb\s+(?:\[[^]]*\]\s+)?(\S+/debian)\s", line)
+            if m:
+                return m.group(1)
+    return "http://deb.debian.org/debian"
+
+
+class Sandbox:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.root = CACHE_DIR / "root"
+        self.state = cfg.path(cfg.pbx.sandbox_dir)
+        self.pidfile = self.state / "asterisk.pid"
+        self.secret_file = self.state / "ami_secret"
+
+    # -- root -----------------------------------------------------------------------------
+    def build_root(self, log=print) -> Path:
+        if (self.root / ASTERISK.lstrip("/")).exists():
+            return self.root
+        if os.geteuid() != 0:
+            raise SandboxError("building the sandbox needs root: run as root (sudo ivr pbx up)")
+        if shutil.which("mmdebstrap") is None:
+            raise SandboxError("mmdebstrap not found: apt-get install -y mmdebstrap")
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        tmp = CACHE_DIR / f"root.tmp{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        log(f"building the Asterisk root in {self.root} (once, about 30 s)")
+        cmd = ["mmdebstrap", "--variant=apt", "--aptopt=Acquire::Check-Valid-Until \"false\"",
+               "--include=asterisk", "sid", str(tmp), _debian_mirror()]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise SandboxError(f"mmdebstrap failed ({last}): check that apt can reach the mirror")
+        tmp.rename(self.root)  # atomic: a half-built root is never taken for a good one
+        return self.root
+
+    # -- configuration ----------------------------------------------------------------------
+    def ami_secret(self) -> str:
+        env = os.environ.get("IVR_AMI_SECRET")
+        if env:
+            return env
+        if self.secret_file.exists():
+            return self.secret_file.read_text().strip()
+        self.state.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(24)
+        fd = os.open(self.secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value)
+        return value
+
+    @property
+    def etc(self) -> Path:
+        return self.root / "etc/asterisk"
+
+    @property
+    def sounds(self) -> Path:
+        return self.root / "usr/share/asterisk/sounds"
+
+    def install(self, sim_timing: dict[str, float] | None = None) -> None:
+        """Write /etc/asterisk inside the root from the project's files."""
+        pbx = self.cfg.pbx
+        etc = self.etc
+        for old in etc.glob("*.conf"):
+            old.unlink()
+        (etc / "ivr").mkdir(parents=True, exist_ok=True)
+        for conf in DIALPLANS_DIR.glob("*.conf"):
+            shutil.copyfile(conf, etc / "ivr" / conf.name)
+        files = {
+            "asterisk.conf": "[directories]\nastetcdir => /etc/asterisk\n"
+                             "astmoddir => /usr/lib/x86_64-linux-gnu/asterisk/modules\n"
+                             "astvarlibdir => /var/lib/asterisk\nastdbdir => /var/lib/asterisk\n"
+                             "astdatadir => /usr/share/asterisk\nastspooldir => /var/spool/asterisk\n"
+                             "astrundir => /var/run/asterisk\nastlogdir => /var/log/asterisk\n"
+                             "[options]\nmaxcalls = 4000\nmaxfiles = 65536\n"
+                             "transmit_silence = no\nhideconnect = yes\n",
+            "modules.conf": "[modules]\nautoload = no\n"
+                            + "".join(f"load = {m}.so\n" for m in MODULES),
+            "manager.conf": (
+                "[general]\nenabled = yes\n"
+                f"port = {pbx.port}\nbindaddr = 127.0.0.1\ndisplayconnects = no\n"
+                f"[{pbx.user}]\nsecret = {self.ami_secret()}\n"
+                "deny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\n"
+                f"read = {AMI_READ}\nwrite = {AMI_WRITE}\n"),
+            "logger.conf": "[general]\n[logfiles]\nmessages.log => notice,warning,error\n",
+            "extensions.conf": self._extensions(sim_timing or {}),
+            "pjsip.conf": "#tryinclude ivr/pjsip-sandbox.conf\n",
+            "indications.conf": "[general]\ncountry = fr\n[fr]\ndescription = France\n"
+                                "ringcadence = 1500,3500\ndial = 440\nbusy = 440/500,0/500\n"
+                                "ring = 440/1500,0/3500\ncongestion = 440/250,0/250\n",
+            "rtp.conf": "[general]\nrtpstart = 16000\nrtpend = 20000\n",
+            "cdr.conf": "[general]\nenable = no\n",
+            # AMD defaults spelled out: they decide what counts as a machine.
+            "amd.conf": "[general]\ninitial_silence = 2500\ngreeting = 1500\n"
+                        "after_greeting_silence = 800\ntotal_analysis_time = 5000\n"
+                        "min_word_length = 100\nbetween_words_silence = 50\n"
+                        "maximum_number_of_words = 3\nsilence_threshold = 256\n"
+                        "maximum_word_length = 5000\n",
+            **{name: "" for name in ("cel.conf", "features.conf", "acl.conf", "udptl.conf",
+                                     "ccss.conf", "pjproject.conf")},
+        }
+        for name, text in files.items():
+            path = etc / name
+            path.write_text(text)
+            if name == "manager.conf":
+                path.chmod(0o600)
+        self._sim_sounds()
+
+    def _extensions(self, timing: dict[str, float]) -> str:
+        intro = timing.get("intro", 8.0)
+        invalid = timing.get("invalid", 2.0)
+        glob = {
+            # Delays measured from the end of the callee's "allo": a key "during the
+            # introduction" lands 2 s into it; "after" lands 1 s after it ended.
+            "IVR_SIM_EARLY_S": 2,
+            "IVR_SIM_AFTER_INTRO_S": round(intro + 1.5, 1),
+            "IVR_SIM_REASK_S": round(invalid + 2.0, 1),
+        }
+        lines = ["[general]", "static = yes", "writeprotect = yes", "[globals]"]
+        lines += [f"{k} = {v}" for k, v in glob.items()]
+        lines += [f"#include ivr/{p.name}" for p in sorted(DIALPLANS_DIR.glob("ivr-*.conf"))]
+        return "\n".join(lines) + "\n"
+
+    def _sim_sounds(self) -> None:
+        """Sounds the simulated callees play: a short 'allo', silence, a machine greeting."""
+        dest = self.sounds / "ivr-sim"
+        dest.mkdir(parents=True, exist_ok=True)
+        silence = dest / "silence.wav"
+        if not silence.exists():
+            with wave.open(str(silence), "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(2)
+                w.setframerate(8000)
+                w.writeframes(b"\x00\x00" * 8000 * 2)
+        speech = {
+            "hello": "Allô ?",
+            "machine-greeting": "Bonjour, vous êtes bien sur le répondeur de Jean Martin. "
+                                "Je ne suis pas disponible pour le moment, laissez-moi un message "
+                                "après le bip sonore et je vous rappellerai dès que possible. Merci.",
+        }
+        for name, text in speech.items():
+            out = dest / f"{name}.wav"
+            if out.exists():
+                continue
+            if shutil.which("espeak-ng") is None:
+                raise SandboxError("espeak-ng not found: apt-get install -y espeak-ng")
+            raw = dest / f"{name}.raw.wav"
+            subprocess.run(["espeak-ng", "-v", "fr", "-w", str(raw), text], check=True,
+                           capture_output=True)
+            subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-i", str(raw), "-ar", "8000",
+                            "-ac", "1", "-sample_fmt", "s16", str(out)], check=True)
+            raw.unlink()
+
+    # -- process ------------------------------------------------------------------------------
+    def _pid(self) -> int | None:
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:  # only our Asterisk: the process must run inside our root
+            if Path(f"/proc/{pid}/root").resolve() != self.root.resolve():
+                return None
+            if "asterisk" not in Path(f"/proc/{pid}/cmdline").read_text():
+                return None
+        except OSError:
+            return None
+        return pid
+
+    def cli(self, command: str, timeout: float = 15) -> str:
+        if self._pid() is None:
+            raise SandboxError("the sandbox PBX is not running: run `ivr pbx up`")
+        proc = subprocess.run(["chroot", str(self.root), ASTERISK, "-rx", command],
+                              capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise SandboxError(f"asterisk -rx {command!r} failed: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def up(self, timeout: float = 60, sim_timing: dict[str, float] | None = None,
+           log=print) -> Status:
+        if os.geteuid() != 0:
+            raise SandboxError("the sandbox PBX needs root (chroot): run as root")
+        self.build_root(log)
+        self.install(sim_timing)
+        if self._pid() is not None:  # idempotent: refresh dialplan and config
+            self.cli("core reload")
+            return self.status()
+        if port_open("127.0.0.1", self.cfg.pbx.port):
+            raise SandboxError(f"port {self.cfg.pbx.port} is already in use: stop the other "
+                               "Asterisk/AMI service or set pbx.port in config.yaml")
+        self.state.mkdir(parents=True, exist_ok=True)
+        for d in ("var/run/asterisk", "var/log/asterisk", "var/spool/asterisk"):
+            (self.root / d).mkdir(parents=True, exist_ok=True)
+        logf = open(self.state / "asterisk.log", "ab")
+        proc = subprocess.Popen(["chroot", str(self.root), ASTERISK, "-f", "-n", "-q"],
+                                stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                                start_new_session=True)
+        logf.close()
+        self.pidfile.write_text(str(proc.pid))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self.pidfile.unlink(missing_ok=True)
+                raise SandboxError(f"Asterisk exited at start (code {proc.returncode}): "
+                                   f"see {self.state / 'asterisk.log'}")
+            try:
+                out = subprocess.run(["chroot", str(self.root), ASTERISK, "-rx",
+                                      "core waitfullybooted"], capture_output=True, text=True,
+                                     timeout=max(1.0, deadline - time.monotonic()))
+                if "fully booted" in out.stdout.lower() and port_open("127.0.0.1",
+                                                                      self.cfg.pbx.port):
+                    return self.status()
+            except subprocess.TimeoutExpired:
+                break
+            time.sleep(0.2)
+        self.down()
+        raise SandboxError(f"Asterisk did not finish booting within {timeout:.0f} s: "
+                           f"see {self.state / 'asterisk.log'}")
+
+    def down(self, timeout: float = 15) -> bool:
+        pid = self._pid()
+        if pid is None:
+            self.pidfile.unlink(missing_ok=True)
+            return False
+        try:
+            subprocess.run(["chroot", str(self.root), ASTERISK, "-rx", "core stop now"],
+                           capture_output=True, timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        deadline = time.monotonic() + timeout
+        sent_term = False
+        while Path(f"/proc/{pid}").exists() and _alive(pid):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                break
+            if not sent_term and time.monotonic() > deadline - timeout / 2:
+                os.kill(pid, signal.SIGTERM)
+                sent_term = True
+            time.sleep(0.1)
+        _reap(pid)
+        self.pidfile.unlink(missing_ok=True)
+        return True
+
+    def status(self) -> Status:
+        pid = self._pid()
+        ami = port_open("127.0.0.1", self.cfg.pbx.port)
+        if pid is None:
+            return Status(False, None, ami, "not running" + (
+                f" (but something else listens on {self.cfg.pbx.port})" if ami else ""))
+        try:
+            channels = self.cli("core show channels count").strip().splitlines()
+            detail = "; ".join(channels)
+        except (SandboxError, subprocess.TimeoutExpired) as exc:
+            detail = f"running, CLI not answering ({exc})"
+        return Status(True, pid, ami, detail)
+
+    def install_sounds(self, files: dict[str, Path]) -> None:
+        dest = self.sounds / "ivr"
+        dest.mkdir(parents=True, exist_ok=True)
+        for key, src in files.items():
+            tmp = dest / f".{key}.tmp"
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dest / f"{key}.wav")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def status_json(status: Status) -> str:
+    return json.dumps(status.as_dict())

@@ -1,0 +1,376 @@
+"""Prompt pipeline with real espeak-ng and ffmpeg: formats, cache, atomicity, bad inputs."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import socket
+import subprocess
+import tempfile
+import wave
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gtts.tts import gTTS
+from pydub import AudioSegment
+from pydub.silence import detect_leading_silence
+
+from ivr import config, prompt_build
+from ivr.config import Config
+from ivr.errors import ComplianceError, PromptError
+from ivr.prompt_build import build_prompts, install_prompts, load_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+SENDER, ADDRESS, EMAIL = "Jean Test", "1 rue Haute, Lyon", "stop@test.fr"
+ITEMS: dict[str, dict[str, Any]] = {
+    "intro": {"text": "Pour ne plus être appelé, appuyez sur 9."},
+    "message": {"text": "Votez pour nous."},
+    "legal": {"text": f"Par {SENDER}, {ADDRESS}, {EMAIL}."},
+    "goodbye": {"text": "Au revoir."},
+    "invalid": {"text": "Choix invalide."},
+    "no_input": {"text": "Je n'ai rien entendu."},
+    "optout_confirm": {"text": "Vous ne serez plus appelé."},
+}
+
+
+def make_cfg(tmp_path: Path, items: dict[str, Any] | None = None, **prompts: Any) -> Config:
+    return config.from_dict({
+        "legal": {"sender": SENDER, "postal_address": ADDRESS, "email": EMAIL},
+        "prompts": {"engine": "espeak", "sources_dir": "sources", "build_dir": "build",
+                    "items": {**ITEMS, **(items or {})}, **prompts},
+    }, base_dir=tmp_path)
+
+
+def espeak_wav(text: str) -> bytes:
+    return subprocess.run(["espeak-ng", "-v", "fr", "--stdout", text], check=True,
+                          capture_output=True).stdout
+
+
+def ffmpeg(data: bytes, *args: str) -> bytes:
+    """Encode with ffmpeg through a real file (MP4/M4A cannot be muxed into a pipe)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out"
+        subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", "pipe:0", *args,
+                        str(out)], input=data, check=True, capture_output=True)
+        return out.read_bytes()
+
+
+def write_source(tmp_path: Path, name: str, data: bytes) -> None:
+    (tmp_path / "sources").mkdir(exist_ok=True)
+    (tmp_path / "sources" / name).write_bytes(data)
+
+
+def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
+    """Every file under folder (cache included) with its content hash and mtime."""
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(),
+                                         p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def wav_params(path: Path) -> tuple[int, int, int, int]:
+    with wave.open(str(path)) as w:
+        return w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()
+
+
+@pytest.fixture
+def render_spy(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record which prompts reach the TTS engine (the real render still runs)."""
+    calls: list[str] = []
+    real = prompt_build.render_tts
+
+    def spy(text: str, engine: str, **kw: Any) -> tuple[bytes, str, str]:
+        calls.append(kw["key"])
+        return real(text, engine, **kw)
+
+    monkeypatch.setattr(prompt_build, "render_tts", spy)
+    return calls
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> socket.socket:
+        raise OSError(101, "Network is unreachable")
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture
+def fake_google(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, str]]:
+    """gTTS's HTTP call replaced by real MP3 bytes (espeak-ng speech encoded by ffmpeg)."""
+    calls: list[dict[str, str]] = []
+
+    def stream(self: gTTS) -> Iterator[bytes]:
+        calls.append({"text": self.text, "lang": self.lang, "tld": self.tld})
+        yield ffmpeg(espeak_wav(self.text), "-ar", "24000", "-ac", "1", "-b:a", "32k",
+                     "-f", "mp3")
+
+    monkeypatch.setattr(gTTS, "stream", stream)
+    return calls
+
+
+def test_demo_config_builds_offline(tmp_path: Path, no_network: None) -> None:
+    cfg = config.load(REPO / "config.yaml")
+    cfg.prompts.build_dir = str(tmp_path / "build")  # never write into the checkout
+    lines: list[str] = []
+    manifest = build_prompts(cfg, engine_override="espeak", log=lines.append)
+    build = tmp_path / "build"
+    assert manifest["version"] == 1 and "built_at" not in manifest
+    assert sorted(manifest["prompts"]) == sorted(cfg.prompts.items)
+    assert json.loads((build / "manifest.json").read_text()) == manifest
+    for key, entry in manifest["prompts"].items():
+        wav = build / f"{key}.wav"
+        rate, channels, width, frames = wav_params(wav)
+        assert (rate, channels, width) == (8000, 1, 2)
+        assert entry["duration_s"] == pytest.approx(frames / 8000, abs=0.001) and frames > 4000
+        assert entry["sha256"] == hashlib.sha256(wav.read_bytes()).hexdigest()
+        assert (entry["source"], entry["engine"]) == ("tts", "espeak")
+        assert entry["text"] == " ".join(cfg.prompts.items[key].text.split())
+        assert (entry["sample_rate"], entry["channels"]) == (8000, 1)
+        assert cfg.path(entry["path"]) == wav
+        seg = AudioSegment.from_wav(str(wav))
+        assert seg.max_dBFS == pytest.approx(-3.0, abs=0.2)  # peak-normalised with headroom
+        assert detect_leading_silence(seg, silence_threshold=-45) <= 70  # trimmed, 50 ms kept
+        assert detect_leading_silence(seg.reverse(), silence_threshold=-45) <= 70
+    assert len(lines) == len(cfg.prompts.items)
+
+
+def test_second_build_renders_nothing(tmp_path: Path, render_spy: list[str]) -> None:
+    cfg = make_cfg(tmp_path)
+    first = build_prompts(cfg)
+    assert sorted(render_spy) == sorted(ITEMS)
+    before = snapshot(tmp_path / "build")
+    render_spy.clear()
+    assert build_prompts(cfg) == first
+    assert render_spy == []
+    assert snapshot(tmp_path / "build") == before  # same bytes and same mtimes
+
+
+def test_only_changed_prompt_is_rendered_again(tmp_path: Path, render_spy: list[str]) -> None:
+    build_prompts(make_cfg(tmp_path))
+    before = snapshot(tmp_path / "build")
+    render_spy.clear()
+    rewrapped = {"goodbye": {"text": "  Au\n revoir. "}, "message": {"text": "Votez bien."}}
+    manifest = build_prompts(make_cfg(tmp_path, rewrapped))
+    assert render_spy == ["message"]  # re-wrapping whitespace is not a change
+    after = snapshot(tmp_path / "build")
+    assert after["goodbye.wav"] == before["goodbye.wav"]
+    assert after["message.wav"] != before["message.wav"]
+    assert manifest["prompts"]["message"]["text"] == "Votez bien."
+
+
+def test_cache_is_shared_between_keys_and_reused_after_revert(tmp_path: Path,
+                                                              render_spy: list[str]) -> None:
+    build_prompts(make_cfg(tmp_path))
+    build_prompts(make_cfg(tmp_path, {"message": {"text": "Autre chose."}}))
+    render_spy.clear()
+    build_prompts(make_cfg(tmp_path))  # back to the first text: served from .cache
+    assert render_spy == []
+
+
+@pytest.mark.parametrize(("ext", "args"), [
+    ("wav", ["-ar", "44100", "-ac", "2", "-f", "wav"]),  # stereo 44.1 kHz: downmix + resample
+    ("mp3", ["-ar", "22050", "-f", "mp3"]),
+    ("ogg", ["-c:a", "libvorbis", "-f", "ogg"]),
+    ("flac", ["-f", "flac"]),
+    ("m4a", ["-c:a", "aac", "-f", "ipod"]),
+])
+def test_recorded_sources(tmp_path: Path, ext: str, args: list[str]) -> None:
+    speech = espeak_wav("Ce message vous est adressé par Jean Test.")
+    write_source(tmp_path, f"message.{ext}", ffmpeg(speech, *args))
+    cfg = make_cfg(tmp_path, {"message": {"file": f"message.{ext}"}})
+    entry = build_prompts(cfg)["prompts"]["message"]
+    rate, channels, width, frames = wav_params(tmp_path / "build" / "message.wav")
+    assert (rate, channels, width) == (8000, 1, 2)
+    assert (entry["source"], entry["engine"], entry["file"]) == ("file", None, f"message.{ext}")
+    assert "text" not in entry
+    # The speech itself is kept (50 ms of silence at each end), whatever the container.
+    seg = AudioSegment.from_file(io.BytesIO(speech), format="wav")
+    voiced = (len(seg) - detect_leading_silence(seg, -45)
+              - detect_leading_silence(seg.reverse(), -45))
+    assert frames / 8000 == pytest.approx(voiced / 1000 + 0.1, abs=0.1)
+
+
+def test_recorded_source_cached_by_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_source(tmp_path, "m.wav", espeak_wav("Bonjour à tous."))
+    cfg = make_cfg(tmp_path, {"message": {"file": "m.wav"}})
+    build_prompts(cfg)
+    converted: list[str] = []
+    real = prompt_build.convert
+    monkeypatch.setattr(prompt_build, "convert",
+                        lambda key, *a: converted.append(key) or real(key, *a))
+    build_prompts(cfg)
+    assert converted == []
+    write_source(tmp_path, "m.wav", espeak_wav("Bonsoir à tous."))
+    build_prompts(cfg)
+    assert converted == ["message"]
+
+
+def test_gtts_mp3_is_converted(tmp_path: Path, fake_google: list[dict[str, str]]) -> None:
+    cfg = make_cfg(tmp_path, engine="gtts", gtts_tld="ca")
+    manifest = build_prompts(cfg)
+    assert sorted(c["text"] for c in fake_google) == sorted(i["text"] for i in ITEMS.values())
+    assert all((c["lang"], c["tld"]) == ("fr", "ca") for c in fake_google)
+    for key, entry in manifest["prompts"].items():
+        assert entry["engine"] == "gtts"
+        assert wav_params(tmp_path / "build" / f"{key}.wav")[:3] == (8000, 1, 2)
+    fake_google.clear()
+    build_prompts(cfg)
+    assert fake_google == []  # cached: no second request to Google
+
+
+def test_auto_offline_falls_back_to_espeak(tmp_path: Path, no_network: None,
+                                           fake_google: list[dict[str, str]]) -> None:
+    lines: list[str] = []
+    manifest = build_prompts(make_cfg(tmp_path, engine="auto"), log=lines.append)
+    assert {e["engine"] for e in manifest["prompts"].values()} == {"espeak"}
+    assert fake_google == []
+    assert sum("engine auto" in ln and "espeak" in ln for ln in lines) == 1  # probed once
+
+
+def test_auto_online_uses_gtts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                               fake_google: list[dict[str, str]]) -> None:
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: socket.socket())
+    manifest = build_prompts(make_cfg(tmp_path, engine="auto"))
+    assert {e["engine"] for e in manifest["prompts"].values()} == {"gtts"}
+
+
+def test_engine_override_beats_item_engine(tmp_path: Path,
+                                           fake_google: list[dict[str, str]]) -> None:
+    cfg = make_cfg(tmp_path, {"goodbye": {"text": "Au revoir.", "engine": "gtts"}})
+    manifest = build_prompts(cfg, engine_override="espeak")
+    assert manifest["prompts"]["goodbye"]["engine"] == "espeak" and fake_google == []
+
+
+def bad_cases() -> dict[str, tuple[str, Callable[[Path], dict[str, Any]], str]]:
+    """name -> (key named in the error, setup returning item/prompts overrides, message part)."""
+    def src(name: str, data: bytes) -> Callable[[Path], dict[str, Any]]:
+        def setup(tmp: Path) -> dict[str, Any]:
+            write_source(tmp, name, data)
+            return {"items": {"zz_bad": {"file": name}}}
+        return setup
+
+    def unreadable(tmp: Path) -> dict[str, Any]:
+        (tmp / "sources" / "dir.wav").mkdir(parents=True)
+        return {"items": {"zz_bad": {"file": "dir.wav"}}}
+
+    speech = espeak_wav("Bonjour.")
+    silence = subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i",
+                              "anullsrc=r=8000:cl=mono", "-t", "2", "-f", "wav", "pipe:1"],
+                             check=True, capture_output=True).stdout
+    return {
+        "missing file": ("zz_bad", lambda t: {"items": {"zz_bad": {"file": "nope.wav"}}},
+                         "not found"),
+        "unreadable file": ("zz_bad", unreadable, "cannot read"),
+        "corrupt wav": ("zz_bad", src("c.wav", b"RIFF\x10\x00\x00\x00WAVEjunk" * 50),
+                        "cannot decode"),
+        "corrupt mp3": ("zz_bad", src("c.mp3", speech[44:3000]), "cannot decode"),
+        "truncated flac": ("zz_bad", src("t.flac", ffmpeg(speech, "-f", "flac")[:60]),
+                           "cannot decode"),
+        "silent file": ("zz_bad", src("s.wav", silence), "silent"),
+        "clipped file": ("zz_bad", src("k.wav", ffmpeg(speech, "-af", "volume=30dB",
+                                                       "-f", "wav")), "clipped"),
+        "empty text": ("zz_bad", lambda t: {"items": {"zz_bad": {"text": "  "}}}, "empty"),
+        "text and file": ("zz_bad", lambda t: {"items": {"zz_bad": {"text": "a", "file": "a"}}},
+                          "both"),
+        "neither": ("zz_bad", lambda t: {"items": {"zz_bad": {"transcript": "x"}}}, "neither"),
+        # the voice is global: the first prompt to render (goodbye changed) is the one named
+        "unknown voice": ("goodbye", lambda t: {"items": {"zz_bad": {"text": "Oui."}},
+                                               "prompts": {"espeak_voice": "xx-nope"}},
+                          "no voice 'xx-nope'"),
+        "unknown language": ("zz_bad", lambda t: {"items": {"zz_bad": {"text": "Oui.",
+                                                                     "engine": "gtts"}},
+                                                  "prompts": {"language": "xx"}},
+                             "language 'xx'"),
+        "too long": ("zz_bad", lambda t: {"items": {"zz_bad": {"text": "Bonjour. " * 20}},
+                                          "prompts": {"max_duration_s": 6}},
+                     "longer than prompts.max_duration_s = 6 s"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(bad_cases()))
+def test_bad_input_names_key_and_leaves_build_untouched(tmp_path: Path, case: str,
+                                                        render_spy: list[str]) -> None:
+    key, setup, part = bad_cases()[case]
+    build_prompts(make_cfg(tmp_path))
+    before = snapshot(tmp_path / "build")
+    over = setup(tmp_path)
+    # goodbye changes too and sorts before zz_bad: it is rendered, then must be thrown away.
+    items = {"goodbye": {"text": "À bientôt."}, **over.get("items", {})}
+    render_spy.clear()
+    with pytest.raises(PromptError) as exc:
+        build_prompts(make_cfg(tmp_path, items, **over.get("prompts", {})))
+    msg = str(exc.value)
+    assert f"prompt {key!r}" in msg and part in msg and "\n" not in msg
+    assert snapshot(tmp_path / "build") == before
+    assert sorted(p.name for p in (tmp_path / "build").iterdir()) == sorted(
+        {Path(k).parts[0] for k in before})  # no staging or temp files left behind
+
+
+def test_failed_first_build_creates_nothing(tmp_path: Path) -> None:
+    cfg = make_cfg(tmp_path, {"zz_bad": {"file": "missing.ogg"}}, build_dir="out/deep/build")
+    with pytest.raises(PromptError, match="'zz_bad'"):
+        build_prompts(cfg)
+    assert not (tmp_path / "out").exists()
+
+
+def test_rendering_failure_after_mkdir_creates_nothing(tmp_path: Path) -> None:
+    write_source(tmp_path, "c.ogg", b"OggS not really")
+    with pytest.raises(PromptError, match="'zz_bad'.*cannot decode"):
+        build_prompts(make_cfg(tmp_path, {"zz_bad": {"file": "c.ogg"}}, build_dir="new/build"))
+    assert not (tmp_path / "new").exists()
+
+
+def test_legal_check_runs_before_rendering(tmp_path: Path, render_spy: list[str]) -> None:
+    cfg = make_cfg(tmp_path, {"legal": {"text": "Au revoir."}})
+    with pytest.raises(ComplianceError, match="sender"):
+        build_prompts(cfg)
+    assert render_spy == [] and not (tmp_path / "build").exists()
+
+
+def test_removed_prompt_is_cleaned_but_foreign_files_kept(tmp_path: Path) -> None:
+    build_prompts(make_cfg(tmp_path, {"extra": {"text": "En plus."}}))
+    (tmp_path / "build" / "notes.txt").write_text("mine")
+    manifest = build_prompts(make_cfg(tmp_path))
+    assert "extra" not in manifest["prompts"]
+    assert not (tmp_path / "build" / "extra.wav").exists()
+    assert (tmp_path / "build" / "notes.txt").read_text() == "mine"
+
+
+def test_damaged_cache_entry_is_rendered_again(tmp_path: Path, render_spy: list[str]) -> None:
+    cfg = make_cfg(tmp_path)
+    first = build_prompts(cfg)
+    for entry in (tmp_path / "build" / ".cache").iterdir():
+        entry.write_bytes(b"garbage")
+    render_spy.clear()
+    assert build_prompts(cfg) == first
+    assert sorted(render_spy) == sorted(ITEMS)
+
+
+def test_load_manifest(tmp_path: Path) -> None:
+    cfg = make_cfg(tmp_path)
+    with pytest.raises(PromptError, match="run `ivr prompts build` first"):
+        load_manifest(cfg)
+    built = build_prompts(cfg)
+    assert load_manifest(cfg) == built
+
+
+def test_install_prompts(tmp_path: Path) -> None:
+    cfg = make_cfg(tmp_path)
+    manifest = build_prompts(cfg)
+    paths = install_prompts(cfg, manifest, tmp_path / "sounds")
+    assert paths == [tmp_path / "sounds" / "ivr" / f"{k}.wav" for k in sorted(ITEMS)]
+    for path in paths:
+        assert path.read_bytes() == (tmp_path / "build" / path.name).read_bytes()
+        assert path.stat().st_mode & 0o044 == 0o044  # readable by Asterisk's user
+
+
+def test_install_refuses_stale_build(tmp_path: Path) -> None:
+    cfg = make_cfg(tmp_path)
+    manifest = build_prompts(cfg)
+    (tmp_path / "build" / "goodbye.wav").write_bytes(b"edited by hand")
+    with pytest.raises(PromptError, match="'goodbye'.*does not match manifest"):
+        install_prompts(cfg, manifest, tmp_path / "sounds")
+    assert not (tmp_path / "sounds").exists()
