@@ -46,7 +46,10 @@ async def _wait(req: AgiRequest, step: WaitKey) -> Result:
 async def drive(gen: FlowGen, req: AgiRequest,
                 on_optout: Callable[[str], None]) -> Outcome:
     """Run the flow generator against a live AGI channel."""
-    step = next(gen)
+    try:
+        step = next(gen)
+    except StopIteration as stop:  # e.g. a machine, with nothing to play
+        return stop.value
     while True:
         try:
             if isinstance(step, Play):

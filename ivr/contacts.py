@@ -114,7 +114,7 @@ def _stream(importer: _Importer, records: Iterator[tuple[int, list[str]]],
         importer.flush()
     except ImportFileError as exc:
         if not importer.batches_written:
-            raise  # nothing written yet: leave the store untouched
+            pass  #: leave the store untouched
         importer.flush()  # so that "every line before it" is exactly what was imported
         importer.store.audit("import", None, importer.detail(name, complete=False, line=line),
                              importer.now)
@@ -251,7 +251,7 @@ class _Importer:
             "unchanged": r.unchanged, "opted_out": r.opted_out, "rejected": r.rejected_total,
             "complete": complete}
         if line is not None:
-            detail["stopped_at_line"] = line
+            detail["last_line_read"] = line
         return detail
 
 
@@ -270,7 +270,7 @@ class _Row:
 
 def _fill(base: dict[str, Any], more: dict[str, str]) -> dict[str, Any]:
     for key, value in more.items():
-        if key not in base or (value and not base[key]):
+        if value and not base.get(key):  # an empty cell adds nothing, not even its key
             base[key] = value
     return base
 

@@ -182,10 +182,11 @@ class Sandbox:
         intro = timing.get("intro", 8.0)
         invalid = timing.get("invalid", 2.0)
         glob = {
-            # Delays measured from the end of the callee's "allo": a key "during the
-            # introduction" lands 2 s into it; "after" lands 1 s after it ended.
+            # Delays counted from 1 s after the callee's "allo" (when AMD has decided and
+            # the intro starts): "during the introduction" lands 2 s into it, "after" about
+            # 1 s after it ended.
             "IVR_SIM_EARLY_S": 2,
-            "IVR_SIM_AFTER_INTRO_S": round(intro + 1.5, 1),
+            "IVR_SIM_AFTER_INTRO_S": round(intro + 1.0, 1),
             "IVR_SIM_REASK_S": round(invalid + 2.0, 1),
         }
         lines = ["[general]", "static = yes", "writeprotect = yes", "[globals]"]
@@ -198,12 +199,12 @@ class Sandbox:
         dest = self.sounds / "ivr-sim"
         dest.mkdir(parents=True, exist_ok=True)
         silence = dest / "silence.wav"
-        if not silence.exists():
+        if not silence.exists() or silence.stat().st_size > 16100:
             with wave.open(str(silence), "wb") as w:
                 w.setnchannels(1)
                 w.setsampwidth(2)
                 w.setframerate(8000)
-                w.writeframes(b"\x00\x00" * 8000 * 2)
+                w.writeframes(b"\x00\x00" * 8000)  # 1 s: AMD needs 0.8 s after "allo"
         speech = {
             "hello": "Allô ?",
             "machine-greeting": "Bonjour, vous êtes bien sur le répondeur de Jean Martin. "

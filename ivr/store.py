@@ -117,6 +117,7 @@ class Store:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA secure_delete=ON")  # erased personal data is overwritten
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the store {path}: {exc}") from None
         return cls(db, optout_key or optout_key_for(path))

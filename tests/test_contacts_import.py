@@ -1,0 +1,454 @@
+"""Contact list import: numbers, provenance, merging, opposition list, encodings, errors, scale."""
+from __future__ import annotations
+
+import json
+import time
+import tracemalloc
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ivr import contacts
+from ivr.contacts import LATIN1_WARNING, ImportReport, e164, import_csv, import_optouts
+from ivr.errors import ImportFileError
+from ivr.store import Store
+
+NOW = datetime(2025, 3, 4, 9, 30, tzinfo=timezone.utc)
+LATER = NOW + timedelta(days=2)
+
+
+@pytest.fixture
+def store() -> Store:
+    return Store.memory()
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "list.csv") -> Path:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def run(store: Store, path: Path, *, source: str = "list-a", basis: str | None = "consent",
+        acquired_on: str | None = "2025-01-15", now: datetime = NOW) -> ImportReport:
+    return import_csv(store, path, source=source, basis=basis, acquired_on=acquired_on,
+                      default_region="FR", now=now)
+
+
+def rows(store: Store) -> list[dict[str, Any]]:
+    return store.q("SELECT * FROM contacts ORDER BY id")
+
+
+def by_number(store: Store) -> dict[str, dict[str, Any]]:
+    return {r["number"]: r for r in rows(store)}
+
+
+# -- numbers ----------------------------------------------------------------------------------
+def test_numbers_are_normalised_to_e164(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, "number\n01 99 00 00 10\n+33 1 99 00 00 11\n0033199000012\n"
+                           "06.12.34.56.78\n")
+    report = run(store, path)
+    assert report.added == 4 and report.rejected == []
+    assert [r["number"] for r in rows(store)] == [
+        "+33199000010", "+33199000011", "+33199000012", "+33612345678"]
+
+
+def test_the_three_spellings_of_one_number_are_one_contact(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, "number\n01 99 00 00 10\n+33 1 99 00 00 10\n0033199000010\n")
+    report = run(store, path)
+    assert (report.added, report.merged, report.duplicates) == (1, 2, 2)
+    assert [r["number"] for r in rows(store)] == ["+33199000010"]
+
+
+def test_default_region_decides_national_numbers() -> None:
+    assert e164("01 99 00 00 10", "FR") == "+33199000010"
+    assert e164("020 7946 0018", "GB") == "+442079460018"
+    assert e164("020 7946 0018", "FR") is None
+
+
+def test_rejected_rows_have_line_numbers_and_valid_rows_still_import(
+        store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, (
+        "number,name,timezone\n"             # 1
+        "01 99 00 00 10,Alice,\n"            # 2
+        "12345,Bob,\n"                        # 3
+        ",Nobody,\n"                          # 4
+        "\n"                                  # 5 blank: skipped, not rejected
+        "01 99 00 00 11,Carl,Mars/Olympus\n"  # 6
+        "01 99 00 00 12,Dan,,surplus\n"       # 7
+        '01 99 00 00 13,"Eve\non two lines",\n'  # 8-9
+        "not a number,Fay,\n"                 # 10
+        "01 99 00 00 14,Gus,Indian/Reunion\n"  # 11
+    ))
+    report = run(store, path)
+    assert report.rejected == [
+        (3, "'12345' is not a valid phone number"),
+        (4, "no number"),
+        (6, "time zone 'Mars/Olympus' is unknown: use an IANA name such as Europe/Paris"),
+        (7, "4 fields where the header has 3: check the quoting and the delimiter"),
+        (10, "'not a number' is not a valid phone number"),
+    ]
+    assert report.rejected_total == 5
+    found = by_number(store)
+    assert sorted(found) == ["+33199000010", "+33199000013", "+33199000014"]
+    assert found["+33199000013"]["name"] == "Eve\non two lines"
+    assert found["+33199000014"]["timezone"] == "Indian/Reunion"
+    assert report.added == 3
+
+
+def test_rejections_beyond_the_cap_are_counted_not_listed(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(contacts, "MAX_LISTED_REJECTS", 3)
+    path = write(tmp_path, "number\n" + "bad\n" * 5 + "01 99 00 00 10\n")
+    report = run(store, path)
+    assert [line for line, _ in report.rejected] == [2, 3, 4]
+    assert report.rejected_total == 5 and report.added == 1
+    assert any("more than 3 lines rejected" in w for w in report.warnings)
+    assert "5 rejected" in report.summary()
+
+
+# -- header, columns, delimiter -------------------------------------------------------------
+def test_header_is_matched_case_insensitively_and_extra_columns_are_kept(
+        store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, " Number ,NAME, TimeZone ,Ville,Code Postal\n"
+                           "01 99 00 00 10,Alice,Europe/Paris,Paris,75001\n")
+    run(store, path)
+    (row,) = rows(store)
+    assert (row["number"], row["name"], row["timezone"]) == ("+33199000010", "Alice",
+                                                             "Europe/Paris")
+    assert json.loads(row["extra"]) == {"Ville": "Paris", "Code Postal": "75001"}
+
+
+def test_semicolon_csv_from_french_excel(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, "number;name;ville\n01 99 00 00 10;Dupont, Jean;Lyon\n")
+    report = run(store, path)
+    (row,) = rows(store)
+    assert report.added == 1
+    assert row["name"] == "Dupont, Jean" and json.loads(row["extra"]) == {"ville": "Lyon"}
+
+
+def test_missing_number_column_lists_the_columns_found(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, "phone,name\n01 99 00 00 10,Alice\n")
+    with pytest.raises(ImportFileError, match=r"no 'number' column \(columns found: 'phone', "
+                                              r"'name'\)"):
+        run(store, path)
+    assert rows(store) == [] and store.q("SELECT * FROM audit") == []
+
+
+def test_a_column_named_twice_is_refused(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, "number,Name,name\n01 99 00 00 10,a,b\n")
+    with pytest.raises(ImportFileError, match="'name' appears twice"):
+        run(store, path)
+    assert rows(store) == []
+
+
+def test_header_only_file_imports_nothing_without_error(store: Store, tmp_path: Path) -> None:
+    report = run(store, write(tmp_path, "number,name\n"))
+    assert (report.added, report.merged, report.unchanged, report.rejected) == (0, 0, 0, [])
+    assert rows(store) == []
+
+
+# -- provenance -------------------------------------------------------------------------------
+def test_source_basis_and_acquisition_date_are_stored(store: Store, tmp_path: Path) -> None:
+    run(store, write(tmp_path, "number\n01 99 00 00 10\n"), source=" members-2025 ",
+        basis="member_file", acquired_on="2025-02-01")
+    (row,) = rows(store)
+    assert (row["source"], row["basis"], row["acquired_on"]) == (
+        "members-2025", "member_file", "2025-02-01")
+    assert row["status"] == "pending"
+    assert row["created_at"] == row["updated_at"] == "2025-03-04T09:30:00.000Z"
+
+
+def test_acquisition_date_defaults_to_today(store: Store, tmp_path: Path) -> None:
+    run(store, write(tmp_path, "number\n01 99 00 00 10\n"), acquired_on=None, basis=None)
+    (row,) = rows(store)
+    assert row["acquired_on"] == "2025-03-04" and row["basis"] is None
+
+
+@pytest.mark.parametrize("source", ["", "   "])
+def test_source_is_required(store: Store, tmp_path: Path, source: str) -> None:
+    with pytest.raises(ImportFileError, match="a list needs its provenance: pass --source NAME"):
+        run(store, write(tmp_path, "number\n01 99 00 00 10\n"), source=source)
+    assert rows(store) == []
+
+
+@pytest.mark.parametrize("value, message", [
+    ("15/01/2025", "not a date: use YYYY-MM-DD"),
+    ("2025-02-30", "not a date"),
+    ("2025-03-09", "is in the future"),
+])
+def test_acquired_on_must_be_a_past_iso_date(store: Store, tmp_path: Path, value: str,
+                                             message: str) -> None:
+    with pytest.raises(ImportFileError, match=message):
+        run(store, write(tmp_path, "number\n01 99 00 00 10\n"), acquired_on=value)
+    assert rows(store) == []
+
+
+def test_audit_row_records_the_import(store: Store, tmp_path: Path) -> None:
+    run(store, write(tmp_path, "number\n01 99 00 00 10\n01 99 00 00 10\nbad\n"))
+    (audit,) = store.q("SELECT * FROM audit")
+    assert (audit["action"], audit["subject_hash"], audit["at"]) == (
+        "import", None, "2025-03-04T09:30:00.000Z")
+    detail = json.loads(audit["detail"])
+    assert detail == {"source": "list-a", "basis": "consent", "acquired_on": "2025-01-15",
+                      "file": "list.csv", "added": 1, "merged": 1, "duplicates": 1,
+                      "unchanged": 0, "opted_out": 0, "rejected": 1, "complete": True}
+
+
+# -- merging ---------------------------------------------------------------------------------
+def test_in_file_duplicates_fill_blanks_and_never_overwrite(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, "number,name,timezone,ville,age\n"
+                           "01 99 00 00 10,,,Paris,\n"
+                           "+33199000010,Alice,Europe/Paris,Lyon,\n"
+                           "0033199000010,Alicia,,,42\n")
+    report = run(store, path)
+    (row,) = rows(store)
+    assert (row["name"], row["timezone"]) == ("Alice", "Europe/Paris")
+    assert json.loads(row["extra"]) == {"ville": "Paris", "age": "42"}
+    assert (report.added, report.merged, report.duplicates, report.unchanged) == (1, 2, 2, 0)
+    assert "2 merged (0 existing updated, 2 repeated in the file)" in report.summary()
+
+
+def test_existing_contact_is_merged_keeping_source_and_status(store: Store,
+                                                               tmp_path: Path) -> None:
+    run(store, write(tmp_path, "number,name,ville\n01 99 00 00 10,,Paris\n01 99 00 00 11,Bo,\n"),
+        source="list-a", basis=None, acquired_on="2025-01-01")
+    store.db.execute("UPDATE contacts SET status = 'done' WHERE number = '+33199000010'")
+    before = by_number(store)
+    second = write(tmp_path, "number,name,timezone,ville,age\n"
+                             "01 99 00 00 10,Alice,Europe/Paris,Lyon,42\n"
+                             "01 99 00 00 11,Bob,,,\n"
+                             "01 99 00 00 12,Cy,,,\n", "second.csv")
+    report = run(store, second, source="list-b", basis="rented_file",
+                 acquired_on="2025-02-01", now=LATER)
+    after = by_number(store)
+    merged = after["+33199000010"]
+    assert (merged["name"], merged["timezone"]) == ("Alice", "Europe/Paris")
+    assert json.loads(merged["extra"]) == {"ville": "Paris", "age": "42"}
+    assert (merged["source"], merged["basis"], merged["acquired_on"]) == (
+        "list-a", None, "2025-01-01")  # provenance of the first list stays
+    assert merged["status"] == "done"  # not reset to pending
+    assert merged["created_at"] == before["+33199000010"]["created_at"]
+    assert merged["updated_at"] == "2025-03-06T09:30:00.000Z"
+    assert after["+33199000011"] == before["+33199000011"]  # name set: nothing to fill
+    assert after["+33199000012"]["source"] == "list-b"
+    assert (report.added, report.merged, report.unchanged, report.duplicates) == (1, 1, 1, 0)
+
+
+def test_basis_given_late_for_the_same_list_fills_it(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, "number\n01 99 00 00 10\n")
+    run(store, path, basis=None)
+    report = run(store, path, basis="consent", now=LATER)
+    assert rows(store)[0]["basis"] == "consent" and report.merged == 1
+
+
+def test_duplicates_across_batches_count_like_within_one(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.add_optout("+33199000013", "post", NOW)
+    text = ("number,name,ville\n01 99 00 00 10,,Paris\n01 99 00 00 11,Bo,\n01 99 00 00 12,,\n"
+            "01 99 00 00 13,,\n0199000010,Al,Lyon\n0199000013,Di,\n0199000010,Alf,\n")
+    monkeypatch.setattr(contacts, "BATCH", 2)
+    small = run(store, write(tmp_path, text))
+    small_rows = rows(store)
+    other = Store.memory()
+    other.add_optout("+33199000013", "post", NOW)
+    monkeypatch.setattr(contacts, "BATCH", 1000)
+    whole = run(other, write(tmp_path, text, "again.csv"))
+    assert [(r["number"], r["name"], r["extra"], r["status"]) for r in small_rows] == \
+        [(r["number"], r["name"], r["extra"], r["status"]) for r in rows(other)]
+    for report in (small, whole):
+        assert (report.added, report.merged, report.duplicates, report.opted_out) == (4, 3, 3, 1)
+    assert by_number(store)["+33199000010"]["name"] == "Al"
+    assert json.loads(by_number(store)["+33199000010"]["extra"]) == {"ville": "Paris"}
+
+
+# -- opposition list --------------------------------------------------------------------------
+def test_opted_out_numbers_are_imported_but_never_callable(store: Store, tmp_path: Path) -> None:
+    store.add_optout("+33199000011", "post", NOW)
+    report = run(store, write(tmp_path, "number\n01 99 00 00 10\n01 99 00 00 11\n"))
+    status = {n: r["status"] for n, r in by_number(store).items()}
+    assert status == {"+33199000010": "pending", "+33199000011": "opted_out"}
+    assert report.opted_out == 1 and report.added == 2
+    pending = store.q("SELECT number FROM contacts WHERE status = 'pending'")
+    assert pending == [{"number": "+33199000010"}]
+    assert "1 on the opposition list" in report.summary()
+
+
+def test_reimport_after_an_optout_marks_the_existing_contact(store: Store,
+                                                             tmp_path: Path) -> None:
+    path = write(tmp_path, "number\n01 99 00 00 10\n")
+    run(store, path)
+    # Opposition recorded by a path that does not touch contacts (e.g. hash-only after erasure).
+    store.db.execute("INSERT INTO optouts (number_hash, number, via, created_at) "
+                     "VALUES (?, NULL, 'post', 'x')", (store.number_hash("+33199000010"),))
+    report = run(store, path, now=LATER)
+    assert rows(store)[0]["status"] == "opted_out"
+    assert (report.opted_out, report.merged) == (1, 1)
+
+
+# -- idempotency ------------------------------------------------------------------------------
+def test_importing_the_same_file_twice_changes_nothing(store: Store, tmp_path: Path) -> None:
+    store.add_optout("+33199000012", "post", NOW)
+    path = write(tmp_path, "number,name,timezone,ville\n01 99 00 00 10,Alice,Europe/Paris,Paris\n"
+                           "01 99 00 00 11,,,\n01 99 00 00 12,Opp,,\nbad,,,\n")
+    first = run(store, path, acquired_on=None)
+    before = rows(store)
+    second = run(store, path, acquired_on=None, now=LATER)
+    assert rows(store) == before  # updated_at and the default acquired_on included
+    assert (first.added, first.opted_out) == (3, 1)
+    assert (second.added, second.merged, second.unchanged, second.opted_out) == (0, 0, 3, 1)
+    assert second.rejected == first.rejected == [(5, "'bad' is not a valid phone number")]
+    assert len(store.q("SELECT * FROM audit WHERE action = 'import'")) == 2
+
+
+def test_reimporting_a_file_with_duplicates_changes_nothing(store: Store,
+                                                            tmp_path: Path) -> None:
+    path = write(tmp_path, "number,name\n01 99 00 00 10,\n0199000010,Al\n")
+    run(store, path)
+    before = rows(store)
+    second = run(store, path, now=LATER)
+    assert rows(store) == before
+    assert (second.added, second.unchanged, second.duplicates, second.merged) == (0, 1, 1, 1)
+
+
+# -- encodings and bad files ------------------------------------------------------------------
+def test_utf8_bom_is_accepted(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, "\ufeffnumber,name\n01 99 00 00 10,Élodie Müller\n".encode("utf-8"))
+    report = run(store, path)
+    assert rows(store)[0]["name"] == "Élodie Müller" and report.warnings == []
+
+
+def test_latin1_file_is_read_with_a_warning(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, "number,name\n01 99 00 00 10,Élodie Françoise\n".encode("latin-1"))
+    report = run(store, path)
+    assert rows(store)[0]["name"] == "Élodie Françoise"
+    assert report.warnings == [LATIN1_WARNING]
+
+
+def test_windows_1252_punctuation_survives(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, "number,name\n01 99 00 00 10,L’Hôte Œdipe\n".encode("cp1252"))
+    report = run(store, path)
+    assert rows(store)[0]["name"] == "L’Hôte Œdipe" and report.warnings == [LATIN1_WARNING]
+
+
+def test_invalid_utf8_late_in_a_big_file_is_still_detected(store: Store, tmp_path: Path) -> None:
+    body = "".join(f"06{10000000 + i:08d},nom\n" for i in range(60_000))  # > one 1 MiB chunk
+    path = write(tmp_path, ("number,name\n" + body).encode() + "06 99 99 99 99,Hélène\n"
+                 .encode("latin-1"))
+    report = run(store, path)
+    assert report.warnings == [LATIN1_WARNING]
+    assert by_number(store)["+33699999999"]["name"] == "Hélène"
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n  \n", "\ufeff".encode()])
+def test_empty_file_is_refused(store: Store, tmp_path: Path, content: bytes) -> None:
+    with pytest.raises(ImportFileError, match="is empty: its first line must be a header"):
+        run(store, write(tmp_path, content))
+    assert rows(store) == [] and store.q("SELECT * FROM audit") == []
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"number\n01 99 00 00 10\n\x00\x01\x02\x03", r"not CSV text \(NUL byte at offset 22\)"),
+    (b"PK\x03\x04\x14\x00\x06\x00", "is a spreadsheet"),
+    ("number\n0199000010\n".encode("utf-16"), "is UTF-16 text"),
+])
+def test_binary_files_are_refused_before_any_write(store: Store, tmp_path: Path,
+                                                   content: bytes, message: str) -> None:
+    with pytest.raises(ImportFileError, match=message):
+        run(store, write(tmp_path, content))
+    assert rows(store) == []
+
+
+def test_missing_file_and_folder_are_reported(store: Store, tmp_path: Path) -> None:
+    with pytest.raises(ImportFileError, match="file not found"):
+        run(store, tmp_path / "nope.csv")
+    with pytest.raises(ImportFileError, match="is a folder"):
+        run(store, tmp_path)
+
+
+def test_broken_quoting_before_any_batch_writes_nothing(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, 'number,name\n01 99 00 00 10,a\n01 99 00 00 11,"unclosed\n'
+                 + "x" * 140_000 + "\n")
+    with pytest.raises(ImportFileError, match="line 3: field larger than field limit"):
+        run(store, path)
+    assert rows(store) == [] and store.q("SELECT * FROM audit") == []
+
+
+def test_fatal_error_after_some_batches_keeps_them_whole(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(contacts, "BATCH", 2)
+    path = write(tmp_path, "number,name\n01 99 00 00 10,a\n01 99 00 00 11,b\n01 99 00 00 12,c\n"
+                           '01 99 00 00 13,"unclosed\n' + "x" * 140_000 + "\n")
+    with pytest.raises(ImportFileError, match="line 5: .* the lines before it were imported"):
+        run(store, path)
+    assert [r["number"] for r in rows(store)] == ["+33199000010", "+33199000011",
+                                                   "+33199000012"]
+    detail = json.loads(store.one("SELECT detail FROM audit")["detail"])  # type: ignore[index]
+    assert (detail["complete"], detail["added"], detail["last_line_read"]) == (False, 3, 4)
+    # After the fix, importing again finishes the job without touching what is there.
+    fixed = write(tmp_path, "number,name\n01 99 00 00 10,a\n01 99 00 00 11,b\n"
+                            "01 99 00 00 12,c\n01 99 00 00 13,d\n")
+    report = run(store, fixed, now=LATER)
+    assert (report.added, report.unchanged) == (1, 3)
+
+
+# -- scale -------------------------------------------------------------------------------------
+def test_a_large_file_streams_with_bounded_memory(store: Store, tmp_path: Path) -> None:
+    n = 200_000
+    path = tmp_path / "big.csv"
+    with path.open("w", encoding="utf-8") as fh:
+        fh.write("number,name,ville\n")
+        for i in range(n):
+            fh.write(f"06{10000000 + i:08d},Nom {i},Ville {i % 50}\n")
+        fh.write("06 10 00 00 00,,\nbad,,\n")  # a duplicate of line 2 and a reject
+    e164("0610000000", "FR")  # load phonenumbers' metadata outside the measurement
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        report = run(store, path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
+    assert (report.added, report.duplicates, report.rejected) == (
+        n, 1, [(n + 3, "'bad' is not a valid phone number")])
+    assert store.one("SELECT COUNT(*) AS n FROM contacts")["n"] == n  # type: ignore[index]
+    last = store.one("SELECT * FROM contacts WHERE number = ?", (f"+336{10000000 + n - 1:08d}",))
+    assert last is not None and last["name"] == f"Nom {n - 1}"
+    assert time.monotonic() - started < 300
+
+
+# -- opposition list import -------------------------------------------------------------------
+def test_import_optouts_from_a_plain_list(store: Store, tmp_path: Path) -> None:
+    run(store, write(tmp_path, "number\n01 99 00 00 10\n"))
+    path = write(tmp_path, "01 99 00 00 10\n+33 1 99 00 00 11\n\nnope\n0033199000011\n",
+                 "optouts.txt")
+    added, rejected = import_optouts(store, path, via="post", default_region="FR", now=NOW)
+    assert added == 2
+    assert rejected == [(4, "'nope' is not a valid phone number")]
+    assert store.is_opted_out("+33199000010") and store.is_opted_out("+33199000011")
+    assert rows(store)[0]["status"] == "opted_out"
+    assert store.one("SELECT via FROM optouts WHERE number = '+33199000011'") == {"via": "post"}
+
+
+def test_import_optouts_from_a_csv(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, "name;Number\nA;01 99 00 00 10\nB;\nC;06 12 34 56 78\n",
+                 "optouts.csv")
+    added, rejected = import_optouts(store, path, via="email", default_region="FR", now=NOW)
+    assert (added, rejected) == (2, [(3, "no number")])
+    assert store.is_opted_out("+33612345678")
+    again = import_optouts(store, path, via="email", default_region="FR", now=NOW)
+    assert again == (0, [(3, "no number")])
+
+
+def test_import_optouts_refuses_a_file_without_numbers(store: Store, tmp_path: Path) -> None:
+    with pytest.raises(ImportFileError, match="neither a header with a 'number' column"):
+        import_optouts(store, write(tmp_path, "phone\n0199000010\n"), via="post",
+                       default_region="FR", now=NOW)
+    with pytest.raises(ImportFileError, match="is empty"):
+        import_optouts(store, write(tmp_path, ""), via="post", default_region="FR", now=NOW)
+    assert store.q("SELECT * FROM optouts") == []
