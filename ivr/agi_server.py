@@ -78,6 +78,22 @@ class AgiRequest(Request):  # type: ignore[misc]
 
 
 Handler = Callable[[AgiRequest], Awaitable[None]]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def networks(peers: Iterable[str]) -> list[Network]:
+    return [ipaddress.ip_network(p, strict=False) for p in peers]
+
+
+def peer_allowed(peer: Any, allowed: list[Network]) -> bool:
+    """Only configured peers (the PBX) may open a FastAGI session."""
+    if not peer:
+        return False
+    try:
+        addr = ipaddress.ip_address(peer[0])
+    except ValueError:
+        return False
+    return any(addr in net for net in allowed)
 
 
 class AgiApplication(Application):  # type: ignore[misc]
@@ -85,7 +101,7 @@ class AgiApplication(Application):  # type: ignore[misc]
                  header_timeout: float = 5.0, max_connections: int = 2000,
                  read_timeout: float = 600.0) -> None:
         super().__init__()
-        self.allowed = [ipaddress.ip_network(p, strict=False) for p in allowed_peers]
+        self.allowed = networks(allowed_peers)
         self.header_timeout = header_timeout
         self.read_timeout = read_timeout
         self.slots = asyncio.Semaphore(max_connections)
@@ -101,13 +117,7 @@ class AgiApplication(Application):  # type: ignore[misc]
         self._route[path] = route
 
     def _peer_allowed(self, peer: Any) -> bool:
-        if not peer:
-            return False
-        try:
-            addr = ipaddress.ip_address(peer[0])
-        except ValueError:
-            return False
-        return any(addr in net for net in self.allowed)
+        return peer_allowed(peer, self.allowed)
 
     async def _headers(self, reader: asyncio.StreamReader) -> OrderedDict[str, str] | None:
         try:

@@ -32,10 +32,10 @@ CHUNK = 1 << 20         # bytes per read in the encoding pass
 MAX_LISTED_REJECTS = 1000  # beyond this only counted: an all-garbage huge file stays bounded
 IN_CHUNK = 500          # parameters per IN (...) query, under every SQLite variable limit
 LATIN1_WARNING = "file is not UTF-8; read as Latin-1: check accented names"
+EMPTY = "is empty: its first line must be a header naming a 'number' column"
 # Bytes Windows-1252 leaves undefined. Excel on Windows writes cp1252 (’ œ €), a superset of
 # Latin-1 for printable text; a file holding one of these bytes is read as strict Latin-1.
 CP1252_HOLES = (b"\x81", b"\x8d", b"\x8f", b"\x90", b"\x9d")
-CONTACT_FIELDS = "id, number, name, timezone, source, basis, extra, status"
 
 
 @dataclass
@@ -89,8 +89,7 @@ def import_csv(store: Store, path: Path, *, source: str, basis: str | None,
     with closing(records):
         header = next(records, None)  # runs the byte/encoding pass first
         if header is None:
-            raise ImportFileError(f"{path.name} is empty: its first line must be a header "
-                                  "naming a 'number' column")
+            raise ImportFileError(f"{path.name} {EMPTY}")
         importer.columns = _columns(path.name, header[1])
         store.db.execute("CREATE TEMP TABLE IF NOT EXISTS ivr_import_seen "
                          "(number TEXT PRIMARY KEY)")
@@ -114,7 +113,7 @@ def _stream(importer: _Importer, records: Iterator[tuple[int, list[str]]],
         importer.flush()
     except ImportFileError as exc:
         if not importer.batches_written:
-            pass  #: leave the store untouched
+            raise  # nothing written yet: leave the store untouched
         importer.flush()  # so that "every line before it" is exactly what was imported
         importer.store.audit("import", None, importer.detail(name, complete=False, line=line),
                              importer.now)
@@ -129,7 +128,7 @@ class _Importer:
         self.acquired_on, self.region, self.now = acquired_on, region, now
         self.columns: list[str] = []
         self.report = ImportReport()
-        self.batch: dict[str, _Row] = {}
+        self.batch: dict[str, dict[str, str]] = {}  # number -> column -> value
         self.batches_written = 0
         self.zones: set[str] = set()  # valid names seen; zoneinfo does not cache failures
 
@@ -146,8 +145,8 @@ class _Importer:
         if len(cells) > width:
             return self.reject(line, f"{len(cells)} fields where the header has {width}: "
                                      "check the quoting and the delimiter")
-        values = dict(zip(self.columns, [c.strip() for c in cells] + [""] * (width - len(cells))))
-        raw, name, zone = values.pop("number"), values.pop("name", ""), values.pop("timezone", "")
+        row = dict(zip(self.columns, [c.strip() for c in cells] + [""] * (width - len(cells))))
+        raw, zone = row.pop("number"), row.get("timezone", "")
         if not raw:
             return self.reject(line, "no number")
         number = e164(raw, self.region)
@@ -156,9 +155,8 @@ class _Importer:
         if zone and not self._zone_ok(zone):
             return self.reject(line, f"time zone {_short(zone)} is unknown: use an IANA name "
                                      "such as Europe/Paris")
-        row = _Row(name, zone, values)
-        if number in self.batch:
-            self.batch[number].fill(row)
+        if number in self.batch:  # a later line of the same number fills blanks only
+            _fill(self.batch[number], row)
             self.report.duplicates += 1
             self.report.merged += 1
             return None
@@ -186,8 +184,8 @@ class _Importer:
         report, ts, execute = self.report, utc(self.now), self.store.db.execute
         with self.store.transaction():
             existing = {r["number"]: r for r in _select_in(
-                self.store, f"SELECT {CONTACT_FIELDS} FROM contacts WHERE number IN ({{}})",
-                numbers)}
+                self.store, "SELECT id, number, name, timezone, source, basis, extra, status "
+                "FROM contacts WHERE number IN ({})", numbers)}
             seen = {r["number"] for r in _select_in(
                 self.store, "SELECT number FROM temp.ivr_import_seen WHERE number IN ({})",
                 numbers)}
@@ -208,8 +206,8 @@ class _Importer:
                     execute("INSERT INTO contacts (number, name, timezone, source, basis, "
                             "acquired_on, extra, status, created_at, updated_at) "
                             "VALUES (?,?,?,?,?,?,?,?,?,?)",
-                            (number, row.name or None, row.timezone or None, self.source,
-                             self.basis, self.acquired_on, _json(row.extra),
+                            (number, row.get("name") or None, row.get("timezone") or None,
+                             self.source, self.basis, self.acquired_on, _json(_extra(row)),
                              "opted_out" if on_list else "pending", ts, ts))
                     report.added += 1
                     continue
@@ -226,15 +224,13 @@ class _Importer:
                         report.unchanged += 1
         self.batches_written += 1
 
-    def _changes(self, old: dict[str, Any], row: _Row, on_list: bool) -> dict[str, Any]:
+    def _changes(self, old: dict[str, Any], row: dict[str, str],
+                 on_list: bool) -> dict[str, Any]:
         """Fill what the existing contact lacks; provenance and progress stay as they were."""
-        changes: dict[str, Any] = {}
-        if row.name and not old["name"]:
-            changes["name"] = row.name
-        if row.timezone and not old["timezone"]:
-            changes["timezone"] = row.timezone
+        changes: dict[str, Any] = {
+            col: row[col] for col in ("name", "timezone") if row.get(col) and not old[col]}
         extra = json.loads(old["extra"] or "{}")
-        filled = _fill(dict(extra), row.extra)
+        filled = _fill(dict(extra), _extra(row))
         if filled != extra:
             changes["extra"] = _json(filled)
         if self.basis and not old["basis"] and old["source"] == self.source:
@@ -255,24 +251,17 @@ class _Importer:
         return detail
 
 
-@dataclass
-class _Row:
-    name: str
-    timezone: str
-    extra: dict[str, str]
-
-    def fill(self, later: _Row) -> None:
-        """A later line of the same number fills blanks; it never overwrites."""
-        self.name = self.name or later.name
-        self.timezone = self.timezone or later.timezone
-        _fill(self.extra, later.extra)
-
-
 def _fill(base: dict[str, Any], more: dict[str, str]) -> dict[str, Any]:
+    """Blanks of `base` take the values of `more`; nothing is overwritten."""
     for key, value in more.items():
         if value and not base.get(key):  # an empty cell adds nothing, not even its key
             base[key] = value
     return base
+
+
+def _extra(row: dict[str, str]) -> dict[str, str]:
+    """The columns kept as JSON: all but name and timezone (the number is already out)."""
+    return {k: v for k, v in row.items() if k not in ("name", "timezone")}
 
 
 def _json(value: dict[str, Any]) -> str:
@@ -387,8 +376,7 @@ def _sniff(path: Path, warnings: list[str]) -> str:
     except OSError as exc:
         raise _unreadable(path, exc) from exc
     if size == 0:
-        raise ImportFileError(f"{path.name} is empty: its first line must be a header naming a "
-                              "'number' column")
+        raise ImportFileError(f"{path.name} {EMPTY}")
     if utf8:
         try:
             decoder.decode(b"", final=True)  # a sequence cut at the end of the file
@@ -409,13 +397,10 @@ def _refuse_known_binary(path: Path, head: bytes) -> None:
 
 
 def _unreadable(path: Path, exc: OSError) -> ImportFileError:
-    if isinstance(exc, FileNotFoundError):
-        return ImportFileError(f"{path}: file not found: check the path")
-    if isinstance(exc, IsADirectoryError):
-        return ImportFileError(f"{path} is a folder: give the CSV file inside it")
-    if isinstance(exc, PermissionError):
-        return ImportFileError(f"{path} cannot be read (permission denied): check its rights")
-    return ImportFileError(f"cannot read {path}: {exc.strerror or exc}")
+    why = {FileNotFoundError: "file not found: check the path",
+           IsADirectoryError: "is a folder: give the CSV file inside it",
+           PermissionError: "cannot be read (permission denied): check its rights"}
+    return ImportFileError(f"{path}: {why.get(type(exc), f'cannot be read: {exc}')}")
 
 
 def import_optouts(store: Store, path: Path, *, via: str, default_region: str,

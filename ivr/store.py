@@ -244,9 +244,11 @@ class Store:
             self.db.execute(
                 "UPDATE calls SET state = 'ended', outcome = ?, stage = ?, keys = ?, "
                 "prompts_sha256 = ?, amd_status = ?, answered_at = COALESCE(answered_at, ?), "
-                "ended_at = ?, hangup_cause = COALESCE(hangup_cause, ?) WHERE id = ?",
+                "ended_at = ?, hangup_cause = COALESCE(hangup_cause, ?), retry_at = ? "
+                "WHERE id = ?",
                 (result.outcome, result.stage, result.keys, json.dumps(result.heard),
-                 result.amd_status, ts, ts, "16", call_id))
+                 result.amd_status, ts, ts, "16", utc(retry_at) if retry_at else None,
+                 call_id))
             if result.choice:
                 self.db.execute(
                     "INSERT INTO consents (call_id, contact_id, number, kind, key, at, caller_id,"

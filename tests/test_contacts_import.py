@@ -83,6 +83,7 @@ def test_rejected_rows_have_line_numbers_and_valid_rows_still_import(
         '01 99 00 00 13,"Eve\non two lines",\n'  # 8-9
         "not a number,Fay,\n"                 # 10
         "01 99 00 00 14,Gus,Indian/Reunion\n"  # 11
+        '999,"Hal\non two lines",\n'            # 12-13: reported where it starts
     ))
     report = run(store, path)
     assert report.rejected == [
@@ -91,8 +92,9 @@ def test_rejected_rows_have_line_numbers_and_valid_rows_still_import(
         (6, "time zone 'Mars/Olympus' is unknown: use an IANA name such as Europe/Paris"),
         (7, "4 fields where the header has 3: check the quoting and the delimiter"),
         (10, "'not a number' is not a valid phone number"),
+        (12, "'999' is not a valid phone number"),
     ]
-    assert report.rejected_total == 5
+    assert report.rejected_total == 6
     found = by_number(store)
     assert sorted(found) == ["+33199000010", "+33199000013", "+33199000014"]
     assert found["+33199000013"]["name"] == "Eve\non two lines"
