@@ -330,7 +330,8 @@ def _records(path: Path, warnings: list[str]) -> Iterator[tuple[int, list[str]]]
                 head.append(text)
                 if text.strip():
                     break
-            reader = csv.reader(itertools.chain(head, fh), delimiter=_delimiter(head[-1:]))
+            reader = csv.reader(itertools.chain(head, fh),
+                                delimiter=_delimiter(head[-1] if head else ""))
             for cells in reader:
                 start, line_num = line_num + 1, reader.line_num
                 if any(c.strip() for c in cells):
@@ -345,9 +346,8 @@ def _records(path: Path, warnings: list[str]) -> Iterator[tuple[int, list[str]]]
             raise _unreadable(path, exc) from exc
 
 
-def _delimiter(header: list[str]) -> str:
+def _delimiter(line: str) -> str:
     """French Excel writes ';'; pick the delimiter the header line uses most, else ','."""
-    line = header[0] if header else ""
     counts = {d: line.count(d) for d in (",", ";", "\t")}
     best = max(counts, key=lambda d: counts[d])
     return best if counts[best] else ","
@@ -366,26 +366,25 @@ def _sniff(path: Path, warnings: list[str]) -> str:
                 if nul >= 0:
                     raise ImportFileError(f"{path.name} is not CSV text (NUL byte at offset "
                                           f"{size + nul}): export the list as CSV")
-                if utf8:
-                    try:
-                        decoder.decode(chunk)
-                    except UnicodeDecodeError:
-                        utf8 = False
+                utf8 = utf8 and _decodes(decoder, chunk)
                 holes = holes or any(b in chunk for b in CP1252_HOLES)
                 size += len(chunk)
     except OSError as exc:
         raise _unreadable(path, exc) from exc
     if size == 0:
         raise ImportFileError(f"{path.name} {EMPTY}")
-    if utf8:
-        try:
-            decoder.decode(b"", final=True)  # a sequence cut at the end of the file
-        except UnicodeDecodeError:
-            utf8 = False
-    if utf8:
+    if utf8 and _decodes(decoder, b"", final=True):  # final: no sequence cut at the end
         return "utf-8-sig"  # with or without a BOM
     warnings.append(LATIN1_WARNING)
     return "latin-1" if holes else "cp1252"
+
+
+def _decodes(decoder: codecs.IncrementalDecoder, chunk: bytes, final: bool = False) -> bool:
+    try:
+        decoder.decode(chunk, final)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _refuse_known_binary(path: Path, head: bytes) -> None:

@@ -346,6 +346,11 @@ def test_invalid_utf8_late_in_a_big_file_is_still_detected(store: Store, tmp_pat
     assert by_number(store)["+33699999999"]["name"] == "Hélène"
 
 
+def test_a_utf8_sequence_cut_at_the_end_means_not_utf8(store: Store, tmp_path: Path) -> None:
+    report = run(store, write(tmp_path, b"number,name\n01 99 00 00 10,Ren\xc3"))
+    assert report.warnings == [LATIN1_WARNING] and rows(store)[0]["name"] == "RenÃ"
+
+
 @pytest.mark.parametrize("content", [b"", b"\n\n  \n", "\ufeff".encode()])
 def test_empty_file_is_refused(store: Store, tmp_path: Path, content: bytes) -> None:
     with pytest.raises(ImportFileError, match="is empty: its first line must be a header"):

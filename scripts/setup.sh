@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Everything a fresh Debian 12 machine needs, idempotent. Run as root (the sandbox uses chroot).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for tool in mmdebstrap:mmdebstrap ffmpeg:ffmpeg espeak-ng:espeak-ng sipp:sip-tester; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: installing ${need[*]} needs root: run as root (or sudo)" >&2; exit 1
+  fi
+  echo "setup: apt-get install ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if ! python3 -c "import ivr, pytest, pytest_asyncio" >/dev/null 2>&1 || [ pyproject.toml -nt .sandbox/.pip-stamp ]; then
+  echo "setup: pip install -e .[test]"
+  python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+  mkdir -p .sandbox && touch .sandbox/.pip-stamp
+fi
+python3 -m pip check
