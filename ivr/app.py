@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ivr import campaign
+from ivr.agi_callback import CallbackHandler
 from ivr.agi_ivr import IvrHandler
 from ivr.agi_server import AgiApplication, serve
 from ivr.ami import Ami
@@ -84,6 +85,7 @@ async def start(cfg: Config, store: Store, clock: Callable[[], datetime] = utcno
     handler = IvrHandler(store, prompt_hashes(cfg), flow_options(cfg), clock,
                          retry_at=dialer.retry_at, on_finished=dialer.finished)
     app.add_route("ivr", handler)
+    app.add_route("callback", CallbackHandler(store, cfg.default_region, clock))
     try:
         server = await serve(app, cfg.agi.host, cfg.agi.port) if agi else None
     except OSError as exc:
@@ -153,6 +155,25 @@ async def run_campaign(cfg: Config, store: Store, *, on_tick: Callable[[Controll
     finally:
         await ctl.close()
     return report, ctl
+
+
+async def serve_forever(cfg: Config, store: Store, clock: Callable[[], datetime] = utcnow,
+                        stop: asyncio.Event | None = None) -> None:
+    """FastAGI only (the inbound opposition line between campaign runs), until Ctrl-C."""
+    agi = AgiApplication(allowed_peers=cfg.agi.allowed_peers)
+    agi.add_route("callback", CallbackHandler(store, cfg.default_region, clock))
+    try:
+        server = await serve(agi, cfg.agi.host, cfg.agi.port)
+    except OSError as exc:
+        raise PbxError(f"cannot listen for FastAGI on {cfg.agi.host}:{cfg.agi.port} "
+                       f"({exc.strerror}): is `ivr run` active? it serves the line too") from None
+    stop = stop or asyncio.Event()
+    install_signals(stop, asyncio.Event())
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 def sandbox_sim_timing(cfg: Config) -> dict[str, float]:

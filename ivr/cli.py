@@ -220,6 +220,15 @@ def _run(ctx: Ctx, store: Any) -> None:
                   highlight=False)
 
 
+@cli.command("serve")
+@pass_ctx
+def serve_cmd(ctx: Ctx) -> None:
+    """Serve the inbound opposition line (FastAGI `callback`) between runs, until Ctrl-C."""
+    from ivr.app import serve_forever
+    console.print(f"serving FastAGI on {ctx.cfg.agi.host}:{ctx.cfg.agi.port} (Ctrl-C stops)")
+    asyncio.run(serve_forever(ctx.cfg, ctx.store()))
+
+
 # -- report ---------------------------------------------------------------------------------
 @cli.command("report")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
