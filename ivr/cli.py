@@ -17,8 +17,8 @@ from ivr import config as config_mod
 from ivr.config import Config
 from ivr.errors import IvrError
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)  # messages stay one line; tables still fit
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def now() -> datetime:

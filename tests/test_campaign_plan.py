@@ -1,0 +1,113 @@
+"""Who is due at the moment of dialling (pure rules + in-memory store; `now` passed in)."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from ivr import config
+from ivr.campaign import plan, verdict_for, why_nobody
+from ivr.store import CallResult, Store, utc
+
+# Tuesday 2026-12-01 11:00 Europe/Paris (10:00 UTC): inside the default window.
+OPEN = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)
+REAL = "+33162000010"   # a real-range number: the compliant schedule applies in full
+FICTION = "+33199000010"
+
+
+def cfg(**schedule: object) -> config.Config:
+    return config.from_dict({"campaign": {"name": "c1", "caller_id": "+33162000000"},
+                             "retry": {"max_attempts": 3}, "schedule": schedule})
+
+
+def store_with(*numbers: str, slot: str | None = None) -> Store:
+    s = Store.memory()
+    for n in numbers:
+        s.db.execute("INSERT INTO contacts (number, source, slot, created_at, updated_at) "
+                     "VALUES (?, 'list', ?, ?, ?)", (n, slot, utc(OPEN), utc(OPEN)))
+    return s
+
+
+def contact(s: Store, number: str) -> dict:
+    return s.one("SELECT * FROM contacts WHERE number = ?", (number,))
+
+
+def test_due_inside_the_window() -> None:
+    s = store_with(REAL)
+    assert [c["number"] for c in plan(cfg(), s, OPEN).due] == [REAL]
+
+
+def test_outside_calling_hours_nobody_is_due_and_the_run_says_why() -> None:
+    s = store_with(REAL)
+    evening = OPEN.replace(hour=19, minute=30)  # 20:30 Paris
+    p = plan(cfg(), s, evening)
+    assert p.due == [] and p.waiting[0][1].reason == "outside_window"
+    assert "outside window" in why_nobody(s, p)
+
+
+def test_demo_any_hour_only_for_fiction_numbers() -> None:
+    s = store_with(REAL, FICTION)
+    night = OPEN.replace(hour=2)
+    due = [c["number"] for c in plan(cfg(demo_any_hour=True), s, night).due]
+    assert due == [FICTION]
+
+
+def test_opted_out_is_checked_at_dial_time_and_status_follows() -> None:
+    s = store_with(REAL)
+    s.add_optout(REAL, "email", OPEN)
+    assert contact(s, REAL)["status"] == "opted_out"
+    s.db.execute("UPDATE contacts SET status = 'pending'")  # stale status: the hash decides
+    p = plan(cfg(), s, OPEN)
+    assert p.due == [] and p.waiting[0][1].reason == "opted_out"
+    assert contact(s, REAL)["status"] == "opted_out"
+
+
+def test_retry_wait_then_due() -> None:
+    s = store_with(REAL)
+    call = s.create_attempt(contact(s, REAL), "c1", "+33162000000", OPEN)
+    s.finish_unanswered(call["id"], "busy", "17", OPEN, OPEN + timedelta(minutes=30))
+    v = verdict_for(cfg(), s, contact(s, REAL), OPEN + timedelta(minutes=29))
+    assert (v.allowed, v.reason) == (False, "retry_wait")
+    assert verdict_for(cfg(), s, contact(s, REAL), OPEN + timedelta(minutes=30)).allowed
+
+
+def test_attempt_in_flight_is_not_dialled_again() -> None:
+    s = store_with(REAL)
+    s.create_attempt(contact(s, REAL), "c1", "+33162000000", OPEN)
+    assert verdict_for(cfg(), s, contact(s, REAL), OPEN).reason == "in_flight"
+
+
+def test_refusal_cooldown_uses_the_stored_refusal() -> None:
+    s = store_with(REAL)
+    call = s.create_attempt(contact(s, REAL), "c1", "+33162000000", OPEN)
+    s.finish_answered(call["id"], CallResult(outcome="declined", stage="goodbye", keys="2",
+                                             heard={}, choice="refusal", choice_key="2"), OPEN)
+    s.db.execute("UPDATE contacts SET status = 'pending'")  # a later campaign, same person
+    later = OPEN + timedelta(days=7)
+    assert verdict_for(cfg(), s, contact(s, REAL), later).reason == "refusal_cooldown"
+
+
+def test_cap_counts_attempts_of_every_campaign() -> None:
+    s = store_with(REAL)
+    for i in range(4):
+        call = s.create_attempt(contact(s, REAL), f"other-{i}", "+33162000000",
+                                OPEN - timedelta(days=i + 1))
+        s.finish_unanswered(call["id"], "no_answer", "19", OPEN, None)
+    s.db.execute("UPDATE contacts SET status = 'pending'")
+    assert verdict_for(cfg(), s, contact(s, REAL), OPEN).reason == "attempt_cap"
+
+
+@pytest.mark.parametrize("slot,allowed", [("morning", True), ("evening", False)])
+def test_preferred_slot_from_a_consent_is_honoured(slot: str, allowed: bool) -> None:
+    s = store_with(REAL, slot=slot)
+    assert verdict_for(cfg(), s, contact(s, REAL), OPEN).allowed is allowed
+
+
+def test_slot_given_in_a_call_is_stored_on_the_contact() -> None:
+    s = store_with(REAL)
+    call = s.create_attempt(contact(s, REAL), "c1", "+33162000000", OPEN)
+    s.finish_answered(call["id"], CallResult(outcome="message_played", stage="goodbye",
+                                             keys="13", heard={}, choice="consent",
+                                             choice_key="1", slot="evening"), OPEN)
+    assert contact(s, REAL)["slot"] == "evening"
+    assert s.one("SELECT slot FROM consents")["slot"] == "evening"
