@@ -44,7 +44,18 @@ class Ctx:
 pass_ctx = click.make_pass_decorator(Ctx)
 
 
-@click.group()
+class IvrGroup(click.Group):
+    """Library errors become one line on stderr and exit code 1; nothing else is caught."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except IvrError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=IvrGroup)
 @click.option("--config", "config_path", default="config.yaml", show_default=True,
               help="Campaign configuration file.")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
@@ -338,19 +349,7 @@ def demo(ctx: Ctx) -> None:
 
 
 def main() -> None:
-    try:
-        cli(standalone_mode=False)
-    except click.exceptions.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except IvrError as exc:
-        err_console.print(f"error: {exc}", highlight=False, markup=False)
-        sys.exit(1)
-    except SystemExit:
-        raise
+    cli()
 
 
 if __name__ == "__main__":

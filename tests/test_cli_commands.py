@@ -1,0 +1,117 @@
+"""The thin CLI over the store: opposition, consent proof, GDPR, purge, check (no PBX needed)."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from ivr import config
+from ivr.cli import cli
+from ivr.store import CallResult, Store
+
+NUMBER = "+33162000010"
+
+
+@pytest.fixture
+def cfg_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("IVR_OPTOUT_KEY", "k" * 32)
+    data = yaml.safe_load(Path("config.yaml").read_text(encoding="utf-8"))
+    data["store"] = {"path": str(tmp_path / "t.db")}
+    data["prompts"]["sources_dir"] = str(Path("prompts").resolve())
+    data["prompts"]["build_dir"] = str(tmp_path / "build")
+    data["campaign"]["caller_id"] = "+33162000000"  # an ARCEP range for automated calls
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    return path
+
+
+def invoke(cfg_file: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["--config", str(cfg_file), *args])
+    return result.exit_code, result.output
+
+
+def seed_consent(cfg_file: Path) -> None:
+    cfg = config.load(cfg_file)
+    store = Store.open(cfg.path(cfg.store.path))
+    now = datetime(2026, 12, 1, 10, tzinfo=timezone.utc)
+    store.db.execute("INSERT INTO contacts (number, source, basis, created_at, updated_at) "
+                     "VALUES (?, 'members', 'member_file', ?, ?)", (NUMBER, "x", "x"))
+    contact = store.one("SELECT * FROM contacts")
+    call = store.create_attempt(contact, "c1", "+33162000000", now)
+    store.finish_answered(call["id"], CallResult(
+        outcome="message_played", stage="goodbye", keys="1", heard={"message": "ab"},
+        choice="consent", choice_key="1", answered_prompt="intro",
+        answered_sha256="f" * 64), now)
+
+
+def test_optout_add_then_consent_show(cfg_file: Path) -> None:
+    code, out = invoke(cfg_file, "optout", "add", "01 62 00 00 10", "--via", "post")
+    assert code == 0 and "added" in out
+    code, out = invoke(cfg_file, "optout", "add", NUMBER, "--via", "post")
+    assert "already" in out
+    code, out = invoke(cfg_file, "consent", "show", NUMBER)
+    assert code == 0 and "post" in out
+
+
+def test_optout_via_must_be_known(cfg_file: Path) -> None:
+    code, out = invoke(cfg_file, "optout", "add", NUMBER, "--via", "pigeon")
+    assert code != 0 and "pigeon" in out
+
+
+def test_consent_show_prints_the_proof(cfg_file: Path) -> None:
+    seed_consent(cfg_file)
+    code, out = invoke(cfg_file, "consent", "show", "01 62 00 00 10")
+    proof = json.loads(out.strip().splitlines()[0])
+    assert code == 0
+    assert proof["key"] == "1" and proof["caller_id"] == "+33162000000"
+    assert proof["campaign"] == "c1" and proof["prompt_sha256"] == "f" * 64
+
+
+def test_gdpr_export_then_erase_keeps_the_opposition(cfg_file: Path) -> None:
+    seed_consent(cfg_file)
+    invoke(cfg_file, "optout", "add", NUMBER, "--via", "email")
+    code, out = invoke(cfg_file, "gdpr", "export", NUMBER)
+    assert code == 0 and NUMBER in out and json.loads(out)
+    code, out = invoke(cfg_file, "gdpr", "erase", NUMBER)
+    assert code == 0
+    cfg = config.load(cfg_file)
+    store = Store.open(cfg.path(cfg.store.path))
+    assert store.is_opted_out(NUMBER)
+    assert store.one("SELECT COUNT(*) AS n FROM contacts")["n"] == 0
+    actions = [r["action"] for r in store.q("SELECT action FROM audit ORDER BY id")]
+    assert "gdpr_export" in actions and "gdpr_erase" in actions
+
+
+def test_purge_with_bad_duration_is_one_clear_line(cfg_file: Path) -> None:
+    code, out = invoke(cfg_file, "purge", "--older-than", "soon")
+    assert code == 1 and out.startswith("error:") and len(out.strip().splitlines()) == 1
+
+
+def test_check_passes_the_shipped_campaign_but_fails_a_mobile_caller_id(
+        cfg_file: Path) -> None:
+    code, out = invoke(cfg_file, "check")
+    assert code == 0, out
+    data = yaml.safe_load(cfg_file.read_text())
+    data["campaign"]["caller_id"] = "06 12 34 56 78"
+    cfg_file.write_text(yaml.safe_dump(data, allow_unicode=True))
+    code, out = invoke(cfg_file, "check")
+    assert code == 1 and "caller_id_mobile" in out
+
+
+def test_check_names_missing_legal_mentions(cfg_file: Path) -> None:
+    data = yaml.safe_load(cfg_file.read_text())
+    data["prompts"]["items"]["legal"]["text"] = "Message de Marie Dupont."
+    cfg_file.write_text(yaml.safe_dump(data, allow_unicode=True))
+    code, out = invoke(cfg_file, "check")
+    assert code == 1 and "postal address" in out and "email" in out
+
+
+def test_bad_config_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dialer:\n  max_concurrent: lots\n")
+    code, out = invoke(bad, "check")
+    assert code == 1 and "dialer.max_concurrent" in out and len(out.strip().splitlines()) == 1
