@@ -44,12 +44,13 @@ async def _wait(req: AgiRequest, step: WaitKey) -> Result:
 
 
 async def drive(gen: FlowGen, req: AgiRequest,
-                on_optout: Callable[[str], None]) -> Outcome:
-    """Run the flow generator against a live AGI channel."""
+                on_optout: Callable[[str], None]) -> tuple[Outcome, bool]:
+    """Run the flow generator against a live AGI channel. Returns the outcome and whether
+    the flow ended on a hangup."""
     try:
         step = next(gen)
     except StopIteration as stop:  # e.g. a machine, with nothing to play
-        return stop.value
+        return stop.value, False
     while True:
         try:
             if isinstance(step, Play):
@@ -68,7 +69,16 @@ async def drive(gen: FlowGen, req: AgiRequest,
         try:
             step = gen.send(result)
         except StopIteration as stop:
-            return stop.value
+            return stop.value, result.hangup
+
+
+async def hangup_cause(req: AgiRequest) -> str:
+    """The channel's Q.850 cause, readable in dead-AGI mode. A callee's hangup gives 16; a
+    PBX tearing calls down (shutdown, restart) leaves 0."""
+    if req.lost:
+        return ""
+    res = await req.send_command("GET VARIABLE HANGUPCAUSE")
+    return "" if "error" in res else res.get("result", ("", ""))[1]
 
 
 class IvrHandler:
@@ -77,13 +87,24 @@ class IvrHandler:
     def __init__(self, store: Store, hashes: dict[str, str], opts: FlowOptions,
                  clock: Callable[[], datetime],
                  retry_at: Callable[[dict, str], datetime | None] = lambda call, outcome: None,
-                 on_finished: Callable[[int], None] | None = None) -> None:
+                 on_finished: Callable[[int], None] | None = None,
+                 write: Callable[[Callable[[], object]], None] = lambda fn: fn(),
+                 on_pbx_fault: Callable[[], None] = lambda: None) -> None:
         self.store = store
         self.hashes = hashes
         self.opts = opts
         self.clock = clock
         self.retry_at = retry_at
         self.on_finished = on_finished
+        self.write = write  # outcomes go through the dialer's SafeWriter: never lost
+        self.on_pbx_fault = on_pbx_fault
+
+    def _optout(self, call: dict) -> Callable[[str], None]:
+        def record(key: str) -> None:
+            now = self.clock()
+            self.write(lambda: self.store.add_optout(call["number"], "phone-key", now,
+                                                     call["campaign"]))
+        return record
 
     async def __call__(self, req: AgiRequest) -> None:
         raw_id = req.headers.get("agi_arg_1", "")
@@ -93,26 +114,31 @@ class IvrHandler:
             await req.send_command("HANGUP")
             return
         call_id = int(call["id"])
-        self.store.mark_answered(call_id, self.clock())
+        answered = self.clock()
+        self.write(lambda: self.store.mark_answered(call_id, answered))
         try:
             amd = await req.send_command("GET VARIABLE AMDSTATUS")
             amd_status = amd.get("result", ("", ""))[1] if "error" not in amd else ""
-            outcome = await drive(call_flow(self.opts, amd_status), req,
-                                  lambda key: self.store.add_optout(
-                                      call["number"], "phone-key", self.clock(),
-                                      call["campaign"]))
+            outcome, hung_up = await drive(call_flow(self.opts, amd_status), req,
+                                           self._optout(call))
+            cause = await hangup_cause(req) if hung_up else ""
+            if hung_up and cause in ("", "0") and outcome.outcome != "opted_out":
+                # The PBX or the link ended the call, not the callee: a fault, retried.
+                outcome.outcome, outcome.stage = "error", f"pbx-{outcome.stage}"
+                self.on_pbx_fault()
             result = CallResult(
                 outcome=outcome.outcome, stage=outcome.stage, keys=outcome.keys,
                 heard={p: self.hashes.get(p, "") for p in outcome.heard},
                 choice=outcome.choice, choice_key=outcome.choice_key,
                 answered_prompt=outcome.answered_prompt,
                 answered_sha256=self.hashes.get(outcome.answered_prompt or ""),
-                slot=outcome.slot, amd_status=amd_status or None)
+                slot=outcome.slot, amd_status=amd_status or None,
+                hangup_cause=cause or None)
         except Exception:  # a controller fault is recorded as `error`, never lost
             log.exception("call %s failed in the controller", call_id)
             result = CallResult(outcome="error", stage="controller", keys="", heard={},
                                 amd_status=None)
-        self.store.finish_answered(call_id, result, self.clock(),
-                                   self.retry_at(call, result.outcome))
+        now, retry = self.clock(), self.retry_at(call, result.outcome)
+        self.write(lambda: self.store.finish_answered(call_id, result, now, retry))
         if self.on_finished:
             self.on_finished(call_id)

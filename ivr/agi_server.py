@@ -37,14 +37,17 @@ class AgiRequest(Request):  # type: ignore[misc]
     def __init__(self, *args: Any, read_timeout: float = 600.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.hung_up = False
+        self.lost = False  # the AGI connection itself died (PBX crash, network), not a hangup
         self.read_timeout = read_timeout
 
     async def _readline(self) -> str:
         try:
             raw = await asyncio.wait_for(self.reader.readline(), self.read_timeout)
         except (asyncio.TimeoutError, ConnectionError) as exc:
+            self.lost = True
             raise AgiHangup(f"AGI read failed: {exc!r}") from None
         if not raw:
+            self.lost = True
             raise AgiHangup("AGI connection closed")
         return raw.decode(self.encoding, "replace").rstrip("\r\n")
 
@@ -62,6 +65,7 @@ class AgiRequest(Request):  # type: ignore[misc]
             self.writer.write((command + "\n").encode(self.encoding))
             await self.writer.drain()
         except ConnectionError as exc:
+            self.lost = True
             raise AgiHangup(f"AGI write failed: {exc!r}") from None
         result = await self._read_result()
         while result.get("status_code") == 100:

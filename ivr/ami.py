@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 # Events the controller reads; everything else is dropped before it is queued.
 WANTED_EVENTS = frozenset({"OriginateResponse", "Hangup", "UserEvent", "FullyBooted",
-                           "Shutdown", "DTMFEnd"})
+                           "Shutdown", "DTMFEnd", "CoreShowChannel",
+                           "CoreShowChannelsComplete"})
 
 
 class AmiDisconnected(PbxError):
@@ -92,8 +93,9 @@ class Ami:
     # -- panoramisk hooks ---------------------------------------------------------------------
     def _on_login(self, ok: bool) -> None:
         if ok:
-            if self.connected_once:
+            if self.connected_once:  # events were missed while the link was down
                 self.reconnects += 1
+                self._events.put_nowait(Message({"Event": "Reconnected"}))
             self.connected_once = True
             self._logged_in.set()
         else:
@@ -111,10 +113,10 @@ class Ami:
 
     def _on_event(self, event: Message) -> None:
         name = event.get("Event", "")
+        if name == "Shutdown":  # Asterisk refuses new calls from now on: act as disconnected
+            self._logged_in.clear()
         if name in self.wanted:
             self._events.put_nowait(event)
-        if name == "FullyBooted" and self.reconnects:
-            self._events.put_nowait(Message({"Event": "Reconnected"}))
 
     # -- public API ---------------------------------------------------------------------------
     async def connect(self, timeout: float = 10.0) -> None:

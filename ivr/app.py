@@ -22,7 +22,7 @@ from ivr.errors import PbxError
 from ivr.flow import FlowOptions
 from ivr.prompt_build import load_manifest
 from ivr.sandbox import Sandbox
-from ivr.store import CallResult, Store
+from ivr.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,8 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def open_store(cfg: Config) -> Store:
-    return Store.open(cfg.path(cfg.store.path))
+def open_store(cfg: Config, busy_timeout_s: float = 30.0) -> Store:
+    return Store.open(cfg.path(cfg.store.path), busy_timeout_s=busy_timeout_s)
 
 
 def ami_secret(cfg: Config) -> str:
@@ -83,7 +83,8 @@ async def start(cfg: Config, store: Store, clock: Callable[[], datetime] = utcno
     dialer = Dialer(cfg, store, ami, clock, agi_url)
     app = AgiApplication(allowed_peers=cfg.agi.allowed_peers)
     handler = IvrHandler(store, prompt_hashes(cfg), flow_options(cfg), clock,
-                         retry_at=dialer.retry_at, on_finished=dialer.finished)
+                         retry_at=dialer.retry_at, on_finished=dialer.finished,
+                         write=dialer.writer.write, on_pbx_fault=dialer.pbx_fault)
     app.add_route("ivr", handler)
     app.add_route("callback", CallbackHandler(store, cfg.default_region, clock))
     try:
@@ -94,39 +95,12 @@ async def start(cfg: Config, store: Store, clock: Callable[[], datetime] = utcno
                        f"({exc.strerror}): is another `ivr run` active? set agi.port") from None
     if server is None:  # used by tests of the dialplan failsafe: no AGI server at all
         server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
-    await reconcile(store, ami, dialer, clock)
+    await dialer.reconcile()
 
     async def pump() -> None:
         async for ev in ami.events():
             dialer.on_event(ev)
     return Controller(cfg, store, ami, dialer, app, server, asyncio.create_task(pump()))
-
-
-async def reconcile(store: Store, ami: Ami, dialer: Dialer,
-                    clock: Callable[[], datetime]) -> int:
-    """Attempts without an outcome (a crash, a restart): adopt live channels, settle the rest.
-
-    A call that was answered is not retried (the callee was reached); one that never was gets a
-    safe retry. Nothing is originated again here."""
-    open_calls = store.open_calls()
-    if not open_calls:
-        return 0
-    live = {ch.get("Uniqueid") for ch in await ami.channels()}
-    settled = 0
-    for call in open_calls:
-        if call["channel_id"] in live:
-            from ivr.dialer import InFlight
-            flight = InFlight(int(call["id"]), call["channel_id"], call["number"],
-                              answered=call["answered_at"] is not None)
-            dialer.inflight[flight.channel_id] = flight
-            dialer.by_call[flight.call_id] = flight.channel_id
-            continue
-        retry = None if call["answered_at"] else dialer.retry_at(call, "error")
-        store.finish_answered(int(call["id"]), CallResult(
-            outcome="error", stage="reconciled", keys=call["keys"] or "", heard={}),
-            clock(), retry)
-        settled += 1
-    return settled
 
 
 def install_signals(stop: asyncio.Event, hard_stop: asyncio.Event) -> None:

@@ -13,6 +13,8 @@ from typing import Any
 from ivr.calling_rules import Verdict, callee_zone, check_call
 from ivr.config import Config
 from ivr.dialer import Dialer
+from ivr.errors import PbxError
+from ivr.safe_writes import STORE_ERRORS
 from ivr.store import Store, parse_utc, utc
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,7 @@ class RunReport:
     originated: int = 0
     stopped_by: str = ""
     why: str = ""
+    paused: str = ""  # the last store problem that paused the run, if any
 
 
 async def run(cfg: Config, store: Store, dialer: Dialer, clock: Callable[[], datetime],
@@ -112,13 +115,26 @@ async def run(cfg: Config, store: Store, dialer: Dialer, clock: Callable[[], dat
             next_slot = max(next_slot + interval, time.monotonic())
             if stop.is_set():
                 break
+            if not dialer.ami.connected or dialer.holding():  # PBX restarting, link down
+                await _wait_any(stop, timeout=0.5)
+                await dialer.ami.wait_connected(timeout=5.0)
+                break  # re-plan once it is back
+            if dialer.writer.problem:  # the store refuses writes: no new calls until it is back
+                report.paused = dialer.writer.problem
+                await _wait_any(dialer.writer.drained, stop, timeout=3600)
+                break  # re-plan: the world moved on while paused
             now = clock()
             verdict = verdict_for(cfg, store, contact, now)  # re-checked at dial time
             if not verdict.allowed:
                 continue
             try:
                 await dialer.dial(contact)
-            except Exception as exc:  # settled as failed/error by the dialer; keep going
+            except STORE_ERRORS as exc:  # nothing was sent: pause, then re-plan
+                log.error("store unavailable (%s): pausing new calls", exc)
+                report.paused = str(exc)
+                await _wait_any(stop, timeout=1.0)
+                break
+            except PbxError as exc:  # refused (settled) or unconfirmed (reconciled later)
                 log.warning("dial %s: %s", contact["number"], exc)
                 if not dialer.ami.connected:
                     await dialer.ami.wait_connected(timeout=30)
@@ -140,7 +156,12 @@ async def run(cfg: Config, store: Store, dialer: Dialer, clock: Callable[[], dat
         on_tick()
     report.stopped_by = "operator" if stop.is_set() else "finished"
     # Let calls in flight finish; a second Ctrl-C hangs them up.
-    while dialer.inflight:
+    while dialer.inflight or dialer.writer.pending:
+        if dialer.writer.pending and not dialer.inflight and hard_stop.is_set():
+            log.error("%d outcome(s) not written (%s): those attempts will be reconciled as "
+                      "`error` by the next run", len(dialer.writer.pending),
+                      dialer.writer.problem)
+            break
         if hard_stop.is_set():
             await dialer.hangup_all()
             hard_stop.clear()
@@ -149,6 +170,7 @@ async def run(cfg: Config, store: Store, dialer: Dialer, clock: Callable[[], dat
         on_tick()
     if not report.why:
         report.why = why_nobody(store, plan(cfg, store, clock()))
+    report.paused = report.paused or dialer.writer.last_problem
     return report
 
 

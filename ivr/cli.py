@@ -36,9 +36,9 @@ class Ctx:
             self._cfg = config_mod.load(self.config_path)
         return self._cfg
 
-    def store(self):  # type: ignore[no-untyped-def]
+    def store(self, busy_timeout_s: float = 30.0):  # type: ignore[no-untyped-def]
         from ivr.app import open_store
-        return open_store(self.cfg)
+        return open_store(self.cfg, busy_timeout_s)
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
@@ -206,7 +206,7 @@ def check(ctx: Ctx) -> None:
 def run_cmd(ctx: Ctx, dry_run: bool) -> None:
     """Call the due contacts: pacing, retries, calling rules; Ctrl-C stops gracefully."""
     from ivr.compliance import raise_on_errors
-    store = ctx.store()
+    store = ctx.store(busy_timeout_s=0.5)  # a locked file pauses the run, not the event loop
     raise_on_errors(_preflight(ctx, store))
     if dry_run:
         from ivr.campaign import plan

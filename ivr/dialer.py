@@ -9,15 +9,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ivr.ami import Ami
+from ivr.ami import Ami, AmiDisconnected
 from ivr.config import Config
 from ivr.dispositions import RETRYABLE, as_int, unanswered_outcome
-from ivr.errors import ConfigError
+from ivr.errors import ConfigError, PbxError
+from ivr.safe_writes import SafeWriter
 from ivr.store import CallResult, Store
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ class InFlight:
     hung_up: bool = False
     cause: int | None = None
     reason: int | None = None  # OriginateResponse Reason of a failed Originate
+    unsure: bool = False       # Originate sent, reply lost: only reconciliation may settle it
     settle: asyncio.TimerHandle | None = field(default=None, repr=False)
 
 
@@ -70,6 +73,8 @@ class Dialer:
         self.by_call: dict[int, str] = {}
         self.changed = asyncio.Event()
         self.originated = 0
+        self.writer = SafeWriter()
+        self.hold_until = 0.0  # monotonic time before which no call is placed (PBX trouble)
         caller = cfg.campaign.caller_id
         safe_value("campaign.caller_id", caller)
         safe_value("campaign.caller_name", cfg.campaign.caller_name)
@@ -83,6 +88,14 @@ class Dialer:
         delays = self.cfg.retry.delay_s
         delay = getattr(delays, outcome, delays.congestion)
         return self.clock() + timedelta(seconds=delay)
+
+    def pbx_fault(self, hold_s: float = 5.0) -> None:
+        """The PBX tore a call down (shutdown, restart): place no call for a while, so
+        retries do not land on a PBX that is going away."""
+        self.hold_until = max(self.hold_until, time.monotonic() + hold_s)
+
+    def holding(self) -> bool:
+        return time.monotonic() < self.hold_until
 
     # -- originate ----------------------------------------------------------------------------
     async def dial(self, contact: dict[str, Any]) -> dict[str, Any]:
@@ -100,11 +113,19 @@ class Dialer:
                 timeout_ms=int(self.cfg.dialer.ring_timeout_s * 1000),
                 variables={"CALL_ID": str(flight.call_id), "IVR_AGI": self.agi_url,
                            "IVR_AMD": "1" if self.cfg.dialer.amd else "0"})
-        except Exception as exc:
-            # Never sent twice: a refused or unanswered Originate settles the attempt now.
-            log.warning("Originate for call %s failed: %s", flight.call_id, exc)
-            self._settle_unanswered(flight, "failed" if "refused" in str(exc) else "error",
-                                    None)
+        except (AmiDisconnected, PbxError) as exc:
+            if isinstance(exc, AmiDisconnected) or "refused" not in str(exc):
+                # It may have reached Asterisk: never send it again. The reconciliation after
+                # the reconnect adopts the live channel or settles the attempt.
+                log.warning("Originate for call %s unconfirmed: %s", flight.call_id, exc)
+                flight.unsure = True
+                raise
+            log.warning("Originate for call %s refused: %s", flight.call_id, exc)
+            # Refused by a PBX that is going away is its fault (retried); otherwise `failed`.
+            shutting_down = "shutting down" in str(exc)
+            if shutting_down:
+                self.pbx_fault()
+            self._settle_unanswered(flight, "error" if shutting_down else "failed", None)
             raise
         self.originated += 1
         return call
@@ -118,10 +139,11 @@ class Dialer:
                 return
             if ev.get("Response") == "Success":
                 flight.answered = True
-                self.store.mark_answered(flight.call_id, self.clock())
+                now = self.clock()
+                self.writer.write(lambda: self.store.mark_answered(flight.call_id, now))
                 return
             flight.reason = as_int(ev.get("Reason"))
-            if flight.hung_up:
+            if flight.hung_up and flight.cause is not None:
                 self._settle_failed(flight)
             else:  # the Hangup events carry the cause that explains the failure
                 flight.settle = asyncio.get_running_loop().call_later(
@@ -132,27 +154,35 @@ class Dialer:
                 other = self.inflight.get(uid[:-len(LOCAL_OTHER)])  # the one that explains
                 if other is not None and as_int(ev.get("Cause")):
                     other.cause = as_int(ev.get("Cause"))
+                    if other.reason is not None and other.hung_up:
+                        self._settle_failed(other)
                 return
             flight = self.inflight.get(uid)
             if flight is None:  # already settled by the IVR: keep the real cause
-                call = self.store.call_by_channel(ev.get("Uniqueid", ""))
-                if call is not None and as_int(ev.get("Cause")):
-                    self.store.set_hangup_cause(int(call["id"]), str(ev.get("Cause")))
+                call = self.store.call_by_channel(uid) if uid.startswith("ivr-") else None
+                cause = str(ev.get("Cause"))
+                if call is not None and as_int(cause):
+                    self.writer.write(lambda: self.store.set_hangup_cause(int(call["id"]),
+                                                                          cause))
                 return
             flight.cause = flight.cause or as_int(ev.get("Cause")) or None
             flight.hung_up = True
-            if flight.reason is not None:
+            if flight.reason is not None and flight.cause is not None:
                 self._settle_failed(flight)
                 return
             if flight.answered:
                 if flight.cause is not None:
-                    self.store.set_hangup_cause(flight.call_id, str(flight.cause))
+                    cause = str(flight.cause)
+                    self.writer.write(lambda: self.store.set_hangup_cause(flight.call_id,
+                                                                          cause))
                 asyncio.get_running_loop().call_later(ANSWERED_GRACE_S, self._expire, flight)
         elif name == "UserEvent" and ev.get("UserEvent") == "IvrFailsafe":
             call_id = as_int(ev.get("CallId"))
             channel_id = self.by_call.get(call_id or -1)
             if channel_id and channel_id in self.inflight:
                 self._settle_error(self.inflight[channel_id], "failsafe")
+        elif name == "Reconnected":  # events were missed while AMI was down
+            asyncio.get_running_loop().create_task(self.reconcile())
 
     def _settle_failed(self, flight: InFlight) -> None:
         self._settle_unanswered(flight, unanswered_outcome(flight.reason, flight.cause),
@@ -168,22 +198,59 @@ class Dialer:
                 self.finished(flight.call_id)
 
     def _settle_error(self, flight: InFlight, stage: str) -> None:
-        call = self.store.call(flight.call_id)
-        if call is not None:
-            self.store.finish_answered(
-                flight.call_id, CallResult(outcome="error", stage=stage, keys="", heard={}),
-                self.clock(), self.retry_at(call, "error"))
+        self.settle_error(flight.call_id, stage)
         self.finished(flight.call_id)
+
+    def settle_error(self, call_id: int, stage: str) -> None:
+        """`error`: a fault of the controller or the PBX. A safe retry while attempts remain;
+        finish_answered writes nothing if the attempt already has its outcome."""
+        call = self.store.call(call_id)
+        if call is None:
+            return
+        now, retry = self.clock(), self.retry_at(call, "error")
+        result = CallResult(outcome="error", stage=stage, keys=call["keys"] or "", heard={})
+        self.writer.write(lambda: self.store.finish_answered(call_id, result, now, retry))
 
     def _settle_unanswered(self, flight: InFlight, outcome: str, cause: int | None) -> None:
         if flight.channel_id not in self.inflight:
             return
         call = self.store.call(flight.call_id)
         if call is not None:
-            self.store.finish_unanswered(flight.call_id, outcome,
-                                         str(cause) if cause is not None else None,
-                                         self.clock(), self.retry_at(call, outcome))
+            now, retry = self.clock(), self.retry_at(call, outcome)
+            text = str(cause) if cause is not None else None
+            self.writer.write(lambda: self.store.finish_unanswered(
+                flight.call_id, outcome, text, now, retry))
         self.finished(flight.call_id)
+
+    async def reconcile(self) -> int:
+        """After a restart or a reconnect: adopt live channels, settle attempts that are gone.
+
+        Nothing is originated here. An attempt whose channel is gone and that has no outcome
+        is `error` with a safe retry (its IVR, if any, gets a grace period first)."""
+        live = {ch.get("Uniqueid") for ch in await self.ami.channels()}
+        settled = 0
+        for call in self.store.open_calls():
+            channel_id, call_id = call["channel_id"], int(call["id"])
+            flight = self.inflight.get(channel_id)
+            if channel_id in live:
+                if flight is None:
+                    flight = InFlight(call_id, channel_id, call["number"],
+                                      answered=call["answered_at"] is not None)
+                    self.inflight[channel_id] = flight
+                    self.by_call[call_id] = channel_id
+                flight.unsure = False
+                continue
+            if flight is not None and flight.answered and not flight.unsure:
+                asyncio.get_running_loop().call_later(ANSWERED_GRACE_S, self._expire, flight)
+                continue
+            self.settle_error(call_id, "reconciled")
+            if flight is not None:
+                self.finished(call_id)
+            settled += 1
+        for channel_id, flight in list(self.inflight.items()):  # settled meanwhile
+            if channel_id not in live and self.store.call(flight.call_id)["outcome"]:
+                self.finished(flight.call_id)
+        return settled
 
     def finished(self, call_id: int) -> None:
         """The attempt has its outcome: it no longer counts against max_concurrent."""

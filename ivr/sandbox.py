@@ -18,8 +18,10 @@ import wave
 from dataclasses import dataclass
 from pathlib import Path
 
+from ivr.ami import WANTED_EVENTS
 from ivr.config import Config
 from ivr.errors import SandboxError
+from ivr.sip_trunk import sandbox_pjsip_conf
 
 CACHE_DIR = Path(os.environ.get("IVR_SANDBOX_CACHE", "/var/cache/ivr-sandbox"))
 DIALPLANS_DIR = Path(__file__).resolve().parent.parent / "dialplans"
@@ -153,10 +155,12 @@ class Sandbox:
                 f"port = {pbx.port}\nbindaddr = 127.0.0.1\ndisplayconnects = no\n"
                 f"[{pbx.user}]\nsecret = {self.ami_secret()}\n"
                 "deny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\n"
-                f"read = {AMI_READ}\nwrite = {AMI_WRITE}\n"),
+                f"read = {AMI_READ}\nwrite = {AMI_WRITE}\n"
+                # Only the events the controller reads: parsing the others is its main cost.
+                + "".join(f"eventfilter = Event: {e}\n" for e in sorted(WANTED_EVENTS))),
             "logger.conf": "[general]\n[logfiles]\nmessages.log => notice,warning,error\n",
             "extensions.conf": self._extensions(sim_timing or {}),
-            "pjsip.conf": "#tryinclude ivr/pjsip-sandbox.conf\n",
+            "pjsip.conf": sandbox_pjsip_conf(),  # the shipped trunk templates, on loopback
             "indications.conf": "[general]\ncountry = fr\n[fr]\ndescription = France\n"
                                 "ringcadence = 1500,3500\ndial = 440\nbusy = 440/500,0/500\n"
                                 "ring = 440/1500,0/3500\ncongestion = 440/250,0/250\n",

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import os
+import secrets
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -98,6 +99,7 @@ class CallResult:
     answered_sha256: str | None = None
     slot: str | None = None
     amd_status: str | None = None
+    hangup_cause: str | None = None  # Q.850, when the IVR saw the hangup
 
 
 class Store:
@@ -107,11 +109,14 @@ class Store:
         self.migrate()
 
     @classmethod
-    def open(cls, path: str | Path, optout_key: bytes | None = None) -> "Store":
+    def open(cls, path: str | Path, optout_key: bytes | None = None,
+             busy_timeout_s: float = 30.0) -> "Store":
+        """busy_timeout_s: how long a write waits for a lock. The controller uses a short one
+        so a locked file pauses the run instead of stalling every call in progress."""
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(path), timeout=30, isolation_level=None,
+            conn = sqlite3.connect(str(path), timeout=busy_timeout_s, isolation_level=None,
                                    check_same_thread=False)
             db = sqlite_utils.Database(conn)
             db.execute("PRAGMA journal_mode=WAL")
@@ -150,10 +155,11 @@ class Store:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield
+            conn.execute("COMMIT")  # may fail too (disk full): then roll back, all or nothing
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     def q(self, sql: str, params: tuple | dict = ()) -> list[dict[str, Any]]:
         cur = self.db.execute(sql, params)
@@ -212,7 +218,8 @@ class Store:
                 "started_at) VALUES (?, ?, ?, ?, ?, 'created', ?)",
                 (contact["id"], contact["number"], n + 1, campaign, caller_id, utc(now)))
             call_id = int(cur.lastrowid)
-            channel_id = f"ivr-{campaign_tag(campaign)}-{call_id}"
+            # Unique across stores and runs sharing one PBX (Asterisk refuses a reused id).
+            channel_id = f"ivr-{campaign_tag(campaign)}-{call_id}-{secrets.token_hex(4)}"
             self.db.execute("UPDATE calls SET channel_id = ?, state = 'dialing' WHERE id = ?",
                             (channel_id, call_id))
         return self.call(call_id)  # type: ignore[return-value]
@@ -247,7 +254,8 @@ class Store:
                 "ended_at = ?, hangup_cause = COALESCE(hangup_cause, ?), retry_at = ? "
                 "WHERE id = ?",
                 (result.outcome, result.stage, result.keys, json.dumps(result.heard),
-                 result.amd_status, ts, ts, "16", utc(retry_at) if retry_at else None,
+                 result.amd_status, ts, ts, result.hangup_cause or "16",
+                 utc(retry_at) if retry_at else None,
                  call_id))
             if result.choice:
                 self.db.execute(

@@ -1,0 +1,228 @@
+"""Issue 8: the real SIP path. SIPp plays the carrier on 127.0.0.1:5070 and the controller dials
+it through the PJSIP trunk that `ivr pbx up` builds from dialplans/pjsip-trunk.conf.
+
+Each SIPp scenario (tests/integration/sipp/) must end with the same calls row as the simulated
+Local-channel callee that behaves the same way, placed in this module through the same flow.
+AMD is off here: SIPp's callee sends only the RFC 4733 key, no voice, and AMD would classify that
+initial silence as a machine (the Local callees say "allo" for it). The other settings match.
+"""
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ivr import app, config
+from ivr.config import Config
+from ivr.sandbox import Sandbox
+from ivr.store import Store
+
+from .conftest import add_contacts, fiction, itest_config_dict, place_calls
+
+SIPP_DIR = Path(__file__).resolve().parent / "sipp"
+SIPP_PORT = 5070          # the carrier contact in the sandbox's pjsip.conf
+SIPP_MEDIA_PORT = 6000
+AGI_PORT = 4600           # this module's own FastAGI port: other test files run beside it
+DIAL_SIP = "PJSIP/{number}@carrier"
+CALLER = "+33199000000"   # the scenarios check this number in From and P-Asserted-Identity
+
+
+@dataclass(frozen=True)
+class Case:
+    scenario: str     # tests/integration/sipp/<scenario>.xml
+    sim: str          # the ivr-sim callee (last two digits) that behaves the same way
+    outcome: str
+    keys: str
+    cause: str        # calls.hangup_cause: the Q.850 cause chan_pjsip maps the SIP answer to
+
+
+CASES = [
+    Case("uas-press1", "10", "message_played", "1", "16"),
+    Case("uas-press2", "20", "declined", "2", "16"),
+    Case("uas-press9", "60", "opted_out", "9", "16"),
+    Case("uas-silent", "30", "no_input", "", "16"),
+    Case("uas-bye-during-message", "51", "message_partial", "1", "16"),
+    Case("uas-busy-486", "70", "busy", "", "17"),          # 486 -> 17 User busy
+    Case("uas-ring-480", "71", "no_answer", "", "19"),     # 180, 480 -> 19 No answer
+    Case("uas-ring-timeout", "71", "no_answer", "", "19"),  # 180, our CANCEL after 5 s
+    Case("uas-congestion-503", "72", "congestion", "", "34"),  # 503 -> 34 Congestion
+]
+BY_NAME = {c.scenario: c for c in CASES}
+UNANSWERED = ("busy", "no_answer", "congestion")
+
+
+def sip_number(i: int) -> str:
+    return fiction(f"{i:02d}", block="91")
+
+
+def cfg_for(pbx_cfg: Config, dial_string: str, **extra: Any) -> Config:
+    data = itest_config_dict(pbx_cfg.base_dir, agi__port=AGI_PORT, dialer__amd=False,
+                             dialer__dial_string=dial_string, **extra)
+    return config.from_dict(data, pbx_cfg.base_dir)
+
+
+def _udp_bound(port: int) -> bool:
+    hexport = f":{port:04X}"
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            if line.split()[1].endswith(hexport):
+                return True
+    return False
+
+
+class Carrier:
+    """SIPp running one UAS scenario on 127.0.0.1:5070 for `calls` calls, killed on exit."""
+
+    def __init__(self, scenario: str, calls: int, workdir: Path, timeout_s: float) -> None:
+        self.scenario = SIPP_DIR / f"{scenario}.xml"
+        self.calls = calls
+        self.workdir = workdir
+        self.timeout_s = timeout_s
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.errors = workdir / f"{scenario}.errors.log"
+        self.screen = workdir / f"{scenario}.screen.log"
+
+    def __enter__(self) -> "Carrier":
+        assert not _udp_bound(SIPP_PORT), f"UDP {SIPP_PORT} is taken: another SIPp is running"
+        self.proc = subprocess.Popen(
+            ["sipp", "-sf", str(self.scenario), "-i", "127.0.0.1", "-p", str(SIPP_PORT),
+             "-mi", "127.0.0.1", "-mp", str(SIPP_MEDIA_PORT), "-m", str(self.calls),
+             "-nostdin", "-timeout", f"{int(self.timeout_s)}s", "-timeout_error",
+             "-trace_err", "-error_file", str(self.errors),
+             "-trace_screen", "-screen_file", str(self.screen)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=self.workdir)
+        deadline = time.monotonic() + 10
+        while not _udp_bound(SIPP_PORT):
+            assert self.proc.poll() is None, f"sipp exited at start ({self.proc.returncode})"
+            assert time.monotonic() < deadline, "sipp did not bind UDP 5070 within 10 s"
+            time.sleep(0.05)
+        return self
+
+    def wait(self) -> int:
+        """SIPp's exit code once its calls are done: 0 only if every call followed the
+        scenario (including its checks on the INVITE)."""
+        assert self.proc is not None
+        return self.proc.wait(timeout=self.timeout_s + 10)
+
+    def report(self) -> str:
+        parts = [p.read_text(errors="replace")[-3000:] for p in (self.errors, self.screen)
+                 if p.exists()]
+        return "\n".join(parts) or "no SIPp log"
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def trunk_up(pbx_cfg: Config) -> Config:
+    """The sandbox's trunk is the one this repository ships (another run may have reloaded an
+    older pjsip.conf): bring it up again and check the endpoint is there."""
+    Sandbox(pbx_cfg).up(sim_timing=app.sandbox_sim_timing(pbx_cfg))
+    endpoint = Sandbox(pbx_cfg).cli("pjsip show endpoint carrier")
+    assert "127.0.0.1:5070" in endpoint and "alaw" in endpoint, endpoint
+    return pbx_cfg
+
+
+@pytest.fixture(scope="module")
+def local_rows(trunk_up: Config) -> dict[str, dict[str, Any]]:
+    """The Local-channel callees with the same behaviours, same config but the dial string."""
+    cfg = cfg_for(trunk_up, "Local/{number}@ivr-sim")
+    sims = sorted({c.sim for c in CASES})
+    rows = asyncio.run(place_calls(cfg, Store.memory(), [fiction(s, block="90") for s in sims]))
+    return {r["number"][-2:]: r for r in rows}
+
+
+@dataclass
+class SipCall:
+    row: dict[str, Any]   # the calls row
+    sipp_rc: int          # SIPp's exit code
+    sipp_log: str
+    store: Store
+
+
+@pytest.fixture(scope="module")
+def sip_rows(trunk_up: Config, tmp_path_factory: pytest.TempPathFactory) -> dict[str, SipCall]:
+    """One call per scenario over the trunk, SIPp answering as the carrier (one at a time:
+    one SIPp owns port 5070)."""
+    cfg = cfg_for(trunk_up, DIAL_SIP)
+    workdir = tmp_path_factory.mktemp("sipp")
+    out: dict[str, SipCall] = {}
+    for i, case in enumerate(CASES):
+        store = Store.memory()
+        with Carrier(case.scenario, 1, workdir, timeout_s=90) as carrier:
+            rows = asyncio.run(place_calls(cfg, store, [sip_number(i)], timeout=90))
+            rc = carrier.wait()
+        assert len(rows) == 1, rows
+        out[case.scenario] = SipCall(rows[0], rc, carrier.report(), store)
+    return out
+
+
+@pytest.mark.parametrize("scenario", [c.scenario for c in CASES])
+def test_carrier_followed_the_scenario(sip_rows: dict, scenario: str) -> None:
+    """SIPp's checks passed: E.164 request URI, the presented number in From and
+    P-Asserted-Identity, A-law and telephone-event offered, the call ended as scripted."""
+    call = sip_rows[scenario]
+    assert call.sipp_rc == 0, call.sipp_log
+
+
+@pytest.mark.parametrize("scenario", [c.scenario for c in CASES])
+def test_sip_call_ends_like_the_simulated_callee(sip_rows: dict, local_rows: dict,
+                                                 scenario: str) -> None:
+    case = BY_NAME[scenario]
+    sip = sip_rows[scenario].row
+    local = local_rows[case.sim]
+    fields = ("outcome", "keys")
+    assert {f: sip[f] for f in fields} == {"outcome": case.outcome, "keys": case.keys}, \
+        sip_rows[scenario].sipp_log
+    assert {f: sip[f] for f in fields} == {f: local[f] for f in fields}
+    assert (sip["answered_at"] is not None) == (case.outcome not in UNANSWERED)
+    assert sip["ended_at"] and sip["attempt"] == 1
+
+
+@pytest.mark.parametrize("scenario", [c.scenario for c in CASES])
+def test_hangup_cause_is_the_q850_cause(sip_rows: dict, local_rows: dict, scenario: str) -> None:
+    case = BY_NAME[scenario]
+    sip = sip_rows[scenario].row
+    assert sip["hangup_cause"] == case.cause
+    if case.outcome in UNANSWERED:
+        assert sip["hangup_cause"] == local_rows[case.sim]["hangup_cause"]
+
+
+def test_optout_over_the_trunk_reaches_the_opposition_list(sip_rows: dict) -> None:
+    optout, declined = sip_rows["uas-press9"], sip_rows["uas-press2"]
+    assert optout.store.is_opted_out(optout.row["number"])
+    assert optout.store.one("SELECT via FROM optouts")["via"] == "phone-key"
+    assert not declined.store.is_opted_out(declined.row["number"])
+
+
+def test_campaign_of_50_calls_over_the_trunk(trunk_up: Config,
+                                            tmp_path_factory: pytest.TempPathFactory) -> None:
+    """50 contacts, SIPp answering all of them at once and pressing 1: every attempt is
+    stored with its outcome, and nothing is left open."""
+    n = 50
+    cfg = cfg_for(trunk_up, DIAL_SIP)
+    store = Store.memory()
+    numbers = [fiction(f"{i:02d}", block="95") for i in range(n)]
+    add_contacts(store, numbers)
+    workdir = tmp_path_factory.mktemp("sipp50")
+    with Carrier("uas-press1", n, workdir, timeout_s=240) as carrier:
+        start = time.monotonic()
+        report, _ = asyncio.run(app.run_campaign(cfg, store, on_tick=lambda ctl: None))
+        took = time.monotonic() - start
+        rc = carrier.wait()
+    calls = store.q("SELECT number, outcome, keys, hangup_cause FROM calls")
+    print(f"\n{n} calls over the SIPp trunk: {took:.1f} s")
+    assert report.originated == n
+    assert sorted(c["number"] for c in calls) == sorted(numbers)
+    assert Counter((c["outcome"], c["keys"]) for c in calls) == {("message_played", "1"): n}
+    assert store.open_calls() == []
+    assert rc == 0, carrier.report()
