@@ -229,5 +229,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("retry.max_attempts must be at least 1")
     if "{number}" not in cfg.dialer.dial_string:
         raise ConfigError("dialer.dial_string must contain {number}, e.g. PJSIP/{number}@carrier")
+    if any(c in cfg.dialer.dial_string for c in "&|,\r\n"):
+        raise ConfigError("dialer.dial_string must be a single channel: no &, |, comma or "
+                          "newline (they would dial extra destinations)")
     if cfg.prompts.engine not in ("gtts", "espeak", "auto"):
         raise ConfigError(f"prompts.engine: {cfg.prompts.engine!r} is not gtts, espeak or auto")

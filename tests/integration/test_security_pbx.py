@@ -1,0 +1,80 @@
+"""Issue 7.3 against the sandbox: least-privilege AMI user, secrets kept out of logs and the
+store, FastAGI bound to loopback."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+import pytest
+
+from ivr import app
+from ivr.ami import Ami
+from ivr.config import Config
+from ivr.errors import PbxError
+from ivr.store import Store
+
+from .conftest import fiction, place_calls
+
+
+async def _try(cfg: Config, action: dict) -> dict:
+    ami = Ami(cfg.pbx.host, cfg.pbx.port, cfg.pbx.user, app.ami_secret(cfg))
+    await ami.connect()
+    try:
+        return dict(await ami.action(action))
+    finally:
+        ami.close()
+
+
+@pytest.mark.parametrize("action", [
+    {"Action": "Command", "Command": "core show version"},           # CLI over AMI
+    {"Action": "Originate", "Channel": "Local/s@ivr-sim", "Application": "System",
+     "Data": "touch /tmp/pwned", "Async": "true"},                     # shell via Originate
+    {"Action": "GetConfig", "Filename": "manager.conf"},               # read secrets
+    {"Action": "Reload"},                                              # system class
+])
+def test_ami_user_cannot_do_what_it_does_not_need(pbx_cfg: Config, action: dict) -> None:
+    resp = asyncio.run(_try(pbx_cfg, action))
+    assert resp["Response"] == "Error"
+    message = resp.get("Message", "").lower()
+    assert any(word in message for word in ("permission", "privilege", "forbidden")), message
+
+
+def test_ami_user_can_do_what_it_needs(pbx_cfg: Config) -> None:
+    resp = asyncio.run(_try(pbx_cfg, {"Action": "CoreShowChannels"}))
+    assert resp["Response"] == "Success"
+
+
+def test_wrong_secret_is_a_clear_error(pbx_cfg: Config) -> None:
+    async def go() -> None:
+        await Ami(pbx_cfg.pbx.host, pbx_cfg.pbx.port, pbx_cfg.pbx.user, "wrong").connect(5)
+    with pytest.raises(PbxError, match="login refused"):
+        asyncio.run(go())
+
+
+def test_secrets_never_reach_logs_or_the_store(pbx_cfg: Config,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    secret = app.ami_secret(pbx_cfg)
+    optout_key = b"optout-key-" + secret.encode()[:8]
+    store = Store(Store.memory().db, optout_key)
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(place_calls(pbx_cfg, store, [fiction("60", block="70")]))
+    assert store.is_opted_out(fiction("60", block="70"))   # the call really ran
+    assert caplog.records                                   # and was logged at DEBUG
+    assert secret not in caplog.text
+    dump = "\n".join(store.db.conn.iterdump())
+    assert secret not in dump and optout_key.decode() not in dump
+
+
+def test_fastagi_listens_on_loopback_only(pbx_cfg: Config) -> None:
+    async def go() -> list[str]:
+        ctl = await app.start(pbx_cfg, Store.memory())
+        try:
+            return [s.getsockname()[0] for s in ctl.server.sockets]
+        finally:
+            await ctl.close()
+    assert asyncio.run(go()) == ["127.0.0.1"]
+    with pytest.raises(OSError):  # and not on the machine's other addresses
+        with socket.create_connection((socket.gethostbyname(socket.gethostname()),
+                                       pbx_cfg.agi.port), timeout=1):
+            pass
