@@ -82,7 +82,8 @@ async def hangup_cause(req: AgiRequest) -> str:
 
 
 class IvrHandler:
-    """Route `ivr`: agi_arg_1 is the CALL_ID (calls.id) written before the Originate."""
+    """Route `ivr`: agi_arg_1 is the CALL_ID (calls.id) written before the Originate,
+    agi_arg_2 the AMDSTATUS of the dialplan's AMD()."""
 
     def __init__(self, store: Store, hashes: dict[str, str], opts: FlowOptions,
                  clock: Callable[[], datetime],
@@ -117,8 +118,7 @@ class IvrHandler:
         answered = self.clock()
         self.write(lambda: self.store.mark_answered(call_id, answered))
         try:
-            amd = await req.send_command("GET VARIABLE AMDSTATUS")
-            amd_status = amd.get("result", ("", ""))[1] if "error" not in amd else ""
+            amd_status = req.headers.get("agi_arg_2", "")  # AMDSTATUS, "" when AMD is off
             outcome, hung_up = await drive(call_flow(self.opts, amd_status), req,
                                            self._optout(call))
             cause = await hangup_cause(req) if hung_up else ""

@@ -42,7 +42,8 @@ class AgiRequest(Request):  # type: ignore[misc]
 
     async def _readline(self) -> str:
         try:
-            raw = await asyncio.wait_for(self.reader.readline(), self.read_timeout)
+            async with asyncio.timeout(self.read_timeout):  # no extra Task, unlike wait_for
+                raw = await self.reader.readline()
         except (asyncio.TimeoutError, ConnectionError) as exc:
             self.lost = True
             raise AgiHangup(f"AGI read failed: {exc!r}") from None

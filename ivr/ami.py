@@ -151,7 +151,8 @@ class Ami:
         fut = self._mgr.send_action(dict(fields), as_list=as_list)
         self._pending.add(fut)
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), timeout or self.action_timeout)
+            async with asyncio.timeout(timeout or self.action_timeout):
+                return await fut
         except asyncio.TimeoutError:
             raise PbxError(f"AMI action {fields.get('Action')} got no reply in time") from None
         finally:

@@ -43,7 +43,7 @@ def verdict_for(cfg: Config, store: Store, contact: dict[str, Any], now: datetim
     last = store.one("SELECT retry_at, outcome FROM calls WHERE contact_id = ? AND campaign = ? "
                      "ORDER BY id DESC LIMIT 1", (contact["id"], cfg.campaign.name))
     if last and last["outcome"] is None:
-        return Verdict(False, "in_flight", "a call to this contact is in progress", None)
+        return IN_FLIGHT
     if last and last["retry_at"] and parse_utc(last["retry_at"]) > now:
         return Verdict(False, RETRY_WAIT, "waiting before the next attempt",
                        parse_utc(last["retry_at"]))
@@ -54,9 +54,27 @@ def verdict_for(cfg: Config, store: Store, contact: dict[str, Any], now: datetim
                       preferred_slot=contact.get("slot"))
 
 
+IN_FLIGHT = Verdict(False, "in_flight", "a call to this contact is in progress", None)
+
+
 def plan(cfg: Config, store: Store, now: datetime) -> Plan:
+    """Who is due now. One query classifies contacts in flight or waiting for a retry, so
+    re-planning after each finished call does not re-check every rule for every contact."""
     result = Plan()
-    for contact in store.q("SELECT * FROM contacts WHERE status = 'pending' ORDER BY id"):
+    rows = store.q(
+        "SELECT c.*, l.id AS last_id, l.outcome AS last_outcome, l.retry_at AS last_retry "
+        "FROM contacts c LEFT JOIN calls l ON l.id = (SELECT MAX(id) FROM calls "
+        "WHERE contact_id = c.id AND campaign = ?) WHERE c.status = 'pending' ORDER BY c.id",
+        (cfg.campaign.name,))
+    for row in rows:
+        contact = {k: v for k, v in row.items() if not k.startswith("last_")}
+        if row["last_id"] is not None and row["last_outcome"] is None:
+            result.waiting.append((contact, IN_FLIGHT))
+            continue
+        if row["last_retry"] and parse_utc(row["last_retry"]) > now:
+            result.waiting.append((contact, Verdict(False, RETRY_WAIT, "waiting before the "
+                                                    "next attempt", parse_utc(row["last_retry"]))))
+            continue
         verdict = verdict_for(cfg, store, contact, now)
         if verdict.allowed:
             result.due.append(contact)
@@ -150,9 +168,8 @@ async def run(cfg: Config, store: Store, dialer: Dialer, clock: Callable[[], dat
             wait = max(0.0, (nxt - clock()).total_seconds())
             dialer.changed.clear()
             await _wait_any(dialer.changed, stop, timeout=min(wait, 5.0) + 0.05)
-        elif not p.due:
-            dialer.changed.clear()
-            await _wait_any(dialer.changed, stop, timeout=1.0)
+        elif not p.due:  # calls in flight, nobody due: re-plan once a second, not per event
+            await _wait_any(stop, timeout=1.0)
         on_tick()
     report.stopped_by = "operator" if stop.is_set() else "finished"
     # Let calls in flight finish; a second Ctrl-C hangs them up.

@@ -138,9 +138,7 @@ class Dialer:
             if flight is None:
                 return
             if ev.get("Response") == "Success":
-                flight.answered = True
-                now = self.clock()
-                self.writer.write(lambda: self.store.mark_answered(flight.call_id, now))
+                flight.answered = True  # answered_at is written by the IVR when it starts
                 return
             flight.reason = as_int(ev.get("Reason"))
             if flight.hung_up and flight.cause is not None:
@@ -159,11 +157,9 @@ class Dialer:
                 return
             flight = self.inflight.get(uid)
             if flight is None:  # already settled by the IVR: keep the real cause
-                call = self.store.call_by_channel(uid) if uid.startswith("ivr-") else None
                 cause = str(ev.get("Cause"))
-                if call is not None and as_int(cause):
-                    self.writer.write(lambda: self.store.set_hangup_cause(int(call["id"]),
-                                                                          cause))
+                if uid.startswith("ivr-") and as_int(cause):
+                    self.writer.write(lambda: self.store.set_hangup_cause_by_channel(uid, cause))
                 return
             flight.cause = flight.cause or as_int(ev.get("Cause")) or None
             flight.hung_up = True

@@ -157,7 +157,9 @@ class Sandbox:
                 "deny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\n"
                 f"read = {AMI_READ}\nwrite = {AMI_WRITE}\n"
                 # Only the events the controller reads: parsing the others is its main cost.
-                + "".join(f"eventfilter = Event: {e}\n" for e in sorted(WANTED_EVENTS))),
+                # (a regex on the event text: [[:space:]] stops Hangup matching HangupRequest)
+                + "".join(f"eventfilter = Event: {e}[[:space:]]\n"
+                          for e in sorted(WANTED_EVENTS))),
             "logger.conf": "[general]\n[logfiles]\nmessages.log => notice,warning,error\n",
             "extensions.conf": self._extensions(sim_timing or {}),
             "pjsip.conf": sandbox_pjsip_conf(),  # the shipped trunk templates, on loopback

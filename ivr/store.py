@@ -290,6 +290,11 @@ class Store:
     def set_hangup_cause(self, call_id: int, cause: str) -> None:
         self.db.execute("UPDATE calls SET hangup_cause = ? WHERE id = ?", (cause, call_id))
 
+    def set_hangup_cause_by_channel(self, channel_id: str, cause: str) -> None:
+        """One statement, no lookup: Hangup events arrive for every call."""
+        self.db.execute("UPDATE calls SET hangup_cause = ? WHERE channel_id = ? AND "
+                        "hangup_cause IS NOT ?", (cause, channel_id, cause))
+
     def _settle_contact(self, contact_id: int | None, outcome: str,
                         retry_at: datetime | None, now: datetime) -> None:
         if contact_id is None:

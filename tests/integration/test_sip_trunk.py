@@ -57,6 +57,14 @@ BY_NAME = {c.scenario: c for c in CASES}
 UNANSWERED = ("busy", "no_answer", "congestion")
 
 
+@dataclass
+class SipCall:
+    row: dict[str, Any]   # the calls row
+    sipp_rc: int          # SIPp's exit code
+    sipp_log: str
+    store: Store
+
+
 def sip_number(i: int) -> str:
     return fiction(f"{i:02d}", block="91")
 
@@ -64,6 +72,7 @@ def sip_number(i: int) -> str:
 def cfg_for(pbx_cfg: Config, dial_string: str, **extra: Any) -> Config:
     data = itest_config_dict(pbx_cfg.base_dir, agi__port=AGI_PORT, dialer__amd=False,
                              dialer__dial_string=dial_string, **extra)
+    assert data["campaign"]["caller_id"] == CALLER  # what the scenarios expect to see
     return config.from_dict(data, pbx_cfg.base_dir)
 
 
@@ -100,7 +109,8 @@ class Carrier:
             cwd=self.workdir)
         deadline = time.monotonic() + 10
         while not _udp_bound(SIPP_PORT):
-            assert self.proc.poll() is None, f"sipp exited at start ({self.proc.returncode})"
+            assert self.proc.poll() is None, \
+                f"sipp exited at start ({self.proc.returncode}): {self.report()}"
             assert time.monotonic() < deadline, "sipp did not bind UDP 5070 within 10 s"
             time.sleep(0.05)
         return self
@@ -124,11 +134,10 @@ class Carrier:
 
 @pytest.fixture(scope="module")
 def trunk_up(pbx_cfg: Config) -> Config:
-    """The sandbox's trunk is the one this repository ships (another run may have reloaded an
-    older pjsip.conf): bring it up again and check the endpoint is there."""
-    Sandbox(pbx_cfg).up(sim_timing=app.sandbox_sim_timing(pbx_cfg))
+    """`ivr pbx up` (the session fixture) installed the trunk: endpoint `carrier`, A-law,
+    its contact SIPp on 127.0.0.1:5070."""
     endpoint = Sandbox(pbx_cfg).cli("pjsip show endpoint carrier")
-    assert "127.0.0.1:5070" in endpoint and "alaw" in endpoint, endpoint
+    assert "sip:127.0.0.1:5070" in endpoint and "(alaw|ulaw)" in endpoint, endpoint
     return pbx_cfg
 
 
@@ -139,14 +148,6 @@ def local_rows(trunk_up: Config) -> dict[str, dict[str, Any]]:
     sims = sorted({c.sim for c in CASES})
     rows = asyncio.run(place_calls(cfg, Store.memory(), [fiction(s, block="90") for s in sims]))
     return {r["number"][-2:]: r for r in rows}
-
-
-@dataclass
-class SipCall:
-    row: dict[str, Any]   # the calls row
-    sipp_rc: int          # SIPp's exit code
-    sipp_log: str
-    store: Store
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +198,38 @@ def test_hangup_cause_is_the_q850_cause(sip_rows: dict, local_rows: dict, scenar
         assert sip["hangup_cause"] == local_rows[case.sim]["hangup_cause"]
 
 
+# Other final responses (no simulated callee has them): chan_pjsip's SIP -> Q.850 map, then ours.
+REJECTS = {"uas-notfound-404": ("failed", "1"), "uas-busy-600": ("busy", "17"),
+           "uas-timeout-408": ("no_answer", "18")}
+
+
+@pytest.fixture(scope="module")
+def reject_rows(trunk_up: Config, tmp_path_factory: pytest.TempPathFactory
+                ) -> dict[str, SipCall]:
+    cfg = cfg_for(trunk_up, DIAL_SIP)
+    workdir = tmp_path_factory.mktemp("sipp-reject")
+    out: dict[str, SipCall] = {}
+    for i, scenario in enumerate(REJECTS):
+        store = Store.memory()
+        with Carrier(scenario, 1, workdir, timeout_s=30) as carrier:
+            rows = asyncio.run(place_calls(cfg, store, [fiction(f"{i:02d}", block="92")],
+                                           timeout=30))
+            rc = carrier.wait()
+        assert len(rows) == 1, rows
+        out[scenario] = SipCall(rows[0], rc, carrier.report(), store)
+    return out
+
+
+@pytest.mark.parametrize("scenario", sorted(REJECTS))
+def test_other_sip_rejections_map_to_outcomes(reject_rows: dict[str, SipCall],
+                                              scenario: str) -> None:
+    outcome, cause = REJECTS[scenario]
+    call = reject_rows[scenario]
+    assert call.sipp_rc == 0, call.sipp_log
+    assert (call.row["outcome"], call.row["hangup_cause"], call.row["answered_at"]) == \
+        (outcome, cause, None)
+
+
 def test_optout_over_the_trunk_reaches_the_opposition_list(sip_rows: dict) -> None:
     optout, declined = sip_rows["uas-press9"], sip_rows["uas-press2"]
     assert optout.store.is_opted_out(optout.row["number"])
@@ -214,15 +247,19 @@ def test_campaign_of_50_calls_over_the_trunk(trunk_up: Config,
     numbers = [fiction(f"{i:02d}", block="95") for i in range(n)]
     add_contacts(store, numbers)
     workdir = tmp_path_factory.mktemp("sipp50")
+    peak: list[int] = []
     with Carrier("uas-press1", n, workdir, timeout_s=240) as carrier:
         start = time.monotonic()
-        report, _ = asyncio.run(app.run_campaign(cfg, store, on_tick=lambda ctl: None))
+        report, _ = asyncio.run(app.run_campaign(
+            cfg, store, on_tick=lambda ctl: peak.append(len(ctl.dialer.inflight))))
         took = time.monotonic() - start
         rc = carrier.wait()
     calls = store.q("SELECT number, outcome, keys, hangup_cause FROM calls")
-    print(f"\n{n} calls over the SIPp trunk: {took:.1f} s")
+    print(f"\n{n} calls over the SIPp trunk: {took:.1f} s, peak {max(peak)} in flight")
     assert report.originated == n
+    assert max(peak) >= n // 2  # SIPp carried them at once, not one after the other
     assert sorted(c["number"] for c in calls) == sorted(numbers)
-    assert Counter((c["outcome"], c["keys"]) for c in calls) == {("message_played", "1"): n}
+    assert Counter((c["outcome"], c["keys"], c["hangup_cause"]) for c in calls) == \
+        {("message_played", "1", "16"): n}
     assert store.open_calls() == []
     assert rc == 0, carrier.report()
