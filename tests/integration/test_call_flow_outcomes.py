@@ -107,3 +107,14 @@ def test_amd_status_is_recorded(placed: tuple[Store, dict]) -> None:
     _, calls = placed
     assert calls["80"]["amd_status"] == "MACHINE"
     assert calls["10"]["amd_status"] in ("HUMAN", "NOTSURE")
+
+
+def test_machine_configured_to_hear_the_legal_mentions_only(pbx_cfg: Config) -> None:
+    import dataclasses
+    cfg = dataclasses.replace(pbx_cfg, dialer=dataclasses.replace(pbx_cfg.dialer,
+                                                                  on_machine="legal"))
+    store = Store.memory()
+    (call,) = asyncio.run(place_calls(cfg, store, [fiction("80", block="81")]))
+    heard = json.loads(call["prompts_sha256"])
+    assert call["outcome"] == "machine"
+    assert list(heard) == ["legal"] and "message" not in heard
