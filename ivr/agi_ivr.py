@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from ivr.agi_server import AgiHangup, AgiRequest
@@ -90,7 +90,8 @@ class IvrHandler:
                  retry_at: Callable[[dict, str], datetime | None] = lambda call, outcome: None,
                  on_finished: Callable[[int], None] | None = None,
                  write: Callable[[Callable[[], object]], None] = lambda fn: fn(),
-                 on_pbx_fault: Callable[[], None] = lambda: None) -> None:
+                 on_pbx_fault: Callable[[], None] = lambda: None,
+                 pbx_went_down: Callable[[], Awaitable[bool]] | None = None) -> None:
         self.store = store
         self.hashes = hashes
         self.opts = opts
@@ -99,6 +100,14 @@ class IvrHandler:
         self.on_finished = on_finished
         self.write = write  # outcomes go through the dialer's SafeWriter: never lost
         self.on_pbx_fault = on_pbx_fault
+        self.pbx_went_down = pbx_went_down
+
+    async def _pbx_fault(self, req: AgiRequest) -> bool:
+        """Cause 0 means a PBX teardown (shutdown, restart) or a SIP BYE that carried no
+        Reason header. Only the PBX going away over AMI tells them apart."""
+        if req.lost:
+            return True
+        return await self.pbx_went_down() if self.pbx_went_down else False
 
     def _optout(self, call: dict) -> Callable[[str], None]:
         def record(key: str) -> None:
@@ -122,7 +131,8 @@ class IvrHandler:
             outcome, hung_up = await drive(call_flow(self.opts, amd_status), req,
                                            self._optout(call))
             cause = await hangup_cause(req) if hung_up else ""
-            if hung_up and cause in ("", "0") and outcome.outcome != "opted_out":
+            if hung_up and cause in ("", "0") and outcome.outcome != "opted_out" and \
+                    await self._pbx_fault(req):
                 # The PBX or the link ended the call, not the callee: a fault, retried.
                 outcome.outcome, outcome.stage = "error", f"pbx-{outcome.stage}"
                 self.on_pbx_fault()

@@ -84,7 +84,8 @@ async def start(cfg: Config, store: Store, clock: Callable[[], datetime] = utcno
     app = AgiApplication(allowed_peers=cfg.agi.allowed_peers)
     handler = IvrHandler(store, prompt_hashes(cfg), flow_options(cfg), clock,
                          retry_at=dialer.retry_at, on_finished=dialer.finished,
-                         write=dialer.writer.write, on_pbx_fault=dialer.pbx_fault)
+                         write=dialer.writer.write, on_pbx_fault=dialer.pbx_fault,
+                         pbx_went_down=dialer.pbx_went_down)
     app.add_route("ivr", handler)
     app.add_route("callback", CallbackHandler(store, cfg.default_region, clock))
     try:

@@ -97,6 +97,15 @@ class Dialer:
     def holding(self) -> bool:
         return time.monotonic() < self.hold_until
 
+    async def pbx_went_down(self, within_s: float = 2.0) -> bool:
+        """Did the PBX shut down or drop AMI around now? (Shutdown event, lost link.)"""
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            if not self.ami.connected:
+                return True
+            await asyncio.sleep(0.1)
+        return False
+
     # -- originate ----------------------------------------------------------------------------
     async def dial(self, contact: dict[str, Any]) -> dict[str, Any]:
         channel = dial_string(self.cfg.dialer.dial_string, contact["number"])

@@ -11,7 +11,9 @@ mode 0600 file by `python -m ivr.sip_trunk auth --out FILE`, never into the repo
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
+import pwd
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -50,9 +52,10 @@ def template_sections(text: str) -> str:
 
 
 def _trim(lines: list[str]) -> list[str]:
-    """Drop the comments after a section's last option: they introduce what follows."""
+    """Drop the comments after a section's last option: they introduce what follows (an
+    indented comment continues the option above it and stays)."""
     end = len(lines)
-    while end and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith(";")):
+    while end and (not lines[end - 1].strip() or lines[end - 1].startswith(";")):
         end -= 1
     return lines[:end]
 
@@ -94,17 +97,21 @@ match={host}
 
 
 def _is_loopback(host: str) -> bool:
-    return host == "::1" or host == "localhost" or re.fullmatch(
-        r"127\.\d{1,3}\.\d{1,3}\.\d{1,3}", host) is not None
+    """An IPv4 loopback address (the sandbox writes it into bind= and a sip: URI as is)."""
+    try:
+        return ipaddress.IPv4Address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _conf_value(name: str, value: str) -> str:
-    """A value safe on one pjsip.conf line: `;` starts a comment unless escaped."""
+    """A value safe on one pjsip.conf line. `;` starts a comment unless written `\\;`, and that
+    is the only escape Asterisk's parser knows: a backslash elsewhere is kept as it is."""
     if any(c in value for c in "\r\n\x00"):
         raise ConfigError(f"{name} must be one line")
     if value != value.strip():
         raise ConfigError(f"{name} must not start or end with spaces (Asterisk trims them)")
-    return value.replace("\\", "\\\\").replace(";", "\\;")
+    return value.replace(";", "\\;")
 
 
 def auth_conf(username: str, secret: str, realm: str | None = None) -> str:
@@ -130,15 +137,31 @@ def auth_conf_from_env(environ: Mapping[str, str] = os.environ) -> str:
     return auth_conf(user, secret, environ.get(ENV_REALM) or None)
 
 
-def write_auth_conf(path: Path, environ: Mapping[str, str] = os.environ) -> Path:
-    """Write the auth section atomically, readable by its owner only."""
+def write_auth_conf(path: Path, environ: Mapping[str, str] = os.environ,
+                    owner: str | None = None) -> Path:
+    """Write the auth section atomically, readable by `owner` only (the user Asterisk runs as:
+    a root-only file would be skipped by #tryinclude without a word)."""
     text = auth_conf_from_env(environ)
+    ids = None
+    if owner is not None:
+        try:
+            pw = pwd.getpwnam(owner)
+        except KeyError:
+            raise ConfigError(f"user {owner!r} not found: pass --owner USER, the user Asterisk "
+                              "runs as") from None
+        ids = (pw.pw_uid, pw.pw_gid)
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o600)  # O_CREAT's mode is ignored when the file already existed
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o600)  # O_CREAT's mode is ignored when the file already existed
+        if ids is not None:
+            os.chown(tmp, *ids)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never leave a copy of the secret behind
+        raise
     return path
 
 
@@ -149,12 +172,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     auth = sub.add_parser("auth", help=f"write [carrier-auth] from {ENV_USER}/{ENV_SECRET}")
     auth.add_argument("--out", type=Path, required=True,
                       help="e.g. /etc/asterisk/ivr/pjsip-trunk-auth.conf")
+    auth.add_argument("--owner", default="asterisk",
+                      help="the user Asterisk runs as (default: asterisk)")
     sandbox = sub.add_parser("sandbox", help="print the sandbox's pjsip.conf")
     sandbox.add_argument("--carrier-port", type=int, default=5070)
     args = parser.parse_args(argv)
     try:
         if args.command == "auth":
-            print(f"wrote {write_auth_conf(args.out)} (mode 0600); then: "
+            print(f"wrote {write_auth_conf(args.out, owner=args.owner)} (mode 0600, owner "
+                  f"{args.owner}); then: "
                   "asterisk -rx 'module reload res_pjsip.so'")
         else:
             sys.stdout.write(sandbox_pjsip_conf(carrier_port=args.carrier_port))

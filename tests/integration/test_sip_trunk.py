@@ -48,6 +48,8 @@ CASES = [
     Case("uas-press9", "60", "opted_out", "9", "16"),
     Case("uas-silent", "30", "no_input", "", "16"),
     Case("uas-bye-during-message", "51", "message_partial", "1", "16"),
+    # A callee's BYE without a Reason header is still the callee, not a PBX fault.
+    Case("uas-bye-no-reason", "51", "message_partial", "1", "0"),
     Case("uas-busy-486", "70", "busy", "", "17"),          # 486 -> 17 User busy
     Case("uas-ring-480", "71", "no_answer", "", "19"),     # 180, 480 -> 19 No answer
     Case("uas-ring-timeout", "71", "no_answer", "", "19"),  # 180, our CANCEL after 5 s
