@@ -107,6 +107,8 @@ class IvrHandler:
         Reason header. Only the PBX going away over AMI tells them apart."""
         if req.lost:
             return True
+        # Let go of the channel first: a shutting-down Asterisk waits for its AGIs to end.
+        req.writer.close()
         return await self.pbx_went_down() if self.pbx_went_down else False
 
     def _optout(self, call: dict) -> Callable[[str], None]:

@@ -141,7 +141,8 @@ def test_asterisk_restart_mid_run(pbx_cfg: Config) -> None:
     report, ctl = asyncio.run(app.run_campaign(cfg, store, on_tick=on_tick))
     calls = store.q("SELECT * FROM calls ORDER BY id")
     assert restarted and restarted[0].result() is None  # the restart itself went through
-    assert ctl.ami.reconnects >= 1
+    assert ctl.ami.reconnects >= 1, [(c["outcome"], c["stage"], c["hangup_cause"])
+                                     for c in calls]
     assert all(c["outcome"] is not None for c in calls)
     assert len({c["channel_id"] for c in calls}) == len(calls)
     cut = [c for c in calls if c["attempt"] == 1]
@@ -233,7 +234,7 @@ def test_locked_database_pauses_and_loses_nothing(pbx_cfg: Config, tmp_path: Pat
         if not locker and store.q("SELECT id FROM calls WHERE answered_at IS NOT NULL"):
             locker.append(subprocess.Popen([
                 "python3", "-c", "import sqlite3, time; c = sqlite3.connect(%r, "
-                "isolation_level=None); c.execute('BEGIN EXCLUSIVE'); time.sleep(8)" % str(db)]))
+                "isolation_level=None); c.execute('BEGIN EXCLUSIVE'); time.sleep(15)" % str(db)]))
     report, ctl = asyncio.run(app.run_campaign(cfg, store, on_tick=on_tick))
     locker[0].wait()
     outcomes = [c["outcome"] for c in store.q("SELECT outcome FROM calls")]
