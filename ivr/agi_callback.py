@@ -5,9 +5,8 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-import phonenumbers
-
 from ivr.agi_server import AgiRequest
+from ivr.numbers import e164
 from ivr.store import Store
 
 log = logging.getLogger(__name__)
@@ -18,13 +17,7 @@ def caller_e164(raw: str, default_region: str) -> str | None:
     """The caller ID as E.164, or None when it is withheld or not a valid number."""
     if not raw or raw.lower() in ("unknown", "anonymous", "<unknown>"):
         return None
-    try:
-        parsed = phonenumbers.parse(raw, default_region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(parsed):
-        return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return e164(raw, default_region)
 
 
 class CallbackHandler:

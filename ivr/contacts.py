@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import phonenumbers
+from ivr.numbers import e164
 
 from ivr.errors import ImportFileError
 from ivr.store import Store, utc
@@ -61,17 +61,6 @@ class ImportReport:
         return (f"{self.added} added, {self.merged} merged{dup}, {self.unchanged} unchanged, "
                 f"{self.opted_out} on the opposition list (never called), "
                 f"{self.rejected_total} rejected")
-
-
-def e164(raw: str, default_region: str) -> str | None:
-    """The number in E.164, or None if phonenumbers does not call it valid."""
-    try:
-        parsed = phonenumbers.parse(raw, default_region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(parsed):
-        return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 def import_csv(store: Store, path: Path, *, source: str, basis: str | None,

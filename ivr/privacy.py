@@ -29,7 +29,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-import phonenumbers
+from ivr.numbers import e164
 
 from ivr.errors import IvrError
 from ivr.store import Store, utc
@@ -53,15 +53,10 @@ def normalise_number(text: str, default_region: str) -> str:
     """A phone number as typed (+33… or national 0…) -> E.164, or IvrError."""
     raw = text.strip()
     bad = IvrError(f"{text!r} is not a valid phone number: give it as +33… or 0…")
-    if not _NUMBER_CHARS.fullmatch(raw):
+    number = e164(raw, default_region) if _NUMBER_CHARS.fullmatch(raw) else None
+    if number is None:
         raise bad
-    try:
-        num = phonenumbers.parse(raw, default_region)
-    except phonenumbers.NumberParseException:
-        raise bad from None
-    if not phonenumbers.is_valid_number(num):
-        raise bad
-    return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+    return number
 
 
 def parse_duration(text: str) -> timedelta:
