@@ -14,6 +14,8 @@ Defaults follow Décret 2022-1313 (adopted for political calls): Monday-Friday 1
 """
 from __future__ import annotations
 
+import functools
+
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
@@ -87,6 +89,7 @@ def _zone_or_none(name: str | None) -> ZoneInfo | None:
         return None
 
 
+@functools.lru_cache(maxsize=65536)  # pure, and asked again at every re-plan and dial
 def callee_zone(number_e164: str, contact_tz: str | None, default_tz: str) -> ZoneInfo:
     """The callee's zone: contact's own tz if valid, else the number's, else `default_tz`."""
     zone = _zone_or_none(contact_tz)

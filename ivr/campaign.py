@@ -19,6 +19,7 @@ from ivr.store import Store, parse_utc, utc
 
 log = logging.getLogger(__name__)
 RETRY_WAIT = "retry_wait"
+IDLE_REPLAN_S = 5.0  # with calls in flight and nobody due, re-plan at least this often
 
 
 @dataclass
@@ -168,8 +169,13 @@ async def run(cfg: Config, store: Store, dialer: Dialer, clock: Callable[[], dat
             wait = max(0.0, (nxt - clock()).total_seconds())
             dialer.changed.clear()
             await _wait_any(dialer.changed, stop, timeout=min(wait, 5.0) + 0.05)
-        elif not p.due:  # calls in flight, nobody due: re-plan once a second, not per event
-            await _wait_any(stop, timeout=1.0)
+        elif not p.due:  # calls in flight, nobody due: re-plan only when that can change
+            nxt = p.next_retry()
+            wait = (nxt - clock()).total_seconds() if nxt else IDLE_REPLAN_S
+            dialer.retry_planned.clear()
+            dialer.idle.clear()
+            await _wait_any(dialer.retry_planned, dialer.idle, stop,
+                            timeout=min(max(wait, 0.05), IDLE_REPLAN_S))
         on_tick()
     report.stopped_by = "operator" if stop.is_set() else "finished"
     # Let calls in flight finish; a second Ctrl-C hangs them up.

@@ -71,7 +71,9 @@ class Dialer:
         self.agi_url = agi_url
         self.inflight: dict[str, InFlight] = {}
         self.by_call: dict[int, str] = {}
-        self.changed = asyncio.Event()
+        self.changed = asyncio.Event()        # an attempt settled: capacity freed
+        self.retry_planned = asyncio.Event()  # an attempt settled with a retry time
+        self.idle = asyncio.Event()           # nothing in flight any more
         self.originated = 0
         self.writer = SafeWriter()
         self.hold_until = 0.0  # monotonic time before which no call is placed (PBX trouble)
@@ -87,6 +89,7 @@ class Dialer:
             return None
         delays = self.cfg.retry.delay_s
         delay = getattr(delays, outcome, delays.congestion)
+        self.retry_planned.set()
         return self.clock() + timedelta(seconds=delay)
 
     def pbx_fault(self, hold_s: float = 5.0) -> None:
@@ -265,6 +268,8 @@ class Dialer:
             if flight is not None and flight.settle is not None:
                 flight.settle.cancel()
         self.changed.set()
+        if not self.inflight:
+            self.idle.set()
 
     async def hangup_all(self) -> None:
         for channel_id in list(self.inflight):
