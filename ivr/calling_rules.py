@@ -72,7 +72,6 @@ class Verdict:
     next_allowed: datetime | None = None  # UTC; None when allowed, or when nothing ever opens
 
 
-Decision = Verdict  # alias: some callers think of it as a decision
 
 
 def is_fiction_number(e164: str) -> bool:

@@ -13,9 +13,6 @@ CAUSE_OUTCOME = {
     1: "failed", 3: "failed", 21: "failed", 27: "failed", 28: "failed",
 }
 
-SIP_OUTCOME = {486: "busy", 600: "busy", 480: "no_answer", 408: "no_answer",
-               503: "congestion", 404: "failed"}
-
 RETRYABLE = frozenset({"busy", "no_answer", "congestion", "error"})
 
 
@@ -27,10 +24,6 @@ def unanswered_outcome(reason: int | None, cause: int | None) -> str:
     if cause is not None and cause in CAUSE_OUTCOME:
         return CAUSE_OUTCOME[cause]
     return "failed"
-
-
-def sip_outcome(code: int) -> str:
-    return SIP_OUTCOME.get(code, "failed")
 
 
 def as_int(value: object) -> int | None:

@@ -5,7 +5,6 @@ its /etc/asterisk from the project's dialplans and a generated, loopback-only ma
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -332,14 +331,6 @@ class Sandbox:
             detail = f"running, CLI not answering ({exc})"
         return Status(True, pid, ami, detail)
 
-    def install_sounds(self, files: dict[str, Path]) -> None:
-        dest = self.sounds / "ivr"
-        dest.mkdir(parents=True, exist_ok=True)
-        for key, src in files.items():
-            tmp = dest / f".{key}.tmp"
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dest / f"{key}.wav")
-
 
 def _alive(pid: int) -> bool:
     try:
@@ -355,6 +346,3 @@ def _reap(pid: int) -> None:
     except ChildProcessError:
         pass
 
-
-def status_json(status: Status) -> str:
-    return json.dumps(status.as_dict())

@@ -227,9 +227,6 @@ class Store:
     def call(self, call_id: int) -> dict[str, Any] | None:
         return self.one("SELECT * FROM calls WHERE id = ?", (call_id,))
 
-    def call_by_channel(self, channel_id: str) -> dict[str, Any] | None:
-        return self.one("SELECT * FROM calls WHERE channel_id = ?", (channel_id,))
-
     def mark_answered(self, call_id: int, now: datetime) -> None:
         self.db.execute("UPDATE calls SET state = 'answered', answered_at = COALESCE("
                         "answered_at, ?) WHERE id = ? AND outcome IS NULL", (utc(now), call_id))
