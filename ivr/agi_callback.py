@@ -22,8 +22,10 @@ def caller_e164(raw: str, default_region: str) -> str | None:
 
 class CallbackHandler:
     def __init__(self, store: Store, default_region: str, clock: Callable[[], datetime],
-                 timeout_s: float = 5.0) -> None:
+                 timeout_s: float = 5.0,
+                 write: Callable[[Callable[[], object]], None] = lambda fn: fn()) -> None:
         self.store = store
+        self.write = write  # through the run's SafeWriter: a locked store loses nothing
         self.region = default_region
         self.clock = clock
         self.timeout_ms = int(timeout_s * 1000)
@@ -41,5 +43,6 @@ class CallbackHandler:
         if key != ord(CONFIRM_KEY):
             log.info("callback from %s ended without confirmation", "a caller")
             return
-        self.store.add_optout(number, "phone-callback", self.clock())
+        now = self.clock()
+        self.write(lambda: self.store.add_optout(number, "phone-callback", now))
         await req.send_command('STREAM FILE ivr/optout_confirm ""')

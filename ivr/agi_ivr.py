@@ -12,6 +12,9 @@ from ivr.store import CallResult, Store
 
 log = logging.getLogger(__name__)
 PROMPT_DIR = "ivr"  # prompts are installed as sounds/ivr/<key>.wav
+# Outcomes of a call cut short: if the PBX (not the callee) did it, it is `error` and retried.
+# Completed ones (message_played, declined, machine, opted_out) stand as they are.
+CUT_SHORT = frozenset({"hangup_intro", "message_partial", "declined_partial", "no_input"})
 
 
 class PromptUnplayable(Exception):
@@ -91,7 +94,8 @@ class IvrHandler:
                  on_finished: Callable[[int], None] | None = None,
                  write: Callable[[Callable[[], object]], None] = lambda fn: fn(),
                  on_pbx_fault: Callable[[], None] = lambda: None,
-                 pbx_went_down: Callable[[], Awaitable[bool]] | None = None) -> None:
+                 pbx_went_down: Callable[[], Awaitable[bool]] | None = None,
+                 active: set[int] | None = None) -> None:
         self.store = store
         self.hashes = hashes
         self.opts = opts
@@ -101,6 +105,7 @@ class IvrHandler:
         self.write = write  # outcomes go through the dialer's SafeWriter: never lost
         self.on_pbx_fault = on_pbx_fault
         self.pbx_went_down = pbx_went_down
+        self.active = active if active is not None else set()  # read by the dialer
 
     async def _pbx_fault(self, req: AgiRequest) -> bool:
         """Cause 0 means a PBX teardown (shutdown, restart) or a SIP BYE that carried no
@@ -126,6 +131,15 @@ class IvrHandler:
             await req.send_command("HANGUP")
             return
         call_id = int(call["id"])
+        self.active.add(call_id)
+        try:
+            await self._run(req, call, call_id)
+        finally:
+            self.active.discard(call_id)
+        if self.on_finished:
+            self.on_finished(call_id)
+
+    async def _run(self, req: AgiRequest, call: dict, call_id: int) -> None:
         answered = self.clock()
         self.write(lambda: self.store.mark_answered(call_id, answered))
         try:
@@ -133,7 +147,7 @@ class IvrHandler:
             outcome, hung_up = await drive(call_flow(self.opts, amd_status), req,
                                            self._optout(call))
             cause = await hangup_cause(req) if hung_up else ""
-            if hung_up and cause in ("", "0") and outcome.outcome != "opted_out" and \
+            if hung_up and cause in ("", "0") and outcome.outcome in CUT_SHORT and \
                     await self._pbx_fault(req):
                 # The PBX or the link ended the call, not the callee: a fault, retried.
                 outcome.outcome, outcome.stage = "error", f"pbx-{outcome.stage}"
@@ -151,6 +165,9 @@ class IvrHandler:
             result = CallResult(outcome="error", stage="controller", keys="", heard={},
                                 amd_status=None)
         now, retry = self.clock(), self.retry_at(call, result.outcome)
-        self.write(lambda: self.store.finish_answered(call_id, result, now, retry))
-        if self.on_finished:
-            self.on_finished(call_id)
+
+        def record() -> None:
+            if not self.store.finish_answered(call_id, result, now, retry):
+                log.warning("call %s already had its outcome; IVR result %s not stored",
+                            call_id, result.outcome)
+        self.write(record)

@@ -93,6 +93,7 @@ class Ami:
     # -- panoramisk hooks ---------------------------------------------------------------------
     def _on_login(self, ok: bool) -> None:
         if ok:
+            self._login_failed = False  # a refused login earlier must not block us for good
             if self.connected_once:  # events were missed while the link was down
                 self.reconnects += 1
                 self._events.put_nowait(Message({"Event": "Reconnected"}))
@@ -108,8 +109,6 @@ class Ami:
             if not fut.done():
                 fut.set_exception(AmiDisconnected("AMI connection lost before the reply"))
         self._pending.clear()
-        if not self._closing:
-            self._events.put_nowait(Message({"Event": "ConnectionLost"}))
 
     def _on_event(self, event: Message) -> None:
         name = event.get("Event", "")

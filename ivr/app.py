@@ -79,28 +79,44 @@ async def start(cfg: Config, store: Store, clock: Callable[[], datetime] = utcno
     """Connect AMI, start FastAGI, reconcile attempts left open by an earlier run."""
     ami = Ami(cfg.pbx.host, cfg.pbx.port, cfg.pbx.user, ami_secret(cfg))
     await ami.connect()
+    try:
+        return await _start(cfg, store, clock, agi, ami)
+    except BaseException:
+        ami.close()
+        raise
+
+
+async def _start(cfg: Config, store: Store, clock: Callable[[], datetime], agi: bool,
+                 ami: Ami) -> Controller:
     agi_url = f"agi://{cfg.agi.host}:{cfg.agi.port}"
     dialer = Dialer(cfg, store, ami, clock, agi_url)
     app = AgiApplication(allowed_peers=cfg.agi.allowed_peers)
     handler = IvrHandler(store, prompt_hashes(cfg), flow_options(cfg), clock,
                          retry_at=dialer.retry_at, on_finished=dialer.finished,
                          write=dialer.writer.write, on_pbx_fault=dialer.pbx_fault,
-                         pbx_went_down=dialer.pbx_went_down)
+                         pbx_went_down=dialer.pbx_went_down, active=dialer.ivr_active)
     app.add_route("ivr", handler)
-    app.add_route("callback", CallbackHandler(store, cfg.default_region, clock))
+    app.add_route("callback", CallbackHandler(store, cfg.default_region, clock,
+                                              write=dialer.writer.write))
     try:
         server = await serve(app, cfg.agi.host, cfg.agi.port) if agi else None
     except OSError as exc:
-        ami.close()
         raise PbxError(f"cannot listen for FastAGI on {cfg.agi.host}:{cfg.agi.port} "
                        f"({exc.strerror}): is another `ivr run` active? set agi.port") from None
     if server is None:  # used by tests of the dialplan failsafe: no AGI server at all
         server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
-    await dialer.reconcile()
+    try:
+        await dialer.reconcile()
+    except BaseException:
+        server.close()
+        raise
 
     async def pump() -> None:
         async for ev in ami.events():
-            dialer.on_event(ev)
+            try:
+                dialer.on_event(ev)
+            except Exception:  # one bad event must not stop every later one
+                log.exception("AMI event %s not handled", ev.get("Event"))
     return Controller(cfg, store, ami, dialer, app, server, asyncio.create_task(pump()))
 
 

@@ -77,6 +77,9 @@ class Dialer:
         self.originated = 0
         self.writer = SafeWriter()
         self.hold_until = 0.0  # monotonic time before which no call is placed (PBX trouble)
+        self.reconciling = False
+        self._reconcile_task: asyncio.Task | None = None
+        self.ivr_active: set[int] = set()  # attempts whose IVR handler is still running
         caller = cfg.campaign.caller_id
         safe_value("campaign.caller_id", caller)
         safe_value("campaign.caller_name", cfg.campaign.caller_name)
@@ -98,7 +101,7 @@ class Dialer:
         self.hold_until = max(self.hold_until, time.monotonic() + hold_s)
 
     def holding(self) -> bool:
-        return time.monotonic() < self.hold_until
+        return self.reconciling or time.monotonic() < self.hold_until
 
     async def pbx_went_down(self, within_s: float = 2.0) -> bool:
         """Did the PBX shut down or drop AMI around now? (Shutdown event, lost link.)"""
@@ -151,6 +154,9 @@ class Dialer:
                 return
             if ev.get("Response") == "Success":
                 flight.answered = True  # answered_at is written by the IVR when it starts
+                if flight.hung_up:  # the Hangup came first: still give the IVR its grace
+                    asyncio.get_running_loop().call_later(ANSWERED_GRACE_S, self._expire,
+                                                          flight)
                 return
             flight.reason = as_int(ev.get("Reason"))
             if flight.hung_up and flight.cause is not None:
@@ -190,7 +196,7 @@ class Dialer:
             if channel_id and channel_id in self.inflight:
                 self._settle_error(self.inflight[channel_id], "failsafe")
         elif name == "Reconnected":  # events were missed while AMI was down
-            asyncio.get_running_loop().create_task(self.reconcile())
+            self._reconcile_soon()
 
     def _settle_failed(self, flight: InFlight) -> None:
         self._settle_unanswered(flight, unanswered_outcome(flight.reason, flight.cause),
@@ -198,6 +204,9 @@ class Dialer:
 
     def _expire(self, flight: InFlight) -> None:
         """An answered call hung up but no outcome arrived from the IVR: record `error`."""
+        if flight.call_id in self.ivr_active:  # still deciding (e.g. waiting on AMI): later
+            asyncio.get_running_loop().call_later(ANSWERED_GRACE_S, self._expire, flight)
+            return
         if flight.channel_id in self.inflight:
             call = self.store.call(flight.call_id)
             if call is not None and call["outcome"] is None:
@@ -206,16 +215,20 @@ class Dialer:
                 self.finished(flight.call_id)
 
     def _settle_error(self, flight: InFlight, stage: str) -> None:
-        self.settle_error(flight.call_id, stage)
+        self.settle_error(flight.call_id, stage, answered=flight.answered)
         self.finished(flight.call_id)
 
-    def settle_error(self, call_id: int, stage: str) -> None:
+    def settle_error(self, call_id: int, stage: str, answered: bool) -> None:
         """`error`: a fault of the controller or the PBX. A safe retry while attempts remain;
-        finish_answered writes nothing if the attempt already has its outcome."""
+        the store writes nothing if the attempt already has its outcome."""
         call = self.store.call(call_id)
         if call is None:
             return
         now, retry = self.clock(), self.retry_at(call, "error")
+        if not answered:  # never answered: no answered_at, no invented cause
+            self.writer.write(lambda: self.store.finish_unanswered(
+                call_id, "error", None, now, retry, stage=stage))
+            return
         result = CallResult(outcome="error", stage=stage, keys=call["keys"] or "", heard={})
         self.writer.write(lambda: self.store.finish_answered(call_id, result, now, retry))
 
@@ -235,9 +248,19 @@ class Dialer:
 
         Nothing is originated here. An attempt whose channel is gone and that has no outcome
         is `error` with a safe retry (its IVR, if any, gets a grace period first)."""
-        live = {ch.get("Uniqueid") for ch in await self.ami.channels()}
+        self.reconciling = True  # the campaign places no call meanwhile
+        try:
+            # Only attempts that existed before asking Asterisk: a newer one may be missing
+            # from the answer and must not be taken for gone.
+            open_calls = self.store.open_calls()
+            live = {ch.get("Uniqueid") for ch in await self.ami.channels()}
+            return self._reconcile(open_calls, live)
+        finally:
+            self.reconciling = False
+
+    def _reconcile(self, open_calls: list[dict[str, Any]], live: set[str]) -> int:
         settled = 0
-        for call in self.store.open_calls():
+        for call in open_calls:
             channel_id, call_id = call["channel_id"], int(call["id"])
             flight = self.inflight.get(channel_id)
             if channel_id in live:
@@ -251,14 +274,27 @@ class Dialer:
             if flight is not None and flight.answered and not flight.unsure:
                 asyncio.get_running_loop().call_later(ANSWERED_GRACE_S, self._expire, flight)
                 continue
-            self.settle_error(call_id, "reconciled")
+            self.settle_error(call_id, "reconciled",
+                              answered=call["answered_at"] is not None or
+                              (flight is not None and flight.answered))
             if flight is not None:
                 self.finished(call_id)
             settled += 1
         for channel_id, flight in list(self.inflight.items()):  # settled meanwhile
-            if channel_id not in live and self.store.call(flight.call_id)["outcome"]:
+            row = self.store.call(flight.call_id)
+            if channel_id not in live and row is not None and row["outcome"]:
                 self.finished(flight.call_id)
         return settled
+
+    def _reconcile_soon(self) -> None:
+        """After a reconnect; a failure is logged and tried again, never lost in a task."""
+        async def attempt() -> None:
+            try:
+                await self.reconcile()
+            except Exception as exc:  # AMI dropped again, PBX still booting: retry shortly
+                log.warning("reconciliation failed (%s): retrying", exc)
+                asyncio.get_running_loop().call_later(2.0, self._reconcile_soon)
+        self._reconcile_task = asyncio.get_running_loop().create_task(attempt())
 
     def finished(self, call_id: int) -> None:
         """The attempt has its outcome: it no longer counts against max_concurrent."""

@@ -153,8 +153,10 @@ def call_flow(opts: FlowOptions, amd_status: str = "") -> FlowGen:
                 return (yield from optout(r.key))
         state.outcome = "message_played"
         if opts.ask_slot and opts.slots:
-            r = yield from play("slot_question", "".join(opts.slots))
+            r = yield from play("slot_question", "".join(opts.slots) + opts.optout_key)
             slot_key = r.key if r.key else (yield from wait_key())
+            if slot_key == opts.optout_key:  # opt-out wins at any moment, here too
+                return (yield from optout(slot_key))
             state.slot = opts.slots.get(slot_key or "")
         return (yield from finish("message_played", "goodbye"))
     except _Hangup:

@@ -15,7 +15,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-STORE_ERRORS = (sqlite3.OperationalError, sqlite3.DatabaseError, OSError)
+# Worth retrying: a lock, a full disk, an I/O error. Anything else would fail forever.
+STORE_ERRORS = (sqlite3.OperationalError, OSError)
 
 
 class SafeWriter:
@@ -56,6 +57,8 @@ class SafeWriter:
                 except STORE_ERRORS as exc:
                     self.problem = str(exc)
                     break
+                except Exception:  # not the store being away: retrying cannot help
+                    log.exception("a queued write failed for good and was dropped")
                 self.pending.popleft()
         log.warning("store available again: %s", "outcomes written, resuming")
         self.problem = None

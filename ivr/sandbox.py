@@ -178,9 +178,12 @@ class Sandbox:
         }
         for name, text in files.items():
             path = etc / name
-            path.write_text(text)
-            if name == "manager.conf":
-                path.chmod(0o600)
+            path.unlink(missing_ok=True)
+            # manager.conf holds the AMI secret: created 0600, never readable in between
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                         0o600 if name == "manager.conf" else 0o644)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
         self._sim_sounds()
 
     def _extensions(self, timing: dict[str, float]) -> str:

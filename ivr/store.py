@@ -270,7 +270,7 @@ class Store:
         return True
 
     def finish_unanswered(self, call_id: int, outcome: str, cause: str | None, now: datetime,
-                          retry_at: datetime | None) -> bool:
+                          retry_at: datetime | None, stage: str | None = None) -> bool:
         if outcome not in OUTCOMES:
             raise StoreError(f"unknown outcome {outcome!r}")
         with self.transaction():
@@ -279,8 +279,8 @@ class Store:
                 return False
             self.db.execute(
                 "UPDATE calls SET state = 'ended', outcome = ?, hangup_cause = ?, ended_at = ?, "
-                "retry_at = ? WHERE id = ?",
-                (outcome, cause, utc(now), utc(retry_at) if retry_at else None, call_id))
+                "retry_at = ?, stage = ? WHERE id = ?",
+                (outcome, cause, utc(now), utc(retry_at) if retry_at else None, stage, call_id))
             self._settle_contact(row["contact_id"], outcome, retry_at, now)
         return True
 

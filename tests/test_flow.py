@@ -162,7 +162,7 @@ def test_notsure_amd_is_treated_as_a_human() -> None:
 def test_slot_question_after_yes() -> None:
     opts = FlowOptions(ask_slot=True, slots={"1": "morning", "2": "afternoon"})
     out = run([(Play("intro", DTMF_KEYS), key("1")), (Play("message", "9"), DONE),
-               (Play("legal", "9"), DONE), (Play("slot_question", "12"), DONE),
+               (Play("legal", "9"), DONE), (Play("slot_question", "129"), DONE),
                (WaitKey(5.0), key("2")), (Play("goodbye", "9"), DONE)], opts)
     assert (out.outcome, out.slot, out.keys) == ("message_played", "afternoon", "12")
 
@@ -170,5 +170,19 @@ def test_slot_question_after_yes() -> None:
 def test_hangup_during_slot_question_keeps_message_played() -> None:
     opts = FlowOptions(ask_slot=True, slots={"1": "morning"})
     out = run([(Play("intro", DTMF_KEYS), key("1")), (Play("message", "9"), DONE),
-               (Play("legal", "9"), DONE), (Play("slot_question", "1"), HANGUP)], opts)
+               (Play("legal", "9"), DONE), (Play("slot_question", "19"), HANGUP)], opts)
     assert out.outcome == "message_played" and out.slot is None
+
+
+@pytest.mark.parametrize("during_prompt", [True, False])
+def test_optout_key_during_the_slot_question(during_prompt: bool) -> None:
+    opts = FlowOptions(ask_slot=True, slots={"1": "morning", "2": "afternoon"})
+    script: list[tuple[object, Result | None]] = [
+        (Play("intro", DTMF_KEYS), key("1")), (Play("message", "9"), DONE),
+        (Play("legal", "9"), DONE)]
+    if during_prompt:
+        script.append((Play("slot_question", "129"), key("9")))
+    else:
+        script += [(Play("slot_question", "129"), DONE), (WaitKey(5.0), key("9"))]
+    out = run(script + [(OptOutNow("9"), Result()), (Play("optout_confirm"), DONE)], opts)
+    assert (out.outcome, out.choice, out.slot) == ("opted_out", "optout", None)
