@@ -102,3 +102,24 @@ async def place_calls(cfg: Config, store: Store, numbers: list[str],
     finally:
         await ctl.close()
     return store.q("SELECT * FROM calls ORDER BY id")
+
+
+async def originate_and_wait(cfg: Config, fields: dict[str, Any], timeout: float = 30) -> None:
+    """Originate over a separate AMI session (never the controller's own event queue) and
+    return once the originated channel has hung up."""
+    from ivr.ami import Ami
+    channel_id = fields["ChannelId"]
+    watch = Ami(cfg.pbx.host, cfg.pbx.port, cfg.pbx.user, app.ami_secret(cfg))
+    await watch.connect()
+    try:
+        await watch.action({"Action": "Originate", "Priority": "1", "Async": "true",
+                            "Timeout": "5000", **fields})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ev = await watch.next_event(0.1)
+            if ev is not None and ev.get("Event") == "Hangup" and \
+                    ev.get("Uniqueid") == channel_id:
+                break
+        await asyncio.sleep(0.3)  # let the AGI side finish its last write
+    finally:
+        watch.close()

@@ -8,12 +8,10 @@ from typing import Any
 import pytest
 from panoramisk.fast_agi import Application as StockApplication
 
-from ivr import app
 from ivr.agi_server import AgiApplication, AgiRequest, networks, peer_allowed, serve
-from ivr.ami import Ami
 from ivr.config import Config
 
-from .conftest import fiction
+from .conftest import fiction, originate_and_wait
 
 PORT = 4591
 
@@ -29,25 +27,15 @@ async def _agi_call(pbx_cfg: Config, route: str, handler: Any, number: str) -> N
     agi = AgiApplication(allowed_peers=["127.0.0.1"])
     agi.add_route(route, handler)
     server = await serve(agi, "127.0.0.1", PORT)
-    ami = Ami(pbx_cfg.pbx.host, pbx_cfg.pbx.port, pbx_cfg.pbx.user, app.ami_secret(pbx_cfg))
-    await ami.connect()
     try:
-        await ami.action({"Action": "Originate", "Channel": f"Local/{number}@ivr-sim",
-                          "Context": "ivr-sim-agi-raw", "Exten": "s", "Priority": "1",
-                          "Async": "true", "Timeout": "5000", "ChannelId": f"raw-{route}",
-                          "Variable": [f"IVR_AGI=agi://127.0.0.1:{PORT}", f"IVR_ROUTE={route}",
-                                       "CALL_ID=4242"]})
-        for _ in range(300):
-            ev = await ami.next_event(0.1)
-            if ev is not None and ev.get("Event") == "Hangup" and \
-                    ev.get("Uniqueid") == f"raw-{route}":
-                break
-        await asyncio.sleep(0.3)
+        await originate_and_wait(pbx_cfg, {
+            "Channel": f"Local/{number}@ivr-sim", "Context": "ivr-sim-agi-raw", "Exten": "s",
+            "ChannelId": f"raw-{route}",
+            "Variable": [f"IVR_AGI=agi://127.0.0.1:{PORT}", f"IVR_ROUTE={route}",
+                         "CALL_ID=4242"]})
     finally:
-        ami.close()
         server.close()
         await server.wait_closed()
-
 
 def test_sync_route_runs_on_a_real_call(pbx_cfg: Config) -> None:
     seen: list[str] = []

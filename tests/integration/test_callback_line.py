@@ -6,34 +6,21 @@ import asyncio
 import pytest
 
 from ivr import app
-from ivr.ami import Ami
 from ivr.config import Config
 from ivr.store import Store
 
-from .conftest import fiction
+from .conftest import fiction, originate_and_wait
 
 
 async def _call_in(cfg: Config, store: Store, caller: str, behaviour: str) -> None:
     ctl = await app.start(cfg, store)
-    watch = Ami(cfg.pbx.host, cfg.pbx.port, cfg.pbx.user, app.ami_secret(cfg))
-    await watch.connect()  # the controller's own event pump must not share its queue
     try:
-        agi = f"agi://127.0.0.1:{cfg.agi.port}"
-        await watch.action({
-            "Action": "Originate", "Channel": f"Local/{behaviour}@ivr-sim-caller",
-            "Context": "ivr-callback", "Exten": "s", "Priority": "1", "Async": "true",
-            "CallerID": caller, "ChannelId": f"cb-{behaviour}", "Timeout": "5000",
-            "Variable": [f"IVR_AGI={agi}"]})
-        for _ in range(300):
-            ev = await watch.next_event(0.1)
-            if ev is not None and ev.get("Event") == "Hangup" and \
-                    ev.get("Uniqueid") == f"cb-{behaviour}":
-                break
-        await asyncio.sleep(0.3)
+        await originate_and_wait(cfg, {
+            "Channel": f"Local/{behaviour}@ivr-sim-caller", "Context": "ivr-callback",
+            "Exten": "s", "CallerID": caller, "ChannelId": f"cb-{behaviour}",
+            "Variable": [f"IVR_AGI=agi://127.0.0.1:{cfg.agi.port}"]})
     finally:
-        watch.close()
         await ctl.close()
-
 
 @pytest.mark.parametrize("presented", ["+33199000077", "0199000077"])
 def test_caller_who_presses_1_is_opted_out_by_caller_id(pbx_cfg: Config,

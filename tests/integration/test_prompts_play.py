@@ -6,13 +6,11 @@ import asyncio
 import time
 from typing import Any
 
-from ivr import app
 from ivr.agi_server import AgiApplication, AgiRequest, serve
-from ivr.ami import Ami
 from ivr.config import Config
 from ivr.prompt_build import load_manifest
 
-from .conftest import fiction
+from .conftest import fiction, originate_and_wait
 
 PORT = 4593
 
@@ -30,17 +28,15 @@ async def _play_all(cfg: Config, keys: list[str]) -> dict[str, tuple[dict, float
     agi = AgiApplication()
     agi.add_route("ivr", handler)
     server = await serve(agi, "127.0.0.1", PORT)
-    ami = Ami(cfg.pbx.host, cfg.pbx.port, cfg.pbx.user, app.ami_secret(cfg))
-    await ami.connect()
     try:
         # The silent callee (30) stays on the line while everything plays.
-        await ami.action({"Action": "Originate", "Channel": f"Local/{fiction('30')}@ivr-sim",
-                          "Context": "ivr-outbound", "Exten": "s", "Priority": "1",
-                          "Async": "true", "Variable": [f"IVR_AGI=agi://127.0.0.1:{PORT}",
-                                                        "CALL_ID=0", "IVR_AMD=0"]})
-        await asyncio.wait_for(done.wait(), 120)
+        await originate_and_wait(cfg, {
+            "Channel": f"Local/{fiction('30')}@ivr-sim", "Context": "ivr-outbound",
+            "Exten": "s", "ChannelId": "play-all",
+            "Variable": [f"IVR_AGI=agi://127.0.0.1:{PORT}", "CALL_ID=0", "IVR_AMD=0"]},
+            timeout=120)
+        assert done.is_set()
     finally:
-        ami.close()
         server.close()
         await server.wait_closed()
     return played
