@@ -27,8 +27,7 @@ log = logging.getLogger(__name__)
 
 # Events the controller reads; everything else is dropped before it is queued.
 WANTED_EVENTS = frozenset({"OriginateResponse", "Hangup", "UserEvent", "FullyBooted",
-                           "Shutdown", "DTMFEnd", "CoreShowChannel",
-                           "CoreShowChannelsComplete"})
+                           "Shutdown", "CoreShowChannel", "CoreShowChannelsComplete"})
 
 
 class AmiDisconnected(PbxError):

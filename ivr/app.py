@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -137,6 +138,9 @@ async def run_campaign(cfg: Config, store: Store, *, on_tick: Callable[[Controll
                        clock: Callable[[], datetime] = utcnow,
                        stop: asyncio.Event | None = None) -> tuple[campaign.RunReport, Any]:
     ctl = await start(cfg, store, clock)
+    # Modules, phone-number metadata and holiday tables live for the whole run: keep them out
+    # of every garbage collection, which would otherwise rescan them as calls come and go.
+    gc.freeze()
     stop = stop or asyncio.Event()
     hard = asyncio.Event()
     install_signals(stop, hard)

@@ -173,7 +173,35 @@ def _merge(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-def _week_plan(specs: Iterable[WindowSpec], slot: tuple[int, int] | None) -> dict[int, list[tuple[int, int]]]:
+ANY_HOUR = (WindowSpec(frozenset(range(7)), ((0, 86400),), "any"),)
+
+
+def _windows_key(windows: Iterable[Window]) -> tuple[tuple[object, object], ...]:
+    return tuple((w.days, tuple(w.hours) if isinstance(w.hours, list) else w.hours)
+                 for w in windows)
+
+
+def _schedule_rules(schedule: Schedule) -> tuple[tuple[WindowSpec, ...], frozenset[date]]:
+    key = (_windows_key(schedule.windows), tuple(map(str, schedule.blackout_dates)))
+    try:
+        hash(key)
+    except TypeError:  # a malformed config value: parse it uncached, for its error message
+        return _parsed_schedule.__wrapped__(*key)
+    return _parsed_schedule(*key)
+
+
+@functools.lru_cache(maxsize=64)  # checked at every plan and dial: parse the config once
+def _parsed_schedule(windows: tuple[tuple[object, object], ...], blackout_dates: tuple[str, ...]
+                     ) -> tuple[tuple[WindowSpec, ...], frozenset[date]]:
+    specs = parse_windows(Window(days=d, hours=list(h) if isinstance(h, tuple) else h)  # type: ignore[arg-type]
+                          for d, h in windows)
+    if not specs:
+        raise ComplianceError("schedule.windows is empty: configure at least one window, e.g. mon-fri 10:00-13:00")
+    return specs, parse_blackout_dates(blackout_dates)
+
+
+@functools.lru_cache(maxsize=256)
+def _week_plan(specs: tuple[WindowSpec, ...], slot: tuple[int, int] | None) -> dict[int, list[tuple[int, int]]]:
     """Weekday -> merged open spans, intersected with the preferred slot if any."""
     plan: dict[int, list[tuple[int, int]]] = {}
     for wd in range(7):
@@ -230,15 +258,23 @@ def _next_open(t0: datetime, zone: ZoneInfo, is_open: Callable[[datetime], bool]
 
 
 def _holiday_calendar(country: str, number: str) -> holidays.HolidayBase:
-    subdiv = None
-    if country.upper() == "FR":
-        try:
-            region = phonenumbers.region_code_for_number(phonenumbers.parse(number, None))
-        except phonenumbers.NumberParseException:
-            region = None
-        subdiv = _FR_OVERSEAS_SUBDIV.get(region or "")
+    subdiv = _fr_subdiv(number) if country.upper() == "FR" else None
+    return _country_calendar(country.upper(), subdiv)
+
+
+@functools.lru_cache(maxsize=65536)
+def _fr_subdiv(number: str) -> str | None:
     try:
-        return holidays.country_holidays(country.upper(), subdiv=subdiv)
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(number, None))
+    except phonenumbers.NumberParseException:
+        region = None
+    return _FR_OVERSEAS_SUBDIV.get(region or "")
+
+
+@functools.lru_cache(maxsize=64)  # one calendar per (country, subdivision), not one per call
+def _country_calendar(country: str, subdiv: str | None) -> holidays.HolidayBase:
+    try:
+        return holidays.country_holidays(country, subdiv=subdiv)
     except NotImplementedError:
         raise ComplianceError(
             f"schedule.holidays_country {country!r} is not supported: use an ISO code such as FR") from None
@@ -275,10 +311,7 @@ def check_call(now: datetime, *, number: str, zone: ZoneInfo, schedule: Schedule
     and finally the preferred slot. `next_allowed` is the earliest instant at which every rule
     would allow the call given the same history (no new attempts), or None if never."""
     now = _aware_utc(now, "now")
-    specs = parse_windows(schedule.windows)
-    if not specs:
-        raise ComplianceError("schedule.windows is empty: configure at least one window, e.g. mon-fri 10:00-13:00")
-    blackouts = parse_blackout_dates(schedule.blackout_dates)
+    specs, blackouts = _schedule_rules(schedule)
     cap, cooldown_days = schedule.max_attempts_per_30_days, schedule.refusal_cooldown_days
     if cap < 0 or cooldown_days < 0:
         raise ComplianceError("schedule: max_attempts_per_30_days and refusal_cooldown_days must be >= 0")
@@ -296,7 +329,7 @@ def check_call(now: datetime, *, number: str, zone: ZoneInfo, schedule: Schedule
 
     bypass = schedule.demo_any_hour and is_fiction_number(number)
     window_plan = _week_plan(specs, None)
-    plan = _week_plan([WindowSpec(frozenset(range(7)), ((0, 86400),), "any")] if bypass else specs, slot)
+    plan = _week_plan(ANY_HOUR if bypass else specs, slot)
     calendar = _holiday_calendar(schedule.holidays_country, number) \
         if schedule.skip_holidays and not bypass else None
 

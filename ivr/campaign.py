@@ -7,15 +7,15 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from ivr.calling_rules import Verdict, callee_zone, check_call
+from ivr.calling_rules import CAP_PERIOD, Verdict, callee_zone, check_call
 from ivr.config import Config
 from ivr.dialer import Dialer
 from ivr.errors import PbxError
 from ivr.safe_writes import STORE_ERRORS
-from ivr.store import Store, parse_utc, utc
+from ivr.store import History, Store, parse_utc, utc
 
 log = logging.getLogger(__name__)
 RETRY_WAIT = "retry_wait"
@@ -26,6 +26,7 @@ IDLE_REPLAN_S = 5.0  # with calls in flight and nobody due, re-plan at least thi
 class Plan:
     due: list[dict[str, Any]] = field(default_factory=list)
     waiting: list[tuple[dict[str, Any], Verdict]] = field(default_factory=list)
+    history: dict[str, History] = field(default_factory=dict)  # of the due numbers
 
     def reasons(self) -> Counter[str]:
         return Counter(v.reason for _, v in self.waiting)
@@ -36,8 +37,11 @@ class Plan:
         return min(times) if times else None
 
 
-def verdict_for(cfg: Config, store: Store, contact: dict[str, Any], now: datetime) -> Verdict:
-    """Every rule, checked at the moment of dialling."""
+def verdict_for(cfg: Config, store: Store, contact: dict[str, Any], now: datetime,
+                history: History | None = None) -> Verdict:
+    """Every rule, checked at the moment of dialling. The opposition list and the last attempt
+    are always read afresh; `history` (from the plan) spares re-reading attempts and refusals,
+    which only this contact's own calls can change."""
     number = contact["number"]
     if store.is_opted_out(number):
         return Verdict(False, "opted_out", f"{number} is on the opposition list", None)
@@ -48,10 +52,17 @@ def verdict_for(cfg: Config, store: Store, contact: dict[str, Any], now: datetim
     if last and last["retry_at"] and parse_utc(last["retry_at"]) > now:
         return Verdict(False, RETRY_WAIT, "waiting before the next attempt",
                        parse_utc(last["retry_at"]))
+    if history is None:
+        history = History(attempts=store.attempts_for(number),
+                          last_refusal=store.last_refusal(number))
+    return _rules(cfg, contact, now, history)
+
+
+def _rules(cfg: Config, contact: dict[str, Any], now: datetime, history: History) -> Verdict:
+    number = contact["number"]
     zone = callee_zone(number, contact.get("timezone"), cfg.schedule.timezone)
     return check_call(now, number=number, zone=zone, schedule=cfg.schedule,
-                      attempts_utc=store.attempts_for(number),
-                      last_refusal_utc=store.last_refusal(number),
+                      attempts_utc=history.attempts, last_refusal_utc=history.last_refusal,
                       preferred_slot=contact.get("slot"))
 
 
@@ -59,33 +70,44 @@ IN_FLIGHT = Verdict(False, "in_flight", "a call to this contact is in progress",
 
 
 def plan(cfg: Config, store: Store, now: datetime) -> Plan:
-    """Who is due now. One query classifies contacts in flight or waiting for a retry, so
-    re-planning after each finished call does not re-check every rule for every contact."""
+    """Who is due now. One query classifies contacts in flight or waiting for a retry, and the
+    history of the others is read in bulk, so a re-plan costs a few queries, not four per
+    contact."""
     result = Plan()
     rows = store.q(
         "SELECT c.*, l.id AS last_id, l.outcome AS last_outcome, l.retry_at AS last_retry "
         "FROM contacts c LEFT JOIN calls l ON l.id = (SELECT MAX(id) FROM calls "
         "WHERE contact_id = c.id AND campaign = ?) WHERE c.status = 'pending' ORDER BY c.id",
         (cfg.campaign.name,))
+    to_check = []
     for row in rows:
         contact = {k: v for k, v in row.items() if not k.startswith("last_")}
         if row["last_id"] is not None and row["last_outcome"] is None:
             result.waiting.append((contact, IN_FLIGHT))
-            continue
-        if row["last_retry"] and parse_utc(row["last_retry"]) > now:
+        elif row["last_retry"] and parse_utc(row["last_retry"]) > now:
             result.waiting.append((contact, Verdict(False, RETRY_WAIT, "waiting before the "
                                                     "next attempt", parse_utc(row["last_retry"]))))
+        else:
+            to_check.append(contact)
+    history = store.history([c["number"] for c in to_check], now - CAP_PERIOD,
+                            now - timedelta(days=max(cfg.schedule.refusal_cooldown_days, 0)))
+    for contact in to_check:
+        past = history[contact["number"]]
+        if past.opted_out:
+            verdict = Verdict(False, "opted_out", f"{contact['number']} is on the opposition "
+                              "list", None)
+            try:  # keep the status true to the list
+                store.db.execute("UPDATE contacts SET status = 'opted_out', "
+                                 "updated_at = ? WHERE id = ?", (utc(now), contact["id"]))
+            except STORE_ERRORS as exc:  # cosmetic: the hash is checked at dial time
+                log.warning("contact status not updated (%s)", exc)
+            result.waiting.append((contact, verdict))
             continue
-        verdict = verdict_for(cfg, store, contact, now)
+        verdict = _rules(cfg, contact, now, past)
         if verdict.allowed:
             result.due.append(contact)
+            result.history[contact["number"]] = past
         else:
-            if verdict.reason == "opted_out":  # keep the status true to the list
-                try:
-                    store.db.execute("UPDATE contacts SET status = 'opted_out', "
-                                     "updated_at = ? WHERE id = ?", (utc(now), contact["id"]))
-                except STORE_ERRORS as exc:  # cosmetic: the hash is checked at dial time
-                    log.warning("contact status not updated (%s)", exc)
             result.waiting.append((contact, verdict))
     return result
 
@@ -146,7 +168,8 @@ async def run(cfg: Config, store: Store, dialer: Dialer, clock: Callable[[], dat
                 await _wait_any(dialer.writer.drained, stop, timeout=3600)
                 break  # re-plan: the world moved on while paused
             now = clock()
-            verdict = verdict_for(cfg, store, contact, now)  # re-checked at dial time
+            verdict = verdict_for(cfg, store, contact, now,  # re-checked at dial time
+                                  p.history.get(contact["number"]))
             if not verdict.allowed:
                 continue
             try:

@@ -38,7 +38,8 @@ res_pjsip_endpoint_identifier_user res_pjsip_outbound_registration res_pjsip_aut
 res_pjsip_outbound_authenticator_digest res_pjsip_caller_id res_pjsip_dtmf_info res_pjsip_rfc3326
 res_pjsip_logger res_pjsip_nat res_pjsip_pubsub res_pjsip_registrar res_pjsip_acl
 """.split()
-AMI_READ = "call,dtmf,user,originate,system"   # system: FullyBooted/Shutdown, to notice restarts
+AMI_READ = "call,user,originate,system"   # system: FullyBooted/Shutdown, to notice restarts
+MONITOR_EVENTS = ("DTMFEnd", "Hangup", "OriginateResponse")
 AMI_WRITE = "originate,call,reporting"          # Originate, Hangup, CoreShowChannels
 
 
@@ -109,6 +110,10 @@ class Sandbox:
         return self.root
 
     # -- configuration ----------------------------------------------------------------------
+    @property
+    def monitor_user(self) -> str:
+        return f"{self.cfg.pbx.user}-monitor"
+
     def ami_secret(self) -> str:
         env = os.environ.get("IVR_AMI_SECRET")
         if env:
@@ -158,7 +163,14 @@ class Sandbox:
                 # Only the events the controller reads: parsing the others is its main cost.
                 # (a regex on the event text: [[:space:]] stops Hangup matching HangupRequest)
                 + "".join(f"eventfilter = Event: {e}[[:space:]]\n"
-                          for e in sorted(WANTED_EVENTS))),
+                          for e in sorted(WANTED_EVENTS))
+                # Sandbox only: tests watch the simulated callees' DTMF, which the controller
+                # never reads, with their own user and filters.
+                + f"[{self.monitor_user}]\nsecret = {self.ami_secret()}\n"
+                "deny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\n"
+                "read = call,dtmf,originate\nwrite = originate\n"
+                + "".join(f"eventfilter = Event: {e}[[:space:]]\n"
+                          for e in MONITOR_EVENTS)),
             "logger.conf": "[general]\n[logfiles]\nmessages.log => notice,warning,error\n",
             "extensions.conf": self._extensions(sim_timing or {}),
             "pjsip.conf": sandbox_pjsip_conf(),  # the shipped trunk templates, on loopback

@@ -5,6 +5,7 @@ All SQL here is parameterised; table and column names are constants of this modu
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -13,7 +14,7 @@ import secrets
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,14 @@ class CallResult:
     hangup_cause: str | None = None  # Q.850, when the IVR saw the hangup
 
 
+@dataclass
+class History:
+    """One number's past as the calling rules see it."""
+    opted_out: bool = False
+    attempts: list[datetime] = field(default_factory=list)
+    last_refusal: datetime | None = None
+
+
 class Store:
     def __init__(self, db: sqlite_utils.Database, optout_key: bytes) -> None:
         self.db = db
@@ -162,7 +171,7 @@ class Store:
             raise
 
     def q(self, sql: str, params: tuple | dict = ()) -> list[dict[str, Any]]:
-        cur = self.db.execute(sql, params)
+        cur = self.db.conn.execute(sql, params)
         cols = [c[0] for c in cur.description]
         return [dict(zip(cols, row)) for row in cur.fetchall()]
 
@@ -211,18 +220,21 @@ class Store:
                        now: datetime) -> dict[str, Any]:
         """Write the attempt before its Originate is sent, so a crash cannot lose it."""
         with self.transaction():
-            n = self.one("SELECT COUNT(*) AS n FROM calls WHERE contact_id = ? AND campaign = ?",
-                         (contact["id"], campaign))["n"]  # type: ignore[index]
-            cur = self.db.execute(
+            cur = self.db.conn.execute(
                 "INSERT INTO calls (contact_id, number, attempt, campaign, caller_id, state, "
-                "started_at) VALUES (?, ?, ?, ?, ?, 'created', ?)",
-                (contact["id"], contact["number"], n + 1, campaign, caller_id, utc(now)))
-            call_id = int(cur.lastrowid)
+                "started_at) VALUES (?, ?, 1 + (SELECT COUNT(*) FROM calls WHERE contact_id = ? "
+                "AND campaign = ?), ?, ?, 'created', ?)",
+                (contact["id"], contact["number"], contact["id"], campaign, campaign, caller_id,
+                 utc(now)))
+            call_id = int(cur.lastrowid)  # type: ignore[arg-type]
             # Unique across stores and runs sharing one PBX (Asterisk refuses a reused id).
             channel_id = f"ivr-{campaign_tag(campaign)}-{call_id}-{secrets.token_hex(4)}"
-            self.db.execute("UPDATE calls SET channel_id = ?, state = 'dialing' WHERE id = ?",
-                            (channel_id, call_id))
-        return self.call(call_id)  # type: ignore[return-value]
+            cur = self.db.conn.execute(
+                "UPDATE calls SET channel_id = ?, state = 'dialing' WHERE id = ? RETURNING *",
+                (channel_id, call_id))
+            cols = [c[0] for c in cur.description]
+            row = dict(zip(cols, cur.fetchall()[0]))  # fetchall: the statement is finished
+        return row
 
     def call(self, call_id: int) -> dict[str, Any] | None:
         return self.one("SELECT * FROM calls WHERE id = ?", (call_id,))
@@ -241,32 +253,35 @@ class Store:
         if result.outcome not in OUTCOMES:
             raise StoreError(f"unknown outcome {result.outcome!r}")
         with self.transaction():
-            row = self.call(call_id)
-            if row is None or row["outcome"] is not None:
-                return False
             ts = utc(now)
-            self.db.execute(
+            # The outcome check and the write are one statement: no row, no second outcome.
+            cur = self.db.conn.execute(
                 "UPDATE calls SET state = 'ended', outcome = ?, stage = ?, keys = ?, "
                 "prompts_sha256 = ?, amd_status = ?, answered_at = COALESCE(answered_at, ?), "
                 "ended_at = ?, hangup_cause = COALESCE(hangup_cause, ?), retry_at = ? "
-                "WHERE id = ?",
+                "WHERE id = ? AND outcome IS NULL "
+                "RETURNING contact_id, number, caller_id, campaign",
                 (result.outcome, result.stage, result.keys, json.dumps(result.heard),
                  result.amd_status, ts, ts, result.hangup_cause or "16",
                  utc(retry_at) if retry_at else None,
                  call_id))
+            rows = cur.fetchall()
+            if not rows:
+                return False
+            contact_id, number, caller_id, campaign = rows[0]
             if result.choice:
-                self.db.execute(
+                self.db.conn.execute(
                     "INSERT INTO consents (call_id, contact_id, number, kind, key, at, caller_id,"
                     " campaign, prompt_key, prompt_sha256, slot) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (call_id, row["contact_id"], row["number"], result.choice,
-                     result.choice_key, ts, row["caller_id"], row["campaign"],
+                    (call_id, contact_id, number, result.choice,
+                     result.choice_key, ts, caller_id, campaign,
                      result.answered_prompt, result.answered_sha256, result.slot))
             if result.choice == "optout":
-                self._add_optout(row["number"], "phone-key", row["campaign"], now)
+                self._add_optout(number, "phone-key", campaign, now)
             elif result.choice == "consent" and result.slot:
-                self.db.execute("UPDATE contacts SET slot = ? WHERE id = ?",
-                                (result.slot, row["contact_id"]))
-            self._settle_contact(row["contact_id"], result.outcome, retry_at, now)
+                self.db.conn.execute("UPDATE contacts SET slot = ? WHERE id = ?",
+                                     (result.slot, contact_id))
+            self._settle_contact(contact_id, result.outcome, retry_at, now)
         return True
 
     def finish_unanswered(self, call_id: int, outcome: str, cause: str | None, now: datetime,
@@ -274,14 +289,14 @@ class Store:
         if outcome not in OUTCOMES:
             raise StoreError(f"unknown outcome {outcome!r}")
         with self.transaction():
-            row = self.call(call_id)
-            if row is None or row["outcome"] is not None:
-                return False
-            self.db.execute(
+            row = self.db.conn.execute(
                 "UPDATE calls SET state = 'ended', outcome = ?, hangup_cause = ?, ended_at = ?, "
-                "retry_at = ?, stage = ? WHERE id = ?",
-                (outcome, cause, utc(now), utc(retry_at) if retry_at else None, stage, call_id))
-            self._settle_contact(row["contact_id"], outcome, retry_at, now)
+                "retry_at = ?, stage = ? WHERE id = ? AND outcome IS NULL RETURNING contact_id",
+                (outcome, cause, utc(now), utc(retry_at) if retry_at else None, stage,
+                 call_id)).fetchall()
+            if not row:
+                return False
+            self._settle_contact(row[0][0], outcome, retry_at, now)
         return True
 
     def set_hangup_cause(self, call_id: int, cause: str) -> None:
@@ -296,17 +311,15 @@ class Store:
                         retry_at: datetime | None, now: datetime) -> None:
         if contact_id is None:
             return
-        contact = self.one("SELECT status FROM contacts WHERE id = ?", (contact_id,))
-        if contact is None or contact["status"] == "opted_out":
-            return
         if outcome == "opted_out":
             status = "opted_out"
         elif outcome in ANSWERED_OUTCOMES:
             status = "done"
         else:
             status = "pending" if retry_at is not None else "exhausted"
-        self.db.execute("UPDATE contacts SET status = ?, updated_at = ? WHERE id = ?",
-                        (status, utc(now), contact_id))
+        # An opted-out contact stays opted out, whatever a later outcome says.
+        self.db.conn.execute("UPDATE contacts SET status = ?, updated_at = ? WHERE id = ? AND "
+                             "status != 'opted_out'", (status, utc(now), contact_id))
 
     def open_calls(self) -> list[dict[str, Any]]:
         """Attempts without an outcome: in flight, or left behind by a crash."""
@@ -316,12 +329,37 @@ class Store:
         return [parse_utc(r["started_at"]) for r in
                 self.q("SELECT started_at FROM calls WHERE number = ?", (number,))]
 
+    def history(self, numbers: list[str], attempts_since: datetime,
+                refusals_since: datetime) -> dict[str, "History"]:
+        """What the calling rules need for many numbers at once: a few queries per 500
+        numbers instead of four per contact at every re-plan."""
+        out = {n: History() for n in numbers}
+        for i in range(0, len(numbers), 500):
+            chunk = numbers[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            by_hash = {self.number_hash(n): n for n in chunk}
+            for (h,) in self.db.conn.execute(
+                    f"SELECT number_hash FROM optouts WHERE number_hash IN ({marks})",
+                    list(by_hash)):
+                out[by_hash[h]].opted_out = True
+            for number, started in self.db.conn.execute(
+                    f"SELECT number, started_at FROM calls WHERE number IN ({marks}) AND "
+                    "started_at > ?", (*chunk, utc(attempts_since))):
+                out[number].attempts.append(parse_utc(started))
+            for number, at in self.db.conn.execute(
+                    f"SELECT number, MAX(at) FROM consents WHERE number IN ({marks}) AND "
+                    "kind = 'refusal' AND at >= ? GROUP BY number",
+                    (*chunk, utc(refusals_since))):
+                out[number].last_refusal = parse_utc(at)
+        return out
+
     def last_refusal(self, number: str) -> datetime | None:
         row = self.one("SELECT MAX(at) AS at FROM consents WHERE number = ? AND kind = 'refusal'",
                        (number,))
         return parse_utc(row["at"]) if row and row["at"] else None
 
 
+@functools.lru_cache(maxsize=64)
 def campaign_tag(campaign: str) -> str:
     """A dial-string-safe short tag for channel ids."""
     return hashlib.sha1(campaign.encode()).hexdigest()[:8]

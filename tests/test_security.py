@@ -60,7 +60,7 @@ VETTED_FRAGMENTS = {
     "contacts.py": {"sql"},                                   # "?,?,…" placeholders
     "privacy.py": {"their_contacts", "their_calls", "t", "c", "older"},
     "report.py": {"ended", "cond", "cols"},
-    "store.py": {"number"},                                   # PRAGMA user_version = {int}
+    "store.py": {"number", "marks"},  # PRAGMA user_version = {int}; "?,?,…" placeholders
 }
 
 

@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from ivr import app
-from ivr.ami import Ami
+from ivr.ami import WANTED_EVENTS, Ami
 from ivr.config import Config
 from ivr.errors import PbxError
 from ivr.store import Store
@@ -43,6 +43,39 @@ def test_ami_user_cannot_do_what_it_does_not_need(pbx_cfg: Config, action: dict)
 def test_ami_user_can_do_what_it_needs(pbx_cfg: Config) -> None:
     resp = asyncio.run(_try(pbx_cfg, {"Action": "CoreShowChannels"}))
     assert resp["Response"] == "Success"
+
+
+def test_ami_user_receives_only_the_events_the_controller_reads(pbx_cfg: Config) -> None:
+    """Event filters in manager.conf: a callee pressing a key sends no DTMF event, nor any
+    channel chatter (Newchannel, VarSet, Newexten...), to the controller's user."""
+    async def watch() -> set[str]:
+        ami = Ami(pbx_cfg.pbx.host, pbx_cfg.pbx.port, pbx_cfg.pbx.user,
+                  app.ami_secret(pbx_cfg))
+        ami.wanted = ALL_EVENTS  # keep whatever Asterisk sends, to see what gets through
+        await ami.connect()
+        seen: set[str] = set()
+        try:
+            await ami.action({"Action": "Originate", "Channel": f"Local/{fiction('10')}@ivr-sim",
+                              "Application": "Wait", "Data": "6", "Async": "true",
+                              "ChannelId": "filter-1", "Timeout": "5000"})
+            while (ev := await ami.next_event(10)) is not None:
+                seen.add(ev.get("Event", ""))
+                if ev.get("Event") == "Hangup" and ev.get("Uniqueid") == "filter-1":
+                    break
+        finally:
+            ami.close()
+        return seen
+    seen = asyncio.run(watch())
+    assert {"OriginateResponse", "Hangup"} <= seen  # the call happened and was seen
+    assert seen <= WANTED_EVENTS, seen - WANTED_EVENTS
+
+
+class _Everything(frozenset):  # type: ignore[type-arg]
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+ALL_EVENTS = _Everything()
 
 
 def test_wrong_secret_is_a_clear_error(pbx_cfg: Config) -> None:
