@@ -168,7 +168,8 @@ class AgiApplication(Application):  # type: ignore[misc]
 
     async def _headers(self, reader: asyncio.StreamReader) -> OrderedDict[str, str] | None:
         try:
-            raw = await asyncio.wait_for(reader.readuntil(b"\n\n"), self.header_timeout)
+            async with asyncio.timeout(self.header_timeout):  # no extra Task, unlike wait_for
+                raw = await reader.readuntil(b"\n\n")
         except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                 ConnectionError):
             return None

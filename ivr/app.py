@@ -69,6 +69,7 @@ class Controller:
     pump: asyncio.Task
 
     async def close(self) -> None:
+        self.dialer.writer.flush()
         self.pump.cancel()
         self.server.close()
         await self.server.wait_closed()

@@ -145,6 +145,7 @@ async def run(cfg: Config, store: Store, dialer: Dialer, clock: Callable[[], dat
     interval = 1.0 / cfg.dialer.calls_per_second
     next_slot = time.monotonic()
     while not stop.is_set():
+        dialer.writer.flush()  # outcomes batched this turn count for the plan
         p = plan(cfg, store, clock())
         for contact in p.due:
             while len(dialer.inflight) >= cfg.dialer.max_concurrent and not stop.is_set():
@@ -168,6 +169,7 @@ async def run(cfg: Config, store: Store, dialer: Dialer, clock: Callable[[], dat
                 await _wait_any(dialer.writer.drained, stop, timeout=3600)
                 break  # re-plan: the world moved on while paused
             now = clock()
+            dialer.writer.flush()
             verdict = verdict_for(cfg, store, contact, now,  # re-checked at dial time
                                   p.history.get(contact["number"]))
             if not verdict.allowed:
@@ -222,6 +224,7 @@ async def run(cfg: Config, store: Store, dialer: Dialer, clock: Callable[[], dat
         dialer.changed.clear()
         await _wait_any(dialer.changed, hard_stop, timeout=1.0)
         on_tick()
+    dialer.writer.flush()
     if not report.why:
         report.why = why_nobody(store, plan(cfg, store, clock()))
     report.paused = report.paused or dialer.writer.last_problem

@@ -75,7 +75,7 @@ class Dialer:
         self.retry_planned = asyncio.Event()  # an attempt settled with a retry time
         self.idle = asyncio.Event()           # nothing in flight any more
         self.originated = 0
-        self.writer = SafeWriter()
+        self.writer = SafeWriter(transaction=store.transaction)
         self.hold_until = 0.0  # monotonic time before which no call is placed (PBX trouble)
         self.reconciling = False
         self._reconcile_task: asyncio.Task | None = None
@@ -198,6 +198,11 @@ class Dialer:
         elif name == "Reconnected":  # events were missed while AMI was down
             self._reconcile_soon()
 
+    def read_call(self, call_id: int) -> dict[str, Any] | None:
+        """The attempt as stored, batched writes included."""
+        self.writer.flush()
+        return self.store.call(call_id)
+
     def _settle_failed(self, flight: InFlight) -> None:
         self._settle_unanswered(flight, unanswered_outcome(flight.reason, flight.cause),
                                 flight.cause)
@@ -208,7 +213,7 @@ class Dialer:
             asyncio.get_running_loop().call_later(ANSWERED_GRACE_S, self._expire, flight)
             return
         if flight.channel_id in self.inflight:
-            call = self.store.call(flight.call_id)
+            call = self.read_call(flight.call_id)
             if call is not None and call["outcome"] is None:
                 self._settle_error(flight, "no-ivr-report")
             else:
@@ -221,7 +226,7 @@ class Dialer:
     def settle_error(self, call_id: int, stage: str, answered: bool) -> None:
         """`error`: a fault of the controller or the PBX. A safe retry while attempts remain;
         the store writes nothing if the attempt already has its outcome."""
-        call = self.store.call(call_id)
+        call = self.read_call(call_id)
         if call is None:
             return
         now, retry = self.clock(), self.retry_at(call, "error")
@@ -235,7 +240,7 @@ class Dialer:
     def _settle_unanswered(self, flight: InFlight, outcome: str, cause: int | None) -> None:
         if flight.channel_id not in self.inflight:
             return
-        call = self.store.call(flight.call_id)
+        call = self.read_call(flight.call_id)
         if call is not None:
             now, retry = self.clock(), self.retry_at(call, outcome)
             text = str(cause) if cause is not None else None
@@ -252,6 +257,7 @@ class Dialer:
         try:
             # Only attempts that existed before asking Asterisk: a newer one may be missing
             # from the answer and must not be taken for gone.
+            self.writer.flush()
             open_calls = self.store.open_calls()
             live = {ch.get("Uniqueid") for ch in await self.ami.channels()}
             return self._reconcile(open_calls, live)
@@ -281,7 +287,7 @@ class Dialer:
                 self.finished(call_id)
             settled += 1
         for channel_id, flight in list(self.inflight.items()):  # settled meanwhile
-            row = self.store.call(flight.call_id)
+            row = self.read_call(flight.call_id)
             if channel_id not in live and row is not None and row["outcome"]:
                 self.finished(flight.call_id)
         return settled

@@ -111,3 +111,33 @@ def test_slot_given_in_a_call_is_stored_on_the_contact() -> None:
                                              choice_key="1", slot="evening"), OPEN)
     assert contact(s, REAL)["slot"] == "evening"
     assert s.one("SELECT slot FROM consents")["slot"] == "evening"
+
+
+def test_plan_reads_history_in_bulk_and_agrees_with_the_per_contact_rules() -> None:
+    """The plan's bulk history (chunks of 500 numbers) gives each contact the verdict the
+    per-contact queries give: refusal cooldown, attempt cap (only the last 30 days count),
+    opposition, and plain due."""
+    numbers = [f"+331620{i:05d}" for i in range(1203)]  # three chunks
+    s = store_with(*numbers)
+    refused, capped, old_calls, opposed = numbers[0], numbers[600], numbers[1100], numbers[1202]
+    call = s.create_attempt(contact(s, refused), "other", "+33162000000", OPEN - timedelta(days=3))
+    s.finish_answered(call["id"], CallResult(outcome="declined", stage="goodbye", keys="2",
+                                             heard={}, choice="refusal", choice_key="2"),
+                      OPEN - timedelta(days=3))
+    for i in range(4):
+        for number, age in ((capped, i + 1), (old_calls, 31 + i)):
+            call = s.create_attempt(contact(s, number), f"other-{i}", "+33162000000",
+                                    OPEN - timedelta(days=age))
+            s.finish_unanswered(call["id"], "no_answer", "19", OPEN, None)
+    s.add_optout(opposed, "letter", OPEN)
+    s.db.execute("UPDATE contacts SET status = 'pending'")  # as if opposed after the import
+    p = plan(cfg(), s, OPEN)
+    by_number = {c["number"]: v.reason for c, v in p.waiting}
+    assert by_number == {refused: "refusal_cooldown", capped: "attempt_cap",
+                         opposed: "opted_out"}
+    assert contact(s, opposed)["status"] == "opted_out"
+    assert len(p.due) == 1200 and old_calls in {c["number"] for c in p.due}
+    for c in p.due[:5] + [contact(s, old_calls)]:
+        assert verdict_for(cfg(), s, c, OPEN).allowed
+        assert verdict_for(cfg(), s, c, OPEN, p.history[c["number"]]).allowed
+    assert verdict_for(cfg(), s, contact(s, capped), OPEN).reason == "attempt_cap"

@@ -1,0 +1,99 @@
+"""Group commit: writes of one event-loop turn share a transaction, each in a savepoint; a
+locked store keeps them, in order, until it comes back (real SQLite files, no fakes)."""
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from ivr.safe_writes import SafeWriter
+from ivr.store import Store, utc
+
+NOW = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)
+
+
+def store_at(path: Path) -> Store:
+    s = Store.open(path, optout_key=b"k", busy_timeout_s=0.05)
+    s.db.execute("INSERT INTO contacts (number, source, created_at, updated_at) "
+                 "VALUES ('+33162000010', 'list', ?, ?)", (utc(NOW), utc(NOW)))
+    return s
+
+
+def commits(s: Store) -> int:
+    return int(s.db.conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+def test_one_turn_of_writes_is_one_transaction_and_a_bad_write_fails_alone(
+        tmp_path: Path) -> None:
+    s = store_at(tmp_path / "a.db")
+    reader = sqlite3.connect(tmp_path / "a.db")  # data_version moves on others' commits
+
+    async def go() -> tuple[int, int]:
+        w = SafeWriter(transaction=s.transaction)
+        before = int(reader.execute("PRAGMA data_version").fetchone()[0])
+        for i in range(50):
+            w.write(lambda i=i: s.audit("a", None, {"i": i}, NOW))
+        w.write(lambda: s.db.execute("INSERT INTO no_such_table VALUES (1)"))  # a bug
+        w.write(lambda: s.audit("a", None, {"i": "last"}, NOW))
+        assert s.one("SELECT COUNT(*) AS n FROM audit")["n"] == 0  # not yet: end of turn
+        await asyncio.sleep(0)
+        after = int(reader.execute("PRAGMA data_version").fetchone()[0])
+        return s.one("SELECT COUNT(*) AS n FROM audit")["n"], after - before
+    written, commits_seen = asyncio.run(go())
+    assert written == 51
+    assert commits_seen == 1
+
+
+def test_a_locked_store_keeps_the_batch_in_order_until_it_is_back(tmp_path: Path) -> None:
+    s = store_at(tmp_path / "b.db")
+    other = sqlite3.connect(tmp_path / "b.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+
+    async def go() -> list[str]:
+        w = SafeWriter(retry_s=0.05, transaction=s.transaction)
+        for i in range(3):
+            w.write(lambda i=i: s.audit(f"w{i}", None, {}, NOW))
+        await asyncio.sleep(0)
+        assert w.problem and "locked" in w.problem and len(w.pending) == 3
+        w.write(lambda: s.audit("w3", None, {}, NOW))  # queued behind, not batched ahead
+        other.execute("COMMIT")
+        await asyncio.wait_for(w.drained.wait(), 5)
+        assert w.problem is None
+        return [r["action"] for r in s.q("SELECT action FROM audit ORDER BY id")]
+    assert asyncio.run(go()) == ["w0", "w1", "w2", "w3"]
+
+
+def test_flush_commits_at_once_for_a_reader(tmp_path: Path) -> None:
+    s = store_at(tmp_path / "c.db")
+
+    async def go() -> int:
+        w = SafeWriter(transaction=s.transaction)
+        w.write(lambda: s.audit("x", None, {}, NOW))
+        w.flush()
+        return s.one("SELECT COUNT(*) AS n FROM audit")["n"]
+    assert asyncio.run(go()) == 1
+
+
+def test_nested_transaction_is_a_savepoint() -> None:
+    s = Store.memory()
+    with s.transaction():
+        s.audit("kept", None, {}, NOW)
+        try:
+            with s.transaction():
+                s.audit("undone", None, {}, NOW)
+                raise ValueError("boom")
+        except ValueError:
+            pass
+    assert [r["action"] for r in s.q("SELECT action FROM audit")] == ["kept"]
+
+
+def test_only_a_store_that_is_away_is_retried() -> None:
+    from ivr.safe_writes import retryable
+    s = Store.memory()
+    with pytest.raises(sqlite3.OperationalError) as bug:
+        s.db.execute("INSERT INTO no_such_table VALUES (1)")
+    assert not retryable(bug.value)  # a bug: retrying would loop forever
+    assert retryable(OSError(28, "No space left on device"))
