@@ -1,0 +1,123 @@
+"""Benchmark: the controller's CPU for the FastAGI part of a call alone, on an unloaded core.
+
+A peer process plays Asterisk's side of FastAGI (headers, then one canned result per command:
+a key during the intro, the other prompts played to the end) for N sessions, C at a time,
+against the real AgiApplication + IvrHandler + SafeWriter and a WAL store file. No PBX, no
+AMI: this is the floor that the FastAGI design costs per call, to read next to the
+end-to-end `cpu_ms_per_call` of bench_ivr.py (where Asterisk competes for the same 2 cores).
+
+Prints one JSON object. Usage:  python3 bench/bench_agi_session.py [--sessions 2000] [--concurrency 200]
+Not a test: it asserts nothing; the README records its output.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ivr.agi_ivr import IvrHandler
+from ivr.agi_server import AgiApplication, serve
+from ivr.flow import FlowOptions
+from ivr.safe_writes import SafeWriter
+from ivr.store import Store, utc
+
+HEADERS = "".join(f"{k}: {v}\n" for k, v in {
+    "agi_network": "yes", "agi_network_script": "ivr", "agi_request": "agi://127.0.0.1/ivr",
+    "agi_channel": "Local/+33199000010@ivr-sim-00000001;1", "agi_language": "fr",
+    "agi_type": "Local", "agi_uniqueid": "ivr-bench-{i}", "agi_version": "22.0.0",
+    "agi_callerid": "+33100000000", "agi_calleridname": "Bench", "agi_callingpres": "0",
+    "agi_callingani2": "0", "agi_callington": "0", "agi_callingtns": "0", "agi_dnid": "unknown",
+    "agi_rdnis": "unknown", "agi_context": "ivr-outbound", "agi_extension": "s",
+    "agi_priority": "4", "agi_enhanced": "0.0", "agi_accountcode": "",
+    "agi_threadid": "140000000000", "agi_arg_1": "{call_id}", "agi_arg_2": ""}.items()) + "\n"
+
+PEER = r'''
+import asyncio, sys
+port, conc, headers = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+ids = [int(x) for x in sys.stdin.read().split()]
+async def session(i, call_id):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(headers.format(i=i, call_id=call_id).encode())
+    n = 0
+    while await reader.readline():
+        n += 1  # intro: key 1 (49); message, legal, goodbye: played to the end
+        writer.write(b"200 result=49 endpos=8000\n" if n == 1 else b"200 result=0 endpos=8000\n")
+    writer.close()
+async def main():
+    gate = asyncio.Semaphore(conc)
+    async def one(i, c):
+        async with gate:
+            await session(i, c)
+    await asyncio.gather(*(one(i, c) for i, c in enumerate(ids)))
+asyncio.run(main())
+'''
+
+
+def cpu() -> tuple[float, float]:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime, r.ru_stime
+
+
+async def run(store: Store, ids: list[int], concurrency: int, port: int) -> dict[str, float]:
+    writer = SafeWriter(transaction=store.transaction)
+    finished: list[int] = []
+    done = asyncio.Event()
+
+    def on_finished(call_id: int) -> None:
+        finished.append(call_id)
+        if len(finished) == len(ids):
+            done.set()
+    handler = IvrHandler(store, {"intro": "i", "message": "m", "legal": "l", "goodbye": "g"},
+                         FlowOptions(), lambda: datetime.now(timezone.utc),
+                         on_finished=on_finished, write=writer.write)
+    app = AgiApplication()
+    app.add_route("ivr", handler)
+    server = await serve(app, "127.0.0.1", port)
+    peer = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", PEER, str(port), str(concurrency), HEADERS,
+        stdin=subprocess.PIPE)
+    (u0, s0), t0 = cpu(), asyncio.get_running_loop().time()
+    peer.stdin.write(" ".join(map(str, ids)).encode())  # type: ignore[union-attr]
+    peer.stdin.close()  # type: ignore[union-attr]
+    await asyncio.wait_for(done.wait(), 600)
+    (u1, s1), t1 = cpu(), asyncio.get_running_loop().time()
+    await peer.wait()
+    server.close()
+    writer.flush()
+    n = len(ids)
+    stored = store.one("SELECT COUNT(*) AS n FROM calls WHERE outcome = 'message_played'")
+    return {"sessions": n, "stored_message_played": stored["n"] if stored else 0,
+            "elapsed_s": t1 - t0, "sessions_per_s": n / (t1 - t0),
+            "cpu_ms_per_session": (u1 - u0 + s1 - s0) / n * 1000,
+            "user_ms": (u1 - u0) / n * 1000, "sys_ms": (s1 - s0) / n * 1000}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sessions", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument("--port", type=int, default=4611)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store.open(Path(tmp) / "bench.db", optout_key=b"bench", busy_timeout_s=0.5)
+        now = datetime.now(timezone.utc)
+        store.db.execute("INSERT INTO contacts (number, source, created_at, updated_at) "
+                         "VALUES ('+33199000010', 'bench', ?, ?)", (utc(now), utc(now)))
+        contact = store.one("SELECT * FROM contacts")
+        ids = [store.create_attempt(contact, "bench", "+33100000000", now)["id"]
+               for _ in range(args.sessions)]
+        gc.freeze()  # as `ivr run` does after start
+        result = asyncio.run(run(store, ids, args.concurrency, args.port))
+    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v
+                      for k, v in result.items()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
