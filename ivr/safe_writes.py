@@ -76,9 +76,10 @@ class SafeWriter:
         if len(batch) == 1:  # nothing to share: its own transaction, as if unbatched
             try:
                 batch[0]()
-            except STORE_ERRORS as exc:
-                if not retryable(exc):
-                    raise
+            except Exception as exc:
+                if not retryable(exc):  # its caller is gone: say it, keep the loop going
+                    log.exception("a write failed for good and was dropped")
+                    return
                 self._queue(batch, exc)
             return
         try:

@@ -97,3 +97,17 @@ def test_only_a_store_that_is_away_is_retried() -> None:
         s.db.execute("INSERT INTO no_such_table VALUES (1)")
     assert not retryable(bug.value)  # a bug: retrying would loop forever
     assert retryable(OSError(28, "No space left on device"))
+
+
+def test_a_lone_bad_write_is_logged_not_raised_into_the_loop(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    s = store_at(tmp_path / "d.db")
+
+    async def go() -> SafeWriter:
+        w = SafeWriter(transaction=s.transaction)
+        w.write(lambda: s.db.execute("INSERT INTO no_such_table VALUES (1)"))
+        w.flush()  # a reader flushing must not receive someone else's failure
+        return w
+    w = asyncio.run(go())
+    assert not w.pending and w.problem is None
+    assert "failed for good" in caplog.text
