@@ -66,7 +66,7 @@ def cpu() -> tuple[float, float]:
 
 
 async def run(store: Store, ids: list[int], concurrency: int, port: int) -> dict[str, float]:
-    writer = SafeWriter(transaction=store.transaction)
+    writer = SafeWriter(store.transaction)
     finished: list[int] = []
     done = asyncio.Event()
 

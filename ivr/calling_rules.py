@@ -15,7 +15,6 @@ Defaults follow Décret 2022-1313 (adopted for political calls): Monday-Friday 1
 from __future__ import annotations
 
 import functools
-
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
@@ -70,8 +69,6 @@ class Verdict:
     reason: str  # one of the reason codes above
     detail: str  # one line for humans
     next_allowed: datetime | None = None  # UTC; None when allowed, or when nothing ever opens
-
-
 
 
 def is_fiction_number(e164: str) -> bool:

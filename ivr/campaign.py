@@ -44,7 +44,7 @@ def verdict_for(cfg: Config, store: Store, contact: dict[str, Any], now: datetim
     which only this contact's own calls can change."""
     number = contact["number"]
     if store.is_opted_out(number):
-        return Verdict(False, "opted_out", f"{number} is on the opposition list", None)
+        return _opted_out(number)
     last = store.one("SELECT retry_at, outcome FROM calls WHERE contact_id = ? AND campaign = ? "
                      "ORDER BY id DESC LIMIT 1", (contact["id"], cfg.campaign.name))
     if last and last["outcome"] is None:
@@ -53,9 +53,20 @@ def verdict_for(cfg: Config, store: Store, contact: dict[str, Any], now: datetim
         return Verdict(False, RETRY_WAIT, "waiting before the next attempt",
                        parse_utc(last["retry_at"]))
     if history is None:
-        history = History(attempts=store.attempts_for(number),
-                          last_refusal=store.last_refusal(number))
+        history = _history(cfg, store, [number], now)[number]
     return _rules(cfg, contact, now, history)
+
+
+def _history(cfg: Config, store: Store, numbers: list[str], now: datetime
+             ) -> dict[str, History]:
+    """What the rules need to look back on: attempts within the cap period, refusals within
+    the cooldown."""
+    return store.history(numbers, now - CAP_PERIOD,
+                         now - timedelta(days=max(cfg.schedule.refusal_cooldown_days, 0)))
+
+
+def _opted_out(number: str) -> Verdict:
+    return Verdict(False, "opted_out", f"{number} is on the opposition list", None)
 
 
 def _rules(cfg: Config, contact: dict[str, Any], now: datetime, history: History) -> Verdict:
@@ -89,13 +100,11 @@ def plan(cfg: Config, store: Store, now: datetime) -> Plan:
                                                     "next attempt", parse_utc(row["last_retry"]))))
         else:
             to_check.append(contact)
-    history = store.history([c["number"] for c in to_check], now - CAP_PERIOD,
-                            now - timedelta(days=max(cfg.schedule.refusal_cooldown_days, 0)))
+    history = _history(cfg, store, [c["number"] for c in to_check], now)
     for contact in to_check:
         past = history[contact["number"]]
         if past.opted_out:
-            verdict = Verdict(False, "opted_out", f"{contact['number']} is on the opposition "
-                              "list", None)
+            verdict = _opted_out(contact["number"])
             try:  # keep the status true to the list
                 store.db.execute("UPDATE contacts SET status = 'opted_out', "
                                  "updated_at = ? WHERE id = ?", (utc(now), contact["id"]))

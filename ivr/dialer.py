@@ -75,7 +75,7 @@ class Dialer:
         self.retry_planned = asyncio.Event()  # an attempt settled with a retry time
         self.idle = asyncio.Event()           # nothing in flight any more
         self.originated = 0
-        self.writer = SafeWriter(transaction=store.transaction)
+        self.writer = SafeWriter(store.transaction)
         self.hold_until = 0.0  # monotonic time before which no call is placed (PBX trouble)
         self.reconciling = False
         self._reconcile_task: asyncio.Task | None = None

@@ -32,12 +32,13 @@ def retryable(exc: BaseException) -> bool:
         return (getattr(exc, "sqlite_errorname", "") or "").startswith(_TRANSIENT)
     return isinstance(exc, OSError)
 
+
 Transaction = Callable[[], AbstractContextManager[None]]
 
 
 class SafeWriter:
-    def __init__(self, retry_s: float = 1.0, transaction: Transaction | None = None) -> None:
-        """transaction: the store's (re-entrant) transaction; given, writes are batched."""
+    def __init__(self, transaction: Transaction, retry_s: float = 1.0) -> None:
+        """transaction: the store's (re-entrant) transaction, which batches are written in."""
         self.pending: deque[Callable[[], Any]] = deque()
         self.problem: str | None = None
         self.last_problem = ""  # kept after recovery, for the run's report
@@ -52,14 +53,6 @@ class SafeWriter:
         if self.pending:  # keep the order of an attempt's writes
             self.pending.append(fn)
             return
-        if self._transaction is None:
-            try:
-                fn()
-            except STORE_ERRORS as exc:
-                if not retryable(exc):
-                    raise
-                self._queue([fn], exc)
-            return
         self._batch.append(fn)
         if len(self._batch) == 1:
             asyncio.get_running_loop().call_soon(self.flush)
@@ -72,7 +65,6 @@ class SafeWriter:
         if self.pending:  # the store went away meanwhile: after what is already queued
             self.pending.extend(batch)
             return
-        assert self._transaction is not None
         if len(batch) == 1:  # nothing to share: its own transaction, as if unbatched
             try:
                 batch[0]()

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 import wave
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,20 +158,12 @@ class Sandbox:
             "manager.conf": (
                 "[general]\nenabled = yes\n"
                 f"port = {pbx.port}\nbindaddr = 127.0.0.1\ndisplayconnects = no\n"
-                f"[{pbx.user}]\nsecret = {self.ami_secret()}\n"
-                "deny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\n"
-                f"read = {AMI_READ}\nwrite = {AMI_WRITE}\n"
                 # Only the events the controller reads: parsing the others is its main cost.
-                # (a regex on the event text: [[:space:]] stops Hangup matching HangupRequest)
-                + "".join(f"eventfilter = Event: {e}[[:space:]]\n"
-                          for e in sorted(WANTED_EVENTS))
+                + self._ami_user(pbx.user, AMI_READ, AMI_WRITE, sorted(WANTED_EVENTS))
                 # Sandbox only: tests watch the simulated callees' DTMF, which the controller
                 # never reads, with their own user and filters.
-                + f"[{self.monitor_user}]\nsecret = {self.ami_secret()}\n"
-                "deny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\n"
-                "read = call,dtmf,originate\nwrite = originate\n"
-                + "".join(f"eventfilter = Event: {e}[[:space:]]\n"
-                          for e in MONITOR_EVENTS)),
+                + self._ami_user(self.monitor_user, "call,dtmf,originate", "originate",
+                                 MONITOR_EVENTS)),
             "logger.conf": "[general]\n[logfiles]\nmessages.log => notice,warning,error\n",
             "extensions.conf": self._extensions(sim_timing or {}),
             "pjsip.conf": sandbox_pjsip_conf(),  # the shipped trunk templates, on loopback
@@ -197,6 +190,14 @@ class Sandbox:
             with os.fdopen(fd, "w") as fh:
                 fh.write(text)
         self._sim_sounds()
+
+    def _ami_user(self, name: str, read: str, write: str, events: Iterable[str]) -> str:
+        """A loopback-only AMI user. Its event filters are regexes on the event text:
+        [[:space:]] stops Hangup matching HangupRequest."""
+        return (f"[{name}]\nsecret = {self.ami_secret()}\n"
+                "deny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\n"
+                f"read = {read}\nwrite = {write}\n"
+                + "".join(f"eventfilter = Event: {e}[[:space:]]\n" for e in events))
 
     def _extensions(self, timing: dict[str, float]) -> str:
         intro = timing.get("intro", 8.0)

@@ -337,10 +337,6 @@ class Store:
         """Attempts without an outcome: in flight, or left behind by a crash."""
         return self.q("SELECT * FROM calls WHERE outcome IS NULL ORDER BY id")
 
-    def attempts_for(self, number: str) -> list[datetime]:
-        return [parse_utc(r["started_at"]) for r in
-                self.q("SELECT started_at FROM calls WHERE number = ?", (number,))]
-
     def history(self, numbers: list[str], attempts_since: datetime,
                 refusals_since: datetime) -> dict[str, "History"]:
         """What the calling rules need for many numbers at once: a few queries per 500
@@ -364,11 +360,6 @@ class Store:
                     (*chunk, utc(refusals_since))):
                 out[number].last_refusal = parse_utc(at)
         return out
-
-    def last_refusal(self, number: str) -> datetime | None:
-        row = self.one("SELECT MAX(at) AS at FROM consents WHERE number = ? AND kind = 'refusal'",
-                       (number,))
-        return parse_utc(row["at"]) if row and row["at"] else None
 
 
 @functools.lru_cache(maxsize=64)

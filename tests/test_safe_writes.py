@@ -32,7 +32,7 @@ def test_one_turn_of_writes_is_one_transaction_and_a_bad_write_fails_alone(
     reader = sqlite3.connect(tmp_path / "a.db")  # data_version moves on others' commits
 
     async def go() -> tuple[int, int]:
-        w = SafeWriter(transaction=s.transaction)
+        w = SafeWriter(s.transaction)
         before = int(reader.execute("PRAGMA data_version").fetchone()[0])
         for i in range(50):
             w.write(lambda i=i: s.audit("a", None, {"i": i}, NOW))
@@ -53,7 +53,7 @@ def test_a_locked_store_keeps_the_batch_in_order_until_it_is_back(tmp_path: Path
     other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
 
     async def go() -> list[str]:
-        w = SafeWriter(retry_s=0.05, transaction=s.transaction)
+        w = SafeWriter(s.transaction, retry_s=0.05)
         for i in range(3):
             w.write(lambda i=i: s.audit(f"w{i}", None, {}, NOW))
         await asyncio.sleep(0)
@@ -70,7 +70,7 @@ def test_flush_commits_at_once_for_a_reader(tmp_path: Path) -> None:
     s = store_at(tmp_path / "c.db")
 
     async def go() -> int:
-        w = SafeWriter(transaction=s.transaction)
+        w = SafeWriter(s.transaction)
         w.write(lambda: s.audit("x", None, {}, NOW))
         w.flush()
         return s.one("SELECT COUNT(*) AS n FROM audit")["n"]
@@ -104,7 +104,7 @@ def test_a_lone_bad_write_is_logged_not_raised_into_the_loop(
     s = store_at(tmp_path / "d.db")
 
     async def go() -> SafeWriter:
-        w = SafeWriter(transaction=s.transaction)
+        w = SafeWriter(s.transaction)
         w.write(lambda: s.db.execute("INSERT INTO no_such_table VALUES (1)"))
         w.flush()  # a reader flushing must not receive someone else's failure
         return w

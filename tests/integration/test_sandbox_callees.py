@@ -12,7 +12,7 @@ import pytest
 from ivr import app
 from ivr.ami import Ami
 from ivr.config import Config
-from ivr.sandbox import Sandbox
+from ivr.sandbox import MONITOR_EVENTS, Sandbox
 
 from .conftest import fiction
 
@@ -22,7 +22,7 @@ ROWS = ["10", "11", "20", "30", "40", "50", "51", "52", "60", "70", "71", "72", 
 async def _observe(cfg: Config, wait_s: int = 25) -> dict[str, dict[str, Any]]:
     # The controller's user never receives DTMF events: a sandbox monitor user does.
     ami = Ami(cfg.pbx.host, cfg.pbx.port, Sandbox(cfg).monitor_user, app.ami_secret(cfg),
-              events={"DTMFEnd", "Hangup", "OriginateResponse"})
+              events=MONITOR_EVENTS)
     await ami.connect()
     seen: dict[str, dict[str, Any]] = {
         s: {"dtmf": [], "hangup": {}, "response": None, "t0": 0.0} for s in ROWS}
