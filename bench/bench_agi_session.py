@@ -6,7 +6,14 @@ against the real AgiApplication + IvrHandler + SafeWriter and a WAL store file. 
 AMI: this is the floor that the FastAGI design costs per call, to read next to the
 end-to-end `cpu_ms_per_call` of bench_ivr.py (where Asterisk competes for the same 2 cores).
 
-Prints one JSON object. Usage:  python3 bench/bench_agi_session.py [--sessions 2000] [--concurrency 200]
+`--bare` measures the floor under that: a bare asyncio Protocol that reads the headers and sends
+the same four commands, with no flow, no store and no checks. It is the cost of the sockets and
+the event loop alone, which no FastAGI controller on this machine can go below.
+
+Both run on the controller's event loop (app.run: uvloop).
+
+Prints one JSON object. Usage:
+  python3 bench/bench_agi_session.py [--sessions 2000] [--concurrency 200] [--bare]
 Not a test: it asserts nothing; the README records its output.
 """
 from __future__ import annotations
@@ -22,6 +29,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ivr import app as controller
 from ivr.agi_ivr import IvrHandler
 from ivr.agi_server import AgiApplication, serve
 from ivr.flow import FlowOptions
@@ -60,9 +68,74 @@ asyncio.run(main())
 '''
 
 
+BARE_COMMANDS = [b'STREAM FILE ivr/intro "0123456789*#"\n', b'STREAM FILE ivr/message "9"\n',
+                 b'STREAM FILE ivr/legal "9"\n', b'STREAM FILE ivr/goodbye "9"\n']
+
+
+class BareSession(asyncio.Protocol):
+    """The floor: headers in, four commands out, one per result line; nothing else."""
+
+    def __init__(self, on_done: "asyncio.Future[None]", counter: list[int], total: int) -> None:
+        self.on_done, self.counter, self.total = on_done, counter, total
+        self.buf, self.sent, self.transport = b"", 0, None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if self.sent == 0:
+            if b"\n\n" not in self.buf:
+                return
+            self.buf = self.buf.partition(b"\n\n")[2]
+        else:
+            lines = self.buf.count(b"\n")
+            if not lines:
+                return
+            self.buf = self.buf.rpartition(b"\n")[2]
+        if self.sent == len(BARE_COMMANDS):
+            self.transport.close()  # type: ignore[union-attr]
+            return
+        self.transport.write(BARE_COMMANDS[self.sent])  # type: ignore[union-attr]
+        self.sent += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.counter[0] += 1
+        if self.counter[0] == self.total and not self.on_done.done():
+            self.on_done.set_result(None)
+
+
 def cpu() -> tuple[float, float]:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime, r.ru_stime
+
+
+async def run_bare(ids: list[int], concurrency: int, port: int) -> dict[str, float]:
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    counter = [0]
+    server = await loop.create_server(lambda: BareSession(done, counter, len(ids)),
+                                      "127.0.0.1", port, backlog=4096, reuse_address=True)
+    result = await _drive_peer(ids, concurrency, port, done)
+    server.close()
+    return result
+
+
+async def _drive_peer(ids: list[int], concurrency: int, port: int,
+                      done: "asyncio.Future[None] | asyncio.Event") -> dict[str, float]:
+    peer = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", PEER, str(port), str(concurrency), HEADERS,
+        stdin=subprocess.PIPE)
+    (u0, s0), t0 = cpu(), asyncio.get_running_loop().time()
+    peer.stdin.write(" ".join(map(str, ids)).encode())  # type: ignore[union-attr]
+    peer.stdin.close()  # type: ignore[union-attr]
+    await asyncio.wait_for(done.wait() if isinstance(done, asyncio.Event) else done, 600)
+    (u1, s1), t1 = cpu(), asyncio.get_running_loop().time()
+    await peer.wait()
+    n = len(ids)
+    return {"sessions": n, "elapsed_s": t1 - t0, "sessions_per_s": n / (t1 - t0),
+            "cpu_ms_per_session": (u1 - u0 + s1 - s0) / n * 1000,
+            "user_ms": (u1 - u0) / n * 1000, "sys_ms": (s1 - s0) / n * 1000}
 
 
 async def run(store: Store, ids: list[int], concurrency: int, port: int) -> dict[str, float]:
@@ -80,23 +153,11 @@ async def run(store: Store, ids: list[int], concurrency: int, port: int) -> dict
     app = AgiApplication()
     app.add_route("ivr", handler)
     server = await serve(app, "127.0.0.1", port)
-    peer = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", PEER, str(port), str(concurrency), HEADERS,
-        stdin=subprocess.PIPE)
-    (u0, s0), t0 = cpu(), asyncio.get_running_loop().time()
-    peer.stdin.write(" ".join(map(str, ids)).encode())  # type: ignore[union-attr]
-    peer.stdin.close()  # type: ignore[union-attr]
-    await asyncio.wait_for(done.wait(), 600)
-    (u1, s1), t1 = cpu(), asyncio.get_running_loop().time()
-    await peer.wait()
+    result = await _drive_peer(ids, concurrency, port, done)
     server.close()
     writer.flush()
-    n = len(ids)
     stored = store.one("SELECT COUNT(*) AS n FROM calls WHERE outcome = 'message_played'")
-    return {"sessions": n, "stored_message_played": stored["n"] if stored else 0,
-            "elapsed_s": t1 - t0, "sessions_per_s": n / (t1 - t0),
-            "cpu_ms_per_session": (u1 - u0 + s1 - s0) / n * 1000,
-            "user_ms": (u1 - u0) / n * 1000, "sys_ms": (s1 - s0) / n * 1000}
+    return {"stored_message_played": stored["n"] if stored else 0, **result}
 
 
 def main() -> None:
@@ -104,7 +165,15 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--port", type=int, default=4611)
+    parser.add_argument("--bare", action="store_true",
+                        help="the floor: sockets and event loop only, no flow and no store")
     args = parser.parse_args()
+    if args.bare:
+        result = controller.run(run_bare(list(range(args.sessions)), args.concurrency,
+                                         args.port))
+        print(json.dumps({"bare": True, **{k: round(v, 3) if isinstance(v, float) else v
+                                           for k, v in result.items()}}, indent=2))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.open(Path(tmp) / "bench.db", optout_key=b"bench", busy_timeout_s=0.5)
         now = datetime.now(timezone.utc)
@@ -114,7 +183,7 @@ def main() -> None:
         ids = [store.create_attempt(contact, "bench", "+33100000000", now)["id"]
                for _ in range(args.sessions)]
         gc.freeze()  # as `ivr run` does after start
-        result = asyncio.run(run(store, ids, args.concurrency, args.port))
+        result = controller.run(run(store, ids, args.concurrency, args.port))
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v
                       for k, v in result.items()}, indent=2))
 

@@ -172,8 +172,8 @@ def main() -> None:
         Sandbox(cfg).up(sim_timing=app.sandbox_sim_timing(cfg))
         app.install_prompts_to_pbx(cfg)
         nums = numbers(args.calls)
-        dialplan = asyncio.run(run_dialplan(cfg, nums))
-        fastagi = asyncio.run(run_fastagi(cfg, nums))
+        dialplan = app.run(run_dialplan(cfg, nums))
+        fastagi = app.run(run_fastagi(cfg, nums))
         out = {
             "calls": args.calls,
             "throughput_ratio": round(fastagi["throughput"] / dialplan["throughput"], 3),

@@ -2,7 +2,6 @@
 turns library errors into one-line messages."""
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
@@ -222,10 +221,10 @@ def run_cmd(ctx: Ctx, dry_run: bool) -> None:
 
 
 def _run(ctx: Ctx, store: Any) -> None:
-    from ivr.app import run_campaign
+    from ivr.app import run, run_campaign
     from ivr.progress import Progress
     with Progress(store, ctx.cfg.campaign.name, console) as progress:
-        report, _ = asyncio.run(run_campaign(
+        report, _ = run(run_campaign(
             ctx.cfg, store, on_tick=lambda ctl: progress.tick(len(ctl.dialer.inflight))))
     console.print(f"run {report.stopped_by}: {report.originated} call(s) placed; {report.why}",
                   highlight=False)
@@ -235,9 +234,9 @@ def _run(ctx: Ctx, store: Any) -> None:
 @pass_ctx
 def serve_cmd(ctx: Ctx) -> None:
     """Serve the inbound opposition line (FastAGI `callback`) between runs, until Ctrl-C."""
-    from ivr.app import serve_forever
+    from ivr.app import run, serve_forever
     console.print(f"serving FastAGI on {ctx.cfg.agi.host}:{ctx.cfg.agi.port} (Ctrl-C stops)")
-    asyncio.run(serve_forever(ctx.cfg, ctx.store()))
+    run(serve_forever(ctx.cfg, ctx.store()))
 
 
 # -- report ---------------------------------------------------------------------------------

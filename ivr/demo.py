@@ -1,7 +1,6 @@
 """`ivr demo`: build prompts offline, start the sandbox, import fiction numbers, run, report."""
 from __future__ import annotations
 
-import asyncio
 import csv
 import dataclasses
 import tempfile
@@ -46,7 +45,8 @@ def write_demo_csv(path: Path) -> Path:
 
 def run_demo(cfg: Config, console: Console) -> None:
     from ivr import report
-    from ivr.app import install_prompts_to_pbx, open_store, run_campaign, sandbox_sim_timing
+    from ivr.app import (install_prompts_to_pbx, open_store, run, run_campaign,
+                         sandbox_sim_timing)
     from ivr.compliance import check_campaign, raise_on_errors
     from ivr.contacts import import_csv
     from ivr.progress import Progress
@@ -79,7 +79,7 @@ def run_demo(cfg: Config, console: Console) -> None:
     raise_on_errors(violations)
     say("4/5 running the campaign")
     with Progress(store, cfg.campaign.name, console) as progress:
-        run_report, _ = asyncio.run(run_campaign(
+        run_report, _ = run(run_campaign(
             cfg, store, on_tick=lambda ctl: progress.tick(len(ctl.dialer.inflight))))
     say(f"    run {run_report.stopped_by}: {run_report.originated} call(s); {run_report.why}")
     say("5/5 report")

@@ -1,5 +1,5 @@
-"""FastAGI pieces that need no PBX: the result parser and the per-session read watchdog
-(on a real loopback socket)."""
+"""FastAGI pieces that need no PBX: the result parser, the peer check and the per-session read
+watchdog (on a real loopback socket)."""
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +8,7 @@ import time
 import pytest
 from panoramisk.utils import parse_agi_result
 
-from ivr.agi_server import AgiHangup, AgiRequest, parse_result
+from ivr.agi_server import AgiApplication, AgiHangup, AgiRequest, parse_result
 
 
 @pytest.mark.parametrize("line", [
@@ -19,6 +19,19 @@ from ivr.agi_server import AgiHangup, AgiRequest, parse_result
     "520-Invalid command syntax.  Proper usage follows:", "100 result=0 Trying...", "HANGUP"])
 def test_fast_path_reads_results_as_panoramisk_does(line: str) -> None:
     assert parse_result(line) == parse_agi_result(line)
+
+
+async def test_peer_verdicts_are_remembered_and_bounded() -> None:
+    app = AgiApplication(allowed_peers=["10.0.0.0/8"])  # built in a running loop, as in app.py
+    for _ in range(2):  # the second time from the cache: same answers
+        assert app._peer_allowed(("10.1.2.3", 4573))
+        assert not app._peer_allowed(("127.0.0.1", 4573))
+        assert not app._peer_allowed(("not-an-ip", 1))
+        assert not app._peer_allowed(None)
+    for i in range(3000):  # a scan from many addresses
+        assert not app._peer_allowed((f"192.168.{i // 256}.{i % 256}", 1))
+    assert len(app._peers) <= 1024
+    assert app._peer_allowed(("10.1.2.3", 4573))
 
 
 async def _session(replies: list[tuple[float, bytes]], read_timeout: float

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvloop
 
 from ivr import app, config
 from ivr.config import Config
@@ -59,6 +60,16 @@ def itest_config_dict(base: Path, **overrides: Any) -> dict[str, Any]:
         section, key = dotted.split("__")
         data[section][key] = value
     return data
+
+
+@pytest.fixture(scope="module", autouse=True)
+def production_event_loop() -> Iterator[None]:
+    """`ivr run` runs on uvloop (app.run): the controller is tested on the same loop. Per
+    module, so that the unit tests keep the default loop."""
+    previous = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    yield
+    asyncio.set_event_loop_policy(previous)
 
 
 @pytest.fixture(scope="session")

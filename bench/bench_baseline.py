@@ -1,0 +1,116 @@
+"""Calibration: the CPU per call of panoramisk used out of the box, on this machine.
+
+Issue 7's CPU target (0.5 ms per call) was set against a quick prototype measured elsewhere at
+1.6 ms. This script is such a prototype, run here on the sandbox with the same simulated callees
+as bench_ivr.py: stock `Manager` (every event it is sent, Async Originate as panoramisk does it),
+stock FastAGI `Application`, the four prompts of the yes path, the stdlib event loop, and none of
+the controller's work (no store, no rules, no outcome, no fault handling). Its CPU per call tells
+how fast this machine is compared with the one the target came from.
+
+It logs in as the controller's AMI user, whose privileges and event filters already keep all
+but four messages per call away. `--all-events` adds a bench user with `read = all` and no
+event filter to the running sandbox (the next `ivr pbx up` rewrites manager.conf without it)
+and logs in as that user, to see what the prototype's unfiltered events cost.
+
+Prints one JSON object. Usage (root, sandbox up):
+  python3 bench/bench_baseline.py [--calls 1000] [--all-events]
+Not a test, and not a product: it asserts nothing; the README records its output.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from panoramisk import Manager
+from panoramisk.fast_agi import Application, Request
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_ivr  # noqa: E402  (same config, numbers and sandbox set-up)
+
+from ivr import app  # noqa: E402
+from ivr.prompt_build import build_prompts  # noqa: E402
+from ivr.sandbox import Sandbox  # noqa: E402
+
+PORT = 4612
+ALL_EVENTS_USER = "ivr-bench-all"
+
+
+def add_all_events_user(sandbox: Sandbox) -> str:
+    conf = sandbox.etc / "manager.conf"
+    if f"[{ALL_EVENTS_USER}]" not in conf.read_text():
+        with conf.open("a") as f:
+            f.write(f"[{ALL_EVENTS_USER}]\nsecret = {sandbox.ami_secret()}\n"
+                    "deny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\n"
+                    "read = all\nwrite = originate\n")
+        sandbox.cli("manager reload")
+    return ALL_EVENTS_USER
+
+
+async def prototype(cfg: bench_ivr.config.Config, nums: list[str], user: str
+                    ) -> dict[str, float]:
+    finished = yes = 0
+    done = asyncio.Event()
+
+    async def ivr(request: Request) -> None:
+        nonlocal finished, yes
+        try:
+            res = await request.send_command('STREAM FILE ivr/intro "0123456789*#"')
+            if res.get("result", ("0",))[0] == "49":  # 1: the message, then the legal mentions
+                yes += 1
+                for prompt in ("message", "legal", "goodbye"):
+                    await request.send_command(f'STREAM FILE ivr/{prompt} "9"')
+        finally:
+            finished += 1
+            if finished == len(nums):
+                done.set()
+
+    agi = Application(loop=asyncio.get_running_loop())
+    agi.add_route("ivr", ivr)
+    server = await asyncio.start_server(agi.handler, "127.0.0.1", PORT, backlog=4096)
+    manager = Manager(loop=asyncio.get_running_loop(), host=cfg.pbx.host, port=cfg.pbx.port,
+                      username=user, secret=app.ami_secret(cfg))
+    await manager.connect()
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    replies = [manager.send_action({
+        "Action": "Originate", "Channel": f"Local/{n}@ivr-sim", "Context": "ivr-outbound",
+        "Exten": "s", "Priority": "1", "Async": "true", "Timeout": "30000",
+        "Variable": [f"CALL_ID={i}", f"IVR_AGI=agi://127.0.0.1:{PORT}", "IVR_AMD=0"]})
+        for i, n in enumerate(nums)]
+    await asyncio.wait_for(done.wait(), 600)
+    r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    for reply in replies:
+        reply.cancel()
+    manager.close()
+    server.close()
+    cpu = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
+    return {"calls": len(nums), "pressed_yes": yes, "elapsed_s": round(t1 - t0, 3),
+            "cpu_ms_per_call": round(cpu / len(nums) * 1000, 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--all-events", action="store_true",
+                        help="log in as a bench user that receives every event")
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 16384), max(hard, 16384)))
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = bench_ivr.bench_config(Path(tmp), args.calls)
+        build_prompts(cfg)
+        sandbox = Sandbox(cfg)
+        sandbox.up(sim_timing=app.sandbox_sim_timing(cfg))
+        app.install_prompts_to_pbx(cfg)
+        user = add_all_events_user(sandbox) if args.all_events else cfg.pbx.user
+        result = asyncio.run(prototype(cfg, bench_ivr.numbers(args.calls), user))
+    print(json.dumps({"panoramisk_out_of_the_box": True, "ami_user": user, **result}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
