@@ -75,7 +75,7 @@ BARE_COMMANDS = [b'STREAM FILE ivr/intro "0123456789*#"\n', b'STREAM FILE ivr/me
 class BareSession(asyncio.Protocol):
     """The floor: headers in, four commands out, one per result line; nothing else."""
 
-    def __init__(self, on_done: "asyncio.Future[None]", counter: list[int], total: int) -> None:
+    def __init__(self, on_done: asyncio.Event, counter: list[int], total: int) -> None:
         self.on_done, self.counter, self.total = on_done, counter, total
         self.buf, self.sent, self.transport = b"", 0, None
 
@@ -101,8 +101,8 @@ class BareSession(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.counter[0] += 1
-        if self.counter[0] == self.total and not self.on_done.done():
-            self.on_done.set_result(None)
+        if self.counter[0] == self.total:
+            self.on_done.set()
 
 
 def cpu() -> tuple[float, float]:
@@ -112,7 +112,7 @@ def cpu() -> tuple[float, float]:
 
 async def run_bare(ids: list[int], concurrency: int, port: int) -> dict[str, float]:
     loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
+    done = asyncio.Event()
     counter = [0]
     server = await loop.create_server(lambda: BareSession(done, counter, len(ids)),
                                       "127.0.0.1", port, backlog=4096, reuse_address=True)
@@ -122,14 +122,14 @@ async def run_bare(ids: list[int], concurrency: int, port: int) -> dict[str, flo
 
 
 async def _drive_peer(ids: list[int], concurrency: int, port: int,
-                      done: "asyncio.Future[None] | asyncio.Event") -> dict[str, float]:
+                      done: asyncio.Event) -> dict[str, float]:
     peer = await asyncio.create_subprocess_exec(
         sys.executable, "-c", PEER, str(port), str(concurrency), HEADERS,
         stdin=subprocess.PIPE)
     (u0, s0), t0 = cpu(), asyncio.get_running_loop().time()
     peer.stdin.write(" ".join(map(str, ids)).encode())  # type: ignore[union-attr]
     peer.stdin.close()  # type: ignore[union-attr]
-    await asyncio.wait_for(done.wait() if isinstance(done, asyncio.Event) else done, 600)
+    await asyncio.wait_for(done.wait(), 600)
     (u1, s1), t1 = cpu(), asyncio.get_running_loop().time()
     await peer.wait()
     n = len(ids)

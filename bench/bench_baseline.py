@@ -44,10 +44,8 @@ ALL_EVENTS_USER = "ivr-bench-all"
 def add_all_events_user(sandbox: Sandbox) -> str:
     conf = sandbox.etc / "manager.conf"
     if f"[{ALL_EVENTS_USER}]" not in conf.read_text():
-        with conf.open("a") as f:
-            f.write(f"[{ALL_EVENTS_USER}]\nsecret = {sandbox.ami_secret()}\n"
-                    "deny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\n"
-                    "read = all\nwrite = originate\n")
+        with conf.open("a") as f:  # the sandbox's own section builder, with no event filter
+            f.write(sandbox._ami_user(ALL_EVENTS_USER, "all", "originate", ()))
         sandbox.cli("manager reload")
     return ALL_EVENTS_USER
 

@@ -15,7 +15,6 @@ Not a test: it asserts nothing; the README records its output.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
 import resource
