@@ -30,11 +30,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ivr import app as controller
-from ivr.agi_ivr import IvrHandler
-from ivr.agi_server import AgiApplication, serve
-from ivr.flow import FlowOptions
-from ivr.safe_writes import SafeWriter
-from ivr.store import Store, utc
+from ivr.callflow.agi_ivr import IvrHandler
+from ivr.telephony.fastagi import AgiApplication, serve
+from ivr.callflow.flow import FlowOptions
+from ivr.store.safe_writes import SafeWriter
+from ivr.store.sqlite import Store, utc
 
 HEADERS = "".join(f"{k}: {v}\n" for k, v in {
     "agi_network": "yes", "agi_network_script": "ivr", "agi_request": "agi://127.0.0.1/ivr",

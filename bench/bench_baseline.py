@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_ivr  # noqa: E402  (same config, numbers and sandbox set-up)
 
 from ivr import app  # noqa: E402
-from ivr.prompt_build import build_prompts  # noqa: E402
-from ivr.sandbox import Sandbox  # noqa: E402
+from ivr.prompts.build import build_prompts  # noqa: E402
+from ivr.telephony.sandbox import Sandbox  # noqa: E402
 
 PORT = 4612
 ALL_EVENTS_USER = "ivr-bench-all"

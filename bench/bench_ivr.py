@@ -24,11 +24,13 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ivr import agi_server, app, config
-from ivr.ami import Ami
-from ivr.prompt_build import build_prompts
-from ivr.sandbox import Sandbox
-from ivr.store import CallResult, Store, utc
+from ivr.telephony import fastagi as agi_server
+from ivr import app
+from ivr import config
+from ivr.telephony.ami import Ami
+from ivr.prompts.build import build_prompts
+from ivr.telephony.sandbox import Sandbox
+from ivr.store.sqlite import CallResult, Store, utc
 
 REPO = Path(__file__).resolve().parent.parent
 SUFFIXES = ["12", "13", "14", "15", "16", "17", "18", "19", "21", "22"]  # press 1 in intro

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from ivr import config
-from ivr.prompt_build import build_prompts
+from ivr.prompts.build import build_prompts
 
 CACHED_BUDGET_S = 1.0
 REPO = Path(__file__).resolve().parents[1]

@@ -14,18 +14,18 @@ from typing import Any, TypeVar
 
 import uvloop
 
-from ivr import campaign
-from ivr.agi_callback import CallbackHandler
-from ivr.agi_ivr import IvrHandler
-from ivr.agi_server import AgiApplication, serve
-from ivr.ami import Ami
+from ivr.campaign import run as campaign_run
+from ivr.callflow.agi_callback import CallbackHandler
+from ivr.callflow.agi_ivr import IvrHandler
+from ivr.telephony.fastagi import AgiApplication, serve
+from ivr.telephony.ami import Ami
 from ivr.config import Config
-from ivr.dialer import Dialer
+from ivr.campaign.dialer import Dialer
 from ivr.errors import PbxError
-from ivr.flow import FlowOptions
-from ivr.prompt_build import load_manifest
-from ivr.sandbox import Sandbox
-from ivr.store import Store
+from ivr.callflow.flow import FlowOptions
+from ivr.prompts.build import load_manifest
+from ivr.telephony.sandbox import Sandbox
+from ivr.store.sqlite import Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -147,7 +147,7 @@ def install_signals(stop: asyncio.Event, hard_stop: asyncio.Event) -> None:
 
 async def run_campaign(cfg: Config, store: Store, *, on_tick: Callable[[Controller], None],
                        clock: Callable[[], datetime] = utcnow,
-                       stop: asyncio.Event | None = None) -> tuple[campaign.RunReport, Any]:
+                       stop: asyncio.Event | None = None) -> tuple[campaign_run.RunReport, Any]:
     ctl = await start(cfg, store, clock)
     # Modules, phone-number metadata and holiday tables live for the whole run: keep them out
     # of every garbage collection, which would otherwise rescan them as calls come and go.
@@ -156,7 +156,7 @@ async def run_campaign(cfg: Config, store: Store, *, on_tick: Callable[[Controll
     hard = asyncio.Event()
     install_signals(stop, hard)
     try:
-        report = await campaign.run(cfg, store, ctl.dialer, clock, stop, hard,
+        report = await campaign_run.run(cfg, store, ctl.dialer, clock, stop, hard,
                                     on_tick=lambda: on_tick(ctl))
     finally:
         await ctl.close()
@@ -191,7 +191,7 @@ def sandbox_sim_timing(cfg: Config) -> dict[str, float]:
 
 
 def install_prompts_to_pbx(cfg: Config) -> Path:
-    from ivr.prompt_build import install_prompts
+    from ivr.prompts.build import install_prompts
     manifest = load_manifest(cfg)
     if cfg.pbx.mode == "sandbox":
         dest = Sandbox(cfg).sounds

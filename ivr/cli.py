@@ -73,7 +73,7 @@ def pbx() -> None:
 
 
 def _sandbox(ctx: Ctx):  # type: ignore[no-untyped-def]
-    from ivr.sandbox import Sandbox
+    from ivr.telephony.sandbox import Sandbox
     if ctx.cfg.pbx.mode != "sandbox":
         raise IvrError("pbx.mode is external: the sandbox commands manage only the sandbox")
     return Sandbox(ctx.cfg)
@@ -139,7 +139,7 @@ def prompts() -> None:
 @pass_ctx
 def prompts_build(ctx: Ctx, engine: str | None, install: bool) -> None:
     """Render every prompt of config.yaml to 8 kHz telephony audio, with a manifest."""
-    from ivr.prompt_build import build_prompts
+    from ivr.prompts.build import build_prompts
     manifest = build_prompts(ctx.cfg, engine_override=engine,
                              log=lambda m: console.print(m, highlight=False))
     console.print(f"{len(manifest['prompts'])} prompts built in "
@@ -169,7 +169,7 @@ def contacts() -> None:
 def contacts_import(ctx: Ctx, file: Path, source: str, basis: str | None,
                     acquired_on: str | None) -> None:
     """Import a CSV (header with `number`; optional `name`, `timezone`)."""
-    from ivr.contacts import import_csv
+    from ivr.records.contacts import import_csv
     report = import_csv(ctx.store(), file, source=source, basis=basis, acquired_on=acquired_on,
                         default_region=ctx.cfg.default_region, now=now(),
                         log=lambda m: err_console.print(m, highlight=False))
@@ -182,7 +182,7 @@ def contacts_import(ctx: Ctx, file: Path, source: str, basis: str | None,
 
 # -- run ------------------------------------------------------------------------------------
 def _preflight(ctx: Ctx, store: Any) -> list[Any]:
-    from ivr.compliance import check_campaign
+    from ivr.compliance.campaign_check import check_campaign
     return check_campaign(ctx.cfg, store)
 
 
@@ -204,11 +204,11 @@ def check(ctx: Ctx) -> None:
 @pass_ctx
 def run_cmd(ctx: Ctx, dry_run: bool) -> None:
     """Call the due contacts: pacing, retries, calling rules; Ctrl-C stops gracefully."""
-    from ivr.compliance import raise_on_errors
+    from ivr.compliance.campaign_check import raise_on_errors
     store = ctx.store(busy_timeout_s=0.5)  # a locked file pauses the run, not the event loop
     raise_on_errors(_preflight(ctx, store))
     if dry_run:
-        from ivr.campaign import plan
+        from ivr.campaign.run import plan
         p = plan(ctx.cfg, store, now())
         for c in p.due:
             console.print(f"call     {c['number']}  ({c['source']})", highlight=False)
@@ -222,7 +222,7 @@ def run_cmd(ctx: Ctx, dry_run: bool) -> None:
 
 def _run(ctx: Ctx, store: Any) -> None:
     from ivr.app import run, run_campaign
-    from ivr.progress import Progress
+    from ivr.campaign.progress import Progress
     with Progress(store, ctx.cfg.campaign.name, console) as progress:
         report, _ = run(run_campaign(
             ctx.cfg, store, on_tick=lambda ctl: progress.tick(len(ctl.dialer.inflight))))
@@ -246,7 +246,7 @@ def serve_cmd(ctx: Ctx) -> None:
 @pass_ctx
 def report_cmd(ctx: Ctx, fmt: str, campaign: str | None) -> None:
     """Outcomes, consent and completion rates, per attempt and per source."""
-    from ivr import report
+    from ivr.records import report
     store = ctx.store()
     if fmt == "csv":
         report.calls_csv(store, sys.stdout, campaign=campaign)
@@ -267,7 +267,7 @@ def optout() -> None:
 @click.option("--via", type=click.Choice(["post", "email", "phone", "sms"]), required=True)
 @pass_ctx
 def optout_add(ctx: Ctx, number: str, via: str) -> None:
-    from ivr.privacy import optout_add as add
+    from ivr.records.privacy import optout_add as add
     new = add(ctx.store(), number, via, now(), ctx.cfg.default_region)
     console.print("added to the opposition list" if new else "already on the opposition list")
 
@@ -277,7 +277,7 @@ def optout_add(ctx: Ctx, number: str, via: str) -> None:
 @click.option("--via", type=click.Choice(["post", "email", "phone", "sms"]), default="post")
 @pass_ctx
 def optout_import(ctx: Ctx, file: Path, via: str) -> None:
-    from ivr.contacts import import_optouts
+    from ivr.records.contacts import import_optouts
     added, rejected = import_optouts(ctx.store(), file, via=via,
                                      default_region=ctx.cfg.default_region, now=now())
     for line, reason in rejected:
@@ -294,7 +294,7 @@ def consent() -> None:
 @click.argument("number")
 @pass_ctx
 def consent_show(ctx: Ctx, number: str) -> None:
-    from ivr.privacy import consent_proof, normalise_number
+    from ivr.records.privacy import consent_proof, normalise_number
     e164 = normalise_number(number, ctx.cfg.default_region)
     rows = consent_proof(ctx.store(), e164)
     if not rows:
@@ -312,7 +312,7 @@ def gdpr() -> None:
 @click.argument("number")
 @pass_ctx
 def gdpr_export(ctx: Ctx, number: str) -> None:
-    from ivr.privacy import gdpr_export as export, normalise_number
+    from ivr.records.privacy import gdpr_export as export, normalise_number
     data = export(ctx.store(), normalise_number(number, ctx.cfg.default_region), now())
     print(json.dumps(data, indent=2, ensure_ascii=False))
 
@@ -321,7 +321,7 @@ def gdpr_export(ctx: Ctx, number: str) -> None:
 @click.argument("number")
 @pass_ctx
 def gdpr_erase(ctx: Ctx, number: str) -> None:
-    from ivr.privacy import gdpr_erase as erase, normalise_number
+    from ivr.records.privacy import gdpr_erase as erase, normalise_number
     counts = erase(ctx.store(), normalise_number(number, ctx.cfg.default_region), now())
     console.print(json.dumps(counts), highlight=False)
 
@@ -333,7 +333,7 @@ def purge(ctx: Ctx, older_than: str | None) -> None:
     """Delete data older than the retention period (opposition hashes are kept)."""
     from datetime import timedelta
 
-    from ivr.privacy import parse_duration, purge as do_purge
+    from ivr.records.privacy import parse_duration, purge as do_purge
     age = parse_duration(older_than) if older_than else timedelta(days=ctx.cfg.retention.days)
     console.print(json.dumps(do_purge(ctx.store(), age, now())), highlight=False)
 

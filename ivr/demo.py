@@ -44,14 +44,14 @@ def write_demo_csv(path: Path) -> Path:
 
 
 def run_demo(cfg: Config, console: Console) -> None:
-    from ivr import report
+    from ivr.records import report
     from ivr.app import (install_prompts_to_pbx, open_store, run, run_campaign,
                          sandbox_sim_timing)
-    from ivr.compliance import check_campaign, raise_on_errors
-    from ivr.contacts import import_csv
-    from ivr.progress import Progress
-    from ivr.prompt_build import build_prompts
-    from ivr.sandbox import Sandbox
+    from ivr.compliance.campaign_check import check_campaign, raise_on_errors
+    from ivr.records.contacts import import_csv
+    from ivr.campaign.progress import Progress
+    from ivr.prompts.build import build_prompts
+    from ivr.telephony.sandbox import Sandbox
 
     say = lambda m: console.print(m, highlight=False)  # noqa: E731
     say("1/5 building the prompts (offline TTS)")

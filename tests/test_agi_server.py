@@ -8,7 +8,7 @@ import time
 import pytest
 from panoramisk.utils import parse_agi_result
 
-from ivr.agi_server import AgiApplication, AgiHangup, AgiRequest, parse_result
+from ivr.telephony.fastagi import AgiApplication, AgiHangup, AgiRequest, parse_result
 
 
 @pytest.mark.parametrize("line", [

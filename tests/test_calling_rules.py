@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ivr.calling_rules import (
+from ivr.compliance.calling_rules import (
     ATTEMPT_CAP, BLACKOUT, HOLIDAY, OK, OPTED_OUT, OUTSIDE_WINDOW, REFUSAL_COOLDOWN, SLOT,
     Verdict, callee_zone, check_call, is_fiction_number, parse_windows,
 )

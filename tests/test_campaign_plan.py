@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from ivr import config
-from ivr.campaign import plan, verdict_for, why_nobody
-from ivr.store import CallResult, Store, utc
+from ivr.campaign.run import plan, verdict_for, why_nobody
+from ivr.store.sqlite import CallResult, Store, utc
 
 # Tuesday 2026-12-01 11:00 Europe/Paris (10:00 UTC): inside the default window.
 OPEN = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)

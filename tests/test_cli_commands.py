@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from ivr import config
 from ivr.cli import cli
-from ivr.store import CallResult, Store
+from ivr.store.sqlite import CallResult, Store
 
 NUMBER = "+33162000010"
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from ivr import contacts
-from ivr.contacts import LATIN1_WARNING, ImportReport, e164, import_csv, import_optouts
+from ivr.records import contacts
+from ivr.records.contacts import LATIN1_WARNING, ImportReport, e164, import_csv, import_optouts
 from ivr.errors import ImportFileError
-from ivr.store import Store
+from ivr.store.sqlite import Store
 
 NOW = datetime(2025, 3, 4, 9, 30, tzinfo=timezone.utc)
 LATER = NOW + timedelta(days=2)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.flow import (DONE, DTMF_KEYS, HANGUP, FlowOptions, OptOutNow, Outcome, Play, Result,
+from ivr.callflow.flow import (DONE, DTMF_KEYS, HANGUP, FlowOptions, OptOutNow, Outcome, Play, Result,
                       WaitKey, call_flow)
 
 OPTS = FlowOptions(max_repeats=2, input_timeout_s=5)

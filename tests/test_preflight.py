@@ -7,7 +7,7 @@ import pytest
 
 from ivr import config
 from ivr.errors import ComplianceError
-from ivr.preflight import ERROR, WARNING, Violation, check_caller_id, preflight, raise_on_errors
+from ivr.compliance.preflight import ERROR, WARNING, Violation, check_caller_id, preflight, raise_on_errors
 
 GOOD_SOURCE = {"source": "adhérents 2025", "basis": "member_file", "acquired_on": "2025-11-02"}
 

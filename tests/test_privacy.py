@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from ivr.errors import IvrError
-from ivr.privacy import (
+from ivr.records.privacy import (
     consent_proof, gdpr_erase, gdpr_export, normalise_number, optout_add, parse_duration, purge,
 )
-from ivr.store import CallResult, Store, utc
+from ivr.store.sqlite import CallResult, Store, utc
 
 UTC = timezone.utc
 T0 = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)

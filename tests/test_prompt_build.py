@@ -17,10 +17,11 @@ from gtts.tts import gTTS
 from pydub import AudioSegment
 from pydub.silence import detect_leading_silence
 
-from ivr import config, prompt_build
+from ivr import config
+from ivr.prompts import build as prompt_build
 from ivr.config import Config
 from ivr.errors import ComplianceError, PromptError
-from ivr.prompt_build import build_prompts, install_prompts, load_manifest
+from ivr.prompts.build import build_prompts, install_prompts, load_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 SENDER, ADDRESS, EMAIL = "Jean Test", "1 rue Haute, Lyon", "stop@test.fr"

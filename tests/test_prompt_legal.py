@@ -9,7 +9,7 @@ import pytest
 from ivr import config
 from ivr.config import Config
 from ivr.errors import ComplianceError
-from ivr.prompt_legal import REQUIRED_PROMPTS, check_legal, missing_legal_items
+from ivr.compliance.prompt_legal import REQUIRED_PROMPTS, check_legal, missing_legal_items
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from ivr.report import CSV_COLUMNS, calls_csv, render, summary
-from ivr.store import Store
+from ivr.records.report import CSV_COLUMNS, calls_csv, render, summary
+from ivr.store.sqlite import Store
 
 TS = "2025-03-04T10:00:00.000Z"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ivr.safe_writes import SafeWriter
-from ivr.store import Store, utc
+from ivr.store.safe_writes import SafeWriter
+from ivr.store.sqlite import Store, utc
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)
 
@@ -91,7 +91,7 @@ def test_nested_transaction_is_a_savepoint() -> None:
 
 
 def test_only_a_store_that_is_away_is_retried() -> None:
-    from ivr.safe_writes import retryable
+    from ivr.store.safe_writes import retryable
     s = Store.memory()
     with pytest.raises(sqlite3.OperationalError) as bug:
         s.db.execute("INSERT INTO no_such_table VALUES (1)")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ivr import config
-from ivr.dialer import dial_string, safe_value
+from ivr.campaign.dialer import dial_string, safe_value
 from ivr.errors import ConfigError
 
 PACKAGE = Path(__file__).resolve().parent.parent / "ivr"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ivr import sip_trunk
+from ivr.telephony import sip_trunk
 from ivr.errors import ConfigError
-from ivr.sip_trunk import (TRUNK_CONF, auth_conf, auth_conf_from_env, sandbox_pjsip_conf,
+from ivr.telephony.sip_trunk import (TRUNK_CONF, auth_conf, auth_conf_from_env, sandbox_pjsip_conf,
                            template_sections, write_auth_conf)
 
 

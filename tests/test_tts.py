@@ -12,7 +12,7 @@ import pytest
 from gtts.tts import gTTS, gTTSError
 from pydub import AudioSegment
 
-from ivr import tts
+from ivr.prompts import tts
 from ivr.errors import PromptError
 
 

@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 import uvloop
 
-from ivr import app, config
+from ivr import app
+from ivr import config
 from ivr.config import Config
-from ivr.prompt_build import build_prompts
-from ivr.sandbox import Sandbox
-from ivr.store import Store, utc
+from ivr.prompts.build import build_prompts
+from ivr.telephony.sandbox import Sandbox
+from ivr.store.sqlite import Store, utc
 
 REPO = Path(__file__).resolve().parents[2]
 AGI_PORT = 4590  # not the default: a demo may run beside the tests
@@ -118,7 +119,7 @@ async def place_calls(cfg: Config, store: Store, numbers: list[str],
 async def originate_and_wait(cfg: Config, fields: dict[str, Any], timeout: float = 30) -> None:
     """Originate over a separate AMI session (never the controller's own event queue) and
     return once the originated channel has hung up."""
-    from ivr.ami import Ami
+    from ivr.telephony.ami import Ami
     channel_id = fields["ChannelId"]
     watch = Ami(cfg.pbx.host, cfg.pbx.port, cfg.pbx.user, app.ami_secret(cfg))
     await watch.connect()

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from panoramisk.fast_agi import Application as StockApplication
 
-from ivr.agi_server import AgiApplication, AgiRequest, networks, peer_allowed, serve
+from ivr.telephony.fastagi import AgiApplication, AgiRequest, networks, peer_allowed, serve
 from ivr.config import Config
 
 from .conftest import fiction, originate_and_wait

@@ -9,7 +9,7 @@ import pytest
 
 from ivr import app
 from ivr.config import Config
-from ivr.store import Store
+from ivr.store.sqlite import Store
 
 from .conftest import fiction, place_calls
 

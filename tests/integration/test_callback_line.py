@@ -7,7 +7,7 @@ import pytest
 
 from ivr import app
 from ivr.config import Config
-from ivr.store import Store
+from ivr.store.sqlite import Store
 
 from .conftest import fiction, originate_and_wait
 

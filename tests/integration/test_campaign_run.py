@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from ivr import app
-from ivr.campaign import RunReport
+from ivr.campaign.run import RunReport
 from ivr.config import Config
-from ivr.store import Store
+from ivr.store.sqlite import Store
 
 from .conftest import add_contacts, fiction, now
 

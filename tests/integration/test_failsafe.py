@@ -7,7 +7,7 @@ import time
 
 from ivr import app
 from ivr.config import Config
-from ivr.store import Store
+from ivr.store.sqlite import Store
 
 from .conftest import add_contacts, fiction
 

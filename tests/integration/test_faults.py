@@ -15,10 +15,10 @@ from typing import Any
 import yaml
 
 from ivr import app
-from ivr.ami import Ami
+from ivr.telephony.ami import Ami
 from ivr.config import Config
-from ivr.sandbox import Sandbox
-from ivr.store import Store
+from ivr.telephony.sandbox import Sandbox
+from ivr.store.sqlite import Store
 
 from .conftest import add_contacts, fiction, itest_config_dict
 

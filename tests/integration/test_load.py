@@ -10,7 +10,7 @@ from collections import Counter
 
 from ivr import app
 from ivr.config import Config
-from ivr.store import Store
+from ivr.store.sqlite import Store
 
 from .conftest import add_contacts, fiction
 

@@ -6,9 +6,9 @@ import asyncio
 import time
 from typing import Any
 
-from ivr.agi_server import AgiApplication, AgiRequest, serve
+from ivr.telephony.fastagi import AgiApplication, AgiRequest, serve
 from ivr.config import Config
-from ivr.prompt_build import load_manifest
+from ivr.prompts.build import load_manifest
 
 from .conftest import fiction, originate_and_wait
 

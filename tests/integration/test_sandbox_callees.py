@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from ivr import app
-from ivr.ami import Ami
+from ivr.telephony.ami import Ami
 from ivr.config import Config
-from ivr.sandbox import MONITOR_EVENTS, Sandbox
+from ivr.telephony.sandbox import MONITOR_EVENTS, Sandbox
 
 from .conftest import fiction
 

@@ -13,7 +13,7 @@ import yaml
 from ivr import config
 from ivr.config import Config
 from ivr.errors import SandboxError
-from ivr.sandbox import Sandbox
+from ivr.telephony.sandbox import Sandbox
 
 
 def run_ivr(cfg_file: Path, *args: str, env: dict | None = None,

@@ -9,10 +9,10 @@ import socket
 import pytest
 
 from ivr import app
-from ivr.ami import WANTED_EVENTS, Ami
+from ivr.telephony.ami import WANTED_EVENTS, Ami
 from ivr.config import Config
 from ivr.errors import PbxError
-from ivr.store import Store
+from ivr.store.sqlite import Store
 
 from .conftest import fiction, place_calls
 

@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 
-from ivr import app, config
+from ivr import app
+from ivr import config
 from ivr.config import Config
-from ivr.sandbox import Sandbox
-from ivr.store import Store
+from ivr.telephony.sandbox import Sandbox
+from ivr.store.sqlite import Store
 
 from .conftest import add_contacts, fiction, itest_config_dict, place_calls
 

@@ -1,7 +1,7 @@
 """Text-to-speech engines: gTTS (Google, needs network) and espeak-ng (local, always available).
 
 `render_tts` returns raw audio plus its container format; conversion to 8 kHz telephony audio is
-the caller's job (ivr.prompt_build), so both engines go through the same pipeline.
+the caller's job (ivr.prompts.build), so both engines go through the same pipeline.
 """
 from __future__ import annotations
 

@@ -29,8 +29,8 @@ from pydub.silence import detect_leading_silence
 
 from ivr.config import Config, PromptSource
 from ivr.errors import PromptError
-from ivr.prompt_legal import check_legal
-from ivr.tts import ENGINES, check_gtts_language, render_tts, resolve_engine
+from ivr.compliance.prompt_legal import check_legal
+from ivr.prompts.tts import ENGINES, check_gtts_language, render_tts, resolve_engine
 
 Manifest = dict[str, Any]
 Log = Callable[[str], None]

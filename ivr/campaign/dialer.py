@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ivr.ami import Ami, AmiDisconnected
+from ivr.telephony.ami import Ami, AmiDisconnected
 from ivr.config import Config
-from ivr.dispositions import RETRYABLE, as_int, unanswered_outcome
+from ivr.callflow.dispositions import RETRYABLE, as_int, unanswered_outcome
 from ivr.errors import ConfigError, PbxError
-from ivr.safe_writes import SafeWriter
-from ivr.store import CallResult, Store
+from ivr.store.safe_writes import SafeWriter
+from ivr.store.sqlite import CallResult, Store
 
 log = logging.getLogger(__name__)
 

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from ivr.config import Config
-from ivr.preflight import ERROR, Violation, preflight, raise_on_errors
-from ivr.prompt_legal import missing_legal_items
-from ivr.store import Store
+from ivr.compliance.preflight import ERROR, Violation, preflight, raise_on_errors
+from ivr.compliance.prompt_legal import missing_legal_items
+from ivr.store.sqlite import Store
 
 __all__ = ["check_campaign", "raise_on_errors"]
 

@@ -5,10 +5,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from ivr.agi_server import AgiHangup, AgiRequest
-from ivr.flow import (DONE, HANGUP, FlowGen, FlowOptions, OptOutNow, Outcome, Play, Result,
+from ivr.telephony.fastagi import AgiHangup, AgiRequest
+from ivr.callflow.flow import (DONE, HANGUP, FlowGen, FlowOptions, OptOutNow, Outcome, Play, Result,
                       WaitKey, call_flow)
-from ivr.store import CallResult, Store
+from ivr.store.sqlite import CallResult, Store
 
 log = logging.getLogger(__name__)
 PROMPT_DIR = "ivr"  # prompts are installed as sounds/ivr/<key>.wav

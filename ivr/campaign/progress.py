@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from ivr.store import Store
+from ivr.store.sqlite import Store
 
 
 class Progress:

@@ -87,7 +87,7 @@ class Ami:
         self._mgr = _Manager(self, host=host, port=port, username=user, secret=secret,
                              events="on", ping_delay=10**9, ping_interval=10**9,
                              reconnect_timeout=reconnect_s, loop=asyncio.get_running_loop(),
-                             log=logging.getLogger("ivr.ami.panoramisk"))
+                             log=logging.getLogger("ivr.telephony.ami.panoramisk"))
 
     # -- panoramisk hooks ---------------------------------------------------------------------
     def _on_login(self, ok: bool) -> None:

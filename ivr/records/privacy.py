@@ -32,7 +32,7 @@ from typing import Any
 from ivr.numbers import e164
 
 from ivr.errors import IvrError
-from ivr.store import Store, utc
+from ivr.store.sqlite import Store, utc
 
 OPTOUT_CHANNELS = ("post", "email", "phone", "sms")
 ERASED_NUMBER = "erased"

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ivr.calling_rules import CAP_PERIOD, Verdict, callee_zone, check_call
+from ivr.compliance.calling_rules import CAP_PERIOD, Verdict, callee_zone, check_call
 from ivr.config import Config
-from ivr.dialer import Dialer
+from ivr.campaign.dialer import Dialer
 from ivr.errors import PbxError
-from ivr.safe_writes import STORE_ERRORS
-from ivr.store import History, Store, parse_utc, utc
+from ivr.store.safe_writes import STORE_ERRORS
+from ivr.store.sqlite import History, Store, parse_utc, utc
 
 log = logging.getLogger(__name__)
 RETRY_WAIT = "retry_wait"

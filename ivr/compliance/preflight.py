@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import holidays
 import phonenumbers
 
-from ivr.calling_rules import is_fiction_number, parse_blackout_dates, parse_windows
+from ivr.compliance.calling_rules import is_fiction_number, parse_blackout_dates, parse_windows
 from ivr.config import Config
 from ivr.errors import ComplianceError
 

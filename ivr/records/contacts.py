@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from ivr.numbers import e164
 
 from ivr.errors import ImportFileError
-from ivr.store import Store, utc
+from ivr.store.sqlite import Store, utc
 
 BATCH = 1000            # distinct numbers per transaction
 CHUNK = 1 << 20         # bytes per read in the encoding pass

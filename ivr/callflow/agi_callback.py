@@ -5,9 +5,9 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from ivr.agi_server import AgiRequest
+from ivr.telephony.fastagi import AgiRequest
 from ivr.numbers import e164
-from ivr.store import Store
+from ivr.store.sqlite import Store
 
 log = logging.getLogger(__name__)
 CONFIRM_KEY = "1"

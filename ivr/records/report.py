@@ -24,7 +24,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ivr.store import ANSWERED_OUTCOMES, CONTACT_STATUSES, OUTCOMES, Store
+from ivr.store.sqlite import ANSWERED_OUTCOMES, CONTACT_STATUSES, OUTCOMES, Store
 
 HUMAN_ANSWERED = ANSWERED_OUTCOMES - {"machine"}
 CONSENTED = ("message_played", "message_partial")

@@ -18,13 +18,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ivr.ami import WANTED_EVENTS
+from ivr.telephony.ami import WANTED_EVENTS
 from ivr.config import Config
 from ivr.errors import SandboxError
-from ivr.sip_trunk import sandbox_pjsip_conf
+from ivr.telephony.sip_trunk import sandbox_pjsip_conf
 
 CACHE_DIR = Path(os.environ.get("IVR_SANDBOX_CACHE", "/var/cache/ivr-sandbox"))
-DIALPLANS_DIR = Path(__file__).resolve().parent.parent / "dialplans"
+DIALPLANS_DIR = Path(__file__).resolve().parents[2] / "dialplans"
 ASTERISK = "/usr/sbin/asterisk"
 # Modules the product and its tests use; everything else stays unloaded (smaller attack surface,
 # no "declined to load" noise).

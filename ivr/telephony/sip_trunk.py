@@ -6,7 +6,7 @@ block (the carrier's host, the presented number). The sandbox keeps the template
 replaces the operator block with loopback objects, so the integration tests exercise the same
 settings an operator deploys. Asterisk's config files cannot read the environment (no ${ENV()};
 #exec needs execincludes=yes for every file), so the password is written into a separate,
-mode 0600 file by `python -m ivr.sip_trunk auth --out FILE`, never into the repository.
+mode 0600 file by `python -m ivr.telephony.sip_trunk auth --out FILE`, never into the repository.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ivr.errors import ConfigError
 
-TRUNK_CONF = Path(__file__).resolve().parent.parent / "dialplans" / "pjsip-trunk.conf"
+TRUNK_CONF = Path(__file__).resolve().parents[2] / "dialplans" / "pjsip-trunk.conf"
 SECTION = re.compile(r"^\[([^\]]+)\](\([^)]*\))?\s*(;.*)?$")
 ENV_USER = "IVR_SIP_USER"
 ENV_SECRET = "IVR_SIP_SECRET"
@@ -118,7 +118,7 @@ def auth_conf(username: str, secret: str, realm: str | None = None) -> str:
     """The [carrier-auth] section that the trunk's outbound_auth and registration use."""
     if not username or not secret:
         raise ConfigError(f"the carrier credentials are empty: set {ENV_USER} and {ENV_SECRET}")
-    lines = ["; Written from the environment by `python -m ivr.sip_trunk auth`: keep mode 0600,",
+    lines = ["; Written from the environment by `python -m ivr.telephony.sip_trunk auth`: keep mode 0600,",
              "; never commit it.", "[carrier-auth]", "type=auth", "auth_type=userpass",
              f"username={_conf_value(ENV_USER, username)}",
              f"password={_conf_value(ENV_SECRET, secret)}"]
@@ -166,7 +166,7 @@ def write_auth_conf(path: Path, environ: Mapping[str, str] = os.environ,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ivr.sip_trunk",
+    parser = argparse.ArgumentParser(prog="python -m ivr.telephony.sip_trunk",
                                      description="PJSIP trunk helpers for the IVR")
     sub = parser.add_subparsers(dest="command", required=True)
     auth = sub.add_parser("auth", help=f"write [carrier-auth] from {ENV_USER}/{ENV_SECRET}")
