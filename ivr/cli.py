@@ -208,7 +208,7 @@ def run_cmd(ctx: Ctx, dry_run: bool) -> None:
     store = ctx.store(busy_timeout_s=0.5)  # a locked file pauses the run, not the event loop
     raise_on_errors(_preflight(ctx, store))
     if dry_run:
-        from ivr.campaign.run import plan
+        from ivr.campaign.planning import plan
         p = plan(ctx.cfg, store, now())
         for c in p.due:
             console.print(f"call     {c['number']}  ({c['source']})", highlight=False)

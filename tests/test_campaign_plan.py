@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from ivr import config
-from ivr.campaign.run import plan, verdict_for, why_nobody
+from ivr.campaign.planning import plan, verdict_for, why_nobody
 from ivr.store.sqlite import CallResult, Store, utc
 
 # Tuesday 2026-12-01 11:00 Europe/Paris (10:00 UTC): inside the default window.

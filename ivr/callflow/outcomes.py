@@ -1,0 +1,89 @@
+"""The one outcome table. Every list of outcomes (store, report, dialer, IVR, flow) derives from it.
+
+An outcome is what one attempt ended as. Its traits:
+- answered: somebody or something picked up the line (a machine included);
+- retry: the key of `retry.delay_s` whose delay applies before the next attempt, or None when
+  the outcome is final for the contact (a choice, a machine, a failed number);
+- cut_short: the call ended before the flow did; if the PBX (not the callee) cut it, it is a
+  fault and retried as `error`;
+- choice: what the outcome means for consent: consent, refusal, optout, or None;
+- the table's order is the order of the reports.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class OutcomeTraits:
+    name: str
+    answered: bool
+    retry: str | None = None  # key of retry.delay_s, None = final
+    cut_short: bool = False
+    choice: str | None = None  # consent | refusal | optout
+    human: bool = True  # False for a machine: it cannot consent, so it is not a human answer
+
+
+TABLE: tuple[OutcomeTraits, ...] = (
+    OutcomeTraits("message_played", answered=True, choice="consent"),
+    OutcomeTraits("message_partial", answered=True, cut_short=True, choice="consent"),
+    OutcomeTraits("declined", answered=True, choice="refusal"),
+    OutcomeTraits("declined_partial", answered=True, cut_short=True, choice="refusal"),
+    OutcomeTraits("no_input", answered=True, cut_short=True),
+    OutcomeTraits("hangup_intro", answered=True, cut_short=True),
+    OutcomeTraits("opted_out", answered=True, choice="optout"),
+    OutcomeTraits("machine", answered=True, human=False),
+    OutcomeTraits("busy", answered=False, retry="busy"),
+    OutcomeTraits("no_answer", answered=False, retry="no_answer"),
+    OutcomeTraits("congestion", answered=False, retry="congestion"),
+    OutcomeTraits("failed", answered=False),
+    # A fault of the controller or the PBX: retried after the congestion delay, while
+    # attempts remain. Counted as answered only when the attempt was (see the store).
+    OutcomeTraits("error", answered=False, retry="congestion"),
+)
+
+BY_NAME: dict[str, OutcomeTraits] = {t.name: t for t in TABLE}
+OUTCOMES: frozenset[str] = frozenset(BY_NAME)
+ORDER: tuple[str, ...] = tuple(t.name for t in TABLE)
+ANSWERED: frozenset[str] = frozenset(t.name for t in TABLE if t.answered)
+UNANSWERED: frozenset[str] = frozenset(t.name for t in TABLE if not t.answered) - {"error"}
+HUMAN_ANSWERED: frozenset[str] = frozenset(t.name for t in TABLE if t.answered and t.human)
+RETRYABLE: frozenset[str] = frozenset(t.name for t in TABLE if t.retry)
+CUT_SHORT: frozenset[str] = frozenset(t.name for t in TABLE if t.cut_short)
+CONSENTED: tuple[str, ...] = tuple(t.name for t in TABLE if t.choice == "consent")
+CHOICE_OF: dict[str, str] = {t.name: t.choice for t in TABLE if t.choice}
+
+# What the contact becomes after its attempt ended with this outcome.
+CONTACT_STATUSES = ("pending", "done", "exhausted", "opted_out")
+
+
+def traits(name: str) -> OutcomeTraits:
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise ValueError(f"unknown outcome {name!r}: known are {', '.join(ORDER)}") from None
+
+
+def contact_status(outcome: str, retry_planned: bool) -> str:
+    """The contact's status once an attempt ended: a choice or an answer is final."""
+    t = traits(outcome)
+    if t.choice == "optout":
+        return "opted_out"
+    if t.answered:
+        return "done"
+    return "pending" if retry_planned else "exhausted"
+
+
+def ordered(counts: dict[str, int]) -> dict[str, int]:
+    """Known outcomes in table order, then anything unexpected (kept visible, not dropped)."""
+    known = [o for o in ORDER if o in counts]
+    return {o: counts[o] for o in known + sorted(set(counts) - set(known))}
+
+
+def require_known(names: Iterable[str], where: str) -> None:
+    """Refuse at start-up an outcome the table does not know, so none is dropped mid-run."""
+    unknown = sorted(set(names) - OUTCOMES)
+    if unknown:
+        raise ValueError(f"{where} uses outcome(s) {', '.join(unknown)} missing from "
+                         "ivr/callflow/outcomes.py: add them to TABLE")

@@ -1,0 +1,118 @@
+"""The PBX-node seam: what the dialer needs from one Asterisk, and nothing of how it is spoken.
+
+In the manner of httpx's transports: `PbxNode` is the one I/O interface of the telephony side.
+`AmiNode` (ivr/telephony/ami_node.py) implements it over AMI with panoramisk; the fake PBX
+(ivr/telephony/fake_pbx.py) serves real AMI and drives real FastAGI over loopback sockets, so
+the dialer and the run loop are tested without root and without Asterisk.
+
+Events are typed here: the dialer never reads an AMI field name.
+"""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from ivr.errors import PbxError
+
+LOCAL_OTHER = "-2"  # OtherChannelId suffix: the ;2 (callee) half of a Local channel
+
+
+class NodeDisconnected(PbxError):
+    """The link to the node is down, or dropped before the reply: the action may or may not
+    have reached the PBX. An Originate in that state is never re-sent; reconciliation decides."""
+
+
+class OriginateRefused(PbxError):
+    """The node answered and refused the Originate: nothing was dialled."""
+
+    def __init__(self, message: str, *, shutting_down: bool = False) -> None:
+        super().__init__(message)
+        self.shutting_down = shutting_down  # the node is going away: a fault, retried
+
+
+class ActionTimeout(PbxError):
+    """The node sent no reply in time."""
+
+
+@dataclass(frozen=True)
+class OriginateRequest:
+    channel: str              # the dial string, already checked
+    channel_id: str           # becomes the Uniqueid of the IVR-side channel
+    caller_id: str
+    timeout_ms: int
+    context: str
+    exten: str
+    variables: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def other_channel_id(self) -> str:
+        return self.channel_id + LOCAL_OTHER
+
+
+# -- events ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OriginateResult:
+    """The Originate's outcome: answered (success) or not, with Asterisk's reason code."""
+    node: str
+    channel_id: str
+    success: bool
+    reason: int | None = None
+
+
+@dataclass(frozen=True)
+class ChannelHangup:
+    """A channel ended. `callee_half` marks the ;2 half of a Local channel, whose cause is
+    the one that explains a failed call; channel_id is then the IVR-side id."""
+    node: str
+    channel_id: str
+    cause: int | None
+    callee_half: bool = False
+
+
+@dataclass(frozen=True)
+class Failsafe:
+    """The dialplan could not run the AGI (controller unreachable): the call was hung up."""
+    node: str
+    call_id: int | None
+    status: str
+
+
+@dataclass(frozen=True)
+class Reconnected:
+    """The link came back after a drop: events were missed, reconcile."""
+    node: str
+
+
+NodeEvent = OriginateResult | ChannelHangup | Failsafe | Reconnected
+
+
+@runtime_checkable
+class PbxNode(Protocol):
+    name: str
+    max_channels: int
+
+    @property
+    def up(self) -> bool:
+        """Logged in and not shutting down: new calls may be placed."""
+
+    async def connect(self, timeout: float = 10.0) -> None:
+        """Connect and log in; PbxError with a one-line fix when that fails."""
+
+    async def wait_up(self, timeout: float) -> bool:
+        """Wait until the node is up again (after a drop); False on timeout."""
+
+    async def originate(self, request: OriginateRequest) -> None:
+        """Queue the call. Raises OriginateRefused, NodeDisconnected or ActionTimeout."""
+
+    async def hangup(self, channel_id: str, cause: int = 16) -> None:
+        """Hang one channel up."""
+
+    async def channels(self) -> set[str]:
+        """The Uniqueids of the node's live channels, for reconciliation."""
+
+    def events(self) -> AsyncIterator[NodeEvent]:
+        """Typed events, in order, for as long as the node lives."""
+
+    def close(self) -> None:
+        """Close the link for good; no reconnect."""
