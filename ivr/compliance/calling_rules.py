@@ -299,6 +299,96 @@ def _fmt(t: datetime, zone: ZoneInfo) -> str:
     return f"{DAY_NAMES[local.weekday()]} {local:%Y-%m-%d %H:%M} {getattr(zone, 'key', zone)}"
 
 
+def _slot_span(preferred_slot: str | None, slots_hours: dict[str, str] | None
+               ) -> tuple[int, int] | Verdict | None:
+    """The preferred slot's span, or a refusal when the consent names an unknown slot."""
+    if not preferred_slot:
+        return None
+    table = {**DEFAULT_SLOT_HOURS, **(slots_hours or {})}
+    if preferred_slot not in table:  # bad consent data: fail closed without crashing the run
+        return Verdict(False, SLOT, f"preferred slot {preferred_slot!r} is unknown "
+                       f"(known: {', '.join(sorted(table))}): fix the consent record", None)
+    return parse_span(table[preferred_slot], f"slot {preferred_slot!r} hours")
+
+
+@dataclass(frozen=True)
+class _Calendar:
+    """The calendar rules of one check: windows, slot, blackout dates and holidays."""
+    zone: ZoneInfo
+    specs: tuple[WindowSpec, ...]
+    blackouts: frozenset[date]
+    bypass: bool  # demo_any_hour on a fiction number
+    plan: dict[int, list[tuple[int, int]]]
+    window_plan: dict[int, list[tuple[int, int]]]
+    holidays: holidays.HolidayBase | None
+
+    def blocked_day(self, d: date) -> str | None:
+        if self.bypass:
+            return None
+        if d in self.blackouts:
+            return BLACKOUT
+        if self.holidays is not None and d in self.holidays:
+            return HOLIDAY
+        return None
+
+    def is_open(self, t: datetime) -> bool:
+        local = t.astimezone(self.zone)
+        return self.blocked_day(local.date()) is None and _in_plan(local, self.plan)
+
+
+def _calendar(schedule: Schedule, number: str, zone: ZoneInfo,
+              slot: tuple[int, int] | None) -> _Calendar:
+    specs, blackouts = _schedule_rules(schedule)
+    bypass = schedule.demo_any_hour and is_fiction_number(number)
+    calendar = _holiday_calendar(schedule.holidays_country, number) \
+        if schedule.skip_holidays and not bypass else None
+    return _Calendar(zone, specs, blackouts, bypass, _week_plan(ANY_HOUR if bypass else specs, slot),
+                     _week_plan(specs, None), calendar)
+
+
+def _history_block(now: datetime, zone: ZoneInfo, schedule: Schedule,
+                   attempts_utc: Iterable[datetime], last_refusal_utc: datetime | None
+                   ) -> tuple[datetime | None, str, str]:
+    """The refusal cooldown and the attempt cap: the earliest instant from which the calendar
+    rules are searched (None: never), with the reason and detail of the block (OK if none)."""
+    cap, cooldown_days = schedule.max_attempts_per_30_days, schedule.refusal_cooldown_days
+    earliest, reason, detail = now, OK, ""
+    if last_refusal_utc is not None and cooldown_days > 0:
+        until = _aware_utc(last_refusal_utc, "last_refusal_utc") + timedelta(days=cooldown_days)
+        if now < until:
+            earliest, reason = until, REFUSAL_COOLDOWN
+            detail = f"refused on {_fmt(last_refusal_utc, zone)}: no call for {cooldown_days} days"
+    counted = sorted(a for a in (_aware_utc(x, "attempts_utc") for x in attempts_utc) if a > now - CAP_PERIOD)
+    if len(counted) >= cap:
+        if reason == OK:
+            reason = ATTEMPT_CAP
+            detail = f"{len(counted)} attempts in the last 30 days (max {cap})"
+        if cap == 0:
+            return None, reason, detail + "; the cap is 0"
+        # The cap frees up when enough of the oldest counted attempts are 30 days old.
+        earliest = max(earliest, counted[len(counted) - cap] + CAP_PERIOD)
+    return earliest, reason, detail
+
+
+def _calendar_block(now: datetime, cal: _Calendar, preferred_slot: str | None
+                    ) -> tuple[str, str]:
+    """Why the calendar refuses `now` (reason, detail), or (OK, detail) when it allows it."""
+    local = now.astimezone(cal.zone)
+    blocked = cal.blocked_day(local.date())
+    if blocked == BLACKOUT:
+        return BLACKOUT, f"{local.date()} is an election blackout date"
+    if blocked == HOLIDAY:
+        name = cal.holidays.get(local.date()) if cal.holidays is not None else ""
+        return HOLIDAY, f"{local.date()} is a public holiday ({name})"
+    if not cal.bypass and not _in_plan(local, cal.window_plan):
+        windows = "; ".join(s.text for s in cal.specs)
+        return OUTSIDE_WINDOW, f"{_fmt(now, cal.zone)} is outside the calling windows ({windows})"
+    if not _in_plan(local, cal.plan):
+        return SLOT, f"{_fmt(now, cal.zone)} is outside the callee's {preferred_slot} slot"
+    mode = " (demo_any_hour, fiction number)" if cal.bypass else ""
+    return OK, f"{_fmt(now, cal.zone)} is allowed{mode}"
+
+
 def check_call(now: datetime, *, number: str, zone: ZoneInfo, schedule: Schedule,
                attempts_utc: Iterable[datetime] = (), last_refusal_utc: datetime | None = None,
                preferred_slot: str | None = None, slots_hours: dict[str, str] | None = None,
@@ -308,76 +398,22 @@ def check_call(now: datetime, *, number: str, zone: ZoneInfo, schedule: Schedule
     and finally the preferred slot. `next_allowed` is the earliest instant at which every rule
     would allow the call given the same history (no new attempts), or None if never."""
     now = _aware_utc(now, "now")
-    specs, blackouts = _schedule_rules(schedule)
-    cap, cooldown_days = schedule.max_attempts_per_30_days, schedule.refusal_cooldown_days
-    if cap < 0 or cooldown_days < 0:
+    _schedule_rules(schedule)  # a malformed schedule fails first, whatever the history
+    if schedule.max_attempts_per_30_days < 0 or schedule.refusal_cooldown_days < 0:
         raise ComplianceError("schedule: max_attempts_per_30_days and refusal_cooldown_days must be >= 0")
-
     if opted_out:
         return Verdict(False, OPTED_OUT, f"{number} opted out: never call it again", None)
-
-    slot: tuple[int, int] | None = None
-    if preferred_slot:
-        table = {**DEFAULT_SLOT_HOURS, **(slots_hours or {})}
-        if preferred_slot not in table:  # bad consent data: fail closed without crashing the run
-            return Verdict(False, SLOT, f"preferred slot {preferred_slot!r} is unknown "
-                           f"(known: {', '.join(sorted(table))}): fix the consent record", None)
-        slot = parse_span(table[preferred_slot], f"slot {preferred_slot!r} hours")
-
-    bypass = schedule.demo_any_hour and is_fiction_number(number)
-    window_plan = _week_plan(specs, None)
-    plan = _week_plan(ANY_HOUR if bypass else specs, slot)
-    calendar = _holiday_calendar(schedule.holidays_country, number) \
-        if schedule.skip_holidays and not bypass else None
-
-    def blocked_day(d: date) -> str | None:
-        if bypass:
-            return None
-        if d in blackouts:
-            return BLACKOUT
-        if calendar is not None and d in calendar:
-            return HOLIDAY
-        return None
-
-    def is_open(t: datetime) -> bool:
-        local = t.astimezone(zone)
-        return blocked_day(local.date()) is None and _in_plan(local, plan)
-
-    # History rules give the earliest instant from which the calendar rules are searched.
-    earliest, reason, detail = now, OK, ""
-    if last_refusal_utc is not None and cooldown_days > 0:
-        until = _aware_utc(last_refusal_utc, "last_refusal_utc") + timedelta(days=cooldown_days)
-        if now < until:
-            earliest, reason = until, REFUSAL_COOLDOWN
-            detail = f"refused on {_fmt(last_refusal_utc, zone)}: no call for {cooldown_days} days"
-    counted = sorted(a for a in (_aware_utc(x, "attempts_utc") for x in attempts_utc) if a > now - CAP_PERIOD)
-    if len(counted) >= cap:
-        # The cap frees up when enough of the oldest counted attempts are 30 days old.
-        frees = counted[len(counted) - cap] + CAP_PERIOD if cap > 0 else None
-        if reason == OK:
-            reason = ATTEMPT_CAP
-            detail = f"{len(counted)} attempts in the last 30 days (max {cap})"
-        if frees is None:
-            return Verdict(False, reason, detail + "; the cap is 0", None)
-        earliest = max(earliest, frees)
-
-    local = now.astimezone(zone)
+    slot = _slot_span(preferred_slot, slots_hours)
+    if isinstance(slot, Verdict):
+        return slot
+    cal = _calendar(schedule, number, zone, slot)
+    earliest, reason, detail = _history_block(now, zone, schedule, attempts_utc, last_refusal_utc)
+    if earliest is None:
+        return Verdict(False, reason, detail, None)
     if reason == OK:
-        blocked = blocked_day(local.date())
-        if blocked == BLACKOUT:
-            reason, detail = BLACKOUT, f"{local.date()} is an election blackout date"
-        elif blocked == HOLIDAY:
-            name = calendar.get(local.date()) if calendar is not None else ""
-            reason, detail = HOLIDAY, f"{local.date()} is a public holiday ({name})"
-        elif not bypass and not _in_plan(local, window_plan):
-            windows = "; ".join(s.text for s in specs)
-            reason, detail = OUTSIDE_WINDOW, f"{_fmt(now, zone)} is outside the calling windows ({windows})"
-        elif not _in_plan(local, plan):
-            reason, detail = SLOT, f"{_fmt(now, zone)} is outside the callee's {preferred_slot} slot"
-        else:
-            mode = " (demo_any_hour, fiction number)" if bypass else ""
-            return Verdict(True, OK, f"{_fmt(now, zone)} is allowed{mode}", None)
-
-    nxt = _next_open(earliest, zone, is_open, plan)
+        reason, detail = _calendar_block(now, cal, preferred_slot)
+        if reason == OK:
+            return Verdict(True, OK, detail, None)
+    nxt = _next_open(earliest, zone, cal.is_open, cal.plan)
     detail += f"; next allowed {_fmt(nxt, zone)}" if nxt else "; no allowed time found within a year"
     return Verdict(False, reason, detail, nxt)
