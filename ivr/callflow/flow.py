@@ -78,11 +78,15 @@ class _Hangup(Exception):
 FlowGen = Generator[Step, Result, Outcome]
 
 
-def call_flow(opts: FlowOptions, amd_status: str = "") -> FlowGen:
-    """One call, from the first prompt to the outcome."""
-    state = Outcome(outcome="error", stage="intro")
+class _Call:
+    """One call's steps. Each method is a sub-generator that shares the call's state."""
 
-    def play(prompt: str, keys: str = "") -> Generator[Step, Result, Result]:
+    def __init__(self, opts: FlowOptions) -> None:
+        self.opts = opts
+        self.state = Outcome(outcome="error", stage="intro")
+
+    def play(self, prompt: str, keys: str = "") -> Generator[Step, Result, Result]:
+        state = self.state
         state.stage = prompt
         result = yield Play(prompt, keys)
         if result.hangup:
@@ -93,75 +97,87 @@ def call_flow(opts: FlowOptions, amd_status: str = "") -> FlowGen:
             state.keys += result.key
         return result
 
-    def wait_key() -> Generator[Step, Result, str | None]:
+    def wait_key(self) -> Generator[Step, Result, str | None]:
+        state = self.state
         state.stage = "choice" if state.choice is None else state.stage
-        waited = yield WaitKey(opts.input_timeout_s)
+        waited = yield WaitKey(self.opts.input_timeout_s)
         if waited.hangup:
             raise _Hangup
         if waited.key:
             state.keys += waited.key
         return waited.key
 
-    def optout(key: str) -> Generator[Step, Result, Outcome]:
-        state.choice, state.choice_key = "optout", key
-        state.outcome = "opted_out"
+    def optout(self, key: str) -> Generator[Step, Result, Outcome]:
+        self.state.choice, self.state.choice_key = "optout", key
+        self.state.outcome = "opted_out"
         yield OptOutNow(key)
-        yield from play("optout_confirm")
-        return state
+        yield from self.play("optout_confirm")
+        return self.state
 
-    def finish(outcome: str, *prompts: str) -> Generator[Step, Result, Outcome]:
+    def finish(self, outcome: str, *prompts: str) -> Generator[Step, Result, Outcome]:
         """Play prompts with only the opt-out key live; opt-out wins at any moment."""
         for prompt in prompts:
-            r = yield from play(prompt, opts.optout_key)
-            if r.key == opts.optout_key:
-                return (yield from optout(r.key))
-        state.outcome = outcome
-        return state
+            r = yield from self.play(prompt, self.opts.optout_key)
+            if r.key == self.opts.optout_key:
+                return (yield from self.optout(r.key))
+        self.state.outcome = outcome
+        return self.state
 
-    try:
-        if amd_status == "MACHINE":
-            state.outcome = "machine"
-            if opts.on_machine == "legal":  # legal mentions only, never the political message
-                yield from play("legal")
-            return state
-        tries = 0
+    def ask(self) -> Generator[Step, Result, str | Outcome]:
+        """The intro and its consent question, repeated; the key chosen, or the outcome."""
+        opts, tries = self.opts, 0
         while True:
-            r = yield from play("intro", DTMF_KEYS)
-            key = r.key
-            if key is None:
-                key = yield from wait_key()
+            r = yield from self.play("intro", DTMF_KEYS)
+            key = r.key if r.key is not None else (yield from self.wait_key())
             if key == opts.optout_key:
-                return (yield from optout(key))
+                return (yield from self.optout(key))
             if key in (opts.yes_key, opts.no_key):
-                state.answered_prompt = "intro"
-                state.choice_key = key
-                break
+                self.state.answered_prompt, self.state.choice_key = "intro", key
+                return key
             tries += 1
             if tries > opts.max_repeats:
-                return (yield from finish("no_input", "legal", "goodbye"))
-            r = yield from play("invalid" if key else "no_input", opts.optout_key)
+                return (yield from self.finish("no_input", "legal", "goodbye"))
+            r = yield from self.play("invalid" if key else "no_input", opts.optout_key)
             if r.key == opts.optout_key:
-                return (yield from optout(r.key))
+                return (yield from self.optout(r.key))
 
-        if key == opts.no_key:
-            state.choice = "refusal"
-            return (yield from finish("declined", "legal", "goodbye"))
+    def consent(self) -> Generator[Step, Result, Outcome]:
+        """Yes: the message, which ends with the legal mentions, then the time slot."""
+        opts, state = self.opts, self.state
         state.choice = "consent"
         for prompt in ("message", "legal"):
-            r = yield from play(prompt, opts.optout_key)
+            r = yield from self.play(prompt, opts.optout_key)
             if r.key == opts.optout_key:
-                return (yield from optout(r.key))
+                return (yield from self.optout(r.key))
         state.outcome = "message_played"
         if opts.ask_slot and opts.slots:
-            r = yield from play("slot_question", "".join(opts.slots) + opts.optout_key)
-            slot_key = r.key if r.key else (yield from wait_key())
+            r = yield from self.play("slot_question", "".join(opts.slots) + opts.optout_key)
+            slot_key = r.key if r.key else (yield from self.wait_key())
             if slot_key == opts.optout_key:  # opt-out wins at any moment, here too
-                return (yield from optout(slot_key))
+                return (yield from self.optout(slot_key))
             state.slot = opts.slots.get(slot_key or "")
-        return (yield from finish("message_played", "goodbye"))
+        return (yield from self.finish("message_played", "goodbye"))
+
+
+def call_flow(opts: FlowOptions, amd_status: str = "") -> FlowGen:
+    """One call, from the first prompt to the outcome."""
+    call = _Call(opts)
+    try:
+        if amd_status == "MACHINE":
+            call.state.outcome = "machine"
+            if opts.on_machine == "legal":  # legal mentions only, never the political message
+                yield from call.play("legal")
+            return call.state
+        key = yield from call.ask()
+        if isinstance(key, Outcome):
+            return key
+        if key == opts.no_key:
+            call.state.choice = "refusal"
+            return (yield from call.finish("declined", "legal", "goodbye"))
+        return (yield from call.consent())
     except _Hangup:
-        state.outcome = _hangup_outcome(state)
-        return state
+        call.state.outcome = _hangup_outcome(call.state)
+        return call.state
 
 
 def _hangup_outcome(state: Outcome) -> str:
