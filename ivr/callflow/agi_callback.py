@@ -5,7 +5,8 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from ivr.telephony.fastagi import AgiRequest
+from ivr.telephony.contract import SOUNDS_DIR
+from ivr.telephony.fastagi import AgiHangup, AgiRequest
 from ivr.numbers import e164
 from ivr.store.sqlite import Store
 
@@ -21,6 +22,8 @@ def caller_e164(raw: str, default_region: str) -> str | None:
 
 
 class CallbackHandler:
+    """Route `callback` (contract.ROUTE_CALLBACK), keyed by the caller ID."""
+
     def __init__(self, store: Store, default_region: str, clock: Callable[[], datetime],
                  timeout_s: float = 5.0,
                  write: Callable[[Callable[[], object]], None] = lambda fn: fn()) -> None:
@@ -33,16 +36,22 @@ class CallbackHandler:
     async def __call__(self, req: AgiRequest) -> None:
         number = caller_e164(req.headers.get("agi_callerid", ""), self.region)
         if number is None:  # nothing to key the opposition on: give the written route
-            await req.send_command('STREAM FILE ivr/legal ""')
+            await req.stream_file(f"{SOUNDS_DIR}/legal")
             return
-        res = await req.send_command(f'STREAM FILE ivr/callback_notice "{CONFIRM_KEY}"')
-        key = int(res.get("result", ("0",))[0] or 0) if "error" not in res else -1
-        if key == 0:
-            res = await req.send_command(f"WAIT FOR DIGIT {self.timeout_ms}")
-            key = int(res.get("result", ("0",))[0] or 0) if "error" not in res else -1
-        if key != ord(CONFIRM_KEY):
+        try:
+            key = await self._confirmation(req)
+        except AgiHangup:
+            key = None
+        if key != CONFIRM_KEY:
             log.info("callback from %s ended without confirmation", "a caller")
             return
         now = self.clock()
         self.write(lambda: self.store.add_optout(number, "phone-callback", now))
-        await req.send_command('STREAM FILE ivr/optout_confirm ""')
+        await req.stream_file(f"{SOUNDS_DIR}/optout_confirm")
+
+    async def _confirmation(self, req: AgiRequest) -> str | None:
+        """The key pressed during the notice or within timeout_ms after it."""
+        notice = await req.stream_file(f"{SOUNDS_DIR}/callback_notice", CONFIRM_KEY)
+        if notice.failed:
+            return None
+        return notice.digit or await req.wait_for_digit(self.timeout_ms)

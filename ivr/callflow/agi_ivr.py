@@ -5,13 +5,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from ivr.telephony.fastagi import AgiHangup, AgiRequest
+from ivr.telephony.contract import (ARG_AMD_STATUS, ARG_CALL_ID, SOUNDS_DIR,
+                                    VAR_HANGUP_CAUSE)
+from ivr.telephony.fastagi import CHANNEL_UP, AgiHangup, AgiRequest
 from ivr.callflow.flow import (DONE, HANGUP, FlowGen, FlowOptions, OptOutNow, Outcome, Play, Result,
                       WaitKey, call_flow)
 from ivr.store.sqlite import CallResult, Store
 
 log = logging.getLogger(__name__)
-PROMPT_DIR = "ivr"  # prompts are installed as sounds/ivr/<key>.wav
 # Outcomes of a call cut short: if the PBX (not the callee) did it, it is `error` and retried.
 # Completed ones (message_played, declined, machine, opted_out) stand as they are.
 CUT_SHORT = frozenset({"hangup_intro", "message_partial", "declined_partial", "no_input"})
@@ -22,28 +23,23 @@ class PromptUnplayable(Exception):
 
 
 async def _play(req: AgiRequest, step: Play) -> Result:
-    res = await req.send_command(f'STREAM FILE {PROMPT_DIR}/{step.prompt} "{step.keys}"')
-    if "error" in res:
-        # result=-1 is a hangup, or a prompt Asterisk cannot play: ask the channel which.
-        status = await req.send_command("CHANNEL STATUS")
-        if "error" not in status and status.get("result", ("",))[0] == "6":
-            raise PromptUnplayable(f"Asterisk could not play {PROMPT_DIR}/{step.prompt}")
+    sound = f"{SOUNDS_DIR}/{step.prompt}"
+    played = await req.stream_file(sound, step.keys)
+    if played.failed:
+        # A hangup, or a prompt Asterisk cannot play: ask the channel which.
+        if await req.channel_status() == CHANNEL_UP:
+            raise PromptUnplayable(f"Asterisk could not play {sound}")
         return HANGUP
-    code = int(res["result"][0] or 0)
-    if code > 0:
-        return Result(key=chr(code))
-    endpos = res.get("endpos", ("0",))[0]
-    if endpos == "0":
-        raise PromptUnplayable(f"{PROMPT_DIR}/{step.prompt} played nothing (missing file?)")
+    if played.digit:
+        return Result(key=played.digit)
+    if played.played_nothing:
+        raise PromptUnplayable(f"{sound} played nothing (missing file?)")
     return DONE
 
 
 async def _wait(req: AgiRequest, step: WaitKey) -> Result:
-    res = await req.send_command(f"WAIT FOR DIGIT {int(step.timeout_s * 1000)}")
-    if "error" in res:
-        return HANGUP
-    code = int(res["result"][0] or 0)
-    return Result(key=chr(code)) if code > 0 else Result()
+    digit = await req.wait_for_digit(int(step.timeout_s * 1000))  # a hangup raises AgiHangup
+    return Result(key=digit) if digit else Result()
 
 
 async def drive(gen: FlowGen, req: AgiRequest,
@@ -80,13 +76,15 @@ async def hangup_cause(req: AgiRequest) -> str:
     PBX tearing calls down (shutdown, restart) leaves 0."""
     if req.lost:
         return ""
-    res = await req.send_command("GET VARIABLE HANGUPCAUSE")
-    return "" if "error" in res else res.get("result", ("", ""))[1]
+    try:
+        return await req.get_variable(VAR_HANGUP_CAUSE) or ""
+    except AgiHangup:
+        return ""
 
 
 class IvrHandler:
-    """Route `ivr`: agi_arg_1 is the CALL_ID (calls.id) written before the Originate,
-    agi_arg_2 the AMDSTATUS of the dialplan's AMD()."""
+    """Route `ivr` (contract.ROUTE_IVR): ARG_CALL_ID is the CALL_ID (calls.id) written before
+    the Originate, ARG_AMD_STATUS the AMDSTATUS of the dialplan's AMD()."""
 
     def __init__(self, store: Store, hashes: dict[str, str], opts: FlowOptions,
                  clock: Callable[[], datetime],
@@ -124,11 +122,11 @@ class IvrHandler:
         return record
 
     async def __call__(self, req: AgiRequest) -> None:
-        raw_id = req.headers.get("agi_arg_1", "")
+        raw_id = req.headers.get(ARG_CALL_ID, "")
         call = self.store.call(int(raw_id)) if raw_id.isdigit() else None
         if call is None:
             log.error("FastAGI ivr: unknown CALL_ID %r; hanging up", raw_id)
-            await req.send_command("HANGUP")
+            await req.hangup()
             return
         call_id = int(call["id"])
         self.active.add(call_id)
@@ -143,7 +141,7 @@ class IvrHandler:
         answered = self.clock()
         self.write(lambda: self.store.mark_answered(call_id, answered))
         try:
-            amd_status = req.headers.get("agi_arg_2", "")  # AMDSTATUS, "" when AMD is off
+            amd_status = req.headers.get(ARG_AMD_STATUS, "")  # AMDSTATUS, "" when AMD is off
             outcome, hung_up = await drive(call_flow(self.opts, amd_status), req,
                                            self._optout(call))
             cause = await hangup_cause(req) if hung_up else ""

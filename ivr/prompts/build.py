@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import wave
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from ivr.config import Config, PromptSource
 from ivr.errors import PromptError
 from ivr.compliance.prompt_legal import check_legal
 from ivr.prompts.tts import ENGINES, check_gtts_language, render_tts, resolve_engine
+from ivr.telephony.contract import SOUNDS_DIR
 
 Manifest = dict[str, Any]
 Log = Callable[[str], None]
@@ -38,7 +39,7 @@ Log = Callable[[str], None]
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 CACHE_DIR = ".cache"
-INSTALL_SUBDIR = "ivr"  # Asterisk plays the installed prompts as ivr/<key>
+INSTALL_SUBDIR = SOUNDS_DIR  # Asterisk plays the installed prompts as ivr/<key>
 
 # Part of every cache key: changing any of these re-renders everything.
 CONVERSION: dict[str, Any] = {
@@ -270,6 +271,77 @@ def _mkdirs(path: Path) -> list[Path]:
     return missing
 
 
+# ---------------------------------------------------------------- staging
+
+@dataclass
+class _Staged:
+    """What a build put in its staging folder, to move into place once all succeeded."""
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    new_cache: list[str] = field(default_factory=list)  # names for build_dir/.cache
+    outputs: list[str] = field(default_factory=list)    # <key>.wav that changed
+
+
+def _stage_job(cfg: Config, job: _Job, build_dir: Path, staging: Path, staged: _Staged,
+               log: Log) -> None:
+    """Render (or take from the cache) one prompt into staging and record its manifest entry."""
+    cached = build_dir / CACHE_DIR / f"{job.cache_key}.wav"
+    wav = _cached_wav(cached, log)
+    state = "cached"
+    if wav is None:
+        wav = _render(cfg, job, log)
+        (staging / cached.name).write_bytes(wav)
+        staged.new_cache.append(cached.name)
+        state = "rendered"
+    duration, rate, channels, width = _wav_info(wav)
+    if duration > cfg.prompts.max_duration_s:
+        raise PromptError(f"prompt {job.key!r}: lasts {duration:.1f} s, longer than "
+                          f"prompts.max_duration_s = {cfg.prompts.max_duration_s:g} s: "
+                          "shorten it or raise the limit")
+    sha = _sha(wav)
+    if not _same_file(build_dir / f"{job.key}.wav", sha):
+        (staging / f"{job.key}.wav").write_bytes(wav)
+        staged.outputs.append(f"{job.key}.wav")
+    entry: dict[str, Any] = {
+        "source": job.source, "engine": job.engine, "sha256": sha,
+        "duration_s": round(duration, 3), "sample_rate": rate, "channels": channels,
+        "sample_width": width,
+        "path": (Path(cfg.prompts.build_dir) / f"{job.key}.wav").as_posix()}
+    entry["text" if job.source == "tts" else "file"] = job.text or job.file
+    staged.entries[job.key] = entry
+    log(f"{job.key}: {state} ({job.engine or 'file'}, {duration:.1f} s)")
+
+
+def _move_into_place(staged: _Staged, build_dir: Path, staging: Path) -> None:
+    """Everything rendered: cache first, then the wavs (the manifest comes last)."""
+    cache_dir = build_dir / CACHE_DIR
+    if staged.new_cache:
+        cache_dir.mkdir(exist_ok=True)
+    for name in staged.new_cache:
+        os.replace(staging / name, cache_dir / name)
+    for name in staged.outputs:
+        os.replace(staging / name, build_dir / name)
+
+
+def _previous_manifest(build_dir: Path, log: Log) -> Manifest | None:
+    try:
+        return _read_manifest(build_dir / MANIFEST_NAME)
+    except PromptError as exc:  # a damaged manifest is what a rebuild repairs
+        log(f"{exc}; it will be rewritten")
+        return None
+
+
+def _finish(build_dir: Path, manifest: Manifest, old_manifest: Manifest | None,
+            log: Log) -> None:
+    """Write the manifest if it changed, then drop the wavs of prompts no longer configured."""
+    manifest_path = build_dir / MANIFEST_NAME
+    if not manifest_path.is_file() or manifest_path.read_bytes() != _manifest_bytes(manifest):
+        _atomic_write(manifest_path, _manifest_bytes(manifest))
+    # Only wavs this pipeline wrote before are removed; other files in the folder are left.
+    for stale in sorted(set((old_manifest or {}).get("prompts", {})) - set(manifest["prompts"])):
+        (build_dir / f"{stale}.wav").unlink(missing_ok=True)
+        log(f"{stale}: removed (no longer in prompts.items)")
+
+
 # ---------------------------------------------------------------- public API
 
 def build_prompts(cfg: Config, *, engine_override: str | None = None,
@@ -278,66 +350,22 @@ def build_prompts(cfg: Config, *, engine_override: str | None = None,
     check_legal(cfg)
     jobs = _plan(cfg, engine_override, log)
     build_dir = cfg.path(cfg.prompts.build_dir)
-    cache_dir = build_dir / CACHE_DIR
-    try:
-        old_manifest = _read_manifest(build_dir / MANIFEST_NAME)
-    except PromptError as exc:  # a damaged manifest is what a rebuild repairs
-        log(f"{exc}; it will be rewritten")
-        old_manifest = None
+    old_manifest = _previous_manifest(build_dir, log)
     created = _mkdirs(build_dir)
     staging = Path(tempfile.mkdtemp(dir=build_dir, prefix=".staging-"))
     try:
-        entries: dict[str, dict[str, Any]] = {}
-        new_cache: list[str] = []
-        outputs: list[str] = []
+        staged = _Staged()
         for job in jobs:
-            cached = cache_dir / f"{job.cache_key}.wav"
-            wav = _cached_wav(cached, log)
-            state = "cached"
-            if wav is None:
-                wav = _render(cfg, job, log)
-                (staging / cached.name).write_bytes(wav)
-                new_cache.append(cached.name)
-                state = "rendered"
-            duration, rate, channels, width = _wav_info(wav)
-            if duration > cfg.prompts.max_duration_s:
-                raise PromptError(f"prompt {job.key!r}: lasts {duration:.1f} s, longer than "
-                                  f"prompts.max_duration_s = {cfg.prompts.max_duration_s:g} s: "
-                                  "shorten it or raise the limit")
-            sha = _sha(wav)
-            if not _same_file(build_dir / f"{job.key}.wav", sha):
-                (staging / f"{job.key}.wav").write_bytes(wav)
-                outputs.append(f"{job.key}.wav")
-            entry: dict[str, Any] = {
-                "source": job.source, "engine": job.engine, "sha256": sha,
-                "duration_s": round(duration, 3), "sample_rate": rate, "channels": channels,
-                "sample_width": width,
-                "path": (Path(cfg.prompts.build_dir) / f"{job.key}.wav").as_posix()}
-            entry["text" if job.source == "tts" else "file"] = job.text or job.file
-            entries[job.key] = entry
-            log(f"{job.key}: {state} ({job.engine or 'file'}, {duration:.1f} s)")
-        manifest: Manifest = {"version": MANIFEST_VERSION, "prompts": entries}
-
-        # Everything rendered: move into place. Cache first, then the wavs, manifest last.
-        if new_cache:
-            cache_dir.mkdir(exist_ok=True)
-        for name in new_cache:
-            os.replace(staging / name, cache_dir / name)
-        for name in outputs:
-            os.replace(staging / name, build_dir / name)
-    except BaseException:
+            _stage_job(cfg, job, build_dir, staging, staged, log)
+        manifest: Manifest = {"version": MANIFEST_VERSION, "prompts": staged.entries}
+        _move_into_place(staged, build_dir, staging)
+    except BaseException:  # all-or-nothing: the build dir is left exactly as it was
         shutil.rmtree(staging, ignore_errors=True)
         for d in reversed(created):
             shutil.rmtree(d, ignore_errors=True)
         raise
     shutil.rmtree(staging)
-    manifest_path = build_dir / MANIFEST_NAME
-    if not manifest_path.is_file() or manifest_path.read_bytes() != _manifest_bytes(manifest):
-        _atomic_write(manifest_path, _manifest_bytes(manifest))
-    # Only wavs this pipeline wrote before are removed; other files in the folder are left.
-    for stale in sorted(set((old_manifest or {}).get("prompts", {})) - set(entries)):
-        (build_dir / f"{stale}.wav").unlink(missing_ok=True)
-        log(f"{stale}: removed (no longer in prompts.items)")
+    _finish(build_dir, manifest, old_manifest, log)
     return manifest
 
 
@@ -363,7 +391,8 @@ def load_manifest(cfg: Config) -> Manifest:
 
 
 def install_prompts(cfg: Config, manifest: Manifest, dest_dir: Path) -> list[Path]:
-    """Copy the built wavs to dest_dir/ivr/<key>.wav (played by Asterisk as ivr/<key>).
+    """Copy the built wavs to dest_dir/ivr/<key>.wav (played by Asterisk as ivr/<key>;
+    `ivr` is contract.SOUNDS_DIR).
 
     Every source is read and checked against the manifest before anything is written.
     """

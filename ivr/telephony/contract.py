@@ -1,14 +1,19 @@
 """The dialplan contract: every name the controller and `dialplans/*.conf` share, in one place.
 
 A test (tests/test_dialplan_contract.py) checks that each name the shipped dialplans use is
-here, and that each name here is used by a dialplan.
+here, and that each name here is used by a dialplan. Python code never spells these names
+itself: it imports them from this module.
 """
 from __future__ import annotations
 
+import ipaddress
+
 # -- contexts the controller originates into or documents ------------------------------------
 OUTBOUND_CONTEXT = "ivr-outbound"   # each attempt is originated here, exten `s`
-CALLBACK_CONTEXT = "ivr-callback"   # the inbound opposition line
 OUTBOUND_EXTEN = "s"
+CALLBACK_CONTEXT = "ivr-callback"   # the inbound opposition line
+CALLBACK_EXTEN = "s"
+CARRIER_CONTEXT = "from-carrier"    # the trunk's inbound context (pjsip-trunk.conf) -> callback
 
 # -- channel variables set on the Originate ---------------------------------------------------
 VAR_CALL_ID = "CALL_ID"    # calls.id, handed back to the AGI as its first argument
@@ -16,7 +21,14 @@ VAR_AGI_URL = "IVR_AGI"    # FastAGI base URL for this call (agi://host:port)
 VAR_AMD = "IVR_AMD"        # "1": run AMD() before the IVR
 
 # -- global variable written by `ivr pbx up` (or by the administrator of an external PBX) ------
-GLOBAL_AGI_URL = "IVR_AGI_URL"  # default FastAGI base URL, for inbound calls and fallbacks
+# The FastAGI base URL for the inbound opposition line, and for outbound calls without IVR_AGI.
+GLOBAL_AGI_URL = "IVR_AGI_URL"
+
+# -- Asterisk's own variables the contract relies on -----------------------------------------
+VAR_AMD_STATUS = "AMDSTATUS"      # AMD()'s verdict, passed to the AGI as ARG_AMD_STATUS
+VAR_AGI_STATUS = "AGISTATUS"      # AGI()'s result: FAILURE takes the failsafe
+VAR_HANGUP_CAUSE = "HANGUPCAUSE"  # the Q.850 cause, read by the controller after a hangup
+VAR_AGI_SIGHUP = "AGISIGHUP"      # set to "no": no out-of-band HANGUP line in AGI results
 
 # -- FastAGI routes and their arguments ------------------------------------------------------
 ROUTE_IVR = "ivr"            # agi_arg_1 = CALL_ID, agi_arg_2 = AMDSTATUS
@@ -27,7 +39,31 @@ ARG_AMD_STATUS = "agi_arg_2"
 # -- events the dialplan raises --------------------------------------------------------------
 EVENT_FAILSAFE = "IvrFailsafe"  # UserEvent: the AGI could not run; CallId, Status
 FAILSAFE_CALL_ID = "CallId"
+FAILSAFE_STATUS = "Status"      # AGISTATUS; empty when IVR_AGI_URL is not set
 FAILSAFE_CALLBACK = "callback"  # CallId of the inbound line's failsafe
 
 # -- sounds ------------------------------------------------------------------------------------
 SOUNDS_DIR = "ivr"  # prompts are installed as sounds/ivr/<key>.wav, played as ivr/<key>
+
+# -- sandbox only (dialplans/ivr-sim.conf): simulated callees and the benchmark ----------------
+SIM_CONTEXT = "ivr-sim"                  # Local/<E.164>@ivr-sim: a simulated callee
+SIM_CALLER_CONTEXT = "ivr-sim-caller"    # a person calling the opposition line back
+SIM_AGI_RAW_CONTEXT = "ivr-sim-agi-raw"  # AGI without AGISIGHUP=no (tests of fastagi.py)
+BENCH_CONTEXT = "ivr-bench-dialplan"     # the IVR in pure dialplan (bench/bench_ivr.py)
+SIM_SOUNDS_DIR = "ivr-sim"               # the callees' "allo", silence, machine greeting
+SIM_EARLY_S = "IVR_SIM_EARLY_S"          # globals written by `ivr pbx up` from prompt timings
+SIM_AFTER_INTRO_S = "IVR_SIM_AFTER_INTRO_S"
+SIM_REASK_S = "IVR_SIM_REASK_S"
+SIM_VAR_ROUTE = "IVR_ROUTE"              # the route [ivr-sim-agi-raw] calls
+BENCH_VAR_TIMEOUT = "IVR_TIMEOUT"        # [ivr-bench-dialplan]: flow.input_timeout_s
+BENCH_VAR_REPEATS = "IVR_REPEATS"        # [ivr-bench-dialplan]: flow.max_repeats
+
+
+def agi_url(host: str, port: int) -> str:
+    """The FastAGI base URL Asterisk dials (IPv6 literals in brackets)."""
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            host = f"[{host}]"
+    except ValueError:
+        pass  # a host name
+    return f"agi://{host}:{port}"

@@ -10,6 +10,10 @@ panoramisk 1.4 defects handled here (subclasses, not a copy):
 - after a 520 error it reads only one line of the multi-line usage text, so the rest is read as
   the next results. We read up to the `520 End of proper usage.` line.
 Also: only configured peers may connect, and the number of open connections is capped.
+
+Handlers speak AGI only through AgiRequest's typed methods (stream_file, wait_for_digit,
+get_variable, channel_status, hangup): the command strings, the quoting of their arguments and
+the reading of their results live here and nowhere else.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import logging
 import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from panoramisk.fast_agi import Application, Request
@@ -30,8 +35,61 @@ log = logging.getLogger(__name__)
 HEADER_LIMIT = 16 * 1024
 
 
+CHANNEL_UP = 6  # CHANNEL STATUS: "Line is up"
+DEAD_CHANNEL = 511  # "Command Not Permitted on a dead channel or intercept routine"
+_DIGITS = re.compile(r"[0-9*#]*")
+_BARE_ARG = re.compile(r"[A-Za-z0-9_./:+-]+")  # sent as is; anything else is quoted
+
+
 class AgiHangup(Exception):
     """The channel is gone: the callee hung up or Asterisk closed the AGI."""
+
+
+class AgiCommandError(Exception):
+    """Asterisk refused the command itself (510 unknown, 520 usage): a bug, not a hangup."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamResult:
+    """What STREAM FILE did. `failed` (result=-1) is a hangup or a file Asterisk cannot play:
+    CHANNEL STATUS tells them apart."""
+    digit: str | None = None  # the escape digit that stopped the playback
+    endpos: int = 0           # samples streamed (8 kHz)
+    failed: bool = False
+
+    @property
+    def played_nothing(self) -> bool:
+        """Ended at sample 0 with no key: a missing or empty file (Asterisk says result=0)."""
+        return not self.failed and self.digit is None and self.endpos == 0
+
+
+def quote(arg: str) -> str:
+    """One AGI argument: Asterisk splits on spaces, honours double quotes and backslashes."""
+    if _BARE_ARG.fullmatch(arg):
+        return arg
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _digits(escape_digits: str) -> str:
+    if not _DIGITS.fullmatch(escape_digits):
+        raise ValueError(f"escape digits must be 0-9, * or #, not {escape_digits!r}")
+    return f'"{escape_digits}"'
+
+
+def _code(result: dict[str, Any]) -> int:
+    """The numeric result=, checked: a dead channel is a hangup, a refused command a bug.
+    -1 (failure or hangup, panoramisk's AGIAppError) is returned for the caller to read."""
+    error = result.get("error")
+    if error in ("AGIAppError", "AGIResultHangup"):
+        return -1
+    if result.get("status_code") == DEAD_CHANNEL:
+        raise AgiHangup("the channel is gone (511)")
+    if error is not None:
+        raise AgiCommandError(f"{error}: {result.get('msg', '')}".strip())
+    try:
+        return int(result["result"][0] or 0)
+    except (KeyError, ValueError):
+        raise AgiCommandError(f"unreadable AGI result {result!r}") from None
 
 
 class AgiRequest(Request):  # type: ignore[misc]
@@ -102,6 +160,38 @@ class AgiRequest(Request):  # type: ignore[misc]
                 usage.append(line)
             result["msg"] += "\n" + "\n".join(usage)
         return result
+
+    # -- typed commands: the only way handlers speak AGI -----------------------------------
+    async def stream_file(self, path: str, escape_digits: str = "") -> StreamResult:
+        """Play a sound (path without extension); a key in escape_digits stops it."""
+        result = await self.send_command(f"STREAM FILE {quote(path)} {_digits(escape_digits)}")
+        code = _code(result)
+        if code < 0:
+            return StreamResult(failed=True)
+        endpos = int(result.get("endpos", ("0",))[0] or 0)
+        return StreamResult(digit=chr(code) if code > 0 else None, endpos=endpos)
+
+    async def wait_for_digit(self, timeout_ms: int) -> str | None:
+        """The key pressed within timeout_ms (-1: forever), None on timeout; a hangup raises
+        AgiHangup."""
+        code = _code(await self.send_command(f"WAIT FOR DIGIT {int(timeout_ms)}"))
+        if code < 0:
+            raise AgiHangup("WAIT FOR DIGIT failed: the channel hung up")
+        return chr(code) if code > 0 else None
+
+    async def get_variable(self, name: str) -> str | None:
+        """A channel variable or function (readable on a dead channel), None when unset."""
+        result = await self.send_command(f"GET VARIABLE {quote(name)}")
+        return result["result"][1] if _code(result) == 1 else None
+
+    async def channel_status(self) -> int | None:
+        """The channel's state (CHANNEL_UP: answered), None when there is no channel."""
+        code = _code(await self.send_command("CHANNEL STATUS"))
+        return None if code < 0 else code
+
+    async def hangup(self) -> None:
+        """Hang the channel up; one already gone is not an error."""
+        _code(await self.send_command("HANGUP"))
 
 
 # What STREAM FILE and WAIT FOR DIGIT answer on every call; anything else goes to panoramisk.
