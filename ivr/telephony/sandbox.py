@@ -20,11 +20,14 @@ from pathlib import Path
 
 from ivr.telephony.ami import WANTED_EVENTS
 from ivr.config import Config
+from ivr.telephony.contract import (GLOBAL_AGI_URL, SIM_AFTER_INTRO_S, SIM_EARLY_S, SIM_REASK_S,
+                                    SIM_SOUNDS_DIR, agi_url)
 from ivr.errors import SandboxError
 from ivr.telephony.sip_trunk import sandbox_pjsip_conf
 
 CACHE_DIR = Path(os.environ.get("IVR_SANDBOX_CACHE", "/var/cache/ivr-sandbox"))
 DIALPLANS_DIR = Path(__file__).resolve().parents[2] / "dialplans"
+INCLUDE_DIR = "ivr"  # /etc/asterisk/ivr/: the dialplans, #included by extensions.conf
 ASTERISK = "/usr/sbin/asterisk"
 # Modules the product and its tests use; everything else stays unloaded (smaller attack surface,
 # no "declined to load" noise).
@@ -138,14 +141,25 @@ class Sandbox:
 
     def install(self, sim_timing: dict[str, float] | None = None) -> None:
         """Write /etc/asterisk inside the root from the project's files."""
-        pbx = self.cfg.pbx
         etc = self.etc
         for old in etc.glob("*.conf"):
             old.unlink()
-        (etc / "ivr").mkdir(parents=True, exist_ok=True)
+        (etc / INCLUDE_DIR).mkdir(parents=True, exist_ok=True)
         for conf in DIALPLANS_DIR.glob("*.conf"):
-            shutil.copyfile(conf, etc / "ivr" / conf.name)
-        files = {
+            shutil.copyfile(conf, etc / INCLUDE_DIR / conf.name)
+        for name, text in self._conf_files(sim_timing or {}).items():
+            path = etc / name
+            path.unlink(missing_ok=True)
+            # manager.conf holds the AMI secret: created 0600, never readable in between
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                         0o600 if name == "manager.conf" else 0o644)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+        self._sim_sounds()
+
+    def _conf_files(self, sim_timing: dict[str, float]) -> dict[str, str]:
+        """Every generated file of /etc/asterisk, by name."""
+        return {
             "asterisk.conf": "[directories]\nastetcdir => /etc/asterisk\n"
                              "astmoddir => /usr/lib/x86_64-linux-gnu/asterisk/modules\n"
                              "astvarlibdir => /var/lib/asterisk\nastdbdir => /var/lib/asterisk\n"
@@ -155,17 +169,9 @@ class Sandbox:
                              "transmit_silence = no\nhideconnect = yes\n",
             "modules.conf": "[modules]\nautoload = no\n"
                             + "".join(f"load = {m}.so\n" for m in MODULES),
-            "manager.conf": (
-                "[general]\nenabled = yes\n"
-                f"port = {pbx.port}\nbindaddr = 127.0.0.1\ndisplayconnects = no\n"
-                # Only the events the controller reads: parsing the others is its main cost.
-                + self._ami_user(pbx.user, AMI_READ, AMI_WRITE, sorted(WANTED_EVENTS))
-                # Sandbox only: tests watch the simulated callees' DTMF, which the controller
-                # never reads, with their own user and filters.
-                + self._ami_user(self.monitor_user, "call,dtmf,originate", "originate",
-                                 MONITOR_EVENTS)),
+            "manager.conf": self._manager_conf(),
             "logger.conf": "[general]\n[logfiles]\nmessages.log => notice,warning,error\n",
-            "extensions.conf": self._extensions(sim_timing or {}),
+            "extensions.conf": self._extensions(sim_timing),
             "pjsip.conf": sandbox_pjsip_conf(),  # the shipped trunk templates, on loopback
             "indications.conf": "[general]\ncountry = fr\n[fr]\ndescription = France\n"
                                 "ringcadence = 1500,3500\ndial = 440\nbusy = 440/500,0/500\n"
@@ -181,15 +187,17 @@ class Sandbox:
             **{name: "" for name in ("cel.conf", "features.conf", "acl.conf", "udptl.conf",
                                      "ccss.conf", "pjproject.conf")},
         }
-        for name, text in files.items():
-            path = etc / name
-            path.unlink(missing_ok=True)
-            # manager.conf holds the AMI secret: created 0600, never readable in between
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                         0o600 if name == "manager.conf" else 0o644)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-        self._sim_sounds()
+
+    def _manager_conf(self) -> str:
+        pbx = self.cfg.pbx
+        return ("[general]\nenabled = yes\n"
+                f"port = {pbx.port}\nbindaddr = 127.0.0.1\ndisplayconnects = no\n"
+                # Only the events the controller reads: parsing the others is its main cost.
+                + self._ami_user(pbx.user, AMI_READ, AMI_WRITE, sorted(WANTED_EVENTS))
+                # Sandbox only: tests watch the simulated callees' DTMF, which the controller
+                # never reads, with their own user and filters.
+                + self._ami_user(self.monitor_user, "call,dtmf,originate", "originate",
+                                 MONITOR_EVENTS))
 
     def _ami_user(self, name: str, read: str, write: str, events: Iterable[str]) -> str:
         """A loopback-only AMI user. Its event filters are regexes on the event text:
@@ -199,25 +207,32 @@ class Sandbox:
                 f"read = {read}\nwrite = {write}\n"
                 + "".join(f"eventfilter = Event: {e}[[:space:]]\n" for e in events))
 
-    def _extensions(self, timing: dict[str, float]) -> str:
+    def globals(self, timing: dict[str, float]) -> dict[str, object]:
+        """The [globals] of extensions.conf: the FastAGI URL and the simulated callees' timing."""
         intro = timing.get("intro", 8.0)
         invalid = timing.get("invalid", 2.0)
-        glob = {
+        return {
+            # The inbound opposition line (and an outbound call without IVR_AGI) reaches the
+            # controller here: from the config, so any agi.port works.
+            GLOBAL_AGI_URL: agi_url(self.cfg.agi.host, self.cfg.agi.port),
             # Delays counted from 1 s after the callee's "allo" (when AMD has decided and
             # the intro starts): "during the introduction" lands 2 s into it, "after" about
             # 1 s after it ended.
-            "IVR_SIM_EARLY_S": 2,
-            "IVR_SIM_AFTER_INTRO_S": round(intro + 1.0, 1),
-            "IVR_SIM_REASK_S": round(invalid + 2.0, 1),
+            SIM_EARLY_S: 2,
+            SIM_AFTER_INTRO_S: round(intro + 1.0, 1),
+            SIM_REASK_S: round(invalid + 2.0, 1),
         }
+
+    def _extensions(self, timing: dict[str, float]) -> str:
         lines = ["[general]", "static = yes", "writeprotect = yes", "[globals]"]
-        lines += [f"{k} = {v}" for k, v in glob.items()]
-        lines += [f"#include ivr/{p.name}" for p in sorted(DIALPLANS_DIR.glob("ivr-*.conf"))]
+        lines += [f"{k} = {v}" for k, v in self.globals(timing).items()]
+        lines += [f"#include {INCLUDE_DIR}/{p.name}"
+                  for p in sorted(DIALPLANS_DIR.glob("ivr-*.conf"))]
         return "\n".join(lines) + "\n"
 
     def _sim_sounds(self) -> None:
         """Sounds the simulated callees play: a short 'allo', silence, a machine greeting."""
-        dest = self.sounds / "ivr-sim"
+        dest = self.sounds / SIM_SOUNDS_DIR
         dest.mkdir(parents=True, exist_ok=True)
         silence = dest / "silence.wav"
         if not silence.exists() or silence.stat().st_size > 16100:
