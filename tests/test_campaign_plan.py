@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from ivr import config
-from ivr.campaign.planning import plan, verdict_for, why_nobody
+from ivr.campaign.planning import claim, plan, verdict_for, why_nobody
 from ivr.store.sqlite import CallResult, Store, utc
 
 # Tuesday 2026-12-01 11:00 Europe/Paris (10:00 UTC): inside the default window.
@@ -59,7 +59,10 @@ def test_opted_out_is_checked_at_dial_time_and_status_follows() -> None:
     s.db.execute("UPDATE contacts SET status = 'pending'")  # stale status: the hash decides
     p = plan(cfg(), s, OPEN)
     assert p.due == [] and p.waiting[0][1].reason == "opted_out"
-    assert contact(s, REAL)["status"] == "opted_out"
+    assert contact(s, REAL)["status"] == "pending"  # the plan writes nothing
+    got = claim(cfg(), s, contact(s, REAL), "node-a", OPEN)  # the dial path does
+    assert got.call is None and got.decision.reason == "opted_out"
+    assert contact(s, REAL)["status"] == "opted_out" and s.open_calls() == []
 
 
 def test_retry_wait_then_due() -> None:
@@ -135,6 +138,8 @@ def test_plan_reads_history_in_bulk_and_agrees_with_the_per_contact_rules() -> N
     by_number = {c["number"]: v.reason for c, v in p.waiting}
     assert by_number == {refused: "refusal_cooldown", capped: "attempt_cap",
                          opposed: "opted_out"}
+    assert contact(s, opposed)["status"] == "pending"  # the plan writes nothing
+    assert claim(cfg(), s, contact(s, opposed), "node-a", OPEN).call is None
     assert contact(s, opposed)["status"] == "opted_out"
     assert len(p.due) == 1200 and old_calls in {c["number"] for c in p.due}
     for c in p.due[:5] + [contact(s, old_calls)]:

@@ -1,0 +1,104 @@
+"""The store's interface and its dialect-neutral row types.
+
+The rest of the program talks to a `StoreBackend`: every SQL statement lives behind it, in one
+backend module (today ivr/store/sqlite.py; a PostgreSQL one can implement the same Protocol).
+Nothing here knows SQL, PRAGMAs or a driver's exceptions.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Protocol, TextIO
+
+Row = dict[str, Any]
+
+
+def utc(now: datetime) -> str:
+    """The one text form of an instant in the store: ISO 8601, UTC, milliseconds, 'Z'."""
+    return now.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_utc(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass
+class CallResult:
+    """What an answered call produced; written in one transaction by finish_answered."""
+    outcome: str
+    stage: str
+    keys: str
+    heard: dict[str, str]  # prompt key -> sha256
+    choice: str | None = None  # consent | refusal | optout
+    choice_key: str | None = None
+    answered_prompt: str | None = None
+    answered_sha256: str | None = None
+    slot: str | None = None
+    amd_status: str | None = None
+    hangup_cause: str | None = None  # Q.850, when the IVR saw the hangup
+
+
+@dataclass
+class History:
+    """One number's past as the calling rules see it."""
+    opted_out: bool = False
+    attempts: list[datetime] = field(default_factory=list)
+    last_refusal: datetime | None = None
+    in_flight: bool = False  # an attempt of this number (any campaign) has no outcome yet
+    retry_at: datetime | None = None  # of the last attempt of this number in this campaign
+
+
+class Decision(Protocol):
+    """What a judge returns; the store only needs to know whether to dial."""
+    @property
+    def allowed(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The result of claim_attempt: the attempt row written (None when refused) and why."""
+    call: Row | None
+    decision: Decision
+
+
+Judge = Callable[[History], Decision]
+
+
+class StoreBackend(Protocol):
+    """Every store operation the program uses. Implementations own all their SQL."""
+
+    # -- transactions and the audit trail
+    def transaction(self) -> AbstractContextManager[None]: ...
+    def audit(self, action: str, number: str | None, detail: dict[str, Any],
+              now: datetime) -> None: ...
+
+    # -- the opposition list
+    def number_hash(self, number: str) -> str: ...
+    def is_opted_out(self, number: str) -> bool: ...
+    def add_optout(self, number: str, via: str, now: datetime,
+                   campaign: str | None = None) -> bool: ...
+
+    # -- calls
+    def claim_attempt(self, contact: Mapping[str, Any], *, campaign: str, caller_id: str,
+                      node: str, now: datetime, attempts_since: datetime,
+                      refusals_since: datetime, judge: Judge) -> Claim: ...
+    def call(self, call_id: int) -> Row | None: ...
+    def mark_answered(self, call_id: int, now: datetime) -> None: ...
+    def finish_answered(self, call_id: int, result: CallResult, now: datetime,
+                        retry_at: datetime | None = None) -> bool: ...
+    def finish_unanswered(self, call_id: int, outcome: str, cause: str | None, now: datetime,
+                          retry_at: datetime | None, stage: str | None = None) -> bool: ...
+    def set_hangup_cause(self, call_id: int, cause: str) -> None: ...
+    def set_hangup_cause_by_channel(self, channel_id: str, cause: str) -> None: ...
+    def open_calls(self, node: str | None = None) -> list[Row]: ...
+    def last_call_id(self) -> int: ...
+    def outcome_counts(self, campaign: str, since_id: int = 0) -> dict[str, int]: ...
+    def history(self, numbers: list[str], attempts_since: datetime, refusals_since: datetime,
+                campaign: str | None = None) -> dict[str, History]: ...
+
+    # -- planning and preflight
+    def pending_contacts(self) -> list[Row]: ...
+    def contact_status_counts(self) -> dict[str, int]: ...
+    def pending_sources(self) -> list[Row]: ...

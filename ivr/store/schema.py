@@ -1,0 +1,58 @@
+"""The SQLite schema, as numbered migrations. Each one ends by writing its own version number, so
+no statement is ever built at run time (PRAGMA takes no parameters).
+"""
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: the initial schema
+    """
+    CREATE TABLE contacts (
+        id INTEGER PRIMARY KEY,
+        number TEXT NOT NULL UNIQUE,           -- E.164
+        name TEXT, timezone TEXT,
+        source TEXT NOT NULL,                  -- list name (provenance)
+        basis TEXT, acquired_on TEXT,          -- acquisition basis and date
+        extra TEXT NOT NULL DEFAULT '{}',      -- other CSV columns, JSON
+        status TEXT NOT NULL DEFAULT 'pending',
+        slot TEXT,                             -- preferred calling slot from a consent
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+    );
+    CREATE TABLE calls (
+        id INTEGER PRIMARY KEY,
+        contact_id INTEGER REFERENCES contacts(id),
+        number TEXT NOT NULL, attempt INTEGER NOT NULL, campaign TEXT NOT NULL,
+        caller_id TEXT, channel_id TEXT UNIQUE,
+        state TEXT NOT NULL DEFAULT 'created', -- created, dialing, answered, ended
+        started_at TEXT NOT NULL, answered_at TEXT, ended_at TEXT,
+        outcome TEXT, stage TEXT, keys TEXT NOT NULL DEFAULT '',
+        hangup_cause TEXT, amd_status TEXT,
+        prompts_sha256 TEXT NOT NULL DEFAULT '{}',  -- prompt key -> sha256, played to the end
+        retry_at TEXT
+    );
+    CREATE INDEX calls_number ON calls(number);
+    CREATE INDEX calls_contact ON calls(contact_id);
+    CREATE TABLE optouts (
+        id INTEGER PRIMARY KEY,
+        number_hash TEXT NOT NULL UNIQUE,      -- HMAC-SHA256: survives erasure of the number
+        number TEXT,                           -- cleared by `ivr gdpr erase`
+        via TEXT NOT NULL, campaign TEXT, created_at TEXT NOT NULL
+    );
+    CREATE TABLE consents (
+        id INTEGER PRIMARY KEY,
+        call_id INTEGER REFERENCES calls(id), contact_id INTEGER, number TEXT,
+        kind TEXT NOT NULL,                    -- consent, refusal, optout
+        key TEXT, at TEXT NOT NULL, caller_id TEXT, campaign TEXT,
+        prompt_key TEXT, prompt_sha256 TEXT, slot TEXT
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY, at TEXT NOT NULL, action TEXT NOT NULL,
+        subject_hash TEXT, detail TEXT
+    );
+    PRAGMA user_version = 1
+    """,
+    # 2: the PBX node that placed each call (reconciliation settles only its own node's calls)
+    """
+    ALTER TABLE calls ADD COLUMN node TEXT;
+    PRAGMA user_version = 2
+    """,
+]

@@ -1,0 +1,209 @@
+"""The SQLite backend's calls: claiming an attempt, its outcome, and the history the rules read."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import secrets
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from ivr.callflow import outcomes
+from ivr.errors import StoreError
+from ivr.store.base import CallResult, Claim, History, Judge, Row, parse_utc, utc
+from ivr.store.sqlite_core import SQLiteCore
+
+HISTORY_CHUNK = 5000  # numbers per history query: one JSON parameter, bounded statement size
+
+
+def _known(outcome: str) -> None:
+    if outcome not in outcomes.OUTCOMES:
+        raise StoreError(f"unknown outcome {outcome!r}: known are {', '.join(outcomes.ORDER)}")
+
+
+@functools.lru_cache(maxsize=64)
+def campaign_tag(campaign: str) -> str:
+    """A dial-string-safe short tag for channel ids."""
+    return hashlib.sha1(campaign.encode()).hexdigest()[:8]
+
+
+class CallsSQL(SQLiteCore):
+    # -- claiming an attempt ------------------------------------------------------------------
+    def claim_attempt(self, contact: Mapping[str, Any], *, campaign: str, caller_id: str,
+                      node: str, now: datetime, attempts_since: datetime,
+                      refusals_since: datetime, judge: Judge) -> Claim:
+        """Read the number's history, judge it and write the attempt, all in one transaction
+        (BEGIN IMMEDIATE): two controllers cannot both dial the same number."""
+        number = contact["number"]
+        with self.transaction():
+            past = self.history([number], attempts_since, refusals_since, campaign)[number]
+            decision = judge(past)
+            if not decision.allowed:
+                if past.opted_out:  # keep the contact's status true to the opposition list
+                    self.db.conn.execute(
+                        "UPDATE contacts SET status = 'opted_out', updated_at = ? "
+                        "WHERE id = ? AND status != 'opted_out'", (utc(now), contact["id"]))
+                return Claim(call=None, decision=decision)
+            row = self._insert_attempt(contact, campaign, caller_id, node, now)
+        return Claim(call=row, decision=decision)
+
+    def create_attempt(self, contact: Mapping[str, Any], campaign: str, caller_id: str,
+                       now: datetime) -> Row:
+        """Private-for-now: an attempt without the rules nor a node. Only the dialer (until it
+        calls planning.claim), benchmarks and tests still use it."""
+        with self.transaction():
+            return self._insert_attempt(contact, campaign, caller_id, None, now)
+
+    def _insert_attempt(self, contact: Mapping[str, Any], campaign: str, caller_id: str,
+                        node: str | None, now: datetime) -> Row:
+        """Write the attempt before its Originate is sent, so a crash cannot lose it."""
+        cur = self.db.conn.execute(
+            "INSERT INTO calls (contact_id, number, attempt, campaign, caller_id, state, "
+            "started_at, node) VALUES (?, ?, 1 + (SELECT COUNT(*) FROM calls WHERE "
+            "contact_id = ? AND campaign = ?), ?, ?, 'created', ?, ?)",
+            (contact["id"], contact["number"], contact["id"], campaign, campaign, caller_id,
+             utc(now), node))
+        call_id = int(cur.lastrowid)  # type: ignore[arg-type]
+        # Unique across stores and runs sharing one PBX (Asterisk refuses a reused id).
+        channel_id = f"ivr-{campaign_tag(campaign)}-{call_id}-{secrets.token_hex(4)}"
+        cur = self.db.conn.execute(
+            "UPDATE calls SET channel_id = ?, state = 'dialing' WHERE id = ? RETURNING *",
+            (channel_id, call_id))
+        cols = [c[0] for c in cur.description]
+        return dict(zip(cols, cur.fetchall()[0]))  # fetchall: the statement is finished
+
+    # -- one call -----------------------------------------------------------------------------
+    def call(self, call_id: int) -> Row | None:
+        return self._row("SELECT * FROM calls WHERE id = ?", (call_id,))
+
+    def mark_answered(self, call_id: int, now: datetime) -> None:
+        self.db.execute("UPDATE calls SET state = 'answered', answered_at = COALESCE("
+                        "answered_at, ?) WHERE id = ? AND outcome IS NULL", (utc(now), call_id))
+
+    def finish_answered(self, call_id: int, result: CallResult, now: datetime,
+                        retry_at: datetime | None = None) -> bool:
+        """Record an answered call and its proof of consent in one transaction.
+
+        Returns False (and writes nothing) if the attempt already has its outcome: every attempt
+        ends with exactly one outcome.
+        """
+        _known(result.outcome)
+        with self.transaction():
+            ts = utc(now)
+            # The outcome check and the write are one statement: no row, no second outcome.
+            rows = self.db.conn.execute(
+                "UPDATE calls SET state = 'ended', outcome = ?, stage = ?, keys = ?, "
+                "prompts_sha256 = ?, amd_status = ?, answered_at = COALESCE(answered_at, ?), "
+                "ended_at = ?, hangup_cause = COALESCE(hangup_cause, ?), retry_at = ? "
+                "WHERE id = ? AND outcome IS NULL "
+                "RETURNING contact_id, number, caller_id, campaign",
+                (result.outcome, result.stage, result.keys, json.dumps(result.heard),
+                 result.amd_status, ts, ts, result.hangup_cause or "16",
+                 utc(retry_at) if retry_at else None, call_id)).fetchall()
+            if not rows:
+                return False
+            contact_id, number, caller_id, campaign = rows[0]
+            if result.choice:
+                self.db.conn.execute(
+                    "INSERT INTO consents (call_id, contact_id, number, kind, key, at, caller_id,"
+                    " campaign, prompt_key, prompt_sha256, slot) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (call_id, contact_id, number, result.choice, result.choice_key, ts,
+                     caller_id, campaign, result.answered_prompt, result.answered_sha256,
+                     result.slot))
+            if result.choice == "optout":
+                self._add_optout(number, "phone-key", campaign, now)
+            elif result.choice == "consent" and result.slot:
+                self.db.conn.execute("UPDATE contacts SET slot = ? WHERE id = ?",
+                                     (result.slot, contact_id))
+            self._settle_contact(contact_id, result.outcome, retry_at, now)
+        return True
+
+    def finish_unanswered(self, call_id: int, outcome: str, cause: str | None, now: datetime,
+                          retry_at: datetime | None, stage: str | None = None) -> bool:
+        _known(outcome)
+        with self.transaction():
+            row = self.db.conn.execute(
+                "UPDATE calls SET state = 'ended', outcome = ?, hangup_cause = ?, ended_at = ?, "
+                "retry_at = ?, stage = ? WHERE id = ? AND outcome IS NULL RETURNING contact_id",
+                (outcome, cause, utc(now), utc(retry_at) if retry_at else None, stage,
+                 call_id)).fetchall()
+            if not row:
+                return False
+            self._settle_contact(row[0][0], outcome, retry_at, now)
+        return True
+
+    def set_hangup_cause(self, call_id: int, cause: str) -> None:
+        self.db.execute("UPDATE calls SET hangup_cause = ? WHERE id = ?", (cause, call_id))
+
+    def set_hangup_cause_by_channel(self, channel_id: str, cause: str) -> None:
+        """One statement, no lookup: Hangup events arrive for every call."""
+        self.db.execute("UPDATE calls SET hangup_cause = ? WHERE channel_id = ? AND "
+                        "hangup_cause IS NOT ?", (cause, channel_id, cause))
+
+    def _settle_contact(self, contact_id: int | None, outcome: str,
+                        retry_at: datetime | None, now: datetime) -> None:
+        if contact_id is None:
+            return
+        status = outcomes.contact_status(outcome, retry_planned=retry_at is not None)
+        # An opted-out contact stays opted out, whatever a later outcome says.
+        self.db.conn.execute("UPDATE contacts SET status = ?, updated_at = ? WHERE id = ? AND "
+                             "status != 'opted_out'", (status, utc(now), contact_id))
+
+    # -- many calls ---------------------------------------------------------------------------
+    def open_calls(self, node: str | None = None) -> list[Row]:
+        """Attempts without an outcome: in flight, or left behind by a crash. Given a node,
+        only the attempts that node placed (a reconciliation must not touch another's)."""
+        if node is None:
+            return self._rows("SELECT * FROM calls WHERE outcome IS NULL ORDER BY id")
+        return self._rows("SELECT * FROM calls WHERE outcome IS NULL AND node = ? ORDER BY id",
+                          (node,))
+
+    def last_call_id(self) -> int:
+        """The newest attempt's id, 0 when there is none (a run counts what comes after)."""
+        row = self._row("SELECT COALESCE(MAX(id), 0) AS m FROM calls")
+        return int(row["m"]) if row else 0
+
+    def outcome_counts(self, campaign: str, since_id: int = 0) -> dict[str, int]:
+        """Ended attempts of the campaign with an id above since_id, per outcome."""
+        rows = self._rows("SELECT outcome, COUNT(*) AS n FROM calls WHERE id > ? AND "
+                          "campaign = ? AND outcome IS NOT NULL GROUP BY outcome",
+                          (since_id, campaign))
+        return {r["outcome"]: int(r["n"]) for r in rows}
+
+    def history(self, numbers: list[str], attempts_since: datetime, refusals_since: datetime,
+                campaign: str | None = None) -> dict[str, History]:
+        """What the rules need for many numbers at once: five queries per HISTORY_CHUNK numbers
+        instead of several per contact. `campaign` gives retry_at (of its last attempt)."""
+        out = {n: History() for n in numbers}
+        for i in range(0, len(numbers), HISTORY_CHUNK):
+            self._fill_history(out, numbers[i:i + HISTORY_CHUNK], attempts_since,
+                               refusals_since, campaign)
+        return out
+
+    def _fill_history(self, out: dict[str, History], chunk: list[str], attempts_since: datetime,
+                      refusals_since: datetime, campaign: str | None) -> None:
+        conn, listed = self.db.conn, json.dumps(chunk)
+        by_hash = {self.number_hash(n): n for n in chunk}
+        for (h,) in conn.execute("SELECT number_hash FROM optouts WHERE number_hash IN "
+                                 "(SELECT value FROM json_each(?))", (json.dumps(list(by_hash)),)):
+            out[by_hash[h]].opted_out = True
+        for (number,) in conn.execute("SELECT DISTINCT number FROM calls WHERE outcome IS NULL "
+                                      "AND number IN (SELECT value FROM json_each(?))", (listed,)):
+            out[number].in_flight = True
+        for number, started in conn.execute(
+                "SELECT number, started_at FROM calls WHERE number IN (SELECT value FROM "
+                "json_each(?)) AND started_at > ?", (listed, utc(attempts_since))):
+            out[number].attempts.append(parse_utc(started))
+        for number, at in conn.execute(
+                "SELECT number, MAX(at) FROM consents WHERE number IN (SELECT value FROM "
+                "json_each(?)) AND kind = 'refusal' AND at >= ? GROUP BY number",
+                (listed, utc(refusals_since))):
+            out[number].last_refusal = parse_utc(at)
+        if campaign is None:
+            return
+        for number, retry_at in conn.execute(
+                "SELECT number, retry_at FROM calls WHERE retry_at IS NOT NULL AND id IN "
+                "(SELECT MAX(id) FROM calls WHERE campaign = ? AND number IN (SELECT value "
+                "FROM json_each(?)) GROUP BY number)", (campaign, listed)):
+            out[number].retry_at = parse_utc(retry_at)

@@ -1,0 +1,122 @@
+"""The SQLite backend's core: schema versions, transactions, the opposition list and the audit.
+
+Every statement is written out as a literal and parameterised; the schema is in schema.py.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import sqlite_utils
+
+from ivr.errors import StoreError
+from ivr.store.base import Row, utc
+from ivr.store.schema import MIGRATIONS
+
+
+class SQLiteCore:
+    def __init__(self, db: sqlite_utils.Database, optout_key: bytes) -> None:
+        self.db = db  # private-for-now: ivr/campaign/progress.py and tests still read it
+        self._key = optout_key
+        self.migrate()
+
+    # -- schema -------------------------------------------------------------------------------
+    @property
+    def version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> None:
+        current = self.version
+        if current > len(MIGRATIONS):
+            raise StoreError(f"the store has schema version {current}, newer than this "
+                             f"program ({len(MIGRATIONS)}): upgrade ivr")
+        for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
+            with self.transaction():
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+            if self.version != number:  # each script sets its own version: a typo would loop
+                raise StoreError(f"internal: migration {number} did not set user_version")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All or nothing. Nested in another transaction (a batch of writes), it is a savepoint:
+        it can fail alone without undoing the rest of the batch."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            conn.execute("SAVEPOINT nested")
+            try:
+                yield
+            except BaseException:
+                conn.execute("ROLLBACK TO nested")
+                conn.execute("RELEASE nested")
+                raise
+            conn.execute("RELEASE nested")
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            conn.execute("COMMIT")  # may fail too (disk full): then roll back, all or nothing
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _rows(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[Row]:
+        cur = self.db.conn.execute(sql, params)
+        cols = [c[0] for c in cur.description]
+        return [dict(zip(cols, row)) for row in cur.fetchall()]
+
+    def _row(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> Row | None:
+        rows = self._rows(sql, params)
+        return rows[0] if rows else None
+
+    # Private-for-now: raw SQL from outside the store. Only ivr/campaign/progress.py and tests
+    # still call these; the program's own code uses the named methods of StoreBackend.
+    def q(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[Row]:
+        return self._rows(sql, params)
+
+    def one(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> Row | None:
+        return self._row(sql, params)
+
+    # -- opposition list ----------------------------------------------------------------------
+    def number_hash(self, number: str) -> str:
+        return hmac.new(self._key, number.encode(), hashlib.sha256).hexdigest()
+
+    def is_opted_out(self, number: str) -> bool:
+        return self._row("SELECT 1 AS x FROM optouts WHERE number_hash = ?",
+                         (self.number_hash(number),)) is not None
+
+    def _add_optout(self, number: str, via: str, campaign: str | None, now: datetime) -> bool:
+        h = self.number_hash(number)
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO optouts (number_hash, number, via, campaign, created_at) "
+            "VALUES (?, ?, ?, ?, ?)", (h, number, via, campaign, utc(now)))
+        self.db.execute("UPDATE contacts SET status = 'opted_out', updated_at = ? "
+                        "WHERE number = ?", (utc(now), number))
+        return cur.rowcount > 0
+
+    def add_optout(self, number: str, via: str, now: datetime,
+                   campaign: str | None = None) -> bool:
+        """Opposition takes effect at once and for every campaign. True if it is new."""
+        with self.transaction():
+            added = self._add_optout(number, via, campaign, now)
+            self._audit("optout", number, {"via": via, "campaign": campaign}, now)
+        return added
+
+    def _audit(self, action: str, number: str | None, detail: dict[str, Any],
+               now: datetime) -> None:
+        self.db.execute("INSERT INTO audit (at, action, subject_hash, detail) VALUES (?,?,?,?)",
+                        (utc(now), action, self.number_hash(number) if number else None,
+                         json.dumps(detail, ensure_ascii=False)))
+
+    def audit(self, action: str, number: str | None, detail: dict[str, Any],
+              now: datetime) -> None:
+        """One audit row; inside another transaction it joins it (a savepoint)."""
+        with self.transaction():
+            self._audit(action, number, detail, now)
