@@ -1,0 +1,202 @@
+"""RunState and its snapshots, on a real SQLite store and a clock the test drives."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from ivr import config
+from ivr.campaign import planning
+from ivr.campaign.clock import Clock, ManualClock
+from ivr.campaign.state import NodeSnapshot, RunState, Snapshot
+from ivr.store.sqlite import Store, utc
+
+CLOCK_START = ManualClock().start  # Tuesday 2026-12-01 10:00 UTC: inside the calling window
+
+
+def cfg() -> config.Config:
+    return config.from_dict({"campaign": {"name": "c1", "caller_id": "+33162000000"},
+                             "retry": {"max_attempts": 3},
+                             "schedule": {"demo_any_hour": True}})
+
+
+def store_with(tmp_path: Path, n: int) -> Store:
+    s = Store.open(tmp_path / "ivr.db")
+    for i in range(n):
+        s.db.execute("INSERT INTO contacts (number, source, basis, created_at, updated_at) "
+                     "VALUES (?, 'list', 'consent', ?, ?)",
+                     (f"+331990000{i:02d}", utc(CLOCK_START), utc(CLOCK_START)))
+    return s
+
+
+def attempt(s: Store, number: str, outcome: str, clock: ManualClock, campaign: str = "c1"
+            ) -> None:
+    c = cfg() if campaign == "c1" else dataclasses.replace(
+        cfg(), campaign=dataclasses.replace(cfg().campaign, name=campaign))
+    contact = s.one("SELECT * FROM contacts WHERE number = ?", (number,))
+    claim = planning.claim(c, s, contact, "pbx", clock.now())
+    assert claim.call is not None, claim.decision
+    s.finish_unanswered(int(claim.call["id"]), outcome, None, clock.now(), None)
+
+
+def nodes(in_flight: int = 0) -> tuple[NodeSnapshot, ...]:
+    return (NodeSnapshot("pbx", True, in_flight, 0),)
+
+
+def test_counts_are_this_runs_attempts_of_this_campaign(tmp_path: Path) -> None:
+    clock = ManualClock()
+    s = store_with(tmp_path, 4)
+    attempt(s, "+33199000000", "busy", clock)  # before the run: not counted
+    state = RunState("c1", s, clock, max_concurrent=3, nodes=lambda: nodes(1))
+    attempt(s, "+33199000001", "busy", clock)
+    attempt(s, "+33199000002", "message_played", clock)
+    attempt(s, "+33199000003", "busy", clock, campaign="other")  # another campaign
+    snap = state.publish()
+    assert snap.counts == {"message_played": 1, "busy": 1} == \
+        s.outcome_counts("c1", since_id=state.since_id)
+    assert [o for o, _ in snap.outcomes] == ["message_played", "busy"]  # table order
+    assert snap.done == 2 and snap.in_flight == 1 and snap.max_concurrent == 3
+    assert snap.nodes == nodes(1)
+
+
+def test_snapshots_are_immutable(tmp_path: Path) -> None:
+    state = RunState("c1", store_with(tmp_path, 0), ManualClock(), max_concurrent=1)
+    snap = state.publish()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        snap.in_flight = 3  # type: ignore[misc]
+    assert isinstance(snap.outcomes, tuple)
+
+
+def test_published_at_least_every_second_and_rate_limited_on_change(tmp_path: Path) -> None:
+    async def scenario() -> tuple[list[Snapshot], int, int]:
+        clock = ManualClock()
+        state = RunState("c1", store_with(tmp_path, 0), clock, max_concurrent=1,
+                         every_s=1.0, min_gap_s=0.2)
+        seen: list[Snapshot] = []
+        state.subscribe(seen.append)
+        state.start()  # one at once
+        await clock.run_for(3.0, step=0.05)
+        periodic = len(seen)
+        for _ in range(100):  # a burst of changes in one instant
+            state.changed()
+        burst = len(seen) - periodic
+        await clock.run_for(0.25, step=0.05)
+        state.close()
+        return seen, periodic, burst
+    seen, periodic, burst = asyncio.run(scenario())
+    assert periodic >= 4  # the first, then one per simulated second
+    gaps = [(b.at - a.at).total_seconds() for a, b in zip(seen, seen[1:periodic])]
+    assert max(gaps) <= 1.0 + 1e-9
+    assert burst <= 1  # the burst coalesced ...
+    assert len(seen) - periodic >= 1  # ... and was still published
+    assert [s.seq for s in seen] == sorted(s.seq for s in seen)
+
+
+def test_rate_and_eta_follow_the_clock(tmp_path: Path) -> None:
+    clock = ManualClock()
+    s = store_with(tmp_path, 12)
+    state = RunState("c1", s, clock, max_concurrent=5, rate_window_s=60)
+    for _ in range(6):  # 6 calls in 30 s: 12 calls/min
+        clock.advance(5)
+        state.called()
+    state.planned(planning.plan(cfg(), s, clock.now()))
+    snap = state.publish()
+    assert snap.originated == 6
+    assert snap.rate_per_min == pytest.approx(12.0)
+    assert snap.remaining == 12
+    assert snap.eta_s == pytest.approx(12 / 12 * 60)
+    clock.advance(120)  # nothing placed for two minutes: the window is empty
+    assert state.publish().rate_per_min == 0 and state.last.eta_s is None
+
+
+def test_why_paused_holding_waiting_and_the_final_snapshot(tmp_path: Path) -> None:
+    clock = ManualClock(CLOCK_START.replace(hour=20))  # 21:00 Paris: outside the window
+    s = Store.open(tmp_path / "ivr.db")
+    s.db.execute("INSERT INTO contacts (number, source, basis, created_at, updated_at) "
+                 "VALUES ('+33162000010', 'list', 'consent', ?, ?)",
+                 (utc(clock.now()), utc(clock.now())))
+    state = RunState("c1", s, clock, max_concurrent=1, nodes=nodes)
+    state.planned(planning.plan(cfg(), s, clock.now()))
+    assert state.publish().status == "waiting" and "outside window" in state.last.waiting
+    state.set(holding="node pbx down")
+    assert (state.publish().status, state.last.holding) == ("holding", "node pbx down")
+    state.set(paused="store unavailable: database is locked")
+    assert state.publish().status == "paused"
+    state.set(paused="", holding="", stopping=True)
+    assert state.publish().status == "stopping" and state.last.stopping
+    final = state.finish("operator", "nobody can be called now")
+    assert final.stopped and not final.finished and final.status == "stopped"
+    assert final.last_problem == "store unavailable: database is locked"
+    assert final.why == "nobody can be called now" and final.stopped_by == "operator"
+
+
+def test_next_retry_comes_from_the_plan(tmp_path: Path) -> None:
+    clock = ManualClock()
+    s = store_with(tmp_path, 1)
+    contact = s.one("SELECT * FROM contacts")
+    call = planning.claim(cfg(), s, contact, "pbx", clock.now()).call
+    retry = clock.now() + timedelta(seconds=600)
+    s.finish_unanswered(int(call["id"]), "busy", "17", clock.now(), retry)
+    state = RunState("c1", s, clock, max_concurrent=1)
+    state.planned(planning.plan(cfg(), s, clock.now()))
+    snap = state.publish()
+    assert snap.next_retry == retry and snap.remaining == 1
+
+
+def test_async_iterator_ends_with_the_final_snapshot(tmp_path: Path) -> None:
+    async def scenario() -> list[Snapshot]:
+        clock = ManualClock()
+        state = RunState("c1", store_with(tmp_path, 0), clock, max_concurrent=1)
+        got: list[Snapshot] = []
+
+        async def reader() -> None:
+            async for snap in state.snapshots():
+                got.append(snap)
+        task = asyncio.create_task(reader())
+        await asyncio.sleep(0)
+        state.publish()
+        state.called()
+        clock.advance(1)
+        state.finish("finished", "all done")
+        await asyncio.wait_for(task, 1)
+        return got
+    got = asyncio.run(scenario())
+    assert got[-1].finished and got[-1].why == "all done"
+    assert got[-1].originated == 1 and len(got) >= 2
+
+
+def test_a_failing_subscriber_does_not_stop_the_others(tmp_path: Path) -> None:
+    state = RunState("c1", store_with(tmp_path, 0), ManualClock(), max_concurrent=1)
+    seen: list[Snapshot] = []
+    state.subscribe(lambda s: 1 / 0)
+    unsubscribe = state.subscribe(seen.append)
+    state.publish()
+    unsubscribe()
+    state.publish()
+    assert len(seen) == 1
+
+
+def test_manual_clock_drives_timers_and_waits() -> None:
+    async def scenario() -> list[str]:
+        clock = ManualClock()
+        fired: list[str] = []
+        clock.call_later(2, fired.append, "b")
+        clock.call_later(1, fired.append, "a")
+        clock.call_later(3, fired.append, "never").cancel()
+        waiter = asyncio.create_task(clock.wait(asyncio.Event(), timeout=5))
+        await clock.run_for(4.0, step=0.5)
+        fired.append(f"waiting={not waiter.done()}")
+        await clock.run_for(1.5, step=0.5)
+        fired.append(f"done={waiter.done()}")
+        return fired
+    assert asyncio.run(scenario()) == ["a", "b", "waiting=True", "done=True"]
+
+
+def test_real_clock_is_utc_and_monotonic() -> None:
+    clock = Clock()
+    assert clock.now().utcoffset() == timedelta(0)
+    a = clock.monotonic()
+    assert clock.monotonic() >= a
