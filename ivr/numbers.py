@@ -1,15 +1,168 @@
-"""Phone numbers: everything becomes E.164 through phonenumbers, in one place."""
+"""Phone numbers: everything becomes E.164 through phonenumbers, in one place.
+
+French overseas numbers: phonenumbers parses a national form with region FR as +33, so
+`0596 30 12 34` would become a mainland +33 5 96 number (zone Europe/Paris) and `0262…`,
+`0692…` would be invalid. ARCEP numbers the overseas departments and collectivities in the
+same national plan, so a national form is first tried in each overseas region; the one where
+phonenumbers' own metadata calls it a valid fixed or mobile number wins (see `_overseas`).
+The same happens to a `+33` form of an overseas number (a common mistake), so a person gives
+one E.164 whatever form they were written in, and an opposition always matches.
+"""
 from __future__ import annotations
 
+import functools
+import re
+
 import phonenumbers
+from phonenumbers import PhoneNumber, PhoneNumberType, shortnumberinfo
+
+# Regions numbered in the French plan (ARCEP): mainland and overseas departments/collectivities.
+OVERSEAS_REGIONS: tuple[str, ...] = ("RE", "YT", "GP", "MQ", "GF", "PM", "BL", "MF")
+FRENCH_REGIONS: frozenset[str] = frozenset({"FR", *OVERSEAS_REGIONS})
+# Only geographic and mobile numbers are mapped: 08 and 09 ranges are shared with the mainland.
+_MAPPED_TYPES = frozenset({PhoneNumberType.FIXED_LINE, PhoneNumberType.MOBILE,
+                           PhoneNumberType.FIXED_LINE_OR_MOBILE})
+# Types that are services, not a person's line; an automated call must never reach them.
+_REFUSED_TYPES: dict[int, str] = {
+    PhoneNumberType.PREMIUM_RATE: "premium-rate number: remove it from the list",
+    PhoneNumberType.SHARED_COST: "shared-cost service number (08): remove it from the list",
+    PhoneNumberType.TOLL_FREE: "toll-free service number (080x): remove it from the list",
+    PhoneNumberType.UAN: "special service number (08): remove it from the list",
+    PhoneNumberType.VOICEMAIL: "voicemail access number: remove it from the list",
+    PhoneNumberType.PAGER: "pager number: remove it from the list",
+}
+# What a written number may contain besides digits: a leading +, spaces and separators.
+_NUMBER_TEXT = re.compile(r"\+?[0-9\s().\-/]*[0-9][0-9\s().\-/]*")
+_NUMBER_HEAD = re.compile(r"\+?[0-9\s().\-/]*[0-9]")
+
+
+class NumberRejected(ValueError):
+    """A number that must not be imported or called; `reason` is one line saying what to fix."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def is_known_region(code: str) -> bool:
+    """True for a two-letter ISO region code phonenumbers has metadata for (not ZZ)."""
+    return isinstance(code, str) and code.upper() in phonenumbers.SUPPORTED_REGIONS
+
+
+def _format(num: PhoneNumber) -> str:
+    return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+
+
+@functools.lru_cache(maxsize=None)
+def _general_patterns() -> tuple[tuple[str, str, re.Pattern[str]], ...]:
+    """(region, country code, whole-plan pattern) per overseas region, from the metadata."""
+    out = []
+    for region in OVERSEAS_REGIONS:
+        meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
+        out.append((region, str(meta.country_code),
+                    re.compile(meta.general_desc.national_number_pattern)))
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=65536)
+def _overseas(national: str) -> str | None:
+    """E.164 of the overseas number a French national form (`0` + 9 digits) stands for, or None.
+
+    Tried in each overseas region: its own national form (`0262…` in RE), and the
+    `0` + country code + subscriber form (`0508 41 23 45` for Saint-Pierre-et-Miquelon, whose
+    subscriber numbers have 6 digits). Metadata decides; no prefix is written here.
+    """
+    if not re.fullmatch(r"0[1-7][0-9]{8}", national):
+        return None  # 08/09 are shared mainland ranges, never re-homed
+    for region, cc, pattern in _general_patterns():
+        forms = [national[1:]]
+        if national[1:].startswith(cc):
+            forms.append(national[1 + len(cc):])
+        for nsn in forms:
+            if not pattern.fullmatch(nsn):  # cheap filter before a full parse
+                continue
+            num = phonenumbers.parse(f"+{cc}{nsn}", None)
+            if phonenumbers.is_valid_number_for_region(num, region) and \
+                    phonenumbers.number_type(num) in _MAPPED_TYPES:
+                return _format(num)
+    return None
+
+
+def _parse(raw: str, default_region: str) -> PhoneNumber | None:
+    """phonenumbers.parse, with French national and +33 forms of overseas numbers re-homed."""
+    try:
+        num = phonenumbers.parse(raw, default_region)
+    except phonenumbers.NumberParseException:
+        return None
+    if num.country_code == 33:
+        overseas = _overseas("0" + phonenumbers.national_significant_number(num))
+        if overseas is not None:
+            moved = phonenumbers.parse(overseas, None)
+            moved.extension = num.extension
+            return moved
+    return num
 
 
 def e164(raw: str, default_region: str) -> str | None:
-    """The number in E.164, or None if phonenumbers does not call it valid."""
-    try:
-        parsed = phonenumbers.parse(raw, default_region)
-    except phonenumbers.NumberParseException:
+    """The number in E.164, or None if phonenumbers does not call it valid.
+
+    Permissive (an extension is dropped): used to look numbers up, e.g. in the opposition list.
+    """
+    num = _parse(raw, default_region)
+    if num is None or not phonenumbers.is_valid_number(num):
         return None
-    if not phonenumbers.is_valid_number(parsed):
+    return _format(num)
+
+
+def national_form(number_e164: str) -> str | None:
+    """The French national form (`0` + significant number) of a number in the French plan."""
+    num = _parse(number_e164, "FR")
+    if num is None or phonenumbers.region_code_for_number(num) not in FRENCH_REGIONS:
         return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    if num.country_code == 508:  # 6-digit subscriber numbers: 0508 + subscriber
+        return "0508" + phonenumbers.national_significant_number(num)
+    return "0" + phonenumbers.national_significant_number(num)
+
+
+def _check_text(raw: str) -> str:
+    """The text stripped, or NumberRejected when anything follows the number's digits."""
+    text = raw.replace("\u00a0", " ").replace("\u202f", " ").strip()
+    if _NUMBER_TEXT.fullmatch(text):
+        return text
+    head = _NUMBER_HEAD.match(text)
+    if head and len(re.sub(r"\D", "", head.group())) >= 6:  # a number, then e.g. ",1" or "x12"
+        raise NumberRejected(f"trailing characters after the number ({text[head.end():].strip()!r}): "
+                             "remove the extension or suffix")
+    raise NumberRejected("not a valid phone number: write it in national (06 12 34 56 78) or "
+                         "international (+33 6 12 34 56 78) form")
+
+
+def parse_callee(raw: str, default_region: str,
+                 allow_countries: frozenset[str] = frozenset()) -> str:
+    """E.164 of a number that may be called, or NumberRejected(reason) saying what to fix.
+
+    Strict where `e164` is permissive: no suffix or extension, no premium-rate/special or short
+    number, and no number outside the French plan unless `allow_countries` names its region.
+    """
+    text = _check_text(raw if isinstance(raw, str) else "")
+    num = _parse(text, default_region)
+    if num is None:
+        raise NumberRejected("not a valid phone number: write it in national (06 12 34 56 78) or "
+                             "international (+33 6 12 34 56 78) form")
+    if not phonenumbers.is_valid_number(num):
+        if len(re.sub(r"\D", "", text)) <= 6 and shortnumberinfo.is_valid_short_number(num):
+            raise NumberRejected("short number (service code): remove it from the list")
+        raise NumberRejected("not a valid phone number: check the digits and the country code")
+    refused = _REFUSED_TYPES.get(phonenumbers.number_type(num))
+    if refused:
+        raise NumberRejected(refused)
+    region = phonenumbers.region_code_for_number(num) or "?"
+    home = FRENCH_REGIONS | {default_region.upper()} | {c.upper() for c in allow_countries}
+    if region not in home:
+        raise NumberRejected(f"foreign number (+{num.country_code}): add {region} to "
+                             "contacts.allow_countries to call it")
+    return _format(num)
+
+
+__all__ = ["FRENCH_REGIONS", "OVERSEAS_REGIONS", "NumberRejected", "e164", "is_known_region",
+           "national_form", "parse_callee"]
