@@ -10,6 +10,12 @@ panoramisk 1.4 defects handled here (subclass, not a copy):
 - an Async Originate is treated as a multi-response action, which keeps the future open until
   the OriginateResponse (up to the ring timeout). We resolve on the first Response and let the
   OriginateResponse arrive as an ordinary event.
+- its close() does not cancel a reconnect already scheduled by a lost connection (e.g. the one
+  Asterisk closes after a refused login): a closed Manager here never connects again.
+
+Errors are typed (ivr/telephony/node.py), so callers never match error text: AmiDisconnected
+(a NodeDisconnected) when the link is down or drops before the reply, ActionTimeout when no
+reply comes in time, OriginateRefused when Asterisk answers an Originate with an Error.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from panoramisk import Manager
 from panoramisk.message import Message
 
 from ivr.errors import PbxError
+from ivr.telephony.node import ActionTimeout, NodeDisconnected, OriginateRefused
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +37,12 @@ WANTED_EVENTS = frozenset({"OriginateResponse", "Hangup", "UserEvent", "FullyBoo
                            "Shutdown", "CoreShowChannel", "CoreShowChannelsComplete"})
 
 
-class AmiDisconnected(PbxError):
-    pass
+# What manager.c answers every action while Asterisk stops gracefully ("core stop gracefully").
+SHUTTING_DOWN = "shutting down"
+
+
+class AmiDisconnected(NodeDisconnected):
+    """The AMI link is down or dropped before the reply (the name older callers import)."""
 
 
 class _NeverResend:
@@ -46,6 +57,12 @@ class _Manager(Manager):  # type: ignore[misc]
         super().__init__(**config)
         self.forgetable_actions = _NeverResend()
         self._owner = owner
+        self._closed = False
+
+    def connect(self, *args: Any, **kwargs: Any) -> Any:
+        if self._closed:  # a reconnect scheduled before close(): not any more
+            return None
+        return super().connect(*args, **kwargs)
 
     def login(self, future: asyncio.Future) -> bool:  # type: ignore[override]
         ok = super().login(future)
@@ -57,8 +74,8 @@ class _Manager(Manager):  # type: ignore[misc]
         super().connection_lost(exc)
 
     def close(self) -> None:
+        self._closed = True  # a deliberate close must not reconnect
         super().close()
-        self.reconnect_timeout = 10**9  # a deliberate close must not reconnect
 
     def dispatch(self, event: Message) -> list[str]:  # type: ignore[override]
         self._owner._on_event(event)
@@ -152,14 +169,16 @@ class Ami:
             async with asyncio.timeout(timeout or self.action_timeout):
                 return await fut
         except asyncio.TimeoutError:
-            raise PbxError(f"AMI action {fields.get('Action')} got no reply in time") from None
+            raise ActionTimeout(f"AMI action {fields.get('Action')} got no reply in time") from None
         finally:
             self._pending.discard(fut)
 
     async def originate(self, *, channel: str, context: str, exten: str, channel_id: str,
                         other_channel_id: str,
                         variables: dict[str, str], timeout_ms: int, caller_id: str) -> None:
-        """Queue an Originate (Async). The result arrives as an OriginateResponse event."""
+        """Queue an Originate (Async). The result arrives as an OriginateResponse event.
+        Raises OriginateRefused (shutting_down when Asterisk is stopping), AmiDisconnected or
+        ActionTimeout."""
         resp = await self.action({
             "Action": "Originate", "Channel": channel, "Context": context, "Exten": exten,
             "Priority": "1", "Async": "true", "ChannelId": channel_id,
@@ -167,7 +186,9 @@ class Ami:
             "CallerID": caller_id, "Variable": [f"{k}={v}" for k, v in variables.items()],
         }, as_list=False)
         if resp.get("Response") != "Success":
-            raise PbxError(f"Originate refused: {resp.get('Message', 'no message')}")
+            message = str(resp.get("Message") or "no message")
+            raise OriginateRefused(f"Originate refused: {message}",
+                                   shutting_down=SHUTTING_DOWN in message.lower())
 
     async def hangup(self, channel: str, cause: int = 16) -> None:
         await self.action({"Action": "Hangup", "Channel": channel, "Cause": str(cause)})

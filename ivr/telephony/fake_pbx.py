@@ -1,0 +1,405 @@
+"""A fake Asterisk for tests: real AMI and real FastAGI over loopback sockets, no root, no PBX.
+
+In the manner of httpx's MockTransport, but on the wire: the unmodified controller stack
+(panoramisk's Manager inside Ami/AmiNode, the FastAGI server of ivr/telephony/fastagi.py) talks
+to it as to Asterisk 22 running dialplans/ivr-outbound.conf with simulated callees.
+
+    async with FakePbx({"+33199000010": answer(keys=["1"]), "+33199000070": busy()},
+                       user="ivr", secret="s") as pbx:
+        node = AmiNode("fake", "127.0.0.1", pbx.ami_port, "ivr", "s")
+        await node.connect()
+        ...
+        await pbx.wait_idle()
+        assert pbx.max_live <= 2
+
+What it plays, per Originate (Async only, as the controller sends it):
+- `Response: Success` / `Originate successfully queued` at once, then the scripted callee
+  (keyed by the number in `Local/<number>@ctx`; unknown numbers get `default`);
+- unanswered kinds: Hangup of the ;2 half (Uniqueid = OtherChannelId), Hangup of the ;1 half
+  (ChannelId), then OriginateResponse Failure with the Reason (Asterisk's last control frame);
+- answered: OriginateResponse Success (Reason 4), then Asterisk's side of FastAGI to the URL in
+  IVR_AGI: headers, one result line per command; the Hangups (cause 16) when the session ends.
+  A refused FastAGI connection takes the dialplan's failsafe: UserEvent IvrFailsafe then
+  Hangup cause 41.
+It imports nothing from ivr/campaign or ivr/store: it is test infrastructure.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ivr.telephony.contract import (EVENT_FAILSAFE, FAILSAFE_CALL_ID, OUTBOUND_CONTEXT,
+                                    OUTBOUND_EXTEN, ROUTE_IVR, VAR_AGI_URL, VAR_AMD, VAR_CALL_ID)
+from ivr.telephony.fake_callee import (AgiLeg, Callee, agi_headers, answer, busy, congestion,
+                                       failed, hangup_after, no_answer, refuse)
+from ivr.telephony.node import LOCAL_OTHER
+
+__all__ = ["FakePbx", "Call", "Callee", "answer", "busy", "congestion", "failed",
+           "hangup_after", "no_answer", "refuse"]
+
+BANNER = b"Asterisk Call Manager/9.0.0\r\n"
+SHUTTING_DOWN = "Asterisk is shutting down"  # what manager.c answers every action then
+DEFAULT_AGI = "agi://127.0.0.1:4573"         # the dialplan's fallback when IVR_AGI is empty
+# OriginateResponse Reason: the last control frame Asterisk saw (AST_CONTROL_*).
+R_FAILED, R_HANGUP, R_RINGING, R_ANSWERED, R_BUSY, R_CONGESTION = 0, 1, 3, 4, 5, 8
+
+
+_UNANSWERED = {"busy": R_BUSY, "congestion": R_CONGESTION, "failed": R_FAILED}
+Script = Mapping[str, Callee] | Callable[[str], Callee]
+
+
+@dataclass
+class Call:
+    """One originated call: the ;1 half (channel_id, runs the IVR) and the ;2 half (callee)."""
+    channel_id: str
+    number: str
+    fields: dict[str, Any]
+    variables: dict[str, str]
+    callee: Callee
+    seq: int
+    answered: bool = False
+    cause: int | None = None                 # set when someone hangs the call up
+    gone: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: set[str] = field(default_factory=set)  # Uniqueids whose Hangup was sent
+    agi: list[str] = field(default_factory=list)  # AGI commands received, in order
+    task: asyncio.Task | None = None
+
+    @property
+    def other_id(self) -> str:
+        return self.fields.get("OtherChannelId") or self.channel_id + LOCAL_OTHER
+
+    def name(self, half: int) -> str:
+        return f"Local/{self.number}@ivr-sim-{self.seq:08x};{half}"
+
+
+class _Session:
+    """One AMI connection."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.task = asyncio.current_task()
+        self.authed = False
+        self.events = True
+
+    def send(self, fields: Mapping[str, Any]) -> None:
+        lines = []
+        for key, value in fields.items():
+            for item in value if isinstance(value, list) else [value]:
+                lines.append(f"{key}: {item}\r\n")
+        if not self.writer.is_closing():
+            self.writer.write(("".join(lines) + "\r\n").encode())
+
+
+def dialled_number(channel: str) -> str:
+    """`Local/+33612345678@ivr-sim` -> `+33612345678`."""
+    return channel.split("/", 1)[-1].split("@", 1)[0]
+
+
+class FakePbx:
+    """An async context manager serving AMI on 127.0.0.1:`ami_port` (0: any free port)."""
+
+    def __init__(self, callees: Script | None = None, *, user: str = "ivr", secret: str = "secret",
+                 default: Callee | None = None, failsafe: bool = True, port: int = 0) -> None:
+        self.callees: Script = callees or {}
+        self.user, self.secret = user, secret
+        self.default = default or failed(1)
+        self.failsafe = failsafe        # the dialplan's failsafe (ivr-outbound.conf) is there
+        self.ami_port = port
+        self.shutting_down = False      # every Originate is refused as during a graceful stop
+        self.originates: list[dict[str, Any]] = []  # every Originate action received
+        self.actions: list[dict[str, Any]] = []     # every action received, Login included
+        self.events: list[dict[str, Any]] = []      # every event sent (or that would have been)
+        self.calls: dict[str, Call] = {}            # by ChannelId, ended ones included
+        self.max_live = 0
+        self.logins = 0
+        self._live: dict[str, Call] = {}
+        self._sessions: set[_Session] = set()
+        self._server: asyncio.AbstractServer | None = None
+        self._seq = itertools.count(1)
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- lifecycle and faults -----------------------------------------------------------------
+    async def __aenter__(self) -> "FakePbx":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.crash()
+
+    async def start(self) -> None:
+        """Listen (again, on the same port after stop())."""
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.ami_port,
+                                                  reuse_address=True)
+        self.ami_port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop listening and drop every AMI connection; calls go on (their events are lost)."""
+        if self._server is not None:
+            self._server.close()
+        tasks = [s.task for s in self._sessions if s.task is not None]
+        self.drop()
+        await asyncio.gather(*tasks, return_exceptions=True)  # every handler has ended
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    def drop(self) -> None:
+        """Abort every AMI connection, like a network cut; the server keeps listening."""
+        for session in list(self._sessions):
+            session.writer.transport.abort()
+        self._sessions.clear()
+
+    async def crash(self) -> None:
+        """The PBX dies: no more AMI, every call vanishes without an event."""
+        await self.stop()
+        for call in list(self._live.values()):
+            if call.task is not None:
+                call.task.cancel()
+        tasks = [c.task for c in self._live.values() if c.task is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._live.clear()
+        self._idle.set()
+
+    @property
+    def live(self) -> set[str]:
+        """ChannelIds of the calls in progress (one per call)."""
+        return set(self._live)
+
+    async def wait_idle(self, timeout: float = 10.0) -> None:
+        """Until no call is in progress."""
+        await asyncio.wait_for(self._idle.wait(), timeout)
+
+    # -- AMI ------------------------------------------------------------------------------------
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        session = _Session(writer)
+        self._sessions.add(session)
+        writer.write(BANNER)
+        try:
+            while (action := await _read_message(reader)) is not None:
+                self.actions.append(action)
+                if not self._handle(session, action):
+                    break
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._sessions.discard(session)
+            writer.close()
+
+    def _handle(self, session: _Session, action: dict[str, Any]) -> bool:
+        """Answer one action; False closes the connection."""
+        name = str(action.get("Action", "")).lower()
+        reply: dict[str, Any] = {"Response": "Success"}
+        if "ActionID" in action:
+            reply["ActionID"] = action["ActionID"]
+        if name == "login":
+            return self._login(session, action, reply)
+        if name == "logoff":
+            session.send(reply | {"Response": "Goodbye", "Message": "Thanks for all the fish."})
+            return False
+        if not session.authed:
+            session.send(reply | {"Response": "Error", "Message": "Authentication Required"})
+            return False
+        if name == "ping":
+            session.send(reply | {"Ping": "Pong", "Timestamp": "0.000000"})
+        elif name == "originate":
+            self._originate(session, action, reply)
+        elif name == "hangup":
+            self._hangup_action(session, action, reply)
+        elif name == "coreshowchannels":
+            self._show_channels(session, reply)
+        else:
+            session.send(reply | {"Response": "Error", "Message": "Invalid/unknown command"})
+        return True
+
+    def _login(self, session: _Session, action: dict[str, Any], reply: dict[str, Any]) -> bool:
+        if action.get("Username") != self.user or action.get("Secret") != self.secret:
+            session.send(reply | {"Response": "Error", "Message": "Authentication failed"})
+            return False  # Asterisk closes the session on a failed login
+        session.authed = True
+        session.events = str(action.get("Events", "on")).lower() != "off"
+        self.logins += 1
+        session.send(reply | {"Message": "Authentication accepted"})
+        if session.events:
+            session.send({"Event": "FullyBooted", "Privilege": "system,all",
+                          "Uptime": "1", "LastReload": "1", "Status": "Fully Booted"})
+        return True
+
+    def _emit(self, fields: dict[str, Any]) -> None:
+        self.events.append(fields)
+        for session in list(self._sessions):
+            if session.authed and session.events:
+                session.send(fields)
+
+    def _show_channels(self, session: _Session, reply: dict[str, Any]) -> None:
+        aid = {k: v for k, v in reply.items() if k == "ActionID"}
+        session.send(reply | {"EventList": "start", "Message": "Channels will follow"})
+        count = 0
+        for call in self._live.values():
+            for half, uid in ((1, call.channel_id), (2, call.other_id)):
+                if uid in call.ended:
+                    continue
+                count += 1
+                up = call.answered
+                session.send({"Event": "CoreShowChannel", **aid, "Channel": call.name(half),
+                              "ChannelState": "6" if up else "5",
+                              "ChannelStateDesc": "Up" if up else "Ringing",
+                              "CallerIDNum": call.number, "Context": OUTBOUND_CONTEXT,
+                              "Exten": OUTBOUND_EXTEN, "Priority": "1", "Uniqueid": uid,
+                              "Linkedid": call.channel_id, "Application": "AGI" if up else "",
+                              "Duration": "00:00:01"})
+        session.send({"Event": "CoreShowChannelsComplete", **aid, "EventList": "Complete",
+                      "ListItems": str(count)})
+
+    def _hangup_action(self, session: _Session, action: dict[str, Any],
+                       reply: dict[str, Any]) -> None:
+        target = str(action.get("Channel", ""))
+        call = next((c for c in self._live.values()
+                     if target in (c.channel_id, c.other_id, c.name(1), c.name(2))), None)
+        if call is None:
+            session.send(reply | {"Response": "Error", "Message": "No such channel"})
+            return
+        cause = int(str(action.get("Cause") or 16))
+        call.cause = call.cause or cause
+        call.gone.set()
+        session.send(reply | {"Message": "Channel Hungup"})
+
+    # -- calls --------------------------------------------------------------------------------
+    def _originate(self, session: _Session, action: dict[str, Any],
+                   reply: dict[str, Any]) -> None:
+        variables = _variables(action.get("Variable"))
+        self.originates.append(dict(action) | {"Variable": variables})
+        if self.shutting_down:
+            session.send(reply | {"Response": "Error", "Message": SHUTTING_DOWN})
+            return
+        number = dialled_number(str(action.get("Channel", "")))
+        callee = self._callee(number)
+        if callee.kind == "refuse":
+            session.send(reply | {"Response": "Error", "Message": callee.message})
+            return
+        channel_id = str(action.get("ChannelId") or f"fake-{next(self._seq)}")
+        call = Call(channel_id, number, dict(action), variables, callee, next(self._seq))
+        self.calls[channel_id] = call
+        self._live[channel_id] = call
+        self._idle.clear()
+        self.max_live = max(self.max_live, len(self._live))
+        session.send(reply | {"Message": "Originate successfully queued"})
+        call.task = asyncio.get_running_loop().create_task(self._play(call))
+
+    def _callee(self, number: str) -> Callee:
+        if callable(self.callees):
+            return self.callees(number)
+        return self.callees.get(number, self.default)
+
+    async def _play(self, call: Call) -> None:
+        callee = call.callee
+        ring_s = int(str(call.fields.get("Timeout") or 30000)) / 1000
+        if callee.kind == "no_answer" or callee.delay_s >= ring_s:
+            await self._ring(call, ring_s)
+            return self._unanswered(call, R_RINGING, callee.cause if callee.kind == "no_answer"
+                                    else 19)
+        if await self._ring(call, callee.delay_s):
+            return self._unanswered(call, R_HANGUP, call.cause or 16)
+        if callee.kind in _UNANSWERED:
+            return self._unanswered(call, _UNANSWERED[callee.kind], callee.cause)
+        call.answered = True
+        self._originate_response(call, True, R_ANSWERED)
+        try:
+            await self._agi(call)
+        finally:
+            self._end(call, (call.channel_id, call.other_id), call.cause or 16)
+
+    async def _ring(self, call: Call, seconds: float) -> bool:
+        """True if the call was hung up (Hangup action) while ringing."""
+        try:
+            await asyncio.wait_for(call.gone.wait(), seconds)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def _agi(self, call: Call) -> None:
+        url = f"{call.variables.get(VAR_AGI_URL) or DEFAULT_AGI}/{ROUTE_IVR}"
+        headers = agi_headers(url=url, channel=call.name(1), uniqueid=call.channel_id,
+                              caller_id=str(call.fields.get("CallerID", "")),
+                              call_id=call.variables.get(VAR_CALL_ID, ""),
+                              amd=call.callee.amd if call.variables.get(VAR_AMD) == "1" else "")
+        leg = AgiLeg(call, headers, on_callee_hangup=lambda: self._callee_hangs_up(call))
+        if await leg.run(url) or not self.failsafe:
+            return
+        # FastAGI unreachable (AGISTATUS=FAILURE): the dialplan's failsafe
+        self._emit({"Event": "UserEvent", "Privilege": "user,all", "Channel": call.name(1),
+                    "Uniqueid": call.channel_id, "UserEvent": EVENT_FAILSAFE,
+                    FAILSAFE_CALL_ID: call.variables.get(VAR_CALL_ID, ""), "Status": "FAILURE"})
+        call.cause = 41  # Hangup(41): temporary failure, the controller retries
+
+    def _callee_hangs_up(self, call: Call) -> None:
+        """The callee's half goes first; the IVR half ends with its AGI session."""
+        call.cause = call.cause or 16
+        call.gone.set()
+        self._end(call, (call.other_id,), 16)
+
+    def _unanswered(self, call: Call, reason: int, cause: int) -> None:
+        self._end(call, (call.other_id, call.channel_id), cause)
+        self._originate_response(call, False, reason)
+
+    def _originate_response(self, call: Call, success: bool, reason: int) -> None:
+        fields = {"Event": "OriginateResponse", "Privilege": "call,all",
+                  "Response": "Success" if success else "Failure", "Channel": call.name(1),
+                  "Context": call.fields.get("Context", ""), "Exten": call.fields.get("Exten", ""),
+                  "Reason": str(reason), "Uniqueid": call.channel_id,
+                  "CallerIDNum": "<unknown>", "CallerIDName": "<unknown>"}
+        if "ActionID" in call.fields:
+            fields["ActionID"] = call.fields["ActionID"]
+        self._emit(fields)
+
+    def _end(self, call: Call, uniqueids: Sequence[str], cause: int) -> None:
+        """Hangup events for the halves not ended yet; the call is gone when both are."""
+        for uid in uniqueids:
+            if uid in call.ended:
+                continue
+            call.ended.add(uid)
+            half = 1 if uid == call.channel_id else 2
+            self._emit({"Event": "Hangup", "Privilege": "call,all", "Channel": call.name(half),
+                        "ChannelState": "6" if call.answered else "5",
+                        "Uniqueid": uid, "Linkedid": call.channel_id,
+                        "Cause": str(cause), "Cause-txt": _CAUSE_TEXT.get(cause, "Unknown")})
+        if len(call.ended) == 2:
+            self._live.pop(call.channel_id, None)
+            if not self._live:
+                self._idle.set()
+
+
+_CAUSE_TEXT = {1: "Unallocated (unassigned) number", 3: "No route to destination",
+               16: "Normal Clearing", 17: "User busy", 19: "No answer",
+               34: "Circuit/channel congestion", 41: "Temporary failure"}
+
+
+async def _read_message(reader: asyncio.StreamReader) -> dict[str, Any] | None:
+    """One AMI message (`Key: Value` lines up to a blank line); repeated keys become lists."""
+    fields: dict[str, Any] = {}
+    while True:
+        raw = await reader.readline()
+        if not raw:
+            return None
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if not line:
+            if fields:
+                return fields
+            continue
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key in fields:
+            old = fields[key]
+            fields[key] = (old if isinstance(old, list) else [old]) + [value]
+        else:
+            fields[key] = value
+
+
+def _variables(raw: Any) -> dict[str, str]:
+    """`Variable: K=V` lines (one or many) as a dict."""
+    items = raw if isinstance(raw, list) else [raw] if raw else []
+    return dict(str(item).partition("=")[::2] for item in items)
