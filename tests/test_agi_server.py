@@ -1,14 +1,19 @@
-"""FastAGI pieces that need no PBX: the result parser, the peer check and the per-session read
-watchdog (on a real loopback socket)."""
+"""FastAGI pieces that need no PBX: the result parser, the peer check, the per-session read
+watchdog and the typed commands (on a real loopback socket)."""
 from __future__ import annotations
 
+import ast
 import asyncio
+import re
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 from panoramisk.utils import parse_agi_result
 
-from ivr.telephony.fastagi import AgiApplication, AgiHangup, AgiRequest, parse_result
+from ivr.telephony.fastagi import (CHANNEL_UP, AgiApplication, AgiCommandError, AgiHangup,
+                                   AgiRequest, StreamResult, parse_result, quote)
 
 
 @pytest.mark.parametrize("line", [
@@ -75,3 +80,135 @@ def test_a_slow_but_live_session_outlasts_read_timeout() -> None:
     got, error, took, _ = asyncio.run(_session(replies, 0.3))
     assert got == ["1", "2", "3", "4", "5"]
     assert "no reply within" in error and took > 1.0
+
+
+# -- the typed commands, over a real loopback socket ------------------------------------------
+
+Call = tuple[str, tuple[Any, ...]]
+
+
+async def _typed(replies: list[bytes], calls: list[Call]) -> tuple[list[Any], list[str], bool]:
+    """A peer that reads one command per reply and answers it, then closes; each call's result
+    (or the exception it raised), the command lines it read, and whether HANGUP was seen."""
+    commands: list[str] = []
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for reply in replies:
+            commands.append((await reader.readline()).decode().rstrip("\n"))
+            writer.write(reply)
+            await writer.drain()
+        writer.close()
+    server = await asyncio.start_server(peer, "127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+    req = AgiRequest(app=None, headers={}, reader=reader, writer=writer, encoding="utf-8",
+                     read_timeout=5)
+    results: list[Any] = []
+    try:
+        for name, args in calls:
+            try:
+                results.append(await getattr(req, name)(*args))
+            except (AgiHangup, AgiCommandError, ValueError) as exc:
+                results.append(exc)
+    finally:
+        req.close_watchdog()
+        writer.close()
+        server.close()
+    return results, commands, req.hung_up
+
+
+def typed(replies: list[bytes], *calls: Call) -> tuple[list[Any], list[str], bool]:
+    return asyncio.run(_typed(replies, list(calls)))
+
+
+def test_stream_file_reads_each_result_kind() -> None:
+    results, commands, _ = typed(
+        [b"200 result=49 endpos=1234\n", b"200 result=0 endpos=8000\n",
+         b"200 result=0 endpos=0\n", b"200 result=-1 endpos=0\n"],
+        ("stream_file", ("ivr/intro", "129")), ("stream_file", ("ivr/legal", "9")),
+        ("stream_file", ("ivr/missing",)), ("stream_file", ("ivr/intro", "9")))
+    assert commands == ['STREAM FILE ivr/intro "129"', 'STREAM FILE ivr/legal "9"',
+                        'STREAM FILE ivr/missing ""', 'STREAM FILE ivr/intro "9"']
+    key, ended, nothing, failed = results
+    assert key == StreamResult(digit="1", endpos=1234) and not key.played_nothing
+    assert ended == StreamResult(digit=None, endpos=8000) and not ended.played_nothing
+    assert nothing.played_nothing and not nothing.failed
+    assert failed.failed and not failed.played_nothing and failed.digit is None
+
+
+def test_stream_file_quotes_its_arguments_and_refuses_bad_digits() -> None:
+    results, commands, _ = typed([b"200 result=0 endpos=10\n"],
+                                 ("stream_file", ("ivr/a b\"c\\d", "")),
+                                 ("stream_file", ("ivr/x", '1" EXEC')))
+    assert commands == ['STREAM FILE "ivr/a b\\"c\\\\d" ""']  # the bad one was never sent
+    assert results[0] == StreamResult(endpos=10)
+    assert isinstance(results[1], ValueError)
+    assert quote("ivr/intro") == "ivr/intro" and quote("") == '""'
+
+
+def test_wait_for_digit_key_timeout_and_hangup() -> None:
+    results, commands, _ = typed([b"200 result=50\n", b"200 result=0\n", b"200 result=-1\n"],
+                                 ("wait_for_digit", (3000,)), ("wait_for_digit", (3000,)),
+                                 ("wait_for_digit", (3000,)))
+    assert commands == ["WAIT FOR DIGIT 3000"] * 3
+    assert results[:2] == ["2", None]
+    assert isinstance(results[2], AgiHangup)
+
+
+def test_get_variable_channel_status_and_hangup() -> None:
+    results, commands, _ = typed(
+        [b"200 result=1 (16)\n", b"200 result=1 (two words)\n", b"200 result=0\n",
+         b"200 result=6\n", b"200 result=4\n", b"200 result=-1\n", b"200 result=1\n"],
+        ("get_variable", ("HANGUPCAUSE",)), ("get_variable", ("CHANNEL(state)",)),
+        ("get_variable", ("UNSET",)), ("channel_status", ()), ("channel_status", ()),
+        ("channel_status", ()), ("hangup", ()))
+    assert commands == ["GET VARIABLE HANGUPCAUSE", 'GET VARIABLE "CHANNEL(state)"',
+                        "GET VARIABLE UNSET", "CHANNEL STATUS", "CHANNEL STATUS",
+                        "CHANNEL STATUS", "HANGUP"]
+    assert results == ["16", "two words", None, CHANNEL_UP, 4, None, None]
+
+
+def test_a_dead_channel_is_a_hangup_and_a_refused_command_an_error() -> None:
+    usage = (b"520-Invalid command syntax.  Proper usage follows:\n"
+             b"Usage: STREAM FILE <filename> <escape digits> [sample offset]\n"
+             b"520 End of proper usage.\n")
+    results, _, _ = typed(
+        [b"511 Command Not Permitted on a dead channel or intercept routine\n", usage,
+         b"510 Invalid or unknown command\n", b"200 result=1 (4242)\n"],
+        ("stream_file", ("ivr/intro",)), ("stream_file", ("ivr/intro",)),
+        ("channel_status", ()), ("get_variable", ("CALL_ID",)))
+    dead, bad_usage, unknown, after = results
+    assert isinstance(dead, AgiHangup)
+    assert isinstance(bad_usage, AgiCommandError) and "Usage: STREAM FILE" in str(bad_usage)
+    assert isinstance(unknown, AgiCommandError)
+    assert after == "4242"  # the whole usage text was read: the next result is its own
+
+
+def test_the_out_of_band_hangup_line_is_skipped_and_remembered() -> None:
+    results, _, hung_up = typed([b"HANGUP\n200 result=0 endpos=0\n", b"200 result=1 (16)\n"],
+                                ("stream_file", ("ivr/intro", "9")),
+                                ("get_variable", ("HANGUPCAUSE",)))
+    assert results == [StreamResult(), "16"] and hung_up
+
+
+def test_a_closed_connection_is_a_hangup() -> None:
+    results, _, _ = typed([], ("wait_for_digit", (100,)), ("stream_file", ("ivr/intro",)))
+    assert all(isinstance(r, AgiHangup) for r in results)
+
+
+RAW_COMMAND = re.compile(r"\b(STREAM FILE|WAIT FOR DIGIT|GET VARIABLE|CHANNEL STATUS|HANGUP)\b")
+
+
+def test_handlers_speak_agi_only_through_the_typed_methods() -> None:
+    """No module of ivr/ that drives FastAGI sessions spells an AGI command or calls
+    send_command: fastagi.py alone does."""
+    root = Path(__file__).resolve().parents[1] / "ivr"
+    handlers = [p for p in root.rglob("*.py") if p.name != "fastagi.py"
+                and "ivr.telephony.fastagi" in p.read_text()]
+    assert {p.name for p in handlers} >= {"agi_ivr.py", "agi_callback.py"}
+    for path in handlers:
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                assert not RAW_COMMAND.search(node.value), (path, node.value)
+            if isinstance(node, ast.Attribute):
+                assert node.attr != "send_command", (path, node.lineno)
