@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import Any
 import yaml
 
 from ivr.errors import ConfigError
+from ivr.numbers import is_known_region
 
 
 @dataclass
@@ -121,11 +123,19 @@ class Schedule:
     refusal_cooldown_days: int = 60
     blackout_dates: list[str] = field(default_factory=list)
     demo_any_hour: bool = False  # only honoured for fiction numbers
+    # The one way to run outside the décret limits: why, in words; printed by every check and run.
+    override_reason: str = ""
 
 
 @dataclass
 class Retention:
     days: int = 730
+
+
+@dataclass
+class Contacts:
+    # ISO region codes (e.g. GB, BE) whose numbers may be imported besides the French plan.
+    allow_countries: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -141,6 +151,7 @@ class Config:
     retry: Retry = field(default_factory=Retry)
     schedule: Schedule = field(default_factory=Schedule)
     retention: Retention = field(default_factory=Retention)
+    contacts: Contacts = field(default_factory=Contacts)
     default_region: str = "FR"
     base_dir: Path = field(default=Path("."), metadata={"internal": True})
 
@@ -183,8 +194,11 @@ def _build(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
         return value
     if tp in (int, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not math.isfinite(value):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if tp is int and value != int(value):  # 2.5 repeats would be silently truncated
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
         return tp(value)
     if tp is str:
         if isinstance(value, (dict, list)) or value is None:
@@ -216,21 +230,87 @@ def load(path: str | Path) -> Config:
 
 
 def _validate(cfg: Config) -> None:
-    keys = {cfg.flow.yes_key, cfg.flow.no_key, cfg.flow.optout_key}
-    if len(keys) != 3 or not all(len(k) == 1 and k in "0123456789*#" for k in keys):
-        raise ConfigError("flow: yes_key, no_key and optout_key must be three different DTMF keys")
+    _validate_flow(cfg.flow)
     if cfg.pbx.mode not in ("sandbox", "external"):
         raise ConfigError(f"pbx.mode: {cfg.pbx.mode!r} is not sandbox or external")
-    if cfg.dialer.on_machine not in ("hangup", "legal"):
-        raise ConfigError(f"dialer.on_machine: {cfg.dialer.on_machine!r} is not hangup or legal")
-    if cfg.dialer.max_concurrent < 1 or cfg.dialer.calls_per_second <= 0:
-        raise ConfigError("dialer: max_concurrent must be >= 1 and calls_per_second > 0")
+    _validate_dialer(cfg.dialer)
     if cfg.retry.max_attempts < 1:
         raise ConfigError("retry.max_attempts must be at least 1")
-    if "{number}" not in cfg.dialer.dial_string:
-        raise ConfigError("dialer.dial_string must contain {number}, e.g. PJSIP/{number}@carrier")
-    if any(c in cfg.dialer.dial_string for c in "&|,\r\n"):
-        raise ConfigError("dialer.dial_string must be a single channel: no &, |, comma or "
-                          "newline (they would dial extra destinations)")
+    for name in RetryDelays.__dataclass_fields__:
+        _in_range(f"retry.delay_s.{name}", getattr(cfg.retry.delay_s, name), 0, None, "seconds")
+    for where, port in (("pbx.port", cfg.pbx.port), ("agi.port", cfg.agi.port)):
+        _in_range(where, port, 1, 65535, "TCP port")
+    _in_range("retention.days", cfg.retention.days, 1, MAX_RETENTION_DAYS, "days")
     if cfg.prompts.engine not in ("gtts", "espeak", "auto"):
         raise ConfigError(f"prompts.engine: {cfg.prompts.engine!r} is not gtts, espeak or auto")
+    _validate_regions(cfg)
+
+
+# Sane bounds: beyond them a value is a typo (or an attack on the callees), never a choice.
+MAX_RING_TIMEOUT_S = 300.0  # 5 minutes of ringing; carriers give up well before
+MAX_INPUT_TIMEOUT_S = 60.0  # a person who has not pressed a key in a minute will not
+MAX_REPEATS = 5
+MAX_CALLS_PER_SECOND = 200.0  # far above any carrier's trunk limit
+# CNIL: data of people contacted for political communication is kept no longer than needed,
+# at most 3 years after the last contact (as for prospects, CNIL référentiel "prospection");
+# the default (730) is 2 years. Above 3 years the campaign must justify it: not configurable.
+MAX_RETENTION_DAYS = 1095
+DTMF_DIGITS = "0123456789"
+
+
+def _in_range(where: str, value: float, low: float, high: float | None, unit: str,
+              *, low_open: bool = False) -> None:
+    """ConfigError naming `where` when value is outside [low, high] ((low, high] if low_open)."""
+    too_low = value <= low if low_open else value < low
+    if too_low or (high is not None and value > high):
+        lower = f"more than {low:g}" if low_open else f"at least {low:g}"
+        upper = f" and at most {high:g}" if high is not None else ""
+        raise ConfigError(f"{where} is {value!r}: use {lower}{upper} {unit}")
+
+
+def _validate_flow(flow: Flow) -> None:
+    keys = {flow.yes_key, flow.no_key, flow.optout_key}
+    if len(keys) != 3 or not all(len(k) == 1 and k in "0123456789*#" for k in keys):
+        raise ConfigError("flow: yes_key, no_key and optout_key must be three different DTMF keys")
+    _in_range("flow.input_timeout_s", flow.input_timeout_s, 0, MAX_INPUT_TIMEOUT_S, "seconds",
+              low_open=True)
+    _in_range("flow.max_repeats", flow.max_repeats, 0, MAX_REPEATS, "repeats")
+    from ivr.compliance.calling_rules import DEFAULT_SLOT_HOURS  # here: it imports this module
+    for key, name in flow.slots.items():
+        if len(key) != 1 or key not in DTMF_DIGITS:
+            raise ConfigError(f"flow.slots: key {key!r} is not a single DTMF digit: use 0-9")
+        # The slot question is asked after consent, so 1/2 may be reused; opt-out wins anywhere.
+        if key == flow.optout_key:
+            raise ConfigError(f"flow.slots: key {key!r} is flow.optout_key (opt-out wins at any "
+                              "moment): pick another digit for this slot")
+        if name not in DEFAULT_SLOT_HOURS:
+            raise ConfigError(f"flow.slots.{key}: {name!r} is not a known slot: use one of "
+                              f"{', '.join(DEFAULT_SLOT_HOURS)}")
+
+
+def _validate_dialer(dialer: Dialer) -> None:
+    if dialer.on_machine not in ("hangup", "legal"):
+        raise ConfigError(f"dialer.on_machine: {dialer.on_machine!r} is not hangup or legal")
+    _in_range("dialer.max_concurrent", dialer.max_concurrent, 1, None, "calls")
+    _in_range("dialer.calls_per_second", dialer.calls_per_second, 0, MAX_CALLS_PER_SECOND,
+              "calls per second", low_open=True)
+    _in_range("dialer.ring_timeout_s", dialer.ring_timeout_s, 0, MAX_RING_TIMEOUT_S, "seconds",
+              low_open=True)
+    if "{number}" not in dialer.dial_string:
+        raise ConfigError("dialer.dial_string must contain {number}, e.g. PJSIP/{number}@carrier")
+    if any(c in dialer.dial_string for c in "&|,\r\n"):
+        raise ConfigError("dialer.dial_string must be a single channel: no &, |, comma or "
+                          "newline (they would dial extra destinations)")
+
+
+def _validate_regions(cfg: Config) -> None:
+    # An unknown region makes every national number unparseable: imports would reject them all.
+    if not is_known_region(cfg.default_region):
+        raise ConfigError(f"default_region: {cfg.default_region!r} is not a region phonenumbers "
+                          "knows: use a two-letter ISO code such as FR")
+    cfg.default_region = cfg.default_region.upper()  # phonenumbers wants FR, not fr
+    for i, code in enumerate(cfg.contacts.allow_countries):
+        if len(code) != 2 or not is_known_region(code):
+            raise ConfigError(f"contacts.allow_countries[{i}]: {code!r} is not a two-letter ISO "
+                              "region code phonenumbers knows: use e.g. GB or BE")
+    cfg.contacts.allow_countries = [c.upper() for c in cfg.contacts.allow_countries]

@@ -1,0 +1,138 @@
+"""Config values the campaign cannot use are refused, each with its key named."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ivr import config
+from ivr.compliance.calling_rules import DEFAULT_SLOT_HOURS
+from ivr.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def refused(data: dict[str, Any], key: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        config.from_dict(data)
+    text = str(info.value)
+    assert key in text and "\n" not in text, text
+    return text
+
+
+@pytest.mark.parametrize("value", [-10, 0, 301, 1e9])
+def test_ring_timeout_out_of_bounds(value: float) -> None:
+    refused({"dialer": {"ring_timeout_s": value}}, "dialer.ring_timeout_s")
+
+
+@pytest.mark.parametrize("value", [-3, 0, 61])
+def test_input_timeout_out_of_bounds(value: float) -> None:
+    refused({"flow": {"input_timeout_s": value}}, "flow.input_timeout_s")
+
+
+@pytest.mark.parametrize("value", [-2, -1, 6])
+def test_max_repeats_out_of_bounds(value: int) -> None:
+    refused({"flow": {"max_repeats": value}}, "flow.max_repeats")
+
+
+def test_max_repeats_must_be_whole() -> None:
+    refused({"flow": {"max_repeats": 2.5}}, "flow.max_repeats")
+
+
+@pytest.mark.parametrize("key", ["busy", "no_answer", "congestion"])
+def test_negative_retry_delay(key: str) -> None:
+    refused({"retry": {"delay_s": {key: -60}}}, f"retry.delay_s.{key}")
+
+
+@pytest.mark.parametrize("value", [-1, 0, 1096, 3650])
+def test_retention_outside_one_day_to_three_years(value: int) -> None:
+    text = refused({"retention": {"days": value}}, "retention.days")
+    assert "1095" in text
+
+
+@pytest.mark.parametrize(("section", "value"), [
+    ("pbx", 999999), ("pbx", 0), ("pbx", -1), ("agi", 65536), ("agi", 0)])
+def test_port_outside_1_to_65535(section: str, value: int) -> None:
+    refused({section: {"port": value}}, f"{section}.port")
+
+
+@pytest.mark.parametrize("value", [0, -5, 201, 1e9])
+def test_calls_per_second_out_of_bounds(value: float) -> None:
+    refused({"dialer": {"calls_per_second": value}}, "dialer.calls_per_second")
+
+
+@pytest.mark.parametrize("value", [0, -1])
+def test_max_concurrent_below_one(value: int) -> None:
+    refused({"dialer": {"max_concurrent": value}}, "dialer.max_concurrent")
+
+
+@pytest.mark.parametrize("value", ["ZZ", "XX", "France", "001"])
+def test_default_region_phonenumbers_does_not_know(value: str) -> None:
+    refused({"default_region": value}, "default_region")
+
+
+def test_default_region_is_upper_cased() -> None:
+    assert config.from_dict({"default_region": "be"}).default_region == "BE"
+
+
+@pytest.mark.parametrize("value", [["ZZ"], ["GB", "UK"], ["GBR"], ["fr-FR"]])
+def test_allow_countries_must_be_known_iso_codes(value: list[str]) -> None:
+    refused({"contacts": {"allow_countries": value}}, "contacts.allow_countries")
+
+
+def test_allow_countries_defaults_empty_and_accepts_known_codes() -> None:
+    assert config.from_dict({}).contacts.allow_countries == []
+    cfg = config.from_dict({"contacts": {"allow_countries": ["gb", "BE"]}})
+    assert cfg.contacts.allow_countries == ["GB", "BE"]
+
+
+@pytest.mark.parametrize("name", ["night", "Morning", "lunch", ""])
+def test_slot_name_outside_the_known_set(name: str) -> None:
+    text = refused({"flow": {"slots": {"1": "morning", "2": name}}}, "flow.slots")
+    assert "morning" in text
+
+
+@pytest.mark.parametrize("key", ["12", "a", "*", "", " "])
+def test_slot_key_that_is_not_one_digit(key: str) -> None:
+    refused({"flow": {"slots": {key: "morning"}}}, "flow.slots")
+
+
+def test_slot_key_equal_to_the_opt_out_key() -> None:
+    text = refused({"flow": {"slots": {"9": "evening"}}}, "flow.slots")
+    assert "optout_key" in text
+    refused({"flow": {"optout_key": "3"}}, "flow.slots")  # default slot 3 = evening
+
+
+def test_known_slot_names_are_the_calling_rules_ones() -> None:
+    cfg = config.from_dict({"flow": {"slots": {str(i + 3): n for i, n in enumerate(DEFAULT_SLOT_HOURS)}}})
+    assert sorted(cfg.flow.slots.values()) == sorted(DEFAULT_SLOT_HOURS)
+
+
+@pytest.mark.parametrize("value", [".inf", ".nan"])
+def test_non_finite_numbers_are_refused(value: str, tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(f"dialer:\n  ring_timeout_s: {value}\n")
+    with pytest.raises(ConfigError, match="dialer.ring_timeout_s"):
+        config.load(path)
+
+
+def test_shipped_and_test_configs_stay_valid() -> None:
+    config.load(REPO / "config.yaml")
+    config.from_dict({})
+    sys.path.insert(0, str(REPO / "tests"))
+    try:
+        from integration.conftest import itest_config_dict
+    finally:
+        sys.path.remove(str(REPO / "tests"))
+    config.from_dict(itest_config_dict(REPO))
+    config.from_dict(itest_config_dict(REPO, dialer__max_concurrent=60, dialer__calls_per_second=60))
+
+
+def test_bounds_themselves_are_accepted() -> None:
+    config.from_dict({"dialer": {"ring_timeout_s": 300, "calls_per_second": 200, "max_concurrent": 1},
+                      "flow": {"input_timeout_s": 60, "max_repeats": 0},
+                      "retry": {"delay_s": {"busy": 0}}, "retention": {"days": 1095},
+                      "pbx": {"port": 65535}, "agi": {"port": 1}})
+    config.from_dict({"retention": {"days": 1}, "flow": {"max_repeats": 5}})
