@@ -1,0 +1,137 @@
+"""The FastAGI handlers read only typed results: each StreamResult kind, a key, a timeout and a
+hangup map to the flow's results (agi_ivr) or to the opposition being stored or not
+(agi_callback). A scripted channel stands in for AgiRequest's typed methods."""
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from ivr.callflow.agi_callback import CallbackHandler
+from ivr.callflow.agi_ivr import PromptUnplayable, _play, _wait, hangup_cause
+from ivr.callflow.flow import DONE, HANGUP, Play, Result, WaitKey
+from ivr.telephony.contract import SOUNDS_DIR
+from ivr.telephony.fastagi import CHANNEL_UP, AgiHangup, StreamResult
+
+
+class Channel:
+    """Answers each typed call from a script; an exception in the script is raised."""
+
+    def __init__(self, *script: Any, status: int | None = CHANNEL_UP,
+                 headers: dict[str, str] | None = None) -> None:
+        self.script = list(script)
+        self.status = status
+        self.headers = headers or {}
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        self.hung_up = False
+        self.lost = False
+
+    def _next(self, name: str, *args: Any) -> Any:
+        self.calls.append((name, args))
+        item = self.script.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    async def stream_file(self, path: str, escape_digits: str = "") -> StreamResult:
+        return self._next("stream_file", path, escape_digits)
+
+    async def wait_for_digit(self, timeout_ms: int) -> str | None:
+        return self._next("wait_for_digit", timeout_ms)
+
+    async def get_variable(self, name: str) -> str | None:
+        return self._next("get_variable", name)
+
+    async def channel_status(self) -> int | None:
+        self.calls.append(("channel_status", ()))
+        return self.status
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_play_maps_each_stream_result() -> None:
+    step = Play("intro", "129")
+    ch = Channel(StreamResult(digit="2", endpos=800))
+    assert run(_play(ch, step)) == Result(key="2")
+    assert ch.calls == [("stream_file", (f"{SOUNDS_DIR}/intro", "129"))]
+    assert run(_play(Channel(StreamResult(endpos=8000)), step)) == DONE
+    with pytest.raises(PromptUnplayable, match="played nothing"):
+        run(_play(Channel(StreamResult()), step))
+
+
+def test_a_failed_playback_is_a_hangup_unless_the_line_is_still_up() -> None:
+    step = Play("intro", "9")
+    with pytest.raises(PromptUnplayable, match="could not play ivr/intro"):
+        run(_play(Channel(StreamResult(failed=True), status=CHANNEL_UP), step))
+    gone = Channel(StreamResult(failed=True), status=None)
+    assert run(_play(gone, step)) == HANGUP
+    assert gone.calls[-1] == ("channel_status", ())
+    assert run(_play(Channel(StreamResult(failed=True), status=CHANNEL_UP - 1), step)) == HANGUP
+
+
+def test_wait_maps_key_and_timeout_and_lets_a_hangup_through() -> None:
+    assert run(_wait(Channel("7"), WaitKey(3))) == Result(key="7")
+    ch = Channel(None)
+    assert run(_wait(ch, WaitKey(2.5))) == Result()
+    assert ch.calls == [("wait_for_digit", (2500,))]
+    with pytest.raises(AgiHangup):
+        run(_wait(Channel(AgiHangup("gone")), WaitKey(3)))
+
+
+def test_hangup_cause_reads_the_variable() -> None:
+    ch = Channel("16")
+    assert run(hangup_cause(ch)) == "16" and ch.calls == [("get_variable", ("HANGUPCAUSE",))]
+    assert run(hangup_cause(Channel(None))) == ""
+    assert run(hangup_cause(Channel(AgiHangup("gone")))) == ""
+    lost = Channel()
+    lost.lost = True
+    assert run(hangup_cause(lost)) == "" and lost.calls == []
+
+
+class OptOuts:
+    def __init__(self) -> None:
+        self.added: list[tuple[str, str]] = []
+
+    def add_optout(self, number: str, via: str, when: datetime, *rest: Any) -> None:
+        self.added.append((number, via))
+
+
+def _callback(ch: Channel) -> list[tuple[str, str]]:
+    store = OptOuts()
+    handler = CallbackHandler(store, "FR", lambda: datetime.now(timezone.utc),  # type: ignore[arg-type]
+                              timeout_s=4)
+    run(handler(ch))
+    return store.added
+
+
+CALLER = {"agi_callerid": "0199000077"}
+OPTED = [("+33199000077", "phone-callback")]
+
+
+@pytest.mark.parametrize("script,expected", [
+    ((StreamResult(digit="1", endpos=10), StreamResult(endpos=10)), OPTED),   # during notice
+    ((StreamResult(endpos=10), "1", StreamResult(endpos=10)), OPTED),          # after it
+    ((StreamResult(endpos=10), None), []),                                      # nothing
+    ((StreamResult(endpos=10), "2"), []),                                       # another key
+    ((StreamResult(endpos=10), AgiHangup("gone")), []),                         # hung up
+    ((StreamResult(failed=True),), []),                                         # notice failed
+])
+def test_callback_stores_the_opposition_only_on_confirmation(script: tuple[Any, ...],
+                                                             expected: list) -> None:
+    ch = Channel(*script, headers=CALLER)
+    assert _callback(ch) == expected
+    assert ch.calls[0] == ("stream_file", (f"{SOUNDS_DIR}/callback_notice", "1"))
+    if len(script) > 1 and not isinstance(script[1], StreamResult):
+        assert ch.calls[1] == ("wait_for_digit", (4000,))
+    if expected:
+        assert ch.calls[-1] == ("stream_file", (f"{SOUNDS_DIR}/optout_confirm", ""))
+
+
+def test_a_withheld_caller_hears_the_written_route() -> None:
+    ch = Channel(StreamResult(endpos=10), headers={"agi_callerid": "anonymous"})
+    assert _callback(ch) == []
+    assert ch.calls == [("stream_file", (f"{SOUNDS_DIR}/legal", ""))]
