@@ -117,6 +117,8 @@ class Ami:
             self._logged_in.set()
         else:
             self._login_failed = True
+            if not self.connected_once:  # connect() raises: Asterisk's close must not reconnect
+                self._mgr._closed = True
             self._logged_in.set()
 
     def _on_lost(self) -> None:

@@ -109,6 +109,7 @@ class FakePbx:
         self.failsafe = failsafe        # the dialplan's failsafe (ivr-outbound.conf) is there
         self.ami_port = port
         self.shutting_down = False      # every Originate is refused as during a graceful stop
+        self.silent = False             # actions are read and recorded, never answered (hung)
         self.originates: list[dict[str, Any]] = []  # every Originate action received
         self.actions: list[dict[str, Any]] = []     # every action received, Login included
         self.events: list[dict[str, Any]] = []      # every event sent (or that would have been)
@@ -181,6 +182,8 @@ class FakePbx:
         try:
             while (action := await _read_message(reader)) is not None:
                 self.actions.append(action)
+                if self.silent:
+                    continue
                 if not self._handle(session, action):
                     break
                 await writer.drain()
@@ -298,12 +301,11 @@ class FakePbx:
     async def _play(self, call: Call) -> None:
         callee = call.callee
         ring_s = int(str(call.fields.get("Timeout") or 30000)) / 1000
-        if callee.kind == "no_answer" or callee.delay_s >= ring_s:
-            await self._ring(call, ring_s)
-            return self._unanswered(call, R_RINGING, callee.cause if callee.kind == "no_answer"
-                                    else 19)
-        if await self._ring(call, callee.delay_s):
+        rings_out = callee.kind == "no_answer" or callee.delay_s >= ring_s
+        if await self._ring(call, ring_s if rings_out else callee.delay_s):
             return self._unanswered(call, R_HANGUP, call.cause or 16)
+        if rings_out:
+            return self._unanswered(call, R_RINGING, 19)
         if callee.kind in _UNANSWERED:
             return self._unanswered(call, _UNANSWERED[callee.kind], callee.cause)
         call.answered = True
