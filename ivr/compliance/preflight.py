@@ -4,12 +4,15 @@ violations; `raise_on_errors` turns the errors into one ComplianceError.
 Legal mentions and the intro text are checked elsewhere (ivr/prompt_legal.py); the caller
 combines both lists.
 
-Caller ID ranges (ARCEP plan de numérotation, décision 2022-1583, in force since 2023-01-01):
-06/07 mobile numbers may not be presented by an automated caller (error here). Automated
-calling systems must also avoid the other "territorialised" numbers (01-05, 09) except the
-tranches dedicated to them, listed in SAAM_PREFIXES; any other caller ID is a warning, since
-the operator may hold a derogation we cannot know about. Fiction numbers (+33 1 99 00 xx xx)
-are exempt from that warning: they never reach a real network.
+Caller ID (ARCEP décision 2022-1583, in force since 2023-01-01; Conseil d'État, 6 June 2024:
+not limited to sales calls, so political calls too): an automated calling system presents only a
+verified multi-purpose number from the tranches listed in SAAM_PREFIXES. Geographic (other
+01-05), other 09, 08 and 06/07 mobile numbers are errors. Fiction numbers (+33 1 99 00 xx xx)
+are allowed as caller ID for a campaign that calls fiction numbers only (the demo).
+
+Décret 2022-1313 limits (hours, holidays, 4 attempts per 30 days, 60 days after a refusal) are
+errors; `schedule.override_reason` (OVERRIDE_KEY), a sentence stating why, turns them into
+warnings that quote it, so every `ivr check` and run prints it.
 """
 from __future__ import annotations
 
@@ -26,20 +29,21 @@ import phonenumbers
 from ivr.compliance.calling_rules import is_fiction_number, parse_blackout_dates, parse_windows
 from ivr.config import Config
 from ivr.errors import ComplianceError
+from ivr.numbers import e164, national_form
 
 ERROR = "error"
 WARNING = "warning"
 
 # Country codes numbered by ARCEP (metropolitan France and overseas departments/collectivities).
 ARCEP_COUNTRY_CODES = frozenset({33, 262, 508, 590, 594, 596})
-# E.164 prefixes of the tranches ARCEP dedicates to automated calling systems (SAAM):
+# National-form prefixes of the tranches ARCEP dedicates to automated calling systems (SAAM):
 # 01 62, 01 63, 02 70, 02 71, 03 77, 03 78, 04 24, 04 25, 05 68, 05 69, 09 48, 09 49, and
 # overseas 09 475 (Guadeloupe, Saint-Martin, Saint-Barthélemy), 09 476 (Guyane), 09 477
-# (Martinique), 09 478 / 09 479 (La Réunion, Mayotte).
+# (Martinique), 09 478 / 09 479 (La Réunion, Mayotte). National form, because phonenumbers
+# writes the overseas ones under +590/+594/+596/+262 as well as +33.
 SAAM_PREFIXES: tuple[str, ...] = (
-    "+33162", "+33163", "+33270", "+33271", "+33377", "+33378", "+33424", "+33425",
-    "+33568", "+33569", "+33948", "+33949",
-    "+339475", "+339476", "+339477", "+339478", "+339479")
+    "0162", "0163", "0270", "0271", "0377", "0378", "0424", "0425", "0568", "0569",
+    "0948", "0949", "09475", "09476", "09477", "09478", "09479")
 SAAM_HUMAN = "01 62/63, 02 70/71, 03 77/78, 04 24/25, 05 68/69, 09 48/49 (overseas 09 475-09 479)"
 
 MASKED_WORDS = frozenset({"anonymous", "anonyme", "private", "prive", "masque", "masked", "hidden",
@@ -50,9 +54,13 @@ KNOWN_BASES = frozenset({"consent", "rented_file", "member_file"})
 _HARD_SCRAPE = re.compile(r"scrap|crawl|harvest|aspir|extract")
 _SOFT_SCRAPE = re.compile(r"\bweb|internet|online|en ligne|social|reseaux")
 _CONSENT = re.compile(r"consent|opt.?in")
-# Décret 2022-1313 hours, used to warn when configured windows are wider.
+# Décret 2022-1313 limits: windows must fit inside them unless the override key states why.
 DECREE_DAYS = frozenset(range(5))
 DECREE_SPANS = ((10 * 3600, 13 * 3600), (14 * 3600, 20 * 3600))
+DECREE_MAX_ATTEMPTS_30_DAYS = 4
+DECREE_REFUSAL_COOLDOWN_DAYS = 60
+OVERRIDE_KEY = "schedule.override_reason"
+OVERRIDE_MIN_WORDS = 4  # a reason, not "yes" or "ok"
 
 
 @dataclass(frozen=True)
@@ -84,12 +92,15 @@ def _fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
 
 
-def check_caller_id(caller_id: str, default_region: str = "FR") -> list[Violation]:
+def check_caller_id(caller_id: str, default_region: str = "FR",
+                    callees: Iterable[str] | None = None) -> list[Violation]:
+    """ARCEP rules for the presented number; `callees` (E.164), when given, are the numbers
+    about to be called: a fiction caller ID may only call fiction numbers."""
     raw = (caller_id or "").strip()
     where = "campaign.caller_id"
     if not raw:
-        return [_err("caller_id_missing", f"{where} is empty: set a number the callee can call back "
-                     f"(ARCEP ranges for automated calls: {SAAM_HUMAN})")]
+        return [_err("caller_id_missing", f"{where} is empty: present a number your carrier "
+                     f"assigned to you in the ARCEP ranges for automated calls ({SAAM_HUMAN})")]
     words = set(re.split(r"[^a-z]+", _fold(raw))) - {""}
     if words & MASKED_WORDS or not any(c.isdigit() for c in raw):
         return [_err("caller_id_masked", f"{where} {raw!r} is masked: automated political calls must "
@@ -98,23 +109,89 @@ def check_caller_id(caller_id: str, default_region: str = "FR") -> list[Violatio
         num = phonenumbers.parse(raw, default_region or "FR")
     except phonenumbers.NumberParseException:
         num = None
-    e164 = phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164) if num else raw
+    mapped = e164(raw, default_region or "FR")  # overseas national forms get their own code
+    number = mapped or (phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+                        if num else raw)
     # Mobile first: even an unassigned 06/07 number must be reported as the ARCEP problem it is.
     mobile_type = num is not None and num.country_code in ARCEP_COUNTRY_CODES and \
         phonenumbers.number_type(num) == phonenumbers.PhoneNumberType.MOBILE
-    if e164.startswith(("+336", "+337")) or mobile_type:
-        return [_err("caller_id_mobile", f"{where} {e164} is a mobile (06/07) number: ARCEP forbids "
+    if number.startswith(("+336", "+337")) or mobile_type or _is_overseas_mobile(mapped):
+        return [_err("caller_id_mobile", f"{where} {number} is a mobile (06/07) number: ARCEP forbids "
                      f"automated callers from presenting it; use a number from {SAAM_HUMAN}")]
-    if num is None or not phonenumbers.is_valid_number(num):
+    if mapped is None:
         return [_err("caller_id_invalid", f"{where} {raw!r} is not a valid phone number: use E.164, "
                      "e.g. +33162000000")]
-    if is_fiction_number(e164) or e164.startswith(SAAM_PREFIXES):
+    if is_fiction_number(number):
+        return _check_fiction_callees(number, callees)
+    if (national_form(number) or "").startswith(SAAM_PREFIXES):
         return []
-    if num.country_code == 33 and e164[3] in "123459":
-        return [_warn("caller_id_range", f"{where} {e164} is a 01-05/09 number outside the ARCEP "
-                      f"tranches for automated calls: use one from {SAAM_HUMAN}")]
-    return [_warn("caller_id_range", f"{where} {e164} is not in a French range usable by automated "
-                  f"callers: use one from {SAAM_HUMAN}")]
+    return [_err("caller_id_range", f"{where} {number} is not a number for automated calls (ARCEP "
+                 "décision 2022-1583: no geographic, other 09, 08 or mobile number): present only a "
+                 f"number your carrier assigned to you in {SAAM_HUMAN}")]
+
+
+def _is_overseas_mobile(mapped: str | None) -> bool:
+    """An overseas 06 9x / 07 0x mobile written in national form (valid once re-homed)."""
+    if mapped is None:
+        return False
+    parsed = phonenumbers.parse(mapped, None)  # a valid E.164 from e164(): parses
+    return parsed.country_code in ARCEP_COUNTRY_CODES and \
+        phonenumbers.number_type(parsed) == phonenumbers.PhoneNumberType.MOBILE
+
+
+def _check_fiction_callees(caller: str, callees: Iterable[str] | None) -> list[Violation]:
+    real = next((n for n in callees or () if not is_fiction_number(n)), None)
+    if real is None:
+        return []
+    return [_err("caller_id_fiction", f"campaign.caller_id {caller} is a fiction number, yet the "
+                 f"campaign would call real numbers (e.g. {real}): present a number your carrier "
+                 f"assigned to you in {SAAM_HUMAN}")]
+
+
+def _decree_violations(cfg: Config) -> list[tuple[str, str]]:
+    """(code, message) for each Décret 2022-1313 limit the schedule goes beyond."""
+    sch = cfg.schedule
+    out: list[tuple[str, str]] = []
+    wide = False
+    for w in sch.windows:
+        try:
+            (spec,) = parse_windows([w])
+        except ComplianceError:
+            continue  # reported as window_syntax
+        outside_hours = any(not any(ds <= s and e <= de for ds, de in DECREE_SPANS) for s, e in spec.spans)
+        wide = wide or bool(spec.days - DECREE_DAYS) or outside_hours
+    if wide:
+        out.append(("window_wider_than_decree", "schedule.windows go beyond Décret 2022-1313 "
+                    "(mon-fri 10:00-13:00 and 14:00-20:00): keep the windows inside them"))
+    if not sch.skip_holidays:
+        out.append(("holidays_not_skipped", "schedule.skip_holidays is false: Décret 2022-1313 "
+                    "forbids calls on public holidays; set it to true"))
+    if sch.max_attempts_per_30_days > DECREE_MAX_ATTEMPTS_30_DAYS:
+        out.append(("attempt_cap_above_decree", f"schedule.max_attempts_per_30_days is "
+                    f"{sch.max_attempts_per_30_days}: Décret 2022-1313 allows at most "
+                    f"{DECREE_MAX_ATTEMPTS_30_DAYS}; lower it"))
+    if 0 <= sch.refusal_cooldown_days < DECREE_REFUSAL_COOLDOWN_DAYS:
+        out.append(("refusal_cooldown_short", f"schedule.refusal_cooldown_days is "
+                    f"{sch.refusal_cooldown_days}: Décret 2022-1313 requires "
+                    f"{DECREE_REFUSAL_COOLDOWN_DAYS} days after a refusal; raise it"))
+    return out
+
+
+def check_decree_limits(cfg: Config) -> list[Violation]:
+    """Décret limits are errors; a stated override reason turns them into warnings quoting it."""
+    found = _decree_violations(cfg)
+    reason = " ".join((cfg.schedule.override_reason or "").split())
+    if not reason:
+        return [_err(code, f"{message} (or state why in {OVERRIDE_KEY})") for code, message in found]
+    if len(re.findall(r"\w+", reason)) < OVERRIDE_MIN_WORDS:
+        return [_err("override_reason_too_short", f"{OVERRIDE_KEY} {reason!r} does not state a "
+                     f"reason: write at least {OVERRIDE_MIN_WORDS} words saying why the campaign "
+                     "departs from Décret 2022-1313, or remove it")]
+    if not found:
+        return [_warn("override_reason_unused", f"{OVERRIDE_KEY} is set but the schedule keeps "
+                      "Décret 2022-1313: remove it")]
+    return [_warn(code, f"{message}; overridden by {OVERRIDE_KEY}: {reason!r}")
+            for code, message in found]
 
 
 def _check_schedule(cfg: Config) -> list[Violation]:
@@ -123,19 +200,11 @@ def _check_schedule(cfg: Config) -> list[Violation]:
     if not sch.windows:
         out.append(_err("no_window", "schedule.windows is empty: configure at least one window, "
                         "e.g. days: mon-fri, hours: ['10:00-13:00', '14:00-20:00']"))
-    wide = False
     for i, w in enumerate(sch.windows):
         try:
-            (spec,) = parse_windows([w])
+            parse_windows([w])
         except ComplianceError as exc:
             out.append(_err("window_syntax", f"schedule.windows[{i}]: {exc}"))
-            continue
-        outside_days = spec.days - DECREE_DAYS
-        outside_hours = any(not any(ds <= s and e <= de for ds, de in DECREE_SPANS) for s, e in spec.spans)
-        wide = wide or bool(outside_days) or outside_hours
-    if wide:
-        out.append(_warn("window_wider_than_decree", "schedule.windows go beyond Décret 2022-1313 "
-                         "(mon-fri 10:00-13:00 and 14:00-20:00): keep the defaults for political calls"))
     try:
         ZoneInfo(sch.timezone)
     except (ZoneInfoNotFoundError, ValueError, OSError):
@@ -150,18 +219,10 @@ def _check_schedule(cfg: Config) -> list[Violation]:
         parse_blackout_dates(sch.blackout_dates)
     except ComplianceError as exc:
         out.append(_err("blackout_invalid", str(exc)))
-    if not sch.skip_holidays:
-        out.append(_warn("holidays_not_skipped", "schedule.skip_holidays is false: Décret 2022-1313 "
-                         "forbids calls on public holidays; set it to true"))
     if sch.max_attempts_per_30_days < 0 or sch.refusal_cooldown_days < 0:
         out.append(_err("limits_negative", "schedule.max_attempts_per_30_days and refusal_cooldown_days "
                         "must be >= 0"))
-    if sch.max_attempts_per_30_days > 4:
-        out.append(_warn("attempt_cap_above_decree", f"schedule.max_attempts_per_30_days is "
-                         f"{sch.max_attempts_per_30_days}: Décret 2022-1313 allows at most 4; lower it"))
-    if 0 <= sch.refusal_cooldown_days < 60:
-        out.append(_warn("refusal_cooldown_short", f"schedule.refusal_cooldown_days is "
-                         f"{sch.refusal_cooldown_days}: Décret 2022-1313 requires 60 days after a refusal"))
+    out += check_decree_limits(cfg)
     if sch.demo_any_hour:
         out.append(_warn("demo_any_hour", "schedule.demo_any_hour is true: it lifts the hour, holiday and "
                          "blackout rules only for fiction numbers (+33 1 99 00 xx xx); remove it for a "
@@ -209,9 +270,11 @@ def check_sources(sources: Iterable[dict[str, Any]]) -> list[Violation]:
     return out
 
 
-def preflight(cfg: Config, *, sources: list[dict[str, Any]] | None = None) -> list[Violation]:
-    """All violations for this config and, when given, the contact lists about to be called."""
-    out = check_caller_id(cfg.campaign.caller_id, cfg.default_region)
+def preflight(cfg: Config, *, sources: list[dict[str, Any]] | None = None,
+              callees: Iterable[str] | None = None) -> list[Violation]:
+    """All violations for this config and, when given, the contact lists about to be called
+    (`sources`, their provenance; `callees`, their E.164 numbers)."""
+    out = check_caller_id(cfg.campaign.caller_id, cfg.default_region, callees)
     out += _check_schedule(cfg)
     if sources is not None:
         out += check_sources(sources)
@@ -225,5 +288,5 @@ def raise_on_errors(violations: Iterable[Violation]) -> None:
         raise ComplianceError("; ".join(errors))
 
 
-__all__ = ["ERROR", "WARNING", "Violation", "check_caller_id", "check_sources", "preflight",
-           "raise_on_errors"]
+__all__ = ["ERROR", "OVERRIDE_KEY", "WARNING", "Violation", "check_caller_id", "check_decree_limits",
+           "check_sources", "preflight", "raise_on_errors"]
