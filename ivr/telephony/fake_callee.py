@@ -1,4 +1,4 @@
-"""The fake PBX's simulated callees: their scripts, and Asterisk's side of FastAGI for them.
+"""The fake PBX's simulated callees: their scripts, their calls, and Asterisk's side of FastAGI.
 
 Test infrastructure for ivr/telephony/fake_pbx.py (which re-exports the script builders). A
 script says how the callee answers the Originate and, once answered, which key it presses at
@@ -9,12 +9,17 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
+
+from ivr.telephony.node import LOCAL_OTHER
 
 DEAD = "511 Command Not Permitted on a dead channel or intercept routine"
 ENDPOS_KEY, ENDPOS_FULL = 4000, 16000  # samples played: never 0 (that means a missing file)
+CAUSE_TEXT = {1: "Unallocated (unassigned) number", 3: "No route to destination",
+              16: "Normal Clearing", 17: "User busy", 19: "No answer",
+              34: "Circuit/channel congestion", 41: "Temporary failure"}
 _ESCAPE = re.compile(r'STREAM FILE\s+\S+\s+"?([0-9*#]*)"?', re.IGNORECASE)
 
 
@@ -69,17 +74,35 @@ def refuse(message: str = "Originate failed") -> Callee:
     return Callee("refuse", message=message)
 
 
-class CallState(Protocol):
+@dataclass
+class Call:
+    """One originated call, as the fake PBX records it (FakePbx.calls): the ;1 half
+    (channel_id, runs the IVR) and the ;2 half (the callee, other_id)."""
+    channel_id: str
+    number: str
+    fields: dict[str, Any]
+    variables: dict[str, str]
     callee: Callee
-    cause: int | None        # set by whoever ends the call
-    gone: asyncio.Event      # set when the call is hung up (either side, or a Hangup action)
-    agi: list[str]           # the AGI commands received, for assertions
+    seq: int
+    answered: bool = False
+    cause: int | None = None                 # set when someone hangs the call up
+    gone: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: set[str] = field(default_factory=set)  # Uniqueids whose Hangup was sent
+    agi: list[str] = field(default_factory=list)  # AGI commands received, in order
+    task: asyncio.Task | None = None
+
+    @property
+    def other_id(self) -> str:
+        return self.fields.get("OtherChannelId") or self.channel_id + LOCAL_OTHER
+
+    def name(self, half: int) -> str:
+        return f"Local/{self.number}@ivr-sim-{self.seq:08x};{half}"
 
 
 class AgiLeg:
     """Asterisk's side of one FastAGI session: headers, then one result per command line."""
 
-    def __init__(self, call: CallState, headers: dict[str, str],
+    def __init__(self, call: Call, headers: dict[str, str],
                  on_callee_hangup: Callable[[], None]) -> None:
         self.call = call
         self.headers = headers

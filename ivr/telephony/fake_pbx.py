@@ -4,23 +4,39 @@ In the manner of httpx's MockTransport, but on the wire: the unmodified controll
 (panoramisk's Manager inside Ami/AmiNode, the FastAGI server of ivr/telephony/fastagi.py) talks
 to it as to Asterisk 22 running dialplans/ivr-outbound.conf with simulated callees.
 
-    async with FakePbx({"+33199000010": answer(keys=["1"]), "+33199000070": busy()},
+    async with FakePbx({"+33199000010": answer(["1"]), "+33199000070": busy()},
                        user="ivr", secret="s") as pbx:
         node = AmiNode("fake", "127.0.0.1", pbx.ami_port, "ivr", "s")
         await node.connect()
-        ...
+        ...                                   # originate with IVR_AGI = the FastAGI server
         await pbx.wait_idle()
-        assert pbx.max_live <= 2
+        assert pbx.max_live <= 2 and len(pbx.originates) == 2
 
-What it plays, per Originate (Async only, as the controller sends it):
-- `Response: Success` / `Originate successfully queued` at once, then the scripted callee
-  (keyed by the number in `Local/<number>@ctx`; unknown numbers get `default`);
-- unanswered kinds: Hangup of the ;2 half (Uniqueid = OtherChannelId), Hangup of the ;1 half
-  (ChannelId), then OriginateResponse Failure with the Reason (Asterisk's last control frame);
-- answered: OriginateResponse Success (Reason 4), then Asterisk's side of FastAGI to the URL in
-  IVR_AGI: headers, one result line per command; the Hangups (cause 16) when the session ends.
-  A refused FastAGI connection takes the dialplan's failsafe: UserEvent IvrFailsafe then
-  Hangup cause 41.
+Callees (ivr/telephony/fake_callee.py) are keyed by the number in `Local/<number>@ctx`, or
+chosen by a callable(number) -> Callee; unknown numbers get `default` (failed, cause 1):
+answer(keys, delay_s, hangup_at=, prompt_s=, amd=), hangup_after(s, keys), busy(), no_answer(),
+congestion(), failed(cause), refuse(message). `keys` holds one entry per STREAM FILE / WAIT FOR
+DIGIT command, in order (None: no key; a key STREAM FILE does not list as escape digit is lost).
+
+What it plays, per Originate (Async, as the controller sends it):
+- `Response: Success` / `Originate successfully queued` at once (refuse(), shutting_down:
+  `Response: Error`), then the callee; a ring longer than the Originate's Timeout is no answer;
+- unanswered: Hangup of the ;2 half (Uniqueid = OtherChannelId), Hangup of the ;1 half
+  (ChannelId), then OriginateResponse Failure with the Reason (Asterisk's last control frame:
+  busy 5/cause 17, congestion 8/34, no answer 3/19, failed 0/cause);
+- answered: OriginateResponse Success (Reason 4), then Asterisk's side of FastAGI at IVR_AGI
+  (agi_arg_1 = CALL_ID, agi_arg_2 = the callee's amd when IVR_AMD=1); the Hangups (cause 16)
+  when the session ends, the callee's half first if the callee hung up. A refused FastAGI
+  connection takes the dialplan's failsafe: UserEvent IvrFailsafe (CallId, Status: FAILURE)
+  then Hangup cause 41 (failsafe=False: a plain Hangup, cause 16);
+- the Hangup action ends a call (ringing: OriginateResponse Failure, Reason 1).
+
+Faults: drop() cuts every AMI connection (clients reconnect), stop()/start() stop and resume
+listening on the same port (calls go on; their events are lost), crash() also makes every call
+vanish without an event, shutting_down refuses Originates with Asterisk's "Asterisk is
+shutting down", silent records actions but answers none. Records: originates (every Originate,
+Variable as a dict), actions, events, calls (by ChannelId, with the AGI commands received),
+live (ChannelIds in progress), max_live, logins.
 It imports nothing from ivr/campaign or ivr/store: it is test infrastructure.
 """
 from __future__ import annotations
@@ -28,14 +44,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from ivr.telephony.contract import (EVENT_FAILSAFE, FAILSAFE_CALL_ID, OUTBOUND_CONTEXT,
                                     OUTBOUND_EXTEN, ROUTE_IVR, VAR_AGI_URL, VAR_AMD, VAR_CALL_ID)
-from ivr.telephony.fake_callee import (AgiLeg, Callee, agi_headers, answer, busy, congestion,
-                                       failed, hangup_after, no_answer, refuse)
-from ivr.telephony.node import LOCAL_OTHER
+from ivr.telephony.fake_callee import (CAUSE_TEXT, AgiLeg, Call, Callee, agi_headers, answer,
+                                       busy, congestion, failed, hangup_after, no_answer, refuse)
 
 __all__ = ["FakePbx", "Call", "Callee", "answer", "busy", "congestion", "failed",
            "hangup_after", "no_answer", "refuse"]
@@ -49,30 +63,6 @@ R_FAILED, R_HANGUP, R_RINGING, R_ANSWERED, R_BUSY, R_CONGESTION = 0, 1, 3, 4, 5,
 
 _UNANSWERED = {"busy": R_BUSY, "congestion": R_CONGESTION, "failed": R_FAILED}
 Script = Mapping[str, Callee] | Callable[[str], Callee]
-
-
-@dataclass
-class Call:
-    """One originated call: the ;1 half (channel_id, runs the IVR) and the ;2 half (callee)."""
-    channel_id: str
-    number: str
-    fields: dict[str, Any]
-    variables: dict[str, str]
-    callee: Callee
-    seq: int
-    answered: bool = False
-    cause: int | None = None                 # set when someone hangs the call up
-    gone: asyncio.Event = field(default_factory=asyncio.Event)
-    ended: set[str] = field(default_factory=set)  # Uniqueids whose Hangup was sent
-    agi: list[str] = field(default_factory=list)  # AGI commands received, in order
-    task: asyncio.Task | None = None
-
-    @property
-    def other_id(self) -> str:
-        return self.fields.get("OtherChannelId") or self.channel_id + LOCAL_OTHER
-
-    def name(self, half: int) -> str:
-        return f"Local/{self.number}@ivr-sim-{self.seq:08x};{half}"
 
 
 class _Session:
@@ -182,6 +172,9 @@ class FakePbx:
         try:
             while (action := await _read_message(reader)) is not None:
                 self.actions.append(action)
+                if str(action.get("Action", "")).lower() == "originate":  # even if silent
+                    variables = _variables(action.get("Variable"))
+                    self.originates.append(action | {"Variable": variables})
                 if self.silent:
                     continue
                 if not self._handle(session, action):
@@ -274,8 +267,7 @@ class FakePbx:
     # -- calls --------------------------------------------------------------------------------
     def _originate(self, session: _Session, action: dict[str, Any],
                    reply: dict[str, Any]) -> None:
-        variables = _variables(action.get("Variable"))
-        self.originates.append(dict(action) | {"Variable": variables})
+        variables = self.originates[-1]["Variable"]
         if self.shutting_down:
             session.send(reply | {"Response": "Error", "Message": SHUTTING_DOWN})
             return
@@ -368,16 +360,11 @@ class FakePbx:
             self._emit({"Event": "Hangup", "Privilege": "call,all", "Channel": call.name(half),
                         "ChannelState": "6" if call.answered else "5",
                         "Uniqueid": uid, "Linkedid": call.channel_id,
-                        "Cause": str(cause), "Cause-txt": _CAUSE_TEXT.get(cause, "Unknown")})
+                        "Cause": str(cause), "Cause-txt": CAUSE_TEXT.get(cause, "Unknown")})
         if len(call.ended) == 2:
             self._live.pop(call.channel_id, None)
             if not self._live:
                 self._idle.set()
-
-
-_CAUSE_TEXT = {1: "Unallocated (unassigned) number", 3: "No route to destination",
-               16: "Normal Clearing", 17: "User busy", 19: "No answer",
-               34: "Circuit/channel congestion", 41: "Temporary failure"}
 
 
 async def _read_message(reader: asyncio.StreamReader) -> dict[str, Any] | None:

@@ -1,0 +1,99 @@
+"""`AmiNode`: the PbxNode seam (ivr/telephony/node.py) over one Asterisk's AMI, through `Ami`.
+
+Every AMI field name the dialer used to read lives here: it gets typed events
+(OriginateResult, ChannelHangup, Failsafe, Reconnected) and typed errors, never a Message.
+"""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from ivr.telephony.ami import Ami
+from ivr.telephony.contract import EVENT_FAILSAFE, FAILSAFE_CALL_ID
+from ivr.telephony.node import (LOCAL_OTHER, ChannelHangup, Failsafe, NodeEvent,
+                                OriginateRequest, OriginateResult, Reconnected)
+
+FAILSAFE_STATUS = "Status"  # the UserEvent's AGISTATUS field (dialplans/ivr-outbound.conf)
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_event(node: str, ev: Mapping[str, Any]) -> NodeEvent | None:
+    """One AMI event as a typed node event; None for events the dialer does not need."""
+    name = ev.get("Event")
+    if name == "OriginateResponse":
+        return OriginateResult(node, str(ev.get("Uniqueid", "")),
+                               success=ev.get("Response") == "Success",
+                               reason=_int(ev.get("Reason")))
+    if name == "Hangup":
+        uid = str(ev.get("Uniqueid", ""))
+        callee_half = uid.endswith(LOCAL_OTHER)
+        channel_id = uid[:-len(LOCAL_OTHER)] if callee_half else uid
+        return ChannelHangup(node, channel_id, _int(ev.get("Cause")), callee_half=callee_half)
+    if name == "UserEvent" and ev.get("UserEvent") == EVENT_FAILSAFE:
+        return Failsafe(node, _int(ev.get(FAILSAFE_CALL_ID)), str(ev.get(FAILSAFE_STATUS, "")))
+    if name == "Reconnected":  # Ami's pseudo-event: the link came back, events were missed
+        return Reconnected(node)
+    return None
+
+
+class AmiNode:
+    """One Asterisk reached over AMI. `max_channels` 0: no limit of its own."""
+
+    def __init__(self, name: str, host: str, port: int, user: str, secret: str,
+                 max_channels: int = 0, **ami_options: Any) -> None:
+        self.name = name
+        self.max_channels = max_channels
+        self._args = (host, port, user, secret)
+        self._options = ami_options
+        self._ami: Ami | None = None
+
+    @property
+    def ami(self) -> Ami:
+        """The underlying Ami, built on first use (it needs a running loop)."""
+        if self._ami is None:
+            self._ami = Ami(*self._args, **self._options)
+        return self._ami
+
+    @property
+    def up(self) -> bool:
+        return self._ami is not None and self._ami.connected
+
+    async def connect(self, timeout: float = 10.0) -> None:
+        await self.ami.connect(timeout)
+
+    async def wait_up(self, timeout: float) -> bool:
+        return await self.ami.wait_connected(timeout)
+
+    async def originate(self, request: OriginateRequest) -> None:
+        await self.ami.originate(
+            channel=request.channel, context=request.context, exten=request.exten,
+            channel_id=request.channel_id, other_channel_id=request.other_channel_id,
+            variables=dict(request.variables), timeout_ms=request.timeout_ms,
+            caller_id=request.caller_id)
+
+    async def hangup(self, channel_id: str, cause: int = 16) -> None:
+        await self.ami.hangup(channel_id, cause)
+
+    async def channels(self) -> set[str]:
+        return {str(ch.get("Uniqueid")) for ch in await self.ami.channels()
+                if ch.get("Uniqueid")}
+
+    async def events(self) -> AsyncIterator[NodeEvent]:
+        async for ev in self.ami.events():
+            typed = parse_event(self.name, ev)
+            if typed is not None:
+                yield typed
+
+    def close(self) -> None:
+        if self._ami is not None:
+            self._ami.close()
+
+    def __repr__(self) -> str:
+        host, port = self._args[:2]
+        return f"AmiNode({self.name!r}, {host}:{port}, up={self.up})"
