@@ -146,16 +146,17 @@ class AgiLeg:
 
     async def _reply(self, command: str) -> str:
         verb = command.upper()
-        if verb.startswith("GET VARIABLE HANGUPCAUSE"):
-            return f"200 result=1 ({self.call.cause or 16})"  # readable on a dead channel
+        if verb.startswith("GET VARIABLE HANGUPCAUSE"):  # readable on a dead channel too
+            return f"200 result=1 ({self.call.cause or 0})"
         if self.call.gone.is_set():
             return DEAD
         if verb.startswith(("STREAM FILE", "WAIT FOR DIGIT")):
             return await self._prompt(command)
         if verb.startswith("CHANNEL STATUS"):
             return "200 result=6"  # Up
-        if verb.startswith("HANGUP"):
-            self.call.cause = self.call.cause or 16
+        if verb.startswith("HANGUP"):  # the IVR hangs up: Asterisk leaves cause 0
+            if self.call.cause is None:
+                self.call.cause = 0
             self.call.gone.set()
             return "200 result=1"
         return "200 result=0"
@@ -165,17 +166,18 @@ class AgiLeg:
         or the callee hangs up (-1, then the channel is dead)."""
         callee, index = self.call.callee, self.prompts
         self.prompts += 1
+        escape = _ESCAPE.match(command)
+        cut = "200 result=-1" + (f" endpos={ENDPOS_KEY}" if escape else "")  # hung up meanwhile
         if callee.hangup_at is not None and index >= callee.hangup_at:
             self._callee_hangs_up()
-            return "200 result=-1"
+            return cut
         try:
             await asyncio.wait_for(self.call.gone.wait(), callee.prompt_s)
         except asyncio.TimeoutError:
             pass
         if self.call.gone.is_set():
-            return "200 result=-1"
+            return cut
         key = callee.keys[index] if index < len(callee.keys) else None
-        escape = _ESCAPE.match(command)
         if escape is not None:  # a key that is not an escape digit does not interrupt
             key = key if key and key in escape.group(1) else None
             return f"200 result={ord(key)} endpos={ENDPOS_KEY}" if key else \

@@ -58,7 +58,7 @@ BANNER = b"Asterisk Call Manager/9.0.0\r\n"
 SHUTTING_DOWN = "Asterisk is shutting down"  # what manager.c answers every action then
 DEFAULT_AGI = "agi://127.0.0.1:4573"         # the dialplan's fallback when IVR_AGI is empty
 # OriginateResponse Reason: the last control frame Asterisk saw (AST_CONTROL_*).
-R_FAILED, R_HANGUP, R_RINGING, R_ANSWERED, R_BUSY, R_CONGESTION = 0, 1, 3, 4, 5, 8
+R_FAILED, R_RINGING, R_ANSWERED, R_BUSY, R_CONGESTION = 0, 3, 4, 5, 8
 
 
 _UNANSWERED = {"busy": R_BUSY, "congestion": R_CONGESTION, "failed": R_FAILED}
@@ -240,13 +240,13 @@ class FakePbx:
                 if uid in call.ended:
                     continue
                 count += 1
-                up = call.answered
+                state = ("6", "Up") if call.answered else ("5", "Ringing") if half == 1 \
+                    else ("4", "Ring")
                 session.send({"Event": "CoreShowChannel", **aid, "Channel": call.name(half),
-                              "ChannelState": "6" if up else "5",
-                              "ChannelStateDesc": "Up" if up else "Ringing",
+                              "ChannelState": state[0], "ChannelStateDesc": state[1],
                               "CallerIDNum": call.number, "Context": OUTBOUND_CONTEXT,
                               "Exten": OUTBOUND_EXTEN, "Priority": "1", "Uniqueid": uid,
-                              "Linkedid": call.channel_id, "Application": "AGI" if up else "",
+                              "Linkedid": call.channel_id, "Application": "AGI" if call.answered else "",
                               "Duration": "00:00:01"})
         session.send({"Event": "CoreShowChannelsComplete", **aid, "EventList": "Complete",
                       "ListItems": str(count)})
@@ -259,8 +259,8 @@ class FakePbx:
         if call is None:
             session.send(reply | {"Response": "Error", "Message": "No such channel"})
             return
-        cause = int(str(action.get("Cause") or 16))
-        call.cause = call.cause or cause
+        if call.cause is None:
+            call.cause = int(str(action.get("Cause") or 16))
         call.gone.set()
         session.send(reply | {"Message": "Channel Hungup"})
 
@@ -291,21 +291,26 @@ class FakePbx:
         return self.callees.get(number, self.default)
 
     async def _play(self, call: Call) -> None:
-        callee = call.callee
-        ring_s = int(str(call.fields.get("Timeout") or 30000)) / 1000
+        """The callee's script, with Asterisk's event order for each ending (checked against
+        the sandbox Asterisk 22)."""
+        callee, ring_s = call.callee, int(str(call.fields.get("Timeout") or 30000)) / 1000
         rings_out = callee.kind == "no_answer" or callee.delay_s >= ring_s
         if await self._ring(call, ring_s if rings_out else callee.delay_s):
-            return self._unanswered(call, R_HANGUP, call.cause or 16)
+            cause = 16 if call.cause is None else call.cause  # Hangup action while ringing
+            return self._ends_ringing(call, R_FAILED, cause)
         if rings_out:
-            return self._unanswered(call, R_RINGING, 19)
-        if callee.kind in _UNANSWERED:
-            return self._unanswered(call, _UNANSWERED[callee.kind], callee.cause)
+            return self._ends_ringing(call, R_RINGING, 19)
+        if callee.kind in _UNANSWERED:  # rejected at once: the IVR half carries no cause
+            self._originate_response(call, False, _UNANSWERED[callee.kind])
+            return self._end(call, ((call.channel_id, 0), (call.other_id, callee.cause)))
         call.answered = True
         self._originate_response(call, True, R_ANSWERED)
         try:
             await self._agi(call)
         finally:
-            self._end(call, (call.channel_id, call.other_id), call.cause or 16)
+            cause = 16 if call.cause is None else call.cause  # the dialplan's Hangup()
+            halves = [(call.channel_id, cause), (call.other_id, cause)]
+            self._end(call, halves[::-1] if cause == 41 else halves)  # failsafe: ;2 first
 
     async def _ring(self, call: Call, seconds: float) -> bool:
         """True if the call was hung up (Hangup action) while ringing."""
@@ -332,13 +337,16 @@ class FakePbx:
 
     def _callee_hangs_up(self, call: Call) -> None:
         """The callee's half goes first; the IVR half ends with its AGI session."""
-        call.cause = call.cause or 16
+        if call.cause is None:
+            call.cause = 16
         call.gone.set()
-        self._end(call, (call.other_id,), 16)
+        self._end(call, ((call.other_id, 16),))
 
-    def _unanswered(self, call: Call, reason: int, cause: int) -> None:
-        self._end(call, (call.other_id, call.channel_id), cause)
+    def _ends_ringing(self, call: Call, reason: int, cause: int) -> None:
+        """Ring timeout or Hangup action: the callee's half, the result, then the IVR half."""
+        self._end(call, ((call.other_id, cause),))
         self._originate_response(call, False, reason)
+        self._end(call, ((call.channel_id, cause),))
 
     def _originate_response(self, call: Call, success: bool, reason: int) -> None:
         fields = {"Event": "OriginateResponse", "Privilege": "call,all",
@@ -350,9 +358,10 @@ class FakePbx:
             fields["ActionID"] = call.fields["ActionID"]
         self._emit(fields)
 
-    def _end(self, call: Call, uniqueids: Sequence[str], cause: int) -> None:
-        """Hangup events for the halves not ended yet; the call is gone when both are."""
-        for uid in uniqueids:
+    def _end(self, call: Call, halves: Sequence[tuple[str, int]]) -> None:
+        """Hangup events (Uniqueid, cause) for the halves not ended yet; the call is gone when
+        both are."""
+        for uid, cause in halves:
             if uid in call.ended:
                 continue
             call.ended.add(uid)
