@@ -1,4 +1,5 @@
-"""Composition root: wires config, store, AMI, FastAGI, the flow handler and the dialer."""
+"""Composition root: wires config, store, the PBX node, FastAGI, the flow handler, the dialer
+and the run state."""
 from __future__ import annotations
 
 import asyncio
@@ -17,8 +18,11 @@ import uvloop
 from ivr.campaign import run as campaign_run
 from ivr.callflow.agi_callback import CallbackHandler
 from ivr.callflow.agi_ivr import IvrHandler
+from ivr.campaign.clock import Clock
+from ivr.campaign.state import RunState, Snapshot
+from ivr.telephony.ami_node import AmiNode
 from ivr.telephony.fastagi import AgiApplication, serve
-from ivr.telephony.ami import Ami
+from ivr.telephony.node import PbxNode
 from ivr.config import Config
 from ivr.campaign.dialer import Dialer
 from ivr.errors import PbxError
@@ -29,6 +33,7 @@ from ivr.store.sqlite import Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+NODE_NAME = "pbx"  # the one node of cfg.pbx; recorded in calls.node
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
@@ -68,48 +73,56 @@ def prompt_hashes(cfg: Config) -> dict[str, str]:
     return {k: v["sha256"] for k, v in load_manifest(cfg)["prompts"].items()}
 
 
+def build_node(cfg: Config) -> PbxNode:
+    """The PBX node of `cfg.pbx`: one Asterisk over AMI. Its name is stored with each attempt,
+    so it stays "pbx" across runs (reconciliation asks a node for its own attempts only)."""
+    return AmiNode(NODE_NAME, cfg.pbx.host, cfg.pbx.port, cfg.pbx.user, ami_secret(cfg))
+
+
 @dataclass
 class Controller:
     cfg: Config
     store: Store
-    ami: Ami
+    node: PbxNode
     dialer: Dialer
     agi: AgiApplication
     server: asyncio.AbstractServer
-    pump: asyncio.Task
+    pumps: list[asyncio.Task]
+    clock: Clock
+
+    @property
+    def ami(self) -> Any:
+        """The node's AMI link (reconnect counters for tests and benchmarks)."""
+        return getattr(self.node, "ami", None)
 
     async def close(self) -> None:
         self.dialer.writer.flush()
-        self.pump.cancel()
+        for pump in self.pumps:
+            pump.cancel()
         self.server.close()
         await self.server.wait_closed()
-        self.ami.close()
+        self.node.close()
 
 
-async def start(cfg: Config, store: Store, clock: Callable[[], datetime] = utcnow,
-                agi: bool = True) -> Controller:
-    """Connect AMI, start FastAGI, reconcile attempts left open by an earlier run."""
-    ami = Ami(cfg.pbx.host, cfg.pbx.port, cfg.pbx.user, ami_secret(cfg))
-    await ami.connect()
+async def start(cfg: Config, store: Store, clock: Clock | None = None, agi: bool = True,
+                node: PbxNode | None = None,
+                hashes: dict[str, str] | None = None) -> Controller:
+    """Connect the node, start FastAGI, reconcile attempts left open by an earlier run.
+    `node` and `hashes` (the prompts' fingerprints) default to those of `cfg`."""
+    node = node or build_node(cfg)
+    await node.connect()
     try:
-        return await _start(cfg, store, clock, agi, ami)
+        return await _start(cfg, store, clock or Clock(), agi, node, hashes)
     except BaseException:
-        ami.close()
+        node.close()
         raise
 
 
-async def _start(cfg: Config, store: Store, clock: Callable[[], datetime], agi: bool,
-                 ami: Ami) -> Controller:
+async def _start(cfg: Config, store: Store, clock: Clock, agi: bool, node: PbxNode,
+                 hashes: dict[str, str] | None) -> Controller:
     agi_url = f"agi://{cfg.agi.host}:{cfg.agi.port}"
-    dialer = Dialer(cfg, store, ami, clock, agi_url)
-    app = AgiApplication(allowed_peers=cfg.agi.allowed_peers)
-    handler = IvrHandler(store, prompt_hashes(cfg), flow_options(cfg), clock,
-                         retry_at=dialer.retry_at, on_finished=dialer.finished,
-                         write=dialer.writer.write, on_pbx_fault=dialer.pbx_fault,
-                         pbx_went_down=dialer.pbx_went_down, active=dialer.ivr_active)
-    app.add_route("ivr", handler)
-    app.add_route("callback", CallbackHandler(store, cfg.default_region, clock,
-                                              write=dialer.writer.write))
+    dialer = Dialer(cfg, store, node, clock, agi_url)
+    app = agi_app(cfg, store, dialer, clock, hashes)
     try:
         server = await serve(app, cfg.agi.host, cfg.agi.port) if agi else None
     except OSError as exc:
@@ -122,14 +135,23 @@ async def _start(cfg: Config, store: Store, clock: Callable[[], datetime], agi: 
     except BaseException:
         server.close()
         raise
+    pumps = [asyncio.create_task(dialer.consume(ns)) for ns in dialer.nodes.values()]
+    return Controller(cfg, store, node, dialer, app, server, pumps, clock)
 
-    async def pump() -> None:
-        async for ev in ami.events():
-            try:
-                dialer.on_event(ev)
-            except Exception:  # one bad event must not stop every later one
-                log.exception("AMI event %s not handled", ev.get("Event"))
-    return Controller(cfg, store, ami, dialer, app, server, asyncio.create_task(pump()))
+
+def agi_app(cfg: Config, store: Store, dialer: Dialer, clock: Clock,
+            hashes: dict[str, str] | None = None) -> AgiApplication:
+    """The FastAGI routes: the IVR (settling through the dialer) and the opposition line."""
+    app = AgiApplication(allowed_peers=cfg.agi.allowed_peers)
+    hashes = prompt_hashes(cfg) if hashes is None else hashes
+    handler = IvrHandler(store, hashes, flow_options(cfg), clock.now,
+                         retry_at=dialer.retry_at, on_finished=dialer.finished,
+                         write=dialer.writer.write, on_pbx_fault=dialer.pbx_fault,
+                         pbx_went_down=dialer.pbx_went_down, active=dialer.ivr_active)
+    app.add_route("ivr", handler)
+    app.add_route("callback", CallbackHandler(store, cfg.default_region, clock.now,
+                                              write=dialer.writer.write))
+    return app
 
 
 def install_signals(stop: asyncio.Event, hard_stop: asyncio.Event) -> None:
@@ -145,19 +167,28 @@ def install_signals(stop: asyncio.Event, hard_stop: asyncio.Event) -> None:
     loop.add_signal_handler(signal.SIGTERM, on_sigint)
 
 
-async def run_campaign(cfg: Config, store: Store, *, on_tick: Callable[[Controller], None],
-                       clock: Callable[[], datetime] = utcnow,
-                       stop: asyncio.Event | None = None) -> tuple[campaign_run.RunReport, Any]:
-    ctl = await start(cfg, store, clock)
+async def run_campaign(cfg: Config, store: Store, *,
+                       on_tick: Callable[[Controller], None] = lambda ctl: None,
+                       on_snapshot: Callable[[Snapshot], None] | None = None,
+                       clock: Clock | None = None, stop: asyncio.Event | None = None,
+                       node: PbxNode | None = None, hashes: dict[str, str] | None = None,
+                       ) -> tuple[campaign_run.RunReport, Any]:
+    """One run: the controller, its RunState (snapshots to `on_snapshot`), the run loop."""
+    clock = clock or Clock()
+    ctl = await start(cfg, store, clock, node=node, hashes=hashes)
     # Modules, phone-number metadata and holiday tables live for the whole run: keep them out
     # of every garbage collection, which would otherwise rescan them as calls come and go.
     gc.freeze()
     stop = stop or asyncio.Event()
     hard = asyncio.Event()
     install_signals(stop, hard)
+    state = RunState(cfg.campaign.name, store, clock, max_concurrent=cfg.dialer.max_concurrent,
+                     nodes=ctl.dialer.node_snapshots)
+    if on_snapshot is not None:
+        state.subscribe(on_snapshot)
     try:
-        report = await campaign_run.run(cfg, store, ctl.dialer, clock, stop, hard,
-                                    on_tick=lambda: on_tick(ctl))
+        report = await campaign_run.run(cfg, store, ctl.dialer, clock, stop, hard, state,
+                                        on_tick=lambda: on_tick(ctl))
     finally:
         await ctl.close()
     return report, ctl

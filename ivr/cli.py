@@ -223,10 +223,11 @@ def run_cmd(ctx: Ctx, dry_run: bool) -> None:
 def _run(ctx: Ctx, store: Any) -> None:
     from ivr.app import run, run_campaign
     from ivr.campaign.progress import Progress
-    with Progress(store, ctx.cfg.campaign.name, console) as progress:
-        report, _ = run(run_campaign(
-            ctx.cfg, store, on_tick=lambda ctl: progress.tick(len(ctl.dialer.inflight))))
-    console.print(f"run {report.stopped_by}: {report.originated} call(s) placed; {report.why}",
+    with Progress(console) as progress:
+        run(run_campaign(ctx.cfg, store, on_snapshot=progress.show))
+    final = progress.last  # the report reads the run's final snapshot, nothing else
+    assert final is not None and final.stopped
+    console.print(f"run {final.stopped_by}: {final.originated} call(s) placed; {final.why}",
                   highlight=False)
 
 

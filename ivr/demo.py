@@ -78,10 +78,11 @@ def run_demo(cfg: Config, console: Console) -> None:
         say(f"    {v.severity}: {v.message}")
     raise_on_errors(violations)
     say("4/5 running the campaign")
-    with Progress(store, cfg.campaign.name, console) as progress:
-        run_report, _ = run(run_campaign(
-            cfg, store, on_tick=lambda ctl: progress.tick(len(ctl.dialer.inflight))))
-    say(f"    run {run_report.stopped_by}: {run_report.originated} call(s); {run_report.why}")
+    with Progress(console) as progress:
+        run(run_campaign(cfg, store, on_snapshot=progress.show))
+    final = progress.last  # the run's final snapshot
+    assert final is not None and final.stopped
+    say(f"    run {final.stopped_by}: {final.originated} call(s); {final.why}")
     say("5/5 report")
     console.print(report.render(report.summary(store, cfg.campaign.name)))
     say(f"store: {db}  (ivr report --format json reads config.yaml's store.path instead)")

@@ -1,6 +1,8 @@
 """How Asterisk's answers map to outcomes (pure): Originate reasons, Q.850 causes, SIP codes."""
 from __future__ import annotations
 
+from ivr.callflow.outcomes import RETRYABLE  # noqa: F401  (re-exported: the one table decides)
+
 # OriginateResponse Reason (Asterisk's AST_CONTROL_* of the last frame seen).
 REASON_OUTCOME = {5: "busy", 3: "no_answer", 8: "congestion"}
 
@@ -12,8 +14,6 @@ CAUSE_OUTCOME = {
     34: "congestion", 42: "congestion", 38: "congestion", 41: "congestion", 44: "congestion",
     1: "failed", 3: "failed", 21: "failed", 27: "failed", 28: "failed",
 }
-
-RETRYABLE = frozenset({"busy", "no_answer", "congestion", "error"})
 
 
 def unanswered_outcome(reason: int | None, cause: int | None) -> str:

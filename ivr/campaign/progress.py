@@ -1,67 +1,77 @@
-"""Live progress of a run: a rich table on a terminal, plain log lines otherwise."""
+"""Live progress of a run from its snapshots: a rich table on a terminal, plain lines otherwise.
+
+It reads `Snapshot`s only (ivr/campaign/state.py): no store, no dialer, no controller.
+"""
 from __future__ import annotations
 
-import time
-from collections import Counter
 from typing import Any
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from ivr.store.sqlite import Store
+from ivr.campaign.state import Snapshot
 
 
 class Progress:
-    def __init__(self, store: Store, campaign: str, console: Console, every_s: float = 2.0):
-        self.store = store
-        self.campaign = campaign
+    def __init__(self, console: Console, every_s: float = 2.0) -> None:
         self.console = console
-        self.every_s = every_s
-        self.started = time.monotonic()
-        self._last = 0.0
+        self.every_s = every_s  # plain lines: at most one per this many seconds of run time
+        self.last: Snapshot | None = None  # the latest snapshot seen (the final one at the end)
+        self._shown: Snapshot | None = None
         self._live: Live | None = None
-        self._since = store.one("SELECT COALESCE(MAX(id), 0) AS m FROM calls")["m"]  # type: ignore
 
     def __enter__(self) -> "Progress":
         if self.console.is_terminal:
-            self._live = Live(self._table(0, Counter()), console=self.console,
-                              refresh_per_second=4, transient=False)
+            self._live = Live(Table(), console=self.console, refresh_per_second=4,
+                              transient=False)
             self._live.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.tick(0, force=True)
+        if self.last is not None:
+            self._render(self.last)
         if self._live is not None:
             self._live.__exit__(*exc)
 
-    def _counts(self) -> Counter[str]:
-        rows = self.store.q("SELECT outcome, COUNT(*) AS n FROM calls WHERE id > ? AND "
-                            "campaign = ? AND outcome IS NOT NULL GROUP BY outcome",
-                            (self._since, self.campaign))
-        return Counter({r["outcome"]: r["n"] for r in rows})
+    def show(self, snap: Snapshot) -> None:
+        """A RunState subscriber: keep the snapshot, redraw when due."""
+        self.last = snap
+        shown = self._shown
+        gap = 0.25 if self._live is not None else self.every_s
+        if shown is None or snap.stopped or (snap.at - shown.at).total_seconds() >= gap:
+            self._render(snap)
 
-    def _table(self, inflight: int, counts: Counter[str]) -> Table:
-        done = sum(counts.values())
-        elapsed = max(time.monotonic() - self.started, 1e-6)
-        table = Table(title=f"campaign {self.campaign}", show_header=False)
-        table.add_row("in flight", str(inflight))
-        table.add_row("done", str(done))
-        table.add_row("rate", f"{done / elapsed * 60:.1f} calls/min")
-        for outcome, n in counts.most_common():
-            table.add_row(f"  {outcome}", str(n))
-        return table
-
-    def tick(self, inflight: int, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last < (0.25 if self._live else self.every_s):
-            return
-        self._last = now
-        counts = self._counts()
+    def _render(self, snap: Snapshot) -> None:
+        self._shown = snap
         if self._live is not None:
-            self._live.update(self._table(inflight, counts))
+            self._live.update(table(snap))
         else:
-            done = sum(counts.values())
-            outcomes = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
-            self.console.print(f"progress: in_flight={inflight} done={done} {outcomes}",
-                               highlight=False, soft_wrap=True)
+            self.console.print(line(snap), highlight=False, soft_wrap=True, markup=False)
+
+
+def line(snap: Snapshot) -> str:
+    outcomes = " ".join(f"{k}={v}" for k, v in sorted(snap.outcomes))
+    why = _why(snap)
+    return (f"progress: in_flight={snap.in_flight} done={snap.done} {outcomes}"
+            + (f" [{snap.status}: {why}]" if why else "")).replace("  ", " ")
+
+
+def table(snap: Snapshot) -> Table:
+    t = Table(title=f"campaign {snap.campaign}", show_header=False)
+    t.add_row("status", snap.status + (f" ({_why(snap)})" if _why(snap) else ""))
+    t.add_row("in flight", f"{snap.in_flight} / {snap.max_concurrent}")
+    t.add_row("placed", str(snap.originated))
+    t.add_row("done", str(snap.done))
+    t.add_row("rate", f"{snap.rate_per_min:.1f} calls/min")
+    if snap.eta_s is not None:
+        t.add_row("eta", f"{snap.eta_s / 60:.1f} min")
+    if snap.next_retry is not None:
+        t.add_row("next retry", f"{snap.next_retry:%H:%M:%S} UTC")
+    for outcome, n in snap.outcomes:
+        t.add_row(f"  {outcome}", str(n))
+    return t
+
+
+def _why(snap: Snapshot) -> str:
+    return snap.paused or snap.holding or (snap.waiting if snap.status == "waiting" else "")

@@ -1,22 +1,29 @@
-"""A campaign run: who is due now, pacing, retries, stopping, and why nobody is called."""
+"""A campaign run: who is due now, pacing, retries, stopping, and why nobody is called.
+
+One `CampaignRun` per run. It plans, dials through the dialer, and tells the `RunState` what
+it is doing; displays read the state's snapshots, never this loop.
+"""
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from typing import Any
 
-from ivr.config import Config
+from ivr.campaign.clock import Clock
 from ivr.campaign.dialer import Dialer
+from ivr.campaign.planning import Plan, plan, why_nobody
+from ivr.campaign.state import RunState
+from ivr.config import Config
 from ivr.errors import PbxError
 from ivr.store.safe_writes import STORE_ERRORS
-from ivr.campaign.planning import plan, verdict_for, why_nobody
 from ivr.store.sqlite import Store
 
 log = logging.getLogger(__name__)
-IDLE_REPLAN_S = 5.0  # with calls in flight and nobody due, re-plan at least this often
+IDLE_REPLAN_S = 5.0   # with calls in flight and nobody due, re-plan at least this often
+CAPACITY_POLL_S = 1.0  # while full, look at the stop event at least this often
+NODE_BACK_S = 5.0     # while no node takes calls, wait this long for one before re-planning
 
 
 @dataclass
@@ -27,103 +34,178 @@ class RunReport:
     paused: str = ""  # the last store problem that paused the run, if any
 
 
-async def run(cfg: Config, store: Store, dialer: Dialer, clock: Callable[[], datetime],
-              stop: asyncio.Event, hard_stop: asyncio.Event,
-              on_tick: Callable[[], None] = lambda: None) -> RunReport:
-    report = RunReport()
-    interval = 1.0 / cfg.dialer.calls_per_second
-    next_slot = time.monotonic()
-    while not stop.is_set():
-        dialer.writer.flush()  # outcomes batched this turn count for the plan
-        p = plan(cfg, store, clock())
+class CampaignRun:
+    def __init__(self, cfg: Config, store: Store, dialer: Dialer, clock: Clock,
+                 stop: asyncio.Event, hard_stop: asyncio.Event, state: RunState,
+                 on_tick: Callable[[], None] = lambda: None) -> None:
+        self.cfg, self.store, self.dialer, self.clock = cfg, store, dialer, clock
+        self.stop, self.hard_stop, self.state, self.on_tick = stop, hard_stop, state, on_tick
+        self.report = RunReport()
+        self.interval = 1.0 / cfg.dialer.calls_per_second
+        self.next_slot = clock.monotonic()
+
+    async def __call__(self) -> RunReport:
+        while not self.stop.is_set():
+            self.dialer.writer.flush()  # outcomes batched this turn count for the plan
+            p = plan(self.cfg, self.store, self.clock.now())
+            self.state.planned(p)
+            await self._dial_due(p)
+            if self.stop.is_set() or not await self._wait_for_work(p):
+                break
+            self._tick()
+        self.report.stopped_by = "operator" if self.stop.is_set() else "finished"
+        self.state.set(stopping=self.stop.is_set())
+        await self._drain()
+        return self._finish()
+
+    def _tick(self) -> None:
+        self.state.changed()
+        self.on_tick()
+
+    # -- dialling the plan ----------------------------------------------------------------------
+    async def _dial_due(self, p: Plan) -> None:
+        """Dial the due contacts in order; return early to re-plan when the world moved."""
         for contact in p.due:
-            while len(dialer.inflight) >= cfg.dialer.max_concurrent and not stop.is_set():
-                dialer.changed.clear()
-                await _wait_any(dialer.changed, stop, timeout=1.0)
-                on_tick()
-            if stop.is_set():
-                break
-            delay = next_slot - time.monotonic()
-            if delay > 0:
-                await _wait_any(stop, timeout=delay)
-            next_slot = max(next_slot + interval, time.monotonic())
-            if stop.is_set():
-                break
-            if not dialer.ami.connected or dialer.holding():  # PBX restarting, link down
-                await _wait_any(stop, timeout=0.5)
-                await dialer.ami.wait_connected(timeout=5.0)
-                break  # re-plan once it is back
-            if dialer.writer.problem:  # the store refuses writes: no new calls until it is back
-                report.paused = dialer.writer.problem
-                await _wait_any(dialer.writer.drained, stop, timeout=3600)
-                break  # re-plan: the world moved on while paused
-            now = clock()
-            dialer.writer.flush()
-            verdict = verdict_for(cfg, store, contact, now,  # re-checked at dial time
-                                  p.history.get(contact["number"]))
-            if not verdict.allowed:
-                continue
-            try:
-                await dialer.dial(contact)
-            except STORE_ERRORS as exc:  # nothing was sent: pause, then re-plan
-                log.error("store unavailable (%s): pausing new calls", exc)
-                report.paused = str(exc)
-                await _wait_any(stop, timeout=1.0)
-                break
-            except PbxError as exc:  # refused (settled) or unconfirmed (reconciled later)
-                log.warning("dial %s: %s", contact["number"], exc)
-                if not dialer.ami.connected:
-                    await dialer.ami.wait_connected(timeout=30)
-                continue
-            report.originated += 1
-            on_tick()
-        if stop.is_set():
-            break
-        if not p.due and not dialer.inflight:
-            nxt = p.next_retry()
+            if not await self._room() or not await self._pace():
+                return
+            if not await self._nodes_ready() or not await self._store_writable():
+                return  # re-plan once it is back
+            if not await self._dial(contact):
+                return
+
+    async def _room(self) -> bool:
+        """Wait while max_concurrent calls are in flight; False on stop."""
+        while self.dialer.in_flight() >= self.cfg.dialer.max_concurrent \
+                and not self.stop.is_set():
+            self.dialer.changed.clear()
+            await self.clock.wait(self.dialer.changed, self.stop, timeout=CAPACITY_POLL_S)
+            self._tick()
+        return not self.stop.is_set()
+
+    async def _pace(self) -> bool:
+        """Wait for the next calls_per_second slot; False on stop."""
+        delay = self.next_slot - self.clock.monotonic()
+        if delay > 0:
+            await self.clock.wait(self.stop, timeout=delay)
+        self.next_slot = max(self.next_slot + self.interval, self.clock.monotonic())
+        return not self.stop.is_set()
+
+    async def _nodes_ready(self) -> bool:
+        """No node takes calls (down, restarting, holding after a fault): wait a little."""
+        if self.dialer.ready():
+            self.state.set(holding="")
+            return True
+        self.state.set(holding=self.dialer.why_not_ready() or "no node takes calls")
+        await self.clock.wait(self.stop, timeout=0.5)
+        await self.dialer.wait_up(timeout=NODE_BACK_S)
+        return False
+
+    async def _store_writable(self) -> bool:
+        """The store refuses writes: no new calls until it takes them again."""
+        problem = self.dialer.writer.problem
+        if not problem:
+            return True
+        self.report.paused = problem
+        self.state.set(paused=f"store unavailable: {problem}")
+        await self.clock.wait(self.dialer.writer.drained, self.stop, timeout=3600)
+        self.state.set(paused="")
+        return False  # re-plan: the world moved on while paused
+
+    async def _dial(self, contact: dict[str, Any]) -> bool:
+        """One call; False when the run must re-plan (store away)."""
+        self.dialer.writer.flush()
+        try:
+            claim = await self.dialer.dial(contact)
+        except STORE_ERRORS as exc:  # nothing was sent: pause, then re-plan
+            log.error("store unavailable (%s): pausing new calls", exc)
+            self.report.paused = str(exc)
+            self.state.set(paused=f"store unavailable: {exc}")
+            await self.clock.wait(self.stop, timeout=1.0)
+            return False
+        except PbxError as exc:  # refused (settled) or unconfirmed (reconciled later)
+            log.warning("dial %s: %s", contact["number"], exc)
+            if not self.dialer.up():
+                await self.dialer.wait_up(timeout=30)
+            return True
+        self.state.set(paused="")
+        if claim.call is not None:  # else refused at dial time (e.g. opted out meanwhile)
+            self.report.originated += 1
+            self.state.called()
+        self._tick()
+        return True
+
+    # -- between plans --------------------------------------------------------------------------
+    async def _wait_for_work(self, p: Plan) -> bool:
+        """Nobody due: wait until somebody may be; False when the run is finished."""
+        if p.due:
+            return True
+        nxt = p.next_retry()
+        if not self.dialer.in_flight():
             if nxt is None:
-                report.why = why_nobody(store, p)
+                self.report.why = why_nobody(self.store, p)
+                return False
+            wait = max(0.0, (nxt - self.clock.now()).total_seconds())
+            self.dialer.changed.clear()
+            await self.clock.wait(self.dialer.changed, self.stop,
+                                  timeout=min(wait, IDLE_REPLAN_S) + 0.05)
+            return True
+        # Calls in flight, nobody due: re-plan only when that can change.
+        wait = (nxt - self.clock.now()).total_seconds() if nxt else IDLE_REPLAN_S
+        self.dialer.retry_planned.clear()
+        self.dialer.idle.clear()
+        await self.clock.wait(self.dialer.retry_planned, self.dialer.idle, self.stop,
+                              timeout=min(max(wait, 0.05), IDLE_REPLAN_S))
+        return True
+
+    # -- stopping -------------------------------------------------------------------------------
+    async def _drain(self) -> None:
+        """Let calls in flight finish; a second Ctrl-C (hard stop) hangs them up."""
+        dialer = self.dialer
+        while dialer.in_flight() or dialer.writer.pending:
+            if self._give_up():
                 break
-            wait = max(0.0, (nxt - clock()).total_seconds())
+            if self.hard_stop.is_set():
+                await dialer.hangup_all()
+                self.hard_stop.clear()
             dialer.changed.clear()
-            await _wait_any(dialer.changed, stop, timeout=min(wait, 5.0) + 0.05)
-        elif not p.due:  # calls in flight, nobody due: re-plan only when that can change
-            nxt = p.next_retry()
-            wait = (nxt - clock()).total_seconds() if nxt else IDLE_REPLAN_S
-            dialer.retry_planned.clear()
-            dialer.idle.clear()
-            await _wait_any(dialer.retry_planned, dialer.idle, stop,
-                            timeout=min(max(wait, 0.05), IDLE_REPLAN_S))
-        on_tick()
-    report.stopped_by = "operator" if stop.is_set() else "finished"
-    # Let calls in flight finish; a second Ctrl-C hangs them up.
-    while dialer.inflight or dialer.writer.pending:
-        if hard_stop.is_set() and dialer.inflight and not dialer.ami.connected:
+            await self.clock.wait(dialer.changed, self.hard_stop, timeout=1.0)
+            self._tick()
+
+    def _give_up(self) -> bool:
+        """On a hard stop, what cannot be finished now is left to the next run."""
+        dialer = self.dialer
+        if not self.hard_stop.is_set():
+            return False
+        if dialer.in_flight() and not dialer.up():
             log.error("%d call(s) in flight but the PBX is unreachable: stopping; the next "
-                      "run reconciles them", len(dialer.inflight))
-            break
-        if dialer.writer.pending and not dialer.inflight and hard_stop.is_set():
+                      "run reconciles them", dialer.in_flight())
+            return True
+        if dialer.writer.pending and not dialer.in_flight():
             log.error("%d outcome(s) not written (%s): those attempts will be reconciled as "
                       "`error` by the next run", len(dialer.writer.pending),
                       dialer.writer.problem)
-            break
-        if hard_stop.is_set():
-            await dialer.hangup_all()
-            hard_stop.clear()
-        dialer.changed.clear()
-        await _wait_any(dialer.changed, hard_stop, timeout=1.0)
-        on_tick()
-    dialer.writer.flush()
-    if not report.why:
-        report.why = why_nobody(store, plan(cfg, store, clock()))
-    report.paused = report.paused or dialer.writer.last_problem
-    return report
+            return True
+        return False
+
+    def _finish(self) -> RunReport:
+        self.dialer.writer.flush()
+        if not self.report.why:
+            self.report.why = why_nobody(self.store, plan(self.cfg, self.store,
+                                                          self.clock.now()))
+        self.report.paused = self.report.paused or self.dialer.writer.last_problem
+        self.state.finish(self.report.stopped_by, self.report.why, self.report.paused)
+        return self.report
 
 
-async def _wait_any(*events: asyncio.Event, timeout: float) -> None:
-    tasks = [asyncio.ensure_future(e.wait()) for e in events]
+async def run(cfg: Config, store: Store, dialer: Dialer, clock: Clock, stop: asyncio.Event,
+              hard_stop: asyncio.Event, state: RunState | None = None,
+              on_tick: Callable[[], None] = lambda: None) -> RunReport:
+    """Run the campaign until nobody is due any more or the operator stops it."""
+    state = state or RunState(cfg.campaign.name, store, clock,
+                              max_concurrent=cfg.dialer.max_concurrent,
+                              nodes=dialer.node_snapshots)
+    state.start()
     try:
-        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        return await CampaignRun(cfg, store, dialer, clock, stop, hard_stop, state, on_tick)()
     finally:
-        for t in tasks:
-            t.cancel()
+        state.close()

@@ -1,0 +1,80 @@
+"""Per-node bookkeeping of the dialer: the attempts in flight on each PBX node and its hold,
+and the checks on what goes into an Originate."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ivr.campaign.clock import Clock, Timer
+from ivr.errors import ConfigError
+from ivr.telephony.node import PbxNode
+
+E164 = re.compile(r"^\+[1-9][0-9]{5,14}$")
+UNSAFE = re.compile(r"[&,|/\\\r\n;'\"\s]")
+FAULT_HOLD_S = 5.0      # no call on a node for this long after it tore calls down
+
+
+def dial_string(template: str, number: str) -> str:
+    """Fill the dial string, refusing anything that could inject into it."""
+    if not E164.match(number):
+        raise ConfigError(f"number {number!r} is not E.164 (+ and 6-15 digits): fix the contact")
+    if "\n" in template or "\r" in template or "&" in template or "|" in template:
+        raise ConfigError("dialer.dial_string must be one channel (no &, | or newline)")
+    return template.replace("{number}", number)
+
+
+def safe_value(name: str, value: str) -> str:
+    if UNSAFE.search(value.replace(" ", "")) and name != "caller_name":
+        raise ConfigError(f"{name} {value!r} contains characters not allowed in AMI fields")
+    if "\n" in value or "\r" in value:
+        raise ConfigError(f"{name} must be one line")
+    return value
+
+
+@dataclass
+class InFlight:
+    call_id: int
+    channel_id: str
+    number: str
+    node: str
+    answered: bool = False
+    hung_up: bool = False
+    failed: bool = False       # the node reported the Originate as not answered
+    cause: int | None = None
+    reason: int | None = None  # Asterisk's reason code of a failed Originate
+    unsure: bool = False       # Originate sent, reply lost: only reconciliation may settle it
+    settle: Timer | None = field(default=None, repr=False)
+
+
+class NodeState:
+    """One node and what the dialer keeps about it: its calls, its hold, its reconciliation."""
+
+    def __init__(self, node: PbxNode, clock: Clock) -> None:
+        self.node = node
+        self.name = node.name
+        self.clock = clock
+        self.calls: dict[str, InFlight] = {}  # by channel_id
+        self.hold_until = 0.0  # clock.monotonic() before which no call is placed here
+        self.reconciling = False
+
+    def hold(self, seconds: float = FAULT_HOLD_S) -> None:
+        self.hold_until = max(self.hold_until, self.clock.monotonic() + seconds)
+
+    def holding(self) -> bool:
+        return self.reconciling or self.clock.monotonic() < self.hold_until
+
+    def has_room(self) -> bool:
+        cap = self.node.max_channels
+        return cap <= 0 or len(self.calls) < cap
+
+    def ready(self) -> bool:
+        return self.node.up and not self.holding() and self.has_room()
+
+    def why_not_ready(self) -> str:
+        if not self.node.up:
+            return f"node {self.name} down"
+        if self.reconciling:
+            return f"node {self.name} reconciling"
+        if self.holding():
+            return f"node {self.name} holding after a PBX fault"
+        return "" if self.has_room() else f"node {self.name} full"

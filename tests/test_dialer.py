@@ -1,0 +1,295 @@
+"""The dialer on the node seam, end to end without root: the fake PBX speaks real AMI to the
+real AmiNode and drives the real FastAGI server of the composition root; a real SQLite store.
+
+Also the test rig that tests/test_run_loop.py uses (`rig`).
+"""
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from ivr import app, config
+from ivr.campaign import planning
+from ivr.campaign.clock import Clock, ManualClock
+from ivr.campaign.dialer import FAULT_HOLD_S
+from ivr.store.sqlite import Store, parse_utc, utc
+from ivr.telephony.ami_node import AmiNode
+from ivr.telephony.fake_pbx import (Callee, FakePbx, answer, busy, congestion, failed,
+                                    no_answer)
+from ivr.telephony.node import OriginateRefused
+
+SECRET = "s3cret"
+HASHES = {k: f"sha-{k}" for k in ("intro", "message", "legal", "goodbye", "invalid",
+                                   "no_input", "optout_confirm", "slot_question")}
+DELAYS = {"busy": 100.0, "no_answer": 200.0, "congestion": 300.0}
+
+
+def fiction(suffix: int) -> str:
+    return f"+331990000{suffix:02d}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_cfg(tmp_path: Path, delays: Mapping[str, float] = DELAYS, **dialer: Any
+             ) -> config.Config:
+    return config.from_dict({
+        "campaign": {"name": "utest", "caller_id": "+33199000000", "caller_name": "Utest"},
+        "store": {"path": str(tmp_path / "ivr.db")},
+        "agi": {"port": free_port()},
+        "flow": {"input_timeout_s": 1, "max_repeats": 0},
+        "dialer": {"max_concurrent": 10, "calls_per_second": 100, "ring_timeout_s": 0.3,
+                   "dial_string": "Local/{number}@ivr-sim", "amd": False} | dialer,
+        "retry": {"max_attempts": 2, "delay_s": dict(delays)},
+        "schedule": {"demo_any_hour": True}}, tmp_path)
+
+
+def add_contacts(store: Store, numbers: list[str]) -> None:
+    ts = utc(ManualClock().now())
+    for n in numbers:
+        store.db.execute("INSERT INTO contacts (number, source, basis, created_at, updated_at) "
+                         "VALUES (?, 'list', 'consent', ?, ?)", (n, ts, ts))
+
+
+def contact(store: Store, number: str) -> dict[str, Any]:
+    row = store.one("SELECT * FROM contacts WHERE number = ?", (number,))
+    assert row is not None
+    return row
+
+
+@dataclass
+class Rig:
+    pbx: FakePbx
+    ctl: app.Controller
+    store: Store
+    cfg: config.Config
+    clock: Clock
+
+    @property
+    def dialer(self) -> Any:
+        return self.ctl.dialer
+
+    def calls(self) -> list[dict[str, Any]]:
+        self.dialer.writer.flush()
+        return self.store.q("SELECT * FROM calls ORDER BY id")
+
+    async def until(self, cond: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Wait (real time) for cond; a ManualClock is moved along meanwhile."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not cond():
+            assert loop.time() < deadline, "timed out"
+            if isinstance(self.clock, ManualClock):
+                self.clock.advance(0.05)
+            await asyncio.sleep(0.01)
+
+
+@asynccontextmanager
+async def rig(tmp_path: Path, callees: Mapping[str, Callee] | Callable[[str], Callee],
+              *, clock: Clock | None = None, numbers: list[str] | None = None,
+              setup: Callable[[Store], None] = lambda s: None,
+              delays: Mapping[str, float] = DELAYS, **dialer: Any) -> AsyncIterator[Rig]:
+    cfg = make_cfg(tmp_path, delays, **dialer)
+    store = Store.open(tmp_path / "ivr.db")
+    add_contacts(store, numbers if numbers is not None else list(callees))  # type: ignore
+    setup(store)
+    clock = clock or Clock()
+    async with FakePbx(callees, user="ivr", secret=SECRET) as pbx:
+        node = AmiNode("pbx", "127.0.0.1", pbx.ami_port, "ivr", SECRET)
+        ctl = await app.start(cfg, store, clock, node=node, hashes=HASHES)
+        try:
+            yield Rig(pbx, ctl, store, cfg, clock)
+        finally:
+            await ctl.close()
+
+
+async def dial_all(r: Rig, numbers: list[str]) -> None:
+    for n in numbers:
+        try:
+            await r.dialer.dial(contact(r.store, n))
+        except OriginateRefused:
+            pass
+
+
+def test_retry_delay_per_cause_comes_from_the_outcome_table(tmp_path: Path) -> None:
+    callees = {fiction(70): busy(), fiction(71): no_answer(), fiction(72): congestion(),
+               fiction(73): failed(1), fiction(10): answer(["1"])}
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with rig(tmp_path, callees, clock=ManualClock()) as r:
+            await dial_all(r, list(callees))
+            await r.until(lambda: not r.dialer.inflight and r.pbx.live == set())
+            return r.calls()
+    calls = {c["number"]: c for c in asyncio.run(scenario())}
+    expected = {70: ("busy", 100.0), 71: ("no_answer", 200.0), 72: ("congestion", 300.0),
+                73: ("failed", None), 10: ("message_played", None)}
+    for suffix, (outcome, delay) in expected.items():
+        call = calls[fiction(suffix)]
+        assert call["outcome"] == outcome, call
+        assert call["node"] == "pbx"
+        if delay is None:
+            assert call["retry_at"] is None
+        else:
+            gap = parse_utc(call["retry_at"]) - parse_utc(call["ended_at"])
+            assert gap == timedelta(seconds=delay)
+
+
+def test_originate_request_uses_the_dialplan_contract(tmp_path: Path) -> None:
+    async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+        async with rig(tmp_path, {fiction(10): answer(["1"])}) as r:
+            await dial_all(r, [fiction(10)])
+            await r.until(lambda: not r.dialer.inflight)
+            return r.pbx.originates, r.calls(), r.dialer.agi_url
+    originates, calls, agi_url = asyncio.run(scenario())
+    (orig,), (call,) = originates, calls
+    assert orig["Context"] == "ivr-outbound" and orig["Exten"] == "s"
+    assert orig["ChannelId"] == call["channel_id"]
+    assert orig["OtherChannelId"] == call["channel_id"] + "-2"
+    assert orig["Variable"] == {"CALL_ID": str(call["id"]), "IVR_AGI": agi_url, "IVR_AMD": "0"}
+    assert orig["Channel"] == f"Local/{fiction(10)}@ivr-sim"
+    assert call["outcome"] == "message_played"
+
+
+def test_refused_claim_sends_nothing(tmp_path: Path) -> None:
+    async def scenario() -> tuple[Any, int, int]:
+        async with rig(tmp_path, {fiction(10): answer(["1"])}) as r:
+            r.store.add_optout(fiction(10), "post", r.clock.now())
+            claim = await r.dialer.dial(contact(r.store, fiction(10)))
+            return claim, len(r.pbx.originates), len(r.calls())
+    claim, originates, calls = asyncio.run(scenario())
+    assert claim.call is None and claim.decision.reason == "opted_out"
+    assert originates == 0 and calls == 0
+
+
+def test_shutting_down_is_an_error_retried_after_congestion_and_holds_the_node(
+        tmp_path: Path) -> None:
+    clock = ManualClock()
+
+    async def scenario() -> tuple[list[dict[str, Any]], bool, bool, int]:
+        async with rig(tmp_path, {fiction(10): answer(["1"]), fiction(11): busy()},
+                       clock=clock) as r:
+            r.pbx.shutting_down = True
+            await dial_all(r, [fiction(10)])
+            held = not r.dialer.ready()
+            clock.advance(FAULT_HOLD_S - 0.1)
+            still = not r.dialer.ready()
+            r.pbx.shutting_down = False
+            clock.advance(0.2)
+            assert r.dialer.ready()
+            await dial_all(r, [fiction(11)])
+            await r.until(lambda: not r.dialer.inflight)
+            return r.calls(), held, still, len(r.pbx.originates)
+    calls, held, still, originates = asyncio.run(scenario())
+    assert held and still and originates == 2
+    first = calls[0]
+    assert first["outcome"] == "error"
+    gap = parse_utc(first["retry_at"]) - parse_utc(first["ended_at"])
+    assert gap == timedelta(seconds=DELAYS["congestion"])
+    assert calls[1]["outcome"] == "busy"
+
+
+def test_a_plain_refusal_is_failed_without_hold(tmp_path: Path) -> None:
+    from ivr.telephony.fake_pbx import refuse
+
+    async def scenario() -> tuple[list[dict[str, Any]], bool]:
+        async with rig(tmp_path, {fiction(10): refuse("Channel not available")},
+                       clock=ManualClock()) as r:
+            await dial_all(r, [fiction(10)])
+            return r.calls(), r.dialer.ready()
+    calls, ready = asyncio.run(scenario())
+    assert [(c["outcome"], c["retry_at"]) for c in calls] == [("failed", None)]
+    assert ready
+
+
+def _open_attempt(store: Store, cfg: config.Config, number: str, node: str) -> int:
+    claim = planning.claim(cfg, store, contact(store, number), node, ManualClock().now())
+    assert claim.call is not None
+    return int(claim.call["id"])
+
+
+def test_reconciliation_after_a_drop_settles_only_its_nodes_gone_attempts(
+        tmp_path: Path) -> None:
+    live_n, gone_n, other_n = fiction(10), fiction(11), fiction(12)
+    callees = {live_n: answer(["1"], prompt_s=0.3), gone_n: answer(), other_n: answer()}
+
+    async def scenario() -> tuple[list[dict[str, Any]], bool, int]:
+        async with rig(tmp_path, callees) as r:
+            await dial_all(r, [live_n])
+            await r.until(lambda: bool(r.pbx.live))
+            gone = _open_attempt(r.store, r.cfg, gone_n, "pbx")     # lost in the drop
+            other = _open_attempt(r.store, r.cfg, other_n, "pbx-b")  # another node's
+            logins = r.pbx.logins
+            r.pbx.drop()
+            await r.until(lambda: r.pbx.logins > logins and r.store.call(gone)["outcome"])
+            adopted = any(f.number == live_n for f in r.dialer.inflight.values())
+            await r.until(lambda: not r.dialer.inflight, timeout=15)
+            return r.calls(), adopted, other
+    calls, adopted, other = asyncio.run(scenario())
+    by_number = {c["number"]: c for c in calls}
+    assert adopted
+    assert by_number[live_n]["outcome"] == "message_played"  # kept, finished normally
+    gone = by_number[gone_n]
+    assert (gone["outcome"], gone["stage"]) == ("error", "reconciled")
+    assert parse_utc(gone["retry_at"]) > parse_utc(gone["ended_at"])
+    assert by_number[other_n]["outcome"] is None  # another node's attempt: untouched
+    assert by_number[other_n]["id"] == other
+
+
+def test_attempts_left_by_a_crash_are_reconciled_at_start(tmp_path: Path) -> None:
+    numbers = [fiction(10)]
+
+    def leftover(store: Store) -> None:
+        _open_attempt(store, make_cfg(tmp_path), numbers[0], "pbx")
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with rig(tmp_path, {numbers[0]: answer()}, setup=leftover) as r:
+            return r.calls()
+    (call,) = asyncio.run(scenario())
+    assert (call["outcome"], call["stage"]) == ("error", "reconciled")
+
+
+def test_pbx_went_down_follows_the_node_and_the_clock(tmp_path: Path) -> None:
+    clock = ManualClock()
+
+    async def scenario() -> tuple[bool, bool]:
+        async with rig(tmp_path, {}, clock=clock, numbers=[]) as r:
+            waiting = asyncio.create_task(r.dialer.pbx_went_down(within_s=2.0))
+            await r.until(lambda: waiting.done())  # the manual clock runs out: not down
+            up_result = waiting.result()
+            down = asyncio.create_task(r.dialer.pbx_went_down(within_s=2.0))
+            await r.pbx.stop()
+            await r.until(lambda: down.done())
+            return up_result, down.result()
+    assert asyncio.run(scenario()) == (False, True)
+
+
+def test_a_live_call_of_an_earlier_controller_is_adopted_not_settled(tmp_path: Path) -> None:
+    number = fiction(10)
+
+    async def scenario() -> tuple[bool, str | None, list[dict[str, Any]]]:
+        async with rig(tmp_path, {number: answer(["1"], prompt_s=0.3)}) as r:
+            await dial_all(r, [number])
+            await r.until(lambda: bool(r.pbx.live))
+            # A second controller (a restarted `ivr run`) on the same store and PBX.
+            node = AmiNode("pbx", "127.0.0.1", r.pbx.ami_port, "ivr", SECRET)
+            cfg2 = make_cfg(tmp_path)
+            ctl2 = await app.start(cfg2, r.store, node=node, hashes=HASHES)
+            try:
+                adopted = [f.number for f in ctl2.dialer.inflight.values()] == [number]
+                outcome_at_adoption = r.store.call(r.calls()[0]["id"])["outcome"]
+                await r.until(lambda: not ctl2.dialer.inflight, timeout=15)
+            finally:
+                await ctl2.close()
+            return adopted, outcome_at_adoption, r.calls()
+    adopted, at_adoption, calls = asyncio.run(scenario())
+    assert adopted and at_adoption is None
+    assert [c["outcome"] for c in calls] == ["message_played"]  # its IVR's outcome, not error
