@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from panoramisk.fast_agi import Application as StockApplication
 
-from ivr.telephony.fastagi import AgiApplication, AgiRequest, networks, peer_allowed, serve
+from ivr.telephony.fastagi import (CHANNEL_UP, AgiApplication, AgiRequest, networks,
+                                   peer_allowed, serve)
 from ivr.config import Config
 
 from .conftest import fiction, originate_and_wait
@@ -134,3 +135,24 @@ def test_a_peer_not_configured_is_closed_at_once() -> None:
         assert data == b""
         return agi.refused
     assert asyncio.run(go()) == 1
+
+
+def test_typed_commands_on_a_real_call(pbx_cfg: Config) -> None:
+    """The typed methods read what Asterisk 22 really answers: a key, a whole prompt, a missing
+    file, a timeout, the line up, a variable."""
+    seen: dict[str, Any] = {}
+
+    async def handler(req: AgiRequest) -> None:
+        seen["status"] = await req.channel_status()
+        seen["call_id"] = await req.get_variable("CALL_ID")
+        seen["unset"] = await req.get_variable("IVR_NOT_SET")
+        seen["missing"] = await req.stream_file("ivr/no_such_prompt", "1")
+        seen["timeout"] = await req.wait_for_digit(100)
+        seen["key"] = await req.stream_file("ivr/intro", "1")  # the callee presses 1 in it
+        await req.hangup()
+    asyncio.run(_agi_call(pbx_cfg, "typed", handler, fiction("10")))
+    assert seen["status"] == CHANNEL_UP
+    assert (seen["call_id"], seen["unset"]) == ("4242", None)
+    assert seen["missing"].failed  # result=-1 with the line up: agi_ivr's PromptUnplayable
+    assert seen["timeout"] is None
+    assert seen["key"].digit == "1" and seen["key"].endpos > 0, seen["key"]
