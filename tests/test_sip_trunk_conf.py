@@ -1,4 +1,4 @@
-"""ivr/sip_trunk.py: the sandbox's pjsip.conf comes from the shipped trunk templates, and the
+"""ivr/telephony/sip_trunk.py: the sandbox's pjsip.conf comes from the shipped trunk templates, and the
 carrier password only ever comes from the environment."""
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import pytest
 
 from ivr.telephony import sip_trunk
 from ivr.errors import ConfigError
+from ivr.telephony.contract import CARRIER_CONTEXT
 from ivr.telephony.sip_trunk import (TRUNK_CONF, auth_conf, auth_conf_from_env, sandbox_pjsip_conf,
-                           template_sections, write_auth_conf)
+                                     template_sections, write_auth_conf)
 
 
 def sections(text: str) -> list[tuple[str, str, dict[str, str]]]:
@@ -53,7 +54,7 @@ def test_the_shipped_trunk_has_what_a_french_carrier_and_the_ivr_need() -> None:
     assert ep["dtmf_mode"] == "rfc4733"
     assert ep["direct_media"] == "no" and ep["rtp_symmetric"] == "yes"
     assert ep["send_pai"] == "yes" and ep["trust_id_outbound"] == "yes"
-    assert ep["context"] == "from-carrier" and ep["aors"] == "carrier"
+    assert ep["context"] == CARRIER_CONTEXT and ep["aors"] == "carrier"
     assert ep["transport"] == "carrier-transport"
     assert ep["from_user"].startswith("+33162")  # an ARCEP automated-call range, never 06/07
     assert "auto" in SHIPPED and "auto_info" in SHIPPED  # the documented DTMF fallback
@@ -109,6 +110,16 @@ def test_sandbox_conf_refuses_a_trunk_file_without_the_templates(tmp_path: Path)
     broken.write_text("[carrier]\ntype=endpoint\n")
     with pytest.raises(ConfigError, match="ivr-carrier-transport"):
         sandbox_pjsip_conf(trunk_conf=broken)
+
+
+def test_sandbox_conf_refuses_a_trunk_whose_inbound_misses_the_opposition_line(
+        tmp_path: Path) -> None:
+    moved = tmp_path / "pjsip-trunk.conf"
+    text = TRUNK_CONF.read_text()
+    assert f"context={CARRIER_CONTEXT}" in text
+    moved.write_text(text.replace(f"context={CARRIER_CONTEXT}", "context=default"))
+    with pytest.raises(ConfigError, match=f"context={CARRIER_CONTEXT}"):
+        sandbox_pjsip_conf(trunk_conf=moved)
 
 
 def test_auth_comes_from_the_environment_and_escapes_semicolons() -> None:

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ivr.errors import ConfigError
+from ivr.telephony.contract import CARRIER_CONTEXT
 
 TRUNK_CONF = Path(__file__).resolve().parents[2] / "dialplans" / "pjsip-trunk.conf"
 SECTION = re.compile(r"^\[([^\]]+)\](\([^)]*\))?\s*(;.*)?$")
@@ -74,8 +75,12 @@ def sandbox_pjsip_conf(host: str = "127.0.0.1", sip_port: int = 5060,
                  "ivr-carrier-identify"):
         if f"[{name}](!)" not in templates:
             raise ConfigError(f"{trunk_conf}: template [{name}](!) is missing")
+    # Inbound calls must reach the opposition line: the dialplan's [from-carrier].
+    if not re.search(rf"^context\s*=\s*{re.escape(CARRIER_CONTEXT)}\s*(;|$)", templates, re.M):
+        raise ConfigError(f"{trunk_conf}: [ivr-carrier-endpoint](!) must keep "
+                          f"context={CARRIER_CONTEXT} (inbound calls: the opposition line)")
     site = f"""
-; --- sandbox: the operator block, on loopback (ivr/sip_trunk.py) -------------------------------
+; --- sandbox: the operator block, on loopback (ivr/telephony/sip_trunk.py) ----------------------
 [carrier-transport](ivr-carrier-transport)
 bind={host}:{sip_port}
 
