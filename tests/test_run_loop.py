@@ -1,0 +1,232 @@
+"""The run loop end to end without root: the fake PBX over real AMI and FastAGI, the real
+AmiNode, Dialer, IvrHandler and SQLite store; pacing and holds on a clock the test drives."""
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ivr.campaign import run as campaign_run
+from ivr.campaign.clock import Clock, ManualClock
+from ivr.campaign.dialer import FAULT_HOLD_S
+from ivr.campaign.state import RunState, Snapshot
+from ivr.telephony.fake_pbx import answer, busy, failed
+
+from test_dialer import Rig, fiction, rig
+
+FAST = {"busy": 0.2, "no_answer": 0.2, "congestion": 0.2}
+
+
+async def drive(clock: ManualClock, done: asyncio.Future, step: float = 0.01) -> None:
+    """Move the manual clock along while the run lives (about 5x real time)."""
+    while not done.done():
+        clock.advance(step)
+        await asyncio.sleep(0.002)
+
+
+def stamp_originates(r: Rig, on_originate: Callable[[int], None] = lambda n: None,
+                     before: Callable[[int], None] = lambda n: None) -> list[float]:
+    """The run clock's time of each Originate sent to the node; hooks before the n-th is sent
+    and once the node answered it."""
+    stamps: list[float] = []
+    node = r.ctl.node
+    send = node.originate
+
+    async def timed(request: Any) -> None:
+        stamps.append(r.clock.monotonic())
+        before(len(stamps))
+        try:
+            await send(request)
+        finally:  # once the node answered (or failed to)
+            on_originate(len(stamps))
+    node.originate = timed  # type: ignore[method-assign]
+    return stamps
+
+
+async def run_campaign(r: Rig, stop: asyncio.Event | None = None,
+                       hard: asyncio.Event | None = None
+                       ) -> tuple[campaign_run.RunReport, list[Snapshot], RunState]:
+    state = RunState(r.cfg.campaign.name, r.store, r.clock,
+                     max_concurrent=r.cfg.dialer.max_concurrent,
+                     nodes=r.dialer.node_snapshots)
+    snaps: list[Snapshot] = []
+    state.subscribe(snaps.append)
+    task = asyncio.ensure_future(campaign_run.run(
+        r.cfg, r.store, r.dialer, r.clock, stop or asyncio.Event(), hard or asyncio.Event(),
+        state))
+    if isinstance(r.clock, ManualClock):
+        await drive(r.clock, task)
+    report = await asyncio.wait_for(task, 60)
+    return report, snaps, state
+
+
+def one_outcome_each(calls: list[dict[str, Any]]) -> None:
+    assert all(c["outcome"] is not None for c in calls), calls
+    assert len({c["channel_id"] for c in calls}) == len(calls)
+
+
+def test_calls_per_second_is_honoured(tmp_path: Path) -> None:
+    numbers = [fiction(i) for i in range(8)]
+
+    async def scenario() -> tuple[list[float], list[dict[str, Any]]]:
+        async with rig(tmp_path, {n: failed(1) for n in numbers}, clock=ManualClock(),
+                       calls_per_second=4) as r:
+            stamps = stamp_originates(r)
+            await run_campaign(r)
+            return stamps, r.calls()
+    stamps, calls = asyncio.run(scenario())
+    assert len(stamps) == 8 and [c["outcome"] for c in calls] == ["failed"] * 8
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    assert min(gaps) >= 0.25 - 1e-9  # never faster than 4 per second ...
+    assert stamps[-1] - stamps[0] <= 7 * 0.25 + 0.5  # ... and not much slower
+
+
+def test_max_concurrent_is_never_exceeded(tmp_path: Path) -> None:
+    numbers = [fiction(i) for i in range(8)]
+
+    async def scenario() -> tuple[int, list[dict[str, Any]], list[Snapshot], Any]:
+        async with rig(tmp_path, {n: answer(["1"], prompt_s=0.05) for n in numbers},
+                       max_concurrent=3) as r:
+            report, snaps, _ = await run_campaign(r)
+            return r.pbx.max_live, r.calls(), snaps, report
+    max_live, calls, snaps, report = asyncio.run(scenario())
+    assert max_live == 3 and max(s.in_flight for s in snaps) <= 3
+    assert report.originated == 8 and report.stopped_by == "finished"
+    assert Counter(c["outcome"] for c in calls) == {"message_played": 8}
+
+
+def test_retries_land_after_their_delay_and_stop_at_max_attempts(tmp_path: Path) -> None:
+    async def scenario() -> tuple[list[dict[str, Any]], Any]:
+        async with rig(tmp_path, {fiction(70): busy(), fiction(10): answer(["1"])},
+                       clock=ManualClock(), delays=FAST) as r:
+            report, _, _ = await run_campaign(r)
+            return r.calls(), report
+    calls, report = asyncio.run(scenario())
+    busy_calls = [c for c in calls if c["number"] == fiction(70)]
+    assert [c["outcome"] for c in busy_calls] == ["busy", "busy"]  # max_attempts 2
+    assert busy_calls[0]["retry_at"] <= busy_calls[1]["started_at"]
+    assert busy_calls[1]["retry_at"] is None
+    assert report.originated == 3 and report.why.startswith("all done")
+
+
+def test_a_node_shutting_down_holds_new_calls(tmp_path: Path) -> None:
+    numbers = [fiction(10), fiction(11)]
+
+    async def scenario() -> tuple[list[float], list[dict[str, Any]], list[Snapshot]]:
+        async with rig(tmp_path, {n: answer(["1"]) for n in numbers}, clock=ManualClock(),
+                       delays={"busy": 1, "no_answer": 1, "congestion": 30}) as r:
+            r.pbx.shutting_down = True
+
+            def after(n: int) -> None:  # only the first Originate meets the stopping PBX
+                r.pbx.shutting_down = False
+            stamps = stamp_originates(r, after)
+            stop = asyncio.Event()
+            r.clock.call_later(FAULT_HOLD_S + 3, stop.set)  # before the error's retry
+            _, snaps, _ = await run_campaign(r, stop)
+            return stamps, r.calls(), snaps
+    stamps, calls, snaps = asyncio.run(scenario())
+    assert len(stamps) == 2  # the refused one, then the next contact after the hold
+    assert stamps[1] - stamps[0] >= FAULT_HOLD_S
+    assert [c["outcome"] for c in calls] == ["error", "message_played"]
+    assert any(s.status == "holding" and "holding" in s.holding for s in snaps)
+
+
+def test_first_stop_places_no_new_call_and_lets_calls_finish(tmp_path: Path) -> None:
+    numbers = [fiction(i) for i in range(6)]
+
+    async def scenario() -> tuple[Any, list[dict[str, Any]], int, list[Snapshot]]:
+        async with rig(tmp_path, {n: answer(["1"], prompt_s=0.3) for n in numbers},
+                       max_concurrent=2) as r:
+            stop = asyncio.Event()
+            stamp_originates(r, lambda n: stop.set() if n == 2 else None)
+            report, snaps, _ = await run_campaign(r, stop)
+            return report, r.calls(), len(r.pbx.originates), snaps
+    report, calls, originates, snaps = asyncio.run(scenario())
+    assert originates == 2 and report.originated == 2 and report.stopped_by == "operator"
+    assert [c["outcome"] for c in calls] == ["message_played"] * 2  # finished, not cut
+    assert any(s.stopping for s in snaps) and snaps[-1].stopped_by == "operator"
+
+
+def test_second_stop_hangs_up_the_calls_in_flight(tmp_path: Path) -> None:
+    numbers = [fiction(i) for i in range(4)]
+
+    async def scenario() -> tuple[list[dict[str, Any]], float, int]:
+        async with rig(tmp_path, {n: answer(["1"], prompt_s=20) for n in numbers},
+                       max_concurrent=2) as r:
+            stop, hard = asyncio.Event(), asyncio.Event()
+
+            def on_call(n: int) -> None:
+                if n == 2:
+                    stop.set()
+                    asyncio.get_running_loop().call_later(0.5, hard.set)
+            stamp_originates(r, on_call)
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            await run_campaign(r, stop, hard)
+            return r.calls(), loop.time() - t0, len(r.pbx.live)
+    calls, elapsed, live = asyncio.run(scenario())
+    assert elapsed < 10  # the 20-second prompts were cut
+    assert len(calls) == 2 and live == 0
+    one_outcome_each(calls)
+
+
+def test_a_pbx_that_drops_mid_run_gives_every_attempt_one_outcome(tmp_path: Path) -> None:
+    numbers = [fiction(i) for i in range(10)]
+
+    async def scenario() -> tuple[list[dict[str, Any]], Any, int, list[Snapshot], RunState]:
+        async with rig(tmp_path, {n: answer(["1"], prompt_s=0.1) for n in numbers},
+                       max_concurrent=3, calls_per_second=20, delays=FAST) as r:
+            # The link drops as the 4th Originate goes out: its fate is unknown.
+            stamp_originates(r, before=lambda n: r.pbx.drop() if n == 4 else None)
+            logins = r.pbx.logins
+            report, snaps, state = await run_campaign(r)
+            return r.calls(), report, r.pbx.logins - logins, snaps, state
+    calls, report, relogins, snaps, state = asyncio.run(scenario())
+    assert relogins >= 1  # the node came back and the run carried on
+    one_outcome_each(calls)
+    last = {}
+    for c in calls:
+        last[c["number"]] = c["outcome"]
+    assert set(last) == set(numbers) and set(last.values()) == {"message_played"}
+    final = snaps[-1]
+    unconfirmed = [c for c in calls if c["stage"] == "reconciled"]
+    assert len(unconfirmed) == 1  # never re-sent: reconciled as `error`, then retried
+    assert all(c["outcome"] == "error" and c["retry_at"] for c in unconfirmed)
+    assert final.finished and final.originated == report.originated
+    assert report.originated == len(calls) - len(unconfirmed)
+    assert final.counts == Counter(c["outcome"] for c in calls)
+    assert final.counts == state.store.outcome_counts("utest", since_id=state.since_id)
+
+
+def test_snapshots_while_running(tmp_path: Path) -> None:
+    numbers = [fiction(i) for i in range(6)]
+
+    async def scenario() -> tuple[list[Snapshot], list[dict[str, Any]]]:
+        async with rig(tmp_path, {n: answer(["1"], prompt_s=0.4) for n in numbers},
+                       max_concurrent=2, calls_per_second=2) as r:
+            _, snaps, _ = await run_campaign(r)
+            return snaps, r.calls()
+    snaps, calls = asyncio.run(scenario())
+    assert snaps[0].seq == 1 and snaps[-1].stopped and snaps[-1].finished
+    gaps = [(b.at - a.at).total_seconds() for a, b in zip(snaps, snaps[1:])]
+    assert max(gaps) <= 1.2  # at least once a second (real clock, some scheduling slack)
+    assert max(s.in_flight for s in snaps) == 2
+    assert snaps[-1].in_flight == 0
+    assert snaps[-1].counts == {"message_played": 6} == Counter(c["outcome"] for c in calls)
+    assert any(s.rate_per_min > 0 for s in snaps)
+    assert snaps[-1].why.startswith("all done")
+
+
+@pytest.mark.parametrize("clock", [Clock(), ManualClock()], ids=["real", "manual"])
+def test_nobody_to_call_ends_at_once_and_says_why(tmp_path: Path, clock: Clock) -> None:
+    async def scenario() -> Any:
+        async with rig(tmp_path, {}, clock=clock, numbers=[]) as r:
+            report, snaps, _ = await run_campaign(r)
+            return report, snaps
+    report, snaps = asyncio.run(scenario())
+    assert report.originated == 0 and "no contacts" in report.why
+    assert snaps[-1].why == report.why
