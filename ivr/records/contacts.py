@@ -10,8 +10,6 @@ idempotent.
 """
 from __future__ import annotations
 
-import codecs
-import csv
 import itertools
 import json
 from collections.abc import Callable, Iterator
@@ -22,20 +20,15 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ivr.numbers import e164
-
 from ivr.errors import ImportFileError
-from ivr.store.sqlite import Store, utc
+from ivr.numbers import e164
+from ivr.records.csv_read import EMPTY, LATIN1_WARNING, header_columns, read_records, short
+from ivr.store.base import StoreBackend
+
+__all__ = ["BATCH", "LATIN1_WARNING", "ImportReport", "e164", "import_csv", "import_optouts"]
 
 BATCH = 1000            # distinct numbers per transaction
-CHUNK = 1 << 20         # bytes per read in the encoding pass
 MAX_LISTED_REJECTS = 1000  # beyond this only counted: an all-garbage huge file stays bounded
-IN_CHUNK = 500          # parameters per IN (...) query, under every SQLite variable limit
-LATIN1_WARNING = "file is not UTF-8; read as Latin-1: check accented names"
-EMPTY = "is empty: its first line must be a header naming a 'number' column"
-# Bytes Windows-1252 leaves undefined. Excel on Windows writes cp1252 (’ œ €), a superset of
-# Latin-1 for printable text; a file holding one of these bytes is read as strict Latin-1.
-CP1252_HOLES = (b"\x81", b"\x8d", b"\x8f", b"\x90", b"\x9d")
 
 
 @dataclass
@@ -63,7 +56,7 @@ class ImportReport:
                 f"{self.rejected_total} rejected")
 
 
-def import_csv(store: Store, path: Path, *, source: str, basis: str | None,
+def import_csv(store: StoreBackend, path: Path, *, source: str, basis: str | None,
                acquired_on: str | None, default_region: str, now: datetime,
                log: Callable[[str], None] = lambda s: None) -> ImportReport:
     """Import a contact list; see the module docstring for what a fatal error leaves behind."""
@@ -74,19 +67,14 @@ def import_csv(store: Store, path: Path, *, source: str, basis: str | None,
                          acquired_on=_acquired_on(acquired_on, now),
                          region=default_region, now=now)
     report = importer.report
-    records = _records(path, report.warnings)
+    records = read_records(path, report.warnings)
     with closing(records):
         header = next(records, None)  # runs the byte/encoding pass first
         if header is None:
             raise ImportFileError(f"{path.name} {EMPTY}")
-        importer.columns = _columns(path.name, header[1])
-        store.db.execute("CREATE TEMP TABLE IF NOT EXISTS ivr_import_seen "
-                         "(number TEXT PRIMARY KEY)")
-        store.db.execute("DELETE FROM temp.ivr_import_seen")
-        try:
+        importer.columns = header_columns(path.name, header[1])
+        with store.import_session():
             _stream(importer, records, log, path.name)
-        finally:  # cleanup only; any exception still propagates
-            store.db.execute("DROP TABLE IF EXISTS temp.ivr_import_seen")
     store.audit("import", None, importer.detail(path.name, complete=True), now)
     return report
 
@@ -111,7 +99,7 @@ def _stream(importer: _Importer, records: Iterator[tuple[int, list[str]]],
 
 
 class _Importer:
-    def __init__(self, store: Store, *, source: str, basis: str | None, acquired_on: str,
+    def __init__(self, store: StoreBackend, *, source: str, basis: str | None, acquired_on: str,
                  region: str, now: datetime) -> None:
         self.store, self.source, self.basis = store, source, basis
         self.acquired_on, self.region, self.now = acquired_on, region, now
@@ -140,9 +128,9 @@ class _Importer:
             return self.reject(line, "no number")
         number = e164(raw, self.region)
         if number is None:
-            return self.reject(line, f"{_short(raw)} is not a valid phone number")
+            return self.reject(line, f"{short(raw)} is not a valid phone number")
         if zone and not self._zone_ok(zone):
-            return self.reject(line, f"time zone {_short(zone)} is unknown: use an IANA name "
+            return self.reject(line, f"time zone {short(zone)} is unknown: use an IANA name "
                                      "such as Europe/Paris")
         if number in self.batch:  # a later line of the same number fills blanks only
             _fill(self.batch[number], row)
@@ -165,53 +153,46 @@ class _Importer:
         return True
 
     def flush(self) -> None:
+        """Write the batch in one transaction: new contacts, merges, opposition statuses."""
         if not self.batch:
             return
         batch, self.batch = self.batch, {}
         numbers = list(batch)
-        hashes = {n: self.store.number_hash(n) for n in numbers}
-        report, ts, execute = self.report, utc(self.now), self.store.db.execute
         with self.store.transaction():
-            existing = {r["number"]: r for r in _select_in(
-                self.store, "SELECT id, number, name, timezone, source, basis, extra, status "
-                "FROM contacts WHERE number IN ({})", numbers)}
-            seen = {r["number"] for r in _select_in(
-                self.store, "SELECT number FROM temp.ivr_import_seen WHERE number IN ({})",
-                numbers)}
-            listed = {r["number_hash"] for r in _select_in(
-                self.store, "SELECT number_hash FROM optouts WHERE number_hash IN ({})",
-                list(hashes.values()))}
+            existing = self.store.contacts_by_number(numbers)
+            seen = self.store.seen_in_import(numbers)
+            listed = self.store.opted_out_among(numbers)
             for number, row in batch.items():
-                on_list = hashes[number] in listed
-                repeat = number in seen  # seen in an earlier batch of this file
-                if repeat:
-                    report.duplicates += 1
-                    report.merged += 1
-                else:
-                    execute("INSERT INTO temp.ivr_import_seen (number) VALUES (?)", (number,))
-                    report.opted_out += int(on_list)
-                old = existing.get(number)
-                if old is None:
-                    execute("INSERT INTO contacts (number, name, timezone, source, basis, "
-                            "acquired_on, extra, status, created_at, updated_at) "
-                            "VALUES (?,?,?,?,?,?,?,?,?,?)",
-                            (number, row.get("name") or None, row.get("timezone") or None,
-                             self.source, self.basis, self.acquired_on, _json(_extra(row)),
-                             "opted_out" if on_list else "pending", ts, ts))
-                    report.added += 1
-                    continue
-                changes = self._changes(old, row, on_list)
-                if changes:
-                    # Column names come from _changes (constants), values are parameters.
-                    sets = ", ".join(f"{col} = ?" for col in changes)
-                    execute(f"UPDATE contacts SET {sets}, updated_at = ? WHERE id = ?",
-                            (*changes.values(), ts, old["id"]))
-                if not repeat:
-                    if changes:
-                        report.merged += 1
-                    else:
-                        report.unchanged += 1
+                self._write(number, row, existing.get(number), number in seen,
+                            number in listed)
         self.batches_written += 1
+
+    def _write(self, number: str, row: dict[str, str], old: dict[str, Any] | None,
+               repeat: bool, on_list: bool) -> None:
+        """One distinct number of the batch; `repeat`: seen in an earlier batch of this file."""
+        report, store = self.report, self.store
+        if repeat:
+            report.duplicates += 1
+            report.merged += 1
+        else:
+            store.mark_seen_in_import(number)
+            report.opted_out += int(on_list)
+        if old is None:
+            store.add_contact(number, name=row.get("name") or None,
+                              timezone=row.get("timezone") or None, source=self.source,
+                              basis=self.basis, acquired_on=self.acquired_on,
+                              extra=_json(_extra(row)),
+                              status="opted_out" if on_list else "pending", now=self.now)
+            report.added += 1
+            return
+        changes = self._changes(old, row, on_list)
+        if changes:
+            store.update_contact(old["id"], changes, self.now)
+        if not repeat:
+            if changes:
+                report.merged += 1
+            else:
+                report.unchanged += 1
 
     def _changes(self, old: dict[str, Any], row: dict[str, str],
                  on_list: bool) -> dict[str, Any]:
@@ -257,18 +238,6 @@ def _json(value: dict[str, Any]) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _short(text: str, limit: int = 40) -> str:
-    return repr(text if len(text) <= limit else text[:limit] + "…")
-
-
-def _select_in(store: Store, sql: str, values: list[str]) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for i in range(0, len(values), IN_CHUNK):
-        part = values[i:i + IN_CHUNK]
-        rows += store.q(sql.format(",".join("?" * len(part))), tuple(part))
-    return rows
-
-
 def _acquired_on(text: str | None, now: datetime) -> str:
     """ISO date; default today in `now`'s own zone (the CLI passes UTC)."""
     if text is None or not text.strip():
@@ -283,115 +252,7 @@ def _acquired_on(text: str | None, now: datetime) -> str:
     return day.isoformat()
 
 
-def _columns(file: str, header: list[str]) -> list[str]:
-    """Header names: number/name/timezone matched case-insensitively, others kept as written."""
-    names = [cell.strip() for cell in header]
-    columns, lowered = [], set()
-    for i, name in enumerate(names, start=1):
-        low = name.lower()
-        if low in lowered:
-            raise ImportFileError(f"{file}: column {name!r} appears twice in the header: "
-                                  "rename one")
-        lowered.add(low)
-        columns.append(low if low in ("number", "name", "timezone") else name or f"column_{i}")
-    if "number" not in columns:
-        found = ", ".join(repr(n) for n in names)
-        raise ImportFileError(f"{file}: no 'number' column (columns found: {found}): name the "
-                              "phone number column 'number'")
-    return columns
-
-
-def _records(path: Path, warnings: list[str]) -> Iterator[tuple[int, list[str]]]:
-    """(line number, cells) of each non-blank CSV record, the header first.
-
-    The line number is where the record starts (header = 1), as an editor shows it.
-    """
-    encoding = _sniff(path, warnings)
-    try:
-        fh = open(path, encoding=encoding, newline="")
-    except OSError as exc:
-        raise _unreadable(path, exc) from exc
-    with fh:
-        line_num = 0
-        try:
-            head: list[str] = []  # leading blank lines, then the header line
-            for text in fh:
-                head.append(text)
-                if text.strip():
-                    break
-            reader = csv.reader(itertools.chain(head, fh),
-                                delimiter=_delimiter(head[-1] if head else ""))
-            for cells in reader:
-                start, line_num = line_num + 1, reader.line_num
-                if any(c.strip() for c in cells):
-                    yield start, cells
-        except csv.Error as exc:
-            raise ImportFileError(f"{path.name} line {line_num + 1}: {exc}: fix the quoting") \
-                from exc
-        except UnicodeDecodeError as exc:  # the encoding pass accepted it: the file changed
-            raise ImportFileError(f"{path.name} changed while being read: import it again") \
-                from exc
-        except OSError as exc:
-            raise _unreadable(path, exc) from exc
-
-
-def _delimiter(line: str) -> str:
-    """French Excel writes ';'; pick the delimiter the header line uses most, else ','."""
-    counts = {d: line.count(d) for d in (",", ";", "\t")}
-    best = max(counts, key=lambda d: counts[d])
-    return best if counts[best] else ","
-
-
-def _sniff(path: Path, warnings: list[str]) -> str:
-    """One streaming pass over the bytes: refuse what is not text, choose the encoding."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    utf8, holes, size = True, False, 0
-    try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(CHUNK):
-                if size == 0:
-                    _refuse_known_binary(path, chunk)
-                nul = chunk.find(b"\x00")
-                if nul >= 0:
-                    raise ImportFileError(f"{path.name} is not CSV text (NUL byte at offset "
-                                          f"{size + nul}): export the list as CSV")
-                utf8 = utf8 and _decodes(decoder, chunk)
-                holes = holes or any(b in chunk for b in CP1252_HOLES)
-                size += len(chunk)
-    except OSError as exc:
-        raise _unreadable(path, exc) from exc
-    if size == 0:
-        raise ImportFileError(f"{path.name} {EMPTY}")
-    if utf8 and _decodes(decoder, b"", final=True):  # final: no sequence cut at the end
-        return "utf-8-sig"  # with or without a BOM
-    warnings.append(LATIN1_WARNING)
-    return "latin-1" if holes else "cp1252"
-
-
-def _decodes(decoder: codecs.IncrementalDecoder, chunk: bytes, final: bool = False) -> bool:
-    try:
-        decoder.decode(chunk, final)
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _refuse_known_binary(path: Path, head: bytes) -> None:
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise ImportFileError(f"{path.name} is UTF-16 text: save it as 'CSV UTF-8'")
-    if head.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
-        raise ImportFileError(f"{path.name} is a spreadsheet (Excel/ODS), not CSV text: "
-                              "save it as 'CSV UTF-8'")
-
-
-def _unreadable(path: Path, exc: OSError) -> ImportFileError:
-    why = {FileNotFoundError: "file not found: check the path",
-           IsADirectoryError: "is a folder: give the CSV file inside it",
-           PermissionError: "cannot be read (permission denied): check its rights"}
-    return ImportFileError(f"{path}: {why.get(type(exc), f'cannot be read: {exc}')}")
-
-
-def import_optouts(store: Store, path: Path, *, via: str, default_region: str,
+def import_optouts(store: StoreBackend, path: Path, *, via: str, default_region: str,
                    now: datetime) -> tuple[int, list[tuple[int, str]]]:
     """A CSV with a 'number' column, or a plain list of numbers one per line.
 
@@ -400,7 +261,7 @@ def import_optouts(store: Store, path: Path, *, via: str, default_region: str,
     """
     warnings: list[str] = []  # numbers are digits: the encoding cannot garble them
     added, rejected = 0, []
-    records = _records(path, warnings)
+    records = read_records(path, warnings)
     with closing(records):
         first = next(records, None)
         if first is None:
@@ -418,7 +279,7 @@ def import_optouts(store: Store, path: Path, *, via: str, default_region: str,
             raw = cells[col].strip() if col < len(cells) else ""
             number = e164(raw, default_region) if raw else None
             if number is None:
-                rejected.append((line, f"{_short(raw)} is not a valid phone number"
+                rejected.append((line, f"{short(raw)} is not a valid phone number"
                                  if raw else "no number"))
             elif store.add_optout(number, via, now):
                 added += 1

@@ -4,9 +4,9 @@ CNIL rules for automated political calls: a person may object at any time (effec
 for every campaign, kept as a keyed hash so it survives erasure); proof of consent is kept;
 access and erasure requests are answered; data is not kept longer than the retention period.
 
-Every function takes `now` (an aware datetime) and E.164 numbers; all SQL is parameterised.
-Timestamps are compared with SQLite's julianday(), so any ISO-8601 UTC text (Z or +00:00,
-with or without milliseconds) compares correctly.
+Every function takes `now` (an aware datetime) and E.164 numbers; the statements are the
+store's (StoreBackend: consents_of, optout_of, person_data, erase_person, places_holding,
+unscanned_columns, purge_before).
 
 Erasure policy (gdpr_erase):
 - contacts row: deleted (name, list, extra columns, everything).
@@ -21,6 +21,8 @@ Erasure policy (gdpr_erase):
   subject_hash; any clear number inside their detail text is replaced by '[erased]'.
 - finally every column of every table is scanned; if the number still appears anywhere the
   transaction is rolled back and IvrError names the place, so an erasure is never half-claimed.
+  A table the store has no erasure rule for (one added by hand) stops the erasure before it
+  starts, naming its columns: it cannot be scanned without a rule, so it cannot be vouched for.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from typing import Any
 from ivr.numbers import e164
 
 from ivr.errors import IvrError
-from ivr.store.sqlite import Store, utc
+from ivr.store.base import StoreBackend, utc
 
 OPTOUT_CHANNELS = ("post", "email", "phone", "sms")
 ERASED_NUMBER = "erased"
@@ -84,13 +86,6 @@ def _aware(now: datetime) -> datetime:
     return now
 
 
-def _audit(store: Store, action: str, subject_hash: str | None, detail: dict[str, Any],
-           now: datetime) -> None:
-    # Store.audit opens its own transaction; this one runs inside ours.
-    store.db.execute("INSERT INTO audit (at, action, subject_hash, detail) VALUES (?, ?, ?, ?)",
-                     (utc(now), action, subject_hash, json.dumps(detail, ensure_ascii=False)))
-
-
 def _json_field(row: dict[str, Any], column: str) -> None:
     """Parse a JSON text column in place; unparsable text is kept verbatim, flagged."""
     text = row.get(column)
@@ -104,22 +99,18 @@ def _json_field(row: dict[str, Any], column: str) -> None:
 
 
 # -- opposition and proof --------------------------------------------------------------------------
-def optout_add(store: Store, number: str, via: str, now: datetime, default_region: str) -> bool:
+def optout_add(store: StoreBackend, number: str, via: str, now: datetime, default_region: str) -> bool:
     """Record an objection received outside a call. True if it is new."""
     if via not in OPTOUT_CHANNELS:
         raise IvrError(f"opt-out channel {via!r} is not one of: {', '.join(OPTOUT_CHANNELS)}")
     return store.add_optout(normalise_number(number, default_region), via, _aware(now))
 
 
-def consent_proof(store: Store, number: str) -> list[dict[str, Any]]:
+def consent_proof(store: StoreBackend, number: str) -> list[dict[str, Any]]:
     """Every consent, refusal and opt-out recorded for the number, oldest first."""
     number = _e164(number)
-    proof: list[dict[str, Any]] = [
-        {"source": "call", **row} for row in store.q(
-            "SELECT kind, key, at, caller_id, campaign, prompt_key, prompt_sha256, slot, call_id "
-            "FROM consents WHERE number = ? ORDER BY at, id", (number,))]
-    optout = store.one("SELECT via, campaign, created_at, number FROM optouts "
-                       "WHERE number_hash = ?", (store.number_hash(number),))
+    proof: list[dict[str, Any]] = [{"source": "call", **row} for row in store.consents_of(number)]
+    optout = store.optout_of(number)
     if optout is not None:
         # Matched by keyed hash: still found after the clear number was erased.
         erased = optout["number"] is None
@@ -131,94 +122,44 @@ def consent_proof(store: Store, number: str) -> list[dict[str, Any]]:
 
 
 # -- rights requests ------------------------------------------------------------------------------
-def gdpr_export(store: Store, number: str, now: datetime) -> dict[str, Any]:
+def gdpr_export(store: StoreBackend, number: str, now: datetime) -> dict[str, Any]:
     """Everything held about the person (right of access), JSON-serialisable."""
     number, now = _e164(number), _aware(now)
-    h = store.number_hash(number)
     with store.transaction():  # one consistent snapshot, and the audit row with it
-        contacts = store.q("SELECT * FROM contacts WHERE number = ? ORDER BY id", (number,))
-        calls = store.q(
-            "SELECT * FROM calls WHERE number = :n OR contact_id IN "
-            "(SELECT id FROM contacts WHERE number = :n) ORDER BY started_at, id", {"n": number})
-        consents = store.q(
-            "SELECT * FROM consents WHERE number = :n OR contact_id IN "
-            "(SELECT id FROM contacts WHERE number = :n) ORDER BY at, id", {"n": number})
-        optout = store.one("SELECT via, campaign, created_at, number FROM optouts "
-                           "WHERE number_hash = ?", (h,))
-        audit = store.q("SELECT * FROM audit WHERE subject_hash = ? OR instr(detail, ?) > 0 "
-                        "ORDER BY at, id", (h, number))
-        for row in contacts:
-            _json_field(row, "extra")
-        for row in calls:
-            _json_field(row, "prompts_sha256")
-        for row in audit:
-            _json_field(row, "detail")
-        counts = {"contacts": len(contacts), "calls": len(calls), "consents": len(consents),
-                  "audit": len(audit), "opted_out": optout is not None}
-        _audit(store, "gdpr_export", h, counts, now)
-    return {"number": number, "exported_at": utc(now), "contacts": contacts, "calls": calls,
-            "consents": consents, "optout": optout, "audit": audit}
+        data = store.person_data(number)
+        for table, column in (("contacts", "extra"), ("calls", "prompts_sha256"),
+                              ("audit", "detail")):
+            for row in data[table]:
+                _json_field(row, column)
+        counts = {"contacts": len(data["contacts"]), "calls": len(data["calls"]),
+                  "consents": len(data["consents"]), "audit": len(data["audit"]),
+                  "opted_out": data["optout"] is not None}
+        store.audit("gdpr_export", number, counts, now)
+    return {"number": number, "exported_at": utc(now), **data}
 
 
-def gdpr_erase(store: Store, number: str, now: datetime) -> dict[str, Any]:
+def gdpr_erase(store: StoreBackend, number: str, now: datetime) -> dict[str, Any]:
     """Erase the person's data in one transaction (policy in the module docstring)."""
     number, now = _e164(number), _aware(now)
-    h = store.number_hash(number)
-    p = {"n": number}
-    their_contacts = "SELECT id FROM contacts WHERE number = :n"
-    their_calls = f"SELECT id FROM calls WHERE number = :n OR contact_id IN ({their_contacts})"
+    unknown = store.unscanned_columns()
+    if unknown:
+        raise IvrError(f"erasure of {number} stopped, nothing changed: the store holds "
+                       f"{', '.join(unknown)}, which no erasure rule covers; that data needs "
+                       "its own erasure rule")
     with store.transaction():
-        consents = store.db.execute(
-            f"DELETE FROM consents WHERE number = :n OR contact_id IN ({their_contacts}) "
-            f"OR call_id IN ({their_calls})", p).rowcount
-        calls = store.db.execute(
-            "UPDATE calls SET number = :erased, contact_id = NULL, channel_id = NULL, keys = '' "
-            f"WHERE id IN ({their_calls})", {**p, "erased": ERASED_NUMBER}).rowcount
-        # After the calls: with foreign_keys=ON a contact still referenced cannot be deleted.
-        contacts = store.db.execute("DELETE FROM contacts WHERE number = :n", p).rowcount
-        optouts = store.db.execute(
-            "UPDATE optouts SET number = NULL WHERE number_hash = ? OR number = ?",
-            (h, number)).rowcount
-        audit = store.db.execute(
-            "UPDATE audit SET detail = REPLACE(detail, ?, ?) WHERE instr(detail, ?) > 0",
-            (number, ERASED_TEXT, number)).rowcount
-        left = _places_holding(store, number)
+        counts: dict[str, Any] = store.erase_person(number, erased_number=ERASED_NUMBER,
+                                                    erased_text=ERASED_TEXT)
+        left = store.places_holding(number)
         if left:
             raise IvrError(f"erasure of {number} stopped, nothing changed: the number is also "
                            f"in {', '.join(left)}; that data needs its own erasure rule")
-        counts = {"contacts": contacts, "calls": calls, "consents": consents,
-                  "optout_numbers_cleared": optouts, "audit_details_scrubbed": audit,
-                  "opposition_kept": store.is_opted_out(number)}
-        _audit(store, "gdpr_erase", h, counts, now)
+        counts["opposition_kept"] = store.is_opted_out(number)
+        store.audit("gdpr_erase", number, counts, now)
     return counts
 
 
-def _places_holding(store: Store, number: str) -> list[str]:
-    """'table.column' of every place where the number still appears as a whole number."""
-    places = []
-    tables = [r["name"] for r in store.q(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
-        "ORDER BY name")]
-    for table in tables:
-        columns = [r["name"] for r in store.q("SELECT name FROM pragma_table_info(?)", (table,))]
-        for column in columns:
-            # Identifiers come from the schema, quoted; the number is a parameter. The GLOB
-            # patterns skip longer numbers that merely start with this one; _e164 has
-            # ensured the number holds no GLOB metacharacters.
-            t, c = _quote(table), _quote(column)
-            if store.one(f"SELECT 1 AS x FROM {t} WHERE typeof({c}) = 'text' AND "
-                         f"({c} GLOB '*' || :n OR {c} GLOB '*' || :n || '[^0-9]*') LIMIT 1",
-                         {"n": number}):
-                places.append(f"{table}.{column}")
-    return places
-
-
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
 # -- retention ------------------------------------------------------------------------------------
-def purge(store: Store, older_than: timedelta, now: datetime) -> dict[str, Any]:
+def purge(store: StoreBackend, older_than: timedelta, now: datetime) -> dict[str, Any]:
     """Delete what is older than the retention period, in one transaction.
 
     Calls and consents older than the cutoff go (a call still referenced by a kept consent
@@ -228,25 +169,8 @@ def purge(store: Store, older_than: timedelta, now: datetime) -> dict[str, Any]:
     now = _aware(now)
     if older_than <= timedelta(0):
         raise IvrError("the retention period must be positive, e.g. 730d")
-    cutoff = utc(now - older_than)
-    p = {"cutoff": cutoff}
-    older = "julianday({}) < julianday(:cutoff)"
+    cutoff = now - older_than
     with store.transaction():
-        consents = store.db.execute(
-            f"DELETE FROM consents WHERE {older.format('at')}", p).rowcount
-        calls = store.db.execute(
-            f"DELETE FROM calls WHERE {older.format('COALESCE(ended_at, started_at)')} "
-            "AND id NOT IN (SELECT call_id FROM consents WHERE call_id IS NOT NULL)", p).rowcount
-        # A remaining call or consent means recent activity (or kept proof): keep the contact.
-        contacts = store.db.execute(
-            f"DELETE FROM contacts WHERE {older.format('updated_at')} "
-            "AND NOT EXISTS (SELECT 1 FROM calls WHERE calls.contact_id = contacts.id) "
-            "AND NOT EXISTS (SELECT 1 FROM consents WHERE consents.contact_id = contacts.id)",
-            p).rowcount
-        optouts = store.db.execute(
-            f"UPDATE optouts SET number = NULL WHERE number IS NOT NULL "
-            f"AND {older.format('created_at')}", p).rowcount
-        counts = {"cutoff": cutoff, "calls": calls, "consents": consents, "contacts": contacts,
-                  "optout_numbers_cleared": optouts}
-        _audit(store, "purge", None, counts, now)
+        counts: dict[str, Any] = {"cutoff": utc(cutoff), **store.purge_before(cutoff)}
+        store.audit("purge", None, counts, now)
     return counts

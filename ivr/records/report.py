@@ -24,10 +24,11 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ivr.store.sqlite import ANSWERED_OUTCOMES, CONTACT_STATUSES, OUTCOMES, Store
+from ivr.callflow import outcomes as outcome_table
+from ivr.store.base import StoreBackend
 
-HUMAN_ANSWERED = ANSWERED_OUTCOMES - {"machine"}
-CONSENTED = ("message_played", "message_partial")
+HUMAN_ANSWERED = outcome_table.HUMAN_ANSWERED
+CONSENTED = outcome_table.CONSENTED
 NO_CONTACT = "(no contact)"  # calls whose contact row is missing
 CSV_COLUMNS = ("id", "contact_id", "number", "source", "attempt", "campaign", "channel_id",
                "started_at", "answered_at", "ended_at", "outcome", "stage", "keys",
@@ -35,57 +36,44 @@ CSV_COLUMNS = ("id", "contact_id", "number", "source", "attempt", "campaign", "c
 PHONE_COLUMNS = frozenset({"number", "caller_id"})
 E164 = re.compile(r"\+[1-9][0-9]{2,14}")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-OUTCOME_ORDER = ("message_played", "message_partial", "declined", "declined_partial",
-                 "no_input", "hangup_intro", "opted_out", "machine", "busy", "no_answer",
-                 "congestion", "failed", "error")
+OUTCOME_ORDER = outcome_table.ORDER
+_ordered = outcome_table.ordered  # known outcomes in table order, then anything unexpected
 
 
 def _rate(num: int, den: int) -> float | None:
     return round(num / den, 4) if den else None
 
 
-def _ordered(counts: dict[str, int]) -> dict[str, int]:
-    """Known outcomes in flow order, then anything unexpected (kept visible, not dropped)."""
-    known = [o for o in OUTCOME_ORDER if o in counts]
-    return {o: counts[o] for o in known + sorted(set(counts) - set(known))}
+def _per_source(store: StoreBackend, campaign: str | None) -> dict[str, dict[str, Any]]:
+    """Contacts and statuses of every source (whole store); outcomes of the campaign's calls."""
+    per_source: dict[str, dict[str, Any]] = {}
+
+    def entry(source: str) -> dict[str, Any]:
+        return per_source.setdefault(source, {"contacts": 0, "outcomes": {}, "statuses": {}})
+    for r in store.contacts_per_source():
+        entry(r["source"])["contacts"] += r["n"]
+        entry(r["source"])["statuses"][r["status"]] = r["n"]
+    for r in store.outcomes_per_source(campaign):
+        entry(r["source"] if r["source"] is not None else NO_CONTACT)["outcomes"][
+            r["outcome"]] = r["n"]
+    for e in per_source.values():
+        e["outcomes"] = _ordered(e["outcomes"])
+    return per_source
 
 
-def summary(store: Store, campaign: str | None = None) -> dict[str, Any]:
-    cond, params = ("AND c.campaign = ?", (campaign,)) if campaign else ("", ())
-    ended = f"FROM calls c WHERE c.outcome IS NOT NULL {cond}"
-    outcomes = _ordered({r["outcome"]: r["n"] for r in store.q(
-        f"SELECT c.outcome, COUNT(*) AS n {ended} GROUP BY c.outcome", params)})
-    total = store.one(f"SELECT COUNT(*) AS n, SUM(c.outcome IS NULL) AS open FROM calls c "
-                      f"WHERE 1 = 1 {cond}", params) or {}
-    answered = sum(n for o, n in outcomes.items() if o in ANSWERED_OUTCOMES)
+def summary(store: StoreBackend, campaign: str | None = None) -> dict[str, Any]:
+    outcomes = _ordered(store.outcome_counts(campaign))
+    attempts, in_flight = store.call_totals(campaign)
+    answered = sum(n for o, n in outcomes.items() if o in outcome_table.ANSWERED)
     human = sum(n for o, n in outcomes.items() if o in HUMAN_ANSWERED)
     said_yes = sum(outcomes.get(o, 0) for o in CONSENTED)
-
-    per_attempt: dict[int, dict[str, int]] = {}
-    for r in store.q(f"SELECT c.attempt, c.outcome, COUNT(*) AS n {ended} "
-                     "GROUP BY c.attempt, c.outcome ORDER BY c.attempt", params):
-        per_attempt.setdefault(int(r["attempt"]), {})[r["outcome"]] = r["n"]
-
-    statuses = {s: 0 for s in CONTACT_STATUSES}
-    per_source: dict[str, dict[str, Any]] = {}
-    for r in store.q("SELECT source, status, COUNT(*) AS n FROM contacts "
-                     "GROUP BY source, status ORDER BY source, status"):
-        statuses[r["status"]] = statuses.get(r["status"], 0) + r["n"]
-        entry = per_source.setdefault(r["source"], {"contacts": 0, "outcomes": {}, "statuses": {}})
-        entry["contacts"] += r["n"]
-        entry["statuses"][r["status"]] = r["n"]
-    for r in store.q(f"SELECT COALESCE(k.source, ?) AS source, c.outcome, COUNT(*) AS n "
-                     f"FROM calls c LEFT JOIN contacts k ON k.id = c.contact_id "
-                     f"WHERE c.outcome IS NOT NULL {cond} GROUP BY 1, 2", (NO_CONTACT, *params)):
-        entry = per_source.setdefault(r["source"], {"contacts": 0, "outcomes": {}, "statuses": {}})
-        entry["outcomes"][r["outcome"]] = r["n"]
-    for entry in per_source.values():
-        entry["outcomes"] = _ordered(entry["outcomes"])
-
+    statuses = {s: 0 for s in outcome_table.CONTACT_STATUSES}
+    for status, n in store.contact_status_counts().items():
+        statuses[status] = n
     return {
         "campaign": campaign,
-        "attempts": int(total.get("n") or 0),
-        "in_flight": int(total.get("open") or 0),
+        "attempts": attempts,
+        "in_flight": in_flight,
         "outcomes": outcomes,
         "answered": answered,
         "human_answered": human,
@@ -93,10 +81,10 @@ def summary(store: Store, campaign: str | None = None) -> dict[str, Any]:
         "consent_rate": _rate(said_yes, human),
         "completion_rate": _rate(outcomes.get("message_played", 0), said_yes),
         "per_attempt": {
-            a: _ordered(counts) for a, counts in per_attempt.items()},
-        "per_source": per_source,
+            a: _ordered(counts) for a, counts in store.outcomes_per_attempt(campaign).items()},
+        "per_source": _per_source(store, campaign),
         "contacts": statuses,
-        "optouts": int((store.one("SELECT COUNT(*) AS n FROM optouts") or {}).get("n") or 0),
+        "optouts": store.optout_count(),
     }
 
 
@@ -113,17 +101,13 @@ def _safe_cell(column: str, value: Any) -> str:
     return text
 
 
-def calls_csv(store: Store, out: TextIO, campaign: str | None = None) -> int:
-    """One row per call (header first), streamed from the database; returns the row count."""
-    cond, params = ("WHERE c.campaign = ?", (campaign,)) if campaign else ("", ())
-    cols = ", ".join("k.source" if c == "source" else f"c.{c}" for c in CSV_COLUMNS)
+def calls_csv(store: StoreBackend, out: TextIO, campaign: str | None = None) -> int:
+    """One row per call (header first), streamed from the store; returns the row count."""
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     count = 0
-    cursor = store.db.execute(f"SELECT {cols} FROM calls c LEFT JOIN contacts k "
-                              f"ON k.id = c.contact_id {cond} ORDER BY c.id", params)
-    for row in cursor:
-        writer.writerow([_safe_cell(col, v) for col, v in zip(CSV_COLUMNS, row)])
+    for row in store.export_calls(campaign):
+        writer.writerow([_safe_cell(col, row[col]) for col in CSV_COLUMNS])
         count += 1
     return count
 
@@ -155,8 +139,8 @@ def render(data: dict[str, Any]) -> Group:
     outcomes.add_column("%", justify="right")
     ended = sum(data["outcomes"].values())
     for outcome, n in data["outcomes"].items():
-        outcomes.add_row(outcome if outcome in OUTCOMES else f"{outcome} (unknown)", str(n),
-                         _pct(n, ended))
+        known = outcome in outcome_table.OUTCOMES
+        outcomes.add_row(outcome if known else f"{outcome} (unknown)", str(n), _pct(n, ended))
     if not data["outcomes"]:
         outcomes.add_row("no call has ended yet", "0", "—")
     parts.append(outcomes)

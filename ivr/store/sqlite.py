@@ -17,6 +17,8 @@ from ivr.errors import StoreError
 from ivr.store.base import CallResult, Claim, History, parse_utc, utc
 from ivr.store.schema import MIGRATIONS
 from ivr.store.sqlite_calls import CallsSQL, campaign_tag
+from ivr.store.sqlite_contacts import ContactsSQL
+from ivr.store.sqlite_privacy import PrivacySQL
 from ivr.store.sqlite_records import RecordsSQL
 
 __all__ = ["ANSWERED_OUTCOMES", "CONTACT_STATUSES", "MIGRATIONS", "OUTCOMES", "CallResult",
@@ -28,7 +30,7 @@ OUTCOMES = outcomes.OUTCOMES
 CONTACT_STATUSES = outcomes.CONTACT_STATUSES
 
 
-class Store(CallsSQL, RecordsSQL):
+class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL):
     @classmethod
     def open(cls, path: str | Path, optout_key: bytes | None = None,
              busy_timeout_s: float = 30.0) -> "Store":

@@ -1,8 +1,11 @@
-"""The SQLite backend's reads for planning, preflight and the report."""
+"""The SQLite backend's reads for planning, preflight and the report.
+
+A campaign filter of None means every campaign: `(:campaign IS NULL OR campaign = :campaign)`
+keeps one written-out statement per question instead of assembling conditions.
+"""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from ivr.store.base import Row
 from ivr.store.sqlite_core import SQLiteCore
@@ -23,3 +26,49 @@ class RecordsSQL(SQLiteCore):
         return self._rows(
             "SELECT source, basis, acquired_on, COUNT(*) AS contacts FROM contacts "
             "WHERE status = 'pending' GROUP BY source, basis, acquired_on ORDER BY source")
+
+    # -- the report ---------------------------------------------------------------------------
+    def call_totals(self, campaign: str | None = None) -> tuple[int, int]:
+        """(attempts, attempts without an outcome yet)."""
+        row = self._row("SELECT COUNT(*) AS n, SUM(outcome IS NULL) AS open FROM calls "
+                        "WHERE (:campaign IS NULL OR campaign = :campaign)",
+                        {"campaign": campaign}) or {}
+        return int(row.get("n") or 0), int(row.get("open") or 0)
+
+    def outcomes_per_attempt(self, campaign: str | None = None) -> dict[int, dict[str, int]]:
+        """Ended calls per attempt number, then per outcome."""
+        out: dict[int, dict[str, int]] = {}
+        for r in self._rows("SELECT attempt, outcome, COUNT(*) AS n FROM calls "
+                            "WHERE outcome IS NOT NULL AND (:campaign IS NULL OR "
+                            "campaign = :campaign) GROUP BY attempt, outcome ORDER BY attempt",
+                            {"campaign": campaign}):
+            out.setdefault(int(r["attempt"]), {})[r["outcome"]] = int(r["n"])
+        return out
+
+    def contacts_per_source(self) -> list[Row]:
+        """source, status, n: every contact of the store (contacts belong to no campaign)."""
+        return self._rows("SELECT source, status, COUNT(*) AS n FROM contacts "
+                          "GROUP BY source, status ORDER BY source, status")
+
+    def outcomes_per_source(self, campaign: str | None = None) -> list[Row]:
+        """source (None for calls whose contact is gone), outcome, n, for ended calls."""
+        return self._rows("SELECT k.source AS source, c.outcome AS outcome, COUNT(*) AS n "
+                          "FROM calls c LEFT JOIN contacts k ON k.id = c.contact_id "
+                          "WHERE c.outcome IS NOT NULL AND (:campaign IS NULL OR "
+                          "c.campaign = :campaign) GROUP BY 1, 2", {"campaign": campaign})
+
+    def optout_count(self) -> int:
+        row = self._row("SELECT COUNT(*) AS n FROM optouts") or {}
+        return int(row.get("n") or 0)
+
+    def export_calls(self, campaign: str | None = None) -> Iterator[Row]:
+        """Every call with its contact's source, streamed in id order (the CSV export)."""
+        cur = self.db.conn.execute(
+            "SELECT c.id, c.contact_id, c.number, k.source, c.attempt, c.campaign, "
+            "c.channel_id, c.started_at, c.answered_at, c.ended_at, c.outcome, c.stage, c.keys, "
+            "c.hangup_cause, c.prompts_sha256, c.caller_id FROM calls c LEFT JOIN contacts k "
+            "ON k.id = c.contact_id WHERE (:campaign IS NULL OR c.campaign = :campaign) "
+            "ORDER BY c.id", {"campaign": campaign})
+        cols = [c[0] for c in cur.description]
+        for row in cur:
+            yield dict(zip(cols, row))

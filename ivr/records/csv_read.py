@@ -1,0 +1,131 @@
+"""Reading a CSV file of any size and common encoding: refuse what is not text, pick the
+encoding and the delimiter, stream (line number, cells) records.
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+from ivr.errors import ImportFileError
+
+CHUNK = 1 << 20         # bytes per read in the encoding pass
+LATIN1_WARNING = "file is not UTF-8; read as Latin-1: check accented names"
+EMPTY = "is empty: its first line must be a header naming a 'number' column"
+# Bytes Windows-1252 leaves undefined. Excel on Windows writes cp1252 (’ œ €), a superset of
+# Latin-1 for printable text; a file holding one of these bytes is read as strict Latin-1.
+CP1252_HOLES = (b"\x81", b"\x8d", b"\x8f", b"\x90", b"\x9d")
+
+
+def short(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+def header_columns(file: str, header: list[str]) -> list[str]:
+    """Header names: number/name/timezone matched case-insensitively, others kept as written."""
+    names = [cell.strip() for cell in header]
+    columns, lowered = [], set()
+    for i, name in enumerate(names, start=1):
+        low = name.lower()
+        if low in lowered:
+            raise ImportFileError(f"{file}: column {name!r} appears twice in the header: "
+                                  "rename one")
+        lowered.add(low)
+        columns.append(low if low in ("number", "name", "timezone") else name or f"column_{i}")
+    if "number" not in columns:
+        found = ", ".join(repr(n) for n in names)
+        raise ImportFileError(f"{file}: no 'number' column (columns found: {found}): name the "
+                              "phone number column 'number'")
+    return columns
+
+
+def read_records(path: Path, warnings: list[str]) -> Iterator[tuple[int, list[str]]]:
+    """(line number, cells) of each non-blank CSV record, the header first.
+
+    The line number is where the record starts (header = 1), as an editor shows it.
+    """
+    encoding = _sniff(path, warnings)
+    try:
+        fh = open(path, encoding=encoding, newline="")
+    except OSError as exc:
+        raise _unreadable(path, exc) from exc
+    with fh:
+        line_num = 0
+        try:
+            head: list[str] = []  # leading blank lines, then the header line
+            for text in fh:
+                head.append(text)
+                if text.strip():
+                    break
+            reader = csv.reader(itertools.chain(head, fh),
+                                delimiter=_delimiter(head[-1] if head else ""))
+            for cells in reader:
+                start, line_num = line_num + 1, reader.line_num
+                if any(c.strip() for c in cells):
+                    yield start, cells
+        except csv.Error as exc:
+            raise ImportFileError(f"{path.name} line {line_num + 1}: {exc}: fix the quoting") \
+                from exc
+        except UnicodeDecodeError as exc:  # the encoding pass accepted it: the file changed
+            raise ImportFileError(f"{path.name} changed while being read: import it again") \
+                from exc
+        except OSError as exc:
+            raise _unreadable(path, exc) from exc
+
+
+def _delimiter(line: str) -> str:
+    """French Excel writes ';'; pick the delimiter the header line uses most, else ','."""
+    counts = {d: line.count(d) for d in (",", ";", "\t")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def _sniff(path: Path, warnings: list[str]) -> str:
+    """One streaming pass over the bytes: refuse what is not text, choose the encoding."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    utf8, holes, size = True, False, 0
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(CHUNK):
+                if size == 0:
+                    _refuse_known_binary(path, chunk)
+                nul = chunk.find(b"\x00")
+                if nul >= 0:
+                    raise ImportFileError(f"{path.name} is not CSV text (NUL byte at offset "
+                                          f"{size + nul}): export the list as CSV")
+                utf8 = utf8 and _decodes(decoder, chunk)
+                holes = holes or any(b in chunk for b in CP1252_HOLES)
+                size += len(chunk)
+    except OSError as exc:
+        raise _unreadable(path, exc) from exc
+    if size == 0:
+        raise ImportFileError(f"{path.name} {EMPTY}")
+    if utf8 and _decodes(decoder, b"", final=True):  # final: no sequence cut at the end
+        return "utf-8-sig"  # with or without a BOM
+    warnings.append(LATIN1_WARNING)
+    return "latin-1" if holes else "cp1252"
+
+
+def _decodes(decoder: codecs.IncrementalDecoder, chunk: bytes, final: bool = False) -> bool:
+    try:
+        decoder.decode(chunk, final)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _refuse_known_binary(path: Path, head: bytes) -> None:
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ImportFileError(f"{path.name} is UTF-16 text: save it as 'CSV UTF-8'")
+    if head.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
+        raise ImportFileError(f"{path.name} is a spreadsheet (Excel/ODS), not CSV text: "
+                              "save it as 'CSV UTF-8'")
+
+
+def _unreadable(path: Path, exc: OSError) -> ImportFileError:
+    why = {FileNotFoundError: "file not found: check the path",
+           IsADirectoryError: "is a folder: give the CSV file inside it",
+           PermissionError: "cannot be read (permission denied): check its rights"}
+    return ImportFileError(f"{path}: {why.get(type(exc), f'cannot be read: {exc}')}")

@@ -1,0 +1,76 @@
+"""The SQLite backend's contact-list writes: what an import reads and writes, batch by batch.
+
+An import remembers the numbers it has seen in a temporary table, so memory stays bounded
+whatever the file size; `import_session` creates and drops it.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from ivr.store.base import Row, utc
+from ivr.store.sqlite_core import SQLiteCore
+
+# The contact columns an import may fill in later (all others keep their first value).
+UPDATABLE = frozenset({"name", "timezone", "extra", "basis", "status"})
+
+
+class ContactsSQL(SQLiteCore):
+    @contextmanager
+    def import_session(self) -> Iterator[None]:
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS ivr_import_seen "
+                        "(number TEXT PRIMARY KEY)")
+        self.db.execute("DELETE FROM temp.ivr_import_seen")
+        try:
+            yield
+        finally:  # cleanup only; any exception still propagates
+            self.db.execute("DROP TABLE IF EXISTS temp.ivr_import_seen")
+
+    def contacts_by_number(self, numbers: list[str]) -> dict[str, Row]:
+        """The existing contacts among these numbers, with what a merge compares."""
+        rows = self._rows("SELECT id, number, name, timezone, source, basis, extra, status "
+                          "FROM contacts WHERE number IN (SELECT value FROM json_each(?))",
+                          (json.dumps(numbers),))
+        return {r["number"]: r for r in rows}
+
+    def seen_in_import(self, numbers: list[str]) -> set[str]:
+        """Which of these numbers an earlier batch of this import_session already had."""
+        return {r["number"] for r in self._rows(
+            "SELECT number FROM temp.ivr_import_seen WHERE number IN "
+            "(SELECT value FROM json_each(?))", (json.dumps(numbers),))}
+
+    def mark_seen_in_import(self, number: str) -> None:
+        self.db.execute("INSERT INTO temp.ivr_import_seen (number) VALUES (?)", (number,))
+
+    def opted_out_among(self, numbers: list[str]) -> set[str]:
+        """The numbers on the opposition list (by keyed hash)."""
+        by_hash = {self.number_hash(n): n for n in numbers}
+        return {by_hash[r["number_hash"]] for r in self._rows(
+            "SELECT number_hash FROM optouts WHERE number_hash IN "
+            "(SELECT value FROM json_each(?))", (json.dumps(list(by_hash)),))}
+
+    def add_contact(self, number: str, *, name: str | None, timezone: str | None, source: str,
+                    basis: str | None, acquired_on: str | None, extra: str, status: str,
+                    now: datetime) -> None:
+        ts = utc(now)
+        self.db.execute("INSERT INTO contacts (number, name, timezone, source, basis, "
+                        "acquired_on, extra, status, created_at, updated_at) "
+                        "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        (number, name, timezone, source, basis, acquired_on, extra, status,
+                         ts, ts))
+
+    def update_contact(self, contact_id: int, changes: Mapping[str, Any],
+                       now: datetime) -> None:
+        """Set the given UPDATABLE columns; the others keep their values (NULL = unchanged)."""
+        unknown = set(changes) - UPDATABLE
+        if unknown:
+            raise ValueError(f"internal: contact columns {sorted(unknown)} are not updatable")
+        c = {col: changes.get(col) for col in UPDATABLE}
+        self.db.execute(
+            "UPDATE contacts SET name = COALESCE(:name, name), "
+            "timezone = COALESCE(:timezone, timezone), extra = COALESCE(:extra, extra), "
+            "basis = COALESCE(:basis, basis), status = COALESCE(:status, status), "
+            "updated_at = :ts WHERE id = :id", {**c, "ts": utc(now), "id": contact_id})
