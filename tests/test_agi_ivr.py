@@ -101,8 +101,8 @@ class OptOuts:
 
 
 def _callback(ch: Channel) -> list[tuple[str, str]]:
-    store = OptOuts()
-    handler = CallbackHandler(store, "FR", lambda: datetime.now(timezone.utc),  # type: ignore[arg-type]
+    store = OptOuts()  # only add_optout is used: a stand-in for Store
+    handler = CallbackHandler(store, "FR", lambda: datetime.now(timezone.utc),  # type: ignore
                               timeout_s=4)
     run(handler(ch))
     return store.added
