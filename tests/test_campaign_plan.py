@@ -5,9 +5,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from conftest import attempt, contact, make_config
+from conftest import store_with as _store_with
 from ivr import config
 from ivr.campaign.planning import claim, plan, verdict_for, why_nobody
-from ivr.store.sqlite import CallResult, Store, utc
+from ivr.store import CallResult, Store
 
 # Tuesday 2026-12-01 11:00 Europe/Paris (10:00 UTC): inside the default window.
 OPEN = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)
@@ -16,20 +18,12 @@ FICTION = "+33199000010"
 
 
 def cfg(**schedule: object) -> config.Config:
-    return config.from_dict({"campaign": {"name": "c1", "caller_id": "+33162000000"},
-                             "retry": {"max_attempts": 3}, "schedule": schedule})
+    return make_config(campaign={"name": "c1", "caller_id": "+33162000000"},
+                       retry={"max_attempts": 3}, schedule=schedule)
 
 
 def store_with(*numbers: str, slot: str | None = None) -> Store:
-    s = Store.memory()
-    for n in numbers:
-        s.db.execute("INSERT INTO contacts (number, source, slot, created_at, updated_at) "
-                     "VALUES (?, 'list', ?, ?, ?)", (n, slot, utc(OPEN), utc(OPEN)))
-    return s
-
-
-def contact(s: Store, number: str) -> dict:
-    return s.one("SELECT * FROM contacts WHERE number = ?", (number,))
+    return _store_with(*numbers, at=OPEN, slot=slot)
 
 
 def test_due_inside_the_window() -> None:
@@ -67,7 +61,7 @@ def test_opted_out_is_checked_at_dial_time_and_status_follows() -> None:
 
 def test_retry_wait_then_due() -> None:
     s = store_with(REAL)
-    call = s.create_attempt(contact(s, REAL), "c1", "+33162000000", OPEN)
+    call = attempt(s, contact(s, REAL), "c1", "+33162000000", OPEN)
     s.finish_unanswered(call["id"], "busy", "17", OPEN, OPEN + timedelta(minutes=30))
     v = verdict_for(cfg(), s, contact(s, REAL), OPEN + timedelta(minutes=29))
     assert (v.allowed, v.reason) == (False, "retry_wait")
@@ -76,13 +70,13 @@ def test_retry_wait_then_due() -> None:
 
 def test_attempt_in_flight_is_not_dialled_again() -> None:
     s = store_with(REAL)
-    s.create_attempt(contact(s, REAL), "c1", "+33162000000", OPEN)
+    attempt(s, contact(s, REAL), "c1", "+33162000000", OPEN)
     assert verdict_for(cfg(), s, contact(s, REAL), OPEN).reason == "in_flight"
 
 
 def test_refusal_cooldown_uses_the_stored_refusal() -> None:
     s = store_with(REAL)
-    call = s.create_attempt(contact(s, REAL), "c1", "+33162000000", OPEN)
+    call = attempt(s, contact(s, REAL), "c1", "+33162000000", OPEN)
     s.finish_answered(call["id"], CallResult(outcome="declined", stage="goodbye", keys="2",
                                              heard={}, choice="refusal", choice_key="2"), OPEN)
     s.db.execute("UPDATE contacts SET status = 'pending'")  # a later campaign, same person
@@ -93,7 +87,7 @@ def test_refusal_cooldown_uses_the_stored_refusal() -> None:
 def test_cap_counts_attempts_of_every_campaign() -> None:
     s = store_with(REAL)
     for i in range(4):
-        call = s.create_attempt(contact(s, REAL), f"other-{i}", "+33162000000",
+        call = attempt(s, contact(s, REAL), f"other-{i}", "+33162000000",
                                 OPEN - timedelta(days=i + 1))
         s.finish_unanswered(call["id"], "no_answer", "19", OPEN, None)
     s.db.execute("UPDATE contacts SET status = 'pending'")
@@ -108,7 +102,7 @@ def test_preferred_slot_from_a_consent_is_honoured(slot: str, allowed: bool) -> 
 
 def test_slot_given_in_a_call_is_stored_on_the_contact() -> None:
     s = store_with(REAL)
-    call = s.create_attempt(contact(s, REAL), "c1", "+33162000000", OPEN)
+    call = attempt(s, contact(s, REAL), "c1", "+33162000000", OPEN)
     s.finish_answered(call["id"], CallResult(outcome="message_played", stage="goodbye",
                                              keys="13", heard={}, choice="consent",
                                              choice_key="1", slot="evening"), OPEN)
@@ -123,13 +117,13 @@ def test_plan_reads_history_in_bulk_and_agrees_with_the_per_contact_rules() -> N
     numbers = [f"+331620{i:05d}" for i in range(1203)]  # three chunks
     s = store_with(*numbers)
     refused, capped, old_calls, opposed = numbers[0], numbers[600], numbers[1100], numbers[1202]
-    call = s.create_attempt(contact(s, refused), "other", "+33162000000", OPEN - timedelta(days=3))
+    call = attempt(s, contact(s, refused), "other", "+33162000000", OPEN - timedelta(days=3))
     s.finish_answered(call["id"], CallResult(outcome="declined", stage="goodbye", keys="2",
                                              heard={}, choice="refusal", choice_key="2"),
                       OPEN - timedelta(days=3))
     for i in range(4):
         for number, age in ((capped, i + 1), (old_calls, 31 + i)):
-            call = s.create_attempt(contact(s, number), f"other-{i}", "+33162000000",
+            call = attempt(s, contact(s, number), f"other-{i}", "+33162000000",
                                     OPEN - timedelta(days=age))
             s.finish_unanswered(call["id"], "no_answer", "19", OPEN, None)
     s.add_optout(opposed, "letter", OPEN)

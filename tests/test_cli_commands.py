@@ -2,31 +2,19 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+import re
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import pytest
 import yaml
 from click.testing import CliRunner
 
+from conftest import add_contact, attempt
 from ivr import config
 from ivr.cli import cli
-from ivr.store.sqlite import CallResult, Store
+from ivr.store import CallResult, Store
 
 NUMBER = "+33162000010"
-
-
-@pytest.fixture
-def cfg_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("IVR_OPTOUT_KEY", "k" * 32)
-    data = yaml.safe_load(Path("config.yaml").read_text(encoding="utf-8"))
-    data["store"] = {"path": str(tmp_path / "t.db")}
-    data["prompts"]["sources_dir"] = str(Path("prompts").resolve())
-    data["prompts"]["build_dir"] = str(tmp_path / "build")
-    data["campaign"]["caller_id"] = "+33162000000"  # an ARCEP range for automated calls
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True))
-    return path
 
 
 def invoke(cfg_file: Path, *args: str) -> tuple[int, str]:
@@ -38,10 +26,8 @@ def seed_consent(cfg_file: Path) -> None:
     cfg = config.load(cfg_file)
     store = Store.open(cfg.path(cfg.store.path))
     now = datetime(2026, 12, 1, 10, tzinfo=timezone.utc)
-    store.db.execute("INSERT INTO contacts (number, source, basis, created_at, updated_at) "
-                     "VALUES (?, 'members', 'member_file', ?, ?)", (NUMBER, "x", "x"))
-    contact = store.one("SELECT * FROM contacts")
-    call = store.create_attempt(contact, "c1", "+33162000000", now)
+    contact = add_contact(store, NUMBER, at="x", source="members", basis="member_file")
+    call = attempt(store, contact, "c1", "+33162000000", now)
     store.finish_answered(call["id"], CallResult(
         outcome="message_played", stage="goodbye", keys="1", heard={"message": "ab"},
         choice="consent", choice_key="1", answered_prompt="intro",
@@ -115,3 +101,33 @@ def test_bad_config_is_one_line(tmp_path: Path) -> None:
     bad.write_text("dialer:\n  max_concurrent: lots\n")
     code, out = invoke(bad, "check")
     assert code == 1 and "dialer.max_concurrent" in out and len(out.strip().splitlines()) == 1
+
+
+def test_dry_run_leaves_the_store_file_and_its_wal_byte_identical(cfg_file: Path) -> None:
+    """A dry run only reads: not even a stale status is fixed (the claim does that)."""
+    cfg = config.load(cfg_file)
+    path = cfg.path(cfg.store.path)
+    store = Store.open(path)  # kept open: its WAL keeps frames a writer could checkpoint
+    now, campaign = datetime.now(timezone.utc), cfg.campaign.name
+    new = [add_contact(store, f"+3316200001{i}", at=now, source="members",
+                       basis="member_file", acquired_on="2025-11-02") for i in range(5)]
+    store.add_optout(new[1]["number"], "post", now)
+    store.db.execute("UPDATE contacts SET status = 'pending' WHERE id = ?", (new[1]["id"],))
+    busy = attempt(store, new[2], campaign, "+33162000000", now - timedelta(minutes=5))
+    store.finish_unanswered(busy["id"], "busy", "17", now, now + timedelta(days=1))
+    old = attempt(store, new[3], campaign, "+33162000000", now - timedelta(days=2))
+    store.finish_unanswered(old["id"], "no_answer", "19", now - timedelta(days=2),
+                            now - timedelta(days=1))
+    attempt(store, new[4], "another", "+33162000000", now)  # in flight elsewhere
+    files = [path, path.with_name(path.name + "-wal")]
+    before = [f.read_bytes() for f in files]
+    assert before[1], "the WAL should hold the seeded rows"
+
+    code, out = invoke(cfg_file, "run", "--dry-run")
+
+    assert code == 0, out
+    for reason in ("opted_out", "retry_wait", "in_flight"):
+        assert reason in out
+    due, waiting = map(int, re.findall(r"(\d+) would be called now, (\d+) not", out)[0])
+    assert due + waiting == 5 and waiting >= 3  # the other two depend on the hour
+    assert [f.read_bytes() for f in files] == before

@@ -19,11 +19,6 @@ NOW = datetime(2025, 3, 4, 9, 30, tzinfo=timezone.utc)
 LATER = NOW + timedelta(days=2)
 
 
-@pytest.fixture
-def store() -> Store:
-    return Store.memory()
-
-
 def write(tmp_path: Path, text: str | bytes, name: str = "list.csv") -> Path:
     path = tmp_path / name
     if isinstance(text, bytes):

@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from conftest import make_config
 from ivr import config
 from ivr.errors import ComplianceError
 from ivr.compliance.preflight import ERROR, WARNING, Violation, check_caller_id, preflight, raise_on_errors
@@ -13,7 +14,7 @@ GOOD_SOURCE = {"source": "adhérents 2025", "basis": "member_file", "acquired_on
 
 
 def make(caller_id: str = "+33162000000", **schedule: Any) -> config.Config:
-    return config.from_dict({"campaign": {"caller_id": caller_id}, "schedule": schedule})
+    return make_config(campaign={"caller_id": caller_id}, schedule=schedule)
 
 
 def codes(violations: list[Violation], severity: str | None = None) -> list[str]:

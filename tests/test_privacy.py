@@ -11,7 +11,9 @@ from ivr.errors import IvrError
 from ivr.records.privacy import (
     consent_proof, gdpr_erase, gdpr_export, normalise_number, optout_add, parse_duration, purge,
 )
-from ivr.store.sqlite import CallResult, Store, utc
+from conftest import add_contact as _add_contact
+from conftest import attempt
+from ivr.store import CallResult, Store, utc
 
 UTC = timezone.utc
 T0 = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
@@ -25,18 +27,14 @@ EVIL = "'; DROP TABLE contacts; --"
 
 def add_contact(store: Store, number: str, now: datetime, *, source: str = "list-2024",
                 name: str = "Jeanne Dupont", extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    ts = utc(now)
-    cur = store.db.execute(
-        "INSERT INTO contacts (number, name, timezone, source, basis, acquired_on, extra, "
-        "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (number, name, "Europe/Paris", source, "consent", "2024-01-01",
-         json.dumps(extra if extra is not None else {"city": "Lyon"}), ts, ts))
-    return store.one("SELECT * FROM contacts WHERE id = ?", (cur.lastrowid,))  # type: ignore
+    return _add_contact(store, number, at=now, source=source, name=name,
+                        timezone="Europe/Paris", basis="consent", acquired_on="2024-01-01",
+                        extra=extra if extra is not None else {"city": "Lyon"})
 
 
 def answered(store: Store, contact: dict[str, Any], now: datetime, choice: str | None,
              key: str | None, campaign: str = "spring", slot: str | None = None) -> int:
-    call = store.create_attempt(contact, campaign, CALLER, now)
+    call = attempt(store, contact, campaign, CALLER, now)
     outcome = {"optout": "opted_out", "refusal": "declined", None: "message_played",
                "consent": "message_played"}[choice]
     result = CallResult(outcome=outcome, stage="question", keys=f"{key or ''}",
@@ -61,11 +59,6 @@ def text_places(store: Store, needle: str) -> list[str]:
 
 def audits(store: Store, action: str) -> list[dict[str, Any]]:
     return store.q("SELECT * FROM audit WHERE action = ? ORDER BY id", (action,))
-
-
-@pytest.fixture
-def store() -> Store:
-    return Store.memory()
 
 
 # --- normalise_number ---------------------------------------------------------------------------
@@ -289,7 +282,7 @@ def test_purge_keeps_a_contact_with_a_recent_call_or_update(store: Store) -> Non
     store.db.execute("PRAGMA foreign_keys=ON")
     called = add_contact(store, NUM, T0)
     # An attempt in flight does not touch contacts.updated_at: the call alone must keep it.
-    store.create_attempt(called, "spring", CALLER, T0 + timedelta(days=20))
+    attempt(store, called, "spring", CALLER, T0 + timedelta(days=20))
     assert store.one("SELECT updated_at FROM contacts WHERE id = ?",
                      (called["id"],))["updated_at"] == utc(T0)  # type: ignore
     updated = add_contact(store, OTHER, T0)

@@ -17,6 +17,7 @@ from gtts.tts import gTTS
 from pydub import AudioSegment
 from pydub.silence import detect_leading_silence
 
+from conftest import make_config
 from ivr import config
 from ivr.prompts import build as prompt_build
 from ivr.config import Config
@@ -37,11 +38,10 @@ ITEMS: dict[str, dict[str, Any]] = {
 
 
 def make_cfg(tmp_path: Path, items: dict[str, Any] | None = None, **prompts: Any) -> Config:
-    return config.from_dict({
-        "legal": {"sender": SENDER, "postal_address": ADDRESS, "email": EMAIL},
-        "prompts": {"engine": "espeak", "sources_dir": "sources", "build_dir": "build",
-                    "items": {**ITEMS, **(items or {})}, **prompts},
-    }, base_dir=tmp_path)
+    return make_config(
+        tmp_path, legal={"sender": SENDER, "postal_address": ADDRESS, "email": EMAIL},
+        prompts={"engine": "espeak", "sources_dir": "sources", "build_dir": "build",
+                 "items": {**ITEMS, **(items or {})}, **prompts})
 
 
 def espeak_wav(text: str) -> bytes:

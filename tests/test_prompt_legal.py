@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from conftest import make_config
 from ivr import config
 from ivr.config import Config
 from ivr.errors import ComplianceError
@@ -32,11 +33,10 @@ def make_cfg(tmp_path: Path, *, items: dict[str, Any] | None = None,
         else:
             base[key] = value
     yes = "1" if optout_key != "1" else "3"
-    return config.from_dict({
-        "legal": legal or {"sender": SENDER, "postal_address": ADDRESS, "email": EMAIL},
-        "flow": {"optout_key": optout_key, "yes_key": yes, "no_key": "2"},
-        "prompts": {"items": base},
-    }, base_dir=tmp_path)
+    return make_config(
+        tmp_path, legal=legal or {"sender": SENDER, "postal_address": ADDRESS, "email": EMAIL},
+        flow={"optout_key": optout_key, "yes_key": yes, "no_key": "2"},
+        prompts={"items": base})
 
 
 def test_shipped_demo_config_is_compliant() -> None:

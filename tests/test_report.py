@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from conftest import add_contact
 from ivr.records.report import CSV_COLUMNS, calls_csv, render, summary
-from ivr.store.sqlite import Store
+from ivr.store import Store
 
 TS = "2025-03-04T10:00:00.000Z"
 
@@ -43,10 +44,7 @@ def build() -> Store:
     store = Store.memory()
     ids = []
     for number, source, status in CONTACTS:
-        cur = store.db.execute(
-            "INSERT INTO contacts (number, source, status, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?)", (number, source, status, TS, TS))
-        ids.append(cur.lastrowid)
+        ids.append(add_contact(store, number, at=TS, source=source, status=status)["id"])
     for i, (contact, attempt, campaign, outcome) in enumerate(CALLS, start=1):
         number = CONTACTS[contact][0] if contact is not None else "+33199000099"
         store.db.execute(

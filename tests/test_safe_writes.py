@@ -9,16 +9,17 @@ from pathlib import Path
 
 import pytest
 
+from conftest import add_contact
+from conftest import store_at as _store_at
+from ivr.store import Store
 from ivr.store.safe_writes import SafeWriter
-from ivr.store.sqlite import Store, utc
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)
 
 
 def store_at(path: Path) -> Store:
-    s = Store.open(path, optout_key=b"k", busy_timeout_s=0.05)
-    s.db.execute("INSERT INTO contacts (number, source, created_at, updated_at) "
-                 "VALUES ('+33162000010', 'list', ?, ?)", (utc(NOW), utc(NOW)))
+    s = _store_at(path)
+    add_contact(s, "+33162000010", at=NOW)
     return s
 
 
