@@ -72,13 +72,14 @@ def claim(cfg: Config, store: StoreBackend, contact: dict[str, Any], node: str,
 
 def verdict_for(cfg: Config, store: StoreBackend, contact: dict[str, Any], now: datetime,
                 history: History | None = None) -> Verdict:
-    """The judge on the contact's history read afresh (nothing is written). `history` is
-    accepted for callers written before `claim` and not used: the store reads it in one go."""
-    del history  # a stale plan-time history must not decide at dial time
-    number = contact["number"]
-    attempts_since, refusals_since = _since(cfg, now)
-    past = store.history([number], attempts_since, refusals_since, cfg.campaign.name)[number]
-    return judge(cfg, contact, now)(past)
+    """The judge's verdict, writing nothing: on `history` when given (e.g. the plan's), else on
+    the contact's history read afresh. Dialling goes through `claim`, which re-reads it."""
+    if history is None:
+        number = contact["number"]
+        attempts_since, refusals_since = _since(cfg, now)
+        history = store.history([number], attempts_since, refusals_since,
+                                cfg.campaign.name)[number]
+    return judge(cfg, contact, now)(history)
 
 
 def plan(cfg: Config, store: StoreBackend, now: datetime) -> Plan:
