@@ -179,3 +179,27 @@ def test_parse_event_ignores_what_the_dialer_does_not_need() -> None:
     assert parse_event("n", {"Event": "OriginateResponse", "Uniqueid": "a",
                              "Response": "Failure", "Reason": ""}) == \
         OriginateResult("n", "a", False, None)
+
+
+# -- Ami itself, under the node ----------------------------------------------------------------
+async def test_events_end_when_the_node_is_closed(node: AmiNode) -> None:
+    reader = asyncio.create_task(collect(node, lambda evs: False))
+    await asyncio.sleep(0.1)
+    node.close()
+    assert await asyncio.wait_for(reader, 2) == []
+
+
+async def test_reconnects_pause_between_attempts(node: AmiNode, pbx: FakePbx) -> None:
+    """panoramisk truncates reconnect_timeout to whole seconds: 0.2 would be 0, a busy loop."""
+    attempts: list[float] = []
+    connect = node.ami._mgr.connect
+
+    def counting(*args: object, **kwargs: object) -> object:
+        attempts.append(asyncio.get_running_loop().time())
+        return connect(*args, **kwargs)
+    node.ami._mgr.connect = counting
+    await pbx.stop()
+    await asyncio.sleep(1.0)
+    assert 2 <= len(attempts) <= 7
+    await pbx.start()
+    assert await node.wait_up(3)

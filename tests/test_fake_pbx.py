@@ -262,3 +262,26 @@ async def test_stop_and_start_listen_again_on_the_same_port(pbx: FakePbx) -> Non
     assert await ami.wait_connected(5)
     assert await ami.channels() == [] and not pbx.live
     ami.close()
+
+
+async def test_shutdown_tears_calls_down_then_goes_away_until_start(pbx: FakePbx) -> None:
+    pbx.callees = {"+3310": answer(prompt_s=0.05), "+3371": no_answer()}
+    agi = Agi(["WAIT FOR DIGIT 100"] * 100 + ["GET VARIABLE HANGUPCAUSE"])
+    async with agi as url:
+        ami = await connected(pbx, reconnect_s=0.2)
+        await originate(ami, "+3371", "ivr-1", timeout_ms=10_000)
+        await originate(ami, "+3310", "ivr-2", agi=url)
+        async with asyncio.timeout(3):
+            while len(pbx.calls["ivr-2"].agi) < 3:
+                await asyncio.sleep(0.01)
+        await pbx.shutdown()
+        evs = await events_until(ami, lambda e: any(x["Event"] == "Shutdown" for x in e))
+    assert {(e["Uniqueid"], e["Cause"]) for e in evs if e["Event"] == "Hangup"} == \
+        {("ivr-1", "0"), ("ivr-1-2", "0"), ("ivr-2", "0"), ("ivr-2-2", "0")}
+    assert ("OriginateResponse", "ivr-1", "0") in summary(evs)
+    assert agi.results[-2:] == ["error", "1 0"]  # no callee hung up: cause 0
+    assert not ami.connected and not pbx.live
+    await pbx.start()
+    assert await ami.wait_connected(5)
+    await originate(ami, "+3371", "ivr-3", timeout_ms=100)  # taking calls again
+    ami.close()

@@ -12,6 +12,8 @@ panoramisk 1.4 defects handled here (subclass, not a copy):
   OriginateResponse arrive as an ordinary event.
 - its close() does not cancel a reconnect already scheduled by a lost connection (e.g. the one
   Asterisk closes after a refused login): a closed Manager here never connects again.
+- it truncates reconnect_timeout to whole seconds: 0.2 s became 0, a reconnect loop without
+  pause while the PBX is down. The delay is kept as given.
 
 Errors are typed (ivr/telephony/node.py), so callers never match error text: AmiDisconnected
 (a NodeDisconnected) when the link is down or drops before the reply, ActionTimeout when no
@@ -41,6 +43,9 @@ WANTED_EVENTS = frozenset({"OriginateResponse", "Hangup", "UserEvent", "FullyBoo
 SHUTTING_DOWN = "shutting down"
 
 
+_CLOSED = Message({"Event": "Closed"})  # queued by close(): the end of events()
+
+
 class AmiDisconnected(NodeDisconnected):
     """The AMI link is down or dropped before the reply (the name older callers import)."""
 
@@ -55,6 +60,7 @@ class _NeverResend:
 class _Manager(Manager):  # type: ignore[misc]
     def __init__(self, owner: "Ami", **config: Any) -> None:
         super().__init__(**config)
+        self.reconnect_timeout = float(config["reconnect_timeout"])  # not int()-truncated
         self.forgetable_actions = _NeverResend()
         self._owner = owner
         self._closed = False
@@ -220,16 +226,24 @@ class Ami:
                     transport.abort()
 
     async def events(self) -> AsyncIterator[Message]:
-        while True:
-            yield await self._events.get()
+        """Every wanted event, in order, until close()."""
+        while (event := await self._events.get()) is not _CLOSED:
+            yield event
+        self._events.put_nowait(_CLOSED)  # for any other reader
 
     async def next_event(self, timeout: float) -> Message | None:
         try:
-            return await asyncio.wait_for(self._events.get(), timeout)
+            event = await asyncio.wait_for(self._events.get(), timeout)
         except asyncio.TimeoutError:
             return None
+        if event is _CLOSED:
+            self._events.put_nowait(_CLOSED)
+            return None
+        return event
 
     def close(self) -> None:
+        if not self._closing:
+            self._events.put_nowait(_CLOSED)  # ends events(): the link is gone for good
         self._closing = True
         if self._heartbeat is not None:
             self._heartbeat.cancel()

@@ -1,8 +1,10 @@
-"""The fake PBX's simulated callees: their scripts, their calls, and Asterisk's side of FastAGI.
+"""The fake PBX's calls: callee scripts, each call's life as AMI events, Asterisk's FastAGI side.
 
 Test infrastructure for ivr/telephony/fake_pbx.py (which re-exports the script builders). A
 script says how the callee answers the Originate and, once answered, which key it presses at
 each prompt command (STREAM FILE / WAIT FOR DIGIT, in order; None: no key) and when it hangs up.
+`Player` plays one call from the queued Originate to its Hangups; `AgiLeg` is Asterisk's side of
+its FastAGI session. Event orders, causes and AGI replies follow the sandbox Asterisk 22.
 """
 from __future__ import annotations
 
@@ -13,10 +15,16 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from ivr.telephony.contract import (EVENT_FAILSAFE, FAILSAFE_CALL_ID, OUTBOUND_CONTEXT,
+                                    OUTBOUND_EXTEN, ROUTE_IVR, VAR_AGI_URL, VAR_AMD, VAR_CALL_ID)
 from ivr.telephony.node import LOCAL_OTHER
 
 DEAD = "511 Command Not Permitted on a dead channel or intercept routine"
 ENDPOS_KEY, ENDPOS_FULL = 4000, 16000  # samples played: never 0 (that means a missing file)
+DEFAULT_AGI = "agi://127.0.0.1:4573"  # the dialplan's fallback when IVR_AGI is empty
+# OriginateResponse Reason: the last control frame Asterisk saw (AST_CONTROL_*).
+R_FAILED, R_RINGING, R_ANSWERED, R_BUSY, R_CONGESTION = 0, 3, 4, 5, 8
+_UNANSWERED = {"busy": R_BUSY, "congestion": R_CONGESTION, "failed": R_FAILED}
 CAUSE_TEXT = {1: "Unallocated (unassigned) number", 3: "No route to destination",
               16: "Normal Clearing", 17: "User busy", 19: "No answer",
               34: "Circuit/channel congestion", 41: "Temporary failure"}
@@ -196,6 +204,102 @@ def agi_headers(*, url: str, channel: str, uniqueid: str, caller_id: str, call_i
             "agi_callerid": number or "unknown", "agi_calleridname": name or "unknown",
             "agi_callingpres": "0", "agi_callingani2": "0", "agi_callington": "0",
             "agi_callingtns": "0", "agi_dnid": "unknown", "agi_rdnis": "unknown",
-            "agi_context": "ivr-outbound", "agi_extension": "s", "agi_priority": "6",
+            "agi_context": OUTBOUND_CONTEXT, "agi_extension": OUTBOUND_EXTEN, "agi_priority": "6",
             "agi_enhanced": "0.0", "agi_accountcode": "", "agi_threadid": "1",
             "agi_arg_1": call_id, "agi_arg_2": amd}
+
+
+class Player:
+    """Plays one call's script and reports it as Asterisk's AMI events, in Asterisk's order and
+    with its causes (checked against the sandbox Asterisk 22)."""
+
+    def __init__(self, emit: Callable[[dict[str, Any]], None],
+                 on_ended: Callable[[Call], None], failsafe: bool = True) -> None:
+        self._emit = emit
+        self.on_ended = on_ended    # both halves have hung up
+        self.failsafe = failsafe    # the dialplan's failsafe (ivr-outbound.conf) is there
+
+    async def play(self, call: Call) -> None:
+        """From the queued Originate to both Hangups."""
+        callee, ring_s = call.callee, int(str(call.fields.get("Timeout") or 30000)) / 1000
+        rings_out = callee.kind == "no_answer" or callee.delay_s >= ring_s
+        if await self._ring(call, ring_s if rings_out else callee.delay_s):
+            cause = 16 if call.cause is None else call.cause  # Hangup action while ringing
+            return self._ends_ringing(call, R_FAILED, cause)
+        if rings_out:
+            return self._ends_ringing(call, R_RINGING, 19)
+        if callee.kind in _UNANSWERED:  # rejected at once: the IVR half carries no cause
+            self._originate_response(call, False, _UNANSWERED[callee.kind])
+            return self.end(call, ((call.channel_id, 0), (call.other_id, callee.cause)))
+        call.answered = True
+        self._originate_response(call, True, R_ANSWERED)
+        failsafe = False
+        try:
+            failsafe = await self._agi(call)
+        finally:
+            cause = 16 if call.cause is None else call.cause  # the dialplan's Hangup()
+            halves = [(call.channel_id, cause), (call.other_id, cause)]
+            self.end(call, halves[::-1] if failsafe else halves)  # failsafe: ;2 first
+
+    async def _ring(self, call: Call, seconds: float) -> bool:
+        """True if the call was hung up (Hangup action) while ringing."""
+        try:
+            await asyncio.wait_for(call.gone.wait(), seconds)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def _agi(self, call: Call) -> bool:
+        """The AGI() of [ivr-outbound]; True if it took the failsafe."""
+        url = f"{call.variables.get(VAR_AGI_URL) or DEFAULT_AGI}/{ROUTE_IVR}"
+        headers = agi_headers(url=url, channel=call.name(1), uniqueid=call.channel_id,
+                              caller_id=str(call.fields.get("CallerID", "")),
+                              call_id=call.variables.get(VAR_CALL_ID, ""),
+                              amd=call.callee.amd if call.variables.get(VAR_AMD) == "1" else "")
+        leg = AgiLeg(call, headers, on_callee_hangup=lambda: self.callee_hangs_up(call))
+        if await leg.run(url) or not self.failsafe:
+            return False
+        # FastAGI unreachable (AGISTATUS=FAILURE): the dialplan's failsafe
+        self._emit({"Event": "UserEvent", "Privilege": "user,all", "Channel": call.name(1),
+                    "Uniqueid": call.channel_id, "UserEvent": EVENT_FAILSAFE,
+                    FAILSAFE_CALL_ID: call.variables.get(VAR_CALL_ID, ""), "Status": "FAILURE"})
+        call.cause = 41  # Hangup(41): temporary failure, the controller retries
+        return True
+
+    def callee_hangs_up(self, call: Call) -> None:
+        """The callee's half goes first; the IVR half ends with its AGI session."""
+        if call.cause is None:
+            call.cause = 16
+        call.gone.set()
+        self.end(call, ((call.other_id, 16),))
+
+    def _ends_ringing(self, call: Call, reason: int, cause: int) -> None:
+        """Ring timeout or Hangup action: the callee's half, the result, then the IVR half."""
+        self.end(call, ((call.other_id, cause),))
+        self._originate_response(call, False, reason)
+        self.end(call, ((call.channel_id, cause),))
+
+    def _originate_response(self, call: Call, success: bool, reason: int) -> None:
+        fields = {"Event": "OriginateResponse", "Privilege": "call,all",
+                  "Response": "Success" if success else "Failure", "Channel": call.name(1),
+                  "Context": call.fields.get("Context", ""), "Exten": call.fields.get("Exten", ""),
+                  "Reason": str(reason), "Uniqueid": call.channel_id,
+                  "CallerIDNum": "<unknown>", "CallerIDName": "<unknown>"}
+        if "ActionID" in call.fields:
+            fields["ActionID"] = call.fields["ActionID"]
+        self._emit(fields)
+
+    def end(self, call: Call, halves: Sequence[tuple[str, int]]) -> None:
+        """Hangup events (Uniqueid, cause) for the halves not ended yet; the call is gone when
+        both are."""
+        for uid, cause in halves:
+            if uid in call.ended:
+                continue
+            call.ended.add(uid)
+            half = 1 if uid == call.channel_id else 2
+            self._emit({"Event": "Hangup", "Privilege": "call,all", "Channel": call.name(half),
+                        "ChannelState": "6" if call.answered else "5",
+                        "Uniqueid": uid, "Linkedid": call.channel_id,
+                        "Cause": str(cause), "Cause-txt": CAUSE_TEXT.get(cause, "Unknown")})
+        if len(call.ended) == 2:
+            self.on_ended(call)

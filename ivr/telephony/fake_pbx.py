@@ -33,8 +33,9 @@ What it plays, per Originate (Async, as the controller sends it):
 
 Faults: drop() cuts every AMI connection (clients reconnect), stop()/start() stop and resume
 listening on the same port (calls go on; their events are lost), crash() also makes every call
-vanish without an event, shutting_down refuses Originates with Asterisk's "Asterisk is
-shutting down", silent records actions but answers none. Records: originates (every Originate,
+vanish without an event, shutdown() tears every call down (cause 0) and sends Shutdown before
+going away, shutting_down refuses Originates with Asterisk's "Asterisk is shutting down",
+silent records actions but answers none. Records: originates (every Originate,
 Variable as a dict), actions, events, calls (by ChannelId, with the AGI commands received),
 live (ChannelIds in progress), max_live, logins.
 It imports nothing from ivr/campaign or ivr/store: it is test infrastructure.
@@ -43,25 +44,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from ivr.telephony.contract import (EVENT_FAILSAFE, FAILSAFE_CALL_ID, OUTBOUND_CONTEXT,
-                                    OUTBOUND_EXTEN, ROUTE_IVR, VAR_AGI_URL, VAR_AMD, VAR_CALL_ID)
-from ivr.telephony.fake_callee import (CAUSE_TEXT, AgiLeg, Call, Callee, agi_headers, answer,
-                                       busy, congestion, failed, hangup_after, no_answer, refuse)
+from ivr.telephony.contract import OUTBOUND_CONTEXT, OUTBOUND_EXTEN
+from ivr.telephony.fake_callee import (Call, Callee, Player, answer, busy, congestion, failed,
+                                       hangup_after, no_answer, refuse)
 
 __all__ = ["FakePbx", "Call", "Callee", "answer", "busy", "congestion", "failed",
            "hangup_after", "no_answer", "refuse"]
 
 BANNER = b"Asterisk Call Manager/9.0.0\r\n"
 SHUTTING_DOWN = "Asterisk is shutting down"  # what manager.c answers every action then
-DEFAULT_AGI = "agi://127.0.0.1:4573"         # the dialplan's fallback when IVR_AGI is empty
-# OriginateResponse Reason: the last control frame Asterisk saw (AST_CONTROL_*).
-R_FAILED, R_RINGING, R_ANSWERED, R_BUSY, R_CONGESTION = 0, 3, 4, 5, 8
-
-
-_UNANSWERED = {"busy": R_BUSY, "congestion": R_CONGESTION, "failed": R_FAILED}
 Script = Mapping[str, Callee] | Callable[[str], Callee]
 
 
@@ -96,7 +90,6 @@ class FakePbx:
         self.callees: Script = callees or {}
         self.user, self.secret = user, secret
         self.default = default or failed(1)
-        self.failsafe = failsafe        # the dialplan's failsafe (ivr-outbound.conf) is there
         self.ami_port = port
         self.shutting_down = False      # every Originate is refused as during a graceful stop
         self.silent = False             # actions are read and recorded, never answered (hung)
@@ -112,6 +105,7 @@ class FakePbx:
         self._seq = itertools.count(1)
         self._idle = asyncio.Event()
         self._idle.set()
+        self._player = Player(self._emit, self._ended, failsafe)
 
     # -- lifecycle and faults -----------------------------------------------------------------
     async def __aenter__(self) -> "FakePbx":
@@ -154,6 +148,26 @@ class FakePbx:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._live.clear()
         self._idle.set()
+
+    async def shutdown(self, timeout: float = 5.0) -> None:
+        """Asterisk stopping at once ("core stop now", a restart): Originates refused, every
+        call torn down with cause 0 (no callee hung up), the Shutdown event, then no AMI.
+        start() brings it back, taking calls again."""
+        self.shutting_down = True
+        for call in list(self._live.values()):
+            if call.cause is None:
+                call.cause = 0
+            call.gone.set()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass  # an AGI session that never sent another command: crash() ends it
+        self._emit({"Event": "Shutdown", "Privilege": "system,all", "Shutdown": "Cleanly",
+                    "Restart": "False"})
+        for session in list(self._sessions):
+            session.writer.close()  # after the Shutdown event has gone out, unlike drop()
+        await self.crash()
+        self.shutting_down = False
 
     @property
     def live(self) -> set[str]:
@@ -283,98 +297,17 @@ class FakePbx:
         self._idle.clear()
         self.max_live = max(self.max_live, len(self._live))
         session.send(reply | {"Message": "Originate successfully queued"})
-        call.task = asyncio.get_running_loop().create_task(self._play(call))
+        call.task = asyncio.get_running_loop().create_task(self._player.play(call))
+
+    def _ended(self, call: Call) -> None:
+        self._live.pop(call.channel_id, None)
+        if not self._live:
+            self._idle.set()
 
     def _callee(self, number: str) -> Callee:
         if callable(self.callees):
             return self.callees(number)
         return self.callees.get(number, self.default)
-
-    async def _play(self, call: Call) -> None:
-        """The callee's script, with Asterisk's event order for each ending (checked against
-        the sandbox Asterisk 22)."""
-        callee, ring_s = call.callee, int(str(call.fields.get("Timeout") or 30000)) / 1000
-        rings_out = callee.kind == "no_answer" or callee.delay_s >= ring_s
-        if await self._ring(call, ring_s if rings_out else callee.delay_s):
-            cause = 16 if call.cause is None else call.cause  # Hangup action while ringing
-            return self._ends_ringing(call, R_FAILED, cause)
-        if rings_out:
-            return self._ends_ringing(call, R_RINGING, 19)
-        if callee.kind in _UNANSWERED:  # rejected at once: the IVR half carries no cause
-            self._originate_response(call, False, _UNANSWERED[callee.kind])
-            return self._end(call, ((call.channel_id, 0), (call.other_id, callee.cause)))
-        call.answered = True
-        self._originate_response(call, True, R_ANSWERED)
-        try:
-            await self._agi(call)
-        finally:
-            cause = 16 if call.cause is None else call.cause  # the dialplan's Hangup()
-            halves = [(call.channel_id, cause), (call.other_id, cause)]
-            self._end(call, halves[::-1] if cause == 41 else halves)  # failsafe: ;2 first
-
-    async def _ring(self, call: Call, seconds: float) -> bool:
-        """True if the call was hung up (Hangup action) while ringing."""
-        try:
-            await asyncio.wait_for(call.gone.wait(), seconds)
-            return True
-        except asyncio.TimeoutError:
-            return False
-
-    async def _agi(self, call: Call) -> None:
-        url = f"{call.variables.get(VAR_AGI_URL) or DEFAULT_AGI}/{ROUTE_IVR}"
-        headers = agi_headers(url=url, channel=call.name(1), uniqueid=call.channel_id,
-                              caller_id=str(call.fields.get("CallerID", "")),
-                              call_id=call.variables.get(VAR_CALL_ID, ""),
-                              amd=call.callee.amd if call.variables.get(VAR_AMD) == "1" else "")
-        leg = AgiLeg(call, headers, on_callee_hangup=lambda: self._callee_hangs_up(call))
-        if await leg.run(url) or not self.failsafe:
-            return
-        # FastAGI unreachable (AGISTATUS=FAILURE): the dialplan's failsafe
-        self._emit({"Event": "UserEvent", "Privilege": "user,all", "Channel": call.name(1),
-                    "Uniqueid": call.channel_id, "UserEvent": EVENT_FAILSAFE,
-                    FAILSAFE_CALL_ID: call.variables.get(VAR_CALL_ID, ""), "Status": "FAILURE"})
-        call.cause = 41  # Hangup(41): temporary failure, the controller retries
-
-    def _callee_hangs_up(self, call: Call) -> None:
-        """The callee's half goes first; the IVR half ends with its AGI session."""
-        if call.cause is None:
-            call.cause = 16
-        call.gone.set()
-        self._end(call, ((call.other_id, 16),))
-
-    def _ends_ringing(self, call: Call, reason: int, cause: int) -> None:
-        """Ring timeout or Hangup action: the callee's half, the result, then the IVR half."""
-        self._end(call, ((call.other_id, cause),))
-        self._originate_response(call, False, reason)
-        self._end(call, ((call.channel_id, cause),))
-
-    def _originate_response(self, call: Call, success: bool, reason: int) -> None:
-        fields = {"Event": "OriginateResponse", "Privilege": "call,all",
-                  "Response": "Success" if success else "Failure", "Channel": call.name(1),
-                  "Context": call.fields.get("Context", ""), "Exten": call.fields.get("Exten", ""),
-                  "Reason": str(reason), "Uniqueid": call.channel_id,
-                  "CallerIDNum": "<unknown>", "CallerIDName": "<unknown>"}
-        if "ActionID" in call.fields:
-            fields["ActionID"] = call.fields["ActionID"]
-        self._emit(fields)
-
-    def _end(self, call: Call, halves: Sequence[tuple[str, int]]) -> None:
-        """Hangup events (Uniqueid, cause) for the halves not ended yet; the call is gone when
-        both are."""
-        for uid, cause in halves:
-            if uid in call.ended:
-                continue
-            call.ended.add(uid)
-            half = 1 if uid == call.channel_id else 2
-            self._emit({"Event": "Hangup", "Privilege": "call,all", "Channel": call.name(half),
-                        "ChannelState": "6" if call.answered else "5",
-                        "Uniqueid": uid, "Linkedid": call.channel_id,
-                        "Cause": str(cause), "Cause-txt": CAUSE_TEXT.get(cause, "Unknown")})
-        if len(call.ended) == 2:
-            self._live.pop(call.channel_id, None)
-            if not self._live:
-                self._idle.set()
-
 
 async def _read_message(reader: asyncio.StreamReader) -> dict[str, Any] | None:
     """One AMI message (`Key: Value` lines up to a blank line); repeated keys become lists."""
