@@ -99,7 +99,8 @@ def _json_field(row: dict[str, Any], column: str) -> None:
 
 
 # -- opposition and proof --------------------------------------------------------------------------
-def optout_add(store: StoreBackend, number: str, via: str, now: datetime, default_region: str) -> bool:
+def optout_add(store: StoreBackend, number: str, via: str, now: datetime,
+               default_region: str) -> bool:
     """Record an objection received outside a call. True if it is new."""
     if via not in OPTOUT_CHANNELS:
         raise IvrError(f"opt-out channel {via!r} is not one of: {', '.join(OPTOUT_CHANNELS)}")

@@ -128,11 +128,17 @@ def _counts_text(counts: dict[str, int]) -> str:
 
 def render(data: dict[str, Any]) -> Group:
     """Readable tables of a summary() dict."""
-    parts: list[RenderableType] = []
     title = f"campaign {data['campaign']}" if data.get("campaign") else "all campaigns"
-    parts.append(Text(f"{title}: {data['attempts']} attempt(s), {data['in_flight']} in flight, "
-                      f"{data['answered']} answered ({data['human_answered']} by a person)"))
+    head = Text(f"{title}: {data['attempts']} attempt(s), {data['in_flight']} in flight, "
+                f"{data['answered']} answered ({data['human_answered']} by a person)")
+    parts: list[RenderableType] = [head, _outcomes_table(data), _rates_table(data),
+                                   _attempts_table(data), _sources_table(data),
+                                   _contacts_table(data)]
+    parts.append(Text(f"opposition list: {data['optouts']} number(s), never called"))
+    return Group(*parts)
 
+
+def _outcomes_table(data: dict[str, Any]) -> Table:
     outcomes = Table(title="Outcomes")
     outcomes.add_column("Outcome")
     outcomes.add_column("Calls", justify="right")
@@ -143,8 +149,10 @@ def render(data: dict[str, Any]) -> Group:
         outcomes.add_row(outcome if known else f"{outcome} (unknown)", str(n), _pct(n, ended))
     if not data["outcomes"]:
         outcomes.add_row("no call has ended yet", "0", "—")
-    parts.append(outcomes)
+    return outcomes
 
+
+def _rates_table(data: dict[str, Any]) -> Table:
     played = data["outcomes"].get("message_played", 0)
     rates = Table(title="Rates", show_header=False)
     rates.add_column("Rate")
@@ -154,16 +162,20 @@ def render(data: dict[str, Any]) -> Group:
                              "human answers"))
     rates.add_row("completion (message heard to the end / said yes)",
                   _rate_text(data["completion_rate"], played, data["consents"], "consents"))
-    parts.append(rates)
+    return rates
 
+
+def _attempts_table(data: dict[str, Any]) -> Table:
     attempts = Table(title="Per attempt")
     attempts.add_column("Attempt", justify="right")
     attempts.add_column("Calls", justify="right")
     attempts.add_column("Outcomes")
     for attempt, counts in data["per_attempt"].items():
         attempts.add_row(str(attempt), str(sum(counts.values())), _counts_text(counts))
-    parts.append(attempts)
+    return attempts
 
+
+def _sources_table(data: dict[str, Any]) -> Table:
     sources = Table(title="Per source")
     for name, justify in (("Source", "left"), ("Contacts", "right"), ("Statuses", "left"),
                           ("Calls", "right"), ("Outcomes", "left")):
@@ -171,8 +183,10 @@ def render(data: dict[str, Any]) -> Group:
     for source, entry in data["per_source"].items():
         sources.add_row(source, str(entry["contacts"]), _counts_text(entry["statuses"]),
                         str(sum(entry["outcomes"].values())), _counts_text(entry["outcomes"]))
-    parts.append(sources)
+    return sources
 
+
+def _contacts_table(data: dict[str, Any]) -> Table:
     statuses = Table(title="Contacts")
     statuses.add_column("Status")
     statuses.add_column("Contacts", justify="right")
@@ -180,6 +194,4 @@ def render(data: dict[str, Any]) -> Group:
     n_contacts = sum(data["contacts"].values())
     for status, n in data["contacts"].items():
         statuses.add_row(status, str(n), _pct(n, n_contacts))
-    parts.append(statuses)
-    parts.append(Text(f"opposition list: {data['optouts']} number(s), never called"))
-    return Group(*parts)
+    return statuses

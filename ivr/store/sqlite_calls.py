@@ -50,8 +50,8 @@ class CallsSQL(SQLiteCore):
 
     def create_attempt(self, contact: Mapping[str, Any], campaign: str, caller_id: str,
                        now: datetime) -> Row:
-        """Private-for-now: an attempt without the rules nor a node. Only the dialer (until it
-        calls planning.claim), benchmarks and tests still use it."""
+        """Private-for-now, not part of StoreBackend: an attempt without the rules nor a node.
+        Only bench/ still uses it; the program dials through claim_attempt."""
         with self.transaction():
             return self._insert_attempt(contact, campaign, caller_id, None, now)
 

@@ -21,7 +21,7 @@ from ivr.store.schema import MIGRATIONS
 
 class SQLiteCore:
     def __init__(self, db: sqlite_utils.Database, optout_key: bytes) -> None:
-        self.db = db  # private-for-now: ivr/campaign/progress.py and tests still read it
+        self.db = db  # private-for-now: tests and bench/ still reach in; the program does not
         self._key = optout_key
         self.migrate()
 
@@ -76,8 +76,8 @@ class SQLiteCore:
         rows = self._rows(sql, params)
         return rows[0] if rows else None
 
-    # Private-for-now: raw SQL from outside the store. Only ivr/campaign/progress.py and tests
-    # still call these; the program's own code uses the named methods of StoreBackend.
+    # Private-for-now: raw SQL from outside the store, not part of StoreBackend. Only tests and
+    # bench/ still call these; the program uses the named methods (tests/test_security.py).
     def q(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[Row]:
         return self._rows(sql, params)
 
