@@ -66,9 +66,10 @@ def test_mobile_caller_id_is_an_arcep_error(caller_id: str) -> None:
 
 @pytest.mark.parametrize("caller_id", ["+33142000000", "+33937000000", "+33899000000", "+12125551234",
                                        "+442079460000"])
-def test_caller_id_outside_automated_ranges_is_a_warning(caller_id: str) -> None:
+def test_caller_id_outside_automated_ranges_is_an_error(caller_id: str) -> None:
+    # An error since ARCEP 2022-1583 is enforced (tests/test_caller_id.py).
     found = check_caller_id(caller_id)
-    assert [(v.code, v.severity) for v in found] == [("caller_id_range", WARNING)]
+    assert [(v.code, v.severity) for v in found] == [("caller_id_range", ERROR)]
     assert "01 62" in found[0].message
 
 
@@ -102,11 +103,16 @@ def test_every_bad_window_is_reported() -> None:
     assert codes(found, ERROR) == ["window_syntax", "window_syntax"]
 
 
-def test_window_wider_than_the_decree_is_a_warning() -> None:
+def test_window_wider_than_the_decree_is_an_error_unless_a_reason_is_given() -> None:
+    # Décret 2022-1313 limits are errors; override_reason makes them warnings
+    # (tests/test_decret_limits.py).
+    reason = "Élection partielle : le préfet a autorisé les appels le samedi matin"
     for window in ({"days": "mon-sat", "hours": ["10:00-13:00"]},
                    {"days": "mon-fri", "hours": ["09:00-13:00"]},
                    {"days": "mon-fri", "hours": ["10:00-20:00"]}):  # covers the lunch gap
         found = preflight(make(windows=[window]))
+        assert codes(found) == ["window_wider_than_decree"] and found[0].severity == ERROR
+        found = preflight(make(windows=[window], override_reason=reason))
         assert codes(found) == ["window_wider_than_decree"] and found[0].severity == WARNING
     assert preflight(make(windows=[{"days": "tue", "hours": ["10:00-12:00", "17:00-20:00"]}])) == []
 
