@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
@@ -101,7 +102,7 @@ async def test_answered_originate_then_hangups_with_their_cause(node: AmiNode) -
         await req.send_command("HANGUP")
     app = AgiApplication()
     app.add_route("ivr", ivr)
-    server = await serve(app, "127.0.0.1", 0)
+    server: Any = await serve(app, "127.0.0.1", 0)
     url = f"agi://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     try:
         await node.originate(request("+3310", "ivr-9", agi=url))
@@ -189,7 +190,8 @@ async def test_events_end_when_the_node_is_closed(node: AmiNode) -> None:
     assert await asyncio.wait_for(reader, 2) == []
 
 
-async def test_reconnects_pause_between_attempts(node: AmiNode, pbx: FakePbx) -> None:
+async def test_reconnects_pause_between_attempts(node: AmiNode, pbx: FakePbx,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """panoramisk truncates reconnect_timeout to whole seconds: 0.2 would be 0, a busy loop."""
     attempts: list[float] = []
     connect = node.ami._mgr.connect
@@ -197,7 +199,7 @@ async def test_reconnects_pause_between_attempts(node: AmiNode, pbx: FakePbx) ->
     def counting(*args: object, **kwargs: object) -> object:
         attempts.append(asyncio.get_running_loop().time())
         return connect(*args, **kwargs)
-    node.ami._mgr.connect = counting
+    monkeypatch.setattr(node.ami._mgr, "connect", counting)
     await pbx.stop()
     await asyncio.sleep(1.0)
     assert 2 <= len(attempts) <= 7

@@ -53,7 +53,7 @@ def both_hung_up(channel_id: str) -> Callable[[list[Event]], bool]:
 def finished(channel_id: str) -> Callable[[list[Event]], bool]:
     """Both halves hung up and the OriginateResponse seen, in whatever order."""
     return lambda evs: both_hung_up(channel_id)(evs) and \
-        any(e["Event"] == "OriginateResponse" for e in evs)
+        any(e["Event"] == "OriginateResponse" and e["Uniqueid"] == channel_id for e in evs)
 
 
 def summary(evs: list[Event]) -> list[tuple[str, str, str]]:
@@ -71,6 +71,7 @@ async def pbx() -> AsyncIterator[FakePbx]:
 
 class Agi:
     """A tiny FastAGI server on the controller's own stack, scripted per test."""
+    server: Any  # an asyncio.Server (serve() is typed as its abstract base)
 
     def __init__(self, commands: list[str]) -> None:
         self.commands = commands
@@ -135,6 +136,22 @@ async def test_unanswered_callees_give_asterisk_reason_and_causes(
                                              "IVR_AMD": "0"}
     assert pbx.originates[0]["ChannelId"] == "ivr-1" and not pbx.live
     ami.close()
+
+
+async def test_callees_may_be_a_function_and_unknown_numbers_fail() -> None:
+    def script(number: str) -> Callee:
+        return busy() if number.endswith("70") else failed(3)
+    for callees, unknown in ((script, ("0", "3")), ({}, ("0", "1"))):
+        async with FakePbx(callees, secret=SECRET) as pbx:
+            ami = await connected(pbx)
+            await originate(ami, "+3370", "ivr-1")
+            await originate(ami, "+3399", "ivr-2")
+            evs = await events_until(ami, lambda e: finished("ivr-1")(e) and finished("ivr-2")(e))
+            ami.close()
+        got = {e["Uniqueid"]: e.get("Reason") or e["Cause"] for e in evs
+               if e["Event"] == "OriginateResponse" or e["Uniqueid"] == "ivr-2-2"}
+        assert got == {"ivr-1": "5" if callees is script else "0", "ivr-2": unknown[0],
+                       "ivr-2-2": unknown[1]}
 
 
 async def test_a_callee_that_rings_past_the_timeout_is_no_answer(pbx: FakePbx) -> None:

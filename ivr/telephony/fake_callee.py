@@ -97,14 +97,15 @@ class Call:
     gone: asyncio.Event = field(default_factory=asyncio.Event)
     ended: set[str] = field(default_factory=set)  # Uniqueids whose Hangup was sent
     agi: list[str] = field(default_factory=list)  # AGI commands received, in order
-    task: asyncio.Task | None = None
+    task: asyncio.Task[None] | None = None
 
     @property
     def other_id(self) -> str:
         return self.fields.get("OtherChannelId") or self.channel_id + LOCAL_OTHER
 
     def name(self, half: int) -> str:
-        return f"Local/{self.number}@ivr-sim-{self.seq:08x};{half}"
+        """As Asterisk names Local channels: the dial string, a sequence number, the half."""
+        return f"{self.fields.get('Channel') or 'Local/' + self.number}-{self.seq:08x};{half}"
 
 
 class AgiLeg:

@@ -87,7 +87,7 @@ class FakePbx:
 
     def __init__(self, callees: Script | None = None, *, user: str = "ivr", secret: str = "secret",
                  default: Callee | None = None, failsafe: bool = True, port: int = 0) -> None:
-        self.callees: Script = callees or {}
+        self.callees: Script = callees if callees is not None else {}
         self.user, self.secret = user, secret
         self.default = default or failed(1)
         self.ami_port = port
