@@ -3,7 +3,7 @@
 In the manner of httpx's transports: `PbxNode` is the one I/O interface of the telephony side.
 `AmiNode` (ivr/telephony/ami_node.py) implements it over AMI with panoramisk; the fake PBX
 (ivr/telephony/fake_pbx.py) serves real AMI and drives real FastAGI over loopback sockets, so
-the dialer and the run loop are tested without root and without Asterisk.
+the dialer and the run loop are tested through AmiNode without root and without Asterisk.
 
 Events are typed here: the dialer never reads an AMI field name.
 """
@@ -32,7 +32,8 @@ class OriginateRefused(PbxError):
 
 
 class ActionTimeout(PbxError):
-    """The node sent no reply in time."""
+    """The node sent no reply in time. As with NodeDisconnected, an Originate may still have
+    reached the PBX: it is never re-sent; reconciliation decides."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,8 @@ class PbxNode(Protocol):
         """The Uniqueids of the node's live channels, for reconciliation."""
 
     def events(self) -> AsyncIterator[NodeEvent]:
-        """Typed events, in order, for as long as the node lives."""
+        """Typed events, in order, for as long as the node lives (the iteration ends after
+        close())."""
 
     def close(self) -> None:
         """Close the link for good; no reconnect."""
