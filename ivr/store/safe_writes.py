@@ -12,25 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
+from ivr.store.sqlite_core import STORE_ERRORS, retryable
+
 log = logging.getLogger(__name__)
 
-# What a store that is away raises; `retryable` tells a lock, a full disk or an I/O error
-# (worth retrying) from a bug such as a missing table (which would fail forever).
-STORE_ERRORS = (sqlite3.OperationalError, OSError)
-_TRANSIENT = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN",
-              "SQLITE_PROTOCOL")
-
-
-def retryable(exc: BaseException) -> bool:
-    if isinstance(exc, sqlite3.Error):
-        return (getattr(exc, "sqlite_errorname", "") or "").startswith(_TRANSIENT)
-    return isinstance(exc, OSError)
+# What a store that is away raises, and which of those are worth retrying: the backend's.
+__all__ = ["STORE_ERRORS", "SafeWriter", "retryable"]
 
 
 Transaction = Callable[[], AbstractContextManager[None]]

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import sqlite_utils
 
-from ivr.callflow import outcomes
 from ivr.errors import StoreError
 from ivr.store.base import CallResult, Claim, History, parse_utc, utc
 from ivr.store.schema import MIGRATIONS
@@ -21,13 +20,9 @@ from ivr.store.sqlite_contacts import ContactsSQL
 from ivr.store.sqlite_privacy import PrivacySQL
 from ivr.store.sqlite_records import RecordsSQL
 
-__all__ = ["ANSWERED_OUTCOMES", "CONTACT_STATUSES", "MIGRATIONS", "OUTCOMES", "CallResult",
-           "Claim", "History", "Store", "campaign_tag", "optout_key_for", "parse_utc", "utc"]
-
-# Derived from the outcome table, for code that still imports them from here.
-ANSWERED_OUTCOMES = outcomes.ANSWERED
-OUTCOMES = outcomes.OUTCOMES
-CONTACT_STATUSES = outcomes.CONTACT_STATUSES
+# Re-exported for the modules that import them from here (dialer, AGI, app, tests, bench).
+__all__ = ["MIGRATIONS", "CallResult", "Claim", "History", "Store", "campaign_tag",
+           "optout_key_for", "parse_utc", "utc"]
 
 
 class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -17,6 +18,18 @@ import sqlite_utils
 from ivr.errors import StoreError
 from ivr.store.base import Row, utc
 from ivr.store.schema import MIGRATIONS
+
+# What a store that is away raises; `retryable` tells a lock, a full disk or an I/O error
+# (worth retrying) from a bug such as a missing table (which would fail forever).
+STORE_ERRORS = (sqlite3.OperationalError, OSError)
+_TRANSIENT = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN",
+              "SQLITE_PROTOCOL")
+
+
+def retryable(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.Error):
+        return (getattr(exc, "sqlite_errorname", "") or "").startswith(_TRANSIENT)
+    return isinstance(exc, OSError)
 
 
 class SQLiteCore:
