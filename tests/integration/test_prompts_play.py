@@ -6,7 +6,8 @@ import asyncio
 import time
 from typing import Any
 
-from ivr.telephony.fastagi import AgiApplication, AgiRequest, serve
+from ivr.telephony.contract import SOUNDS_DIR
+from ivr.telephony.fastagi import AgiApplication, AgiRequest, StreamResult, serve
 from ivr.config import Config
 from ivr.prompts.build import load_manifest
 
@@ -15,14 +16,14 @@ from .conftest import fiction, originate_and_wait
 PORT = 4593
 
 
-async def _play_all(cfg: Config, keys: list[str]) -> dict[str, tuple[dict, float]]:
-    played: dict[str, tuple[dict, float]] = {}
+async def _play_all(cfg: Config, keys: list[str]) -> dict[str, tuple[StreamResult, float]]:
+    played: dict[str, tuple[StreamResult, float]] = {}
     done = asyncio.Event()
 
     async def handler(req: AgiRequest) -> None:
         for key in keys:
             t0 = time.monotonic()
-            res = await req.send_command(f'STREAM FILE ivr/{key} ""')
+            res = await req.stream_file(f"{SOUNDS_DIR}/{key}")
             played[key] = (res, time.monotonic() - t0)
         done.set()
     agi = AgiApplication()
@@ -47,9 +48,8 @@ def test_every_prompt_plays_for_its_manifest_duration(pbx_cfg: Config) -> None:
     played = asyncio.run(_play_all(pbx_cfg, sorted(manifest)))
     assert sorted(played) == sorted(manifest)
     for key, (res, seconds) in played.items():
-        assert "error" not in res, key
-        assert res["result"][0] == "0" and int(res["endpos"][0]) > 0, (key, res)
+        assert not res.failed and res.digit is None and res.endpos > 0, (key, res)
         expected = manifest[key]["duration_s"]
         assert abs(seconds - expected) < 0.25 + 0.05 * expected, (key, seconds, expected)
         # endpos counts samples at 8 kHz: the whole file was streamed
-        assert abs(int(res["endpos"][0]) / 8000 - expected) < 0.1, (key, res["endpos"])
+        assert abs(res.endpos / 8000 - expected) < 0.1, (key, res.endpos)
