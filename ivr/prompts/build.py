@@ -322,14 +322,6 @@ def _move_into_place(staged: _Staged, build_dir: Path, staging: Path) -> None:
         os.replace(staging / name, build_dir / name)
 
 
-def _previous_manifest(build_dir: Path, log: Log) -> Manifest | None:
-    try:
-        return _read_manifest(build_dir / MANIFEST_NAME)
-    except PromptError as exc:  # a damaged manifest is what a rebuild repairs
-        log(f"{exc}; it will be rewritten")
-        return None
-
-
 def _finish(build_dir: Path, manifest: Manifest, old_manifest: Manifest | None,
             log: Log) -> None:
     """Write the manifest if it changed, then drop the wavs of prompts no longer configured."""
@@ -350,7 +342,11 @@ def build_prompts(cfg: Config, *, engine_override: str | None = None,
     check_legal(cfg)
     jobs = _plan(cfg, engine_override, log)
     build_dir = cfg.path(cfg.prompts.build_dir)
-    old_manifest = _previous_manifest(build_dir, log)
+    try:
+        old_manifest = _read_manifest(build_dir / MANIFEST_NAME)
+    except PromptError as exc:  # a damaged manifest is what a rebuild repairs
+        log(f"{exc}; it will be rewritten")
+        old_manifest = None
     created = _mkdirs(build_dir)
     staging = Path(tempfile.mkdtemp(dir=build_dir, prefix=".staging-"))
     try:
