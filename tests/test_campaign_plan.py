@@ -9,7 +9,7 @@ from conftest import attempt, contact, make_config
 from conftest import store_with as _store_with
 from ivr import config
 from ivr.campaign.planning import claim, plan, verdict_for, why_nobody
-from ivr.store import CallResult, Store
+from ivr.store import CallResult, Store, sqlite_calls
 
 # Tuesday 2026-12-01 11:00 Europe/Paris (10:00 UTC): inside the default window.
 OPEN = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)
@@ -110,10 +110,12 @@ def test_slot_given_in_a_call_is_stored_on_the_contact() -> None:
     assert s.one("SELECT slot FROM consents")["slot"] == "evening"
 
 
-def test_plan_reads_history_in_bulk_and_agrees_with_the_per_contact_rules() -> None:
-    """The plan's bulk history (chunks of 500 numbers) gives each contact the verdict the
+def test_plan_reads_history_in_bulk_and_agrees_with_the_per_contact_rules(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plan's bulk history (chunks of 500 numbers here) gives each contact the verdict the
     per-contact queries give: refusal cooldown, attempt cap (only the last 30 days count),
     opposition, and plain due."""
+    monkeypatch.setattr(sqlite_calls, "HISTORY_CHUNK", 500)
     numbers = [f"+331620{i:05d}" for i in range(1203)]  # three chunks
     s = store_with(*numbers)
     refused, capped, old_calls, opposed = numbers[0], numbers[600], numbers[1100], numbers[1202]
@@ -140,3 +142,18 @@ def test_plan_reads_history_in_bulk_and_agrees_with_the_per_contact_rules() -> N
         assert verdict_for(cfg(), s, c, OPEN).allowed
         assert verdict_for(cfg(), s, c, OPEN, p.history[c["number"]]).allowed
     assert verdict_for(cfg(), s, contact(s, capped), OPEN).reason == "attempt_cap"
+
+
+def test_claim_applies_the_same_judge_and_records_the_node() -> None:
+    s = store_with(REAL)
+    evening = OPEN.replace(hour=19, minute=30)  # 20:30 Paris
+    late = claim(cfg(), s, contact(s, REAL), "node-a", evening)
+    assert late.call is None and late.decision.reason == "outside_window"
+    assert s.open_calls() == [] and contact(s, REAL)["status"] == "pending"
+    got = claim(cfg(), s, contact(s, REAL), "node-a", OPEN)
+    assert got.decision.allowed and got.call is not None and got.call["node"] == "node-a"
+    assert got.call["campaign"] == "c1" and got.call["caller_id"] == "+33162000000"
+    again = claim(cfg(), s, contact(s, REAL), "node-b", OPEN)
+    assert again.call is None and again.decision.reason == "in_flight"
+    assert [c["id"] for c in s.open_calls("node-a")] == [got.call["id"]]
+    assert s.open_calls("node-b") == []
