@@ -1,5 +1,6 @@
 """Issue 4.7: with the controller unreachable the dialplan failsafe ends the call cleanly, and the
-attempt still gets an outcome: `error`, once the controller sees it."""
+attempt still gets an outcome: `error`, once the controller sees it. The inbound opposition line's
+failsafe plays the legal mentions (the written route for an opposition)."""
 from __future__ import annotations
 
 import asyncio
@@ -7,7 +8,11 @@ import time
 
 from ivr import app
 from ivr.config import Config
+from ivr.prompts.build import load_manifest
 from ivr.store.sqlite import Store
+from ivr.telephony.contract import (CALLBACK_CONTEXT, CALLBACK_EXTEN, EVENT_FAILSAFE,
+                                    FAILSAFE_CALL_ID, FAILSAFE_CALLBACK, FAILSAFE_STATUS,
+                                    SIM_CALLER_CONTEXT)
 
 from .conftest import add_contacts, fiction
 
@@ -52,3 +57,39 @@ def test_attempt_left_open_is_settled_when_the_controller_comes_back(pbx_cfg: Co
     assert asyncio.run(_controller_down_then_up(pbx_cfg, store)) == 0
     call = store.one("SELECT * FROM calls")
     assert (call["outcome"], call["stage"]) == ("error", "reconciled")
+
+
+async def _inbound_without_controller(cfg: Config) -> tuple[list[dict], float]:
+    """A caller reaches the opposition line while no controller listens on IVR_AGI_URL: the
+    events the controller's AMI user sees, and how long the line kept the caller."""
+    from ivr.telephony.ami import Ami
+    watch = Ami(cfg.pbx.host, cfg.pbx.port, cfg.pbx.user, app.ami_secret(cfg))
+    await watch.connect()
+    events: list[dict] = []
+    try:
+        t0 = time.monotonic()
+        await watch.action({"Action": "Originate", "Channel": f"Local/silent@{SIM_CALLER_CONTEXT}",
+                            "Context": CALLBACK_CONTEXT, "Exten": CALLBACK_EXTEN,
+                            "Priority": "1", "Async": "true", "Timeout": "5000",
+                            "CallerID": "+33199000079", "ChannelId": "cb-failsafe"})
+        while time.monotonic() - t0 < 30:
+            ev = await watch.next_event(0.1)
+            if ev is None:
+                continue
+            events.append(dict(ev))
+            if ev.get("Event") == "Hangup" and ev.get("Uniqueid") == "cb-failsafe":
+                break
+        return events, time.monotonic() - t0
+    finally:
+        watch.close()
+
+
+def test_opposition_line_failsafe_plays_the_legal_mentions(pbx_cfg: Config) -> None:
+    events, took = asyncio.run(_inbound_without_controller(pbx_cfg))
+    failsafe = [e for e in events if e.get("Event") == "UserEvent"
+                and e.get("UserEvent") == EVENT_FAILSAFE]
+    assert [(e.get(FAILSAFE_CALL_ID), e.get(FAILSAFE_STATUS)) for e in failsafe] == \
+        [(FAILSAFE_CALLBACK, "FAILURE")]
+    assert any(e.get("Event") == "Hangup" and e.get("Uniqueid") == "cb-failsafe" for e in events)
+    legal_s = load_manifest(pbx_cfg)["prompts"]["legal"]["duration_s"]
+    assert legal_s - 0.5 < took < 25  # the caller heard the legal mentions, then it hung up
