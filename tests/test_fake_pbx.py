@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from panoramisk import Manager
 
 from ivr.errors import PbxError
 from ivr.telephony.ami import Ami, AmiDisconnected
@@ -302,3 +303,24 @@ async def test_shutdown_tears_calls_down_then_goes_away_until_start(pbx: FakePbx
     assert await ami.wait_connected(5)
     await originate(ami, "+3371", "ivr-3", timeout_ms=100)  # taking calls again
     ami.close()
+
+
+async def test_plain_panoramisk_reads_the_wire_as_it_reads_asterisk(pbx: FakePbx) -> None:
+    """Without Ami's workarounds: an Async Originate is a multi-response action that ends with
+    its OriginateResponse, CoreShowChannels an EventList ending with its Complete event."""
+    manager = Manager(host="127.0.0.1", port=pbx.ami_port, username="ivr", secret=SECRET,
+                      ping_delay=60, loop=asyncio.get_running_loop())
+    await manager.connect()
+    async with asyncio.timeout(3):
+        while not manager.authenticated:
+            await asyncio.sleep(0.01)
+        listed = await manager.send_action({"Action": "CoreShowChannels"})
+        replies = await manager.send_action({
+            "Action": "Originate", "Channel": "Local/+3370@ivr-sim", "Context": "ivr-outbound",
+            "Exten": "s", "Priority": "1", "Async": "true", "ChannelId": "ivr-1"})
+    manager.close()
+    assert [m.get("Event") or m["Response"] for m in listed] == \
+        ["Success", "CoreShowChannelsComplete"]
+    assert [(m.get("Event", ""), m["Response"]) for m in replies] == \
+        [("", "Success"), ("OriginateResponse", "Failure")]
+    assert replies[0]["Message"] == "Originate successfully queued"
