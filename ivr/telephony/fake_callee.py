@@ -154,7 +154,7 @@ class AgiLeg:
             self.on_callee_hangup()
 
     async def _reply(self, command: str) -> str:
-        verb = command.upper()
+        verb = command.upper().replace("\"", "")  # an argument may come quoted
         if verb.startswith("GET VARIABLE HANGUPCAUSE"):  # readable on a dead channel too
             return f"200 result=1 ({self.call.cause or 0})"
         if self.call.gone.is_set():
