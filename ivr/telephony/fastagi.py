@@ -33,8 +33,6 @@ from panoramisk.utils import parse_agi_result
 log = logging.getLogger(__name__)
 
 HEADER_LIMIT = 16 * 1024
-
-
 CHANNEL_UP = 6  # CHANNEL STATUS: "Line is up"
 DEAD_CHANNEL = 511  # "Command Not Permitted on a dead channel or intercept routine"
 _DIGITS = re.compile(r"[0-9*#]*")
