@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from ivr import config
 from ivr.campaign import planning
 from ivr.campaign.clock import Clock, ManualClock
+from ivr.campaign.progress import Progress
 from ivr.campaign.state import NodeSnapshot, RunState, Snapshot
 from ivr.store.sqlite import Store, utc
 
@@ -200,3 +203,24 @@ def test_real_clock_is_utc_and_monotonic() -> None:
     assert clock.now().utcoffset() == timedelta(0)
     a = clock.monotonic()
     assert clock.monotonic() >= a
+
+
+def test_progress_prints_plain_lines_from_snapshots_only(tmp_path: Path) -> None:
+    clock = ManualClock()
+    s = store_with(tmp_path, 2)
+    state = RunState("c1", s, clock, max_concurrent=2, nodes=lambda: nodes(1))
+    out = io.StringIO()
+    with Progress(Console(file=out, force_terminal=False, width=200), every_s=2.0) as progress:
+        state.subscribe(progress.show)
+        state.publish()                       # the first: printed
+        clock.advance(1.0)
+        state.publish()                       # 1 s later: not yet
+        attempt(s, "+33199000000", "busy", clock)
+        clock.advance(1.5)
+        state.publish()                       # 2.5 s after the last line: printed
+        final = state.finish("finished", "all done")  # the final one: printed at once
+    lines = out.getvalue().splitlines()
+    assert lines == ["progress: in_flight=1 done=0",
+                     "progress: in_flight=1 done=1 busy=1",
+                     "progress: in_flight=1 done=1 busy=1"]
+    assert progress.last is final

@@ -78,9 +78,6 @@ class Dialer:
     def ready(self) -> bool:
         return any(ns.ready() for ns in self.nodes.values())
 
-    def holding(self) -> bool:
-        return all(ns.holding() for ns in self.nodes.values())
-
     def why_not_ready(self) -> str:
         return "; ".join(filter(None, (ns.why_not_ready() for ns in self.nodes.values())))
 

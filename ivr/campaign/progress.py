@@ -29,7 +29,7 @@ class Progress:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self.last is not None:
+        if self.last is not None and self.last is not self._shown:
             self._render(self.last)
         if self._live is not None:
             self._live.__exit__(*exc)
@@ -51,10 +51,12 @@ class Progress:
 
 
 def line(snap: Snapshot) -> str:
-    outcomes = " ".join(f"{k}={v}" for k, v in sorted(snap.outcomes))
+    parts = [f"progress: in_flight={snap.in_flight} done={snap.done}"]
+    parts += [f"{k}={v}" for k, v in sorted(snap.outcomes)]
     why = _why(snap)
-    return (f"progress: in_flight={snap.in_flight} done={snap.done} {outcomes}"
-            + (f" [{snap.status}: {why}]" if why else "")).replace("  ", " ")
+    if why:
+        parts.append(f"[{snap.status}: {why}]")
+    return " ".join(parts)
 
 
 def table(snap: Snapshot) -> Table:
