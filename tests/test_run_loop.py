@@ -213,7 +213,9 @@ def test_snapshots_while_running(tmp_path: Path) -> None:
     snaps, calls = asyncio.run(scenario())
     assert snaps[0].seq == 1 and snaps[-1].stopped and snaps[-1].finished
     gaps = [(b.at - a.at).total_seconds() for a, b in zip(snaps, snaps[1:])]
-    assert max(gaps) <= 1.2  # at least once a second (real clock, some scheduling slack)
+    # At least once a second: exact on a ManualClock (test_run_state.py); here on the real
+    # clock, with slack for a loaded machine.
+    assert max(gaps) <= 1.5
     assert max(s.in_flight for s in snaps) == 2
     assert snaps[-1].in_flight == 0
     assert snaps[-1].counts == {"message_played": 6} == Counter(c["outcome"] for c in calls)
