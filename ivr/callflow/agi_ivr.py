@@ -5,6 +5,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+from ivr.callflow import outcomes
 from ivr.telephony.contract import (ARG_AMD_STATUS, ARG_CALL_ID, SOUNDS_DIR,
                                     VAR_HANGUP_CAUSE)
 from ivr.telephony.fastagi import CHANNEL_UP, AgiHangup, AgiRequest
@@ -13,13 +14,42 @@ from ivr.callflow.flow import (DONE, HANGUP, FlowGen, FlowOptions, OptOutNow, Ou
 from ivr.store.sqlite import CallResult, Store
 
 log = logging.getLogger(__name__)
-# Outcomes of a call cut short: if the PBX (not the callee) did it, it is `error` and retried.
-# Completed ones (message_played, declined, machine, opted_out) stand as they are.
-CUT_SHORT = frozenset({"hangup_intro", "message_partial", "declined_partial", "no_input"})
+# Outcomes of a call cut short (from the outcome table): if the PBX (not the callee) did it,
+# outcomes.kept_after_fault says whether the choice made stands or it is `error`, retried.
+CUT_SHORT = outcomes.CUT_SHORT
 
 
 class PromptUnplayable(Exception):
     pass
+
+
+class FlowAborted(Exception):
+    """The controller failed mid-flow; `outcome` is how far the call had gone (its choice)."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(f"flow aborted at {outcome.stage}")
+        self.outcome = outcome
+
+
+def after_fault(outcome: Outcome, where: str, error_stage: str) -> Outcome:
+    """A fault (`where`: pbx, controller) cut the call: the outcome table says whether the
+    outcome reached so far is kept (a choice made), with the fault in its stage, or becomes
+    `error` at `error_stage` (retried)."""
+    if outcomes.kept_after_fault(outcome.outcome):
+        outcome.stage = f"{where}-{outcome.stage}"
+    else:
+        outcome.outcome, outcome.stage = "error", error_stage
+    return outcome
+
+
+def _abandon(gen: FlowGen) -> Outcome:
+    """Finish the flow as if the line were cut, to learn the outcome reached so far."""
+    for _ in range(8):  # an opt-out step may still ask to play its confirmation
+        try:
+            gen.send(HANGUP)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+    return Outcome(outcome="error", stage="controller")
 
 
 async def _play(req: AgiRequest, step: Play) -> Result:
@@ -63,6 +93,8 @@ async def drive(gen: FlowGen, req: AgiRequest,
                 raise TypeError(f"unknown step {step!r}")
         except AgiHangup:
             result = HANGUP
+        except Exception as exc:  # keep the choice already made (see after_fault)
+            raise FlowAborted(_abandon(gen)) from exc
         if req.hung_up and not result.key:
             result = HANGUP
         try:
@@ -137,27 +169,41 @@ class IvrHandler:
         if self.on_finished:
             self.on_finished(call_id)
 
+    @staticmethod
+    def _fault_matters(outcome: Outcome) -> bool:
+        """Cut short, or a choice made: a PBX cut changes the outcome or marks the stage."""
+        return outcome.outcome in CUT_SHORT or outcome.choice is not None
+
+    def _result(self, outcome: Outcome, amd_status: str, cause: str) -> CallResult:
+        return CallResult(
+            outcome=outcome.outcome, stage=outcome.stage, keys=outcome.keys,
+            heard={p: self.hashes.get(p, "") for p in outcome.heard},
+            choice=outcome.choice, choice_key=outcome.choice_key,
+            answered_prompt=outcome.answered_prompt,
+            answered_sha256=self.hashes.get(outcome.answered_prompt or ""),
+            slot=outcome.slot, amd_status=amd_status or None, hangup_cause=cause or None)
+
     async def _run(self, req: AgiRequest, call: dict, call_id: int) -> None:
         answered = self.clock()
         self.write(lambda: self.store.mark_answered(call_id, answered))
+        amd_status = req.headers.get(ARG_AMD_STATUS, "")  # AMDSTATUS, "" when AMD is off
         try:
-            amd_status = req.headers.get(ARG_AMD_STATUS, "")  # AMDSTATUS, "" when AMD is off
             outcome, hung_up = await drive(call_flow(self.opts, amd_status), req,
                                            self._optout(call))
             cause = await hangup_cause(req) if hung_up else ""
-            if hung_up and cause in ("", "0") and outcome.outcome in CUT_SHORT and \
+            if hung_up and cause in ("", "0") and self._fault_matters(outcome) and \
                     await self._pbx_fault(req):
-                # The PBX or the link ended the call, not the callee: a fault, retried.
-                outcome.outcome, outcome.stage = "error", f"pbx-{outcome.stage}"
+                # The PBX or the link ended the call, not the callee: a fault. A choice made
+                # stays; anything else is `error`, retried (outcomes.kept_after_fault).
+                outcome = after_fault(outcome, "pbx", f"pbx-{outcome.stage}")
+                cause = cause or "0"  # the PBX's cut, not a callee's hangup (16)
                 self.on_pbx_fault()
-            result = CallResult(
-                outcome=outcome.outcome, stage=outcome.stage, keys=outcome.keys,
-                heard={p: self.hashes.get(p, "") for p in outcome.heard},
-                choice=outcome.choice, choice_key=outcome.choice_key,
-                answered_prompt=outcome.answered_prompt,
-                answered_sha256=self.hashes.get(outcome.answered_prompt or ""),
-                slot=outcome.slot, amd_status=amd_status or None,
-                hangup_cause=cause or None)
+            result = self._result(outcome, amd_status, cause)
+        except FlowAborted as exc:  # the choice made before the fault is kept
+            log.exception("call %s failed in the controller", call_id)
+            kept = after_fault(exc.outcome, "controller", "controller")
+            result = (self._result(kept, amd_status, "") if kept.outcome != "error" else
+                      CallResult(outcome="error", stage="controller", keys="", heard={}))
         except Exception:  # a controller fault is recorded as `error`, never lost
             log.exception("call %s failed in the controller", call_id)
             result = CallResult(outcome="error", stage="controller", keys="", heard={},

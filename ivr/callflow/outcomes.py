@@ -75,6 +75,17 @@ def contact_status(outcome: str, retry_planned: bool) -> str:
     return "pending" if retry_planned else "exhausted"
 
 
+def kept_after_fault(name: str) -> bool:
+    """Does an attempt a fault cut off (the PBX restarting, a controller exception) keep this
+    outcome? A choice once made is kept: a refusal or an opposition is final whatever cut the
+    call afterwards, and the contact is done (opted out) as after any such choice. A consent
+    cut off is NOT kept, on purpose: the person asked to hear the message and did not, so the
+    attempt is an `error`, retried, and they hear it next time. An outcome the flow reached in
+    full (not cut short) stands; a cut with no choice yet (intro, no input) is an `error`."""
+    t = traits(name)
+    return not t.cut_short or t.choice in ("refusal", "optout")
+
+
 def ordered(counts: dict[str, int]) -> dict[str, int]:
     """Known outcomes in table order, then anything unexpected (kept visible, not dropped)."""
     known = [o for o in ORDER if o in counts]
