@@ -29,6 +29,7 @@ from ivr.errors import PbxError
 from ivr.callflow.flow import FlowOptions
 from ivr.prompts.build import load_manifest
 from ivr.telephony.sandbox import Sandbox
+from ivr.store.base import RunOwner
 from ivr.store.sqlite import Store
 
 log = logging.getLogger(__name__)
@@ -173,8 +174,18 @@ async def run_campaign(cfg: Config, store: Store, *,
                        clock: Clock | None = None, stop: asyncio.Event | None = None,
                        node: PbxNode | None = None, hashes: dict[str, str] | None = None,
                        ) -> tuple[campaign_run.RunReport, Any]:
-    """One run: the controller, its RunState (snapshots to `on_snapshot`), the run loop."""
+    """One run: the controller, its RunState (snapshots to `on_snapshot`), the run loop.
+    The store is held for the whole run (first: a second run is refused before it touches
+    the PBX, whose live calls it would otherwise adopt and wait for forever)."""
     clock = clock or Clock()
+    with store.hold_run(RunOwner.this_process(utcnow())):
+        return await _run_campaign(cfg, store, on_tick, on_snapshot, clock, stop, node, hashes)
+
+
+async def _run_campaign(cfg: Config, store: Store, on_tick: Callable[[Controller], None],
+                        on_snapshot: Callable[[Snapshot], None] | None, clock: Clock,
+                        stop: asyncio.Event | None, node: PbxNode | None,
+                        hashes: dict[str, str] | None) -> tuple[campaign_run.RunReport, Any]:
     ctl = await start(cfg, store, clock, node=node, hashes=hashes)
     # Modules, phone-number metadata and holiday tables live for the whole run: keep them out
     # of every garbage collection, which would otherwise rescan them as calls come and go.

@@ -6,6 +6,8 @@ Nothing here knows SQL, PRAGMAs or a driver's exceptions.
 """
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -40,6 +42,22 @@ class CallResult:
     hangup_cause: str | None = None  # Q.850, when the IVR saw the hangup
 
 
+@dataclass(frozen=True)
+class RunOwner:
+    """The `ivr run` holding a store (hold_run): named when another run is refused."""
+    pid: int
+    host: str
+    started: datetime
+
+    @classmethod
+    def this_process(cls, now: datetime) -> "RunOwner":
+        return cls(os.getpid(), socket.gethostname(), now)
+
+    def describe(self) -> str:
+        since = self.started.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+        return f"ivr run pid {self.pid} on host {self.host} since {since}"
+
+
 @dataclass
 class History:
     """One number's past as the calling rules see it."""
@@ -69,8 +87,9 @@ Judge = Callable[[History], Decision]
 class StoreBackend(Protocol):
     """Every store operation the program uses. Implementations own all their SQL."""
 
-    # -- transactions and the audit trail
+    # -- transactions, the audit trail, the run holding the store
     def transaction(self) -> AbstractContextManager[None]: ...
+    def hold_run(self, owner: RunOwner) -> AbstractContextManager[None]: ...
     def audit(self, action: str, number: str | None, detail: dict[str, Any],
               now: datetime) -> None: ...
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import sqlite_utils
 
 from ivr.errors import StoreError
-from ivr.store.base import CallResult, Claim, History, parse_utc, utc
+from ivr.store import sqlite_runlock
+from ivr.store.base import CallResult, Claim, History, RunOwner, parse_utc, utc
 from ivr.store.schema import MIGRATIONS
 from ivr.store.sqlite_calls import CallsSQL, campaign_tag
 from ivr.store.sqlite_contacts import ContactsSQL
@@ -26,6 +28,12 @@ __all__ = ["MIGRATIONS", "CallResult", "Claim", "History", "Store", "campaign_ta
 
 
 class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL):
+    path: Path | None = None  # the file (None in memory): the run lock lives beside it
+
+    def hold_run(self, owner: RunOwner) -> AbstractContextManager[None]:
+        """One `ivr run` at a time on this file (sqlite_runlock); nothing to hold in memory."""
+        return sqlite_runlock.hold_run(self.path, owner) if self.path else nullcontext()
+
     @classmethod
     def open(cls, path: str | Path, optout_key: bytes | None = None,
              busy_timeout_s: float = 30.0) -> "Store":
@@ -43,7 +51,9 @@ class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL):
             db.execute("PRAGMA secure_delete=ON")  # erased personal data is overwritten
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the store {path}: {exc}") from None
-        return cls(db, optout_key or optout_key_for(path))
+        store = cls(db, optout_key or optout_key_for(path))
+        store.path = path
+        return store
 
     @classmethod
     def memory(cls, optout_key: bytes = b"test-key") -> "Store":

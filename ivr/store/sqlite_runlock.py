@@ -1,0 +1,62 @@
+"""One `ivr run` per SQLite store: an advisory lock on a file beside the store.
+
+The lock is an `fcntl.flock` on `<store>.run-lock`, which holds the owner (pid, host, start
+time) as JSON. The kernel releases it when the process dies, however it dies, so a SIGKILLed
+run never blocks the next one (which then reconciles what it left open). A store that several
+controllers may share (PostgreSQL) implements `hold_run` by sharing the work instead.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ivr.errors import StoreError
+from ivr.store.base import RunOwner, parse_utc, utc
+
+
+def lock_path(store_path: Path) -> Path:
+    return store_path.with_name(store_path.name + ".run-lock")
+
+
+def _read_owner(fd: int) -> RunOwner | None:
+    try:
+        raw = json.loads(os.pread(fd, 4096, 0).decode() or "null")
+        return RunOwner(int(raw["pid"]), str(raw["host"]), parse_utc(raw["started"]))
+    except (ValueError, TypeError, KeyError, OSError):  # mid-write or foreign content
+        return None
+
+
+def _write_owner(fd: int, owner: RunOwner) -> None:
+    data = json.dumps({"pid": owner.pid, "host": owner.host, "started": utc(owner.started)})
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, data.encode(), 0)
+
+
+@contextmanager
+def hold_run(store_path: Path, owner: RunOwner) -> Iterator[None]:
+    """Hold the store for this run; StoreError (one line, naming the other run) if held."""
+    path = lock_path(store_path)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StoreError(f"cannot create the run lock {path} ({exc.strerror}): make its "
+                         "folder writable") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = _read_owner(fd)
+            who = other.describe() if other else "another ivr run"
+            raise StoreError(f"the store {store_path} is in use by {who}: wait for it to end "
+                             "or stop it (Ctrl-C)") from None
+        _write_owner(fd, owner)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # released: no owner to name any more
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock

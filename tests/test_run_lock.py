@@ -1,0 +1,79 @@
+"""One `ivr run` per SQLite store (issue 17): a second is refused at once with one line naming
+the first (pid, host, start time); the lock dies with its process, even SIGKILLed."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from ivr import app
+from ivr.errors import StoreError
+from ivr.store.base import RunOwner
+from ivr.store.sqlite import Store
+
+STARTED = datetime(2026, 12, 1, 12, 0, 3, 456000, tzinfo=timezone.utc)
+
+
+def test_a_second_holder_is_refused_with_the_first_ones_pid_host_and_start(
+        tmp_path: Path) -> None:
+    first, second = Store.open(tmp_path / "ivr.db"), Store.open(tmp_path / "ivr.db")
+    with first.hold_run(RunOwner(4242, "hostA", STARTED)):
+        with pytest.raises(StoreError) as err:
+            with second.hold_run(RunOwner.this_process(STARTED)):
+                pytest.fail("held twice")
+    msg = str(err.value)
+    assert msg == (f"the store {tmp_path / 'ivr.db'} is in use by ivr run pid 4242 on host "
+                   "hostA since 2026-12-01 12:00:03Z: wait for it to end or stop it (Ctrl-C)")
+    with second.hold_run(RunOwner.this_process(STARTED)):  # released at the end of the run
+        pass
+
+
+def test_the_lock_dies_with_a_killed_process(tmp_path: Path) -> None:
+    db = tmp_path / "ivr.db"
+    Store.open(db)
+    code = ("import sys, time; from datetime import datetime, timezone;"
+            "from ivr.store.sqlite import Store; from ivr.store.base import RunOwner;"
+            f"s = Store.open({str(db)!r});"
+            "cm = s.hold_run(RunOwner.this_process(datetime.now(timezone.utc))); cm.__enter__();"
+            "print('held', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        with pytest.raises(StoreError, match=f"pid {proc.pid} on host {socket.gethostname()}"):
+            with Store.open(db).hold_run(RunOwner.this_process(STARTED)):
+                pass
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    with Store.open(db).hold_run(RunOwner.this_process(STARTED)):  # no stale lock
+        pass
+
+
+def test_a_store_in_memory_holds_nothing() -> None:
+    store = Store.memory()
+    with store.hold_run(RunOwner.this_process(STARTED)):
+        with store.hold_run(RunOwner.this_process(STARTED)):
+            pass
+
+
+class UntouchedNode:
+    name = "pbx"
+
+    async def connect(self) -> None:
+        pytest.fail("a refused run must not touch the PBX (it would adopt the other's calls)")
+
+
+def test_run_campaign_is_refused_before_it_touches_the_pbx(tmp_path: Path) -> None:
+    from test_dialer import make_cfg
+    cfg = make_cfg(tmp_path)
+    store = Store.open(tmp_path / "ivr.db")
+    with Store.open(tmp_path / "ivr.db").hold_run(RunOwner(7, "other", STARTED)):
+        with pytest.raises(StoreError, match="in use by ivr run pid 7 on host other"):
+            asyncio.run(app.run_campaign(cfg, store, node=UntouchedNode()))  # type: ignore
