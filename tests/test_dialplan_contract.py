@@ -190,8 +190,13 @@ def test_the_failsafe_and_routes_match_the_controller() -> None:
     by_position = {f"agi_arg_{i}": a for i, a in enumerate(args, 1)}
     assert by_position[contract.ARG_CALL_ID] == f"${{{contract.VAR_CALL_ID}}}"
     assert by_position[contract.ARG_AMD_STATUS] == f"${{{contract.VAR_AMD_STATUS}}}"
-    # The inbound line has no channel variable from the controller: the global only.
-    assert routes[contract.ROUTE_CALLBACK] == (contract.GLOBAL_AGI_URL, [])
+    assert by_position[contract.ARG_TOKEN] == f"${{{contract.VAR_TOKEN}}}"
+    # The inbound line has no channel variable from the controller: globals only, the URL and
+    # the callback secret in the argument the `callback` route reads.
+    url, args = routes[contract.ROUTE_CALLBACK]
+    assert url == contract.GLOBAL_AGI_URL
+    assert {f"agi_arg_{i}": a for i, a in enumerate(args, 1)} == \
+        {contract.ARG_CALLBACK_SECRET: f"${{{contract.GLOBAL_CALLBACK_SECRET}}}"}
     assert contract.OUTBOUND_EXTEN in dp.contexts[contract.OUTBOUND_CONTEXT]
     assert contract.CALLBACK_EXTEN in dp.contexts[contract.CALLBACK_CONTEXT]
     assert contract.CARRIER_CONTEXT in pjsip_contexts((DIALPLANS / PJSIP).read_text())

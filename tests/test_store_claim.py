@@ -147,9 +147,10 @@ def test_migration_2_adds_the_node_column_to_an_existing_store(tmp_path: Path) -
                  "VALUES (?, 1, 'old', ?)", (NUM, utc(T0)))
     conn.close()
     s = Store.open(path, optout_key=b"k")
-    assert s.version == len(MIGRATIONS) == 2
+    assert s.version == len(MIGRATIONS) >= 3
     (row,) = s.open_calls()
     assert row["node"] is None and s.open_calls("node-a") == []
+    assert row["token_hash"] is None  # 3: an old attempt has no token, no session can open it
 
 
 def test_an_unknown_outcome_is_refused_by_the_table() -> None:

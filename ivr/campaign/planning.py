@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from ivr.compliance.calling_rules import CAP_PERIOD, Verdict, callee_zone, check_call
 from ivr.config import Config
 from ivr.store.base import Claim, History, StoreBackend
+from ivr.telephony.agi_auth import new_token, token_hash
 
 RETRY_WAIT = "retry_wait"
 IN_FLIGHT = Verdict(False, "in_flight", "a call to this contact is in progress", None)
@@ -62,12 +63,15 @@ def _since(cfg: Config, now: datetime) -> tuple[datetime, datetime]:
 def claim(cfg: Config, store: StoreBackend, contact: dict[str, Any], node: str,
           now: datetime) -> Claim:
     """The dial path: judge the contact on its fresh history and, if allowed, write the attempt
-    (placed by `node`), in one store transaction."""
+    (placed by `node`), in one store transaction. The attempt's FastAGI token is drawn here:
+    the store gets its hash, the returned Claim the token (for the Originate only)."""
     attempts_since, refusals_since = _since(cfg, now)
-    return store.claim_attempt(contact, campaign=cfg.campaign.name,
-                               caller_id=cfg.campaign.caller_id, node=node, now=now,
-                               attempts_since=attempts_since, refusals_since=refusals_since,
-                               judge=judge(cfg, contact, now))
+    token = new_token()
+    got = store.claim_attempt(contact, campaign=cfg.campaign.name,
+                              caller_id=cfg.campaign.caller_id, node=node, now=now,
+                              attempts_since=attempts_since, refusals_since=refusals_since,
+                              judge=judge(cfg, contact, now), token_hash=token_hash(token))
+    return replace(got, token=token) if got.call is not None else got
 
 
 def verdict_for(cfg: Config, store: StoreBackend, contact: dict[str, Any], now: datetime,

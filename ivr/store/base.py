@@ -76,9 +76,12 @@ class Decision(Protocol):
 
 @dataclass(frozen=True)
 class Claim:
-    """The result of claim_attempt: the attempt row written (None when refused) and why."""
+    """The result of claim_attempt: the attempt row written (None when refused) and why.
+    `token`: the attempt's FastAGI token, set by planning.claim, never by the store (which
+    keeps only its hash); kept out of repr so no log line can carry it."""
     call: Row | None
     decision: Decision
+    token: str | None = field(default=None, repr=False, compare=False)
 
 
 Judge = Callable[[History], Decision]
@@ -102,7 +105,8 @@ class StoreBackend(Protocol):
     # -- calls
     def claim_attempt(self, contact: Mapping[str, Any], *, campaign: str, caller_id: str,
                       node: str, now: datetime, attempts_since: datetime,
-                      refusals_since: datetime, judge: Judge) -> Claim: ...
+                      refusals_since: datetime, judge: Judge,
+                      token_hash: str | None = None) -> Claim: ...
     def call(self, call_id: int) -> Row | None: ...
     def mark_answered(self, call_id: int, now: datetime) -> None: ...
     def finish_answered(self, call_id: int, result: CallResult, now: datetime,

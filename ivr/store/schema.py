@@ -55,4 +55,9 @@ MIGRATIONS: list[str] = [
     ALTER TABLE calls ADD COLUMN node TEXT;
     PRAGMA user_version = 2
     """,
+    # 3: the SHA-256 of the attempt's FastAGI token (never the token); cleared once spent
+    """
+    ALTER TABLE calls ADD COLUMN token_hash TEXT;
+    PRAGMA user_version = 3
+    """,
 ]

@@ -32,9 +32,11 @@ class CallsSQL(SQLiteCore):
     # -- claiming an attempt ------------------------------------------------------------------
     def claim_attempt(self, contact: Mapping[str, Any], *, campaign: str, caller_id: str,
                       node: str, now: datetime, attempts_since: datetime,
-                      refusals_since: datetime, judge: Judge) -> Claim:
+                      refusals_since: datetime, judge: Judge,
+                      token_hash: str | None = None) -> Claim:
         """Read the number's history, judge it and write the attempt, all in one transaction
-        (BEGIN IMMEDIATE): two controllers cannot both dial the same number."""
+        (BEGIN IMMEDIATE): two controllers cannot both dial the same number. `token_hash`:
+        the SHA-256 of the attempt's FastAGI token (the token itself never reaches the store)."""
         number = contact["number"]
         with self.transaction():
             past = self.history([number], attempts_since, refusals_since, campaign)[number]
@@ -45,25 +47,25 @@ class CallsSQL(SQLiteCore):
                         "UPDATE contacts SET status = 'opted_out', updated_at = ? "
                         "WHERE id = ? AND status != 'opted_out'", (utc(now), contact["id"]))
                 return Claim(call=None, decision=decision)
-            row = self._insert_attempt(contact, campaign, caller_id, node, now)
+            row = self._insert_attempt(contact, campaign, caller_id, node, now, token_hash)
         return Claim(call=row, decision=decision)
 
     def create_attempt(self, contact: Mapping[str, Any], campaign: str, caller_id: str,
-                       now: datetime) -> Row:
+                       now: datetime, token_hash: str | None = None) -> Row:
         """Private-for-now, not part of StoreBackend: an attempt without the rules nor a node.
         Only bench/ still uses it; the program dials through claim_attempt."""
         with self.transaction():
-            return self._insert_attempt(contact, campaign, caller_id, None, now)
+            return self._insert_attempt(contact, campaign, caller_id, None, now, token_hash)
 
     def _insert_attempt(self, contact: Mapping[str, Any], campaign: str, caller_id: str,
-                        node: str | None, now: datetime) -> Row:
+                        node: str | None, now: datetime, token_hash: str | None) -> Row:
         """Write the attempt before its Originate is sent, so a crash cannot lose it."""
         cur = self.db.conn.execute(
             "INSERT INTO calls (contact_id, number, attempt, campaign, caller_id, state, "
-            "started_at, node) VALUES (?, ?, 1 + (SELECT COUNT(*) FROM calls WHERE "
-            "contact_id = ? AND campaign = ?), ?, ?, 'created', ?, ?)",
+            "started_at, node, token_hash) VALUES (?, ?, 1 + (SELECT COUNT(*) FROM calls WHERE "
+            "contact_id = ? AND campaign = ?), ?, ?, 'created', ?, ?, ?)",
             (contact["id"], contact["number"], contact["id"], campaign, campaign, caller_id,
-             utc(now), node))
+             utc(now), node, token_hash))
         call_id = int(cur.lastrowid)  # type: ignore[arg-type]
         # Unique across stores and runs sharing one PBX (Asterisk refuses a reused id).
         channel_id = f"ivr-{campaign_tag(campaign)}-{call_id}-{secrets.token_hex(4)}"
@@ -78,8 +80,11 @@ class CallsSQL(SQLiteCore):
         return self._row("SELECT * FROM calls WHERE id = ?", (call_id,))
 
     def mark_answered(self, call_id: int, now: datetime) -> None:
+        """The IVR session was accepted: its token is spent, so its hash goes (single use,
+        across restarts too)."""
         self.db.execute("UPDATE calls SET state = 'answered', answered_at = COALESCE("
-                        "answered_at, ?) WHERE id = ? AND outcome IS NULL", (utc(now), call_id))
+                        "answered_at, ?), token_hash = NULL WHERE id = ? AND outcome IS NULL",
+                        (utc(now), call_id))
 
     def finish_answered(self, call_id: int, result: CallResult, now: datetime,
                         retry_at: datetime | None = None) -> bool:

@@ -19,10 +19,14 @@ CARRIER_CONTEXT = "from-carrier"    # the trunk's inbound context (pjsip-trunk.c
 VAR_CALL_ID = "CALL_ID"    # calls.id, handed back to the AGI as its first argument
 VAR_AGI_URL = "IVR_AGI"    # FastAGI base URL for this call (agi://host:port)
 VAR_AMD = "IVR_AMD"        # "1": run AMD() before the IVR
+VAR_TOKEN = "IVR_TOKEN"    # the attempt's single-use secret, handed back as ARG_TOKEN
 
 # -- global variable written by `ivr pbx up` (or by the administrator of an external PBX) ------
 # The FastAGI base URL for the inbound opposition line, and for outbound calls without IVR_AGI.
 GLOBAL_AGI_URL = "IVR_AGI_URL"
+# The `callback` route's shared secret (the controller's env IVR_CALLBACK_SECRET), passed as
+# ARG_CALLBACK_SECRET: without it the opposition line is refused.
+GLOBAL_CALLBACK_SECRET = "IVR_CALLBACK_SECRET"
 
 # -- Asterisk's own variables the contract relies on -----------------------------------------
 VAR_AMD_STATUS = "AMDSTATUS"      # AMD()'s verdict, passed to the AGI as ARG_AMD_STATUS
@@ -31,10 +35,12 @@ VAR_HANGUP_CAUSE = "HANGUPCAUSE"  # the Q.850 cause, read by the controller afte
 VAR_AGI_SIGHUP = "AGISIGHUP"      # set to "no": no out-of-band HANGUP line in AGI results
 
 # -- FastAGI routes and their arguments ------------------------------------------------------
-ROUTE_IVR = "ivr"            # agi_arg_1 = CALL_ID, agi_arg_2 = AMDSTATUS
-ROUTE_CALLBACK = "callback"  # no arguments: keyed by agi_callerid
+ROUTE_IVR = "ivr"            # agi_arg_1 = CALL_ID, agi_arg_2 = AMDSTATUS, agi_arg_3 = token
+ROUTE_CALLBACK = "callback"  # agi_arg_1 = the callback secret; keyed by agi_callerid
 ARG_CALL_ID = "agi_arg_1"
 ARG_AMD_STATUS = "agi_arg_2"
+ARG_TOKEN = "agi_arg_3"
+ARG_CALLBACK_SECRET = "agi_arg_1"
 
 # -- events the dialplan raises --------------------------------------------------------------
 EVENT_FAILSAFE = "IvrFailsafe"  # UserEvent: the AGI could not run; CallId, Status

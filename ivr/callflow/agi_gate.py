@@ -1,0 +1,67 @@
+"""Who may open an `ivr` FastAGI session: the second gate, after `agi.allowed_peers`.
+
+Anyone who can reach the FastAGI port can send any headers, so a session is accepted only when
+all of these hold (issue 19):
+- the token (ARG_TOKEN) matches the hash stored with the attempt, compared in constant time;
+- the attempt is in flight for this controller (its dialer placed or adopted it);
+- `agi_uniqueid` is the channel id that was originated (calls.channel_id);
+- the token was not spent by an earlier session and no other session for the call is active.
+A refusal names the reason and the call id, never the token, and writes nothing.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from ivr.store.base import Row
+from ivr.telephony.agi_auth import token_matches
+from ivr.telephony.contract import ARG_CALL_ID, ARG_TOKEN
+
+UNIQUEID = "agi_uniqueid"  # Asterisk's own header: the channel running the AGI
+
+
+class Flight(Protocol):
+    """What the gate reads of an attempt in flight (campaign.nodes.InFlight)."""
+    channel_id: str
+    session_opened: bool
+
+
+class Refused(Exception):
+    """The session is not the attempt's: hang up, write nothing. The message is safe to log."""
+
+
+class SessionGate:
+    """Checks and spends a session's right to drive a call. `flights`: the dialer's attempts
+    in flight by call id; `active`: the call ids whose IVR session is running (shared with
+    the dialer, which waits for them before settling)."""
+
+    def __init__(self, read_call: Callable[[int], Row | None],
+                 flights: Mapping[int, Flight], active: set[int]) -> None:
+        self.read_call = read_call
+        self.flights = flights
+        self.active = active
+
+    def admit(self, headers: Mapping[str, str]) -> Row:
+        """The attempt's row when the session may drive it (now marked opened and active);
+        raises Refused otherwise. No await inside: two sessions cannot both pass."""
+        raw_id = headers.get(ARG_CALL_ID, "")
+        if not raw_id.isdigit() or len(raw_id) > 18:
+            raise Refused(f"CALL_ID {raw_id[:20]!r} is not an attempt id")
+        call_id = int(raw_id)
+        call = self.read_call(call_id)
+        if call is None:
+            raise Refused(f"call {call_id}: no such attempt")
+        if not token_matches(headers.get(ARG_TOKEN, ""), call.get("token_hash")):
+            raise Refused(f"call {call_id}: wrong, missing or spent token")
+        flight = self.flights.get(call_id)
+        if flight is None:
+            raise Refused(f"call {call_id}: not in flight for this controller")
+        uniqueid = headers.get(UNIQUEID, "")
+        if uniqueid != flight.channel_id or uniqueid != call.get("channel_id"):
+            raise Refused(f"call {call_id}: channel {uniqueid[:64]!r} is not the one originated")
+        if flight.session_opened or call_id in self.active:
+            raise Refused(f"call {call_id}: its token was already used by a session")
+        flight.session_opened = True  # single use, before any await
+        self.active.add(call_id)
+        return call
+

@@ -1,0 +1,127 @@
+"""Issue 19: the per-call FastAGI token (drawn at claim time, only its hash stored, spent by the
+first accepted session) and the session gate of the `ivr` route."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from conftest import add_contact, make_config
+from ivr.callflow.agi_gate import Refused, SessionGate
+from ivr.campaign.planning import claim
+from ivr.store import Store
+from ivr.telephony import agi_auth
+from ivr.telephony.contract import ARG_CALL_ID, ARG_TOKEN
+
+OPEN = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)
+NUM = "+33162000010"
+
+
+def test_tokens_are_long_random_and_compared_by_hash() -> None:
+    a, b = agi_auth.new_token(), agi_auth.new_token()
+    assert a != b and len(bytes.fromhex(a)) * 8 >= 128
+    h = agi_auth.token_hash(a)
+    assert a not in h and agi_auth.token_matches(a, h)
+    assert not agi_auth.token_matches(b, h)
+    assert not agi_auth.token_matches("", h) and not agi_auth.token_matches(a, None)
+    assert not agi_auth.token_matches(h, h)  # knowing the stored hash is not enough
+    assert agi_auth.secret_matches("s3cret", "s3cret")
+    assert not agi_auth.secret_matches("s3cre", "s3cret")
+    assert not agi_auth.secret_matches("", "") and not agi_auth.secret_matches("x", "")
+
+
+def _claimed(s: Store) -> tuple[dict[str, Any], str]:
+    cfg = make_config(campaign={"name": "c1", "caller_id": "+33162000000"})
+    got = claim(cfg, s, add_contact(s, NUM, at=OPEN), "pbx", OPEN)
+    assert got.call is not None and got.token is not None
+    return got.call, got.token
+
+
+def test_the_claim_draws_a_token_and_the_store_keeps_only_its_hash() -> None:
+    s = Store.memory()
+    call, token = _claimed(s)
+    assert call["token_hash"] == agi_auth.token_hash(token)
+    dump = "\n".join(s.db.conn.iterdump())
+    assert token not in dump and agi_auth.token_hash(token) in dump
+    cfg = make_config(campaign={"name": "c1", "caller_id": "+33162000000"})
+    assert token not in repr(claim(cfg, s, add_contact(s, "+33162000011", at=OPEN), "pbx",
+                                   OPEN))
+
+
+def test_an_accepted_session_spends_the_token_in_the_store() -> None:
+    s = Store.memory()
+    call, token = _claimed(s)
+    s.mark_answered(call["id"], OPEN)
+    row = s.call(call["id"])
+    assert row is not None and row["token_hash"] is None
+    assert not agi_auth.token_matches(token, row["token_hash"])
+
+
+@dataclass
+class Flight:
+    channel_id: str
+    session_opened: bool = False
+
+
+class Rig:
+    """A gate over an in-memory store with one claimed attempt in flight."""
+
+    def __init__(self) -> None:
+        self.store = Store.memory()
+        self.call, self.token = _claimed(self.store)
+        self.id = int(self.call["id"])
+        self.flights: dict[int, Flight] = {self.id: Flight(self.call["channel_id"])}
+        self.active: set[int] = set()
+        self.gate = SessionGate(self.store.call, self.flights, self.active)
+
+    def headers(self, **change: str) -> dict[str, str]:
+        h = {ARG_CALL_ID: str(self.id), ARG_TOKEN: self.token,
+             "agi_uniqueid": self.call["channel_id"]}
+        return h | change
+
+
+def test_the_real_session_is_admitted_once() -> None:
+    rig = Rig()
+    assert rig.gate.admit(rig.headers())["id"] == rig.id
+    assert rig.active == {rig.id} and rig.flights[rig.id].session_opened
+    with pytest.raises(Refused, match="already used"):  # concurrent replay
+        rig.gate.admit(rig.headers())
+    rig.active.clear()
+    with pytest.raises(Refused, match="already used"):  # replay after the session
+        rig.gate.admit(rig.headers())
+
+
+@pytest.mark.parametrize("change,reason", [
+    ({ARG_TOKEN: ""}, "wrong, missing or spent token"),
+    ({ARG_TOKEN: "0" * 48}, "wrong, missing or spent token"),
+    ({"agi_uniqueid": "ivr-other-1"}, "not the one originated"),
+    ({"agi_uniqueid": ""}, "not the one originated"),
+    ({ARG_CALL_ID: "999"}, "no such attempt"),
+    ({ARG_CALL_ID: "1; DROP"}, "not an attempt id"),
+    ({ARG_CALL_ID: ""}, "not an attempt id"),
+])
+def test_anything_else_is_refused_without_the_token(change: dict[str, str],
+                                                    reason: str) -> None:
+    rig = Rig()
+    with pytest.raises(Refused, match=reason) as err:
+        rig.gate.admit(rig.headers(**change))
+    assert rig.token not in str(err.value)
+    assert rig.active == set() and not rig.flights[rig.id].session_opened
+    assert rig.gate.admit(rig.headers())["id"] == rig.id  # a forgery spends nothing
+
+
+def test_a_call_not_in_flight_here_is_refused_even_with_its_token() -> None:
+    rig = Rig()
+    rig.flights.clear()
+    with pytest.raises(Refused, match="not in flight"):
+        rig.gate.admit(rig.headers())
+
+
+def test_a_spent_token_is_refused_after_a_restart() -> None:
+    """The flight was adopted afresh (session_opened False) but the store's hash is gone."""
+    rig = Rig()
+    rig.store.mark_answered(rig.id, OPEN)
+    with pytest.raises(Refused, match="spent token"):
+        rig.gate.admit(rig.headers())
