@@ -32,6 +32,7 @@ class Legal:
 @dataclass
 class PromptSource:
     text: str | None = None
+    text_file: str | None = None  # a text under prompts.sources_dir, read as `text`
     file: str | None = None
     transcript: str | None = None  # for a recorded file: what it says (legal checks need it)
     engine: str | None = None  # overrides prompts.engine for this prompt
@@ -46,6 +47,11 @@ class Prompts:
     gtts_tld: str = "fr"
     espeak_voice: str = "fr"
     max_duration_s: float = 120.0
+    # Consent first: the intro is short (built duration, else estimated from its words).
+    intro_max_s: float = 20.0
+    # Every prompt ever built, by sha256 (proof of what a person heard); default
+    # <build_dir's parent>/archive.
+    archive_dir: str = ""
     items: dict[str, PromptSource] = field(default_factory=dict)
 
 
@@ -56,7 +62,7 @@ class Flow:
     optout_key: str = "9"
     input_timeout_s: float = 5.0
     max_repeats: int = 2
-    ask_slot: bool = False
+    ask_slot: bool = True  # CNIL: the consent names a time slot; `ivr check` warns when off
     slots: dict[str, str] = field(
         default_factory=lambda: {"1": "morning", "2": "afternoon", "3": "evening"})
 
@@ -64,6 +70,8 @@ class Flow:
 @dataclass
 class Store:
     path: str = "ivr.db"
+    # HMAC key of the opposition list, outside the store's folder (else IVR_OPTOUT_KEY).
+    optout_key_file: str = ""
 
 
 @dataclass
@@ -91,6 +99,9 @@ class Dialer:
     dial_string: str = "Local/{number}@ivr-sim"
     amd: bool = True
     on_machine: str = "hangup"
+    # How long a stop (Ctrl-C, SIGTERM) lets calls in flight finish before hanging them up;
+    # unset: the longest possible call (ivr/campaign/deadline.py).
+    drain_timeout_s: float | None = None
 
 
 @dataclass
@@ -211,7 +222,24 @@ def from_dict(data: dict[str, Any], base_dir: Path = Path(".")) -> Config:
     cfg = _build(Config, data or {}, "config")
     cfg.base_dir = base_dir
     _validate(cfg)
+    _read_text_files(cfg)
     return cfg
+
+
+def _read_text_files(cfg: Config) -> None:
+    """`text_file:` becomes the prompt's `text` (the texts live in prompts/, committed)."""
+    for key, item in cfg.prompts.items.items():
+        if item.text_file is None:
+            continue
+        where = f"prompts.items.{key}.text_file"
+        if item.text is not None or item.file is not None:
+            raise ConfigError(f"{where}: keep only one of text:, text_file: and file:")
+        path = cfg.path(cfg.prompts.sources_dir) / item.text_file
+        try:
+            item.text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{where}: cannot read {path} ({exc.__class__.__name__}): give "
+                              "a UTF-8 text file under prompts.sources_dir") from None
 
 
 def load(path: str | Path) -> Config:
@@ -243,6 +271,8 @@ def _validate(cfg: Config) -> None:
     _in_range("retention.days", cfg.retention.days, 1, MAX_RETENTION_DAYS, "days")
     if cfg.prompts.engine not in ("gtts", "espeak", "auto"):
         raise ConfigError(f"prompts.engine: {cfg.prompts.engine!r} is not gtts, espeak or auto")
+    _in_range("prompts.intro_max_s", cfg.prompts.intro_max_s, 0, MAX_INTRO_S, "seconds",
+              low_open=True)
     _validate_regions(cfg)
 
 
@@ -250,6 +280,7 @@ def _validate(cfg: Config) -> None:
 MAX_RING_TIMEOUT_S = 300.0  # 5 minutes of ringing; carriers give up well before
 MAX_INPUT_TIMEOUT_S = 60.0  # a person who has not pressed a key in a minute will not
 MAX_REPEATS = 5
+MAX_INTRO_S = 30.0  # consent first: a longer intro is a message before the consent
 MAX_CALLS_PER_SECOND = 200.0  # far above any carrier's trunk limit
 # CNIL: data of people contacted for political communication is kept no longer than needed,
 # at most 3 years after the last contact (as for prospects, CNIL référentiel "prospection");
@@ -296,6 +327,9 @@ def _validate_dialer(dialer: Dialer) -> None:
               "calls per second", low_open=True)
     _in_range("dialer.ring_timeout_s", dialer.ring_timeout_s, 0, MAX_RING_TIMEOUT_S, "seconds",
               low_open=True)
+    if dialer.drain_timeout_s is not None:
+        _in_range("dialer.drain_timeout_s", dialer.drain_timeout_s, 0, None, "seconds",
+                  low_open=True)
     if "{number}" not in dialer.dial_string:
         raise ConfigError("dialer.dial_string must contain {number}, e.g. PJSIP/{number}@carrier")
     if any(c in dialer.dial_string for c in "&|,\r\n"):

@@ -48,7 +48,7 @@ def itest_config_dict(base: Path, **overrides: Any) -> dict[str, Any]:
         "legal": LEGAL,
         "prompts": {"build_dir": str(base / "build"), "engine": "espeak",
                     "items": {k: {"text": v} for k, v in TEXTS.items()}},
-        "flow": {"input_timeout_s": 3, "max_repeats": 1},
+        "flow": {"input_timeout_s": 3, "max_repeats": 1, "ask_slot": False},
         "store": {"path": str(base / "itest.db")},
         "pbx": {"sandbox_dir": str(REPO / ".sandbox")},
         "agi": {"port": AGI_PORT},

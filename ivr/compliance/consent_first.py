@@ -1,0 +1,115 @@
+"""Consent first: what the intro must do before anything political is said (CNIL guidance on
+automated political calls: the person is asked first, and told at once how to object).
+
+The intro (its `text:`, or the `transcript:` of its recording) must:
+- name the sender: the name part of `legal.sender` (what precedes its first comma, e.g.
+  "Marie Dupont" in "Marie Dupont, candidate aux ...");
+- open with that identification: the first sentence names the sender. A first sentence that is
+  only a greeting ("Bonjour.", "Madame, Monsieur.") is skipped. This is the heuristic that keeps
+  the political pitch out of the opening: whatever comes first is not the pitch if it is "who
+  is calling";
+- say how to object "dès le début du message": the opt-out key and an opt-out phrase in one of
+  the first two sentences (after a bare greeting);
+- ask the consent question with both keys: a question (a "?" or a verb such as "acceptez",
+  "voulez", "souhaitez") and the yes and no keys named;
+- stay short: at most `prompts.intro_max_s` seconds, measured on the built manifest when it was
+  built from this very text or file, else estimated at WORDS_PER_SECOND.
+
+Pure: reads the config and, when present, the manifest file; never the audio.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+from ivr.config import Config, PromptSource
+from ivr.compliance.prompt_legal import mentions_key, normalise, spoken_text, tells_optout
+
+WHERE = "prompts.items.intro"
+# 150 words a minute: slow, clear telephone speech; a faster voice only shortens the intro.
+WORDS_PER_SECOND = 2.5
+OPTOUT_WITHIN = 2  # sentences
+_GREETINGS = re.compile(r"(bonjour|bonsoir|allo|madame|monsieur|mesdames|messieurs|[ ,])+")
+_QUESTION = re.compile(r"\?|\b(acceptez|accepter|voulez|souhaitez|desirez|d'accord)\b")
+
+
+def sentences(text: str) -> list[str]:
+    """Normalised sentences, their end mark kept ('?' tells a question); bare greetings out."""
+    parts = [p.strip() for p in re.findall(r"[^.!?;\n]+[.!?;]*", normalise(text))]
+    return [p for p in parts if p.strip(".!?; ")
+            and not _GREETINGS.fullmatch(p.strip(".!?; "))]
+
+
+def sender_name(sender: str) -> str:
+    return normalise(sender.split(",")[0])
+
+
+def estimated_seconds(text: str) -> float:
+    return len(re.findall(r"\w+", text)) / WORDS_PER_SECOND
+
+
+def built_seconds(cfg: Config, item: PromptSource) -> float | None:
+    """The intro's duration in the manifest, if it was built from the current source."""
+    path = cfg.path(cfg.prompts.build_dir) / "manifest.json"
+    try:
+        entry = json.loads(path.read_text(encoding="utf-8"))["prompts"]["intro"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    same = (item.file is not None and entry.get("file") == item.file) or \
+        (item.text is not None and entry.get("text") == " ".join(item.text.split()))
+    duration = entry.get("duration_s") if same else None
+    return float(duration) if isinstance(duration, (int, float)) else None
+
+
+def intro_problems(cfg: Config) -> list[str]:
+    """One fix-it line per consent-first rule the intro breaks."""
+    item = cfg.prompts.items.get("intro")
+    said = spoken_text(item) if item is not None else None
+    if item is None or said is None:
+        return []  # reported by prompt_legal (missing intro or text)
+    out: list[str] = []
+    found = sentences(said)
+    name = sender_name(cfg.legal.sender)
+    if name and name not in normalise(said):
+        out.append(f"{WHERE} does not name the sender {cfg.legal.sender.split(',')[0]!r} "
+                   "(legal.sender): say who is calling in the first sentence")
+    elif name and (not found or name not in found[0]):
+        out.append(f"{WHERE} opens with something else than who is calling: make the first "
+                   f"sentence name the sender, e.g. 'Bonjour, ici {cfg.legal.sender}.'")
+    key = cfg.flow.optout_key
+    if not tells_optout(" . ".join(found[:OPTOUT_WITHIN]), key):
+        out.append(f"{WHERE} does not say how to object in its first {OPTOUT_WITHIN} sentences: "
+                   f"say early 'Pour ne plus être appelé, appuyez sur {key}'")
+    out += _consent_question(cfg, normalise(said))
+    out += _length(cfg, item, said)
+    return out
+
+
+def _consent_question(cfg: Config, said: str) -> list[str]:
+    f = cfg.flow
+    if _QUESTION.search(said) and mentions_key(said, f.yes_key) and mentions_key(said, f.no_key):
+        return []
+    return [f"{WHERE} does not ask the consent question with both keys: ask e.g. 'Acceptez-vous "
+            f"d'écouter mon message ? Pour oui, appuyez sur {f.yes_key}. Pour non, appuyez sur "
+            f"{f.no_key}.'"]
+
+
+def _length(cfg: Config, item: PromptSource, said: str) -> list[str]:
+    built = built_seconds(cfg, item)
+    seconds = built if built is not None else estimated_seconds(said)
+    how = "built" if built is not None else f"estimated at {WORDS_PER_SECOND:g} words/s"
+    if seconds <= cfg.prompts.intro_max_s:
+        return []
+    return [f"{WHERE} lasts {seconds:.1f} s ({how}), more than prompts.intro_max_s = "
+            f"{cfg.prompts.intro_max_s:g} s: shorten it; the message comes after the consent"]
+
+
+def slot_problems(cfg: Config) -> list[tuple[str, str]]:
+    """(severity, message) about the time slot asked with the consent (flow.ask_slot)."""
+    if not cfg.flow.ask_slot:
+        return [("warning", "flow.ask_slot is false: the CNIL expects the consent to name a "
+                 "time slot; set it to true (and give prompts.items.slot_question)")]
+    if "slot_question" not in cfg.prompts.items:
+        return [("error", "prompts.items.slot_question is missing while flow.ask_slot is true: "
+                 "add the slot question, or set flow.ask_slot: false")]
+    return []
