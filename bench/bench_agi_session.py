@@ -3,7 +3,8 @@
 A peer process plays Asterisk's side of FastAGI (headers, then one canned result per command:
 a key during the intro, the other prompts played to the end) for N sessions, C at a time,
 against the real AgiApplication + IvrHandler + SafeWriter and a WAL store file. No PBX, no
-AMI: this is the floor that the FastAGI design costs per call, to read next to the
+AMI: this is the floor that the FastAGI design costs per call (the session gate of issue 19
+included: each session carries its attempt's token and channel id), to read next to the
 end-to-end `cpu_ms_per_call` of bench_ivr.py (where Asterisk competes for the same 2 cores).
 
 `--bare` measures the floor under that: a bare asyncio Protocol that reads the headers and sends
@@ -30,7 +31,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ivr import app as controller
+from ivr.callflow.agi_gate import SessionGate
 from ivr.callflow.agi_ivr import IvrHandler
+from ivr.campaign.nodes import InFlight
+from ivr.telephony.agi_auth import new_token, token_hash
 from ivr.telephony.fastagi import AgiApplication, serve
 from ivr.callflow.flow import FlowOptions
 from ivr.store.safe_writes import SafeWriter
@@ -39,20 +43,22 @@ from ivr.store.sqlite import Store, utc
 HEADERS = "".join(f"{k}: {v}\n" for k, v in {
     "agi_network": "yes", "agi_network_script": "ivr", "agi_request": "agi://127.0.0.1/ivr",
     "agi_channel": "Local/+33199000010@ivr-sim-00000001;1", "agi_language": "fr",
-    "agi_type": "Local", "agi_uniqueid": "ivr-bench-{i}", "agi_version": "22.0.0",
+    "agi_type": "Local", "agi_uniqueid": "{uid}", "agi_version": "22.0.0",
     "agi_callerid": "+33100000000", "agi_calleridname": "Bench", "agi_callingpres": "0",
     "agi_callingani2": "0", "agi_callington": "0", "agi_callingtns": "0", "agi_dnid": "unknown",
     "agi_rdnis": "unknown", "agi_context": "ivr-outbound", "agi_extension": "s",
     "agi_priority": "4", "agi_enhanced": "0.0", "agi_accountcode": "",
-    "agi_threadid": "140000000000", "agi_arg_1": "{call_id}", "agi_arg_2": ""}.items()) + "\n"
+    "agi_threadid": "140000000000", "agi_arg_1": "{call_id}", "agi_arg_2": "",
+    "agi_arg_3": "{token}"}.items()) + "\n"
 
 PEER = r'''
 import asyncio, sys
 port, conc, headers = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-ids = [int(x) for x in sys.stdin.read().split()]
-async def session(i, call_id):
+rows = [line.split(" ") for line in sys.stdin.read().splitlines()]
+async def session(i, row):
+    call_id, uid, token = row
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(headers.format(i=i, call_id=call_id).encode())
+    writer.write(headers.format(i=i, call_id=call_id, uid=uid, token=token).encode())
     n = 0
     while await reader.readline():
         n += 1  # intro: key 1 (49); message, legal, goodbye: played to the end
@@ -63,7 +69,7 @@ async def main():
     async def one(i, c):
         async with gate:
             await session(i, c)
-    await asyncio.gather(*(one(i, c) for i, c in enumerate(ids)))
+    await asyncio.gather(*(one(i, r) for i, r in enumerate(rows)))
 asyncio.run(main())
 '''
 
@@ -110,7 +116,10 @@ def cpu() -> tuple[float, float]:
     return r.ru_utime, r.ru_stime
 
 
-async def run_bare(ids: list[int], concurrency: int, port: int) -> dict[str, float]:
+Session = tuple[int, str, str]  # call id, channel id (agi_uniqueid), token
+
+
+async def run_bare(ids: list[Session], concurrency: int, port: int) -> dict[str, float]:
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
     counter = [0]
@@ -121,13 +130,14 @@ async def run_bare(ids: list[int], concurrency: int, port: int) -> dict[str, flo
     return result
 
 
-async def _drive_peer(ids: list[int], concurrency: int, port: int,
+async def _drive_peer(ids: list[Session], concurrency: int, port: int,
                       done: asyncio.Event) -> dict[str, float]:
     peer = await asyncio.create_subprocess_exec(
         sys.executable, "-c", PEER, str(port), str(concurrency), HEADERS,
         stdin=subprocess.PIPE)
     (u0, s0), t0 = cpu(), asyncio.get_running_loop().time()
-    peer.stdin.write(" ".join(map(str, ids)).encode())  # type: ignore[union-attr]
+    rows = "\n".join(" ".join(map(str, row)) for row in ids)
+    peer.stdin.write(rows.encode())  # type: ignore[union-attr]
     peer.stdin.close()  # type: ignore[union-attr]
     await asyncio.wait_for(done.wait(), 600)
     (u1, s1), t1 = cpu(), asyncio.get_running_loop().time()
@@ -138,8 +148,11 @@ async def _drive_peer(ids: list[int], concurrency: int, port: int,
             "user_ms": (u1 - u0) / n * 1000, "sys_ms": (s1 - s0) / n * 1000}
 
 
-async def run(store: Store, ids: list[int], concurrency: int, port: int) -> dict[str, float]:
+async def run(store: Store, ids: list[Session], concurrency: int,
+              port: int) -> dict[str, float]:
     writer = SafeWriter(store.transaction)
+    # What the dialer would hold: every attempt in flight, by call id.
+    flights = {cid: InFlight(cid, uid, "+33199000010", "bench") for cid, uid, _ in ids}
     finished: list[int] = []
     done = asyncio.Event()
 
@@ -149,7 +162,8 @@ async def run(store: Store, ids: list[int], concurrency: int, port: int) -> dict
             done.set()
     handler = IvrHandler(store, {"intro": "i", "message": "m", "legal": "l", "goodbye": "g"},
                          FlowOptions(), lambda: datetime.now(timezone.utc),
-                         on_finished=on_finished, write=writer.write)
+                         on_finished=on_finished, write=writer.write,
+                         gate=SessionGate(store.call, flights, set()))
     app = AgiApplication()
     app.add_route("ivr", handler)
     server = await serve(app, "127.0.0.1", port)
@@ -158,6 +172,13 @@ async def run(store: Store, ids: list[int], concurrency: int, port: int) -> dict
     writer.flush()
     stored = store.one("SELECT COUNT(*) AS n FROM calls WHERE outcome = 'message_played'")
     return {"stored_message_played": stored["n"] if stored else 0, **result}
+
+
+def _attempt(store: Store, contact: dict, now: datetime) -> Session:
+    """An attempt with its token, as planning.claim makes one (only the hash is stored)."""
+    token = new_token()
+    row = store.create_attempt(contact, "bench", "+33100000000", now, token_hash(token))
+    return int(row["id"]), str(row["channel_id"]), token
 
 
 def main() -> None:
@@ -169,8 +190,8 @@ def main() -> None:
                         help="the floor: sockets and event loop only, no flow and no store")
     args = parser.parse_args()
     if args.bare:
-        result = controller.run(run_bare(list(range(args.sessions)), args.concurrency,
-                                         args.port))
+        bare = [(i, f"bare-{i}", "-") for i in range(args.sessions)]
+        result = controller.run(run_bare(bare, args.concurrency, args.port))
         print(json.dumps({"bare": True, **{k: round(v, 3) if isinstance(v, float) else v
                                            for k, v in result.items()}}, indent=2))
         return
@@ -180,8 +201,7 @@ def main() -> None:
         store.db.execute("INSERT INTO contacts (number, source, created_at, updated_at) "
                          "VALUES ('+33199000010', 'bench', ?, ?)", (utc(now), utc(now)))
         contact = store.one("SELECT * FROM contacts")
-        ids = [store.create_attempt(contact, "bench", "+33100000000", now)["id"]
-               for _ in range(args.sessions)]
+        ids = [_attempt(store, contact, now) for _ in range(args.sessions)]
         gc.freeze()  # as `ivr run` does after start
         result = controller.run(run(store, ids, args.concurrency, args.port))
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v

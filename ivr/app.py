@@ -17,9 +17,11 @@ import uvloop
 
 from ivr.campaign import run as campaign_run
 from ivr.callflow.agi_callback import CallbackHandler
+from ivr.callflow.agi_gate import SessionGate
 from ivr.callflow.agi_ivr import IvrHandler
 from ivr.campaign.clock import Clock
 from ivr.campaign.state import RunState, Snapshot
+from ivr.telephony.agi_auth import CALLBACK_SECRET_ENV, callback_secret_from_env
 from ivr.telephony.ami_node import AmiNode
 from ivr.telephony.fastagi import AgiApplication, serve
 from ivr.telephony.node import PbxNode
@@ -60,6 +62,18 @@ def ami_secret(cfg: Config) -> str:
         return Sandbox(cfg).ami_secret()
     raise PbxError("IVR_AMI_SECRET is not set: export the AMI secret of user "
                    f"{cfg.pbx.user!r} before running")
+
+
+def callback_secret(cfg: Config) -> str:
+    """The `callback` route's shared secret: the environment, else (sandbox) the file that
+    `ivr pbx up` writes into the sandbox's [globals] too."""
+    env = callback_secret_from_env()
+    if env:
+        return env
+    if cfg.pbx.mode == "sandbox":
+        return Sandbox(cfg).callback_secret()
+    raise PbxError(f"{CALLBACK_SECRET_ENV} is not set: export it, with the same value as "
+                   f"{CALLBACK_SECRET_ENV} in the [globals] of the PBX (README)")
 
 
 def flow_options(cfg: Config) -> FlowOptions:
@@ -145,13 +159,16 @@ def agi_app(cfg: Config, store: Store, dialer: Dialer, clock: Clock,
     """The FastAGI routes: the IVR (settling through the dialer) and the opposition line."""
     app = AgiApplication(allowed_peers=cfg.agi.allowed_peers)
     hashes = prompt_hashes(cfg) if hashes is None else hashes
+    # The second gate after allowed_peers: the attempt's token, in flight here, its channel.
+    gate = SessionGate(store.call, dialer.by_call, dialer.ivr_active)
     handler = IvrHandler(store, hashes, flow_options(cfg), clock.now,
                          retry_at=dialer.retry_at, on_finished=dialer.finished,
                          write=dialer.writer.write, on_pbx_fault=dialer.pbx_fault,
-                         pbx_went_down=dialer.pbx_went_down, active=dialer.ivr_active)
+                         pbx_went_down=dialer.pbx_went_down, gate=gate)
     app.add_route("ivr", handler)
     app.add_route("callback", CallbackHandler(store, cfg.default_region, clock.now,
-                                              write=dialer.writer.write))
+                                              write=dialer.writer.write,
+                                              secret=callback_secret(cfg)))
     return app
 
 
@@ -209,7 +226,8 @@ async def serve_forever(cfg: Config, store: Store, clock: Callable[[], datetime]
                         stop: asyncio.Event | None = None) -> None:
     """FastAGI only (the inbound opposition line between campaign runs), until Ctrl-C."""
     agi = AgiApplication(allowed_peers=cfg.agi.allowed_peers)
-    agi.add_route("callback", CallbackHandler(store, cfg.default_region, clock))
+    agi.add_route("callback", CallbackHandler(store, cfg.default_region, clock,
+                                              secret=callback_secret(cfg)))
     try:
         server = await serve(agi, cfg.agi.host, cfg.agi.port)
     except OSError as exc:

@@ -2,6 +2,7 @@
 first accepted session) and the session gate of the `ivr` route."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -10,10 +11,14 @@ import pytest
 
 from conftest import add_contact, make_config
 from ivr.callflow.agi_gate import Refused, SessionGate
+from ivr.callflow.agi_ivr import IvrHandler
+from ivr.callflow.flow import FlowOptions
 from ivr.campaign.planning import claim
 from ivr.store import Store
 from ivr.telephony import agi_auth
-from ivr.telephony.contract import ARG_CALL_ID, ARG_TOKEN
+from ivr.telephony.contract import ARG_AMD_STATUS, ARG_CALL_ID, ARG_TOKEN
+from ivr.telephony.fastagi import StreamResult
+from test_agi_ivr import Channel
 
 OPEN = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)
 NUM = "+33162000010"
@@ -125,3 +130,37 @@ def test_a_spent_token_is_refused_after_a_restart() -> None:
     rig.store.mark_answered(rig.id, OPEN)
     with pytest.raises(Refused, match="spent token"):
         rig.gate.admit(rig.headers())
+
+
+def _handler(rig: Rig, finished: list[int]) -> IvrHandler:
+    return IvrHandler(rig.store, {}, FlowOptions(), lambda: OPEN, on_finished=finished.append,
+                      gate=rig.gate)
+
+
+@pytest.mark.parametrize("change", [{ARG_TOKEN: "f" * 48}, {ARG_TOKEN: ""},
+                                    {"agi_uniqueid": "ivr-forged-1"}, {ARG_CALL_ID: "77"}])
+def test_a_forged_ivr_session_is_hung_up_and_writes_nothing(
+        change: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    rig, finished = Rig(), []
+    before = list(rig.store.db.conn.iterdump())
+    ch = Channel(StreamResult(digit="1", endpos=10), headers=rig.headers(
+        **{ARG_AMD_STATUS: "HUMAN"}, **change))
+    asyncio.run(_handler(rig, finished)(ch))
+    assert ch.calls == [("hangup", ())] and finished == []
+    assert list(rig.store.db.conn.iterdump()) == before
+    assert "session refused" in caplog.text and rig.token not in caplog.text
+
+
+def test_the_real_session_runs_and_its_replay_is_refused() -> None:
+    rig, finished = Rig(), []
+    handler = _handler(rig, finished)
+    asyncio.run(handler(Channel(headers=rig.headers(**{ARG_AMD_STATUS: "MACHINE"}))))
+    row = rig.store.call(rig.id)
+    assert row is not None and row["outcome"] == "machine" and row["token_hash"] is None
+    assert finished == [rig.id] and rig.active == set()
+    before = list(rig.store.db.conn.iterdump())
+    replay = Channel(StreamResult(digit="1", endpos=10),
+                     headers=rig.headers(**{ARG_AMD_STATUS: "HUMAN"}))
+    asyncio.run(handler(replay))
+    assert replay.calls == [("hangup", ())] and finished == [rig.id]
+    assert list(rig.store.db.conn.iterdump()) == before

@@ -12,7 +12,7 @@ import pytest
 from ivr.callflow.agi_callback import CallbackHandler
 from ivr.callflow.agi_ivr import PromptUnplayable, _play, _wait, hangup_cause
 from ivr.callflow.flow import DONE, HANGUP, Play, Result, WaitKey
-from ivr.telephony.contract import SOUNDS_DIR
+from ivr.telephony.contract import ARG_CALLBACK_SECRET, SOUNDS_DIR
 from ivr.telephony.fastagi import CHANNEL_UP, AgiHangup, StreamResult
 
 
@@ -47,6 +47,13 @@ class Channel:
     async def channel_status(self) -> int | None:
         self.calls.append(("channel_status", ()))
         return self.status
+
+    async def hangup(self) -> None:
+        self.calls.append(("hangup", ()))
+
+    @property
+    def writer(self) -> Any:  # the handlers log the peer of a refused session
+        return type("W", (), {"get_extra_info": staticmethod(lambda name: ("10.0.0.9", 1))})()
 
 
 def run(coro: Any) -> Any:
@@ -100,15 +107,18 @@ class OptOuts:
         self.added.append((number, via))
 
 
+SECRET = "callback-secret-0123456789"
+
+
 def _callback(ch: Channel) -> list[tuple[str, str]]:
     store = OptOuts()  # only add_optout is used: a stand-in for Store
     handler = CallbackHandler(store, "FR", lambda: datetime.now(timezone.utc),  # type: ignore
-                              timeout_s=4)
+                              timeout_s=4, secret=SECRET)
     run(handler(ch))
     return store.added
 
 
-CALLER = {"agi_callerid": "0199000077"}
+CALLER = {"agi_callerid": "0199000077", ARG_CALLBACK_SECRET: SECRET}
 OPTED = [("+33199000077", "phone-callback")]
 
 
@@ -131,7 +141,20 @@ def test_callback_stores_the_opposition_only_on_confirmation(script: tuple[Any, 
         assert ch.calls[-1] == ("stream_file", (f"{SOUNDS_DIR}/optout_confirm", ""))
 
 
+@pytest.mark.parametrize("given", [None, "", SECRET[:-1], SECRET + "x", SECRET.upper()])
+def test_a_callback_without_the_secret_is_hung_up_and_writes_nothing(
+        given: str | None, caplog: pytest.LogCaptureFixture) -> None:
+    headers = {"agi_callerid": "0199000077"}
+    if given is not None:
+        headers[ARG_CALLBACK_SECRET] = given
+    ch = Channel(StreamResult(digit="1", endpos=10), StreamResult(endpos=10), headers=headers)
+    assert _callback(ch) == []
+    assert ch.calls == [("hangup", ())]
+    assert "without the callback secret" in caplog.text and SECRET not in caplog.text
+
+
 def test_a_withheld_caller_hears_the_written_route() -> None:
-    ch = Channel(StreamResult(endpos=10), headers={"agi_callerid": "anonymous"})
+    ch = Channel(StreamResult(endpos=10), headers={"agi_callerid": "anonymous",
+                                                   ARG_CALLBACK_SECRET: SECRET})
     assert _callback(ch) == []
     assert ch.calls == [("stream_file", (f"{SOUNDS_DIR}/legal", ""))]

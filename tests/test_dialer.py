@@ -154,9 +154,12 @@ def test_originate_request_uses_the_dialplan_contract(tmp_path: Path) -> None:
     assert orig["Context"] == "ivr-outbound" and orig["Exten"] == "s"
     assert orig["ChannelId"] == call["channel_id"]
     assert orig["OtherChannelId"] == call["channel_id"] + "-2"
+    token = orig["Variable"].pop("IVR_TOKEN")  # issue 19: the attempt's secret, hex
     assert orig["Variable"] == {"CALL_ID": str(call["id"]), "IVR_AGI": agi_url, "IVR_AMD": "0"}
+    assert len(bytes.fromhex(token)) >= 16 and token not in repr(call)
     assert orig["Channel"] == f"Local/{fiction(10)}@ivr-sim"
     assert call["outcome"] == "message_played"
+    assert call["token_hash"] is None  # spent by the session that played the flow
 
 
 def test_refused_claim_sends_nothing(tmp_path: Path) -> None:

@@ -5,7 +5,9 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from ivr.telephony.contract import SOUNDS_DIR
+from ivr.callflow.agi_gate import hang_up_refused
+from ivr.telephony.agi_auth import secret_matches
+from ivr.telephony.contract import ARG_CALLBACK_SECRET, SOUNDS_DIR
 from ivr.telephony.fastagi import AgiHangup, AgiRequest
 from ivr.numbers import e164
 from ivr.store.sqlite import Store
@@ -22,18 +24,27 @@ def caller_e164(raw: str, default_region: str) -> str | None:
 
 
 class CallbackHandler:
-    """Route `callback` (contract.ROUTE_CALLBACK), keyed by the caller ID."""
+    """Route `callback` (contract.ROUTE_CALLBACK), keyed by the caller ID. Anyone who reaches
+    the FastAGI port can claim any caller ID, so a session must carry `secret` (the dialplan's
+    IVR_CALLBACK_SECRET) in ARG_CALLBACK_SECRET; otherwise it is hung up and writes nothing."""
 
     def __init__(self, store: Store, default_region: str, clock: Callable[[], datetime],
                  timeout_s: float = 5.0,
-                 write: Callable[[Callable[[], object]], None] = lambda fn: fn()) -> None:
+                 write: Callable[[Callable[[], object]], None] = lambda fn: fn(), *,
+                 secret: str) -> None:
         self.store = store
+        self.secret = secret
         self.write = write  # through the run's SafeWriter: a locked store loses nothing
         self.region = default_region
         self.clock = clock
         self.timeout_ms = int(timeout_s * 1000)
 
     async def __call__(self, req: AgiRequest) -> None:
+        if not secret_matches(req.headers.get(ARG_CALLBACK_SECRET, ""), self.secret):
+            log.warning("FastAGI callback: session without the callback secret from %r; "
+                        "hanging up", req.writer.get_extra_info("peername"))
+            await hang_up_refused(req)
+            return
         number = caller_e164(req.headers.get("agi_callerid", ""), self.region)
         if number is None:  # nothing to key the opposition on: give the written route
             await req.stream_file(f"{SOUNDS_DIR}/legal")

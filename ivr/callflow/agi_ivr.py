@@ -6,8 +6,8 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from ivr.callflow import outcomes
-from ivr.telephony.contract import (ARG_AMD_STATUS, ARG_CALL_ID, SOUNDS_DIR,
-                                    VAR_HANGUP_CAUSE)
+from ivr.callflow.agi_gate import Refused, SessionGate, hang_up_refused
+from ivr.telephony.contract import ARG_AMD_STATUS, SOUNDS_DIR, VAR_HANGUP_CAUSE
 from ivr.telephony.fastagi import CHANNEL_UP, AgiHangup, AgiRequest
 from ivr.callflow.flow import (DONE, HANGUP, FlowGen, FlowOptions, OptOutNow, Outcome, Play, Result,
                       WaitKey, call_flow)
@@ -116,7 +116,8 @@ async def hangup_cause(req: AgiRequest) -> str:
 
 class IvrHandler:
     """Route `ivr` (contract.ROUTE_IVR): ARG_CALL_ID is the CALL_ID (calls.id) written before
-    the Originate, ARG_AMD_STATUS the AMDSTATUS of the dialplan's AMD()."""
+    the Originate, ARG_AMD_STATUS the AMDSTATUS of the dialplan's AMD(), ARG_TOKEN the
+    attempt's token. `gate` admits a session (agi_gate.py); its `active` set is the dialer's."""
 
     def __init__(self, store: Store, hashes: dict[str, str], opts: FlowOptions,
                  clock: Callable[[], datetime],
@@ -124,8 +125,8 @@ class IvrHandler:
                  on_finished: Callable[[int], None] | None = None,
                  write: Callable[[Callable[[], object]], None] = lambda fn: fn(),
                  on_pbx_fault: Callable[[], None] = lambda: None,
-                 pbx_went_down: Callable[[], Awaitable[bool]] | None = None,
-                 active: set[int] | None = None) -> None:
+                 pbx_went_down: Callable[[], Awaitable[bool]] | None = None, *,
+                 gate: SessionGate) -> None:
         self.store = store
         self.hashes = hashes
         self.opts = opts
@@ -135,7 +136,8 @@ class IvrHandler:
         self.write = write  # outcomes go through the dialer's SafeWriter: never lost
         self.on_pbx_fault = on_pbx_fault
         self.pbx_went_down = pbx_went_down
-        self.active = active if active is not None else set()  # read by the dialer
+        self.gate = gate
+        self.active = gate.active  # read by the dialer
 
     async def _pbx_fault(self, req: AgiRequest) -> bool:
         """Cause 0 means a PBX teardown (shutdown, restart) or a SIP BYE that carried no
@@ -154,14 +156,14 @@ class IvrHandler:
         return record
 
     async def __call__(self, req: AgiRequest) -> None:
-        raw_id = req.headers.get(ARG_CALL_ID, "")
-        call = self.store.call(int(raw_id)) if raw_id.isdigit() else None
-        if call is None:
-            log.error("FastAGI ivr: unknown CALL_ID %r; hanging up", raw_id)
-            await req.hangup()
+        try:
+            call = self.gate.admit(req.headers)  # marks the call active
+        except Refused as exc:  # a forgery, a replay, a stale session: it writes nothing
+            log.warning("FastAGI ivr: session refused from %r: %s; hanging up",
+                        req.writer.get_extra_info("peername"), exc)
+            await hang_up_refused(req)
             return
         call_id = int(call["id"])
-        self.active.add(call_id)
         try:
             await self._run(req, call, call_id)
         finally:

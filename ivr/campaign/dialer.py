@@ -141,7 +141,7 @@ class Dialer:
         self.by_call[flight.call_id] = flight
         self.idle.clear()
         try:
-            await ns.node.originate(self._request(channel, flight))
+            await ns.node.originate(self._request(channel, flight, claim.token or ""))
         except OriginateRefused as exc:
             log.warning("Originate for call %s refused: %s", flight.call_id, exc)
             if exc.shutting_down:  # the node is going away: its fault, retried after a hold
@@ -157,14 +157,16 @@ class Dialer:
         self.originated += 1
         return claim
 
-    def _request(self, channel: str, flight: InFlight) -> OriginateRequest:
+    def _request(self, channel: str, flight: InFlight, token: str) -> OriginateRequest:
+        """The token goes only here (never logged): the dialplan hands it to the AGI."""
         return OriginateRequest(
             channel=channel, channel_id=flight.channel_id, caller_id=self.caller_id,
             timeout_ms=int(self.cfg.dialer.ring_timeout_s * 1000),
             context=contract.OUTBOUND_CONTEXT, exten=contract.OUTBOUND_EXTEN,
             variables={contract.VAR_CALL_ID: str(flight.call_id),
                        contract.VAR_AGI_URL: self.agi_url,
-                       contract.VAR_AMD: "1" if self.cfg.dialer.amd else "0"})
+                       contract.VAR_AMD: "1" if self.cfg.dialer.amd else "0",
+                       contract.VAR_TOKEN: token})
 
     # -- events -------------------------------------------------------------------------------
     async def consume(self, ns: NodeState) -> None:

@@ -43,6 +43,7 @@ class InFlight:
     cause: int | None = None
     reason: int | None = None  # Asterisk's reason code of a failed Originate
     unsure: bool = False       # Originate sent, reply lost: only reconciliation may settle it
+    session_opened: bool = False  # its AGI token was spent by an accepted session (agi_gate)
     settle: Timer | None = field(default=None, repr=False)
 
 

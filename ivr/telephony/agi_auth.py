@@ -9,10 +9,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
+
+from ivr.errors import ConfigError
 
 TOKEN_BYTES = 24  # 192 bits from `secrets`; hex, so it is safe in any dialplan or AGI argument
 CALLBACK_SECRET_ENV = "IVR_CALLBACK_SECRET"  # the controller's copy of the dialplan global
+# It travels as an AGI argument: no comma, quote or space; long enough not to be guessed.
+_SECRET_FORM = re.compile(r"[A-Za-z0-9_.+-]{16,}")
 
 
 def new_token() -> str:
@@ -42,4 +47,8 @@ def secret_matches(given: str, expected: str) -> bool:
 
 def callback_secret_from_env() -> str | None:
     """IVR_CALLBACK_SECRET of the controller's environment, None when unset or empty."""
-    return os.environ.get(CALLBACK_SECRET_ENV) or None
+    value = os.environ.get(CALLBACK_SECRET_ENV) or None
+    if value is not None and not _SECRET_FORM.fullmatch(value):
+        raise ConfigError(f"{CALLBACK_SECRET_ENV} must be 16 or more letters, digits or - _ . + "
+                          "(it is passed as an AGI argument)")
+    return value

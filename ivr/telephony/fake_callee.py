@@ -16,7 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ivr.telephony.contract import (EVENT_FAILSAFE, FAILSAFE_CALL_ID, OUTBOUND_CONTEXT,
-                                    OUTBOUND_EXTEN, ROUTE_IVR, VAR_AGI_URL, VAR_AMD, VAR_CALL_ID)
+                                    OUTBOUND_EXTEN, ROUTE_IVR, VAR_AGI_URL, VAR_AMD, VAR_CALL_ID,
+                                    VAR_TOKEN)
 from ivr.telephony.node import LOCAL_OTHER
 
 DEAD = "511 Command Not Permitted on a dead channel or intercept routine"
@@ -195,8 +196,9 @@ class AgiLeg:
 
 
 def agi_headers(*, url: str, channel: str, uniqueid: str, caller_id: str, call_id: str,
-                amd: str) -> dict[str, str]:
-    """The headers Asterisk sends first, for AGI(url,CALL_ID,AMDSTATUS) in [ivr-outbound]."""
+                amd: str, token: str = "") -> dict[str, str]:
+    """The headers Asterisk sends first, for AGI(url,CALL_ID,AMDSTATUS,IVR_TOKEN) in
+    [ivr-outbound] (an empty argument is still sent, as Asterisk does)."""
     m = re.fullmatch(r'\s*"?([^"<]*)"?\s*<([^>]*)>\s*', caller_id)
     name, number = (m.group(1).strip(), m.group(2)) if m else ("", caller_id)
     return {"agi_network": "yes", "agi_network_script": url.rsplit("/", 1)[-1],
@@ -207,7 +209,7 @@ def agi_headers(*, url: str, channel: str, uniqueid: str, caller_id: str, call_i
             "agi_callingtns": "0", "agi_dnid": "unknown", "agi_rdnis": "unknown",
             "agi_context": OUTBOUND_CONTEXT, "agi_extension": OUTBOUND_EXTEN, "agi_priority": "6",
             "agi_enhanced": "0.0", "agi_accountcode": "", "agi_threadid": "1",
-            "agi_arg_1": call_id, "agi_arg_2": amd}
+            "agi_arg_1": call_id, "agi_arg_2": amd, "agi_arg_3": token}
 
 
 class Player:
@@ -256,7 +258,8 @@ class Player:
         headers = agi_headers(url=url, channel=call.name(1), uniqueid=call.channel_id,
                               caller_id=str(call.fields.get("CallerID", "")),
                               call_id=call.variables.get(VAR_CALL_ID, ""),
-                              amd=call.callee.amd if call.variables.get(VAR_AMD) == "1" else "")
+                              amd=call.callee.amd if call.variables.get(VAR_AMD) == "1" else "",
+                              token=call.variables.get(VAR_TOKEN, ""))
         leg = AgiLeg(call, headers, on_callee_hangup=lambda: self.callee_hangs_up(call))
         if await leg.run(url) or not self.failsafe:
             return False

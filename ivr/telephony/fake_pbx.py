@@ -25,7 +25,8 @@ What it plays, per Originate (Async, as the controller sends it):
   (ChannelId), then OriginateResponse Failure with the Reason (Asterisk's last control frame:
   busy 5/cause 17, congestion 8/34, no answer 3/19, failed 0/cause);
 - answered: OriginateResponse Success (Reason 4), then Asterisk's side of FastAGI at IVR_AGI
-  (agi_arg_1 = CALL_ID, agi_arg_2 = the callee's amd when IVR_AMD=1); the Hangups (cause 16)
+  (agi_arg_1 = CALL_ID, agi_arg_2 = the callee's amd when IVR_AMD=1, agi_arg_3 = IVR_TOKEN,
+  as ivr-outbound.conf passes them); the Hangups (cause 16)
   when the session ends, the callee's half first if the callee hung up. A refused FastAGI
   connection takes the dialplan's failsafe: UserEvent IvrFailsafe (CallId, Status: FAILURE)
   then Hangup cause 41 (failsafe=False: a plain Hangup, cause 16);

@@ -44,7 +44,8 @@ class OriginateRequest:
     timeout_ms: int
     context: str
     exten: str
-    variables: dict[str, str] = field(default_factory=dict)
+    # Holds the attempt's AGI token: kept out of repr, so no log line can carry it.
+    variables: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def other_channel_id(self) -> str:

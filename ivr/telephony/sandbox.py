@@ -20,8 +20,9 @@ from pathlib import Path
 
 from ivr.telephony.ami import WANTED_EVENTS
 from ivr.config import Config
-from ivr.telephony.contract import (GLOBAL_AGI_URL, SIM_AFTER_INTRO_S, SIM_EARLY_S, SIM_REASK_S,
-                                    SIM_SOUNDS_DIR, agi_url)
+from ivr.telephony.agi_auth import callback_secret_from_env
+from ivr.telephony.contract import (GLOBAL_AGI_URL, GLOBAL_CALLBACK_SECRET, SIM_AFTER_INTRO_S,
+                                    SIM_EARLY_S, SIM_REASK_S, SIM_SOUNDS_DIR, agi_url)
 from ivr.errors import SandboxError
 from ivr.telephony.sip_trunk import sandbox_pjsip_conf
 
@@ -45,6 +46,7 @@ res_pjsip_logger res_pjsip_nat res_pjsip_pubsub res_pjsip_registrar res_pjsip_ac
 AMI_READ = "call,user,originate,system"   # system: FullyBooted/Shutdown, to notice restarts
 MONITOR_EVENTS = ("DTMFEnd", "Hangup", "OriginateResponse")
 AMI_WRITE = "originate,call,reporting"          # Originate, Hangup, CoreShowChannels
+SECRET_CONFS = ("manager.conf", "extensions.conf")  # AMI secret, callback secret: mode 0600
 
 
 @dataclass
@@ -119,14 +121,22 @@ class Sandbox:
         return f"{self.cfg.pbx.user}-monitor"
 
     def ami_secret(self) -> str:
-        env = os.environ.get("IVR_AMI_SECRET")
+        return self._secret(os.environ.get("IVR_AMI_SECRET"), self.secret_file)
+
+    def callback_secret(self) -> str:
+        """The `callback` route's secret: IVR_CALLBACK_SECRET, else one generated once per
+        sandbox (the controller reads the same file: app.callback_secret)."""
+        return self._secret(callback_secret_from_env(), self.state / "callback_secret")
+
+    def _secret(self, env: str | None, path: Path) -> str:
+        """From the environment, else a 0600 file of the sandbox dir, made on first use."""
         if env:
             return env
-        if self.secret_file.exists():
-            return self.secret_file.read_text().strip()
+        if path.exists():
+            return path.read_text().strip()
         self.state.mkdir(parents=True, exist_ok=True)
         value = secrets.token_urlsafe(24)
-        fd = os.open(self.secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(value)
         return value
@@ -150,9 +160,9 @@ class Sandbox:
         for name, text in self._conf_files(sim_timing or {}).items():
             path = etc / name
             path.unlink(missing_ok=True)
-            # manager.conf holds the AMI secret: created 0600, never readable in between
+            # manager.conf and extensions.conf hold secrets: created 0600, never readable
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                         0o600 if name == "manager.conf" else 0o644)
+                         0o600 if name in SECRET_CONFS else 0o644)
             with os.fdopen(fd, "w") as fh:
                 fh.write(text)
         self._sim_sounds()
@@ -215,6 +225,8 @@ class Sandbox:
             # The inbound opposition line (and an outbound call without IVR_AGI) reaches the
             # controller here: from the config, so any agi.port works.
             GLOBAL_AGI_URL: agi_url(self.cfg.agi.host, self.cfg.agi.port),
+            # The secret the opposition line passes to the `callback` route.
+            GLOBAL_CALLBACK_SECRET: self.callback_secret(),
             # Delays counted from 1 s after the callee's "allo" (when AMD has decided and
             # the intro starts): "during the introduction" lands 2 s into it, "after" about
             # 1 s after it ended.

@@ -115,7 +115,7 @@ def test_silent_callee_stays_on_the_line(observed: dict) -> None:
 
 def test_pbx_cli_reaches_the_sandbox(pbx_cfg: Config) -> None:
     out = Sandbox(pbx_cfg).cli("dialplan show ivr-outbound")
-    assert "AGI(${IVR_AGI}/ivr,${CALL_ID},${AMDSTATUS})" in out
+    assert "AGI(${IVR_AGI}/ivr,${CALL_ID},${AMDSTATUS},${IVR_TOKEN})" in out
     assert "Set(AGISIGHUP=no)" in out
 
 
