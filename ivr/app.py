@@ -15,12 +15,14 @@ from typing import Any, TypeVar
 
 import uvloop
 
+from ivr.campaign import deadline
 from ivr.campaign import run as campaign_run
 from ivr.callflow.agi_callback import CallbackHandler
 from ivr.callflow.agi_gate import SessionGate
 from ivr.callflow.agi_ivr import IvrHandler
 from ivr.campaign.clock import Clock
 from ivr.campaign.state import RunState, Snapshot
+from ivr.campaign.stopping import Interrupted, Stopper
 from ivr.telephony.agi_auth import CALLBACK_SECRET_ENV, callback_secret_from_env
 from ivr.telephony.ami_node import AmiNode
 from ivr.telephony.fastagi import AgiApplication, serve
@@ -37,6 +39,7 @@ from ivr.store.sqlite import Store
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 NODE_NAME = "pbx"  # the one node of cfg.pbx; recorded in calls.node
+CLOSE_TIMEOUT_S = 2.0
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
@@ -88,6 +91,12 @@ def prompt_hashes(cfg: Config) -> dict[str, str]:
     return {k: v["sha256"] for k, v in load_manifest(cfg)["prompts"].items()}
 
 
+def call_deadline_s(cfg: Config) -> float:
+    """The longest possible call, from the prompts' durations in the manifest (a prompt it
+    lacks counts as prompts.max_duration_s); computed once per run."""
+    return deadline.longest_call_s(cfg, sandbox_sim_timing(cfg))
+
+
 def build_node(cfg: Config) -> PbxNode:
     """The PBX node of `cfg.pbx`: one Asterisk over AMI. Its name is stored with each attempt,
     so it stays "pbx" across runs (reconciliation asks a node for its own attempts only)."""
@@ -115,7 +124,10 @@ class Controller:
         for pump in self.pumps:
             pump.cancel()
         self.server.close()
-        await self.server.wait_closed()
+        try:  # bounded: a stop must end whatever the peers do
+            await asyncio.wait_for(self.server.wait_closed(), CLOSE_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            log.warning("FastAGI server not closed within %g s", CLOSE_TIMEOUT_S)
         self.node.close()
 
 
@@ -136,7 +148,7 @@ async def start(cfg: Config, store: Store, clock: Clock | None = None, agi: bool
 async def _start(cfg: Config, store: Store, clock: Clock, agi: bool, node: PbxNode,
                  hashes: dict[str, str] | None) -> Controller:
     agi_url = f"agi://{cfg.agi.host}:{cfg.agi.port}"
-    dialer = Dialer(cfg, store, node, clock, agi_url)
+    dialer = Dialer(cfg, store, node, clock, agi_url, deadline_s=call_deadline_s(cfg))
     app = agi_app(cfg, store, dialer, clock, hashes)
     try:
         server = await serve(app, cfg.agi.host, cfg.agi.port) if agi else None
@@ -151,6 +163,7 @@ async def _start(cfg: Config, store: Store, clock: Clock, agi: bool, node: PbxNo
         server.close()
         raise
     pumps = [asyncio.create_task(dialer.consume(ns)) for ns in dialer.nodes.values()]
+    pumps.append(asyncio.create_task(deadline.watch(dialer)))
     return Controller(cfg, store, node, dialer, app, server, pumps, clock)
 
 
@@ -207,17 +220,23 @@ async def _run_campaign(cfg: Config, store: Store, on_tick: Callable[[Controller
     # Modules, phone-number metadata and holiday tables live for the whole run: keep them out
     # of every garbage collection, which would otherwise rescan them as calls come and go.
     gc.freeze()
-    stop = stop or asyncio.Event()
-    hard = asyncio.Event()
-    install_signals(stop, hard)
+    stopper = Stopper(stop)  # Ctrl-C and SIGTERM: a graceful stop, then a hard one
+    stopper.install()
     state = RunState(cfg.campaign.name, store, clock, max_concurrent=cfg.dialer.max_concurrent,
                      nodes=ctl.dialer.node_snapshots)
     if on_snapshot is not None:
         state.subscribe(on_snapshot)
     try:
-        report = await campaign_run.run(cfg, store, ctl.dialer, clock, stop, hard, state,
-                                        on_tick=lambda: on_tick(ctl))
+        task = asyncio.ensure_future(campaign_run.run(
+            cfg, store, ctl.dialer, clock, stopper.stop, stopper.hard, state,
+            on_tick=lambda: on_tick(ctl)))
+        report = await stopper.until_done(task)
+        left = ctl.dialer.in_flight()
+        if left:  # a hard stop gave up on them (PBX away): not a clean end
+            raise Interrupted(f"stopped with {left} call(s) still open: the next `ivr run` "
+                              "reconciles them")
     finally:
+        stopper.close()
         await ctl.close()
     return report, ctl
 

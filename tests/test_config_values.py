@@ -27,6 +27,16 @@ def test_ring_timeout_out_of_bounds(value: float) -> None:
     refused({"dialer": {"ring_timeout_s": value}}, "dialer.ring_timeout_s")
 
 
+@pytest.mark.parametrize("value", [-1, 0, "soon"])
+def test_drain_timeout_must_be_positive(value: Any) -> None:
+    refused({"dialer": {"drain_timeout_s": value}}, "dialer.drain_timeout_s")
+
+
+def test_drain_timeout_defaults_to_the_longest_call() -> None:
+    assert config.from_dict({}).dialer.drain_timeout_s is None  # deadline.longest_call_s
+    assert config.from_dict({"dialer": {"drain_timeout_s": 0.5}}).dialer.drain_timeout_s == 0.5
+
+
 @pytest.mark.parametrize("value", [-3, 0, 61])
 def test_input_timeout_out_of_bounds(value: float) -> None:
     refused({"flow": {"input_timeout_s": value}}, "flow.input_timeout_s")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,12 +33,14 @@ log = logging.getLogger(__name__)
 CAUSE_GRACE_S = 1.0     # wait this long for a Hangup cause after a vague failed Originate
 ANSWERED_GRACE_S = 3.0  # an answered call whose IVR never reported is an `error` after this
 RECONCILE_RETRY_S = 2.0
+HANGUP_ALL_S = 3.0      # a stop's hang-up of every call waits this long at most
 
 
 class Dialer:
     def __init__(self, cfg: Config, store: Store, nodes: PbxNode | Iterable[PbxNode],
-                 clock: Clock, agi_url: str) -> None:
+                 clock: Clock, agi_url: str, deadline_s: float = math.inf) -> None:
         self.cfg = cfg
+        self.deadline_s = deadline_s  # the longest possible call (deadline.longest_call_s)
         self.store = store
         self.clock = clock
         self.agi_url = agi_url
@@ -136,7 +139,8 @@ class Dialer:
         if claim.call is None:
             return claim
         call = claim.call
-        flight = InFlight(int(call["id"]), call["channel_id"], contact["number"], ns.name)
+        flight = InFlight(int(call["id"]), call["channel_id"], contact["number"], ns.name,
+                          deadline=self.clock.monotonic() + self.deadline_s)
         ns.calls[flight.channel_id] = flight
         self.by_call[flight.call_id] = flight
         self.idle.clear()
@@ -345,7 +349,8 @@ class Dialer:
         if alive:
             if flight is None:
                 flight = InFlight(call_id, channel_id, call["number"], ns.name,
-                                  answered=call["answered_at"] is not None)
+                                  answered=call["answered_at"] is not None,
+                                  deadline=self.clock.monotonic() + self.deadline_s)
                 ns.calls[channel_id] = flight
                 self.by_call[call_id] = flight
                 self.idle.clear()
@@ -372,10 +377,18 @@ class Dialer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def hangup_all(self) -> None:
-        for ns in self.nodes.values():
-            for channel_id in list(ns.calls):
-                try:
-                    await ns.node.hangup(channel_id)
-                except Exception as exc:  # the channel may already be gone
-                    log.info("hangup %s on %s: %s", channel_id, ns.name, exc)
+    async def hangup_all(self, timeout_s: float = HANGUP_ALL_S) -> None:
+        """Hang up every call in flight, all at once and for timeout_s at most: a node that
+        does not answer must not hold up a stop."""
+        jobs = [asyncio.ensure_future(self._hangup(ns, channel_id))
+                for ns in self.nodes.values() for channel_id in list(ns.calls)]
+        if jobs:
+            _, late = await asyncio.wait(jobs, timeout=timeout_s)
+            for job in late:
+                job.cancel()
+
+    async def _hangup(self, ns: NodeState, channel_id: str) -> None:
+        try:
+            await ns.node.hangup(channel_id)
+        except Exception as exc:  # the channel may already be gone
+            log.info("hangup %s on %s: %s", channel_id, ns.name, exc)

@@ -2,6 +2,7 @@
 and the checks on what goes into an Originate."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -43,6 +44,7 @@ class InFlight:
     cause: int | None = None
     reason: int | None = None  # Asterisk's reason code of a failed Originate
     unsure: bool = False       # Originate sent, reply lost: only reconciliation may settle it
+    deadline: float = math.inf  # clock.monotonic() past which the call is settled (deadline.py)
     session_opened: bool = False  # its AGI token was spent by an accepted session (agi_gate)
     settle: Timer | None = field(default=None, repr=False)
 

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 IDLE_REPLAN_S = 5.0   # with calls in flight and nobody due, re-plan at least this often
 CAPACITY_POLL_S = 1.0  # while full, look at the stop event at least this often
 NODE_BACK_S = 5.0     # while no node takes calls, wait this long for one before re-planning
+HANGUP_GRACE_S = 5.0  # after the hard stop's hang-up, calls get this long to report their end
 
 
 @dataclass
@@ -43,6 +44,8 @@ class CampaignRun:
         self.report = RunReport()
         self.interval = 1.0 / cfg.dialer.calls_per_second
         self.next_slot = clock.monotonic()
+        # The drain's bound: the config's, else the longest possible call (the deadline).
+        self.drain_s = cfg.dialer.drain_timeout_s or dialer.deadline_s
 
     async def __call__(self) -> RunReport:
         while not self.stop.is_set():
@@ -159,19 +162,30 @@ class CampaignRun:
 
     # -- stopping -------------------------------------------------------------------------------
     async def _drain(self) -> None:
-        """Let calls in flight finish; a second Ctrl-C (hard stop) hangs them up."""
+        """Let calls in flight finish, for dialer.drain_timeout_s at most; then, or on a hard
+        stop (second Ctrl-C / SIGTERM), hang them up. What still has not ended HANGUP_GRACE_S
+        after the hang-up is left to the next run's reconciliation."""
         dialer = self.dialer
+        limit = self.clock.monotonic() + self.drain_s
+        hung_up_at: float | None = None
         while dialer.in_flight() or dialer.writer.pending:
-            if self._give_up():
+            if not self.hard_stop.is_set() and self.clock.monotonic() >= limit:
+                log.warning("calls still in flight after dialer.drain_timeout_s (%g s): "
+                            "hanging them up", self.drain_s)
+                self.hard_stop.set()
+            if self._give_up(hung_up_at):
                 break
-            if self.hard_stop.is_set():
+            if self.hard_stop.is_set() and hung_up_at is None:
+                hung_up_at = self.clock.monotonic()
                 await dialer.hangup_all()
-                self.hard_stop.clear()
             dialer.changed.clear()
-            await self.clock.wait(dialer.changed, self.hard_stop, timeout=1.0)
+            wake = (dialer.changed,) if hung_up_at is not None else (dialer.changed,
+                                                                      self.hard_stop)
+            await self.clock.wait(*wake, timeout=min(1.0, max(limit - self.clock.monotonic(),
+                                                              0.05)))
             self._tick()
 
-    def _give_up(self) -> bool:
+    def _give_up(self, hung_up_at: float | None) -> bool:
         """On a hard stop, what cannot be finished now is left to the next run."""
         dialer = self.dialer
         if not self.hard_stop.is_set():
@@ -184,6 +198,10 @@ class CampaignRun:
             log.error("%d outcome(s) not written (%s): those attempts will be reconciled as "
                       "`error` by the next run", len(dialer.writer.pending),
                       dialer.writer.problem)
+            return True
+        if hung_up_at is not None and self.clock.monotonic() - hung_up_at >= HANGUP_GRACE_S:
+            log.error("%d call(s) did not end after the hang-up: stopping; the next run "
+                      "reconciles them", dialer.in_flight())
             return True
         return False
 
