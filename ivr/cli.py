@@ -163,7 +163,7 @@ def contacts() -> None:
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--source", required=True, help="List name: its provenance is stored.")
 @click.option("--basis", default=None,
-              help="Acquisition basis, e.g. consent, member_file, rented_file.")
+              help="Acquisition basis (required): consent, member_file or rented_file.")
 @click.option("--acquired-on", default=None, help="When the list was acquired (YYYY-MM-DD).")
 @pass_ctx
 def contacts_import(ctx: Ctx, file: Path, source: str, basis: str | None,
@@ -172,6 +172,7 @@ def contacts_import(ctx: Ctx, file: Path, source: str, basis: str | None,
     from ivr.records.contacts import import_csv
     report = import_csv(ctx.store(), file, source=source, basis=basis, acquired_on=acquired_on,
                         default_region=ctx.cfg.default_region, now=now(),
+                        allow_countries=frozenset(ctx.cfg.contacts.allow_countries),
                         log=lambda m: err_console.print(m, highlight=False))
     for line, reason in report.rejected:
         err_console.print(f"rejected line {line}: {reason}", highlight=False, markup=False)

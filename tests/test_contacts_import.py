@@ -10,6 +10,11 @@ from typing import Any
 
 import pytest
 
+from conftest import add_contact
+
+BAD_REASON = ("'bad': not a valid phone number: write it in national (06 12 34 56 78) or "
+              "international (+33 6 12 34 56 78) form")
+
 from ivr.records import contacts
 from ivr.records.contacts import LATIN1_WARNING, ImportReport, e164, import_csv, import_optouts
 from ivr.errors import ImportFileError
@@ -82,12 +87,13 @@ def test_rejected_rows_have_line_numbers_and_valid_rows_still_import(
     ))
     report = run(store, path)
     assert report.rejected == [
-        (3, "'12345' is not a valid phone number"),
+        (3, "'12345': not a valid phone number: check the digits and the country code"),
         (4, "no number"),
         (6, "time zone 'Mars/Olympus' is unknown: use an IANA name such as Europe/Paris"),
         (7, "4 fields where the header has 3: check the quoting and the delimiter"),
-        (10, "'not a number' is not a valid phone number"),
-        (12, "'999' is not a valid phone number"),
+        (10, "'not a number': not a valid phone number: write it in national (06 12 34 56 78) "
+             "or international (+33 6 12 34 56 78) form"),
+        (12, "'999': not a valid phone number: check the digits and the country code"),
     ]
     assert report.rejected_total == 6
     found = by_number(store)
@@ -161,9 +167,9 @@ def test_source_basis_and_acquisition_date_are_stored(store: Store, tmp_path: Pa
 
 
 def test_acquisition_date_defaults_to_today(store: Store, tmp_path: Path) -> None:
-    run(store, write(tmp_path, "number\n01 99 00 00 10\n"), acquired_on=None, basis=None)
+    run(store, write(tmp_path, "number\n01 99 00 00 10\n"), acquired_on=None)
     (row,) = rows(store)
-    assert row["acquired_on"] == "2025-03-04" and row["basis"] is None
+    assert row["acquired_on"] == "2025-03-04" and row["basis"] == "consent"
 
 
 @pytest.mark.parametrize("source", ["", "   "])
@@ -213,7 +219,7 @@ def test_in_file_duplicates_fill_blanks_and_never_overwrite(store: Store, tmp_pa
 def test_existing_contact_is_merged_keeping_source_and_status(store: Store,
                                                                tmp_path: Path) -> None:
     run(store, write(tmp_path, "number,name,ville\n01 99 00 00 10,,Paris\n01 99 00 00 11,Bo,\n"),
-        source="list-a", basis=None, acquired_on="2025-01-01")
+        source="list-a", basis="member_file", acquired_on="2025-01-01")
     store.db.execute("UPDATE contacts SET status = 'done' WHERE number = '+33199000010'")
     before = by_number(store)
     second = write(tmp_path, "number,name,timezone,ville,age\n"
@@ -227,7 +233,7 @@ def test_existing_contact_is_merged_keeping_source_and_status(store: Store,
     assert (merged["name"], merged["timezone"]) == ("Alice", "Europe/Paris")
     assert json.loads(merged["extra"]) == {"ville": "Paris", "age": "42"}
     assert (merged["source"], merged["basis"], merged["acquired_on"]) == (
-        "list-a", None, "2025-01-01")  # provenance of the first list stays
+        "list-a", "member_file", "2025-01-01")  # provenance of the first list stays
     assert merged["status"] == "done"  # not reset to pending
     assert merged["created_at"] == before["+33199000010"]["created_at"]
     assert merged["updated_at"] == "2025-03-06T09:30:00.000Z"
@@ -238,7 +244,7 @@ def test_existing_contact_is_merged_keeping_source_and_status(store: Store,
 
 def test_basis_given_late_for_the_same_list_fills_it(store: Store, tmp_path: Path) -> None:
     path = write(tmp_path, "number\n01 99 00 00 10\n")
-    run(store, path, basis=None)
+    add_contact(store, "+33199000010", at=NOW, source="list-a")  # imported before --basis
     report = run(store, path, basis="consent", now=LATER)
     assert rows(store)[0]["basis"] == "consent" and report.merged == 1
 
@@ -298,7 +304,7 @@ def test_importing_the_same_file_twice_changes_nothing(store: Store, tmp_path: P
     assert rows(store) == before  # updated_at and the default acquired_on included
     assert (first.added, first.opted_out) == (3, 1)
     assert (second.added, second.merged, second.unchanged, second.opted_out) == (0, 0, 3, 1)
-    assert second.rejected == first.rejected == [(5, "'bad' is not a valid phone number")]
+    assert second.rejected == first.rejected == [(5, BAD_REASON)]
     assert len(store.q("SELECT * FROM audit WHERE action = 'import'")) == 2
 
 
@@ -417,7 +423,7 @@ def test_a_large_file_streams_with_bounded_memory(store: Store, tmp_path: Path) 
         tracemalloc.stop()
     assert peak < 50 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
     assert (report.added, report.duplicates, report.rejected) == (
-        n, 1, [(n + 3, "'bad' is not a valid phone number")])
+        n, 1, [(n + 3, BAD_REASON)])
     assert store.one("SELECT COUNT(*) AS n FROM contacts")["n"] == n  # type: ignore[index]
     last = store.one("SELECT * FROM contacts WHERE number = ?", (f"+336{10000000 + n - 1:08d}",))
     assert last is not None and last["name"] == f"Nom {n - 1}"
@@ -454,3 +460,50 @@ def test_import_optouts_refuses_a_file_without_numbers(store: Store, tmp_path: P
     with pytest.raises(ImportFileError, match="is empty"):
         import_optouts(store, write(tmp_path, ""), via="post", default_region="FR", now=NOW)
     assert store.q("SELECT * FROM optouts") == []
+
+
+# -- provenance and callable numbers (issue 16 items 4 and 7) ---------------------------------
+@pytest.mark.parametrize("basis", [None, "", "  "])
+def test_an_import_without_a_basis_is_refused(store: Store, tmp_path: Path,
+                                               basis: str | None) -> None:
+    with pytest.raises(ImportFileError, match="acquisition basis: pass --basis"):
+        run(store, write(tmp_path, "number\n01 99 00 00 10\n"), basis=basis)
+    assert rows(store) == [] and store.q("SELECT * FROM audit") == []
+
+
+@pytest.mark.parametrize(("source", "basis", "word"), [
+    ("scraped from leboncoin", "member_file", "scrap"),
+    ("Pages Jaunes Villeneuve", "consent", "pagesjaunes"),
+    ("annuaire inversé 2024", "rented_file", "annuaire"),
+    ("le-bon-coin", "consent", "leboncoin"),
+    ("adherents", "scraped from the web", "internet"),
+])
+def test_a_scraped_list_is_refused_by_its_name_or_basis(
+        store: Store, tmp_path: Path, source: str, basis: str, word: str) -> None:
+    with pytest.raises(ImportFileError, match=word) as exc:
+        run(store, write(tmp_path, "number\n01 99 00 00 10\n"), source=source, basis=basis)
+    assert "\n" not in str(exc.value) and "CNIL" in str(exc.value)
+    assert rows(store) == []
+
+
+def test_numbers_that_may_not_be_called_are_rejected_with_the_reason(
+        store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, 'number\n"0612345678,1"\n08 99 12 34 56\n3949\n+44 20 7946 0018\n'
+                           "0596 30 12 34\n")
+    report = run(store, path)
+    assert report.rejected == [
+        (2, "'0612345678,1': trailing characters after the number (',1'): remove the "
+            "extension or suffix"),
+        (3, "'08 99 12 34 56': premium-rate number: remove it from the list"),
+        (4, "'3949': short number (service code): remove it from the list"),
+        (5, "'+44 20 7946 0018': foreign number (+44): add GB to contacts.allow_countries "
+            "to call it"),
+    ]
+    assert [r["number"] for r in rows(store)] == ["+596596301234"]
+
+
+def test_allowed_countries_are_imported(store: Store, tmp_path: Path) -> None:
+    report = import_csv(store, write(tmp_path, "number\n+44 20 7946 0018\n"), source="s",
+                        basis="consent", acquired_on=None, default_region="FR", now=NOW,
+                        allow_countries=frozenset({"GB"}))
+    assert report.added == 1 and [r["number"] for r in rows(store)] == ["+442079460018"]

@@ -8,7 +8,8 @@ import pytest
 from conftest import make_config
 from ivr import config
 from ivr.errors import ComplianceError
-from ivr.compliance.preflight import ERROR, WARNING, Violation, check_caller_id, preflight, raise_on_errors
+from ivr.compliance.preflight import (ERROR, WARNING, Violation, check_caller_id, check_sources,
+                                      preflight, raise_on_errors)
 
 GOOD_SOURCE = {"source": "adhérents 2025", "basis": "member_file", "acquired_on": "2025-11-02"}
 
@@ -206,3 +207,16 @@ def test_every_message_is_one_line() -> None:
     found = preflight(make("anon\nymous", windows=[{"days": "mon\nfri", "hours": ["1\n0"]}]),
                       sources=[{"source": "a\nb", "basis": "web\nscraped"}])
     assert found and all("\n" not in v.message for v in found)
+
+
+@pytest.mark.parametrize("name", ["scraped from leboncoin", "Pages Jaunes", "annuaire 2024",
+                                  "crawl-municipales", "harvested numbers"])
+def test_a_list_named_after_a_scraping_origin_is_refused_at_run(name: str) -> None:
+    out = check_sources([{"source": name, "basis": "member_file", "acquired_on": "2026-01-01"}])
+    assert [v.code for v in out if v.is_error] == ["source_scraped"]
+    assert name in out[0].message and "CNIL" in out[0].message
+
+
+def test_a_list_name_without_a_scraping_origin_is_clean() -> None:
+    assert check_sources([{"source": "adherents 2026", "basis": "member_file",
+                           "acquired_on": "2026-01-01"}]) == []

@@ -54,6 +54,13 @@ KNOWN_BASES = frozenset({"consent", "rented_file", "member_file"})
 _HARD_SCRAPE = re.compile(r"scrap|crawl|harvest|aspir|extract")
 _SOFT_SCRAPE = re.compile(r"\bweb|internet|online|en ligne|social|reseaux")
 _CONSENT = re.compile(r"consent|opt.?in")
+# A list NAMED after a scraping origin is refused whatever its basis says ("scraped from
+# leboncoin", basis member_file): the words of scraping, and the public sites and directories
+# numbers are harvested from. Matched in the name folded, without spaces, dots or dashes, so
+# "Pages Jaunes" and "le-bon-coin" match too.
+SCRAPED_SOURCE_WORDS = ("scrap", "crawl", "harvest", "aspir", "leboncoin", "pagesjaunes",
+                        "pagesblanches", "annuaire", "118712", "societe.com", "facebook",
+                        "linkedin")
 # Décret 2022-1313 limits: windows must fit inside them unless the override key states why.
 DECREE_DAYS = frozenset(range(5))
 DECREE_SPANS = ((10 * 3600, 13 * 3600), (14 * 3600, 20 * 3600))
@@ -234,6 +241,12 @@ def _text(value: Any) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
+def scraped_origin(name: str) -> str | None:
+    """The word of SCRAPED_SOURCE_WORDS a list name contains, if any."""
+    squashed = re.sub(r"[\s\-_'.]+", "", _fold(name))
+    return next((w for w in SCRAPED_SOURCE_WORDS if w.replace(".", "") in squashed), None)
+
+
 def check_sources(sources: Iterable[dict[str, Any]]) -> list[Violation]:
     """Provenance of each contact list: a named source, an acquisition basis, a date."""
     out: list[Violation] = []
@@ -246,6 +259,11 @@ def check_sources(sources: Iterable[dict[str, Any]]) -> list[Violation]:
         label = f"contact list {name!r}" if name else f"contact list #{i + 1}"
         if not name:
             out.append(_err("source_missing", f"{label} has no source: name where the numbers come from"))
+        origin = scraped_origin(name)
+        if origin:
+            out.append(_err("source_scraped", f"{label} names a scraping origin ({origin!r}): the "
+                            "CNIL forbids calling numbers collected on the internet or in public "
+                            "directories; drop this list"))
         if not basis:
             out.append(_err("basis_missing", f"{label} has no basis: state how the numbers were acquired "
                             f"({', '.join(sorted(KNOWN_BASES))})"))
@@ -289,4 +307,4 @@ def raise_on_errors(violations: Iterable[Violation]) -> None:
 
 
 __all__ = ["ERROR", "OVERRIDE_KEY", "WARNING", "Violation", "check_caller_id", "check_decree_limits",
-           "check_sources", "preflight", "raise_on_errors"]
+           "check_sources", "preflight", "raise_on_errors", "scraped_origin"]

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ivr.compliance.preflight import check_sources
 from ivr.errors import ImportFileError
-from ivr.numbers import e164
+from ivr.numbers import NumberRejected, e164, parse_callee
 from ivr.records.csv_read import EMPTY, LATIN1_WARNING, header_columns, read_records, short
 from ivr.store.base import StoreBackend
 
@@ -58,14 +59,16 @@ class ImportReport:
 
 def import_csv(store: StoreBackend, path: Path, *, source: str, basis: str | None,
                acquired_on: str | None, default_region: str, now: datetime,
+               allow_countries: frozenset[str] = frozenset(),
                log: Callable[[str], None] = lambda s: None) -> ImportReport:
     """Import a contact list; see the module docstring for what a fatal error leaves behind."""
     source = (source or "").strip()
     if not source:
         raise ImportFileError("a list needs its provenance: pass --source NAME")
-    importer = _Importer(store, source=source, basis=(basis or "").strip() or None,
+    basis = _provenance(source, basis)
+    importer = _Importer(store, source=source, basis=basis,
                          acquired_on=_acquired_on(acquired_on, now),
-                         region=default_region, now=now)
+                         region=default_region, now=now, allow=allow_countries)
     report = importer.report
     records = read_records(path, report.warnings)
     with closing(records):
@@ -77,6 +80,20 @@ def import_csv(store: StoreBackend, path: Path, *, source: str, basis: str | Non
             _stream(importer, records, log, path.name)
     store.audit("import", None, importer.detail(path.name, complete=True), now)
     return report
+
+
+def _provenance(source: str, basis: str | None) -> str:
+    """The basis, once the list's name and basis pass the preflight provenance rules (the run
+    would refuse them anyway: refusing here stores nothing that may not be called)."""
+    basis = (basis or "").strip()
+    if not basis:
+        raise ImportFileError("a list needs its acquisition basis: pass --basis consent, "
+                              "member_file or rented_file")
+    errors = [v.message for v in check_sources([{"source": source, "basis": basis,
+                                                 "acquired_on": "2000-01-01"}]) if v.is_error]
+    if errors:
+        raise ImportFileError("; ".join(errors))
+    return basis
 
 
 def _stream(importer: _Importer, records: Iterator[tuple[int, list[str]]],
@@ -100,8 +117,9 @@ def _stream(importer: _Importer, records: Iterator[tuple[int, list[str]]],
 
 class _Importer:
     def __init__(self, store: StoreBackend, *, source: str, basis: str | None, acquired_on: str,
-                 region: str, now: datetime) -> None:
+                 region: str, now: datetime, allow: frozenset[str] = frozenset()) -> None:
         self.store, self.source, self.basis = store, source, basis
+        self.allow = allow  # contacts.allow_countries
         self.acquired_on, self.region, self.now = acquired_on, region, now
         self.columns: list[str] = []
         self.report = ImportReport()
@@ -126,9 +144,10 @@ class _Importer:
         raw, zone = row.pop("number"), row.get("timezone", "")
         if not raw:
             return self.reject(line, "no number")
-        number = e164(raw, self.region)
-        if number is None:
-            return self.reject(line, f"{short(raw)} is not a valid phone number")
+        try:  # strict: no suffix, premium/special or (unless allowed) foreign number
+            number = parse_callee(raw, self.region, self.allow)
+        except NumberRejected as exc:
+            return self.reject(line, f"{short(raw)}: {exc.reason}")
         if zone and not self._zone_ok(zone):
             return self.reject(line, f"time zone {short(zone)} is unknown: use an IANA name "
                                      "such as Europe/Paris")

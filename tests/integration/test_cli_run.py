@@ -78,11 +78,22 @@ def test_import_dry_run_run_report(cfg_file: Path, tmp_path: Path) -> None:
 def test_run_refuses_a_list_without_provenance_basis_or_scraped(cfg_file: Path,
                                                                  tmp_path: Path) -> None:
     lst = write_list(tmp_path / "list.csv", ["10"], block="04")
-    assert ivr(cfg_file, "contacts", "import", str(lst), "--source", "web",
-               "--basis", "scraped from the web").returncode == 0
+    for source, basis in (("web", "scraped from the web"), ("scraped from leboncoin", "consent"),
+                          ("adherents", None)):
+        refused = ivr(cfg_file, "contacts", "import", str(lst), "--source", source,
+                      *(("--basis", basis) if basis else ()))
+        assert refused.returncode == 1 and refused.stderr.startswith("error:")
+        assert len(refused.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "itest.db").exists() or not sqlite3.connect(
+        tmp_path / "itest.db").execute("SELECT * FROM contacts").fetchall()
+    # A list stored before the import checked names (an older version): the run refuses it.
+    assert ivr(cfg_file, "contacts", "import", str(lst), "--source", "adherents",
+               "--basis", "member_file").returncode == 0
+    with sqlite3.connect(tmp_path / "itest.db") as db:
+        db.execute("UPDATE contacts SET source = 'scraped from leboncoin'")
     run = ivr(cfg_file, "run")
     assert run.returncode == 1
-    assert run.stderr.startswith("error:") and "internet" in run.stderr.lower()
+    assert run.stderr.startswith("error:") and "scraping origin" in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
 
 
