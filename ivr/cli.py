@@ -207,7 +207,11 @@ def run_cmd(ctx: Ctx, dry_run: bool) -> None:
     """Call the due contacts: pacing, retries, calling rules; Ctrl-C stops gracefully."""
     from ivr.compliance.campaign_check import raise_on_errors
     store = ctx.store(busy_timeout_s=0.5)  # a locked file pauses the run, not the event loop
-    raise_on_errors(_preflight(ctx, store))
+    violations = _preflight(ctx, store)
+    for v in violations:  # every run shows its warnings, so an override is never silent
+        if v.severity != "error":
+            err_console.print(f"warning {v.code}: {v.message}", highlight=False, markup=False)
+    raise_on_errors(violations)
     if dry_run:
         from ivr.campaign.planning import plan
         p = plan(ctx.cfg, store, now())
@@ -218,6 +222,8 @@ def run_cmd(ctx: Ctx, dry_run: bool) -> None:
                           markup=False)
         console.print(f"{len(p.due)} would be called now, {len(p.waiting)} not")
         return
+    from ivr.records.run_audit import audit_run_start
+    audit_run_start(ctx.cfg, store, violations, now())
     _run(ctx, store)
 
 
