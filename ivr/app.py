@@ -54,7 +54,9 @@ def utcnow() -> datetime:
 
 
 def open_store(cfg: Config, busy_timeout_s: float = 30.0) -> Store:
-    return Store.open(cfg.path(cfg.store.path), busy_timeout_s=busy_timeout_s)
+    key_file = cfg.path(cfg.store.optout_key_file) if cfg.store.optout_key_file else None
+    return Store.open(cfg.path(cfg.store.path), busy_timeout_s=busy_timeout_s,
+                      optout_key_file=key_file)
 
 
 def ami_secret(cfg: Config) -> str:

@@ -332,6 +332,10 @@ def gdpr_erase(ctx: Ctx, number: str) -> None:
     from ivr.records.privacy import gdpr_erase as erase, normalise_number
     counts = erase(ctx.store(), normalise_number(number, ctx.cfg.default_region), now())
     console.print(json.dumps(counts), highlight=False)
+    if not counts["wal_checkpointed"]:
+        err_console.print(f"warning: another process holds {ctx.cfg.store.path} open: the erased "
+                          "number stays in its -wal file until that process closes the store; "
+                          "run `ivr gdpr erase` again then", highlight=False, markup=False)
 
 
 @cli.command("purge")

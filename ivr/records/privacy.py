@@ -17,8 +17,12 @@ Erasure policy (gdpr_erase):
   the optouts row (via, campaign, created_at).
 - optouts row: kept with its number_hash (the opposition survives), clear number set NULL.
   Erasure does not add an opposition: someone who never objected leaves no hash there.
-- audit rows: kept (accountability: they prove the request was handled) with their keyed
-  subject_hash; any clear number inside their detail text is replaced by '[erased]'.
+- audit rows: kept (accountability: they prove the request was handled); their keyed
+  subject_hash only if the person is on the opposition list (a hash of someone who never
+  objected is a pseudonym a brute force over 10^8 mobile numbers reverses), so the erasure's
+  own row carries none then; any clear number inside their detail text becomes '[erased]'.
+- then the WAL is checkpointed (TRUNCATE): `wal_checkpointed` is False when another process
+  holds the store open in a read, and the erased rows stay in the -wal until it closes.
 - finally every column of every table is scanned; if the number still appears anywhere the
   transaction is rolled back and IvrError names the place, so an erasure is never half-claimed.
   A table the store has no erasure rule for (one added by hand) stops the erasure before it
@@ -155,7 +159,10 @@ def gdpr_erase(store: StoreBackend, number: str, now: datetime) -> dict[str, Any
             raise IvrError(f"erasure of {number} stopped, nothing changed: the number is also "
                            f"in {', '.join(left)}; that data needs its own erasure rule")
         counts["opposition_kept"] = store.is_opted_out(number)
-        store.audit("gdpr_erase", number, counts, now)
+        # The subject's keyed hash only for an objector (whose hash the optouts row keeps).
+        store.audit("gdpr_erase", number if counts["opposition_kept"] else None, counts, now)
+    # The erased rows are still in the write-ahead log until a checkpoint copies it back.
+    counts["wal_checkpointed"] = store.checkpoint_wal()
     return counts
 
 

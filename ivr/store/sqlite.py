@@ -6,7 +6,6 @@ modules, all written out and parameterised (tests/test_security.py checks it).
 """
 from __future__ import annotations
 
-import os
 import sqlite3
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -19,6 +18,7 @@ from ivr.store.base import CallResult, Claim, History, RunOwner, parse_utc, utc
 from ivr.store.schema import MIGRATIONS
 from ivr.store.sqlite_calls import CallsSQL, campaign_tag
 from ivr.store.sqlite_contacts import ContactsSQL
+from ivr.store.sqlite_optout_key import beside, fix_hint, resolve_key
 from ivr.store.sqlite_privacy import PrivacySQL
 from ivr.store.sqlite_records import RecordsSQL
 
@@ -36,9 +36,11 @@ class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL):
 
     @classmethod
     def open(cls, path: str | Path, optout_key: bytes | None = None,
-             busy_timeout_s: float = 30.0) -> "Store":
+             busy_timeout_s: float = 30.0,
+             optout_key_file: str | Path | None = None) -> "Store":
         """busy_timeout_s: how long a write waits for a lock. The controller uses a short one
-        so a locked file pauses the run instead of stalling every call in progress."""
+        so a locked file pauses the run instead of stalling every call in progress.
+        Without `optout_key`, the key comes from sqlite_optout_key.resolve_key."""
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,8 +53,16 @@ class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL):
             db.execute("PRAGMA secure_delete=ON")  # erased personal data is overwritten
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the store {path}: {exc}") from None
-        store = cls(db, optout_key or optout_key_for(path))
+        key, fiction_only = (optout_key, False) if optout_key else \
+            resolve_key(path, optout_key_file)
+        store = cls(db, key)
         store.path = path
+        store.fiction_only_key = fiction_only
+        real = store.real_number_held() if fiction_only else None
+        if real is not None:
+            conn.close()
+            raise StoreError(f"the store {path} holds real numbers and its opposition key sits "
+                             f"beside it: {fix_hint(beside(path))}")
         return store
 
     @classmethod
@@ -61,17 +71,7 @@ class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL):
         return cls(sqlite_utils.Database(conn), optout_key)
 
 
-def optout_key_for(db_path: Path) -> bytes:
-    """The HMAC key for the opposition list: IVR_OPTOUT_KEY, else a key file kept beside the
-    store (mode 0600, never in the repository). Changing it would forget every opposition."""
-    env = os.environ.get("IVR_OPTOUT_KEY")
-    if env:
-        return env.encode()
-    key_file = db_path.with_name(db_path.name + ".optout-key")
-    if key_file.exists():
-        return key_file.read_bytes().strip()
-    value = os.urandom(32).hex().encode()
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(value)
-    return value
+def optout_key_for(db_path: Path, key_file: str | Path | None = None) -> bytes:
+    """The HMAC key for the opposition list (sqlite_optout_key.resolve_key). Changing it would
+    forget every opposition."""
+    return resolve_key(db_path, key_file)[0]

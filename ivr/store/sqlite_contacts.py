@@ -55,6 +55,7 @@ class ContactsSQL(SQLiteCore):
     def add_contact(self, number: str, *, name: str | None, timezone: str | None, source: str,
                     basis: str | None, acquired_on: str | None, extra: str, status: str,
                     now: datetime) -> None:
+        self.guard_key(number)
         ts = utc(now)
         self.db.execute("INSERT INTO contacts (number, name, timezone, source, basis, "
                         "acquired_on, extra, status, created_at, updated_at) "

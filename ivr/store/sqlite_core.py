@@ -4,6 +4,7 @@ Every statement is written out as a literal and parameterised; the schema is in 
 """
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import hmac
 import json
@@ -18,6 +19,7 @@ import sqlite_utils
 from ivr.errors import StoreError
 from ivr.store.base import Row, utc
 from ivr.store.schema import MIGRATIONS
+from ivr.store.sqlite_optout_key import ENV, FICTION_GLOB, KEY_SETTING
 
 # What a store that is away raises; `retryable` tells a lock, a full disk or an I/O error
 # (worth retrying) from a bug such as a missing table (which would fail forever).
@@ -33,6 +35,10 @@ def retryable(exc: BaseException) -> bool:
 
 
 class SQLiteCore:
+    # True when the key is the file beside the store: then only fiction numbers may come in
+    # (sqlite_optout_key.py says why); Store.open sets it.
+    fiction_only_key = False
+
     def __init__(self, db: sqlite_utils.Database, optout_key: bytes) -> None:
         self.db = db  # private-for-now: tests and bench/ still reach in; the program does not
         self._key = optout_key
@@ -98,6 +104,19 @@ class SQLiteCore:
         return self._row(sql, params)
 
     # -- opposition list ----------------------------------------------------------------------
+    def real_number_held(self) -> str | None:
+        """A contact or clear opposition number outside the fiction range, if any."""
+        row = self._row("SELECT number FROM contacts WHERE number NOT GLOB ? UNION ALL "
+                        "SELECT number FROM optouts WHERE number NOT GLOB ? LIMIT 1",
+                        (FICTION_GLOB, FICTION_GLOB))
+        return None if row is None else str(row["number"])
+
+    def guard_key(self, number: str) -> None:
+        """A real number may not be keyed with the key kept beside the store."""
+        if self.fiction_only_key and not fnmatch.fnmatchcase(number, FICTION_GLOB):
+            raise StoreError(f"{number} is a real number and the opposition key sits beside the "
+                             f"store: set {ENV} or {KEY_SETTING} first")
+
     def number_hash(self, number: str) -> str:
         return hmac.new(self._key, number.encode(), hashlib.sha256).hexdigest()
 
@@ -106,6 +125,7 @@ class SQLiteCore:
                          (self.number_hash(number),)) is not None
 
     def _add_optout(self, number: str, via: str, campaign: str | None, now: datetime) -> bool:
+        self.guard_key(number)
         h = self.number_hash(number)
         cur = self.db.execute(
             "INSERT OR IGNORE INTO optouts (number_hash, number, via, campaign, created_at) "
@@ -133,3 +153,9 @@ class SQLiteCore:
         """One audit row; inside another transaction it joins it (a savepoint)."""
         with self.transaction():
             self._audit(action, number, detail, now)
+
+    def checkpoint_wal(self) -> bool:
+        """Copy the WAL into the database and truncate it to zero bytes, so erased data is not
+        left in it. False (busy) when another connection's read kept its frames."""
+        row = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return row is None or int(row[0]) == 0

@@ -73,6 +73,10 @@ class PrivacySQL(SQLiteCore):
         audit = conn.execute(
             "UPDATE audit SET detail = REPLACE(detail, ?, ?) WHERE instr(detail, ?) > 0",
             (number, erased_text, number)).rowcount
+        # A keyed hash is a pseudonym that brute force reverses: kept only for an objector.
+        conn.execute("UPDATE audit SET subject_hash = NULL WHERE subject_hash = :h AND NOT "
+                     "EXISTS (SELECT 1 FROM optouts WHERE number_hash = :h)",
+                     {"h": self.number_hash(number)})
         return {"contacts": contacts, "calls": calls, "consents": consents,
                 "optout_numbers_cleared": optouts, "audit_details_scrubbed": audit}
 

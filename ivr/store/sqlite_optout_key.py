@@ -1,0 +1,63 @@
+"""Where the opposition list's HMAC key comes from, and why it may not sit beside the store.
+
+The optouts table keeps HMAC-SHA256(key, number): the opposition survives the erasure of the
+number. With the key in the same folder as the database, whoever copies the folder can hash
+every +33 6 xx xx xx xx (10^8 numbers, seconds) and recover each number (issue 16 item 5).
+So, outside fiction numbers, the key is:
+- IVR_OPTOUT_KEY, or
+- store.optout_key_file, a file OUTSIDE the store's folder (created 0600 if absent).
+The key file beside the store (`<store>.optout-key`) is kept only for a store that holds fiction
+numbers alone (+33 1 99 00 xx xx: the demo and the tests); such a store refuses to take in a
+real number, and a store holding one refuses to open with it.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ivr.errors import StoreError
+
+ENV = "IVR_OPTOUT_KEY"
+KEY_SETTING = "store.optout_key_file"
+FICTION_GLOB = "+3319900[0-9][0-9][0-9][0-9]"  # ARCEP's fiction range, as in calling_rules
+
+
+def fix_hint(beside: Path) -> str:
+    return (f"set {ENV}, or move {beside.name} outside the store's folder and name it in "
+            f"{KEY_SETTING} (the same key: the opposition list stays valid)")
+
+
+def _read_or_create(key_file: Path) -> bytes:
+    if key_file.exists():
+        return key_file.read_bytes().strip()
+    value = os.urandom(32).hex().encode()
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(value)
+    return value
+
+
+def beside(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".optout-key")
+
+
+def resolve_key(db_path: Path, key_file: str | Path | None) -> tuple[bytes, bool]:
+    """(key, fiction_only): fiction_only when the key is the file beside the store."""
+    env = os.environ.get(ENV)
+    if env:
+        return env.encode(), False
+    if key_file:
+        path = Path(key_file).expanduser().resolve()
+        folder = db_path.resolve().parent
+        if path.parent == folder or path.is_relative_to(folder):
+            raise StoreError(f"{KEY_SETTING} {path} is in the store's folder {folder}: keep the "
+                             f"key apart from the database (a secrets folder), or set {ENV}")
+        try:
+            return _read_or_create(path), False
+        except OSError as exc:
+            raise StoreError(f"{KEY_SETTING} {path}: cannot read or create it "
+                             f"({exc.strerror or exc}): fix the path or set {ENV}") from None
+    return _read_or_create(beside(db_path)), True
+
+
+__all__ = ["ENV", "FICTION_GLOB", "KEY_SETTING", "beside", "fix_hint", "resolve_key"]
