@@ -43,9 +43,13 @@ def test_the_lock_dies_with_a_killed_process(tmp_path: Path) -> None:
             f"s = Store.open({str(db)!r});"
             "cm = s.hold_run(RunOwner.this_process(datetime.now(timezone.utc))); cm.__enter__();"
             "print('held', flush=True); time.sleep(60)")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        assert proc.stdout is not None and proc.stderr is not None
+        if proc.stdout.readline().strip() != "held":
+            proc.wait(5)
+            pytest.fail(f"the holder did not start: {proc.stderr.read()}")
         with pytest.raises(StoreError, match=f"pid {proc.pid} on host {socket.gethostname()}"):
             with Store.open(db).hold_run(RunOwner.this_process(STARTED)):
                 pass
