@@ -300,15 +300,24 @@ def consent() -> None:
 
 @consent.command("show")
 @click.argument("number")
+@click.option("--export", "export_dir", type=click.Path(path_type=Path), default=None,
+              help="Copy the archived audio of every prompt the person heard into DIR.")
 @pass_ctx
-def consent_show(ctx: Ctx, number: str) -> None:
+def consent_show(ctx: Ctx, number: str, export_dir: Path | None) -> None:
+    """Proof of consent: one JSON line per consent, refusal or opt-out, with each prompt heard
+    (name, sha256, whether its audio is in the prompt archive)."""
+    from ivr.prompts.archive import export_heard, heard_prompts
     from ivr.records.privacy import consent_proof, normalise_number
     e164 = normalise_number(number, ctx.cfg.default_region)
     rows = consent_proof(ctx.store(), e164)
     if not rows:
         console.print(f"no consent, refusal or opt-out recorded for {e164}")
     for row in rows:
-        console.print(json.dumps(row, ensure_ascii=False), highlight=False, markup=False)
+        shown = {**row, "heard": heard_prompts(ctx.cfg, row.get("heard_sha256"))}
+        console.print(json.dumps(shown, ensure_ascii=False), highlight=False, markup=False)
+    if export_dir is not None:
+        files = export_heard(ctx.cfg, rows, export_dir)
+        console.print(f"{len(files)} audio file(s) exported to {export_dir}", highlight=False)
 
 
 @cli.group()

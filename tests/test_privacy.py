@@ -131,7 +131,9 @@ def test_consent_proof_shows_key_time_caller_id_campaign_and_prompt_hash(store: 
     assert proof == [{"source": "call", "kind": "consent", "key": "1",
                       "at": utc(T0 + timedelta(seconds=40)), "caller_id": CALLER,
                       "campaign": "spring", "prompt_key": "question",
-                      "prompt_sha256": SHA_QUESTION, "slot": "morning", "call_id": call_id}]
+                      "prompt_sha256": SHA_QUESTION, "slot": "morning", "call_id": call_id,
+                      "heard_sha256": {"intro": SHA_INTRO, "question": SHA_QUESTION},
+                      "amd_status": None, "answered_at": utc(T0 + timedelta(seconds=40))}]
 
 
 def test_consent_proof_lists_refusal_then_optout_with_the_optouts_entry(store: Store) -> None:

@@ -30,6 +30,7 @@ from pydub.silence import detect_leading_silence
 from ivr.config import Config, PromptSource
 from ivr.errors import PromptError
 from ivr.compliance.prompt_legal import check_legal
+from ivr.prompts.archive import archive_build
 from ivr.prompts.tts import ENGINES, check_gtts_language, render_tts, resolve_engine
 from ivr.telephony.contract import SOUNDS_DIR
 
@@ -362,6 +363,7 @@ def build_prompts(cfg: Config, *, engine_override: str | None = None,
         raise
     shutil.rmtree(staging)
     _finish(build_dir, manifest, old_manifest, log)
+    archive_build(cfg, manifest)  # every version ever built stays reachable by its sha256
     return manifest
 
 

@@ -115,6 +115,8 @@ def consent_proof(store: StoreBackend, number: str) -> list[dict[str, Any]]:
     """Every consent, refusal and opt-out recorded for the number, oldest first."""
     number = _e164(number)
     proof: list[dict[str, Any]] = [{"source": "call", **row} for row in store.consents_of(number)]
+    for row in proof:
+        _json_field(row, "heard_sha256")  # prompt key -> sha256 of what the person heard
     optout = store.optout_of(number)
     if optout is not None:
         # Matched by keyed hash: still found after the clear number was erased.

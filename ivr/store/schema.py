@@ -60,4 +60,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE calls ADD COLUMN token_hash TEXT;
     PRAGMA user_version = 3
     """,
+    # 4: proof of consent: every prompt the person heard (key -> sha256, JSON), the AMD
+    # status and when the call was answered, on the consent row itself
+    """
+    ALTER TABLE consents ADD COLUMN heard_sha256 TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE consents ADD COLUMN amd_status TEXT;
+    ALTER TABLE consents ADD COLUMN answered_at TEXT;
+    PRAGMA user_version = 4
+    """,
 ]

@@ -17,6 +17,14 @@ from ivr.store.sqlite_core import SQLiteCore
 HISTORY_CHUNK = 5000  # numbers per history query: one JSON parameter, bounded statement size
 
 
+def _heard(result: CallResult) -> dict[str, str]:
+    """The prompts heard to the end, and the one the key cut (the person heard part of it)."""
+    heard = dict(result.heard)
+    if result.answered_prompt and result.answered_sha256:
+        heard.setdefault(result.answered_prompt, result.answered_sha256)
+    return heard
+
+
 def _known(outcome: str) -> None:
     if outcome not in outcomes.OUTCOMES:
         raise StoreError(f"unknown outcome {outcome!r}: known are {', '.join(outcomes.ORDER)}")
@@ -102,20 +110,21 @@ class CallsSQL(SQLiteCore):
                 "prompts_sha256 = ?, amd_status = ?, answered_at = COALESCE(answered_at, ?), "
                 "ended_at = ?, hangup_cause = COALESCE(hangup_cause, ?), retry_at = ? "
                 "WHERE id = ? AND outcome IS NULL "
-                "RETURNING contact_id, number, caller_id, campaign",
+                "RETURNING contact_id, number, caller_id, campaign, answered_at",
                 (result.outcome, result.stage, result.keys, json.dumps(result.heard),
                  result.amd_status, ts, ts, result.hangup_cause or "16",
                  utc(retry_at) if retry_at else None, call_id)).fetchall()
             if not rows:
                 return False
-            contact_id, number, caller_id, campaign = rows[0]
+            contact_id, number, caller_id, campaign, answered_at = rows[0]
             if result.choice:
                 self.db.conn.execute(
                     "INSERT INTO consents (call_id, contact_id, number, kind, key, at, caller_id,"
-                    " campaign, prompt_key, prompt_sha256, slot) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    " campaign, prompt_key, prompt_sha256, slot, heard_sha256, amd_status, "
+                    "answered_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (call_id, contact_id, number, result.choice, result.choice_key, ts,
                      caller_id, campaign, result.answered_prompt, result.answered_sha256,
-                     result.slot))
+                     result.slot, json.dumps(_heard(result)), result.amd_status, answered_at))
             if result.choice == "optout":
                 self._add_optout(number, "phone-key", campaign, now)
             elif result.choice == "consent" and result.slot:

@@ -29,8 +29,9 @@ class PrivacySQL(SQLiteCore):
     def consents_of(self, number: str) -> list[Row]:
         """Consents, refusals and opt-outs recorded in calls to the number, oldest first."""
         return self._rows(
-            "SELECT kind, key, at, caller_id, campaign, prompt_key, prompt_sha256, slot, call_id "
-            "FROM consents WHERE number = ? ORDER BY at, id", (number,))
+            "SELECT kind, key, at, caller_id, campaign, prompt_key, prompt_sha256, slot, call_id, "
+            "heard_sha256, amd_status, answered_at FROM consents WHERE number = ? "
+            "ORDER BY at, id", (number,))
 
     def optout_of(self, number: str) -> Row | None:
         """The opposition row, matched by keyed hash (found after the number was erased)."""
