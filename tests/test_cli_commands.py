@@ -90,7 +90,7 @@ def test_check_passes_the_shipped_campaign_but_fails_a_mobile_caller_id(
 
 def test_check_names_missing_legal_mentions(cfg_file: Path) -> None:
     data = yaml.safe_load(cfg_file.read_text())
-    data["prompts"]["items"]["legal"]["text"] = "Message de Marie Dupont."
+    data["prompts"]["items"]["legal"] = {"text": "Message de Marie Dupont."}
     cfg_file.write_text(yaml.safe_dump(data, allow_unicode=True))
     code, out = invoke(cfg_file, "check")
     assert code == 1 and "postal address" in out and "email" in out
