@@ -5,18 +5,23 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import add_contact, make_config
+from ivr import app
+from ivr.errors import ConfigError, PbxError
+from ivr.telephony.sandbox import SECRET_CONFS, Sandbox
 from ivr.callflow.agi_gate import Refused, SessionGate
 from ivr.callflow.agi_ivr import IvrHandler
 from ivr.callflow.flow import FlowOptions
 from ivr.campaign.planning import claim
 from ivr.store import Store
 from ivr.telephony import agi_auth
-from ivr.telephony.contract import ARG_AMD_STATUS, ARG_CALL_ID, ARG_TOKEN
+from ivr.telephony.contract import (ARG_AMD_STATUS, ARG_CALL_ID, ARG_TOKEN,
+                                    GLOBAL_CALLBACK_SECRET)
 from ivr.telephony.fastagi import StreamResult
 from test_agi_ivr import Channel
 
@@ -164,3 +169,31 @@ def test_the_real_session_runs_and_its_replay_is_refused() -> None:
     asyncio.run(handler(replay))
     assert replay.calls == [("hangup", ())] and finished == [rig.id]
     assert list(rig.store.db.conn.iterdump()) == before
+
+
+def test_the_sandbox_writes_the_callback_secret_it_keeps_in_a_0600_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(agi_auth.CALLBACK_SECRET_ENV, raising=False)
+    cfg = make_config(tmp_path)
+    box = Sandbox(cfg)
+    secret = app.callback_secret(cfg)  # the controller reads what `ivr pbx up` writes
+    kept = box.state / "callback_secret"
+    assert kept.read_text() == secret and kept.stat().st_mode & 0o777 == 0o600
+    assert f"{GLOBAL_CALLBACK_SECRET} = {secret}" in box._extensions({}).splitlines()
+    assert "extensions.conf" in SECRET_CONFS and "manager.conf" in SECRET_CONFS
+    assert Sandbox(cfg).callback_secret() == secret  # stable across runs
+    monkeypatch.setenv(agi_auth.CALLBACK_SECRET_ENV, "from-the-environment-42")
+    assert app.callback_secret(cfg) == box.callback_secret() == "from-the-environment-42"
+
+
+def test_an_external_pbx_needs_the_callback_secret_from_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = make_config(tmp_path, pbx={"mode": "external"})
+    monkeypatch.delenv(agi_auth.CALLBACK_SECRET_ENV, raising=False)
+    with pytest.raises(PbxError, match="IVR_CALLBACK_SECRET is not set"):
+        app.callback_secret(cfg)
+    assert not (tmp_path / ".sandbox").exists()
+    for bad in ("short", "has,a,comma-0123456789", "has space 0123456789"):
+        monkeypatch.setenv(agi_auth.CALLBACK_SECRET_ENV, bad)
+        with pytest.raises(ConfigError, match="16 or more"):
+            app.callback_secret(cfg)

@@ -23,8 +23,9 @@ from ivr.config import Config
 from ivr.store.sqlite import Store
 from ivr.telephony import agi_auth
 from ivr.telephony.ami import Ami
-from ivr.telephony.contract import (ARG_CALL_ID, ARG_CALLBACK_SECRET, ARG_TOKEN, ROUTE_CALLBACK,
-                                    ROUTE_IVR, VAR_TOKEN)
+from ivr.telephony.contract import (ARG_CALL_ID, ARG_CALLBACK_SECRET, ARG_TOKEN,
+                                    GLOBAL_CALLBACK_SECRET, ROUTE_CALLBACK, ROUTE_IVR, VAR_TOKEN)
+from ivr.telephony.sandbox import Sandbox
 
 from .conftest import add_contacts, fiction, now
 
@@ -219,3 +220,10 @@ def test_a_callback_session_without_the_secret_writes_nothing(pbx_cfg: Config) -
     sessions = asyncio.run(_callback_sessions(pbx_cfg, store))
     assert sessions == {"no_secret": ["HANGUP"], "empty": ["HANGUP"], "wrong": ["HANGUP"]}
     assert not store.is_opted_out(CALLER) and store.q("SELECT * FROM optouts") == []
+
+
+def test_the_pbx_holds_the_callback_secret_in_a_file_only_it_can_read(pbx_cfg: Config) -> None:
+    box = Sandbox(pbx_cfg)
+    assert (box.etc / "extensions.conf").stat().st_mode & 0o777 == 0o600
+    shown = box.cli("dialplan show globals").replace(" ", "")
+    assert f"{GLOBAL_CALLBACK_SECRET}={app.callback_secret(pbx_cfg)}" in shown
