@@ -93,8 +93,10 @@ def test_run_refuses_a_list_without_provenance_basis_or_scraped(cfg_file: Path,
         db.execute("UPDATE contacts SET source = 'scraped from leboncoin'")
     run = ivr(cfg_file, "run")
     assert run.returncode == 1
-    assert run.stderr.startswith("error:") and "scraping origin" in run.stderr
-    assert len(run.stderr.strip().splitlines()) == 1
+    # The preflight warnings come first (every run prints them), then the one error line.
+    *warnings, error = run.stderr.strip().splitlines()
+    assert error.startswith("error:") and "scraping origin" in error
+    assert all(w.startswith("warning ") for w in warnings)
 
 
 def test_ctrl_c_stops_new_calls_then_hangs_up(cfg_file: Path, tmp_path: Path) -> None:
