@@ -48,6 +48,8 @@ def bench_config(base: Path, n: int) -> config.Config:
         dialer=dataclasses.replace(cfg.dialer, max_concurrent=n, calls_per_second=100000.0,
                                    amd=False),
         retry=dataclasses.replace(cfg.retry, max_attempts=1),
+        # The measured flow is the one these numbers were first taken on: no slot question.
+        flow=dataclasses.replace(cfg.flow, ask_slot=False),
         agi=dataclasses.replace(cfg.agi, port=4610))
 
 

@@ -46,7 +46,7 @@ def make_cfg(tmp_path: Path, delays: Mapping[str, float] = DELAYS, **dialer: Any
         "campaign": {"name": "utest", "caller_id": "+33199000000", "caller_name": "Utest"},
         "store": {"path": str(tmp_path / "ivr.db")},
         "agi": {"port": free_port()},
-        "flow": {"input_timeout_s": 1, "max_repeats": 0},
+        "flow": {"input_timeout_s": 1, "max_repeats": 0, "ask_slot": False},
         "dialer": {"max_concurrent": 10, "calls_per_second": 100, "ring_timeout_s": 0.3,
                    "dial_string": "Local/{number}@ivr-sim", "amd": False} | dialer,
         "retry": {"max_attempts": 2, "delay_s": dict(delays)},
