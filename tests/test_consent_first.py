@@ -25,7 +25,8 @@ def cfg_with(tmp_path: Path, intro: dict[str, Any] | str, **prompts: Any) -> con
     items: dict[str, Any] = {k: {"text": "Merci."} for k in REQUIRED_PROMPTS}
     items["intro"] = {"text": intro} if isinstance(intro, str) else intro
     items["slot_question"] = {"text": "Le matin, appuyez sur 1."}
-    return make_config(tmp_path, legal={"sender": SENDER, "postal_address": "1 rue", "email": "a@b.fr"},
+    legal = {"sender": SENDER, "postal_address": "1 rue", "email": "a@b.fr"}
+    return make_config(tmp_path, legal=legal,
                        prompts={"items": items, "build_dir": "build", **prompts})
 
 
