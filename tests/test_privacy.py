@@ -170,6 +170,7 @@ def test_export_holds_everything_about_the_person_and_is_json(store: Store) -> N
     assert out["contacts"][0]["extra"] == {"city": "Lyon", "note": "l'été"}
     assert len(out["calls"]) == 1 and out["calls"][0]["campaign"] == EVIL
     assert out["calls"][0]["prompts_sha256"] == {"intro": SHA_INTRO, "question": SHA_QUESTION}
+    assert out["consents"][0]["heard_sha256"] == {"intro": SHA_INTRO, "question": SHA_QUESTION}
     assert [c["kind"] for c in out["consents"]] == ["optout"]
     assert out["optout"]["via"] == "phone-key" and out["optout"]["number"] == NUM
     assert {a["action"] for a in out["audit"]} == {"note"}

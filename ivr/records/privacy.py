@@ -135,7 +135,7 @@ def gdpr_export(store: StoreBackend, number: str, now: datetime) -> dict[str, An
     with store.transaction():  # one consistent snapshot, and the audit row with it
         data = store.person_data(number)
         for table, column in (("contacts", "extra"), ("calls", "prompts_sha256"),
-                              ("audit", "detail")):
+                              ("consents", "heard_sha256"), ("audit", "detail")):
             for row in data[table]:
                 _json_field(row, column)
         counts = {"contacts": len(data["contacts"]), "calls": len(data["calls"]),

@@ -23,8 +23,9 @@ FICTION_GLOB = "+3319900[0-9][0-9][0-9][0-9]"  # ARCEP's fiction range, as in ca
 
 
 def fix_hint(beside: Path) -> str:
-    return (f"set {ENV}, or move {beside.name} outside the store's folder and name it in "
-            f"{KEY_SETTING} (the same key: the opposition list stays valid)")
+    # The same key either way: a new one would silently forget every opposition.
+    return (f"move {beside.name} outside the store's folder and name it in {KEY_SETTING}, or "
+            f"set {ENV} to its content (a new key would forget every opposition)")
 
 
 def _read_or_create(key_file: Path) -> bytes:
