@@ -69,7 +69,6 @@ class SessionGate:
         return call
 
 
-
 async def hang_up_refused(req: AgiRequest) -> None:
     """Hang up a refused session (ivr or callback), without waiting on a peer that never
     answers: the connection is closed right after."""
