@@ -330,9 +330,15 @@ def _validate_dialer(dialer: Dialer) -> None:
     if dialer.drain_timeout_s is not None:
         _in_range("dialer.drain_timeout_s", dialer.drain_timeout_s, 0, None, "seconds",
                   low_open=True)
-    if "{number}" not in dialer.dial_string:
+    check_dial_template(dialer.dial_string)
+
+
+def check_dial_template(template: str) -> None:
+    """The one dial-string template check: at load, and again by each dial (a config built
+    in code skips the load)."""
+    if "{number}" not in template:
         raise ConfigError("dialer.dial_string must contain {number}, e.g. PJSIP/{number}@carrier")
-    if any(c in dialer.dial_string for c in "&|,\r\n"):
+    if any(c in template for c in "&|,\r\n"):
         raise ConfigError("dialer.dial_string must be a single channel: no &, |, comma or "
                           "newline (they would dial extra destinations)")
 

@@ -16,6 +16,14 @@ import re
 import phonenumbers
 from phonenumbers import PhoneNumber, PhoneNumberType, shortnumberinfo
 
+_E164_FORMAT = re.compile(r"\+[1-9][0-9]{5,14}")
+
+
+def is_e164(text: str) -> bool:
+    """Is `text` already in E.164 form (what the store holds and the dial string takes)?"""
+    return bool(_E164_FORMAT.fullmatch(text))
+
+
 # Regions numbered in the French plan (ARCEP): mainland and overseas departments/collectivities.
 OVERSEAS_REGIONS: tuple[str, ...] = ("RE", "YT", "GP", "MQ", "GF", "PM", "BL", "MF")
 FRENCH_REGIONS: frozenset[str] = frozenset({"FR", *OVERSEAS_REGIONS})

@@ -1,7 +1,6 @@
 """How Asterisk's answers map to outcomes (pure): Originate reasons, Q.850 causes, SIP codes."""
 from __future__ import annotations
 
-from ivr.callflow.outcomes import RETRYABLE  # noqa: F401  (re-exported: the one table decides)
 
 # OriginateResponse Reason (Asterisk's AST_CONTROL_* of the last frame seen).
 REASON_OUTCOME = {5: "busy", 3: "no_answer", 8: "congestion"}

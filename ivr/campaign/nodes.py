@@ -7,20 +7,20 @@ import re
 from dataclasses import dataclass, field
 
 from ivr.campaign.clock import Clock, Timer
+from ivr.config import check_dial_template
 from ivr.errors import ConfigError
+from ivr.numbers import is_e164
 from ivr.telephony.node import PbxNode
 
-E164 = re.compile(r"^\+[1-9][0-9]{5,14}$")
 UNSAFE = re.compile(r"[&,|/\\\r\n;'\"\s]")
 FAULT_HOLD_S = 5.0      # no call on a node for this long after it tore calls down
 
 
 def dial_string(template: str, number: str) -> str:
     """Fill the dial string, refusing anything that could inject into it."""
-    if not E164.match(number):
+    if not is_e164(number):
         raise ConfigError(f"number {number!r} is not E.164 (+ and 6-15 digits): fix the contact")
-    if "\n" in template or "\r" in template or "&" in template or "|" in template:
-        raise ConfigError("dialer.dial_string must be one channel (no &, | or newline)")
+    check_dial_template(template)
     return template.replace("{number}", number)
 
 

@@ -35,7 +35,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from ivr.numbers import e164
+from ivr.numbers import e164, is_e164
 
 from ivr.errors import IvrError
 from ivr.store.base import StoreBackend, utc
@@ -48,7 +48,6 @@ ERASED_TEXT = "[erased]"
 # "0612345678'; x" or "abc0612345678" by extracting the digits. No letters also means no
 # extension ("ext. 5", "x5").
 _NUMBER_CHARS = re.compile(r"\+?[0-9 ().\-/]+")
-_E164 = re.compile(r"\+[1-9][0-9]{5,14}")
 _DURATION = re.compile(r"([0-9]{1,6})([hdwmy])")
 _UNIT = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1),
          "m": timedelta(days=30), "y": timedelta(days=365)}
@@ -77,7 +76,7 @@ def parse_duration(text: str) -> timedelta:
 def _e164(number: str) -> str:
     # Stored numbers are E.164; a national form would silently match nothing, which for an
     # erasure request would be a false "done".
-    if not isinstance(number, str) or not _E164.fullmatch(number):
+    if not isinstance(number, str) or not is_e164(number):
         raise IvrError(f"{number!r} is not an E.164 number: give it as +33… "
                        "(normalise it with the default region first)")
     return number

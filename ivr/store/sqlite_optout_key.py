@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from ivr.errors import StoreError
+from ivr.secret_files import read_or_create
 
 ENV = "IVR_OPTOUT_KEY"
 KEY_SETTING = "store.optout_key_file"
@@ -29,13 +30,7 @@ def fix_hint(beside: Path) -> str:
 
 
 def _read_or_create(key_file: Path) -> bytes:
-    if key_file.exists():
-        return key_file.read_bytes().strip()
-    value = os.urandom(32).hex().encode()
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(value)
-    return value
+    return read_or_create(key_file, lambda: os.urandom(32).hex()).encode()
 
 
 def beside(db_path: Path) -> Path:

@@ -24,6 +24,7 @@ from ivr.telephony.agi_auth import callback_secret_from_env
 from ivr.telephony.contract import (GLOBAL_AGI_URL, GLOBAL_CALLBACK_SECRET, SIM_AFTER_INTRO_S,
                                     SIM_EARLY_S, SIM_REASK_S, SIM_SOUNDS_DIR, agi_url)
 from ivr.errors import SandboxError
+from ivr.secret_files import read_or_create, write_secret
 from ivr.telephony.sip_trunk import sandbox_pjsip_conf
 
 CACHE_DIR = Path(os.environ.get("IVR_SANDBOX_CACHE", "/var/cache/ivr-sandbox"))
@@ -132,14 +133,8 @@ class Sandbox:
         """From the environment, else a 0600 file of the sandbox dir, made on first use."""
         if env:
             return env
-        if path.exists():
-            return path.read_text().strip()
         self.state.mkdir(parents=True, exist_ok=True)
-        value = secrets.token_urlsafe(24)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(value)
-        return value
+        return read_or_create(path, lambda: secrets.token_urlsafe(24))
 
     @property
     def etc(self) -> Path:
@@ -159,12 +154,10 @@ class Sandbox:
             shutil.copyfile(conf, etc / INCLUDE_DIR / conf.name)
         for name, text in self._conf_files(sim_timing or {}).items():
             path = etc / name
-            path.unlink(missing_ok=True)
-            # manager.conf and extensions.conf hold secrets: created 0600, never readable
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                         0o600 if name in SECRET_CONFS else 0o644)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
+            if name in SECRET_CONFS:  # manager.conf, extensions.conf: 0600, never readable
+                write_secret(path, text)
+            else:
+                path.write_text(text)
         self._sim_sounds()
 
     def _conf_files(self, sim_timing: dict[str, float]) -> dict[str, str]:

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ivr.errors import ConfigError
+from ivr.secret_files import write_secret
 from ivr.telephony.contract import CARRIER_CONTEXT
 
 TRUNK_CONF = Path(__file__).resolve().parents[2] / "dialplans" / "pjsip-trunk.conf"
@@ -155,18 +156,7 @@ def write_auth_conf(path: Path, environ: Mapping[str, str] = os.environ,
             raise ConfigError(f"user {owner!r} not found: pass --owner USER, the user Asterisk "
                               "runs as") from None
         ids = (pw.pw_uid, pw.pw_gid)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o600)  # O_CREAT's mode is ignored when the file already existed
-        if ids is not None:
-            os.chown(tmp, *ids)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # never leave a copy of the secret behind
-        raise
+    write_secret(path, text, owner=ids)
     return path
 
 
