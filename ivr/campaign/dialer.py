@@ -195,7 +195,10 @@ class Dialer:
         if flight is None:
             return
         if ev.success:
-            flight.answered = True  # answered_at is written by the IVR when it starts
+            # OriginateResponse Success comes at the answer; the AGI starts later (after AMD)
+            flight.answered = True
+            call_id, at = flight.call_id, self.clock.now()
+            self.writer.write(lambda: self.store.record_answer(call_id, at))
             if flight.hung_up:  # the hangup came first: still give the IVR its grace
                 self._expire_later(flight)
             return

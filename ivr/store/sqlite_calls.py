@@ -94,6 +94,17 @@ class CallsSQL(SQLiteCore):
                         "answered_at, ?), token_hash = NULL WHERE id = ? AND outcome IS NULL",
                         (utc(now), call_id))
 
+    def record_answer(self, call_id: int, at: datetime) -> None:
+        """The answer as the PBX reported it (OriginateResponse): the true answer time of the
+        call and of its proof of consent. MIN: the earliest report wins, whichever write came
+        first (the AGI's start is a later fallback: AMD or a slow AGI delay it)."""
+        ts = utc(at)
+        with self.transaction():
+            self.db.conn.execute("UPDATE calls SET answered_at = MIN(COALESCE(answered_at, ?), ?)"
+                                 " WHERE id = ?", (ts, ts, call_id))
+            self.db.conn.execute("UPDATE consents SET answered_at = MIN(COALESCE(answered_at, ?),"
+                                 " ?) WHERE call_id = ?", (ts, ts, call_id))
+
     def finish_answered(self, call_id: int, result: CallResult, now: datetime,
                         retry_at: datetime | None = None) -> bool:
         """Record an answered call and its proof of consent in one transaction.

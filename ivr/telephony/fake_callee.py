@@ -45,13 +45,16 @@ class Callee:
     amd: str = "HUMAN"                   # AMDSTATUS handed to the AGI when IVR_AMD=1
     cause: int = 16                      # Q.850 cause of an unanswered kind
     message: str = "Originate failed"    # refuse: the Error's Message
+    amd_s: float = 0.0                   # AMD() listens this long between answer and AGI
 
 
 def answer(keys: Sequence[str | None] = (), delay_s: float = 0.0, *,
-           hangup_at: int | None = None, prompt_s: float = 0.0, amd: str = "HUMAN") -> Callee:
+           hangup_at: int | None = None, prompt_s: float = 0.0, amd: str = "HUMAN",
+           amd_s: float = 0.0) -> Callee:
     """Answers after delay_s; presses keys[i] at the i-th prompt command; hangs up at prompt
-    `hangup_at` if given (else stays until the IVR hangs up)."""
-    return Callee("answer", delay_s, tuple(keys), hangup_at, None, prompt_s, amd)
+    `hangup_at` if given (else stays until the IVR hangs up). `amd_s`: the time AMD() takes
+    before the AGI starts, whether or not IVR_AMD asks for it."""
+    return Callee("answer", delay_s, tuple(keys), hangup_at, None, prompt_s, amd, amd_s=amd_s)
 
 
 def hangup_after(s: float, keys: Sequence[str | None] = (), *, prompt_s: float = 0.0,
@@ -238,6 +241,8 @@ class Player:
         self._originate_response(call, True, R_ANSWERED)
         failsafe = False
         try:
+            if callee.amd_s and await self._ring(call, callee.amd_s):
+                return  # hung up during AMD: the finally ends both halves
             failsafe = await self._agi(call)
         finally:
             cause = 16 if call.cause is None else call.cause  # the dialplan's Hangup()
