@@ -97,7 +97,7 @@ class Dialer:
     calls_per_second: float = 5.0
     ring_timeout_s: float = 30.0
     dial_string: str = "Local/{number}@ivr-sim"
-    amd: bool = True
+    amd: bool = False  # off: ~5 s of dead air for a silent human (README)
     on_machine: str = "hangup"
     # How long a stop (Ctrl-C, SIGTERM) lets calls in flight finish before hanging them up;
     # unset: the longest possible call (ivr/campaign/deadline.py).
