@@ -45,7 +45,8 @@ res_pjsip_outbound_authenticator_digest res_pjsip_caller_id res_pjsip_dtmf_info 
 res_pjsip_logger res_pjsip_nat res_pjsip_pubsub res_pjsip_registrar res_pjsip_acl
 """.split()
 AMI_READ = "call,user,originate,system"   # system: FullyBooted/Shutdown, to notice restarts
-MONITOR_EVENTS = ("DTMFEnd", "Hangup", "OriginateResponse")
+# AGIExecStart: bench/bench_first_audio.py times the first STREAM FILE after the answer.
+MONITOR_EVENTS = ("DTMFEnd", "Hangup", "OriginateResponse", "AGIExecStart")
 AMI_WRITE = "originate,call,reporting"          # Originate, Hangup, CoreShowChannels
 SECRET_CONFS = ("manager.conf", "extensions.conf")  # AMI secret, callback secret: mode 0600
 
@@ -199,7 +200,7 @@ class Sandbox:
                 + self._ami_user(pbx.user, AMI_READ, AMI_WRITE, sorted(WANTED_EVENTS))
                 # Sandbox only: tests watch the simulated callees' DTMF, which the controller
                 # never reads, with their own user and filters.
-                + self._ami_user(self.monitor_user, "call,dtmf,originate", "originate",
+                + self._ami_user(self.monitor_user, "call,dtmf,originate,agi", "originate",
                                  MONITOR_EVENTS))
 
     def _ami_user(self, name: str, read: str, write: str, events: Iterable[str]) -> str:
