@@ -207,10 +207,11 @@ async def run_campaign(cfg: Config, store: Store, *,
                        node: PbxNode | None = None, hashes: dict[str, str] | None = None,
                        ) -> tuple[campaign_run.RunReport, Any]:
     """One run: the controller, its RunState (snapshots to `on_snapshot`), the run loop.
-    The store is held for the whole run (first: a second run is refused before it touches
-    the PBX, whose live calls it would otherwise adopt and wait for forever)."""
+    The store is held for the campaign for the whole run (first: a second run of the campaign
+    is refused before it touches the PBX, whose live calls it would otherwise adopt and wait
+    for forever; another campaign's run may share the store)."""
     clock = clock or Clock()
-    with store.hold_run(RunOwner.this_process(utcnow())):
+    with store.hold_run(RunOwner.this_process(utcnow()), cfg.campaign.name):
         return await _run_campaign(cfg, store, on_tick, on_snapshot, clock, stop, node, hashes)
 
 

@@ -170,7 +170,8 @@ def contacts_import(ctx: Ctx, file: Path, source: str, basis: str | None,
                     acquired_on: str | None) -> None:
     """Import a CSV (header with `number`; optional `name`, `timezone`)."""
     from ivr.records.contacts import import_csv
-    report = import_csv(ctx.store(), file, source=source, basis=basis, acquired_on=acquired_on,
+    report = import_csv(ctx.store(), file, campaign=ctx.cfg.campaign.name, source=source,
+                        basis=basis, acquired_on=acquired_on,
                         default_region=ctx.cfg.default_region, now=now(),
                         allow_countries=frozenset(ctx.cfg.contacts.allow_countries),
                         log=lambda m: err_console.print(m, highlight=False))
@@ -179,6 +180,22 @@ def contacts_import(ctx: Ctx, file: Path, source: str, basis: str | None,
     for warning in report.warnings:
         err_console.print(f"warning: {warning}", highlight=False)
     console.print(report.summary(), highlight=False)
+
+
+@contacts.command("share")
+@click.option("--source", required=True, help="The list's name, as imported.")
+@click.option("--campaign", "campaign", required=True,
+              help="The campaign that may call it too (its campaign.name).")
+@click.option("--basis", default=None,
+              help="The list's basis for that campaign (required): consent, member_file or "
+                   "rented_file.")
+@pass_ctx
+def contacts_share(ctx: Ctx, source: str, campaign: str, basis: str | None) -> None:
+    """Let a second campaign call a list: a deliberate step, recorded in the audit table."""
+    from ivr.records.contacts import share_list
+    bound = share_list(ctx.store(), source=source, campaign=campaign, basis=basis, now=now())
+    console.print(f"list {source!r}: {bound} contact(s) now belong to campaign {campaign!r} "
+                  f"too (basis {basis})", highlight=False, markup=False)
 
 
 # -- run ------------------------------------------------------------------------------------

@@ -69,7 +69,8 @@ def run_demo(cfg: Config, console: Console) -> None:
     store = open_store(cfg)
     say(f"3/5 importing {len(DEMO_BEHAVIOURS)} fiction numbers into {db}")
     with tempfile.TemporaryDirectory() as tmp:
-        result = import_csv(store, write_demo_csv(Path(tmp) / "demo.csv"), source="demo-fiction",
+        result = import_csv(store, write_demo_csv(Path(tmp) / "demo.csv"),
+                            campaign=cfg.campaign.name, source="demo-fiction",
                             basis="consent", acquired_on=None,
                             default_region=cfg.default_region, now=datetime.now(timezone.utc))
     say(f"    {result.summary()}")

@@ -31,16 +31,27 @@ def store_at(path: Path, busy_timeout_s: float = 0.05) -> Store:
     return Store.open(path, optout_key=b"k", busy_timeout_s=busy_timeout_s)
 
 
+# The campaign names the unit tests' configs use: a contact added by add_contact belongs to
+# all of them unless the test names its campaigns (lists belong to campaigns, schema 5).
+TEST_CAMPAIGNS = ("campaign", "c1", "demo", "utest", "demo-municipales-2026")
+
+
 def add_contact(store: Store, number: str, *, at: datetime | str, source: str = "list",
-                **fields: Any) -> dict[str, Any]:
-    """Insert one contact row as an import would leave it; `fields` sets any other column
-    (name, timezone, basis, acquired_on, status, slot; extra as a dict)."""
+                campaigns: tuple[str, ...] = TEST_CAMPAIGNS, **fields: Any) -> dict[str, Any]:
+    """Insert one contact row as an import would leave it, bound to `campaigns`; `fields` sets
+    any other column (name, timezone, basis, acquired_on, status, slot; extra as a dict)."""
     ts = at if isinstance(at, str) else utc(at)
     if isinstance(fields.get("extra"), dict):
         fields["extra"] = json.dumps(fields["extra"])
     row = {"number": number, "source": source, "created_at": ts, "updated_at": ts, **fields}
     store.db["contacts"].insert(row)  # sqlite-utils: columns from the dict, values bound
-    return contact(store, number)
+    found = contact(store, number)
+    for name in campaigns:
+        store.db["campaign_contacts"].insert({
+            "contact_id": found["id"], "campaign": name, "source": source,
+            "basis": fields.get("basis"), "acquired_on": fields.get("acquired_on"),
+            "status": fields.get("status", "pending"), "bound_at": ts})
+    return found
 
 
 def contact(store: Store, number: str) -> dict[str, Any]:

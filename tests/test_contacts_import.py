@@ -35,8 +35,8 @@ def write(tmp_path: Path, text: str | bytes, name: str = "list.csv") -> Path:
 
 def run(store: Store, path: Path, *, source: str = "list-a", basis: str | None = "consent",
         acquired_on: str | None = "2025-01-15", now: datetime = NOW) -> ImportReport:
-    return import_csv(store, path, source=source, basis=basis, acquired_on=acquired_on,
-                      default_region="FR", now=now)
+    return import_csv(store, path, campaign="c1", source=source, basis=basis,
+                      acquired_on=acquired_on, default_region="FR", now=now)
 
 
 def rows(store: Store) -> list[dict[str, Any]]:
@@ -197,7 +197,7 @@ def test_audit_row_records_the_import(store: Store, tmp_path: Path) -> None:
     assert (audit["action"], audit["subject_hash"], audit["at"]) == (
         "import", None, "2025-03-04T09:30:00.000Z")
     detail = json.loads(audit["detail"])
-    assert detail == {"source": "list-a", "basis": "consent", "acquired_on": "2025-01-15",
+    assert detail == {"campaign": "c1", "source": "list-a", "basis": "consent", "acquired_on": "2025-01-15",
                       "file": "list.csv", "added": 1, "merged": 1, "duplicates": 1,
                       "unchanged": 0, "opted_out": 0, "rejected": 1, "complete": True}
 
@@ -503,7 +503,7 @@ def test_numbers_that_may_not_be_called_are_rejected_with_the_reason(
 
 
 def test_allowed_countries_are_imported(store: Store, tmp_path: Path) -> None:
-    report = import_csv(store, write(tmp_path, "number\n+44 20 7946 0018\n"), source="s",
-                        basis="consent", acquired_on=None, default_region="FR", now=NOW,
+    report = import_csv(store, write(tmp_path, "number\n+44 20 7946 0018\n"), campaign="c1",
+                        source="s", basis="consent", acquired_on=None, default_region="FR", now=NOW,
                         allow_countries=frozenset({"GB"}))
     assert report.added == 1 and [r["number"] for r in rows(store)] == ["+442079460018"]

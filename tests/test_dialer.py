@@ -53,11 +53,14 @@ def make_cfg(tmp_path: Path, delays: Mapping[str, float] = DELAYS, **dialer: Any
         "schedule": {"demo_any_hour": True}}, tmp_path)
 
 
-def add_contacts(store: Store, numbers: list[str]) -> None:
-    ts = utc(ManualClock().now())
+def add_contacts(store: Store, numbers: list[str], campaign: str = "utest") -> None:
+    now = ManualClock().now()
+    ts = utc(now)
     for n in numbers:
         store.db.execute("INSERT INTO contacts (number, source, basis, created_at, updated_at) "
                          "VALUES (?, 'list', 'consent', ?, ?)", (n, ts, ts))
+    store.bind_contacts(numbers, campaign=campaign, source="list", basis="consent",
+                        acquired_on=None, now=now)
 
 
 def contact(store: Store, number: str) -> dict[str, Any]:

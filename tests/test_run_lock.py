@@ -1,4 +1,4 @@
-"""One `ivr run` per SQLite store (issue 17): a second is refused at once with one line naming
+"""One `ivr run` per campaign and SQLite store (issues 17, 18): a second is refused at once with one line naming
 the first (pid, host, start time); the lock dies with its process, even SIGKILLed."""
 from __future__ import annotations
 
@@ -24,15 +24,28 @@ STARTED = datetime(2026, 12, 1, 12, 0, 3, 456000, tzinfo=timezone.utc)
 def test_a_second_holder_is_refused_with_the_first_ones_pid_host_and_start(
         tmp_path: Path) -> None:
     first, second = Store.open(tmp_path / "ivr.db"), Store.open(tmp_path / "ivr.db")
-    with first.hold_run(RunOwner(4242, "hostA", STARTED)):
+    with first.hold_run(RunOwner(4242, "hostA", STARTED), "c1"):
         with pytest.raises(StoreError) as err:
-            with second.hold_run(RunOwner.this_process(STARTED)):
+            with second.hold_run(RunOwner.this_process(STARTED), "c1"):
                 pytest.fail("held twice")
     msg = str(err.value)
     assert msg == (f"the store {tmp_path / 'ivr.db'} is in use by ivr run pid 4242 on host "
-                   "hostA since 2026-12-01 12:00:03Z: wait for it to end or stop it (Ctrl-C)")
-    with second.hold_run(RunOwner.this_process(STARTED)):  # released at the end of the run
+                   "hostA since 2026-12-01 12:00:03Z for campaign 'c1': wait for it to end or "
+                   "stop it (Ctrl-C)")
+    with second.hold_run(RunOwner.this_process(STARTED), "c1"):  # released at the run's end
         pass
+
+
+@pytest.mark.parametrize("other", ["c2", "c1 ", "c1/..", "C1"])
+def test_another_campaign_runs_beside_it_on_the_same_store(tmp_path: Path, other: str) -> None:
+    first, second = Store.open(tmp_path / "ivr.db"), Store.open(tmp_path / "ivr.db")
+    with first.hold_run(RunOwner(4242, "hostA", STARTED), "c1"):
+        with second.hold_run(RunOwner.this_process(STARTED), other):
+            with pytest.raises(StoreError, match="pid 4242 on host hostA"):
+                with Store.open(tmp_path / "ivr.db").hold_run(
+                        RunOwner.this_process(STARTED), "c1"):
+                    pytest.fail("c1 held twice")
+    assert sorted(p.parent for p in tmp_path.glob("*.run-lock")) == [tmp_path, tmp_path]
 
 
 def test_the_lock_dies_with_a_killed_process(tmp_path: Path) -> None:
@@ -41,7 +54,8 @@ def test_the_lock_dies_with_a_killed_process(tmp_path: Path) -> None:
     code = ("import sys, time; from datetime import datetime, timezone;"
             "from ivr.store.sqlite import Store; from ivr.store.base import RunOwner;"
             f"s = Store.open({str(db)!r});"
-            "cm = s.hold_run(RunOwner.this_process(datetime.now(timezone.utc))); cm.__enter__();"
+            "cm = s.hold_run(RunOwner.this_process(datetime.now(timezone.utc)), 'c1');"
+            "cm.__enter__();"
             "print('held', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -51,19 +65,19 @@ def test_the_lock_dies_with_a_killed_process(tmp_path: Path) -> None:
             proc.wait(5)
             pytest.fail(f"the holder did not start: {proc.stderr.read()}")
         with pytest.raises(StoreError, match=f"pid {proc.pid} on host {socket.gethostname()}"):
-            with Store.open(db).hold_run(RunOwner.this_process(STARTED)):
+            with Store.open(db).hold_run(RunOwner.this_process(STARTED), "c1"):
                 pass
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-    with Store.open(db).hold_run(RunOwner.this_process(STARTED)):  # no stale lock
+    with Store.open(db).hold_run(RunOwner.this_process(STARTED), "c1"):  # no stale lock
         pass
 
 
 def test_a_store_in_memory_holds_nothing() -> None:
     store = Store.memory()
-    with store.hold_run(RunOwner.this_process(STARTED)):
-        with store.hold_run(RunOwner.this_process(STARTED)):
+    with store.hold_run(RunOwner.this_process(STARTED), "c1"):
+        with store.hold_run(RunOwner.this_process(STARTED), "c1"):
             pass
 
 
@@ -78,6 +92,7 @@ def test_run_campaign_is_refused_before_it_touches_the_pbx(tmp_path: Path) -> No
     from test_dialer import make_cfg
     cfg = make_cfg(tmp_path)
     store = Store.open(tmp_path / "ivr.db")
-    with Store.open(tmp_path / "ivr.db").hold_run(RunOwner(7, "other", STARTED)):
+    with Store.open(tmp_path / "ivr.db").hold_run(RunOwner(7, "other", STARTED),
+                                                  cfg.campaign.name):
         with pytest.raises(StoreError, match="in use by ivr run pid 7 on host other"):
             asyncio.run(app.run_campaign(cfg, store, node=UntouchedNode()))  # type: ignore

@@ -61,6 +61,8 @@ def test_the_pending_callees_reach_the_fiction_caller_id_rule() -> None:
     store = Store.memory()
     store.add_contact("+33612345678", name=None, timezone=None, source="s", basis="consent",
                       acquired_on="2026-01-01", extra="{}", status="pending", now=NOW)
+    store.bind_contacts(["+33612345678"], campaign="c1", source="s", basis="consent",
+                        acquired_on="2026-01-01", now=NOW)
     cfg = make_config(campaign={"name": "c1", "caller_id": "+33199000000"})
     codes = [v.code for v in check_campaign(cfg, store) if v.is_error]
     assert "caller_id_fiction" in codes

@@ -32,6 +32,8 @@ def store_with(tmp_path: Path, n: int) -> Store:
         s.db.execute("INSERT INTO contacts (number, source, basis, created_at, updated_at) "
                      "VALUES (?, 'list', 'consent', ?, ?)",
                      (f"+331990000{i:02d}", utc(CLOCK_START), utc(CLOCK_START)))
+    s.bind_contacts([f"+331990000{i:02d}" for i in range(n)], campaign="c1", source="list",
+                    basis="consent", acquired_on=None, now=CLOCK_START)
     return s
 
 
@@ -121,6 +123,8 @@ def test_why_paused_holding_waiting_and_the_final_snapshot(tmp_path: Path) -> No
     s.db.execute("INSERT INTO contacts (number, source, basis, created_at, updated_at) "
                  "VALUES ('+33162000010', 'list', 'consent', ?, ?)",
                  (utc(clock.now()), utc(clock.now())))
+    s.bind_contacts(["+33162000010"], campaign="c1", source="list", basis="consent",
+                    acquired_on=None, now=clock.now())
     state = RunState("c1", s, clock, max_concurrent=1, nodes=nodes)
     state.planned(planning.plan(cfg(), s, clock.now()))
     assert state.publish().status == "waiting" and "outside window" in state.last.waiting

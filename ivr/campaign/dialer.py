@@ -328,7 +328,8 @@ class Dialer:
             # Only attempts that existed before asking the node: a newer one may be missing
             # from the answer and must not be taken for gone.
             self.writer.flush()
-            open_calls = self.store.open_calls(node=ns.name)
+            # This campaign's only: another campaign's run shares the node and the store.
+            open_calls = self.store.open_calls(node=ns.name, campaign=self.cfg.campaign.name)
             live = await ns.node.channels()
             return self._reconcile(ns, open_calls, live)
         finally:

@@ -90,7 +90,7 @@ def plan(cfg: Config, store: StoreBackend, now: datetime) -> Plan:
     """Who is due now: the pending contacts, their history read in bulk, each judged. Writes
     nothing (a dry run leaves the store byte-identical); the claim updates statuses."""
     result = Plan()
-    contacts = store.pending_contacts()
+    contacts = store.pending_contacts(cfg.campaign.name)
     attempts_since, refusals_since = _since(cfg, now)
     history = store.history([c["number"] for c in contacts], attempts_since, refusals_since,
                             cfg.campaign.name)
@@ -105,11 +105,14 @@ def plan(cfg: Config, store: StoreBackend, now: datetime) -> Plan:
     return result
 
 
-def why_nobody(store: StoreBackend, p: Plan) -> str:
-    """One line for an operator whose run called nobody (or nobody more)."""
-    by_status = store.contact_status_counts()
+def why_nobody(store: StoreBackend, p: Plan, campaign: str | None = None) -> str:
+    """One line for an operator whose run called nobody (or nobody more); `campaign`: count
+    only that campaign's contacts."""
+    by_status = store.contact_status_counts(campaign)
     if not any(by_status.values()):
-        return "no contacts: import a list with `ivr contacts import FILE --source NAME`"
+        where = f" for campaign {campaign!r}" if campaign else ""
+        return (f"no contacts{where}: import a list with `ivr contacts import FILE --source "
+                "NAME`, or bind one with `ivr contacts share`")
     if not p.waiting and not p.due:
         done = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items()))
         return f"all done: nothing left to call ({done})"

@@ -145,7 +145,7 @@ class CampaignRun:
         nxt = p.next_retry()
         if not self.dialer.in_flight():
             if nxt is None:
-                self.report.why = why_nobody(self.store, p)
+                self.report.why = why_nobody(self.store, p, self.cfg.campaign.name)
                 return False
             wait = max(0.0, (nxt - self.clock.now()).total_seconds())
             self.dialer.changed.clear()
@@ -209,7 +209,8 @@ class CampaignRun:
         self.dialer.writer.flush()
         if not self.report.why:
             self.report.why = why_nobody(self.store, plan(self.cfg, self.store,
-                                                          self.clock.now()))
+                                                          self.clock.now()),
+                                         self.cfg.campaign.name)
         self.report.paused = self.report.paused or self.dialer.writer.last_problem
         self.state.finish(self.report.stopped_by, self.report.why, self.report.paused)
         return self.report

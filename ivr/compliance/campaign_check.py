@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from ivr.config import Config
 from ivr.compliance.consent_first import intro_problems, slot_problems
-from ivr.compliance.preflight import ERROR, Violation, preflight, raise_on_errors
+from ivr.compliance.preflight import ERROR, WARNING, Violation, preflight, raise_on_errors
 from ivr.compliance.prompt_legal import missing_legal_items
 from ivr.store.base import StoreBackend
 
 __all__ = ["check_campaign", "raise_on_errors"]
 
 
-def list_sources(store: StoreBackend) -> list[dict[str, object]]:
-    """Provenance of every list that still has contacts to call."""
-    return store.pending_sources()
+def list_sources(store: StoreBackend, campaign: str) -> list[dict[str, object]]:
+    """Provenance, for this campaign, of every list it still has contacts to call."""
+    return store.pending_sources(campaign)
+
+
+def unbound_violations(store: StoreBackend, campaign: str) -> list[Violation]:
+    """Lists imported before campaigns existed: no run calls them until they are bound."""
+    return [Violation("unbound_list", f"list {r['source']!r}: {r['contacts']} contact(s) "
+                      "belong to no campaign and are not called: bind them with `ivr contacts "
+                      f"share --source {r['source']} --campaign {campaign} --basis BASIS`",
+                      WARNING) for r in store.unbound_sources()]
 
 
 def prompt_violations(cfg: Config) -> list[Violation]:
@@ -26,5 +34,7 @@ def prompt_violations(cfg: Config) -> list[Violation]:
 
 def check_campaign(cfg: Config, store: StoreBackend) -> list[Violation]:
     # The pending callees let preflight refuse a fiction caller ID that would call real people.
-    callees = [str(c["number"]) for c in store.pending_contacts()]
-    return prompt_violations(cfg) + preflight(cfg, sources=list_sources(store), callees=callees)
+    name = cfg.campaign.name
+    callees = [str(c["number"]) for c in store.pending_contacts(name)]
+    return (prompt_violations(cfg) + unbound_violations(store, name)
+            + preflight(cfg, sources=list_sources(store, name), callees=callees))

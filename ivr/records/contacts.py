@@ -57,8 +57,8 @@ class ImportReport:
                 f"{self.rejected_total} rejected")
 
 
-def import_csv(store: StoreBackend, path: Path, *, source: str, basis: str | None,
-               acquired_on: str | None, default_region: str, now: datetime,
+def import_csv(store: StoreBackend, path: Path, *, campaign: str, source: str,
+               basis: str | None, acquired_on: str | None, default_region: str, now: datetime,
                allow_countries: frozenset[str] = frozenset(),
                log: Callable[[str], None] = lambda s: None) -> ImportReport:
     """Import a contact list; see the module docstring for what a fatal error leaves behind."""
@@ -66,7 +66,7 @@ def import_csv(store: StoreBackend, path: Path, *, source: str, basis: str | Non
     if not source:
         raise ImportFileError("a list needs its provenance: pass --source NAME")
     basis = _provenance(source, basis)
-    importer = _Importer(store, source=source, basis=basis,
+    importer = _Importer(store, campaign=campaign, source=source, basis=basis,
                          acquired_on=_acquired_on(acquired_on, now),
                          region=default_region, now=now, allow=allow_countries)
     report = importer.report
@@ -80,6 +80,25 @@ def import_csv(store: StoreBackend, path: Path, *, source: str, basis: str | Non
             _stream(importer, records, log, path.name)
     store.audit("import", None, importer.detail(path.name, complete=True), now)
     return report
+
+
+def share_list(store: StoreBackend, *, source: str, campaign: str, basis: str | None,
+               now: datetime) -> int:
+    """Bind list `source` to one more campaign, with its basis for that campaign: the
+    deliberate step a list's second use takes (a list is collected for one candidate).
+    Recorded in the audit table; returns how many contacts were newly bound."""
+    source, campaign = (source or "").strip(), (campaign or "").strip()
+    if not campaign:
+        raise ImportFileError("--campaign is empty: name the campaign that may call this list")
+    basis = _provenance(source, basis)
+    with store.transaction():
+        if not store.list_exists(source):
+            raise ImportFileError(f"no list named {source!r} in this store: check --source "
+                                  "(the name given to `ivr contacts import`)")
+        bound = store.share_list(source, campaign=campaign, basis=basis, now=now)
+        store.audit("list_shared", None, {"source": source, "campaign": campaign,
+                                          "basis": basis, "contacts": bound}, now)
+    return bound
 
 
 def _provenance(source: str, basis: str | None) -> str:
@@ -116,9 +135,11 @@ def _stream(importer: _Importer, records: Iterator[tuple[int, list[str]]],
 
 
 class _Importer:
-    def __init__(self, store: StoreBackend, *, source: str, basis: str | None, acquired_on: str,
-                 region: str, now: datetime, allow: frozenset[str] = frozenset()) -> None:
+    def __init__(self, store: StoreBackend, *, campaign: str, source: str, basis: str | None,
+                 acquired_on: str, region: str, now: datetime,
+                 allow: frozenset[str] = frozenset()) -> None:
         self.store, self.source, self.basis = store, source, basis
+        self.campaign = campaign  # the list is bound to it (ivr/store/schema.py, 5)
         self.allow = allow  # contacts.allow_countries
         self.acquired_on, self.region, self.now = acquired_on, region, now
         self.columns: list[str] = []
@@ -184,6 +205,9 @@ class _Importer:
             for number, row in batch.items():
                 self._write(number, row, existing.get(number), number in seen,
                             number in listed)
+            self.store.bind_contacts(numbers, campaign=self.campaign, source=self.source,
+                                     basis=self.basis, acquired_on=self.acquired_on,
+                                     now=self.now)
         self.batches_written += 1
 
     def _write(self, number: str, row: dict[str, str], old: dict[str, Any] | None,
@@ -231,7 +255,8 @@ class _Importer:
     def detail(self, file: str, *, complete: bool, line: int | None = None) -> dict[str, Any]:
         r = self.report
         detail: dict[str, Any] = {
-            "source": self.source, "basis": self.basis, "acquired_on": self.acquired_on,
+            "campaign": self.campaign, "source": self.source, "basis": self.basis,
+            "acquired_on": self.acquired_on,
             "file": file, "added": r.added, "merged": r.merged, "duplicates": r.duplicates,
             "unchanged": r.unchanged, "opted_out": r.opted_out, "rejected": r.rejected_total,
             "complete": complete}

@@ -68,4 +68,25 @@ MIGRATIONS: list[str] = [
     ALTER TABLE consents ADD COLUMN answered_at TEXT;
     PRAGMA user_version = 4
     """,
+    # 5: lists belong to campaigns. A contact (one number) may be bound to several campaigns,
+    # each binding with its own provenance and progress. Existing contacts are bound to every
+    # campaign that already called them; the others stay unbound (no run calls them until
+    # `ivr contacts share` binds their list).
+    """
+    CREATE TABLE campaign_contacts (
+        contact_id INTEGER NOT NULL REFERENCES contacts(id),
+        campaign TEXT NOT NULL,
+        source TEXT NOT NULL, basis TEXT, acquired_on TEXT,
+        status TEXT NOT NULL DEFAULT 'pending',
+        bound_at TEXT NOT NULL,
+        PRIMARY KEY (contact_id, campaign)
+    );
+    CREATE INDEX campaign_contacts_campaign ON campaign_contacts(campaign, status);
+    INSERT INTO campaign_contacts (contact_id, campaign, source, basis, acquired_on, status,
+                                   bound_at)
+        SELECT DISTINCT k.id, c.campaign, k.source, k.basis, k.acquired_on, k.status,
+               k.created_at
+        FROM contacts k JOIN calls c ON c.contact_id = k.id;
+    PRAGMA user_version = 5
+    """,
 ]

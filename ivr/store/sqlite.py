@@ -30,9 +30,11 @@ __all__ = ["MIGRATIONS", "CallResult", "Claim", "History", "Store", "campaign_ta
 class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL):
     path: Path | None = None  # the file (None in memory): the run lock lives beside it
 
-    def hold_run(self, owner: RunOwner) -> AbstractContextManager[None]:
-        """One `ivr run` at a time on this file (sqlite_runlock); nothing to hold in memory."""
-        return sqlite_runlock.hold_run(self.path, owner) if self.path else nullcontext()
+    def hold_run(self, owner: RunOwner, campaign: str) -> AbstractContextManager[None]:
+        """One `ivr run` per campaign at a time on this file (sqlite_runlock); nothing to
+        hold in memory."""
+        return (sqlite_runlock.hold_run(self.path, owner, campaign) if self.path
+                else nullcontext())
 
     @classmethod
     def open(cls, path: str | Path, optout_key: bytes | None = None,

@@ -141,7 +141,7 @@ class CallsSQL(SQLiteCore):
             elif result.choice == "consent" and result.slot:
                 self.db.conn.execute("UPDATE contacts SET slot = ? WHERE id = ?",
                                      (result.slot, contact_id))
-            self._settle_contact(contact_id, result.outcome, retry_at, now)
+            self._settle_contact(contact_id, campaign, result.outcome, retry_at, now)
         return True
 
     def finish_unanswered(self, call_id: int, outcome: str, cause: str | None, now: datetime,
@@ -150,12 +150,13 @@ class CallsSQL(SQLiteCore):
         with self.transaction():
             row = self.db.conn.execute(
                 "UPDATE calls SET state = 'ended', outcome = ?, hangup_cause = ?, ended_at = ?, "
-                "retry_at = ?, stage = ? WHERE id = ? AND outcome IS NULL RETURNING contact_id",
+                "retry_at = ?, stage = ? WHERE id = ? AND outcome IS NULL "
+                "RETURNING contact_id, campaign",
                 (outcome, cause, utc(now), utc(retry_at) if retry_at else None, stage,
                  call_id)).fetchall()
             if not row:
                 return False
-            self._settle_contact(row[0][0], outcome, retry_at, now)
+            self._settle_contact(row[0][0], row[0][1], outcome, retry_at, now)
         return True
 
     def set_hangup_cause(self, call_id: int, cause: str) -> None:
@@ -166,23 +167,28 @@ class CallsSQL(SQLiteCore):
         self.db.execute("UPDATE calls SET hangup_cause = ? WHERE channel_id = ? AND "
                         "hangup_cause IS NOT ?", (cause, channel_id, cause))
 
-    def _settle_contact(self, contact_id: int | None, outcome: str,
+    def _settle_contact(self, contact_id: int | None, campaign: str, outcome: str,
                         retry_at: datetime | None, now: datetime) -> None:
         if contact_id is None:
             return
         status = outcomes.contact_status(outcome, retry_planned=retry_at is not None)
-        # An opted-out contact stays opted out, whatever a later outcome says.
+        # An opted-out contact stays opted out, whatever a later outcome says. The binding
+        # holds the progress in this campaign; the contact's own status, the last one seen.
         self.db.conn.execute("UPDATE contacts SET status = ?, updated_at = ? WHERE id = ? AND "
                              "status != 'opted_out'", (status, utc(now), contact_id))
+        self.db.conn.execute("UPDATE campaign_contacts SET status = ? WHERE contact_id = ? "
+                             "AND campaign = ? AND status != 'opted_out'",
+                             (status, contact_id, campaign))
 
     # -- many calls ---------------------------------------------------------------------------
-    def open_calls(self, node: str | None = None) -> list[Row]:
-        """Attempts without an outcome: in flight, or left behind by a crash. Given a node,
-        only the attempts that node placed (a reconciliation must not touch another's)."""
-        if node is None:
-            return self._rows("SELECT * FROM calls WHERE outcome IS NULL ORDER BY id")
-        return self._rows("SELECT * FROM calls WHERE outcome IS NULL AND node = ? ORDER BY id",
-                          (node,))
+    def open_calls(self, node: str | None = None, campaign: str | None = None) -> list[Row]:
+        """Attempts without an outcome: in flight, or left behind by a crash. Given a node
+        and/or a campaign, only the attempts that node placed for that campaign (a
+        reconciliation must not touch another node's, nor another campaign's live calls)."""
+        return self._rows("SELECT * FROM calls WHERE outcome IS NULL "
+                          "AND (:node IS NULL OR node = :node) "
+                          "AND (:campaign IS NULL OR campaign = :campaign) ORDER BY id",
+                          {"node": node, "campaign": campaign})
 
     def last_call_id(self) -> int:
         """The newest attempt's id, 0 when there is none (a run counts what comes after)."""

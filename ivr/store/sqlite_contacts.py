@@ -75,3 +75,32 @@ class ContactsSQL(SQLiteCore):
             "timezone = COALESCE(:timezone, timezone), extra = COALESCE(:extra, extra), "
             "basis = COALESCE(:basis, basis), status = COALESCE(:status, status), "
             "updated_at = :ts WHERE id = :id", {**c, "ts": utc(now), "id": contact_id})
+
+    def bind_contacts(self, numbers: list[str], *, campaign: str, source: str,
+                      basis: str | None, acquired_on: str | None, now: datetime) -> None:
+        """Bind these contacts to a campaign with this list's provenance. A binding that
+        exists keeps its first provenance and its progress (done stays done)."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO campaign_contacts (contact_id, campaign, source, basis, "
+            "acquired_on, status, bound_at) SELECT id, ?, ?, ?, ?, CASE WHEN status = "
+            "'opted_out' THEN 'opted_out' ELSE 'pending' END, ? FROM contacts "
+            "WHERE number IN (SELECT value FROM json_each(?))",
+            (campaign, source, basis, acquired_on, utc(now), json.dumps(numbers)))
+
+    def share_list(self, source: str, *, campaign: str, basis: str, now: datetime) -> int:
+        """Bind every contact of list `source` (imported under it, or bound to a campaign
+        under it) to `campaign` with `basis`; returns how many were newly bound."""
+        cur = self.db.conn.execute(
+            "INSERT OR IGNORE INTO campaign_contacts (contact_id, campaign, source, basis, "
+            "acquired_on, status, bound_at) SELECT k.id, :campaign, :source, :basis, "
+            "k.acquired_on, CASE WHEN k.status = 'opted_out' THEN 'opted_out' "
+            "ELSE 'pending' END, :ts FROM contacts k WHERE k.source = :source OR EXISTS "
+            "(SELECT 1 FROM campaign_contacts b WHERE b.contact_id = k.id "
+            "AND b.source = :source)",
+            {"campaign": campaign, "source": source, "basis": basis, "ts": utc(now)})
+        return int(cur.rowcount)
+
+    def list_exists(self, source: str) -> bool:
+        return bool(self._rows(
+            "SELECT 1 FROM contacts WHERE source = :s UNION ALL SELECT 1 FROM "
+            "campaign_contacts WHERE source = :s LIMIT 1", {"s": source}))

@@ -18,6 +18,7 @@ from ivr.store.sqlite_core import SQLiteCore
 # A table not listed here has no erasure rule: an erasure refuses to run while it exists.
 SCANNED_TABLES: dict[str, str] = {
     "contacts": "SELECT * FROM contacts",
+    "campaign_contacts": "SELECT * FROM campaign_contacts",
     "calls": "SELECT * FROM calls",
     "optouts": "SELECT * FROM optouts",
     "consents": "SELECT * FROM consents",
@@ -43,6 +44,9 @@ class PrivacySQL(SQLiteCore):
         p = {"n": number, "h": self.number_hash(number)}
         return {
             "contacts": self._rows("SELECT * FROM contacts WHERE number = :n ORDER BY id", p),
+            "campaigns": self._rows(
+                "SELECT b.* FROM campaign_contacts b JOIN contacts k ON k.id = b.contact_id "
+                "WHERE k.number = :n ORDER BY b.bound_at, b.campaign", p),
             "calls": self._rows(
                 "SELECT * FROM calls WHERE number = :n OR contact_id IN "
                 "(SELECT id FROM contacts WHERE number = :n) ORDER BY started_at, id", p),
@@ -67,6 +71,8 @@ class PrivacySQL(SQLiteCore):
             "WHERE number = :n OR contact_id IN (SELECT id FROM contacts WHERE number = :n)",
             p).rowcount
         # After the calls: with foreign_keys=ON a contact still referenced cannot be deleted.
+        conn.execute("DELETE FROM campaign_contacts WHERE contact_id IN "
+                     "(SELECT id FROM contacts WHERE number = :n)", p)
         contacts = conn.execute("DELETE FROM contacts WHERE number = :n", p).rowcount
         optouts = conn.execute(
             "UPDATE optouts SET number = NULL WHERE number_hash = ? OR number = ?",
@@ -116,6 +122,12 @@ class PrivacySQL(SQLiteCore):
             "julianday(:cutoff) AND id NOT IN (SELECT call_id FROM consents WHERE call_id IS "
             "NOT NULL)", p).rowcount
         # A remaining call or consent means recent activity (or kept proof): keep the contact.
+        conn.execute(  # the bindings of the contacts deleted just below, first
+            "DELETE FROM campaign_contacts WHERE contact_id IN (SELECT id FROM contacts WHERE "
+            "julianday(updated_at) < julianday(:cutoff) "
+            "AND NOT EXISTS (SELECT 1 FROM calls WHERE calls.contact_id = contacts.id) "
+            "AND NOT EXISTS (SELECT 1 FROM consents WHERE consents.contact_id = contacts.id))",
+            p)
         contacts = conn.execute(
             "DELETE FROM contacts WHERE julianday(updated_at) < julianday(:cutoff) "
             "AND NOT EXISTS (SELECT 1 FROM calls WHERE calls.contact_id = contacts.id) "

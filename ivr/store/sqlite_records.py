@@ -13,19 +13,49 @@ from ivr.store.sqlite_core import SQLiteCore
 
 class RecordsSQL(SQLiteCore):
     # -- planning and preflight ---------------------------------------------------------------
-    def pending_contacts(self) -> list[Row]:
-        """Contacts still to call (status pending), oldest first; the rules then judge them."""
-        return self._rows("SELECT * FROM contacts WHERE status = 'pending' ORDER BY id")
+    def pending_contacts(self, campaign: str) -> list[Row]:
+        """The campaign's contacts still to call (its binding pending, the number not opposed),
+        oldest first; the rules then judge them. Another campaign's contacts are never here."""
+        return self._rows("SELECT k.* FROM contacts k JOIN campaign_contacts b "
+                          "ON b.contact_id = k.id AND b.campaign = ? "
+                          "WHERE b.status = 'pending' AND k.status != 'opted_out' "
+                          "ORDER BY k.id", (campaign,))
 
-    def contact_status_counts(self) -> dict[str, int]:
-        rows = self._rows("SELECT status, COUNT(*) AS n FROM contacts GROUP BY status")
-        return {r["status"]: int(r["n"]) for r in rows}
+    def contact_status_counts(self, campaign: str | None = None) -> dict[str, int]:
+        """Contacts per status: of one campaign (its bindings; an opposed number counts as
+        opted_out), or of the whole store (None)."""
+        rows = self._rows(
+            "SELECT status, COUNT(*) AS n FROM contacts WHERE :campaign IS NULL GROUP BY status "
+            "UNION ALL SELECT CASE WHEN k.status = 'opted_out' THEN 'opted_out' "
+            "ELSE b.status END, COUNT(*) FROM campaign_contacts b JOIN contacts k "
+            "ON k.id = b.contact_id WHERE b.campaign = :campaign GROUP BY 1",
+            {"campaign": campaign})
+        out: dict[str, int] = {}
+        for r in rows:
+            out[r["status"]] = out.get(r["status"], 0) + int(r["n"])
+        return out
 
-    def pending_sources(self) -> list[Row]:
-        """Provenance of every list that still has contacts to call."""
+    def pending_sources(self, campaign: str) -> list[Row]:
+        """Provenance (for this campaign) of every list it still has contacts to call."""
         return self._rows(
-            "SELECT source, basis, acquired_on, COUNT(*) AS contacts FROM contacts "
-            "WHERE status = 'pending' GROUP BY source, basis, acquired_on ORDER BY source")
+            "SELECT b.source AS source, b.basis AS basis, b.acquired_on AS acquired_on, "
+            "COUNT(*) AS contacts FROM campaign_contacts b JOIN contacts k "
+            "ON k.id = b.contact_id WHERE b.campaign = ? AND b.status = 'pending' "
+            "AND k.status != 'opted_out' GROUP BY 1, 2, 3 ORDER BY 1", (campaign,))
+
+    def unbound_sources(self) -> list[Row]:
+        """Lists whose pending contacts belong to no campaign (imported before campaigns)."""
+        return self._rows(
+            "SELECT source, COUNT(*) AS contacts FROM contacts k WHERE status = 'pending' "
+            "AND NOT EXISTS (SELECT 1 FROM campaign_contacts b WHERE b.contact_id = k.id) "
+            "GROUP BY source ORDER BY source")
+
+    def contact_campaigns(self, number: str) -> list[Row]:
+        """Every campaign this number is bound to, with the list and basis of each."""
+        return self._rows(
+            "SELECT b.campaign, b.source, b.basis, b.acquired_on, b.status, b.bound_at "
+            "FROM campaign_contacts b JOIN contacts k ON k.id = b.contact_id "
+            "WHERE k.number = ? ORDER BY b.bound_at, b.campaign", (number,))
 
     # -- the report ---------------------------------------------------------------------------
     def call_totals(self, campaign: str | None = None) -> tuple[int, int]:

@@ -1,15 +1,18 @@
-"""One `ivr run` per SQLite store: an advisory lock on a file beside the store.
+"""One `ivr run` per campaign and SQLite store: an advisory lock on a file beside the store.
 
-The lock is an `fcntl.flock` on `<store>.run-lock`, which holds the owner (pid, host, start
-time) as JSON. The kernel releases it when the process dies, however it dies, so a SIGKILLed
+The lock is an `fcntl.flock` on `<store>.<campaign tag>.run-lock`, which holds the owner (pid,
+host, start time) as JSON. Runs of different campaigns share the store side by side (each sees
+only its own contacts and calls); two runs of one campaign would dial its list twice. The kernel releases it when the process dies, however it dies, so a SIGKILLed
 run never blocks the next one (which then reconciles what it left open). A store that several
 controllers may share (PostgreSQL) implements `hold_run` by sharing the work instead.
 """
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,8 +21,12 @@ from ivr.errors import StoreError
 from ivr.store.base import RunOwner, parse_utc, utc
 
 
-def lock_path(store_path: Path) -> Path:
-    return store_path.with_name(store_path.name + ".run-lock")
+def lock_path(store_path: Path, campaign: str) -> Path:
+    """The campaign's lock file: a readable part of its name and a hash of all of it (two
+    names that read alike never share a lock; any name is safe in a path)."""
+    readable = re.sub(r"[^A-Za-z0-9_-]+", "-", campaign)[:40].strip("-")
+    digest = hashlib.sha256(campaign.encode()).hexdigest()[:12]
+    return store_path.with_name(f"{store_path.name}.{readable}-{digest}.run-lock")
 
 
 def _read_owner(fd: int) -> RunOwner | None:
@@ -37,9 +44,10 @@ def _write_owner(fd: int, owner: RunOwner) -> None:
 
 
 @contextmanager
-def hold_run(store_path: Path, owner: RunOwner) -> Iterator[None]:
-    """Hold the store for this run; StoreError (one line, naming the other run) if held."""
-    path = lock_path(store_path)
+def hold_run(store_path: Path, owner: RunOwner, campaign: str) -> Iterator[None]:
+    """Hold the store for this campaign's run; StoreError (one line, naming the other run) if
+    a run of the same campaign holds it."""
+    path = lock_path(store_path, campaign)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
@@ -51,8 +59,8 @@ def hold_run(store_path: Path, owner: RunOwner) -> Iterator[None]:
         except BlockingIOError:
             other = _read_owner(fd)
             who = other.describe() if other else "another ivr run"
-            raise StoreError(f"the store {store_path} is in use by {who}: wait for it to end "
-                             "or stop it (Ctrl-C)") from None
+            raise StoreError(f"the store {store_path} is in use by {who} for campaign "
+                             f"{campaign!r}: wait for it to end or stop it (Ctrl-C)") from None
         _write_owner(fd, owner)
         try:
             yield

@@ -87,11 +87,16 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def add_contacts(store: Store, numbers: Iterable[str], source: str = "itest") -> None:
-    ts = utc(now())
+def add_contacts(store: Store, numbers: Iterable[str], source: str = "itest",
+                 campaign: str = "itest") -> None:
+    """Contacts as an import under `campaign` (the itest config's) leaves them."""
+    at = now()
+    ts, numbers = utc(at), list(numbers)
     for n in numbers:
         store.db.execute("INSERT OR IGNORE INTO contacts (number, source, basis, created_at, "
                          "updated_at) VALUES (?, ?, 'consent', ?, ?)", (n, source, ts, ts))
+    store.bind_contacts(numbers, campaign=campaign, source=source, basis="consent",
+                        acquired_on=None, now=at)
 
 
 def fiction(suffix: str, block: str = "00") -> str:

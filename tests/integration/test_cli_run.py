@@ -91,6 +91,8 @@ def test_run_refuses_a_list_without_provenance_basis_or_scraped(cfg_file: Path,
                "--basis", "member_file").returncode == 0
     with sqlite3.connect(tmp_path / "itest.db") as db:
         db.execute("UPDATE contacts SET source = 'scraped from leboncoin'")
+        # the provenance a run checks is the list's binding to its campaign (schema 5)
+        db.execute("UPDATE campaign_contacts SET source = 'scraped from leboncoin'")
     run = ivr(cfg_file, "run")
     assert run.returncode == 1
     # The preflight warnings come first (every run prints them), then the one error line.
