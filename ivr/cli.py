@@ -267,11 +267,18 @@ def serve_cmd(ctx: Ctx) -> None:
 # -- report ---------------------------------------------------------------------------------
 @cli.command("report")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
-@click.option("--campaign", default=None, help="Only this campaign's calls.")
+@click.option("--campaign", default=None,
+              help="This campaign (default: the config's campaign.name).")
+@click.option("--all", "every", is_flag=True, help="Every campaign of the store.")
 @pass_ctx
-def report_cmd(ctx: Ctx, fmt: str, campaign: str | None) -> None:
-    """Outcomes, consent and completion rates, per attempt and per source."""
+def report_cmd(ctx: Ctx, fmt: str, campaign: str | None, every: bool) -> None:
+    """Outcomes, consent and completion rates, per attempt and per source: of one campaign,
+    or of every campaign with --all."""
     from ivr.records import report
+    if every and campaign:
+        from ivr.errors import IvrError
+        raise IvrError("--all and --campaign exclude each other: give one of them")
+    campaign = None if every else (campaign or ctx.cfg.campaign.name)
     store = ctx.store()
     if fmt == "csv":
         report.calls_csv(store, sys.stdout, campaign=campaign)
@@ -322,9 +329,10 @@ def consent() -> None:
 @pass_ctx
 def consent_show(ctx: Ctx, number: str, export_dir: Path | None) -> None:
     """Proof of consent: one JSON line per consent, refusal or opt-out, with each prompt heard
-    (name, sha256, whether its audio is in the prompt archive)."""
+    (name, sha256, whether its audio is in the prompt archive); then one JSON line per
+    campaign the number was part of (source "campaign": its list, basis and status)."""
     from ivr.prompts.archive import export_heard, heard_prompts
-    from ivr.records.privacy import consent_proof, normalise_number
+    from ivr.records.privacy import campaigns_of, consent_proof, normalise_number
     e164 = normalise_number(number, ctx.cfg.default_region)
     rows = consent_proof(ctx.store(), e164)
     if not rows:
@@ -332,6 +340,8 @@ def consent_show(ctx: Ctx, number: str, export_dir: Path | None) -> None:
     for row in rows:
         shown = {**row, "heard": heard_prompts(ctx.cfg, row.get("heard_sha256"))}
         console.print(json.dumps(shown, ensure_ascii=False), highlight=False, markup=False)
+    for row in campaigns_of(ctx.store(), e164):
+        console.print(json.dumps(row, ensure_ascii=False), highlight=False, markup=False)
     if export_dir is not None:
         files = export_heard(ctx.cfg, rows, export_dir)
         console.print(f"{len(files)} audio file(s) exported to {export_dir}", highlight=False)

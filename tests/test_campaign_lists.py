@@ -171,3 +171,41 @@ def test_the_cli_binds_on_import_and_shares_on_request(tmp_path: Path, cfg_file:
     code, out = invoke(b, "contacts", "share", "--source", "list-of-b", "--campaign", B,
                        "--basis", "consent")
     assert code != 0 and "no list named 'list-of-b'" in out, out
+
+
+def test_report_shows_the_configs_campaign_or_all_of_them(tmp_path: Path,
+                                                          cfg_file: Path) -> None:
+    a, b = config_file(cfg_file, A), config_file(cfg_file, B)
+    csv = tmp_path / "a.csv"
+    csv.write_text("number\n+33199000010\n+33199000011\n", encoding="utf-8")
+    assert invoke(a, "contacts", "import", str(csv), "--source", "list-of-a",
+                  "--basis", "consent")[0] == 0
+    csv.write_text("number\n+33199000020\n", encoding="utf-8")
+    assert invoke(b, "contacts", "import", str(csv), "--source", "list-of-b",
+                  "--basis", "consent")[0] == 0
+    reports = {name: json.loads(invoke(path, "report", "--format", "json", *extra)[1])
+               for name, path, extra in (("a", a, ()), ("b", b, ()), ("all", a, ("--all",)),
+                                         ("b-by-name", a, ("--campaign", B)))}
+    assert (reports["a"]["campaign"], reports["a"]["contacts"]["pending"]) == (A, 2)
+    assert (reports["b"]["campaign"], reports["b"]["contacts"]["pending"]) == (B, 1)
+    assert reports["b-by-name"] == reports["b"]
+    assert (reports["all"]["campaign"], reports["all"]["contacts"]["pending"]) == (None, 3)
+    code, out = invoke(a, "report", "--all", "--campaign", B)
+    assert code != 0 and out.strip().splitlines() == [
+        "error: --all and --campaign exclude each other: give one of them"]
+
+
+def test_consent_show_and_gdpr_export_list_every_campaign_of_a_number(
+        tmp_path: Path, cfg_file: Path) -> None:
+    a, b = config_file(cfg_file, A), config_file(cfg_file, B)
+    csv = tmp_path / "a.csv"
+    csv.write_text("number\n+33199000010\n", encoding="utf-8")
+    for path, source in ((a, "list-of-a"), (b, "list-of-b")):
+        assert invoke(path, "contacts", "import", str(csv), "--source", source,
+                      "--basis", "consent")[0] == 0
+    code, out = invoke(a, "consent", "show", "+33199000010")
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert code == 0 and [(r["campaign"], r["list"]) for r in lines] == [
+        (A, "list-of-a"), (B, "list-of-b")]
+    code, out = invoke(b, "gdpr", "export", "+33199000010")
+    assert code == 0 and sorted(r["campaign"] for r in json.loads(out)["campaigns"]) == [A, B]

@@ -44,7 +44,8 @@ def build() -> Store:
     store = Store.memory()
     ids = []
     for number, source, status in CONTACTS:
-        ids.append(add_contact(store, number, at=TS, source=source, status=status)["id"])
+        ids.append(add_contact(store, number, at=TS, source=source, status=status,
+                               campaigns=("spring",))["id"])  # the lists of spring
     for i, (contact, attempt, campaign, outcome) in enumerate(CALLS, start=1):
         number = CONTACTS[contact][0] if contact is not None else "+33199000099"
         store.db.execute(

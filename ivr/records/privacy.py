@@ -127,6 +127,13 @@ def consent_proof(store: StoreBackend, number: str) -> list[dict[str, Any]]:
     return proof
 
 
+def campaigns_of(store: StoreBackend, number: str) -> list[dict[str, Any]]:
+    """Every campaign the number was part of: the list, basis and progress of each binding."""
+    return [{"source": "campaign", "campaign": r["campaign"], "list": r["source"],
+             "basis": r["basis"], "acquired_on": r["acquired_on"], "status": r["status"],
+             "bound_at": r["bound_at"]} for r in store.contact_campaigns(_e164(number))]
+
+
 # -- rights requests ------------------------------------------------------------------------------
 def gdpr_export(store: StoreBackend, number: str, now: datetime) -> dict[str, Any]:
     """Everything held about the person (right of access), JSON-serialisable."""

@@ -10,8 +10,9 @@ Definitions (the dict is the contract; render() only displays it):
 - consent_rate: (message_played + message_partial) / human_answered, None if no human answered.
   A callee who said yes and then opted out during the message counts as opted_out, not consent.
 - completion_rate: message_played / (message_played + message_partial), None if no consent.
-- contacts, per_source[...]["contacts"/"statuses"]: the whole store (contacts belong to no
-  campaign); only call counts follow the `campaign` filter. optouts: the whole opposition list.
+- contacts, per_source[...]["contacts"/"statuses"]: the campaign's contacts (their lists and
+  progress in that campaign), or every contact of the store when `campaign` is None (`--all`).
+  optouts: the whole opposition list (common to every campaign).
 - per_attempt keys are attempt numbers (ints; JSON turns them into strings).
 """
 from __future__ import annotations
@@ -45,12 +46,13 @@ def _rate(num: int, den: int) -> float | None:
 
 
 def _per_source(store: StoreBackend, campaign: str | None) -> dict[str, dict[str, Any]]:
-    """Contacts and statuses of every source (whole store); outcomes of the campaign's calls."""
+    """Contacts and statuses of every source, outcomes of the calls: the campaign's, or the
+    whole store's (None)."""
     per_source: dict[str, dict[str, Any]] = {}
 
     def entry(source: str) -> dict[str, Any]:
         return per_source.setdefault(source, {"contacts": 0, "outcomes": {}, "statuses": {}})
-    for r in store.contacts_per_source():
+    for r in store.contacts_per_source(campaign):
         entry(r["source"])["contacts"] += r["n"]
         entry(r["source"])["statuses"][r["status"]] = r["n"]
     for r in store.outcomes_per_source(campaign):
@@ -68,7 +70,7 @@ def summary(store: StoreBackend, campaign: str | None = None) -> dict[str, Any]:
     human = sum(n for o, n in outcomes.items() if o in HUMAN_ANSWERED)
     said_yes = sum(outcomes.get(o, 0) for o in CONSENTED)
     statuses = {s: 0 for s in outcome_table.CONTACT_STATUSES}
-    for status, n in store.contact_status_counts().items():
+    for status, n in store.contact_status_counts(campaign).items():
         statuses[status] = n
     return {
         "campaign": campaign,

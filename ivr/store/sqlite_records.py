@@ -75,10 +75,15 @@ class RecordsSQL(SQLiteCore):
             out.setdefault(int(r["attempt"]), {})[r["outcome"]] = int(r["n"])
         return out
 
-    def contacts_per_source(self) -> list[Row]:
-        """source, status, n: every contact of the store (contacts belong to no campaign)."""
-        return self._rows("SELECT source, status, COUNT(*) AS n FROM contacts "
-                          "GROUP BY source, status ORDER BY source, status")
+    def contacts_per_source(self, campaign: str | None = None) -> list[Row]:
+        """source, status, n: the campaign's contacts (its bindings: the list and progress in
+        that campaign, an opposed number as opted_out), or every contact of the store (None)."""
+        return self._rows(
+            "SELECT source, status, COUNT(*) AS n FROM contacts WHERE :campaign IS NULL "
+            "GROUP BY source, status UNION ALL SELECT b.source, CASE WHEN k.status = "
+            "'opted_out' THEN 'opted_out' ELSE b.status END, COUNT(*) FROM campaign_contacts b "
+            "JOIN contacts k ON k.id = b.contact_id WHERE b.campaign = :campaign "
+            "GROUP BY 1, 2 ORDER BY 1, 2", {"campaign": campaign})
 
     def outcomes_per_source(self, campaign: str | None = None) -> list[Row]:
         """source (None for calls whose contact is gone), outcome, n, for ended calls."""
