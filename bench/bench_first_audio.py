@@ -83,10 +83,12 @@ class Watch:
 async def place(cfg: config.Config, numbers: list[str]) -> list[dict[str, Any]]:
     """Dial every number at once through the real controller; wait for every outcome."""
     store = Store.open(cfg.path(cfg.store.path))
-    ts = utc(datetime.now(timezone.utc))
+    at = datetime.now(timezone.utc)
     for n in numbers:
         store.db.execute("INSERT OR IGNORE INTO contacts (number, source, basis, created_at, "
-                         "updated_at) VALUES (?, 'bench', 'consent', ?, ?)", (n, ts, ts))
+                         "updated_at) VALUES (?, 'bench', 'consent', ?, ?)", (n, utc(at), utc(at)))
+    store.bind_contacts(numbers, campaign=cfg.campaign.name, source="bench", basis="consent",
+                        acquired_on=None, now=at)  # as an import for this campaign leaves them
     ctl = await app.start(cfg, store)
     try:
         for n in numbers:
