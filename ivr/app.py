@@ -23,6 +23,7 @@ from ivr.callflow.agi_ivr import IvrHandler
 from ivr.campaign.clock import Clock
 from ivr.campaign.state import RunState, Snapshot
 from ivr.campaign.stopping import Interrupted, Stopper
+from ivr.telephony import contract
 from ivr.telephony.agi_auth import CALLBACK_SECRET_ENV, callback_secret_from_env
 from ivr.telephony.ami_node import AmiNode
 from ivr.telephony.fastagi import AgiApplication, serve
@@ -176,10 +177,12 @@ def agi_app(cfg: Config, store: Store, dialer: Dialer, clock: Clock,
     hashes = prompt_hashes(cfg) if hashes is None else hashes
     # The second gate after allowed_peers: the attempt's token, in flight here, its channel.
     gate = SessionGate(store.call, dialer.by_call, dialer.ivr_active)
+    # Each call plays the version loaded here (at the run's start), the one `heard` records.
+    sounds = {k: contract.prompt_sound(cfg.campaign.name, k, h) for k, h in hashes.items() if h}
     handler = IvrHandler(store, hashes, flow_options(cfg), clock.now,
                          retry_at=dialer.retry_at, on_finished=dialer.finished,
                          write=dialer.writer.write, on_pbx_fault=dialer.pbx_fault,
-                         pbx_went_down=dialer.pbx_went_down, gate=gate)
+                         pbx_went_down=dialer.pbx_went_down, gate=gate, sounds=sounds)
     app.add_route("ivr", handler)
     app.add_route("callback", CallbackHandler(store, cfg.default_region, clock.now,
                                               write=dialer.writer.write,

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from ivr.callflow.agi_callback import CallbackHandler
-from ivr.callflow.agi_ivr import PromptUnplayable, _play, _wait, hangup_cause
-from ivr.callflow.flow import DONE, HANGUP, Play, Result, WaitKey
+from ivr.callflow.agi_ivr import PromptUnplayable, _play, _wait, drive, hangup_cause
+from ivr.callflow.flow import DONE, HANGUP, Outcome, Play, Result, WaitKey
 from ivr.telephony.contract import ARG_CALLBACK_SECRET, SOUNDS_DIR
 from ivr.telephony.fastagi import CHANNEL_UP, AgiHangup, StreamResult
 
@@ -158,3 +158,17 @@ def test_a_withheld_caller_hears_the_written_route() -> None:
                                                    ARG_CALLBACK_SECRET: SECRET})
     assert _callback(ch) == []
     assert ch.calls == [("stream_file", (f"{SOUNDS_DIR}/legal", ""))]
+
+
+def test_drive_plays_the_content_addressed_version_of_each_prompt() -> None:
+    """Issue 18: the file played is the version whose sha256 the attempt records."""
+    def flow() -> Any:
+        yield Play("intro", "1")
+        yield Play("legal", "")
+        return Outcome(outcome="declined", stage="legal")
+    ch = Channel(StreamResult(endpos=8000), StreamResult(endpos=8000))
+    sounds = {"intro": "ivr/a-12345678/intro-0123456789ab"}
+    outcome, _ = run(drive(flow(), ch, lambda key: None, sounds))
+    assert outcome.outcome == "declined"
+    assert ch.calls == [("stream_file", ("ivr/a-12345678/intro-0123456789ab", "1")),
+                        ("stream_file", (f"{SOUNDS_DIR}/legal", ""))]  # no version: plain

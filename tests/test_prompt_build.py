@@ -23,6 +23,7 @@ from ivr.prompts import build as prompt_build
 from ivr.config import Config
 from ivr.errors import ComplianceError, PromptError
 from ivr.prompts.build import build_prompts, install_prompts, load_manifest
+from ivr.telephony.contract import prompt_sound
 
 REPO = Path(__file__).resolve().parents[1]
 SENDER, ADDRESS, EMAIL = "Jean Test", "1 rue Haute, Lyon", "stop@test.fr"
@@ -362,10 +363,36 @@ def test_install_prompts(tmp_path: Path) -> None:
     cfg = make_cfg(tmp_path)
     manifest = build_prompts(cfg)
     paths = install_prompts(cfg, manifest, tmp_path / "sounds")
-    assert paths == [tmp_path / "sounds" / "ivr" / f"{k}.wav" for k in sorted(ITEMS)]
+    sha = {k: manifest["prompts"][k]["sha256"] for k in ITEMS}
+    addressed = {k: tmp_path / "sounds" / f"{prompt_sound('campaign', k, sha[k])}.wav"
+                 for k in ITEMS}
+    assert paths == [p for k in sorted(ITEMS)
+                     for p in (tmp_path / "sounds" / "ivr" / f"{k}.wav", addressed[k])]
+    for key in ITEMS:
+        built = (tmp_path / "build" / f"{key}.wav").read_bytes()
+        assert (tmp_path / "sounds" / "ivr" / f"{key}.wav").read_bytes() == built
+        assert hashlib.sha256(addressed[key].read_bytes()).hexdigest() == sha[key]
+        assert addressed[key].name == f"{key}-{sha[key][:12]}.wav"
     for path in paths:
-        assert path.read_bytes() == (tmp_path / "build" / path.name).read_bytes()
         assert path.stat().st_mode & 0o044 == 0o044  # readable by Asterisk's user
+
+
+def test_a_rebuild_adds_a_version_and_keeps_the_one_in_flight(tmp_path: Path) -> None:
+    """Issue 18: a call in flight plays its attempt's version, which no rebuild replaces."""
+    cfg = make_cfg(tmp_path)
+    old = build_prompts(cfg)["prompts"]["intro"]["sha256"]
+    install_prompts(cfg, build_prompts(cfg), tmp_path / "sounds")
+    old_file = tmp_path / "sounds" / f"{prompt_sound('campaign', 'intro', old)}.wav"
+    old_bytes = old_file.read_bytes()
+    cfg = make_cfg(tmp_path, {"intro": {"text": "Bonjour. Pour ne plus être appelé, "
+                                                "appuyez sur 9."}})
+    new = build_prompts(cfg)["prompts"]["intro"]["sha256"]
+    install_prompts(cfg, build_prompts(cfg), tmp_path / "sounds")
+    new_file = tmp_path / "sounds" / f"{prompt_sound('campaign', 'intro', new)}.wav"
+    assert new != old and old_file.read_bytes() == old_bytes
+    assert hashlib.sha256(new_file.read_bytes()).hexdigest() == new
+    other = make_config(tmp_path, campaign={"name": "B / other"})
+    assert prompt_sound(other.campaign.name, "intro", new).startswith("ivr/B-other-")
 
 
 def test_install_refuses_stale_build(tmp_path: Path) -> None:

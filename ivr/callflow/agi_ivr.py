@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 
 from ivr.callflow import outcomes
@@ -52,8 +52,9 @@ def _abandon(gen: FlowGen) -> Outcome:
     return Outcome(outcome="error", stage="controller")
 
 
-async def _play(req: AgiRequest, step: Play) -> Result:
-    sound = f"{SOUNDS_DIR}/{step.prompt}"
+async def _play(req: AgiRequest, step: Play, sound: str | None = None) -> Result:
+    """Play one prompt: `sound`, its content-addressed file, else the plain ivr/<key>."""
+    sound = sound or f"{SOUNDS_DIR}/{step.prompt}"
     played = await req.stream_file(sound, step.keys)
     if played.failed:
         # A hangup, or a prompt Asterisk cannot play: ask the channel which.
@@ -72,10 +73,11 @@ async def _wait(req: AgiRequest, step: WaitKey) -> Result:
     return Result(key=digit) if digit else Result()
 
 
-async def drive(gen: FlowGen, req: AgiRequest,
-                on_optout: Callable[[str], None]) -> tuple[Outcome, bool]:
+async def drive(gen: FlowGen, req: AgiRequest, on_optout: Callable[[str], None],
+                sounds: Mapping[str, str] | None = None) -> tuple[Outcome, bool]:
     """Run the flow generator against a live AGI channel. Returns the outcome and whether
-    the flow ended on a hangup."""
+    the flow ended on a hangup. `sounds`: prompt key -> the file to play (its version)."""
+    sounds = sounds or {}
     try:
         step = next(gen)
     except StopIteration as stop:  # e.g. a machine, with nothing to play
@@ -83,7 +85,7 @@ async def drive(gen: FlowGen, req: AgiRequest,
     while True:
         try:
             if isinstance(step, Play):
-                result = await _play(req, step)
+                result = await _play(req, step, sounds.get(step.prompt))
             elif isinstance(step, WaitKey):
                 result = await _wait(req, step)
             elif isinstance(step, OptOutNow):
@@ -126,9 +128,11 @@ class IvrHandler:
                  write: Callable[[Callable[[], object]], None] = lambda fn: fn(),
                  on_pbx_fault: Callable[[], None] = lambda: None,
                  pbx_went_down: Callable[[], Awaitable[bool]] | None = None, *,
-                 gate: SessionGate) -> None:
+                 gate: SessionGate, sounds: Mapping[str, str] | None = None) -> None:
         self.store = store
         self.hashes = hashes
+        # prompt key -> the content-addressed file of exactly the version `hashes` records
+        self.sounds = dict(sounds or {})
         self.opts = opts
         self.clock = clock
         self.retry_at = retry_at
@@ -191,7 +195,7 @@ class IvrHandler:
         amd_status = req.headers.get(ARG_AMD_STATUS, "")  # AMDSTATUS, "" when AMD is off
         try:
             outcome, hung_up = await drive(call_flow(self.opts, amd_status), req,
-                                           self._optout(call))
+                                           self._optout(call), self.sounds)
             cause = await hangup_cause(req) if hung_up else ""
             if hung_up and cause in ("", "0") and self._fault_matters(outcome) and \
                     await self._pbx_fault(req):

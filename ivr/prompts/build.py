@@ -32,7 +32,7 @@ from ivr.errors import PromptError
 from ivr.compliance.prompt_legal import check_legal
 from ivr.prompts.archive import archive_build
 from ivr.prompts.tts import ENGINES, check_gtts_language, render_tts, resolve_engine
-from ivr.telephony.contract import SOUNDS_DIR
+from ivr.telephony.contract import SOUNDS_DIR, prompt_sound
 
 Manifest = dict[str, Any]
 Log = Callable[[str], None]
@@ -389,8 +389,10 @@ def load_manifest(cfg: Config) -> Manifest:
 
 
 def install_prompts(cfg: Config, manifest: Manifest, dest_dir: Path) -> list[Path]:
-    """Copy the built wavs to dest_dir/ivr/<key>.wav (played by Asterisk as ivr/<key>;
-    `ivr` is contract.SOUNDS_DIR).
+    """Copy the built wavs to dest_dir/ivr/<key>.wav (the dialplans' failsafe and the
+    opposition line play ivr/<key>; `ivr` is contract.SOUNDS_DIR) and, content-addressed, to
+    dest_dir/ivr/<campaign dir>/<key>-<sha12>.wav: what the IVR plays (contract.prompt_sound).
+    Those are added, never replaced nor deleted: a call in flight keeps its version.
 
     Every source is read and checked against the manifest before anything is written.
     """
@@ -407,8 +409,10 @@ def install_prompts(cfg: Config, manifest: Manifest, dest_dir: Path) -> list[Pat
             raise PromptError(f"prompt {key!r}: {src} does not match manifest.json: "
                               "run `ivr prompts build` again")
         blobs.append((target / f"{key}.wav", data))
-    target.mkdir(parents=True, exist_ok=True)
+        sound = prompt_sound(cfg.campaign.name, key, entry["sha256"])
+        blobs.append((Path(dest_dir) / f"{sound}.wav", data))
     for path, data in blobs:
+        path.parent.mkdir(parents=True, exist_ok=True)
         if not _same_file(path, _sha(data)):
             _atomic_write(path, data)
     return [path for path, _ in blobs]

@@ -6,7 +6,9 @@ itself: it imports them from this module.
 """
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import re
 
 # -- contexts the controller originates into or documents ------------------------------------
 OUTBOUND_CONTEXT = "ivr-outbound"   # each attempt is originated here, exten `s`
@@ -50,6 +52,20 @@ FAILSAFE_CALLBACK = "callback"  # CallId of the inbound line's failsafe
 
 # -- sounds ------------------------------------------------------------------------------------
 SOUNDS_DIR = "ivr"  # prompts are installed as sounds/ivr/<key>.wav, played as ivr/<key>
+
+
+def campaign_sound_dir(campaign: str) -> str:
+    """The campaign's folder under SOUNDS_DIR: a readable part of its name and a hash of all
+    of it (safe in a path whatever the name; two names that read alike never share it)."""
+    readable = re.sub(r"[^A-Za-z0-9_-]+", "-", campaign)[:40].strip("-") or "campaign"
+    return f"{readable}-{hashlib.sha256(campaign.encode()).hexdigest()[:8]}"
+
+
+def prompt_sound(campaign: str, key: str, sha256: str) -> str:
+    """What the IVR plays for a prompt: its exact version, content-addressed
+    (sounds/ivr/<campaign dir>/<key>-<sha12>.wav). A rebuild adds files, never replaces one,
+    so a call in flight keeps the version its attempt records."""
+    return f"{SOUNDS_DIR}/{campaign_sound_dir(campaign)}/{key}-{sha256[:12]}"
 
 # -- sandbox only (dialplans/ivr-sim.conf): simulated callees and the benchmark ----------------
 SIM_CONTEXT = "ivr-sim"                  # Local/<E.164>@ivr-sim: a simulated callee
