@@ -220,3 +220,15 @@ def test_a_list_named_after_a_scraping_origin_is_refused_at_run(name: str) -> No
 def test_a_list_name_without_a_scraping_origin_is_clean() -> None:
     assert check_sources([{"source": "adherents 2026", "basis": "member_file",
                            "acquired_on": "2026-01-01"}]) == []
+
+
+def test_amd_on_is_warned_every_check_and_off_is_silent() -> None:
+    from ivr.compliance.preflight import WARNING, check_amd
+    on = config.from_dict({"dialer": {"amd": True}})
+    off = config.from_dict({"dialer": {"amd": False}})
+    warned = check_amd(on)
+    assert [(v.code, v.severity) for v in warned] == [("amd_on", WARNING)]
+    assert "dialer.amd" in warned[0].message and "lost" in warned[0].message
+    assert check_amd(off) == []
+    assert any(v.code == "amd_on" for v in preflight(on))
+    assert not any(v.code == "amd_on" for v in preflight(off))

@@ -294,9 +294,20 @@ def preflight(cfg: Config, *, sources: list[dict[str, Any]] | None = None,
     (`sources`, their provenance; `callees`, their E.164 numbers)."""
     out = check_caller_id(cfg.campaign.caller_id, cfg.default_region, callees)
     out += _check_schedule(cfg)
+    out += check_amd(cfg)
     if sources is not None:
         out += check_sources(sources)
     return out
+
+
+def check_amd(cfg: Config) -> list[Violation]:
+    """AMD on costs the callee seconds of silence and loses the keys pressed meanwhile
+    (README, "The first seconds of a call"): allowed, but said on every check and run."""
+    if not cfg.dialer.amd:
+        return []
+    return [_warn("amd_on", "dialer.amd is true: a callee who answers hears up to 5 s of "
+                  "silence while AMD listens, and a key pressed then is lost; set it to false "
+                  "(the consent gate already keeps the message from machines)")]
 
 
 def raise_on_errors(violations: Iterable[Violation]) -> None:
@@ -306,5 +317,5 @@ def raise_on_errors(violations: Iterable[Violation]) -> None:
         raise ComplianceError("; ".join(errors))
 
 
-__all__ = ["ERROR", "OVERRIDE_KEY", "WARNING", "Violation", "check_caller_id", "check_decree_limits",
+__all__ = ["ERROR", "OVERRIDE_KEY", "WARNING", "Violation", "check_amd", "check_caller_id", "check_decree_limits",
            "check_sources", "preflight", "raise_on_errors", "scraped_origin"]
