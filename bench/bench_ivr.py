@@ -92,6 +92,9 @@ async def run_fastagi(cfg: config.Config, nums: list[str]) -> dict[str, float]:
         for n in nums:
             store.db.execute("INSERT INTO contacts (number, source, basis, created_at, "
                              "updated_at) VALUES (?, 'bench', 'consent', ?, ?)", (n, ts, ts))
+        # Lists belong to their campaign: a run calls only the contacts bound to it.
+        store.bind_contacts(nums, campaign=cfg.campaign.name, source="bench", basis="consent",
+                            acquired_on=None, now=datetime.now(timezone.utc))
     latency = KeyLatency()
     latency.install()
     first_last: list[float] = []
