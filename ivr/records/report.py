@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from rich.console import Group, RenderableType
@@ -140,15 +141,22 @@ def render(data: dict[str, Any]) -> Group:
     return Group(*parts)
 
 
+def _share_table(title: str, label: str, unit: str, counts: dict[str, int],
+                 name: Callable[[str], str] = str) -> Table:
+    """One row per key: its count and its share of the total."""
+    table = Table(title=title)
+    table.add_column(label)
+    table.add_column(unit, justify="right")
+    table.add_column("%", justify="right")
+    total = sum(counts.values())
+    for key, n in counts.items():
+        table.add_row(name(key), str(n), _pct(n, total))
+    return table
+
+
 def _outcomes_table(data: dict[str, Any]) -> Table:
-    outcomes = Table(title="Outcomes")
-    outcomes.add_column("Outcome")
-    outcomes.add_column("Calls", justify="right")
-    outcomes.add_column("%", justify="right")
-    ended = sum(data["outcomes"].values())
-    for outcome, n in data["outcomes"].items():
-        known = outcome in outcome_table.OUTCOMES
-        outcomes.add_row(outcome if known else f"{outcome} (unknown)", str(n), _pct(n, ended))
+    outcomes = _share_table("Outcomes", "Outcome", "Calls", data["outcomes"],
+                            lambda o: o if o in outcome_table.OUTCOMES else f"{o} (unknown)")
     if not data["outcomes"]:
         outcomes.add_row("no call has ended yet", "0", "—")
     return outcomes
@@ -189,11 +197,4 @@ def _sources_table(data: dict[str, Any]) -> Table:
 
 
 def _contacts_table(data: dict[str, Any]) -> Table:
-    statuses = Table(title="Contacts")
-    statuses.add_column("Status")
-    statuses.add_column("Contacts", justify="right")
-    statuses.add_column("%", justify="right")
-    n_contacts = sum(data["contacts"].values())
-    for status, n in data["contacts"].items():
-        statuses.add_row(status, str(n), _pct(n, n_contacts))
-    return statuses
+    return _share_table("Contacts", "Status", "Contacts", data["contacts"])
