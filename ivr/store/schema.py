@@ -89,4 +89,49 @@ MIGRATIONS: list[str] = [
         FROM contacts k JOIN calls c ON c.contact_id = k.id;
     PRAGMA user_version = 5
     """,
+    # 6: several controllers on one store (PostgreSQL shares a campaign's work between them):
+    # each heartbeats into `controllers`; an attempt names the controller that placed it, so
+    # another can settle it once that controller's lease has expired.
+    """
+    ALTER TABLE calls ADD COLUMN controller TEXT;
+    CREATE TABLE controllers (
+        id TEXT PRIMARY KEY,                   -- random, one per `ivr run` process
+        campaign TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
+        started_at TEXT NOT NULL, heartbeat_at TEXT NOT NULL,
+        lease_s REAL NOT NULL,                 -- dead once heartbeat_at + lease_s has passed
+        stopped_at TEXT
+    );
+    CREATE INDEX calls_controller ON calls(controller);
+    PRAGMA user_version = 6
+    """,
+    # 7: the web console. A run's desired state and pacing are rows the controllers read every
+    # tick, and each controller publishes its run-state snapshot here: the console never
+    # reaches into a controller. Users, their API tokens (hashes only), and the audit's actor.
+    """
+    CREATE TABLE run_control (
+        campaign TEXT PRIMARY KEY,
+        desired TEXT NOT NULL DEFAULT 'running', -- running, paused, stopped, hard_stop
+        max_concurrent INTEGER, calls_per_second REAL, -- NULL: the config's values
+        updated_at TEXT NOT NULL, updated_by TEXT
+    );
+    CREATE TABLE run_snapshots (
+        campaign TEXT NOT NULL, controller TEXT NOT NULL,
+        at TEXT NOT NULL, snapshot TEXT NOT NULL,  -- JSON of campaign.state.Snapshot
+        PRIMARY KEY (campaign, controller)
+    );
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL,                    -- admin, operator, viewer
+        password_hash TEXT NOT NULL,           -- argon2id
+        created_at TEXT NOT NULL, disabled INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE api_tokens (
+        id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id),
+        token_hash TEXT NOT NULL UNIQUE,       -- SHA-256 of the token, never the token
+        created_at TEXT NOT NULL, last_used_at TEXT
+    );
+    ALTER TABLE audit ADD COLUMN actor TEXT;   -- the console user or API token's user
+    CREATE INDEX calls_campaign ON calls(campaign, id);
+    PRAGMA user_version = 7
+    """,
 ]

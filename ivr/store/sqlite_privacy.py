@@ -23,6 +23,12 @@ SCANNED_TABLES: dict[str, str] = {
     "optouts": "SELECT * FROM optouts",
     "consents": "SELECT * FROM consents",
     "audit": "SELECT * FROM audit",
+    # These hold no numbers by design; they are scanned so a number that leaked in is found.
+    "controllers": "SELECT * FROM controllers",
+    "run_control": "SELECT * FROM run_control",
+    "run_snapshots": "SELECT * FROM run_snapshots",
+    "users": "SELECT * FROM users",
+    "api_tokens": "SELECT * FROM api_tokens",
 }
 
 
