@@ -1,0 +1,155 @@
+"""Benchmark: controller capacity, call setups per second per controller core (issue 14 item 7).
+
+One controller process (this one: `app.run_campaign`, the real dialer, FastAGI server, store and
+run state) drives fake PBXes (ivr/telephony/fake_pbx.py) over real loopback sockets: AMI and
+FastAGI. Each fake PBX runs in a child process of its own, so its CPU is not counted. No audio:
+every callee answers at once and presses 1 at the intro (the yes path, the outcome, the proof of
+consent), each prompt takes `--prompt-ms`.
+
+A call setup = one attempt claimed, originated, answered, driven through the IVR and stored with
+its outcome. The figure is setups ÷ the controller's CPU seconds (user + sys of this process,
+from getrusage), i.e. setups/s per controller core; the wall-clock rate is printed too but is
+bounded by the fake PBX processes on a 2-core machine.
+
+Prints one JSON object. Usage (no sandbox, no root needed):
+  python3 bench/bench_capacity.py [--calls 3000] [--concurrent 200] [--nodes 1]
+  python3 bench/bench_capacity.py --profile /tmp/cap.prof   # cProfile of the controller
+Backends: SQLite (store.path). PostgreSQL is added once `store.url` exists in the config.
+Not a test: it asserts nothing; the README records its output.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import dataclasses
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_ivr  # noqa: E402  (same config, numbers and store set-up as the sandbox bench)
+
+from ivr import app  # noqa: E402
+from ivr.prompts.build import build_prompts  # noqa: E402
+from ivr.store.sqlite import Store  # noqa: E402
+from ivr.telephony.ami_node import AmiNode  # noqa: E402
+
+SECRET = "bench-capacity-secret"
+AGI_PORT = 4614
+
+
+async def serve_pbx(prompt_s: float) -> None:
+    """Child process: one fake PBX until stdin closes; prints its AMI port."""
+    from ivr.telephony.fake_pbx import FakePbx, answer
+    callee = answer(["1"], prompt_s=prompt_s)
+    async with FakePbx(lambda number: callee, user="ivr", secret=SECRET) as pbx:
+        print(pbx.ami_port, flush=True)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, sys.stdin.read)  # the parent closes stdin at the end
+
+
+def start_pbxes(n: int, prompt_s: float) -> list[tuple[subprocess.Popen, int]]:
+    procs = []
+    for _ in range(n):
+        p = subprocess.Popen([sys.executable, __file__, "--serve-pbx", str(prompt_s)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        procs.append((p, int(p.stdout.readline())))  # type: ignore[union-attr]
+    return procs
+
+
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def seed(cfg: bench_ivr.config.Config, nums: list[str]) -> Store:
+    store = Store.open(cfg.path(cfg.store.path), busy_timeout_s=0.5)
+    ts = bench_ivr.utc(bench_ivr.datetime.now(bench_ivr.timezone.utc))
+    with store.transaction():
+        for n in nums:
+            store.db.execute("INSERT INTO contacts (number, source, basis, created_at, "
+                             "updated_at) VALUES (?, 'bench', 'consent', ?, ?)", (n, ts, ts))
+        store.bind_contacts(nums, campaign=cfg.campaign.name, source="bench", basis="consent",
+                            acquired_on=None,
+                            now=bench_ivr.datetime.now(bench_ivr.timezone.utc))
+    return store
+
+
+async def drive(cfg: bench_ivr.config.Config, store: Store, port: int,
+                profile: cProfile.Profile | None) -> dict[str, float]:
+    node = AmiNode(app.NODE_NAME, "127.0.0.1", port, "ivr", SECRET)
+    cpu0, t0 = cpu_s(), time.monotonic()
+    if profile is not None:
+        profile.enable()
+    try:
+        report, _ = await app.run_campaign(cfg, store, node=node)
+    finally:
+        if profile is not None:
+            profile.disable()
+    return {"cpu_s": cpu_s() - cpu0, "elapsed_s": time.monotonic() - t0,
+            "originated": report.originated}
+
+
+def measure(args: argparse.Namespace, base: Path) -> dict[str, object]:
+    nums = numbers(args.calls)
+    cfg = bench_ivr.bench_config(base, args.concurrent)
+    cfg = dataclasses.replace(cfg, agi=dataclasses.replace(cfg.agi, port=AGI_PORT),
+                              pbx=dataclasses.replace(cfg.pbx, mode="external"))
+    build_prompts(cfg)
+    store = seed(cfg, nums)
+    pbxes = start_pbxes(args.nodes, args.prompt_ms / 1000)
+    profile = cProfile.Profile() if args.profile else None
+    try:
+        res = app.run(drive(cfg, store, pbxes[0][1], profile))
+    finally:
+        for p, _ in pbxes:
+            p.stdin.close()  # type: ignore[union-attr]
+            p.wait(10)
+    if profile is not None:
+        profile.dump_stats(args.profile)
+    stored = store.one("SELECT COUNT(*) AS n FROM calls WHERE outcome = 'message_played'")["n"]
+    proofs = store.one("SELECT COUNT(*) AS n FROM consents")["n"]
+    return {"backend": "sqlite", "nodes": args.nodes, "calls": args.calls,
+            "concurrent": args.concurrent, "prompt_ms": args.prompt_ms,
+            "originated": res["originated"], "message_played": stored, "consents": proofs,
+            "controller_cpu_s": round(res["cpu_s"], 3), "elapsed_s": round(res["elapsed_s"], 3),
+            "cpu_ms_per_setup": round(res["cpu_s"] / max(stored, 1) * 1000, 3),
+            "setups_per_cpu_s": round(stored / res["cpu_s"], 1),
+            "setups_per_wall_s": round(stored / res["elapsed_s"], 1)}
+
+
+def numbers(n: int) -> list[str]:
+    """Fiction numbers (+33 1 99 00 xx xx), as many as asked (up to 10,000)."""
+    return [f"+3319900{i:04d}" for i in range(10, 10 + n)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=3000)
+    parser.add_argument("--concurrent", type=int, default=200)
+    parser.add_argument("--nodes", type=int, default=1, choices=[1],
+                        help="fake PBX nodes (1 until the node pool, pbx.nodes, exists)")
+    parser.add_argument("--prompt-ms", type=float, default=0.0)
+    parser.add_argument("--profile", default="", help="write a cProfile of the controller")
+    parser.add_argument("--serve-pbx", type=float, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_pbx is not None:
+        asyncio.run(serve_pbx(args.serve_pbx))
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 16384), max(hard, 16384)))
+    os.environ["IVR_AMI_SECRET"] = SECRET
+    os.environ.setdefault("IVR_CALLBACK_SECRET", SECRET)  # the callback route needs one
+    with tempfile.TemporaryDirectory() as tmp:
+        out = measure(args, Path(tmp))
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
