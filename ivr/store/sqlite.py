@@ -17,6 +17,7 @@ from ivr.store import sqlite_runlock
 from ivr.store.base import CallResult, Claim, History, RunOwner, parse_utc, utc
 from ivr.store.schema import MIGRATIONS
 from ivr.store.sqlite_calls import CallsSQL, campaign_tag
+from ivr.store.sqlite_console import ConsoleSQL
 from ivr.store.sqlite_contacts import ContactsSQL
 from ivr.store.sqlite_optout_key import beside, fix_hint, resolve_key
 from ivr.store.sqlite_privacy import PrivacySQL
@@ -27,7 +28,7 @@ __all__ = ["MIGRATIONS", "CallResult", "Claim", "History", "Store", "campaign_ta
            "optout_key_for", "parse_utc", "utc"]
 
 
-class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL):
+class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL, ConsoleSQL):
     path: Path | None = None  # the file (None in memory): the run lock lives beside it
 
     def hold_run(self, owner: RunOwner, campaign: str) -> AbstractContextManager[None]:

@@ -143,16 +143,18 @@ class SQLiteCore:
         return added
 
     def _audit(self, action: str, number: str | None, detail: dict[str, Any],
-               now: datetime) -> None:
-        self.db.execute("INSERT INTO audit (at, action, subject_hash, detail) VALUES (?,?,?,?)",
+               now: datetime, actor: str | None = None) -> None:
+        self.db.execute("INSERT INTO audit (at, action, subject_hash, detail, actor) "
+                        "VALUES (?,?,?,?,?)",
                         (utc(now), action, self.number_hash(number) if number else None,
-                         json.dumps(detail, ensure_ascii=False)))
+                         json.dumps(detail, ensure_ascii=False), actor))
 
     def audit(self, action: str, number: str | None, detail: dict[str, Any],
-              now: datetime) -> None:
-        """One audit row; inside another transaction it joins it (a savepoint)."""
+              now: datetime, actor: str | None = None) -> None:
+        """One audit row; inside another transaction it joins it (a savepoint). `actor`: the
+        console user or API token's user (None: the CLI or the program itself)."""
         with self.transaction():
-            self._audit(action, number, detail, now)
+            self._audit(action, number, detail, now, actor)
 
     def checkpoint_wal(self) -> bool:
         """Copy the WAL into the database and truncate it to zero bytes, so erased data is not

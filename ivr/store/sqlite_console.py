@@ -1,0 +1,189 @@
+"""The SQLite backend's part for the web console: run control, snapshots, users, API tokens,
+the console's reads (campaigns, recent calls, calls per hour, contact pages, the audit log).
+
+The console never reaches into a controller: it writes `run_control`, controllers read it every
+tick and publish their snapshots into `run_snapshots` (ivr/campaign/run_control.py).
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from ivr.store.base import Row, utc
+from ivr.store.sqlite_core import SQLiteCore
+
+DESIRED = ("running", "paused", "stopped", "hard_stop")
+ROLES = ("admin", "operator", "viewer")
+
+
+def check_desired(desired: str) -> None:
+    if desired not in DESIRED:
+        raise ValueError(f"desired: {desired!r} is not one of {', '.join(DESIRED)}")
+
+
+def check_role(role: str) -> None:
+    if role not in ROLES:
+        raise ValueError(f"role: {role!r} is not one of {', '.join(ROLES)}")
+
+
+class ConsoleSQL(SQLiteCore):
+    # -- run control ----------------------------------------------------------------------------
+    def set_run_control(self, campaign: str, *, desired: str | None = None,
+                        max_concurrent: int | None = None,
+                        calls_per_second: float | None = None, by: str | None,
+                        now: datetime) -> Row:
+        """Upsert the campaign's desired state and pacing; a field left None keeps its value
+        (a new row starts `running`, pacing NULL = the config's). Audited with actor `by`.
+        The bounds of the pacing are the config's (run_control.check_pacing), checked by the
+        caller; here only what no config allows is refused."""
+        if desired is not None:
+            check_desired(desired)
+        if max_concurrent is not None and max_concurrent < 1:
+            raise ValueError(f"max_concurrent: {max_concurrent!r} must be at least 1")
+        if calls_per_second is not None and not calls_per_second > 0:
+            raise ValueError(f"calls_per_second: {calls_per_second!r} must be more than 0")
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO run_control (campaign, desired, max_concurrent, calls_per_second, "
+                "updated_at, updated_by) VALUES (:c, COALESCE(:d, 'running'), :m, :r, :ts, :by) "
+                "ON CONFLICT (campaign) DO UPDATE SET desired = COALESCE(:d, desired), "
+                "max_concurrent = COALESCE(:m, max_concurrent), "
+                "calls_per_second = COALESCE(:r, calls_per_second), updated_at = :ts, "
+                "updated_by = :by",
+                {"c": campaign, "d": desired, "m": max_concurrent, "r": calls_per_second,
+                 "ts": utc(now), "by": by})
+            self._audit("run_control", None, {
+                "campaign": campaign, **{k: v for k, v in (
+                    ("desired", desired), ("max_concurrent", max_concurrent),
+                    ("calls_per_second", calls_per_second)) if v is not None}}, now, actor=by)
+            row = self.run_control(campaign)
+        assert row is not None
+        return row
+
+    def run_control(self, campaign: str) -> Row | None:
+        return self._row("SELECT campaign, desired, max_concurrent, calls_per_second, "
+                         "updated_at, updated_by FROM run_control WHERE campaign = ?",
+                         (campaign,))
+
+    def publish_snapshot(self, campaign: str, controller: str, snapshot: dict[str, Any],
+                         now: datetime) -> None:
+        """This controller's latest snapshot of the campaign (one row each, replaced)."""
+        self.db.execute(
+            "INSERT INTO run_snapshots (campaign, controller, at, snapshot) VALUES (?,?,?,?) "
+            "ON CONFLICT (campaign, controller) DO UPDATE SET at = excluded.at, "
+            "snapshot = excluded.snapshot",
+            (campaign, controller, utc(now), json.dumps(snapshot, ensure_ascii=False)))
+
+    def snapshots(self, campaign: str) -> list[Row]:
+        """Every controller's latest snapshot of the campaign, the snapshot decoded."""
+        rows = self._rows("SELECT campaign, controller, at, snapshot FROM run_snapshots "
+                          "WHERE campaign = ? ORDER BY controller", (campaign,))
+        for r in rows:
+            r["snapshot"] = json.loads(r["snapshot"])
+        return rows
+
+    # -- the console's reads --------------------------------------------------------------------
+    def campaigns(self) -> list[str]:
+        """Every campaign the store knows: bound lists, calls, run control."""
+        return [r["campaign"] for r in self._rows(
+            "SELECT campaign FROM campaign_contacts UNION SELECT campaign FROM calls "
+            "UNION SELECT campaign FROM run_control ORDER BY 1")]
+
+    def recent_calls(self, campaign: str, limit: int = 50) -> list[Row]:
+        return self._rows(
+            "SELECT id, number, attempt, node, controller, started_at, ended_at, outcome, keys, "
+            "hangup_cause FROM calls WHERE campaign = ? ORDER BY id DESC LIMIT ?",
+            (campaign, limit))
+
+    def calls_per_hour(self, campaign: str) -> list[Row]:
+        """Ended calls per hour of their start (UTC, 'YYYY-MM-DDTHH') and outcome."""
+        return self._rows(
+            "SELECT substr(started_at, 1, 13) AS hour, outcome, COUNT(*) AS n FROM calls "
+            "WHERE campaign = ? AND outcome IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2",
+            (campaign,))
+
+    def contacts_page(self, campaign: str, *, source: str | None = None,
+                      status: str | None = None, limit: int = 100, offset: int = 0) -> list[Row]:
+        """The campaign's contacts (its bindings: list, basis and progress in this campaign;
+        an opposed number shows as opted_out), by contact id."""
+        return self._rows(
+            "SELECT k.id, k.number, k.name, b.source, b.basis, b.acquired_on, "
+            "CASE WHEN k.status = 'opted_out' THEN 'opted_out' ELSE b.status END AS status, "
+            "b.bound_at FROM campaign_contacts b JOIN contacts k ON k.id = b.contact_id "
+            "WHERE b.campaign = :c AND (:source IS NULL OR b.source = :source) "
+            "AND (:status IS NULL OR (CASE WHEN k.status = 'opted_out' THEN 'opted_out' "
+            "ELSE b.status END) = :status) ORDER BY k.id LIMIT :limit OFFSET :offset",
+            {"c": campaign, "source": source, "status": status, "limit": limit,
+             "offset": offset})
+
+    def lists_of(self, campaign: str) -> list[Row]:
+        """The campaign's lists: source, basis, acquired_on, status, n."""
+        return self._rows(
+            "SELECT b.source, b.basis, b.acquired_on, CASE WHEN k.status = 'opted_out' "
+            "THEN 'opted_out' ELSE b.status END AS status, COUNT(*) AS n "
+            "FROM campaign_contacts b JOIN contacts k ON k.id = b.contact_id "
+            "WHERE b.campaign = ? GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4", (campaign,))
+
+    # -- users and API tokens -------------------------------------------------------------------
+    def add_user(self, name: str, role: str, password_hash: str, now: datetime) -> int:
+        check_role(role)
+        with self.transaction():
+            if self._row("SELECT 1 AS x FROM users WHERE name = ?", (name,)):
+                raise ValueError(f"user {name!r} exists already: change it with set_user")
+            cur = self.db.execute("INSERT INTO users (name, role, password_hash, created_at) "
+                                  "VALUES (?,?,?,?)", (name, role, password_hash, utc(now)))
+            user_id = int(cur.lastrowid or 0)
+            self._audit("user_added", None, {"user": name, "role": role}, now)
+        return user_id
+
+    def user_by_name(self, name: str) -> Row | None:
+        """The user with its password hash (for login), or None."""
+        return self._row("SELECT id, name, role, password_hash, created_at, disabled FROM users "
+                         "WHERE name = ?", (name,))
+
+    def set_user(self, name: str, *, role: str | None = None,
+                 password_hash: str | None = None, disabled: bool | None = None) -> None:
+        if role is not None:
+            check_role(role)
+        with self.transaction():
+            cur = self.db.execute(
+                "UPDATE users SET role = COALESCE(?, role), "
+                "password_hash = COALESCE(?, password_hash), disabled = COALESCE(?, disabled) "
+                "WHERE name = ?",
+                (role, password_hash, None if disabled is None else int(disabled), name))
+            if cur.rowcount == 0:
+                raise ValueError(f"user {name!r} does not exist: add it with `ivr users add`")
+
+    def users(self) -> list[Row]:
+        return self._rows("SELECT id, name, role, created_at, disabled FROM users ORDER BY name")
+
+    def add_api_token(self, user_name: str, token_hash: str, now: datetime) -> None:
+        with self.transaction():
+            user = self._row("SELECT id FROM users WHERE name = ?", (user_name,))
+            if user is None:
+                raise ValueError(f"user {user_name!r} does not exist: add it with "
+                                 "`ivr users add`")
+            self.db.execute("INSERT INTO api_tokens (user_id, token_hash, created_at) "
+                            "VALUES (?,?,?)", (user["id"], token_hash, utc(now)))
+            self._audit("api_token_issued", None, {"user": user_name}, now)
+
+    def user_by_token(self, token_hash: str, now: datetime) -> Row | None:
+        """The enabled user holding this token (its hash), or None; notes its use."""
+        row = self._row("SELECT u.id, u.name, u.role, u.created_at, u.disabled, t.id AS token_id "
+                        "FROM api_tokens t JOIN users u ON u.id = t.user_id "
+                        "WHERE t.token_hash = ? AND u.disabled = 0", (token_hash,))
+        if row is None:
+            return None
+        self.db.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?",
+                        (utc(now), row.pop("token_id")))
+        return row
+
+    # -- the audit log --------------------------------------------------------------------------
+    def audit_log(self, limit: int = 100) -> list[Row]:
+        """The latest audit rows, newest first, the detail decoded."""
+        rows = self._rows("SELECT id, at, action, actor, subject_hash, detail FROM audit "
+                          "ORDER BY id DESC LIMIT ?", (limit,))
+        for r in rows:
+            r["detail"] = json.loads(r["detail"]) if r["detail"] else {}
+        return rows
