@@ -215,8 +215,9 @@ class Dialer:
         flight = self._flight(ev.node, ev.channel_id)
         if flight is None:  # already settled by the IVR: keep the real cause
             if ev.cause and ev.channel_id.startswith("ivr-"):
-                cause, uid = str(ev.cause), ev.channel_id
-                self.writer.write(lambda: self.store.set_hangup_cause_by_channel(uid, cause))
+                cause, uid, campaign = str(ev.cause), ev.channel_id, self.cfg.campaign.name
+                self.writer.write(lambda: self.store.set_hangup_cause_by_channel(
+                    uid, cause, campaign))  # another campaign's run shares the PBX
             return
         flight.cause = flight.cause or ev.cause or None
         flight.hung_up = True

@@ -162,10 +162,12 @@ class CallsSQL(SQLiteCore):
     def set_hangup_cause(self, call_id: int, cause: str) -> None:
         self.db.execute("UPDATE calls SET hangup_cause = ? WHERE id = ?", (cause, call_id))
 
-    def set_hangup_cause_by_channel(self, channel_id: str, cause: str) -> None:
-        """One statement, no lookup: Hangup events arrive for every call."""
+    def set_hangup_cause_by_channel(self, channel_id: str, cause: str, campaign: str) -> None:
+        """One statement, no lookup: Hangup events arrive for every call on the PBX, other
+        campaigns' included, so only this campaign's attempt with that channel is written."""
         self.db.execute("UPDATE calls SET hangup_cause = ? WHERE channel_id = ? AND "
-                        "hangup_cause IS NOT ?", (cause, channel_id, cause))
+                        "campaign = ? AND hangup_cause IS NOT ?",
+                        (cause, channel_id, campaign, cause))
 
     def _settle_contact(self, contact_id: int | None, campaign: str, outcome: str,
                         retry_at: datetime | None, now: datetime) -> None:
