@@ -395,6 +395,10 @@ def demo(ctx: Ctx) -> None:
     run_demo(ctx.cfg, console)
 
 
+from ivr.cli_users import users  # noqa: E402 (own module: cli.py's size budget)
+cli.add_command(users)
+
+
 def main() -> None:
     cli()
 

@@ -1,0 +1,115 @@
+"""`ivr users`: the web console's users (argon2id passwords) and their API tokens."""
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+import click
+from rich.console import Console
+
+from ivr.errors import IvrError
+from ivr.web_users import (ROLES, check_password, check_role, hash_password, new_token,
+                           token_hash)
+
+if TYPE_CHECKING:
+    from ivr.cli import Ctx
+
+# Not imported from ivr.cli: that module registers this one (`python -m ivr.cli` would loop).
+console = Console(soft_wrap=True)
+pass_ctx = click.pass_obj  # the main group's context object is its Ctx
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@click.group()
+def users() -> None:
+    """Users of the web console (`ivr web`) and their API tokens."""
+
+
+def read_password() -> str:
+    """From the terminal, twice (nothing echoed); else the first line of stdin (scripts)."""
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        return check_password(password)
+    except ValueError as exc:
+        raise IvrError(str(exc)) from None
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--role", required=True, type=click.Choice(ROLES),
+              help="admin: everything; operator: runs, lists, opposition, prompts; "
+                   "viewer: read only.")
+@pass_ctx
+def users_add(ctx: Ctx, name: str, role: str) -> None:
+    """Create a user; the password is read from the terminal (or stdin when piped)."""
+    check_role(role)
+    if not name.strip() or len(name) > 64 or any(c.isspace() for c in name):
+        raise IvrError(f"NAME: {name!r}: use 1 to 64 characters without spaces")
+    store = ctx.store()
+    if store.user_by_name(name) is not None:
+        raise IvrError(f"user {name!r} exists already")
+    password_hash = hash_password(read_password())
+    store.add_user(name, role, password_hash, now())
+    console.print(f"user {name} added ({role})", highlight=False)
+
+
+@users.command("token")
+@click.argument("name")
+@pass_ctx
+def users_token(ctx: Ctx, name: str) -> None:
+    """Issue an API token for NAME (sent as `Authorization: Bearer TOKEN`). It is printed
+    once: the store keeps only its SHA-256."""
+    store = ctx.store()
+    user = store.user_by_name(name)
+    if user is None:
+        raise IvrError(f"user {name!r} does not exist: add it with `ivr users add {name} "
+                       "--role ROLE`")
+    if user["disabled"]:
+        raise IvrError(f"user {name!r} is disabled: enable it first")
+    token = new_token()
+    store.add_api_token(name, token_hash(token), now())
+    click.echo(token)  # plain stdout, one line, for scripts
+
+
+@users.command("list")
+@pass_ctx
+def users_list(ctx: Ctx) -> None:
+    """Every user, their role and whether they are disabled (never a hash)."""
+    for u in ctx.store().users():
+        state = "disabled" if u["disabled"] else "enabled"
+        click.echo(f"{u['name']}\t{u['role']}\t{state}\tsince {u['created_at']}")
+
+
+@users.command("disable")
+@click.argument("name")
+@click.option("--enable", is_flag=True, help="Enable the user again instead.")
+@pass_ctx
+def users_disable(ctx: Ctx, name: str, enable: bool) -> None:
+    """Disable a user: no login, and their API tokens stop working."""
+    store = ctx.store()
+    try:
+        store.set_user(name, disabled=not enable)
+    except ValueError as exc:
+        raise IvrError(str(exc)) from None
+    store.audit("user_enabled" if enable else "user_disabled", None, {"user": name}, now())
+    console.print(f"user {name} {'enabled' if enable else 'disabled'}", highlight=False)
+
+
+@users.command("passwd")
+@click.argument("name")
+@pass_ctx
+def users_passwd(ctx: Ctx, name: str) -> None:
+    """Set a new password for NAME (terminal, or stdin when piped)."""
+    store = ctx.store()
+    if store.user_by_name(name) is None:
+        raise IvrError(f"user {name!r} does not exist")
+    store.set_user(name, password_hash=hash_password(read_password()))
+    store.audit("user_password_changed", None, {"user": name}, now())
+    console.print(f"password of {name} changed", highlight=False)
