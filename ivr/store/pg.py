@@ -1,0 +1,108 @@
+"""The PostgreSQL store (`store.url`): several controllers, one central database.
+
+`PgStore` implements ivr.store.base.StoreBackend like the SQLite `Store`, assembled from
+mixins on PgCore (pg_core.py); each holds its statements, written out and parameterised.
+The password comes from IVR_STORE_PASSWORD, else libpq's environment or ~/.pgpass; never from
+the URL (refused), the config, or a log line.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from ivr.errors import StoreError
+from ivr.secret_files import read_or_create
+from ivr.store.pg_calls import PgCallsSQL
+from ivr.store.pg_controllers import PgControllersSQL, check_lease
+from ivr.store.pg_core import redact
+from ivr.store.sqlite_optout_key import ENV as KEY_ENV
+from ivr.store.sqlite_optout_key import KEY_SETTING
+
+PASSWORD_ENV = "IVR_STORE_PASSWORD"
+
+
+def _mixin(module: str, name: str) -> type | None:
+    # H2b's mixins land alongside this module; until one exists the store works without it.
+    try:
+        return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+    except (ImportError, AttributeError):
+        return None
+
+
+_OTHERS = tuple(m for m in (_mixin("ivr.store.pg_records", "PgRecordsSQL"),
+                            _mixin("ivr.store.pg_privacy", "PgPrivacySQL"),
+                            _mixin("ivr.store.pg_contacts", "PgContactsSQL"),
+                            _mixin("ivr.store.pg_console", "PgConsoleSQL")) if m is not None)
+
+
+def resolve_key(key_file: str | Path | None) -> bytes:
+    """The opposition list's HMAC key: IVR_OPTOUT_KEY, else store.optout_key_file (created
+    0600 if absent). No key file beside a server: with neither, refuse."""
+    env = os.environ.get(KEY_ENV)
+    if env:
+        return env.encode()
+    if not key_file:
+        raise StoreError(f"a PostgreSQL store needs the opposition key: set {KEY_ENV} or "
+                         f"{KEY_SETTING} (the same key on every controller)")
+    path = Path(key_file).expanduser().resolve()
+    try:
+        return read_or_create(path, lambda: os.urandom(32).hex()).encode()
+    except OSError as exc:
+        raise StoreError(f"{KEY_SETTING} {path}: cannot read or create it "
+                         f"({exc.strerror or exc}): fix the path or set {KEY_ENV}") from None
+
+
+def connect_kwargs(url: str, connect_timeout_s: float) -> dict[str, Any]:
+    """The connection's keyword arguments; StoreError if the URL carries a password."""
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        raise StoreError(f"store.url {redact(url)!r} is not a PostgreSQL URL: use "
+                         "postgresql://user@host:port/db") from None
+    if "password" in parts:
+        raise StoreError(f"store.url {redact(url)!r} holds a password: remove it and set "
+                         f"{PASSWORD_ENV} (or libpq's PGPASSWORD / ~/.pgpass)")
+    kwargs: dict[str, Any] = {"connect_timeout": max(1, round(connect_timeout_s)),
+                              "application_name": "ivr"}
+    password = os.environ.get(PASSWORD_ENV)
+    if password:
+        kwargs["password"] = password
+    return kwargs
+
+
+class PgStore(PgCallsSQL, PgControllersSQL, *_OTHERS):  # type: ignore[misc]
+    @classmethod
+    def open(cls, url: str, optout_key: bytes | None = None, *,
+             optout_key_file: str | Path | None = None, lease_s: float = 15.0,
+             pool_size: int = 8, connect_timeout_s: float = 5.0) -> "PgStore":
+        """Connect (one test connection first, for a clear one-line error), open the pool,
+        apply the missing migrations. `pool_size`: connections at most; `lease_s`: this
+        controller's lease (hold_run), at most 30 s."""
+        kwargs = connect_kwargs(url, connect_timeout_s)
+        lease = check_lease(lease_s)
+        key = optout_key or resolve_key(optout_key_file)
+        try:
+            psycopg.connect(url, **kwargs).close()
+        except psycopg.Error as exc:
+            why = " ".join(line.strip() for line in str(exc).splitlines()) or type(exc).__name__
+            raise StoreError(f"cannot open the store {redact(url)}: {why}") from None
+        pool = ConnectionPool(url, kwargs={**kwargs, "autocommit": True,
+                                           "row_factory": dict_row},
+                              min_size=1, max_size=pool_size, open=False,
+                              check=ConnectionPool.check_connection, name="ivr-store",
+                              timeout=connect_timeout_s)
+        pool.open(wait=True, timeout=connect_timeout_s)
+        try:
+            store = cls(pool, key, url, kwargs)
+        except BaseException:
+            pool.close()
+            raise
+        store.lease_s = lease
+        return store

@@ -1,0 +1,234 @@
+"""The PostgreSQL backend's calls: claiming an attempt, its outcome, and the history the rules
+read. The twin of sqlite_calls.py; rows compare equal across the two backends.
+
+claim_attempt locks the number's contacts row with `FOR UPDATE SKIP LOCKED`: a controller that
+finds it locked refuses at once (another controller is claiming that number), and the one holding
+it reads the history afresh (opposition, attempt in flight in any campaign, retry delay, cap,
+last refusal) before writing the attempt. No number gets two attempts in flight.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from ivr.callflow import outcomes
+from ivr.store.base import CallResult, Claim, History, Judge, Row, parse_utc, utc
+from ivr.store.pg_core import PgCore
+from ivr.store.sqlite_calls import HISTORY_CHUNK, _heard, _known, campaign_tag
+
+
+class PgCallsSQL(PgCore):
+    # -- claiming an attempt ------------------------------------------------------------------
+    def claim_attempt(self, contact: Mapping[str, Any], *, campaign: str, caller_id: str,
+                      node: str, now: datetime, attempts_since: datetime,
+                      refusals_since: datetime, judge: Judge,
+                      token_hash: str | None = None) -> Claim:
+        """Lock the number's contact row (or refuse without waiting if another controller
+        holds it), read its fresh history, judge it and write the attempt: one transaction."""
+        number = contact["number"]
+        with self.transaction():
+            locked = self._row("SELECT id FROM contacts WHERE id = %s FOR UPDATE SKIP LOCKED",
+                               (contact["id"],))
+            if locked is None:  # being claimed elsewhere: as good as a call in flight
+                return Claim(call=None, decision=judge(History(in_flight=True)))
+            past = self._history_of(number, attempts_since, refusals_since, campaign)
+            decision = judge(past)
+            if not decision.allowed:
+                if past.opted_out:  # keep the contact's status true to the opposition list
+                    self._exec("UPDATE contacts SET status = 'opted_out', updated_at = %s "
+                               "WHERE id = %s AND status != 'opted_out'", (utc(now), contact["id"]))
+                return Claim(call=None, decision=decision)
+            row = self._insert_attempt(contact, campaign, caller_id, node, now, token_hash)
+        return Claim(call=row, decision=decision)
+
+    def _history_of(self, number: str, attempts_since: datetime, refusals_since: datetime,
+                    campaign: str) -> History:
+        """One number's history in one round trip (the claim's hot path)."""
+        row = self._row(
+            "SELECT EXISTS (SELECT 1 FROM optouts WHERE number_hash = %(h)s) AS opted_out, "
+            "EXISTS (SELECT 1 FROM calls WHERE number = %(n)s AND outcome IS NULL) AS in_flight,"
+            " ARRAY(SELECT started_at FROM calls WHERE number = %(n)s AND started_at > %(a)s "
+            "ORDER BY id) AS attempts, "
+            "(SELECT MAX(at) FROM consents WHERE number = %(n)s AND kind = 'refusal' "
+            "AND at >= %(r)s) AS last_refusal, "
+            "(SELECT retry_at FROM calls WHERE campaign = %(c)s AND number = %(n)s "
+            "ORDER BY id DESC LIMIT 1) AS retry_at",
+            {"h": self.number_hash(number), "n": number, "a": utc(attempts_since),
+             "r": utc(refusals_since), "c": campaign})
+        assert row is not None  # a SELECT without FROM always gives its one row
+        return History(opted_out=bool(row["opted_out"]), in_flight=bool(row["in_flight"]),
+                       attempts=[parse_utc(t) for t in row["attempts"]],
+                       last_refusal=parse_utc(row["last_refusal"]) if row["last_refusal"]
+                       else None,
+                       retry_at=parse_utc(row["retry_at"]) if row["retry_at"] else None)
+
+    def create_attempt(self, contact: Mapping[str, Any], campaign: str, caller_id: str,
+                       now: datetime, token_hash: str | None = None) -> Row:
+        """Private-for-now, not part of StoreBackend: an attempt without the rules nor a node
+        (bench/ only)."""
+        with self.transaction():
+            return self._insert_attempt(contact, campaign, caller_id, None, now, token_hash)
+
+    def _insert_attempt(self, contact: Mapping[str, Any], campaign: str, caller_id: str,
+                        node: str | None, now: datetime, token_hash: str | None) -> Row:
+        """Write the attempt before its Originate is sent, so a crash cannot lose it."""
+        ins = self._row(
+            "INSERT INTO calls (contact_id, number, attempt, campaign, caller_id, state, "
+            "started_at, node, token_hash, controller) VALUES (%s, %s, 1 + (SELECT COUNT(*) "
+            "FROM calls WHERE contact_id = %s AND campaign = %s), %s, %s, 'created', %s, %s, "
+            "%s, %s) RETURNING id",
+            (contact["id"], contact["number"], contact["id"], campaign, campaign, caller_id,
+             utc(now), node, token_hash, self.controller_id))
+        assert ins is not None
+        call_id = int(ins["id"])
+        # Unique across stores and runs sharing one PBX (Asterisk refuses a reused id).
+        channel_id = f"ivr-{campaign_tag(campaign)}-{call_id}-{secrets.token_hex(4)}"
+        row = self._row("UPDATE calls SET channel_id = %s, state = 'dialing' WHERE id = %s "
+                        "RETURNING *", (channel_id, call_id))
+        assert row is not None
+        return row
+
+    # -- one call -----------------------------------------------------------------------------
+    def call(self, call_id: int) -> Row | None:
+        return self._row("SELECT * FROM calls WHERE id = %s", (call_id,))
+
+    def mark_answered(self, call_id: int, now: datetime) -> None:
+        """The IVR session was accepted: its token is spent, so its hash goes."""
+        self._exec("UPDATE calls SET state = 'answered', answered_at = COALESCE(answered_at, "
+                   "%s), token_hash = NULL WHERE id = %s AND outcome IS NULL", (utc(now), call_id))
+
+    def record_answer(self, call_id: int, at: datetime) -> None:
+        """The answer as the PBX reported it; the earliest report wins (sqlite_calls says why).
+        Text timestamps of one form: LEAST compares them in time order."""
+        ts = utc(at)
+        with self.transaction():
+            ended = self._row("UPDATE calls SET answered_at = LEAST(COALESCE(answered_at, %s), "
+                              "%s) WHERE id = %s RETURNING outcome IS NOT NULL AS ended",
+                              (ts, ts, call_id))
+            if ended and ended["ended"]:  # a consent row exists only once the call has ended
+                self._exec("UPDATE consents SET answered_at = LEAST(COALESCE(answered_at, %s), "
+                           "%s) WHERE call_id = %s", (ts, ts, call_id))
+
+    def finish_answered(self, call_id: int, result: CallResult, now: datetime,
+                        retry_at: datetime | None = None) -> bool:
+        """Record an answered call and its proof of consent in one transaction. False (and
+        nothing written) if the attempt already has its outcome."""
+        _known(result.outcome)
+        with self.transaction():
+            ts = utc(now)
+            row = self._row(
+                "UPDATE calls SET state = 'ended', outcome = %s, stage = %s, keys = %s, "
+                "prompts_sha256 = %s, amd_status = %s, answered_at = COALESCE(answered_at, %s), "
+                "ended_at = %s, hangup_cause = COALESCE(hangup_cause, %s), retry_at = %s "
+                "WHERE id = %s AND outcome IS NULL "
+                "RETURNING contact_id, number, caller_id, campaign, answered_at",
+                (result.outcome, result.stage, result.keys, json.dumps(result.heard),
+                 result.amd_status, ts, ts, result.hangup_cause or "16",
+                 utc(retry_at) if retry_at else None, call_id))
+            if row is None:
+                return False
+            if result.choice:
+                self._exec(
+                    "INSERT INTO consents (call_id, contact_id, number, kind, key, at, caller_id,"
+                    " campaign, prompt_key, prompt_sha256, slot, heard_sha256, amd_status, "
+                    "answered_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                    (call_id, row["contact_id"], row["number"], result.choice,
+                     result.choice_key, ts, row["caller_id"], row["campaign"],
+                     result.answered_prompt, result.answered_sha256, result.slot,
+                     json.dumps(_heard(result)), result.amd_status, row["answered_at"]))
+            if result.choice == "optout":
+                self._add_optout(row["number"], "phone-key", row["campaign"], now)
+            elif result.choice == "consent" and result.slot:
+                self._exec("UPDATE contacts SET slot = %s WHERE id = %s",
+                           (result.slot, row["contact_id"]))
+            self._settle_contact(row["contact_id"], row["campaign"], result.outcome, retry_at,
+                                 now)
+        return True
+
+    def finish_unanswered(self, call_id: int, outcome: str, cause: str | None, now: datetime,
+                          retry_at: datetime | None, stage: str | None = None) -> bool:
+        _known(outcome)
+        with self.transaction():
+            row = self._row(
+                "UPDATE calls SET state = 'ended', outcome = %s, hangup_cause = %s, "
+                "ended_at = %s, retry_at = %s, stage = %s WHERE id = %s AND outcome IS NULL "
+                "RETURNING contact_id, campaign",
+                (outcome, cause, utc(now), utc(retry_at) if retry_at else None, stage, call_id))
+            if row is None:
+                return False
+            self._settle_contact(row["contact_id"], row["campaign"], outcome, retry_at, now)
+        return True
+
+    def set_hangup_cause(self, call_id: int, cause: str) -> None:
+        self._exec("UPDATE calls SET hangup_cause = %s WHERE id = %s", (cause, call_id))
+
+    def set_hangup_cause_by_channel(self, channel_id: str, cause: str, campaign: str) -> None:
+        """One statement, no lookup; only this campaign's attempt with that channel."""
+        self._exec("UPDATE calls SET hangup_cause = %s WHERE channel_id = %s AND campaign = %s "
+                   "AND hangup_cause IS DISTINCT FROM %s", (cause, channel_id, campaign, cause))
+
+    def _settle_contact(self, contact_id: int | None, campaign: str, outcome: str,
+                        retry_at: datetime | None, now: datetime) -> None:
+        if contact_id is None:
+            return
+        status = outcomes.contact_status(outcome, retry_planned=retry_at is not None)
+        self._exec("UPDATE contacts SET status = %s, updated_at = %s WHERE id = %s AND "
+                   "status != 'opted_out'", (status, utc(now), contact_id))
+        self._exec("UPDATE campaign_contacts SET status = %s WHERE contact_id = %s "
+                   "AND campaign = %s AND status != 'opted_out'", (status, contact_id, campaign))
+
+    # -- many calls ---------------------------------------------------------------------------
+    def open_calls(self, node: str | None = None, campaign: str | None = None) -> list[Row]:
+        """Attempts without an outcome, of one node and/or campaign (sqlite_calls says why)."""
+        return self._rows("SELECT * FROM calls WHERE outcome IS NULL "
+                          "AND (%(node)s::text IS NULL OR node = %(node)s) "
+                          "AND (%(campaign)s::text IS NULL OR campaign = %(campaign)s) "
+                          "ORDER BY id", {"node": node, "campaign": campaign})
+
+    def last_call_id(self) -> int:
+        row = self._row("SELECT COALESCE(MAX(id), 0) AS m FROM calls")
+        return int(row["m"]) if row else 0
+
+    def outcome_counts(self, campaign: str | None, since_id: int = 0) -> dict[str, int]:
+        rows = self._rows("SELECT outcome, COUNT(*) AS n FROM calls WHERE id > %(since)s AND "
+                          "(%(campaign)s::text IS NULL OR campaign = %(campaign)s) "
+                          "AND outcome IS NOT NULL GROUP BY outcome",
+                          {"since": since_id, "campaign": campaign})
+        return {r["outcome"]: int(r["n"]) for r in rows}
+
+    def history(self, numbers: list[str], attempts_since: datetime, refusals_since: datetime,
+                campaign: str | None = None) -> dict[str, History]:
+        """What the rules need for many numbers at once: five queries per HISTORY_CHUNK
+        numbers, each list one array parameter."""
+        out = {n: History() for n in numbers}
+        for i in range(0, len(numbers), HISTORY_CHUNK):
+            self._fill_history(out, numbers[i:i + HISTORY_CHUNK], attempts_since,
+                               refusals_since, campaign)
+        return out
+
+    def _fill_history(self, out: dict[str, History], chunk: list[str], attempts_since: datetime,
+                      refusals_since: datetime, campaign: str | None) -> None:
+        by_hash = {self.number_hash(n): n for n in chunk}
+        for r in self._rows("SELECT number_hash FROM optouts WHERE number_hash = ANY(%s)",
+                            (list(by_hash),)):
+            out[by_hash[r["number_hash"]]].opted_out = True
+        for r in self._rows("SELECT DISTINCT number FROM calls WHERE outcome IS NULL "
+                            "AND number = ANY(%s)", (chunk,)):
+            out[r["number"]].in_flight = True
+        for r in self._rows("SELECT number, started_at FROM calls WHERE number = ANY(%s) "
+                            "AND started_at > %s ORDER BY id", (chunk, utc(attempts_since))):
+            out[r["number"]].attempts.append(parse_utc(r["started_at"]))
+        for r in self._rows("SELECT number, MAX(at) AS at FROM consents WHERE number = ANY(%s) "
+                            "AND kind = 'refusal' AND at >= %s GROUP BY number",
+                            (chunk, utc(refusals_since))):
+            out[r["number"]].last_refusal = parse_utc(r["at"])
+        if campaign is None:
+            return
+        for r in self._rows("SELECT DISTINCT ON (number) number, retry_at FROM calls "
+                            "WHERE campaign = %s AND number = ANY(%s) ORDER BY number, id DESC",
+                            (campaign, chunk)):
+            if r["retry_at"] is not None:
+                out[r["number"]].retry_at = parse_utc(r["retry_at"])

@@ -1,0 +1,118 @@
+"""Several controllers on one PostgreSQL store: registration, heartbeats, orphaned attempts.
+
+Each `ivr run` registers itself in `controllers` (hold_run) and heartbeats every lease/3 from a
+daemon thread with its own connection, so a busy or blocked event loop never makes it look
+dead. It does not refuse a second controller: on PostgreSQL they share the campaign's work
+(claim_attempt locks the number's contact row). When one dies, its open attempts are found by
+orphaned_calls once its lease has expired, and settled by another controller (the dialer).
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any
+
+import psycopg
+
+from ivr.errors import StoreError
+from ivr.store.base import Row, RunOwner, utc
+from ivr.store.pg_core import PgCore
+
+log = logging.getLogger(__name__)
+
+MAX_LEASE_S = 30.0  # issue 14: a dead controller's attempts wait at most this long
+
+
+def check_lease(lease_s: float) -> float:
+    if not 0 < lease_s <= MAX_LEASE_S:
+        raise StoreError(f"controller lease {lease_s!r} s: use more than 0 and at most "
+                         f"{MAX_LEASE_S:g} s")
+    return float(lease_s)
+
+
+class Heartbeat(threading.Thread):
+    """Writes controllers.heartbeat_at every lease/3 on its own connection; reconnects after
+    a failure (PostgreSQL restarted) and says so once."""
+
+    def __init__(self, url: str, kwargs: dict[str, Any], controller: str, every_s: float):
+        super().__init__(name=f"ivr-heartbeat-{controller}", daemon=True)
+        self._url, self._kwargs = url, kwargs
+        self.controller, self.every_s = controller, every_s
+        self.stopping = threading.Event()
+        self.beats = 0
+
+    def run(self) -> None:
+        conn: psycopg.Connection[Any] | None = None
+        failing = False
+        while not self.stopping.wait(self.every_s):
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(self._url, autocommit=True, **self._kwargs)
+                conn.execute("UPDATE controllers SET heartbeat_at = %s WHERE id = %s",
+                             (utc(datetime.now(timezone.utc)), self.controller))
+                self.beats += 1
+                if failing:
+                    log.warning("controller heartbeat: written again")
+                failing = False
+            except psycopg.Error as exc:
+                if not failing:
+                    log.warning("controller heartbeat not written (%s): retrying",
+                                str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                failing = True
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+
+
+class PgControllersSQL(PgCore):
+    lease_s = 15.0  # PgStore.open sets it (at most MAX_LEASE_S)
+
+    @contextmanager
+    def hold_run(self, owner: RunOwner, campaign: str) -> Iterator[None]:
+        """Register this controller for the campaign, heartbeat while the run lasts, mark it
+        stopped at the end. Never refuses: other controllers of the campaign share its work."""
+        controller = secrets.token_hex(8)
+        now = utc(datetime.now(timezone.utc))
+        self._exec("INSERT INTO controllers (id, campaign, host, pid, started_at, "
+                   "heartbeat_at, lease_s) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                   (controller, campaign, owner.host, owner.pid, utc(owner.started), now,
+                    self.lease_s))
+        beat = Heartbeat(self._url, self._connect_kwargs, controller, self.lease_s / 3)
+        beat.start()
+        self.controller_id = controller
+        try:
+            yield
+        finally:
+            beat.stopping.set()
+            beat.join(timeout=self.lease_s)
+            self.controller_id = None
+            try:
+                self._exec("UPDATE controllers SET stopped_at = %s WHERE id = %s",
+                           (utc(datetime.now(timezone.utc)), controller))
+            except psycopg.OperationalError as exc:  # the store is away: the lease will expire
+                log.warning("controller %s not marked stopped (%s): its lease will expire",
+                            controller, str(exc).splitlines()[0] if str(exc) else exc)
+
+    def orphaned_calls(self, campaign: str, now: datetime) -> list[Row]:
+        """Open attempts of the campaign whose controller stopped, or whose lease expired by
+        `now`, or that no registered controller placed; never this store's own."""
+        return self._rows(
+            "SELECT c.* FROM calls c LEFT JOIN controllers k ON k.id = c.controller "
+            "WHERE c.outcome IS NULL AND c.campaign = %(campaign)s "
+            "AND (%(me)s::text IS NULL OR c.controller IS DISTINCT FROM %(me)s) "
+            "AND (k.id IS NULL OR k.stopped_at IS NOT NULL OR "
+            "k.heartbeat_at::timestamptz + k.lease_s * interval '1 second' "
+            "< %(now)s::timestamptz) ORDER BY c.id",
+            {"campaign": campaign, "me": self.controller_id, "now": utc(now)})
+
+    def controllers(self, campaign: str | None = None) -> list[Row]:
+        """The registered controllers (of one campaign, or all), oldest first."""
+        return self._rows("SELECT * FROM controllers WHERE (%(campaign)s::text IS NULL OR "
+                          "campaign = %(campaign)s) ORDER BY started_at, id",
+                          {"campaign": campaign})

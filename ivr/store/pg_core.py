@@ -1,0 +1,200 @@
+"""The PostgreSQL backend's core: pooled connections, transactions, schema versions, the
+opposition list and the audit. The twin of sqlite_core.py.
+
+Methods are synchronous, like SQLite's; the program calls them off the event loop when the store
+is `remote` (a round trip to a server must never stall the loop). A transaction binds one pooled
+connection to the current thread for its duration; outside one, each statement runs on a pooled
+connection in autocommit. Every statement is written out as a literal and parameterised.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from ivr.errors import StoreError
+from ivr.store.base import Row, utc
+from ivr.store.pg_schema import MIGRATION_LOCK, MIGRATIONS, VERSION_TABLE
+
+# What a PostgreSQL store that is away raises. OperationalError covers a stopped or restarting
+# server, a lost connection, a pool that cannot hand out a connection in time (PoolTimeout), a
+# serialisation failure or deadlock: all worth retrying. Anything else (a missing table, a
+# type error) is a bug that would fail forever.
+STORE_ERRORS: tuple[type[BaseException], ...] = (psycopg.OperationalError, OSError)
+
+Params = tuple[Any, ...] | list[Any] | dict[str, Any]
+
+# ARCEP's fiction range, as sqlite_optout_key.FICTION_GLOB, in PostgreSQL's regex dialect.
+FICTION_RE = r"^\+3319900[0-9]{4}$"
+
+
+def retryable(exc: BaseException) -> bool:
+    return isinstance(exc, STORE_ERRORS)
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced, for error messages (never log a secret)."""
+    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
+
+
+class PgCore:
+    remote = True  # a server: callers on the event loop run store calls in a worker thread
+    shares_work = True  # several controllers on one campaign share its work (hold_run)
+    fiction_only_key = False  # there is no key file "beside" a server (pg.py refuses one)
+    controller_id: str | None = None  # set by hold_run; written to calls.controller
+
+    def __init__(self, pool: ConnectionPool, optout_key: bytes, url: str,
+                 connect_kwargs: dict[str, Any]) -> None:
+        self.pool = pool  # private-for-now: tests and bench/ may reach in
+        self._key = optout_key
+        self._url = url  # no password inside: pg.py refuses one
+        self._connect_kwargs = connect_kwargs  # may hold the password: never logged
+        self._local = threading.local()
+        self.migrate()
+
+    def close(self) -> None:
+        self.pool.close()
+
+    # -- schema -------------------------------------------------------------------------------
+    @property
+    def version(self) -> int:
+        row = self._row("SELECT COALESCE(MAX(version), 0) AS v FROM schema_version")
+        return int(row["v"]) if row else 0
+
+    def migrate(self) -> None:
+        """Apply the missing migrations, each in its own transaction, under an advisory lock
+        so that two controllers starting together do not both run one."""
+        with self.transaction():
+            self._exec("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            self._exec(VERSION_TABLE)
+        while True:
+            with self.transaction():
+                self._exec("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+                current = self.version
+                if current > len(MIGRATIONS):
+                    raise StoreError(f"the store has schema version {current}, newer than "
+                                     f"this program ({len(MIGRATIONS)}): upgrade ivr")
+                if current == len(MIGRATIONS):
+                    return
+                self._conn().execute(MIGRATIONS[current])  # several statements, no parameters
+                if self.version != current + 1:  # each script records its own number
+                    raise StoreError(f"internal: migration {current + 1} did not record itself")
+
+    # -- connections and transactions ---------------------------------------------------------
+    def _conn(self) -> psycopg.Connection[Row]:
+        """The connection of the transaction this thread is in (only inside one)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            raise StoreError("internal: no transaction on this thread")
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All or nothing. Nested in another transaction of this thread, it is a savepoint:
+        it can fail alone without undoing the rest of the batch."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            with conn.transaction():  # psycopg: a SAVEPOINT when one is already open
+                yield
+            return
+        with self.pool.connection() as conn:
+            self._local.conn = conn
+            try:
+                with conn.transaction():
+                    yield
+            finally:
+                self._local.conn = None
+
+    def _cursor_rows(self, conn: psycopg.Connection[Row], sql: str,
+                     params: Params | None) -> tuple[list[Row], int]:
+        cur = conn.execute(sql, params or None)  # type: ignore[arg-type]
+        rows = cur.fetchall() if cur.description else []
+        return rows, cur.rowcount
+
+    def _run(self, sql: str, params: Params | None) -> tuple[list[Row], int]:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            return self._cursor_rows(conn, sql, params)
+        with self.pool.connection() as conn:  # autocommit: one statement, one transaction
+            return self._cursor_rows(conn, sql, params)
+
+    def _rows(self, sql: str, params: Params = ()) -> list[Row]:
+        return self._run(sql, params)[0]
+
+    def _row(self, sql: str, params: Params = ()) -> Row | None:
+        rows = self._rows(sql, params)
+        return rows[0] if rows else None
+
+    def _exec(self, sql: str, params: Params = ()) -> int:
+        """Run one statement; the number of rows it touched."""
+        return self._run(sql, params)[1]
+
+    # Private-for-now: raw SQL from outside the store, not part of StoreBackend (tests, bench/).
+    def q(self, sql: str, params: Params = ()) -> list[Row]:
+        return self._rows(sql, params)
+
+    def one(self, sql: str, params: Params = ()) -> Row | None:
+        return self._row(sql, params)
+
+    # -- opposition list ----------------------------------------------------------------------
+    def real_number_held(self) -> str | None:
+        """A contact or clear opposition number outside the fiction range, if any."""
+        row = self._row("SELECT number FROM contacts WHERE number !~ %s UNION ALL "
+                        "SELECT number FROM optouts WHERE number !~ %s LIMIT 1",
+                        (FICTION_RE, FICTION_RE))
+        return None if row is None else str(row["number"])
+
+    def guard_key(self, number: str) -> None:
+        """Nothing to guard: a PostgreSQL store's key never sits beside it (pg.py)."""
+
+    def number_hash(self, number: str) -> str:
+        return hmac.new(self._key, number.encode(), hashlib.sha256).hexdigest()
+
+    def is_opted_out(self, number: str) -> bool:
+        return self._row("SELECT 1 AS x FROM optouts WHERE number_hash = %s",
+                         (self.number_hash(number),)) is not None
+
+    def _add_optout(self, number: str, via: str, campaign: str | None, now: datetime) -> bool:
+        self.guard_key(number)
+        added = self._exec(
+            "INSERT INTO optouts (number_hash, number, via, campaign, created_at) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (number_hash) DO NOTHING",
+            (self.number_hash(number), number, via, campaign, utc(now)))
+        self._exec("UPDATE contacts SET status = 'opted_out', updated_at = %s "
+                   "WHERE number = %s", (utc(now), number))
+        return added > 0
+
+    def add_optout(self, number: str, via: str, now: datetime,
+                   campaign: str | None = None) -> bool:
+        """Opposition takes effect at once and for every campaign. True if it is new."""
+        with self.transaction():
+            added = self._add_optout(number, via, campaign, now)
+            self._audit("optout", number, {"via": via, "campaign": campaign}, now)
+        return added
+
+    def _audit(self, action: str, number: str | None, detail: dict[str, Any],
+               now: datetime, actor: str | None = None) -> None:
+        self._exec("INSERT INTO audit (at, action, subject_hash, detail, actor) "
+                   "VALUES (%s, %s, %s, %s, %s)",
+                   (utc(now), action, self.number_hash(number) if number else None,
+                    json.dumps(detail, ensure_ascii=False), actor))
+
+    def audit(self, action: str, number: str | None, detail: dict[str, Any],
+              now: datetime, actor: str | None = None) -> None:
+        """One audit row; inside another transaction it joins it (a savepoint). `actor`: the
+        console user or API token's user (None: the CLI or the program itself)."""
+        with self.transaction():
+            self._audit(action, number, detail, now, actor)
+
+    def checkpoint_wal(self) -> bool:
+        """Nothing to do: PostgreSQL recycles its WAL itself (erasure relies on VACUUM)."""
+        return True
