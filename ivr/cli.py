@@ -399,6 +399,10 @@ from ivr.cli_users import users  # noqa: E402 (own module: cli.py's size budget)
 cli.add_command(users)
 
 
+from ivr.cli_db import db as db_group  # noqa: E402 (own module: cli.py's size budget)
+cli.add_command(db_group)
+
+
 def main() -> None:
     cli()
 

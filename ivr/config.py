@@ -150,6 +150,13 @@ class Contacts:
 
 
 @dataclass
+class Db:
+    """`ivr db up`: the sandbox's private PostgreSQL (ivr/store/pg_cluster.py), loopback only."""
+    port: int = 55432
+    dir: str = ""  # its data, socket and password; empty: <pbx.sandbox_dir>/pg
+
+
+@dataclass
 class Config:
     campaign: Campaign = field(default_factory=Campaign)
     legal: Legal = field(default_factory=Legal)
@@ -163,6 +170,7 @@ class Config:
     schedule: Schedule = field(default_factory=Schedule)
     retention: Retention = field(default_factory=Retention)
     contacts: Contacts = field(default_factory=Contacts)
+    db: Db = field(default_factory=Db)
     default_region: str = "FR"
     base_dir: Path = field(default=Path("."), metadata={"internal": True})
 
@@ -268,6 +276,7 @@ def _validate(cfg: Config) -> None:
         _in_range(f"retry.delay_s.{name}", getattr(cfg.retry.delay_s, name), 0, None, "seconds")
     for where, port in (("pbx.port", cfg.pbx.port), ("agi.port", cfg.agi.port)):
         _in_range(where, port, 1, 65535, "TCP port")
+    _in_range("db.port", cfg.db.port, 1, 65535, "TCP port")
     _in_range("retention.days", cfg.retention.days, 1, MAX_RETENTION_DAYS, "days")
     if cfg.prompts.engine not in ("gtts", "espeak", "auto"):
         raise ConfigError(f"prompts.engine: {cfg.prompts.engine!r} is not gtts, espeak or auto")

@@ -4,9 +4,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in mmdebstrap:mmdebstrap ffmpeg:ffmpeg espeak-ng:espeak-ng sipp:sip-tester; do
+# chromium: the console's browser tests (driven by Playwright, never its own browser download)
+for tool in mmdebstrap:mmdebstrap ffmpeg:ffmpeg espeak-ng:espeak-ng sipp:sip-tester chromium:chromium; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
 done
+# postgresql: the server binaries `ivr db up` and the tests' private cluster run (its own
+# data directory; Debian's `main` cluster is left alone). Not on PATH: look where Debian puts them.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: installing ${need[*]} needs root: run as root (or sudo)" >&2; exit 1

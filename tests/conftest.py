@@ -1,11 +1,19 @@
 """Shared builders of the unit tests: configs, stores, contacts and a CLI config file.
 
 Plain helpers are imported with `from conftest import ...`; `store` and `cfg_file` are fixtures.
+`pg_cluster` (one private PostgreSQL per session, ivr/store/pg_cluster.py) and `pg_url` (a
+fresh, empty database per test) give the tests a real PostgreSQL. Without PostgreSQL's binaries
+they skip, except under CI, where they fail: the integration tests are never skipped there.
 (tests/integration has its own conftest for the sandbox PBX.)
 """
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +23,9 @@ import pytest
 import yaml
 
 from ivr import config
+from ivr.errors import StoreError
 from ivr.store import Store, utc
+from ivr.store.pg_cluster import PgCluster, bindir, port_free
 
 REPO = Path(__file__).resolve().parents[1]
 CALLER_ID = "+33162000000"  # in an ARCEP range for automated calls
@@ -101,3 +111,65 @@ def cfg_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True))
     return path
+
+
+# -- a real PostgreSQL ------------------------------------------------------------------------
+PG_TEST_PORT = 55433  # first port tried; the next free one is taken if another session holds it
+
+
+def _pg_unavailable() -> str | None:
+    """Why no private PostgreSQL can run here, or None."""
+    try:
+        bindir()
+        import psycopg  # noqa: F401
+    except (StoreError, ImportError) as exc:
+        return str(exc)
+    return None
+
+
+def _start_test_cluster(base: Path) -> PgCluster:
+    """Up on PG_TEST_PORT or the next free port: helpers and CI jobs may run side by side."""
+    last: StoreError | None = None
+    for port in range(PG_TEST_PORT, PG_TEST_PORT + 40):
+        if not port_free(port):
+            continue
+        cluster = PgCluster(base, port, fast=True, max_connections=300)
+        try:
+            cluster.up()
+            return cluster
+        except StoreError as exc:  # lost a race for the port: try the next
+            if "already in use" not in str(exc):
+                raise
+            last = exc
+    raise StoreError(f"no free port for the test PostgreSQL from {PG_TEST_PORT}: {last}")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """One private PostgreSQL for the whole session (fsync off), stopped and removed at the end.
+    Its folder is under /tmp, not tmp_path: the postgres user must be able to reach it."""
+    why = _pg_unavailable()
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI: {why}")
+        pytest.skip(f"no PostgreSQL here: {why}")
+    base = Path(tempfile.mkdtemp(prefix="ivr-pg-test-"))
+    cluster = _start_test_cluster(base)
+    try:
+        yield cluster
+    finally:
+        cluster.down()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_cluster: PgCluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh, empty database for this test, dropped after it (with any session left open).
+    The password reaches libpq through PGPASSFILE, never through the URL."""
+    name = f"t_{secrets.token_hex(6)}"
+    pg_cluster.create_database(name)
+    monkeypatch.setenv("PGPASSFILE", str(pg_cluster.pgpass_file))
+    try:
+        yield pg_cluster.url_for(name)
+    finally:
+        pg_cluster.drop_database(name)

@@ -1,0 +1,277 @@
+"""A private PostgreSQL for the sandbox and the tests: Debian's binaries, a data directory of its own.
+
+`ivr db up` runs initdb and pg_ctl from /usr/lib/postgresql/<version>/bin (the newest installed)
+on a data directory under the sandbox, never on a `pg_lsclusters` cluster, which it neither
+reads nor starts. As root the server runs as the `postgres` user (PostgreSQL refuses root); it
+listens on 127.0.0.1 only and keeps its unix socket in its own folder. Its superuser `ivr` logs
+in with scram-sha-256 and a generated password kept in a 0600 file (`password`, and `pgpass`
+for libpq's PGPASSFILE); the password is never printed, and never part of a URL.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import pwd
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ivr.errors import StoreError
+from ivr.secret_files import read_or_create, write_secret
+
+PG_ROOT = Path("/usr/lib/postgresql")
+HOST = "127.0.0.1"  # loopback only: the sandbox's database is never reachable from outside
+USER = "ivr"
+DATABASE = "ivr"
+DEFAULT_PORT = 55432
+OS_USER = "postgres"  # the server's owner when we run as root
+CONF = "ivr.conf"     # our settings, included by the cluster's postgresql.conf
+_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def bindir() -> Path:
+    """The bin folder of the newest PostgreSQL server installed from Debian's package."""
+    found = [p.parent for p in PG_ROOT.glob("*/bin/initdb") if p.parent.parent.name.isdigit()]
+    if not found:
+        raise StoreError(f"PostgreSQL server binaries not found under {PG_ROOT}: "
+                         "apt-get install postgresql (scripts/setup.sh installs it)")
+    return max(found, key=lambda p: int(p.parent.name))
+
+
+def port_free(port: int, host: str = HOST) -> bool:
+    """Whether `port` can be bound on `host` now (something listening there says no)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not "in use"
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
+@dataclass
+class DbStatus:
+    running: bool
+    pid: int | None
+    port: int
+    url: str  # never with the password
+    dir: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"running": self.running, "pid": self.pid, "port": self.port, "url": self.url,
+                "dir": self.dir}
+
+
+class PgCluster:
+    """One private cluster in `base`: data/, run/ (socket), postgres.log, password, pgpass.
+    `fast`: no fsync (test clusters only: a crash may lose their data, which is thrown away)."""
+
+    def __init__(self, base: Path, port: int = DEFAULT_PORT, *, fast: bool = False,
+                 max_connections: int = 100) -> None:
+        self.base = Path(base).absolute()
+        self.port = port
+        self.fast = fast
+        self.max_connections = max_connections
+        self.data = self.base / "data"
+        self.run_dir = self.base / "run"
+        self.log = self.base / "postgres.log"
+        self.password_file = self.base / "password"
+        self.pgpass_file = self.base / "pgpass"
+
+    # -- what clients use ---------------------------------------------------------------------
+    def url_for(self, dbname: str = DATABASE) -> str:
+        return f"postgresql://{USER}@{HOST}:{self.port}/{dbname}"
+
+    @property
+    def url(self) -> str:
+        return self.url_for(DATABASE)
+
+    def password(self) -> str:
+        if not self.password_file.exists():
+            raise StoreError(f"no private PostgreSQL in {self.base}: run `ivr db up` first")
+        return self.password_file.read_text().strip()
+
+    # -- up / down / status -------------------------------------------------------------------
+    def status(self) -> DbStatus:
+        pid, port = self._postmaster()
+        return DbStatus(pid is not None, pid, port or self.port,
+                        self.url_for() if port is None else
+                        f"postgresql://{USER}@{HOST}:{port}/{DATABASE}", str(self.base))
+
+    def up(self, timeout_s: float = 60.0) -> DbStatus:
+        """Start the cluster (initialised on first use) and create the database `ivr`.
+        Idempotent: a running cluster on the same port is left as it is."""
+        st = self.status()
+        if st.running and st.port != self.port:
+            raise StoreError(f"the private PostgreSQL in {self.base} runs on port {st.port}, "
+                             f"not db.port {self.port}: `ivr db down` first, then `ivr db up`")
+        if not st.running:
+            if not port_free(self.port):
+                raise StoreError(f"port {self.port} is already in use: stop the service "
+                                 "listening there or set db.port in config.yaml")
+            self._prepare()
+            self._write_conf()
+            self._start(timeout_s)
+        self.create_database(DATABASE, exist_ok=True)
+        return self.status()
+
+    def down(self, timeout_s: float = 60.0) -> bool:
+        """Stop this cluster only (fast shutdown: sessions are ended, data is checkpointed).
+        False when it was not running."""
+        if not self.status().running:
+            return False
+        proc = self._as_owner([str(bindir() / "pg_ctl"), "-D", str(self.data), "-m", "fast",
+                               "-w", "-t", str(int(timeout_s)), "stop"])
+        if proc.returncode != 0 and self.status().running:
+            raise StoreError(f"pg_ctl stop failed ({_last_line(proc.stderr)}): see {self.log}")
+        return True
+
+    # -- databases (the tests' fresh database per test) ---------------------------------------
+    @contextmanager
+    def admin(self) -> Iterator[Any]:
+        """An autocommit session on the `postgres` database as the superuser."""
+        import psycopg
+        with psycopg.connect(host=HOST, port=self.port, user=USER, password=self.password(),
+                             dbname="postgres", autocommit=True, connect_timeout=10) as conn:
+            yield conn
+
+    def create_database(self, name: str, *, template: str | None = None,
+                        exist_ok: bool = False) -> None:
+        from psycopg import sql
+        _check_name(name)
+        with self.admin() as conn:
+            if exist_ok and conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                                         (name,)).fetchone():
+                return
+            if template is None:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            else:
+                _check_name(template)
+                conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(name), sql.Identifier(template)))
+
+    def drop_database(self, name: str) -> None:
+        """Drop it, ending any session still open on it (a test's leaked pool included)."""
+        from psycopg import sql
+        _check_name(name)
+        with self.admin() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+
+    def setting(self, name: str) -> str:
+        """A server setting as the running server sees it (e.g. listen_addresses)."""
+        with self.admin() as conn:
+            row = conn.execute("SELECT current_setting(%s)", (name,)).fetchone()
+        return str(row[0])
+
+    # -- internals ----------------------------------------------------------------------------
+    def _postmaster(self) -> tuple[int | None, int | None]:
+        """(pid, port) of the server running on our data directory, from postmaster.pid."""
+        try:
+            lines = (self.data / "postmaster.pid").read_text().splitlines()
+            pid, port = int(lines[0]), int(lines[3])
+        except (OSError, ValueError, IndexError):
+            return None, None
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            return None, None  # a stale pid file after a crash
+        return (pid, port) if comm.startswith("postgres") else (None, None)
+
+    def _owner(self) -> tuple[int, int] | None:
+        """uid/gid the server runs as: `postgres` when we are root, else ourselves (None)."""
+        if os.geteuid() != 0:
+            return None
+        try:
+            pw = pwd.getpwnam(OS_USER)
+        except KeyError:
+            raise StoreError(f"user {OS_USER} not found: apt-get install postgresql") from None
+        return pw.pw_uid, pw.pw_gid
+
+    def _as_owner(self, cmd: list[str]) -> subprocess.CompletedProcess[str]:
+        prefix = ["runuser", "-u", OS_USER, "--"] if self._owner() else []
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+        return subprocess.run(prefix + cmd, cwd=self.base, env=env, capture_output=True,
+                              text=True)
+
+    def _prepare(self) -> None:
+        """Folders owned by the server's user; initdb once (into a temporary folder, renamed
+        when complete, so a half-made cluster is never taken for a good one)."""
+        owner = self._owner()
+        self.base.mkdir(parents=True, exist_ok=True)
+        for d in (self.base, self.run_dir):
+            d.mkdir(mode=0o700, exist_ok=True)
+            d.chmod(0o700)  # the password files live here
+            if owner:
+                os.chown(d, *owner)
+        if owner and self._as_owner(["test", "-w", str(self.base)]).returncode != 0:
+            raise StoreError(f"the {OS_USER} user cannot reach {self.base}: set db.dir to a "
+                             "folder every user may traverse (e.g. under /var/lib)")
+        password = read_or_create(self.password_file, lambda: secrets.token_urlsafe(24))
+        # libpq's password file (PGPASSFILE): any port, any database of this cluster's user.
+        write_secret(self.pgpass_file, f"{HOST}:*:*:{USER}:{password}\n")
+        if (self.data / "PG_VERSION").exists():
+            return
+        self._initdb(password, owner)
+
+    def _initdb(self, password: str, owner: tuple[int, int] | None) -> None:
+        tmp = self.base / "data.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        pwfile = self.run_dir / ".initdb-password"  # readable by the server's user, then gone
+        write_secret(pwfile, password + "\n", owner=owner)
+        try:
+            proc = self._as_owner([str(bindir() / "initdb"), "-D", str(tmp), "-U", USER,
+                                   "-A", "scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8",
+                                   "--locale=C.UTF-8", "--no-instructions", "--no-sync"])
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if proc.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise StoreError(f"initdb failed ({_last_line(proc.stderr)}): check that "
+                             f"{self.base} is writable by the {OS_USER} user")
+        with (tmp / "postgresql.conf").open("a") as fh:
+            fh.write(f"\ninclude_if_exists = '{CONF}'\n")
+        tmp.rename(self.data)
+
+    def _write_conf(self) -> None:
+        """Our settings, rewritten on every up so db.port and the folders always hold."""
+        socket_dir = str(self.run_dir).replace("'", "''")
+        lines = [f"listen_addresses = '{HOST}'", f"port = {self.port}",
+                 f"unix_socket_directories = '{socket_dir}'", "unix_socket_permissions = 0700",
+                 f"max_connections = {self.max_connections}", "password_encryption = scram-sha-256"]
+        if self.fast:
+            lines += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
+        conf = self.data / CONF
+        conf.write_text("\n".join(lines) + "\n")
+        owner = self._owner()
+        if owner:
+            os.chown(conf, *owner)
+
+    def _start(self, timeout_s: float) -> None:
+        proc = self._as_owner([str(bindir() / "pg_ctl"), "-D", str(self.data), "-l",
+                               str(self.log), "-w", "-t", str(int(timeout_s)), "start"])
+        if proc.returncode != 0 or not self.status().running:
+            why = _last_line(self.log.read_text() if self.log.exists() else proc.stderr)
+            if "Address already in use" in why:
+                raise StoreError(f"port {self.port} is already in use: stop the service "
+                                 "listening there or set db.port in config.yaml")
+            raise StoreError(f"PostgreSQL did not start ({why}): see {self.log}")
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"internal: database name {name!r} is not a plain lower-case name")
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "no output"
