@@ -7,7 +7,7 @@ import gc
 import logging
 import os
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import uvloop
 
-from ivr.campaign import deadline
+from ivr.campaign import deadline, pool_watch
 from ivr.campaign import run as campaign_run
 from ivr.callflow.agi_callback import CallbackHandler
 from ivr.callflow.agi_gate import SessionGate
@@ -25,7 +25,7 @@ from ivr.campaign.state import RunState, Snapshot
 from ivr.campaign.stopping import Interrupted, Stopper
 from ivr.telephony import contract
 from ivr.telephony.agi_auth import CALLBACK_SECRET_ENV, callback_secret_from_env
-from ivr.telephony.ami_node import AmiNode
+from ivr.telephony.ami_node import AmiNode, secret_env
 from ivr.telephony.fastagi import AgiApplication, serve
 from ivr.telephony.node import PbxNode
 from ivr.config import Config
@@ -39,7 +39,6 @@ from ivr.store.sqlite import Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-NODE_NAME = "pbx"  # the one node of cfg.pbx; recorded in calls.node
 CLOSE_TIMEOUT_S = 2.0
 
 
@@ -60,14 +59,17 @@ def open_store(cfg: Config, busy_timeout_s: float = 30.0) -> Store:
                       optout_key_file=key_file)
 
 
-def ami_secret(cfg: Config) -> str:
-    env = os.environ.get("IVR_AMI_SECRET")
+def ami_secret(cfg: Config, node: str | None = None) -> str:
+    """The AMI secret of `node` (default: the first of the pool): IVR_AMI_SECRET_<NAME>, else
+    IVR_AMI_SECRET, else (sandbox) the file `ivr pbx up` wrote into every instance."""
+    name = node or cfg.pbx.node_list()[0].name
+    env = os.environ.get(secret_env(name)) or os.environ.get("IVR_AMI_SECRET")
     if env:
         return env
     if cfg.pbx.mode == "sandbox":
         return Sandbox(cfg).ami_secret()
-    raise PbxError("IVR_AMI_SECRET is not set: export the AMI secret of user "
-                   f"{cfg.pbx.user!r} before running")
+    raise PbxError(f"neither {secret_env(name)} nor IVR_AMI_SECRET is set: export the AMI "
+                   f"secret of node {name!r} before running")
 
 
 def callback_secret(cfg: Config) -> str:
@@ -100,17 +102,24 @@ def call_deadline_s(cfg: Config) -> float:
     return deadline.longest_call_s(cfg, sandbox_sim_timing(cfg))
 
 
+def build_nodes(cfg: Config) -> list[PbxNode]:
+    """The PBX nodes of `cfg.pbx` (pbx.nodes, else the single block as node "pbx"): one Asterisk
+    each over AMI. Names are stored with each attempt (calls.node), so they must stay stable
+    across runs: reconciliation asks a node for its own attempts only."""
+    return [AmiNode(n.name, n.host, n.port, n.user, ami_secret(cfg, n.name),
+                    max_channels=n.max_channels) for n in cfg.pbx.node_list()]
+
+
 def build_node(cfg: Config) -> PbxNode:
-    """The PBX node of `cfg.pbx`: one Asterisk over AMI. Its name is stored with each attempt,
-    so it stays "pbx" across runs (reconciliation asks a node for its own attempts only)."""
-    return AmiNode(NODE_NAME, cfg.pbx.host, cfg.pbx.port, cfg.pbx.user, ami_secret(cfg))
+    """The first node of the pool (the only one without pbx.nodes)."""
+    return build_nodes(cfg)[0]
 
 
 @dataclass
 class Controller:
     cfg: Config
     store: Store
-    node: PbxNode
+    nodes: list[PbxNode]
     dialer: Dialer
     agi: AgiApplication
     server: asyncio.AbstractServer
@@ -118,8 +127,12 @@ class Controller:
     clock: Clock
 
     @property
+    def node(self) -> PbxNode:
+        return self.nodes[0]
+
+    @property
     def ami(self) -> Any:
-        """The node's AMI link (reconnect counters for tests and benchmarks)."""
+        """The first node's AMI link (reconnect counters for tests and benchmarks)."""
         return getattr(self.node, "ami", None)
 
     async def close(self) -> None:
@@ -131,27 +144,33 @@ class Controller:
             await asyncio.wait_for(self.server.wait_closed(), CLOSE_TIMEOUT_S)
         except asyncio.TimeoutError:
             log.warning("FastAGI server not closed within %g s", CLOSE_TIMEOUT_S)
-        self.node.close()
+        for node in self.nodes:
+            node.close()
 
 
 async def start(cfg: Config, store: Store, clock: Clock | None = None, agi: bool = True,
-                node: PbxNode | None = None,
+                node: PbxNode | Sequence[PbxNode] | None = None,
                 hashes: dict[str, str] | None = None) -> Controller:
-    """Connect the node, start FastAGI, reconcile attempts left open by an earlier run.
-    `node` and `hashes` (the prompts' fingerprints) default to those of `cfg`."""
-    node = node or build_node(cfg)
-    await node.connect()
+    """Connect every node, start FastAGI (one server for the whole pool: each call carries its
+    URL), reconcile attempts left open by an earlier run. `node` (one or several) and `hashes`
+    (the prompts' fingerprints) default to those of `cfg`."""
+    nodes = build_nodes(cfg) if node is None else \
+        [node] if isinstance(node, PbxNode) else list(node)
     try:
-        return await _start(cfg, store, clock or Clock(), agi, node, hashes)
+        # Every node of the pool at start (a typo in a host must not go unnoticed); one lost
+        # later is worked around and rejoins when its AMI reconnects.
+        await asyncio.gather(*(n.connect() for n in nodes))
+        return await _start(cfg, store, clock or Clock(), agi, nodes, hashes)
     except BaseException:
-        node.close()
+        for n in nodes:
+            n.close()
         raise
 
 
-async def _start(cfg: Config, store: Store, clock: Clock, agi: bool, node: PbxNode,
+async def _start(cfg: Config, store: Store, clock: Clock, agi: bool, nodes: list[PbxNode],
                  hashes: dict[str, str] | None) -> Controller:
     agi_url = f"agi://{cfg.agi.host}:{cfg.agi.port}"
-    dialer = Dialer(cfg, store, node, clock, agi_url, deadline_s=call_deadline_s(cfg))
+    dialer = Dialer(cfg, store, nodes, clock, agi_url, deadline_s=call_deadline_s(cfg))
     app = agi_app(cfg, store, dialer, clock, hashes)
     try:
         server = await serve(app, cfg.agi.host, cfg.agi.port) if agi else None
@@ -167,7 +186,8 @@ async def _start(cfg: Config, store: Store, clock: Clock, agi: bool, node: PbxNo
         raise
     pumps = [asyncio.create_task(dialer.consume(ns)) for ns in dialer.nodes.values()]
     pumps.append(asyncio.create_task(deadline.watch(dialer)))
-    return Controller(cfg, store, node, dialer, app, server, pumps, clock)
+    pumps.append(asyncio.create_task(pool_watch.watch(dialer)))
+    return Controller(cfg, store, nodes, dialer, app, server, pumps, clock)
 
 
 def agi_app(cfg: Config, store: Store, dialer: Dialer, clock: Clock,
@@ -207,21 +227,25 @@ async def run_campaign(cfg: Config, store: Store, *,
                        on_tick: Callable[[Controller], None] = lambda ctl: None,
                        on_snapshot: Callable[[Snapshot], None] | None = None,
                        clock: Clock | None = None, stop: asyncio.Event | None = None,
-                       node: PbxNode | None = None, hashes: dict[str, str] | None = None,
+                       node: PbxNode | Sequence[PbxNode] | None = None,
+                       hashes: dict[str, str] | None = None, standby: bool = False,
                        ) -> tuple[campaign_run.RunReport, Any]:
-    """One run: the controller, its RunState (snapshots to `on_snapshot`), the run loop.
+    """One run: the controller, its RunState (snapshots to `on_snapshot`), the run loop;
+    `standby`: no call before the web console's Start (campaign/run_control.py).
     The store is held for the campaign for the whole run (first: a second run of the campaign
     is refused before it touches the PBX, whose live calls it would otherwise adopt and wait
     for forever; another campaign's run may share the store)."""
     clock = clock or Clock()
     with store.hold_run(RunOwner.this_process(utcnow()), cfg.campaign.name):
-        return await _run_campaign(cfg, store, on_tick, on_snapshot, clock, stop, node, hashes)
+        return await _run_campaign(cfg, store, on_tick, on_snapshot, clock, stop, node, hashes,
+                                   standby)
 
 
 async def _run_campaign(cfg: Config, store: Store, on_tick: Callable[[Controller], None],
                         on_snapshot: Callable[[Snapshot], None] | None, clock: Clock,
-                        stop: asyncio.Event | None, node: PbxNode | None,
-                        hashes: dict[str, str] | None) -> tuple[campaign_run.RunReport, Any]:
+                        stop: asyncio.Event | None, node: PbxNode | Sequence[PbxNode] | None,
+                        hashes: dict[str, str] | None, standby: bool = False
+                        ) -> tuple[campaign_run.RunReport, Any]:
     ctl = await start(cfg, store, clock, node=node, hashes=hashes)
     # Modules, phone-number metadata and holiday tables live for the whole run: keep them out
     # of every garbage collection, which would otherwise rescan them as calls come and go.
@@ -235,7 +259,7 @@ async def _run_campaign(cfg: Config, store: Store, on_tick: Callable[[Controller
     try:
         task = asyncio.ensure_future(campaign_run.run(
             cfg, store, ctl.dialer, clock, stopper.stop, stopper.hard, state,
-            on_tick=lambda: on_tick(ctl)))
+            on_tick=lambda: on_tick(ctl), standby=standby))
         report = await stopper.until_done(task)
         left = ctl.dialer.in_flight()
         if left:  # a hard stop gave up on them (PBX away): not a clean end

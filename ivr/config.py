@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -77,6 +78,16 @@ class Store:
 @dataclass
 class Pbx:
     mode: str = "sandbox"
+@dataclass
+class NodeConfig:
+    """One Asterisk of the pool (pbx.nodes[i]); its AMI secret comes from the environment."""
+    name: str = ""
+    host: str = "127.0.0.1"
+    port: int = 5038
+    user: str = "ivr"
+    max_channels: int = 0  # 0: no cap of its own (dialer.max_concurrent still holds)
+
+
     host: str = "127.0.0.1"
     port: int = 5038
     user: str = "ivr"
@@ -85,6 +96,12 @@ class Pbx:
 
 
 @dataclass
+    nodes: list[NodeConfig] = field(default_factory=list)  # empty: the one node above, "pbx"
+
+    def node_list(self) -> list[NodeConfig]:
+        """The pool; without pbx.nodes, the single block as one node named "pbx" (the name
+        existing stores hold in calls.node)."""
+        return self.nodes or [NodeConfig(SINGLE_NODE, self.host, self.port, self.user)]
 class Agi:
     host: str = "127.0.0.1"
     port: int = 4573
@@ -289,6 +306,7 @@ def _validate(cfg: Config) -> None:
 MAX_RING_TIMEOUT_S = 300.0  # 5 minutes of ringing; carriers give up well before
 MAX_INPUT_TIMEOUT_S = 60.0  # a person who has not pressed a key in a minute will not
 MAX_REPEATS = 5
+    _validate_nodes(cfg.pbx.nodes)
 MAX_INTRO_S = 30.0  # consent first: a longer intro is a message before the consent
 MAX_CALLS_PER_SECOND = 200.0  # far above any carrier's trunk limit
 # CNIL: data of people contacted for political communication is kept no longer than needed,
@@ -337,6 +355,30 @@ def _validate_dialer(dialer: Dialer) -> None:
     _in_range("dialer.ring_timeout_s", dialer.ring_timeout_s, 0, MAX_RING_TIMEOUT_S, "seconds",
               low_open=True)
     if dialer.drain_timeout_s is not None:
+SINGLE_NODE = "pbx"
+NODE_NAME = re.compile(r"[a-z0-9_-]+")
+
+
+def _validate_nodes(nodes: list[NodeConfig]) -> None:
+    """Names key the stored attempts (calls.node) and the secret's variable: unique, plain."""
+    seen: set[str] = set()
+    for i, node in enumerate(nodes):
+        where = f"pbx.nodes[{i}]"
+        if not NODE_NAME.fullmatch(node.name):
+            raise ConfigError(f"{where}.name: {node.name!r} is not a node name: use lowercase "
+                              "letters, digits, - and _ (e.g. pbx2)")
+        if node.name in seen:
+            raise ConfigError(f"{where}.name: {node.name!r} is already the name of another "
+                              "node: give each node its own name")
+        seen.add(node.name)
+        if not node.host or any(c.isspace() for c in node.host):
+            raise ConfigError(f"{where}.host: {node.host!r} is not a host: give its address")
+        _in_range(f"{where}.port", node.port, 1, 65535, "TCP port")
+        _in_range(f"{where}.max_channels", node.max_channels, 0, None, "channels (0: no cap)")
+        if not node.user:
+            raise ConfigError(f"{where}.user: empty: give the node's AMI user")
+
+
         _in_range("dialer.drain_timeout_s", dialer.drain_timeout_s, 0, None, "seconds",
                   low_open=True)
     check_dial_template(dialer.dial_string)

@@ -11,14 +11,14 @@ import logging
 import math
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from ivr.callflow import outcomes
 from ivr.callflow.dispositions import unanswered_outcome
-from ivr.campaign import planning
+from ivr.campaign import planning, reconcile
 from ivr.campaign.clock import Clock
 from ivr.campaign.nodes import (FAULT_HOLD_S, InFlight, NodeState, dial_string,  # noqa: F401
-                                safe_value)
+                                pick, safe_value)
 from ivr.campaign.state import NodeSnapshot
 from ivr.config import Config
 from ivr.store.safe_writes import SafeWriter
@@ -29,10 +29,10 @@ from ivr.telephony.node import (ActionTimeout, ChannelHangup, Failsafe, NodeDisc
                                 PbxNode, Reconnected)
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CAUSE_GRACE_S = 1.0     # wait this long for a Hangup cause after a vague failed Originate
 ANSWERED_GRACE_S = 3.0  # an answered call whose IVR never reported is an `error` after this
-RECONCILE_RETRY_S = 2.0
 HANGUP_ALL_S = 3.0      # a stop's hang-up of every call waits this long at most
 
 
@@ -46,6 +46,11 @@ class Dialer:
         self.agi_url = agi_url
         node_list = [nodes] if isinstance(nodes, PbxNode) else list(nodes)
         self.nodes: dict[str, NodeState] = {n.name: NodeState(n, clock) for n in node_list}
+        self._states = list(self.nodes.values())
+        self._turn = 0  # round-robin among nodes equally free
+        # PostgreSQL: every store call of the dial path runs in a worker thread (the loop never
+        # waits on the network); SQLite stays inline, where it is fastest (bench_ivr).
+        self.remote = bool(getattr(store, "remote", False))
         self.by_call: dict[int, InFlight] = {}
         self.changed = asyncio.Event()        # an attempt settled: capacity freed
         self.retry_planned = asyncio.Event()  # an attempt settled with a retry time
@@ -86,8 +91,9 @@ class Dialer:
 
     def node_snapshots(self) -> tuple[NodeSnapshot, ...]:
         """Each node as the run state publishes it."""
+        me = str(getattr(self.store, "controller_id", "") or "")
         return tuple(NodeSnapshot(ns.name, ns.node.up, len(ns.calls), ns.node.max_channels,
-                                  ns.why_not_ready()) for ns in self.nodes.values())
+                                  ns.why_not_ready(), me) for ns in self.nodes.values())
 
     async def wait_up(self, timeout: float) -> bool:
         if self.up():
@@ -101,9 +107,17 @@ class Dialer:
         return any(not w.cancelled() and w.exception() is None and w.result() for w in done)
 
     def _pick(self) -> NodeState:
-        """The node for the next call: the first ready one, else the first (which refuses)."""
-        states = list(self.nodes.values())
-        return next((ns for ns in states if ns.ready()), states[0])
+        """The node for the next call: the most free relative to its cap, ties in turn."""
+        if len(self._states) == 1:
+            return self._states[0]
+        self._turn += 1
+        return pick(self._states, self.cfg.dialer.max_concurrent, self._turn)
+
+    async def off_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        """A store call: in a worker thread on a remote store, inline on SQLite."""
+        if self.remote:
+            return await asyncio.to_thread(fn, *args)
+        return fn(*args)
 
     # -- policy -------------------------------------------------------------------------------
     def retry_at(self, call: dict[str, Any], outcome: str) -> datetime | None:
@@ -116,18 +130,26 @@ class Dialer:
 
     def pbx_fault(self, hold_s: float = FAULT_HOLD_S) -> None:
         """The PBX tore a call down (shutdown, restart): place no call for a while, so
-        retries do not land on a PBX that is going away."""
-        for ns in self.nodes.values():
+        retries do not land on a PBX that is going away. In a pool: on the nodes that went
+        down just now when there are some, else on all."""
+        now = self.clock.monotonic()
+        recent = [ns for ns in self._states if not ns.node.up and
+                  (ns.down_since is None or now - ns.down_since <= hold_s)]
+        for ns in recent or self._states:
             ns.hold(hold_s)
 
     async def pbx_went_down(self, within_s: float = 2.0) -> bool:
-        """Did the PBX shut down or drop its link around now? (Shutdown, lost link.)"""
+        """Did a node shut down or drop its link around now? (Shutdown, lost link.) A node of
+        the pool that has been down for longer says nothing of this call's end."""
         deadline = self.clock.monotonic() + within_s
-        while self.clock.monotonic() < deadline:
-            if not all(ns.node.up for ns in self.nodes.values()):
+        while True:
+            now = self.clock.monotonic()
+            if any(not ns.node.up and (ns.down_since is None or now - ns.down_since <= within_s)
+                   for ns in self._states):
                 return True
+            if now >= deadline:
+                return False
             await self.clock.sleep(0.1)
-        return False
 
     # -- originate ----------------------------------------------------------------------------
     async def dial(self, contact: dict[str, Any]) -> planning.Claim:
@@ -135,7 +157,11 @@ class Dialer:
         A refused claim is returned as it is: nothing is dialled."""
         channel = dial_string(self.cfg.dialer.dial_string, contact["number"])
         ns = self._pick()
-        claim = planning.claim(self.cfg, self.store, contact, ns.name, self.clock.now())
+        if self.remote:
+            claim = await asyncio.to_thread(planning.claim, self.cfg, self.store, contact,
+                                            ns.name, self.clock.now())
+        else:
+            claim = planning.claim(self.cfg, self.store, contact, ns.name, self.clock.now())
         if claim.call is None:
             return claim
         call = claim.call
@@ -313,74 +339,19 @@ class Dialer:
         if not self.by_call:
             self.idle.set()
 
-    # -- reconciliation -----------------------------------------------------------------------
+    # -- reconciliation (ivr/campaign/reconcile.py) -------------------------------------------
     async def reconcile(self) -> int:
         """Reconcile every node (at start-up: attempts left open by an earlier run)."""
-        settled = 0
-        for ns in self.nodes.values():
-            settled += await self.reconcile_node(ns)
-        return settled
+        return await reconcile.every_node(self)
 
     async def reconcile_node(self, ns: NodeState) -> int:
-        """After a restart or a reconnect: adopt the node's live channels, settle its attempts
-        that are gone. Nothing is originated here; other nodes' attempts are not touched."""
-        ns.reconciling = True  # no call is placed on this node meanwhile
-        try:
-            # Only attempts that existed before asking the node: a newer one may be missing
-            # from the answer and must not be taken for gone.
-            self.writer.flush()
-            # This campaign's only: another campaign's run shares the node and the store.
-            open_calls = self.store.open_calls(node=ns.name, campaign=self.cfg.campaign.name)
-            live = await ns.node.channels()
-            return self._reconcile(ns, open_calls, live)
-        finally:
-            ns.reconciling = False
-
-    def _reconcile(self, ns: NodeState, open_calls: list[dict[str, Any]], live: set[str]) -> int:
-        settled = 0
-        for call in open_calls:
-            if self._reconcile_one(ns, call, call["channel_id"] in live):
-                settled += 1
-        for channel_id, flight in list(ns.calls.items()):  # settled meanwhile
-            row = self.read_call(flight.call_id)
-            if channel_id not in live and row is not None and row["outcome"]:
-                self.finished(flight.call_id)
-        return settled
-
-    def _reconcile_one(self, ns: NodeState, call: dict[str, Any], alive: bool) -> bool:
-        """Adopt one open attempt (True when it was settled as gone)."""
-        channel_id, call_id = call["channel_id"], int(call["id"])
-        flight = ns.calls.get(channel_id)
-        if alive:
-            if flight is None:
-                flight = InFlight(call_id, channel_id, call["number"], ns.name,
-                                  answered=call["answered_at"] is not None,
-                                  deadline=self.clock.monotonic() + self.deadline_s)
-                ns.calls[channel_id] = flight
-                self.by_call[call_id] = flight
-                self.idle.clear()
-            flight.unsure = False
-            return False
-        if flight is not None and flight.answered and not flight.unsure:
-            self._expire_later(flight)  # its IVR gets its grace period first
-            return False
-        self.settle_error(call_id, "reconciled", answered=call["answered_at"] is not None or
-                          (flight is not None and flight.answered))
-        if flight is not None:
-            self.finished(call_id)
-        return True
+        return await reconcile.node(self, ns)
 
     def _reconcile_soon(self, ns: NodeState) -> None:
-        """After a reconnect; a failure is logged and tried again, never lost in a task."""
-        async def attempt() -> None:
-            try:
-                await self.reconcile_node(ns)
-            except Exception as exc:  # link dropped again, PBX still booting: retry shortly
-                log.warning("reconciliation of %s failed (%s): retrying", ns.name, exc)
-                self.clock.call_later(RECONCILE_RETRY_S, self._reconcile_soon, ns)
-        task = asyncio.get_running_loop().create_task(attempt())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        reconcile.soon(self, ns, self._tasks)
+
+    def adopt(self, ns: NodeState, call: dict[str, Any]) -> InFlight:
+        return reconcile.adopt(self, ns, call)
 
     async def hangup_all(self, timeout_s: float = HANGUP_ALL_S) -> None:
         """Hang up every call in flight, all at once and for timeout_s at most: a node that

@@ -59,6 +59,8 @@ class NodeState:
         self.calls: dict[str, InFlight] = {}  # by channel_id
         self.hold_until = 0.0  # clock.monotonic() before which no call is placed here
         self.reconciling = False
+        self.down_since: float | None = None  # clock.monotonic() when its link was seen down
+        self.lost = False  # its Asterisk died: its calls were settled (pool_watch)
 
     def hold(self, seconds: float = FAULT_HOLD_S) -> None:
         self.hold_until = max(self.hold_until, self.clock.monotonic() + seconds)
@@ -69,6 +71,11 @@ class NodeState:
     def has_room(self) -> bool:
         cap = self.node.max_channels
         return cap <= 0 or len(self.calls) < cap
+
+    def free_share(self, default_cap: int) -> float:
+        """Free channels relative to the node's cap (its own, else `default_cap`)."""
+        cap = self.node.max_channels if self.node.max_channels > 0 else default_cap
+        return (cap - len(self.calls)) / cap
 
     def ready(self) -> bool:
         return self.node.up and not self.holding() and self.has_room()
@@ -81,3 +88,18 @@ class NodeState:
         if self.holding():
             return f"node {self.name} holding after a PBX fault"
         return "" if self.has_room() else f"node {self.name} full"
+
+
+def pick(states: list[NodeState], default_cap: int, turn: int) -> NodeState:
+    """The node for the next call: among the ready ones, the most free channels relative to
+    its cap; ties go round-robin from `turn`. None ready: the first (it refuses)."""
+    best: NodeState | None = None
+    best_share = -math.inf
+    n = len(states)
+    for i in range(n):
+        ns = states[(turn + i) % n]
+        if ns.ready():
+            share = ns.free_share(default_cap)
+            if share > best_share:  # strictly: the first of equals from `turn` wins
+                best, best_share = ns, share
+    return best or states[0]

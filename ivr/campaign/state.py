@@ -33,6 +33,7 @@ class NodeSnapshot:
     in_flight: int
     cap: int          # the node's own channel cap; 0 = none
     holding: str = ""  # why no call goes to this node now ("" = it takes calls)
+    controller: str = ""  # the controller placing these calls (store.controller_id)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ Every AMI field name the dialer used to read lives here: it gets typed events
 """
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -13,7 +14,14 @@ from ivr.telephony.contract import EVENT_FAILSAFE, FAILSAFE_CALL_ID
 from ivr.telephony.node import (LOCAL_OTHER, ChannelHangup, Failsafe, NodeEvent,
                                 OriginateRequest, OriginateResult, Reconnected)
 
+GONE_PROBE_S = 1.0  # a TCP connect to the AMI port: refused at once when nothing listens
 FAILSAFE_STATUS = "Status"  # the UserEvent's AGISTATUS field (dialplans/ivr-outbound.conf)
+
+
+def secret_env(node: str) -> str:
+    """The environment variable of a node's AMI secret: IVR_AMI_SECRET_<NAME>, the name
+    upper-cased, - as _ (a shell variable name)."""
+    return "IVR_AMI_SECRET_" + node.upper().replace("-", "_")
 
 
 def _int(value: object) -> int | None:
@@ -69,6 +77,21 @@ class AmiNode:
 
     async def wait_up(self, timeout: float) -> bool:
         return await self.ami.wait_connected(timeout)
+
+    async def gone(self) -> bool:
+        """Is the node's Asterisk gone, not just our link to it? Nothing listens on its AMI
+        port (connection refused): the process died, and every channel with it. A timeout or
+        a listener says nothing of the kind: False."""
+        host, port = self._args[:2]
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port),
+                                               GONE_PROBE_S)
+        except ConnectionRefusedError:
+            return True
+        except (OSError, asyncio.TimeoutError):
+            return False
+        writer.close()
+        return False
 
     async def originate(self, request: OriginateRequest) -> None:
         await self.ami.originate(

@@ -1,0 +1,99 @@
+"""Reconciliation: after a restart or a reconnect, the dialer asks a node for its live
+channels, adopts the open attempts still up there and settles those that are gone as `error`.
+Per node and per campaign: other nodes' attempts, and other campaigns' runs sharing the node
+and the store, are never touched."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ivr.campaign.nodes import InFlight, NodeState
+
+if TYPE_CHECKING:
+    from ivr.campaign.dialer import Dialer
+
+log = logging.getLogger(__name__)
+RETRY_S = 2.0  # a failed reconciliation (link dropped again, PBX booting) is tried again
+
+
+async def every_node(dialer: Dialer) -> int:
+    settled = 0
+    for ns in dialer.nodes.values():
+        settled += await node(dialer, ns)
+    return settled
+
+
+async def node(dialer: Dialer, ns: NodeState) -> int:
+    """Adopt the node's live channels, settle its attempts that are gone. Nothing is
+    originated here."""
+    ns.reconciling = True  # no call is placed on this node meanwhile
+    try:
+        # Only attempts that existed before asking the node: a newer one may be missing
+        # from the answer and must not be taken for gone.
+        dialer.writer.flush()
+        # This campaign's only: another campaign's run shares the node and the store.
+        open_calls = await dialer.off_loop(dialer.store.open_calls, ns.name,
+                                           dialer.cfg.campaign.name)
+        live = await ns.node.channels()
+        return _settle(dialer, ns, open_calls, live)
+    finally:
+        ns.reconciling = False
+
+
+def _settle(dialer: Dialer, ns: NodeState, open_calls: list[dict[str, Any]],
+            live: set[str]) -> int:
+    settled = 0
+    for call in open_calls:
+        if _one(dialer, ns, call, call["channel_id"] in live):
+            settled += 1
+    for channel_id, flight in list(ns.calls.items()):  # settled meanwhile
+        row = dialer.read_call(flight.call_id)
+        if channel_id not in live and row is not None and row["outcome"]:
+            dialer.finished(flight.call_id)
+    return settled
+
+
+def _one(dialer: Dialer, ns: NodeState, call: dict[str, Any], alive: bool) -> bool:
+    """Adopt one open attempt (True when it was settled as gone)."""
+    channel_id, call_id = call["channel_id"], int(call["id"])
+    flight = ns.calls.get(channel_id)
+    if alive:
+        adopt(dialer, ns, call)
+        return False
+    if flight is not None and flight.answered and not flight.unsure:
+        dialer._expire_later(flight)  # its IVR gets its grace period first
+        return False
+    dialer.settle_error(call_id, "reconciled", answered=call["answered_at"] is not None or
+                        (flight is not None and flight.answered))
+    if flight is not None:
+        dialer.finished(call_id)
+    return True
+
+
+def adopt(dialer: Dialer, ns: NodeState, call: dict[str, Any]) -> InFlight:
+    """A live channel of an open attempt (an earlier run's, another controller's): waited
+    for and settled like our own calls."""
+    flight = ns.calls.get(call["channel_id"])
+    if flight is None:
+        flight = InFlight(int(call["id"]), call["channel_id"], call["number"], ns.name,
+                          answered=call["answered_at"] is not None,
+                          deadline=dialer.clock.monotonic() + dialer.deadline_s)
+        ns.calls[flight.channel_id] = flight
+        dialer.by_call[flight.call_id] = flight
+        dialer.idle.clear()
+    flight.unsure = False
+    return flight
+
+
+def soon(dialer: Dialer, ns: NodeState, tasks: set[asyncio.Task]) -> None:
+    """After a reconnect; a failure is logged and tried again, never lost in a task."""
+    async def attempt() -> None:
+        try:
+            await node(dialer, ns)
+        except Exception as exc:  # link dropped again, PBX still booting: retry shortly
+            log.warning("reconciliation of %s failed (%s): retrying", ns.name, exc)
+            dialer.clock.call_later(RETRY_S, soon, dialer, ns, tasks)
+    task = asyncio.get_running_loop().create_task(attempt())
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)

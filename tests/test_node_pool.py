@@ -1,0 +1,248 @@
+"""A pool of PBX nodes, without root: several fake PBXs speak real AMI to real AmiNodes and
+drive the real FastAGI server; the real dialer, run loop and SQLite store.
+
+Spread by free capacity, one node crashing mid-run (its calls `error`, retried on the others),
+the node rejoining once it listens again, the per-node AMI secret, orphaned attempts settled.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ivr import app
+from ivr.campaign import planning, pool_watch
+from ivr.campaign import run as campaign_run
+from ivr.campaign.clock import Clock, ManualClock
+from ivr.campaign.nodes import NodeState, pick
+from ivr.errors import PbxError
+from ivr.store.sqlite import Store, parse_utc
+from ivr.telephony.ami_node import AmiNode
+from ivr.telephony.fake_pbx import Callee, FakePbx, answer, no_answer
+from ivr.telephony.node import OriginateRequest
+
+from conftest import make_config
+from test_dialer import HASHES, SECRET, add_contacts, contact, fiction, make_cfg
+
+FAST = {"busy": 0.2, "no_answer": 0.2, "congestion": 0.2}
+
+
+@dataclass
+class Pool:
+    pbxs: list[FakePbx]
+    ctl: app.Controller
+    store: Store
+
+    @property
+    def dialer(self) -> Any:
+        return self.ctl.dialer
+
+    def calls(self) -> list[dict[str, Any]]:
+        self.dialer.writer.flush()
+        return self.store.q("SELECT * FROM calls ORDER BY id")
+
+    async def run(self, timeout: float = 60) -> campaign_run.RunReport:
+        return await asyncio.wait_for(campaign_run.run(
+            self.ctl.cfg, self.store, self.dialer, self.ctl.clock, asyncio.Event(),
+            asyncio.Event()), timeout)
+
+
+@asynccontextmanager
+async def pool(tmp_path: Path, callees: Mapping[str, Callee] | Callable[[str], Callee],
+               numbers: list[str], caps: list[int], clock: Clock | None = None,
+               **dialer: Any) -> AsyncIterator[Pool]:
+    cfg = make_cfg(tmp_path, FAST, **dialer)
+    store = Store.open(tmp_path / "ivr.db")
+    add_contacts(store, numbers)
+    async with AsyncExitStack() as stack:
+        pbxs = [await stack.enter_async_context(FakePbx(callees, user="ivr", secret=SECRET))
+                for _ in caps]
+        nodes = [AmiNode(f"n{i + 1}", "127.0.0.1", p.ami_port, "ivr", SECRET, max_channels=cap)
+                 for i, (p, cap) in enumerate(zip(pbxs, caps))]
+        ctl = await app.start(cfg, store, clock or Clock(), node=nodes, hashes=HASHES)
+        try:
+            yield Pool(pbxs, ctl, store)
+        finally:
+            await ctl.close()
+
+
+class _Node:
+    def __init__(self, name: str, cap: int, up: bool = True) -> None:
+        self.name, self.max_channels, self.up = name, cap, up
+
+
+def _state(name: str, cap: int, calls: int, up: bool = True) -> NodeState:
+    ns = NodeState(_Node(name, cap, up), ManualClock())  # type: ignore[arg-type]
+    ns.calls = {f"{name}-{i}": None for i in range(calls)}  # type: ignore[misc]
+    return ns
+
+
+def test_pick_takes_the_most_free_relative_to_its_cap_and_ties_in_turn() -> None:
+    small, big = _state("a", 2, 1), _state("b", 6, 2)  # 50 % free vs 67 % free
+    assert pick([small, big], 10, 0).name == "b"
+    assert pick([small, _state("c", 6, 4)], 10, 0).name == "a"  # 50 % vs 33 %
+    # No cap of its own: the campaign's max_concurrent is its cap.
+    assert pick([_state("d", 0, 5), _state("e", 4, 1)], 10, 0).name == "e"
+    equal = [_state(n, 4, 1) for n in "xyz"]
+    assert [pick(equal, 10, t).name for t in range(4)] == ["x", "y", "z", "x"]
+    # Down or full nodes are never picked while another is ready.
+    assert pick([_state("down", 4, 0, up=False), _state("full", 1, 1), _state("ok", 9, 8)],
+                10, 0).name == "ok"
+
+
+def test_calls_spread_evenly_over_equal_nodes(tmp_path: Path) -> None:
+    numbers = [fiction(i) for i in range(30)]
+
+    async def scenario() -> tuple[list[int], list[dict[str, Any]]]:
+        async with pool(tmp_path, {n: answer(["1"], prompt_s=0.05) for n in numbers},
+                        numbers, caps=[0, 0, 0], max_concurrent=6,
+                        calls_per_second=100) as p:
+            await p.run()
+            return [len(x.originates) for x in p.pbxs], p.calls()
+    counts, calls = asyncio.run(scenario())
+    assert sum(counts) == 30 and all(8 <= c <= 12 for c in counts), counts
+    assert {c["outcome"] for c in calls} == {"message_played"}
+    assert Counter(c["node"] for c in calls) == {"n1": counts[0], "n2": counts[1],
+                                                 "n3": counts[2]}
+
+
+def test_calls_spread_by_free_capacity_and_each_cap_holds(tmp_path: Path) -> None:
+    numbers = [fiction(i) for i in range(24)]
+
+    async def scenario() -> list[FakePbx]:
+        async with pool(tmp_path, {n: answer(["1"], delay_s=0.2, prompt_s=0.1)
+                                   for n in numbers},
+                        numbers, caps=[2, 6], max_concurrent=8, calls_per_second=200) as p:
+            await p.run()
+            return p.pbxs
+    small, big = asyncio.run(scenario())
+    assert small.max_live <= 2 and big.max_live <= 6
+    assert big.max_live >= 4  # the big node was used beyond the small one's cap
+    assert len(big.originates) > 2 * len(small.originates) > 0
+
+
+def test_a_node_that_crashes_mid_run_has_its_calls_retried_on_the_others_and_rejoins(
+        tmp_path: Path) -> None:
+    numbers = [fiction(i) for i in range(60)]
+
+    async def scenario() -> tuple[list[dict[str, Any]], int, int]:
+        async with pool(tmp_path, {n: answer(["1"], delay_s=0.6, prompt_s=0.05)
+                                   for n in numbers},
+                        numbers, caps=[0, 0, 0], max_concurrent=9, calls_per_second=15,
+                        ring_timeout_s=2) as p:
+            victim = p.pbxs[1]
+            state: dict[str, Any] = {}
+
+            async def fault() -> None:
+                while len(victim.live) < 2:  # calls ringing there
+                    await asyncio.sleep(0.01)
+                state["in_flight"] = set(victim.live)
+                await victim.crash()
+                await asyncio.sleep(2.0)
+                state["before_restart"] = len(victim.originates)
+                await victim.start()  # same port: its AMI reconnects
+            task = asyncio.ensure_future(fault())
+            await p.run()
+            await task
+            lost = [c for c in p.calls() if c["channel_id"] in state["in_flight"]]
+            assert lost
+            return (p.calls(), len(state["in_flight"]),
+                    len(victim.originates) - state["before_restart"])
+    calls, lost_n, after_restart = asyncio.run(scenario())
+    by_number: dict[str, list[dict[str, Any]]] = {}
+    for c in calls:
+        by_number.setdefault(c["number"], []).append(c)
+    lost = [c for c in calls if c["stage"] == "node-lost"]
+    assert len(lost) == lost_n
+    for c in lost:
+        assert c["node"] == "n2" and c["outcome"] == "error" and c["retry_at"], c
+        retry = by_number[c["number"]][-1]
+        assert retry["id"] > c["id"] and retry["outcome"] == "message_played"
+        assert retry["node"] != "n2"  # retried on the others while n2 was away
+        assert parse_utc(retry["started_at"]) >= parse_utc(c["retry_at"])
+    # Every number ends with its callee's outcome, nobody dialled twice at once.
+    assert {n: cs[-1]["outcome"] for n, cs in by_number.items()} == \
+        {n: "message_played" for n in numbers}
+    assert after_restart > 0  # it rejoined and got calls again
+
+
+def test_each_node_has_its_own_secret_from_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = make_config(tmp_path, pbx={"mode": "external", "nodes": [
+        {"name": "paris-1", "port": 5038}, {"name": "lyon", "port": 5039, "max_channels": 50}]})
+    for var in ("IVR_AMI_SECRET", "IVR_AMI_SECRET_PARIS_1", "IVR_AMI_SECRET_LYON"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(PbxError, match="IVR_AMI_SECRET_PARIS_1"):
+        app.ami_secret(cfg, "paris-1")
+    monkeypatch.setenv("IVR_AMI_SECRET", "common")
+    monkeypatch.setenv("IVR_AMI_SECRET_PARIS_1", "paris-secret")
+    assert app.ami_secret(cfg, "paris-1") == "paris-secret"
+    assert app.ami_secret(cfg, "lyon") == "common"
+    nodes = app.build_nodes(cfg)
+    assert [(n.name, n.max_channels) for n in nodes] == [("paris-1", 0), ("lyon", 50)]
+    assert [n._args for n in nodes] == [("127.0.0.1", 5038, "ivr", "paris-secret"),
+                                        ("127.0.0.1", 5039, "ivr", "common")]
+    single = make_config(tmp_path, pbx={"mode": "external", "port": 5040})
+    monkeypatch.setenv("IVR_AMI_SECRET_PBX", "own")
+    (node,) = app.build_nodes(single)  # the single block: one node named "pbx"
+    assert node.name == "pbx" and node._args == ("127.0.0.1", 5040, "ivr", "own")
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"name": "Paris"}, r"pbx.nodes\[1\].name: 'Paris' is not a node name"),
+    ({"name": "a"}, r"pbx.nodes\[1\].name: 'a' is already the name of another node"),
+    ({"name": "b", "port": 70000}, r"pbx.nodes\[1\].port is 70000"),
+    ({"name": "b", "max_channels": -1}, r"pbx.nodes\[1\].max_channels is -1"),
+    ({"name": "b", "secret": "x"}, r"pbx.nodes\[1\].secret: unknown key"),
+])
+def test_a_bad_node_entry_is_one_line_naming_its_key(entry: dict[str, Any],
+                                                     message: str) -> None:
+    from ivr.errors import ConfigError
+    with pytest.raises(ConfigError, match=message) as exc:
+        make_config(pbx={"nodes": [{"name": "a"}, entry]})
+    assert "\n" not in str(exc.value)
+
+
+def test_orphaned_attempts_are_settled_unless_live_on_one_of_our_nodes(
+        tmp_path: Path) -> None:
+    live_n, gone_n = fiction(10), fiction(11)
+
+    async def scenario() -> tuple[bool, list[dict[str, Any]]]:
+        async with pool(tmp_path, {live_n: no_answer(), gone_n: answer()}, [live_n, gone_n],
+                        caps=[0, 0]) as p:
+            cfg, now = p.ctl.cfg, p.ctl.clock.now()
+            # Two attempts of another controller (its lease expired): one still rings on n2.
+            rows = [planning.claim(cfg, p.store, contact(p.store, n), "n2", now).call
+                    for n in (live_n, gone_n)]
+            other = AmiNode("other", "127.0.0.1", p.pbxs[1].ami_port, "ivr", SECRET)
+            await other.connect()
+            try:
+                await other.originate(OriginateRequest(
+                    f"Local/{live_n}@ivr-sim", rows[0]["channel_id"], "x", 1500,
+                    "ivr-outbound", "s"))
+                ids = [r["id"] for r in rows]
+                p.store.orphaned_calls = lambda campaign, at: [  # type: ignore[attr-defined]
+                    c for c in p.store.open_calls(campaign=campaign) if c["id"] in ids]
+                settled = await pool_watch.settle_orphans(p.dialer)
+                assert settled == 1
+                adopted = rows[0]["id"] in p.dialer.by_call
+                loop = asyncio.get_running_loop()
+                end = loop.time() + 10
+                while p.dialer.in_flight() and loop.time() < end:
+                    await asyncio.sleep(0.05)
+            finally:
+                other.close()
+            return adopted, p.calls()
+    adopted, calls = asyncio.run(scenario())
+    by_number = {c["number"]: c for c in calls}
+    assert adopted
+    gone = by_number[gone_n]
+    assert (gone["outcome"], gone["stage"]) == ("error", "orphaned") and gone["retry_at"]
+    # The live one was waited for and got its real outcome, not `error`.
+    assert by_number[live_n]["outcome"] == "no_answer"
