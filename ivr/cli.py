@@ -66,65 +66,6 @@ def cli(ctx: click.Context, config_path: str, verbose: bool) -> None:
     ctx.obj = Ctx(config_path)
 
 
-# -- pbx ------------------------------------------------------------------------------------
-@cli.group()
-def pbx() -> None:
-    """The sandbox Asterisk (or an external one)."""
-
-
-def _sandbox(ctx: Ctx):  # type: ignore[no-untyped-def]
-    from ivr.telephony.sandbox import Sandbox
-    if ctx.cfg.pbx.mode != "sandbox":
-        raise IvrError("pbx.mode is external: the sandbox commands manage only the sandbox")
-    return Sandbox(ctx.cfg)
-
-
-@pbx.command("up")
-@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for boot.")
-@pass_ctx
-def pbx_up(ctx: Ctx, timeout: float) -> None:
-    """Build (once), configure and start the sandbox Asterisk; idempotent."""
-    from ivr.app import install_prompts_to_pbx, sandbox_sim_timing
-    status = _sandbox(ctx).up(timeout=timeout, sim_timing=sandbox_sim_timing(ctx.cfg),
-                              log=lambda m: err_console.print(m, highlight=False))
-    try:
-        install_prompts_to_pbx(ctx.cfg)
-    except IvrError as exc:
-        err_console.print(f"note: prompts not installed yet ({exc})", highlight=False)
-    console.print(f"sandbox PBX up (pid {status.pid}): {status.detail}", highlight=False)
-
-
-@pbx.command("down")
-@pass_ctx
-def pbx_down(ctx: Ctx) -> None:
-    """Stop the sandbox Asterisk started by `pbx up` (and nothing else)."""
-    stopped = _sandbox(ctx).down()
-    console.print("sandbox PBX stopped" if stopped else "sandbox PBX was not running")
-
-
-@pbx.command("status")
-@click.option("--json", "as_json", is_flag=True)
-@pass_ctx
-def pbx_status(ctx: Ctx, as_json: bool) -> None:
-    """Is the sandbox running, and how busy is it?"""
-    status = _sandbox(ctx).status()
-    if as_json:
-        console.print_json(json.dumps(status.as_dict()))
-    else:
-        state = "running" if status.running else "stopped"
-        console.print(f"{state}; pid {status.pid}; AMI port open: {status.ami_port_open}; "
-                      f"{status.detail}", highlight=False)
-    sys.exit(0 if status.running else 3)
-
-
-@pbx.command("cli")
-@click.argument("command", nargs=-1, required=True)
-@pass_ctx
-def pbx_cli(ctx: Ctx, command: tuple[str, ...]) -> None:
-    """Run an Asterisk CLI command in the sandbox, e.g. `ivr pbx cli core show channels`."""
-    console.print(_sandbox(ctx).cli(" ".join(command)), end="", highlight=False, markup=False)
-
-
 # -- prompts --------------------------------------------------------------------------------
 @cli.group()
 def prompts() -> None:
@@ -409,3 +350,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+from ivr.cli_pbx import pbx  # noqa: E402 (own module: cli.py's size budget)
+cli.add_command(pbx)

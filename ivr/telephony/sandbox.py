@@ -93,7 +93,15 @@ class Sandbox:
         self.root = CACHE_DIR / "root"
         self.state = cfg.path(cfg.pbx.sandbox_dir)
         self.pidfile = self.state / "asterisk.pid"
+        self.logfile = self.state / "asterisk.log"
         self.secret_file = self.state / "ami_secret"
+        self.ami_port = cfg.pbx.port  # other instances: sandbox_nodes.py
+        self.sip_port = 5060
+        self.dirs = ("var/run/asterisk", "var/log/asterisk", "var/spool/asterisk")
+
+    def asterisk(self, *args: str) -> list[str]:
+        """The command line of this instance's asterisk inside the root."""
+        return ["chroot", str(self.root), ASTERISK, *args]
 
     # -- root -----------------------------------------------------------------------------
     def build_root(self, log=print) -> Path:
@@ -164,19 +172,14 @@ class Sandbox:
     def _conf_files(self, sim_timing: dict[str, float]) -> dict[str, str]:
         """Every generated file of /etc/asterisk, by name."""
         return {
-            "asterisk.conf": "[directories]\nastetcdir => /etc/asterisk\n"
-                             "astmoddir => /usr/lib/x86_64-linux-gnu/asterisk/modules\n"
-                             "astvarlibdir => /var/lib/asterisk\nastdbdir => /var/lib/asterisk\n"
-                             "astdatadir => /usr/share/asterisk\nastspooldir => /var/spool/asterisk\n"
-                             "astrundir => /var/run/asterisk\nastlogdir => /var/log/asterisk\n"
-                             "[options]\nmaxcalls = 4000\nmaxfiles = 65536\n"
-                             "transmit_silence = no\nhideconnect = yes\n",
+            "asterisk.conf": self.asterisk_conf(),
             "modules.conf": "[modules]\nautoload = no\n"
                             + "".join(f"load = {m}.so\n" for m in MODULES),
             "manager.conf": self._manager_conf(),
             "logger.conf": "[general]\n[logfiles]\nmessages.log => notice,warning,error\n",
             "extensions.conf": self._extensions(sim_timing),
-            "pjsip.conf": sandbox_pjsip_conf(),  # the shipped trunk templates, on loopback
+            # the shipped trunk templates, on loopback
+            "pjsip.conf": sandbox_pjsip_conf(sip_port=self.sip_port),
             "indications.conf": "[general]\ncountry = fr\n[fr]\ndescription = France\n"
                                 "ringcadence = 1500,3500\ndial = 440\nbusy = 440/500,0/500\n"
                                 "ring = 440/1500,0/3500\ncongestion = 440/250,0/250\n",
@@ -192,10 +195,22 @@ class Sandbox:
                                      "ccss.conf", "pjproject.conf")},
         }
 
+    def asterisk_conf(self, etc: str = "/etc/asterisk", db: str = "/var/lib/asterisk",
+                      spool: str = "/var/spool/asterisk", run: str = "/var/run/asterisk",
+                      log: str = "/var/log/asterisk") -> str:
+        """Modules, var/lib and the sounds (astdatadir) are shared by every instance."""
+        return ("[directories]\n"
+                f"astetcdir => {etc}\nastmoddir => /usr/lib/x86_64-linux-gnu/asterisk/modules\n"
+                f"astvarlibdir => /var/lib/asterisk\nastdbdir => {db}\n"
+                f"astdatadir => /usr/share/asterisk\nastspooldir => {spool}\n"
+                f"astrundir => {run}\nastlogdir => {log}\n"
+                "[options]\nmaxcalls = 4000\nmaxfiles = 65536\n"
+                "transmit_silence = no\nhideconnect = yes\n")
+
     def _manager_conf(self) -> str:
         pbx = self.cfg.pbx
         return ("[general]\nenabled = yes\n"
-                f"port = {pbx.port}\nbindaddr = 127.0.0.1\ndisplayconnects = no\n"
+                f"port = {self.ami_port}\nbindaddr = 127.0.0.1\ndisplayconnects = no\n"
                 # Only the events the controller reads: parsing the others is its main cost.
                 + self._ami_user(pbx.user, AMI_READ, AMI_WRITE, sorted(WANTED_EVENTS))
                 # Sandbox only: tests watch the simulated callees' DTMF, which the controller
@@ -284,8 +299,7 @@ class Sandbox:
     def cli(self, command: str, timeout: float = 15) -> str:
         if self._pid() is None:
             raise SandboxError("the sandbox PBX is not running: run `ivr pbx up`")
-        proc = subprocess.run(["chroot", str(self.root), ASTERISK, "-rx", command],
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(self.asterisk("-rx", command), capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
             raise SandboxError(f"asterisk -rx {command!r} failed: {proc.stderr.strip()}")
         return proc.stdout
@@ -299,14 +313,14 @@ class Sandbox:
         if self._pid() is not None:  # idempotent: refresh dialplan and config
             self.cli("core reload")
             return self.status()
-        if port_open("127.0.0.1", self.cfg.pbx.port):
-            raise SandboxError(f"port {self.cfg.pbx.port} is already in use: stop the other "
+        if port_open("127.0.0.1", self.ami_port):
+            raise SandboxError(f"port {self.ami_port} is already in use: stop the other "
                                "Asterisk/AMI service or set pbx.port in config.yaml")
         self.state.mkdir(parents=True, exist_ok=True)
-        for d in ("var/run/asterisk", "var/log/asterisk", "var/spool/asterisk"):
+        for d in self.dirs:
             (self.root / d).mkdir(parents=True, exist_ok=True)
-        logf = open(self.state / "asterisk.log", "ab")
-        proc = subprocess.Popen(["chroot", str(self.root), ASTERISK, "-f", "-n", "-q"],
+        logf = open(self.logfile, "ab")
+        proc = subprocess.Popen(self.asterisk("-f", "-n", "-q"),
                                 stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                                 start_new_session=True)
         logf.close()
@@ -316,20 +330,20 @@ class Sandbox:
             if proc.poll() is not None:
                 self.pidfile.unlink(missing_ok=True)
                 raise SandboxError(f"Asterisk exited at start (code {proc.returncode}): "
-                                   f"see {self.state / 'asterisk.log'}")
+                                   f"see {self.logfile}")
             try:
-                out = subprocess.run(["chroot", str(self.root), ASTERISK, "-rx",
-                                      "core waitfullybooted"], capture_output=True, text=True,
+                out = subprocess.run(self.asterisk("-rx", "core waitfullybooted"),
+                                     capture_output=True, text=True,
                                      timeout=max(1.0, deadline - time.monotonic()))
                 if "fully booted" in out.stdout.lower() and port_open("127.0.0.1",
-                                                                      self.cfg.pbx.port):
+                                                                      self.ami_port):
                     return self.status()
             except subprocess.TimeoutExpired:
                 break
             time.sleep(0.2)
         self.down()
         raise SandboxError(f"Asterisk did not finish booting within {timeout:.0f} s: "
-                           f"see {self.state / 'asterisk.log'}")
+                           f"see {self.logfile}")
 
     def down(self, timeout: float = 15) -> bool:
         pid = self._pid()
@@ -337,8 +351,7 @@ class Sandbox:
             self.pidfile.unlink(missing_ok=True)
             return False
         try:
-            subprocess.run(["chroot", str(self.root), ASTERISK, "-rx", "core stop now"],
-                           capture_output=True, timeout=5)
+            subprocess.run(self.asterisk("-rx", "core stop now"), capture_output=True, timeout=5)
         except subprocess.TimeoutExpired:
             pass
         deadline = time.monotonic() + timeout
@@ -357,10 +370,10 @@ class Sandbox:
 
     def status(self) -> Status:
         pid = self._pid()
-        ami = port_open("127.0.0.1", self.cfg.pbx.port)
+        ami = port_open("127.0.0.1", self.ami_port)
         if pid is None:
             return Status(False, None, ami, "not running" + (
-                f" (but something else listens on {self.cfg.pbx.port})" if ami else ""))
+                f" (but something else listens on {self.ami_port})" if ami else ""))
         try:
             channels = self.cli("core show channels count").strip().splitlines()
             detail = "; ".join(channels)
