@@ -1,0 +1,122 @@
+"""The PostgreSQL backend's contact-list writes (twin of sqlite_contacts.py): what an import
+reads and writes, batch by batch.
+
+An import remembers the numbers it has seen in a temporary table, so memory stays bounded
+whatever the file size. A temporary table belongs to one connection, so `import_session` keeps
+one pooled connection bound to this thread for the whole import: each batch's transaction()
+then runs on it (a real BEGIN/COMMIT per batch, as on SQLite), and the table is dropped at the
+end. Number lists travel as one array parameter (`= ANY(...)`).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from ivr.store.base import Row, utc
+from ivr.store.pg_core import PgCore
+from ivr.store.sqlite_contacts import UPDATABLE
+
+
+class PgContactsSQL(PgCore):
+    @contextmanager
+    def import_session(self) -> Iterator[None]:
+        if getattr(self._local, "conn", None) is not None:  # already on one connection
+            yield from self._seen_table()
+            return
+        with self.pool.connection() as conn:
+            self._local.conn = conn
+            try:
+                yield from self._seen_table()
+            finally:
+                self._local.conn = None
+
+    def _seen_table(self) -> Iterator[None]:
+        self._exec("CREATE TEMP TABLE IF NOT EXISTS ivr_import_seen (number TEXT PRIMARY KEY)")
+        self._exec("DELETE FROM pg_temp.ivr_import_seen")
+        try:
+            yield
+        finally:  # cleanup only; any exception still propagates
+            self._exec("DROP TABLE IF EXISTS pg_temp.ivr_import_seen")
+
+    def contacts_by_number(self, numbers: list[str]) -> dict[str, Row]:
+        """The existing contacts among these numbers, with what a merge compares."""
+        rows = self._rows("SELECT id, number, name, timezone, source, basis, extra, status "
+                          "FROM contacts WHERE number = ANY(%(numbers)s::text[])",
+                          {"numbers": numbers})
+        return {r["number"]: r for r in rows}
+
+    def seen_in_import(self, numbers: list[str]) -> set[str]:
+        """Which of these numbers an earlier batch of this import_session already had."""
+        return {r["number"] for r in self._rows(
+            "SELECT number FROM pg_temp.ivr_import_seen WHERE number = "
+            "ANY(%(numbers)s::text[])", {"numbers": numbers})}
+
+    def mark_seen_in_import(self, number: str) -> None:
+        self._exec("INSERT INTO pg_temp.ivr_import_seen (number) VALUES (%(n)s)",
+                   {"n": number})
+
+    def opted_out_among(self, numbers: list[str]) -> set[str]:
+        """The numbers on the opposition list (by keyed hash)."""
+        by_hash = {self.number_hash(n): n for n in numbers}
+        return {by_hash[r["number_hash"]] for r in self._rows(
+            "SELECT number_hash FROM optouts WHERE number_hash = ANY(%(hashes)s::text[])",
+            {"hashes": list(by_hash)})}
+
+    def add_contact(self, number: str, *, name: str | None, timezone: str | None, source: str,
+                    basis: str | None, acquired_on: str | None, extra: str, status: str,
+                    now: datetime) -> None:
+        self.guard_key(number)
+        ts = utc(now)
+        self._exec("INSERT INTO contacts (number, name, timezone, source, basis, acquired_on, "
+                   "extra, status, created_at, updated_at) VALUES (%(number)s, %(name)s, "
+                   "%(timezone)s, %(source)s, %(basis)s, %(acquired_on)s, %(extra)s, "
+                   "%(status)s, %(ts)s, %(ts)s)",
+                   {"number": number, "name": name, "timezone": timezone, "source": source,
+                    "basis": basis, "acquired_on": acquired_on, "extra": extra,
+                    "status": status, "ts": ts})
+
+    def update_contact(self, contact_id: int, changes: Mapping[str, Any],
+                       now: datetime) -> None:
+        """Set the given UPDATABLE columns; the others keep their values (NULL = unchanged)."""
+        unknown = set(changes) - UPDATABLE
+        if unknown:
+            raise ValueError(f"internal: contact columns {sorted(unknown)} are not updatable")
+        c = {col: changes.get(col) for col in UPDATABLE}
+        self._exec(
+            "UPDATE contacts SET name = COALESCE(%(name)s, name), "
+            "timezone = COALESCE(%(timezone)s, timezone), extra = COALESCE(%(extra)s, extra), "
+            "basis = COALESCE(%(basis)s, basis), status = COALESCE(%(status)s, status), "
+            "updated_at = %(ts)s WHERE id = %(id)s", {**c, "ts": utc(now), "id": contact_id})
+
+    def bind_contacts(self, numbers: list[str], *, campaign: str, source: str,
+                      basis: str | None, acquired_on: str | None, now: datetime) -> None:
+        """Bind these contacts to a campaign with this list's provenance. A binding that
+        exists keeps its first provenance and its progress (done stays done)."""
+        self._exec(
+            "INSERT INTO campaign_contacts (contact_id, campaign, source, basis, acquired_on, "
+            "status, bound_at) SELECT id, %(campaign)s, %(source)s, %(basis)s, "
+            "%(acquired_on)s, CASE WHEN status = 'opted_out' THEN 'opted_out' "
+            "ELSE 'pending' END, %(ts)s FROM contacts WHERE number = ANY(%(numbers)s::text[]) "
+            "ORDER BY id ON CONFLICT (contact_id, campaign) DO NOTHING",
+            {"campaign": campaign, "source": source, "basis": basis,
+             "acquired_on": acquired_on, "ts": utc(now), "numbers": numbers})
+
+    def share_list(self, source: str, *, campaign: str, basis: str, now: datetime) -> int:
+        """Bind every contact of list `source` (imported under it, or bound to a campaign
+        under it) to `campaign` with `basis`; returns how many were newly bound."""
+        return self._exec(
+            "INSERT INTO campaign_contacts (contact_id, campaign, source, basis, acquired_on, "
+            "status, bound_at) SELECT k.id, %(campaign)s, %(source)s, %(basis)s, "
+            "k.acquired_on, CASE WHEN k.status = 'opted_out' THEN 'opted_out' "
+            "ELSE 'pending' END, %(ts)s FROM contacts k WHERE k.source = %(source)s OR EXISTS "
+            "(SELECT 1 FROM campaign_contacts b WHERE b.contact_id = k.id "
+            "AND b.source = %(source)s) ORDER BY k.id "
+            "ON CONFLICT (contact_id, campaign) DO NOTHING",
+            {"campaign": campaign, "source": source, "basis": basis, "ts": utc(now)})
+
+    def list_exists(self, source: str) -> bool:
+        return bool(self._rows(
+            "SELECT 1 AS x FROM contacts WHERE source = %(s)s UNION ALL SELECT 1 FROM "
+            "campaign_contacts WHERE source = %(s)s LIMIT 1", {"s": source}))

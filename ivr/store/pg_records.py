@@ -1,0 +1,124 @@
+"""The PostgreSQL backend's reads for planning, preflight and the report (twin of
+sqlite_records.py: same questions, same rows).
+
+A campaign filter of None means every campaign: `(%(campaign)s::text IS NULL OR ...)` keeps one
+written-out statement per question (the cast: PostgreSQL must know a NULL parameter's type).
+Text is ordered with COLLATE "C" and NULLs first, as SQLite orders them, so both backends give
+the same rows in the same order whatever the database's locale.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ivr.store.base import Row
+from ivr.store.pg_core import PgCore
+
+
+class PgRecordsSQL(PgCore):
+    # -- planning and preflight ---------------------------------------------------------------
+    def pending_contacts(self, campaign: str) -> list[Row]:
+        """The campaign's contacts still to call (its binding pending, the number not opposed),
+        oldest first; the rules then judge them. Another campaign's contacts are never here."""
+        return self._rows("SELECT k.* FROM contacts k JOIN campaign_contacts b "
+                          "ON b.contact_id = k.id AND b.campaign = %(campaign)s "
+                          "WHERE b.status = 'pending' AND k.status != 'opted_out' "
+                          "ORDER BY k.id", {"campaign": campaign})
+
+    def contact_status_counts(self, campaign: str | None = None) -> dict[str, int]:
+        """Contacts per status: of one campaign (its bindings; an opposed number counts as
+        opted_out), or of the whole store (None)."""
+        rows = self._rows(
+            "SELECT status, COUNT(*) AS n FROM contacts WHERE %(campaign)s::text IS NULL "
+            "GROUP BY status UNION ALL SELECT CASE WHEN k.status = 'opted_out' THEN "
+            "'opted_out' ELSE b.status END, COUNT(*) FROM campaign_contacts b JOIN contacts k "
+            "ON k.id = b.contact_id WHERE b.campaign = %(campaign)s GROUP BY 1",
+            {"campaign": campaign})
+        out: dict[str, int] = {}
+        for r in rows:
+            out[r["status"]] = out.get(r["status"], 0) + int(r["n"])
+        return out
+
+    def pending_sources(self, campaign: str) -> list[Row]:
+        """Provenance (for this campaign) of every list it still has contacts to call."""
+        return self._rows(
+            "SELECT b.source AS source, b.basis AS basis, b.acquired_on AS acquired_on, "
+            "COUNT(*) AS contacts FROM campaign_contacts b JOIN contacts k "
+            "ON k.id = b.contact_id WHERE b.campaign = %(campaign)s AND b.status = 'pending' "
+            "AND k.status != 'opted_out' GROUP BY 1, 2, 3 ORDER BY b.source COLLATE \"C\"",
+            {"campaign": campaign})
+
+    def unbound_sources(self) -> list[Row]:
+        """Lists whose pending contacts belong to no campaign (imported before campaigns)."""
+        return self._rows(
+            "SELECT source, COUNT(*) AS contacts FROM contacts k WHERE status = 'pending' "
+            "AND NOT EXISTS (SELECT 1 FROM campaign_contacts b WHERE b.contact_id = k.id) "
+            "GROUP BY source ORDER BY source COLLATE \"C\"")
+
+    def contact_campaigns(self, number: str) -> list[Row]:
+        """Every campaign this number is bound to, with the list and basis of each."""
+        return self._rows(
+            "SELECT b.campaign, b.source, b.basis, b.acquired_on, b.status, b.bound_at "
+            "FROM campaign_contacts b JOIN contacts k ON k.id = b.contact_id "
+            "WHERE k.number = %(number)s ORDER BY b.bound_at COLLATE \"C\", "
+            "b.campaign COLLATE \"C\"", {"number": number})
+
+    # -- the report ---------------------------------------------------------------------------
+    def call_totals(self, campaign: str | None = None) -> tuple[int, int]:
+        """(attempts, attempts without an outcome yet)."""
+        row = self._row("SELECT COUNT(*) AS n, COUNT(*) FILTER (WHERE outcome IS NULL) AS open "
+                        "FROM calls WHERE (%(campaign)s::text IS NULL OR campaign = "
+                        "%(campaign)s)", {"campaign": campaign}) or {}
+        return int(row.get("n") or 0), int(row.get("open") or 0)
+
+    def outcomes_per_attempt(self, campaign: str | None = None) -> dict[int, dict[str, int]]:
+        """Ended calls per attempt number, then per outcome."""
+        out: dict[int, dict[str, int]] = {}
+        for r in self._rows("SELECT attempt, outcome, COUNT(*) AS n FROM calls "
+                            "WHERE outcome IS NOT NULL AND (%(campaign)s::text IS NULL OR "
+                            "campaign = %(campaign)s) GROUP BY attempt, outcome "
+                            "ORDER BY attempt, outcome COLLATE \"C\"", {"campaign": campaign}):
+            out.setdefault(int(r["attempt"]), {})[r["outcome"]] = int(r["n"])
+        return out
+
+    def contacts_per_source(self, campaign: str | None = None) -> list[Row]:
+        """source, status, n: the campaign's contacts (its bindings: the list and progress in
+        that campaign, an opposed number as opted_out), or every contact of the store (None)."""
+        return self._rows(
+            "SELECT source, status, n FROM (SELECT source, status, COUNT(*) AS n FROM contacts "
+            "WHERE %(campaign)s::text IS NULL GROUP BY source, status UNION ALL "
+            "SELECT b.source, CASE WHEN k.status = 'opted_out' THEN 'opted_out' "
+            "ELSE b.status END, COUNT(*) FROM campaign_contacts b JOIN contacts k "
+            "ON k.id = b.contact_id WHERE b.campaign = %(campaign)s GROUP BY 1, 2) u "
+            "ORDER BY source COLLATE \"C\", status COLLATE \"C\"", {"campaign": campaign})
+
+    def outcomes_per_source(self, campaign: str | None = None) -> list[Row]:
+        """source (None for calls whose contact is gone), outcome, n, for ended calls; in
+        SQLite's GROUP BY order (NULL source first)."""
+        return self._rows(
+            "SELECT k.source AS source, c.outcome AS outcome, COUNT(*) AS n "
+            "FROM calls c LEFT JOIN contacts k ON k.id = c.contact_id "
+            "WHERE c.outcome IS NOT NULL AND (%(campaign)s::text IS NULL OR "
+            "c.campaign = %(campaign)s) GROUP BY 1, 2 "
+            "ORDER BY k.source COLLATE \"C\" NULLS FIRST, c.outcome COLLATE \"C\"",
+            {"campaign": campaign})
+
+    def optout_count(self) -> int:
+        row = self._row("SELECT COUNT(*) AS n FROM optouts") or {}
+        return int(row.get("n") or 0)
+
+    def export_calls(self, campaign: str | None = None) -> Iterator[Row]:
+        """Every call with its contact's source, in id order (the CSV export), fetched in
+        pages by id so a million calls never sit in memory at once."""
+        after = 0
+        while True:
+            page = self._rows(
+                "SELECT c.id, c.contact_id, c.number, k.source, c.attempt, c.campaign, "
+                "c.channel_id, c.started_at, c.answered_at, c.ended_at, c.outcome, c.stage, "
+                "c.keys, c.hangup_cause, c.prompts_sha256, c.caller_id FROM calls c "
+                "LEFT JOIN contacts k ON k.id = c.contact_id WHERE c.id > %(after)s AND "
+                "(%(campaign)s::text IS NULL OR c.campaign = %(campaign)s) "
+                "ORDER BY c.id LIMIT 5000", {"after": after, "campaign": campaign})
+            yield from page
+            if len(page) < 5000:
+                return
+            after = int(page[-1]["id"])
