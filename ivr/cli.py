@@ -344,6 +344,10 @@ from ivr.cli_db import db as db_group  # noqa: E402 (own module: cli.py's size b
 cli.add_command(db_group)
 
 
+from ivr.cli_prompts import prompts_prune  # noqa: E402 (own module: cli.py's size budget)
+prompts.add_command(prompts_prune)
+
+
 def main() -> None:
     cli()
 

@@ -1,0 +1,158 @@
+"""Old installed prompt versions: which ones `ivr prompts prune` removes.
+
+Every install adds the content-addressed versions sounds/ivr/<campaign dir>/<key>-<sha12>.wav
+(contract.prompt_sound) and never removes one, so a call in flight keeps playing its version.
+Prune removes, in one campaign's folder, the versions of a prompt that are:
+  - not the current one (the sha256 of the last build's manifest),
+  - older than it (installed before the current version's file),
+  - named by no open attempt (no outcome yet).
+An attempt records the versions it played (calls.prompts_sha256) only when it ends, and a run
+plays the versions current when it started: an open attempt with no record may be playing any
+older version, so while there is one, every older version stays. Prune holds the campaign's
+run lock while it works: no run of the campaign can be playing a version it removes, and a
+run started afterwards plays the current ones.
+
+The archive (prompts.archive_dir, ivr/prompts/archive.py) is never touched: the proof of
+consent finds every version there. The plain sounds/ivr/<key>.wav copies stay too.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ivr.config import Config
+from ivr.errors import PbxError
+from ivr.prompts.build import load_manifest
+from ivr.store.base import Row, RunOwner, StoreBackend
+from ivr.telephony.contract import SOUNDS_DIR, campaign_sound_dir
+
+VERSION_RE = re.compile(r"(?P<key>[A-Za-z0-9_-]+)-(?P<sha12>[0-9a-f]{12})\.wav")
+
+# Why a version stays (PrunePlan.kept values)
+CURRENT = "current"
+NEWER = "newer than the current version"
+NOT_BUILT = "not a prompt of the last build"
+NO_CURRENT = "the current version is not installed"
+NAMED = "named by an open attempt"
+MAY_PLAY = "an open attempt may be playing it"
+
+
+@dataclass(frozen=True)
+class Version:
+    """One installed file: a prompt's version in the campaign's folder."""
+    key: str
+    sha12: str
+    path: Path
+    mtime_ns: int
+
+
+@dataclass
+class PrunePlan:
+    campaign: str
+    folder: Path
+    remove: list[Version] = field(default_factory=list)
+    kept: dict[Version, str] = field(default_factory=dict)  # version -> why it stays
+    open_attempts: int = 0
+    removed: list[Path] = field(default_factory=list)  # filled by apply()
+
+
+def sounds_dir(cfg: Config) -> Path:
+    """The PBX sounds folder the prompts are installed into (as app.install_prompts_to_pbx)."""
+    if cfg.pbx.mode == "sandbox":
+        from ivr.telephony.sandbox import Sandbox
+        return Sandbox(cfg).sounds
+    if not cfg.pbx.sounds_dir:
+        raise PbxError("pbx.sounds_dir is not set: give the Asterisk sounds folder the "
+                       "prompts were installed into")
+    return Path(cfg.pbx.sounds_dir)
+
+
+def installed_versions(folder: Path) -> list[Version]:
+    """The <key>-<sha12>.wav files of a campaign folder; anything else is not ours."""
+    if not folder.is_dir():
+        return []
+    out = []
+    for path in sorted(folder.iterdir()):
+        m = VERSION_RE.fullmatch(path.name)
+        if m and path.is_file():
+            out.append(Version(m["key"], m["sha12"], path, path.stat().st_mtime_ns))
+    return out
+
+
+def _named(open_calls: Iterable[Row]) -> tuple[set[str], int]:
+    """The sha12 the open attempts recorded, and how many recorded nothing yet."""
+    named: set[str] = set()
+    unknown = 0
+    for call in open_calls:
+        try:
+            heard = json.loads(call.get("prompts_sha256") or "{}")
+        except ValueError:
+            heard = {}
+        if not isinstance(heard, dict) or not heard:
+            unknown += 1
+            continue
+        named.update(str(sha)[:12] for sha in heard.values())
+    return named, unknown
+
+
+def _why_kept(v: Version, current: dict[str, Version | None], named: set[str],
+              unknown: int) -> str | None:
+    """Why this version must stay, or None when prune may remove it."""
+    if v.key not in current:
+        return NOT_BUILT
+    now = current[v.key]
+    if now is None:
+        return NO_CURRENT
+    if v == now:
+        return CURRENT
+    if v.mtime_ns >= now.mtime_ns:
+        return NEWER
+    if v.sha12 in named:
+        return NAMED
+    if unknown:
+        return MAY_PLAY
+    return None
+
+
+def plan(campaign: str, manifest: dict[str, Any], sounds: Path,
+         open_calls: list[Row]) -> PrunePlan:
+    """What prune removes from sounds/ivr/<campaign dir>/, and why every other version stays."""
+    folder = sounds / SOUNDS_DIR / campaign_sound_dir(campaign)
+    versions = installed_versions(folder)
+    by_name = {(v.key, v.sha12): v for v in versions}
+    current: dict[str, Version | None] = {
+        key: by_name.get((key, str(entry["sha256"])[:12]))
+        for key, entry in manifest.get("prompts", {}).items()}
+    named, unknown = _named(open_calls)
+    out = PrunePlan(campaign, folder, open_attempts=len(open_calls))
+    for v in versions:
+        why = _why_kept(v, current, named, unknown)
+        if why is None:
+            out.remove.append(v)
+        else:
+            out.kept[v] = why
+    return out
+
+
+def apply(p: PrunePlan) -> PrunePlan:
+    for v in p.remove:
+        v.path.unlink(missing_ok=True)
+        p.removed.append(v.path)
+    return p
+
+
+def prune(cfg: Config, store: StoreBackend, now: Callable[[], datetime], *,
+          yes: bool) -> PrunePlan:
+    """Plan (and with yes, remove) the campaign's old installed versions, holding its run
+    lock: a run of the campaign in progress makes this a one-line StoreError."""
+    campaign = cfg.campaign.name
+    manifest = load_manifest(cfg)
+    sounds = sounds_dir(cfg)
+    with store.hold_run(RunOwner.this_process(now()), campaign):
+        p = plan(campaign, manifest, sounds, store.open_calls(campaign=campaign))
+        return apply(p) if yes else p
