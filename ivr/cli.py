@@ -348,6 +348,10 @@ from ivr.cli_prompts import prompts_prune  # noqa: E402 (own module: cli.py's si
 prompts.add_command(prompts_prune)
 
 
+from ivr.cli_web import web as web_cmd  # noqa: E402 (own module: cli.py's size budget)
+cli.add_command(web_cmd)
+
+
 def main() -> None:
     cli()
 

@@ -1,0 +1,256 @@
+"""The JSON API under /api/ (OpenAPI at /api/openapi.json, docs at /api/docs). Every route
+authenticates (session cookie or bearer token), checks the role, and for a cookie-sent write
+the X-CSRF-Token header. Routes are sync (FastAPI's thread pool): no store call on the loop."""
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from typing import Any, Literal
+
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from ivr.web import prompts as prompts_mod
+from ivr.web import records, service
+from ivr.web.auth import User, authenticate, check_api_csrf, now, require
+from ivr.web.chart import per_hour_svg
+
+router = APIRouter(prefix="/api", tags=["console"])
+EVENT_EVERY_S = 1.0  # live updates: one overview per second per open console
+OVERVIEW_TTL_S = 1.0  # ... computed once per second per campaign, however many are open
+
+
+class ControlBody(BaseModel):
+    action: Literal["start", "pause", "resume", "stop", "hard_stop"]
+
+
+class PacingBody(BaseModel):
+    max_concurrent: int | None = None
+    calls_per_second: float | None = None
+
+
+class OptoutBody(BaseModel):
+    number: str
+    via: Literal["post", "email", "phone", "sms"]
+
+
+class EraseBody(BaseModel):
+    confirm: str
+
+
+def who(request: Request, action: str) -> tuple[User, Any]:
+    """The caller (or 401/403) and this thread's store acting as them. Call it inside the
+    route's own thread: the store must not cross threads."""
+    from ivr.web.app import Acting
+    store = request.app.state.stores.get()
+    user = require(authenticate(request, store), action)
+    check_api_csrf(request, user)
+    return user, Acting(store, user.name)
+
+
+def known(store: Any, campaign: str, cfg: Any) -> None:
+    if campaign != cfg.campaign.name and campaign not in store.campaigns():
+        raise HTTPException(404, f"no campaign {campaign!r} in this store")
+
+
+class OverviewCache:
+    """The overview of each campaign, shared by every open console for OVERVIEW_TTL_S."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def get(self, request: Request, campaign: str) -> dict[str, Any]:
+        with self._lock:  # one computation at a time: the others wait and share it
+            hit = self._kept.get(campaign)
+            if hit and time.monotonic() - hit[0] < OVERVIEW_TTL_S:
+                return hit[1]
+            app = request.app
+            data = service.overview(app.state.cfg, app.state.stores.get(), campaign, now(),
+                                    app.state.plans)
+            data["chart_svg"] = per_hour_svg(data["per_hour"])
+            self._kept[campaign] = (time.monotonic(), data)
+            return data
+
+
+
+@router.get("/campaigns")
+def campaigns(request: Request) -> dict[str, Any]:
+    _, store = who(request, "view")
+    cfg = request.app.state.cfg
+    names = store.campaigns()
+    return {"default": cfg.campaign.name,
+            "campaigns": sorted(set(names) | {cfg.campaign.name})}
+
+
+@router.get("/campaigns/{campaign}/overview")
+def overview(request: Request, campaign: str) -> dict[str, Any]:
+    _, store = who(request, "view")
+    known(store, campaign, request.app.state.cfg)
+    return service.overview(request.app.state.cfg, store, campaign, now(),
+                            request.app.state.plans)
+
+
+@router.get("/campaigns/{campaign}/events", response_class=StreamingResponse)
+async def events(request: Request, campaign: str) -> StreamingResponse:
+    """Server-sent events: the overview (plus `chart_svg`) every second while connected."""
+    def check() -> None:
+        _, store = who(request, "view")
+        known(store, campaign, request.app.state.cfg)
+    await run_in_threadpool(check)
+
+    async def stream() -> Any:
+        while not await request.is_disconnected():
+            data = await run_in_threadpool(request.app.state.overviews.get, request, campaign)
+            yield f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+            await asyncio.sleep(EVENT_EVERY_S)
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+@router.post("/campaigns/{campaign}/control")
+def control(request: Request, campaign: str, body: ControlBody) -> dict[str, Any]:
+    user, store = who(request, "control")
+    known(store, campaign, request.app.state.cfg)
+    return service.control(store, campaign, body.action, user.name, now())
+
+
+@router.post("/campaigns/{campaign}/pacing")
+def pacing(request: Request, campaign: str, body: PacingBody) -> dict[str, Any]:
+    user, store = who(request, "control")
+    known(store, campaign, request.app.state.cfg)
+    return service.pacing(request.app.state.cfg, store, campaign, body.max_concurrent,
+                          body.calls_per_second, user.name, now())
+
+
+@router.get("/campaigns/{campaign}/preflight")
+def preflight(request: Request, campaign: str) -> dict[str, Any]:
+    _, store = who(request, "view")
+    violations = service.preflight(request.app.state.cfg, store, campaign)
+    return {"campaign": campaign, "violations": violations,
+            "errors": sum(v["severity"] == "error" for v in violations)}
+
+
+@router.post("/campaigns/{campaign}/contacts")
+def upload_contacts(request: Request, campaign: str, file: UploadFile = File(...),
+                    source: str = Form(...), basis: str = Form(""),
+                    acquired_on: str = Form("")) -> dict[str, Any]:
+    _, store = who(request, "contacts")
+    known(store, campaign, request.app.state.cfg)
+    return records.upload_contacts(request.app.state.cfg, store, campaign, file.file.read(),
+                                   file.filename or "upload.csv", source=source, basis=basis,
+                                   acquired_on=acquired_on, now=now())
+
+
+@router.get("/campaigns/{campaign}/contacts")
+def contacts(request: Request, campaign: str, source: str | None = None,
+             status: str | None = None, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+    _, store = who(request, "view")
+    return records.contacts_view(store, campaign, source=source, status=status, limit=limit,
+                                 offset=offset)
+
+
+@router.get("/campaigns/{campaign}/report.csv", response_class=PlainTextResponse)
+def report_csv(request: Request, campaign: str) -> Response:
+    _, store = who(request, "view")
+    return Response(service.report_csv(store, campaign), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="report.csv"'})
+
+
+@router.get("/campaigns/{campaign}/report.json")
+def report_json(request: Request, campaign: str) -> Response:
+    _, store = who(request, "view")
+    return Response(service.report_json(store, campaign), media_type="application/json",
+                    headers={"Content-Disposition": 'attachment; filename="report.json"'})
+
+
+@router.get("/campaigns/{campaign}/prompts")
+def prompts(request: Request, campaign: str) -> dict[str, Any]:
+    who(request, "view")
+    return prompts_mod.prompts_view(request.app.state.cfg)
+
+
+@router.get("/campaigns/{campaign}/prompts/{key}/audio", response_class=FileResponse)
+def prompt_audio(request: Request, campaign: str, key: str) -> FileResponse:
+    who(request, "view")
+    try:
+        path = prompts_mod.audio_path(request.app.state.cfg, key)
+    except KeyError:
+        raise HTTPException(404, f"prompt {key!r} is not built: rebuild the prompts") from None
+    return FileResponse(path, media_type="audio/wav")
+
+
+@router.post("/campaigns/{campaign}/prompts/{key}/recording")
+def prompt_recording(request: Request, campaign: str, key: str,
+                     file: UploadFile = File(...)) -> dict[str, Any]:
+    user, store = who(request, "prompts")
+    result = prompts_mod.upload_recording(request.app.state.cfg, key, file.file.read(),
+                                          file.filename or "")
+    store.audit("prompt_recording", None, {"prompt": key, "file": result["saved"]}, now())
+    return result
+
+
+@router.post("/campaigns/{campaign}/prompts/rebuild")
+def prompts_rebuild(request: Request, campaign: str) -> dict[str, Any]:
+    _, store = who(request, "prompts")
+    result = prompts_mod.rebuild(request.app.state.cfg)
+    store.audit("prompts_rebuilt", None, {"prompts": result["prompts"]}, now())
+    return result
+
+
+@router.post("/optouts")
+def optout_add(request: Request, body: OptoutBody) -> dict[str, Any]:
+    user, store = who(request, "optout")
+    return records.optout_add(request.app.state.cfg, store, body.number, body.via, user.name,
+                              now())
+
+
+@router.post("/optouts/import")
+def optout_import(request: Request, file: UploadFile = File(...),
+                  via: str = Form("post")) -> dict[str, Any]:
+    user, store = who(request, "optout")
+    return records.optout_import(request.app.state.cfg, store, file.file.read(),
+                                 file.filename or "optouts.csv", via, user.name, now())
+
+
+@router.get("/optouts/{number}")
+def optout_lookup(request: Request, number: str) -> dict[str, Any]:
+    _, store = who(request, "view")
+    return records.optout_lookup(request.app.state.cfg, store, number)
+
+
+@router.get("/numbers/{number}/consent")
+def consent(request: Request, number: str) -> dict[str, Any]:
+    _, store = who(request, "view")
+    return records.consent(request.app.state.cfg, store, number)
+
+
+@router.get("/numbers/{number}/export")
+def export(request: Request, number: str) -> Response:
+    _, store = who(request, "gdpr")
+    data = records.export(request.app.state.cfg, store, number, now())
+    return Response(json.dumps(data, indent=2, ensure_ascii=False) + "\n",
+                    media_type="application/json",
+                    headers={"Content-Disposition": 'attachment; filename="gdpr-export.json"'})
+
+
+@router.post("/numbers/{number}/erase")
+def erase(request: Request, number: str, body: EraseBody) -> dict[str, Any]:
+    _, store = who(request, "gdpr")
+    return records.erase(request.app.state.cfg, store, number, body.confirm, now())
+
+
+@router.get("/audit")
+def audit_log(request: Request, limit: int = 100) -> dict[str, Any]:
+    _, store = who(request, "users")
+    return {"audit": store.audit_log(max(1, min(limit, 1000)))}
+
+
+@router.get("/users")
+def users(request: Request) -> dict[str, Any]:
+    _, store = who(request, "users")
+    return {"users": store.users()}

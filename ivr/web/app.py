@@ -1,0 +1,162 @@
+"""The console's app factory: FastAPI with signed-cookie sessions, the JSON API (/api/, with
+its OpenAPI document) and the pages. Routes are sync functions, so FastAPI runs them in its
+thread pool and no store round trip ever runs on the event loop; each pool thread opens its
+own store once (a SQLite connection is used by one thread at a time)."""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.sessions import SessionMiddleware
+
+from ivr.config import Config
+from ivr.errors import IvrError
+from ivr.store.base import StoreBackend
+from ivr.web.auth import LoginLimiter, NotLoggedIn
+from ivr.web.service import PlanCache
+
+log = logging.getLogger(__name__)
+HERE = Path(__file__).parent
+SECRET_ENV = "IVR_WEB_SECRET"
+SECURE_ENV = "IVR_WEB_SECURE_COOKIE"  # "1" behind a TLS proxy: the cookie is sent over https only
+SESSION_MAX_AGE_S = 12 * 3600
+StoreFactory = Callable[[], StoreBackend]
+
+
+class Stores:
+    """One store per thread, opened on first use; closed together at shutdown."""
+
+    def __init__(self, factory: StoreFactory) -> None:
+        self.factory = factory
+        self._local = threading.local()
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        store = getattr(self._local, "store", None)
+        if store is None:
+            store = self._local.store = self.factory()
+            with self._lock:
+                self._all.append(store)
+        return store
+
+    def close(self) -> None:
+        with self._lock:
+            for store in self._all:
+                db = getattr(store, "db", None)
+                conn = getattr(db, "conn", None)
+                if conn is not None:
+                    conn.close()
+            self._all.clear()
+
+
+class Acting:
+    """The store as one user sees it: every audit row the library writes through it names
+    that user as its actor."""
+
+    def __init__(self, store: Any, actor: str) -> None:
+        self._store, self._actor = store, actor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def audit(self, action: str, number: str | None, detail: dict[str, Any], now: Any,
+              actor: str | None = None) -> None:
+        self._store.audit(action, number, detail, now, actor=actor or self._actor)
+
+
+def session_secret() -> str:
+    secret = os.environ.get(SECRET_ENV, "")
+    if secret:
+        return secret
+    log.warning("%s is not set: sessions are signed with a random key of this process and end "
+                "when it stops; export %s (e.g. `openssl rand -hex 32`) to keep them",
+                SECRET_ENV, SECRET_ENV)
+    return secrets.token_hex(32)
+
+
+def _security_headers(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault(
+            "Content-Security-Policy", "default-src 'self'; img-src 'self' data:; "
+            "media-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'")
+        if request.url.path.startswith("/api/") and "cache-control" not in response.headers:
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(NotLoggedIn)
+    async def not_logged_in(request: Request, exc: NotLoggedIn) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": "not logged in: log in, or send "
+                                 "Authorization: Bearer <token from `ivr users token`>"},
+                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+
+    @app.exception_handler(IvrError)
+    async def ivr_error(request: Request, exc: IvrError) -> Response:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(ValueError)
+    async def value_error(request: Request, exc: ValueError) -> Response:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
+        return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid')}"},
+                            status_code=422)
+
+
+def create_app(cfg: Config, store_factory: StoreFactory, *,
+               limiter: LoginLimiter | None = None) -> FastAPI:
+    """The console for `cfg` (its campaign is the default one) over stores from
+    `store_factory` (called once per worker thread)."""
+    from ivr.web import api, pages
+    stores = Stores(store_factory)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        stores.close()  # every thread's connection, once the server has stopped
+
+    app = FastAPI(lifespan=lifespan, title="ivr console API", version="1",
+                  description="The campaign console's JSON API: every page uses it. "
+                  "Authenticate with the session cookie (writes then need X-CSRF-Token) or "
+                  "with Authorization: Bearer <token from `ivr users token NAME`>.",
+                  docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
+    app.state.cfg = cfg
+    app.state.stores = stores
+    app.state.limiter = limiter or LoginLimiter()
+    app.state.plans = PlanCache()
+    app.state.overviews = api.OverviewCache()
+    app.state.rejects = {}  # upload id -> its rejected lines (download as CSV), a few kept
+    _security_headers(app)
+    app.add_middleware(SessionMiddleware, secret_key=session_secret(),
+                       session_cookie="ivr_session", max_age=SESSION_MAX_AGE_S,
+                       same_site="strict", https_only=os.environ.get(SECURE_ENV) == "1")
+    _error_handlers(app)
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    return app
+
+
+__all__ = ["Acting", "HTTPException", "Stores", "create_app"]

@@ -1,0 +1,136 @@
+"""Who is asking, and may they: sessions (signed cookies), API bearer tokens, roles, CSRF and
+the login rate limit. The users themselves (argon2 hashes, tokens, what each role may do) are
+ivr.web_users'; this module only applies them to requests."""
+from __future__ import annotations
+
+import hmac
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from fastapi import HTTPException, Request
+
+from ivr import web_users
+
+SESSION_USER = "user"
+SESSION_CSRF = "csrf"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class NotLoggedIn(Exception):
+    """No session and no valid token: pages redirect to /login, the API answers 401."""
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    role: str
+    via: str  # "session" (a browser: CSRF applies) or "token" (a script: no cookie, no CSRF)
+
+    def can(self, action: str) -> bool:
+        return web_users.can(self.role, action)
+
+
+class LoginLimiter:
+    """At most `max_failures` failed logins per user name and client address per `window_s`;
+    beyond, every attempt is refused (429) until the oldest failure leaves the window."""
+
+    def __init__(self, max_failures: int = 5, window_s: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_failures, self.window_s, self.clock = max_failures, window_s, clock
+        self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._lock = threading.Lock()  # sync routes run in a thread pool
+
+    def _recent(self, key: tuple[str, str]) -> deque[float]:
+        times = self._failures.setdefault(key, deque())
+        while times and times[0] <= self.clock() - self.window_s:
+            times.popleft()
+        return times
+
+    def blocked(self, user: str, client: str) -> bool:
+        with self._lock:
+            return len(self._recent((user, client))) >= self.max_failures
+
+    def failed(self, user: str, client: str) -> None:
+        with self._lock:
+            self._recent((user, client)).append(self.clock())
+
+    def succeeded(self, user: str, client: str) -> None:
+        with self._lock:
+            self._failures.pop((user, client), None)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def client_of(request: Request) -> str:
+    return request.client.host if request.client else "?"
+
+
+def csrf_token(request: Request) -> str:
+    """The session's CSRF token, drawn on first use (the login page draws it too)."""
+    token = request.session.get(SESSION_CSRF)
+    if not token:
+        token = request.session[SESSION_CSRF] = secrets.token_urlsafe(32)
+    return str(token)
+
+
+def csrf_ok(request: Request, sent: str | None) -> bool:
+    expected = request.session.get(SESSION_CSRF)
+    return bool(expected and sent and hmac.compare_digest(str(expected), str(sent)))
+
+
+def bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def authenticate(request: Request, store) -> User | None:  # type: ignore[no-untyped-def]
+    """The user of a bearer token, else of the session cookie; None when neither is valid
+    (unknown, disabled, or the session's user since removed)."""
+    token = bearer(request)
+    if token is not None:
+        row = store.user_by_token(web_users.token_hash(token), now())
+        return User(row["name"], row["role"], "token") if row else None
+    name = request.session.get(SESSION_USER)
+    if not name:
+        return None
+    row = store.user_by_name(name)
+    if row is None or row["disabled"]:
+        request.session.pop(SESSION_USER, None)
+        return None
+    return User(row["name"], row["role"], "session")
+
+
+def check_password(store, name: str, password: str) -> dict | None:  # type: ignore[no-untyped-def]
+    """The user row when the password is right and the user enabled, else None. An unknown
+    name costs a hash too (verify_password's dummy), so timing does not tell which exist."""
+    row = store.user_by_name(name)
+    ok = web_users.verify_password(row["password_hash"] if row else None, password)
+    return row if ok and row is not None and not row["disabled"] else None
+
+
+def require(user: User | None, action: str) -> User:
+    if user is None:
+        raise NotLoggedIn()
+    if not user.can(action):
+        raise HTTPException(403, f"role {user.role} may not {action.replace('_', ' ')}")
+    return user
+
+
+def check_api_csrf(request: Request, user: User) -> None:
+    """A cookie-authenticated API write carries the session's token in X-CSRF-Token; a bearer
+    token is not sent by browsers on their own, so it needs none."""
+    if request.method in SAFE_METHODS or user.via == "token":
+        return
+    if not csrf_ok(request, request.headers.get(CSRF_HEADER)):
+        raise HTTPException(403, f"missing or wrong {CSRF_HEADER} header: send the page's "
+                            "csrf_token with every POST")

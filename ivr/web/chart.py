@@ -1,0 +1,46 @@
+"""Calls per hour as a server-rendered SVG bar chart (no JavaScript library, no CDN): each
+bar is an hour's ended calls, its answered part darker. Everything written is escaped."""
+from __future__ import annotations
+
+from collections import defaultdict
+from html import escape
+from typing import Any
+
+from ivr.callflow.outcomes import ANSWERED
+
+WIDTH, HEIGHT, PAD, LABEL = 720, 180, 24, 16
+MAX_HOURS = 48  # the last two days of calling fit the page
+
+
+def per_hour_svg(rows: list[dict[str, Any]]) -> str:
+    hours: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # hour -> [all, answered]
+    for r in rows:
+        hours[r["hour"]][0] += int(r["n"])
+        if r["outcome"] in ANSWERED:
+            hours[r["hour"]][1] += int(r["n"])
+    shown = sorted(hours)[-MAX_HOURS:]
+    if not shown:
+        return (f'<svg id="chart-svg" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" '
+                f'height="{LABEL * 2}" role="img"><text x="4" y="{LABEL}">—</text></svg>')
+    top = max(hours[h][0] for h in shown) or 1
+    slot = (WIDTH - PAD) / len(shown)
+    bar = max(2.0, slot * 0.8)
+    area = HEIGHT - LABEL - 4
+    parts = [f'<svg id="chart-svg" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" '
+             f'height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img">',
+             f'<text x="0" y="12" class="axis">{top}</text>']
+    for i, h in enumerate(shown):
+        total, answered = hours[h]
+        x = PAD + i * slot
+        h_all, h_ans = area * total / top, area * answered / top
+        title = escape(f"{h}:00 UTC: {total} calls, {answered} answered")
+        parts.append(f'<g><title>{title}</title>'
+                     f'<rect class="bar-all" x="{x:.1f}" y="{area - h_all + 2:.1f}" '
+                     f'width="{bar:.1f}" height="{h_all:.1f}"/>'
+                     f'<rect class="bar-answered" x="{x:.1f}" y="{area - h_ans + 2:.1f}" '
+                     f'width="{bar:.1f}" height="{h_ans:.1f}"/></g>')
+        if i % max(1, len(shown) // 8) == 0:
+            parts.append(f'<text x="{x:.1f}" y="{HEIGHT - 2}" class="axis">'
+                         f"{escape(h[8:10])}/{escape(h[11:13])}h</text>")
+    parts.append("</svg>")
+    return "".join(parts)

@@ -1,0 +1,111 @@
+"""The console's words, in French (the operators' language) and English: one table, one
+lookup. A missing key shows itself (the key) rather than failing a page."""
+from __future__ import annotations
+
+LANGS = ("fr", "en")
+DEFAULT = "fr"
+
+# key -> (French, English)
+STRINGS: dict[str, tuple[str, str]] = {
+    "title": ("Console de campagne", "Campaign console"),
+    "login": ("Connexion", "Log in"),
+    "logout": ("Déconnexion", "Log out"),
+    "username": ("Identifiant", "User name"),
+    "password": ("Mot de passe", "Password"),
+    "login_failed": ("Identifiant ou mot de passe incorrect.", "Wrong user name or password."),
+    "login_limited": ("Trop d'essais : réessayez dans quelques minutes.",
+                      "Too many attempts: try again in a few minutes."),
+    "campaign": ("Campagne", "Campaign"),
+    "switch": ("Changer", "Switch"),
+    "overview": ("Vue d'ensemble", "Overview"),
+    "run": ("Pilotage", "Run control"),
+    "contacts": ("Contacts", "Contacts"),
+    "prompts": ("Messages", "Prompts"),
+    "rights": ("Opposition et droits", "Opposition and rights"),
+    "reports": ("Rapports", "Reports"),
+    "outcomes": ("Résultats par issue", "Outcomes"),
+    "outcome": ("Issue", "Outcome"),
+    "calls": ("Appels", "Calls"),
+    "in_flight": ("Appels en cours", "Calls in flight"),
+    "cap": ("Plafond", "Cap"),
+    "node": ("Nœud", "Node"),
+    "per_minute": ("Appels par minute", "Calls per minute"),
+    "complete": ("Avancement", "Complete"),
+    "eta": ("Fin estimée", "ETA"),
+    "per_hour": ("Appels par heure", "Calls per hour"),
+    "last_calls": ("Derniers appels", "Last calls"),
+    "why_waiting": ("Pourquoi personne n'est appelé", "Why nobody is called"),
+    "next_allowed": ("Prochain créneau autorisé", "Next allowed time"),
+    "desired": ("État demandé", "Desired state"),
+    "controllers": ("Contrôleurs", "Controllers"),
+    "no_controller": ("Aucun contrôleur actif : lancez `ivr run` ou `ivr run --standby`.",
+                      "No controller running: start `ivr run` or `ivr run --standby`."),
+    "start": ("Démarrer", "Start"),
+    "pause": ("Pause", "Pause"),
+    "resume": ("Reprendre", "Resume"),
+    "stop": ("Arrêter", "Stop"),
+    "hard_stop": ("Arrêt immédiat (raccroche)", "Hard stop (hangs up)"),
+    "preflight": ("Vérifications avant lancement", "Preflight"),
+    "no_violation": ("Aucun problème.", "No problem found."),
+    "pacing": ("Cadence", "Pacing"),
+    "max_concurrent": ("Appels simultanés max", "Max concurrent calls"),
+    "calls_per_second": ("Appels par seconde", "Calls per second"),
+    "save": ("Enregistrer", "Save"),
+    "upload": ("Importer", "Upload"),
+    "csv_file": ("Fichier CSV", "CSV file"),
+    "source": ("Source (nom de la liste)", "Source (list name)"),
+    "basis": ("Base légale", "Legal basis"),
+    "acquired_on": ("Date d'acquisition", "Acquisition date"),
+    "rejected": ("Lignes rejetées", "Rejected lines"),
+    "line": ("Ligne", "Line"),
+    "reason": ("Motif", "Reason"),
+    "download_csv": ("Télécharger (CSV)", "Download (CSV)"),
+    "lists": ("Listes par source", "Lists per source"),
+    "status": ("Statut", "Status"),
+    "count": ("Nombre", "Count"),
+    "text": ("Texte", "Text"),
+    "recording": ("Enregistrement", "Recording"),
+    "fingerprint": ("Empreinte (sha256)", "Fingerprint (sha256)"),
+    "duration": ("Durée (s)", "Duration (s)"),
+    "rebuild": ("Reconstruire les messages", "Rebuild the prompts"),
+    "legal_errors": ("Contrôle légal", "Legal check"),
+    "not_built": ("pas encore construit", "not built yet"),
+    "optout_add": ("Ajouter à la liste d'opposition", "Add to the opposition list"),
+    "number": ("Numéro", "Number"),
+    "via": ("Demande reçue par", "Request came in by"),
+    "optout_import": ("Importer une liste d'opposition", "Import an opposition list"),
+    "lookup": ("Rechercher un numéro", "Look a number up"),
+    "opted_out": ("Sur la liste d'opposition", "On the opposition list"),
+    "not_opted_out": ("Pas sur la liste d'opposition", "Not on the opposition list"),
+    "consent_proof": ("Preuve du consentement", "Proof of consent"),
+    "gdpr_export": ("Export RGPD (téléchargement)", "GDPR export (download)"),
+    "gdpr_erase": ("Effacement RGPD", "GDPR erasure"),
+    "erase_confirm": ("Retapez le numéro pour confirmer l'effacement définitif",
+                      "Type the number again to confirm the permanent erasure"),
+    "erase": ("Effacer", "Erase"),
+    "report_csv": ("Rapport CSV (un appel par ligne)", "CSV report (one call per row)"),
+    "report_json": ("Rapport JSON (comptes et taux)", "JSON report (counts and rates)"),
+    "done": ("Fait.", "Done."),
+    "error": ("Erreur", "Error"),
+    "forbidden": ("Votre rôle ne permet pas cette action.", "Your role does not allow this."),
+    "role": ("Rôle", "Role"),
+    "audit": ("Journal d'audit", "Audit log"),
+    "none": ("aucun", "none"),
+    "lang_other": ("English", "Français"),
+}
+
+
+def pick(lang: str | None) -> str:
+    return lang if lang in LANGS else DEFAULT
+
+
+def translate(lang: str, key: str) -> str:
+    pair = STRINGS.get(key)
+    if pair is None:
+        return key
+    return pair[LANGS.index(pick(lang))]
+
+
+def translator(lang: str):  # type: ignore[no-untyped-def]
+    """`t("key")` for the templates, bound to one language."""
+    return lambda key: translate(lang, key)

@@ -1,0 +1,328 @@
+"""The console's pages (French, with an English switch), rendered on the server from the same
+service functions as the API; the overview then updates itself from the API's events. Every
+POST form carries the session's csrf_token, checked here before anything is done."""
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from ivr.errors import IvrError
+from ivr.records.privacy import OPTOUT_CHANNELS
+from ivr.web import i18n, records, service
+from ivr.web import prompts as prompts_mod
+from ivr.web.auth import (SESSION_USER, User, authenticate, check_password, client_of,
+                          csrf_ok, csrf_token, now, require)
+from ivr.web.chart import per_hour_svg
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+BASES = ("consent", "member_file", "rented_file")
+KEPT_REJECTS = 20  # uploads whose rejected lines stay downloadable (memory only)
+
+
+def _lang(request: Request) -> str:
+    return i18n.pick(request.session.get("lang"))
+
+
+def _render(request: Request, name: str, ctx: dict[str, Any], status: int = 200) -> Response:
+    lang = _lang(request)
+    base = {"t": i18n.translator(lang), "lang": lang, "csrf": csrf_token(request),
+            "path": request.url.path}
+    return templates.TemplateResponse(request, name, {**base, **ctx}, status_code=status)
+
+
+def _page(request: Request, campaign: str, action: str = "view") -> tuple[User, Any, dict]:
+    """The logged-in user (else a redirect to /login), this thread's store acting as them,
+    and what every campaign page shows (switcher, role, flash)."""
+    from ivr.web.app import Acting
+    store = request.app.state.stores.get()
+    user = require(authenticate(request, store), action)
+    cfg = request.app.state.cfg
+    names = sorted(set(store.campaigns()) | {cfg.campaign.name})
+    if campaign not in names:
+        raise HTTPException(404, f"no campaign {campaign!r} in this store")
+    ctx = {"user": user, "campaign": campaign, "campaigns": names,
+           "flash": request.session.pop("flash", None),
+           "can": {a: user.can(a) for a in ("control", "contacts", "optout", "prompts",
+                                            "gdpr", "users")}}
+    return user, Acting(store, user.name), ctx
+
+
+def _check_csrf(request: Request, token: str) -> None:
+    if not csrf_ok(request, token):
+        raise HTTPException(403, "missing or wrong csrf_token: reload the page and try again")
+
+
+def _back(request: Request, to: str, text: str, kind: str = "ok") -> RedirectResponse:
+    request.session["flash"] = {"kind": kind, "text": text}
+    return RedirectResponse(to, status_code=303)
+
+
+def _safe_next(target: str | None, default: str) -> str:
+    # Only a path of this site: never an open redirect to another host.
+    return target if target and target.startswith("/") and not target.startswith("//") \
+        else default
+
+
+# -- login, logout, language ----------------------------------------------------------------------
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str = "/") -> Response:
+    return _render(request, "login.html", {"next": _safe_next(next, "/"), "error": None})
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(request: Request, username: str = Form(""), password: str = Form(""),
+          csrf_token: str = Form(""), next: str = Form("/")) -> Response:
+    _check_csrf(request, csrf_token)
+    limiter, client = request.app.state.limiter, client_of(request)
+    ctx = {"next": _safe_next(next, "/"), "username": username}
+    if limiter.blocked(username, client):
+        return _render(request, "login.html", {**ctx, "error": "login_limited"}, 429)
+    store = request.app.state.stores.get()
+    row = check_password(store, username, password)
+    if row is None:
+        limiter.failed(username, client)
+        store.audit("login_failed", None, {"user": username, "client": client}, now())
+        return _render(request, "login.html", {**ctx, "error": "login_failed"}, 401)
+    limiter.succeeded(username, client)
+    lang = request.session.get("lang")
+    request.session.clear()  # a fresh session (and CSRF token) on every login
+    request.session.update({SESSION_USER: row["name"], "lang": lang})
+    store.audit("login", None, {"client": client}, now(), actor=row["name"])
+    return RedirectResponse(ctx["next"], status_code=303)
+
+
+@router.api_route("/logout", methods=["GET", "POST"])
+def logout(request: Request) -> Response:
+    lang = request.session.get("lang")
+    request.session.clear()
+    request.session["lang"] = lang
+    return RedirectResponse("/login", status_code=303)
+
+
+@router.get("/lang/{code}")
+def set_lang(request: Request, code: str, next: str = "/") -> Response:
+    request.session["lang"] = i18n.pick(code)
+    return RedirectResponse(_safe_next(next, "/"), status_code=303)
+
+
+@router.get("/")
+def home(request: Request, campaign: str = "") -> Response:
+    """The current campaign's overview (the switcher's form passes another one)."""
+    campaign = campaign or request.app.state.cfg.campaign.name
+    return RedirectResponse(f"/c/{quote(campaign, safe='')}/overview", status_code=303)
+
+
+# -- overview and run control ---------------------------------------------------------------------
+@router.get("/c/{campaign}/overview", response_class=HTMLResponse)
+def overview_page(request: Request, campaign: str) -> Response:
+    _, store, ctx = _page(request, campaign)
+    data = service.overview(request.app.state.cfg, store, campaign, now(),
+                            request.app.state.plans)
+    return _render(request, "overview.html", {**ctx, "section": "overview", "o": data,
+                                              "chart": per_hour_svg(data["per_hour"]),
+                                              "eta": service.eta_text(data["eta_s"])})
+
+
+@router.get("/c/{campaign}/run", response_class=HTMLResponse)
+def run_page(request: Request, campaign: str) -> Response:
+    _, store, ctx = _page(request, campaign)
+    cfg = request.app.state.cfg
+    return _render(request, "run.html", {
+        **ctx, "section": "run", "violations": service.preflight(cfg, store, campaign),
+        "control": store.run_control(campaign), "dialer": cfg.dialer,
+        "o": service.overview(cfg, store, campaign, now(), request.app.state.plans)})
+
+
+@router.post("/c/{campaign}/run/control")
+def run_control(request: Request, campaign: str, action: str = Form(...),
+                csrf_token: str = Form("")) -> Response:
+    _check_csrf(request, csrf_token)
+    user, store, _ = _page(request, campaign, "control")
+    to = f"/c/{quote(campaign, safe='')}/run"
+    try:
+        row = service.control(store, campaign, action, user.name, now())
+    except (ValueError, IvrError) as exc:
+        return _back(request, to, str(exc), "error")
+    return _back(request, to, f"{action}: {row['desired']}")
+
+
+@router.post("/c/{campaign}/run/pacing")
+def run_pacing(request: Request, campaign: str, max_concurrent: str = Form(""),
+               calls_per_second: str = Form(""), csrf_token: str = Form("")) -> Response:
+    _check_csrf(request, csrf_token)
+    user, store, _ = _page(request, campaign, "control")
+    to = f"/c/{quote(campaign, safe='')}/run"
+    try:
+        row = service.pacing(request.app.state.cfg, store, campaign, max_concurrent,
+                             calls_per_second, user.name, now())
+    except (ValueError, IvrError) as exc:
+        return _back(request, to, str(exc), "error")
+    return _back(request, to, f"pacing: {row['max_concurrent']} / {row['calls_per_second']}")
+
+
+# -- contacts ---------------------------------------------------------------------------------------
+@router.get("/c/{campaign}/contacts", response_class=HTMLResponse)
+def contacts_page(request: Request, campaign: str, offset: int = 0) -> Response:
+    _, store, ctx = _page(request, campaign)
+    return _contacts(request, store, ctx, campaign, offset, None, None)
+
+
+def _contacts(request: Request, store: Any, ctx: dict[str, Any], campaign: str, offset: int,
+              result: dict[str, Any] | None, error: str | None, status: int = 200) -> Response:
+    view = records.contacts_view(store, campaign, offset=offset)
+    return _render(request, "contacts.html", {**ctx, "section": "contacts", "v": view,
+                                              "result": result, "error": error,
+                                              "bases": BASES}, status)
+
+
+@router.post("/c/{campaign}/contacts/upload", response_class=HTMLResponse)
+def contacts_upload(request: Request, campaign: str, file: UploadFile = File(...),
+                    source: str = Form(""), basis: str = Form(""), acquired_on: str = Form(""),
+                    csrf_token: str = Form("")) -> Response:
+    _check_csrf(request, csrf_token)
+    _, store, ctx = _page(request, campaign, "contacts")
+    try:
+        result = records.upload_contacts(request.app.state.cfg, store, campaign,
+                                         file.file.read(), file.filename or "upload.csv",
+                                         source=source, basis=basis, acquired_on=acquired_on,
+                                         now=now())
+    except (ValueError, IvrError) as exc:
+        return _contacts(request, store, ctx, campaign, 0, None, str(exc), 400)
+    kept = request.app.state.rejects
+    result["rejects_id"] = rid = secrets.token_urlsafe(12)
+    kept[rid] = result["rejected"]
+    while len(kept) > KEPT_REJECTS:
+        kept.pop(next(iter(kept)))
+    return _contacts(request, store, ctx, campaign, 0, result, None)
+
+
+@router.get("/c/{campaign}/contacts/rejects/{rid}.csv")
+def contacts_rejects(request: Request, campaign: str, rid: str) -> Response:
+    _page(request, campaign, "contacts")
+    rejected = request.app.state.rejects.get(rid)
+    if rejected is None:
+        raise HTTPException(404, "these rejects are no longer kept: upload the file again")
+    return Response(records.rejects_csv(rejected), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="rejects.csv"'})
+
+
+# -- prompts ----------------------------------------------------------------------------------------
+@router.get("/c/{campaign}/prompts", response_class=HTMLResponse)
+def prompts_page(request: Request, campaign: str) -> Response:
+    _, _, ctx = _page(request, campaign)
+    view = prompts_mod.prompts_view(request.app.state.cfg)
+    return _render(request, "prompts.html", {**ctx, "section": "prompts", "v": view})
+
+
+@router.post("/c/{campaign}/prompts/{key}/recording")
+def prompts_recording(request: Request, campaign: str, key: str,
+                      file: UploadFile = File(...), csrf_token: str = Form("")) -> Response:
+    _check_csrf(request, csrf_token)
+    _, store, _ = _page(request, campaign, "prompts")
+    to = f"/c/{quote(campaign, safe='')}/prompts"
+    try:
+        res = prompts_mod.upload_recording(request.app.state.cfg, key, file.file.read(),
+                                           file.filename or "")
+    except (ValueError, IvrError) as exc:
+        return _back(request, to, str(exc), "error")
+    store.audit("prompt_recording", None, {"prompt": key, "file": res["saved"]}, now())
+    return _back(request, to, res["note"] or f"{key}: {res['duration_s']} s saved")
+
+
+@router.post("/c/{campaign}/prompts/rebuild")
+def prompts_rebuild(request: Request, campaign: str, csrf_token: str = Form("")) -> Response:
+    _check_csrf(request, csrf_token)
+    _, store, _ = _page(request, campaign, "prompts")
+    to = f"/c/{quote(campaign, safe='')}/prompts"
+    try:
+        res = prompts_mod.rebuild(request.app.state.cfg)
+    except IvrError as exc:
+        return _back(request, to, str(exc), "error")
+    store.audit("prompts_rebuilt", None, {"prompts": res["prompts"]}, now())
+    return _back(request, to, res["note"] or f"{len(res['prompts'])} prompts built")
+
+
+# -- opposition and rights ----------------------------------------------------------------------------
+@router.get("/c/{campaign}/rights", response_class=HTMLResponse)
+def rights_page(request: Request, campaign: str, number: str = "") -> Response:
+    _, store, ctx = _page(request, campaign)
+    cfg = request.app.state.cfg
+    found, error = None, None
+    if number:
+        try:
+            found = {"optout": records.optout_lookup(cfg, store, number),
+                     **records.consent(cfg, store, number)}
+        except IvrError as exc:
+            error = str(exc)
+    return _render(request, "rights.html", {**ctx, "section": "rights", "number": number,
+                                            "found": found, "error": error,
+                                            "channels": OPTOUT_CHANNELS})
+
+
+def _rights(campaign: str, number: str = "") -> str:
+    to = f"/c/{quote(campaign, safe='')}/rights"
+    return f"{to}?number={quote(number, safe='')}" if number else to
+
+
+@router.post("/c/{campaign}/rights/optout")
+def rights_optout(request: Request, campaign: str, number: str = Form(""),
+                  via: str = Form(""), csrf_token: str = Form("")) -> Response:
+    _check_csrf(request, csrf_token)
+    user, store, _ = _page(request, campaign, "optout")
+    try:
+        res = records.optout_add(request.app.state.cfg, store, number, via, user.name, now())
+    except (ValueError, IvrError) as exc:
+        return _back(request, _rights(campaign), str(exc), "error")
+    return _back(request, _rights(campaign, res["number"]),
+                 f"{res['number']}: {'added' if res['added'] else 'already listed'}")
+
+
+@router.post("/c/{campaign}/rights/optout-import")
+def rights_optout_import(request: Request, campaign: str, file: UploadFile = File(...),
+                         via: str = Form("post"), csrf_token: str = Form("")) -> Response:
+    _check_csrf(request, csrf_token)
+    user, store, _ = _page(request, campaign, "optout")
+    try:
+        res = records.optout_import(request.app.state.cfg, store, file.file.read(),
+                                    file.filename or "optouts.csv", via, user.name, now())
+    except (ValueError, IvrError) as exc:
+        return _back(request, _rights(campaign), str(exc), "error")
+    lines = "; ".join(f"line {r['line']}: {r['reason']}" for r in res["rejected"][:20])
+    return _back(request, _rights(campaign), f"{res['added']} added; "
+                 f"{len(res['rejected'])} rejected{': ' + lines if lines else ''}")
+
+
+@router.get("/c/{campaign}/rights/export")
+def rights_export(request: Request, campaign: str, number: str) -> Response:
+    import json
+    _, store, _ = _page(request, campaign, "gdpr")
+    data = records.export(request.app.state.cfg, store, number, now())
+    return Response(json.dumps(data, indent=2, ensure_ascii=False) + "\n",
+                    media_type="application/json",
+                    headers={"Content-Disposition": 'attachment; filename="gdpr-export.json"'})
+
+
+@router.post("/c/{campaign}/rights/erase")
+def rights_erase(request: Request, campaign: str, number: str = Form(""),
+                 confirm: str = Form(""), csrf_token: str = Form("")) -> Response:
+    _check_csrf(request, csrf_token)
+    _, store, _ = _page(request, campaign, "gdpr")
+    try:
+        res = records.erase(request.app.state.cfg, store, number, confirm, now())
+    except (ValueError, IvrError) as exc:
+        return _back(request, _rights(campaign, number), str(exc), "error")
+    return _back(request, _rights(campaign), f"{res['number']} erased")
+
+
+# -- reports ------------------------------------------------------------------------------------------
+@router.get("/c/{campaign}/reports", response_class=HTMLResponse)
+def reports_page(request: Request, campaign: str) -> Response:
+    _, _, ctx = _page(request, campaign)
+    return _render(request, "reports.html", {**ctx, "section": "reports"})

@@ -1,0 +1,133 @@
+"""Contacts, the opposition list and a person's rights, for the console: thin calls into the
+library the CLI uses (records/contacts.py, records/privacy.py), so an upload, an opposition,
+a proof of consent, an export or an erasure is the same whether typed or clicked."""
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ivr.config import Config
+from ivr.prompts.archive import heard_prompts
+from ivr.records import contacts as contacts_mod
+from ivr.records import privacy
+from ivr.store.base import StoreBackend
+
+MAX_UPLOAD_BYTES = 200 * 1024 * 1024  # a list of several million lines still fits
+
+
+def _spooled(data: bytes, filename: str) -> Path:
+    """The upload as a file (the importers stream from a path), kept under its own name so
+    messages name it; the caller deletes the folder."""
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise ValueError(f"file: {len(data)} bytes, more than {MAX_UPLOAD_BYTES}: split the list")
+    folder = Path(tempfile.mkdtemp(prefix="ivr-upload-"))
+    path = folder / (Path(filename or "upload.csv").name or "upload.csv")
+    path.write_bytes(data)
+    return path
+
+
+def _cleanup(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    path.parent.rmdir()
+
+
+def upload_contacts(cfg: Config, store: StoreBackend, campaign: str, data: bytes,
+                    filename: str, *, source: str, basis: str | None,
+                    acquired_on: str | None, now: datetime) -> dict[str, Any]:
+    """`ivr contacts import` for the console: the same import, its rejects and warnings."""
+    path = _spooled(data, filename)
+    try:
+        rep = contacts_mod.import_csv(
+            store, path, campaign=campaign, source=source, basis=basis or None,
+            acquired_on=acquired_on or None, default_region=cfg.default_region, now=now,
+            allow_countries=frozenset(cfg.contacts.allow_countries))
+    finally:
+        _cleanup(path)
+    return {"added": rep.added, "merged": rep.merged, "unchanged": rep.unchanged,
+            "opted_out": rep.opted_out, "duplicates": rep.duplicates,
+            "rejected_total": rep.rejected_total,
+            "rejected": [{"line": line, "reason": reason} for line, reason in rep.rejected],
+            "warnings": list(rep.warnings), "summary": rep.summary()}
+
+
+def rejects_csv(rejected: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(("line", "reason"))
+    for r in rejected:
+        writer.writerow((r["line"], r["reason"]))
+    return out.getvalue()
+
+
+def contacts_view(store: StoreBackend, campaign: str, *, source: str | None = None,
+                  status: str | None = None, limit: int = 100,
+                  offset: int = 0) -> dict[str, Any]:
+    return {"campaign": campaign, "lists": [dict(r) for r in store.lists_of(campaign)],
+            "contacts": [dict(r) for r in store.contacts_page(
+                campaign, source=source or None, status=status or None,
+                limit=max(1, min(limit, 1000)), offset=max(0, offset))],
+            "limit": limit, "offset": offset}
+
+
+# -- the opposition list ------------------------------------------------------------------------
+def optout_add(cfg: Config, store: StoreBackend, number: str, via: str, user: str,
+               now: datetime) -> dict[str, Any]:
+    e164 = privacy.normalise_number(number, cfg.default_region)
+    new = privacy.optout_add(store, e164, via, now, cfg.default_region)
+    # The store's own `optout` row has no actor: this one names who typed it in.
+    store.audit("optout_console", e164, {"via": via, "new": new}, now, actor=user)
+    return {"number": e164, "added": new}
+
+
+def optout_import(cfg: Config, store: StoreBackend, data: bytes, filename: str, via: str,
+                  user: str, now: datetime) -> dict[str, Any]:
+    if via not in privacy.OPTOUT_CHANNELS:
+        raise ValueError(f"via: {via!r} is not one of {', '.join(privacy.OPTOUT_CHANNELS)}")
+    path = _spooled(data, filename)
+    try:
+        added, rejected = contacts_mod.import_optouts(
+            store, path, via=via, default_region=cfg.default_region, now=now)
+    finally:
+        _cleanup(path)
+    store.audit("optout_import_console", None, {"via": via, "added": added,
+                                                "rejected": len(rejected)}, now, actor=user)
+    return {"added": added, "rejected": [{"line": ln, "reason": r} for ln, r in rejected]}
+
+
+def optout_lookup(cfg: Config, store: StoreBackend, number: str) -> dict[str, Any]:
+    e164 = privacy.normalise_number(number, cfg.default_region)
+    row = store.optout_of(e164)
+    return {"number": e164, "opted_out": row is not None,
+            "via": row["via"] if row else None, "at": row["created_at"] if row else None,
+            "campaign": row["campaign"] if row else None}
+
+
+# -- a person's rights ----------------------------------------------------------------------------
+def consent(cfg: Config, store: StoreBackend, number: str) -> dict[str, Any]:
+    """`ivr consent show`: every consent, refusal and opposition with the prompts heard, then
+    every campaign the number was part of."""
+    e164 = privacy.normalise_number(number, cfg.default_region)
+    proof = [{**row, "heard": heard_prompts(cfg, row.get("heard_sha256"))}
+             for row in privacy.consent_proof(store, e164)]
+    return {"number": e164, "proof": proof, "campaigns": privacy.campaigns_of(store, e164)}
+
+
+def export(cfg: Config, store: StoreBackend, number: str, now: datetime) -> dict[str, Any]:
+    return privacy.gdpr_export(store, privacy.normalise_number(number, cfg.default_region), now)
+
+
+def erase(cfg: Config, store: StoreBackend, number: str, confirm: str,
+          now: datetime) -> dict[str, Any]:
+    """Erasure after a confirmation: the number typed twice, both the same person."""
+    e164 = privacy.normalise_number(number, cfg.default_region)
+    try:
+        again = privacy.normalise_number(confirm or "", cfg.default_region)
+    except Exception:  # noqa: BLE001 - any unreadable confirmation is a mismatch
+        again = ""
+    if again != e164:
+        raise ValueError(f"confirm: type the number {e164} again to confirm the erasure")
+    return {"number": e164, **privacy.gdpr_erase(store, e164, now)}

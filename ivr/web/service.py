@@ -1,0 +1,191 @@
+"""What the console shows and does for one campaign, as plain data: the API returns it as
+JSON and the pages render it. Every function takes an open store (the caller's thread's) and
+writes only through the store's methods; the console never reaches into a controller."""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import threading
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from ivr.callflow import outcomes as outcome_table
+from ivr.campaign.planning import plan, why_nobody
+from ivr.config import Config
+from ivr.records import report
+from ivr.store.base import StoreBackend, parse_utc
+
+# control action -> desired state (run_control.desired)
+ACTIONS = {"start": "running", "pause": "paused", "resume": "running", "stop": "stopped",
+           "hard_stop": "hard_stop"}
+STALE_S = 10.0  # a snapshot older than this is a controller that stopped publishing
+PLAN_TTL_S = 15.0  # "why nobody" is planned at most this often per campaign (it reads lists)
+
+
+def for_campaign(cfg: Config, campaign: str) -> Config:
+    """The console's config with another campaign's name (the switcher): lists, calls and
+    preflight are the campaign's; the prompts, rules and pacing bounds are this config's."""
+    if campaign == cfg.campaign.name:
+        return cfg
+    return dataclasses.replace(cfg, campaign=dataclasses.replace(cfg.campaign, name=campaign))
+
+
+# -- the overview ----------------------------------------------------------------------------
+class PlanCache:
+    """why_nobody and the next allowed time per campaign, kept PLAN_TTL_S: planning reads
+    every pending contact, too much for each refresh of each open console."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: dict[str, tuple[float, tuple[str, str | None]]] = {}
+
+    def why(self, cfg: Config, store: StoreBackend, campaign: str,
+            now: datetime) -> tuple[str, str | None]:
+        with self._lock:
+            hit = self._kept.get(campaign)
+            if hit and time.monotonic() - hit[0] < PLAN_TTL_S:
+                return hit[1]
+        p = plan(for_campaign(cfg, campaign), store, now)
+        times = [v.next_allowed for _, v in p.waiting if v.next_allowed is not None]
+        value = (why_nobody(store, p, campaign) if not p.due else "",
+                 min(times).isoformat() if times else None)
+        with self._lock:
+            self._kept[campaign] = (time.monotonic(), value)
+        return value
+
+
+def _live(snapshots: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """Snapshots of controllers still running: fresh and not over."""
+    out = []
+    for row in snapshots:
+        snap = row["snapshot"]
+        age = (now - parse_utc(row["at"])).total_seconds()
+        if age <= STALE_S and not snap.get("stopped"):
+            out.append({**snap, "controller": row["controller"], "age_s": round(age, 1)})
+    return out
+
+
+def _nodes(live: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Calls in flight against the cap, per node, summed over the campaign's controllers."""
+    nodes: dict[str, dict[str, Any]] = {}
+    for snap in live:
+        for n in snap.get("nodes") or []:
+            e = nodes.setdefault(n.get("name", "?"), {"name": n.get("name", "?"), "in_flight": 0,
+                                                      "cap": 0, "up": True, "holding": ""})
+            e["in_flight"] += int(n.get("in_flight") or 0)
+            e["cap"] += int(n.get("cap") or 0)
+            e["up"] = e["up"] and bool(n.get("up", True))
+            e["holding"] = e["holding"] or n.get("holding") or ""
+    return list(nodes.values())
+
+
+def _progress(rep: dict[str, Any], rate_per_min: float) -> tuple[float | None, float | None]:
+    """% of the campaign's contacts no longer pending, and the seconds left at this rate."""
+    contacts = rep["contacts"]
+    total = sum(contacts.values())
+    pending = contacts.get("pending", 0)
+    pct = round(100.0 * (total - pending) / total, 1) if total else None
+    eta = round(60.0 * pending / rate_per_min) if rate_per_min > 0 and pending else None
+    return pct, eta
+
+
+def overview(cfg: Config, store: StoreBackend, campaign: str, now: datetime,
+             plans: PlanCache) -> dict[str, Any]:
+    """The live overview. `counts` come from the report's own code (records/report.summary),
+    so at the end they equal `ivr report --format json`'s outcomes exactly."""
+    rep = report.summary(store, campaign)
+    counts = {o: 0 for o in outcome_table.ORDER} | rep["outcomes"]
+    live = _live(store.snapshots(campaign), now)
+    rate = round(sum(float(s.get("rate_per_min") or 0) for s in live), 1)
+    pct, eta = _progress(rep, rate)
+    in_flight = sum(int(s.get("in_flight") or 0) for s in live)
+    why, next_allowed = "", None
+    if in_flight == 0:
+        waiting = [s.get("waiting") or s.get("holding") or s.get("paused") for s in live]
+        why = next((w for w in waiting if w), "")
+        nexts = [s["next_retry"] for s in live if s.get("next_retry")]
+        next_allowed = min(nexts) if nexts else None
+        if not why:
+            why, planned_next = plans.why(cfg, store, campaign, now)
+            next_allowed = next_allowed or planned_next
+    control = store.run_control(campaign)
+    return {
+        "campaign": campaign, "at": now.isoformat(), "counts": counts,
+        "attempts": rep["attempts"], "in_flight": in_flight, "in_flight_rows": rep["in_flight"],
+        "cap": sum(int(s.get("max_concurrent") or 0) for s in live),
+        "nodes": _nodes(live), "calls_per_minute": rate, "percent_complete": pct,
+        "eta_s": eta, "contacts": rep["contacts"], "why_waiting": why,
+        "next_allowed": next_allowed,
+        "desired": control["desired"] if control else None,
+        "controllers": [{"controller": s["controller"], "status": s.get("status", ""),
+                         "in_flight": s.get("in_flight", 0), "age_s": s["age_s"]}
+                        for s in live],
+        "per_hour": [dict(r) for r in store.calls_per_hour(campaign)],
+        "recent_calls": [dict(r) for r in store.recent_calls(campaign, 50)],
+    }
+
+
+# -- run control -------------------------------------------------------------------------------
+def control(store: StoreBackend, campaign: str, action: str, user: str,
+            now: datetime) -> dict[str, Any]:
+    if action not in ACTIONS:
+        raise ValueError(f"action: {action!r} is not one of {', '.join(ACTIONS)}")
+    return dict(store.set_run_control(campaign, desired=ACTIONS[action], by=user, now=now))
+
+
+def _number(where: str, text: Any, kind: type) -> Any:
+    if text is None or text == "":
+        return None
+    try:
+        return kind(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: {text!r} is not a number") from None
+
+
+def check_pacing(cfg: Config, max_concurrent: int | None,
+                 calls_per_second: float | None) -> None:
+    """Within the config's legal bounds: the console may slow a run, never speed it past
+    dialer.max_concurrent / dialer.calls_per_second."""
+    d = cfg.dialer
+    if max_concurrent is not None and not 1 <= max_concurrent <= d.max_concurrent:
+        raise ValueError(f"max_concurrent: {max_concurrent} is outside 1..{d.max_concurrent} "
+                         "(dialer.max_concurrent of the config)")
+    if calls_per_second is not None and not 0 < calls_per_second <= d.calls_per_second:
+        raise ValueError(f"calls_per_second: {calls_per_second:g} is outside "
+                         f"(0, {d.calls_per_second:g}] (dialer.calls_per_second of the config)")
+
+
+def pacing(cfg: Config, store: StoreBackend, campaign: str, max_concurrent: Any,
+           calls_per_second: Any, user: str, now: datetime) -> dict[str, Any]:
+    mc = _number("max_concurrent", max_concurrent, int)
+    cps = _number("calls_per_second", calls_per_second, float)
+    if mc is None and cps is None:
+        raise ValueError("pacing: give max_concurrent, calls_per_second or both")
+    check_pacing(cfg, mc, cps)
+    return dict(store.set_run_control(campaign, max_concurrent=mc, calls_per_second=cps,
+                                      by=user, now=now))
+
+
+def preflight(cfg: Config, store: StoreBackend, campaign: str) -> list[dict[str, str]]:
+    """`ivr check`'s violations for the campaign."""
+    from ivr.compliance.campaign_check import check_campaign
+    return [{"severity": v.severity, "code": v.code, "message": v.message}
+            for v in check_campaign(for_campaign(cfg, campaign), store)]
+
+
+# -- reports: the same bytes as `ivr report --format csv|json` -----------------------------------
+def report_csv(store: StoreBackend, campaign: str) -> str:
+    out = io.StringIO()
+    report.calls_csv(store, out, campaign=campaign)
+    return out.getvalue()
+
+
+def report_json(store: StoreBackend, campaign: str) -> str:
+    # The CLI prints this with print(): the same text and its newline.
+    return json.dumps(report.summary(store, campaign), indent=2, ensure_ascii=False) + "\n"
+
+
+def eta_text(seconds: float | None) -> str:
+    return str(timedelta(seconds=int(seconds))) if seconds is not None else "—"

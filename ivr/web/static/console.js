@@ -1,0 +1,104 @@
+// The console's only script: live overview by server-sent events (polling every 2 s if they
+// fail), the campaign switcher, confirmations. No library, no CDN; textContent only.
+"use strict";
+(function () {
+  const body = document.body;
+  const campaign = body.dataset.campaign;
+  const section = body.dataset.section;
+
+  const select = document.getElementById("campaign-select");
+  if (select) {
+    select.addEventListener("change", function () {
+      location.href = "/c/" + encodeURIComponent(select.value) + "/" + (section || "overview");
+    });
+  }
+
+  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+    form.addEventListener("submit", function (ev) {
+      if (!window.confirm(form.dataset.confirm)) { ev.preventDefault(); }
+    });
+  });
+
+  function setText(id, value) {
+    const el = document.getElementById(id);
+    if (el) { el.textContent = (value === null || value === undefined || value === "") ? "—" : String(value); }
+  }
+
+  function eta(seconds) {
+    if (seconds === null || seconds === undefined) { return "—"; }
+    const s = Math.round(seconds), h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
+    return h + ":" + String(m).padStart(2, "0") + ":" + String(s % 60).padStart(2, "0");
+  }
+
+  function row(cells) {
+    const tr = document.createElement("tr");
+    cells.forEach(function (c) {
+      const td = document.createElement("td");
+      td.textContent = (c === null || c === undefined) ? "" : String(c);
+      tr.appendChild(td);
+    });
+    return tr;
+  }
+
+  function fillTable(id, rows) {
+    const tbody = document.querySelector("#" + id + " tbody");
+    if (tbody) { tbody.replaceChildren.apply(tbody, rows); }
+  }
+
+  function show(o) {
+    const counts = document.querySelector("#counts tbody");
+    Object.keys(o.counts).forEach(function (name) {
+      let cell = document.querySelector('#counts [data-outcome="' + CSS.escape(name) + '"]');
+      if (!cell && counts) {
+        const tr = row([name, ""]);
+        cell = tr.lastChild;
+        cell.dataset.outcome = name;
+        counts.appendChild(tr);
+      }
+      if (cell) { cell.textContent = String(o.counts[name]); }
+    });
+    setText("in-flight", o.in_flight);
+    setText("cap", o.cap);
+    setText("rate", o.calls_per_minute);
+    setText("pct", o.percent_complete);
+    setText("eta", eta(o.eta_s));
+    setText("desired", o.desired);
+    const why = document.getElementById("why-waiting");
+    if (why) { why.textContent = o.why_waiting || ""; }
+    setText("next-allowed", o.next_allowed);
+    const none = document.getElementById("no-controller");
+    if (none) { none.hidden = o.controllers.length > 0; }
+    fillTable("nodes", o.nodes.map(function (n) {
+      return row([n.name, n.in_flight, n.cap || "—", n.holding || (n.up ? "up" : "down")]);
+    }));
+    fillTable("recent-calls", o.recent_calls.map(function (c) {
+      return row([c.id, c.number, c.attempt, c.node, c.started_at, c.ended_at, c.outcome || "…", c.keys]);
+    }));
+    const chart = document.getElementById("chart");
+    if (chart && o.chart_svg) {
+      // The SVG is the server's own rendering (every text escaped there), parsed as SVG.
+      const doc = new DOMParser().parseFromString(o.chart_svg, "image/svg+xml");
+      chart.replaceChildren(document.importNode(doc.documentElement, true));
+    }
+    body.dataset.updated = o.at;
+  }
+
+  if (!campaign || (section !== "overview" && section !== "run")) { return; }
+  const base = "/api/campaigns/" + encodeURIComponent(campaign);
+  let polling = null;
+  function poll() {
+    fetch(base + "/overview", {credentials: "same-origin"})
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (o) { if (o) { show(o); } })
+      .catch(function () {});
+  }
+  if (window.EventSource) {
+    const source = new EventSource(base + "/events");
+    source.onmessage = function (ev) { show(JSON.parse(ev.data)); };
+    source.onerror = function () {
+      if (source.readyState === EventSource.CLOSED && !polling) { polling = setInterval(poll, 2000); }
+    };
+  } else {
+    polling = setInterval(poll, 2000);
+  }
+})();
