@@ -50,7 +50,8 @@ class CampaignRun:
     async def __call__(self) -> RunReport:
         while not self.stop.is_set():
             self.dialer.writer.flush()  # outcomes batched this turn count for the plan
-            p = plan(self.cfg, self.store, self.clock.now())
+            # PostgreSQL: in a worker thread (the loop keeps serving calls); SQLite: inline.
+            p = await self.dialer.off_loop(plan, self.cfg, self.store, self.clock.now())
             self.state.planned(p)
             await self._dial_due(p)
             if self.stop.is_set() or not await self._wait_for_work(p):
