@@ -76,9 +76,6 @@ class Store:
 
 
 @dataclass
-class Pbx:
-    mode: str = "sandbox"
-@dataclass
 class NodeConfig:
     """One Asterisk of the pool (pbx.nodes[i]); its AMI secret comes from the environment."""
     name: str = ""
@@ -88,20 +85,23 @@ class NodeConfig:
     max_channels: int = 0  # 0: no cap of its own (dialer.max_concurrent still holds)
 
 
+@dataclass
+class Pbx:
+    mode: str = "sandbox"
     host: str = "127.0.0.1"
     port: int = 5038
     user: str = "ivr"
     sandbox_dir: str = ".sandbox"
     sounds_dir: str = ""
-
-
-@dataclass
     nodes: list[NodeConfig] = field(default_factory=list)  # empty: the one node above, "pbx"
 
     def node_list(self) -> list[NodeConfig]:
         """The pool; without pbx.nodes, the single block as one node named "pbx" (the name
         existing stores hold in calls.node)."""
         return self.nodes or [NodeConfig(SINGLE_NODE, self.host, self.port, self.user)]
+
+
+@dataclass
 class Agi:
     host: str = "127.0.0.1"
     port: int = 4573
@@ -167,6 +167,13 @@ class Contacts:
 
 
 @dataclass
+class Web:
+    """`ivr web`: the console binds to loopback; put a TLS reverse proxy in front (README)."""
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass
 class Db:
     """`ivr db up`: the sandbox's private PostgreSQL (ivr/store/pg_cluster.py), loopback only."""
     port: int = 55432
@@ -188,6 +195,7 @@ class Config:
     retention: Retention = field(default_factory=Retention)
     contacts: Contacts = field(default_factory=Contacts)
     db: Db = field(default_factory=Db)
+    web: Web = field(default_factory=Web)
     default_region: str = "FR"
     base_dir: Path = field(default=Path("."), metadata={"internal": True})
 
@@ -291,8 +299,10 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("retry.max_attempts must be at least 1")
     for name in RetryDelays.__dataclass_fields__:
         _in_range(f"retry.delay_s.{name}", getattr(cfg.retry.delay_s, name), 0, None, "seconds")
-    for where, port in (("pbx.port", cfg.pbx.port), ("agi.port", cfg.agi.port)):
+    for where, port in (("pbx.port", cfg.pbx.port), ("agi.port", cfg.agi.port),
+                        ("web.port", cfg.web.port)):
         _in_range(where, port, 1, 65535, "TCP port")
+    _validate_nodes(cfg.pbx.nodes)
     _in_range("db.port", cfg.db.port, 1, 65535, "TCP port")
     _in_range("retention.days", cfg.retention.days, 1, MAX_RETENTION_DAYS, "days")
     if cfg.prompts.engine not in ("gtts", "espeak", "auto"):
@@ -302,28 +312,28 @@ def _validate(cfg: Config) -> None:
     _validate_regions(cfg)
 
 
-# Sane bounds: beyond them a value is a typo (or an attack on the callees), never a choice.
-MAX_RING_TIMEOUT_S = 300.0  # 5 minutes of ringing; carriers give up well before
-MAX_INPUT_TIMEOUT_S = 60.0  # a person who has not pressed a key in a minute will not
-MAX_REPEATS = 5
-    _validate_nodes(cfg.pbx.nodes)
-MAX_INTRO_S = 30.0  # consent first: a longer intro is a message before the consent
-MAX_CALLS_PER_SECOND = 200.0  # far above any carrier's trunk limit
-# CNIL: data of people contacted for political communication is kept no longer than needed,
-# at most 3 years after the last contact (as for prospects, CNIL référentiel "prospection");
-# the default (730) is 2 years. Above 3 years the campaign must justify it: not configurable.
-MAX_RETENTION_DAYS = 1095
-DTMF_DIGITS = "0123456789"
+SINGLE_NODE = "pbx"
+NODE_NAME = re.compile(r"[a-z0-9_-]+")
 
 
-def _in_range(where: str, value: float, low: float, high: float | None, unit: str,
-              *, low_open: bool = False) -> None:
-    """ConfigError naming `where` when value is outside [low, high] ((low, high] if low_open)."""
-    too_low = value <= low if low_open else value < low
-    if too_low or (high is not None and value > high):
-        lower = f"more than {low:g}" if low_open else f"at least {low:g}"
-        upper = f" and at most {high:g}" if high is not None else ""
-        raise ConfigError(f"{where} is {value!r}: use {lower}{upper} {unit}")
+def _validate_nodes(nodes: list[NodeConfig]) -> None:
+    """Names key the stored attempts (calls.node) and the secret's variable: unique, plain."""
+    seen: set[str] = set()
+    for i, node in enumerate(nodes):
+        where = f"pbx.nodes[{i}]"
+        if not NODE_NAME.fullmatch(node.name):
+            raise ConfigError(f"{where}.name: {node.name!r} is not a node name: use lowercase "
+                              "letters, digits, - and _ (e.g. pbx2)")
+        if node.name in seen:
+            raise ConfigError(f"{where}.name: {node.name!r} is already the name of another "
+                              "node: give each node its own name")
+        seen.add(node.name)
+        if not node.host or any(c.isspace() for c in node.host):
+            raise ConfigError(f"{where}.host: {node.host!r} is not a host: give its address")
+        _in_range(f"{where}.port", node.port, 1, 65535, "TCP port")
+        _in_range(f"{where}.max_channels", node.max_channels, 0, None, "channels (0: no cap)")
+        if not node.user:
+            raise ConfigError(f"{where}.user: empty: give the node's AMI user")
 
 
 def _validate_flow(flow: Flow) -> None:
@@ -355,30 +365,6 @@ def _validate_dialer(dialer: Dialer) -> None:
     _in_range("dialer.ring_timeout_s", dialer.ring_timeout_s, 0, MAX_RING_TIMEOUT_S, "seconds",
               low_open=True)
     if dialer.drain_timeout_s is not None:
-SINGLE_NODE = "pbx"
-NODE_NAME = re.compile(r"[a-z0-9_-]+")
-
-
-def _validate_nodes(nodes: list[NodeConfig]) -> None:
-    """Names key the stored attempts (calls.node) and the secret's variable: unique, plain."""
-    seen: set[str] = set()
-    for i, node in enumerate(nodes):
-        where = f"pbx.nodes[{i}]"
-        if not NODE_NAME.fullmatch(node.name):
-            raise ConfigError(f"{where}.name: {node.name!r} is not a node name: use lowercase "
-                              "letters, digits, - and _ (e.g. pbx2)")
-        if node.name in seen:
-            raise ConfigError(f"{where}.name: {node.name!r} is already the name of another "
-                              "node: give each node its own name")
-        seen.add(node.name)
-        if not node.host or any(c.isspace() for c in node.host):
-            raise ConfigError(f"{where}.host: {node.host!r} is not a host: give its address")
-        _in_range(f"{where}.port", node.port, 1, 65535, "TCP port")
-        _in_range(f"{where}.max_channels", node.max_channels, 0, None, "channels (0: no cap)")
-        if not node.user:
-            raise ConfigError(f"{where}.user: empty: give the node's AMI user")
-
-
         _in_range("dialer.drain_timeout_s", dialer.drain_timeout_s, 0, None, "seconds",
                   low_open=True)
     check_dial_template(dialer.dial_string)
