@@ -312,6 +312,29 @@ def _validate(cfg: Config) -> None:
     _validate_regions(cfg)
 
 
+# Sane bounds: beyond them a value is a typo (or an attack on the callees), never a choice.
+MAX_RING_TIMEOUT_S = 300.0  # 5 minutes of ringing; carriers give up well before
+MAX_INPUT_TIMEOUT_S = 60.0  # a person who has not pressed a key in a minute will not
+MAX_REPEATS = 5
+MAX_INTRO_S = 30.0  # consent first: a longer intro is a message before the consent
+MAX_CALLS_PER_SECOND = 200.0  # far above any carrier's trunk limit
+# CNIL: data of people contacted for political communication is kept no longer than needed,
+# at most 3 years after the last contact (as for prospects, CNIL référentiel "prospection");
+# the default (730) is 2 years. Above 3 years the campaign must justify it: not configurable.
+MAX_RETENTION_DAYS = 1095
+DTMF_DIGITS = "0123456789"
+
+
+def _in_range(where: str, value: float, low: float, high: float | None, unit: str,
+              *, low_open: bool = False) -> None:
+    """ConfigError naming `where` when value is outside [low, high] ((low, high] if low_open)."""
+    too_low = value <= low if low_open else value < low
+    if too_low or (high is not None and value > high):
+        lower = f"more than {low:g}" if low_open else f"at least {low:g}"
+        upper = f" and at most {high:g}" if high is not None else ""
+        raise ConfigError(f"{where} is {value!r}: use {lower}{upper} {unit}")
+
+
 SINGLE_NODE = "pbx"
 NODE_NAME = re.compile(r"[a-z0-9_-]+")
 
