@@ -264,3 +264,99 @@ def test_the_calls_export_streams_past_one_page(both: tuple[Store, PgStore]) -> 
     ids = [r["id"] for r in pg.export_calls()]
     assert ids == list(range(1, 12002))
     assert [r["id"] for r in pg.export_calls("a")] == list(range(2, 12002, 2))
+
+
+def console_reads(store: Any) -> dict[str, Any]:
+    return {"campaigns": store.campaigns(), "recent": store.recent_calls("spring", limit=3),
+            "hourly": store.calls_per_hour("spring"), "lists": store.lists_of("spring"),
+            "page": store.contacts_page("spring", limit=2, offset=1),
+            "opposed": store.contacts_page("spring", status="opted_out"),
+            "of_list": store.contacts_page("spring", source="list-b"),
+            "snapshots": store.snapshots("spring"), "control": store.run_control("spring"),
+            "users": store.users(), "audit": store.audit_log(limit=50)}
+
+
+def console_history(store: Any) -> None:
+    store.set_run_control("spring", max_concurrent=5, by="alice", now=T0)
+    store.set_run_control("spring", desired="paused", calls_per_second=0.1, by="bob",
+                          now=T0 + timedelta(seconds=1))
+    store.publish_snapshot("spring", "ctl-b", {"in_flight": 2, "état": "en cours"}, T0)
+    store.publish_snapshot("spring", "ctl-a", {"in_flight": 1}, T0)
+    store.publish_snapshot("spring", "ctl-a", {"in_flight": 0}, T0 + timedelta(seconds=2))
+    store.set_run_control("winter", by=None, now=T0)
+    assert store.add_user("zoé", "viewer", "hash-z", T0) == 1
+    assert store.add_user("Alice", "admin", "hash-a", T0) == 2
+    store.set_user("zoé", role="operator", disabled=True)
+    store.add_api_token("Alice", "t" * 64, T0)
+
+
+def test_the_console_part_gives_the_same_rows(both: tuple[Store, PgStore],
+                                              tmp_path: Path) -> None:
+    path, other = tmp_path / "list.csv", tmp_path / "other.csv"
+    path.write_text(CSV)
+    other.write_text(f"number\n{N[5]}\n")
+    same(both, lambda s: do_import(s, path))
+    same(both, lambda s: do_import(s, other, source="list-b"))
+    for s in both:
+        s.add_optout(N[4], "post", T0)
+        calls_history(s)
+        console_history(s)
+    got = same(both, console_reads)
+    assert got["campaigns"] == ["autumn", "spring", "winter"]
+    assert [r["id"] for r in got["recent"]] == [4, 3, 2]
+    assert got["control"]["desired"] == "paused" and got["control"]["calls_per_second"] == 0.1
+    assert [(r["controller"], r["snapshot"]) for r in got["snapshots"]] == [
+        ("ctl-a", {"in_flight": 0}), ("ctl-b", {"in_flight": 2, "état": "en cours"})]
+    assert [u["name"] for u in got["users"]] == ["Alice", "zoé"]
+    assert [r["number"] for r in got["opposed"]] == [N[2], N[4]]
+    assert [(r["source"], r["status"], r["n"]) for r in got["lists"]] == [
+        ("list-a", "done", 2), ("list-a", "opted_out", 2), ("list-a", "pending", 1),
+        ("list-b", "pending", 1)]
+    same(both, lambda s: (s.user_by_token("t" * 64, T0 + timedelta(hours=1)),
+                          s.user_by_name("zoé"), s.user_by_token("x" * 64, T0)))
+    for s in both:
+        with pytest.raises(ValueError, match="exists already"):
+            s.add_user("Alice", "admin", "h", T0)
+        with pytest.raises(ValueError, match="does not exist"):
+            s.set_user("nobody", role="viewer")
+
+
+@pytest.fixture
+def both_icu(pg_cluster: Any, pg_url: str) -> Iterator[tuple[Store, PgStore]]:
+    """As `both`, on a database whose text collation is ICU French (as a server initialised
+    in a French locale would have): orderings must still be SQLite's."""
+    name = f"{pg_url.rsplit('/', 1)[1]}_icu"
+    with pg_cluster.admin() as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu "
+                     "ICU_LOCALE 'fr-FR' LOCALE 'C.UTF-8'")  # test-only text, no values
+    pg = PgStore.open(pg_cluster.url_for(name), optout_key=KEY)
+    try:
+        assert pg.one("SELECT 'b' < 'B' AS icu")["icu"] is True  # not C: lower case first
+        yield Store.memory(KEY), pg
+    finally:
+        pg.close()
+        pg_cluster.drop_database(name)
+
+
+def test_orderings_are_sqlites_whatever_the_databases_collation(
+        both_icu: tuple[Store, PgStore], tmp_path: Path) -> None:
+    for source, numbers in (("list-b", N[:3]), ("List-a", N[3:5]), ("_list", N[5:6])):
+        path = tmp_path / f"{source}.csv"
+        path.write_text("number\n" + "\n".join(numbers) + "\n")
+        for campaign in ("spring", "Autumn"):
+            same(both_icu, lambda s: do_import(s, path, campaign=campaign, source=source))
+    for s in both_icu:
+        calls_history(s)
+        s.add_user("bob", "viewer", "h", T0)
+        s.add_user("Alice", "viewer", "h", T0)
+        s.publish_snapshot("spring", "b-ctl", {}, T0)
+        s.publish_snapshot("spring", "B-ctl", {}, T0)
+    got = same(both_icu, lambda s: {
+        "per_source": s.contacts_per_source("spring"), "all": s.contacts_per_source(None),
+        "pending": s.pending_sources("spring"), "outcomes": s.outcomes_per_source("spring"),
+        "campaigns": s.contact_campaigns(N[0]), "names": s.campaigns(), "users": s.users(),
+        "lists": s.lists_of("spring"), "snapshots": s.snapshots("spring")})
+    assert [r["source"] for r in got["pending"]] == ["List-a", "_list"]  # C order
+    assert got["names"] == ["Autumn", "autumn", "spring"]
+    assert [u["name"] for u in got["users"]] == ["Alice", "bob"]
+    assert [r["controller"] for r in got["snapshots"]] == ["B-ctl", "b-ctl"]

@@ -1,0 +1,186 @@
+"""The PostgreSQL backend's part for the web console (twin of sqlite_console.py): run control,
+snapshots, users, API tokens, the console's reads (campaigns, recent calls, calls per hour,
+contact pages, the audit log). Same rows as SQLite's; text ordered with COLLATE "C" as SQLite
+orders it. The checks of values (desired states, roles) are sqlite_console's, shared.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from ivr.store.base import Row, utc
+from ivr.store.pg_core import PgCore
+from ivr.store.sqlite_console import check_desired, check_role
+
+
+class PgConsoleSQL(PgCore):
+    # -- run control ----------------------------------------------------------------------------
+    def set_run_control(self, campaign: str, *, desired: str | None = None,
+                        max_concurrent: int | None = None,
+                        calls_per_second: float | None = None, by: str | None,
+                        now: datetime) -> Row:
+        """Upsert the campaign's desired state and pacing; a field left None keeps its value
+        (a new row starts `running`, pacing NULL = the config's). Audited with actor `by`."""
+        if desired is not None:
+            check_desired(desired)
+        if max_concurrent is not None and max_concurrent < 1:
+            raise ValueError(f"max_concurrent: {max_concurrent!r} must be at least 1")
+        if calls_per_second is not None and not calls_per_second > 0:
+            raise ValueError(f"calls_per_second: {calls_per_second!r} must be more than 0")
+        with self.transaction():
+            self._exec(
+                "INSERT INTO run_control (campaign, desired, max_concurrent, calls_per_second, "
+                "updated_at, updated_by) VALUES (%(c)s, COALESCE(%(d)s, 'running'), %(m)s, "
+                "%(r)s, %(ts)s, %(by)s) ON CONFLICT (campaign) DO UPDATE SET "
+                "desired = COALESCE(%(d)s, run_control.desired), "
+                "max_concurrent = COALESCE(%(m)s, run_control.max_concurrent), "
+                "calls_per_second = COALESCE(%(r)s, run_control.calls_per_second), "
+                "updated_at = %(ts)s, updated_by = %(by)s",
+                {"c": campaign, "d": desired, "m": max_concurrent, "r": calls_per_second,
+                 "ts": utc(now), "by": by})
+            self._audit("run_control", None, {
+                "campaign": campaign, **{k: v for k, v in (
+                    ("desired", desired), ("max_concurrent", max_concurrent),
+                    ("calls_per_second", calls_per_second)) if v is not None}}, now, actor=by)
+            row = self.run_control(campaign)
+        assert row is not None
+        return row
+
+    def run_control(self, campaign: str) -> Row | None:
+        return self._row("SELECT campaign, desired, max_concurrent, calls_per_second, "
+                         "updated_at, updated_by FROM run_control WHERE campaign = %(c)s",
+                         {"c": campaign})
+
+    def publish_snapshot(self, campaign: str, controller: str, snapshot: dict[str, Any],
+                         now: datetime) -> None:
+        """This controller's latest snapshot of the campaign (one row each, replaced)."""
+        self._exec(
+            "INSERT INTO run_snapshots (campaign, controller, at, snapshot) VALUES (%(c)s, "
+            "%(k)s, %(at)s, %(s)s) ON CONFLICT (campaign, controller) DO UPDATE SET "
+            "at = excluded.at, snapshot = excluded.snapshot",
+            {"c": campaign, "k": controller, "at": utc(now),
+             "s": json.dumps(snapshot, ensure_ascii=False)})
+
+    def snapshots(self, campaign: str) -> list[Row]:
+        """Every controller's latest snapshot of the campaign, the snapshot decoded."""
+        rows = self._rows("SELECT campaign, controller, at, snapshot FROM run_snapshots "
+                          "WHERE campaign = %(c)s ORDER BY controller COLLATE \"C\"",
+                          {"c": campaign})
+        for r in rows:
+            r["snapshot"] = json.loads(r["snapshot"])
+        return rows
+
+    # -- the console's reads --------------------------------------------------------------------
+    def campaigns(self) -> list[str]:
+        """Every campaign the store knows: bound lists, calls, run control."""
+        return [r["campaign"] for r in self._rows(
+            "SELECT campaign FROM (SELECT campaign FROM campaign_contacts UNION SELECT "
+            "campaign FROM calls UNION SELECT campaign FROM run_control) u "
+            "ORDER BY campaign COLLATE \"C\"")]
+
+    def recent_calls(self, campaign: str, limit: int = 50) -> list[Row]:
+        return self._rows(
+            "SELECT id, number, attempt, node, controller, started_at, ended_at, outcome, keys, "
+            "hangup_cause FROM calls WHERE campaign = %(c)s ORDER BY id DESC LIMIT %(n)s",
+            {"c": campaign, "n": limit})
+
+    def calls_per_hour(self, campaign: str) -> list[Row]:
+        """Ended calls per hour of their start (UTC, 'YYYY-MM-DDTHH') and outcome."""
+        return self._rows(
+            "SELECT substr(started_at, 1, 13) AS hour, outcome, COUNT(*) AS n FROM calls "
+            "WHERE campaign = %(c)s AND outcome IS NOT NULL GROUP BY 1, 2 "
+            "ORDER BY substr(started_at, 1, 13) COLLATE \"C\", outcome COLLATE \"C\"",
+            {"c": campaign})
+
+    def contacts_page(self, campaign: str, *, source: str | None = None,
+                      status: str | None = None, limit: int = 100, offset: int = 0) -> list[Row]:
+        """The campaign's contacts (its bindings: list, basis and progress in this campaign;
+        an opposed number shows as opted_out), by contact id."""
+        return self._rows(
+            "SELECT k.id, k.number, k.name, b.source, b.basis, b.acquired_on, "
+            "CASE WHEN k.status = 'opted_out' THEN 'opted_out' ELSE b.status END AS status, "
+            "b.bound_at FROM campaign_contacts b JOIN contacts k ON k.id = b.contact_id "
+            "WHERE b.campaign = %(c)s AND (%(source)s::text IS NULL OR b.source = %(source)s) "
+            "AND (%(status)s::text IS NULL OR (CASE WHEN k.status = 'opted_out' THEN "
+            "'opted_out' ELSE b.status END) = %(status)s) ORDER BY k.id "
+            "LIMIT %(limit)s OFFSET %(offset)s",
+            {"c": campaign, "source": source, "status": status, "limit": limit,
+             "offset": offset})
+
+    def lists_of(self, campaign: str) -> list[Row]:
+        """The campaign's lists: source, basis, acquired_on, status, n."""
+        return self._rows(
+            "SELECT b.source, b.basis, b.acquired_on, CASE WHEN k.status = 'opted_out' "
+            "THEN 'opted_out' ELSE b.status END AS status, COUNT(*) AS n "
+            "FROM campaign_contacts b JOIN contacts k ON k.id = b.contact_id "
+            "WHERE b.campaign = %(c)s GROUP BY 1, 2, 3, 4 ORDER BY b.source COLLATE \"C\", "
+            "b.basis COLLATE \"C\" NULLS FIRST, b.acquired_on COLLATE \"C\" NULLS FIRST, "
+            "(CASE WHEN k.status = 'opted_out' THEN 'opted_out' ELSE b.status END) "
+            "COLLATE \"C\"", {"c": campaign})
+
+    # -- users and API tokens -------------------------------------------------------------------
+    def add_user(self, name: str, role: str, password_hash: str, now: datetime) -> int:
+        check_role(role)
+        with self.transaction():
+            if self._row("SELECT 1 AS x FROM users WHERE name = %(n)s", {"n": name}):
+                raise ValueError(f"user {name!r} exists already: change it with set_user")
+            row = self._row("INSERT INTO users (name, role, password_hash, created_at) "
+                            "VALUES (%(n)s, %(r)s, %(h)s, %(ts)s) RETURNING id",
+                            {"n": name, "r": role, "h": password_hash, "ts": utc(now)})
+            self._audit("user_added", None, {"user": name, "role": role}, now)
+        return int(row["id"]) if row else 0
+
+    def user_by_name(self, name: str) -> Row | None:
+        """The user with its password hash (for login), or None."""
+        return self._row("SELECT id, name, role, password_hash, created_at, disabled FROM users "
+                         "WHERE name = %(n)s", {"n": name})
+
+    def set_user(self, name: str, *, role: str | None = None,
+                 password_hash: str | None = None, disabled: bool | None = None) -> None:
+        if role is not None:
+            check_role(role)
+        with self.transaction():
+            changed = self._exec(
+                "UPDATE users SET role = COALESCE(%(r)s, role), "
+                "password_hash = COALESCE(%(h)s, password_hash), "
+                "disabled = COALESCE(%(d)s, disabled) WHERE name = %(n)s",
+                {"r": role, "h": password_hash,
+                 "d": None if disabled is None else int(disabled), "n": name})
+            if changed == 0:
+                raise ValueError(f"user {name!r} does not exist: add it with `ivr users add`")
+
+    def users(self) -> list[Row]:
+        return self._rows("SELECT id, name, role, created_at, disabled FROM users "
+                          "ORDER BY name COLLATE \"C\"")
+
+    def add_api_token(self, user_name: str, token_hash: str, now: datetime) -> None:
+        with self.transaction():
+            user = self._row("SELECT id FROM users WHERE name = %(n)s", {"n": user_name})
+            if user is None:
+                raise ValueError(f"user {user_name!r} does not exist: add it with "
+                                 "`ivr users add`")
+            self._exec("INSERT INTO api_tokens (user_id, token_hash, created_at) "
+                       "VALUES (%(u)s, %(h)s, %(ts)s)",
+                       {"u": user["id"], "h": token_hash, "ts": utc(now)})
+            self._audit("api_token_issued", None, {"user": user_name}, now)
+
+    def user_by_token(self, token_hash: str, now: datetime) -> Row | None:
+        """The enabled user holding this token (its hash), or None; notes its use."""
+        row = self._row("SELECT u.id, u.name, u.role, u.created_at, u.disabled, "
+                        "t.id AS token_id FROM api_tokens t JOIN users u ON u.id = t.user_id "
+                        "WHERE t.token_hash = %(h)s AND u.disabled = 0", {"h": token_hash})
+        if row is None:
+            return None
+        self._exec("UPDATE api_tokens SET last_used_at = %(ts)s WHERE id = %(id)s",
+                   {"ts": utc(now), "id": row.pop("token_id")})
+        return row
+
+    # -- the audit log --------------------------------------------------------------------------
+    def audit_log(self, limit: int = 100) -> list[Row]:
+        """The latest audit rows, newest first, the detail decoded."""
+        rows = self._rows("SELECT id, at, action, actor, subject_hash, detail FROM audit "
+                          "ORDER BY id DESC LIMIT %(n)s", {"n": limit})
+        for r in rows:
+            r["detail"] = json.loads(r["detail"]) if r["detail"] else {}
+        return rows
