@@ -166,7 +166,8 @@ class Dialer:
             return claim
         call = claim.call
         flight = InFlight(int(call["id"]), call["channel_id"], contact["number"], ns.name,
-                          deadline=self.clock.monotonic() + self.deadline_s)
+                          deadline=self.clock.monotonic() + self.deadline_s,
+                          attempt=int(call["attempt"]))
         ns.calls[flight.channel_id] = flight
         self.by_call[flight.call_id] = flight
         self.idle.clear()
@@ -318,12 +319,12 @@ class Dialer:
     def _settle_unanswered(self, flight: InFlight, outcome: str, cause: int | None) -> None:
         if self.by_call.get(flight.call_id) is not flight:
             return
-        call = self.read_call(flight.call_id)
-        if call is not None:
-            now, retry = self.clock.now(), self.retry_at(call, outcome)
-            text = str(cause) if cause is not None else None
-            self.writer.write(lambda: self.store.finish_unanswered(
-                flight.call_id, outcome, text, now, retry))
+        # No read of the row (it would flush the batch, and wait on a remote store): the
+        # store writes nothing if the attempt already has its outcome.
+        now, retry = self.clock.now(), self.retry_at({"attempt": flight.attempt}, outcome)
+        text = str(cause) if cause is not None else None
+        self.writer.write(lambda: self.store.finish_unanswered(
+            flight.call_id, outcome, text, now, retry))
         self.finished(flight.call_id)
 
     def finished(self, call_id: int) -> None:

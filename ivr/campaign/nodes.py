@@ -46,6 +46,7 @@ class InFlight:
     unsure: bool = False       # Originate sent, reply lost: only reconciliation may settle it
     deadline: float = math.inf  # clock.monotonic() past which the call is settled (deadline.py)
     session_opened: bool = False  # its AGI token was spent by an accepted session (agi_gate)
+    attempt: int = 1  # calls.attempt: the retry rule needs no read of the row to settle it
     settle: Timer | None = field(default=None, repr=False)
 
 

@@ -78,7 +78,8 @@ def adopt(dialer: Dialer, ns: NodeState, call: dict[str, Any]) -> InFlight:
     if flight is None:
         flight = InFlight(int(call["id"]), call["channel_id"], call["number"], ns.name,
                           answered=call["answered_at"] is not None,
-                          deadline=dialer.clock.monotonic() + dialer.deadline_s)
+                          deadline=dialer.clock.monotonic() + dialer.deadline_s,
+                          attempt=int(call["attempt"]))
         ns.calls[flight.channel_id] = flight
         dialer.by_call[flight.call_id] = flight
         dialer.idle.clear()
