@@ -18,8 +18,11 @@ def web(ctx: Ctx, host: str | None, port: int | None) -> None:
     from ivr.app import open_store
     from ivr.web import create_app
     cfg = ctx.cfg
-    open_store(cfg).db.conn.close()  # fail now, in one line, if the store cannot be opened
-    app = create_app(cfg, lambda: open_store(cfg))
+    first = [open_store(cfg)]  # fails now, in one line, if the store cannot be opened
+
+    def stores():  # type: ignore[no-untyped-def]
+        return first.pop() if first else open_store(cfg)  # the first thread reuses it
+    app = create_app(cfg, stores)
     host, port = host or cfg.web.host, port or cfg.web.port
     err_console.print(f"console on http://{host}:{port}/ (Ctrl-C stops)", highlight=False)
     uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=True,

@@ -34,30 +34,40 @@ StoreFactory = Callable[[], StoreBackend]
 
 
 class Stores:
-    """One store per thread, opened on first use; closed together at shutdown."""
+    """One SQLite store per thread, opened on first use (a connection serves one thread at a
+    time); a remote store (PostgreSQL: its own pool, transactions bound to the calling thread)
+    is opened once and shared. All closed together at shutdown."""
 
     def __init__(self, factory: StoreFactory) -> None:
         self.factory = factory
         self._local = threading.local()
         self._all: list[Any] = []
+        self._shared: Any = None
         self._lock = threading.Lock()
 
     def get(self) -> Any:
+        if self._shared is not None:
+            return self._shared
         store = getattr(self._local, "store", None)
         if store is None:
             store = self._local.store = self.factory()
             with self._lock:
                 self._all.append(store)
+                if getattr(store, "remote", False):
+                    self._shared = store
         return store
 
     def close(self) -> None:
         with self._lock:
             for store in self._all:
-                db = getattr(store, "db", None)
-                conn = getattr(db, "conn", None)
-                if conn is not None:
+                close = getattr(store, "close", None)
+                conn = getattr(getattr(store, "db", None), "conn", None)
+                if callable(close):
+                    close()
+                elif conn is not None:
                     conn.close()
             self._all.clear()
+            self._shared = None
 
 
 class Acting:
