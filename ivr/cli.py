@@ -160,8 +160,9 @@ def check(ctx: Ctx) -> None:
 
 @cli.command("run")
 @click.option("--dry-run", is_flag=True, help="Show who would be called now, and who not, why.")
+@click.option("--standby", is_flag=True, help="Dial nobody until Start in the web console.")
 @pass_ctx
-def run_cmd(ctx: Ctx, dry_run: bool) -> None:
+def run_cmd(ctx: Ctx, dry_run: bool, standby: bool) -> None:
     """Call the due contacts: pacing, retries, calling rules; Ctrl-C stops gracefully."""
     from ivr.compliance.campaign_check import raise_on_errors
     store = ctx.store(busy_timeout_s=0.5)  # a locked file pauses the run, not the event loop
@@ -182,14 +183,14 @@ def run_cmd(ctx: Ctx, dry_run: bool) -> None:
         return
     from ivr.records.run_audit import audit_run_start
     audit_run_start(ctx.cfg, store, violations, now())
-    _run(ctx, store)
+    _run(ctx, store, standby)
 
 
-def _run(ctx: Ctx, store: Any) -> None:
+def _run(ctx: Ctx, store: Any, standby: bool = False) -> None:
     from ivr.app import run, run_campaign
     from ivr.campaign.progress import Progress
     with Progress(console) as progress:
-        run(run_campaign(ctx.cfg, store, on_snapshot=progress.show))
+        run(run_campaign(ctx.cfg, store, on_snapshot=progress.show, standby=standby))
     final = progress.last  # the report reads the run's final snapshot, nothing else
     assert final is not None and final.stopped
     console.print(f"run {final.stopped_by}: {final.originated} call(s) placed; {final.why}",

@@ -76,4 +76,5 @@ def table(snap: Snapshot) -> Table:
 
 
 def _why(snap: Snapshot) -> str:
-    return snap.paused or snap.holding or (snap.waiting if snap.status == "waiting" else "")
+    return snap.paused or snap.console or snap.holding or (
+        snap.waiting if snap.status == "waiting" else "")

@@ -14,6 +14,7 @@ from typing import Any
 from ivr.campaign.clock import Clock
 from ivr.campaign.dialer import Dialer
 from ivr.campaign.planning import Plan, plan, why_nobody
+from ivr.campaign.run_control import RunControl
 from ivr.campaign.state import RunState
 from ivr.config import Config
 from ivr.errors import PbxError
@@ -38,11 +39,13 @@ class RunReport:
 class CampaignRun:
     def __init__(self, cfg: Config, store: Store, dialer: Dialer, clock: Clock,
                  stop: asyncio.Event, hard_stop: asyncio.Event, state: RunState,
-                 on_tick: Callable[[], None] = lambda: None) -> None:
+                 on_tick: Callable[[], None] = lambda: None,
+                 control: RunControl | None = None) -> None:
         self.cfg, self.store, self.dialer, self.clock = cfg, store, dialer, clock
         self.stop, self.hard_stop, self.state, self.on_tick = stop, hard_stop, state, on_tick
         self.report = RunReport()
-        self.interval = 1.0 / cfg.dialer.calls_per_second
+        # The console's pause and pacing (run_control.py); without one, the config's.
+        self.control = control or RunControl(cfg, store, clock, stop, hard_stop, state)
         self.next_slot = clock.monotonic()
         # The drain's bound: the config's, else the longest possible call (the deadline).
         self.drain_s = cfg.dialer.drain_timeout_s or dialer.deadline_s
@@ -78,20 +81,25 @@ class CampaignRun:
                 return
 
     async def _room(self) -> bool:
-        """Wait while max_concurrent calls are in flight; False on stop."""
-        while self.dialer.in_flight() >= self.cfg.dialer.max_concurrent \
+        """Wait while max_concurrent calls are in flight or the console pauses the run; False
+        on stop, and after a pause (re-plan: the world moved on meanwhile)."""
+        ctl, paused = self.control, False
+        while (ctl.paused or self.dialer.in_flight() >= ctl.max_concurrent) \
                 and not self.stop.is_set():
+            paused = paused or ctl.paused
             self.dialer.changed.clear()
-            await self.clock.wait(self.dialer.changed, self.stop, timeout=CAPACITY_POLL_S)
+            ctl.changed.clear()
+            await self.clock.wait(self.dialer.changed, ctl.changed, self.stop,
+                                  timeout=CAPACITY_POLL_S)
             self._tick()
-        return not self.stop.is_set()
+        return not self.stop.is_set() and not paused
 
     async def _pace(self) -> bool:
         """Wait for the next calls_per_second slot; False on stop."""
         delay = self.next_slot - self.clock.monotonic()
         if delay > 0:
             await self.clock.wait(self.stop, timeout=delay)
-        self.next_slot = max(self.next_slot + self.interval, self.clock.monotonic())
+        self.next_slot = max(self.next_slot + self.control.interval, self.clock.monotonic())
         return not self.stop.is_set()
 
     async def _nodes_ready(self) -> bool:
@@ -219,13 +227,22 @@ class CampaignRun:
 
 async def run(cfg: Config, store: Store, dialer: Dialer, clock: Clock, stop: asyncio.Event,
               hard_stop: asyncio.Event, state: RunState | None = None,
-              on_tick: Callable[[], None] = lambda: None) -> RunReport:
-    """Run the campaign until nobody is due any more or the operator stops it."""
+              on_tick: Callable[[], None] = lambda: None, standby: bool = False) -> RunReport:
+    """Run the campaign until nobody is due any more or the operator stops it (Ctrl-C or
+    the console). `standby`: dial nothing before the console's Start."""
     state = state or RunState(cfg.campaign.name, store, clock,
                               max_concurrent=cfg.dialer.max_concurrent,
                               nodes=dialer.node_snapshots)
     state.start()
+    control = RunControl(cfg, store, clock, stop, hard_stop, state)
+    watch: asyncio.Future[None] | None = None
     try:
-        return await CampaignRun(cfg, store, dialer, clock, stop, hard_stop, state, on_tick)()
+        await control.begin(standby)
+        watch = asyncio.ensure_future(control.watch())
+        return await CampaignRun(cfg, store, dialer, clock, stop, hard_stop, state, on_tick,
+                                 control)()
     finally:
+        if watch is not None:
+            watch.cancel()
         state.close()
+        await control.close()

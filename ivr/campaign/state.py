@@ -50,6 +50,7 @@ class Snapshot:
     rate_per_min: float               # calls placed per minute over the recent window
     status: str                       # running|waiting|holding|paused|stopping|finished|stopped
     paused: str = ""                  # the store refuses writes: why
+    console: str = ""                 # the web console holds the run: why (paused, standby)
     holding: str = ""                 # no node takes calls: why (down, holding, reconciling)
     waiting: str = ""                 # nobody due: the plan's reasons (outside window, ...)
     stopping: bool = False            # the operator asked to stop: no new calls, draining
@@ -79,6 +80,7 @@ class _Facts:
     holding: str = ""
     waiting: str = ""
     stopping: bool = False
+    console: str = ""
     next_retry: datetime | None = None
     remaining: int = 0
     stopped_by: str = ""
@@ -127,9 +129,12 @@ class RunState:
         self.changed()
 
     def set(self, *, paused: str | None = None, holding: str | None = None,
-            stopping: bool | None = None) -> None:
-        """Record a pause (store), a hold (nodes) or an operator stop; "" clears."""
+            stopping: bool | None = None, console: str | None = None) -> None:
+        """Record a pause (store), a hold (nodes), an operator stop or the console holding the
+        run (run_control.py); "" clears."""
         f = self._facts
+        if console is not None:
+            f.console = console
         if paused is not None:
             f.paused = paused
             f.last_problem = paused or f.last_problem
@@ -144,7 +149,7 @@ class RunState:
         f = self._facts
         f.stopped_by, f.why = stopped_by, why
         f.last_problem = last_problem or f.last_problem
-        f.paused = f.holding = ""
+        f.paused = f.holding = f.console = ""
         self.close()
         return self.publish()
 
@@ -183,7 +188,8 @@ class RunState:
             seq=self._seq, nodes=nodes, in_flight=sum(n.in_flight for n in nodes),
             max_concurrent=self.max_concurrent, outcomes=self._outcomes(),
             originated=f.originated, rate_per_min=rate, status=self._status(nodes),
-            paused=f.paused, holding=f.holding, waiting=f.waiting, stopping=f.stopping,
+            paused=f.paused, console=f.console, holding=f.holding, waiting=f.waiting,
+            stopping=f.stopping,
             next_retry=f.next_retry, remaining=f.remaining,
             eta_s=f.remaining / rate * 60 if rate > 0 and f.remaining else None,
             stopped=over, finished=f.stopped_by == "finished", stopped_by=f.stopped_by,
@@ -211,7 +217,7 @@ class RunState:
             return "finished" if f.stopped_by == "finished" else "stopped"
         if f.stopping:
             return "stopping"
-        if f.paused:
+        if f.paused or f.console:
             return "paused"
         if f.holding:
             return "holding"

@@ -1,0 +1,199 @@
+"""The controller's side of the web console: the run's desired state and pacing, read from the
+store every tick, and this controller's snapshots published there.
+
+The console never reaches into a controller: it writes the campaign's `run_control` row
+(running, paused, stopped, hard_stop; max_concurrent, calls_per_second) and every controller of
+the campaign, on any machine, reads it here:
+- paused: no new calls; calls in flight finish;
+- stopped: the graceful stop (the first Ctrl-C); hard_stop: every call is hung up (the second);
+- pacing: overrides the config's, never beyond it (the config's values are the legal bounds
+  the campaign was checked with; check_pacing refuses more on write).
+Snapshots go to `run_snapshots` as snapshot_dict(...) at most once a second.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import socket
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from ivr.campaign.clock import Clock
+from ivr.campaign.state import RunState, Snapshot
+from ivr.config import Config
+from ivr.errors import ConfigError
+from ivr.store.base import Row, utc
+from ivr.store.safe_writes import STORE_ERRORS
+
+log = logging.getLogger(__name__)
+POLL_S = 0.5      # the run control is read this often (a console click acts within it)
+PUBLISH_S = 1.0   # a controller's snapshot is written at most this often
+CLI = "cli"       # the audit's actor for a start from the command line
+STANDBY = "standby: waiting for the console's Start"
+PAUSED = "paused from the console"
+
+
+def check_pacing(cfg: Config, max_concurrent: int | None,
+                 calls_per_second: float | None) -> None:
+    """ConfigError naming the field when the pacing asked for is outside the config's bounds
+    (1..dialer.max_concurrent calls, up to dialer.calls_per_second per second)."""
+    top_n, top_r = cfg.dialer.max_concurrent, cfg.dialer.calls_per_second
+    if max_concurrent is not None and not 1 <= max_concurrent <= top_n:
+        raise ConfigError(f"max_concurrent is {max_concurrent!r}: use at least 1 and at most "
+                          f"{top_n} calls (dialer.max_concurrent)")
+    if calls_per_second is not None and not 0 < calls_per_second <= top_r:
+        raise ConfigError(f"calls_per_second is {calls_per_second!r}: use more than 0 and at "
+                          f"most {top_r:g} calls per second (dialer.calls_per_second)")
+
+
+def controller_name(store: Any) -> str:
+    """This controller's name in run_snapshots: the store's controller id when it keeps one
+    (several controllers), else host:pid."""
+    return str(getattr(store, "controller_id", None) or f"{socket.gethostname()}:{os.getpid()}")
+
+
+def snapshot_dict(snap: Snapshot, controller: str) -> dict[str, Any]:
+    """A Snapshot as JSON: instants as the store's UTC text, outcomes as {outcome: n} in the
+    outcome table's order, nodes as a list of objects, plus the controller's name."""
+    out = dataclasses.asdict(snap)
+    for key, value in out.items():
+        if isinstance(value, datetime):
+            out[key] = utc(value)
+    out["outcomes"] = dict(snap.outcomes)
+    out["nodes"] = [dataclasses.asdict(n) for n in snap.nodes]
+    out["controller"] = controller
+    return out
+
+
+class RunControl:
+    """What the console wants of this run; `watch` applies it, the run loop reads it."""
+
+    def __init__(self, cfg: Config, store: Any, clock: Clock, stop: asyncio.Event,
+                 hard_stop: asyncio.Event, state: RunState, *, controller: str | None = None,
+                 poll_s: float | None = None, publish_s: float | None = None) -> None:
+        self.cfg, self.store, self.clock, self.state = cfg, store, clock, state
+        self.campaign = cfg.campaign.name
+        self.stop, self.hard_stop = stop, hard_stop
+        self.controller = controller or controller_name(store)
+        self.poll_s, self.publish_s = poll_s or POLL_S, publish_s or PUBLISH_S
+        self.max_concurrent = cfg.dialer.max_concurrent
+        self.calls_per_second = cfg.dialer.calls_per_second
+        self.desired = "running"
+        self.changed = asyncio.Event()  # the desired state or the pacing moved
+        self._remote = bool(getattr(store, "remote", False))  # PostgreSQL: off the loop
+        self._latest: Snapshot | None = None
+        self._published_at = float("-inf")
+        self._unsubscribe: Callable[[], None] = state.subscribe(self._keep)
+
+    @property
+    def paused(self) -> bool:
+        return self.desired == "paused"
+
+    @property
+    def interval(self) -> float:
+        return 1.0 / self.calls_per_second
+
+    # -- starting -------------------------------------------------------------------------------
+    async def begin(self, standby: bool) -> None:
+        """A CLI start says `running` (audited); a standby run waits, without dialling, for the
+        console's Start given after it began (the row as it was then does not count: an old
+        `running` or `stopped` is another run's)."""
+        if not standby:
+            await self._call(self.store.set_run_control, self.campaign, desired="running",
+                             by=CLI, now=self.clock.now())
+            await self.read()
+            return
+        log.warning("%s (campaign %s)", STANDBY, self.campaign)
+        self.state.set(console=STANDBY)
+        seen = await self._row()
+        while not self.stop.is_set():
+            row = await self._row()
+            if row and (not seen or row["updated_at"] != seen["updated_at"]):
+                seen = row
+                self.apply(row)  # a pacing or a stop from the console counts already
+                if row["desired"] == "running":
+                    break
+                self.state.set(console=STANDBY)
+            await self.publish()
+            await self.clock.wait(self.stop, timeout=self.poll_s)
+        self.state.set(console="")
+
+    # -- every tick -----------------------------------------------------------------------------
+    async def watch(self) -> None:
+        """Read the run control and publish the latest snapshot, until cancelled."""
+        while True:
+            await self.read()
+            await self.publish()
+            await self.clock.sleep(self.poll_s)
+
+    async def read(self) -> None:
+        row = await self._row()
+        if row is not False:
+            self.apply(row)
+
+    async def _row(self) -> Any:
+        """The campaign's run_control row (None: none yet), False when the store is away."""
+        try:
+            return await self._call(self.store.run_control, self.campaign)
+        except STORE_ERRORS as exc:  # the store away: keep the last word (the run pauses)
+            log.debug("run control unreadable: %s", exc)
+            return False
+
+    def apply(self, row: Row | None) -> None:
+        desired = row["desired"] if row else "running"
+        n, r = self._pacing(row)
+        if (desired, n, r) != (self.desired, self.max_concurrent, self.calls_per_second):
+            log.warning("console: %s, max_concurrent %d, %g calls/s (by %s)", desired, n, r,
+                        (row or {}).get("updated_by") or "?")
+            self.desired, self.max_concurrent, self.calls_per_second = desired, n, r
+            self.state.max_concurrent = n
+            self.state.set(console=PAUSED if desired == "paused" else "")
+            self.changed.set()
+        if desired in ("stopped", "hard_stop") and not self.stop.is_set():
+            self.stop.set()
+            self.state.set(stopping=True)
+        if desired == "hard_stop" and not self.hard_stop.is_set():
+            self.hard_stop.set()
+
+    def _pacing(self, row: Row | None) -> tuple[int, float]:
+        """The row's pacing, within the config's bounds (a row written past them, by hand or
+        under an older config, is clamped and said)."""
+        top_n, top_r = self.cfg.dialer.max_concurrent, self.cfg.dialer.calls_per_second
+        n = (row or {}).get("max_concurrent") or top_n
+        r = (row or {}).get("calls_per_second") or top_r
+        if n > top_n or r > top_r:
+            log.warning("run control asks for %s calls, %s/s: above the config's %d, %g; "
+                        "kept to them", n, r, top_n, top_r)
+        return max(1, min(int(n), top_n)), min(float(r), top_r)
+
+    # -- snapshots ------------------------------------------------------------------------------
+    def _keep(self, snap: Snapshot) -> None:
+        self._latest = snap  # the subscriber only remembers: the store write is in watch()
+
+    async def publish(self, force: bool = False) -> None:
+        snap = self._latest
+        if snap is None or (not force and
+                            self.clock.monotonic() - self._published_at < self.publish_s):
+            return
+        self._latest = None
+        self._published_at = self.clock.monotonic()
+        try:
+            await self._call(self.store.publish_snapshot, self.campaign, self.controller,
+                             snapshot_dict(snap, self.controller), self.clock.now())
+        except STORE_ERRORS as exc:  # the console's view lags; the run goes on
+            log.debug("snapshot not published: %s", exc)
+
+    async def close(self) -> None:
+        """The run is over: its final snapshot is published, whatever the rate limit."""
+        self._unsubscribe()
+        if self.state.last is not None:
+            self._latest = self.state.last
+        await self.publish(force=True)
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        if self._remote:
+            return await asyncio.to_thread(fn, *args, **kw)
+        return fn(*args, **kw)
