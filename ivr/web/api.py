@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
 from typing import Any, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
@@ -17,11 +15,9 @@ from starlette.concurrency import run_in_threadpool
 from ivr.web import prompts as prompts_mod
 from ivr.web import records, service
 from ivr.web.auth import User, authenticate, check_api_csrf, now, require
-from ivr.web.chart import per_hour_svg
 
 router = APIRouter(prefix="/api", tags=["console"])
-EVENT_EVERY_S = 1.0  # live updates: one overview per second per open console
-OVERVIEW_TTL_S = 1.0  # ... computed once per second per campaign, however many are open
+EVENT_EVERY_S = 1.0  # live updates: one overview per second per open console, computed once
 
 
 class ControlBody(BaseModel):
@@ -52,60 +48,45 @@ def who(request: Request, action: str) -> tuple[User, Any]:
     return user, Acting(store, user.name)
 
 
-def known(store: Any, campaign: str, cfg: Any) -> None:
-    if campaign != cfg.campaign.name and campaign not in store.campaigns():
-        raise HTTPException(404, f"no campaign {campaign!r} in this store")
+def known(request: Request, campaign: str) -> None:
+    if campaign not in request.app.state.campaign_names.get(""):
+        request.app.state.campaign_names.drop("")  # created since? ask the store once more
+        if campaign not in request.app.state.campaign_names.get(""):
+            raise HTTPException(404, f"no campaign {campaign!r} in this store")
 
 
-class OverviewCache:
-    """The overview of each campaign, shared by every open console for OVERVIEW_TTL_S."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._kept: dict[str, tuple[float, dict[str, Any]]] = {}
-
-    def get(self, request: Request, campaign: str) -> dict[str, Any]:
-        with self._lock:  # one computation at a time: the others wait and share it
-            hit = self._kept.get(campaign)
-            if hit and time.monotonic() - hit[0] < OVERVIEW_TTL_S:
-                return hit[1]
-            app = request.app
-            data = service.overview(app.state.cfg, app.state.stores.get(), campaign, now(),
-                                    app.state.plans)
-            data["chart_svg"] = per_hour_svg(data["per_hour"])
-            self._kept[campaign] = (time.monotonic(), data)
-            return data
-
+def dropped(request: Request, campaign: str) -> None:
+    """After an upload: its list, counts and preflight are shown afresh."""
+    for cache in ("lists", "overviews", "preflights", "campaign_names"):
+        getattr(request.app.state, cache).drop("" if cache == "campaign_names" else campaign)
 
 
 @router.get("/campaigns")
 def campaigns(request: Request) -> dict[str, Any]:
-    _, store = who(request, "view")
-    cfg = request.app.state.cfg
-    names = store.campaigns()
-    return {"default": cfg.campaign.name,
-            "campaigns": sorted(set(names) | {cfg.campaign.name})}
+    who(request, "view")
+    return {"default": request.app.state.cfg.campaign.name,
+            "campaigns": request.app.state.campaign_names.get("")}
 
 
 @router.get("/campaigns/{campaign}/overview")
 def overview(request: Request, campaign: str) -> dict[str, Any]:
-    _, store = who(request, "view")
-    known(store, campaign, request.app.state.cfg)
-    return service.overview(request.app.state.cfg, store, campaign, now(),
-                            request.app.state.plans)
+    """The live overview (at most OVERVIEW_FRESH_S old; `chart_svg` included)."""
+    who(request, "view")
+    known(request, campaign)
+    return request.app.state.overviews.get(campaign)  # type: ignore[no-any-return]
 
 
 @router.get("/campaigns/{campaign}/events", response_class=StreamingResponse)
 async def events(request: Request, campaign: str) -> StreamingResponse:
     """Server-sent events: the overview (plus `chart_svg`) every second while connected."""
     def check() -> None:
-        _, store = who(request, "view")
-        known(store, campaign, request.app.state.cfg)
+        who(request, "view")
+        known(request, campaign)
     await run_in_threadpool(check)
 
     async def stream() -> Any:
         while not await request.is_disconnected():
-            data = await run_in_threadpool(request.app.state.overviews.get, request, campaign)
+            data = await run_in_threadpool(request.app.state.overviews.get, campaign)
             yield f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
             await asyncio.sleep(EVENT_EVERY_S)
     return StreamingResponse(stream(), media_type="text/event-stream",
@@ -115,22 +96,25 @@ async def events(request: Request, campaign: str) -> StreamingResponse:
 @router.post("/campaigns/{campaign}/control")
 def control(request: Request, campaign: str, body: ControlBody) -> dict[str, Any]:
     user, store = who(request, "control")
-    known(store, campaign, request.app.state.cfg)
-    return service.control(store, campaign, body.action, user.name, now())
+    known(request, campaign)
+    row = service.control(store, campaign, body.action, user.name, now())
+    request.app.state.overviews.drop(campaign)
+    return row
 
 
 @router.post("/campaigns/{campaign}/pacing")
 def pacing(request: Request, campaign: str, body: PacingBody) -> dict[str, Any]:
     user, store = who(request, "control")
-    known(store, campaign, request.app.state.cfg)
+    known(request, campaign)
     return service.pacing(request.app.state.cfg, store, campaign, body.max_concurrent,
                           body.calls_per_second, user.name, now())
 
 
 @router.get("/campaigns/{campaign}/preflight")
 def preflight(request: Request, campaign: str) -> dict[str, Any]:
-    _, store = who(request, "view")
-    violations = service.preflight(request.app.state.cfg, store, campaign)
+    who(request, "view")
+    known(request, campaign)
+    violations = request.app.state.preflights.get(campaign)
     return {"campaign": campaign, "violations": violations,
             "errors": sum(v["severity"] == "error" for v in violations)}
 
@@ -140,18 +124,23 @@ def upload_contacts(request: Request, campaign: str, file: UploadFile = File(...
                     source: str = Form(...), basis: str = Form(""),
                     acquired_on: str = Form("")) -> dict[str, Any]:
     _, store = who(request, "contacts")
-    known(store, campaign, request.app.state.cfg)
-    return records.upload_contacts(request.app.state.cfg, store, campaign, file.file.read(),
-                                   file.filename or "upload.csv", source=source, basis=basis,
-                                   acquired_on=acquired_on, now=now())
+    known(request, campaign)
+    try:
+        return records.upload_contacts(request.app.state.cfg, store, campaign,
+                                       file.file.read(), file.filename or "upload.csv",
+                                       source=source, basis=basis, acquired_on=acquired_on,
+                                       now=now())
+    finally:
+        dropped(request, campaign)
 
 
 @router.get("/campaigns/{campaign}/contacts")
 def contacts(request: Request, campaign: str, source: str | None = None,
              status: str | None = None, limit: int = 100, offset: int = 0) -> dict[str, Any]:
     _, store = who(request, "view")
-    return records.contacts_view(store, campaign, source=source, status=status, limit=limit,
-                                 offset=offset)
+    known(request, campaign)
+    return records.contacts_view(store, campaign, request.app.state.lists.get(campaign),
+                                 source=source, status=status, limit=limit, offset=offset)
 
 
 @router.get("/campaigns/{campaign}/report.csv", response_class=PlainTextResponse)

@@ -9,6 +9,7 @@ import os
 import secrets
 import threading
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from starlette.middleware.sessions import SessionMiddleware
 from ivr.config import Config
 from ivr.errors import IvrError
 from ivr.store.base import StoreBackend
-from ivr.web.auth import LoginLimiter, NotLoggedIn
+from ivr.web.auth import LoginLimiter, NotLoggedIn, now
+from ivr.web.cache import Refreshing
 from ivr.web.service import PlanCache
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,9 @@ HERE = Path(__file__).parent
 SECRET_ENV = "IVR_WEB_SECRET"
 SECURE_ENV = "IVR_WEB_SECURE_COOKIE"  # "1" behind a TLS proxy: the cookie is sent over https only
 SESSION_MAX_AGE_S = 12 * 3600
+OVERVIEW_FRESH_S = 1.0  # live: the events send one a second
+PREFLIGHT_FRESH_S = 10.0  # reads every pending contact; a config change needs a restart anyway
+LISTS_FRESH_S = 5.0  # lists per source and the campaign switcher; an upload drops them at once
 StoreFactory = Callable[[], StoreBackend]
 
 
@@ -135,6 +140,29 @@ def _error_handlers(app: FastAPI) -> None:
                             status_code=422)
 
 
+def _caches(app: FastAPI, cfg: Config, stores: Stores) -> None:
+    """What pages and events read often and the store computes slowly (ivr/web/cache.py),
+    refreshed by one background thread with its own store."""
+    from ivr.web import service
+    from ivr.web.chart import per_hour_svg
+    plans = PlanCache()
+    app.state.worker = worker = ThreadPoolExecutor(max_workers=1,
+                                                   thread_name_prefix="ivr-web-refresh")
+
+    def overview(campaign: str) -> dict[str, Any]:
+        data = service.overview(cfg, stores.get(), campaign, now(), plans)
+        return {**data, "chart_svg": per_hour_svg(data["per_hour"])}
+
+    def names(_: str) -> list[str]:
+        return sorted(set(stores.get().campaigns()) | {cfg.campaign.name})
+    app.state.overviews = Refreshing(overview, OVERVIEW_FRESH_S, worker)
+    app.state.preflights = Refreshing(
+        lambda c: service.preflight(cfg, stores.get(), c), PREFLIGHT_FRESH_S, worker)
+    app.state.lists = Refreshing(
+        lambda c: [dict(r) for r in stores.get().lists_of(c)], LISTS_FRESH_S, worker)
+    app.state.campaign_names = Refreshing(names, LISTS_FRESH_S, worker)
+
+
 def create_app(cfg: Config, store_factory: StoreFactory, *,
                limiter: LoginLimiter | None = None) -> FastAPI:
     """The console for `cfg` (its campaign is the default one) over stores from
@@ -143,8 +171,9 @@ def create_app(cfg: Config, store_factory: StoreFactory, *,
     stores = Stores(store_factory)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        app.state.worker.shutdown(wait=True, cancel_futures=True)
         stores.close()  # every thread's connection, once the server has stopped
 
     app = FastAPI(lifespan=lifespan, title="ivr console API", version="1",
@@ -155,9 +184,8 @@ def create_app(cfg: Config, store_factory: StoreFactory, *,
     app.state.cfg = cfg
     app.state.stores = stores
     app.state.limiter = limiter or LoginLimiter()
-    app.state.plans = PlanCache()
-    app.state.overviews = api.OverviewCache()
     app.state.rejects = {}  # upload id -> its rejected lines (download as CSV), a few kept
+    _caches(app, cfg, stores)
     _security_headers(app)
     app.add_middleware(SessionMiddleware, secret_key=session_secret(),
                        session_cookie="ivr_session", max_age=SESSION_MAX_AGE_S,

@@ -16,9 +16,9 @@ from ivr.errors import IvrError
 from ivr.records.privacy import OPTOUT_CHANNELS
 from ivr.web import i18n, records, service
 from ivr.web import prompts as prompts_mod
+from ivr.web.api import dropped, known
 from ivr.web.auth import (SESSION_USER, User, authenticate, check_password, client_of,
                           csrf_ok, csrf_token, now, require)
-from ivr.web.chart import per_hour_svg
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -43,11 +43,9 @@ def _page(request: Request, campaign: str, action: str = "view") -> tuple[User, 
     from ivr.web.app import Acting
     store = request.app.state.stores.get()
     user = require(authenticate(request, store), action)
-    cfg = request.app.state.cfg
-    names = sorted(set(store.campaigns()) | {cfg.campaign.name})
-    if campaign not in names:
-        raise HTTPException(404, f"no campaign {campaign!r} in this store")
-    ctx = {"user": user, "campaign": campaign, "campaigns": names,
+    known(request, campaign)
+    ctx = {"user": user, "campaign": campaign,
+           "campaigns": request.app.state.campaign_names.get(""),
            "flash": request.session.pop("flash", None),
            "can": {a: user.can(a) for a in ("control", "contacts", "optout", "prompts",
                                             "gdpr", "users")}}
@@ -122,11 +120,10 @@ def home(request: Request, campaign: str = "") -> Response:
 # -- overview and run control ---------------------------------------------------------------------
 @router.get("/c/{campaign}/overview", response_class=HTMLResponse)
 def overview_page(request: Request, campaign: str) -> Response:
-    _, store, ctx = _page(request, campaign)
-    data = service.overview(request.app.state.cfg, store, campaign, now(),
-                            request.app.state.plans)
+    _, _, ctx = _page(request, campaign)
+    data = request.app.state.overviews.get(campaign)
     return _render(request, "overview.html", {**ctx, "section": "overview", "o": data,
-                                              "chart": per_hour_svg(data["per_hour"]),
+                                              "chart": data["chart_svg"],
                                               "eta": service.eta_text(data["eta_s"])})
 
 
@@ -135,9 +132,9 @@ def run_page(request: Request, campaign: str) -> Response:
     _, store, ctx = _page(request, campaign)
     cfg = request.app.state.cfg
     return _render(request, "run.html", {
-        **ctx, "section": "run", "violations": service.preflight(cfg, store, campaign),
+        **ctx, "section": "run", "violations": request.app.state.preflights.get(campaign),
         "control": store.run_control(campaign), "dialer": cfg.dialer,
-        "o": service.overview(cfg, store, campaign, now(), request.app.state.plans)})
+        "o": request.app.state.overviews.get(campaign)})
 
 
 @router.post("/c/{campaign}/run/control")
@@ -150,6 +147,7 @@ def run_control(request: Request, campaign: str, action: str = Form(...),
         row = service.control(store, campaign, action, user.name, now())
     except (ValueError, IvrError) as exc:
         return _back(request, to, str(exc), "error")
+    request.app.state.overviews.drop(campaign)
     return _back(request, to, f"{action}: {row['desired']}")
 
 
@@ -176,7 +174,8 @@ def contacts_page(request: Request, campaign: str, offset: int = 0) -> Response:
 
 def _contacts(request: Request, store: Any, ctx: dict[str, Any], campaign: str, offset: int,
               result: dict[str, Any] | None, error: str | None, status: int = 200) -> Response:
-    view = records.contacts_view(store, campaign, offset=offset)
+    view = records.contacts_view(store, campaign, request.app.state.lists.get(campaign),
+                                 offset=offset)
     return _render(request, "contacts.html", {**ctx, "section": "contacts", "v": view,
                                               "result": result, "error": error,
                                               "bases": BASES}, status)
@@ -195,6 +194,8 @@ def contacts_upload(request: Request, campaign: str, file: UploadFile = File(...
                                          now=now())
     except (ValueError, IvrError) as exc:
         return _contacts(request, store, ctx, campaign, 0, None, str(exc), 400)
+    finally:
+        dropped(request, campaign)
     kept = request.app.state.rejects
     result["rejects_id"] = rid = secrets.token_urlsafe(12)
     kept[rid] = result["rejected"]

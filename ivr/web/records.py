@@ -63,10 +63,12 @@ def rejects_csv(rejected: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def contacts_view(store: StoreBackend, campaign: str, *, source: str | None = None,
-                  status: str | None = None, limit: int = 100,
+def contacts_view(store: StoreBackend, campaign: str, lists: list[dict[str, Any]], *,
+                  source: str | None = None, status: str | None = None, limit: int = 100,
                   offset: int = 0) -> dict[str, Any]:
-    return {"campaign": campaign, "lists": [dict(r) for r in store.lists_of(campaign)],
+    """A page of the campaign's contacts, with its lists per source (`lists`: lists_of's rows,
+    which the caller may keep a few seconds: they count every contact)."""
+    return {"campaign": campaign, "lists": lists,
             "contacts": [dict(r) for r in store.contacts_page(
                 campaign, source=source or None, status=status or None,
                 limit=max(1, min(limit, 1000)), offset=max(0, offset))],

@@ -1,0 +1,78 @@
+"""Values the console shows often and computes slowly (the overview's counts over every call of
+a campaign, the preflight over its pending lists), kept per key: fresh ones are served as they
+are, a stale one is served while one background thread computes the next, so no page waits on
+an aggregate over the whole store and 50 open consoles cost one computation per interval, not
+50. Only the first request for a key computes in line (and the others asking meanwhile wait for
+it and share it). A write through the console drops the keys it changed."""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+Compute = Callable[[str], Any]  # key -> value; runs in the caller's or the worker's thread
+
+
+@dataclass
+class _Entry:
+    value: Any = None
+    at: float = float("-inf")
+    ready: threading.Event = field(default_factory=threading.Event)
+    refreshing: bool = False
+    dirty: bool = False  # dropped while refreshing: what is being computed may predate a write
+    error: BaseException | None = None
+
+
+class Refreshing:
+    def __init__(self, compute: Compute, fresh_s: float, worker: ThreadPoolExecutor,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.compute, self.fresh_s, self.worker, self.clock = compute, fresh_s, worker, clock
+        self._lock = threading.Lock()
+        self._kept: dict[str, _Entry] = {}
+
+    def get(self, key: str) -> Any:
+        with self._lock:
+            entry = self._kept.get(key)
+            first = entry is None
+            if first:
+                entry = self._kept[key] = _Entry(refreshing=True)
+            elif entry.ready.is_set() and self.clock() - entry.at >= self.fresh_s \
+                    and not entry.refreshing:
+                entry.refreshing = True
+                self.worker.submit(self._refresh, key, entry)
+        if first:
+            self._refresh(key, entry)
+        entry.ready.wait()
+        if entry.error is not None and entry.value is None:
+            err, entry.error = entry.error, None
+            with self._lock:  # the next request tries again rather than failing forever
+                if self._kept.get(key) is entry:
+                    del self._kept[key]
+            raise err
+        return entry.value
+
+    def _refresh(self, key: str, entry: _Entry) -> None:
+        try:
+            value = self.compute(key)
+            entry.value, entry.error = value, None
+            entry.at = float("-inf") if entry.dirty else self.clock()
+            entry.dirty = False
+        except BaseException as exc:  # noqa: BLE001 - kept for the waiting request
+            entry.error = exc
+        finally:
+            entry.refreshing = False
+            entry.ready.set()
+
+    def drop(self, key: str) -> None:
+        """The next request computes afresh (after a write that changed what `key` shows)."""
+        with self._lock:
+            entry = self._kept.get(key)
+            if entry is None:
+                return
+            if entry.refreshing:
+                entry.dirty = True
+            else:
+                del self._kept[key]

@@ -1,0 +1,80 @@
+"""The console's refreshing cache: a fresh value is served as is, a stale one is served while
+one background computation runs, the first request computes in line, a drop makes the next
+request compute afresh, and a failure reaches the request instead of being kept."""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from ivr.web.cache import Refreshing
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_fresh_stale_and_dropped_values() -> None:
+    clock, calls, gate = Clock(), [], threading.Event()
+    gate.set()
+
+    def compute(key: str) -> str:
+        gate.wait(5)
+        calls.append(key)
+        return f"{key}{len(calls)}"
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        cache = Refreshing(compute, 1.0, worker, clock)
+        assert cache.get("a") == "a1"          # first: computed in line
+        clock.t = 0.5
+        assert cache.get("a") == "a1" and calls == ["a"]  # fresh: no computation
+        clock.t = 2.0
+        gate.clear()
+        assert cache.get("a") == "a1"          # stale: served at once, refresh started
+        assert cache.get("a") == "a1"          # ... and only one refresh at a time
+        gate.set()
+        worker.submit(lambda: None).result(5)  # the worker has finished the refresh
+        assert cache.get("a") == "a2" and calls == ["a", "a"]
+        cache.drop("a")
+        assert cache.get("a") == "a3"          # dropped: computed again in line
+
+
+def test_a_failure_reaches_the_request_and_is_not_kept() -> None:
+    outcomes = [RuntimeError("store away"), "ok"]
+
+    def compute(key: str) -> str:
+        got = outcomes.pop(0)
+        if isinstance(got, Exception):
+            raise got
+        return got
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        cache = Refreshing(compute, 1.0, worker, Clock())
+        with pytest.raises(RuntimeError, match="store away"):
+            cache.get("k")
+        assert cache.get("k") == "ok"
+
+
+def test_concurrent_first_requests_share_one_computation() -> None:
+    started, release, calls = threading.Event(), threading.Event(), []
+
+    def compute(key: str) -> int:
+        calls.append(key)
+        started.set()
+        release.wait(5)
+        return 42
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        cache = Refreshing(compute, 1.0, worker, Clock())
+        results: list[int] = []
+        first = threading.Thread(target=lambda: results.append(cache.get("k")))
+        first.start()
+        started.wait(5)
+        second = threading.Thread(target=lambda: results.append(cache.get("k")))
+        second.start()
+        release.set()
+        first.join(5)
+        second.join(5)
+    assert results == [42, 42] and calls == ["k"]
