@@ -122,9 +122,9 @@ def test_pacing_is_kept_within_the_configs_bounds(web) -> None:
     r = c.post(url, json={"max_concurrent": 5, "calls_per_second": 1.5}, headers=h)
     assert r.status_code == 200 and r.json()["max_concurrent"] == 5
     r = c.post(url, json={"max_concurrent": 21}, headers=h)  # dialer.max_concurrent: 20
-    assert r.status_code == 400 and r.json()["detail"].startswith("max_concurrent: 21")
+    assert r.status_code == 400 and r.json()["detail"].startswith("max_concurrent is 21")
     r = c.post(url, json={"calls_per_second": 6}, headers=h)  # dialer.calls_per_second: 5
-    assert r.status_code == 400 and r.json()["detail"].startswith("calls_per_second: 6")
+    assert r.status_code == 400 and r.json()["detail"].startswith("calls_per_second is 6")
     r = c.post(url, json={"calls_per_second": 0}, headers=h)
     assert r.status_code == 400
     row = web.store.run_control(CAMPAIGN)
@@ -195,7 +195,7 @@ def test_opposition_consent_export_and_erasure(web) -> None:
     assert r.status_code == 200 and r.json()["opposition_kept"] is True
     assert web.store.is_opted_out("+33199000010")
     actors = {(a["action"], a["actor"]) for a in web.store.audit_log(50)}
-    assert {("optout_console", "ada"), ("gdpr_export", "ada"),
+    assert {("optout_console", "ada"), ("consent_viewed", "ada"), ("gdpr_export", "ada"),
             ("gdpr_erase", "ada")} <= actors
 
 

@@ -14,10 +14,11 @@ from starlette.concurrency import run_in_threadpool
 
 from ivr.web import prompts as prompts_mod
 from ivr.web import records, service
-from ivr.web.auth import User, authenticate, check_api_csrf, now, require
+from ivr.web.auth import NotLoggedIn, User, authenticate, check_api_csrf, now, require
 
 router = APIRouter(prefix="/api", tags=["console"])
 EVENT_EVERY_S = 1.0  # live updates: one overview per second per open console, computed once
+REAUTH_EVERY = 30  # events between two checks that the stream's user may still see them
 
 
 class ControlBody(BaseModel):
@@ -85,9 +86,16 @@ async def events(request: Request, campaign: str) -> StreamingResponse:
     await run_in_threadpool(check)
 
     async def stream() -> Any:
+        sent = 0
         while not await request.is_disconnected():
+            if sent and sent % REAUTH_EVERY == 0:
+                try:  # a user disabled (or a session ended) stops receiving within a minute
+                    await run_in_threadpool(check)
+                except (NotLoggedIn, HTTPException):
+                    return
             data = await run_in_threadpool(request.app.state.overviews.get, campaign)
             yield f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+            sent += 1
             await asyncio.sleep(EVENT_EVERY_S)
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
@@ -215,7 +223,9 @@ def optout_lookup(request: Request, number: str) -> dict[str, Any]:
 @router.get("/numbers/{number}/consent")
 def consent(request: Request, number: str) -> dict[str, Any]:
     _, store = who(request, "view")
-    return records.consent(request.app.state.cfg, store, number)
+    found = records.consent(request.app.state.cfg, store, number)
+    store.audit("consent_viewed", found["number"], {}, now())  # who looked at whom
+    return found
 
 
 @router.get("/numbers/{number}/export")

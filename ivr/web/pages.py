@@ -98,6 +98,9 @@ def login(request: Request, username: str = Form(""), password: str = Form(""),
 
 @router.api_route("/logout", methods=["GET", "POST"])
 def logout(request: Request) -> Response:
+    name = request.session.get(SESSION_USER)
+    if name:
+        request.app.state.stores.get().audit("logout", None, {}, now(), actor=name)
     lang = request.session.get("lang")
     request.session.clear()
     request.session["lang"] = lang
@@ -260,6 +263,7 @@ def rights_page(request: Request, campaign: str, number: str = "") -> Response:
         try:
             found = {"optout": records.optout_lookup(cfg, store, number),
                      **records.consent(cfg, store, number)}
+            store.audit("consent_viewed", found["number"], {}, now())  # who looked at whom
         except IvrError as exc:
             error = str(exc)
     return _render(request, "rights.html", {**ctx, "section": "rights", "number": number,

@@ -13,6 +13,7 @@ from typing import Any
 
 from ivr.callflow import outcomes as outcome_table
 from ivr.campaign.planning import plan, why_nobody
+from ivr.campaign.run_control import check_pacing
 from ivr.config import Config
 from ivr.records import report
 from ivr.store.base import StoreBackend, parse_utc
@@ -144,26 +145,13 @@ def _number(where: str, text: Any, kind: type) -> Any:
         raise ValueError(f"{where}: {text!r} is not a number") from None
 
 
-def check_pacing(cfg: Config, max_concurrent: int | None,
-                 calls_per_second: float | None) -> None:
-    """Within the config's legal bounds: the console may slow a run, never speed it past
-    dialer.max_concurrent / dialer.calls_per_second."""
-    d = cfg.dialer
-    if max_concurrent is not None and not 1 <= max_concurrent <= d.max_concurrent:
-        raise ValueError(f"max_concurrent: {max_concurrent} is outside 1..{d.max_concurrent} "
-                         "(dialer.max_concurrent of the config)")
-    if calls_per_second is not None and not 0 < calls_per_second <= d.calls_per_second:
-        raise ValueError(f"calls_per_second: {calls_per_second:g} is outside "
-                         f"(0, {d.calls_per_second:g}] (dialer.calls_per_second of the config)")
-
-
 def pacing(cfg: Config, store: StoreBackend, campaign: str, max_concurrent: Any,
            calls_per_second: Any, user: str, now: datetime) -> dict[str, Any]:
     mc = _number("max_concurrent", max_concurrent, int)
     cps = _number("calls_per_second", calls_per_second, float)
     if mc is None and cps is None:
         raise ValueError("pacing: give max_concurrent, calls_per_second or both")
-    check_pacing(cfg, mc, cps)
+    check_pacing(cfg, mc, cps)  # the controller's own bounds: the config's, never beyond
     return dict(store.set_run_control(campaign, max_concurrent=mc, calls_per_second=cps,
                                       by=user, now=now))
 
