@@ -155,7 +155,7 @@ def contacts(request: Request, campaign: str, source: str | None = None,
 def report_csv(request: Request, campaign: str) -> Response:
     _, store = who(request, "view")
     return Response(service.report_csv(store, campaign), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="report.csv"'})
+                    headers={"Content-Disposition": 'attachment; filename="report.csv"'})
 
 
 @router.get("/campaigns/{campaign}/report.json")

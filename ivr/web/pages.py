@@ -113,6 +113,11 @@ def set_lang(request: Request, code: str, next: str = "/") -> Response:
     return RedirectResponse(_safe_next(next, "/"), status_code=303)
 
 
+@router.get("/favicon.ico")
+def favicon() -> Response:
+    return Response(status_code=204)  # none: browsers stop asking, logs stay clean
+
+
 @router.get("/")
 def home(request: Request, campaign: str = "") -> Response:
     """The current campaign's overview (the switcher's form passes another one)."""
@@ -168,7 +173,7 @@ def run_pacing(request: Request, campaign: str, max_concurrent: str = Form(""),
     return _back(request, to, f"pacing: {row['max_concurrent']} / {row['calls_per_second']}")
 
 
-# -- contacts ---------------------------------------------------------------------------------------
+# -- contacts -------------------------------------------------------------------------------------
 @router.get("/c/{campaign}/contacts", response_class=HTMLResponse)
 def contacts_page(request: Request, campaign: str, offset: int = 0) -> Response:
     _, store, ctx = _page(request, campaign)
@@ -217,7 +222,7 @@ def contacts_rejects(request: Request, campaign: str, rid: str) -> Response:
                     headers={"Content-Disposition": 'attachment; filename="rejects.csv"'})
 
 
-# -- prompts ----------------------------------------------------------------------------------------
+# -- prompts --------------------------------------------------------------------------------------
 @router.get("/c/{campaign}/prompts", response_class=HTMLResponse)
 def prompts_page(request: Request, campaign: str) -> Response:
     _, _, ctx = _page(request, campaign)
@@ -253,7 +258,7 @@ def prompts_rebuild(request: Request, campaign: str, csrf_token: str = Form(""))
     return _back(request, to, res["note"] or f"{len(res['prompts'])} prompts built")
 
 
-# -- opposition and rights ----------------------------------------------------------------------------
+# -- opposition and rights ------------------------------------------------------------------------
 @router.get("/c/{campaign}/rights", response_class=HTMLResponse)
 def rights_page(request: Request, campaign: str, number: str = "") -> Response:
     _, store, ctx = _page(request, campaign)
@@ -326,7 +331,7 @@ def rights_erase(request: Request, campaign: str, number: str = Form(""),
     return _back(request, _rights(campaign), f"{res['number']} erased")
 
 
-# -- reports ------------------------------------------------------------------------------------------
+# -- reports --------------------------------------------------------------------------------------
 @router.get("/c/{campaign}/reports", response_class=HTMLResponse)
 def reports_page(request: Request, campaign: str) -> Response:
     _, _, ctx = _page(request, campaign)
