@@ -33,6 +33,7 @@ from ivr.campaign.dialer import Dialer
 from ivr.errors import PbxError
 from ivr.callflow.flow import FlowOptions
 from ivr.prompts.build import load_manifest
+from ivr.records import webhooks
 from ivr.telephony.sandbox import Sandbox
 from ivr.store.base import RunOwner
 from ivr.store.sqlite import Store
@@ -237,16 +238,20 @@ async def run_campaign(cfg: Config, store: Store, *,
     for forever; another campaign's run may share the store)."""
     clock = clock or Clock()
     with store.hold_run(RunOwner.this_process(utcnow()), cfg.campaign.name):
-        return await _run_campaign(cfg, store, on_tick, on_snapshot, clock, stop, node, hashes,
-                                   standby)
+        async with webhooks.running(cfg, store) as hooks:  # refused here without its secret
+            return await _run_campaign(cfg, store, on_tick, on_snapshot, clock, stop, node,
+                                       hashes, standby, hooks)
 
 
 async def _run_campaign(cfg: Config, store: Store, on_tick: Callable[[Controller], None],
                         on_snapshot: Callable[[Snapshot], None] | None, clock: Clock,
                         stop: asyncio.Event | None, node: PbxNode | Sequence[PbxNode] | None,
-                        hashes: dict[str, str] | None, standby: bool = False
+                        hashes: dict[str, str] | None, standby: bool = False,
+                        hooks: webhooks.Webhooks | None = None
                         ) -> tuple[campaign_run.RunReport, Any]:
     ctl = await start(cfg, store, clock, node=node, hashes=hashes)
+    if hooks is not None:  # each outcome to webhooks.url; offer() never waits
+        ctl.dialer.on_settled.append(hooks.offer)
     # Modules, phone-number metadata and holiday tables live for the whole run: keep them out
     # of every garbage collection, which would otherwise rescan them as calls come and go.
     gc.freeze()

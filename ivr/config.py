@@ -174,6 +174,13 @@ class Web:
 
 
 @dataclass
+class Webhooks:
+    """Each outcome POSTed as JSON to `url`, signed with IVR_WEBHOOK_SECRET (records/)."""
+    url: str = ""  # https (outcomes carry phone numbers); plain http only to this machine
+    timeout_s: float = 5.0
+
+
+@dataclass
 class Db:
     """`ivr db up`: the sandbox's private PostgreSQL (ivr/store/pg_cluster.py), loopback only."""
     port: int = 55432
@@ -196,6 +203,7 @@ class Config:
     contacts: Contacts = field(default_factory=Contacts)
     db: Db = field(default_factory=Db)
     web: Web = field(default_factory=Web)
+    webhooks: Webhooks = field(default_factory=Webhooks)
     default_region: str = "FR"
     base_dir: Path = field(default=Path("."), metadata={"internal": True})
 
@@ -310,6 +318,7 @@ def _validate(cfg: Config) -> None:
     _in_range("prompts.intro_max_s", cfg.prompts.intro_max_s, 0, MAX_INTRO_S, "seconds",
               low_open=True)
     _validate_regions(cfg)
+    _validate_webhooks(cfg.webhooks)
 
 
 # Sane bounds: beyond them a value is a typo (or an attack on the callees), never a choice.
@@ -391,6 +400,27 @@ def _validate_dialer(dialer: Dialer) -> None:
         _in_range("dialer.drain_timeout_s", dialer.drain_timeout_s, 0, None, "seconds",
                   low_open=True)
     check_dial_template(dialer.dial_string)
+
+
+MAX_WEBHOOK_TIMEOUT_S = 60.0  # a receiver slower than this is down: retry later
+
+
+def _validate_webhooks(hooks: Webhooks) -> None:
+    _in_range("webhooks.timeout_s", hooks.timeout_s, 0, MAX_WEBHOOK_TIMEOUT_S, "seconds",
+              low_open=True)
+    if not hooks.url:
+        return
+    from urllib.parse import urlsplit
+    parts = urlsplit(hooks.url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"webhooks.url: {hooks.url!r} is not an http(s) URL: use "
+                          "https://host/path")
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost"):
+        raise ConfigError("webhooks.url: use https:// (outcomes carry phone numbers); plain "
+                          "http only to this machine (127.0.0.1, localhost)")
+    if parts.username or parts.password:
+        raise ConfigError("webhooks.url holds credentials: remove them; the receiver checks "
+                          "X-IVR-Signature (IVR_WEBHOOK_SECRET) instead")
 
 
 def check_dial_template(template: str) -> None:

@@ -58,6 +58,8 @@ class Dialer:
         self.originated = 0
         self.writer = SafeWriter(store.transaction)
         self.ivr_active: set[int] = set()  # attempts whose IVR handler is still running
+        # Told once of each attempt whose outcome is written (outcome webhooks); must not block.
+        self.on_settled: list[Callable[[int], None]] = []
         self._tasks: set[asyncio.Task] = set()
         caller = cfg.campaign.caller_id
         safe_value("campaign.caller_id", caller)
@@ -336,6 +338,8 @@ class Dialer:
                 ns.calls.pop(flight.channel_id, None)
             if flight.settle is not None:
                 flight.settle.cancel()
+            for hook in self.on_settled:
+                hook(call_id)
         self.changed.set()
         if not self.by_call:
             self.idle.set()

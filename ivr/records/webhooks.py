@@ -1,0 +1,209 @@
+"""Outcome webhooks: each attempt's outcome POSTed as JSON to `webhooks.url`, signed.
+
+The receiver checks `X-IVR-Signature: sha256=<hex>`, the HMAC-SHA256 of the body with the
+secret IVR_WEBHOOK_SECRET (environment only). `X-IVR-Delivery` names the event: a retried
+delivery carries the same one, so the receiver can drop duplicates.
+
+The run is never slowed: the dialer only puts the attempt's id into a bounded queue
+(`offer`, no wait); workers read the outcome from the store and deliver it, retrying a failing
+receiver with exponential backoff. A full queue drops the event, counted and logged; so does a
+delivery still failing after its last retry. Numbers are masked in every log line.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from ivr.config import Config
+from ivr.errors import ConfigError
+from ivr.store.base import Row
+
+log = logging.getLogger(__name__)
+ENV = "IVR_WEBHOOK_SECRET"
+HEADER = "X-IVR-Signature"
+QUEUE_SIZE = 10_000   # events waiting for delivery; beyond, new ones are dropped (counted)
+WORKERS = 4           # deliveries at once: one slow receiver does not hold every event
+RETRIES = 5           # attempts per event after the first
+BACKOFF_S = 1.0       # first retry after this, doubling each time ...
+BACKOFF_MAX_S = 60.0  # ... up to this
+READ_TRIES = 50       # the outcome is read back this many times, READ_WAIT_S apart, at most
+READ_WAIT_S = 0.2
+CLOSE_GRACE_S = 5.0   # at the run's end, events still queued get this long to go out
+FIELDS = ("campaign", "attempt", "number", "outcome", "stage", "started_at", "answered_at",
+          "ended_at", "hangup_cause", "node", "controller")
+
+ReadCall = Callable[[int], Awaitable[Row | None]]
+
+
+def secret(cfg: Config) -> bytes | None:
+    """The signing secret when webhooks.url is set (None when it is not). Refuses to start
+    without one: an unsigned outcome could be forged by anyone who can reach the receiver."""
+    if not cfg.webhooks.url:
+        return None
+    value = os.environ.get(ENV, "")
+    if not value:
+        raise ConfigError(f"webhooks.url is set but {ENV} is not: export the secret the "
+                          "receiver checks X-IVR-Signature with")
+    return value.encode()
+
+
+def sign(key: bytes, body: bytes) -> str:
+    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def mask(number: str | None) -> str:
+    """+33612345678 -> +336…78: enough to tell calls apart in a log, not to dial."""
+    n = number or ""
+    return n[:4] + "…" + n[-2:] if len(n) > 6 else "…"
+
+
+def event(call: Row) -> dict[str, Any]:
+    """The JSON body of one outcome."""
+    return {"event": "call.outcome", "call_id": call["id"],
+            **{k: call.get(k) for k in FIELDS}}
+
+
+@dataclass
+class Stats:
+    delivered: int = 0
+    dropped: int = 0   # the queue was full: never sent
+    failed: int = 0    # every retry failed, or the outcome could not be read
+
+
+class Webhooks:
+    def __init__(self, url: str, key: bytes, read_call: ReadCall, *, timeout_s: float = 5.0,
+                 queue_size: int = QUEUE_SIZE, workers: int = WORKERS, retries: int = RETRIES,
+                 backoff_s: float = BACKOFF_S, sleep: Callable[[float], Awaitable[Any]]
+                 = asyncio.sleep, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.url, self._key, self._read = url, key, read_call
+        self.retries, self.backoff_s, self._sleep = retries, backoff_s, sleep
+        self.queue: asyncio.Queue[int] = asyncio.Queue(maxsize=queue_size)
+        self.stats = Stats()
+        self._client = httpx.AsyncClient(timeout=timeout_s, transport=transport,
+                                         follow_redirects=False)
+        self._active = 0  # events a worker holds (taken from the queue, not yet done)
+        self._workers = [asyncio.ensure_future(self._work()) for _ in range(workers)]
+
+    # -- the dialer's side: never waits, never raises -----------------------------------------
+    def offer(self, call_id: int) -> None:
+        try:
+            self.queue.put_nowait(call_id)
+        except asyncio.QueueFull:
+            self.stats.dropped += 1
+            if self.stats.dropped in (1, 10, 100) or self.stats.dropped % 1000 == 0:
+                log.warning("webhooks: queue full (%d events): %d outcome(s) dropped so far",
+                            self.queue.maxsize, self.stats.dropped)
+
+    # -- delivery -------------------------------------------------------------------------------
+    async def _work(self) -> None:
+        while True:
+            call_id = await self.queue.get()
+            self._active += 1
+            try:
+                await self._deliver(call_id)
+            except Exception:  # a bug here must not end the worker
+                log.exception("webhooks: call %s not delivered", call_id)
+                self.stats.failed += 1
+            finally:
+                self._active -= 1
+                self.queue.task_done()
+
+    async def _deliver(self, call_id: int) -> None:
+        call = await self._outcome(call_id)
+        if call is None:
+            self.stats.failed += 1
+            log.error("webhooks: the outcome of call %s could not be read: not delivered",
+                      call_id)
+            return
+        body = json.dumps(event(call), ensure_ascii=False, separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/json", HEADER: sign(self._key, body),
+                   "X-IVR-Delivery": f"{call['campaign']}:{call_id}"}
+        for attempt in range(self.retries + 1):
+            problem = await self._post(body, headers)
+            if problem is None:
+                self.stats.delivered += 1
+                return
+            if attempt < self.retries:
+                wait = min(self.backoff_s * 2 ** attempt, BACKOFF_MAX_S)
+                log.warning("webhooks: call %s (%s): %s; retry in %g s", call_id,
+                            mask(call.get("number")), problem, wait)
+                await self._sleep(wait)
+        self.stats.failed += 1
+        log.error("webhooks: call %s (%s): given up after %d attempts", call_id,
+                  mask(call.get("number")), self.retries + 1)
+
+    async def _post(self, body: bytes, headers: dict[str, str]) -> str | None:
+        """None when the receiver took it (2xx), else what went wrong."""
+        try:
+            resp = await self._client.post(self.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return f"{type(exc).__name__}"  # its text may hold the URL's query: not logged
+        return None if 200 <= resp.status_code < 300 else f"HTTP {resp.status_code}"
+
+    async def _outcome(self, call_id: int) -> Row | None:
+        """The attempt once its outcome is in the store (written in the loop's next turn, or
+        later while the store is away)."""
+        for _ in range(READ_TRIES):
+            try:
+                call = await self._read(call_id)
+            except Exception as exc:  # the store away: try again
+                log.debug("webhooks: call %s unreadable: %s", call_id, exc)
+                call = None
+            if call is not None and call.get("outcome") is not None:
+                return call
+            await self._sleep(READ_WAIT_S)
+        return None
+
+    # -- the end --------------------------------------------------------------------------------
+    async def close(self, grace_s: float = CLOSE_GRACE_S) -> Stats:
+        """Let queued events go out for grace_s at most, then stop; what is left is counted as
+        dropped and said."""
+        try:
+            await asyncio.wait_for(self.queue.join(), grace_s)
+        except asyncio.TimeoutError:
+            pass
+        left = self.queue.qsize() + self._active
+        for w in self._workers:
+            w.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        await self._client.aclose()
+        self.stats.dropped += left
+        if left or self.stats.dropped or self.stats.failed:
+            log.warning("webhooks: %d delivered, %d dropped, %d failed", self.stats.delivered,
+                        self.stats.dropped, self.stats.failed)
+        return self.stats
+
+
+def reader(store: Any) -> ReadCall:
+    """store.call, off the event loop on a remote store (PostgreSQL)."""
+    async def read(call_id: int) -> Row | None:
+        if getattr(store, "remote", False):
+            return await asyncio.to_thread(store.call, call_id)
+        return store.call(call_id)  # type: ignore[no-any-return]
+    return read
+
+
+@asynccontextmanager
+async def running(cfg: Config, store: Any) -> AsyncIterator[Webhooks | None]:
+    """The run's webhooks (None when webhooks.url is not set): the dialer offers them each
+    settled attempt; on exit, what is queued gets CLOSE_GRACE_S to go out. Entered before the
+    PBX is touched, so a missing secret refuses the run at once."""
+    key = secret(cfg)
+    if key is None:
+        yield None
+        return
+    hooks = Webhooks(cfg.webhooks.url, key, reader(store), timeout_s=cfg.webhooks.timeout_s)
+    try:
+        yield hooks
+    finally:
+        await hooks.close()

@@ -1,0 +1,255 @@
+"""Outcome webhooks (ivr/records/webhooks.py) against a real HTTP server on loopback: signed
+JSON per outcome, a failing receiver retried with backoff, a bounded queue that never makes the
+dialer wait (drops counted and logged), and a whole run on the fake PBX delivering each
+outcome through the composition root."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ivr import app, config
+from ivr.errors import ConfigError
+from ivr.records import webhooks
+from ivr.store.sqlite import Store
+from ivr.telephony.ami_node import AmiNode
+from ivr.telephony.fake_pbx import FakePbx, answer, failed
+
+from test_dialer import HASHES, SECRET, add_contacts, fiction, make_cfg
+
+KEY = "webhook-test-secret"
+NUMBER = "+33199000042"
+
+
+@dataclass
+class Receiver:
+    """What the HTTP server saw, and how it answers: `fail` first requests get a 500, each
+    request waits `delay_s` first."""
+    url: str = ""
+    fail: int = 0
+    delay_s: float = 0.0
+    seen: list[tuple[float, dict[str, str], bytes]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    rec = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            time.sleep(rec.delay_s)
+            with rec.lock:
+                rec.seen.append((time.monotonic(), dict(self.headers), body))
+                failing = rec.fail > 0
+                rec.fail -= 1
+            self.send_response(500 if failing else 204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    rec.url = f"http://127.0.0.1:{server.server_port}/hook"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield rec
+    server.shutdown()
+    server.server_close()
+
+
+def ended_call(call_id: int, outcome: str = "message_played") -> dict[str, Any]:
+    return {"id": call_id, "campaign": "utest", "attempt": 1, "number": NUMBER,
+            "outcome": outcome, "stage": "done", "started_at": "2026-12-01T10:00:00.000Z",
+            "answered_at": None, "ended_at": "2026-12-01T10:00:09.000Z", "hangup_cause": "16",
+            "node": "pbx", "controller": None, "keys": "1"}
+
+
+def calls_table(*calls: dict[str, Any]) -> webhooks.ReadCall:
+    rows = {c["id"]: c for c in calls}
+
+    async def read(call_id: int) -> dict[str, Any] | None:
+        return rows.get(call_id)
+    return read
+
+
+def check_signature(headers: dict[str, str], body: bytes) -> None:
+    want = "sha256=" + hmac.new(KEY.encode(), body, hashlib.sha256).hexdigest()
+    assert headers["X-IVR-Signature"] == want
+    assert headers["Content-Type"] == "application/json"
+
+
+def test_each_outcome_is_delivered_signed(receiver: Receiver) -> None:
+    async def scenario() -> webhooks.Stats:
+        hooks = webhooks.Webhooks(receiver.url, KEY.encode(),
+                                  calls_table(ended_call(1), ended_call(2, "busy")))
+        hooks.offer(1)
+        hooks.offer(2)
+        return await hooks.close()
+    stats = asyncio.run(scenario())
+    assert (stats.delivered, stats.dropped, stats.failed) == (2, 0, 0)
+    bodies = {}
+    for _, headers, body in receiver.seen:
+        check_signature(headers, body)
+        event = json.loads(body)
+        assert headers["X-IVR-Delivery"] == f"utest:{event['call_id']}"
+        bodies[event["call_id"]] = event
+    assert bodies[2] == {"event": "call.outcome", "call_id": 2, "campaign": "utest",
+                         "attempt": 1, "number": NUMBER, "outcome": "busy", "stage": "done",
+                         "started_at": "2026-12-01T10:00:00.000Z", "answered_at": None,
+                         "ended_at": "2026-12-01T10:00:09.000Z", "hangup_cause": "16",
+                         "node": "pbx", "controller": None}
+    assert bodies[1]["outcome"] == "message_played"
+
+
+def test_a_tampered_body_does_not_match_its_signature(receiver: Receiver) -> None:
+    async def scenario() -> None:
+        hooks = webhooks.Webhooks(receiver.url, KEY.encode(), calls_table(ended_call(1)))
+        hooks.offer(1)
+        await hooks.close()
+    asyncio.run(scenario())
+    _, headers, body = receiver.seen[0]
+    forged = body.replace(b"message_played", b"consent_given")
+    assert headers["X-IVR-Signature"] != webhooks.sign(KEY.encode(), forged)
+
+
+def test_a_failing_receiver_is_retried_with_backoff(receiver: Receiver) -> None:
+    receiver.fail = 3
+
+    async def scenario() -> webhooks.Stats:
+        hooks = webhooks.Webhooks(receiver.url, KEY.encode(), calls_table(ended_call(7)),
+                                  backoff_s=0.2)
+        hooks.offer(7)
+        return await hooks.close()
+    stats = asyncio.run(scenario())
+    assert (stats.delivered, stats.failed) == (1, 0)
+    times = [t for t, _, _ in receiver.seen]
+    assert len(times) == 4 and len({b for _, _, b in receiver.seen}) == 1  # the same event
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    for gap, want in zip(gaps, (0.2, 0.4, 0.8)):  # doubling each time
+        assert want - 0.05 <= gap < want + 0.5, gaps
+
+
+def test_a_receiver_failing_for_good_is_given_up_and_logged_masked(
+        receiver: Receiver, caplog: pytest.LogCaptureFixture) -> None:
+    receiver.fail = 100
+
+    async def scenario() -> webhooks.Stats:
+        hooks = webhooks.Webhooks(receiver.url, KEY.encode(), calls_table(ended_call(7)),
+                                  backoff_s=0.01, retries=2)
+        hooks.offer(7)
+        return await hooks.close()
+    with caplog.at_level(logging.WARNING, logger="ivr.records.webhooks"):
+        stats = asyncio.run(scenario())
+    assert (stats.delivered, stats.failed) == (0, 1) and len(receiver.seen) == 3
+    text = caplog.text
+    assert "given up after 3 attempts" in text and "HTTP 500" in text
+    assert NUMBER not in text and webhooks.mask(NUMBER) in text
+    assert KEY not in text
+
+
+def test_the_queue_is_bounded_offers_never_wait_and_drops_are_counted(
+        receiver: Receiver, caplog: pytest.LogCaptureFixture) -> None:
+    receiver.delay_s = 1.0  # a slow receiver
+
+    async def scenario() -> tuple[float, webhooks.Stats]:
+        hooks = webhooks.Webhooks(receiver.url, KEY.encode(),
+                                  calls_table(*(ended_call(i) for i in range(20))),
+                                  queue_size=3, workers=1)
+        await asyncio.sleep(0)
+        hooks.offer(0)
+        await asyncio.sleep(0.1)  # the worker took event 0 and waits on the receiver
+        t0 = time.perf_counter()
+        for i in range(1, 20):
+            hooks.offer(i)
+        spent = time.perf_counter() - t0
+        dropped_now = hooks.stats.dropped
+        stats = await hooks.close(grace_s=10)
+        assert dropped_now == 16
+        return spent, stats
+    with caplog.at_level(logging.WARNING, logger="ivr.records.webhooks"):
+        spent, stats = asyncio.run(scenario())
+    assert spent < 0.05  # 19 offers while the receiver hangs: no waiting
+    assert (stats.delivered, stats.dropped) == (4, 16)
+    assert "queue full (3 events)" in caplog.text
+
+
+def test_url_without_secret_refuses_the_start(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(webhooks.ENV, raising=False)
+    cfg = make_cfg(tmp_path)
+    assert webhooks.secret(cfg) is None  # no url: nothing to sign
+    cfg.webhooks.url = "https://hooks.example.org/ivr"
+    with pytest.raises(ConfigError, match=f"^webhooks.url is set but {webhooks.ENV} is not"):
+        webhooks.secret(cfg)
+    monkeypatch.setenv(webhooks.ENV, KEY)
+    assert webhooks.secret(cfg) == KEY.encode()
+
+
+@pytest.mark.parametrize("url, message", [
+    ("ftp://example.org/x", "is not an http(s) URL"),
+    ("http://example.org/x", "use https://"),
+    ("https://user:pw@example.org/x", "holds credentials")])
+def test_bad_urls_are_refused_at_load(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match="^webhooks.url"):
+        config.from_dict({"webhooks": {"url": url}})
+    with pytest.raises(ConfigError) as exc:
+        config.from_dict({"webhooks": {"url": url}})
+    assert message in str(exc.value)
+
+
+def test_a_run_delivers_every_outcome_and_is_not_held_by_a_slow_receiver(
+        tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The composition root wires the dialer to the webhooks: six calls, a receiver that takes
+    0.5 s per event; the run ends as fast as without webhooks, then every outcome arrives."""
+    monkeypatch.setenv(webhooks.ENV, KEY)
+    numbers = [fiction(i) for i in range(6)]
+    receiver.delay_s = 0.5
+
+    async def scenario(with_hooks: bool, where: Path) -> tuple[Any, float, float]:
+        cfg = make_cfg(where, max_concurrent=3)
+        cfg.webhooks.url = receiver.url if with_hooks else ""
+        store = Store.open(where / "ivr.db")
+        add_contacts(store, numbers)
+        callees = {n: answer(["1"], prompt_s=0.2) for n in numbers[:4]}
+        callees.update({n: failed(1) for n in numbers[4:]})  # not retried
+        async with FakePbx(callees, user="ivr", secret=SECRET) as pbx:
+            node = AmiNode("pbx", "127.0.0.1", pbx.ami_port, "ivr", SECRET)
+            finished_at: list[float] = []
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            report = (await app.run_campaign(
+                cfg, store, node=node, hashes=HASHES,
+                on_snapshot=lambda s: finished_at.append(loop.time()) if s.stopped
+                else None))[0]
+            return (report, finished_at[-1] - t0, loop.time() - t0)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    report, run_s, total_s = asyncio.run(scenario(True, tmp_path / "a"))
+    _, plain_run_s, _ = asyncio.run(scenario(False, tmp_path / "b"))
+    assert report.originated == 6
+    events = [json.loads(body) for _, _, body in receiver.seen]
+    for _, headers, body in receiver.seen:
+        check_signature(headers, body)
+    assert Counter(e["outcome"] for e in events) == {"message_played": 4, "failed": 2}
+    assert sorted(e["number"] for e in events) == sorted(numbers)
+    stored = Store.open(tmp_path / "a" / "ivr.db").q("SELECT id, outcome FROM calls")
+    assert {(e["call_id"], e["outcome"]) for e in events} == \
+        {(c["id"], c["outcome"]) for c in stored}
+    # The run ended about as fast as without webhooks, while the last events (0.5 s each at the
+    # receiver) were still going out: nothing in the run waited for them.
+    assert run_s < plain_run_s + 0.5 and total_s - run_s >= 0.3
