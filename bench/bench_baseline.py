@@ -12,14 +12,19 @@ but four messages per call away. `--all-events` adds a bench user with `read = a
 event filter to the running sandbox (the next `ivr pbx up` rewrites manager.conf without it)
 and logs in as that user, to see what the prototype's unfiltered events cost.
 
+`--pairs N` runs it and then the controller (bench_ivr.py's FastAGI run, fresh store) N times in
+turn in this one process and prints controller ÷ baseline CPU per call for each pair: the
+figure of issue 14 (goal <= 1.3), taken side by side because the machine's speed drifts.
+
 Prints one JSON object. Usage (root, sandbox up):
-  python3 bench/bench_baseline.py [--calls 1000] [--all-events]
+  python3 bench/bench_baseline.py [--calls 1000] [--all-events] [--pairs 3]
 Not a test, and not a product: it asserts nothing; the README records its output.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import resource
 import sys
@@ -91,11 +96,33 @@ async def prototype(cfg: bench_ivr.config.Config, nums: list[str], user: str
             "cpu_ms_per_call": round(cpu / len(nums) * 1000, 3)}
 
 
+def pairs(cfg: bench_ivr.config.Config, base: Path, n_pairs: int, nums: list[str],
+          user: str) -> dict[str, object]:
+    """Stock panoramisk then the controller, n_pairs times in turn, in this one process: the
+    ratio of each pair is taken under the same load on the machine."""
+    rows = []
+    for i in range(n_pairs):
+        stock = asyncio.run(prototype(cfg, nums, user))
+        run_cfg = dataclasses.replace(cfg, store=dataclasses.replace(
+            cfg.store, path=str(base / f"pair{i}.db")))  # a fresh store: the same calls again
+        ctl = app.run(bench_ivr.run_fastagi(run_cfg, nums))
+        rows.append({"baseline_ms": stock["cpu_ms_per_call"],
+                     "controller_ms": round(ctl["cpu_ms_per_call"], 3),
+                     "completed": ctl["completed"], "pressed_yes": stock["pressed_yes"],
+                     "ratio": round(ctl["cpu_ms_per_call"] / stock["cpu_ms_per_call"], 3)})
+    ratios = sorted(r["ratio"] for r in rows)
+    return {"pairs": rows, "ratio_min": ratios[0], "ratio_median": ratios[len(ratios) // 2],
+            "ratio_max": ratios[-1]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--all-events", action="store_true",
                         help="log in as a bench user that receives every event")
+    parser.add_argument("--pairs", type=int, default=0,
+                        help="also run the controller (bench_ivr's run) after each baseline "
+                             "run, this many times in turn, and print the CPU ratio per pair")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 16384), max(hard, 16384)))
@@ -106,7 +133,12 @@ def main() -> None:
         sandbox.up(sim_timing=app.sandbox_sim_timing(cfg))
         app.install_prompts_to_pbx(cfg)
         user = add_all_events_user(sandbox) if args.all_events else cfg.pbx.user
-        result = asyncio.run(prototype(cfg, bench_ivr.numbers(args.calls), user))
+        nums = bench_ivr.numbers(args.calls)
+        if args.pairs:
+            out = pairs(cfg, Path(tmp), args.pairs, nums, user)
+            print(json.dumps({"calls": args.calls, "ami_user": user, **out}, indent=2))
+            return
+        result = asyncio.run(prototype(cfg, nums, user))
     print(json.dumps({"panoramisk_out_of_the_box": True, "ami_user": user, **result}, indent=2))
 
 

@@ -13,6 +13,7 @@ bounded by the fake PBX processes on a 2-core machine.
 
 Prints one JSON object. Usage (no sandbox, no root needed):
   python3 bench/bench_capacity.py [--calls 3000] [--concurrent 200] [--nodes 1]
+  python3 bench/bench_capacity.py --history 100000   # a store with 100,000 past attempts
   python3 bench/bench_capacity.py --profile /tmp/cap.prof   # cProfile of the controller
 Backends: SQLite (store.path). PostgreSQL is added once `store.url` exists in the config.
 Not a test: it asserts nothing; the README records its output.
@@ -68,10 +69,11 @@ def cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def seed(cfg: bench_ivr.config.Config, nums: list[str]) -> Store:
+def seed(cfg: bench_ivr.config.Config, nums: list[str], history: int) -> Store:
     store = Store.open(cfg.path(cfg.store.path), busy_timeout_s=0.5)
     ts = bench_ivr.utc(bench_ivr.datetime.now(bench_ivr.timezone.utc))
     with store.transaction():
+        seed_history(store, cfg.campaign.name, history, ts)
         for n in nums:
             store.db.execute("INSERT INTO contacts (number, source, basis, created_at, "
                              "updated_at) VALUES (?, 'bench', 'consent', ?, ?)", (n, ts, ts))
@@ -79,6 +81,18 @@ def seed(cfg: bench_ivr.config.Config, nums: list[str]) -> Store:
                             acquired_on=None,
                             now=bench_ivr.datetime.now(bench_ivr.timezone.utc))
     return store
+
+
+def seed_history(store: Store, campaign: str, n: int, ts: str) -> None:
+    """A store that has lived: n past attempts of other numbers, each with a consent row, as
+    a campaign's earlier evenings leave them (what each claim and answer look through)."""
+    store.db.conn.executemany(
+        "INSERT INTO calls (number, attempt, campaign, state, started_at, outcome, ended_at) "
+        "VALUES (?, 1, ?, 'ended', ?, 'message_played', ?)",
+        ((f"+3319901{i % 10000:04d}", campaign, ts, ts) for i in range(n)))
+    store.db.conn.execute(
+        "INSERT INTO consents (call_id, number, kind, key, at, campaign) SELECT id, number, "
+        "'consent', '1', started_at, campaign FROM calls")
 
 
 async def drive(cfg: bench_ivr.config.Config, store: Store, port: int,
@@ -102,7 +116,7 @@ def measure(args: argparse.Namespace, base: Path) -> dict[str, object]:
     cfg = dataclasses.replace(cfg, agi=dataclasses.replace(cfg.agi, port=AGI_PORT),
                               pbx=dataclasses.replace(cfg.pbx, mode="external"))
     build_prompts(cfg)
-    store = seed(cfg, nums)
+    store = seed(cfg, nums, args.history)
     pbxes = start_pbxes(args.nodes, args.prompt_ms / 1000)
     profile = cProfile.Profile() if args.profile else None
     try:
@@ -113,9 +127,12 @@ def measure(args: argparse.Namespace, base: Path) -> dict[str, object]:
             p.wait(10)
     if profile is not None:
         profile.dump_stats(args.profile)
-    stored = store.one("SELECT COUNT(*) AS n FROM calls WHERE outcome = 'message_played'")["n"]
-    proofs = store.one("SELECT COUNT(*) AS n FROM consents")["n"]
+    # this run's calls only (the seeded history has no contact)
+    stored = store.one("SELECT COUNT(*) AS n FROM calls WHERE outcome = 'message_played' AND "
+                       "contact_id IS NOT NULL")["n"]
+    proofs = store.one("SELECT COUNT(*) AS n FROM consents WHERE contact_id IS NOT NULL")["n"]
     return {"backend": "sqlite", "nodes": args.nodes, "calls": args.calls,
+            "history": args.history,
             "concurrent": args.concurrent, "prompt_ms": args.prompt_ms,
             "originated": res["originated"], "message_played": stored, "consents": proofs,
             "controller_cpu_s": round(res["cpu_s"], 3), "elapsed_s": round(res["elapsed_s"], 3),
@@ -136,6 +153,8 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=1, choices=[1],
                         help="fake PBX nodes (1 until the node pool, pbx.nodes, exists)")
     parser.add_argument("--prompt-ms", type=float, default=0.0)
+    parser.add_argument("--history", type=int, default=0,
+                        help="past attempts (with consents) of other numbers in the store")
     parser.add_argument("--profile", default="", help="write a cProfile of the controller")
     parser.add_argument("--serve-pbx", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
