@@ -105,7 +105,7 @@ def pairs(cfg: bench_ivr.config.Config, base: Path, n_pairs: int, nums: list[str
         stock = asyncio.run(prototype(cfg, nums, user))
         run_cfg = dataclasses.replace(cfg, store=dataclasses.replace(
             cfg.store, path=str(base / f"pair{i}.db")))  # a fresh store: the same calls again
-        ctl = app.run(bench_ivr.run_fastagi(run_cfg, nums))
+        ctl = app.run(bench_ivr.run_fastagi(run_cfg, nums, key_latency=False))
         rows.append({"baseline_ms": stock["cpu_ms_per_call"],
                      "controller_ms": round(ctl["cpu_ms_per_call"], 3),
                      "completed": ctl["completed"], "pressed_yes": stock["pressed_yes"],
