@@ -17,6 +17,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from ivr import app, config
 from ivr.config import Config
 from ivr.prompts.archive import archive_dir
 from ivr.prompts.build import MANIFEST_NAME
+from ivr.store.base import parse_utc
 from ivr.telephony.ami import Ami
 from ivr.telephony.contract import SOUNDS_DIR, campaign_sound_dir, prompt_sound
 from ivr.telephony.sandbox import Sandbox
@@ -277,12 +279,17 @@ def test_a_rebuild_during_a_run_leaves_the_calls_in_flight_unchanged(
         pbx: Any, tmp_path: Path) -> None:
     """Three silent callees hear the intro three times (max_repeats 2): the intro is rebuilt,
     one word changed, after their first intro; the calls in flight keep playing the old file,
-    still on disk, and record its sha256. The next calls play the new version."""
+    still on disk, and record its sha256. A fourth call of the same run (max_concurrent 3)
+    starts after the rebuild and records what it played. The next run's calls play the new
+    version."""
     cfg, made = pbx
     c = campaign(tmp_path, "R", "Marie Dupont", 4624, tmp_path / "r.db", max_repeats=2)
+    c.data["dialer"]["max_concurrent"] = 3
+    c.write()
     made.append(c.name)
 
-    async def rebuild_once_all_heard_the_intro(played: Played) -> tuple[float, int]:
+    async def rebuild_once_all_heard_the_intro(played: Played) -> tuple[float, datetime,
+                                                                        int]:
         await when(lambda: sum(bool(played.of(ch, "intro")) for ch in played.by_channel) >= 3,
                    60, "the three intros")
         items = c.data["prompts"]["items"]
@@ -291,26 +298,29 @@ def test_a_rebuild_during_a_run_leaves_the_calls_in_flight_unchanged(
         rc, _, err = await ivr(c, "prompts", "build")
         assert rc == 0 and "not installed" not in err, err
         still_open = rows(c.store, "SELECT COUNT(*) AS n FROM calls WHERE outcome IS NULL")
-        return time.monotonic(), still_open[0]["n"]
+        return time.monotonic(), datetime.now(timezone.utc), still_open[0]["n"]
 
     async def runs() -> tuple[Any, ...]:
         path = c.cfg_file.with_name("silent.csv")
         silent = [f"+33199006{i}30" for i in (3, 5, 6)]  # blocks 63, 65, 66
-        path.write_text("number\n" + "".join(f"{n}\n" for n in silent))
+        fourth = "+33199006710"  # imported last: dialed once a silent call has ended
+        path.write_text("number\n" + "".join(f"{n}\n" for n in [*silent, fourth]))
         rc, _, err = await ivr(c, "contacts", "import", str(path), "--source", "silent",
                                "--basis", "consent")
         assert rc == 0, err
         rc, _, err = await ivr(c, "prompts", "build")
         assert rc == 0, err
         old = c.manifest()
-        run1, (built_at, open_then), played1 = await run_with(
+        run1, (built_at, built_wall, open_then), played1 = await run_with(
             cfg, c, rebuild_once_all_heard_the_intro)
         new = c.manifest()
         later = await import_list(c, "64", ["10", "30"])
         run2, _, played2 = await run_with(cfg, c, lambda p: asyncio.sleep(0))
-        return old, new, run1, built_at, open_then, played1, later, run2, played2
-    old, new, run1, built_at, open_then, played1, later, run2, played2 = asyncio.run(runs())
-    assert run1[0] == 0 and "run finished: 3 call(s) placed" in run1[1], run1
+        return (old, new, run1, built_at, built_wall, open_then, played1, later, run2,
+                played2, fourth)
+    (old, new, run1, built_at, built_wall, open_then, played1, later, run2, played2,
+     fourth) = asyncio.run(runs())
+    assert run1[0] == 0 and "run finished: 4 call(s) placed" in run1[1], run1
     assert run2[0] == 0 and "run finished: 2 call(s) placed" in run2[1], run2
     assert open_then == 3  # the rebuild finished while the three calls were in flight
     assert old["intro"] != new["intro"] and {k: v for k, v in old.items() if k != "intro"} == \
@@ -319,7 +329,7 @@ def test_a_rebuild_during_a_run_leaves_the_calls_in_flight_unchanged(
     new_file = sounds(cfg) / f"{prompt_sound(c.name, 'intro', new['intro'])}.wav"
 
     calls = rows(c.store, "SELECT * FROM calls ORDER BY id")
-    first, second = calls[:3], calls[3:]
+    first, late, second = calls[:3], calls[3], calls[4:]
     for k in first:
         intros = played1.of(k["channel_id"], "intro")
         assert len(intros) == 3, (k["number"], intros)  # the intro and its two re-asks
@@ -329,6 +339,10 @@ def test_a_rebuild_during_a_run_leaves_the_calls_in_flight_unchanged(
             old["intro"]
         check_heard_is_played(cfg, played1, c.store, k)
     assert hashlib.sha256(old_file.read_bytes()).hexdigest() == old["intro"]  # still there
+    # Placed after the rebuild by the same run: its record names the version it played.
+    assert late["number"] == fourth and parse_utc(late["started_at"]) > built_wall
+    assert late["outcome"] == "message_played"
+    check_heard_is_played(cfg, played1, c.store, late)
     assert sorted(k["number"] for k in second) == sorted(later)
     for k in second:  # the next calls take the new version, and say so
         intros = played2.of(k["channel_id"], "intro")
