@@ -1,4 +1,4 @@
-"""The PostgreSQL schema, as numbered migrations mirroring ivr/store/schema.py (SQLite) 1-7.
+"""The PostgreSQL schema, as numbered migrations mirroring ivr/store/schema.py (SQLite) 1-8.
 
 Same tables, same columns, same value forms, so rows compare equal across backends: timestamps
 are TEXT in base.utc() form, JSON is TEXT, flags are INTEGER 0/1, ids are
@@ -141,5 +141,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE audit ADD COLUMN actor TEXT;   -- the console user or API token's user
     CREATE INDEX calls_campaign ON calls(campaign, id);
     INSERT INTO schema_version (version, applied_at) VALUES (7, now()::text)
+    """,
+    # 8: consents found by call (answer time) and by number (last refusal, at each claim)
+    """
+    CREATE INDEX consents_call ON consents(call_id);
+    CREATE INDEX consents_number ON consents(number);
+    INSERT INTO schema_version (version, applied_at) VALUES (8, now()::text)
     """,
 ]
