@@ -360,3 +360,25 @@ def test_orderings_are_sqlites_whatever_the_databases_collation(
     assert got["names"] == ["Autumn", "autumn", "spring"]
     assert [u["name"] for u in got["users"]] == ["Alice", "bob"]
     assert [r["controller"] for r in got["snapshots"]] == ["B-ctl", "b-ctl"]
+
+
+def test_the_rewrite_after_an_erasure_waits_for_no_long_transaction(
+        both: tuple[Store, PgStore], pg_url: str, tmp_path: Path) -> None:
+    """A transaction holding a table makes checkpoint_wal give up (False, as SQLite's busy
+    checkpoint) instead of queueing every controller behind it; the next call rewrites it."""
+    import psycopg
+    pg = both[1]
+    path = tmp_path / "list.csv"
+    path.write_text(CSV)
+    do_import(pg, path)
+    pg.reclaim_lock_wait_ms = 200
+    with psycopg.connect(pg_url) as other:
+        other.execute("LOCK TABLE contacts IN ACCESS SHARE MODE")  # a long reader
+        counts = gdpr_erase(pg, N[0], T0)
+        assert counts["contacts"] == 1 and counts["wal_checkpointed"] is False
+        assert sorted(raw_pages_holding(pg, N[0])) == ["contacts", "contacts_number_key"]
+    with pg.transaction():
+        assert pg.checkpoint_wal() is False  # VACUUM cannot run inside a transaction
+    assert pg.checkpoint_wal() is True
+    assert raw_pages_holding(pg, N[0]) == []
+    assert pg.one("SHOW lock_timeout") == {"lock_timeout": "0"}  # the pool's setting is back

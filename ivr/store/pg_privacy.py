@@ -60,6 +60,7 @@ RECLAIM: dict[str, str] = {
 
 class PgPrivacySQL(PgCore):
     _reclaim: frozenset[str] = frozenset()  # tables an erasure changed, not yet rewritten
+    reclaim_lock_wait_ms = 5000  # how long checkpoint_wal waits for each table's lock
 
     def consents_of(self, number: str) -> list[Row]:
         """Consents, refusals and opt-outs recorded in calls to the number, oldest first."""
@@ -137,7 +138,8 @@ class PgPrivacySQL(PgCore):
         with self.pool.connection() as conn:  # one connection: the SET applies to the VACUUMs
             self._local.conn = conn
             try:
-                self._exec("SET lock_timeout = '5s'")
+                self._exec("SELECT set_config('lock_timeout', %(t)s, false)",
+                           {"t": f"{self.reclaim_lock_wait_ms}ms"})
                 for table, statement in RECLAIM.items():
                     if table in todo:
                         self._exec(statement)
