@@ -228,3 +228,28 @@ def test_progress_prints_plain_lines_from_snapshots_only(tmp_path: Path) -> None
                      "progress: in_flight=1 done=1 busy=1",
                      "progress: in_flight=1 done=1 busy=1"]
     assert progress.last is final
+
+
+def test_outcome_counts_read_at_most_once_per_second_and_exact_at_the_end(
+        tmp_path: Path) -> None:
+    clock = ManualClock()
+    s = store_with(tmp_path, 3)
+    reads: list[int] = []
+    count = s.outcome_counts
+
+    def counted(*args: object, **kwargs: object) -> dict[str, int]:
+        reads.append(1)
+        return count(*args, **kwargs)  # type: ignore[arg-type]
+    s.outcome_counts = counted  # type: ignore[method-assign]
+    state = RunState("c1", s, clock, max_concurrent=3, count_every_s=1.0)
+    assert state.publish().counts == {} and len(reads) == 1
+    attempt(s, "+33199000001", "busy", clock)
+    for _ in range(50):  # many snapshots within the second: the last counts read
+        clock.advance(0.01)
+        assert state.publish().counts == {}
+    assert len(reads) == 1
+    clock.advance(1.0)
+    assert state.publish().counts == {"busy": 1} and len(reads) == 2
+    attempt(s, "+33199000002", "message_played", clock)
+    final = state.finish("finished", "nobody left")  # within the second, yet exact
+    assert final.counts == {"busy": 1, "message_played": 1} and len(reads) == 3

@@ -5,7 +5,9 @@ the end of `ivr run`, a future web console — get `Snapshot`s through a callbac
 iterator and never touch the dialer, the controller or the store.
 
 A snapshot is published at least every `every_s` (1 s) and on every change, at most once per
-`min_gap_s`, so a thousand calls ending together cost a few snapshots, not a thousand.
+`min_gap_s`, so a thousand calls ending together cost a few snapshots, not a thousand. The
+outcome counts (a store query over the run's attempts) are read at most once per `count_every_s`
+(1 s) and always for the final snapshot: in between, a snapshot carries the last counts read.
 """
 from __future__ import annotations
 
@@ -93,6 +95,7 @@ class RunState:
     def __init__(self, campaign: str, store: Store, clock: Clock, *, max_concurrent: int,
                  nodes: Callable[[], tuple[NodeSnapshot, ...]] = tuple,
                  since_id: int | None = None, every_s: float = 1.0, min_gap_s: float = 0.2,
+                 count_every_s: float = 1.0,
                  rate_window_s: float = 60.0) -> None:
         self.campaign = campaign
         self.store = store
@@ -102,6 +105,8 @@ class RunState:
         # Attempts after this id are this run's: counted per outcome by the store.
         self.since_id = store.last_call_id() if since_id is None else since_id
         self.every_s, self.min_gap_s, self.rate_window_s = every_s, min_gap_s, rate_window_s
+        self.count_every_s = count_every_s
+        self._counted_at = float("-inf")  # clock.monotonic() of the last outcome count read
         self.started_at = clock.now()
         self._t0 = clock.monotonic()
         self._facts = _Facts()
@@ -186,7 +191,7 @@ class RunState:
         return Snapshot(
             campaign=self.campaign, at=self.clock.now(), started_at=self.started_at,
             seq=self._seq, nodes=nodes, in_flight=sum(n.in_flight for n in nodes),
-            max_concurrent=self.max_concurrent, outcomes=self._outcomes(),
+            max_concurrent=self.max_concurrent, outcomes=self._outcomes(now_m, final=over),
             originated=f.originated, rate_per_min=rate, status=self._status(nodes),
             paused=f.paused, console=f.console, holding=f.holding, waiting=f.waiting,
             stopping=f.stopping,
@@ -202,7 +207,12 @@ class RunState:
         span = min(self.rate_window_s, now_m - self._t0)
         return len(placed) / span * 60 if span > 0 else 0.0
 
-    def _outcomes(self) -> tuple[tuple[str, int], ...]:
+    def _outcomes(self, now_m: float, final: bool) -> tuple[tuple[str, int], ...]:
+        """This run's counts per outcome. The query walks every attempt of the run, so it runs
+        at most once per count_every_s (5 snapshots a second each counted a long run again)."""
+        if not final and now_m - self._counted_at < self.count_every_s:
+            return self._counts
+        self._counted_at = now_m
         try:
             counts = self.store.outcome_counts(self.campaign, since_id=self.since_id)
         except STORE_ERRORS as exc:  # store away: keep the last counts, the run says paused
