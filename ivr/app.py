@@ -35,6 +35,7 @@ from ivr.callflow.flow import FlowOptions
 from ivr.prompts.build import load_manifest
 from ivr.records import webhooks
 from ivr.telephony.sandbox import Sandbox
+from ivr.store import factory
 from ivr.store.base import RunOwner
 from ivr.store.sqlite import Store
 
@@ -55,9 +56,8 @@ def utcnow() -> datetime:
 
 
 def open_store(cfg: Config, busy_timeout_s: float = 30.0) -> Store:
-    key_file = cfg.path(cfg.store.optout_key_file) if cfg.store.optout_key_file else None
-    return Store.open(cfg.path(cfg.store.path), busy_timeout_s=busy_timeout_s,
-                      optout_key_file=key_file)
+    """SQLite for store.path, PostgreSQL for store.url (ivr.store.factory)."""
+    return factory.open_store(cfg, busy_timeout_s)  # type: ignore[return-value]
 
 
 def ami_secret(cfg: Config, node: str | None = None) -> str:

@@ -71,6 +71,9 @@ class Flow:
 @dataclass
 class Store:
     path: str = "ivr.db"
+    # PostgreSQL instead of the SQLite file: postgresql://user@host:port/db. The password comes
+    # from IVR_STORE_PASSWORD, libpq's environment or ~/.pgpass, never from here.
+    url: str = ""
     # HMAC key of the opposition list, outside the store's folder (else IVR_OPTOUT_KEY).
     optout_key_file: str = ""
 
@@ -263,6 +266,7 @@ def from_dict(data: dict[str, Any], base_dir: Path = Path(".")) -> Config:
     cfg = _build(Config, data or {}, "config")
     cfg.base_dir = base_dir
     _validate(cfg)
+    _validate_store(cfg.store, (data or {}).get("store") or {})
     _read_text_files(cfg)
     return cfg
 
@@ -319,6 +323,22 @@ def _validate(cfg: Config) -> None:
               low_open=True)
     _validate_regions(cfg)
     _validate_webhooks(cfg.webhooks)
+
+
+STORE_URL = re.compile(r"postgres(ql)?://[^/?#]+(/[^/?#]*)?(\?[^#]*)?")
+
+
+def _validate_store(store: Store, raw: dict[str, Any]) -> None:
+    """store.url selects PostgreSQL, store.path (the default) SQLite: not both; no password."""
+    if not store.url:
+        return
+    if "path" in raw:
+        raise ConfigError("store: keep only one of path: (SQLite) and url: (PostgreSQL)")
+    if not STORE_URL.fullmatch(store.url):
+        raise ConfigError("store.url: not a PostgreSQL URL: use postgresql://user@host:port/db")
+    if re.search(r"://[^/@]*:[^/@]*@", store.url) or "password=" in store.url:
+        raise ConfigError("store.url holds a password: remove it and set IVR_STORE_PASSWORD "
+                          "(or libpq's PGPASSWORD / ~/.pgpass)")
 
 
 # Sane bounds: beyond them a value is a typo (or an attack on the callees), never a choice.

@@ -47,7 +47,10 @@ def test_caller_id_that_would_inject_is_refused(value: str) -> None:
 
 # -- SQL safety: every statement is a literal; only ivr/store/ holds SQL --------------------------
 EXEC = frozenset({"execute", "executemany", "executescript"})
-RUNS_SQL = EXEC | {"q", "one", "_rows", "_row"}  # the store's own helpers take SQL first
+RUNS_SQL = EXEC | {"q", "one", "_rows", "_row", "_exec"}  # the store's helpers take SQL first
+# psycopg's bound parameters (%s, %(name)s), in the PostgreSQL backend's modules (store/pg_*):
+# there they are parameters, and any % operator at all is an offence (no formatting needed).
+PSYCOPG_PARAM = re.compile(r"%(\([a-z_]+\))?s")
 # Words of SQL as this package writes it (upper case); prose and messages are lower case.
 SQL_WORDS = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA|WHERE|VALUES|"
                        r"FROM|JOIN|SET|INTO|AND|OR|IN|LIKE|GLOB|LIMIT|ORDER BY|GROUP BY)\b")
@@ -67,11 +70,15 @@ def _text(node: ast.AST) -> str:
     return ""
 
 
-def _built_sql(node: ast.AST) -> bool:
+def _built_sql(node: ast.AST, psycopg: bool = False) -> bool:
     """SQL text assembled at run time: an f-string, %, + or .format/.join on SQL words, or a
-    template (SQL words with a {} or %s placeholder) kept for later."""
+    template (SQL words with a {} or %s placeholder) kept for later. `psycopg`: %s and
+    %(name)s are bound parameters, and every % operator is an offence."""
+    if psycopg and isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):
+        return True
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return bool(SQL_WORDS.search(node.value) and PLACEHOLDER.search(node.value))
+        text = PSYCOPG_PARAM.sub("", node.value) if psycopg else node.value
+        return bool(SQL_WORDS.search(text) and PLACEHOLDER.search(text))
     if isinstance(node, ast.JoinedStr):
         return bool(SQL_WORDS.search(_text(node)))
     if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mod)):
@@ -105,8 +112,9 @@ def sql_offences(source: str, name: str = "<src>") -> list[str]:
     """Every place SQL is built at run time, or an execute (or alias) gets non-literal SQL."""
     tree = ast.parse(source)
     aliases, out = _exec_aliases(tree), []
+    psycopg = Path(name).name.startswith("pg_")
     for node in ast.walk(tree):
-        if _built_sql(node):
+        if _built_sql(node, psycopg):
             out.append(f"{name}:{node.lineno}: SQL built at run time")  # type: ignore[attr-defined]
         if not isinstance(node, ast.Call) or not node.args:
             continue
@@ -158,6 +166,22 @@ def test_the_sql_check_catches_built_statements(code: str) -> None:
 ])
 def test_the_sql_check_accepts_literals(code: str) -> None:
     assert sql_offences(code) == []
+
+
+@pytest.mark.parametrize("code", [
+    'def f(c, t):\n    sql = "SELECT * FROM t WHERE n = %s"\n    c.execute(sql % t)',
+    'def f(c, t):\n    c.execute("SELECT * FROM %s" % t)',
+    'def f(c, t):\n    c.execute(f"SELECT * FROM t WHERE n = {t}")',
+    'def f(s, t):\n    s._exec(t + " WHERE n = %s", (1,))',
+])
+def test_the_sql_check_catches_built_statements_in_postgresql_modules(code: str) -> None:
+    assert sql_offences(code, "store/pg_x.py") != []
+
+
+def test_psycopg_parameters_are_parameters_only_in_postgresql_modules() -> None:
+    code = 'def f(db, n):\n    db.execute("SELECT 1 FROM t WHERE n = %s AND m = %(m)s", (n,))'
+    assert sql_offences(code, "store/pg_x.py") == []
+    assert sql_offences(code, "store/sqlite_x.py") != []  # SQLite's parameter is ?
 
 
 # Modules outside ivr/store/ that still hold SQL text, each with the reason. Empty: the store

@@ -85,7 +85,8 @@ class PgCore:
                                      f"this program ({len(MIGRATIONS)}): upgrade ivr")
                 if current == len(MIGRATIONS):
                     return
-                self._conn().execute(MIGRATIONS[current])  # several statements, no parameters
+                script = MIGRATIONS[current]
+                self._conn().execute(script)  # several statements, no parameters
                 if self.version != current + 1:  # each script records its own number
                     raise StoreError(f"internal: migration {current + 1} did not record itself")
 

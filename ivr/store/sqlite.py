@@ -7,18 +7,17 @@ modules, all written out and parameterised (tests/test_security.py checks it).
 from __future__ import annotations
 
 import sqlite3
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import sqlite_utils
 
 from ivr.errors import StoreError
-from ivr.store import sqlite_runlock
-from ivr.store.base import CallResult, Claim, History, RunOwner, parse_utc, utc
+from ivr.store.base import CallResult, Claim, History, parse_utc, utc
 from ivr.store.schema import MIGRATIONS
 from ivr.store.sqlite_calls import CallsSQL, campaign_tag
 from ivr.store.sqlite_console import ConsoleSQL
 from ivr.store.sqlite_contacts import ContactsSQL
+from ivr.store.sqlite_controllers import ControllersSQL
 from ivr.store.sqlite_optout_key import beside, fix_hint, resolve_key
 from ivr.store.sqlite_privacy import PrivacySQL
 from ivr.store.sqlite_records import RecordsSQL
@@ -28,14 +27,9 @@ __all__ = ["MIGRATIONS", "CallResult", "Claim", "History", "Store", "campaign_ta
            "optout_key_for", "parse_utc", "utc"]
 
 
-class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL, ConsoleSQL):
-    path: Path | None = None  # the file (None in memory): the run lock lives beside it
-
-    def hold_run(self, owner: RunOwner, campaign: str) -> AbstractContextManager[None]:
-        """One `ivr run` per campaign at a time on this file (sqlite_runlock); nothing to
-        hold in memory."""
-        return (sqlite_runlock.hold_run(self.path, owner, campaign) if self.path
-                else nullcontext())
+class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL, ConsoleSQL, ControllersSQL):
+    remote = False  # a local file: its calls are fast enough to run on the event loop
+    shares_work = False  # one `ivr run` per campaign (sqlite_controllers.hold_run)
 
     @classmethod
     def open(cls, path: str | Path, optout_key: bytes | None = None,

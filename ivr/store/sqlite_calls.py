@@ -70,10 +70,10 @@ class CallsSQL(SQLiteCore):
         """Write the attempt before its Originate is sent, so a crash cannot lose it."""
         cur = self.db.conn.execute(
             "INSERT INTO calls (contact_id, number, attempt, campaign, caller_id, state, "
-            "started_at, node, token_hash) VALUES (?, ?, 1 + (SELECT COUNT(*) FROM calls WHERE "
-            "contact_id = ? AND campaign = ?), ?, ?, 'created', ?, ?, ?)",
+            "started_at, node, token_hash, controller) VALUES (?, ?, 1 + (SELECT COUNT(*) FROM "
+            "calls WHERE contact_id = ? AND campaign = ?), ?, ?, 'created', ?, ?, ?, ?)",
             (contact["id"], contact["number"], contact["id"], campaign, campaign, caller_id,
-             utc(now), node, token_hash))
+             utc(now), node, token_hash, self.controller_id))
         call_id = int(cur.lastrowid)  # type: ignore[arg-type]
         # Unique across stores and runs sharing one PBX (Asterisk refuses a reused id).
         channel_id = f"ivr-{campaign_tag(campaign)}-{call_id}-{secrets.token_hex(4)}"

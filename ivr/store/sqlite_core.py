@@ -38,6 +38,7 @@ class SQLiteCore:
     # True when the key is the file beside the store: then only fiction numbers may come in
     # (sqlite_optout_key.py says why); Store.open sets it.
     fiction_only_key = False
+    controller_id: str | None = None  # set by hold_run (sqlite_controllers); calls.controller
 
     def __init__(self, db: sqlite_utils.Database, optout_key: bytes) -> None:
         self.db = db  # private-for-now: tests and bench/ still reach in; the program does not

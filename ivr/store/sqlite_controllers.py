@@ -1,0 +1,71 @@
+"""The SQLite backend's controllers: one `ivr run` per campaign (the run lock), registered in
+`controllers` like PostgreSQL's, and the open attempts left by runs that are gone.
+
+SQLite does not share a campaign's work (shares_work = False): sqlite_runlock refuses a second
+run of it. A run still gets a random controller id (written to calls.controller) and a row in
+`controllers`, so orphaned_calls and the console read the same rows on both backends. There is
+no heartbeat thread: while a run holds the campaign's lock, no other run of it is alive.
+"""
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ivr.store import sqlite_runlock
+from ivr.store.base import Row, RunOwner, utc
+from ivr.store.sqlite_core import SQLiteCore
+
+LEASE_S = 15.0  # written for the console's sake; the run lock is what keeps runs apart
+
+
+class ControllersSQL(SQLiteCore):
+    path: Path | None = None  # the file (None in memory): the run lock lives beside it
+    _held_campaign: str | None = None
+
+    @contextmanager
+    def hold_run(self, owner: RunOwner, campaign: str) -> Iterator[None]:
+        """One `ivr run` per campaign at a time on this file (sqlite_runlock; nothing to lock
+        in memory); registered as a controller while it holds."""
+        with ExitStack() as stack:
+            if self.path:
+                stack.enter_context(sqlite_runlock.hold_run(self.path, owner, campaign))
+            controller = secrets.token_hex(8)
+            now = utc(datetime.now(timezone.utc))
+            with self.transaction():
+                self.db.execute("INSERT INTO controllers (id, campaign, host, pid, started_at, "
+                                "heartbeat_at, lease_s) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                (controller, campaign, owner.host, owner.pid,
+                                 utc(owner.started), now, LEASE_S))
+            self.controller_id, self._held_campaign = controller, campaign
+            try:
+                yield
+            finally:
+                self.controller_id = self._held_campaign = None
+                with self.transaction():
+                    self.db.execute("UPDATE controllers SET stopped_at = ? WHERE id = ?",
+                                    (utc(datetime.now(timezone.utc)), controller))
+
+    def orphaned_calls(self, campaign: str, now: datetime) -> list[Row]:
+        """Open attempts of the campaign that no live controller will settle, never this
+        store's own. While this store holds the campaign's run lock, that is every other
+        controller's (no other run of the campaign is alive); otherwise those whose controller
+        stopped, whose lease expired by `now`, or that no registered controller placed."""
+        held = self._held_campaign == campaign
+        return self._rows(
+            "SELECT c.* FROM calls c LEFT JOIN controllers k ON k.id = c.controller "
+            "WHERE c.outcome IS NULL AND c.campaign = :campaign "
+            "AND (:me IS NULL OR c.controller IS NOT :me) "
+            "AND (:held OR k.id IS NULL OR k.stopped_at IS NOT NULL OR "
+            "(julianday(:now) - julianday(k.heartbeat_at)) * 86400.0 > k.lease_s) "
+            "ORDER BY c.id",
+            {"campaign": campaign, "me": self.controller_id, "held": int(held),
+             "now": utc(now)})
+
+    def controllers(self, campaign: str | None = None) -> list[Row]:
+        """The registered controllers (of one campaign, or all), oldest first."""
+        return self._rows("SELECT * FROM controllers WHERE (:campaign IS NULL OR "
+                          "campaign = :campaign) ORDER BY started_at, id",
+                          {"campaign": campaign})
