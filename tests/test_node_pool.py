@@ -246,3 +246,22 @@ def test_orphaned_attempts_are_settled_unless_live_on_one_of_our_nodes(
     assert (gone["outcome"], gone["stage"]) == ("error", "orphaned") and gone["retry_at"]
     # The live one was waited for and got its real outcome, not `error`.
     assert by_number[live_n]["outcome"] == "no_answer"
+
+
+def test_a_node_long_down_does_not_make_every_hangup_a_pbx_fault(tmp_path: Path) -> None:
+    """The IVR asks whether the PBX went down when a call is cut: in a pool, a node that died
+    minutes ago says nothing about a call ending now on another node; one going down now does."""
+    async def scenario() -> tuple[bool, bool]:
+        async with pool(tmp_path, {}, [], caps=[0, 0]) as p:
+            await p.pbxs[1].crash()
+            n2 = p.dialer.nodes["n2"]
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 5
+            while n2.down_since is None and loop.time() < end:
+                await asyncio.sleep(0.05)
+            n2.down_since -= 60  # down for a minute
+            long_down = await p.dialer.pbx_went_down(within_s=0.5)
+            going = asyncio.ensure_future(p.dialer.pbx_went_down(within_s=3.0))
+            await p.pbxs[0].crash()
+            return long_down, await going
+    assert asyncio.run(scenario()) == (False, True)

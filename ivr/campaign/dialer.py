@@ -33,6 +33,7 @@ T = TypeVar("T")
 
 CAUSE_GRACE_S = 1.0     # wait this long for a Hangup cause after a vague failed Originate
 ANSWERED_GRACE_S = 3.0  # an answered call whose IVR never reported is an `error` after this
+RECENT_DOWN_S = 5.0     # in a pool, a node down for longer did not cut a call ending now
 HANGUP_ALL_S = 3.0      # a stop's hang-up of every call waits this long at most
 
 
@@ -144,9 +145,11 @@ class Dialer:
         """Did a node shut down or drop its link around now? (Shutdown, lost link.) A node of
         the pool that has been down for longer says nothing of this call's end."""
         deadline = self.clock.monotonic() + within_s
+        alone = len(self._states) == 1  # one node: down at all is the answer, as ever
         while True:
             now = self.clock.monotonic()
-            if any(not ns.node.up and (ns.down_since is None or now - ns.down_since <= within_s)
+            if any(not ns.node.up and (alone or ns.down_since is None or
+                                       now - ns.down_since <= RECENT_DOWN_S)
                    for ns in self._states):
                 return True
             if now >= deadline:
