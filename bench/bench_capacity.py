@@ -15,7 +15,8 @@ Prints one JSON object. Usage (no sandbox, no root needed):
   python3 bench/bench_capacity.py [--calls 3000] [--concurrent 200] [--nodes 1]
   python3 bench/bench_capacity.py --history 100000   # a store with 100,000 past attempts
   python3 bench/bench_capacity.py --profile /tmp/cap.prof   # cProfile of the controller
-Backends: SQLite (store.path). PostgreSQL is added once `store.url` exists in the config.
+Backends: SQLite (store.path), or `--backend postgresql` (store.url): a private cluster started
+for the run from Debian's postgresql package, as `ivr db up` does (root).
 Not a test: it asserts nothing; the README records its output.
 """
 from __future__ import annotations
@@ -32,17 +33,20 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_ivr  # noqa: E402  (same config, numbers and store set-up as the sandbox bench)
 
 from ivr import app  # noqa: E402
 from ivr.prompts.build import build_prompts  # noqa: E402
-from ivr.store.sqlite import Store  # noqa: E402
-from ivr.telephony.ami_node import AmiNode  # noqa: E402
+from ivr.store.base import StoreBackend  # noqa: E402
+from ivr.store.pg_cluster import PgCluster  # noqa: E402
+from ivr.config import NodeConfig  # noqa: E402
 
 SECRET = "bench-capacity-secret"
 AGI_PORT = 4614
+PG_PORT = 55491  # not `ivr db up`'s default: the bench's cluster is its own
 
 
 async def serve_pbx(prompt_s: float) -> None:
@@ -69,21 +73,30 @@ def cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def seed(cfg: bench_ivr.config.Config, nums: list[str], history: int) -> Store:
-    store = Store.open(cfg.path(cfg.store.path), busy_timeout_s=0.5)
-    ts = bench_ivr.utc(bench_ivr.datetime.now(bench_ivr.timezone.utc))
-    with store.transaction():
-        seed_history(store, cfg.campaign.name, history, ts)
-        for n in nums:
-            store.db.execute("INSERT INTO contacts (number, source, basis, created_at, "
-                             "updated_at) VALUES (?, 'bench', 'consent', ?, ?)", (n, ts, ts))
-        store.bind_contacts(nums, campaign=cfg.campaign.name, source="bench", basis="consent",
-                            acquired_on=None,
-                            now=bench_ivr.datetime.now(bench_ivr.timezone.utc))
+def seed(cfg: bench_ivr.config.Config, nums: list[str], history: int,
+         url: str) -> StoreBackend:
+    """The contacts, bound to the campaign, through the store's own methods (both backends).
+    `url`: a PostgreSQL store (what store.url selects), else SQLite at store.path."""
+    if url:
+        from ivr.store.pg import PgStore
+        store: Any = PgStore.open(url, optout_key=SECRET.encode())
+    else:
+        store = app.open_store(cfg, busy_timeout_s=0.5)
+    now = bench_ivr.datetime.now(bench_ivr.timezone.utc)
+    if history:
+        if url:
+            raise SystemExit("--history is for the SQLite store only")
+        with store.transaction():
+            seed_history(store, cfg.campaign.name, history, bench_ivr.utc(now))
+    for n in nums:
+        store.add_contact(n, name=None, timezone=None, source="bench", basis="consent",
+                          acquired_on=None, extra="{}", status="pending", now=now)
+    store.bind_contacts(nums, campaign=cfg.campaign.name, source="bench", basis="consent",
+                        acquired_on=None, now=now)
     return store
 
 
-def seed_history(store: Store, campaign: str, n: int, ts: str) -> None:
+def seed_history(store: Any, campaign: str, n: int, ts: str) -> None:
     """A store that has lived: n past attempts of other numbers, each with a consent row, as
     a campaign's earlier evenings leave them (what each claim and answer look through)."""
     store.db.conn.executemany(
@@ -95,19 +108,18 @@ def seed_history(store: Store, campaign: str, n: int, ts: str) -> None:
         "'consent', '1', started_at, campaign FROM calls")
 
 
-async def drive(cfg: bench_ivr.config.Config, store: Store, port: int,
+async def drive(cfg: bench_ivr.config.Config, store: StoreBackend,
                 profile: cProfile.Profile | None) -> dict[str, float]:
-    node = AmiNode(app.NODE_NAME, "127.0.0.1", port, "ivr", SECRET)
     cpu0, t0 = cpu_s(), time.monotonic()
     if profile is not None:
         profile.enable()
     try:
-        report, _ = await app.run_campaign(cfg, store, node=node)
+        report, _ = await app.run_campaign(cfg, store)  # the pool of cfg.pbx.nodes
     finally:
         if profile is not None:
             profile.disable()
     return {"cpu_s": cpu_s() - cpu0, "elapsed_s": time.monotonic() - t0,
-            "originated": report.originated}
+            "originated": float(report.originated)}
 
 
 def measure(args: argparse.Namespace, base: Path) -> dict[str, object]:
@@ -116,11 +128,15 @@ def measure(args: argparse.Namespace, base: Path) -> dict[str, object]:
     cfg = dataclasses.replace(cfg, agi=dataclasses.replace(cfg.agi, port=AGI_PORT),
                               pbx=dataclasses.replace(cfg.pbx, mode="external"))
     build_prompts(cfg)
-    store = seed(cfg, nums, args.history)
+    url = postgres(PgCluster(base / "pg", port=PG_PORT)) if args.backend == "postgresql" else ""
+    store = seed(cfg, nums, args.history, url)
     pbxes = start_pbxes(args.nodes, args.prompt_ms / 1000)
+    cfg = dataclasses.replace(cfg, pbx=dataclasses.replace(cfg.pbx, nodes=[
+        NodeConfig(f"fake{i + 1}", "127.0.0.1", port, "ivr") for i, (_, port) in
+        enumerate(pbxes)]))
     profile = cProfile.Profile() if args.profile else None
     try:
-        res = app.run(drive(cfg, store, pbxes[0][1], profile))
+        res = app.run(drive(cfg, store, profile))
     finally:
         for p, _ in pbxes:
             p.stdin.close()  # type: ignore[union-attr]
@@ -128,17 +144,30 @@ def measure(args: argparse.Namespace, base: Path) -> dict[str, object]:
     if profile is not None:
         profile.dump_stats(args.profile)
     # this run's calls only (the seeded history has no contact)
+    per_node = {r["node"]: r["n"] for r in store.q(
+        "SELECT node, COUNT(*) AS n FROM calls WHERE contact_id IS NOT NULL GROUP BY node")}
     stored = store.one("SELECT COUNT(*) AS n FROM calls WHERE outcome = 'message_played' AND "
                        "contact_id IS NOT NULL")["n"]
     proofs = store.one("SELECT COUNT(*) AS n FROM consents WHERE contact_id IS NOT NULL")["n"]
-    return {"backend": "sqlite", "nodes": args.nodes, "calls": args.calls,
+    getattr(store, "close", lambda: None)()
+    return {"backend": args.backend, "nodes": args.nodes, "calls": args.calls,
             "history": args.history,
             "concurrent": args.concurrent, "prompt_ms": args.prompt_ms,
-            "originated": res["originated"], "message_played": stored, "consents": proofs,
-            "controller_cpu_s": round(res["cpu_s"], 3), "elapsed_s": round(res["elapsed_s"], 3),
+            "originated": int(res["originated"]), "message_played": stored, "consents": proofs,
+            "calls_per_node": per_node,
+            "controller_cpu_s": round(res["cpu_s"], 3),
+            "elapsed_s": round(res["elapsed_s"], 3),
             "cpu_ms_per_setup": round(res["cpu_s"] / max(stored, 1) * 1000, 3),
             "setups_per_cpu_s": round(stored / res["cpu_s"], 1),
             "setups_per_wall_s": round(stored / res["elapsed_s"], 1)}
+
+
+def postgres(cluster: PgCluster) -> str:
+    """A private PostgreSQL cluster for this run (Debian's postgresql, as `ivr db up`),
+    fsync on; its password goes where the store reads it (IVR_STORE_PASSWORD)."""
+    cluster.up()
+    os.environ["IVR_STORE_PASSWORD"] = cluster.password()
+    return cluster.url
 
 
 def numbers(n: int) -> list[str]:
@@ -150,9 +179,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--concurrent", type=int, default=200)
-    parser.add_argument("--nodes", type=int, default=1, choices=[1],
-                        help="fake PBX nodes (1 until the node pool, pbx.nodes, exists)")
+    parser.add_argument("--nodes", type=int, default=1,
+                        help="fake PBX nodes, one child process each (pbx.nodes)")
     parser.add_argument("--prompt-ms", type=float, default=0.0)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--history", type=int, default=0,
                         help="past attempts (with consents) of other numbers in the store")
     parser.add_argument("--profile", default="", help="write a cProfile of the controller")
@@ -166,7 +196,12 @@ def main() -> None:
     os.environ["IVR_AMI_SECRET"] = SECRET
     os.environ.setdefault("IVR_CALLBACK_SECRET", SECRET)  # the callback route needs one
     with tempfile.TemporaryDirectory() as tmp:
-        out = measure(args, Path(tmp))
+        os.chmod(tmp, 0o755)  # PostgreSQL's own user must reach its cluster inside
+        try:
+            out = measure(args, Path(tmp))
+        finally:
+            if args.backend == "postgresql":
+                PgCluster(Path(tmp) / "pg", port=PG_PORT).down()
     print(json.dumps(out, indent=2))
 
 
