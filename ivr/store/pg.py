@@ -7,7 +7,6 @@ the URL (refused), the config, or a log line.
 """
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 from typing import Any
@@ -20,26 +19,16 @@ from psycopg_pool import ConnectionPool
 from ivr.errors import StoreError
 from ivr.secret_files import read_or_create
 from ivr.store.pg_calls import PgCallsSQL
+from ivr.store.pg_console import PgConsoleSQL
+from ivr.store.pg_contacts import PgContactsSQL
 from ivr.store.pg_controllers import PgControllersSQL, check_lease
 from ivr.store.pg_core import redact
+from ivr.store.pg_privacy import PgPrivacySQL
+from ivr.store.pg_records import PgRecordsSQL
 from ivr.store.sqlite_optout_key import ENV as KEY_ENV
 from ivr.store.sqlite_optout_key import KEY_SETTING
 
 PASSWORD_ENV = "IVR_STORE_PASSWORD"
-
-
-def _mixin(module: str, name: str) -> type | None:
-    # H2b's mixins land alongside this module; until one exists the store works without it.
-    try:
-        return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
-    except (ImportError, AttributeError):
-        return None
-
-
-_OTHERS = tuple(m for m in (_mixin("ivr.store.pg_records", "PgRecordsSQL"),
-                            _mixin("ivr.store.pg_privacy", "PgPrivacySQL"),
-                            _mixin("ivr.store.pg_contacts", "PgContactsSQL"),
-                            _mixin("ivr.store.pg_console", "PgConsoleSQL")) if m is not None)
 
 
 def resolve_key(key_file: str | Path | None) -> bytes:
@@ -77,7 +66,8 @@ def connect_kwargs(url: str, connect_timeout_s: float) -> dict[str, Any]:
     return kwargs
 
 
-class PgStore(PgCallsSQL, PgControllersSQL, *_OTHERS):  # type: ignore[misc]
+class PgStore(PgCallsSQL, PgRecordsSQL, PgPrivacySQL, PgContactsSQL, PgConsoleSQL,
+              PgControllersSQL):
     @classmethod
     def open(cls, url: str, optout_key: bytes | None = None, *,
              optout_key_file: str | Path | None = None, lease_s: float = 15.0,
