@@ -137,7 +137,7 @@ class Controller:
         return getattr(self.node, "ami", None)
 
     async def close(self) -> None:
-        self.dialer.writer.flush()
+        await self.dialer.writer.settled()  # a remote store's last batch lands before the end
         for pump in self.pumps:
             pump.cancel()
         self.server.close()
