@@ -275,83 +275,108 @@ async def run_with(cfg: Config, c: Campaign,
     return result, other, played
 
 
+SILENT = [f"+33199006{i}30" for i in (3, 5, 6)]  # blocks 63, 65, 66
+FOURTH = "+33199006710"  # imported last: dialed once a silent call has ended
+
+
+@dataclass
+class Rebuilt:
+    """A run during which the intro was rebuilt, then the next run."""
+    old: dict[str, str]  # manifests before and after the rebuild
+    new: dict[str, str]
+    run1: tuple[int, str, str]
+    built_at: float  # monotonic, and the wall clock, when the rebuild had finished
+    built_wall: datetime
+    open_then: int  # attempts without an outcome at that moment
+    played1: Played
+    later: list[str]  # the next run's list
+    run2: tuple[int, str, str]
+    played2: Played
+
+
+async def rebuild_once_all_heard_the_intro(c: Campaign, played: Played
+                                           ) -> tuple[float, datetime, int]:
+    await when(lambda: sum(bool(played.of(ch, "intro")) for ch in played.by_channel) >= 3,
+               60, "the three intros")
+    items = c.data["prompts"]["items"]
+    items["intro"]["text"] = items["intro"]["text"].replace("mon message", "notre message")
+    c.write()
+    rc, _, err = await ivr(c, "prompts", "build")
+    assert rc == 0 and "not installed" not in err, err
+    still_open = rows(c.store, "SELECT COUNT(*) AS n FROM calls WHERE outcome IS NULL")
+    return time.monotonic(), datetime.now(timezone.utc), still_open[0]["n"]
+
+
+async def rebuild_during_a_run(cfg: Config, c: Campaign) -> Rebuilt:
+    path = c.cfg_file.with_name("silent.csv")
+    path.write_text("number\n" + "".join(f"{n}\n" for n in [*SILENT, FOURTH]))
+    rc, _, err = await ivr(c, "contacts", "import", str(path), "--source", "silent",
+                           "--basis", "consent")
+    assert rc == 0, err
+    rc, _, err = await ivr(c, "prompts", "build")
+    assert rc == 0, err
+    old = c.manifest()
+    run1, (built_at, built_wall, open_then), played1 = await run_with(
+        cfg, c, lambda played: rebuild_once_all_heard_the_intro(c, played))
+    new = c.manifest()
+    later = await import_list(c, "64", ["10", "30"])
+    run2, _, played2 = await run_with(cfg, c, lambda played: asyncio.sleep(0))
+    return Rebuilt(old, new, run1, built_at, built_wall, open_then, played1, later, run2,
+                   played2)
+
+
 def test_a_rebuild_during_a_run_leaves_the_calls_in_flight_unchanged(
         pbx: Any, tmp_path: Path) -> None:
     """Three silent callees hear the intro three times (max_repeats 2): the intro is rebuilt,
     one word changed, after their first intro; the calls in flight keep playing the old file,
     still on disk, and record its sha256. A fourth call of the same run (max_concurrent 3)
     starts after the rebuild and records what it played. The next run's calls play the new
-    version."""
+    version. Then prune removes the old file."""
     cfg, made = pbx
     c = campaign(tmp_path, "R", "Marie Dupont", 4624, tmp_path / "r.db", max_repeats=2)
     c.data["dialer"]["max_concurrent"] = 3
     c.write()
     made.append(c.name)
-
-    async def rebuild_once_all_heard_the_intro(played: Played) -> tuple[float, datetime,
-                                                                        int]:
-        await when(lambda: sum(bool(played.of(ch, "intro")) for ch in played.by_channel) >= 3,
-                   60, "the three intros")
-        items = c.data["prompts"]["items"]
-        items["intro"]["text"] = items["intro"]["text"].replace("mon message", "notre message")
-        c.write()
-        rc, _, err = await ivr(c, "prompts", "build")
-        assert rc == 0 and "not installed" not in err, err
-        still_open = rows(c.store, "SELECT COUNT(*) AS n FROM calls WHERE outcome IS NULL")
-        return time.monotonic(), datetime.now(timezone.utc), still_open[0]["n"]
-
-    async def runs() -> tuple[Any, ...]:
-        path = c.cfg_file.with_name("silent.csv")
-        silent = [f"+33199006{i}30" for i in (3, 5, 6)]  # blocks 63, 65, 66
-        fourth = "+33199006710"  # imported last: dialed once a silent call has ended
-        path.write_text("number\n" + "".join(f"{n}\n" for n in [*silent, fourth]))
-        rc, _, err = await ivr(c, "contacts", "import", str(path), "--source", "silent",
-                               "--basis", "consent")
-        assert rc == 0, err
-        rc, _, err = await ivr(c, "prompts", "build")
-        assert rc == 0, err
-        old = c.manifest()
-        run1, (built_at, built_wall, open_then), played1 = await run_with(
-            cfg, c, rebuild_once_all_heard_the_intro)
-        new = c.manifest()
-        later = await import_list(c, "64", ["10", "30"])
-        run2, _, played2 = await run_with(cfg, c, lambda p: asyncio.sleep(0))
-        return (old, new, run1, built_at, built_wall, open_then, played1, later, run2,
-                played2, fourth)
-    (old, new, run1, built_at, built_wall, open_then, played1, later, run2, played2,
-     fourth) = asyncio.run(runs())
-    assert run1[0] == 0 and "run finished: 4 call(s) placed" in run1[1], run1
-    assert run2[0] == 0 and "run finished: 2 call(s) placed" in run2[1], run2
-    assert open_then == 3  # the rebuild finished while the three calls were in flight
-    assert old["intro"] != new["intro"] and {k: v for k, v in old.items() if k != "intro"} == \
-        {k: v for k, v in new.items() if k != "intro"}
-    old_file = sounds(cfg) / f"{prompt_sound(c.name, 'intro', old['intro'])}.wav"
-    new_file = sounds(cfg) / f"{prompt_sound(c.name, 'intro', new['intro'])}.wav"
+    r = asyncio.run(rebuild_during_a_run(cfg, c))
+    assert r.run1[0] == 0 and "run finished: 4 call(s) placed" in r.run1[1], r.run1
+    assert r.run2[0] == 0 and "run finished: 2 call(s) placed" in r.run2[1], r.run2
+    assert r.open_then == 3  # the rebuild finished while the three calls were in flight
+    assert r.old["intro"] != r.new["intro"]
+    assert {k: v for k, v in r.old.items() if k != "intro"} == \
+        {k: v for k, v in r.new.items() if k != "intro"}
+    old_file = sounds(cfg) / f"{prompt_sound(c.name, 'intro', r.old['intro'])}.wav"
 
     calls = rows(c.store, "SELECT * FROM calls ORDER BY id")
     first, late, second = calls[:3], calls[3], calls[4:]
+    assert sorted(k["number"] for k in first) == sorted(SILENT)
     for k in first:
-        intros = played1.of(k["channel_id"], "intro")
+        intros = r.played1.of(k["channel_id"], "intro")
         assert len(intros) == 3, (k["number"], intros)  # the intro and its two re-asks
-        assert any(t > built_at for t, _ in intros), intros  # played after the rebuild
-        assert {file_sha(cfg, s) for _, s in intros} == {old["intro"]}
-        assert k["outcome"] == "no_input" and json.loads(k["prompts_sha256"])["intro"] == \
-            old["intro"]
-        check_heard_is_played(cfg, played1, c.store, k)
-    assert hashlib.sha256(old_file.read_bytes()).hexdigest() == old["intro"]  # still there
+        assert any(t > r.built_at for t, _ in intros), intros  # played after the rebuild
+        assert {file_sha(cfg, s) for _, s in intros} == {r.old["intro"]}
+        assert k["outcome"] == "no_input"
+        assert json.loads(k["prompts_sha256"])["intro"] == r.old["intro"]
+        check_heard_is_played(cfg, r.played1, c.store, k)
+    assert hashlib.sha256(old_file.read_bytes()).hexdigest() == r.old["intro"]  # still there
     # Placed after the rebuild by the same run: its record names the version it played.
-    assert late["number"] == fourth and parse_utc(late["started_at"]) > built_wall
+    assert late["number"] == FOURTH and parse_utc(late["started_at"]) > r.built_wall
     assert late["outcome"] == "message_played"
-    check_heard_is_played(cfg, played1, c.store, late)
-    assert sorted(k["number"] for k in second) == sorted(later)
-    for k in second:  # the next calls take the new version, and say so
-        intros = played2.of(k["channel_id"], "intro")
-        assert intros and {file_sha(cfg, s) for _, s in intros} == {new["intro"]}
-        assert heard(c.store, k)["intro"] == new["intro"]
-        check_heard_is_played(cfg, played2, c.store, k)
+    check_heard_is_played(cfg, r.played1, c.store, late)
+    assert sorted(k["number"] for k in second) == sorted(r.later)
+    for k in second:  # the next run's calls take the new version, and say so
+        intros = r.played2.of(k["channel_id"], "intro")
+        assert intros and {file_sha(cfg, s) for _, s in intros} == {r.new["intro"]}
+        assert heard(c.store, k)["intro"] == r.new["intro"]
+        check_heard_is_played(cfg, r.played2, c.store, k)
+    check_prune(cfg, c, tmp_path, r)
 
-    # The old version is no longer needed: prune lists it, removes it with --yes, and the
-    # archive keeps both versions for the proof of consent.
+
+def check_prune(cfg: Config, c: Campaign, base: Path, r: Rebuilt) -> None:
+    """The old version is no longer needed: prune lists it, removes it with --yes; the new
+    one stays, and the archive keeps both for the proof of consent."""
+    old_file = sounds(cfg) / f"{prompt_sound(c.name, 'intro', r.old['intro'])}.wav"
+    new_file = sounds(cfg) / f"{prompt_sound(c.name, 'intro', r.new['intro'])}.wav"
+
     async def prune() -> tuple[tuple[int, str, str], tuple[int, str, str]]:
         return await ivr(c, "prompts", "prune"), await ivr(c, "prompts", "prune", "--yes")
     dry, done = asyncio.run(prune())
@@ -359,6 +384,6 @@ def test_a_rebuild_during_a_run_leaves_the_calls_in_flight_unchanged(
     assert dry[0] == 0 and f"would remove {rel}" in dry[1].splitlines(), dry
     assert done[0] == 0 and f"removed {rel}" in done[1].splitlines(), done
     assert not old_file.exists() and new_file.is_file()
-    archive = archive_dir(config.from_dict(c.data, tmp_path))
-    for sha in (old["intro"], new["intro"]):
+    archive = archive_dir(config.from_dict(c.data, base))
+    for sha in (r.old["intro"], r.new["intro"]):
         assert hashlib.sha256((archive / f"{sha}.wav").read_bytes()).hexdigest() == sha
