@@ -7,14 +7,17 @@ stopped (`ivr pbx down`) and the single-node sandbox the rest of the suite expec
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from ivr import app, config
 from ivr.config import Config
@@ -28,24 +31,40 @@ from .conftest import add_contacts, fiction, itest_config_dict
 NODES = ("pbx", "pbx2", "pbx3")
 
 
+def ivr(cfg_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ivr", "--config", str(cfg_file), *args], capture_output=True,
+                          text=True, timeout=180)
+
+
 @pytest.fixture(scope="module")
 def pool_cfg(pbx_cfg: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
-    """Three instances up; afterwards only instance 1, as the other tests expect."""
+    """`ivr pbx up --nodes 3`; afterwards `ivr pbx down` and `ivr pbx up`: only instance 1,
+    as the other tests expect."""
     base = tmp_path_factory.mktemp("pool")
     data = itest_config_dict(base)
     data["prompts"]["build_dir"] = str(pbx_cfg.path(pbx_cfg.prompts.build_dir))  # built once
     data["pbx"]["nodes"] = [{"name": n, "port": pbx_cfg.pbx.port + i}
                             for i, n in enumerate(NODES)]
     data["dialer"] |= {"max_concurrent": 30, "calls_per_second": 30, "amd": False}
-    cfg = config.from_dict(data, base)
-    timing = app.sandbox_sim_timing(pbx_cfg)
-    sandbox_nodes.up(pbx_cfg, len(NODES), 60, timing)
+    cfg_file = base / "pool.yaml"
+    cfg_file.write_text(yaml.safe_dump(data))
+    cfg = config.load(cfg_file)
+    up = ivr(cfg_file, "pbx", "up", "--nodes", str(len(NODES)))
+    assert up.returncode == 0, up.stderr
     try:
+        status = ivr(cfg_file, "pbx", "status", "--json")
+        assert status.returncode == 0, status.stdout + status.stderr
+        nodes = json.loads(status.stdout)["nodes"]
+        assert [(n["node"], n["ami_port"], n["running"]) for n in nodes] == \
+            [(i + 1, pbx_cfg.pbx.port + i, True) for i in range(len(NODES))]
         yield cfg
     finally:
-        sandbox_nodes.down(pbx_cfg)  # `ivr pbx down`: every instance, by its pid file
-        sandbox_nodes.up(pbx_cfg, 1, 60, timing)  # the single-node sandbox, restored
-        app.install_prompts_to_pbx(pbx_cfg)
+        down = ivr(cfg_file, "pbx", "down")  # every instance, by its pid file
+        assert down.returncode == 0 and "3 instances" in down.stdout, down.stdout + down.stderr
+        assert sandbox_nodes.started(cfg) == [1] and not Sandbox(cfg).status().running
+        again = ivr(cfg_file, "pbx", "up")  # the single-node sandbox, restored
+        assert again.returncode == 0, again.stderr
+        assert [i for i, _, st in sandbox_nodes.status(cfg) if st.running] == [1]
 
 
 class Watch:
