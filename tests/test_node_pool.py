@@ -217,18 +217,22 @@ def test_orphaned_attempts_are_settled_unless_live_on_one_of_our_nodes(
         async with pool(tmp_path, {live_n: no_answer(), gone_n: answer()}, [live_n, gone_n],
                         caps=[0, 0]) as p:
             cfg, now = p.ctl.cfg, p.ctl.clock.now()
-            # Two attempts of another controller (its lease expired): one still rings on n2.
+            # Two attempts of another controller, never registered or long gone: one still
+            # rings on n2, one is gone with it.
+            p.store.controller_id = "dead-controller"
             rows = [planning.claim(cfg, p.store, contact(p.store, n), "n2", now).call
                     for n in (live_n, gone_n)]
+            p.store.controller_id = None  # not a registered controller: judges nobody
+            assert await pool_watch.settle_orphans(p.dialer) == 0
+            p.store.controller_id = "this-controller"
             other = AmiNode("other", "127.0.0.1", p.pbxs[1].ami_port, "ivr", SECRET)
             await other.connect()
             try:
                 await other.originate(OriginateRequest(
                     f"Local/{live_n}@ivr-sim", rows[0]["channel_id"], "x", 1500,
                     "ivr-outbound", "s"))
-                ids = [r["id"] for r in rows]
-                p.store.orphaned_calls = lambda campaign, at: [  # type: ignore[attr-defined]
-                    c for c in p.store.open_calls(campaign=campaign) if c["id"] in ids]
+                assert [c["id"] for c in p.store.orphaned_calls("utest", now)] == \
+                    [r["id"] for r in rows]
                 settled = await pool_watch.settle_orphans(p.dialer)
                 assert settled == 1
                 adopted = rows[0]["id"] in p.dialer.by_call

@@ -80,12 +80,13 @@ def settle_lost(dialer: Dialer, ns: NodeState) -> int:
 
 async def settle_orphans(dialer: Dialer) -> int:
     """Attempts of a controller whose lease expired: adopt the live ones, settle the rest."""
-    orphaned = getattr(dialer.store, "orphaned_calls", None)
-    if orphaned is None:  # a store without controllers (before migration 6's methods)
-        return 0
+    store = dialer.store
+    if store.controller_id is None:  # not a registered controller (no hold_run): not ours
+        return 0                     # to judge who else is alive
     dialer.writer.flush()
     now = dialer.clock.now()
-    calls: list[dict[str, Any]] = await dialer.off_loop(orphaned, dialer.cfg.campaign.name, now)
+    calls: list[dict[str, Any]] = await dialer.off_loop(store.orphaned_calls,
+                                                        dialer.cfg.campaign.name, now)
     if not calls:
         return 0
     live = await _live_channels(dialer, {str(c.get("node") or "") for c in calls})
