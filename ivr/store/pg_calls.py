@@ -74,20 +74,22 @@ class PgCallsSQL(PgCore):
 
     def _insert_attempt(self, contact: Mapping[str, Any], campaign: str, caller_id: str,
                         node: str | None, now: datetime, token_hash: str | None) -> Row:
-        """Write the attempt before its Originate is sent, so a crash cannot lose it."""
-        ins = self._row(
-            "INSERT INTO calls (contact_id, number, attempt, campaign, caller_id, state, "
-            "started_at, node, token_hash, controller) VALUES (%s, %s, 1 + (SELECT COUNT(*) "
-            "FROM calls WHERE contact_id = %s AND campaign = %s), %s, %s, 'created', %s, %s, "
-            "%s, %s) RETURNING id",
-            (contact["id"], contact["number"], contact["id"], campaign, campaign, caller_id,
-             utc(now), node, token_hash, self.controller_id))
-        assert ins is not None
-        call_id = int(ins["id"])
+        """Write the attempt before its Originate is sent, so a crash cannot lose it. One
+        statement: the id is drawn first, so the channel id (which holds it) is written with
+        the row, in the state SQLite's two statements leave it ('dialing')."""
         # Unique across stores and runs sharing one PBX (Asterisk refuses a reused id).
-        channel_id = f"ivr-{campaign_tag(campaign)}-{call_id}-{secrets.token_hex(4)}"
-        row = self._row("UPDATE calls SET channel_id = %s, state = 'dialing' WHERE id = %s "
-                        "RETURNING *", (channel_id, call_id))
+        row = self._row(
+            "INSERT INTO calls (id, contact_id, number, attempt, campaign, caller_id, "
+            "channel_id, state, started_at, node, token_hash, controller) "
+            "SELECT n.id, %(contact)s, %(number)s, 1 + (SELECT COUNT(*) FROM calls WHERE "
+            "contact_id = %(contact)s AND campaign = %(campaign)s), %(campaign)s, %(caller)s, "
+            "'ivr-' || %(tag)s || '-' || n.id || '-' || %(salt)s, 'dialing', %(now)s, %(node)s, "
+            "%(token)s, %(controller)s FROM (SELECT nextval(pg_get_serial_sequence('calls', "
+            "'id')) AS id) n RETURNING *",
+            {"contact": contact["id"], "number": contact["number"], "campaign": campaign,
+             "caller": caller_id, "tag": campaign_tag(campaign), "salt": secrets.token_hex(4),
+             "now": utc(now), "node": node, "token": token_hash,
+             "controller": self.controller_id})
         assert row is not None
         return row
 
