@@ -86,6 +86,14 @@ def test_a_password_in_the_url_is_refused_and_never_shown() -> None:
     assert "s3cret" not in msg and "IVR_STORE_PASSWORD" in msg and "\n" not in msg
 
 
+@pytest.mark.parametrize("url", ["host=127.0.0.1 password=s3cret dbname=ivr",
+                                 "postgresql://ivr@127.0.0.1/ivr?password=s3cret"])
+def test_a_password_in_a_dsn_or_a_query_is_refused_and_never_shown(url: str) -> None:
+    with pytest.raises(StoreError) as err:
+        PgStore.open(url, optout_key=KEY)
+    assert "s3cret" not in str(err.value) and "holds a password" in str(err.value)
+
+
 def test_without_an_opposition_key_it_refuses_naming_both_sources(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("IVR_OPTOUT_KEY", raising=False)

@@ -79,10 +79,14 @@ class PgControllersSQL(PgCore):
         stopped at the end. Never refuses: other controllers of the campaign share its work."""
         controller = secrets.token_hex(8)
         now = utc(datetime.now(timezone.utc))
-        self._exec("INSERT INTO controllers (id, campaign, host, pid, started_at, "
-                   "heartbeat_at, lease_s) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                   (controller, campaign, owner.host, owner.pid, utc(owner.started), now,
-                    self.lease_s))
+        try:
+            self._exec("INSERT INTO controllers (id, campaign, host, pid, started_at, "
+                       "heartbeat_at, lease_s) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                       (controller, campaign, owner.host, owner.pid, utc(owner.started), now,
+                        self.lease_s))
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"cannot register this controller in the store: "
+                             f"{' '.join(str(exc).split())}") from None
         beat = Heartbeat(self._url, self._connect_kwargs, controller, self.lease_s / 3)
         beat.start()
         self.controller_id = controller

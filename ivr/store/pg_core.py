@@ -43,7 +43,8 @@ def retryable(exc: BaseException) -> bool:
 
 def redact(url: str) -> str:
     """The URL with any password replaced, for error messages (never log a secret)."""
-    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
+    url = re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
+    return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", url)
 
 
 class PgCore:
