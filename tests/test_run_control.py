@@ -255,3 +255,11 @@ def test_snapshot_dict_is_json(tmp_path: Path) -> None:
     assert json.loads(json.dumps(out)) == out
     assert out["controller"] == "ctl-1" and out["at"].endswith("Z")
     assert out["max_concurrent"] == 4 and out["outcomes"] == {}
+
+
+def test_ivr_run_has_the_standby_option() -> None:
+    from click.testing import CliRunner
+
+    from ivr.cli import cli
+    out = CliRunner().invoke(cli, ["run", "--help"]).output
+    assert "--standby" in out and "web console" in out
