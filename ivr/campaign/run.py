@@ -47,6 +47,7 @@ class CampaignRun:
         # The console's pause and pacing (run_control.py); without one, the config's.
         self.control = control or RunControl(cfg, store, clock, stop, hard_stop, state)
         self.next_slot = clock.monotonic()
+        self._away = False  # paused because a read or a claim found the store away
         # The drain's bound: the config's, else the longest possible call (the deadline).
         self.drain_s = cfg.dialer.drain_timeout_s or dialer.deadline_s
 
@@ -54,7 +55,14 @@ class CampaignRun:
         while not self.stop.is_set():
             self.dialer.writer.flush()  # outcomes batched this turn count for the plan
             # PostgreSQL: in a worker thread (the loop keeps serving calls); SQLite: inline.
-            p = await self.dialer.off_loop(plan, self.cfg, self.store, self.clock.now())
+            try:
+                p = await self.dialer.off_loop(plan, self.cfg, self.store, self.clock.now())
+            except STORE_ERRORS as exc:  # PostgreSQL stopped: pause, plan again in a second
+                await self._store_away(exc)
+                continue
+            if self._away:  # the store answers again
+                self._away = False
+                self.state.set(paused="")
             self.state.planned(p)
             await self._dial_due(p)
             if self.stop.is_set() or not await self._wait_for_work(p):
@@ -123,16 +131,22 @@ class CampaignRun:
         self.state.set(paused="")
         return False  # re-plan: the world moved on while paused
 
+    async def _store_away(self, exc: BaseException) -> None:
+        """A read or a claim failed with the store away: say so, wait a second."""
+        why = " ".join(str(exc).split()) or type(exc).__name__
+        self._away = True
+        log.error("store unavailable (%s): pausing new calls", why)
+        self.report.paused = why
+        self.state.set(paused=f"store unavailable: {why}")
+        await self.clock.wait(self.stop, timeout=1.0)
+
     async def _dial(self, contact: dict[str, Any]) -> bool:
         """One call; False when the run must re-plan (store away)."""
         self.dialer.writer.flush()
         try:
             claim = await self.dialer.dial(contact)
         except STORE_ERRORS as exc:  # nothing was sent: pause, then re-plan
-            log.error("store unavailable (%s): pausing new calls", exc)
-            self.report.paused = str(exc)
-            self.state.set(paused=f"store unavailable: {exc}")
-            await self.clock.wait(self.stop, timeout=1.0)
+            await self._store_away(exc)
             return False
         except PbxError as exc:  # refused (settled) or unconfirmed (reconciled later)
             log.warning("dial %s: %s", contact["number"], exc)
