@@ -28,6 +28,7 @@ import dataclasses
 import json
 import os
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
@@ -45,7 +46,6 @@ from ivr.store.pg_cluster import PgCluster  # noqa: E402
 from ivr.config import NodeConfig  # noqa: E402
 
 SECRET = "bench-capacity-secret"
-AGI_PORT = 4614
 PG_PORT = 55491  # not `ivr db up`'s default: the bench's cluster is its own
 
 
@@ -66,6 +66,13 @@ def start_pbxes(n: int, prompt_s: float) -> list[tuple[subprocess.Popen, int]]:
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         procs.append((p, int(p.stdout.readline())))  # type: ignore[union-attr]
     return procs
+
+
+def free_port() -> int:
+    """A free loopback port for the FastAGI server (the bench may run beside others)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def cpu_s() -> float:
@@ -125,7 +132,7 @@ async def drive(cfg: bench_ivr.config.Config, store: StoreBackend,
 def measure(args: argparse.Namespace, base: Path) -> dict[str, object]:
     nums = numbers(args.calls)
     cfg = bench_ivr.bench_config(base, args.concurrent)
-    cfg = dataclasses.replace(cfg, agi=dataclasses.replace(cfg.agi, port=AGI_PORT),
+    cfg = dataclasses.replace(cfg, agi=dataclasses.replace(cfg.agi, port=free_port()),
                               pbx=dataclasses.replace(cfg.pbx, mode="external"))
     build_prompts(cfg)
     url = postgres(PgCluster(base / "pg", port=PG_PORT)) if args.backend == "postgresql" else ""
@@ -144,6 +151,8 @@ def measure(args: argparse.Namespace, base: Path) -> dict[str, object]:
     if profile is not None:
         profile.dump_stats(args.profile)
     # this run's calls only (the seeded history has no contact)
+    outcomes = {r["outcome"]: r["n"] for r in store.q(
+        "SELECT outcome, COUNT(*) AS n FROM calls WHERE contact_id IS NOT NULL GROUP BY 1")}
     per_node = {r["node"]: r["n"] for r in store.q(
         "SELECT node, COUNT(*) AS n FROM calls WHERE contact_id IS NOT NULL GROUP BY node")}
     stored = store.one("SELECT COUNT(*) AS n FROM calls WHERE outcome = 'message_played' AND "
@@ -154,7 +163,7 @@ def measure(args: argparse.Namespace, base: Path) -> dict[str, object]:
             "history": args.history,
             "concurrent": args.concurrent, "prompt_ms": args.prompt_ms,
             "originated": int(res["originated"]), "message_played": stored, "consents": proofs,
-            "calls_per_node": per_node,
+            "calls_per_node": per_node, "outcomes": outcomes,
             "controller_cpu_s": round(res["cpu_s"], 3),
             "elapsed_s": round(res["elapsed_s"], 3),
             "cpu_ms_per_setup": round(res["cpu_s"] / max(stored, 1) * 1000, 3),
