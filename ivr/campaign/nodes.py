@@ -62,6 +62,7 @@ class NodeState:
         self.reconciling = False
         self.down_since: float | None = None  # clock.monotonic() when its link was seen down
         self.lost = False  # its Asterisk died: its calls were settled (pool_watch)
+        self.next_probe = 0.0  # clock.monotonic() of pool_watch's next look at its AMI port
 
     def hold(self, seconds: float = FAULT_HOLD_S) -> None:
         self.hold_until = max(self.hold_until, self.clock.monotonic() + seconds)

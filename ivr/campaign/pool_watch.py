@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 POLL_S = 0.25     # how often the nodes' links are looked at (cheap: a flag per node)
 DEAD_AFTER_S = 1.0  # a link down this long gets its port probed
+PROBE_EVERY_S = 1.0
 ORPHANS_S = 5.0   # how often the store is asked for attempts of expired controllers
 NODE_TIMEOUT_S = 5.0
 
@@ -54,8 +55,9 @@ async def check_node(dialer: Dialer, ns: NodeState, now: float) -> None:
     if ns.down_since is None:
         ns.down_since = now
         return
-    if ns.lost or now - ns.down_since < DEAD_AFTER_S or not ns.calls:
+    if ns.lost or now - ns.down_since < DEAD_AFTER_S or not ns.calls or now < ns.next_probe:
         return
+    ns.next_probe = now + PROBE_EVERY_S  # a listening port that will not log us in: not often
     gone = getattr(ns.node, "gone", None)
     if gone is not None and await gone():
         ns.lost = True  # once per outage; the reconnect's reconciliation does the rest
