@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import socket
 import stat
@@ -27,7 +28,11 @@ if _pg_unavailable() and not os.environ.get("CI"):
 
 
 def _free_port(start: int) -> int:
-    return next(p for p in range(start, start + 100) if port_free(p))
+    """A free port among 500 from `start`, picked at random: other test sessions on this
+    machine may be starting their own clusters at the same moment."""
+    ports = list(range(start, start + 500))
+    random.shuffle(ports)
+    return next(p for p in ports if port_free(p))
 
 
 def _system_clusters() -> str:
