@@ -94,9 +94,27 @@ def store_with(*numbers: str, at: datetime | str, **fields: Any) -> Store:
     return s
 
 
-@pytest.fixture
-def store() -> Store:
-    return Store.memory()
+def fill(store: Store, *numbers: str, at: datetime | str, **fields: Any) -> Store:
+    """`store` holding these contacts (store_with's twin for the parametrised `store`)."""
+    for n in numbers:
+        add_contact(store, n, at=at, **fields)
+    return store
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    """A fresh, empty store of each backend: SQLite in memory, and PostgreSQL on a fresh
+    database of the session's private cluster (tests/store_sql.py: the raw-SQL helpers the
+    tests use work on both)."""
+    if request.param == "sqlite":
+        yield Store.memory()
+        return
+    from store_sql import PgTestStore
+    pg = PgTestStore.open(request.getfixturevalue("pg_store_url"), optout_key=b"test-key")
+    try:
+        yield pg  # type: ignore[misc]
+    finally:
+        pg.close()
 
 
 @pytest.fixture
@@ -168,6 +186,32 @@ def pg_url(pg_cluster: PgCluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
     The password reaches libpq through PGPASSFILE, never through the URL."""
     name = f"t_{secrets.token_hex(6)}"
     pg_cluster.create_database(name)
+    monkeypatch.setenv("PGPASSFILE", str(pg_cluster.pgpass_file))
+    try:
+        yield pg_cluster.url_for(name)
+    finally:
+        pg_cluster.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def pg_migrated(pg_cluster: PgCluster) -> str:
+    """A database holding the PostgreSQL store's schema and no rows, made once per session:
+    each store test copies it (CREATE DATABASE … TEMPLATE) instead of migrating again."""
+    from ivr.store.pg import PgStore
+    name = f"ivr_migrated_{secrets.token_hex(4)}"
+    pg_cluster.create_database(name)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PGPASSFILE", str(pg_cluster.pgpass_file))
+        PgStore.open(pg_cluster.url_for(name), optout_key=b"test-key").close()
+    return name
+
+
+@pytest.fixture
+def pg_store_url(pg_cluster: PgCluster, pg_migrated: str,
+                 monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Like pg_url, but already migrated (a copy of pg_migrated): a fresh store, no rows."""
+    name = f"t_{secrets.token_hex(6)}"
+    pg_cluster.create_database(name, template=pg_migrated)
     monkeypatch.setenv("PGPASSFILE", str(pg_cluster.pgpass_file))
     try:
         yield pg_cluster.url_for(name)

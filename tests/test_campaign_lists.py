@@ -43,8 +43,7 @@ def due(store: Store, campaign: str) -> list[str]:
     return [c["number"] for c in planning.plan(cfg(campaign), store, NOW).due]
 
 
-def test_a_run_plans_only_its_own_campaigns_contacts(tmp_path: Path) -> None:
-    store = Store.memory()
+def test_a_run_plans_only_its_own_campaigns_contacts(store: Store, tmp_path: Path) -> None:
     imported(store, tmp_path, A, "list-of-a", "+33199000010", "+33199000011")
     imported(store, tmp_path, B, "list-of-b", "+33199000020")
     assert due(store, A) == ["+33199000010", "+33199000011"]
@@ -55,8 +54,7 @@ def test_a_run_plans_only_its_own_campaigns_contacts(tmp_path: Path) -> None:
         store, planning.plan(cfg("campaign-c"), store, NOW), "campaign-c")
 
 
-def test_sharing_a_list_is_explicit_and_audited(tmp_path: Path) -> None:
-    store = Store.memory()
+def test_sharing_a_list_is_explicit_and_audited(store: Store, tmp_path: Path) -> None:
     imported(store, tmp_path, A, "list-of-a", "+33199000010", "+33199000011")
     assert share_list(store, source="list-of-a", campaign=B, basis="member_file",
                       now=NOW) == 2
@@ -76,8 +74,7 @@ def test_sharing_a_list_is_explicit_and_audited(tmp_path: Path) -> None:
     ("list-of-a", "scraped from the web", "scrap"),
 ])
 def test_a_share_without_a_list_or_a_basis_writes_nothing(
-        tmp_path: Path, source: str, basis: str | None, message: str) -> None:
-    store = Store.memory()
+        store: Store, tmp_path: Path, source: str, basis: str | None, message: str) -> None:
     imported(store, tmp_path, A, "list-of-a", "+33199000010")
     audit_before = store.q("SELECT * FROM audit")
     with pytest.raises(ImportFileError, match=re.escape(message)):
@@ -85,8 +82,8 @@ def test_a_share_without_a_list_or_a_basis_writes_nothing(
     assert due(store, B) == [] and store.q("SELECT * FROM audit") == audit_before
 
 
-def test_one_number_in_two_campaigns_keeps_its_progress_per_campaign(tmp_path: Path) -> None:
-    store = Store.memory()
+def test_one_number_in_two_campaigns_keeps_its_progress_per_campaign(
+        store: Store, tmp_path: Path) -> None:
     imported(store, tmp_path, A, "list-of-a", "+33199000010")
     imported(store, tmp_path, B, "list-of-b", "+33199000010")
     contact = store.pending_contacts(A)[0]
@@ -98,8 +95,8 @@ def test_one_number_in_two_campaigns_keeps_its_progress_per_campaign(tmp_path: P
         A: "exhausted", B: "pending"}
 
 
-def test_the_attempt_cap_counts_every_campaigns_attempts(tmp_path: Path) -> None:
-    store = Store.memory()
+def test_the_attempt_cap_counts_every_campaigns_attempts(
+        store: Store, tmp_path: Path) -> None:
     imported(store, tmp_path, A, "list-of-a", "+33199000010")
     share_list(store, source="list-of-a", campaign=B, basis="consent", now=NOW)
     contact = store.pending_contacts(A)[0]

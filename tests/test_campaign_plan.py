@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from conftest import attempt, contact, make_config
-from conftest import store_with as _store_with
+from conftest import fill
 from ivr import config
 from ivr.campaign.planning import claim, plan, verdict_for, why_nobody
 from ivr.store import CallResult, Store, sqlite_calls
@@ -22,32 +22,32 @@ def cfg(**schedule: object) -> config.Config:
                        retry={"max_attempts": 3}, schedule=schedule)
 
 
-def store_with(*numbers: str, slot: str | None = None) -> Store:
-    return _store_with(*numbers, at=OPEN, slot=slot)
+def store_with(store: Store, *numbers: str, slot: str | None = None) -> Store:
+    return fill(store, *numbers, at=OPEN, slot=slot)
 
 
-def test_due_inside_the_window() -> None:
-    s = store_with(REAL)
+def test_due_inside_the_window(store: Store) -> None:
+    s = store_with(store, REAL)
     assert [c["number"] for c in plan(cfg(), s, OPEN).due] == [REAL]
 
 
-def test_outside_calling_hours_nobody_is_due_and_the_run_says_why() -> None:
-    s = store_with(REAL)
+def test_outside_calling_hours_nobody_is_due_and_the_run_says_why(store: Store) -> None:
+    s = store_with(store, REAL)
     evening = OPEN.replace(hour=19, minute=30)  # 20:30 Paris
     p = plan(cfg(), s, evening)
     assert p.due == [] and p.waiting[0][1].reason == "outside_window"
     assert "outside window" in why_nobody(s, p)
 
 
-def test_demo_any_hour_only_for_fiction_numbers() -> None:
-    s = store_with(REAL, FICTION)
+def test_demo_any_hour_only_for_fiction_numbers(store: Store) -> None:
+    s = store_with(store, REAL, FICTION)
     night = OPEN.replace(hour=2)
     due = [c["number"] for c in plan(cfg(demo_any_hour=True), s, night).due]
     assert due == [FICTION]
 
 
-def test_opted_out_is_checked_at_dial_time_and_status_follows() -> None:
-    s = store_with(REAL)
+def test_opted_out_is_checked_at_dial_time_and_status_follows(store: Store) -> None:
+    s = store_with(store, REAL)
     s.add_optout(REAL, "email", OPEN)
     assert contact(s, REAL)["status"] == "opted_out"
     s.db.execute("UPDATE contacts SET status = 'pending'")  # stale status: the hash decides
@@ -59,8 +59,8 @@ def test_opted_out_is_checked_at_dial_time_and_status_follows() -> None:
     assert contact(s, REAL)["status"] == "opted_out" and s.open_calls() == []
 
 
-def test_retry_wait_then_due() -> None:
-    s = store_with(REAL)
+def test_retry_wait_then_due(store: Store) -> None:
+    s = store_with(store, REAL)
     call = attempt(s, contact(s, REAL), "c1", "+33162000000", OPEN)
     s.finish_unanswered(call["id"], "busy", "17", OPEN, OPEN + timedelta(minutes=30))
     v = verdict_for(cfg(), s, contact(s, REAL), OPEN + timedelta(minutes=29))
@@ -68,14 +68,14 @@ def test_retry_wait_then_due() -> None:
     assert verdict_for(cfg(), s, contact(s, REAL), OPEN + timedelta(minutes=30)).allowed
 
 
-def test_attempt_in_flight_is_not_dialled_again() -> None:
-    s = store_with(REAL)
+def test_attempt_in_flight_is_not_dialled_again(store: Store) -> None:
+    s = store_with(store, REAL)
     attempt(s, contact(s, REAL), "c1", "+33162000000", OPEN)
     assert verdict_for(cfg(), s, contact(s, REAL), OPEN).reason == "in_flight"
 
 
-def test_refusal_cooldown_uses_the_stored_refusal() -> None:
-    s = store_with(REAL)
+def test_refusal_cooldown_uses_the_stored_refusal(store: Store) -> None:
+    s = store_with(store, REAL)
     call = attempt(s, contact(s, REAL), "c1", "+33162000000", OPEN)
     s.finish_answered(call["id"], CallResult(outcome="declined", stage="goodbye", keys="2",
                                              heard={}, choice="refusal", choice_key="2"), OPEN)
@@ -84,8 +84,8 @@ def test_refusal_cooldown_uses_the_stored_refusal() -> None:
     assert verdict_for(cfg(), s, contact(s, REAL), later).reason == "refusal_cooldown"
 
 
-def test_cap_counts_attempts_of_every_campaign() -> None:
-    s = store_with(REAL)
+def test_cap_counts_attempts_of_every_campaign(store: Store) -> None:
+    s = store_with(store, REAL)
     for i in range(4):
         call = attempt(s, contact(s, REAL), f"other-{i}", "+33162000000",
                                 OPEN - timedelta(days=i + 1))
@@ -95,13 +95,13 @@ def test_cap_counts_attempts_of_every_campaign() -> None:
 
 
 @pytest.mark.parametrize("slot,allowed", [("morning", True), ("evening", False)])
-def test_preferred_slot_from_a_consent_is_honoured(slot: str, allowed: bool) -> None:
-    s = store_with(REAL, slot=slot)
+def test_preferred_slot_from_a_consent_is_honoured(store: Store, slot: str, allowed: bool) -> None:
+    s = store_with(store, REAL, slot=slot)
     assert verdict_for(cfg(), s, contact(s, REAL), OPEN).allowed is allowed
 
 
-def test_slot_given_in_a_call_is_stored_on_the_contact() -> None:
-    s = store_with(REAL)
+def test_slot_given_in_a_call_is_stored_on_the_contact(store: Store) -> None:
+    s = store_with(store, REAL)
     call = attempt(s, contact(s, REAL), "c1", "+33162000000", OPEN)
     s.finish_answered(call["id"], CallResult(outcome="message_played", stage="goodbye",
                                              keys="13", heard={}, choice="consent",
@@ -111,13 +111,13 @@ def test_slot_given_in_a_call_is_stored_on_the_contact() -> None:
 
 
 def test_plan_reads_history_in_bulk_and_agrees_with_the_per_contact_rules(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """The plan's bulk history (chunks of 500 numbers here) gives each contact the verdict the
     per-contact queries give: refusal cooldown, attempt cap (only the last 30 days count),
     opposition, and plain due."""
     monkeypatch.setattr(sqlite_calls, "HISTORY_CHUNK", 500)
     numbers = [f"+331620{i:05d}" for i in range(1203)]  # three chunks
-    s = store_with(*numbers)
+    s = store_with(store, *numbers)
     refused, capped, old_calls, opposed = numbers[0], numbers[600], numbers[1100], numbers[1202]
     call = attempt(s, contact(s, refused), "other", "+33162000000", OPEN - timedelta(days=3))
     s.finish_answered(call["id"], CallResult(outcome="declined", stage="goodbye", keys="2",
@@ -144,8 +144,8 @@ def test_plan_reads_history_in_bulk_and_agrees_with_the_per_contact_rules(
     assert verdict_for(cfg(), s, contact(s, capped), OPEN).reason == "attempt_cap"
 
 
-def test_claim_applies_the_same_judge_and_records_the_node() -> None:
-    s = store_with(REAL)
+def test_claim_applies_the_same_judge_and_records_the_node(store: Store) -> None:
+    s = store_with(store, REAL)
     evening = OPEN.replace(hour=19, minute=30)  # 20:30 Paris
     late = claim(cfg(), s, contact(s, REAL), "node-a", evening)
     assert late.call is None and late.decision.reason == "outside_window"

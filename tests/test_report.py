@@ -40,8 +40,7 @@ CALLS: list[tuple[int | None, int, str, str | None]] = [
 ]
 
 
-def build() -> Store:
-    store = Store.memory()
+def build(store: Store) -> Store:
     ids = []
     for number, source, status in CONTACTS:
         ids.append(add_contact(store, number, at=TS, source=source, status=status,
@@ -59,8 +58,8 @@ def build() -> Store:
     return store
 
 
-def test_summary_counts_are_exact_for_one_campaign() -> None:
-    data = summary(build(), "spring")
+def test_summary_counts_are_exact_for_one_campaign(store: Store) -> None:
+    data = summary(build(store), "spring")
     assert data["outcomes"] == {"message_played": 1, "message_partial": 1, "declined": 1,
                                 "opted_out": 1, "machine": 1, "busy": 1, "no_answer": 2,
                                 "failed": 1}
@@ -88,19 +87,19 @@ def test_summary_counts_are_exact_for_one_campaign() -> None:
     assert data["campaign"] == "spring"
 
 
-def test_summary_over_all_campaigns_includes_the_other_one() -> None:
-    data = summary(build())
+def test_summary_over_all_campaigns_includes_the_other_one(store: Store) -> None:
+    data = summary(build(store))
     assert data["attempts"] == 11
     assert data["outcomes"]["message_played"] == 2
     assert data["human_answered"] == 5
     assert data["consent_rate"] == 0.6               # 3 / 5
     assert data["completion_rate"] == pytest.approx(0.6667)  # 2 / 3, rounded to 4 places
     assert data["per_source"]["rented"]["outcomes"]["message_played"] == 1
-    assert data["contacts"] == summary(build(), "spring")["contacts"]  # not per campaign
+    assert data["contacts"] == summary(store, "spring")["contacts"]  # not per campaign
 
 
-def test_summary_of_an_empty_store_has_null_rates_and_is_json() -> None:
-    data = summary(Store.memory())
+def test_summary_of_an_empty_store_has_null_rates_and_is_json(store: Store) -> None:
+    data = summary(store)
     assert data["consent_rate"] is None and data["completion_rate"] is None
     assert (data["attempts"], data["answered"], data["optouts"]) == (0, 0, 0)
     assert data["outcomes"] == {} and data["per_attempt"] == {} and data["per_source"] == {}
@@ -108,8 +107,8 @@ def test_summary_of_an_empty_store_has_null_rates_and_is_json() -> None:
     assert json.loads(json.dumps(data))["consent_rate"] is None
 
 
-def test_only_machines_answered_gives_no_consent_rate() -> None:
-    store = build()
+def test_only_machines_answered_gives_no_consent_rate(store: Store) -> None:
+    store = build(store)
     store.db.execute("UPDATE calls SET outcome = 'machine' WHERE outcome IN ("
                      "'message_played', 'message_partial', 'declined', 'opted_out')")
     data = summary(store, "spring")
@@ -125,12 +124,12 @@ def read_csv(store: Store, campaign: str | None = None) -> list[dict[str, str]]:
     return rows
 
 
-def test_calls_csv_has_one_row_per_call_with_every_column() -> None:
+def test_calls_csv_has_one_row_per_call_with_every_column(store: Store) -> None:
     out = io.StringIO()
-    calls_csv(build(), out, campaign="spring")
+    calls_csv(build(store), out, campaign="spring")
     header = next(csv.reader(io.StringIO(out.getvalue())))
     assert tuple(header) == CSV_COLUMNS
-    rows = read_csv(build(), "spring")
+    rows = read_csv(store, "spring")
     assert len(rows) == 10 and {r["campaign"] for r in rows} == {"spring"}
     first = rows[0]
     assert first["id"] == "1" and first["number"] == "+33199000001"
@@ -141,11 +140,11 @@ def test_calls_csv_has_one_row_per_call_with_every_column() -> None:
     assert in_flight["outcome"] == ""
     orphan = next(r for r in rows if r["channel_id"] == "ivr-x-11")
     assert (orphan["contact_id"], orphan["source"]) == ("", "")
-    assert len(read_csv(build())) == 11
+    assert len(read_csv(store)) == 11
 
 
-def test_calls_csv_neutralises_formulas_but_keeps_numbers() -> None:
-    store = build()
+def test_calls_csv_neutralises_formulas_but_keeps_numbers(store: Store) -> None:
+    store = build(store)
     store.db.execute("UPDATE contacts SET source = '=HYPERLINK(\"http://x\")' WHERE id = 1")
     store.db.execute("UPDATE calls SET stage = '+cmd|calc', keys = '-2+3', "
                      "hangup_cause = '@SUM(A1)', caller_id = '+33 1 =evil' WHERE id = 1")
@@ -167,8 +166,8 @@ def text_of(data: dict[str, Any]) -> str:
     return console.export_text()
 
 
-def test_render_shows_counts_percentages_and_rates() -> None:
-    text = text_of(summary(build(), "spring"))
+def test_render_shows_counts_percentages_and_rates(store: Store) -> None:
+    text = text_of(summary(build(store), "spring"))
     assert "campaign spring: 10 attempt(s), 1 in flight, 5 answered (4 by a person)" in text
     assert "no_answer" in text and "22.2 %" in text  # 2 of the 9 ended calls
     assert "50.0 % (2 of 4 human answers)" in text
@@ -180,8 +179,8 @@ def test_render_shows_counts_percentages_and_rates() -> None:
     assert "exhausted" in text and "16.7 %" in text       # 1 of 6 contacts
 
 
-def test_render_of_an_empty_store_does_not_invent_numbers() -> None:
-    text = text_of(summary(Store.memory()))
+def test_render_of_an_empty_store_does_not_invent_numbers(store: Store) -> None:
+    text = text_of(summary(store))
     assert "all campaigns: 0 attempt(s)" in text
     assert "no call has ended yet" in text
     assert "— (no human answers yet)" in text and "— (no consents yet)" in text

@@ -46,8 +46,8 @@ def claim(store: Store, contact: dict[str, Any], judge: Any = None, *, campaign:
     return got
 
 
-def test_an_allowed_claim_writes_the_attempt_with_its_node() -> None:
-    s = Store.memory()
+def test_an_allowed_claim_writes_the_attempt_with_its_node(store: Store) -> None:
+    s = store
     c = add(s)
     got = claim(s, c)
     assert got.decision.allowed and got.call is not None
@@ -58,8 +58,8 @@ def test_an_allowed_claim_writes_the_attempt_with_its_node() -> None:
     assert row["channel_id"].startswith("ivr-") and row["started_at"] == utc(T0)
 
 
-def test_a_refused_claim_writes_nothing() -> None:
-    s = Store.memory()
+def test_a_refused_claim_writes_nothing(store: Store) -> None:
+    s = store
     c = add(s)
     before = list(s.db.conn.iterdump())
     got = claim(s, c, lambda h: No())
@@ -67,8 +67,8 @@ def test_a_refused_claim_writes_nothing() -> None:
     assert list(s.db.conn.iterdump()) == before
 
 
-def test_a_call_in_flight_in_any_campaign_is_seen_by_the_judge() -> None:
-    s = Store.memory()
+def test_a_call_in_flight_in_any_campaign_is_seen_by_the_judge(store: Store) -> None:
+    s = store
     c = add(s)
     claim(s, c, campaign="other")
     got = claim(s, c, lambda h: No() if h.in_flight else Yes())
@@ -76,8 +76,8 @@ def test_a_call_in_flight_in_any_campaign_is_seen_by_the_judge() -> None:
     assert len(s.open_calls()) == 1
 
 
-def test_the_judge_sees_retry_at_of_this_campaign_only_and_past_attempts() -> None:
-    s = Store.memory()
+def test_the_judge_sees_retry_at_of_this_campaign_only_and_past_attempts(store: Store) -> None:
+    s = store
     c = add(s)
     first = claim(s, c, now=T0 - timedelta(hours=1)).call
     assert first is not None
@@ -91,8 +91,8 @@ def test_the_judge_sees_retry_at_of_this_campaign_only_and_past_attempts() -> No
     assert here.attempts == elsewhere.attempts == [T0 - timedelta(hours=1)]
 
 
-def test_refused_on_the_opposition_list_sets_the_contact_opted_out() -> None:
-    s = Store.memory()
+def test_refused_on_the_opposition_list_sets_the_contact_opted_out(store: Store) -> None:
+    s = store
     c = add(s)
     s.add_optout(NUM, "email", T0)
     s.db.execute("UPDATE contacts SET status = 'pending'")  # a stale status: the hash decides
@@ -117,8 +117,8 @@ def test_the_claim_holds_the_write_lock_while_judging(tmp_path: Path) -> None:
     assert len(b.open_calls()) == 1
 
 
-def test_open_calls_of_one_node_and_counts() -> None:
-    s = Store.memory()
+def test_open_calls_of_one_node_and_counts(store: Store) -> None:
+    s = store
     c, d = add(s), add(s, "+33162000011")
     a = claim(s, c, node="node-a").call
     b = claim(s, d, node="node-b").call
@@ -133,8 +133,8 @@ def test_open_calls_of_one_node_and_counts() -> None:
     assert s.outcome_counts("c2") == {}
 
 
-def test_last_call_id_of_an_empty_store_is_zero() -> None:
-    assert Store.memory().last_call_id() == 0
+def test_last_call_id_of_an_empty_store_is_zero(store: Store) -> None:
+    assert store.last_call_id() == 0
 
 
 def test_migration_2_adds_the_node_column_to_an_existing_store(tmp_path: Path) -> None:
@@ -153,9 +153,9 @@ def test_migration_2_adds_the_node_column_to_an_existing_store(tmp_path: Path) -
     assert row["token_hash"] is None  # 3: an old attempt has no token, no session can open it
 
 
-def test_an_unknown_outcome_is_refused_by_the_table() -> None:
+def test_an_unknown_outcome_is_refused_by_the_table(store: Store) -> None:
     from ivr.errors import StoreError
-    s = Store.memory()
+    s = store
     got = claim(s, add(s)).call
     assert got is not None
     with pytest.raises(StoreError, match="unknown outcome 'bogus'"):
