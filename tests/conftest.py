@@ -12,6 +12,8 @@ import json
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -173,11 +175,36 @@ def pg_cluster() -> Iterator[PgCluster]:
         pytest.skip(f"no PostgreSQL here: {why}")
     base = Path(tempfile.mkdtemp(prefix="ivr-pg-test-"))
     cluster = _start_test_cluster(base)
+    _watch(cluster)
     try:
         yield cluster
     finally:
         cluster.down()
         shutil.rmtree(base, ignore_errors=True)
+
+
+# A session killed by a signal (a CI timeout, Ctrl-C twice) runs no finalizer: this watcher,
+# in its own session, stops the cluster and removes its folder once pytest is gone.
+_WATCHER = """
+import os, shutil, sys, time
+from pathlib import Path
+from ivr.store.pg_cluster import PgCluster
+owner, base, port = int(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+while base.exists():
+    try:
+        os.kill(owner, 0)
+    except ProcessLookupError:
+        PgCluster(base, port).down()
+        shutil.rmtree(base, ignore_errors=True)
+        break
+    time.sleep(2)
+"""
+
+
+def _watch(cluster: PgCluster) -> None:
+    subprocess.Popen([sys.executable, "-c", _WATCHER, str(os.getpid()), str(cluster.base),
+                      str(cluster.port)], start_new_session=True, stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @pytest.fixture
