@@ -140,3 +140,57 @@ async def originate_and_wait(cfg: Config, fields: dict[str, Any], timeout: float
         await asyncio.sleep(0.3)  # let the AGI side finish its last write
     finally:
         watch.close()
+
+
+# -- the web console in a real browser (tests/integration/test_web_browser.py) -------------------
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/setup.sh); never Playwright's download
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's chromium, headless, driven by Playwright; one per module. Missing: skipped on a
+    developer's machine, a failure in CI (CI set)."""
+    import os
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: run scripts/setup.sh (apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} is missing: run scripts/setup.sh to run the browser tests")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        # --no-sandbox: chromium refuses to run as root otherwise (CI and this machine are root)
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                      args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def live_console(cfg_file: Path, log: Path, timeout: float = 30) -> tuple[str, Any]:
+    """`ivr web` as a real process on a free loopback port: (its URL, the process). The caller
+    stops it (terminate)."""
+    import os
+    import subprocess
+    import urllib.request
+    port = free_port()
+    env = {**os.environ, "IVR_WEB_SECRET": "itest-" + os.urandom(16).hex()}
+    proc = subprocess.Popen(["ivr", "--config", str(cfg_file), "web", "--port", str(port)],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"ivr web ended ({proc.returncode}): {log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/login", timeout=2) as r:
+                if r.status == 200:
+                    return url, proc
+        except OSError:
+            time.sleep(0.2)
+    proc.terminate()
+    raise AssertionError(f"ivr web did not answer within {timeout} s: {log.read_text()}")
