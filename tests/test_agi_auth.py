@@ -49,8 +49,8 @@ def _claimed(s: Store) -> tuple[dict[str, Any], str]:
     return got.call, got.token
 
 
-def test_the_claim_draws_a_token_and_the_store_keeps_only_its_hash() -> None:
-    s = Store.memory()
+def test_the_claim_draws_a_token_and_the_store_keeps_only_its_hash(store: Store) -> None:
+    s = store
     call, token = _claimed(s)
     assert call["token_hash"] == agi_auth.token_hash(token)
     dump = "\n".join(s.db.conn.iterdump())
@@ -60,8 +60,8 @@ def test_the_claim_draws_a_token_and_the_store_keeps_only_its_hash() -> None:
                                    OPEN))
 
 
-def test_an_accepted_session_spends_the_token_in_the_store() -> None:
-    s = Store.memory()
+def test_an_accepted_session_spends_the_token_in_the_store(store: Store) -> None:
+    s = store
     call, token = _claimed(s)
     s.mark_answered(call["id"], OPEN)
     row = s.call(call["id"])

@@ -81,8 +81,9 @@ def test_the_report_orders_every_outcome_of_the_table_in_table_order() -> None:
 
 @pytest.mark.parametrize("outcome", outcomes.ORDER)
 @pytest.mark.parametrize("retry", [True, False])
-def test_the_store_settles_the_contact_as_the_table_says(outcome: str, retry: bool) -> None:
-    s = Store.memory()
+def test_the_store_settles_the_contact_as_the_table_says(
+        store: Store, outcome: str, retry: bool) -> None:
+    s = store
     c = add_contact(s, "+33162000010", at=T0)
     call = attempt(s, c, "c1", "+33162000000", T0)
     assert s.finish_unanswered(call["id"], outcome, None, T0,
