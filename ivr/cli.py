@@ -330,11 +330,13 @@ def purge(ctx: Ctx, older_than: str | None) -> None:
 
 # -- demo -----------------------------------------------------------------------------------
 @cli.command("demo")
+@click.option("--web", is_flag=True, help="Then leave the web console running (URL and a "
+              "one-time admin password printed).")
 @pass_ctx
-def demo(ctx: Ctx) -> None:
+def demo(ctx: Ctx, web: bool) -> None:
     """Everything on a fresh machine: prompts, sandbox PBX, demo list, a run, the report."""
     from ivr.demo import run_demo
-    run_demo(ctx.cfg, console)
+    run_demo(ctx.cfg, console, web)
 
 
 from ivr.cli_users import users  # noqa: E402 (own module: cli.py's size budget)

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import os
+import secrets
+import socket
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -10,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ivr.config import Config
+from ivr.errors import IvrError
 
 # One fiction number (+33 1 99 00 xx xx, reserved by ARCEP) per simulated-callee behaviour.
 DEMO_BEHAVIOURS = {
@@ -43,7 +47,17 @@ def write_demo_csv(path: Path) -> Path:
     return path
 
 
-def run_demo(cfg: Config, console: Console) -> None:
+def run_demo(cfg: Config, console: Console, web: bool = False) -> None:
+    """The demo; with `web`, the console is left running over the demo's store afterwards
+    (serve_console) until Ctrl-C."""
+    if web:  # a busy port fails now, before the five steps, in one line
+        _check_port(cfg.web.host, cfg.web.port)
+    cfg = _demo(cfg, console)
+    if web:
+        serve_console(cfg, console)
+
+
+def _demo(cfg: Config, console: Console) -> Config:
     from ivr.records import report
     from ivr.app import (install_prompts_to_pbx, open_store, run, run_campaign,
                          sandbox_sim_timing)
@@ -87,3 +101,45 @@ def run_demo(cfg: Config, console: Console) -> None:
     say("5/5 report")
     console.print(report.render(report.summary(store, cfg.campaign.name)))
     say(f"store: {db}  (ivr report --format json reads config.yaml's store.path instead)")
+    return cfg
+
+
+# -- `ivr demo --web` ------------------------------------------------------------------------------
+DEMO_ADMIN = "admin"
+
+
+def _check_port(host: str, port: int) -> None:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise IvrError(f"web.port: {host}:{port} is taken ({exc.strerror}): stop what "
+                           "listens there or set another web.port") from None
+
+
+def demo_admin(cfg: Config) -> str:
+    """A one-time admin of the demo's (fresh) store: its password is generated here, hashed
+    through the users code, and only returned (the caller prints it once; never logged)."""
+    from ivr.app import open_store
+    from ivr.web_users import hash_password
+    password = secrets.token_urlsafe(18)  # 24 characters, above the users code's minimum
+    open_store(cfg).add_user(DEMO_ADMIN, "admin", hash_password(password),
+                             datetime.now(timezone.utc))
+    return password
+
+
+def serve_console(cfg: Config, console: Console) -> None:
+    """`ivr web` over the demo's store, on web.host:web.port, until Ctrl-C."""
+    import uvicorn
+
+    from ivr.app import open_store
+    from ivr.web import create_app
+    from ivr.web.app import SECRET_ENV
+    password = demo_admin(cfg)
+    # The demo's sessions end with it: a random signing key for this process only.
+    os.environ.setdefault(SECRET_ENV, secrets.token_hex(32))
+    app = create_app(cfg, lambda: open_store(cfg))
+    url = f"http://{cfg.web.host}:{cfg.web.port}/"
+    console.print(f"console: {url}  user {DEMO_ADMIN}, one-time password {password}  "
+                  "(valid until the next demo; Ctrl-C stops)", highlight=False)
+    uvicorn.run(app, host=cfg.web.host, port=cfg.web.port, log_level="warning")

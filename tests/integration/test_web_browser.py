@@ -19,8 +19,9 @@ import pytest
 import yaml
 
 from ivr.config import Config
+from ivr.demo import DEMO_BEHAVIOURS
 
-from .conftest import REPO, itest_config_dict, live_console
+from .conftest import REPO, free_port, itest_config_dict, live_console
 
 SHOTS = REPO / "docs" / "screenshots"
 CAMPAIGN = "itest"
@@ -302,3 +303,49 @@ def test_every_page_in_french_and_english(page: Any, console: Console, section: 
     assert page.url == f"{console.url}/c/{CAMPAIGN}/{section}"
     assert page.locator("html").get_attribute("lang") == "en"
     assert page.inner_text("#nav-run") == "Run control"
+
+
+def test_demo_web_leaves_the_console_running(browser: Any, pbx_cfg: Config,
+                                             tmp_path: Path) -> None:
+    """`ivr demo --web`: after the demo the console answers on web.port; its one-time admin
+    password is printed once and found in no file the demo wrote."""
+    data = itest_config_dict(tmp_path)
+    data["prompts"]["build_dir"] = pbx_cfg.prompts.build_dir
+    data["web"] = {"port": free_port()}
+    cfg_file = tmp_path / "config.yaml"
+    cfg_file.write_text(yaml.safe_dump(data, allow_unicode=True))
+    demo = subprocess.Popen(["ivr", "--config", str(cfg_file), "demo", "--web"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={k: v for k, v in os.environ.items() if k != "IVR_WEB_SECRET"})
+    seen: list[str] = []
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            seen.append(line)
+            if line.startswith("console: "):
+                break
+        words = seen[-1].split()
+        assert words[0] == "console:", "".join(seen)
+        url, password = words[1].rstrip("/"), words[words.index("password") + 1]
+        assert url == f"http://127.0.0.1:{data['web']['port']}"
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.goto(f"{url}/login")
+        page.fill("#username", "admin")
+        page.fill("#password", password)
+        with page.expect_navigation():
+            page.click("#login-submit")
+        assert page.url == f"{url}/c/{CAMPAIGN}/overview"
+        cells = page.locator("#counts [data-outcome]").all_inner_texts()
+        assert sum(int(n) for n in cells) >= len(DEMO_BEHAVIOURS)  # each number called
+        context.close()
+    finally:
+        demo.terminate()
+        rest, _ = demo.communicate(timeout=30)
+    sandbox = Path(pbx_cfg.pbx.sandbox_dir)
+    written = [p for p in [*sandbox.glob("demo.db*"), *sandbox.glob("*.log"), cfg_file]
+               if p.is_file()]
+    assert any(p.name == "demo.db" for p in written)
+    for path in written:
+        assert password.encode() not in path.read_bytes(), f"the password is in {path}"
+    assert password not in rest and "".join(seen).count(password) == 1
