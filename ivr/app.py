@@ -23,7 +23,6 @@ from ivr.callflow.agi_ivr import IvrHandler
 from ivr.campaign.clock import Clock
 from ivr.campaign.state import RunState, Snapshot
 from ivr.campaign.stopping import Interrupted, Stopper
-from ivr.telephony import contract
 from ivr.telephony.agi_auth import CALLBACK_SECRET_ENV, callback_secret_from_env
 from ivr.telephony.ami_node import AmiNode, secret_env
 from ivr.telephony.fastagi import AgiApplication, serve
@@ -32,7 +31,8 @@ from ivr.config import Config
 from ivr.campaign.dialer import Dialer
 from ivr.errors import PbxError
 from ivr.callflow.flow import FlowOptions
-from ivr.prompts.build import load_manifest
+from ivr.prompts.build import MANIFEST_NAME, load_manifest
+from ivr.prompts.live import LivePrompts
 from ivr.records import webhooks
 from ivr.telephony.sandbox import Sandbox
 from ivr.store import factory
@@ -195,12 +195,12 @@ def agi_app(cfg: Config, store: Store, dialer: Dialer, clock: Clock,
             hashes: dict[str, str] | None = None) -> AgiApplication:
     """The FastAGI routes: the IVR (settling through the dialer) and the opposition line."""
     app = AgiApplication(allowed_peers=cfg.agi.allowed_peers)
-    hashes = prompt_hashes(cfg) if hashes is None else hashes
+    given, hashes = hashes, (prompt_hashes(cfg) if hashes is None else hashes)
     # The second gate after allowed_peers: the attempt's token, in flight here, its channel.
     gate = SessionGate(store.call, dialer.by_call, dialer.ivr_active)
-    # Each call plays the version loaded here (at the run's start), the one `heard` records.
-    sounds = {k: contract.prompt_sound(cfg.campaign.name, k, h) for k, h in hashes.items() if h}
-    handler = IvrHandler(store, hashes, flow_options(cfg), clock.now,
+    live = live_prompts(cfg, hashes, follow=given is None)
+    sounds = dict(live.version.sounds)
+    handler = IvrHandler(store, hashes, flow_options(cfg), clock.now, versions=live.current,
                          retry_at=dialer.retry_at, on_finished=dialer.finished,
                          write=dialer.writer.write, on_pbx_fault=dialer.pbx_fault,
                          pbx_went_down=dialer.pbx_went_down, gate=gate, sounds=sounds)
@@ -209,6 +209,19 @@ def agi_app(cfg: Config, store: Store, dialer: Dialer, clock: Clock,
                                               write=dialer.writer.write,
                                               secret=callback_secret(cfg)))
     return app
+
+
+def live_prompts(cfg: Config, hashes: dict[str, str], follow: bool) -> LivePrompts:
+    """The versions calls play. Following the build's manifest, a rebuild during the run
+    reaches new calls once its files are installed (prompts/live.py); given hashes (tests,
+    benchmarks) stay fixed."""
+    if not follow:
+        return LivePrompts(cfg.campaign.name, hashes)
+    installed = (Sandbox(cfg).sounds if cfg.pbx.mode == "sandbox" else
+                 Path(cfg.pbx.sounds_dir) if cfg.pbx.sounds_dir else None)
+    return LivePrompts(cfg.campaign.name, hashes, load=lambda: prompt_hashes(cfg),
+                       manifest=cfg.path(cfg.prompts.build_dir) / MANIFEST_NAME,
+                       installed_dir=installed)
 
 
 def install_signals(stop: asyncio.Event, hard_stop: asyncio.Event) -> None:

@@ -11,6 +11,7 @@ from ivr.telephony.contract import ARG_AMD_STATUS, SOUNDS_DIR, VAR_HANGUP_CAUSE
 from ivr.telephony.fastagi import CHANNEL_UP, AgiHangup, AgiRequest
 from ivr.callflow.flow import (DONE, HANGUP, FlowGen, FlowOptions, OptOutNow, Outcome, Play, Result,
                       WaitKey, call_flow)
+from ivr.prompts.live import PromptVersion
 from ivr.store.sqlite import CallResult, Store
 
 log = logging.getLogger(__name__)
@@ -128,11 +129,14 @@ class IvrHandler:
                  write: Callable[[Callable[[], object]], None] = lambda fn: fn(),
                  on_pbx_fault: Callable[[], None] = lambda: None,
                  pbx_went_down: Callable[[], Awaitable[bool]] | None = None, *,
-                 gate: SessionGate, sounds: Mapping[str, str] | None = None) -> None:
+                 gate: SessionGate, sounds: Mapping[str, str] | None = None,
+                 versions: Callable[[], PromptVersion] | None = None) -> None:
         self.store = store
         self.hashes = hashes
         # prompt key -> the content-addressed file of exactly the version `hashes` records
         self.sounds = dict(sounds or {})
+        # The version a call starting now plays (prompts/live.py); each call keeps its own.
+        self.versions = versions or (lambda: PromptVersion(self.hashes, self.sounds))
         self.opts = opts
         self.clock = clock
         self.retry_at = retry_at
@@ -180,22 +184,25 @@ class IvrHandler:
         """Cut short, or a choice made: a PBX cut changes the outcome or marks the stage."""
         return outcome.outcome in CUT_SHORT or outcome.choice is not None
 
-    def _result(self, outcome: Outcome, amd_status: str, cause: str) -> CallResult:
+    @staticmethod
+    def _result(outcome: Outcome, amd_status: str, cause: str,
+                hashes: Mapping[str, str]) -> CallResult:
         return CallResult(
             outcome=outcome.outcome, stage=outcome.stage, keys=outcome.keys,
-            heard={p: self.hashes.get(p, "") for p in outcome.heard},
+            heard={p: hashes.get(p, "") for p in outcome.heard},
             choice=outcome.choice, choice_key=outcome.choice_key,
             answered_prompt=outcome.answered_prompt,
-            answered_sha256=self.hashes.get(outcome.answered_prompt or ""),
+            answered_sha256=hashes.get(outcome.answered_prompt or ""),
             slot=outcome.slot, amd_status=amd_status or None, hangup_cause=cause or None)
 
     async def _run(self, req: AgiRequest, call: dict, call_id: int) -> None:
         answered = self.clock()
         self.write(lambda: self.store.mark_answered(call_id, answered))
         amd_status = req.headers.get(ARG_AMD_STATUS, "")  # AMDSTATUS, "" when AMD is off
+        version = self.versions()  # this call plays and records this version to its end
         try:
             outcome, hung_up = await drive(call_flow(self.opts, amd_status), req,
-                                           self._optout(call), self.sounds)
+                                           self._optout(call), version.sounds)
             cause = await hangup_cause(req) if hung_up else ""
             if hung_up and cause in ("", "0") and self._fault_matters(outcome) and \
                     await self._pbx_fault(req):
@@ -204,11 +211,12 @@ class IvrHandler:
                 outcome = after_fault(outcome, "pbx", f"pbx-{outcome.stage}")
                 cause = cause or "0"  # the PBX's cut, not a callee's hangup (16)
                 self.on_pbx_fault()
-            result = self._result(outcome, amd_status, cause)
+            result = self._result(outcome, amd_status, cause, version.hashes)
         except FlowAborted as exc:  # the choice made before the fault is kept
             log.exception("call %s failed in the controller", call_id)
             kept = after_fault(exc.outcome, "controller", "controller")
-            result = (self._result(kept, amd_status, "") if kept.outcome != "error" else
+            result = (self._result(kept, amd_status, "", version.hashes)
+                      if kept.outcome != "error" else
                       CallResult(outcome="error", stage="controller", keys="", heard={}))
         except Exception:  # a controller fault is recorded as `error`, never lost
             log.exception("call %s failed in the controller", call_id)

@@ -330,8 +330,8 @@ def test_a_rebuild_during_a_run_leaves_the_calls_in_flight_unchanged(
     """Three silent callees hear the intro three times (max_repeats 2): the intro is rebuilt,
     one word changed, after their first intro; the calls in flight keep playing the old file,
     still on disk, and record its sha256. A fourth call of the same run (max_concurrent 3)
-    starts after the rebuild and records what it played. The next run's calls play the new
-    version. Then prune removes the old file."""
+    starts after the rebuild: it plays the new version and records it. The next run's calls
+    play the new version too. Then prune removes the old file."""
     cfg, made = pbx
     c = campaign(tmp_path, "R", "Marie Dupont", 4624, tmp_path / "r.db", max_repeats=2)
     c.data["dialer"]["max_concurrent"] = 3
@@ -358,9 +358,12 @@ def test_a_rebuild_during_a_run_leaves_the_calls_in_flight_unchanged(
         assert json.loads(k["prompts_sha256"])["intro"] == r.old["intro"]
         check_heard_is_played(cfg, r.played1, c.store, k)
     assert hashlib.sha256(old_file.read_bytes()).hexdigest() == r.old["intro"]  # still there
-    # Placed after the rebuild by the same run: its record names the version it played.
+    # Placed after the rebuild by the same run: it plays the new version, and records it.
     assert late["number"] == FOURTH and parse_utc(late["started_at"]) > r.built_wall
     assert late["outcome"] == "message_played"
+    late_intros = r.played1.of(late["channel_id"], "intro")
+    assert late_intros and {file_sha(cfg, s) for _, s in late_intros} == {r.new["intro"]}
+    assert heard(c.store, late)["intro"] == r.new["intro"]
     check_heard_is_played(cfg, r.played1, c.store, late)
     assert sorted(k["number"] for k in second) == sorted(r.later)
     for k in second:  # the next run's calls take the new version, and say so

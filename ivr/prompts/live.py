@@ -1,0 +1,94 @@
+"""The prompt versions a running controller plays: the last build that is installed.
+
+A rebuild during a run adds files (content-addressed, contract.prompt_sound) and rewrites the
+build's manifest. Each call takes the version in force when its IVR session starts and keeps
+it to its end (callflow/agi_ivr.py), so calls in flight are unchanged while new calls take the
+new version; the attempt records the version it played.
+
+The manifest is looked at (one stat) at most once a second. A new version is taken only once
+every one of its files is installed where the controller can see it (the sandbox's sounds or
+pbx.sounds_dir): no call asks Asterisk for a file that is not there yet. With a PBX whose sounds
+folder the controller cannot see, the administrator installs first, then rebuilds (README).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ivr.telephony.contract import prompt_sound
+
+log = logging.getLogger(__name__)
+
+CHECK_EVERY_S = 1.0
+
+
+@dataclass(frozen=True)
+class PromptVersion:
+    hashes: Mapping[str, str]  # prompt key -> sha256 (what the attempt records)
+    sounds: Mapping[str, str]  # prompt key -> the file played (that exact version)
+
+
+def version_of(campaign: str, hashes: Mapping[str, str]) -> PromptVersion:
+    return PromptVersion(dict(hashes), {k: prompt_sound(campaign, k, h)
+                                        for k, h in hashes.items() if h})
+
+
+class LivePrompts:
+    """`current()` is what a call starting now plays."""
+
+    def __init__(self, campaign: str, hashes: Mapping[str, str], *,
+                 manifest: Path | None = None, load: Callable[[], Mapping[str, str]] | None = None,
+                 installed_dir: Path | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.campaign = campaign
+        self.version = version_of(campaign, hashes)
+        self._manifest, self._load, self._installed = manifest, load, installed_dir
+        self._monotonic = monotonic
+        self._next_check = monotonic() + CHECK_EVERY_S
+        self._seen = self._stamp()
+
+    def current(self) -> PromptVersion:
+        if self._manifest is not None and self._load is not None:
+            now = self._monotonic()
+            if now >= self._next_check:
+                self._next_check = now + CHECK_EVERY_S
+                self._refresh()
+        return self.version
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self._manifest) if self._manifest is not None else None
+        except OSError:
+            return None
+        return None if st is None else (st.st_mtime_ns, st.st_size)
+
+    def _refresh(self) -> None:
+        stamp = self._stamp()
+        if stamp is None or stamp == self._seen:
+            return
+        try:
+            candidate = version_of(self.campaign, self._load())  # type: ignore[misc]
+        except Exception as exc:  # a build being written, or broken: keep playing ours
+            log.warning("prompt manifest changed but cannot be read (%s): keeping the "
+                        "current version", exc)
+            return
+        missing = self._missing(candidate)
+        if missing:  # not installed yet: look again next time (the stamp is not taken)
+            log.info("new prompt version built, waiting for its install (%s)", missing[0])
+            return
+        self._seen = stamp
+        if candidate.hashes != self.version.hashes:
+            log.info("prompts rebuilt: new calls play the new version (%s)",
+                     ", ".join(f"{k} {h[:12]}" for k, h in sorted(candidate.hashes.items())
+                               if self.version.hashes.get(k) != h))
+            self.version = candidate
+
+    def _missing(self, candidate: PromptVersion) -> list[str]:
+        if self._installed is None:
+            return []
+        return [s for s in candidate.sounds.values()
+                if not (self._installed / f"{s}.wav").is_file()]
