@@ -16,6 +16,10 @@ from ivr import config as config_mod
 from ivr.config import Config
 from ivr.errors import IvrError
 
+if __name__ == "__main__":  # `python -m ivr.cli`: run the `ivr.cli` module the command modules
+    from ivr.cli import main as _main  # register on (this file as __main__ is a second copy)
+    _main()
+
 console = Console(soft_wrap=True)  # messages stay one line; tables still fit
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -357,10 +361,6 @@ cli.add_command(web_cmd)
 
 def main() -> None:
     cli()
-
-
-if __name__ == "__main__":
-    main()
 
 
 from ivr.cli_pbx import pbx  # noqa: E402 (own module: cli.py's size budget)
