@@ -269,3 +269,15 @@ def test_a_node_long_down_does_not_make_every_hangup_a_pbx_fault(tmp_path: Path)
             await p.pbxs[0].crash()
             return long_down, await going
     assert asyncio.run(scenario()) == (False, True)
+
+
+def test_gone_tells_a_dead_asterisk_from_a_dropped_link() -> None:
+    """A refused connection on the AMI port: the process is gone, and its channels with it.
+    A listener (even one that will not log us in) is not taken for a dead node."""
+    async def scenario() -> tuple[bool, bool]:
+        async with FakePbx({}, user="ivr", secret=SECRET) as pbx:
+            node = AmiNode("n1", "127.0.0.1", pbx.ami_port, "ivr", "wrong-secret")
+            listening = await node.gone()
+            await pbx.stop()
+            return listening, await node.gone()
+    assert asyncio.run(scenario()) == (False, True)
