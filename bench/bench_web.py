@@ -1,0 +1,342 @@
+"""Benchmark: the web console (issue 15 item 6). Prints one JSON object.
+
+1. `throughput`: a run's call setups per wall second with 50 open consoles ÷ without, side by
+   side in one invocation (trials alternate: without, with, with, without, ...). The run is
+   bench_capacity's: this process is the controller (app.run_campaign, real dialer, FastAGI,
+   SQLite store) driving a fake PBX (ivr/telephony/fake_pbx.py) in a child process over
+   loopback; every callee answers at once and presses 1, so the run is CPU-bound on the 2 cores
+   and any CPU or store lock the consoles take shows. With consoles, the console (create_app
+   served by uvicorn, as `ivr web`) runs in a child process over the same store and another
+   child holds 50 SSE streams (/api/campaigns/{c}/events) open for the whole run and counts
+   their events. Goal ≥ 0.98.
+2. `latency`: every page and API call over a store of 100,000 contacts and 300,000 calls, the
+   console served by uvicorn in a child process, one client (keep-alive, bearer token): one
+   first request per route (`first_ms`, the caches cold), then `--requests` timed ones (10
+   for a route whose first answer took over 500 ms: there p99 is the max): p50, p99, max.
+   Goal: p99 < 200 ms.
+
+Usage (no sandbox, no root):
+  python3 bench/bench_web.py                  # both parts
+  python3 bench/bench_web.py --part throughput --calls 1500 --concurrent 100 --pairs 3
+  python3 bench/bench_web.py --part latency --contacts 100000 --calls-in-store 300000
+Not a test: it asserts nothing; the README records its output.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_capacity  # noqa: E402  (the controller-on-a-fake-PBX run)
+import bench_ivr  # noqa: E402
+
+from ivr import app  # noqa: E402
+from ivr.config import Config, NodeConfig  # noqa: E402
+from ivr.prompts.build import build_prompts  # noqa: E402
+from ivr.store.base import utc  # noqa: E402
+from ivr.web_users import new_token, token_hash  # noqa: E402
+
+CONSOLES = 50
+SLOW_MS, SLOW_REQUESTS = 500.0, 10  # a route whose first answer takes this long: 10 timed
+OUTCOMES = ["message_played", "declined", "no_answer", "busy", "no_input", "machine",
+            "opted_out", "hangup_intro"]
+
+
+# -- shared: the console in a child process --------------------------------------------------------
+def bench_cfg(base: Path, concurrent: int) -> Config:
+    cfg = bench_ivr.bench_config(base, concurrent)
+    # The latency store holds 100,000 numbers (beyond the fiction range): its opposition key
+    # outside the store's folder, as the store requires for real numbers.
+    key = base.parent / f"{base.name}.optout-key"
+    return dataclasses.replace(cfg, pbx=dataclasses.replace(cfg.pbx, mode="external"),
+                               store=dataclasses.replace(cfg.store, optout_key_file=str(key)))
+
+
+def serve_web(base: Path, concurrent: int, port: int) -> None:
+    """Child process: the console over base/bench.db, as `ivr web` serves it."""
+    import uvicorn
+
+    from ivr.web import create_app
+    cfg = bench_cfg(base, concurrent)
+    uvicorn.run(create_app(cfg, lambda: app.open_store(cfg)), host="127.0.0.1", port=port,
+                log_level="warning")
+
+
+def start_web(base: Path, concurrent: int) -> tuple[subprocess.Popen, str]:
+    import httpx
+    port = bench_capacity.free_port()
+    proc = subprocess.Popen([sys.executable, __file__, "--serve-web", str(base), str(concurrent),
+                             str(port)], env={**os.environ, "IVR_WEB_SECRET": "b" * 64})
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(f"{url}/login", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.terminate()
+    raise SystemExit("the console did not start")
+
+
+def admin_token(store: Any) -> str:
+    from ivr.web_users import hash_password
+    now = datetime.now(timezone.utc)
+    store.add_user("bench", "admin", hash_password("bench-password-1"), now)
+    token = new_token()
+    store.add_api_token("bench", token_hash(token), now)
+    return token
+
+
+# -- 1. throughput with and without 50 consoles ----------------------------------------------------
+async def hold_streams(url: str, token: str, campaign: str, n: int) -> None:
+    """Child process: n SSE streams open until stdin closes; 'ready' once each has had an
+    event, then the count of events received."""
+    import httpx
+    events = [0] * n
+    ready = asyncio.Event()
+
+    async def one(i: int, client: httpx.AsyncClient) -> None:
+        async with client.stream("GET", f"{url}/api/campaigns/{campaign}/events") as r:
+            async for line in r.aiter_lines():
+                if line.startswith("data: "):
+                    events[i] += 1
+                    if all(events):
+                        ready.set()
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"},
+                                 timeout=None, limits=httpx.Limits(max_connections=n)) as client:
+        tasks = [asyncio.create_task(one(i, client)) for i in range(n)]
+        await asyncio.wait_for(ready.wait(), 60)
+        print("ready", flush=True)
+        counted = sum(events)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        print(sum(events) - counted, flush=True)
+        for t in tasks:
+            t.cancel()
+
+
+def trial(args: argparse.Namespace, base: Path, consoles: bool) -> dict[str, Any]:
+    nums = bench_capacity.numbers(args.calls)
+    cfg = bench_cfg(base, args.concurrent)
+    cfg = dataclasses.replace(cfg, agi=dataclasses.replace(cfg.agi,
+                                                           port=bench_capacity.free_port()))
+    store = bench_capacity.seed(cfg, nums, 0, "")
+    web = clients = None
+    if consoles:
+        token = admin_token(store)
+        web, url = start_web(base, args.concurrent)
+        clients = subprocess.Popen([sys.executable, __file__, "--streams", url, token,
+                                    cfg.campaign.name, str(CONSOLES)],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert clients.stdout is not None and clients.stdout.readline().strip() == "ready"
+    pbxes = bench_capacity.start_pbxes(1, 0.0)
+    cfg = dataclasses.replace(cfg, pbx=dataclasses.replace(cfg.pbx, nodes=[
+        NodeConfig("fake1", "127.0.0.1", pbxes[0][1], "ivr")]))
+    try:
+        res = app.run(bench_capacity.drive(cfg, store, None))
+    finally:
+        for p, _ in pbxes:
+            p.stdin.close()  # type: ignore[union-attr]
+            p.wait(10)
+        events = 0
+        if clients is not None:
+            out, _ = clients.communicate("", timeout=30)
+            events = int(out.split()[-1])
+        if web is not None:
+            web.terminate()
+            web.wait(10)
+    played = store.one("SELECT COUNT(*) AS n FROM calls WHERE outcome = 'message_played'")["n"]
+    return {"consoles": CONSOLES if consoles else 0, "settled": played,
+            "elapsed_s": round(res["elapsed_s"], 3),
+            "setups_per_s": round(played / res["elapsed_s"], 1),
+            "events_received": events,
+            "events_per_s": round(events / res["elapsed_s"], 1)}
+
+
+def throughput(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    trials: list[dict[str, Any]] = []
+    (tmp / "warm").mkdir()
+    trial(args, tmp / "warm", False)  # imports, first connections, caches: not counted
+    for i in range(args.pairs):
+        order = (False, True) if i % 2 == 0 else (True, False)
+        for consoles in order:
+            base = tmp / f"t{len(trials)}"
+            base.mkdir()
+            trials.append(trial(args, base, consoles))
+    without = [t["setups_per_s"] for t in trials if not t["consoles"]]
+    with_ = [t["setups_per_s"] for t in trials if t["consoles"]]
+    ratios = [w / o for w, o in zip(with_, without)]
+    return {"pbx": "fake PBX (ivr/telephony/fake_pbx.py), one child process",
+            "calls": args.calls, "concurrent": args.concurrent, "trials": trials,
+            "ratio_with_without": round(statistics.mean(with_) / statistics.mean(without), 3),
+            "pair_ratios": [round(r, 3) for r in ratios], "goal": ">= 0.98"}
+
+
+# -- 2. latency over 100,000 contacts and 300,000 calls --------------------------------------------
+def seed_big(store: Any, campaign: str, contacts: int, calls: int) -> list[str]:
+    """The big store, written directly (seeding through the import would take minutes):
+    `contacts` numbers bound to the campaign (a tenth still pending), `calls` attempts over
+    the last ten days spread across the hours, a consent for each message played."""
+    now = datetime.now(timezone.utc)
+    ts = utc(now)
+    nums = [f"+331{90000000 + i:08d}" for i in range(contacts)]
+    conn = store.db.conn
+    with store.transaction():
+        conn.executemany(
+            "INSERT INTO contacts (number, source, basis, status, created_at, updated_at) "
+            "VALUES (?, ?, 'consent', ?, ?, ?)",
+            ((n, f"list{i % 5}", "pending" if i % 10 == 0 else "done", ts, ts)
+             for i, n in enumerate(nums)))
+        conn.execute(
+            "INSERT INTO campaign_contacts (contact_id, campaign, source, basis, status, "
+            "bound_at) SELECT id, ?, source, basis, status, ? FROM contacts", (campaign, ts))
+
+        def rows() -> Any:
+            for i in range(calls):
+                cid = i % contacts + 1
+                at = utc(now - timedelta(minutes=(calls - i) * 14400 / calls))
+                yield (cid, nums[cid - 1], i // contacts + 1, campaign, at, at,
+                       OUTCOMES[i % len(OUTCOMES)], "1" if i % len(OUTCOMES) == 0 else "")
+        conn.executemany(
+            "INSERT INTO calls (contact_id, number, attempt, campaign, state, started_at, "
+            "ended_at, outcome, keys, node) VALUES (?, ?, ?, ?, 'ended', ?, ?, ?, ?, 'pbx')",
+            rows())
+        conn.execute(
+            "INSERT INTO consents (call_id, contact_id, number, kind, key, at, campaign) "
+            "SELECT id, contact_id, number, 'consent', '1', started_at, campaign FROM calls "
+            "WHERE outcome = 'message_played'")
+    return nums
+
+
+def routes(c: str, nums: list[str]) -> list[tuple[str, str, Any]]:
+    """(name, method path, body maker(i)) for every page and API call."""
+    n = nums[7]
+    get = [f"/c/{c}/{s}" for s in ("overview", "run", "contacts", "prompts", "reports")] + [
+        f"/c/{c}/rights", f"/c/{c}/rights?number={n}", f"/c/{c}/rights/export?number={n}",
+        "/api/campaigns", f"/api/campaigns/{c}/overview", f"/api/campaigns/{c}/preflight",
+        f"/api/campaigns/{c}/contacts", f"/api/campaigns/{c}/contacts?offset=50000",
+        f"/api/campaigns/{c}/report.json", f"/api/campaigns/{c}/report.csv",
+        f"/api/campaigns/{c}/prompts", f"/api/campaigns/{c}/prompts/intro/audio",
+        f"/api/optouts/{n}", f"/api/numbers/{n}/consent", f"/api/numbers/{n}/export",
+        "/api/audit", "/api/users", "/api/openapi.json", "/login"]
+    out: list[tuple[str, str, Any]] = [(f"GET {p}", p, None) for p in get]
+    out += [
+        ("POST control", f"/api/campaigns/{c}/control",
+         lambda i: {"json": {"action": "pause" if i % 2 else "resume"}}),
+        ("POST pacing", f"/api/campaigns/{c}/pacing",
+         lambda i: {"json": {"max_concurrent": 10 + i % 5}}),
+        ("POST optouts", "/api/optouts",
+         lambda i: {"json": {"number": nums[len(nums) // 2 + i], "via": "post"}}),
+        ("POST erase", "/api/numbers/{n}/erase", None),  # a different number each time
+        ("POST contacts (3-line CSV)", f"/api/campaigns/{c}/contacts",
+         lambda i: {"files": {"file": ("l.csv", f"number\n+3319800{i:04d}\n+3319801{i:04d}\n"
+                                       "bad\n")}, "data": {"source": f"up{i}",
+                                                         "basis": "consent"}}),
+    ]
+    return out
+
+
+def timed(client: Any, method: str, path: str, kw: dict[str, Any]) -> float:
+    t0 = time.perf_counter()
+    r = client.request(method, path, **kw)
+    r.read()
+    dt = (time.perf_counter() - t0) * 1000
+    if r.status_code >= 400:
+        raise SystemExit(f"{method} {path}: {r.status_code} {r.text[:200]}")
+    return dt
+
+
+def route_latency(client: Any, args: argparse.Namespace, name: str, path: str, body: Any,
+                  nums: list[str]) -> dict[str, float]:
+    """One first request, then the timed ones (fewer for a slow route); nearest-rank p99."""
+    method = name.split()[0]
+
+    def once(i: int) -> float:
+        p, kw = path, body(i) if body else {}
+        if "erase" in name:  # a different number each time, typed again to confirm
+            p, kw = path.replace("{n}", nums[-1 - i]), {"json": {"confirm": nums[-1 - i]}}
+        return timed(client, method, p, kw)
+    first = once(0)
+    n = args.requests if first < SLOW_MS else SLOW_REQUESTS
+    samples = sorted(once(i) for i in range(1, n + 1))
+    return {"first_ms": round(first, 1), "timed": n,
+            "p50_ms": round(statistics.median(samples), 1),
+            "p99_ms": round(samples[math.ceil(0.99 * n) - 1], 1),
+            "max_ms": round(samples[-1], 1)}
+
+
+def latency(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    import httpx
+    cfg = bench_cfg(tmp, 50)
+    build_prompts(cfg)
+    store = app.open_store(cfg)
+    t0 = time.monotonic()
+    nums = seed_big(store, cfg.campaign.name, args.contacts, args.calls_in_store)
+    seeded_s = time.monotonic() - t0
+    token = admin_token(store)
+    web, url = start_web(tmp, 50)
+    results = {}
+    try:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
+                          timeout=60) as client:
+            for name, path, body in routes(cfg.campaign.name, nums):
+                results[name] = route_latency(client, args, name, path, body, nums)
+    finally:
+        web.terminate()
+        web.wait(10)
+    over = sorted(k for k, v in results.items() if v["p99_ms"] >= 200)
+    return {"contacts": args.contacts, "calls": args.calls_in_store,
+            "seeded_in_s": round(seeded_s, 1), "requests_per_route": args.requests,
+            "routes": results, "goal": "p99 < 200 ms", "p99_at_or_over_200ms": over}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--part", choices=["both", "throughput", "latency"], default="both")
+    parser.add_argument("--calls", type=int, default=1500, help="calls per throughput trial")
+    parser.add_argument("--concurrent", type=int, default=100)
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--calls-in-store", type=int, default=300_000)
+    parser.add_argument("--requests", type=int, default=100, help="timed requests per route")
+    parser.add_argument("--serve-pbx", type=float, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-web", nargs=3, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--streams", nargs=4, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_pbx is not None:
+        return asyncio.run(bench_capacity.serve_pbx(args.serve_pbx))
+    if args.serve_web:
+        return serve_web(Path(args.serve_web[0]), int(args.serve_web[1]),
+                         int(args.serve_web[2]))
+    if args.streams:
+        url, token, campaign, n = args.streams
+        return asyncio.run(hold_streams(url, token, campaign, int(n)))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 16384), max(hard, 16384)))
+    os.environ["IVR_AMI_SECRET"] = bench_capacity.SECRET
+    os.environ.setdefault("IVR_CALLBACK_SECRET", bench_capacity.SECRET)
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.part in ("both", "throughput"):
+            (Path(tmp) / "thr").mkdir()
+            out["throughput"] = throughput(args, Path(tmp) / "thr")
+        if args.part in ("both", "latency"):
+            (Path(tmp) / "lat").mkdir()
+            out["latency"] = latency(args, Path(tmp) / "lat")
+    print(json.dumps(out, indent=2, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
