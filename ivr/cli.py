@@ -336,11 +336,15 @@ def purge(ctx: Ctx, older_than: str | None) -> None:
 @cli.command("demo")
 @click.option("--web", is_flag=True, help="Then leave the web console running (URL and a "
               "one-time admin password printed).")
+@click.option("--nodes", default=1, show_default=True, help="Sandbox Asterisk nodes (more "
+              "than 1: on the private PostgreSQL).")
+@click.option("--controllers", default=1, show_default=True, help="`ivr run` processes on "
+              "the one campaign (more than 1: on the private PostgreSQL).")
 @pass_ctx
-def demo(ctx: Ctx, web: bool) -> None:
+def demo(ctx: Ctx, web: bool, nodes: int, controllers: int) -> None:
     """Everything on a fresh machine: prompts, sandbox PBX, demo list, a run, the report."""
     from ivr.demo import run_demo
-    run_demo(ctx.cfg, console, web)
+    run_demo(ctx.cfg, console, web, nodes, controllers, Path(ctx.config_path))
 
 
 from ivr.cli_users import users  # noqa: E402 (own module: cli.py's size budget)

@@ -38,21 +38,31 @@ def demo_numbers() -> list[str]:
     return [f"01 99 00 00 {suffix}" for suffix in DEMO_BEHAVIOURS]
 
 
-def write_demo_csv(path: Path) -> Path:
+def write_demo_csv(path: Path, blocks: int = 1) -> Path:
+    """Each behaviour once per block (+33 1 99 00 BB SS, BB from 00): more calls to spread."""
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["number", "name", "behaviour"])
-        for number, (suffix, behaviour) in zip(demo_numbers(), DEMO_BEHAVIOURS.items()):
-            w.writerow([number, f"Fiction {suffix}", behaviour])
+        for block in range(blocks):
+            for suffix, behaviour in DEMO_BEHAVIOURS.items():
+                w.writerow([f"01 99 00 {block:02d} {suffix}", f"Fiction {suffix}", behaviour])
     return path
 
 
-def run_demo(cfg: Config, console: Console, web: bool = False) -> None:
+def run_demo(cfg: Config, console: Console, web: bool = False, nodes: int = 1,
+             controllers: int = 1, config_path: Path | None = None) -> None:
     """The demo; with `web`, the console is left running over the demo's store afterwards
-    (serve_console) until Ctrl-C."""
+    (serve_console) until Ctrl-C. More than one node or controller: the PostgreSQL cluster
+    demo (demo_cluster), from the operator's config file at `config_path`."""
     if web:  # a busy port fails now, before the five steps, in one line
         _check_port(cfg.web.host, cfg.web.port)
-    cfg = _demo(cfg, console)
+    if nodes > 1 or controllers > 1:
+        from ivr.demo_cluster import run_cluster_demo
+        if config_path is None:
+            raise IvrError("ivr demo --nodes/--controllers: the config file is needed")
+        cfg = run_cluster_demo(cfg, config_path, console, nodes, controllers)
+    else:
+        cfg = _demo(cfg, console)
     if web:
         serve_console(cfg, console)
 

@@ -1,0 +1,61 @@
+"""`ivr demo --nodes N --controllers M`'s own logic: the controllers' configs and the lines
+that say who placed each call (the end-to-end run is on the sandbox: tests/integration)."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ivr import config
+from ivr.demo import DEMO_BEHAVIOURS, write_demo_csv
+from ivr.demo_cluster import controller_files, print_calls
+from ivr.errors import IvrError
+
+
+def test_each_controller_gets_the_pool_the_store_and_its_own_agi_port(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "config.yaml"
+    cfg_file.write_text(yaml.safe_dump({"campaign": {"name": "c", "caller_id": "+33199000000"},
+                                        "agi": {"port": 4600}, "pbx": {"port": 6000}}))
+    cfg = config.load(cfg_file)
+    files = controller_files(cfg, cfg_file, "postgresql://ivr@127.0.0.1:5/demo", 3, 2)
+    loaded = [config.load(f) for f in files]
+    assert [c.agi.port for c in loaded] == [4600, 4601]
+    for c in loaded:
+        assert c.store.url == "postgresql://ivr@127.0.0.1:5/demo"
+        assert [(n.name, n.port) for n in c.pbx.node_list()] == \
+            [("pbx", 6000), ("pbx2", 6001), ("pbx3", 6002)]
+        assert c.pbx.sandbox_dir == str(tmp_path / ".sandbox")  # absolute: same sandbox
+        assert c.store.optout_key_file == loaded[0].store.optout_key_file  # one key for all
+
+
+def test_demo_list_repeats_each_behaviour_per_block(tmp_path: Path) -> None:
+    with write_demo_csv(tmp_path / "d.csv", blocks=3).open() as fh:
+        numbers = [r["number"] for r in csv.DictReader(fh)]
+    assert len(numbers) == len(set(numbers)) == 3 * len(DEMO_BEHAVIOURS)
+    assert numbers[0] == "01 99 00 00 10" and numbers[-1] == "01 99 00 02 99"
+
+
+def test_who_placed_each_call_and_the_totals() -> None:
+    calls = [{"number": "+33199000010", "attempt": 1, "node": "pbx2", "controller": "h:11",
+              "outcome": "message_played"},
+             {"number": "+33199000020", "attempt": 1, "node": "pbx", "controller": "h:12",
+              "outcome": "declined"},
+             {"number": "+33199000070", "attempt": 1, "node": "pbx2", "controller": "h:11",
+              "outcome": "busy"}]
+    lines: list[str] = []
+    print_calls(calls, lines.append)
+    assert "node pbx2" in lines[0] and "controller-1 (h:11)" in lines[0]
+    assert "controller-2 (h:12)" in lines[1]
+    assert lines[-2] == "    per node: pbx 1, pbx2 2"
+    assert lines[-1] == "    per controller: controller-1 2, controller-2 1"
+
+
+def test_too_many_controllers_is_one_line(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from ivr.demo_cluster import run_cluster_demo
+    cfg = config.from_dict({"campaign": {"name": "c", "caller_id": "+33199000000"}}, tmp_path)
+    with pytest.raises(IvrError, match="--controllers 9: use 1 to 8"):
+        run_cluster_demo(cfg, tmp_path / "config.yaml", Console(), 3, 9)
