@@ -46,7 +46,8 @@ res_pjsip_logger res_pjsip_nat res_pjsip_pubsub res_pjsip_registrar res_pjsip_ac
 """.split()
 AMI_READ = "call,user,originate,system"   # system: FullyBooted/Shutdown, to notice restarts
 # AGIExecStart: bench/bench_first_audio.py times the first STREAM FILE after the answer.
-MONITOR_EVENTS = ("DTMFEnd", "Hangup", "OriginateResponse", "AGIExecStart")
+MONITOR_EVENTS = ("DTMFEnd", "Hangup", "OriginateResponse", "AGIExecStart",
+                  "Newchannel")  # Newchannel: when an attempt began, from Asterisk
 AMI_WRITE = "originate,call,reporting"          # Originate, Hangup, CoreShowChannels
 SECRET_CONFS = ("manager.conf", "extensions.conf")  # AMI secret, callback secret: mode 0600
 
