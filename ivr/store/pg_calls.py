@@ -34,6 +34,12 @@ class PgCallsSQL(PgCore):
                                (contact["id"],))
             if locked is None:  # being claimed elsewhere: as good as a call in flight
                 return Claim(call=None, decision=judge(History(in_flight=True)))
+            # Settled by another controller since this one planned it (its last attempt, say):
+            # the stale plan must not dial past the attempt cap. As good as in flight: skipped.
+            settled = self._row("SELECT status FROM campaign_contacts WHERE contact_id = %s "
+                                "AND campaign = %s", (contact["id"], campaign))
+            if settled is not None and settled["status"] != "pending":
+                return Claim(call=None, decision=judge(History(in_flight=True)))
             past = self._history_of(number, attempts_since, refusals_since, campaign)
             decision = judge(past)
             if not decision.allowed:
