@@ -158,14 +158,31 @@ async def start(cfg: Config, store: Store, clock: Clock | None = None, agi: bool
     nodes = build_nodes(cfg) if node is None else \
         [node] if isinstance(node, PbxNode) else list(node)
     try:
-        # Every node of the pool at start (a typo in a host must not go unnoticed); one lost
-        # later is worked around and rejoins when its AMI reconnects.
-        await asyncio.gather(*(n.connect() for n in nodes))
+        await _connect(nodes)
         return await _start(cfg, store, clock or Clock(), agi, nodes, hashes)
     except BaseException:
         for n in nodes:
             n.close()
         raise
+
+
+async def _connect(nodes: list[PbxNode]) -> None:
+    """Connect every node. In a pool, a node whose Asterisk is not running (its AMI port
+    refuses connections) joins later, in the background; any other failure (a wrong secret,
+    a host that does not answer) stops the start with its one-line error, as does the whole
+    pool being down."""
+    later: list[Any] = []
+    if len(nodes) > 1:
+        probes = [getattr(n, "gone", None) for n in nodes]
+        down = await asyncio.gather(*(p() for p in probes if p is not None))
+        later = [n for n, p in zip(nodes, probes) if p is not None and down.pop(0)]
+        if len(later) == len(nodes):
+            later = []  # none up: the first one's error says what to fix
+    await asyncio.gather(*(n.connect() for n in nodes if n not in later))
+    for n in later:
+        log.warning("node %s is down (its AMI port refuses connections): the run starts "
+                    "without it, it joins when it answers", n.name)
+        n.join_later()
 
 
 async def _start(cfg: Config, store: Store, clock: Clock, agi: bool, nodes: list[PbxNode],

@@ -113,16 +113,27 @@ def test_calls_spread_evenly_over_equal_nodes(tmp_path: Path) -> None:
 
 
 def test_calls_spread_by_free_capacity_and_each_cap_holds(tmp_path: Path) -> None:
+    """max_channels counts the node's attempts in flight, as the controller knows them: each
+    Originate is sent with at most that many on the node, itself included. (The PBX may still
+    be tearing down the channel of an attempt whose IVR has just reported: not counted.)"""
     numbers = [fiction(i) for i in range(24)]
 
-    async def scenario() -> list[FakePbx]:
+    async def scenario() -> tuple[list[FakePbx], dict[str, int]]:
         async with pool(tmp_path, {n: answer(["1"], delay_s=0.2, prompt_s=0.1)
                                    for n in numbers},
                         numbers, caps=[2, 6], max_concurrent=8, calls_per_second=200) as p:
+            most = {name: 0 for name in p.dialer.nodes}
+            for ns in p.dialer.nodes.values():
+                send = ns.node.originate
+
+                async def counted(request: Any, ns: Any = ns, send: Any = send) -> None:
+                    most[ns.name] = max(most[ns.name], len(ns.calls))
+                    await send(request)
+                ns.node.originate = counted
             await p.run()
-            return p.pbxs
-    small, big = asyncio.run(scenario())
-    assert small.max_live <= 2 and big.max_live <= 6
+            return p.pbxs, most
+    (small, big), most = asyncio.run(scenario())
+    assert most == {"n1": 2, "n2": 6}  # each cap reached, never passed
     assert big.max_live >= 4  # the big node was used beyond the small one's cap
     assert len(big.originates) > 2 * len(small.originates) > 0
 
@@ -281,3 +292,52 @@ def test_gone_tells_a_dead_asterisk_from_a_dropped_link() -> None:
             await pbx.stop()
             return listening, await node.gone()
     assert asyncio.run(scenario()) == (False, True)
+
+
+def test_a_node_down_at_start_joins_when_it_answers(tmp_path: Path) -> None:
+    """The run starts on the nodes that answer; one whose AMI port refuses connections joins
+    in the background, is reconciled, then gets calls."""
+    numbers = [fiction(i) for i in range(40)]
+
+    async def scenario() -> tuple[int, int, list[dict[str, Any]]]:
+        cfg = make_cfg(tmp_path, FAST, max_concurrent=6, calls_per_second=12)
+        store = Store.open(tmp_path / "ivr.db")
+        add_contacts(store, numbers)
+        callees = {n: answer(["1"], prompt_s=0.05) for n in numbers}
+        async with FakePbx(callees, user="ivr", secret=SECRET) as one, \
+                FakePbx(callees, user="ivr", secret=SECRET) as two:
+            await two.stop()  # down before the run starts
+            nodes = [AmiNode(f"n{i + 1}", "127.0.0.1", p.ami_port, "ivr", SECRET)
+                     for i, p in enumerate((one, two))]
+            ctl = await app.start(cfg, store, Clock(), node=nodes, hashes=HASHES)
+            try:
+                at_start = len(two.originates)
+
+                async def back() -> None:
+                    await asyncio.sleep(1.0)
+                    await two.start()
+                task = asyncio.ensure_future(back())
+                await Pool([one, two], ctl, store).run()
+                await task
+            finally:
+                await ctl.close()
+            return at_start, len(two.originates), store.q("SELECT * FROM calls")
+    at_start, joined, calls = asyncio.run(scenario())
+    assert at_start == 0 and joined > 0
+    assert {c["number"] for c in calls} == set(numbers)
+    assert {c["outcome"] for c in calls} == {"message_played"}
+    assert Counter(c["node"] for c in calls)["n2"] == joined
+
+
+def test_a_node_that_refuses_our_login_stops_the_start(tmp_path: Path) -> None:
+    """Only a node whose Asterisk is not running may join later: a wrong secret is an error."""
+    async def scenario() -> None:
+        cfg = make_cfg(tmp_path, FAST)
+        store = Store.open(tmp_path / "ivr.db")
+        async with FakePbx({}, user="ivr", secret=SECRET) as one, \
+                FakePbx({}, user="ivr", secret=SECRET) as two:
+            nodes = [AmiNode("n1", "127.0.0.1", one.ami_port, "ivr", SECRET),
+                     AmiNode("n2", "127.0.0.1", two.ami_port, "ivr", "wrong")]
+            await app.start(cfg, store, Clock(), node=nodes, hashes=HASHES)
+    with pytest.raises(PbxError, match="AMI login refused"):
+        asyncio.run(scenario())

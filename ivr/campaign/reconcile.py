@@ -18,9 +18,11 @@ RETRY_S = 2.0  # a failed reconciliation (link dropped again, PBX booting) is tr
 
 
 async def every_node(dialer: Dialer) -> int:
+    """At start: the nodes that answer (one down joins later, reconciled when it does)."""
     settled = 0
     for ns in dialer.nodes.values():
-        settled += await node(dialer, ns)
+        if ns.node.up:
+            settled += await node(dialer, ns)
     return settled
 
 

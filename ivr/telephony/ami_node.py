@@ -9,11 +9,13 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from ivr.errors import PbxError
 from ivr.telephony.ami import Ami
 from ivr.telephony.contract import EVENT_FAILSAFE, FAILSAFE_CALL_ID
 from ivr.telephony.node import (LOCAL_OTHER, ChannelHangup, Failsafe, NodeEvent,
                                 OriginateRequest, OriginateResult, Reconnected)
 
+JOIN_EVERY_S = 2.0  # a node down at start is tried this often
 GONE_PROBE_S = 1.0  # a TCP connect to the AMI port: refused at once when nothing listens
 FAILSAFE_STATUS = "Status"  # the UserEvent's AGISTATUS field (dialplans/ivr-outbound.conf)
 
@@ -60,6 +62,9 @@ class AmiNode:
         self._args = (host, port, user, secret)
         self._options = ami_options
         self._ami: Ami | None = None
+        self._joined: asyncio.Event | None = None  # set: a node down at start has joined
+        self._join_task: asyncio.Task | None = None
+        self._closed = False
 
     @property
     def ami(self) -> Ami:
@@ -77,6 +82,24 @@ class AmiNode:
 
     async def wait_up(self, timeout: float) -> bool:
         return await self.ami.wait_connected(timeout)
+
+    def join_later(self, every_s: float = JOIN_EVERY_S) -> None:
+        """A node down when the run starts: connect in the background until it answers; its
+        events then begin with Reconnected (the dialer reconciles it, then places calls)."""
+        self._joined = asyncio.Event()
+        self._join_task = asyncio.get_running_loop().create_task(self._join(every_s))
+
+    async def _join(self, every_s: float) -> None:
+        while not self._closed:
+            if not await self.gone():
+                try:
+                    await self.ami.connect(every_s)
+                    break
+                except PbxError:  # refused again, still booting: a fresh link next time
+                    self._ami = None
+            await asyncio.sleep(every_s)
+        if self._joined is not None:
+            self._joined.set()
 
     async def gone(self) -> bool:
         """Is the node's Asterisk gone, not just our link to it? Nothing listens on its AMI
@@ -108,12 +131,22 @@ class AmiNode:
                 if ch.get("Uniqueid")}
 
     async def events(self) -> AsyncIterator[NodeEvent]:
+        if self._joined is not None:  # down at start: nothing to read before it joins
+            await self._joined.wait()
+            if self._closed:
+                return
+            yield Reconnected(self.name)
         async for ev in self.ami.events():
             typed = parse_event(self.name, ev)
             if typed is not None:
                 yield typed
 
     def close(self) -> None:
+        self._closed = True
+        if self._join_task is not None:
+            self._join_task.cancel()
+        if self._joined is not None:
+            self._joined.set()  # the event reader ends
         if self._ami is not None:
             self._ami.close()
 
