@@ -17,7 +17,7 @@
 
 Usage (no sandbox, no root):
   python3 bench/bench_web.py                  # both parts
-  python3 bench/bench_web.py --part throughput --calls 1500 --concurrent 100 --pairs 3
+  python3 bench/bench_web.py --part throughput --calls 3000 --concurrent 200 --pairs 3
   python3 bench/bench_web.py --part latency --contacts 100000 --calls-in-store 300000
 Not a test: it asserts nothing; the README records its output.
 """
@@ -305,8 +305,8 @@ def latency(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--part", choices=["both", "throughput", "latency"], default="both")
-    parser.add_argument("--calls", type=int, default=1500, help="calls per throughput trial")
-    parser.add_argument("--concurrent", type=int, default=100)
+    parser.add_argument("--calls", type=int, default=3000, help="calls per throughput trial")
+    parser.add_argument("--concurrent", type=int, default=200)
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--calls-in-store", type=int, default=300_000)
