@@ -382,3 +382,32 @@ def test_the_rewrite_after_an_erasure_waits_for_no_long_transaction(
     assert pg.checkpoint_wal() is True
     assert raw_pages_holding(pg, N[0]) == []
     assert pg.one("SHOW lock_timeout") == {"lock_timeout": "0"}  # the pool's setting is back
+
+
+def test_a_failed_batch_leaves_nothing_of_what_it_queued(both: tuple[Store, PgStore]) -> None:
+    """An import session queues its rows; a failed transaction or savepoint drops them, the
+    others are written, as SQLite would have written them at once."""
+    def add(s: Any, number: str) -> None:
+        s.add_contact(number, name=None, timezone=None, source="s", basis="consent",
+                      acquired_on=None, extra="{}", status="pending", now=T0)
+        s.mark_seen_in_import(number)
+
+    def session(s: Any) -> tuple[Any, ...]:
+        with s.import_session():
+            with pytest.raises(RuntimeError):
+                with s.transaction():
+                    add(s, N[0])
+                    raise RuntimeError("the batch failed")
+            with s.transaction():
+                add(s, N[1])
+                with pytest.raises(RuntimeError):
+                    with s.transaction():  # a savepoint
+                        add(s, N[2])
+                        raise RuntimeError("one line failed")
+                add(s, N[3])
+            add(s, N[4])  # autocommit: written at once
+            seen = s.seen_in_import(N[:5])
+        return sorted(seen), table(s, "contacts")
+
+    seen, rows = same(both, session)
+    assert seen == [N[1], N[3], N[4]] and [r["number"] for r in rows] == [N[1], N[3], N[4]]

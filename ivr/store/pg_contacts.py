@@ -8,10 +8,12 @@ then runs on it (a real BEGIN/COMMIT per batch, as on SQLite), and the table is 
 end. Number lists travel as one array parameter (`= ANY(...)`).
 
 Round trips: during an import session, add_contact and mark_seen_in_import only queue their
-rows (at most one batch); the queue is written in one statement each (arrays unnested in
-order, so ids are given as SQLite gives them) before any statement of this module that could
-read them, which the batch's bind_contacts always is, inside the batch's transaction. Without
-the queue a 200,000-line import spent most of its time waiting for two round trips a line.
+rows (at most one batch) when a transaction is open; the queue is written in one statement
+each (arrays unnested in order, so ids are given as SQLite gives them) before any statement of
+this module that could read them, and when a transaction (or savepoint) begins or ends well;
+it is dropped when one fails. So the rows belong to the transaction that queued them, as if
+written at once. Without the queue a 200,000-line import spent most of its time waiting for
+two round trips a line.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from psycopg.pq import TransactionStatus
 
 from ivr.store.base import Row, utc
 from ivr.store.pg_core import PgCore
@@ -48,6 +52,29 @@ class PgContactsSQL(PgCore):
                 yield from self._seen_table()
             finally:
                 self._local.conn = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """PgCore's, keeping an import session's queue with the transaction that queued it."""
+        self._write_queued()  # what an enclosing scope queued is written in that scope
+        with super().transaction():
+            try:
+                yield
+            except BaseException:
+                queued: _Queued | None = getattr(self._local, "queued", None)
+                if queued is not None:
+                    queued.contacts, queued.seen = [], []
+                raise
+            self._write_queued()
+
+    def _queue(self) -> "_Queued | None":
+        """The session's queue, when this thread is inside a transaction of the session."""
+        queued: _Queued | None = getattr(self._local, "queued", None)
+        conn = getattr(self._local, "conn", None)
+        if queued is None or conn is None or \
+                conn.info.transaction_status != TransactionStatus.INTRANS:
+            return None
+        return queued
 
     def _seen_table(self) -> Iterator[None]:
         self._exec("CREATE TEMP TABLE IF NOT EXISTS ivr_import_seen (number TEXT PRIMARY KEY)")
@@ -98,7 +125,7 @@ class PgContactsSQL(PgCore):
             "ANY(%(numbers)s::text[])", {"numbers": numbers})}
 
     def mark_seen_in_import(self, number: str) -> None:
-        queued: _Queued | None = getattr(self._local, "queued", None)
+        queued = self._queue()
         if queued is not None:
             queued.seen.append(number)
             return
@@ -119,7 +146,7 @@ class PgContactsSQL(PgCore):
         row = {"number": number, "name": name, "timezone": timezone, "source": source,
                "basis": basis, "acquired_on": acquired_on, "extra": extra, "status": status,
                "ts": utc(now)}
-        queued: _Queued | None = getattr(self._local, "queued", None)
+        queued = self._queue()
         if queued is not None:
             queued.contacts.append(row)
             return
