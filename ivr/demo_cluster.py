@@ -78,7 +78,10 @@ def controller_files(cfg: Config, config_path: Path, url: str, nodes: int,
     # the demo keeps beside its configs.
     key = cfg.path(cfg.store.optout_key_file) if cfg.store.optout_key_file else out / "optout.key"
     raw["store"] = {"url": url, "optout_key_file": str(key)}
-    raw.setdefault("prompts", {})["build_dir"] = str(cfg.path(cfg.prompts.build_dir))
+    prompts = raw.setdefault("prompts", {})
+    for key in ("sources_dir", "build_dir", "archive_dir"):  # the folders the config names
+        if getattr(cfg.prompts, key):
+            prompts[key] = str(cfg.path(getattr(cfg.prompts, key)))
     pbx = raw.setdefault("pbx", {})
     pbx["sandbox_dir"] = str(cfg.path(cfg.pbx.sandbox_dir))
     pbx["nodes"] = [{"name": node_name(i), "host": cfg.pbx.host, "port": cfg.pbx.port + i - 1,

@@ -95,6 +95,11 @@ class CampaignRun:
         while (ctl.paused or self.dialer.in_flight() >= ctl.max_concurrent) \
                 and not self.stop.is_set():
             paused = paused or ctl.paused
+            problem = self.dialer.writer.problem
+            if problem and not self._away:  # full, and the store refuses writes: say it now
+                self._away = True
+                log.error("store unavailable (%s): pausing new calls", problem)
+                self.state.set(paused=f"store unavailable: {problem}")
             self.dialer.changed.clear()
             ctl.changed.clear()
             await self.clock.wait(self.dialer.changed, ctl.changed, self.stop,
