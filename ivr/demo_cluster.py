@@ -53,9 +53,11 @@ def run_cluster_demo(cfg: Config, config_path: Path, console: Console, nodes: in
     demo_cfg = load(files[0])
     store = _import(demo_cfg, say)
     say(f"4/5 running {controllers} controllers on campaign {cfg.campaign.name!r}")
-    _run_controllers(files, say)
+    pids = _run_controllers(files, say)
     say("5/5 who placed each call")
-    print_calls(store.recent_calls(cfg.campaign.name, limit=100_000)[::-1], say)
+    names = {str(k["id"]): pids.get(int(k["pid"]), str(k["id"]))
+             for k in store.controllers(cfg.campaign.name)}
+    print_calls(store.recent_calls(cfg.campaign.name, limit=100_000)[::-1], say, names)
     from ivr.records import report
     console.print(report.render(report.summary(store, cfg.campaign.name)))
     say(f"store.url: {url}  (export PGPASSFILE={cluster.pgpass_file}; "
@@ -114,8 +116,9 @@ def _import(cfg: Config, say: Callable[[str], None]) -> Any:
     return store
 
 
-def _run_controllers(files: list[Path], say: Callable[[str], None]) -> None:
-    """`ivr run` per config, at once; each one's last line (its run summary) when it ends."""
+def _run_controllers(files: list[Path], say: Callable[[str], None]) -> dict[int, str]:
+    """`ivr run` per config, at once; each one's last line (its run summary) when it ends.
+    Returns each process's name (its config's) by pid: the controllers table keeps the pid."""
     procs = []
     for f in files:
         log = f.with_suffix(".log").open("w")
@@ -128,12 +131,15 @@ def _run_controllers(files: list[Path], say: Callable[[str], None]) -> None:
         say(f"    {f.stem} ended ({code}): {lines[-1] if lines else '(no output)'}")
         if code != 0:
             raise IvrError(f"{f.stem} failed (exit {code}): see {f.with_suffix('.log')}")
+    return {p.pid: f.stem for f, p in zip(files, procs)}
 
 
-def print_calls(calls: list[dict[str, Any]], say: Callable[[str], None]) -> None:
-    """One line per call (node, controller), then the totals per node and per controller."""
-    names = {c: f"controller-{i + 1}" for i, c in
-             enumerate(dict.fromkeys(str(c["controller"]) for c in calls))}
+def print_calls(calls: list[dict[str, Any]], say: Callable[[str], None],
+                names: dict[str, str]) -> None:
+    """One line per call (node, controller), then the totals per node and per controller.
+    `names`: controller id -> the name the demo gave its process."""
+    names = {str(c["controller"]): names.get(str(c["controller"]), str(c["controller"]))
+             for c in calls}
     for c in calls:
         say(f"    {c['number']}  attempt {c['attempt']}  node {c['node'] or '-':5}  "
             f"{names[str(c['controller'])]} ({c['controller']})  {c['outcome']}")

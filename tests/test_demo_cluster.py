@@ -45,7 +45,7 @@ def test_who_placed_each_call_and_the_totals() -> None:
              {"number": "+33199000070", "attempt": 1, "node": "pbx2", "controller": "h:11",
               "outcome": "busy"}]
     lines: list[str] = []
-    print_calls(calls, lines.append)
+    print_calls(calls, lines.append, {"h:11": "controller-1", "h:12": "controller-2"})
     assert "node pbx2" in lines[0] and "controller-1 (h:11)" in lines[0]
     assert "controller-2 (h:12)" in lines[1]
     assert lines[-2] == "    per node: pbx 1, pbx2 2"
