@@ -188,19 +188,20 @@ def test_two_controllers_claiming_the_same_numbers_never_get_two_attempts(pg_url
 
 def test_cap_and_refusal_cooldown_hold_across_two_stores(pg: PgStore, pg_url: str) -> None:
     other = PgStore.open(pg_url, optout_key=KEY)
-    c, r = add(pg, "+33199000201"), add(pg, "+33199000202")
+    c, r = add(pg, "+33199000201"), add(pg, "+33199000202", ("c1", "c2"))
     first = claim(pg, c).call
-    pg.finish_unanswered(first["id"], "no_answer", "19", T0, None)
+    pg.finish_unanswered(first["id"], "no_answer", "19", T0, T0)  # a retry planned: pending
     second = claim(other, c, now=T0 + timedelta(minutes=1)).call
     assert second is not None and second["attempt"] == 2
-    other.finish_unanswered(second["id"], "no_answer", "19", T0 + timedelta(minutes=2), None)
+    other.finish_unanswered(second["id"], "no_answer", "19", T0 + timedelta(minutes=2), T0)
     third = claim(pg, c, now=T0 + timedelta(minutes=3))
     assert third.call is None and third.decision.reason == "attempt_cap"
     call = claim(pg, r).call
     pg.finish_answered(call["id"], CallResult(outcome="declined", stage="ask", keys="2",
                                               heard={}, choice="refusal", choice_key="2"),
                        T0 + timedelta(seconds=30))
-    again = claim(other, r, now=T0 + timedelta(days=1))
+    # The refusal holds for every campaign: the other store, another campaign, a day later.
+    again = claim(other, r, now=T0 + timedelta(days=1), campaign="c2")
     assert again.call is None and again.decision.reason == "refusal_cooldown"
     other.close()
 
