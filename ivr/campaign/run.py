@@ -48,12 +48,16 @@ class CampaignRun:
         self.control = control or RunControl(cfg, store, clock, stop, hard_stop, state)
         self.next_slot = clock.monotonic()
         self._away = False  # paused because a read or a claim found the store away
+        self._planned_with = 0  # calls in flight when the last plan was read
         # The drain's bound: the config's, else the longest possible call (the deadline).
         self.drain_s = cfg.dialer.drain_timeout_s or dialer.deadline_s
 
     async def __call__(self) -> RunReport:
         while not self.stop.is_set():
-            self.dialer.writer.flush()  # outcomes batched this turn count for the plan
+            # The outcomes written so far count for the plan: on PostgreSQL they are committed
+            # from a worker thread, and a plan read before they land sees those calls in flight.
+            await self.dialer.writer.settled()
+            self._planned_with = self.dialer.in_flight()
             # PostgreSQL: in a worker thread (the loop keeps serving calls); SQLite: inline.
             try:
                 p = await self.dialer.off_loop(plan, self.cfg, self.store, self.clock.now())
@@ -172,6 +176,10 @@ class CampaignRun:
             return True
         nxt = p.next_retry()
         if not self.dialer.in_flight():
+            # The plan saw calls in flight that ended while it was read off the loop, or
+            # outcomes the store has not taken yet: not the end, plan again on their outcomes.
+            if self._planned_with or not await self._store_writable():
+                return True
             if nxt is None:
                 self.report.why = why_nobody(self.store, p, self.cfg.campaign.name)
                 return False
@@ -196,7 +204,7 @@ class CampaignRun:
         dialer = self.dialer
         limit = self.clock.monotonic() + self.drain_s
         hung_up_at: float | None = None
-        while dialer.in_flight() or dialer.writer.pending:
+        while await self._unsettled():
             if not self.hard_stop.is_set() and self.clock.monotonic() >= limit:
                 log.warning("calls still in flight after dialer.drain_timeout_s (%g s): "
                             "hanging them up", self.drain_s)
@@ -212,6 +220,15 @@ class CampaignRun:
             await self.clock.wait(*wake, timeout=min(1.0, max(limit - self.clock.monotonic(),
                                                               0.05)))
             self._tick()
+
+    async def _unsettled(self) -> bool:
+        """Calls in flight, or outcomes not in the store. On PostgreSQL the last ones are still
+        on their way to a worker thread when the last call ends: they must land, or fail and
+        be queued for retry (then waited for as any queued write), before the run ends."""
+        if self.dialer.in_flight():
+            return True
+        await self.dialer.writer.settled()
+        return bool(self.dialer.writer.pending)
 
     def _give_up(self, hung_up_at: float | None) -> bool:
         """On a hard stop, what cannot be finished now is left to the next run."""

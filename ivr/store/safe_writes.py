@@ -57,6 +57,10 @@ class SafeWriter:
         self._batch: Batch = []
         self._outbox: deque[Batch] = deque()  # remote: batches waiting for the worker thread
         self._flusher: asyncio.Task[None] | None = None
+        # Remote: batches handed to the worker thread, and those done with (committed or
+        # queued for retry); `settled` waits for the count as it was when it was called.
+        self._handed = self._landed = 0
+        self._progress = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.drained = asyncio.Event()
         self.drained.set()
@@ -86,6 +90,7 @@ class SafeWriter:
             return
         if self.remote:
             self._outbox.append(batch)
+            self._handed += 1
             if self._flusher is None or self._flusher.done():
                 self._flusher = asyncio.get_running_loop().create_task(self._flush_remote())
             return
@@ -94,25 +99,38 @@ class SafeWriter:
             self._queue(batch, failed)
 
     async def settled(self) -> None:
-        """Wait until every write made so far is committed or queued for retry."""
+        """Wait until every write made so far is committed or queued for retry (`pending`).
+        Not for writes made meanwhile: a busy run would otherwise wait on its own new ones."""
         self.flush()
-        while self._flusher is not None and not self._flusher.done():
-            await asyncio.shield(self._flusher)
+        target = self._handed
+        while self._landed < target and self._flusher is not None and not self._flusher.done():
+            self._progress.clear()
+            await self._progress.wait()
 
     async def _flush_remote(self) -> None:
         """One flush at a time, in order: each batch committed in a worker thread."""
-        while self._outbox:
-            batch = self._outbox.popleft()
-            if self.pending:  # an earlier batch failed: this one waits behind it
-                self.pending.extend(batch)
-                continue
-            try:
-                failed = await asyncio.to_thread(self._commit, batch)
-            except Exception:  # a bug, not an absent store: say it, keep the loop going
-                log.exception("a batch of writes failed for good and was dropped")
-                continue
-            if failed is not None:
-                self._queue(batch, failed)
+        try:
+            while self._outbox:
+                batch = self._outbox.popleft()
+                try:
+                    await self._flush_one(batch)
+                finally:
+                    self._landed += 1
+                    self._progress.set()
+        finally:  # cancelled or not: nobody waits on a flusher that is gone
+            self._progress.set()
+
+    async def _flush_one(self, batch: Batch) -> None:
+        if self.pending:  # an earlier batch failed: this one waits behind it
+            self.pending.extend(batch)
+            return
+        try:
+            failed = await asyncio.to_thread(self._commit, batch)
+        except Exception:  # a bug, not an absent store: say it, keep the loop going
+            log.exception("a batch of writes failed for good and was dropped")
+            return
+        if failed is not None:
+            self._queue(batch, failed)
 
     def _commit(self, batch: Batch) -> BaseException | None:
         """Write a batch; the retryable error that stopped it (then nothing of it is kept), or
