@@ -148,4 +148,9 @@ MIGRATIONS: list[str] = [
     CREATE INDEX consents_number ON consents(number);
     INSERT INTO schema_version (version, applied_at) VALUES (8, now()::text)
     """,
+    # 9: the console's contacts page walks a campaign's bindings in contact order
+    """
+    CREATE INDEX campaign_contacts_order ON campaign_contacts(campaign, contact_id);
+    INSERT INTO schema_version (version, applied_at) VALUES (9, now()::text)
+    """,
 ]

@@ -143,4 +143,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX consents_number ON consents(number);
     PRAGMA user_version = 8
     """,
+    # 9: the console's contacts page walks a campaign's bindings in contact order: without
+    # this it sorted every binding of the campaign for each page (330 ms p99 over 100,000)
+    """
+    CREATE INDEX campaign_contacts_order ON campaign_contacts(campaign, contact_id);
+    PRAGMA user_version = 9
+    """,
 ]

@@ -163,6 +163,19 @@ def _caches(app: FastAPI, cfg: Config, stores: Stores) -> None:
     app.state.campaign_names = Refreshing(names, LISTS_FRESH_S, worker)
 
 
+def _warm(app: FastAPI, campaign: str) -> None:
+    """Compute the configured campaign's aggregates on the refresh thread as the server starts,
+    so the first console to open does not wait seconds for the overview over a big store (a
+    request arriving meanwhile waits for this computation and shares it)."""
+    def warm() -> None:
+        for cache in ("overviews", "lists", "preflights"):
+            try:
+                getattr(app.state, cache).get(campaign)
+            except Exception:  # noqa: BLE001 - the first request computes again and reports it
+                pass
+    app.state.worker.submit(warm)
+
+
 def create_app(cfg: Config, store_factory: StoreFactory, *,
                limiter: LoginLimiter | None = None) -> FastAPI:
     """The console for `cfg` (its campaign is the default one) over stores from
@@ -172,6 +185,7 @@ def create_app(cfg: Config, store_factory: StoreFactory, *,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _warm(app, cfg.campaign.name)
         yield
         app.state.worker.shutdown(wait=True, cancel_futures=True)
         stores.close()  # every thread's connection, once the server has stopped
