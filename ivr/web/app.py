@@ -148,6 +148,8 @@ def _caches(app: FastAPI, cfg: Config, stores: Stores) -> None:
     plans = PlanCache()
     app.state.worker = worker = ThreadPoolExecutor(max_workers=1,
                                                    thread_name_prefix="ivr-web-refresh")
+    # Report downloads stream from these threads, each with its own store (ivr/web/api.py).
+    app.state.exports = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ivr-web-export")
 
     def overview(campaign: str) -> dict[str, Any]:
         data = service.overview(cfg, stores.get(), campaign, now(), plans)
@@ -188,6 +190,7 @@ def create_app(cfg: Config, store_factory: StoreFactory, *,
         _warm(app, cfg.campaign.name)
         yield
         app.state.worker.shutdown(wait=True, cancel_futures=True)
+        app.state.exports.shutdown(wait=True, cancel_futures=True)
         stores.close()  # every thread's connection, once the server has stopped
 
     app = FastAPI(lifespan=lifespan, title="ivr console API", version="1",

@@ -166,8 +166,12 @@ def preflight(cfg: Config, store: StoreBackend, campaign: str) -> list[dict[str,
 # -- reports: the same bytes as `ivr report --format csv|json` -----------------------------------
 def report_csv(store: StoreBackend, campaign: str) -> str:
     out = io.StringIO()
-    report.calls_csv(store, out, campaign=campaign)
+    write_report_csv(store, campaign, out)
     return out.getvalue()
+
+
+def write_report_csv(store: StoreBackend, campaign: str, out: Any) -> None:
+    report.calls_csv(store, out, campaign=campaign)
 
 
 def report_json(store: StoreBackend, campaign: str) -> str:

@@ -1,0 +1,67 @@
+"""report.csv streams (the first rows leave while the others are read) and is still the very
+bytes of `ivr report --format csv` over a report of many chunks; a client that leaves frees the
+export thread; a failure mid-way reaches the response instead of ending it as if complete."""
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import CALLER_ID, add_contact, attempt
+from web_fixture import NOW, login
+from ivr import config as config_mod
+from ivr.app import open_store
+from ivr.web import api, create_app, service
+from ivr.web_users import hash_password
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def test_streamed_csv_is_the_reports_bytes_over_many_chunks(cfg_file: Path,
+                                                            monkeypatch) -> None:
+    monkeypatch.setenv("IVR_WEB_SECRET", "s" * 32)
+    cfg = config_mod.load(cfg_file)
+    store = open_store(cfg)
+    name = cfg.campaign.name
+    for i in range(1200):
+        contact = add_contact(store, f"+3319{i:07d}", at=NOW, campaigns=(name,))
+        attempt(store, contact, name, CALLER_ID, NOW + timedelta(seconds=i))
+    store.add_user("vera", "viewer", hash_password("viewer-password-1"), NOW)
+    expected = service.report_csv(store, name).encode("utf-8")
+    assert len(expected) > 2 * api._Pipe.CHUNK and expected.count(b"\r\n") == 1201
+    c = TestClient(create_app(cfg, lambda: open_store(cfg)), follow_redirects=False)
+    login(c, "vera", "viewer-password-1")
+    with c.stream("GET", f"/api/campaigns/{name}/report.csv") as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+        chunks = list(r.iter_raw())
+    assert b"".join(chunks) == expected
+    c.cookies.clear()
+    assert c.get(f"/api/campaigns/{name}/report.csv").status_code == 401
+
+
+def test_a_departed_client_frees_the_export_thread() -> None:
+    pipe = api._Pipe()
+    pipe.CHUNK = 10
+    t = threading.Thread(target=api._produce,
+                         args=(pipe, lambda out: [out.write("x" * 10) for _ in range(10_000)]))
+    t.start()
+    assert pipe.q.get(timeout=5) == b"x" * 10
+    pipe.gone.set()
+    t.join(5)
+    assert not t.is_alive()
+
+
+def test_a_failure_mid_way_reaches_the_response() -> None:
+    pipe = api._Pipe()
+    pipe.CHUNK = 10
+
+    def write(out) -> None:  # type: ignore[no-untyped-def]
+        out.write("y" * 10)
+        raise RuntimeError("disk gone")
+    api._produce(pipe, write)
+    assert pipe.q.get_nowait() == b"y" * 10
+    err = pipe.q.get_nowait()
+    assert isinstance(err, RuntimeError) and str(err) == "disk gone"
