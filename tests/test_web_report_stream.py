@@ -65,3 +65,19 @@ def test_a_failure_mid_way_reaches_the_response() -> None:
     assert pipe.q.get_nowait() == b"y" * 10
     err = pipe.q.get_nowait()
     assert isinstance(err, RuntimeError) and str(err) == "disk gone"
+
+
+def test_a_reader_waiting_on_a_departed_client_is_released() -> None:
+    pipe = api._Pipe()
+    got: list[str] = []
+
+    def read() -> None:
+        try:
+            pipe.get()
+        except api._Gone:
+            got.append("gone")
+    t = threading.Thread(target=read)
+    t.start()
+    pipe.gone.set()
+    t.join(5)
+    assert got == ["gone"]

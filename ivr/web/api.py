@@ -182,8 +182,18 @@ class _Pipe:
     def put(self, item: Any) -> None:
         while not self.gone.is_set():  # a departed client must not hold the thread forever
             try:
-                return self.q.put(item, timeout=0.5)
+                return self.q.put(item, timeout=0.1)
             except queue.Full:
+                continue
+        raise _Gone
+
+    def get(self) -> Any:
+        """The next chunk, None at the end, or the producer's exception; _Gone once the
+        response has ended (no pool thread waits forever on a queue nobody fills)."""
+        while not self.gone.is_set():
+            try:
+                return self.q.get(timeout=0.5)
+            except queue.Empty:
                 continue
         raise _Gone
 
@@ -212,19 +222,31 @@ async def report_csv(request: Request, campaign: str) -> Response:
         _produce, pipe, lambda out: service.write_report_csv(stores.get(), campaign, out))
 
     async def body() -> Any:
+        while True:
+            item = await run_in_threadpool(pipe.get)
+            if isinstance(item, bytes):
+                yield item
+            elif item is None:
+                return
+            else:
+                raise item
+    return _Streamed(pipe, body(), media_type="text/csv; charset=utf-8",
+                     headers={"Content-Disposition": 'attachment; filename="report.csv"'})
+
+
+class _Streamed(StreamingResponse):
+    """Ends its pipe however the response ends (done, failed, or the client left while a
+    chunk was being sent: then the body generator is not closed until collected)."""
+
+    def __init__(self, pipe: _Pipe, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pipe = pipe
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
-            while True:
-                item = await run_in_threadpool(pipe.q.get)
-                if isinstance(item, bytes):
-                    yield item
-                elif item is None:
-                    return
-                else:
-                    raise item
+            await super().__call__(scope, receive, send)
         finally:
-            pipe.gone.set()
-    return StreamingResponse(body(), media_type="text/csv; charset=utf-8",
-                             headers={"Content-Disposition": 'attachment; filename="report.csv"'})
+            self.pipe.gone.set()
 
 
 @router.get("/campaigns/{campaign}/report.json")
