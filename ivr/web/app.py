@@ -4,12 +4,13 @@ thread pool and no store round trip ever runs on the event loop; each pool threa
 own store once (a SQLite connection is used by one thread at a time)."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
 import threading
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ SESSION_MAX_AGE_S = 12 * 3600
 OVERVIEW_FRESH_S = 1.0  # live: the events send one a second
 PREFLIGHT_FRESH_S = 10.0  # reads every pending contact; a config change needs a restart anyway
 LISTS_FRESH_S = 5.0  # lists per source and the campaign switcher; an upload drops them at once
+WARM_WAIT_S = 30.0  # at start: serve without the overview if it takes longer than this
 StoreFactory = Callable[[], StoreBackend]
 
 
@@ -165,7 +167,7 @@ def _caches(app: FastAPI, cfg: Config, stores: Stores) -> None:
     app.state.campaign_names = Refreshing(names, LISTS_FRESH_S, worker)
 
 
-def _warm(app: FastAPI, campaign: str) -> None:
+def _warm(app: FastAPI, campaign: str) -> Future[None]:
     """Compute the configured campaign's aggregates on the refresh thread as the server starts,
     so the first console to open does not wait seconds for the overview over a big store (a
     request arriving meanwhile waits for this computation and shares it)."""
@@ -175,7 +177,7 @@ def _warm(app: FastAPI, campaign: str) -> None:
                 getattr(app.state, cache).get(campaign)
             except Exception:  # noqa: BLE001 - the first request computes again and reports it
                 pass
-    app.state.worker.submit(warm)
+    return app.state.worker.submit(warm)
 
 
 def create_app(cfg: Config, store_factory: StoreFactory, *,
@@ -187,7 +189,11 @@ def create_app(cfg: Config, store_factory: StoreFactory, *,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        _warm(app, cfg.campaign.name)
+        try:  # serving starts once the overview is ready, or after WARM_WAIT_S at most
+            await asyncio.wait_for(asyncio.wrap_future(_warm(app, cfg.campaign.name)),
+                                   WARM_WAIT_S)
+        except asyncio.TimeoutError:
+            pass
         yield
         app.state.worker.shutdown(wait=True, cancel_futures=True)
         app.state.exports.shutdown(wait=True, cancel_futures=True)
