@@ -43,3 +43,31 @@ def test_a_plan_read_failing_pauses_the_run_then_it_resumes(
     assert paused and paused[0] == "store unavailable: connection refused Is the server running?"
     assert snaps[-1].paused == ""  # resumed
     assert sorted(c["outcome"] for c in calls) == ["message_played"] * 3
+
+
+def test_a_heartbeat_that_cannot_reach_the_store_pauses_new_calls_then_they_resume(
+        tmp_path: Path) -> None:
+    """No write of the run fails yet (nothing to write), but the controller's heartbeat finds
+    the store away: the run says so and places no call until the heartbeat reaches it again."""
+    numbers = [fiction(i) for i in range(3)]
+    away = ["connection refused"] * 3  # the heartbeat's problem for its next three reads
+    dialled_while_away: list[int] = []
+
+    async def scenario() -> tuple[Any, list[Any], list[dict[str, Any]]]:
+        async with rig(tmp_path, {n: answer(["1"]) for n in numbers},
+                       clock=ManualClock()) as r:
+            def unreachable() -> str:
+                if away:
+                    dialled_while_away.append(r.dialer.originated)
+                    return away.pop()
+                return ""
+            r.store.unreachable = unreachable  # type: ignore[method-assign]
+            report, snaps, _ = await run_campaign(r)
+            return report, snaps, r.calls()
+    report, snaps, calls = asyncio.run(scenario())
+    assert not away and set(dialled_while_away) == {0}  # nobody dialled while it was away
+    paused = [s.paused for s in snaps if s.paused]
+    assert paused and paused[0] == "store unavailable: connection refused"
+    assert snaps[-1].paused == ""  # resumed
+    assert report.stopped_by == "finished" and report.originated == 3
+    assert sorted(c["outcome"] for c in calls) == ["message_played"] * 3

@@ -99,8 +99,8 @@ class CampaignRun:
         while (ctl.paused or self.dialer.in_flight() >= ctl.max_concurrent) \
                 and not self.stop.is_set():
             paused = paused or ctl.paused
-            problem = self.dialer.writer.problem
-            if problem and not self._away:  # full, and the store refuses writes: say it now
+            problem = self.dialer.writer.problem or self.store.unreachable()
+            if problem and not self._away:  # full, and the store is away: say it now
                 self._away = True
                 log.error("store unavailable (%s): pausing new calls", problem)
                 self.state.set(paused=f"store unavailable: {problem}")
@@ -131,6 +131,10 @@ class CampaignRun:
 
     async def _store_writable(self) -> bool:
         """The store refuses writes: no new calls until it takes them again."""
+        away = self.store.unreachable()  # the heartbeat failed: nothing of ours has yet
+        if away:
+            await self._store_away(away)
+            return False
         problem = self.dialer.writer.problem
         if not problem:
             return True
@@ -140,11 +144,13 @@ class CampaignRun:
         self.state.set(paused="")
         return False  # re-plan: the world moved on while paused
 
-    async def _store_away(self, exc: BaseException) -> None:
-        """A read or a claim failed with the store away: say so, wait a second."""
+    async def _store_away(self, exc: BaseException | str) -> None:
+        """A read, a claim or the heartbeat failed with the store away: say so, wait a
+        second."""
         why = " ".join(str(exc).split()) or type(exc).__name__
+        if not self._away:  # once per outage, not once a second
+            log.error("store unavailable (%s): pausing new calls", why)
         self._away = True
-        log.error("store unavailable (%s): pausing new calls", why)
         self.report.paused = why
         self.state.set(paused=f"store unavailable: {why}")
         await self.clock.wait(self.stop, timeout=1.0)

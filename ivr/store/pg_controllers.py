@@ -44,21 +44,26 @@ class Heartbeat(threading.Thread):
         self.controller, self.every_s = controller, every_s
         self.stopping = threading.Event()
         self.beats = 0
+        # Why the last beat failed ("" once one is written again): the run reads it to pause
+        # with a clear message even when none of its own writes is failing yet.
+        self.problem = ""
 
     def run(self) -> None:
         conn: psycopg.Connection[Any] | None = None
         failing = False
-        while not self.stopping.wait(self.every_s):
+        while not self.stopping.wait(1.0 if failing else self.every_s):  # back fast
             try:
                 if conn is None or conn.closed:
                     conn = psycopg.connect(self._url, autocommit=True, **self._kwargs)
                 conn.execute("UPDATE controllers SET heartbeat_at = %s WHERE id = %s",
                              (utc(datetime.now(timezone.utc)), self.controller))
                 self.beats += 1
+                self.problem = ""
                 if failing:
                     log.warning("controller heartbeat: written again")
                 failing = False
             except psycopg.Error as exc:
+                self.problem = " ".join(str(exc).split()) or type(exc).__name__
                 if not failing:
                     log.warning("controller heartbeat not written (%s): retrying",
                                 str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
@@ -72,6 +77,11 @@ class Heartbeat(threading.Thread):
 
 class PgControllersSQL(PgCore):
     lease_s = 15.0  # PgStore.open sets it (at most MAX_LEASE_S)
+    _beat: Heartbeat | None = None
+
+    def unreachable(self) -> str:
+        """Why this controller's heartbeat cannot reach the store, or "" (it can)."""
+        return self._beat.problem if self._beat is not None else ""
 
     @contextmanager
     def hold_run(self, owner: RunOwner, campaign: str) -> Iterator[None]:
@@ -89,13 +99,13 @@ class PgControllersSQL(PgCore):
                              f"{' '.join(str(exc).split())}") from None
         beat = Heartbeat(self._url, self._connect_kwargs, controller, self.lease_s / 3)
         beat.start()
-        self.controller_id = controller
+        self._beat, self.controller_id = beat, controller
         try:
             yield
         finally:
             beat.stopping.set()
             beat.join(timeout=self.lease_s)
-            self.controller_id = None
+            self._beat, self.controller_id = None, None
             try:
                 self._exec("UPDATE controllers SET stopped_at = %s WHERE id = %s",
                            (utc(datetime.now(timezone.utc)), controller))

@@ -48,6 +48,10 @@ class ControllersSQL(SQLiteCore):
                     self.db.execute("UPDATE controllers SET stopped_at = ? WHERE id = ?",
                                     (utc(datetime.now(timezone.utc)), controller))
 
+    def unreachable(self) -> str:
+        """A local file is never "unreachable": its failures show in the writes themselves."""
+        return ""
+
     def orphaned_calls(self, campaign: str, now: datetime) -> list[Row]:
         """Open attempts of the campaign that no live controller will settle, never this
         store's own. While this store holds the campaign's run lock, that is every other

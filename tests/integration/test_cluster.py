@@ -215,3 +215,36 @@ def test_an_opposition_across_controllers(nodes: Path, pbx_cfg: Config, pg_url: 
     calls = attempts(pg_url)
     assert [c["outcome"] for c in calls if c["number"] == optout] == ["opted_out"]
     assert [c["campaign"] for c in calls if c["number"] == other] == ["other"]
+
+
+def test_postgresql_stopped_for_ten_seconds(nodes: Path, pbx_cfg: Config, pg_url: str,
+                                            pg_cluster: Any, tmp_path: Path) -> None:
+    a, b = two(tmp_path, pbx_cfg, pg_url, max_concurrent=6)
+    numbers = [fiction("10", f"{blk:02d}") for blk in range(40)]
+    import_list(a, numbers)
+    marks: dict[str, float] = {}
+
+    async def stop_pg(watch: Watch, _procs: Any) -> None:
+        while sum(c.end is None for c in watch.calls.values()) < 6:
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(pg_cluster.down)
+        marks["down"] = time.monotonic()
+        await asyncio.sleep(10)
+        await asyncio.to_thread(pg_cluster.up)
+        marks["up"] = time.monotonic()
+    try:
+        watch, codes = asyncio.run(run_watched(a, [a, b], stop_pg))
+    finally:
+        if not pg_cluster.status().running:
+            pg_cluster.up()
+    assert codes == [0, 0], log_of(a)[-2000:] + log_of(b)[-2000:]
+    assert "up" in marks
+    for f in (a, b):
+        assert "store unavailable" in log_of(f), log_of(f)[-2000:]
+    calls = attempts(pg_url)
+    assert all(c["outcome"] for c in calls), [c for c in calls if not c["outcome"]]
+    assert {n: o for n, (o, _) in final(calls).items()} == dict.fromkeys(numbers,
+                                                                         "message_played")
+    seen = [c for c in watch.calls.values() if c.number in set(numbers)]
+    assert len(seen) == len(calls)  # every call Asterisk placed has its row
+    watch.assert_no_overlap()
