@@ -105,17 +105,11 @@ class PrivacySQL(SQLiteCore):
         (not as the start of a longer one), in the tables of SCANNED_TABLES."""
         pattern = re.compile(re.escape(number) + r"(?![0-9])")
         return [f"{table}.{column}" for table, sql in SCANNED_TABLES.items()
-                for column in self._columns_matching(sql, pattern, number)]
+                for column in self._columns_matching(sql, pattern)]
 
-    def _columns_matching(self, sql: str, pattern: re.Pattern[str],
-                          number: str) -> Iterator[str]:
-        # Only the rows where some column holds the number's text are read into Python: every
-        # value the pattern matches contains that text, so the result is the same as reading
-        # every row, and SQLite's instr takes 0.1 s over 300,000 calls where Python took 3 s.
-        cols = [c[0] for c in self.db.conn.execute(sql + " LIMIT 0").description]
-        where = " OR ".join('instr("{}", :n) > 0'.format(c.replace('"', '""')) for c in cols)
-        cur = self.db.conn.execute(f"SELECT * FROM ({sql}) WHERE {where}",
-                                   {"n": number})
+    def _columns_matching(self, sql: str, pattern: re.Pattern[str]) -> Iterator[str]:
+        cur = self.db.conn.execute(sql)
+        cols = [c[0] for c in cur.description]
         found: set[str] = set()
         for row in cur:
             for col, value in zip(cols, row):
