@@ -6,6 +6,8 @@ Nothing here knows SQL, PRAGMAs or a driver's exceptions.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import socket
 from collections.abc import Callable, Iterator, Mapping
@@ -82,6 +84,31 @@ class Claim:
     call: Row | None
     decision: Decision
     token: str | None = field(default=None, repr=False, compare=False)
+
+
+class KeyedAudit:
+    """What both backends do the same way over their own SQL primitives (`transaction`,
+    `_add_optout`, `_audit`): the opposition list's keyed hash, adding an opposition, and one
+    audit row. Kept here once so the two cannot drift apart."""
+    _key: bytes
+
+    def number_hash(self, number: str) -> str:
+        return hmac.new(self._key, number.encode(), hashlib.sha256).hexdigest()
+
+    def add_optout(self, number: str, via: str, now: datetime,
+                   campaign: str | None = None) -> bool:
+        """Opposition takes effect at once and for every campaign. True if it is new."""
+        with self.transaction():
+            added = self._add_optout(number, via, campaign, now)
+            self._audit("optout", number, {"via": via, "campaign": campaign}, now)
+        return added
+
+    def audit(self, action: str, number: str | None, detail: dict[str, Any],
+              now: datetime, actor: str | None = None) -> None:
+        """One audit row; inside another transaction it joins it (a savepoint). `actor`: the
+        console user or API token's user (None: the CLI or the program itself)."""
+        with self.transaction():
+            self._audit(action, number, detail, now, actor)
 
 
 Judge = Callable[[History], Decision]

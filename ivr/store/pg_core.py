@@ -8,8 +8,6 @@ connection in autocommit. Every statement is written out as a literal and parame
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import re
 import threading
@@ -22,7 +20,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from ivr.errors import StoreError
-from ivr.store.base import Row, utc
+from ivr.store.base import KeyedAudit, Row, utc
 from ivr.store.pg_schema import MIGRATION_LOCK, MIGRATIONS, VERSION_TABLE
 
 # What a PostgreSQL store that is away raises. OperationalError covers a stopped or restarting
@@ -47,7 +45,7 @@ def redact(url: str) -> str:
     return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", url)
 
 
-class PgCore:
+class PgCore(KeyedAudit):
     remote = True  # a server: callers on the event loop run store calls in a worker thread
     shares_work = True  # several controllers on one campaign share its work (hold_run)
     fiction_only_key = False  # there is no key file "beside" a server (pg.py refuses one)
@@ -158,9 +156,6 @@ class PgCore:
     def guard_key(self, number: str) -> None:
         """Nothing to guard: a PostgreSQL store's key never sits beside it (pg.py)."""
 
-    def number_hash(self, number: str) -> str:
-        return hmac.new(self._key, number.encode(), hashlib.sha256).hexdigest()
-
     def is_opted_out(self, number: str) -> bool:
         return self._row("SELECT 1 AS x FROM optouts WHERE number_hash = %s",
                          (self.number_hash(number),)) is not None
@@ -175,27 +170,12 @@ class PgCore:
                    "WHERE number = %s", (utc(now), number))
         return added > 0
 
-    def add_optout(self, number: str, via: str, now: datetime,
-                   campaign: str | None = None) -> bool:
-        """Opposition takes effect at once and for every campaign. True if it is new."""
-        with self.transaction():
-            added = self._add_optout(number, via, campaign, now)
-            self._audit("optout", number, {"via": via, "campaign": campaign}, now)
-        return added
-
     def _audit(self, action: str, number: str | None, detail: dict[str, Any],
                now: datetime, actor: str | None = None) -> None:
         self._exec("INSERT INTO audit (at, action, subject_hash, detail, actor) "
                    "VALUES (%s, %s, %s, %s, %s)",
                    (utc(now), action, self.number_hash(number) if number else None,
                     json.dumps(detail, ensure_ascii=False), actor))
-
-    def audit(self, action: str, number: str | None, detail: dict[str, Any],
-              now: datetime, actor: str | None = None) -> None:
-        """One audit row; inside another transaction it joins it (a savepoint). `actor`: the
-        console user or API token's user (None: the CLI or the program itself)."""
-        with self.transaction():
-            self._audit(action, number, detail, now, actor)
 
     def checkpoint_wal(self) -> bool:
         """Nothing to do: PostgreSQL recycles its WAL itself (erasure relies on VACUUM)."""

@@ -5,8 +5,6 @@ Every statement is written out as a literal and parameterised; the schema is in 
 from __future__ import annotations
 
 import fnmatch
-import hashlib
-import hmac
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -17,7 +15,7 @@ from typing import Any
 import sqlite_utils
 
 from ivr.errors import StoreError
-from ivr.store.base import Row, utc
+from ivr.store.base import KeyedAudit, Row, utc
 from ivr.store.schema import MIGRATIONS
 from ivr.store.sqlite_optout_key import ENV, FICTION_GLOB, KEY_SETTING
 
@@ -34,7 +32,7 @@ def retryable(exc: BaseException) -> bool:
     return isinstance(exc, OSError)
 
 
-class SQLiteCore:
+class SQLiteCore(KeyedAudit):
     # True when the key is the file beside the store: then only fiction numbers may come in
     # (sqlite_optout_key.py says why); Store.open sets it.
     fiction_only_key = False
@@ -118,9 +116,6 @@ class SQLiteCore:
             raise StoreError(f"{number} is a real number and the opposition key sits beside the "
                              f"store: set {ENV} or {KEY_SETTING} first")
 
-    def number_hash(self, number: str) -> str:
-        return hmac.new(self._key, number.encode(), hashlib.sha256).hexdigest()
-
     def is_opted_out(self, number: str) -> bool:
         return self._row("SELECT 1 AS x FROM optouts WHERE number_hash = ?",
                          (self.number_hash(number),)) is not None
@@ -135,27 +130,12 @@ class SQLiteCore:
                         "WHERE number = ?", (utc(now), number))
         return cur.rowcount > 0
 
-    def add_optout(self, number: str, via: str, now: datetime,
-                   campaign: str | None = None) -> bool:
-        """Opposition takes effect at once and for every campaign. True if it is new."""
-        with self.transaction():
-            added = self._add_optout(number, via, campaign, now)
-            self._audit("optout", number, {"via": via, "campaign": campaign}, now)
-        return added
-
     def _audit(self, action: str, number: str | None, detail: dict[str, Any],
                now: datetime, actor: str | None = None) -> None:
         self.db.execute("INSERT INTO audit (at, action, subject_hash, detail, actor) "
                         "VALUES (?,?,?,?,?)",
                         (utc(now), action, self.number_hash(number) if number else None,
                          json.dumps(detail, ensure_ascii=False), actor))
-
-    def audit(self, action: str, number: str | None, detail: dict[str, Any],
-              now: datetime, actor: str | None = None) -> None:
-        """One audit row; inside another transaction it joins it (a savepoint). `actor`: the
-        console user or API token's user (None: the CLI or the program itself)."""
-        with self.transaction():
-            self._audit(action, number, detail, now, actor)
 
     def checkpoint_wal(self) -> bool:
         """Copy the WAL into the database and truncate it to zero bytes, so erased data is not
