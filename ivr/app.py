@@ -216,11 +216,10 @@ def agi_app(cfg: Config, store: Store, dialer: Dialer, clock: Clock,
     # The second gate after allowed_peers: the attempt's token, in flight here, its channel.
     gate = SessionGate(store.call, dialer.by_call, dialer.ivr_active)
     live = live_prompts(cfg, hashes, follow=given is None)
-    sounds = dict(live.version.sounds)
     handler = IvrHandler(store, hashes, flow_options(cfg), clock.now, versions=live.current,
                          retry_at=dialer.retry_at, on_finished=dialer.finished,
                          write=dialer.writer.write, on_pbx_fault=dialer.pbx_fault,
-                         pbx_went_down=dialer.pbx_went_down, gate=gate, sounds=sounds)
+                         pbx_went_down=dialer.pbx_went_down, gate=gate)
     app.add_route("ivr", handler)
     app.add_route("callback", CallbackHandler(store, cfg.default_region, clock.now,
                                               write=dialer.writer.write,
