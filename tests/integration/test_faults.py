@@ -200,25 +200,35 @@ def test_silently_dead_ami_is_detected_and_recovered(pbx_cfg: Config) -> None:
 
 
 def test_dropped_ami_connection_fails_pending_actions_and_reconnects(pbx_cfg: Config) -> None:
+    # The pending action goes through a frozen proxy, so no answer can come before the drop
+    # (a WaitEvent sent straight to Asterisk was answered by any unrelated event).
     async def scenario() -> tuple[str, bool]:
-        ami = Ami(pbx_cfg.pbx.host, pbx_cfg.pbx.port, pbx_cfg.pbx.user,
-                  app.ami_secret(pbx_cfg))
+        proxy = FreezableProxy((pbx_cfg.pbx.host, pbx_cfg.pbx.port))
+        server = await asyncio.start_server(proxy.handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        ami = Ami("127.0.0.1", port, pbx_cfg.pbx.user, app.ami_secret(pbx_cfg))
         await ami.connect()
-        pending = asyncio.create_task(ami.action({"Action": "WaitEvent", "Timeout": "30"},
-                                                 timeout=60))
+        proxy.frozen.set()
+        pending = asyncio.create_task(ami.action({"Action": "Ping"}, timeout=60))
         await asyncio.sleep(0.3)
+        assert not pending.done()
+        proxy.frozen.clear()
         ami._mgr.protocol.transport.abort()  # the link drops under a pending action
         try:
-            await pending
+            await asyncio.wait_for(pending, 20)
             outcome = "answered"
+        except asyncio.TimeoutError:
+            outcome = "hung"
         except Exception as exc:
             outcome = type(exc).__name__
         back = await ami.wait_connected(10)
+        alive = back and await ami.ping()
         ami.close()
-        return outcome, back
-    outcome, back = asyncio.run(scenario())
+        server.close()
+        return outcome, alive
+    outcome, alive = asyncio.run(scenario())
     assert outcome in ("AmiDisconnected", "PbxError")  # failed, not hung forever
-    assert back
+    assert alive
 
 
 def test_locked_database_pauses_and_loses_nothing(pbx_cfg: Config, tmp_path: Path) -> None:
