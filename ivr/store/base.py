@@ -28,6 +28,16 @@ def parse_utc(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+TOKEN_USE_NOTED_S = 60.0  # an API token's last_used_at is rewritten at most this often
+
+
+def token_use_to_note(last_used_at: str | None, now: datetime) -> bool:
+    """Whether a token's use is written: a write per request would make every API read a
+    commit (and the console's change marker, hence its report cache, useless)."""
+    return last_used_at is None or (now - parse_utc(last_used_at)).total_seconds() >= \
+        TOKEN_USE_NOTED_S
+
+
 @dataclass
 class CallResult:
     """What an answered call produced; written in one transaction by finish_answered."""
@@ -229,3 +239,4 @@ class StoreBackend(Protocol):
     def add_api_token(self, user_name: str, token_hash: str, now: datetime) -> None: ...
     def user_by_token(self, token_hash: str, now: datetime) -> Row | None: ...
     def audit_log(self, limit: int = 100) -> list[Row]: ...
+    def change_marker(self) -> str: ...  # equal twice from one store: nothing committed between

@@ -9,7 +9,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from ivr.store.base import Row, utc
+from ivr.store.base import Row, token_use_to_note, utc
 from ivr.store.pg_core import PgCore
 from ivr.store.sqlite_console import check_desired, check_role
 
@@ -169,13 +169,24 @@ class PgConsoleSQL(PgCore):
     def user_by_token(self, token_hash: str, now: datetime) -> Row | None:
         """The enabled user holding this token (its hash), or None; notes its use."""
         row = self._row("SELECT u.id, u.name, u.role, u.created_at, u.disabled, "
-                        "t.id AS token_id FROM api_tokens t JOIN users u ON u.id = t.user_id "
+                        "t.id AS token_id, t.last_used_at FROM api_tokens t "
+                        "JOIN users u ON u.id = t.user_id "
                         "WHERE t.token_hash = %(h)s AND u.disabled = 0", {"h": token_hash})
         if row is None:
             return None
-        self._exec("UPDATE api_tokens SET last_used_at = %(ts)s WHERE id = %(id)s",
-                   {"ts": utc(now), "id": row.pop("token_id")})
+        token_id, last = row.pop("token_id"), row.pop("last_used_at")
+        if token_use_to_note(last, now):
+            self._exec("UPDATE api_tokens SET last_used_at = %(ts)s WHERE id = %(id)s",
+                       {"ts": utc(now), "id": token_id})
         return row
+
+    def change_marker(self) -> str:
+        """Differs from an earlier value once any transaction has committed since: two equal
+        snapshots (xmin:xmax:in-progress list) see the same committed transactions. Any
+        database of the cluster moves it (a needless recompute, never a stale value)."""
+        row = self._row("SELECT pg_current_snapshot()::text AS s")
+        assert row is not None
+        return str(row["s"])
 
     # -- the audit log --------------------------------------------------------------------------
     def audit_log(self, limit: int = 100) -> list[Row]:

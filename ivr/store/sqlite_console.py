@@ -10,7 +10,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from ivr.store.base import Row, utc
+from ivr.store.base import Row, token_use_to_note, utc
 from ivr.store.sqlite_core import SQLiteCore
 
 DESIRED = ("running", "paused", "stopped", "hard_stop")
@@ -171,14 +171,24 @@ class ConsoleSQL(SQLiteCore):
 
     def user_by_token(self, token_hash: str, now: datetime) -> Row | None:
         """The enabled user holding this token (its hash), or None; notes its use."""
-        row = self._row("SELECT u.id, u.name, u.role, u.created_at, u.disabled, t.id AS token_id "
-                        "FROM api_tokens t JOIN users u ON u.id = t.user_id "
+        row = self._row("SELECT u.id, u.name, u.role, u.created_at, u.disabled, t.id AS token_id, "
+                        "t.last_used_at FROM api_tokens t JOIN users u ON u.id = t.user_id "
                         "WHERE t.token_hash = ? AND u.disabled = 0", (token_hash,))
         if row is None:
             return None
-        self.db.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?",
-                        (utc(now), row.pop("token_id")))
+        token_id, last = row.pop("token_id"), row.pop("last_used_at")
+        if token_use_to_note(last, now):
+            self.db.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?",
+                            (utc(now), token_id))
         return row
+
+    def change_marker(self) -> str:
+        """Differs from the last value this store gave once anything was committed since, by
+        any connection (data_version) or this one (total_changes): a cache keyed by it is
+        never stale. Cheap: no table is read."""
+        version = self._row("PRAGMA data_version")
+        assert version is not None
+        return f"{version['data_version']}.{self.db.conn.total_changes}"
 
     # -- the audit log --------------------------------------------------------------------------
     def audit_log(self, limit: int = 100) -> list[Row]:

@@ -252,7 +252,9 @@ class _Streamed(StreamingResponse):
 @router.get("/campaigns/{campaign}/report.json")
 def report_json(request: Request, campaign: str) -> Response:
     _, store = who(request, "view")
-    return Response(service.report_json(store, campaign), media_type="application/json",
+    # Kept while nothing is committed to the store (cache.Marked): the same bytes as computed.
+    body = request.app.state.reports.get(campaign, lambda: service.report_json(store, campaign))
+    return Response(body, media_type="application/json",
                     headers={"Content-Disposition": 'attachment; filename="report.json"'})
 
 

@@ -25,7 +25,7 @@ from ivr.config import Config
 from ivr.errors import IvrError
 from ivr.store.base import StoreBackend
 from ivr.web.auth import LoginLimiter, NotLoggedIn, now
-from ivr.web.cache import Refreshing
+from ivr.web.cache import Marked, Refreshing
 from ivr.web.service import PlanCache
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ class Stores:
         self._local = threading.local()
         self._all: list[Any] = []
         self._shared: Any = None
+        self._marker: Any = None
         self._lock = threading.Lock()
 
     def get(self) -> Any:
@@ -64,8 +65,20 @@ class Stores:
                     self._shared = store
         return store
 
+    def marker(self) -> str:
+        """The store's change marker, always from one and the same store: a SQLite one of its
+        own that serves nothing else (markers of two connections do not compare)."""
+        with self._lock:
+            if self._marker is None:
+                shared = self._shared
+                self._marker = shared if shared is not None else self.factory()
+                if shared is None:
+                    self._all.append(self._marker)
+            return str(self._marker.change_marker())
+
     def close(self) -> None:
         with self._lock:
+            self._marker = None
             for store in self._all:
                 close = getattr(store, "close", None)
                 conn = getattr(getattr(store, "db", None), "conn", None)
@@ -165,18 +178,26 @@ def _caches(app: FastAPI, cfg: Config, stores: Stores) -> None:
     app.state.lists = Refreshing(
         lambda c: [dict(r) for r in stores.get().lists_of(c)], LISTS_FRESH_S, worker)
     app.state.campaign_names = Refreshing(names, LISTS_FRESH_S, worker)
+    app.state.reports = Marked(stores.marker)
 
 
 def _warm(app: FastAPI, campaign: str) -> Future[None]:
     """Compute the configured campaign's aggregates on the refresh thread as the server starts,
     so the first console to open does not wait seconds for the overview over a big store (a
     request arriving meanwhile waits for this computation and shares it)."""
+    from ivr.web import service
+
     def warm() -> None:
         for cache in ("overviews", "lists", "preflights"):
             try:
                 getattr(app.state, cache).get(campaign)
             except Exception:  # noqa: BLE001 - the first request computes again and reports it
                 pass
+        try:  # report.json too: kept until the next commit to the store
+            app.state.reports.get(campaign, lambda: service.report_json(
+                app.state.stores.get(), campaign))
+        except Exception:  # noqa: BLE001 - as above
+            pass
     return app.state.worker.submit(warm)
 
 

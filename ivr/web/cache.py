@@ -76,3 +76,26 @@ class Refreshing:
                 entry.dirty = True
             else:
                 del self._kept[key]
+
+
+class Marked:
+    """Values kept with the store's change marker read just before they were computed, and
+    served again only while the marker has not moved: nothing was committed since, so the
+    value is the one a computation now would give (never stale; any commit, even to another
+    table, means one more computation). For what must stay exact, such as report.json."""
+
+    def __init__(self, marker: Callable[[], str]) -> None:
+        self.marker = marker
+        self._lock = threading.Lock()
+        self._kept: dict[str, tuple[str, Any]] = {}
+
+    def get(self, key: str, compute: Callable[[], Any]) -> Any:
+        mark = self.marker()  # before computing: a commit meanwhile moves it past `mark`
+        with self._lock:
+            hit = self._kept.get(key)
+        if hit is not None and hit[0] == mark:
+            return hit[1]
+        value = compute()
+        with self._lock:
+            self._kept[key] = (mark, value)
+        return value

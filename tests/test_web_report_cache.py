@@ -1,0 +1,115 @@
+"""report.json is kept while the store's change marker stands still (ivr/web/cache.Marked): the
+same bytes as `ivr report --format json` at every moment, computed again after any commit (a
+controller's, from another connection, included), and not for every request of a quiet store."""
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+
+from conftest import add_contact, store_at
+from test_web_api import _calls
+from web_fixture import NOW, login
+from ivr import config as config_mod
+from ivr.app import open_store
+from ivr.cli import cli
+from ivr.store import CallResult, Store
+from ivr.store.base import TOKEN_USE_NOTED_S
+from ivr.web import create_app, service
+from ivr.web_users import hash_password, new_token, token_hash
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def test_report_json_follows_every_commit_and_is_kept_meanwhile(cfg_file: Path,
+                                                                 monkeypatch) -> None:
+    monkeypatch.setenv("IVR_WEB_SECRET", "s" * 32)
+    cfg = config_mod.load(cfg_file)
+    store = open_store(cfg)  # the controller's connection, not the console's
+    name = cfg.campaign.name
+    _calls(store, name)
+    store.add_user("vera", "viewer", hash_password("viewer-password-1"), NOW)
+    computed: list[str] = []
+    real = service.report_json
+
+    def counting(s, campaign):  # type: ignore[no-untyped-def]
+        computed.append(campaign)
+        return real(s, campaign)
+    monkeypatch.setattr(service, "report_json", counting)
+    c = TestClient(create_app(cfg, lambda: open_store(cfg)), follow_redirects=False)
+    login(c, "vera", "viewer-password-1")
+
+    def cli_json() -> bytes:
+        out = CliRunner().invoke(cli, ["--config", str(cfg_file), "report", "--format", "json"])
+        assert out.exit_code == 0
+        return out.stdout_bytes
+    url = f"/api/campaigns/{name}/report.json"
+    first = c.get(url).content
+    assert first == cli_json()
+    n = len(computed)
+    assert [c.get(url).content for _ in range(3)] == [first] * 3
+    assert len(computed) == n  # a quiet store: kept
+    # The call still in flight ends, written by the controller's own connection.
+    call = store.one("SELECT id FROM calls WHERE outcome IS NULL")
+    store.mark_answered(call["id"], NOW)
+    store.finish_answered(call["id"], CallResult("message_played", "end", "1", {},
+                                                 choice="consent"), NOW + timedelta(minutes=1))
+    second = c.get(url).content
+    assert second != first and second == cli_json()
+    assert b'"message_played": 3' in second and b'"in_flight": 0' in second
+    store.add_optout("+33199000099", "phone", NOW)  # another table: the optouts count
+    third = c.get(url).content
+    assert third != second and third == cli_json() and len(computed) == n + 2
+
+
+def test_sqlite_change_marker_moves_on_any_commit_only(tmp_path: Path) -> None:
+    a, b = store_at(tmp_path / "m.db"), store_at(tmp_path / "m.db")
+    mark = a.change_marker()
+    b.contact_status_counts("demo")
+    a.contact_status_counts("demo")
+    assert a.change_marker() == mark  # reads commit nothing
+    add_contact(b, "+33199000010", at=NOW)  # another connection's commit
+    assert a.change_marker() != mark
+    mark = a.change_marker()
+    a.add_optout("+33199000011", "phone", NOW)  # its own
+    assert a.change_marker() != mark
+
+
+def test_postgresql_change_marker_moves_on_any_commit_only(pg_store_url: str) -> None:
+    from store_sql import PgTestStore
+    a = PgTestStore.open(pg_store_url, optout_key=b"test-key")
+    b = PgTestStore.open(pg_store_url, optout_key=b"test-key")
+    try:
+        mark = a.change_marker()
+        b.contact_status_counts("demo")
+        assert a.change_marker() == mark
+        b.add_optout("+33199000011", "phone", NOW)
+        assert a.change_marker() != mark
+        mark = a.change_marker()
+        with a.transaction():
+            a.audit("x", None, {}, NOW)
+            assert b.change_marker() == mark  # not committed yet: nothing to see
+        assert a.change_marker() != mark
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_token_use_is_noted_once_a_minute(store: Store) -> None:
+    """A write per API request would move the change marker at every read."""
+    store.add_user("bot", "operator", "$argon2id$x", NOW)
+    token = new_token()
+    store.add_api_token("bot", token_hash(token), NOW)
+    assert store.user_by_token(token_hash(token), NOW) is not None
+    mark = store.change_marker()
+    later = NOW + timedelta(seconds=TOKEN_USE_NOTED_S - 1)
+    assert store.user_by_token(token_hash(token), later) is not None
+    assert store.change_marker() == mark
+    last = store.one("SELECT last_used_at FROM api_tokens")["last_used_at"]
+    assert last == "2026-12-01T10:00:00.000Z"
+    assert store.user_by_token(token_hash(token), NOW + timedelta(minutes=2)) is not None
+    assert store.one("SELECT last_used_at FROM api_tokens")["last_used_at"] == \
+        "2026-12-01T10:02:00.000Z"
