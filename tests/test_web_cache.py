@@ -78,3 +78,21 @@ def test_concurrent_first_requests_share_one_computation() -> None:
         first.join(5)
         second.join(5)
     assert results == [42, 42] and calls == ["k"]
+
+
+def test_an_overview_is_encoded_once_for_every_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ivr.web import api
+    calls: list[object] = []
+    real = api.json.dumps
+
+    def counting(obj, **kw):  # type: ignore[no-untyped-def]
+        calls.append(obj)
+        return real(obj, **kw)
+    monkeypatch.setattr(api.json, "dumps", counting)
+    kept: dict = {}
+    first = {"counts": {"busy": 1}, "campaign": "démo"}
+    texts = {api._event_text(kept, "demo", first) for _ in range(50)}
+    assert texts == {'data: {"counts": {"busy": 1}, "campaign": "démo"}\n\n'} and len(calls) == 1
+    second = {"counts": {"busy": 2}, "campaign": "démo"}  # the cache refreshed: a new object
+    assert api._event_text(kept, "demo", second) == \
+        'data: {"counts": {"busy": 2}, "campaign": "démo"}\n\n' and len(calls) == 2

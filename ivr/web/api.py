@@ -96,11 +96,21 @@ async def events(request: Request, campaign: str) -> StreamingResponse:
                 except (NotLoggedIn, HTTPException):
                     return
             data = await run_in_threadpool(request.app.state.overviews.get, campaign)
-            yield f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+            yield _event_text(request.app.state.event_texts, campaign, data)
             sent += 1
             await asyncio.sleep(EVENT_EVERY_S)
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+def _event_text(kept: dict[str, tuple[Any, str]], campaign: str, data: Any) -> str:
+    """The event for this overview, encoded once for every open stream (50 consoles: one
+    json.dumps a second, not 50). The cache hands out the same object until it refreshes;
+    holding it here keeps its identity from being reused."""
+    hit = kept.get(campaign)
+    if hit is None or hit[0] is not data:
+        hit = kept[campaign] = (data, f"data: {json.dumps(data, ensure_ascii=False)}\n\n")
+    return hit[1]
 
 
 @router.post("/campaigns/{campaign}/control")

@@ -179,6 +179,7 @@ def _caches(app: FastAPI, cfg: Config, stores: Stores) -> None:
         lambda c: [dict(r) for r in stores.get().lists_of(c)], LISTS_FRESH_S, worker)
     app.state.campaign_names = Refreshing(names, LISTS_FRESH_S, worker)
     app.state.reports = Marked(stores.marker)
+    app.state.event_texts = {}  # campaign -> (overview, its SSE text): api._event_text
 
 
 def _warm(app: FastAPI, campaign: str) -> Future[None]:
