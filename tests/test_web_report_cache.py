@@ -19,6 +19,7 @@ from ivr.cli import cli
 from ivr.store import CallResult, Store
 from ivr.store.base import TOKEN_USE_NOTED_S
 from ivr.web import create_app, service
+from ivr.web.cache import KeptDownload
 from ivr.web_users import hash_password, new_token, token_hash
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -113,3 +114,39 @@ def test_a_token_use_is_noted_once_a_minute(store: Store) -> None:
     assert store.user_by_token(token_hash(token), NOW + timedelta(minutes=2)) is not None
     assert store.one("SELECT last_used_at FROM api_tokens")["last_used_at"] == \
         "2026-12-01T10:02:00.000Z"
+
+
+def test_report_csv_is_kept_while_nothing_is_committed(cfg_file: Path, monkeypatch) -> None:
+    monkeypatch.setenv("IVR_WEB_SECRET", "s" * 32)
+    cfg = config_mod.load(cfg_file)
+    store = open_store(cfg)
+    name = cfg.campaign.name
+    _calls(store, name)
+    store.add_user("vera", "viewer", hash_password("viewer-password-1"), NOW)
+    produced: list[str] = []
+    real = service.write_report_csv
+
+    def counting(s, campaign, out):  # type: ignore[no-untyped-def]
+        produced.append(campaign)
+        return real(s, campaign, out)
+    monkeypatch.setattr(service, "write_report_csv", counting)
+    monkeypatch.setattr(KeptDownload, "PIECE", 100)  # several pieces, joined back exactly
+    c = TestClient(create_app(cfg, lambda: open_store(cfg)), follow_redirects=False)
+    login(c, "vera", "viewer-password-1")
+
+    def cli_csv() -> bytes:
+        out = CliRunner().invoke(cli, ["--config", str(cfg_file), "report", "--format", "csv"])
+        assert out.exit_code == 0
+        return out.stdout_bytes
+    url = f"/api/campaigns/{name}/report.csv"
+    first = c.get(url).content
+    assert first == cli_csv() and len(first) > 300 and len(produced) == 1
+    assert [c.get(url).content for _ in range(2)] == [first] * 2 and len(produced) == 1
+    call = store.one("SELECT id FROM calls WHERE outcome IS NULL")
+    store.finish_unanswered(call["id"], "busy", "17", NOW + timedelta(minutes=1), None)
+    second = c.get(url).content
+    assert second != first and second == cli_csv() and len(produced) == 2
+    monkeypatch.setattr(KeptDownload, "MAX_BYTES", 100)  # too big to keep: produced each time
+    store.add_optout("+33199000098", "phone", NOW)
+    assert c.get(url).content == second and c.get(url).content == second
+    assert len(produced) == 4

@@ -172,11 +172,14 @@ class _Pipe:
     through a short queue: the download starts with the first rows, memory stays bounded."""
     CHUNK = 64 * 1024
 
-    def __init__(self) -> None:
+    def __init__(self, keep_max: int = 0) -> None:
         self.q: queue.Queue[Any] = queue.Queue(maxsize=8)
         self.gone = threading.Event()
         self._buf: list[str] = []
         self._size = 0
+        # every chunk sent, while they add up to at most keep_max bytes (else None)
+        self.kept: list[bytes] | None = [] if keep_max else None
+        self._keep_left = keep_max
 
     def write(self, text: str) -> None:
         self._buf.append(text)
@@ -186,7 +189,13 @@ class _Pipe:
 
     def flush(self) -> None:
         if self._buf:
-            self.put("".join(self._buf).encode("utf-8"))
+            chunk = "".join(self._buf).encode("utf-8")
+            self._keep_left -= len(chunk)
+            if self.kept is not None and self._keep_left >= 0:
+                self.kept.append(chunk)
+            elif self.kept is not None:
+                self.kept = None  # too big to keep: streamed each time
+            self.put(chunk)
             self._buf, self._size = [], 0
 
     def put(self, item: Any) -> None:
@@ -208,10 +217,12 @@ class _Pipe:
         raise _Gone
 
 
-def _produce(pipe: _Pipe, write: Any) -> None:
+def _produce(pipe: _Pipe, write: Any, done: Any = None) -> None:
     try:
         write(pipe)
         pipe.flush()
+        if done is not None and pipe.kept is not None:
+            done(pipe.kept)  # the whole download, for the next request while nothing changes
         pipe.put(None)  # the end
     except _Gone:
         pass
@@ -227,9 +238,20 @@ async def report_csv(request: Request, campaign: str) -> Response:
     """Streamed: the first rows leave while the store still reads the others (one export
     thread with its own store reads them; a failure mid-way breaks the download off)."""
     await run_in_threadpool(who, request, "view")
-    stores, pipe = request.app.state.stores, _Pipe()
+    stores, kept = request.app.state.stores, request.app.state.kept_csv
+    mark = await run_in_threadpool(stores.marker)  # before any row is read (cache.Marked)
+    pieces = kept.get(campaign, mark)
+    if pieces is not None:  # nothing committed since it was produced: the same bytes
+        async def again() -> Any:
+            for piece in pieces:
+                yield piece
+        return StreamingResponse(again(), media_type="text/csv; charset=utf-8",
+                                 headers={"Content-Disposition": 'attachment; '
+                                          'filename="report.csv"'})
+    pipe = _Pipe(keep_max=kept.MAX_BYTES)
     request.app.state.exports.submit(
-        _produce, pipe, lambda out: service.write_report_csv(stores.get(), campaign, out))
+        _produce, pipe, lambda out: service.write_report_csv(stores.get(), campaign, out),
+        lambda chunks: kept.put(campaign, mark, chunks))
 
     async def body() -> Any:
         while True:
