@@ -119,6 +119,12 @@ def store(request: pytest.FixtureRequest) -> Iterator[Store]:
         pg.close()
 
 
+# The backend matrix only where the backend matters: a test of code that refuses before it
+# touches the store runs on SQLite alone (each PostgreSQL item costs a database copy).
+# `@sqlite_only` overrides the fixture's params for that test (indirect parametrisation).
+sqlite_only = pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+
+
 @pytest.fixture
 def cfg_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The shipped config.yaml with its store, prompts and key moved under tmp_path."""
