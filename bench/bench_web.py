@@ -52,6 +52,7 @@ from ivr.store.base import utc  # noqa: E402
 from ivr.web_users import new_token, token_hash  # noqa: E402
 
 CONSOLES = 50
+SETTLE_S = 2.0  # before each throughput trial's run, with or without consoles
 SLOW_MS, SLOW_REQUESTS = 500.0, 10  # a route whose first answer takes this long: 10 timed
 OUTCOMES = ["message_played", "declined", "no_answer", "busy", "no_input", "machine",
             "opted_out", "hangup_intro"]
@@ -143,6 +144,10 @@ def trial(args: argparse.Namespace, base: Path, consoles: bool) -> dict[str, Any
                                     cfg.campaign.name, str(CONSOLES)],
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert clients.stdout is not None and clients.stdout.readline().strip() == "ready"
+    # Both arms start alike: the seed's WAL copied back, then a pause in which whatever ran
+    # before (the previous trial's teardown, the consoles' start) settles.
+    store.checkpoint_wal()
+    time.sleep(SETTLE_S)
     pbxes = bench_capacity.start_pbxes(1, 0.0)
     cfg = dataclasses.replace(cfg, pbx=dataclasses.replace(cfg.pbx, nodes=[
         NodeConfig("fake1", "127.0.0.1", pbxes[0][1], "ivr")]))
