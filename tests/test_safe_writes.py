@@ -112,3 +112,30 @@ def test_a_lone_bad_write_is_logged_not_raised_into_the_loop(
     w = asyncio.run(go())
     assert not w.pending and w.problem is None
     assert "failed for good" in caplog.text
+
+
+def test_a_batch_takes_a_savepoint_per_write_only_when_one_fails(tmp_path: Path) -> None:
+    """Two statements per write on every call are saved while nothing fails; a write that
+    fails for good sends the batch again with a savepoint each: it alone is dropped."""
+    s = store_at(tmp_path / "e.db")
+    s.db.execute("CREATE TABLE t (x TEXT)")
+    statements: list[str] = []
+    s.db.conn.set_trace_callback(statements.append)
+
+    def put(x: str) -> None:
+        s.db.conn.execute("INSERT INTO t VALUES (?)", (x,))
+
+    async def go(bad: bool) -> None:
+        w = SafeWriter(s.transaction)
+        w.write(lambda: put("a"))
+        if bad:
+            w.write(lambda: s.db.conn.execute("INSERT INTO no_such_table VALUES (1)"))
+        w.write(lambda: put("b"))
+        w.flush()
+    asyncio.run(go(bad=False))
+    assert [q for q in statements if q.startswith("SAVEPOINT")] == []
+    assert [r["x"] for r in s.q("SELECT x FROM t ORDER BY rowid")] == ["a", "b"]
+    statements.clear()
+    asyncio.run(go(bad=True))
+    assert len([q for q in statements if q.startswith("SAVEPOINT")]) == 3
+    assert [r["x"] for r in s.q("SELECT x FROM t ORDER BY rowid")] == ["a", "b", "a", "b"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -160,6 +160,16 @@ class Dialer:
     async def dial(self, contact: dict[str, Any]) -> planning.Claim:
         """Claim an attempt (every rule re-checked, the row written first), then originate.
         A refused claim is returned as it is: nothing is dialled."""
+        claim, send = await self.place(contact)
+        if send is not None:
+            await send
+        return claim
+
+    async def place(self, contact: dict[str, Any]
+                    ) -> tuple[planning.Claim, Coroutine[Any, Any, None] | None]:
+        """The claim (the attempt written and counted in flight before this returns) and the
+        Originate still to send, as a coroutine: the run keeps several in the air at once
+        instead of waiting for each Response (on a busy PBX, ~30 a second). None: refused."""
         channel = dial_string(self.cfg.dialer.dial_string, contact["number"])
         ns = self._pick()
         if self.remote:
@@ -168,7 +178,7 @@ class Dialer:
         else:
             claim = planning.claim(self.cfg, self.store, contact, ns.name, self.clock.now())
         if claim.call is None:
-            return claim
+            return claim, None
         call = claim.call
         flight = InFlight(int(call["id"]), call["channel_id"], contact["number"], ns.name,
                           deadline=self.clock.monotonic() + self.deadline_s,
@@ -176,8 +186,13 @@ class Dialer:
         ns.calls[flight.channel_id] = flight
         self.by_call[flight.call_id] = flight
         self.idle.clear()
+        return claim, self._originate(ns, flight, self._request(channel, flight,
+                                                                claim.token or ""))
+
+    async def _originate(self, ns: NodeState, flight: InFlight,
+                         request: OriginateRequest) -> None:
         try:
-            await ns.node.originate(self._request(channel, flight, claim.token or ""))
+            await ns.node.originate(request)
         except OriginateRefused as exc:
             log.warning("Originate for call %s refused: %s", flight.call_id, exc)
             if exc.shutting_down:  # the node is going away: its fault, retried after a hold
@@ -191,7 +206,6 @@ class Dialer:
             flight.unsure = True
             raise
         self.originated += 1
-        return claim
 
     def _request(self, channel: str, flight: InFlight, token: str) -> OriginateRequest:
         """The token goes only here (never logged): the dialplan hands it to the AGI."""

@@ -145,6 +145,16 @@ class SafeWriter:
             return None
         try:
             with self._transaction():
+                for fn in batch:  # no savepoint each: two statements a write, on every call
+                    fn()
+            return None
+        except Exception as exc:
+            if retryable(exc):
+                return exc  # the store is away: nothing of the batch is kept, all retried
+        # One write failed for good, and the batch with it: again, each write in a savepoint
+        # of its own, so it fails alone (what the others did is written, as it would have been).
+        try:
+            with self._transaction():
                 for fn in batch:
                     try:
                         with self._transaction():  # a savepoint: fails alone
