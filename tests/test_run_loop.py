@@ -232,3 +232,32 @@ def test_nobody_to_call_ends_at_once_and_says_why(tmp_path: Path, clock: Clock) 
     report, snaps = asyncio.run(scenario())
     assert report.originated == 0 and "no contacts" in report.why
     assert snaps[-1].why == report.why
+
+
+def test_originates_overlap_up_to_the_window_within_max_concurrent(tmp_path: Path) -> None:
+    """A slow PBX answer to each Originate does not serialize the run: several are awaited at
+    once, never more than SEND_WINDOW, never beyond max_concurrent, the first one alone."""
+    numbers = [fiction(i) for i in range(80)]
+
+    async def scenario() -> tuple[list[int], int, Any, list[dict[str, Any]]]:
+        async with rig(tmp_path, {n: answer(["1"], prompt_s=0.05) for n in numbers},
+                       max_concurrent=70, calls_per_second=200) as r:
+            node, send, waiting = r.ctl.node, r.ctl.node.originate, [0]
+            seen: list[int] = []
+
+            async def slow(request: Any) -> None:
+                waiting[0] += 1
+                seen.append(waiting[0])
+                await asyncio.sleep(0.3)  # a busy PBX's Response: longer than 32 pacing slots
+                try:
+                    await send(request)
+                finally:
+                    waiting[0] -= 1
+            node.originate = slow  # type: ignore[method-assign]
+            report, _, _ = await run_campaign(r)
+            return seen, r.pbx.max_live, report, r.calls()
+    seen, max_live, report, calls = asyncio.run(scenario())
+    assert seen[0] == 1 and seen[1] == 1  # the first alone; the second after its success
+    assert max(seen) == campaign_run.SEND_WINDOW
+    assert max_live <= 70 and report.originated == 80
+    assert Counter(c["outcome"] for c in calls) == {"message_played": 80}
