@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,17 @@ def wait_all(procs: list[subprocess.Popen[bytes]], timeout: float = 240) -> list
             p.wait()
             raise AssertionError(f"a controller ran past {timeout} s: {p.args}")
     return [p.returncode for p in procs]
+
+
+def wait_until(check: Callable[[], Any], timeout: float, every: float = 0.5) -> Any:
+    """check()'s first true value within `timeout` s (at least one try), else None: the
+    caller asserts on the real values."""
+    deadline = time.monotonic() + max(0.0, timeout)
+    while True:
+        value = check()
+        if value or time.monotonic() >= deadline:
+            return value or None
+        time.sleep(every)
 
 
 def rows(url: str, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ from ivr.telephony import sandbox_nodes
 from ivr.telephony.sandbox import Sandbox
 
 from .cluster_kit import (NODES, Watch, controller_config, import_list, ivr, rows,
-                          start_controller, wait_all)
+                          start_controller, wait_all, wait_until)
 from .conftest import fiction
 
 # The simulated callee of each suffix: its final outcome and attempts (retry.max_attempts 2).
@@ -161,7 +161,9 @@ def test_a_node_sigkilled_mid_run(nodes: Path, pbx_cfg: Config, pg_url: str,
 def test_a_controller_sigkilled_mid_run(nodes: Path, pbx_cfg: Config, pg_url: str,
                                         tmp_path: Path) -> None:
     a, b = two(tmp_path, pbx_cfg, pg_url, max_concurrent=8)
-    numbers = [fiction("10", f"{blk:02d}") for blk in range(60)]
+    # 30: A is killed with 10 calls in flight, so B still has about 20 to place alone, and A's
+    # orphaned attempts to settle after the lease (60 took B a minute more, nothing else).
+    numbers = [fiction("10", f"{blk:02d}") for blk in range(30)]
     import_list(a, numbers)
     marks: dict[str, Any] = {}
 
@@ -172,9 +174,13 @@ def test_a_controller_sigkilled_mid_run(nodes: Path, pbx_cfg: Config, pg_url: st
         marks["killed"] = time.monotonic()
     watch, codes = asyncio.run(run_watched(a, [a, b], kill_a))
     assert codes == [-signal.SIGKILL, 0], log_of(b)[-3000:]
+    # After the lease (at most 30 s), no attempt without its outcome: polled, not slept, since
+    # an outcome once written stays (B usually settled A's attempts before it ended).
     lease_end = marks["killed"] + 30
-    time.sleep(max(0.0, lease_end - time.monotonic()))
-    calls = attempts(pg_url)
+    def settled() -> list[dict[str, Any]] | None:
+        got = attempts(pg_url)
+        return got if all(c["outcome"] for c in got) else None
+    calls = wait_until(settled, lease_end - time.monotonic()) or attempts(pg_url)
     assert all(c["outcome"] for c in calls), [c for c in calls if not c["outcome"]]
     # B finished the campaign: every number ends with its message played.
     assert {n: o for n, (o, _) in final(calls).items()} == dict.fromkeys(numbers,
@@ -196,7 +202,9 @@ def test_an_opposition_across_controllers(nodes: Path, pbx_cfg: Config, pg_url: 
     assert built.returncode == 0 and "installed into" in built.stdout, built.stderr
     optout, other = fiction("60", "90"), fiction("10", "91")
     import_list(a, [optout])
-    import_list(b, [fiction("10", f"{blk:02d}") for blk in range(12)])  # keeps B running
+    # Keeps B running (max_concurrent 2: three rounds of ~13 s) past key 9 + 1 s + the import,
+    # about 8 s after the start; 12 kept it dialling for 80 s.
+    import_list(b, [fiction("10", f"{blk:02d}") for blk in range(6)])
     marks: dict[str, float] = {}
 
     async def share_after_key_9(watch: Watch, _procs: Any) -> None:
