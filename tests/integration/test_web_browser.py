@@ -28,7 +28,8 @@ CAMPAIGN = "itest"
 PASSWORDS = {"ada": "admin-pass-itest-1", "otto": "operator-pass-itest", "vera": "viewer-pass-itest"}
 ROLES = {"ada": "admin", "otto": "operator", "vera": "viewer"}
 # Simulated callees that press 2 (declined: final, never retried), one per block: +33199 00 BB 20.
-RUN_BLOCKS = ["71", "72", "73", "74", "75", "76"]
+# Four at 2 calls at once: two are in flight when Pause is clicked, two are left for Resume.
+RUN_BLOCKS = ["71", "72", "73", "74"]
 OPPOSED_BLOCK = "77"  # imported last, opposed in the console once the run is under way
 UPLOAD_GOOD = ["01 99 00 78 20", "+33 1 99 00 79 20"]
 
