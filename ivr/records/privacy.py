@@ -23,10 +23,13 @@ Erasure policy (gdpr_erase):
   own row carries none then; any clear number inside their detail text becomes '[erased]'.
 - then the WAL is checkpointed (TRUNCATE): `wal_checkpointed` is False when another process
   holds the store open in a read, and the erased rows stay in the -wal until it closes.
-- finally every column of every table is scanned; if the number still appears anywhere the
-  transaction is rolled back and IvrError names the place, so an erasure is never half-claimed.
-  A table the store has no erasure rule for (one added by hand) stops the erasure before it
-  starts, naming its columns: it cannot be scanned without a rule, so it cannot be vouched for.
+- finally the store is scanned for the number (PostgreSQL: every row as text; SQLite: every
+  column that can hold outside text, the number columns through their index, while the columns
+  the program fills with typed values - ids, timestamps, enumerations, digests - are left out:
+  store/sqlite_privacy.SCANS); if it still appears anywhere the transaction is rolled back and
+  IvrError names the place, so an erasure is never half-claimed. A table (on SQLite, a column)
+  the store has no rule for (one added by hand) stops the erasure before it starts, naming its
+  columns: it cannot be scanned without a rule, so it cannot be vouched for.
 """
 from __future__ import annotations
 
