@@ -274,3 +274,36 @@ def test_originates_overlap_up_to_the_window_within_max_concurrent(tmp_path: Pat
     assert max(seen) == campaign_run.SEND_WINDOW
     assert max_live <= 70 and report.originated == 80
     assert Counter(c["outcome"] for c in calls) == {"message_played": 80}
+
+
+def test_a_call_settled_with_a_retry_does_not_re_plan_before_its_delay(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each re-plan reads every pending contact: one per call settled with a retry, while
+    many are in flight, would cost the calls in flight for each call. The run re-plans when
+    the earliest retry comes due (or every call has ended), not when it is planned."""
+    busy_numbers = [fiction(i) for i in range(10)]
+    callees = {n: busy(delay_s=0.1 * (i + 1)) for i, n in enumerate(busy_numbers)}
+    callees[fiction(50)] = answer(["1"], prompt_s=1.0)  # in flight throughout
+    plans: list[float] = []
+    real_plan = campaign_run.plan
+
+    def counted(*args: Any) -> Any:
+        plans.append(asyncio.get_running_loop().time())
+        return real_plan(*args)
+    monkeypatch.setattr(campaign_run, "plan", counted)
+
+    async def scenario() -> tuple[list[dict[str, Any]], float]:
+        async with rig(tmp_path, callees, max_concurrent=20, ring_timeout_s=3,
+                       delays={"busy": 3.0, "no_answer": 3.0, "congestion": 3.0}) as r:
+            t0 = asyncio.get_running_loop().time()
+            await run_campaign(r)
+            return r.calls(), t0
+    calls, t0 = asyncio.run(scenario())
+    first = [c for c in calls if c["number"] in busy_numbers and c["attempt"] == 1]
+    assert len(first) == 10 and {c["outcome"] for c in first} == {"busy"}
+    # The plan, the one after dialling it; then the ten busy settles (over 1 s) re-plan
+    # nothing: the first retry is due 3 s after the first of them.
+    assert len([t for t in plans if t - t0 < 3.0]) == 2
+    for n in busy_numbers:
+        a, b = [c for c in calls if c["number"] == n]
+        assert b["outcome"] == "busy" and a["retry_at"] <= b["started_at"]

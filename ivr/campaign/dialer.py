@@ -55,6 +55,7 @@ class Dialer:
         self.by_call: dict[int, InFlight] = {}
         self.changed = asyncio.Event()        # an attempt settled: capacity freed
         self.retry_planned = asyncio.Event()  # an attempt settled with a retry time
+        self.retry_soonest = math.inf  # clock.monotonic() of the earliest retry planned so far
         self.idle = asyncio.Event()           # nothing in flight any more
         self.originated = 0
         self.writer = SafeWriter(store.transaction)
@@ -128,6 +129,7 @@ class Dialer:
         if key is None or int(call["attempt"]) >= self.cfg.retry.max_attempts:
             return None
         delay = float(getattr(self.cfg.retry.delay_s, key))
+        self.retry_soonest = min(self.retry_soonest, self.clock.monotonic() + delay)
         self.retry_planned.set()
         return self.clock.now() + timedelta(seconds=delay)
 

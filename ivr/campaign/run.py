@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -227,11 +228,26 @@ class CampaignRun:
             return True
         # Calls in flight, nobody due: re-plan only when that can change.
         wait = (nxt - self.clock.now()).total_seconds() if nxt else IDLE_REPLAN_S
-        self.dialer.retry_planned.clear()
-        self.dialer.idle.clear()
-        await self.clock.wait(self.dialer.retry_planned, self.dialer.idle, self.stop,
-                              timeout=min(max(wait, 0.05), IDLE_REPLAN_S))
+        await self._until_due(self.clock.monotonic() + min(max(wait, 0.05), IDLE_REPLAN_S))
         return True
+
+    async def _until_due(self, until: float) -> None:
+        """Wait until `until`, every call ended, or a retry planned meanwhile comes due: a
+        call settled now with a retry is due only after its delay, so it does not re-plan at
+        once (a re-plan reads every pending contact: one per settled call would cost as much
+        as the calls in flight, for each one of them)."""
+        dialer = self.dialer
+        dialer.idle.clear()
+        while not self.stop.is_set():
+            dialer.retry_planned.clear()
+            dialer.retry_soonest = math.inf
+            left = until - self.clock.monotonic()
+            if left <= 0:
+                return
+            await self.clock.wait(dialer.retry_planned, dialer.idle, self.stop, timeout=left)
+            if dialer.idle.is_set() or not dialer.retry_planned.is_set():
+                return
+            until = min(until, max(dialer.retry_soonest, self.clock.monotonic() + 0.05))
 
     # -- stopping -------------------------------------------------------------------------------
     async def _drain(self) -> None:
