@@ -111,7 +111,9 @@ def test_two_controllers_three_nodes_300_contacts(nodes: Path, pbx_cfg: Config, 
 def test_a_node_sigkilled_mid_run(nodes: Path, pbx_cfg: Config, pg_url: str,
                                   tmp_path: Path) -> None:
     a, b = two(tmp_path, pbx_cfg, pg_url, max_concurrent=8)
-    numbers = [fiction("10", f"{blk:02d}") for blk in range(80)]
+    # 48: three rounds of 16 calls (~13 s each); pbx3 is killed in the first and is back within
+    # about 10 s, so the last rounds have calls for it (80 added two rounds, nothing else).
+    numbers = [fiction("10", f"{blk:02d}") for blk in range(48)]
     import_list(a, numbers)
     cfg = config.load(a)
     victim = sandbox_nodes.instance(cfg, 3)
@@ -228,7 +230,9 @@ def test_an_opposition_across_controllers(nodes: Path, pbx_cfg: Config, pg_url: 
 def test_postgresql_stopped_for_ten_seconds(nodes: Path, pbx_cfg: Config, pg_url: str,
                                             pg_cluster: Any, tmp_path: Path) -> None:
     a, b = two(tmp_path, pbx_cfg, pg_url, max_concurrent=6)
-    numbers = [fiction("10", f"{blk:02d}") for blk in range(40)]
+    # 28: at most 12 calls at once (6 per controller) before PostgreSQL stops, so 16 or more
+    # are placed after the outage (40 added a round of ~13 s after it, nothing else).
+    numbers = [fiction("10", f"{blk:02d}") for blk in range(28)]
     import_list(a, numbers)
     marks: dict[str, float] = {}
 
