@@ -33,6 +33,22 @@ REPO = Path(__file__).resolve().parents[1]
 CALLER_ID = "+33162000000"  # in an ARCEP range for automated calls
 
 
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`make test` runs `-n 2 --dist loadgroup`: every test under tests/integration is one unit
+    of work, so one worker runs them in order, alone on the sandbox, while the other worker runs
+    the unit tests beside them (the unit tests already run beside the integration suite's
+    lock holders). Our own scheduler: xdist 3.8's xdist_group marking does not group under
+    pytest 9 (tried: the tests of one group went to both workers)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SandboxApart(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "tests/integration" if nodeid.startswith("tests/integration/") else nodeid
+    return SandboxApart(config, log)
+
+
 def make_config(base_dir: Path = Path("."), **sections: Any) -> config.Config:
     """A Config from its sections, e.g. make_config(campaign={...}, schedule={...})."""
     return config.from_dict(sections, base_dir=base_dir)
