@@ -307,3 +307,84 @@ def test_a_call_settled_with_a_retry_does_not_re_plan_before_its_delay(
     for n in busy_numbers:
         a, b = [c for c in calls if c["number"] == n]
         assert b["outcome"] == "busy" and a["retry_at"] <= b["started_at"]
+
+
+def slow_originates(r: Rig, delay: Callable[[int], float]) -> list[float]:
+    """Each Originate reaches the node `delay(n)` seconds after it was sent (a busy PBX);
+    returns the run clock's time at which each one was sent."""
+    stamps: list[float] = []
+    node, send = r.ctl.node, r.ctl.node.originate
+
+    async def slow(request: Any) -> None:
+        stamps.append(r.clock.monotonic())
+        await asyncio.sleep(delay(len(stamps)))
+        await send(request)
+    node.originate = slow  # type: ignore[method-assign]
+    return stamps
+
+
+def test_a_hard_stop_waits_for_originates_on_their_way_then_hangs_up_every_call(
+        tmp_path: Path) -> None:
+    """Originates overlap: at a hard stop some have no channel yet. Hung up before their
+    channel existed, they would ring and play after the stop."""
+    numbers = [fiction(i) for i in range(6)]
+    stop, hard = asyncio.Event(), asyncio.Event()
+
+    async def scenario() -> tuple[list[dict[str, Any]], int, float, int]:
+        async with rig(tmp_path, {n: answer(["1"], prompt_s=30) for n in numbers},
+                       max_concurrent=6, calls_per_second=50) as r:
+            stamps = slow_originates(r, lambda n: 0.8)
+            loop = asyncio.get_running_loop()
+
+            async def cut() -> None:  # once two Originates are on their way, not yet answered
+                while len(stamps) < 3:
+                    await asyncio.sleep(0.01)
+                stop.set()
+                hard.set()
+            cutter = asyncio.ensure_future(cut())
+            t0 = loop.time()
+            await run_campaign(r, stop, hard)
+            await cutter
+            return r.calls(), len(r.pbx.live), loop.time() - t0, len(stamps)
+    calls, live, elapsed, sent = asyncio.run(scenario())
+    assert sent == 3 and live == 0 and elapsed < 15  # the 30-second prompts were cut
+    assert len(calls) == 3 and all(c["outcome"] is not None for c in calls), calls
+
+
+def test_an_unexpected_originate_error_fails_the_run(tmp_path: Path) -> None:
+    """Not a PbxError (a bug, a closed transport): the run fails loudly, as it did when it
+    awaited each Originate itself, instead of carrying on around a flight nobody settles."""
+    numbers = [fiction(i) for i in range(6)]
+
+    async def scenario() -> int:
+        async with rig(tmp_path, {n: answer(["1"]) for n in numbers}) as r:
+            sent = [0]
+            send = r.ctl.node.originate
+
+            async def broken(request: Any) -> None:
+                sent[0] += 1
+                if sent[0] == 2:
+                    raise RuntimeError("boom")
+                await send(request)
+            r.ctl.node.originate = broken  # type: ignore[method-assign]
+            with pytest.raises(RuntimeError, match="boom"):
+                await run_campaign(r)
+            return sent[0]
+    sent = asyncio.run(scenario())
+    assert 2 <= sent < 6  # it stopped dialling
+
+
+def test_pacing_holds_after_a_long_wait_for_the_window(tmp_path: Path) -> None:
+    """After a wait longer than the pacing interval (here the first Originate's slow
+    Response), the next calls still leave one interval apart, not back to back."""
+    numbers = [fiction(i) for i in range(6)]
+
+    async def scenario() -> list[float]:
+        async with rig(tmp_path, {n: failed(1) for n in numbers}, calls_per_second=5) as r:
+            stamps = slow_originates(r, lambda n: 1.0 if n == 1 else 0.0)
+            await run_campaign(r)
+            return stamps
+    stamps = asyncio.run(scenario())
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    assert len(stamps) == 6 and gaps[0] >= 1.0
+    assert min(gaps) >= 0.18, gaps  # 5 a second: 0.2 s apart

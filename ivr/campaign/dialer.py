@@ -207,6 +207,9 @@ class Dialer:
             log.warning("Originate for call %s unconfirmed: %s", flight.call_id, exc)
             flight.unsure = True
             raise
+        except Exception:  # unexpected (a bug, a closed transport): reconciled, never re-sent
+            flight.unsure = True
+            raise
         self.originated += 1
 
     def _request(self, channel: str, flight: InFlight, token: str) -> OriginateRequest:

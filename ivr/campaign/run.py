@@ -57,6 +57,8 @@ class CampaignRun:
         self._sending: set[asyncio.Task[None]] = set()  # Originates awaiting their Response
         self._sent_one = asyncio.Event()
         self._window = 1
+        self._failure: BaseException | None = None  # an Originate task's unexpected error
+        self._answering = 0  # Originates sent and still awaiting their Response
         # The drain's bound: the config's, else the longest possible call (the deadline).
         self.drain_s = cfg.dialer.drain_timeout_s or dialer.deadline_s
 
@@ -82,7 +84,10 @@ class CampaignRun:
             self._tick()
         self.report.stopped_by = "operator" if self.stop.is_set() else "finished"
         self.state.set(stopping=self.stop.is_set())
-        await self._drain()
+        try:
+            await self._drain()
+        finally:
+            await self._cancel_sending()
         return self._finish()
 
     def _tick(self) -> None:
@@ -124,7 +129,9 @@ class CampaignRun:
         delay = self.next_slot - self.clock.monotonic()
         if delay > 0:
             await self.clock.wait(self.stop, timeout=delay)
-        self.next_slot = max(self.next_slot + self.control.interval, self.clock.monotonic())
+        # From this call's own departure: after a longer wait (window, room, nodes), two
+        # calls must not leave back to back.
+        self.next_slot = max(self.next_slot, self.clock.monotonic()) + self.control.interval
         return not self.stop.is_set()
 
     async def _nodes_ready(self) -> bool:
@@ -166,6 +173,7 @@ class CampaignRun:
     async def _dial(self, contact: dict[str, Any]) -> bool:
         """One call: claimed here, its Originate sent in the background (up to `_window` of
         them awaiting their Response at once); False when the run must re-plan (store away)."""
+        self._raise_failure()
         self.dialer.writer.flush()
         try:
             claim, send = await self.dialer.place(contact)
@@ -188,11 +196,17 @@ class CampaignRun:
     async def _send(self, send: Coroutine[Any, Any, None]) -> None:
         """One Originate. A success widens the window (doubling up to SEND_WINDOW); a failure
         narrows it to one and, with the PBX gone, holds the run until it is back."""
+        self._answering += 1
+        refused: PbxError | None = None
         try:
             await send
         except PbxError as exc:  # refused (settled) or unconfirmed (reconciled later)
+            refused = exc
+        finally:
+            self._answered()
+        if refused is not None:
             self._window = 1
-            log.warning("dial: %s", exc)
+            log.warning("dial: %s", refused)
             if not self.dialer.up():
                 await self.dialer.wait_up(timeout=30)
             return
@@ -201,11 +215,40 @@ class CampaignRun:
         self.state.called()
         self._tick()
 
+    def _answered(self) -> None:
+        self._answering -= 1
+        self._sent_one.set()
+
+    async def _until_answered(self, timeout: float) -> None:
+        """Until every Originate sent has its Response (or `timeout`): before a hard stop's
+        hang-up, since a call whose Originate is still on its way may have no channel yet and
+        would ring after the stop."""
+        until = self.clock.monotonic() + timeout
+        while self._answering and self.clock.monotonic() < until:
+            self._sent_one.clear()
+            await self.clock.wait(self._sent_one, timeout=until - self.clock.monotonic())
+
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._sending.discard(task)
         self._sent_one.set()
-        if not task.cancelled() and task.exception() is not None:  # a bug: say it
+        if not task.cancelled() and task.exception() is not None:  # a bug: the run fails
             log.error("Originate task failed", exc_info=task.exception())
+            self._failure = self._failure or task.exception()
+
+    def _raise_failure(self) -> None:
+        """An unexpected error in an Originate fails the run loudly, as it did when the
+        run awaited each Originate itself."""
+        if self._failure is not None:
+            raise self._failure
+
+    async def _cancel_sending(self) -> None:
+        """Nothing of the run outlives it: an Originate still waiting (e.g. for a PBX that
+        is gone) is cancelled; its attempt stays open for the next run's reconciliation."""
+        tasks = list(self._sending)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- between plans --------------------------------------------------------------------------
     async def _wait_for_work(self, p: Plan) -> bool:
@@ -265,6 +308,9 @@ class CampaignRun:
             if self._give_up(hung_up_at):
                 break
             if self.hard_stop.is_set() and hung_up_at is None:
+                # Originates still awaiting their Response may have no channel yet: the
+                # hang-up would miss them, and they would ring after the stop.
+                await self._until_answered(HANGUP_GRACE_S)
                 hung_up_at = self.clock.monotonic()
                 await dialer.hangup_all()
             dialer.changed.clear()
@@ -278,6 +324,7 @@ class CampaignRun:
         """Calls in flight, or outcomes not in the store. On PostgreSQL the last ones are still
         on their way to a worker thread when the last call ends: they must land, or fail and
         be queued for retry (then waited for as any queued write), before the run ends."""
+        self._raise_failure()
         if self.dialer.in_flight() or self._sending:
             return True
         await self.dialer.writer.settled()
