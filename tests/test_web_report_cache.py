@@ -150,3 +150,31 @@ def test_report_csv_is_kept_while_nothing_is_committed(cfg_file: Path, monkeypat
     store.add_optout("+33199000098", "phone", NOW)
     assert c.get(url).content == second and c.get(url).content == second
     assert len(produced) == 4
+
+
+def test_one_report_csv_at_a_time_gathers_its_bytes_to_keep() -> None:
+    """N first downloads at once must not hold N copies of up to MAX_BYTES: the first gets
+    the right to keep, the others stream only, until it is done."""
+    kept = KeptDownload()
+    assert kept.start_keeping() == KeptDownload.MAX_BYTES
+    assert kept.start_keeping() == 0 and kept.start_keeping() == 0
+    kept.put("c", "m1", [b"ab", b"cd"])
+    kept.stop_keeping()
+    assert kept.start_keeping() == KeptDownload.MAX_BYTES
+    body = kept.get("c", "m1")
+    assert body == b"abcd" and kept.get("c", "m2") is None and kept.get("d", "m1") is None
+    assert kept.get("c", "m1") is body  # served without a copy per request
+
+
+def test_reports_of_a_campaign_the_store_does_not_know_are_404(cfg_file: Path,
+                                                               monkeypatch) -> None:
+    """Else every name typed in the URL would be computed and kept."""
+    monkeypatch.setenv("IVR_WEB_SECRET", "s" * 32)
+    cfg = config_mod.load(cfg_file)
+    store = open_store(cfg)
+    store.add_user("vera", "viewer", hash_password("viewer-password-1"), NOW)
+    c = TestClient(create_app(cfg, lambda: open_store(cfg)), follow_redirects=False)
+    login(c, "vera", "viewer-password-1")
+    for what in ("report.json", "report.csv"):
+        assert c.get(f"/api/campaigns/no-such-campaign/{what}").status_code == 404
+        assert c.get(f"/api/campaigns/{cfg.campaign.name}/{what}").status_code == 200

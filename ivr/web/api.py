@@ -217,7 +217,7 @@ class _Pipe:
         raise _Gone
 
 
-def _produce(pipe: _Pipe, write: Any, done: Any = None) -> None:
+def _produce(pipe: _Pipe, write: Any, done: Any = None, finally_: Any = None) -> None:
     try:
         write(pipe)
         pipe.flush()
@@ -231,6 +231,9 @@ def _produce(pipe: _Pipe, write: Any, done: Any = None) -> None:
             pipe.put(exc)
         except _Gone:
             pass
+    finally:
+        if finally_ is not None:
+            finally_()
 
 
 @router.get("/campaigns/{campaign}/report.csv", response_class=PlainTextResponse)
@@ -240,18 +243,21 @@ async def report_csv(request: Request, campaign: str) -> Response:
     await run_in_threadpool(who, request, "view")
     stores, kept = request.app.state.stores, request.app.state.kept_csv
     mark = await run_in_threadpool(stores.marker)  # before any row is read (cache.Marked)
-    pieces = kept.get(campaign, mark)
-    if pieces is not None:  # nothing committed since it was produced: the same bytes
+    await run_in_threadpool(known, request, campaign)
+    body_kept = kept.get(campaign, mark)
+    if body_kept is not None:  # nothing committed since it was produced: the same bytes
         async def again() -> Any:
-            for piece in pieces:
+            for piece in kept.pieces(body_kept):
                 yield piece
         return StreamingResponse(again(), media_type="text/csv; charset=utf-8",
                                  headers={"Content-Disposition": 'attachment; '
                                           'filename="report.csv"'})
-    pipe = _Pipe(keep_max=kept.MAX_BYTES)
+    keep_max = kept.start_keeping()
+    pipe = _Pipe(keep_max=keep_max)
     request.app.state.exports.submit(
         _produce, pipe, lambda out: service.write_report_csv(stores.get(), campaign, out),
-        lambda chunks: kept.put(campaign, mark, chunks))
+        lambda chunks: kept.put(campaign, mark, chunks),
+        kept.stop_keeping if keep_max else None)
 
     async def body() -> Any:
         while True:
@@ -284,6 +290,7 @@ class _Streamed(StreamingResponse):
 @router.get("/campaigns/{campaign}/report.json")
 def report_json(request: Request, campaign: str) -> Response:
     _, store = who(request, "view")
+    known(request, campaign)  # else every name typed in the URL would be kept
     # Kept while nothing is committed to the store (cache.Marked): the same bytes as computed.
     body = request.app.state.reports.get(campaign, lambda: service.report_json(store, campaign))
     return Response(body, media_type="application/json",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,14 +112,34 @@ class KeptDownload:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._kept: tuple[str, str, bytes] | None = None
+        self._keeping = False  # one download at a time gathers its bytes (memory bound)
 
-    def get(self, key: str, mark: str) -> list[bytes] | None:
+    def get(self, key: str, mark: str) -> bytes | None:
+        """The kept body itself (no copy: each response slices its pieces as it sends)."""
         with self._lock:
             kept = self._kept
         if kept is None or kept[:2] != (key, mark):
             return None
-        view = memoryview(kept[2])
-        return [bytes(view[i:i + self.PIECE]) for i in range(0, len(view), self.PIECE)]
+        return kept[2]
+
+    @classmethod
+    def pieces(cls, body: bytes) -> Iterator[bytes]:
+        view = memoryview(body)
+        for i in range(0, len(view), cls.PIECE):
+            yield bytes(view[i:i + cls.PIECE])
+
+    def start_keeping(self) -> int:
+        """Bytes the caller may gather to keep: MAX_BYTES for one producer at a time, 0 for
+        the others (N concurrent first downloads must not hold N copies)."""
+        with self._lock:
+            if self._keeping:
+                return 0
+            self._keeping = True
+            return self.MAX_BYTES
+
+    def stop_keeping(self) -> None:
+        with self._lock:
+            self._keeping = False
 
     def put(self, key: str, mark: str, chunks: list[bytes]) -> None:
         with self._lock:
