@@ -39,8 +39,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     the unit tests beside them (the unit tests already run beside the integration suite's
     lock holders). Our own scheduler: xdist 3.8's xdist_group marking does not group under
     pytest 9 (tried: the tests of one group went to both workers)."""
-    if config.getvalue("dist") != "loadgroup":
-        return None
+    # Any distribution mode: with plain `-n 2` (load) the integration tests would otherwise
+    # run on both workers at once, against the one sandbox.
     from xdist.scheduler import LoadScopeScheduling
 
     class SandboxApart(LoadScopeScheduling):
