@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 
 from ivr import app
 from ivr.campaign.clock import Clock
@@ -32,6 +31,17 @@ def pg_store(url: str, numbers: list[str]) -> PgStore:
     store.bind_contacts(numbers, campaign="utest", source="list", basis="consent",
                         acquired_on=None, now=now)
     return store
+
+
+def run_on(cfg: Any, store: PgStore, callees: dict[str, Any]) -> Any:
+    """The whole `app.run_campaign` against a fake PBX with these callees: its report."""
+    async def scenario() -> Any:
+        async with FakePbx(callees, user="ivr", secret=SECRET) as pbx:
+            node = AmiNode("pbx", "127.0.0.1", pbx.ami_port, "ivr", SECRET)
+            report, _ = await asyncio.wait_for(
+                app.run_campaign(cfg, store, node=node, hashes=HASHES), 60)
+            return report
+    return asyncio.run(scenario())
 
 
 def fail_first_outcome(store: PgStore) -> list[int]:
@@ -56,15 +66,8 @@ def test_the_last_outcome_lands_before_the_run_ends(tmp_path: Path, pg_url: str)
     store = pg_store(pg_url, [number])
     failed = fail_first_outcome(store)
     cfg = make_cfg(tmp_path)
-
-    async def scenario() -> Any:
-        async with FakePbx({number: answer(["1"])}, user="ivr", secret=SECRET) as pbx:
-            node = AmiNode("pbx", "127.0.0.1", pbx.ami_port, "ivr", SECRET)
-            report, _ = await asyncio.wait_for(
-                app.run_campaign(cfg, store, node=node, hashes=HASHES), 60)
-            return report
     try:
-        report = asyncio.run(scenario())
+        report = run_on(cfg, store, {number: answer(["1"])})
         calls = store.q("SELECT id, outcome, state FROM calls ORDER BY id")
     finally:
         store.close()
@@ -80,15 +83,8 @@ def test_a_retry_written_as_the_last_call_ends_is_dialled(tmp_path: Path, pg_url
     number = fiction(11)
     store = pg_store(pg_url, [number])
     cfg = make_cfg(tmp_path, {"busy": 0.2, "no_answer": 0.2, "congestion": 0.2})
-
-    async def scenario() -> Any:
-        async with FakePbx({number: no_answer()}, user="ivr", secret=SECRET) as pbx:
-            node = AmiNode("pbx", "127.0.0.1", pbx.ami_port, "ivr", SECRET)
-            report, _ = await asyncio.wait_for(
-                app.run_campaign(cfg, store, node=node, hashes=HASHES), 60)
-            return report
     try:
-        report = asyncio.run(scenario())
+        report = run_on(cfg, store, {number: no_answer()})
         calls = store.q("SELECT attempt, outcome FROM calls ORDER BY id")
     finally:
         store.close()

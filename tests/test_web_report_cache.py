@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -25,14 +26,27 @@ from ivr.web_users import hash_password, new_token, token_hash
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-def test_report_json_follows_every_commit_and_is_kept_meanwhile(cfg_file: Path,
-                                                                 monkeypatch) -> None:
+def console_store(cfg_file: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Store]:
+    """The config and a store of the controller's (not the console's) with a viewer, vera."""
     monkeypatch.setenv("IVR_WEB_SECRET", "s" * 32)
     cfg = config_mod.load(cfg_file)
-    store = open_store(cfg)  # the controller's connection, not the console's
+    store = open_store(cfg)
+    store.add_user("vera", "viewer", hash_password("viewer-password-1"), NOW)
+    return cfg, store
+
+
+def viewer(cfg: Any) -> TestClient:
+    """A console over the configured store, logged in as vera."""
+    c = TestClient(create_app(cfg, lambda: open_store(cfg)), follow_redirects=False)
+    login(c, "vera", "viewer-password-1")
+    return c
+
+
+def test_report_json_follows_every_commit_and_is_kept_meanwhile(cfg_file: Path,
+                                                                 monkeypatch) -> None:
+    cfg, store = console_store(cfg_file, monkeypatch)
     name = cfg.campaign.name
     _calls(store, name)
-    store.add_user("vera", "viewer", hash_password("viewer-password-1"), NOW)
     computed: list[str] = []
     real = service.report_json
 
@@ -40,8 +54,7 @@ def test_report_json_follows_every_commit_and_is_kept_meanwhile(cfg_file: Path,
         computed.append(campaign)
         return real(s, campaign)
     monkeypatch.setattr(service, "report_json", counting)
-    c = TestClient(create_app(cfg, lambda: open_store(cfg)), follow_redirects=False)
-    login(c, "vera", "viewer-password-1")
+    c = viewer(cfg)
 
     def cli_json() -> bytes:
         out = CliRunner().invoke(cli, ["--config", str(cfg_file), "report", "--format", "json"])
@@ -117,12 +130,9 @@ def test_a_token_use_is_noted_once_a_minute(store: Store) -> None:
 
 
 def test_report_csv_is_kept_while_nothing_is_committed(cfg_file: Path, monkeypatch) -> None:
-    monkeypatch.setenv("IVR_WEB_SECRET", "s" * 32)
-    cfg = config_mod.load(cfg_file)
-    store = open_store(cfg)
+    cfg, store = console_store(cfg_file, monkeypatch)
     name = cfg.campaign.name
     _calls(store, name)
-    store.add_user("vera", "viewer", hash_password("viewer-password-1"), NOW)
     produced: list[str] = []
     real = service.write_report_csv
 
@@ -131,8 +141,7 @@ def test_report_csv_is_kept_while_nothing_is_committed(cfg_file: Path, monkeypat
         return real(s, campaign, out)
     monkeypatch.setattr(service, "write_report_csv", counting)
     monkeypatch.setattr(KeptDownload, "PIECE", 100)  # several pieces, joined back exactly
-    c = TestClient(create_app(cfg, lambda: open_store(cfg)), follow_redirects=False)
-    login(c, "vera", "viewer-password-1")
+    c = viewer(cfg)
 
     def cli_csv() -> bytes:
         out = CliRunner().invoke(cli, ["--config", str(cfg_file), "report", "--format", "csv"])
@@ -169,12 +178,8 @@ def test_one_report_csv_at_a_time_gathers_its_bytes_to_keep() -> None:
 def test_reports_of_a_campaign_the_store_does_not_know_are_404(cfg_file: Path,
                                                                monkeypatch) -> None:
     """Else every name typed in the URL would be computed and kept."""
-    monkeypatch.setenv("IVR_WEB_SECRET", "s" * 32)
-    cfg = config_mod.load(cfg_file)
-    store = open_store(cfg)
-    store.add_user("vera", "viewer", hash_password("viewer-password-1"), NOW)
-    c = TestClient(create_app(cfg, lambda: open_store(cfg)), follow_redirects=False)
-    login(c, "vera", "viewer-password-1")
+    cfg, _ = console_store(cfg_file, monkeypatch)
+    c = viewer(cfg)
     for what in ("report.json", "report.csv"):
         assert c.get(f"/api/campaigns/no-such-campaign/{what}").status_code == 404
         assert c.get(f"/api/campaigns/{cfg.campaign.name}/{what}").status_code == 200

@@ -113,10 +113,8 @@ class CampaignRun:
                 and not self.stop.is_set():
             paused = paused or ctl.paused
             problem = self.dialer.writer.problem or self.store.unreachable()
-            if problem and not self._away:  # full, and the store is away: say it now
-                self._away = True
-                log.error("store unavailable (%s): pausing new calls", problem)
-                self.state.set(paused=f"store unavailable: {problem}")
+            if problem:  # full, and the store is away: say it now
+                self._say_away(problem)
             self.dialer.changed.clear()
             ctl.changed.clear()
             await self.clock.wait(self.dialer.changed, ctl.changed, self.stop,
@@ -163,12 +161,17 @@ class CampaignRun:
         """A read, a claim or the heartbeat failed with the store away: say so, wait a
         second."""
         why = " ".join(str(exc).split()) or type(exc).__name__
-        if not self._away:  # once per outage, not once a second
-            log.error("store unavailable (%s): pausing new calls", why)
-        self._away = True
+        self._say_away(why)
         self.report.paused = why
         self.state.set(paused=f"store unavailable: {why}")
         await self.clock.wait(self.stop, timeout=1.0)
+
+    def _say_away(self, why: str) -> None:
+        """Log it once per outage, not once a second; the snapshot shows it."""
+        if not self._away:
+            log.error("store unavailable (%s): pausing new calls", why)
+            self._away = True
+            self.state.set(paused=f"store unavailable: {why}")
 
     async def _dial(self, contact: dict[str, Any]) -> bool:
         """One call: claimed here, its Originate sent in the background (up to `_window` of

@@ -4,7 +4,6 @@ writes only through the store's methods; the console never reaches into a contro
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import threading
 import time
@@ -164,12 +163,6 @@ def preflight(cfg: Config, store: StoreBackend, campaign: str) -> list[dict[str,
 
 
 # -- reports: the same bytes as `ivr report --format csv|json` -----------------------------------
-def report_csv(store: StoreBackend, campaign: str) -> str:
-    out = io.StringIO()
-    write_report_csv(store, campaign, out)
-    return out.getvalue()
-
-
 def write_report_csv(store: StoreBackend, campaign: str, out: Any) -> None:
     report.calls_csv(store, out, campaign=campaign)
 
