@@ -54,6 +54,7 @@ from ivr.web_users import new_token, token_hash  # noqa: E402
 CONSOLES = 50
 SETTLE_S = 2.0  # before each throughput trial's run, with or without consoles
 SLOW_MS, SLOW_REQUESTS = 500.0, 10  # a route whose first answer takes this long: 10 timed
+AFTER_COMMIT = "(after a commit)"  # a route name's tail: each request follows a store write
 OUTCOMES = ["message_played", "declined", "no_answer", "busy", "no_input", "machine",
             "opted_out", "hangup_intro"]
 
@@ -247,6 +248,9 @@ def routes(c: str, nums: list[str]) -> list[tuple[str, str, Any]]:
         f"/api/optouts/{n}", f"/api/numbers/{n}/consent", f"/api/numbers/{n}/export",
         "/api/audit", "/api/users", "/api/openapi.json", "/login"]
     out: list[tuple[str, str, Any]] = [(f"GET {p}", p, None) for p in get]
+    # The report while a run writes: each timed request follows a commit (AFTER_COMMIT).
+    out.append((f"GET /api/campaigns/{c}/report.json {AFTER_COMMIT}",
+                f"/api/campaigns/{c}/report.json", None))
     # Streamed: the whole download above, and how soon it starts.
     out.append((f"GET /api/campaigns/{c}/report.csv (first byte)",
                 f"/api/campaigns/{c}/report.csv", None))
@@ -283,11 +287,16 @@ def timed(client: Any, method: str, path: str, kw: dict[str, Any],
 
 
 def route_latency(client: Any, args: argparse.Namespace, name: str, path: str, body: Any,
-                  nums: list[str]) -> dict[str, float]:
-    """One first request, then the timed ones (fewer for a slow route); nearest-rank p99."""
+                  nums: list[str], store: Any) -> dict[str, float]:
+    """One first request, then the timed ones (fewer for a slow route); nearest-rank p99.
+    An AFTER_COMMIT route: before each request (untimed) this process's own store connection
+    commits a write (one call's hangup cause), so the console's report cache is always cold,
+    as during a run that commits every call."""
     method = name.split()[0]
 
     def once(i: int) -> float:
+        if AFTER_COMMIT in name:
+            store.set_hangup_cause(1 + i, "16" if i % 2 else "17")
         p, kw = path, body(i) if body else {}
         if "erase" in name:  # a different number each time, typed again to confirm
             p, kw = path.replace("{n}", nums[-1 - i]), {"json": {"confirm": nums[-1 - i]}}
@@ -316,7 +325,7 @@ def latency(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
                           timeout=60) as client:
             for name, path, body in routes(cfg.campaign.name, nums):
-                results[name] = route_latency(client, args, name, path, body, nums)
+                results[name] = route_latency(client, args, name, path, body, nums, store)
     finally:
         web.terminate()
         web.wait(10)
