@@ -193,6 +193,9 @@ class Dialer:
 
     async def _originate(self, ns: NodeState, flight: InFlight,
                          request: OriginateRequest) -> None:
+        # The link it leaves on (nothing is awaited before it is written): a reconciliation
+        # leaves it to that link's events (reconcile.py).
+        flight.link = ns.node.link
         try:
             await ns.node.originate(request)
         except OriginateRefused as exc:

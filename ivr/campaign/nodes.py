@@ -44,6 +44,7 @@ class InFlight:
     cause: int | None = None
     reason: int | None = None  # Asterisk's reason code of a failed Originate
     unsure: bool = False       # Originate sent, reply lost: only reconciliation may settle it
+    link: int | None = None    # the node's link (PbxNode.link) it was sent on; None: not yet
     deadline: float = math.inf  # clock.monotonic() past which the call is settled (deadline.py)
     session_opened: bool = False  # its AGI token was spent by an accepted session (agi_gate)
     attempt: int = 1  # calls.attempt: the retry rule needs no read of the row to settle it

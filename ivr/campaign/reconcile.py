@@ -1,7 +1,9 @@
 """Reconciliation: after a restart or a reconnect, the dialer asks a node for its live
 channels, adopts the open attempts still up there and settles those that are gone as `error`.
 Per node and per campaign: other nodes' attempts, and other campaigns' runs sharing the node
-and the store, are never touched."""
+and the store, are never touched. Nor are our calls sent on the link that answers (issue 14):
+Asterisk answers an Async Originate before its channel exists, so its absence from
+CoreShowChannels says nothing, and that link's own events report what becomes of it."""
 from __future__ import annotations
 
 import asyncio
@@ -37,17 +39,18 @@ async def node(dialer: Dialer, ns: NodeState) -> int:
         # This campaign's only: another campaign's run shares the node and the store.
         open_calls = await dialer.off_loop(dialer.store.open_calls, ns.name,
                                            dialer.cfg.campaign.name)
+        link = ns.node.link  # the link CoreShowChannels goes out, and is answered, on
         live = await ns.node.channels()
-        return _settle(dialer, ns, open_calls, live)
+        return _settle(dialer, ns, open_calls, live, link)
     finally:
         ns.reconciling = False
 
 
 def _settle(dialer: Dialer, ns: NodeState, open_calls: list[dict[str, Any]],
-            live: set[str]) -> int:
+            live: set[str], link: int) -> int:
     settled = 0
     for call in open_calls:
-        if _one(dialer, ns, call, call["channel_id"] in live):
+        if _one(dialer, ns, call, call["channel_id"] in live, link):
             settled += 1
     for channel_id, flight in list(ns.calls.items()):  # settled meanwhile
         row = dialer.read_call(flight.call_id)
@@ -56,12 +59,16 @@ def _settle(dialer: Dialer, ns: NodeState, open_calls: list[dict[str, Any]],
     return settled
 
 
-def _one(dialer: Dialer, ns: NodeState, call: dict[str, Any], alive: bool) -> bool:
+def _one(dialer: Dialer, ns: NodeState, call: dict[str, Any], alive: bool, link: int) -> bool:
     """Adopt one open attempt (True when it was settled as gone)."""
     channel_id, call_id = call["channel_id"], int(call["id"])
     flight = ns.calls.get(channel_id)
     if alive:
-        adopt(dialer, ns, call)
+        adopt(dialer, ns, call, link)
+        return False
+    if flight is not None and not flight.unsure and flight.link in (None, link):
+        # Sent on this link (or about to be, None): no event of it was lost, and its channel
+        # may not exist yet. Its events settle it; past its deadline, the deadline watch does.
         return False
     if flight is not None and flight.answered and not flight.unsure:
         dialer._expire_later(flight)  # its IVR gets its grace period first
@@ -73,9 +80,11 @@ def _one(dialer: Dialer, ns: NodeState, call: dict[str, Any], alive: bool) -> bo
     return True
 
 
-def adopt(dialer: Dialer, ns: NodeState, call: dict[str, Any]) -> InFlight:
+def adopt(dialer: Dialer, ns: NodeState, call: dict[str, Any],
+          link: int | None = None) -> InFlight:
     """A live channel of an open attempt (an earlier run's, another controller's): waited
-    for and settled like our own calls."""
+    for and settled like our own calls. `link`: the one that listed it (default: the
+    current), whose events now report its end; after another drop it is judged again."""
     flight = ns.calls.get(call["channel_id"])
     if flight is None:
         flight = InFlight(int(call["id"]), call["channel_id"], call["number"], ns.name,
@@ -86,6 +95,7 @@ def adopt(dialer: Dialer, ns: NodeState, call: dict[str, Any]) -> InFlight:
         dialer.by_call[flight.call_id] = flight
         dialer.idle.clear()
     flight.unsure = False
+    flight.link = ns.node.link if link is None else link
     return flight
 
 

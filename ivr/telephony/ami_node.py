@@ -77,6 +77,11 @@ class AmiNode:
     def up(self) -> bool:
         return self._ami is not None and self._ami.connected
 
+    @property
+    def link(self) -> int:
+        # Ami counts its re-logins; an Ami replaced in _join never logged in: it counted none.
+        return self._ami.reconnects if self._ami is not None else 0
+
     async def connect(self, timeout: float = 10.0) -> None:
         await self.ami.connect(timeout)
 

@@ -36,9 +36,11 @@ Faults: drop() cuts every AMI connection (clients reconnect), stop()/start() sto
 listening on the same port (calls go on; their events are lost), crash() also makes every call
 vanish without an event, shutdown() tears every call down (cause 0) and sends Shutdown before
 going away, shutting_down refuses Originates with Asterisk's "Asterisk is shutting down",
-silent records actions but answers none. Records: originates (every Originate,
-Variable as a dict), actions, events, calls (by ChannelId, with the AGI commands received),
-live (ChannelIds in progress), max_live, logins.
+silent records actions but answers none. originate_lag_s: as in Asterisk, an Async Originate
+is only queued by its Response; its channel exists (CoreShowChannels lists it, Hangup finds it,
+the callee starts) that long later. Records: originates (every Originate, Variable as a dict),
+actions, events, calls (by ChannelId, with the AGI commands received), live (ChannelIds in
+progress), shown (the Uniqueids of each CoreShowChannels answer), max_live, logins.
 It imports nothing from ivr/campaign or ivr/store: it is test infrastructure.
 """
 from __future__ import annotations
@@ -94,13 +96,16 @@ class FakePbx:
         self.ami_port = port
         self.shutting_down = False      # every Originate is refused as during a graceful stop
         self.silent = False             # actions are read and recorded, never answered (hung)
+        self.originate_lag_s = 0.0      # a queued Originate's channel exists this long later
         self.originates: list[dict[str, Any]] = []  # every Originate action received
         self.actions: list[dict[str, Any]] = []     # every action received, Login included
         self.events: list[dict[str, Any]] = []      # every event sent (or that would have been)
         self.calls: dict[str, Call] = {}            # by ChannelId, ended ones included
+        self.shown: list[set[str]] = []  # the Uniqueids of each CoreShowChannels answer
         self.max_live = 0
         self.logins = 0
         self._live: dict[str, Call] = {}
+        self._queued: dict[str, asyncio.TimerHandle] = {}  # Originates without a channel yet
         self._sessions: set[_Session] = set()
         self._server: asyncio.AbstractServer | None = None
         self._seq = itertools.count(1)
@@ -142,6 +147,7 @@ class FakePbx:
     async def crash(self) -> None:
         """The PBX dies: no more AMI, every call vanishes without an event."""
         await self.stop()
+        self._forget_queued()
         for call in list(self._live.values()):
             if call.task is not None:
                 call.task.cancel()
@@ -155,6 +161,7 @@ class FakePbx:
         call torn down with cause 0 (no callee hung up), the Shutdown event, then no AMI.
         start() brings it back, taking calls again."""
         self.shutting_down = True
+        self._forget_queued()  # queued Originates fail with the PBX
         for call in list(self._live.values()):
             if call.cause is None:
                 call.cause = 0
@@ -172,7 +179,8 @@ class FakePbx:
 
     @property
     def live(self) -> set[str]:
-        """ChannelIds of the calls in progress (one per call)."""
+        """ChannelIds of the calls in progress (one per call; a queued Originate's once its
+        channel exists)."""
         return set(self._live)
 
     async def wait_idle(self, timeout: float = 10.0) -> None:
@@ -249,12 +257,12 @@ class FakePbx:
     def _show_channels(self, session: _Session, reply: dict[str, Any]) -> None:
         aid = {k: v for k, v in reply.items() if k == "ActionID"}
         session.send(reply | {"EventList": "start", "Message": "Channels will follow"})
-        count = 0
+        shown: set[str] = set()
         for call in self._live.values():
             for half, uid in ((1, call.channel_id), (2, call.other_id)):
                 if uid in call.ended:
                     continue
-                count += 1
+                shown.add(uid)
                 state = ("6", "Up") if call.answered else ("5", "Ringing") if half == 1 \
                     else ("4", "Ring")
                 session.send({"Event": "CoreShowChannel", **aid, "Channel": call.name(half),
@@ -263,8 +271,9 @@ class FakePbx:
                               "Exten": OUTBOUND_EXTEN, "Priority": "1", "Uniqueid": uid,
                               "Linkedid": call.channel_id, "Application": "AGI" if call.answered else "",
                               "Duration": "00:00:01"})
+        self.shown.append(shown)
         session.send({"Event": "CoreShowChannelsComplete", **aid, "EventList": "Complete",
-                      "ListItems": str(count)})
+                      "ListItems": str(len(shown))})
 
     def _hangup_action(self, session: _Session, action: dict[str, Any],
                        reply: dict[str, Any]) -> None:
@@ -294,15 +303,32 @@ class FakePbx:
         channel_id = str(action.get("ChannelId") or f"fake-{next(self._seq)}")
         call = Call(channel_id, number, dict(action), variables, callee, next(self._seq))
         self.calls[channel_id] = call
-        self._live[channel_id] = call
         self._idle.clear()
-        self.max_live = max(self.max_live, len(self._live))
         session.send(reply | {"Message": "Originate successfully queued"})
+        if self.originate_lag_s > 0:  # Asterisk makes the channel later, in a thread of its own
+            self._queued[channel_id] = asyncio.get_running_loop().call_later(
+                self.originate_lag_s, self._begin, call)
+        else:
+            self._begin(call)
+
+    def _begin(self, call: Call) -> None:
+        """The queued Originate's channel exists: listed, and the callee starts."""
+        self._queued.pop(call.channel_id, None)
+        self._live[call.channel_id] = call
+        self.max_live = max(self.max_live, len(self._live))
         call.task = asyncio.get_running_loop().create_task(self._player.play(call))
+
+    def _forget_queued(self) -> None:
+        """Originates queued without a channel yet vanish (the PBX dies or stops)."""
+        for handle in self._queued.values():
+            handle.cancel()
+        self._queued.clear()
+        if not self._live:
+            self._idle.set()
 
     def _ended(self, call: Call) -> None:
         self._live.pop(call.channel_id, None)
-        if not self._live:
+        if not self._live and not self._queued:
             self._idle.set()
 
     def _callee(self, number: str) -> Callee:

@@ -98,6 +98,12 @@ class PbxNode(Protocol):
     def up(self) -> bool:
         """Logged in and not shutting down: new calls may be placed."""
 
+    @property
+    def link(self) -> int:
+        """Which connection to the node is current: one more at each new login. An action
+        sent now goes out on it, and its events (a call's answer, its hangup) come back on
+        it; a call sent on an earlier one may have lost them in the drop."""
+
     async def connect(self, timeout: float = 10.0) -> None:
         """Connect and log in; PbxError with a one-line fix when that fails."""
 
