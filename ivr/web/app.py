@@ -63,6 +63,8 @@ class Stores:
                 self._all.append(store)
                 if getattr(store, "remote", False):
                     self._shared = store
+                    # PostgreSQL's rewrite after an erasure (seconds): after the answer
+                    store.reclaim_in_background = True
         return store
 
     def marker(self) -> str:

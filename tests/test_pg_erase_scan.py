@@ -1,0 +1,148 @@
+"""PostgreSQL erasure: the leftover scan reads the big tables through their number index and
+their free-text columns only (twin of SQLite's SCANS) and still finds every place a full read
+finds; the console's rewrite of the changed tables runs after the answer (web/app.py), once
+for a burst of erasures, and leaves no byte of the number in any page."""
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+import pytest
+
+from ivr.errors import IvrError
+from ivr.records.privacy import gdpr_erase
+from ivr.store.pg import PgStore
+from ivr.store.pg_privacy import BIG_SCANS, SCANNED_TABLES
+from ivr.store.sqlite_privacy import SCANS as SQLITE_SCANS
+
+from test_pg_records import raw_pages_holding
+
+T = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
+N = "+33612345678"
+
+
+@pytest.fixture
+def pg(pg_store_url: str) -> Iterator[PgStore]:
+    store = PgStore.open(pg_store_url, optout_key=b"test-key")
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def add(store: PgStore, number: str, source: str = "list") -> int:
+    row = store.one("INSERT INTO contacts (number, source, created_at, updated_at) "
+                    "VALUES (%s, %s, 'x', 'x') RETURNING id", (number, source))
+    assert row is not None
+    store.q("INSERT INTO campaign_contacts (contact_id, campaign, source, bound_at) "
+            "VALUES (%s, 'c', %s, 'x')", (row["id"], source))
+    store.q("INSERT INTO calls (contact_id, number, attempt, campaign, started_at) "
+            "VALUES (%s, %s, 1, 'c', 'x')", (row["id"], number))
+    return int(row["id"])
+
+
+def test_each_big_table_scan_searches_sqlites_columns_and_knows_every_column(
+        pg: PgStore) -> None:
+    for table, sql in BIG_SCANS.items():
+        searched, typed = SQLITE_SCANS[table][1], SQLITE_SCANS[table][2]
+        cols = [r["c"] for r in pg.q(
+            "SELECT column_name AS c FROM information_schema.columns WHERE table_schema = "
+            "current_schema() AND table_name = %s ORDER BY ordinal_position", (table,))]
+        assert set(cols) == set(searched) | set(typed), table
+        for col in searched:
+            assert f"strpos({col}, %(n)s)" in sql or \
+                f"{col} >= %(n)s AND {col} < %(above)s" in sql, f"{table}.{col}"
+        assert not re.search(r"strpos\((?!" + "|".join(searched) + r")\w+,", sql), table
+    tables = {r["t"] for r in pg.q("SELECT table_name AS t FROM information_schema.tables "
+                                   "WHERE table_schema = current_schema()")}
+    assert tables - set(SCANNED_TABLES) == set()
+    assert pg.unscanned_columns() == []
+    pg.q("ALTER TABLE calls ADD COLUMN note TEXT")  # a new column of a known big table
+    assert pg.unscanned_columns() == ["calls.note"]
+    with pytest.raises(IvrError, match="calls.note"):
+        gdpr_erase(pg, N, T)
+
+
+@pytest.mark.parametrize("table,column,sql", [
+    ("calls", "channel_id", "INSERT INTO calls (number, attempt, campaign, started_at, "
+     "channel_id) VALUES ('+33199000010', 1, 'demo', 'x', 'Local/' || %s || '@ivr-sim;1')"),
+    ("calls", "number", "INSERT INTO calls (number, attempt, campaign, started_at) "
+     "VALUES (%s, 1, 'demo', 'x')"),
+    ("calls", "hangup_cause", "INSERT INTO calls (number, attempt, campaign, started_at, "
+     "hangup_cause) VALUES ('+33199000010', 1, 'demo', 'x', 'cause ' || %s)"),
+    ("contacts", "extra", "INSERT INTO contacts (number, source, extra, created_at, "
+     "updated_at) VALUES ('+3319900001' || (SELECT COUNT(*) FROM contacts), 'l', "
+     "'{\"mobile\": \"' || %s || '\"}', 'x', 'x')"),
+    ("consents", "caller_id", "INSERT INTO consents (kind, at, caller_id) "
+     "VALUES ('consent', 'x', %s)"),
+    ("consents", "number", "INSERT INTO consents (kind, at, number) VALUES ('consent', 'x', %s)"),
+    ("campaign_contacts", "source", "INSERT INTO campaign_contacts (contact_id, campaign, "
+     "source, bound_at) VALUES (1, 'c' || (SELECT COUNT(*) FROM campaign_contacts), "
+     "'list of ' || %s, 'x')"),
+    ("users", "name", "INSERT INTO users (name, role, password_hash, created_at) "
+     "VALUES ('leak ' || %s, 'viewer', 'h', 'x')"),
+])
+def test_a_leak_is_found_as_a_whole_number_only(pg: PgStore, table: str, column: str,
+                                                sql: str) -> None:
+    add(pg, "+33199000099")
+    pg.q(sql, (N,))
+    assert pg.places_holding(N) == [f"{table}.{column}"]
+    assert pg.places_holding(N[:-1]) == []  # a prefix of it is another number
+    pg.q(sql.replace("(SELECT COUNT(*)", "1 + (SELECT COUNT(*)"), (N + "1",))
+    assert pg.places_holding(N + "1") == [f"{table}.{column}"]  # the longer one is not N
+    assert pg.places_holding(N) == [f"{table}.{column}"]
+    if column == "number":  # the erasure's own rules cover a number column
+        assert gdpr_erase(pg, N, T)["wal_checkpointed"] is True
+        assert pg.places_holding(N) == []
+        return
+    with pytest.raises(IvrError, match=f"{table}.{column}"):
+        gdpr_erase(pg, N, T)
+    assert pg.places_holding(N) == [f"{table}.{column}"]  # nothing changed
+
+
+def test_the_erasure_still_finds_every_copy_through_the_indexed_scan(pg: PgStore) -> None:
+    add(pg, N)
+    add(pg, N + "9")  # a longer number: another person
+    assert pg.places_holding(N) == ["contacts.number", "calls.number"]
+    counts = gdpr_erase(pg, N, T)
+    assert (counts["contacts"], counts["calls"], counts["wal_checkpointed"]) == (1, 1, True)
+    assert pg.places_holding(N) == []
+    assert pg.places_holding(N + "9") == ["contacts.number", "calls.number"]
+
+
+def test_the_consoles_store_rewrites_after_the_answer(pg_store_url: str) -> None:
+    from ivr.web.app import Stores
+    stores = Stores(lambda: PgStore.open(pg_store_url, optout_key=b"test-key"))
+    store = stores.get()
+    try:
+        assert store.reclaim_in_background is True and PgStore.reclaim_in_background is False
+    finally:
+        store.close()
+
+
+def test_the_consoles_rewrite_follows_the_answer_once_for_a_burst(pg: PgStore) -> None:
+    pg.reclaim_in_background, pg.reclaim_delay_s = True, 0.5
+    numbers = [f"+3361234567{i}" for i in range(3)]
+    for n in numbers:
+        add(pg, n)
+    vacuums = []
+    real = pg._exec
+
+    def spy(sql: str, params: object = ()) -> int:
+        if sql.startswith("VACUUM FULL"):
+            vacuums.append(sql)
+        return real(sql, params)  # type: ignore[arg-type]
+    pg._exec = spy  # type: ignore[method-assign]
+    for n in numbers:  # answered before any rewrite: each says it is not done yet
+        assert gdpr_erase(pg, n, T)["wal_checkpointed"] is False
+    assert vacuums == []
+    assert "contacts" in raw_pages_holding(pg, numbers[0])  # the old row versions, still there
+    deadline = time.monotonic() + 30
+    while pg._reclaimer is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pg._reclaimer is None and pg._reclaim == frozenset()
+    assert sorted(vacuums) == ["VACUUM FULL calls", "VACUUM FULL contacts"]  # once each
+    for n in numbers:
+        assert raw_pages_holding(pg, n) == [] and pg.places_holding(n) == []
