@@ -18,9 +18,10 @@ Definitions (the dict is the contract; render() only displays it):
 from __future__ import annotations
 
 import csv
+import io
 import re
-from collections.abc import Callable
-from typing import Any, TextIO
+from collections.abc import Callable, Generator
+from typing import Any, BinaryIO, TextIO
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -104,15 +105,39 @@ def _safe_cell(column: str, value: Any) -> str:
     return text
 
 
-def calls_csv(store: StoreBackend, out: TextIO, campaign: str | None = None) -> int:
-    """One row per call (header first), streamed from the store; returns the row count."""
-    writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
-    count = 0
-    for row in store.export_calls(campaign):
-        writer.writerow([_safe_cell(col, row[col]) for col in CSV_COLUMNS])
-        count += 1
-    return count
+def _line(row: dict[str, Any]) -> str:
+    """One call's CSV line: csv.writer over _safe_cell of each column. The reference the store
+    renders in SQL (ivr/store/sqlite_export.py, pg_export.py); it calls this for the rare value
+    SQL cannot render as Python's str (a REAL, a BLOB, a NUL)."""
+    out = io.StringIO()
+    csv.writer(out).writerow([_safe_cell(col, row[col]) for col in CSV_COLUMNS])
+    return out.getvalue()
+
+
+CSV_HEADER = ",".join(CSV_COLUMNS) + "\r\n"  # csv.writer's line: no name needs quoting
+
+
+def calls_csv_chunks(store: StoreBackend, campaign: str | None = None
+                     ) -> Generator[bytes, None, int]:
+    """The CSV's bytes (UTF-8), header first, in the store's chunks; returns the row count.
+    The store renders the lines (Python only moves bytes: 300,000 calls in a fraction of the
+    time csv.writer takes)."""
+    yield CSV_HEADER.encode("utf-8")
+    return (yield from store.export_calls_csv(campaign, _line))
+
+
+def calls_csv(store: StoreBackend, out: TextIO | BinaryIO, campaign: str | None = None) -> int:
+    """One row per call (header first), streamed from the store; returns the row count. A text
+    file (io.TextIOBase: stdout, StringIO) gets text; any other writer (the console's pipe)
+    the bytes as they are."""
+    text = isinstance(out, io.TextIOBase)
+    chunks = calls_csv_chunks(store, campaign)
+    while True:
+        try:
+            chunk = next(chunks)
+        except StopIteration as done:
+            return int(done.value)
+        out.write(chunk.decode("utf-8") if text else chunk)  # type: ignore[arg-type]
 
 
 def _pct(n: int, total: int) -> str:

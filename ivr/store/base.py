@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import os
 import socket
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -188,6 +188,8 @@ class StoreBackend(Protocol):
     def outcomes_per_source(self, campaign: str | None = None) -> list[Row]: ...
     def optout_count(self) -> int: ...
     def export_calls(self, campaign: str | None = None) -> Iterator[Row]: ...
+    def export_calls_csv(self, campaign: str | None, render: Callable[[Row], str]
+                         ) -> Generator[bytes, None, int]: ...  # lines; count returned
 
     # -- data protection (the caller holds the transaction for erase_person and purge_before)
     def consents_of(self, number: str) -> list[Row]: ...

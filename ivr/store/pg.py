@@ -23,6 +23,7 @@ from ivr.store.pg_console import PgConsoleSQL
 from ivr.store.pg_contacts import PgContactsSQL
 from ivr.store.pg_controllers import PgControllersSQL, check_lease
 from ivr.store.pg_core import redact
+from ivr.store.pg_export import PgExportSQL
 from ivr.store.pg_privacy import PgPrivacySQL
 from ivr.store.pg_records import PgRecordsSQL
 from ivr.store.sqlite_optout_key import ENV as KEY_ENV
@@ -67,7 +68,7 @@ def connect_kwargs(url: str, connect_timeout_s: float) -> dict[str, Any]:
 
 
 class PgStore(PgCallsSQL, PgRecordsSQL, PgPrivacySQL, PgContactsSQL, PgConsoleSQL,
-              PgControllersSQL):
+              PgControllersSQL, PgExportSQL):
     @classmethod
     def open(cls, url: str, optout_key: bytes | None = None, *,
              optout_key_file: str | Path | None = None, lease_s: float = 15.0,

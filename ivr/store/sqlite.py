@@ -18,6 +18,7 @@ from ivr.store.sqlite_calls import CallsSQL, campaign_tag
 from ivr.store.sqlite_console import ConsoleSQL
 from ivr.store.sqlite_contacts import ContactsSQL
 from ivr.store.sqlite_controllers import ControllersSQL
+from ivr.store.sqlite_export import ExportSQL
 from ivr.store.sqlite_optout_key import beside, fix_hint, resolve_key
 from ivr.store.sqlite_privacy import PrivacySQL
 from ivr.store.sqlite_records import RecordsSQL
@@ -27,7 +28,7 @@ __all__ = ["MIGRATIONS", "CallResult", "Claim", "History", "Store", "campaign_ta
            "optout_key_for", "parse_utc", "utc"]
 
 
-class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL, ConsoleSQL, ControllersSQL):
+class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL, ConsoleSQL, ControllersSQL, ExportSQL):
     remote = False  # a local file: its calls are fast enough to run on the event loop
     shares_work = False  # one `ivr run` per campaign (sqlite_controllers.hold_run)
 

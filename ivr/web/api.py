@@ -168,28 +168,30 @@ class _Gone(Exception):
 
 
 class _Pipe:
-    """Text written by a producing thread (csv.writer's file), handed on in ~64 KB chunks
-    through a short queue: the download starts with the first rows, memory stays bounded."""
+    """Bytes (report.calls_csv's chunks, as the store rendered them) or text (UTF-8 encoded)
+    written by a producing thread, handed on in chunks of at least ~64 KB through a short
+    queue: the download starts with the first rows, memory stays bounded."""
     CHUNK = 64 * 1024
 
     def __init__(self, keep_max: int = 0) -> None:
         self.q: queue.Queue[Any] = queue.Queue(maxsize=8)
         self.gone = threading.Event()
-        self._buf: list[str] = []
+        self._buf: list[bytes] = []
         self._size = 0
         # every chunk sent, while they add up to at most keep_max bytes (else None)
         self.kept: list[bytes] | None = [] if keep_max else None
         self._keep_left = keep_max
 
-    def write(self, text: str) -> None:
-        self._buf.append(text)
-        self._size += len(text)
+    def write(self, data: bytes | str) -> None:
+        chunk = data.encode("utf-8") if isinstance(data, str) else data
+        self._buf.append(chunk)
+        self._size += len(chunk)
         if self._size >= self.CHUNK:
             self.flush()
 
     def flush(self) -> None:
         if self._buf:
-            chunk = "".join(self._buf).encode("utf-8")
+            chunk = self._buf[0] if len(self._buf) == 1 else b"".join(self._buf)
             self._keep_left -= len(chunk)
             if self.kept is not None and self._keep_left >= 0:
                 self.kept.append(chunk)

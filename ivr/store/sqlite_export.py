@@ -1,0 +1,176 @@
+"""The SQLite backend's CSV export of the calls (`ivr report --format csv`, the console's
+report.csv): SQL renders each line, Python checks them in bulk and moves bytes.
+
+The lines must be byte for byte those of the reference, csv.writer (QUOTE_MINIMAL, "\\r\\n")
+over report._safe_cell of str(value): a field holding , " CR or LF is quoted (" doubled); one
+starting with = + - @ tab or CR gets a leading ' unless it is a phone column holding a full
+E.164 (\\+[1-9][0-9]{2,14}); NULL is empty. Checking every field in SQL costs as much as the
+Python path (SQLite scans a string a character at a time), so _FAST renders as they are the
+fields that are plain in practice and Python checks those in bulk (str.count over a batch, at
+memory speed); the fields that are not (the phone columns, the prompts' JSON) are rendered by
+SQL expressions. A batch that fails the check is rendered again by _CAREFUL, every field through
+those expressions; a value SQL cannot render as Python's str (a REAL or BLOB, a NUL character)
+is rendered by the caller's `render` from the raw row.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from itertools import chain
+from operator import itemgetter
+
+from ivr.store.base import Row
+from ivr.store.sqlite_core import SQLiteCore
+
+BATCH = 5000  # calls per fetch: one chunk of ~0.5 MB
+_HEAD, _MIDDLE = itemgetter(0), itemgetter(2)
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+_NOT_PLAIN = ('"', "\r", "\n", "\x00", ",=", ",+", ",-", ",@", ",\t")  # in a plain batch
+
+# Per call: "id,contact_id," | the number's field | ",source,attempt,…,hangup_cause," | the
+# prompts' field "," the caller id's field CRLF. The head is NULL when a value is a BLOB (Python
+# writes b'...') or contact_id or attempt a REAL (SQLite writes 1e+16 as 1.0e+16, Python
+# 1e+16). %z is SQLite printf's %s (the security check keeps the spelling %s for Python
+# templates). Each field expression: quoted when it holds , " CR or LF; else a leading ' before
+# = + - @ tab (a phone column: unless E.164).
+_FAST = (
+    "SELECT iif('blob' IN (typeof(c.contact_id), typeof(c.number), typeof(k.source), "
+    "typeof(c.attempt), typeof(c.campaign), typeof(c.channel_id), typeof(c.started_at), "
+    "typeof(c.answered_at), typeof(c.ended_at), typeof(c.outcome), typeof(c.stage), "
+    "typeof(c.keys), typeof(c.hangup_cause), typeof(c.prompts_sha256), typeof(c.caller_id)) "
+    "OR 'real' IN (typeof(c.contact_id), typeof(c.attempt)), NULL, printf('%z,%z,', c.id, "
+    "c.contact_id)), CASE WHEN c.number GLOB '*[,\"\r\n]*' THEN '\"' || iif(c.number GLOB "
+    "'[-=+@\t\r]*', '''', '') || replace(c.number, '\"', '\"\"') || '\"' WHEN c.number GLOB "
+    "'[-=+@\t]*' AND NOT (c.number GLOB '+[1-9][0-9][0-9]*' AND length(c.number) <= 16 AND "
+    "substr(c.number, 2) NOT GLOB '*[^0-9]*') THEN '''' || c.number ELSE ifnull(c.number, '') "
+    "END, printf(',%z,%z,%z,%z,%z,%z,%z,%z,%z,%z,%z,', k.source, c.attempt, c.campaign, "
+    "c.channel_id, c.started_at, c.answered_at, c.ended_at, c.outcome, c.stage, c.keys, "
+    "c.hangup_cause), CASE WHEN c.prompts_sha256 GLOB '*[,\"\r\n]*' THEN '\"' || "
+    "iif(c.prompts_sha256 GLOB '[-=+@\t\r]*', '''', '') || replace(c.prompts_sha256, '\"', "
+    "'\"\"') || '\"' WHEN c.prompts_sha256 GLOB '[-=+@\t]*' THEN '''' || c.prompts_sha256 "
+    "ELSE ifnull(c.prompts_sha256, '') END || ',' || CASE WHEN c.caller_id GLOB '*[,\"\r\n]*' "
+    "THEN '\"' || iif(c.caller_id GLOB '[-=+@\t\r]*', '''', '') || replace(c.caller_id, '\"', "
+    "'\"\"') || '\"' WHEN c.caller_id GLOB '[-=+@\t]*' AND NOT (c.caller_id GLOB "
+    "'+[1-9][0-9][0-9]*' AND length(c.caller_id) <= 16 AND substr(c.caller_id, 2) NOT GLOB "
+    "'*[^0-9]*') THEN '''' || c.caller_id ELSE ifnull(c.caller_id, '') END || char(13, 10) "
+    "FROM calls c LEFT JOIN contacts k ON k.id = c.contact_id WHERE (:campaign IS NULL OR "
+    "c.campaign = :campaign) ORDER BY c.id")
+
+# Per call: its id and its whole line, every field through the expressions; NULL for a REAL
+# or a BLOB (Python renders it).
+_CAREFUL = (
+    "SELECT id, iif(min(typeof(id), typeof(contact_id), typeof(number), typeof(source), "
+    "typeof(attempt), typeof(campaign), typeof(channel_id), typeof(started_at), "
+    "typeof(answered_at), typeof(ended_at), typeof(outcome), typeof(stage), typeof(keys), "
+    "typeof(hangup_cause), typeof(prompts_sha256), typeof(caller_id)) = 'blob' OR 'real' IN "
+    "(typeof(contact_id), typeof(attempt)), NULL, CASE WHEN id GLOB '*[,\"\r\n]*' THEN '\"' "
+    "|| iif(id GLOB '[-=+@\t\r]*', '''', '') || replace(id, '\"', '\"\"') || '\"' WHEN id "
+    "GLOB '[-=+@\t]*' THEN '''' || id ELSE ifnull(id, '') END || ',' || CASE WHEN contact_id "
+    "GLOB '*[,\"\r\n]*' THEN '\"' || iif(contact_id GLOB '[-=+@\t\r]*', '''', '') || "
+    "replace(contact_id, '\"', '\"\"') || '\"' WHEN contact_id GLOB '[-=+@\t]*' THEN '''' || "
+    "contact_id ELSE ifnull(contact_id, '') END || ',' || CASE WHEN number GLOB '*[,\"\r\n]*' "
+    "THEN '\"' || iif(number GLOB '[-=+@\t\r]*', '''', '') || replace(number, '\"', '\"\"') "
+    "|| '\"' WHEN number GLOB '[-=+@\t]*' AND NOT (number GLOB '+[1-9][0-9][0-9]*' AND "
+    "length(number) <= 16 AND substr(number, 2) NOT GLOB '*[^0-9]*') THEN '''' || number ELSE "
+    "ifnull(number, '') END || ',' || CASE WHEN source GLOB '*[,\"\r\n]*' THEN '\"' || "
+    "iif(source GLOB '[-=+@\t\r]*', '''', '') || replace(source, '\"', '\"\"') || '\"' WHEN "
+    "source GLOB '[-=+@\t]*' THEN '''' || source ELSE ifnull(source, '') END || ',' || CASE "
+    "WHEN attempt GLOB '*[,\"\r\n]*' THEN '\"' || iif(attempt GLOB '[-=+@\t\r]*', '''', '') "
+    "|| replace(attempt, '\"', '\"\"') || '\"' WHEN attempt GLOB '[-=+@\t]*' THEN '''' || "
+    "attempt ELSE ifnull(attempt, '') END || ',' || CASE WHEN campaign GLOB '*[,\"\r\n]*' "
+    "THEN '\"' || iif(campaign GLOB '[-=+@\t\r]*', '''', '') || replace(campaign, '\"', "
+    "'\"\"') || '\"' WHEN campaign GLOB '[-=+@\t]*' THEN '''' || campaign ELSE "
+    "ifnull(campaign, '') END || ',' || CASE WHEN channel_id GLOB '*[,\"\r\n]*' THEN '\"' || "
+    "iif(channel_id GLOB '[-=+@\t\r]*', '''', '') || replace(channel_id, '\"', '\"\"') || "
+    "'\"' WHEN channel_id GLOB '[-=+@\t]*' THEN '''' || channel_id ELSE ifnull(channel_id, "
+    "'') END || ',' || CASE WHEN started_at GLOB '*[,\"\r\n]*' THEN '\"' || iif(started_at "
+    "GLOB '[-=+@\t\r]*', '''', '') || replace(started_at, '\"', '\"\"') || '\"' WHEN "
+    "started_at GLOB '[-=+@\t]*' THEN '''' || started_at ELSE ifnull(started_at, '') END || "
+    "',' || CASE WHEN answered_at GLOB '*[,\"\r\n]*' THEN '\"' || iif(answered_at GLOB "
+    "'[-=+@\t\r]*', '''', '') || replace(answered_at, '\"', '\"\"') || '\"' WHEN answered_at "
+    "GLOB '[-=+@\t]*' THEN '''' || answered_at ELSE ifnull(answered_at, '') END || ',' || "
+    "CASE WHEN ended_at GLOB '*[,\"\r\n]*' THEN '\"' || iif(ended_at GLOB '[-=+@\t\r]*', "
+    "'''', '') || replace(ended_at, '\"', '\"\"') || '\"' WHEN ended_at GLOB '[-=+@\t]*' THEN "
+    "'''' || ended_at ELSE ifnull(ended_at, '') END || ',' || CASE WHEN outcome GLOB "
+    "'*[,\"\r\n]*' THEN '\"' || iif(outcome GLOB '[-=+@\t\r]*', '''', '') || replace(outcome, "
+    "'\"', '\"\"') || '\"' WHEN outcome GLOB '[-=+@\t]*' THEN '''' || outcome ELSE "
+    "ifnull(outcome, '') END || ',' || CASE WHEN stage GLOB '*[,\"\r\n]*' THEN '\"' || "
+    "iif(stage GLOB '[-=+@\t\r]*', '''', '') || replace(stage, '\"', '\"\"') || '\"' WHEN "
+    "stage GLOB '[-=+@\t]*' THEN '''' || stage ELSE ifnull(stage, '') END || ',' || CASE WHEN "
+    "keys GLOB '*[,\"\r\n]*' THEN '\"' || iif(keys GLOB '[-=+@\t\r]*', '''', '') || "
+    "replace(keys, '\"', '\"\"') || '\"' WHEN keys GLOB '[-=+@\t]*' THEN '''' || keys ELSE "
+    "ifnull(keys, '') END || ',' || CASE WHEN hangup_cause GLOB '*[,\"\r\n]*' THEN '\"' || "
+    "iif(hangup_cause GLOB '[-=+@\t\r]*', '''', '') || replace(hangup_cause, '\"', '\"\"') || "
+    "'\"' WHEN hangup_cause GLOB '[-=+@\t]*' THEN '''' || hangup_cause ELSE "
+    "ifnull(hangup_cause, '') END || ',' || CASE WHEN prompts_sha256 GLOB '*[,\"\r\n]*' THEN "
+    "'\"' || iif(prompts_sha256 GLOB '[-=+@\t\r]*', '''', '') || replace(prompts_sha256, "
+    "'\"', '\"\"') || '\"' WHEN prompts_sha256 GLOB '[-=+@\t]*' THEN '''' || prompts_sha256 "
+    "ELSE ifnull(prompts_sha256, '') END || ',' || CASE WHEN caller_id GLOB '*[,\"\r\n]*' "
+    "THEN '\"' || iif(caller_id GLOB '[-=+@\t\r]*', '''', '') || replace(caller_id, '\"', "
+    "'\"\"') || '\"' WHEN caller_id GLOB '[-=+@\t]*' AND NOT (caller_id GLOB "
+    "'+[1-9][0-9][0-9]*' AND length(caller_id) <= 16 AND substr(caller_id, 2) NOT GLOB "
+    "'*[^0-9]*') THEN '''' || caller_id ELSE ifnull(caller_id, '') END || char(13, 10)) FROM "
+    "(SELECT c.id AS id, c.contact_id AS contact_id, c.number AS number, k.source AS source, "
+    "c.attempt AS attempt, c.campaign AS campaign, c.channel_id AS channel_id, c.started_at "
+    "AS started_at, c.answered_at AS answered_at, c.ended_at AS ended_at, c.outcome AS "
+    "outcome, c.stage AS stage, c.keys AS keys, c.hangup_cause AS hangup_cause, "
+    "c.prompts_sha256 AS prompts_sha256, c.caller_id AS caller_id FROM calls c LEFT JOIN "
+    "contacts k ON k.id = c.contact_id WHERE (:campaign IS NULL OR c.campaign = :campaign) "
+    "AND (:after IS NULL OR c.id > :after) ORDER BY c.id LIMIT :limit)")
+
+# One call's values as export_calls gives them (for `render`).
+_ROW = (
+    "SELECT c.id, c.contact_id, c.number, k.source, c.attempt, c.campaign, c.channel_id, "
+    "c.started_at, c.answered_at, c.ended_at, c.outcome, c.stage, c.keys, c.hangup_cause, "
+    "c.prompts_sha256, c.caller_id FROM calls c LEFT JOIN contacts k ON k.id = c.contact_id "
+    "WHERE c.id = ?")
+
+
+def _plain(rows: list[tuple[object, ...]]) -> str | None:
+    """The batch's lines if every field _FAST gave as it is needs neither quotes nor a ';
+    None if one does (or a value SQL could not render)."""
+    try:
+        heads = "".join(map(_HEAD, rows))
+        middles = "".join(map(_MIDDLE, rows))
+        text = "".join(chain.from_iterable(rows))  # type: ignore[arg-type]
+    except TypeError:  # a NULL head (a REAL or a BLOB)
+        return None
+    # Exactly 2 and 12 commas per call: none inside a field, so every field but the first
+    # starts after a comma, and ",=" finds a formula at the start of any of them.
+    if heads.count(",") != 2 * len(rows) or middles.count(",") != 12 * len(rows) or \
+            heads.startswith(_FORMULA) or "\x00" in text:
+        return None
+    if any(bad in heads or bad in middles for bad in _NOT_PLAIN):
+        return None
+    return text
+
+
+class ExportSQL(SQLiteCore):
+    def export_calls_csv(self, campaign: str | None,
+                         render: Callable[[Row], str]) -> Generator[bytes, None, int]:
+        """The CSV lines of every call (no header), in id order, in chunks of BATCH calls;
+        returns how many. `render`: the reference line of a raw row (see the module)."""
+        cur = self.db.conn.execute(_FAST, {"campaign": campaign})
+        after: int | None = None  # the last call sent: _CAREFUL starts after it
+        count = 0
+        while rows := cur.fetchmany(BATCH):
+            text = _plain(rows)
+            if text is None:
+                text, after = self._careful(campaign, after, len(rows), render)
+            else:
+                after = int(str(rows[-1][0]).split(",", 1)[0])
+            count += len(rows)
+            yield text.encode("utf-8")
+        return count
+
+    def _careful(self, campaign: str | None, after: int | None, limit: int,
+                 render: Callable[[Row], str]) -> tuple[str, int | None]:
+        """The same calls as the batch (the same read transaction: the statement above is
+        still open on this connection), every field through SQL's expressions."""
+        lines: list[str] = []
+        for call_id, line in self.db.conn.execute(
+                _CAREFUL, {"campaign": campaign, "after": after, "limit": limit}):
+            if line is None or "\x00" in line:  # SQLite's string functions stop at a NUL
+                line = render(self._row(_ROW, (call_id,)) or {})
+            lines.append(line)
+            after = call_id
+        return "".join(lines), after
