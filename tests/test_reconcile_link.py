@@ -19,7 +19,7 @@ from ivr.telephony.node import NodeEvent, OriginateRequest, Reconnected
 from test_dialer import SECRET, Rig, contact, dial_all, fiction, rig
 from test_run_loop import FAST, run_campaign
 
-LAG_S = 0.5  # an Async Originate's channel exists this long after its Response
+LAG_S = 1.0  # an Async Originate's channel exists this long after its Response
 
 
 def originates_to(r: Rig, number: str) -> list[dict[str, Any]]:
