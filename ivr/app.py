@@ -214,7 +214,7 @@ def agi_app(cfg: Config, store: Store, dialer: Dialer, clock: Clock,
     app = AgiApplication(allowed_peers=cfg.agi.allowed_peers)
     given, hashes = hashes, (prompt_hashes(cfg) if hashes is None else hashes)
     # The second gate after allowed_peers: the attempt's token, in flight here, its channel.
-    gate = SessionGate(store.call, dialer.by_call, dialer.ivr_active)
+    gate = SessionGate(store.call, dialer.by_call, dialer.ivr_active, known=dialer.claimed)
     live = live_prompts(cfg, hashes, follow=given is None)
     handler = IvrHandler(store, hashes, flow_options(cfg), clock.now, versions=live.current,
                          retry_at=dialer.retry_at, on_finished=dialer.finished,

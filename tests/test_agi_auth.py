@@ -197,3 +197,24 @@ def test_an_external_pbx_needs_the_callback_secret_from_the_environment(
         monkeypatch.setenv(agi_auth.CALLBACK_SECRET_ENV, bad)
         with pytest.raises(ConfigError, match="16 or more"):
             app.callback_secret(cfg)
+
+
+def test_the_claimed_row_is_taken_without_a_read_and_the_checks_stay() -> None:
+    """The dialer hands the gate the rows it claimed: the session reads nothing from the store,
+    and a forgery is refused all the same (the real session then reads the row)."""
+    rig = Rig()
+    reads: list[int] = []
+
+    def read(call_id: int) -> dict | None:
+        reads.append(call_id)
+        return rig.store.call(call_id)
+    known = {rig.id: dict(rig.call)}
+    rig.gate = SessionGate(read, rig.flights, rig.active, known=known)
+    with pytest.raises(Refused, match="wrong, missing or spent token"):
+        rig.gate.admit(rig.headers(**{ARG_TOKEN: "0" * 48}))
+    assert reads == [] and known == {}  # taken once, even by a forgery
+    assert rig.gate.admit(rig.headers())["id"] == rig.id
+    assert reads == [rig.id]
+    rig.gate.known[rig.id] = dict(rig.call)  # a stale copy cannot reopen a spent session
+    with pytest.raises(Refused, match="already used"):
+        rig.gate.admit(rig.headers())

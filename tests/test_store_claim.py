@@ -160,3 +160,26 @@ def test_an_unknown_outcome_is_refused_by_the_table(store: Store) -> None:
     assert got is not None
     with pytest.raises(StoreError, match="unknown outcome 'bogus'"):
         s.finish_unanswered(got["id"], "bogus", None, T0, None)
+
+
+def test_the_claim_reads_the_history_in_one_statement(tmp_path: Path) -> None:
+    """SQLite: BEGIN, one history SELECT, the attempt's INSERT and UPDATE, COMMIT (it was five
+    history queries); the judge still sees the same history as the bulk read gives."""
+    s = Store.open(tmp_path / "s.db", optout_key=b"k")
+    c = add(s)
+    first = claim(s, c, now=T0 - timedelta(hours=1)).call
+    assert first is not None
+    s.finish_unanswered(first["id"], "busy", "17", T0 - timedelta(hours=1), T0 + timedelta(hours=1))
+    bulk = s.history([NUM], T0 - timedelta(days=30), T0 - timedelta(days=60), "c1")[NUM]
+    statements: list[str] = []
+    s.db.conn.set_trace_callback(statements.append)
+    seen: list[History] = []
+    claim(s, c, lambda h: seen.append(h) or Yes())
+    s.db.conn.set_trace_callback(None)
+    # Trigger steps are traced as repeats of the statement that fired them.
+    kinds = [q.split()[0] for i, q in enumerate(statements) if i == 0 or q != statements[i - 1]]
+    assert kinds == ["BEGIN", "SELECT", "INSERT", "UPDATE", "COMMIT"]
+    assert seen[0].retry_at == bulk.retry_at == T0 + timedelta(hours=1)
+    assert seen[0].attempts == bulk.attempts == [T0 - timedelta(hours=1)]
+    assert (seen[0].opted_out, seen[0].in_flight, seen[0].last_refusal) == \
+        (bulk.opted_out, bulk.in_flight, bulk.last_refusal) == (False, False, None)

@@ -11,7 +11,7 @@ A refusal names the reason and the call id, never the token, and writes nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Protocol
 
 from ivr.store.base import Row
@@ -39,10 +39,14 @@ class SessionGate:
     the dialer, which waits for them before settling)."""
 
     def __init__(self, read_call: Callable[[int], Row | None],
-                 flights: Mapping[int, Flight], active: set[int]) -> None:
+                 flights: Mapping[int, Flight], active: set[int],
+                 known: MutableMapping[int, Row] | None = None) -> None:
         self.read_call = read_call
         self.flights = flights
         self.active = active
+        # `known`: rows as the dialer's claim wrote them, taken (once) instead of a read of the
+        # store; the checks are the same, the spent token is the flight's session_opened.
+        self.known: MutableMapping[int, Row] = known if known is not None else {}
 
     def admit(self, headers: Mapping[str, str]) -> Row:
         """The attempt's row when the session may drive it (now marked opened and active);
@@ -51,7 +55,7 @@ class SessionGate:
         if not raw_id.isdigit() or len(raw_id) > 18:
             raise Refused(f"CALL_ID {raw_id[:20]!r} is not an attempt id")
         call_id = int(raw_id)
-        call = self.read_call(call_id)
+        call = self.known.pop(call_id, None) or self.read_call(call_id)
         if call is None:
             raise Refused(f"call {call_id}: no such attempt")
         if not token_matches(headers.get(ARG_TOKEN, ""), call.get("token_hash")):

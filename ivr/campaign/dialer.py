@@ -53,6 +53,9 @@ class Dialer:
         # waits on the network); SQLite stays inline, where it is fastest (bench_ivr).
         self.remote = bool(getattr(store, "remote", False))
         self.by_call: dict[int, InFlight] = {}
+        # The attempt rows claimed here, until their IVR session reads them (agi_gate): the
+        # session needs no read of what the claim just wrote.
+        self.claimed: dict[int, dict[str, Any]] = {}
         self.changed = asyncio.Event()        # an attempt settled: capacity freed
         self.retry_planned = asyncio.Event()  # an attempt settled with a retry time
         self.retry_soonest = math.inf  # clock.monotonic() of the earliest retry planned so far
@@ -187,6 +190,7 @@ class Dialer:
                           attempt=int(call["attempt"]))
         ns.calls[flight.channel_id] = flight
         self.by_call[flight.call_id] = flight
+        self.claimed[flight.call_id] = call
         self.idle.clear()
         return claim, self._originate(ns, flight, self._request(channel, flight,
                                                                 claim.token or ""))
@@ -357,6 +361,7 @@ class Dialer:
     def finished(self, call_id: int) -> None:
         """The attempt has its outcome: it no longer counts against max_concurrent."""
         flight = self.by_call.pop(call_id, None)
+        self.claimed.pop(call_id, None)
         if flight is not None:
             ns = self.nodes.get(flight.node)
             if ns is not None:
