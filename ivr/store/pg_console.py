@@ -73,10 +73,18 @@ class PgConsoleSQL(PgCore):
 
     # -- the console's reads --------------------------------------------------------------------
     def campaigns(self) -> list[str]:
-        """Every campaign the store knows: bound lists, calls, run control."""
+        """Every campaign the store knows: bound lists, calls, run control. The distinct
+        names of the two big tables are walked through their campaign indexes, one probe per
+        name (PostgreSQL has no skip scan): a UNION of the tables read 300,000 calls and
+        100,000 bindings, 270 ms at each upload (the console asks again after one)."""
         return [r["campaign"] for r in self._rows(
-            "SELECT campaign FROM (SELECT campaign FROM campaign_contacts UNION SELECT "
-            "campaign FROM calls UNION SELECT campaign FROM run_control) u "
+            "WITH RECURSIVE a AS (SELECT min(campaign) AS c FROM calls UNION ALL "
+            "SELECT (SELECT min(campaign) FROM calls WHERE campaign > a.c) FROM a "
+            "WHERE a.c IS NOT NULL), b AS (SELECT min(campaign) AS c FROM campaign_contacts "
+            "UNION ALL SELECT (SELECT min(campaign) FROM campaign_contacts WHERE campaign > b.c) "
+            "FROM b WHERE b.c IS NOT NULL) "
+            "SELECT campaign FROM (SELECT c AS campaign FROM a UNION SELECT c FROM b UNION "
+            "SELECT campaign FROM run_control) u WHERE campaign IS NOT NULL "
             "ORDER BY campaign COLLATE \"C\"")]
 
     def recent_calls(self, campaign: str, limit: int = 50) -> list[Row]:
