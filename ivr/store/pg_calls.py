@@ -210,7 +210,8 @@ class PgCallsSQL(PgCore):
     def history(self, numbers: list[str], attempts_since: datetime, refusals_since: datetime,
                 campaign: str | None = None) -> dict[str, History]:
         """What the rules need for many numbers at once: five queries per HISTORY_CHUNK
-        numbers, each list one array parameter."""
+        numbers, each list one array parameter. A number opposed or with a call in flight gets
+        only that (the judge refuses it first; sqlite_calls.history says why)."""
         out = {n: History() for n in numbers}
         for i in range(0, len(numbers), HISTORY_CHUNK):
             self._fill_history(out, numbers[i:i + HISTORY_CHUNK], attempts_since,
@@ -226,6 +227,9 @@ class PgCallsSQL(PgCore):
         for r in self._rows("SELECT DISTINCT number FROM calls WHERE outcome IS NULL "
                             "AND number = ANY(%s)", (chunk,)):
             out[r["number"]].in_flight = True
+        chunk = [n for n in chunk if not (out[n].opted_out or out[n].in_flight)]
+        if not chunk:
+            return
         for r in self._rows("SELECT number, started_at FROM calls WHERE number = ANY(%s) "
                             "AND started_at > %s ORDER BY id", (chunk, utc(attempts_since))):
             out[r["number"]].attempts.append(parse_utc(r["started_at"]))

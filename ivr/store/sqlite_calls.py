@@ -229,7 +229,10 @@ class CallsSQL(SQLiteCore):
     def history(self, numbers: list[str], attempts_since: datetime, refusals_since: datetime,
                 campaign: str | None = None) -> dict[str, History]:
         """What the rules need for many numbers at once: five queries per HISTORY_CHUNK numbers
-        instead of several per contact. `campaign` gives retry_at (of its last attempt)."""
+        instead of several per contact. `campaign` gives retry_at (of its last attempt).
+        A number opposed or with a call in flight gets only that: the judge refuses it before
+        it looks further (a re-plan with every call in flight reads two lists, not five; the
+        claim reads its one number's whole history)."""
         out = {n: History() for n in numbers}
         for i in range(0, len(numbers), HISTORY_CHUNK):
             self._fill_history(out, numbers[i:i + HISTORY_CHUNK], attempts_since,
@@ -246,6 +249,10 @@ class CallsSQL(SQLiteCore):
         for (number,) in conn.execute("SELECT DISTINCT number FROM calls WHERE outcome IS NULL "
                                       "AND number IN (SELECT value FROM json_each(?))", (listed,)):
             out[number].in_flight = True
+        rest = [n for n in chunk if not (out[n].opted_out or out[n].in_flight)]
+        if not rest:
+            return
+        listed = json.dumps(rest)
         for number, started in conn.execute(
                 "SELECT number, started_at FROM calls WHERE number IN (SELECT value FROM "
                 "json_each(?)) AND started_at > ?", (listed, utc(attempts_since))):
