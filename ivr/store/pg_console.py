@@ -105,7 +105,20 @@ class PgConsoleSQL(PgCore):
                       status: str | None = None, limit: int = 100, offset: int = 0) -> list[Row]:
         """The campaign's contacts (its bindings: list, basis and progress in this campaign;
         an opposed number shows as opted_out), by contact id (b.contact_id, not k.id: the
-        same value, but the index campaign_contacts_order gives it in order, no sort)."""
+        same value, but the index campaign_contacts_order gives it in order, no sort).
+        Unfiltered, the offset is counted in the index alone (an index-only scan) and only the
+        page is joined: joining every skipped row took 100-140 ms at offset 50,000."""
+        p = {"c": campaign, "source": source, "status": status, "limit": limit,
+             "offset": offset}
+        if source is None and status is None:
+            return self._rows(
+                "SELECT k.id, k.number, k.name, b.source, b.basis, b.acquired_on, "
+                "CASE WHEN k.status = 'opted_out' THEN 'opted_out' ELSE b.status END AS "
+                "status, b.bound_at FROM (SELECT contact_id FROM campaign_contacts "
+                "WHERE campaign = %(c)s ORDER BY contact_id LIMIT %(limit)s OFFSET %(offset)s) "
+                "p JOIN campaign_contacts b ON b.contact_id = p.contact_id AND "
+                "b.campaign = %(c)s JOIN contacts k ON k.id = b.contact_id "
+                "ORDER BY b.contact_id", p)
         return self._rows(
             "SELECT k.id, k.number, k.name, b.source, b.basis, b.acquired_on, "
             "CASE WHEN k.status = 'opted_out' THEN 'opted_out' ELSE b.status END AS status, "
@@ -113,9 +126,7 @@ class PgConsoleSQL(PgCore):
             "WHERE b.campaign = %(c)s AND (%(source)s::text IS NULL OR b.source = %(source)s) "
             "AND (%(status)s::text IS NULL OR (CASE WHEN k.status = 'opted_out' THEN "
             "'opted_out' ELSE b.status END) = %(status)s) ORDER BY b.contact_id "
-            "LIMIT %(limit)s OFFSET %(offset)s",
-            {"c": campaign, "source": source, "status": status, "limit": limit,
-             "offset": offset})
+            "LIMIT %(limit)s OFFSET %(offset)s", p)
 
     def lists_of(self, campaign: str) -> list[Row]:
         """The campaign's lists: source, basis, acquired_on, status, n."""
