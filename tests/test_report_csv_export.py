@@ -17,12 +17,14 @@ from conftest import add_contact, sqlite_only
 from ivr.records import report
 from ivr.records.report import CSV_COLUMNS, _safe_cell
 from ivr.store import pg_export, sqlite_export
+from ivr.store.sqlite import Store
 
 TEXTS = ["", "plain", "a,b", 'say "hi"', "line\nbreak", "cr\ronly", "crlf\r\n", "=1+2",
          "+cmd|calc", "-2+3", "@SUM(A1)", "\tTab", "\rCR first", "'quoted", "é ü 中文 🎉",
          "+33199000001", "+33 1 99", "+0123", "+12", "+123", "+123456789012345",
          "+1234567890123456", "+1", "+", "-", "=", "@", " lead", "\\.", '"', ",", 'a""b',
-         "x,=y", ",+", "+33199000001\n", "١٢٣", "+3319900000١", "{\"intro\": \"ab\"}", None]
+         "x,=y", ",+", "+33199000001\n", "١٢٣", "+3319900000١", "{\"intro\": \"ab\"}", "a\x01b",
+         "\x01", None]
 PHONES = ["+33199000001", "+33100000000", "+123", "+123456789012345"]  # valid E.164
 INTS = [1, 2, 0, -1, -2147483648, 2147483647]
 T0 = "2026-12-01T10:00:00.000Z"
@@ -97,6 +99,37 @@ def test_the_stores_csv_is_the_reference_byte_for_byte(store: Any, seed: int,
     assert b",\"'\rCR first\"," in body and b",+33199000001," in body and b",'+33 1 99," in body
 
 
+PLAIN = {"number": "+33199000001", "attempt": 1, "campaign": "c1", "started_at": T0,
+         "ended_at": T0, "outcome": "busy", "stage": "intro", "keys": "1", "hangup_cause": "16",
+         "prompts_sha256": '{"intro": "ab"}', "caller_id": "+33100000000"}
+NOT_NULL = {"number", "campaign", "started_at", "keys", "prompts_sha256"}
+
+
+def test_each_value_alone_in_each_column(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every adversarial value, one column at a time, the rest of its call plain, one call a
+    batch: each rule of the bulk check (SQLite) and of the field expressions is met alone."""
+    monkeypatch.setattr(sqlite_export, "BATCH", 1)
+    monkeypatch.setattr(pg_export, "BATCH", 1)
+    plain = add_contact(store, "+33199000000", at=T0)["id"]
+    if isinstance(store, Store):  # (PostgreSQL's export_calls starts after id 0)
+        store.db["calls"].insert({**PLAIN, "id": -1})  # "'-1"
+    columns = ["number", "campaign", "channel_id", "started_at", "answered_at", "ended_at",
+               "outcome", "stage", "keys", "hangup_cause", "prompts_sha256", "caller_id"]
+    for i, value in enumerate(TEXTS):
+        for column in columns:
+            if value is None and column in NOT_NULL:
+                continue
+            odd = unique(value, i * 100 + len(column)) if column == "channel_id" else value
+            store.db["calls"].insert({**PLAIN, "contact_id": plain, column: odd})
+        if value is not None:  # the source: the call's contact's list
+            contact = add_contact(store, f"+3319800{i:04d}", at=T0, source=value)
+            store.db["calls"].insert({**PLAIN, "contact_id": contact["id"]})
+    for attempt in INTS:
+        store.db["calls"].insert({**PLAIN, "contact_id": None, "attempt": attempt})
+    got, want = rendered(store, None), reference(store, None)
+    assert got == want and want[1] > 12 * len(TEXTS)
+
+
 @sqlite_only
 def test_plain_and_quoted_batches_both_occur_and_agree(store: Any,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,21 +148,27 @@ def test_plain_and_quoted_batches_both_occur_and_agree(store: Any,
     for _ in range(40):  # then plain calls only: whole batches pass the check
         store.db["calls"].insert({"contact_id": None, "campaign": "c1", "number": "+33123",
                                   "attempt": 1, "started_at": T0, "keys": ""})
-    store.db["calls"].insert({"id": -7, "contact_id": None, "campaign": "c1",  # '-7
-                              "number": "+33123", "attempt": 1, "started_at": T0})
+    for call_id in range(-7, -2):  # the first batch (ids in order): "'-7", "'-6", …
+        store.db["calls"].insert({"id": call_id, "contact_id": None, "campaign": "c1",
+                                  "number": "+33123", "attempt": 1, "started_at": T0})
     assert rendered(store, None) == reference(store, None)
-    assert True in seen and False in seen and reference(store, None)[0].count(b"\r\n'-7,") == 1
+    assert True in seen and False in seen and reference(store, None)[0].count(b"\r\n'-") == 5
 
 
 @sqlite_only
-def test_values_sql_cannot_render_are_rendered_by_python(store: Any) -> None:
-    """SQLite's dynamic types: a REAL (1e+300 is 1.0e+300 in SQLite), a BLOB, a NUL character."""
+def test_values_sql_cannot_render_are_rendered_by_python(store: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite's dynamic types: a REAL (1e+300 is 1.0e+300 in SQLite), a BLOB, a NUL character
+    (SQLite's string functions stop there); one call a batch."""
+    monkeypatch.setattr(sqlite_export, "BATCH", 1)
     add_contact(store, "+33199000001", at=T0)
     for attempt, stage in [(1.5, "x"), (1e300, "y"), (0.1 + 0.2, "z"), (1, "a\x00b"),
-                           (2, "=a\x00,b"), (3, "ok"), (4, "ok")]:
+                           (2, "=a\x00,b"), (3, "ok"), (4, "ok"), (5, "ok"), (6, "ok")]:
         store.db["calls"].insert({"contact_id": 1, "campaign": "c1", "number": "+33123",
                                   "attempt": attempt, "started_at": T0, "stage": stage})
     store.db.execute("UPDATE calls SET stage = ? WHERE attempt = 3", (b"\x00bin",))
     store.db.execute("UPDATE calls SET channel_id = ? WHERE attempt = 4", (b"bin",))
+    store.db.execute("UPDATE calls SET caller_id = ? WHERE attempt = 5", ("=1\x00,",))
+    store.db.execute("UPDATE calls SET prompts_sha256 = ? WHERE attempt = 6", ('{"a\x00": 1}',))
     got, want = rendered(store, "c1"), reference(store, "c1")
     assert got == want and b",1e+300," in want[0] and b",0.30000000000000004," in want[0]

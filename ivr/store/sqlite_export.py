@@ -22,29 +22,32 @@ from ivr.store.base import Row
 from ivr.store.sqlite_core import SQLiteCore
 
 BATCH = 5000  # calls per fetch: one chunk of ~0.5 MB
-_HEAD, _MIDDLE = itemgetter(0), itemgetter(2)
+_HEAD = itemgetter(0)
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
-_NOT_PLAIN = ('"', "\r", "\n", "\x00", ",=", ",+", ",-", ",@", ",\t")  # in a plain batch
+_NOT_PLAIN = ('"', "\r", "\n", "\x00", ",=", ",+", ",-", ",@", ",\t")  # in a plain head
+MARK = "\x01"  # before the number's field in a head
 
-# Per call: "id,contact_id," | the number's field | ",source,attempt,…,hangup_cause," | the
-# prompts' field "," the caller id's field CRLF. The head is NULL when a value is a BLOB (Python
-# writes b'...') or contact_id or attempt a REAL (SQLite writes 1e+16 as 1.0e+16, Python
-# 1e+16). %z is SQLite printf's %s (the security check keeps the spelling %s for Python
-# templates). Each field expression: quoted when it holds , " CR or LF; else a leading ' before
-# = + - @ tab (a phone column: unless E.164).
+# Per call: head "id,contact_id,\x01number,source,attempt,…,hangup_cause," and tail "prompts,
+# caller_id CRLF". The number, prompts and caller id fields go through the expressions (quoted
+# when they hold , " CR or LF; else a leading ' before = + - @ tab, unless a phone column holds
+# a full E.164); the others are printed as they are, for _plain to check. \x01 marks the number
+# field (its '+' is no formula), removed once each head is known to hold exactly one. The head
+# is NULL when a value is a BLOB (Python writes b'...') or contact_id or attempt a REAL (SQLite
+# writes 1e+300 as 1.0e+300, Python 1e+300). %z is SQLite printf's %s (the security check keeps
+# the spelling %s for Python templates).
 _FAST = (
     "SELECT iif('blob' IN (typeof(c.contact_id), typeof(c.number), typeof(k.source), "
     "typeof(c.attempt), typeof(c.campaign), typeof(c.channel_id), typeof(c.started_at), "
     "typeof(c.answered_at), typeof(c.ended_at), typeof(c.outcome), typeof(c.stage), "
     "typeof(c.keys), typeof(c.hangup_cause), typeof(c.prompts_sha256), typeof(c.caller_id)) "
-    "OR 'real' IN (typeof(c.contact_id), typeof(c.attempt)), NULL, printf('%z,%z,', c.id, "
-    "c.contact_id)), CASE WHEN c.number GLOB '*[,\"\r\n]*' THEN '\"' || iif(c.number GLOB "
-    "'[-=+@\t\r]*', '''', '') || replace(c.number, '\"', '\"\"') || '\"' WHEN c.number GLOB "
-    "'[-=+@\t]*' AND NOT (c.number GLOB '+[1-9][0-9][0-9]*' AND length(c.number) <= 16 AND "
-    "substr(c.number, 2) NOT GLOB '*[^0-9]*') THEN '''' || c.number ELSE ifnull(c.number, '') "
-    "END, printf(',%z,%z,%z,%z,%z,%z,%z,%z,%z,%z,%z,', k.source, c.attempt, c.campaign, "
-    "c.channel_id, c.started_at, c.answered_at, c.ended_at, c.outcome, c.stage, c.keys, "
-    "c.hangup_cause), CASE WHEN c.prompts_sha256 GLOB '*[,\"\r\n]*' THEN '\"' || "
+    "OR 'real' IN (typeof(c.contact_id), typeof(c.attempt)), NULL, "
+    "printf('%z,%z,\x01%z,%z,%z,%z,%z,%z,%z,%z,%z,%z,%z,%z,', c.id, c.contact_id, CASE WHEN "
+    "c.number GLOB '*[,\"\r\n]*' THEN '\"' || iif(c.number GLOB '[-=+@\t\r]*', '''', '') || "
+    "replace(c.number, '\"', '\"\"') || '\"' WHEN c.number GLOB '[-=+@\t]*' AND NOT (c.number "
+    "GLOB '+[1-9][0-9][0-9]*' AND length(c.number) <= 16 AND substr(c.number, 2) NOT GLOB "
+    "'*[^0-9]*') THEN '''' || c.number ELSE ifnull(c.number, '') END, k.source, c.attempt, "
+    "c.campaign, c.channel_id, c.started_at, c.answered_at, c.ended_at, c.outcome, c.stage, "
+    "c.keys, c.hangup_cause)), CASE WHEN c.prompts_sha256 GLOB '*[,\"\r\n]*' THEN '\"' || "
     "iif(c.prompts_sha256 GLOB '[-=+@\t\r]*', '''', '') || replace(c.prompts_sha256, '\"', "
     "'\"\"') || '\"' WHEN c.prompts_sha256 GLOB '[-=+@\t]*' THEN '''' || c.prompts_sha256 "
     "ELSE ifnull(c.prompts_sha256, '') END || ',' || CASE WHEN c.caller_id GLOB '*[,\"\r\n]*' "
@@ -125,23 +128,22 @@ _ROW = (
     "WHERE c.id = ?")
 
 
-def _plain(rows: list[tuple[object, ...]]) -> str | None:
-    """The batch's lines if every field _FAST gave as it is needs neither quotes nor a ';
-    None if one does (or a value SQL could not render)."""
+def _plain(rows: list[tuple[str, str]]) -> str | None:
+    """The batch's lines if no field printed as it is needs quotes or a '; None if one does
+    (or holds a value SQL could not render)."""
     try:
         heads = "".join(map(_HEAD, rows))
-        middles = "".join(map(_MIDDLE, rows))
-        text = "".join(chain.from_iterable(rows))  # type: ignore[arg-type]
+        text = "".join(chain.from_iterable(rows))
     except TypeError:  # a NULL head (a REAL or a BLOB)
         return None
-    # Exactly 2 and 12 commas per call: none inside a field, so every field but the first
-    # starts after a comma, and ",=" finds a formula at the start of any of them.
-    if heads.count(",") != 2 * len(rows) or middles.count(",") != 12 * len(rows) or \
-            heads.startswith(_FORMULA) or "\x00" in text:
+    # Exactly 14 commas per head: none inside a field, so every field but the first starts
+    # after a comma (the number after ",\x01"), and ",=" finds a formula at the start of any.
+    # One \x01 per call in all the text: each is a mark, none a value's.
+    n = len(rows)
+    if heads.count(",") != 14 * n or text.count(MARK) != n or heads.startswith(_FORMULA) \
+            or "\x00" in text or any(bad in heads for bad in _NOT_PLAIN):
         return None
-    if any(bad in heads or bad in middles for bad in _NOT_PLAIN):
-        return None
-    return text
+    return text.replace(MARK, "")
 
 
 class ExportSQL(SQLiteCore):
@@ -157,7 +159,7 @@ class ExportSQL(SQLiteCore):
             if text is None:
                 text, after = self._careful(campaign, after, len(rows), render)
             else:
-                after = int(str(rows[-1][0]).split(",", 1)[0])
+                after = int(rows[-1][0].split(",", 1)[0])
             count += len(rows)
             yield text.encode("utf-8")
         return count
