@@ -158,17 +158,19 @@ def test_plain_and_quoted_batches_both_occur_and_agree(store: Any,
 @sqlite_only
 def test_values_sql_cannot_render_are_rendered_by_python(store: Any,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """SQLite's dynamic types: a REAL (1e+300 is 1.0e+300 in SQLite), a BLOB, a NUL character
-    (SQLite's string functions stop there); one call a batch."""
+    """SQLite's dynamic types, one call a batch: a REAL (1e+300 is 1.0e+300 in SQLite), a BLOB
+    (b'...' in Python). A NUL character, where SQL renders every field (a batch with a quote:
+    the bulk check cannot see a NUL in a field printf printed, printf stops there)."""
     monkeypatch.setattr(sqlite_export, "BATCH", 1)
     add_contact(store, "+33199000001", at=T0)
-    for attempt, stage in [(1.5, "x"), (1e300, "y"), (0.1 + 0.2, "z"), (1, "a\x00b"),
-                           (2, "=a\x00,b"), (3, "ok"), (4, "ok"), (5, "ok"), (6, "ok")]:
-        store.db["calls"].insert({"contact_id": 1, "campaign": "c1", "number": "+33123",
-                                  "attempt": attempt, "started_at": T0, "stage": stage})
-    store.db.execute("UPDATE calls SET stage = ? WHERE attempt = 3", (b"\x00bin",))
-    store.db.execute("UPDATE calls SET channel_id = ? WHERE attempt = 4", (b"bin",))
-    store.db.execute("UPDATE calls SET caller_id = ? WHERE attempt = 5", ("=1\x00,",))
-    store.db.execute("UPDATE calls SET prompts_sha256 = ? WHERE attempt = 6", ('{"a\x00": 1}',))
+    call = {"contact_id": 1, "campaign": "c1", "number": "+33123", "started_at": T0}
+    for attempt in (1.5, 1e300, 0.1 + 0.2, 1, 2):
+        store.db["calls"].insert({**call, "attempt": attempt})
+    store.db.execute("UPDATE calls SET stage = ? WHERE attempt = 1", (b"\x00bin",))
+    store.db.execute("UPDATE calls SET channel_id = ? WHERE attempt = 2", (b"bin",))
+    for column, value in [("stage", "a\x00b"), ("stage", "=a\x00,b"), ("caller_id", "=1\x00,"),
+                          ("prompts_sha256", '{"a\x00": 1}'), ("number", "+33\x00")]:
+        store.db["calls"].insert({**call, "attempt": 3, "keys": '"', column: value})
     got, want = rendered(store, "c1"), reference(store, "c1")
     assert got == want and b",1e+300," in want[0] and b",0.30000000000000004," in want[0]
+    assert b",b'bin'," in want[0] and want[0].count(b"\x00") == 5

@@ -9,8 +9,10 @@ Python path (SQLite scans a string a character at a time), so _FAST renders as t
 fields that are plain in practice and Python checks those in bulk (str.count over a batch, at
 memory speed); the fields that are not (the phone columns, the prompts' JSON) are rendered by
 SQL expressions. A batch that fails the check is rendered again by _CAREFUL, every field through
-those expressions; a value SQL cannot render as Python's str (a REAL or BLOB, a NUL character)
-is rendered by the caller's `render` from the raw row.
+those expressions; a value SQL cannot render as Python's str (a REAL or BLOB) is rendered by the
+caller's `render` from the raw row, and so is a NUL character in a batch _CAREFUL renders. A
+NUL inside a field printf prints is cut there unseen (finding one would cost a scan of every
+field): no writer of this program stores one (they come from the dialplan, the CLI, config).
 """
 from __future__ import annotations
 
