@@ -159,8 +159,8 @@ def test_plain_and_quoted_batches_both_occur_and_agree(store: Any,
 def test_values_sql_cannot_render_are_rendered_by_python(store: Any,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite's dynamic types, one call a batch: a REAL (1e+300 is 1.0e+300 in SQLite), a BLOB
-    (b'...' in Python). A NUL character, where SQL renders every field (a batch with a quote:
-    the bulk check cannot see a NUL in a field printf printed, printf stops there)."""
+    (b'...' in Python), a NUL in a list's name. A NUL elsewhere, where SQL renders every field
+    (a batch with a quote: the bulk check cannot see a NUL printf cut off)."""
     monkeypatch.setattr(sqlite_export, "BATCH", 1)
     add_contact(store, "+33199000001", at=T0)
     call = {"contact_id": 1, "campaign": "c1", "number": "+33123", "started_at": T0}
@@ -171,6 +171,8 @@ def test_values_sql_cannot_render_are_rendered_by_python(store: Any,
     for column, value in [("stage", "a\x00b"), ("stage", "=a\x00,b"), ("caller_id", "=1\x00,"),
                           ("prompts_sha256", '{"a\x00": 1}'), ("number", "+33\x00")]:
         store.db["calls"].insert({**call, "attempt": 3, "keys": '"', column: value})
+    listed = add_contact(store, "+33199000002", at=T0, source="list\x00=x")  # the console's form
+    store.db["calls"].insert({**call, "contact_id": listed["id"], "attempt": 4})  # alone
     got, want = rendered(store, "c1"), reference(store, "c1")
     assert got == want and b",1e+300," in want[0] and b",0.30000000000000004," in want[0]
-    assert b",b'bin'," in want[0] and want[0].count(b"\x00") == 5
+    assert b",b'bin'," in want[0] and want[0].count(b"\x00") == 6

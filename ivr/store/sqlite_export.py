@@ -12,7 +12,8 @@ SQL expressions. A batch that fails the check is rendered again by _CAREFUL, eve
 those expressions; a value SQL cannot render as Python's str (a REAL or BLOB) is rendered by the
 caller's `render` from the raw row, and so is a NUL character in a batch _CAREFUL renders. A
 NUL inside a field printf prints is cut there unseen (finding one would cost a scan of every
-field): no writer of this program stores one (they come from the dialplan, the CLI, config).
+field), but in the list's name (typed in the console's upload form): no other writer of this
+program stores one (the values come from the program, the dialplan, Asterisk, the config).
 """
 from __future__ import annotations
 
@@ -34,31 +35,31 @@ MARK = "\x01"  # before the number's field in a head
 # when they hold , " CR or LF; else a leading ' before = + - @ tab, unless a phone column holds
 # a full E.164); the others are printed as they are, for _plain to check. \x01 marks the number
 # field (its '+' is no formula), removed once each head is known to hold exactly one. The head
-# is NULL when a value is a BLOB (Python writes b'...') or contact_id or attempt a REAL (SQLite
-# writes 1e+300 as 1.0e+300, Python 1e+300). %z is SQLite printf's %s (the security check keeps
-# the spelling %s for Python templates).
+# is NULL when a value is a BLOB (Python writes b'...'), contact_id or attempt a REAL (SQLite
+# writes 1e+300 as 1.0e+300, Python 1e+300), or the list's name holds a NUL. %z is SQLite
+# printf's %s (the security check keeps the spelling %s for Python templates).
 _FAST = (
     "SELECT iif('blob' IN (typeof(c.contact_id), typeof(c.number), typeof(k.source), "
     "typeof(c.attempt), typeof(c.campaign), typeof(c.channel_id), typeof(c.started_at), "
     "typeof(c.answered_at), typeof(c.ended_at), typeof(c.outcome), typeof(c.stage), "
     "typeof(c.keys), typeof(c.hangup_cause), typeof(c.prompts_sha256), typeof(c.caller_id)) "
-    "OR 'real' IN (typeof(c.contact_id), typeof(c.attempt)), NULL, "
-    "printf('%z,%z,\x01%z,%z,%z,%z,%z,%z,%z,%z,%z,%z,%z,%z,', c.id, c.contact_id, CASE WHEN "
-    "c.number GLOB '*[,\"\r\n]*' THEN '\"' || iif(c.number GLOB '[-=+@\t\r]*', '''', '') || "
-    "replace(c.number, '\"', '\"\"') || '\"' WHEN c.number GLOB '[-=+@\t]*' AND NOT (c.number "
-    "GLOB '+[1-9][0-9][0-9]*' AND length(c.number) <= 16 AND substr(c.number, 2) NOT GLOB "
-    "'*[^0-9]*') THEN '''' || c.number ELSE ifnull(c.number, '') END, k.source, c.attempt, "
-    "c.campaign, c.channel_id, c.started_at, c.answered_at, c.ended_at, c.outcome, c.stage, "
-    "c.keys, c.hangup_cause)), CASE WHEN c.prompts_sha256 GLOB '*[,\"\r\n]*' THEN '\"' || "
-    "iif(c.prompts_sha256 GLOB '[-=+@\t\r]*', '''', '') || replace(c.prompts_sha256, '\"', "
-    "'\"\"') || '\"' WHEN c.prompts_sha256 GLOB '[-=+@\t]*' THEN '''' || c.prompts_sha256 "
-    "ELSE ifnull(c.prompts_sha256, '') END || ',' || CASE WHEN c.caller_id GLOB '*[,\"\r\n]*' "
-    "THEN '\"' || iif(c.caller_id GLOB '[-=+@\t\r]*', '''', '') || replace(c.caller_id, '\"', "
-    "'\"\"') || '\"' WHEN c.caller_id GLOB '[-=+@\t]*' AND NOT (c.caller_id GLOB "
-    "'+[1-9][0-9][0-9]*' AND length(c.caller_id) <= 16 AND substr(c.caller_id, 2) NOT GLOB "
-    "'*[^0-9]*') THEN '''' || c.caller_id ELSE ifnull(c.caller_id, '') END || char(13, 10) "
-    "FROM calls c LEFT JOIN contacts k ON k.id = c.contact_id WHERE (:campaign IS NULL OR "
-    "c.campaign = :campaign) ORDER BY c.id")
+    "OR 'real' IN (typeof(c.contact_id), typeof(c.attempt)) OR instr(k.source, char(0)), "
+    "NULL, printf('%z,%z,\x01%z,%z,%z,%z,%z,%z,%z,%z,%z,%z,%z,%z,', c.id, c.contact_id, CASE "
+    "WHEN c.number GLOB '*[,\"\r\n]*' THEN '\"' || iif(c.number GLOB '[-=+@\t\r]*', '''', '') "
+    "|| replace(c.number, '\"', '\"\"') || '\"' WHEN c.number GLOB '[-=+@\t]*' AND NOT "
+    "(c.number GLOB '+[1-9][0-9][0-9]*' AND length(c.number) <= 16 AND substr(c.number, 2) "
+    "NOT GLOB '*[^0-9]*') THEN '''' || c.number ELSE ifnull(c.number, '') END, k.source, "
+    "c.attempt, c.campaign, c.channel_id, c.started_at, c.answered_at, c.ended_at, c.outcome, "
+    "c.stage, c.keys, c.hangup_cause)), CASE WHEN c.prompts_sha256 GLOB '*[,\"\r\n]*' THEN "
+    "'\"' || iif(c.prompts_sha256 GLOB '[-=+@\t\r]*', '''', '') || replace(c.prompts_sha256, "
+    "'\"', '\"\"') || '\"' WHEN c.prompts_sha256 GLOB '[-=+@\t]*' THEN '''' || "
+    "c.prompts_sha256 ELSE ifnull(c.prompts_sha256, '') END || ',' || CASE WHEN c.caller_id "
+    "GLOB '*[,\"\r\n]*' THEN '\"' || iif(c.caller_id GLOB '[-=+@\t\r]*', '''', '') || "
+    "replace(c.caller_id, '\"', '\"\"') || '\"' WHEN c.caller_id GLOB '[-=+@\t]*' AND NOT "
+    "(c.caller_id GLOB '+[1-9][0-9][0-9]*' AND length(c.caller_id) <= 16 AND "
+    "substr(c.caller_id, 2) NOT GLOB '*[^0-9]*') THEN '''' || c.caller_id ELSE "
+    "ifnull(c.caller_id, '') END || char(13, 10) FROM calls c LEFT JOIN contacts k ON k.id = "
+    "c.contact_id WHERE (:campaign IS NULL OR c.campaign = :campaign) ORDER BY c.id")
 
 # Per call: its id and its whole line, every field through the expressions; NULL for a REAL
 # or a BLOB (Python renders it).
