@@ -146,3 +146,30 @@ def test_the_consoles_rewrite_follows_the_answer_once_for_a_burst(pg: PgStore) -
     assert sorted(vacuums) == ["VACUUM FULL calls", "VACUUM FULL contacts"]  # once each
     for n in numbers:
         assert raw_pages_holding(pg, n) == [] and pg.places_holding(n) == []
+
+
+def test_the_consoles_rewrite_waits_for_a_pause_in_the_stores_use(pg: PgStore) -> None:
+    """Requests keep coming: the rewrite waits (its locks would hold them up) until
+    reclaim_max_wait_s; left alone, the store is rewritten after reclaim_delay_s."""
+    import threading
+    pg.reclaim_in_background, pg.reclaim_delay_s, pg.reclaim_max_wait_s = True, 1.5, 6.0
+    add(pg, N)
+    stop = threading.Event()
+
+    def console() -> None:  # a request every 50 ms
+        while not stop.wait(0.05):
+            pg.q("SELECT 1 AS x")
+    busy = threading.Thread(target=console)
+    busy.start()
+    try:
+        started = time.monotonic()
+        assert gdpr_erase(pg, N, T)["wal_checkpointed"] is False
+        time.sleep(3.5)
+        assert pg._reclaim == frozenset({"contacts", "calls"})  # not while busy
+        while pg._reclaimer is not None and time.monotonic() < started + 30:
+            time.sleep(0.1)
+        assert pg._reclaim == frozenset() and time.monotonic() - started >= 6.0
+    finally:
+        stop.set()
+        busy.join()
+    assert raw_pages_holding(pg, N) == []

@@ -15,10 +15,11 @@ rewritten (on a large calls table, seconds during which claims wait); an erasure
 deliberate act, and a lock_timeout bounds the wait for the lock: when a long transaction holds
 the table, checkpoint_wal returns False (as SQLite's busy checkpoint) and the next erasure
 retries. The console (web/app.py) answers first: its erasure commits, says
-`wal_checkpointed: false`, and a thread of the store rewrites the tables a moment later, once
-for a burst of erasures (VACUUM FULL of 300,000 calls takes seconds). The cluster's WAL
-segments and backups keep copies until they are recycled: that is the operator's retention
-(README), as for the SQLite file's backups.
+`wal_checkpointed: false`, and a thread of the store rewrites the tables once the console
+has left the store alone for 2 s (60 s after the erasure at most), once for a burst of
+erasures (VACUUM FULL of 300,000 calls takes seconds). The cluster's WAL segments and backups
+keep copies until they are recycled: that is the operator's retention (README), as for the
+SQLite file's backups.
 """
 from __future__ import annotations
 
@@ -102,11 +103,14 @@ class PgPrivacySQL(PgCore):
     _reclaim: frozenset[str] = frozenset()  # tables an erasure changed, not yet rewritten
     reclaim_lock_wait_ms = 5000  # how long checkpoint_wal waits for each table's lock
     # The console sets it (web/app.py): its erasure answers once committed and the rewrite
-    # follows in a thread of its own, reclaim_delay_s after the last erasure (a burst of
-    # erasures is one rewrite), retried every reclaim_retry_s while a table's lock is not
-    # granted. VACUUM FULL of 300,000 calls takes 1-3 s: far over the console's 200 ms.
+    # follows in a thread of its own, once the store has been left alone for reclaim_delay_s
+    # (so a burst of erasures is one rewrite, and the exclusive locks do not fall on the
+    # requests that follow), at most reclaim_max_wait_s after the last erasure; retried every
+    # reclaim_retry_s while a table's lock is not granted. VACUUM FULL of 300,000 calls takes
+    # 1-3 s: far over the console's 200 ms.
     reclaim_in_background = False
     reclaim_delay_s = 2.0
+    reclaim_max_wait_s = 60.0
     reclaim_retry_s = 5.0
     _reclaimer: threading.Thread | None = None
     _last_erasure = 0.0
@@ -224,18 +228,26 @@ class PgPrivacySQL(PgCore):
             self._reclaimer.start()
 
     def _reclaim_loop(self) -> None:
-        """Rewrite once no erasure came for reclaim_delay_s; again until nothing is left."""
+        """Rewrite once the pool served nothing for reclaim_delay_s (each of the console's
+        requests takes a connection), or reclaim_max_wait_s after the last erasure; again
+        until nothing is left."""
         try:
+            seen = -1
             while True:
                 with _RECLAIM_LOCK:
                     if not self._reclaim:
                         self._reclaimer = None
                         return
-                    wait = self._last_erasure + self.reclaim_delay_s - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
-                elif not self._rewrite():
-                    time.sleep(self.reclaim_retry_s)
+                    since = self._last_erasure
+                now, used = time.monotonic(), self.pool.get_stats().get("requests_num", 0)
+                if (used == seen and now >= since + self.reclaim_delay_s) or \
+                        now >= since + self.reclaim_max_wait_s:
+                    if not self._rewrite():
+                        time.sleep(self.reclaim_retry_s)
+                    seen = -1
+                    continue
+                seen = used
+                time.sleep(self.reclaim_delay_s)
         except Exception as exc:  # noqa: BLE001 - the store closed, the server gone: say it
             log.warning("the rewrite after an erasure stopped (%s): the next erasure "
                         "retries it", type(exc).__name__)
