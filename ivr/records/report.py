@@ -28,7 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ivr.callflow import outcomes as outcome_table
-from ivr.store.base import StoreBackend
+from ivr.store.base import Row, StoreBackend
 
 HUMAN_ANSWERED = outcome_table.HUMAN_ANSWERED
 CONSENTED = outcome_table.CONSENTED
@@ -47,17 +47,17 @@ def _rate(num: int, den: int) -> float | None:
     return round(num / den, 4) if den else None
 
 
-def _per_source(store: StoreBackend, campaign: str | None) -> dict[str, dict[str, Any]]:
-    """Contacts and statuses of every source, outcomes of the calls: the campaign's, or the
-    whole store's (None)."""
+def _per_source(contacts: list[Row], calls: list[Row]) -> dict[str, dict[str, Any]]:
+    """Contacts and statuses of every source (contacts_per_source), outcomes of the calls
+    (outcomes_per_source)."""
     per_source: dict[str, dict[str, Any]] = {}
 
     def entry(source: str) -> dict[str, Any]:
         return per_source.setdefault(source, {"contacts": 0, "outcomes": {}, "statuses": {}})
-    for r in store.contacts_per_source(campaign):
+    for r in contacts:
         entry(r["source"])["contacts"] += r["n"]
         entry(r["source"])["statuses"][r["status"]] = r["n"]
-    for r in store.outcomes_per_source(campaign):
+    for r in calls:
         entry(r["source"] if r["source"] is not None else NO_CONTACT)["outcomes"][
             r["outcome"]] = r["n"]
     for e in per_source.values():
@@ -66,14 +66,26 @@ def _per_source(store: StoreBackend, campaign: str | None) -> dict[str, dict[str
 
 
 def summary(store: StoreBackend, campaign: str | None = None) -> dict[str, Any]:
-    outcomes = _ordered(store.outcome_counts(campaign))
+    """The report's dict. Each store read once: the outcomes are the per-attempt counts summed
+    and the contacts' statuses the per-source ones (the store keeps the call counts up to date
+    as it writes, so the report after each commit of a run stays cheap)."""
+    per_attempt = store.outcomes_per_attempt(campaign)
     attempts, in_flight = store.call_totals(campaign)
+    by_source = store.contacts_per_source(campaign)
+    counts: dict[str, int] = {}
+    for per_outcome in per_attempt.values():
+        for o, n in per_outcome.items():
+            counts[o] = counts.get(o, 0) + n
+    outcomes = _ordered(counts)
     answered = sum(n for o, n in outcomes.items() if o in outcome_table.ANSWERED)
     human = sum(n for o, n in outcomes.items() if o in HUMAN_ANSWERED)
     said_yes = sum(outcomes.get(o, 0) for o in CONSENTED)
+    by_status: dict[str, int] = {}
+    for r in by_source:
+        by_status[r["status"]] = by_status.get(r["status"], 0) + int(r["n"])
     statuses = {s: 0 for s in outcome_table.CONTACT_STATUSES}
-    for status, n in store.contact_status_counts(campaign).items():
-        statuses[status] = n
+    for status in sorted(by_status):  # an unexpected status after the known ones
+        statuses[status] = by_status[status]
     return {
         "campaign": campaign,
         "attempts": attempts,
@@ -84,9 +96,8 @@ def summary(store: StoreBackend, campaign: str | None = None) -> dict[str, Any]:
         "consents": said_yes,
         "consent_rate": _rate(said_yes, human),
         "completion_rate": _rate(outcomes.get("message_played", 0), said_yes),
-        "per_attempt": {
-            a: _ordered(counts) for a, counts in store.outcomes_per_attempt(campaign).items()},
-        "per_source": _per_source(store, campaign),
+        "per_attempt": {a: _ordered(per_outcome) for a, per_outcome in per_attempt.items()},
+        "per_source": _per_source(by_source, store.outcomes_per_source(campaign)),
         "contacts": statuses,
         "optouts": store.optout_count(),
     }

@@ -2,7 +2,9 @@
 sqlite_records.py: same questions, same rows).
 
 A campaign filter of None means every campaign: `(%(campaign)s::text IS NULL OR ...)` keeps one
-written-out statement per question (the cast: PostgreSQL must know a NULL parameter's type).
+written-out statement per question (the cast: PostgreSQL must know a NULL parameter's type);
+the report's reads have two each instead (one campaign, all), and count calls from call_counts
+(schema migration 10: kept by triggers), never from a scan of calls.
 Text is ordered with COLLATE "C" and NULLs first, as SQLite orders them, so both backends give
 the same rows in the same order whatever the database's locale.
 """
@@ -27,14 +29,8 @@ class PgRecordsSQL(PgCore):
     def contact_status_counts(self, campaign: str | None = None) -> dict[str, int]:
         """Contacts per status: of one campaign (its bindings; an opposed number counts as
         opted_out), or of the whole store (None)."""
-        rows = self._rows(
-            "SELECT status, COUNT(*) AS n FROM contacts WHERE %(campaign)s::text IS NULL "
-            "GROUP BY status UNION ALL SELECT CASE WHEN k.status = 'opted_out' THEN "
-            "'opted_out' ELSE b.status END, COUNT(*) FROM campaign_contacts b JOIN contacts k "
-            "ON k.id = b.contact_id WHERE b.campaign = %(campaign)s GROUP BY 1",
-            {"campaign": campaign})
         out: dict[str, int] = {}
-        for r in rows:
+        for r in self.contacts_per_source(campaign):
             out[r["status"]] = out.get(r["status"], 0) + int(r["n"])
         return out
 
@@ -65,42 +61,77 @@ class PgRecordsSQL(PgCore):
     # -- the report ---------------------------------------------------------------------------
     def call_totals(self, campaign: str | None = None) -> tuple[int, int]:
         """(attempts, attempts without an outcome yet)."""
-        row = self._row("SELECT COUNT(*) AS n, COUNT(*) FILTER (WHERE outcome IS NULL) AS open "
-                        "FROM calls WHERE (%(campaign)s::text IS NULL OR campaign = "
-                        "%(campaign)s)", {"campaign": campaign}) or {}
+        if campaign is None:
+            row = self._row(
+                "SELECT SUM(n)::bigint AS n, (SUM(n) FILTER (WHERE outcome IS NULL))::bigint AS "
+                "open FROM call_counts")
+        else:
+            row = self._row(
+                "SELECT SUM(n)::bigint AS n, (SUM(n) FILTER (WHERE outcome IS NULL))::bigint AS "
+                "open FROM call_counts WHERE campaign = %(campaign)s",
+                {"campaign": campaign})
+        row = row or {}
         return int(row.get("n") or 0), int(row.get("open") or 0)
 
     def outcomes_per_attempt(self, campaign: str | None = None) -> dict[int, dict[str, int]]:
-        """Ended calls per attempt number, then per outcome."""
+        """Ended calls per attempt number, then per outcome. A call_counts key whose calls
+        all went elsewhere (a later outcome, an erasure) sums to 0: no count."""
         out: dict[int, dict[str, int]] = {}
-        for r in self._rows("SELECT attempt, outcome, COUNT(*) AS n FROM calls "
-                            "WHERE outcome IS NOT NULL AND (%(campaign)s::text IS NULL OR "
-                            "campaign = %(campaign)s) GROUP BY attempt, outcome "
-                            "ORDER BY attempt, outcome COLLATE \"C\"", {"campaign": campaign}):
+        if campaign is None:
+            rows = self._rows(
+                "SELECT attempt, outcome, SUM(n)::bigint AS n FROM call_counts WHERE outcome IS "
+                "NOT NULL GROUP BY attempt, outcome HAVING SUM(n) != 0 ORDER BY attempt, "
+                "outcome COLLATE \"C\"")
+        else:
+            rows = self._rows(
+                "SELECT attempt, outcome, SUM(n)::bigint AS n FROM call_counts WHERE campaign = "
+                "%(campaign)s AND outcome IS NOT NULL GROUP BY attempt, outcome HAVING SUM(n) "
+                "!= 0 ORDER BY attempt, outcome COLLATE \"C\"",
+                {"campaign": campaign})
+        for r in rows:
             out.setdefault(int(r["attempt"]), {})[r["outcome"]] = int(r["n"])
         return out
 
     def contacts_per_source(self, campaign: str | None = None) -> list[Row]:
         """source, status, n: the campaign's contacts (its bindings: the list and progress in
-        that campaign, an opposed number as opted_out), or every contact of the store (None)."""
-        return self._rows(
-            "SELECT source, status, n FROM (SELECT source, status, COUNT(*) AS n FROM contacts "
-            "WHERE %(campaign)s::text IS NULL GROUP BY source, status UNION ALL "
-            "SELECT b.source, CASE WHEN k.status = 'opted_out' THEN 'opted_out' "
-            "ELSE b.status END, COUNT(*) FROM campaign_contacts b JOIN contacts k "
-            "ON k.id = b.contact_id WHERE b.campaign = %(campaign)s GROUP BY 1, 2) u "
-            "ORDER BY source COLLATE \"C\", status COLLATE \"C\"", {"campaign": campaign})
+        that campaign, an opposed number as opted_out), or every contact of the store (None).
+        A campaign's: its bindings per (list, status) from an index, then the bindings of the
+        opposed numbers (few, found through contacts_status) moved to opted_out, so no join
+        over every binding."""
+        if campaign is None:
+            rows = self._rows(
+                "SELECT source, status, COUNT(*) AS n FROM contacts GROUP BY source, status "
+                "ORDER BY source COLLATE \"C\", status COLLATE \"C\"")
+        else:
+            rows = self._rows(
+                "SELECT source, status, SUM(n)::bigint AS n FROM (SELECT source, status, "
+                "COUNT(*) AS n FROM campaign_contacts WHERE campaign = %(campaign)s GROUP BY "
+                "source, status UNION ALL SELECT b.source, b.status, -COUNT(*) FROM contacts k "
+                "JOIN campaign_contacts b ON b.contact_id = k.id AND b.campaign = %(campaign)s "
+                "WHERE k.status = 'opted_out' AND b.status != 'opted_out' GROUP BY b.source, "
+                "b.status UNION ALL SELECT b.source, 'opted_out', COUNT(*) FROM contacts k JOIN "
+                "campaign_contacts b ON b.contact_id = k.id AND b.campaign = %(campaign)s WHERE "
+                "k.status = 'opted_out' AND b.status != 'opted_out' GROUP BY b.source) u GROUP "
+                "BY source, status HAVING SUM(n) > 0 ORDER BY source COLLATE \"C\", status "
+                "COLLATE \"C\"",
+                {"campaign": campaign})
+        return rows
 
     def outcomes_per_source(self, campaign: str | None = None) -> list[Row]:
         """source (None for calls whose contact is gone), outcome, n, for ended calls; in
-        SQLite's GROUP BY order (NULL source first)."""
-        return self._rows(
-            "SELECT k.source AS source, c.outcome AS outcome, COUNT(*) AS n "
-            "FROM calls c LEFT JOIN contacts k ON k.id = c.contact_id "
-            "WHERE c.outcome IS NOT NULL AND (%(campaign)s::text IS NULL OR "
-            "c.campaign = %(campaign)s) GROUP BY 1, 2 "
-            "ORDER BY k.source COLLATE \"C\" NULLS FIRST, c.outcome COLLATE \"C\"",
-            {"campaign": campaign})
+        SQLite's order (NULL source first)."""
+        if campaign is None:
+            rows = self._rows(
+                "SELECT source, outcome, SUM(n)::bigint AS n FROM call_counts WHERE outcome IS "
+                "NOT NULL GROUP BY source, outcome HAVING SUM(n) != 0 ORDER BY source COLLATE "
+                "\"C\" NULLS FIRST, outcome COLLATE \"C\"")
+        else:
+            rows = self._rows(
+                "SELECT source, outcome, SUM(n)::bigint AS n FROM call_counts WHERE campaign = "
+                "%(campaign)s AND outcome IS NOT NULL GROUP BY source, outcome HAVING SUM(n) != "
+                "0 ORDER BY source COLLATE \"C\" NULLS FIRST, outcome COLLATE \"C\"",
+                {"campaign": campaign})
+        return rows
 
     def optout_count(self) -> int:
         row = self._row("SELECT COUNT(*) AS n FROM optouts") or {}

@@ -1,4 +1,4 @@
-"""The PostgreSQL schema, as numbered migrations mirroring ivr/store/schema.py (SQLite) 1-8.
+"""The PostgreSQL schema, as numbered migrations mirroring ivr/store/schema.py (SQLite) 1-10.
 
 Same tables, same columns, same value forms, so rows compare equal across backends: timestamps
 are TEXT in base.utc() form, JSON is TEXT, flags are INTEGER 0/1, ids are
@@ -152,5 +152,66 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX campaign_contacts_order ON campaign_contacts(campaign, contact_id);
     INSERT INTO schema_version (version, applied_at) VALUES (9, now()::text)
+    """,
+    # 10: the report's call counts, kept by triggers (schema.py says why). `slot` is the
+    # writing backend's pid: concurrent transactions never update one row, so the counts add
+    # no lock wait (nor deadlock) between controllers; the report sums the slots.
+    """
+    CREATE TABLE call_counts (
+        campaign TEXT NOT NULL, attempt INTEGER NOT NULL,
+        source TEXT,                           -- the contact's list; NULL: no contact
+        outcome TEXT,                          -- NULL: in flight
+        slot INTEGER NOT NULL DEFAULT 0,
+        n BIGINT NOT NULL
+    );
+    CREATE INDEX call_counts_key ON call_counts(campaign, attempt, slot);
+    CREATE FUNCTION call_counts_bump(c TEXT, a INTEGER, s TEXT, o TEXT, d BIGINT)
+    RETURNS void LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE call_counts SET n = n + d WHERE campaign = c AND attempt = a
+            AND slot = pg_backend_pid() AND outcome IS NOT DISTINCT FROM o
+            AND source IS NOT DISTINCT FROM s;
+        IF NOT FOUND THEN
+            INSERT INTO call_counts (campaign, attempt, source, outcome, slot, n)
+            VALUES (c, a, s, o, pg_backend_pid(), d);
+        END IF;
+    END $$;
+    CREATE FUNCTION call_counts_calls() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            PERFORM call_counts_bump(OLD.campaign, OLD.attempt,
+                (SELECT source FROM contacts WHERE id = OLD.contact_id), OLD.outcome, -1);
+        END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+            PERFORM call_counts_bump(NEW.campaign, NEW.attempt,
+                (SELECT source FROM contacts WHERE id = NEW.contact_id), NEW.outcome, 1);
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER call_counts_insert AFTER INSERT OR DELETE ON calls
+        FOR EACH ROW EXECUTE FUNCTION call_counts_calls();
+    CREATE TRIGGER call_counts_update AFTER UPDATE OF campaign, attempt, contact_id, outcome
+        ON calls FOR EACH ROW WHEN (OLD.campaign IS DISTINCT FROM NEW.campaign
+        OR OLD.attempt IS DISTINCT FROM NEW.attempt OR OLD.contact_id IS DISTINCT FROM
+        NEW.contact_id OR OLD.outcome IS DISTINCT FROM NEW.outcome)
+        EXECUTE FUNCTION call_counts_calls();
+    CREATE FUNCTION call_counts_contacts() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM call_counts_bump(campaign, attempt, OLD.source, outcome, -COUNT(*))
+            FROM calls WHERE contact_id = NEW.id GROUP BY campaign, attempt, outcome;
+        PERFORM call_counts_bump(campaign, attempt, NEW.source, outcome, COUNT(*))
+            FROM calls WHERE contact_id = NEW.id GROUP BY campaign, attempt, outcome;
+        RETURN NULL;
+    END $$;
+    -- No trigger for a contact deleted: one that calls still name cannot be (foreign key).
+    CREATE TRIGGER call_counts_contact_source AFTER UPDATE OF source ON contacts
+        FOR EACH ROW WHEN (OLD.source IS DISTINCT FROM NEW.source)
+        EXECUTE FUNCTION call_counts_contacts();
+    INSERT INTO call_counts (campaign, attempt, source, outcome, n)
+        SELECT c.campaign, c.attempt, k.source, c.outcome, COUNT(*) FROM calls c
+        LEFT JOIN contacts k ON k.id = c.contact_id GROUP BY 1, 2, 3, 4;
+    CREATE INDEX contacts_status ON contacts(status, source);
+    CREATE INDEX campaign_contacts_source ON campaign_contacts(campaign, source, status);
+    INSERT INTO schema_version (version, applied_at) VALUES (10, now()::text)
     """,
 ]

@@ -16,7 +16,7 @@ import sqlite_utils
 
 from ivr.errors import StoreError
 from ivr.store.base import KeyedAudit, Row, utc
-from ivr.store.schema import MIGRATIONS
+from ivr.store.schema import MIGRATIONS, statements
 from ivr.store.sqlite_optout_key import ENV, FICTION_GLOB, KEY_SETTING
 
 # What a store that is away raises; `retryable` tells a lock, a full disk or an I/O error
@@ -55,9 +55,8 @@ class SQLiteCore(KeyedAudit):
                              f"program ({len(MIGRATIONS)}): upgrade ivr")
         for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
             with self.transaction():
-                for statement in script.split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
+                for statement in statements(script):
+                    self.db.execute(statement)
             if self.version != number:  # each script sets its own version: a typo would loop
                 raise StoreError(f"internal: migration {number} did not set user_version")
 

@@ -62,6 +62,10 @@ SCANS: dict[str, Scan] = {
         "instr(action, :n) > 0 OR instr(subject_hash, :n) > 0 OR instr(detail, :n) > 0 OR "
         "instr(actor, :n) > 0",
         ("id", "at", "action", "subject_hash", "detail", "actor"), ()),
+    # The report's counts (schema 10): a campaign and a list name are free text.
+    "call_counts": (
+        "SELECT * FROM call_counts WHERE instr(campaign, :n) > 0 OR instr(source, :n) > 0",
+        ("campaign", "source"), ("attempt", "outcome", "slot", "n")),
     # These hold no numbers by design; every column is read so a number that leaked in is found.
     "controllers": (
         "SELECT * FROM controllers WHERE instr(id, :n) > 0 OR instr(campaign, :n) > 0 OR "

@@ -1,7 +1,8 @@
 """The SQLite backend's reads for planning, preflight and the report.
 
-A campaign filter of None means every campaign: `(:campaign IS NULL OR campaign = :campaign)`
-keeps one written-out statement per question instead of assembling conditions.
+The report's reads have two written-out statements each, one campaign or all (None): an
+`(:campaign IS NULL OR ...)` predicate would keep SQLite from using the index. Its call counts
+come from call_counts (schema migration 10: kept by triggers), never from a scan of calls.
 """
 from __future__ import annotations
 
@@ -24,14 +25,8 @@ class RecordsSQL(SQLiteCore):
     def contact_status_counts(self, campaign: str | None = None) -> dict[str, int]:
         """Contacts per status: of one campaign (its bindings; an opposed number counts as
         opted_out), or of the whole store (None)."""
-        rows = self._rows(
-            "SELECT status, COUNT(*) AS n FROM contacts WHERE :campaign IS NULL GROUP BY status "
-            "UNION ALL SELECT CASE WHEN k.status = 'opted_out' THEN 'opted_out' "
-            "ELSE b.status END, COUNT(*) FROM campaign_contacts b JOIN contacts k "
-            "ON k.id = b.contact_id WHERE b.campaign = :campaign GROUP BY 1",
-            {"campaign": campaign})
         out: dict[str, int] = {}
-        for r in rows:
+        for r in self.contacts_per_source(campaign):
             out[r["status"]] = out.get(r["status"], 0) + int(r["n"])
         return out
 
@@ -60,37 +55,74 @@ class RecordsSQL(SQLiteCore):
     # -- the report ---------------------------------------------------------------------------
     def call_totals(self, campaign: str | None = None) -> tuple[int, int]:
         """(attempts, attempts without an outcome yet)."""
-        row = self._row("SELECT COUNT(*) AS n, SUM(outcome IS NULL) AS open FROM calls "
-                        "WHERE (:campaign IS NULL OR campaign = :campaign)",
-                        {"campaign": campaign}) or {}
+        if campaign is None:
+            row = self._row(
+                "SELECT SUM(n) AS n, SUM(CASE WHEN outcome IS NULL THEN n ELSE 0 END) AS open "
+                "FROM call_counts")
+        else:
+            row = self._row(
+                "SELECT SUM(n) AS n, SUM(CASE WHEN outcome IS NULL THEN n ELSE 0 END) AS open "
+                "FROM call_counts WHERE campaign = :campaign",
+                {"campaign": campaign})
+        row = row or {}
         return int(row.get("n") or 0), int(row.get("open") or 0)
 
     def outcomes_per_attempt(self, campaign: str | None = None) -> dict[int, dict[str, int]]:
-        """Ended calls per attempt number, then per outcome."""
+        """Ended calls per attempt number, then per outcome. A call_counts key whose calls
+        all went elsewhere (a later outcome, an erasure) sums to 0: no count."""
         out: dict[int, dict[str, int]] = {}
-        for r in self._rows("SELECT attempt, outcome, COUNT(*) AS n FROM calls "
-                            "WHERE outcome IS NOT NULL AND (:campaign IS NULL OR "
-                            "campaign = :campaign) GROUP BY attempt, outcome ORDER BY attempt",
-                            {"campaign": campaign}):
+        if campaign is None:
+            rows = self._rows(
+                "SELECT attempt, outcome, SUM(n) AS n FROM call_counts WHERE outcome IS NOT "
+                "NULL GROUP BY attempt, outcome HAVING SUM(n) != 0 ORDER BY attempt, outcome")
+        else:
+            rows = self._rows(
+                "SELECT attempt, outcome, SUM(n) AS n FROM call_counts WHERE campaign = "
+                ":campaign AND outcome IS NOT NULL GROUP BY attempt, outcome HAVING SUM(n) != 0 "
+                "ORDER BY attempt, outcome",
+                {"campaign": campaign})
+        for r in rows:
             out.setdefault(int(r["attempt"]), {})[r["outcome"]] = int(r["n"])
         return out
 
     def contacts_per_source(self, campaign: str | None = None) -> list[Row]:
         """source, status, n: the campaign's contacts (its bindings: the list and progress in
-        that campaign, an opposed number as opted_out), or every contact of the store (None)."""
-        return self._rows(
-            "SELECT source, status, COUNT(*) AS n FROM contacts WHERE :campaign IS NULL "
-            "GROUP BY source, status UNION ALL SELECT b.source, CASE WHEN k.status = "
-            "'opted_out' THEN 'opted_out' ELSE b.status END, COUNT(*) FROM campaign_contacts b "
-            "JOIN contacts k ON k.id = b.contact_id WHERE b.campaign = :campaign "
-            "GROUP BY 1, 2 ORDER BY 1, 2", {"campaign": campaign})
+        that campaign, an opposed number as opted_out), or every contact of the store (None).
+        A campaign's: its bindings per (list, status) from an index, then the bindings of the
+        opposed numbers (few, found through contacts_status) moved to opted_out, so no join
+        over every binding (CROSS JOIN: SQLite then walks the opposed contacts first)."""
+        if campaign is None:
+            rows = self._rows(
+                "SELECT source, status, COUNT(*) AS n FROM contacts GROUP BY source, status "
+                "ORDER BY source, status")
+        else:
+            rows = self._rows(
+                "SELECT source, status, SUM(n) AS n FROM (SELECT source, status, COUNT(*) AS n "
+                "FROM campaign_contacts WHERE campaign = :campaign GROUP BY source, status "
+                "UNION ALL SELECT b.source, b.status, -COUNT(*) FROM contacts k CROSS JOIN "
+                "campaign_contacts b ON b.contact_id = k.id AND b.campaign = :campaign WHERE "
+                "k.status = 'opted_out' AND b.status != 'opted_out' GROUP BY b.source, b.status "
+                "UNION ALL SELECT b.source, 'opted_out', COUNT(*) FROM contacts k CROSS JOIN "
+                "campaign_contacts b ON b.contact_id = k.id AND b.campaign = :campaign WHERE "
+                "k.status = 'opted_out' AND b.status != 'opted_out' GROUP BY b.source) GROUP BY "
+                "source, status HAVING SUM(n) > 0 ORDER BY source, status",
+                {"campaign": campaign})
+        return rows
 
     def outcomes_per_source(self, campaign: str | None = None) -> list[Row]:
-        """source (None for calls whose contact is gone), outcome, n, for ended calls."""
-        return self._rows("SELECT k.source AS source, c.outcome AS outcome, COUNT(*) AS n "
-                          "FROM calls c LEFT JOIN contacts k ON k.id = c.contact_id "
-                          "WHERE c.outcome IS NOT NULL AND (:campaign IS NULL OR "
-                          "c.campaign = :campaign) GROUP BY 1, 2", {"campaign": campaign})
+        """source (None for calls whose contact is gone), outcome, n, for ended calls; NULL
+        source first, then by source and outcome."""
+        if campaign is None:
+            rows = self._rows(
+                "SELECT source, outcome, SUM(n) AS n FROM call_counts WHERE outcome IS NOT NULL "
+                "GROUP BY source, outcome HAVING SUM(n) != 0 ORDER BY source, outcome")
+        else:
+            rows = self._rows(
+                "SELECT source, outcome, SUM(n) AS n FROM call_counts WHERE campaign = "
+                ":campaign AND outcome IS NOT NULL GROUP BY source, outcome HAVING SUM(n) != 0 "
+                "ORDER BY source, outcome",
+                {"campaign": campaign})
+        return rows
 
     def optout_count(self) -> int:
         row = self._row("SELECT COUNT(*) AS n FROM optouts") or {}
