@@ -169,7 +169,9 @@ MIGRATIONS: list[str] = [
     # 0.5 s). One row per (campaign, attempt, the contact's list, outcome): source NULL for a
     # call without a contact, outcome NULL while in flight; `slot` is 0 here (PostgreSQL: the
     # writing backend, so concurrent writers never share a row). A row is bumped through the
-    # view call_counts_bump (its INSTEAD OF trigger: add to the row, or create it). The
+    # view call_counts_bump (its INSTEAD OF trigger: add to the row, or create it; inside a
+    # trigger, changes() counts the trigger's own last statement). They cost a call's claim and
+    # settlement ~50 % more SQLite VM steps (530 -> 740), ~0.05 ms of CPU. The
     # indexes: the report's contact counts read the bindings' (source, status) from an index,
     # and only the opposed contacts' bindings are joined.
     """
@@ -188,8 +190,7 @@ MIGRATIONS: list[str] = [
             AND attempt = NEW.attempt AND outcome IS NEW.outcome AND source IS NEW.source;
         INSERT INTO call_counts (campaign, attempt, source, outcome, n)
             SELECT NEW.campaign, NEW.attempt, NEW.source, NEW.outcome, NEW.d
-            WHERE NOT EXISTS (SELECT 1 FROM call_counts WHERE campaign = NEW.campaign
-                AND attempt = NEW.attempt AND outcome IS NEW.outcome AND source IS NEW.source);
+            WHERE changes() = 0;           -- the UPDATE just above found no row
     END;
     CREATE TRIGGER call_counts_insert AFTER INSERT ON calls BEGIN
         INSERT INTO call_counts_bump SELECT NEW.campaign, NEW.attempt,
