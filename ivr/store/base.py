@@ -132,9 +132,12 @@ class StoreBackend(Protocol):
     # worker thread so no round trip stalls the loop. shares_work: several controllers may run
     # one campaign together (hold_run does not refuse a second). controller_id: this run's id
     # while hold_run holds the store (written to calls.controller), else None.
+    # reclaim_in_background: set by the console: what checkpoint_wal does after an erasure
+    # may follow the answer (PostgreSQL's rewrite of the changed tables takes seconds).
     remote: bool
     shares_work: bool
     controller_id: str | None
+    reclaim_in_background: bool
 
     def transaction(self) -> AbstractContextManager[None]: ...
     def hold_run(self, owner: RunOwner, campaign: str) -> AbstractContextManager[None]: ...

@@ -31,6 +31,7 @@ __all__ = ["MIGRATIONS", "CallResult", "Claim", "History", "Store", "campaign_ta
 class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL, ConsoleSQL, ControllersSQL, ExportSQL):
     remote = False  # a local file: its calls are fast enough to run on the event loop
     shares_work = False  # one `ivr run` per campaign (sqlite_controllers.hold_run)
+    reclaim_in_background = False  # unused: the WAL checkpoint after an erasure is quick
 
     @classmethod
     def open(cls, path: str | Path, optout_key: bytes | None = None,
