@@ -43,33 +43,31 @@ _RECLAIM_LOCK = threading.Lock()  # the tables to rewrite, and the thread rewrit
 # The leftover scan (twin of sqlite_privacy.SCANS): for every table of the schema, one
 # written-out statement returning the rows where the number's text may be (Python then keeps
 # only whole numbers). In the four big tables, a column that holds whole numbers by design is
-# searched through its index (a prefix range: every copy there starts with the number) and the
-# free text by strpos(); the columns the program fills with typed values are left out, as
+# searched by strpos() in the same pass as the free text (a range on its index, [number, number
+# with its last digit + 1), is empty for a number ending in 9 in any collation but C: ':' sorts
+# before the digits there); the columns the program fills with typed values are left out, as
 # SQLite's SCANS classifies them (BIG_SCANS names the same columns: a test checks it). Casting
 # every row to text read 300,000 calls, 100,000 contacts and their bindings in 1.9 s; this
-# reads their indexes and a few text columns. The small tables are read whole (the row as
+# reads a few text columns. The small tables are read whole (the row as
 # text). A table listed nowhere, or a new column of a big table, stops an erasure.
 BIG_SCANS: dict[str, str] = {
     "contacts":
-        "SELECT * FROM contacts WHERE number >= %(n)s AND number < %(above)s UNION ALL "
-        "SELECT * FROM contacts WHERE strpos(name, %(n)s) > 0 OR strpos(timezone, %(n)s) > 0 "
-        "OR strpos(source, %(n)s) > 0 OR strpos(basis, %(n)s) > 0 OR "
-        "strpos(acquired_on, %(n)s) > 0 OR strpos(extra, %(n)s) > 0 OR "
+        "SELECT * FROM contacts WHERE strpos(number, %(n)s) > 0 OR strpos(name, %(n)s) > 0 "
+        "OR strpos(timezone, %(n)s) > 0 OR strpos(source, %(n)s) > 0 OR "
+        "strpos(basis, %(n)s) > 0 OR strpos(acquired_on, %(n)s) > 0 OR strpos(extra, %(n)s) > 0 OR "
         "strpos(slot, %(n)s) > 0",
     "campaign_contacts":
         "SELECT * FROM campaign_contacts WHERE strpos(campaign, %(n)s) > 0 OR "
         "strpos(source, %(n)s) > 0 OR strpos(basis, %(n)s) > 0 OR "
         "strpos(acquired_on, %(n)s) > 0",
     "calls":
-        "SELECT * FROM calls WHERE number >= %(n)s AND number < %(above)s UNION ALL "
-        "SELECT * FROM calls WHERE strpos(campaign, %(n)s) > 0 OR "
+        "SELECT * FROM calls WHERE strpos(number, %(n)s) > 0 OR strpos(campaign, %(n)s) > 0 OR "
         "strpos(caller_id, %(n)s) > 0 OR strpos(channel_id, %(n)s) > 0 OR "
         "strpos(hangup_cause, %(n)s) > 0 OR strpos(amd_status, %(n)s) > 0 OR "
         "strpos(node, %(n)s) > 0 OR strpos(controller, %(n)s) > 0",
     "consents":
-        "SELECT * FROM consents WHERE number >= %(n)s AND number < %(above)s UNION ALL "
-        "SELECT * FROM consents WHERE strpos(caller_id, %(n)s) > 0 OR "
-        "strpos(campaign, %(n)s) > 0 OR strpos(prompt_key, %(n)s) > 0 OR "
+        "SELECT * FROM consents WHERE strpos(number, %(n)s) > 0 OR "
+        "strpos(caller_id, %(n)s) > 0 OR strpos(campaign, %(n)s) > 0 OR strpos(prompt_key, %(n)s) > 0 OR "
         "strpos(slot, %(n)s) > 0 OR strpos(amd_status, %(n)s) > 0",
 }
 SCANNED_TABLES: dict[str, str] = {
@@ -112,6 +110,11 @@ class PgPrivacySQL(PgCore):
     reclaim_delay_s = 2.0
     reclaim_max_wait_s = 60.0
     reclaim_retry_s = 5.0
+    # In the background, a queued ACCESS EXCLUSIVE request makes every later lock on the table
+    # wait behind it (the controllers' claims and outcomes): wait briefly, back off, give up
+    # after a few tries (the next erasure tries again) rather than stall a run for long.
+    reclaim_background_lock_wait_ms = 200
+    reclaim_background_tries = 6
     _reclaimer: threading.Thread | None = None
     _last_erasure = 0.0
 
@@ -198,14 +201,14 @@ class PgPrivacySQL(PgCore):
             return False
         return self._rewrite()
 
-    def _rewrite(self) -> bool:
+    def _rewrite(self, lock_wait_ms: int | None = None) -> bool:
         """VACUUM FULL of each table still to rewrite; False when a lock was not granted."""
         todo = self._reclaim
         with self.pool.connection() as conn:  # one connection: the SET applies to the VACUUMs
             self._local.conn = conn
             try:
                 self._exec("SELECT set_config('lock_timeout', %(t)s, false)",
-                           {"t": f"{self.reclaim_lock_wait_ms}ms"})
+                           {"t": f"{lock_wait_ms or self.reclaim_lock_wait_ms}ms"})
                 for table, statement in RECLAIM.items():
                     if table in todo:
                         self._exec(statement)
@@ -232,18 +235,22 @@ class PgPrivacySQL(PgCore):
         requests takes a connection), or reclaim_max_wait_s after the last erasure; again
         until nothing is left."""
         try:
-            seen = -1
+            seen, failed = -1, 0
             while True:
                 with _RECLAIM_LOCK:
-                    if not self._reclaim:
+                    if not self._reclaim or failed >= self.reclaim_background_tries:
+                        if self._reclaim:
+                            log.warning("the rewrite after an erasure found its tables busy "
+                                        "%d times: the next erasure retries it", failed)
                         self._reclaimer = None
                         return
                     since = self._last_erasure
                 now, used = time.monotonic(), self.pool.get_stats().get("requests_num", 0)
                 if (used == seen and now >= since + self.reclaim_delay_s) or \
                         now >= since + self.reclaim_max_wait_s:
-                    if not self._rewrite():
-                        time.sleep(self.reclaim_retry_s)
+                    if not self._rewrite(self.reclaim_background_lock_wait_ms):
+                        time.sleep(self.reclaim_retry_s * 2 ** failed)
+                        failed += 1
                     seen = -1
                     continue
                 seen = used
@@ -270,8 +277,7 @@ class PgPrivacySQL(PgCore):
         """'table.column' of every place where the number still appears as a whole number
         (not as the start of a longer one), in the tables of SCANNED_TABLES."""
         pattern = re.compile(re.escape(number) + r"(?![0-9])")
-        # Every text starting with the number sorts in [number, above): its last digit + 1.
-        p = {"n": number, "above": number[:-1] + chr(ord(number[-1]) + 1)}
+        p = {"n": number}
         present = {r["t"] for r in self._rows(  # a table of a later migration may not be
             "SELECT tablename AS t FROM pg_tables WHERE schemaname = current_schema()")}
         return [f"{table}.{column}" for table, sql in SCANNED_TABLES.items() if table in present
