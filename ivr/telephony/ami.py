@@ -14,9 +14,6 @@ panoramisk 1.4 defects handled here (subclass, not a copy):
   Asterisk closes after a refused login): a closed Manager here never connects again.
 - it truncates reconnect_timeout to whole seconds: 0.2 s became 0, a reconnect loop without
   pause while the PBX is down. The delay is kept as given.
-Also: each message is built straight into panoramisk's case-insensitive store (`_message`),
-the same Message its generic build gives, at a third of the cost (that build was most of the
-controller's AMI parsing); bodies, repeated or quoted headers keep panoramisk's own path.
 
 Errors are typed (ivr/telephony/node.py), so callers never match error text: AmiDisconnected
 (a NodeDisconnected) when the link is down or drops before the reply, ActionTimeout when no
@@ -30,7 +27,6 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from panoramisk import Manager
-from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
 from ivr.errors import PbxError
@@ -48,54 +44,6 @@ SHUTTING_DOWN = "shutting down"
 
 
 _CLOSED = Message({"Event": "Closed"})  # queued by close(): the end of events()
-
-
-_GENERIC = ("Response: Follows", "Response: Fail")  # a body: panoramisk's own parse
-_KEEP = ("Event", "Response")  # what panoramisk keeps a message for (case-sensitive)
-
-
-def _message(line: str) -> Message | None:
-    """panoramisk's Message.from_line(line), its store filled directly rather than header by
-    header through a Python __setitem__ (tests/test_ami_message.py compares the two)."""
-    if line.startswith(_GENERIC):
-        return Message.from_line(line)
-    store: dict[str, tuple[str, Any]] = {}
-    kept = False
-    for mline in line.split("\r\n"):
-        key, sep, value = mline.partition(": ")
-        if not sep:
-            continue
-        low = key.lower()
-        if low in store or low in Message.quoted_keys:  # a list, or unquoted: the generic way
-            return Message.from_line(line)
-        store[low] = (key, value)
-        kept = kept or key in _KEEP
-    if not kept:
-        return None
-    store["content"] = ("content", "")  # as Message(headers, content='') sets it, last
-    message: Message = Message.__new__(Message)
-    message._store = store
-    message.manager = None
-    return message
-
-
-class _Protocol(AMIProtocol):  # type: ignore[misc]
-    """panoramisk's framing (messages end with a blank line, a partial one waits for the rest)
-    with the direct build above; save_stream, a debugging aid, is not supported."""
-
-    def data_received(self, data: bytes) -> None:
-        text = data.decode(getattr(self, "encoding", "ascii"), "ignore")
-        if self.version is None and text.startswith("Asterisk Call Manager/"):
-            self.version = text.partition("\r\n")[0].partition("/")[2].strip()
-            self.log.info("protocol version: '%s'", self.version)
-        if self.queue:
-            text = self.queue.popleft() + text
-        lines = text.split("\r\n\r\n")
-        self.queue.append(lines.pop(-1))
-        for line in lines:
-            message = _message(line.strip())
-            if message is not None:
-                self.handle_message(message)
 
 
 class AmiDisconnected(NodeDisconnected):
@@ -161,7 +109,6 @@ class Ami:
         # ping_delay is pushed out of reach: panoramisk's own pinger never checks the Pong.
         self._mgr = _Manager(self, host=host, port=port, username=user, secret=secret,
                              events="on", ping_delay=10**9, ping_interval=10**9,
-                             protocol_factory=_Protocol,
                              reconnect_timeout=reconnect_s, loop=asyncio.get_running_loop(),
                              log=logging.getLogger("ivr.telephony.ami.panoramisk"))
 
