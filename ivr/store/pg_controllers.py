@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -25,6 +26,17 @@ from ivr.store.pg_core import PgCore
 log = logging.getLogger(__name__)
 
 MAX_LEASE_S = 30.0  # issue 14: a dead controller's attempts wait at most this long
+FOLD_EVERY_S = 600.0  # how often a controller folds the report counts of gone connections
+# The report's call_counts hold a row per key and writing connection (pg_schema 10: writers
+# never share a row). The pool replaces its connections (hourly, or idle), so the rows of
+# connections that are gone are summed into slot 0: the count stays bounded by the keys and
+# the live connections. A gone pid cannot write again; a reused one is live, so left alone.
+FOLD_COUNTS = (
+    "WITH gone AS (DELETE FROM call_counts WHERE slot = 0 OR slot NOT IN "
+    "(SELECT pid FROM pg_stat_activity) RETURNING campaign, attempt, source, outcome, n) "
+    "INSERT INTO call_counts (campaign, attempt, source, outcome, slot, n) "
+    "SELECT campaign, attempt, source, outcome, 0, SUM(n) FROM gone "
+    "GROUP BY campaign, attempt, source, outcome HAVING SUM(n) != 0")
 
 
 def check_lease(lease_s: float) -> float:
@@ -44,6 +56,7 @@ class Heartbeat(threading.Thread):
         self.controller, self.every_s = controller, every_s
         self.stopping = threading.Event()
         self.beats = 0
+        self._folded_at = time.monotonic()
         # Why the last beat failed ("" once one is written again): the run reads it to pause
         # with a clear message even when none of its own writes is failing yet.
         self.problem = ""
@@ -59,6 +72,9 @@ class Heartbeat(threading.Thread):
                              (utc(datetime.now(timezone.utc)), self.controller))
                 self.beats += 1
                 self.problem = ""
+                if time.monotonic() - self._folded_at >= FOLD_EVERY_S:
+                    conn.execute(FOLD_COUNTS)
+                    self._folded_at = time.monotonic()
                 if failing:
                     log.warning("controller heartbeat: written again")
                 failing = False
@@ -94,6 +110,7 @@ class PgControllersSQL(PgCore):
                        "heartbeat_at, lease_s) VALUES (%s, %s, %s, %s, %s, %s, %s)",
                        (controller, campaign, owner.host, owner.pid, utc(owner.started), now,
                         self.lease_s))
+            self._exec(FOLD_COUNTS)
         except psycopg.OperationalError as exc:
             raise StoreError(f"cannot register this controller in the store: "
                              f"{' '.join(str(exc).split())}") from None
