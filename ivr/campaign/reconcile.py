@@ -1,9 +1,10 @@
 """Reconciliation: after a restart or a reconnect, the dialer asks a node for its live
 channels, adopts the open attempts still up there and settles those that are gone as `error`.
-Per node and per campaign: other nodes' attempts, and other campaigns' runs sharing the node
-and the store, are never touched. Nor are our calls sent on the link that answers (issue 14):
-Asterisk answers an Async Originate before its channel exists, so its absence from
-CoreShowChannels says nothing, and that link's own events report what becomes of it."""
+Per node, per campaign and per controller: other nodes' attempts, other campaigns' runs sharing
+the node and the store, and another live controller's calls are never touched (issue 14); nor
+are our calls sent on the link that answers: Asterisk answers an Async Originate before its
+channel exists, so its absence from CoreShowChannels says nothing, and that link's own events
+report what becomes of it."""
 from __future__ import annotations
 
 import asyncio
@@ -36,9 +37,12 @@ async def node(dialer: Dialer, ns: NodeState) -> int:
         # Only attempts that existed before asking the node: a newer one may be missing
         # from the answer and must not be taken for gone.
         dialer.writer.flush()
-        # This campaign's only: another campaign's run shares the node and the store.
+        # This campaign's only: another campaign's run shares the node and the store. And
+        # this controller's (issue 14): another live controller's queued Originate is absent
+        # from CoreShowChannels too; a dead one's (stopped, lease expired) are ours to settle.
         open_calls = await dialer.off_loop(dialer.store.open_calls, ns.name,
-                                           dialer.cfg.campaign.name)
+                                           dialer.cfg.campaign.name,
+                                           getattr(dialer.store, "controller_id", None))
         link = ns.node.link  # the link CoreShowChannels goes out, and is answered, on
         live = await ns.node.channels()
         return _settle(dialer, ns, open_calls, live, link)

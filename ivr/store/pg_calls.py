@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from ivr.callflow import outcomes
@@ -189,12 +189,21 @@ class PgCallsSQL(PgCore):
                    "AND campaign = %s AND status != 'opted_out'", (status, contact_id, campaign))
 
     # -- many calls ---------------------------------------------------------------------------
-    def open_calls(self, node: str | None = None, campaign: str | None = None) -> list[Row]:
-        """Attempts without an outcome, of one node and/or campaign (sqlite_calls says why)."""
-        return self._rows("SELECT * FROM calls WHERE outcome IS NULL "
-                          "AND (%(node)s::text IS NULL OR node = %(node)s) "
-                          "AND (%(campaign)s::text IS NULL OR campaign = %(campaign)s) "
-                          "ORDER BY id", {"node": node, "campaign": campaign})
+    def open_calls(self, node: str | None = None, campaign: str | None = None,
+                   controller: str | None = None) -> list[Row]:
+        """Attempts without an outcome, of one node and/or campaign, and given a controller
+        only its own, those with none recorded and those of a controller no longer alive
+        (stopped, lease expired, unregistered): sqlite_calls says why."""
+        return self._rows(
+            "SELECT c.* FROM calls c LEFT JOIN controllers k ON k.id = c.controller "
+            "WHERE c.outcome IS NULL AND (%(node)s::text IS NULL OR c.node = %(node)s) "
+            "AND (%(campaign)s::text IS NULL OR c.campaign = %(campaign)s) "
+            "AND (%(me)s::text IS NULL OR c.controller IS NULL OR c.controller = %(me)s "
+            "OR k.id IS NULL OR k.stopped_at IS NOT NULL OR "
+            "k.heartbeat_at::timestamptz + k.lease_s * interval '1 second' "
+            "< %(now)s::timestamptz) ORDER BY c.id",
+            {"node": node, "campaign": campaign, "me": controller,
+             "now": utc(datetime.now(timezone.utc))})
 
     def last_call_id(self) -> int:
         row = self._row("SELECT COALESCE(MAX(id), 0) AS m FROM calls")

@@ -6,7 +6,7 @@ import hashlib
 import json
 import secrets
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from ivr.callflow import outcomes
@@ -205,14 +205,27 @@ class CallsSQL(SQLiteCore):
                              (status, contact_id, campaign))
 
     # -- many calls ---------------------------------------------------------------------------
-    def open_calls(self, node: str | None = None, campaign: str | None = None) -> list[Row]:
+    def open_calls(self, node: str | None = None, campaign: str | None = None,
+                   controller: str | None = None) -> list[Row]:
         """Attempts without an outcome: in flight, or left behind by a crash. Given a node
         and/or a campaign, only the attempts that node placed for that campaign (a
-        reconciliation must not touch another node's, nor another campaign's live calls)."""
-        return self._rows("SELECT * FROM calls WHERE outcome IS NULL "
-                          "AND (:node IS NULL OR node = :node) "
-                          "AND (:campaign IS NULL OR campaign = :campaign) ORDER BY id",
-                          {"node": node, "campaign": campaign})
+        reconciliation must not touch another node's, nor another campaign's live calls).
+        Given a controller (issue 14), only its own, those no controller recorded, and those
+        of a controller no longer alive: stopped, lease expired, unregistered, or any other
+        while this store holds the campaign's run lock. Another LIVE controller's queued
+        Originate is absent from CoreShowChannels too: settling it would dial it twice."""
+        held = int(campaign is not None and
+                   getattr(self, "_held_campaign", None) == campaign)
+        return self._rows(
+            "SELECT c.* FROM calls c LEFT JOIN controllers k ON k.id = c.controller "
+            "WHERE c.outcome IS NULL AND (:node IS NULL OR c.node = :node) "
+            "AND (:campaign IS NULL OR c.campaign = :campaign) "
+            "AND (:me IS NULL OR c.controller IS NULL OR c.controller = :me OR :held "
+            "OR k.id IS NULL OR k.stopped_at IS NOT NULL OR "
+            "(julianday(:now) - julianday(k.heartbeat_at)) * 86400.0 > k.lease_s) "
+            "ORDER BY c.id",
+            {"node": node, "campaign": campaign, "me": controller, "held": held,
+             "now": utc(datetime.now(timezone.utc))})
 
     def last_call_id(self) -> int:
         """The newest attempt's id, 0 when there is none (a run counts what comes after)."""

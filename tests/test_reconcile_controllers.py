@@ -1,0 +1,113 @@
+"""Reconciliation with several controllers on one node (issue 14): a controller settles only
+its own open attempts, those no controller recorded, and those of a controller no longer alive
+(stopped, lease expired, unregistered; on SQLite any other while it holds the run lock). Another
+live controller's Async Originate has no channel yet either: settled `error` + retry, the number
+would be called twice.
+
+The store on both backends (`store` fixture), then the real dialer and AmiNode against the fake
+PBX over sockets, SQLite store."""
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from conftest import add_contact, attempt
+from ivr.store import Store, utc
+from ivr.store.base import RunOwner
+from ivr.telephony.fake_pbx import answer
+
+from test_dialer import _open_attempt, fiction, rig
+
+NOW = datetime.now(timezone.utc)  # heartbeats are compared with the real clock
+
+
+def register(s: Store, controller: str, campaign: str, *, beat: datetime = NOW,
+             stopped: bool = False) -> None:
+    """A controllers row as hold_run writes it (lease 15 s)."""
+    s.db.execute("INSERT INTO controllers (id, campaign, host, pid, started_at, heartbeat_at, "
+                 "lease_s, stopped_at) VALUES (?, ?, 'h', 1, ?, ?, 15, ?)",
+                 (controller, campaign, utc(beat), utc(beat), utc(NOW) if stopped else None))
+
+
+def placed_by(s: Store, controller: str | None, number: str, node: str = "n1") -> int:
+    """An open attempt of campaign c1 on `node`, placed by `controller` (None: none recorded)."""
+    s.controller_id = controller
+    try:
+        return int(attempt(s, add_contact(s, number, at=NOW), "c1", "+33162000000", NOW,
+                           node=node)["id"])
+    finally:
+        s.controller_id = None
+
+
+def test_open_calls_of_one_controller_leave_another_live_ones(store: Store) -> None:
+    s = store
+    register(s, "ctl-a", "c1")
+    register(s, "ctl-b", "c1")                                       # alive
+    register(s, "ctl-c", "c1", stopped=True)                         # stopped
+    register(s, "ctl-d", "c1", beat=NOW - timedelta(seconds=60))     # lease expired
+    mine = placed_by(s, "ctl-a", "+33162000001")
+    theirs = placed_by(s, "ctl-b", "+33162000002")
+    stopped = placed_by(s, "ctl-c", "+33162000003")
+    expired = placed_by(s, "ctl-d", "+33162000004")
+    legacy = placed_by(s, None, "+33162000005")
+    unknown = placed_by(s, "ctl-x", "+33162000006")                  # never registered
+    elsewhere = placed_by(s, "ctl-a", "+33162000007", node="n2")
+    assert [r["id"] for r in s.open_calls("n1", "c1", "ctl-a")] == \
+        [mine, stopped, expired, legacy, unknown]
+    assert [r["id"] for r in s.open_calls("n1", "c1", "ctl-b")] == \
+        [theirs, stopped, expired, legacy, unknown]
+    # No controller given: every open attempt of the node and campaign, as before.
+    assert [r["id"] for r in s.open_calls("n1", "c1")] == \
+        [mine, theirs, stopped, expired, legacy, unknown]
+    assert [r["id"] for r in s.open_calls("n2", "c1", "ctl-b")] == []
+    assert [r["id"] for r in s.open_calls("n2", "c1", "ctl-a")] == [elsewhere]
+
+
+def test_a_restarted_sqlite_run_holding_the_lock_reconciles_its_crashed_predecessors(
+        tmp_path: Path) -> None:
+    """SQLite: one run per campaign, so the lock proves the previous run (new id, heartbeat
+    still fresh after a SIGKILL) is gone: its attempts are the restarted run's to settle."""
+    s = Store.open(tmp_path / "ivr.db")
+    register(s, "crashed", "c1")
+    left = placed_by(s, "crashed", "+33162000001")
+    assert s.open_calls("n1", "c1", "someone") == []  # lock not held: its lease runs
+    with s.hold_run(RunOwner(4242, "h", NOW), "c1"):
+        me = s.controller_id
+        assert me is not None
+        assert [r["id"] for r in s.open_calls("n1", "c1", me)] == [left]
+
+
+def test_a_reconnect_leaves_another_live_controllers_queued_call_open(tmp_path: Path) -> None:
+    """Controller A's link drops and comes back; CoreShowChannels lists none of these calls.
+    B's (alive, its Originate queued) stays open; A's own, a stopped controller's and one with
+    no controller recorded are settled `error` / reconciled."""
+    own_n, b_n, stopped_n, legacy_n = fiction(10), fiction(11), fiction(12), fiction(13)
+    callees = {n: answer() for n in (own_n, b_n, stopped_n, legacy_n)}
+
+    async def scenario() -> dict[str, dict[str, Any]]:
+        async with rig(tmp_path, callees) as r:
+            register(r.store, "ctl-a", "utest")
+            register(r.store, "ctl-b", "utest")
+            register(r.store, "ctl-c", "utest", stopped=True)
+            ids = {}
+            for who, n in (("ctl-b", b_n), ("ctl-c", stopped_n), (None, legacy_n),
+                           ("ctl-a", own_n)):
+                r.store.controller_id = who
+                ids[n] = _open_attempt(r.store, r.cfg, n, "pbx")
+            r.store.controller_id = "ctl-a"  # this run: controller A
+            try:
+                logins = r.pbx.logins
+                r.pbx.drop()
+                # A's own attempt comes last in id order: once it is settled, all were judged.
+                await r.until(lambda: r.pbx.logins > logins and
+                              bool(r.store.call(ids[own_n])["outcome"]))
+                return {c["number"]: c for c in r.calls()}
+            finally:
+                r.store.controller_id = None
+    by_number = asyncio.run(scenario())
+    assert by_number[b_n]["outcome"] is None  # B's call: untouched, B's events settle it
+    assert by_number[b_n]["controller"] == "ctl-b"
+    for n in (own_n, stopped_n, legacy_n):
+        assert (by_number[n]["outcome"], by_number[n]["stage"]) == ("error", "reconciled"), n
