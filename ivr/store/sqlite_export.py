@@ -25,7 +25,7 @@ from ivr.store.base import Row
 from ivr.store.sqlite_core import SQLiteCore
 
 BATCH = 5000  # calls per fetch: one chunk of ~0.5 MB
-FIRST_BATCH = 500  # the first chunk: the download starts as soon as with 64 KB of csv.writer
+FIRST_BATCH = 1000  # the first chunk: ~110 KB, past the console pipe's 64 KB, sent at once
 _HEAD = itemgetter(0)
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 _NOT_PLAIN = ('"', "\r", "\n", "\x00", ",=", ",+", ",-", ",@", ",\t")  # in a plain head
