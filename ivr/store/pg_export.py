@@ -5,8 +5,9 @@ The lines are byte for byte those of csv.writer (QUOTE_MINIMAL, "\\r\\n") over
 report._safe_cell of str(value) (see sqlite_export.py). Here every field goes through the SQL
 expressions: PostgreSQL's regular expressions and replace() run at C speed, and the columns are
 typed (an integer's text is Python's str; text holds no NUL), so no value needs `render`.
-COPY (SELECT ...) TO STDOUT (FORMAT csv) was measured too: it ends lines with LF alone and
-quotes an empty string (NULL's twin), so each row would need rewriting in Python.
+COPY (SELECT ...) TO STDOUT (FORMAT csv) was measured too: it quotes an empty string (NULL's
+twin: NULLIF(x, '') avoids it) and ends lines with LF alone, so each row is rewritten in Python:
+1.40 s instead of 1.86 s for 300,000 calls, but 0.31 s of the console's CPU instead of 0.08 s.
 """
 from __future__ import annotations
 
