@@ -20,12 +20,14 @@ from ivr.telephony.fake_pbx import answer
 
 from test_dialer import _open_attempt, fiction, rig
 
-NOW = datetime.now(timezone.utc)  # heartbeats are compared with the real clock
+NOW = datetime.now(timezone.utc)  # an attempt's times (not the leases)
 
 
-def register(s: Store, controller: str, campaign: str, *, beat: datetime = NOW,
+def register(s: Store, controller: str, campaign: str, *, beat_age_s: float = 0.0,
              stopped: bool = False) -> None:
-    """A controllers row as hold_run writes it (lease 15 s)."""
+    """A controllers row as hold_run writes it (lease 15 s), its heartbeat `beat_age_s` old
+    on the real clock the store compares leases with."""
+    beat = datetime.now(timezone.utc) - timedelta(seconds=beat_age_s)
     s.db.execute("INSERT INTO controllers (id, campaign, host, pid, started_at, heartbeat_at, "
                  "lease_s, stopped_at) VALUES (?, ?, 'h', 1, ?, ?, 15, ?)",
                  (controller, campaign, utc(beat), utc(beat), utc(NOW) if stopped else None))
@@ -46,7 +48,7 @@ def test_open_calls_of_one_controller_leave_another_live_ones(store: Store) -> N
     register(s, "ctl-a", "c1")
     register(s, "ctl-b", "c1")                                       # alive
     register(s, "ctl-c", "c1", stopped=True)                         # stopped
-    register(s, "ctl-d", "c1", beat=NOW - timedelta(seconds=60))     # lease expired
+    register(s, "ctl-d", "c1", beat_age_s=60)     # lease expired
     mine = placed_by(s, "ctl-a", "+33162000001")
     theirs = placed_by(s, "ctl-b", "+33162000002")
     stopped = placed_by(s, "ctl-c", "+33162000003")
