@@ -80,15 +80,19 @@ def serve_web(base: Path, concurrent: int, port: int) -> None:
 
 
 def start_web(base: Path, concurrent: int) -> tuple[subprocess.Popen, str]:
-    import httpx
     port = bench_capacity.free_port()
     proc = subprocess.Popen([sys.executable, __file__, "--serve-web", str(base), str(concurrent),
                              str(port)], env={**os.environ, "IVR_WEB_SECRET": "b" * 64})
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
+    return proc, wait_for_console(proc, f"http://127.0.0.1:{port}", 300)
+
+
+def wait_for_console(proc: subprocess.Popen, url: str, tries: int) -> str:
+    """The console's URL once /login answers (0.1 s between tries); SystemExit if it never does."""
+    import httpx
+    for _ in range(tries):
         try:
             if httpx.get(f"{url}/login", timeout=1).status_code == 200:
-                return proc, url
+                return url
         except httpx.HTTPError:
             time.sleep(0.1)
     proc.terminate()

@@ -122,20 +122,11 @@ def serve_web(base: Path, url: str) -> None:
 
 
 def start_web(base: Path, url: str) -> tuple[subprocess.Popen, str]:
-    import httpx
     port = bench_web.bench_capacity.free_port()
     proc = subprocess.Popen([sys.executable, __file__, "--serve-web", str(base), url],
                             env={**os.environ, "IVR_WEB_SECRET": "b" * 64,
                                  "BENCH_WEB_PORT": str(port)})
-    web = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{web}/login", timeout=1).status_code == 200:
-                return proc, web
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.terminate()
-    raise SystemExit("the console did not start")
+    return proc, bench_web.wait_for_console(proc, f"http://127.0.0.1:{port}", 600)
 
 
 def sizes(store: Any) -> dict[str, str]:

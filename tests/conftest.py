@@ -266,3 +266,14 @@ def pg_store_url(pg_cluster: PgCluster, pg_migrated: str,
         yield pg_cluster.url_for(name)
     finally:
         pg_cluster.drop_database(name)
+
+
+@pytest.fixture
+def pg_store(pg_store_url: str) -> Iterator[Any]:
+    """A PostgreSQL store open on a fresh migrated database (no rows), closed after the test."""
+    from ivr.store.pg import PgStore
+    store = PgStore.open(pg_store_url, optout_key=b"test-key")
+    try:
+        yield store
+    finally:
+        store.close()

@@ -4,7 +4,6 @@ FOLD_EVERY_S from its heartbeat), so the table stays bounded while the report is
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime, timezone
 
 import psycopg
@@ -18,12 +17,8 @@ TS = "2026-03-04T10:00:00.000Z"
 
 
 @pytest.fixture
-def pg(pg_store_url: str) -> Iterator[PgStore]:
-    store = PgStore.open(pg_store_url, optout_key=b"test-key")
-    try:
-        yield store
-    finally:
-        store.close()
+def pg(pg_store: PgStore) -> PgStore:
+    return pg_store
 
 
 def write_calls_from_a_connection(url: str, outcomes: list[str | None]) -> None:

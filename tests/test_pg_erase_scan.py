@@ -25,12 +25,8 @@ N = "+33612345678"
 
 
 @pytest.fixture
-def pg(pg_store_url: str) -> Iterator[PgStore]:
-    store = PgStore.open(pg_store_url, optout_key=b"test-key")
-    try:
-        yield store
-    finally:
-        store.close()
+def pg(pg_store: PgStore) -> PgStore:
+    return pg_store
 
 
 def add(store: PgStore, number: str, source: str = "list") -> int:
