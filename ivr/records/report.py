@@ -28,7 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ivr.callflow import outcomes as outcome_table
-from ivr.store.base import Row, StoreBackend
+from ivr.store.base import Row, StoreBackend, status_totals
 
 HUMAN_ANSWERED = outcome_table.HUMAN_ANSWERED
 CONSENTED = outcome_table.CONSENTED
@@ -80,9 +80,7 @@ def summary(store: StoreBackend, campaign: str | None = None) -> dict[str, Any]:
     answered = sum(n for o, n in outcomes.items() if o in outcome_table.ANSWERED)
     human = sum(n for o, n in outcomes.items() if o in HUMAN_ANSWERED)
     said_yes = sum(outcomes.get(o, 0) for o in CONSENTED)
-    by_status: dict[str, int] = {}
-    for r in by_source:
-        by_status[r["status"]] = by_status.get(r["status"], 0) + int(r["n"])
+    by_status = status_totals(by_source)
     statuses = {s: 0 for s in outcome_table.CONTACT_STATUSES}
     for status in sorted(by_status):  # an unexpected status after the known ones
         statuses[status] = by_status[status]

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import os
 import socket
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,6 +22,15 @@ Row = dict[str, Any]
 def utc(now: datetime) -> str:
     """The one text form of an instant in the store: ISO 8601, UTC, milliseconds, 'Z'."""
     return now.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def status_totals(by_source: Iterable[Row]) -> dict[str, int]:
+    """Contacts per status from contacts_per_source's rows (source, status, n): what both
+    backends' contact_status_counts answer, and what the report sums without a second read."""
+    out: dict[str, int] = {}
+    for r in by_source:
+        out[r["status"]] = out.get(r["status"], 0) + int(r["n"])
+    return out
 
 
 def parse_utc(text: str) -> datetime:

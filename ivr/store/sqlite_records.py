@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ivr.store.base import Row
+from ivr.store.base import Row, status_totals
 from ivr.store.sqlite_core import SQLiteCore
 
 
@@ -25,10 +25,7 @@ class RecordsSQL(SQLiteCore):
     def contact_status_counts(self, campaign: str | None = None) -> dict[str, int]:
         """Contacts per status: of one campaign (its bindings; an opposed number counts as
         opted_out), or of the whole store (None)."""
-        out: dict[str, int] = {}
-        for r in self.contacts_per_source(campaign):
-            out[r["status"]] = out.get(r["status"], 0) + int(r["n"])
-        return out
+        return status_totals(self.contacts_per_source(campaign))
 
     def pending_sources(self, campaign: str) -> list[Row]:
         """Provenance (for this campaign) of every list it still has contacts to call."""
