@@ -49,7 +49,7 @@ def test_a_departed_client_frees_the_export_thread() -> None:
     pipe = api._Pipe()
     pipe.CHUNK = 10
     t = threading.Thread(target=api._produce,
-                         args=(pipe, lambda out: [out.write("x" * 10) for _ in range(10_000)]))
+                         args=(pipe, lambda out: [out.write(b"x" * 10) for _ in range(10_000)]))
     t.start()
     assert pipe.q.get(timeout=5) == b"x" * 10
     pipe.gone.set()
@@ -62,7 +62,7 @@ def test_a_failure_mid_way_reaches_the_response() -> None:
     pipe.CHUNK = 10
 
     def write(out) -> None:  # type: ignore[no-untyped-def]
-        out.write("y" * 10)
+        out.write(b"y" * 10)
         raise RuntimeError("disk gone")
     api._produce(pipe, write)
     assert pipe.q.get_nowait() == b"y" * 10

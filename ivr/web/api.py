@@ -168,9 +168,9 @@ class _Gone(Exception):
 
 
 class _Pipe:
-    """Bytes (report.calls_csv's chunks, as the store rendered them) or text (UTF-8 encoded)
-    written by a producing thread, handed on in chunks of at least ~64 KB through a short
-    queue: the download starts with the first rows, memory stays bounded."""
+    """Bytes (report.calls_csv's chunks, as the store rendered them) written by a producing
+    thread, handed on in chunks of at least ~64 KB through a short queue: the download starts
+    with the first rows, memory stays bounded."""
     CHUNK = 64 * 1024
 
     def __init__(self, keep_max: int = 0) -> None:
@@ -182,8 +182,7 @@ class _Pipe:
         self.kept: list[bytes] | None = [] if keep_max else None
         self._keep_left = keep_max
 
-    def write(self, data: bytes | str) -> None:
-        chunk = data.encode("utf-8") if isinstance(data, str) else data
+    def write(self, chunk: bytes) -> None:
         self._buf.append(chunk)
         self._size += len(chunk)
         if self._size >= self.CHUNK:
