@@ -141,12 +141,15 @@ def test_a_store_of_schema_9_gets_its_counts_from_its_calls(tmp_path: Path) -> N
         "DROP TRIGGER call_counts_delete; DROP TRIGGER call_counts_add; "
         "DROP TRIGGER call_counts_contact_source; DROP TRIGGER call_counts_contact_gone; "
         "DROP VIEW call_counts_bump; DROP TABLE call_counts; DROP INDEX contacts_status; "
-        "DROP INDEX campaign_contacts_source; PRAGMA user_version = 9")
+        "DROP INDEX campaign_contacts_source; DROP TRIGGER call_chunks_insert; "
+        "DROP TRIGGER call_chunks_update; DROP TRIGGER call_chunks_delete; "
+        "DROP TRIGGER call_chunks_contact_source; DROP TRIGGER call_chunks_contact_gone; "
+        "DROP TABLE call_chunks; PRAGMA user_version = 9")
     ids = fill_store(old)
     old.db.conn.close()
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 9
     again = Store.open(path, optout_key=b"k")
-    assert again.version == len(MIGRATIONS) == 10
+    assert again.version == len(MIGRATIONS) == 11
     assert_same_reports(again)
     move_everything(again, ids)
     assert_same_reports(again)

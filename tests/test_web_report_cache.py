@@ -20,7 +20,6 @@ from ivr.cli import cli
 from ivr.store import CallResult, Store
 from ivr.store.base import TOKEN_USE_NOTED_S
 from ivr.web import create_app, service
-from ivr.web.cache import KeptDownload
 from ivr.web_users import hash_password, new_token, token_hash
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -129,50 +128,7 @@ def test_a_token_use_is_noted_once_a_minute(store: Store) -> None:
         "2026-12-01T10:02:00.000Z"
 
 
-def test_report_csv_is_kept_while_nothing_is_committed(cfg_file: Path, monkeypatch) -> None:
-    cfg, store = console_store(cfg_file, monkeypatch)
-    name = cfg.campaign.name
-    _calls(store, name)
-    produced: list[str] = []
-    real = service.write_report_csv
-
-    def counting(s, campaign, out):  # type: ignore[no-untyped-def]
-        produced.append(campaign)
-        return real(s, campaign, out)
-    monkeypatch.setattr(service, "write_report_csv", counting)
-    monkeypatch.setattr(KeptDownload, "PIECE", 100)  # several pieces, joined back exactly
-    c = viewer(cfg)
-
-    def cli_csv() -> bytes:
-        out = CliRunner().invoke(cli, ["--config", str(cfg_file), "report", "--format", "csv"])
-        assert out.exit_code == 0
-        return out.stdout_bytes
-    url = f"/api/campaigns/{name}/report.csv"
-    first = c.get(url).content
-    assert first == cli_csv() and len(first) > 300 and len(produced) == 1
-    assert [c.get(url).content for _ in range(2)] == [first] * 2 and len(produced) == 1
-    call = store.one("SELECT id FROM calls WHERE outcome IS NULL")
-    store.finish_unanswered(call["id"], "busy", "17", NOW + timedelta(minutes=1), None)
-    second = c.get(url).content
-    assert second != first and second == cli_csv() and len(produced) == 2
-    monkeypatch.setattr(KeptDownload, "MAX_BYTES", 100)  # too big to keep: produced each time
-    store.add_optout("+33199000098", "phone", NOW)
-    assert c.get(url).content == second and c.get(url).content == second
-    assert len(produced) == 4
-
-
-def test_one_report_csv_at_a_time_gathers_its_bytes_to_keep() -> None:
-    """N first downloads at once must not hold N copies of up to MAX_BYTES: the first gets
-    the right to keep, the others stream only, until it is done."""
-    kept = KeptDownload()
-    assert kept.start_keeping() == KeptDownload.MAX_BYTES
-    assert kept.start_keeping() == 0 and kept.start_keeping() == 0
-    kept.put("c", "m1", [b"ab", b"cd"])
-    kept.stop_keeping()
-    assert kept.start_keeping() == KeptDownload.MAX_BYTES
-    body = kept.get("c", "m1")
-    assert body == b"abcd" and kept.get("c", "m2") is None and kept.get("d", "m1") is None
-    assert kept.get("c", "m1") is body  # served without a copy per request
+# report.csv's kept blocks (cache.KeptBlocks): tests/test_web_report_blocks.py
 
 
 def test_reports_of_a_campaign_the_store_does_not_know_are_404(cfg_file: Path,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from typing import Any, BinaryIO, TextIO
 
 from rich.console import Group, RenderableType
@@ -28,7 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ivr.callflow import outcomes as outcome_table
-from ivr.store.base import Row, StoreBackend, status_totals
+from ivr.store.base import Chunk, Row, StoreBackend, status_totals
 
 HUMAN_ANSWERED = outcome_table.HUMAN_ANSWERED
 CONSENTED = outcome_table.CONSENTED
@@ -147,6 +147,21 @@ def calls_csv(store: StoreBackend, out: TextIO | BinaryIO, campaign: str | None 
         except StopIteration as done:
             return int(done.value)
         out.write(chunk.decode("utf-8") if text else chunk)  # type: ignore[arg-type]
+
+
+def calls_csv_kept(store: StoreBackend, out: BinaryIO, campaign: str | None,
+                   kept: Mapping[int, Chunk], fresh: dict[int, Chunk] | None) -> int:
+    """calls_csv's bytes to a binary writer, block by block (the console's kept copy): the
+    blocks of `kept` the store finds unchanged are written as they are, the others rendered;
+    `fresh` (unless None) receives every block, to keep for the next download."""
+    out.write(CSV_HEADER.encode("utf-8"))
+    chunks = store.export_calls_csv_kept(campaign, _line, kept, fresh)
+    while True:
+        try:
+            chunk = next(chunks)
+        except StopIteration as done:
+            return int(done.value)
+        out.write(chunk)
 
 
 def _pct(n: int, total: int) -> str:

@@ -132,6 +132,61 @@ class KeyedAudit:
 
 Judge = Callable[[History], Decision]
 
+BLOCK_SHIFT = 13  # report.csv's blocks: the calls whose id >> 13 is equal (schema 11)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One block of report.csv as rendered at `version` (call_chunks, schema 11): its `rows`
+    calls' lines, `data` in UTF-8."""
+    version: int
+    rows: int
+    data: bytes
+
+
+class KeptExport:
+    """report.csv per block over a caller's kept blocks, the same way on both backends over
+    their own primitives: `_read_snapshot` (one read snapshot for the versions and the lines),
+    `_chunk_versions` (block, version) in block order, `_render_range` (the lines of the calls
+    with ids in [lo, hi] as (bytes, calls) batches, the first of at most `first` calls)."""
+    FIRST_BATCH = 1000  # the download's first rendered batch: its first byte leaves early
+
+    def _read_snapshot(self) -> AbstractContextManager[None]: ...
+    def _chunk_versions(self, campaign: str | None) -> list[tuple[int, int]]: ...
+    def _render_range(self, campaign: str | None, lo: int, hi: int,
+                      render: Callable[[Row], str], first: int
+                      ) -> Iterator[tuple[bytes, int]]: ...
+
+    def export_calls_csv_kept(self, campaign: str | None, render: Callable[[Row], str],
+                              kept: Mapping[int, Chunk], out: dict[int, Chunk] | None
+                              ) -> Generator[bytes, None, int]:
+        """export_calls_csv's bytes, block by block in one read snapshot: a block of `kept`
+        whose version is the snapshot's is sent as it is, the others are rendered (and
+        streamed batch by batch). `out` (unless None) receives every block of the snapshot,
+        for the caller to keep instead of `kept`. Returns how many calls."""
+        count, first = 0, self.FIRST_BATCH
+        with self._read_snapshot():
+            for block, version in self._chunk_versions(campaign):
+                chunk = kept.get(block)
+                if chunk is None or chunk.version != version:
+                    parts: list[bytes] = []
+                    rows = 0
+                    lo = block << BLOCK_SHIFT
+                    for data, n in self._render_range(campaign, lo, lo + (1 << BLOCK_SHIFT) - 1,
+                                                      render, first):
+                        first, rows = 1 << 30, rows + n
+                        if out is not None:
+                            parts.append(data)
+                        yield data
+                    chunk = Chunk(version, rows, b"".join(parts))
+                elif chunk.data:
+                    first = 1 << 30  # the first byte is out: full batches from now on
+                    yield chunk.data
+                count += chunk.rows
+                if out is not None:
+                    out[block] = chunk
+        return count
+
 
 class StoreBackend(Protocol):
     """Every store operation the program uses. Implementations own all their SQL."""
@@ -202,6 +257,9 @@ class StoreBackend(Protocol):
     def export_calls(self, campaign: str | None = None) -> Iterator[Row]: ...
     def export_calls_csv(self, campaign: str | None, render: Callable[[Row], str]
                          ) -> Generator[bytes, None, int]: ...  # lines; count returned
+    def export_calls_csv_kept(self, campaign: str | None, render: Callable[[Row], str],
+                              kept: Mapping[int, Chunk], out: dict[int, Chunk] | None
+                              ) -> Generator[bytes, None, int]: ...  # KeptExport
 
     # -- data protection (the caller holds the transaction for erase_person and purge_before)
     def consents_of(self, number: str) -> list[Row]: ...

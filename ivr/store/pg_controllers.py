@@ -31,8 +31,13 @@ FOLD_EVERY_S = 600.0  # how often a controller folds the report counts of gone c
 # never share a row). The pool replaces its connections (hourly, or idle), so the rows of
 # connections that are gone are summed into slot 0: the count stays bounded by the keys and
 # the live connections. A gone pid cannot write again; a reused one is live, so left alone.
+# report.csv's block versions (call_chunks, pg_schema 11) likewise: each block's sum is kept.
 FOLD_COUNTS = (
-    "WITH gone AS (DELETE FROM call_counts WHERE slot = 0 OR slot NOT IN "
+    "WITH gone_chunks AS (DELETE FROM call_chunks WHERE slot = 0 OR slot NOT IN "
+    "(SELECT pid FROM pg_stat_activity) RETURNING campaign, block, version), "
+    "folded_chunks AS (INSERT INTO call_chunks (campaign, block, slot, version) "
+    "SELECT campaign, block, 0, SUM(version) FROM gone_chunks GROUP BY campaign, block), "
+    "gone AS (DELETE FROM call_counts WHERE slot = 0 OR slot NOT IN "
     "(SELECT pid FROM pg_stat_activity) RETURNING campaign, attempt, source, outcome, n) "
     "INSERT INTO call_counts (campaign, attempt, source, outcome, slot, n) "
     "SELECT campaign, attempt, source, outcome, 0, SUM(n) FROM gone "

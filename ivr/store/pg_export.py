@@ -11,12 +11,13 @@ twin: NULLIF(x, '') avoids it) and ends lines with LF alone, so each row is rewr
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 
-from ivr.store.base import Row
+from ivr.store.base import KeptExport, Row
 from ivr.store.pg_core import PgCore
 
-FIRST_ID = -(2 ** 63)  # below every BIGINT id
+FIRST_ID, LAST_ID = -(2 ** 63), 2 ** 63 - 1  # every BIGINT id between
 BATCH = 5000  # calls per round trip: one chunk of ~0.5 MB
 FIRST_BATCH = 1000  # the first chunk: ~110 KB, past the console pipe's 64 KB, sent at once
 
@@ -78,22 +79,60 @@ _BATCH = (
     "'\"', '\"\"') || '\"' WHEN c.caller_id ~ '^[-=+@\t]' AND c.caller_id !~ "
     "'^\\+[1-9][0-9]{2,14}$' THEN '''' || c.caller_id ELSE c.caller_id END) AS line FROM "
     "calls c LEFT JOIN contacts k ON k.id = c.contact_id WHERE (%(campaign)s::text IS NULL OR "
-    "c.campaign = %(campaign)s) AND c.id >= %(start)s ORDER BY c.id LIMIT %(limit)s) t")
+    "c.campaign = %(campaign)s) AND c.id >= %(start)s AND c.id <= %(hi)s ORDER BY c.id "
+    "LIMIT %(limit)s) t")
 
 
-class PgExportSQL(PgCore):
+# report.csv's block versions (schema 11): a block's version is the sum of its slots' (and,
+# for every campaign, of its campaigns').
+_VERSIONS = (
+    "SELECT block, SUM(version) AS version FROM call_chunks WHERE (%(campaign)s::text IS NULL "
+    "OR campaign = %(campaign)s) GROUP BY block ORDER BY block")
+
+
+class PgExportSQL(KeptExport, PgCore):
     def export_calls_csv(self, campaign: str | None,
                          render: Callable[[Row], str]) -> Generator[bytes, None, int]:
         """The CSV lines of every call (no header), in id order, in chunks of BATCH calls
         (FIRST_BATCH first); returns how many. `render` is not needed here (see the module)."""
-        start, count, size = FIRST_ID, 0, min(FIRST_BATCH, BATCH)
+        count = 0
+        for data, n in self._render_range(campaign, FIRST_ID, LAST_ID, render, FIRST_BATCH):
+            count += n
+            yield data
+        return count
+
+    @contextmanager
+    def _read_snapshot(self) -> Iterator[None]:
+        """A REPEATABLE READ transaction on one connection of the pool, bound to this thread
+        (the versions and every line from one snapshot); inside the caller's, that one."""
+        if getattr(self._local, "conn", None) is not None:
+            yield
+            return
+        with self.pool.connection() as conn:
+            self._local.conn = conn
+            try:
+                with conn.transaction():
+                    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    yield
+            finally:
+                self._local.conn = None
+
+    def _chunk_versions(self, campaign: str | None) -> list[tuple[int, int]]:
+        return [(int(r["block"]), int(r["version"]))
+                for r in self._rows(_VERSIONS, {"campaign": campaign})]
+
+    def _render_range(self, campaign: str | None, lo: int, hi: int,
+                      render: Callable[[Row], str], first: int
+                      ) -> Iterator[tuple[bytes, int]]:
+        """The lines of the calls with ids in [lo, hi], in batches of BATCH calls (`first`
+        at most for the first): (UTF-8 bytes, calls)."""
+        start, size = lo, min(first, BATCH)
         while True:
-            row = self._row(_BATCH, {"campaign": campaign, "start": start,
+            row = self._row(_BATCH, {"campaign": campaign, "start": start, "hi": hi,
                                      "limit": size}) or {}
             n = int(row.get("n") or 0)
             if n:
-                count += n
-                yield str(row["lines"]).encode("utf-8")
+                yield str(row["lines"]).encode("utf-8"), n
             if n < size:
-                return count
+                return
             start, size = int(row["last"]) + 1, BATCH

@@ -1,4 +1,4 @@
-"""The PostgreSQL schema, as numbered migrations mirroring ivr/store/schema.py (SQLite) 1-10.
+"""The PostgreSQL schema, as numbered migrations mirroring ivr/store/schema.py (SQLite) 1-11.
 
 Same tables, same columns, same value forms, so rows compare equal across backends: timestamps
 are TEXT in base.utc() form, JSON is TEXT, flags are INTEGER 0/1, ids are
@@ -213,5 +213,64 @@ MIGRATIONS: list[str] = [
     CREATE INDEX contacts_status ON contacts(status, source);
     CREATE INDEX campaign_contacts_source ON campaign_contacts(campaign, source, status);
     INSERT INTO schema_version (version, applied_at) VALUES (10, now()::text)
+    """,
+    # 11: report.csv's versions per (campaign, block of 8,192 call ids), kept by triggers
+    # (schema.py says why). As call_counts: a row per writing backend (`slot`), so two
+    # controllers never wait on one row; the export sums the slots of a block, and the fold of
+    # gone slots into slot 0 (pg_controllers.FOLD_COUNTS) keeps each block's sum. Every bump
+    # adds 1: a block's sum only grows, so equal sums mean an unchanged block.
+    """
+    CREATE TABLE call_chunks (
+        campaign TEXT NOT NULL, block BIGINT NOT NULL,
+        slot INTEGER NOT NULL DEFAULT 0,
+        version BIGINT NOT NULL
+    );
+    CREATE INDEX call_chunks_key ON call_chunks(campaign, block, slot);
+    CREATE FUNCTION call_chunks_bump(c TEXT, b BIGINT) RETURNS void LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE call_chunks SET version = version + 1
+            WHERE campaign = c AND block = b AND slot = pg_backend_pid();
+        IF NOT FOUND THEN
+            INSERT INTO call_chunks (campaign, block, slot, version)
+            VALUES (c, b, pg_backend_pid(), 1);
+        END IF;
+    END $$;
+    CREATE FUNCTION call_chunks_calls() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            PERFORM call_chunks_bump(NEW.campaign, NEW.id >> 13);
+        ELSE
+            PERFORM call_chunks_bump(OLD.campaign, OLD.id >> 13);
+            IF TG_OP = 'UPDATE' THEN
+                IF NEW.campaign IS DISTINCT FROM OLD.campaign
+                        OR (NEW.id >> 13) <> (OLD.id >> 13) THEN
+                    PERFORM call_chunks_bump(NEW.campaign, NEW.id >> 13);
+                END IF;
+            END IF;
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER call_chunks_insert AFTER INSERT OR DELETE ON calls
+        FOR EACH ROW EXECUTE FUNCTION call_chunks_calls();
+    CREATE TRIGGER call_chunks_update AFTER UPDATE OF id, contact_id, number, attempt,
+        campaign, channel_id, started_at, answered_at, ended_at, outcome, stage, keys,
+        hangup_cause, prompts_sha256, caller_id ON calls
+        FOR EACH ROW EXECUTE FUNCTION call_chunks_calls();
+    CREATE FUNCTION call_chunks_contacts() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM call_chunks_bump(b.campaign, b.block) FROM (SELECT DISTINCT campaign,
+            id >> 13 AS block FROM calls WHERE contact_id = OLD.id) b;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER call_chunks_contact_source AFTER UPDATE OF source ON contacts
+        FOR EACH ROW WHEN (OLD.source IS DISTINCT FROM NEW.source)
+        EXECUTE FUNCTION call_chunks_contacts();
+    -- A contact that calls still name cannot be deleted (foreign key): kept for a store
+    -- whose key a tool dropped.
+    CREATE TRIGGER call_chunks_contact_gone AFTER DELETE ON contacts
+        FOR EACH ROW EXECUTE FUNCTION call_chunks_contacts();
+    INSERT INTO call_chunks (campaign, block, slot, version)
+        SELECT campaign, id >> 13, 0, 1 FROM calls GROUP BY 1, 2;
+    INSERT INTO schema_version (version, applied_at) VALUES (11, now()::text)
     """,
 ]

@@ -230,4 +230,52 @@ MIGRATIONS: list[str] = [
     CREATE INDEX campaign_contacts_source ON campaign_contacts(campaign, source, status);
     PRAGMA user_version = 10
     """,
+    # 11: the console's report.csv kept per block of 8,192 call ids (block = id >> 13), so
+    # that after a commit only the blocks that changed are rendered again (store/*_export.py).
+    # call_chunks holds a version per (campaign, block), bumped in the writing transaction by
+    # every INSERT, DELETE and UPDATE of a column the CSV shows, and by a change of a contact's
+    # list (the CSV joins contacts.source) for the blocks of that contact's calls. A version
+    # only grows, so a block rendered at version v is the block while the version is v.
+    # `slot` is 0 here (PostgreSQL: the writing backend). One UPSERT per written call.
+    """
+    CREATE TABLE call_chunks (
+        campaign TEXT NOT NULL, block INTEGER NOT NULL,
+        slot INTEGER NOT NULL DEFAULT 0,
+        version INTEGER NOT NULL,
+        PRIMARY KEY (campaign, block, slot)
+    ) WITHOUT ROWID;
+    CREATE TRIGGER call_chunks_insert AFTER INSERT ON calls BEGIN
+        INSERT INTO call_chunks (campaign, block, version) VALUES (NEW.campaign, NEW.id >> 13, 1)
+            ON CONFLICT (campaign, block, slot) DO UPDATE SET version = version + 1;
+    END;
+    CREATE TRIGGER call_chunks_update AFTER UPDATE OF id, contact_id, number, attempt, campaign,
+        channel_id, started_at, answered_at, ended_at, outcome, stage, keys, hangup_cause,
+        prompts_sha256, caller_id ON calls BEGIN
+        INSERT INTO call_chunks (campaign, block, version) VALUES (OLD.campaign, OLD.id >> 13, 1)
+            ON CONFLICT (campaign, block, slot) DO UPDATE SET version = version + 1;
+        INSERT INTO call_chunks (campaign, block, version) SELECT NEW.campaign, NEW.id >> 13, 1
+            WHERE NEW.campaign IS NOT OLD.campaign OR (NEW.id >> 13) IS NOT (OLD.id >> 13)
+            ON CONFLICT (campaign, block, slot) DO UPDATE SET version = version + 1;
+    END;
+    CREATE TRIGGER call_chunks_delete AFTER DELETE ON calls BEGIN
+        INSERT INTO call_chunks (campaign, block, version) VALUES (OLD.campaign, OLD.id >> 13, 1)
+            ON CONFLICT (campaign, block, slot) DO UPDATE SET version = version + 1;
+    END;
+    CREATE TRIGGER call_chunks_contact_source AFTER UPDATE OF source ON contacts
+        WHEN OLD.source IS NOT NEW.source BEGIN
+        INSERT INTO call_chunks (campaign, block, version)
+            SELECT DISTINCT campaign, id >> 13, 1 FROM calls WHERE contact_id = NEW.id
+            ON CONFLICT (campaign, block, slot) DO UPDATE SET version = version + 1;
+    END;
+    -- A contact deleted while calls still name it (SQLite without foreign keys): their
+    -- source field empties.
+    CREATE TRIGGER call_chunks_contact_gone AFTER DELETE ON contacts BEGIN
+        INSERT INTO call_chunks (campaign, block, version)
+            SELECT DISTINCT campaign, id >> 13, 1 FROM calls WHERE contact_id = OLD.id
+            ON CONFLICT (campaign, block, slot) DO UPDATE SET version = version + 1;
+    END;
+    INSERT INTO call_chunks (campaign, block, version)
+        SELECT campaign, id >> 13, 1 FROM calls GROUP BY 1, 2;
+    PRAGMA user_version = 11
+    """,
 ]

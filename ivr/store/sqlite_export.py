@@ -17,11 +17,12 @@ program stores one (the values come from the program, the dialplan, Asterisk, th
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from itertools import chain
 from operator import itemgetter
 
-from ivr.store.base import Row
+from ivr.store.base import KeptExport, Row
 from ivr.store.sqlite_core import SQLiteCore
 
 BATCH = 5000  # calls per fetch: one chunk of ~0.5 MB
@@ -60,7 +61,8 @@ _FAST = (
     "(c.caller_id GLOB '+[1-9][0-9][0-9]*' AND length(c.caller_id) <= 16 AND "
     "substr(c.caller_id, 2) NOT GLOB '*[^0-9]*') THEN '''' || c.caller_id ELSE "
     "ifnull(c.caller_id, '') END || char(13, 10) FROM calls c LEFT JOIN contacts k ON k.id = "
-    "c.contact_id WHERE (:campaign IS NULL OR c.campaign = :campaign) ORDER BY c.id")
+    "c.contact_id WHERE (:campaign IS NULL OR c.campaign = :campaign) AND c.id BETWEEN :lo AND "
+    ":hi ORDER BY c.id")
 
 # Per call: its id and its whole line, every field through the expressions; NULL for a REAL
 # or a BLOB (Python renders it).
@@ -122,7 +124,8 @@ _CAREFUL = (
     "outcome, c.stage AS stage, c.keys AS keys, c.hangup_cause AS hangup_cause, "
     "c.prompts_sha256 AS prompts_sha256, c.caller_id AS caller_id FROM calls c LEFT JOIN "
     "contacts k ON k.id = c.contact_id WHERE (:campaign IS NULL OR c.campaign = :campaign) "
-    "AND (:after IS NULL OR c.id > :after) ORDER BY c.id LIMIT :limit)")
+    "AND (:after IS NULL OR c.id > :after) AND c.id BETWEEN :lo AND :hi ORDER BY c.id "
+    "LIMIT :limit)")
 
 # One call's values as export_calls gives them (for `render`).
 _ROW = (
@@ -150,33 +153,72 @@ def _plain(rows: list[tuple[str, str]]) -> str | None:
     return text.replace(MARK, "")
 
 
-class ExportSQL(SQLiteCore):
+# report.csv's block versions (schema 11): a block's version summed over its campaigns.
+_VERSIONS = (
+    "SELECT block, SUM(version) AS version FROM call_chunks WHERE (:campaign IS NULL OR "
+    "campaign = :campaign) GROUP BY block ORDER BY block")
+ALL_IDS = (-(2 ** 63), 2 ** 63 - 1)
+
+
+class ExportSQL(KeptExport, SQLiteCore):
     def export_calls_csv(self, campaign: str | None,
                          render: Callable[[Row], str]) -> Generator[bytes, None, int]:
         """The CSV lines of every call (no header), in id order, in chunks of BATCH calls
         (FIRST_BATCH first); returns how many. `render`: the reference line of a raw row (see
         the module)."""
-        cur = self.db.conn.execute(_FAST, {"campaign": campaign})
-        after: int | None = None  # the last call sent: _CAREFUL starts after it
-        count, size = 0, min(FIRST_BATCH, BATCH)
-        while rows := cur.fetchmany(size):
-            size = BATCH
-            text = _plain(rows)
-            if text is None:
-                text, after = self._careful(campaign, after, len(rows), render)
-            else:
-                after = int(rows[-1][0].split(",", 1)[0])
-            count += len(rows)
-            yield text.encode("utf-8")
+        count = 0
+        for data, n in self._render_range(campaign, *ALL_IDS, render, FIRST_BATCH):
+            count += n
+            yield data
         return count
 
-    def _careful(self, campaign: str | None, after: int | None, limit: int,
-                 render: Callable[[Row], str]) -> tuple[str, int | None]:
+    @contextmanager
+    def _read_snapshot(self) -> Iterator[None]:
+        """One read transaction (WAL: the versions and every line from one snapshot); inside
+        the caller's own transaction, that one."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            yield
+            return
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
+    def _chunk_versions(self, campaign: str | None) -> list[tuple[int, int]]:
+        return [(int(b), int(v)) for b, v in
+                self.db.conn.execute(_VERSIONS, {"campaign": campaign}).fetchall()]
+
+    def _render_range(self, campaign: str | None, lo: int, hi: int,
+                      render: Callable[[Row], str], first: int
+                      ) -> Iterator[tuple[bytes, int]]:
+        """The lines of the calls with ids in [lo, hi], in batches of BATCH calls (`first`
+        at most for the first): (UTF-8 bytes, calls)."""
+        cur = self.db.conn.execute(_FAST, {"campaign": campaign, "lo": lo, "hi": hi})
+        after: int | None = None  # the last call sent: _CAREFUL starts after it
+        size = min(first, BATCH)
+        try:
+            while rows := cur.fetchmany(size):
+                size = BATCH
+                text = _plain(rows)
+                if text is None:
+                    text, after = self._careful(campaign, after, (lo, hi), len(rows), render)
+                else:
+                    after = int(rows[-1][0].split(",", 1)[0])
+                yield text.encode("utf-8"), len(rows)
+        finally:
+            cur.close()
+
+    def _careful(self, campaign: str | None, after: int | None, ids: tuple[int, int],
+                 limit: int, render: Callable[[Row], str]) -> tuple[str, int | None]:
         """The same calls as the batch (the same read transaction: the statement above is
         still open on this connection), every field through SQL's expressions."""
         lines: list[str] = []
         for call_id, line in self.db.conn.execute(
-                _CAREFUL, {"campaign": campaign, "after": after, "limit": limit}):
+                _CAREFUL, {"campaign": campaign, "after": after, "lo": ids[0], "hi": ids[1],
+                           "limit": limit}):
             if line is None or "\x00" in line:  # SQLite's string functions stop at a NUL
                 line = render(self._row(_ROW, (call_id,)) or {})
             lines.append(line)

@@ -168,19 +168,16 @@ class _Gone(Exception):
 
 
 class _Pipe:
-    """Bytes (report.calls_csv's chunks, as the store rendered them) written by a producing
-    thread, handed on in chunks of at least ~64 KB through a short queue: the download starts
-    with the first rows, memory stays bounded."""
+    """Bytes (report.csv's blocks and batches, as the store rendered them) written by a
+    producing thread, handed on in chunks of at least ~64 KB through a short queue: the
+    download starts with the first rows, memory stays bounded."""
     CHUNK = 64 * 1024
 
-    def __init__(self, keep_max: int = 0) -> None:
+    def __init__(self) -> None:
         self.q: queue.Queue[Any] = queue.Queue(maxsize=8)
         self.gone = threading.Event()
         self._buf: list[bytes] = []
         self._size = 0
-        # every chunk sent, while they add up to at most keep_max bytes (else None)
-        self.kept: list[bytes] | None = [] if keep_max else None
-        self._keep_left = keep_max
 
     def write(self, chunk: bytes) -> None:
         self._buf.append(chunk)
@@ -190,13 +187,7 @@ class _Pipe:
 
     def flush(self) -> None:
         if self._buf:
-            chunk = self._buf[0] if len(self._buf) == 1 else b"".join(self._buf)
-            self._keep_left -= len(chunk)
-            if self.kept is not None and self._keep_left >= 0:
-                self.kept.append(chunk)
-            elif self.kept is not None:
-                self.kept = None  # too big to keep: streamed each time
-            self.put(chunk)
+            self.put(self._buf[0] if len(self._buf) == 1 else b"".join(self._buf))
             self._buf, self._size = [], 0
 
     def put(self, item: Any) -> None:
@@ -222,8 +213,8 @@ def _produce(pipe: _Pipe, write: Any, done: Any = None, finally_: Any = None) ->
     try:
         write(pipe)
         pipe.flush()
-        if done is not None and pipe.kept is not None:
-            done(pipe.kept)  # the whole download, for the next request while nothing changes
+        if done is not None:
+            done()  # the whole download went out: what it rendered may be kept
         pipe.put(None)  # the end
     except _Gone:
         pass
@@ -240,25 +231,21 @@ def _produce(pipe: _Pipe, write: Any, done: Any = None, finally_: Any = None) ->
 @router.get("/campaigns/{campaign}/report.csv", response_class=PlainTextResponse)
 async def report_csv(request: Request, campaign: str) -> Response:
     """Streamed: the first rows leave while the store still reads the others (one export
-    thread with its own store reads them; a failure mid-way breaks the download off)."""
+    thread with its own store reads them; a failure mid-way breaks the download off). The
+    blocks kept from the last download (cache.KeptBlocks) are reused where the store finds
+    them unchanged: after a commit only the changed blocks are rendered again."""
     await run_in_threadpool(who, request, "view")
     stores, kept = request.app.state.stores, request.app.state.kept_csv
-    mark = await run_in_threadpool(stores.marker)  # before any row is read (cache.Marked)
     await run_in_threadpool(known, request, campaign)
-    body_kept = kept.get(campaign, mark)
-    if body_kept is not None:  # nothing committed since it was produced: the same bytes
-        async def again() -> Any:
-            for piece in kept.pieces(body_kept):
-                yield piece
-        return StreamingResponse(again(), media_type="text/csv; charset=utf-8",
-                                 headers={"Content-Disposition": 'attachment; '
-                                          'filename="report.csv"'})
-    keep_max = kept.start_keeping()
-    pipe = _Pipe(keep_max=keep_max)
+    blocks = kept.get(campaign)
+    gather = kept.start_keeping()
+    fresh: dict[int, Any] | None = {} if gather else None
+    pipe = _Pipe()
     request.app.state.exports.submit(
-        _produce, pipe, lambda out: service.write_report_csv(stores.get(), campaign, out),
-        lambda chunks: kept.put(campaign, mark, chunks),
-        kept.stop_keeping if keep_max else None)
+        _produce, pipe, lambda out: service.write_report_csv_kept(
+            stores.get(), campaign, out, blocks, fresh),
+        (lambda: kept.put(campaign, fresh)) if gather else None,
+        kept.stop_keeping if gather else None)
 
     async def body() -> Any:
         while True:

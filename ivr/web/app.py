@@ -25,7 +25,7 @@ from ivr.config import Config
 from ivr.errors import IvrError
 from ivr.store.base import StoreBackend
 from ivr.web.auth import LoginLimiter, NotLoggedIn, now
-from ivr.web.cache import KeptDownload, Marked, Refreshing
+from ivr.web.cache import KeptBlocks, Marked, Refreshing
 from ivr.web.service import PlanCache
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ def _caches(app: FastAPI, cfg: Config, stores: Stores) -> None:
         lambda c: [dict(r) for r in stores.get().lists_of(c)], LISTS_FRESH_S, worker)
     app.state.campaign_names = Refreshing(names, LISTS_FRESH_S, worker)
     app.state.reports = Marked(stores.marker)
-    app.state.kept_csv = KeptDownload()  # the last report.csv, while the store is unchanged
+    app.state.kept_csv = KeptBlocks()  # report.csv's blocks, reused while unchanged
     app.state.event_texts = {}  # campaign -> (overview, its SSE text): api._event_text
 
 

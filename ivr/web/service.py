@@ -7,6 +7,7 @@ import dataclasses
 import json
 import threading
 import time
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,7 +16,7 @@ from ivr.campaign.planning import plan, why_nobody
 from ivr.campaign.run_control import check_pacing
 from ivr.config import Config
 from ivr.records import report
-from ivr.store.base import StoreBackend, parse_utc
+from ivr.store.base import Chunk, StoreBackend, parse_utc
 
 # control action -> desired state (run_control.desired)
 ACTIONS = {"start": "running", "pause": "paused", "resume": "running", "stop": "stopped",
@@ -165,6 +166,12 @@ def preflight(cfg: Config, store: StoreBackend, campaign: str) -> list[dict[str,
 # -- reports: the same bytes as `ivr report --format csv|json` -----------------------------------
 def write_report_csv(store: StoreBackend, campaign: str, out: Any) -> None:
     report.calls_csv(store, out, campaign=campaign)
+
+
+def write_report_csv_kept(store: StoreBackend, campaign: str, out: Any,
+                          kept: Mapping[int, Chunk], fresh: dict[int, Chunk] | None) -> None:
+    """The same bytes, the unchanged blocks of `kept` reused (the console's report.csv)."""
+    report.calls_csv_kept(store, out, campaign, kept, fresh)
 
 
 def report_json(store: StoreBackend, campaign: str) -> str:
