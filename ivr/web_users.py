@@ -3,6 +3,7 @@ each role may do. The web app (ivr/web/) and `ivr users` (ivr/cli_users.py) shar
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 
@@ -26,9 +27,15 @@ _ALLOWED: dict[str, frozenset[str]] = {
 
 # argon2-cffi's defaults are RFC 9106's low-memory profile (argon2id, t=3, m=64 MiB, p=4).
 _hasher = PasswordHasher(type=Type.ID)
-# Verified against when the user does not exist, so a wrong name costs as long as a wrong
-# password (no user enumeration by timing).
-_DUMMY = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy() -> str:
+    """Verified against when the user does not exist, so a wrong name costs as long as a wrong
+    password (no user enumeration by timing). Made at the first login, not at import: the hash
+    takes 64 MiB and ~0.3 s, which every `ivr` command (this module is imported by the CLI)
+    paid before."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def can(role: str, action: str) -> bool:
@@ -58,8 +65,9 @@ def hash_password(password: str) -> str:
 def verify_password(password_hash: str | None, password: str) -> bool:
     """True when `password` matches; False for a mismatch, a damaged hash or no user (None),
     each after the same argon2 work."""
+    dummy = _dummy()  # made before either branch: the first login costs the same for all
     try:
-        return _hasher.verify(password_hash or _DUMMY, password) and password_hash is not None
+        return _hasher.verify(password_hash or dummy, password) and password_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
