@@ -228,7 +228,9 @@ def create_app(cfg: Config, store_factory: StoreFactory, *,
                   description="The campaign console's JSON API: every page uses it. "
                   "Authenticate with the session cookie (writes then need X-CSRF-Token) or "
                   "with Authorization: Bearer <token from `ivr users token NAME`>.",
-                  docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
+                  # FastAPI's Swagger/ReDoc load from a CDN with inline scripts (blocked by
+                  # the CSP): /api/docs is served by pages.api_docs instead (ivr/web/docs.py)
+                  docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     app.state.cfg = cfg
     app.state.stores = stores
     app.state.limiter = limiter or LoginLimiter()

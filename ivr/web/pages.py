@@ -113,6 +113,17 @@ def set_lang(request: Request, code: str, next: str = "/") -> Response:
     return RedirectResponse(_safe_next(next, "/"), status_code=303)
 
 
+@router.get("/api/docs", response_class=HTMLResponse)
+def api_docs(request: Request) -> Response:
+    """The API's documentation, from the OpenAPI document, public like it: no CDN and no
+    inline script (FastAPI's Swagger page needs both; the CSP blocks it)."""
+    from ivr.web import docs
+    return _render(request, "api_docs.html", {"d": docs.api_docs(request.app),
+                                               "L": docs.labels(_lang(request)),
+                                               "user": None, "campaign": None,
+                                               "section": "api-docs"})
+
+
 @router.get("/favicon.ico")
 def favicon() -> Response:
     return Response(status_code=204)  # none: browsers stop asking, logs stay clean
