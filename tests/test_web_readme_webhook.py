@@ -1,0 +1,37 @@
+"""The README's webhook example is what records/webhooks.py `event` really sends: the same
+fields, a real outcome name, the same values for the call it describes."""
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from conftest import CALLER_ID, add_contact, attempt
+from ivr.callflow import outcomes
+from ivr.records.webhooks import FIELDS, event
+from ivr.store import CallResult, Store
+
+REPO = Path(__file__).resolve().parents[1]
+NOW = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)
+
+
+def _readme_example() -> dict:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    part = text[text.index("**Outcome webhooks.**"):]
+    found = re.search(r"```json\n(.*?)```", part, re.S)
+    assert found, "README: the webhook example is a ```json block after **Outcome webhooks.**"
+    return json.loads(found.group(1))
+
+
+def test_the_readme_webhook_example_is_a_real_event() -> None:
+    example = _readme_example()
+    assert example["outcome"] in outcomes.ORDER
+    assert list(example) == ["event", "call_id", *FIELDS]
+    store = Store.memory()
+    contact = add_contact(store, example["number"], at=NOW, campaigns=(example["campaign"],))
+    call = attempt(store, contact, example["campaign"], CALLER_ID, NOW, node=example["node"])
+    store.mark_answered(call["id"], NOW + timedelta(seconds=4))
+    store.finish_answered(call["id"], CallResult(example["outcome"], "end", "1", {},
+                                                 choice="consent"), NOW + timedelta(seconds=40))
+    assert event(store.call(call["id"])) == example
