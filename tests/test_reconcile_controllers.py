@@ -5,20 +5,29 @@ live controller's Async Originate has no channel yet either: settled `error` + r
 would be called twice.
 
 The store on both backends (`store` fixture), then the real dialer and AmiNode against the fake
-PBX over sockets, SQLite store."""
+PBX over sockets, SQLite store. A controller restarted on the same machine takes over its dead
+predecessor's attempts at once (same_host), not after its lease: both backends, then a whole
+run over sockets on PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from conftest import add_contact, attempt
-from ivr.store import Store, utc
+from ivr.store import Store, same_host, utc
 from ivr.store.base import RunOwner
 from ivr.telephony.fake_pbx import answer
+from store_sql import PgTestStore
 
-from test_dialer import _open_attempt, fiction, rig
+from test_dialer import _open_attempt, add_contacts, fiction, make_cfg, rig
+from test_run_pg_writes import run_on
 
 NOW = datetime.now(timezone.utc)  # an attempt's times (not the leases)
 
@@ -113,3 +122,79 @@ def test_a_reconnect_leaves_another_live_controllers_queued_call_open(tmp_path: 
     assert by_number[b_n]["controller"] == "ctl-b"
     for n in (own_n, stopped_n, legacy_n):
         assert (by_number[n]["outcome"], by_number[n]["stage"]) == ("error", "reconciled"), n
+
+
+# -- a controller restarted on the same machine (same_host): no wait for the lease ----------
+
+def dead_pid() -> int:
+    """The pid of a process that ran here and is gone (reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def put_controller(s: Store, controller: str, host: str, pid: int, started: datetime) -> None:
+    """A controllers row as hold_run writes it: heartbeat fresh (its lease runs 15 s more)."""
+    s.db.execute("INSERT INTO controllers (id, campaign, host, pid, started_at, heartbeat_at, "
+                 "lease_s) VALUES (?, 'c1', ?, ?, ?, ?, 15)",
+                 (controller, host, pid, utc(started), utc(datetime.now(timezone.utc))))
+
+
+def test_a_restart_takes_over_this_hosts_gone_controllers_only(store: Store) -> None:
+    """Registration marks stopped this machine's rows whose process is dead, or alive but
+    started after its row (pid reused); a live run's row, another host's and another pid
+    namespace's (same host name, other tag) are left to their lease."""
+    s, tag, now = store, same_host.machine_tag(), datetime.now(timezone.utc)
+    assert len(tag) == 8
+    me_started = same_host.process_start(os.getpid())
+    assert me_started is not None and me_started <= now
+    gone_pid = dead_pid()
+    rows = {"dead": ("0000000a" + tag, "h", gone_pid, now - timedelta(seconds=5)),
+            "reused": ("0000000b" + tag, "h", os.getpid(), me_started - timedelta(hours=1)),
+            "live": ("0000000c" + tag, "h", os.getpid(), now),
+            "elsewhere": ("0000000d" + tag, "other-host", gone_pid, now),
+            "other_ns": ("0000000e" + ("1" if tag[0] != "1" else "2") + tag[1:], "h",
+                         gone_pid, now)}
+    for controller, host, pid, started in rows.values():
+        put_controller(s, controller, host, pid, started)
+    left = {k: placed_by(s, rows[k][0], f"+3316200001{i}") for i, k in enumerate(rows)}
+    with s.hold_run(RunOwner(os.getpid(), "h", now), "c1"):
+        me = s.controller_id
+        assert me is not None and me[8:] == tag
+        stopped = {r["id"] for r in s.controllers("c1") if r["stopped_at"] is not None}
+        assert stopped == {rows["dead"][0], rows["reused"][0]}
+        if not s.shares_work:  # SQLite: the run lock already made every other row's ours
+            return
+        # PostgreSQL: the taken-over attempts are this run's to reconcile now; the others wait.
+        assert [r["id"] for r in s.open_calls("n1", "c1", me)] == [left["dead"], left["reused"]]
+
+
+def test_a_restarted_controller_settles_its_predecessors_attempts_at_start(
+        tmp_path: Path, pg_store_url: str) -> None:
+    """PostgreSQL, the whole `ivr run` over sockets: the predecessor (this host, its process
+    SIGKILLed, heartbeat still fresh: 15 s of lease left) left an open attempt whose channel is
+    gone. The restarted run settles it `error` / `reconciled` at start and redials it, well
+    before the lease would have let the orphan sweep (stage `orphaned`) do it."""
+    number = fiction(21)
+    store = PgTestStore.open(pg_store_url, optout_key=b"test-key")
+    try:
+        add_contacts(store, [number])  # type: ignore[arg-type]
+        cfg = make_cfg(tmp_path, {"busy": 0.2, "no_answer": 0.2, "congestion": 0.2})
+        predecessor = "0000dead" + same_host.machine_tag()
+        put_controller(store, predecessor, socket.gethostname(), dead_pid(),
+                       datetime.now(timezone.utc) - timedelta(seconds=30))
+        store.controller_id = predecessor
+        left = _open_attempt(store, cfg, number, "pbx")  # type: ignore[arg-type]
+        store.controller_id = None
+        started = time.monotonic()
+        report = run_on(cfg, store, {number: answer(["1"])})
+        took = time.monotonic() - started
+        calls = store.q("SELECT id, attempt, outcome, stage, controller FROM calls ORDER BY id")
+    finally:
+        store.close()
+    assert [(c["id"], c["outcome"], c["stage"]) for c in calls[:1]] == \
+        [(left, "error", "reconciled")], calls
+    assert [(c["attempt"], c["outcome"]) for c in calls[1:]] == [(2, "message_played")], calls
+    assert calls[1]["controller"] not in (None, predecessor)
+    assert report.originated == 1
+    assert took < 10.0, f"{took:.1f} s: the predecessor's lease (15 s) was waited for"

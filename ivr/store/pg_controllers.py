@@ -5,11 +5,12 @@ daemon thread with its own connection, so a busy or blocked event loop never mak
 dead. It does not refuse a second controller: on PostgreSQL they share the campaign's work
 (claim_attempt locks the number's contact row). When one dies, its open attempts are found by
 orphaned_calls once its lease has expired, and settled by another controller (the dialer).
+Restarted on the same machine, it need not wait for that lease: registration marks stopped the
+rows of this machine whose process is gone (same_host), and its reconciliation settles them.
 """
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from typing import Any
 import psycopg
 
 from ivr.errors import StoreError
+from ivr.store import same_host
 from ivr.store.base import Row, RunOwner, utc
 from ivr.store.pg_core import PgCore
 
@@ -108,9 +110,10 @@ class PgControllersSQL(PgCore):
     def hold_run(self, owner: RunOwner, campaign: str) -> Iterator[None]:
         """Register this controller for the campaign, heartbeat while the run lasts, mark it
         stopped at the end. Never refuses: other controllers of the campaign share its work."""
-        controller = secrets.token_hex(8)
+        controller = same_host.controller_id()
         now = utc(datetime.now(timezone.utc))
         try:
+            self.take_over_gone(owner.host, now)
             self._exec("INSERT INTO controllers (id, campaign, host, pid, started_at, "
                        "heartbeat_at, lease_s) VALUES (%s, %s, %s, %s, %s, %s, %s)",
                        (controller, campaign, owner.host, owner.pid, utc(owner.started), now,
@@ -134,6 +137,20 @@ class PgControllersSQL(PgCore):
             except psycopg.OperationalError as exc:  # the store is away: the lease will expire
                 log.warning("controller %s not marked stopped (%s): its lease will expire",
                             controller, str(exc).splitlines()[0] if str(exc) else exc)
+
+    def take_over_gone(self, host: str, now: str) -> list[str]:
+        """Mark stopped the controllers of this machine whose process is gone (same_host):
+        their open attempts become this run's to reconcile at once, not after their lease.
+        Another host's rows, and a live process's, are never touched."""
+        rows = self._rows("SELECT id, host, pid, started_at, stopped_at FROM controllers "
+                          "WHERE host = %s AND stopped_at IS NULL", (host,))
+        gone = same_host.gone_controllers(rows, host)
+        if gone:
+            self._exec("UPDATE controllers SET stopped_at = %s WHERE id = ANY(%s) "
+                       "AND stopped_at IS NULL", (now, gone))
+            log.warning("controller(s) %s of this host are gone (process ended): marked "
+                        "stopped, their open attempts are reconciled now", ", ".join(gone))
+        return gone
 
     def orphaned_calls(self, campaign: str, now: datetime) -> list[Row]:
         """Open attempts of the campaign whose controller stopped, or whose lease expired by

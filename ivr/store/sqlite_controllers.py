@@ -5,19 +5,22 @@ SQLite does not share a campaign's work (shares_work = False): sqlite_runlock re
 run of it. A run still gets a random controller id (written to calls.controller) and a row in
 `controllers`, so orphaned_calls and the console read the same rows on both backends. There is
 no heartbeat thread: while a run holds the campaign's lock, no other run of it is alive.
+Registration marks stopped the rows of this machine whose process is gone (same_host), as on
+PostgreSQL: the console and another campaign's runs then see them ended.
 """
 from __future__ import annotations
 
-import secrets
+import logging
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ivr.store import sqlite_runlock
+from ivr.store import same_host, sqlite_runlock
 from ivr.store.base import Row, RunOwner, utc
 from ivr.store.sqlite_core import SQLiteCore
 
+log = logging.getLogger(__name__)
 LEASE_S = 15.0  # written for the console's sake; the run lock is what keeps runs apart
 
 
@@ -32,9 +35,10 @@ class ControllersSQL(SQLiteCore):
         with ExitStack() as stack:
             if self.path:
                 stack.enter_context(sqlite_runlock.hold_run(self.path, owner, campaign))
-            controller = secrets.token_hex(8)
+            controller = same_host.controller_id()
             now = utc(datetime.now(timezone.utc))
             with self.transaction():
+                self.take_over_gone(owner.host, now)
                 self.db.execute("INSERT INTO controllers (id, campaign, host, pid, started_at, "
                                 "heartbeat_at, lease_s) VALUES (?, ?, ?, ?, ?, ?, ?)",
                                 (controller, campaign, owner.host, owner.pid,
@@ -47,6 +51,20 @@ class ControllersSQL(SQLiteCore):
                 with self.transaction():
                     self.db.execute("UPDATE controllers SET stopped_at = ? WHERE id = ?",
                                     (utc(datetime.now(timezone.utc)), controller))
+
+    def take_over_gone(self, host: str, now: str) -> list[str]:
+        """Mark stopped the controllers of this machine whose process is gone (same_host);
+        another host's rows, and a live process's, are never touched."""
+        rows = self._rows("SELECT id, host, pid, started_at, stopped_at FROM controllers "
+                          "WHERE host = ? AND stopped_at IS NULL", (host,))
+        gone = same_host.gone_controllers(rows, host)
+        for controller in gone:
+            self.db.execute("UPDATE controllers SET stopped_at = ? WHERE id = ? "
+                            "AND stopped_at IS NULL", (now, controller))
+        if gone:
+            log.warning("controller(s) %s of this host are gone (process ended): marked "
+                        "stopped", ", ".join(gone))
+        return gone
 
     def unreachable(self) -> str:
         """A local file is never "unreachable": its failures show in the writes themselves."""
