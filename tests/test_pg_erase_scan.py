@@ -196,3 +196,98 @@ def test_the_scan_finds_a_number_ending_in_any_digit_under_any_collation(
              "SELECT id, contact_id, number, 'consent', '1', 'x', 'c' FROM calls")
     assert pg_icu.places_holding(number) == ["contacts.number", "calls.number",
                                              "consents.number"]
+
+
+# A row of each big table with its required columns; the test sets one searched column.
+BASE: dict[str, dict[str, object]] = {
+    "contacts": {"number": "+33199000001", "source": "l", "created_at": "x", "updated_at": "x"},
+    "campaign_contacts": {"contact_id": 0, "campaign": "c2", "source": "l", "bound_at": "x"},
+    "calls": {"number": "+33199000010", "attempt": 1, "campaign": "demo", "started_at": "x"},
+    "consents": {"kind": "consent", "at": "x"},
+}
+
+
+def crowd(store: PgStore) -> int:
+    """Rows around the leak: caller IDs the per-value walk must step past, numbers next to N
+    (one holding N's digits then more), an erased call."""
+    contact = add(store, "+33199000099")
+    for i, caller in enumerate(("+33100000001", None, f'"Mairie" <{N}0>', "+33900000009")):
+        store.q("INSERT INTO calls (number, attempt, campaign, started_at, caller_id, "
+                "channel_id) VALUES (%s, 1, 'demo', 'x', %s, %s)",
+                (N[:-1] + str(i), caller, f"ivr-0-{i}-ab"))
+        store.q("INSERT INTO consents (kind, at, number, caller_id) VALUES "
+                "('consent', 'x', %s, %s)", (N + str(i), caller))
+    store.q("INSERT INTO calls (number, attempt, campaign, started_at) "
+            "VALUES ('erased', 1, 'demo', 'x')")
+    return contact
+
+
+@pytest.mark.parametrize("table,column", [(t, c) for t in BASE for c in SQLITE_SCANS[t][1]])
+def test_a_number_hidden_in_any_searched_column_of_a_big_table_stops_the_erasure(
+        pg: PgStore, table: str, column: str) -> None:
+    """Every searched column of the four big tables, now read through an index (a bare
+    number by equality, caller_id per distinct value, any other text through the '+' partial
+    index): a copy of N there is found, as a whole number only, and the erasure changes
+    nothing. A number column holds N by design: the copy there is typed by hand."""
+    contact = crowd(pg)
+    text = f"{N} (typed by hand)" if column == "number" else f"left by a tool: {N};"
+    row = {**BASE[table], column: text}
+    if table == "campaign_contacts":
+        row["contact_id"] = contact
+    pg.q(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join(['%s'] * len(row))})",
+         tuple(row.values()))
+    places = [f"{table}.{column}"] + (  # the report's counts and blocks copy a campaign
+        ["call_counts.campaign", "call_chunks.campaign"] if f"{table}.{column}" ==
+        "calls.campaign" else [])
+    assert pg.places_holding(N) == places
+    assert pg.places_holding(N[:-1]) == []  # its prefix (also N[:-1] + digit nearby) is not it
+    before = pg.q(f"SELECT COUNT(*) AS n FROM {table}")
+    with pytest.raises(IvrError, match=f"nothing changed: the number is also in "
+                                       f"{', '.join(places)};"):
+        gdpr_erase(pg, N, T)
+    assert pg.places_holding(N) == places
+    assert pg.q(f"SELECT COUNT(*) AS n FROM {table}") == before
+
+
+def test_the_big_tables_are_read_through_their_indexes_only(pg: PgStore) -> None:
+    """The plans, with sequential scans priced out: none is left, so each '*_plus' index's
+    WHERE is what the statement asks (a word of difference and the planner could not prove
+    the index holds every row the statement wants: it would read every row)."""
+    crowd(pg)
+
+    def plan(sql: str) -> str:
+        with pg.transaction():
+            pg.q("SET LOCAL enable_seqscan = off")
+            return "\n".join(r["QUERY PLAN"] for r in pg.q("EXPLAIN " + sql, {"n": N}))
+    for table, sql in BIG_SCANS.items():
+        assert f"Seq Scan on {table}" not in plan(sql), plan(sql)
+        assert f"{table}_plus" in plan(sql), plan(sql)
+    erase = plan(
+        "DELETE FROM consents WHERE number = %(n)s OR "
+        "contact_id = ANY(ARRAY(SELECT id FROM contacts WHERE number = %(n)s)) OR call_id = "
+        "ANY(ARRAY(SELECT id FROM calls WHERE number = %(n)s OR contact_id = ANY(ARRAY("
+        "SELECT id FROM contacts WHERE number = %(n)s))))")
+    assert "Seq Scan on consents" not in erase, erase
+
+
+def test_a_copy_committed_while_the_erasure_runs_stops_it(pg: PgStore,
+                                                          pg_store_url: str) -> None:
+    """The scan runs in the erasure's transaction, after its own changes: a copy another
+    connection commits meanwhile (here, between the erasure's statements and its scan) is
+    seen, and the erasure rolls back."""
+    add(pg, N)
+    other = PgStore.open(pg_store_url, optout_key=b"test-key")
+    real = pg.erase_person
+
+    def erase_then_leak(number: str, **kw: Any) -> dict[str, int]:
+        counts = real(number, **kw)
+        other.q("INSERT INTO calls (number, attempt, campaign, started_at, amd_status) "
+                "VALUES ('+33199000010', 1, 'demo', 'x', %s)", (f"NOTSURE {N}",))
+        return counts
+    pg.erase_person = erase_then_leak  # type: ignore[method-assign]
+    try:
+        with pytest.raises(IvrError, match="calls.amd_status;"):
+            gdpr_erase(pg, N, T)
+    finally:
+        other.close()
+    assert pg.places_holding(N) == ["contacts.number", "calls.number", "calls.amd_status"]

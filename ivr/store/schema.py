@@ -278,4 +278,27 @@ MIGRATIONS: list[str] = [
         SELECT campaign, id >> 13, 1 FROM calls GROUP BY 1, 2;
     PRAGMA user_version = 11
     """,
+    # 12: the erasure's leftover scan reads no big table row by row (sqlite_privacy.SCANS): an
+    # E.164 number holds a '+', so each big table gets a partial index of the rows with a '+'
+    # in a free-text column (normally none: it costs a write nothing but evaluating its WHERE),
+    # and caller_id, which holds one by design, an index walked once per distinct value; and
+    # the consents of a contact are found by its id (the erasure's DELETE read them all). The
+    # scan over 100,000 contacts and 300,000 calls: ~100 ms -> under 1 ms.
+    """
+    CREATE INDEX contacts_plus ON contacts(id) WHERE instr(name, '+') > 0 OR
+        instr(timezone, '+') > 0 OR instr(source, '+') > 0 OR instr(basis, '+') > 0 OR
+        instr(acquired_on, '+') > 0 OR instr(extra, '+') > 0 OR instr(slot, '+') > 0;
+    CREATE INDEX campaign_contacts_plus ON campaign_contacts(contact_id) WHERE
+        instr(campaign, '+') > 0 OR instr(source, '+') > 0 OR instr(basis, '+') > 0 OR
+        instr(acquired_on, '+') > 0;
+    CREATE INDEX calls_plus ON calls(id) WHERE instr(channel_id, '+') > 0 OR
+        instr(campaign, '+') > 0 OR instr(node, '+') > 0 OR instr(controller, '+') > 0 OR
+        instr(hangup_cause, '+') > 0 OR instr(amd_status, '+') > 0;
+    CREATE INDEX calls_caller_id ON calls(caller_id);
+    CREATE INDEX consents_plus ON consents(id) WHERE instr(campaign, '+') > 0 OR
+        instr(prompt_key, '+') > 0 OR instr(slot, '+') > 0 OR instr(amd_status, '+') > 0;
+    CREATE INDEX consents_caller_id ON consents(caller_id);
+    CREATE INDEX consents_contact ON consents(contact_id);
+    PRAGMA user_version = 12
+    """,
 ]
