@@ -92,6 +92,25 @@ def _progress(rep: dict[str, Any], rate_per_min: float) -> tuple[float | None, f
     return pct, eta
 
 
+def _why(cfg: Config, store: StoreBackend, campaign: str, now: datetime, plans: PlanCache,
+         live: list[dict[str, Any]]) -> tuple[str, str | None]:
+    """Why nobody is called, and the next allowed time. A run held (the console's pause or
+    standby, no node taking calls, the store refusing writes) says so; otherwise the calling
+    rules say why, with the time they next allow a call: a controller's snapshot only counts
+    its waiting contacts per reason and gives no time unless a retry is waiting, so the
+    plan's own line and time come first, the snapshot's words as a fallback."""
+    held = next((h for s in live for h in (s.get("console"), s.get("holding"), s.get("paused"))
+                 if h), "")
+    retries = [s["next_retry"] for s in live if s.get("next_retry")]
+    if held:
+        return held, min(retries) if retries else None
+    why, planned_next = plans.why(cfg, store, campaign, now)
+    if not why:
+        why = next((s["waiting"] for s in live if s.get("waiting")), "")
+    times = [t for t in (planned_next, *retries) if t]
+    return why, min(times, key=parse_utc) if times else None
+
+
 def overview(cfg: Config, store: StoreBackend, campaign: str, now: datetime,
              plans: PlanCache) -> dict[str, Any]:
     """The live overview. `counts` come from the report's own code (records/report.summary),
@@ -102,15 +121,8 @@ def overview(cfg: Config, store: StoreBackend, campaign: str, now: datetime,
     rate = round(sum(float(s.get("rate_per_min") or 0) for s in live), 1)
     pct, eta = _progress(rep, rate)
     in_flight = sum(int(s.get("in_flight") or 0) for s in live)
-    why, next_allowed = "", None
-    if in_flight == 0:
-        waiting = [s.get("waiting") or s.get("holding") or s.get("paused") for s in live]
-        why = next((w for w in waiting if w), "")
-        nexts = [s["next_retry"] for s in live if s.get("next_retry")]
-        next_allowed = min(nexts) if nexts else None
-        if not why:
-            why, planned_next = plans.why(cfg, store, campaign, now)
-            next_allowed = next_allowed or planned_next
+    why, next_allowed = _why(cfg, store, campaign, now, plans, live) if in_flight == 0 \
+        else ("", None)
     control = store.run_control(campaign)
     return {
         "campaign": campaign, "at": now.isoformat(), "counts": counts,
