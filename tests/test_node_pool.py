@@ -2,7 +2,8 @@
 drive the real FastAGI server; the real dialer, run loop and SQLite store.
 
 Spread by free capacity, one node crashing mid-run (its calls `error`, retried on the others),
-the node rejoining once it listens again, the per-node AMI secret, orphaned attempts settled.
+the node rejoining once it listens again, the per-node AMI secret, orphaned attempts settled,
+each node's own hold after a PBX fault (the other keeps dialling).
 """
 from __future__ import annotations
 
@@ -21,12 +22,13 @@ from ivr import app
 from ivr.campaign import planning, pool_watch
 from ivr.campaign import run as campaign_run
 from ivr.campaign.clock import Clock, ManualClock
+from ivr.campaign.nodes import FAULT_HOLD_S
 from ivr.campaign.nodes import NodeState, pick
 from ivr.errors import PbxError
 from ivr.store.sqlite import Store, parse_utc
 from ivr.telephony.ami_node import AmiNode
 from ivr.telephony.fake_pbx import Callee, FakePbx, answer, no_answer
-from ivr.telephony.node import OriginateRequest
+from ivr.telephony.node import OriginateRefused, OriginateRequest
 
 from conftest import make_config
 from test_dialer import HASHES, SECRET, add_contacts, contact, fiction, make_cfg
@@ -347,3 +349,55 @@ def test_a_node_that_refuses_our_login_stops_the_start(tmp_path: Path) -> None:
             await app.start(cfg, store, Clock(), node=nodes, hashes=HASHES)
     with pytest.raises(PbxError, match="AMI login refused"):
         asyncio.run(scenario())
+
+
+def test_each_node_has_its_own_hold_the_other_keeps_dialling(tmp_path: Path) -> None:
+    """Node A answers an Originate with "Asterisk is shutting down": that attempt is `error`
+    and A is held FAULT_HOLD_S. Meanwhile node B takes every call; once the hold has run out
+    (and A takes calls again) A gets its share back."""
+    numbers = [fiction(i) for i in range(12)]
+    clock = ManualClock()
+
+    async def wait(cond: Callable[[], bool]) -> None:
+        for _ in range(2000):  # the calls' timers run on the manual clock: a few ms per step
+            if cond():
+                return
+            clock.advance(0.005)
+            await asyncio.sleep(0.002)
+        raise AssertionError("never happened")
+
+    async def dial(p: Pool, number: str) -> str:
+        """The node an Originate for `number` went to ("refused": it was refused)."""
+        sent = [len(x.originates) for x in p.pbxs]
+        try:
+            await p.dialer.dial(contact(p.store, number))
+        except OriginateRefused:
+            return "refused"
+        return next(f"n{i + 1}" for i, x in enumerate(p.pbxs) if len(x.originates) > sent[i])
+
+    async def scenario() -> tuple[list[str], list[str], list[str], list[dict[str, Any]]]:
+        async with pool(tmp_path, {n: answer(["1"], prompt_s=0.01) for n in numbers},
+                        numbers, caps=[0, 0], clock=clock) as p:
+            a, b = p.dialer.nodes["n1"], p.dialer.nodes["n2"]
+            p.pbxs[0].shutting_down = True
+            first, queue = [], list(numbers)
+            while not a.holding():  # ties go in turn: A's refusal comes within two calls
+                first.append(await dial(p, queue.pop(0)))
+            assert first[-1] == "refused" and len(p.pbxs[0].originates) == 1
+            assert not b.holding() and p.dialer.ready()  # B's hold is its own
+            during = [await dial(p, queue.pop(0)) for _ in range(4)]  # clock stands still
+            assert a.holding()
+            p.pbxs[0].shutting_down = False  # A is back, its hold still runs
+            await wait(lambda: not p.dialer.inflight)
+            clock.advance(FAULT_HOLD_S)
+            assert a.ready() and b.ready()
+            after = [await dial(p, n) for n in queue[:4]]
+            await wait(lambda: not p.dialer.inflight)
+            return first, during, after, p.calls()
+    first, during, after, calls = asyncio.run(scenario())
+    assert during == ["n2"] * 4, during
+    assert sorted(after) == ["n1", "n1", "n2", "n2"], after
+    refused = [c for c in calls if c["node"] == "n1" and c["outcome"] == "error"]
+    assert len(refused) == 1 and refused[0]["retry_at"], calls
+    assert [c["outcome"] for c in calls if c["id"] != refused[0]["id"]] == \
+        ["message_played"] * (len(calls) - 1), calls
