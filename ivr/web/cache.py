@@ -105,7 +105,7 @@ class Marked:
 
 
 class KeptBlocks:
-    """report.csv's blocks as last rendered, per campaign ({block: Chunk}, store.base): a
+    """report.csv's blocks as last rendered, per campaign ({block: Chunk}, ivr/store/base.py): a
     download reuses each block whose version (call_chunks, schema 11) has not moved and the
     store renders only the others, so a download after a commit of a run renders one or two
     blocks of 8,192 calls instead of all 300,000 calls (1.6-2.0 s). At most MAX_BYTES kept
