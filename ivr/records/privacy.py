@@ -23,11 +23,14 @@ Erasure policy (gdpr_erase):
   own row carries none then; any clear number inside their detail text becomes '[erased]'.
 - then the WAL is checkpointed (TRUNCATE): `wal_checkpointed` is False when another process
   holds the store open in a read, and the erased rows stay in the -wal until it closes.
-- finally the store is scanned for the number (PostgreSQL: every row as text; SQLite: every
-  column that can hold outside text, the number columns through their index, while the columns
-  the program fills with typed values - ids, timestamps, enumerations, digests - are left out:
-  store/sqlite_privacy.SCANS); if it still appears anywhere the transaction is rolled back and
-  IvrError names the place, so an erasure is never half-claimed. A table (on SQLite, a column)
+- finally, in the same transaction, the store is scanned for the number: every column that
+  can hold outside text, while the columns the program fills with typed values - ids,
+  timestamps, enumerations, digests - are left out (store/sqlite_privacy.SCANS; PostgreSQL's
+  small tables: every row as text). The big tables are read through indexes, not row by row
+  (schema 12): a number column's, caller_id's per distinct value, and a partial index of the
+  rows with a '+' (which every E.164 number holds) in any other searched column. If the
+  number still appears anywhere the transaction is rolled back and IvrError names the place,
+  so an erasure is never half-claimed. A table (on SQLite, a column)
   the store has no rule for (one added by hand) stops the erasure before it starts, naming its
   columns: it cannot be scanned without a rule, so it cannot be vouched for.
 """
