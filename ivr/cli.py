@@ -40,7 +40,9 @@ class Ctx:
         return self._cfg
 
     def store(self, busy_timeout_s: float = 30.0):  # type: ignore[no-untyped-def]
-        from ivr.app import open_store
+        # the factory, not ivr.app's wrapper: a dry run or a report need not load the run's
+        # modules (dialer, AGI, uvloop: ~25 MB and 0.3 s)
+        from ivr.store.factory import open_store
         return open_store(self.cfg, busy_timeout_s)
 
 
@@ -176,18 +178,35 @@ def run_cmd(ctx: Ctx, dry_run: bool, standby: bool) -> None:
             err_console.print(f"warning {v.code}: {v.message}", highlight=False, markup=False)
     raise_on_errors(violations)
     if dry_run:
-        from ivr.campaign.planning import plan
-        p = plan(ctx.cfg, store, now())
-        for c in p.due:
-            console.print(f"call     {c['number']}  ({c['source']})", highlight=False)
-        for c, v in p.waiting:
-            console.print(f"not now  {c['number']}  {v.reason}: {v.detail}", highlight=False,
-                          markup=False)
-        console.print(f"{len(p.due)} would be called now, {len(p.waiting)} not")
+        _dry_run(ctx, store)
         return
     from ivr.records.run_audit import audit_run_start
     audit_run_start(ctx.cfg, store, violations, now())
     _run(ctx, store, standby)
+
+
+def _dry_run(ctx: Ctx, store: Any) -> None:
+    """Who would be called now, then who not and why, then the counts: plain lines written as
+    the plan streams (markup-free, no rich per line: 100,000 lines took seconds); the
+    waiting ones wait in a temporary file, so a million contacts never sit in memory."""
+    import shutil
+    import tempfile
+
+    from ivr.campaign.planning import judged
+    out = sys.stdout
+    due = waiting = 0
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as later:
+        for c, v, _ in judged(ctx.cfg, store, now()):
+            if v.allowed:
+                out.write(f"call     {c['number']}  ({c['source']})\n")
+                due += 1
+            else:
+                later.write(f"not now  {c['number']}  {v.reason}: {v.detail}\n")
+                waiting += 1
+        later.seek(0)
+        shutil.copyfileobj(later, out)
+    out.write(f"{due} would be called now, {waiting} not\n")
+    out.flush()
 
 
 def _run(ctx: Ctx, store: Any, standby: bool = False) -> None:

@@ -6,25 +6,35 @@ nothing), and `claim` applies it again inside the store's transaction that write
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from ivr.compliance.calling_rules import CAP_PERIOD, Verdict, callee_zone, check_call
+from ivr.compliance.callee_place import code_place
+from ivr.compliance.calling_rules import (
+    CAP_PERIOD, Verdict, callee_zone, check_call, fr_subdivision, is_fiction_number)
 from ivr.config import Config
 from ivr.store.base import Claim, History, StoreBackend
 from ivr.telephony.agi_auth import new_token, token_hash
 
 RETRY_WAIT = "retry_wait"
+PLAN_CHUNK = 5000  # contacts per read of the plan: memory bounded, round trips few
 IN_FLIGHT = Verdict(False, "in_flight", "a call to this contact is in progress", None)
+
+
+class _Histories(dict[str, History]):
+    def __missing__(self, number: str) -> History:
+        return History()
 
 
 @dataclass
 class Plan:
     due: list[dict[str, Any]] = field(default_factory=list)
     waiting: list[tuple[dict[str, Any], Verdict]] = field(default_factory=list)
-    history: dict[str, History] = field(default_factory=dict)  # of the due numbers
+    # of the due numbers; one that has no past at all (judged without reading it) reads as
+    # an empty History
+    history: dict[str, History] = field(default_factory=lambda: _Histories())
 
     def reasons(self) -> Counter[str]:
         return Counter(v.reason for _, v in self.waiting)
@@ -87,22 +97,68 @@ def verdict_for(cfg: Config, store: StoreBackend, contact: dict[str, Any], now: 
 
 
 def plan(cfg: Config, store: StoreBackend, now: datetime) -> Plan:
-    """Who is due now: the pending contacts, their history read in bulk, each judged. Writes
-    nothing (a dry run leaves the store byte-identical); the claim updates statuses."""
+    """Who is due now: the pending contacts, each judged (`judged`). Writes nothing (a dry run
+    leaves the store byte-identical); the claim updates statuses."""
     result = Plan()
-    contacts = store.pending_contacts(cfg.campaign.name)
-    attempts_since, refusals_since = _since(cfg, now)
-    history = store.history([c["number"] for c in contacts], attempts_since, refusals_since,
-                            cfg.campaign.name)
-    for contact in contacts:
-        past = history[contact["number"]]
-        verdict = judge(cfg, contact, now)(past)
+    for contact, verdict, past in judged(cfg, store, now):
         if verdict.allowed:
             result.due.append(contact)
-            result.history[contact["number"]] = past
+            if past is not None:
+                result.history[contact["number"]] = past
         else:
             result.waiting.append((contact, verdict))
     return result
+
+
+def judged(cfg: Config, store: StoreBackend, now: datetime
+           ) -> Iterator[tuple[dict[str, Any], Verdict, History | None]]:
+    """Every pending contact with the judge's verdict, in id order, PLAN_CHUNK at a time (a
+    dry run over a million contacts never holds them all). The store marks the contacts whose
+    history is empty but for the opposition list (`plan_quiet`): those are judged without
+    reading it, their verdict computed once per zone, holiday region, slot and fiction bypass
+    (the only things it depends on then). The history given is None for them."""
+    attempts_since, refusals_since = _since(cfg, now)
+    memo: dict[tuple[object, ...], Verdict] = {}
+    for rows in store.plan_contacts(cfg.campaign.name, attempts_since=attempts_since,
+                                    refusals_since=refusals_since, now=now, chunk=PLAN_CHUNK):
+        yield from _judge_chunk(cfg, store, rows, now, memo)
+
+
+def _judge_chunk(cfg: Config, store: StoreBackend, rows: list[dict[str, Any]], now: datetime,
+                 memo: dict[tuple[object, ...], Verdict]
+                 ) -> Iterator[tuple[dict[str, Any], Verdict, History | None]]:
+    attempts_since, refusals_since = _since(cfg, now)
+    quiet = [bool(r.pop("plan_quiet")) for r in rows]  # the contact rows as pending_contacts'
+    opposed = store.opted_out_among([r["number"] for r, q in zip(rows, quiet) if q])
+    loud = [r["number"] for r, q in zip(rows, quiet) if not q]
+    history = store.history(loud, attempts_since, refusals_since, cfg.campaign.name) \
+        if loud else {}
+    for contact, q in zip(rows, quiet):
+        number = contact["number"]
+        if not q:
+            past: History | None = history[number]
+        elif number in opposed:
+            past = History(opted_out=True)  # what `history` gives an opposed number
+        else:
+            yield contact, _quiet_verdict(cfg, contact, now, memo), None
+            continue
+        yield contact, judge(cfg, contact, now)(past), past
+
+
+def _quiet_verdict(cfg: Config, contact: dict[str, Any], now: datetime,
+                   memo: dict[tuple[object, ...], Verdict]) -> Verdict:
+    """The judge's verdict on an empty history: the calling rules alone, which then depend on
+    the callee's zone, holiday region, slot and (demo_any_hour) whether the number is fiction;
+    computed for the first contact of each such key, with its own number."""
+    number, tz, sch = contact["number"], contact.get("timezone"), cfg.schedule
+    place = code_place(number, sch.timezone)
+    if place is None or tz:
+        place = (callee_zone(number, tz, sch.timezone), fr_subdivision(number))
+    key = (place, sch.demo_any_hour and is_fiction_number(number), contact.get("slot"))
+    verdict = memo.get(key)
+    if verdict is None:
+        verdict = memo[key] = judge(cfg, contact, now)(History())
+    return verdict
 
 
 def why_nobody(store: StoreBackend, p: Plan, campaign: str | None = None) -> str:

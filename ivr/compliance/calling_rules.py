@@ -25,6 +25,8 @@ import holidays
 import phonenumbers
 from phonenumbers import timezone as pn_timezone
 
+from ivr.compliance.callee_place import FR_OVERSEAS_SUBDIV as _FR_OVERSEAS_SUBDIV
+from ivr.compliance.callee_place import code_regions, code_zone
 from ivr.config import Schedule, Window
 from ivr.errors import ComplianceError
 
@@ -45,11 +47,6 @@ HOLIDAY = "holiday"
 OUTSIDE_WINDOW = "outside_window"
 SLOT = "slot"
 
-# French overseas regions (phonenumbers region code) -> `holidays` FR subdivision, so that e.g.
-# a Réunion number also gets 20 December (abolition of slavery).
-_FR_OVERSEAS_SUBDIV: dict[str, str] = {
-    "GP": "971", "MQ": "972", "GF": "973", "RE": "974", "YT": "976",
-    "BL": "BL", "MF": "MF", "PM": "PM", "NC": "NC", "PF": "PF", "WF": "WF"}
 
 _FICTION_RE = re.compile(r"^\+3319900\d{4}$")
 _HOURS_RE = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
@@ -85,18 +82,24 @@ def _zone_or_none(name: str | None) -> ZoneInfo | None:
         return None
 
 
-@functools.lru_cache(maxsize=65536)  # pure, and asked again at every re-plan and dial
 def callee_zone(number_e164: str, contact_tz: str | None, default_tz: str) -> ZoneInfo:
-    """The callee's zone: contact's own tz if valid, else the number's, else `default_tz`."""
+    """The callee's zone: contact's own tz if valid, else the number's, else `default_tz`.
+    The number is parsed only when its country code leaves a doubt (callee_place.py)."""
     zone = _zone_or_none(contact_tz)
     if zone is not None:
         return zone
     default = _zone_or_none(default_tz)
     if default is None:
         raise ComplianceError(f"time zone {default_tz!r} is unknown: use an IANA name such as Europe/Paris")
-    try:
-        num = phonenumbers.parse(number_e164, None)
-    except phonenumbers.NumberParseException:
+    return code_zone(number_e164, default) or _number_zone(number_e164, default_tz)
+
+
+@functools.lru_cache(maxsize=65536)  # pure, and asked again at every re-plan and dial
+def _number_zone(number_e164: str, default_tz: str) -> ZoneInfo:
+    """The number's zone from phonenumbers, else `default_tz` (a valid name)."""
+    default = ZoneInfo(default_tz.strip())
+    num = _parsed(number_e164)
+    if num is None:
         return default
     names = [n for n in pn_timezone.time_zones_for_number(num) if n != "Etc/Unknown"]
     if len(names) == 1:
@@ -255,17 +258,32 @@ def _next_open(t0: datetime, zone: ZoneInfo, is_open: Callable[[datetime], bool]
 
 
 def _holiday_calendar(country: str, number: str) -> holidays.HolidayBase:
-    subdiv = _fr_subdiv(number) if country.upper() == "FR" else None
+    subdiv = fr_subdivision(number) if country.upper() == "FR" else None
     return _country_calendar(country.upper(), subdiv)
 
 
+def fr_subdivision(number: str) -> str | None:
+    """The `holidays` FR subdivision of an overseas number, else None; parsed only when a
+    region of the number's code is overseas."""
+    regions = code_regions(number)
+    if regions is not None and not any(r in _FR_OVERSEAS_SUBDIV for r in regions):
+        return None
+    return _number_subdiv(number)
+
+
 @functools.lru_cache(maxsize=65536)
-def _fr_subdiv(number: str) -> str | None:
-    try:
-        region = phonenumbers.region_code_for_number(phonenumbers.parse(number, None))
-    except phonenumbers.NumberParseException:
-        region = None
+def _number_subdiv(number: str) -> str | None:
+    num = _parsed(number)
+    region = phonenumbers.region_code_for_number(num) if num is not None else None
     return _FR_OVERSEAS_SUBDIV.get(region or "")
+
+
+@functools.lru_cache(maxsize=1024)  # the zone and the subdivision of one number: one parse
+def _parsed(number: str) -> phonenumbers.PhoneNumber | None:
+    try:
+        return phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return None
 
 
 @functools.lru_cache(maxsize=64)  # one calendar per (country, subdivision), not one per call

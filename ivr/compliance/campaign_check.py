@@ -2,6 +2,8 @@
 about to be called."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from ivr.config import Config
 from ivr.compliance.consent_first import intro_problems, slot_problems
 from ivr.compliance.preflight import ERROR, WARNING, Violation, preflight, raise_on_errors
@@ -32,9 +34,16 @@ def prompt_violations(cfg: Config) -> list[Violation]:
     return legal + intro + slot
 
 
+def _pending_numbers(store: StoreBackend, campaign: str) -> Iterator[str]:
+    """Read only when iterated: only a fiction caller ID looks at the callees (every pending
+    contact read at each check and run, 100,000 rows held for nothing, before)."""
+    for c in store.pending_contacts(campaign):
+        yield str(c["number"])
+
+
 def check_campaign(cfg: Config, store: StoreBackend) -> list[Violation]:
     # The pending callees let preflight refuse a fiction caller ID that would call real people.
     name = cfg.campaign.name
-    callees = [str(c["number"]) for c in store.pending_contacts(name)]
+    callees = _pending_numbers(store, name)
     return (prompt_violations(cfg) + unbound_violations(store, name)
             + preflight(cfg, sources=list_sources(store, name), callees=callees))

@@ -6,7 +6,6 @@ Nothing here knows SQL, PRAGMAs or a driver's exceptions.
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import socket
@@ -112,7 +111,7 @@ class KeyedAudit:
     _key: bytes
 
     def number_hash(self, number: str) -> str:
-        return hmac.new(self._key, number.encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(self._key, number.encode(), "sha256").hex()  # one-shot: 1/4 the cost
 
     def add_optout(self, number: str, via: str, now: datetime,
                    campaign: str | None = None) -> bool:
@@ -242,6 +241,9 @@ class StoreBackend(Protocol):
 
     # -- planning and preflight
     def pending_contacts(self, campaign: str) -> list[Row]: ...
+    def plan_contacts(self, campaign: str, *, attempts_since: datetime,
+                      refusals_since: datetime, now: datetime, chunk: int
+                      ) -> Iterator[list[Row]]: ...  # chunks, each row with plan_quiet
     def contact_status_counts(self, campaign: str | None = None) -> dict[str, int]: ...
     def pending_sources(self, campaign: str) -> list[Row]: ...
     def unbound_sources(self) -> list[Row]: ...

@@ -11,8 +11,9 @@ the same rows in the same order whatever the database's locale.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 
-from ivr.store.base import Row, status_totals
+from ivr.store.base import Row, status_totals, utc
 from ivr.store.pg_core import PgCore
 
 
@@ -25,6 +26,35 @@ class PgRecordsSQL(PgCore):
                           "ON b.contact_id = k.id AND b.campaign = %(campaign)s "
                           "WHERE b.status = 'pending' AND k.status != 'opted_out' "
                           "ORDER BY k.id", {"campaign": campaign})
+
+    def plan_contacts(self, campaign: str, *, attempts_since: datetime,
+                      refusals_since: datetime, now: datetime, chunk: int
+                      ) -> Iterator[list[Row]]:
+        """pending_contacts' contacts, in id order, `chunk` at a time, with the columns a plan
+        and a dial read, and `plan_quiet` (sqlite_records.plan_contacts says what it means).
+        One statement through a server-side cursor in one transaction (the plan's other
+        reads join it): the server hashes the numbers with a recent past once, where a
+        statement per chunk scanned calls again each time (and walked the bindings from the
+        first), 9 s over 300,000 contacts."""
+        with self.transaction():
+            # Planned for the whole result (a cursor is planned for its first 10 % by
+            # default: a probe per contact instead of one hash), and not JIT-compiled (the
+            # estimate of those probes made it compile for 0.7 s).
+            self._exec("SET LOCAL cursor_tuple_fraction = 1.0")
+            self._exec("SET LOCAL jit = off")
+            with self._conn().cursor(name="plan_contacts") as cur:
+                cur.execute(
+                    "SELECT k.id, k.number, k.name, k.timezone, k.source, k.slot, NOT EXISTS "
+                    "(SELECT 1 FROM calls c WHERE c.number = k.number AND (c.started_at > "
+                    "%(a)s OR c.outcome IS NULL OR c.retry_at > %(now)s)) AND NOT EXISTS "
+                    "(SELECT 1 FROM consents s WHERE s.number = k.number AND s.kind = "
+                    "'refusal' AND s.at >= %(r)s) AS plan_quiet FROM contacts k JOIN "
+                    "campaign_contacts b ON b.contact_id = k.id AND b.campaign = %(c)s WHERE "
+                    "b.status = 'pending' AND k.status != 'opted_out' ORDER BY k.id",
+                    {"c": campaign, "a": utc(attempts_since), "r": utc(refusals_since),
+                     "now": utc(now)})
+                while rows := cur.fetchmany(chunk):
+                    yield rows
 
     def contact_status_counts(self, campaign: str | None = None) -> dict[str, int]:
         """Contacts per status: of one campaign (its bindings; an opposed number counts as

@@ -7,8 +7,9 @@ come from call_counts (schema migration 10: kept by triggers), never from a scan
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 
-from ivr.store.base import Row, status_totals
+from ivr.store.base import Row, status_totals, utc
 from ivr.store.sqlite_core import SQLiteCore
 
 
@@ -21,6 +22,29 @@ class RecordsSQL(SQLiteCore):
                           "ON b.contact_id = k.id AND b.campaign = ? "
                           "WHERE b.status = 'pending' AND k.status != 'opted_out' "
                           "ORDER BY k.id", (campaign,))
+
+    def plan_contacts(self, campaign: str, *, attempts_since: datetime,
+                      refusals_since: datetime, now: datetime, chunk: int
+                      ) -> Iterator[list[Row]]:
+        """pending_contacts' contacts, in id order, `chunk` at a time from one statement
+        (never all in memory), with the columns a plan and a dial read (id, number, name,
+        timezone, source, slot: not `extra`, the list's other columns) and `plan_quiet`: 1 when
+        the number's history as the judge reads it is empty but for the opposition list (no
+        attempt after attempts_since nor without outcome, no retry_at after now, no refusal
+        since refusals_since). The plan judges those without reading their history; the
+        others' it reads (`history`). Each look-up walks an index by number."""
+        cur = self.db.conn.execute(
+            "SELECT k.id, k.number, k.name, k.timezone, k.source, k.slot, NOT EXISTS (SELECT 1 "
+            "FROM calls c WHERE c.number = k.number AND (c.started_at > :a OR c.outcome IS NULL "
+            "OR c.retry_at > :now)) AND NOT EXISTS (SELECT 1 FROM consents s WHERE s.number = "
+            "k.number AND s.kind = 'refusal' AND s.at >= :r) AS plan_quiet FROM contacts k "
+            "JOIN campaign_contacts b ON b.contact_id = k.id AND b.campaign = :c WHERE "
+            "b.status = 'pending' AND k.status != 'opted_out' ORDER BY k.id",
+            {"c": campaign, "a": utc(attempts_since), "r": utc(refusals_since),
+             "now": utc(now)})
+        cols = [d[0] for d in cur.description]
+        while rows := cur.fetchmany(chunk):
+            yield [dict(zip(cols, r)) for r in rows]
 
     def contact_status_counts(self, campaign: str | None = None) -> dict[str, int]:
         """Contacts per status: of one campaign (its bindings; an opposed number counts as
