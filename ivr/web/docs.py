@@ -96,7 +96,15 @@ def _schemas(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def api_docs(app: FastAPI) -> dict[str, Any]:
-    """What the page shows, in the OpenAPI document's order of paths."""
+    """What the page shows, in the OpenAPI document's order of paths; computed once per app
+    (the routes do not change while it serves; the sources are read once)."""
+    kept = getattr(app.state, "api_docs", None)
+    if kept is None:
+        kept = app.state.api_docs = _api_docs(app)
+    return kept  # type: ignore[no-any-return]
+
+
+def _api_docs(app: FastAPI) -> dict[str, Any]:
     doc = app.openapi()
     actions = route_actions(app)
     ops = []
