@@ -13,8 +13,7 @@ override reason, so that who is due does not depend on the hour the bench runs a
 
 Then `ivr run --dry-run` as an operator runs it: the real CLI in a child process
 (`python3 -m ivr.cli --config FILE run --dry-run`) with its stdout written to a file (the
-bench counts its lines), wall time and peak RSS of that child (os.wait4's rusage), `--repeat`
-times. And `planning.plan()` as the run's re-plans call it, in a child process holding the whole
+bench counts its lines), wall time, CPU and peak RSS of that child (GNU time), `--repeat` times. And `planning.plan()` as the run's re-plans call it, in a child process holding the whole
 Plan (min of `--repeat`, and that child's peak RSS).
 
 Usage (root; PostgreSQL: a private cluster started and removed by the bench):
@@ -159,32 +158,36 @@ def write_config(base: Path, store: dict[str, str]) -> Path:
     return path
 
 
+def timed(cmd: list[str], stdout: Any, base: Path) -> tuple[subprocess.CompletedProcess[bytes],
+                                                            dict[str, float]]:
+    """Run `cmd` under GNU time: its wall and CPU seconds and peak RSS. Not os.wait4 from this
+    process: a child forked from the bench (hundreds of MB of seed rows) would report the
+    bench's own size as its peak (the fork's copy counts until the exec)."""
+    stats = base / "time.txt"
+    proc = subprocess.run(["/usr/bin/time", "-o", str(stats), "-f", "%e %U %S %M", *cmd],
+                          stdout=stdout, stderr=subprocess.PIPE, check=False)
+    wall, user, sys_, kb = stats.read_text().split()[-4:]
+    return proc, {"wall_s": float(wall), "cpu_s": round(float(user) + float(sys_), 2),
+                  "peak_rss_mb": round(int(kb) / 1024, 1)}
+
+
 def dry_run(cfg_file: Path, out: Path) -> dict[str, Any]:
     """`ivr run --dry-run` in a child process, stdout to `out`: wall s, peak RSS MB, lines."""
-    t0 = time.monotonic()
     with out.open("wb") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "ivr.cli", "--config", str(cfg_file),
-                                 "run", "--dry-run"], stdout=f, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - t0
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    proc.returncode = os.waitstatus_to_exitcode(status)
+        proc, stats = timed([sys.executable, "-m", "ivr.cli", "--config", str(cfg_file),
+                             "run", "--dry-run"], f, out.parent)
     if proc.returncode != 0:
-        raise SystemExit(f"dry run failed ({proc.returncode}): {err[-2000:]}")
+        raise SystemExit(f"dry run failed ({proc.returncode}): {proc.stderr[-2000:]!r}")
     with out.open("rb") as f:
         lines = f.read().splitlines()
-    return {"wall_s": round(wall, 3), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-            "cpu_s": round(usage.ru_utime + usage.ru_stime, 3), "lines": len(lines),
-            "summary": lines[-1].decode() if lines else ""}
+    return {**stats, "lines": len(lines), "summary": lines[-1].decode() if lines else ""}
 
 
 def in_process(cfg_file: Path, repeat: int) -> dict[str, Any]:
     """plan_child in a child process: its figures and its peak RSS (the whole Plan held)."""
-    proc = subprocess.Popen([sys.executable, __file__, "--plan-child", str(cfg_file),
-                             "--repeat", str(repeat)], stdout=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    out = json.loads(proc.stdout.read() if proc.stdout else b"{}")
-    return {**out, "plan_peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+    proc, stats = timed([sys.executable, __file__, "--plan-child", str(cfg_file),
+                         "--repeat", str(repeat)], subprocess.PIPE, cfg_file.parent)
+    return {**json.loads(proc.stdout or b"{}"), "plan_peak_rss_mb": stats["peak_rss_mb"]}
 
 
 def plan_child(cfg_file: Path, repeat: int) -> dict[str, Any]:
