@@ -188,7 +188,7 @@ class Dialer:
         flight = InFlight(int(call["id"]), call["channel_id"], contact["number"], ns.name,
                           deadline=self.clock.monotonic() + self.deadline_s,
                           attempt=int(call["attempt"]))
-        ns.calls[flight.channel_id] = flight
+        ns.add(flight)
         self.by_call[flight.call_id] = flight
         self.claimed[flight.call_id] = call
         self.idle.clear()

@@ -64,6 +64,14 @@ class NodeState:
         self.down_since: float | None = None  # clock.monotonic() when its link was seen down
         self.lost = False  # its Asterisk died: its calls were settled (pool_watch)
         self.next_probe = 0.0  # clock.monotonic() of pool_watch's next look at its AMI port
+        # No call here has a deadline before this (a lower bound: calls that ended may have
+        # had it). The deadline watch scans `calls` only once it has passed.
+        self.earliest_deadline = math.inf
+
+    def add(self, flight: InFlight) -> None:
+        """A call in flight on this node (the deadline watch's bound follows)."""
+        self.calls[flight.channel_id] = flight
+        self.earliest_deadline = min(self.earliest_deadline, flight.deadline)
 
     def hold(self, seconds: float = FAULT_HOLD_S) -> None:
         self.hold_until = max(self.hold_until, self.clock.monotonic() + seconds)

@@ -95,7 +95,7 @@ def adopt(dialer: Dialer, ns: NodeState, call: dict[str, Any],
                           answered=call["answered_at"] is not None,
                           deadline=dialer.clock.monotonic() + dialer.deadline_s,
                           attempt=int(call["attempt"]))
-        ns.calls[flight.channel_id] = flight
+        ns.add(flight)
         dialer.by_call[flight.call_id] = flight
         dialer.idle.clear()
     flight.unsure = False

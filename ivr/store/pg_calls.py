@@ -17,7 +17,7 @@ from typing import Any
 from ivr.callflow import outcomes
 from ivr.store.base import CallResult, Claim, History, Judge, Row, parse_utc, utc
 from ivr.store.pg_core import PgCore
-from ivr.store.sqlite_calls import HISTORY_CHUNK, _heard, _known, campaign_tag
+from ivr.store.sqlite_calls import HISTORY_CHUNK, _heard, _known, campaign_tag, hashes_of
 
 
 class PgCallsSQL(PgCore):
@@ -229,7 +229,7 @@ class PgCallsSQL(PgCore):
 
     def _fill_history(self, out: dict[str, History], chunk: list[str], attempts_since: datetime,
                       refusals_since: datetime, campaign: str | None) -> None:
-        by_hash = {self.number_hash(n): n for n in chunk}
+        by_hash = hashes_of(self, chunk)
         for r in self._rows("SELECT number_hash FROM optouts WHERE number_hash = ANY(%s)",
                             (list(by_hash),)):
             out[by_hash[r["number_hash"]]].opted_out = True

@@ -15,6 +15,7 @@ from ivr.store.base import CallResult, Claim, History, Judge, Row, parse_utc, ut
 from ivr.store.sqlite_core import SQLiteCore
 
 HISTORY_CHUNK = 5000  # numbers per history query: one JSON parameter, bounded statement size
+HASH_CACHE_MAX = 200_000  # numbers whose opposition-list hash a store keeps (then emptied)
 
 
 def _heard(result: CallResult) -> dict[str, str]:
@@ -34,6 +35,24 @@ def _known(outcome: str) -> None:
 def campaign_tag(campaign: str) -> str:
     """A dial-string-safe short tag for channel ids."""
     return hashlib.sha1(campaign.encode()).hexdigest()[:8]
+
+
+def hashes_of(store: Any, numbers: list[str]) -> dict[str, str]:
+    """{number_hash: number} for `numbers`, both backends. A re-plan reads every pending
+    contact again, those in flight included: an HMAC per number was half its CPU. Kept per
+    store instance (and per key: a new key starts afresh), emptied past HASH_CACHE_MAX."""
+    key = getattr(store, "_key", None)
+    kept = store.__dict__.get("_hash_cache")
+    if kept is None or kept[0] is not key or len(kept[1]) > HASH_CACHE_MAX:
+        kept = store.__dict__["_hash_cache"] = (key, {})
+    cache: dict[str, str] = kept[1]
+    out = {}
+    for n in numbers:
+        h = cache.get(n)
+        if h is None:
+            h = cache[n] = store.number_hash(n)
+        out[h] = n
+    return out
 
 
 class CallsSQL(SQLiteCore):
@@ -255,7 +274,7 @@ class CallsSQL(SQLiteCore):
     def _fill_history(self, out: dict[str, History], chunk: list[str], attempts_since: datetime,
                       refusals_since: datetime, campaign: str | None) -> None:
         conn, listed = self.db.conn, json.dumps(chunk)
-        by_hash = {self.number_hash(n): n for n in chunk}
+        by_hash = hashes_of(self, chunk)
         for (h,) in conn.execute("SELECT number_hash FROM optouts WHERE number_hash IN "
                                  "(SELECT value FROM json_each(?))", (json.dumps(list(by_hash)),)):
             out[by_hash[h]].opted_out = True
