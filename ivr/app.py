@@ -233,11 +233,15 @@ def live_prompts(cfg: Config, hashes: dict[str, str], follow: bool) -> LivePromp
     benchmarks) stay fixed."""
     if not follow:
         return LivePrompts(cfg.campaign.name, hashes)
-    installed = (Sandbox(cfg).sounds if cfg.pbx.mode == "sandbox" else
-                 Path(cfg.pbx.sounds_dir) if cfg.pbx.sounds_dir else None)
+    manifest = cfg.path(cfg.prompts.build_dir) / MANIFEST_NAME
+    if cfg.pbx.mode == "sandbox":  # every instance plays from its own sounds folder
+        from ivr.telephony import sandbox_nodes
+        return LivePrompts(cfg.campaign.name, hashes, load=lambda: prompt_hashes(cfg),
+                           manifest=manifest,
+                           installed_dirs=lambda: sandbox_nodes.sounds_dirs(cfg))
+    installed = Path(cfg.pbx.sounds_dir) if cfg.pbx.sounds_dir else None
     return LivePrompts(cfg.campaign.name, hashes, load=lambda: prompt_hashes(cfg),
-                       manifest=cfg.path(cfg.prompts.build_dir) / MANIFEST_NAME,
-                       installed_dir=installed)
+                       manifest=manifest, installed_dir=installed)
 
 
 def install_signals(stop: asyncio.Event, hard_stop: asyncio.Event) -> None:
@@ -334,14 +338,18 @@ def sandbox_sim_timing(cfg: Config) -> dict[str, float]:
 
 
 def install_prompts_to_pbx(cfg: Config) -> Path:
+    """Install the last build; in the sandbox into instance 1's sounds folder, then hardlinked
+    into every other instance's (each has its own: sandbox_nodes.py). Returns instance 1's."""
     from ivr.prompts.build import install_prompts
     manifest = load_manifest(cfg)
     if cfg.pbx.mode == "sandbox":
+        from ivr.telephony import sandbox_nodes
         dest = Sandbox(cfg).sounds
-    else:
-        if not cfg.pbx.sounds_dir:
-            raise PbxError("pbx.sounds_dir is not set: give the Asterisk sounds folder to "
-                           "install prompts into")
-        dest = Path(cfg.pbx.sounds_dir)
+        sandbox_nodes.share_installed(cfg, install_prompts(cfg, manifest, dest))
+        return dest
+    if not cfg.pbx.sounds_dir:
+        raise PbxError("pbx.sounds_dir is not set: give the Asterisk sounds folder to "
+                       "install prompts into")
+    dest = Path(cfg.pbx.sounds_dir)
     install_prompts(cfg, manifest, dest)
     return dest

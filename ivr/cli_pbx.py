@@ -40,7 +40,7 @@ def pbx_up(obj, timeout: float, nodes: int) -> None:  # type: ignore[no-untyped-
     up = sandbox_nodes.up(cfg, nodes, timeout, sandbox_sim_timing(cfg),
                           log=lambda m: err_console.print(m, highlight=False))
     try:
-        install_prompts_to_pbx(cfg)  # one sounds folder, shared by every instance
+        install_prompts_to_pbx(cfg)  # into every instance's own sounds folder
     except IvrError as exc:
         err_console.print(f"note: prompts not installed yet ({exc})", highlight=False)
     for i, status in up:

@@ -48,7 +48,7 @@ def run_cluster_demo(cfg: Config, config_path: Path, console: Console, nodes: in
     say(f"    PostgreSQL pid {st.pid}: store.url {url}")
     for i, status in sandbox_nodes.up(cfg, nodes, 60, sandbox_sim_timing(cfg), log=say):
         say(f"    node {node_name(i)}: Asterisk pid {status.pid}, AMI port {cfg.pbx.port + i - 1}")
-    install_prompts_to_pbx(cfg)  # the sounds folder is shared by every node
+    install_prompts_to_pbx(cfg)  # into every node's own sounds folder
     files = controller_files(cfg, config_path, url, nodes, controllers)
     demo_cfg = load(files[0])
     store = _import(demo_cfg, say)

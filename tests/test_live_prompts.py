@@ -69,3 +69,22 @@ def test_fixed_hashes_never_change(tmp_path: Path) -> None:
     live = LivePrompts("camp", OLD)
     assert live.current().hashes == OLD
     assert live.current().sounds["legal"] == prompt_sound("camp", "legal", OLD["legal"])
+
+
+def test_with_several_sounds_folders_a_rebuild_waits_for_every_one(tmp_path: Path) -> None:
+    """The sandbox's instances each play from their own folder (sandbox_nodes.sounds_dirs): a
+    version missing from one of them (a call on that node would fail) is not taken yet."""
+    rig = Rig(tmp_path)
+    other = tmp_path / "sounds-n2"
+    folders = [rig.installed]
+    live = LivePrompts("camp", OLD, manifest=rig.manifest, load=rig.load,
+                       installed_dirs=lambda: folders, monotonic=lambda: rig.t)
+    rig.write(NEW)
+    rig.install(NEW)  # into the first folder only
+    folders.append(other)  # an instance started during the run, listed at each check
+    rig.t += CHECK_EVERY_S
+    assert live.current().hashes == OLD
+    rig.installed = other
+    rig.install(NEW)
+    rig.t += CHECK_EVERY_S
+    assert live.current().hashes == NEW

@@ -1,18 +1,28 @@
 """`ivr pbx up --nodes N` without root: what each extra instance is given (its own
-asterisk.conf directories, AMI and SIP ports, pid file, command line), and which instances
-`status`/`down` see. tests/integration/test_node_pool.py starts them for real."""
+asterisk.conf directories, sounds folder, AMI and SIP ports, pid file, command line), which
+instances `status`/`down` see, and prompts installed into and pruned from every instance's
+sounds. tests/integration/test_node_pool.py starts them for real."""
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
+from ivr import app
+from ivr.config import Config
 from ivr.errors import SandboxError
-from ivr.telephony import sandbox_nodes
+from ivr.prompts import prune as pr
+from ivr.prompts.build import MANIFEST_NAME
+from ivr.telephony import sandbox, sandbox_nodes
+from ivr.telephony.contract import prompt_sound
 from ivr.telephony.sandbox import Sandbox
 
-from conftest import make_config
+from conftest import make_config, store_at
 
 
 def _cfg(tmp_path: Path, port: int = 6038):  # type: ignore[no-untyped-def]
@@ -43,9 +53,10 @@ def test_an_extra_instance_has_its_own_directories_and_ports(tmp_path: Path) -> 
     assert dirs == {"astetcdir": "/etc/asterisk-n3", "astdbdir": "/var/lib/asterisk-n3db",
                     "astspooldir": "/var/spool/asterisk-n3", "astrundir": "/var/run/asterisk-n3",
                     "astlogdir": "/var/log/asterisk-n3",
-                    # shared: modules, var/lib and the (content-addressed) sounds
+                    "astdatadir": "/usr/share/asterisk-n3",  # its own sounds/ (no astsoundsdir)
+                    # shared: modules and var/lib
                     "astmoddir": "/usr/lib/x86_64-linux-gnu/asterisk/modules",
-                    "astvarlibdir": "/var/lib/asterisk", "astdatadir": "/usr/share/asterisk"}
+                    "astvarlibdir": "/var/lib/asterisk"}
     assert three.etc == three.root / "etc/asterisk-n3"
     assert "port = 6040\n" in files["manager.conf"] and three.ami_port == 6040
     assert "bind=127.0.0.1:5064" in files["pjsip.conf"]
@@ -77,3 +88,129 @@ def test_status_and_down_see_the_instances_with_a_pid_file(tmp_path: Path) -> No
 def test_nodes_out_of_range_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(SandboxError, match="--nodes 0: use 1 to 9"):
         sandbox_nodes.up(_cfg(tmp_path), 0, 1, None)
+
+
+def test_every_instance_points_asterisk_at_a_sounds_folder_of_its_own(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path)
+    found = []
+    for i in range(1, 5):
+        sb = sandbox_nodes.instance(cfg, i)
+        data = _directories(sb._conf_files({})["asterisk.conf"])["astdatadir"]
+        assert sb.sounds == sb.root / data.lstrip("/") / "sounds"  # where Asterisk plays from
+        found.append(sb.sounds)
+    assert found[0] == Sandbox(cfg).root / "usr/share/asterisk/sounds"
+    assert len(set(found)) == 4
+
+
+# -- a fake cached root (no chroot, no Asterisk): what `up` leaves in each instance's folders
+
+@pytest.fixture
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A root as mmdebstrap leaves it, in miniature: stock sounds behind Debian's alternatives
+    symlink, a relative symlink out of the sounds, the simulated callees' sounds (so no TTS)."""
+    monkeypatch.setattr(sandbox, "CACHE_DIR", tmp_path / "cache")
+    r = tmp_path / "cache/root"
+    data = r / "usr/share/asterisk"
+    (data / "documentation").mkdir(parents=True)
+    stock = data / "sounds/en_US_f_Allison"
+    stock.mkdir(parents=True)
+    (stock / "beep.gsm").write_bytes(b"stock beep")
+    (r / "etc/alternatives").mkdir(parents=True)
+    (r / "etc/alternatives/asterisk-prompt-en").symlink_to("/usr/share/asterisk/sounds/"
+                                                           "en_US_f_Allison")
+    (data / "sounds/en").symlink_to("/etc/alternatives/asterisk-prompt-en")
+    (data / "sounds/custom").symlink_to("../../../local/share/asterisk/sounds")
+    sim = data / "sounds/ivr-sim"
+    sim.mkdir()
+    for name in ("silence", "hello", "machine-greeting"):
+        (sim / f"{name}.wav").write_bytes(b"RIFF " + name.encode())
+    return r
+
+
+def _build(cfg: Config, texts: dict[str, bytes]) -> dict[str, str]:
+    """A build as `ivr prompts build` leaves it (wavs and manifest); key -> sha256."""
+    out = cfg.path(cfg.prompts.build_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    prompts = {}
+    for key, data in texts.items():
+        (out / f"{key}.wav").write_bytes(data)
+        prompts[key] = {"sha256": hashlib.sha256(data).hexdigest(), "path": str(out / f"{key}.wav")}
+    (out / MANIFEST_NAME).write_text(json.dumps({"version": 1, "prompts": prompts}))
+    return {k: v["sha256"] for k, v in prompts.items()}
+
+
+def _same(a: Path, b: Path) -> bool:
+    return a.is_file() and b.is_file() and os.stat(a).st_ino == os.stat(b).st_ino
+
+
+def test_an_instance_gets_its_own_sounds_hardlinked_from_instance_one(root: Path,
+                                                                       tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path)
+    one, two = Sandbox(cfg), sandbox_nodes.SandboxNode(cfg, 2)
+    two.install({})
+    assert "astdatadir => /usr/share/asterisk-n2\n" in (two.etc / "asterisk.conf").read_text()
+    assert two.sounds == root / "usr/share/asterisk-n2/sounds"
+    assert two.sounds.is_dir() and not two.sounds.is_symlink()  # a folder, not a link to one
+    for rel in ("en_US_f_Allison/beep.gsm", "ivr-sim/hello.wav", "ivr-sim/silence.wav"):
+        assert _same(one.sounds / rel, two.sounds / rel), rel  # hardlinks: no second copy
+    # Debian's `en` (-> /etc/alternatives -> instance 1's stock sounds) now leads to its own.
+    assert os.readlink(two.sounds / "en") == "en_US_f_Allison"
+    assert os.readlink(two.sounds / "custom") == "../../../local/share/asterisk/sounds"
+    # Its other data entries are instance 1's, by relative links (the same inside the chroot).
+    assert os.readlink(two.sounds.parent / "documentation") == "../asterisk/documentation"
+    two.install({})  # idempotent
+    assert _same(one.sounds / "ivr-sim/hello.wav", two.sounds / "ivr-sim/hello.wav")
+
+
+def test_prompts_installed_reach_every_instance_and_a_later_one_at_start(
+        root: Path, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path)
+    sha = _build(cfg, {"intro": b"intro one", "legal": b"legal"})
+    sandbox_nodes.SandboxNode(cfg, 2).install({})
+    (tmp_path / "sb/asterisk-n2.pid").write_text("999999999")  # started by `up --nodes 2`
+    dest = app.install_prompts_to_pbx(cfg)
+    assert dest == Sandbox(cfg).sounds
+    folders = sandbox_nodes.sounds_dirs(cfg)
+    assert folders == [dest, root / "usr/share/asterisk-n2/sounds"]
+    played = [f"{prompt_sound(cfg.campaign.name, k, h)}.wav" for k, h in sha.items()]
+    for f in [*played, "ivr/intro.wav", "ivr/legal.wav"]:
+        assert (dest / f).read_bytes() in (b"intro one", b"legal")
+        assert _same(dest / f, folders[1] / f), f
+    # A rebuild: the plain copy is replaced in every instance, the old version stays.
+    sha2 = _build(cfg, {"intro": b"intro two", "legal": b"legal"})
+    app.install_prompts_to_pbx(cfg)
+    new = f"{prompt_sound(cfg.campaign.name, 'intro', sha2['intro'])}.wav"
+    for folder in folders:
+        assert (folder / "ivr/intro.wav").read_bytes() == b"intro two"
+        assert (folder / new).read_bytes() == b"intro two" and (folder / played[0]).is_file()
+    # `ivr pbx up --nodes 3` after the build: instance 3 starts with what instance 1 has.
+    three = sandbox_nodes.SandboxNode(cfg, 3)
+    three.install({})
+    for f in [*played, new, "ivr/intro.wav"]:
+        assert _same(dest / f, three.sounds / f), f
+    assert sandbox_nodes.sounds_dirs(cfg) == [*folders, three.sounds]
+
+
+def test_prune_removes_an_old_version_from_every_instance(root: Path, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path)
+    for i in (2, 3):
+        sandbox_nodes.SandboxNode(cfg, i).install({})
+    old = _build(cfg, {"intro": b"intro one"})["intro"]
+    app.install_prompts_to_pbx(cfg)
+    os.utime(Sandbox(cfg).sounds / f"{prompt_sound(cfg.campaign.name, 'intro', old)}.wav",
+             (1000, 1000))  # hardlinks: one inode, dated for every instance
+    cur = _build(cfg, {"intro": b"intro two"})["intro"]
+    app.install_prompts_to_pbx(cfg)
+    folders = sandbox_nodes.sounds_dirs(cfg)
+    assert len(folders) == 3
+    old_f, cur_f = (f"{prompt_sound(cfg.campaign.name, 'intro', h)}.wav" for h in (old, cur))
+    assert all((f / old_f).is_file() for f in folders)
+    store = store_at(tmp_path / "t.db")
+    now = datetime(2026, 12, 1, 10, tzinfo=timezone.utc)
+    dry = pr.prune(cfg, store, lambda: now, yes=False)
+    assert [v.path for v in dry.remove] == [folders[0] / old_f] and dry.removed == []
+    done = pr.prune(cfg, store, lambda: now, yes=True)
+    assert sorted(done.removed) == sorted(f / old_f for f in folders)
+    for f in folders:
+        assert not (f / old_f).exists(), f
+        assert (f / cur_f).read_bytes() == b"intro two" and (f / "ivr/intro.wav").is_file()

@@ -6,8 +6,9 @@ it to its end (callflow/agi_ivr.py), so calls in flight are unchanged while new 
 new version; the attempt records the version it played.
 
 The manifest is looked at (one stat) at most once a second. A new version is taken only once
-every one of its files is installed where the controller can see it (the sandbox's sounds or
-pbx.sounds_dir): no call asks Asterisk for a file that is not there yet. With a PBX whose sounds
+every one of its files is installed where the controller can see it (every sandbox instance's
+own sounds folder, sandbox_nodes.sounds_dirs, or pbx.sounds_dir): no call, on any node, asks
+Asterisk for a file that is not there yet. With a PBX whose sounds
 folder the controller cannot see, the administrator installs first, then rebuilds (README).
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,10 +44,14 @@ class LivePrompts:
     def __init__(self, campaign: str, hashes: Mapping[str, str], *,
                  manifest: Path | None = None, load: Callable[[], Mapping[str, str]] | None = None,
                  installed_dir: Path | None = None,
+                 installed_dirs: Callable[[], Sequence[Path]] | None = None,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
+        """installed_dir: the one folder to check; installed_dirs: the folders, listed at each
+        check (sandbox instances started during the run count too)."""
         self.campaign = campaign
         self.version = version_of(campaign, hashes)
         self._manifest, self._load, self._installed = manifest, load, installed_dir
+        self._installed_dirs = installed_dirs
         self._monotonic = monotonic
         self._next_check = monotonic() + CHECK_EVERY_S
         self._seen = self._stamp()
@@ -88,7 +93,12 @@ class LivePrompts:
             self.version = candidate
 
     def _missing(self, candidate: PromptVersion) -> list[str]:
-        if self._installed is None:
-            return []
-        return [s for s in candidate.sounds.values()
-                if not (self._installed / f"{s}.wav").is_file()]
+        """The candidate's files not yet in every folder the PBX plays from."""
+        dirs = [self._installed] if self._installed is not None else []
+        if self._installed_dirs is not None:
+            try:
+                dirs += self._installed_dirs()
+            except OSError as exc:  # keep playing ours; look again next time
+                return [f"the sounds folders ({exc})"]
+        return [str(path) for d in dirs for s in candidate.sounds.values()
+                if not (path := d / f"{s}.wav").is_file()]

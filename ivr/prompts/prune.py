@@ -12,6 +12,10 @@ older version, so while there is one, every older version stays. Prune holds the
 run lock while it works: no run of the campaign can be playing a version it removes, and a
 run started afterwards plays the current ones.
 
+In the sandbox every instance has its own sounds folder (telephony/sandbox_nodes.py): the plan
+is made on instance 1's, where prompts are installed first, and each version it removes is
+removed from every instance's folder.
+
 The archive (prompts.archive_dir, ivr/prompts/archive.py) is never touched: the proof of
 consent finds every version there. The plain sounds/ivr/<key>.wav copies stay too.
 """
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -59,6 +63,7 @@ class PrunePlan:
     kept: dict[Version, str] = field(default_factory=dict)  # version -> why it stays
     open_attempts: int = 0
     removed: list[Path] = field(default_factory=list)  # filled by apply()
+    mirrors: list[Path] = field(default_factory=list)  # the same folder of the other instances
 
 
 def sounds_dir(cfg: Config) -> Path:
@@ -70,6 +75,14 @@ def sounds_dir(cfg: Config) -> Path:
         raise PbxError("pbx.sounds_dir is not set: give the Asterisk sounds folder the "
                        "prompts were installed into")
     return Path(cfg.pbx.sounds_dir)
+
+
+def other_sounds_dirs(cfg: Config) -> list[Path]:
+    """The sandbox's other instances' own sounds folders (none with an external PBX)."""
+    if cfg.pbx.mode != "sandbox":
+        return []
+    from ivr.telephony.sandbox_nodes import sounds_dirs
+    return sounds_dirs(cfg)[1:]
 
 
 def installed_versions(folder: Path) -> list[Version]:
@@ -120,16 +133,19 @@ def _why_kept(v: Version, current: dict[str, Version | None], named: set[str],
 
 
 def plan(campaign: str, manifest: dict[str, Any], sounds: Path,
-         open_calls: list[Row]) -> PrunePlan:
-    """What prune removes from sounds/ivr/<campaign dir>/, and why every other version stays."""
-    folder = sounds / SOUNDS_DIR / campaign_sound_dir(campaign)
+         open_calls: list[Row], mirrors: Sequence[Path] = ()) -> PrunePlan:
+    """What prune removes from sounds/ivr/<campaign dir>/, and why every other version stays.
+    mirrors: other sounds folders holding the same versions (apply removes there too)."""
+    sub = Path(SOUNDS_DIR) / campaign_sound_dir(campaign)
+    folder = sounds / sub
     versions = installed_versions(folder)
     by_name = {(v.key, v.sha12): v for v in versions}
     current: dict[str, Version | None] = {
         key: by_name.get((key, str(entry["sha256"])[:12]))
         for key, entry in manifest.get("prompts", {}).items()}
     named, unknown = _named(open_calls)
-    out = PrunePlan(campaign, folder, open_attempts=len(open_calls))
+    out = PrunePlan(campaign, folder, open_attempts=len(open_calls),
+                    mirrors=[m / sub for m in mirrors])
     for v in versions:
         why = _why_kept(v, current, named, unknown)
         if why is None:
@@ -143,6 +159,11 @@ def apply(p: PrunePlan) -> PrunePlan:
     for v in p.remove:
         v.path.unlink(missing_ok=True)
         p.removed.append(v.path)
+        for folder in p.mirrors:
+            copy = folder / v.path.name
+            if copy.is_file():
+                copy.unlink(missing_ok=True)
+                p.removed.append(copy)
     return p
 
 
@@ -152,7 +173,7 @@ def prune(cfg: Config, store: StoreBackend, now: Callable[[], datetime], *,
     lock: a run of the campaign in progress makes this a one-line StoreError."""
     campaign = cfg.campaign.name
     manifest = load_manifest(cfg)
-    sounds = sounds_dir(cfg)
+    sounds, others = sounds_dir(cfg), other_sounds_dirs(cfg)
     with store.hold_run(RunOwner.this_process(now()), campaign):
-        p = plan(campaign, manifest, sounds, store.open_calls(campaign=campaign))
+        p = plan(campaign, manifest, sounds, store.open_calls(campaign=campaign), others)
         return apply(p) if yes else p

@@ -99,6 +99,7 @@ class Sandbox:
         self.ami_port = cfg.pbx.port  # other instances: sandbox_nodes.py
         self.sip_port = 5060
         self.dirs = ("var/run/asterisk", "var/log/asterisk", "var/spool/asterisk")
+        self.datadir = "/usr/share/asterisk"  # astdatadir: Asterisk plays from <it>/sounds
 
     def asterisk(self, *args: str) -> list[str]:
         """The command line of this instance's asterisk inside the root."""
@@ -152,7 +153,8 @@ class Sandbox:
 
     @property
     def sounds(self) -> Path:
-        return self.root / "usr/share/asterisk/sounds"
+        """This instance's own sounds: astdatadir/sounds (Asterisk 22 has no astsoundsdir)."""
+        return self.root / self.datadir.lstrip("/") / "sounds"
 
     def install(self, sim_timing: dict[str, float] | None = None) -> None:
         """Write /etc/asterisk inside the root from the project's files."""
@@ -173,7 +175,7 @@ class Sandbox:
     def _conf_files(self, sim_timing: dict[str, float]) -> dict[str, str]:
         """Every generated file of /etc/asterisk, by name."""
         return {
-            "asterisk.conf": self.asterisk_conf(),
+            "asterisk.conf": self.asterisk_conf(data=self.datadir),
             "modules.conf": "[modules]\nautoload = no\n"
                             + "".join(f"load = {m}.so\n" for m in MODULES),
             "manager.conf": self._manager_conf(),
@@ -198,12 +200,13 @@ class Sandbox:
 
     def asterisk_conf(self, etc: str = "/etc/asterisk", db: str = "/var/lib/asterisk",
                       spool: str = "/var/spool/asterisk", run: str = "/var/run/asterisk",
-                      log: str = "/var/log/asterisk") -> str:
-        """Modules, var/lib and the sounds (astdatadir) are shared by every instance."""
+                      log: str = "/var/log/asterisk", data: str = "/usr/share/asterisk") -> str:
+        """Modules and var/lib are shared by every instance; astdatadir (its sounds) is not
+        (sandbox_nodes.py)."""
         return ("[directories]\n"
                 f"astetcdir => {etc}\nastmoddir => /usr/lib/x86_64-linux-gnu/asterisk/modules\n"
                 f"astvarlibdir => /var/lib/asterisk\nastdbdir => {db}\n"
-                f"astdatadir => /usr/share/asterisk\nastspooldir => {spool}\n"
+                f"astdatadir => {data}\nastspooldir => {spool}\n"
                 f"astrundir => {run}\nastlogdir => {log}\n"
                 "[options]\nmaxcalls = 4000\nmaxfiles = 65536\n"
                 "transmit_silence = no\nhideconnect = yes\n")

@@ -1,18 +1,28 @@
 """Several sandbox Asterisk instances from the one cached root: `ivr pbx up --nodes N`.
 
 Instance 1 is the sandbox of sandbox.py, unchanged (/etc/asterisk, AMI on pbx.port, SIP on
-5060, .sandbox/asterisk.pid). Instance i > 1 runs from the same root with its own
-`asterisk.conf` (-C /etc/asterisk-n<i>/asterisk.conf): its own etc, db, spool, run and log
-directories, AMI on pbx.port + i - 1, SIP on 5060 + 2 (i - 1), pid file
-.sandbox/asterisk-n<i>.pid. Modules and sounds are shared: prompts are installed
-content-addressed (sounds/ivr/<campaign>/<name>-<sha12>.wav), so one sounds folder serves every
-instance. Every instance has the same AMI users and secret, and the same [globals] (one FastAGI
-URL): the controller's pool names them in pbx.nodes (README).
+5060, .sandbox/asterisk.pid, sounds in /usr/share/asterisk/sounds). Instance i > 1 runs from the
+same root with its own `asterisk.conf` (-C /etc/asterisk-n<i>/asterisk.conf): its own etc, db,
+spool, run, log and data directories, AMI on pbx.port + i - 1, SIP on 5060 + 2 (i - 1), pid file
+.sandbox/asterisk-n<i>.pid. Modules and var/lib are shared.
+
+Sounds: Asterisk 22 has no astsoundsdir (it plays from astdatadir/sounds), so instance i's
+astdatadir is /usr/share/asterisk-n<i>: its own sounds/ folder, the other data entries
+(documentation, keys, ...) symlinks to instance 1's. At each `up` that folder gets what
+instance 1's has (stock sounds, the simulated callees' sounds, installed prompts) as hardlinks
+(same filesystem: no second copy of the data); symlinks that led into instance 1's sounds are
+re-pointed into its own. Prompts are installed into instance 1's folder then hardlinked into
+every other (share_installed); live.py waits for a version in every folder and prune removes
+from every folder (sounds_dirs). Every instance has the same AMI users and secret, and the same
+[globals] (one FastAGI URL): the controller's pool names them in pbx.nodes (README).
 """
 from __future__ import annotations
 
+import errno
+import os
 import re
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ivr.config import Config
@@ -21,6 +31,7 @@ from ivr.telephony.sandbox import Sandbox, Status
 
 MAX_NODES = 9
 PID_NAME = re.compile(r"asterisk-n(\d+)\.pid")
+DATA_NAME = re.compile(r"asterisk-n(\d+)")  # /usr/share/asterisk-n<i>: instance i's astdatadir
 
 
 class SandboxNode(Sandbox):
@@ -36,6 +47,7 @@ class SandboxNode(Sandbox):
         tag = f"asterisk-n{index}"
         self.dirs = (f"var/run/{tag}", f"var/log/{tag}", f"var/spool/{tag}", f"var/lib/{tag}db")
         self.conf_path = f"/etc/{tag}/asterisk.conf"
+        self.datadir = f"/usr/share/{tag}"
 
     @property
     def etc(self) -> Path:
@@ -45,14 +57,27 @@ class SandboxNode(Sandbox):
         return super().asterisk("-C", self.conf_path, *args)
 
     def asterisk_conf(self, etc: str = "", db: str = "", spool: str = "", run: str = "",
-                      log: str = "") -> str:
+                      log: str = "", data: str = "") -> str:
         tag = f"asterisk-n{self.index}"
         return super().asterisk_conf(f"/etc/{tag}", f"/var/lib/{tag}db", f"/var/spool/{tag}",
-                                     f"/var/run/{tag}", f"/var/log/{tag}")
+                                     f"/var/run/{tag}", f"/var/log/{tag}", self.datadir)
 
     def install(self, sim_timing: dict[str, float] | None = None) -> None:
         self.etc.mkdir(parents=True, exist_ok=True)
         super().install(sim_timing)
+
+    def _sim_sounds(self) -> None:
+        """Called by install(): this instance's own data directory and sounds, from
+        instance 1's (whose simulated callees' sounds are made first if missing)."""
+        first = Sandbox(self.cfg)
+        first._sim_sounds()
+        data = self.sounds.parent
+        data.mkdir(parents=True, exist_ok=True)
+        for entry in (self.root / first.datadir.lstrip("/")).iterdir():
+            link = data / entry.name
+            if entry.name != "sounds" and not link.is_symlink() and not link.exists():
+                link.symlink_to(os.path.relpath(entry, data))  # relative: same in the chroot
+        mirror(first.sounds, self.sounds, self.root)
 
 
 def instance(cfg: Config, index: int) -> Sandbox:
@@ -86,3 +111,93 @@ def down(cfg: Config) -> list[tuple[int, bool]]:
 
 def status(cfg: Config) -> list[tuple[int, Sandbox, Status]]:
     return [(i, sb, sb.status()) for i in started(cfg) for sb in [instance(cfg, i)]]
+
+
+def sounds_dirs(cfg: Config) -> list[Path]:
+    """Every instance's own sounds folder, instance 1's first: the started ones and any other
+    an earlier `up --nodes` made (a stopped instance's folder stays current for its restart)."""
+    first = Sandbox(cfg)
+    found = {i for i in started(cfg) if i > 1}
+    share = first.root / "usr/share"
+    found |= {int(m.group(1)) for p in share.glob("asterisk-n*")
+              if (m := DATA_NAME.fullmatch(p.name)) and int(m.group(1)) > 1 and p.is_dir()}
+    return [first.sounds, *(SandboxNode(cfg, i).sounds for i in sorted(found))]
+
+
+def share_installed(cfg: Config, paths: Iterable[Path]) -> int:
+    """Prompt files just installed into instance 1's sounds, hardlinked at the same place in
+    every other instance's. How many links were made or replaced."""
+    first, *others = sounds_dirs(cfg)
+    files = list(paths)
+    return sum(link_file(p, other / p.relative_to(first)) for other in others for p in files)
+
+
+def link_file(src: Path, dst: Path) -> int:
+    """dst made the same file as src: a hardlink (a copy across filesystems), swapped in by a
+    rename, so a call playing dst's old file keeps it. 1 if dst changed, 0 if it already was."""
+    try:
+        if os.path.samefile(src, dst):
+            return 0
+    except OSError:  # dst missing
+        pass
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+            raise
+        shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
+    return 1
+
+
+def mirror(src: Path, dst: Path, root: Path) -> int:
+    """Every file of src hardlinked at the same place under dst, every symlink copied (re-pointed
+    into dst when it led into src, as seen inside the chroot `root`). Nothing of dst is removed:
+    prune removes from every folder itself. How many files were linked or replaced."""
+    changed = 0
+    for dirpath, dirnames, filenames in os.walk(src):  # symlinked dirs are not walked into
+        here = Path(dirpath)
+        there = dst / here.relative_to(src)
+        there.mkdir(parents=True, exist_ok=True)
+        for name in (*dirnames, *filenames):
+            if name.startswith("."):  # another writer's temporary file
+                continue
+            s, d = here / name, there / name
+            if s.is_symlink():
+                _copy_link(s, d, src, dst, root)
+            elif s.is_file():
+                changed += link_file(s, d)
+    return changed
+
+
+def _copy_link(s: Path, d: Path, src: Path, dst: Path, root: Path) -> None:
+    target = os.readlink(s)
+    inside = "/" + str(src.relative_to(root))
+    final = _chroot_target(root, "/" + str(s.relative_to(root)))
+    if final == inside or final.startswith(inside + "/"):  # e.g. en -> .../sounds/en_US_f_Allison
+        target = os.path.relpath(dst / os.path.relpath(final, inside), d.parent)
+    if d.is_symlink() and os.readlink(d) == target:
+        return
+    if d.exists() and not d.is_symlink():
+        return  # a real file or folder there: left alone
+    tmp = d.with_name(f".{d.name}.{os.getpid()}.lnk")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target)
+    os.replace(tmp, d)
+
+
+def _chroot_target(root: Path, link: str) -> str:
+    """Where a symlink chain ends, as a path inside the chroot (absolute links are the chroot's,
+    e.g. /etc/alternatives/...; only the last component of each hop is followed)."""
+    path = link
+    for _ in range(8):
+        host = root / path.lstrip("/")
+        if not host.is_symlink():
+            break
+        nxt = os.readlink(host)
+        path = nxt if nxt.startswith("/") else os.path.normpath(
+            os.path.join(os.path.dirname(path), nxt))
+    return path
