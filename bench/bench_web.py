@@ -255,6 +255,10 @@ def routes(c: str, nums: list[str]) -> list[tuple[str, str, Any]]:
     # The report while a run writes: each timed request follows a commit (AFTER_COMMIT).
     out.append((f"GET /api/campaigns/{c}/report.json {AFTER_COMMIT}",
                 f"/api/campaigns/{c}/report.json", None))
+    # report.csv while a run writes: each timed request follows a commit to a recent call (the
+    # console renders again only that call's block of 8,192; cache.KeptBlocks).
+    out.append((f"GET /api/campaigns/{c}/report.csv {AFTER_COMMIT}",
+                f"/api/campaigns/{c}/report.csv", None))
     # Streamed: the whole download above, and how soon it starts.
     out.append((f"GET /api/campaigns/{c}/report.csv (first byte)",
                 f"/api/campaigns/{c}/report.csv", None))
@@ -295,12 +299,14 @@ def route_latency(client: Any, args: argparse.Namespace, name: str, path: str, b
     """One first request, then the timed ones (fewer for a slow route); nearest-rank p99.
     An AFTER_COMMIT route: before each request (untimed) this process's own store connection
     commits a write (one call's hangup cause), so the console's report cache is always cold,
-    as during a run that commits every call."""
+    as during a run that commits every call: report.json's to an old call, report.csv's to
+    one of the last calls (a run writes its latest calls)."""
     method = name.split()[0]
+    recent = store.last_call_id() if "report.csv" in name and AFTER_COMMIT in name else 0
 
     def once(i: int) -> float:
         if AFTER_COMMIT in name:
-            store.set_hangup_cause(1 + i, "16" if i % 2 else "17")
+            store.set_hangup_cause(recent - i if recent else 1 + i, "16" if i % 2 else "17")
         p, kw = path, body(i) if body else {}
         if "erase" in name:  # a different number each time, typed again to confirm
             p, kw = path.replace("{n}", nums[-1 - i]), {"json": {"confirm": nums[-1 - i]}}

@@ -91,6 +91,8 @@ SEED = [
 COUNTS = ("INSERT INTO call_counts (campaign, attempt, source, outcome, n) "
           "SELECT c.campaign, c.attempt, k.source, c.outcome, COUNT(*) FROM calls c "
           "LEFT JOIN contacts k ON k.id = c.contact_id GROUP BY 1, 2, 3, 4")
+CHUNKS = ("INSERT INTO call_chunks (campaign, block, slot, version) "
+          "SELECT campaign, id >> 13, 0, 1 FROM calls GROUP BY 1, 2")
 
 
 def seed_big(store: Any, campaign: str, contacts: int, calls: int) -> list[str]:
@@ -98,6 +100,7 @@ def seed_big(store: Any, campaign: str, contacts: int, calls: int) -> list[str]:
     p = {"ts": utc(now), "now": now.isoformat(), "c": campaign, "contacts": contacts,
          "calls": calls, "outcomes": OUTCOMES, "n_out": len(OUTCOMES)}
     counted = store.one("SELECT to_regclass('call_counts') IS NOT NULL AS t")["t"]
+    chunked = store.one("SELECT to_regclass('call_chunks') IS NOT NULL AS t")["t"]
     with store.transaction():
         if counted:
             store.q("SET LOCAL session_replication_role = replica")  # no row triggers
@@ -106,6 +109,8 @@ def seed_big(store: Any, campaign: str, contacts: int, calls: int) -> list[str]:
         if counted:
             store.q("SET LOCAL session_replication_role = origin")
             store.q(COUNTS)
+        if chunked:  # report.csv's block versions (schema 11), as the migration fills them
+            store.q(CHUNKS)
     for table in ("contacts", "campaign_contacts", "calls", "consents"):
         store.q(f"VACUUM ANALYZE {table}")  # what autovacuum does to a store that grew by use
     return [f"+331{90000000 + i:08d}" for i in range(contacts)]
