@@ -128,8 +128,9 @@ def _judge_chunk(cfg: Config, store: StoreBackend, rows: list[dict[str, Any]], n
                  memo: dict[tuple[object, ...], Verdict]
                  ) -> Iterator[tuple[dict[str, Any], Verdict, History | None]]:
     attempts_since, refusals_since = _since(cfg, now)
-    quiet = [bool(r.pop("plan_quiet")) for r in rows]  # the contact rows as pending_contacts'
-    opposed = store.opted_out_among([r["number"] for r, q in zip(rows, quiet) if q])
+    quiet = [bool(r.pop("plan_quiet")) for r in rows]  # the due list carries contacts only
+    quiet_numbers = [r["number"] for r, q in zip(rows, quiet) if q]
+    opposed = store.opted_out_among(quiet_numbers) if quiet_numbers else set()
     loud = [r["number"] for r, q in zip(rows, quiet) if not q]
     history = store.history(loud, attempts_since, refusals_since, cfg.campaign.name) \
         if loud else {}
