@@ -135,9 +135,11 @@ class PgContactsSQL(PgCore):
     def opted_out_among(self, numbers: list[str]) -> set[str]:
         """The numbers on the opposition list (by keyed hash)."""
         by_hash = {self.number_hash(n): n for n in numbers}
+        # one text of hex hashes split by the server: psycopg quotes each element of a list
+        # parameter through a regular expression (0.2-0.5 s for a plan's 100,000 numbers)
         return {by_hash[r["number_hash"]] for r in self._rows(
-            "SELECT number_hash FROM optouts WHERE number_hash = ANY(%(hashes)s::text[])",
-            {"hashes": list(by_hash)})}
+            "SELECT number_hash FROM optouts WHERE number_hash = ANY(string_to_array("
+            "%(hashes)s, ','))", {"hashes": ",".join(by_hash)})}
 
     def add_contact(self, number: str, *, name: str | None, timezone: str | None, source: str,
                     basis: str | None, acquired_on: str | None, extra: str, status: str,
