@@ -72,8 +72,10 @@ def wait_all(procs: list[subprocess.Popen[bytes]], timeout: float = 240) -> list
         try:
             p.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+            for q in procs:  # none left behind to dial into the next test
+                if q.poll() is None:
+                    q.kill()
+                    q.wait()
             raise AssertionError(f"a controller ran past {timeout} s: {p.args}")
     return [p.returncode for p in procs]
 
