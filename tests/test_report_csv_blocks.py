@@ -273,3 +273,42 @@ def test_a_contact_deleted_under_its_calls(monkeypatch: pytest.MonkeyPatch) -> N
     s.db.execute("DELETE FROM campaign_contacts WHERE contact_id = ?", (gone,))
     s.db.execute("DELETE FROM contacts WHERE id = ?", (gone,))
     d.check(touched)
+
+
+def test_a_postgresql_download_holds_no_transaction_and_a_change_meanwhile_is_rendered_next(
+        pg_store: Any, pg_store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A download paused by a slow client holds no transaction (an erasure's VACUUM FULL gets
+    its lock at once); a block changed after the versions were read is kept under the older
+    version, so the next download renders it again and gives the store's bytes."""
+    monkeypatch.setattr(pg_export, "BATCH", 5)
+    with psycopg.connect(pg_store_url, autocommit=True) as conn:
+        for call_id in (5, 6, 8192 + 5, 8192 + 6):
+            conn.execute("INSERT INTO calls (id, number, attempt, campaign, started_at) "
+                         "VALUES (%s, '+33123', 1, 'c1', %s)", (call_id, T0))
+    d = Downloads(pg_store, monkeypatch)
+    d.check({"c1": {0, 1}, None: {0, 1}})
+    pg_store.set_hangup_cause(5, "16")  # block 0 changed: rendered by the next download
+    fresh: dict[int, Chunk] = {}
+    chunks = pg_store.export_calls_csv_kept("c1", report._line, d.kept["c1"], fresh)
+    next(chunks)  # the versions are read and block 0 is on its way: the client pauses here
+    with psycopg.connect(pg_store_url, autocommit=True) as other:
+        other.execute("SET lock_timeout = '1s'")
+        other.execute("VACUUM FULL calls")  # LockNotAvailable if the download held a lock
+        other.execute("UPDATE calls SET hangup_cause = '17' WHERE id = 8192 + 6")  # block 1
+    list(chunks)  # block 1 is rendered after the change, under the version read before it
+    d.kept["c1"] = fresh
+    d.check({"c1": {1}, None: {0, 1}})  # c1: block 1 again; the others' first download
+
+
+def test_the_blocks_gathered_stop_at_the_memory_bound(store: Any) -> None:
+    """Past `fresh_max` bytes the download keeps nothing (a campaign too big to keep must
+    not be held whole and then dropped): the bytes sent are unchanged."""
+    for call_id in (5, 8192 + 5, 2 * 8192 + 5):
+        store.db["calls"].insert({"id": call_id, "number": "+33123", "attempt": 1,
+                                  "campaign": "c1", "started_at": T0})
+    out, fresh = io.BytesIO(), {}  # type: io.BytesIO, dict[int, Chunk]
+    n = report.calls_csv_kept(store, out, "c1", {}, fresh, fresh_max=150)
+    assert (out.getvalue(), n) == reference(store, "c1") and fresh == {}
+    out, fresh = io.BytesIO(), {}
+    report.calls_csv_kept(store, out, "c1", {}, fresh, fresh_max=10_000)
+    assert out.getvalue() == reference(store, "c1")[0] and sorted(fresh) == [0, 1, 2]

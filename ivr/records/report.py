@@ -150,12 +150,14 @@ def calls_csv(store: StoreBackend, out: TextIO | BinaryIO, campaign: str | None 
 
 
 def calls_csv_kept(store: StoreBackend, out: BinaryIO, campaign: str | None,
-                   kept: Mapping[int, Chunk], fresh: dict[int, Chunk] | None) -> int:
+                   kept: Mapping[int, Chunk], fresh: dict[int, Chunk] | None,
+                   fresh_max: int | None = None) -> int:
     """calls_csv's bytes to a binary writer, block by block (the console's kept copy): the
     blocks of `kept` the store finds unchanged are written as they are, the others rendered;
-    `fresh` (unless None) receives every block, to keep for the next download."""
+    `fresh` (unless None) receives every block, to keep for the next download, and is left
+    empty once they pass `fresh_max` bytes."""
     out.write(CSV_HEADER.encode("utf-8"))
-    chunks = store.export_calls_csv_kept(campaign, _line, kept, fresh)
+    chunks = store.export_calls_csv_kept(campaign, _line, kept, fresh, fresh_max)
     while True:
         try:
             chunk = next(chunks)

@@ -157,13 +157,17 @@ class KeptExport:
                       ) -> Iterator[tuple[bytes, int]]: ...
 
     def export_calls_csv_kept(self, campaign: str | None, render: Callable[[Row], str],
-                              kept: Mapping[int, Chunk], out: dict[int, Chunk] | None
-                              ) -> Generator[bytes, None, int]:
-        """export_calls_csv's bytes, block by block in one read snapshot: a block of `kept`
-        whose version is the snapshot's is sent as it is, the others are rendered (and
-        streamed batch by batch). `out` (unless None) receives every block of the snapshot,
-        for the caller to keep instead of `kept`. Returns how many calls."""
-        count, first = 0, self.FIRST_BATCH
+                              kept: Mapping[int, Chunk], out: dict[int, Chunk] | None,
+                              out_max: int | None = None) -> Generator[bytes, None, int]:
+        """export_calls_csv's bytes, block by block: a block of `kept` whose version is the
+        store's is sent as it is, the others are rendered (and streamed batch by batch). `out`
+        (unless None) receives every block, for the caller to keep instead of `kept`; emptied
+        and no longer filled once its blocks pass `out_max` bytes (memory stays bounded).
+        The versions are read before any line (`_read_snapshot`: on SQLite one snapshot for
+        all; on PostgreSQL none, see pg_export): a block changed after its version was read
+        is kept under that older version, so the next download renders it again. Returns how
+        many calls."""
+        count, first, size = 0, self.FIRST_BATCH, 0
         with self._read_snapshot():
             for block, version in self._chunk_versions(campaign):
                 chunk = kept.get(block)
@@ -183,7 +187,10 @@ class KeptExport:
                     yield chunk.data
                 count += chunk.rows
                 if out is not None:
-                    out[block] = chunk
+                    out[block], size = chunk, size + len(chunk.data)
+                    if out_max is not None and size > out_max:
+                        out.clear()  # too big to keep: the caller keeps nothing of it
+                        out = None
         return count
 
 
@@ -260,7 +267,8 @@ class StoreBackend(Protocol):
     def export_calls_csv(self, campaign: str | None, render: Callable[[Row], str]
                          ) -> Generator[bytes, None, int]: ...  # lines; count returned
     def export_calls_csv_kept(self, campaign: str | None, render: Callable[[Row], str],
-                              kept: Mapping[int, Chunk], out: dict[int, Chunk] | None
+                              kept: Mapping[int, Chunk], out: dict[int, Chunk] | None,
+                              out_max: int | None = None
                               ) -> Generator[bytes, None, int]: ...  # KeptExport
 
     # -- data protection (the caller holds the transaction for erase_person and purge_before)

@@ -103,19 +103,12 @@ class PgExportSQL(KeptExport, PgCore):
 
     @contextmanager
     def _read_snapshot(self) -> Iterator[None]:
-        """A REPEATABLE READ transaction on one connection of the pool, bound to this thread
-        (the versions and every line from one snapshot); inside the caller's, that one."""
-        if getattr(self._local, "conn", None) is not None:
-            yield
-            return
-        with self.pool.connection() as conn:
-            self._local.conn = conn
-            try:
-                with conn.transaction():
-                    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                    yield
-            finally:
-                self._local.conn = None
+        """No transaction: the versions are read first, then each batch is its own statement.
+        One held for the whole download would last as long as the client takes to read it
+        (the producer waits on the console's pipe), and its locks would stall the VACUUM FULL
+        after an erasure, and every write queued behind that. A block changed after its
+        version was read is kept under the older version: the next download renders it."""
+        yield
 
     def _chunk_versions(self, campaign: str | None) -> list[tuple[int, int]]:
         return [(int(r["block"]), int(r["version"]))

@@ -243,7 +243,7 @@ async def report_csv(request: Request, campaign: str) -> Response:
     pipe = _Pipe()
     request.app.state.exports.submit(
         _produce, pipe, lambda out: service.write_report_csv_kept(
-            stores.get(), campaign, out, blocks, fresh),
+            stores.get(), campaign, out, blocks, fresh, kept.MAX_BYTES),
         (lambda: kept.put(campaign, fresh)) if gather else None,
         kept.stop_keeping if gather else None)
 

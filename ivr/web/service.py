@@ -181,9 +181,10 @@ def write_report_csv(store: StoreBackend, campaign: str, out: Any) -> None:
 
 
 def write_report_csv_kept(store: StoreBackend, campaign: str, out: Any,
-                          kept: Mapping[int, Chunk], fresh: dict[int, Chunk] | None) -> None:
+                          kept: Mapping[int, Chunk], fresh: dict[int, Chunk] | None,
+                          fresh_max: int | None = None) -> None:
     """The same bytes, the unchanged blocks of `kept` reused (the console's report.csv)."""
-    report.calls_csv_kept(store, out, campaign, kept, fresh)
+    report.calls_csv_kept(store, out, campaign, kept, fresh, fresh_max)
 
 
 def report_json(store: StoreBackend, campaign: str) -> str:
