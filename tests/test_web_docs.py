@@ -66,3 +66,21 @@ def test_the_docs_page_is_french_with_an_english_switch(web) -> None:
     assert "Documentation de l&#39;API" in c.get("/api/docs").text
     c.get("/lang/en?next=/api/docs")
     assert "API documentation" in c.get("/api/docs").text
+
+
+def test_a_route_whose_source_cannot_be_read_is_never_shown_public(monkeypatch) -> None:
+    """An install without .py files: the page cannot read a route's check, so it says '?'."""
+    import inspect
+
+    from ivr.web import docs
+
+    def no_source(obj):  # type: ignore[no-untyped-def]
+        raise OSError("could not get source code")
+    monkeypatch.setattr(inspect, "getsource", no_source)
+    from fastapi import FastAPI
+    from ivr.web.api import router
+    app = FastAPI()
+    app.include_router(router, prefix="/api")
+    actions = docs.route_actions(app)
+    assert actions and set(actions.values()) == {docs.UNKNOWN}
+    assert docs.roles_for(docs.UNKNOWN) == ["?"] and docs.roles_for("") == []

@@ -14,6 +14,7 @@ from fastapi.routing import APIRoute
 from ivr import web_users
 
 METHODS = ("get", "post", "put", "patch", "delete")
+UNKNOWN = "?"  # a route whose check could not be read
 # who(request, "view") / run_in_threadpool(who, request, "view"): the action a route checks
 _WHO = re.compile(r"""\bwho\s*(?:\(\s*request\s*,|,\s*request\s*,)\s*["'](\w+)["']""")
 
@@ -25,10 +26,11 @@ def route_actions(app: FastAPI) -> dict[tuple[str, str], str]:
     for route in _api_routes(app.routes):
         try:
             found = _WHO.search(inspect.getsource(route.endpoint))
-        except (OSError, TypeError):
-            found = None
+            action = found.group(1) if found else ""
+        except (OSError, TypeError):  # no source (an install without .py files)
+            action = UNKNOWN  # never shown as public
         for method in route.methods or ():
-            out[(route.path, method.lower())] = found.group(1) if found else ""
+            out[(route.path, method.lower())] = action
     return out
 
 
@@ -46,6 +48,8 @@ def _api_routes(routes: list[Any]) -> list[APIRoute]:
 
 
 def roles_for(action: str) -> list[str]:
+    if action == UNKNOWN:
+        return ["?"]
     if not action:
         return []
     return [r for r in web_users.ROLES if web_users.can(r, action)]
