@@ -214,7 +214,8 @@ def agi_app(cfg: Config, store: Store, dialer: Dialer, clock: Clock,
     app = AgiApplication(allowed_peers=cfg.agi.allowed_peers)
     given, hashes = hashes, (prompt_hashes(cfg) if hashes is None else hashes)
     # The second gate after allowed_peers: the attempt's token, in flight here, its channel.
-    gate = SessionGate(store.call, dialer.by_call, dialer.ivr_active, known=dialer.claimed)
+    gate = SessionGate(store.call, dialer.by_call, dialer.ivr_active, known=dialer.claimed,
+                       read_off_loop=lambda call_id: dialer.off_loop(store.call, call_id))
     live = live_prompts(cfg, hashes, follow=given is None)
     handler = IvrHandler(store, hashes, flow_options(cfg), clock.now, versions=live.current,
                          retry_at=dialer.retry_at, on_finished=dialer.finished,
@@ -290,8 +291,9 @@ async def _run_campaign(cfg: Config, store: Store, on_tick: Callable[[Controller
     gc.freeze()
     stopper = Stopper(stop)  # Ctrl-C and SIGTERM: a graceful stop, then a hard one
     stopper.install()
+    since_id = await ctl.dialer.off_loop(store.last_call_id)  # no round trip on the loop
     state = RunState(cfg.campaign.name, store, clock, max_concurrent=cfg.dialer.max_concurrent,
-                     nodes=ctl.dialer.node_snapshots)
+                     nodes=ctl.dialer.node_snapshots, since_id=since_id)
     if on_snapshot is not None:
         state.subscribe(on_snapshot)
     try:

@@ -11,8 +11,8 @@ A refusal names the reason and the call id, never the token, and writes nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, MutableMapping
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any, Protocol
 
 from ivr.store.base import Row
 from ivr.telephony.agi_auth import token_matches
@@ -21,6 +21,7 @@ from ivr.telephony.fastagi import AgiCommandError, AgiHangup, AgiRequest
 
 UNIQUEID = "agi_uniqueid"  # Asterisk's own header: the channel running the AGI
 REFUSED_HANGUP_S = 2.0  # a refused peer gets this long to take its HANGUP, then is closed
+_UNREAD: Any = object()  # admit's `row`: not read ahead, read it now
 
 
 class Flight(Protocol):
@@ -40,22 +41,36 @@ class SessionGate:
 
     def __init__(self, read_call: Callable[[int], Row | None],
                  flights: Mapping[int, Flight], active: set[int],
-                 known: MutableMapping[int, Row] | None = None) -> None:
+                 known: MutableMapping[int, Row] | None = None,
+                 read_off_loop: Callable[[int], Awaitable[Row | None]] | None = None) -> None:
         self.read_call = read_call
+        # `read_off_loop`: the same read awaited (a worker thread on PostgreSQL), for admit_async
+        self.read_off_loop = read_off_loop
         self.flights = flights
         self.active = active
         # `known`: rows as the dialer's claim wrote them, taken (once) instead of a read of the
         # store; the checks are the same, the spent token is the flight's session_opened.
         self.known: MutableMapping[int, Row] = known if known is not None else {}
 
-    def admit(self, headers: Mapping[str, str]) -> Row:
+    async def admit_async(self, headers: Mapping[str, str]) -> Row:
+        """admit, the row read ahead by `read_off_loop` when the claim's is not at hand (no
+        round trip on the loop); every check still runs after the read, with no await."""
+        raw_id = headers.get(ARG_CALL_ID, "")
+        row = _UNREAD
+        if (self.read_off_loop is not None and raw_id.isdigit() and len(raw_id) <= 18
+                and int(raw_id) not in self.known):
+            row = await self.read_off_loop(int(raw_id))
+        return self.admit(headers, row)
+
+    def admit(self, headers: Mapping[str, str], row: Any = _UNREAD) -> Row:
         """The attempt's row when the session may drive it (now marked opened and active);
         raises Refused otherwise. No await inside: two sessions cannot both pass."""
         raw_id = headers.get(ARG_CALL_ID, "")
         if not raw_id.isdigit() or len(raw_id) > 18:
             raise Refused(f"CALL_ID {raw_id[:20]!r} is not an attempt id")
         call_id = int(raw_id)
-        call = self.known.pop(call_id, None) or self.read_call(call_id)
+        call = self.known.pop(call_id, None) or (
+            self.read_call(call_id) if row is _UNREAD else row)
         if call is None:
             raise Refused(f"call {call_id}: no such attempt")
         if not token_matches(headers.get(ARG_TOKEN, ""), call.get("token_hash")):

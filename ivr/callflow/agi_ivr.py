@@ -165,7 +165,7 @@ class IvrHandler:
 
     async def __call__(self, req: AgiRequest) -> None:
         try:
-            call = self.gate.admit(req.headers)  # marks the call active
+            call = await self.gate.admit_async(req.headers)  # marks the call active
         except Refused as exc:  # a forgery, a replay, a stale session: it writes nothing
             log.warning("FastAGI ivr: session refused from %r: %s; hanging up",
                         req.writer.get_extra_info("peername"), exc)

@@ -72,7 +72,9 @@ async def settle_overdue(dialer: Dialer, ns: NodeState, late: list[InFlight]) ->
     for flight in late:
         if dialer.by_call.get(flight.call_id) is not flight:
             continue  # settled while the node answered
-        row = dialer.read_call(flight.call_id)
+        row = await dialer.read_call(flight.call_id)  # off the loop on a remote store
+        if dialer.by_call.get(flight.call_id) is not flight:
+            continue  # settled while it was read
         if row is not None and row["outcome"]:  # stored, its end never reported: free it
             dialer.finished(flight.call_id)
             continue
@@ -86,5 +88,6 @@ async def settle_overdue(dialer: Dialer, ns: NodeState, late: list[InFlight]) ->
             log.warning("call %s past its deadline and gone from %s: settling it",
                         flight.call_id, ns.name)
         answered = flight.answered or (row is not None and row["answered_at"] is not None)
-        dialer.settle_error(flight.call_id, "deadline", answered=answered)
+        dialer.settle_error(flight.call_id, "deadline", answered=answered,
+                            attempt=flight.attempt)
         dialer.finished(flight.call_id)

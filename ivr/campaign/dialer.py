@@ -305,8 +305,12 @@ class Dialer:
             self._reconcile_soon(ns)
 
     # -- settling -----------------------------------------------------------------------------
-    def read_call(self, call_id: int) -> dict[str, Any] | None:
-        """The attempt as stored, batched writes included."""
+    async def read_call(self, call_id: int) -> dict[str, Any] | None:
+        """The attempt as stored, batched writes included. Remote: once the writes made so far
+        have landed, read in a worker thread (the loop never waits on the round trip)."""
+        if self.remote:
+            await self.writer.settled()
+            return await self.off_loop(self.store.call, call_id)
         self.writer.flush()
         return self.store.call(call_id)
 
@@ -318,34 +322,37 @@ class Dialer:
         self.clock.call_later(ANSWERED_GRACE_S, self._expire, flight)
 
     def _expire(self, flight: InFlight) -> None:
-        """An answered call hung up but no outcome arrived from the IVR: record `error`."""
+        """An answered call hung up but no outcome arrived from the IVR: record `error` (the
+        store writes nothing if the IVR's outcome is there: no read of the row first)."""
         if flight.call_id in self.ivr_active:  # still deciding (e.g. waiting on the node)
             self._expire_later(flight)
             return
         if self.by_call.get(flight.call_id) is flight:
-            call = self.read_call(flight.call_id)
-            if call is not None and call["outcome"] is None:
-                self._settle_error(flight, "no-ivr-report")
-            else:
-                self.finished(flight.call_id)
+            self._settle_error(flight, "no-ivr-report")
 
     def _settle_error(self, flight: InFlight, stage: str) -> None:
-        self.settle_error(flight.call_id, stage, answered=flight.answered)
+        self.settle_error(flight.call_id, stage, answered=flight.answered,
+                          attempt=flight.attempt)
         self.finished(flight.call_id)
 
-    def settle_error(self, call_id: int, stage: str, answered: bool) -> None:
-        """`error`: a fault of the controller or the PBX. A safe retry while attempts remain;
-        the store writes nothing if the attempt already has its outcome."""
-        call = self.read_call(call_id)
+    def settle_error(self, call_id: int, stage: str, answered: bool, attempt: int) -> None:
+        """`error`: a fault of the controller or the PBX. A safe retry while attempts remain
+        (`attempt`: the row's, fixed at its claim); the store writes nothing if the attempt
+        already has its outcome. No read on the loop: an answered call's keys are read in the
+        write itself (a worker thread on a remote store), after every write made before it."""
+        now, retry = self.clock.now(), self.retry_at({"attempt": attempt}, "error")
+        self.writer.write(lambda: self._write_error(call_id, stage, answered, now, retry))
+
+    def _write_error(self, call_id: int, stage: str, answered: bool, now: datetime,
+                     retry: datetime | None) -> None:
+        if not answered:  # never answered: no answered_at, no invented cause
+            self.store.finish_unanswered(call_id, "error", None, now, retry, stage=stage)
+            return
+        call = self.store.call(call_id)
         if call is None:
             return
-        now, retry = self.clock.now(), self.retry_at(call, "error")
-        if not answered:  # never answered: no answered_at, no invented cause
-            self.writer.write(lambda: self.store.finish_unanswered(
-                call_id, "error", None, now, retry, stage=stage))
-            return
         result = CallResult(outcome="error", stage=stage, keys=call["keys"] or "", heard={})
-        self.writer.write(lambda: self.store.finish_answered(call_id, result, now, retry))
+        self.store.finish_answered(call_id, result, now, retry)
 
     def _settle_unanswered(self, flight: InFlight, outcome: str, cause: int | None) -> None:
         if self.by_call.get(flight.call_id) is not flight:

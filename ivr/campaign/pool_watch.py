@@ -71,7 +71,8 @@ def settle_lost(dialer: Dialer, ns: NodeState) -> int:
     for flight in list(ns.calls.values()):
         if flight.call_id in dialer.ivr_active:
             continue
-        dialer.settle_error(flight.call_id, "node-lost", answered=flight.answered)
+        dialer.settle_error(flight.call_id, "node-lost", answered=flight.answered,
+                            attempt=flight.attempt)
         dialer.finished(flight.call_id)
         settled += 1
     if settled:
@@ -104,7 +105,8 @@ async def settle_orphans(dialer: Dialer) -> int:
                 dialer.adopt(ns, call)
                 continue
         dialer.settle_error(int(call["id"]), "orphaned",
-                            answered=call.get("answered_at") is not None)
+                            answered=call.get("answered_at") is not None,
+                            attempt=int(call["attempt"]))
         settled += 1
     if settled:
         log.warning("%d attempt(s) of a controller whose lease expired settled as error",

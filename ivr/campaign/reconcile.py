@@ -45,20 +45,22 @@ async def node(dialer: Dialer, ns: NodeState) -> int:
                                            getattr(dialer.store, "controller_id", None))
         link = ns.node.link  # the link CoreShowChannels goes out, and is answered, on
         live = await ns.node.channels()
-        return _settle(dialer, ns, open_calls, live, link)
+        return await _settle(dialer, ns, open_calls, live, link)
     finally:
         ns.reconciling = False
 
 
-def _settle(dialer: Dialer, ns: NodeState, open_calls: list[dict[str, Any]],
-            live: set[str], link: int) -> int:
+async def _settle(dialer: Dialer, ns: NodeState, open_calls: list[dict[str, Any]],
+                  live: set[str], link: int) -> int:
     settled = 0
     for call in open_calls:
         if _one(dialer, ns, call, call["channel_id"] in live, link):
             settled += 1
     for channel_id, flight in list(ns.calls.items()):  # settled meanwhile
-        row = dialer.read_call(flight.call_id)
-        if channel_id not in live and row is not None and row["outcome"]:
+        if channel_id in live:
+            continue
+        row = await dialer.read_call(flight.call_id)  # off the loop on a remote store
+        if row is not None and row["outcome"] and dialer.by_call.get(flight.call_id) is flight:
             dialer.finished(flight.call_id)
     return settled
 
@@ -78,7 +80,7 @@ def _one(dialer: Dialer, ns: NodeState, call: dict[str, Any], alive: bool, link:
         dialer._expire_later(flight)  # its IVR gets its grace period first
         return False
     dialer.settle_error(call_id, "reconciled", answered=call["answered_at"] is not None or
-                        (flight is not None and flight.answered))
+                        (flight is not None and flight.answered), attempt=int(call["attempt"]))
     if flight is not None:
         dialer.finished(call_id)
     return True

@@ -10,6 +10,7 @@ import logging
 import math
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from ivr.campaign.clock import Clock
@@ -88,7 +89,7 @@ class CampaignRun:
             await self._drain()
         finally:
             await self._cancel_sending()
-        return self._finish()
+        return await self._finish()
 
     def _tick(self) -> None:
         self.state.changed()
@@ -265,7 +266,8 @@ class CampaignRun:
             if self._planned_with or not await self._store_writable():
                 return True
             if nxt is None:
-                self.report.why = why_nobody(self.store, p, self.cfg.campaign.name)
+                self.report.why = await self.dialer.off_loop(why_nobody, self.store, p,
+                                                             self.cfg.campaign.name)
                 return False
             wait = max(0.0, (nxt - self.clock.now()).total_seconds())
             self.dialer.changed.clear()
@@ -353,15 +355,21 @@ class CampaignRun:
             return True
         return False
 
-    def _finish(self) -> RunReport:
+    async def _finish(self) -> RunReport:
         self.dialer.writer.flush()
+        if self.dialer.remote:  # the counts and the last plan off the loop, after the writes
+            await self.dialer.writer.settled()
+            await self.state.count_now()
         if not self.report.why:
-            self.report.why = why_nobody(self.store, plan(self.cfg, self.store,
-                                                          self.clock.now()),
-                                         self.cfg.campaign.name)
+            self.report.why = await self.dialer.off_loop(self._why_nobody_now, self.clock.now())
         self.report.paused = self.report.paused or self.dialer.writer.last_problem
         self.state.finish(self.report.stopped_by, self.report.why, self.report.paused)
         return self.report
+
+
+    def _why_nobody_now(self, now: datetime) -> str:
+        """The final plan's one line (a worker thread on a remote store)."""
+        return why_nobody(self.store, plan(self.cfg, self.store, now), self.cfg.campaign.name)
 
 
 async def run(cfg: Config, store: Store, dialer: Dialer, clock: Clock, stop: asyncio.Event,

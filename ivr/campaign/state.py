@@ -111,6 +111,10 @@ class RunState:
         self._t0 = clock.monotonic()
         self._facts = _Facts()
         self._counts: tuple[tuple[str, int], ...] = ()
+        # PostgreSQL (store.remote): the counts are read in a worker thread, never on the loop;
+        # a snapshot shows the last ones read (count_now before the final one).
+        self.remote = bool(getattr(store, "remote", False))
+        self._counting: asyncio.Task[None] | None = None
         self._subscribers: list[Subscriber] = []
         self._last_at = float("-inf")
         self._pending: Timer | None = None
@@ -212,14 +216,26 @@ class RunState:
         at most once per count_every_s (5 snapshots a second each counted a long run again)."""
         if not final and now_m - self._counted_at < self.count_every_s:
             return self._counts
+        if self.remote:  # counted off the loop: this snapshot shows the last counts read
+            if not final and (self._counting is None or self._counting.done()):
+                self._counted_at = now_m
+                self._counting = asyncio.get_running_loop().create_task(self.count_now())
+            return self._counts
         self._counted_at = now_m
+        self._read_counts()
+        return self._counts
+
+    def _read_counts(self) -> None:
         try:
             counts = self.store.outcome_counts(self.campaign, since_id=self.since_id)
         except STORE_ERRORS as exc:  # store away: keep the last counts, the run says paused
             log.debug("outcome counts unavailable: %s", exc)
-            return self._counts
+            return
         self._counts = tuple(ordered(counts).items())
-        return self._counts
+
+    async def count_now(self) -> None:
+        """Read the counts in a worker thread (remote store; the final snapshot's first)."""
+        await asyncio.to_thread(self._read_counts)
 
     def _status(self, nodes: tuple[NodeSnapshot, ...]) -> str:
         f = self._facts
@@ -268,6 +284,8 @@ class RunState:
             deadline = max(deadline + self.every_s, self.clock.monotonic())
 
     def close(self) -> None:
+        if self._counting is not None:
+            self._counting.cancel()
         if self._ticker is not None:
             self._ticker.cancel()
             self._ticker = None
