@@ -152,7 +152,9 @@ def test_a_receiver_failing_for_good_is_given_up_and_logged_masked(
         hooks = webhooks.Webhooks(receiver.url, KEY.encode(), calls_table(ended_call(7)),
                                   backoff_s=0.01, retries=2)
         hooks.offer(7)
-        return await hooks.close()
+        # Grace for the three attempts even on a loaded machine (else the event counts as
+        # dropped at close, not failed: what is tested here is the giving up).
+        return await hooks.close(grace_s=30)
     with caplog.at_level(logging.WARNING, logger="ivr.records.webhooks"):
         stats = asyncio.run(scenario())
     assert (stats.delivered, stats.failed) == (0, 1) and len(receiver.seen) == 3
