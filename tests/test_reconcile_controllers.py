@@ -20,6 +20,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from conftest import add_contact, attempt
 from ivr.store import Store, same_host, utc
 from ivr.store.base import RunOwner
@@ -140,17 +142,28 @@ def put_controller(s: Store, controller: str, host: str, pid: int, started: date
                  (controller, host, pid, utc(started), utc(datetime.now(timezone.utc))))
 
 
+def zombie_pid() -> tuple[subprocess.Popen[bytes], int]:
+    """A child that has ended and is not reaped yet (a zombie): keep the Popen until the end."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    for _ in range(200):
+        if Path(f"/proc/{proc.pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
+            break
+        time.sleep(0.02)
+    return proc, proc.pid
+
+
 def test_a_restart_takes_over_this_hosts_gone_controllers_only(store: Store) -> None:
-    """Registration marks stopped this machine's rows whose process is dead, or alive but
-    started after its row (pid reused); a live run's row, another host's and another pid
-    namespace's (same host name, other tag) are left to their lease."""
+    """Registration marks stopped this machine's rows whose process is dead or a zombie; a
+    pid in use is left to its lease whatever its row's start says (a live run after a clock
+    step, or another program on a reused pid: start times rest on the wall clock), and so are
+    another host's and another pid namespace's (same host name, other tag)."""
     s, tag, now = store, same_host.machine_tag(), datetime.now(timezone.utc)
     assert len(tag) == 8
-    me_started = same_host.process_start(os.getpid())
-    assert me_started is not None and me_started <= now
     gone_pid = dead_pid()
+    zombie, z_pid = zombie_pid()
     rows = {"dead": ("0000000a" + tag, "h", gone_pid, now - timedelta(seconds=5)),
-            "reused": ("0000000b" + tag, "h", os.getpid(), me_started - timedelta(hours=1)),
+            "zombie": ("0000000f" + tag, "h", z_pid, now - timedelta(seconds=5)),
+            "clock_or_reused": ("0000000b" + tag, "h", os.getpid(), now - timedelta(hours=1)),
             "live": ("0000000c" + tag, "h", os.getpid(), now),
             "elsewhere": ("0000000d" + tag, "other-host", gone_pid, now),
             "other_ns": ("0000000e" + ("1" if tag[0] != "1" else "2") + tag[1:], "h",
@@ -162,11 +175,22 @@ def test_a_restart_takes_over_this_hosts_gone_controllers_only(store: Store) -> 
         me = s.controller_id
         assert me is not None and me[8:] == tag
         stopped = {r["id"] for r in s.controllers("c1") if r["stopped_at"] is not None}
-        assert stopped == {rows["dead"][0], rows["reused"][0]}
+        assert stopped == {rows["dead"][0], rows["zombie"][0]}
+        zombie.wait()
         if not s.shares_work:  # SQLite: the run lock already made every other row's ours
             return
         # PostgreSQL: the taken-over attempts are this run's to reconcile now; the others wait.
-        assert [r["id"] for r in s.open_calls("n1", "c1", me)] == [left["dead"], left["reused"]]
+        assert [r["id"] for r in s.open_calls("n1", "c1", me)] == [left["dead"], left["zombie"]]
+
+
+def test_another_users_process_is_never_judged_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kill(pid, 0) refused (another user's process) with its /proc hidden (hidepid): it
+    exists, so its run is left to the lease."""
+    def refused(pid: int, sig: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+    monkeypatch.setattr(same_host.os, "kill", refused)
+    assert same_host.process_gone(4_000_000) is False
+    assert same_host.is_gone({"pid": 4_000_000}) is False
 
 
 def test_a_restarted_controller_settles_its_predecessors_attempts_at_start(

@@ -1,8 +1,8 @@
 """Which `controllers` rows of this machine belong to a process that is gone (issue 14).
 
 A controller killed and restarted on the same machine need not wait for its predecessor's
-lease: that row's pid is dead here, or alive but another process (the pid was reused). The
-restarted controller marks such rows stopped when it registers, and its reconciliation then
+lease: that row's pid is dead here (no process, or a zombie). A pid in use, even by another
+program, is left to the lease (see process_gone). The restarted controller marks such rows stopped when it registers, and its reconciliation then
 settles their open attempts at once (open_calls counts a stopped controller's as its own).
 
 A row is this machine's only when its host name matches AND its id carries this kernel boot's
@@ -17,16 +17,9 @@ import hashlib
 import os
 import secrets
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from ivr.store.base import Row, parse_utc
-
-# A live process whose start reads later than its row's started_at by more than this is
-# another process on a reused pid. The start is read as boot time (whole seconds) + ticks,
-# so it reads up to 1 s early, never late; the slack absorbs a small clock step forward.
-START_SLACK = timedelta(seconds=2)
-
+from ivr.store.base import Row
 
 def machine_tag() -> str:
     """8 hex digits naming this kernel boot and pid namespace ("" where /proc lacks them:
@@ -46,41 +39,38 @@ def controller_id() -> str:
     return secrets.token_hex(4) + (machine_tag() or secrets.token_hex(4))
 
 
-def process_start(pid: int) -> datetime | None:
-    """When process `pid` started (UTC), None if there is none or it is a zombie (it runs
-    nothing). Raises PermissionError/OSError when it exists but cannot be read."""
+def process_gone(pid: int) -> bool:
+    """Whether no process `pid` runs here: none exists, or a zombie (it runs nothing). A pid
+    in use by any process, even another program on a reused pid, answers False: telling a
+    reused pid from the run by start times rests on the wall clock (the kernel's boot time
+    moves with every clock step), and a live run judged gone would have its calls settled
+    and dialled again. A reused pid waits for the lease instead."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return None
+        return True
     except PermissionError:
-        pass  # another user's process: it exists
+        return False  # another user's process: it exists (its /proc may be hidden: hidepid)
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return None  # ended in between
+    except OSError:  # ended in between, or unreadable: ask once more, else doubt
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
     fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": the comm may hold spaces
-    if fields[0] in ("Z", "X"):
-        return None
-    ticks = int(fields[19])  # field 22 of proc(5): starttime, clock ticks after boot
-    return datetime.fromtimestamp(_boot_time() + ticks / os.sysconf("SC_CLK_TCK"), timezone.utc)
-
-
-def _boot_time() -> int:
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith("btime "):
-            return int(line.split()[1])
-    raise OSError("/proc/stat has no btime line")
+    return bool(fields) and fields[0] in ("Z", "X")
 
 
 def is_gone(row: Row) -> bool:
-    """Row's process is dead, a zombie, or alive but started after the row (pid reused).
-    Any doubt (unreadable /proc) answers False: the lease decides instead."""
+    """Row's process is dead or a zombie. Any doubt answers False: the lease decides."""
     try:
-        start = process_start(int(row["pid"]))
-    except (OSError, ValueError, IndexError):
+        return process_gone(int(row["pid"]))
+    except (OSError, ValueError, TypeError):
         return False
-    return start is None or start > parse_utc(str(row["started_at"])) + START_SLACK
 
 
 def gone_controllers(rows: Iterable[Row], host: str) -> list[str]:
