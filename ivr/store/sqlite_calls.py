@@ -5,6 +5,7 @@ import functools
 import hashlib
 import json
 import secrets
+import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -15,7 +16,8 @@ from ivr.store.base import CallResult, Claim, History, Judge, Row, parse_utc, ut
 from ivr.store.sqlite_core import SQLiteCore
 
 HISTORY_CHUNK = 5000  # numbers per history query: one JSON parameter, bounded statement size
-HASH_CACHE_MAX = 200_000  # numbers whose opposition-list hash a store keeps (then emptied)
+HASH_CACHE_MAX = 200_000  # numbers whose opposition-list hash a generation keeps
+HASH_CACHE_TURN_S = 60.0  # a cached hash not asked for within one to two of these is gone
 
 
 def _heard(result: CallResult) -> dict[str, str]:
@@ -40,17 +42,22 @@ def campaign_tag(campaign: str) -> str:
 def hashes_of(store: Any, numbers: list[str]) -> dict[str, str]:
     """{number_hash: number} for `numbers`, both backends. A re-plan reads every pending
     contact again, those in flight included: an HMAC per number was half its CPU. Kept per
-    store instance (and per key: a new key starts afresh), emptied past HASH_CACHE_MAX."""
-    key = getattr(store, "_key", None)
+    store instance (and per key: a new key starts afresh) in two generations that turn every
+    HASH_CACHE_TURN_S: a number not asked for a whole generation is forgotten (an erased or
+    finished number does not stay in a long-lived process's memory); at most HASH_CACHE_MAX."""
+    key, now = getattr(store, "_key", None), time.monotonic()
     kept = store.__dict__.get("_hash_cache")
-    if kept is None or kept[0] is not key or len(kept[1]) > HASH_CACHE_MAX:
-        kept = store.__dict__["_hash_cache"] = (key, {})
+    if kept is None or kept[0] is not key:
+        kept = store.__dict__["_hash_cache"] = [key, {}, {}, now]
+    if now - kept[3] >= HASH_CACHE_TURN_S or len(kept[1]) > HASH_CACHE_MAX:
+        kept[1:] = [{}, kept[1] if len(kept[1]) <= HASH_CACHE_MAX else {}, now]
     cache: dict[str, str] = kept[1]
+    older: dict[str, str] = kept[2]
     out = {}
     for n in numbers:
         h = cache.get(n)
         if h is None:
-            h = cache[n] = store.number_hash(n)
+            h = cache[n] = older.pop(n, None) or store.number_hash(n)
         out[h] = n
     return out
 
