@@ -120,3 +120,32 @@ def test_a_number_not_asked_for_a_whole_generation_is_forgotten(monkeypatch) -> 
     hashes_of(store, ["+33199000001"])
     assert "+33199000002" not in kept[1] and "+33199000002" not in kept[2]
     assert seen == ["+33199000001", "+33199000002"]
+
+
+def test_a_slow_count_never_lands_after_a_later_one() -> None:
+    """PostgreSQL: a background count held up (a busy pool) must not overwrite the count the
+    final snapshot read after it: reads are applied in the order they started."""
+    import threading
+
+    from ivr.campaign.state import RunState
+    release, entered = threading.Event(), threading.Event()
+    answers = iter([{"busy": 1}, {"busy": 1, "message_played": 5}])
+
+    class SlowFirst:
+        remote = True
+
+        def outcome_counts(self, campaign: str, since_id: int) -> dict[str, int]:
+            counts = next(answers)
+            if "message_played" not in counts:  # the first read: held until released
+                entered.set()
+                release.wait(5)
+            return counts
+    state = RunState("c", SlowFirst(), ManualClock(), max_concurrent=1,  # type: ignore[arg-type]
+                     since_id=0)
+    older = threading.Thread(target=state._read_counts)
+    older.start()
+    assert entered.wait(5)
+    state._read_counts()  # the final count, started later, lands first
+    release.set()
+    older.join(5)
+    assert dict(state._counts) == {"busy": 1, "message_played": 5}

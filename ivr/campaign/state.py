@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -115,6 +116,11 @@ class RunState:
         # a snapshot shows the last ones read (count_now before the final one).
         self.remote = bool(getattr(store, "remote", False))
         self._counting: asyncio.Task[None] | None = None
+        # Reads numbered as they start, applied only if newer than the last applied: a slow
+        # background read never lands after a later one (count_now before the final snapshot).
+        self._count_lock = threading.Lock()
+        self._count_started = self._count_applied = 0
+        self._closed = False
         self._subscribers: list[Subscriber] = []
         self._last_at = float("-inf")
         self._pending: Timer | None = None
@@ -217,21 +223,28 @@ class RunState:
         if not final and now_m - self._counted_at < self.count_every_s:
             return self._counts
         if self.remote:  # counted off the loop: this snapshot shows the last counts read
-            if not final and (self._counting is None or self._counting.done()):
+            if not final and not self._closed and (
+                    self._counting is None or self._counting.done()):
                 self._counted_at = now_m
                 self._counting = asyncio.get_running_loop().create_task(self.count_now())
+                self._counting.add_done_callback(_say_if_failed)
             return self._counts
         self._counted_at = now_m
         self._read_counts()
         return self._counts
 
     def _read_counts(self) -> None:
+        with self._count_lock:
+            self._count_started += 1
+            mine = self._count_started
         try:
             counts = self.store.outcome_counts(self.campaign, since_id=self.since_id)
         except STORE_ERRORS as exc:  # store away: keep the last counts, the run says paused
             log.debug("outcome counts unavailable: %s", exc)
             return
-        self._counts = tuple(ordered(counts).items())
+        with self._count_lock:
+            if mine > self._count_applied:  # else a read started later already landed
+                self._count_applied, self._counts = mine, tuple(ordered(counts).items())
 
     async def count_now(self) -> None:
         """Read the counts in a worker thread (remote store; the final snapshot's first)."""
@@ -284,6 +297,7 @@ class RunState:
             deadline = max(deadline + self.every_s, self.clock.monotonic())
 
     def close(self) -> None:
+        self._closed = True
         if self._counting is not None:
             self._counting.cancel()
         if self._ticker is not None:
@@ -293,3 +307,8 @@ class RunState:
             self._pending.cancel()
             self._pending = None
 
+
+def _say_if_failed(task: asyncio.Task[None]) -> None:
+    """A background count that failed otherwise than on the store (which it says itself)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("outcome counts failed: %r", task.exception())
