@@ -108,9 +108,10 @@ def test_no_store_call_on_the_loop_during_a_run(tmp_path: Path, pg_url: str) -> 
 
 
 def test_the_loop_stays_responsive_with_a_slow_store(tmp_path: Path, pg_url: str) -> None:
-    """Each store call takes 0.3 s more: the loop never waits on one (lag under 0.1 s)."""
+    """Each store call takes 0.3 s more: the loop never waits on one. One call waited on
+    would stall it 0.3 s or more; the bound leaves room for a loaded machine's scheduling."""
     watch, report, calls = run_watched(tmp_path, pg_url, 0.3)
     assert report.originated == 4, report
     assert len(calls) == 4 and all(c["outcome"] for c in calls), calls
     assert watch.calls > 10, watch.calls
-    assert watch.max_lag < 0.1, f"the loop stalled {watch.max_lag:.3f} s"
+    assert watch.max_lag < 0.2, f"the loop stalled {watch.max_lag:.3f} s"
