@@ -41,14 +41,15 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+from bench_web_pg import start_cluster  # noqa: E402  (a private cluster on a free port)
 from ivr import config as config_mod  # noqa: E402
 from ivr.store.base import utc  # noqa: E402
-from ivr.store.pg_cluster import PgCluster, port_free  # noqa: E402
+from ivr.store.pg_cluster import PgCluster  # noqa: E402
 
 CAMPAIGN = "plan-bench"
 CALLER_ID = "+33162000000"
 KEY = "p" * 32  # IVR_OPTOUT_KEY of the bench's stores (the opposition hashes use it)
-PG_PORT = 55560
 REASON = "bench: every hour, so that who is due does not depend on when the bench runs"
 
 
@@ -238,16 +239,6 @@ def one(backend: str, n: int, base: Path, cluster: PgCluster | None,
     if cluster is not None:
         cluster.drop_database(f"plan{n}")
     return result
-
-
-def start_cluster(base: Path) -> PgCluster:
-    for port in range(PG_PORT, PG_PORT + 40):
-        if port_free(port):
-            cluster = PgCluster(base, port)
-            cluster.up()
-            os.environ["IVR_STORE_PASSWORD"] = cluster.password()
-            return cluster
-    raise SystemExit(f"no free port for PostgreSQL from {PG_PORT}")
 
 
 def main() -> None:
