@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
+from typing import Any
 
 import pytest
 
@@ -110,6 +111,12 @@ def test_a_number_hidden_in_any_searched_column_of_a_big_table_stops_the_erasure
     row = {**BASE[table], column: text}
     s.db.conn.execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES "
                       f"({', '.join('?' * len(row))})", tuple(row.values()))
+    refused_and_unchanged(s, table, column)
+
+
+def refused_and_unchanged(s: Any, table: str, column: str) -> None:
+    """The copy of N put in table.column (either backend) is found there, its prefix is not,
+    and the erasure refuses naming it, changing nothing."""
     places = [f"{table}.{column}"] + (  # the report's counts and blocks copy a campaign
         ["call_counts.campaign", "call_chunks.campaign"] if f"{table}.{column}" ==
         "calls.campaign" else [])
