@@ -9,6 +9,7 @@ import socket
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -150,6 +151,15 @@ def serve_console(cfg: Config, console: Console) -> None:
     os.environ.setdefault(SECRET_ENV, secrets.token_hex(32))
     app = create_app(cfg, lambda: open_store(cfg))
     url = f"http://{cfg.web.host}:{cfg.web.port}/"
-    console.print(f"console: {url}  user {DEMO_ADMIN}, one-time password {password}  "
-                  "(valid until the next demo; Ctrl-C stops)", highlight=False)
-    uvicorn.run(app, host=cfg.web.host, port=cfg.web.port, log_level="warning")
+    line = (f"console: {url}  user {DEMO_ADMIN}, one-time password {password}  "
+            "(valid until the next demo; Ctrl-C stops)")
+
+    class Announced(uvicorn.Server):
+        """Says the URL once it answers: after the console's warm-up and the socket's bind
+        (printed before, the URL could be refused for a while)."""
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                console.print(line, highlight=False)
+    Announced(uvicorn.Config(app, host=cfg.web.host, port=cfg.web.port,
+                             log_level="warning")).run()

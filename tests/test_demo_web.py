@@ -45,3 +45,41 @@ def test_the_one_time_admin(tmp_path: Path) -> None:
     assert verify_password(row["password_hash"], password)
     for path in tmp_path.iterdir():
         assert password.encode() not in path.read_bytes(), path
+
+
+def test_the_console_url_is_printed_once_it_answers(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator is told the URL only when a connection to it succeeds (printed before
+    the bind, after the console's warm-up, it was refused for a while)."""
+    import threading
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cfg = make_config(tmp_path, campaign={"name": "d", "caller_id": CALLER_ID},
+                      store={"path": str(tmp_path / "d.db")}, web={"port": port})
+    answered: list[bool] = []
+
+    class Watching(Console):
+        def print(self, *objects, **kwargs) -> None:  # type: ignore[no-untyped-def,override]
+            if str(objects[0]).startswith("console: "):
+                with socket.socket() as s:
+                    answered.append(s.connect_ex(("127.0.0.1", port)) == 0)
+    servers: list[object] = []
+    import uvicorn
+    real_init = uvicorn.Server.__init__
+
+    def keep(self, *a, **k) -> None:  # type: ignore[no-untyped-def]
+        real_init(self, *a, **k)
+        servers.append(self)
+    monkeypatch.setattr(uvicorn.Server, "__init__", keep)
+    t = threading.Thread(target=demo.serve_console, args=(cfg, Watching()), daemon=True)
+    t.start()
+    deadline = time.monotonic() + 60
+    while not answered and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for server in servers:
+        server.should_exit = True  # type: ignore[attr-defined]
+    t.join(30)
+    assert answered == [True]
