@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -113,9 +114,12 @@ def _aac_encoder() -> bool:
     return any(line.split()[1:2] == ["aac"] for line in listed.splitlines() if line.strip())
 
 
-@pytest.mark.skipif(not _aac_encoder(), reason="ffmpeg has no aac encoder (scripts/setup.sh "
-                    "installs one)")
 def test_an_m4a_recording_is_uploaded_converted_and_built(tmp_path, monkeypatch) -> None:
+    if not _aac_encoder():  # skipped on a developer's machine, a failure in CI (CI set)
+        why = "ffmpeg has no aac encoder (scripts/setup.sh installs one)"
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
     web = _web(tmp_path, monkeypatch, goodbye={"file": "goodbye.m4a",
                                                "transcript": "Au revoir."})
     data = _m4a()
