@@ -10,14 +10,16 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from ivr.errors import StoreError
 from ivr.store.base import KeyedAudit, Row, utc
 from ivr.store.schema import MIGRATIONS, statements
 from ivr.store.sqlite_optout_key import ENV, FICTION_GLOB, KEY_SETTING
+
+if TYPE_CHECKING:  # loaded by sqlite.py, which opens the file: the PostgreSQL store's
+    import sqlite_utils  # mixins built on this module need not load it
+
 
 # What a store that is away raises; `retryable` tells a lock, a full disk or an I/O error
 # (worth retrying) from a bug such as a missing table (which would fail forever).
