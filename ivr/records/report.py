@@ -124,6 +124,8 @@ def _line(row: dict[str, Any]) -> str:
 
 
 CSV_HEADER = ",".join(CSV_COLUMNS) + "\r\n"  # csv.writer's line: no name needs quoting
+# One bytes object, always the same: the console's gzip download sends its kept segment.
+CSV_HEADER_BYTES = CSV_HEADER.encode("utf-8")
 
 
 def calls_csv_chunks(store: StoreBackend, campaign: str | None = None
@@ -156,7 +158,7 @@ def calls_csv_kept(store: StoreBackend, out: BinaryIO, campaign: str | None,
     blocks of `kept` the store finds unchanged are written as they are, the others rendered;
     `fresh` (unless None) receives every block, to keep for the next download, and is left
     empty once they pass `fresh_max` bytes."""
-    out.write(CSV_HEADER.encode("utf-8"))
+    out.write(CSV_HEADER_BYTES)
     chunks = store.export_calls_csv_kept(campaign, _line, kept, fresh, fresh_max)
     while True:
         try:

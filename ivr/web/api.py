@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import queue
-import threading
 from typing import Any, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
@@ -14,8 +12,10 @@ from fastapi.responses import FileResponse, PlainTextResponse, Response, Streami
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from ivr.web import download, records, service
 from ivr.web import prompts as prompts_mod
-from ivr.web import records, service
+from ivr.web.download import Gone as _Gone, Pipe as _Pipe, produce as _produce  # noqa: F401
+from ivr.web.gzblocks import accepts_gzip
 from ivr.web.auth import NotLoggedIn, User, authenticate, check_api_csrf, now, require
 
 router = APIRouter(prefix="/api", tags=["console"])
@@ -163,116 +163,17 @@ def contacts(request: Request, campaign: str, source: str | None = None,
                                  source=source, status=status, limit=limit, offset=offset)
 
 
-class _Gone(Exception):
-    """The client left: the producing thread stops."""
-
-
-class _Pipe:
-    """Bytes (report.csv's blocks and batches, as the store rendered them) written by a
-    producing thread, handed on in chunks of at least ~64 KB through a short queue: the
-    download starts with the first rows, memory stays bounded."""
-    CHUNK = 64 * 1024
-
-    def __init__(self) -> None:
-        self.q: queue.Queue[Any] = queue.Queue(maxsize=8)
-        self.gone = threading.Event()
-        self._buf: list[bytes] = []
-        self._size = 0
-
-    def write(self, chunk: bytes) -> None:
-        self._buf.append(chunk)
-        self._size += len(chunk)
-        if self._size >= self.CHUNK:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._buf:
-            self.put(self._buf[0] if len(self._buf) == 1 else b"".join(self._buf))
-            self._buf, self._size = [], 0
-
-    def put(self, item: Any) -> None:
-        while not self.gone.is_set():  # a departed client must not hold the thread forever
-            try:
-                return self.q.put(item, timeout=0.1)
-            except queue.Full:
-                continue
-        raise _Gone
-
-    def get(self) -> Any:
-        """The next chunk, None at the end, or the producer's exception; _Gone once the
-        response has ended (no pool thread waits forever on a queue nobody fills)."""
-        while not self.gone.is_set():
-            try:
-                return self.q.get(timeout=0.5)
-            except queue.Empty:
-                continue
-        raise _Gone
-
-
-def _produce(pipe: _Pipe, write: Any, done: Any = None, finally_: Any = None) -> None:
-    try:
-        write(pipe)
-        pipe.flush()
-        if done is not None:
-            done()  # the whole download went out: what it rendered may be kept
-        pipe.put(None)  # the end
-    except _Gone:
-        pass
-    except BaseException as exc:  # noqa: BLE001 - raised in the response: the download fails
-        try:
-            pipe.put(exc)
-        except _Gone:
-            pass
-    finally:
-        if finally_ is not None:
-            finally_()
-
-
 @router.get("/campaigns/{campaign}/report.csv", response_class=PlainTextResponse)
 async def report_csv(request: Request, campaign: str) -> Response:
     """Streamed: the first rows leave while the store still reads the others (one export
     thread with its own store reads them; a failure mid-way breaks the download off). The
     blocks kept from the last download (cache.KeptBlocks) are reused where the store finds
-    them unchanged: after a commit only the changed blocks are rendered again."""
+    them unchanged: after a commit only the changed blocks are rendered again. gzip when the
+    client accepts it (browsers do): the kept blocks' deflate segments, see download.py."""
     await run_in_threadpool(who, request, "view")
-    stores, kept = request.app.state.stores, request.app.state.kept_csv
     await run_in_threadpool(known, request, campaign)
-    blocks = kept.get(campaign)
-    gather = kept.start_keeping()
-    fresh: dict[int, Any] | None = {} if gather else None
-    pipe = _Pipe()
-    request.app.state.exports.submit(
-        _produce, pipe, lambda out: service.write_report_csv_kept(
-            stores.get(), campaign, out, blocks, fresh, kept.MAX_BYTES),
-        (lambda: kept.put(campaign, fresh)) if gather else None,
-        kept.stop_keeping if gather else None)
-
-    async def body() -> Any:
-        while True:
-            item = await run_in_threadpool(pipe.get)
-            if isinstance(item, bytes):
-                yield item
-            elif item is None:
-                return
-            else:
-                raise item
-    return _Streamed(pipe, body(), media_type="text/csv; charset=utf-8",
-                     headers={"Content-Disposition": 'attachment; filename="report.csv"'})
-
-
-class _Streamed(StreamingResponse):
-    """Ends its pipe however the response ends (done, failed, or the client left while a
-    chunk was being sent: then the body generator is not closed until collected)."""
-
-    def __init__(self, pipe: _Pipe, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.pipe = pipe
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self.pipe.gone.set()
+    return download.report_csv(request.app.state, campaign,
+                               accepts_gzip(request.headers.get("accept-encoding")))
 
 
 @router.get("/campaigns/{campaign}/report.json")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ivr.store.base import Chunk
+from ivr.web.gzblocks import Packed
 
 Compute = Callable[[str], Any]  # key -> value; runs in the caller's or the worker's thread
 
@@ -108,15 +109,18 @@ class KeptBlocks:
     """report.csv's blocks as last rendered, per campaign ({block: Chunk}, ivr/store/base.py): a
     download reuses each block whose version (call_chunks, schema 11) has not moved and the
     store renders only the others, so a download after a commit of a run renders one or two
-    blocks of 8,192 calls instead of all 300,000 calls (1.6-2.0 s). At most MAX_BYTES kept
-    over every campaign (the least recently downloaded dropped first). A download reads the
-    kept blocks without copying them; one download at a time gathers the blocks to keep (N
-    concurrent downloads must not hold N copies: the others stream only)."""
+    blocks of 8,192 calls instead of all 300,000 calls (1.6-2.0 s). Beside each block, its
+    deflate segment once a gzip download made it (gzblocks.Packed: kept while its block is the
+    very Chunk it was made from). At most MAX_BYTES kept over every campaign, both forms
+    counted (the least recently downloaded dropped first). A download reads the kept blocks
+    without copying them; one download at a time gathers the blocks to keep (N concurrent
+    downloads must not hold N copies: the others stream only)."""
     MAX_BYTES = 96 * 1024 * 1024
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._kept: OrderedDict[str, Mapping[int, Chunk]] = OrderedDict()
+        self._packed: dict[str, Mapping[int, Packed]] = {}
         self._sizes: dict[str, int] = {}
         self._gathering = False
 
@@ -128,6 +132,11 @@ class KeptBlocks:
                 return {}
             self._kept.move_to_end(key)
             return blocks
+
+    def packed(self, key: str) -> Mapping[int, Packed]:
+        """The kept blocks' deflate segments (those made so far), or none."""
+        with self._lock:
+            return self._packed.get(key, {})
 
     def start_keeping(self) -> bool:
         """Whether the caller may gather the blocks to keep: one download at a time."""
@@ -141,14 +150,23 @@ class KeptBlocks:
         with self._lock:
             self._gathering = False
 
-    def put(self, key: str, blocks: Mapping[int, Chunk]) -> None:
-        size = sum(len(c.data) for c in blocks.values())
+    def put(self, key: str, blocks: Mapping[int, Chunk],
+            made: Mapping[int, Packed] | None = None) -> None:
+        """Keeps `blocks`, with the segments of `made` and those kept before whose block is
+        still the same Chunk (an identity download after a gzip one loses none)."""
         with self._lock:
+            packed = {b: p for src in (self._packed.get(key, {}), made or {})
+                      for b, p in src.items() if blocks.get(b) is p.chunk}
+            size = sum(len(c.data) for c in blocks.values()) + \
+                sum(len(p.seg) for p in packed.values())
+            if size > self.MAX_BYTES:  # the blocks alone, if they fit
+                size, packed = sum(len(c.data) for c in blocks.values()), {}
             self._kept.pop(key, None)
+            self._packed.pop(key, None)
             self._sizes.pop(key, None)
             if size > self.MAX_BYTES:
                 return  # too big to keep: rendered whole each time
-            self._kept[key], self._sizes[key] = blocks, size
+            self._kept[key], self._packed[key], self._sizes[key] = blocks, packed, size
             while sum(self._sizes.values()) > self.MAX_BYTES:
                 gone, _ = self._kept.popitem(last=False)
-                del self._sizes[gone]
+                del self._sizes[gone], self._packed[gone]
