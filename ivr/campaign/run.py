@@ -53,6 +53,7 @@ class CampaignRun:
         # The console's pause and pacing (run_control.py); without one, the config's.
         self.control = control or RunControl(cfg, store, clock, stop, hard_stop, state)
         self.next_slot = clock.monotonic()
+        self._left_at = float("-inf")  # when the last Originate left (pacing)
         self._away = False  # paused because a read or a claim found the store away
         self._planned_with = 0  # calls in flight when the last plan was read
         self._sending: set[asyncio.Task[None]] = set()  # Originates awaiting their Response
@@ -188,6 +189,11 @@ class CampaignRun:
         if send is None:  # refused at dial time (e.g. opted out meanwhile)
             self._tick()
             return True
+        # A PostgreSQL claim (worker thread) takes more or less time: pace the Originate too.
+        early = self._left_at + self.control.interval - self.clock.monotonic()
+        if early > 0:  # claimed: it leaves even if a stop came meanwhile
+            await self.clock.wait(timeout=early)
+        self._left_at = self.clock.monotonic()
         task = asyncio.ensure_future(self._send(send))
         self._sending.add(task)
         task.add_done_callback(self._sent)
