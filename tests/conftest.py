@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -139,6 +139,52 @@ def store(request: pytest.FixtureRequest) -> Iterator[Store]:
 # touches the store runs on SQLite alone (each PostgreSQL item costs a database copy).
 # `@sqlite_only` overrides the fixture's params for that test (indirect parametrisation).
 sqlite_only = pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+
+
+@dataclass
+class Backend:
+    """A store a test opens from its config, as the program does: `store.path` (a SQLite file
+    under the test's folder) or `store.url` (a fresh, migrated PostgreSQL database of the
+    session's cluster, its password in IVR_STORE_PASSWORD). For the tests that build their own
+    store and config (the dialer's and run loop's rig, tests/test_dialer.py)."""
+    name: str  # "sqlite" | "postgresql"
+    home: Path  # the test's tmp_path: config, prompts, the SQLite file
+    url: str | None = None
+    opened: list[Any] = field(default_factory=list)
+
+    def section(self) -> dict[str, str]:
+        """The config's `store` section."""
+        return {"url": self.url} if self.url else {"path": str(self.home / "ivr.db")}
+
+    def open(self) -> Store:
+        """One more connection to this store (the run's, a second controller's, a reader's);
+        a PostgreSQL one with the tests' raw-SQL conveniences (tests/store_sql.py)."""
+        if self.url is None:
+            return Store.open(self.home / "ivr.db")
+        from store_sql import PgTestStore
+        pg = PgTestStore.open(self.url, optout_key=b"test-key")
+        self.opened.append(pg)
+        return pg  # type: ignore[return-value]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
+    """`store`'s matrix for the tests that open their store from a config (Backend)."""
+    if request.param == "sqlite":
+        yield Backend("sqlite", tmp_path)
+        return
+    url = request.getfixturevalue("pg_store_url")
+    cluster: PgCluster = request.getfixturevalue("pg_cluster")
+    # The password as an operator gives it (IVR_STORE_PASSWORD), not through pg_url's file.
+    monkeypatch.delenv("PGPASSFILE", raising=False)
+    monkeypatch.setenv("IVR_STORE_PASSWORD", cluster.password())
+    where = Backend("postgresql", tmp_path, url)
+    try:
+        yield where
+    finally:  # before pg_store_url drops the database
+        for pg in where.opened:
+            pg.close()
 
 
 @pytest.fixture

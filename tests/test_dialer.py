@@ -1,5 +1,6 @@
 """The dialer on the node seam, end to end without root: the fake PBX speaks real AMI to the
-real AmiNode and drives the real FastAGI server of the composition root; a real SQLite store.
+real AmiNode and drives the real FastAGI server of the composition root; a real store of each
+backend (conftest.backend: a SQLite file, or a PostgreSQL database from `store.url`).
 
 Also the test rig that tests/test_run_loop.py uses (`rig`).
 """
@@ -24,6 +25,8 @@ from ivr.telephony.fake_pbx import (Callee, FakePbx, answer, busy, congestion, f
                                     no_answer)
 from ivr.telephony.node import OriginateRefused
 
+from conftest import Backend
+
 SECRET = "s3cret"
 HASHES = {k: f"sha-{k}" for k in ("intro", "message", "legal", "goodbye", "invalid",
                                    "no_input", "optout_confirm", "slot_question")}
@@ -40,11 +43,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def make_cfg(tmp_path: Path, delays: Mapping[str, float] = DELAYS, **dialer: Any
+def make_cfg(where: Path | Backend, delays: Mapping[str, float] = DELAYS, **dialer: Any
              ) -> config.Config:
+    """The test's config; `where`: a folder (a SQLite store there) or a Backend."""
+    backend = where if isinstance(where, Backend) else Backend("sqlite", where)
+    tmp_path = backend.home
     return config.from_dict({
         "campaign": {"name": "utest", "caller_id": "+33199000000", "caller_name": "Utest"},
-        "store": {"path": str(tmp_path / "ivr.db")},
+        "store": backend.section(),
         "agi": {"port": free_port()},
         "flow": {"input_timeout_s": 1, "max_repeats": 0, "ask_slot": False},
         "dialer": {"max_concurrent": 10, "calls_per_second": 100, "ring_timeout_s": 0.3,
@@ -82,11 +88,18 @@ class Rig:
         return self.ctl.dialer
 
     def calls(self) -> list[dict[str, Any]]:
+        """Every attempt's row. On PostgreSQL the dialer's writes land from a worker thread
+        (SafeWriter.remote): `until` and `settled` wait for them."""
         self.dialer.writer.flush()
         return self.store.q("SELECT * FROM calls ORDER BY id")
 
+    async def settled(self) -> None:
+        """Every write the dialer made so far is in the store (a no-op on SQLite)."""
+        await self.dialer.writer.settled()
+
     async def until(self, cond: Callable[[], bool], timeout: float = 10.0) -> None:
-        """Wait (real time) for cond; a ManualClock is moved along meanwhile."""
+        """Wait (real time) for cond, then for the writes made so far to land; a ManualClock
+        is moved along meanwhile."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while not cond():
@@ -94,15 +107,18 @@ class Rig:
             if isinstance(self.clock, ManualClock):
                 self.clock.advance(0.05)
             await asyncio.sleep(0.01)
+        await self.settled()
 
 
 @asynccontextmanager
-async def rig(tmp_path: Path, callees: Mapping[str, Callee] | Callable[[str], Callee],
+async def rig(where: Path | Backend, callees: Mapping[str, Callee] | Callable[[str], Callee],
               *, clock: Clock | None = None, numbers: list[str] | None = None,
               setup: Callable[[Store], None] = lambda s: None,
               delays: Mapping[str, float] = DELAYS, **dialer: Any) -> AsyncIterator[Rig]:
-    cfg = make_cfg(tmp_path, delays, **dialer)
-    store = Store.open(tmp_path / "ivr.db")
+    """`where`: the test's folder (SQLite) or its Backend (either store)."""
+    backend = where if isinstance(where, Backend) else Backend("sqlite", where)
+    cfg = make_cfg(backend, delays, **dialer)
+    store = backend.open()
     add_contacts(store, numbers if numbers is not None else list(callees))  # type: ignore
     setup(store)
     clock = clock or Clock()
@@ -123,12 +139,12 @@ async def dial_all(r: Rig, numbers: list[str]) -> None:
             pass
 
 
-def test_retry_delay_per_cause_comes_from_the_outcome_table(tmp_path: Path) -> None:
+def test_retry_delay_per_cause_comes_from_the_outcome_table(backend: Backend) -> None:
     callees = {fiction(70): busy(), fiction(71): no_answer(), fiction(72): congestion(),
                fiction(73): failed(1), fiction(10): answer(["1"])}
 
     async def scenario() -> list[dict[str, Any]]:
-        async with rig(tmp_path, callees, clock=ManualClock()) as r:
+        async with rig(backend, callees, clock=ManualClock()) as r:
             await dial_all(r, list(callees))
             await r.until(lambda: not r.dialer.inflight and r.pbx.live == set())
             return r.calls()
@@ -146,9 +162,9 @@ def test_retry_delay_per_cause_comes_from_the_outcome_table(tmp_path: Path) -> N
             assert gap == timedelta(seconds=delay)
 
 
-def test_originate_request_uses_the_dialplan_contract(tmp_path: Path) -> None:
+def test_originate_request_uses_the_dialplan_contract(backend: Backend) -> None:
     async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
-        async with rig(tmp_path, {fiction(10): answer(["1"])}) as r:
+        async with rig(backend, {fiction(10): answer(["1"])}) as r:
             await dial_all(r, [fiction(10)])
             await r.until(lambda: not r.dialer.inflight)
             return r.pbx.originates, r.calls(), r.dialer.agi_url
@@ -165,9 +181,9 @@ def test_originate_request_uses_the_dialplan_contract(tmp_path: Path) -> None:
     assert call["token_hash"] is None  # spent by the session that played the flow
 
 
-def test_refused_claim_sends_nothing(tmp_path: Path) -> None:
+def test_refused_claim_sends_nothing(backend: Backend) -> None:
     async def scenario() -> tuple[Any, int, int]:
-        async with rig(tmp_path, {fiction(10): answer(["1"])}) as r:
+        async with rig(backend, {fiction(10): answer(["1"])}) as r:
             r.store.add_optout(fiction(10), "post", r.clock.now())
             claim = await r.dialer.dial(contact(r.store, fiction(10)))
             return claim, len(r.pbx.originates), len(r.calls())
@@ -177,11 +193,11 @@ def test_refused_claim_sends_nothing(tmp_path: Path) -> None:
 
 
 def test_shutting_down_is_an_error_retried_after_congestion_and_holds_the_node(
-        tmp_path: Path) -> None:
+        backend: Backend) -> None:
     clock = ManualClock()
 
     async def scenario() -> tuple[list[dict[str, Any]], bool, bool, int]:
-        async with rig(tmp_path, {fiction(10): answer(["1"]), fiction(11): busy()},
+        async with rig(backend, {fiction(10): answer(["1"]), fiction(11): busy()},
                        clock=clock) as r:
             r.pbx.shutting_down = True
             await dial_all(r, [fiction(10)])
@@ -203,13 +219,14 @@ def test_shutting_down_is_an_error_retried_after_congestion_and_holds_the_node(
     assert calls[1]["outcome"] == "busy"
 
 
-def test_a_plain_refusal_is_failed_without_hold(tmp_path: Path) -> None:
+def test_a_plain_refusal_is_failed_without_hold(backend: Backend) -> None:
     from ivr.telephony.fake_pbx import refuse
 
     async def scenario() -> tuple[list[dict[str, Any]], bool]:
-        async with rig(tmp_path, {fiction(10): refuse("Channel not available")},
+        async with rig(backend, {fiction(10): refuse("Channel not available")},
                        clock=ManualClock()) as r:
             await dial_all(r, [fiction(10)])
+            await r.settled()
             return r.calls(), r.dialer.ready()
     calls, ready = asyncio.run(scenario())
     assert [(c["outcome"], c["retry_at"]) for c in calls] == [("failed", None)]
@@ -223,12 +240,12 @@ def _open_attempt(store: Store, cfg: config.Config, number: str, node: str) -> i
 
 
 def test_reconciliation_after_a_drop_settles_only_its_nodes_gone_attempts(
-        tmp_path: Path) -> None:
+        backend: Backend) -> None:
     live_n, gone_n, other_n = fiction(10), fiction(11), fiction(12)
     callees = {live_n: answer(["1"], prompt_s=0.3), gone_n: answer(), other_n: answer()}
 
     async def scenario() -> tuple[list[dict[str, Any]], bool, int]:
-        async with rig(tmp_path, callees) as r:
+        async with rig(backend, callees) as r:
             await dial_all(r, [live_n])
             await r.until(lambda: bool(r.pbx.live))
             gone = _open_attempt(r.store, r.cfg, gone_n, "pbx")     # lost in the drop
@@ -250,14 +267,15 @@ def test_reconciliation_after_a_drop_settles_only_its_nodes_gone_attempts(
     assert by_number[other_n]["id"] == other
 
 
-def test_attempts_left_by_a_crash_are_reconciled_at_start(tmp_path: Path) -> None:
+def test_attempts_left_by_a_crash_are_reconciled_at_start(backend: Backend) -> None:
     numbers = [fiction(10)]
 
     def leftover(store: Store) -> None:
-        _open_attempt(store, make_cfg(tmp_path), numbers[0], "pbx")
+        _open_attempt(store, make_cfg(backend), numbers[0], "pbx")
 
     async def scenario() -> list[dict[str, Any]]:
-        async with rig(tmp_path, {numbers[0]: answer()}, setup=leftover) as r:
+        async with rig(backend, {numbers[0]: answer()}, setup=leftover) as r:
+            await r.settled()  # the start's reconciliation (PostgreSQL: from a worker thread)
             return r.calls()
     (call,) = asyncio.run(scenario())
     assert (call["outcome"], call["stage"]) == ("error", "reconciled")
@@ -278,16 +296,16 @@ def test_pbx_went_down_follows_the_node_and_the_clock(tmp_path: Path) -> None:
     assert asyncio.run(scenario()) == (False, True)
 
 
-def test_a_live_call_of_an_earlier_controller_is_adopted_not_settled(tmp_path: Path) -> None:
+def test_a_live_call_of_an_earlier_controller_is_adopted_not_settled(backend: Backend) -> None:
     number = fiction(10)
 
     async def scenario() -> tuple[bool, str | None, list[dict[str, Any]]]:
-        async with rig(tmp_path, {number: answer(["1"], prompt_s=0.3)}) as r:
+        async with rig(backend, {number: answer(["1"], prompt_s=0.3)}) as r:
             await dial_all(r, [number])
             await r.until(lambda: bool(r.pbx.live))
             # A second controller (a restarted `ivr run`) on the same store and PBX.
             node = AmiNode("pbx", "127.0.0.1", r.pbx.ami_port, "ivr", SECRET)
-            cfg2 = make_cfg(tmp_path)
+            cfg2 = make_cfg(backend)
             ctl2 = await app.start(cfg2, r.store, node=node, hashes=HASHES)
             try:
                 adopted = [f.number for f in ctl2.dialer.inflight.values()] == [number]

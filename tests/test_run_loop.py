@@ -1,8 +1,9 @@
 """The run loop end to end without root: the fake PBX over real AMI and FastAGI, the real
-AmiNode, Dialer, IvrHandler and SQLite store; pacing and holds on a clock the test drives."""
+AmiNode, Dialer, IvrHandler and a store of each backend (conftest.backend); pacing and holds on a clock the test drives."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from ivr.campaign.dialer import FAULT_HOLD_S
 from ivr.campaign.state import RunState, Snapshot
 from ivr.telephony.fake_pbx import answer, busy, failed
 
+from conftest import Backend
 from test_dialer import Rig, fiction, rig
 
 FAST = {"busy": 0.2, "no_answer": 0.2, "congestion": 0.2}
@@ -69,11 +71,11 @@ def one_outcome_each(calls: list[dict[str, Any]]) -> None:
     assert len({c["channel_id"] for c in calls}) == len(calls)
 
 
-def test_calls_per_second_is_honoured(tmp_path: Path) -> None:
+def test_calls_per_second_is_honoured(backend: Backend) -> None:
     numbers = [fiction(i) for i in range(8)]
 
     async def scenario() -> tuple[list[float], list[dict[str, Any]]]:
-        async with rig(tmp_path, {n: failed(1) for n in numbers}, clock=ManualClock(),
+        async with rig(backend, {n: failed(1) for n in numbers}, clock=ManualClock(),
                        calls_per_second=4) as r:
             stamps = stamp_originates(r)
             await run_campaign(r)
@@ -85,11 +87,11 @@ def test_calls_per_second_is_honoured(tmp_path: Path) -> None:
     assert stamps[-1] - stamps[0] <= 7 * 0.25 + 0.5  # ... and not much slower
 
 
-def test_max_concurrent_is_never_exceeded(tmp_path: Path) -> None:
+def test_max_concurrent_is_never_exceeded(backend: Backend) -> None:
     numbers = [fiction(i) for i in range(8)]
 
     async def scenario() -> tuple[int, list[dict[str, Any]], list[Snapshot], Any]:
-        async with rig(tmp_path, {n: answer(["1"], prompt_s=0.05) for n in numbers},
+        async with rig(backend, {n: answer(["1"], prompt_s=0.05) for n in numbers},
                        max_concurrent=3) as r:
             report, snaps, _ = await run_campaign(r)
             return r.pbx.max_live, r.calls(), snaps, report
@@ -99,9 +101,9 @@ def test_max_concurrent_is_never_exceeded(tmp_path: Path) -> None:
     assert Counter(c["outcome"] for c in calls) == {"message_played": 8}
 
 
-def test_retries_land_after_their_delay_and_stop_at_max_attempts(tmp_path: Path) -> None:
+def test_retries_land_after_their_delay_and_stop_at_max_attempts(backend: Backend) -> None:
     async def scenario() -> tuple[list[dict[str, Any]], Any]:
-        async with rig(tmp_path, {fiction(70): busy(), fiction(10): answer(["1"])},
+        async with rig(backend, {fiction(70): busy(), fiction(10): answer(["1"])},
                        clock=ManualClock(), delays=FAST) as r:
             report, _, _ = await run_campaign(r)
             return r.calls(), report
@@ -113,11 +115,11 @@ def test_retries_land_after_their_delay_and_stop_at_max_attempts(tmp_path: Path)
     assert report.originated == 3 and report.why.startswith("all done")
 
 
-def test_a_node_shutting_down_holds_new_calls(tmp_path: Path) -> None:
+def test_a_node_shutting_down_holds_new_calls(backend: Backend) -> None:
     numbers = [fiction(10), fiction(11)]
 
     async def scenario() -> tuple[list[float], list[dict[str, Any]], list[Snapshot]]:
-        async with rig(tmp_path, {n: answer(["1"]) for n in numbers}, clock=ManualClock(),
+        async with rig(backend, {n: answer(["1"]) for n in numbers}, clock=ManualClock(),
                        delays={"busy": 1, "no_answer": 1, "congestion": 30}) as r:
             r.pbx.shutting_down = True
 
@@ -135,11 +137,11 @@ def test_a_node_shutting_down_holds_new_calls(tmp_path: Path) -> None:
     assert any(s.status == "holding" and "holding" in s.holding for s in snaps)
 
 
-def test_first_stop_places_no_new_call_and_lets_calls_finish(tmp_path: Path) -> None:
+def test_first_stop_places_no_new_call_and_lets_calls_finish(backend: Backend) -> None:
     numbers = [fiction(i) for i in range(6)]
 
     async def scenario() -> tuple[Any, list[dict[str, Any]], int, list[Snapshot]]:
-        async with rig(tmp_path, {n: answer(["1"], prompt_s=0.3) for n in numbers},
+        async with rig(backend, {n: answer(["1"], prompt_s=0.3) for n in numbers},
                        max_concurrent=2) as r:
             stop = asyncio.Event()
             stamp_originates(r, lambda n: stop.set() if n == 2 else None)
@@ -151,11 +153,11 @@ def test_first_stop_places_no_new_call_and_lets_calls_finish(tmp_path: Path) -> 
     assert any(s.stopping for s in snaps) and snaps[-1].stopped_by == "operator"
 
 
-def test_second_stop_hangs_up_the_calls_in_flight(tmp_path: Path) -> None:
+def test_second_stop_hangs_up_the_calls_in_flight(backend: Backend) -> None:
     numbers = [fiction(i) for i in range(4)]
 
     async def scenario() -> tuple[list[dict[str, Any]], float, int]:
-        async with rig(tmp_path, {n: answer(["1"], prompt_s=20) for n in numbers},
+        async with rig(backend, {n: answer(["1"], prompt_s=20) for n in numbers},
                        max_concurrent=2) as r:
             stop, hard = asyncio.Event(), asyncio.Event()
 
@@ -174,12 +176,12 @@ def test_second_stop_hangs_up_the_calls_in_flight(tmp_path: Path) -> None:
     one_outcome_each(calls)
 
 
-def test_a_pbx_that_drops_mid_run_gives_every_attempt_one_outcome(tmp_path: Path) -> None:
+def test_a_pbx_that_drops_mid_run_gives_every_attempt_one_outcome(backend: Backend) -> None:
     numbers = [fiction(i) for i in range(10)]
 
     async def scenario() -> tuple[list[dict[str, Any]], Any, int, list[Snapshot], RunState,
                                   list[tuple[str, int]]]:
-        async with rig(tmp_path, {n: answer(["1"], prompt_s=0.1) for n in numbers},
+        async with rig(backend, {n: answer(["1"], prompt_s=0.1) for n in numbers},
                        max_concurrent=3, calls_per_second=20, delays=FAST) as r:
             # The link drops as the 4th Originate goes out: its fate is unknown.
             stamp_originates(r, before=lambda n: r.pbx.drop() if n == 4 else None)
@@ -215,11 +217,11 @@ def test_a_pbx_that_drops_mid_run_gives_every_attempt_one_outcome(tmp_path: Path
     assert final.counts == state.store.outcome_counts("utest", since_id=state.since_id)
 
 
-def test_snapshots_while_running(tmp_path: Path) -> None:
+def test_snapshots_while_running(backend: Backend) -> None:
     numbers = [fiction(i) for i in range(6)]
 
     async def scenario() -> tuple[list[Snapshot], list[dict[str, Any]]]:
-        async with rig(tmp_path, {n: answer(["1"], prompt_s=0.4) for n in numbers},
+        async with rig(backend, {n: answer(["1"], prompt_s=0.4) for n in numbers},
                        max_concurrent=2, calls_per_second=2) as r:
             _, snaps, _ = await run_campaign(r)
             return snaps, r.calls()
@@ -247,13 +249,13 @@ def test_nobody_to_call_ends_at_once_and_says_why(tmp_path: Path, clock: Clock) 
     assert snaps[-1].why == report.why
 
 
-def test_originates_overlap_up_to_the_window_within_max_concurrent(tmp_path: Path) -> None:
+def test_originates_overlap_up_to_the_window_within_max_concurrent(backend: Backend) -> None:
     """A slow PBX answer to each Originate does not serialize the run: several are awaited at
     once, never more than SEND_WINDOW, never beyond max_concurrent, the first one alone."""
     numbers = [fiction(i) for i in range(80)]
 
     async def scenario() -> tuple[list[int], int, Any, list[dict[str, Any]]]:
-        async with rig(tmp_path, {n: answer(["1"], prompt_s=0.05) for n in numbers},
+        async with rig(backend, {n: answer(["1"], prompt_s=0.05) for n in numbers},
                        max_concurrent=70, calls_per_second=200) as r:
             node, send, waiting = r.ctl.node, r.ctl.node.originate, [0]
             seen: list[int] = []
@@ -277,7 +279,7 @@ def test_originates_overlap_up_to_the_window_within_max_concurrent(tmp_path: Pat
 
 
 def test_a_call_settled_with_a_retry_does_not_re_plan_before_its_delay(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each re-plan reads every pending contact: one per call settled with a retry, while
     many are in flight, would cost the calls in flight for each call. The run re-plans when
     the earliest retry comes due (or every call has ended), not when it is planned."""
@@ -288,14 +290,14 @@ def test_a_call_settled_with_a_retry_does_not_re_plan_before_its_delay(
     real_plan = campaign_run.plan
 
     def counted(*args: Any) -> Any:
-        plans.append(asyncio.get_running_loop().time())
+        plans.append(time.monotonic())  # PostgreSQL plans in a worker thread: no loop there
         return real_plan(*args)
     monkeypatch.setattr(campaign_run, "plan", counted)
 
     async def scenario() -> tuple[list[dict[str, Any]], float]:
-        async with rig(tmp_path, callees, max_concurrent=20, ring_timeout_s=3,
+        async with rig(backend, callees, max_concurrent=20, ring_timeout_s=3,
                        delays={"busy": 3.0, "no_answer": 3.0, "congestion": 3.0}) as r:
-            t0 = asyncio.get_running_loop().time()
+            t0 = time.monotonic()
             await run_campaign(r)
             return r.calls(), t0
     calls, t0 = asyncio.run(scenario())
@@ -324,14 +326,14 @@ def slow_originates(r: Rig, delay: Callable[[int], float]) -> list[float]:
 
 
 def test_a_hard_stop_waits_for_originates_on_their_way_then_hangs_up_every_call(
-        tmp_path: Path) -> None:
+        backend: Backend) -> None:
     """Originates overlap: at a hard stop some have no channel yet. Hung up before their
     channel existed, they would ring and play after the stop."""
     numbers = [fiction(i) for i in range(6)]
     stop, hard = asyncio.Event(), asyncio.Event()
 
     async def scenario() -> tuple[list[dict[str, Any]], int, float, int]:
-        async with rig(tmp_path, {n: answer(["1"], prompt_s=30) for n in numbers},
+        async with rig(backend, {n: answer(["1"], prompt_s=30) for n in numbers},
                        max_concurrent=6, calls_per_second=50) as r:
             stamps = slow_originates(r, lambda n: 0.8)
             loop = asyncio.get_running_loop()
@@ -351,13 +353,13 @@ def test_a_hard_stop_waits_for_originates_on_their_way_then_hangs_up_every_call(
     assert len(calls) == 3 and all(c["outcome"] is not None for c in calls), calls
 
 
-def test_an_unexpected_originate_error_fails_the_run(tmp_path: Path) -> None:
+def test_an_unexpected_originate_error_fails_the_run(backend: Backend) -> None:
     """Not a PbxError (a bug, a closed transport): the run fails loudly, as it did when it
     awaited each Originate itself, instead of carrying on around a flight nobody settles."""
     numbers = [fiction(i) for i in range(6)]
 
     async def scenario() -> int:
-        async with rig(tmp_path, {n: answer(["1"]) for n in numbers}) as r:
+        async with rig(backend, {n: answer(["1"]) for n in numbers}) as r:
             sent = [0]
             send = r.ctl.node.originate
 
@@ -374,13 +376,13 @@ def test_an_unexpected_originate_error_fails_the_run(tmp_path: Path) -> None:
     assert 2 <= sent < 6  # it stopped dialling
 
 
-def test_pacing_holds_after_a_long_wait_for_the_window(tmp_path: Path) -> None:
+def test_pacing_holds_after_a_long_wait_for_the_window(backend: Backend) -> None:
     """After a wait longer than the pacing interval (here the first Originate's slow
     Response), the next calls still leave one interval apart, not back to back."""
     numbers = [fiction(i) for i in range(6)]
 
     async def scenario() -> list[float]:
-        async with rig(tmp_path, {n: failed(1) for n in numbers}, calls_per_second=5) as r:
+        async with rig(backend, {n: failed(1) for n in numbers}, calls_per_second=5) as r:
             stamps = slow_originates(r, lambda n: 1.0 if n == 1 else 0.0)
             await run_campaign(r)
             return stamps
