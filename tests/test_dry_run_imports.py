@@ -66,3 +66,33 @@ def test_a_dry_run_loads_none_of_the_modules_it_does_not_use(
     assert "ivr.campaign.planning" in loaded  # the child did plan (the check can fail)
     never = NEVER + (NEVER_PG if backend.name == "postgresql" else [])
     assert sorted(loaded & set(never)) == []
+    # holidays' country package imports all ~250 countries: only France's is needed
+    assert sorted(m for m in loaded if m.startswith("holidays.countries")) == [
+        "holidays.countries.france"]
+
+
+def test_a_calendar_preloaded_alone_is_the_one_of_the_whole_package() -> None:
+    """The preloaded module is the one the package then uses: same classes, same holidays,
+    for a country and a subdivision, and an unknown code is still refused."""
+    code = ("from ivr.compliance import calling_rules, holiday_load\n"
+            "import holidays, json, sys\n"
+            "def days(c, s):\n"
+            "    return sorted((str(d), n) for d, n in holidays.country_holidays(\n"
+            "        c, subdiv=s, years=[2026, 2027]).items())\n"
+            "holiday_load.preload('FR'); holiday_load.preload('XX')\n"
+            "alone = len([m for m in sys.modules if m.startswith('holidays.countries.')])\n"
+            "first = days('FR', '974'), days('FR', None)\n"
+            "cal = calling_rules._country_calendar('FR', '976')\n"
+            "import holidays.countries as every\n"
+            "same = every.France is sys.modules['holidays.countries.france'].France\n"
+            "try:\n"
+            "    holidays.country_holidays('XX'); refused = False\n"
+            "except NotImplementedError:\n"
+            "    refused = True\n"
+            "print(json.dumps([alone, first == (days('FR', '974'), days('FR', None)), same,\n"
+            "                  refused, len(every.__dict__) > 200, '2026-04-27' in cal]))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True, cwd=REPO)
+    alone, same_days, same_class, refused, whole, mayotte = json.loads(proc.stdout)
+    assert alone == 1 and same_days and same_class and refused and whole
+    assert mayotte is True  # Mayotte's 27 April (abolition of slavery) from the subdivision

@@ -27,6 +27,7 @@ from phonenumbers import timezone as pn_timezone
 
 from ivr.compliance.callee_place import FR_OVERSEAS_SUBDIV as _FR_OVERSEAS_SUBDIV
 from ivr.compliance.callee_place import code_regions, code_zone
+from ivr.compliance.holiday_load import preload
 from ivr.config import Schedule, Window
 from ivr.errors import ComplianceError
 
@@ -288,6 +289,7 @@ def _parsed(number: str) -> phonenumbers.PhoneNumber | None:
 
 @functools.lru_cache(maxsize=64)  # one calendar per (country, subdivision), not one per call
 def _country_calendar(country: str, subdiv: str | None) -> holidays.HolidayBase:
+    preload(country)  # that country's module alone, not all 250 (holiday_load.py)
     try:
         return holidays.country_holidays(country, subdiv=subdiv)
     except NotImplementedError:

@@ -27,6 +27,7 @@ import holidays
 import phonenumbers
 
 from ivr.compliance.calling_rules import is_fiction_number, parse_blackout_dates, parse_windows
+from ivr.compliance.holiday_load import preload
 from ivr.config import Config
 from ivr.errors import ComplianceError
 from ivr.numbers import e164, national_form
@@ -217,6 +218,7 @@ def _check_schedule(cfg: Config) -> list[Violation]:
     except (ZoneInfoNotFoundError, ValueError, OSError):
         out.append(_err("timezone_invalid", f"schedule.timezone {sch.timezone!r} is unknown: "
                         "use an IANA name such as Europe/Paris"))
+    preload(sch.holidays_country.upper())  # that country's module alone (holiday_load.py)
     try:
         holidays.country_holidays(sch.holidays_country.upper())
     except NotImplementedError:
