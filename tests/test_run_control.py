@@ -1,6 +1,6 @@
 """The console's control of a run (ivr/campaign/run_control.py) on the real run loop: the fake
-PBX over real AMI and FastAGI, the real dialer and a SQLite file; the console is a second
-connection to that file writing `run_control`, as `ivr web` does."""
+PBX over real AMI and FastAGI, the real dialer and a store of each backend (conftest.backend);
+the console is a second connection to that store writing `run_control`, as `ivr web` does."""
 from __future__ import annotations
 
 import asyncio
@@ -20,6 +20,7 @@ from ivr.errors import ConfigError
 from ivr.store.sqlite import Store
 from ivr.telephony.fake_pbx import answer, failed
 
+from conftest import Backend
 from test_dialer import Rig, fiction, make_cfg, rig
 from test_run_loop import drive, stamp_originates
 
@@ -31,13 +32,13 @@ def fast_poll(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(run_control, "POLL_S", 0.1)
 
 
-def console(tmp_path: Path) -> Store:
+def console(backend: Backend) -> Store:
     """The web console's own connection to the store."""
-    return Store.open(tmp_path / "ivr.db")
+    return backend.open()
 
 
-def say(tmp_path: Path, by: str = "alice", **control: Any) -> None:
-    console(tmp_path).set_run_control(CAMPAIGN, by=by, now=datetime.now(timezone.utc),
+def say(backend: Backend, by: str = "alice", **control: Any) -> None:
+    console(backend).set_run_control(CAMPAIGN, by=by, now=datetime.now(timezone.utc),
                                       **control)
 
 
@@ -56,21 +57,21 @@ async def start_run(r: Rig, *, standby: bool = False, stop: asyncio.Event | None
 
 
 def test_pause_stops_new_calls_calls_in_flight_finish_and_resume_carries_on(
-        tmp_path: Path) -> None:
+        backend: Backend) -> None:
     numbers = [fiction(i) for i in range(6)]
 
     async def scenario() -> dict[str, Any]:
-        async with rig(tmp_path, {n: answer(["1"], prompt_s=0.6) for n in numbers},
+        async with rig(backend, {n: answer(["1"], prompt_s=0.6) for n in numbers},
                        max_concurrent=2) as r:
-            stamp_originates(r, lambda n: say(tmp_path, desired="paused") if n == 2 else None)
+            stamp_originates(r, lambda n: say(backend, desired="paused") if n == 2 else None)
             task, snaps = await start_run(r)
             await r.until(lambda: len(r.pbx.originates) == 2)
             await r.until(lambda: not r.dialer.in_flight(), timeout=10)  # they finish
             during = [c["outcome"] for c in r.calls()]
             await asyncio.sleep(1.0)  # paused: nothing more is dialled
             held = len(r.pbx.originates)
-            paused_rows = console(tmp_path).snapshots(CAMPAIGN)
-            say(tmp_path, by="bob", desired="running")
+            paused_rows = console(backend).snapshots(CAMPAIGN)
+            say(backend, by="bob", desired="running")
             report = await asyncio.wait_for(task, 30)
             return {"during": during, "held": held, "rows": paused_rows, "report": report,
                     "calls": r.calls(), "snaps": snaps}
@@ -83,13 +84,13 @@ def test_pause_stops_new_calls_calls_in_flight_finish_and_resume_carries_on(
     assert Counter(c["outcome"] for c in got["calls"]) == {"message_played": 6}
 
 
-def test_stop_from_the_console_lets_calls_in_flight_finish(tmp_path: Path) -> None:
+def test_stop_from_the_console_lets_calls_in_flight_finish(backend: Backend) -> None:
     numbers = [fiction(i) for i in range(6)]
 
     async def scenario() -> tuple[Any, list[dict[str, Any]], int, list[Snapshot]]:
-        async with rig(tmp_path, {n: answer(["1"], prompt_s=0.5) for n in numbers},
+        async with rig(backend, {n: answer(["1"], prompt_s=0.5) for n in numbers},
                        max_concurrent=2) as r:
-            stamp_originates(r, lambda n: say(tmp_path, desired="stopped") if n == 2 else None)
+            stamp_originates(r, lambda n: say(backend, desired="stopped") if n == 2 else None)
             task, snaps = await start_run(r)
             report = await asyncio.wait_for(task, 30)
             return report, r.calls(), len(r.pbx.originates), snaps
@@ -99,13 +100,13 @@ def test_stop_from_the_console_lets_calls_in_flight_finish(tmp_path: Path) -> No
     assert any(s.stopping for s in snaps)
 
 
-def test_hard_stop_from_the_console_hangs_up_every_call(tmp_path: Path) -> None:
+def test_hard_stop_from_the_console_hangs_up_every_call(backend: Backend) -> None:
     numbers = [fiction(i) for i in range(4)]
 
     async def scenario() -> tuple[list[dict[str, Any]], float, int, Any]:
-        async with rig(tmp_path, {n: answer(["1"], prompt_s=20) for n in numbers},
+        async with rig(backend, {n: answer(["1"], prompt_s=20) for n in numbers},
                        max_concurrent=2) as r:
-            stamp_originates(r, lambda n: say(tmp_path, desired="hard_stop") if n == 2
+            stamp_originates(r, lambda n: say(backend, desired="hard_stop") if n == 2
                              else None)
             loop = asyncio.get_running_loop()
             t0 = loop.time()
@@ -119,14 +120,14 @@ def test_hard_stop_from_the_console_hangs_up_every_call(tmp_path: Path) -> None:
 
 
 def test_calls_per_second_from_the_console_takes_effect_at_the_next_tick(
-        tmp_path: Path) -> None:
+        backend: Backend) -> None:
     numbers = [fiction(i) for i in range(12)]
 
     async def scenario() -> list[float]:
-        async with rig(tmp_path, {n: failed(1) for n in numbers}, clock=ManualClock(),
+        async with rig(backend, {n: failed(1) for n in numbers}, clock=ManualClock(),
                        calls_per_second=10) as r:
             stamps = stamp_originates(
-                r, lambda n: say(tmp_path, calls_per_second=2.0) if n == 3 else None)
+                r, lambda n: say(backend, calls_per_second=2.0) if n == 3 else None)
             task, _ = await start_run(r)
             await asyncio.wait_for(task, 60)
             return stamps
@@ -137,12 +138,12 @@ def test_calls_per_second_from_the_console_takes_effect_at_the_next_tick(
     assert min(gaps[5:]) >= 0.5 - 1e-9  # 2 per second once read (within a tick or two)
 
 
-def test_max_concurrent_from_the_console_caps_the_calls_in_flight(tmp_path: Path) -> None:
+def test_max_concurrent_from_the_console_caps_the_calls_in_flight(backend: Backend) -> None:
     numbers = [fiction(i) for i in range(6)]
-    say(tmp_path, max_concurrent=1)  # set before the run: the CLI start keeps it
+    say(backend, max_concurrent=1)  # set before the run: the CLI start keeps it
 
     async def scenario() -> tuple[int, list[Snapshot], list[dict[str, Any]]]:
-        async with rig(tmp_path, {n: answer(["1"], prompt_s=0.2) for n in numbers},
+        async with rig(backend, {n: answer(["1"], prompt_s=0.2) for n in numbers},
                        max_concurrent=3) as r:
             task, snaps = await start_run(r)
             await asyncio.wait_for(task, 30)
@@ -166,13 +167,13 @@ def test_pacing_out_of_the_configs_bounds_is_refused_naming_the_field(tmp_path: 
         assert "\n" not in message
 
 
-def test_a_row_beyond_the_bounds_is_kept_to_the_config(tmp_path: Path) -> None:
+def test_a_row_beyond_the_bounds_is_kept_to_the_config(backend: Backend) -> None:
     """Written past check_pacing (by hand, or under an older config): clamped, never more."""
     numbers = [fiction(i) for i in range(6)]
-    say(tmp_path, max_concurrent=50)
+    say(backend, max_concurrent=50)
 
     async def scenario() -> int:
-        async with rig(tmp_path, {n: answer(["1"], prompt_s=0.2) for n in numbers},
+        async with rig(backend, {n: answer(["1"], prompt_s=0.2) for n in numbers},
                        max_concurrent=2) as r:
             task, _ = await start_run(r)
             await asyncio.wait_for(task, 30)
@@ -181,12 +182,12 @@ def test_a_row_beyond_the_bounds_is_kept_to_the_config(tmp_path: Path) -> None:
 
 
 def test_a_cli_start_says_running_audited_and_snapshots_reach_the_store(
-        tmp_path: Path) -> None:
+        backend: Backend) -> None:
     numbers = [fiction(i) for i in range(3)]
-    say(tmp_path, desired="stopped")  # an earlier run's stop does not stop this one
+    say(backend, desired="stopped")  # an earlier run's stop does not stop this one
 
     async def scenario() -> list[float]:
-        async with rig(tmp_path, {n: answer(["1"], prompt_s=0.3) for n in numbers},
+        async with rig(backend, {n: answer(["1"], prompt_s=0.3) for n in numbers},
                        clock=ManualClock(), max_concurrent=1) as r:
             published: list[float] = []
             publish = r.store.publish_snapshot
@@ -199,7 +200,7 @@ def test_a_cli_start_says_running_audited_and_snapshots_reach_the_store(
             await asyncio.wait_for(task, 60)
             return published
     published = asyncio.run(scenario())
-    store = console(tmp_path)
+    store = console(backend)
     row = store.run_control(CAMPAIGN)
     assert (row["desired"], row["updated_by"]) == ("running", "cli")
     assert [(a["actor"], a["detail"]) for a in store.audit_log(limit=1)] == [
@@ -213,17 +214,17 @@ def test_a_cli_start_says_running_audited_and_snapshots_reach_the_store(
     assert min(gaps) >= run_control.PUBLISH_S - 1e-9
 
 
-def test_standby_waits_for_the_consoles_start(tmp_path: Path) -> None:
+def test_standby_waits_for_the_consoles_start(backend: Backend) -> None:
     numbers = [fiction(i) for i in range(3)]
-    say(tmp_path, desired="running")  # an old row: not a Start given to this run
+    say(backend, desired="running")  # an old row: not a Start given to this run
 
     async def scenario() -> dict[str, Any]:
-        async with rig(tmp_path, {n: answer(["1"], prompt_s=0.1) for n in numbers}) as r:
+        async with rig(backend, {n: answer(["1"], prompt_s=0.1) for n in numbers}) as r:
             task, snaps = await start_run(r, standby=True)
             await asyncio.sleep(1.0)
             before = len(r.pbx.originates)
-            rows = console(tmp_path).snapshots(CAMPAIGN)
-            say(tmp_path, by="carol", desired="running")
+            rows = console(backend).snapshots(CAMPAIGN)
+            say(backend, by="carol", desired="running")
             report = await asyncio.wait_for(task, 30)
             return {"before": before, "rows": rows, "report": report, "snaps": snaps}
     got = asyncio.run(scenario())
@@ -233,12 +234,12 @@ def test_standby_waits_for_the_consoles_start(tmp_path: Path) -> None:
     assert got["report"].originated == 3 and got["report"].stopped_by == "finished"
 
 
-def test_standby_ends_on_the_consoles_stop_without_dialling(tmp_path: Path) -> None:
+def test_standby_ends_on_the_consoles_stop_without_dialling(backend: Backend) -> None:
     async def scenario() -> tuple[int, Any]:
-        async with rig(tmp_path, {fiction(1): answer(["1"])}) as r:
+        async with rig(backend, {fiction(1): answer(["1"])}) as r:
             task, _ = await start_run(r, standby=True)
             await asyncio.sleep(0.5)
-            say(tmp_path, desired="stopped")
+            say(backend, desired="stopped")
             report = await asyncio.wait_for(task, 30)
             return len(r.pbx.originates), report
     originates, report = asyncio.run(scenario())
