@@ -119,6 +119,22 @@ def test_port_in_use_is_one_line_naming_db_port(own_dir: Path) -> None:
     assert not (own_dir / "pg" / "data").exists()  # refused before anything was made
 
 
+def test_a_port_taken_between_the_check_and_the_start_is_named(
+        cluster: PgCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bound by another process after up() found it free (two test sessions starting side by
+    side): the same one-line error (PostgreSQL's log ends on "shut down", not on the cause),
+    which conftest's cluster start answers by trying the next port."""
+    monkeypatch.setattr("ivr.store.pg_cluster.port_free", lambda port, host="": True)
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", cluster.port))
+        taken.listen()
+        with pytest.raises(StoreError) as err:
+            cluster.up(timeout_s=20)
+    assert str(err.value) == (f"port {cluster.port} is already in use: stop the service "
+                              "listening there or set db.port in config.yaml")
+
+
 def test_cli_up_status_down(cfg_file: Path, own_dir: Path) -> None:
     port = _free_port(55460)
     data = yaml.safe_load(cfg_file.read_text())

@@ -265,11 +265,14 @@ class PgCluster:
             os.chown(conf, *owner)
 
     def _start(self, timeout_s: float) -> None:
+        seen = self.log.stat().st_size if self.log.exists() else 0  # this start's lines only
         proc = self._as_owner([str(bindir() / "pg_ctl"), "-D", str(self.data), "-l",
                                str(self.log), "-w", "-t", str(int(timeout_s)), "start"])
         if proc.returncode != 0 or not self.status().running:
-            why = _last_line(self.log.read_text() if self.log.exists() else proc.stderr)
-            if "Address already in use" in why:
+            text = self.log.read_text()[seen:] if self.log.exists() else proc.stderr
+            why = _last_line(text)
+            # The log's last line is then "database system is shut down": look at them all.
+            if "Address already in use" in text:
                 raise StoreError(f"port {self.port} is already in use: stop the service "
                                  "listening there or set db.port in config.yaml")
             raise StoreError(f"PostgreSQL did not start ({why}): see {self.log}")
