@@ -11,19 +11,20 @@ from ivr.campaign.clock import Clock
 from ivr.store.sqlite import Store, parse_utc, utc
 from ivr.telephony.fake_pbx import answer
 
+from conftest import Backend
 from test_dialer import add_contacts, contact, dial_all, fiction, rig
 
 RING_S, AMD_S = 0.2, 1.5
 
 
-def test_the_answer_event_time_is_stored_not_the_agi_start(tmp_path: Path) -> None:
+def test_the_answer_event_time_is_stored_not_the_agi_start(backend: Backend) -> None:
     """The fake callee rings 0.2 s, then AMD listens 1.5 s before the AGI: the stored answer
     time is the ring time (± 0.4 s of scheduling), the consent carries the same."""
     number = fiction(10)
     callees = {number: answer(["1"], delay_s=RING_S, amd_s=AMD_S)}
 
     async def scenario() -> tuple[dict[str, Any], dict[str, Any] | None]:
-        async with rig(tmp_path, callees, clock=Clock(), amd=True) as r:
+        async with rig(backend, callees, clock=Clock(), amd=True) as r:
             await dial_all(r, [number])
             await r.until(lambda: not r.dialer.inflight and r.pbx.live == set())
             return r.calls()[0], r.store.one("SELECT * FROM consents")
@@ -34,16 +35,16 @@ def test_the_answer_event_time_is_stored_not_the_agi_start(tmp_path: Path) -> No
     assert consent is not None and consent["answered_at"] == call["answered_at"]
 
 
-def _one_call(tmp_path: Path) -> tuple[Store, int]:
-    store = Store.open(tmp_path / "ivr.db")
+def _one_call(backend: Backend) -> tuple[Store, int]:
+    store = backend.open()
     add_contacts(store, [fiction(10)])
     row = store.create_attempt(contact(store, fiction(10)), "utest", "+33199000000",
                                datetime(2026, 12, 1, 10, 0, 0, tzinfo=timezone.utc))
     return store, int(row["id"])
 
 
-def test_the_earliest_answer_wins_whichever_write_came_first(tmp_path: Path) -> None:
-    store, call_id = _one_call(tmp_path)
+def test_the_earliest_answer_wins_whichever_write_came_first(backend: Backend) -> None:
+    store, call_id = _one_call(backend)
     answer_at = datetime(2026, 12, 1, 10, 0, 1, tzinfo=timezone.utc)
     agi_at = answer_at + timedelta(seconds=5)
     store.mark_answered(call_id, agi_at)       # the AGI wrote first (its fallback time)
@@ -54,9 +55,13 @@ def test_the_earliest_answer_wins_whichever_write_came_first(tmp_path: Path) -> 
     assert store.call(call_id)["answered_at"] == utc(answer_at)  # type: ignore[index]
 
 
-def test_the_answer_event_corrects_a_consent_already_written(tmp_path: Path) -> None:
-    store, call_id = _one_call(tmp_path)
+def test_the_answer_event_corrects_a_consent_already_written(backend: Backend) -> None:
+    store, call_id = _one_call(backend)
     late = utc(datetime(2026, 12, 1, 10, 0, 6, tzinfo=timezone.utc))
+    # As the store leaves it: a consent row is written with the call's outcome, never before
+    # (PostgreSQL's record_answer relies on it).
+    store.db.execute("UPDATE calls SET state = 'ended', outcome = 'message_played', "
+                     "ended_at = ? WHERE id = ?", (late, call_id))
     store.db.execute("INSERT INTO consents (call_id, number, kind, key, at, caller_id, campaign,"
                      " answered_at) VALUES (?, ?, 'consent', '1', ?, '+33199000000', 'utest', ?)",
                      (call_id, fiction(10), late, late))

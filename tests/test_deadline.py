@@ -13,6 +13,7 @@ from ivr.campaign import deadline
 from ivr.campaign.clock import ManualClock
 from ivr.telephony.fake_pbx import busy, no_answer
 
+from conftest import Backend
 from test_dialer import Rig, contact, fiction, make_cfg, rig
 
 DURATIONS = {"intro": 8.0, "invalid": 2.0, "no_input": 3.0, "message": 40.0, "legal": 12.0,
@@ -48,11 +49,11 @@ async def advance(r: Rig, seconds: float) -> None:
         await asyncio.sleep(0.02)
 
 
-def test_a_call_gone_unseen_is_settled_at_its_deadline(tmp_path: Path) -> None:
+def test_a_call_gone_unseen_is_settled_at_its_deadline(backend: Backend) -> None:
     number = fiction(70)
 
     async def scenario() -> tuple[int, dict[str, Any]]:
-        async with rig(tmp_path, {number: busy()}, clock=ManualClock()) as r:
+        async with rig(backend, {number: busy()}, clock=ManualClock()) as r:
             await dial_blind(r, number, 60)
             await r.pbx.wait_idle()  # over on the PBX; the dialer never heard
             await advance(r, 58)
@@ -65,11 +66,11 @@ def test_a_call_gone_unseen_is_settled_at_its_deadline(tmp_path: Path) -> None:
     assert (call["outcome"], call["stage"]) == ("error", "deadline") and call["retry_at"]
 
 
-def test_a_live_call_past_its_deadline_is_hung_up_and_settled(tmp_path: Path) -> None:
+def test_a_live_call_past_its_deadline_is_hung_up_and_settled(backend: Backend) -> None:
     number = fiction(71)
 
     async def scenario() -> tuple[dict[str, Any], list[str], set[str]]:
-        async with rig(tmp_path, {number: no_answer()}, clock=ManualClock(),
+        async with rig(backend, {number: no_answer()}, clock=ManualClock(),
                        ring_timeout_s=120) as r:
             await dial_blind(r, number, 30)
             await advance(r, 31)
