@@ -4,7 +4,6 @@ is the real SQLite one; the failures are PostgreSQL's error class, raised by the
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -14,12 +13,13 @@ from ivr.campaign import run as campaign_run
 from ivr.campaign.clock import ManualClock
 from ivr.telephony.fake_pbx import answer
 
+from conftest import Backend
 from test_dialer import fiction, rig
 from test_run_loop import run_campaign
 
 
 def test_a_plan_read_failing_pauses_the_run_then_it_resumes(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
     real_plan, failures = campaign_run.plan, []
 
     def plan(*args: Any) -> Any:
@@ -31,7 +31,7 @@ def test_a_plan_read_failing_pauses_the_run_then_it_resumes(
     numbers = [fiction(i) for i in range(3)]
 
     async def scenario() -> tuple[Any, list[Any], list[dict[str, Any]]]:
-        async with rig(tmp_path, {n: answer(["1"]) for n in numbers},
+        async with rig(backend, {n: answer(["1"]) for n in numbers},
                        clock=ManualClock()) as r:
             report, snaps, _ = await run_campaign(r)
             return report, snaps, r.calls()
@@ -46,7 +46,7 @@ def test_a_plan_read_failing_pauses_the_run_then_it_resumes(
 
 
 def test_a_heartbeat_that_cannot_reach_the_store_pauses_new_calls_then_they_resume(
-        tmp_path: Path) -> None:
+        backend: Backend) -> None:
     """No write of the run fails yet (nothing to write), but the controller's heartbeat finds
     the store away: the run says so and places no call until the heartbeat reaches it again."""
     numbers = [fiction(i) for i in range(3)]
@@ -54,7 +54,7 @@ def test_a_heartbeat_that_cannot_reach_the_store_pauses_new_calls_then_they_resu
     dialled_while_away: list[int] = []
 
     async def scenario() -> tuple[Any, list[Any], list[dict[str, Any]]]:
-        async with rig(tmp_path, {n: answer(["1"]) for n in numbers},
+        async with rig(backend, {n: answer(["1"]) for n in numbers},
                        clock=ManualClock()) as r:
             def unreachable() -> str:
                 if away:

@@ -15,22 +15,23 @@ import pytest
 
 from ivr import app
 from ivr.campaign import stopping
-from ivr.store.sqlite import Store
 from ivr.telephony.ami_node import AmiNode
 from ivr.telephony.fake_pbx import FakePbx, answer
 
+from conftest import Backend
 from test_dialer import HASHES, SECRET, add_contacts, fiction, make_cfg
 
 NUMBERS = [fiction(i) for i in range(4)]
 
 
-async def run_with_signals(tmp_path: Path, prompt_s: float, signals: list[tuple[int, float]],
-                           *, hang_pbx: bool = False, **dialer: Any
-                           ) -> tuple[Any, list[dict[str, Any]], float]:
+async def run_with_signals(where: Path | Backend, prompt_s: float,
+                           signals: list[tuple[int, float]], *, hang_pbx: bool = False,
+                           **dialer: Any) -> tuple[Any, list[dict[str, Any]], float]:
     """One run of NUMBERS (2 at a time); once both calls are up, each signal is sent after its
     delay. Returns the report (or the exception), the calls and the run's duration."""
-    cfg = make_cfg(tmp_path, max_concurrent=2, **dialer)
-    store = Store.open(tmp_path / "ivr.db")
+    backend = where if isinstance(where, Backend) else Backend("sqlite", where)
+    cfg = make_cfg(backend, max_concurrent=2, **dialer)
+    store = backend.open()
     add_contacts(store, NUMBERS)
     loop = asyncio.get_running_loop()
     async with FakePbx({n: answer(["1"], prompt_s=prompt_s) for n in NUMBERS},
@@ -55,24 +56,24 @@ async def run_with_signals(tmp_path: Path, prompt_s: float, signals: list[tuple[
         return result, store.q("SELECT * FROM calls ORDER BY id"), elapsed
 
 
-def test_sigterm_lets_the_calls_in_flight_finish_and_places_no_new_call(tmp_path: Path) -> None:
-    report, calls, _ = asyncio.run(run_with_signals(tmp_path, 0.4,
+def test_sigterm_lets_the_calls_in_flight_finish_and_places_no_new_call(backend: Backend) -> None:
+    report, calls, _ = asyncio.run(run_with_signals(backend, 0.4,
                                                     [(signal.SIGTERM, 0.1)]))
     assert report.stopped_by == "operator" and report.originated == 2
     assert [c["outcome"] for c in calls] == ["message_played"] * 2  # finished, not cut
 
 
-def test_the_drain_is_bounded_by_drain_timeout_then_calls_are_hung_up(tmp_path: Path) -> None:
+def test_the_drain_is_bounded_by_drain_timeout_then_calls_are_hung_up(backend: Backend) -> None:
     report, calls, elapsed = asyncio.run(run_with_signals(
-        tmp_path, 30, [(signal.SIGTERM, 0.1)], drain_timeout_s=1.0))
+        backend, 30, [(signal.SIGTERM, 0.1)], drain_timeout_s=1.0))
     assert report.stopped_by == "operator" and elapsed < 10  # the 30-second prompts were cut
     assert len(calls) == 2 and all(c["outcome"] for c in calls)
     assert Counter(c["outcome"] for c in calls) != {"message_played": 2}
 
 
-def test_a_second_signal_ends_the_run_within_seconds_when_the_pbx_hangs(tmp_path: Path) -> None:
+def test_a_second_signal_ends_the_run_within_seconds_when_the_pbx_hangs(backend: Backend) -> None:
     result, calls, elapsed = asyncio.run(run_with_signals(
-        tmp_path, 30, [(signal.SIGINT, 0.1), (signal.SIGTERM, 0.2)], hang_pbx=True))
+        backend, 30, [(signal.SIGINT, 0.1), (signal.SIGTERM, 0.2)], hang_pbx=True))
     assert isinstance(result, stopping.Interrupted), result
     assert "\n" not in str(result) and "reconciles" in str(result)
     assert elapsed < stopping.FORCE_EXIT_S + 2
