@@ -130,7 +130,8 @@ class IvrHandler:
                  on_pbx_fault: Callable[[], None] = lambda: None,
                  pbx_went_down: Callable[[], Awaitable[bool]] | None = None, *,
                  gate: SessionGate, sounds: Mapping[str, str] | None = None,
-                 versions: Callable[[], PromptVersion] | None = None) -> None:
+                 versions: Callable[[], PromptVersion] | None = None,
+                 on_recorded: Callable[[str, str], None] | None = None) -> None:
         self.store = store
         self.hashes = hashes
         # prompt key -> the content-addressed file of exactly the version `hashes` records
@@ -146,6 +147,9 @@ class IvrHandler:
         self.pbx_went_down = pbx_went_down
         self.gate = gate
         self.active = gate.active  # read by the dialer
+        # Told (channel_id, hangup cause) once an outcome is in the store: the dialer then
+        # skips the late Hangup's write of that same cause. May run in a worker thread.
+        self.on_recorded = on_recorded
 
     async def _pbx_fault(self, req: AgiRequest) -> bool:
         """Cause 0 means a PBX teardown (shutdown, restart) or a SIP BYE that carried no
@@ -228,4 +232,7 @@ class IvrHandler:
             if not self.store.finish_answered(call_id, result, now, retry):
                 log.warning("call %s already had its outcome; IVR result %s not stored",
                             call_id, result.outcome)
+            elif self.on_recorded and call.get("channel_id"):
+                # finish_answered stores the cause given, else 16 (test_late_hangup_write)
+                self.on_recorded(str(call["channel_id"]), result.hangup_cause or "16")
         self.write(record)

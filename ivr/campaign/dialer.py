@@ -17,8 +17,8 @@ from ivr.callflow import outcomes
 from ivr.callflow.dispositions import unanswered_outcome
 from ivr.campaign import planning, reconcile
 from ivr.campaign.clock import Clock
-from ivr.campaign.nodes import (FAULT_HOLD_S, InFlight, NodeState, dial_string,  # noqa: F401
-                                pick, safe_value)
+from ivr.campaign.nodes import (FAULT_HOLD_S, InFlight, NodeState, StoredCauses,  # noqa: F401
+                                dial_string, pick, safe_value)
 from ivr.campaign.state import NodeSnapshot
 from ivr.config import Config
 from ivr.store.safe_writes import SafeWriter
@@ -63,6 +63,7 @@ class Dialer:
         self.originated = 0
         self.writer = SafeWriter(store.transaction)
         self.ivr_active: set[int] = set()  # attempts whose IVR handler is still running
+        self.stored_causes = StoredCauses()  # the IVR's outcome writes tell it (app.agi_app)
         # Told once of each attempt whose outcome is written (outcome webhooks); must not block.
         self.on_settled: list[Callable[[int], None]] = []
         self._tasks: set[asyncio.Task] = set()
@@ -272,7 +273,8 @@ class Dialer:
             return
         flight = self._flight(ev.node, ev.channel_id)
         if flight is None:  # already settled by the IVR: keep the real cause
-            if ev.cause and ev.channel_id.startswith("ivr-"):
+            if ev.cause and ev.channel_id.startswith("ivr-") and \
+                    not self.stored_causes.already(ev.channel_id, str(ev.cause)):
                 cause, uid, campaign = str(ev.cause), ev.channel_id, self.cfg.campaign.name
                 self.writer.write(lambda: self.store.set_hangup_cause_by_channel(
                     uid, cause, campaign))  # another campaign's run shares the PBX

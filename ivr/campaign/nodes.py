@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from ivr.campaign.clock import Clock, Timer
@@ -114,3 +116,27 @@ def pick(states: list[NodeState], default_cap: int, turn: int) -> NodeState:
             if share > best_share:  # strictly: the first of equals from `turn` wins
                 best, best_share = ns, share
     return best or states[0]
+
+
+class StoredCauses:
+    """The hangup cause each call's IVR outcome stored, by channel id, until that channel's
+    late Hangup arrives: a Hangup carrying the same cause needs no write (the update would
+    change nothing, but cost a store transaction per call). Bounded: a Hangup that came before
+    the outcome was written leaves an entry nobody takes. Thread-safe: on a remote store the
+    outcome is written from a worker thread."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self._causes: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def note(self, channel_id: str, cause: str) -> None:
+        with self._lock:
+            self._causes[channel_id] = cause
+            if len(self._causes) > self.limit:
+                self._causes.popitem(last=False)
+
+    def already(self, channel_id: str, cause: str) -> bool:
+        """True when `cause` is what the store already holds for this channel's attempt."""
+        with self._lock:
+            return self._causes.pop(channel_id, None) == cause
