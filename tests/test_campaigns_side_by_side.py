@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
+from conftest import Backend
 from conftest import add_contact, attempt
 from ivr.store import Store
 from test_dialer import answer, fiction, make_cfg, rig
@@ -25,23 +25,24 @@ def test_open_calls_of_one_campaign() -> None:
     assert [r["id"] for r in s.open_calls("pbx")] == [a["id"], b["id"]]
 
 
-def test_a_run_never_reconciles_another_campaigns_attempts(tmp_path: Path) -> None:
+def test_a_run_never_reconciles_another_campaigns_attempts(backend: Backend) -> None:
     """An attempt of campaign 'other' open on the same node (its run is live, or died) is
     neither settled as error nor adopted by this campaign's run; its own leftover is."""
     mine_n, theirs_n = fiction(10), fiction(11)
-    other_cfg = dataclasses.replace(make_cfg(tmp_path), campaign=dataclasses.replace(
-        make_cfg(tmp_path).campaign, name="other"))
+    other_cfg = dataclasses.replace(make_cfg(backend), campaign=dataclasses.replace(
+        make_cfg(backend).campaign, name="other"))
     ids: dict[str, int] = {}
 
     def leftovers(store: Store) -> None:
-        for number, cfg in ((mine_n, make_cfg(tmp_path)), (theirs_n, other_cfg)):
+        for number, cfg in ((mine_n, make_cfg(backend)), (theirs_n, other_cfg)):
             row = store.one("SELECT * FROM contacts WHERE number = ?", (number,))
             ids[number] = attempt(store, row, cfg.campaign.name, "+33199000000", NOW,
                                   "pbx")["id"]
 
     async def scenario() -> tuple[list[dict[str, Any]], set[str]]:
-        async with rig(tmp_path, {mine_n: answer(), theirs_n: answer()}, numbers=[mine_n],
+        async with rig(backend, {mine_n: answer(), theirs_n: answer()}, numbers=[mine_n],
                        setup=leftovers_with(theirs_n, leftovers)) as r:
+            await r.settled()  # the start's reconciliation
             return r.calls(), {f.number for f in r.dialer.inflight.values()}
     calls, inflight = asyncio.run(scenario())
     by_id = {c["id"]: c for c in calls}

@@ -5,7 +5,6 @@ over real AMI and FastAGI, the real IvrHandler, dialer and SQLite store."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ from ivr.callflow import outcomes
 from ivr.telephony.fake_pbx import answer
 from ivr.telephony.fastagi import AgiRequest
 
+from conftest import Backend
 from test_dialer import Rig, contact, fiction, rig
 
 
@@ -30,12 +30,12 @@ async def one_call(r: Rig, number: str) -> None:
     ("9", "optout_confirm", "opted_out", "pbx-optout_confirm", "opted_out"),
     ("1", "message", "error", "pbx-message", "pending"),
 ])
-def test_a_pbx_restart_after_the_choice(tmp_path: Path, key: str, cut_in: str, outcome: str,
+def test_a_pbx_restart_after_the_choice(backend: Backend, key: str, cut_in: str, outcome: str,
                                         stage: str, status: str) -> None:
     number = fiction(20)
 
     async def scenario() -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
-        async with rig(tmp_path, {number: answer([key], prompt_s=1.5)}) as r:
+        async with rig(backend, {number: answer([key], prompt_s=1.5)}) as r:
             await one_call(r, number)
             await r.until(lambda: playing(r, cut_in))
             await r.pbx.shutdown()
@@ -50,7 +50,7 @@ def test_a_pbx_restart_after_the_choice(tmp_path: Path, key: str, cut_in: str, o
     assert (call["retry_at"] is not None) == (outcome == "error")
 
 
-def test_a_controller_fault_after_a_refusal_keeps_it(tmp_path: Path,
+def test_a_controller_fault_after_a_refusal_keeps_it(backend: Backend,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     number = fiction(20)
     play = AgiRequest.stream_file
@@ -62,7 +62,7 @@ def test_a_controller_fault_after_a_refusal_keeps_it(tmp_path: Path,
     monkeypatch.setattr(AgiRequest, "stream_file", broken)
 
     async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
-        async with rig(tmp_path, {number: answer(["2"])}) as r:
+        async with rig(backend, {number: answer(["2"])}) as r:
             await one_call(r, number)
             await r.until(lambda: r.calls()[0]["outcome"] is not None)
             return r.calls()[0], contact(r.store, number)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timezone
-from pathlib import Path
 
+from conftest import Backend
 from conftest import add_contact, attempt
 from ivr.store import Store
 from ivr.telephony.fake_pbx import answer
@@ -37,7 +37,7 @@ def test_the_cause_is_written_on_the_named_campaigns_attempt_only() -> None:
     assert _cause(s, a["id"]) == "17"
 
 
-def test_a_runs_dialer_leaves_another_campaigns_settled_call_alone(tmp_path: Path) -> None:
+def test_a_runs_dialer_leaves_another_campaigns_settled_call_alone(backend: Backend) -> None:
     """The dialer of campaign utest gets the Hangup of campaign other's channel (same store,
     same node, already settled by other's IVR): other's row keeps its cause. Its own settled
     call's late Hangup is still written."""
@@ -51,7 +51,7 @@ def test_a_runs_dialer_leaves_another_campaigns_settled_call_alone(tmp_path: Pat
         ids["theirs"] = call["id"]
 
     async def scenario() -> tuple[Store, dict[str, str]]:
-        async with rig(tmp_path, {mine: answer(), theirs: answer()}, numbers=[mine],
+        async with rig(backend, {mine: answer(), theirs: answer()}, numbers=[mine],
                        setup=other_campaigns_call) as r:
             await r.dialer.dial(r.store.one("SELECT * FROM contacts WHERE number = ?",
                                             (mine,)))
@@ -60,7 +60,7 @@ def test_a_runs_dialer_leaves_another_campaigns_settled_call_alone(tmp_path: Pat
             channels = {c["campaign"]: c["channel_id"] for c in r.calls()}
             for campaign, channel in channels.items():  # the late Hangups, after settling
                 r.dialer.on_event(ChannelHangup(node="pbx", channel_id=channel, cause=21))
-            r.dialer.writer.flush()
+            await r.settled()
             return r.store, channels
     store, channels = asyncio.run(scenario())
     assert _cause(store, ids["theirs"]) == "17"

@@ -9,13 +9,13 @@ The fake PBX over real AMI and FastAGI, the real AmiNode, Dialer, run loop and S
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 from ivr.telephony.ami_node import AmiNode
 from ivr.telephony.fake_pbx import FakePbx, answer, no_answer
 from ivr.telephony.node import NodeEvent, OriginateRequest, Reconnected
 
+from conftest import Backend
 from test_dialer import SECRET, Rig, contact, dial_all, fiction, rig
 from test_run_loop import FAST, run_campaign
 
@@ -48,11 +48,11 @@ def dial_at_reconnect(r: Rig, number: str) -> dict[str, Any]:
 
 
 def test_an_originate_on_the_new_link_without_a_channel_yet_is_not_reconciled(
-        tmp_path: Path) -> None:
+        backend: Backend) -> None:
     number = fiction(10)
 
     async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool, int]:
-        async with rig(tmp_path, {number: answer(["1"], prompt_s=0.05)}, delays=FAST) as r:
+        async with rig(backend, {number: answer(["1"], prompt_s=0.05)}, delays=FAST) as r:
             r.pbx.originate_lag_s = LAG_S
             seen = dial_at_reconnect(r, number)
             logins = r.pbx.logins
@@ -77,13 +77,13 @@ def test_an_originate_on_the_new_link_without_a_channel_yet_is_not_reconciled(
 
 
 def test_an_attempt_sent_on_the_old_link_whose_call_ended_unseen_is_reconciled(
-        tmp_path: Path) -> None:
+        backend: Backend) -> None:
     """Sent and confirmed (not unsure) on the link that dropped; the call ended while the AMI
     was away, its events lost: the reconciliation still settles it `error`, with a retry."""
     number = fiction(71)  # rings until the Originate's timeout (0.3 s), never answers
 
     async def scenario() -> tuple[int, bool, dict[str, Any]]:
-        async with rig(tmp_path, {number: no_answer()}, delays=FAST) as r:
+        async with rig(backend, {number: no_answer()}, delays=FAST) as r:
             await dial_all(r, [number])
             confirmed = r.dialer.originated
             (flight,) = r.dialer.inflight.values()
