@@ -38,6 +38,10 @@ class Pipe:
         self._size = 0
 
     def write(self, chunk: bytes) -> None:
+        if len(chunk) >= self.CHUNK:  # a kept block or segment: handed on as it is, no copy
+            self.flush()
+            self.put(chunk)
+            return
         self._buf.append(chunk)
         self._size += len(chunk)
         if self._size >= self.CHUNK:
