@@ -30,6 +30,7 @@ from ivr.telephony.ami_node import AmiNode
 from ivr.telephony.fake_pbx import Callee, FakePbx, answer, no_answer
 from ivr.telephony.node import OriginateRefused, OriginateRequest
 
+from conftest import Backend
 from conftest import make_config
 from test_dialer import HASHES, SECRET, add_contacts, contact, fiction, make_cfg
 
@@ -50,6 +51,10 @@ class Pool:
         self.dialer.writer.flush()
         return self.store.q("SELECT * FROM calls ORDER BY id")
 
+    async def settled(self) -> None:
+        """The dialer's writes so far are in the store (PostgreSQL: from a worker thread)."""
+        await self.dialer.writer.settled()
+
     async def run(self, timeout: float = 60) -> campaign_run.RunReport:
         return await asyncio.wait_for(campaign_run.run(
             self.ctl.cfg, self.store, self.dialer, self.ctl.clock, asyncio.Event(),
@@ -57,11 +62,14 @@ class Pool:
 
 
 @asynccontextmanager
-async def pool(tmp_path: Path, callees: Mapping[str, Callee] | Callable[[str], Callee],
+async def pool(where: Path | Backend,
+               callees: Mapping[str, Callee] | Callable[[str], Callee],
                numbers: list[str], caps: list[int], clock: Clock | None = None,
                **dialer: Any) -> AsyncIterator[Pool]:
-    cfg = make_cfg(tmp_path, FAST, **dialer)
-    store = Store.open(tmp_path / "ivr.db")
+    """`where`: the test's folder (SQLite) or its Backend (either store)."""
+    backend = where if isinstance(where, Backend) else Backend("sqlite", where)
+    cfg = make_cfg(backend, FAST, **dialer)
+    store = backend.open()
     add_contacts(store, numbers)
     async with AsyncExitStack() as stack:
         pbxs = [await stack.enter_async_context(FakePbx(callees, user="ivr", secret=SECRET))
@@ -99,11 +107,11 @@ def test_pick_takes_the_most_free_relative_to_its_cap_and_ties_in_turn() -> None
                 10, 0).name == "ok"
 
 
-def test_calls_spread_evenly_over_equal_nodes(tmp_path: Path) -> None:
+def test_calls_spread_evenly_over_equal_nodes(backend: Backend) -> None:
     numbers = [fiction(i) for i in range(30)]
 
     async def scenario() -> tuple[list[int], list[dict[str, Any]]]:
-        async with pool(tmp_path, {n: answer(["1"], prompt_s=0.05) for n in numbers},
+        async with pool(backend, {n: answer(["1"], prompt_s=0.05) for n in numbers},
                         numbers, caps=[0, 0, 0], max_concurrent=6,
                         calls_per_second=100) as p:
             await p.run()
@@ -142,11 +150,11 @@ def test_calls_spread_by_free_capacity_and_each_cap_holds(tmp_path: Path) -> Non
 
 
 def test_a_node_that_crashes_mid_run_has_its_calls_retried_on_the_others_and_rejoins(
-        tmp_path: Path) -> None:
+        backend: Backend) -> None:
     numbers = [fiction(i) for i in range(60)]
 
     async def scenario() -> tuple[list[dict[str, Any]], int, int, dict[str, Any]]:
-        async with pool(tmp_path, {n: answer(["1"], delay_s=0.6, prompt_s=0.05)
+        async with pool(backend, {n: answer(["1"], delay_s=0.6, prompt_s=0.05)
                                    for n in numbers},
                         numbers, caps=[0, 0, 0], max_concurrent=9, calls_per_second=15,
                         ring_timeout_s=2) as p:
@@ -229,11 +237,11 @@ def test_a_bad_node_entry_is_one_line_naming_its_key(entry: dict[str, Any],
 
 
 def test_orphaned_attempts_are_settled_unless_live_on_one_of_our_nodes(
-        tmp_path: Path) -> None:
+        backend: Backend) -> None:
     live_n, gone_n = fiction(10), fiction(11)
 
     async def scenario() -> tuple[bool, list[dict[str, Any]]]:
-        async with pool(tmp_path, {live_n: no_answer(), gone_n: answer()}, [live_n, gone_n],
+        async with pool(backend, {live_n: no_answer(), gone_n: answer()}, [live_n, gone_n],
                         caps=[0, 0]) as p:
             cfg, now = p.ctl.cfg, p.ctl.clock.now()
             # Two attempts of another controller, never registered or long gone: one still
@@ -261,6 +269,7 @@ def test_orphaned_attempts_are_settled_unless_live_on_one_of_our_nodes(
                     await asyncio.sleep(0.05)
             finally:
                 other.close()
+            await p.settled()
             return adopted, p.calls()
     adopted, calls = asyncio.run(scenario())
     by_number = {c["number"]: c for c in calls}
@@ -351,7 +360,7 @@ def test_a_node_that_refuses_our_login_stops_the_start(tmp_path: Path) -> None:
         asyncio.run(scenario())
 
 
-def test_each_node_has_its_own_hold_the_other_keeps_dialling(tmp_path: Path) -> None:
+def test_each_node_has_its_own_hold_the_other_keeps_dialling(backend: Backend) -> None:
     """Node A answers an Originate with "Asterisk is shutting down": that attempt is `error`
     and A is held FAULT_HOLD_S. Meanwhile node B takes every call; once the hold has run out
     (and A takes calls again) A gets its share back."""
@@ -376,7 +385,7 @@ def test_each_node_has_its_own_hold_the_other_keeps_dialling(tmp_path: Path) -> 
         return next(f"n{i + 1}" for i, x in enumerate(p.pbxs) if len(x.originates) > sent[i])
 
     async def scenario() -> tuple[list[str], list[str], list[str], list[dict[str, Any]]]:
-        async with pool(tmp_path, {n: answer(["1"], prompt_s=0.01) for n in numbers},
+        async with pool(backend, {n: answer(["1"], prompt_s=0.01) for n in numbers},
                         numbers, caps=[0, 0], clock=clock) as p:
             a, b = p.dialer.nodes["n1"], p.dialer.nodes["n2"]
             p.pbxs[0].shutting_down = True
@@ -393,6 +402,7 @@ def test_each_node_has_its_own_hold_the_other_keeps_dialling(tmp_path: Path) -> 
             assert a.ready() and b.ready()
             after = [await dial(p, n) for n in queue[:4]]
             await wait(lambda: not p.dialer.inflight)
+            await p.settled()
             return first, during, after, p.calls()
     first, during, after, calls = asyncio.run(scenario())
     assert during == ["n2"] * 4, during
