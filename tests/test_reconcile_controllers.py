@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from conftest import Backend
 from conftest import add_contact, attempt
 from ivr.store import Store, same_host, utc
 from ivr.store.base import RunOwner
@@ -92,7 +93,7 @@ def test_a_restarted_sqlite_run_holding_the_lock_reconciles_its_crashed_predeces
         assert [r["id"] for r in s.open_calls("n1", "c1", me)] == [left]
 
 
-def test_a_reconnect_leaves_another_live_controllers_queued_call_open(tmp_path: Path) -> None:
+def test_a_reconnect_leaves_another_live_controllers_queued_call_open(backend: Backend) -> None:
     """Controller A's link drops and comes back; CoreShowChannels lists none of these calls.
     B's (alive, its Originate queued) stays open; A's own, a stopped controller's and one with
     no controller recorded are settled `error` / reconciled."""
@@ -100,7 +101,7 @@ def test_a_reconnect_leaves_another_live_controllers_queued_call_open(tmp_path: 
     callees = {n: answer() for n in (own_n, b_n, stopped_n, legacy_n)}
 
     async def scenario() -> dict[str, dict[str, Any]]:
-        async with rig(tmp_path, callees) as r:
+        async with rig(backend, callees) as r:
             register(r.store, "ctl-a", "utest")
             register(r.store, "ctl-b", "utest")
             register(r.store, "ctl-c", "utest", stopped=True)
