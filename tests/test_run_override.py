@@ -41,8 +41,7 @@ def test_without_the_reason_the_dry_run_refuses(cfg_file: Path) -> None:
     assert result.exit_code == 1 and "schedule.override_reason" in result.output
 
 
-def test_a_run_start_audits_the_override_and_its_reason() -> None:
-    store = Store.memory()
+def test_a_run_start_audits_the_override_and_its_reason(store: Store) -> None:
     cfg = make_config(campaign={"name": "c1", "caller_id": "+33162000000"}, schedule=WIDE)
     assert audit_run_start(cfg, store, check_campaign(cfg, store), NOW) is True
     (row,) = store.q("SELECT action, detail FROM audit")
@@ -50,15 +49,13 @@ def test_a_run_start_audits_the_override_and_its_reason() -> None:
     assert "window_wider_than_decree" in row["detail"] and '"campaign": "c1"' in row["detail"]
 
 
-def test_a_run_within_the_decree_audits_nothing() -> None:
-    store = Store.memory()
+def test_a_run_within_the_decree_audits_nothing(store: Store) -> None:
     cfg = make_config(campaign={"name": "c1", "caller_id": "+33162000000"})
     assert audit_run_start(cfg, store, check_campaign(cfg, store), NOW) is False
     assert store.q("SELECT * FROM audit") == []
 
 
-def test_the_pending_callees_reach_the_fiction_caller_id_rule() -> None:
-    store = Store.memory()
+def test_the_pending_callees_reach_the_fiction_caller_id_rule(store: Store) -> None:
     store.add_contact("+33612345678", name=None, timezone=None, source="s", basis="consent",
                       acquired_on="2026-01-01", extra="{}", status="pending", now=NOW)
     store.bind_contacts(["+33612345678"], campaign="c1", source="s", basis="consent",
