@@ -125,6 +125,39 @@ def test_the_plan_judges_every_contact_as_the_pure_judge_does(
             [v for i, *_, v in want if i == k["id"]][0]
 
 
+@pytest.mark.parametrize("now", [OPEN, OPEN - timedelta(days=3), OPEN + timedelta(days=40)])
+def test_a_history_the_plan_reads_with_its_contacts_is_the_one_history_reads(
+        store: Store, now: datetime) -> None:
+    """The history a store gives with the plan's rows (PostgreSQL: `plan_history`, read by the
+    plan's statement) is `history`'s, field by field, but for the opposition list, which the
+    plan asks by keyed hash; and the plan judges each such contact as on `history`'s."""
+    s, c = mixed_store(store), cfg()
+    for n in ("+33612000071", "+33612000072"):  # opposed after a call: loud, and opposed
+        _ended(s, _add(s, n), "c1", OPEN - timedelta(days=1), retry=OPEN + timedelta(days=1))
+        s.add_optout(n, "letter", OPEN)
+    attempt(s, contact(s, "+33612000072"), "c2", CALLER, OPEN)  # and in flight
+    twice = _add(s, "+33612000073")  # the retry_at read is the last call's, in id order
+    _ended(s, twice, "c1", OPEN - timedelta(days=5), retry=OPEN + timedelta(days=1))
+    _ended(s, twice, "c1", OPEN - timedelta(days=4), retry=OPEN - timedelta(days=3))
+    s.db.execute("UPDATE contacts SET status = 'pending'")
+    a, r = _since(c, now)
+    rows = [k for ks in s.plan_contacts("c1", attempts_since=a, refusals_since=r, now=now,
+                                        chunk=3) for k in ks]
+    read = {k["number"]: k["plan_history"] for k in rows if "plan_history" in k}
+    if store.__class__.__name__ != "Store":  # PostgreSQL reads every loud contact's with it
+        assert set(read) == {k["number"] for k in rows if not k["plan_quiet"]}
+        assert "+33612000072" in read and ("+33612000071" in read or now > OPEN)
+        assert "+33612000073" in read or now > OPEN
+    full = s.history(list(read), a, r, "c1")
+    for number, past in read.items():
+        if full[number].opted_out:  # `history` reads nothing more; the plan marks it so
+            assert planning._opposed(past) == full[number], number
+        else:
+            assert past == full[number], number
+    got = [(k["id"], v) for k, v, _ in judged(c, s, now)]
+    assert got == [(i, v) for i, _, _, v in reference(c, s, now)]
+
+
 def test_the_plan_writes_nothing_and_reads_no_history_of_a_quiet_contact(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     s = mixed_store(store)
@@ -132,12 +165,20 @@ def test_the_plan_writes_nothing_and_reads_no_history_of_a_quiet_contact(
     real = s.history
     monkeypatch.setattr(s, "history", lambda numbers, *a: asked.append(numbers) or
                         real(numbers, *a))
+    with_history: list[str] = []  # PostgreSQL: the rows the plan's statement read it for
+    chunks = s.plan_contacts
+    monkeypatch.setattr(s, "plan_contacts", lambda *a, **k: (
+        with_history.extend(r["number"] for r in rows if "plan_history" in r) or rows
+        for rows in chunks(*a, **k)))
     before = s.pending_contacts("c1")
     plan(cfg(), s, OPEN)
     loud = {"+33612000021", "+33612000022", "+33612000023", "+33612000024", "+33612000025",
             "+33612000026", "+33612000028", "+33612000029", "+33612000031"}
-    assert set(sum(asked, [])) == loud  # the opposed one: by the opposition list alone
-    assert s.pending_contacts("c1") == before
+    if store.__class__.__name__ == "Store":  # SQLite: `history`, for the loud ones only
+        assert set(sum(asked, [])) == loud and with_history == []
+    else:  # PostgreSQL: read with the plan, for the loud ones only; `history` not asked
+        assert set(with_history) == loud and len(with_history) == len(loud) and asked == []
+    assert s.pending_contacts("c1") == before  # the opposed one: by the opposition list alone
 
 
 def _samples() -> list[str]:

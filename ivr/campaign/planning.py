@@ -127,13 +127,19 @@ def judged(cfg: Config, store: StoreBackend, now: datetime
 def _judge_chunk(cfg: Config, store: StoreBackend, rows: list[dict[str, Any]], now: datetime,
                  memo: dict[tuple[object, ...], Verdict]
                  ) -> Iterator[tuple[dict[str, Any], Verdict, History | None]]:
-    attempts_since, refusals_since = _since(cfg, now)
     quiet = [bool(r.pop("plan_quiet")) for r in rows]  # the due list carries contacts only
-    quiet_numbers = [r["number"] for r, q in zip(rows, quiet) if q]
-    opposed = store.opted_out_among(quiet_numbers) if quiet_numbers else set()
-    loud = [r["number"] for r, q in zip(rows, quiet) if not q]
-    history = store.history(loud, attempts_since, refusals_since, cfg.campaign.name) \
-        if loud else {}
+    read = [r.pop("plan_history", None) for r in rows]
+    if any(h is not None for h in read):
+        # the store read the others' history with the plan (PostgreSQL): only the opposition
+        # list is left, for every number at once, then marked as `history` marks it
+        opposed = store.opted_out_among([r["number"] for r in rows])
+        history = {r["number"]: _opposed(h) if r["number"] in opposed else h
+                   for r, q, h in zip(rows, quiet, read) if not q}
+    else:
+        opposed = store.opted_out_among([r["number"] for r, q in zip(rows, quiet) if q]) \
+            if any(quiet) else set()
+        history = _histories(cfg, store, [r["number"] for r, q in zip(rows, quiet) if not q],
+                             now)
     for contact, q in zip(rows, quiet):
         number = contact["number"]
         if not q:
@@ -144,6 +150,18 @@ def _judge_chunk(cfg: Config, store: StoreBackend, rows: list[dict[str, Any]], n
             yield contact, _quiet_verdict(cfg, contact, now, memo), None
             continue
         yield contact, judge(cfg, contact, now)(past), past
+
+
+def _opposed(past: History) -> History:
+    """What `history` gives an opposed number: that, and whether a call is in flight."""
+    return History(opted_out=True, in_flight=past.in_flight)
+
+
+def _histories(cfg: Config, store: StoreBackend, numbers: list[str], now: datetime
+               ) -> dict[str, History]:
+    attempts_since, refusals_since = _since(cfg, now)
+    return store.history(numbers, attempts_since, refusals_since, cfg.campaign.name) \
+        if numbers else {}
 
 
 def _quiet_verdict(cfg: Config, contact: dict[str, Any], now: datetime,
