@@ -26,10 +26,19 @@ def ivr(cfg_file: Path, *args: str, timeout: float = 180) -> subprocess.Complete
 
 
 @pytest.fixture
-def cfg_file(pbx_cfg: Config, tmp_path: Path) -> Path:
+def cfg_file(pbx_cfg: Config, tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """The test's config; parametrised "postgresql" (indirect), its store is `store.url`: a
+    fresh database of the session's private cluster, the password in IVR_STORE_PASSWORD as
+    an operator gives it to the `ivr` command."""
     data = itest_config_dict(tmp_path)
     data["prompts"]["build_dir"] = pbx_cfg.prompts.build_dir  # already built and installed
     data["dialer"]["max_concurrent"] = 4
+    if getattr(request, "param", "sqlite") == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        mp: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+        mp.delenv("PGPASSFILE", raising=False)
+        mp.setenv("IVR_STORE_PASSWORD", request.getfixturevalue("pg_cluster").password())
+        data["store"] = {"url": url, "optout_key_file": str(tmp_path / "optout.key")}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True))
     return path
@@ -45,6 +54,7 @@ def write_list(path: Path, suffixes: list[str], block: str = "03") -> Path:
     return path
 
 
+@pytest.mark.parametrize("cfg_file", ["sqlite", "postgresql"], indirect=True)
 def test_import_dry_run_run_report(cfg_file: Path, tmp_path: Path) -> None:
     lst = write_list(tmp_path / "list.csv", ["10", "20", "70"])
     out = ivr(cfg_file, "contacts", "import", str(lst), "--source", "adherents",
