@@ -93,7 +93,14 @@ async def prototype(cfg: bench_ivr.config.Config, nums: list[str], user: str
     server.close()
     cpu = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
     return {"calls": len(nums), "pressed_yes": yes, "elapsed_s": round(t1 - t0, 3),
-            "cpu_ms_per_call": round(cpu / len(nums) * 1000, 3)}
+            "cpu_ms_per_call": round(cpu / len(nums) * 1000, 3),
+            "sys_share": round((r1.ru_stime - r0.ru_stime) / cpu, 3) if cpu else 0.0}
+
+
+def sys_share(r0: resource.struct_rusage, r1: resource.struct_rusage) -> float:
+    """The kernel's part of the CPU between two readings (syscalls: sockets, SQLite's I/O)."""
+    cpu = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
+    return round((r1.ru_stime - r0.ru_stime) / cpu, 3) if cpu else 0.0
 
 
 def pairs(cfg: bench_ivr.config.Config, base: Path, n_pairs: int, nums: list[str],
@@ -105,9 +112,15 @@ def pairs(cfg: bench_ivr.config.Config, base: Path, n_pairs: int, nums: list[str
         stock = asyncio.run(prototype(cfg, nums, user))
         run_cfg = dataclasses.replace(cfg, store=dataclasses.replace(
             cfg.store, path=str(base / f"pair{i}.db")))  # a fresh store: the same calls again
+        r0 = resource.getrusage(resource.RUSAGE_SELF)  # the split includes the list's insert
         ctl = app.run(bench_ivr.run_fastagi(run_cfg, nums, key_latency=False))
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
         rows.append({"baseline_ms": stock["cpu_ms_per_call"],
                      "controller_ms": round(ctl["cpu_ms_per_call"], 3),
+                     "baseline_sys_share": stock["sys_share"],
+                     "controller_sys_share": sys_share(r0, r1),
+                     "baseline_elapsed_s": stock["elapsed_s"],
+                     "controller_elapsed_s": round(ctl["elapsed_s"], 1),
                      "completed": ctl["completed"], "pressed_yes": stock["pressed_yes"],
                      "ratio": round(ctl["cpu_ms_per_call"] / stock["cpu_ms_per_call"], 3)})
     ratios = sorted(r["ratio"] for r in rows)
