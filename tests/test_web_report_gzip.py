@@ -9,6 +9,8 @@ import gzip
 import io
 import random
 import struct
+import threading
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -166,3 +168,25 @@ def test_http_gzip_and_identity_around_a_commit(cfg_file: Path, monkeypatch: Any
     assert r.headers["content-encoding"] == "gzip" and one_member(raw) == cli_csv()
     assert kept.packed(name)[0] is segs[0] and kept.packed(name)[3] is not segs[3]
     assert c.get(url).content == cli_csv()  # httpx decodes, as the bench reads it
+
+
+def test_a_producer_on_a_full_pipe_is_released_when_the_response_ends(monkeypatch) -> None:
+    """A client that leaves early (the bench's first-byte route) must not hold one of the two
+    export threads until the producer's next check: the next download would wait on it."""
+    monkeypatch.setattr(download.Pipe, "WAIT_S", 30.0)
+    pipe = download.Pipe()
+    for _ in range(pipe.q.maxsize):
+        pipe.q.put(b"x")
+    released = threading.Event()
+
+    def produce() -> None:
+        try:
+            while True:
+                pipe.write(b"y" * pipe.CHUNK)
+        except download.Gone:
+            released.set()
+    threading.Thread(target=produce, daemon=True).start()
+    time.sleep(0.2)
+    assert not released.is_set()  # waiting on the full queue
+    pipe.close()
+    assert released.wait(10)

@@ -30,6 +30,7 @@ class Pipe:
     producing thread, handed on in chunks of at least ~64 KB through a short queue: the
     download starts with the first rows, memory stays bounded."""
     CHUNK = 64 * 1024
+    WAIT_S = 0.1  # a producer on a full queue checks this often whether the client left
 
     def __init__(self) -> None:
         self.q: queue.Queue[Any] = queue.Queue(maxsize=8)
@@ -55,10 +56,20 @@ class Pipe:
     def put(self, item: Any) -> None:
         while not self.gone.is_set():  # a departed client must not hold the thread forever
             try:
-                return self.q.put(item, timeout=0.1)
+                return self.q.put(item, timeout=self.WAIT_S)
             except queue.Full:
                 continue
         raise Gone
+
+    def close(self) -> None:
+        """The response ended: a producer waiting on the full queue is released at once (it
+        held one of the two export threads up to WAIT_S after a client left early)."""
+        self.gone.set()
+        try:
+            while True:
+                self.q.get_nowait()
+        except queue.Empty:
+            pass
 
     def get(self) -> Any:
         """The next chunk, None at the end, or the producer's exception; Gone once the
@@ -102,7 +113,7 @@ class Streamed(StreamingResponse):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            self.pipe.gone.set()
+            self.pipe.close()
 
 
 def report_csv(state: Any, campaign: str, gzip: bool) -> Response:
