@@ -256,3 +256,22 @@ def test_the_dry_run_streams_plain_lines_in_the_plans_order(
     assert strip(lines) == strip(want)
     assert len(want) == 6 and len(p.due) == 3
     assert "call     +33162000100  ([bold]list:smile:)" in lines
+
+
+def test_the_lists_still_to_call_count_the_plans_contacts_per_list(store: Store) -> None:
+    """pending_sources (preflight) leaves the opposed contacts out by id: its counts are
+    those of the contacts the plan reads, per list, basis and date, on both backends."""
+    from collections import Counter
+    s = mixed_store(store)
+    for i, (source, basis) in enumerate([("a", "consent"), ("a", "member_file"),
+                                         ("b", "consent"), ("b", "consent")]):
+        _add(s, f"+3361200008{i}", source=source, basis=basis, acquired_on="2026-01-0" + str(i))
+    _add(s, "+33612000089", source="b", basis="consent", acquired_on="2026-01-02")
+    s.db.execute("UPDATE contacts SET status = 'opted_out' WHERE number = ?",
+                 ("+33612000089",))  # its binding still pending, the contact opposed: out
+    want = Counter((k["source"], k["basis"], k["acquired_on"]) for k in s.pending_contacts("c1"))
+    got = {(r["source"], r["basis"], r["acquired_on"]): r["contacts"]
+           for r in s.pending_sources("c1")}
+    assert got == dict(want) and got[("b", "consent", "2026-01-02")] == 1
+    assert [r["source"] for r in s.pending_sources("c1")] == sorted(
+        r["source"] for r in s.pending_sources("c1"))

