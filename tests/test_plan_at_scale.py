@@ -275,3 +275,13 @@ def test_the_lists_still_to_call_count_the_plans_contacts_per_list(store: Store)
     assert got == dict(want) and got[("b", "consent", "2026-01-02")] == 1
     assert [r["source"] for r in s.pending_sources("c1")] == sorted(
         r["source"] for r in s.pending_sources("c1"))
+
+
+def test_the_batch_keyed_hash_is_the_one_number_hash(store: Store) -> None:
+    """number_hashes (the plan's, one keyed state copied per number) gives number_hash's
+    value for each number, in order, whatever the text; an opposed number is found by it."""
+    numbers = ["+33612345678", "+262692123456", "", "+33 6 12", "é+3361", "+33612345678"]
+    assert store.number_hashes(numbers) == [store.number_hash(n) for n in numbers]
+    assert store.number_hashes([]) == []
+    store.add_optout("+33612345678", "letter", OPEN)
+    assert store.opted_out_among(["+33612345679", "+33612345678"]) == {"+33612345678"}

@@ -47,7 +47,7 @@ class ContactsSQL(SQLiteCore):
 
     def opted_out_among(self, numbers: list[str]) -> set[str]:
         """The numbers on the opposition list (by keyed hash)."""
-        by_hash = {self.number_hash(n): n for n in numbers}
+        by_hash = dict(zip(self.number_hashes(numbers), numbers))
         return {by_hash[r["number_hash"]] for r in self._rows(
             "SELECT number_hash FROM optouts WHERE number_hash IN "
             "(SELECT value FROM json_each(?))", (json.dumps(list(by_hash)),))}
