@@ -119,6 +119,7 @@ class GzipWriter:
         self.made: dict[int, Packed] = {}
         self._comp: Any = None
         self._parts: list[bytes] = []  # the run's segment, while it may be kept
+        self.keeping = True  # False once nothing of this download is kept: _parts stays empty
         self._run_crc = self._run_len = 0
         self._last: Packed | None = None  # the kept segment just sent, if the block's
         self.crc = self.size = 0
@@ -144,7 +145,8 @@ class GzipWriter:
 
     def _send(self, seg: bytes) -> None:
         if seg:
-            self._parts.append(seg)
+            if self.keeping:  # else streamed only: past the bound no run is held (memory)
+                self._parts.append(seg)
             self.out.write(seg)
 
     def _end_run(self) -> tuple[bytes, int, int] | None:
@@ -184,6 +186,7 @@ class Blocks(dict):  # type: ignore[type-arg]
     def __init__(self, writer: GzipWriter, keep: bool) -> None:
         super().__init__()
         self.writer, self.keep = writer, keep
+        writer.keeping = keep  # a download that keeps nothing holds no run's segment
 
     def __setitem__(self, block: int, chunk: Chunk) -> None:
         self.writer.boundary(block, chunk, self.keep)
@@ -193,4 +196,4 @@ class Blocks(dict):  # type: ignore[type-arg]
     def clear(self) -> None:  # past the memory bound: nothing of this download is kept
         super().clear()
         self.writer.made.clear()
-        self.keep = False
+        self.keep = self.writer.keeping = False  # no __setitem__ follows: stop holding runs
