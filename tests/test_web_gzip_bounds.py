@@ -8,13 +8,14 @@ import gc
 import gzip
 import io
 import random
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
 from ivr.records.report import CSV_HEADER_BYTES, calls_csv_kept
 from ivr.store.base import Chunk, KeptExport
 from ivr.web.cache import KeptBlocks
-from ivr.web.download import _HEADER
+from ivr.web.download import _HEADER, keep_gzip
 from ivr.web.gzblocks import Blocks, GzipWriter
 
 BLOCK = 256 * 1024  # bytes of one fake block (8 batches of 32 KB)
@@ -69,3 +70,31 @@ def test_a_download_that_keeps_nothing_holds_no_run() -> None:
     calls_csv_kept(FakeExport(6), w, "c", {}, Blocks(w, False), None)
     w.close()
     assert w.peak == 0
+
+
+def _gzip_download(store: FakeExport, kb: KeptBlocks, rounds: list[Any]) -> None:
+    """One gathering gzip download as report_csv runs it; weak references to its blocks."""
+    blocks, gather = kb.get("c"), kb.start_keeping()
+    assert gather
+    w = GzipWriter(io.BytesIO(), kb.packed("c"), (_HEADER,))
+    fresh = Blocks(w, gather)
+    calls_csv_kept(store, w, "c", blocks, fresh, kb.MAX_BYTES)
+    w.close()
+    keep_gzip(kb, "c", fresh, w)
+    kb.stop_keeping()
+    rounds.append([weakref.ref(c) for c in fresh.values()])
+
+
+def test_the_kept_cache_holds_nothing_of_replaced_blocks() -> None:
+    """Two downloads, every block changed in between: the first round's blocks (and their
+    segments) are unreachable once the second is kept (before the fix the kept Blocks held
+    its writer, whose map held every block and segment of the first round)."""
+    store, kb, rounds = FakeExport(6, batches=2), KeptBlocks(), []
+    _gzip_download(store, kb, rounds)
+    store.gen = 2
+    _gzip_download(store, kb, rounds)
+    gc.collect()
+    assert type(kb.get("c")) is dict and len(kb.get("c")) == 6
+    assert [r() for r in rounds[0]] == [None] * 6
+    assert all(r() is not None for r in rounds[1])
+    assert sorted(kb.packed("c")) == list(range(6))

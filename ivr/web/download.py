@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi.responses import Response, StreamingResponse
@@ -16,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from ivr.records.report import CSV_HEADER_BYTES
 from ivr.store.base import Chunk
 from ivr.web import service
+from ivr.web.cache import KeptBlocks
 from ivr.web.gzblocks import Blocks, GzipWriter, pack
 
 _HEADER = pack(Chunk(0, 0, CSV_HEADER_BYTES))  # the CSV header's segment, made once
@@ -116,6 +118,16 @@ class Streamed(StreamingResponse):
             self.pipe.close()
 
 
+def keep_gzip(kept: KeptBlocks, campaign: str, fresh: Mapping[int, Chunk],
+              writer: GzipWriter) -> None:
+    """Keeps a gathering gzip download's blocks as a plain dict, and drops the writer's map
+    of the segments from before it: `fresh` (Blocks) refers to the writer, whose `_by_id`
+    holds every block and segment kept before this download (and the Pipe), so keeping it
+    would keep replaced blocks (rows from before an erasure) alive outside MAX_BYTES."""
+    kept.put(campaign, dict(fresh), writer.made)
+    writer.release()
+
+
 def report_csv(state: Any, campaign: str, gzip: bool) -> Response:
     """The streamed response; `state`: the app's (stores, kept_csv, exports)."""
     stores, kept = state.stores, state.kept_csv
@@ -132,7 +144,7 @@ def report_csv(state: Any, campaign: str, gzip: bool) -> Response:
             service.write_report_csv_kept(stores.get(), campaign, writer, blocks, fresh,
                                           kept.MAX_BYTES if gather else None)
             writer.close()
-        done = (lambda: kept.put(campaign, fresh, writer.made)) if gather else None
+        done = (lambda: keep_gzip(kept, campaign, fresh, writer)) if gather else None
         headers["Content-Encoding"] = "gzip"
     else:
         plain: dict[int, Chunk] | None = {} if gather else None

@@ -179,6 +179,12 @@ class GzipWriter:
         self.out.write(FINAL + struct.pack("<II", self.crc, self.size & 0xFFFFFFFF))
 
 
+    def release(self) -> None:
+        """The download is over: drops the map of the segments kept before it (they may be
+        replaced blocks, which must not outlive the cache's own references)."""
+        self._by_id = {}
+
+
 class Blocks(dict):  # type: ignore[type-arg]
     """The `fresh` mapping export_calls_csv_kept fills at each block's end: tells `writer`
     where each block ends, and holds the blocks only if `keep` (the download that gathers)."""
