@@ -12,11 +12,13 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
 from ivr.records.report import CSV_HEADER_BYTES, calls_csv_kept
-from ivr.store.base import Chunk, KeptExport
+from ivr.store.base import KeptExport
 from ivr.web.cache import KeptBlocks
 from ivr.web.download import _HEADER, keep_gzip
-from ivr.web.gzblocks import Blocks, GzipWriter
+from ivr.web.gzblocks import Blocks, GzipWriter, accepts_gzip
 
 BLOCK = 256 * 1024  # bytes of one fake block (8 batches of 32 KB)
 
@@ -98,3 +100,14 @@ def test_the_kept_cache_holds_nothing_of_replaced_blocks() -> None:
     assert [r() for r in rounds[0]] == [None] * 6
     assert all(r() is not None for r in rounds[1])
     assert sorted(kb.packed("c")) == list(range(6))
+
+
+@pytest.mark.parametrize(("header", "gz"), [
+    ("*;q=0, gzip", True), ("x-gzip;q=0, gzip", True), ("gzip;q=0, x-gzip", True),
+    ("gzip;level=1;q=0", False), ("gzip;level=1", True), ("gzip ; Q=0.5", True),
+    ("gzip;q=0.000", False), ("gzip;q=0.001", True), ("gzip;q=abc", False),
+    ("gzip;q=2", False), ("*;q=0", False), ("*;q=0.1", True), ("gzip;q=0, *", False),
+    ("br, *;q=0.2", True), ("br, identity", False), ("", False), (" , ", False),
+    ("x-gzip", True), ("deflate, X-GZIP;q=0.3", True), ("identity;q=0, *;q=0", False)])
+def test_accept_encoding_per_rfc_9110(header: str, gz: bool) -> None:
+    assert accepts_gzip(header) is gz

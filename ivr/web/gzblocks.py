@@ -88,20 +88,36 @@ def _deflate(data: bytes, level: int) -> bytes:
     return comp.compress(data) + comp.flush(zlib.Z_SYNC_FLUSH)
 
 
-def accepts_gzip(header: str | None) -> bool:
-    """Whether an Accept-Encoding value accepts gzip (named or "*", q not 0)."""
-    for part in (header or "").split(","):
-        name, _, params = part.strip().partition(";")
-        if name.strip().lower() not in ("gzip", "x-gzip", "*"):
-            continue
-        q = params.strip().lower()
-        if q.startswith("q="):
+def _qvalue(params: str) -> float:
+    """A coding's weight from its parameters (RFC 9110 12.4.2): 1 unless q= says otherwise;
+    a malformed or out-of-range q refuses (0)."""
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "q":
             try:
-                return float(q[2:]) > 0
+                q = float(value.strip())
             except ValueError:
-                return False
-        return True
-    return False
+                return 0.0
+            return q if 0.0 <= q <= 1.0 else 0.0
+    return 1.0
+
+
+def accepts_gzip(header: str | None) -> bool:
+    """Whether an Accept-Encoding value (RFC 9110 12.5.3) accepts gzip: gzip or its alias
+    x-gzip named with q > 0 (every entry read, not the first), else "*" with q > 0 when
+    neither is named; q=0 refuses. No header: identity (scripts get the plain bytes)."""
+    named: list[float] = []
+    star: float | None = None
+    for part in (header or "").split(","):
+        name, _, params = part.partition(";")
+        name = name.strip().lower()
+        if name in ("gzip", "x-gzip"):
+            named.append(_qvalue(params))
+        elif name == "*":
+            star = max(star or 0.0, _qvalue(params))
+    if named:
+        return max(named) > 0
+    return star is not None and star > 0
 
 
 class GzipWriter:
