@@ -269,7 +269,7 @@ class PgCluster:
         proc = self._as_owner([str(bindir() / "pg_ctl"), "-D", str(self.data), "-l",
                                str(self.log), "-w", "-t", str(int(timeout_s)), "start"])
         if proc.returncode != 0 or not self.status().running:
-            text = self.log.read_text()[seen:] if self.log.exists() else proc.stderr
+            text = log_since(self.log, seen) if self.log.exists() else proc.stderr
             why = _last_line(text)
             # The log's last line is then "database system is shut down": look at them all.
             if "Address already in use" in text:
@@ -281,6 +281,17 @@ class PgCluster:
 def _check_name(name: str) -> None:
     if not _NAME.fullmatch(name):
         raise ValueError(f"internal: database name {name!r} is not a plain lower-case name")
+
+
+def log_since(log: Path, offset: int) -> str:
+    """The log's text from byte `offset` (its size before this start): read as bytes, since
+    a byte offset into decoded text would skip or repeat lines after non-ASCII ones (a
+    localized server's messages); all of it if the log was truncated or rotated since."""
+    with log.open("rb") as fh:
+        if offset > os.fstat(fh.fileno()).st_size:
+            offset = 0
+        fh.seek(offset)
+        return fh.read().decode("utf-8", errors="replace")
 
 
 def _last_line(text: str) -> str:
