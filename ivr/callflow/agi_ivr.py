@@ -229,10 +229,12 @@ class IvrHandler:
         now, retry = self.clock(), self.retry_at(call, result.outcome)
 
         def record() -> None:
-            if not self.store.finish_answered(call_id, result, now, retry):
+            stored = self.store.finish_answered(call_id, result, now, retry)
+            if stored is None:
                 log.warning("call %s already had its outcome; IVR result %s not stored",
                             call_id, result.outcome)
             elif self.on_recorded and call.get("channel_id"):
-                # finish_answered stores the cause given, else 16 (test_late_hangup_write)
-                self.on_recorded(str(call["channel_id"]), result.hangup_cause or "16")
+                # the cause as stored (an earlier Hangup's is kept), not the one given: the
+                # late Hangup is skipped only when it would change nothing (StoredCauses)
+                self.on_recorded(str(call["channel_id"]), stored)
         self.write(record)

@@ -121,9 +121,10 @@ class PgCallsSQL(PgCore):
                            "%s) WHERE call_id = %s", (ts, ts, call_id))
 
     def finish_answered(self, call_id: int, result: CallResult, now: datetime,
-                        retry_at: datetime | None = None) -> bool:
-        """Record an answered call and its proof of consent in one transaction. False (and
-        nothing written) if the attempt already has its outcome."""
+                        retry_at: datetime | None = None) -> str | None:
+        """Record an answered call and its proof of consent in one transaction. Returns the
+        hangup cause stored (an earlier one is kept); None (and nothing written) if the attempt
+        already has its outcome."""
         _known(result.outcome)
         with self.transaction():
             ts = utc(now)
@@ -132,12 +133,12 @@ class PgCallsSQL(PgCore):
                 "prompts_sha256 = %s, amd_status = %s, answered_at = COALESCE(answered_at, %s), "
                 "ended_at = %s, hangup_cause = COALESCE(hangup_cause, %s), retry_at = %s "
                 "WHERE id = %s AND outcome IS NULL "
-                "RETURNING contact_id, number, caller_id, campaign, answered_at",
+                "RETURNING contact_id, number, caller_id, campaign, answered_at, hangup_cause",
                 (result.outcome, result.stage, result.keys, json.dumps(result.heard),
                  result.amd_status, ts, ts, result.hangup_cause or "16",
                  utc(retry_at) if retry_at else None, call_id))
             if row is None:
-                return False
+                return None
             if result.choice:
                 self._exec(
                     "INSERT INTO consents (call_id, contact_id, number, kind, key, at, caller_id,"
@@ -154,7 +155,7 @@ class PgCallsSQL(PgCore):
                            (result.slot, row["contact_id"]))
             self._settle_contact(row["contact_id"], row["campaign"], result.outcome, retry_at,
                                  now)
-        return True
+        return str(row["hangup_cause"])
 
     def finish_unanswered(self, call_id: int, outcome: str, cause: str | None, now: datetime,
                           retry_at: datetime | None, stage: str | None = None) -> bool:

@@ -154,11 +154,11 @@ class CallsSQL(SQLiteCore):
                                  " ?) WHERE call_id = ?", (ts, ts, call_id))
 
     def finish_answered(self, call_id: int, result: CallResult, now: datetime,
-                        retry_at: datetime | None = None) -> bool:
+                        retry_at: datetime | None = None) -> str | None:
         """Record an answered call and its proof of consent in one transaction.
 
-        Returns False (and writes nothing) if the attempt already has its outcome: every attempt
-        ends with exactly one outcome.
+        Returns the hangup cause stored (an earlier one is kept), or None (and writes nothing)
+        if the attempt already has its outcome: every attempt ends with exactly one outcome.
         """
         _known(result.outcome)
         with self.transaction():
@@ -169,13 +169,13 @@ class CallsSQL(SQLiteCore):
                 "prompts_sha256 = ?, amd_status = ?, answered_at = COALESCE(answered_at, ?), "
                 "ended_at = ?, hangup_cause = COALESCE(hangup_cause, ?), retry_at = ? "
                 "WHERE id = ? AND outcome IS NULL "
-                "RETURNING contact_id, number, caller_id, campaign, answered_at",
+                "RETURNING contact_id, number, caller_id, campaign, answered_at, hangup_cause",
                 (result.outcome, result.stage, result.keys, json.dumps(result.heard),
                  result.amd_status, ts, ts, result.hangup_cause or "16",
                  utc(retry_at) if retry_at else None, call_id)).fetchall()
             if not rows:
-                return False
-            contact_id, number, caller_id, campaign, answered_at = rows[0]
+                return None
+            contact_id, number, caller_id, campaign, answered_at, cause = rows[0]
             if result.choice:
                 self.db.conn.execute(
                     "INSERT INTO consents (call_id, contact_id, number, kind, key, at, caller_id,"
@@ -190,7 +190,7 @@ class CallsSQL(SQLiteCore):
                 self.db.conn.execute("UPDATE contacts SET slot = ? WHERE id = ?",
                                      (result.slot, contact_id))
             self._settle_contact(contact_id, campaign, result.outcome, retry_at, now)
-        return True
+        return str(cause)
 
     def finish_unanswered(self, call_id: int, outcome: str, cause: str | None, now: datetime,
                           retry_at: datetime | None, stage: str | None = None) -> bool:
