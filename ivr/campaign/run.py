@@ -193,7 +193,6 @@ class CampaignRun:
         early = self._left_at + self.control.interval - self.clock.monotonic()
         if early > 0:  # claimed: it leaves even if a stop came meanwhile
             await self.clock.wait(timeout=early)
-        self._left_at = self.clock.monotonic()
         task = asyncio.ensure_future(self._send(send))
         self._sending.add(task)
         task.add_done_callback(self._sent)
@@ -206,6 +205,7 @@ class CampaignRun:
     async def _send(self, send: Coroutine[Any, Any, None]) -> None:
         """One Originate. A success widens the window (doubling up to SEND_WINDOW); a failure
         narrows it to one and, with the PBX gone, holds the run until it is back."""
+        self._left_at = self.clock.monotonic()  # its departure, which the next one keeps off
         self._answering += 1
         refused: PbxError | None = None
         try:
