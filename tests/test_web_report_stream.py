@@ -15,7 +15,7 @@ from conftest import CALLER_ID, add_contact, attempt
 from web_fixture import NOW, login
 from ivr import config as config_mod
 from ivr.app import open_store
-from ivr.web import api, create_app, service
+from ivr.web import create_app, download, service
 from ivr.web_users import hash_password
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -34,7 +34,7 @@ def test_streamed_csv_is_the_reports_bytes_over_many_chunks(cfg_file: Path,
     out = io.StringIO()
     service.write_report_csv(store, name, out)
     expected = out.getvalue().encode("utf-8")
-    assert len(expected) > 2 * api._Pipe.CHUNK and expected.count(b"\r\n") == 1201
+    assert len(expected) > 2 * download.Pipe.CHUNK and expected.count(b"\r\n") == 1201
     c = TestClient(create_app(cfg, lambda: open_store(cfg)), follow_redirects=False)
     login(c, "vera", "viewer-password-1")
     with c.stream("GET", f"/api/campaigns/{name}/report.csv",  # as a script asks: no gzip
@@ -47,9 +47,9 @@ def test_streamed_csv_is_the_reports_bytes_over_many_chunks(cfg_file: Path,
 
 
 def test_a_departed_client_frees_the_export_thread() -> None:
-    pipe = api._Pipe()
+    pipe = download.Pipe()
     pipe.CHUNK = 10
-    t = threading.Thread(target=api._produce,
+    t = threading.Thread(target=download.produce,
                          args=(pipe, lambda out: [out.write(b"x" * 10) for _ in range(10_000)]))
     t.start()
     assert pipe.q.get(timeout=5) == b"x" * 10
@@ -59,26 +59,26 @@ def test_a_departed_client_frees_the_export_thread() -> None:
 
 
 def test_a_failure_mid_way_reaches_the_response() -> None:
-    pipe = api._Pipe()
+    pipe = download.Pipe()
     pipe.CHUNK = 10
 
     def write(out) -> None:  # type: ignore[no-untyped-def]
         out.write(b"y" * 10)
         raise RuntimeError("disk gone")
-    api._produce(pipe, write)
+    download.produce(pipe, write)
     assert pipe.q.get_nowait() == b"y" * 10
     err = pipe.q.get_nowait()
     assert isinstance(err, RuntimeError) and str(err) == "disk gone"
 
 
 def test_a_reader_waiting_on_a_departed_client_is_released() -> None:
-    pipe = api._Pipe()
+    pipe = download.Pipe()
     got: list[str] = []
 
     def read() -> None:
         try:
             pipe.get()
-        except api._Gone:
+        except download.Gone:
             got.append("gone")
     t = threading.Thread(target=read)
     t.start()

@@ -14,7 +14,6 @@ from starlette.concurrency import run_in_threadpool
 
 from ivr.web import download, records, service
 from ivr.web import prompts as prompts_mod
-from ivr.web.download import Gone as _Gone, Pipe as _Pipe, produce as _produce  # noqa: F401
 from ivr.web.gzblocks import accepts_gzip
 from ivr.web.auth import NotLoggedIn, User, authenticate, check_api_csrf, now, require
 
