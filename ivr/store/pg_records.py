@@ -58,13 +58,15 @@ class PgRecordsSQL(PgCore):
 
     def pending_sources(self, campaign: str) -> list[Row]:
         """Provenance (for this campaign) of every list it still has contacts to call; the
-        opposed left out by id as sqlite_records does (a hashed subplan: 40 ms instead of
-        85-120 at 100,000)."""
+        opposed left out by an anti-join on their ids (hashed: 40 ms instead of a join's
+        85-120 at 100,000). NOT EXISTS, not NOT IN: PostgreSQL hashes a NOT IN subquery only
+        while it fits in work_mem (~260,000 opposed), then rescans it for every binding."""
         return self._rows(
             "SELECT b.source AS source, b.basis AS basis, b.acquired_on AS acquired_on, "
             "COUNT(*) AS contacts FROM campaign_contacts b WHERE b.campaign = %(campaign)s "
-            "AND b.status = 'pending' AND b.contact_id NOT IN (SELECT id FROM contacts "
-            "WHERE status = 'opted_out') GROUP BY 1, 2, 3 ORDER BY b.source COLLATE \"C\"",
+            "AND b.status = 'pending' AND NOT EXISTS (SELECT 1 FROM contacts k "
+            "WHERE k.id = b.contact_id AND k.status = 'opted_out') "
+            "GROUP BY 1, 2, 3 ORDER BY b.source COLLATE \"C\"",
             {"campaign": campaign})
 
     def unbound_sources(self) -> list[Row]:
