@@ -170,6 +170,20 @@ def test_http_gzip_and_identity_around_a_commit(cfg_file: Path, monkeypatch: Any
     assert c.get(url).content == cli_csv()  # httpx decodes, as the bench reads it
 
 
+def test_accept_encoding_over_several_header_lines(cfg_file: Path, monkeypatch: Any) -> None:
+    """RFC 9110 combines repeated field lines: 'br' on one line and 'gzip' on the next accept
+    gzip (Starlette's headers.get reads the first line only)."""
+    cfg, store = console_store(cfg_file, monkeypatch)
+    _calls(store, cfg.campaign.name)
+    c = viewer(cfg)
+    url = f"/api/campaigns/{cfg.campaign.name}/report.csv"
+    with c.stream("GET", url, headers=[("Accept-Encoding", "br"),
+                                        ("Accept-Encoding", "gzip")]) as r:
+        raw = b"".join(r.iter_raw())
+    assert r.status_code == 200 and r.headers.get("content-encoding") == "gzip"
+    assert one_member(raw).startswith(report.CSV_HEADER_BYTES)
+
+
 def test_a_producer_on_a_full_pipe_is_released_when_the_response_ends(monkeypatch) -> None:
     """A client that leaves early (the bench's first-byte route) must not hold one of the two
     export threads until the producer's next check: the next download would wait on it."""

@@ -172,7 +172,7 @@ async def report_csv(request: Request, campaign: str) -> Response:
     await run_in_threadpool(who, request, "view")
     await run_in_threadpool(known, request, campaign)
     return download.report_csv(request.app.state, campaign,
-                               accepts_gzip(request.headers.get("accept-encoding")))
+                               accepts_gzip(",".join(request.headers.getlist("accept-encoding"))))
 
 
 @router.get("/campaigns/{campaign}/report.json")
