@@ -24,6 +24,12 @@ REFUSED_HANGUP_S = 2.0  # a refused peer gets this long to take its HANGUP, then
 _UNREAD: Any = object()  # admit's `row`: not read ahead, read it now
 
 
+def _attempt_id(headers: Mapping[str, str]) -> int | None:
+    """The session's CALL_ID as an attempt id (at most 18 digits), None if it is not one."""
+    raw = headers.get(ARG_CALL_ID, "")
+    return int(raw) if raw.isdigit() and len(raw) <= 18 else None
+
+
 class Flight(Protocol):
     """What the gate reads of an attempt in flight (campaign.nodes.InFlight)."""
     channel_id: str
@@ -55,20 +61,17 @@ class SessionGate:
     async def admit_async(self, headers: Mapping[str, str]) -> Row:
         """admit, the row read ahead by `read_off_loop` when the claim's is not at hand (no
         round trip on the loop); every check still runs after the read, with no await."""
-        raw_id = headers.get(ARG_CALL_ID, "")
-        row = _UNREAD
-        if (self.read_off_loop is not None and raw_id.isdigit() and len(raw_id) <= 18
-                and int(raw_id) not in self.known):
-            row = await self.read_off_loop(int(raw_id))
+        call_id, row = _attempt_id(headers), _UNREAD
+        if self.read_off_loop is not None and call_id is not None and call_id not in self.known:
+            row = await self.read_off_loop(call_id)
         return self.admit(headers, row)
 
     def admit(self, headers: Mapping[str, str], row: Any = _UNREAD) -> Row:
         """The attempt's row when the session may drive it (now marked opened and active);
         raises Refused otherwise. No await inside: two sessions cannot both pass."""
-        raw_id = headers.get(ARG_CALL_ID, "")
-        if not raw_id.isdigit() or len(raw_id) > 18:
-            raise Refused(f"CALL_ID {raw_id[:20]!r} is not an attempt id")
-        call_id = int(raw_id)
+        call_id = _attempt_id(headers)
+        if call_id is None:
+            raise Refused(f"CALL_ID {headers.get(ARG_CALL_ID, '')[:20]!r} is not an attempt id")
         call = self.known.pop(call_id, None) or (
             self.read_call(call_id) if row is _UNREAD else row)
         if call is None:

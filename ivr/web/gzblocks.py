@@ -176,11 +176,11 @@ class GzipWriter:
         self._comp, self._parts, self._run_crc, self._run_len = None, [], 0, 0
         return run
 
-    def boundary(self, block: int, chunk: Chunk, keep: bool) -> None:
-        """`block` ended (as `chunk`): its segment is kept in `made` if `keep`."""
+    def boundary(self, block: int, chunk: Chunk) -> None:
+        """`block` ended (as `chunk`): its segment is kept in `made` while `keeping`."""
         last, self._last = self._last, None
         run = self._end_run()
-        if not keep:
+        if not self.keeping:
             return
         if run is not None and run[2] == len(chunk.data):
             self.made[block] = Packed(chunk, run[0], run[1], shift_of(run[2]))
@@ -194,7 +194,6 @@ class GzipWriter:
         self._end_run()
         self.out.write(FINAL + struct.pack("<II", self.crc, self.size & 0xFFFFFFFF))
 
-
     def release(self) -> None:
         """The download is over: drops the map of the segments kept before it (they may be
         replaced blocks, which must not outlive the cache's own references)."""
@@ -203,19 +202,20 @@ class GzipWriter:
 
 class Blocks(dict):  # type: ignore[type-arg]
     """The `fresh` mapping export_calls_csv_kept fills at each block's end: tells `writer`
-    where each block ends, and holds the blocks only if `keep` (the download that gathers)."""
+    where each block ends, and holds the blocks only if `keep` (the download that gathers).
+    Whether it still keeps is the writer's `keeping`, the one flag both read."""
 
     def __init__(self, writer: GzipWriter, keep: bool) -> None:
         super().__init__()
-        self.writer, self.keep = writer, keep
+        self.writer = writer
         writer.keeping = keep  # a download that keeps nothing holds no run's segment
 
     def __setitem__(self, block: int, chunk: Chunk) -> None:
-        self.writer.boundary(block, chunk, self.keep)
-        if self.keep:
+        self.writer.boundary(block, chunk)
+        if self.writer.keeping:
             super().__setitem__(block, chunk)
 
     def clear(self) -> None:  # past the memory bound: nothing of this download is kept
         super().clear()
         self.writer.made.clear()
-        self.keep = self.writer.keeping = False  # no __setitem__ follows: stop holding runs
+        self.writer.keeping = False  # no __setitem__ follows: stop holding runs
