@@ -111,6 +111,8 @@ def test_the_real_session_is_admitted_once() -> None:
     ({ARG_CALL_ID: "999"}, "no such attempt"),
     ({ARG_CALL_ID: "1; DROP"}, "not an attempt id"),
     ({ARG_CALL_ID: ""}, "not an attempt id"),
+    ({ARG_CALL_ID: "\u00b2"}, "not an attempt id"),  # a digit to isdigit(), not to int()
+    ({ARG_CALL_ID: "\u0663"}, "not an attempt id"),  # an Arabic-Indic 3: ASCII digits only
 ])
 def test_anything_else_is_refused_without_the_token(change: dict[str, str],
                                                     reason: str) -> None:

@@ -25,9 +25,10 @@ _UNREAD: Any = object()  # admit's `row`: not read ahead, read it now
 
 
 def _attempt_id(headers: Mapping[str, str]) -> int | None:
-    """The session's CALL_ID as an attempt id (at most 18 digits), None if it is not one."""
+    """The session's CALL_ID as an attempt id (at most 18 ASCII digits), None if it is not one
+    (isdigit alone takes '²', which int() refuses, and other scripts' digits)."""
     raw = headers.get(ARG_CALL_ID, "")
-    return int(raw) if raw.isdigit() and len(raw) <= 18 else None
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
 
 
 class Flight(Protocol):
