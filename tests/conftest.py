@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,9 +34,6 @@ REPO = Path(__file__).resolve().parents[1]
 CALLER_ID = "+33162000000"  # in an ARCEP range for automated calls
 
 
-IN_ORDER = ("tests/test_pg_cluster.py::",)  # modules whose tests run in order, on one worker
-
-
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """`make test` runs `-n 2 --dist loadgroup`: every test under tests/integration is one unit
     of work, so one worker runs them in order, alone on the sandbox, while the other worker runs
@@ -50,9 +48,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         def _split_scope(self, nodeid: str) -> str:
             if nodeid.startswith("tests/integration/"):
                 return "tests/integration"
-            # test_pg_url_is_dropped_after_its_test reads what the test before it left: one
-            # worker, in file order (split, they failed a `-n 2` unit run).
-            return nodeid.split("::")[0] if nodeid.startswith(IN_ORDER) else nodeid
+            return nodeid  # every unit test stands alone: any worker, any order
     return SandboxApart(config, log)
 
 
@@ -153,11 +149,14 @@ class Backend:
     """A store a test opens from its config, as the program does: `store.path` (a SQLite file
     under the test's folder) or `store.url` (a fresh, migrated PostgreSQL database of the
     session's cluster, its password in IVR_STORE_PASSWORD). For the tests that build their own
-    store and config (the dialer's and run loop's rig, tests/test_dialer.py)."""
+    store and config (the dialer's and run loop's rig, tests/test_dialer.py; the console's,
+    tests/web_fixture.py)."""
     name: str  # "sqlite" | "postgresql"
     home: Path  # the test's tmp_path: config, prompts, the SQLite file
     url: str | None = None
     opened: list[Any] = field(default_factory=list)
+    key: bytes = b"test-key"  # PostgreSQL's opposition key (SQLite: IVR_OPTOUT_KEY or beside)
+    fresh_db: Any = None  # PostgreSQL: () -> the URL of one more fresh, migrated database
 
     def section(self) -> dict[str, str]:
         """The config's `store` section."""
@@ -169,9 +168,25 @@ class Backend:
         if self.url is None:
             return Store.open(self.home / "ivr.db")
         from store_sql import PgTestStore
-        pg = PgTestStore.open(self.url, optout_key=b"test-key")
+        pg = PgTestStore.open(self.url, optout_key=self.key)
         self.opened.append(pg)
         return pg  # type: ignore[return-value]
+
+    def program(self, busy_timeout_s: float = 5.0) -> Any:
+        """A connection as the program opens it (no test conveniences: PgStore itself), closed
+        after the test: what a console's store factory returns."""
+        if self.url is None:
+            return Store.open(self.home / "ivr.db", busy_timeout_s=busy_timeout_s)
+        from ivr.store.pg import PgStore
+        pg = PgStore.open(self.url, optout_key=self.key)
+        self.opened.append(pg)
+        return pg
+
+    def sibling(self, home: Path) -> "Backend":
+        """Another empty store of the same backend under `home` (a second, separate run)."""
+        if self.url is None:
+            return Backend("sqlite", home)
+        return Backend(self.name, home, self.fresh_db(), self.opened, self.key, self.fresh_db)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -183,29 +198,56 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path,
         return
     url = request.getfixturevalue("pg_store_url")
     cluster: PgCluster = request.getfixturevalue("pg_cluster")
+    template: str = request.getfixturevalue("pg_migrated")
     # The password as an operator gives it (IVR_STORE_PASSWORD), not through pg_url's file.
     monkeypatch.delenv("PGPASSFILE", raising=False)
     monkeypatch.setenv("IVR_STORE_PASSWORD", cluster.password())
-    where = Backend("postgresql", tmp_path, url)
+    extra: list[str] = []
+
+    def fresh_db() -> str:
+        extra.append(f"t_{secrets.token_hex(6)}")
+        cluster.create_database(extra[-1], template=template)
+        return cluster.url_for(extra[-1])
+    where = Backend("postgresql", tmp_path, url, fresh_db=fresh_db)
     try:
         yield where
     finally:  # before pg_store_url drops the database
         for pg in where.opened:
             pg.close()
+        for name in extra:
+            cluster.drop_database(name)
 
 
-@pytest.fixture
-def cfg_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The shipped config.yaml with its store, prompts and key moved under tmp_path."""
-    monkeypatch.setenv("IVR_OPTOUT_KEY", "k" * 32)
+# The backend matrix only where the backend matters (`backend`'s twin of sqlite_only).
+backend_sqlite_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+
+
+def shipped_config(tmp_path: Path, store: dict[str, str]) -> Path:
+    """The shipped config.yaml with this store section, its prompts and key under tmp_path."""
     data = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
-    data["store"] = {"path": str(tmp_path / "t.db")}
+    data["store"] = store
     data["prompts"]["sources_dir"] = str((REPO / "prompts").resolve())
     data["prompts"]["build_dir"] = str(tmp_path / "build")
     data["campaign"]["caller_id"] = CALLER_ID
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True))
     return path
+
+
+@pytest.fixture
+def cfg_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The shipped config.yaml with its store, prompts and key moved under tmp_path."""
+    monkeypatch.setenv("IVR_OPTOUT_KEY", "k" * 32)
+    return shipped_config(tmp_path, {"path": str(tmp_path / "t.db")})
+
+
+@pytest.fixture
+def backend_cfg_file(backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """cfg_file over `backend`'s store: `ivr` commands, the console and backend.open() see
+    the same store with the same opposition key."""
+    monkeypatch.setenv("IVR_OPTOUT_KEY", "k" * 32)
+    backend.key = b"k" * 32
+    return shipped_config(tmp_path, backend.section())
 
 
 # -- a real PostgreSQL ------------------------------------------------------------------------
@@ -282,17 +324,24 @@ def _watch(cluster: PgCluster) -> None:
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+@contextmanager
+def fresh_database(cluster: PgCluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """pg_url's body: a fresh, empty database, dropped on exit (with any session left open)."""
+    name = f"t_{secrets.token_hex(6)}"
+    cluster.create_database(name)
+    monkeypatch.setenv("PGPASSFILE", str(cluster.pgpass_file))
+    try:
+        yield cluster.url_for(name)
+    finally:
+        cluster.drop_database(name)
+
+
 @pytest.fixture
 def pg_url(pg_cluster: PgCluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh, empty database for this test, dropped after it (with any session left open).
     The password reaches libpq through PGPASSFILE, never through the URL."""
-    name = f"t_{secrets.token_hex(6)}"
-    pg_cluster.create_database(name)
-    monkeypatch.setenv("PGPASSFILE", str(pg_cluster.pgpass_file))
-    try:
-        yield pg_cluster.url_for(name)
-    finally:
-        pg_cluster.drop_database(name)
+    with fresh_database(pg_cluster, monkeypatch) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -175,9 +175,6 @@ def test_cli_port_in_use_exits_with_one_line(cfg_file: Path, own_dir: Path) -> N
 
 
 # -- the session fixtures ---------------------------------------------------------------------
-_seen: list[str] = []
-
-
 def test_pg_url_is_a_fresh_empty_database(pg_url: str) -> None:
     import psycopg
     assert "@" in pg_url and ":" not in pg_url.split("//")[1].split("@")[0]  # no password
@@ -186,16 +183,28 @@ def test_pg_url_is_a_fresh_empty_database(pg_url: str) -> None:
                               ).fetchone()
         conn.execute("CREATE TABLE left_behind (x int)")
     assert tables == (0,)
-    _seen.append(pg_url.rsplit("/", 1)[1])
 
 
-def test_pg_url_is_dropped_after_its_test(pg_url: str, pg_cluster: PgCluster) -> None:
-    assert _seen, "runs after test_pg_url_is_a_fresh_empty_database"
-    with pg_cluster.admin() as conn:
-        left = conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s",
-                            (_seen[0],)).fetchone()
-    assert left == (0,)
-    assert pg_url.rsplit("/", 1)[1] != _seen[0]
+def test_pg_url_is_dropped_after_its_test(pg_url: str, pg_cluster: PgCluster,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """pg_url's own code (conftest.fresh_database) run here, with a session left open on its
+    database as a leaked pool leaves one: on exit the database is gone. Self-contained: it
+    reads nothing another test left."""
+    import psycopg
+    from conftest import fresh_database
+
+    def exists(name: str) -> bool:
+        with pg_cluster.admin() as conn:
+            return conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s",
+                                (name,)).fetchone() == (1,)
+    with fresh_database(pg_cluster, monkeypatch) as url:
+        name = url.rsplit("/", 1)[1]
+        assert exists(name) and name != pg_url.rsplit("/", 1)[1]
+        leaked = psycopg.connect(url)  # never closed before the drop
+        leaked.execute("CREATE TABLE left_behind (x int)")
+        leaked.commit()
+    assert not exists(name)
+    leaked.close()
 
 
 def test_session_cluster_is_private_and_loopback(pg_cluster: PgCluster) -> None:

@@ -1,4 +1,4 @@
-"""The console's JSON API over a real file store: the overview's counts are the report's (and
+"""The console's JSON API over a real store, SQLite and PostgreSQL (conftest.backend): the overview's counts are the report's (and
 the downloads the same bytes as `ivr report`), snapshots give calls in flight per node, pacing
 stays within the config's bounds, uploads show their rejects, the opposition list, consent
 proof, export and erasure, and the OpenAPI document."""
@@ -12,10 +12,9 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from conftest import CALLER_ID, add_contact, attempt, store_at
+from conftest import CALLER_ID, Backend, add_contact, attempt, backend_sqlite_only
 from web_fixture import CAMPAIGN, NOW, login, make_web
 from ivr import config as config_mod
-from ivr.app import open_store
 from ivr.cli import cli
 from ivr.store import CallResult
 from ivr.web import create_app
@@ -28,8 +27,8 @@ CALLS = [("10", "message_played"), ("11", "message_played"), ("20", "declined"),
 
 
 @pytest.fixture
-def web(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
-    return make_web(tmp_path, monkeypatch)
+def web(backend: Backend, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    return make_web(tmp_path, monkeypatch, backend)
 
 
 def _calls(store, campaign: str) -> None:  # type: ignore[no-untyped-def]
@@ -47,15 +46,17 @@ def _calls(store, campaign: str) -> None:  # type: ignore[no-untyped-def]
                                   NOW + timedelta(seconds=40))
 
 
-def test_counts_and_downloads_equal_ivr_report(cfg_file: Path, monkeypatch) -> None:
+def test_counts_and_downloads_equal_ivr_report(backend: Backend, backend_cfg_file: Path,
+                                               monkeypatch) -> None:
     """The acceptance rule: the overview's counts equal `ivr report --format json`'s
     outcomes, and report.json / report.csv are its very bytes."""
     monkeypatch.setenv("IVR_WEB_SECRET", "s" * 32)
+    cfg_file = backend_cfg_file
     cfg = config_mod.load(cfg_file)
-    store = open_store(cfg)
+    store = backend.open()
     _calls(store, cfg.campaign.name)
     store.add_user("vera", "viewer", hash_password("viewer-password-1"), NOW)
-    c = TestClient(create_app(cfg, lambda: open_store(cfg)), follow_redirects=False)
+    c = TestClient(create_app(cfg, backend.program), follow_redirects=False)
     login(c, "vera", "viewer-password-1")
     runner = CliRunner()
     out_json = runner.invoke(cli, ["--config", str(cfg_file), "report", "--format", "json"])
@@ -107,7 +108,7 @@ def test_why_nobody_is_called_and_the_percent_complete(web) -> None:
     add_contact(web.store, "+33199000012", at=NOW, campaigns=(CAMPAIGN,), status="exhausted")
     add_contact(web.store, "+33199000013", at=NOW, campaigns=(CAMPAIGN,))
     # A new app: the first one keeps its "why nobody" for PLAN_TTL_S.
-    c2 = TestClient(create_app(web.cfg, lambda: store_at(web.path, 5)), follow_redirects=False)
+    c2 = TestClient(create_app(web.cfg, web.open), follow_redirects=False)
     login(c2, "vera")
     o = c2.get(f"/api/campaigns/{CAMPAIGN}/overview").json()
     assert o["percent_complete"] == 75.0
@@ -199,6 +200,7 @@ def test_opposition_consent_export_and_erasure(web) -> None:
             ("gdpr_erase", "ada")} <= actors
 
 
+@backend_sqlite_only  # the document: no store read
 def test_openapi_documents_the_api(web) -> None:
     c = web.client()
     doc = c.get("/api/openapi.json").json()

@@ -1,17 +1,20 @@
-"""Shared by the tests/test_web_*.py files: a console app over a file store with one user of
-each role, and a logged-in TestClient. (Not a test module: no test_ prefix.)"""
+"""Shared by the tests/test_web_*.py files: a console app over a store with one user of each
+role, and a logged-in TestClient. The store is a SQLite file, or the `backend` fixture's store
+(conftest.Backend: SQLite or PostgreSQL) for the tests where the backend matters. (Not a test
+module: no test_ prefix.)"""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import CALLER_ID, make_config, store_at
+from conftest import CALLER_ID, Backend, make_config, store_at
 from ivr.config import Config
 from ivr.store import Store
 from ivr.web import create_app
@@ -30,26 +33,36 @@ _HASHES: dict[str, str] = {}  # argon2 is slow on purpose: hash each test passwo
 class Web:
     cfg: Config
     app: Any
-    store: Store
-    path: Path
+    store: Store  # the test's own connection (PostgreSQL: with tests/store_sql.py's SQL)
+    path: Path | None  # the SQLite file; None on PostgreSQL
+    open: Callable[[], Any]  # another connection as the console opens one
 
     def client(self) -> TestClient:
         return TestClient(self.app, follow_redirects=False)
 
 
-def make_web(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **sections: Any) -> Web:
+def make_web(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: Backend | None = None,
+             **sections: Any) -> Web:
+    """The console over a SQLite file under tmp_path, or over `backend`'s store."""
     monkeypatch.setenv("IVR_WEB_SECRET", "test-secret-" + "x" * 20)
-    path = tmp_path / "t.db"
+    path: Path | None = None
+    if backend is None or backend.url is None:
+        path = tmp_path / "t.db"
+        section = {"path": str(path)}
+        store = store_at(path, busy_timeout_s=5)
+
+        def opener() -> Any:
+            return store_at(path, busy_timeout_s=5)
+    else:
+        section, store, opener = backend.section(), backend.open(), backend.program
     cfg = make_config(tmp_path, campaign={"name": CAMPAIGN, "caller_id": CALLER_ID},
-                      store={"path": str(path)}, **sections)
-    store = store_at(path, busy_timeout_s=5)
+                      store=section, **sections)
     for name, role in ROLES.items():
         if name not in _HASHES:
             _HASHES[name] = hash_password(PASSWORDS[name])
         store.add_user(name, role, _HASHES[name], NOW)
-    app = create_app(cfg, lambda: store_at(path, busy_timeout_s=5),
-                     limiter=LoginLimiter(max_failures=5, window_s=300))
-    return Web(cfg, app, store, path)
+    app = create_app(cfg, opener, limiter=LoginLimiter(max_failures=5, window_s=300))
+    return Web(cfg, app, store, path, opener)
 
 
 def csrf_of(html: str) -> str:
