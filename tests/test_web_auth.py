@@ -1,11 +1,12 @@
 """The console's security in the web layer: no anonymous access, login and its rate limit,
 signed HttpOnly SameSite=Strict session cookies, roles (viewer/operator/admin), CSRF on every
 POST form and cookie-sent API write, bearer tokens for scripts, every action audited with its
-user."""
+user. What reads or writes users, tokens, run control and audit rows runs on both backends."""
 from __future__ import annotations
 
 import pytest
 
+from conftest import Backend, backend_sqlite_only
 from web_fixture import CAMPAIGN, NOW, PASSWORDS, csrf_of, login, make_web
 from ivr.web_users import new_token, token_hash
 
@@ -14,10 +15,11 @@ PAGES = ("overview", "run", "contacts", "prompts", "rights", "reports")
 
 
 @pytest.fixture
-def web(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
-    return make_web(tmp_path, monkeypatch)
+def web(backend: Backend, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    return make_web(tmp_path, monkeypatch, backend)
 
 
+@backend_sqlite_only  # refused before any store read
 def test_anonymous_pages_redirect_to_login_and_the_api_answers_401(web) -> None:
     c = web.client()
     for page in PAGES:
@@ -46,6 +48,7 @@ def test_login_works_and_a_wrong_password_is_refused(web) -> None:
     assert r.status_code == 200 and "vera (viewer)" in r.text
 
 
+@backend_sqlite_only  # cookie, limiter and CSRF mechanics
 def test_the_session_cookie_is_signed_httponly_and_samesite_strict(web) -> None:
     c = web.client()
     token = csrf_of(c.get("/login").text)
@@ -58,6 +61,7 @@ def test_the_session_cookie_is_signed_httponly_and_samesite_strict(web) -> None:
     assert forged.get("/api/campaigns").status_code == 401
 
 
+@backend_sqlite_only  # cookie, limiter and CSRF mechanics
 def test_login_is_rate_limited_per_user_and_address(web) -> None:
     c = web.client()
     token = csrf_of(c.get("/login").text)
@@ -72,6 +76,7 @@ def test_login_is_rate_limited_per_user_and_address(web) -> None:
     login(c, "vera")  # another user from the same address is not locked out
 
 
+@backend_sqlite_only  # cookie, limiter and CSRF mechanics
 def test_a_login_without_its_csrf_token_is_refused(web) -> None:
     c = web.client()
     c.get("/login")
@@ -79,6 +84,7 @@ def test_a_login_without_its_csrf_token_is_refused(web) -> None:
     assert r.status_code == 403
 
 
+@backend_sqlite_only  # roles: refused before the store
 def test_a_viewer_has_no_control_buttons_and_the_api_answers_403(web) -> None:
     c = web.client()
     token = login(c, "vera")
@@ -116,6 +122,7 @@ def test_an_operator_starts_and_pauses_and_the_audit_names_them(web) -> None:
     assert ("run_control", "otto") in actors and ("login", "otto") in actors
 
 
+@backend_sqlite_only  # cookie, limiter and CSRF mechanics
 def test_a_post_without_its_csrf_token_is_refused(web) -> None:
     c = web.client()
     token = login(c, "otto")
@@ -155,6 +162,7 @@ def test_a_disabled_users_session_ends(web) -> None:
     assert c.get(f"/c/{CAMPAIGN}/overview").status_code == 303
 
 
+@backend_sqlite_only  # roles: refused before the store
 def test_only_an_admin_exports_and_erases(web) -> None:
     web.store.add_optout("+33199000010", "post", NOW)
     c = web.client()
@@ -168,6 +176,7 @@ def test_only_an_admin_exports_and_erases(web) -> None:
     assert a.get("/api/numbers/+33199000010/export").status_code == 200
 
 
+@backend_sqlite_only  # cookie, limiter and CSRF mechanics
 def test_login_next_never_leaves_the_site(web) -> None:
     c = web.client()
     token = csrf_of(c.get("/login?next=//evil.example/").text)

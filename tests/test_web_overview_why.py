@@ -1,7 +1,8 @@
 """The overview when nobody is being called: the calling rule's reason and the next allowed
 time (with and without a controller running), a run held by the console, and the ETA and
-percent complete during a run (controllers' snapshots in the store). The console's clock is
-injected (ivr.web.app.now), as the store's rows are written at fixed instants."""
+percent complete during a run (controllers' snapshots in the store), on both backends. The
+console's clock is injected (ivr.web.app.now), as the store's rows are written at fixed
+instants."""
 from __future__ import annotations
 
 import html
@@ -9,7 +10,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from conftest import add_contact
+from conftest import Backend, add_contact
 from web_fixture import CAMPAIGN, NOW, login, make_web
 import ivr.web.app as web_app
 
@@ -20,8 +21,8 @@ NEXT_UTC = "2026-12-02 09:00 UTC"  # Wednesday 10:00 in Paris
 
 
 @pytest.fixture
-def web(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
-    w = make_web(tmp_path, monkeypatch)
+def web(backend: Backend, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    w = make_web(tmp_path, monkeypatch, backend)
     for i in range(3):
         add_contact(w.store, f"+3319900001{i}", at=NOW, campaigns=(CAMPAIGN,))
     return w

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from conftest import CALLER_ID, add_contact, attempt
+from conftest import CALLER_ID, Backend, add_contact, attempt, backend_sqlite_only
 from web_fixture import CAMPAIGN, NOW, csrf_of, login, make_web
 from ivr.web.chart import per_hour_svg
 
@@ -16,10 +16,11 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 @pytest.fixture
-def web(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
-    return make_web(tmp_path, monkeypatch)
+def web(backend: Backend, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    return make_web(tmp_path, monkeypatch, backend)
 
 
+@backend_sqlite_only  # templates and i18n
 def test_pages_are_french_with_an_english_switch(web) -> None:
     c = web.client()
     login(c, "vera")
@@ -143,6 +144,7 @@ def test_events_stream_the_overview(web) -> None:
     assert web.client().get(f"/api/campaigns/{CAMPAIGN}/events").status_code == 401
 
 
+@backend_sqlite_only  # static files and headers
 def test_static_files_and_security_headers(web) -> None:
     c = web.client()
     r = c.get("/static/console.js")
