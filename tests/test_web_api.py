@@ -1,8 +1,8 @@
 """The console's JSON API over a real store, SQLite and PostgreSQL (conftest.backend): the
 overview's counts are the report's (and the downloads the same bytes as `ivr report`),
-snapshots give calls in flight per node, pacing
-stays within the config's bounds, uploads show their rejects, the opposition list, consent
-proof, export and erasure, and the OpenAPI document."""
+snapshots give calls in flight per node, pacing stays within the config's bounds, uploads
+show their rejects, the opposition list, consent proof, export and erasure, and the OpenAPI
+document."""
 from __future__ import annotations
 
 import json
