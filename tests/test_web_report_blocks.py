@@ -1,6 +1,7 @@
 """The console's report.csv over its kept blocks (cache.KeptBlocks): the very bytes of `ivr
 report --format csv` before and after a commit, with only the changed block rendered again
-(none while nothing is committed); within a memory bound; one download at a time gathers."""
+(none while nothing is committed); within a memory bound; one download at a time gathers.
+The downloads run on both backends (conftest.backend)."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from conftest import Backend
 from test_web_api import _calls
 from test_web_report_cache import console_store, viewer
 from web_fixture import NOW
@@ -21,23 +23,26 @@ from ivr.web.cache import KeptBlocks
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-def test_two_downloads_around_a_commit_and_only_its_block_rendered(cfg_file: Path,
-                                                                   monkeypatch) -> None:
-    cfg, store = console_store(cfg_file, monkeypatch)
+def test_two_downloads_around_a_commit_and_only_its_block_rendered(
+        backend: Backend, backend_cfg_file: Path, monkeypatch) -> None:
+    cfg_file = backend_cfg_file
+    cfg, store = console_store(backend, cfg_file, monkeypatch)
     name = cfg.campaign.name
     _calls(store, name)  # block 0
     for call_id in (8192 * 2 + 5, 8192 * 2 + 6, 8192 * 5):  # blocks 2 and 5
         store.db["calls"].insert({"id": call_id, "number": "+33199000077", "attempt": 1,
                                   "campaign": name, "started_at": "2026-12-01T10:00:00.000Z"})
     rendered: list[int] = []
-    real = Store._render_range
+    from ivr.store.pg import PgStore
+    cls: Any = PgStore if backend.url else Store  # the console's store class
+    real = cls._render_range
 
     def counting(self, campaign, lo, hi, render, first):  # type: ignore[no-untyped-def]
         if hi - lo == 8191:  # a block (not the CLI's whole export)
             rendered.append(lo >> 13)
         return real(self, campaign, lo, hi, render, first)
-    monkeypatch.setattr(Store, "_render_range", counting)
-    c = viewer(cfg)
+    monkeypatch.setattr(cls, "_render_range", counting)
+    c = viewer(cfg, backend)
 
     def cli_csv() -> bytes:
         out = CliRunner().invoke(cli, ["--config", str(cfg_file), "report", "--format", "csv"])
@@ -97,16 +102,19 @@ def test_the_kept_blocks_stay_within_max_bytes(monkeypatch) -> None:
     assert len(kept.get("a")[0].data) == 90 and kept.get("c") == {}
 
 
-def test_a_download_of_many_batches_is_whole(cfg_file: Path, monkeypatch: Any) -> None:
+def test_a_download_of_many_batches_is_whole(backend: Backend, backend_cfg_file: Path,
+                                             monkeypatch: Any) -> None:
     """Batches of a block and kept blocks interleave in one stream, in id order."""
-    from ivr.store import sqlite_export
+    from ivr.store import pg_export, sqlite_export
     monkeypatch.setattr(sqlite_export, "BATCH", 3)
-    cfg, store = console_store(cfg_file, monkeypatch)
+    monkeypatch.setattr(pg_export, "BATCH", 3)
+    cfg_file = backend_cfg_file
+    cfg, store = console_store(backend, cfg_file, monkeypatch)
     name = cfg.campaign.name
     for i in range(40):
         store.db["calls"].insert({"id": 1 + i * 1500, "number": "+33199000077",
                                   "attempt": 1, "campaign": name, "started_at": f"t{i}"})
-    c = viewer(cfg)
+    c = viewer(cfg, backend)
     url = f"/api/campaigns/{name}/report.csv"
     first = c.get(url).content
     store.set_hangup_cause(1 + 20 * 1500, "=1")

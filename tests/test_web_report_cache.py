@@ -1,6 +1,7 @@
 """report.json is kept while the store's change marker stands still (ivr/web/cache.Marked): the
 same bytes as `ivr report --format json` at every moment, computed again after any commit (a
-controller's, from another connection, included), and not for every request of a quiet store."""
+controller's, from another connection, included), and not for every request of a quiet store.
+On both backends (conftest.backend), with each backend's own change marker."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -11,11 +12,10 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from conftest import add_contact, store_at
+from conftest import Backend, add_contact, store_at
 from test_web_api import _calls
 from web_fixture import NOW, login
 from ivr import config as config_mod
-from ivr.app import open_store
 from ivr.cli import cli
 from ivr.store import CallResult, Store
 from ivr.store.base import TOKEN_USE_NOTED_S
@@ -25,25 +25,28 @@ from ivr.web_users import hash_password, new_token, token_hash
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-def console_store(cfg_file: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Store]:
-    """The config and a store of the controller's (not the console's) with a viewer, vera."""
+def console_store(backend: Backend, cfg_file: Path,
+                  monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Store]:
+    """The config (conftest.backend_cfg_file) and a store of the controller's (not the
+    console's) with a viewer, vera."""
     monkeypatch.setenv("IVR_WEB_SECRET", "s" * 32)
     cfg = config_mod.load(cfg_file)
-    store = open_store(cfg)
+    store = backend.open()
     store.add_user("vera", "viewer", hash_password("viewer-password-1"), NOW)
     return cfg, store
 
 
-def viewer(cfg: Any) -> TestClient:
+def viewer(cfg: Any, backend: Backend) -> TestClient:
     """A console over the configured store, logged in as vera."""
-    c = TestClient(create_app(cfg, lambda: open_store(cfg)), follow_redirects=False)
+    c = TestClient(create_app(cfg, backend.program), follow_redirects=False)
     login(c, "vera", "viewer-password-1")
     return c
 
 
-def test_report_json_follows_every_commit_and_is_kept_meanwhile(cfg_file: Path,
-                                                                 monkeypatch) -> None:
-    cfg, store = console_store(cfg_file, monkeypatch)
+def test_report_json_follows_every_commit_and_is_kept_meanwhile(
+        backend: Backend, backend_cfg_file: Path, monkeypatch) -> None:
+    cfg_file = backend_cfg_file
+    cfg, store = console_store(backend, cfg_file, monkeypatch)
     name = cfg.campaign.name
     _calls(store, name)
     computed: list[str] = []
@@ -53,7 +56,7 @@ def test_report_json_follows_every_commit_and_is_kept_meanwhile(cfg_file: Path,
         computed.append(campaign)
         return real(s, campaign)
     monkeypatch.setattr(service, "report_json", counting)
-    c = viewer(cfg)
+    c = viewer(cfg, backend)
 
     def cli_json() -> bytes:
         out = CliRunner().invoke(cli, ["--config", str(cfg_file), "report", "--format", "json"])
@@ -131,11 +134,11 @@ def test_a_token_use_is_noted_once_a_minute(store: Store) -> None:
 # report.csv's kept blocks (cache.KeptBlocks): tests/test_web_report_blocks.py
 
 
-def test_reports_of_a_campaign_the_store_does_not_know_are_404(cfg_file: Path,
-                                                               monkeypatch) -> None:
+def test_reports_of_a_campaign_the_store_does_not_know_are_404(
+        backend: Backend, backend_cfg_file: Path, monkeypatch) -> None:
     """Else every name typed in the URL would be computed and kept."""
-    cfg, _ = console_store(cfg_file, monkeypatch)
-    c = viewer(cfg)
+    cfg, _ = console_store(backend, backend_cfg_file, monkeypatch)
+    c = viewer(cfg, backend)
     for what in ("report.json", "report.csv"):
         assert c.get(f"/api/campaigns/no-such-campaign/{what}").status_code == 404
         assert c.get(f"/api/campaigns/{cfg.campaign.name}/{what}").status_code == 200

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from conftest import Backend, backend_sqlite_only
 from test_report_csv_blocks import KEYS, Downloads, campaign_blocks, change, fill
 from test_report_csv_export import reference
 from test_web_api import _calls
@@ -135,13 +136,15 @@ def test_a_block_emptied_and_the_memory_bound(store: Any,
     assert dict(fresh) == {} and writer.made == {}
 
 
-def test_http_gzip_and_identity_around_a_commit(cfg_file: Path, monkeypatch: Any) -> None:
-    cfg, store = console_store(cfg_file, monkeypatch)
+def test_http_gzip_and_identity_around_a_commit(backend: Backend, backend_cfg_file: Path,
+                                                monkeypatch: Any) -> None:
+    cfg_file = backend_cfg_file
+    cfg, store = console_store(backend, cfg_file, monkeypatch)
     name = cfg.campaign.name
     _calls(store, name)
     store.db["calls"].insert({"id": 8192 * 3 + 1, "number": "+33199000077", "attempt": 1,
                               "campaign": name, "started_at": "2026-12-01T10:00:00.000Z"})
-    c = viewer(cfg)
+    c = viewer(cfg, backend)
     url = f"/api/campaigns/{name}/report.csv"
 
     def cli_csv() -> bytes:
@@ -170,12 +173,14 @@ def test_http_gzip_and_identity_around_a_commit(cfg_file: Path, monkeypatch: Any
     assert c.get(url).content == cli_csv()  # httpx decodes, as the bench reads it
 
 
-def test_accept_encoding_over_several_header_lines(cfg_file: Path, monkeypatch: Any) -> None:
+@backend_sqlite_only  # header parsing
+def test_accept_encoding_over_several_header_lines(backend: Backend, backend_cfg_file: Path,
+                                                   monkeypatch: Any) -> None:
     """RFC 9110 combines repeated field lines: 'br' on one line and 'gzip' on the next accept
     gzip (Starlette's headers.get reads the first line only)."""
-    cfg, store = console_store(cfg_file, monkeypatch)
+    cfg, store = console_store(backend, backend_cfg_file, monkeypatch)
     _calls(store, cfg.campaign.name)
-    c = viewer(cfg)
+    c = viewer(cfg, backend)
     url = f"/api/campaigns/{cfg.campaign.name}/report.csv"
     with c.stream("GET", url, headers=[("Accept-Encoding", "br"),
                                         ("Accept-Encoding", "gzip")]) as r:
