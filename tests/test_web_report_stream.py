@@ -1,6 +1,7 @@
 """report.csv streams (the first rows leave while the others are read) and is still the very
 bytes of `ivr report --format csv` over a report of many chunks; a client that leaves frees the
-export thread; a failure mid-way reaches the response instead of ending it as if complete."""
+export thread; a failure mid-way reaches the response instead of ending it as if complete.
+The streamed download runs on both backends (conftest.backend)."""
 from __future__ import annotations
 
 import io
@@ -11,21 +12,20 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import CALLER_ID, add_contact, attempt
+from conftest import CALLER_ID, Backend, add_contact, attempt
 from web_fixture import NOW, login
 from ivr import config as config_mod
-from ivr.app import open_store
 from ivr.web import create_app, download, service
 from ivr.web_users import hash_password
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-def test_streamed_csv_is_the_reports_bytes_over_many_chunks(cfg_file: Path,
-                                                            monkeypatch) -> None:
+def test_streamed_csv_is_the_reports_bytes_over_many_chunks(
+        backend: Backend, backend_cfg_file: Path, monkeypatch) -> None:
     monkeypatch.setenv("IVR_WEB_SECRET", "s" * 32)
-    cfg = config_mod.load(cfg_file)
-    store = open_store(cfg)
+    cfg = config_mod.load(backend_cfg_file)
+    store = backend.open()
     name = cfg.campaign.name
     for i in range(1200):
         contact = add_contact(store, f"+3319{i:07d}", at=NOW, campaigns=(name,))
@@ -35,7 +35,7 @@ def test_streamed_csv_is_the_reports_bytes_over_many_chunks(cfg_file: Path,
     service.write_report_csv(store, name, out)
     expected = out.getvalue().encode("utf-8")
     assert len(expected) > 2 * download.Pipe.CHUNK and expected.count(b"\r\n") == 1201
-    c = TestClient(create_app(cfg, lambda: open_store(cfg)), follow_redirects=False)
+    c = TestClient(create_app(cfg, backend.program), follow_redirects=False)
     login(c, "vera", "viewer-password-1")
     with c.stream("GET", f"/api/campaigns/{name}/report.csv",  # as a script asks: no gzip
                   headers={"Accept-Encoding": "identity"}) as r:
