@@ -1,7 +1,7 @@
 """Outcome webhooks (ivr/records/webhooks.py) against a real HTTP server on loopback: signed
 JSON per outcome, a failing receiver retried with backoff, a bounded queue that never makes the
 dialer wait (drops counted and logged), and a whole run on the fake PBX delivering each
-outcome through the composition root."""
+outcome through the composition root, on both backends (conftest.backend)."""
 from __future__ import annotations
 
 import asyncio
@@ -23,10 +23,10 @@ import pytest
 from ivr import app, config
 from ivr.errors import ConfigError
 from ivr.records import webhooks
-from ivr.store.sqlite import Store
 from ivr.telephony.ami_node import AmiNode
 from ivr.telephony.fake_pbx import FakePbx, answer, failed
 
+from conftest import Backend
 from test_dialer import HASHES, SECRET, add_contacts, fiction, make_cfg
 
 KEY = "webhook-test-secret"
@@ -215,17 +215,18 @@ def test_bad_urls_are_refused_at_load(url: str, message: str) -> None:
 
 
 def test_a_run_delivers_every_outcome_and_is_not_held_by_a_slow_receiver(
-        tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+        backend: Backend, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
     """The composition root wires the dialer to the webhooks: six calls, a receiver that takes
-    0.5 s per event; the run ends as fast as without webhooks, then every outcome arrives."""
+    0.5 s per event; the run ends as fast as without webhooks, then every outcome arrives,
+    read from the store's rows (on PostgreSQL off the loop, naming the run's controller)."""
     monkeypatch.setenv(webhooks.ENV, KEY)
     numbers = [fiction(i) for i in range(6)]
     receiver.delay_s = 0.5
 
-    async def scenario(with_hooks: bool, where: Path) -> tuple[Any, float, float]:
+    async def scenario(with_hooks: bool, where: Backend) -> tuple[Any, float, float]:
         cfg = make_cfg(where, max_concurrent=3)
         cfg.webhooks.url = receiver.url if with_hooks else ""
-        store = Store.open(where / "ivr.db")
+        store = where.open()
         add_contacts(store, numbers)
         callees = {n: answer(["1"], prompt_s=0.2) for n in numbers[:4]}
         callees.update({n: failed(1) for n in numbers[4:]})  # not retried
@@ -239,19 +240,21 @@ def test_a_run_delivers_every_outcome_and_is_not_held_by_a_slow_receiver(
                 on_snapshot=lambda s: finished_at.append(loop.time()) if s.stopped
                 else None))[0]
             return (report, finished_at[-1] - t0, loop.time() - t0)
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    _, plain_run_s, _ = asyncio.run(scenario(False, tmp_path / "b"))  # first: it warms up
-    report, run_s, total_s = asyncio.run(scenario(True, tmp_path / "a"))
+    (backend.home / "b").mkdir()
+    plain = backend.sibling(backend.home / "b")  # a separate store of the same backend
+    _, plain_run_s, _ = asyncio.run(scenario(False, plain))  # first: it warms up
+    report, run_s, total_s = asyncio.run(scenario(True, backend))
     assert report.originated == 6
     events = [json.loads(body) for _, _, body in receiver.seen]
     for _, headers, body in receiver.seen:
         check_signature(headers, body)
     assert Counter(e["outcome"] for e in events) == {"message_played": 4, "failed": 2}
     assert sorted(e["number"] for e in events) == sorted(numbers)
-    stored = Store.open(tmp_path / "a" / "ivr.db").q("SELECT id, outcome FROM calls")
-    assert {(e["call_id"], e["outcome"]) for e in events} == \
-        {(c["id"], c["outcome"]) for c in stored}
+    stored = backend.open().q("SELECT id, outcome, controller FROM calls")
+    assert {(e["call_id"], e["outcome"], e["controller"]) for e in events} == \
+        {(c["id"], c["outcome"], c["controller"]) for c in stored}
+    if backend.url:  # README: the `ivr run` that placed the call, on PostgreSQL
+        assert len({e["controller"] for e in events}) == 1 and events[0]["controller"]
     # The run ended about as fast as without webhooks, while the last events (0.5 s each at the
     # receiver) were still going out: nothing in the run waited for them.
     assert run_s < plain_run_s + 1.0 and total_s - run_s >= 0.3
