@@ -1,5 +1,6 @@
 """Console users (ivr/web_users.py) and `ivr users` (ivr/cli_users.py): argon2id hashes, API
-tokens kept as SHA-256 only, roles, the audit."""
+tokens kept as SHA-256 only, roles, the audit. The commands that write users, tokens and audit
+rows run on both backends (conftest.backend_cfg_file)."""
 from __future__ import annotations
 
 import hashlib
@@ -18,6 +19,8 @@ from ivr import web_users
 from ivr.cli import cli
 from ivr.store import Store
 
+from conftest import Backend
+
 PASSWORD = "correct horse battery"
 MAIN = "import sys; from ivr.cli import main; sys.argv[0] = 'ivr'; main()"  # the `ivr` script
 
@@ -27,8 +30,10 @@ def invoke(cfg_file: Path, *args: str, stdin: str = "") -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def open_store(cfg_file: Path) -> Store:
-    return Store.open(cfg_file.parent / "t.db")
+@pytest.fixture
+def cfg(backend_cfg_file: Path) -> Path:
+    """The shipped config over a SQLite file or a PostgreSQL database (conftest.backend)."""
+    return backend_cfg_file
 
 
 def test_hashes_are_argon2id_salted_and_verify() -> None:
@@ -62,11 +67,12 @@ def test_an_unknown_action_is_an_error_and_an_unknown_role_may_do_nothing() -> N
     assert not any(web_users.can("root", a) for a in web_users.ACTIONS)
 
 
-def test_users_add_from_stdin_then_login_hash_verifies(cfg_file: Path) -> None:
+def test_users_add_from_stdin_then_login_hash_verifies(cfg: Path, backend: Backend) -> None:
+    cfg_file = cfg
     code, out, err = invoke(cfg_file, "users", "add", "alice", "--role", "operator",
                             stdin=PASSWORD + "\n")
     assert (code, err) == (0, "") and "alice added (operator)" in out
-    store = open_store(cfg_file)
+    store = backend.open()
     user = store.user_by_name("alice")
     assert user is not None and user["role"] == "operator"
     assert user["password_hash"].startswith("$argon2id$") and PASSWORD not in str(user)
@@ -86,19 +92,22 @@ def test_bad_input_is_one_line_naming_what_to_fix(cfg_file: Path, args: tuple[st
     assert code != 0 and message in err
 
 
-def test_a_user_is_added_once(cfg_file: Path) -> None:
+def test_a_user_is_added_once(cfg: Path, backend: Backend) -> None:
+    cfg_file = cfg
     assert invoke(cfg_file, "users", "add", "alice", "--role", "viewer", stdin=PASSWORD)[0] == 0
     code, _, err = invoke(cfg_file, "users", "add", "alice", "--role", "admin", stdin=PASSWORD)
     assert code == 1 and err.strip() == "error: user 'alice' exists already"
-    assert open_store(cfg_file).user_by_name("alice")["role"] == "viewer"
+    assert backend.open().user_by_name("alice")["role"] == "viewer"
 
 
-def test_users_token_prints_it_once_and_stores_only_its_hash(cfg_file: Path) -> None:
+def test_users_token_prints_it_once_and_stores_only_its_hash(cfg: Path,
+                                                             backend: Backend) -> None:
+    cfg_file = cfg
     invoke(cfg_file, "users", "add", "bot", "--role", "viewer", stdin=PASSWORD)
     code, out, _ = invoke(cfg_file, "users", "token", "bot")
     token = out.strip()
     assert code == 0 and token.startswith("ivr_") and "\n" not in token
-    store = open_store(cfg_file)
+    store = backend.open()
     assert store.one("SELECT token_hash FROM api_tokens")["token_hash"] == \
         web_users.token_hash(token)
     assert token not in str(store.q("SELECT * FROM api_tokens"))
@@ -107,11 +116,12 @@ def test_users_token_prints_it_once_and_stores_only_its_hash(cfg_file: Path) -> 
     assert user is not None and user["name"] == "bot"
 
 
-def test_disable_kills_tokens_and_is_audited(cfg_file: Path) -> None:
+def test_disable_kills_tokens_and_is_audited(cfg: Path, backend: Backend) -> None:
+    cfg_file = cfg
     invoke(cfg_file, "users", "add", "bot", "--role", "operator", stdin=PASSWORD)
     token = invoke(cfg_file, "users", "token", "bot")[1].strip()
     assert invoke(cfg_file, "users", "disable", "bot")[0] == 0
-    store = open_store(cfg_file)
+    store = backend.open()
     assert store.user_by_token(web_users.token_hash(token), datetime.now(timezone.utc)) is None
     assert store.audit_log(limit=1)[0]["action"] == "user_disabled"
     code, _, err = invoke(cfg_file, "users", "token", "bot")
@@ -120,10 +130,11 @@ def test_disable_kills_tokens_and_is_audited(cfg_file: Path) -> None:
     assert "bot\toperator\tdisabled" in out and "argon2" not in out
 
 
-def test_passwd_replaces_the_hash(cfg_file: Path) -> None:
+def test_passwd_replaces_the_hash(cfg: Path, backend: Backend) -> None:
+    cfg_file = cfg
     invoke(cfg_file, "users", "add", "alice", "--role", "admin", stdin=PASSWORD)
     assert invoke(cfg_file, "users", "passwd", "alice", stdin="another long secret")[0] == 0
-    h = open_store(cfg_file).user_by_name("alice")["password_hash"]
+    h = backend.open().user_by_name("alice")["password_hash"]
     assert web_users.verify_password(h, "another long secret")
     assert not web_users.verify_password(h, PASSWORD)
 
@@ -151,8 +162,8 @@ def test_password_from_a_terminal_is_asked_twice(cfg_file: Path) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, seen
     assert b"Repeat for confirmation" in seen and PASSWORD.encode() not in seen
-    assert web_users.verify_password(open_store(cfg_file).user_by_name("tty")["password_hash"],
-                                     PASSWORD)
+    tty = Store.open(cfg_file.parent / "t.db").user_by_name("tty")
+    assert web_users.verify_password(tty["password_hash"], PASSWORD)
 
 
 def test_the_group_is_registered_on_the_main_command() -> None:
