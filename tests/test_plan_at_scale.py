@@ -3,6 +3,7 @@ the plan streams by id, and the callee's zone comes from the country code when i
 Every decision must stay the pure judge's, contact by contact, on both backends."""
 from __future__ import annotations
 
+import gc
 import random
 import re
 from datetime import datetime, timedelta, timezone
@@ -256,6 +257,7 @@ def test_the_dry_run_streams_plain_lines_in_the_plans_order(
     assert strip(lines) == strip(want)
     assert len(want) == 6 and len(p.due) == 3
     assert "call     +33162000100  ([bold]list:smile:)" in lines
+    assert gc.isenabled()  # the dry run pauses the cycle collector for its plan only
 
 
 def test_the_lists_still_to_call_count_the_plans_contacts_per_list(store: Store) -> None:
@@ -285,3 +287,39 @@ def test_the_batch_keyed_hash_is_the_one_number_hash(store: Store) -> None:
     assert store.number_hashes([]) == []
     store.add_optout("+33612345678", "letter", OPEN)
     assert store.opted_out_among(["+33612345679", "+33612345678"]) == {"+33612345678"}
+
+
+@pytest.mark.parametrize("schedule,now", SCHEDULES)
+def test_a_quiet_contacts_verdict_by_its_code_is_the_judges(
+        schedule: dict[str, object], now: datetime) -> None:
+    """The quiet contacts' memo (per zone, region, slot and fiction bypass, and per first
+    three digits and slot when the code decides the place) gives the pure judge's verdict on
+    an empty history for every region's numbers, any slot, with or without a zone of their
+    own, whichever contact of a key comes first."""
+    c = cfg(**schedule)
+    samples = _samples()  # France's and its overseas codes', and a quarter of the others
+    numbers = [n for i, n in enumerate(samples) if i % 4 == 0 or n.startswith(
+        ("+33", "+26", "+59", "+50", "+68"))] + ["+33199000101", "+33199000102", "+33612001"]
+    contacts = [{"number": n, "timezone": tz, "slot": slot} for n in numbers
+                for tz, slot in ((None, None), ("", "morning"), ("Europe/Paris", None),
+                                 ("Not/AZone", "evening"), (None, "evening"))]
+    for order in (contacts, random.Random(7).sample(contacts, len(contacts))):
+        quiet = planning._QuietVerdicts(c, now)
+        for k in order:
+            assert quiet(k) == judge(c, k, now)(planning.History()), k
+        # the shortcut is taken when the code decides the place (not under demo_any_hour)
+        assert bool(quiet.by_head) == (schedule == {})
+
+
+def test_the_batch_keyed_hash_is_hmac_sha256_for_any_key_length() -> None:
+    """number_hashes writes HMAC out (inner and outer keyed states): RFC 2104's value for a
+    key shorter than a block, of one block, and longer (hashed first)."""
+    import hmac
+
+    from ivr.store.base import KeyedAudit
+    numbers = ["+33612345678", "", "é+3361", "+262692123456"]
+    for size in (0, 1, 32, 63, 64, 65, 200):
+        keyed = KeyedAudit()
+        keyed._key = bytes(range(256))[:size] if size else b""
+        assert keyed.number_hashes(numbers) == \
+            [hmac.new(keyed._key, n.encode(), "sha256").hexdigest() for n in numbers], size

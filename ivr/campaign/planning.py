@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from ivr.compliance.callee_place import code_place
+from ivr.compliance.callee_place import code_place, e164
 from ivr.compliance.calling_rules import (
     CAP_PERIOD, Verdict, callee_zone, check_call, fr_subdivision, is_fiction_number)
 from ivr.config import Config
@@ -112,21 +112,30 @@ def plan(cfg: Config, store: StoreBackend, now: datetime) -> Plan:
 
 def judged(cfg: Config, store: StoreBackend, now: datetime
            ) -> Iterator[tuple[dict[str, Any], Verdict, History | None]]:
+    """Every pending contact with the judge's verdict, in id order (`judged_chunks`, one at
+    a time)."""
+    for chunk in judged_chunks(cfg, store, now):
+        yield from chunk
+
+
+Judged = list[tuple[dict[str, Any], Verdict, History | None]]
+
+
+def judged_chunks(cfg: Config, store: StoreBackend, now: datetime) -> Iterator[Judged]:
     """Every pending contact with the judge's verdict, in id order, PLAN_CHUNK at a time (a
     dry run over a million contacts never holds them all). The store marks the contacts whose
     history is empty but for the opposition list (`plan_quiet`): those are judged without
     reading it, their verdict computed once per zone, holiday region, slot and fiction bypass
     (the only things it depends on then). The history given is None for them."""
     attempts_since, refusals_since = _since(cfg, now)
-    memo: dict[tuple[object, ...], Verdict] = {}
+    quiet = _QuietVerdicts(cfg, now)
     for rows in store.plan_contacts(cfg.campaign.name, attempts_since=attempts_since,
                                     refusals_since=refusals_since, now=now, chunk=PLAN_CHUNK):
-        yield from _judge_chunk(cfg, store, rows, now, memo)
+        yield _judge_chunk(cfg, store, rows, now, quiet)
 
 
 def _judge_chunk(cfg: Config, store: StoreBackend, rows: list[dict[str, Any]], now: datetime,
-                 memo: dict[tuple[object, ...], Verdict]
-                 ) -> Iterator[tuple[dict[str, Any], Verdict, History | None]]:
+                 quiet_verdict: _QuietVerdicts) -> Judged:
     quiet = [bool(r.pop("plan_quiet")) for r in rows]  # the due list carries contacts only
     read = [r.pop("plan_history", None) for r in rows]
     if any(h is not None for h in read):
@@ -140,16 +149,17 @@ def _judge_chunk(cfg: Config, store: StoreBackend, rows: list[dict[str, Any]], n
             if any(quiet) else set()
         history = _histories(cfg, store, [r["number"] for r, q in zip(rows, quiet) if not q],
                              now)
+    out: Judged = []
+    add = out.append
     for contact, q in zip(rows, quiet):
         number = contact["number"]
-        if not q:
-            past: History | None = history[number]
-        elif number in opposed:
-            past = History(opted_out=True)  # what `history` gives an opposed number
-        else:
-            yield contact, _quiet_verdict(cfg, contact, now, memo), None
+        if q and number not in opposed:  # most contacts: no per-contact judging (memo)
+            add((contact, quiet_verdict(contact), None))
             continue
-        yield contact, judge(cfg, contact, now)(past), past
+        # what `history` gives an opposed number
+        past = history[number] if not q else History(opted_out=True)
+        add((contact, judge(cfg, contact, now)(past), past))
+    return out
 
 
 def _opposed(past: History) -> History:
@@ -164,20 +174,41 @@ def _histories(cfg: Config, store: StoreBackend, numbers: list[str], now: dateti
         if numbers else {}
 
 
-def _quiet_verdict(cfg: Config, contact: dict[str, Any], now: datetime,
-                   memo: dict[tuple[object, ...], Verdict]) -> Verdict:
+class _QuietVerdicts:
     """The judge's verdict on an empty history: the calling rules alone, which then depend on
     the callee's zone, holiday region, slot and (demo_any_hour) whether the number is fiction;
     computed for the first contact of each such key, with its own number."""
-    number, tz, sch = contact["number"], contact.get("timezone"), cfg.schedule
-    place = code_place(number, sch.timezone)
-    if place is None or tz:
-        place = (callee_zone(number, tz, sch.timezone), fr_subdivision(number))
-    key = (place, sch.demo_any_hour and is_fiction_number(number), contact.get("slot"))
-    verdict = memo.get(key)
-    if verdict is None:
-        verdict = memo[key] = judge(cfg, contact, now)(History())
-    return verdict
+
+    def __init__(self, cfg: Config, now: datetime) -> None:
+        self.cfg, self.now = cfg, now
+        self.memo: dict[tuple[object, ...], Verdict] = {}
+        # (first three digits, slot) -> verdict, for an E.164 number without a zone of its
+        # own whose country code decides its place (code_place), demo_any_hour off: the
+        # verdict is then that key's alone, found without a call per contact
+        self.by_head: dict[tuple[str, object], Verdict] = {}
+        self.heads = not cfg.schedule.demo_any_hour
+
+    def __call__(self, contact: dict[str, Any]) -> Verdict:
+        number = contact["number"]
+        if self.heads and not contact.get("timezone") and e164(number):
+            verdict = self.by_head.get((number[1:4], contact.get("slot")))
+            if verdict is not None:
+                return verdict
+        return self._keyed(contact)
+
+    def _keyed(self, contact: dict[str, Any]) -> Verdict:
+        number, tz, sch = contact["number"], contact.get("timezone"), self.cfg.schedule
+        place = code_place(number, sch.timezone)
+        by_code = place is not None and not tz
+        if not by_code:
+            place = (callee_zone(number, tz, sch.timezone), fr_subdivision(number))
+        key = (place, sch.demo_any_hour and is_fiction_number(number), contact.get("slot"))
+        verdict = self.memo.get(key)
+        if verdict is None:
+            verdict = self.memo[key] = judge(self.cfg, contact, self.now)(History())
+        if by_code and self.heads:
+            self.by_head[(number[1:4], contact.get("slot"))] = verdict
+        return verdict
 
 
 def why_nobody(store: StoreBackend, p: Plan, campaign: str | None = None) -> str:

@@ -19,6 +19,7 @@ from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 from phonenumbers.timezone import TIMEZONE_DATA
 
 _E164 = re.compile(r"\+[1-9][0-9]{1,15}")
+e164 = _E164.fullmatch  # "+digits" as code_place and country_code accept it (else None)
 
 # French overseas regions (phonenumbers region code) -> `holidays` FR subdivision, so that e.g.
 # a Réunion number also gets 20 December (abolition of slavery).

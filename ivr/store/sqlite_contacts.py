@@ -46,11 +46,13 @@ class ContactsSQL(SQLiteCore):
         self.db.execute("INSERT INTO temp.ivr_import_seen (number) VALUES (?)", (number,))
 
     def opted_out_among(self, numbers: list[str]) -> set[str]:
-        """The numbers on the opposition list (by keyed hash)."""
+        """The numbers on the opposition list (by keyed hash). A probe of optouts' index per
+        hash (EXISTS): `number_hash IN (json_each)` first sorted the hashes into a temporary
+        index, twice the time (0.1 s per 100,000)."""
         by_hash = dict(zip(self.number_hashes(numbers), numbers))
-        return {by_hash[r["number_hash"]] for r in self._rows(
-            "SELECT number_hash FROM optouts WHERE number_hash IN "
-            "(SELECT value FROM json_each(?))", (json.dumps(list(by_hash)),))}
+        return {by_hash[h] for (h,) in self.db.conn.execute(
+            "SELECT j.value FROM json_each(?) j WHERE EXISTS (SELECT 1 FROM optouts o "
+            "WHERE o.number_hash = j.value)", (json.dumps(list(by_hash)),))}
 
     def add_contact(self, number: str, *, name: str | None, timezone: str | None, source: str,
                     basis: str | None, acquired_on: str | None, extra: str, status: str,
