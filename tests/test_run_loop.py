@@ -390,3 +390,44 @@ def test_pacing_holds_after_a_long_wait_for_the_window(backend: Backend) -> None
     gaps = [b - a for a, b in zip(stamps, stamps[1:])]
     assert len(stamps) == 6 and gaps[0] >= 1.0
     assert min(gaps) >= 0.18, gaps  # 5 a second: 0.2 s apart
+
+
+def test_a_hard_stop_wakes_the_pacing_wait_of_a_claimed_call_which_is_then_not_sent(
+        backend: Backend) -> None:
+    """A claim that took long (here the first, 40 s) makes the next Originate wait one
+    interval from its departure after its own claim. A hard stop during that wait ends it at
+    once: that call is not sent (nothing rings after a hard stop), its attempt is settled
+    `error` at stage `not-sent`, and the run ends without waiting out the interval."""
+    numbers = [fiction(i) for i in range(3)]
+    stop, hard = asyncio.Event(), asyncio.Event()
+
+    async def scenario() -> tuple[list[float], float, float, list[dict[str, Any]]]:
+        async with rig(backend, {n: failed(1) for n in numbers}, clock=ManualClock(),
+                       calls_per_second=1 / 40) as r:
+            stamps = stamp_originates(r)
+            place, placed = r.dialer.place, []
+
+            async def slow_first(contact: dict[str, Any]) -> Any:
+                got = await place(contact)
+                placed.append(r.clock.monotonic())
+                if len(placed) == 1:
+                    await r.clock.sleep(40)  # the first claim's long way (e.g. a slow store)
+                return got
+            r.dialer.place = slow_first  # type: ignore[method-assign]
+
+            async def cut() -> float:  # 5 s into the second call's wait for its slot
+                while len(placed) < 2:
+                    await asyncio.sleep(0.005)
+                while r.clock.monotonic() < placed[1] + 5:
+                    await asyncio.sleep(0.002)
+                stop.set()
+                hard.set()
+                return r.clock.monotonic()
+            cutter = asyncio.ensure_future(cut())
+            await run_campaign(r, stop, hard)
+            return stamps, await cutter, r.clock.monotonic(), r.calls()
+    stamps, cut_at, ended_at, calls = asyncio.run(scenario())
+    assert len(stamps) == 1  # the second call never left
+    assert ended_at - cut_at < 20, (cut_at, ended_at)  # not the rest of the 40-s interval
+    assert len(calls) == 2 and calls[0]["outcome"] == "failed"
+    assert (calls[1]["outcome"], calls[1]["stage"]) == ("error", "not-sent")

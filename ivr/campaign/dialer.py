@@ -196,6 +196,15 @@ class Dialer:
         return claim, self._originate(ns, flight, self._request(channel, flight,
                                                                 claim.token or ""))
 
+    def unsent(self, call_id: int, send: Coroutine[Any, Any, None]) -> None:
+        """A claimed attempt whose Originate is not sent after all (a hard stop came while it
+        waited for its pacing slot): nothing was dialled; `error` (stage `not-sent`), retried
+        while attempts remain, as a reconciled attempt is."""
+        send.close()  # the coroutine never ran: nothing reached the node
+        flight = self.by_call.get(call_id)
+        if flight is not None:
+            self._settle_error(flight, "not-sent")
+
     async def _originate(self, ns: NodeState, flight: InFlight,
                          request: OriginateRequest) -> None:
         # The link it leaves on (nothing is awaited before it is written): a reconciliation

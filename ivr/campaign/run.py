@@ -191,8 +191,11 @@ class CampaignRun:
             return True
         # A PostgreSQL claim (worker thread) takes more or less time: pace the Originate too.
         early = self._left_at + self.control.interval - self.clock.monotonic()
-        if early > 0:  # claimed: it leaves even if a stop came meanwhile
-            await self.clock.wait(timeout=early)
+        if early > 0:  # claimed: it leaves even if a stop came meanwhile, not a hard stop
+            await self.clock.wait(self.hard_stop, timeout=early)
+        if self.hard_stop.is_set():  # nothing rings after a hard stop: settled, never sent
+            self.dialer.unsent(int(claim.call["id"]), send)
+            return False
         task = asyncio.ensure_future(self._send(send))
         self._sending.add(task)
         task.add_done_callback(self._sent)
