@@ -194,8 +194,8 @@ def test_a_producer_on_a_full_pipe_is_released_when_the_response_ends(monkeypatc
     export threads until the producer's next check: the next download would wait on it."""
     monkeypatch.setattr(download.Pipe, "WAIT_S", 30.0)
     pipe = download.Pipe()
-    for _ in range(pipe.q.maxsize):
-        pipe.q.put(b"x")
+    for _ in range(pipe.ROOM):  # no room left for a fresh chunk
+        pipe.put(b"x")
     released = threading.Event()
 
     def produce() -> None:
@@ -206,6 +206,6 @@ def test_a_producer_on_a_full_pipe_is_released_when_the_response_ends(monkeypatc
             released.set()
     threading.Thread(target=produce, daemon=True).start()
     time.sleep(0.2)
-    assert not released.is_set()  # waiting on the full queue
+    assert not released.is_set()  # waiting for room
     pipe.close()
     assert released.wait(10)

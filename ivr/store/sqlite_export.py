@@ -17,6 +17,7 @@ program stores one (the values come from the program, the dialplan, Asterisk, th
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from itertools import chain
@@ -29,7 +30,11 @@ BATCH = 5000  # calls per fetch: one chunk of ~0.5 MB
 FIRST_BATCH = 1000  # the first chunk: ~110 KB, past the console pipe's 64 KB, sent at once
 _HEAD = itemgetter(0)
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
-_NOT_PLAIN = ('"', "\r", "\n", "\x00", ",=", ",+", ",-", ",@", ",\t")  # in a plain head
+_NOT_PLAIN = ('"', "\r", "\n", "\x00")  # in a plain head
+# A field of a head starting with a formula character (",=", ",+", ",-", ",@", ",\t"): one
+# pass of a regular expression, 0.46 ms over a batch's heads against 2.7 ms for the five
+# two-character searches (each stops at every comma: 14 a line).
+_FORMULA_FIELD = re.compile(",[-=+@\t]")
 MARK = "\x01"  # before the number's field in a head
 
 # Per call: head "id,contact_id,\x01number,source,attempt,…,hangup_cause," and tail "prompts,
@@ -148,7 +153,8 @@ def _plain(rows: list[tuple[str, str]]) -> str | None:
     # One \x01 per call in all the text: each is a mark, none a value's.
     n = len(rows)
     if heads.count(",") != 14 * n or text.count(MARK) != n or heads.startswith(_FORMULA) \
-            or "\x00" in text or any(bad in heads for bad in _NOT_PLAIN):
+            or "\x00" in text or any(bad in heads for bad in _NOT_PLAIN) \
+            or _FORMULA_FIELD.search(heads):
         return None
     return text.replace(MARK, "")
 

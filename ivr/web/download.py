@@ -6,13 +6,13 @@ kept blocks' deflate segments (gzblocks): after a commit only the changed block 
 and 33 MB of CSV cross the pipe, uvicorn and the network as ~3 MB."""
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from fastapi.responses import Response, StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from ivr.records.report import CSV_HEADER_BYTES
 from ivr.store.base import Chunk
@@ -29,19 +29,36 @@ class Gone(Exception):
 
 class Pipe:
     """Bytes (report.csv's blocks and batches, as the store rendered them) written by a
-    producing thread, handed on in chunks of at least ~64 KB through a short queue: the
-    download starts with the first rows, memory stays bounded."""
+    producing thread, handed on in chunks of at least ~64 KB, in order: the download starts
+    with the first rows, memory stays bounded. Only the fresh chunks (rendered now) count
+    against the room (ROOM in flight): a kept block (one of `kept`, by identity) costs no
+    memory (the cache holds it anyway), so the producer hands every kept block on at once
+    and goes on to render the changed ones while the response sends the kept ones (before,
+    a full queue of kept blocks held the render back until the client had read them)."""
     CHUNK = 64 * 1024
-    WAIT_S = 0.1  # a producer on a full queue checks this often whether the client left
+    ROOM = 8  # fresh chunks in flight at most
+    WAIT_S = 0.1  # a producer with no room checks this often whether the client left
 
-    def __init__(self) -> None:
-        self.q: queue.Queue[Any] = queue.Queue(maxsize=8)
+    def __init__(self, kept: Iterable[bytes] = ()) -> None:
+        self.q: queue.Queue[Any] = queue.Queue()  # unbounded: the room bounds it (fresh)
+        self._room = threading.Semaphore(self.ROOM)
+        self._kept = {id(b): b for b in kept}
         self.gone = threading.Event()
         self._buf: list[bytes] = []
         self._size = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._waiting = False  # the response waits for an item (set on its loop)
+
+    def _is_kept(self, item: Any) -> bool:
+        return self._kept.get(id(item)) is item
 
     def write(self, chunk: bytes) -> None:
-        if len(chunk) >= self.CHUNK:  # a kept block or segment: handed on as it is, no copy
+        if self._is_kept(chunk):  # the kept bytes object itself: no copy, no room
+            self.flush()
+            self.put(chunk, fresh=False)
+            return
+        if len(chunk) >= self.CHUNK:  # a rendered batch or segment: handed on as it is
             self.flush()
             self.put(chunk)
             return
@@ -55,33 +72,69 @@ class Pipe:
             self.put(self._buf[0] if len(self._buf) == 1 else b"".join(self._buf))
             self._buf, self._size = [], 0
 
-    def put(self, item: Any) -> None:
-        while not self.gone.is_set():  # a departed client must not hold the thread forever
+    def put(self, item: Any, fresh: bool = True) -> None:
+        """Hands `item` on (a fresh one once there is room); Gone once the response ended."""
+        while fresh and not self._room.acquire(timeout=self.WAIT_S):
+            if self.gone.is_set():  # a departed client must not hold the thread forever
+                raise Gone
+        if self.gone.is_set():
+            raise Gone
+        self.q.put(item)
+        if self._waiting and self._loop is not None:  # the response sleeps: wake it
             try:
-                return self.q.put(item, timeout=self.WAIT_S)
-            except queue.Full:
-                continue
-        raise Gone
+                self._loop.call_soon_threadsafe(self._wake_up)
+            except RuntimeError:  # the loop is closed: the server stops
+                raise Gone from None
+
+    def _wake_up(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
 
     def close(self) -> None:
-        """The response ended: a producer waiting on the full queue is released at once (it
-        held one of the two export threads up to WAIT_S after a client left early)."""
+        """The response ended: a producer waiting for room is released at once (it held one
+        of the two export threads up to WAIT_S after a client left early)."""
         self.gone.set()
+        self._kept = {}  # what this download held of the cache, let go with it
+        self._room.release(self.ROOM)
         try:
             while True:
                 self.q.get_nowait()
         except queue.Empty:
             pass
 
+    def _taken(self, item: Any) -> Any:
+        if isinstance(item, bytes) and not self._is_kept(item):
+            self._room.release()  # a fresh chunk left the pipe
+        return item
+
     def get(self) -> Any:
         """The next chunk, None at the end, or the producer's exception; Gone once the
-        response has ended (no pool thread waits forever on a queue nobody fills)."""
+        response has ended (no thread waits forever on a queue nobody fills)."""
         while not self.gone.is_set():
             try:
-                return self.q.get(timeout=0.5)
+                return self._taken(self.q.get(timeout=0.5))
             except queue.Empty:
                 continue
         raise Gone
+
+    async def aget(self) -> Any:
+        """get() on the response's event loop, with no thread hop per chunk: the producer
+        wakes the loop only when the response waits for it."""
+        if self._wake is None:
+            self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        while True:
+            try:
+                return self._taken(self.q.get_nowait())
+            except queue.Empty:
+                pass
+            self._wake.clear()
+            self._waiting = True  # before the second look: a put after it wakes us
+            try:
+                return self._taken(self.q.get_nowait())
+            except queue.Empty:
+                await self._wake.wait()
+            finally:
+                self._waiting = False
 
 
 def produce(pipe: Pipe, write: Any, done: Any = None, finally_: Any = None) -> None:
@@ -90,12 +143,12 @@ def produce(pipe: Pipe, write: Any, done: Any = None, finally_: Any = None) -> N
         pipe.flush()
         if done is not None:
             done()  # the whole download went out: what it rendered may be kept
-        pipe.put(None)  # the end
+        pipe.put(None, fresh=False)  # the end
     except Gone:
         pass
     except BaseException as exc:  # noqa: BLE001 - raised in the response: the download fails
         try:
-            pipe.put(exc)
+            pipe.put(exc, fresh=False)
         except Gone:
             pass
     finally:
@@ -133,11 +186,14 @@ def report_csv(state: Any, campaign: str, gzip: bool) -> Response:
     stores, kept = state.stores, state.kept_csv
     blocks = kept.get(campaign)
     gather = kept.start_keeping()
-    pipe = Pipe()
+    packed = kept.packed(campaign)
+    # What the pipe may pass on without room: the kept bytes this download sends as they are.
+    pipe = Pipe([p.seg for p in packed.values()] if gzip else
+                [c.data for c in blocks.values()])
     headers = {"Content-Disposition": 'attachment; filename="report.csv"',
                "Vary": "Accept-Encoding"}
     if gzip:
-        writer = GzipWriter(pipe, kept.packed(campaign), (_HEADER,))
+        writer = GzipWriter(pipe, packed, (_HEADER,))
         fresh: dict[int, Chunk] = Blocks(writer, gather)
 
         def write(out: Any) -> None:
@@ -157,7 +213,7 @@ def report_csv(state: Any, campaign: str, gzip: bool) -> Response:
 
     async def body() -> Any:
         while True:
-            item = await run_in_threadpool(pipe.get)
+            item = await pipe.aget()
             if isinstance(item, bytes):
                 yield item
             elif item is None:
