@@ -15,7 +15,7 @@ from typing import Any
 
 from ivr.campaign.clock import Clock
 from ivr.campaign.dialer import Dialer
-from ivr.campaign.planning import Plan, plan, why_nobody
+from ivr.campaign.planning import Claim, Plan, plan, why_nobody
 from ivr.campaign.run_control import RunControl
 from ivr.campaign.state import RunState
 from ivr.config import Config
@@ -32,6 +32,8 @@ HANGUP_GRACE_S = 5.0  # after the hard stop's hang-up, calls get this long to re
 # second (bench_ivr); stock panoramisk sends them all at once. The window starts at one (the
 # first call of a run meets a PBX that may be refusing) and doubles with each success.
 SEND_WINDOW = 32
+CLAIM_BATCH = 32  # due contacts claimed in one transaction at most (a local store: _batch)
+BATCH_SPREAD_S = 0.05  # ... and as many as leave within this of their claim (pacing)
 
 
 @dataclass
@@ -99,13 +101,30 @@ class CampaignRun:
     # -- dialling the plan ----------------------------------------------------------------------
     async def _dial_due(self, p: Plan) -> None:
         """Dial the due contacts in order; return early to re-plan when the world moved."""
-        for contact in p.due:
+        due, i = p.due, 0
+        while i < len(due):
             if not await self._room() or not await self._pace():
                 return
             if not await self._nodes_ready() or not await self._store_writable():
                 return  # re-plan once it is back
-            if not await self._dial(contact):
+            n = self._batch(len(due) - i)
+            if not await (self._dial(due[i]) if n == 1 else self._dial_many(due[i:i + n])):
                 return
+            i += n
+
+    def _batch(self, left: int) -> int:
+        """How many due contacts to claim in one transaction: on a local store, as many as
+        the Originate window, the room (max_concurrent), CLAIM_BATCH and the pacing allow
+        (the last one leaves at most BATCH_SPREAD_S after its claim: 10 at 200 calls/s, one
+        below 40). A claim is a commit: a burst's claims share it (the claim was a seventh
+        of the controller's CPU on the sandbox bench)."""
+        ctl = self.control
+        if self.dialer.remote:
+            return 1
+        spread = int(BATCH_SPREAD_S / ctl.interval) if ctl.interval > 0 else CLAIM_BATCH
+        free = min(self._window - len(self._sending),
+                   ctl.max_concurrent - self.dialer.in_flight())
+        return max(1, min(left, free, spread, CLAIM_BATCH))
 
     async def _room(self) -> bool:
         """Wait while max_concurrent calls are in flight or the console pauses the run; False
@@ -186,7 +205,31 @@ class CampaignRun:
             await self._store_away(exc)
             return False
         self.state.set(paused="")
-        if send is None:  # refused at dial time (e.g. opted out meanwhile)
+        return await self._leave(claim, send)
+
+    async def _dial_many(self, contacts: list[dict[str, Any]]) -> bool:
+        """`_dial` for several contacts claimed in one transaction (`_batch`); each Originate
+        then leaves at its own pacing slot, as a lone one does."""
+        self._raise_failure()
+        self.dialer.writer.flush()
+        try:
+            placed = self.dialer.place_many(contacts)
+        except STORE_ERRORS as exc:  # nothing was kept, nothing sent: pause, then re-plan
+            await self._store_away(exc)
+            return False
+        self.state.set(paused="")
+        for k, (claim, send) in enumerate(placed):
+            if not await self._leave(claim, send):
+                for later, unsent in placed[k + 1:]:  # a hard stop: none of them rings
+                    if unsent is not None and later.call is not None:
+                        self.dialer.unsent(int(later.call["id"]), unsent)
+                return False
+            self.next_slot = max(self.next_slot, self.clock.monotonic() + self.control.interval)
+        return True
+
+    async def _leave(self, claim: Claim, send: Coroutine[Any, Any, None] | None) -> bool:
+        """A claimed call's Originate, at its pacing slot; False on a hard stop (not sent)."""
+        if send is None or claim.call is None:  # refused at dial time (e.g. opted out)
             self._tick()
             return True
         # A PostgreSQL claim (worker thread) takes more or less time: pace the Originate too.
