@@ -287,6 +287,11 @@ def test_the_batch_keyed_hash_is_the_one_number_hash(store: Store) -> None:
     assert store.number_hashes([]) == []
     store.add_optout("+33612345678", "letter", OPEN)
     assert store.opted_out_among(["+33612345679", "+33612345678"]) == {"+33612345678"}
+    # per hash against the list (a join on PostgreSQL, EXISTS on SQLite): none, repeats, many
+    store.add_optout("+33612345600", "letter", OPEN)
+    many = [f"+336123456{i:02d}" for i in range(100)] + ["+33612345678", "x"]
+    assert store.opted_out_among(many) == {"+33612345678", "+33612345600"}
+    assert store.opted_out_among([]) == set() and store.opted_out_among(["x"]) == set()
 
 
 @pytest.mark.parametrize("schedule,now", SCHEDULES)

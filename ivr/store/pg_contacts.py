@@ -136,10 +136,13 @@ class PgContactsSQL(PgCore):
         """The numbers on the opposition list (by keyed hash)."""
         by_hash = dict(zip(self.number_hashes(numbers), numbers))
         # one text of hex hashes split by the server: psycopg quotes each element of a list
-        # parameter through a regular expression (0.2-0.5 s for a plan's 100,000 numbers)
+        # parameter through a regular expression (0.2-0.5 s for a plan's 100,000 numbers).
+        # Joined (EXISTS), not `number_hash = ANY(array)`: the array, folded into the plan as
+        # a constant, cost 4-5 ms of planning and filtering per 5,000 hashes, this ~1 ms.
         return {by_hash[r["number_hash"]] for r in self._rows(
-            "SELECT number_hash FROM optouts WHERE number_hash = ANY(string_to_array("
-            "%(hashes)s, ','))", {"hashes": ",".join(by_hash)})}
+            "SELECT h AS number_hash FROM unnest(string_to_array(%(hashes)s, ',')) h "
+            "WHERE EXISTS (SELECT 1 FROM optouts o WHERE o.number_hash = h)",
+            {"hashes": ",".join(by_hash)})}
 
     def add_contact(self, number: str, *, name: str | None, timezone: str | None, source: str,
                     basis: str | None, acquired_on: str | None, extra: str, status: str,
