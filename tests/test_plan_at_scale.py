@@ -328,3 +328,23 @@ def test_the_batch_keyed_hash_is_hmac_sha256_for_any_key_length() -> None:
         keyed._key = bytes(range(256))[:size] if size else b""
         assert keyed.number_hashes(numbers) == \
             [hmac.new(keyed._key, n.encode(), "sha256").hexdigest() for n in numbers], size
+
+
+def test_a_plan_stopped_after_its_first_chunk_leaves_the_store_usable(store: Store) -> None:
+    """PostgreSQL fetches the next chunk while the caller judges one: a caller that stops
+    early waits for that fetch, then the cursor and the transaction end; the opposition
+    marks the store gives with the rows are opted_out_among's."""
+    s, c = mixed_store(store), cfg()
+    a, r = _since(c, OPEN)
+    chunks = s.plan_contacts("c1", attempts_since=a, refusals_since=r, now=OPEN, chunk=2)
+    first = next(chunks)
+    chunks.close()
+    assert len(first) == 2
+    rows = [k for ks in s.plan_contacts("c1", attempts_since=a, refusals_since=r, now=OPEN,
+                                        chunk=3) for k in ks]
+    if "plan_opposed" in rows[0]:  # PostgreSQL
+        assert {k["number"] for k in rows if k["plan_opposed"]} == \
+            s.opted_out_among([k["number"] for k in rows]) == {"+33612000020"}
+    s.add_optout("+33612000099", "letter", OPEN)  # a write after the plan: no transaction left
+    got = [(k["id"], v) for k, v, _ in judged(c, s, OPEN)]
+    assert got == [(i, v) for i, _, _, v in reference(c, s, OPEN)]

@@ -138,10 +138,11 @@ def _judge_chunk(cfg: Config, store: StoreBackend, rows: list[dict[str, Any]], n
                  quiet_verdict: _QuietVerdicts) -> Judged:
     quiet = [bool(r.pop("plan_quiet")) for r in rows]  # the due list carries contacts only
     read = [r.pop("plan_history", None) for r in rows]
-    if any(h is not None for h in read):
-        # the store read the others' history with the plan (PostgreSQL): only the opposition
-        # list is left, for every number at once, then marked as `history` marks it
-        opposed = store.opted_out_among([r["number"] for r in rows])
+    marked = [r.pop("plan_opposed", None) for r in rows]
+    if any(m is not None for m in marked):
+        # the store read the opposition list and the others' history with the plan
+        # (PostgreSQL): an opposed one's is marked as `history` marks it
+        opposed = {r["number"] for r, m in zip(rows, marked) if m}
         history = {r["number"]: _opposed(h) if r["number"] in opposed else h
                    for r, q, h in zip(rows, quiet, read) if not q}
     else:
