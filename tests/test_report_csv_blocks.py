@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import random
 import sqlite3
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -231,16 +232,28 @@ def sums(pg: Any) -> dict[tuple[str, int], int]:
         "SELECT campaign, block, SUM(version) AS v FROM call_chunks GROUP BY 1, 2")}
 
 
+def gone_from_activity(store: Any, pids: list[int], within_s: float = 30.0) -> None:
+    """Until none of `pids` is in pg_stat_activity: a closed connection's backend exits
+    a moment after its client, and the fold takes only slots whose backend is gone."""
+    deadline = time.monotonic() + within_s
+    while store.q("SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)):
+        assert time.monotonic() < deadline, f"backends {pids} still listed after {within_s} s"
+        time.sleep(0.05)
+
+
 def test_the_fold_of_gone_connections_keeps_each_blocks_version(
         pg_store: Any, pg_store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each connection bumps rows of its own; once it is gone the fold sums them into slot 0:
     each block's version is unchanged, so every kept block is still sent as kept."""
+    pids: list[int] = []
     for k in range(4):  # four connections, each writing (and then leaving) into each block
         with psycopg.connect(pg_store_url, autocommit=True) as conn:
+            pids.append(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
             for b in (0, 2):
                 conn.execute("INSERT INTO calls (id, number, attempt, campaign, started_at) "
                              "VALUES (%s, '+33123', 1, 'c1', %s)", (b * 8192 + 10 + k, T0))
             conn.execute("UPDATE calls SET outcome = 'busy' WHERE id = 10")
+    gone_from_activity(pg_store, pids)  # a backend leaves pg_stat_activity after its client
     before = sums(pg_store)
     assert pg_store.one("SELECT COUNT(*) AS n FROM call_chunks")["n"] > len(before) == 2
     d = Downloads(pg_store, monkeypatch)
