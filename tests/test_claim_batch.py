@@ -1,4 +1,4 @@
-"""The run claims a burst of due contacts in one transaction (run._batch, Dialer.place_many):
+"""The run claims a burst of due contacts in one transaction (Sender.batch, Dialer.place_many):
 a local store, pacing fast enough that CLAIM_BATCH intervals fit in BATCH_SPREAD_S. The caps,
 the window and one attempt per number hold; a claim that fails rolls the whole batch back and
 leaves no flight behind."""

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from ivr.campaign import run as campaign_run
+from ivr.campaign import sending
 from ivr.campaign.clock import Clock, ManualClock
 from ivr.campaign.dialer import FAULT_HOLD_S
 from ivr.campaign.state import RunState, Snapshot
@@ -273,7 +274,7 @@ def test_originates_overlap_up_to_the_window_within_max_concurrent(backend: Back
             return seen, r.pbx.max_live, report, r.calls()
     seen, max_live, report, calls = asyncio.run(scenario())
     assert seen[0] == 1 and seen[1] == 1  # the first alone; the second after its success
-    assert max(seen) == campaign_run.SEND_WINDOW
+    assert max(seen) == sending.SEND_WINDOW
     assert max_live <= 70 and report.originated == 80
     assert Counter(c["outcome"] for c in calls) == {"message_played": 80}
 

@@ -14,8 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from ivr.callflow import outcomes
-from ivr.callflow.dispositions import unanswered_outcome
-from ivr.campaign import planning, reconcile
+from ivr.campaign import node_events, planning, reconcile
 from ivr.campaign.clock import Clock
 from ivr.campaign.nodes import (FAULT_HOLD_S, InFlight, NodeState, StoredCauses,  # noqa: F401
                                 dial_string, pick, safe_value)
@@ -24,14 +23,12 @@ from ivr.config import Config
 from ivr.store.safe_writes import SafeWriter
 from ivr.store.sqlite import CallResult, Store
 from ivr.telephony import contract
-from ivr.telephony.node import (ActionTimeout, ChannelHangup, Failsafe, NodeDisconnected,
-                                NodeEvent, OriginateRefused, OriginateRequest, OriginateResult,
-                                PbxNode, Reconnected)
+from ivr.telephony.node import (ActionTimeout, NodeDisconnected, NodeEvent, OriginateRefused,
+                                OriginateRequest, PbxNode)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-CAUSE_GRACE_S = 1.0     # wait this long for a Hangup cause after a vague failed Originate
 ANSWERED_GRACE_S = 3.0  # an answered call whose IVR never reported is an `error` after this
 RECENT_DOWN_S = 5.0     # in a pool, a node down for longer did not cut a call ending now
 HANGUP_ALL_S = 3.0      # a stop's hang-up of every call waits this long at most
@@ -72,9 +69,6 @@ class Dialer:
         safe_value("campaign.caller_name", cfg.campaign.caller_name)
         self.caller_id = (f'"{cfg.campaign.caller_name}" <{caller}>'
                           if cfg.campaign.caller_name else caller)
-        self._handlers: dict[type, Callable[[Any], None]] = {
-            OriginateResult: self._on_result, ChannelHangup: self._on_hangup,
-            Failsafe: self._on_failsafe, Reconnected: self._on_reconnected}
 
     # -- node views -----------------------------------------------------------------------------
     @property
@@ -288,70 +282,9 @@ class Dialer:
                 log.exception("node event %r not handled", ev)
 
     def on_event(self, ev: NodeEvent) -> None:
-        handler = self._handlers.get(type(ev))
+        handler = node_events.HANDLERS.get(type(ev))  # ivr/campaign/node_events.py
         if handler is not None:
-            handler(ev)
-
-    def _flight(self, node: str, channel_id: str) -> InFlight | None:
-        ns = self.nodes.get(node)
-        return ns.calls.get(channel_id) if ns is not None else None
-
-    def _on_result(self, ev: OriginateResult) -> None:
-        flight = self._flight(ev.node, ev.channel_id)
-        if flight is None:
-            return
-        if ev.success:
-            # OriginateResponse Success comes at the answer; the AGI starts later (after AMD)
-            flight.answered = True
-            call_id, at = flight.call_id, self.clock.now()
-            self.writer.write(lambda: self.store.record_answer(call_id, at))
-            if flight.hung_up:  # the hangup came first: still give the IVR its grace
-                self._expire_later(flight)
-            return
-        flight.failed, flight.reason = True, ev.reason
-        if flight.hung_up and flight.cause is not None:
-            self._settle_failed(flight)
-        else:  # the hangups carry the cause that explains the failure
-            flight.settle = self.clock.call_later(CAUSE_GRACE_S, self._settle_failed, flight)
-
-    def _on_hangup(self, ev: ChannelHangup) -> None:
-        if ev.callee_half:  # its cause is the one that explains a failed call
-            self._on_callee_hangup(ev)
-            return
-        flight = self._flight(ev.node, ev.channel_id)
-        if flight is None:  # already settled by the IVR: keep the real cause
-            if ev.cause and ev.channel_id.startswith("ivr-") and \
-                    not self.stored_causes.already(ev.channel_id, str(ev.cause)):
-                cause, uid, campaign = str(ev.cause), ev.channel_id, self.cfg.campaign.name
-                self.writer.write(lambda: self.store.set_hangup_cause_by_channel(
-                    uid, cause, campaign))  # another campaign's run shares the PBX
-            return
-        flight.cause = flight.cause or ev.cause or None
-        flight.hung_up = True
-        if flight.failed and flight.cause is not None:
-            self._settle_failed(flight)
-        elif flight.answered:
-            if flight.cause is not None:
-                call_id, cause = flight.call_id, str(flight.cause)
-                self.writer.write(lambda: self.store.set_hangup_cause(call_id, cause))
-            self._expire_later(flight)
-
-    def _on_callee_hangup(self, ev: ChannelHangup) -> None:
-        flight = self._flight(ev.node, ev.channel_id)
-        if flight is not None and ev.cause:
-            flight.cause = ev.cause
-            if flight.failed and flight.hung_up:
-                self._settle_failed(flight)
-
-    def _on_failsafe(self, ev: Failsafe) -> None:
-        flight = self.by_call.get(ev.call_id if ev.call_id is not None else -1)
-        if flight is not None:
-            self._settle_error(flight, "failsafe")
-
-    def _on_reconnected(self, ev: Reconnected) -> None:  # events were missed while down
-        ns = self.nodes.get(ev.node)
-        if ns is not None:
-            self._reconcile_soon(ns)
+            handler(self, ev)
 
     # -- settling -----------------------------------------------------------------------------
     async def read_call(self, call_id: int) -> dict[str, Any] | None:
@@ -362,10 +295,6 @@ class Dialer:
             return await self.off_loop(self.store.call, call_id)
         self.writer.flush()
         return self.store.call(call_id)
-
-    def _settle_failed(self, flight: InFlight) -> None:
-        self._settle_unanswered(flight, unanswered_outcome(flight.reason, flight.cause),
-                                flight.cause)
 
     def _expire_later(self, flight: InFlight) -> None:
         self.clock.call_later(ANSWERED_GRACE_S, self._expire, flight)

@@ -8,18 +8,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from ivr.campaign.clock import Clock
 from ivr.campaign.dialer import Dialer
-from ivr.campaign.planning import Claim, Plan, plan, why_nobody
+from ivr.campaign.planning import Plan, plan, why_nobody
 from ivr.campaign.run_control import RunControl
+from ivr.campaign.sending import Sender
 from ivr.campaign.state import RunState
 from ivr.config import Config
-from ivr.errors import PbxError
 from ivr.store.safe_writes import STORE_ERRORS
 from ivr.store.sqlite import Store
 
@@ -28,12 +28,6 @@ IDLE_REPLAN_S = 5.0   # with calls in flight and nobody due, re-plan at least th
 CAPACITY_POLL_S = 1.0  # while full, look at the stop event at least this often
 NODE_BACK_S = 5.0     # while no node takes calls, wait this long for one before re-planning
 HANGUP_GRACE_S = 5.0  # after the hard stop's hang-up, calls get this long to report their end
-# Originates awaiting their Response at once. One at a time, a saturated Asterisk took ~30 a
-# second (bench_ivr); stock panoramisk sends them all at once. The window starts at one (the
-# first call of a run meets a PBX that may be refusing) and doubles with each success.
-SEND_WINDOW = 32
-CLAIM_BATCH = 32  # due contacts claimed in one transaction at most (a local store: _batch)
-BATCH_SPREAD_S = 0.05  # ... and as many as leave within this of their claim (pacing)
 
 
 @dataclass
@@ -55,14 +49,10 @@ class CampaignRun:
         # The console's pause and pacing (run_control.py); without one, the config's.
         self.control = control or RunControl(cfg, store, clock, stop, hard_stop, state)
         self.next_slot = clock.monotonic()
-        self._left_at = float("-inf")  # when the last Originate left (pacing)
         self._away = False  # paused because a read or a claim found the store away
         self._planned_with = 0  # calls in flight when the last plan was read
-        self._sending: set[asyncio.Task[None]] = set()  # Originates awaiting their Response
-        self._sent_one = asyncio.Event()
-        self._window = 1
-        self._failure: BaseException | None = None  # an Originate task's unexpected error
-        self._answering = 0  # Originates sent and still awaiting their Response
+        # The Originates in the air: pacing of departures, the window (ivr/campaign/sending.py)
+        self.sender = Sender(dialer, clock, self.control, hard_stop, self._called, self._tick)
         # The drain's bound: the config's, else the longest possible call (the deadline).
         self.drain_s = cfg.dialer.drain_timeout_s or dialer.deadline_s
 
@@ -91,12 +81,18 @@ class CampaignRun:
         try:
             await self._drain()
         finally:
-            await self._cancel_sending()
+            await self.sender.cancel()
         return await self._finish()
 
     def _tick(self) -> None:
         self.state.changed()
         self.on_tick()
+
+    def _called(self) -> None:
+        """An Originate was sent and accepted."""
+        self.report.originated += 1
+        self.state.called()
+        self._tick()
 
     # -- dialling the plan ----------------------------------------------------------------------
     async def _dial_due(self, p: Plan) -> None:
@@ -107,24 +103,10 @@ class CampaignRun:
                 return
             if not await self._nodes_ready() or not await self._store_writable():
                 return  # re-plan once it is back
-            n = self._batch(len(due) - i)
+            n = self.sender.batch(len(due) - i)
             if not await (self._dial(due[i]) if n == 1 else self._dial_many(due[i:i + n])):
                 return
             i += n
-
-    def _batch(self, left: int) -> int:
-        """How many due contacts to claim in one transaction: on a local store, as many as
-        the Originate window, the room (max_concurrent), CLAIM_BATCH and the pacing allow
-        (the last one leaves at most BATCH_SPREAD_S after its claim: 10 at 200 calls/s, one
-        below 40). A claim is a commit: a burst's claims share it (the claim was a seventh
-        of the controller's CPU on the sandbox bench)."""
-        ctl = self.control
-        if self.dialer.remote:
-            return 1
-        spread = int(BATCH_SPREAD_S / ctl.interval) if ctl.interval > 0 else CLAIM_BATCH
-        free = min(self._window - len(self._sending),
-                   ctl.max_concurrent - self.dialer.in_flight())
-        return max(1, min(left, free, spread, CLAIM_BATCH))
 
     async def _room(self) -> bool:
         """Wait while max_concurrent calls are in flight or the console pauses the run; False
@@ -195,9 +177,10 @@ class CampaignRun:
             self.state.set(paused=f"store unavailable: {why}")
 
     async def _dial(self, contact: dict[str, Any]) -> bool:
-        """One call: claimed here, its Originate sent in the background (up to `_window` of
-        them awaiting their Response at once); False when the run must re-plan (store away)."""
-        self._raise_failure()
+        """One call: claimed here, its Originate sent in the background (up to the sender's
+        window of them awaiting their Response at once); False when the run must re-plan (store
+        away)."""
+        self.sender.raise_failure()
         self.dialer.writer.flush()
         try:
             claim, send = await self.dialer.place(contact)
@@ -205,12 +188,12 @@ class CampaignRun:
             await self._store_away(exc)
             return False
         self.state.set(paused="")
-        return await self._leave(claim, send)
+        return await self.sender.leave(claim, send)
 
     async def _dial_many(self, contacts: list[dict[str, Any]]) -> bool:
-        """`_dial` for several contacts claimed in one transaction (`_batch`); each Originate
-        then leaves at its own pacing slot, as a lone one does."""
-        self._raise_failure()
+        """`_dial` for several contacts claimed in one transaction (`Sender.batch`); each
+        Originate then leaves at its own pacing slot, as a lone one does."""
+        self.sender.raise_failure()
         self.dialer.writer.flush()
         try:
             placed = self.dialer.place_many(contacts)
@@ -219,92 +202,13 @@ class CampaignRun:
             return False
         self.state.set(paused="")
         for k, (claim, send) in enumerate(placed):
-            if not await self._leave(claim, send):
+            if not await self.sender.leave(claim, send):
                 for later, unsent in placed[k + 1:]:  # a hard stop: none of them rings
                     if unsent is not None and later.call is not None:
                         self.dialer.unsent(int(later.call["id"]), unsent)
                 return False
             self.next_slot = max(self.next_slot, self.clock.monotonic() + self.control.interval)
         return True
-
-    async def _leave(self, claim: Claim, send: Coroutine[Any, Any, None] | None) -> bool:
-        """A claimed call's Originate, at its pacing slot; False on a hard stop (not sent)."""
-        if send is None or claim.call is None:  # refused at dial time (e.g. opted out)
-            self._tick()
-            return True
-        # A PostgreSQL claim (worker thread) takes more or less time: pace the Originate too.
-        early = self._left_at + self.control.interval - self.clock.monotonic()
-        if early > 0:  # claimed: it leaves even if a stop came meanwhile, not a hard stop
-            await self.clock.wait(self.hard_stop, timeout=early)
-        if self.hard_stop.is_set():  # nothing rings after a hard stop: settled, never sent
-            self.dialer.unsent(int(claim.call["id"]), send)
-            return False
-        task = asyncio.ensure_future(self._send(send))
-        self._sending.add(task)
-        task.add_done_callback(self._sent)
-        await asyncio.sleep(0)  # the Originate leaves now, at its pacing slot
-        while len(self._sending) >= self._window:
-            self._sent_one.clear()
-            await self._sent_one.wait()
-        return True
-
-    async def _send(self, send: Coroutine[Any, Any, None]) -> None:
-        """One Originate. A success widens the window (doubling up to SEND_WINDOW); a failure
-        narrows it to one and, with the PBX gone, holds the run until it is back."""
-        self._left_at = self.clock.monotonic()  # its departure, which the next one keeps off
-        self._answering += 1
-        refused: PbxError | None = None
-        try:
-            await send
-        except PbxError as exc:  # refused (settled) or unconfirmed (reconciled later)
-            refused = exc
-        finally:
-            self._answered()
-        if refused is not None:
-            self._window = 1
-            log.warning("dial: %s", refused)
-            if not self.dialer.up():
-                await self.dialer.wait_up(timeout=30)
-            return
-        self._window = min(self._window * 2, SEND_WINDOW)
-        self.report.originated += 1
-        self.state.called()
-        self._tick()
-
-    def _answered(self) -> None:
-        self._answering -= 1
-        self._sent_one.set()
-
-    async def _until_answered(self, timeout: float) -> None:
-        """Until every Originate sent has its Response (or `timeout`): before a hard stop's
-        hang-up, since a call whose Originate is still on its way may have no channel yet and
-        would ring after the stop."""
-        until = self.clock.monotonic() + timeout
-        while self._answering and self.clock.monotonic() < until:
-            self._sent_one.clear()
-            await self.clock.wait(self._sent_one, timeout=until - self.clock.monotonic())
-
-    def _sent(self, task: asyncio.Task[None]) -> None:
-        self._sending.discard(task)
-        self._sent_one.set()
-        if not task.cancelled() and task.exception() is not None:  # a bug: the run fails
-            log.error("Originate task failed", exc_info=task.exception())
-            self._failure = self._failure or task.exception()
-
-    def _raise_failure(self) -> None:
-        """An unexpected error in an Originate fails the run loudly, as it did when the
-        run awaited each Originate itself."""
-        if self._failure is not None:
-            raise self._failure
-
-    async def _cancel_sending(self) -> None:
-        """Nothing of the run outlives it: an Originate still waiting (e.g. for a PBX that
-        is gone) is cancelled; its attempt stays open for the next run's reconciliation."""
-        tasks = list(self._sending)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- between plans --------------------------------------------------------------------------
     async def _wait_for_work(self, p: Plan) -> bool:
@@ -367,7 +271,7 @@ class CampaignRun:
             if self.hard_stop.is_set() and hung_up_at is None:
                 # Originates still awaiting their Response may have no channel yet: the
                 # hang-up would miss them, and they would ring after the stop.
-                await self._until_answered(HANGUP_GRACE_S)
+                await self.sender.until_answered(HANGUP_GRACE_S)
                 hung_up_at = self.clock.monotonic()
                 await dialer.hangup_all()
             dialer.changed.clear()
@@ -381,8 +285,8 @@ class CampaignRun:
         """Calls in flight, or outcomes not in the store. On PostgreSQL the last ones are still
         on their way to a worker thread when the last call ends: they must land, or fail and
         be queued for retry (then waited for as any queued write), before the run ends."""
-        self._raise_failure()
-        if self.dialer.in_flight() or self._sending:
+        self.sender.raise_failure()
+        if self.dialer.in_flight() or self.sender.sending:
             return True
         await self.dialer.writer.settled()
         return bool(self.dialer.writer.pending)

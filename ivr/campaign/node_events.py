@@ -1,0 +1,93 @@
+"""The dialer's typed node events (ivr/telephony/node.py): each settles or marks the attempt it
+names. `Dialer.on_event` dispatches to them; an answered call is left to its IVR, a failed one
+is settled once the hangup's cause that explains it has come (or CAUSE_GRACE_S later)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ivr.callflow.dispositions import unanswered_outcome
+from ivr.campaign.nodes import InFlight
+from ivr.telephony.node import ChannelHangup, Failsafe, OriginateResult, Reconnected
+
+if TYPE_CHECKING:
+    from ivr.campaign.dialer import Dialer
+
+CAUSE_GRACE_S = 1.0     # wait this long for a Hangup cause after a vague failed Originate
+
+
+def _flight(dialer: Dialer, node: str, channel_id: str) -> InFlight | None:
+    ns = dialer.nodes.get(node)
+    return ns.calls.get(channel_id) if ns is not None else None
+
+
+def on_result(dialer: Dialer, ev: OriginateResult) -> None:
+    flight = _flight(dialer, ev.node, ev.channel_id)
+    if flight is None:
+        return
+    if ev.success:
+        # OriginateResponse Success comes at the answer; the AGI starts later (after AMD)
+        flight.answered = True
+        call_id, at = flight.call_id, dialer.clock.now()
+        dialer.writer.write(lambda: dialer.store.record_answer(call_id, at))
+        if flight.hung_up:  # the hangup came first: still give the IVR its grace
+            dialer._expire_later(flight)
+        return
+    flight.failed, flight.reason = True, ev.reason
+    if flight.hung_up and flight.cause is not None:
+        settle_failed(dialer, flight)
+    else:  # the hangups carry the cause that explains the failure
+        flight.settle = dialer.clock.call_later(CAUSE_GRACE_S, settle_failed, dialer, flight)
+
+
+def on_hangup(dialer: Dialer, ev: ChannelHangup) -> None:
+    if ev.callee_half:  # its cause is the one that explains a failed call
+        on_callee_hangup(dialer, ev)
+        return
+    flight = _flight(dialer, ev.node, ev.channel_id)
+    if flight is None:  # already settled by the IVR: keep the real cause
+        if ev.cause and ev.channel_id.startswith("ivr-") and \
+                not dialer.stored_causes.already(ev.channel_id, str(ev.cause)):
+            cause, uid, campaign = str(ev.cause), ev.channel_id, dialer.cfg.campaign.name
+            dialer.writer.write(lambda: dialer.store.set_hangup_cause_by_channel(
+                uid, cause, campaign))  # another campaign's run shares the PBX
+        return
+    flight.cause = flight.cause or ev.cause or None
+    flight.hung_up = True
+    if flight.failed and flight.cause is not None:
+        settle_failed(dialer, flight)
+    elif flight.answered:
+        if flight.cause is not None:
+            call_id, cause = flight.call_id, str(flight.cause)
+            dialer.writer.write(lambda: dialer.store.set_hangup_cause(call_id, cause))
+        dialer._expire_later(flight)
+
+
+def on_callee_hangup(dialer: Dialer, ev: ChannelHangup) -> None:
+    flight = _flight(dialer, ev.node, ev.channel_id)
+    if flight is not None and ev.cause:
+        flight.cause = ev.cause
+        if flight.failed and flight.hung_up:
+            settle_failed(dialer, flight)
+
+
+def on_failsafe(dialer: Dialer, ev: Failsafe) -> None:
+    flight = dialer.by_call.get(ev.call_id if ev.call_id is not None else -1)
+    if flight is not None:
+        dialer._settle_error(flight, "failsafe")
+
+
+def on_reconnected(dialer: Dialer, ev: Reconnected) -> None:  # events were missed while down
+    ns = dialer.nodes.get(ev.node)
+    if ns is not None:
+        dialer._reconcile_soon(ns)
+
+
+def settle_failed(dialer: Dialer, flight: InFlight) -> None:
+    dialer._settle_unanswered(flight, unanswered_outcome(flight.reason, flight.cause),
+                              flight.cause)
+
+
+HANDLERS: dict[type, Callable[[Dialer, Any], None]] = {
+    OriginateResult: on_result, ChannelHangup: on_hangup,
+    Failsafe: on_failsafe, Reconnected: on_reconnected}

@@ -1,0 +1,133 @@
+"""The run's Originates in the air (run.py claims, this sends): each leaves at its pacing slot,
+one interval after the previous one's departure, and up to a window of them await their
+Response at once; a burst of due contacts is claimed in one transaction (`Sender.batch`)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from ivr.campaign.clock import Clock
+from ivr.campaign.planning import Claim
+from ivr.campaign.run_control import RunControl
+from ivr.errors import PbxError
+
+if TYPE_CHECKING:
+    from ivr.campaign.dialer import Dialer
+
+log = logging.getLogger(__name__)
+# Originates awaiting their Response at once. One at a time, a saturated Asterisk took ~30 a
+# second (bench_ivr); stock panoramisk sends them all at once. The window starts at one (the
+# first call of a run meets a PBX that may be refusing) and doubles with each success.
+SEND_WINDOW = 32
+CLAIM_BATCH = 32  # due contacts claimed in one transaction at most (a local store: batch)
+BATCH_SPREAD_S = 0.05  # ... and as many as leave within this of their claim (pacing)
+
+
+class Sender:
+    """One run's Originates. `on_called`: one was sent and accepted; `tick`: the run's state
+    changed (a claim refused at dial time, a call placed)."""
+
+    def __init__(self, dialer: Dialer, clock: Clock, control: RunControl,
+                 hard_stop: asyncio.Event, on_called: Callable[[], None],
+                 tick: Callable[[], None]) -> None:
+        self.dialer, self.clock, self.control, self.hard_stop = dialer, clock, control, hard_stop
+        self.on_called, self.tick = on_called, tick
+        self.left_at = float("-inf")  # when the last Originate left (pacing)
+        self.sending: set[asyncio.Task[None]] = set()  # Originates awaiting their Response
+        self.sent_one = asyncio.Event()
+        self.window = 1
+        self.failure: BaseException | None = None  # an Originate task's unexpected error
+        self.answering = 0  # Originates sent and still awaiting their Response
+
+    def batch(self, left: int) -> int:
+        """How many due contacts to claim in one transaction: on a local store, as many as
+        the Originate window, the room (max_concurrent), CLAIM_BATCH and the pacing allow
+        (the last one leaves at most BATCH_SPREAD_S after its claim: 10 at 200 calls/s, one
+        below 40). A claim is a commit: a burst's claims share it (the claim was a seventh
+        of the controller's CPU on the sandbox bench)."""
+        ctl = self.control
+        if self.dialer.remote:
+            return 1
+        spread = int(BATCH_SPREAD_S / ctl.interval) if ctl.interval > 0 else CLAIM_BATCH
+        free = min(self.window - len(self.sending),
+                   ctl.max_concurrent - self.dialer.in_flight())
+        return max(1, min(left, free, spread, CLAIM_BATCH))
+
+    async def leave(self, claim: Claim, send: Coroutine[Any, Any, None] | None) -> bool:
+        """A claimed call's Originate, at its pacing slot; False on a hard stop (not sent)."""
+        if send is None or claim.call is None:  # refused at dial time (e.g. opted out)
+            self.tick()
+            return True
+        # A PostgreSQL claim (worker thread) takes more or less time: pace the Originate too.
+        early = self.left_at + self.control.interval - self.clock.monotonic()
+        if early > 0:  # claimed: it leaves even if a stop came meanwhile, not a hard stop
+            await self.clock.wait(self.hard_stop, timeout=early)
+        if self.hard_stop.is_set():  # nothing rings after a hard stop: settled, never sent
+            self.dialer.unsent(int(claim.call["id"]), send)
+            return False
+        task = asyncio.ensure_future(self._send(send))
+        self.sending.add(task)
+        task.add_done_callback(self._sent)
+        await asyncio.sleep(0)  # the Originate leaves now, at its pacing slot
+        while len(self.sending) >= self.window:
+            self.sent_one.clear()
+            await self.sent_one.wait()
+        return True
+
+    async def _send(self, send: Coroutine[Any, Any, None]) -> None:
+        """One Originate. A success widens the window (doubling up to SEND_WINDOW); a failure
+        narrows it to one and, with the PBX gone, holds the run until it is back."""
+        self.left_at = self.clock.monotonic()  # its departure, which the next one keeps off
+        self.answering += 1
+        refused: PbxError | None = None
+        try:
+            await send
+        except PbxError as exc:  # refused (settled) or unconfirmed (reconciled later)
+            refused = exc
+        finally:
+            self._answered()
+        if refused is not None:
+            self.window = 1
+            log.warning("dial: %s", refused)
+            if not self.dialer.up():
+                await self.dialer.wait_up(timeout=30)
+            return
+        self.window = min(self.window * 2, SEND_WINDOW)
+        self.on_called()
+
+    def _answered(self) -> None:
+        self.answering -= 1
+        self.sent_one.set()
+
+    async def until_answered(self, timeout: float) -> None:
+        """Until every Originate sent has its Response (or `timeout`): before a hard stop's
+        hang-up, since a call whose Originate is still on its way may have no channel yet and
+        would ring after the stop."""
+        until = self.clock.monotonic() + timeout
+        while self.answering and self.clock.monotonic() < until:
+            self.sent_one.clear()
+            await self.clock.wait(self.sent_one, timeout=until - self.clock.monotonic())
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self.sending.discard(task)
+        self.sent_one.set()
+        if not task.cancelled() and task.exception() is not None:  # a bug: the run fails
+            log.error("Originate task failed", exc_info=task.exception())
+            self.failure = self.failure or task.exception()
+
+    def raise_failure(self) -> None:
+        """An unexpected error in an Originate fails the run loudly, as it did when the
+        run awaited each Originate itself."""
+        if self.failure is not None:
+            raise self.failure
+
+    async def cancel(self) -> None:
+        """Nothing of the run outlives it: an Originate still waiting (e.g. for a PBX that
+        is gone) is cancelled; its attempt stays open for the next run's reconciliation."""
+        tasks = list(self.sending)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
