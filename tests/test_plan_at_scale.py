@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import random
 import re
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -258,6 +259,29 @@ def test_the_dry_run_streams_plain_lines_in_the_plans_order(
     assert len(want) == 6 and len(p.due) == 3
     assert "call     +33162000100  ([bold]list:smile:)" in lines
     assert gc.isenabled()  # the dry run pauses the cycle collector for its plan only
+    # restored as it was: on after a plan that raised; off for a caller who had it off
+    cli_module, real = sys.modules["ivr.cli"], sys.modules["ivr.cli"]._plan_lines
+    during: list[bool] = []
+
+    def failing(*args: Any) -> tuple[int, int]:
+        during.append(gc.isenabled())
+        raise RuntimeError("the plan failed")
+    monkeypatch.setattr(cli_module, "_plan_lines", failing)
+    result = CliRunner().invoke(cli, ["--config", str(cfg_file), "run", "--dry-run"])
+    assert isinstance(result.exception, RuntimeError) and during == [False]
+    assert gc.isenabled()
+
+    def watched(*args: Any) -> tuple[int, int]:
+        during.append(gc.isenabled())
+        return real(*args)
+    monkeypatch.setattr(cli_module, "_plan_lines", watched)
+    gc.disable()
+    try:
+        result = CliRunner().invoke(cli, ["--config", str(cfg_file), "run", "--dry-run"])
+        assert result.exit_code == 0, result.output
+        assert not gc.isenabled() and during == [False, False]
+    finally:
+        gc.enable()
 
 
 def test_the_lists_still_to_call_count_the_plans_contacts_per_list(store: Store) -> None:
