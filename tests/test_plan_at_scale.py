@@ -372,3 +372,44 @@ def test_a_plan_stopped_after_its_first_chunk_leaves_the_store_usable(store: Sto
     s.add_optout("+33612000099", "letter", OPEN)  # a write after the plan: no transaction left
     got = [(k["id"], v) for k, v, _ in judged(c, s, OPEN)]
     assert got == [(i, v) for i, _, _, v in reference(c, s, OPEN)]
+
+
+def test_a_failed_fetch_ahead_is_logged_when_the_caller_stops_and_raised_otherwise(
+        pg_store_url: str, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """PostgreSQL's fetch of the next chunk fails (the server gone) while its caller stops
+    after the first: close() raises nothing (the fetch's error replaced its GeneratorExit)
+    and one line is logged, the server's message left out; a caller still reading gets it."""
+    import psycopg
+    from store_sql import PgTestStore
+    s = PgTestStore.open(pg_store_url, optout_key=b"test-key")
+    try:
+        for i in range(6):
+            _add(s, f"+3361200003{i}")
+        a, r = _since(cfg(), OPEN)
+        real, fetches = psycopg.ServerCursor.fetchmany, []
+
+        def fetchmany(self: Any, size: int = 0) -> Any:
+            fetches.append(size)
+            if len(fetches) == 2:  # the 2nd chunk, the one fetched ahead
+                raise psycopg.OperationalError("server closed the connection unexpectedly")
+            return real(self, size)
+        monkeypatch.setattr(psycopg.ServerCursor, "fetchmany", fetchmany)
+        chunks = s.plan_contacts("c1", attempts_since=a, refusals_since=r, now=OPEN, chunk=2)
+        with caplog.at_level("WARNING", logger="ivr.store.pg_records"):
+            assert len(next(chunks)) == 2
+            chunks.close()
+        said = [x.getMessage() for x in caplog.records if x.name == "ivr.store.pg_records"]
+        assert len(said) == 1 and "OperationalError" in said[0], said
+        assert "\n" not in said[0] and "server closed" not in said[0]
+        assert len(fetches) == 2
+        fetches.clear()
+        chunks = s.plan_contacts("c1", attempts_since=a, refusals_since=r, now=OPEN, chunk=2)
+        assert len(next(chunks)) == 2
+        with pytest.raises(psycopg.OperationalError, match="server closed"):
+            next(chunks)
+        monkeypatch.setattr(psycopg.ServerCursor, "fetchmany", real)  # the store usable
+        assert [len(k) for k in s.plan_contacts(
+            "c1", attempts_since=a, refusals_since=r, now=OPEN, chunk=2)] == [2, 2, 2]
+    finally:
+        s.close()

@@ -10,12 +10,16 @@ the same rows in the same order whatever the database's locale.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
+from typing import Any
 
 from ivr.store.base import History, Row, parse_utc, status_totals, utc
 from ivr.store.pg_core import PgCore
+
+log = logging.getLogger(__name__)
 
 
 class PgRecordsSQL(PgCore):
@@ -59,8 +63,10 @@ class PgRecordsSQL(PgCore):
                     following = ahead.submit(cur.fetchmany, chunk)  # after the probe, not during
                     try:
                         yield [_with_history(r, opposed) for r in rows]
-                    finally:  # also when the caller stops early: the fetch ends before the
-                        rows = following.result()  # cursor and the transaction do
+                    except BaseException:  # the caller stopped early (close, or an error
+                        _settle(following)  # thrown in): the fetch ends before the cursor
+                        raise  # and the transaction do, its failure not raised over the stop
+                    rows = following.result()  # not stopping: a failed fetch is raised
 
     def contact_status_counts(self, campaign: str | None = None) -> dict[str, int]:
         """Contacts per status: of one campaign (its bindings; an opposed number counts as
@@ -209,6 +215,19 @@ _PLAN = (
     "s.kind = 'refusal' AND s.at >= %(r)s) AS plan_quiet FROM contacts k JOIN "
     "campaign_contacts b ON b.contact_id = k.id AND b.campaign = %(c)s WHERE b.status = "
     "'pending' AND k.status != 'opted_out') q ORDER BY q.id")
+
+
+def _settle(fetch: Future[Any]) -> None:
+    """Waits for a plan's fetch ahead once its caller stopped: the rows are not wanted, and a
+    failure (the server gone) must not replace the caller's own exit (close()'s
+    GeneratorExit, raised from close() or printed as "Exception ignored"): one line logged
+    instead, its class and SQLSTATE only (a server's message may quote a row's values)."""
+    try:
+        fetch.result()
+    except Exception as exc:  # noqa: BLE001 - whatever it was, the caller has left
+        state = getattr(exc, "sqlstate", None)
+        log.warning("plan: the next chunk's fetch failed after the caller stopped (%s%s): "
+                    "ignored", type(exc).__name__, f", SQLSTATE {state}" if state else "")
 
 
 def _with_history(row: Row, opposed: set[str]) -> Row:
