@@ -177,48 +177,10 @@ class Dialer:
                                             ns.name, self.clock.now())
         else:
             claim = planning.claim(self.cfg, self.store, contact, ns.name, self.clock.now())
-        return self._placed(ns, channel, claim)
-
-    def place_many(self, contacts: list[dict[str, Any]]
-                   ) -> list[tuple[planning.Claim, Coroutine[Any, Any, None] | None]]:
-        """A local store only: `place` for several contacts, their claims in one transaction
-        (one commit instead of one each; every claim still judged on the history the ones
-        before it wrote). Nothing is sent before it commits; if it fails, no flight of the
-        batch is kept (their rows are rolled back with it) and the error is raised."""
-        placed: list[tuple[planning.Claim, Coroutine[Any, Any, None] | None]] = []
-        try:
-            with self.store.transaction():
-                for contact in contacts:  # a bad number refuses before its claim, as in place
-                    channel = dial_string(self.cfg.dialer.dial_string, contact["number"])
-                    ns = self._pick()
-                    claim = planning.claim(self.cfg, self.store, contact, ns.name,
-                                           self.clock.now())
-                    placed.append(self._placed(ns, channel, claim))
-        except BaseException:
-            for claim, send in placed:
-                if send is not None and claim.call is not None:
-                    send.close()
-                    self._forget(int(claim.call["id"]))
-            raise
-        return placed
-
-    def _forget(self, call_id: int) -> None:
-        """A flight whose claim was rolled back: gone without a write (no row is left)."""
-        flight = self.by_call.pop(call_id, None)
-        self.claimed.pop(call_id, None)
-        if flight is not None:
-            self.nodes[flight.node].calls.pop(flight.channel_id, None)
-        if not self.by_call:
-            self.idle.set()
-
-    def _placed(self, ns: NodeState, channel: str, claim: planning.Claim
-                ) -> tuple[planning.Claim, Coroutine[Any, Any, None] | None]:
-        """A claim made for node `ns`: counted in flight, its Originate to `channel` to send
-        (None: refused)."""
         if claim.call is None:
             return claim, None
         call = claim.call
-        flight = InFlight(int(call["id"]), call["channel_id"], call["number"], ns.name,
+        flight = InFlight(int(call["id"]), call["channel_id"], contact["number"], ns.name,
                           deadline=self.clock.monotonic() + self.deadline_s,
                           attempt=int(call["attempt"]))
         ns.add(flight)

@@ -97,16 +97,13 @@ class CampaignRun:
     # -- dialling the plan ----------------------------------------------------------------------
     async def _dial_due(self, p: Plan) -> None:
         """Dial the due contacts in order; return early to re-plan when the world moved."""
-        due, i = p.due, 0
-        while i < len(due):
+        for contact in p.due:
             if not await self._room() or not await self._pace():
                 return
             if not await self._nodes_ready() or not await self._store_writable():
                 return  # re-plan once it is back
-            n = self.sender.batch(len(due) - i)
-            if not await (self._dial(due[i]) if n == 1 else self._dial_many(due[i:i + n])):
+            if not await self._dial(contact):
                 return
-            i += n
 
     async def _room(self) -> bool:
         """Wait while max_concurrent calls are in flight or the console pauses the run; False
@@ -189,26 +186,6 @@ class CampaignRun:
             return False
         self.state.set(paused="")
         return await self.sender.leave(claim, send)
-
-    async def _dial_many(self, contacts: list[dict[str, Any]]) -> bool:
-        """`_dial` for several contacts claimed in one transaction (`Sender.batch`); each
-        Originate then leaves at its own pacing slot, as a lone one does."""
-        self.sender.raise_failure()
-        self.dialer.writer.flush()
-        try:
-            placed = self.dialer.place_many(contacts)
-        except STORE_ERRORS as exc:  # nothing was kept, nothing sent: pause, then re-plan
-            await self._store_away(exc)
-            return False
-        self.state.set(paused="")
-        for k, (claim, send) in enumerate(placed):
-            if not await self.sender.leave(claim, send):
-                for later, unsent in placed[k + 1:]:  # a hard stop: none of them rings
-                    if unsent is not None and later.call is not None:
-                        self.dialer.unsent(int(later.call["id"]), unsent)
-                return False
-            self.next_slot = max(self.next_slot, self.clock.monotonic() + self.control.interval)
-        return True
 
     # -- between plans --------------------------------------------------------------------------
     async def _wait_for_work(self, p: Plan) -> bool:

@@ -1,6 +1,7 @@
 """The run's Originates in the air (run.py claims, this sends): each leaves at its pacing slot,
 one interval after the previous one's departure, and up to a window of them await their
-Response at once; a burst of due contacts is claimed in one transaction (`Sender.batch`)."""
+Response at once. One claim per Originate (the batched claim of 9c29f82 was taken out: it
+outran a node's max_channels and rang after a soft stop; README, Speed)."""
 from __future__ import annotations
 
 import asyncio
@@ -21,8 +22,6 @@ log = logging.getLogger(__name__)
 # second (bench_ivr); stock panoramisk sends them all at once. The window starts at one (the
 # first call of a run meets a PBX that may be refusing) and doubles with each success.
 SEND_WINDOW = 32
-CLAIM_BATCH = 32  # due contacts claimed in one transaction at most (a local store: batch)
-BATCH_SPREAD_S = 0.05  # ... and as many as leave within this of their claim (pacing)
 
 
 class Sender:
@@ -40,20 +39,6 @@ class Sender:
         self.window = 1
         self.failure: BaseException | None = None  # an Originate task's unexpected error
         self.answering = 0  # Originates sent and still awaiting their Response
-
-    def batch(self, left: int) -> int:
-        """How many due contacts to claim in one transaction: on a local store, as many as
-        the Originate window, the room (max_concurrent), CLAIM_BATCH and the pacing allow
-        (the last one leaves at most BATCH_SPREAD_S after its claim: 10 at 200 calls/s, one
-        below 40). A claim is a commit: a burst's claims share it (the claim was a seventh
-        of the controller's CPU on the sandbox bench)."""
-        ctl = self.control
-        if self.dialer.remote:
-            return 1
-        spread = int(BATCH_SPREAD_S / ctl.interval) if ctl.interval > 0 else CLAIM_BATCH
-        free = min(self.window - len(self.sending),
-                   ctl.max_concurrent - self.dialer.in_flight())
-        return max(1, min(left, free, spread, CLAIM_BATCH))
 
     async def leave(self, claim: Claim, send: Coroutine[Any, Any, None] | None) -> bool:
         """A claimed call's Originate, at its pacing slot; False on a hard stop (not sent)."""
