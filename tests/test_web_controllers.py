@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 import web_fixture
-from conftest import CALLER_ID, add_contact, attempt, make_config, store_at
+from conftest import CALLER_ID, add_contact, attempt, make_config
 from web_fixture import CAMPAIGN, NOW, PASSWORDS, ROLES, login
 from ivr.campaign.clock import Clock
 from ivr.campaign.run_control import PAUSED, RunControl
@@ -48,12 +48,7 @@ def console(request: pytest.FixtureRequest, tmp_path: Path,
             monkeypatch: pytest.MonkeyPatch) -> Iterator[Console]:
     monkeypatch.setenv("IVR_WEB_SECRET", "test-secret-" + "x" * 20)
     if request.param == "sqlite":
-        path = tmp_path / "t.db"
-        section = {"path": str(path)}
-        seed = store_at(path, busy_timeout_s=5)
-
-        def opener() -> Any:
-            return store_at(path, busy_timeout_s=5)
+        section, seed, opener = web_fixture.sqlite_console_store(tmp_path / "t.db")
     else:
         from ivr.store.pg import PgStore
         from store_sql import PgTestStore

@@ -41,6 +41,14 @@ class Web:
         return TestClient(self.app, follow_redirects=False)
 
 
+def sqlite_console_store(path: Path) -> tuple[dict[str, str], Store, Callable[[], Any]]:
+    """A SQLite file as the console uses it: its config section, the test's own connection,
+    and the opener the console calls for each of its threads' connections."""
+    def opener() -> Any:
+        return store_at(path, busy_timeout_s=5)
+    return {"path": str(path)}, opener(), opener
+
+
 def make_web(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: Backend | None = None,
              **sections: Any) -> Web:
     """The console over a SQLite file under tmp_path, or over `backend`'s store."""
@@ -48,11 +56,7 @@ def make_web(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: Backend |
     path: Path | None = None
     if backend is None or backend.url is None:
         path = tmp_path / "t.db"
-        section = {"path": str(path)}
-        store = store_at(path, busy_timeout_s=5)
-
-        def opener() -> Any:
-            return store_at(path, busy_timeout_s=5)
+        section, store, opener = sqlite_console_store(path)
     else:
         section, store, opener = backend.section(), backend.open(), backend.program
     cfg = make_config(tmp_path, campaign={"name": CAMPAIGN, "caller_id": CALLER_ID},
