@@ -4,6 +4,7 @@ export thread; a failure mid-way reaches the response instead of ending it as if
 The streamed download runs on both backends (conftest.backend)."""
 from __future__ import annotations
 
+import asyncio
 import io
 import threading
 from datetime import timedelta
@@ -71,17 +72,21 @@ def test_a_failure_mid_way_reaches_the_response() -> None:
     assert isinstance(err, RuntimeError) and str(err) == "disk gone"
 
 
-def test_a_reader_waiting_on_a_departed_client_is_released() -> None:
+def test_a_reader_waiting_when_the_response_ends_lets_go() -> None:
+    """The response reads on its event loop (aget): when it ends (the client left), its wait
+    is cancelled with it and leaves no wake-up pending, and the producer's next chunk finds
+    the pipe closed (Gone: the export thread is free)."""
     pipe = download.Pipe()
-    got: list[str] = []
 
-    def read() -> None:
-        try:
-            pipe.get()
-        except download.Gone:
-            got.append("gone")
-    t = threading.Thread(target=read)
-    t.start()
-    pipe.gone.set()
-    t.join(5)
-    assert got == ["gone"]
+    async def response() -> None:
+        reader = asyncio.ensure_future(pipe.aget())
+        await asyncio.sleep(0.05)  # nothing written: the reader waits
+        assert pipe._waiting
+        reader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+        assert not pipe._waiting
+        pipe.close()  # what Streamed does however the response ends
+    asyncio.run(response())
+    with pytest.raises(download.Gone):
+        pipe.put(b"x" * 10)

@@ -107,19 +107,10 @@ class Pipe:
             self._room.release()  # a fresh chunk left the pipe
         return item
 
-    def get(self) -> Any:
-        """The next chunk, None at the end, or the producer's exception; Gone once the
-        response has ended (no thread waits forever on a queue nobody fills)."""
-        while not self.gone.is_set():
-            try:
-                return self._taken(self.q.get(timeout=0.5))
-            except queue.Empty:
-                continue
-        raise Gone
-
     async def aget(self) -> Any:
-        """get() on the response's event loop, with no thread hop per chunk: the producer
-        wakes the loop only when the response waits for it."""
+        """The next chunk, None at the end, or the producer's exception, read on the
+        response's event loop with no thread hop per chunk: the producer wakes the loop only
+        when the response waits for it (a response that ends cancels the wait)."""
         if self._wake is None:
             self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
         while True:
