@@ -325,10 +325,12 @@ def _watch(cluster: PgCluster) -> None:
 
 
 @contextmanager
-def fresh_database(cluster: PgCluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """pg_url's body: a fresh, empty database, dropped on exit (with any session left open)."""
+def fresh_database(cluster: PgCluster, monkeypatch: pytest.MonkeyPatch,
+                   template: str | None = None) -> Iterator[str]:
+    """pg_url's body: a fresh database, empty or a copy of `template`, dropped on exit (with
+    any session left open)."""
     name = f"t_{secrets.token_hex(6)}"
-    cluster.create_database(name)
+    cluster.create_database(name, template=template)
     monkeypatch.setenv("PGPASSFILE", str(cluster.pgpass_file))
     try:
         yield cluster.url_for(name)
@@ -361,13 +363,8 @@ def pg_migrated(pg_cluster: PgCluster) -> str:
 def pg_store_url(pg_cluster: PgCluster, pg_migrated: str,
                  monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Like pg_url, but already migrated (a copy of pg_migrated): a fresh store, no rows."""
-    name = f"t_{secrets.token_hex(6)}"
-    pg_cluster.create_database(name, template=pg_migrated)
-    monkeypatch.setenv("PGPASSFILE", str(pg_cluster.pgpass_file))
-    try:
-        yield pg_cluster.url_for(name)
-    finally:
-        pg_cluster.drop_database(name)
+    with fresh_database(pg_cluster, monkeypatch, pg_migrated) as url:
+        yield url
 
 
 @pytest.fixture
