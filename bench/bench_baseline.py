@@ -15,9 +15,17 @@ and logs in as that user, to see what the prototype's unfiltered events cost.
 `--pairs N` runs it and then the controller (bench_ivr.py's FastAGI run, fresh store) N times in
 turn in this one process and prints controller ÷ baseline CPU per call for each pair: the
 figure of issue 14 (goal <= 1.3), taken side by side because the machine's speed drifts.
+`--stock-paced` adds to each pair, after its controller run, stock again with its Originates
+sent one by one at the mean rate the controller reached in that same pair (not all at once),
+to see how much of the gap is stock's burst. `--ctl-burst` adds the controller with its
+Originate window (sending.SEND_WINDOW, 32) widened to every call, in this process only: the
+product is unchanged. `--stock-uvloop` adds stock at once again on uvloop (the controller's
+loop, app.run) instead of the stdlib's. Each run also gives its voluntary context switches per call (ru_nvcsw,
+whole process: a proxy for the event loop's wake-ups).
 
 Prints one JSON object. Usage (root, sandbox up):
-  python3 bench/bench_baseline.py [--calls 1000] [--all-events] [--pairs 3]
+  python3 bench/bench_baseline.py [--calls 1000] [--all-events] [--pairs 3 [--stock-paced]
+                                  [--ctl-burst] [--stock-uvloop]]
 Not a test, and not a product: it asserts nothing; the README records its output.
 """
 from __future__ import annotations
@@ -39,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_ivr  # noqa: E402  (same config, numbers and sandbox set-up)
 
 from ivr import app  # noqa: E402
+from ivr.campaign import sending  # noqa: E402
 from ivr.prompts.build import build_prompts  # noqa: E402
 from ivr.telephony.sandbox import Sandbox  # noqa: E402
 
@@ -55,8 +64,38 @@ def add_all_events_user(sandbox: Sandbox) -> str:
     return ALL_EVENTS_USER
 
 
-async def prototype(cfg: bench_ivr.config.Config, nums: list[str], user: str
-                    ) -> dict[str, float]:
+def originate(i: int, number: str) -> dict[str, object]:
+    return {"Action": "Originate", "Channel": f"Local/{number}@ivr-sim",
+            "Context": "ivr-outbound", "Exten": "s", "Priority": "1", "Async": "true",
+            "Timeout": "30000",
+            "Variable": [f"CALL_ID={i}", f"IVR_AGI=agi://127.0.0.1:{PORT}", "IVR_AMD=0"]}
+
+
+async def send_all(manager: Manager, nums: list[str], rate: float | None) -> list[object]:
+    """Stock's Originates: all at once (rate None, as panoramisk's user would), or one every
+    1/rate s from the first (the controller's mean rate: one timer wake-up per Originate)."""
+    loop, replies = asyncio.get_running_loop(), []
+    start = loop.time()
+    for i, n in enumerate(nums):
+        if rate:
+            delay = start + i / rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        replies.append(manager.send_action(originate(i, n)))
+    return replies
+
+
+def usage(r0: resource.struct_rusage, r1: resource.struct_rusage, calls: int
+          ) -> dict[str, float]:
+    """CPU per call, the kernel's share, context switches per call between two readings."""
+    cpu = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
+    return {"cpu_ms_per_call": round(cpu / calls * 1000, 3), "sys_share": sys_share(r0, r1),
+            "nvcsw_per_call": round((r1.ru_nvcsw - r0.ru_nvcsw) / calls, 2),
+            "nivcsw_per_call": round((r1.ru_nivcsw - r0.ru_nivcsw) / calls, 2)}
+
+
+async def prototype(cfg: bench_ivr.config.Config, nums: list[str], user: str,
+                    rate: float | None = None) -> dict[str, float]:
     finished = yes = 0
     done = asyncio.Event()
 
@@ -80,21 +119,17 @@ async def prototype(cfg: bench_ivr.config.Config, nums: list[str], user: str
                       username=user, secret=app.ami_secret(cfg))
     await manager.connect()
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
-    replies = [manager.send_action({
-        "Action": "Originate", "Channel": f"Local/{n}@ivr-sim", "Context": "ivr-outbound",
-        "Exten": "s", "Priority": "1", "Async": "true", "Timeout": "30000",
-        "Variable": [f"CALL_ID={i}", f"IVR_AGI=agi://127.0.0.1:{PORT}", "IVR_AMD=0"]})
-        for i, n in enumerate(nums)]
+    replies = await send_all(manager, nums, rate)
+    sent_s = time.monotonic() - t0
     await asyncio.wait_for(done.wait(), 600)
     r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
     for reply in replies:
-        reply.cancel()
+        reply.cancel()  # type: ignore[attr-defined]
     manager.close()
     server.close()
-    cpu = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
     return {"calls": len(nums), "pressed_yes": yes, "elapsed_s": round(t1 - t0, 3),
-            "cpu_ms_per_call": round(cpu / len(nums) * 1000, 3),
-            "sys_share": round((r1.ru_stime - r0.ru_stime) / cpu, 3) if cpu else 0.0}
+            "originations_per_s": round(len(nums) / sent_s, 1) if sent_s else 0.0,
+            **usage(r0, r1, len(nums))}
 
 
 def sys_share(r0: resource.struct_rusage, r1: resource.struct_rusage) -> float:
@@ -103,29 +138,71 @@ def sys_share(r0: resource.struct_rusage, r1: resource.struct_rusage) -> float:
     return round((r1.ru_stime - r0.ru_stime) / cpu, 3) if cpu else 0.0
 
 
-def pairs(cfg: bench_ivr.config.Config, base: Path, n_pairs: int, nums: list[str],
-          user: str) -> dict[str, object]:
-    """Stock panoramisk then the controller, n_pairs times in turn, in this one process: the
-    ratio of each pair is taken under the same load on the machine."""
-    rows = []
-    for i in range(n_pairs):
-        stock = asyncio.run(prototype(cfg, nums, user))
-        run_cfg = dataclasses.replace(cfg, store=dataclasses.replace(
-            cfg.store, path=str(base / f"pair{i}.db")))  # a fresh store: the same calls again
+def controller(cfg: bench_ivr.config.Config, db: Path, nums: list[str],
+               window: int | None = None) -> dict[str, float]:
+    """bench_ivr's FastAGI run on a fresh store; `window` widens the Originate window for this
+    run only (the bench's experiment, not the product's setting)."""
+    run_cfg = dataclasses.replace(cfg, store=dataclasses.replace(cfg.store, path=str(db)))
+    kept = sending.SEND_WINDOW
+    sending.SEND_WINDOW = window or kept
+    try:
         r0 = resource.getrusage(resource.RUSAGE_SELF)  # the split includes the list's insert
         ctl = app.run(bench_ivr.run_fastagi(run_cfg, nums, key_latency=False))
         r1 = resource.getrusage(resource.RUSAGE_SELF)
-        rows.append({"baseline_ms": stock["cpu_ms_per_call"],
-                     "controller_ms": round(ctl["cpu_ms_per_call"], 3),
-                     "baseline_sys_share": stock["sys_share"],
-                     "controller_sys_share": sys_share(r0, r1),
-                     "baseline_elapsed_s": stock["elapsed_s"],
-                     "controller_elapsed_s": round(ctl["elapsed_s"], 1),
-                     "completed": ctl["completed"], "pressed_yes": stock["pressed_yes"],
-                     "ratio": round(ctl["cpu_ms_per_call"] / stock["cpu_ms_per_call"], 3)})
-    ratios = sorted(r["ratio"] for r in rows)
-    return {"pairs": rows, "ratio_min": ratios[0], "ratio_median": ratios[len(ratios) // 2],
-            "ratio_max": ratios[-1]}
+    finally:
+        sending.SEND_WINDOW = kept
+    split = usage(r0, r1, len(nums))
+    return {"cpu_ms_per_call": round(ctl["cpu_ms_per_call"], 3),  # run_fastagi's own window
+            "sys_share": split["sys_share"], "nvcsw_per_call": split["nvcsw_per_call"],
+            "nivcsw_per_call": split["nivcsw_per_call"], "elapsed_s": round(ctl["elapsed_s"], 1),
+            "completed": ctl["completed"],
+            "originations_per_s": round(ctl["originations_per_s"], 1)}
+
+
+def one_pair(cfg: bench_ivr.config.Config, base: Path, i: int, nums: list[str], user: str,
+             paced: bool, burst: bool, uv: bool) -> dict[str, object]:
+    """Stock at once, the controller, then (options) stock paced at the rate the controller
+    reached just before, and the controller with a window as wide as the run."""
+    stock = asyncio.run(prototype(cfg, nums, user))
+    ctl = controller(cfg, base / f"pair{i}.db", nums)
+    row: dict[str, object] = {
+        "baseline_ms": stock["cpu_ms_per_call"], "controller_ms": ctl["cpu_ms_per_call"],
+        "baseline_sys_share": stock["sys_share"], "controller_sys_share": ctl["sys_share"],
+        "baseline_elapsed_s": stock["elapsed_s"], "controller_elapsed_s": ctl["elapsed_s"],
+        "completed": ctl["completed"], "pressed_yes": stock["pressed_yes"],
+        "ratio": round(ctl["cpu_ms_per_call"] / stock["cpu_ms_per_call"], 3),
+        "baseline_nvcsw_per_call": stock["nvcsw_per_call"],
+        "controller_nvcsw_per_call": ctl["nvcsw_per_call"],
+        "controller_originations_per_s": ctl["originations_per_s"]}
+    if paced:
+        slow = asyncio.run(prototype(cfg, nums, user, rate=ctl["originations_per_s"]))
+        row["stock_paced"] = slow
+        row["ratio_vs_paced"] = round(ctl["cpu_ms_per_call"] / slow["cpu_ms_per_call"], 3)
+    if burst:
+        wide = controller(cfg, base / f"pair{i}-burst.db", nums, window=len(nums))
+        row["controller_burst"] = wide
+        row["burst_ratio"] = round(wide["cpu_ms_per_call"] / stock["cpu_ms_per_call"], 3)
+    if uv:
+        row["stock_uvloop"] = app.run(prototype(cfg, nums, user))
+    return row
+
+
+def spread(rows: list[dict[str, object]], key: str) -> dict[str, float]:
+    vals = sorted(float(r[key]) for r in rows if key in r)  # type: ignore[arg-type]
+    if not vals:
+        return {}
+    return {f"{key}_min": vals[0], f"{key}_median": vals[len(vals) // 2],
+            f"{key}_max": vals[-1]}
+
+
+def pairs(cfg: bench_ivr.config.Config, base: Path, n_pairs: int, nums: list[str],
+          user: str, paced: bool = False, burst: bool = False, uv: bool = False
+          ) -> dict[str, object]:
+    """Stock panoramisk then the controller, n_pairs times in turn, in this one process: the
+    ratio of each pair is taken under the same load on the machine."""
+    rows = [one_pair(cfg, base, i, nums, user, paced, burst, uv) for i in range(n_pairs)]
+    return {"pairs": rows, **spread(rows, "ratio"), **spread(rows, "ratio_vs_paced"),
+            **spread(rows, "burst_ratio")}
 
 
 def main() -> None:
@@ -136,6 +213,12 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=0,
                         help="also run the controller (bench_ivr's run) after each baseline "
                              "run, this many times in turn, and print the CPU ratio per pair")
+    parser.add_argument("--stock-paced", action="store_true",
+                        help="with --pairs: also stock paced at the controller's rate")
+    parser.add_argument("--ctl-burst", action="store_true",
+                        help="with --pairs: also the controller with a window of every call")
+    parser.add_argument("--stock-uvloop", action="store_true",
+                        help="with --pairs: also stock at once on uvloop")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 16384), max(hard, 16384)))
@@ -148,7 +231,8 @@ def main() -> None:
         user = add_all_events_user(sandbox) if args.all_events else cfg.pbx.user
         nums = bench_ivr.numbers(args.calls)
         if args.pairs:
-            out = pairs(cfg, Path(tmp), args.pairs, nums, user)
+            out = pairs(cfg, Path(tmp), args.pairs, nums, user, args.stock_paced,
+                        args.ctl_burst, args.stock_uvloop)
             print(json.dumps({"calls": args.calls, "ami_user": user, **out}, indent=2))
             return
         result = asyncio.run(prototype(cfg, nums, user))
