@@ -20,12 +20,15 @@ sent one by one at the mean rate the controller reached in that same pair (not a
 to see how much of the gap is stock's burst. `--ctl-burst` adds the controller with its
 Originate window (sending.SEND_WINDOW, 32) widened to every call, in this process only: the
 product is unchanged. `--stock-uvloop` adds stock at once again on uvloop (the controller's
-loop, app.run) instead of the stdlib's. Each run also gives its voluntary context switches per call (ru_nvcsw,
-whole process: a proxy for the event loop's wake-ups).
+loop, app.run) instead of the stdlib's. `--rate R` adds both sides at R Originates a second:
+stock paced at R, and the controller with dialer.calls_per_second = R (its own setting), as
+when a loaded sandbox holds the controller's window to 18-88 a second. Each run also gives
+its voluntary context switches per call (ru_nvcsw, whole process: a proxy for the event
+loop's wake-ups) and the cyclic collector's CPU per call (gc.callbacks).
 
 Prints one JSON object. Usage (root, sandbox up):
   python3 bench/bench_baseline.py [--calls 1000] [--all-events] [--pairs 3 [--stock-paced]
-                                  [--ctl-burst] [--stock-uvloop]]
+                                  [--ctl-burst] [--stock-uvloop] [--rate R]]
 Not a test, and not a product: it asserts nothing; the README records its output.
 """
 from __future__ import annotations
@@ -33,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import json
 import resource
 import sys
@@ -53,6 +57,32 @@ from ivr.telephony.sandbox import Sandbox  # noqa: E402
 
 PORT = 4612
 ALL_EVENTS_USER = "ivr-bench-all"
+
+
+class GcClock:
+    """CPU spent in the cyclic collector and its passes per generation (gc.callbacks): the
+    controller's heap is larger than stock's, and a full pass walks all of it."""
+
+    def __init__(self) -> None:
+        self.cpu_s, self.passes, self._t = 0.0, [0, 0, 0], 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t = time.process_time()
+            return
+        self.cpu_s += time.process_time() - self._t
+        self.passes[info["generation"]] += 1
+
+    def since(self, then: tuple[float, list[int]], calls: int) -> dict[str, object]:
+        return {"gc_ms_per_call": round((self.cpu_s - then[0]) / calls * 1000, 3),
+                "gc_passes": [b - a for a, b in zip(then[1], self.passes)]}
+
+    def mark(self) -> tuple[float, list[int]]:
+        return self.cpu_s, list(self.passes)
+
+
+GC = GcClock()
+gc.callbacks.append(GC)
 
 
 def add_all_events_user(sandbox: Sandbox) -> str:
@@ -118,18 +148,19 @@ async def prototype(cfg: bench_ivr.config.Config, nums: list[str], user: str,
     manager = Manager(loop=asyncio.get_running_loop(), host=cfg.pbx.host, port=cfg.pbx.port,
                       username=user, secret=app.ami_secret(cfg))
     await manager.connect()
-    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    r0, t0, g0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic(), GC.mark()
     replies = await send_all(manager, nums, rate)
     sent_s = time.monotonic() - t0
     await asyncio.wait_for(done.wait(), 600)
     r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    gc_use = GC.since(g0, len(nums))
     for reply in replies:
         reply.cancel()  # type: ignore[attr-defined]
     manager.close()
     server.close()
     return {"calls": len(nums), "pressed_yes": yes, "elapsed_s": round(t1 - t0, 3),
             "originations_per_s": round(len(nums) / sent_s, 1) if sent_s else 0.0,
-            **usage(r0, r1, len(nums))}
+            **usage(r0, r1, len(nums)), **gc_use}
 
 
 def sys_share(r0: resource.struct_rusage, r1: resource.struct_rusage) -> float:
@@ -139,16 +170,19 @@ def sys_share(r0: resource.struct_rusage, r1: resource.struct_rusage) -> float:
 
 
 def controller(cfg: bench_ivr.config.Config, db: Path, nums: list[str],
-               window: int | None = None) -> dict[str, float]:
+               window: int | None = None, rate: float | None = None) -> dict[str, float]:
     """bench_ivr's FastAGI run on a fresh store; `window` widens the Originate window for this
-    run only (the bench's experiment, not the product's setting)."""
+    run only (the bench's experiment, not the product's setting); `rate`: calls_per_second."""
     run_cfg = dataclasses.replace(cfg, store=dataclasses.replace(cfg.store, path=str(db)))
+    if rate:
+        run_cfg = dataclasses.replace(run_cfg, dialer=dataclasses.replace(
+            run_cfg.dialer, calls_per_second=rate))
     kept = sending.SEND_WINDOW
     sending.SEND_WINDOW = window or kept
     try:
-        r0 = resource.getrusage(resource.RUSAGE_SELF)  # the split includes the list's insert
+        r0, g0 = resource.getrusage(resource.RUSAGE_SELF), GC.mark()  # and the list's insert
         ctl = app.run(bench_ivr.run_fastagi(run_cfg, nums, key_latency=False))
-        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        r1, gc_use = resource.getrusage(resource.RUSAGE_SELF), GC.since(g0, len(nums))
     finally:
         sending.SEND_WINDOW = kept
     split = usage(r0, r1, len(nums))
@@ -156,11 +190,12 @@ def controller(cfg: bench_ivr.config.Config, db: Path, nums: list[str],
             "sys_share": split["sys_share"], "nvcsw_per_call": split["nvcsw_per_call"],
             "nivcsw_per_call": split["nivcsw_per_call"], "elapsed_s": round(ctl["elapsed_s"], 1),
             "completed": ctl["completed"],
-            "originations_per_s": round(ctl["originations_per_s"], 1)}
+            "originations_per_s": round(ctl["originations_per_s"], 1),
+            **gc_use}  # type: ignore[dict-item]
 
 
 def one_pair(cfg: bench_ivr.config.Config, base: Path, i: int, nums: list[str], user: str,
-             paced: bool, burst: bool, uv: bool) -> dict[str, object]:
+             paced: bool, burst: bool, uv: bool, rate: float | None) -> dict[str, object]:
     """Stock at once, the controller, then (options) stock paced at the rate the controller
     reached just before, and the controller with a window as wide as the run."""
     stock = asyncio.run(prototype(cfg, nums, user))
@@ -173,7 +208,9 @@ def one_pair(cfg: bench_ivr.config.Config, base: Path, i: int, nums: list[str], 
         "ratio": round(ctl["cpu_ms_per_call"] / stock["cpu_ms_per_call"], 3),
         "baseline_nvcsw_per_call": stock["nvcsw_per_call"],
         "controller_nvcsw_per_call": ctl["nvcsw_per_call"],
-        "controller_originations_per_s": ctl["originations_per_s"]}
+        "controller_originations_per_s": ctl["originations_per_s"],
+        "baseline_gc": [stock["gc_ms_per_call"], stock["gc_passes"]],
+        "controller_gc": [ctl["gc_ms_per_call"], ctl["gc_passes"]]}
     if paced:
         slow = asyncio.run(prototype(cfg, nums, user, rate=ctl["originations_per_s"]))
         row["stock_paced"] = slow
@@ -184,6 +221,11 @@ def one_pair(cfg: bench_ivr.config.Config, base: Path, i: int, nums: list[str], 
         row["burst_ratio"] = round(wide["cpu_ms_per_call"] / stock["cpu_ms_per_call"], 3)
     if uv:
         row["stock_uvloop"] = app.run(prototype(cfg, nums, user))
+    if rate:
+        at_rate = asyncio.run(prototype(cfg, nums, user, rate=rate))
+        ctl_rate = controller(cfg, base / f"pair{i}-rate.db", nums, rate=rate)
+        row["stock_at_rate"], row["controller_at_rate"] = at_rate, ctl_rate
+        row["ratio_at_rate"] = round(ctl_rate["cpu_ms_per_call"] / at_rate["cpu_ms_per_call"], 3)
     return row
 
 
@@ -196,13 +238,14 @@ def spread(rows: list[dict[str, object]], key: str) -> dict[str, float]:
 
 
 def pairs(cfg: bench_ivr.config.Config, base: Path, n_pairs: int, nums: list[str],
-          user: str, paced: bool = False, burst: bool = False, uv: bool = False
-          ) -> dict[str, object]:
+          user: str, paced: bool = False, burst: bool = False, uv: bool = False,
+          rate: float | None = None) -> dict[str, object]:
     """Stock panoramisk then the controller, n_pairs times in turn, in this one process: the
     ratio of each pair is taken under the same load on the machine."""
-    rows = [one_pair(cfg, base, i, nums, user, paced, burst, uv) for i in range(n_pairs)]
+    rows = [one_pair(cfg, base, i, nums, user, paced, burst, uv, rate)
+            for i in range(n_pairs)]
     return {"pairs": rows, **spread(rows, "ratio"), **spread(rows, "ratio_vs_paced"),
-            **spread(rows, "burst_ratio")}
+            **spread(rows, "burst_ratio"), **spread(rows, "ratio_at_rate")}
 
 
 def main() -> None:
@@ -219,6 +262,8 @@ def main() -> None:
                         help="with --pairs: also the controller with a window of every call")
     parser.add_argument("--stock-uvloop", action="store_true",
                         help="with --pairs: also stock at once on uvloop")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="with --pairs: also both sides at this many Originates a second")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 16384), max(hard, 16384)))
@@ -232,7 +277,7 @@ def main() -> None:
         nums = bench_ivr.numbers(args.calls)
         if args.pairs:
             out = pairs(cfg, Path(tmp), args.pairs, nums, user, args.stock_paced,
-                        args.ctl_burst, args.stock_uvloop)
+                        args.ctl_burst, args.stock_uvloop, args.rate)
             print(json.dumps({"calls": args.calls, "ami_user": user, **out}, indent=2))
             return
         result = asyncio.run(prototype(cfg, nums, user))
