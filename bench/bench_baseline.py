@@ -197,7 +197,8 @@ def controller(cfg: bench_ivr.config.Config, db: Path, nums: list[str],
 def one_pair(cfg: bench_ivr.config.Config, base: Path, i: int, nums: list[str], user: str,
              paced: bool, burst: bool, uv: bool, rate: float | None) -> dict[str, object]:
     """Stock at once, the controller, then (options) stock paced at the rate the controller
-    reached just before, and the controller with a window as wide as the run."""
+    reached just before, the controller with a window as wide as the run, stock on uvloop,
+    and both sides at `rate` Originates a second."""
     stock = asyncio.run(prototype(cfg, nums, user))
     ctl = controller(cfg, base / f"pair{i}.db", nums)
     row: dict[str, object] = {
