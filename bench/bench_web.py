@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_capacity  # noqa: E402  (the controller-on-a-fake-PBX run)
 import bench_ivr  # noqa: E402
 import lean_http  # noqa: E402  (report.csv timed with a client that parses next to nothing)
+import trace_web  # noqa: E402  (--trace: the server's span and the client's, per request)
 
 from ivr import app  # noqa: E402
 from ivr.config import Config, NodeConfig  # noqa: E402
@@ -78,14 +79,17 @@ def serve_web(base: Path, concurrent: int, port: int) -> None:
 
     from ivr.web import create_app
     cfg = bench_cfg(base, concurrent)
-    uvicorn.run(create_app(cfg, lambda: app.open_store(cfg)), host="127.0.0.1", port=port,
-                log_level="warning")
+    console: Any = create_app(cfg, lambda: app.open_store(cfg), freeze_gc=True)
+    if os.environ.get(trace_web.ENV):
+        console = trace_web.ServerTrace(console, os.environ[trace_web.ENV])
+    uvicorn.run(console, host="127.0.0.1", port=port, log_level="warning")
 
 
-def start_web(base: Path, concurrent: int) -> tuple[subprocess.Popen, str]:
+def start_web(base: Path, concurrent: int, trace: str = "") -> tuple[subprocess.Popen, str]:
     port = bench_capacity.free_port()
+    env = {**os.environ, "IVR_WEB_SECRET": "b" * 64, **({trace_web.ENV: trace} if trace else {})}
     proc = subprocess.Popen([sys.executable, __file__, "--serve-web", str(base), str(concurrent),
-                             str(port)], env={**os.environ, "IVR_WEB_SECRET": "b" * 64})
+                             str(port)], env=env)
     return proc, wait_for_console(proc, f"http://127.0.0.1:{port}", 300)
 
 
@@ -319,7 +323,8 @@ def timed(client: Any, method: str, path: str, kw: dict[str, Any],
 
 
 def route_latency(client: Any, args: argparse.Namespace, name: str, path: str, body: Any,
-                  nums: list[str], store: Any) -> dict[str, float]:
+                  nums: list[str], store: Any,
+                  tracer: trace_web.ClientTrace | None = None) -> dict[str, float]:
     """One first request, then the timed ones (fewer for a slow route); nearest-rank p99.
     An AFTER_COMMIT route: before each request (untimed) this process's own store connection
     commits a write (one call's hangup cause), so the console's report cache is always cold,
@@ -335,10 +340,16 @@ def route_latency(client: Any, args: argparse.Namespace, name: str, path: str, b
         p, kw = path, body(i) if body else {}
         if "erase" in name:  # a different number each time, typed again to confirm
             p, kw = path.replace("{n}", nums[-1 - i]), {"json": {"confirm": nums[-1 - i]}}
+        if tracer is not None and i:  # outside the timed span; the first request not traced
+            tracer.before()
         if "lean client" in name:
-            return lean_http.timed(client, p, kw["headers"])
-        return timed(client, method, p, kw, first_byte="first byte" in name,
-                     raw="not decoded" in name)
+            ms = lean_http.timed(client, p, kw["headers"])
+        else:
+            ms = timed(client, method, p, kw, first_byte="first byte" in name,
+                       raw="not decoded" in name)
+        if tracer is not None and i:
+            tracer.after(name, ms)
+        return ms
     first = once(0)
     n = args.requests if first < SLOW_MS else SLOW_REQUESTS
     samples = sorted(once(i) for i in range(1, n + 1))
@@ -363,20 +374,25 @@ def latency(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     nums = seed_big(store, cfg.campaign.name, args.contacts, args.calls_in_store)
     seeded_s = time.monotonic() - t0
     token = admin_token(store)
-    web, url = start_web(tmp, 50)
-    results = {}
+    trace = str(tmp / "server-trace.jsonl") if args.trace else ""
+    tracer = trace_web.ClientTrace() if args.trace else None
+    web, url = start_web(tmp, 50, trace)
+    results: dict[str, Any] = {}
     try:
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
                           timeout=60) as client:
             for name, path, body in routes(cfg.campaign.name, nums):
                 if args.only and args.only not in name:
                     continue
-                results[name] = route_latency(client, args, name, path, body, nums, store)
+                results[name] = route_latency(client, args, name, path, body, nums, store,
+                                              tracer if "report.csv" in name
+                                              and "first byte" not in name else None)
     finally:
         web.terminate()
         web.wait(10)
     over = sorted(k for k, v in results.items() if v["p99_ms"] >= 200)
-    return {"contacts": args.contacts, "calls": args.calls_in_store,
+    traced = {"trace": trace_web.report(tracer, trace)} if tracer is not None else {}
+    return {**traced, "contacts": args.contacts, "calls": args.calls_in_store,
             "seeded_in_s": round(seeded_s, 1), "requests_per_route": args.requests,
             "routes": results, "goal": "p99 < 200 ms", "p99_at_or_over_200ms": over}
 
@@ -393,6 +409,8 @@ def main() -> None:
     parser.add_argument("--calls-in-store", type=int, default=300_000)
     parser.add_argument("--requests", type=int, default=100, help="timed requests per route")
     parser.add_argument("--only", default="", help="only the routes whose name holds this")
+    parser.add_argument("--trace", action="store_true",
+                        help="report.csv: the server's span and the client's CPU per request")
     parser.add_argument("--serve-pbx", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--serve-web", nargs=3, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--streams", nargs=4, default=None, help=argparse.SUPPRESS)

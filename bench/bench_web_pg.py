@@ -122,7 +122,7 @@ def serve_web(base: Path, url: str) -> None:
 
     from ivr.web import create_app
     cfg = pg_cfg(base, url)
-    uvicorn.run(create_app(cfg, lambda: app.open_store(cfg)), host="127.0.0.1",
+    uvicorn.run(create_app(cfg, lambda: app.open_store(cfg), freeze_gc=True), host="127.0.0.1",
                 port=int(os.environ["BENCH_WEB_PORT"]), log_level="warning")
 
 

@@ -22,7 +22,7 @@ def web(ctx: Ctx, host: str | None, port: int | None) -> None:
 
     def stores():  # type: ignore[no-untyped-def]
         return first.pop() if first else open_store(cfg)  # the first thread reuses it
-    app = create_app(cfg, stores)
+    app = create_app(cfg, stores, freeze_gc=True)  # the console alone in its process
     host, port = host or cfg.web.host, port or cfg.web.port
     err_console.print(f"console on http://{host}:{port}/ (Ctrl-C stops)", highlight=False)
     uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=True,
