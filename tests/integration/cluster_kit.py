@@ -148,11 +148,15 @@ class Watch:
         elif uid in self.calls and kind == "DTMFEnd" and ev.get("Direction") == "Received":
             self.calls[uid].keys += str(ev.get("Digit"))
 
-    def cut(self, node: str) -> list[Seen]:
-        """A node killed now: its open calls end now (Asterisk will never say so)."""
-        open_ = [c for c in self.calls.values() if c.node == node and c.end is None]
-        for c in open_:
-            c.end = time.monotonic()
+    def cut(self, node: str, at: float) -> list[Seen]:
+        """A node killed at `at` (monotonic), called once its last events have been read: its
+        open calls end at `at` (Asterisk will never say so). A call whose events were read
+        after `at` was created, or ended, before it: they were still in the socket."""
+        mine = [c for c in self.calls.values() if c.node == node]
+        open_ = [c for c in mine if c.end is None]
+        for c in mine:
+            c.start = min(c.start, at)
+            c.end = at if c.end is None else min(c.end, at)
         return open_
 
     async def __aexit__(self, *_: object) -> None:
