@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import gc
 import json
 import resource
 import sys
@@ -49,6 +48,7 @@ from panoramisk.fast_agi import Application, Request
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_ivr  # noqa: E402  (same config, numbers and sandbox set-up)
+import gc_passes  # noqa: E402
 
 from ivr import app  # noqa: E402
 from ivr.campaign import sending  # noqa: E402
@@ -59,30 +59,7 @@ PORT = 4612
 ALL_EVENTS_USER = "ivr-bench-all"
 
 
-class GcClock:
-    """CPU spent in the cyclic collector and its passes per generation (gc.callbacks): the
-    controller's heap is larger than stock's, and a full pass walks all of it."""
-
-    def __init__(self) -> None:
-        self.cpu_s, self.passes, self._t = 0.0, [0, 0, 0], 0.0
-
-    def __call__(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._t = time.process_time()
-            return
-        self.cpu_s += time.process_time() - self._t
-        self.passes[info["generation"]] += 1
-
-    def since(self, then: tuple[float, list[int]], calls: int) -> dict[str, object]:
-        return {"gc_ms_per_call": round((self.cpu_s - then[0]) / calls * 1000, 3),
-                "gc_passes": [b - a for a, b in zip(then[1], self.passes)]}
-
-    def mark(self) -> tuple[float, list[int]]:
-        return self.cpu_s, list(self.passes)
-
-
-GC = GcClock()
-gc.callbacks.append(GC)
+GC = gc_passes.GcPasses()  # the controller's heap is larger: a full pass walks all of it
 
 
 def add_all_events_user(sandbox: Sandbox) -> str:
@@ -148,12 +125,13 @@ async def prototype(cfg: bench_ivr.config.Config, nums: list[str], user: str,
     manager = Manager(loop=asyncio.get_running_loop(), host=cfg.pbx.host, port=cfg.pbx.port,
                       username=user, secret=app.ami_secret(cfg))
     await manager.connect()
-    r0, t0, g0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic(), GC.mark()
+    GC.take()  # the passes before this run are not its own
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
     replies = await send_all(manager, nums, rate)
     sent_s = time.monotonic() - t0
     await asyncio.wait_for(done.wait(), 600)
     r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
-    gc_use = GC.since(g0, len(nums))
+    gc_use = gc_passes.per_call(GC.take(), len(nums))
     for reply in replies:
         reply.cancel()  # type: ignore[attr-defined]
     manager.close()
@@ -180,9 +158,11 @@ def controller(cfg: bench_ivr.config.Config, db: Path, nums: list[str],
     kept = sending.SEND_WINDOW
     sending.SEND_WINDOW = window or kept
     try:
-        r0, g0 = resource.getrusage(resource.RUSAGE_SELF), GC.mark()  # and the list's insert
+        GC.take()  # the passes before this run are not its own
+        r0 = resource.getrusage(resource.RUSAGE_SELF)  # and the list's insert
         ctl = app.run(bench_ivr.run_fastagi(run_cfg, nums, key_latency=False))
-        r1, gc_use = resource.getrusage(resource.RUSAGE_SELF), GC.since(g0, len(nums))
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        gc_use = gc_passes.per_call(GC.take(), len(nums))
     finally:
         sending.SEND_WINDOW = kept
     split = usage(r0, r1, len(nums))

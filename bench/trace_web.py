@@ -9,7 +9,6 @@ request, outside the timed span, and `report` joins both sides in order: the ser
 time.perf_counter (CLOCK_MONOTONIC on Linux: one clock for both processes)."""
 from __future__ import annotations
 
-import gc
 import json
 import math
 import resource
@@ -17,33 +16,16 @@ import statistics
 import time
 from typing import Any
 
+from gc_passes import GcPasses, Pass
+
 ENV = "IVR_BENCH_TRACE"  # the server's trace file; set in the console's environment
-
-
-class _Gc:
-    """gc passes (generation, ms) since the last take()."""
-
-    def __init__(self) -> None:
-        self.passes: list[tuple[int, float]] = []
-        self._t0 = 0.0
-        gc.callbacks.append(self._cb)
-
-    def _cb(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._t0 = time.perf_counter()
-        else:
-            self.passes.append((info["generation"], (time.perf_counter() - self._t0) * 1e3))
-
-    def take(self) -> list[tuple[int, float]]:
-        out, self.passes = self.passes, []
-        return out
 
 
 class ServerTrace:
     """ASGI wrapper: one JSON line per report.csv request into `path`."""
 
     def __init__(self, app: Any, path: str) -> None:
-        self.app, self.out, self.gc = app, open(path, "a"), _Gc()
+        self.app, self.out, self.gc = app, open(path, "a"), GcPasses()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not scope["path"].endswith("/report.csv"):
@@ -70,7 +52,7 @@ class ClientTrace:
 
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
-        self.gc = _Gc()
+        self.gc = GcPasses()
 
     def before(self) -> None:
         self.gc.take()
@@ -90,9 +72,9 @@ def _q(xs: list[float]) -> dict[str, float]:
             "p99": round(xs[math.ceil(0.99 * len(xs)) - 1], 1), "max": round(xs[-1], 1)}
 
 
-def _gc(passes: list[tuple[int, float]]) -> dict[str, float]:
-    return {"passes": len(passes), "gen2": sum(1 for g, _ in passes if g == 2),
-            "ms": round(sum(ms for _, ms in passes), 1)}
+def _gc(passes: list[Pass]) -> dict[str, float]:
+    return {"passes": len(passes), "gen2": sum(1 for p in passes if p[0] == 2),
+            "ms": round(sum(p[1] for p in passes), 1)}
 
 
 def report(client: ClientTrace, server_path: str, slowest: int = 3) -> dict[str, Any]:
