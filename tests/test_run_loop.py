@@ -397,8 +397,9 @@ def test_a_hard_stop_wakes_the_pacing_wait_of_a_claimed_call_which_is_then_not_s
         backend: Backend) -> None:
     """A claim that took long (here the first, 40 s) makes the next Originate wait one
     interval from its departure after its own claim. A hard stop during that wait ends it at
-    once: that call is not sent (nothing rings after a hard stop), its attempt is settled
-    `error` at stage `not-sent`, and the run ends without waiting out the interval."""
+    once: that call is not sent (nothing rings after a hard stop), its attempt is withdrawn
+    (no row: the contact keeps its attempts and stays due), and the run ends without waiting
+    out the interval."""
     numbers = [fiction(i) for i in range(3)]
     stop, hard = asyncio.Event(), asyncio.Event()
 
@@ -430,5 +431,4 @@ def test_a_hard_stop_wakes_the_pacing_wait_of_a_claimed_call_which_is_then_not_s
     stamps, cut_at, ended_at, calls = asyncio.run(scenario())
     assert len(stamps) == 1  # the second call never left
     assert ended_at - cut_at < 20, (cut_at, ended_at)  # not the rest of the 40-s interval
-    assert len(calls) == 2 and calls[0]["outcome"] == "failed"
-    assert (calls[1]["outcome"], calls[1]["stage"]) == ("error", "not-sent")
+    assert len(calls) == 1 and calls[0]["outcome"] == "failed", calls

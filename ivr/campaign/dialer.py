@@ -191,13 +191,15 @@ class Dialer:
                                                                 claim.token or ""))
 
     def unsent(self, call_id: int, send: Coroutine[Any, Any, None]) -> None:
-        """A claimed attempt whose Originate is not sent after all (a hard stop came while it
-        waited for its pacing slot): nothing was dialled; `error` (stage `not-sent`), retried
-        while attempts remain, as a reconciled attempt is."""
+        """A claimed attempt whose Originate is not sent after all (a stop or a pause came
+        during its claim or its pacing wait): nothing was dialled, so the attempt is withdrawn
+        (its row removed: the contact keeps its attempts and is due again). No outcome, no
+        webhook. Written in order with the run's other writes; a store away then leaves it to
+        the next run's reconciliation (`error`), as any unwritten write."""
         send.close()  # the coroutine never ran: nothing reached the node
-        flight = self.by_call.get(call_id)
-        if flight is not None:
-            self._settle_error(flight, "not-sent")
+        if self._drop(call_id) is not None:
+            self.writer.write(lambda: self.store.withdraw_attempt(call_id))
+        self.changed.set()
 
     async def _originate(self, ns: NodeState, flight: InFlight,
                          request: OriginateRequest) -> None:
@@ -307,6 +309,13 @@ class Dialer:
 
     def finished(self, call_id: int) -> None:
         """The attempt has its outcome: it no longer counts against max_concurrent."""
+        if self._drop(call_id) is not None:
+            for hook in self.on_settled:
+                hook(call_id)
+        self.changed.set()
+
+    def _drop(self, call_id: int) -> InFlight | None:
+        """The attempt leaves the calls in flight, its node's and the claimed ones."""
         flight = self.by_call.pop(call_id, None)
         self.claimed.pop(call_id, None)
         if flight is not None:
@@ -315,11 +324,9 @@ class Dialer:
                 ns.calls.pop(flight.channel_id, None)
             if flight.settle is not None:
                 flight.settle.cancel()
-            for hook in self.on_settled:
-                hook(call_id)
-        self.changed.set()
         if not self.by_call:
             self.idle.set()
+        return flight
 
     # -- reconciliation (ivr/campaign/reconcile.py) -------------------------------------------
     async def reconcile(self) -> int:

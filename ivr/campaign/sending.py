@@ -41,15 +41,16 @@ class Sender:
         self.answering = 0  # Originates sent and still awaiting their Response
 
     async def leave(self, claim: Claim, send: Coroutine[Any, Any, None] | None) -> bool:
-        """A claimed call's Originate, at its pacing slot; False on a hard stop (not sent)."""
+        """A claimed call's Originate, at its pacing slot; False when a stop or a pause came
+        first (not sent, the attempt withdrawn)."""
         if send is None or claim.call is None:  # refused at dial time (e.g. opted out)
             self.tick()
             return True
         # A PostgreSQL claim (worker thread) takes more or less time: pace the Originate too.
         early = self.left_at + self.control.interval - self.clock.monotonic()
-        if early > 0:  # claimed: it leaves even if a stop came meanwhile, not a hard stop
-            await self.clock.wait(self.hard_stop, timeout=early)
-        if self.hard_stop.is_set():  # nothing rings after a hard stop: settled, never sent
+        if early > 0:  # a stop ends the wait; a pause is seen at its end (one interval)
+            await self.clock.wait(self.control.stop, self.hard_stop, timeout=early)
+        if self.held():  # a stop or a pause came during the claim or the wait: never sent
             self.dialer.unsent(int(claim.call["id"]), send)
             return False
         task = asyncio.ensure_future(self._send(send))
@@ -60,6 +61,10 @@ class Sender:
             self.sent_one.clear()
             await self.sent_one.wait()
         return True
+
+    def held(self) -> bool:
+        """Nothing new rings after a stop (soft or hard) or during a pause."""
+        return self.control.stop.is_set() or self.hard_stop.is_set() or self.control.paused
 
     async def _send(self, send: Coroutine[Any, Any, None]) -> None:
         """One Originate. A success widens the window (doubling up to SEND_WINDOW); a failure

@@ -157,6 +157,14 @@ class PgCallsSQL(PgCore):
                                  now)
         return str(row["hangup_cause"])
 
+    def withdraw_attempt(self, call_id: int) -> bool:
+        """A claimed attempt whose Originate never left (a stop or a pause came first): its
+        row goes, so it costs the contact no attempt and holds no number in flight. Only an
+        attempt still without an outcome, and still `dialing` as its claim wrote it; False if
+        none was removed."""
+        return self._exec("DELETE FROM calls WHERE id = %s AND outcome IS NULL AND "
+                          "state = 'dialing' AND answered_at IS NULL", (call_id,)) == 1
+
     def finish_unanswered(self, call_id: int, outcome: str, cause: str | None, now: datetime,
                           retry_at: datetime | None, stage: str | None = None) -> bool:
         _known(outcome)

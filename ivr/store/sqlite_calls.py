@@ -192,6 +192,16 @@ class CallsSQL(SQLiteCore):
             self._settle_contact(contact_id, campaign, result.outcome, retry_at, now)
         return str(cause)
 
+    def withdraw_attempt(self, call_id: int) -> bool:
+        """A claimed attempt whose Originate never left (a stop or a pause came first): its
+        row goes, so it costs the contact no attempt and holds no number in flight. Only an
+        attempt still without an outcome, and still `dialing` as its claim wrote it; False if
+        none was removed."""
+        with self.transaction():
+            cur = self.db.conn.execute("DELETE FROM calls WHERE id = ? AND outcome IS NULL AND "
+                                       "state = 'dialing' AND answered_at IS NULL", (call_id,))
+        return cur.rowcount == 1
+
     def finish_unanswered(self, call_id: int, outcome: str, cause: str | None, now: datetime,
                           retry_at: datetime | None, stage: str | None = None) -> bool:
         _known(outcome)
