@@ -17,7 +17,8 @@
    for a route whose first answer took over 500 ms: there p99 is the max): p50, p99, max.
    Goal: p99 < 200 ms. report.csv after a commit is timed with httpx (as before) and beside it
    with a lean client (bench/lean_http.py): the server's and the transfer's part, without
-   httpx's own ~40 ms of CPU over the 33 MB.
+   httpx's own ~40 ms of CPU over the 33 MB; and with the clients people use
+   (bench/real_clients.py): Debian's chromium (a click on the download link) and curl.
 
 Usage (no sandbox, no root):
   python3 bench/bench_web.py                  # both parts
@@ -47,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_capacity  # noqa: E402  (the controller-on-a-fake-PBX run)
 import bench_ivr  # noqa: E402
 import lean_http  # noqa: E402  (report.csv timed with a client that parses next to nothing)
+import real_clients  # noqa: E402  (report.csv timed with chromium and curl)
 import trace_web  # noqa: E402  (--trace: the server's span and the client's, per request)
 
 from ivr import app  # noqa: E402
@@ -106,12 +108,15 @@ def wait_for_console(proc: subprocess.Popen, url: str, tries: int) -> str:
     raise SystemExit("the console did not start")
 
 
+ADMIN, ADMIN_PASSWORD = "bench", "bench-password-1"  # a throwaway store's user
+
+
 def admin_token(store: Any) -> str:
     from ivr.web_users import hash_password
     now = datetime.now(timezone.utc)
-    store.add_user("bench", "admin", hash_password("bench-password-1"), now)
+    store.add_user(ADMIN, "admin", hash_password(ADMIN_PASSWORD), now)
     token = new_token()
-    store.add_api_token("bench", token_hash(token), now)
+    store.add_api_token(ADMIN, token_hash(token), now)
     return token
 
 
@@ -283,6 +288,16 @@ def routes(c: str, nums: list[str]) -> list[tuple[str, str, Any]]:
     out.append((f"GET /api/campaigns/{c}/report.csv {AFTER_COMMIT[:-1]}, gzip not decoded, "
                 "lean client)", f"/api/campaigns/{c}/report.csv",
                 lambda i: {"headers": {"Accept-Encoding": "gzip"}}))
+    # The clients an operator and a script use (bench/real_clients.py), beside httpx's:
+    # Debian's chromium (the operator's click on the download link, until the file is on disk)
+    # and curl (its own time_total), each after a commit as above.
+    out.append((f"GET /api/campaigns/{c}/report.csv {AFTER_COMMIT[:-1]}, curl --compressed)",
+                f"/api/campaigns/{c}/report.csv", None))
+    out.append((f"GET /api/campaigns/{c}/report.csv {AFTER_COMMIT[:-1]}, identity, curl)",
+                f"/api/campaigns/{c}/report.csv", None))
+    # Last: the browser stays open once started.
+    out.append((f"GET /api/campaigns/{c}/report.csv {AFTER_COMMIT[:-1]}, chromium download)",
+                f"/api/campaigns/{c}/report.csv", None))
     # Streamed: the whole download above, and how soon it starts.
     out.append((f"GET /api/campaigns/{c}/report.csv (first byte)",
                 f"/api/campaigns/{c}/report.csv", None))
@@ -344,6 +359,12 @@ def route_latency(client: Any, args: argparse.Namespace, name: str, path: str, b
             tracer.before()
         if "lean client" in name:
             ms = lean_http.timed(client, p, kw["headers"])
+        elif "chromium download" in name:
+            ms = real_clients_browser(client, p).download(p)
+        elif "curl" in name:
+            ms = real_clients.curl_timed(str(client.base_url).rstrip("/"), p,
+                                         client.headers["Authorization"].split()[1],
+                                         compressed="compressed" in name)
         else:
             ms = timed(client, method, p, kw, first_byte="first byte" in name,
                        raw="not decoded" in name)
@@ -357,12 +378,34 @@ def route_latency(client: Any, args: argparse.Namespace, name: str, path: str, b
            "p50_ms": round(statistics.median(samples), 1),
            "p99_ms": round(samples[math.ceil(0.99 * n) - 1], 1),
            "max_ms": round(samples[-1], 1)}
-    if "report.csv" in name and "first byte" not in name and "not decoded" not in name:  # what crossed HTTP (untimed)
+    if "chromium" in name:  # what the browser saved (untimed): decoded by it
+        out.update(real_clients_browser(client).last)
+    elif "curl" in name:
+        pass  # curl's bytes are httpx's of the same encoding, printed on those routes
+    elif "report.csv" in name and "first byte" not in name and "not decoded" not in name:  # what crossed HTTP (untimed)
         with client.stream(method, path, **(body(0) if body else {})) as r:
             r.read()
             out["encoding"] = r.headers.get("content-encoding", "identity")
             out["wire_bytes"], out["body_bytes"] = r.num_bytes_downloaded, len(r.content)
     return out
+
+
+_browsers: dict[str, real_clients.Browser] = {}
+
+
+def real_clients_browser(client: Any, path: str = "") -> real_clients.Browser:
+    """One chromium for the run, opened at the first route that asks for it, and its download
+    manager warmed up by one download of `path` (untimed: its first one took 0.6-1 s)."""
+    if "b" not in _browsers:
+        _browsers["b"] = real_clients.Browser(str(client.base_url).rstrip("/"),
+                                              (ADMIN, ADMIN_PASSWORD))
+        _browsers["b"].download(path)
+    return _browsers["b"]
+
+
+def close_browser() -> None:
+    if _browsers:
+        _browsers.pop("b").close()
 
 
 def latency(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -388,6 +431,7 @@ def latency(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                                               tracer if "report.csv" in name
                                               and "first byte" not in name else None)
     finally:
+        close_browser()
         web.terminate()
         web.wait(10)
     over = sorted(k for k, v in results.items() if v["p99_ms"] >= 200)

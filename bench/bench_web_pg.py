@@ -162,6 +162,7 @@ def latency(args: argparse.Namespace, tmp: Path, cluster: PgCluster) -> dict[str
                                                          store)
                 print(name, results[name], file=sys.stderr, flush=True)
     finally:
+        bench_web.close_browser()
         web.terminate()
         web.wait(10)
     over = sorted(k for k, v in results.items() if v["p99_ms"] >= 200)

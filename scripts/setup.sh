@@ -5,7 +5,8 @@ cd "$(dirname "$0")/.."
 
 need=()
 # chromium: the console's browser tests (driven by Playwright, never its own browser download)
-for tool in mmdebstrap:mmdebstrap ffmpeg:ffmpeg espeak-ng:espeak-ng sipp:sip-tester chromium:chromium; do
+# curl: bench_web times report.csv with it (bench/real_clients.py), as the README's API examples use it
+for tool in mmdebstrap:mmdebstrap ffmpeg:ffmpeg espeak-ng:espeak-ng sipp:sip-tester chromium:chromium curl:curl; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
 done
 # postgresql: the server binaries `ivr db up` and the tests' private cluster run (its own
