@@ -161,6 +161,7 @@ def latency(args: argparse.Namespace, tmp: Path, cluster: PgCluster) -> dict[str
                 results[name] = bench_web.route_latency(client, args, name, path, body, nums,
                                                          store)
                 print(name, results[name], file=sys.stderr, flush=True)
+                bench_web.close_browser()  # chromium stays out of the routes after its own
     finally:
         bench_web.close_browser()
         web.terminate()
