@@ -292,7 +292,8 @@ async def _run_campaign(cfg: Config, store: Store, on_tick: Callable[[Controller
     gc.freeze()
     stopper = Stopper(stop)  # Ctrl-C and SIGTERM: a graceful stop, then a hard one
     stopper.install()
-    since_id = await ctl.dialer.off_loop(store.last_call_id)  # no round trip on the loop
+    # This campaign's: no round trip on the loop
+    since_id = await ctl.dialer.off_loop(store.last_call_id, cfg.campaign.name)
     state = RunState(cfg.campaign.name, store, clock, max_concurrent=cfg.dialer.max_concurrent,
                      nodes=ctl.dialer.node_snapshots, since_id=since_id)
     if on_snapshot is not None:

@@ -2,17 +2,23 @@
 trip in a worker thread, during which the loop reads the console's control): that call never
 rings, and its attempt is withdrawn, so the contact keeps its attempts and is dialled later as
 if the claim had not happened. The real run loop, the fake PBX over real AMI and FastAGI, a
-store of each backend (conftest.backend)."""
+store of each backend (conftest.backend); and a withdrawn id given again on SQLite."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 from typing import Any
 
+from ivr.campaign.clock import ManualClock
+from ivr.campaign.state import RunState
 from ivr.telephony.fake_pbx import answer
 
-from conftest import Backend
+from conftest import Backend, attempt, store_with
 from test_dialer import Rig, fiction, rig
 from test_run_control import CAMPAIGN, fast_poll, say, start_run  # noqa: F401 (fixture)
+
+T = datetime(2026, 12, 1, 10, tzinfo=timezone.utc)
+CALLER = "+33162000000"
 
 
 def slow_second_claim(r: Rig, meanwhile: Any) -> list[int]:
@@ -82,3 +88,22 @@ def test_a_pause_during_a_claim_holds_that_call_and_resume_dials_it_as_its_first
     calls = got["calls"]
     assert sorted(c["number"] for c in calls) == sorted(numbers), calls  # one row a number
     assert all((c["attempt"], c["outcome"]) == (1, "message_played") for c in calls), calls
+
+
+def test_another_campaigns_withdrawn_attempt_hides_no_call_from_this_runs_counts() -> None:
+    """SQLite gives a withdrawn attempt's id, if it was the highest, to the next claim: a run
+    of another campaign that started meanwhile counts from its own campaign's last id, so the
+    call that reuses the id is still its own (found in review: it counted from the highest id
+    of any campaign, and missed that call)."""
+    numbers = ("+33639980001", "+33639980002", "+33639980003")
+    s = store_with(*numbers, at=T)
+    contact = {n: s.one("SELECT * FROM contacts WHERE number = ?", (n,)) for n in numbers}
+    first = attempt(s, contact[numbers[0]], "c1", CALLER, T)
+    s.finish_unanswered(first["id"], "busy", "17", T, None)
+    claimed = attempt(s, contact[numbers[1]], "c1", CALLER, T)  # c1's claim, the highest id
+    run_b = RunState("c2", s, ManualClock(), max_concurrent=1)  # c2's run starts now
+    assert s.withdraw_attempt(claimed["id"])  # c1 paused before sending it
+    own = attempt(s, contact[numbers[2]], "c2", CALLER, T)
+    assert own["id"] == claimed["id"]  # the id given again
+    s.finish_unanswered(own["id"], "busy", "17", T, None)
+    assert s.outcome_counts("c2", since_id=run_b.since_id) == {"busy": 1}

@@ -104,7 +104,7 @@ class RunState:
         self.max_concurrent = max_concurrent
         self.nodes = nodes  # the dialer's per-node view, sampled at each snapshot
         # Attempts after this id are this run's: counted per outcome by the store.
-        self.since_id = store.last_call_id() if since_id is None else since_id
+        self.since_id = store.last_call_id(campaign) if since_id is None else since_id
         self.every_s, self.min_gap_s, self.rate_window_s = every_s, min_gap_s, rate_window_s
         self.count_every_s = count_every_s
         self._counted_at = float("-inf")  # clock.monotonic() of the last outcome count read

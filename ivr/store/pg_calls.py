@@ -214,7 +214,11 @@ class PgCallsSQL(PgCore):
             {"node": node, "campaign": campaign, "me": controller,
              "now": utc(datetime.now(timezone.utc))})
 
-    def last_call_id(self) -> int:
+    def last_call_id(self, campaign: str | None = None) -> int:
+        if campaign is not None:  # calls_campaign (campaign, id): the last entry
+            row = self._row("SELECT COALESCE(MAX(id), 0) AS m FROM calls WHERE campaign = %s",
+                            (campaign,))
+            return int(row["m"]) if row else 0
         row = self._row("SELECT COALESCE(MAX(id), 0) AS m FROM calls")
         return int(row["m"]) if row else 0
 

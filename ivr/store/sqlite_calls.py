@@ -263,8 +263,14 @@ class CallsSQL(SQLiteCore):
             {"node": node, "campaign": campaign, "me": controller, "held": held,
              "now": utc(datetime.now(timezone.utc))})
 
-    def last_call_id(self) -> int:
-        """The newest attempt's id, 0 when there is none (a run counts what comes after)."""
+    def last_call_id(self, campaign: str | None = None) -> int:
+        """The newest attempt's id (of `campaign`: a run counts its own campaign's that come
+        after, and another campaign's withdrawn attempt may free its id for the next claim),
+        0 when there is none."""
+        if campaign is not None:  # calls_campaign (campaign, id): its last entry
+            row = self._row("SELECT COALESCE(MAX(id), 0) AS m FROM calls WHERE campaign = ?",
+                            (campaign,))
+            return int(row["m"]) if row else 0
         row = self._row("SELECT COALESCE(MAX(id), 0) AS m FROM calls")
         return int(row["m"]) if row else 0
 
