@@ -261,7 +261,8 @@ def _sequence(s: Any) -> dict[str, Any]:
             "second": second["attempt"], "open": [r["id"] for r in s.open_calls()],
             "open_c2": [r["id"] for r in s.open_calls(node="n1", campaign="c2")],
             "counts": s.outcome_counts("c1"), "all_counts": s.outcome_counts(None, 1),
-            "last": s.last_call_id(), "opted": s.is_opted_out("+33199000902"),
+            "last": s.last_call_id(), "last_c1": s.last_call_id("c1"),
+            "last_c9": s.last_call_id("c9"), "opted": s.is_opted_out("+33199000902"),
             "hash": s.number_hash("+33199000902")}
 
 
@@ -272,6 +273,8 @@ def test_both_backends_leave_equal_rows_for_the_same_calls(pg: PgStore) -> None:
     assert {k: v for k, v in post.items() if k != "tables"} == \
         {k: v for k, v in lite.items() if k != "tables"}
     assert lite["tables"]["calls"][1]["hangup_cause"] == "21" and lite["again"] is None
+    # a campaign's last call id (a run counts from it): c1's three, then c2's one
+    assert (lite["last"], lite["last_c1"], lite["last_c9"]) == (4, 3, 0)
 
 
 # -- PostgreSQL stopped mid-run ---------------------------------------------------------------

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
+from ivr import app
 from ivr.campaign.clock import ManualClock
-from ivr.campaign.state import RunState
-from ivr.telephony.fake_pbx import answer
+from ivr.campaign.state import RunState, Snapshot
+from ivr.telephony.ami_node import AmiNode
+from ivr.telephony.fake_pbx import FakePbx, answer
 
 from conftest import Backend, attempt, store_with
-from test_dialer import Rig, fiction, rig
+from test_dialer import HASHES, SECRET, Rig, add_contacts, contact, fiction, make_cfg, rig
 from test_run_control import CAMPAIGN, fast_poll, say, start_run  # noqa: F401 (fixture)
 
 T = datetime(2026, 12, 1, 10, tzinfo=timezone.utc)
@@ -107,3 +110,37 @@ def test_another_campaigns_withdrawn_attempt_hides_no_call_from_this_runs_counts
     assert own["id"] == claimed["id"]  # the id given again
     s.finish_unanswered(own["id"], "busy", "17", T, None)
     assert s.outcome_counts("c2", since_id=run_b.since_id) == {"busy": 1}
+
+
+def test_a_run_counts_its_call_that_took_another_campaigns_withdrawn_id(tmp_path: Path) -> None:
+    """The whole `app.run_campaign` (SQLite): it starts, in standby, while another campaign's
+    claimed attempt holds the highest call id; that attempt is withdrawn; the console's Start
+    then lets this run claim, and its first call gets the freed id. The run's final counts
+    still hold every one of its calls (it counts from its own campaign's last id)."""
+    numbers = [fiction(40 + i) for i in range(2)]
+    cfg = make_cfg(tmp_path)
+    store = app.open_store(cfg)
+    add_contacts(store, numbers)
+    add_contacts(store, [fiction(49)], campaign="c-other")
+    other = attempt(store, contact(store, fiction(49)), "c-other", CALLER, T)
+    snaps: list[Snapshot] = []
+
+    async def scenario() -> Any:
+        async with FakePbx({n: answer(["1"]) for n in numbers}, user="ivr",
+                           secret=SECRET) as pbx:
+            node = AmiNode("pbx", "127.0.0.1", pbx.ami_port, "ivr", SECRET)
+            run = asyncio.ensure_future(app.run_campaign(
+                cfg, store, node=node, hashes=HASHES, on_snapshot=snaps.append, standby=True))
+            while not snaps:  # started: its counts' first id is read
+                await asyncio.sleep(0.01)
+            console = app.open_store(cfg)
+            assert console.withdraw_attempt(int(other["id"]))  # the other campaign paused
+            console.set_run_control("utest", by="alice", now=datetime.now(timezone.utc),
+                                    desired="running")
+            report, _ = await asyncio.wait_for(run, 60)
+            return report
+    report = asyncio.run(scenario())
+    calls = store.q("SELECT id, outcome FROM calls WHERE campaign = 'utest' ORDER BY id")
+    assert calls[0]["id"] == other["id"], calls  # the freed id was given to this run
+    assert report.originated == 2 and snaps[-1].finished
+    assert dict(snaps[-1].counts) == {"message_played": 2}, snaps[-1]
