@@ -10,7 +10,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ivr import app
+from ivr.campaign import run_control
 from ivr.campaign.clock import ManualClock
 from ivr.campaign.state import RunState, Snapshot
 from ivr.telephony.ami_node import AmiNode
@@ -18,10 +21,16 @@ from ivr.telephony.fake_pbx import FakePbx, answer
 
 from conftest import Backend, attempt, store_with
 from test_dialer import HASHES, SECRET, Rig, add_contacts, contact, fiction, make_cfg, rig
-from test_run_control import CAMPAIGN, fast_poll, say, start_run  # noqa: F401 (fixture)
+from test_run_control import CAMPAIGN, say, start_run
 
 T = datetime(2026, 12, 1, 10, tzinfo=timezone.utc)
 CALLER = "+33162000000"
+
+
+@pytest.fixture(autouse=True)
+def fast_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console's word read every 0.1 s (0.5 s in the product), as in test_run_control."""
+    monkeypatch.setattr(run_control, "POLL_S", 0.1)
 
 
 def slow_second_claim(r: Rig, meanwhile: Any) -> list[int]:
