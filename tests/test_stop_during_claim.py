@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -33,9 +34,12 @@ def fast_poll(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(run_control, "POLL_S", 0.1)
 
 
-def slow_second_claim(r: Rig, meanwhile: Any) -> list[int]:
-    """The second claim is written, then takes 0.5 s more (a slow store); `meanwhile` runs
-    right after it is written. Returns the call ids claimed."""
+def slow_second_claim(r: Rig, meanwhile: Callable[[], None],
+                      seen: Callable[[], bool] = lambda: True) -> list[int]:
+    """The second claim is written, then takes longer (a slow store): `meanwhile` runs right
+    after it is written, and the claim returns once the run has `seen` it (the control's
+    watch read the console's word: not timed, a loaded machine only makes it later).
+    Returns the call ids claimed."""
     place, claimed = r.dialer.place, []
 
     async def slow(contact: dict[str, Any]) -> Any:
@@ -44,7 +48,10 @@ def slow_second_claim(r: Rig, meanwhile: Any) -> list[int]:
             claimed.append(int(claim.call["id"]))
             if len(claimed) == 2:
                 meanwhile()
-                await asyncio.sleep(0.5)  # the control's watch (0.1 s) sees it meanwhile
+                deadline = asyncio.get_running_loop().time() + 30
+                while not seen():
+                    assert asyncio.get_running_loop().time() < deadline, "never seen"
+                    await asyncio.sleep(0.01)
         return claim, send
     r.dialer.place = slow  # type: ignore[method-assign]
     return claimed
@@ -83,8 +90,10 @@ def test_a_pause_during_a_claim_holds_that_call_and_resume_dials_it_as_its_first
     async def scenario() -> dict[str, Any]:
         async with rig(backend, {n: answer(["1"], prompt_s=0.1) for n in numbers},
                        max_concurrent=1) as r:
-            claimed = slow_second_claim(r, lambda: say(backend, desired="paused"))
-            task, _ = await start_run(r)
+            run: dict[str, list[Snapshot]] = {"snaps": []}  # the run's, once started
+            claimed = slow_second_claim(r, lambda: say(backend, desired="paused"), lambda: any(
+                s.console == run_control.PAUSED for s in run["snaps"]))
+            task, run["snaps"] = await start_run(r)
             await r.until(lambda: len(claimed) == 2)
             await asyncio.sleep(1.5)  # paused: the claimed call waits, nothing is dialled
             held = {"sent": len(r.pbx.originates), "calls": r.calls(),
