@@ -6,9 +6,9 @@ store of each backend (conftest.backend); and a withdrawn id given again on SQLi
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import pytest
