@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import math
 import os
 import resource
 import statistics
@@ -373,11 +372,9 @@ def route_latency(client: Any, args: argparse.Namespace, name: str, path: str, b
         return ms
     first = once(0)
     n = args.requests if first < SLOW_MS else SLOW_REQUESTS
-    samples = sorted(once(i) for i in range(1, n + 1))
+    q = trace_web.quantiles([once(i) for i in range(1, n + 1)])
     out = {"first_ms": round(first, 1), "timed": n,
-           "p50_ms": round(statistics.median(samples), 1),
-           "p99_ms": round(samples[math.ceil(0.99 * n) - 1], 1),
-           "max_ms": round(samples[-1], 1)}
+           "p50_ms": q["p50"], "p99_ms": q["p99"], "max_ms": q["max"]}
     if "chromium" in name:  # what the browser saved (untimed): decoded by it
         out.update(real_clients_browser(client).last)
     elif "curl" in name:

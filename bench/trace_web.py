@@ -66,7 +66,8 @@ class ClientTrace:
                           "faults": ru.ru_minflt - self._ru.ru_minflt, "gc": self.gc.take()})
 
 
-def _q(xs: list[float]) -> dict[str, float]:
+def quantiles(xs: list[float]) -> dict[str, float]:
+    """p50, nearest-rank p99 and max, in ms to 0.1: the benches' one form (bench_web too)."""
     xs = sorted(xs)
     return {"p50": round(statistics.median(xs), 1),
             "p99": round(xs[math.ceil(0.99 * len(xs)) - 1], 1), "max": round(xs[-1], 1)}
@@ -103,7 +104,7 @@ def report(client: ClientTrace, server_path: str, slowest: int = 3) -> dict[str,
         if not rows:
             continue
         rows.sort(key=lambda r: -r["ms"])
-        out[name] = {k: _q([r[k] for r in rows]) for k in
+        out[name] = {k: quantiles([r[k] for r in rows]) for k in
                      ("ms", "server_span_ms", "client_after_server_ms", "client_sys_ms")}
         out[name]["slowest"] = rows[:slowest]
     return out
