@@ -118,16 +118,20 @@ def test_another_campaigns_withdrawn_attempt_hides_no_call_from_this_runs_counts
     of any campaign, and missed that call)."""
     numbers = ("+33639980001", "+33639980002", "+33639980003")
     s = store_with(*numbers, at=T)
-    contact = {n: s.one("SELECT * FROM contacts WHERE number = ?", (n,)) for n in numbers}
-    first = attempt(s, contact[numbers[0]], "c1", CALLER, T)
+    first = attempt(s, contact(s, numbers[0]), "c1", CALLER, T)
     s.finish_unanswered(first["id"], "busy", "17", T, None)
-    claimed = attempt(s, contact[numbers[1]], "c1", CALLER, T)  # c1's claim, the highest id
+    claimed = attempt(s, contact(s, numbers[1]), "c1", CALLER, T)  # c1's claim, the highest id
     run_b = RunState("c2", s, ManualClock(), max_concurrent=1)  # c2's run starts now
     assert s.withdraw_attempt(claimed["id"])  # c1 paused before sending it
-    own = attempt(s, contact[numbers[2]], "c2", CALLER, T)
+    own = attempt(s, contact(s, numbers[2]), "c2", CALLER, T)
     assert own["id"] == claimed["id"]  # the id given again
     s.finish_unanswered(own["id"], "busy", "17", T, None)
     assert s.outcome_counts("c2", since_id=run_b.since_id) == {"busy": 1}
+
+
+async def started(snaps: list[Snapshot]) -> None:
+    while not snaps:
+        await asyncio.sleep(0.01)
 
 
 def test_a_run_counts_its_call_that_took_another_campaigns_withdrawn_id(tmp_path: Path) -> None:
@@ -149,8 +153,7 @@ def test_a_run_counts_its_call_that_took_another_campaigns_withdrawn_id(tmp_path
             node = AmiNode("pbx", "127.0.0.1", pbx.ami_port, "ivr", SECRET)
             run = asyncio.ensure_future(app.run_campaign(
                 cfg, store, node=node, hashes=HASHES, on_snapshot=snaps.append, standby=True))
-            while not snaps:  # started: its counts' first id is read
-                await asyncio.sleep(0.01)
+            await asyncio.wait_for(started(snaps), 30)  # its counts' first id is read
             console = app.open_store(cfg)
             assert console.withdraw_attempt(int(other["id"]))  # the other campaign paused
             console.set_run_control("utest", by="alice", now=datetime.now(timezone.utc),
