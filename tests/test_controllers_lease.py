@@ -3,9 +3,11 @@
 another (orphaned_calls), never its own. PostgreSQL through the `pg_url` fixture."""
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
 import pytest
 
 from conftest import add_contact, attempt
@@ -102,3 +104,30 @@ def test_sqlite_orphans_of_a_killed_run_are_found_by_the_next(tmp_path: Path) ->
         [left["id"]]
     with s.hold_run(owner(1), "c1"):  # the lock proves no other run of c1 is alive
         assert [r["id"] for r in s.orphaned_calls("c1", NOW)] == [left["id"]]
+
+
+def test_two_controllers_on_one_campaign_each_count_the_calls_they_placed(pg_url: str) -> None:
+    """Each run's snapshot counts the outcomes of its own calls, as it counts `originated`:
+    counting every controller's since its start showed more calls done than it had placed."""
+    from ivr.campaign.clock import ManualClock
+    from ivr.campaign.state import RunState, Snapshot
+    a, b = (PgStore.open(pg_url, optout_key=KEY) for _ in range(2))
+    c = [add(a, f"+3319900050{i}") for i in range(3)]
+
+    async def runs() -> tuple[Snapshot, ...]:
+        run = {s: RunState("c1", s, ManualClock(), max_concurrent=2) for s in (a, b)}
+        for store, contact, outcome in ((a, c[0], "busy"), (b, c[1], "no_answer"),
+                                        (b, c[2], "busy")):
+            call = claim(store, contact).call
+            store.finish_unanswered(call["id"], outcome, "17", NOW, None)
+            run[store].called()
+        for state in run.values():  # as the run ends: the counts read, then the last snapshot
+            await state.count_now()
+        return tuple(run[s].finish("finished", "") for s in (a, b))
+    with a.hold_run(owner(1), "c1"), b.hold_run(owner(2), "c1"):
+        snap_a, snap_b = asyncio.run(runs())
+    assert (snap_a.counts, snap_a.originated) == ({"busy": 1}, 1)
+    assert (snap_b.counts, snap_b.originated) == ({"no_answer": 1, "busy": 1}, 2)
+    assert a.outcome_counts("c1") == {"busy": 2, "no_answer": 1}  # the campaign's, for `report`
+    a.close()
+    b.close()

@@ -134,7 +134,8 @@ def test_a_slow_count_never_lands_after_a_later_one() -> None:
     class SlowFirst:
         remote = True
 
-        def outcome_counts(self, campaign: str, since_id: int) -> dict[str, int]:
+        def outcome_counts(self, campaign: str, since_id: int,
+                           controller: str | None = None) -> dict[str, int]:
             counts = next(answers)
             if "message_played" not in counts:  # the first read: held until released
                 entered.set()

@@ -133,6 +133,21 @@ def test_open_calls_of_one_node_and_counts(store: Store) -> None:
     assert s.outcome_counts("c2") == {}
 
 
+def test_outcome_counts_of_the_calls_one_controller_placed(store: Store) -> None:
+    s = store
+    calls = []
+    for number, me in (("+33162000010", "ctl-a"), ("+33162000011", "ctl-b")):
+        s.controller_id = me  # as hold_run sets it: written to calls.controller at the claim
+        calls.append(claim(s, add(s, number)).call)
+    s.controller_id = None
+    s.finish_unanswered(calls[0]["id"], "busy", "17", T0, None)
+    s.finish_unanswered(calls[1]["id"], "no_answer", "19", T0, None)
+    assert s.outcome_counts("c1", controller="ctl-a") == {"busy": 1}
+    assert s.outcome_counts("c1", controller="ctl-b") == {"no_answer": 1}
+    assert s.outcome_counts("c1", controller="ctl-x") == {}
+    assert s.outcome_counts("c1") == {"busy": 1, "no_answer": 1}  # anyone's
+
+
 def test_last_call_id_of_an_empty_store_is_zero(store: Store) -> None:
     assert store.last_call_id() == 0
 

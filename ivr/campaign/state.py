@@ -105,6 +105,10 @@ class RunState:
         self.nodes = nodes  # the dialer's per-node view, sampled at each snapshot
         # Attempts after this id are this run's: counted per outcome by the store.
         self.since_id = store.last_call_id(campaign) if since_id is None else since_id
+        # ... and placed by this controller (store.controller_id, set while the run holds the
+        # store; None: anyone's): with several controllers on one campaign, each counts the
+        # outcomes of the calls it placed, as it counts `originated`.
+        self.controller: str | None = getattr(store, "controller_id", None)
         self.every_s, self.min_gap_s, self.rate_window_s = every_s, min_gap_s, rate_window_s
         self.count_every_s = count_every_s
         self._counted_at = float("-inf")  # clock.monotonic() of the last outcome count read
@@ -238,7 +242,8 @@ class RunState:
             self._count_started += 1
             mine = self._count_started
         try:
-            counts = self.store.outcome_counts(self.campaign, since_id=self.since_id)
+            counts = self.store.outcome_counts(self.campaign, since_id=self.since_id,
+                                               controller=self.controller)
         except STORE_ERRORS as exc:  # store away: keep the last counts, the run says paused
             log.debug("outcome counts unavailable: %s", exc)
             return

@@ -222,11 +222,13 @@ class PgCallsSQL(PgCore):
         row = self._row("SELECT COALESCE(MAX(id), 0) AS m FROM calls")
         return int(row["m"]) if row else 0
 
-    def outcome_counts(self, campaign: str | None, since_id: int = 0) -> dict[str, int]:
+    def outcome_counts(self, campaign: str | None, since_id: int = 0,
+                       controller: str | None = None) -> dict[str, int]:
         rows = self._rows("SELECT outcome, COUNT(*) AS n FROM calls WHERE id > %(since)s AND "
                           "(%(campaign)s::text IS NULL OR campaign = %(campaign)s) "
-                          "AND outcome IS NOT NULL GROUP BY outcome",
-                          {"since": since_id, "campaign": campaign})
+                          "AND outcome IS NOT NULL AND (%(controller)s::text IS NULL OR "
+                          "controller = %(controller)s) GROUP BY outcome",
+                          {"since": since_id, "campaign": campaign, "controller": controller})
         return {r["outcome"]: int(r["n"]) for r in rows}
 
     def history(self, numbers: list[str], attempts_since: datetime, refusals_since: datetime,

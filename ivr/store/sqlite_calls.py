@@ -274,11 +274,15 @@ class CallsSQL(SQLiteCore):
         row = self._row("SELECT COALESCE(MAX(id), 0) AS m FROM calls")
         return int(row["m"]) if row else 0
 
-    def outcome_counts(self, campaign: str | None, since_id: int = 0) -> dict[str, int]:
-        """Ended attempts with an id above since_id, per outcome; campaign None = all."""
+    def outcome_counts(self, campaign: str | None, since_id: int = 0,
+                       controller: str | None = None) -> dict[str, int]:
+        """Ended attempts with an id above since_id, per outcome; campaign None = all;
+        controller: only the attempts it placed (calls.controller), None = anyone's."""
         rows = self._rows("SELECT outcome, COUNT(*) AS n FROM calls WHERE id > :since AND "
                           "(:campaign IS NULL OR campaign = :campaign) AND outcome IS NOT NULL "
-                          "GROUP BY outcome", {"since": since_id, "campaign": campaign})
+                          "AND (:controller IS NULL OR controller = :controller) "
+                          "GROUP BY outcome",
+                          {"since": since_id, "campaign": campaign, "controller": controller})
         return {r["outcome"]: int(r["n"]) for r in rows}
 
     def history(self, numbers: list[str], attempts_since: datetime, refusals_since: datetime,
