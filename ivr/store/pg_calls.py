@@ -124,7 +124,7 @@ class PgCallsSQL(PgCore):
                         retry_at: datetime | None = None) -> str | None:
         """Record an answered call and its proof of consent in one transaction. Returns the
         hangup cause stored (an earlier one is kept); None (and nothing written) if the attempt
-        already has its outcome."""
+        already has its outcome, but for another controller's guess (sqlite_calls says why)."""
         _known(result.outcome)
         with self.transaction():
             ts = utc(now)
@@ -132,11 +132,13 @@ class PgCallsSQL(PgCore):
                 "UPDATE calls SET state = 'ended', outcome = %s, stage = %s, keys = %s, "
                 "prompts_sha256 = %s, amd_status = %s, answered_at = COALESCE(answered_at, %s), "
                 "ended_at = %s, hangup_cause = COALESCE(hangup_cause, %s), retry_at = %s "
-                "WHERE id = %s AND outcome IS NULL "
+                "WHERE id = %s AND (outcome IS NULL OR (%s AND outcome = 'error' AND "
+                "stage = 'orphaned')) "
                 "RETURNING contact_id, number, caller_id, campaign, answered_at, hangup_cause",
                 (result.outcome, result.stage, result.keys, json.dumps(result.heard),
                  result.amd_status, ts, ts, result.hangup_cause or "16",
-                 utc(retry_at) if retry_at else None, call_id))
+                 utc(retry_at) if retry_at else None, call_id,
+                 result.outcome != "error"))
             if row is None:
                 return None
             if result.choice:
@@ -160,20 +162,24 @@ class PgCallsSQL(PgCore):
     def withdraw_attempt(self, call_id: int) -> bool:
         """A claimed attempt whose Originate never left (a stop or a pause came first): its
         row goes, so it costs the contact no attempt and holds no number in flight. Only an
-        attempt still without an outcome, and still `dialing` as its claim wrote it; False if
-        none was removed."""
-        return self._exec("DELETE FROM calls WHERE id = %s AND outcome IS NULL AND "
-                          "state = 'dialing' AND answered_at IS NULL", (call_id,)) == 1
+        attempt still without an outcome, and still `dialing` as its claim wrote it, or one
+        another controller settled as orphaned meanwhile (its guess: this one knows the call
+        never left); False if none was removed."""
+        return self._exec("DELETE FROM calls WHERE id = %s AND answered_at IS NULL AND "
+                          "((outcome IS NULL AND state = 'dialing') OR "
+                          "(outcome = 'error' AND stage = 'orphaned'))", (call_id,)) == 1
 
     def finish_unanswered(self, call_id: int, outcome: str, cause: str | None, now: datetime,
                           retry_at: datetime | None, stage: str | None = None) -> bool:
+        """As finish_answered: the first outcome stands, but for another controller's guess."""
         _known(outcome)
         with self.transaction():
             row = self._row(
                 "UPDATE calls SET state = 'ended', outcome = %s, hangup_cause = %s, "
-                "ended_at = %s, retry_at = %s, stage = %s WHERE id = %s AND outcome IS NULL "
-                "RETURNING contact_id, campaign",
-                (outcome, cause, utc(now), utc(retry_at) if retry_at else None, stage, call_id))
+                "ended_at = %s, retry_at = %s, stage = %s WHERE id = %s AND (outcome IS NULL OR "
+                "(%s AND outcome = 'error' AND stage = 'orphaned')) RETURNING contact_id, campaign",
+                (outcome, cause, utc(now), utc(retry_at) if retry_at else None, stage, call_id,
+                 outcome != "error"))
             if row is None:
                 return False
             self._settle_contact(row["contact_id"], row["campaign"], outcome, retry_at, now)

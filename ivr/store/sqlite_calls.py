@@ -159,6 +159,10 @@ class CallsSQL(SQLiteCore):
 
         Returns the hangup cause stored (an earlier one is kept), or None (and writes nothing)
         if the attempt already has its outcome: every attempt ends with exactly one outcome.
+        One exception: `error` at stage `orphaned` is another controller's guess, written when
+        this one's lease looked expired (its heartbeat late, the store slow to it). The
+        controller that placed the call knows better: its own result other than `error`
+        replaces the guess, so a refusal, a consent or a busy line is never lost to it.
         """
         _known(result.outcome)
         with self.transaction():
@@ -168,11 +172,13 @@ class CallsSQL(SQLiteCore):
                 "UPDATE calls SET state = 'ended', outcome = ?, stage = ?, keys = ?, "
                 "prompts_sha256 = ?, amd_status = ?, answered_at = COALESCE(answered_at, ?), "
                 "ended_at = ?, hangup_cause = COALESCE(hangup_cause, ?), retry_at = ? "
-                "WHERE id = ? AND outcome IS NULL "
+                "WHERE id = ? AND (outcome IS NULL OR (? AND outcome = 'error' AND "
+                "stage = 'orphaned')) "
                 "RETURNING contact_id, number, caller_id, campaign, answered_at, hangup_cause",
                 (result.outcome, result.stage, result.keys, json.dumps(result.heard),
                  result.amd_status, ts, ts, result.hangup_cause or "16",
-                 utc(retry_at) if retry_at else None, call_id)).fetchall()
+                 utc(retry_at) if retry_at else None, call_id,
+                 result.outcome != "error")).fetchall()
             if not rows:
                 return None
             contact_id, number, caller_id, campaign, answered_at, cause = rows[0]
@@ -195,23 +201,26 @@ class CallsSQL(SQLiteCore):
     def withdraw_attempt(self, call_id: int) -> bool:
         """A claimed attempt whose Originate never left (a stop or a pause came first): its
         row goes, so it costs the contact no attempt and holds no number in flight. Only an
-        attempt still without an outcome, and still `dialing` as its claim wrote it; False if
-        none was removed."""
+        attempt still without an outcome, and still `dialing` as its claim wrote it, or one
+        another controller settled as orphaned meanwhile (its guess: this one knows the call
+        never left); False if none was removed."""
         with self.transaction():
-            cur = self.db.conn.execute("DELETE FROM calls WHERE id = ? AND outcome IS NULL AND "
-                                       "state = 'dialing' AND answered_at IS NULL", (call_id,))
+            cur = self.db.conn.execute("DELETE FROM calls WHERE id = ? AND answered_at IS NULL "
+                                       "AND ((outcome IS NULL AND state = 'dialing') OR "
+                                       "(outcome = 'error' AND stage = 'orphaned'))", (call_id,))
         return cur.rowcount == 1
 
     def finish_unanswered(self, call_id: int, outcome: str, cause: str | None, now: datetime,
                           retry_at: datetime | None, stage: str | None = None) -> bool:
+        """As finish_answered: the first outcome stands, but for another controller's guess."""
         _known(outcome)
         with self.transaction():
             row = self.db.conn.execute(
                 "UPDATE calls SET state = 'ended', outcome = ?, hangup_cause = ?, ended_at = ?, "
-                "retry_at = ?, stage = ? WHERE id = ? AND outcome IS NULL "
-                "RETURNING contact_id, campaign",
+                "retry_at = ?, stage = ? WHERE id = ? AND (outcome IS NULL OR "
+                "(? AND outcome = 'error' AND stage = 'orphaned')) RETURNING contact_id, campaign",
                 (outcome, cause, utc(now), utc(retry_at) if retry_at else None, stage,
-                 call_id)).fetchall()
+                 call_id, outcome != "error")).fetchall()
             if not row:
                 return False
             self._settle_contact(row[0][0], row[0][1], outcome, retry_at, now)

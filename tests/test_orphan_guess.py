@@ -1,0 +1,82 @@
+"""Another controller's guess never hides what the call really gave.
+
+When a controller's lease looks expired (its heartbeat late, the store slow to it) another one
+settles its open attempts as `error`, stage `orphaned` (campaign/pool_watch.py). If the first
+controller was alive after all, its own result arrives later: the callee's refusal, consent or
+busy line replaces the guess (found in review: the refusal was dropped, the contact went back to
+`pending` with a 10-minute retry, and the refusal cooldown did not hold). A claimed attempt the
+first controller then withdraws (its Originate never left) goes, guess and all. Both backends
+(conftest.store).
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from ivr.callflow.outcomes import contact_status
+from ivr.store import CallResult, History, Store
+
+from test_store_claim import T0, Yes, add, claim
+
+GUESS = CallResult(outcome="error", stage="orphaned", keys="", heard={})  # pool_watch's
+REFUSAL = CallResult(outcome="declined", stage="ask", keys="2", heard={}, choice="refusal",
+                     choice_key="2")
+
+
+def history_after(s: Store, contact: dict, days: int) -> History:
+    seen: list[History] = []
+
+    def judge(h: History) -> Yes:
+        seen.append(h)
+        return Yes()
+    claim(s, contact, judge, now=T0 + timedelta(days=days), campaign="c2")
+    return seen[0]
+
+
+def test_a_refusal_that_lands_after_another_controllers_guess_replaces_it(store: Store) -> None:
+    s = store
+    contact = add(s)
+    call = claim(s, contact).call
+    assert call is not None
+    s.mark_answered(call["id"], T0)
+    s.finish_answered(call["id"], GUESS, T0 + timedelta(seconds=20), T0 + timedelta(minutes=10))
+    assert s.call(call["id"])["outcome"] == "error"  # the guess, with its retry
+    cause = s.finish_answered(call["id"], REFUSAL, T0 + timedelta(seconds=21))
+    assert cause is not None
+    row = s.call(call["id"])
+    assert (row["outcome"], row["stage"], row["keys"], row["retry_at"]) == \
+        ("declined", "ask", "2", None)
+    assert [r["kind"] for r in s.q("SELECT kind FROM consents")] == ["refusal"]
+    status = s.one("SELECT status FROM contacts")["status"]
+    assert status == contact_status("declined", retry_planned=False) != "pending"  # no retry
+    assert history_after(s, contact, 1).last_refusal is not None  # the cooldown holds
+
+
+def test_an_error_never_replaces_an_outcome_and_a_guess_is_replaced_once(store: Store) -> None:
+    s = store
+    call = claim(s, add(s)).call
+    assert call is not None
+    s.finish_unanswered(call["id"], "error", None, T0, T0 + timedelta(minutes=10),
+                        stage="orphaned")
+    assert s.finish_unanswered(call["id"], "error", None, T0, None, stage="no-ivr-report") \
+        is False  # an error is no better than the guess: the first stands
+    assert s.finish_unanswered(call["id"], "busy", "17", T0, T0 + timedelta(hours=1))
+    assert (s.call(call["id"])["outcome"], s.call(call["id"])["stage"]) == ("busy", None)
+    assert s.finish_unanswered(call["id"], "no_answer", "19", T0, None) is False  # not a guess
+    assert s.finish_answered(call["id"], REFUSAL, T0) is None
+    assert s.call(call["id"])["outcome"] == "busy"
+
+
+def test_a_withdrawal_after_another_controllers_guess_removes_the_attempt(store: Store) -> None:
+    s = store
+    contact = add(s)
+    call = claim(s, contact).call
+    assert call is not None
+    s.finish_unanswered(call["id"], "error", None, T0, T0 + timedelta(minutes=10),
+                        stage="orphaned")
+    assert s.withdraw_attempt(call["id"])  # its Originate never left: it costs no attempt
+    assert s.call(call["id"]) is None
+    assert history_after(s, contact, 0).attempts == []
+    other = claim(s, add(s, "+33162000011")).call
+    assert other is not None
+    s.finish_unanswered(other["id"], "busy", "17", T0, None)
+    assert not s.withdraw_attempt(other["id"])  # a real outcome is never withdrawn
