@@ -53,6 +53,39 @@ def test_a_second_postgresql_controller_shares_the_campaign(pg_url: str) -> None
     b.close()
 
 
+def test_a_lease_is_judged_on_the_servers_clock_not_on_the_controllers(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A controller whose machine's clock is an hour behind is alive to the others: its
+    heartbeat is the server's time (found in review: each host wrote and compared its own
+    wall clock, so a host a lease ahead settled a live controller's calls as orphaned)."""
+    from ivr.store import pg_controllers
+
+    class HourBehind(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return datetime.now(tz) - timedelta(hours=1)
+    a, b = (PgStore.open(pg_url, optout_key=KEY, lease_s=3) for _ in range(2))
+    with b.hold_run(owner(2), "c1"):
+        monkeypatch.setattr(pg_controllers, "datetime", HourBehind)  # A's machine
+        with a.hold_run(owner(1), "c1"):
+            call = claim(a, add(a, "+33199000510")).call
+            beats = a._beat.beats
+            while a._beat.beats < beats + 1:  # one heartbeat written on A's clock
+                time.sleep(0.05)
+            monkeypatch.undo()  # B's machine: the right time
+            row = next(r for r in a.controllers("c1") if r["id"] == a.controller_id)
+            server = a.q("SELECT clock_timestamp() AS t")[0]["t"]
+            assert abs((datetime.fromisoformat(row["heartbeat_at"].replace("Z", "+00:00"))
+                        - server).total_seconds()) < 5
+            assert b.orphaned_calls("c1", datetime.now(timezone.utc)) == []  # A is alive
+            assert call["id"] not in [r["id"] for r in
+                                      b.open_calls(campaign="c1", controller=b.controller_id)]
+            later = datetime.now(timezone.utc) + timedelta(seconds=4)  # past A's 3 s lease
+            assert [r["id"] for r in b.orphaned_calls("c1", later)] == [call["id"]]
+    a.close()
+    b.close()
+
+
 def test_a_lease_over_30_seconds_is_refused() -> None:
     with pytest.raises(StoreError, match="at most 30 s"):
         PgStore.open("postgresql://ivr@127.0.0.1:1/ivr", optout_key=KEY, lease_s=31)

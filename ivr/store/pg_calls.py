@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from ivr.callflow import outcomes
@@ -216,9 +216,8 @@ class PgCallsSQL(PgCore):
             "AND (%(me)s::text IS NULL OR c.controller IS NULL OR c.controller = %(me)s "
             "OR k.id IS NULL OR k.stopped_at IS NOT NULL OR "
             "k.heartbeat_at::timestamptz + k.lease_s * interval '1 second' "
-            "< %(now)s::timestamptz) ORDER BY c.id",
-            {"node": node, "campaign": campaign, "me": controller,
-             "now": utc(datetime.now(timezone.utc))})
+            "< clock_timestamp()) ORDER BY c.id",  # the server's clock (pg_controllers)
+            {"node": node, "campaign": campaign, "me": controller})
 
     def last_call_id(self, campaign: str | None = None) -> int:
         if campaign is not None:  # calls_campaign (campaign, id): the last entry

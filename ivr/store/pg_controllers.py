@@ -46,6 +46,13 @@ FOLD_COUNTS = (
     "GROUP BY campaign, attempt, source, outcome HAVING SUM(n) != 0")
 
 
+# Leases are written and judged on the server's clock: controllers on several machines need
+# not agree on the time (a host a lease ahead of another would see it dead while it runs, and
+# settle its calls as orphaned). The text form is base.utc's, so the console reads it as any.
+SERVER_NOW = ("to_char(clock_timestamp() AT TIME ZONE 'UTC', "
+              "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
+
+
 def check_lease(lease_s: float) -> float:
     if not 0 < lease_s <= MAX_LEASE_S:
         raise StoreError(f"controller lease {lease_s!r} s: use more than 0 and at most "
@@ -75,8 +82,8 @@ class Heartbeat(threading.Thread):
             try:
                 if conn is None or conn.closed:
                     conn = psycopg.connect(self._url, autocommit=True, **self._kwargs)
-                conn.execute("UPDATE controllers SET heartbeat_at = %s WHERE id = %s",
-                             (utc(datetime.now(timezone.utc)), self.controller))
+                conn.execute("UPDATE controllers SET heartbeat_at = " + SERVER_NOW +
+                             " WHERE id = %s", (self.controller,))
                 self.beats += 1
                 self.problem = ""
                 if time.monotonic() - self._folded_at >= FOLD_EVERY_S:
@@ -115,9 +122,9 @@ class PgControllersSQL(PgCore):
         try:
             self.take_over_gone(owner.host, now)
             self._exec("INSERT INTO controllers (id, campaign, host, pid, started_at, "
-                       "heartbeat_at, lease_s) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                       (controller, campaign, owner.host, owner.pid, utc(owner.started), now,
-                        self.lease_s))
+                       "heartbeat_at, lease_s) VALUES (%s, %s, %s, %s, %s, " + SERVER_NOW +
+                       ", %s)", (controller, campaign, owner.host, owner.pid,
+                                 utc(owner.started), self.lease_s))
             self._exec(FOLD_COUNTS)
         except psycopg.OperationalError as exc:
             raise StoreError(f"cannot register this controller in the store: "
@@ -154,15 +161,18 @@ class PgControllersSQL(PgCore):
 
     def orphaned_calls(self, campaign: str, now: datetime) -> list[Row]:
         """Open attempts of the campaign whose controller stopped, or whose lease expired by
-        `now`, or that no registered controller placed; never this store's own."""
+        `now`, or that no registered controller placed; never this store's own. The lease is
+        judged on the server's clock (SERVER_NOW): `now` only says how far past this host's
+        wall clock to look (0 s in a run; a test's clock may look ahead)."""
+        ahead = (now - datetime.now(timezone.utc)).total_seconds()
         return self._rows(
             "SELECT c.* FROM calls c LEFT JOIN controllers k ON k.id = c.controller "
             "WHERE c.outcome IS NULL AND c.campaign = %(campaign)s "
             "AND (%(me)s::text IS NULL OR c.controller IS DISTINCT FROM %(me)s) "
             "AND (k.id IS NULL OR k.stopped_at IS NOT NULL OR "
             "k.heartbeat_at::timestamptz + k.lease_s * interval '1 second' "
-            "< %(now)s::timestamptz) ORDER BY c.id",
-            {"campaign": campaign, "me": self.controller_id, "now": utc(now)})
+            "< clock_timestamp() + %(ahead)s * interval '1 second') ORDER BY c.id",
+            {"campaign": campaign, "me": self.controller_id, "ahead": ahead})
 
     def controllers(self, campaign: str | None = None) -> list[Row]:
         """The registered controllers (of one campaign, or all), oldest first."""
