@@ -46,11 +46,10 @@ FOLD_COUNTS = (
     "GROUP BY campaign, attempt, source, outcome HAVING SUM(n) != 0")
 
 
-# Leases are written and judged on the server's clock: controllers on several machines need
-# not agree on the time (a host a lease ahead of another would see it dead while it runs, and
-# settle its calls as orphaned). The text form is base.utc's, so the console reads it as any.
-SERVER_NOW = ("to_char(clock_timestamp() AT TIME ZONE 'UTC', "
-              "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
+# Leases are written and judged on the server's clock (clock_timestamp()): controllers on
+# several machines need not agree on the time (a host a lease ahead of another would see it
+# dead while it runs, and settle its calls as orphaned). Written in base.utc's text form, so
+# the console reads it as any other instant.
 
 
 def check_lease(lease_s: float) -> float:
@@ -82,8 +81,9 @@ class Heartbeat(threading.Thread):
             try:
                 if conn is None or conn.closed:
                     conn = psycopg.connect(self._url, autocommit=True, **self._kwargs)
-                conn.execute("UPDATE controllers SET heartbeat_at = " + SERVER_NOW +
-                             " WHERE id = %s", (self.controller,))
+                conn.execute("UPDATE controllers SET heartbeat_at = to_char(clock_timestamp() "
+                             "AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
+                             "WHERE id = %s", (self.controller,))
                 self.beats += 1
                 self.problem = ""
                 if time.monotonic() - self._folded_at >= FOLD_EVERY_S:
@@ -122,9 +122,11 @@ class PgControllersSQL(PgCore):
         try:
             self.take_over_gone(owner.host, now)
             self._exec("INSERT INTO controllers (id, campaign, host, pid, started_at, "
-                       "heartbeat_at, lease_s) VALUES (%s, %s, %s, %s, %s, " + SERVER_NOW +
-                       ", %s)", (controller, campaign, owner.host, owner.pid,
-                                 utc(owner.started), self.lease_s))
+                       "heartbeat_at, lease_s) VALUES (%s, %s, %s, %s, %s, to_char("
+                       "clock_timestamp() AT TIME ZONE 'UTC', "
+                       "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), %s)",
+                       (controller, campaign, owner.host, owner.pid, utc(owner.started),
+                        self.lease_s))
             self._exec(FOLD_COUNTS)
         except psycopg.OperationalError as exc:
             raise StoreError(f"cannot register this controller in the store: "
@@ -162,7 +164,7 @@ class PgControllersSQL(PgCore):
     def orphaned_calls(self, campaign: str, now: datetime) -> list[Row]:
         """Open attempts of the campaign whose controller stopped, or whose lease expired by
         `now`, or that no registered controller placed; never this store's own. The lease is
-        judged on the server's clock (SERVER_NOW): `now` only says how far past this host's
+        judged on the server's clock: `now` only says how far past this host's
         wall clock to look (0 s in a run; a test's clock may look ahead)."""
         ahead = (now - datetime.now(timezone.utc)).total_seconds()
         return self._rows(
