@@ -32,9 +32,10 @@ from ivr.store.sqlite_optout_key import KEY_SETTING
 PASSWORD_ENV = "IVR_STORE_PASSWORD"
 
 
-def resolve_key(key_file: str | Path | None) -> bytes:
+def resolve_key(key_file: str | Path | None, create: bool = True) -> bytes | None:
     """The opposition list's HMAC key: IVR_OPTOUT_KEY, else store.optout_key_file (created
-    0600 if absent). No key file beside a server: with neither, refuse."""
+    0600 if absent; `create=False`: None instead). No key file beside a server: with neither,
+    refuse."""
     env = os.environ.get(KEY_ENV)
     if env:
         return env.encode()
@@ -43,10 +44,23 @@ def resolve_key(key_file: str | Path | None) -> bytes:
                          f"{KEY_SETTING} (the same key on every controller)")
     path = Path(key_file).expanduser().resolve()
     try:
+        if not create and not path.exists():
+            return None
         return read_or_create(path, lambda: os.urandom(32).hex()).encode()
     except OSError as exc:
         raise StoreError(f"{KEY_SETTING} {path}: cannot read or create it "
                          f"({exc.strerror or exc}): fix the path or set {KEY_ENV}") from None
+
+
+def _key_for(store: "PgStore", key_file: str | Path | None) -> bytes:
+    """The key file is made only for a store holding no opposition yet: a controller whose
+    copy is missing must not start with a new key and dial every opposed number."""
+    if store.holds_optouts():
+        raise StoreError(f"{KEY_SETTING} {Path(str(key_file)).expanduser()} does not exist and "
+                         "the store already holds oppositions: copy the key file from a "
+                         f"controller that has it, or set {KEY_ENV} (a new key would forget "
+                         "every opposition)")
+    return resolve_key(key_file) or b""
 
 
 def connect_kwargs(url: str, connect_timeout_s: float) -> dict[str, Any]:
@@ -78,7 +92,7 @@ class PgStore(PgCallsSQL, PgRecordsSQL, PgPrivacySQL, PgContactsSQL, PgConsoleSQ
         controller's lease (hold_run), at most 30 s."""
         kwargs = connect_kwargs(url, connect_timeout_s)
         lease = check_lease(lease_s)
-        key = optout_key or resolve_key(optout_key_file)
+        key = optout_key or resolve_key(optout_key_file, create=False)
         try:
             psycopg.connect(url, **kwargs).close()
         except psycopg.Error as exc:
@@ -92,7 +106,10 @@ class PgStore(PgCallsSQL, PgRecordsSQL, PgPrivacySQL, PgContactsSQL, PgConsoleSQ
         # connection fails once (OperationalError: retried) and the pool replaces it.
         pool.open(wait=True, timeout=connect_timeout_s)
         try:
-            store = cls(pool, key, url, kwargs)
+            store = cls(pool, key or b"", url, kwargs)
+            if key is None:  # the key file is missing: made now only for an empty list
+                store._key = _key_for(store, optout_key_file)
+            store.check_optout_key()
         except BaseException:
             pool.close()
             raise

@@ -22,6 +22,7 @@ from psycopg_pool import ConnectionPool
 from ivr.errors import StoreError
 from ivr.store.base import KeyedAudit, Row, utc
 from ivr.store.pg_schema import MIGRATION_LOCK, MIGRATIONS, VERSION_TABLE
+from ivr.store.sqlite_optout_key import KEY_SAMPLE, check_key
 
 # What a PostgreSQL store that is away raises. OperationalError covers a stopped or restarting
 # server, a lost connection, a pool that cannot hand out a connection in time (PoolTimeout), a
@@ -159,6 +160,15 @@ class PgCore(KeyedAudit):
     def is_opted_out(self, number: str) -> bool:
         return self._row("SELECT 1 AS x FROM optouts WHERE number_hash = %s",
                          (self.number_hash(number),)) is not None
+
+    def check_optout_key(self) -> None:
+        """Refuse a key the opposition list was not written with (sqlite_optout_key)."""
+        rows = self._rows("SELECT number, number_hash FROM optouts WHERE number IS NOT NULL "
+                          "ORDER BY id DESC LIMIT %s", (KEY_SAMPLE,))
+        check_key([(r["number"], r["number_hash"]) for r in rows], self.number_hash)
+
+    def holds_optouts(self) -> bool:
+        return self._row("SELECT EXISTS (SELECT 1 FROM optouts) AS x")["x"]  # type: ignore
 
     def _add_optout(self, number: str, via: str, campaign: str | None, now: datetime) -> bool:
         self.guard_key(number)

@@ -80,6 +80,11 @@ class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL, ConsoleSQL, Controlle
             conn.close()
             raise StoreError(f"the store {path} holds real numbers and its opposition key sits "
                              f"beside it: {fix_hint(beside(path))}")
+        try:
+            store.check_optout_key()
+        except StoreError:
+            conn.close()
+            raise
         return store
 
     @classmethod

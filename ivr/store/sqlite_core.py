@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ivr.errors import StoreError
 from ivr.store.base import KeyedAudit, Row, utc
 from ivr.store.schema import MIGRATIONS, statements
-from ivr.store.sqlite_optout_key import ENV, FICTION_GLOB, KEY_SETTING
+from ivr.store.sqlite_optout_key import ENV, FICTION_GLOB, KEY_SAMPLE, KEY_SETTING, check_key
 
 if TYPE_CHECKING:  # loaded by sqlite.py, which opens the file: the PostgreSQL store's
     import sqlite_utils  # mixins built on this module need not load it
@@ -116,6 +116,12 @@ class SQLiteCore(KeyedAudit):
         if self.fiction_only_key and not fnmatch.fnmatchcase(number, FICTION_GLOB):
             raise StoreError(f"{number} is a real number and the opposition key sits beside the "
                              f"store: set {ENV} or {KEY_SETTING} first")
+
+    def check_optout_key(self) -> None:
+        """Refuse a key the opposition list was not written with (sqlite_optout_key)."""
+        rows = self.db.conn.execute("SELECT number, number_hash FROM optouts WHERE number IS "
+                                    "NOT NULL ORDER BY id DESC LIMIT ?", (KEY_SAMPLE,))
+        check_key(rows.fetchall(), self.number_hash)
 
     def is_opted_out(self, number: str) -> bool:
         return self._row("SELECT 1 AS x FROM optouts WHERE number_hash = ?",

@@ -13,6 +13,7 @@ real number, and a store holding one refuses to open with it.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from ivr.errors import StoreError
@@ -21,6 +22,22 @@ from ivr.secret_files import read_or_create
 ENV = "IVR_OPTOUT_KEY"
 KEY_SETTING = "store.optout_key_file"
 FICTION_GLOB = "+3319900[0-9][0-9][0-9][0-9]"  # ARCEP's fiction range, as in calling_rules
+
+
+# Oppositions checked against the key at open: the latest ones whose number is still kept.
+KEY_SAMPLE = 50
+
+
+def check_key(rows: list[tuple[str, str]], number_hash: Callable[[str], str]) -> None:
+    """rows: (number, number_hash) of the latest oppositions. A key they were not written with
+    would let this process dial every opposed number (another controller's key file missing,
+    so a new one made; IVR_OPTOUT_KEY set differently on one host): refuse to open."""
+    wrong = sum(1 for number, h in rows if number_hash(number) != h)
+    if wrong:
+        raise StoreError(f"the opposition key ({ENV} or {KEY_SETTING}) is not the one this "
+                         f"store's opposition list was written with ({wrong} of its latest "
+                         f"{len(rows)} oppositions do not match): give this process the key the "
+                         "other controllers use (a new key would forget every opposition)")
 
 
 def fix_hint(beside: Path) -> str:
@@ -56,4 +73,5 @@ def resolve_key(db_path: Path, key_file: str | Path | None) -> tuple[bytes, bool
     return _read_or_create(beside(db_path)), True
 
 
-__all__ = ["ENV", "FICTION_GLOB", "KEY_SETTING", "beside", "fix_hint", "resolve_key"]
+__all__ = ["ENV", "FICTION_GLOB", "KEY_SAMPLE", "KEY_SETTING", "beside", "check_key",
+           "fix_hint", "resolve_key"]
