@@ -36,6 +36,21 @@ def test_a_second_holder_is_refused_with_the_first_ones_pid_host_and_start(
         pass
 
 
+def test_a_store_opened_through_a_symlink_shares_the_lock(tmp_path: Path) -> None:
+    """Found in review: the lock sat beside the path as given, so a second run of the campaign
+    through a symlink to the file was not refused, and each took the other's calls for its
+    own to reconcile."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "ivr.db").symlink_to(tmp_path / "a" / "ivr.db")
+    first = Store.open(tmp_path / "a" / "ivr.db")
+    second = Store.open(tmp_path / "b" / "ivr.db")
+    with first.hold_run(RunOwner(4242, "hostA", STARTED), "c1"):
+        with pytest.raises(StoreError, match="is in use by ivr run pid 4242"):
+            with second.hold_run(RunOwner.this_process(STARTED), "c1"):
+                pytest.fail("held twice")
+
+
 @pytest.mark.parametrize("other", ["c2", "c1 ", "c1/..", "C1"])
 def test_another_campaign_runs_beside_it_on_the_same_store(tmp_path: Path, other: str) -> None:
     first, second = Store.open(tmp_path / "ivr.db"), Store.open(tmp_path / "ivr.db")

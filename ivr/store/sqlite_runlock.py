@@ -26,7 +26,8 @@ def lock_path(store_path: Path, campaign: str) -> Path:
     names that read alike never share a lock; any name is safe in a path)."""
     readable = re.sub(r"[^A-Za-z0-9_-]+", "-", campaign)[:40].strip("-")
     digest = hashlib.sha256(campaign.encode()).hexdigest()[:12]
-    return store_path.with_name(f"{store_path.name}.{readable}-{digest}.run-lock")
+    real = store_path.resolve()  # beside the file itself: a symlink to it shares its lock
+    return real.with_name(f"{real.name}.{readable}-{digest}.run-lock")
 
 
 def _read_owner(fd: int) -> RunOwner | None:
