@@ -80,10 +80,10 @@ def test_rejected_rows_have_line_numbers_and_valid_rows_still_import(
         "\n"                                  # 5 blank: skipped, not rejected
         "01 99 00 00 11,Carl,Mars/Olympus\n"  # 6
         "01 99 00 00 12,Dan,,surplus\n"       # 7
-        '01 99 00 00 13,"Eve\non two lines",\n'  # 8-9
-        "not a number,Fay,\n"                 # 10
-        "01 99 00 00 14,Gus,Indian/Reunion\n"  # 11
-        '999,"Hal\non two lines",\n'            # 12-13: reported where it starts
+        '01 99 00 00 13,"Eve, quoted",\n'      # 8
+        "not a number,Fay,\n"                 # 9
+        "01 99 00 00 14,Gus,Indian/Reunion\n"  # 10
+        '999,"Hal",\n'                        # 11
     ))
     report = run(store, path)
     assert report.rejected == [
@@ -91,14 +91,14 @@ def test_rejected_rows_have_line_numbers_and_valid_rows_still_import(
         (4, "no number"),
         (6, "time zone 'Mars/Olympus' is unknown: use an IANA name such as Europe/Paris"),
         (7, "4 fields where the header has 3: check the quoting and the delimiter"),
-        (10, "'not a number': not a valid phone number: write it in national (06 12 34 56 78) "
-             "or international (+33 6 12 34 56 78) form"),
-        (12, "'999': not a valid phone number: check the digits and the country code"),
+        (9, "'not a number': not a valid phone number: write it in national (06 12 34 56 78) "
+            "or international (+33 6 12 34 56 78) form"),
+        (11, "'999': not a valid phone number: check the digits and the country code"),
     ]
     assert report.rejected_total == 6
     found = by_number(store)
     assert sorted(found) == ["+33199000010", "+33199000013", "+33199000014"]
-    assert found["+33199000013"]["name"] == "Eve\non two lines"
+    assert found["+33199000013"]["name"] == "Eve, quoted"
     assert found["+33199000014"]["timezone"] == "Indian/Reunion"
     assert report.added == 3
 
@@ -388,9 +388,62 @@ def test_missing_file_and_folder_are_reported(store: Store, tmp_path: Path) -> N
 def test_broken_quoting_before_any_batch_writes_nothing(store: Store, tmp_path: Path) -> None:
     path = write(tmp_path, 'number,name\n01 99 00 00 10,a\n01 99 00 00 11,"unclosed\n'
                  + "x" * 140_000 + "\n")
-    with pytest.raises(ImportFileError, match="line 3: field larger than field limit"):
+    with pytest.raises(ImportFileError, match="line 3: a quote opens a field that runs on to "
+                                              "line 4 and past 128 KB: close or remove"):
         run(store, path)
     assert rows(store) == [] and store.q("SELECT * FROM audit") == []
+
+
+def _numbered(n: int) -> list[str]:
+    return [f"+3319{i:07d},Name {i}" for i in range(n)]
+
+
+def test_a_stray_quote_refuses_the_file_instead_of_swallowing_it(
+        store: Store, tmp_path: Path) -> None:
+    lines = _numbered(2000)
+    lines[4] = '+33190000004,"Dupont'  # line 6: its field would run on to the end of the file
+    path = write(tmp_path, "number,name\n" + "\n".join(lines) + "\n")
+    with pytest.raises(ImportFileError) as err:
+        run(store, path)
+    assert str(err.value) == ("list.csv line 6: a quote opens a field that runs on to line "
+                              "2001: close or remove the quote")
+    assert rows(store) == [] and store.q("SELECT * FROM audit") == []
+
+
+def test_a_quoted_line_break_is_refused_even_when_the_quote_closes(
+        store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, 'number,name\n0199000010,a\n0199000011,"Du\npont"\n0199000012,c\n')
+    with pytest.raises(ImportFileError, match="list.csv line 3: a quote opens a field that runs "
+                                              "on to line 4: close or remove the quote$"):
+        run(store, path)
+    assert rows(store) == []
+
+
+def test_a_stray_quote_after_some_batches_keeps_exactly_the_lines_before_it(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(contacts, "BATCH", 2)
+    lines = _numbered(9)
+    lines[4] = '+33190000004,"Dupont'  # line 6; lines 2-5 are before it, 7-10 after
+    path = write(tmp_path, "number,name\n" + "\n".join(lines) + "\n")
+    with pytest.raises(ImportFileError, match="line 6: a quote opens a field that runs on to "
+                                              "line 10: close or remove the quote; the lines "
+                                              "before it were imported"):
+        run(store, path)
+    assert [r["number"] for r in rows(store)] == [f"+3319{i:07d}" for i in range(4)]
+    detail = json.loads(store.one("SELECT detail FROM audit")["detail"])  # type: ignore[index]
+    assert (detail["complete"], detail["added"], detail["last_line_read"]) == (False, 4, 5)
+    lines[4] = "+33190000004,Dupont"
+    report = run(store, write(tmp_path, "number,name\n" + "\n".join(lines) + "\n"),
+                 now=LATER)
+    assert (report.added, report.unchanged, report.rejected_total) == (5, 4, 0)
+
+
+def test_optout_import_refuses_a_stray_quote(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, '0199000010\n"0199000011\n0199000012\n0199000013\n')
+    with pytest.raises(ImportFileError, match="list.csv line 2: a quote opens a field that "
+                                              "runs on to line 4: close or remove the quote"):
+        import_optouts(store, path, via="post", default_region="FR", now=NOW)
+    assert [r["number"] for r in store.q("SELECT number FROM optouts")] == ["+33199000010"]
 
 
 def test_fatal_error_after_some_batches_keeps_them_whole(

@@ -12,6 +12,7 @@ from pathlib import Path
 from ivr.errors import ImportFileError
 
 CHUNK = 1 << 20         # bytes per read in the encoding pass
+FIELD_LIMIT_KB = csv.field_size_limit() // 1024  # the csv module's own limit (128 KB)
 LATIN1_WARNING = "file is not UTF-8; read as Latin-1: check accented names"
 EMPTY = "is empty: its first line must be a header naming a 'number' column"
 # Bytes Windows-1252 leaves undefined. Excel on Windows writes cp1252 (’ œ €), a superset of
@@ -63,16 +64,30 @@ def read_records(path: Path, warnings: list[str]) -> Iterator[tuple[int, list[st
                                 delimiter=_delimiter(head[-1] if head else ""))
             for cells in reader:
                 start, line_num = line_num + 1, reader.line_num
+                if line_num > start:  # no field holds a line break: a quote was left open
+                    raise ImportFileError(_open_quote(path.name, start, line_num))
                 if any(c.strip() for c in cells):
                     yield start, cells
         except csv.Error as exc:
-            raise ImportFileError(f"{path.name} line {line_num + 1}: {exc}: fix the quoting") \
-                from exc
+            raise _csv_error(path.name, line_num + 1, reader.line_num, exc) from exc
         except UnicodeDecodeError as exc:  # the encoding pass accepted it: the file changed
             raise ImportFileError(f"{path.name} changed while being read: import it again") \
                 from exc
         except OSError as exc:
             raise _unreadable(path, exc) from exc
+
+
+def _open_quote(name: str, start: int, end: int, over: str = "") -> str:
+    return (f"{name} line {start}: a quote opens a field that runs on to line {end}{over}: "
+            "close or remove the quote")
+
+
+def _csv_error(name: str, start: int, read_to: int, exc: csv.Error) -> ImportFileError:
+    """csv.Error of the record starting at `start`; `read_to`: the last line read."""
+    if read_to > start:  # the record spans lines: the limit was hit inside an open quote
+        return ImportFileError(_open_quote(name, start, read_to,
+                                           f" and past {FIELD_LIMIT_KB} KB"))
+    return ImportFileError(f"{name} line {start}: {exc}: fix the quoting")
 
 
 def _delimiter(line: str) -> str:
