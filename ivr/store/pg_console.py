@@ -153,22 +153,31 @@ class PgConsoleSQL(PgCore):
 
     def user_by_name(self, name: str) -> Row | None:
         """The user with its password hash (for login), or None."""
-        return self._row("SELECT id, name, role, password_hash, created_at, disabled FROM users "
-                         "WHERE name = %(n)s", {"n": name})
+        return self._row("SELECT id, name, role, password_hash, created_at, disabled, "
+                         "session_epoch FROM users WHERE name = %(n)s", {"n": name})
 
     def set_user(self, name: str, *, role: str | None = None,
                  password_hash: str | None = None, disabled: bool | None = None) -> None:
+        """A new password or a disable also ends the user's sessions (session_epoch)."""
         if role is not None:
             check_role(role)
         with self.transaction():
             changed = self._exec(
                 "UPDATE users SET role = COALESCE(%(r)s, role), "
                 "password_hash = COALESCE(%(h)s, password_hash), "
-                "disabled = COALESCE(%(d)s, disabled) WHERE name = %(n)s",
+                "disabled = COALESCE(%(d)s, disabled), session_epoch = session_epoch + %(e)s "
+                "WHERE name = %(n)s",
                 {"r": role, "h": password_hash,
-                 "d": None if disabled is None else int(disabled), "n": name})
+                 "d": None if disabled is None else int(disabled),
+                 "e": int(password_hash is not None or bool(disabled)), "n": name})
             if changed == 0:
                 raise ValueError(f"user {name!r} does not exist: add it with `ivr users add`")
+
+    def end_sessions(self, name: str) -> None:
+        """Every console session of `name` opened so far stops authenticating (logout)."""
+        with self.transaction():
+            self._exec("UPDATE users SET session_epoch = session_epoch + 1 WHERE name = %(n)s",
+                       {"n": name})
 
     def users(self) -> list[Row]:
         return self._rows("SELECT id, name, role, created_at, disabled FROM users "

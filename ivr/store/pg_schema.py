@@ -1,4 +1,4 @@
-"""The PostgreSQL schema, as numbered migrations mirroring ivr/store/schema.py (SQLite) 1-11.
+"""The PostgreSQL schema, as numbered migrations mirroring ivr/store/schema.py (SQLite) 1-13.
 
 Same tables, same columns, same value forms, so rows compare equal across backends: timestamps
 are TEXT in base.utc() form, JSON is TEXT, flags are INTEGER 0/1, ids are
@@ -296,5 +296,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX consents_caller_id ON consents(caller_id);
     CREATE INDEX consents_contact ON consents(contact_id);
     INSERT INTO schema_version (version, applied_at) VALUES (12, now()::text)
+    """,
+    # 13: the user's session epoch, bumped by logout, a new password and a disable (schema.py
+    # says why).
+    """
+    ALTER TABLE users ADD COLUMN session_epoch BIGINT NOT NULL DEFAULT 0;
+    INSERT INTO schema_version (version, applied_at) VALUES (13, now()::text)
     """,
 ]

@@ -301,4 +301,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX consents_contact ON consents(contact_id);
     PRAGMA user_version = 12
     """,
+    # 13: a console session names the user's session epoch it was opened under; logout, a new
+    # password and a disable bump it, so every cookie issued before no longer authenticates
+    # (the signed cookie alone stays valid until it expires). Read with the user's row, which
+    # the console reads at each request anyway: no extra round trip.
+    """
+    ALTER TABLE users ADD COLUMN session_epoch INTEGER NOT NULL DEFAULT 0;
+    PRAGMA user_version = 13
+    """,
 ]

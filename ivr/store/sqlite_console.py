@@ -140,21 +140,30 @@ class ConsoleSQL(SQLiteCore):
 
     def user_by_name(self, name: str) -> Row | None:
         """The user with its password hash (for login), or None."""
-        return self._row("SELECT id, name, role, password_hash, created_at, disabled FROM users "
-                         "WHERE name = ?", (name,))
+        return self._row("SELECT id, name, role, password_hash, created_at, disabled, "
+                         "session_epoch FROM users WHERE name = ?", (name,))
 
     def set_user(self, name: str, *, role: str | None = None,
                  password_hash: str | None = None, disabled: bool | None = None) -> None:
+        """A new password or a disable also ends the user's sessions (session_epoch)."""
         if role is not None:
             check_role(role)
+        ends = password_hash is not None or bool(disabled)
         with self.transaction():
             cur = self.db.execute(
                 "UPDATE users SET role = COALESCE(?, role), "
-                "password_hash = COALESCE(?, password_hash), disabled = COALESCE(?, disabled) "
-                "WHERE name = ?",
-                (role, password_hash, None if disabled is None else int(disabled), name))
+                "password_hash = COALESCE(?, password_hash), disabled = COALESCE(?, disabled), "
+                "session_epoch = session_epoch + ? WHERE name = ?",
+                (role, password_hash, None if disabled is None else int(disabled), int(ends),
+                 name))
             if cur.rowcount == 0:
                 raise ValueError(f"user {name!r} does not exist: add it with `ivr users add`")
+
+    def end_sessions(self, name: str) -> None:
+        """Every console session of `name` opened so far stops authenticating (logout)."""
+        with self.transaction():
+            self.db.execute("UPDATE users SET session_epoch = session_epoch + 1 WHERE name = ?",
+                            (name,))
 
     def users(self) -> list[Row]:
         return self._rows("SELECT id, name, role, created_at, disabled FROM users ORDER BY name")

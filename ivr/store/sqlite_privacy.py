@@ -114,8 +114,8 @@ SCANS: dict[str, Scan] = {
     "users": (
         "SELECT * FROM users WHERE instr(id, :n) > 0 OR instr(name, :n) > 0 OR "
         "instr(role, :n) > 0 OR instr(password_hash, :n) > 0 OR instr(created_at, :n) > 0 OR "
-        "instr(disabled, :n) > 0",
-        ("id", "name", "role", "password_hash", "created_at", "disabled"), ()),
+        "instr(disabled, :n) > 0 OR instr(session_epoch, :n) > 0",
+        ("id", "name", "role", "password_hash", "created_at", "disabled", "session_epoch"), ()),
     "api_tokens": (
         "SELECT * FROM api_tokens WHERE instr(id, :n) > 0 OR instr(user_id, :n) > 0 OR "
         "instr(token_hash, :n) > 0 OR instr(created_at, :n) > 0 OR "

@@ -25,7 +25,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from ivr.config import Config
 from ivr.errors import IvrError
 from ivr.store.base import StoreBackend
-from ivr.web.auth import LoginLimiter, NotLoggedIn, now
+from ivr.web.auth import SESSION_MAX_AGE_S, LoginLimiter, NotLoggedIn, now
 from ivr.web.cache import KeptBlocks, Marked, Refreshing
 from ivr.web.service import PlanCache
 
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 SECRET_ENV = "IVR_WEB_SECRET"
 SECURE_ENV = "IVR_WEB_SECURE_COOKIE"  # "1" behind a TLS proxy: the cookie is sent over https only
-SESSION_MAX_AGE_S = 12 * 3600
 OVERVIEW_FRESH_S = 1.0  # live: the events send one a second
 PREFLIGHT_FRESH_S = 10.0  # reads every pending contact; a config change needs a restart anyway
 LISTS_FRESH_S = 5.0  # lists per source and the campaign switcher; an upload drops them at once

@@ -18,6 +18,9 @@ from ivr import web_users
 
 SESSION_USER = "user"
 SESSION_CSRF = "csrf"
+SESSION_EPOCH = "epoch"  # the user's session_epoch at login: logout, passwd, disable bump it
+SESSION_AT = "at"  # login time (Unix s): a session ends 12 h after login, however it is used
+SESSION_MAX_AGE_S = 12 * 3600
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -103,11 +106,27 @@ def authenticate(request: Request, store) -> User | None:  # type: ignore[no-unt
     name = request.session.get(SESSION_USER)
     if not name:
         return None
-    row = store.user_by_name(name)
-    if row is None or row["disabled"]:
+    row = store.user_by_name(name)  # read at each request anyway (role, disabled)
+    if row is None or row["disabled"] or not session_current(request.session, row):
         request.session.pop(SESSION_USER, None)
         return None
     return User(row["name"], row["role"], "session")
+
+
+def session_current(session: dict, row: dict) -> bool:  # type: ignore[type-arg]
+    """The session was opened under the user's current epoch, less than 12 h ago. The cookie's
+    signature alone cannot tell: a cookie copied before a logout stays well signed."""
+    at = session.get(SESSION_AT)
+    return session.get(SESSION_EPOCH) == row["session_epoch"] and \
+        isinstance(at, (int, float)) and 0 <= time.time() - at < SESSION_MAX_AGE_S
+
+
+def open_session(request: Request, row: dict) -> None:  # type: ignore[type-arg]
+    """A fresh session (and CSRF token) for the user just logged in, keeping the language."""
+    lang = request.session.get("lang")
+    request.session.clear()
+    request.session.update({SESSION_USER: row["name"], SESSION_EPOCH: row["session_epoch"],
+                            SESSION_AT: int(time.time()), "lang": lang})
 
 
 def check_password(store, name: str, password: str) -> dict | None:  # type: ignore[no-untyped-def]

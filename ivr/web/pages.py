@@ -17,8 +17,8 @@ from ivr.records.privacy import OPTOUT_CHANNELS
 from ivr.web import i18n, records, service
 from ivr.web import prompts as prompts_mod
 from ivr.web.api import dropped, known
-from ivr.web.auth import (SESSION_USER, User, authenticate, check_password, client_of,
-                          csrf_ok, csrf_token, now, require)
+from ivr.web.auth import (User, authenticate, check_password, client_of, csrf_ok, csrf_token,
+                          now, open_session, require)
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -89,18 +89,20 @@ def login(request: Request, username: str = Form(""), password: str = Form(""),
         store.audit("login_failed", None, {"user": username, "client": client}, now())
         return _render(request, "login.html", {**ctx, "error": "login_failed"}, 401)
     limiter.succeeded(username, client)
-    lang = request.session.get("lang")
-    request.session.clear()  # a fresh session (and CSRF token) on every login
-    request.session.update({SESSION_USER: row["name"], "lang": lang})
+    open_session(request, row)
     store.audit("login", None, {"client": client}, now(), actor=row["name"])
     return RedirectResponse(ctx["next"], status_code=303)
 
 
 @router.api_route("/logout", methods=["GET", "POST"])
 def logout(request: Request) -> Response:
-    name = request.session.get(SESSION_USER)
-    if name:
-        request.app.state.stores.get().audit("logout", None, {}, now(), actor=name)
+    """Ends every session of the user, here and in any copy of the cookie (a shared computer,
+    a cookie stolen before): the user's session epoch moves on."""
+    store = request.app.state.stores.get()
+    user = authenticate(request, store)
+    if user is not None and user.via == "session":
+        store.end_sessions(user.name)
+        store.audit("logout", None, {}, now(), actor=user.name)
     lang = request.session.get("lang")
     request.session.clear()
     request.session["lang"] = lang
