@@ -145,6 +145,16 @@ def _check_text(raw: str) -> str:
                          "international (+33 6 12 34 56 78) form")
 
 
+def written_number(raw: str, default_region: str) -> str:
+    """E.164 of a number as people write it, or NumberRejected: the text rule of the list
+    imports (digits, a leading +, spaces - non-breaking ones too - and ( ) . - /), then any
+    valid number, whatever its type or country (an opposition or a look-up must find it)."""
+    num = _parse(_check_text(raw if isinstance(raw, str) else ""), default_region)
+    if num is None or not phonenumbers.is_valid_number(num):
+        raise NumberRejected("not a valid phone number: check the digits and the country code")
+    return _format(num)
+
+
 def parse_callee(raw: str, default_region: str,
                  allow_countries: frozenset[str] = frozenset()) -> str:
     """E.164 of a number that may be called, or NumberRejected(reason) saying what to fix.
@@ -173,4 +183,4 @@ def parse_callee(raw: str, default_region: str,
 
 
 __all__ = ["FRENCH_REGIONS", "OVERSEAS_REGIONS", "NumberRejected", "e164", "is_known_region",
-           "national_form", "parse_callee"]
+           "national_form", "parse_callee", "written_number"]

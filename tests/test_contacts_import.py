@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import time
 import tracemalloc
+from contextlib import nullcontext
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ BAD_REASON = ("'bad': not a valid phone number: write it in national (06 12 34 5
 
 from ivr.records import contacts
 from ivr.records.contacts import LATIN1_WARNING, ImportReport, e164, import_csv, import_optouts
-from ivr.errors import ImportFileError
+from ivr.errors import ImportFileError, IvrError
+from ivr.records.privacy import normalise_number
 from ivr.store.sqlite import Store
 
 NOW = datetime(2025, 3, 4, 9, 30, tzinfo=timezone.utc)
@@ -505,6 +507,19 @@ def test_import_optouts_from_a_plain_list(store: Store, tmp_path: Path) -> None:
     assert store.is_opted_out("+33199000010") and store.is_opted_out("+33199000011")
     assert rows(store)[0]["status"] == "opted_out"
     assert store.one("SELECT via FROM optouts WHERE number = '+33199000011'") == {"via": "post"}
+
+
+def test_import_optouts_reads_numbers_as_the_opposition_form_does(
+        store: Store, tmp_path: Path) -> None:
+    texts = ["06\u00a012\u00a034\u00a056\u00a078", "abc0612345679", "0612345670 ext. 5",
+             "0612345671';x", "06\u202f12\u202f34\u202f56\u202f72"]
+    path = write(tmp_path, "\n".join(texts) + "\n", "optouts.txt")
+    added, rejected = import_optouts(store, path, via="post", default_region="FR", now=NOW)
+    assert (added, [line for line, _ in rejected]) == (2, [2, 3, 4])
+    assert store.is_opted_out("+33612345678") and store.is_opted_out("+33612345672")
+    for line, text in enumerate(texts, start=1):  # the form refuses exactly the same lines
+        with pytest.raises(IvrError) if line in (2, 3, 4) else nullcontext():
+            normalise_number(text, "FR")
 
 
 def test_import_optouts_from_a_csv(store: Store, tmp_path: Path) -> None:

@@ -64,7 +64,9 @@ def audits(store: Store, action: str) -> list[dict[str, Any]]:
 # --- normalise_number ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("text", ["06 12 34 56 78", "+33 6 12 34 56 78", "0612345678",
-                                  "06.12.34.56.78", "+33 (0)6 12 34 56 78", "0033612345678"])
+                                  "06.12.34.56.78", "+33 (0)6 12 34 56 78", "0033612345678",
+                                  "06\u00a012\u00a034\u00a056\u00a078",  # as e-mails copy it
+                                  "06\u202f12\u202f34\u202f56\u202f78", "\u00a00612345678\t"])
 def test_normalise_number_gives_e164(text: str) -> None:
     assert normalise_number(text, "FR") == NUM
 
@@ -75,6 +77,7 @@ def test_normalise_number_rejects_junk_in_one_line(text: str) -> None:
     with pytest.raises(IvrError) as exc:
         normalise_number(text, "FR")
     msg = str(exc.value)
+    assert msg.startswith("number: ")
     assert "is not a valid phone number: give it as +33… or 0…" in msg
     assert "\n" not in msg
 

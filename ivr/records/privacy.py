@@ -41,7 +41,8 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from ivr.numbers import e164, is_e164
+from ivr.numbers import NumberRejected, is_e164, written_number
+from ivr.records.csv_read import short
 
 from ivr.errors import IvrError
 from ivr.store.base import StoreBackend, utc
@@ -50,24 +51,22 @@ OPTOUT_CHANNELS = ("post", "email", "phone", "sms")
 ERASED_NUMBER = "erased"
 ERASED_TEXT = "[erased]"
 
-# Only what people actually type in a phone number: phonenumbers alone would accept
-# "0612345678'; x" or "abc0612345678" by extracting the digits. No letters also means no
-# extension ("ext. 5", "x5").
-_NUMBER_CHARS = re.compile(r"\+?[0-9 ().\-/]+")
 _DURATION = re.compile(r"([0-9]{1,6})([hdwmy])")
 _UNIT = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1),
          "m": timedelta(days=30), "y": timedelta(days=365)}
 
 
 # -- input ---------------------------------------------------------------------------------------
-def normalise_number(text: str, default_region: str) -> str:
-    """A phone number as typed (+33… or national 0…) -> E.164, or IvrError."""
-    raw = text.strip()
-    bad = IvrError(f"{text!r} is not a valid phone number: give it as +33… or 0…")
-    number = e164(raw, default_region) if _NUMBER_CHARS.fullmatch(raw) else None
-    if number is None:
-        raise bad
-    return number
+def normalise_number(text: str, default_region: str, field: str = "number") -> str:
+    """A phone number as typed (+33… or national 0…) -> E.164, or IvrError naming `field`.
+
+    The list imports' rule (numbers.written_number): phonenumbers alone would accept
+    "0612345678'; x" or "abc0612345678" by extracting the digits, or an extension."""
+    try:
+        return written_number(text, default_region)
+    except NumberRejected:
+        raise IvrError(f"{field}: {short(text)} is not a valid phone number: give it as +33… "
+                       "or 0…") from None
 
 
 def parse_duration(text: str) -> timedelta:

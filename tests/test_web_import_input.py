@@ -1,0 +1,53 @@
+"""The console's input at its edges: numbers typed with non-breaking spaces, upload file
+names, paging offsets. SQLite: none of this depends on the store."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from web_fixture import CAMPAIGN, login, make_web
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+# French formatting and e-mail copies separate the pairs with U+00A0 (or U+202F).
+NBSP = "06\u00a012\u00a034\u00a056\u00a078"
+NNBSP = "06\u202f12\u202f34\u202f56\u202f79"
+
+
+@pytest.fixture
+def web(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    return make_web(tmp_path, monkeypatch)
+
+
+def _flash(html: str) -> list[str]:
+    return re.findall(r'id="flash"[^>]*>([^<]*)', html)
+
+
+def test_the_opposition_form_and_api_take_what_the_imports_take(web) -> None:
+    c = web.client()
+    h = {"X-CSRF-Token": login(c, "otto")}
+    r = c.post(f"/api/campaigns/{CAMPAIGN}/contacts", headers=h,
+               files={"file": ("l.csv", f"number\n{NBSP}\n".encode(), "text/csv")},
+               data={"source": "s1", "basis": "member_file"})
+    assert r.json()["added"] == 1
+    r = c.post("/api/optouts", headers=h, json={"number": NBSP, "via": "email"})
+    assert (r.status_code, r.json()) == (200, {"number": "+33612345678", "added": True})
+    r = c.post(f"/c/{CAMPAIGN}/rights/optout",
+               data={"number": NNBSP, "via": "email", "csrf_token": h["X-CSRF-Token"]})
+    assert r.status_code == 303
+    assert web.store.is_opted_out("+33612345678") and web.store.is_opted_out("+33612345679")
+    assert web.store.db.execute("SELECT status FROM contacts").fetchall() == [("opted_out",)]
+
+
+def test_a_bad_number_names_the_field(web) -> None:
+    c = web.client()
+    h = {"X-CSRF-Token": login(c, "otto")}
+    r = c.post("/api/optouts", headers=h, json={"number": "06 12 34 56 78 x5", "via": "email"})
+    assert r.status_code == 400
+    assert r.json()["detail"] == ("number: '06 12 34 56 78 x5' is not a valid phone number: "
+                                  "give it as +33… or 0…")
+    r = c.post(f"/c/{CAMPAIGN}/rights/optout",
+               data={"number": "banana", "via": "email", "csrf_token": h["X-CSRF-Token"]})
+    flash = _flash(c.get(r.headers["location"]).text)
+    assert flash == ["number: &#39;banana&#39; is not a valid phone number: give it as +33… "
+                     "or 0…"]
