@@ -2,7 +2,10 @@
 names, paging offsets. SQLite: none of this depends on the store."""
 from __future__ import annotations
 
+import glob
+import os
 import re
+import tempfile
 
 import pytest
 
@@ -51,3 +54,38 @@ def test_a_bad_number_names_the_field(web) -> None:
     flash = _flash(c.get(r.headers["location"]).text)
     assert flash == ["number: &#39;banana&#39; is not a valid phone number: give it as +33… "
                      "or 0…"]
+
+
+def _uploads() -> set[str]:
+    return set(glob.glob(os.path.join(tempfile.gettempdir(), "ivr-upload-*")))
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a" * 300 + ".csv", "é" * 130 + ".csv",
+                                  "../../etc/x.csv", "bad\x00name.csv"])
+def test_any_upload_file_name_imports_and_leaves_no_folder(web, name: str) -> None:
+    c = web.client()
+    h = {"X-CSRF-Token": login(c, "otto")}
+    before = _uploads()
+    r = c.post(f"/api/campaigns/{CAMPAIGN}/contacts", headers=h,
+               files={"file": (name, b"number\n0199000030\n", "text/csv")},
+               data={"source": "s1", "basis": "member_file"})
+    assert (r.status_code, r.json()["added"]) == (200, 1), r.text
+    r = c.post(f"/c/{CAMPAIGN}/contacts/upload",
+               files={"file": (name, b"number\n0199000031\n", "text/csv")},
+               data={"source": "s1", "basis": "member_file", "csrf_token": h["X-CSRF-Token"]})
+    assert r.status_code == 200 and "1 added" in r.text
+    r = c.post("/api/optouts/import", headers=h, data={"via": "post"},
+               files={"file": (name, b"0199000032\n", "text/csv")})
+    assert r.json() == {"added": 1, "rejected": []}
+    assert _uploads() <= before
+
+
+def test_a_refused_upload_names_the_safe_name_and_leaves_no_folder(web) -> None:
+    c = web.client()
+    h = {"X-CSRF-Token": login(c, "otto")}
+    before = _uploads()
+    r = c.post(f"/api/campaigns/{CAMPAIGN}/contacts", headers=h,
+               files={"file": ("..", b"", "text/csv")},
+               data={"source": "s1", "basis": "member_file"})
+    assert (r.status_code, r.json()["detail"].split(" ")[0]) == (400, "upload.csv")
+    assert _uploads() <= before

@@ -25,9 +25,22 @@ def _spooled(data: bytes, filename: str) -> Path:
     if len(data) > MAX_UPLOAD_BYTES:
         raise ValueError(f"file: {len(data)} bytes, more than {MAX_UPLOAD_BYTES}: split the list")
     folder = Path(tempfile.mkdtemp(prefix="ivr-upload-"))
-    path = folder / (Path(filename or "upload.csv").name or "upload.csv")
-    path.write_bytes(data)
+    path = folder / _safe_name(filename)
+    try:
+        path.write_bytes(data)
+    except BaseException:
+        _cleanup(path)
+        raise
     return path
+
+
+def _safe_name(filename: str) -> str:
+    """The browser's file name if it can name a file in the folder, else upload.csv: '..',
+    '.', a NUL or a name over 255 bytes (the file systems' limit) cannot."""
+    name = Path(filename or "").name
+    if name in ("", ".", "..") or "\x00" in name or len(name.encode("utf-8", "replace")) > 255:
+        return "upload.csv"
+    return name
 
 
 def _cleanup(path: Path) -> None:
