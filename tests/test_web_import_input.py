@@ -89,3 +89,15 @@ def test_a_refused_upload_names_the_safe_name_and_leaves_no_folder(web) -> None:
                data={"source": "s1", "basis": "member_file"})
     assert (r.status_code, r.json()["detail"].split(" ")[0]) == (400, "upload.csv")
     assert _uploads() <= before
+
+
+def test_a_huge_offset_is_an_empty_page_not_a_500(web) -> None:
+    c = web.client()
+    login(c, "vera")
+    huge = "99999999999999999999"  # past 2**64
+    r = c.get(f"/api/campaigns/{CAMPAIGN}/contacts?offset={huge}")
+    assert r.status_code == 200 and r.json()["contacts"] == []
+    assert r.json()["offset"] == 10 ** 12
+    r = c.get(f"/api/campaigns/{CAMPAIGN}/contacts?offset=-{huge}&limit=-5")
+    assert r.status_code == 200 and r.json()["offset"] == 0
+    assert c.get(f"/c/{CAMPAIGN}/contacts?offset={huge}").status_code == 200

@@ -17,6 +17,7 @@ from ivr.records import privacy
 from ivr.store.base import StoreBackend
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024  # a list of several million lines still fits
+MAX_OFFSET = 10 ** 12  # past any store's last contact, far below 2**63
 
 
 def _spooled(data: bytes, filename: str) -> Path:
@@ -81,10 +82,11 @@ def contacts_view(store: StoreBackend, campaign: str, lists: list[dict[str, Any]
                   offset: int = 0) -> dict[str, Any]:
     """A page of the campaign's contacts, with its lists per source (`lists`: lists_of's rows,
     which the caller may keep a few seconds: they count every contact)."""
+    offset = max(0, min(offset, MAX_OFFSET))  # a 64-bit bound: the stores' OFFSET overflows
     return {"campaign": campaign, "lists": lists,
             "contacts": [dict(r) for r in store.contacts_page(
                 campaign, source=source or None, status=status or None,
-                limit=max(1, min(limit, 1000)), offset=max(0, offset))],
+                limit=max(1, min(limit, 1000)), offset=offset)],
             "limit": limit, "offset": offset}
 
 
