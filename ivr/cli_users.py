@@ -1,4 +1,5 @@
-"""`ivr users`: the web console's users (argon2id passwords) and their API tokens."""
+"""`ivr users`: the web console's users (argon2id passwords) and their API tokens (issued,
+listed, revoked)."""
 from __future__ import annotations
 
 import sys
@@ -76,6 +77,45 @@ def users_token(ctx: Ctx, name: str) -> None:
     token = new_token()
     store.add_api_token(name, token_hash(token), now())
     click.echo(token)  # plain stdout, one line, for scripts
+    issued = store.api_tokens(name)[-1]["id"]
+    click.echo(f"token {issued} of {name}; revoke it with `ivr users revoke {name} {issued}`",
+               err=True)
+
+
+@users.command("tokens")
+@click.argument("name")
+@pass_ctx
+def users_tokens(ctx: Ctx, name: str) -> None:
+    """NAME's API tokens: id, the start of its SHA-256 (`printf %s TOKEN | sha256sum` tells
+    which a token is), when issued, last used (noted once a minute) and revoked."""
+    store = ctx.store()
+    if store.user_by_name(name) is None:
+        raise IvrError(f"user {name!r} does not exist")
+    for t in store.api_tokens(name):
+        state = f"revoked {t['revoked_at']}" if t["revoked_at"] else "active"
+        click.echo(f"{t['id']}	sha256:{t['token_hash'][:12]}	issued {t['created_at']}	"
+                   f"last used {t['last_used_at'] or 'never'}	{state}")
+
+
+@users.command("revoke")
+@click.argument("name")
+@click.argument("token_id", type=int, required=False)
+@click.option("--all", "every", is_flag=True, help="Revoke every token of NAME.")
+@pass_ctx
+def users_revoke(ctx: Ctx, name: str, token_id: int | None, every: bool) -> None:
+    """Revoke NAME's API token TOKEN_ID (see `ivr users tokens NAME`), or --all: it stops
+    working at once, for good. Sessions and the password are untouched."""
+    if (token_id is None) == (not every):
+        raise IvrError("TOKEN_ID: give one token's id (`ivr users tokens NAME`) or --all")
+    store = ctx.store()
+    try:
+        n = store.revoke_api_tokens(name, now(), None if every else token_id)
+    except ValueError as exc:
+        raise IvrError(str(exc)) from None
+    if n == 0 and not every:
+        raise IvrError(f"TOKEN_ID: {token_id} is not an active token of {name!r}: see "
+                       f"`ivr users tokens {name}`")
+    console.print(f"{n} token(s) of {name} revoked", highlight=False)
 
 
 @users.command("list")
@@ -92,12 +132,15 @@ def users_list(ctx: Ctx) -> None:
 @click.option("--enable", is_flag=True, help="Enable the user again instead.")
 @pass_ctx
 def users_disable(ctx: Ctx, name: str, enable: bool) -> None:
-    """Disable a user: no login, and their API tokens stop working."""
+    """Disable a user: no login, their sessions end and their API tokens are revoked (enabling
+    the user again brings neither back: log in, issue new tokens)."""
     store = ctx.store()
     try:
         store.set_user(name, disabled=not enable)
     except ValueError as exc:
         raise IvrError(str(exc)) from None
+    if not enable:
+        store.revoke_api_tokens(name, now())
     store.audit("user_enabled" if enable else "user_disabled", None, {"user": name}, now())
     console.print(f"user {name} {'enabled' if enable else 'disabled'}", highlight=False)
 
@@ -106,7 +149,8 @@ def users_disable(ctx: Ctx, name: str, enable: bool) -> None:
 @click.argument("name")
 @pass_ctx
 def users_passwd(ctx: Ctx, name: str) -> None:
-    """Set a new password for NAME (terminal, or stdin when piped)."""
+    """Set a new password for NAME (terminal, or stdin when piped). Their console sessions
+    end; their API tokens are separate credentials and stay (`ivr users revoke` ends them)."""
     store = ctx.store()
     if store.user_by_name(name) is None:
         raise IvrError(f"user {name!r} does not exist")

@@ -86,29 +86,35 @@ def test_a_session_ends_12_hours_after_login_even_when_re_signed(web, monkeypatc
     assert c.get("/api/campaigns").status_code == 401
 
 
-def test_a_store_of_schema_12_gets_session_epochs(tmp_path: Path) -> None:
+def test_a_store_of_schema_12_gets_session_epochs_and_token_revocation(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     old = Store.open(path, optout_key=b"k")
     old.add_user("otto", "operator", "hash", NOW)
+    old.add_api_token("otto", "sha", NOW)
     old.db.conn.executescript("ALTER TABLE users DROP COLUMN session_epoch; "
+                              "ALTER TABLE api_tokens DROP COLUMN revoked_at; "
                               "PRAGMA user_version = 12")
     old.db.conn.close()
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 12
     again = Store.open(path, optout_key=b"k")
-    assert again.version == len(MIGRATIONS) >= 13
+    assert again.version == len(MIGRATIONS) >= 14
     assert again.user_by_name("otto")["session_epoch"] == 0
+    assert again.user_by_token("sha", NOW)["name"] == "otto"  # 14: tokens stay active
 
 
-def test_a_postgresql_store_of_schema_12_gets_session_epochs(pg_url: str) -> None:
+def test_a_postgresql_store_of_schema_12_gets_session_epochs_and_token_revocation(pg_url: str) -> None:
     from store_sql import PgTestStore
     old = PgTestStore.open(pg_url, optout_key=b"test-key")
     old.add_user("otto", "operator", "hash", NOW)
+    old.add_api_token("otto", "sha", NOW)
     old.db.execute("ALTER TABLE users DROP COLUMN session_epoch")
+    old.db.execute("ALTER TABLE api_tokens DROP COLUMN revoked_at")
     old.db.execute("DELETE FROM schema_version WHERE version >= 13")
     old.close()
     again = PgTestStore.open(pg_url, optout_key=b"test-key")
     try:
-        assert again.version >= 13
+        assert again.version >= 14
         assert again.user_by_name("otto")["session_epoch"] == 0
+        assert again.user_by_token("sha", NOW)["name"] == "otto"
     finally:
         again.close()

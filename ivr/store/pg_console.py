@@ -194,12 +194,34 @@ class PgConsoleSQL(PgCore):
                        {"u": user["id"], "h": token_hash, "ts": utc(now)})
             self._audit("api_token_issued", None, {"user": user_name}, now)
 
+    def api_tokens(self, user_name: str) -> list[Row]:
+        """The user's tokens, oldest first: id, hash, issued, last used, revoked (or None)."""
+        return self._rows("SELECT t.id, t.token_hash, t.created_at, t.last_used_at, "
+                          "t.revoked_at FROM api_tokens t JOIN users u ON u.id = t.user_id "
+                          "WHERE u.name = %(n)s ORDER BY t.id", {"n": user_name})
+
+    def revoke_api_tokens(self, user_name: str, now: datetime,
+                          token_id: int | None = None) -> int:
+        """Revoke the user's token `token_id`, or all their tokens (None); how many were."""
+        with self.transaction():
+            user = self._row("SELECT id FROM users WHERE name = %(n)s", {"n": user_name})
+            if user is None:
+                raise ValueError(f"user {user_name!r} does not exist")
+            n = self._exec(
+                "UPDATE api_tokens SET revoked_at = %(ts)s WHERE user_id = %(u)s "
+                "AND revoked_at IS NULL AND (%(t)s::bigint IS NULL OR id = %(t)s::bigint)",
+                {"ts": utc(now), "u": user["id"], "t": token_id})
+            if n:
+                self._audit("api_token_revoked", None,
+                            {"user": user_name, "token": token_id or "all", "n": n}, now)
+            return n
+
     def user_by_token(self, token_hash: str, now: datetime) -> Row | None:
-        """The enabled user holding this token (its hash), or None; notes its use."""
+        """The enabled user holding this unrevoked token (its hash), or None; notes its use."""
         row = self._row("SELECT u.id, u.name, u.role, u.created_at, u.disabled, "
                         "t.id AS token_id, t.last_used_at FROM api_tokens t "
-                        "JOIN users u ON u.id = t.user_id "
-                        "WHERE t.token_hash = %(h)s AND u.disabled = 0", {"h": token_hash})
+                        "JOIN users u ON u.id = t.user_id WHERE t.token_hash = %(h)s "
+                        "AND u.disabled = 0 AND t.revoked_at IS NULL", {"h": token_hash})
         if row is None:
             return None
         token_id, last = row.pop("token_id"), row.pop("last_used_at")

@@ -1,4 +1,4 @@
-"""The PostgreSQL schema, as numbered migrations mirroring ivr/store/schema.py (SQLite) 1-13.
+"""The PostgreSQL schema, as numbered migrations mirroring ivr/store/schema.py (SQLite) 1-14.
 
 Same tables, same columns, same value forms, so rows compare equal across backends: timestamps
 are TEXT in base.utc() form, JSON is TEXT, flags are INTEGER 0/1, ids are
@@ -302,5 +302,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE users ADD COLUMN session_epoch BIGINT NOT NULL DEFAULT 0;
     INSERT INTO schema_version (version, applied_at) VALUES (13, now()::text)
+    """,
+    # 14: an API token's revocation (schema.py says why).
+    """
+    ALTER TABLE api_tokens ADD COLUMN revoked_at TEXT;
+    INSERT INTO schema_version (version, applied_at) VALUES (14, now()::text)
     """,
 ]

@@ -309,4 +309,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE users ADD COLUMN session_epoch INTEGER NOT NULL DEFAULT 0;
     PRAGMA user_version = 13
     """,
+    # 14: an API token can be revoked on its own (`ivr users revoke`); a disable revokes them
+    # all, so enabling the user again does not bring old tokens back. The row stays (when it
+    # was issued, last used, revoked), only its use ends.
+    """
+    ALTER TABLE api_tokens ADD COLUMN revoked_at TEXT;
+    PRAGMA user_version = 14
+    """,
 ]

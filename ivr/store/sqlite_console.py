@@ -178,11 +178,34 @@ class ConsoleSQL(SQLiteCore):
                             "VALUES (?,?,?)", (user["id"], token_hash, utc(now)))
             self._audit("api_token_issued", None, {"user": user_name}, now)
 
+    def api_tokens(self, user_name: str) -> list[Row]:
+        """The user's tokens, oldest first: id, hash, issued, last used, revoked (or None)."""
+        return self._rows("SELECT t.id, t.token_hash, t.created_at, t.last_used_at, "
+                          "t.revoked_at FROM api_tokens t JOIN users u ON u.id = t.user_id "
+                          "WHERE u.name = ? ORDER BY t.id", (user_name,))
+
+    def revoke_api_tokens(self, user_name: str, now: datetime,
+                          token_id: int | None = None) -> int:
+        """Revoke the user's token `token_id`, or all their tokens (None); how many were."""
+        with self.transaction():
+            user = self._row("SELECT id FROM users WHERE name = ?", (user_name,))
+            if user is None:
+                raise ValueError(f"user {user_name!r} does not exist")
+            cur = self.db.execute(
+                "UPDATE api_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL "
+                "AND (? IS NULL OR id = ?)", (utc(now), user["id"], token_id, token_id))
+            if cur.rowcount:
+                self._audit("api_token_revoked", None,
+                            {"user": user_name, "token": token_id or "all", "n": cur.rowcount},
+                            now)
+            return cur.rowcount
+
     def user_by_token(self, token_hash: str, now: datetime) -> Row | None:
-        """The enabled user holding this token (its hash), or None; notes its use."""
+        """The enabled user holding this unrevoked token (its hash), or None; notes its use."""
         row = self._row("SELECT u.id, u.name, u.role, u.created_at, u.disabled, t.id AS token_id, "
                         "t.last_used_at FROM api_tokens t JOIN users u ON u.id = t.user_id "
-                        "WHERE t.token_hash = ? AND u.disabled = 0", (token_hash,))
+                        "WHERE t.token_hash = ? AND u.disabled = 0 AND t.revoked_at IS NULL",
+                        (token_hash,))
         if row is None:
             return None
         token_id, last = row.pop("token_id"), row.pop("last_used_at")

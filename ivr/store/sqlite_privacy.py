@@ -119,8 +119,8 @@ SCANS: dict[str, Scan] = {
     "api_tokens": (
         "SELECT * FROM api_tokens WHERE instr(id, :n) > 0 OR instr(user_id, :n) > 0 OR "
         "instr(token_hash, :n) > 0 OR instr(created_at, :n) > 0 OR "
-        "instr(last_used_at, :n) > 0",
-        ("id", "user_id", "token_hash", "created_at", "last_used_at"), ()),
+        "instr(last_used_at, :n) > 0 OR instr(revoked_at, :n) > 0",
+        ("id", "user_id", "token_hash", "created_at", "last_used_at", "revoked_at"), ()),
 }
 
 
