@@ -56,15 +56,19 @@ class LoginLimiter:
             times.popleft()
         return times
 
-    def blocked(self, user: str, client: str) -> bool:
+    def reserve(self, user: str, client: str) -> bool:
+        """Count this attempt as a failure before its password is checked, or refuse it (False)
+        when the limit is reached. Checking first and counting after the hash (~0.3 s) let
+        parallel guesses all pass the check: 30 at once were 30 tries instead of 5."""
         with self._lock:
-            return len(self._recent((user, client))) >= self.max_failures
-
-    def failed(self, user: str, client: str) -> None:
-        with self._lock:
-            self._recent((user, client)).append(self.clock())
+            times = self._recent((user, client))
+            if len(times) >= self.max_failures:
+                return False
+            times.append(self.clock())
+            return True
 
     def succeeded(self, user: str, client: str) -> None:
+        """The password was right: this user's failures from this address are forgotten."""
         with self._lock:
             self._failures.pop((user, client), None)
 

@@ -80,12 +80,11 @@ def login(request: Request, username: str = Form(""), password: str = Form(""),
     _check_csrf(request, csrf_token)
     limiter, client = request.app.state.limiter, client_of(request)
     ctx = {"next": _safe_next(next, "/"), "username": username}
-    if limiter.blocked(username, client):
+    if not limiter.reserve(username, client):  # counted as failed until proven right
         return _render(request, "login.html", {**ctx, "error": "login_limited"}, 429)
     store = request.app.state.stores.get()
     row = check_password(store, username, password)
     if row is None:
-        limiter.failed(username, client)
         store.audit("login_failed", None, {"user": username, "client": client}, now())
         return _render(request, "login.html", {**ctx, "error": "login_failed"}, 401)
     limiter.succeeded(username, client)
