@@ -42,6 +42,8 @@ _REFUSED_TYPES: dict[int, str] = {
 # What a written number may contain besides digits: a leading +, spaces and separators.
 _NUMBER_TEXT = re.compile(r"\+?[0-9\s().\-/]*[0-9][0-9\s().\-/]*")
 _NUMBER_HEAD = re.compile(r"\+?[0-9\s().\-/]*[0-9]")
+# Excel shows 33612345678 as 3.36123E+10 (3,36123E+10 in French) and exports it so.
+_SCIENTIFIC = re.compile(r"[0-9]+(?:[.,][0-9]+)?[eE]\+?[0-9]+")
 
 
 class NumberRejected(ValueError):
@@ -137,6 +139,10 @@ def _check_text(raw: str) -> str:
     text = raw.replace("\u00a0", " ").replace("\u202f", " ").strip()
     if _NUMBER_TEXT.fullmatch(text):
         return text
+    if _SCIENTIFIC.fullmatch(text):
+        raise NumberRejected("a spreadsheet turned the number into scientific notation (its "
+                             "leading 0 or + is lost, maybe digits too): format the column as "
+                             "text and export the list again")
     head = _NUMBER_HEAD.match(text)
     if head and len(re.sub(r"\D", "", head.group())) >= 6:  # a number, then e.g. ",1" or "x12"
         raise NumberRejected(f"trailing characters after the number ({text[head.end():].strip()!r}): "

@@ -353,6 +353,40 @@ def test_invalid_utf8_late_in_a_big_file_is_still_detected(store: Store, tmp_pat
     assert by_number(store)["+33699999999"]["name"] == "Hélène"
 
 
+def test_a_bom_before_text_that_is_not_utf8_is_refused(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, b"\xef\xbb\xbfnumber;name\n0199000050;H\xe9l\xe8ne\n")
+    with pytest.raises(ImportFileError) as err:
+        run(store, path)
+    assert str(err.value) == ("list.csv starts with a UTF-8 mark (BOM) but is not UTF-8 past "
+                              "it: save it again as 'CSV UTF-8'")
+    assert rows(store) == []
+
+
+def test_a_number_in_scientific_notation_is_blamed_on_the_spreadsheet(
+        store: Store, tmp_path: Path) -> None:
+    report = run(store, write(tmp_path, "number;name\n3.3612345678E+10;a\n3,36123E+10;b\n"))
+    reason = ("a spreadsheet turned the number into scientific notation (its leading 0 or + is "
+              "lost, maybe digits too): format the column as text and export the list again")
+    assert report.rejected == [(2, f"'3.3612345678E+10': {reason}"),
+                               (3, f"'3,36123E+10': {reason}")]
+
+
+def test_a_field_over_128_kb_names_its_line(store: Store, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "number,name\n0199000021," + "x" * 200_000 + "\n0199000022,b\n")
+    with pytest.raises(ImportFileError) as err:
+        run(store, path)
+    assert str(err.value) == ("list.csv line 2: a field is over 128 KB: shorten it (no name, "
+                              "number or column needs that much)")
+    assert rows(store) == []
+    monkeypatch.setattr(contacts, "BATCH", 1)  # met part-way: the lines before it are kept
+    path = write(tmp_path, "number,name\n0199000020,a\n0199000021," + "x" * 200_000 + "\n")
+    with pytest.raises(ImportFileError, match="^list.csv line 3: a field is over 128 KB: .*; "
+                                              "the lines before it were imported"):
+        run(store, path)
+    assert [r["number"] for r in rows(store)] == ["+33199000020"]
+
+
 def test_a_utf8_sequence_cut_at_the_end_means_not_utf8(store: Store, tmp_path: Path) -> None:
     report = run(store, write(tmp_path, b"number,name\n01 99 00 00 10,Ren\xc3"))
     assert report.warnings == [LATIN1_WARNING] and rows(store)[0]["name"] == "RenÃ"

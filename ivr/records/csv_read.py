@@ -87,6 +87,9 @@ def _csv_error(name: str, start: int, read_to: int, exc: csv.Error) -> ImportFil
     if read_to > start:  # the record spans lines: the limit was hit inside an open quote
         return ImportFileError(_open_quote(name, start, read_to,
                                            f" and past {FIELD_LIMIT_KB} KB"))
+    if "field limit" in str(exc):
+        return ImportFileError(f"{name} line {start}: a field is over {FIELD_LIMIT_KB} KB: "
+                               "shorten it (no name, number or column needs that much)")
     return ImportFileError(f"{name} line {start}: {exc}: fix the quoting")
 
 
@@ -100,12 +103,13 @@ def _delimiter(line: str) -> str:
 def _sniff(path: Path, warnings: list[str]) -> str:
     """One streaming pass over the bytes: refuse what is not text, choose the encoding."""
     decoder = codecs.getincrementaldecoder("utf-8")()
-    utf8, holes, size = True, False, 0
+    utf8, holes, size, bom = True, False, 0, False
     try:
         with open(path, "rb") as fh:
             while chunk := fh.read(CHUNK):
                 if size == 0:
                     _refuse_known_binary(path, chunk)
+                    bom = chunk.startswith(codecs.BOM_UTF8)
                 nul = chunk.find(b"\x00")
                 if nul >= 0:
                     raise ImportFileError(f"{path.name} is not CSV text (NUL byte at offset "
@@ -119,6 +123,9 @@ def _sniff(path: Path, warnings: list[str]) -> str:
         raise ImportFileError(f"{path.name} {EMPTY}")
     if utf8 and _decodes(decoder, b"", final=True):  # final: no sequence cut at the end
         return "utf-8-sig"  # with or without a BOM
+    if bom:  # Latin-1 would read the mark as 'ï»¿' glued to the first column's name
+        raise ImportFileError(f"{path.name} starts with a UTF-8 mark (BOM) but is not UTF-8 "
+                              "past it: save it again as 'CSV UTF-8'")
     warnings.append(LATIN1_WARNING)
     return "latin-1" if holes else "cp1252"
 
