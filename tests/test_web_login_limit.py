@@ -1,12 +1,18 @@
-"""The login limit holds against guesses sent in parallel: each attempt is counted as a failure
-before its password hash (~0.3 s) and forgotten only when right. Limiter mechanics: SQLite."""
+"""The login limit holds against guesses sent in parallel (each attempt is counted as a failure
+before its password hash, ~0.3 s, and forgotten only when right) and against forged addresses
+(20 failures per user in 15 minutes, whatever the address). Limiter mechanics: SQLite."""
 from __future__ import annotations
 
+import socket
 import threading
+import time
 
+import httpx
 import pytest
+import uvicorn
 
 from web_fixture import PASSWORDS, csrf_of, make_web
+from ivr.web.auth import LoginLimiter
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -49,3 +55,79 @@ def test_a_right_password_releases_its_reservation_and_the_failures(web) -> None
     assert guess(web, "otto", PASSWORDS["otto"], csrf, cookie) == 303
     assert [guess(web, "otto", "bad-password-x", csrf, cookie) for _ in range(6)] == \
         [401] * 5 + [429]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_a_user_gets_20_guesses_in_15_minutes_from_any_number_of_addresses() -> None:
+    clock = Clock()
+    limiter = LoginLimiter(5, 300, clock)
+    assert all(limiter.reserve("otto", f"10.0.0.{i}") is not None for i in range(20))
+    assert limiter.reserve("otto", "10.0.1.1") is None  # a fresh address does not help
+    assert limiter.reserve("vera", "10.0.1.1") is not None  # another user is not locked
+    clock.t += 899
+    assert limiter.reserve("otto", "10.0.1.2") is None
+    clock.t += 1
+    assert limiter.reserve("otto", "10.0.1.3") is not None
+
+
+def test_a_right_password_takes_back_only_its_own_count() -> None:
+    clock = Clock()
+    limiter = LoginLimiter(5, 300, clock)
+    for i in range(19):
+        assert limiter.reserve("otto", f"10.0.0.{i}") is not None
+    mine = limiter.reserve("otto", "127.0.0.1")
+    assert mine is not None
+    limiter.succeeded("otto", "127.0.0.1", mine)
+    assert limiter.reserve("otto", "10.0.1.1") is not None  # the 20th failure
+    assert limiter.reserve("otto", "10.0.1.2") is None
+
+
+def test_expired_keys_are_forgotten() -> None:
+    """Each guess from a new address keeps a key: those whose failures all expired are dropped
+    once the keys double (amortized), so forged addresses cannot grow memory for good."""
+    clock = Clock()
+    limiter = LoginLimiter(5, 300, clock)
+    for i in range(3000):
+        limiter.reserve(f"user{i}", "10.0.0.1")
+    assert limiter.keys() == 6000  # none expired: all kept
+    clock.t += 901
+    for i in range(1100):
+        limiter.reserve(f"later{i}", "10.0.0.2")
+    assert limiter.keys() <= 2200  # the 6,000 expired ones are gone
+
+
+def test_forged_forwarded_addresses_get_20_guesses_through_uvicorn(web) -> None:
+    """The options of `ivr web` (cli_web.py): X-Forwarded-For trusted from 127.0.0.1, so a
+    local client (an SSH tunnel) can name any address it likes."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    server = uvicorn.Server(uvicorn.Config(web.app, host="127.0.0.1", port=port,
+                                           log_level="warning", proxy_headers=True,
+                                           forwarded_allow_ips="127.0.0.1"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
+            csrf = csrf_of(c.get("/login").text)
+            codes = [c.post("/login", data={"username": "otto", "password": f"guess-{i:03d}",
+                                            "csrf_token": csrf},
+                            headers={"X-Forwarded-For": f"10.9.0.{i}"}).status_code
+                     for i in range(22)]
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert codes == [401] * 20 + [429] * 2
+    clients = {a["detail"]["client"] for a in web.store.audit_log(100)
+               if a["action"] == "login_failed"}
+    assert len(clients) == 20  # the addresses were taken as sent: the per-user cap held

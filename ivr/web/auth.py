@@ -41,36 +41,72 @@ class User:
 
 
 class LoginLimiter:
-    """At most `max_failures` failed logins per user name and client address per `window_s`;
-    beyond, every attempt is refused (429) until the oldest failure leaves the window."""
+    """At most `max_failures` failed logins per user name and client address per `window_s`,
+    and `user_max_failures` per user name from any address per `user_window_s`; beyond, every
+    attempt is refused (429) until the oldest failure leaves its window. The second cap holds
+    when addresses are forged (X-Forwarded-For from a loopback client, e.g. an SSH tunnel): at
+    most 20 guesses per user in 15 minutes. Its cost: an attacker can keep a user from logging
+    in; their sessions and API tokens keep working."""
+
+    SWEEP_FROM = 4096  # keys kept before the first sweep of those whose failures all expired
 
     def __init__(self, max_failures: int = 5, window_s: float = 300.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, *,
+                 user_max_failures: int = 20, user_window_s: float = 900.0) -> None:
         self.max_failures, self.window_s, self.clock = max_failures, window_s, clock
+        self.user_max_failures, self.user_window_s = user_max_failures, user_window_s
         self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._user_failures: dict[str, deque[float]] = {}
+        self._sweep_at = self.SWEEP_FROM
         self._lock = threading.Lock()  # sync routes run in a thread pool
 
-    def _recent(self, key: tuple[str, str]) -> deque[float]:
-        times = self._failures.setdefault(key, deque())
-        while times and times[0] <= self.clock() - self.window_s:
+    def _recent(self, times: deque[float], window_s: float) -> deque[float]:
+        while times and times[0] <= self.clock() - window_s:
             times.popleft()
         return times
 
-    def reserve(self, user: str, client: str) -> bool:
-        """Count this attempt as a failure before its password is checked, or refuse it (False)
-        when the limit is reached. Checking first and counting after the hash (~0.3 s) let
-        parallel guesses all pass the check: 30 at once were 30 tries instead of 5."""
+    def reserve(self, user: str, client: str) -> float | None:
+        """Count this attempt as a failure before its password is checked, or refuse it (None)
+        when a limit is reached. Checking first and counting after the hash (~0.3 s) let
+        parallel guesses all pass the check: 30 at once were 30 tries instead of 5. Returns
+        the reservation, which succeeded() takes back."""
         with self._lock:
-            times = self._recent((user, client))
-            if len(times) >= self.max_failures:
-                return False
-            times.append(self.clock())
-            return True
+            here = self._recent(self._failures.setdefault((user, client), deque()),
+                                self.window_s)
+            anywhere = self._recent(self._user_failures.setdefault(user, deque()),
+                                    self.user_window_s)
+            if len(here) >= self.max_failures or len(anywhere) >= self.user_max_failures:
+                return None
+            at = self.clock()
+            here.append(at)
+            anywhere.append(at)
+            self._sweep()
+            return at
 
-    def succeeded(self, user: str, client: str) -> None:
-        """The password was right: this user's failures from this address are forgotten."""
+    def succeeded(self, user: str, client: str, reserved: float) -> None:
+        """The password was right: this user's failures from this address are forgotten, and
+        this attempt's count against the user (the others' stay: they were not this user)."""
         with self._lock:
             self._failures.pop((user, client), None)
+            anywhere = self._user_failures.get(user)
+            if anywhere is not None and reserved in anywhere:
+                anywhere.remove(reserved)
+
+    def _sweep(self) -> None:
+        """Forget the keys whose failures all left their window, once the keys double: each
+        guess from a new (forged) address would otherwise keep a key for good."""
+        if len(self._failures) + len(self._user_failures) < self._sweep_at:
+            return
+        for table, window in ((self._failures, self.window_s),
+                              (self._user_failures, self.user_window_s)):
+            for key in [k for k, times in table.items() if not self._recent(times, window)]:
+                del table[key]
+        self._sweep_at = max(self.SWEEP_FROM, 2 * (len(self._failures) + len(self._user_failures)))
+
+    def keys(self) -> int:
+        """How many (user, address) and user entries are kept (memory; tests)."""
+        with self._lock:
+            return len(self._failures) + len(self._user_failures)
 
 
 def now() -> datetime:

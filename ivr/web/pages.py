@@ -80,14 +80,15 @@ def login(request: Request, username: str = Form(""), password: str = Form(""),
     _check_csrf(request, csrf_token)
     limiter, client = request.app.state.limiter, client_of(request)
     ctx = {"next": _safe_next(next, "/"), "username": username}
-    if not limiter.reserve(username, client):  # counted as failed until proven right
+    reserved = limiter.reserve(username, client)  # counted as failed until proven right
+    if reserved is None:
         return _render(request, "login.html", {**ctx, "error": "login_limited"}, 429)
     store = request.app.state.stores.get()
     row = check_password(store, username, password)
     if row is None:
         store.audit("login_failed", None, {"user": username, "client": client}, now())
         return _render(request, "login.html", {**ctx, "error": "login_failed"}, 401)
-    limiter.succeeded(username, client)
+    limiter.succeeded(username, client, reserved)
     open_session(request, row)
     store.audit("login", None, {"client": client}, now(), actor=row["name"])
     return RedirectResponse(ctx["next"], status_code=303)
