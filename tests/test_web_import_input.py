@@ -101,3 +101,21 @@ def test_a_huge_offset_is_an_empty_page_not_a_500(web) -> None:
     r = c.get(f"/api/campaigns/{CAMPAIGN}/contacts?offset=-{huge}&limit=-5")
     assert r.status_code == 200 and r.json()["offset"] == 0
     assert c.get(f"/c/{CAMPAIGN}/contacts?offset={huge}").status_code == 200
+
+
+def test_an_upload_with_a_stray_quote_is_refused_whole(web) -> None:
+    c = web.client()
+    h = {"X-CSRF-Token": login(c, "otto")}
+    lines = [f"+3319{i:07d},Name {i}" for i in range(2000)]
+    lines[4] = '+33190000004,"Dupont'  # line 6 of the file
+    data = ("number,name\n" + "\n".join(lines) + "\n").encode()
+    r = c.post(f"/api/campaigns/{CAMPAIGN}/contacts", headers=h,
+               files={"file": ("list.csv", data, "text/csv")},
+               data={"source": "s1", "basis": "member_file"})
+    assert (r.status_code, r.json()["detail"]) == (
+        400, "list.csv line 6: a quote opens a field that runs on to line 2001: close or remove "
+             "the quote")
+    assert web.store.db.execute("SELECT count(*) FROM contacts").fetchone() == (0,)
+    r = c.post(f"/c/{CAMPAIGN}/contacts/upload", files={"file": ("list.csv", data, "text/csv")},
+               data={"source": "s1", "basis": "member_file", "csrf_token": h["X-CSRF-Token"]})
+    assert r.status_code == 400 and "line 6: a quote opens a field" in r.text
