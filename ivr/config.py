@@ -347,6 +347,9 @@ MAX_INPUT_TIMEOUT_S = 60.0  # a person who has not pressed a key in a minute wil
 MAX_REPEATS = 5
 MAX_INTRO_S = 30.0  # consent first: a longer intro is a message before the consent
 MAX_CALLS_PER_SECOND = 200.0  # far above any carrier's trunk limit
+# The slowest pace an operator could want: one call a minute (a trickle while a new message is
+# checked). Slower is a pause; a typo such as 1e-6 would otherwise hold the next call for days.
+MIN_CALLS_PER_SECOND = 1 / 60
 # CNIL: data of people contacted for political communication is kept no longer than needed,
 # at most 3 years after the last contact (as for prospects, CNIL référentiel "prospection");
 # the default (730) is 2 years. Above 3 years the campaign must justify it: not configurable.
@@ -362,6 +365,14 @@ def _in_range(where: str, value: float, low: float, high: float | None, unit: st
         lower = f"more than {low:g}" if low_open else f"at least {low:g}"
         upper = f" and at most {high:g}" if high is not None else ""
         raise ConfigError(f"{where} is {value!r}: use {lower}{upper} {unit}")
+
+
+def check_calls_per_second(where: str, value: float, top: float, source: str = "") -> None:
+    """ConfigError naming `where` unless MIN_CALLS_PER_SECOND <= value <= top (NaN too);
+    `source`: where `top` comes from, said after the range."""
+    if not MIN_CALLS_PER_SECOND <= value <= top:
+        raise ConfigError(f"{where} is {value!r}: use at least 1/60 (one call a minute) and at "
+                          f"most {top:g} calls per second{source}")
 
 
 SINGLE_NODE = "pbx"
@@ -412,8 +423,8 @@ def _validate_dialer(dialer: Dialer) -> None:
     if dialer.on_machine not in ("hangup", "legal"):
         raise ConfigError(f"dialer.on_machine: {dialer.on_machine!r} is not hangup or legal")
     _in_range("dialer.max_concurrent", dialer.max_concurrent, 1, None, "calls")
-    _in_range("dialer.calls_per_second", dialer.calls_per_second, 0, MAX_CALLS_PER_SECOND,
-              "calls per second", low_open=True)
+    check_calls_per_second("dialer.calls_per_second", dialer.calls_per_second,
+                           MAX_CALLS_PER_SECOND)
     _in_range("dialer.ring_timeout_s", dialer.ring_timeout_s, 0, MAX_RING_TIMEOUT_S, "seconds",
               low_open=True)
     if dialer.drain_timeout_s is not None:

@@ -68,9 +68,15 @@ def test_port_outside_1_to_65535(section: str, value: int) -> None:
     refused({section: {"port": value}}, f"{section}.port")
 
 
-@pytest.mark.parametrize("value", [0, -5, 201, 1e9])
+@pytest.mark.parametrize("value", [0, -5, 201, 1e9, 1e-300, 5e-324, 0.01])
 def test_calls_per_second_out_of_bounds(value: float) -> None:
-    refused({"dialer": {"calls_per_second": value}}, "dialer.calls_per_second")
+    text = refused({"dialer": {"calls_per_second": value}}, "dialer.calls_per_second")
+    assert "at least 1/60 (one call a minute) and at most 200 calls per second" in text
+
+
+def test_calls_per_second_down_to_one_call_a_minute() -> None:
+    assert config.from_dict({"dialer": {"calls_per_second": 1 / 60}}).dialer.calls_per_second \
+        == 1 / 60
 
 
 @pytest.mark.parametrize("value", [0, -1])

@@ -4,6 +4,7 @@ the console is a second connection to that store writing `run_control`, as `ivr 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -158,13 +159,101 @@ def test_pacing_out_of_the_configs_bounds_is_refused_naming_the_field(tmp_path: 
     run_control.check_pacing(cfg, 3, 5.0)
     run_control.check_pacing(cfg, 1, 0.1)
     run_control.check_pacing(cfg, None, None)
+    run_control.check_pacing(cfg, None, 1 / 60)  # one call a minute: the slowest pace
     for n, r, field in ((4, None, "max_concurrent"), (0, None, "max_concurrent"),
-                        (None, 5.5, "calls_per_second"), (None, 0.0, "calls_per_second")):
+                        (None, 5.5, "calls_per_second"), (None, 0.0, "calls_per_second"),
+                        (None, 1e-300, "calls_per_second"), (None, 5e-324, "calls_per_second"),
+                        (None, 0.01, "calls_per_second"), (None, math.nan, "calls_per_second")):
         with pytest.raises(ConfigError) as exc:
             run_control.check_pacing(cfg, n, r)
         message = str(exc.value)
         assert message.startswith(field + " is ") and f"dialer.{field}" in message
         assert "\n" not in message
+        if r is not None:
+            assert "at least 1/60 (one call a minute) and at most 5 calls" in message
+
+
+def test_a_row_below_one_call_a_minute_is_kept_to_it(tmp_path: Path) -> None:
+    """Written past check_pacing (by hand, or before it had a floor): 5e-324/s would hold the
+    next call forever (an interval of inf)."""
+    cfg = make_cfg(tmp_path, calls_per_second=5)
+    state = RunState(cfg.campaign.name, Store.memory(), ManualClock(), max_concurrent=4)
+    ctl = run_control.RunControl(cfg, Store.memory(), ManualClock(), asyncio.Event(),
+                                 asyncio.Event(), state, controller="ctl-1")
+    ctl.apply({"desired": "running", "max_concurrent": None, "calls_per_second": 5e-324})
+    assert ctl.calls_per_second == 1 / 60 and ctl.interval == pytest.approx(60)
+
+
+async def drive_fast(r: Rig, task: asyncio.Future) -> None:
+    """0.05 s of run clock a step: a wait of a minute fails in seconds, not minutes."""
+    while not task.done():
+        r.clock.advance(0.05)  # type: ignore[attr-defined]
+        await asyncio.sleep(0.001)
+
+
+def slow_then_fast(backend: Backend, r: Rig, restored: list[float]) -> None:
+    """The operator types 0.02/s (50 s apart) by mistake and puts 10/s back one second
+    later."""
+    say(backend, calls_per_second=0.02)
+
+    async def restore() -> None:
+        await r.clock.sleep(1.0)
+        say(backend, calls_per_second=10.0)
+        restored.append(r.clock.monotonic())
+    asyncio.ensure_future(restore())
+
+
+def test_a_new_pacing_cuts_the_wait_for_the_next_slot_short(backend: Backend) -> None:
+    """The next call leaves one new interval after the previous one, not one old interval."""
+    numbers = [fiction(i) for i in range(8)]
+    restored: list[float] = []
+
+    async def scenario() -> list[float]:
+        async with rig(backend, {n: failed(1) for n in numbers}, clock=ManualClock(),
+                       calls_per_second=10) as r:
+            stamps = stamp_originates(
+                r, lambda n: slow_then_fast(backend, r, restored) if n == 3 else None)
+            task, _ = await start_run(r)
+            asyncio.ensure_future(drive_fast(r, task))
+            await asyncio.wait_for(task, 60)
+            return stamps
+    stamps = asyncio.run(scenario())
+    after = [s for s in stamps if s > restored[0]]
+    gaps = [b - a for a, b in zip(after, after[1:])]
+    assert len(stamps) == 8 and after, (restored, stamps)
+    assert after[0] - restored[0] < 0.5, (restored, stamps)  # within a tick, not ~50 s
+    assert min(gaps) >= 0.1 - 1e-9, gaps  # 10 a second again, not a burst
+
+
+def test_a_new_pacing_cuts_the_originates_wait_after_a_slow_claim_short(
+        backend: Backend) -> None:
+    """The slow pacing is read during a claim (on PostgreSQL a worker thread's round trip):
+    the Originate's own wait for its slot (sending.py) is cut short by the fast one too."""
+    numbers = [fiction(i) for i in range(5)]
+    restored: list[float] = []
+
+    async def scenario() -> list[float]:
+        async with rig(backend, {n: failed(1) for n in numbers}, clock=ManualClock(),
+                       calls_per_second=10) as r:
+            stamps = stamp_originates(r)
+            place, placed = r.dialer.place, []
+
+            async def slow_third(contact: dict[str, Any]) -> Any:
+                got = await place(contact)
+                placed.append(r.clock.monotonic())
+                if len(placed) == 3:
+                    slow_then_fast(backend, r, restored)
+                    await r.clock.sleep(0.5)  # read during the claim, restored after it
+                return got
+            r.dialer.place = slow_third  # type: ignore[method-assign]
+            task, _ = await start_run(r)
+            asyncio.ensure_future(drive_fast(r, task))
+            await asyncio.wait_for(task, 60)
+            return stamps
+    stamps = asyncio.run(scenario())
+    after = [s for s in stamps if s > restored[0]]
+    assert len(stamps) == 5 and len(after) == 3, (restored, stamps)  # the third waited
+    assert after[0] - restored[0] < 0.5, (restored, stamps)  # within a tick, not ~50 s
 
 
 def test_a_row_beyond_the_bounds_is_kept_to_the_config(backend: Backend) -> None:

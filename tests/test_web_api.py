@@ -129,6 +129,10 @@ def test_pacing_is_kept_within_the_configs_bounds(web) -> None:
     assert r.status_code == 400 and r.json()["detail"].startswith("calls_per_second is 6")
     r = c.post(url, json={"calls_per_second": 0}, headers=h)
     assert r.status_code == 400
+    for tiny in (1e-300, 5e-324, 0.01):  # below one call a minute (5e-324: no call ever)
+        r = c.post(url, json={"calls_per_second": tiny}, headers=h)
+        assert r.status_code == 400, (tiny, r.json())
+        assert r.json()["detail"].startswith(f"calls_per_second is {tiny!r}: use at least 1/60")
     row = web.store.run_control(CAMPAIGN)
     assert (row["max_concurrent"], row["calls_per_second"]) == (5, 1.5)
 

@@ -48,7 +48,7 @@ class CampaignRun:
         self.report = RunReport()
         # The console's pause and pacing (run_control.py); without one, the config's.
         self.control = control or RunControl(cfg, store, clock, stop, hard_stop, state)
-        self.next_slot = clock.monotonic()
+        self.last_slot = float("-inf")  # when the last call passed its pacing slot
         self._away = False  # paused because a read or a claim found the store away
         self._planned_with = 0  # calls in flight when the last plan was read
         # The Originates in the air: pacing of departures, the window (ivr/campaign/sending.py)
@@ -123,13 +123,11 @@ class CampaignRun:
         return not self.stop.is_set() and not paused
 
     async def _pace(self) -> bool:
-        """Wait for the next calls_per_second slot; False on stop."""
-        delay = self.next_slot - self.clock.monotonic()
-        if delay > 0:
-            await self.clock.wait(self.stop, timeout=delay)
+        """Wait for the next calls_per_second slot (moved by a new pacing); False on stop."""
+        await self.control.until_slot(self.last_slot)
         # From this call's own departure: after a longer wait (window, room, nodes), two
         # calls must not leave back to back.
-        self.next_slot = max(self.next_slot, self.clock.monotonic()) + self.control.interval
+        self.last_slot = max(self.clock.monotonic(), self.last_slot + self.control.interval)
         return not self.stop.is_set()
 
     async def _nodes_ready(self) -> bool:

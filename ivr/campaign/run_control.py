@@ -23,7 +23,7 @@ from typing import Any
 
 from ivr.campaign.clock import Clock
 from ivr.campaign.state import NodeSnapshot, RunState, Snapshot
-from ivr.config import Config
+from ivr.config import MIN_CALLS_PER_SECOND, Config, check_calls_per_second
 from ivr.errors import ConfigError
 from ivr.store.base import Row, utc
 from ivr.store.safe_writes import STORE_ERRORS
@@ -39,14 +39,15 @@ PAUSED = "paused from the console"
 def check_pacing(cfg: Config, max_concurrent: int | None,
                  calls_per_second: float | None) -> None:
     """ConfigError naming the field when the pacing asked for is outside the config's bounds
-    (1..dialer.max_concurrent calls, up to dialer.calls_per_second per second)."""
+    (1..dialer.max_concurrent calls; one call a minute up to dialer.calls_per_second per
+    second: the same floor as the config's)."""
     top_n, top_r = cfg.dialer.max_concurrent, cfg.dialer.calls_per_second
     if max_concurrent is not None and not 1 <= max_concurrent <= top_n:
         raise ConfigError(f"max_concurrent is {max_concurrent!r}: use at least 1 and at most "
                           f"{top_n} calls (dialer.max_concurrent)")
-    if calls_per_second is not None and not 0 < calls_per_second <= top_r:
-        raise ConfigError(f"calls_per_second is {calls_per_second!r}: use more than 0 and at "
-                          f"most {top_r:g} calls per second (dialer.calls_per_second)")
+    if calls_per_second is not None:
+        check_calls_per_second("calls_per_second", calls_per_second, top_r,
+                               " (dialer.calls_per_second)")
 
 
 def controller_name(store: Any) -> str:
@@ -101,6 +102,20 @@ class RunControl:
     @property
     def interval(self) -> float:
         return 1.0 / self.calls_per_second
+
+    async def until_slot(self, since: float, *wake: asyncio.Event) -> None:
+        """Wait until one interval after `since` (the last departure), at the interval in
+        force: a new pacing from the console moves the slot, so an operator who typed 0.02/s
+        by mistake and puts 10/s back is not held to the 50-s wait. A stop or one of `wake`
+        ends the wait; a pause does not (it is seen at the slot)."""
+        while True:
+            self.changed.clear()
+            left = since + self.interval - self.clock.monotonic()
+            if left <= 0 or self.stop.is_set() or any(e.is_set() for e in wake):
+                return
+            await self.clock.wait(self.stop, self.changed, *wake, timeout=left)
+            if not self.changed.is_set():  # the slot came, or a stop: the caller looks
+                return
 
     # -- starting -------------------------------------------------------------------------------
     async def begin(self, standby: bool) -> None:
@@ -165,15 +180,15 @@ class RunControl:
             self.hard_stop.set()
 
     def _pacing(self, row: Row | None) -> tuple[int, float]:
-        """The row's pacing, within the config's bounds (a row written past them, by hand or
-        under an older config, is clamped and said)."""
+        """The row's pacing, within the config's bounds (a row written past them, by hand, under
+        an older config or before the floor of one call a minute, is clamped and said)."""
         top_n, top_r = self.cfg.dialer.max_concurrent, self.cfg.dialer.calls_per_second
         n = (row or {}).get("max_concurrent") or top_n
         r = (row or {}).get("calls_per_second") or top_r
-        if n > top_n or r > top_r:
-            log.warning("run control asks for %s calls, %s/s: above the config's %d, %g; "
-                        "kept to them", n, r, top_n, top_r)
-        return max(1, min(int(n), top_n)), min(float(r), top_r)
+        if n > top_n or not MIN_CALLS_PER_SECOND <= r <= top_r:
+            log.warning("run control asks for %s calls, %s/s: outside the config's %d, "
+                        "1/60..%g; kept to them", n, r, top_n, top_r)
+        return max(1, min(int(n), top_n)), min(max(float(r), MIN_CALLS_PER_SECOND), top_r)
 
     # -- snapshots ------------------------------------------------------------------------------
     def _keep(self, snap: Snapshot) -> None:

@@ -47,9 +47,8 @@ class Sender:
             self.tick()
             return True
         # A PostgreSQL claim (worker thread) takes more or less time: pace the Originate too.
-        early = self.left_at + self.control.interval - self.clock.monotonic()
-        if early > 0:  # a stop ends the wait; a pause is seen at its end (one interval)
-            await self.clock.wait(self.control.stop, self.hard_stop, timeout=early)
+        # A stop ends the wait, a new pacing moves its end; a pause is seen at its end.
+        await self.control.until_slot(self.left_at, self.hard_stop)
         if self.held():  # a stop or a pause came during the claim or the wait: never sent
             self.dialer.unsent(int(claim.call["id"]), send)
             return False
