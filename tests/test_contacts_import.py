@@ -442,7 +442,8 @@ def test_a_stray_quote_refuses_the_file_instead_of_swallowing_it(
     with pytest.raises(ImportFileError) as err:
         run(store, path)
     assert str(err.value) == ("list.csv line 6: a quote opens a field that runs on to line "
-                              "2001: close or remove the quote")
+                              "2001: close or remove the quote (a cell cannot hold a line "
+                              "break)")
     assert rows(store) == [] and store.q("SELECT * FROM audit") == []
 
 
@@ -450,7 +451,8 @@ def test_a_quoted_line_break_is_refused_even_when_the_quote_closes(
         store: Store, tmp_path: Path) -> None:
     path = write(tmp_path, 'number,name\n0199000010,a\n0199000011,"Du\npont"\n0199000012,c\n')
     with pytest.raises(ImportFileError, match="list.csv line 3: a quote opens a field that runs "
-                                              "on to line 4: close or remove the quote$"):
+                                              "on to line 4: close or remove the quote \\(a cell "
+                                              "cannot hold a line break\\)$"):
         run(store, path)
     assert rows(store) == []
 
@@ -462,7 +464,8 @@ def test_a_stray_quote_after_some_batches_keeps_exactly_the_lines_before_it(
     lines[4] = '+33190000004,"Dupont'  # line 6; lines 2-5 are before it, 7-10 after
     path = write(tmp_path, "number,name\n" + "\n".join(lines) + "\n")
     with pytest.raises(ImportFileError, match="line 6: a quote opens a field that runs on to "
-                                              "line 10: close or remove the quote; the lines "
+                                              "line 10: close or remove the quote \\(a cell "
+                                              "cannot hold a line break\\); the lines "
                                               "before it were imported"):
         run(store, path)
     assert [r["number"] for r in rows(store)] == [f"+3319{i:07d}" for i in range(4)]

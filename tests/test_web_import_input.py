@@ -114,7 +114,7 @@ def test_an_upload_with_a_stray_quote_is_refused_whole(web) -> None:
                data={"source": "s1", "basis": "member_file"})
     assert (r.status_code, r.json()["detail"]) == (
         400, "list.csv line 6: a quote opens a field that runs on to line 2001: close or remove "
-             "the quote")
+             "the quote (a cell cannot hold a line break)")
     assert web.store.db.execute("SELECT count(*) FROM contacts").fetchone() == (0,)
     r = c.post(f"/c/{CAMPAIGN}/contacts/upload", files={"file": ("list.csv", data, "text/csv")},
                data={"source": "s1", "basis": "member_file", "csrf_token": h["X-CSRF-Token"]})

@@ -78,8 +78,9 @@ def read_records(path: Path, warnings: list[str]) -> Iterator[tuple[int, list[st
 
 
 def _open_quote(name: str, start: int, end: int, over: str = "") -> str:
+    # Also what a spreadsheet cell typed with Alt+Enter gives: its line break is the fault.
     return (f"{name} line {start}: a quote opens a field that runs on to line {end}{over}: "
-            "close or remove the quote")
+            "close or remove the quote (a cell cannot hold a line break)")
 
 
 def _csv_error(name: str, start: int, read_to: int, exc: csv.Error) -> ImportFileError:
