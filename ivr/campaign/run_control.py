@@ -107,15 +107,15 @@ class RunControl:
         """Wait until one interval after `since` (the last departure), at the interval in
         force: a new pacing from the console moves the slot, so an operator who typed 0.02/s
         by mistake and puts 10/s back is not held to the 50-s wait. A stop or one of `wake`
-        ends the wait; a pause does not (it is seen at the slot)."""
+        ends the wait; a pause does not (it is seen at the slot). The slot is computed again
+        after every wake: another waiter (the run's pacing and an Originate's) may have cleared
+        `changed` first, which must not end this wait before its slot."""
         while True:
             self.changed.clear()
             left = since + self.interval - self.clock.monotonic()
             if left <= 0 or self.stop.is_set() or any(e.is_set() for e in wake):
                 return
             await self.clock.wait(self.stop, self.changed, *wake, timeout=left)
-            if not self.changed.is_set():  # the slot came, or a stop: the caller looks
-                return
 
     # -- starting -------------------------------------------------------------------------------
     async def begin(self, standby: bool) -> None:
