@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from ivr.callflow.outcomes import contact_status
-from ivr.store import CallResult, History, Store
+from ivr.store import CallResult, History, Store, utc
 
 from test_store_claim import T0, Yes, add, claim
 
@@ -66,17 +66,41 @@ def test_an_error_never_replaces_an_outcome_and_a_guess_is_replaced_once(store: 
     assert s.call(call["id"])["outcome"] == "busy"
 
 
-def test_a_withdrawal_after_another_controllers_guess_removes_the_attempt(store: Store) -> None:
+def test_a_withdrawal_after_another_controllers_guess_leaves_the_guess(store: Store) -> None:
+    """The guess settled the contact (its retry, or `exhausted` on the last attempt) and a
+    later attempt counts its number from it: deleting it would undo neither."""
     s = store
-    contact = add(s)
-    call = claim(s, contact).call
+    call = claim(s, add(s)).call
     assert call is not None
     s.finish_unanswered(call["id"], "error", None, T0, T0 + timedelta(minutes=10),
                         stage="orphaned")
-    assert s.withdraw_attempt(call["id"])  # its Originate never left: it costs no attempt
-    assert s.call(call["id"]) is None
-    assert history_after(s, contact, 0).attempts == []
-    other = claim(s, add(s, "+33162000011")).call
-    assert other is not None
-    s.finish_unanswered(other["id"], "busy", "17", T0, None)
-    assert not s.withdraw_attempt(other["id"])  # a real outcome is never withdrawn
+    assert not s.withdraw_attempt(call["id"])
+    assert s.call(call["id"])["outcome"] == "error"
+
+
+def test_a_late_result_never_reopens_a_contact_a_later_attempt_settled(store: Store) -> None:
+    """Found in review: the guess's retry was placed and the callee heard the message; the
+    first controller's delayed `no_answer` then replaced the guess and put the contact back
+    to `pending`, to be dialled again. The old attempt's row takes the truth; the contact and
+    its binding keep what the newest attempt said."""
+    s = store
+    contact = add(s)
+    s.db.execute("INSERT INTO campaign_contacts (contact_id, campaign, source, status, bound_at)"
+                 " VALUES (?, 'c1', 'list', 'pending', ?)", (contact["id"], utc(T0)))
+    first = claim(s, contact).call
+    assert first is not None
+    s.finish_unanswered(first["id"], "error", None, T0, T0 + timedelta(minutes=10),
+                        stage="orphaned")
+    retry = claim(s, contact, now=T0 + timedelta(minutes=11)).call
+    assert retry is not None and retry["attempt"] == 2
+    s.mark_answered(retry["id"], T0 + timedelta(minutes=11))
+    played = CallResult(outcome="message_played", stage="message", keys="1", heard={},
+                        choice="consent", choice_key="1")
+    s.finish_answered(retry["id"], played, T0 + timedelta(minutes=12))
+    done = s.one("SELECT status FROM contacts")["status"]
+    assert done != "pending"
+    assert s.finish_unanswered(first["id"], "no_answer", "19", T0 + timedelta(minutes=13),
+                               T0 + timedelta(hours=1))  # the late truth, on its own row
+    assert s.call(first["id"])["outcome"] == "no_answer"
+    assert s.one("SELECT status FROM contacts")["status"] == done
+    assert s.one("SELECT status FROM campaign_contacts WHERE campaign = 'c1'")["status"] == done

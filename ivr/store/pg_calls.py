@@ -155,19 +155,18 @@ class PgCallsSQL(PgCore):
             elif result.choice == "consent" and result.slot:
                 self._exec("UPDATE contacts SET slot = %s WHERE id = %s",
                            (result.slot, row["contact_id"]))
-            self._settle_contact(row["contact_id"], row["campaign"], result.outcome, retry_at,
-                                 now)
+            self._settle_contact(call_id, row["contact_id"], row["campaign"], result.outcome,
+                                 retry_at, now)
         return str(row["hangup_cause"])
 
     def withdraw_attempt(self, call_id: int) -> bool:
         """A claimed attempt whose Originate never left (a stop or a pause came first): its
         row goes, so it costs the contact no attempt and holds no number in flight. Only an
-        attempt still without an outcome, and still `dialing` as its claim wrote it, or one
-        another controller settled as orphaned meanwhile (its guess: this one knows the call
-        never left); False if none was removed."""
-        return self._exec("DELETE FROM calls WHERE id = %s AND answered_at IS NULL AND "
-                          "((outcome IS NULL AND state = 'dialing') OR "
-                          "(outcome = 'error' AND stage = 'orphaned'))", (call_id,)) == 1
+        attempt still without an outcome, and still `dialing` as its claim wrote it; False if
+        none was removed. One another controller settled as orphaned meanwhile stays: that
+        guess has settled the contact, and a later attempt may already count from it."""
+        return self._exec("DELETE FROM calls WHERE id = %s AND outcome IS NULL AND "
+                          "state = 'dialing' AND answered_at IS NULL", (call_id,)) == 1
 
     def finish_unanswered(self, call_id: int, outcome: str, cause: str | None, now: datetime,
                           retry_at: datetime | None, stage: str | None = None) -> bool:
@@ -182,7 +181,8 @@ class PgCallsSQL(PgCore):
                  outcome != "error"))
             if row is None:
                 return False
-            self._settle_contact(row["contact_id"], row["campaign"], outcome, retry_at, now)
+            self._settle_contact(call_id, row["contact_id"], row["campaign"], outcome, retry_at,
+                                 now)
         return True
 
     def set_hangup_cause(self, call_id: int, cause: str) -> None:
@@ -193,15 +193,21 @@ class PgCallsSQL(PgCore):
         self._exec("UPDATE calls SET hangup_cause = %s WHERE channel_id = %s AND campaign = %s "
                    "AND hangup_cause IS DISTINCT FROM %s", (cause, channel_id, campaign, cause))
 
-    def _settle_contact(self, contact_id: int | None, campaign: str, outcome: str,
-                        retry_at: datetime | None, now: datetime) -> None:
+    def _settle_contact(self, call_id: int, contact_id: int | None, campaign: str,
+                        outcome: str, retry_at: datetime | None, now: datetime) -> None:
+        """The contact's statuses from this attempt, unless a later one exists (sqlite_calls
+        says why)."""
         if contact_id is None:
             return
         status = outcomes.contact_status(outcome, retry_planned=retry_at is not None)
         self._exec("UPDATE contacts SET status = %s, updated_at = %s WHERE id = %s AND "
-                   "status != 'opted_out'", (status, utc(now), contact_id))
+                   "status != 'opted_out' AND NOT EXISTS (SELECT 1 FROM calls n WHERE "
+                   "n.contact_id = %s AND n.id > %s)",
+                   (status, utc(now), contact_id, contact_id, call_id))
         self._exec("UPDATE campaign_contacts SET status = %s WHERE contact_id = %s "
-                   "AND campaign = %s AND status != 'opted_out'", (status, contact_id, campaign))
+                   "AND campaign = %s AND status != 'opted_out' AND NOT EXISTS (SELECT 1 FROM "
+                   "calls n WHERE n.contact_id = %s AND n.campaign = %s AND n.id > %s)",
+                   (status, contact_id, campaign, contact_id, campaign, call_id))
 
     # -- many calls ---------------------------------------------------------------------------
     def open_calls(self, node: str | None = None, campaign: str | None = None,

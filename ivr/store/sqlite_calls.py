@@ -195,19 +195,18 @@ class CallsSQL(SQLiteCore):
             elif result.choice == "consent" and result.slot:
                 self.db.conn.execute("UPDATE contacts SET slot = ? WHERE id = ?",
                                      (result.slot, contact_id))
-            self._settle_contact(contact_id, campaign, result.outcome, retry_at, now)
+            self._settle_contact(call_id, contact_id, campaign, result.outcome, retry_at, now)
         return str(cause)
 
     def withdraw_attempt(self, call_id: int) -> bool:
         """A claimed attempt whose Originate never left (a stop or a pause came first): its
         row goes, so it costs the contact no attempt and holds no number in flight. Only an
-        attempt still without an outcome, and still `dialing` as its claim wrote it, or one
-        another controller settled as orphaned meanwhile (its guess: this one knows the call
-        never left); False if none was removed."""
+        attempt still without an outcome, and still `dialing` as its claim wrote it; False if
+        none was removed. One another controller settled as orphaned meanwhile stays: that
+        guess has settled the contact, and a later attempt may already count from it."""
         with self.transaction():
-            cur = self.db.conn.execute("DELETE FROM calls WHERE id = ? AND answered_at IS NULL "
-                                       "AND ((outcome IS NULL AND state = 'dialing') OR "
-                                       "(outcome = 'error' AND stage = 'orphaned'))", (call_id,))
+            cur = self.db.conn.execute("DELETE FROM calls WHERE id = ? AND outcome IS NULL AND "
+                                       "state = 'dialing' AND answered_at IS NULL", (call_id,))
         return cur.rowcount == 1
 
     def finish_unanswered(self, call_id: int, outcome: str, cause: str | None, now: datetime,
@@ -223,7 +222,7 @@ class CallsSQL(SQLiteCore):
                  call_id, outcome != "error")).fetchall()
             if not row:
                 return False
-            self._settle_contact(row[0][0], row[0][1], outcome, retry_at, now)
+            self._settle_contact(call_id, row[0][0], row[0][1], outcome, retry_at, now)
         return True
 
     def set_hangup_cause(self, call_id: int, cause: str) -> None:
@@ -236,18 +235,25 @@ class CallsSQL(SQLiteCore):
                         "campaign = ? AND hangup_cause IS NOT ?",
                         (cause, channel_id, campaign, cause))
 
-    def _settle_contact(self, contact_id: int | None, campaign: str, outcome: str,
-                        retry_at: datetime | None, now: datetime) -> None:
+    def _settle_contact(self, call_id: int, contact_id: int | None, campaign: str,
+                        outcome: str, retry_at: datetime | None, now: datetime) -> None:
         if contact_id is None:
             return
         status = outcomes.contact_status(outcome, retry_planned=retry_at is not None)
         # An opted-out contact stays opted out, whatever a later outcome says. The binding
         # holds the progress in this campaign; the contact's own status, the last one seen.
+        # Only the newest attempt settles them: an older one's result landing late (it
+        # replaced another controller's guess after a retry was placed) must not reopen a
+        # contact that retry finished.
         self.db.conn.execute("UPDATE contacts SET status = ?, updated_at = ? WHERE id = ? AND "
-                             "status != 'opted_out'", (status, utc(now), contact_id))
+                             "status != 'opted_out' AND NOT EXISTS (SELECT 1 FROM calls n "
+                             "WHERE n.contact_id = ? AND n.id > ?)",
+                             (status, utc(now), contact_id, contact_id, call_id))
         self.db.conn.execute("UPDATE campaign_contacts SET status = ? WHERE contact_id = ? "
-                             "AND campaign = ? AND status != 'opted_out'",
-                             (status, contact_id, campaign))
+                             "AND campaign = ? AND status != 'opted_out' AND NOT EXISTS ("
+                             "SELECT 1 FROM calls n WHERE n.contact_id = ? AND n.campaign = ? "
+                             "AND n.id > ?)", (status, contact_id, campaign, contact_id,
+                                               campaign, call_id))
 
     # -- many calls ---------------------------------------------------------------------------
     def open_calls(self, node: str | None = None, campaign: str | None = None,
