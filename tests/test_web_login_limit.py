@@ -103,6 +103,24 @@ def test_expired_keys_are_forgotten() -> None:
     assert limiter.keys() <= 2200  # the 6,000 expired ones are gone
 
 
+def test_refused_attempts_keep_nothing_and_a_long_name_costs_a_short_key() -> None:
+    """Found in review: a refused attempt created its (user, address) key before the check,
+    and nothing swept while every attempt was refused; each key held the name as typed, so a
+    200 kB name locked out grew the console by ~34 MB a second."""
+    clock = Clock()
+    limiter = LoginLimiter(5, 300, clock)
+    name = "x" * 200_000
+    for i in range(20):
+        assert limiter.reserve(name, f"10.0.0.{i}") is not None
+    kept = limiter.keys()
+    assert kept == 21
+    for i in range(2000):  # the name is locked out: every attempt refused
+        assert limiter.reserve(name, f"10.1.{i // 250}.{i % 250}") is None
+    assert limiter.keys() == kept
+    sizes = {len(k[0]) for k in limiter._failures} | {len(k) for k in limiter._user_failures}
+    assert sizes == {32}
+
+
 def test_forged_forwarded_addresses_get_20_guesses_through_uvicorn(web) -> None:
     """The options of `ivr web` (cli_web.py): X-Forwarded-For trusted from 127.0.0.1, so a
     local client (an SSH tunnel) can name any address it likes."""

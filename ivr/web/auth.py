@@ -3,6 +3,7 @@ the login rate limit. The users themselves (argon2 hashes, tokens, what each rol
 ivr.web_users'; this module only applies them to requests."""
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 import threading
@@ -70,25 +71,29 @@ class LoginLimiter:
         when a limit is reached. Checking first and counting after the hash (~0.3 s) let
         parallel guesses all pass the check: 30 at once were 30 tries instead of 5. Returns
         the reservation, which succeeded() takes back."""
+        name = _name_key(user)
         with self._lock:
-            here = self._recent(self._failures.setdefault((user, client), deque()),
-                                self.window_s)
-            anywhere = self._recent(self._user_failures.setdefault(user, deque()),
-                                    self.user_window_s)
+            # Read, not created: a refused attempt keeps nothing (a flood of refused guesses
+            # from new addresses would otherwise add a key each, never swept).
+            here = self._recent(self._failures.get((name, client), deque()), self.window_s)
+            anywhere = self._recent(self._user_failures.get(name, deque()), self.user_window_s)
             if len(here) >= self.max_failures or len(anywhere) >= self.user_max_failures:
                 return None
             at = self.clock()
             here.append(at)
             anywhere.append(at)
+            self._failures[(name, client)] = here
+            self._user_failures[name] = anywhere
             self._sweep()
             return at
 
     def succeeded(self, user: str, client: str, reserved: float) -> None:
         """The password was right: this user's failures from this address are forgotten, and
         this attempt's count against the user (the others' stay: they were not this user)."""
+        name = _name_key(user)
         with self._lock:
-            self._failures.pop((user, client), None)
-            anywhere = self._user_failures.get(user)
+            self._failures.pop((name, client), None)
+            anywhere = self._user_failures.get(name)
             if anywhere is not None and reserved in anywhere:
                 anywhere.remove(reserved)
 
@@ -107,6 +112,11 @@ class LoginLimiter:
         """How many (user, address) and user entries are kept (memory; tests)."""
         with self._lock:
             return len(self._failures) + len(self._user_failures)
+
+
+def _name_key(user: str) -> bytes:
+    """A typed user name as the limiter keeps it: 32 bytes, however long the name sent."""
+    return hashlib.sha256(user.encode("utf-8", "surrogatepass")).digest()
 
 
 def now() -> datetime:
