@@ -84,8 +84,11 @@ class Webhooks:
     def __init__(self, url: str, key: bytes, read_call: ReadCall, *, timeout_s: float = 5.0,
                  queue_size: int = QUEUE_SIZE, workers: int = WORKERS, retries: int = RETRIES,
                  backoff_s: float = BACKOFF_S, sleep: Callable[[float], Awaitable[Any]]
-                 = asyncio.sleep, transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 = asyncio.sleep, transport: httpx.AsyncBaseTransport | None = None,
+                 controller: str | None = None) -> None:
+        """controller: this run's (store.controller_id), whose calls another may guess."""
         self.url, self._key, self._read = url, key, read_call
+        self.controller = controller
         self.retries, self.backoff_s, self._sleep = retries, backoff_s, sleep
         self.queue: asyncio.Queue[int] = asyncio.Queue(maxsize=queue_size)
         self.stats = Stats()
@@ -152,7 +155,11 @@ class Webhooks:
 
     async def _outcome(self, call_id: int) -> Row | None:
         """The attempt once its outcome is in the store (written in the loop's next turn, or
-        later while the store is away)."""
+        later while the store is away). Another controller's guess on a call this one placed
+        (`error`, stage `orphaned`: it judged this one dead while its writes were slow) is not
+        sent while this controller's own result may still replace it (store/sqlite_calls
+        finish_answered); if none does within the reads, the guess is the outcome."""
+        guess = None
         for _ in range(READ_TRIES):
             try:
                 call = await self._read(call_id)
@@ -160,9 +167,12 @@ class Webhooks:
                 log.debug("webhooks: call %s unreadable: %s", call_id, exc)
                 call = None
             if call is not None and call.get("outcome") is not None:
-                return call
+                if not (self.controller and call.get("controller") == self.controller
+                        and call["outcome"] == "error" and call.get("stage") == "orphaned"):
+                    return call
+                guess = call
             await self._sleep(READ_WAIT_S)
-        return None
+        return guess
 
     # -- the end --------------------------------------------------------------------------------
     async def close(self, grace_s: float = CLOSE_GRACE_S) -> Stats:
@@ -202,7 +212,8 @@ async def running(cfg: Config, store: Any) -> AsyncIterator[Webhooks | None]:
     if key is None:
         yield None
         return
-    hooks = Webhooks(cfg.webhooks.url, key, reader(store), timeout_s=cfg.webhooks.timeout_s)
+    hooks = Webhooks(cfg.webhooks.url, key, reader(store), timeout_s=cfg.webhooks.timeout_s,
+                     controller=getattr(store, "controller_id", None))
     try:
         yield hooks
     finally:
