@@ -29,8 +29,8 @@ def test_postgresql_a_missing_key_file_is_not_replaced_by_a_new_key(
     a = PgStore.open(pg_url, optout_key_file=first)  # an empty list: the key file is made
     assert first.exists()
     a.add_optout(NUMBER, "phone-key", NOW, "c1")  # what key 9 writes
-    with pytest.raises(StoreError, match="does not exist and the store already holds "
-                                         "oppositions: copy the key file"):
+    with pytest.raises(StoreError, match="does not exist and the store already has its "
+                                         "opposition key: copy the key file"):
         PgStore.open(pg_url, optout_key_file=second)
     assert not second.exists()  # no new key left behind to be picked up next time
     second.write_text(first.read_text())  # the administrator copies it
@@ -58,16 +58,36 @@ def test_sqlite_refuses_another_key_and_opens_with_its_own(
     assert Store.open(path).is_opted_out(NUMBER)
 
 
-def test_an_empty_or_erased_list_takes_any_key(tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("erased", [False, True])
+def test_the_first_key_to_open_a_store_is_its_key_even_before_any_opposition(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, erased: bool) -> None:
+    """Found in review: two hosts started on an empty list made a key each, and neither saw
+    the other's oppositions. The first open records the key's fingerprint (schema 15), so
+    an empty list, or one whose numbers were all erased, is checked too."""
     path = tmp_path / "ivr.db"
     monkeypatch.setenv("IVR_OPTOUT_KEY", "k" * 32)
     s = Store.open(path)
+    if erased:
+        s.add_optout(NUMBER, "phone-key", NOW, "c1")
+        s.db.execute("UPDATE optouts SET number = NULL")  # as `ivr gdpr erase` leaves it
     s.db.conn.close()
     monkeypatch.setenv("IVR_OPTOUT_KEY", "x" * 32)
-    s = Store.open(path)  # nothing to check against yet
-    s.add_optout(NUMBER, "phone-key", NOW, "c1")
-    s.db.execute("UPDATE optouts SET number = NULL")  # as `ivr gdpr erase` leaves it
-    s.db.conn.close()
-    monkeypatch.setenv("IVR_OPTOUT_KEY", "y" * 32)
-    Store.open(path).db.conn.close()  # no kept number to check: it opens
+    with pytest.raises(StoreError, match="its fingerprint differs"):
+        Store.open(path)
+    monkeypatch.setenv("IVR_OPTOUT_KEY", "k" * 32)
+    Store.open(path).db.conn.close()
+
+
+def test_postgresql_two_hosts_on_an_empty_list_cannot_make_two_keys(
+        pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("IVR_OPTOUT_KEY", raising=False)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = PgStore.open(pg_url, optout_key_file=tmp_path / "a" / "k")  # made: a new store
+    with pytest.raises(StoreError, match="already has its opposition key"):
+        PgStore.open(pg_url, optout_key_file=tmp_path / "b" / "k")
+    assert not (tmp_path / "b" / "k").exists()
+    monkeypatch.setenv("IVR_OPTOUT_KEY", "another key")
+    with pytest.raises(StoreError, match="its fingerprint differs"):
+        PgStore.open(pg_url)
+    a.close()

@@ -53,11 +53,11 @@ def resolve_key(key_file: str | Path | None, create: bool = True) -> bytes | Non
 
 
 def _key_for(store: "PgStore", key_file: str | Path | None) -> bytes:
-    """The key file is made only for a store holding no opposition yet: a controller whose
+    """The key file is made only for a new store, whose key is not set yet: a controller whose
     copy is missing must not start with a new key and dial every opposed number."""
-    if store.holds_optouts():
+    if store.has_optout_key():
         raise StoreError(f"{KEY_SETTING} {Path(str(key_file)).expanduser()} does not exist and "
-                         "the store already holds oppositions: copy the key file from a "
+                         "the store already has its opposition key: copy the key file from a "
                          f"controller that has it, or set {KEY_ENV} (a new key would forget "
                          "every opposition)")
     return resolve_key(key_file) or b""

@@ -112,6 +112,7 @@ SCANNED_TABLES: dict[str, str] = {
     "run_snapshots": "SELECT * FROM run_snapshots t WHERE strpos(t::text, %(n)s) > 0",
     "users": "SELECT * FROM users t WHERE strpos(t::text, %(n)s) > 0",
     "api_tokens": "SELECT * FROM api_tokens t WHERE strpos(t::text, %(n)s) > 0",
+    "optout_key": "SELECT * FROM optout_key t WHERE strpos(t::text, %(n)s) > 0",
     "schema_version": "SELECT * FROM schema_version t WHERE strpos(t::text, %(n)s) > 0",
 }
 # A big table's columns the scan knows, searched or typed: SQLite's classification (twins).

@@ -308,4 +308,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE api_tokens ADD COLUMN revoked_at TEXT;
     INSERT INTO schema_version (version, applied_at) VALUES (14, now()::text)
     """,
+    # 15: the opposition key's fingerprint (schema.py says why).
+    """
+    CREATE TABLE optout_key (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        fingerprint TEXT NOT NULL
+    );
+    INSERT INTO schema_version (version, applied_at) VALUES (15, now()::text)
+    """,
 ]

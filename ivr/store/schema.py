@@ -316,4 +316,15 @@ MIGRATIONS: list[str] = [
     ALTER TABLE api_tokens ADD COLUMN revoked_at TEXT;
     PRAGMA user_version = 14
     """,
+    # 15: the opposition key's fingerprint (HMAC of a constant: it tells keys apart and reveals
+    # neither the key nor a number), written by the first process to open the store. A process
+    # with another key is refused at open (sqlite_optout_key.check_key): it would see no
+    # opposition and dial every opposed number, even when the list is empty or all erased.
+    """
+    CREATE TABLE optout_key (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        fingerprint TEXT NOT NULL
+    );
+    PRAGMA user_version = 15
+    """,
 ]

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from ivr.errors import StoreError
 from ivr.store.base import KeyedAudit, Row, utc
 from ivr.store.schema import MIGRATIONS, statements
-from ivr.store.sqlite_optout_key import ENV, FICTION_GLOB, KEY_SAMPLE, KEY_SETTING, check_key
+from ivr.store.sqlite_optout_key import (ENV, FICTION_GLOB, KEY_SAMPLE, KEY_SETTING, check_key,
+                                         fingerprint)
 
 if TYPE_CHECKING:  # loaded by sqlite.py, which opens the file: the PostgreSQL store's
     import sqlite_utils  # mixins built on this module need not load it
@@ -118,10 +119,20 @@ class SQLiteCore(KeyedAudit):
                              f"store: set {ENV} or {KEY_SETTING} first")
 
     def check_optout_key(self) -> None:
-        """Refuse a key the opposition list was not written with (sqlite_optout_key)."""
-        rows = self.db.conn.execute("SELECT number, number_hash FROM optouts WHERE number IS "
-                                    "NOT NULL ORDER BY id DESC LIMIT ?", (KEY_SAMPLE,))
-        check_key(rows.fetchall(), self.number_hash)
+        """Refuse a key the opposition list was not written with (sqlite_optout_key); the
+        first process to open the store records its key's fingerprint. Read before any write:
+        an open that finds it takes no write lock (the console opens a store per thread)."""
+        conn = self.db.conn
+        rows = conn.execute("SELECT number, number_hash FROM optouts WHERE number IS NOT NULL "
+                            "ORDER BY id DESC LIMIT ?", (KEY_SAMPLE,)).fetchall()
+        stored = conn.execute("SELECT fingerprint FROM optout_key WHERE id = 1").fetchone()
+        check_key(rows, self.number_hash, stored[0] if stored else None)
+        if stored is None:
+            with self.transaction():
+                conn.execute("INSERT OR IGNORE INTO optout_key (id, fingerprint) VALUES (1, ?)",
+                             (fingerprint(self.number_hash),))
+            stored = conn.execute("SELECT fingerprint FROM optout_key WHERE id = 1").fetchone()
+            check_key([], self.number_hash, stored[0])  # another process's came first
 
     def is_opted_out(self, number: str) -> bool:
         return self._row("SELECT 1 AS x FROM optouts WHERE number_hash = ?",

@@ -28,16 +28,25 @@ FICTION_GLOB = "+3319900[0-9][0-9][0-9][0-9]"  # ARCEP's fiction range, as in ca
 KEY_SAMPLE = 50
 
 
-def check_key(rows: list[tuple[str, str]], number_hash: Callable[[str], str]) -> None:
-    """rows: (number, number_hash) of the latest oppositions. A key they were not written with
+def fingerprint(number_hash: Callable[[str], str]) -> str:
+    """The key's fingerprint (schema 15, table optout_key): its HMAC of a constant."""
+    return number_hash("ivr opposition key fingerprint v1")
+
+
+def check_key(rows: list[tuple[str, str]], number_hash: Callable[[str], str],
+              stored: str | None) -> None:
+    """rows: (number, number_hash) of the latest oppositions; stored: the fingerprint of the
+    key the store was first opened with (None: none yet). A key they were not written with
     would let this process dial every opposed number (another controller's key file missing,
     so a new one made; IVR_OPTOUT_KEY set differently on one host): refuse to open."""
     wrong = sum(1 for number, h in rows if number_hash(number) != h)
-    if wrong:
+    if wrong or (stored is not None and stored != fingerprint(number_hash)):
+        said = (f"{wrong} of its latest {len(rows)} oppositions do not match" if wrong else
+                "its fingerprint differs")
         raise StoreError(f"the opposition key ({ENV} or {KEY_SETTING}) is not the one this "
-                         f"store's opposition list was written with ({wrong} of its latest "
-                         f"{len(rows)} oppositions do not match): give this process the key the "
-                         "other controllers use (a new key would forget every opposition)")
+                         f"store's opposition list was written with ({said}): give this "
+                         "process the key the store was opened with first (a new key would "
+                         "forget every opposition)")
 
 
 def fix_hint(beside: Path) -> str:
@@ -74,4 +83,4 @@ def resolve_key(db_path: Path, key_file: str | Path | None) -> tuple[bytes, bool
 
 
 __all__ = ["ENV", "FICTION_GLOB", "KEY_SAMPLE", "KEY_SETTING", "beside", "check_key",
-           "fix_hint", "resolve_key"]
+           "fingerprint", "fix_hint", "resolve_key"]

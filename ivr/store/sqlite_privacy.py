@@ -121,6 +121,9 @@ SCANS: dict[str, Scan] = {
         "instr(token_hash, :n) > 0 OR instr(created_at, :n) > 0 OR "
         "instr(last_used_at, :n) > 0 OR instr(revoked_at, :n) > 0",
         ("id", "user_id", "token_hash", "created_at", "last_used_at", "revoked_at"), ()),
+    "optout_key": (
+        "SELECT * FROM optout_key WHERE instr(id, :n) > 0 OR instr(fingerprint, :n) > 0",
+        ("id", "fingerprint"), ()),
 }
 
 
