@@ -2,6 +2,7 @@
 listed, revoked)."""
 from __future__ import annotations
 
+import re
 import sys
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -15,14 +16,39 @@ from ivr.web_users import (ROLES, check_password, check_role, hash_password, new
 
 if TYPE_CHECKING:
     from ivr.cli import Ctx
+    from ivr.store.base import Row, StoreBackend
 
 # Not imported from ivr.cli: that module registers this one (`python -m ivr.cli` would loop).
 console = Console(soft_wrap=True)
 pass_ctx = click.pass_obj  # the main group's context object is its Ctx
+MAX_ID = 2**63 - 1  # ids are 64-bit signed integers on both backends
 
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def known_user(store: StoreBackend, name: str) -> Row:
+    """NAME's row; every users command refuses an unknown name with the same fix."""
+    user = store.user_by_name(name)
+    if user is None:
+        raise IvrError(f"user {name!r} does not exist: add it with `ivr users add {name} "
+                       "--role ROLE`")
+    return user
+
+
+def parse_token_id(text: str, name: str) -> int:
+    """TOKEN_ID as given (a string, so that `abc` or `-1` get one line, not click's usage
+    text). An id no token can have (below 1, beyond 64 bits: both stores would raise) is one
+    of none of NAME's active tokens."""
+    if re.fullmatch(r"-?[0-9]+", text) is None:
+        raise IvrError(f"TOKEN_ID: {text!r} is not a token's id (a whole number): see "
+                       f"`ivr users tokens {name}`")
+    digits = text.lstrip("-0")  # checked before int(): Python refuses over 4300 digits
+    if text.startswith("-") or not digits or len(digits) > 19 or int(digits) > MAX_ID:
+        raise IvrError(f"TOKEN_ID: {text} is not an active token of {name!r}: see "
+                       f"`ivr users tokens {name}`")
+    return int(digits)
 
 
 @click.group()
@@ -68,16 +94,11 @@ def users_token(ctx: Ctx, name: str) -> None:
     """Issue an API token for NAME (sent as `Authorization: Bearer TOKEN`). It is printed
     once: the store keeps only its SHA-256."""
     store = ctx.store()
-    user = store.user_by_name(name)
-    if user is None:
-        raise IvrError(f"user {name!r} does not exist: add it with `ivr users add {name} "
-                       "--role ROLE`")
-    if user["disabled"]:
+    if known_user(store, name)["disabled"]:
         raise IvrError(f"user {name!r} is disabled: enable it first")
     token = new_token()
-    store.add_api_token(name, token_hash(token), now())
+    issued = store.add_api_token(name, token_hash(token), now())
     click.echo(token)  # plain stdout, one line, for scripts
-    issued = store.api_tokens(name)[-1]["id"]
     click.echo(f"token {issued} of {name}; revoke it with `ivr users revoke {name} {issued}`",
                err=True)
 
@@ -89,27 +110,29 @@ def users_tokens(ctx: Ctx, name: str) -> None:
     """NAME's API tokens: id, the start of its SHA-256 (`printf %s TOKEN | sha256sum` tells
     which a token is), when issued, last used (noted once a minute) and revoked."""
     store = ctx.store()
-    if store.user_by_name(name) is None:
-        raise IvrError(f"user {name!r} does not exist")
+    known_user(store, name)
     for t in store.api_tokens(name):
         state = f"revoked {t['revoked_at']}" if t["revoked_at"] else "active"
         click.echo(f"{t['id']}	sha256:{t['token_hash'][:12]}	issued {t['created_at']}	"
                    f"last used {t['last_used_at'] or 'never'}	{state}")
 
 
-@users.command("revoke")
+# unknown options pass as arguments: `-1` reaches TOKEN_ID (its one-line error), not click
+@users.command("revoke", context_settings={"ignore_unknown_options": True})
 @click.argument("name")
-@click.argument("token_id", type=int, required=False)
+@click.argument("token_id", required=False)
 @click.option("--all", "every", is_flag=True, help="Revoke every token of NAME.")
 @pass_ctx
-def users_revoke(ctx: Ctx, name: str, token_id: int | None, every: bool) -> None:
+def users_revoke(ctx: Ctx, name: str, token_id: str | None, every: bool) -> None:
     """Revoke NAME's API token TOKEN_ID (see `ivr users tokens NAME`), or --all: it stops
     working at once, for good. Sessions and the password are untouched."""
     if (token_id is None) == (not every):
         raise IvrError("TOKEN_ID: give one token's id (`ivr users tokens NAME`) or --all")
     store = ctx.store()
+    known_user(store, name)
+    one = None if token_id is None else parse_token_id(token_id, name)
     try:
-        n = store.revoke_api_tokens(name, now(), None if every else token_id)
+        n = store.revoke_api_tokens(name, now(), one)
     except ValueError as exc:
         raise IvrError(str(exc)) from None
     if n == 0 and not every:
@@ -135,6 +158,7 @@ def users_disable(ctx: Ctx, name: str, enable: bool) -> None:
     """Disable a user: no login, their sessions end and their API tokens are revoked (enabling
     the user again brings neither back: log in, issue new tokens)."""
     store = ctx.store()
+    known_user(store, name)
     try:
         store.set_user(name, disabled=not enable)
     except ValueError as exc:
@@ -152,8 +176,7 @@ def users_passwd(ctx: Ctx, name: str) -> None:
     """Set a new password for NAME (terminal, or stdin when piped). Their console sessions
     end; their API tokens are separate credentials and stay (`ivr users revoke` ends them)."""
     store = ctx.store()
-    if store.user_by_name(name) is None:
-        raise IvrError(f"user {name!r} does not exist")
+    known_user(store, name)
     store.set_user(name, password_hash=hash_password(read_password()))
     store.audit("user_password_changed", None, {"user": name}, now())
     console.print(f"password of {name} changed", highlight=False)

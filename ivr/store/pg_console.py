@@ -183,16 +183,18 @@ class PgConsoleSQL(PgCore):
         return self._rows("SELECT id, name, role, created_at, disabled FROM users "
                           "ORDER BY name COLLATE \"C\"")
 
-    def add_api_token(self, user_name: str, token_hash: str, now: datetime) -> None:
+    def add_api_token(self, user_name: str, token_hash: str, now: datetime) -> int:
+        """The new token's id: this row's, not the user's latest (another may be issued)."""
         with self.transaction():
             user = self._row("SELECT id FROM users WHERE name = %(n)s", {"n": user_name})
             if user is None:
                 raise ValueError(f"user {user_name!r} does not exist: add it with "
                                  "`ivr users add`")
-            self._exec("INSERT INTO api_tokens (user_id, token_hash, created_at) "
-                       "VALUES (%(u)s, %(h)s, %(ts)s)",
-                       {"u": user["id"], "h": token_hash, "ts": utc(now)})
+            row = self._row("INSERT INTO api_tokens (user_id, token_hash, created_at) "
+                            "VALUES (%(u)s, %(h)s, %(ts)s) RETURNING id",
+                            {"u": user["id"], "h": token_hash, "ts": utc(now)})
             self._audit("api_token_issued", None, {"user": user_name}, now)
+        return int(row["id"]) if row else 0
 
     def api_tokens(self, user_name: str) -> list[Row]:
         """The user's tokens, oldest first: id, hash, issued, last used, revoked (or None)."""

@@ -168,15 +168,18 @@ class ConsoleSQL(SQLiteCore):
     def users(self) -> list[Row]:
         return self._rows("SELECT id, name, role, created_at, disabled FROM users ORDER BY name")
 
-    def add_api_token(self, user_name: str, token_hash: str, now: datetime) -> None:
+    def add_api_token(self, user_name: str, token_hash: str, now: datetime) -> int:
+        """The new token's id: this row's, not the user's latest (another may be issued)."""
         with self.transaction():
             user = self._row("SELECT id FROM users WHERE name = ?", (user_name,))
             if user is None:
                 raise ValueError(f"user {user_name!r} does not exist: add it with "
                                  "`ivr users add`")
-            self.db.execute("INSERT INTO api_tokens (user_id, token_hash, created_at) "
-                            "VALUES (?,?,?)", (user["id"], token_hash, utc(now)))
+            cur = self.db.execute("INSERT INTO api_tokens (user_id, token_hash, created_at) "
+                                  "VALUES (?,?,?)", (user["id"], token_hash, utc(now)))
+            token_id = int(cur.lastrowid or 0)
             self._audit("api_token_issued", None, {"user": user_name}, now)
+        return token_id
 
     def api_tokens(self, user_name: str) -> list[Row]:
         """The user's tokens, oldest first: id, hash, issued, last used, revoked (or None)."""
