@@ -93,6 +93,7 @@ def test_a_store_of_schema_12_gets_session_epochs_and_token_revocation(tmp_path:
     old.add_api_token("otto", "sha", NOW)
     old.db.conn.executescript("ALTER TABLE users DROP COLUMN session_epoch; "
                               "ALTER TABLE api_tokens DROP COLUMN revoked_at; "
+                              "DROP TABLE optout_key; "  # 15
                               "PRAGMA user_version = 12")
     old.db.conn.close()
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 12
@@ -109,6 +110,7 @@ def test_a_postgresql_store_of_schema_12_gets_session_epochs_and_token_revocatio
     old.add_api_token("otto", "sha", NOW)
     old.db.execute("ALTER TABLE users DROP COLUMN session_epoch")
     old.db.execute("ALTER TABLE api_tokens DROP COLUMN revoked_at")
+    old.db.execute("DROP TABLE optout_key")  # 15
     old.db.execute("DELETE FROM schema_version WHERE version >= 13")
     old.close()
     again = PgTestStore.open(pg_url, optout_key=b"test-key")
