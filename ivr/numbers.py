@@ -11,7 +11,9 @@ one E.164 whatever form they were written in, and an opposition always matches.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
+import unicodedata
 
 import phonenumbers
 from phonenumbers import PhoneNumber, PhoneNumberType, shortnumberinfo
@@ -134,9 +136,15 @@ def national_form(number_e164: str) -> str | None:
     return "0" + phonenumbers.national_significant_number(num)
 
 
+def _visible(raw: str) -> str:
+    """`raw` without invisible format characters (Unicode Cf: U+200B, U+200E/F, U+FEFF...),
+    which copy-paste leaves in a cell: they are not part of a different number."""
+    return "".join(ch for ch in raw if unicodedata.category(ch) != "Cf")
+
+
 def _check_text(raw: str) -> str:
     """The text stripped, or NumberRejected when anything follows the number's digits."""
-    text = raw.replace("\u00a0", " ").replace("\u202f", " ").strip()
+    text = _visible(raw).replace("\u00a0", " ").replace("\u202f", " ").strip()
     if _NUMBER_TEXT.fullmatch(text):
         return text
     if _SCIENTIFIC.fullmatch(text):
@@ -151,13 +159,75 @@ def _check_text(raw: str) -> str:
                          "international (+33 6 12 34 56 78) form")
 
 
-def written_number(raw: str, default_region: str) -> str:
-    """E.164 of a number as people write it, or NumberRejected: the text rule of the list
-    imports (digits, a leading +, spaces - non-breaking ones too - and ( ) . - /), then any
-    valid number, whatever its type or country (an opposition or a look-up must find it)."""
-    num = _parse(_check_text(raw if isinstance(raw, str) else ""), default_region)
-    if num is None or not phonenumbers.is_valid_number(num):
-        raise NumberRejected("not a valid phone number: check the digits and the country code")
+# -- opposition input: lenient about how a number is written, strict about which number ----------
+# Words that may stand before a number copied from a signature or a letter ("Tél. :", "tel:"
+# as RFC 3966 writes it); not followed by a letter, so "Telex 06…" keeps its letters.
+_LABEL = re.compile(r"(?:(?:t[ée]l[ée]phone|t[ée]l|phone|mobile|portable|gsm)(?![^\W\d_])"
+                    r"\s*\.?\s*)+:?\s*", re.IGNORECASE)
+_BRACKETED_CODE = re.compile(r"\(\s*(?:\+|00)\s*([1-9][0-9]{0,2})\s*\)")  # (+33) 6 12…
+_EXTENSION = re.compile(r"[,;]?\s*(?:ext(?:ension)?\s*[.:=]?|poste|p\.|x|#|int\.?)\s*[0-9]{1,6}",
+                        re.IGNORECASE)
+_LETTERS = re.compile(r"[^\W\d_]+")  # also ² and ½, which are \w but not \d: checked by isalpha
+
+
+def _unwrap(raw: str) -> str:
+    """The number's text without what copy-paste and spreadsheets wrap around it: invisible
+    characters, any Unicode space, digits of other scripts (０６… as phonenumbers reads them),
+    a leading apostrophe (a spreadsheet's text marker), a label and a bracketed country code."""
+    chars = []
+    for ch in _visible(raw):
+        if ch.isspace():
+            chars.append(" ")
+        elif ch.isdigit() and unicodedata.decimal(ch, None) is not None:
+            chars.append(str(unicodedata.decimal(ch)))
+        else:
+            chars.append("+" if ch == "\uff0b" else ch)
+    text = "".join(chars).strip().lstrip("'\u2019").strip()
+    label = _LABEL.match(text)
+    if label and label.end() < len(text):  # a label alone is a header, not a number
+        text = text[label.end():]
+    code = _BRACKETED_CODE.match(text)
+    return f"+{code.group(1)} {text[code.end():]}".strip() if code else text
+
+
+def _opposition_refusal(text: str, default_region: str) -> str:
+    """Why `text` (unwrapped) gives no opposition: one line, saying what to fix."""
+    if not text:
+        return "no number"
+    found = phonenumbers.PhoneNumberMatcher(text, default_region,
+                                            leniency=phonenumbers.Leniency.VALID)
+    if sum(1 for _ in itertools.islice(found, 2)) > 1:
+        return ("two numbers on one line: give one per line (an opposition of the wrong number "
+                "leaves the person callable)")
+    head = _NUMBER_HEAD.match(text)
+    tail = text[head.end():].strip() if head else text
+    if head and _EXTENSION.fullmatch(tail):
+        return (f"an extension ({tail!r}): give the person's direct line (an opposition of the "
+                "switchboard's number leaves theirs callable)")
+    if _SCIENTIFIC.fullmatch(text):
+        return ("a spreadsheet turned the number into scientific notation: format the column as "
+                "text and export the list again")
+    letters = [w for w in _LETTERS.findall(text) if w.isalpha()]
+    if letters:
+        return (f"letters ({letters[0]!r}) that are not a label such as 'Tél.': give the "
+                "number alone")
+    if not _NUMBER_TEXT.fullmatch(text):
+        odd = sorted({ch for ch in text if not (ch.isdigit() or ch in "+ ().-/")})
+        return f"characters a phone number does not hold ({''.join(odd)!r}): give it alone"
+    return "check the digits and the country code"
+
+
+def opposition_number(raw: str, default_region: str) -> str:
+    """E.164 of a number an objection names, or NumberRejected(reason).
+
+    Lenient about the writing (an opposition overlooked in the rejects is a person called after
+    objecting): see `_unwrap`; then phonenumbers must find one valid number of any type or
+    country. Still refused: two numbers, other letters, an extension - the wrong number is not
+    safe either."""
+    text = _unwrap(raw if isinstance(raw, str) else "")
+    num = _parse(text, default_region) if _NUMBER_TEXT.fullmatch(text) else None
+    if num is None or num.extension or not phonenumbers.is_valid_number(num):
+        raise NumberRejected(_opposition_refusal(text, default_region))
     return _format(num)
 
 
@@ -189,4 +259,4 @@ def parse_callee(raw: str, default_region: str,
 
 
 __all__ = ["FRENCH_REGIONS", "OVERSEAS_REGIONS", "NumberRejected", "e164", "is_known_region",
-           "national_form", "parse_callee", "written_number"]
+           "national_form", "opposition_number", "parse_callee"]

@@ -1,6 +1,7 @@
 """Contact list import: numbers, provenance, merging, opposition list, encodings, errors, scale."""
 from __future__ import annotations
 
+import csv
 import json
 import time
 import tracemalloc
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from conftest import add_contact, sqlite_only
+from opposition_forms import ACCEPTED, REFUSED
 
 BAD_REASON = ("'bad': not a valid phone number: write it in national (06 12 34 56 78) or "
               "international (+33 6 12 34 56 78) form")
@@ -540,7 +542,8 @@ def test_import_optouts_from_a_plain_list(store: Store, tmp_path: Path) -> None:
                  "optouts.txt")
     added, rejected = import_optouts(store, path, via="post", default_region="FR", now=NOW)
     assert added == 2
-    assert rejected == [(4, "'nope' is not a valid phone number")]
+    assert rejected == [(4, "'nope' is not a valid phone number: letters ('nope') that are not "
+                            "a label such as 'Tél.': give the number alone")]
     assert store.is_opted_out("+33199000010") and store.is_opted_out("+33199000011")
     assert rows(store)[0]["status"] == "opted_out"
     assert store.one("SELECT via FROM optouts WHERE number = '+33199000011'") == {"via": "post"}
@@ -557,6 +560,36 @@ def test_import_optouts_reads_numbers_as_the_opposition_form_does(
     for line, text in enumerate(texts, start=1):  # the form refuses exactly the same lines
         with pytest.raises(IvrError) if line in (2, 3, 4) else nullcontext():
             normalise_number(text, "FR")
+
+
+def test_import_optouts_reads_every_unambiguous_writing_of_a_number(
+        store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, "\n".join(text for text, _ in ACCEPTED) + "\n", "optouts.txt")
+    added, rejected = import_optouts(store, path, via="post", default_region="FR", now=NOW)
+    assert rejected == []
+    expected = sorted({number for _, number in ACCEPTED})
+    assert (added, sorted(r["number"] for r in store.q("SELECT number FROM optouts"))) == (
+        len(expected), expected)
+
+
+def test_import_optouts_says_why_a_line_is_refused(store: Store, tmp_path: Path) -> None:
+    with (tmp_path / "optouts.csv").open("w", encoding="utf-8", newline="") as out:
+        csv.writer(out).writerows([["number"], *([text] for text, _ in REFUSED)])
+    added, rejected = import_optouts(store, tmp_path / "optouts.csv", via="post",
+                                     default_region="FR", now=NOW)
+    assert (added, [line for line, _ in rejected]) == (0, list(range(2, 2 + len(REFUSED))))
+    for (_, why), (_, reason) in zip(rejected, REFUSED):
+        assert "is not a valid phone number: " in why and reason in why, why
+    assert store.q("SELECT * FROM optouts") == []
+
+
+def test_contact_import_drops_copy_pastes_invisible_characters(store: Store,
+                                                                tmp_path: Path) -> None:
+    path = write(tmp_path, "number\n+33612345678\u200b\n\u200e06 12 34 56 79\n"
+                           "06 12 34 56 70\ufeff\nTél. 06 12 34 56 71\n")
+    report = run(store, path)
+    assert sorted(by_number(store)) == ["+33612345670", "+33612345678", "+33612345679"]
+    assert [line for line, _ in report.rejected] == [5]  # still strict: no label in a call list
 
 
 def test_import_optouts_from_a_csv(store: Store, tmp_path: Path) -> None:

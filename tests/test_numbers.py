@@ -4,7 +4,10 @@ from __future__ import annotations
 import pytest
 
 from ivr.compliance.calling_rules import callee_zone
-from ivr.numbers import NumberRejected, e164, is_known_region, national_form, parse_callee
+from ivr.numbers import (
+    NumberRejected, e164, is_known_region, national_form, opposition_number, parse_callee,
+)
+from opposition_forms import ACCEPTED, REFUSED
 
 # (national form, international form, E.164, IANA zone): one row per overseas numbering area.
 OVERSEAS = [
@@ -111,3 +114,30 @@ def test_e164_stays_permissive_for_lookups() -> None:
 def test_known_regions() -> None:
     assert is_known_region("FR") and is_known_region("gb") and is_known_region("RE")
     assert not is_known_region("ZZ") and not is_known_region("XX") and not is_known_region("001")
+
+
+@pytest.mark.parametrize(("raw", "expected"), ACCEPTED)
+def test_an_opposition_is_read_from_any_unambiguous_writing(raw: str, expected: str) -> None:
+    assert opposition_number(raw, "FR") == expected
+
+
+@pytest.mark.parametrize(("raw", "reason"), REFUSED)
+def test_an_opposition_is_refused_with_why_when_the_number_is_not_one(raw: str,
+                                                                       reason: str) -> None:
+    with pytest.raises(NumberRejected) as info:
+        opposition_number(raw, "FR")
+    assert reason in info.value.reason and "\n" not in info.value.reason
+
+
+@pytest.mark.parametrize("raw", ["+33612345678\u200b", "\u200e+33 6 12 34 56 78",
+                                 "06 12 34 56 78\u200f", "\ufeff06 12 34 56 78",
+                                 "06\u00ad12 34 56 78"])  # soft hyphen, also Cf
+def test_a_contact_number_loses_copy_pastes_invisible_characters(raw: str) -> None:
+    assert parse_callee(raw, "FR") == "+33612345678"
+
+
+@pytest.mark.parametrize("raw", ["(+33) 6 12 34 56 78", "tel:+33612345678",
+                                 "Tél. 06 12 34 56 78", "'0612345678"])
+def test_a_contact_number_keeps_the_strict_rule(raw: str) -> None:
+    with pytest.raises(NumberRejected):  # a list to call is not read leniently
+        parse_callee(raw, "FR")

@@ -13,6 +13,7 @@ from ivr.records.privacy import (
 )
 from conftest import add_contact as _add_contact
 from conftest import attempt
+from opposition_forms import ACCEPTED, REFUSED
 from ivr.store import CallResult, Store, utc
 
 UTC = timezone.utc
@@ -80,6 +81,20 @@ def test_normalise_number_rejects_junk_in_one_line(text: str) -> None:
     assert msg.startswith("number: ")
     assert "is not a valid phone number: give it as +33… or 0…" in msg
     assert "\n" not in msg
+
+
+@pytest.mark.parametrize(("text", "expected"), ACCEPTED)
+def test_normalise_number_reads_an_opposition_however_it_was_written(text: str,
+                                                                     expected: str) -> None:
+    assert normalise_number(text, "FR") == expected
+
+
+@pytest.mark.parametrize(("text", "reason"), REFUSED)
+def test_normalise_number_says_why_it_refuses(text: str, reason: str) -> None:
+    with pytest.raises(IvrError) as exc:
+        normalise_number(text, "FR")
+    msg = str(exc.value)
+    assert msg.startswith("number: ") and reason in msg and "\n" not in msg
 
 
 # --- parse_duration -----------------------------------------------------------------------------

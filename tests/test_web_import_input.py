@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import glob
 import os
+import html
 import re
 import tempfile
 
 import pytest
 
+from opposition_forms import ACCEPTED, REFUSED
 from web_fixture import CAMPAIGN, login, make_web
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -42,18 +44,47 @@ def test_the_opposition_form_and_api_take_what_the_imports_take(web) -> None:
     assert web.store.db.execute("SELECT status FROM contacts").fetchall() == [("opted_out",)]
 
 
+def test_the_opposition_form_and_api_read_every_unambiguous_writing(web) -> None:
+    c = web.client()
+    h = {"X-CSRF-Token": login(c, "otto")}
+    for text, number in ACCEPTED:
+        r = c.post("/api/optouts", headers=h, json={"number": text, "via": "email"})
+        assert (r.status_code, r.json()["number"]) == (200, number), text
+        r = c.post(f"/c/{CAMPAIGN}/rights/optout",
+                   data={"number": text, "via": "post", "csrf_token": h["X-CSRF-Token"]})
+        assert _flash(c.get(r.headers["location"]).text) == [f"{number}: already listed"], text
+    listed = web.store.db.execute("SELECT number FROM optouts ORDER BY number").fetchall()
+    assert listed == sorted({(number,) for _, number in ACCEPTED})
+
+
+def test_the_opposition_form_and_api_say_why_they_refuse(web) -> None:
+    c = web.client()
+    h = {"X-CSRF-Token": login(c, "otto")}
+    for text, reason in REFUSED:
+        r = c.post("/api/optouts", headers=h, json={"number": text, "via": "email"})
+        assert r.status_code == 400 and reason in r.json()["detail"], text
+        r = c.post(f"/c/{CAMPAIGN}/rights/optout",
+                   data={"number": text, "via": "post", "csrf_token": h["X-CSRF-Token"]})
+        flash = html.unescape(_flash(c.get(r.headers["location"]).text)[0])
+        assert flash.startswith("number: ") and reason in flash, text
+    assert web.store.db.execute("SELECT * FROM optouts").fetchall() == []
+
+
 def test_a_bad_number_names_the_field(web) -> None:
     c = web.client()
     h = {"X-CSRF-Token": login(c, "otto")}
     r = c.post("/api/optouts", headers=h, json={"number": "06 12 34 56 78 x5", "via": "email"})
     assert r.status_code == 400
     assert r.json()["detail"] == ("number: '06 12 34 56 78 x5' is not a valid phone number: "
-                                  "give it as +33… or 0…")
+                                  "give it as +33… or 0…; an extension ('x5'): give the "
+                                  "person's direct line (an opposition of the switchboard's "
+                                  "number leaves theirs callable)")
     r = c.post(f"/c/{CAMPAIGN}/rights/optout",
                data={"number": "banana", "via": "email", "csrf_token": h["X-CSRF-Token"]})
     flash = _flash(c.get(r.headers["location"]).text)
     assert flash == ["number: &#39;banana&#39; is not a valid phone number: give it as +33… "
-                     "or 0…"]
+                     "or 0…; letters (&#39;banana&#39;) that are not a label such as "
+                     "&#39;Tél.&#39;: give the number alone"]
 
 
 def _uploads() -> set[str]:

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ivr.compliance.preflight import check_sources
 from ivr.errors import ImportFileError
-from ivr.numbers import NumberRejected, e164, parse_callee, written_number
+from ivr.numbers import NumberRejected, e164, opposition_number, parse_callee
 from ivr.records.csv_read import EMPTY, LATIN1_WARNING, header_columns, read_records, short
 from ivr.store.base import StoreBackend
 
@@ -314,25 +314,25 @@ def import_optouts(store: StoreBackend, path: Path, *, via: str, default_region:
         lowered = [cell.strip().lower() for cell in first[1]]
         if "number" in lowered:
             col, rows = lowered.index("number"), records
-        elif _optout_number(first[1][0], default_region):
+        elif _optout_number(first[1][0], default_region)[0]:
             col, rows = 0, itertools.chain([first], records)
         else:
             raise ImportFileError(f"{path.name}: line {first[0]} is neither a header with a "
                                   f"'number' column nor a phone number: add a 'number' header")
         for line, cells in rows:
             raw = cells[col].strip() if col < len(cells) else ""
-            number = _optout_number(raw, default_region) if raw else None
+            number, why = _optout_number(raw, default_region)
             if number is None:
-                rejected.append((line, f"{short(raw)} is not a valid phone number"
+                rejected.append((line, f"{short(raw)} is not a valid phone number: {why}"
                                  if raw else "no number"))
             elif store.add_optout(number, via, now):
                 added += 1
     return added, rejected
 
 
-def _optout_number(raw: str, default_region: str) -> str | None:
-    """The opposition form's rule: written_number (non-breaking spaces, no suffix)."""
+def _optout_number(raw: str, default_region: str) -> tuple[str | None, str]:
+    """(E.164, "") or (None, why) by the opposition form's rule (numbers.opposition_number)."""
     try:
-        return written_number(raw, default_region)
-    except NumberRejected:
-        return None
+        return opposition_number(raw, default_region), ""
+    except NumberRejected as exc:
+        return None, exc.reason

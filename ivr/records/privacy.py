@@ -41,7 +41,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from ivr.numbers import NumberRejected, is_e164, written_number
+from ivr.numbers import NumberRejected, is_e164, opposition_number
 from ivr.records.csv_read import short
 
 from ivr.errors import IvrError
@@ -60,13 +60,14 @@ _UNIT = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1
 def normalise_number(text: str, default_region: str, field: str = "number") -> str:
     """A phone number as typed (+33… or national 0…) -> E.164, or IvrError naming `field`.
 
-    The list imports' rule (numbers.written_number): phonenumbers alone would accept
-    "0612345678'; x" or "abc0612345678" by extracting the digits, or an extension."""
+    The opposition list's rule (numbers.opposition_number), also the import's: lenient about
+    the writing ('tel:', 'Tél. :', copy-paste's invisible characters), never about which number
+    - phonenumbers alone would read "abc0612345678", or "poste 12" as keypad digits."""
     try:
-        return written_number(text, default_region)
-    except NumberRejected:
+        return opposition_number(text, default_region)
+    except NumberRejected as exc:
         raise IvrError(f"{field}: {short(text)} is not a valid phone number: give it as +33… "
-                       "or 0…") from None
+                       f"or 0…; {exc.reason}") from None
 
 
 def parse_duration(text: str) -> timedelta:
