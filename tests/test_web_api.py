@@ -179,6 +179,32 @@ def test_an_upload_imports_and_lists_its_rejects(web) -> None:
     assert ("import", "otto") in audit
 
 
+@backend_sqlite_only
+@pytest.mark.parametrize("route", ["api", "page"])
+def test_after_an_erasure_no_overview_shows_the_number_from_its_cache(web, route: str) -> None:
+    """Found in review: the overview kept in the console's cache (refreshed in the background
+    once stale, the stale copy served meanwhile) showed the erased number once more, however
+    long after the erasure the next visitor came."""
+    contact = add_contact(web.store, "+33199000010", at=NOW, campaigns=(CAMPAIGN,))
+    call = attempt(web.store, contact, CAMPAIGN, CALLER_ID, NOW)
+    web.store.finish_unanswered(call["id"], "busy", "17", NOW + timedelta(seconds=30), None)
+    c = web.client()
+    token = login(c, "ada")
+    numbers = [x["number"] for x in c.get(f"/api/campaigns/{CAMPAIGN}/overview").json()[
+        "recent_calls"]]
+    assert "+33199000010" in numbers  # kept in the cache now
+    if route == "api":
+        r = c.post("/api/numbers/+33199000010/erase", json={"confirm": "+33199000010"},
+                   headers={"X-CSRF-Token": token})
+    else:
+        r = c.post(f"/c/{CAMPAIGN}/rights/erase", data={"number": "+33199000010",
+                                                         "confirm": "+33199000010",
+                                                         "csrf_token": token})
+    assert r.status_code in (200, 303)
+    shown = c.get(f"/api/campaigns/{CAMPAIGN}/overview").text
+    assert "+33199000010" not in shown and "199000010" not in shown
+
+
 def test_opposition_consent_export_and_erasure(web) -> None:
     c = web.client()
     h = {"X-CSRF-Token": login(c, "ada")}

@@ -260,7 +260,10 @@ def export(request: Request, number: str) -> Response:
 @router.post("/numbers/{number}/erase")
 def erase(request: Request, number: str, body: EraseBody) -> dict[str, Any]:
     _, store = who(request, "gdpr")
-    return records.erase(request.app.state.cfg, store, number, body.confirm, now())
+    try:
+        return records.erase(request.app.state.cfg, store, number, body.confirm, now())
+    finally:  # erased or stopped half-way: no overview shows the number again from its cache
+        request.app.state.overviews.drop_all()
 
 
 @router.get("/audit")

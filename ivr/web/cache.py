@@ -73,13 +73,23 @@ class Refreshing:
     def drop(self, key: str) -> None:
         """The next request computes afresh (after a write that changed what `key` shows)."""
         with self._lock:
-            entry = self._kept.get(key)
-            if entry is None:
-                return
-            if entry.refreshing:
-                entry.dirty = True
-            else:
-                del self._kept[key]
+            self._drop(key)
+
+    def drop_all(self) -> None:
+        """Every key afresh: after an erasure, which any campaign's value may have shown (a
+        stale one is served once while it refreshes, however long after)."""
+        with self._lock:
+            for key in list(self._kept):
+                self._drop(key)
+
+    def _drop(self, key: str) -> None:
+        entry = self._kept.get(key)
+        if entry is None:
+            return
+        if entry.refreshing:
+            entry.dirty = True
+        else:
+            del self._kept[key]
 
 
 class Marked:

@@ -341,6 +341,8 @@ def rights_erase(request: Request, campaign: str, number: str = Form(""),
         res = records.erase(request.app.state.cfg, store, number, confirm, now())
     except (ValueError, IvrError) as exc:
         return _back(request, _rights(campaign, number), str(exc), "error")
+    finally:  # no overview shows the number again from its cache (api.erase)
+        request.app.state.overviews.drop_all()
     return _back(request, _rights(campaign), f"{res['number']} erased")
 
 
