@@ -96,3 +96,51 @@ def test_an_overview_is_encoded_once_for_every_stream(monkeypatch: pytest.Monkey
     second = {"counts": {"busy": 2}, "campaign": "démo"}  # the cache refreshed: a new object
     assert api._event_text(kept, "demo", second) == \
         'data: {"counts": {"busy": 2}, "campaign": "démo"}\n\n' and len(calls) == 2
+
+
+def test_a_drop_during_a_refresh_serves_neither_the_old_value_nor_that_refresh() -> None:
+    """Found in review: a drop while a background refresh ran only marked it, so the old value
+    (listing a number just erased) was served until the refresh ended, and the refresh's own
+    value, read before the erasure, once more after."""
+    clock, n, started, gate = Clock(), [0], threading.Event(), threading.Event()
+
+    def compute(key: str) -> str:
+        n[0] += 1
+        mine = n[0]
+        if mine == 2:  # the background refresh: read before the write, slow
+            started.set()
+            gate.wait(5)
+        return f"v{mine}"
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        cache = Refreshing(compute, 1.0, worker, clock)
+        assert cache.get("a") == "v1"
+        clock.t = 2.0
+        assert cache.get("a") == "v1"  # stale: served, refresh v2 started
+        assert started.wait(5)
+        cache.drop("a")  # the erasure
+        assert cache.get("a") == "v3"  # computed afresh in line, not v1
+        gate.set()
+        worker.submit(lambda: None).result(5)
+        assert cache.get("a") == "v3"  # v2, read before the drop, is never served
+
+
+def test_a_value_older_than_stale_max_is_computed_in_line() -> None:
+    """An erasure made outside the console (`ivr gdpr erase`) cannot drop the console's keys:
+    a value older than stale_max_s is not served even once."""
+    clock, calls, gate = Clock(), [], threading.Event()
+    gate.set()
+
+    def compute(key: str) -> str:
+        gate.wait(5)
+        calls.append(key)
+        return f"{key}{len(calls)}"
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        cache = Refreshing(compute, 1.0, worker, clock, stale_max_s=5.0)
+        assert cache.get("a") == "a1"
+        clock.t = 4.0
+        gate.clear()
+        assert cache.get("a") == "a1"  # stale, under the bound: served, refreshed behind
+        gate.set()
+        worker.submit(lambda: None).result(5)
+        clock.t = 20.0  # nobody asked for 16 s
+        assert cache.get("a") == "a3"  # too old to serve: computed in line

@@ -34,6 +34,9 @@ HERE = Path(__file__).parent
 SECRET_ENV = "IVR_WEB_SECRET"
 SECURE_ENV = "IVR_WEB_SECURE_COOKIE"  # "1" behind a TLS proxy: the cookie is sent over https only
 OVERVIEW_FRESH_S = 1.0  # live: the events send one a second
+# Never served older: a number erased outside the console (`ivr gdpr erase`) may show in
+# an overview's last calls this long at most (the console's own erasure drops them all).
+OVERVIEW_STALE_MAX_S = 5.0
 PREFLIGHT_FRESH_S = 10.0  # reads every pending contact; a config change needs a restart anyway
 LISTS_FRESH_S = 5.0  # lists per source and the campaign switcher; an upload drops them at once
 WARM_WAIT_S = 30.0  # at start: serve without the overview if it takes longer than this
@@ -174,7 +177,8 @@ def _caches(app: FastAPI, cfg: Config, stores: Stores) -> None:
 
     def names(_: str) -> list[str]:
         return sorted(set(stores.get().campaigns()) | {cfg.campaign.name})
-    app.state.overviews = Refreshing(overview, OVERVIEW_FRESH_S, worker)
+    app.state.overviews = Refreshing(overview, OVERVIEW_FRESH_S, worker,
+                                     stale_max_s=OVERVIEW_STALE_MAX_S)
     app.state.preflights = Refreshing(
         lambda c: service.preflight(cfg, stores.get(), c), PREFLIGHT_FRESH_S, worker)
     app.state.lists = Refreshing(

@@ -3,7 +3,9 @@ a campaign, the preflight over its pending lists), kept per key: fresh ones are 
 are, a stale one is served while one background thread computes the next, so no page waits on
 an aggregate over the whole store and 50 open consoles cost one computation per interval, not
 50. Only the first request for a key computes in line (and the others asking meanwhile wait for
-it and share it). A write through the console drops the keys it changed."""
+it and share it). A write through the console drops the keys it changed; a value older than
+`stale_max_s` is never served (computed in line instead), which bounds how long a write made
+elsewhere (an erasure by `ivr gdpr erase`) can still be shown."""
 from __future__ import annotations
 
 import threading
@@ -26,22 +28,24 @@ class _Entry:
     at: float = float("-inf")
     ready: threading.Event = field(default_factory=threading.Event)
     refreshing: bool = False
-    dirty: bool = False  # dropped while refreshing: what is being computed may predate a write
     error: BaseException | None = None
 
 
 class Refreshing:
     def __init__(self, compute: Compute, fresh_s: float, worker: ThreadPoolExecutor,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 stale_max_s: float | None = None) -> None:
         self.compute, self.fresh_s, self.worker, self.clock = compute, fresh_s, worker, clock
+        self.stale_max_s = stale_max_s
         self._lock = threading.Lock()
         self._kept: dict[str, _Entry] = {}
 
     def get(self, key: str) -> Any:
         with self._lock:
             entry = self._kept.get(key)
-            first = entry is None
-            if first:
+            first = entry is None or (self.stale_max_s is not None and entry.ready.is_set()
+                                      and self.clock() - entry.at >= self.stale_max_s)
+            if first:  # new, or too old to serve even once: computed in line
                 entry = self._kept[key] = _Entry(refreshing=True)
             elif entry.ready.is_set() and self.clock() - entry.at >= self.fresh_s \
                     and not entry.refreshing:
@@ -62,8 +66,7 @@ class Refreshing:
         try:
             value = self.compute(key)
             entry.value, entry.error = value, None
-            entry.at = float("-inf") if entry.dirty else self.clock()
-            entry.dirty = False
+            entry.at = self.clock()
         except BaseException as exc:  # noqa: BLE001 - kept for the waiting request
             entry.error = exc
         finally:
@@ -83,13 +86,10 @@ class Refreshing:
                 self._drop(key)
 
     def _drop(self, key: str) -> None:
-        entry = self._kept.get(key)
-        if entry is None:
-            return
-        if entry.refreshing:
-            entry.dirty = True
-        else:
-            del self._kept[key]
+        # Forgotten even while a refresh runs: that refresh, read before the write, lands in
+        # an entry no longer kept, and the next request computes afresh (neither the old value
+        # nor the refresh's is served after the write).
+        self._kept.pop(key, None)
 
 
 class Marked:
