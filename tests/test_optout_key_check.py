@@ -18,6 +18,7 @@ from ivr.store.pg import PgStore
 
 NOW = datetime(2026, 12, 1, 10, tzinfo=timezone.utc)
 NUMBER = "+33199000904"
+FICTION_NUMBER = "+33199000905"
 
 
 def test_postgresql_a_missing_key_file_is_not_replaced_by_a_new_key(
@@ -91,3 +92,30 @@ def test_postgresql_two_hosts_on_an_empty_list_cannot_make_two_keys(
     with pytest.raises(StoreError, match="its fingerprint differs"):
         PgStore.open(pg_url)
     a.close()
+
+
+def test_a_demo_store_takes_its_real_key_before_any_opposition(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: a store first opened with the key beside it (fiction numbers only)
+    refuses a real number and says to set IVR_OPTOUT_KEY; doing so was then refused for good
+    by the fingerprint, with no word of the key beside it. With no opposition yet, nothing is
+    forgotten: the store takes the new key. With one, it is refused, naming the way back."""
+    monkeypatch.delenv("IVR_OPTOUT_KEY", raising=False)
+    path = tmp_path / "ivr.db"
+    Store.open(path).db.conn.close()  # the key beside it
+    monkeypatch.setenv("IVR_OPTOUT_KEY", "k" * 32)
+    s = Store.open(path)
+    s.add_optout("+33612345678", "web", NOW)  # a real number, now allowed
+    s.db.conn.close()
+    monkeypatch.setenv("IVR_OPTOUT_KEY", "x" * 32)  # the real key is now the store's
+    with pytest.raises(StoreError, match="is not the one this store's opposition list"):
+        Store.open(path)
+
+    other = tmp_path / "other.db"
+    monkeypatch.delenv("IVR_OPTOUT_KEY")
+    s = Store.open(other)
+    s.add_optout(FICTION_NUMBER, "web", NOW)  # an opposition written with the key beside
+    s.db.conn.close()
+    monkeypatch.setenv("IVR_OPTOUT_KEY", "k" * 32)
+    with pytest.raises(StoreError, match="other.db.optout-key"):
+        Store.open(other)

@@ -82,9 +82,15 @@ class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL, ConsoleSQL, Controlle
                              f"beside it: {fix_hint(beside(path))}")
         try:
             store.check_optout_key()
-        except StoreError:
+        except StoreError as exc:
+            fiction = beside(path)
+            if not fiction_only and fiction.exists() and \
+                    store.leave_fiction_key(fiction.read_text().strip().encode()):
+                return store  # a demo store taking its real key before any opposition
             conn.close()
-            raise
+            hint = f"; or, if it was opened with the key beside it: {fix_hint(fiction)}" \
+                if fiction.exists() else ""
+            raise StoreError(f"{exc}{hint}") from None
         return store
 
     @classmethod

@@ -5,6 +5,7 @@ Every statement is written out as a literal and parameterised; the schema is in 
 from __future__ import annotations
 
 import fnmatch
+import hmac
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -133,6 +134,17 @@ class SQLiteCore(KeyedAudit):
                              (fingerprint(self.number_hash),))
             stored = conn.execute("SELECT fingerprint FROM optout_key WHERE id = 1").fetchone()
             check_key([], self.number_hash, stored[0])  # another process's came first
+
+    def leave_fiction_key(self, fiction_key: bytes) -> bool:
+        """A store first opened with the key beside it (fiction numbers only) takes this
+        process's key instead, as the refusal of a real number tells the operator to do: only
+        while it holds no opposition (nothing is forgotten) and the fingerprint is that key's."""
+        old = fingerprint(lambda s: hmac.digest(fiction_key, s.encode(), "sha256").hex())
+        with self.transaction():
+            moved = self.db.conn.execute(
+                "UPDATE optout_key SET fingerprint = ? WHERE id = 1 AND fingerprint = ? AND "
+                "NOT EXISTS (SELECT 1 FROM optouts)", (fingerprint(self.number_hash), old))
+        return moved.rowcount == 1
 
     def is_opted_out(self, number: str) -> bool:
         return self._row("SELECT 1 AS x FROM optouts WHERE number_hash = ?",
