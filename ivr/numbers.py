@@ -211,8 +211,12 @@ def _opposition_refusal(text: str, default_region: str) -> str:
     if letters:
         return (f"letters ({letters[0]!r}) that are not a label such as 'Tél.': give the "
                 "number alone")
-    if not _NUMBER_TEXT.fullmatch(text):
-        odd = sorted({ch for ch in text if not (ch.isdigit() or ch in "+ ().-/")})
+    digits = sum(ch.isdigit() for ch in text)
+    if digits > 15:  # E.164's most: two numbers written one after the other
+        return (f"{digits} digits, more than one number holds: two numbers on one line? give "
+                "one per line")
+    odd = sorted({ch for ch in text if not (ch.isdigit() or ch in "+ ().-/")})
+    if odd and not _NUMBER_TEXT.fullmatch(text):
         return f"characters a phone number does not hold ({''.join(odd)!r}): give it alone"
     return "check the digits and the country code"
 

@@ -39,6 +39,7 @@ REFUSED: list[tuple[str, str]] = [
     ("0612345678 0698765432", "two numbers on one line"),
     ("06 12 34 56 78 / 06 98 76 54 32", "two numbers on one line"),
     ("06 12 34 56 78 ou 07 81 23 45 67", "two numbers on one line"),
+    ("06 12 34 56 78 06 98 76 54 32", "20 digits, more than one number holds: two numbers"),
     ("06 12 34 56 78 ext. 5", "an extension ('ext. 5')"),
     ("0612345678 poste 12", "an extension ('poste 12')"),
     ("tel:+33612345678;ext=5", "an extension (';ext=5')"),
