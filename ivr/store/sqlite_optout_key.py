@@ -60,7 +60,9 @@ def _read_or_create(key_file: Path) -> bytes:
 
 
 def beside(db_path: Path) -> Path:
-    return db_path.with_name(db_path.name + ".optout-key")
+    """The key file beside the store file itself: opened through a symlink, the same key."""
+    real = db_path.resolve()
+    return real.with_name(real.name + ".optout-key")
 
 
 def resolve_key(db_path: Path, key_file: str | Path | None) -> tuple[bytes, bool]:
