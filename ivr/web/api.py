@@ -63,6 +63,15 @@ def dropped(request: Request, campaign: str) -> None:
         getattr(request.app.state, cache).drop("" if cache == "campaign_names" else campaign)
 
 
+def erase_number(request: Request, store: Any, number: str, confirm: str) -> dict[str, Any]:
+    """The erasure of the API and of the rights page: erased or stopped half-way, no overview
+    shows the number again from the console's cache."""
+    try:
+        return records.erase(request.app.state.cfg, store, number, confirm, now())
+    finally:
+        request.app.state.overviews.drop_all()
+
+
 @router.get("/campaigns")
 def campaigns(request: Request) -> dict[str, Any]:
     who(request, "view")
@@ -260,10 +269,7 @@ def export(request: Request, number: str) -> Response:
 @router.post("/numbers/{number}/erase")
 def erase(request: Request, number: str, body: EraseBody) -> dict[str, Any]:
     _, store = who(request, "gdpr")
-    try:
-        return records.erase(request.app.state.cfg, store, number, body.confirm, now())
-    finally:  # erased or stopped half-way: no overview shows the number again from its cache
-        request.app.state.overviews.drop_all()
+    return erase_number(request, store, number, body.confirm)
 
 
 @router.get("/audit")

@@ -16,7 +16,7 @@ from ivr.errors import IvrError
 from ivr.records.privacy import OPTOUT_CHANNELS
 from ivr.web import i18n, records, service
 from ivr.web import prompts as prompts_mod
-from ivr.web.api import dropped, known
+from ivr.web.api import dropped, erase_number, known
 from ivr.web.auth import (User, authenticate, check_password, client_of, csrf_ok, csrf_token,
                           now, open_session, require)
 
@@ -338,11 +338,9 @@ def rights_erase(request: Request, campaign: str, number: str = Form(""),
     _check_csrf(request, csrf_token)
     _, store, _ = _page(request, campaign, "gdpr")
     try:
-        res = records.erase(request.app.state.cfg, store, number, confirm, now())
+        res = erase_number(request, store, number, confirm)
     except (ValueError, IvrError) as exc:
         return _back(request, _rights(campaign, number), str(exc), "error")
-    finally:  # no overview shows the number again from its cache (api.erase)
-        request.app.state.overviews.drop_all()
     return _back(request, _rights(campaign), f"{res['number']} erased")
 
 
