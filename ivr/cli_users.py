@@ -37,6 +37,11 @@ def known_user(store: StoreBackend, name: str) -> Row:
     return user
 
 
+def not_active(token_id: str, name: str) -> IvrError:
+    return IvrError(f"TOKEN_ID: {token_id} is not an active token of {name!r}: see "
+                    f"`ivr users tokens {name}`")
+
+
 def parse_token_id(text: str, name: str) -> int:
     """TOKEN_ID as given (a string, so that `abc` or `-1` get one line, not click's usage
     text). An id no token can have (below 1, beyond 64 bits: both stores would raise) is one
@@ -46,8 +51,7 @@ def parse_token_id(text: str, name: str) -> int:
                        f"`ivr users tokens {name}`")
     digits = text.lstrip("-0")  # checked before int(): Python refuses over 4300 digits
     if text.startswith("-") or not digits or len(digits) > 19 or int(digits) > MAX_ID:
-        raise IvrError(f"TOKEN_ID: {text} is not an active token of {name!r}: see "
-                       f"`ivr users tokens {name}`")
+        raise not_active(text, name)
     return int(digits)
 
 
@@ -136,8 +140,7 @@ def users_revoke(ctx: Ctx, name: str, token_id: str | None, every: bool) -> None
     except ValueError as exc:
         raise IvrError(str(exc)) from None
     if n == 0 and not every:
-        raise IvrError(f"TOKEN_ID: {token_id} is not an active token of {name!r}: see "
-                       f"`ivr users tokens {name}`")
+        raise not_active(str(token_id), name)
     console.print(f"{n} token(s) of {name} revoked", highlight=False)
 
 
