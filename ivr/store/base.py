@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+from ivr.store.sqlite_optout_key import KEY_SAMPLE, check_key, fingerprint
+
 Row = dict[str, Any]
 
 
@@ -107,8 +109,9 @@ class Claim:
 
 class KeyedAudit:
     """What both backends do the same way over their own SQL primitives (`transaction`,
-    `_add_optout`, `_audit`): the opposition list's keyed hash, adding an opposition, and one
-    audit row. Kept here once so the two cannot drift apart."""
+    `_add_optout`, `_audit`, `_kept_optouts`, `_key_fingerprint`, `_record_key_fingerprint`):
+    the opposition list's keyed hash and its key's check, adding an opposition, and one audit
+    row. Kept here once so the two cannot drift apart."""
     _key: bytes
 
     def number_hash(self, number: str) -> str:
@@ -129,6 +132,17 @@ class KeyedAudit:
             o.update(i.digest())
             out.append(o.hexdigest())
         return out
+
+    def check_optout_key(self) -> None:
+        """Refuse a key the opposition list was not written with (sqlite_optout_key): the
+        latest kept oppositions, and the fingerprint the first process to open the store
+        recorded. Read before any write: an open that finds it takes no write lock (the
+        console opens a store per thread)."""
+        stored = self._key_fingerprint()
+        check_key(self._kept_optouts(KEY_SAMPLE), self.number_hash, stored)
+        if stored is None:  # checked against the list first: a wrong key is never recorded
+            self._record_key_fingerprint(fingerprint(self.number_hash))
+            check_key([], self.number_hash, self._key_fingerprint())  # another's came first
 
     def add_optout(self, number: str, via: str, now: datetime,
                    campaign: str | None = None) -> bool:

@@ -22,7 +22,6 @@ from psycopg_pool import ConnectionPool
 from ivr.errors import StoreError
 from ivr.store.base import KeyedAudit, Row, utc
 from ivr.store.pg_schema import MIGRATION_LOCK, MIGRATIONS, VERSION_TABLE
-from ivr.store.sqlite_optout_key import KEY_SAMPLE, check_key, fingerprint
 
 # What a PostgreSQL store that is away raises. OperationalError covers a stopped or restarting
 # server, a lost connection, a pool that cannot hand out a connection in time (PoolTimeout), a
@@ -161,19 +160,19 @@ class PgCore(KeyedAudit):
         return self._row("SELECT 1 AS x FROM optouts WHERE number_hash = %s",
                          (self.number_hash(number),)) is not None
 
-    def check_optout_key(self) -> None:
-        """Refuse a key the opposition list was not written with; the first process to open
-        the store records its key's fingerprint (sqlite_core says more)."""
+    # -- the opposition key's check (base.KeyedAudit.check_optout_key) -------------------------
+    def _kept_optouts(self, n: int) -> list[tuple[str, str]]:
         rows = self._rows("SELECT number, number_hash FROM optouts WHERE number IS NOT NULL "
-                          "ORDER BY id DESC LIMIT %s", (KEY_SAMPLE,))
-        stored = self._row("SELECT fingerprint FROM optout_key WHERE id = 1")
-        check_key([(r["number"], r["number_hash"]) for r in rows], self.number_hash,
-                  stored["fingerprint"] if stored else None)
-        if stored is None:  # checked against the list first: a wrong key is never recorded
-            self._exec("INSERT INTO optout_key (id, fingerprint) VALUES (1, %s) "
-                       "ON CONFLICT (id) DO NOTHING", (fingerprint(self.number_hash),))
-            stored = self._row("SELECT fingerprint FROM optout_key WHERE id = 1")
-            check_key([], self.number_hash, stored["fingerprint"])  # another's came first
+                          "ORDER BY id DESC LIMIT %s", (n,))
+        return [(r["number"], r["number_hash"]) for r in rows]
+
+    def _key_fingerprint(self) -> str | None:
+        row = self._row("SELECT fingerprint FROM optout_key WHERE id = 1")
+        return str(row["fingerprint"]) if row else None
+
+    def _record_key_fingerprint(self, value: str) -> None:
+        self._exec("INSERT INTO optout_key (id, fingerprint) VALUES (1, %s) "
+                   "ON CONFLICT (id) DO NOTHING", (value,))
 
     def has_optout_key(self) -> bool:
         """Whether a key was already used here: an opposition, or a fingerprint (schema 15)."""

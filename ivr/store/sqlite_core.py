@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ivr.errors import StoreError
 from ivr.store.base import KeyedAudit, Row, utc
 from ivr.store.schema import MIGRATIONS, statements
-from ivr.store.sqlite_optout_key import (ENV, FICTION_GLOB, KEY_SAMPLE, KEY_SETTING, check_key,
-                                         fingerprint)
+from ivr.store.sqlite_optout_key import ENV, FICTION_GLOB, KEY_SETTING, fingerprint
 
 if TYPE_CHECKING:  # loaded by sqlite.py, which opens the file: the PostgreSQL store's
     import sqlite_utils  # mixins built on this module need not load it
@@ -119,21 +118,19 @@ class SQLiteCore(KeyedAudit):
             raise StoreError(f"{number} is a real number and the opposition key sits beside the "
                              f"store: set {ENV} or {KEY_SETTING} first")
 
-    def check_optout_key(self) -> None:
-        """Refuse a key the opposition list was not written with (sqlite_optout_key); the
-        first process to open the store records its key's fingerprint. Read before any write:
-        an open that finds it takes no write lock (the console opens a store per thread)."""
-        conn = self.db.conn
-        rows = conn.execute("SELECT number, number_hash FROM optouts WHERE number IS NOT NULL "
-                            "ORDER BY id DESC LIMIT ?", (KEY_SAMPLE,)).fetchall()
-        stored = conn.execute("SELECT fingerprint FROM optout_key WHERE id = 1").fetchone()
-        check_key(rows, self.number_hash, stored[0] if stored else None)
-        if stored is None:
-            with self.transaction():
-                conn.execute("INSERT OR IGNORE INTO optout_key (id, fingerprint) VALUES (1, ?)",
-                             (fingerprint(self.number_hash),))
-            stored = conn.execute("SELECT fingerprint FROM optout_key WHERE id = 1").fetchone()
-            check_key([], self.number_hash, stored[0])  # another process's came first
+    # -- the opposition key's check (base.KeyedAudit.check_optout_key) -------------------------
+    def _kept_optouts(self, n: int) -> list[tuple[str, str]]:
+        return self.db.conn.execute("SELECT number, number_hash FROM optouts WHERE number IS "
+                                    "NOT NULL ORDER BY id DESC LIMIT ?", (n,)).fetchall()
+
+    def _key_fingerprint(self) -> str | None:
+        row = self.db.conn.execute("SELECT fingerprint FROM optout_key WHERE id = 1").fetchone()
+        return row[0] if row else None
+
+    def _record_key_fingerprint(self, value: str) -> None:
+        with self.transaction():
+            self.db.conn.execute("INSERT OR IGNORE INTO optout_key (id, fingerprint) "
+                                 "VALUES (1, ?)", (value,))
 
     def leave_fiction_key(self, fiction_key: bytes) -> bool:
         """A store first opened with the key beside it (fiction numbers only) takes this
