@@ -363,9 +363,11 @@ def purge(ctx: Ctx, older_than: str | None) -> None:
     """Delete data older than the retention period (opposition hashes are kept)."""
     from datetime import timedelta
 
+    from ivr.config import rules_lookback_days
     from ivr.records.privacy import parse_duration, purge as do_purge
     age = parse_duration(older_than) if older_than else timedelta(days=ctx.cfg.retention.days)
-    console.print(json.dumps(do_purge(ctx.store(), age, now())), highlight=False)
+    keep = timedelta(days=rules_lookback_days(ctx.cfg.schedule))
+    console.print(json.dumps(do_purge(ctx.store(), age, now(), keep)), highlight=False)
 
 
 # -- demo -----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from ivr.errors import ConfigError
-from ivr.numbers import is_known_region
+from ivr.numbers import e164, is_known_region
 
 
 @dataclass
@@ -258,6 +258,14 @@ def _build(tp: Any, value: Any, where: str) -> Any:
     if tp is str:
         if isinstance(value, (dict, list)) or value is None:
             raise ConfigError(f"{where}: expected text, got {value!r}")
+        # YAML reads NO, yes, on, off as booleans (Norway's code became 'False'), +33162000000
+        # as an integer without its '+', and 0162000000 as an octal integer
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: YAML read this as {str(value).lower()}: put the text "
+                              "in quotes")
+        if where.endswith(".caller_id") and isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: YAML read the number as {value!r}: put it in quotes, "
+                              'e.g. "+33162000000"')
         return str(value)
     return value
 
@@ -317,12 +325,27 @@ def _validate(cfg: Config) -> None:
     _validate_nodes(cfg.pbx.nodes)
     _in_range("db.port", cfg.db.port, 1, 65535, "TCP port")
     _in_range("retention.days", cfg.retention.days, 1, MAX_RETENTION_DAYS, "days")
+    _validate_retention_lookback(cfg)
     if cfg.prompts.engine not in ("gtts", "espeak", "auto"):
         raise ConfigError(f"prompts.engine: {cfg.prompts.engine!r} is not gtts, espeak or auto")
     _in_range("prompts.intro_max_s", cfg.prompts.intro_max_s, 0, MAX_INTRO_S, "seconds",
               low_open=True)
     _validate_regions(cfg)
     _validate_webhooks(cfg.webhooks)
+
+
+def rules_lookback_days(schedule: Schedule) -> int:
+    """How far back the calling rules read a number's past: the attempt cap's 30 days and the
+    refusal cooldown. Deleting less recent data would let a refuser be called again."""
+    return max(CAP_PERIOD_DAYS, schedule.refusal_cooldown_days)
+
+
+def _validate_retention_lookback(cfg: Config) -> None:
+    lookback = rules_lookback_days(cfg.schedule)
+    if cfg.retention.days < lookback:
+        raise ConfigError(f"retention.days is {cfg.retention.days}: the calling rules read "
+                          f"{lookback} days back (schedule.refusal_cooldown_days, the 30-day "
+                          f"attempt cap); keep at least {lookback} days")
 
 
 STORE_URL = re.compile(r"postgres(ql)?://[^/?#]+(/[^/?#]*)?(\?[^#]*)?")
@@ -355,6 +378,7 @@ MIN_CALLS_PER_SECOND = 1 / 60
 # the default (730) is 2 years. Above 3 years the campaign must justify it: not configurable.
 MAX_RETENTION_DAYS = 1095
 DTMF_DIGITS = "0123456789"
+CAP_PERIOD_DAYS = 30  # schedule.max_attempts_per_30_days counts over this rolling period
 
 
 def _in_range(where: str, value: float, low: float, high: float | None, unit: str,
@@ -475,3 +499,9 @@ def _validate_regions(cfg: Config) -> None:
             raise ConfigError(f"contacts.allow_countries[{i}]: {code!r} is not a two-letter ISO "
                               "region code phonenumbers knows: use e.g. GB or BE")
     cfg.contacts.allow_countries = [c.upper() for c in cfg.contacts.allow_countries]
+    # Present the number the preflight checks, in E.164: Asterisk would send "+33 (0)1 62 .."
+    # as +330162.., outside ARCEP's ranges. Anything phonenumbers cannot read stays as written,
+    # for the preflight to refuse by name (masked, invalid).
+    caller = e164(cfg.campaign.caller_id, cfg.default_region) if cfg.campaign.caller_id else None
+    if caller is not None:
+        cfg.campaign.caller_id = caller

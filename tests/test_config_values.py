@@ -151,4 +151,19 @@ def test_bounds_themselves_are_accepted() -> None:
                       "flow": {"input_timeout_s": 60, "max_repeats": 0},
                       "retry": {"delay_s": {"busy": 0}}, "retention": {"days": 1095},
                       "pbx": {"port": 65535}, "agi": {"port": 1}})
-    config.from_dict({"retention": {"days": 1}, "flow": {"max_repeats": 5}})
+    config.from_dict({"retention": {"days": 60}, "flow": {"max_repeats": 5}})
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ("campaign: {caller_id: +33162000000}", "campaign.caller_id"),   # an integer, '+' lost
+    ("campaign: {caller_id: 0162000000}", "campaign.caller_id"),     # an octal integer
+    ("contacts: {allow_countries: [BE, NO]}", "contacts.allow_countries[1]")])  # Norway: false
+def test_yaml_scalars_that_are_not_the_text_written_are_refused(text: str, key: str) -> None:
+    import yaml
+    assert "quotes" in refused(yaml.safe_load(text), key)
+
+
+def test_a_quoted_caller_id_and_a_numeric_name_are_kept() -> None:
+    import yaml
+    cfg = config.from_dict(yaml.safe_load('campaign: {caller_id: "+33162000000", name: 2026}'))
+    assert (cfg.campaign.caller_id, cfg.campaign.name) == ("+33162000000", "2026")

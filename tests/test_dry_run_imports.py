@@ -83,7 +83,7 @@ def test_a_calendar_preloaded_alone_is_the_one_of_the_whole_package() -> None:
             "holiday_load.preload('FR'); holiday_load.preload('XX')\n"
             "alone = len([m for m in sys.modules if m.startswith('holidays.countries.')])\n"
             "first = days('FR', '974'), days('FR', None)\n"
-            "cal = calling_rules._country_calendar('FR', '976')\n"
+            "cal = calling_rules._country_calendar('FR', ('976',))\n"
             "import holidays.countries as every\n"
             "same = every.France is sys.modules['holidays.countries.france'].France\n"
             "try:\n"

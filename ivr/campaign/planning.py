@@ -13,7 +13,7 @@ from typing import Any
 
 from ivr.compliance.callee_place import code_place, e164
 from ivr.compliance.calling_rules import (
-    CAP_PERIOD, Verdict, callee_zone, check_call, fr_subdivision, is_fiction_number)
+    CAP_PERIOD, Verdict, callee_zone, check_call, fr_subdivisions, is_fiction_number)
 from ivr.config import Config
 from ivr.store.base import Claim, History, StoreBackend
 from ivr.telephony.agi_auth import new_token, token_hash
@@ -21,6 +21,7 @@ from ivr.telephony.agi_auth import new_token, token_hash
 RETRY_WAIT = "retry_wait"
 PLAN_CHUNK = 5000  # contacts per read of the plan: memory bounded, round trips few
 IN_FLIGHT = Verdict(False, "in_flight", "a call to this contact is in progress", None)
+CALLER_ID_FICTION = "caller_id_fiction"
 
 
 class _Histories(dict[str, History]):
@@ -47,8 +48,10 @@ class Plan:
 
 def judge(cfg: Config, contact: dict[str, Any], now: datetime) -> Callable[[History], Verdict]:
     """The one decision for a contact, pure: opposition, a call in flight, the retry delay of
-    its last attempt, then the calling rules. The plan and the claim both use it."""
+    its last attempt, a fiction caller ID, then the calling rules. The plan and the claim both
+    use it."""
     number = contact["number"]
+    caller = cfg.campaign.caller_id
 
     def decide(past: History) -> Verdict:
         if past.opted_out:
@@ -57,6 +60,11 @@ def judge(cfg: Config, contact: dict[str, Any], now: datetime) -> Callable[[Hist
             return IN_FLIGHT
         if past.retry_at is not None and past.retry_at > now:
             return Verdict(False, RETRY_WAIT, "waiting before the next attempt", past.retry_at)
+        # Checked at every claim, not only by the preflight at start: a list uploaded in the
+        # console while a run is up (or on standby) must not be called from a fiction number.
+        if is_fiction_number(caller) and not is_fiction_number(number):
+            return Verdict(False, CALLER_ID_FICTION, f"campaign.caller_id {caller} is a fiction "
+                           "number: it may call fiction numbers only", None)
         zone = callee_zone(number, contact.get("timezone"), cfg.schedule.timezone)
         return check_call(now, number=number, zone=zone, schedule=cfg.schedule,
                           attempts_utc=past.attempts, last_refusal_utc=past.last_refusal,
@@ -183,16 +191,20 @@ class _QuietVerdicts:
     def __init__(self, cfg: Config, now: datetime) -> None:
         self.cfg, self.now = cfg, now
         self.memo: dict[tuple[object, ...], Verdict] = {}
-        # (first three digits, slot) -> verdict, for an E.164 number without a zone of its
+        # (first five digits, slot) -> verdict, for an E.164 number without a zone of its
         # own whose country code decides its place (code_place), demo_any_hour off: the
-        # verdict is then that key's alone, found without a call per contact
+        # verdict is then that key's alone, found without a call per contact. Five digits, not
+        # the code's three: +33 3 87.. (Alsace-Moselle) is not decided by +33 alone.
         self.by_head: dict[tuple[str, object], Verdict] = {}
-        self.heads = not cfg.schedule.demo_any_hour
+        # a fiction caller ID or demo_any_hour: the verdict also depends on whether the number
+        # is fiction, which its first digits do not tell
+        self.fiction = cfg.schedule.demo_any_hour or is_fiction_number(cfg.campaign.caller_id)
+        self.heads = not self.fiction
 
     def __call__(self, contact: dict[str, Any]) -> Verdict:
         number = contact["number"]
         if self.heads and not contact.get("timezone") and e164(number):
-            verdict = self.by_head.get((number[1:4], contact.get("slot")))
+            verdict = self.by_head.get((number[1:6], contact.get("slot")))
             if verdict is not None:
                 return verdict
         return self._keyed(contact)
@@ -202,13 +214,13 @@ class _QuietVerdicts:
         place = code_place(number, sch.timezone)
         by_code = place is not None and not tz
         if not by_code:
-            place = (callee_zone(number, tz, sch.timezone), fr_subdivision(number))
-        key = (place, sch.demo_any_hour and is_fiction_number(number), contact.get("slot"))
+            place = (callee_zone(number, tz, sch.timezone), fr_subdivisions(number))
+        key = (place, self.fiction and is_fiction_number(number), contact.get("slot"))
         verdict = self.memo.get(key)
         if verdict is None:
             verdict = self.memo[key] = judge(self.cfg, contact, self.now)(History())
         if by_code and self.heads:
-            self.by_head[(number[1:4], contact.get("slot"))] = verdict
+            self.by_head[(number[1:6], contact.get("slot"))] = verdict
         return verdict
 
 

@@ -7,7 +7,8 @@ look-up, or a failure), the zone `callee_zone` picks (the contact's own aside) i
 under a prefix of the code's numbers, or the default; the holiday region is that of one of the
 code's regions, or none. When every candidate is the same (+33: Europe/Paris, with Europe/Paris
 as the default, and no overseas region), that is the answer for every number of the code,
-exactly; otherwise the caller parses the number as before.
+exactly; otherwise the caller parses the number as before. The one exception within +33:
+Alsace-Moselle's landlines (03 87, 03 88, 03 89), which keep two more public holidays.
 """
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ e164 = _E164.fullmatch  # "+digits" as code_place and country_code accept it (el
 FR_OVERSEAS_SUBDIV: dict[str, str] = {
     "GP": "971", "MQ": "972", "GF": "973", "RE": "974", "YT": "976",
     "BL": "BL", "MF": "MF", "PM": "PM", "NC": "NC", "PF": "PF", "WF": "WF"}
+
+# Alsace-Moselle keeps Good Friday and 26 December as public holidays. A geographic number is
+# ported only within its own numbering zone, so a 03 87 (Moselle) or 03 88 / 03 89 (Bas-Rhin,
+# Haut-Rhin) landline is there; a mobile says nothing of where its owner lives.
+ALSACE_MOSELLE: dict[str, str] = {"33387": "57", "33388": "6AE", "33389": "6AE"}
 
 
 def country_code(number: str) -> int | None:
@@ -74,8 +80,10 @@ def code_place(number: str, default_tz: str) -> tuple[ZoneInfo, None] | None:
     """(zone, holiday subdivision) of `number` without a zone of its own, when its country
     code decides both: callee_zone's zone, and no overseas subdivision. None otherwise (the
     caller asks calling_rules, which parses). Memoised per first three digits: a plan asks
-    it for every contact."""
-    return _head_place(number[1:4], default_tz) if _E164.fullmatch(number) else None
+    it for every contact. An Alsace-Moselle landline is not decided by its code."""
+    if not _E164.fullmatch(number) or number[1:6] in ALSACE_MOSELLE:
+        return None
+    return _head_place(number[1:4], default_tz)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -26,16 +26,16 @@ import phonenumbers
 from phonenumbers import timezone as pn_timezone
 
 from ivr.compliance.callee_place import FR_OVERSEAS_SUBDIV as _FR_OVERSEAS_SUBDIV
-from ivr.compliance.callee_place import code_regions, code_zone
+from ivr.compliance.callee_place import ALSACE_MOSELLE, code_regions, code_zone
 from ivr.compliance.holiday_load import preload
-from ivr.config import Schedule, Window
+from ivr.config import CAP_PERIOD_DAYS, Schedule, Window
 from ivr.errors import ComplianceError
 
 UTC = timezone.utc
 DAY_NAMES: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_SLOT_HOURS: dict[str, str] = {
     "morning": "10:00-13:00", "afternoon": "14:00-17:00", "evening": "17:00-20:00"}
-CAP_PERIOD = timedelta(days=30)
+CAP_PERIOD = timedelta(days=CAP_PERIOD_DAYS)
 SEARCH_HORIZON_DAYS = 400  # next_allowed is None if nothing opens within this many days
 
 # Reason codes carried by Verdict.reason.
@@ -259,24 +259,34 @@ def _next_open(t0: datetime, zone: ZoneInfo, is_open: Callable[[datetime], bool]
 
 
 def _holiday_calendar(country: str, number: str) -> holidays.HolidayBase:
-    subdiv = fr_subdivision(number) if country.upper() == "FR" else None
-    return _country_calendar(country.upper(), subdiv)
+    subdivs = fr_subdivisions(number) if country.upper() == "FR" else ()
+    return _country_calendar(country.upper(), subdivs)
 
 
-def fr_subdivision(number: str) -> str | None:
-    """The `holidays` FR subdivision of an overseas number, else None; parsed only when a
-    region of the number's code is overseas."""
+def fr_subdivisions(number: str) -> tuple[str, ...]:
+    """The `holidays` FR subdivisions whose public holidays a callee may keep: Alsace-Moselle's
+    for its landlines, an overseas region's for its numbers (every region the number is valid
+    in: fail closed), else none. Parsed only when a region of the number's code is overseas."""
+    local = ALSACE_MOSELLE.get(number[1:6]) if number.startswith("+333") else None
+    if local is not None:
+        return (local,)
     regions = code_regions(number)
     if regions is not None and not any(r in _FR_OVERSEAS_SUBDIV for r in regions):
-        return None
-    return _number_subdiv(number)
+        return ()
+    return _number_subdivs(number)
 
 
 @functools.lru_cache(maxsize=65536)
-def _number_subdiv(number: str) -> str | None:
+def _number_subdivs(number: str) -> tuple[str, ...]:
     num = _parsed(number)
-    region = phonenumbers.region_code_for_number(num) if num is not None else None
-    return _FR_OVERSEAS_SUBDIV.get(region or "")
+    if num is None:
+        return ()
+    # phonenumbers' region_code_for_number takes the first region a number is valid in: a 0690
+    # mobile is valid in Guadeloupe, Saint-Barthélemy and Saint-Martin, each with its own
+    # abolition day. Keep every one's holidays rather than guess the island.
+    regions = [r for r in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(num.country_code, ())
+               if phonenumbers.is_valid_number_for_region(num, r)]
+    return tuple(sorted({_FR_OVERSEAS_SUBDIV[r] for r in regions if r in _FR_OVERSEAS_SUBDIV}))
 
 
 @functools.lru_cache(maxsize=1024)  # the zone and the subdivision of one number: one parse
@@ -287,14 +297,17 @@ def _parsed(number: str) -> phonenumbers.PhoneNumber | None:
         return None
 
 
-@functools.lru_cache(maxsize=64)  # one calendar per (country, subdivision), not one per call
-def _country_calendar(country: str, subdiv: str | None) -> holidays.HolidayBase:
+@functools.lru_cache(maxsize=64)  # one calendar per (country, subdivisions), not one per call
+def _country_calendar(country: str, subdivs: tuple[str, ...] = ()) -> holidays.HolidayBase:
     preload(country)  # that country's module alone, not all 250 (holiday_load.py)
     try:
-        return holidays.country_holidays(country, subdiv=subdiv)
+        if not subdivs:
+            return holidays.country_holidays(country)
+        calendars = [holidays.country_holidays(country, subdiv=s) for s in subdivs]
     except NotImplementedError:
         raise ComplianceError(
             f"schedule.holidays_country {country!r} is not supported: use an ISO code such as FR") from None
+    return calendars[0] if len(calendars) == 1 else sum(calendars[1:], calendars[0])
 
 
 def parse_blackout_dates(values: Iterable[object]) -> frozenset[date]:

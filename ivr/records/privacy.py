@@ -181,8 +181,12 @@ def gdpr_erase(store: StoreBackend, number: str, now: datetime) -> dict[str, Any
 
 
 # -- retention ------------------------------------------------------------------------------------
-def purge(store: StoreBackend, older_than: timedelta, now: datetime) -> dict[str, Any]:
+def purge(store: StoreBackend, older_than: timedelta, now: datetime,
+          keep: timedelta = timedelta(0)) -> dict[str, Any]:
     """Delete what is older than the retention period, in one transaction.
+
+    `keep`: what the calling rules still read (config.rules_lookback_days); a shorter period is
+    refused, since deleting a recent refusal or attempt would let that number be called again.
 
     Calls and consents older than the cutoff go (a call still referenced by a kept consent
     stays with it); contacts go when both updated_at and their last call are older; opposition
@@ -191,6 +195,10 @@ def purge(store: StoreBackend, older_than: timedelta, now: datetime) -> dict[str
     now = _aware(now)
     if older_than <= timedelta(0):
         raise IvrError("the retention period must be positive, e.g. 730d")
+    if older_than < keep:
+        raise IvrError(f"--older-than {older_than.days}d is shorter than the {keep.days} days the "
+                       "calling rules read back (refusal cooldown, attempt cap): use at least "
+                       f"{keep.days}d")
     cutoff = now - older_than
     with store.transaction():
         counts: dict[str, Any] = {"cutoff": utc(cutoff), **store.purge_before(cutoff)}
