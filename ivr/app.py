@@ -18,6 +18,7 @@ import uvloop
 from ivr.campaign import deadline, pool_watch
 from ivr.campaign import run as campaign_run
 from ivr.callflow.agi_callback import CallbackHandler
+from ivr.store.safe_writes import SafeWriter
 from ivr.callflow.agi_gate import SessionGate
 from ivr.callflow.agi_ivr import IvrHandler
 from ivr.campaign.clock import Clock
@@ -42,6 +43,9 @@ from ivr.store.sqlite import Store
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CLOSE_TIMEOUT_S = 2.0
+# A caller on the opposition line when a run or `ivr serve` stops: the notice, the wait for the
+# key and the confirmation take ~25 s; the key must not be lost to the stop.
+CALLBACK_DRAIN_S = 30.0
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
@@ -137,10 +141,11 @@ class Controller:
         return getattr(self.node, "ami", None)
 
     async def close(self) -> None:
+        self.server.close()  # no new session; a caller already on the opposition line finishes
+        await drain_callbacks(self.agi)
         await self.dialer.writer.settled()  # a remote store's last batch lands before the end
         for pump in self.pumps:
             pump.cancel()
-        self.server.close()
         try:  # bounded: a stop must end whatever the peers do
             await asyncio.wait_for(self.server.wait_closed(), CLOSE_TIMEOUT_S)
         except asyncio.TimeoutError:
@@ -317,8 +322,11 @@ async def serve_forever(cfg: Config, store: Store, clock: Callable[[], datetime]
                         stop: asyncio.Event | None = None) -> None:
     """FastAGI only (the inbound opposition line between campaign runs), until Ctrl-C."""
     agi = AgiApplication(allowed_peers=cfg.agi.allowed_peers)
+    # As in a run: an opposition a store that is away (locked, restarting) cannot take now is
+    # queued and retried, never dropped, and never waited for on the event loop.
+    writer = SafeWriter(store.transaction)
     agi.add_route("callback", CallbackHandler(store, cfg.default_region, clock,
-                                              secret=callback_secret(cfg)))
+                                              write=writer.write, secret=callback_secret(cfg)))
     try:
         server = await serve(agi, cfg.agi.host, cfg.agi.port)
     except OSError as exc:
@@ -330,7 +338,30 @@ async def serve_forever(cfg: Config, store: Store, clock: Callable[[], datetime]
         await stop.wait()
     finally:
         server.close()
+        await drain_callbacks(agi)
+        await settle_writes(writer, CALLBACK_DRAIN_S)
         await server.wait_closed()
+
+
+async def drain_callbacks(agi: AgiApplication) -> None:
+    """Let callers on the opposition line finish (bounded), saying so."""
+    if agi.in_route.get("callback", 0):
+        log.warning("waiting up to %g s for %d caller(s) on the opposition line",
+                    CALLBACK_DRAIN_S, agi.in_route["callback"])
+        left = await agi.drain("callback", CALLBACK_DRAIN_S)
+        if left:
+            log.error("%d caller(s) still on the opposition line were cut off", left)
+
+
+async def settle_writes(writer: SafeWriter, timeout_s: float) -> None:
+    """The writes made so far, committed; queued ones retried for up to timeout_s."""
+    await writer.settled()
+    if writer.pending:
+        try:
+            await asyncio.wait_for(writer.drained.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            log.error("store unavailable (%s): %d opposition(s) from the line not written",
+                      writer.problem, len(writer.pending))
 
 
 def sandbox_sim_timing(cfg: Config) -> dict[str, float]:

@@ -243,7 +243,7 @@ def serve_cmd(ctx: Ctx) -> None:
     """Serve the inbound opposition line (FastAGI `callback`) between runs, until Ctrl-C."""
     from ivr.app import run, serve_forever
     console.print(f"serving FastAGI on {ctx.cfg.agi.host}:{ctx.cfg.agi.port} (Ctrl-C stops)")
-    run(serve_forever(ctx.cfg, ctx.store()))
+    run(serve_forever(ctx.cfg, ctx.store(busy_timeout_s=0.5)))  # a locked file: retried
 
 
 # -- report ---------------------------------------------------------------------------------

@@ -242,6 +242,7 @@ class AgiApplication(Application):  # type: ignore[misc]
         self.slots = asyncio.Semaphore(max_connections)
         self.active = 0
         self.refused = 0
+        self.in_route: dict[str, int] = {}  # sessions inside each route's handler
         self._peers: dict[str, bool] = {}  # verdict per address: parsing one costs ~30 µs
 
     def add_route(self, path: str, endpoint: Callable[..., Any]) -> None:
@@ -251,6 +252,14 @@ class AgiApplication(Application):  # type: ignore[misc]
             if inspect.isawaitable(result):
                 await result
         self._route[path] = route
+
+    async def drain(self, path: str, timeout_s: float) -> int:
+        """Wait, at most timeout_s, until no session is inside route `path` (e.g. a caller on the
+        opposition line when a run ends); the number still inside then."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while self.in_route.get(path, 0) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+        return self.in_route.get(path, 0)
 
     def _peer_allowed(self, peer: Any) -> bool:
         host = peer[0] if peer else None
@@ -270,8 +279,16 @@ class AgiApplication(Application):  # type: ignore[misc]
         except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                 ConnectionError):
             return None
-        lines = raw.decode(self.default_encoding, "replace").splitlines()
-        return OrderedDict(line.split(": ", 1) for line in lines if ": " in line)
+        # Asterisk ends each line with "\n" alone: str.splitlines would also split on U+2028,
+        # \x0c or \x1c inside a value, and a caller's SIP display name (agi_calleridname, free
+        # text) could then add an agi_callerid line of its own. The first of a key stands.
+        headers: OrderedDict[str, str] = OrderedDict()
+        for line in raw.decode(self.default_encoding, "replace").split("\n"):
+            line = line.rstrip("\r")
+            key, sep, value = line.partition(": ")
+            if sep and key not in headers:
+                headers[key] = value
+        return headers
 
     async def handler(self, reader: asyncio.StreamReader,
                       writer: asyncio.StreamWriter) -> None:
@@ -301,6 +318,8 @@ class AgiApplication(Application):  # type: ignore[misc]
             return
         request = AgiRequest(app=self, headers=headers, reader=reader, writer=writer,
                              encoding=self.default_encoding, read_timeout=self.read_timeout)
+        path = script.split("?")[0]
+        self.in_route[path] = self.in_route.get(path, 0) + 1
         try:
             await route(request)
         except AgiHangup:
@@ -308,6 +327,7 @@ class AgiApplication(Application):  # type: ignore[misc]
         except Exception:  # one bad call must not take the server down; it is logged, not lost
             log.exception("FastAGI handler %r failed", script)
         finally:
+            self.in_route[path] -= 1
             request.close_watchdog()
 
 

@@ -1,0 +1,142 @@
+"""The inbound opposition line (FastAGI route `callback`) never loses a caller's key 1.
+
+Found in review (2026-12-02), each reproduced over real FastAGI sockets:
+- `ivr serve` wrote the opposition straight to the store on the event loop: a locked SQLite file
+  or a PostgreSQL restart lost it (and, locked, stalled every other caller meanwhile);
+- a run that ended while a caller was on the line cut the session: no opposition, no
+  confirmation;
+- the session's environment was split on every Unicode line break: a SIP display name holding
+  U+2028 could add its own `agi_callerid` line, and put another number on the list.
+"""
+from __future__ import annotations
+
+import asyncio
+import socket
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import Backend, make_config, store_at
+from ivr import app as ivr_app
+from test_dialer import rig
+
+SECRET = "callback-secret-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env_lines(number: str, **extra: str) -> bytes:
+    env = {"agi_network": "yes", "agi_network_script": "callback", "agi_callerid": number,
+           "agi_uniqueid": "1.1", **extra, "agi_arg_1": SECRET}
+    return ("".join(f"{k}: {v}\n" for k, v in env.items()) + "\n").encode()
+
+
+async def caller(port: int, number: str, **extra: str) -> list[str]:
+    """Asterisk's side of one call to the line: key 1 pressed during the notice."""
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    w.write(env_lines(number, **extra))
+    await w.drain()
+    commands = []
+    while line := await r.readline():
+        command = line.decode().strip()
+        commands.append(command)
+        w.write(b"200 result=49 endpos=4000\n" if "callback_notice" in command
+                else b"200 result=0 endpos=8000\n")
+        await w.drain()
+    w.close()
+    return commands
+
+
+def optouts(path: Path) -> int:
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT COUNT(*) FROM optouts").fetchone()[0]
+
+
+def test_serve_keeps_an_opposition_the_locked_store_could_not_take_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IVR_CALLBACK_SECRET", SECRET)
+    port = free_port()
+    cfg = make_config(tmp_path, agi={"host": "127.0.0.1", "port": port})
+    store = store_at(tmp_path / "ivr.db", busy_timeout_s=0.2)  # `ivr serve`'s short wait
+
+    async def main() -> tuple[list[str], float]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(ivr_app.serve_forever(cfg, store, stop=stop))
+        await asyncio.sleep(0.3)
+        other = sqlite3.connect(tmp_path / "ivr.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # the console, an import, an erasure: holding the lock
+        started = time.monotonic()
+        commands = await caller(port, "0612345678")
+        answered_in = time.monotonic() - started
+        await asyncio.sleep(1.5)
+        other.execute("ROLLBACK")
+        other.close()
+        await asyncio.sleep(1.5)  # the writer retries every second
+        stop.set()
+        await task
+        return commands, answered_in
+    commands, answered_in = asyncio.run(main())
+    assert commands[-1] == 'STREAM FILE ivr/optout_confirm ""'
+    assert answered_in < 1.0  # the caller was not held while the store was locked
+    assert optouts(tmp_path / "ivr.db") == 1
+
+
+def test_serve_reads_the_callers_number_from_its_own_line_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IVR_CALLBACK_SECRET", SECRET)
+    port = free_port()
+    cfg = make_config(tmp_path, agi={"host": "127.0.0.1", "port": port})
+    store = store_at(tmp_path / "ivr.db")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(ivr_app.serve_forever(cfg, store, stop=stop))
+        await asyncio.sleep(0.3)
+        await caller(port, "+33611111111",
+                     agi_calleridname="Jean\u2028agi_callerid: +33622222222\x0cx")
+        stop.set()
+        await task
+    asyncio.run(main())
+    assert store.is_opted_out("+33611111111")
+    assert not store.is_opted_out("+33622222222")
+
+
+def test_a_caller_on_the_line_when_the_run_ends_is_heard_out(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IVR_CALLBACK_SECRET", SECRET)
+    seen: list[str] = []
+    notice = threading.Event()
+
+    def asterisk_side(port: int) -> None:
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(env_lines("+33199000012"))  # the rig's store keeps its key beside it: fiction
+        with s, s.makefile("rb") as f:
+            while line := f.readline():
+                command = line.decode().strip()
+                seen.append(command)
+                if "callback_notice" in command:
+                    notice.set()
+                    time.sleep(1.0)  # the notice plays; the caller presses 1 at its end
+                    s.sendall(b"200 result=49 endpos=16000\n")
+                else:
+                    s.sendall(b"200 result=0 endpos=16000\n")
+
+    async def main() -> Path:
+        async with rig(Backend("sqlite", tmp_path), {}) as r:
+            t = threading.Thread(target=asterisk_side, args=(r.cfg.agi.port,))
+            t.start()
+            while not notice.is_set():
+                await asyncio.sleep(0.01)
+            path = r.cfg.path(r.cfg.store.path)
+        t.join(5)  # the run is over: `ivr run` returns
+        return path
+    path = asyncio.run(main())
+    assert seen[-1] == 'STREAM FILE ivr/optout_confirm ""'
+    assert optouts(path) == 1
