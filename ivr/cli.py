@@ -136,13 +136,18 @@ def contacts_import(ctx: Ctx, file: Path, source: str, basis: str | None,
 @click.option("--basis", default=None,
               help="The list's basis for that campaign (required): consent, member_file or "
                    "rented_file.")
+@click.option("--from-campaign", "origin", default=None,
+              help="The campaign whose list it is (default: the config's campaign.name).")
 @pass_ctx
-def contacts_share(ctx: Ctx, source: str, campaign: str, basis: str | None) -> None:
+def contacts_share(ctx: Ctx, source: str, campaign: str, basis: str | None,
+                   origin: str | None) -> None:
     """Let a second campaign call a list: a deliberate step, recorded in the audit table."""
     from ivr.records.contacts import share_list
-    bound = share_list(ctx.store(), source=source, campaign=campaign, basis=basis, now=now())
-    console.print(f"list {source!r}: {bound} contact(s) now belong to campaign {campaign!r} "
-                  f"too (basis {basis})", highlight=False, markup=False)
+    origin = origin or ctx.cfg.campaign.name
+    bound = share_list(ctx.store(), source=source, campaign=campaign, basis=basis, now=now(),
+                       from_campaign=origin)
+    console.print(f"list {source!r} of campaign {origin!r}: {bound} contact(s) now belong to "
+                  f"campaign {campaign!r} too (basis {basis})", highlight=False, markup=False)
 
 
 # -- run ------------------------------------------------------------------------------------

@@ -57,19 +57,19 @@ def test_a_run_plans_only_its_own_campaigns_contacts(store: Store, tmp_path: Pat
 def test_sharing_a_list_is_explicit_and_audited(store: Store, tmp_path: Path) -> None:
     imported(store, tmp_path, A, "list-of-a", "+33199000010", "+33199000011")
     assert share_list(store, source="list-of-a", campaign=B, basis="member_file",
-                      now=NOW) == 2
+                      now=NOW, from_campaign=A) == 2
     assert due(store, B) == ["+33199000010", "+33199000011"]
     (row,) = store.q("SELECT * FROM audit WHERE action = 'list_shared'")
-    assert json.loads(row["detail"]) == {"source": "list-of-a", "campaign": B,
-                                         "basis": "member_file", "contacts": 2}
+    assert json.loads(row["detail"]) == {"source": "list-of-a", "from_campaign": A,
+                                         "campaign": B, "basis": "member_file", "contacts": 2}
     assert [(s["source"], s["basis"]) for s in store.pending_sources(B)] == [
         ("list-of-a", "member_file")]
     assert share_list(store, source="list-of-a", campaign=B, basis="member_file",
-                      now=NOW) == 0  # already bound: nothing new
+                      now=NOW, from_campaign=A) == 0  # already bound: nothing new
 
 
 @pytest.mark.parametrize(("source", "basis", "message"), [
-    ("no-such-list", "consent", "no list named 'no-such-list'"),
+    ("no-such-list", "consent", "no list named 'no-such-list' for campaign"),
     ("list-of-a", None, "--basis"),
     ("list-of-a", "scraped from the web", "scrap"),
 ])
@@ -78,8 +78,22 @@ def test_a_share_without_a_list_or_a_basis_writes_nothing(
     imported(store, tmp_path, A, "list-of-a", "+33199000010")
     audit_before = store.q("SELECT * FROM audit")
     with pytest.raises(ImportFileError, match=re.escape(message)):
-        share_list(store, source=source, campaign=B, basis=basis, now=NOW)
+        share_list(store, source=source, campaign=B, basis=basis, now=NOW, from_campaign=A)
     assert due(store, B) == [] and store.q("SELECT * FROM audit") == audit_before
+
+
+def test_sharing_a_list_shares_that_campaigns_list_not_anothers_of_the_same_name(
+        store: Store, tmp_path: Path) -> None:
+    """Two campaigns each import their members as 'adherents': sharing B's with C must not
+    give C the members A collected for its own candidate."""
+    imported(store, tmp_path, A, "adherents", "+33199000010", "+33199000011")
+    imported(store, tmp_path, B, "adherents", "+33199000020")
+    assert share_list(store, source="adherents", campaign="campaign-c", basis="member_file",
+                      now=NOW, from_campaign=B) == 1
+    assert due(store, "campaign-c") == ["+33199000020"]
+    with pytest.raises(ImportFileError, match="for campaign 'campaign-c'"):
+        share_list(store, source="list-of-a", campaign=B, basis="consent", now=NOW,
+                   from_campaign="campaign-c")
 
 
 def test_one_number_in_two_campaigns_keeps_its_progress_per_campaign(
@@ -98,7 +112,8 @@ def test_one_number_in_two_campaigns_keeps_its_progress_per_campaign(
 def test_the_attempt_cap_counts_every_campaigns_attempts(
         store: Store, tmp_path: Path) -> None:
     imported(store, tmp_path, A, "list-of-a", "+33199000010")
-    share_list(store, source="list-of-a", campaign=B, basis="consent", now=NOW)
+    share_list(store, source="list-of-a", campaign=B, basis="consent", now=NOW,
+               from_campaign=A)
     contact = store.pending_contacts(A)[0]
     call = attempt(store, contact, A, "+33162000000", NOW.replace(hour=8))
     store.finish_unanswered(call["id"], "no_answer", "19", NOW.replace(hour=8), None)
@@ -133,7 +148,8 @@ def test_the_migration_binds_called_contacts_and_warns_about_the_others(
                   if v.code == "unbound_list"]
     assert warning.severity == "warning"
     assert "ivr contacts share --source old-list --campaign old-campaign" in warning.message
-    share_list(store, source="old-list", campaign="old-campaign", basis="consent", now=NOW)
+    share_list(store, source="old-list", campaign="old-campaign", basis="consent", now=NOW,
+               from_campaign="old-campaign")
     assert due(store, "old-campaign") == ["+33199000011"]
 
 
@@ -161,7 +177,10 @@ def test_the_cli_binds_on_import_and_shares_on_request(tmp_path: Path, cfg_file:
     code, out = invoke(b, "run", "--dry-run")
     assert "0 would be called now, 0 not" in out, out
     code, out = invoke(b, "contacts", "share", "--source", "list-of-a", "--campaign", B,
-                       "--basis", "consent")
+                       "--basis", "consent")  # B's config: B has no list of that name
+    assert code != 0 and "no list named 'list-of-a' for campaign 'campaign-b'" in out, out
+    code, out = invoke(b, "contacts", "share", "--source", "list-of-a", "--campaign", B,
+                       "--basis", "consent", "--from-campaign", A)
     assert code == 0 and "1 contact(s) now belong to campaign 'campaign-b'" in out, out
     code, out = invoke(b, "run", "--dry-run")
     assert "1 would be called now" in out, out

@@ -108,19 +108,23 @@ def test_share_list_binds_once_and_is_audited_alike(both: tuple[Store, PgStore],
     path.write_text(CSV)
     same(both, lambda s: do_import(s, path))
     assert same(both, lambda s: share_list(s, source="list-a", campaign="autumn",
-                                           basis="member_file", now=T0)) == 5
+                                           basis="member_file", now=T0,
+                                           from_campaign="spring")) == 5
     assert same(both, lambda s: share_list(s, source="list-a", campaign="autumn",
-                                           basis="member_file", now=T0)) == 0
+                                           basis="member_file", now=T0,
+                                           from_campaign="spring")) == 0
     audit = same(both, lambda s: [(r["action"], r["subject_hash"], r["detail"], r["actor"])
                                   for r in table(s, "audit")])
     shared = [json.loads(d) for a, _, d, _ in audit if a == "list_shared"]
-    assert shared == [{"source": "list-a", "campaign": "autumn", "basis": "member_file",
-                       "contacts": 5}, {"source": "list-a", "campaign": "autumn",
-                                        "basis": "member_file", "contacts": 0}]
+    assert shared == [{"source": "list-a", "from_campaign": "spring", "campaign": "autumn",
+                       "basis": "member_file", "contacts": 5},
+                      {"source": "list-a", "from_campaign": "spring", "campaign": "autumn",
+                       "basis": "member_file", "contacts": 0}]
     for s in both:
         with pytest.raises(ImportFileError, match="no list named 'list-b'"):
-            share_list(s, source="list-b", campaign="autumn", basis="consent", now=T0)
-    same(both, lambda s: (s.list_exists("list-a"), s.list_exists("list-b")))
+            share_list(s, source="list-b", campaign="autumn", basis="consent", now=T0,
+                       from_campaign="spring")
+    same(both, lambda s: (s.list_exists("list-a", "spring"), s.list_exists("list-b", "spring")))
     same(both, lambda s: s.contact_campaigns(N[0]))
     same(both, lambda s: s.pending_sources("autumn"))
 
@@ -162,7 +166,7 @@ def test_per_source_counts_and_report_queries_equal_sqlites(both: tuple[Store, P
     same(both, lambda s: do_import(s, path))
     same(both, lambda s: do_import(s, other, source="list-b"))
     same(both, lambda s: share_list(s, source="list-a", campaign="autumn", basis="consent",
-                                    now=T0))
+                                    now=T0, from_campaign="spring"))
     for s in both:
         calls_history(s)
     same(both, lambda s: gdpr_erase(s, N[2], T0 + timedelta(hours=2)))  # its call: no source

@@ -188,22 +188,29 @@ class PgContactsSQL(PgCore):
             {"campaign": campaign, "source": source, "basis": basis,
              "acquired_on": acquired_on, "ts": utc(now), "numbers": numbers})
 
-    def share_list(self, source: str, *, campaign: str, basis: str, now: datetime) -> int:
-        """Bind every contact of list `source` (imported under it, or bound to a campaign
-        under it) to `campaign` with `basis`; returns how many were newly bound."""
+    def share_list(self, source: str, *, campaign: str, basis: str, now: datetime,
+                   from_campaign: str) -> int:
+        """Bind list `source` of campaign `from_campaign` (its contacts bound under that name,
+        and those imported under it before lists had campaigns) to `campaign` with `basis`;
+        returns how many were newly bound. Another campaign's list of the same name stays its."""
         self._write_queued()
         return self._exec(
             "INSERT INTO campaign_contacts (contact_id, campaign, source, basis, acquired_on, "
             "status, bound_at) SELECT k.id, %(campaign)s, %(source)s, %(basis)s, "
             "k.acquired_on, CASE WHEN k.status = 'opted_out' THEN 'opted_out' "
-            "ELSE 'pending' END, %(ts)s FROM contacts k WHERE k.source = %(source)s OR EXISTS "
-            "(SELECT 1 FROM campaign_contacts b WHERE b.contact_id = k.id "
-            "AND b.source = %(source)s) ORDER BY k.id "
+            "ELSE 'pending' END, %(ts)s FROM contacts k WHERE EXISTS (SELECT 1 FROM "
+            "campaign_contacts b WHERE b.contact_id = k.id AND b.source = %(source)s AND "
+            "b.campaign = %(origin)s) OR (k.source = %(source)s AND NOT EXISTS (SELECT 1 FROM "
+            "campaign_contacts b WHERE b.contact_id = k.id)) ORDER BY k.id "
             "ON CONFLICT (contact_id, campaign) DO NOTHING",
-            {"campaign": campaign, "source": source, "basis": basis, "ts": utc(now)})
+            {"campaign": campaign, "source": source, "basis": basis, "ts": utc(now),
+             "origin": from_campaign})
 
-    def list_exists(self, source: str) -> bool:
+    def list_exists(self, source: str, campaign: str) -> bool:
+        """List `source` of `campaign`, or from before lists had campaigns."""
         self._write_queued()
         return bool(self._rows(
-            "SELECT 1 AS x FROM contacts WHERE source = %(s)s UNION ALL SELECT 1 FROM "
-            "campaign_contacts WHERE source = %(s)s LIMIT 1", {"s": source}))
+            "SELECT 1 AS x FROM campaign_contacts WHERE source = %(s)s AND campaign = %(c)s "
+            "UNION ALL SELECT 1 FROM contacts k WHERE k.source = %(s)s AND NOT EXISTS (SELECT 1 "
+            "FROM campaign_contacts b WHERE b.contact_id = k.id) LIMIT 1",
+            {"s": source, "c": campaign}))

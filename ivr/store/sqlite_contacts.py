@@ -89,20 +89,26 @@ class ContactsSQL(SQLiteCore):
             "WHERE number IN (SELECT value FROM json_each(?))",
             (campaign, source, basis, acquired_on, utc(now), json.dumps(numbers)))
 
-    def share_list(self, source: str, *, campaign: str, basis: str, now: datetime) -> int:
-        """Bind every contact of list `source` (imported under it, or bound to a campaign
-        under it) to `campaign` with `basis`; returns how many were newly bound."""
+    def share_list(self, source: str, *, campaign: str, basis: str, now: datetime,
+                   from_campaign: str) -> int:
+        """Bind list `source` of campaign `from_campaign` (its contacts bound under that name,
+        and those imported under it before lists had campaigns) to `campaign` with `basis`;
+        returns how many were newly bound. Another campaign's list of the same name stays its."""
         cur = self.db.conn.execute(
             "INSERT OR IGNORE INTO campaign_contacts (contact_id, campaign, source, basis, "
             "acquired_on, status, bound_at) SELECT k.id, :campaign, :source, :basis, "
             "k.acquired_on, CASE WHEN k.status = 'opted_out' THEN 'opted_out' "
-            "ELSE 'pending' END, :ts FROM contacts k WHERE k.source = :source OR EXISTS "
-            "(SELECT 1 FROM campaign_contacts b WHERE b.contact_id = k.id "
-            "AND b.source = :source)",
-            {"campaign": campaign, "source": source, "basis": basis, "ts": utc(now)})
+            "ELSE 'pending' END, :ts FROM contacts k WHERE EXISTS (SELECT 1 FROM "
+            "campaign_contacts b WHERE b.contact_id = k.id AND b.source = :source AND "
+            "b.campaign = :origin) OR (k.source = :source AND NOT EXISTS (SELECT 1 FROM "
+            "campaign_contacts b WHERE b.contact_id = k.id))",
+            {"campaign": campaign, "source": source, "basis": basis, "ts": utc(now),
+             "origin": from_campaign})
         return int(cur.rowcount)
 
-    def list_exists(self, source: str) -> bool:
+    def list_exists(self, source: str, campaign: str) -> bool:
+        """List `source` of `campaign`, or from before lists had campaigns."""
         return bool(self._rows(
-            "SELECT 1 FROM contacts WHERE source = :s UNION ALL SELECT 1 FROM "
-            "campaign_contacts WHERE source = :s LIMIT 1", {"s": source}))
+            "SELECT 1 FROM campaign_contacts WHERE source = :s AND campaign = :c UNION ALL "
+            "SELECT 1 FROM contacts k WHERE k.source = :s AND NOT EXISTS (SELECT 1 FROM "
+            "campaign_contacts b WHERE b.contact_id = k.id) LIMIT 1", {"s": source, "c": campaign}))
