@@ -549,6 +549,22 @@ def test_import_optouts_from_a_plain_list(store: Store, tmp_path: Path) -> None:
     assert store.one("SELECT via FROM optouts WHERE number = '+33199000011'") == {"via": "post"}
 
 
+@pytest.mark.parametrize(("text", "added"), [
+    ("+33199000012, +33199000013\n", ["+33199000012", "+33199000013"]),        # plain, commas
+    ("01 99 00 00 21;01 99 00 00 22\n01 99 00 00 23\n",
+     ["+33199000021", "+33199000022", "+33199000023"]),                        # plain, semicolons
+    ("number\n01 99 00 00 31, 01 99 00 00 32\n", ["+33199000031", "+33199000032"]),  # past header
+    ("number,name\n01 99 00 00 41,Jean Dupont\n", ["+33199000041"])])        # a named column
+def test_every_number_on_an_opposition_line_is_added(
+        store: Store, tmp_path: Path, text: str, added: list[str]) -> None:
+    """Two numbers on one line are two oppositions: the second was silently dropped, and that
+    person was called."""
+    path = write(tmp_path, text, "optouts.csv")
+    count, rejected = import_optouts(store, path, via="post", default_region="FR", now=NOW)
+    assert (count, rejected) == (len(added), [])
+    assert sorted(r["number"] for r in store.q("SELECT number FROM optouts")) == added
+
+
 def test_import_optouts_reads_numbers_as_the_opposition_form_does(
         store: Store, tmp_path: Path) -> None:
     texts = ["06\u00a012\u00a034\u00a056\u00a078", "abc0612345679", "0612345670 ext. 5",

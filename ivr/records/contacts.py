@@ -324,15 +324,24 @@ def import_optouts(store: StoreBackend, path: Path, *, via: str, default_region:
         else:
             raise ImportFileError(f"{path.name}: line {first[0]} is neither a header with a "
                                   f"'number' column nor a phone number: add a 'number' header")
+        extra_from = len(first[1]) if rows is records else 1  # the header's width, or 1
         for line, cells in rows:
-            raw = cells[col].strip() if col < len(cells) else ""
-            number, why = _optout_number(raw, default_region)
-            if number is None:
-                rejected.append((line, f"{short(raw)} is not a valid phone number: {why}"
-                                 if raw else "no number"))
-            elif store.add_optout(number, via, now):
-                added += 1
+            for raw in _optout_cells(cells, col, extra_from):
+                number, why = _optout_number(raw, default_region)
+                if number is None:
+                    rejected.append((line, f"{short(raw)} is not a valid phone number: {why}"
+                                     if raw else "no number"))
+                elif store.add_optout(number, via, now):
+                    added += 1
     return added, rejected
+
+
+def _optout_cells(cells: list[str], col: int, extra_from: int) -> list[str]:
+    """The number cell, and every non-empty cell from `extra_from` on: past the header's
+    columns, or (a plain list) past the first. "+33612345678, +33612345679" on one line is two
+    people objecting, not one number and a stray comma: both are added."""
+    first = cells[col].strip() if col < len(cells) else ""
+    return [first] + [c.strip() for c in cells[extra_from:] if c.strip()]
 
 
 def _optout_number(raw: str, default_region: str) -> tuple[str | None, str]:
