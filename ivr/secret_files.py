@@ -6,6 +6,7 @@ manager.conf/extensions.conf, the carrier's PJSIP auth section, the opposition-l
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,14 +24,17 @@ def write_secret(path: Path, data: str | bytes, *, exclusive: bool = False,
         with os.fdopen(fd, "wb") as fh:
             fh.write(raw)
         return
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, MODE)
+    # A fresh name, created exclusively (mkstemp: O_EXCL, 0600): a fixed ".NAME.tmp" could be
+    # a symlink planted by whoever can write the folder, and the secret, then its mode and
+    # owner, would go to the file it points at. Mode and owner are set on the open file.
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    tmp = Path(name)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(raw)
-        os.chmod(tmp, MODE)  # O_CREAT's mode is ignored when the file already existed
-        if owner is not None:
-            os.chown(tmp, *owner)
+            os.fchmod(fh.fileno(), MODE)
+            if owner is not None:
+                os.fchown(fh.fileno(), *owner)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)  # never leave a copy of the secret behind
