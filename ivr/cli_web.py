@@ -9,7 +9,8 @@ from ivr.cli import Ctx, err_console, pass_ctx
 
 @click.command("web")
 @click.option("--host", default=None, help="Override web.host (default 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Override web.port (default 8080).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Override web.port (default 8080).")
 @pass_ctx
 def web(ctx: Ctx, host: str | None, port: int | None) -> None:
     """Serve the web console until Ctrl-C. Put a TLS reverse proxy in front (README)."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import re
 import types
@@ -299,8 +300,12 @@ def load(path: str | Path) -> Config:
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"config file {p} not found: pass --config FILE or create ./config.yaml")
+    if not p.is_file():
+        raise ConfigError(f"config {p} is not a file: pass --config FILE (a YAML file)")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 (byte {exc.start}): save the file as UTF-8") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
@@ -323,6 +328,7 @@ def _validate(cfg: Config) -> None:
                         ("web.port", cfg.web.port)):
         _in_range(where, port, 1, 65535, "TCP port")
     _validate_nodes(cfg.pbx.nodes)
+    _validate_peers(cfg.agi.allowed_peers)
     _in_range("db.port", cfg.db.port, 1, 65535, "TCP port")
     _in_range("retention.days", cfg.retention.days, 1, MAX_RETENTION_DAYS, "days")
     _validate_retention_lookback(cfg)
@@ -405,22 +411,37 @@ NODE_NAME = re.compile(r"[a-z0-9_-]+")
 
 def _validate_nodes(nodes: list[NodeConfig]) -> None:
     """Names key the stored attempts (calls.node) and the secret's variable: unique, plain."""
-    seen: set[str] = set()
+    seen: dict[str, str] = {}  # the secret's variable part (IVR_AMI_SECRET_<NAME>) -> name
     for i, node in enumerate(nodes):
         where = f"pbx.nodes[{i}]"
         if not NODE_NAME.fullmatch(node.name):
             raise ConfigError(f"{where}.name: {node.name!r} is not a node name: use lowercase "
                               "letters, digits, - and _ (e.g. pbx2)")
-        if node.name in seen:
+        # pbx-2 and pbx_2 both read IVR_AMI_SECRET_PBX_2: one host would get the other's secret
+        var = node.name.upper().replace("-", "_")
+        if var in seen:
             raise ConfigError(f"{where}.name: {node.name!r} is already the name of another "
-                              "node: give each node its own name")
-        seen.add(node.name)
+                              f"node, or reads the same IVR_AMI_SECRET_{var} as "
+                              f"{seen[var]!r}: give each node its own name")
+        seen[var] = node.name
         if not node.host or any(c.isspace() for c in node.host):
             raise ConfigError(f"{where}.host: {node.host!r} is not a host: give its address")
         _in_range(f"{where}.port", node.port, 1, 65535, "TCP port")
         _in_range(f"{where}.max_channels", node.max_channels, 0, None, "channels (0: no cap)")
         if not node.user:
             raise ConfigError(f"{where}.user: empty: give the node's AMI user")
+
+
+def _validate_peers(peers: list[str]) -> None:
+    """FastAGI admits these addresses or networks only: a host name cannot be matched (the
+    server would refuse to start with a traceback)."""
+    for i, peer in enumerate(peers):
+        try:
+            ipaddress.ip_network(peer, strict=False)
+        except ValueError:
+            raise ConfigError(f"agi.allowed_peers[{i}]: {peer!r} is not an IP address or "
+                              "network: give the PBX's address, e.g. 10.0.0.5 or 10.0.0.0/24"
+                              ) from None
 
 
 def _validate_flow(flow: Flow) -> None:

@@ -167,3 +167,35 @@ def test_a_quoted_caller_id_and_a_numeric_name_are_kept() -> None:
     import yaml
     cfg = config.from_dict(yaml.safe_load('campaign: {caller_id: "+33162000000", name: 2026}'))
     assert (cfg.campaign.caller_id, cfg.campaign.name) == ("+33162000000", "2026")
+
+
+def test_two_node_names_that_read_one_secret_variable_are_refused() -> None:
+    """pbx-2 and pbx_2 both read IVR_AMI_SECRET_PBX_2: one host would be sent the other's."""
+    text = refused({"pbx": {"nodes": [{"name": "pbx-2"}, {"name": "pbx_2"}]}},
+                   "pbx.nodes[1].name")
+    assert "IVR_AMI_SECRET_PBX_2" in text and "'pbx-2'" in text
+
+
+def test_an_allowed_peer_must_be_an_address_or_a_network() -> None:
+    text = refused({"agi": {"allowed_peers": ["127.0.0.1", "asterisk.local"]}},
+                   "agi.allowed_peers[1]")
+    assert "'asterisk.local'" in text
+    config.from_dict({"agi": {"allowed_peers": ["10.0.0.0/24", "::1"]}})
+
+
+def test_a_config_that_is_a_folder_or_not_utf8_is_one_line(tmp_path: Path) -> None:
+    for path, key in ((tmp_path, "not a file"), (tmp_path / "latin1.yaml", "not UTF-8")):
+        if path.suffix:
+            path.write_bytes("campaign: {name: \"été\"}\n".encode("latin-1"))
+        with pytest.raises(ConfigError) as err:
+            config.load(path)
+        assert key in str(err.value) and "\n" not in str(err.value)
+
+
+def test_ivr_web_refuses_a_port_outside_1_to_65535(cfg_file: Path) -> None:
+    """uvicorn took 99999 modulo 65536 and listened on 34463 while printing :99999."""
+    from click.testing import CliRunner
+
+    from ivr.cli import cli
+    result = CliRunner().invoke(cli, ["--config", str(cfg_file), "web", "--port", "99999"])
+    assert result.exit_code == 2 and "99999 is not in the range 1<=x<=65535" in result.output
