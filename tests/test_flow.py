@@ -149,8 +149,16 @@ def test_machine_hangs_up_without_playing() -> None:
 
 def test_machine_with_legal_plays_only_the_legal_mentions() -> None:
     opts = FlowOptions(on_machine="legal")
-    out = run([(Play("legal"), DONE)], opts, amd="MACHINE")
+    out = run([(Play("legal", "9"), DONE)], opts, amd="MACHINE")
     assert out.outcome == "machine" and out.heard == ["legal"]
+
+
+def test_a_person_taken_for_a_machine_can_still_object() -> None:
+    """Opposition at any time: 9 during the legal mentions played to a 'machine' is heard."""
+    opts = FlowOptions(on_machine="legal")
+    out = run([(Play("legal", "9"), key("9")), (OptOutNow("9"), Result()),
+               (Play("optout_confirm"), DONE)], opts, amd="MACHINE")
+    assert out.outcome == "opted_out"
 
 
 def test_notsure_amd_is_treated_as_a_human() -> None:

@@ -166,7 +166,10 @@ def call_flow(opts: FlowOptions, amd_status: str = "") -> FlowGen:
         if amd_status == "MACHINE":
             call.state.outcome = "machine"
             if opts.on_machine == "legal":  # legal mentions only, never the political message
-                yield from call.play("legal")
+                # AMD may take a person for a machine: the opposition key still works
+                r = yield from call.play("legal", opts.optout_key)
+                if r.key == opts.optout_key:
+                    return (yield from call.optout(r.key))
             return call.state
         key = yield from call.ask()
         if isinstance(key, Outcome):
