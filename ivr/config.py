@@ -296,6 +296,21 @@ def _read_text_files(cfg: Config) -> None:
                               "a UTF-8 text file under prompts.sources_dir") from None
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """safe_load that refuses a key written twice in one mapping: YAML keeps the last, so a
+    second `dialer:` block silently replaced the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: {key!r} is written "
+                                  "twice in the same section: keep one")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load(path: str | Path) -> Config:
     p = Path(path)
     if not p.exists():
@@ -303,7 +318,9 @@ def load(path: str | Path) -> Config:
     if not p.is_file():
         raise ConfigError(f"config {p} is not a file: pass --config FILE (a YAML file)")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeys) or {}
+    except ConfigError as exc:  # a key written twice
+        raise ConfigError(f"{p}: {exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{p}: not UTF-8 (byte {exc.start}): save the file as UTF-8") from None
     except yaml.YAMLError as exc:

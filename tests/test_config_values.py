@@ -199,3 +199,13 @@ def test_ivr_web_refuses_a_port_outside_1_to_65535(cfg_file: Path) -> None:
     from ivr.cli import cli
     result = CliRunner().invoke(cli, ["--config", str(cfg_file), "web", "--port", "99999"])
     assert result.exit_code == 2 and "99999 is not in the range 1<=x<=65535" in result.output
+
+
+def test_a_section_written_twice_is_refused_not_merged_silently(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text("dialer:\n  max_concurrent: 5\ncampaign:\n  name: x\n"
+                    "dialer:\n  max_concurrent: 20\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    assert str(err.value) == (f"{path}: line 5: 'dialer' is written twice in the same section: "
+                              "keep one")
