@@ -53,3 +53,18 @@ def test_the_owner_is_set_on_the_secret_alone(tmp_path: Path) -> None:
     (tmp_path / f".{target.name}.tmp").symlink_to(victim)
     write_secret(target, "p", owner=(65534, 65534))
     assert (target.stat().st_uid, victim.stat().st_uid) == (65534, os.geteuid())
+
+
+def test_a_new_store_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    """It holds voters' numbers: 0644 under the usual umask let every local user read them."""
+    from datetime import datetime, timezone
+
+    from ivr.store import Store
+    old = os.umask(0o022)
+    try:
+        store = Store.open(tmp_path / "ivr.db", optout_key=b"k")
+        store.add_optout("+33612345678", "post", datetime.now(timezone.utc))
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert modes == {"ivr.db": 0o600, "ivr.db-wal": 0o600, "ivr.db-shm": 0o600}

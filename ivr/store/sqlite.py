@@ -6,6 +6,7 @@ modules, all written out and parameterised (tests/test_security.py checks it).
 """
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -61,6 +62,7 @@ class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL, ConsoleSQL, Controlle
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(path)
             conn = sqlite3.connect(str(path), timeout=busy_timeout_s, isolation_level=None,
                                    check_same_thread=False)
             db = sqlite_utils.Database(conn)
@@ -103,3 +105,12 @@ def optout_key_for(db_path: Path, key_file: str | Path | None = None) -> bytes:
     """The HMAC key for the opposition list (sqlite_optout_key.resolve_key). Changing it would
     forget every opposition."""
     return resolve_key(db_path, key_file)[0]
+
+
+def _create_private(path: Path) -> None:
+    """A new store file readable by its owner only, whatever the umask: it holds voters'
+    numbers (SQLite gives its -wal and -shm files the database file's mode)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
