@@ -162,7 +162,9 @@ def test_non_mapping_source_is_an_error() -> None:
 
 
 @pytest.mark.parametrize("basis", ["scraped", "web", "Internet", "scraping", "web_scraping",
-                                   "aspiration de sites", "collected online", "crawler"])
+                                   "aspiration de sites", "collected online", "crawler",
+                                   "web sans consentement", "collected online without consent",
+                                   "en ligne, pas de consentement"])
 def test_numbers_from_the_internet_are_refused_citing_cnil(basis: str) -> None:
     found = preflight(make(), sources=[{"source": "x", "basis": basis, "acquired_on": "2026-01-01"}])
     assert codes(found, ERROR) == ["basis_scraped"]

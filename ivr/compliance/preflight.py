@@ -55,6 +55,8 @@ KNOWN_BASES = frozenset({"consent", "rented_file", "member_file"})
 _HARD_SCRAPE = re.compile(r"scrap|crawl|harvest|aspir|extract")
 _SOFT_SCRAPE = re.compile(r"\bweb|internet|online|en ligne|social|reseaux")
 _CONSENT = re.compile(r"consent|opt.?in")
+# ...unless the consent is denied: "web sans consentement", "collected online without consent"
+_NO_CONSENT = re.compile(r"\b(sans|without|no|not|non|pas d|aucun)\W+(\w+\W+)?(consent|opt.?in)")
 # A list NAMED after a scraping origin is refused whatever its basis says ("scraped from
 # leboncoin", basis member_file): the words of scraping, and the public sites and directories
 # numbers are harvested from. Matched in the name folded, without spaces, dots or dashes, so
@@ -271,7 +273,8 @@ def check_sources(sources: Iterable[dict[str, Any]]) -> list[Violation]:
                             f"({', '.join(sorted(KNOWN_BASES))})"))
         else:
             folded = _fold(basis)
-            if _HARD_SCRAPE.search(folded) or (_SOFT_SCRAPE.search(folded) and not _CONSENT.search(folded)):
+            consented = _CONSENT.search(folded) and not _NO_CONSENT.search(folded)
+            if _HARD_SCRAPE.search(folded) or (_SOFT_SCRAPE.search(folded) and not consented):
                 out.append(_err("basis_scraped", f"{label} basis {basis!r}: the CNIL forbids calling numbers "
                                 "collected on the internet; drop this list"))
             elif folded not in KNOWN_BASES:
