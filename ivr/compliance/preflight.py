@@ -56,7 +56,7 @@ _HARD_SCRAPE = re.compile(r"scrap|crawl|harvest|aspir|extract")
 _SOFT_SCRAPE = re.compile(r"\bweb|internet|online|en ligne|social|reseaux")
 _CONSENT = re.compile(r"consent|opt.?in")
 # ...unless the consent is denied: "web sans consentement", "collected online without consent"
-_NO_CONSENT = re.compile(r"\b(sans|without|no|not|non|pas d|aucun)\W+(\w+\W+)?(consent|opt.?in)")
+_NO_CONSENT = re.compile(r"\b(sans|without|no|not|non|pas|aucun)\W+(\w+\W+)?(consent|opt.?in)")
 # A list NAMED after a scraping origin is refused whatever its basis says ("scraped from
 # leboncoin", basis member_file): the words of scraping, and the public sites and directories
 # numbers are harvested from. Matched in the name folded, without spaces, dots or dashes, so
