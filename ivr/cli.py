@@ -43,7 +43,14 @@ class Ctx:
         # the factory, not ivr.app's wrapper: a dry run or a report need not load the run's
         # modules (dialer, AGI, uvloop: ~25 MB and 0.3 s)
         from ivr.store.factory import open_store
-        return open_store(self.cfg, busy_timeout_s)
+        path = None if self.cfg.store.url else self.cfg.path(self.cfg.store.path)
+        new = path is not None and not path.exists()
+        store = open_store(self.cfg, busy_timeout_s)
+        if new:  # a mistyped store.path would otherwise go unnoticed, opposition list and all
+            err_console.print(f"note: new store created at {path} (no contacts and no "
+                              "opposition list yet): check store.path if you expected one",
+                              highlight=False, markup=False)
+        return store
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
@@ -267,6 +274,10 @@ def report_cmd(ctx: Ctx, fmt: str, campaign: str | None, every: bool) -> None:
         raise IvrError("--all and --campaign exclude each other: give one of them")
     campaign = None if every else (campaign or ctx.cfg.campaign.name)
     store = ctx.store()
+    known = store.campaigns()
+    if campaign is not None and campaign not in known:  # a typo reads as an empty report
+        err_console.print(f"warning: no campaign {campaign!r} in this store (its campaigns: "
+                          f"{', '.join(known) or 'none'})", highlight=False, markup=False)
     if fmt == "csv":
         report.calls_csv(store, sys.stdout, campaign=campaign)
     elif fmt == "json":

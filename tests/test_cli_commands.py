@@ -131,3 +131,18 @@ def test_dry_run_leaves_the_store_file_and_its_wal_byte_identical(cfg_file: Path
     due, waiting = map(int, re.findall(r"(\d+) would be called now, (\d+) not", out)[0])
     assert due + waiting == 5 and waiting >= 3  # the other two depend on the hour
     assert [f.read_bytes() for f in files] == before
+
+
+def test_a_new_store_is_noted_and_an_unknown_campaign_is_warned(cfg_file: Path) -> None:
+    """A mistyped store.path made a new, empty store (no opposition list) without a word, and
+    `report --campaign` with a typo printed an empty report."""
+    runner = CliRunner(mix_stderr=False)
+    first = runner.invoke(cli, ["--config", str(cfg_file), "report", "--format", "json"])
+    assert first.exit_code == 0 and first.stderr.startswith("note: new store created at ")
+    again = runner.invoke(cli, ["--config", str(cfg_file), "report", "--format", "json",
+                                "--campaign", "typo"])
+    assert again.exit_code == 0 and json.loads(again.stdout)["attempts"] == 0
+    assert again.stderr == "warning: no campaign 'typo' in this store (its campaigns: none)\n"
+    seed_consent(cfg_file)
+    known = runner.invoke(cli, ["--config", str(cfg_file), "report", "--campaign", "c1"])
+    assert known.exit_code == 0 and known.stderr == ""

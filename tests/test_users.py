@@ -69,10 +69,10 @@ def test_an_unknown_action_is_an_error_and_an_unknown_role_may_do_nothing() -> N
 
 def test_users_add_from_stdin_then_login_hash_verifies(cfg: Path, backend: Backend) -> None:
     cfg_file = cfg
+    store = backend.open()  # an existing store: a new one is noted on stderr (test_cli_commands)
     code, out, err = invoke(cfg_file, "users", "add", "alice", "--role", "operator",
                             stdin=PASSWORD + "\n")
     assert (code, err) == (0, "") and "alice added (operator)" in out
-    store = backend.open()
     user = store.user_by_name("alice")
     assert user is not None and user["role"] == "operator"
     assert user["password_hash"].startswith("$argon2id$") and PASSWORD not in str(user)
