@@ -6,14 +6,15 @@ from collections.abc import Callable
 from datetime import datetime
 
 from ivr.callflow.agi_gate import hang_up_refused
+from ivr.compliance.prompt_legal import CALLBACK_CONFIRM_KEY, CALLBACK_NOTICE
 from ivr.telephony.agi_auth import secret_matches
 from ivr.telephony.contract import ARG_CALLBACK_SECRET, SOUNDS_DIR
-from ivr.telephony.fastagi import AgiHangup, AgiRequest
+from ivr.telephony.fastagi import CHANNEL_UP, AgiHangup, AgiRequest
 from ivr.numbers import e164
 from ivr.store.sqlite import Store
 
 log = logging.getLogger(__name__)
-CONFIRM_KEY = "1"
+CONFIRM_KEY = CALLBACK_CONFIRM_KEY  # what the notice asks for (`ivr check` reads it too)
 
 
 def caller_e164(raw: str, default_region: str) -> str | None:
@@ -62,7 +63,13 @@ class CallbackHandler:
 
     async def _confirmation(self, req: AgiRequest) -> str | None:
         """The key pressed during the notice or within timeout_ms after it."""
-        notice = await req.stream_file(f"{SOUNDS_DIR}/callback_notice", CONFIRM_KEY)
+        notice = await req.stream_file(f"{SOUNDS_DIR}/{CALLBACK_NOTICE}", CONFIRM_KEY)
         if notice.failed:
+            # Not a hangup: the notice is missing and no caller can confirm (`ivr check` refuses
+            # a campaign without it); an error, since the caller leaves having heard nothing.
+            if await req.channel_status() == CHANNEL_UP:
+                log.error("opposition line: Asterisk could not play %s/callback_notice, so no "
+                          "opposition can be recorded: add prompts.items.callback_notice, then "
+                          "`ivr prompts build`", SOUNDS_DIR)
             return None
         return notice.digit or await req.wait_for_digit(self.timeout_ms)

@@ -1,5 +1,6 @@
-"""Preflight for a whole campaign: config rules, legal mentions, consent first, and the lists
-about to be called."""
+"""Preflight for a whole campaign: config rules, legal mentions, consent first, the opposition
+line's notice, the prompt build (this campaign's, from the config's sources as they are now),
+and the lists about to be called."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -7,7 +8,7 @@ from collections.abc import Iterator
 from ivr.config import Config
 from ivr.compliance.consent_first import intro_problems, slot_problems
 from ivr.compliance.preflight import ERROR, WARNING, Violation, preflight, raise_on_errors
-from ivr.compliance.prompt_legal import missing_legal_items
+from ivr.compliance.prompt_legal import callback_line_problems, missing_legal_items
 from ivr.store.base import StoreBackend
 
 __all__ = ["check_campaign", "raise_on_errors"]
@@ -29,9 +30,18 @@ def unbound_violations(store: StoreBackend, campaign: str) -> list[Violation]:
 def prompt_violations(cfg: Config) -> list[Violation]:
     """Legal mentions, the consent-first intro and the time slot (pure: the config only)."""
     legal = [Violation("legal_mentions", problem, ERROR) for problem in missing_legal_items(cfg)]
+    legal += [Violation("callback_line", problem, ERROR) for problem in callback_line_problems(cfg)]
     intro = [Violation("consent_first", problem, ERROR) for problem in intro_problems(cfg)]
     slot = [Violation("ask_slot", message, severity) for severity, message in slot_problems(cfg)]
     return legal + intro + slot
+
+
+def build_violations(cfg: Config) -> list[Violation]:
+    """The build in prompts.build_dir: this campaign's, made from the config's sources as they
+    are now (prompts/manifest.py)."""
+    from ivr.prompts.manifest import build_problem
+    problem = build_problem(cfg)
+    return [Violation("prompts_stale", problem, ERROR)] if problem else []
 
 
 def _pending_numbers(store: StoreBackend, campaign: str) -> Iterator[str]:
@@ -45,5 +55,5 @@ def check_campaign(cfg: Config, store: StoreBackend) -> list[Violation]:
     # The pending callees let preflight refuse a fiction caller ID that would call real people.
     name = cfg.campaign.name
     callees = _pending_numbers(store, name)
-    return (prompt_violations(cfg) + unbound_violations(store, name)
+    return (prompt_violations(cfg) + build_violations(cfg) + unbound_violations(store, name)
             + preflight(cfg, sources=list_sources(store, name), callees=callees))

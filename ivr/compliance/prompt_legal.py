@@ -17,6 +17,10 @@ from ivr.errors import ComplianceError
 
 REQUIRED_PROMPTS = ("intro", "message", "legal", "goodbye", "invalid", "no_input",
                     "optout_confirm")
+# The opposition line (dialplans/ivr-callback.conf) is answered by every run and `ivr serve`:
+# its notice asks for this key, and without the notice no opposition is ever recorded.
+CALLBACK_NOTICE = "callback_notice"
+CALLBACK_CONFIRM_KEY = "1"
 
 # Phrases (normalised: lower case, no accents) that tell the callee how to stop the calls.
 # Each must start on a word boundary; prefixes cover inflections ("appelé/appelée/appelés").
@@ -119,3 +123,24 @@ def check_legal(cfg: Config) -> None:
     problems = missing_legal_items(cfg)
     if problems:
         raise ComplianceError("; ".join(problems))
+
+
+def callback_line_problems(cfg: Config) -> list[str]:
+    """The opposition line's notice: present, and telling the caller to press 1 to stop the
+    calls (callflow/agi_callback.py records the opposition only on that key)."""
+    item = cfg.prompts.items.get(CALLBACK_NOTICE)
+    key = CALLBACK_CONFIRM_KEY
+    example = f"e.g. 'Pour ne plus être appelé, appuyez sur {key}.'"
+    if item is None:
+        return [f"prompt {CALLBACK_NOTICE!r} is missing: the opposition line (every run and "
+                f"`ivr serve` answer it) records nothing without it; add prompts.items."
+                f"{CALLBACK_NOTICE} with a text: or file: ({example})"]
+    said = spoken_text(item)
+    if said is None:
+        return [f"{CALLBACK_NOTICE} prompt has no text or transcript: give prompts.items."
+                f"{CALLBACK_NOTICE} a text:, or a transcript: of its recording"]
+    if not tells_optout(said, key):
+        return [f"{CALLBACK_NOTICE} prompt does not say how to stop the calls with key {key} "
+                f"(the opposition line records the opposition on {key} only): say it in one "
+                f"sentence in {_field(CALLBACK_NOTICE)} ({example})"]
+    return []

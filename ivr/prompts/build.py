@@ -2,7 +2,8 @@
 
 Layout of the build dir (cfg.prompts.build_dir):
   <key>.wav        what Asterisk plays (it is given the name without extension)
-  manifest.json    what was built from what; written last, deterministic (no timestamps)
+  manifest.json    what was built from what, for which campaign (prompts/manifest.py);
+                   written last, deterministic (no timestamps)
   .cache/<h>.wav   converted audio keyed by sha256 of the input and the conversion settings
 
 Every prompt is validated and rendered into a staging folder first; only when all succeeded
@@ -31,16 +32,16 @@ from ivr.config import Config, PromptSource
 from ivr.errors import PromptError
 from ivr.compliance.prompt_legal import check_legal
 from ivr.prompts.archive import archive_build
+from ivr.prompts.install import atomic_write, install_prompts, same_file, sha
+from ivr.prompts.manifest import (MANIFEST_NAME, Manifest, fingerprint, load_manifest,
+                                  prompt_digest, read_manifest, spoken_source)
 from ivr.prompts.tts import ENGINES, check_gtts_language, render_tts, resolve_engine
-from ivr.telephony.contract import SOUNDS_DIR, prompt_sound
 
-Manifest = dict[str, Any]
 Log = Callable[[str], None]
 
-MANIFEST_NAME = "manifest.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 1  # `campaign` and `sources` (prompts/manifest.py) were added, nothing changed
 CACHE_DIR = ".cache"
-INSTALL_SUBDIR = SOUNDS_DIR  # Asterisk plays the installed prompts as ivr/<key>
+__all__ = ["MANIFEST_NAME", "build_prompts", "convert", "install_prompts", "load_manifest"]
 
 # Part of every cache key: changing any of these re-renders everything.
 CONVERSION: dict[str, Any] = {
@@ -143,7 +144,7 @@ def _plan(cfg: Config, engine_override: str | None, log: Log) -> list[_Job]:
             jobs.append(_Job(key, "file", None, None, item.file, data, _hash("file", digest)))
             continue
         engine = engines[key]
-        text = " ".join((item.text or "").split())  # YAML re-wrapping must not re-render
+        text = spoken_source(item.text or "")  # YAML re-wrapping must not re-render
         if engine == "gtts":
             check_gtts_language(p.language, key=key)
             voice: dict[str, str] = {"language": p.language, "tld": p.gtts_tld}
@@ -152,6 +153,12 @@ def _plan(cfg: Config, engine_override: str | None, log: Log) -> list[_Job]:
         jobs.append(_Job(key, "tts", engine, text, None, None,
                          _hash("tts", engine, text, voice)))
     return jobs
+
+
+def _sources(jobs: list[_Job]) -> dict[str, str]:
+    """What each prompt was rendered from, as manifest.config_fingerprint reads it."""
+    return {j.key: prompt_digest("text", j.text or "") if j.source == "tts"
+            else prompt_digest("file", sha(j.data or b"")) for j in jobs}
 
 
 # ---------------------------------------------------------------- conversion
@@ -225,28 +232,6 @@ def _render(cfg: Config, job: _Job, log: Log) -> bytes:
 
 # ---------------------------------------------------------------- files
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; Asterisk runs as another user and must read
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _same_file(path: Path, sha: str) -> bool:
-    return path.is_file() and _sha(path.read_bytes()) == sha
-
-
 def _manifest_bytes(manifest: Manifest) -> bytes:
     return (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
@@ -298,12 +283,12 @@ def _stage_job(cfg: Config, job: _Job, build_dir: Path, staging: Path, staged: _
         raise PromptError(f"prompt {job.key!r}: lasts {duration:.1f} s, longer than "
                           f"prompts.max_duration_s = {cfg.prompts.max_duration_s:g} s: "
                           "shorten it or raise the limit")
-    sha = _sha(wav)
-    if not _same_file(build_dir / f"{job.key}.wav", sha):
+    digest = sha(wav)
+    if not same_file(build_dir / f"{job.key}.wav", digest):
         (staging / f"{job.key}.wav").write_bytes(wav)
         staged.outputs.append(f"{job.key}.wav")
     entry: dict[str, Any] = {
-        "source": job.source, "engine": job.engine, "sha256": sha,
+        "source": job.source, "engine": job.engine, "sha256": digest,
         "duration_s": round(duration, 3), "sample_rate": rate, "channels": channels,
         "sample_width": width,
         "path": (Path(cfg.prompts.build_dir) / f"{job.key}.wav").as_posix()}
@@ -328,7 +313,7 @@ def _finish(build_dir: Path, manifest: Manifest, old_manifest: Manifest | None,
     """Write the manifest if it changed, then drop the wavs of prompts no longer configured."""
     manifest_path = build_dir / MANIFEST_NAME
     if not manifest_path.is_file() or manifest_path.read_bytes() != _manifest_bytes(manifest):
-        _atomic_write(manifest_path, _manifest_bytes(manifest))
+        atomic_write(manifest_path, _manifest_bytes(manifest))
     # Only wavs this pipeline wrote before are removed; other files in the folder are left.
     for stale in sorted(set((old_manifest or {}).get("prompts", {})) - set(manifest["prompts"])):
         (build_dir / f"{stale}.wav").unlink(missing_ok=True)
@@ -344,17 +329,23 @@ def build_prompts(cfg: Config, *, engine_override: str | None = None,
     jobs = _plan(cfg, engine_override, log)
     build_dir = cfg.path(cfg.prompts.build_dir)
     try:
-        old_manifest = _read_manifest(build_dir / MANIFEST_NAME)
+        old_manifest = read_manifest(build_dir / MANIFEST_NAME)
     except PromptError as exc:  # a damaged manifest is what a rebuild repairs
         log(f"{exc}; it will be rewritten")
         old_manifest = None
+    before = (old_manifest or {}).get("campaign", cfg.campaign.name)
+    if before != cfg.campaign.name:  # two configs sharing prompts.build_dir
+        log(f"note: {cfg.prompts.build_dir} held the build of campaign {before!r}, whose "
+            "`ivr check` refuses this one: give that config its own prompts.build_dir")
     created = _mkdirs(build_dir)
     staging = Path(tempfile.mkdtemp(dir=build_dir, prefix=".staging-"))
     try:
         staged = _Staged()
         for job in jobs:
             _stage_job(cfg, job, build_dir, staging, staged, log)
-        manifest: Manifest = {"version": MANIFEST_VERSION, "prompts": staged.entries}
+        manifest: Manifest = {"version": MANIFEST_VERSION, "campaign": cfg.campaign.name,
+                              "sources": fingerprint(cfg, _sources(jobs)),
+                              "prompts": staged.entries}
         _move_into_place(staged, build_dir, staging)
     except BaseException:  # all-or-nothing: the build dir is left exactly as it was
         shutil.rmtree(staging, ignore_errors=True)
@@ -365,54 +356,3 @@ def build_prompts(cfg: Config, *, engine_override: str | None = None,
     _finish(build_dir, manifest, old_manifest, log)
     archive_build(cfg, manifest)  # every version ever built stays reachable by its sha256
     return manifest
-
-
-def _read_manifest(path: Path) -> Manifest | None:
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise PromptError(f"{path} is unreadable ({exc}): run `ivr prompts build` again") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("prompts"), dict):
-        raise PromptError(f"{path} is not a prompt manifest: run `ivr prompts build` again")
-    return data
-
-
-def load_manifest(cfg: Config) -> Manifest:
-    """The manifest of the last successful build."""
-    path = cfg.path(cfg.prompts.build_dir) / MANIFEST_NAME
-    manifest = _read_manifest(path)
-    if manifest is None:
-        raise PromptError(f"prompts are not built ({path} missing): run `ivr prompts build` first")
-    return manifest
-
-
-def install_prompts(cfg: Config, manifest: Manifest, dest_dir: Path) -> list[Path]:
-    """Copy the built wavs to dest_dir/ivr/<key>.wav (the dialplans' failsafe and the
-    opposition line play ivr/<key>; `ivr` is contract.SOUNDS_DIR) and, content-addressed, to
-    dest_dir/ivr/<campaign dir>/<key>-<sha12>.wav: what the IVR plays (contract.prompt_sound).
-    Those are added, never replaced nor deleted: a call in flight keeps its version.
-
-    Every source is read and checked against the manifest before anything is written.
-    """
-    blobs: list[tuple[Path, bytes]] = []
-    target = Path(dest_dir) / INSTALL_SUBDIR
-    for key, entry in sorted(manifest.get("prompts", {}).items()):
-        src = cfg.path(entry["path"])
-        try:
-            data = src.read_bytes()
-        except OSError as exc:
-            raise PromptError(f"prompt {key!r}: cannot read {src} ({exc.strerror or exc}): "
-                              "run `ivr prompts build` again") from exc
-        if _sha(data) != entry["sha256"]:
-            raise PromptError(f"prompt {key!r}: {src} does not match manifest.json: "
-                              "run `ivr prompts build` again")
-        blobs.append((target / f"{key}.wav", data))
-        sound = prompt_sound(cfg.campaign.name, key, entry["sha256"])
-        blobs.append((Path(dest_dir) / f"{sound}.wav", data))
-    for path, data in blobs:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not _same_file(path, _sha(data)):
-            _atomic_write(path, data)
-    return [path for path, _ in blobs]

@@ -8,7 +8,8 @@ new version; the attempt records the version it played.
 The manifest is looked at (one stat) at most once a second. A new version is taken only once
 every one of its files is installed where the controller can see it (every sandbox instance's
 own sounds folder, sandbox_nodes.sounds_dirs, or pbx.sounds_dir): no call, on any node, asks
-Asterisk for a file that is not there yet. With a PBX whose sounds
+Asterisk for a file that is not there yet. A manifest rewritten by another campaign's build
+(two configs sharing prompts.build_dir) is never taken. With a PBX whose sounds
 folder the controller cannot see, the administrator installs first, then rebuilds (README).
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ivr.prompts.manifest import ForeignBuild
 from ivr.telephony.contract import prompt_sound
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,10 @@ class LivePrompts:
             return
         try:
             candidate = version_of(self.campaign, self._load())  # type: ignore[misc]
+        except ForeignBuild as exc:  # another campaign's build: never played, said once
+            self._seen = stamp
+            log.error("prompt manifest rewritten for another campaign, not followed: %s", exc)
+            return
         except Exception as exc:  # a build being written, or broken: keep playing ours
             log.warning("prompt manifest changed but cannot be read (%s): keeping the "
                         "current version", exc)

@@ -1,0 +1,113 @@
+"""Install a build into the PBX's sounds folder.
+
+Each campaign's versions are content-addressed in its own folder (contract.prompt_sound): they
+never clash. The plain copies sounds/ivr/<key>.wav are one set for the whole PBX: the
+opposition line (callflow/agi_callback.py) and its failsafe (dialplans/ivr-callback.conf)
+play them. On a shared PBX (pbx.mode external) they belong to the campaign named in
+sounds/ivr/LINE_OWNER, written by the first install: another campaign's install leaves them
+as they are and says so, so that building campaign B never makes A's opposition line name B's
+candidate. Deleting that file hands the line to the next campaign installed. The sandbox (a
+private test PBX, whose line answers the config that last ran `ivr pbx up`) keeps the last
+install's.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+from ivr.config import Config
+from ivr.errors import PromptError
+from ivr.prompts.manifest import check_not_foreign
+from ivr.telephony.contract import SOUNDS_DIR, prompt_sound
+
+log = logging.getLogger(__name__)
+
+LINE_OWNER = "opposition-line.campaign"  # in sounds/ivr/: whose prompts the plain copies are
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Whole or not at all: Asterisk never opens half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; Asterisk runs as another user and must read
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def same_file(path: Path, digest: str) -> bool:
+    return path.is_file() and sha(path.read_bytes()) == digest
+
+
+def line_owner(dest_dir: Path) -> str | None:
+    """The campaign whose prompts sounds/ivr/<key>.wav are, when recorded."""
+    try:
+        return (Path(dest_dir) / SOUNDS_DIR / LINE_OWNER).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+
+
+def _takes_plain_copies(cfg: Config, dest_dir: Path) -> bool:
+    owner = line_owner(dest_dir)
+    name = cfg.campaign.name
+    if cfg.pbx.mode == "sandbox" or owner in (None, "", name):
+        return True
+    log.warning("campaign %r: sounds/ivr/<key>.wav not replaced: the opposition line and its "
+                "failsafe play them for the whole PBX and they belong to campaign %r; to give "
+                "the line to %r, delete %s and install again", name, owner, name,
+                Path(dest_dir) / SOUNDS_DIR / LINE_OWNER)
+    return False
+
+
+def _read_built(cfg: Config, key: str, entry: Mapping[str, Any]) -> bytes:
+    src = cfg.path(entry["path"])
+    try:
+        data = src.read_bytes()
+    except OSError as exc:
+        raise PromptError(f"prompt {key!r}: cannot read {src} ({exc.strerror or exc}): "
+                          "run `ivr prompts build` again") from exc
+    if sha(data) != entry["sha256"]:
+        raise PromptError(f"prompt {key!r}: {src} does not match manifest.json: "
+                          "run `ivr prompts build` again")
+    return data
+
+
+def install_prompts(cfg: Config, manifest: Mapping[str, Any], dest_dir: Path) -> list[Path]:
+    """Copy the built wavs, content-addressed, to dest_dir/ivr/<campaign dir>/<key>-<sha12>.wav
+    (what the IVR plays: contract.prompt_sound) and, when the line is this campaign's, to
+    dest_dir/ivr/<key>.wav. The versions are added, never replaced nor deleted: a call in
+    flight keeps its version. Returns the files installed.
+
+    Another campaign's build is refused; every source is read and checked against the
+    manifest before anything is written.
+    """
+    check_not_foreign(cfg, manifest)
+    plain = _takes_plain_copies(cfg, dest_dir)
+    target = Path(dest_dir) / SOUNDS_DIR
+    blobs: list[tuple[Path, bytes]] = []
+    for key, entry in sorted(manifest.get("prompts", {}).items()):
+        data = _read_built(cfg, key, entry)
+        if plain:
+            blobs.append((target / f"{key}.wav", data))
+        sound = prompt_sound(cfg.campaign.name, key, entry["sha256"])
+        blobs.append((Path(dest_dir) / f"{sound}.wav", data))
+    for path, data in blobs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not same_file(path, sha(data)):
+            atomic_write(path, data)
+    if plain and blobs and line_owner(dest_dir) != cfg.campaign.name:
+        atomic_write(target / LINE_OWNER, f"{cfg.campaign.name}\n".encode())
+    return [path for path, _ in blobs]

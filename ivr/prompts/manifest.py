@@ -1,0 +1,140 @@
+"""The build's manifest (prompts.build_dir/manifest.json): reading it, and what it was made
+for: its campaign and a fingerprint of every source it was made from.
+
+Two configs in one folder share prompts.build_dir unless one is changed (a cloned config keeps
+it), and a text or a legal mention edited after the build leaves the built audio saying the old
+one. The manifest records `campaign` and `sources` (a hash per prompt text or recording, per
+legal.* field) so that `ivr check` and `ivr run` refuse a build made for another campaign or
+from other sources, and install and the live follower refuse another campaign's build.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ivr.config import Config, PromptSource
+from ivr.errors import PromptError
+
+Manifest = dict[str, Any]
+
+MANIFEST_NAME = "manifest.json"
+LEGAL_FIELDS = ("sender", "postal_address", "email")
+REBUILD = "run `ivr prompts build`"
+
+
+class ForeignBuild(PromptError):
+    """The build in prompts.build_dir was made for another campaign."""
+
+
+def read_manifest(path: Path) -> Manifest | None:
+    """The manifest at path as written (None when absent); PromptError when damaged."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PromptError(f"{path} is unreadable ({exc}): run `ivr prompts build` again") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("prompts"), dict):
+        raise PromptError(f"{path} is not a prompt manifest: run `ivr prompts build` again")
+    return data
+
+
+def load_manifest(cfg: Config) -> Manifest:
+    """The manifest of the last successful build; another campaign's is refused (ForeignBuild):
+    a run, its live follower and the install never take it."""
+    path = cfg.path(cfg.prompts.build_dir) / MANIFEST_NAME
+    manifest = read_manifest(path)
+    if manifest is None:
+        raise PromptError(f"prompts are not built ({path} missing): run `ivr prompts build` first")
+    check_not_foreign(cfg, manifest)
+    return manifest
+
+
+def _digest(value: Any) -> str:
+    blob = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def spoken_source(text: str) -> str:
+    """A TTS text as the build renders it: YAML re-wrapping is not a change."""
+    return " ".join(text.split())
+
+
+def prompt_digest(kind: str, value: str) -> str:
+    """kind "text": the normalised text; kind "file": the recording's sha256."""
+    return _digest([kind, value])
+
+
+def fingerprint(cfg: Config, prompts: Mapping[str, str]) -> dict[str, str]:
+    """Source name -> digest: the prompts' (prompt_digest) and the legal fields'."""
+    out = {f"prompts.items.{key}": digest for key, digest in prompts.items()}
+    for name in LEGAL_FIELDS:
+        out[f"legal.{name}"] = _digest(getattr(cfg.legal, name))
+    return out
+
+
+def _config_digest(cfg: Config, item: PromptSource) -> str:
+    if item.file is None:
+        return prompt_digest("text", spoken_source(item.text or ""))
+    try:
+        data = (cfg.path(cfg.prompts.sources_dir) / item.file).read_bytes()
+    except OSError:
+        return "unreadable"  # never equal to a build's: the build names the file's problem
+    return prompt_digest("file", hashlib.sha256(data).hexdigest())
+
+
+def config_fingerprint(cfg: Config) -> dict[str, str]:
+    """The fingerprint a build of this config, as it is now, would record."""
+    return fingerprint(cfg, {key: _config_digest(cfg, item)
+                             for key, item in cfg.prompts.items.items()})
+
+
+def _where(cfg: Config) -> str:
+    return f"{cfg.prompts.build_dir}/{MANIFEST_NAME}"
+
+
+def foreign_problem(cfg: Config, manifest: Mapping[str, Any]) -> str | None:
+    """One line when the manifest names another campaign than the config's."""
+    built_for = manifest.get("campaign")
+    if built_for is None or built_for == cfg.campaign.name:
+        return None
+    return (f"campaign {cfg.campaign.name!r}: {_where(cfg)} is the build of campaign "
+            f"{built_for!r}: give this config its own prompts.build_dir and {REBUILD}")
+
+
+def check_not_foreign(cfg: Config, manifest: Mapping[str, Any]) -> None:
+    problem = foreign_problem(cfg, manifest)
+    if problem:
+        raise ForeignBuild(problem)
+
+
+def stale_problem(cfg: Config, manifest: Mapping[str, Any]) -> str | None:
+    """One line when the build was not made for this config as it is now, else None."""
+    foreign = foreign_problem(cfg, manifest)
+    if foreign:
+        return foreign
+    name = cfg.campaign.name
+    recorded = manifest.get("sources")
+    if "campaign" not in manifest or not isinstance(recorded, dict):
+        return (f"campaign {name!r}: {_where(cfg)} records no campaign nor sources (built by "
+                f"an older version): {REBUILD}")
+    now = config_fingerprint(cfg)
+    changed = sorted(k for k in set(now) | set(recorded) if now.get(k) != recorded.get(k))
+    if not changed:
+        return None
+    shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+    return (f"campaign {name!r}: the prompts in {cfg.prompts.build_dir} do not match the "
+            f"config ({shown} changed since they were built): {REBUILD}")
+
+
+def build_problem(cfg: Config) -> str | None:
+    """For `ivr check` and `ivr run`: one line when the build in prompts.build_dir is not this
+    campaign's as the config is now. Not built at all: None (`ivr run` says so itself)."""
+    try:
+        manifest = read_manifest(cfg.path(cfg.prompts.build_dir) / MANIFEST_NAME)
+    except PromptError as exc:
+        return str(exc)
+    return stale_problem(cfg, manifest) if manifest is not None else None
