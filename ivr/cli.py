@@ -32,6 +32,7 @@ class Ctx:
     def __init__(self, config_path: str) -> None:
         self.config_path = config_path
         self._cfg: Config | None = None
+        self.created: Path | None = None  # a store this command created
 
     @property
     def cfg(self) -> Config:
@@ -46,10 +47,8 @@ class Ctx:
         path = None if self.cfg.store.url else self.cfg.path(self.cfg.store.path)
         new = path is not None and not path.exists()
         store = open_store(self.cfg, busy_timeout_s)
-        if new:  # a mistyped store.path would otherwise go unnoticed, opposition list and all
-            err_console.print(f"note: new store created at {path} (no contacts and no "
-                              "opposition list yet): check store.path if you expected one",
-                              highlight=False, markup=False)
+        if new:  # said once the command succeeds (an error stays one line)
+            self.created = path
         return store
 
 
@@ -61,10 +60,16 @@ class IvrGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
         except IvrError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(1)
+        created = getattr(ctx.obj, "created", None)
+        if created is not None:  # a mistyped store.path would go unnoticed, opposition list and all
+            err_console.print(f"note: new store created at {created} (no contacts and no "
+                              "opposition list yet): check store.path if you expected one",
+                              highlight=False, markup=False)
+        return result
 
 
 @click.group(cls=IvrGroup)
@@ -272,11 +277,11 @@ def report_cmd(ctx: Ctx, fmt: str, campaign: str | None, every: bool) -> None:
     if every and campaign:
         from ivr.errors import IvrError
         raise IvrError("--all and --campaign exclude each other: give one of them")
-    campaign = None if every else (campaign or ctx.cfg.campaign.name)
+    named, campaign = campaign, None if every else (campaign or ctx.cfg.campaign.name)
     store = ctx.store()
-    known = store.campaigns()
-    if campaign is not None and campaign not in known:  # a typo reads as an empty report
-        err_console.print(f"warning: no campaign {campaign!r} in this store (its campaigns: "
+    known = store.campaigns() if named else []
+    if named and named not in known:  # a typo would read as an empty report
+        err_console.print(f"warning: no campaign {named!r} in this store (its campaigns: "
                           f"{', '.join(known) or 'none'})", highlight=False, markup=False)
     if fmt == "csv":
         report.calls_csv(store, sys.stdout, campaign=campaign)
