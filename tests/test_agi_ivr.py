@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ivr.callflow.agi_callback import CallbackHandler
+from ivr.callflow.agi_callback import CallbackHandler, caller_e164
 from ivr.callflow.agi_ivr import PromptUnplayable, _play, _wait, drive, hangup_cause
 from ivr.callflow.flow import DONE, HANGUP, Outcome, Play, Result, WaitKey
 from ivr.telephony.contract import ARG_CALLBACK_SECRET, SOUNDS_DIR
@@ -142,15 +142,26 @@ def test_callback_stores_the_opposition_only_on_confirmation(script: tuple[Any, 
 
 
 @pytest.mark.parametrize("given", [None, "", SECRET[:-1], SECRET + "x", SECRET.upper()])
-def test_a_callback_without_the_secret_is_hung_up_and_writes_nothing(
+def test_a_callback_without_the_secret_writes_nothing_and_gives_the_written_route(
         given: str | None, caplog: pytest.LogCaptureFixture) -> None:
+    """A real caller meets this when [globals] and the controller disagree on the secret: the
+    legal mentions (how to object in writing), not a silent hang-up; nothing is recorded."""
     headers = {"agi_callerid": "0199000077"}
     if given is not None:
         headers[ARG_CALLBACK_SECRET] = given
     ch = Channel(StreamResult(digit="1", endpos=10), StreamResult(endpos=10), headers=headers)
     assert _callback(ch) == []
-    assert ch.calls == [("hangup", ())]
+    assert ch.calls == [("stream_file", (f"{SOUNDS_DIR}/legal", ""))]
     assert "without the callback secret" in caplog.text and SECRET not in caplog.text
+
+
+@pytest.mark.parametrize("raw, number", [
+    ("262692123456", "+262692123456"),   # Réunion, presented without its '+'
+    ("+262692123456", "+262692123456"), ("0692123456", "+262692123456"),
+    ("33612345678", "+33612345678"), ("0612345678", "+33612345678"),
+    ("anonymous", None), ("", None), ("12", None)])
+def test_the_callers_number_is_read_with_or_without_its_plus(raw: str, number: str | None) -> None:
+    assert caller_e164(raw, "FR") == number
 
 
 def test_a_withheld_caller_hears_the_written_route() -> None:

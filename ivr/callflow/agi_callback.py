@@ -5,7 +5,6 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from ivr.callflow.agi_gate import hang_up_refused
 from ivr.compliance.prompt_legal import CALLBACK_CONFIRM_KEY, CALLBACK_NOTICE
 from ivr.telephony.agi_auth import secret_matches
 from ivr.telephony.contract import ARG_CALLBACK_SECRET, SOUNDS_DIR
@@ -18,16 +17,21 @@ CONFIRM_KEY = CALLBACK_CONFIRM_KEY  # what the notice asks for (`ivr check` read
 
 
 def caller_e164(raw: str, default_region: str) -> str | None:
-    """The caller ID as E.164, or None when it is withheld or not a valid number."""
+    """The caller ID as E.164, or None when it is withheld or not a valid number. Some
+    carriers present an international number without its '+' (262692123456 for Réunion)."""
     if not raw or raw.lower() in ("unknown", "anonymous", "<unknown>"):
         return None
-    return e164(raw, default_region)
+    number = e164(raw, default_region)
+    if number is None and raw.isdigit() and not raw.startswith("0"):
+        number = e164("+" + raw, default_region)
+    return number
 
 
 class CallbackHandler:
     """Route `callback` (contract.ROUTE_CALLBACK), keyed by the caller ID. Anyone who reaches
     the FastAGI port can claim any caller ID, so a session must carry `secret` (the dialplan's
-    IVR_CALLBACK_SECRET) in ARG_CALLBACK_SECRET; otherwise it is hung up and writes nothing."""
+    IVR_CALLBACK_SECRET) in ARG_CALLBACK_SECRET; otherwise it writes nothing (the caller hears
+    the legal mentions, the written route to object)."""
 
     def __init__(self, store: Store, default_region: str, clock: Callable[[], datetime],
                  timeout_s: float = 5.0,
@@ -42,9 +46,13 @@ class CallbackHandler:
 
     async def __call__(self, req: AgiRequest) -> None:
         if not secret_matches(req.headers.get(ARG_CALLBACK_SECRET, ""), self.secret):
-            log.warning("FastAGI callback: session without the callback secret from %r; "
-                        "hanging up", req.writer.get_extra_info("peername"))
-            await hang_up_refused(req)
+            # Nothing is written. A real caller reaches this when the secret in [globals] and
+            # the controller's differ (changed without `dialplan reload`): the written route,
+            # as the dialplan's failsafe gives it, rather than silence and a hang-up.
+            log.error("FastAGI callback: session without the callback secret from %r: nothing "
+                      "recorded; check that IVR_CALLBACK_SECRET matches [globals] and run "
+                      "`dialplan reload`", req.writer.get_extra_info("peername"))
+            await req.stream_file(f"{SOUNDS_DIR}/legal")
             return
         number = caller_e164(req.headers.get("agi_callerid", ""), self.region)
         if number is None:  # nothing to key the opposition on: give the written route
