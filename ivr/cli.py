@@ -98,7 +98,9 @@ def prompts() -> None:
 @pass_ctx
 def prompts_build(ctx: Ctx, engine: str | None, install: bool) -> None:
     """Render every prompt of config.yaml to 8 kHz telephony audio, with a manifest."""
+    from ivr.compliance.consent_first import require_consent_first
     from ivr.prompts.build import build_prompts
+    require_consent_first(ctx.cfg)
     manifest = build_prompts(ctx.cfg, engine_override=engine,
                              log=lambda m: console.print(m, highlight=False))
     console.print(f"{len(manifest['prompts'])} prompts built in "

@@ -146,3 +146,16 @@ def test_a_new_store_is_noted_and_an_unknown_campaign_is_warned(cfg_file: Path) 
     seed_consent(cfg_file)
     known = runner.invoke(cli, ["--config", str(cfg_file), "report", "--campaign", "c1"])
     assert known.exit_code == 0 and known.stderr == ""
+
+
+def test_prompts_build_refuses_an_intro_that_is_not_consent_first(cfg_file: Path) -> None:
+    """A running campaign takes a rebuilt intro at once (prompts/live.py): the build refuses
+    what `ivr check` refuses, and writes nothing."""
+    data = yaml.safe_load(cfg_file.read_text(encoding="utf-8"))
+    data["prompts"]["items"]["intro"] = {"text": "Votez pour nous dimanche. Merci."}
+    cfg_file.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    code, out = invoke(cfg_file, "prompts", "build", "--engine", "espeak", "--no-install")
+    assert code == 1 and out.startswith("error: prompts.items.intro ") and out.count("\n") == 1
+    assert "nothing was built" in out
+    cfg = config.load(cfg_file)
+    assert not (cfg.path(cfg.prompts.build_dir) / "manifest.json").exists()

@@ -19,6 +19,8 @@ from test_web_prompts import _tone
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 LEGAL = {"sender": SENDER, "postal_address": ADDRESS, "email": EMAIL}
+INTRO = {"text": f"Bonjour, ici {SENDER}. Pour ne plus être appelé, appuyez sur 9. Acceptez-vous "
+                 "d'écouter mon message ? Pour oui, appuyez sur 1. Pour non, appuyez sur 2."}
 
 
 def _web(tmp_path, monkeypatch, **items):  # type: ignore[no-untyped-def]
@@ -29,7 +31,8 @@ def _web(tmp_path, monkeypatch, **items):  # type: ignore[no-untyped-def]
     return make_web(tmp_path, monkeypatch, legal=LEGAL,
                     pbx={"mode": "external", "sounds_dir": str(tmp_path / "sounds")},
                     prompts={"engine": "espeak", "sources_dir": "src", "build_dir": "build",
-                             "items": {**ITEMS, "message": {"file": "message.wav",
+                             "items": {**ITEMS, "intro": INTRO,
+                                       "message": {"file": "message.wav",
                                                             "transcript": "Votez pour nous."},
                                        **items}})
 
@@ -94,6 +97,19 @@ def test_a_rebuild_refused_by_the_legal_check_shows_its_errors(tmp_path, monkeyp
     vt = login(viewer, "vera")
     assert viewer.post(f"/api/campaigns/{CAMPAIGN}/prompts/rebuild",
                        headers={"X-CSRF-Token": vt}).status_code == 403
+
+
+def test_a_rebuild_of_an_intro_that_is_not_consent_first_is_refused(tmp_path,
+                                                                     monkeypatch) -> None:
+    """A running campaign takes a rebuilt intro at once: the rebuild is the last gate, so an
+    intro that opens with the pitch and asks nothing is refused there, not only by `ivr check`."""
+    web = _web(tmp_path, monkeypatch, intro={"text": "Votez pour nous dimanche. Merci."})
+    c = web.client()
+    token = login(c, "otto")
+    r = c.post(f"/api/campaigns/{CAMPAIGN}/prompts/rebuild", headers={"X-CSRF-Token": token})
+    assert r.status_code == 400 and "prompts.items.intro" in r.json()["detail"]
+    assert "nothing was built" in r.json()["detail"]
+    assert not web.cfg.path("build/manifest.json").exists()
 
 
 def _m4a(ms: int = 800) -> bytes:

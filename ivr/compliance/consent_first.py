@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 
+from ivr.errors import ComplianceError
 from ivr.config import Config, PromptSource
 from ivr.compliance.prompt_legal import mentions_key, normalise, spoken_text, tells_optout
 
@@ -83,6 +84,16 @@ def intro_problems(cfg: Config) -> list[str]:
     out += _consent_question(cfg, normalise(said))
     out += _length(cfg, item, said)
     return out
+
+
+def require_consent_first(cfg: Config) -> None:
+    """Refuse, in one line, to build an intro `ivr check` would refuse: a running campaign
+    takes a rebuilt prompt at once (prompts/live.py), so the build is the last gate."""
+    problems = intro_problems(cfg)
+    if problems:
+        more = f" (and {len(problems) - 1} more: `ivr check` lists them)" if len(problems) > 1 \
+            else ""
+        raise ComplianceError(f"{problems[0]}{more}; nothing was built")
 
 
 def _consent_question(cfg: Config, said: str) -> list[str]:

@@ -85,6 +85,8 @@ def upload_recording(cfg: Config, key: str, data: bytes, filename: str) -> dict[
 def rebuild(cfg: Config) -> dict[str, Any]:
     """`ivr prompts build` (offline engine when the config says auto) then the install."""
     from ivr.app import install_prompts_to_pbx
+    from ivr.compliance.consent_first import require_consent_first
+    require_consent_first(cfg)  # a run would take the new intro at once
     manifest = build_prompts(cfg)
     installed, note = True, ""
     try:
