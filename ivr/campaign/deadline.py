@@ -4,6 +4,10 @@ A controller never waits forever for a call it cannot see (issue 17): events los
 that never reported, a call another controller serves. Each call in flight gets a deadline,
 the longest possible call plus a margin; past it the dialer asks the node for its channels and
 settles the call (`error`, stage `deadline`, retried), hanging it up first if it still lives.
+A node that is down cannot be asked: once it has been down for LOST_GRACE_S (its reconnect had
+its chance to reconcile them), its calls past their deadline are settled unseen (`error`, stage
+`node-lost`, retried after the `error` delay). Past its deadline a call has ended, whatever the
+node's state, so the retry dials nobody twice; before it, a down node may still carry it.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ AMD_MAX_S = 10.0      # AMD() decides within its totalAnalysisTime (5 s by defau
 MARGIN_S = 30.0       # AGI round trips, the IVR's checks after a hangup, the dialer's graces
 POLL_S = 1.0          # how often the watch looks for overdue calls
 NODE_TIMEOUT_S = 5.0  # a node that does not answer within this is asked again next time
+LOST_GRACE_S = 10.0  # a node down this long is not coming back in time to settle its calls
 
 
 def longest_call_s(cfg: Config, durations: Mapping[str, float]) -> float:
@@ -59,24 +64,30 @@ async def watch(dialer: Dialer) -> None:
     while True:
         await dialer.clock.sleep(POLL_S)
         for ns in list(dialer.nodes.values()):
-            late = overdue(ns, dialer.clock.monotonic())
-            if late and ns.node.up:
-                try:
+            now = dialer.clock.monotonic()
+            late = overdue(ns, now)
+            if not late:
+                continue
+            try:
+                if ns.node.up:
                     await settle_overdue(dialer, ns, late)
-                except Exception as exc:  # never let the watch die: asked again next time
-                    log.warning("deadline check on %s failed (%s)", ns.name, exc)
+                elif ns.down_for(now) >= lost_grace_s(dialer):
+                    await settle_unseen(dialer, ns, late, now)
+            except Exception as exc:  # never let the watch die: asked again next time
+                log.warning("deadline check on %s failed (%s)", ns.name, exc)
+
+
+def lost_grace_s(dialer: Dialer) -> float:
+    """How long a node must be down before its late calls are settled unseen (no longer than
+    a call's deadline: a short one, in tests, keeps it short)."""
+    return min(LOST_GRACE_S, dialer.deadline_s)
 
 
 async def settle_overdue(dialer: Dialer, ns: NodeState, late: list[InFlight]) -> None:
     live = await asyncio.wait_for(ns.node.channels(), NODE_TIMEOUT_S)
     for flight in late:
-        if dialer.by_call.get(flight.call_id) is not flight:
-            continue  # settled while the node answered
-        row = await dialer.read_call(flight.call_id)  # off the loop on a remote store
-        if dialer.by_call.get(flight.call_id) is not flight:
-            continue  # settled while it was read
-        if row is not None and row["outcome"]:  # stored, its end never reported: free it
-            dialer.finished(flight.call_id)
+        answered = await _still_open(dialer, flight)
+        if answered is None:
             continue
         if flight.channel_id in live:
             log.warning("call %s still live past its deadline: hanging it up", flight.call_id)
@@ -87,7 +98,44 @@ async def settle_overdue(dialer: Dialer, ns: NodeState, late: list[InFlight]) ->
         else:
             log.warning("call %s past its deadline and gone from %s: settling it",
                         flight.call_id, ns.name)
-        answered = flight.answered or (row is not None and row["answered_at"] is not None)
-        dialer.settle_error(flight.call_id, "deadline", answered=answered,
-                            attempt=flight.attempt)
+        _settle(dialer, flight, "deadline", answered)
+
+
+async def settle_unseen(dialer: Dialer, ns: NodeState, late: list[InFlight],
+                        now: float) -> int:
+    """The late calls of a node down for a while: `error`, stage `node-lost`, retried after
+    the `error` delay. An IVR session still running records its own outcome."""
+    settled = 0
+    for flight in late:
+        if flight.call_id in dialer.ivr_active:
+            continue
+        answered = await _still_open(dialer, flight)
+        if answered is not None:
+            _settle(dialer, flight, "node-lost", answered)
+            settled += 1
+    if settled:
+        log.warning("node %s down for %.0f s: %d call(s) past their deadline settled as error "
+                    "(node-lost), retried on the nodes that answer", ns.name,
+                    ns.down_for(now), settled)
+    return settled
+
+
+async def _still_open(dialer: Dialer, flight: InFlight) -> bool | None:
+    """Whether the call was answered, as far as the store or its events know; None when it is
+    no longer ours to settle, or its outcome is stored (then it is freed)."""
+    if dialer.by_call.get(flight.call_id) is not flight:
+        return None  # settled while the node answered
+    row = await dialer.read_call(flight.call_id)  # off the loop on a remote store
+    if dialer.by_call.get(flight.call_id) is not flight:
+        return None  # settled while it was read
+    if row is not None and row["outcome"]:  # stored, its end never reported: free it
         dialer.finished(flight.call_id)
+        return None
+    return flight.answered or (row is not None and row["answered_at"] is not None)
+
+
+def _settle(dialer: Dialer, flight: InFlight, stage: str, answered: bool) -> None:
+    if dialer.by_call.get(flight.call_id) is not flight:
+        return  # settled during the hang-up
+    dialer.settle_error(flight.call_id, stage, answered=answered, attempt=flight.attempt)
+    dialer.finished(flight.call_id)

@@ -65,10 +65,21 @@ class NodeState:
         self.reconciling = False
         self.down_since: float | None = None  # clock.monotonic() when its link was seen down
         self.lost = False  # its Asterisk died: its calls were settled (pool_watch)
+        self.told_down = False  # the log said this outage holds calls up (pool_watch)
         self.next_probe = 0.0  # clock.monotonic() of pool_watch's next look at its AMI port
         # No call here has a deadline before this (a lower bound: calls that ended may have
         # had it). The deadline watch scans `calls` only once it has passed.
         self.earliest_deadline = math.inf
+
+    def down_for(self, now: float) -> float:
+        """How long (clock.monotonic() seconds) the node's link has been seen down; 0 while
+        it is up. Both watches call it, so the outage is timed by whichever looks first."""
+        if self.node.up:
+            self.down_since = None
+            return 0.0
+        if self.down_since is None:
+            self.down_since = now
+        return now - self.down_since
 
     def add(self, flight: InFlight) -> None:
         """A call in flight on this node (the deadline watch's bound follows)."""
@@ -94,8 +105,9 @@ class NodeState:
         return self.node.up and not self.holding() and self.has_room()
 
     def why_not_ready(self) -> str:
-        if not self.node.up:
-            return f"node {self.name} down"
+        if not self.node.up:  # its calls wait for it: say so, the run cannot end before
+            waiting = f" ({len(self.calls)} call(s) in flight wait for it)" if self.calls else ""
+            return f"node {self.name} down{waiting}"
         if self.reconciling:
             return f"node {self.name} reconciling"
         if self.holding():

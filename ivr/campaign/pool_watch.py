@@ -7,15 +7,20 @@
 - About every ORPHANS_S, the attempts of a controller whose lease expired
   (`store.orphaned_calls`) are settled as `error` with the retry delay of the outcome table,
   unless the call's channel is still up on one of our nodes: then it is adopted, as the
-  reconciliation adopts a live channel, and waited for.
+  reconciliation adopts a live channel, and waited for. One on our node that is down waits
+  for it, unless the node has been down for a while and the attempt is older than a call
+  can last (`node-lost`, as the deadline watch settles our own calls on a down node).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ivr.campaign import deadline
 from ivr.campaign.nodes import NodeState
+from ivr.store.base import parse_utc
 
 if TYPE_CHECKING:
     from ivr.campaign.dialer import Dialer
@@ -50,12 +55,15 @@ async def watch(dialer: Dialer) -> None:
 async def check_node(dialer: Dialer, ns: NodeState, now: float) -> None:
     """Note when the node went down; once its process is gone, settle its calls."""
     if ns.node.up:
-        ns.down_since, ns.lost = None, False
+        ns.down_since, ns.lost, ns.told_down = None, False, False
         return
-    if ns.down_since is None:
-        ns.down_since = now
-        return
-    if ns.lost or now - ns.down_since < DEAD_AFTER_S or not ns.calls or now < ns.next_probe:
+    down_for = ns.down_for(now)
+    if ns.calls and not ns.told_down:  # once per outage: the node the run now waits on
+        ns.told_down = True
+        log.warning("node %s is down with %d call(s) in flight: waiting for it; past their "
+                    "deadline (at most %.0f s), they are settled as error and retried",
+                    ns.name, len(ns.calls), dialer.deadline_s)
+    if ns.lost or down_for < DEAD_AFTER_S or not ns.calls or now < ns.next_probe:
         return
     ns.next_probe = now + PROBE_EVERY_S  # a listening port that will not log us in: not often
     gone = getattr(ns.node, "gone", None)
@@ -97,14 +105,17 @@ async def settle_orphans(dialer: Dialer) -> int:
     for call in calls:
         if int(call["id"]) in dialer.by_call:
             continue  # ours already (adopted earlier)
+        stage = "orphaned"
         ns = dialer.nodes.get(str(call.get("node") or ""))
         if ns is not None and not ns.lost:
             if ns.name not in live:
-                continue  # our node, down for now: never settled on a guess
-            if call["channel_id"] in live[ns.name]:
+                if not unreachable_past_deadline(dialer, ns, call, now):
+                    continue  # our node, down for now: never settled on a guess
+                stage = "node-lost"
+            elif call["channel_id"] in live[ns.name]:
                 dialer.adopt(ns, call)
                 continue
-        dialer.settle_error(int(call["id"]), "orphaned",
+        dialer.settle_error(int(call["id"]), stage,
                             answered=call.get("answered_at") is not None,
                             attempt=int(call["attempt"]))
         settled += 1
@@ -112,6 +123,17 @@ async def settle_orphans(dialer: Dialer) -> int:
         log.warning("%d attempt(s) of a controller whose lease expired settled as error",
                     settled)
     return settled
+
+
+def unreachable_past_deadline(dialer: Dialer, ns: NodeState, call: dict[str, Any],
+                              now: datetime) -> bool:
+    """An open attempt on our node, down for deadline.lost_grace_s at least (nobody can ask
+    it), placed longer ago than a call can last: it has ended, on the node or not (the rule
+    of the deadline watch for our own calls). A node that stays dead at start no longer
+    blocks that contact for the whole run."""
+    if ns.node.up or ns.down_for(dialer.clock.monotonic()) < deadline.lost_grace_s(dialer):
+        return False
+    return (now - parse_utc(str(call["started_at"]))).total_seconds() >= dialer.deadline_s
 
 
 async def _live_channels(dialer: Dialer, names: set[str]) -> dict[str, set[str]]:

@@ -44,6 +44,22 @@ SHUTTING_DOWN = "shutting down"
 
 
 _CLOSED = Message({"Event": "Closed"})  # queued by close(): the end of events()
+DEFAULT_LOGIN_HINT = "check pbx.user and the IVR_AMI_SECRET environment variable"
+
+
+class _PanoramiskLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """panoramisk's log lines, naming the node; while the link is down and that was logged
+    once, its "Connection lost" / "Try to connect again" each second go to debug."""
+
+    def __init__(self, owner: "Ami") -> None:
+        super().__init__(logging.getLogger("ivr.telephony.ami.panoramisk"), {})
+        self._owner = owner
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        owner = self._owner
+        if owner._retrying and level > logging.DEBUG:
+            level = logging.DEBUG
+        super().log(level, f"{owner.label}{msg}", *args, **kwargs)
 
 
 class AmiDisconnected(NodeDisconnected):
@@ -78,6 +94,7 @@ class _Manager(Manager):  # type: ignore[misc]
     def connection_lost(self, exc: Any) -> None:
         self._owner._on_lost()
         super().connection_lost(exc)
+        self._owner._retrying = True  # its lines for this outage are logged: the rest, debug
 
     def close(self) -> None:
         self._closed = True  # a deliberate close must not reconnect
@@ -93,8 +110,12 @@ class Ami:
 
     def __init__(self, host: str, port: int, user: str, secret: str, *,
                  events: Iterable[str] = WANTED_EVENTS, action_timeout: float = 10.0,
-                 heartbeat_s: float = 5.0, reconnect_s: float = 1.0) -> None:
+                 heartbeat_s: float = 5.0, reconnect_s: float = 1.0, name: str = "",
+                 login_hint: str = DEFAULT_LOGIN_HINT) -> None:
         self.host, self.port = host, port
+        self.label = f"node {name}: " if name else ""  # which node a message is about
+        self.login_hint = login_hint  # what to check when the login is refused
+        self._refused_told = False  # the refusal was logged (once per state change)
         self.wanted = frozenset(events)
         self.action_timeout = action_timeout
         self.heartbeat_s = heartbeat_s
@@ -102,6 +123,7 @@ class Ami:
         self._pending: set[asyncio.Future] = set()
         self._logged_in = asyncio.Event()
         self._login_failed = False
+        self._retrying = False  # the link is down and the outage was logged already
         self._closing = False
         self.reconnects = 0
         self.connected_once = False
@@ -110,12 +132,17 @@ class Ami:
         self._mgr = _Manager(self, host=host, port=port, username=user, secret=secret,
                              events="on", ping_delay=10**9, ping_interval=10**9,
                              reconnect_timeout=reconnect_s, loop=asyncio.get_running_loop(),
-                             log=logging.getLogger("ivr.telephony.ami.panoramisk"))
+                             log=_PanoramiskLog(self))
 
     # -- panoramisk hooks ---------------------------------------------------------------------
     def _on_login(self, ok: bool) -> None:
         if ok:
             self._login_failed = False  # a refused login earlier must not block us for good
+            self._retrying = False
+            if self._refused_told:
+                self._refused_told = False
+                log.warning("%sAMI login accepted again at %s:%s", self.label, self.host,
+                            self.port)
             if self.connected_once:  # events were missed while the link was down
                 self.reconnects += 1
                 self._events.put_nowait(Message({"Event": "Reconnected"}))
@@ -123,9 +150,16 @@ class Ami:
             self._logged_in.set()
         else:
             self._login_failed = True
+            self._retrying = True  # Asterisk closes the link: no "Connection lost" each time
             if not self.connected_once:  # connect() raises: Asterisk's close must not reconnect
                 self._mgr._closed = True
+            elif not self._refused_told:  # a restart changed the secret: say it, once
+                self._refused_told = True
+                log.error("%s", self.refused_message())
             self._logged_in.set()
+
+    def refused_message(self) -> str:
+        return f"{self.label}AMI login refused at {self.host}:{self.port}: {self.login_hint}"
 
     def _on_lost(self) -> None:
         self._logged_in.clear()
@@ -148,12 +182,11 @@ class Ami:
             await asyncio.wait_for(self._logged_in.wait(), timeout)
         except asyncio.TimeoutError:
             self.close()
-            raise PbxError(f"cannot reach AMI at {self.host}:{self.port} within {timeout:.0f} s: "
-                           "is the PBX up (`ivr pbx up`)?") from None
+            raise PbxError(f"{self.label}cannot reach AMI at {self.host}:{self.port} within "
+                           f"{timeout:.0f} s: is the PBX up (`ivr pbx up`)?") from None
         if self._login_failed:
             self.close()
-            raise PbxError(f"AMI login refused at {self.host}:{self.port}: check pbx.user "
-                           "and the IVR_AMI_SECRET environment variable")
+            raise PbxError(self.refused_message())
         self._heartbeat = asyncio.create_task(self._heartbeat_loop())
 
     async def wait_connected(self, timeout: float) -> bool:
@@ -220,7 +253,8 @@ class Ami:
             if not self.connected:
                 continue
             if not await self.ping(timeout=self.heartbeat_s):
-                log.warning("AMI heartbeat lost: reconnecting")
+                log.warning("%sAMI heartbeat lost at %s:%s: reconnecting", self.label,
+                            self.host, self.port)
                 transport = getattr(self._mgr.protocol, "transport", None)
                 if transport is not None:
                     transport.abort()

@@ -6,15 +6,19 @@ Every AMI field name the dialer used to read lives here: it gets typed events
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from ivr.config import SINGLE_NODE
 from ivr.errors import PbxError
 from ivr.telephony.ami import Ami
 from ivr.telephony.contract import EVENT_FAILSAFE, FAILSAFE_CALL_ID
 from ivr.telephony.node import (LOCAL_OTHER, ChannelHangup, Failsafe, NodeEvent,
                                 OriginateRequest, OriginateResult, Reconnected)
 
+log = logging.getLogger(__name__)
 JOIN_EVERY_S = 2.0  # a node down at start is tried this often
 GONE_PROBE_S = 1.0  # a TCP connect to the AMI port: refused at once when nothing listens
 FAILSAFE_STATUS = "Status"  # the UserEvent's AGISTATUS field (dialplans/ivr-outbound.conf)
@@ -24,6 +28,20 @@ def secret_env(node: str) -> str:
     """The environment variable of a node's AMI secret: IVR_AMI_SECRET_<NAME>, the name
     upper-cased, - as _ (a shell variable name)."""
     return "IVR_AMI_SECRET_" + node.upper().replace("-", "_")
+
+
+def login_hint(node: str) -> str:
+    """What to check when `node` refuses our login: its user key and the variable its secret
+    was read from (IVR_AMI_SECRET_<NAME> when set, else IVR_AMI_SECRET)."""
+    user = "pbx.user" if node == SINGLE_NODE else f"pbx.nodes[{node}].user"
+    own = secret_env(node)
+    if os.environ.get(own):
+        secret = own
+    elif os.environ.get("IVR_AMI_SECRET"):
+        secret = f"IVR_AMI_SECRET ({own} is not set)"
+    else:
+        secret = f"{own} (or IVR_AMI_SECRET)"
+    return f"check {user} and {secret}"
 
 
 def _int(value: object) -> int | None:
@@ -60,7 +78,7 @@ class AmiNode:
         self.name = name
         self.max_channels = max_channels
         self._args = (host, port, user, secret)
-        self._options = ami_options
+        self._options = {"name": name, "login_hint": login_hint(name), **ami_options}
         self._ami: Ami | None = None
         self._joined: asyncio.Event | None = None  # set: a node down at start has joined
         self._join_task: asyncio.Task | None = None
@@ -95,14 +113,20 @@ class AmiNode:
         self._join_task = asyncio.get_running_loop().create_task(self._join(every_s))
 
     async def _join(self, every_s: float) -> None:
+        told = ""  # the last failure logged: each new one once, not every try
         while not self._closed:
             if not await self.gone():
                 try:
                     await self.ami.connect(every_s)
                     break
-                except PbxError:  # refused again, still booting: a fresh link next time
+                except PbxError as exc:  # refused again, still booting: a fresh link next time
                     self._ami = None
+                    if str(exc) != told:
+                        told = str(exc)
+                        log.error("%s (tried again every %g s)", exc, every_s)
             await asyncio.sleep(every_s)
+        if told and not self._closed:
+            log.warning("node %s joined", self.name)
         if self._joined is not None:
             self._joined.set()
 
