@@ -46,6 +46,7 @@ CLOSE_TIMEOUT_S = 2.0
 # A caller on the opposition line when a run or `ivr serve` stops: the notice, the wait for the
 # key and the confirmation take ~25 s; the key must not be lost to the stop.
 CALLBACK_DRAIN_S = 30.0
+STORE_SETTLE_S = 10.0  # at a stop, writes the store could not take yet are retried this long
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
@@ -140,10 +141,14 @@ class Controller:
         """The first node's AMI link (reconnect counters for tests and benchmarks)."""
         return getattr(self.node, "ami", None)
 
-    async def close(self) -> None:
+    async def close(self, interrupt: asyncio.Event | None = None) -> None:
+        """`interrupt` (a second Ctrl-C): stop waiting for the opposition line's callers and
+        for writes a store that is away has not taken yet."""
         self.server.close()  # no new session; a caller already on the opposition line finishes
-        await drain_callbacks(self.agi)
-        await self.dialer.writer.settled()  # a remote store's last batch lands before the end
+        await drain_callbacks(self.agi, interrupt)
+        # a remote store's last batch lands before the end; one the store could not take yet
+        # (locked, restarting) is retried a while: it may be a caller's opposition
+        await settle_writes(self.dialer.writer, STORE_SETTLE_S, interrupt)
         for pump in self.pumps:
             pump.cancel()
         try:  # bounded: a stop must end whatever the peers do
@@ -313,8 +318,9 @@ async def _run_campaign(cfg: Config, store: Store, on_tick: Callable[[Controller
             raise Interrupted(f"stopped with {left} call(s) still open: the next `ivr run` "
                               "reconciles them")
     finally:
+        # before the signals go back to their defaults: a second Ctrl-C cuts the waits short
+        await ctl.close(interrupt=stopper.hard)
         stopper.close()
-        await ctl.close()
     return report, ctl
 
 
@@ -332,36 +338,48 @@ async def serve_forever(cfg: Config, store: Store, clock: Callable[[], datetime]
     except OSError as exc:
         raise PbxError(f"cannot listen for FastAGI on {cfg.agi.host}:{cfg.agi.port} "
                        f"({exc.strerror}): is `ivr run` active? it serves the line too") from None
-    stop = stop or asyncio.Event()
-    install_signals(stop, asyncio.Event())
+    stop, hard = stop or asyncio.Event(), asyncio.Event()
+    install_signals(stop, hard)  # a second Ctrl-C cuts the waits below short
     try:
         await stop.wait()
     finally:
         server.close()
-        await drain_callbacks(agi)
-        await settle_writes(writer, CALLBACK_DRAIN_S)
+        await drain_callbacks(agi, hard)
+        await settle_writes(writer, STORE_SETTLE_S, hard)
         await server.wait_closed()
 
 
-async def drain_callbacks(agi: AgiApplication) -> None:
-    """Let callers on the opposition line finish (bounded), saying so."""
+async def drain_callbacks(agi: AgiApplication, interrupt: asyncio.Event | None = None) -> None:
+    """Let callers on the opposition line finish (bounded; `interrupt` ends the wait), saying so."""
     if agi.in_route.get("callback", 0):
-        log.warning("waiting up to %g s for %d caller(s) on the opposition line",
-                    CALLBACK_DRAIN_S, agi.in_route["callback"])
-        left = await agi.drain("callback", CALLBACK_DRAIN_S)
+        log.warning("waiting up to %g s for %d caller(s) on the opposition line (Ctrl-C again: "
+                    "stop now)", CALLBACK_DRAIN_S, agi.in_route["callback"])
+        left = await agi.drain("callback", CALLBACK_DRAIN_S, interrupt)
         if left:
             log.error("%d caller(s) still on the opposition line were cut off", left)
 
 
-async def settle_writes(writer: SafeWriter, timeout_s: float) -> None:
-    """The writes made so far, committed; queued ones retried for up to timeout_s."""
+async def settle_writes(writer: SafeWriter, timeout_s: float,
+                        interrupt: asyncio.Event | None = None) -> None:
+    """The writes made so far, committed; queued ones (the store away) retried for up to
+    timeout_s, or until `interrupt`; what is left then is said, not silently dropped."""
     await writer.settled()
+    if not writer.pending:
+        return
+    log.warning("store unavailable (%s): retrying %d write(s) for up to %g s before stopping",
+                writer.problem, len(writer.pending), timeout_s)
+    waits = [asyncio.ensure_future(writer.drained.wait())]
+    if interrupt is not None:
+        waits.append(asyncio.ensure_future(interrupt.wait()))
+    try:
+        await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
     if writer.pending:
-        try:
-            await asyncio.wait_for(writer.drained.wait(), timeout_s)
-        except asyncio.TimeoutError:
-            log.error("store unavailable (%s): %d opposition(s) from the line not written",
-                      writer.problem, len(writer.pending))
+        log.error("store unavailable (%s): %d write(s) lost at this stop (an opposition from "
+                  "the line among them is not recorded; an outcome is settled by the next run)",
+                  writer.problem, len(writer.pending))
 
 
 def sandbox_sim_timing(cfg: Config) -> dict[str, float]:

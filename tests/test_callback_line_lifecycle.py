@@ -140,3 +140,74 @@ def test_a_caller_on_the_line_when_the_run_ends_is_heard_out(
     path = asyncio.run(main())
     assert seen[-1] == 'STREAM FILE ivr/optout_confirm ""'
     assert optouts(path) == 1
+
+
+def test_a_run_that_stops_keeps_an_opposition_the_locked_store_took_late(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caller presses 1 as the run closes, while another writer holds the SQLite lock for
+    1.5 s (an import in the console): the close retries the write instead of dropping it."""
+    monkeypatch.setenv("IVR_CALLBACK_SECRET", SECRET)
+    seen: list[str] = []
+    notice, locked = threading.Event(), threading.Event()
+
+    def asterisk_side(port: int) -> None:
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(env_lines("+33199000012"))
+        with s, s.makefile("rb") as f:
+            while line := f.readline():
+                command = line.decode().strip()
+                seen.append(command)
+                if "callback_notice" in command:
+                    notice.set()
+                    locked.wait(5)
+                    s.sendall(b"200 result=49 endpos=16000\n")  # key 1, the store locked
+                else:
+                    s.sendall(b"200 result=0 endpos=16000\n")
+
+    def other_writer(db: Path) -> None:
+        other = sqlite3.connect(db, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        locked.set()
+        time.sleep(1.5)
+        other.execute("ROLLBACK")
+        other.close()
+
+    async def main() -> Path:
+        async with rig(Backend("sqlite", tmp_path), {}) as r:
+            r.store.db.execute("PRAGMA busy_timeout = 200")  # `ivr run` waits 0.5 s, not 30
+            path = r.cfg.path(r.cfg.store.path)
+            t = threading.Thread(target=asterisk_side, args=(r.cfg.agi.port,))
+            t.start()
+            while not notice.is_set():
+                await asyncio.sleep(0.01)
+            threading.Thread(target=other_writer, args=(path,)).start()
+        t.join(5)
+        return path
+    path = asyncio.run(main())
+    assert seen[-1] == 'STREAM FILE ivr/optout_confirm ""'
+    assert optouts(path) == 1
+
+
+def test_a_second_signal_cuts_the_wait_for_a_silent_caller_short(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IVR_CALLBACK_SECRET", SECRET)
+    connected = threading.Event()
+
+    def silent_caller(port: int) -> None:  # sends its environment, then answers nothing
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(env_lines("+33199000012"))
+            s.recv(100)
+            connected.set()
+            time.sleep(10)
+
+    async def main() -> float:
+        async with rig(Backend("sqlite", tmp_path), {}) as r:
+            threading.Thread(target=silent_caller, args=(r.cfg.agi.port,), daemon=True).start()
+            while not connected.is_set():
+                await asyncio.sleep(0.01)
+            interrupt = asyncio.Event()
+            asyncio.get_running_loop().call_later(0.5, interrupt.set)
+            started = time.monotonic()
+            await r.ctl.close(interrupt=interrupt)
+            return time.monotonic() - started
+    assert asyncio.run(main()) < 3.0  # not the 30 s the drain allows a caller

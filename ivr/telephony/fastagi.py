@@ -253,11 +253,14 @@ class AgiApplication(Application):  # type: ignore[misc]
                 await result
         self._route[path] = route
 
-    async def drain(self, path: str, timeout_s: float) -> int:
-        """Wait, at most timeout_s, until no session is inside route `path` (e.g. a caller on the
-        opposition line when a run ends); the number still inside then."""
+    async def drain(self, path: str, timeout_s: float,
+                    interrupt: asyncio.Event | None = None) -> int:
+        """Wait, at most timeout_s and until `interrupt` is set, until no session is inside
+        route `path` (e.g. a caller on the opposition line when a run ends); the number still
+        inside then."""
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while self.in_route.get(path, 0) and asyncio.get_running_loop().time() < deadline:
+        while self.in_route.get(path, 0) and asyncio.get_running_loop().time() < deadline \
+                and not (interrupt is not None and interrupt.is_set()):
             await asyncio.sleep(0.1)
         return self.in_route.get(path, 0)
 
