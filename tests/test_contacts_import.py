@@ -554,7 +554,12 @@ def test_import_optouts_from_a_plain_list(store: Store, tmp_path: Path) -> None:
     ("01 99 00 00 21;01 99 00 00 22\n01 99 00 00 23\n",
      ["+33199000021", "+33199000022", "+33199000023"]),                        # plain, semicolons
     ("number\n01 99 00 00 31, 01 99 00 00 32\n", ["+33199000031", "+33199000032"]),  # past header
-    ("number,name\n01 99 00 00 41,Jean Dupont\n", ["+33199000041"])])        # a named column
+    ("number,name\n01 99 00 00 41,Jean Dupont\n", ["+33199000041"]),       # a named column
+    # other cells that are not written as phone numbers are ignored, never opposed
+    ("0199000051,123456789\n0199000052,412345678\n0199000053,75011\n0199000054,2026-01-15\n"
+     "0199000055,15/01/2026\n0199000056,Dupont\n",
+     [f"+3319900005{i}" for i in range(1, 7)]),
+    ("number,name\n0199000061,Durand,612000111\n", ["+33199000061"])])
 def test_every_number_on_an_opposition_line_is_added(
         store: Store, tmp_path: Path, text: str, added: list[str]) -> None:
     """Two numbers on one line are two oppositions: the second was silently dropped, and that

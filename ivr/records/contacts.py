@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -336,12 +337,20 @@ def import_optouts(store: StoreBackend, path: Path, *, via: str, default_region:
     return added, rejected
 
 
+# A cell past the number's that is written as a phone number on its own: a leading + or 0 and
+# at least 8 more digits, with the separators people type. A customer id (123456789), a SIREN,
+# a postcode, a date or a name is not: it is ignored, never read as a number to oppose.
+_WRITTEN_AS_NUMBER = re.compile(r"(\+|0)[0-9 .\-/()\u00a0]{8,}")
+
+
 def _optout_cells(cells: list[str], col: int, extra_from: int) -> list[str]:
-    """The number cell, and every non-empty cell from `extra_from` on: past the header's
-    columns, or (a plain list) past the first. "+33612345678, +33612345679" on one line is two
-    people objecting, not one number and a stray comma: both are added."""
+    """The number cell, and the cells from `extra_from` on (past the header's columns, or
+    past the first of a plain list) written as phone numbers: "+33612345678, +33612345679" on
+    one line is two people objecting, not one number and a stray comma."""
     first = cells[col].strip() if col < len(cells) else ""
-    return [first] + [c.strip() for c in cells[extra_from:] if c.strip()]
+    extra = [c.strip() for c in cells[extra_from:]]
+    return [first] + [c for c in extra if _WRITTEN_AS_NUMBER.fullmatch(c)
+                      and sum(ch.isdigit() for ch in c) >= 9]
 
 
 def _optout_number(raw: str, default_region: str) -> tuple[str | None, str]:
