@@ -303,6 +303,8 @@ class _UniqueKeys(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: its keys may be
+                continue                                   # overridden, as YAML means them to
             key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
             if key in seen:
                 raise ConfigError(f"line {key_node.start_mark.line + 1}: {key!r} is written "
@@ -359,8 +361,9 @@ def _validate(cfg: Config) -> None:
 
 def rules_lookback_days(schedule: Schedule) -> int:
     """How far back the calling rules read a number's past: the attempt cap's 30 days and the
-    refusal cooldown. Deleting less recent data would let a refuser be called again."""
-    return max(CAP_PERIOD_DAYS, schedule.refusal_cooldown_days)
+    refusal cooldown, within the longest retention allowed. Deleting less recent data would let
+    a refuser be called again."""
+    return min(max(CAP_PERIOD_DAYS, schedule.refusal_cooldown_days), MAX_RETENTION_DAYS)
 
 
 def _validate_retention_lookback(cfg: Config) -> None:

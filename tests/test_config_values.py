@@ -209,3 +209,19 @@ def test_a_section_written_twice_is_refused_not_merged_silently(tmp_path: Path) 
         config.load(path)
     assert str(err.value) == (f"{path}: line 5: 'dialer' is written twice in the same section: "
                               "keep one")
+
+
+def test_yaml_merge_keys_still_load_and_may_be_overridden(tmp_path: Path) -> None:
+    path = tmp_path / "merge.yaml"
+    path.write_text("pbx:\n  mode: external\n  nodes:\n    - &n1\n      name: n1\n"
+                    "      host: 127.0.0.1\n      port: 5038\n      user: ivr\n"
+                    "    - <<: *n1\n      name: n2\n      port: 5039\n", encoding="utf-8")
+    cfg = config.load(path)
+    assert [(n.name, n.port, n.host) for n in cfg.pbx.nodes] == [
+        ("n1", 5038, "127.0.0.1"), ("n2", 5039, "127.0.0.1")]
+
+
+def test_a_refusal_cooldown_longer_than_the_retention_bound_still_loads() -> None:
+    cfg = config.from_dict({"schedule": {"refusal_cooldown_days": 3650},
+                            "retention": {"days": 1095}})
+    assert config.rules_lookback_days(cfg.schedule) == 1095

@@ -164,11 +164,23 @@ def test_non_mapping_source_is_an_error() -> None:
 @pytest.mark.parametrize("basis", ["scraped", "web", "Internet", "scraping", "web_scraping",
                                    "aspiration de sites", "collected online", "crawler",
                                    "web sans consentement", "collected online without consent",
-                                   "en ligne, pas de consentement"])
+                                   "en ligne, pas de consentement",
+                                   "collected online without any prior consent",
+                                   "collecte en ligne, absence de consentement",
+                                   "online, consent refused", "web, non-consent"])
 def test_numbers_from_the_internet_are_refused_citing_cnil(basis: str) -> None:
     found = preflight(make(), sources=[{"source": "x", "basis": basis, "acquired_on": "2026-01-01"}])
     assert codes(found, ERROR) == ["basis_scraped"]
     assert "CNIL" in found[0].message and "internet" in found[0].message
+
+
+@pytest.mark.parametrize("basis", ["web form, data not shared, consent given",
+                                   "formulaire en ligne, donnees non cedees, consentement explicite",
+                                   "site web, opt-in; no resale, opt-in confirmed"])
+def test_a_web_basis_that_states_consent_is_not_refused(basis: str) -> None:
+    """A negation that bears on something else (data not shared) is not a denied consent."""
+    found = preflight(make(), sources=[{"source": "x", "basis": basis, "acquired_on": "2026-01-01"}])
+    assert codes(found, ERROR) == []
 
 
 def test_consent_given_on_a_web_form_is_not_scraping() -> None:

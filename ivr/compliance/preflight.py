@@ -55,8 +55,13 @@ KNOWN_BASES = frozenset({"consent", "rented_file", "member_file"})
 _HARD_SCRAPE = re.compile(r"scrap|crawl|harvest|aspir|extract")
 _SOFT_SCRAPE = re.compile(r"\bweb|internet|online|en ligne|social|reseaux")
 _CONSENT = re.compile(r"consent|opt.?in")
-# ...unless the consent is denied: "web sans consentement", "collected online without consent"
-_NO_CONSENT = re.compile(r"\b(sans|without|no|not|non|pas|aucun)\W+(\w+\W+)?(consent|opt.?in)")
+# ...unless the consent is denied: "web sans consentement", "collected online without any
+# prior consent", "absence de consentement", "consent refused". The negation must bear on the
+# consent itself ("data not shared, consent given" is a consent).
+_NO_CONSENT = re.compile(
+    r"\b(sans|without|no|not|non|pas de|pas d|absence de|absence d|aucun|aucune)[\s'-]+"
+    r"((any|prior|explicit|express|prealable|du|de|d|le|la)[\s'-]+)*(consent|opt.?in)"
+    r"|\b(consent|consentement|opt.?in)\w*\s+(refuse|refused|denied|withdrawn|retire|absent)")
 # A list NAMED after a scraping origin is refused whatever its basis says ("scraped from
 # leboncoin", basis member_file): the words of scraping, and the public sites and directories
 # numbers are harvested from. Matched in the name folded, without spaces, dots or dashes, so
