@@ -40,16 +40,27 @@ class Ctx:
             self._cfg = config_mod.load(self.config_path)
         return self._cfg
 
-    def store(self, busy_timeout_s: float = 30.0):  # type: ignore[no-untyped-def]
+    def store(self, busy_timeout_s: float = 30.0, *,  # type: ignore[no-untyped-def]
+              serving: bool = False):
+        """`serving`: a command that runs until stopped (run, serve, web) says at once that it
+        created the store; another says it when it ends, on its error line if it fails."""
         # the factory, not ivr.app's wrapper: a dry run or a report need not load the run's
         # modules (dialer, AGI, uvloop: ~25 MB and 0.3 s)
         from ivr.store.factory import open_store
         path = None if self.cfg.store.url else self.cfg.path(self.cfg.store.path)
         new = path is not None and not path.exists()
         store = open_store(self.cfg, busy_timeout_s)
-        if new:  # said once the command succeeds (an error stays one line)
+        if new and serving:
+            err_console.print(new_store_note(path), highlight=False, markup=False)
+        elif new:
             self.created = path
         return store
+
+
+def new_store_note(path: Path) -> str:
+    """A mistyped store.path would otherwise go unnoticed, the opposition list with it."""
+    return (f"note: new store created at {path} (no contacts and no opposition list yet): "
+            "check store.path if you expected one")
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
@@ -62,13 +73,14 @@ class IvrGroup(click.Group):
         try:
             result = super().invoke(ctx)
         except IvrError as exc:
-            click.echo(f"error: {exc}", err=True)
+            created = getattr(ctx.obj, "created", None)
+            also = f" (this command created a new, empty store at {created}: check store.path)" \
+                if created is not None else ""
+            click.echo(f"error: {exc}{also}", err=True)  # still one line
             ctx.exit(1)
         created = getattr(ctx.obj, "created", None)
-        if created is not None:  # a mistyped store.path would go unnoticed, opposition list and all
-            err_console.print(f"note: new store created at {created} (no contacts and no "
-                              "opposition list yet): check store.path if you expected one",
-                              highlight=False, markup=False)
+        if created is not None:
+            err_console.print(new_store_note(created), highlight=False, markup=False)
         return result
 
 
@@ -190,7 +202,7 @@ def check(ctx: Ctx) -> None:
 def run_cmd(ctx: Ctx, dry_run: bool, standby: bool) -> None:
     """Call the due contacts: pacing, retries, calling rules; Ctrl-C stops gracefully."""
     from ivr.compliance.campaign_check import raise_on_errors
-    store = ctx.store(busy_timeout_s=0.5)  # a locked file pauses the run, not the event loop
+    store = ctx.store(busy_timeout_s=0.5, serving=True)  # locked: the run pauses, not the loop
     violations = _preflight(ctx, store)
     for v in violations:  # every run shows its warnings, so an override is never silent
         if v.severity != "error":
@@ -262,7 +274,7 @@ def serve_cmd(ctx: Ctx) -> None:
     """Serve the inbound opposition line (FastAGI `callback`) between runs, until Ctrl-C."""
     from ivr.app import run, serve_forever
     console.print(f"serving FastAGI on {ctx.cfg.agi.host}:{ctx.cfg.agi.port} (Ctrl-C stops)")
-    run(serve_forever(ctx.cfg, ctx.store(busy_timeout_s=0.5)))  # a locked file: retried
+    run(serve_forever(ctx.cfg, ctx.store(busy_timeout_s=0.5, serving=True)))  # locked: retried
 
 
 # -- report ---------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ def web(ctx: Ctx, host: str | None, port: int | None) -> None:
     from ivr.app import open_store
     from ivr.web import create_app
     cfg = ctx.cfg
-    first = [open_store(cfg)]  # fails now, in one line, if the store cannot be opened
+    first = [ctx.store(serving=True)]  # fails now, in one line, if the store cannot be opened
 
     def stores():  # type: ignore[no-untyped-def]
         return first.pop() if first else open_store(cfg)  # the first thread reuses it

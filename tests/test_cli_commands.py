@@ -159,3 +159,21 @@ def test_prompts_build_refuses_an_intro_that_is_not_consent_first(cfg_file: Path
     assert "nothing was built" in out
     cfg = config.load(cfg_file)
     assert not (cfg.path(cfg.prompts.build_dir) / "manifest.json").exists()
+
+
+def test_a_failed_command_names_the_store_it_created_on_its_one_error_line(
+        cfg_file: Path, tmp_path: Path) -> None:
+    runner = CliRunner(mix_stderr=False)
+    result = runner.invoke(cli, ["--config", str(cfg_file), "optout", "import",
+                                 str(tmp_path / "missing.csv")])
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: ") and "created a new, empty store at" in result.stderr
+
+
+def test_a_store_path_that_cannot_be_made_is_one_line(cfg_file: Path) -> None:
+    data = yaml.safe_load(cfg_file.read_text(encoding="utf-8"))
+    data["store"] = {"path": "/proc/self/ivr.db"}  # a folder no one can create files in
+    cfg_file.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    code, out = invoke(cfg_file, "report")
+    assert code == 1 and out.startswith("error: cannot open the store /proc/self/ivr.db")
+    assert out.count("\n") == 1

@@ -72,6 +72,9 @@ class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL, ConsoleSQL, Controlle
             db.execute("PRAGMA secure_delete=ON")  # erased personal data is overwritten
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the store {path}: {exc}") from None
+        except OSError as exc:  # its folder or file cannot be made (read-only, permissions)
+            raise StoreError(f"cannot open the store {path}: {exc.strerror or exc}: check "
+                             "store.path") from None
         key, fiction_only = (optout_key, False) if optout_key else \
             resolve_key(path, optout_key_file)
         store = cls(db, key)
