@@ -210,6 +210,9 @@ class Config:
     webhooks: Webhooks = field(default_factory=Webhooks)
     default_region: str = "FR"
     base_dir: Path = field(default=Path("."), metadata={"internal": True})
+    # the file and the bytes it was loaded from: a long-running process (the console) can tell
+    # when the file changed under it
+    source: tuple[Path, bytes] | None = field(default=None, metadata={"internal": True})
 
     def path(self, relative: str) -> Path:
         """Resolve a path from the config relative to the config file's folder."""
@@ -331,7 +334,20 @@ def load(path: str | Path) -> Config:
         raise ConfigError(f"{p}: not valid YAML{at}: fix the syntax") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: the top level must be a mapping of sections")
-    return from_dict(data, p.resolve().parent)
+    cfg = from_dict(data, p.resolve().parent)
+    cfg.source = (p.resolve(), p.read_bytes())
+    return cfg
+
+
+def changed_on_disk(cfg: Config) -> bool:
+    """True when the file `cfg` was loaded from now holds other bytes (or is gone)."""
+    if cfg.source is None:
+        return False
+    path, loaded = cfg.source
+    try:
+        return path.read_bytes() != loaded
+    except OSError:
+        return True
 
 
 def _validate(cfg: Config) -> None:

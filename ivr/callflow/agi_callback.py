@@ -1,6 +1,7 @@
 """FastAGI handler `callback`: the inbound opposition line, keyed by the caller's number."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -14,6 +15,7 @@ from ivr.store.sqlite import Store
 
 log = logging.getLogger(__name__)
 CONFIRM_KEY = CALLBACK_CONFIRM_KEY  # what the notice asks for (`ivr check` reads it too)
+REFUSED_LEGAL_S = 45.0  # the legal mentions for a session without the secret, at most
 
 
 def caller_e164(raw: str, default_region: str) -> str | None:
@@ -52,7 +54,11 @@ class CallbackHandler:
             log.error("FastAGI callback: session without the callback secret from %r: nothing "
                       "recorded; check that IVR_CALLBACK_SECRET matches [globals] and run "
                       "`dialplan reload`", req.writer.get_extra_info("peername"))
-            await req.stream_file(f"{SOUNDS_DIR}/legal")
+            try:  # bounded: a peer that never answers must not hold a FastAGI slot for long
+                async with asyncio.timeout(REFUSED_LEGAL_S):
+                    await req.stream_file(f"{SOUNDS_DIR}/legal")
+            except TimeoutError:
+                pass
             return
         number = caller_e164(req.headers.get("agi_callerid", ""), self.region)
         if number is None:  # nothing to key the opposition on: give the written route

@@ -259,6 +259,17 @@ def _mkdirs(path: Path) -> list[Path]:
 
 # ---------------------------------------------------------------- staging
 
+def _check_intro_length(cfg: Config, entries: dict[str, dict[str, Any]]) -> None:
+    """Consent first: the intro as rendered fits prompts.intro_max_s. Checked on the audio,
+    before anything is moved into place: a running campaign takes a new build at once, and a
+    new, longer recording cannot be judged before it is rendered."""
+    seconds = float((entries.get("intro") or {}).get("duration_s") or 0.0)
+    if seconds > cfg.prompts.intro_max_s:
+        raise PromptError(f"prompts.items.intro lasts {seconds:.1f} s as built, more than "
+                          f"prompts.intro_max_s = {cfg.prompts.intro_max_s:g} s: shorten it (the "
+                          "message comes after the consent); nothing was built")
+
+
 @dataclass
 class _Staged:
     """What a build put in its staging folder, to move into place once all succeeded."""
@@ -343,6 +354,7 @@ def build_prompts(cfg: Config, *, engine_override: str | None = None,
         staged = _Staged()
         for job in jobs:
             _stage_job(cfg, job, build_dir, staging, staged, log)
+        _check_intro_length(cfg, staged.entries)
         manifest: Manifest = {"version": MANIFEST_VERSION, "campaign": cfg.campaign.name,
                               "sources": fingerprint(cfg, _sources(jobs)),
                               "prompts": staged.entries}

@@ -122,6 +122,12 @@ def stale_problem(cfg: Config, manifest: Mapping[str, Any]) -> str | None:
         return (f"campaign {name!r}: {_where(cfg)} records no campaign nor sources (built by "
                 f"an older version): {REBUILD}")
     now = config_fingerprint(cfg)
+    unreadable = sorted(k for k, v in now.items() if v == "unreadable")
+    if unreadable:
+        key = unreadable[0]
+        item = cfg.prompts.items[key.removeprefix("prompts.items.")]
+        return (f"campaign {name!r}: {key}: its recording {item.file} is missing or unreadable "
+                f"in {cfg.prompts.sources_dir}: put it back, or name another file and {REBUILD}")
     changed = sorted(k for k in set(now) | set(recorded) if now.get(k) != recorded.get(k))
     if not changed:
         return None

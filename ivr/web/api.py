@@ -217,6 +217,7 @@ def prompt_recording(request: Request, campaign: str, key: str,
     result = prompts_mod.upload_recording(request.app.state.cfg, key, file.file.read(),
                                           file.filename or "")
     store.audit("prompt_recording", None, {"prompt": key, "file": result["saved"]}, now())
+    request.app.state.preflights.drop_all()  # the build is now stale: say so at once
     return result
 
 
@@ -224,6 +225,7 @@ def prompt_recording(request: Request, campaign: str, key: str,
 def prompts_rebuild(request: Request, campaign: str) -> dict[str, Any]:
     _, store = who(request, "prompts")
     result = prompts_mod.rebuild(request.app.state.cfg)
+    request.app.state.preflights.drop_all()
     store.audit("prompts_rebuilt", None, {"prompts": result["prompts"]}, now())
     return result
 

@@ -255,6 +255,7 @@ def prompts_recording(request: Request, campaign: str, key: str,
     except (ValueError, IvrError) as exc:
         return _back(request, to, str(exc), "error")
     store.audit("prompt_recording", None, {"prompt": key, "file": res["saved"]}, now())
+    request.app.state.preflights.drop_all()  # the build is now stale: say so at once
     return _back(request, to, res["note"] or f"{key}: {res['duration_s']} s saved")
 
 
@@ -267,6 +268,7 @@ def prompts_rebuild(request: Request, campaign: str, csrf_token: str = Form(""))
         res = prompts_mod.rebuild(request.app.state.cfg)
     except IvrError as exc:
         return _back(request, to, str(exc), "error")
+    request.app.state.preflights.drop_all()
     store.audit("prompts_rebuilt", None, {"prompts": res["prompts"]}, now())
     return _back(request, to, res["note"] or f"{len(res['prompts'])} prompts built")
 

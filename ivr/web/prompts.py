@@ -82,10 +82,33 @@ def upload_recording(cfg: Config, key: str, data: bytes, filename: str) -> dict[
             "used_by_config": used, "note": note}
 
 
+def config_moved_on(cfg: Config) -> str | None:
+    """One line when the config on disk (its file or a prompt's text_file) is no longer the one
+    the console loaded: its checks and a rebuild would use the old texts, and a rebuild would
+    undo the operator's `ivr prompts build`."""
+    if cfg.source is None:
+        return None
+    from ivr.config import load
+    from ivr.prompts.manifest import config_fingerprint
+    path, loaded = cfg.source
+    try:
+        fresh = load(path)
+    except IvrError as exc:
+        return f"{path} no longer loads ({exc}): fix it, then restart `ivr web`"
+    same_file = fresh.source is not None and fresh.source[1] == loaded
+    if same_file and config_fingerprint(fresh) == config_fingerprint(cfg):
+        return None
+    return (f"{path} or a prompt's text file changed since `ivr web` started: restart `ivr web` "
+            "to check and rebuild the prompts as they are now")
+
+
 def rebuild(cfg: Config) -> dict[str, Any]:
     """`ivr prompts build` (offline engine when the config says auto) then the install."""
     from ivr.app import install_prompts_to_pbx
     from ivr.compliance.consent_first import require_consent_first
+    moved_on = config_moved_on(cfg)
+    if moved_on:
+        raise PromptError(f"{moved_on}; nothing was built")
     require_consent_first(cfg)  # a run would take the new intro at once
     manifest = build_prompts(cfg)
     installed, note = True, ""

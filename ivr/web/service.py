@@ -169,10 +169,19 @@ def pacing(cfg: Config, store: StoreBackend, campaign: str, max_concurrent: Any,
 
 
 def preflight(cfg: Config, store: StoreBackend, campaign: str) -> list[dict[str, str]]:
-    """`ivr check`'s violations for the campaign."""
+    """`ivr check`'s violations for the campaign. The build is judged for the console's own
+    campaign only (another campaign's controller has its own config and build), and against the
+    config the console loaded only while it is still the one on disk."""
     from ivr.compliance.campaign_check import check_campaign
-    return [{"severity": v.severity, "code": v.code, "message": v.message}
-            for v in check_campaign(for_campaign(cfg, campaign), store)]
+    from ivr.web.prompts import config_moved_on
+    out = [{"severity": v.severity, "code": v.code, "message": v.message}
+           for v in check_campaign(for_campaign(cfg, campaign), store)
+           if not (v.code == "prompts_stale" and campaign != cfg.campaign.name)]
+    moved_on = config_moved_on(cfg) if campaign == cfg.campaign.name else None
+    if moved_on:
+        out = [v for v in out if v["code"] != "prompts_stale"]
+        out.append({"severity": "error", "code": "console_config_stale", "message": moved_on})
+    return out
 
 
 # -- reports: the same bytes as `ivr report --format csv|json` -----------------------------------
