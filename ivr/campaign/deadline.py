@@ -7,7 +7,10 @@ settles the call (`error`, stage `deadline`, retried), hanging it up first if it
 A node that is down cannot be asked: once it has been down for LOST_GRACE_S (its reconnect had
 its chance to reconcile them), its calls past their deadline are settled unseen (`error`, stage
 `node-lost`, retried after the `error` delay). Past its deadline a call has ended, whatever the
-node's state, so the retry dials nobody twice; before it, a down node may still carry it.
+node's state, so the retry dials nobody twice; before it, a down node may still carry it. A
+call the node never said it placed may still be placed late by a hung Asterisk: that attempt
+is left open for the node's reconciliation instead. A call whose IVR session still runs is
+never cut here.
 """
 from __future__ import annotations
 
@@ -86,6 +89,8 @@ def lost_grace_s(dialer: Dialer) -> float:
 async def settle_overdue(dialer: Dialer, ns: NodeState, late: list[InFlight]) -> None:
     live = await asyncio.wait_for(ns.node.channels(), NODE_TIMEOUT_S)
     for flight in late:
+        if flight.call_id in dialer.ivr_active:  # talking: longer prompts than the deadline
+            continue                              # assumed (a rebuild mid-run); it ends itself
         answered = await _still_open(dialer, flight)
         if answered is None:
             continue
@@ -104,10 +109,21 @@ async def settle_overdue(dialer: Dialer, ns: NodeState, late: list[InFlight]) ->
 async def settle_unseen(dialer: Dialer, ns: NodeState, late: list[InFlight],
                         now: float) -> int:
     """The late calls of a node down for a while: `error`, stage `node-lost`, retried after
-    the `error` delay. An IVR session still running records its own outcome."""
-    settled = 0
+    the `error` delay, once the node said the call was placed (answered, failed or hung up).
+    An IVR session still running records its own outcome. A call the node never said it
+    placed is not settled: a hung Asterisk may still read its Originate from the socket, or
+    run one it queued, when it recovers, and a retry would then dial the number twice. The run
+    stops waiting for it; its attempt stays open for the node's reconciliation."""
+    settled = left = 0
     for flight in late:
         if flight.call_id in dialer.ivr_active:
+            continue
+        placed = flight.answered or flight.failed or flight.hung_up
+        # a node refusing our login is alive and reading (restarted): nothing waits in it
+        if not (placed or getattr(ns.node, "refusing", False)) \
+                and dialer.by_call.get(flight.call_id) is flight:
+            dialer.abandon(flight.call_id)
+            left += 1
             continue
         answered = await _still_open(dialer, flight)
         if answered is not None:
@@ -117,6 +133,10 @@ async def settle_unseen(dialer: Dialer, ns: NodeState, late: list[InFlight],
         log.warning("node %s down for %.0f s: %d call(s) past their deadline settled as error "
                     "(node-lost), retried on the nodes that answer", ns.name,
                     ns.down_for(now), settled)
+    if left:
+        log.warning("node %s down for %.0f s: %d call(s) it never said it placed left open "
+                    "for its reconciliation (their numbers are not called until then: when the "
+                    "node answers again, or at the next run)", ns.name, ns.down_for(now), left)
     return settled
 
 

@@ -307,6 +307,14 @@ class Dialer:
             flight.call_id, outcome, text, now, retry))
         self.finished(flight.call_id)
 
+    def abandon(self, call_id: int) -> None:
+        """Stop waiting for a call this run cannot settle safely (its Originate never confirmed
+        by a node that went down: a hung Asterisk may still read it and place the call). Its
+        attempt stays open in the store, so no one dials the number, until a reconciliation
+        of that node (its return, or the next run) settles it. No outcome: no hook."""
+        self._drop(call_id)
+        self.changed.set()
+
     def finished(self, call_id: int) -> None:
         """The attempt has its outcome: it no longer counts against max_concurrent."""
         if self._drop(call_id) is not None:

@@ -8,19 +8,15 @@
   (`store.orphaned_calls`) are settled as `error` with the retry delay of the outcome table,
   unless the call's channel is still up on one of our nodes: then it is adopted, as the
   reconciliation adopts a live channel, and waited for. One on our node that is down waits
-  for it, unless the node has been down for a while and the attempt is older than a call
-  can last (`node-lost`, as the deadline watch settles our own calls on a down node).
+  for it (a hung Asterisk may still place its Originate when it recovers).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ivr.campaign import deadline
 from ivr.campaign.nodes import NodeState
-from ivr.store.base import parse_utc
 
 if TYPE_CHECKING:
     from ivr.campaign.dialer import Dialer
@@ -109,10 +105,11 @@ async def settle_orphans(dialer: Dialer) -> int:
         ns = dialer.nodes.get(str(call.get("node") or ""))
         if ns is not None and not ns.lost:
             if ns.name not in live:
-                if not unreachable_past_deadline(dialer, ns, call, now):
-                    continue  # our node, down for now: never settled on a guess
-                stage = "node-lost"
-            elif call["channel_id"] in live[ns.name]:
+                # our node, down for now: never settled on a guess. Its Asterisk may be hung
+                # with this attempt's Originate unread in its socket, and place the call when
+                # it recovers: a retry would dial the number twice. Its reconciliation settles it.
+                continue
+            if call["channel_id"] in live[ns.name]:
                 dialer.adopt(ns, call)
                 continue
         dialer.settle_error(int(call["id"]), stage,
@@ -123,17 +120,6 @@ async def settle_orphans(dialer: Dialer) -> int:
         log.warning("%d attempt(s) of a controller whose lease expired settled as error",
                     settled)
     return settled
-
-
-def unreachable_past_deadline(dialer: Dialer, ns: NodeState, call: dict[str, Any],
-                              now: datetime) -> bool:
-    """An open attempt on our node, down for deadline.lost_grace_s at least (nobody can ask
-    it), placed longer ago than a call can last: it has ended, on the node or not (the rule
-    of the deadline watch for our own calls). A node that stays dead at start no longer
-    blocks that contact for the whole run."""
-    if ns.node.up or ns.down_for(dialer.clock.monotonic()) < deadline.lost_grace_s(dialer):
-        return False
-    return (now - parse_utc(str(call["started_at"]))).total_seconds() >= dialer.deadline_s
 
 
 async def _live_channels(dialer: Dialer, names: set[str]) -> dict[str, set[str]]:

@@ -158,6 +158,12 @@ class Ami:
                 log.error("%s", self.refused_message())
             self._logged_in.set()
 
+    @property
+    def refusing(self) -> bool:
+        """Asterisk answers but refuses our login (a restart changed its secret): its manager
+        reads what it is sent, so no Originate of ours waits unread in it."""
+        return self._refused_told
+
     def refused_message(self) -> str:
         return f"{self.label}AMI login refused at {self.host}:{self.port}: {self.login_hint}"
 

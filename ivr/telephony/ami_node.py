@@ -92,6 +92,11 @@ class AmiNode:
         return self._ami
 
     @property
+    def refusing(self) -> bool:
+        """It answers AMI but refuses our login: alive, not hung (deadline.settle_unseen)."""
+        return self._ami is not None and self._ami.refusing
+
+    @property
     def up(self) -> bool:
         return self._ami is not None and self._ami.connected
 
