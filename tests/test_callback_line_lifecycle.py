@@ -15,6 +15,7 @@ import socket
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,28 @@ async def caller(port: int, number: str, **extra: str) -> list[str]:
 def optouts(path: Path) -> int:
     with sqlite3.connect(path) as db:
         return db.execute("SELECT COUNT(*) FROM optouts").fetchone()[0]
+
+
+def pressing_1_at_the_run_end(r, seen: list[str], notice: threading.Event,  # type: ignore
+                              before_key: Callable[[], None]) -> threading.Thread:
+    """Asterisk's side of a caller on the line, in a thread: the notice starts (`notice` set),
+    `before_key()` runs, then key 1; every command the controller sent lands in `seen`."""
+    def asterisk_side(port: int) -> None:
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(env_lines("+33199000012"))  # the rig's store keeps its key beside it: fiction
+        with s, s.makefile("rb") as f:
+            while line := f.readline():
+                command = line.decode().strip()
+                seen.append(command)
+                if "callback_notice" in command:
+                    notice.set()
+                    before_key()
+                    s.sendall(b"200 result=49 endpos=16000\n")
+                else:
+                    s.sendall(b"200 result=0 endpos=16000\n")
+    t = threading.Thread(target=asterisk_side, args=(r.cfg.agi.port,))
+    t.start()
+    return t
 
 
 def test_serve_keeps_an_opposition_the_locked_store_could_not_take_at_once(
@@ -114,24 +137,10 @@ def test_a_caller_on_the_line_when_the_run_ends_is_heard_out(
     seen: list[str] = []
     notice = threading.Event()
 
-    def asterisk_side(port: int) -> None:
-        s = socket.create_connection(("127.0.0.1", port))
-        s.sendall(env_lines("+33199000012"))  # the rig's store keeps its key beside it: fiction
-        with s, s.makefile("rb") as f:
-            while line := f.readline():
-                command = line.decode().strip()
-                seen.append(command)
-                if "callback_notice" in command:
-                    notice.set()
-                    time.sleep(1.0)  # the notice plays; the caller presses 1 at its end
-                    s.sendall(b"200 result=49 endpos=16000\n")
-                else:
-                    s.sendall(b"200 result=0 endpos=16000\n")
-
     async def main() -> Path:
         async with rig(Backend("sqlite", tmp_path), {}) as r:
-            t = threading.Thread(target=asterisk_side, args=(r.cfg.agi.port,))
-            t.start()
+            # the notice plays; the caller presses 1 at its end, a second later
+            t = pressing_1_at_the_run_end(r, seen, notice, lambda: time.sleep(1.0))
             while not notice.is_set():
                 await asyncio.sleep(0.01)
             path = r.cfg.path(r.cfg.store.path)
@@ -150,20 +159,6 @@ def test_a_run_that_stops_keeps_an_opposition_the_locked_store_took_late(
     seen: list[str] = []
     notice, locked = threading.Event(), threading.Event()
 
-    def asterisk_side(port: int) -> None:
-        s = socket.create_connection(("127.0.0.1", port))
-        s.sendall(env_lines("+33199000012"))
-        with s, s.makefile("rb") as f:
-            while line := f.readline():
-                command = line.decode().strip()
-                seen.append(command)
-                if "callback_notice" in command:
-                    notice.set()
-                    locked.wait(5)
-                    s.sendall(b"200 result=49 endpos=16000\n")  # key 1, the store locked
-                else:
-                    s.sendall(b"200 result=0 endpos=16000\n")
-
     def other_writer(db: Path) -> None:
         other = sqlite3.connect(db, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
@@ -176,8 +171,7 @@ def test_a_run_that_stops_keeps_an_opposition_the_locked_store_took_late(
         async with rig(Backend("sqlite", tmp_path), {}) as r:
             r.store.db.execute("PRAGMA busy_timeout = 200")  # `ivr run` waits 0.5 s, not 30
             path = r.cfg.path(r.cfg.store.path)
-            t = threading.Thread(target=asterisk_side, args=(r.cfg.agi.port,))
-            t.start()
+            t = pressing_1_at_the_run_end(r, seen, notice, lambda: locked.wait(5))  # key 1, locked
             while not notice.is_set():
                 await asyncio.sleep(0.01)
             threading.Thread(target=other_writer, args=(path,)).start()

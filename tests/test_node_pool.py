@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,8 +65,11 @@ class Pool:
 async def pool(where: Path | Backend,
                callees: Mapping[str, Callee] | Callable[[str], Callee],
                numbers: list[str], caps: list[int], clock: Clock | None = None,
+               secrets: Sequence[str] = (), ami: Mapping[str, Any] | None = None,
                **dialer: Any) -> AsyncIterator[Pool]:
-    """`where`: the test's folder (SQLite) or its Backend (either store)."""
+    """`where`: the test's folder (SQLite) or its Backend (either store). `secrets`: each
+    node's AMI secret as the controller gives it (default: the fake PBXs'); `ami`: AmiNode's
+    options (heartbeat, action timeout)."""
     backend = where if isinstance(where, Backend) else Backend("sqlite", where)
     cfg = make_cfg(backend, FAST, **dialer)
     store = backend.open()
@@ -74,8 +77,10 @@ async def pool(where: Path | Backend,
     async with AsyncExitStack() as stack:
         pbxs = [await stack.enter_async_context(FakePbx(callees, user="ivr", secret=SECRET))
                 for _ in caps]
-        nodes = [AmiNode(f"n{i + 1}", "127.0.0.1", p.ami_port, "ivr", SECRET, max_channels=cap)
-                 for i, (p, cap) in enumerate(zip(pbxs, caps))]
+        keys = list(secrets) or [SECRET] * len(caps)
+        nodes = [AmiNode(f"n{i + 1}", "127.0.0.1", p.ami_port, "ivr", key, max_channels=cap,
+                         **(ami or {}))
+                 for i, (p, cap, key) in enumerate(zip(pbxs, caps, keys))]
         ctl = await app.start(cfg, store, clock or Clock(), node=nodes, hashes=HASHES)
         try:
             yield Pool(pbxs, ctl, store)

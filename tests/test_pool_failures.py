@@ -1,17 +1,18 @@
 """Pool nodes that fail without dying: real AmiNodes over fake PBXs, the real dialer and run.
 
 A node that hangs (socket open, nothing answered) or restarts with another AMI secret stays
-down while its port listens: its calls, past their deadline, are settled as `error`
-(`node-lost`) and retried on the others, so the run ends. A refused login names the node and
-the variable its secret was read from, once per change, not at every retry. An earlier run's
-open attempt on a node still down no longer blocks its contact for the whole next run.
+down while its port listens: past their deadline the run stops waiting for its calls, so it
+ends; those the node said it placed are settled `error` (`node-lost`) and retried on the
+others, the others are left open for the node's reconciliation (a hung Asterisk may still place
+them). A refused login names the node and the variable its secret was read from, once per
+change, not at every retry. A call whose IVR session still runs is never cut at its deadline.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,9 @@ from ivr.telephony.ami_node import AmiNode
 from ivr.telephony.fake_pbx import Callee, FakePbx, answer
 
 from conftest import Backend
-from test_dialer import HASHES, SECRET, add_contacts, contact, fiction, make_cfg
+from test_dialer import HASHES, SECRET, contact, fiction, make_cfg
 from test_node_pool import FAST, Pool
+from test_node_pool import pool as node_pool
 
 DEADLINE_S = 3.0  # the longest call, short here: a down node's calls wait this long
 FAST_AMI = {"heartbeat_s": 0.5, "action_timeout": 1.0}
@@ -44,22 +46,11 @@ def _no_secret_env(monkeypatch: pytest.MonkeyPatch) -> None:
 async def pool(where: Path | Backend, callees: Mapping[str, Callee], numbers: list[str],
                nodes: int = 3, secrets: Sequence[str] = (), **dialer: Any
                ) -> AsyncIterator[Pool]:
-    backend = where if isinstance(where, Backend) else Backend("sqlite", where)
-    cfg = make_cfg(backend, FAST, **dialer)
-    store = backend.open()
-    add_contacts(store, numbers)
-    async with AsyncExitStack() as stack:
-        pbxs = [await stack.enter_async_context(FakePbx(callees, user="ivr", secret=SECRET))
-                for _ in range(nodes)]
-        keys = list(secrets) or [SECRET] * nodes
-        ami = [AmiNode(f"n{i + 1}", "127.0.0.1", p.ami_port, "ivr", key, **FAST_AMI)
-               for i, (p, key) in enumerate(zip(pbxs, keys))]
-        ctl = await app.start(cfg, store, Clock(), node=ami, hashes=HASHES)
-        ctl.dialer.deadline_s = DEADLINE_S
-        try:
-            yield Pool(pbxs, ctl, store)
-        finally:
-            await ctl.close()
+    """test_node_pool's pool, uncapped nodes with a fast heartbeat, and short calls."""
+    async with node_pool(where, callees, numbers, [0] * nodes, secrets=secrets, ami=FAST_AMI,
+                         **dialer) as p:
+        p.dialer.deadline_s = DEADLINE_S
+        yield p
 
 
 async def until(cond: Any, timeout: float = 10.0) -> None:
