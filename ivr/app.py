@@ -319,7 +319,7 @@ async def _run_campaign(cfg: Config, store: Store, on_tick: Callable[[Controller
                               "reconciles them")
     finally:
         # before the signals go back to their defaults: a second Ctrl-C cuts the waits short
-        await ctl.close(interrupt=stopper.hard)
+        await ctl.close(interrupt=stopper.again)
         stopper.close()
     return report, ctl
 

@@ -377,12 +377,15 @@ def _validate(cfg: Config) -> None:
 
 def rules_lookback_days(schedule: Schedule) -> int:
     """How far back the calling rules read a number's past: the attempt cap's 30 days and the
-    refusal cooldown, within the longest retention allowed. Deleting less recent data would let
-    a refuser be called again."""
-    return min(max(CAP_PERIOD_DAYS, schedule.refusal_cooldown_days), MAX_RETENTION_DAYS)
+    refusal cooldown. Deleting less recent data would let a refuser be called again."""
+    return max(CAP_PERIOD_DAYS, schedule.refusal_cooldown_days)
 
 
 def _validate_retention_lookback(cfg: Config) -> None:
+    if cfg.schedule.refusal_cooldown_days > MAX_RETENTION_DAYS:
+        raise ConfigError(f"schedule.refusal_cooldown_days is {cfg.schedule.refusal_cooldown_days}"
+                          f": use at most {MAX_RETENTION_DAYS} days (the longest retention: an "
+                          "older refusal is deleted, and its number would be callable again)")
     lookback = rules_lookback_days(cfg.schedule)
     if cfg.retention.days < lookback:
         raise ConfigError(f"retention.days is {cfg.retention.days}: the calling rules read "

@@ -11,18 +11,24 @@ Found in review (2026-12-02), each reproduced over real FastAGI sockets:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from conftest import Backend, make_config, store_at
 from ivr import app as ivr_app
-from test_dialer import rig
+from ivr.app import run_campaign as app_run
+from ivr.telephony.ami_node import AmiNode
+from ivr.telephony.fake_pbx import FakePbx, answer
+from test_dialer import DELAYS, HASHES, add_contacts, fiction, make_cfg, rig
+from test_dialer import SECRET as AMI_SECRET
 
 SECRET = "callback-secret-0123456789"
 
@@ -60,7 +66,7 @@ def optouts(path: Path) -> int:
         return db.execute("SELECT COUNT(*) FROM optouts").fetchone()[0]
 
 
-def pressing_1_at_the_run_end(r, seen: list[str], notice: threading.Event,  # type: ignore
+def pressing_1_at_the_run_end(port: int, seen: list[str], notice: threading.Event,
                               before_key: Callable[[], None]) -> threading.Thread:
     """Asterisk's side of a caller on the line, in a thread: the notice starts (`notice` set),
     `before_key()` runs, then key 1; every command the controller sent lands in `seen`."""
@@ -77,7 +83,7 @@ def pressing_1_at_the_run_end(r, seen: list[str], notice: threading.Event,  # ty
                     s.sendall(b"200 result=49 endpos=16000\n")
                 else:
                     s.sendall(b"200 result=0 endpos=16000\n")
-    t = threading.Thread(target=asterisk_side, args=(r.cfg.agi.port,))
+    t = threading.Thread(target=asterisk_side, args=(port,), daemon=True)
     t.start()
     return t
 
@@ -140,7 +146,7 @@ def test_a_caller_on_the_line_when_the_run_ends_is_heard_out(
     async def main() -> Path:
         async with rig(Backend("sqlite", tmp_path), {}) as r:
             # the notice plays; the caller presses 1 at its end, a second later
-            t = pressing_1_at_the_run_end(r, seen, notice, lambda: time.sleep(1.0))
+            t = pressing_1_at_the_run_end(r.cfg.agi.port, seen, notice, lambda: time.sleep(1.0))
             while not notice.is_set():
                 await asyncio.sleep(0.01)
             path = r.cfg.path(r.cfg.store.path)
@@ -171,7 +177,8 @@ def test_a_run_that_stops_keeps_an_opposition_the_locked_store_took_late(
         async with rig(Backend("sqlite", tmp_path), {}) as r:
             r.store.db.execute("PRAGMA busy_timeout = 200")  # `ivr run` waits 0.5 s, not 30
             path = r.cfg.path(r.cfg.store.path)
-            t = pressing_1_at_the_run_end(r, seen, notice, lambda: locked.wait(5))  # key 1, locked
+            t = pressing_1_at_the_run_end(r.cfg.agi.port, seen, notice,
+                                          lambda: locked.wait(5))  # key 1, locked
             while not notice.is_set():
                 await asyncio.sleep(0.01)
             threading.Thread(target=other_writer, args=(path,)).start()
@@ -205,3 +212,41 @@ def test_a_second_signal_cuts_the_wait_for_a_silent_caller_short(
             await r.ctl.close(interrupt=interrupt)
             return time.monotonic() - started
     assert asyncio.run(main()) < 3.0  # not the 30 s the drain allows a caller
+
+
+@pytest.mark.parametrize("how", ["drain_timeout", "console_hard_stop"])
+def test_a_stop_that_hangs_up_the_calls_still_hears_the_line_out(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """The run's hard stop (its drain timed out, or the console's hard stop) hangs up the calls
+    it placed, not a caller on the opposition line: only the operator's second signal cuts that
+    wait (found in review: the caller's key 1 was lost)."""
+    monkeypatch.setenv("IVR_CALLBACK_SECRET", SECRET)
+    seen: list[str] = []
+    notice = threading.Event()
+    backend, number = Backend("sqlite", tmp_path), fiction(1)
+    cfg = make_cfg(backend, DELAYS, **({"drain_timeout_s": 1} if how == "drain_timeout" else {}))
+    store = backend.open()
+    add_contacts(store, [number])
+
+    async def main() -> None:
+        async with FakePbx({number: answer(["1"], prompt_s=20)}, user="ivr",
+                           secret=AMI_SECRET) as pbx:
+            node = AmiNode("pbx", "127.0.0.1", pbx.ami_port, "ivr", AMI_SECRET)
+            stop = asyncio.Event()
+            task = asyncio.ensure_future(app_run(cfg, store, node=node, hashes=HASHES,
+                                                 stop=stop))
+            while not pbx.live:
+                await asyncio.sleep(0.05)
+            pressing_1_at_the_run_end(cfg.agi.port, seen, notice, lambda: time.sleep(2.0))
+            while not notice.is_set():
+                await asyncio.sleep(0.01)
+            if how == "drain_timeout":
+                stop.set()  # one Ctrl-C, SIGTERM or the console's stop
+            else:
+                backend.open().set_run_control(cfg.campaign.name, desired="hard_stop",
+                                               by="alice", now=datetime.now(timezone.utc))
+            with contextlib.suppress(Exception):  # ended with calls hung up: not our point
+                await task
+    asyncio.run(main())
+    assert seen[-1] == 'STREAM FILE ivr/optout_confirm ""'
+    assert optouts(cfg.path(cfg.store.path)) == 1

@@ -221,7 +221,11 @@ def test_yaml_merge_keys_still_load_and_may_be_overridden(tmp_path: Path) -> Non
         ("n1", 5038, "127.0.0.1"), ("n2", 5039, "127.0.0.1")]
 
 
-def test_a_refusal_cooldown_longer_than_the_retention_bound_still_loads() -> None:
-    cfg = config.from_dict({"schedule": {"refusal_cooldown_days": 3650},
+def test_a_refusal_cooldown_longer_than_any_retention_is_refused_by_name() -> None:
+    """A 10-year cooldown cannot hold: purge deletes refusals after 3 years at most."""
+    text = refused({"schedule": {"refusal_cooldown_days": 3650}, "retention": {"days": 1095}},
+                   "schedule.refusal_cooldown_days")
+    assert "at most 1095" in text
+    cfg = config.from_dict({"schedule": {"refusal_cooldown_days": 1095},
                             "retention": {"days": 1095}})
     assert config.rules_lookback_days(cfg.schedule) == 1095

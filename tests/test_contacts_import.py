@@ -559,7 +559,11 @@ def test_import_optouts_from_a_plain_list(store: Store, tmp_path: Path) -> None:
     ("0199000051,123456789\n0199000052,412345678\n0199000053,75011\n0199000054,2026-01-15\n"
      "0199000055,15/01/2026\n0199000056,Dupont\n",
      [f"+3319900005{i}" for i in range(1, 7)]),
-    ("number,name\n0199000061,Durand,612000111\n", ["+33199000061"])])
+    ("number,name\n0199000061,Durand,612000111\n", ["+33199000061"]),
+    # any other writing the opposition form reads is a second opposition too
+    ("0199000071,'0199000072\n0199000073,(+33) 1 99 00 00 74\n0199000075,Tel: 01 99 00 00 76\n"
+     "0199000077,33199000078\n0199000079,\uff10\uff11\uff19\uff19\uff10\uff10\uff10\uff10\uff18\uff10\n",
+     sorted(f"+331990000{n}" for n in range(71, 81)))])
 def test_every_number_on_an_opposition_line_is_added(
         store: Store, tmp_path: Path, text: str, added: list[str]) -> None:
     """Two numbers on one line are two oppositions: the second was silently dropped, and that

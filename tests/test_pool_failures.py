@@ -107,6 +107,61 @@ def test_a_node_that_hangs_is_named_and_the_run_ends_without_dialling_its_calls_
     assert lines(caplog, "left open for its reconciliation")
 
 
+def test_a_call_left_open_on_a_hung_node_is_settled_and_announced_when_it_recovers(
+        tmp_path: Path) -> None:
+    """Its reconciliation settles it and its outcome's hooks (the webhook) fire then: found in
+    review, the call was settled `reconciled` but no webhook was ever sent for it."""
+    numbers = [fiction(i) for i in range(6)]
+    callees = {n: answer(["1"], delay_s=0.5, prompt_s=0.05) for n in numbers}
+    hooked: list[int] = []
+
+    async def scenario() -> tuple[list[int], list[dict[str, Any]]]:
+        async with pool(tmp_path, callees, numbers, max_concurrent=6, calls_per_second=20,
+                        ring_timeout_s=3) as p:
+            p.dialer.on_settled.append(hooked.append)
+            victim = p.pbxs[1]
+
+            async def hang() -> None:
+                await until(lambda: bool(victim.originates), 10)
+                victim.silent = True
+            task = asyncio.ensure_future(hang())
+            await p.run(timeout=30)
+            await task
+            await p.settled()
+            left = [c["id"] for c in p.calls() if c["outcome"] is None]
+            victim.silent = False
+            victim.drop()  # recovered: its sessions closed, the client logs in again
+            n2 = p.dialer.nodes["n2"]
+            await until(lambda: n2.node.up, 15)
+            await p.dialer.reconcile_node(n2)
+            await p.settled()
+            return left, [c for c in p.calls() if c["id"] in left]
+    left, after = asyncio.run(scenario())
+    assert left and all(c["outcome"] == "error" for c in after)
+    assert set(left) <= set(hooked)
+
+
+def test_a_call_still_in_its_ivr_past_its_deadline_is_not_asked_about_every_second(
+        tmp_path: Path) -> None:
+    yes = fiction(1)
+    asked: list[float] = []
+
+    async def scenario() -> None:
+        async with pool(tmp_path, {yes: answer(["1"], delay_s=0.3, prompt_s=4)}, [yes], nodes=1,
+                        max_concurrent=4, calls_per_second=20, ring_timeout_s=3) as p:
+            p.dialer.deadline_s = 2.0
+            node = p.dialer.nodes["n1"].node
+            channels = node.channels
+
+            async def counted() -> Any:
+                asked.append(asyncio.get_running_loop().time())
+                return await channels()
+            node.channels = counted
+            await p.run(timeout=60)
+    asyncio.run(scenario())
+    assert len(asked) <= 2  # was one CoreShowChannels a second while the call talked
+
+
 def test_a_node_restarted_with_another_secret_says_so_once_and_its_calls_end(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """n2 restarts within a second with a changed AMI secret: one line names the node, its

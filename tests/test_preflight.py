@@ -167,7 +167,9 @@ def test_non_mapping_source_is_an_error() -> None:
                                    "en ligne, pas de consentement",
                                    "collected online without any prior consent",
                                    "collecte en ligne, absence de consentement",
-                                   "online, consent refused", "web, non-consent"])
+                                   "online, consent refused", "web, non-consent",
+                                   "collected online without their consent",
+                                   "inscrits en ligne sans leur consentement"])
 def test_numbers_from_the_internet_are_refused_citing_cnil(basis: str) -> None:
     found = preflight(make(), sources=[{"source": "x", "basis": basis, "acquired_on": "2026-01-01"}])
     assert codes(found, ERROR) == ["basis_scraped"]

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import io
 import time
 from pathlib import Path
@@ -137,3 +138,16 @@ def test_a_session_without_the_secret_is_not_held_long(monkeypatch: pytest.Monke
     started = time.monotonic()
     asyncio.run(handler(_Silent()))  # type: ignore[arg-type]
     assert time.monotonic() - started < 2.0
+
+
+def test_a_shorter_recording_under_the_same_name_builds(tmp_path: Path) -> None:
+    """The fix of a too-long intro: judged on its own audio, not the previous build's length."""
+    path = campaign(tmp_path, intro={"file": "intro.wav", "transcript": INTRO})
+    (tmp_path / "sources" / "intro.wav").write_bytes(tone(8000))
+    build_prompts(config.load(path))
+    manifest = json.loads(manifest_bytes(tmp_path))
+    manifest["prompts"]["intro"]["duration_s"] = 22.0  # as a too-long build left it
+    (tmp_path / "build" / MANIFEST_NAME).write_text(json.dumps(manifest), encoding="utf-8")
+    (tmp_path / "sources" / "intro.wav").write_bytes(tone(10000))  # the shorter one
+    built = console_prompts.rebuild(config.load(path))
+    assert built["prompts"]["intro"] != manifest["prompts"]["intro"]["sha256"]

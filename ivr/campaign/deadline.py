@@ -87,10 +87,13 @@ def lost_grace_s(dialer: Dialer) -> float:
 
 
 async def settle_overdue(dialer: Dialer, ns: NodeState, late: list[InFlight]) -> None:
+    # A call whose IVR session still runs is talking (prompts rebuilt longer than the deadline
+    # assumed): it ends itself, and the node is not asked about it every second.
+    late = [f for f in late if f.call_id not in dialer.ivr_active]
+    if not late:
+        return
     live = await asyncio.wait_for(ns.node.channels(), NODE_TIMEOUT_S)
     for flight in late:
-        if flight.call_id in dialer.ivr_active:  # talking: longer prompts than the deadline
-            continue                              # assumed (a rebuild mid-run); it ends itself
         answered = await _still_open(dialer, flight)
         if answered is None:
             continue

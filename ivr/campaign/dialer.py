@@ -60,6 +60,7 @@ class Dialer:
         self.originated = 0
         self.writer = SafeWriter(store.transaction)
         self.ivr_active: set[int] = set()  # attempts whose IVR handler is still running
+        self.abandoned: set[int] = set()  # left open for a node's reconciliation (deadline.py)
         self.stored_causes = StoredCauses()  # the IVR's outcome writes tell it (app.agi_app)
         # Told once of each attempt whose outcome is written (outcome webhooks); must not block.
         self.on_settled: list[Callable[[int], None]] = []
@@ -312,8 +313,15 @@ class Dialer:
         by a node that went down: a hung Asterisk may still read it and place the call). Its
         attempt stays open in the store, so no one dials the number, until a reconciliation
         of that node (its return, or the next run) settles it. No outcome: no hook."""
-        self._drop(call_id)
+        if self._drop(call_id) is not None:
+            self.abandoned.add(call_id)
         self.changed.set()
+
+    def announce(self, call_id: int) -> None:
+        """An abandoned call settled at last (by a reconciliation): its outcome's hooks."""
+        self.abandoned.discard(call_id)
+        for hook in self.on_settled:
+            hook(call_id)
 
     def finished(self, call_id: int) -> None:
         """The attempt has its outcome: it no longer counts against max_concurrent."""

@@ -83,6 +83,8 @@ def _one(dialer: Dialer, ns: NodeState, call: dict[str, Any], alive: bool, link:
                         (flight is not None and flight.answered), attempt=int(call["attempt"]))
     if flight is not None:
         dialer.finished(call_id)
+    elif call_id in dialer.abandoned:  # left open while its node hung: its outcome now
+        dialer.announce(call_id)
     return True
 
 

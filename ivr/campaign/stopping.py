@@ -34,6 +34,9 @@ class Stopper:
     def __init__(self, stop: asyncio.Event | None = None) -> None:
         self.stop = stop or asyncio.Event()  # no new calls
         self.hard = asyncio.Event()          # hang up the calls in flight
+        # a second signal from the operator (not the drain's timeout nor the console's hard
+        # stop, which also set `hard`): the end's waits for the opposition line are cut short
+        self.again = asyncio.Event()
         self.forced = asyncio.Event()        # end now, whatever is left
         self._loop = asyncio.get_running_loop()
         self._timer: threading.Timer | None = None
@@ -51,6 +54,7 @@ class Stopper:
         elif not self.hard.is_set() or self._timer is None:
             log.warning("stopping now: hanging up the calls in flight")
             self.hard.set()
+            self.again.set()
             self._loop.call_later(FORCE_EXIT_S, self.forced.set)
             self._arm_last_resort()
         else:

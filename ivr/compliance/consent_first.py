@@ -62,8 +62,9 @@ def built_seconds(cfg: Config, item: PromptSource) -> float | None:
     return float(duration) if isinstance(duration, (int, float)) else None
 
 
-def intro_problems(cfg: Config) -> list[str]:
-    """One fix-it line per consent-first rule the intro breaks."""
+def intro_problems(cfg: Config, length: bool = True) -> list[str]:
+    """One fix-it line per consent-first rule the intro breaks. `length`: also its duration,
+    from the build when it is of the same source (a build checks the rendered audio itself)."""
     item = cfg.prompts.items.get("intro")
     said = spoken_text(item) if item is not None else None
     if item is None or said is None:
@@ -82,14 +83,17 @@ def intro_problems(cfg: Config) -> list[str]:
         out.append(f"{WHERE} does not say how to object in its first {OPTOUT_WITHIN} sentences: "
                    f"say early 'Pour ne plus être appelé, appuyez sur {key}'")
     out += _consent_question(cfg, normalise(said))
-    out += _length(cfg, item, said)
+    if length:
+        out += _length(cfg, item, said)
     return out
 
 
 def require_consent_first(cfg: Config) -> None:
     """Refuse, in one line, to build an intro `ivr check` would refuse: a running campaign
     takes a rebuilt prompt at once (prompts/live.py), so the build is the last gate."""
-    problems = intro_problems(cfg)
+    # the length is judged on the rendered audio by the build (a recording replaced under the
+    # same name would be judged here on the previous one's duration)
+    problems = intro_problems(cfg, length=False)
     if problems:
         more = f" (and {len(problems) - 1} more: `ivr check` lists them)" if len(problems) > 1 \
             else ""

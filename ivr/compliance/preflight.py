@@ -60,7 +60,7 @@ _CONSENT = re.compile(r"consent|opt.?in")
 # consent itself ("data not shared, consent given" is a consent).
 _NO_CONSENT = re.compile(
     r"\b(sans|without|no|not|non|pas de|pas d|absence de|absence d|aucun|aucune)[\s'-]+"
-    r"((any|prior|explicit|express|prealable|du|de|d|le|la)[\s'-]+)*(consent|opt.?in)"
+    r"(\w+[\s'-]+){0,2}(consent|opt.?in)"  # up to two words, no punctuation, in between
     r"|\b(consent|consentement|opt.?in)\w*\s+(refuse|refused|denied|withdrawn|retire|absent)")
 # A list NAMED after a scraping origin is refused whatever its basis says ("scraped from
 # leboncoin", basis member_file): the words of scraping, and the public sites and directories

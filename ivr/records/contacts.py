@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -327,7 +327,7 @@ def import_optouts(store: StoreBackend, path: Path, *, via: str, default_region:
                                   f"'number' column nor a phone number: add a 'number' header")
         extra_from = len(first[1]) if rows is records else 1  # the header's width, or 1
         for line, cells in rows:
-            for raw in _optout_cells(cells, col, extra_from):
+            for raw in _optout_cells(cells, col, extra_from, default_region):
                 number, why = _optout_number(raw, default_region)
                 if number is None:
                     rejected.append((line, f"{short(raw)} is not a valid phone number: {why}"
@@ -337,20 +337,22 @@ def import_optouts(store: StoreBackend, path: Path, *, via: str, default_region:
     return added, rejected
 
 
-# A cell past the number's that is written as a phone number on its own: a leading + or 0 and
-# at least 8 more digits, with the separators people type. A customer id (123456789), a SIREN,
-# a postcode, a date or a name is not: it is ignored, never read as a number to oppose.
-_WRITTEN_AS_NUMBER = re.compile(r"(\+|0)[0-9 .\-/()\u00a0]{8,}")
-
-
-def _optout_cells(cells: list[str], col: int, extra_from: int) -> list[str]:
-    """The number cell, and the cells from `extra_from` on (past the header's columns, or
-    past the first of a plain list) written as phone numbers: "+33612345678, +33612345679" on
-    one line is two people objecting, not one number and a stray comma."""
+def _optout_cells(cells: list[str], col: int, extra_from: int, region: str) -> list[str]:
+    """The number cell, and the cells from `extra_from` on (past the header's columns, or past
+    the first of a plain list) that the opposition form would read as a number:
+    "+33612345678, +33612345679" on one line is two people objecting. A bare run of digits
+    without a leading 0 and shorter than an international number (a customer id, a SIREN, a
+    postcode) is not: ignored, as names and dates are, never opposed."""
     first = cells[col].strip() if col < len(cells) else ""
-    extra = [c.strip() for c in cells[extra_from:]]
-    return [first] + [c for c in extra if _WRITTEN_AS_NUMBER.fullmatch(c)
-                      and sum(ch.isdigit() for ch in c) >= 9]
+    return [first] + [c.strip() for c in cells[extra_from:]
+                      if c.strip() and _reads_as_number(c.strip(), region)]
+
+
+def _reads_as_number(cell: str, region: str) -> bool:
+    plain = unicodedata.normalize("NFKC", cell)
+    if plain.isdigit() and not plain.startswith("0") and len(plain) < 11:
+        return False
+    return _optout_number(cell, region)[0] is not None
 
 
 def _optout_number(raw: str, default_region: str) -> tuple[str | None, str]:
