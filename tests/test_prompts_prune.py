@@ -194,6 +194,7 @@ def test_the_cli_names_the_missing_sounds_dir(tmp_path: Path,
         "campaign": {"name": "A", "caller_id": "+33162000000"},
         "store": {"path": str(tmp_path / "t.db")},
         "prompts": {"build_dir": str(tmp_path / "build-A")}, "pbx": {"mode": "external"}}))
+    Store.open(tmp_path / "t.db")  # an existing store: a command creating one says so
     out = CliRunner().invoke(cli, ["--config", str(path), "prompts", "prune"])
     assert out.exit_code == 1
     assert out.output.strip().splitlines() == [

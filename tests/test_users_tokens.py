@@ -81,7 +81,9 @@ def test_revoke_needs_an_id_or_all_and_a_known_user(cfg: Path) -> None:
                                          "`ivr users add nobody --role ROLE`")
 
 
-def test_every_users_command_tells_how_to_add_an_unknown_user(cfg: Path) -> None:
+def test_every_users_command_tells_how_to_add_an_unknown_user(cfg: Path,
+                                                               backend: Backend) -> None:
+    backend.open()  # an existing store: a command creating one says so (test_cli_commands)
     for args, stdin in ((("tokens", "nobody"), ""), (("revoke", "nobody", "1"), ""),
                         (("passwd", "nobody"), PASSWORD), (("disable", "nobody"), ""),
                         (("disable", "nobody", "--enable"), ""), (("token", "nobody"), "")):
