@@ -322,8 +322,9 @@ def load(path: str | Path) -> Config:
         raise ConfigError(f"config file {p} not found: pass --config FILE or create ./config.yaml")
     if not p.is_file():
         raise ConfigError(f"config {p} is not a file: pass --config FILE (a YAML file)")
+    raw = p.read_bytes()  # once: the bytes parsed are the bytes kept in `source`
     try:
-        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeys) or {}
+        data = yaml.load(raw.decode("utf-8"), Loader=_UniqueKeys) or {}
     except ConfigError as exc:  # a key written twice
         raise ConfigError(f"{p}: {exc}") from None
     except UnicodeDecodeError as exc:
@@ -335,19 +336,8 @@ def load(path: str | Path) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: the top level must be a mapping of sections")
     cfg = from_dict(data, p.resolve().parent)
-    cfg.source = (p.resolve(), p.read_bytes())
+    cfg.source = (p.resolve(), raw)
     return cfg
-
-
-def changed_on_disk(cfg: Config) -> bool:
-    """True when the file `cfg` was loaded from now holds other bytes (or is gone)."""
-    if cfg.source is None:
-        return False
-    path, loaded = cfg.source
-    try:
-        return path.read_bytes() != loaded
-    except OSError:
-        return True
 
 
 def _validate(cfg: Config) -> None:

@@ -57,7 +57,8 @@ async def check_node(dialer: Dialer, ns: NodeState, now: float) -> None:
     if ns.calls and not ns.told_down:  # once per outage: the node the run now waits on
         ns.told_down = True
         log.warning("node %s is down with %d call(s) in flight: waiting for it; past their "
-                    "deadline (at most %.0f s), they are settled as error and retried",
+                    "deadline (at most %.0f s) the run stops waiting (those it placed settled "
+                    "as error and retried, the others left for its reconciliation)",
                     ns.name, len(ns.calls), dialer.deadline_s)
     if ns.lost or down_for < DEAD_AFTER_S or not ns.calls or now < ns.next_probe:
         return
@@ -101,7 +102,6 @@ async def settle_orphans(dialer: Dialer) -> int:
     for call in calls:
         if int(call["id"]) in dialer.by_call:
             continue  # ours already (adopted earlier)
-        stage = "orphaned"
         ns = dialer.nodes.get(str(call.get("node") or ""))
         if ns is not None and not ns.lost:
             if ns.name not in live:
@@ -112,7 +112,7 @@ async def settle_orphans(dialer: Dialer) -> int:
             if call["channel_id"] in live[ns.name]:
                 dialer.adopt(ns, call)
                 continue
-        dialer.settle_error(int(call["id"]), stage,
+        dialer.settle_error(int(call["id"]), "orphaned",
                             answered=call.get("answered_at") is not None,
                             attempt=int(call["attempt"]))
         settled += 1

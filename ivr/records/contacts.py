@@ -327,32 +327,32 @@ def import_optouts(store: StoreBackend, path: Path, *, via: str, default_region:
                                   f"'number' column nor a phone number: add a 'number' header")
         extra_from = len(first[1]) if rows is records else 1  # the header's width, or 1
         for line, cells in rows:
-            for raw in _optout_cells(cells, col, extra_from, default_region):
-                number, why = _optout_number(raw, default_region)
-                if number is None:
-                    rejected.append((line, f"{short(raw)} is not a valid phone number: {why}"
-                                     if raw else "no number"))
-                elif store.add_optout(number, via, now):
-                    added += 1
+            raw = cells[col].strip() if col < len(cells) else ""
+            number, why = _optout_number(raw, default_region)
+            if number is None:
+                rejected.append((line, f"{short(raw)} is not a valid phone number: {why}"
+                                 if raw else "no number"))
+            numbers = ([number] if number else []) + \
+                _extra_optouts(cells[extra_from:], default_region)
+            added += sum(1 for n in numbers if store.add_optout(n, via, now))
     return added, rejected
 
 
-def _optout_cells(cells: list[str], col: int, extra_from: int, region: str) -> list[str]:
-    """The number cell, and the cells from `extra_from` on (past the header's columns, or past
-    the first of a plain list) that the opposition form would read as a number:
-    "+33612345678, +33612345679" on one line is two people objecting. A bare run of digits
-    without a leading 0 and shorter than an international number (a customer id, a SIREN, a
-    postcode) is not: ignored, as names and dates are, never opposed."""
-    first = cells[col].strip() if col < len(cells) else ""
-    return [first] + [c.strip() for c in cells[extra_from:]
-                      if c.strip() and _reads_as_number(c.strip(), region)]
-
-
-def _reads_as_number(cell: str, region: str) -> bool:
-    plain = unicodedata.normalize("NFKC", cell)
-    if plain.isdigit() and not plain.startswith("0") and len(plain) < 11:
-        return False
-    return _optout_number(cell, region)[0] is not None
+def _extra_optouts(cells: list[str], region: str) -> list[str]:
+    """The numbers in a line's cells past the number's (past the header's columns, or past the
+    first of a plain list) that the opposition form reads as numbers: "+33612345678,
+    +33612345679" on one line is two people objecting. A bare run of digits without a leading 0
+    and shorter than an international number (a customer id, a SIREN, a postcode) is not:
+    ignored, as names and dates are, never opposed."""
+    out = []
+    for cell in (c.strip() for c in cells):
+        plain = unicodedata.normalize("NFKC", cell)
+        if not cell or (plain.isdigit() and not plain.startswith("0") and len(plain) < 11):
+            continue
+        number = _optout_number(cell, region)[0]
+        if number is not None:
+            out.append(number)
+    return out
 
 
 def _optout_number(raw: str, default_region: str) -> tuple[str | None, str]:

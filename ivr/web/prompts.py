@@ -89,14 +89,14 @@ def config_moved_on(cfg: Config) -> str | None:
     if cfg.source is None:
         return None
     from ivr.config import load
-    from ivr.prompts.manifest import config_fingerprint
     path, loaded = cfg.source
     try:
         fresh = load(path)
     except IvrError as exc:
         return f"{path} no longer loads ({exc}): fix it, then restart `ivr web`"
-    same_file = fresh.source is not None and fresh.source[1] == loaded
-    if same_file and config_fingerprint(fresh) == config_fingerprint(cfg):
+    # The same file: only a text_file can have changed, read into its item's text. A recording
+    # is read from disk by both alike, so its digest need not be computed here.
+    if fresh.source == cfg.source and fresh.prompts.items == cfg.prompts.items:
         return None
     return (f"{path} or a prompt's text file changed since `ivr web` started: restart `ivr web` "
             "to check and rebuild the prompts as they are now")

@@ -174,12 +174,12 @@ def preflight(cfg: Config, store: StoreBackend, campaign: str) -> list[dict[str,
     config the console loaded only while it is still the one on disk."""
     from ivr.compliance.campaign_check import check_campaign
     from ivr.web.prompts import config_moved_on
+    own = campaign == cfg.campaign.name
+    moved_on = config_moved_on(cfg) if own else None
     out = [{"severity": v.severity, "code": v.code, "message": v.message}
-           for v in check_campaign(for_campaign(cfg, campaign), store)
-           if not (v.code == "prompts_stale" and campaign != cfg.campaign.name)]
-    moved_on = config_moved_on(cfg) if campaign == cfg.campaign.name else None
+           for v in check_campaign(for_campaign(cfg, campaign), store,
+                                   build=own and moved_on is None)]
     if moved_on:
-        out = [v for v in out if v["code"] != "prompts_stale"]
         out.append({"severity": "error", "code": "console_config_stale", "message": moved_on})
     return out
 
