@@ -398,7 +398,7 @@ def purge(ctx: Ctx, older_than: str | None) -> None:
     """Delete data older than the retention period (opposition hashes are kept)."""
     from datetime import timedelta
 
-    from ivr.config import rules_lookback_days
+    from ivr.config_checks import rules_lookback_days
     from ivr.records.privacy import parse_duration, purge as do_purge
     age = parse_duration(older_than) if older_than else timedelta(days=ctx.cfg.retention.days)
     keep = timedelta(days=rules_lookback_days(ctx.cfg.schedule))

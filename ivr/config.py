@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import math
-import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -13,8 +11,8 @@ from typing import Any
 
 import yaml
 
+from ivr.config_checks import validate, validate_store
 from ivr.errors import ConfigError
-from ivr.numbers import e164, is_known_region
 
 
 @dataclass
@@ -77,6 +75,9 @@ class Store:
     url: str = ""
     # HMAC key of the opposition list, outside the store's folder (else IVR_OPTOUT_KEY).
     optout_key_file: str = ""
+
+
+SINGLE_NODE = "pbx"  # the name of the one node of a `pbx:` block without nodes
 
 
 @dataclass
@@ -277,8 +278,8 @@ def _build(tp: Any, value: Any, where: str) -> Any:
 def from_dict(data: dict[str, Any], base_dir: Path = Path(".")) -> Config:
     cfg = _build(Config, data or {}, "config")
     cfg.base_dir = base_dir
-    _validate(cfg)
-    _validate_store(cfg.store, (data or {}).get("store") or {})
+    validate(cfg)
+    validate_store(cfg.store, (data or {}).get("store") or {})
     _read_text_files(cfg)
     return cfg
 
@@ -338,220 +339,3 @@ def load(path: str | Path) -> Config:
     cfg = from_dict(data, p.resolve().parent)
     cfg.source = (p.resolve(), raw)
     return cfg
-
-
-def _validate(cfg: Config) -> None:
-    _validate_flow(cfg.flow)
-    if cfg.pbx.mode not in ("sandbox", "external"):
-        raise ConfigError(f"pbx.mode: {cfg.pbx.mode!r} is not sandbox or external")
-    _validate_dialer(cfg.dialer)
-    if cfg.retry.max_attempts < 1:
-        raise ConfigError("retry.max_attempts must be at least 1")
-    for name in RetryDelays.__dataclass_fields__:
-        _in_range(f"retry.delay_s.{name}", getattr(cfg.retry.delay_s, name), 0, None, "seconds")
-    for where, port in (("pbx.port", cfg.pbx.port), ("agi.port", cfg.agi.port),
-                        ("web.port", cfg.web.port)):
-        _in_range(where, port, 1, 65535, "TCP port")
-    _validate_nodes(cfg.pbx.nodes)
-    _validate_peers(cfg.agi.allowed_peers)
-    _in_range("db.port", cfg.db.port, 1, 65535, "TCP port")
-    _in_range("retention.days", cfg.retention.days, 1, MAX_RETENTION_DAYS, "days")
-    _validate_retention_lookback(cfg)
-    if cfg.prompts.engine not in ("gtts", "espeak", "auto"):
-        raise ConfigError(f"prompts.engine: {cfg.prompts.engine!r} is not gtts, espeak or auto")
-    _in_range("prompts.intro_max_s", cfg.prompts.intro_max_s, 0, MAX_INTRO_S, "seconds",
-              low_open=True)
-    _validate_regions(cfg)
-    _validate_webhooks(cfg.webhooks)
-
-
-def rules_lookback_days(schedule: Schedule) -> int:
-    """How far back the calling rules read a number's past: the attempt cap's 30 days and the
-    refusal cooldown. Deleting less recent data would let a refuser be called again."""
-    return max(CAP_PERIOD_DAYS, schedule.refusal_cooldown_days)
-
-
-def _validate_retention_lookback(cfg: Config) -> None:
-    if cfg.schedule.refusal_cooldown_days > MAX_RETENTION_DAYS:
-        raise ConfigError(f"schedule.refusal_cooldown_days is {cfg.schedule.refusal_cooldown_days}"
-                          f": use at most {MAX_RETENTION_DAYS} days (the longest retention: an "
-                          "older refusal is deleted, and its number would be callable again)")
-    lookback = rules_lookback_days(cfg.schedule)
-    if cfg.retention.days < lookback:
-        raise ConfigError(f"retention.days is {cfg.retention.days}: the calling rules read "
-                          f"{lookback} days back (schedule.refusal_cooldown_days, the 30-day "
-                          f"attempt cap); keep at least {lookback} days")
-
-
-STORE_URL = re.compile(r"postgres(ql)?://[^/?#]+(/[^/?#]*)?(\?[^#]*)?")
-
-
-def _validate_store(store: Store, raw: dict[str, Any]) -> None:
-    """store.url selects PostgreSQL, store.path (the default) SQLite: not both; no password."""
-    if not store.url:
-        return
-    if "path" in raw:
-        raise ConfigError("store: keep only one of path: (SQLite) and url: (PostgreSQL)")
-    if not STORE_URL.fullmatch(store.url):
-        raise ConfigError("store.url: not a PostgreSQL URL: use postgresql://user@host:port/db")
-    if re.search(r"://[^/@]*:[^/@]*@", store.url) or "password=" in store.url:
-        raise ConfigError("store.url holds a password: remove it and set IVR_STORE_PASSWORD "
-                          "(or libpq's PGPASSWORD / ~/.pgpass)")
-
-
-# Sane bounds: beyond them a value is a typo (or an attack on the callees), never a choice.
-MAX_RING_TIMEOUT_S = 300.0  # 5 minutes of ringing; carriers give up well before
-MAX_INPUT_TIMEOUT_S = 60.0  # a person who has not pressed a key in a minute will not
-MAX_REPEATS = 5
-MAX_INTRO_S = 30.0  # consent first: a longer intro is a message before the consent
-MAX_CALLS_PER_SECOND = 200.0  # far above any carrier's trunk limit
-# The slowest pace an operator could want: one call a minute (a trickle while a new message is
-# checked). Slower is a pause; a typo such as 1e-6 would otherwise hold the next call for days.
-MIN_CALLS_PER_SECOND = 1 / 60
-# CNIL: data of people contacted for political communication is kept no longer than needed,
-# at most 3 years after the last contact (as for prospects, CNIL référentiel "prospection");
-# the default (730) is 2 years. Above 3 years the campaign must justify it: not configurable.
-MAX_RETENTION_DAYS = 1095
-DTMF_DIGITS = "0123456789"
-CAP_PERIOD_DAYS = 30  # schedule.max_attempts_per_30_days counts over this rolling period
-
-
-def _in_range(where: str, value: float, low: float, high: float | None, unit: str,
-              *, low_open: bool = False) -> None:
-    """ConfigError naming `where` when value is outside [low, high] ((low, high] if low_open)."""
-    too_low = value <= low if low_open else value < low
-    if too_low or (high is not None and value > high):
-        lower = f"more than {low:g}" if low_open else f"at least {low:g}"
-        upper = f" and at most {high:g}" if high is not None else ""
-        raise ConfigError(f"{where} is {value!r}: use {lower}{upper} {unit}")
-
-
-def check_calls_per_second(where: str, value: float, top: float, source: str = "") -> None:
-    """ConfigError naming `where` unless MIN_CALLS_PER_SECOND <= value <= top (NaN too);
-    `source`: where `top` comes from, said after the range."""
-    if not MIN_CALLS_PER_SECOND <= value <= top:
-        raise ConfigError(f"{where} is {value!r}: use at least 1/60 (one call a minute) and at "
-                          f"most {top:g} calls per second{source}")
-
-
-SINGLE_NODE = "pbx"
-NODE_NAME = re.compile(r"[a-z0-9_-]+")
-
-
-def _validate_nodes(nodes: list[NodeConfig]) -> None:
-    """Names key the stored attempts (calls.node) and the secret's variable: unique, plain."""
-    seen: dict[str, str] = {}  # the secret's variable part (IVR_AMI_SECRET_<NAME>) -> name
-    for i, node in enumerate(nodes):
-        where = f"pbx.nodes[{i}]"
-        if not NODE_NAME.fullmatch(node.name):
-            raise ConfigError(f"{where}.name: {node.name!r} is not a node name: use lowercase "
-                              "letters, digits, - and _ (e.g. pbx2)")
-        # pbx-2 and pbx_2 both read IVR_AMI_SECRET_PBX_2: one host would get the other's secret
-        var = node.name.upper().replace("-", "_")
-        if var in seen:
-            raise ConfigError(f"{where}.name: {node.name!r} is already the name of another "
-                              f"node, or reads the same IVR_AMI_SECRET_{var} as "
-                              f"{seen[var]!r}: give each node its own name")
-        seen[var] = node.name
-        if not node.host or any(c.isspace() for c in node.host):
-            raise ConfigError(f"{where}.host: {node.host!r} is not a host: give its address")
-        _in_range(f"{where}.port", node.port, 1, 65535, "TCP port")
-        _in_range(f"{where}.max_channels", node.max_channels, 0, None, "channels (0: no cap)")
-        if not node.user:
-            raise ConfigError(f"{where}.user: empty: give the node's AMI user")
-
-
-def _validate_peers(peers: list[str]) -> None:
-    """FastAGI admits these addresses or networks only: a host name cannot be matched (the
-    server would refuse to start with a traceback)."""
-    for i, peer in enumerate(peers):
-        try:
-            ipaddress.ip_network(peer, strict=False)
-        except ValueError:
-            raise ConfigError(f"agi.allowed_peers[{i}]: {peer!r} is not an IP address or "
-                              "network: give the PBX's address, e.g. 10.0.0.5 or 10.0.0.0/24"
-                              ) from None
-
-
-def _validate_flow(flow: Flow) -> None:
-    keys = {flow.yes_key, flow.no_key, flow.optout_key}
-    if len(keys) != 3 or not all(len(k) == 1 and k in "0123456789*#" for k in keys):
-        raise ConfigError("flow: yes_key, no_key and optout_key must be three different DTMF keys")
-    _in_range("flow.input_timeout_s", flow.input_timeout_s, 0, MAX_INPUT_TIMEOUT_S, "seconds",
-              low_open=True)
-    _in_range("flow.max_repeats", flow.max_repeats, 0, MAX_REPEATS, "repeats")
-    from ivr.compliance.calling_rules import DEFAULT_SLOT_HOURS  # here: it imports this module
-    for key, name in flow.slots.items():
-        if len(key) != 1 or key not in DTMF_DIGITS:
-            raise ConfigError(f"flow.slots: key {key!r} is not a single DTMF digit: use 0-9")
-        # The slot question is asked after consent, so 1/2 may be reused; opt-out wins anywhere.
-        if key == flow.optout_key:
-            raise ConfigError(f"flow.slots: key {key!r} is flow.optout_key (opt-out wins at any "
-                              "moment): pick another digit for this slot")
-        if name not in DEFAULT_SLOT_HOURS:
-            raise ConfigError(f"flow.slots.{key}: {name!r} is not a known slot: use one of "
-                              f"{', '.join(DEFAULT_SLOT_HOURS)}")
-
-
-def _validate_dialer(dialer: Dialer) -> None:
-    if dialer.on_machine not in ("hangup", "legal"):
-        raise ConfigError(f"dialer.on_machine: {dialer.on_machine!r} is not hangup or legal")
-    _in_range("dialer.max_concurrent", dialer.max_concurrent, 1, None, "calls")
-    check_calls_per_second("dialer.calls_per_second", dialer.calls_per_second,
-                           MAX_CALLS_PER_SECOND)
-    _in_range("dialer.ring_timeout_s", dialer.ring_timeout_s, 0, MAX_RING_TIMEOUT_S, "seconds",
-              low_open=True)
-    if dialer.drain_timeout_s is not None:
-        _in_range("dialer.drain_timeout_s", dialer.drain_timeout_s, 0, None, "seconds",
-                  low_open=True)
-    check_dial_template(dialer.dial_string)
-
-
-MAX_WEBHOOK_TIMEOUT_S = 60.0  # a receiver slower than this is down: retry later
-
-
-def _validate_webhooks(hooks: Webhooks) -> None:
-    _in_range("webhooks.timeout_s", hooks.timeout_s, 0, MAX_WEBHOOK_TIMEOUT_S, "seconds",
-              low_open=True)
-    if not hooks.url:
-        return
-    from urllib.parse import urlsplit
-    parts = urlsplit(hooks.url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"webhooks.url: {hooks.url!r} is not an http(s) URL: use "
-                          "https://host/path")
-    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost"):
-        raise ConfigError("webhooks.url: use https:// (outcomes carry phone numbers); plain "
-                          "http only to this machine (127.0.0.1, localhost)")
-    if parts.username or parts.password:
-        raise ConfigError("webhooks.url holds credentials: remove them; the receiver checks "
-                          "X-IVR-Signature (IVR_WEBHOOK_SECRET) instead")
-
-
-def check_dial_template(template: str) -> None:
-    """The one dial-string template check: at load, and again by each dial (a config built
-    in code skips the load)."""
-    if "{number}" not in template:
-        raise ConfigError("dialer.dial_string must contain {number}, e.g. PJSIP/{number}@carrier")
-    if any(c in template for c in "&|,\r\n"):
-        raise ConfigError("dialer.dial_string must be a single channel: no &, |, comma or "
-                          "newline (they would dial extra destinations)")
-
-
-def _validate_regions(cfg: Config) -> None:
-    # An unknown region makes every national number unparseable: imports would reject them all.
-    if not is_known_region(cfg.default_region):
-        raise ConfigError(f"default_region: {cfg.default_region!r} is not a region phonenumbers "
-                          "knows: use a two-letter ISO code such as FR")
-    cfg.default_region = cfg.default_region.upper()  # phonenumbers wants FR, not fr
-    for i, code in enumerate(cfg.contacts.allow_countries):
-        if len(code) != 2 or not is_known_region(code):
-            raise ConfigError(f"contacts.allow_countries[{i}]: {code!r} is not a two-letter ISO "
-                              "region code phonenumbers knows: use e.g. GB or BE")
-    cfg.contacts.allow_countries = [c.upper() for c in cfg.contacts.allow_countries]
-    # Present the number the preflight checks, in E.164: Asterisk would send "+33 (0)1 62 .."
-    # as +330162.., outside ARCEP's ranges. Anything phonenumbers cannot read stays as written,
-    # for the preflight to refuse by name (masked, invalid).
-    caller = e164(cfg.campaign.caller_id, cfg.default_region) if cfg.campaign.caller_id else None
-    if caller is not None:
-        cfg.campaign.caller_id = caller

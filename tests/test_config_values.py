@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ivr import config
+from ivr import config, config_checks
 from ivr.compliance.calling_rules import DEFAULT_SLOT_HOURS
 from ivr.errors import ConfigError
 
@@ -228,4 +228,4 @@ def test_a_refusal_cooldown_longer_than_any_retention_is_refused_by_name() -> No
     assert "at most 1095" in text
     cfg = config.from_dict({"schedule": {"refusal_cooldown_days": 1095},
                             "retention": {"days": 1095}})
-    assert config.rules_lookback_days(cfg.schedule) == 1095
+    assert config_checks.rules_lookback_days(cfg.schedule) == 1095

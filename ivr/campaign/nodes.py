@@ -9,7 +9,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from ivr.campaign.clock import Clock, Timer
-from ivr.config import check_dial_template
+from ivr.config_checks import check_dial_template
 from ivr.errors import ConfigError
 from ivr.numbers import is_e164
 from ivr.telephony.node import PbxNode

@@ -23,7 +23,8 @@ from typing import Any
 
 from ivr.campaign.clock import Clock
 from ivr.campaign.state import NodeSnapshot, RunState, Snapshot
-from ivr.config import MIN_CALLS_PER_SECOND, Config, check_calls_per_second
+from ivr.config import Config
+from ivr.config_checks import MIN_CALLS_PER_SECOND, check_calls_per_second
 from ivr.errors import ConfigError
 from ivr.store.base import Row, utc
 from ivr.store.safe_writes import STORE_ERRORS

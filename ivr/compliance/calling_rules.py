@@ -28,7 +28,8 @@ from phonenumbers import timezone as pn_timezone
 from ivr.compliance.callee_place import FR_OVERSEAS_SUBDIV as _FR_OVERSEAS_SUBDIV
 from ivr.compliance.callee_place import ALSACE_MOSELLE, code_regions, code_zone
 from ivr.compliance.holiday_load import preload
-from ivr.config import CAP_PERIOD_DAYS, Schedule, Window
+from ivr.config import Schedule, Window
+from ivr.config_checks import CAP_PERIOD_DAYS
 from ivr.errors import ComplianceError
 
 UTC = timezone.utc
