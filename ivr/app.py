@@ -25,6 +25,7 @@ from ivr.campaign.clock import Clock
 from ivr.campaign.state import RunState, Snapshot
 from ivr.campaign.stopping import Interrupted, Stopper
 from ivr.telephony.agi_auth import CALLBACK_SECRET_ENV, callback_secret_from_env
+from ivr.telephony import contract
 from ivr.telephony.ami_node import AmiNode, secret_env
 from ivr.telephony.fastagi import AgiApplication, serve
 from ivr.telephony.node import PbxNode
@@ -197,7 +198,8 @@ async def _connect(nodes: list[PbxNode]) -> None:
 
 async def _start(cfg: Config, store: Store, clock: Clock, agi: bool, nodes: list[PbxNode],
                  hashes: dict[str, str] | None) -> Controller:
-    agi_url = f"agi://{cfg.agi.host}:{cfg.agi.port}"
+    # the per-call URL as the globals' one: an IPv6 literal needs its brackets
+    agi_url = contract.agi_url(cfg.agi.host, cfg.agi.port)
     dialer = Dialer(cfg, store, nodes, clock, agi_url, deadline_s=call_deadline_s(cfg))
     app = agi_app(cfg, store, dialer, clock, hashes)
     try:
