@@ -29,6 +29,10 @@ def validate(cfg: Config) -> None:
                         ("web.port", cfg.web.port)):
         _in_range(where, port, 1, 65535, "TCP port")
     _validate_nodes(cfg.pbx.nodes)
+    for where, host in (("pbx.host", cfg.pbx.host), ("agi.host", cfg.agi.host),
+                        ("web.host", cfg.web.host)):
+        _check_host(where, host)
+    _check_ami_user("pbx.user", cfg.pbx.user)
     _validate_peers(cfg.agi.allowed_peers)
     _in_range("db.port", cfg.db.port, 1, 65535, "TCP port")
     _in_range("retention.days", cfg.retention.days, 1, MAX_RETENTION_DAYS, "days")
@@ -128,12 +132,34 @@ def _validate_nodes(nodes: list[NodeConfig]) -> None:
                               f"node, or reads the same IVR_AMI_SECRET_{var} as "
                               f"{seen[var]!r}: give each node its own name")
         seen[var] = node.name
-        if not node.host or any(c.isspace() for c in node.host):
-            raise ConfigError(f"{where}.host: {node.host!r} is not a host: give its address")
+        _check_host(f"{where}.host", node.host)
         _in_range(f"{where}.port", node.port, 1, 65535, "TCP port")
         _in_range(f"{where}.max_channels", node.max_channels, 0, None, "channels (0: no cap)")
-        if not node.user:
-            raise ConfigError(f"{where}.user: empty: give the node's AMI user")
+        _check_ami_user(f"{where}.user", node.user)
+
+
+# Hosts and AMI users are written into the sandbox's manager.conf and extensions.conf and into
+# AMI actions: a newline or a bracket would add a section (an AMI user with `read = all`).
+AMI_USER = re.compile(r"[A-Za-z0-9_.-]+")
+HOST_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def _check_host(where: str, host: str) -> None:
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    if not host or len(host) > 253 or not all(HOST_LABEL.fullmatch(x) for x in labels):
+        raise ConfigError(f"{where}: {host!r} is not a host: give an IP address or a host "
+                          "name, e.g. 127.0.0.1 or pbx1.example.org")
+
+
+def _check_ami_user(where: str, user: str) -> None:
+    if not AMI_USER.fullmatch(user):
+        raise ConfigError(f"{where}: {user!r} is not an AMI user name: use letters, digits, "
+                          "., - and _ (the [section] of the node's manager.conf)")
 
 
 def _validate_peers(peers: list[str]) -> None:

@@ -229,3 +229,27 @@ def test_a_refusal_cooldown_longer_than_any_retention_is_refused_by_name() -> No
     cfg = config.from_dict({"schedule": {"refusal_cooldown_days": 1095},
                             "retention": {"days": 1095}})
     assert config_checks.rules_lookback_days(cfg.schedule) == 1095
+
+
+@pytest.mark.parametrize(("data", "key"), [
+    ({"pbx": {"user": "ivr\n[admin]\nsecret = x\nread = all"}}, "pbx.user"),
+    ({"pbx": {"user": "ivr]"}}, "pbx.user"),
+    ({"pbx": {"host": "127.0.0.1\n[x]"}}, "pbx.host"),
+    ({"agi": {"host": "127.0.0.1\n[ivr-outbound]"}}, "agi.host"),
+    ({"agi": {"host": "pbx;1"}}, "agi.host"),
+    ({"web": {"host": ""}}, "web.host"),
+    ({"pbx": {"nodes": [{"name": "a", "host": "h", "user": "u=x"}]}}, "pbx.nodes[0].user"),
+    ({"pbx": {"nodes": [{"name": "a", "host": "h..example"}]}}, "pbx.nodes[0].host"),
+])
+def test_hosts_and_ami_users_cannot_write_into_the_pbx_config(data: dict[str, Any],
+                                                                key: str) -> None:
+    """They land in the sandbox's manager.conf and extensions.conf: a newline or a bracket
+    would add an AMI user or a dialplan section."""
+    refused(data, key)
+
+
+def test_ordinary_hosts_and_users_are_accepted() -> None:
+    cfg = config.from_dict({"pbx": {"host": "pbx1.example.org", "user": "ivr_ctl-2.a"},
+                            "agi": {"host": "::1"}, "web": {"host": "0.0.0.0"}})
+    assert (cfg.pbx.host, cfg.pbx.user, cfg.agi.host) == ("pbx1.example.org", "ivr_ctl-2.a",
+                                                          "::1")
