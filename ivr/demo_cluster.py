@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -118,20 +119,42 @@ def _import(cfg: Config, say: Callable[[str], None]) -> Any:
 
 def _run_controllers(files: list[Path], say: Callable[[str], None]) -> dict[int, str]:
     """`ivr run` per config, at once; each one's last line (its run summary) when it ends.
-    Returns each process's name (its config's) by pid: the controllers table keeps the pid."""
-    procs = []
-    for f in files:
-        log = f.with_suffix(".log").open("w")
-        procs.append(subprocess.Popen([sys.executable, "-c", RUN, "--config", str(f), "run"],
-                                      stdout=log, stderr=subprocess.STDOUT))
-        say(f"    controller {f.stem}: pid {procs[-1].pid}, log {f.with_suffix('.log')}")
-    for f, p in zip(files, procs):
-        code = p.wait()
-        lines = f.with_suffix(".log").read_text(errors="replace").strip().splitlines()
-        say(f"    {f.stem} ended ({code}): {lines[-1] if lines else '(no output)'}")
-        if code != 0:
-            raise IvrError(f"{f.stem} failed (exit {code}): see {f.with_suffix('.log')}")
+    Returns each process's name (its config's) by pid: the controllers table keeps the pid.
+    When one fails, the others are stopped (SIGTERM: calls in flight finish) and waited for:
+    the demo never leaves a controller dialling behind it."""
+    procs: list[subprocess.Popen[bytes]] = []
+    failed = ""
+    try:
+        for f in files:
+            with f.with_suffix(".log").open("w") as log:  # the child keeps its own copy
+                procs.append(subprocess.Popen([sys.executable, "-c", RUN, "--config", str(f),
+                                               "run"], stdout=log, stderr=subprocess.STDOUT))
+            say(f"    controller {f.stem}: pid {procs[-1].pid}, log {f.with_suffix('.log')}")
+        running = dict(zip(procs, files))
+        while running:  # in the order they end: any one failing stops the others at once
+            for p, f in list(running.items()):
+                if (code := p.poll()) is None:
+                    continue
+                del running[p]
+                lines = f.with_suffix(".log").read_text(errors="replace").strip().splitlines()
+                say(f"    {f.stem} ended ({code}): {lines[-1] if lines else '(no output)'}")
+                if code != 0 and not failed:
+                    failed = f"{f.stem} failed (exit {code}): see {f.with_suffix('.log')}"
+                    _stop(procs)
+            time.sleep(0.2)
+    finally:
+        _stop(procs)  # Ctrl-C or an error above: the others too
+        for p in procs:
+            p.wait()
+    if failed:
+        raise IvrError(failed)
     return {p.pid: f.stem for f, p in zip(files, procs)}
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
 
 
 def print_calls(calls: list[dict[str, Any]], say: Callable[[str], None],

@@ -59,3 +59,36 @@ def test_too_many_controllers_is_one_line(tmp_path: Path) -> None:
     cfg = config.from_dict({"campaign": {"name": "c", "caller_id": "+33199000000"}}, tmp_path)
     with pytest.raises(IvrError, match="--controllers 9: use 1 to 8"):
         run_cluster_demo(cfg, tmp_path / "config.yaml", Console(), 3, 9)
+
+
+# A stand-in for `ivr run`: controller-1 fails at start (as when its agi.port is taken), the
+# others would run for a minute; each writes its pid where the test can find it.
+FAKE_RUN = """import os, sys, time
+name = os.path.basename(sys.argv[2]).split('.')[0]
+open(sys.argv[2] + '.pid', 'w').write(str(os.getpid()))
+if name == 'controller-1':
+    time.sleep(0.5)
+    sys.exit(1)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("order", [("controller-1", "controller-2"),
+                                   ("controller-2", "controller-1")])
+def test_one_controller_failing_stops_the_others(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                order: tuple[str, str]) -> None:
+    """The demo ended in error while the other controller went on dialling, unwatched."""
+    import os
+    import time
+
+    from ivr import demo_cluster
+    monkeypatch.setattr(demo_cluster, "RUN", FAKE_RUN)
+    files = [tmp_path / f"{name}.yaml" for name in order]
+    started = time.monotonic()
+    with pytest.raises(IvrError, match="controller-1 failed"):
+        demo_cluster._run_controllers(files, lambda line: None)
+    assert time.monotonic() - started < 30  # not after the other's minute
+    for f in files:
+        pid = int(Path(str(f) + ".pid").read_text())
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
