@@ -225,4 +225,4 @@ def test_unreachable_folder_is_one_line_naming_db_dir(own_dir: Path) -> None:
     with pytest.raises(StoreError) as err:
         PgCluster(own_dir / "pg", _free_port(55460)).up()
     assert str(err.value) == (f"the postgres user cannot reach {own_dir / 'pg'}: set db.dir "
-                              "to a folder every user may traverse (e.g. under /var/lib)")
+                              "to a folder every user may traverse (e.g. /var/lib/ivr-db)")

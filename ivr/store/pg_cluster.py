@@ -5,7 +5,8 @@ on a data directory under the sandbox, never on a `pg_lsclusters` cluster, which
 reads nor starts. As root the server runs as the `postgres` user (PostgreSQL refuses root); it
 listens on 127.0.0.1 only and keeps its unix socket in its own folder. Its superuser `ivr` logs
 in with scram-sha-256 and a generated password kept in a 0600 file (`password`, and `pgpass`
-for libpq's PGPASSFILE); the password is never printed, and never part of a URL.
+for libpq's PGPASSFILE); the password is never printed, and never part of a URL. Its folder
+(db.dir) becomes 0700 and the server user's, so only a new, empty or already-ours one is taken.
 """
 from __future__ import annotations
 
@@ -33,6 +34,9 @@ DATABASE = "ivr"
 DEFAULT_PORT = 55432
 OS_USER = "postgres"  # the server's owner when we run as root
 CONF = "ivr.conf"     # our settings, included by the cluster's postgresql.conf
+INCLUDE = f"include_if_exists = '{CONF}'"  # the line initdb's postgresql.conf gets from us
+# Everything `ivr db up` puts in its folder (db.dir): a folder holding anything else is not ours.
+OURS = frozenset({"data", "data.tmp", "run", "postgres.log", "password", "pgpass"})
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
@@ -96,6 +100,7 @@ class PgCluster:
         return self.url_for(DATABASE)
 
     def password(self) -> str:
+        self._check_password_kept()
         if not self.password_file.exists():
             raise StoreError(f"no private PostgreSQL in {self.base}: run `ivr db up` first")
         return self.password_file.read_text().strip()
@@ -110,6 +115,7 @@ class PgCluster:
     def up(self, timeout_s: float = 60.0) -> DbStatus:
         """Start the cluster (initialised on first use) and create the database `ivr`.
         Idempotent: a running cluster on the same port is left as it is."""
+        self._check_password_kept()  # a new password would not open the existing cluster
         st = self.status()
         if st.running and st.port != self.port:
             raise StoreError(f"the private PostgreSQL in {self.base} runs on port {st.port}, "
@@ -121,7 +127,12 @@ class PgCluster:
             self._prepare()
             self._write_conf()
             self._start(timeout_s)
-        self.create_database(DATABASE, exist_ok=True)
+        try:
+            self.create_database(DATABASE, exist_ok=True)
+        except StoreError:
+            if not st.running:  # a failed up leaves nothing running that it started
+                self._stop_quietly()
+            raise
         return self.status()
 
     def down(self, timeout_s: float = 60.0) -> bool:
@@ -135,13 +146,29 @@ class PgCluster:
             raise StoreError(f"pg_ctl stop failed ({_last_line(proc.stderr)}): see {self.log}")
         return True
 
+    def _stop_quietly(self) -> None:
+        try:
+            self.down()
+        except StoreError:
+            pass  # the error that made us stop is the one to report
+
     # -- databases (the tests' fresh database per test) ---------------------------------------
     @contextmanager
     def admin(self) -> Iterator[Any]:
         """An autocommit session on the `postgres` database as the superuser."""
         import psycopg
-        with psycopg.connect(host=HOST, port=self.port, user=USER, password=self.password(),
-                             dbname="postgres", autocommit=True, connect_timeout=10) as conn:
+        try:
+            conn = psycopg.connect(host=HOST, port=self.port, user=USER,
+                                   password=self.password(), dbname="postgres",
+                                   autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError as exc:  # one line, not psycopg's traceback
+            why = _last_line(str(exc))
+            fix = (f"{self.password_file} does not hold the cluster's password: restore it "
+                   f"or remove {self.data}" if "password authentication failed" in why
+                   else f"see {self.log}")
+            raise StoreError(f"cannot connect to the private PostgreSQL on {HOST}:{self.port} "
+                             f"({why}): {fix}") from None
+        with conn:
             yield conn
 
     def create_database(self, name: str, *, template: str | None = None,
@@ -183,17 +210,25 @@ class PgCluster:
 
     # -- internals ----------------------------------------------------------------------------
     def _postmaster(self) -> tuple[int | None, int | None]:
-        """(pid, port) of the server running on our data directory, from postmaster.pid."""
+        """(pid, port) of the server running on our data directory, from postmaster.pid.
+        A live `postgres` with that pid is not enough: after a reboot the pid may be another
+        cluster's (the system's: same user, same name), and a pid file may have been copied.
+        So the file must name our data directory, and the process must run in it (a
+        postmaster's working directory is its data directory); else the file is stale."""
         try:
             lines = (self.data / "postmaster.pid").read_text().splitlines()
-            pid, port = int(lines[0]), int(lines[3])
+            pid, datadir, port = int(lines[0]), lines[1], int(lines[3])
         except (OSError, ValueError, IndexError):
+            return None, None
+        ours = os.path.realpath(self.data)
+        if os.path.realpath(datadir) != ours:
             return None, None
         try:
             comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            cwd = os.readlink(f"/proc/{pid}/cwd")
         except OSError:
-            return None, None  # a stale pid file after a crash
-        return (pid, port) if comm.startswith("postgres") else (None, None)
+            return None, None  # gone (a crash), or another user's process
+        return (pid, port) if comm.startswith("postgres") and cwd == ours else (None, None)
 
     def _owner(self) -> tuple[int, int] | None:
         """uid/gid the server runs as: `postgres` when we are root, else ourselves (None)."""
@@ -215,6 +250,7 @@ class PgCluster:
         """Folders owned by the server's user; initdb once (into a temporary folder, renamed
         when complete, so a half-made cluster is never taken for a good one)."""
         owner = self._owner()
+        self._check_dedicated()
         self.base.mkdir(parents=True, exist_ok=True)
         for d in (self.base, self.run_dir):
             d.mkdir(mode=0o700, exist_ok=True)
@@ -223,13 +259,45 @@ class PgCluster:
                 os.chown(d, *owner)
         if owner and self._as_owner(["test", "-w", str(self.base)]).returncode != 0:
             raise StoreError(f"the {OS_USER} user cannot reach {self.base}: set db.dir to a "
-                             "folder every user may traverse (e.g. under /var/lib)")
+                             "folder every user may traverse (e.g. /var/lib/ivr-db)")
         password = read_or_create(self.password_file, lambda: secrets.token_urlsafe(24))
         # libpq's password file (PGPASSFILE): any port, any database of this cluster's user.
         write_secret(self.pgpass_file, f"{HOST}:*:*:{USER}:{password}\n")
         if (self.data / "PG_VERSION").exists():
             return
         self._initdb(password, owner)
+
+    def _holds_cluster(self) -> bool:
+        """Whether data/ is a cluster `ivr db up` made (initdb's conf with our include line)."""
+        try:
+            return INCLUDE in (self.data / "postgresql.conf").read_text()
+        except (OSError, UnicodeDecodeError):
+            return False
+
+    def _check_password_kept(self) -> None:
+        """Our cluster without its password file: a new password would not match the one
+        initdb set, so nothing could log in; say so before starting anything."""
+        if not self.password_file.exists() and self._holds_cluster():
+            raise StoreError(f"the password of the cluster in {self.base} is lost: restore "
+                             f"{self.password_file} or remove {self.data}")
+
+    def _check_dedicated(self) -> None:
+        """Take only a folder that is new, empty, or ours (our cluster, or what a first up
+        that stopped early left): up makes it 0700 and the postgres user's, which would lock
+        every other user out of a shared one (/srv, /tmp)."""
+        try:
+            names = {p.name for p in self.base.iterdir()}
+        except FileNotFoundError:
+            return  # made by us below
+        except OSError as exc:
+            raise StoreError(f"db.dir {self.base} cannot be read ({exc.strerror}): set db.dir "
+                             "to a folder of its own, e.g. /var/lib/ivr-db") from None
+        if (not names or ({"password", "pgpass"} <= names <= OURS)
+                or (self._holds_cluster() and self.password_file.exists())):
+            return
+        raise StoreError(f"db.dir {self.base} must be a dedicated folder: it holds other "
+                         f"files, and `ivr db up` would make it the {OS_USER} user's, mode "
+                         "0700; set db.dir to a new or empty folder, e.g. /var/lib/ivr-db")
 
     def _initdb(self, password: str, owner: tuple[int, int] | None) -> None:
         tmp = self.base / "data.tmp"
@@ -247,7 +315,7 @@ class PgCluster:
             raise StoreError(f"initdb failed ({_last_line(proc.stderr)}): check that "
                              f"{self.base} is writable by the {OS_USER} user")
         with (tmp / "postgresql.conf").open("a") as fh:
-            fh.write(f"\ninclude_if_exists = '{CONF}'\n")
+            fh.write(f"\n{INCLUDE}\n")
         tmp.rename(self.data)
 
     def _write_conf(self) -> None:
@@ -264,7 +332,23 @@ class PgCluster:
         if owner:
             os.chown(conf, *owner)
 
+    def _drop_stale_pid_file(self) -> None:
+        """A postmaster.pid naming a live process that is not our server (see _postmaster):
+        postgres would take it for a running postmaster and refuse to start. A dead pid's
+        file postgres clears itself; a file our server just wrote is ours, so kept."""
+        pid_file = self.data / "postmaster.pid"
+        try:
+            pid = int(pid_file.read_text().splitlines()[0])
+            if pid <= 0:
+                return  # a single-user backend's: never ours to clear
+            os.kill(pid, 0)
+        except (OSError, ValueError, IndexError):
+            return
+        if self._postmaster()[0] is None:
+            pid_file.unlink(missing_ok=True)
+
     def _start(self, timeout_s: float) -> None:
+        self._drop_stale_pid_file()
         seen = self.log.stat().st_size if self.log.exists() else 0  # this start's lines only
         proc = self._as_owner([str(bindir() / "pg_ctl"), "-D", str(self.data), "-l",
                                str(self.log), "-w", "-t", str(int(timeout_s)), "start"])

@@ -1,0 +1,195 @@
+"""`ivr db` guards (ivr/store/pg_cluster.py): a stale postmaster.pid naming another live
+postgres is not our server (status, down and up leave that server alone); db.dir is taken
+only when new, empty or ours (never a shared folder made 0700 and the postgres user's); a
+lost password file is said in one line before anything starts, and a failed login in up is
+one line too, with nothing left running."""
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from conftest import _pg_unavailable
+from ivr.cli import cli
+from ivr.errors import StoreError
+from ivr.secret_files import write_secret
+from ivr.store.pg_cluster import INCLUDE, PgCluster, port_free
+
+if _pg_unavailable() and not os.environ.get("CI"):
+    pytest.skip(f"no PostgreSQL here: {_pg_unavailable()}", allow_module_level=True)
+
+from test_pg_cluster import _free_port  # noqa: E402  (after the skip: it needs PostgreSQL)
+
+
+@pytest.fixture
+def own_dir() -> Iterator[Path]:
+    """Under /tmp, traversable by the postgres user (as in test_pg_cluster)."""
+    d = Path(tempfile.mkdtemp(prefix="ivr-pg-unit-"))
+    d.chmod(0o711)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster(own_dir: Path) -> Iterator[PgCluster]:
+    c = PgCluster(own_dir / "pg", _free_port(55460), fast=True)
+    try:
+        yield c
+    finally:
+        c.down()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _db_config(cfg_file: Path, base: Path, port: int) -> list[str]:
+    data = yaml.safe_load(cfg_file.read_text())
+    data["db"] = {"port": port, "dir": str(base)}
+    cfg_file.write_text(yaml.safe_dump(data))
+    return ["--config", str(cfg_file), "db"]
+
+
+def test_a_pid_file_naming_another_live_cluster_is_stale(cluster: PgCluster,
+                                                         own_dir: Path) -> None:
+    """Cluster A runs; B's postmaster.pid names A's pid, copied from A (A's data dir in it)
+    or B's own after a reboot (B's data dir, the pid reused by A): B is stopped, B's down
+    does not stop A, and B's up starts B beside it."""
+    a_pid = cluster.up().pid
+    assert a_pid is not None
+    b = PgCluster(own_dir / "b", _free_port(55460), fast=True)
+    try:
+        b.up()
+        b.down()
+        planted = (cluster.data / "postmaster.pid").read_text().splitlines()
+        rebooted = [planted[0], str(b.data), *planted[2:]]
+        for lines in (planted, rebooted):
+            (b.data / "postmaster.pid").write_text("\n".join(lines) + "\n")
+            st = b.status()
+            assert (st.running, st.pid, st.port) == (False, None, b.port)
+            assert b.down() is False
+            assert _alive(a_pid) and cluster.status().pid == a_pid
+        st = b.up()
+        assert st.running and st.pid != a_pid and st.port == b.port
+        assert b.down() is True
+        assert _alive(a_pid) and cluster.status().pid == a_pid
+    finally:
+        b.down()
+
+
+def test_a_folder_holding_other_files_is_refused_untouched(own_dir: Path) -> None:
+    shared = own_dir / "srv"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    (shared / "notes.txt").write_text("someone else's\n")
+    before = shared.stat()
+    c = PgCluster(shared, _free_port(55460), fast=True)
+    try:
+        with pytest.raises(StoreError) as err:
+            c.up()
+    finally:
+        c.down()  # the code before the fix started a cluster there
+    assert str(err.value) == (
+        f"db.dir {shared} must be a dedicated folder: it holds other files, and `ivr db up` "
+        "would make it the postgres user's, mode 0700; set db.dir to a new or empty folder, "
+        "e.g. /var/lib/ivr-db")
+    after = shared.stat()
+    assert stat.S_IMODE(after.st_mode) == 0o755
+    assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid)
+    assert sorted(p.name for p in shared.iterdir()) == ["notes.txt"]
+
+
+def test_cli_refuses_a_shared_folder_in_one_line(cfg_file: Path, own_dir: Path) -> None:
+    shared = own_dir / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    (shared / "other-user.sock").write_text("")
+    args = _db_config(cfg_file, shared, _free_port(55460))
+    try:
+        res = CliRunner().invoke(cli, args + ["up"])
+    finally:
+        CliRunner().invoke(cli, args + ["down"])
+    assert res.exit_code == 1
+    assert res.output == (
+        f"error: db.dir {shared} must be a dedicated folder: it holds other files, and "
+        "`ivr db up` would make it the postgres user's, mode 0700; set db.dir to a new or "
+        "empty folder, e.g. /var/lib/ivr-db\n")
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+
+
+def test_new_empty_and_own_folders_are_taken(own_dir: Path) -> None:
+    """Without starting anything: which folders up may make its own."""
+    def taken(base: Path) -> bool:
+        try:
+            PgCluster(base)._check_dedicated()
+        except StoreError:
+            return False
+        return True
+    assert taken(own_dir / "new")
+    (own_dir / "empty").mkdir()
+    assert taken(own_dir / "empty")
+    early = own_dir / "early"  # a first up stopped before initdb ended
+    (early / "run").mkdir(parents=True)
+    for name in ("password", "pgpass", "postgres.log"):
+        (early / name).write_text("x\n")
+    assert taken(early)
+    ours = own_dir / "ours"  # an earlier up's cluster, a file added beside it since
+    (ours / "data").mkdir(parents=True)
+    (ours / "data" / "postgresql.conf").write_text(f"port = 5432\n{INCLUDE}\n")
+    (ours / "password").write_text("x\n")
+    (ours / "backup.sql").write_text("")
+    assert taken(ours)
+    foreign = own_dir / "foreign"  # someone's data/, not a cluster of ours
+    (foreign / "data").mkdir(parents=True)
+    (foreign / "data" / "postgresql.conf").write_text("port = 5432\n")
+    (foreign / "password").write_text("x\n")
+    assert not taken(foreign)
+    (early / "notes.txt").write_text("")
+    assert not taken(early)
+
+
+def test_a_lost_password_stops_up_before_it_starts(cfg_file: Path,
+                                                   own_dir: Path) -> None:
+    """up, down, the password file removed: one line naming what to do, nothing started,
+    no new password made; a wrong password file: one line, the server stopped again; the
+    right one back: up works."""
+    base, port = own_dir / "pg", _free_port(55460)
+    args, c = _db_config(cfg_file, base, port), PgCluster(base, port)
+    run = CliRunner().invoke
+    try:
+        assert run(cli, args + ["up"]).exit_code == 0
+        assert run(cli, args + ["down"]).output.strip() == "stopped"
+        password = c.password_file.read_text()
+        c.password_file.unlink()
+        res = run(cli, args + ["up"])
+        assert res.exit_code == 1
+        assert res.output == (f"error: the password of the cluster in {base} is lost: "
+                              f"restore {base}/password or remove {base}/data\n")
+        assert not c.status().running and port_free(port)
+        assert not c.password_file.exists()
+        write_secret(c.password_file, "not-the-cluster-password\n")
+        with pytest.raises(StoreError) as err:
+            c.up()
+        assert "\n" not in str(err.value)
+        assert str(err.value).startswith(f"cannot connect to the private PostgreSQL on "
+                                         f"127.0.0.1:{port} (")
+        assert 'password authentication failed for user "ivr"' in str(err.value)
+        assert str(err.value).endswith(f"): {base}/password does not hold the cluster's "
+                                       f"password: restore it or remove {base}/data")
+        assert not c.status().running and port_free(port)
+        write_secret(c.password_file, password)
+        assert run(cli, args + ["up"]).exit_code == 0
+        assert c.status().running
+    finally:
+        run(cli, args + ["down"])
