@@ -6,7 +6,6 @@ its /etc/asterisk from the project's dialplans and a generated, loopback-only ma
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -17,6 +16,7 @@ import wave
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from ivr.telephony.ami import WANTED_EVENTS
 from ivr.config import Config
@@ -25,9 +25,11 @@ from ivr.telephony.contract import (GLOBAL_AGI_URL, GLOBAL_CALLBACK_SECRET, SIM_
                                     SIM_EARLY_S, SIM_REASK_S, SIM_SOUNDS_DIR, agi_url)
 from ivr.errors import SandboxError
 from ivr.secret_files import read_or_create, write_secret
+from ivr.telephony.sandbox_root import CHROOT_DIRS, build, check_dialplan_dir, harden, write_file
 from ivr.telephony.sip_trunk import sandbox_pjsip_conf
 
-CACHE_DIR = Path(os.environ.get("IVR_SANDBOX_CACHE", "/var/cache/ivr-sandbox"))
+# An empty IVR_SANDBOX_CACHE is unset (not a root relative to the current folder).
+CACHE_DIR = Path(os.environ.get("IVR_SANDBOX_CACHE") or "/var/cache/ivr-sandbox")
 DIALPLANS_DIR = Path(__file__).resolve().parents[2] / "dialplans"
 INCLUDE_DIR = "ivr"  # /etc/asterisk/ivr/: the dialplans, #included by extensions.conf
 ASTERISK = "/usr/sbin/asterisk"
@@ -72,22 +74,6 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def _debian_mirror() -> str:
-    """The Debian mirror the host's apt already uses (the only one reachable here)."""
-    for src in sorted(Path("/etc/apt").glob("sources.list.d/*.sources")):
-        for line in src.read_text().splitlines():
-            m = re.match(r"URIs:\s*(\S+)", line)
-            if m and "security" not in m.group(1) and "debian" in m.group(1):
-                return m.group(1)
-    lst = Path("/etc/apt/sources.list")
-    if lst.exists():
-        for line in lst.read_text().splitlines():
-            m = re.match(r"deb\s+(?:\[[^]]*\]\s+)?(\S+/debian)\s", line)
-            if m:
-                return m.group(1)
-    return "http://deb.debian.org/debian"
-
-
 class Sandbox:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -97,6 +83,7 @@ class Sandbox:
         self.logfile = self.state / "asterisk.log"
         self.secret_file = self.state / "ami_secret"
         self.ami_port = cfg.pbx.port  # other instances: sandbox_nodes.py
+        self.label = ""  # "node <i>: " on an error of instance i > 1
         self.sip_port = 5060
         self.dirs = ("var/run/asterisk", "var/log/asterisk", "var/spool/asterisk")
         self.datadir = "/usr/share/asterisk"  # astdatadir: Asterisk plays from <it>/sounds
@@ -109,22 +96,7 @@ class Sandbox:
     def build_root(self, log=print) -> Path:
         if (self.root / ASTERISK.lstrip("/")).exists():
             return self.root
-        if os.geteuid() != 0:
-            raise SandboxError("building the sandbox needs root: run as root (sudo ivr pbx up)")
-        if shutil.which("mmdebstrap") is None:
-            raise SandboxError("mmdebstrap not found: apt-get install -y mmdebstrap")
-        CACHE_DIR.mkdir(parents=True, exist_ok=True)
-        tmp = CACHE_DIR / f"root.tmp{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        log(f"building the Asterisk root in {self.root} (once, about 30 s)")
-        cmd = ["mmdebstrap", "--variant=apt", "--aptopt=Acquire::Check-Valid-Until \"false\"",
-               "--include=asterisk", "sid", str(tmp), _debian_mirror()]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise SandboxError(f"mmdebstrap failed ({last}): check that apt can reach the mirror")
-        tmp.rename(self.root)  # atomic: a half-built root is never taken for a good one
+        build(self.root, CACHE_DIR, log)
         return self.root
 
     # -- configuration ----------------------------------------------------------------------
@@ -159,18 +131,27 @@ class Sandbox:
     def install(self, sim_timing: dict[str, float] | None = None) -> None:
         """Write /etc/asterisk inside the root from the project's files."""
         etc = self.etc
+        include = etc / INCLUDE_DIR
+        check_dialplan_dir(include)
         for old in etc.glob("*.conf"):
             old.unlink()
-        (etc / INCLUDE_DIR).mkdir(parents=True, exist_ok=True)
-        for conf in DIALPLANS_DIR.glob("*.conf"):
-            shutil.copyfile(conf, etc / INCLUDE_DIR / conf.name)
+        include.mkdir(parents=True, exist_ok=True)
+        for conf in DIALPLANS_DIR.glob("*.conf"):  # renamed in: never through a symlink
+            write_file(include / conf.name, conf.read_bytes())
         for name, text in self._conf_files(sim_timing or {}).items():
             path = etc / name
             if name in SECRET_CONFS:  # manager.conf, extensions.conf: 0600, never readable
                 write_secret(path, text)
             else:
-                path.write_text(text)
+                write_file(path, text.encode())
         self._sim_sounds()
+
+    def secure(self) -> None:
+        """Only root may change what this Asterisk (root) reads: sandbox_root.py. A dialplan
+        folder someone else made is refused before its ownership would be fixed."""
+        check_dialplan_dir(self.etc / INCLUDE_DIR)
+        etc = str(self.etc.relative_to(self.root))
+        harden(self.root, dict.fromkeys((*CHROOT_DIRS, etc, *self.dirs)))
 
     def _conf_files(self, sim_timing: dict[str, float]) -> dict[str, str]:
         """Every generated file of /etc/asterisk, by name."""
@@ -287,18 +268,35 @@ class Sandbox:
 
     # -- process ------------------------------------------------------------------------------
     def _pid(self) -> int | None:
+        found = self._pid_root()
+        # only our Asterisk: the process must run inside our root
+        if found is None or found[1].resolve() != self.root.resolve():
+            return None
+        return found[0]
+
+    def _pid_root(self) -> tuple[int, Path] | None:
+        """The pid file's process when it is an Asterisk, and the root it runs in."""
         try:
             pid = int(self.pidfile.read_text().strip())
         except (OSError, ValueError):
             return None
-        try:  # only our Asterisk: the process must run inside our root
-            if Path(f"/proc/{pid}/root").resolve() != self.root.resolve():
-                return None
+        try:
             if "asterisk" not in Path(f"/proc/{pid}/cmdline").read_text():
                 return None
+            return pid, Path(os.readlink(f"/proc/{pid}/root"))
         except OSError:
             return None
-        return pid
+
+    def _elsewhere(self) -> str | None:
+        """Why the pid file's Asterisk is not ours, when it runs from another root (another
+        IVR_SANDBOX_CACHE, e.g. one sudo dropped); None otherwise."""
+        found = self._pid_root()
+        if found is None or found[1].resolve() == self.root.resolve():
+            return None
+        pid, other = found
+        return (f"Asterisk pid {pid} ({self.pidfile}) runs from the root {other}, not "
+                f"{self.root}: run again with IVR_SANDBOX_CACHE={other.parent} "
+                "(sudo drops it: sudo env IVR_SANDBOX_CACHE=... ivr pbx ...)")
 
     def cli(self, command: str, timeout: float = 15) -> str:
         if self._pid() is None:
@@ -310,16 +308,14 @@ class Sandbox:
 
     def up(self, timeout: float = 60, sim_timing: dict[str, float] | None = None,
            log=print) -> Status:
-        if os.geteuid() != 0:
-            raise SandboxError("the sandbox PBX needs root (chroot): run as root")
-        self.build_root(log)
+        self.prepare(log)
+        self.secure()
         self.install(sim_timing)
         if self._pid() is not None:  # idempotent: refresh dialplan and config
             self.cli("core reload")
             return self.status()
         if port_open("127.0.0.1", self.ami_port):
-            raise SandboxError(f"port {self.ami_port} is already in use: stop the other "
-                               "Asterisk/AMI service or set pbx.port in config.yaml")
+            self.port_taken()
         self.state.mkdir(parents=True, exist_ok=True)
         for d in self.dirs:
             (self.root / d).mkdir(parents=True, exist_ok=True)
@@ -349,9 +345,22 @@ class Sandbox:
         raise SandboxError(f"Asterisk did not finish booting within {timeout:.0f} s: "
                            f"see {self.logfile}")
 
+    def port_taken(self) -> NoReturn:
+        raise SandboxError(f"{self.label}port {self.ami_port} is already in use: stop the other "
+                           "Asterisk/AMI service or set pbx.port in config.yaml")
+
+    def prepare(self, log=print) -> None:
+        """What every start needs first: root, and the root built."""
+        if os.geteuid() != 0:
+            raise SandboxError("the sandbox PBX needs root (chroot): run as root")
+        self.build_root(log)
+
     def down(self, timeout: float = 15) -> bool:
         pid = self._pid()
         if pid is None:
+            elsewhere = self._elsewhere()
+            if elsewhere:  # keep its pid file: the one way an ivr command can stop it
+                raise SandboxError(elsewhere)
             self.pidfile.unlink(missing_ok=True)
             return False
         try:
@@ -376,7 +385,9 @@ class Sandbox:
         pid = self._pid()
         ami = port_open("127.0.0.1", self.ami_port)
         if pid is None:
+            elsewhere = self._elsewhere()
             return Status(False, None, ami, "not running" + (
+                f" ({elsewhere})" if elsewhere else
                 f" (but something else listens on {self.ami_port})" if ami else ""))
         try:
             channels = self.cli("core show channels count").strip().splitlines()

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ivr.config import Config
 from ivr.errors import SandboxError
-from ivr.telephony.sandbox import Sandbox, Status
+from ivr.telephony.sandbox import Sandbox, Status, port_open
 
 MAX_NODES = 9
 PID_NAME = re.compile(r"asterisk-n(\d+)\.pid")
@@ -40,6 +40,7 @@ class SandboxNode(Sandbox):
     def __init__(self, cfg: Config, index: int) -> None:
         super().__init__(cfg)
         self.index = index
+        self.label = f"node {index}: "
         self.pidfile = self.state / f"asterisk-n{index}.pid"
         self.logfile = self.state / f"asterisk-n{index}.log"
         self.ami_port = cfg.pbx.port + index - 1
@@ -98,10 +99,26 @@ def up(cfg: Config, nodes: int, timeout: float, sim_timing: dict[str, float] | N
     one left by an earlier `up --nodes` stopped."""
     if not 1 <= nodes <= MAX_NODES:
         raise SandboxError(f"--nodes {nodes}: use 1 to {MAX_NODES} instances")
+    instance(cfg, 1).prepare(log)  # its errors (not root, no mmdebstrap) come first
+    check_ports(cfg, nodes)
     for extra in [i for i in started(cfg) if i > nodes]:
         instance(cfg, extra).down()
     return [(i, instance(cfg, i).up(timeout=timeout, sim_timing=sim_timing, log=log))
             for i in range(1, nodes + 1)]
+
+
+def check_ports(cfg: Config, nodes: int) -> None:
+    """Every instance to start finds its AMI port free, checked before any starts: a port
+    taken by another program leaves nothing half-started."""
+    for i in range(1, nodes + 1):
+        sb = instance(cfg, i)
+        if sb._pid() is None and port_open("127.0.0.1", sb.ami_port):
+            if nodes == 1:
+                sb.port_taken()
+            raise SandboxError(
+                f"node {i}: port {sb.ami_port} is already in use, no node was started: stop the "
+                f"other Asterisk/AMI service or set pbx.port in config.yaml (nodes 1 to {nodes} "
+                f"use AMI ports {cfg.pbx.port} to {cfg.pbx.port + nodes - 1})")
 
 
 def down(cfg: Config) -> list[tuple[int, bool]]:
