@@ -17,7 +17,7 @@ from ivr.callflow import outcomes
 from ivr.campaign import node_events, planning, reconcile
 from ivr.campaign.clock import Clock
 from ivr.campaign.nodes import (FAULT_HOLD_S, InFlight, NodeState, StoredCauses,  # noqa: F401
-                                dial_string, pick, safe_value)
+                                dial_string, pick, safe_caller_name, safe_value)
 from ivr.campaign.state import NodeSnapshot
 from ivr.config import Config
 from ivr.store.safe_writes import SafeWriter
@@ -67,7 +67,7 @@ class Dialer:
         self._tasks: set[asyncio.Task] = set()
         caller = cfg.campaign.caller_id
         safe_value("campaign.caller_id", caller)
-        safe_value("campaign.caller_name", cfg.campaign.caller_name)
+        safe_caller_name(cfg.campaign.caller_name)
         self.caller_id = (f'"{cfg.campaign.caller_name}" <{caller}>'
                           if cfg.campaign.caller_name else caller)
 

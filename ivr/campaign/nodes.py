@@ -9,6 +9,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from ivr.campaign.clock import Clock, Timer
+from ivr.compliance.preflight import caller_name_problem
 from ivr.config_checks import check_dial_template
 from ivr.errors import ConfigError
 from ivr.numbers import is_e164
@@ -27,10 +28,19 @@ def dial_string(template: str, number: str) -> str:
 
 
 def safe_value(name: str, value: str) -> str:
-    if UNSAFE.search(value.replace(" ", "")) and name != "caller_name":
+    if UNSAFE.search(value.replace(" ", "")):
         raise ConfigError(f"{name} {value!r} contains characters not allowed in AMI fields")
     if "\n" in value or "\r" in value:
         raise ConfigError(f"{name} must be one line")
+    return value
+
+
+def safe_caller_name(value: str) -> str:
+    """campaign.caller_name, the quoted display name of the caller ID: the rule `ivr check`
+    applies (preflight.caller_name_problem), so what passes the check starts the run."""
+    problem = caller_name_problem(value)
+    if problem:
+        raise ConfigError(problem)
     return value
 
 

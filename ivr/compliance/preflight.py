@@ -145,6 +145,30 @@ def check_caller_id(caller_id: str, default_region: str = "FR",
                  f"number your carrier assigned to you in {SAAM_HUMAN}")]
 
 
+# What breaks the Originate's CallerID, `"name" <number>` on one AMI line: the quote that
+# closes the name, the brackets of the number, the escape character, and control characters
+# (CR/LF end the AMI line). An apostrophe, a comma or an accent is plain text inside the quotes.
+_NAME_BREAKERS = frozenset('"<>\\')
+_LINE_BREAKERS = frozenset({"Cc", "Zl", "Zp"})  # control characters, line/paragraph separators
+
+
+def caller_name_problem(name: str) -> str | None:
+    """The one-line reason campaign.caller_name cannot go into the caller ID, None when it
+    can: shared by `ivr check` (check_caller_name) and the dialer (nodes.safe_caller_name)."""
+    bad = next((c for c in name or "" if c in _NAME_BREAKERS or
+                unicodedata.category(c) in _LINE_BREAKERS), None)
+    if bad is None:
+        return None
+    return (f"campaign.caller_name {name!r} contains {bad!r}, which breaks the caller ID sent "
+            "to the PBX: remove it (\", <, >, \\ and control characters such as line breaks "
+            "are not allowed; apostrophes and commas are)")
+
+
+def check_caller_name(name: str) -> list[Violation]:
+    problem = caller_name_problem(name)
+    return [_err("caller_name_unsafe", problem)] if problem else []
+
+
 def _is_overseas_mobile(mapped: str | None) -> bool:
     """An overseas 06 9x / 07 0x mobile written in national form (valid once re-homed)."""
     if mapped is None:
@@ -303,6 +327,7 @@ def preflight(cfg: Config, *, sources: list[dict[str, Any]] | None = None,
     """All violations for this config and, when given, the contact lists about to be called
     (`sources`, their provenance; `callees`, their E.164 numbers)."""
     out = check_caller_id(cfg.campaign.caller_id, cfg.default_region, callees)
+    out += check_caller_name(cfg.campaign.caller_name)
     out += _check_schedule(cfg)
     out += check_amd(cfg)
     if sources is not None:
@@ -327,5 +352,6 @@ def raise_on_errors(violations: Iterable[Violation]) -> None:
         raise ComplianceError("; ".join(errors))
 
 
-__all__ = ["ERROR", "OVERRIDE_KEY", "WARNING", "Violation", "check_amd", "check_caller_id", "check_decree_limits",
-           "check_sources", "preflight", "raise_on_errors", "scraped_origin"]
+__all__ = ["ERROR", "OVERRIDE_KEY", "WARNING", "Violation", "caller_name_problem", "check_amd",
+           "check_caller_id", "check_caller_name", "check_decree_limits", "check_sources",
+           "preflight", "raise_on_errors", "scraped_origin"]
