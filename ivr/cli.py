@@ -266,6 +266,8 @@ def _run(ctx: Ctx, store: Any, standby: bool = False) -> None:
     assert final is not None and final.stopped
     console.print(f"run {final.stopped_by}: {final.originated} call(s) placed; {final.why}",
                   highlight=False)
+    if final.stopped_by == "carrier":  # the trunk refused call after call: not a clean end
+        sys.exit(1)
 
 
 @cli.command("serve")

@@ -4,14 +4,28 @@ from __future__ import annotations
 
 # OriginateResponse Reason (Asterisk's AST_CONTROL_* of the last frame seen).
 REASON_OUTCOME = {5: "busy", 3: "no_answer", 8: "congestion"}
+REASON_CONGESTION = 8
 
 # Q.850 hangup causes. SIP codes arrive already mapped by chan_pjsip:
-# 486/600 -> 17, 408 -> 18, 480 -> 19, 404 -> 1, 503 -> 34.
+# 486/600 -> 17, 408 -> 18, 480 -> 19, 404 -> 1, 503 -> 34, 500 -> 38, 504 -> 102.
 CAUSE_OUTCOME = {
     17: "busy",
     18: "no_answer", 19: "no_answer",
     34: "congestion", 42: "congestion", 38: "congestion", 41: "congestion", 44: "congestion",
+    102: "congestion",  # SIP 504 Server Time-out: the carrier's timer, not the callee
     1: "failed", 3: "failed", 21: "failed", 27: "failed", 28: "failed",
+}
+
+# Causes a carrier refusing the whole trunk gives on every call (ivr/campaign/carrier_guard.py),
+# with what the operator should look at. 21 is also a callee's decline (603): only a long run
+# of them on one node says it is the trunk.
+CARRIER_CAUSES = {
+    21: "call rejected: SIP 401/403/407, or 603",
+    58: "bearer capability not available: SIP 488",
+    34: "no circuit available: SIP 503",
+    38: "network out of order: SIP 500",
+    42: "switching equipment congestion",
+    102: "recovery on timer expiry: SIP 504",
 }
 
 
@@ -23,6 +37,18 @@ def unanswered_outcome(reason: int | None, cause: int | None) -> str:
     if cause is not None and cause in CAUSE_OUTCOME:
         return CAUSE_OUTCOME[cause]
     return "failed"
+
+
+def carrier_refusal(reason: int | None, cause: int | None) -> str | None:
+    """What a carrier refusing or congested said of an unanswered Originate ('cause 34 (no
+    circuit available: SIP 503)'), None when it was something else (busy, no answer, a number
+    that does not exist).
+    Same precedence as unanswered_outcome: a busy or no-answer reason wins over the cause."""
+    if reason in REASON_OUTCOME and reason != REASON_CONGESTION:
+        return None
+    if cause is not None and cause in CARRIER_CAUSES:
+        return f"cause {cause} ({CARRIER_CAUSES[cause]})"
+    return "Originate reason 8 (congestion)" if reason == REASON_CONGESTION else None
 
 
 def as_int(value: object) -> int | None:

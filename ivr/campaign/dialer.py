@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from ivr.callflow import outcomes
 from ivr.campaign import node_events, planning, reconcile
+from ivr.campaign.carrier_guard import CarrierGuard
 from ivr.campaign.clock import Clock
 from ivr.campaign.nodes import (FAULT_HOLD_S, InFlight, NodeState, StoredCauses,  # noqa: F401
                                 dial_string, pick, safe_caller_name, safe_value)
@@ -24,7 +25,7 @@ from ivr.store.safe_writes import SafeWriter
 from ivr.store.sqlite import CallResult, Store
 from ivr.telephony import contract
 from ivr.telephony.node import (ActionTimeout, NodeDisconnected, NodeEvent, OriginateRefused,
-                                OriginateRequest, PbxNode)
+                                OriginateRequest, OriginateResult, PbxNode)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -64,6 +65,7 @@ class Dialer:
         self.stored_causes = StoredCauses()  # the IVR's outcome writes tell it (app.agi_app)
         # Told once of each attempt whose outcome is written (outcome webhooks); must not block.
         self.on_settled: list[Callable[[int], None]] = []
+        self.carrier = CarrierGuard()  # a trunk refusing every call stops the run (run.py)
         self._tasks: set[asyncio.Task] = set()
         caller = cfg.campaign.caller_id
         safe_value("campaign.caller_id", caller)
@@ -248,6 +250,10 @@ class Dialer:
 
     def on_event(self, ev: NodeEvent) -> None:
         handler = node_events.HANDLERS.get(type(ev))  # ivr/campaign/node_events.py
+        if isinstance(ev, OriginateResult) and ev.success:
+            ns = self.nodes.get(ev.node)
+            if ns is not None and ev.channel_id in ns.calls:  # ours: the trunk carried it
+                self.carrier.answered(ev.node)  # now, not at the call's end minutes later
         if handler is not None:
             handler(self, ev)
 
@@ -325,7 +331,9 @@ class Dialer:
 
     def finished(self, call_id: int) -> None:
         """The attempt has its outcome: it no longer counts against max_concurrent."""
-        if self._drop(call_id) is not None:
+        flight = self._drop(call_id)
+        if flight is not None:
+            self.carrier.ended(flight)
             for hook in self.on_settled:
                 hook(call_id)
         self.changed.set()

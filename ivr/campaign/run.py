@@ -55,6 +55,7 @@ class CampaignRun:
         self.sender = Sender(dialer, clock, self.control, hard_stop, self._called, self._tick)
         # The drain's bound: the config's, else the longest possible call (the deadline).
         self.drain_s = cfg.dialer.drain_timeout_s or dialer.deadline_s
+        dialer.carrier.arm(self._carrier_stop)  # a trunk refusing every call (carrier_guard.py)
 
     async def __call__(self) -> RunReport:
         while not self.stop.is_set():
@@ -83,6 +84,13 @@ class CampaignRun:
         finally:
             await self.sender.cancel()
         return await self._finish()
+
+    def _carrier_stop(self, why: str) -> None:
+        """A node's carrier refused call after call: no new calls (the stop every wait of this
+        loop already wakes on), the calls in flight end as usual; _finish says why."""
+        if not self.stop.is_set():
+            self.stop.set()
+            self.state.set(stopping=True)
 
     def _tick(self) -> None:
         self.state.changed()
@@ -291,6 +299,8 @@ class CampaignRun:
         if self.dialer.remote:  # the counts and the last plan off the loop, after the writes
             await self.dialer.writer.settled()
             await self.state.count_now()
+        if self.dialer.carrier.why:  # the breaker's stop, whatever ended the loop
+            self.report.stopped_by, self.report.why = "carrier", self.dialer.carrier.why
         if not self.report.why:
             self.report.why = await self.dialer.off_loop(self._why_nobody_now, self.clock.now())
         self.report.paused = self.report.paused or self.dialer.writer.last_problem

@@ -62,7 +62,7 @@ class Snapshot:
     eta_s: float | None = None        # remaining / rate
     stopped: bool = False             # the run is over (operator or finished)
     finished: bool = False            # over because nobody is left to call now
-    stopped_by: str = ""              # operator | finished, once over
+    stopped_by: str = ""              # operator | finished | carrier, once over
     why: str = ""                     # why nobody (more) is called, once over
     last_problem: str = ""            # the last store problem of the run, kept after recovery
 
