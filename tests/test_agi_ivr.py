@@ -12,7 +12,7 @@ import pytest
 from ivr.callflow.agi_callback import CallbackHandler, caller_e164
 from ivr.callflow.agi_ivr import PromptUnplayable, _play, _wait, drive, hangup_cause
 from ivr.callflow.flow import DONE, HANGUP, Outcome, Play, Result, WaitKey
-from ivr.telephony.contract import ARG_CALLBACK_SECRET, SOUNDS_DIR
+from ivr.telephony.contract import ARG_CALLBACK_SECRET, SOUNDS_DIR, VAR_DONE
 from ivr.telephony.fastagi import CHANNEL_UP, AgiHangup, StreamResult
 
 
@@ -50,6 +50,9 @@ class Channel:
 
     async def hangup(self) -> None:
         self.calls.append(("hangup", ()))
+
+    async def set_variable(self, name: str, value: str) -> None:
+        self.calls.append(("set_variable", (name, value)))
 
     @property
     def writer(self) -> Any:  # the handlers log the peer of a refused session
@@ -122,23 +125,27 @@ CALLER = {"agi_callerid": "0199000077", ARG_CALLBACK_SECRET: SECRET}
 OPTED = [("+33199000077", "phone-callback")]
 
 
-@pytest.mark.parametrize("script,expected", [
-    ((StreamResult(digit="1", endpos=10), StreamResult(endpos=10)), OPTED),   # during notice
-    ((StreamResult(endpos=10), "1", StreamResult(endpos=10)), OPTED),          # after it
-    ((StreamResult(endpos=10), None), []),                                      # nothing
-    ((StreamResult(endpos=10), "2"), []),                                       # another key
-    ((StreamResult(endpos=10), AgiHangup("gone")), []),                         # hung up
-    ((StreamResult(failed=True),), []),                                         # notice failed
+DONE_SET = ("set_variable", (VAR_DONE, "1"))  # the dialplan skips its failsafe only on this
+
+
+@pytest.mark.parametrize("script,expected,done", [
+    ((StreamResult(digit="1", endpos=10), StreamResult(endpos=10)), OPTED, True),  # in notice
+    ((StreamResult(endpos=10), "1", StreamResult(endpos=10)), OPTED, True),        # after it
+    ((StreamResult(endpos=10), None), [], True),                                    # nothing
+    ((StreamResult(endpos=10), "2"), [], True),                                     # another key
+    ((StreamResult(endpos=10), AgiHangup("gone")), [], False),                      # hung up
+    ((StreamResult(failed=True),), [], False),  # notice failed: the failsafe's legal mentions
 ])
 def test_callback_stores_the_opposition_only_on_confirmation(script: tuple[Any, ...],
-                                                             expected: list) -> None:
+                                                             expected: list, done: bool) -> None:
     ch = Channel(*script, headers=CALLER)
     assert _callback(ch) == expected
     assert ch.calls[0] == ("stream_file", (f"{SOUNDS_DIR}/callback_notice", "1"))
     if len(script) > 1 and not isinstance(script[1], StreamResult):
         assert ch.calls[1] == ("wait_for_digit", (4000,))
     if expected:
-        assert ch.calls[-1] == ("stream_file", (f"{SOUNDS_DIR}/optout_confirm", ""))
+        assert ch.calls[-2] == ("stream_file", (f"{SOUNDS_DIR}/optout_confirm", ""))
+    assert (ch.calls[-1] == DONE_SET) is done and ch.calls.count(DONE_SET) == int(done)
 
 
 @pytest.mark.parametrize("given", [None, "", SECRET[:-1], SECRET + "x", SECRET.upper()])
@@ -151,7 +158,7 @@ def test_a_callback_without_the_secret_writes_nothing_and_gives_the_written_rout
         headers[ARG_CALLBACK_SECRET] = given
     ch = Channel(StreamResult(digit="1", endpos=10), StreamResult(endpos=10), headers=headers)
     assert _callback(ch) == []
-    assert ch.calls == [("stream_file", (f"{SOUNDS_DIR}/legal", ""))]
+    assert ch.calls == [("stream_file", (f"{SOUNDS_DIR}/legal", "")), DONE_SET]
     assert "without the callback secret" in caplog.text and SECRET not in caplog.text
 
 
@@ -168,7 +175,9 @@ def test_a_withheld_caller_hears_the_written_route() -> None:
     ch = Channel(StreamResult(endpos=10), headers={"agi_callerid": "anonymous",
                                                    ARG_CALLBACK_SECRET: SECRET})
     assert _callback(ch) == []
-    assert ch.calls == [("stream_file", (f"{SOUNDS_DIR}/legal", ""))]
+    assert ch.calls == [("stream_file", (f"{SOUNDS_DIR}/legal", "")), DONE_SET]
+    cut = Channel(StreamResult(failed=True), headers=ch.headers)  # legal cut: failsafe replays
+    assert _callback(cut) == [] and DONE_SET not in cut.calls
 
 
 def test_drive_plays_the_content_addressed_version_of_each_prompt() -> None:

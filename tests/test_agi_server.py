@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import logging
 import re
 import time
 from pathlib import Path
@@ -12,8 +13,9 @@ from typing import Any
 import pytest
 from panoramisk.utils import parse_agi_result
 
-from ivr.telephony.fastagi import (CHANNEL_UP, AgiApplication, AgiCommandError, AgiHangup,
-                                   AgiRequest, StreamResult, parse_result, quote)
+from ivr.telephony.fastagi import (CHANNEL_UP, REFUSAL_LOG_MAX, REFUSAL_LOG_S, AgiApplication,
+                                   AgiCommandError, AgiHangup, AgiRequest, StreamResult,
+                                   parse_result, quote)
 
 
 @pytest.mark.parametrize("line", [
@@ -190,12 +192,73 @@ def test_the_out_of_band_hangup_line_is_skipped_and_remembered() -> None:
     assert results == [StreamResult(), "16"] and hung_up
 
 
+def test_set_variable_quotes_name_and_value() -> None:
+    results, commands, _ = typed([b"200 result=1\n", b"200 result=1\n"],
+                                 ("set_variable", ("IVR_DONE", "1")),
+                                 ("set_variable", ("X", "two words")))
+    assert commands == ["SET VARIABLE IVR_DONE 1", 'SET VARIABLE X "two words"']
+    assert results == [None, None]
+
+
+async def _connect_times(app: AgiApplication, times: int) -> None:
+    """Open `times` connections to `app` from 127.0.0.1; each is closed by the server."""
+    from ivr.telephony.fastagi import serve
+    server = await serve(app, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        for _ in range(times):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            assert await reader.read() == b""  # accepted, then closed unserved
+            writer.close()
+    finally:
+        server.close()
+
+
+async def test_a_refused_peer_is_logged_once_a_minute_naming_the_key_to_fix(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Asterisk reports a connection closed unserved as AGISTATUS=SUCCESS: without this line
+    the admin of a PBX missing from agi.allowed_peers has nothing to go on."""
+    now = [1000.0]
+    app = AgiApplication(allowed_peers=["10.0.0.0/8"])
+    app._clock = lambda: now[0]
+    with caplog.at_level(logging.WARNING, logger="ivr.telephony.fastagi"):
+        await _connect_times(app, 5)  # a flood: one line
+        now[0] += 59
+        await _connect_times(app, 1)
+        told = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(told) == 1 and app.refused == 6
+        message = told[0].getMessage()
+        assert "127.0.0.1" in message and "agi.allowed_peers" in message
+        assert "10.0.0.0/8" in message and "\n" not in message
+        now[0] += 1  # a minute after the first: said again
+        await _connect_times(app, 1)
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2
+
+
+async def test_the_refusal_log_stays_bounded_under_a_scan(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Connections from many addresses: REFUSAL_LOG_MAX lines a minute in all, bounded memory."""
+    now = [0.0]
+    app = AgiApplication(allowed_peers=[])
+    app._clock = lambda: now[0]
+    with caplog.at_level(logging.WARNING, logger="ivr.telephony.fastagi"):
+        for i in range(3000):
+            app._tell_refusal((f"192.168.{i // 256}.{i % 256}", 1), allowed=False)
+            now[0] += 0.01  # 3000 addresses in 30 s
+        assert len(caplog.records) == REFUSAL_LOG_MAX
+        now[0] += REFUSAL_LOG_S
+        app._tell_refusal(("10.9.9.9", 1), allowed=False)
+        app._tell_refusal(("127.0.0.1", 1), allowed=True)  # a full server: its own line
+    assert len(caplog.records) == REFUSAL_LOG_MAX + 2 and len(app._told) <= 1024
+    assert "sessions already open" in caplog.records[-1].getMessage()
+
 def test_a_closed_connection_is_a_hangup() -> None:
     results, _, _ = typed([], ("wait_for_digit", (100,)), ("stream_file", ("ivr/intro",)))
     assert all(isinstance(r, AgiHangup) for r in results)
 
 
-RAW_COMMAND = re.compile(r"\b(STREAM FILE|WAIT FOR DIGIT|GET VARIABLE|CHANNEL STATUS|HANGUP)\b")
+RAW_COMMAND = re.compile(
+    r"\b(STREAM FILE|WAIT FOR DIGIT|GET VARIABLE|SET VARIABLE|CHANNEL STATUS|HANGUP)\b")
 
 
 def test_handlers_speak_agi_only_through_the_typed_methods() -> None:

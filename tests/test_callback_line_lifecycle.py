@@ -31,6 +31,7 @@ from test_dialer import DELAYS, HASHES, add_contacts, fiction, make_cfg, rig
 from test_dialer import SECRET as AMI_SECRET
 
 SECRET = "callback-secret-0123456789"
+DONE = "SET VARIABLE IVR_DONE 1"  # the dialplan then skips its failsafe
 
 
 def free_port() -> int:
@@ -112,7 +113,7 @@ def test_serve_keeps_an_opposition_the_locked_store_could_not_take_at_once(
         await task
         return commands, answered_in
     commands, answered_in = asyncio.run(main())
-    assert commands[-1] == 'STREAM FILE ivr/optout_confirm ""'
+    assert commands[-2:] == ['STREAM FILE ivr/optout_confirm ""', DONE]
     assert answered_in < 1.0  # the caller was not held while the store was locked
     assert optouts(tmp_path / "ivr.db") == 1
 
@@ -153,7 +154,7 @@ def test_a_caller_on_the_line_when_the_run_ends_is_heard_out(
         t.join(5)  # the run is over: `ivr run` returns
         return path
     path = asyncio.run(main())
-    assert seen[-1] == 'STREAM FILE ivr/optout_confirm ""'
+    assert seen[-2:] == ['STREAM FILE ivr/optout_confirm ""', DONE]
     assert optouts(path) == 1
 
 
@@ -185,7 +186,7 @@ def test_a_run_that_stops_keeps_an_opposition_the_locked_store_took_late(
         t.join(5)
         return path
     path = asyncio.run(main())
-    assert seen[-1] == 'STREAM FILE ivr/optout_confirm ""'
+    assert seen[-2:] == ['STREAM FILE ivr/optout_confirm ""', DONE]
     assert optouts(path) == 1
 
 
@@ -248,5 +249,5 @@ def test_a_stop_that_hangs_up_the_calls_still_hears_the_line_out(
             with contextlib.suppress(Exception):  # ended with calls hung up: not our point
                 await task
     asyncio.run(main())
-    assert seen[-1] == 'STREAM FILE ivr/optout_confirm ""'
+    assert seen[-2:] == ['STREAM FILE ivr/optout_confirm ""', DONE]
     assert optouts(cfg.path(cfg.store.path)) == 1

@@ -205,6 +205,37 @@ def test_the_failsafe_and_routes_match_the_controller() -> None:
     assert keys == {contract.FAILSAFE_CALL_ID, contract.FAILSAFE_STATUS}
 
 
+
+def _context_code(name: str) -> list[str]:
+    """The code lines of one context of the shipped dialplans, comments stripped."""
+    dp, inside, out = parse(dialplan_texts()), False, []
+    for line in dp.code:
+        if m := CONTEXT.match(line):
+            inside = m.group(1) == name
+        elif inside:
+            out.append(line)
+    return out
+
+
+def test_the_opposition_line_takes_its_failsafe_unless_the_controller_says_done() -> None:
+    """AGISTATUS is SUCCESS when FastAGI accepts the connection and closes it unserved (a peer
+    not in agi.allowed_peers, no route, a crash): only VAR_DONE, set by the `callback` route,
+    lets the line hang up without the legal mentions."""
+    code = _context_code(contract.CALLBACK_CONTEXT)
+    (agi,) = [i for i, line in enumerate(code) if f"/{contract.ROUTE_CALLBACK}," in line]
+    check = f'GotoIf($["${{{contract.VAR_DONE}}}" != "1"]?failsafe)'
+    assert code[agi + 1].endswith(f"n,{check}"), code[agi + 1]
+    assert code[agi + 2].endswith("n,Hangup()")  # done: the only way out without the failsafe
+    (start,) = [i for i, line in enumerate(code) if "(failsafe)," in line]
+    event = f"UserEvent({contract.EVENT_FAILSAFE},{contract.FAILSAFE_CALL_ID}: " \
+        f"{contract.FAILSAFE_CALLBACK},{contract.FAILSAFE_STATUS}: ${{{contract.VAR_AGI_STATUS}}})"
+    assert code[start].endswith(event)
+    assert code[start + 1].endswith(f"n,Playback({contract.SOUNDS_DIR}/legal)")
+    # The outbound line keeps its contract: FAILURE alone, no extra AGI command per call.
+    outbound = "\n".join(_context_code(contract.OUTBOUND_CONTEXT))
+    assert contract.VAR_DONE not in outbound
+    assert f'GotoIf($["${{{contract.VAR_AGI_STATUS}}}" = "FAILURE"]?failsafe)' in outbound
+
 TAMPERED = [
     ("exten => s,1,NoOp(${IVR_NEW_THING})", "'IVR_NEW_THING' is used by a dialplan"),
     ("[ivr-elsewhere]\nexten => s,1,Hangup()", "'ivr-elsewhere' is used by a dialplan"),

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from ivr.compliance.prompt_legal import CALLBACK_CONFIRM_KEY, CALLBACK_NOTICE
 from ivr.telephony.agi_auth import secret_matches
-from ivr.telephony.contract import ARG_CALLBACK_SECRET, SOUNDS_DIR
+from ivr.telephony.contract import ARG_CALLBACK_SECRET, SOUNDS_DIR, VAR_DONE
 from ivr.telephony.fastagi import CHANNEL_UP, AgiHangup, AgiRequest
 from ivr.numbers import e164
 from ivr.store.sqlite import Store
@@ -47,6 +47,13 @@ class CallbackHandler:
         self.timeout_ms = int(timeout_s * 1000)
 
     async def __call__(self, req: AgiRequest) -> None:
+        if await self._serve(req):
+            # Only now: a session refused or cut before this (controller gone, timeout) leaves
+            # the dialplan to its failsafe, the legal mentions, played again if need be.
+            await req.set_variable(VAR_DONE, "1")
+
+    async def _serve(self, req: AgiRequest) -> bool:
+        """Run the line; True once the caller has heard what it owes them."""
         if not secret_matches(req.headers.get(ARG_CALLBACK_SECRET, ""), self.secret):
             # Nothing is written. A real caller reaches this when the secret in [globals] and
             # the controller's differ (changed without `dialplan reload`): the written route,
@@ -56,27 +63,27 @@ class CallbackHandler:
                       "`dialplan reload`", req.writer.get_extra_info("peername"))
             try:  # bounded: a peer that never answers must not hold a FastAGI slot for long
                 async with asyncio.timeout(REFUSED_LEGAL_S):
-                    await req.stream_file(f"{SOUNDS_DIR}/legal")
+                    return not (await req.stream_file(f"{SOUNDS_DIR}/legal")).failed
             except TimeoutError:
-                pass
-            return
+                return False
         number = caller_e164(req.headers.get("agi_callerid", ""), self.region)
         if number is None:  # nothing to key the opposition on: give the written route
-            await req.stream_file(f"{SOUNDS_DIR}/legal")
-            return
+            return not (await req.stream_file(f"{SOUNDS_DIR}/legal")).failed
         try:
-            key = await self._confirmation(req)
+            heard, key = await self._confirmation(req)
         except AgiHangup:
-            key = None
+            return False
         if key != CONFIRM_KEY:
             log.info("callback from %s ended without confirmation", "a caller")
-            return
+            return heard  # a notice Asterisk could not play: the failsafe's legal mentions
         now = self.clock()
         self.write(lambda: self.store.add_optout(number, "phone-callback", now))
         await req.stream_file(f"{SOUNDS_DIR}/optout_confirm")
+        return True
 
-    async def _confirmation(self, req: AgiRequest) -> str | None:
-        """The key pressed during the notice or within timeout_ms after it."""
+    async def _confirmation(self, req: AgiRequest) -> tuple[bool, str | None]:
+        """Whether the notice played, and the key pressed during it or within timeout_ms
+        after it."""
         notice = await req.stream_file(f"{SOUNDS_DIR}/{CALLBACK_NOTICE}", CONFIRM_KEY)
         if notice.failed:
             # Not a hangup: the notice is missing and no caller can confirm (`ivr check` refuses
@@ -85,5 +92,5 @@ class CallbackHandler:
                 log.error("opposition line: Asterisk could not play %s/callback_notice, so no "
                           "opposition can be recorded: add prompts.items.callback_notice, then "
                           "`ivr prompts build`", SOUNDS_DIR)
-            return None
-        return notice.digit or await req.wait_for_digit(self.timeout_ms)
+            return False, None
+        return True, notice.digit or await req.wait_for_digit(self.timeout_ms)

@@ -36,6 +36,13 @@ VAR_AGI_STATUS = "AGISTATUS"      # AGI()'s result: FAILURE takes the failsafe
 VAR_HANGUP_CAUSE = "HANGUPCAUSE"  # the Q.850 cause, read by the controller after a hangup
 VAR_AGI_SIGHUP = "AGISIGHUP"      # set to "no": no out-of-band HANGUP line in AGI results
 
+# -- channel variable the controller sets during a FastAGI session ---------------------------
+# "1" once the `callback` route has given the caller what the line owes (the notice and its
+# answer, or the legal mentions). Without it the opposition line takes its failsafe: AGISTATUS
+# is SUCCESS when FastAGI accepts the connection and closes it unserved (peer not in
+# agi.allowed_peers, no route, server full, a crash mid-session), not only FAILURE.
+VAR_DONE = "IVR_DONE"
+
 # -- FastAGI routes and their arguments ------------------------------------------------------
 ROUTE_IVR = "ivr"            # agi_arg_1 = CALL_ID, agi_arg_2 = AMDSTATUS, agi_arg_3 = token
 ROUTE_CALLBACK = "callback"  # agi_arg_1 = the callback secret; keyed by agi_callerid
@@ -47,7 +54,9 @@ ARG_CALLBACK_SECRET = "agi_arg_1"
 # -- events the dialplan raises --------------------------------------------------------------
 EVENT_FAILSAFE = "IvrFailsafe"  # UserEvent: the AGI could not run; CallId, Status
 FAILSAFE_CALL_ID = "CallId"
-FAILSAFE_STATUS = "Status"      # AGISTATUS; empty when IVR_AGI_URL is not set
+# AGISTATUS; empty when IVR_AGI_URL is not set; SUCCESS on the opposition line when the session
+# ended without VAR_DONE (refused or cut by the controller)
+FAILSAFE_STATUS = "Status"
 FAILSAFE_CALLBACK = "callback"  # CallId of the inbound line's failsafe
 
 # -- sounds ------------------------------------------------------------------------------------

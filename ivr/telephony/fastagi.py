@@ -9,7 +9,8 @@ panoramisk 1.4 defects handled here (subclasses, not a copy):
   shifting every later result by one. We skip it and remember that the callee hung up.
 - after a 520 error it reads only one line of the multi-line usage text, so the rest is read as
   the next results. We read up to the `520 End of proper usage.` line.
-Also: only configured peers may connect, and the number of open connections is capped.
+Also: only configured peers may connect, and the number of open connections is capped; a
+refused connection is logged (rate-limited), since Asterisk reports it as AGISTATUS=SUCCESS.
 
 Handlers speak AGI only through AgiRequest's typed methods (stream_file, wait_for_digit,
 get_variable, channel_status, hangup): the command strings, the quoting of their arguments and
@@ -22,6 +23,7 @@ import inspect
 import ipaddress
 import logging
 import re
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -187,6 +189,10 @@ class AgiRequest(Request):  # type: ignore[misc]
         code = _code(await self.send_command("CHANNEL STATUS"))
         return None if code < 0 else code
 
+    async def set_variable(self, name: str, value: str) -> None:
+        """Set a channel variable the dialplan reads once the AGI returns."""
+        _code(await self.send_command(f"SET VARIABLE {quote(name)} {quote(value)}"))
+
     async def hangup(self) -> None:
         """Hang the channel up; one already gone is not an error."""
         _code(await self.send_command("HANGUP"))
@@ -213,6 +219,8 @@ def parse_result(line: str) -> dict[str, Any]:
 
 
 Handler = Callable[[AgiRequest], Awaitable[None]]
+REFUSAL_LOG_S = 60.0  # a refused peer is logged once per this many seconds per address,
+REFUSAL_LOG_MAX = 20  # and no more than this many refusal lines in all per such window
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -244,6 +252,9 @@ class AgiApplication(Application):  # type: ignore[misc]
         self.refused = 0
         self.in_route: dict[str, int] = {}  # sessions inside each route's handler
         self._peers: dict[str, bool] = {}  # verdict per address: parsing one costs ~30 µs
+        self._told: dict[str, float] = {}  # when each refusal was last logged (rate limit)
+        self._window = (float("-inf"), 0)  # (start, lines logged): the cap over all addresses
+        self._clock: Callable[[], float] = time.monotonic
 
     def add_route(self, path: str, endpoint: Callable[..., Any]) -> None:
         """Sync functions, coroutine functions and objects with an async __call__ all work."""
@@ -275,6 +286,33 @@ class AgiApplication(Application):  # type: ignore[misc]
                 self._peers[host] = verdict
         return verdict
 
+    def _tell_refusal(self, peer: Any, allowed: bool) -> None:
+        """A refused connection, at WARNING (Asterisk takes it as a finished AGI, so nothing
+        else tells the admin): once a minute per address (one for a full server) and
+        REFUSAL_LOG_MAX lines a minute in all, so that a flood cannot fill the log."""
+        host = str(peer[0]) if peer else "an unknown address"
+        key = host if not allowed else "(full)"
+        now = self._clock()
+        if now - self._told.get(key, -REFUSAL_LOG_S) < REFUSAL_LOG_S:
+            return
+        start, lines = self._window
+        if now - start >= REFUSAL_LOG_S:
+            start, lines = now, 0
+        if lines >= REFUSAL_LOG_MAX:
+            return  # still counted in self.refused
+        self._window = (start, lines + 1)
+        if len(self._told) >= 1024:  # a scan from many addresses must not grow it
+            self._told.clear()
+        self._told[key] = now
+        if not allowed:
+            log.warning("FastAGI: connection from %s refused: not in agi.allowed_peers (%s); "
+                        "if it is your PBX, add its address to agi.allowed_peers in the config "
+                        "and restart the controller (logged once a minute per address)",
+                        host, ", ".join(str(n) for n in self.allowed) or "empty")
+        else:
+            log.warning("FastAGI: connection from %s refused: %d sessions already open, the "
+                        "limit (logged once a minute)", host, self.active)
+
     async def _headers(self, reader: asyncio.StreamReader) -> OrderedDict[str, str] | None:
         try:
             async with asyncio.timeout(self.header_timeout):  # no extra Task, unlike wait_for
@@ -296,8 +334,10 @@ class AgiApplication(Application):  # type: ignore[misc]
     async def handler(self, reader: asyncio.StreamReader,
                       writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
-        if not self._peer_allowed(peer) or self.slots.locked():
+        allowed = self._peer_allowed(peer)
+        if not allowed or self.slots.locked():
             self.refused += 1
+            self._tell_refusal(peer, allowed)
             writer.close()
             return
         async with self.slots:
