@@ -53,7 +53,8 @@ RUNS_SQL = EXEC | {"q", "one", "_rows", "_row", "_exec"}  # the store's helpers 
 PSYCOPG_PARAM = re.compile(r"%(\([a-z_]+\))?s")
 # Words of SQL as this package writes it (upper case); prose and messages are lower case.
 SQL_WORDS = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA|WHERE|VALUES|"
-                       r"FROM|JOIN|SET|INTO|AND|OR|IN|LIKE|GLOB|LIMIT|ORDER BY|GROUP BY)\b")
+                       r"FROM|JOIN|SET(?! VARIABLE\b)|INTO|AND|OR|IN|LIKE|GLOB|LIMIT|ORDER BY|GROUP BY)\b")
+# (AGI's SET VARIABLE command, sent by telephony/fastagi.py, is not SQL's SET)
 # str.format or % fields; a quoted '{}' is an SQL text value (an empty JSON object), not one.
 PLACEHOLDER = re.compile(r"(?<!')\{[A-Za-z_0-9]*(![rsa])?(:[^}]*)?\}(?!')|%[sdr]")
 STATEMENT = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE)\b.*\b(FROM|INTO|SET)\b", re.S)
