@@ -2,12 +2,16 @@
 
 The receiver checks `X-IVR-Signature: sha256=<hex>`, the HMAC-SHA256 of the body with the
 secret IVR_WEBHOOK_SECRET (environment only). `X-IVR-Delivery` names the event: a retried
-delivery carries the same one, so the receiver can drop duplicates.
+delivery carries the same one, so the receiver can drop duplicates. It is ASCII, as HTTP headers
+are: `<campaign>:<call_id>`, the campaign's name percent-encoded (`delivery_id`).
 
 The run is never slowed: the dialer only puts the attempt's id into a bounded queue
 (`offer`, no wait); workers read the outcome from the store and deliver it, retrying a failing
-receiver with exponential backoff. A full queue drops the event, counted and logged; so does a
-delivery still failing after its last retry. Numbers are masked in every log line.
+receiver with exponential backoff. Each attempt is bounded as a whole (timeout_s), and only
+the start of the receiver's answer is read. A full queue drops the event, counted and logged;
+so does a delivery still failing after its last retry; the ids of the calls not delivered are
+logged at the end, for an operator to resend. Each call is offered once: a reconciliation that
+settles the same attempt again does not send it twice. Numbers are masked in every log line.
 """
 from __future__ import annotations
 
@@ -17,10 +21,11 @@ import hmac
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import aclosing, asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -39,6 +44,11 @@ BACKOFF_MAX_S = 60.0  # ... up to this
 READ_TRIES = 50       # the outcome is read back this many times, READ_WAIT_S apart, at most
 READ_WAIT_S = 0.2
 CLOSE_GRACE_S = 5.0   # at the run's end, events still queued get this long to go out
+BODY_READ_MAX = 64 * 1024  # the receiver's answer is read this far at most, then cut
+IDS_LOGGED = 50       # call ids named per log line of undelivered outcomes; the rest counted
+LOOPBACK = ("127.0.0.1", "::1", "localhost")  # the only hosts plain http may go to (config)
+# X-IVR-Delivery must be ASCII: visible ASCII but `%` kept, the rest percent-encoded (UTF-8)
+DELIVERY_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
 FIELDS = ("campaign", "attempt", "number", "outcome", "stage", "started_at", "answered_at",
           "ended_at", "hangup_cause", "node", "controller")
 
@@ -67,6 +77,13 @@ def mask(number: str | None) -> str:
     return n[:4] + "…" + n[-2:] if len(n) > 6 else "…"
 
 
+def delivery_id(campaign: str, call_id: int) -> str:
+    """`<campaign>:<call_id>`: a name of visible ASCII without `%` as it is, any other
+    character's UTF-8 bytes as %XX (législatives-2026 -> l%C3%A9gislatives-2026); a receiver
+    gets the name back with urllib.parse.unquote of what precedes the last `:`."""
+    return f"{quote(campaign, safe=DELIVERY_SAFE)}:{call_id}"
+
+
 def event(call: Row) -> dict[str, Any]:
     """The JSON body of one outcome."""
     return {"event": "call.outcome", "call_id": call["id"],
@@ -76,8 +93,59 @@ def event(call: Row) -> dict[str, Any]:
 @dataclass
 class Stats:
     delivered: int = 0
-    dropped: int = 0   # the queue was full: never sent
+    dropped: int = 0   # the queue was full, or still queued or retried at the end: never sent
     failed: int = 0    # every retry failed, or the outcome could not be read
+
+
+@dataclass
+class CallIds:
+    """Calls not delivered, named in the log for an operator to resend: the first IDS_LOGGED
+    kept, the others counted (a long outage must not grow the memory or the line)."""
+    ids: list[int] = field(default_factory=list)
+    more: int = 0
+
+    def add(self, call_ids: Iterable[int]) -> None:
+        for call_id in call_ids:
+            if len(self.ids) < IDS_LOGGED:
+                self.ids.append(call_id)
+            else:
+                self.more += 1
+
+    @property
+    def total(self) -> int:
+        return len(self.ids) + self.more
+
+    def __str__(self) -> str:
+        return ", ".join(map(str, self.ids)) + (f" and {self.more} more" if self.more else "")
+
+
+class Seen:
+    """The call ids offered so far, one bit each in pages of 65,536 ids: a million calls
+    take ~128 KiB, where a set would take ~60 MB."""
+    def __init__(self) -> None:
+        self._pages: dict[int, bytearray] = {}
+
+    def add(self, n: int) -> bool:
+        """True when n was not there yet."""
+        page = self._pages.get(n >> 16)
+        if page is None:
+            page = self._pages[n >> 16] = bytearray(1 << 13)
+        at, bit = (n & 0xFFFF) >> 3, 1 << (n & 7)
+        if page[at] & bit:
+            return False
+        page[at] |= bit
+        return True
+
+
+def client(url: str, timeout_s: float,
+           transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+    """Plain http goes to this machine only (outcomes carry phone numbers): never through a
+    proxy of the environment (HTTP_PROXY), which would get them in clear. https keeps it."""
+    host = urlsplit(url).hostname or ""
+    direct = {f"all://[{host}]" if ":" in host else f"all://{host}": None} \
+        if host in LOOPBACK else None
+    return httpx.AsyncClient(timeout=timeout_s, transport=transport, follow_redirects=False,
+                             mounts=direct)
 
 
 class Webhooks:
@@ -88,21 +156,25 @@ class Webhooks:
                  controller: str | None = None) -> None:
         """controller: this run's (store.controller_id), whose calls another may guess."""
         self.url, self._key, self._read = url, key, read_call
-        self.controller = controller
+        self.controller, self.timeout_s = controller, timeout_s
         self.retries, self.backoff_s, self._sleep = retries, backoff_s, sleep
         self.queue: asyncio.Queue[int] = asyncio.Queue(maxsize=queue_size)
         self.stats = Stats()
-        self._client = httpx.AsyncClient(timeout=timeout_s, transport=transport,
-                                         follow_redirects=False)
-        self._active = 0  # events a worker holds (taken from the queue, not yet done)
+        self.dropped_ids, self.failed_ids = CallIds(), CallIds()  # named at close
+        self._seen = Seen()
+        self._client = client(url, timeout_s, transport)
+        self._holding: set[int] = set()  # events a worker holds (taken, not yet done)
         self._workers = [asyncio.ensure_future(self._work()) for _ in range(workers)]
 
     # -- the dialer's side: never waits, never raises -----------------------------------------
     def offer(self, call_id: int) -> None:
+        if not self._seen.add(call_id):  # settled again (a reconciliation): sent once
+            return
         try:
             self.queue.put_nowait(call_id)
         except asyncio.QueueFull:
             self.stats.dropped += 1
+            self.dropped_ids.add([call_id])
             if self.stats.dropped in (1, 10, 100) or self.stats.dropped % 1000 == 0:
                 log.warning("webhooks: queue full (%d events): %d outcome(s) dropped so far",
                             self.queue.maxsize, self.stats.dropped)
@@ -111,26 +183,30 @@ class Webhooks:
     async def _work(self) -> None:
         while True:
             call_id = await self.queue.get()
-            self._active += 1
+            self._holding.add(call_id)
             try:
                 await self._deliver(call_id)
             except Exception:  # a bug here must not end the worker
                 log.exception("webhooks: call %s not delivered", call_id)
-                self.stats.failed += 1
+                self._failed(call_id)
             finally:
-                self._active -= 1
+                self._holding.discard(call_id)
                 self.queue.task_done()
+
+    def _failed(self, call_id: int) -> None:
+        self.stats.failed += 1
+        self.failed_ids.add([call_id])
 
     async def _deliver(self, call_id: int) -> None:
         call = await self._outcome(call_id)
         if call is None:
-            self.stats.failed += 1
+            self._failed(call_id)
             log.error("webhooks: the outcome of call %s could not be read: not delivered",
                       call_id)
             return
         body = json.dumps(event(call), ensure_ascii=False, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", HEADER: sign(self._key, body),
-                   "X-IVR-Delivery": f"{call['campaign']}:{call_id}"}
+                   "X-IVR-Delivery": delivery_id(str(call["campaign"]), call_id)}
         for attempt in range(self.retries + 1):
             problem = await self._post(body, headers)
             if problem is None:
@@ -141,17 +217,25 @@ class Webhooks:
                 log.warning("webhooks: call %s (%s): %s; retry in %g s", call_id,
                             mask(call.get("number")), problem, wait)
                 await self._sleep(wait)
-        self.stats.failed += 1
+        self._failed(call_id)
         log.error("webhooks: call %s (%s): given up after %d attempts", call_id,
                   mask(call.get("number")), self.retries + 1)
 
     async def _post(self, body: bytes, headers: dict[str, str]) -> str | None:
-        """None when the receiver took it (2xx), else what went wrong."""
+        """None when the receiver took it (2xx), else what went wrong. The whole attempt is
+        bounded by timeout_s (httpx's bounds each read: a receiver trickling a byte at a time
+        held a worker for ever); any failure is one failed attempt, retried."""
         try:
-            resp = await self._client.post(self.url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            return f"{type(exc).__name__}"  # its text may hold the URL's query: not logged
-        return None if 200 <= resp.status_code < 300 else f"HTTP {resp.status_code}"
+            async with asyncio.timeout(self.timeout_s):
+                async with self._client.stream("POST", self.url, content=body,
+                                               headers=headers) as resp:
+                    await skim(resp)
+                    status = resp.status_code
+        except TimeoutError:
+            return f"no answer within {self.timeout_s:g} s"
+        except Exception as exc:  # its text may hold the URL's query: only its kind logged
+            return type(exc).__name__
+        return None if 200 <= status < 300 else f"HTTP {status}"
 
     async def _outcome(self, call_id: int) -> Row | None:
         """The attempt once its outcome is in the store (written in the loop's next turn, or
@@ -182,16 +266,43 @@ class Webhooks:
             await asyncio.wait_for(self.queue.join(), grace_s)
         except asyncio.TimeoutError:
             pass
-        left = self.queue.qsize() + self._active
+        left = sorted(self._holding)  # being sent or waiting for a retry
+        while not self.queue.empty():
+            left.append(self.queue.get_nowait())
         for w in self._workers:
             w.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         await self._client.aclose()
-        self.stats.dropped += left
+        self.stats.dropped += len(left)
         if left or self.stats.dropped or self.stats.failed:
             log.warning("webhooks: %d delivered, %d dropped, %d failed", self.stats.delivered,
                         self.stats.dropped, self.stats.failed)
+        self._name_lost(left)
         return self.stats
+
+    def _name_lost(self, left: list[int]) -> None:
+        """The calls whose outcome the receiver never got, by id (never a number)."""
+        at_stop = CallIds()
+        at_stop.add(left)
+        for ids, why in ((self.dropped_ids, "dropped, the queue full"),
+                         (at_stop, "still queued or retried at the stop"),
+                         (self.failed_ids, "failed after every retry, or unreadable")):
+            if ids.total:
+                log.warning("webhooks: %d outcome(s) not delivered (%s), resend them: call "
+                            "ids %s", ids.total, why, ids)
+
+
+async def skim(resp: httpx.Response) -> None:
+    """Read the start of the answer only: a short one leaves the connection reusable, a long
+    one is cut (its status is all that counts; a 400 MiB body was read into memory)."""
+    got = 0
+    if resp.is_stream_consumed:  # a transport that read it already (httpx.MockTransport)
+        return
+    async with aclosing(resp.aiter_raw()) as chunks:
+        async for chunk in chunks:
+            got += len(chunk)
+            if got > BODY_READ_MAX:
+                break
 
 
 def reader(store: Any) -> ReadCall:
