@@ -162,15 +162,16 @@ class Controller:
 
 async def start(cfg: Config, store: Store, clock: Clock | None = None, agi: bool = True,
                 node: PbxNode | Sequence[PbxNode] | None = None,
-                hashes: dict[str, str] | None = None) -> Controller:
+                hashes: dict[str, str] | None = None,
+                on_settled: Sequence[Callable[[int], None]] = ()) -> Controller:
     """Connect every node, start FastAGI (one server for the whole pool: each call carries its
     URL), reconcile attempts left open by an earlier run. `node` (one or several) and `hashes`
-    (the prompts' fingerprints) default to those of `cfg`."""
+    (the prompts' fingerprints) default to those of `cfg`; `on_settled` hears every outcome."""
     nodes = build_nodes(cfg) if node is None else \
         [node] if isinstance(node, PbxNode) else list(node)
     try:
         await _connect(nodes)
-        return await _start(cfg, store, clock or Clock(), agi, nodes, hashes)
+        return await _start(cfg, store, clock or Clock(), agi, nodes, hashes, on_settled)
     except BaseException:
         for n in nodes:
             n.close()
@@ -197,10 +198,12 @@ async def _connect(nodes: list[PbxNode]) -> None:
 
 
 async def _start(cfg: Config, store: Store, clock: Clock, agi: bool, nodes: list[PbxNode],
-                 hashes: dict[str, str] | None) -> Controller:
+                 hashes: dict[str, str] | None,
+                 on_settled: Sequence[Callable[[int], None]] = ()) -> Controller:
     # the per-call URL as the globals' one: an IPv6 literal needs its brackets
     agi_url = contract.agi_url(cfg.agi.host, cfg.agi.port)
     dialer = Dialer(cfg, store, nodes, clock, agi_url, deadline_s=call_deadline_s(cfg))
+    dialer.on_settled.extend(on_settled)  # before the reconciliation, whose outcomes count too
     app = agi_app(cfg, store, dialer, clock, hashes)
     try:
         server = await serve(app, cfg.agi.host, cfg.agi.port) if agi else None
@@ -296,9 +299,9 @@ async def _run_campaign(cfg: Config, store: Store, on_tick: Callable[[Controller
                         hashes: dict[str, str] | None, standby: bool = False,
                         hooks: webhooks.Webhooks | None = None
                         ) -> tuple[campaign_run.RunReport, Any]:
-    ctl = await start(cfg, store, clock, node=node, hashes=hashes)
-    if hooks is not None:  # each outcome to webhooks.url; offer() never waits
-        ctl.dialer.on_settled.append(hooks.offer)
+    # each outcome to webhooks.url, the start's reconciliation's too; offer() never waits
+    ctl = await start(cfg, store, clock, node=node, hashes=hashes,
+                      on_settled=[hooks.offer] if hooks is not None else [])
     # Modules, phone-number metadata and holiday tables live for the whole run: keep them out
     # of every garbage collection, which would otherwise rescan them as calls come and go.
     gc.freeze()

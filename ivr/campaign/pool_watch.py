@@ -115,6 +115,7 @@ async def settle_orphans(dialer: Dialer) -> int:
         dialer.settle_error(int(call["id"]), "orphaned",
                             answered=call.get("answered_at") is not None,
                             attempt=int(call["attempt"]))
+        dialer.announce(int(call["id"]))  # its outcome's hooks: the webhook posts it
         settled += 1
     if settled:
         log.warning("%d attempt(s) of a controller whose lease expired settled as error",

@@ -83,8 +83,8 @@ def _one(dialer: Dialer, ns: NodeState, call: dict[str, Any], alive: bool, link:
                         (flight is not None and flight.answered), attempt=int(call["attempt"]))
     if flight is not None:
         dialer.finished(call_id)
-    elif call_id in dialer.abandoned:  # left open while its node hung: its outcome now
-        dialer.announce(call_id)
+    else:  # an earlier run's, another controller's, one left open while its node hung:
+        dialer.announce(call_id)  # its outcome's hooks (webhooks send each call once)
     return True
 
 
