@@ -324,7 +324,8 @@ class Dialer:
         self.changed.set()
 
     def announce(self, call_id: int) -> None:
-        """An abandoned call settled at last (by a reconciliation): its outcome's hooks."""
+        """A call settled outside the dialer's own paths (a reconciliation, the orphan sweep,
+        an abandoned call at last): its outcome's hooks (webhooks)."""
         self.abandoned.discard(call_id)
         for hook in self.on_settled:
             hook(call_id)
