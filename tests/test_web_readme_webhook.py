@@ -8,6 +8,7 @@ import json
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 from conftest import CALLER_ID, add_contact, attempt
 from ivr.callflow import outcomes
@@ -26,13 +27,27 @@ def _readme_example() -> dict:
     return json.loads(found.group(1))
 
 
+def _yes_path() -> Any:
+    """The pure call flow's yes path, driven to its end."""
+    from ivr.callflow.flow import FlowOptions, Result, call_flow
+    gen, step = call_flow(FlowOptions(max_repeats=0, input_timeout_s=5), ""), None
+    step = next(gen)
+    try:
+        while True:
+            step = gen.send(Result(key="1") if step.prompt == "intro" else Result())
+    except StopIteration as stop:
+        return stop.value
+
+
 def test_the_readme_webhook_example_is_a_real_event(store: Store) -> None:
     example = _readme_example()
     assert example["outcome"] in outcomes.ORDER
+    if example["outcome"] == "message_played":  # the stage such a call really ends at
+        assert example["stage"] == _yes_path().stage
     assert list(example) == ["event", "call_id", *FIELDS]
     contact = add_contact(store, example["number"], at=NOW, campaigns=(example["campaign"],))
     call = attempt(store, contact, example["campaign"], CALLER_ID, NOW, node=example["node"])
     store.mark_answered(call["id"], NOW + timedelta(seconds=4))
-    store.finish_answered(call["id"], CallResult(example["outcome"], "end", "1", {},
+    store.finish_answered(call["id"], CallResult(example["outcome"], example["stage"], "1", {},
                                                  choice="consent"), NOW + timedelta(seconds=40))
     assert event(store.call(call["id"])) == example
