@@ -224,6 +224,8 @@ class Config:
 def _build(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
+        if value is None:  # `schedule:` left with only comments: the section's defaults
+            value = {}
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
         hints = typing.get_type_hints(tp)

@@ -253,3 +253,24 @@ def test_ordinary_hosts_and_users_are_accepted() -> None:
                             "agi": {"host": "::1"}, "web": {"host": "0.0.0.0"}})
     assert (cfg.pbx.host, cfg.pbx.user, cfg.agi.host) == ("pbx1.example.org", "ivr_ctl-2.a",
                                                           "::1")
+
+
+def test_deleting_the_demo_any_hour_line_keeps_the_schedule_defaults(tmp_path: Path) -> None:
+    # the README's step for a real campaign: `schedule:` is left with only its comments (None)
+    shipped = (REPO / "config.yaml").read_text(encoding="utf-8")
+    assert "  demo_any_hour: true\n" in shipped
+    edited = tmp_path / "config.yaml"
+    edited.write_text(shipped.replace("  demo_any_hour: true\n", ""), encoding="utf-8")
+    for name in ("prompts", "contacts"):  # relative folders the config may read from
+        if (REPO / name).exists():
+            (tmp_path / name).symlink_to(REPO / name)
+    cfg = config.load(edited)
+    assert cfg.schedule == config.Schedule() and not cfg.schedule.demo_any_hour
+    assert config.from_dict({"web": None, "retry": None}).web == config.Web()
+
+
+@pytest.mark.parametrize("data, key", [({"default_region": None}, "config.default_region"),
+                                       ({"contacts": {"allow_countries": None}},
+                                        "config.contacts.allow_countries")])
+def test_an_empty_scalar_or_list_is_still_refused(data: dict[str, Any], key: str) -> None:
+    refused(data, key)
