@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
 from ivr import config as config_mod
@@ -53,3 +54,45 @@ def test_ivr_web_serves_the_console(cfg_file: Path) -> None:
         _, err = proc.communicate(timeout=10)
     assert f"console on http://127.0.0.1:{port}/" in err
     assert "IVR_WEB_SECRET is not set" in err
+
+
+def _invoke_web(cfg_file: Path, *args: str):  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from ivr.cli import cli
+    return CliRunner().invoke(cli, ["--config", str(cfg_file), "web", *args])
+
+
+def test_a_port_in_use_is_one_line_and_no_console_line(cfg_file: Path) -> None:
+    """uvicorn printed 'console on ...' then its own Errno 98 log line (rc 3)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _invoke_web(cfg_file, "--port", str(port))
+    assert result.exit_code == 1, result.output
+    assert result.output == (f"error: port {port} is already in use: stop the other console "
+                             "or pass --port / set web.port\n")
+
+
+def test_a_host_beyond_loopback_warns_of_plain_http(cfg_file: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    def started(self: uvicorn.Server, sockets: list[socket.socket]) -> None:
+        assert sockets[0].getsockname()[0] in ("0.0.0.0", "127.0.0.1")
+        self.started = True  # served and stopped at once
+    monkeypatch.setattr(uvicorn.Server, "run", started)
+    warning = "is served in plain HTTP beyond this machine: put it behind a TLS reverse proxy"
+    port = str(_free_port())
+    result = _invoke_web(cfg_file, "--port", port, "--host", "0.0.0.0")
+    assert result.exit_code == 0, result.output
+    assert any(line.startswith(f"warning: the console on 0.0.0.0 {warning} (README")
+               for line in result.output.splitlines()), result.output
+    assert f"console on http://0.0.0.0:{port}/" in result.output
+    data = yaml.safe_load(cfg_file.read_text())
+    data["web"] = {"host": "0.0.0.0", "port": int(port)}  # from the config too
+    cfg_file.write_text(yaml.safe_dump(data, allow_unicode=True))
+    assert warning in _invoke_web(cfg_file).output
+    result = _invoke_web(cfg_file, "--host", "127.0.0.1")
+    assert result.exit_code == 0 and warning not in result.output, result.output
