@@ -140,14 +140,17 @@ def _validate_nodes(nodes: list[NodeConfig]) -> None:
 
 # Hosts and AMI users are written into the sandbox's manager.conf and extensions.conf and into
 # AMI actions: a newline or a bracket would add a section (an AMI user with `read = all`).
-AMI_USER = re.compile(r"[A-Za-z0-9_.-]+")
-HOST_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+# An AMI user may hold more than a host name may (ivr@campaign): only what breaks the file.
+AMI_USER = re.compile(r"[^\s\[\]=;,\\\x00-\x1f\x7f]+")
+HOST_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")  # _: compose names
+IP_TEXT = re.compile(r"[0-9A-Fa-f:.]+(%[A-Za-z0-9_.-]+)?")  # ip_address() takes any zone id
 
 
 def _check_host(where: str, host: str) -> None:
     try:
         ipaddress.ip_address(host)
-        return
+        if IP_TEXT.fullmatch(host):
+            return
     except ValueError:
         pass
     labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
@@ -158,8 +161,8 @@ def _check_host(where: str, host: str) -> None:
 
 def _check_ami_user(where: str, user: str) -> None:
     if not AMI_USER.fullmatch(user):
-        raise ConfigError(f"{where}: {user!r} is not an AMI user name: use letters, digits, "
-                          "., - and _ (the [section] of the node's manager.conf)")
+        raise ConfigError(f"{where}: {user!r} is not an AMI user name: no spaces, brackets, "
+                          "=, ;, comma or backslash (it is a [section] of manager.conf)")
 
 
 def _validate_peers(peers: list[str]) -> None:

@@ -240,6 +240,9 @@ def test_a_refusal_cooldown_longer_than_any_retention_is_refused_by_name() -> No
     ({"web": {"host": ""}}, "web.host"),
     ({"pbx": {"nodes": [{"name": "a", "host": "h", "user": "u=x"}]}}, "pbx.nodes[0].user"),
     ({"pbx": {"nodes": [{"name": "a", "host": "h..example"}]}}, "pbx.nodes[0].host"),
+    # ipaddress takes any IPv6 zone id: the text after % must stay plain
+    ({"agi": {"host": "::1%x\n[ivr-outbound]\nexten => _X.,1,Hangup()\n;"}}, "agi.host"),
+    ({"pbx": {"user": "ivr;x"}}, "pbx.user"),
 ])
 def test_hosts_and_ami_users_cannot_write_into_the_pbx_config(data: dict[str, Any],
                                                                 key: str) -> None:
@@ -253,6 +256,12 @@ def test_ordinary_hosts_and_users_are_accepted() -> None:
                             "agi": {"host": "::1"}, "web": {"host": "0.0.0.0"}})
     assert (cfg.pbx.host, cfg.pbx.user, cfg.agi.host) == ("pbx1.example.org", "ivr_ctl-2.a",
                                                           "::1")
+    # compose container names, an AMI user with @, a zone id
+    cfg = config.from_dict({"pbx": {"host": "ivr_asterisk_1", "user": "ivr@campaign",
+                                    "nodes": [{"name": "a", "host": "pbx_1.lan"}]},
+                            "agi": {"host": "fe80::1%eth0"}})
+    assert (cfg.pbx.nodes[0].host, cfg.pbx.user, cfg.agi.host) == (
+        "pbx_1.lan", "ivr@campaign", "fe80::1%eth0")
 
 
 def test_deleting_the_demo_any_hour_line_keeps_the_schedule_defaults(tmp_path: Path) -> None:
