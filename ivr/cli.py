@@ -394,7 +394,8 @@ def gdpr_erase(ctx: Ctx, number: str) -> None:
 
 
 @cli.command("purge")
-@click.option("--older-than", default=None, help="e.g. 365d, 24m; default retention.days")
+@click.option("--older-than", default=None, help="e.g. 365d, 24m (m: 30-day months, y: "
+              "365-day years); default retention.days")
 @pass_ctx
 def purge(ctx: Ctx, older_than: str | None) -> None:
     """Delete data older than the retention period (opposition hashes are kept)."""
@@ -404,7 +405,8 @@ def purge(ctx: Ctx, older_than: str | None) -> None:
     from ivr.records.privacy import parse_duration, purge as do_purge
     age = parse_duration(older_than) if older_than else timedelta(days=ctx.cfg.retention.days)
     keep = timedelta(days=rules_lookback_days(ctx.cfg.schedule))
-    console.print(json.dumps(do_purge(ctx.store(), age, now(), keep)), highlight=False)
+    counts = do_purge(ctx.store(), age, now(), keep, given=older_than)
+    console.print(json.dumps(counts), highlight=False)
 
 
 # -- demo -----------------------------------------------------------------------------------

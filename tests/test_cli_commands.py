@@ -6,6 +6,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -75,6 +76,17 @@ def test_gdpr_export_then_erase_keeps_the_opposition(cfg_file: Path) -> None:
 def test_purge_with_bad_duration_is_one_clear_line(cfg_file: Path) -> None:
     code, out = invoke(cfg_file, "purge", "--older-than", "soon")
     assert code == 1 and out.startswith("error:") and len(out.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("typed, means", [("1m", "30 days"), ("36h", "1.5 days")])
+def test_purge_shorter_than_the_lookback_echoes_the_option_as_typed(
+        backend_cfg_file: Path, typed: str, means: str) -> None:
+    """It said '--older-than 30d' for 1m, and '1d' for 36h."""
+    code, out = invoke(backend_cfg_file, "purge", "--older-than", typed)
+    assert code == 1 and out.startswith(f"error: --older-than {typed} ({means}) is shorter "
+                                        "than the 60 days the calling rules read back"), out
+    assert "use at least 60d" in out and len(out.strip().splitlines()) == 1
+    assert "30-day months" in " ".join(invoke(backend_cfg_file, "purge", "--help")[1].split())
 
 
 def test_check_passes_the_shipped_campaign_but_fails_a_mobile_caller_id(

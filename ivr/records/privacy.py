@@ -182,11 +182,12 @@ def gdpr_erase(store: StoreBackend, number: str, now: datetime) -> dict[str, Any
 
 # -- retention ------------------------------------------------------------------------------------
 def purge(store: StoreBackend, older_than: timedelta, now: datetime,
-          keep: timedelta = timedelta(0)) -> dict[str, Any]:
+          keep: timedelta = timedelta(0), given: str | None = None) -> dict[str, Any]:
     """Delete what is older than the retention period, in one transaction.
 
     `keep`: what the calling rules still read (config.rules_lookback_days); a shorter period is
     refused, since deleting a recent refusal or attempt would let that number be called again.
+    `given`: the --older-than text the operator typed, echoed back in that refusal.
 
     Calls and consents older than the cutoff go (a call still referenced by a kept consent
     stays with it); contacts go when both updated_at and their last call are older; opposition
@@ -196,9 +197,10 @@ def purge(store: StoreBackend, older_than: timedelta, now: datetime,
     if older_than <= timedelta(0):
         raise IvrError("the retention period must be positive, e.g. 730d")
     if older_than < keep:
-        raise IvrError(f"--older-than {older_than.days}d is shorter than the {keep.days} days the "
-                       "calling rules read back (refusal cooldown, attempt cap): use at least "
-                       f"{keep.days}d")
+        days = f"{older_than / timedelta(days=1):g} days"  # 1m is 30 days, 36h 1.5
+        what = f"--older-than {given} ({days})" if given else f"a retention of {days}"
+        raise IvrError(f"{what} is shorter than the {keep.days} days the calling rules read "
+                       f"back (refusal cooldown, attempt cap): use at least {keep.days}d")
     cutoff = now - older_than
     with store.transaction():
         counts: dict[str, Any] = {"cutoff": utc(cutoff), **store.purge_before(cutoff)}
