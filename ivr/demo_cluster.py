@@ -142,13 +142,29 @@ def _run_controllers(files: list[Path], say: Callable[[str], None]) -> dict[int,
                     failed = f"{f.stem} failed (exit {code}): see {f.with_suffix('.log')}"
                     _stop(procs)
             time.sleep(0.2)
+    except KeyboardInterrupt:
+        # The terminal's Ctrl-C reached every controller too (one process group): each drains
+        # its calls. A SIGTERM now would count as a second signal and hang them up.
+        _wait(procs)
+        raise
     finally:
-        _stop(procs)  # Ctrl-C or an error above: the others too
-        for p in procs:
-            p.wait()
+        _stop(procs)  # an error above: the others too
+        _wait(procs)
     if failed:
         raise IvrError(failed)
     return {p.pid: f.stem for f, p in zip(files, procs)}
+
+
+def _wait(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Wait for every controller; another Ctrl-C meanwhile stops them at once, as it would a
+    lone `ivr run`."""
+    while True:
+        try:
+            for p in procs:
+                p.wait()
+            return
+        except KeyboardInterrupt:
+            _stop(procs)
 
 
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:

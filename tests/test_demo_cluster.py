@@ -92,3 +92,54 @@ def test_one_controller_failing_stops_the_others(tmp_path: Path, monkeypatch: py
         pid = int(Path(str(f) + ".pid").read_text())
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+# A stand-in for `ivr run` that logs each signal it gets and ends 0.5 s after the first.
+SIGNAL_LOGGER = """import os, signal, sys, time
+log = open(sys.argv[2] + '.signals', 'a')
+got = []
+def note(sig, frame):
+    got.append(sig)
+    log.write(signal.Signals(sig).name + '\\n'); log.flush()
+signal.signal(signal.SIGINT, note)
+signal.signal(signal.SIGTERM, note)
+open(sys.argv[2] + '.ready', 'w').close()
+end, first = time.monotonic() + 30, None
+while time.monotonic() < end and (first is None or time.monotonic() < first + 0.5):
+    if got and first is None:
+        first = time.monotonic()
+    time.sleep(0.05)
+"""
+
+HARNESS = """import sys
+from pathlib import Path
+from ivr import demo_cluster
+demo_cluster.RUN = sys.argv[1]
+try:
+    demo_cluster._run_controllers([Path(p) for p in sys.argv[2:]], print)
+except KeyboardInterrupt:
+    print('interrupted')
+"""
+
+
+def test_ctrl_c_lets_every_controller_drain(tmp_path: Path) -> None:
+    """The terminal's Ctrl-C reaches the controllers too; the demo must not add a SIGTERM,
+    which a controller takes as the operator's second signal: hang up the calls in flight."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    files = [tmp_path / f"controller-{i}.yaml" for i in (1, 2)]
+    demo = subprocess.Popen([sys.executable, "-c", HARNESS, SIGNAL_LOGGER, *map(str, files)],
+                            start_new_session=True, stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not all(Path(str(f) + ".ready").exists() for f in files):
+        assert time.monotonic() < deadline, "the stand-in controllers did not start"
+        time.sleep(0.05)
+    os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    out, _ = demo.communicate(timeout=30)
+    assert "interrupted" in out
+    for f in files:
+        assert Path(str(f) + ".signals").read_text().split() == ["SIGINT"]
