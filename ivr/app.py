@@ -226,7 +226,8 @@ async def _start(cfg: Config, store: Store, clock: Clock, agi: bool, nodes: list
 def agi_app(cfg: Config, store: Store, dialer: Dialer, clock: Clock,
             hashes: dict[str, str] | None = None) -> AgiApplication:
     """The FastAGI routes: the IVR (settling through the dialer) and the opposition line."""
-    app = AgiApplication(allowed_peers=cfg.agi.allowed_peers)
+    app = AgiApplication(allowed_peers=cfg.agi.allowed_peers,
+                         pbx_hosts=[n.host for n in cfg.pbx.node_list()])
     given, hashes = hashes, (prompt_hashes(cfg) if hashes is None else hashes)
     # The second gate after allowed_peers: the attempt's token, in flight here, its channel.
     gate = SessionGate(store.call, dialer.by_call, dialer.ivr_active, known=dialer.claimed,
@@ -332,7 +333,8 @@ async def _run_campaign(cfg: Config, store: Store, on_tick: Callable[[Controller
 async def serve_forever(cfg: Config, store: Store, clock: Callable[[], datetime] = utcnow,
                         stop: asyncio.Event | None = None) -> None:
     """FastAGI only (the inbound opposition line between campaign runs), until Ctrl-C."""
-    agi = AgiApplication(allowed_peers=cfg.agi.allowed_peers)
+    agi = AgiApplication(allowed_peers=cfg.agi.allowed_peers,
+                         pbx_hosts=[n.host for n in cfg.pbx.node_list()])
     # As in a run: an opposition a store that is away (locked, restarting) cannot take now is
     # queued and retried, never dropped, and never waited for on the event loop.
     writer = SafeWriter(store.transaction)

@@ -252,6 +252,25 @@ async def test_the_refusal_log_stays_bounded_under_a_scan(
     assert len(caplog.records) == REFUSAL_LOG_MAX + 2 and len(app._told) <= 1024
     assert "sessions already open" in caplog.records[-1].getMessage()
 
+async def test_a_configured_pbx_is_told_however_busy_the_scan(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A scan of 25 new addresses a minute used the whole budget before the real PBX's
+    refusal came: the line naming agi.allowed_peers for it never appeared."""
+    now = [0.0]
+    app = AgiApplication(allowed_peers=["10.0.0.0/8"], pbx_hosts=["198.51.100.7", "pbx.lan"])
+    app._clock = lambda: now[0]
+    with caplog.at_level(logging.WARNING, logger="ivr.telephony.fastagi"):
+        for minute in range(3):
+            for i in range(25):
+                app._tell_refusal((f"203.0.113.{minute * 25 + i}", 1), allowed=False)
+            app._tell_refusal(("198.51.100.7", 1), allowed=False)
+            app._tell_refusal(("198.51.100.7", 1), allowed=False)  # once a minute still
+            now[0] += REFUSAL_LOG_S
+    pbx = [r for r in caplog.records if "198.51.100.7" in r.getMessage()]
+    assert len(pbx) == 3
+    assert len(caplog.records) == 3 * REFUSAL_LOG_MAX + 3
+
+
 def test_a_closed_connection_is_a_hangup() -> None:
     results, _, _ = typed([], ("wait_for_digit", (100,)), ("stream_file", ("ivr/intro",)))
     assert all(isinstance(r, AgiHangup) for r in results)

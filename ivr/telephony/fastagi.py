@@ -228,6 +228,14 @@ def networks(peers: Iterable[str]) -> list[Network]:
     return [ipaddress.ip_network(p, strict=False) for p in peers]
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
 def peer_allowed(peer: Any, allowed: list[Network]) -> bool:
     """Only configured peers (the PBX) may open a FastAGI session."""
     if not peer:
@@ -242,9 +250,14 @@ def peer_allowed(peer: Any, allowed: list[Network]) -> bool:
 class AgiApplication(Application):  # type: ignore[misc]
     def __init__(self, *, allowed_peers: Iterable[str] = ("127.0.0.1",),
                  header_timeout: float = 5.0, max_connections: int = 2000,
-                 read_timeout: float = 600.0) -> None:
+                 read_timeout: float = 600.0, pbx_hosts: Iterable[str] = ()) -> None:
         super().__init__()
         self.allowed = networks(allowed_peers)
+        # The configured nodes' addresses: their refusals are always told (once a minute
+        # each), however many other addresses a scan brings (those share REFUSAL_LOG_MAX).
+        self.pbx_hosts = {str(ipaddress.ip_address(h)) for h in pbx_hosts if _is_ip(h)}
+        if "localhost" in pbx_hosts:
+            self.pbx_hosts |= {"127.0.0.1", "::1"}
         self.header_timeout = header_timeout
         self.read_timeout = read_timeout
         self.slots = asyncio.Semaphore(max_connections)
@@ -295,12 +308,13 @@ class AgiApplication(Application):  # type: ignore[misc]
         now = self._clock()
         if now - self._told.get(key, -REFUSAL_LOG_S) < REFUSAL_LOG_S:
             return
-        start, lines = self._window
-        if now - start >= REFUSAL_LOG_S:
-            start, lines = now, 0
-        if lines >= REFUSAL_LOG_MAX:
-            return  # still counted in self.refused
-        self._window = (start, lines + 1)
+        if key not in self.pbx_hosts:
+            start, lines = self._window
+            if now - start >= REFUSAL_LOG_S:
+                start, lines = now, 0
+            if lines >= REFUSAL_LOG_MAX:
+                return  # still counted in self.refused
+            self._window = (start, lines + 1)
         if len(self._told) >= 1024:  # a scan from many addresses must not grow it
             self._told.clear()
         self._told[key] = now
