@@ -8,6 +8,9 @@ import hashlib
 import json
 import os
 import re
+import subprocess
+import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -83,6 +86,53 @@ def test_status_and_down_see_the_instances_with_a_pid_file(tmp_path: Path) -> No
         [(1, False), (2, False), (3, False)]
     assert sandbox_nodes.down(cfg) == [(3, False), (2, False), (1, False)]
     assert sandbox_nodes.started(cfg) == [1]
+
+
+def test_down_tries_every_node_and_names_the_one_it_could_not_stop(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = _cfg(tmp_path)
+    (tmp_path / "sb").mkdir()
+    for name in ("asterisk-n2.pid", "asterisk-n3.pid"):
+        (tmp_path / "sb" / name).write_text("1")
+    tried: list[int] = []
+
+    def down(self: Sandbox, timeout: float = 15) -> bool:
+        index = getattr(self, "index", 1)
+        tried.append(index)
+        if index == 3:
+            raise SandboxError("Asterisk pid 1 runs from the root /x")
+        return True
+    monkeypatch.setattr(Sandbox, "down", down)
+    with pytest.raises(SandboxError, match=r"^node 3: Asterisk pid 1 runs from the root /x "
+                                           r"\(node 2, node 1 stopped\)$"):
+        sandbox_nodes.down(cfg)
+    assert tried == [3, 2, 1]  # node 3's error stopped neither node 2 nor node 1
+
+
+def test_up_one_node_clears_an_extra_node_s_stale_pid_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Node 3's pid now belongs to `tail -f .sandbox/asterisk.log`: a stale file, not an
+    Asterisk of another root, so `up --nodes 1` goes on (and leaves that process be)."""
+    monkeypatch.setattr(sandbox, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setattr(sandbox, "port_open", lambda *a, **k: False)
+    monkeypatch.setattr(sandbox_nodes, "port_open", lambda *a, **k: False)
+    monkeypatch.setattr(Sandbox, "prepare", lambda self, log: None)  # no root to build
+    monkeypatch.setattr(Sandbox, "up", lambda self, **kw: self.ami_port)
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
+                             "/x/.sandbox/asterisk.log"])
+    try:
+        pidfile = tmp_path / "sb/asterisk-n3.pid"
+        pidfile.parent.mkdir()
+        pidfile.write_text(str(proc.pid))
+        deadline = time.monotonic() + 5
+        while "asterisk" not in Path(f"/proc/{proc.pid}/cmdline").read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert sandbox_nodes.up(_cfg(tmp_path), 1, 1, None) == [(1, 6038)]
+        assert not pidfile.exists() and proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_nodes_out_of_range_is_one_line(tmp_path: Path) -> None:

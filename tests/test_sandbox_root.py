@@ -4,6 +4,8 @@ root (another IVR_SANDBOX_CACHE), and a taken AMI port of a later node."""
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import socket
 import stat
 import subprocess
@@ -133,6 +135,22 @@ def test_up_makes_the_asterisk_folders_root_s_and_writes_through_no_symlink(
     assert (host_run / "asterisk").stat().st_uid == VICTIM
 
 
+@as_root
+def test_up_makes_asterisk_s_cache_folder_root_s(root: Path, tmp_path: Path) -> None:
+    """var/cache/asterisk (astcachedir) is uid 101's too in Debian's package."""
+    cache = root / "var/cache/asterisk"
+    (cache / "sub").mkdir(parents=True)
+    (cache / "sub/f").write_text("x")
+    for p in (cache, cache / "sub", cache / "sub/f"):
+        os.chown(p, OTHER, OTHER)
+        os.chmod(p, 0o775)
+    with pytest.raises(SandboxError, match="is already in use"):
+        Sandbox(_cfg(tmp_path)).up()
+    for p in (cache, cache / "sub", cache / "sub/f"):
+        st = p.stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o022) == (0, 0, 0), p
+
+
 def test_write_file_replaces_a_symlink_instead_of_writing_through_it(tmp_path: Path) -> None:
     target = tmp_path / "target"
     target.write_text("keep")
@@ -153,33 +171,85 @@ def test_an_empty_ivr_sandbox_cache_is_unset() -> None:
     assert out.strip() == "/var/cache/ivr-sandbox"
 
 
-@pytest.fixture
-def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
-    """An "asterisk" process in the pid file that runs from / (another root than the cache's)."""
-    monkeypatch.setattr(sandbox, "CACHE_DIR", tmp_path / "cache")
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "asterisk"])
-    (tmp_path / "sb").mkdir()
-    (tmp_path / "sb/asterisk.pid").write_text(str(proc.pid))
+def _in_pid_file(cmd: list[str], pidfile: Path) -> subprocess.Popen[bytes]:
+    """`cmd` started, its pid written to `pidfile` once its command line says asterisk."""
+    proc = subprocess.Popen(cmd)
+    pidfile.parent.mkdir(parents=True, exist_ok=True)
+    pidfile.write_text(str(proc.pid))
     deadline = time.monotonic() + 5
     while "asterisk" not in Path(f"/proc/{proc.pid}/cmdline").read_text():
         assert time.monotonic() < deadline
         time.sleep(0.01)
+    return proc
+
+
+def fake_sandbox_root(root: Path) -> Path:
+    """A root another IVR_SANDBOX_CACHE could hold, in miniature: sleep as usr/sbin/asterisk,
+    with the libraries it loads."""
+    binary = shutil.which("sleep") or "/bin/sleep"
+    (root / "usr/sbin").mkdir(parents=True)
+    shutil.copy(binary, root / "usr/sbin/asterisk")
+    ldd = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
+    for lib in re.findall(r"(/\S+) \(0x", ldd):
+        (root / lib.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(lib, root / lib.lstrip("/"))
+    return root
+
+
+@pytest.fixture
+def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """The pid file's process: the Asterisk of another sandbox root (tmp_path/other/root),
+    chrooted there, as `ivr pbx up` run with another IVR_SANDBOX_CACHE starts it."""
+    monkeypatch.setattr(sandbox, "CACHE_DIR", tmp_path / "cache")
+    other = fake_sandbox_root(tmp_path / "other/root")
+    proc = _in_pid_file(["chroot", str(other), "/usr/sbin/asterisk", "60"],
+                        tmp_path / "sb/asterisk.pid")
     yield proc.pid
     proc.kill()
     proc.wait()
 
 
+@as_root
 def test_down_keeps_the_pid_file_of_an_asterisk_from_another_root(elsewhere: int,
                                                                    tmp_path: Path) -> None:
     cfg = _cfg(tmp_path)
     pidfile = tmp_path / "sb/asterisk.pid"
-    with pytest.raises(SandboxError, match=f"^Asterisk pid {elsewhere} .*runs from the root /, "
-                                           f"not {tmp_path}/cache/root: .*IVR_SANDBOX_CACHE="):
+    with pytest.raises(SandboxError, match=f"^Asterisk pid {elsewhere} .*runs from the root "
+                                           f"{tmp_path}/other/root, not {tmp_path}/cache/root: "
+                                           f".*IVR_SANDBOX_CACHE={tmp_path}/other "):
         sandbox_nodes.down(cfg)
     assert pidfile.read_text() == str(elsewhere) and Path(f"/proc/{elsewhere}").exists()
     assert "IVR_SANDBOX_CACHE" in Sandbox(cfg).status().detail
 
 
+@pytest.mark.parametrize("where", ["host", "root without usr/sbin/asterisk"])
+def test_down_clears_a_stale_pid_file_of_a_process_that_only_mentions_asterisk(
+        where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After pid reuse the pid file's pid may be `tail -f .sandbox/asterisk.log` (or a host
+    Asterisk): not another sandbox's Asterisk, so the file is stale; the process is left be."""
+    monkeypatch.setattr(sandbox, "CACHE_DIR", tmp_path / "cache")
+    pidfile = tmp_path / "sb/asterisk.pid"
+    if where == "host":
+        cmd = [sys.executable, "-c", "import time; time.sleep(60)", "/x/.sandbox/asterisk.log"]
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("chroot needs root")
+        other = fake_sandbox_root(tmp_path / "other/root")
+        (other / "bin").mkdir()  # an asterisk binary, but not where a sandbox root has it
+        (other / "usr/sbin/asterisk").rename(other / "bin/asterisk")
+        cmd = ["chroot", str(other), "/bin/asterisk", "60"]
+    proc = _in_pid_file(cmd, pidfile)
+    try:
+        cfg = _cfg(tmp_path)
+        assert "IVR_SANDBOX_CACHE" not in Sandbox(cfg).status().detail
+        assert sandbox_nodes.down(cfg) == [(1, False)]
+        assert not pidfile.exists() and proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@as_root
 def test_pbx_down_from_another_cache_is_an_error_not_a_stop(elsewhere: int,
                                                            tmp_path: Path) -> None:
     cfg_file = tmp_path / "c.yaml"

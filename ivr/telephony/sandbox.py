@@ -25,7 +25,8 @@ from ivr.telephony.contract import (GLOBAL_AGI_URL, GLOBAL_CALLBACK_SECRET, SIM_
                                     SIM_EARLY_S, SIM_REASK_S, SIM_SOUNDS_DIR, agi_url)
 from ivr.errors import SandboxError
 from ivr.secret_files import read_or_create, write_secret
-from ivr.telephony.sandbox_root import CHROOT_DIRS, build, check_dialplan_dir, harden, write_file
+from ivr.telephony.sandbox_root import (CHROOT_DIRS, build, check_dialplan_dir, harden,
+                                        runs_sandbox_asterisk, write_file)
 from ivr.telephony.sip_trunk import sandbox_pjsip_conf
 
 # An empty IVR_SANDBOX_CACHE is unset (not a root relative to the current folder).
@@ -288,10 +289,12 @@ class Sandbox:
             return None
 
     def _elsewhere(self) -> str | None:
-        """Why the pid file's Asterisk is not ours, when it runs from another root (another
-        IVR_SANDBOX_CACHE, e.g. one sudo dropped); None otherwise."""
+        """Why the pid file's Asterisk is not ours, when it is another sandbox root's (another
+        IVR_SANDBOX_CACHE, e.g. one sudo dropped); None otherwise, e.g. for `tail -f
+        asterisk.log` or a host Asterisk after pid reuse: a stale pid file, which down clears."""
         found = self._pid_root()
-        if found is None or found[1].resolve() == self.root.resolve():
+        if found is None or found[1].resolve() == self.root.resolve() \
+                or not runs_sandbox_asterisk(*found):
             return None
         pid, other = found
         return (f"Asterisk pid {pid} ({self.pidfile}) runs from the root {other}, not "

@@ -122,8 +122,22 @@ def check_ports(cfg: Config, nodes: int) -> None:
 
 
 def down(cfg: Config) -> list[tuple[int, bool]]:
-    """Stop every instance `up` started (by their pid files), the extra ones first."""
-    return [(i, instance(cfg, i).down()) for i in reversed(started(cfg))]
+    """Stop every instance `up` started (by their pid files), the extra ones first. One that
+    cannot be stopped does not keep the others running: every one is tried, then one error
+    names those left."""
+    done: list[tuple[int, bool]] = []
+    failed: list[str] = []
+    nodes = started(cfg)
+    for i in reversed(nodes):
+        try:
+            done.append((i, instance(cfg, i).down()))
+        except (SandboxError, OSError) as exc:  # one node alone: its message as before
+            failed.append(f"node {i}: {exc}" if len(nodes) > 1 else str(exc))
+    if failed:
+        stopped = [f"node {i}" for i, ok in done if ok]
+        raise SandboxError("; ".join(failed) + (f" ({', '.join(stopped)} stopped)"
+                                                if stopped else ""))
+    return done
 
 
 def status(cfg: Config) -> list[tuple[int, Sandbox, Status]]:

@@ -22,8 +22,10 @@ from pathlib import Path
 
 from ivr.errors import SandboxError
 
-# The chroot folders Debian gives to its `asterisk` user.
-CHROOT_DIRS = ("etc/asterisk", "var/lib/asterisk", "var/log/asterisk", "var/spool/asterisk")
+# The chroot folders Debian gives to its `asterisk` user (var/cache/asterisk: astcachedir).
+CHROOT_DIRS = ("etc/asterisk", "var/lib/asterisk", "var/log/asterisk", "var/spool/asterisk",
+               "var/cache/asterisk")
+ASTERISK_REL = "usr/sbin/asterisk"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 
 
@@ -78,6 +80,20 @@ def _fix(fd: int) -> None:
     mode = stat.S_IMODE(st.st_mode)
     if mode & 0o022:
         os.fchmod(fd, mode & ~0o022)
+
+
+def runs_sandbox_asterisk(pid: int, root: Path) -> bool:
+    """Whether process `pid`, chrooted in `root`, runs an asterisk binary of that root and the
+    root holds usr/sbin/asterisk, as a sandbox cache root does. A process of the host's root
+    ("/") is not one, even one whose command line says asterisk."""
+    top = os.path.normpath(root)
+    if top == "/" or not (Path(top) / ASTERISK_REL).is_file():
+        return False
+    try:  # " (deleted)": the binary was replaced (apt upgrade in the root) while it ran
+        exe = os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)")
+    except OSError:
+        return False
+    return os.path.basename(exe) == "asterisk" and exe.startswith(top + os.sep)
 
 
 def check_dialplan_dir(folder: Path) -> None:
