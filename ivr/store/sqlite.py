@@ -20,7 +20,7 @@ from ivr.store.sqlite_console import ConsoleSQL
 from ivr.store.sqlite_contacts import ContactsSQL
 from ivr.store.sqlite_controllers import ControllersSQL
 from ivr.store.sqlite_export import ExportSQL
-from ivr.store.sqlite_optout_key import beside, fix_hint, resolve_key
+from ivr.store.sqlite_optout_key import beside, fix_hint, read_key, resolve_key
 from ivr.store.sqlite_privacy import PrivacySQL
 from ivr.store.sqlite_records import RecordsSQL
 
@@ -75,27 +75,16 @@ class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL, ConsoleSQL, Controlle
         except OSError as exc:  # its folder or file cannot be made (read-only, permissions)
             raise StoreError(f"cannot open the store {path}: {exc.strerror or exc}: check "
                              "store.path") from None
-        key, fiction_only = (optout_key, False) if optout_key else \
-            resolve_key(path, optout_key_file)
-        store = cls(db, key)
-        store.path = path
-        store.fiction_only_key = fiction_only
-        real = store.real_number_held() if fiction_only else None
-        if real is not None:
-            conn.close()
-            raise StoreError(f"the store {path} holds real numbers and its opposition key sits "
-                             f"beside it: {fix_hint(beside(path))}")
         try:
-            store.check_optout_key()
-        except StoreError as exc:
-            fiction = beside(path)
-            if not fiction_only and fiction.exists() and \
-                    store.leave_fiction_key(fiction.read_text().strip().encode()):
-                return store  # a demo store taking its real key before any opposition
+            store = cls(db, optout_key or b"")  # migrated first: the key's choice reads it
+            store.path = path
+            if not optout_key:  # a store that has its key never gets a new one
+                store._key, store.fiction_only_key = resolve_key(
+                    path, optout_key_file, store.key_fits if store.key_used() else None)
+            _admit_key(store, path)
+        except BaseException:
             conn.close()
-            hint = f"; or, if it was opened with the key beside it: {fix_hint(fiction)}" \
-                if fiction.exists() else ""
-            raise StoreError(f"{exc}{hint}") from None
+            raise
         return store
 
     @classmethod
@@ -108,6 +97,25 @@ def optout_key_for(db_path: Path, key_file: str | Path | None = None) -> bytes:
     """The HMAC key for the opposition list (sqlite_optout_key.resolve_key). Changing it would
     forget every opposition."""
     return resolve_key(db_path, key_file)[0]
+
+
+def _admit_key(store: Store, path: Path) -> None:
+    """Refuse the key beside a store of real numbers, then a key the list was not written
+    with. "Move it out" is said only of a key beside the store that is its key."""
+    if store.fiction_only_key and store.real_number_held() is not None:
+        raise StoreError(f"the store {path} holds real numbers and its opposition key sits "
+                         f"beside it: {fix_hint(beside(path))}")
+    try:
+        store.check_optout_key()
+    except StoreError as exc:
+        fiction = beside(path)
+        key = read_key(fiction)
+        if key is not None and not store.fiction_only_key and store.leave_fiction_key(key):
+            return  # a demo store taking its real key before any opposition
+        if key is None or not store.key_fits(key):
+            raise
+        raise StoreError(f"{exc}; or, if it was opened with the key beside it: "
+                         f"{fix_hint(fiction)}") from None
 
 
 def _create_private(path: Path) -> None:

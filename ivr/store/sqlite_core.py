@@ -11,12 +11,14 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ivr.errors import StoreError
 from ivr.store.base import KeyedAudit, Row, utc
 from ivr.store.schema import MIGRATIONS, statements
-from ivr.store.sqlite_optout_key import ENV, FICTION_GLOB, KEY_SETTING, fingerprint
+from ivr.store.sqlite_optout_key import (ENV, FICTION_GLOB, KEY_SAMPLE, KEY_SETTING, beside,
+                                         check_key, fingerprint, fix_hint)
 
 if TYPE_CHECKING:  # loaded by sqlite.py, which opens the file: the PostgreSQL store's
     import sqlite_utils  # mixins built on this module need not load it
@@ -39,6 +41,7 @@ class SQLiteCore(KeyedAudit):
     # True when the key is the file beside the store: then only fiction numbers may come in
     # (sqlite_optout_key.py says why); Store.open sets it.
     fiction_only_key = False
+    path: Path | None = None  # the file (None in memory); Store.open sets it
     controller_id: str | None = None  # set by hold_run (sqlite_controllers); calls.controller
 
     def __init__(self, db: sqlite_utils.Database, optout_key: bytes) -> None:
@@ -115,8 +118,11 @@ class SQLiteCore(KeyedAudit):
     def guard_key(self, number: str) -> None:
         """A real number may not be keyed with the key kept beside the store."""
         if self.fiction_only_key and not fnmatch.fnmatchcase(number, FICTION_GLOB):
+            # The key beside it is this store's key (Store.open took it only then): say so,
+            # or a new key set as told would forget every opposition.
+            side = f", to this store's key: {fix_hint(beside(self.path))}" if self.path else ""
             raise StoreError(f"{number} is a real number and the opposition key sits beside the "
-                             f"store: set {ENV} or {KEY_SETTING} first")
+                             f"store: set {ENV} or {KEY_SETTING} first{side}")
 
     # -- the opposition key's check (base.KeyedAudit.check_optout_key) -------------------------
     def _kept_optouts(self, n: int) -> list[tuple[str, str]]:
@@ -126,6 +132,21 @@ class SQLiteCore(KeyedAudit):
     def _key_fingerprint(self) -> str | None:
         row = self.db.conn.execute("SELECT fingerprint FROM optout_key WHERE id = 1").fetchone()
         return row[0] if row else None
+
+    def key_used(self) -> bool:
+        """Whether a key was already used here: a fingerprint, or an opposition (older)."""
+        return self._key_fingerprint() is not None or self.db.conn.execute(
+            "SELECT 1 FROM optouts LIMIT 1").fetchone() is not None
+
+    def key_fits(self, key: bytes) -> bool:
+        """Whether `key` is the one this store's list was written with; writes nothing."""
+        try:
+            check_key(self._kept_optouts(KEY_SAMPLE),
+                      lambda s: hmac.digest(key, s.encode(), "sha256").hex(),
+                      self._key_fingerprint())
+        except StoreError:
+            return False
+        return True
 
     def _record_key_fingerprint(self, value: str) -> None:
         with self.transaction():

@@ -5,7 +5,8 @@ number. With the key in the same folder as the database, whoever copies the fold
 every +33 6 xx xx xx xx (10^8 numbers, seconds) and recover each number (issue 16 item 5).
 So, outside fiction numbers, the key is:
 - IVR_OPTOUT_KEY, or
-- store.optout_key_file, a file OUTSIDE the store's folder (created 0600 if absent).
+- store.optout_key_file, a file OUTSIDE the store's folder (created 0600 if absent, for a
+  store no key was used on yet: a store that has its key never gets a new one, resolve_key).
 The key file beside the store (`<store>.optout-key`) is kept only for a store that holds fiction
 numbers alone (+33 1 99 00 xx xx: the demo and the tests); such a store refuses to take in a
 real number, and a store holding one refuses to open with it.
@@ -59,30 +60,72 @@ def _read_or_create(key_file: Path) -> bytes:
     return read_or_create(key_file, lambda: os.urandom(32).hex()).encode()
 
 
+def read_key(key_file: Path) -> bytes | None:
+    """The key in this file, None if there is none; never makes one."""
+    try:
+        return key_file.read_text().strip().encode()
+    except FileNotFoundError:
+        return None
+
+
 def beside(db_path: Path) -> Path:
     """The key file beside the store file itself: opened through a symlink, the same key."""
     real = db_path.resolve()
     return real.with_name(real.name + ".optout-key")
 
 
-def resolve_key(db_path: Path, key_file: str | Path | None) -> tuple[bytes, bool]:
-    """(key, fiction_only): fiction_only when the key is the file beside the store."""
+def elsewhere(db_path: Path, looked: Path, why: str, fix: str = "") -> str:
+    """A store that has its key, which is not where this config looks: refuse, make nothing
+    (a new key would forget every opposition) and move nothing (that file is not its key)."""
+    fix = fix or f"name that key's file in {KEY_SETTING}, or set {ENV} to its content"
+    return (f"the store {db_path} was written with an opposition key that is not where this "
+            f"config looks ({looked}: {why}): {fix} (a new key would forget every opposition)")
+
+
+def _named(db_path: Path, key_file: str | Path, side: Path,
+           fits: Callable[[bytes], bool] | None) -> bytes:
+    """store.optout_key_file's key: made (0600) only for a store no key was used on yet."""
+    path = Path(key_file).expanduser().resolve()
+    folder = db_path.resolve().parent
+    if path.parent == folder or path.is_relative_to(folder):
+        raise StoreError(f"{KEY_SETTING} {path} is in the store's folder {folder}: keep the "
+                         f"key apart from the database (a secrets folder), or set {ENV}")
+    try:
+        key = _read_or_create(path) if fits is None else read_key(path)
+        side_key = None if key is not None else read_key(side)
+    except OSError as exc:
+        raise StoreError(f"{KEY_SETTING} {path}: cannot read or create it "
+                         f"({exc.strerror or exc}): fix the path or set {ENV}") from None
+    if key is not None:
+        return key
+    move = (f"its key is {side.name} beside it: move that file to {path}, or set {ENV} to "
+            "its content") if side_key is not None and fits is not None and fits(side_key) else ""
+    raise StoreError(elsewhere(db_path, path, "no such file", move))
+
+
+def resolve_key(db_path: Path, key_file: str | Path | None,
+                fits: Callable[[bytes], bool] | None = None) -> tuple[bytes, bool]:
+    """(key, fiction_only): fiction_only when the key is the file beside the store.
+    `fits`: None for a store no key was used on yet (no fingerprint, no opposition), which
+    may get a new key file; else whether a key is the store's. A store that has its key gets
+    no new one, and the key beside it is taken only if it is that key."""
     env = os.environ.get(ENV)
     if env:
         return env.encode(), False
+    side = beside(db_path)
     if key_file:
-        path = Path(key_file).expanduser().resolve()
-        folder = db_path.resolve().parent
-        if path.parent == folder or path.is_relative_to(folder):
-            raise StoreError(f"{KEY_SETTING} {path} is in the store's folder {folder}: keep the "
-                             f"key apart from the database (a secrets folder), or set {ENV}")
-        try:
-            return _read_or_create(path), False
-        except OSError as exc:
-            raise StoreError(f"{KEY_SETTING} {path}: cannot read or create it "
-                             f"({exc.strerror or exc}): fix the path or set {ENV}") from None
-    return _read_or_create(beside(db_path)), True
+        return _named(db_path, key_file, side, fits), False
+    try:
+        key = _read_or_create(side) if fits is None else read_key(side)
+    except OSError as exc:
+        raise StoreError(f"the opposition key {side}: cannot read or create it "
+                         f"({exc.strerror or exc}): fix its folder or set {ENV}") from None
+    if key is None:
+        raise StoreError(elsewhere(db_path, side, f"no such file, no {KEY_SETTING}"))
+    if fits is not None and not fits(key):
+        raise StoreError(elsewhere(db_path, side, f"another key, no {KEY_SETTING}"))
+    return key, True
 
 
 __all__ = ["ENV", "FICTION_GLOB", "KEY_SAMPLE", "KEY_SETTING", "beside", "check_key",
-           "fingerprint", "fix_hint", "resolve_key"]
+           "elsewhere", "fingerprint", "fix_hint", "read_key", "resolve_key"]
