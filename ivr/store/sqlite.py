@@ -44,7 +44,7 @@ sqlite_utils = _sqlite_utils()
 
 # Re-exported for the modules that import them from here (dialer, AGI, app, tests, bench).
 __all__ = ["MIGRATIONS", "CallResult", "Claim", "History", "Store", "campaign_tag",
-           "optout_key_for", "parse_utc", "utc"]
+           "parse_utc", "utc"]
 
 
 class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL, ConsoleSQL, ControllersSQL, ExportSQL):
@@ -91,12 +91,6 @@ class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL, ConsoleSQL, Controlle
     def memory(cls, optout_key: bytes = b"test-key") -> "Store":
         conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         return cls(sqlite_utils.Database(conn), optout_key)
-
-
-def optout_key_for(db_path: Path, key_file: str | Path | None = None) -> bytes:
-    """The HMAC key for the opposition list (sqlite_optout_key.resolve_key). Changing it would
-    forget every opposition."""
-    return resolve_key(db_path, key_file)[0]
 
 
 def _admit_key(store: Store, path: Path) -> None:
