@@ -177,9 +177,9 @@ def contacts_share(ctx: Ctx, source: str, campaign: str, basis: str | None,
 
 
 # -- run ------------------------------------------------------------------------------------
-def _preflight(ctx: Ctx, store: Any) -> list[Any]:
+def _preflight(ctx: Ctx, store: Any, dry_run: bool = False) -> list[Any]:
     from ivr.compliance.campaign_check import check_campaign
-    return check_campaign(ctx.cfg, store)
+    return check_campaign(ctx.cfg, store, dry_run=dry_run)
 
 
 @cli.command("check")
@@ -203,7 +203,7 @@ def run_cmd(ctx: Ctx, dry_run: bool, standby: bool) -> None:
     """Call the due contacts: pacing, retries, calling rules; Ctrl-C stops gracefully."""
     from ivr.compliance.campaign_check import raise_on_errors
     store = ctx.store(busy_timeout_s=0.5, serving=True)  # locked: the run pauses, not the loop
-    violations = _preflight(ctx, store)
+    violations = _preflight(ctx, store, dry_run)
     for v in violations:  # every run shows its warnings, so an override is never silent
         if v.severity != "error":
             err_console.print(f"warning {v.code}: {v.message}", highlight=False, markup=False)

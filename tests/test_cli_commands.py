@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from conftest import add_contact, attempt
 from ivr import config
 from ivr.cli import cli
+from ivr.prompts.build import build_prompts
 from ivr.store import CallResult, Store
 
 NUMBER = "+33162000010"
@@ -89,8 +90,27 @@ def test_purge_shorter_than_the_lookback_echoes_the_option_as_typed(
     assert "30-day months" in " ".join(invoke(backend_cfg_file, "purge", "--help")[1].split())
 
 
+def test_check_and_run_refuse_prompts_not_built_with_the_same_line(
+        backend_cfg_file: Path) -> None:
+    """`ivr check` said 0 errors, then `ivr run` refused: "prompts are not built"."""
+    cfg = config.load(backend_cfg_file)
+    line = (f"prompts are not built ({cfg.path(cfg.prompts.build_dir) / 'manifest.json'} "
+            "missing): run `ivr prompts build` first")
+    code, out = invoke(backend_cfg_file, "check")
+    assert code == 1 and f"error prompts_not_built: {line}" in " ".join(out.split()), out
+    assert "1 error(s)" in out
+    code, out = invoke(backend_cfg_file, "run")
+    assert code == 1 and out.splitlines()[-1] == f"error: {line}", out
+    code, out = invoke(backend_cfg_file, "run", "--dry-run")  # plays nothing: only told
+    assert code == 0 and f"warning prompts_not_built: {line} (a real run refuses)" in out, out
+    build_prompts(cfg)
+    code, out = invoke(backend_cfg_file, "check")
+    assert code == 0 and "prompts_not_built" not in out, out
+
+
 def test_check_passes_the_shipped_campaign_but_fails_a_mobile_caller_id(
         cfg_file: Path) -> None:
+    build_prompts(config.load(cfg_file))  # `ivr run` refuses without a build: so does check
     code, out = invoke(cfg_file, "check")
     assert code == 0, out
     data = yaml.safe_load(cfg_file.read_text())

@@ -165,10 +165,12 @@ def test_a_manifest_from_before_campaigns_were_recorded_asks_for_a_rebuild(two) 
     assert errors(a) == []
 
 
-def test_not_built_is_left_to_the_run_and_a_damaged_manifest_is_an_error(two) -> None:
+def test_not_built_and_a_damaged_manifest_are_errors(two) -> None:
     a, _ = two
-    assert errors(a) == []  # `ivr run` refuses on its own: "prompts are not built"
     path = a.path(a.prompts.build_dir) / MANIFEST_NAME
+    # the line `ivr run` refuses with: a check that said 0 errors was contradicted by the run
+    assert errors(a) == [f"prompts are not built ({path} missing): run `ivr prompts build` first"]
+    assert [v.severity for v in build_violations(a, dry_run=True)] == ["warning"]
     path.parent.mkdir()
     path.write_text("{")
     (line,) = errors(a)

@@ -36,12 +36,19 @@ def prompt_violations(cfg: Config) -> list[Violation]:
     return legal + intro + slot
 
 
-def build_violations(cfg: Config) -> list[Violation]:
+def build_violations(cfg: Config, dry_run: bool = False) -> list[Violation]:
     """The build in prompts.build_dir: this campaign's, made from the config's sources as they
-    are now (prompts/manifest.py)."""
-    from ivr.prompts.manifest import build_problem
+    are now (prompts/manifest.py). None at all is an error, as `ivr run` refuses to start
+    without one; only a dry run, which plays nothing, is just warned."""
+    from ivr.prompts.manifest import build_problem, is_built
     problem = build_problem(cfg)
-    return [Violation("prompts_stale", problem, ERROR)] if problem else []
+    if not problem:
+        return []
+    if is_built(cfg):
+        return [Violation("prompts_stale", problem, ERROR)]
+    if dry_run:
+        return [Violation("prompts_not_built", f"{problem} (a real run refuses)", WARNING)]
+    return [Violation("prompts_not_built", problem, ERROR)]
 
 
 def _pending_numbers(store: StoreBackend, campaign: str) -> Iterator[str]:
@@ -51,12 +58,14 @@ def _pending_numbers(store: StoreBackend, campaign: str) -> Iterator[str]:
         yield str(c["number"])
 
 
-def check_campaign(cfg: Config, store: StoreBackend, build: bool = True) -> list[Violation]:
+def check_campaign(cfg: Config, store: StoreBackend, build: bool = True,
+                   dry_run: bool = False) -> list[Violation]:
     """`build`: also judge the prompt build (the console skips it for another campaign's
-    controller, which has its own config and build, and while its own config is stale)."""
+    controller, which has its own config and build, and while its own config is stale).
+    `dry_run`: for `ivr run --dry-run`, which needs no build."""
     # The pending callees let preflight refuse a fiction caller ID that would call real people.
     name = cfg.campaign.name
     callees = _pending_numbers(store, name)
-    built = build_violations(cfg) if build else []
+    built = build_violations(cfg, dry_run) if build else []
     return (prompt_violations(cfg) + built + unbound_violations(store, name)
             + preflight(cfg, sources=list_sources(store, name), callees=callees))

@@ -42,13 +42,18 @@ def read_manifest(path: Path) -> Manifest | None:
     return data
 
 
+def not_built(path: Path) -> str:
+    """The one line `ivr run` refuses with and `ivr check` reports: they agree."""
+    return f"prompts are not built ({path} missing): run `ivr prompts build` first"
+
+
 def load_manifest(cfg: Config) -> Manifest:
     """The manifest of the last successful build; another campaign's is refused (ForeignBuild):
     a run, its live follower and the install never take it."""
     path = cfg.path(cfg.prompts.build_dir) / MANIFEST_NAME
     manifest = read_manifest(path)
     if manifest is None:
-        raise PromptError(f"prompts are not built ({path} missing): run `ivr prompts build` first")
+        raise PromptError(not_built(path))
     check_not_foreign(cfg, manifest)
     return manifest
 
@@ -136,11 +141,18 @@ def stale_problem(cfg: Config, manifest: Mapping[str, Any]) -> str | None:
             f"config ({shown} changed since they were built): {REBUILD}")
 
 
+def is_built(cfg: Config) -> bool:
+    """A manifest is in prompts.build_dir (sound or not)."""
+    return (cfg.path(cfg.prompts.build_dir) / MANIFEST_NAME).is_file()
+
+
 def build_problem(cfg: Config) -> str | None:
     """For `ivr check` and `ivr run`: one line when the build in prompts.build_dir is not this
-    campaign's as the config is now. Not built at all: None (`ivr run` says so itself)."""
+    campaign's as the config is now, or when there is none (`ivr run` refuses to start then:
+    a check that passed would be contradicted by the run)."""
+    path = cfg.path(cfg.prompts.build_dir) / MANIFEST_NAME
     try:
-        manifest = read_manifest(cfg.path(cfg.prompts.build_dir) / MANIFEST_NAME)
+        manifest = read_manifest(path)
     except PromptError as exc:
         return str(exc)
-    return stale_problem(cfg, manifest) if manifest is not None else None
+    return stale_problem(cfg, manifest) if manifest is not None else not_built(path)
