@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 need=()
 # chromium: the console's browser tests (driven by Playwright, never its own browser download)
 # curl: bench_web times report.csv with it (bench/real_clients.py), as the README's API examples use it
-for tool in mmdebstrap:mmdebstrap ffmpeg:ffmpeg espeak-ng:espeak-ng sipp:sip-tester chromium:chromium curl:curl; do
+# capsh: tests/test_pg_cluster_ptrace.py runs `ivr db` without CAP_SYS_PTRACE, as in a container
+for tool in mmdebstrap:mmdebstrap ffmpeg:ffmpeg espeak-ng:espeak-ng sipp:sip-tester chromium:chromium curl:curl capsh:libcap2-bin; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
 done
 # postgresql: the server binaries `ivr db up` and the tests' private cluster run (its own

@@ -26,6 +26,7 @@ from typing import Any
 
 from ivr.errors import StoreError
 from ivr.secret_files import read_or_create, write_secret
+from ivr.store.pg_postmaster import Claim, claim
 
 PG_ROOT = Path("/usr/lib/postgresql")
 HOST = "127.0.0.1"  # loopback only: the sandbox's database is never reachable from outside
@@ -210,25 +211,21 @@ class PgCluster:
 
     # -- internals ----------------------------------------------------------------------------
     def _postmaster(self) -> tuple[int | None, int | None]:
-        """(pid, port) of the server running on our data directory, from postmaster.pid.
-        A live `postgres` with that pid is not enough: after a reboot the pid may be another
-        cluster's (the system's: same user, same name), and a pid file may have been copied.
-        So the file must name our data directory, and the process must run in it (a
-        postmaster's working directory is its data directory); else the file is stale."""
+        """(pid, port) of the server running on our data directory, from postmaster.pid:
+        the file must name our data directory and its pid be our server (pg_postmaster)."""
+        found = self._pid_file()
+        if found is None or os.path.realpath(found[1]) != os.path.realpath(self.data):
+            return None, None
+        pid, _, port = found
+        return (pid, port) if claim(pid, self.data) is Claim.OURS else (None, None)
+
+    def _pid_file(self) -> tuple[int, str, int] | None:
+        """postmaster.pid's pid, data directory and port (None: no such file, or torn)."""
         try:
             lines = (self.data / "postmaster.pid").read_text().splitlines()
-            pid, datadir, port = int(lines[0]), lines[1], int(lines[3])
+            return int(lines[0]), lines[1], int(lines[3])
         except (OSError, ValueError, IndexError):
-            return None, None
-        ours = os.path.realpath(self.data)
-        if os.path.realpath(datadir) != ours:
-            return None, None
-        try:
-            comm = Path(f"/proc/{pid}/comm").read_text().strip()
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            return None, None  # gone (a crash), or another user's process
-        return (pid, port) if comm.startswith("postgres") and cwd == ours else (None, None)
+            return None
 
     def _owner(self) -> tuple[int, int] | None:
         """uid/gid the server runs as: `postgres` when we are root, else ourselves (None)."""
@@ -333,9 +330,11 @@ class PgCluster:
             os.chown(conf, *owner)
 
     def _drop_stale_pid_file(self) -> None:
-        """A postmaster.pid naming a live process that is not our server (see _postmaster):
-        postgres would take it for a running postmaster and refuse to start. A dead pid's
-        file postgres clears itself; a file our server just wrote is ours, so kept."""
+        """A postmaster.pid naming a live process that is not our server: postgres would
+        take it for a running postmaster and refuse to start. Removed only when that process
+        is positively another (pg_postmaster.Claim.OTHER): a dead pid's file postgres clears
+        itself, and one whose process cannot be seen into may be our live server's, whose
+        file gone would leave it running where no `ivr db` command could see or stop it."""
         pid_file = self.data / "postmaster.pid"
         try:
             pid = int(pid_file.read_text().splitlines()[0])
@@ -344,8 +343,13 @@ class PgCluster:
             os.kill(pid, 0)
         except (OSError, ValueError, IndexError):
             return
-        if self._postmaster()[0] is None:
+        seen = claim(pid, self.data)
+        if seen is Claim.OTHER:
             pid_file.unlink(missing_ok=True)
+        elif seen is not Claim.GONE:
+            raise StoreError(f"cannot tell whether process {pid}, named by {pid_file}, is this "
+                             f"cluster's server: if `ps -o args -p {pid}` does not show "
+                             f"-D {self.data}, remove {pid_file}, then `ivr db up` again")
 
     def _start(self, timeout_s: float) -> None:
         self._drop_stale_pid_file()
