@@ -193,3 +193,63 @@ def test_a_lost_password_stops_up_before_it_starts(cfg_file: Path,
         assert c.status().running
     finally:
         run(cli, args + ["down"])
+
+
+def _taken(base: Path) -> bool:
+    try:
+        PgCluster(base)._check_dedicated()
+    except StoreError:
+        return False
+    return True
+
+
+def _folder(base: Path, names: list[str], conf: str = INCLUDE) -> Path:
+    base.mkdir()
+    for name in names:
+        if name in ("run", "lost+found", "data.tmp"):
+            (base / name).mkdir()
+        elif name == "data":  # a cluster: ours when its postgresql.conf has our include line
+            (base / "data").mkdir()
+            (base / "data" / "postgresql.conf").write_text(f"port = 5432\n{conf}\n")
+        else:
+            (base / name).write_text("x\n")
+    return base
+
+
+def test_what_a_failed_first_up_or_a_new_volume_holds_is_taken(own_dir: Path) -> None:
+    """run/ alone (up stopped at 'the postgres user cannot reach'), a new volume's
+    lost+found, with or without the password files; anything else, a data/ not ours, or a
+    data.tmp that no password files came before, is refused."""
+    taken = [["run"], ["lost+found"], ["run", "lost+found"], ["run", "postgres.log"],
+             ["run", "password", "pgpass", "lost+found"],
+             ["run", "password", "pgpass", "data.tmp", "lost+found"]]
+    for i, names in enumerate(taken):
+        assert _taken(_folder(own_dir / f"t{i}", names)), names
+    assert _taken(_folder(own_dir / "ours", ["lost+found", "run", "data", "password"]))
+    refused = [["lost+found", "notes.txt"], ["run", "data.tmp"], ["data.tmp"],
+               ["run", "lost+found", "backup"]]
+    for i, names in enumerate(refused):
+        assert not _taken(_folder(own_dir / f"r{i}", names)), names
+    for i, names in enumerate((["run", "data"], ["lost+found", "data", "password"])):
+        assert not _taken(_folder(own_dir / f"f{i}", names, conf="")), names
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the postgres user only runs the server as root")
+def test_up_again_after_the_postgres_user_could_not_reach_the_folder(own_dir: Path) -> None:
+    """A new volume (lost+found) under a folder the postgres user cannot traverse: up fails
+    leaving run/ behind; once the parent is opened up, up takes the folder and starts."""
+    parent = own_dir / "mnt"
+    parent.mkdir(mode=0o700)
+    parent.chmod(0o700)
+    c = PgCluster(_folder(parent / "vol", ["lost+found"]), _free_port(55460), fast=True)
+    try:
+        with pytest.raises(StoreError, match="the postgres user cannot reach"):
+            c.up()
+        assert sorted(p.name for p in c.base.iterdir()) == ["lost+found", "run"]
+        assert not c.status().running
+        parent.chmod(0o711)
+        st = c.up()
+        assert st.running and st.port == c.port
+        assert (c.base / "lost+found").is_dir()
+    finally:
+        c.down()

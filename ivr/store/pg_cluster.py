@@ -280,8 +280,8 @@ class PgCluster:
 
     def _check_dedicated(self) -> None:
         """Take only a folder that is new, empty, or ours (our cluster, or what a first up
-        that stopped early left): up makes it 0700 and the postgres user's, which would lock
-        every other user out of a shared one (/srv, /tmp)."""
+        that stopped early left, e.g. run/ alone): up makes it 0700 and the postgres user's,
+        which would lock every other user out of a shared one (/srv, /tmp)."""
         try:
             names = {p.name for p in self.base.iterdir()}
         except FileNotFoundError:
@@ -289,8 +289,12 @@ class PgCluster:
         except OSError as exc:
             raise StoreError(f"db.dir {self.base} cannot be read ({exc.strerror}): set db.dir "
                              "to a folder of its own, e.g. /var/lib/ivr-db") from None
-        if (not names or ({"password", "pgpass"} <= names <= OURS)
-                or (self._holds_cluster() and self.password_file.exists())):
+        if self._holds_cluster() and self.password_file.exists():
+            return
+        # Only what up makes (a new volume's lost+found beside): its data/ must be our
+        # cluster, and data.tmp (removed before initdb) comes only after the password files.
+        if (names <= OURS | {"lost+found"} and "data" not in names
+                and ("data.tmp" not in names or {"password", "pgpass"} <= names)):
             return
         raise StoreError(f"db.dir {self.base} must be a dedicated folder: it holds other "
                          f"files, and `ivr db up` would make it the {OS_USER} user's, mode "
