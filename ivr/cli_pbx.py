@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 
 from ivr.config import Config
-from ivr.errors import IvrError
+from ivr.errors import IvrError, SandboxError
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -90,5 +90,12 @@ def pbx_status(obj, as_json: bool) -> None:  # type: ignore[no-untyped-def]
 def pbx_cli(obj, node: int, command: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
     """Run an Asterisk CLI command in the sandbox, e.g. `ivr pbx cli core show channels`."""
     from ivr.telephony import sandbox_nodes
-    out = sandbox_nodes.instance(_sandbox_cfg(obj), node).cli(" ".join(command))
+    sandbox = sandbox_nodes.instance(_sandbox_cfg(obj), node)
+    try:
+        out = sandbox.cli(" ".join(command))
+    except SandboxError:
+        if node != 1 and not sandbox.status().running:  # not "the sandbox": this instance
+            raise SandboxError(f"instance {node} is not running: run `ivr pbx up --nodes "
+                               f"{node}`") from None
+        raise
     console.print(out, end="", highlight=False, markup=False)

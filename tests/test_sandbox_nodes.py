@@ -264,3 +264,18 @@ def test_prune_removes_an_old_version_from_every_instance(root: Path, tmp_path: 
     for f in folders:
         assert not (f / old_f).exists(), f
         assert (f / cur_f).read_bytes() == b"intro two" and (f / "ivr/intro.wav").is_file()
+
+
+def test_pbx_cli_on_an_instance_not_up_names_it_and_its_up_command(cfg_file: Path) -> None:
+    """It said "the sandbox PBX is not running: run `ivr pbx up`", which brings up only 1."""
+    from click.testing import CliRunner
+
+    from ivr.cli import cli
+
+    def pbx_cli(node: str) -> str:
+        result = CliRunner().invoke(cli, ["--config", str(cfg_file), "pbx", "cli", "--node",
+                                          node, "core", "show", "channels"])
+        assert result.exit_code == 1, result.output
+        return result.output
+    assert pbx_cli("2") == "error: instance 2 is not running: run `ivr pbx up --nodes 2`\n"
+    assert pbx_cli("1") == "error: the sandbox PBX is not running: run `ivr pbx up`\n"
