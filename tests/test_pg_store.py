@@ -333,3 +333,19 @@ def test_postgresql_stopped_queues_the_writes_then_they_all_land(own_cluster: An
     assert [(r["outcome"], r["ended_at"]) for r in rows] == \
         [("busy", utc(T0 + timedelta(seconds=k))) for k in range(3)]
     s.close()
+
+
+def test_no_password_available_says_where_ivr_takes_it_from(
+        pg_url: str, pg_cluster: PgCluster, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """libpq's "fe_sendauth: no password supplied" alone named no fix; the password itself is
+    never printed."""
+    for name in ("PGPASSFILE", "IVR_STORE_PASSWORD", "PGPASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.pgpass either
+    with pytest.raises(StoreError) as err:
+        PgStore.open(pg_url, optout_key=KEY)
+    message = str(err.value)
+    assert message.startswith("cannot open the store postgresql://") and "\n" not in message
+    assert "no password supplied: set IVR_STORE_PASSWORD (or PGPASSFILE / ~/.pgpass" in message
+    assert pg_cluster.password() not in message

@@ -81,6 +81,15 @@ def connect_kwargs(url: str, connect_timeout_s: float) -> dict[str, Any]:
     return kwargs
 
 
+def _fix(why: str) -> str:
+    """What to do about a connection refused for want of a password (libpq's words alone did
+    not say where ivr takes it from); the password itself is never printed."""
+    if "no password supplied" not in why:
+        return ""
+    return (f": set {PASSWORD_ENV} (or PGPASSFILE / ~/.pgpass; for the private PostgreSQL, "
+            "`ivr db up` prints the PGPASSFILE line)")
+
+
 class PgStore(PgCallsSQL, PgRecordsSQL, PgPrivacySQL, PgContactsSQL, PgConsoleSQL,
               PgControllersSQL, PgExportSQL):
     @classmethod
@@ -97,7 +106,7 @@ class PgStore(PgCallsSQL, PgRecordsSQL, PgPrivacySQL, PgContactsSQL, PgConsoleSQ
             psycopg.connect(url, **kwargs).close()
         except psycopg.Error as exc:
             why = " ".join(line.strip() for line in str(exc).splitlines()) or type(exc).__name__
-            raise StoreError(f"cannot open the store {redact(url)}: {why}") from None
+            raise StoreError(f"cannot open the store {redact(url)}: {why}{_fix(why)}") from None
         pool = ConnectionPool(url, kwargs={**kwargs, "autocommit": True,
                                            "row_factory": dict_row},
                               min_size=1, max_size=pool_size, open=False, name="ivr-store",
