@@ -15,7 +15,10 @@ import pytest
 
 from ivr.records import webhooks
 
-from test_webhooks import KEY, NUMBER, Receiver, calls_table, ended_call, receiver  # noqa: F401
+import test_webhooks
+from test_webhooks import KEY, NUMBER, Receiver, calls_table, ended_call
+
+receiver = test_webhooks.receiver  # the fixture, shared
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -145,6 +148,43 @@ def test_a_huge_answer_is_not_read(caplog: pytest.LogCaptureFixture) -> None:
     stats = asyncio.run(scenario())
     assert (stats.delivered, stats.failed) == (1, 0)
     assert sent[0] < 64 * 2**20, sent[0]  # of 256 MiB
+
+
+def test_an_accepted_event_whose_answer_body_is_slow_is_delivered_once() -> None:
+    """Found in review: the whole-attempt bound also covered reading the body after a 200,
+    so an accepted event was counted failed, posted again and again, and listed to resend."""
+    posts: list[float] = []
+
+    async def slow_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
+            await reader.readexactly(length)
+            posts.append(time.monotonic())  # the receiver took the event
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for _ in range(10):
+                await writer.drain()
+                await asyncio.sleep(0.3)
+                writer.write(b"2\r\nok\r\n")
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def scenario() -> webhooks.Stats:
+        server, port = await listen(slow_body)
+        hooks = webhooks.Webhooks(f"http://127.0.0.1:{port}/hook", KEY.encode(),
+                                  calls_table(ended_call(7)), timeout_s=1.0, retries=3,
+                                  backoff_s=0.05)
+        hooks.offer(7)
+        stats = await hooks.close(grace_s=30)
+        server.close()
+        return stats
+    stats = asyncio.run(scenario())
+    assert (stats.delivered, stats.failed, len(posts)) == (1, 0, 1)
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])

@@ -152,11 +152,9 @@ class Webhooks:
     def __init__(self, url: str, key: bytes, read_call: ReadCall, *, timeout_s: float = 5.0,
                  queue_size: int = QUEUE_SIZE, workers: int = WORKERS, retries: int = RETRIES,
                  backoff_s: float = BACKOFF_S, sleep: Callable[[float], Awaitable[Any]]
-                 = asyncio.sleep, transport: httpx.AsyncBaseTransport | None = None,
-                 controller: str | None = None) -> None:
-        """controller: this run's (store.controller_id), whose calls another may guess."""
+                 = asyncio.sleep, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.url, self._key, self._read = url, key, read_call
-        self.controller, self.timeout_s = controller, timeout_s
+        self.timeout_s = timeout_s
         self.retries, self.backoff_s, self._sleep = retries, backoff_s, sleep
         self.queue: asyncio.Queue[int] = asyncio.Queue(maxsize=queue_size)
         self.stats = Stats()
@@ -224,25 +222,30 @@ class Webhooks:
     async def _post(self, body: bytes, headers: dict[str, str]) -> str | None:
         """None when the receiver took it (2xx), else what went wrong. The whole attempt is
         bounded by timeout_s (httpx's bounds each read: a receiver trickling a byte at a time
-        held a worker for ever); any failure is one failed attempt, retried."""
+        held a worker for ever); any failure is one failed attempt, retried. Once a 2xx
+        status is in, the event is delivered: a body slow to follow is only cut."""
+        status: int | None = None
         try:
             async with asyncio.timeout(self.timeout_s):
                 async with self._client.stream("POST", self.url, content=body,
                                                headers=headers) as resp:
-                    await skim(resp)
                     status = resp.status_code
+                    await skim(resp)
         except TimeoutError:
-            return f"no answer within {self.timeout_s:g} s"
+            if status is None:
+                return f"no answer within {self.timeout_s:g} s"
         except Exception as exc:  # its text may hold the URL's query: only its kind logged
-            return type(exc).__name__
-        return None if 200 <= status < 300 else f"HTTP {status}"
+            if status is None:
+                return type(exc).__name__
+        return None if status is not None and 200 <= status < 300 else f"HTTP {status}"
 
     async def _outcome(self, call_id: int) -> Row | None:
         """The attempt once its outcome is in the store (written in the loop's next turn, or
-        later while the store is away). Another controller's guess on a call this one placed
-        (`error`, stage `orphaned`: it judged this one dead while its writes were slow) is not
-        sent while this controller's own result may still replace it (store/sqlite_calls
-        finish_answered); if none does within the reads, the guess is the outcome."""
+        later while the store is away). A controller's guess on another's call (`error`, stage
+        `orphaned`: it judged that one dead, maybe while its writes were only slow) is not sent
+        while the placing controller's own result may still replace it (store/sqlite_calls
+        finish_answered), whichever controller sends it; if none does within the reads, the
+        guess is the outcome."""
         guess = None
         for _ in range(READ_TRIES):
             try:
@@ -251,8 +254,7 @@ class Webhooks:
                 log.debug("webhooks: call %s unreadable: %s", call_id, exc)
                 call = None
             if call is not None and call.get("outcome") is not None:
-                if not (self.controller and call.get("controller") == self.controller
-                        and call["outcome"] == "error" and call.get("stage") == "orphaned"):
+                if not (call["outcome"] == "error" and call.get("stage") == "orphaned"):
                     return call
                 guess = call
             await self._sleep(READ_WAIT_S)
@@ -323,8 +325,7 @@ async def running(cfg: Config, store: Any) -> AsyncIterator[Webhooks | None]:
     if key is None:
         yield None
         return
-    hooks = Webhooks(cfg.webhooks.url, key, reader(store), timeout_s=cfg.webhooks.timeout_s,
-                     controller=getattr(store, "controller_id", None))
+    hooks = Webhooks(cfg.webhooks.url, key, reader(store), timeout_s=cfg.webhooks.timeout_s)
     try:
         yield hooks
     finally:
