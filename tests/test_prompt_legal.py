@@ -143,3 +143,21 @@ def test_empty_legal_config_values_are_named(tmp_path: Path) -> None:
     assert any("legal.sender" in p and "empty" in p for p in problems)
     assert any("legal.email" in p and "empty" in p for p in problems)
     assert not any("postal" in p for p in problems)
+
+
+def test_the_fix_names_the_key_the_config_uses_for_the_words(tmp_path: Path) -> None:
+    """The shipped config keeps the legal words in `text_file: legal.txt`: the check said
+    "say it word for word in prompts.items.legal.text", a key it does not have."""
+    import yaml
+    data = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    data["legal"]["email"] = "autre@example.fr"
+    (problem,) = missing_legal_items(config.from_dict(data, REPO))
+    legal_txt = REPO / "prompts" / data["prompts"]["items"]["legal"]["text_file"]
+    assert problem.endswith(f"say it word for word in prompts.items.legal.text_file "
+                            f"({legal_txt})"), problem
+    problems = missing_legal_items(make_cfg(tmp_path, items={"legal": {"text": "Merci."}}))
+    assert len(problems) == 3 and all(p.endswith("word for word in prompts.items.legal.text")
+                                      for p in problems), problems
+    (problem,) = missing_legal_items(make_cfg(
+        tmp_path, items={"intro": {"file": "intro.mp3", "transcript": "Bonjour. Oui: 1."}}))
+    assert "in prompts.items.intro.transcript (and its recording intro.mp3)" in problem, problem

@@ -76,8 +76,16 @@ def tells_optout(text: str, key: str) -> bool:
     return False
 
 
-def _field(where: str) -> str:
-    return f"prompts.items.{where}.text (or .transcript for a recorded file)"
+def _field(cfg: Config, where: str) -> str:
+    """The key the config really uses for this prompt's words: a `text_file:` is edited in
+    its file, not in a `text:` the config does not have."""
+    item = cfg.prompts.items.get(where)
+    key = f"prompts.items.{where}"
+    if item is not None and item.text_file is not None:
+        return f"{key}.text_file ({cfg.path(cfg.prompts.sources_dir) / item.text_file})"
+    if item is not None and item.file is not None:
+        return f"{key}.transcript (and its recording {item.file})"
+    return f"{key}.text"
 
 
 def missing_legal_items(cfg: Config) -> list[str]:
@@ -103,7 +111,7 @@ def missing_legal_items(cfg: Config) -> list[str]:
             for label, name, value in legal_values:
                 if value.strip() and normalise(value) not in heard:
                     problems.append(f"legal prompt does not state the {label} ({name} = "
-                                    f"{value!r}): say it word for word in {_field('legal')}")
+                                    f"{value!r}): say it word for word in {_field(cfg, 'legal')}")
 
     if "intro" in items:
         said = spoken_text(items["intro"])
@@ -114,7 +122,7 @@ def missing_legal_items(cfg: Config) -> list[str]:
         elif not tells_optout(said, key):
             problems.append(f"intro prompt lacks the opt-out instruction: say in one sentence "
                             f"how to stop the calls with key {key} (e.g. 'Pour ne plus être "
-                            f"appelé, appuyez sur {key}') in {_field('intro')}")
+                            f"appelé, appuyez sur {key}') in {_field(cfg, 'intro')}")
     return problems
 
 
@@ -142,5 +150,5 @@ def callback_line_problems(cfg: Config) -> list[str]:
     if not tells_optout(said, key):
         return [f"{CALLBACK_NOTICE} prompt does not say how to stop the calls with key {key} "
                 f"(the opposition line records the opposition on {key} only): say it in one "
-                f"sentence in {_field(CALLBACK_NOTICE)} ({example})"]
+                f"sentence in {_field(cfg, CALLBACK_NOTICE)} ({example})"]
     return []
