@@ -112,3 +112,22 @@ def test_a_run_refuses_at_its_start_what_the_check_refuses(
     message = str(err.value)
     assert message.startswith("campaign.caller_name ") and "\n" not in message
     assert (message,) == tuple(name_errors(named(name)))  # the check's very words
+
+
+def test_a_name_longer_than_64_bytes_is_refused_by_the_check_and_the_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asterisk copies the Originate's CallerID into a 255-byte buffer: a long name cut the
+    presented number (or made every Originate refused). 64 UTF-8 bytes pass; one more is one
+    line naming the key and the limit, from `ivr check` and at the run's start alike."""
+    at_limit = "É" * 32  # 64 bytes in UTF-8
+    assert name_errors(named(at_limit)) == []
+    (message,) = name_errors(named(at_limit + "x"))
+    assert message.startswith("campaign.caller_name ") and "\n" not in message
+    assert "65 bytes" in message and "at most 64" in message
+    monkeypatch.setattr(test_dialer, "make_cfg", renamed("x" * 300))
+
+    async def scenario() -> None:
+        async with rig(tmp_path, {fiction(1): failed(1)}, clock=ManualClock()):
+            pass
+    with pytest.raises(ConfigError, match="caller_name is 300 bytes"):
+        asyncio.run(scenario())

@@ -152,9 +152,20 @@ _NAME_BREAKERS = frozenset('"<>\\')
 _LINE_BREAKERS = frozenset({"Cc", "Zl", "Zp"})  # control characters, line/paragraph separators
 
 
+# Asterisk copies the Originate's CallerID, name and number, into a 255-byte buffer: from
+# ~238 bytes the number loses digits (a number presented that is not ours), past ~1 KB every
+# Originate is refused. Carriers show 15-32 characters anyway: 64 bytes is ample.
+CALLER_NAME_MAX_BYTES = 64
+
+
 def caller_name_problem(name: str) -> str | None:
     """The one-line reason campaign.caller_name cannot go into the caller ID, None when it
     can: shared by `ivr check` (check_caller_name) and the dialer (nodes.safe_caller_name)."""
+    size = len((name or "").encode("utf-8"))
+    if size > CALLER_NAME_MAX_BYTES:
+        return (f"campaign.caller_name is {size} bytes long (UTF-8): shorten it to at most "
+                f"{CALLER_NAME_MAX_BYTES} (carriers show 15 to 32 characters; a longer name "
+                "cuts the caller ID's number in Asterisk's Originate)")
     bad = next((c for c in name or "" if c in _NAME_BREAKERS or
                 unicodedata.category(c) in _LINE_BREAKERS), None)
     if bad is None:
