@@ -5,6 +5,7 @@ on the fake PBX with the real dialer and run loop, on both backends."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import Counter
 from datetime import datetime, timezone
@@ -13,13 +14,18 @@ from typing import Any
 
 import pytest
 
-from ivr import app
+from ivr import app, config
 from ivr.callflow.dispositions import carrier_refusal, unanswered_outcome
-from ivr.campaign.carrier_guard import CARRIER_TRIP_AFTER, CarrierGuard
-from ivr.campaign.clock import ManualClock
+from ivr.campaign.carrier_guard import (CARRIER_TRIP_AFTER, SILENCE_TRIP_AFTER, SILENT,
+                                        CarrierGuard)
+from ivr.campaign.clock import Clock, ManualClock
 from ivr.campaign.nodes import InFlight
-from ivr.campaign.state import Snapshot
-from ivr.telephony.fake_pbx import answer, congestion, failed
+from ivr.campaign.run import CampaignRun
+from ivr.campaign.run_control import RunControl
+from ivr.campaign.state import RunState, Snapshot
+from ivr.campaign.stopping import Stopper
+from ivr.prompts.build import build_prompts
+from ivr.telephony.fake_pbx import answer, congestion, failed, no_answer
 
 from conftest import Backend
 from test_cli_commands import invoke
@@ -208,5 +214,171 @@ def test_ivr_run_exits_non_zero_when_the_carrier_stopped_it(
     async def run_campaign(cfg: Any, store: Any, *, on_snapshot: Any, standby: bool) -> None:
         on_snapshot(final(stopped_by))
     monkeypatch.setattr(app, "run_campaign", run_campaign)
+    build_prompts(config.load(cfg_file))  # `ivr run` refuses prompts not built
     got, out = invoke(cfg_file, "run")
     assert got == code and f"run {stopped_by}: 20 call(s) placed; why {stopped_by}" in out
+
+
+# -- a blip, a silent trunk, the other stops (review of the breaker) ------------------------
+def test_the_guard_waits_for_the_calls_ringing_when_a_streak_began() -> None:
+    """Refusals come back in milliseconds, answers seconds later: call 7, ringing when the
+    streak began, holds the trip back; its answer resets the count, its refusal trips."""
+    ringing = {7}
+    trips: list[str] = []
+    guard = CarrierGuard(trip_after=4, ringing=lambda node: set(ringing))
+    guard.arm(trips.append)
+    for _ in range(6):
+        guard.ended(flight("a", cause=34))
+    assert guard.streak("a") == 6 and not trips
+    guard.answered("a")  # call 7 answered: the blip is over
+    assert guard.streak("a") == 0
+    for _ in range(6):
+        guard.ended(flight("a", cause=34))
+    ringing.clear()  # call 7 ends refused too: the whole trunk refuses
+    guard.ended(flight("a", cause=34))
+    assert len(trips) == 1 and "7 calls in a row on node a" in trips[0]
+
+
+def test_the_guard_trips_on_a_trunk_that_never_answers() -> None:
+    """Unanswered ends of any kind in a row (no answer, refusals, numbers unknown), busy
+    aside, trip at the longer count; busy or an answer start it again."""
+    trips: list[str] = []
+    guard = CarrierGuard(silent_after=5)
+    guard.arm(trips.append)
+    for cause, reason in ((19, 3), (19, 3), (1, 0), (17, 5)):  # busy: the far end answered
+        guard.ended(flight("a", cause=cause, reason=reason))
+    assert guard.streak("a", SILENT) == 0
+    for cause, reason in ((19, 3), (19, 3), (1, 0), (34, 8)):
+        guard.ended(flight("a", cause=cause, reason=reason))
+    guard.answered("a")
+    for cause, reason in ((19, 3), (19, 3), (1, 0), (19, 3)):
+        guard.ended(flight("a", cause=cause, reason=reason))
+    assert not trips and guard.streak("a", SILENT) == 4
+    guard.ended(flight("a", cause=19, reason=3))
+    assert len(trips) == 1 and "no call answered on node a in 5 calls" in trips[0]
+    assert "no_answer (cause 19) x4" in trips[0] and "failed (cause 1) x1" in trips[0]
+    assert "1 of these contacts are exhausted" in trips[0]
+
+
+def blip_callees() -> Any:
+    """The carrier answers 503 to the run's Originates 5-26 (a fraction of a second), the
+    callees answer the others half a second after they ring."""
+    seq = itertools.count()
+
+    def callee(number: str) -> Any:
+        return congestion() if 5 <= next(seq) < 27 else answer(["1"], delay_s=0.5)
+    return callee
+
+
+def many(n: int) -> list[str]:
+    return [f"+3319900{i:04d}" for i in range(n)]
+
+
+def test_a_short_blip_with_many_calls_ringing_does_not_stop_the_run(backend: Backend) -> None:
+    """150 contacts, 100 calls at once: 22 quick 503s before the calls ringing then answer.
+    Before: stopped_by carrier after the 20th, the list left uncalled."""
+    async def scenario() -> tuple[Any, Counter[str]]:
+        async with rig(backend, blip_callees(), numbers=many(150), clock=Clock(),
+                       max_concurrent=100, calls_per_second=100, ring_timeout_s=5,
+                       delays=FAST) as r:
+            report, _, _ = await run_campaign(r)
+            await r.settled()
+            return report, Counter(c["outcome"] for c in r.calls())
+    report, outcomes = asyncio.run(scenario())
+    assert report.stopped_by == "finished", report.why
+    assert outcomes["message_played"] == 150 and outcomes["congestion"] == 22
+
+
+def test_a_trunk_refusing_every_call_with_many_in_flight_still_trips(backend: Backend) -> None:
+    async def scenario() -> tuple[Any, int]:
+        async with rig(backend, lambda n: congestion(delay_s=0.05), numbers=many(300),
+                       clock=Clock(), max_concurrent=100, calls_per_second=100,
+                       ring_timeout_s=5, delays=FAST) as r:
+            report, _, _ = await run_campaign(r)
+            await r.settled()
+            return report, len(r.calls())
+    report, placed = asyncio.run(scenario())
+    assert report.stopped_by == "carrier" and "carrier refused" in report.why
+    assert placed < 300
+
+
+def test_a_trunk_that_never_answers_stops_the_run(backend: Backend) -> None:
+    """No SIP reply at all (SBC down): every call rings out to the Originate's timeout, cause
+    19, `no_answer`. Before: never counted, the whole list walked to max_attempts."""
+    async def scenario() -> tuple[Any, list[dict[str, Any]], Counter[str]]:
+        async with rig(backend, lambda n: no_answer(), numbers=many(160), clock=Clock(),
+                       max_concurrent=20, ring_timeout_s=0.2, delays=FAST) as r:
+            report, _, _ = await run_campaign(r)
+            await r.settled()
+            return report, r.calls(), statuses(r.store)
+    report, calls, status = asyncio.run(scenario())
+    assert report.stopped_by == "carrier", report.why
+    assert "no call answered on node pbx" in report.why and "no_answer (cause 19)" in report.why
+    assert SILENCE_TRIP_AFTER <= len(calls) < SILENCE_TRIP_AFTER + 20
+    assert 0.95 ** SILENCE_TRIP_AFTER < 0.01  # a list answering 5 % rarely trips it
+    assert status["pending"] >= 160 - len(calls)
+
+
+def test_an_operator_stop_before_the_trip_stays_the_operators(backend: Backend) -> None:
+    """Ctrl-C / the console's Stop, then the calls in flight end refused during the drain:
+    the run was the operator's to stop (exit 0), not the carrier's."""
+    async def scenario() -> Any:
+        async with rig(backend, lambda n: congestion(delay_s=1.0), numbers=many(60),
+                       clock=Clock(), max_concurrent=30, calls_per_second=100,
+                       ring_timeout_s=5) as r:
+            stop = asyncio.Event()
+            asyncio.get_running_loop().call_later(0.5, stop.set)
+            report, _, _ = await run_campaign(r, stop=stop)
+            await r.settled()
+            return report, r.dialer.carrier.why
+    report, tripped = asyncio.run(scenario())
+    assert tripped and report.stopped_by == "operator"
+
+
+def test_the_carrier_stop_stops_the_campaign_and_the_next_run_starts(backend: Backend) -> None:
+    """The trip writes the campaign's run control `stopped` (actor carrier, audited): every
+    controller of the campaign and the console read it. Another controller's run stops on it
+    with stopped_by carrier; the next `ivr run` starts and calls as usual."""
+    async def scenario() -> tuple[Any, Any, Any, Any, Any]:
+        async with rig(backend, lambda n: failed(21), numbers=many(40), clock=ManualClock(),
+                       max_concurrent=3) as r:
+            report, _, _ = await run_campaign(r)
+            row = dict(r.store.run_control("utest") or {})
+            audit = r.store.q("SELECT actor, detail FROM audit WHERE action = 'run_control'")
+            other = await other_controller(r)
+            r.pbx.callees = lambda n: answer(["1"])
+            left = statuses(r.store)["pending"]
+            again, _, _ = await run_campaign(r)
+            return report, row, audit, other, (again, left, statuses(r.store)["pending"])
+    report, row, audit, other, (again, left, after) = asyncio.run(scenario())
+    assert report.stopped_by == "carrier"
+    assert (row["desired"], row["updated_by"]) == ("stopped", "carrier")
+    assert audit[-1]["actor"] == "carrier" and '"stopped"' in audit[-1]["detail"]
+    assert other.stopped_by == "carrier" and "another controller" in other.why
+    assert left >= 40 - CARRIER_TRIP_AFTER - 3 and after == 0
+    assert again.stopped_by == "finished" and again.originated == left
+
+
+async def other_controller(r: Any) -> Any:
+    """Another controller's run of the campaign, told by the stored row (no call placed)."""
+    stop, hard = asyncio.Event(), asyncio.Event()
+    state = RunState("utest", r.store, r.clock, max_concurrent=3, nodes=r.dialer.node_snapshots)
+    control = RunControl(r.cfg, r.store, r.clock, stop, hard, state, controller="other")
+    await control.read()
+    assert stop.is_set(), "the stored run control did not stop another controller"
+    return await CampaignRun(r.cfg, r.store, r.dialer, r.clock, stop, hard, state,
+                             control=control)()
+
+
+def test_the_first_ctrl_c_after_a_carrier_stop_drains_the_calls() -> None:
+    """The breaker sets the run's stop: the operator's first Ctrl-C must still be a first one
+    (the calls in flight finish), not the second that hangs every one up."""
+    async def scenario() -> tuple[bool, bool]:
+        stopper = Stopper()
+        stopper.stop.set()  # the carrier's stop
+        stopper.on_signal()
+        first = stopper.hard.is_set()
+        stopper.on_signal()
+        stopper.close()
+        return first, stopper.hard.is_set()
+    assert asyncio.run(scenario()) == (False, True)

@@ -1,16 +1,23 @@
-"""The carrier breaker: a node whose trunk refuses every call stops the run.
+"""The carrier breaker: a node whose trunk refuses every call, or never answers, stops the run.
 
 A carrier that refuses the whole trunk (bad credentials 401/407, a caller ID not on the
 contract 403, codecs 488, a trunk-wide 503) ends every call with the same refusal or congestion
 cause: each attempt would be stored `failed` (final) or `congestion` until max_attempts, and the
-run would walk through the whole list. Counted per node, since a pool's nodes may use different
-trunks: an answered call or any other end on that node starts the count again.
+run would walk through the whole list. A carrier that does not answer at all (SBC down, a
+firewall: no SIP reply) ends each call at the ring timeout as `no_answer`, with the same result.
+Counted per node, since a pool's nodes may use different trunks: an answered call starts both
+counts again, a busy one (the far network answered) too, any other end the refusals' count.
+
+A streak trips only once the node's calls that were ringing when it began have ended: a short
+blip's refusals come back in milliseconds while those calls answer seconds later, and their
+answer resets it; a trunk refusing everything refuses them too.
 """
 from __future__ import annotations
 
 import logging
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from ivr.callflow.dispositions import carrier_refusal, unanswered_outcome
 from ivr.campaign.nodes import InFlight
@@ -21,16 +28,30 @@ log = logging.getLogger(__name__)
 # is cause 21 too: a few callees in a row may decline, the dialled lists answer often enough to
 # break such a run well before 20), below burning a list (each refusal exhausts a contact).
 CARRIER_TRIP_AFTER = 20
+# Unanswered ends in a row (busy aside) on one node that stop the run: a list answering only
+# 5 % of its calls gives 100 unanswered in a row with probability 0.95**100, ~0.6 %.
+SILENCE_TRIP_AFTER = 100
+REFUSED, SILENT = "refused", "silent"
+
+
+@dataclass
+class Streak:
+    """Unanswered ends in a row on one node: what each said and whether it was stored final
+    (`failed`); the node's unanswered calls in flight when it began, until they end."""
+    older: set[int]
+    ends: list[tuple[str, bool]] = field(default_factory=list)
 
 
 class CarrierGuard:
-    """Counts each node's unanswered attempts in a row ending with a carrier refusal or
-    congestion; at `trip_after`, says why once (ERROR) and tells `on_trip`."""
+    """Counts each node's streaks; when one reaches its length with none of its older calls
+    still in flight, says why once (ERROR) and tells `on_trip`."""
 
-    def __init__(self, trip_after: int = CARRIER_TRIP_AFTER) -> None:
-        self.trip_after = trip_after
-        # node -> what each refusal in a row said, and whether it was stored final (`failed`)
-        self._streaks: dict[str, list[tuple[str, bool]]] = {}
+    def __init__(self, trip_after: int = CARRIER_TRIP_AFTER,
+                 silent_after: int = SILENCE_TRIP_AFTER,
+                 ringing: Callable[[str], set[int]] = lambda node: set()) -> None:
+        self.limits = {REFUSED: trip_after, SILENT: silent_after}
+        self.ringing = ringing  # node -> call ids in flight there, not answered
+        self._streaks: dict[tuple[str, str], Streak] = {}
         self.why = ""  # once tripped: the run's `why`
         self.on_trip: Callable[[str], None] = lambda why: None
 
@@ -40,34 +61,53 @@ class CarrierGuard:
         self.why = ""
         self.on_trip = on_trip
 
-    def streak(self, node: str) -> int:
-        return len(self._streaks.get(node, ()))
+    def streak(self, node: str, kind: str = REFUSED) -> int:
+        found = self._streaks.get((node, kind))
+        return len(found.ends) if found else 0
 
     def answered(self, node: str) -> None:
         """A call of ours was answered through this node's trunk: it carries calls."""
-        self._streaks.pop(node, None)
+        for kind in self.limits:
+            self._streaks.pop((node, kind), None)
 
     def ended(self, flight: InFlight) -> None:
         """An attempt has its outcome: the flight's Originate reason and hangup cause decide."""
-        said = None if flight.answered or not flight.failed else \
-            carrier_refusal(flight.reason, flight.cause)
+        if flight.answered:
+            return self.answered(flight.node)
+        outcome = unanswered_outcome(flight.reason, flight.cause) if flight.failed else \
+            "ended unanswered"
+        final = outcome == "failed"
+        refusal = carrier_refusal(flight.reason, flight.cause) if flight.failed else None
+        silence = None if outcome == "busy" else \
+            f"{outcome} (cause {flight.cause})" if flight.cause is not None else outcome
+        for kind, said in ((REFUSED, refusal), (SILENT, silence)):
+            self._count(flight.node, kind, said, final)
+
+    def _count(self, node: str, kind: str, said: str | None, final: bool) -> None:
+        key = (node, kind)
         if said is None:
-            self._streaks.pop(flight.node, None)
+            self._streaks.pop(key, None)
             return
-        streak = self._streaks.setdefault(flight.node, [])
-        streak.append((said, unanswered_outcome(flight.reason, flight.cause) == "failed"))
-        if len(streak) >= self.trip_after and not self.why:
-            self.why = self._why(flight.node, streak)
+        streak = self._streaks.setdefault(key, Streak(self.ringing(node)))
+        streak.ends.append((said, final))
+        if streak.older:  # only those still ringing hold the trip back
+            streak.older &= self.ringing(node)
+        if len(streak.ends) >= self.limits[kind] and not streak.older and not self.why:
+            self.why = self._why(node, kind, streak.ends)
             log.error("%s", self.why)
             self.on_trip(self.why)
 
     @staticmethod
-    def _why(node: str, streak: list[tuple[str, bool]]) -> str:
+    def _why(node: str, kind: str, ends: list[tuple[str, bool]]) -> str:
         seen = ", ".join(f"{said} x{n}" for said, n in
-                         Counter(said for said, _ in streak).most_common())
+                         Counter(said for said, _ in ends).most_common())
         # Stored `failed` as a callee's decline would be: the store cannot reopen them.
-        final = sum(1 for _, failed in streak if failed)
+        final = sum(1 for _, failed in ends if failed)
         lost = f"; {final} of these contacts are exhausted (not called again)" if final else ""
-        return (f"carrier refused {len(streak)} calls in a row on node {node} ({seen}): no new "
+        if kind == SILENT:
+            return (f"no call answered on node {node} in {len(ends)} calls in a row ({seen}): "
+                    "no new calls; check that the carrier's trunk answers at all (its SBC, a "
+                    f"firewall between the PBX and the carrier, the PBX's SIP registration){lost}")
+        return (f"carrier refused {len(ends)} calls in a row on node {node} ({seen}): no new "
                 "calls; check the trunk's credentials (401/407), the caller ID registered with "
                 f"the carrier (403), the codecs it accepts (488) and its capacity (503/504){lost}")

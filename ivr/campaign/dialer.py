@@ -65,7 +65,8 @@ class Dialer:
         self.stored_causes = StoredCauses()  # the IVR's outcome writes tell it (app.agi_app)
         # Told once of each attempt whose outcome is written (outcome webhooks); must not block.
         self.on_settled: list[Callable[[int], None]] = []
-        self.carrier = CarrierGuard()  # a trunk refusing every call stops the run (run.py)
+        # a trunk refusing or never answering every call stops the run (run.py)
+        self.carrier = CarrierGuard(ringing=self._ringing)
         self._tasks: set[asyncio.Task] = set()
         caller = cfg.campaign.caller_id
         safe_value("campaign.caller_id", caller)
@@ -87,6 +88,11 @@ class Dialer:
     def up(self) -> bool:
         """At least one node is up: the IVR's and the run's view of the PBX."""
         return any(ns.node.up for ns in self.nodes.values())
+
+    def _ringing(self, node: str) -> set[int]:
+        """The node's calls in flight not answered (yet): what the carrier breaker waits for."""
+        ns = self.nodes.get(node)
+        return {f.call_id for f in ns.calls.values() if not f.answered} if ns else set()
 
     def ready(self) -> bool:
         return any(ns.ready() for ns in self.nodes.values())

@@ -16,7 +16,7 @@ from typing import Any
 from ivr.campaign.clock import Clock
 from ivr.campaign.dialer import Dialer
 from ivr.campaign.planning import Plan, plan, why_nobody
-from ivr.campaign.run_control import RunControl
+from ivr.campaign.run_control import CARRIER, RunControl
 from ivr.campaign.sending import Sender
 from ivr.campaign.state import RunState
 from ivr.config import Config
@@ -56,6 +56,7 @@ class CampaignRun:
         # The drain's bound: the config's, else the longest possible call (the deadline).
         self.drain_s = cfg.dialer.drain_timeout_s or dialer.deadline_s
         dialer.carrier.arm(self._carrier_stop)  # a trunk refusing every call (carrier_guard.py)
+        self._carrier_told: asyncio.Future[None] | None = None  # the campaign's stop, written
 
     async def __call__(self) -> RunReport:
         while not self.stop.is_set():
@@ -87,10 +88,14 @@ class CampaignRun:
 
     def _carrier_stop(self, why: str) -> None:
         """A node's carrier refused call after call: no new calls (the stop every wait of this
-        loop already wakes on), the calls in flight end as usual; _finish says why."""
-        if not self.stop.is_set():
-            self.stop.set()
-            self.state.set(stopping=True)
+        loop already wakes on), the calls in flight end as usual; _finish says why. Every
+        controller of the campaign stops too, and the console shows it: the run control row
+        says `stopped` (by "carrier"). A trip after another stop leaves that stop the run's."""
+        if self.stop.is_set():
+            return
+        self.stop.set()
+        self.state.set(stopping=True)
+        self._carrier_told = asyncio.ensure_future(self.control.stop_all(CARRIER))
 
     def _tick(self) -> None:
         self.state.changed()
@@ -299,14 +304,23 @@ class CampaignRun:
         if self.dialer.remote:  # the counts and the last plan off the loop, after the writes
             await self.dialer.writer.settled()
             await self.state.count_now()
-        if self.dialer.carrier.why:  # the breaker's stop, whatever ended the loop
-            self.report.stopped_by, self.report.why = "carrier", self.dialer.carrier.why
+        await self._carrier_stopped()
         if not self.report.why:
             self.report.why = await self.dialer.off_loop(self._why_nobody_now, self.clock.now())
         self.report.paused = self.report.paused or self.dialer.writer.last_problem
         self.state.finish(self.report.stopped_by, self.report.why, self.report.paused)
         return self.report
 
+    async def _carrier_stopped(self) -> None:
+        """The breaker's stop, when it came before any other: this run's, or another
+        controller's of the campaign (the run control row's actor)."""
+        if self._carrier_told is not None:
+            await self._carrier_told
+            self.report.stopped_by, self.report.why = "carrier", self.dialer.carrier.why
+        elif self.control.stopped_by == CARRIER and self.report.stopped_by == "operator":
+            self.report.stopped_by = "carrier"
+            self.report.why = ("another controller of the campaign stopped it: its carrier "
+                               "refused or did not answer call after call (its log says why)")
 
     def _why_nobody_now(self, now: datetime) -> str:
         """The final plan's one line (a worker thread on a remote store)."""

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 POLL_S = 0.5      # the run control is read this often (a console click acts within it)
 PUBLISH_S = 1.0   # a controller's snapshot is written at most this often
 CLI = "cli"       # the audit's actor for a start from the command line
+CARRIER = "carrier"  # ... for the stop of a carrier breaker's trip (carrier_guard.py)
 STANDBY = "standby: waiting for the console's Start"
 PAUSED = "paused from the console"
 
@@ -90,6 +91,7 @@ class RunControl:
         self.max_concurrent = cfg.dialer.max_concurrent
         self.calls_per_second = cfg.dialer.calls_per_second
         self.desired = "running"
+        self.stopped_by = ""  # the row's actor when its stop stopped this run
         self.changed = asyncio.Event()  # the desired state or the pacing moved
         self._remote = bool(getattr(store, "remote", False))  # PostgreSQL: off the loop
         self._latest: Snapshot | None = None
@@ -143,6 +145,15 @@ class RunControl:
             await self.clock.wait(self.stop, timeout=self.poll_s)
         self.state.set(console="")
 
+    async def stop_all(self, by: str) -> None:
+        """Stop every controller of the campaign, as the console's Stop does (audited as `by`):
+        the next `ivr run` writes `running` again at its start (begin)."""
+        try:
+            await self._call(self.store.set_run_control, self.campaign, desired="stopped",
+                             by=by, now=self.clock.now())
+        except STORE_ERRORS as exc:  # this run stops all the same; the others go on
+            log.error("could not tell the campaign's other controllers to stop: %s", exc)
+
     # -- every tick -----------------------------------------------------------------------------
     async def watch(self) -> None:
         """Read the run control and publish the latest snapshot, until cancelled."""
@@ -175,6 +186,7 @@ class RunControl:
             self.state.set(console=PAUSED if desired == "paused" else "")
             self.changed.set()
         if desired in ("stopped", "hard_stop") and not self.stop.is_set():
+            self.stopped_by = str((row or {}).get("updated_by") or "")
             self.stop.set()
             self.state.set(stopping=True)
         if desired == "hard_stop" and not self.hard_stop.is_set():

@@ -41,6 +41,9 @@ class Stopper:
         self._loop = asyncio.get_running_loop()
         self._timer: threading.Timer | None = None
         self._installed: list[int] = []
+        # The operator's signals so far: a stop set by another hand (the carrier breaker, the
+        # console) must not make the first Ctrl-C the second, which hangs every call up.
+        self._signals = 0
 
     def install(self) -> None:
         for sig in SIGNALS:
@@ -48,7 +51,8 @@ class Stopper:
             self._installed.append(sig)
 
     def on_signal(self) -> None:
-        if not self.stop.is_set():
+        self._signals += 1
+        if self._signals == 1 and not self.hard.is_set():
             log.warning("stopping: no new calls; calls in flight finish (again: hang up)")
             self.stop.set()
         elif not self.hard.is_set() or self._timer is None:
