@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 MODE = 0o600
+WAIT_S = 2.0  # how long an empty secret file is taken for one being written
 
 
 def write_secret(path: Path, data: str | bytes, *, exclusive: bool = False,
@@ -42,9 +44,24 @@ def write_secret(path: Path, data: str | bytes, *, exclusive: bool = False,
 
 
 def read_or_create(path: Path, make: Callable[[], str]) -> str:
-    """The secret kept in `path`, made by `make()` and written (exclusively) on first use."""
-    if path.exists():
-        return path.read_text().strip()
-    value = make()
-    write_secret(path, value, exclusive=True)
-    return value
+    """The secret kept in `path`, made by `make()` and written (exclusively) on first use.
+    Two processes may both find it missing: the one whose exclusive create fails reads the
+    winner's, which is empty for an instant (created, not written yet), so an empty file is
+    read again for up to WAIT_S. Still empty after that: "" (the caller refuses it)."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        try:
+            value = path.read_text().strip()
+        except FileNotFoundError:
+            value = None
+        if value is None:
+            try:
+                value = make()
+                write_secret(path, value, exclusive=True)
+                return value
+            except FileExistsError:  # made by another process meanwhile: read that one
+                if time.monotonic() >= deadline:
+                    raise  # e.g. a dangling link in its place
+        elif value or time.monotonic() >= deadline:
+            return value
+        time.sleep(0.01)

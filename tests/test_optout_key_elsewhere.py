@@ -187,3 +187,31 @@ def test_either_backend_makes_no_key_file_for_a_store_that_has_its_key(
     assert not missing.exists()
     assert first.one("SELECT fingerprint FROM optout_key WHERE id = 1") == before
     assert first.is_opted_out(OPPOSED)
+
+
+def test_a_demo_store_with_no_opposition_gets_its_new_named_key_file(
+        tmp_path: Path) -> None:
+    """Found in review: a demo store (fingerprint: the key beside it, no opposition yet) named
+    a new store.optout_key_file was refused, asked to move the demo key there, while
+    IVR_OPTOUT_KEY set to a fresh key was taken. The README: the file is "created 0600 if
+    absent" and a demo store takes the real key while it holds no opposition."""
+    db = tmp_path / "data" / "ivr.db"
+    cfg = shipped_config(tmp_path, {"path": str(db)})
+    (tmp_path / "demo.csv").write_text(f"number\n{FICTION}\n")
+    (tmp_path / "real.csv").write_text(f"number\n{REAL}\n")
+    assert ivr(cfg, "contacts", "import", str(tmp_path / "demo.csv"), "--source", "a",
+               "--basis", "consent")[0] == 0
+    demo_print = fingerprints(db)
+    code, out = ivr(cfg, "contacts", "import", str(tmp_path / "real.csv"), "--source", "r",
+                    "--basis", "consent")
+    assert code != 0 and "is a real number" in out
+    key = tmp_path / "secrets" / "optout.key"
+    key.parent.mkdir()
+    code, out = ivr(prod(cfg, key), "contacts", "import", str(tmp_path / "real.csv"),
+                    "--source", "r", "--basis", "consent")
+    assert code == 0 and "1 added" in out, out
+    assert key.stat().st_mode & 0o777 == 0o600 and len(key.read_text().strip()) == 64
+    assert fingerprints(db) != demo_print and len(fingerprints(db)) == 1
+    store = Store.open(db, optout_key_file=key)  # the store's key now
+    store.add_optout(REAL, "post", T0)
+    assert store.is_opted_out(REAL)

@@ -27,7 +27,7 @@ from ivr.store.pg_export import PgExportSQL
 from ivr.store.pg_privacy import PgPrivacySQL
 from ivr.store.pg_records import PgRecordsSQL
 from ivr.store.sqlite_optout_key import ENV as KEY_ENV
-from ivr.store.sqlite_optout_key import KEY_SETTING
+from ivr.store.sqlite_optout_key import KEY_SETTING, usable
 
 PASSWORD_ENV = "IVR_STORE_PASSWORD"
 
@@ -46,10 +46,11 @@ def resolve_key(key_file: str | Path | None, create: bool = True) -> bytes | Non
     try:
         if not create and not path.exists():
             return None
-        return read_or_create(path, lambda: os.urandom(32).hex()).encode()
+        key = read_or_create(path, lambda: os.urandom(32).hex()).encode()
     except OSError as exc:
         raise StoreError(f"{KEY_SETTING} {path}: cannot read or create it "
                          f"({exc.strerror or exc}): fix the path or set {KEY_ENV}") from None
+    return usable(key, f"{KEY_SETTING} {path}")  # never an empty key
 
 
 def _key_for(store: "PgStore", key_file: str | Path | None) -> bytes:

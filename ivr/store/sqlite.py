@@ -79,8 +79,10 @@ class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL, ConsoleSQL, Controlle
             store = cls(db, optout_key or b"")  # migrated first: the key's choice reads it
             store.path = path
             if not optout_key:  # a store that has its key never gets a new one
+                used = store.key_used()
                 store._key, store.fiction_only_key = resolve_key(
-                    path, optout_key_file, store.key_fits if store.key_used() else None)
+                    path, optout_key_file, store.key_fits if used else None,
+                    store.would_leave_fiction_key if used else None)
             _admit_key(store, path)
         except BaseException:
             conn.close()

@@ -55,16 +55,18 @@ class SQLiteCore(KeyedAudit):
         return int(self.db.execute("PRAGMA user_version").fetchone()[0])
 
     def migrate(self) -> None:
-        current = self.version
+        while (current := self.version) < len(MIGRATIONS):
+            with self.transaction():  # the write lock, then the version again: another
+                if self.version != current:  # process creating the same store ran this step
+                    continue
+                for statement in statements(MIGRATIONS[current]):
+                    self.db.execute(statement)
+                if self.version != current + 1:  # each script sets its version: a typo loops
+                    raise StoreError(f"internal: migration {current + 1} did not set "
+                                     "user_version")
         if current > len(MIGRATIONS):
             raise StoreError(f"the store has schema version {current}, newer than this "
                              f"program ({len(MIGRATIONS)}): upgrade ivr")
-        for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
-            with self.transaction():
-                for statement in statements(script):
-                    self.db.execute(statement)
-            if self.version != number:  # each script sets its own version: a typo would loop
-                raise StoreError(f"internal: migration {number} did not set user_version")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -152,6 +154,13 @@ class SQLiteCore(KeyedAudit):
         with self.transaction():
             self.db.conn.execute("INSERT OR IGNORE INTO optout_key (id, fingerprint) "
                                  "VALUES (1, ?)", (value,))
+
+    def would_leave_fiction_key(self, fiction_key: bytes) -> bool:
+        """Whether leave_fiction_key(fiction_key) would move this store to another key: the
+        store.optout_key_file it names may then be made for it. Writes nothing."""
+        old = fingerprint(lambda s: hmac.digest(fiction_key, s.encode(), "sha256").hex())
+        return self._key_fingerprint() == old and self.db.conn.execute(
+            "SELECT 1 FROM optouts LIMIT 1").fetchone() is None
 
     def leave_fiction_key(self, fiction_key: bytes) -> bool:
         """A store first opened with the key beside it (fiction numbers only) takes this

@@ -6,7 +6,8 @@ every +33 6 xx xx xx xx (10^8 numbers, seconds) and recover each number (issue 1
 So, outside fiction numbers, the key is:
 - IVR_OPTOUT_KEY, or
 - store.optout_key_file, a file OUTSIDE the store's folder (created 0600 if absent, for a
-  store no key was used on yet: a store that has its key never gets a new one, resolve_key).
+  store no key was used on yet or a demo store with no opposition leaving the key beside it:
+  a store that has its key never gets a new one, resolve_key). Never an empty key.
 The key file beside the store (`<store>.optout-key`) is kept only for a store that holds fiction
 numbers alone (+33 1 99 00 xx xx: the demo and the tests); such a store refuses to take in a
 real number, and a store holding one refuses to open with it.
@@ -68,6 +69,15 @@ def read_key(key_file: Path) -> bytes | None:
         return None
 
 
+def usable(key: bytes | None, where: str) -> bytes | None:
+    """An empty key file (`install -m600 /dev/null`, a writer stopped short) would key the list
+    with b"": anyone could hash every number back. Refused, naming the file."""
+    if key is not None and not key.strip():
+        raise StoreError(f"{where} is empty: write the store's opposition key in it (a new "
+                         f"store: delete the file and one is made), or set {ENV}")
+    return key
+
+
 def beside(db_path: Path) -> Path:
     """The key file beside the store file itself: opened through a symlink, the same key."""
     real = db_path.resolve()
@@ -82,9 +92,10 @@ def elsewhere(db_path: Path, looked: Path, why: str, fix: str = "") -> str:
             f"config looks ({looked}: {why}): {fix} (a new key would forget every opposition)")
 
 
-def _named(db_path: Path, key_file: str | Path, side: Path,
-           fits: Callable[[bytes], bool] | None) -> bytes:
-    """store.optout_key_file's key: made (0600) only for a store no key was used on yet."""
+def _named(db_path: Path, key_file: str | Path, side: Path, fits: Callable[[bytes], bool] | None,
+           leaves: Callable[[bytes], bool] | None) -> bytes:
+    """store.optout_key_file's key: made (0600) only for a store no key was used on yet, or a
+    demo store that will leave the key beside it for this one (`leaves`, no opposition yet)."""
     path = Path(key_file).expanduser().resolve()
     folder = db_path.resolve().parent
     if path.parent == folder or path.is_relative_to(folder):
@@ -93,33 +104,40 @@ def _named(db_path: Path, key_file: str | Path, side: Path,
     try:
         key = _read_or_create(path) if fits is None else read_key(path)
         side_key = None if key is not None else read_key(side)
+        if key is None and side_key and leaves is not None and leaves(side_key):
+            key = _read_or_create(path)  # the demo store takes it (sqlite._admit_key)
     except OSError as exc:
         raise StoreError(f"{KEY_SETTING} {path}: cannot read or create it "
                          f"({exc.strerror or exc}): fix the path or set {ENV}") from None
-    if key is not None:
-        return key
+    found = usable(key, f"{KEY_SETTING} {path}")
+    if found is not None:
+        return found
     move = (f"its key is {side.name} beside it: move that file to {path}, or set {ENV} to "
-            "its content") if side_key is not None and fits is not None and fits(side_key) else ""
+            "its content") if side_key and fits is not None and fits(side_key) else ""
     raise StoreError(elsewhere(db_path, path, "no such file", move))
 
 
 def resolve_key(db_path: Path, key_file: str | Path | None,
-                fits: Callable[[bytes], bool] | None = None) -> tuple[bytes, bool]:
+                fits: Callable[[bytes], bool] | None = None,
+                leaves: Callable[[bytes], bool] | None = None) -> tuple[bytes, bool]:
     """(key, fiction_only): fiction_only when the key is the file beside the store.
     `fits`: None for a store no key was used on yet (no fingerprint, no opposition), which
     may get a new key file; else whether a key is the store's. A store that has its key gets
-    no new one, and the key beside it is taken only if it is that key."""
+    no new one, and the key beside it is taken only if it is that key. `leaves`: whether the
+    store, keyed with this key beside it, would take another (a demo store, no opposition):
+    then a named key file that does not exist yet is made for it."""
     env = os.environ.get(ENV)
     if env:
         return env.encode(), False
     side = beside(db_path)
     if key_file:
-        return _named(db_path, key_file, side, fits), False
+        return _named(db_path, key_file, side, fits, leaves), False
     try:
         key = _read_or_create(side) if fits is None else read_key(side)
     except OSError as exc:
         raise StoreError(f"the opposition key {side}: cannot read or create it "
                          f"({exc.strerror or exc}): fix its folder or set {ENV}") from None
+    key = usable(key, f"the opposition key {side}")
     if key is None:
         raise StoreError(elsewhere(db_path, side, f"no such file, no {KEY_SETTING}"))
     if fits is not None and not fits(key):
@@ -128,4 +146,4 @@ def resolve_key(db_path: Path, key_file: str | Path | None,
 
 
 __all__ = ["ENV", "FICTION_GLOB", "KEY_SAMPLE", "KEY_SETTING", "beside", "check_key",
-           "elsewhere", "fingerprint", "fix_hint", "read_key", "resolve_key"]
+           "elsewhere", "fingerprint", "fix_hint", "read_key", "resolve_key", "usable"]
