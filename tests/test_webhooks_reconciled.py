@@ -21,7 +21,10 @@ from conftest import Backend
 from test_controllers_lease import owner
 from test_dialer import HASHES, SECRET, _open_attempt, add_contacts, contact, fiction, make_cfg
 from test_node_pool import pool
-from test_webhooks import KEY, Receiver, receiver  # noqa: F401
+import test_webhooks
+from test_webhooks import KEY, Receiver
+
+receiver = test_webhooks.receiver  # the fixture, shared
 
 
 def posted(receiver: Receiver) -> list[tuple[int, str, str | None]]:
@@ -29,14 +32,16 @@ def posted(receiver: Receiver) -> list[tuple[int, str, str | None]]:
             for e in (json.loads(body) for _, _, body in receiver.seen)]
 
 
-@pytest.mark.parametrize("left_by", ["crashed run", "stopped controller"])
+# controllers (and so a stopped one's attempts) are PostgreSQL's
+@pytest.mark.parametrize(("left_by", "backend"), [("crashed run", "sqlite"),
+                                                  ("crashed run", "postgresql"),
+                                                  ("stopped controller", "postgresql")],
+                         indirect=["backend"])
 def test_an_attempt_settled_by_the_start_up_reconciliation_is_posted_once(
         left_by: str, backend: Backend, receiver: Receiver,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """An attempt left open (a run killed; on PostgreSQL also another controller that
     stopped) is settled `error`/`reconciled` when the next run starts: POSTed, once."""
-    if left_by == "stopped controller" and not backend.url:
-        pytest.skip("controllers are PostgreSQL's")
     monkeypatch.setenv(webhooks.ENV, KEY)
     left_n, fresh_n = fiction(20), fiction(21)
 
