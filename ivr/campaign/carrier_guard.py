@@ -7,6 +7,11 @@ run would walk through the whole list. A carrier that does not answer at all (SB
 firewall: no SIP reply) ends each call at the ring timeout as `no_answer`, with the same result.
 Counted per node, since a pool's nodes may use different trunks: an answered call starts both
 counts again, a busy one (the far network answered) too, any other end the refusals' count.
+Silence counts only failed Originates (a ring-out), never an `error` settle (a node lost, the
+deadline, a reconciliation: the calls are retried elsewhere), and only on a node that has not
+answered a call in this run: a dead trunk is dead from the start (misconfiguration); one dying
+mid-run refuses, which the refusals' count sees. Nothing counts once the run is stopping: the
+operator's hard stop hangs calls up (cause 16), which is no carrier's doing.
 
 A streak trips only once the node's calls that were ringing when it began have ended: a short
 blip's refusals come back in milliseconds while those calls answer seconds later, and their
@@ -28,8 +33,10 @@ log = logging.getLogger(__name__)
 # is cause 21 too: a few callees in a row may decline, the dialled lists answer often enough to
 # break such a run well before 20), below burning a list (each refusal exhausts a contact).
 CARRIER_TRIP_AFTER = 20
-# Unanswered ends in a row (busy aside) on one node that stop the run: a list answering only
-# 5 % of its calls gives 100 unanswered in a row with probability 0.95**100, ~0.6 %.
+# Unanswered ends in a row (busy aside) on one node that stop the run, counted only until the
+# node's first answer: a list answering 5 % of its calls leaves a node's FIRST 100 calls all
+# unanswered with probability 0.95**100, ~0.6 % per run (not per window: any 100 in a row of a
+# 2,000-call list would be ~50 %).
 SILENCE_TRIP_AFTER = 100
 REFUSED, SILENT = "refused", "silent"
 
@@ -52,14 +59,19 @@ class CarrierGuard:
         self.limits = {REFUSED: trip_after, SILENT: silent_after}
         self.ringing = ringing  # node -> call ids in flight there, not answered
         self._streaks: dict[tuple[str, str], Streak] = {}
+        self._answering: set[str] = set()  # nodes that answered in this run: no silence count
+        self.stopping: Callable[[], bool] = lambda: False  # the run's stop is set: count nothing
         self.why = ""  # once tripped: the run's `why`
         self.on_trip: Callable[[str], None] = lambda why: None
 
-    def arm(self, on_trip: Callable[[str], None]) -> None:
-        """A new run: counts from zero, and its stop is told of a trip."""
+    def arm(self, on_trip: Callable[[str], None],
+            stopping: Callable[[], bool] = lambda: False) -> None:
+        """A new run: counts from zero, and its stop is told of a trip; once `stopping` says
+        the run stops (graceful or hard), nothing is counted."""
         self._streaks.clear()
+        self._answering.clear()
         self.why = ""
-        self.on_trip = on_trip
+        self.on_trip, self.stopping = on_trip, stopping
 
     def streak(self, node: str, kind: str = REFUSED) -> int:
         found = self._streaks.get((node, kind))
@@ -67,6 +79,7 @@ class CarrierGuard:
 
     def answered(self, node: str) -> None:
         """A call of ours was answered through this node's trunk: it carries calls."""
+        self._answering.add(node)
         for kind in self.limits:
             self._streaks.pop((node, kind), None)
 
@@ -74,14 +87,18 @@ class CarrierGuard:
         """An attempt has its outcome: the flight's Originate reason and hangup cause decide."""
         if flight.answered:
             return self.answered(flight.node)
+        if self.stopping():  # a hard stop's hang-ups, the drain's ends: not the carrier's
+            return None
         outcome = unanswered_outcome(flight.reason, flight.cause) if flight.failed else \
             "ended unanswered"
         final = outcome == "failed"
         refusal = carrier_refusal(flight.reason, flight.cause) if flight.failed else None
         silence = None if outcome == "busy" else \
             f"{outcome} (cause {flight.cause})" if flight.cause is not None else outcome
-        for kind, said in ((REFUSED, refusal), (SILENT, silence)):
-            self._count(flight.node, kind, said, final)
+        self._count(flight.node, REFUSED, refusal, final)
+        if flight.failed and flight.node not in self._answering:  # an `error` settle: skipped
+            self._count(flight.node, SILENT, silence, final)
+        return None
 
     def _count(self, node: str, kind: str, said: str | None, final: bool) -> None:
         key = (node, kind)

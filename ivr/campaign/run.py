@@ -55,7 +55,9 @@ class CampaignRun:
         self.sender = Sender(dialer, clock, self.control, hard_stop, self._called, self._tick)
         # The drain's bound: the config's, else the longest possible call (the deadline).
         self.drain_s = cfg.dialer.drain_timeout_s or dialer.deadline_s
-        dialer.carrier.arm(self._carrier_stop)  # a trunk refusing every call (carrier_guard.py)
+        # A trunk refusing every call (carrier_guard.py); nothing counts once the run stops.
+        dialer.carrier.arm(self._carrier_stop,
+                           lambda: self.stop.is_set() or self.hard_stop.is_set())
         self._carrier_told: asyncio.Future[None] | None = None  # the campaign's stop, written
 
     async def __call__(self) -> RunReport:
@@ -315,12 +317,21 @@ class CampaignRun:
         """The breaker's stop, when it came before any other: this run's, or another
         controller's of the campaign (the run control row's actor)."""
         if self._carrier_told is not None:
-            await self._carrier_told
+            await self._told_or_given_up(self._carrier_told)
             self.report.stopped_by, self.report.why = "carrier", self.dialer.carrier.why
         elif self.control.stopped_by == CARRIER and self.report.stopped_by == "operator":
             self.report.stopped_by = "carrier"
             self.report.why = ("another controller of the campaign stopped it: its carrier "
                                "refused or did not answer call after call (its log says why)")
+
+    async def _told_or_given_up(self, told: asyncio.Future[None]) -> None:
+        """The campaign's stop is retried while the store is away (stop_all); the run ending
+        gives it a few polls more, then says the other controllers were not told."""
+        done, _ = await asyncio.wait({told}, timeout=4 * self.control.poll_s)
+        if not done:
+            told.cancel()
+            log.error("the campaign's other controllers were not told to stop (store away): "
+                      "stop them from the console or with Ctrl-C")
 
     def _why_nobody_now(self, now: datetime) -> str:
         """The final plan's one line (a worker thread on a remote store)."""

@@ -147,12 +147,24 @@ class RunControl:
 
     async def stop_all(self, by: str) -> None:
         """Stop every controller of the campaign, as the console's Stop does (audited as `by`):
-        the next `ivr run` writes `running` again at its start (begin)."""
-        try:
-            await self._call(self.store.set_run_control, self.campaign, desired="stopped",
-                             by=by, now=self.clock.now())
-        except STORE_ERRORS as exc:  # this run stops all the same; the others go on
-            log.error("could not tell the campaign's other controllers to stop: %s", exc)
+        the next `ivr run` writes `running` again at its start (begin). A stop already stored
+        (the console's hard_stop, an operator's stop) stays as it is; while the store is away
+        the write is tried again each poll, until it lands or the run cancels it."""
+        told = False
+        while True:
+            try:
+                await self._call(self._stop_unless_stopped, by, self.clock.now())
+                return
+            except STORE_ERRORS as exc:  # this run stops all the same; the others wait for it
+                (log.debug if told else log.error)(
+                    "could not tell the campaign's other controllers to stop yet: %s", exc)
+                told = True
+            await self.clock.sleep(self.poll_s)
+
+    def _stop_unless_stopped(self, by: str, now: Any) -> None:
+        row = self.store.run_control(self.campaign)
+        if not row or row["desired"] not in ("stopped", "hard_stop"):
+            self.store.set_run_control(self.campaign, desired="stopped", by=by, now=now)
 
     # -- every tick -----------------------------------------------------------------------------
     async def watch(self) -> None:
