@@ -6,10 +6,7 @@ one line too, with nothing left running."""
 from __future__ import annotations
 
 import os
-import shutil
 import stat
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,25 +22,12 @@ from ivr.store.pg_cluster import INCLUDE, PgCluster, port_free
 if _pg_unavailable() and not os.environ.get("CI"):
     pytest.skip(f"no PostgreSQL here: {_pg_unavailable()}", allow_module_level=True)
 
-from test_pg_cluster import _free_port  # noqa: E402  (after the skip: it needs PostgreSQL)
+import test_pg_cluster  # noqa: E402  (after the skip: it needs PostgreSQL)
+from test_pg_cluster import _free_port  # noqa: E402
 
 
-@pytest.fixture
-def own_dir() -> Iterator[Path]:
-    """Under /tmp, traversable by the postgres user (as in test_pg_cluster)."""
-    d = Path(tempfile.mkdtemp(prefix="ivr-pg-unit-"))
-    d.chmod(0o711)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture
-def cluster(own_dir: Path) -> Iterator[PgCluster]:
-    c = PgCluster(own_dir / "pg", _free_port(55460), fast=True)
-    try:
-        yield c
-    finally:
-        c.down()
+# the same private cluster under /tmp as test_pg_cluster's
+own_dir, cluster = test_pg_cluster.own_dir, test_pg_cluster.cluster
 
 
 def _alive(pid: int) -> bool:

@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +25,8 @@ from ivr.store.pg_postmaster import Claim, claim
 if _pg_unavailable() and not os.environ.get("CI"):
     pytest.skip(f"no PostgreSQL here: {_pg_unavailable()}", allow_module_level=True)
 
-from test_pg_cluster import _free_port  # noqa: E402  (after the skip: it needs PostgreSQL)
+import test_pg_cluster  # noqa: E402  (after the skip: it needs PostgreSQL)
+from test_pg_cluster import _free_port  # noqa: E402
 
 _readlink = os.readlink
 
@@ -60,13 +60,7 @@ def _stop(c: PgCluster) -> None:
                      "stop"])
 
 
-@pytest.fixture
-def own_dir() -> Iterator[Path]:
-    """Under /tmp, traversable by the postgres user (as in test_pg_cluster)."""
-    d = Path(tempfile.mkdtemp(prefix="ivr-pg-unit-"))
-    d.chmod(0o711)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+own_dir = test_pg_cluster.own_dir  # under /tmp, traversable by the postgres user
 
 
 @pytest.fixture
