@@ -214,6 +214,11 @@ def _validate_dialer(dialer: Dialer) -> None:
 MAX_WEBHOOK_TIMEOUT_S = 60.0  # a receiver slower than this is down: retry later
 
 
+# The only hosts a webhook may reach in plain http (outcomes carry phone numbers); the
+# webhook client never sends to them through an environment proxy (records/webhooks.py).
+PLAIN_HTTP_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
 def _validate_webhooks(hooks: Webhooks) -> None:
     _in_range("webhooks.timeout_s", hooks.timeout_s, 0, MAX_WEBHOOK_TIMEOUT_S, "seconds",
               low_open=True)
@@ -224,7 +229,7 @@ def _validate_webhooks(hooks: Webhooks) -> None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"webhooks.url: {hooks.url!r} is not an http(s) URL: use "
                           "https://host/path")
-    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost"):
+    if parts.scheme == "http" and parts.hostname not in PLAIN_HTTP_HOSTS:
         raise ConfigError("webhooks.url: use https:// (outcomes carry phone numbers); plain "
                           "http only to this machine (127.0.0.1, localhost)")
     if parts.username or parts.password:

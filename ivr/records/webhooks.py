@@ -30,6 +30,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from ivr.config import Config
+from ivr.config_checks import PLAIN_HTTP_HOSTS
 from ivr.errors import ConfigError
 from ivr.store.base import Row
 
@@ -46,7 +47,6 @@ READ_WAIT_S = 0.2
 CLOSE_GRACE_S = 5.0   # at the run's end, events still queued get this long to go out
 BODY_READ_MAX = 64 * 1024  # the receiver's answer is read this far at most, then cut
 IDS_LOGGED = 50       # call ids named per log line of undelivered outcomes; the rest counted
-LOOPBACK = ("127.0.0.1", "::1", "localhost")  # the only hosts plain http may go to (config)
 # X-IVR-Delivery must be ASCII: visible ASCII but `%` kept, the rest percent-encoded (UTF-8)
 DELIVERY_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
 FIELDS = ("campaign", "attempt", "number", "outcome", "stage", "started_at", "answered_at",
@@ -143,7 +143,7 @@ def client(url: str, timeout_s: float,
     proxy of the environment (HTTP_PROXY), which would get them in clear. https keeps it."""
     host = urlsplit(url).hostname or ""
     direct = {f"all://[{host}]" if ":" in host else f"all://{host}": None} \
-        if host in LOOPBACK else None
+        if host in PLAIN_HTTP_HOSTS else None
     return httpx.AsyncClient(timeout=timeout_s, transport=transport, follow_redirects=False,
                              mounts=direct)
 

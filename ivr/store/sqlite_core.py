@@ -8,7 +8,7 @@ import fnmatch
 import hmac
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -137,15 +137,15 @@ class SQLiteCore(KeyedAudit):
 
     def key_used(self) -> bool:
         """Whether a key was already used here: a fingerprint, or an opposition (older)."""
-        return self._key_fingerprint() is not None or self.db.conn.execute(
-            "SELECT 1 FROM optouts LIMIT 1").fetchone() is not None
+        return self._key_fingerprint() is not None or self._any_optout()
+
+    def _any_optout(self) -> bool:
+        return self.db.conn.execute("SELECT 1 FROM optouts LIMIT 1").fetchone() is not None
 
     def key_fits(self, key: bytes) -> bool:
         """Whether `key` is the one this store's list was written with; writes nothing."""
         try:
-            check_key(self._kept_optouts(KEY_SAMPLE),
-                      lambda s: hmac.digest(key, s.encode(), "sha256").hex(),
-                      self._key_fingerprint())
+            check_key(self._kept_optouts(KEY_SAMPLE), _keyed(key), self._key_fingerprint())
         except StoreError:
             return False
         return True
@@ -158,15 +158,14 @@ class SQLiteCore(KeyedAudit):
     def would_leave_fiction_key(self, fiction_key: bytes) -> bool:
         """Whether leave_fiction_key(fiction_key) would move this store to another key: the
         store.optout_key_file it names may then be made for it. Writes nothing."""
-        old = fingerprint(lambda s: hmac.digest(fiction_key, s.encode(), "sha256").hex())
-        return self._key_fingerprint() == old and self.db.conn.execute(
-            "SELECT 1 FROM optouts LIMIT 1").fetchone() is None
+        return self._key_fingerprint() == fingerprint(_keyed(fiction_key)) \
+            and not self._any_optout()
 
     def leave_fiction_key(self, fiction_key: bytes) -> bool:
         """A store first opened with the key beside it (fiction numbers only) takes this
         process's key instead, as the refusal of a real number tells the operator to do: only
         while it holds no opposition (nothing is forgotten) and the fingerprint is that key's."""
-        old = fingerprint(lambda s: hmac.digest(fiction_key, s.encode(), "sha256").hex())
+        old = fingerprint(_keyed(fiction_key))
         with self.transaction():
             moved = self.db.conn.execute(
                 "UPDATE optout_key SET fingerprint = ? WHERE id = 1 AND fingerprint = ? AND "
@@ -199,3 +198,8 @@ class SQLiteCore(KeyedAudit):
         left in it. False (busy) when another connection's read kept its frames."""
         row = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         return row is None or int(row[0]) == 0
+
+
+def _keyed(key: bytes) -> Callable[[str], str]:
+    """number_hash under another key (base.KeyedAudit.number_hash), to test a key's fit."""
+    return lambda s: hmac.digest(key, s.encode(), "sha256").hex()

@@ -13,7 +13,7 @@ Also: only configured peers may connect, and the number of open connections is c
 refused connection is logged (rate-limited), since Asterisk reports it as AGISTATUS=SUCCESS.
 
 Handlers speak AGI only through AgiRequest's typed methods (stream_file, wait_for_digit,
-get_variable, channel_status, hangup): the command strings, the quoting of their arguments and
+get_variable, set_variable, channel_status, hangup): the command strings, the quoting of their arguments and
 the reading of their results live here and nowhere else.
 """
 from __future__ import annotations
@@ -228,12 +228,19 @@ def networks(peers: Iterable[str]) -> list[Network]:
     return [ipaddress.ip_network(p, strict=False) for p in peers]
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return False
+def addresses(hosts: Iterable[str]) -> set[str]:
+    """The IP addresses among `hosts` (localhost as its two); a host name is not resolved
+    here (no DNS at start-up): its refusals share the common log budget."""
+    out: set[str] = set()
+    for host in hosts:
+        if host.lower() == "localhost":
+            out |= {"127.0.0.1", "::1"}
+            continue
+        try:
+            out.add(str(ipaddress.ip_address(host)))
+        except ValueError:
+            pass
+    return out
 
 
 def peer_allowed(peer: Any, allowed: list[Network]) -> bool:
@@ -255,9 +262,7 @@ class AgiApplication(Application):  # type: ignore[misc]
         self.allowed = networks(allowed_peers)
         # The configured nodes' addresses: their refusals are always told (once a minute
         # each), however many other addresses a scan brings (those share REFUSAL_LOG_MAX).
-        self.pbx_hosts = {str(ipaddress.ip_address(h)) for h in pbx_hosts if _is_ip(h)}
-        if "localhost" in pbx_hosts:
-            self.pbx_hosts |= {"127.0.0.1", "::1"}
+        self.pbx_hosts = addresses(pbx_hosts)
         self.header_timeout = header_timeout
         self.read_timeout = read_timeout
         self.slots = asyncio.Semaphore(max_connections)
