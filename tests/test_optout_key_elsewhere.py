@@ -43,16 +43,23 @@ def fingerprints(db: Path) -> list[tuple[int, str]]:
         return conn.execute("SELECT id, fingerprint FROM optout_key").fetchall()
 
 
-@pytest.fixture
-def demo(tmp_path: Path) -> tuple[Path, Path]:
-    """The repro's start: the shipped config (no optout_key_file), a fiction contact and an
-    opposition written with the key beside the store. (config.yaml, its store file)"""
+def demo_store(tmp_path: Path) -> tuple[Path, Path]:
+    """The shipped config (no optout_key_file) and a store holding one fiction contact, keyed
+    beside it; real.csv ready to import. (config.yaml, its store file)"""
     db = tmp_path / "data" / "ivr.db"
     cfg = shipped_config(tmp_path, {"path": str(db)})
     (tmp_path / "demo.csv").write_text(f"number\n{FICTION}\n")
     (tmp_path / "real.csv").write_text(f"number\n{REAL}\n")
     assert ivr(cfg, "contacts", "import", str(tmp_path / "demo.csv"), "--source", "a",
                "--basis", "consent")[0] == 0
+    return cfg, db
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> tuple[Path, Path]:
+    """The repro's start: the shipped config (no optout_key_file), a fiction contact and an
+    opposition written with the key beside the store. (config.yaml, its store file)"""
+    cfg, db = demo_store(tmp_path)
     assert ivr(cfg, "optout", "add", OPPOSED, "--via", "post")[0] == 0
     assert (db.parent / "ivr.db.optout-key").exists()
     return cfg, db
@@ -195,12 +202,7 @@ def test_a_demo_store_with_no_opposition_gets_its_new_named_key_file(
     a new store.optout_key_file was refused, asked to move the demo key there, while
     IVR_OPTOUT_KEY set to a fresh key was taken. The README: the file is "created 0600 if
     absent" and a demo store takes the real key while it holds no opposition."""
-    db = tmp_path / "data" / "ivr.db"
-    cfg = shipped_config(tmp_path, {"path": str(db)})
-    (tmp_path / "demo.csv").write_text(f"number\n{FICTION}\n")
-    (tmp_path / "real.csv").write_text(f"number\n{REAL}\n")
-    assert ivr(cfg, "contacts", "import", str(tmp_path / "demo.csv"), "--source", "a",
-               "--basis", "consent")[0] == 0
+    cfg, db = demo_store(tmp_path)
     demo_print = fingerprints(db)
     code, out = ivr(cfg, "contacts", "import", str(tmp_path / "real.csv"), "--source", "r",
                     "--basis", "consent")

@@ -30,46 +30,11 @@ from test_pg_cluster import _free_port  # noqa: E402
 own_dir, cluster = test_pg_cluster.own_dir, test_pg_cluster.cluster
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def _db_config(cfg_file: Path, base: Path, port: int) -> list[str]:
     data = yaml.safe_load(cfg_file.read_text())
     data["db"] = {"port": port, "dir": str(base)}
     cfg_file.write_text(yaml.safe_dump(data))
     return ["--config", str(cfg_file), "db"]
-
-
-def test_a_pid_file_naming_another_live_cluster_is_stale(cluster: PgCluster,
-                                                         own_dir: Path) -> None:
-    """Cluster A runs; B's postmaster.pid names A's pid, copied from A (A's data dir in it)
-    or B's own after a reboot (B's data dir, the pid reused by A): B is stopped, B's down
-    does not stop A, and B's up starts B beside it."""
-    a_pid = cluster.up().pid
-    assert a_pid is not None
-    b = PgCluster(own_dir / "b", _free_port(55460), fast=True)
-    try:
-        b.up()
-        b.down()
-        planted = (cluster.data / "postmaster.pid").read_text().splitlines()
-        rebooted = [planted[0], str(b.data), *planted[2:]]
-        for lines in (planted, rebooted):
-            (b.data / "postmaster.pid").write_text("\n".join(lines) + "\n")
-            st = b.status()
-            assert (st.running, st.pid, st.port) == (False, None, b.port)
-            assert b.down() is False
-            assert _alive(a_pid) and cluster.status().pid == a_pid
-        st = b.up()
-        assert st.running and st.pid != a_pid and st.port == b.port
-        assert b.down() is True
-        assert _alive(a_pid) and cluster.status().pid == a_pid
-    finally:
-        b.down()
 
 
 def test_a_folder_holding_other_files_is_refused_untouched(own_dir: Path) -> None:

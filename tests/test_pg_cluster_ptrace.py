@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pytest
@@ -93,10 +93,13 @@ def test_our_live_cluster_is_ours_without_ptrace(cluster: PgCluster,
         assert not _alive(pid) and not cluster.status().running
 
 
-def test_another_cluster_is_still_told_apart_without_ptrace(
-        cluster: PgCluster, own_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """B's postmaster.pid names A's pid (copied from A, or B's own after a reboot): A's
-    `-D` names A's folder, so B is stopped, B's down leaves A, and B's up starts beside it."""
+@pytest.mark.parametrize("ptrace", [True, False], ids=["ptrace", "no ptrace"])
+def test_a_pid_file_naming_another_live_cluster_is_stale(
+        cluster: PgCluster, own_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        ptrace: bool) -> None:
+    """Cluster A runs; B's postmaster.pid names A's pid, copied from A (A's data dir in it)
+    or B's own after a reboot (B's data dir, the pid reused by A): B is stopped, B's down
+    does not stop A, and B's up starts B beside it. Without ptrace A's `-D` tells it apart."""
     a_pid = cluster.up().pid
     assert a_pid is not None
     b = PgCluster(own_dir / "b", _free_port(55460), fast=True)
@@ -105,10 +108,12 @@ def test_another_cluster_is_still_told_apart_without_ptrace(
         b.down()
         planted = (cluster.data / "postmaster.pid").read_text().splitlines()
         rebooted = [planted[0], str(b.data), *planted[2:]]
-        with no_ptrace(monkeypatch):
+        with nullcontext() if ptrace else no_ptrace(monkeypatch):
             for lines in (planted, rebooted):
                 (b.data / "postmaster.pid").write_text("\n".join(lines) + "\n")
-                assert not b.status().running and b.down() is False
+                st = b.status()
+                assert (st.running, st.pid, st.port) == (False, None, b.port)
+                assert b.down() is False
                 assert _alive(a_pid) and cluster.status().pid == a_pid
             st = b.up()
             assert st.running and st.pid != a_pid and st.port == b.port
