@@ -57,6 +57,36 @@ def known(request: Request, campaign: str) -> None:
             raise HTTPException(404, f"no campaign {campaign!r} in this store")
 
 
+def prompts_elsewhere(request: Request, campaign: str) -> str | None:
+    """Why this console must not show or change `campaign`'s prompts, or None when they are
+    its own: it holds only its config's prompts (the switcher changes the campaign's name, not
+    the config), and a rebuild installs them where that campaign's run plays them at once."""
+    own = request.app.state.cfg.campaign.name
+    if campaign == own:
+        return None
+    return (f"prompts: this console holds campaign {own}'s prompts, not {campaign}'s: run "
+            f"`ivr --config CONFIG web` with campaign {campaign}'s config to see or change them")
+
+
+def own_prompts(request: Request, campaign: str) -> None:
+    """409 unless `campaign` is the console's own (its prompts are another config's)."""
+    known(request, campaign)
+    elsewhere = prompts_elsewhere(request, campaign)
+    if elsewhere:
+        raise HTTPException(409, elsewhere)
+
+
+def erase_warning(request: Request, store: Any, result: dict[str, Any]) -> str | None:
+    """`ivr gdpr erase`'s warning, same words, when the SQLite checkpoint found another
+    process reading: the number is still in the -wal file. (PostgreSQL under the console
+    always answers False: its rewrite of the tables follows in the store's own thread.)"""
+    if result.get("wal_checkpointed", True) or getattr(store, "reclaim_in_background", False):
+        return None
+    return (f"warning: another process holds {request.app.state.cfg.store.path} open: the "
+            "erased number stays in its -wal file until that process closes the store; "
+            "run `ivr gdpr erase` again then")
+
+
 def dropped(request: Request, campaign: str) -> None:
     """After an upload: its list, counts and preflight are shown afresh."""
     for cache in ("lists", "overviews", "preflights", "campaign_names"):
@@ -67,9 +97,11 @@ def erase_number(request: Request, store: Any, number: str, confirm: str) -> dic
     """The erasure of the API and of the rights page: erased or stopped half-way, no overview
     shows the number again from the console's cache."""
     try:
-        return records.erase(request.app.state.cfg, store, number, confirm, now())
+        result = records.erase(request.app.state.cfg, store, number, confirm, now())
     finally:
         request.app.state.overviews.drop_all()
+    warning = erase_warning(request, store, result)
+    return {**result, "warning": warning} if warning else result
 
 
 @router.get("/campaigns")
@@ -196,13 +228,16 @@ def report_json(request: Request, campaign: str) -> Response:
 
 @router.get("/campaigns/{campaign}/prompts")
 def prompts(request: Request, campaign: str) -> dict[str, Any]:
+    """The console's own campaign's prompts; 409 for another campaign (its config's)."""
     who(request, "view")
+    own_prompts(request, campaign)
     return prompts_mod.prompts_view(request.app.state.cfg)
 
 
 @router.get("/campaigns/{campaign}/prompts/{key}/audio", response_class=FileResponse)
 def prompt_audio(request: Request, campaign: str, key: str) -> FileResponse:
     who(request, "view")
+    own_prompts(request, campaign)
     try:
         path = prompts_mod.audio_path(request.app.state.cfg, key)
     except KeyError:
@@ -214,9 +249,11 @@ def prompt_audio(request: Request, campaign: str, key: str) -> FileResponse:
 def prompt_recording(request: Request, campaign: str, key: str,
                      file: UploadFile = File(...)) -> dict[str, Any]:
     user, store = who(request, "prompts")
+    own_prompts(request, campaign)
     result = prompts_mod.upload_recording(request.app.state.cfg, key, file.file.read(),
                                           file.filename or "")
-    store.audit("prompt_recording", None, {"prompt": key, "file": result["saved"]}, now())
+    store.audit("prompt_recording", None, {"campaign": campaign, "prompt": key,
+                                           "file": result["saved"]}, now())
     request.app.state.preflights.drop_all()  # the build is now stale: say so at once
     return result
 
@@ -224,9 +261,11 @@ def prompt_recording(request: Request, campaign: str, key: str,
 @router.post("/campaigns/{campaign}/prompts/rebuild")
 def prompts_rebuild(request: Request, campaign: str) -> dict[str, Any]:
     _, store = who(request, "prompts")
+    own_prompts(request, campaign)
     result = prompts_mod.rebuild(request.app.state.cfg)
     request.app.state.preflights.drop_all()
-    store.audit("prompts_rebuilt", None, {"prompts": result["prompts"]}, now())
+    store.audit("prompts_rebuilt", None, {"campaign": campaign, "prompts": result["prompts"]},
+                now())
     return result
 
 

@@ -74,6 +74,23 @@ STRINGS: dict[str, tuple[str, str]] = {
     "number": ("Numéro", "Number"),
     "via": ("Demande reçue par", "Request came in by"),
     "optout_import": ("Importer une liste d'opposition", "Import an opposition list"),
+    "optout_import_added": ("Numéros ajoutés à la liste d'opposition",
+                            "Numbers added to the opposition list"),
+    "optout_rejects_not_listed": (
+        "Les lignes rejetées ne sont PAS sur la liste d'opposition : corrigez-les (fichier CSV "
+        "ci-dessous) puis importez-les à nouveau.",
+        "The rejected lines are NOT on the opposition list: correct them (CSV file below), "
+        "then import them again."),
+    "rejects_capped": ("Seules les {shown} premières des {total} lignes rejetées sont listées "
+                       "ici : le fichier CSV les contient toutes.",
+                       "Only the first {shown} of the {total} rejected lines are listed here: "
+                       "the CSV file holds them all."),
+    "prompts_elsewhere": (
+        "Cette console détient les messages de la campagne {own}, pas ceux de {campaign} : "
+        "lancez `ivr --config CONFIG web` avec la configuration de la campagne {campaign} "
+        "pour les voir ou les modifier.",
+        "This console holds campaign {own}'s prompts, not {campaign}'s: run "
+        "`ivr --config CONFIG web` with campaign {campaign}'s config to see or change them."),
     "lookup": ("Rechercher un numéro", "Look a number up"),
     "opted_out": ("Sur la liste d'opposition", "On the opposition list"),
     "not_opted_out": ("Pas sur la liste d'opposition", "Not on the opposition list"),

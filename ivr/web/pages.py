@@ -3,7 +3,7 @@ service functions as the API; the overview then updates itself from the API's ev
 POST form carries the session's csrf_token, checked here before anything is done."""
 from __future__ import annotations
 
-import secrets
+import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -16,14 +16,15 @@ from ivr.errors import IvrError
 from ivr.records.privacy import OPTOUT_CHANNELS
 from ivr.web import i18n, records, service
 from ivr.web import prompts as prompts_mod
-from ivr.web.api import dropped, erase_number, known
+from ivr.web.api import dropped, erase_number, known, prompts_elsewhere
 from ivr.web.auth import (User, authenticate, check_password, client_of, csrf_ok, csrf_token,
                           now, open_session, require)
+from ivr.web.results import back as _back, keep_rejects, rejects_download
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 BASES = ("consent", "member_file", "rented_file")
-KEPT_REJECTS = 20  # uploads whose rejected lines stay downloadable (memory only)
+SHOWN_REJECTS = 1000  # rejected lines listed on a page; the CSV download has them all
 
 
 def _lang(request: Request) -> str:
@@ -55,11 +56,6 @@ def _page(request: Request, campaign: str, action: str = "view") -> tuple[User, 
 def _check_csrf(request: Request, token: str) -> None:
     if not csrf_ok(request, token):
         raise HTTPException(403, "missing or wrong csrf_token: reload the page and try again")
-
-
-def _back(request: Request, to: str, text: str, kind: str = "ok") -> RedirectResponse:
-    request.session["flash"] = {"kind": kind, "text": text}
-    return RedirectResponse(to, status_code=303)
 
 
 def _safe_next(target: str | None, default: str) -> str:
@@ -217,44 +213,50 @@ def contacts_upload(request: Request, campaign: str, file: UploadFile = File(...
         return _contacts(request, store, ctx, campaign, 0, None, str(exc), 400)
     finally:
         dropped(request, campaign)
-    kept = request.app.state.rejects
-    result["rejects_id"] = rid = secrets.token_urlsafe(12)
-    kept[rid] = result["rejected"]
-    while len(kept) > KEPT_REJECTS:
-        kept.pop(next(iter(kept)))
+    result["rejects_id"] = keep_rejects(request, "contacts", result["rejected"])
     return _contacts(request, store, ctx, campaign, 0, result, None)
 
 
 @router.get("/c/{campaign}/contacts/rejects/{rid}.csv")
 def contacts_rejects(request: Request, campaign: str, rid: str) -> Response:
     _page(request, campaign, "contacts")
-    rejected = request.app.state.rejects.get(rid)
-    if rejected is None:
-        raise HTTPException(404, "these rejects are no longer kept: upload the file again")
-    return Response(records.rejects_csv(rejected), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": 'attachment; filename="rejects.csv"'})
+    return rejects_download(request, "contacts", rid, "upload the file again")
 
 
 # -- prompts --------------------------------------------------------------------------------------
+def _prompts(request: Request, ctx: dict[str, Any], elsewhere: str | None) -> Response:
+    """The console's own prompts, or for another campaign (whose prompts are its own config's)
+    the line saying where to see them, 409, and no form: nothing here may change them."""
+    if elsewhere:
+        own = request.app.state.cfg.campaign.name
+        return _render(request, "prompts.html", {**ctx, "section": "prompts", "v": None,
+                                                  "elsewhere": elsewhere, "own": own}, 409)
+    view = prompts_mod.prompts_view(request.app.state.cfg)
+    return _render(request, "prompts.html", {**ctx, "section": "prompts", "v": view})
+
+
 @router.get("/c/{campaign}/prompts", response_class=HTMLResponse)
 def prompts_page(request: Request, campaign: str) -> Response:
     _, _, ctx = _page(request, campaign)
-    view = prompts_mod.prompts_view(request.app.state.cfg)
-    return _render(request, "prompts.html", {**ctx, "section": "prompts", "v": view})
+    return _prompts(request, ctx, prompts_elsewhere(request, campaign))
 
 
 @router.post("/c/{campaign}/prompts/{key}/recording")
 def prompts_recording(request: Request, campaign: str, key: str,
                       file: UploadFile = File(...), csrf_token: str = Form("")) -> Response:
     _check_csrf(request, csrf_token)
-    _, store, _ = _page(request, campaign, "prompts")
+    _, store, ctx = _page(request, campaign, "prompts")
+    elsewhere = prompts_elsewhere(request, campaign)
+    if elsewhere:
+        return _prompts(request, ctx, elsewhere)
     to = f"/c/{quote(campaign, safe='')}/prompts"
     try:
         res = prompts_mod.upload_recording(request.app.state.cfg, key, file.file.read(),
                                            file.filename or "")
     except (ValueError, IvrError) as exc:
         return _back(request, to, str(exc), "error")
-    store.audit("prompt_recording", None, {"prompt": key, "file": res["saved"]}, now())
+    store.audit("prompt_recording", None, {"campaign": campaign, "prompt": key,
+                                           "file": res["saved"]}, now())
     request.app.state.preflights.drop_all()  # the build is now stale: say so at once
     return _back(request, to, res["note"] or f"{key}: {res['duration_s']} s saved")
 
@@ -262,14 +264,18 @@ def prompts_recording(request: Request, campaign: str, key: str,
 @router.post("/c/{campaign}/prompts/rebuild")
 def prompts_rebuild(request: Request, campaign: str, csrf_token: str = Form("")) -> Response:
     _check_csrf(request, csrf_token)
-    _, store, _ = _page(request, campaign, "prompts")
+    _, store, ctx = _page(request, campaign, "prompts")
+    elsewhere = prompts_elsewhere(request, campaign)
+    if elsewhere:
+        return _prompts(request, ctx, elsewhere)
     to = f"/c/{quote(campaign, safe='')}/prompts"
     try:
         res = prompts_mod.rebuild(request.app.state.cfg)
     except IvrError as exc:
         return _back(request, to, str(exc), "error")
     request.app.state.preflights.drop_all()
-    store.audit("prompts_rebuilt", None, {"prompts": res["prompts"]}, now())
+    store.audit("prompts_rebuilt", None, {"campaign": campaign, "prompts": res["prompts"]},
+                now())
     return _back(request, to, res["note"] or f"{len(res['prompts'])} prompts built")
 
 
@@ -277,6 +283,12 @@ def prompts_rebuild(request: Request, campaign: str, csrf_token: str = Form(""))
 @router.get("/c/{campaign}/rights", response_class=HTMLResponse)
 def rights_page(request: Request, campaign: str, number: str = "") -> Response:
     _, store, ctx = _page(request, campaign)
+    return _rights_page(request, store, ctx, number=number)
+
+
+def _rights_page(request: Request, store: Any, ctx: dict[str, Any], *, number: str = "",
+                 imported: dict[str, Any] | None = None, import_error: str | None = None,
+                 status: int = 200) -> Response:
     cfg = request.app.state.cfg
     found, error = None, None
     if number:
@@ -288,7 +300,8 @@ def rights_page(request: Request, campaign: str, number: str = "") -> Response:
             error = str(exc)
     return _render(request, "rights.html", {**ctx, "section": "rights", "number": number,
                                             "found": found, "error": error,
-                                            "channels": OPTOUT_CHANNELS})
+                                            "imported": imported, "import_error": import_error,
+                                            "channels": OPTOUT_CHANNELS}, status)
 
 
 def _rights(campaign: str, number: str = "") -> str:
@@ -309,24 +322,34 @@ def rights_optout(request: Request, campaign: str, number: str = Form(""),
                  f"{res['number']}: {'added' if res['added'] else 'already listed'}")
 
 
-@router.post("/c/{campaign}/rights/optout-import")
+@router.post("/c/{campaign}/rights/optout-import", response_class=HTMLResponse)
 def rights_optout_import(request: Request, campaign: str, file: UploadFile = File(...),
                          via: str = Form("post"), csrf_token: str = Form("")) -> Response:
+    """The import's result as a page, like the contacts upload's: every rejected line is a
+    person who may have objected and is not on the list, so none may go unseen (a flash in
+    the cookie was cut, or dropped whole by the browser past 4096 bytes)."""
     _check_csrf(request, csrf_token)
-    user, store, _ = _page(request, campaign, "optout")
+    user, store, ctx = _page(request, campaign, "optout")
     try:
         res = records.optout_import(request.app.state.cfg, store, file.file.read(),
                                     file.filename or "optouts.csv", via, user.name, now())
     except (ValueError, IvrError) as exc:
-        return _back(request, _rights(campaign), str(exc), "error")
-    lines = "; ".join(f"line {r['line']}: {r['reason']}" for r in res["rejected"][:20])
-    return _back(request, _rights(campaign), f"{res['added']} added; "
-                 f"{len(res['rejected'])} rejected{': ' + lines if lines else ''}")
+        return _rights_page(request, store, ctx, import_error=str(exc), status=400)
+    rejected = res["rejected"]
+    imported = {"added": res["added"], "rejected_total": len(rejected),
+                "rejected": rejected[:SHOWN_REJECTS], "shown_max": SHOWN_REJECTS,
+                "rejects_id": keep_rejects(request, "optouts", rejected) if rejected else None}
+    return _rights_page(request, store, ctx, imported=imported)
+
+
+@router.get("/c/{campaign}/rights/rejects/{rid}.csv")
+def rights_rejects(request: Request, campaign: str, rid: str) -> Response:
+    _page(request, campaign, "optout")
+    return rejects_download(request, "optouts", rid, "import the file again")
 
 
 @router.get("/c/{campaign}/rights/export")
 def rights_export(request: Request, campaign: str, number: str) -> Response:
-    import json
     _, store, _ = _page(request, campaign, "gdpr")
     data = records.export(request.app.state.cfg, store, number, now())
     return Response(json.dumps(data, indent=2, ensure_ascii=False) + "\n",
@@ -343,7 +366,10 @@ def rights_erase(request: Request, campaign: str, number: str = Form(""),
         res = erase_number(request, store, number, confirm)
     except (ValueError, IvrError) as exc:
         return _back(request, _rights(campaign, number), str(exc), "error")
-    return _back(request, _rights(campaign), f"{res['number']} erased")
+    erased = f"{res['number']} erased"
+    if res.get("warning"):  # the number is still on disk: the operator must know
+        return _back(request, _rights(campaign), f"{erased}; {res['warning']}", "warning")
+    return _back(request, _rights(campaign), erased)
 
 
 # -- reports --------------------------------------------------------------------------------------

@@ -1,0 +1,59 @@
+"""What a page hands back after an action: a one-line flash for the next page, cut to fit the
+session cookie, and the rejected lines of an upload, kept a while for their CSV download."""
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import zlib
+from typing import Any
+
+from fastapi import HTTPException, Request
+from fastapi.responses import RedirectResponse, Response
+
+from ivr.web import records
+
+KEPT_REJECTS = 20  # uploads whose rejected lines stay downloadable (memory only)
+# The flash rides in the session cookie, base64'd: past ~4096 bytes the browser drops the
+# cookie and the operator sees no message at all. Its JSON text is kept under this.
+FLASH_MAX_JSON = 1500
+_kept_lock = threading.Lock()  # app.state.rejects: written from the pool's threads
+
+
+def back(request: Request, to: str, text: str, kind: str = "ok") -> RedirectResponse:
+    """To `to`, which shows `text` once (kind: ok, warning or error)."""
+    request.session["flash"] = {"kind": kind, "text": fits(text)}
+    return RedirectResponse(to, status_code=303)
+
+
+def fits(text: str) -> str:
+    """The flash cut to FLASH_MAX_JSON bytes of cookie JSON (a reason may quote what was
+    typed or uploaded, of any length); a result of any length is rendered as a page instead."""
+    if len(json.dumps(text)) <= FLASH_MAX_JSON:
+        return text
+    while len(json.dumps(text)) > FLASH_MAX_JSON - 16:
+        text = text[:len(text) * 3 // 4]
+    return text + " […]"
+
+
+def keep_rejects(request: Request, kind: str, rejected: list[dict[str, Any]]) -> str:
+    """An id for downloading these rejected lines as CSV (compressed: a garbage file's
+    rejects can be many); the last KEPT_REJECTS uploads are kept, in this process only."""
+    rid = secrets.token_urlsafe(12)
+    blob = zlib.compress(records.rejects_csv(rejected).encode("utf-8"))
+    kept = request.app.state.rejects
+    with _kept_lock:
+        kept[rid] = (kind, blob)
+        while len(kept) > KEPT_REJECTS:
+            kept.pop(next(iter(kept)))
+    return rid
+
+
+def rejects_download(request: Request, kind: str, rid: str, again: str) -> Response:
+    """The CSV kept under `rid` for this kind of upload; 404 once dropped (`again`: the fix)."""
+    with _kept_lock:
+        hit = request.app.state.rejects.get(rid)
+    if hit is None or hit[0] != kind:
+        raise HTTPException(404, f"these rejects are no longer kept: {again}")
+    return Response(zlib.decompress(hit[1]), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="rejects.csv"'})
