@@ -17,7 +17,8 @@ A, B, C = "+33199000001", "+33199000002", "+33199000003"
 def test_run_control_upserts_and_keeps_what_is_not_given(store: Store) -> None:
     assert store.run_control("c1") is None
     row = store.set_run_control("c1", max_concurrent=5, by="alice", now=T0)
-    assert row["desired"] == "running" and row["max_concurrent"] == 5
+    # a pacing alone is no Start: its new row says paused (test_standby_pacing.py)
+    assert row["desired"] == "paused" and row["max_concurrent"] == 5
     assert row["calls_per_second"] is None and row["updated_by"] == "alice"
     row = store.set_run_control("c1", desired="paused", by="bob", now=T0 + timedelta(seconds=1))
     assert (row["desired"], row["max_concurrent"], row["updated_by"]) == ("paused", 5, "bob")

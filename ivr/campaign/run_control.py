@@ -77,6 +77,11 @@ def snapshot_dict(snap: Snapshot, controller: str) -> dict[str, Any]:
     return out
 
 
+def said(row: Row | None) -> tuple[Any, Any] | None:
+    """The desired state's last write (pacing-only writes leave updated_at), None: no row."""
+    return (row["updated_at"], row["desired"]) if row else None
+
+
 class RunControl:
     """What the console wants of this run; `watch` applies it, the run loop reads it."""
 
@@ -124,7 +129,9 @@ class RunControl:
     async def begin(self, standby: bool) -> None:
         """A CLI start says `running` (audited); a standby run waits, without dialling, for the
         console's Start given after it began (the row as it was then does not count: an old
-        `running` or `stopped` is another run's)."""
+        `running` or `stopped` is another run's). Only a write of the desired state counts:
+        its updated_at moves, a pacing-only write leaves it (store/sqlite_console.py), so
+        saving the pacing is neither a Start nor a Stop; the pacing is applied by value."""
         if not standby:
             await self._call(self.store.set_run_control, self.campaign, desired="running",
                              by=CLI, now=self.clock.now())
@@ -132,15 +139,17 @@ class RunControl:
             return
         log.warning("%s (campaign %s)", STANDBY, self.campaign)
         self.state.set(console=STANDBY)
-        seen = await self._row()
+        seen: Any = False  # the desired state's last write when the standby began
         while not self.stop.is_set():
             row = await self._row()
-            if row and (not seen or row["updated_at"] != seen["updated_at"]):
-                seen = row
-                self.apply(row)  # a pacing or a stop from the console counts already
-                if row["desired"] == "running":
+            if row is not False:  # the store away says nothing, not even the baseline
+                word = said(row)
+                fresh, seen = seen is not False and word != seen, word
+                changed = self.apply(row, None if fresh else self.desired)
+                if fresh and row and row["desired"] == "running":
                     break
-                self.state.set(console=STANDBY)
+                if changed:
+                    self.state.set(console=STANDBY)
             await self.publish()
             await self.clock.wait(self.stop, timeout=self.poll_s)
         self.state.set(console="")
@@ -187,8 +196,11 @@ class RunControl:
             log.debug("run control unreadable: %s", exc)
             return False
 
-    def apply(self, row: Row | None) -> None:
-        desired = row["desired"] if row else "running"
+    def apply(self, row: Row | None, desired: str | None = None) -> bool:
+        """Apply the row's desired state (or `desired`: a standby keeps its own until a new
+        word) and pacing; whether either moved."""
+        desired = desired or (row["desired"] if row else "running")
+        changed = False
         n, r = self._pacing(row)
         if (desired, n, r) != (self.desired, self.max_concurrent, self.calls_per_second):
             log.warning("console: %s, max_concurrent %d, %g calls/s (by %s)", desired, n, r,
@@ -197,12 +209,14 @@ class RunControl:
             self.state.max_concurrent = n
             self.state.set(console=PAUSED if desired == "paused" else "")
             self.changed.set()
+            changed = True
         if desired in ("stopped", "hard_stop") and not self.stop.is_set():
             self.stopped_by = str((row or {}).get("updated_by") or "")
             self.stop.set()
             self.state.set(stopping=True)
         if desired == "hard_stop" and not self.hard_stop.is_set():
             self.hard_stop.set()
+        return changed
 
     def _pacing(self, row: Row | None) -> tuple[int, float]:
         """The row's pacing, within the config's bounds (a row written past them, by hand, under

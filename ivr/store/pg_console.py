@@ -21,7 +21,9 @@ class PgConsoleSQL(PgCore):
                         calls_per_second: float | None = None, by: str | None,
                         now: datetime) -> Row:
         """Upsert the campaign's desired state and pacing; a field left None keeps its value
-        (a new row starts `running`, pacing NULL = the config's). Audited with actor `by`."""
+        (pacing NULL = the config's). Audited with actor `by`. updated_at/updated_by are the
+        desired state's last write; a pacing-only write leaves them and a row it creates says
+        `paused` (sqlite_console.py says why)."""
         if desired is not None:
             check_desired(desired)
         if max_concurrent is not None and max_concurrent < 1:
@@ -31,12 +33,14 @@ class PgConsoleSQL(PgCore):
         with self.transaction():
             self._exec(
                 "INSERT INTO run_control (campaign, desired, max_concurrent, calls_per_second, "
-                "updated_at, updated_by) VALUES (%(c)s, COALESCE(%(d)s, 'running'), %(m)s, "
+                "updated_at, updated_by) VALUES (%(c)s, COALESCE(%(d)s, 'paused'), %(m)s, "
                 "%(r)s, %(ts)s, %(by)s) ON CONFLICT (campaign) DO UPDATE SET "
                 "desired = COALESCE(%(d)s, run_control.desired), "
                 "max_concurrent = COALESCE(%(m)s, run_control.max_concurrent), "
                 "calls_per_second = COALESCE(%(r)s, run_control.calls_per_second), "
-                "updated_at = %(ts)s, updated_by = %(by)s",
+                "updated_at = CASE WHEN %(d)s::text IS NULL THEN run_control.updated_at "
+                "ELSE %(ts)s END, updated_by = CASE WHEN %(d)s::text IS NULL THEN "
+                "run_control.updated_by ELSE %(by)s END",
                 {"c": campaign, "d": desired, "m": max_concurrent, "r": calls_per_second,
                  "ts": utc(now), "by": by})
             self._audit("run_control", None, {

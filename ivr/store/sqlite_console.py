@@ -34,7 +34,10 @@ class ConsoleSQL(SQLiteCore):
                         calls_per_second: float | None = None, by: str | None,
                         now: datetime) -> Row:
         """Upsert the campaign's desired state and pacing; a field left None keeps its value
-        (a new row starts `running`, pacing NULL = the config's). Audited with actor `by`.
+        (pacing NULL = the config's). Audited with actor `by`. updated_at and updated_by are
+        the desired state's last write: a pacing-only write leaves them, and a row it creates
+        says `paused`, not `running`, so that saving the pacing never acts as a Start or a
+        Stop for a standby run (run_control.begin; pacing is read by value every tick).
         The bounds of the pacing are the config's (run_control.check_pacing), checked by the
         caller; here only what no config allows is refused."""
         if desired is not None:
@@ -46,11 +49,12 @@ class ConsoleSQL(SQLiteCore):
         with self.transaction():
             self.db.execute(
                 "INSERT INTO run_control (campaign, desired, max_concurrent, calls_per_second, "
-                "updated_at, updated_by) VALUES (:c, COALESCE(:d, 'running'), :m, :r, :ts, :by) "
+                "updated_at, updated_by) VALUES (:c, COALESCE(:d, 'paused'), :m, :r, :ts, :by) "
                 "ON CONFLICT (campaign) DO UPDATE SET desired = COALESCE(:d, desired), "
                 "max_concurrent = COALESCE(:m, max_concurrent), "
-                "calls_per_second = COALESCE(:r, calls_per_second), updated_at = :ts, "
-                "updated_by = :by",
+                "calls_per_second = COALESCE(:r, calls_per_second), "
+                "updated_at = CASE WHEN :d IS NULL THEN updated_at ELSE :ts END, "
+                "updated_by = CASE WHEN :d IS NULL THEN updated_by ELSE :by END",
                 {"c": campaign, "d": desired, "m": max_concurrent, "r": calls_per_second,
                  "ts": utc(now), "by": by})
             self._audit("run_control", None, {
