@@ -152,3 +152,14 @@ def callback_line_problems(cfg: Config) -> list[str]:
                 f"(the opposition line records the opposition on {key} only): say it in one "
                 f"sentence in {_field(cfg, CALLBACK_NOTICE)} ({example})"]
     return []
+
+
+def check_callback_line(cfg: Config) -> None:
+    """The build's gate: a notice that does not ask for key 1 is never built, since its plain
+    copy is what the opposition line plays at once. A missing notice builds nothing for the
+    line and stays an `ivr check` error."""
+    if CALLBACK_NOTICE not in cfg.prompts.items:
+        return
+    problems = callback_line_problems(cfg)
+    if problems:
+        raise ComplianceError(f"{problems[0]}; nothing was built")

@@ -25,16 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from pydub import AudioSegment
-from pydub.exceptions import CouldntDecodeError
-from pydub.silence import detect_leading_silence
 
 from ivr.config import Config, PromptSource
 from ivr.errors import PromptError
-from ivr.compliance.prompt_legal import check_legal
+from ivr.compliance.prompt_legal import check_callback_line, check_legal
 from ivr.prompts.archive import archive_build
+from ivr.prompts.decode import CONVERSION, DECODER, convert
 from ivr.prompts.install import atomic_write, install_prompts, same_file, sha
-from ivr.prompts.manifest import (MANIFEST_NAME, Manifest, fingerprint, load_manifest,
-                                  prompt_digest, read_manifest, spoken_source)
+from ivr.prompts.manifest import (MANIFEST_NAME, Manifest, check_legal_recording, fingerprint,
+                                  load_manifest, prompt_digest, read_manifest, spoken_source)
 from ivr.prompts.tts import ENGINES, check_gtts_language, render_tts, resolve_engine
 
 Log = Callable[[str], None]
@@ -42,22 +41,6 @@ Log = Callable[[str], None]
 MANIFEST_VERSION = 1  # `campaign` and `sources` (prompts/manifest.py) were added, nothing changed
 CACHE_DIR = ".cache"
 __all__ = ["MANIFEST_NAME", "build_prompts", "convert", "install_prompts", "load_manifest"]
-
-# Part of every cache key: changing any of these re-renders everything.
-CONVERSION: dict[str, Any] = {
-    "version": 1,
-    "sample_rate": 8000,   # Asterisk slin: 8 kHz
-    "channels": 1,
-    "sample_width": 2,     # 16-bit signed PCM
-    "peak_dbfs": -3.0,     # headroom so telephone codecs do not saturate
-    # silence = 10 ms chunks this far below the clip's peak; 40 dB cut final consonants
-    # ("Test" loses its "st" once band-limited to 4 kHz), 50 dB keeps them.
-    "trim_below_peak_db": 50.0,
-    "keep_silence_ms": 50,       # keep a breath at each end so the first phoneme is not cut
-    "min_audible_ms": 100,
-}
-SILENT_PEAK_DBFS = -50.0   # a clip whose loudest sample is below this has nothing to say
-CLIPPED_RATIO = 0.001      # more than 0.1 % of samples at full scale: the recording clipped
 
 KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -141,7 +124,8 @@ def _plan(cfg: Config, engine_override: str | None, log: Log) -> list[_Job]:
         if item.file is not None:
             data = _read_source(cfg, key, item.file)
             digest = hashlib.sha256(data).hexdigest()
-            jobs.append(_Job(key, "file", None, None, item.file, data, _hash("file", digest)))
+            jobs.append(_Job(key, "file", None, None, item.file, data,
+                             _hash("file", digest, DECODER)))
             continue
         engine = engines[key]
         text = spoken_source(item.text or "")  # YAML re-wrapping must not re-render
@@ -163,50 +147,6 @@ def _sources(jobs: list[_Job]) -> dict[str, str]:
 
 # ---------------------------------------------------------------- conversion
 
-def _decode(key: str, data: bytes, fmt: str | None, what: str) -> AudioSegment:
-    try:
-        return AudioSegment.from_file(io.BytesIO(data), format=fmt)
-    except (CouldntDecodeError, IndexError, KeyError) as exc:
-        # pydub raises IndexError/KeyError when ffprobe finds no audio stream at all.
-        first = next((ln for ln in str(exc).splitlines()[::-1] if ln.strip()), type(exc).__name__)
-        raise PromptError(f"prompt {key!r}: ffmpeg cannot decode {what} ({first.strip()[:120]})"
-                          ": re-export it as wav, mp3, ogg, m4a or flac") from exc
-
-
-def _clipped_ratio(seg: AudioSegment) -> float:
-    samples = seg.set_sample_width(2).get_array_of_samples()
-    if not samples:
-        return 0.0
-    pinned = samples.count(32767) + samples.count(-32768) + samples.count(-32767)
-    return pinned / len(samples)
-
-
-def convert(key: str, data: bytes, fmt: str | None, what: str) -> AudioSegment:
-    """Decode, check, resample, trim and normalise one clip (raises PromptError naming key)."""
-    seg = _decode(key, data, fmt, what)
-    if len(seg) == 0 or seg.max_dBFS < SILENT_PEAK_DBFS:
-        raise PromptError(f"prompt {key!r}: {what} is silent: record or write it again")
-    ratio = _clipped_ratio(seg)
-    if ratio > CLIPPED_RATIO:
-        raise PromptError(f"prompt {key!r}: {what} is clipped ({ratio:.1%} of samples at full "
-                          "scale): record it again at a lower input level")
-    # Resample with ffmpeg (anti-aliased), not pydub's audioop.ratecv (no low-pass filter).
-    buf = io.BytesIO()
-    seg.export(buf, format="wav", parameters=[
-        "-ar", str(CONVERSION["sample_rate"]), "-ac", str(CONVERSION["channels"]),
-        "-acodec", "pcm_s16le"])
-    seg = AudioSegment.from_file(io.BytesIO(buf.getvalue()), format="wav")
-    threshold = seg.max_dBFS - CONVERSION["trim_below_peak_db"]
-    start = detect_leading_silence(seg, silence_threshold=threshold)
-    end = len(seg) - detect_leading_silence(seg.reverse(), silence_threshold=threshold)
-    if end - start < CONVERSION["min_audible_ms"]:
-        raise PromptError(f"prompt {key!r}: {what} is silent after trimming silence: "
-                          "record or write it again")
-    pad = CONVERSION["keep_silence_ms"]
-    seg = seg[max(0, start - pad):min(len(seg), end + pad)]
-    return seg.apply_gain(CONVERSION["peak_dbfs"] - seg.max_dBFS)
-
-
 def _wav_bytes(seg: AudioSegment) -> bytes:
     buf = io.BytesIO()
     seg.export(buf, format="wav")  # pydub writes plain PCM WAV itself (no ffmpeg)
@@ -221,13 +161,12 @@ def _wav_info(data: bytes) -> tuple[float, int, int, int]:
 
 def _render(cfg: Config, job: _Job, log: Log) -> bytes:
     p = cfg.prompts
-    if job.source == "file":
-        ext = Path(job.file or "").suffix.lower().lstrip(".")
-        fmt = "wav" if ext == "wav" else None  # let ffprobe sniff everything else
-        return _wav_bytes(convert(job.key, job.data or b"", fmt, f"audio file {job.file}"))
-    audio, fmt, used = render_tts(job.text or "", job.engine or "espeak", language=p.language,
-                                  tld=p.gtts_tld, voice=p.espeak_voice, key=job.key, log=log)
-    return _wav_bytes(convert(job.key, audio, fmt, f"{used} speech"))
+    if job.source == "file":  # ffmpeg probes the content: the extension decides nothing
+        return _wav_bytes(convert(job.key, job.data or b"", f"audio file {job.file}",
+                                  p.max_duration_s))
+    audio, _, used = render_tts(job.text or "", job.engine or "espeak", language=p.language,
+                                tld=p.gtts_tld, voice=p.espeak_voice, key=job.key, log=log)
+    return _wav_bytes(convert(job.key, audio, f"{used} speech", p.max_duration_s))
 
 
 # ---------------------------------------------------------------- files
@@ -337,6 +276,7 @@ def build_prompts(cfg: Config, *, engine_override: str | None = None,
                   log: Log = _quiet) -> Manifest:
     """Render all prompts into cfg.prompts.build_dir; returns the manifest written there."""
     check_legal(cfg)
+    check_callback_line(cfg)  # its plain copy is installed for the opposition line at once
     jobs = _plan(cfg, engine_override, log)
     build_dir = cfg.path(cfg.prompts.build_dir)
     try:
@@ -344,6 +284,7 @@ def build_prompts(cfg: Config, *, engine_override: str | None = None,
     except PromptError as exc:  # a damaged manifest is what a rebuild repairs
         log(f"{exc}; it will be rewritten")
         old_manifest = None
+    check_legal_recording(cfg, old_manifest, fingerprint(cfg, _sources(jobs)))
     before = (old_manifest or {}).get("campaign", cfg.campaign.name)
     if before != cfg.campaign.name:  # two configs sharing prompts.build_dir
         log(f"note: {cfg.prompts.build_dir} held the build of campaign {before!r}, whose "

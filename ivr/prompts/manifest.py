@@ -141,6 +141,28 @@ def stale_problem(cfg: Config, manifest: Mapping[str, Any]) -> str | None:
             f"config ({shown} changed since they were built): {REBUILD}")
 
 
+def check_legal_recording(cfg: Config, old: Mapping[str, Any] | None,
+                          now: Mapping[str, str]) -> None:
+    """A recorded `legal` prompt says the mentions it was recorded with. When a legal.* field
+    changed since the last build of this campaign and the recording did not, its transcript was
+    edited but the audio still says the old one: the build refuses (the stale check would
+    otherwise be cleared while the old mentions keep playing)."""
+    item = cfg.prompts.items.get("legal")
+    recorded = (old or {}).get("sources")
+    if item is None or item.file is None or not isinstance(recorded, dict) \
+            or foreign_problem(cfg, old or {}):
+        return
+    key = "prompts.items.legal"
+    if recorded.get(key) is None or recorded.get(key) != now.get(key):
+        return  # new or re-recorded: made for the mentions as they are now
+    changed = [name for name in (f"legal.{f}" for f in LEGAL_FIELDS)
+               if name in recorded and recorded[name] != now.get(name)]
+    if changed:
+        raise PromptError(f"{key}'s recording {item.file} was made for the old "
+                          f"{' and '.join(changed)}: record it again (or make it a text); "
+                          "nothing was built")
+
+
 def is_built(cfg: Config) -> bool:
     """A manifest is in prompts.build_dir (sound or not)."""
     return (cfg.path(cfg.prompts.build_dir) / MANIFEST_NAME).is_file()

@@ -1,16 +1,19 @@
 """The prompts page: each prompt's text or recording, its built audio and fingerprint, the
-legal checks, a recording's upload (checked by the CLI's own conversion) and the rebuild."""
+legal checks, a recording's upload (checked by the CLI's own conversion and length limits) and
+the rebuild. An upload replaces only the file its prompt names, keeping the previous take."""
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ivr.compliance.campaign_check import prompt_violations
 from ivr.config import Config
 from ivr.errors import IvrError, PromptError
-from ivr.prompts.build import KEY_RE, build_prompts, convert, load_manifest
+from ivr.prompts.build import KEY_RE, build_prompts, load_manifest
+from ivr.prompts.decode import convert
 
 RECORDING_TYPES = ("wav", "mp3", "m4a")
 MAX_RECORDING_BYTES = 50 * 1024 * 1024
@@ -46,19 +49,90 @@ def audio_path(cfg: Config, key: str) -> Path:
     return cfg.path(entry["path"])
 
 
-def _target(cfg: Config, key: str, ext: str) -> Path:
-    """Where the recording goes: the configured file when the prompt is a recording of the
-    same type, else <key>.<ext> beside the texts (config.yaml must then name it)."""
-    item = cfg.prompts.items[key]
-    sources = cfg.path(cfg.prompts.sources_dir)
-    if item.file and Path(item.file).suffix.lower().lstrip(".") == ext:
-        return sources / item.file
-    return sources / f"{key}.{ext}"
+def _stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _write_temp(folder: Path, name: str, data: bytes) -> Path:
+    """A new file in `folder`, synced, with the mode the umask gives (O_CREAT 0o666, not
+    mkstemp's 0600: a build run by another user must read the recording)."""
+    tmp = folder / f".{name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _stamped(stem: str, ext: str) -> list[str]:
+    stamp = _stamp()
+    return [f"{stem}-{stamp}{f'-{n}' if n else ''}.{ext}" for n in range(100)]
+
+
+def _link_or_copy(src: Path, path: Path) -> None:
+    """FileExistsError when path exists: a link (or an exclusive create where the filesystem
+    has no hard links) never replaces a file."""
+    try:
+        os.link(src, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        with open(path, "xb") as fh:
+            fh.write(src.read_bytes())
+
+
+def _new_name(src: Path, folder: Path, names: list[str], taken: set[Path]) -> Path:
+    """src under the first of `names` that neither a file nor a prompt (`taken`) has yet:
+    another config's recording may share the folder."""
+    for name in names:
+        path = folder / name
+        if path in taken:
+            continue
+        try:
+            _link_or_copy(src, path)
+        except FileExistsError:
+            continue
+        return path
+    raise ValueError(f"file: no free name like {names[0]} in {folder}: tidy that folder")
+
+
+def _check_length(cfg: Config, key: str, seconds: float, filename: str) -> None:
+    """The build's limits, before anything is written: a take the build refuses must not
+    replace the recording that builds."""
+    limits = [("prompts.max_duration_s", cfg.prompts.max_duration_s)]
+    if key == "intro":
+        limits.append(("prompts.intro_max_s", cfg.prompts.intro_max_s))
+    for name, limit in limits:
+        if seconds > limit:
+            raise ValueError(f"file: {filename} lasts {seconds:.1f} s as built, more than "
+                             f"{name} = {limit:g} s: shorten it; nothing was saved")
+
+
+def _replace_configured(target: Path, data: bytes) -> Path | None:
+    """The new take in place of the configured recording; the one it replaces stays beside it
+    as <stem>-replaced-<UTC stamp>.<ext> (returned) so the operator can go back."""
+    tmp = _write_temp(target.parent, target.name, data)
+    try:
+        kept = None
+        if target.is_file() and target.read_bytes() != data:
+            kept = _new_name(target, target.parent,
+                             _stamped(f"{target.stem}-replaced", target.suffix.lstrip(".")),
+                             set())
+        os.replace(tmp, target)
+        return kept
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def upload_recording(cfg: Config, key: str, data: bytes, filename: str) -> dict[str, Any]:
-    """Check the recording with the CLI's conversion (decodes, not silent, not clipped), then
-    keep it under prompts.sources_dir; the next rebuild renders it."""
+    """Check the recording with the build's own conversion and limits, then keep it under
+    prompts.sources_dir; the next rebuild renders it. Only the file this prompt names is ever
+    replaced (its previous take kept); any other take gets a name no file has yet."""
     if key not in cfg.prompts.items or not KEY_RE.fullmatch(key):
         raise ValueError(f"prompt: {key!r} is not in prompts.items of the config")
     ext = Path(filename or "").suffix.lower().lstrip(".")
@@ -67,19 +141,29 @@ def upload_recording(cfg: Config, key: str, data: bytes, filename: str) -> dict[
     if not data or len(data) > MAX_RECORDING_BYTES:
         raise ValueError(f"file: {len(data)} bytes: give a recording of 1 byte to "
                          f"{MAX_RECORDING_BYTES // 2**20} MiB")
-    seg = convert(key, data, "wav" if ext == "wav" else None, f"the uploaded {filename}")
-    target = _target(cfg, key, ext)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, target)
+    seg = convert(key, data, f"the uploaded {filename}", cfg.prompts.max_duration_s)
+    _check_length(cfg, key, len(seg) / 1000, filename)
+    seconds = round(len(seg) / 1000, 2)
     item = cfg.prompts.items[key]
-    used = bool(item.file) and cfg.path(cfg.prompts.sources_dir) / item.file == target
-    note = "" if used else (f"saved as {target.name}: set prompts.items.{key}.file: "
-                            f"{target.name} and its transcript in config.yaml to use it")
-    return {"key": key, "saved": str(target), "duration_s": round(len(seg) / 1000, 2),
-            "used_by_config": used, "note": note}
+    sources = cfg.path(cfg.prompts.sources_dir)
+    if item.file and Path(item.file).suffix.lower().lstrip(".") == ext:
+        target = sources / item.file
+        target.parent.mkdir(parents=True, exist_ok=True)
+        kept = _replace_configured(target, data)
+        note = f"the previous recording is kept as {kept.name}" if kept else ""
+        return {"key": key, "saved": str(target), "duration_s": seconds,
+                "used_by_config": True, "kept": str(kept) if kept else None,
+                "note": f"{key}: {seconds} s saved; {note}" if note else ""}
+    sources.mkdir(parents=True, exist_ok=True)
+    named = {sources / i.file for i in cfg.prompts.items.values() if i.file}
+    tmp = _write_temp(sources, f"{key}.{ext}", data)
+    try:
+        target = _new_name(tmp, sources, [f"{key}.{ext}", *_stamped(key, ext)], named)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"key": key, "saved": str(target), "duration_s": seconds, "used_by_config": False,
+            "kept": None, "note": f"saved as {target.name}: set prompts.items.{key}.file: "
+                                  f"{target.name} and its transcript in config.yaml to use it"}
 
 
 def config_moved_on(cfg: Config) -> str | None:
