@@ -16,15 +16,16 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 from ivr.config import Config
 from ivr.errors import IvrError
 from ivr.store.base import StoreBackend
+from ivr.web import gate
 from ivr.web.auth import SESSION_MAX_AGE_S, LoginLimiter, NotLoggedIn, now
 from ivr.web.cache import KeptBlocks, Marked, Refreshing
 from ivr.web.service import PlanCache
@@ -138,11 +139,7 @@ def _security_headers(app: FastAPI) -> None:
 def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotLoggedIn)
     async def not_logged_in(request: Request, exc: NotLoggedIn) -> Response:
-        if request.url.path.startswith("/api/"):
-            return JSONResponse({"detail": "not logged in: log in, or send "
-                                 "Authorization: Bearer <token from `ivr users token`>"},
-                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
-        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        return gate.login_answer(request)  # the same answer as an upload's, refused earlier
 
     @app.exception_handler(IvrError)
     async def ivr_error(request: Request, exc: IvrError) -> Response:
@@ -158,6 +155,24 @@ def _error_handlers(app: FastAPI) -> None:
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
         return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid')}"},
                             status_code=422)
+
+
+class Overviews(Refreshing):
+    """The overviews; a dropped one (after an upload, a run control, an erasure: what the
+    routes drop) drops the plan its 'why nobody is called' came from too, else that line kept
+    saying "no contacts: import a list" for up to PLAN_TTL_S after an upload."""
+
+    def __init__(self, plans: PlanCache, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.plans = plans
+
+    def drop(self, key: str) -> None:
+        self.plans.forget(key)
+        super().drop(key)
+
+    def drop_all(self) -> None:
+        self.plans.forget()
+        super().drop_all()
 
 
 def _caches(app: FastAPI, cfg: Config, stores: Stores) -> None:
@@ -177,8 +192,8 @@ def _caches(app: FastAPI, cfg: Config, stores: Stores) -> None:
 
     def names(_: str) -> list[str]:
         return sorted(set(stores.get().campaigns()) | {cfg.campaign.name})
-    app.state.overviews = Refreshing(overview, OVERVIEW_FRESH_S, worker,
-                                     stale_max_s=OVERVIEW_STALE_MAX_S)
+    app.state.overviews = Overviews(plans, overview, OVERVIEW_FRESH_S, worker,
+                                    stale_max_s=OVERVIEW_STALE_MAX_S)
     app.state.preflights = Refreshing(
         lambda c: service.preflight(cfg, stores.get(), c), PREFLIGHT_FRESH_S, worker)
     app.state.lists = Refreshing(
@@ -241,12 +256,16 @@ def create_app(cfg: Config, store_factory: StoreFactory, *,
                   "with Authorization: Bearer <token from `ivr users token NAME`>.",
                   # FastAPI's Swagger/ReDoc load from a CDN with inline scripts (blocked by
                   # the CSP): /api/docs is served by pages.api_docs instead (ivr/web/docs.py)
-                  docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
+                  docs_url=None, redoc_url=None, openapi_url="/api/openapi.json",
+                  dependencies=[Depends(gate.no_nul)])
     app.state.cfg = cfg
     app.state.stores = stores
     app.state.limiter = limiter or LoginLimiter()
     app.state.rejects = {}  # upload id -> its rejected lines (download as CSV), a few kept
     _caches(app, cfg, stores)
+    # Added first, so innermost: SessionMiddleware has decoded the cookie, and the security
+    # headers wrap its refusals too.
+    app.add_middleware(gate.Gate)
     _security_headers(app)
     app.add_middleware(SessionMiddleware, secret_key=session_secret(),
                        session_cookie="ivr_session", max_age=SESSION_MAX_AGE_S,

@@ -36,25 +36,38 @@ def for_campaign(cfg: Config, campaign: str) -> Config:
 # -- the overview ----------------------------------------------------------------------------
 class PlanCache:
     """why_nobody and the next allowed time per campaign, kept PLAN_TTL_S: planning reads
-    every pending contact, too much for each refresh of each open console."""
+    every pending contact, too much for each refresh of each open console. Planned afresh
+    sooner when the campaign's number of contacts moved (a list imported, here or by `ivr
+    contacts import`; calls only move them between statuses) or the console forgot it
+    (forget(): its own upload, run control, erasure): else the overview said "no contacts:
+    import a list" for 15 s after an import."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._kept: dict[str, tuple[float, tuple[str, str | None]]] = {}
+        self._kept: dict[str, tuple[float, int, tuple[str, str | None]]] = {}
 
-    def why(self, cfg: Config, store: StoreBackend, campaign: str,
-            now: datetime) -> tuple[str, str | None]:
+    def why(self, cfg: Config, store: StoreBackend, campaign: str, now: datetime,
+            contacts: Mapping[str, int] | None = None) -> tuple[str, str | None]:
+        counts = sum((contacts or {}).values())
         with self._lock:
             hit = self._kept.get(campaign)
-            if hit and time.monotonic() - hit[0] < PLAN_TTL_S:
-                return hit[1]
+            if hit and hit[1] == counts and time.monotonic() - hit[0] < PLAN_TTL_S:
+                return hit[2]
         p = plan(for_campaign(cfg, campaign), store, now)
         times = [v.next_allowed for _, v in p.waiting if v.next_allowed is not None]
         value = (why_nobody(store, p, campaign) if not p.due else "",
                  min(times).isoformat() if times else None)
         with self._lock:
-            self._kept[campaign] = (time.monotonic(), value)
+            self._kept[campaign] = (time.monotonic(), counts, value)
         return value
+
+    def forget(self, campaign: str | None = None) -> None:
+        """The next overview of `campaign` (of every campaign: None) plans afresh."""
+        with self._lock:
+            if campaign is None:
+                self._kept.clear()
+            else:
+                self._kept.pop(campaign, None)
 
 
 def _live(snapshots: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
@@ -93,7 +106,7 @@ def _progress(rep: dict[str, Any], rate_per_min: float) -> tuple[float | None, f
 
 
 def _why(cfg: Config, store: StoreBackend, campaign: str, now: datetime, plans: PlanCache,
-         live: list[dict[str, Any]]) -> tuple[str, str | None]:
+         live: list[dict[str, Any]], contacts: Mapping[str, int]) -> tuple[str, str | None]:
     """Why nobody is called, and the next allowed time. A run held (the console's pause or
     standby, no node taking calls, the store refusing writes) says so; otherwise the calling
     rules say why, with the time they next allow a call: a controller's snapshot only counts
@@ -104,7 +117,7 @@ def _why(cfg: Config, store: StoreBackend, campaign: str, now: datetime, plans: 
     retries = [s["next_retry"] for s in live if s.get("next_retry")]
     if held:
         return held, min(retries) if retries else None
-    why, planned_next = plans.why(cfg, store, campaign, now)
+    why, planned_next = plans.why(cfg, store, campaign, now, contacts)
     if not why:
         why = next((s["waiting"] for s in live if s.get("waiting")), "")
     times = [t for t in (planned_next, *retries) if t]
@@ -121,8 +134,8 @@ def overview(cfg: Config, store: StoreBackend, campaign: str, now: datetime,
     rate = round(sum(float(s.get("rate_per_min") or 0) for s in live), 1)
     pct, eta = _progress(rep, rate)
     in_flight = sum(int(s.get("in_flight") or 0) for s in live)
-    why, next_allowed = _why(cfg, store, campaign, now, plans, live) if in_flight == 0 \
-        else ("", None)
+    why, next_allowed = ("", None) if in_flight else \
+        _why(cfg, store, campaign, now, plans, live, rep["contacts"])
     control = store.run_control(campaign)
     return {
         "campaign": campaign, "at": now.isoformat(), "counts": counts,
@@ -154,7 +167,9 @@ def _number(where: str, text: Any, kind: type) -> Any:
     try:
         return kind(text)
     except (TypeError, ValueError):
-        raise ValueError(f"{where}: {text!r} is not a number") from None
+        # int("2.5") fails too: "not a number" misled (it is one, not a whole one)
+        raise ValueError(f"{where}: {text!r} is not a "
+                         f"{'whole number' if kind is int else 'number'}") from None
 
 
 def pacing(cfg: Config, store: StoreBackend, campaign: str, max_concurrent: Any,
