@@ -142,17 +142,26 @@ def contacts() -> None:
 def contacts_import(ctx: Ctx, file: Path, source: str, basis: str | None,
                     acquired_on: str | None) -> None:
     """Import a CSV (header with `number`; optional `name`, `timezone`)."""
-    from ivr.records.contacts import import_csv
-    report = import_csv(ctx.store(), file, campaign=ctx.cfg.campaign.name, source=source,
-                        basis=basis, acquired_on=acquired_on,
-                        default_region=ctx.cfg.default_region, now=now(),
-                        allow_countries=frozenset(ctx.cfg.contacts.allow_countries),
-                        log=lambda m: err_console.print(m, highlight=False))
+    from ivr.records.contacts import PartialImportError, import_csv
+    try:
+        report = import_csv(ctx.store(), file, campaign=ctx.cfg.campaign.name, source=source,
+                            basis=basis, acquired_on=acquired_on,
+                            default_region=ctx.cfg.default_region, now=now(),
+                            allow_countries=frozenset(ctx.cfg.contacts.allow_countries),
+                            log=lambda m: err_console.print(m, highlight=False))
+    except PartialImportError as exc:  # the lines rejected before the fatal one, then it
+        _import_notes(exc.report)
+        raise
+    _import_notes(report)
+    console.print(report.summary(), highlight=False)
+
+
+def _import_notes(report: Any) -> None:
+    """An import's rejected lines and warnings, on stderr."""
     for line, reason in report.rejected:
         err_console.print(f"rejected line {line}: {reason}", highlight=False, markup=False)
     for warning in report.warnings:
         err_console.print(f"warning: {warning}", highlight=False)
-    console.print(report.summary(), highlight=False)
 
 
 @contacts.command("share")

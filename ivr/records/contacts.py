@@ -5,8 +5,9 @@ not text (NUL bytes) and picks the encoding; nothing is written before it and th
 pass. Rows are then streamed through csv.reader and written in batches of BATCH numbers, each
 batch in its own transaction. A fatal error after some batches (e.g. broken quoting at line
 900 000) leaves the earlier batches imported and consistent, never half a batch; the error says
-so, the audit row records it, and importing the fixed file again is safe because importing is
-idempotent.
+so with the counts (PartialImportError: its report holds the rejects found before it, which
+`ivr contacts import` lists), the audit row records it, and importing the fixed file again is
+safe because importing is idempotent.
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ from ivr.numbers import NumberRejected, e164, opposition_number, parse_callee
 from ivr.records.csv_read import EMPTY, LATIN1_WARNING, header_columns, read_records, short
 from ivr.store.base import StoreBackend
 
-__all__ = ["BATCH", "LATIN1_WARNING", "ImportReport", "e164", "import_csv", "import_optouts"]
+__all__ = ["BATCH", "LATIN1_WARNING", "ImportReport", "PartialImportError", "e164", "import_csv",
+           "import_optouts"]
 
 BATCH = 1000            # distinct numbers per transaction
 MAX_LISTED_REJECTS = 1000  # beyond this only counted: an all-garbage huge file stays bounded
@@ -66,11 +68,13 @@ def import_csv(store: StoreBackend, path: Path, *, campaign: str, source: str,
     source = (source or "").strip()
     if not source:
         raise ImportFileError("a list needs its provenance: pass --source NAME")
-    basis = _provenance(source, basis)
+    notes: list[str] = []
+    basis = _provenance(source, basis, notes)
     importer = _Importer(store, campaign=campaign, source=source, basis=basis,
                          acquired_on=_acquired_on(acquired_on, now),
                          region=default_region, now=now, allow=allow_countries)
     report = importer.report
+    report.warnings += notes
     records = read_records(path, report.warnings)
     with closing(records):
         header = next(records, None)  # runs the byte/encoding pass first
@@ -107,17 +111,21 @@ def share_list(store: StoreBackend, *, source: str, campaign: str, basis: str | 
     return bound
 
 
-def _provenance(source: str, basis: str | None) -> str:
+def _provenance(source: str, basis: str | None, notes: list[str] | None = None) -> str:
     """The basis, once the list's name and basis pass the preflight provenance rules (the run
-    would refuse them anyway: refusing here stores nothing that may not be called)."""
+    would refuse them anyway: refusing here stores nothing that may not be called). `notes`
+    takes the check's warnings about the basis (a typo such as 'concent'), in its words: said
+    at the import, not first at the next `ivr check`."""
     basis = (basis or "").strip()
     if not basis:
         raise ImportFileError("a list needs its acquisition basis: pass --basis consent, "
                               "member_file or rented_file")
-    errors = [v.message for v in check_sources([{"source": source, "basis": basis,
-                                                 "acquired_on": "2000-01-01"}]) if v.is_error]
+    found = check_sources([{"source": source, "basis": basis, "acquired_on": "2000-01-01"}])
+    errors = [v.message for v in found if v.is_error]
     if errors:
         raise ImportFileError("; ".join(errors))
+    if notes is not None:
+        notes += [v.message for v in found if v.code.startswith("basis")]
     return basis
 
 
@@ -133,11 +141,23 @@ def _stream(importer: _Importer, records: Iterator[tuple[int, list[str]]],
     except ImportFileError as exc:
         if not importer.batches_written:
             raise  # nothing written yet: leave the store untouched
-        importer.flush()  # so that "every line before it" is exactly what was imported
+        importer.flush()  # so that every line read before it is written or rejected
         importer.store.audit("import", None, importer.detail(name, complete=False, line=line),
                              importer.now)
-        raise ImportFileError(f"{exc}; the lines before it were imported: fix the file and "
-                              "import it again (already imported rows are kept)") from exc
+        raise PartialImportError(
+            f"{exc}; the lines before it were imported (up to line {line}), but for the "
+            f"rejected ones: {importer.report.summary()}; nothing from there on: fix the file "
+            "and import it again (the rows imported are kept)",
+            importer.report) from exc
+
+
+class PartialImportError(ImportFileError):
+    """A fatal error in the file once reading began; `report`: what was found before it (its
+    rejects, for the command to list)."""
+
+    def __init__(self, message: str, report: ImportReport) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class _Importer:
@@ -164,6 +184,8 @@ class _Importer:
 
     def add(self, line: int, cells: list[str]) -> None:
         width = len(self.columns)
+        if len(cells) > width and not any(c.strip() for c in cells[width:]):
+            cells = cells[:width]  # empty cells past the header: a spreadsheet's trailing ","
         if len(cells) > width:
             return self.reject(line, f"{len(cells)} fields where the header has {width}: "
                                      "check the quoting and the delimiter")
@@ -329,10 +351,11 @@ def import_optouts(store: StoreBackend, path: Path, *, via: str, default_region:
         for line, cells in rows:
             raw = cells[col].strip() if col < len(cells) else ""
             number, why = _optout_number(raw, default_region)
-            if number is None:
+            split = _semicolon_numbers(raw, default_region) if number is None else []
+            if number is None and not split:
                 rejected.append((line, f"{short(raw)} is not a valid phone number: {why}"
                                  if raw else "no number"))
-            numbers = ([number] if number else []) + \
+            numbers = ([number] if number else []) + split + \
                 _extra_optouts(cells[extra_from:], default_region)
             added += sum(1 for n in numbers if store.add_optout(n, via, now))
     return added, rejected
@@ -353,6 +376,17 @@ def _extra_optouts(cells: list[str], region: str) -> list[str]:
         if number is not None:
             out.append(number)
     return out
+
+
+def _semicolon_numbers(raw: str, region: str) -> list[str]:
+    """The numbers of a cell such as "06 12 34 56 81 ; 06 12 34 56 82" (a list read with ','
+    as its delimiter, written with ';'): two people objecting, as the ',' form gives. Only when
+    every part is a number: "tel:+33612345678;ext=5" stays refused (an extension)."""
+    parts = [p for p in raw.split(";") if p.strip()]
+    if len(parts) < 2:
+        return []
+    found = [_optout_number(p, region)[0] for p in parts]
+    return [n for n in found if n] if all(found) else []
 
 
 def _optout_number(raw: str, default_region: str) -> tuple[str | None, str]:
