@@ -128,6 +128,7 @@ def test_api_tokens_find_their_user_and_note_their_use(store: Store) -> None:
 
 
 def test_audit_keeps_old_calls_and_takes_an_actor(store: Store) -> None:
+    add_contact(store, A, at=T0)  # a subject hash only for a number the store holds
     store.audit("purge", None, {"n": 1}, T0)
     store.audit("gdpr_export", A, {}, T0, actor="carol")
     log = store.audit_log()

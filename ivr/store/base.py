@@ -109,9 +109,9 @@ class Claim:
 
 class KeyedAudit:
     """What both backends do the same way over their own SQL primitives (`transaction`,
-    `_add_optout`, `_audit`, `_kept_optouts`, `_key_fingerprint`, `_record_key_fingerprint`):
-    the opposition list's keyed hash and its key's check, adding an opposition, and one audit
-    row. Kept here once so the two cannot drift apart."""
+    `_add_optout`, `_audit`, `_holds`, `_kept_optouts`, `_key_fingerprint`,
+    `_record_key_fingerprint`): the opposition list's keyed hash and its key's check, adding
+    an opposition, and one audit row. Kept here once so the two cannot drift apart."""
     _key: bytes
 
     def number_hash(self, number: str) -> str:
@@ -155,9 +155,13 @@ class KeyedAudit:
     def audit(self, action: str, number: str | None, detail: dict[str, Any],
               now: datetime, actor: str | None = None) -> None:
         """One audit row; inside another transaction it joins it (a savepoint). `actor`: the
-        console user or API token's user (None: the CLI or the program itself)."""
+        console user or API token's user (None: the CLI or the program itself). The subject's
+        keyed hash only for a number the store holds (a contact, a call, a consent or an
+        opposition): after an erasure, an export or a look-up of someone who never objected
+        would otherwise write back the pseudonym the erasure removed."""
         with self.transaction():
-            self._audit(action, number, detail, now, actor)
+            held = number is not None and self._holds(number)
+            self._audit(action, number if held else None, detail, now, actor)
 
 
 Judge = Callable[[History], Decision]

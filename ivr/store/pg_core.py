@@ -189,6 +189,14 @@ class PgCore(KeyedAudit):
                    "WHERE number = %s", (utc(now), number))
         return added > 0
 
+    def _holds(self, number: str) -> bool:
+        """A contact, call, consent or opposition of the number (base.KeyedAudit.audit)."""
+        return self._row(
+            "SELECT 1 AS x WHERE EXISTS (SELECT 1 FROM contacts WHERE number = %(n)s) OR "
+            "EXISTS (SELECT 1 FROM calls WHERE number = %(n)s) OR EXISTS (SELECT 1 FROM "
+            "consents WHERE number = %(n)s) OR EXISTS (SELECT 1 FROM optouts WHERE "
+            "number_hash = %(h)s)", {"n": number, "h": self.number_hash(number)}) is not None
+
     def _audit(self, action: str, number: str | None, detail: dict[str, Any],
                now: datetime, actor: str | None = None) -> None:
         self._exec("INSERT INTO audit (at, action, subject_hash, detail, actor) "

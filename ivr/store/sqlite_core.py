@@ -186,6 +186,14 @@ class SQLiteCore(KeyedAudit):
                         "WHERE number = ?", (utc(now), number))
         return cur.rowcount > 0
 
+    def _holds(self, number: str) -> bool:
+        """A contact, call, consent or opposition of the number (base.KeyedAudit.audit)."""
+        return self._row(
+            "SELECT 1 AS x WHERE EXISTS (SELECT 1 FROM contacts WHERE number = :n) OR EXISTS "
+            "(SELECT 1 FROM calls WHERE number = :n) OR EXISTS (SELECT 1 FROM consents WHERE "
+            "number = :n) OR EXISTS (SELECT 1 FROM optouts WHERE number_hash = :h)",
+            {"n": number, "h": self.number_hash(number)}) is not None
+
     def _audit(self, action: str, number: str | None, detail: dict[str, Any],
                now: datetime, actor: str | None = None) -> None:
         self.db.execute("INSERT INTO audit (at, action, subject_hash, detail, actor) "

@@ -70,9 +70,12 @@ class RecordsSQL(SQLiteCore):
             "GROUP BY source ORDER BY source")
 
     def contact_campaigns(self, number: str) -> list[Row]:
-        """Every campaign this number is bound to, with the list and basis of each."""
+        """Every campaign this number is bound to, with the list and basis of each. An
+        objection is the contact's status, for every campaign: folded in, as contacts_page
+        does (a binding's own status stays what the run left, e.g. pending)."""
         return self._rows(
-            "SELECT b.campaign, b.source, b.basis, b.acquired_on, b.status, b.bound_at "
+            "SELECT b.campaign, b.source, b.basis, b.acquired_on, CASE WHEN k.status = "
+            "'opted_out' THEN 'opted_out' ELSE b.status END AS status, b.bound_at "
             "FROM campaign_contacts b JOIN contacts k ON k.id = b.contact_id "
             "WHERE k.number = ? ORDER BY b.bound_at, b.campaign", (number,))
 
