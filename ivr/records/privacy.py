@@ -15,12 +15,18 @@ Erasure policy (gdpr_erase):
   people who never objected), contact_id and channel_id become NULL, keys pressed are cleared.
 - consents rows: deleted; proof of consent is personal data too. An objection stays proven by
   the optouts row (via, campaign, created_at).
+- other contacts' extra cells naming the number in any common form (a "parrain" column:
+  +33 6…, 06 12 34 56 78): that cell is removed from the other person's row, the rest of
+  which stays. The access request shows each such cell under its column's name
+  (named_in_other_contacts), nothing else of that row.
 - optouts row: kept with its number_hash (the opposition survives), clear number set NULL.
   Erasure does not add an opposition: someone who never objected leaves no hash there.
 - audit rows: kept (accountability: they prove the request was handled); their keyed
   subject_hash only if the person is on the opposition list (a hash of someone who never
   objected is a pseudonym a brute force over 10^8 mobile numbers reverses), so the erasure's
-  own row carries none then; any clear number inside their detail text becomes '[erased]'.
+  own row carries none then, nor does a later audit row about a number the store no longer
+  holds (store.audit: an export or a look-up after the erasure); any clear number inside their
+  detail text becomes '[erased]'.
 - then the WAL is checkpointed (TRUNCATE): `wal_checkpointed` is False when another process
   holds the store open in a read, and the erased rows stay in the -wal until it closes.
 - finally, in the same transaction, the store is scanned for the number: every column that
@@ -29,10 +35,10 @@ Erasure policy (gdpr_erase):
   small tables: every row as text). The big tables are read through indexes, not row by row
   (schema 12): a number column's, caller_id's per distinct value, and a partial index of the
   rows with a '+' (which every E.164 number holds) in any other searched column. If the
-  number still appears anywhere the transaction is rolled back and IvrError names the place,
-  so an erasure is never half-claimed. A table (on SQLite, a column)
-  the store has no rule for (one added by hand) stops the erasure before it starts, naming its
-  columns: it cannot be scanned without a rule, so it cannot be vouched for.
+  number still appears anywhere (in contacts.extra, in national form too) the transaction is
+  rolled back and IvrError names the place, so an erasure is never half-claimed. A table (on
+  SQLite, a column) the store has no rule for (one added by hand) stops the erasure before it
+  starts, naming its columns: it cannot be scanned without a rule, so it cannot be vouched for.
 """
 from __future__ import annotations
 
@@ -152,6 +158,7 @@ def gdpr_export(store: StoreBackend, number: str, now: datetime) -> dict[str, An
                 _json_field(row, column)
         counts = {"contacts": len(data["contacts"]), "calls": len(data["calls"]),
                   "consents": len(data["consents"]), "audit": len(data["audit"]),
+                  "named_in_other_contacts": len(data["named_in_other_contacts"]),
                   "opted_out": data["optout"] is not None}
         store.audit("gdpr_export", number, counts, now)
     return {"number": number, "exported_at": utc(now), **data}

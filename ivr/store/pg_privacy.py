@@ -36,6 +36,7 @@ import psycopg
 from ivr.store.base import Row, utc
 from ivr.store.pg_core import PgCore
 from ivr.store.sqlite_privacy import SCANS as SQLITE_SCANS
+from ivr.store.sqlite_privacy import extra_probes, extra_without, named_in, naming_rows
 
 log = logging.getLogger(__name__)
 _RECLAIM_LOCK = threading.Lock()  # the tables to rewrite, and the thread rewriting them
@@ -118,6 +119,11 @@ SCANNED_TABLES: dict[str, str] = {
 # A big table's columns the scan knows, searched or typed: SQLite's classification (twins).
 KNOWN_COLUMNS = {t: {*SQLITE_SCANS[t][1], *SQLITE_SCANS[t][2]} for t in BIG_SCANS}
 
+# Other contacts' extra cells naming a person, narrowed by its last four digits (twin of
+# sqlite_privacy.EXTRA_NARROWING, which says why).
+EXTRA_NARROWING = ("SELECT id, number, extra FROM contacts WHERE extra LIKE %(like)s OR "
+                   "strpos(extra, %(d4)s) > 0 ORDER BY id")
+
 # The tables whose rows can hold a number, each with the statement that rewrites it.
 RECLAIM: dict[str, str] = {
     "contacts": "VACUUM FULL contacts",
@@ -181,7 +187,13 @@ class PgPrivacySQL(PgCore):
             "optout": self.optout_of(number),
             "audit": self._rows("SELECT * FROM audit WHERE subject_hash = %(h)s OR "
                                 "strpos(detail, %(n)s) > 0 ORDER BY at COLLATE \"C\", id", p),
+            "named_in_other_contacts": named_in(self.extra_naming(number), number),
         }
+
+    def extra_naming(self, number: str) -> list[Row]:
+        """Contacts (id, number, extra, cells) whose extra cells write `number` in any common
+        form (EXTRA_NARROWING), the person's own row included."""
+        return naming_rows(self._rows(EXTRA_NARROWING, extra_probes(number)), number)
 
     def erase_person(self, number: str, *, erased_number: str,
                      erased_text: str) -> dict[str, int]:
@@ -199,6 +211,15 @@ class PgPrivacySQL(PgCore):
             "UPDATE calls SET number = %(erased)s, contact_id = NULL, channel_id = NULL, "
             "keys = '' WHERE number = %(n)s OR contact_id = ANY(ARRAY("
             "SELECT id FROM contacts WHERE number = %(n)s))", p)
+        # Other people's rows keep all but the cells naming this one (a "parrain" column); a
+        # row changed meanwhile is left as it is, and the scan after this finds it.
+        cells = 0
+        for r in self.extra_naming(number):
+            if r["number"] != number and r["cells"]:
+                cells += len(r["cells"]) * self._exec(
+                    "UPDATE contacts SET extra = %(x)s WHERE id = %(id)s AND extra = %(old)s",
+                    {"x": extra_without(r["extra"], r["cells"]), "id": r["id"],
+                     "old": r["extra"]})
         # After the calls: a contact still referenced by a call cannot be deleted.
         self._exec("DELETE FROM campaign_contacts WHERE contact_id = ANY(ARRAY("
                    "SELECT id FROM contacts WHERE number = %(n)s))", p)
@@ -210,13 +231,14 @@ class PgPrivacySQL(PgCore):
         # A keyed hash is a pseudonym that brute force reverses: kept only for an objector.
         self._exec("UPDATE audit SET subject_hash = NULL WHERE subject_hash = %(h)s AND NOT "
                    "EXISTS (SELECT 1 FROM optouts WHERE number_hash = %(h)s)", p)
-        changed = {"contacts": contacts, "calls": calls, "consents": consents,
+        changed = {"contacts": contacts + cells, "calls": calls, "consents": consents,
                    "optouts": optouts, "audit": audit}
         with _RECLAIM_LOCK:
             self._reclaim = self._reclaim | {t for t, n in changed.items() if n}
             self._last_erasure = time.monotonic()
         return {"contacts": contacts, "calls": calls, "consents": consents,
-                "optout_numbers_cleared": optouts, "audit_details_scrubbed": audit}
+                "optout_numbers_cleared": optouts, "audit_details_scrubbed": audit,
+                "extra_cells_cleared": cells}
 
     def checkpoint_wal(self) -> bool:
         """After an erasure, outside any transaction: rewrite the tables it changed so no old
@@ -311,15 +333,17 @@ class PgPrivacySQL(PgCore):
         p = {"n": number}
         present = {r["t"] for r in self._rows(  # a table of a later migration may not be
             "SELECT tablename AS t FROM pg_tables WHERE schemaname = current_schema()")}
+        # An extra cell in national form too: the statements above see E.164 text only.
+        extra = {"contacts": {"extra"}} if self.extra_naming(number) else {}
         return [f"{table}.{column}" for table, sql in SCANNED_TABLES.items() if table in present
-                for column in self._columns_matching(sql, p, pattern)]
+                for column in self._columns_matching(sql, p, pattern, extra.get(table, set()))]
 
-    def _columns_matching(self, sql: str, p: dict[str, str],
-                          pattern: re.Pattern[str]) -> Iterator[str]:
+    def _columns_matching(self, sql: str, p: dict[str, str], pattern: re.Pattern[str],
+                          also: set[str]) -> Iterator[str]:
         rows = self._rows(sql, p)
-        found = {col for row in rows for col, value in row.items()
-                 if isinstance(value, str) and pattern.search(value)}
-        yield from (c for c in (rows[0] if rows else {}) if c in found)
+        found = also | {col for row in rows for col, value in row.items()
+                        if isinstance(value, str) and pattern.search(value)}
+        yield from (c for c in (rows[0] if rows else sorted(also)) if c in found)
 
     def purge_before(self, cutoff: datetime) -> dict[str, int]:
         """Delete what ended before the cutoff (policy in records/privacy.py); the caller

@@ -6,11 +6,13 @@ so any ISO-8601 UTC text (Z or +00:00, with or without milliseconds) compares co
 """
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+from ivr.numbers import names_number
 from ivr.store.base import Row, utc
 from ivr.store.sqlite_core import SQLiteCore
 
@@ -127,6 +129,62 @@ SCANS: dict[str, Scan] = {
 }
 
 
+# Other contacts' extra cells naming a person: a list's "parrain" or "conjoint" column holds
+# another person's number, often in national form (06 12 34 56 78), which the E.164 scan above
+# does not see. The access request exports these cells, the erasure removes them, the scan
+# after it looks for them again (both backends: pg_privacy imports these). The rows are first
+# narrowed in SQL by the number's last four digits, whole or as two pairs around one separator
+# (the French grouping: "56 78", "56.78"): a pass over contacts (no index holds a national
+# form), which a rare, deliberate erasure or access request affords (~50 ms per 300,000).
+# Python then keeps the cells that write the number itself.
+EXTRA_NARROWING = ("SELECT id, number, extra FROM contacts WHERE extra GLOB :glob OR "
+                   "instr(extra, :d4) > 0 ORDER BY id")
+
+
+def extra_probes(number: str) -> dict[str, str]:
+    """The SQL narrowing's parameters: the last four digits (d4), and the two pairs around any
+    one character as a GLOB (glob) and a LIKE (like) pattern."""
+    head, tail = number[-4:-2], number[-2:]
+    return {"d4": number[-4:], "glob": f"*{head}?{tail}*", "like": f"%{head}_{tail}%"}
+
+
+def cells_naming(extra: str | None, number: str) -> dict[str, Any] | None:
+    """The cells (column -> value) of one contact's extra JSON that write `number`; None for a
+    text that is not a JSON object but writes it (no cell to remove: the scan reports it)."""
+    try:
+        cells = json.loads(extra) if extra else {}
+    except json.JSONDecodeError:
+        cells = None
+    if not isinstance(cells, dict):
+        return None if extra and names_number(extra, number) else {}
+    return {k: v for k, v in cells.items() if isinstance(v, (str, int, float))
+            and not isinstance(v, bool) and names_number(str(v), number)}
+
+
+def extra_without(extra: str, columns: dict[str, Any]) -> str:
+    """The extra JSON text without these columns (as an import writes it)."""
+    cells = json.loads(extra)
+    return json.dumps({k: v for k, v in cells.items() if k not in columns}, ensure_ascii=False)
+
+
+def naming_rows(rows: list[dict[str, Any]], number: str) -> list[dict[str, Any]]:
+    """Of the narrowed rows (id, number, extra), those whose extra names `number`, each with
+    `cells` added (cells_naming: column -> value, or None)."""
+    out = []
+    for row in rows:
+        cells = cells_naming(row["extra"], number)
+        if cells is None or cells:
+            out.append({**row, "cells": cells})
+    return out
+
+
+def named_in(rows: list[dict[str, Any]], number: str) -> list[dict[str, Any]]:
+    """What the access request shows of other contacts' rows: only each cell naming the
+    person, under its column's name (nothing of the other person)."""
+    return [{"column": column, "value": value} for row in rows if row["number"] != number
+            for column, value in (row["cells"] or {}).items()]
+
+
 class PrivacySQL(SQLiteCore):
     def consents_of(self, number: str) -> list[Row]:
         """Consents, refusals and opt-outs recorded in calls to the number, oldest first."""
@@ -157,7 +215,13 @@ class PrivacySQL(SQLiteCore):
             "optout": self.optout_of(number),
             "audit": self._rows("SELECT * FROM audit WHERE subject_hash = :h OR "
                                 "instr(detail, :n) > 0 ORDER BY at, id", p),
+            "named_in_other_contacts": named_in(self.extra_naming(number), number),
         }
+
+    def extra_naming(self, number: str) -> list[Row]:
+        """Contacts (id, number, extra, cells) whose extra cells write `number` in any common
+        form (EXTRA_NARROWING), the person's own row included."""
+        return naming_rows(self._rows(EXTRA_NARROWING, extra_probes(number)), number)
 
     def erase_person(self, number: str, *, erased_number: str,
                      erased_text: str) -> dict[str, int]:
@@ -171,6 +235,14 @@ class PrivacySQL(SQLiteCore):
             "UPDATE calls SET number = :erased, contact_id = NULL, channel_id = NULL, keys = '' "
             "WHERE number = :n OR contact_id IN (SELECT id FROM contacts WHERE number = :n)",
             p).rowcount
+        # Other people's rows keep all but the cells naming this one (a "parrain" column); a
+        # row changed meanwhile is left as it is, and the scan after this finds it.
+        cells = 0
+        for r in self.extra_naming(number):
+            if r["number"] != number and r["cells"]:
+                cells += len(r["cells"]) * conn.execute(
+                    "UPDATE contacts SET extra = ? WHERE id = ? AND extra = ?",
+                    (extra_without(r["extra"], r["cells"]), r["id"], r["extra"])).rowcount
         # After the calls: with foreign_keys=ON a contact still referenced cannot be deleted.
         conn.execute("DELETE FROM campaign_contacts WHERE contact_id IN "
                      "(SELECT id FROM contacts WHERE number = :n)", p)
@@ -186,7 +258,8 @@ class PrivacySQL(SQLiteCore):
                      "EXISTS (SELECT 1 FROM optouts WHERE number_hash = :h)",
                      {"h": self.number_hash(number)})
         return {"contacts": contacts, "calls": calls, "consents": consents,
-                "optout_numbers_cleared": optouts, "audit_details_scrubbed": audit}
+                "optout_numbers_cleared": optouts, "audit_details_scrubbed": audit,
+                "extra_cells_cleared": cells}
 
     def unscanned_columns(self) -> list[str]:
         """'table.column' of every column SCANS neither searches nor lists as typed."""
@@ -205,13 +278,15 @@ class PrivacySQL(SQLiteCore):
         p = {"n": number, "above": number[:-1] + chr(ord(number[-1]) + 1)}
         present = {r["name"] for r in self._rows(  # a table of a later migration may not be
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        # An extra cell in national form too: the statements above see E.164 text only.
+        extra = {"contacts": {"extra"}} if self.extra_naming(number) else {}
         return [f"{table}.{column}" for table, (sql, searched, _) in SCANS.items()
-                if table in present
-                for column in self._columns_matching(sql, p, searched, pattern)]
+                if table in present for column in self._columns_matching(
+                    sql, p, searched, pattern, extra.get(table, set()))]
 
     def _columns_matching(self, sql: str, p: dict[str, str], searched: tuple[str, ...],
-                          pattern: re.Pattern[str]) -> Iterator[str]:
-        found: set[str] = set()
+                          pattern: re.Pattern[str], also: set[str]) -> Iterator[str]:
+        found: set[str] = set(also)
         for row in self._rows(sql, p):
             found |= {c for c in searched if c not in found and isinstance(row[c], str)
                       and pattern.search(row[c])}
