@@ -60,11 +60,11 @@ def test_an_erasure_while_another_process_reads_warns_as_the_cli_does(web) -> No
     assert flash, "no message after the erasure"
     assert answer["wal_checkpointed"] is False  # both backends, for different reasons
     if web.path is None:
-        assert flash.groups() == ("ok", f"{FIRST} erased")
+        assert flash.groups() == ("ok", f"{FIRST} : effacé")  # French first
         assert "warning" not in answer
         return
     warning = cli_warning(web.cfg.store.path)
-    assert flash.groups() == ("warning", f"{FIRST} erased; {warning}")
+    assert flash.groups() == ("warning", f"{FIRST} : effacé; {warning}")
     assert answer["warning"] == warning
 
 
@@ -72,5 +72,5 @@ def test_an_erasure_with_the_store_to_itself_says_erased_only(web) -> None:
     page, answer = _erase_both(web)
     if web.path is not None:
         assert answer["wal_checkpointed"] is True
-    assert re.search(rf'<p id="flash" class="flash ok">\{FIRST} erased</p>', page)
+    assert re.search(rf'<p id="flash" class="flash ok">\{FIRST} : effacé</p>', page)
     assert "warning" not in answer

@@ -52,7 +52,8 @@ def test_the_opposition_form_and_api_read_every_unambiguous_writing(web) -> None
         assert (r.status_code, r.json()["number"]) == (200, number), text
         r = c.post(f"/c/{CAMPAIGN}/rights/optout",
                    data={"number": text, "via": "post", "csrf_token": h["X-CSRF-Token"]})
-        assert _flash(c.get(r.headers["location"]).text) == [f"{number}: already listed"], text
+        assert _flash(c.get(r.headers["location"]).text) == [
+            f"{number} : déjà sur la liste d&#39;opposition"], text
     listed = web.store.db.execute("SELECT number FROM optouts ORDER BY number").fetchall()
     assert listed == sorted({(number,) for _, number in ACCEPTED})
 

@@ -66,7 +66,7 @@ def test_rebuild_from_the_api_and_the_form_follows_a_new_recording(
                files={"file": ("take2.wav", _tone(900, volume=-6), "audio/wav")})
     assert "message: 0.9 s saved" in _flash(c, r)
     r = c.post(f"/c/{CAMPAIGN}/prompts/rebuild", data={"csrf_token": token})
-    assert _flash(c, r) == f"{len(first)} prompts built"
+    assert _flash(c, r) == f"{len(first)} messages construits"
     second = _manifest(web)
     assert second["message"]["sha256"] != first["message"]["sha256"]
     assert second["message"]["duration_s"] == pytest.approx(0.9, abs=0.05)

@@ -111,7 +111,7 @@ def campaigns(request: Request) -> dict[str, Any]:
             "campaigns": request.app.state.campaign_names.get("")}
 
 
-@router.get("/campaigns/{campaign}/overview")
+@router.get("/campaigns/{campaign:path}/overview")
 def overview(request: Request, campaign: str) -> dict[str, Any]:
     """The live overview (at most OVERVIEW_FRESH_S old; `chart_svg` included)."""
     who(request, "view")
@@ -119,7 +119,7 @@ def overview(request: Request, campaign: str) -> dict[str, Any]:
     return request.app.state.overviews.get(campaign)  # type: ignore[no-any-return]
 
 
-@router.get("/campaigns/{campaign}/events", response_class=StreamingResponse)
+@router.get("/campaigns/{campaign:path}/events", response_class=StreamingResponse)
 async def events(request: Request, campaign: str) -> StreamingResponse:
     """Server-sent events: the overview (plus `chart_svg`) every second while connected."""
     def check() -> None:
@@ -153,7 +153,7 @@ def _event_text(kept: dict[str, tuple[Any, str]], campaign: str, data: Any) -> s
     return hit[1]
 
 
-@router.post("/campaigns/{campaign}/control")
+@router.post("/campaigns/{campaign:path}/control")
 def control(request: Request, campaign: str, body: ControlBody) -> dict[str, Any]:
     user, store = who(request, "control")
     known(request, campaign)
@@ -162,7 +162,7 @@ def control(request: Request, campaign: str, body: ControlBody) -> dict[str, Any
     return row
 
 
-@router.post("/campaigns/{campaign}/pacing")
+@router.post("/campaigns/{campaign:path}/pacing")
 def pacing(request: Request, campaign: str, body: PacingBody) -> dict[str, Any]:
     user, store = who(request, "control")
     known(request, campaign)
@@ -170,7 +170,7 @@ def pacing(request: Request, campaign: str, body: PacingBody) -> dict[str, Any]:
                           body.calls_per_second, user.name, now())
 
 
-@router.get("/campaigns/{campaign}/preflight")
+@router.get("/campaigns/{campaign:path}/preflight")
 def preflight(request: Request, campaign: str) -> dict[str, Any]:
     who(request, "view")
     known(request, campaign)
@@ -179,7 +179,7 @@ def preflight(request: Request, campaign: str) -> dict[str, Any]:
             "errors": sum(v["severity"] == "error" for v in violations)}
 
 
-@router.post("/campaigns/{campaign}/contacts")
+@router.post("/campaigns/{campaign:path}/contacts")
 def upload_contacts(request: Request, campaign: str, file: UploadFile = File(...),
                     source: str = Form(...), basis: str = Form(""),
                     acquired_on: str = Form("")) -> dict[str, Any]:
@@ -194,7 +194,7 @@ def upload_contacts(request: Request, campaign: str, file: UploadFile = File(...
         dropped(request, campaign)
 
 
-@router.get("/campaigns/{campaign}/contacts")
+@router.get("/campaigns/{campaign:path}/contacts")
 def contacts(request: Request, campaign: str, source: str | None = None,
              status: str | None = None, limit: int = 100, offset: int = 0) -> dict[str, Any]:
     _, store = who(request, "view")
@@ -203,7 +203,7 @@ def contacts(request: Request, campaign: str, source: str | None = None,
                                  source=source, status=status, limit=limit, offset=offset)
 
 
-@router.get("/campaigns/{campaign}/report.csv", response_class=PlainTextResponse)
+@router.get("/campaigns/{campaign:path}/report.csv", response_class=PlainTextResponse)
 async def report_csv(request: Request, campaign: str) -> Response:
     """Streamed: the first rows leave while the store still reads the others (one export
     thread with its own store reads them; a failure mid-way breaks the download off). The
@@ -216,7 +216,7 @@ async def report_csv(request: Request, campaign: str) -> Response:
                                accepts_gzip(",".join(request.headers.getlist("accept-encoding"))))
 
 
-@router.get("/campaigns/{campaign}/report.json")
+@router.get("/campaigns/{campaign:path}/report.json")
 def report_json(request: Request, campaign: str) -> Response:
     _, store = who(request, "view")
     known(request, campaign)  # else every name typed in the URL would be kept
@@ -226,7 +226,7 @@ def report_json(request: Request, campaign: str) -> Response:
                     headers={"Content-Disposition": 'attachment; filename="report.json"'})
 
 
-@router.get("/campaigns/{campaign}/prompts")
+@router.get("/campaigns/{campaign:path}/prompts")
 def prompts(request: Request, campaign: str) -> dict[str, Any]:
     """The console's own campaign's prompts; 409 for another campaign (its config's)."""
     who(request, "view")
@@ -234,7 +234,7 @@ def prompts(request: Request, campaign: str) -> dict[str, Any]:
     return prompts_mod.prompts_view(request.app.state.cfg)
 
 
-@router.get("/campaigns/{campaign}/prompts/{key}/audio", response_class=FileResponse)
+@router.get("/campaigns/{campaign:path}/prompts/{key}/audio", response_class=FileResponse)
 def prompt_audio(request: Request, campaign: str, key: str) -> FileResponse:
     who(request, "view")
     own_prompts(request, campaign)
@@ -245,7 +245,7 @@ def prompt_audio(request: Request, campaign: str, key: str) -> FileResponse:
     return FileResponse(path, media_type="audio/wav")
 
 
-@router.post("/campaigns/{campaign}/prompts/{key}/recording")
+@router.post("/campaigns/{campaign:path}/prompts/{key}/recording")
 def prompt_recording(request: Request, campaign: str, key: str,
                      file: UploadFile = File(...)) -> dict[str, Any]:
     user, store = who(request, "prompts")
@@ -258,7 +258,7 @@ def prompt_recording(request: Request, campaign: str, key: str,
     return result
 
 
-@router.post("/campaigns/{campaign}/prompts/rebuild")
+@router.post("/campaigns/{campaign:path}/prompts/rebuild")
 def prompts_rebuild(request: Request, campaign: str) -> dict[str, Any]:
     _, store = who(request, "prompts")
     own_prompts(request, campaign)

@@ -30,7 +30,8 @@ def route_actions(app: FastAPI) -> dict[tuple[str, str], str]:
         except (OSError, TypeError):  # no source (an install without .py files)
             action = UNKNOWN  # never shown as public
         for method in route.methods or ():
-            out[(route.path, method.lower())] = action
+            # path_format: the OpenAPI document's path ({campaign}, not {campaign:path})
+            out[(route.path_format, method.lower())] = action
     return out
 
 

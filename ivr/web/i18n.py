@@ -2,6 +2,8 @@
 lookup. A missing key shows itself (the key) rather than failing a page."""
 from __future__ import annotations
 
+from typing import Any
+
 LANGS = ("fr", "en")
 DEFAULT = "fr"
 
@@ -109,6 +111,57 @@ STRINGS: dict[str, tuple[str, str]] = {
     "audit": ("Journal d'audit", "Audit log"),
     "none": ("aucun", "none"),
     "lang_other": ("English", "Français"),
+    # logout: a POST with the page's token; GET /logout only shows this button
+    "logout_ask": ("La déconnexion ferme toutes vos sessions, sur tous les navigateurs.",
+                   "Logging out ends all your sessions, in every browser."),
+    # column headings and cell words
+    "col_id": ("N°", "Id"),
+    "col_start": ("Début", "Start"),
+    "col_end": ("Fin", "End"),
+    "col_keys": ("Touches", "Keys"),
+    "col_kind": ("Type", "Kind"),
+    "col_at": ("Date", "At"),
+    "col_key": ("Touche ou canal", "Key or channel"),
+    "col_prompts": ("Messages entendus", "Prompts heard"),
+    "col_prompt": ("Message", "Prompt"),
+    "col_list": ("Liste", "List"),
+    "node_up": ("actif", "up"),
+    "node_down": ("injoignable", "down"),
+    "sev_error": ("erreur", "error"),
+    "sev_warning": ("avertissement", "warning"),
+    "sev_info": ("info", "info"),
+    "cli_words": ("Détail en anglais, dans les mots de la ligne de commande "
+                  "(ivr check, ivr run) :",
+                  "Detail, in the command line's words (ivr check, ivr run):"),
+    # flashes after an action
+    "flash_control": ("{action} : état demandé « {state} »",
+                      "{action}: desired state “{state}”"),
+    "state_running": ("en cours", "running"),
+    "state_paused": ("en pause", "paused"),
+    "state_stopped": ("arrêté", "stopped"),
+    "state_hard_stop": ("arrêt immédiat", "hard stop"),
+    "flash_pacing": ("Cadence enregistrée : {what}", "Pacing saved: {what}"),
+    "flash_optout_added": ("{number} : ajouté à la liste d'opposition", "{number}: added"),
+    "flash_optout_already": ("{number} : déjà sur la liste d'opposition",
+                             "{number}: already listed"),
+    "flash_erased": ("{number} : effacé", "{number} erased"),
+    "flash_recording": ("{key} : enregistrement de {seconds} s sauvegardé",
+                        "{key}: {seconds} s saved"),
+    "flash_built": ("{n} messages construits", "{n} prompts built"),
+    # upload errors: the form's field where the CLI's message names its flag
+    "need_source": ("une liste doit indiquer sa provenance : remplissez le champ « {field} »",
+                    "a list needs its provenance: fill in the field “{field}”"),
+    "need_basis": ("une liste doit indiquer sa base légale : choisissez-la dans « {field} »",
+                   "a list needs its acquisition basis: choose it in “{field}”"),
+    "field": ("le champ « {field} »", "the field “{field}”"),
+    # error pages (page routes; the API keeps its JSON)
+    "http_403": ("Accès refusé", "Forbidden"),
+    "http_404": ("Page introuvable", "Not found"),
+    "csrf_failed": ("Le formulaire a expiré : rechargez la page et réessayez.",
+                    "The form has expired: reload the page and try again."),
+    "no_campaign": ("Cette campagne n'existe pas dans la base.",
+                    "This campaign is not in the store."),
+    "back_home": ("Retour à la console", "Back to the console"),
 }
 
 
@@ -116,13 +169,49 @@ def pick(lang: str | None) -> str:
     return lang if lang in LANGS else DEFAULT
 
 
-def translate(lang: str, key: str) -> str:
+def translate(lang: str, key: str, default: str | None = None) -> str:
+    """`key`'s words in `lang`; an unknown key shows `default`, else the key itself."""
     pair = STRINGS.get(key)
     if pair is None:
-        return key
+        return key if default is None else default
     return pair[LANGS.index(pick(lang))]
 
 
 def translator(lang: str):  # type: ignore[no-untyped-def]
-    """`t("key")` for the templates, bound to one language."""
-    return lambda key: translate(lang, key)
+    """`t("key")` (or `t("key", default)`) for the templates, bound to one language."""
+    return lambda key, default=None: translate(lang, key, default)
+
+
+def control_done(lang: str, action: str, desired: str | None) -> str:
+    """The run control's flash: the button pressed and the desired state it wrote, in words
+    (an unknown state as it is)."""
+    state = translate(lang, f"state_{desired}", desired or "—")
+    return translate(lang, "flash_control").format(action=translate(lang, action), state=state)
+
+
+def pacing_saved(lang: str, given: dict[str, str], row: dict[str, Any]) -> str:
+    """The pacing flash: what was set, and only that (a field left empty keeps its value,
+    and said "None")."""
+    what = [f"{translate(lang, name)} {row[name]}" for name, text in given.items()
+            if str(text).strip() and row.get(name) is not None]
+    return translate(lang, "flash_pacing").format(what=" · ".join(what))
+
+
+# The CLI's flags the import's messages name (records/contacts.py, shared with the CLI) and
+# the console form's field that stands for each: (the CLI's words, key, field's label key).
+_FLAG_FIELDS = (("a list needs its provenance: pass --source NAME", "need_source", "source"),
+                ("a list needs its acquisition basis: pass --basis consent, member_file or "
+                 "rented_file", "need_basis", "basis"),
+                ("--acquired-on", "field", "acquired_on"),
+                ("--source", "field", "source"),
+                ("--basis", "field", "basis"))
+
+
+def form_words(lang: str, message: str) -> str:
+    """An import error as the console shows it: the form's field named where the CLI's
+    message names a command-line flag (the CLI keeps its own words)."""
+    for cli, key, field in _FLAG_FIELDS:
+        if cli in message:
+            message = message.replace(cli, translate(lang, key).format(
+                field=translate(lang, field)))
+    return message

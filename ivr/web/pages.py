@@ -19,9 +19,8 @@ from ivr.web import prompts as prompts_mod
 from ivr.web.api import dropped, erase_number, known, prompts_elsewhere
 from ivr.web.auth import (User, authenticate, check_password, client_of, csrf_ok, csrf_token,
                           now, open_session, require)
-from ivr.web.results import back as _back, keep_rejects, rejects_download
+from ivr.web.results import back as _back, keep_rejects, page_route, rejects_download
 
-router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 BASES = ("consent", "member_file", "rented_file")
 SHOWN_REJECTS = 1000  # rejected lines listed on a page; the CSV download has them all
@@ -36,6 +35,20 @@ def _render(request: Request, name: str, ctx: dict[str, Any], status: int = 200)
     base = {"t": i18n.translator(lang), "lang": lang, "csrf": csrf_token(request),
             "path": request.url.path}
     return templates.TemplateResponse(request, name, {**base, **ctx}, status_code=status)
+
+
+def _error_page(request: Request, status: int, detail: str, key: str | None) -> Response:
+    return _render(request, "error.html", {"status": status, "detail": detail, "key": key,
+                                            "user": None, "campaign": None}, status)
+
+
+# A page's 403/404 is a page (results.page_route). A campaign's name may hold a '/' (the
+# config takes any): {campaign:path} takes it whole.
+router = APIRouter(include_in_schema=False, route_class=page_route(_error_page))
+
+
+def _t(request: Request, key: str, **values: Any) -> str:  # a flash, in the page's language
+    return i18n.translate(_lang(request), key).format(**values)
 
 
 def _page(request: Request, campaign: str, action: str = "view") -> tuple[User, Any, dict]:
@@ -90,13 +103,23 @@ def login(request: Request, username: str = Form(""), password: str = Form(""),
     return RedirectResponse(ctx["next"], status_code=303)
 
 
-@router.api_route("/logout", methods=["GET", "POST"])
-def logout(request: Request) -> Response:
+@router.get("/logout", response_class=HTMLResponse)
+def logout_form(request: Request) -> Response:
+    """The button only: another site on this host must not end sessions mid-run."""
+    return _render(request, "logout.html", {"user": None, "campaign": None})
+
+
+@router.post("/logout")
+def logout(request: Request, csrf_token: str = Form("")) -> Response:
     """Ends every session of the user, here and in any copy of the cookie (a shared computer,
-    a cookie stolen before): the user's session epoch moves on."""
+    a cookie stolen before): the user's session epoch moves on. With the page's csrf_token,
+    like every form (once logged out: the login, nothing left to end)."""
     store = request.app.state.stores.get()
     user = authenticate(request, store)
-    if user is not None and user.via == "session":
+    if user is None:
+        return RedirectResponse("/login", status_code=303)
+    _check_csrf(request, csrf_token)
+    if user.via == "session":
         store.end_sessions(user.name)
         store.audit("logout", None, {}, now(), actor=user.name)
     lang = request.session.get("lang")
@@ -135,7 +158,7 @@ def home(request: Request, campaign: str = "") -> Response:
 
 
 # -- overview and run control ---------------------------------------------------------------------
-@router.get("/c/{campaign}/overview", response_class=HTMLResponse)
+@router.get("/c/{campaign:path}/overview", response_class=HTMLResponse)
 def overview_page(request: Request, campaign: str) -> Response:
     _, _, ctx = _page(request, campaign)
     data = request.app.state.overviews.get(campaign)
@@ -144,7 +167,7 @@ def overview_page(request: Request, campaign: str) -> Response:
                                               "eta": service.eta_text(data["eta_s"])})
 
 
-@router.get("/c/{campaign}/run", response_class=HTMLResponse)
+@router.get("/c/{campaign:path}/run", response_class=HTMLResponse)
 def run_page(request: Request, campaign: str) -> Response:
     _, store, ctx = _page(request, campaign)
     cfg = request.app.state.cfg
@@ -154,7 +177,7 @@ def run_page(request: Request, campaign: str) -> Response:
         "o": request.app.state.overviews.get(campaign)})
 
 
-@router.post("/c/{campaign}/run/control")
+@router.post("/c/{campaign:path}/run/control")
 def run_control(request: Request, campaign: str, action: str = Form(...),
                 csrf_token: str = Form("")) -> Response:
     _check_csrf(request, csrf_token)
@@ -165,10 +188,10 @@ def run_control(request: Request, campaign: str, action: str = Form(...),
     except (ValueError, IvrError) as exc:
         return _back(request, to, str(exc), "error")
     request.app.state.overviews.drop(campaign)
-    return _back(request, to, f"{action}: {row['desired']}")
+    return _back(request, to, i18n.control_done(_lang(request), action, row["desired"]))
 
 
-@router.post("/c/{campaign}/run/pacing")
+@router.post("/c/{campaign:path}/run/pacing")
 def run_pacing(request: Request, campaign: str, max_concurrent: str = Form(""),
                calls_per_second: str = Form(""), csrf_token: str = Form("")) -> Response:
     _check_csrf(request, csrf_token)
@@ -179,11 +202,12 @@ def run_pacing(request: Request, campaign: str, max_concurrent: str = Form(""),
                              calls_per_second, user.name, now())
     except (ValueError, IvrError) as exc:
         return _back(request, to, str(exc), "error")
-    return _back(request, to, f"pacing: {row['max_concurrent']} / {row['calls_per_second']}")
+    given = {"max_concurrent": max_concurrent, "calls_per_second": calls_per_second}
+    return _back(request, to, i18n.pacing_saved(_lang(request), given, row))
 
 
 # -- contacts -------------------------------------------------------------------------------------
-@router.get("/c/{campaign}/contacts", response_class=HTMLResponse)
+@router.get("/c/{campaign:path}/contacts", response_class=HTMLResponse)
 def contacts_page(request: Request, campaign: str, offset: int = 0) -> Response:
     _, store, ctx = _page(request, campaign)
     return _contacts(request, store, ctx, campaign, offset, None, None)
@@ -198,7 +222,7 @@ def _contacts(request: Request, store: Any, ctx: dict[str, Any], campaign: str, 
                                               "bases": BASES}, status)
 
 
-@router.post("/c/{campaign}/contacts/upload", response_class=HTMLResponse)
+@router.post("/c/{campaign:path}/contacts/upload", response_class=HTMLResponse)
 def contacts_upload(request: Request, campaign: str, file: UploadFile = File(...),
                     source: str = Form(""), basis: str = Form(""), acquired_on: str = Form(""),
                     csrf_token: str = Form("")) -> Response:
@@ -210,14 +234,15 @@ def contacts_upload(request: Request, campaign: str, file: UploadFile = File(...
                                          source=source, basis=basis, acquired_on=acquired_on,
                                          now=now())
     except (ValueError, IvrError) as exc:
-        return _contacts(request, store, ctx, campaign, 0, None, str(exc), 400)
+        error = i18n.form_words(_lang(request), str(exc))  # the form's fields, not CLI flags
+        return _contacts(request, store, ctx, campaign, 0, None, error, 400)
     finally:
         dropped(request, campaign)
     result["rejects_id"] = keep_rejects(request, "contacts", result["rejected"])
     return _contacts(request, store, ctx, campaign, 0, result, None)
 
 
-@router.get("/c/{campaign}/contacts/rejects/{rid}.csv")
+@router.get("/c/{campaign:path}/contacts/rejects/{rid}.csv")
 def contacts_rejects(request: Request, campaign: str, rid: str) -> Response:
     _page(request, campaign, "contacts")
     return rejects_download(request, "contacts", rid, "upload the file again")
@@ -235,13 +260,13 @@ def _prompts(request: Request, ctx: dict[str, Any], elsewhere: str | None) -> Re
     return _render(request, "prompts.html", {**ctx, "section": "prompts", "v": view})
 
 
-@router.get("/c/{campaign}/prompts", response_class=HTMLResponse)
+@router.get("/c/{campaign:path}/prompts", response_class=HTMLResponse)
 def prompts_page(request: Request, campaign: str) -> Response:
     _, _, ctx = _page(request, campaign)
     return _prompts(request, ctx, prompts_elsewhere(request, campaign))
 
 
-@router.post("/c/{campaign}/prompts/{key}/recording")
+@router.post("/c/{campaign:path}/prompts/{key}/recording")
 def prompts_recording(request: Request, campaign: str, key: str,
                       file: UploadFile = File(...), csrf_token: str = Form("")) -> Response:
     _check_csrf(request, csrf_token)
@@ -258,10 +283,11 @@ def prompts_recording(request: Request, campaign: str, key: str,
     store.audit("prompt_recording", None, {"campaign": campaign, "prompt": key,
                                            "file": res["saved"]}, now())
     request.app.state.preflights.drop_all()  # the build is now stale: say so at once
-    return _back(request, to, res["note"] or f"{key}: {res['duration_s']} s saved")
+    return _back(request, to, res["note"] or _t(request, "flash_recording", key=key,
+                                                 seconds=res["duration_s"]))
 
 
-@router.post("/c/{campaign}/prompts/rebuild")
+@router.post("/c/{campaign:path}/prompts/rebuild")
 def prompts_rebuild(request: Request, campaign: str, csrf_token: str = Form("")) -> Response:
     _check_csrf(request, csrf_token)
     _, store, ctx = _page(request, campaign, "prompts")
@@ -276,11 +302,11 @@ def prompts_rebuild(request: Request, campaign: str, csrf_token: str = Form(""))
     request.app.state.preflights.drop_all()
     store.audit("prompts_rebuilt", None, {"campaign": campaign, "prompts": res["prompts"]},
                 now())
-    return _back(request, to, res["note"] or f"{len(res['prompts'])} prompts built")
+    return _back(request, to, res["note"] or _t(request, "flash_built", n=len(res["prompts"])))
 
 
 # -- opposition and rights ------------------------------------------------------------------------
-@router.get("/c/{campaign}/rights", response_class=HTMLResponse)
+@router.get("/c/{campaign:path}/rights", response_class=HTMLResponse)
 def rights_page(request: Request, campaign: str, number: str = "") -> Response:
     _, store, ctx = _page(request, campaign)
     return _rights_page(request, store, ctx, number=number)
@@ -309,7 +335,7 @@ def _rights(campaign: str, number: str = "") -> str:
     return f"{to}?number={quote(number, safe='')}" if number else to
 
 
-@router.post("/c/{campaign}/rights/optout")
+@router.post("/c/{campaign:path}/rights/optout")
 def rights_optout(request: Request, campaign: str, number: str = Form(""),
                   via: str = Form(""), csrf_token: str = Form("")) -> Response:
     _check_csrf(request, csrf_token)
@@ -318,11 +344,12 @@ def rights_optout(request: Request, campaign: str, number: str = Form(""),
         res = records.optout_add(request.app.state.cfg, store, number, via, user.name, now())
     except (ValueError, IvrError) as exc:
         return _back(request, _rights(campaign), str(exc), "error")
-    return _back(request, _rights(campaign, res["number"]),
-                 f"{res['number']}: {'added' if res['added'] else 'already listed'}")
+    said = _t(request, "flash_optout_added" if res["added"] else "flash_optout_already",
+              number=res["number"])
+    return _back(request, _rights(campaign, res["number"]), said)
 
 
-@router.post("/c/{campaign}/rights/optout-import", response_class=HTMLResponse)
+@router.post("/c/{campaign:path}/rights/optout-import", response_class=HTMLResponse)
 def rights_optout_import(request: Request, campaign: str, file: UploadFile = File(...),
                          via: str = Form("post"), csrf_token: str = Form("")) -> Response:
     """The import's result as a page, like the contacts upload's: every rejected line is a
@@ -342,13 +369,13 @@ def rights_optout_import(request: Request, campaign: str, file: UploadFile = Fil
     return _rights_page(request, store, ctx, imported=imported)
 
 
-@router.get("/c/{campaign}/rights/rejects/{rid}.csv")
+@router.get("/c/{campaign:path}/rights/rejects/{rid}.csv")
 def rights_rejects(request: Request, campaign: str, rid: str) -> Response:
     _page(request, campaign, "optout")
     return rejects_download(request, "optouts", rid, "import the file again")
 
 
-@router.get("/c/{campaign}/rights/export")
+@router.get("/c/{campaign:path}/rights/export")
 def rights_export(request: Request, campaign: str, number: str) -> Response:
     _, store, _ = _page(request, campaign, "gdpr")
     data = records.export(request.app.state.cfg, store, number, now())
@@ -357,7 +384,7 @@ def rights_export(request: Request, campaign: str, number: str) -> Response:
                     headers={"Content-Disposition": 'attachment; filename="gdpr-export.json"'})
 
 
-@router.post("/c/{campaign}/rights/erase")
+@router.post("/c/{campaign:path}/rights/erase")
 def rights_erase(request: Request, campaign: str, number: str = Form(""),
                  confirm: str = Form(""), csrf_token: str = Form("")) -> Response:
     _check_csrf(request, csrf_token)
@@ -366,14 +393,14 @@ def rights_erase(request: Request, campaign: str, number: str = Form(""),
         res = erase_number(request, store, number, confirm)
     except (ValueError, IvrError) as exc:
         return _back(request, _rights(campaign, number), str(exc), "error")
-    erased = f"{res['number']} erased"
+    erased = _t(request, "flash_erased", number=res["number"])
     if res.get("warning"):  # the number is still on disk: the operator must know
         return _back(request, _rights(campaign), f"{erased}; {res['warning']}", "warning")
     return _back(request, _rights(campaign), erased)
 
 
 # -- reports --------------------------------------------------------------------------------------
-@router.get("/c/{campaign}/reports", response_class=HTMLResponse)
+@router.get("/c/{campaign:path}/reports", response_class=HTMLResponse)
 def reports_page(request: Request, campaign: str) -> Response:
     _, _, ctx = _page(request, campaign)
     return _render(request, "reports.html", {**ctx, "section": "reports"})

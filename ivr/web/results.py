@@ -1,15 +1,18 @@
 """What a page hands back after an action: a one-line flash for the next page, cut to fit the
-session cookie, and the rejected lines of an upload, kept a while for their CSV download."""
+session cookie, the rejected lines of an upload, kept a while for their CSV download, and a
+refusal (403, 404) as a page in the operator's language rather than the API's JSON."""
 from __future__ import annotations
 
 import json
 import secrets
 import threading
 import zlib
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
+from fastapi.routing import APIRoute
 
 from ivr.web import records
 
@@ -57,3 +60,33 @@ def rejects_download(request: Request, kind: str, rid: str, again: str) -> Respo
         raise HTTPException(404, f"these rejects are no longer kept: {again}")
     return Response(zlib.decompress(hit[1]), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="rejects.csv"'})
+
+
+PAGE_ERRORS = (403, 404)  # refusals a page answers as a page; the rest keep the app's JSON
+# The English details the routes raise, and the words the operator reads instead (the detail
+# itself is shown under them, for whoever fixes it).
+_KNOWN_DETAILS = (("missing or wrong csrf_token", "csrf_failed"), ("role ", "forbidden"),
+                  ("no campaign ", "no_campaign"))
+ErrorPage = Callable[[Request, int, str, str | None], Response]
+
+
+def page_route(render: ErrorPage) -> type[APIRoute]:
+    """A route class for the pages' router: a 403 or 404 a page route raises (role, csrf_token,
+    unknown campaign, rejects no longer kept) is rendered by `render(request, status, detail,
+    i18n key or None)` as a short page, in French or English; the API keeps its JSON."""
+    class PageRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def handle(request: Request) -> Response:
+                try:
+                    return await handler(request)
+                except HTTPException as exc:
+                    if exc.status_code not in PAGE_ERRORS:
+                        raise
+                    detail = str(exc.detail)
+                    key = next((k for start, k in _KNOWN_DETAILS if detail.startswith(start)),
+                               None)
+                    return render(request, exc.status_code, detail, key)
+            return handle
+    return PageRoute

@@ -68,8 +68,10 @@
     setText("next-allowed", o.next_allowed);
     const none = document.getElementById("no-controller");
     if (none) { none.hidden = o.controllers.length > 0; }
+    const words = (document.getElementById("nodes") || body).dataset;  // the page's language
     fillTable("nodes", o.nodes.map(function (n) {
-      return row([n.name, n.in_flight, n.cap || "—", n.holding || (n.up ? "up" : "down")]);
+      return row([n.name, n.in_flight, n.cap || "—",
+                  n.holding || (n.up ? words.up || "up" : words.down || "down")]);
     }));
     fillTable("recent-calls", o.recent_calls.map(function (c) {
       return row([c.id, c.number, c.attempt, c.node, c.started_at, c.ended_at, c.outcome || "…", c.keys]);
