@@ -5,7 +5,11 @@ field rather than the CLI's flag, and a campaign whose name holds a '/'."""
 from __future__ import annotations
 
 import html as html_mod
+import json
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +19,34 @@ from web_fixture import CAMPAIGN, NOW, csrf_of, login, make_web
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 FLASH_RE = re.compile(r'id="flash"[^>]*>([^<]*)<')
+SCRIPT = Path(__file__).resolve().parents[1] / "ivr" / "web" / "static" / "console.js"
+# The few DOM objects console.js touches, enough to run its show() on one event under node.
+DOM_STUB = r"""
+const fs = require("fs");
+function el(data) {
+  return {dataset: data || {}, textContent: "", hidden: false, children: [],
+          appendChild(c) { this.children.push(c); this.lastChild = c; return c; },
+          replaceChildren(...cs) { this.children = cs; }};
+}
+const page = JSON.parse(process.argv[3]);
+const els = {"desired": el({states: page.states}), "nodes": el({up: page.up, down: page.down})};
+const tbodies = {"#nodes tbody": el(), "#recent-calls tbody": el()};
+let source = null;
+global.document = {body: el({campaign: "demo", section: "overview"}),
+                   getElementById: (id) => els[id] || null,
+                   querySelector: (q) => tbodies[q] || null,
+                   querySelectorAll: () => [], createElement: () => el()};
+global.window = {EventSource: true};
+global.EventSource = function () { source = this; };
+eval(fs.readFileSync(process.argv[2], "utf8"));
+source.onmessage({data: JSON.stringify({
+  counts: {}, in_flight: 0, cap: 0, calls_per_minute: 0, percent_complete: null, eta_s: null,
+  desired: "paused", why_waiting: "", next_allowed: null, controllers: [], recent_calls: [],
+  nodes: [{name: "n1", in_flight: 0, cap: 2, holding: "", up: true},
+          {name: "n2", in_flight: 0, cap: 2, holding: "", up: false}], chart_svg: "", at: "x"})});
+const shown = tbodies["#nodes tbody"].children.map((tr) => tr.children[3].textContent);
+console.log(JSON.stringify({desired: els["desired"].textContent, nodes: shown}));
+"""
 
 
 @pytest.fixture
@@ -111,6 +143,28 @@ def test_headings_are_translated_and_a_list_without_basis_shows_a_dash(web) -> N
     page = c.get(f"/c/{CAMPAIGN}/overview").text
     assert "<th>Keys</th>" in page and 'data-up="up" data-down="down"' in page
     assert "<strong>error</strong>" in c.get(f"/c/{CAMPAIGN}/prompts").text
+
+
+@backend_sqlite_only  # templates and the page's script
+@pytest.mark.skipif(shutil.which("node") is None, reason="node runs the page's script")
+def test_the_live_overview_keeps_the_pages_language(web, tmp_path) -> None:
+    """The overview's script rewrites the desired state and the nodes' up/down every second:
+    in the words the page gave it, not the API's."""
+    c = web.client()
+    token = login(c, "ada")
+    c.post(f"/c/{CAMPAIGN}/run/control", data={"action": "start", "csrf_token": token})
+    page = c.get(f"/c/{CAMPAIGN}/overview").text
+    desired = re.search(r"<span id=\"desired\" data-states='([^']*)'>([^<]*)</span>", page)
+    assert desired and desired.group(2) == "en cours"
+    words = re.search(r'id="nodes" data-up="([^"]*)" data-down="([^"]*)"', page)
+    assert words
+    stub = tmp_path / "stub.js"
+    stub.write_text(DOM_STUB)
+    given = {"states": html_mod.unescape(desired.group(1)), "up": words.group(1),
+             "down": words.group(2)}
+    out = subprocess.run(["node", str(stub), str(SCRIPT), json.dumps(given)],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    assert json.loads(out) == {"desired": "en pause", "nodes": ["actif", "injoignable"]}
 
 
 # -- error pages ----------------------------------------------------------------------------------

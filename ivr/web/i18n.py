@@ -182,6 +182,11 @@ def translator(lang: str):  # type: ignore[no-untyped-def]
     return lambda key, default=None: translate(lang, key, default)
 
 
+def states(lang: str) -> dict[str, str]:
+    """A run's desired states (running, paused...) in words, for the overview and its script."""
+    return {k[len("state_"):]: translate(lang, k) for k in STRINGS if k.startswith("state_")}
+
+
 def control_done(lang: str, action: str, desired: str | None) -> str:
     """The run control's flash: the button pressed and the desired state it wrote, in words
     (an unknown state as it is)."""

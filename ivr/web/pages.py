@@ -163,6 +163,7 @@ def overview_page(request: Request, campaign: str) -> Response:
     _, _, ctx = _page(request, campaign)
     data = request.app.state.overviews.get(campaign)
     return _render(request, "overview.html", {**ctx, "section": "overview", "o": data,
+                                              "states": i18n.states(_lang(request)),
                                               "chart": data["chart_svg"],
                                               "eta": service.eta_text(data["eta_s"])})
 

@@ -62,7 +62,9 @@
     setText("rate", o.calls_per_minute);
     setText("pct", o.percent_complete);
     setText("eta", eta(o.eta_s));
-    setText("desired", o.desired);
+    const desired = document.getElementById("desired");  // its words in the page's language
+    const states = desired && desired.dataset.states ? JSON.parse(desired.dataset.states) : {};
+    setText("desired", states[o.desired] || o.desired);
     const why = document.getElementById("why-waiting");
     if (why) { why.textContent = o.why_waiting || ""; }
     setText("next-allowed", o.next_allowed);
