@@ -74,7 +74,9 @@ class IvrGroup(click.Group):
             result = super().invoke(ctx)
         except IvrError as exc:
             created = getattr(ctx.obj, "created", None)
-            also = f" (this command created a new, empty store at {created}: check store.path)" \
+            # An import stopped part-way (PartialImportError) left rows in it: not empty.
+            what = "new" if hasattr(exc, "report") else "new, empty"
+            also = f" (this command created a {what} store at {created}: check store.path)" \
                 if created is not None else ""
             click.echo(f"error: {exc}{also}", err=True)  # still one line
             ctx.exit(1)

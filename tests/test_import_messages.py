@@ -71,6 +71,8 @@ def test_the_command_lists_those_rejects_before_the_error(
     assert lines[0].startswith("rejected line 2: 'bad': not a valid phone number")
     assert lines[1].startswith("warning: contact list 'L' basis 'concent' is not one of")
     assert "1 rejected; nothing from there on" in lines[2]
+    assert lines[2].endswith("(this command created a new store at "
+                             f"{tmp_path / 't.db'}: check store.path)")  # not "empty"
 
 
 @sqlite_only
