@@ -27,6 +27,9 @@ from ivr.store.sqlite import Store
 
 log = logging.getLogger(__name__)
 Subscriber = Callable[["Snapshot"], None]
+# The rate is never computed over less than this: the first call 0.1 s into a run is not
+# 600 calls a minute (nor its ETA a few seconds); early figures err low, then converge.
+MIN_RATE_SPAN_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -218,7 +221,8 @@ class RunState:
         placed = self._facts.placed
         while placed and placed[0] < now_m - self.rate_window_s:
             placed.popleft()
-        span = min(self.rate_window_s, now_m - self._t0)
+        span = max(min(self.rate_window_s, now_m - self._t0),
+                   min(MIN_RATE_SPAN_S, self.rate_window_s))
         return len(placed) / span * 60 if span > 0 else 0.0
 
     def _outcomes(self, now_m: float, final: bool) -> tuple[tuple[str, int], ...]:
