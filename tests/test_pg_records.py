@@ -270,13 +270,31 @@ def test_the_calls_export_streams_past_one_page(both: tuple[Store, PgStore]) -> 
     assert [r["id"] for r in pg.export_calls("a")] == list(range(2, 12002, 2))
 
 
+def snapshot_rows(store: Any) -> list[dict[str, Any]]:
+    """The snapshot rows but for their stamp: PostgreSQL's is its own clock's, with the age on
+    it (`age_s`), SQLite's the controller's (`checked_stamps` checks both)."""
+    return [{k: v for k, v in r.items() if k not in ("at", "age_s")}
+            for r in store.snapshots("spring")]
+
+
+def checked_stamps(both: tuple[Store, PgStore], lite_at: dict[str, str]) -> None:
+    """SQLite keeps the controller's stamp; PostgreSQL stamps now on its clock, age ~0."""
+    lite, pg = both
+    assert {r["controller"]: r["at"] for r in lite.snapshots("spring")} == lite_at
+    now = datetime.now(timezone.utc)
+    for r in pg.snapshots("spring"):
+        assert abs((datetime.fromisoformat(r["at"].replace("Z", "+00:00")) - now)
+                   .total_seconds()) < 30, r
+        assert 0 <= r["age_s"] < 30, r
+
+
 def console_reads(store: Any) -> dict[str, Any]:
     return {"campaigns": store.campaigns(), "recent": store.recent_calls("spring", limit=3),
             "hourly": store.calls_per_hour("spring"), "lists": store.lists_of("spring"),
             "page": store.contacts_page("spring", limit=2, offset=1),
             "opposed": store.contacts_page("spring", status="opted_out"),
             "of_list": store.contacts_page("spring", source="list-b"),
-            "snapshots": store.snapshots("spring"), "control": store.run_control("spring"),
+            "snapshots": snapshot_rows(store), "control": store.run_control("spring"),
             "users": store.users(), "audit": store.audit_log(limit=50)}
 
 
@@ -306,6 +324,8 @@ def test_the_console_part_gives_the_same_rows(both: tuple[Store, PgStore],
         calls_history(s)
         console_history(s)
     got = same(both, console_reads)
+    checked_stamps(both, {"ctl-a": "2026-03-02T10:00:02.000Z",
+                          "ctl-b": "2026-03-02T10:00:00.000Z"})
     assert got["campaigns"] == ["autumn", "spring", "winter"]
     assert [r["id"] for r in got["recent"]] == [4, 3, 2]
     assert got["control"]["desired"] == "paused" and got["control"]["calls_per_second"] == 0.1
@@ -359,7 +379,7 @@ def test_orderings_are_sqlites_whatever_the_databases_collation(
         "per_source": s.contacts_per_source("spring"), "all": s.contacts_per_source(None),
         "pending": s.pending_sources("spring"), "outcomes": s.outcomes_per_source("spring"),
         "campaigns": s.contact_campaigns(N[0]), "names": s.campaigns(), "users": s.users(),
-        "lists": s.lists_of("spring"), "snapshots": s.snapshots("spring")})
+        "lists": s.lists_of("spring"), "snapshots": snapshot_rows(s)})
     assert [r["source"] for r in got["pending"]] == ["List-a", "_list"]  # C order
     assert got["names"] == ["Autumn", "autumn", "spring"]
     assert [u["name"] for u in got["users"]] == ["Alice", "bob"]

@@ -58,19 +58,26 @@ class PgConsoleSQL(PgCore):
 
     def publish_snapshot(self, campaign: str, controller: str, snapshot: dict[str, Any],
                          now: datetime) -> None:
-        """This controller's latest snapshot of the campaign (one row each, replaced)."""
+        """This controller's latest snapshot of the campaign (one row each, replaced). `at` is
+        the server's clock, as the heartbeats (pg_controllers): controllers on other machines
+        need not agree on the time, and one whose clock lagged the console's by STALE_S
+        vanished from it while it dialled. `now` (the controller's) is not used here; the
+        snapshot's own times stay the controller's."""
         self._exec(
             "INSERT INTO run_snapshots (campaign, controller, at, snapshot) VALUES (%(c)s, "
-            "%(k)s, %(at)s, %(s)s) ON CONFLICT (campaign, controller) DO UPDATE SET "
-            "at = excluded.at, snapshot = excluded.snapshot",
-            {"c": campaign, "k": controller, "at": utc(now),
-             "s": json.dumps(snapshot, ensure_ascii=False)})
+            "%(k)s, to_char(clock_timestamp() AT TIME ZONE 'UTC', "
+            "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), %(s)s) ON CONFLICT (campaign, controller) "
+            "DO UPDATE SET at = excluded.at, snapshot = excluded.snapshot",
+            {"c": campaign, "k": controller, "s": json.dumps(snapshot, ensure_ascii=False)})
 
     def snapshots(self, campaign: str) -> list[Row]:
-        """Every controller's latest snapshot of the campaign, the snapshot decoded."""
-        rows = self._rows("SELECT campaign, controller, at, snapshot FROM run_snapshots "
-                          "WHERE campaign = %(c)s ORDER BY controller COLLATE \"C\"",
-                          {"c": campaign})
+        """Every controller's latest snapshot of the campaign, the snapshot decoded, and its
+        age in seconds on the server's clock (`age_s`: the console judges freshness by it,
+        never by its own clock against the server's stamp)."""
+        rows = self._rows("SELECT campaign, controller, at, snapshot, EXTRACT(EPOCH FROM "
+                          "clock_timestamp() - at::timestamptz)::float8 AS age_s "
+                          "FROM run_snapshots WHERE campaign = %(c)s "
+                          "ORDER BY controller COLLATE \"C\"", {"c": campaign})
         for r in rows:
             r["snapshot"] = json.loads(r["snapshot"])
         return rows

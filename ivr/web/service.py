@@ -71,28 +71,42 @@ class PlanCache:
 
 
 def _live(snapshots: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
-    """Snapshots of controllers still running: fresh and not over."""
+    """Snapshots of controllers still running: fresh and not over. The age is the store's when
+    it gives one (PostgreSQL: its own clock's, the one that stamped the row), else this
+    machine's clock against the row's stamp (SQLite: the controllers share this machine)."""
     out = []
     for row in snapshots:
         snap = row["snapshot"]
-        age = (now - parse_utc(row["at"])).total_seconds()
+        age = row.get("age_s")
+        if age is None:
+            age = (now - parse_utc(row["at"])).total_seconds()
         if age <= STALE_S and not snap.get("stopped"):
             out.append({**snap, "controller": row["controller"], "age_s": round(age, 1)})
     return out
 
 
 def _nodes(live: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Calls in flight against the cap, per node, summed over the campaign's controllers."""
+    """Calls in flight per node, summed over the campaign's controllers, against the node's
+    configured max_channels (each controller reports its config's; the cap is per node, not
+    per controller: a sum showed twice the cap with two controllers)."""
     nodes: dict[str, dict[str, Any]] = {}
     for snap in live:
         for n in snap.get("nodes") or []:
             e = nodes.setdefault(n.get("name", "?"), {"name": n.get("name", "?"), "in_flight": 0,
                                                       "cap": 0, "up": True, "holding": ""})
             e["in_flight"] += int(n.get("in_flight") or 0)
-            e["cap"] += int(n.get("cap") or 0)
+            e["cap"] = max(e["cap"], int(n.get("cap") or 0))
             e["up"] = e["up"] and bool(n.get("up", True))
             e["holding"] = e["holding"] or n.get("holding") or ""
     return list(nodes.values())
+
+
+def campaign_cap(cfg: Config, control: Mapping[str, Any] | None) -> int:
+    """The campaign-wide cap on calls in flight the run applies: the console's pacing when
+    set, else dialer.max_concurrent, kept within the config as run_control keeps it."""
+    top = cfg.dialer.max_concurrent
+    asked = (control or {}).get("max_concurrent") or top
+    return max(1, min(int(asked), top))
 
 
 def _progress(rep: dict[str, Any], rate_per_min: float) -> tuple[float | None, float | None]:
@@ -140,7 +154,7 @@ def overview(cfg: Config, store: StoreBackend, campaign: str, now: datetime,
     return {
         "campaign": campaign, "at": now.isoformat(), "counts": counts,
         "attempts": rep["attempts"], "in_flight": in_flight, "in_flight_rows": rep["in_flight"],
-        "cap": sum(int(s.get("max_concurrent") or 0) for s in live),
+        "cap": campaign_cap(cfg, control),
         "nodes": _nodes(live), "calls_per_minute": rate, "percent_complete": pct,
         "eta_s": eta, "contacts": rep["contacts"], "why_waiting": why,
         "next_allowed": next_allowed,
