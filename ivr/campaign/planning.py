@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ivr.compliance.callee_place import code_place, e164
@@ -226,7 +226,8 @@ class _QuietVerdicts:
 
 def why_nobody(store: StoreBackend, p: Plan, campaign: str | None = None) -> str:
     """One line for an operator whose run called nobody (or nobody more); `campaign`: count
-    only that campaign's contacts."""
+    only that campaign's contacts. With contacts still due (a run's end only: stopped before
+    calling them) it says so, not "nobody can be called now" with no reason."""
     by_status = store.contact_status_counts(campaign)
     if not any(by_status.values()):
         where = f" for campaign {campaign!r}" if campaign else ""
@@ -237,8 +238,21 @@ def why_nobody(store: StoreBackend, p: Plan, campaign: str | None = None) -> str
         return f"all done: nothing left to call ({done})"
     parts = []
     for reason, n in p.reasons().most_common():
-        sample = next(v for _, v in p.waiting if v.reason == reason)
+        # the example is the reason's soonest contact: its time is then the one the
+        # console's `next allowed` gives (the first in id order may be in a later zone)
+        sample = min((v for _, v in p.waiting if v.reason == reason), key=_soonest)
         when = f", next allowed {sample.next_allowed:%Y-%m-%d %H:%M} UTC" \
             if sample.next_allowed else ""
         parts.append(f"{n} {reason.replace('_', ' ')} ({sample.detail}{when})")
+    if p.due:  # only at a run's end: it stopped (operator, console) before calling them
+        parts.insert(0, f"the run stopped with {len(p.due)} contact(s) still due, not called")
+        return "; ".join(parts)
     return "nobody can be called now: " + "; ".join(parts)
+
+
+_NEVER = datetime.max.replace(tzinfo=timezone.utc)
+
+
+def _soonest(v: Verdict) -> datetime:
+    """Sort key: the earliest next_allowed first, a verdict without one last."""
+    return v.next_allowed or _NEVER
