@@ -237,7 +237,8 @@ def agi_app(cfg: Config, store: Store, dialer: Dialer, clock: Clock,
                          retry_at=dialer.retry_at, on_finished=dialer.finished,
                          write=dialer.writer.write, on_pbx_fault=dialer.pbx_fault,
                          pbx_went_down=dialer.pbx_went_down, gate=gate,
-                         on_recorded=dialer.stored_causes.note)
+                         on_recorded=dialer.stored_causes.note,
+                         cut_by_run=dialer.cut_by_run.__contains__)
     app.add_route("ivr", handler)
     app.add_route("callback", CallbackHandler(store, cfg.default_region, clock.now,
                                               write=dialer.writer.write,

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 # Outcomes of a call cut short (from the outcome table): if the PBX (not the callee) did it,
 # outcomes.kept_after_fault says whether the choice made stands or it is `error`, retried.
 CUT_SHORT = outcomes.CUT_SHORT
+RUN_HANGUP = outcomes.RUN_HANGUP  # the stage's prefix of a call the run hung up
 
 
 class PromptUnplayable(Exception):
@@ -131,7 +132,8 @@ class IvrHandler:
                  pbx_went_down: Callable[[], Awaitable[bool]] | None = None, *,
                  gate: SessionGate, sounds: Mapping[str, str] | None = None,
                  versions: Callable[[], PromptVersion] | None = None,
-                 on_recorded: Callable[[str, str], None] | None = None) -> None:
+                 on_recorded: Callable[[str, str], None] | None = None,
+                 cut_by_run: Callable[[int], bool] = lambda call_id: False) -> None:
         self.store = store
         self.hashes = hashes
         # prompt key -> the content-addressed file of exactly the version `hashes` records
@@ -150,6 +152,9 @@ class IvrHandler:
         # Told (channel_id, hangup cause) once an outcome is in the store: the dialer then
         # skips the late Hangup's write of that same cause. May run in a worker thread.
         self.on_recorded = on_recorded
+        # Did the run itself hang this call up (hard stop, drain timeout)? Then the hangup
+        # is not the callee's: the dialer's mark, set before the hang-up left.
+        self.cut_by_run = cut_by_run
 
     async def _pbx_fault(self, req: AgiRequest) -> bool:
         """Cause 0 means a PBX teardown (shutdown, restart) or a SIP BYE that carried no
@@ -208,7 +213,11 @@ class IvrHandler:
             outcome, hung_up = await drive(call_flow(self.opts, amd_status), req,
                                            self._optout(call), version.sounds)
             cause = await hangup_cause(req) if hung_up else ""
-            if hung_up and cause in ("", "0") and self._fault_matters(outcome) and \
+            if hung_up and self._fault_matters(outcome) and self.cut_by_run(call_id):
+                # The run hung up: a choice made stays, a cut consent or intro is `error`,
+                # retried so the person hears the message (outcomes.kept_after_run_hangup).
+                outcome = after_fault(outcome, RUN_HANGUP, f"{RUN_HANGUP}-{outcome.stage}")
+            elif hung_up and cause in ("", "0") and self._fault_matters(outcome) and \
                     await self._pbx_fault(req):
                 # The PBX or the link ended the call, not the callee: a fault. A choice made
                 # stays; anything else is `error`, retried (outcomes.kept_after_fault).

@@ -86,6 +86,21 @@ def kept_after_fault(name: str) -> bool:
     return not t.cut_short or t.choice in ("refusal", "optout")
 
 
+# What a call still ringing reads as once the run hangs it up: the line went down, nobody said
+# anything. A busy line or a congested network is the network's own answer, kept.
+RINGING_CUT = frozenset({"failed", "no_answer"})
+RUN_HANGUP = "hard-stop"  # the stage (or its prefix) of a call the run hung up, made `error`
+
+
+def kept_after_run_hangup(name: str) -> bool:
+    """Does an attempt that the run itself hung up (hard stop, drain timeout, second Ctrl-C)
+    keep this outcome? As after a fault (kept_after_fault) for an answered call: the callee's
+    own word stands, a cut consent or intro is `error`, retried; a ringing call's end is ours."""
+    if not traits(name).answered:
+        return name not in RINGING_CUT
+    return kept_after_fault(name)
+
+
 def ordered(counts: dict[str, int]) -> dict[str, int]:
     """Known outcomes in table order, then anything unexpected (kept visible, not dropped)."""
     known = [o for o in ORDER if o in counts]

@@ -33,6 +33,7 @@ T = TypeVar("T")
 ANSWERED_GRACE_S = 3.0  # an answered call whose IVR never reported is an `error` after this
 RECENT_DOWN_S = 5.0     # in a pool, a node down for longer did not cut a call ending now
 HANGUP_ALL_S = 3.0      # a stop's hang-up of every call waits this long at most
+RUN_HANGUP = outcomes.RUN_HANGUP  # the stage of a call the run hung up (hard stop, drain)
 
 
 class Dialer:
@@ -63,6 +64,9 @@ class Dialer:
         self.ivr_active: set[int] = set()  # attempts whose IVR handler is still running
         self.abandoned: set[int] = set()  # left open for a node's reconciliation (deadline.py)
         self.stored_causes = StoredCauses()  # the IVR's outcome writes tell it (app.agi_app)
+        # The calls hangup_all hung up: their end is the run's, not the callee's word. Kept for
+        # the dialer's life (one stop per run): an outcome may come after the flight is gone.
+        self.cut_by_run: set[int] = set()
         # Told once of each attempt whose outcome is written (outcome webhooks); must not block.
         self.on_settled: list[Callable[[int], None]] = []
         # a trunk refusing or never answering every call stops the run (run.py)
@@ -221,7 +225,8 @@ class Dialer:
             log.warning("Originate for call %s refused: %s", flight.call_id, exc)
             if exc.shutting_down:  # the node is going away: its fault, retried after a hold
                 ns.hold()
-            self._settle_unanswered(flight, "error" if exc.shutting_down else "failed", None)
+            self._settle_unanswered(flight, "error" if exc.shutting_down else "failed", None,
+                                    refused=True)
             raise
         except (NodeDisconnected, ActionTimeout) as exc:
             # It may have reached the PBX: never send it again. The reconciliation after the
@@ -295,6 +300,7 @@ class Dialer:
         (`attempt`: the row's, fixed at its claim); the store writes nothing if the attempt
         already has its outcome. No read on the loop: an answered call's keys are read in the
         write itself (a worker thread on a remote store), after every write made before it."""
+        stage = RUN_HANGUP if call_id in self.cut_by_run else stage  # why it ended
         now, retry = self.clock.now(), self.retry_at({"attempt": attempt}, "error")
         self.writer.write(lambda: self._write_error(call_id, stage, answered, now, retry))
 
@@ -309,15 +315,22 @@ class Dialer:
         result = CallResult(outcome="error", stage=stage, keys=call["keys"] or "", heard={})
         self.store.finish_answered(call_id, result, now, retry)
 
-    def _settle_unanswered(self, flight: InFlight, outcome: str, cause: int | None) -> None:
+    def _settle_unanswered(self, flight: InFlight, outcome: str, cause: int | None,
+                           refused: bool = False) -> None:
         if self.by_call.get(flight.call_id) is not flight:
             return
+        stage = None
+        # Hung up by the run while ringing: not the number's failure, nor a no answer. A
+        # refused Originate is the node's own answer, whenever it comes.
+        if flight.call_id in self.cut_by_run and not refused and \
+                not outcomes.kept_after_run_hangup(outcome):
+            outcome, stage = "error", RUN_HANGUP
         # No read of the row (it would flush the batch, and wait on a remote store): the
         # store writes nothing if the attempt already has its outcome.
         now, retry = self.clock.now(), self.retry_at({"attempt": flight.attempt}, outcome)
         text = str(cause) if cause is not None else None
         self.writer.write(lambda: self.store.finish_unanswered(
-            flight.call_id, outcome, text, now, retry))
+            flight.call_id, outcome, text, now, retry, stage=stage))
         self.finished(flight.call_id)
 
     def abandon(self, call_id: int) -> None:
@@ -375,9 +388,14 @@ class Dialer:
 
     async def hangup_all(self, timeout_s: float = HANGUP_ALL_S) -> None:
         """Hang up every call in flight, all at once and for timeout_s at most: a node that
-        does not answer must not hold up a stop."""
+        does not answer must not hold up a stop. Each is marked the run's before any hang-up
+        leaves, so whichever way its end comes (IVR, Hangup event, deadline) it reads as
+        ours: a cut consent, intro or ringing call is `error`, retried; a choice is kept."""
+        calls = [(ns, channel_id, flight.call_id)
+                 for ns in self.nodes.values() for channel_id, flight in ns.calls.items()]
+        self.cut_by_run.update(call_id for _, _, call_id in calls)
         jobs = [asyncio.ensure_future(self._hangup(ns, channel_id))
-                for ns in self.nodes.values() for channel_id in list(ns.calls)]
+                for ns, channel_id, _ in calls]
         if jobs:
             _, late = await asyncio.wait(jobs, timeout=timeout_s)
             for job in late:
