@@ -64,7 +64,8 @@ def test_rebuild_from_the_api_and_the_form_follows_a_new_recording(
     # A new take of `message`, uploaded then rebuilt through the page's forms.
     r = c.post(f"/c/{CAMPAIGN}/prompts/message/recording", data={"csrf_token": token},
                files={"file": ("take2.wav", _tone(900, volume=-6), "audio/wav")})
-    assert "message: 0.9 s saved" in _flash(c, r)
+    assert _flash(c, r).startswith("message : enregistrement de 0.9 s sauvegardé ; le "
+                                   "précédent est gardé sous message-replaced-")
     r = c.post(f"/c/{CAMPAIGN}/prompts/rebuild", data={"csrf_token": token})
     assert _flash(c, r) == f"{len(first)} messages construits"
     second = _manifest(web)

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from ivr.config import Config
@@ -28,6 +30,7 @@ from ivr.store.base import StoreBackend
 from ivr.web import gate
 from ivr.web.auth import SESSION_MAX_AGE_S, LoginLimiter, NotLoggedIn, now
 from ivr.web.cache import KeptBlocks, Marked, Refreshing
+from ivr.web.results import ErrorPage
 from ivr.web.service import PlanCache
 
 log = logging.getLogger(__name__)
@@ -136,7 +139,22 @@ def _security_headers(app: FastAPI) -> None:
         return response
 
 
-def _error_handlers(app: FastAPI) -> None:
+PAGE_ROUTING_ERRORS = (404, 405)  # no route has this URL, or not for this method
+
+
+def _error_handlers(app: FastAPI, error_page: ErrorPage) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """A URL no route matches (/c/demo/nope, a form's URL opened by GET) is the short page
+        in the operator's language outside /api/ (it was Starlette's JSON); the API, and every
+        other status, keep FastAPI's JSON answer."""
+        if exc.status_code in PAGE_ROUTING_ERRORS and not request.url.path.startswith("/api/"):
+            page = error_page(request, exc.status_code, str(exc.detail),
+                              f"no_route_{exc.status_code}")
+            page.headers.update(exc.headers or {})  # a 405's Allow
+            return page
+        return await http_exception_handler(request, exc)
+
     @app.exception_handler(NotLoggedIn)
     async def not_logged_in(request: Request, exc: NotLoggedIn) -> Response:
         return gate.login_answer(request)  # the same answer as an upload's, refused earlier
@@ -270,7 +288,7 @@ def create_app(cfg: Config, store_factory: StoreFactory, *,
     app.add_middleware(SessionMiddleware, secret_key=session_secret(),
                        session_cookie="ivr_session", max_age=SESSION_MAX_AGE_S,
                        same_site="strict", https_only=os.environ.get(SECURE_ENV) == "1")
-    _error_handlers(app)
+    _error_handlers(app, pages._error_page)  # pages' own 403/404 page
     app.include_router(api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -64,6 +64,13 @@ UPLOADS = (
     Upload(re.compile(r"/c/.+/prompts/[^/]+/recording"), _recording_cap, "prompts",
            "a recording", "shorten it or send it as mp3"),
 )
+# The pages' POST-only URLs, each after its campaign and section: anchored on these tails, a
+# '/' in the campaign or a prompt named like a section ('run') cannot move the split (a greedy
+# `/c/(.+)/(run|...)(/.*)?` read /c/demo/prompts/run/recording as campaign 'demo/prompts').
+FORMS = (("run", r"control|pacing"), ("contacts", r"upload"),
+         ("prompts", r"[^/]+/recording|rebuild"), ("rights", r"optout|optout-import|erase"))
+SECTION_FORMS = tuple(re.compile(rf"/c/(.+)/({section})/(?:{tails})") for section, tails in FORMS)
+# Any other URL under a section (a form added later): the longest campaign name that fits.
 SECTION = re.compile(r"/c/(.+)/(overview|run|contacts|prompts|rights|reports)(/.*)?")
 
 
@@ -177,12 +184,20 @@ def back_to(request: Request) -> str:
     path = request.url.path
     if request.method in SAFE_METHODS:
         return path
-    found = SECTION.fullmatch(path)
-    section = f"/c/{quote(found[1], safe='')}/{found[2]}" if found else None
+    section = section_of(path)
     referer = _same_origin_referer(request)
     if section is None:
         return referer or "/"
-    return referer if referer and urlsplit(referer).path == section else section
+    # The same page however its campaign's '/' is written (%2F in the console's links).
+    if referer and unquote(urlsplit(referer).path) == unquote(section):
+        return referer
+    return section
+
+
+def section_of(path: str) -> str | None:
+    """/c/<campaign, quoted>/<section> of a page's form URL (or of any URL in a section)."""
+    found = next((m for m in (p.fullmatch(path) for p in (*SECTION_FORMS, SECTION)) if m), None)
+    return f"/c/{quote(found[1], safe='')}/{found[2]}" if found else None
 
 
 def _same_origin_referer(request: Request) -> str | None:

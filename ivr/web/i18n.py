@@ -2,6 +2,7 @@
 lookup. A missing key shows itself (the key) rather than failing a page."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 LANGS = ("fr", "en")
@@ -148,6 +149,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "flash_recording": ("{key} : enregistrement de {seconds} s sauvegardé",
                         "{key}: {seconds} s saved"),
     "flash_built": ("{n} messages construits", "{n} prompts built"),
+    "flash_built_not_installed": ("{n} messages construits, non installés : {why}",
+                                  "{n} prompts built, not installed: {why}"),
     # upload errors: the form's field where the CLI's message names its flag
     "need_source": ("une liste doit indiquer sa provenance : remplissez le champ « {field} »",
                     "a list needs its provenance: fill in the field “{field}”"),
@@ -162,6 +165,21 @@ STRINGS: dict[str, tuple[str, str]] = {
     "no_campaign": ("Cette campagne n'existe pas dans la base.",
                     "This campaign is not in the store."),
     "back_home": ("Retour à la console", "Back to the console"),
+    "http_405": ("Méthode non permise", "Method not allowed"),
+    "no_route_404": ("Aucune page de la console n'a cette adresse.",
+                     "No page of the console has this address."),
+    "no_route_405": ("Cette adresse reçoit un formulaire : revenez à sa page.",
+                     "This address takes a form: go back to its page."),
+    # a recording's upload (the API's `note` keeps the English)
+    "flash_recording_kept": ("{key} : enregistrement de {seconds} s sauvegardé ; le précédent "
+                             "est gardé sous {kept}",
+                             "{key}: {seconds} s saved; the previous recording is kept as "
+                             "{kept}"),
+    "flash_recording_unused": ("{key} : enregistré sous {name} ; pour l'utiliser, indiquez "
+                               "prompts.items.{key}.file: {name} et sa transcription dans "
+                               "config.yaml",
+                               "{key}: saved as {name}: set prompts.items.{key}.file: {name} "
+                               "and its transcript in config.yaml to use it"),
 }
 
 
@@ -220,3 +238,25 @@ def form_words(lang: str, message: str) -> str:
             message = message.replace(cli, translate(lang, key).format(
                 field=translate(lang, field)))
     return message
+
+
+def recording_saved(lang: str, res: dict[str, Any]) -> str:
+    """The flash after a recording's upload (prompts.upload_recording's answer): the take it
+    replaced kept aside, or the name to set in the config; its seconds otherwise."""
+    values = {"key": res["key"], "seconds": res["duration_s"]}
+    if not res["used_by_config"]:
+        key, values["name"] = "flash_recording_unused", Path(res["saved"]).name
+    elif res.get("kept"):
+        key, values["kept"] = "flash_recording_kept", Path(res["kept"]).name
+    else:
+        key = "flash_recording"
+    return translate(lang, key).format(**values)
+
+
+def rebuilt(lang: str, res: dict[str, Any]) -> str:
+    """The flash after a rebuild (prompts.rebuild's answer; the API keeps its English note)."""
+    n = len(res["prompts"])
+    if not res["note"]:
+        return translate(lang, "flash_built").format(n=n)
+    why = res["note"].removeprefix("not installed: ")  # the PBX's own words stay as they are
+    return translate(lang, "flash_built_not_installed").format(n=n, why=why)

@@ -175,6 +175,7 @@ def run_page(request: Request, campaign: str) -> Response:
     return _render(request, "run.html", {
         **ctx, "section": "run", "violations": request.app.state.preflights.get(campaign),
         "control": store.run_control(campaign), "dialer": cfg.dialer,
+        "states": i18n.states(_lang(request)),  # the live script's words too (console.js)
         "o": request.app.state.overviews.get(campaign)})
 
 
@@ -284,8 +285,7 @@ def prompts_recording(request: Request, campaign: str, key: str,
     store.audit("prompt_recording", None, {"campaign": campaign, "prompt": key,
                                            "file": res["saved"]}, now())
     request.app.state.preflights.drop_all()  # the build is now stale: say so at once
-    return _back(request, to, res["note"] or _t(request, "flash_recording", key=key,
-                                                 seconds=res["duration_s"]))
+    return _back(request, to, i18n.recording_saved(_lang(request), res))  # API: its `note`
 
 
 @router.post("/c/{campaign:path}/prompts/rebuild")
@@ -303,7 +303,7 @@ def prompts_rebuild(request: Request, campaign: str, csrf_token: str = Form(""))
     request.app.state.preflights.drop_all()
     store.audit("prompts_rebuilt", None, {"campaign": campaign, "prompts": res["prompts"]},
                 now())
-    return _back(request, to, res["note"] or _t(request, "flash_built", n=len(res["prompts"])))
+    return _back(request, to, i18n.rebuilt(_lang(request), res))
 
 
 # -- opposition and rights ------------------------------------------------------------------------
