@@ -1,19 +1,28 @@
 """Per-node bookkeeping of the dialer: the attempts in flight on each PBX node and its hold,
-and the checks on what goes into an Originate."""
+the checks on what goes into an Originate, and the caps shared with the campaign's other
+controllers (Shares, below)."""
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import re
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from ivr.campaign.clock import Clock, Timer
 from ivr.compliance.preflight import caller_name_problem
 from ivr.config_checks import check_dial_template
 from ivr.errors import ConfigError
 from ivr.numbers import is_e164
+from ivr.store.base import Row
+from ivr.store.safe_writes import STORE_ERRORS
 from ivr.telephony.node import PbxNode
+
+log = logging.getLogger(__name__)
 
 UNSAFE = re.compile(r"[&,|/\\\r\n;'\"\s]")
 FAULT_HOLD_S = 5.0      # no call on a node for this long after it tore calls down
@@ -80,6 +89,9 @@ class NodeState:
         # No call here has a deadline before this (a lower bound: calls that ended may have
         # had it). The deadline watch scans `calls` only once it has passed.
         self.earliest_deadline = math.inf
+        # With other live controllers on the campaign: this one's part of max_channels
+        # (Shares, below); None: alone, the whole cap.
+        self.shared_cap: int | None = None
 
     def down_for(self, now: float) -> float:
         """How long (clock.monotonic() seconds) the node's link has been seen down; 0 while
@@ -102,14 +114,23 @@ class NodeState:
     def holding(self) -> bool:
         return self.reconciling or self.clock.monotonic() < self.hold_until
 
+    def limit(self) -> int:
+        """The calls this controller may have on the node: its max_channels, or its share of
+        them beside other controllers; 0 = no cap."""
+        cap = self.node.max_channels
+        if cap <= 0 or self.shared_cap is None:
+            return cap
+        return min(cap, self.shared_cap)
+
     def has_room(self) -> bool:
         cap = self.node.max_channels
-        return cap <= 0 or len(self.calls) < cap
+        return cap <= 0 or len(self.calls) < self.limit()
 
     def free_share(self, default_cap: int) -> float:
         """Free channels relative to the node's cap (its own, else `default_cap`)."""
         cap = self.node.max_channels if self.node.max_channels > 0 else default_cap
-        return (cap - len(self.calls)) / cap
+        limit = self.limit() if self.node.max_channels > 0 else default_cap
+        return (limit - len(self.calls)) / cap
 
     def ready(self) -> bool:
         return self.node.up and not self.holding() and self.has_room()
@@ -162,3 +183,111 @@ class StoredCauses:
         """True when `cause` is what the store already holds for this channel's attempt."""
         with self._lock:
             return self._causes.pop(channel_id, None) == cause
+
+
+# -- the caps shared by the campaign's controllers ----------------------------------------
+# The campaign's caps shared by its live controllers (README: `dialer.max_concurrent`, or the
+# console's lower pacing, is the campaign-wide cap; a node's `max_channels` caps the calls of
+# every controller dialling through it).
+#
+# Each controller reads, once a SHARE_POLL_S and off the loop (a worker thread on PostgreSQL),
+# the campaign's live controllers and the others' open attempts per node (store.peer_load: the
+# `controllers` rows and their leases, the attempts in `calls`). It takes a share of each cap:
+# cap // n, one more for the first cap % n controllers in id order; and never more than the cap
+# less the others' open attempts last read, so that nobody overshoots while the shares move.
+# A controller that starts beside others dials only after JOIN_S, once each of them has read it
+# and shrunk its share (no hang-up: they wait until their calls drop below it). A controller
+# that stops, or whose lease expires, leaves its share to the others at their next read. Alone
+# (or with no controller id: a run not holding the store), the caps are the whole caps, with no
+# read on the dial path.
+SHARE_POLL_S = 1.0  # the live controllers and their load are read this often
+JOIN_S = 2 * SHARE_POLL_S + 0.5  # a newcomer's wait: every other one has read it by then
+
+
+def split(cap: int, n: int, rank: int) -> int:
+    """Controller `rank` (0-based, id order) of `n`'s part of `cap`: the parts add up to it."""
+    return cap // n + (1 if rank < cap % n else 0)
+
+
+@dataclass(frozen=True)
+class Peers:
+    """The campaign's live controllers (this one included, id order) and the others' load."""
+    ids: tuple[str, ...] = ()
+    busy: int = 0  # the other controllers' open attempts
+    busy_on: Mapping[str, int] = field(default_factory=dict)  # ... per node
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[Row], me: str) -> Peers:
+        ids, on = {me}, Counter[str]()
+        for r in rows:
+            ids.add(str(r["controller"]))
+            if r["controller"] != me and r["node"] is not None:
+                on[str(r["node"])] += int(r["n"])
+        return cls(tuple(sorted(ids)), sum(on.values()), dict(on))
+
+    def limit(self, me: str, cap: int, busy: int) -> int:
+        """This controller's calls allowed under `cap` with `busy` calls of the others."""
+        if len(self.ids) <= 1:
+            return cap
+        return max(0, min(split(cap, len(self.ids), self.ids.index(me)), cap - busy))
+
+
+class Shares:
+    """One run's view of its campaign's other controllers (`watch` keeps it fresh)."""
+
+    def __init__(self, store: Any, campaign: str, nodes: Iterable[NodeState], clock: Clock,
+                 off_loop: Callable[..., Any] | None = None) -> None:
+        self.store, self.campaign, self.clock = store, campaign, clock
+        self.nodes = list(nodes)
+        self.me: str | None = getattr(store, "controller_id", None)
+        self.off_loop = off_loop
+        self.peers = Peers()
+        self.dial_from = float("-inf")  # clock.monotonic() before which a newcomer waits
+        self._read = False
+        self._told = ""
+
+    @property
+    def alone(self) -> bool:
+        return len(self.peers.ids) <= 1
+
+    def max_concurrent(self, cap: int) -> int:
+        """This controller's part of the campaign's cap now (the cap itself alone)."""
+        if self.alone or self.me is None:
+            return cap
+        if self.clock.monotonic() < self.dial_from:
+            return 0
+        return self.peers.limit(self.me, cap, self.peers.busy)
+
+    async def refresh(self) -> None:
+        """Read the live controllers and their load; a store away keeps the last read."""
+        load = getattr(self.store, "peer_load", None)
+        if self.me is None or load is None:
+            return
+        try:
+            rows = await (self.off_loop(load, self.campaign) if self.off_loop
+                          else asyncio.to_thread(load, self.campaign))
+        except STORE_ERRORS as exc:  # the run itself pauses on the store; keep the shares
+            log.debug("live controllers not read: %s", exc)
+            return
+        self.apply(Peers.from_rows(rows, self.me))
+
+    def apply(self, peers: Peers) -> None:
+        if not self._read and len(peers.ids) > 1:  # started beside others: let them see it
+            self.dial_from = self.clock.monotonic() + JOIN_S
+        self._read, self.peers = True, peers
+        me = self.me or ""
+        for ns in self.nodes:
+            cap = ns.node.max_channels
+            ns.shared_cap = None if self.alone or cap <= 0 else \
+                peers.limit(me, cap, peers.busy_on.get(ns.name, 0))
+        told = f"{len(peers.ids)} live controller(s)"
+        if told != self._told:
+            if self._told or not self.alone:
+                log.info("campaign %s: %s share its caps", self.campaign, told)
+            self._told = told
+
+    async def watch(self, stop: asyncio.Event) -> None:
+        """Read every SHARE_POLL_S until the run ends (cancelled)."""
+        while not stop.is_set():
+            await self.refresh()
+            await self.clock.wait(stop, timeout=SHARE_POLL_S)

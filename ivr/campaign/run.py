@@ -15,6 +15,7 @@ from typing import Any
 
 from ivr.campaign.clock import Clock
 from ivr.campaign.dialer import Dialer
+from ivr.campaign.nodes import Shares
 from ivr.campaign.planning import Plan, plan, why_nobody
 from ivr.campaign.run_control import CARRIER, RunControl
 from ivr.campaign.sending import Sender
@@ -42,13 +43,15 @@ class CampaignRun:
     def __init__(self, cfg: Config, store: Store, dialer: Dialer, clock: Clock,
                  stop: asyncio.Event, hard_stop: asyncio.Event, state: RunState,
                  on_tick: Callable[[], None] = lambda: None,
-                 control: RunControl | None = None) -> None:
+                 control: RunControl | None = None, shares: Shares | None = None) -> None:
         self.cfg, self.store, self.dialer, self.clock = cfg, store, dialer, clock
         self.stop, self.hard_stop, self.state, self.on_tick = stop, hard_stop, state, on_tick
         self.report = RunReport()
         # The console's pause and pacing (run_control.py); without one, the config's.
         self.control = control or RunControl(cfg, store, clock, stop, hard_stop, state)
         self.last_slot = float("-inf")  # when the last call passed its pacing slot
+        # The campaign's caps shared with its other live controllers (nodes.Shares); none: alone.
+        self.shares = shares or Shares(None, cfg.campaign.name, (), clock)
         self._away = False  # paused because a read or a claim found the store away
         self._planned_with = 0  # calls in flight when the last plan was read
         # The Originates in the air: pacing of departures, the window (ivr/campaign/sending.py)
@@ -124,8 +127,8 @@ class CampaignRun:
         """Wait while max_concurrent calls are in flight or the console pauses the run; False
         on stop, and after a pause (re-plan: the world moved on meanwhile)."""
         ctl, paused = self.control, False
-        while (ctl.paused or self.dialer.in_flight() >= ctl.max_concurrent) \
-                and not self.stop.is_set():
+        while (ctl.paused or self.dialer.in_flight() >=
+               self.shares.max_concurrent(ctl.max_concurrent)) and not self.stop.is_set():
             paused = paused or ctl.paused
             problem = self.dialer.writer.problem or self.store.unreachable()
             if problem:  # full, and the store is away: say it now
@@ -348,14 +351,17 @@ async def run(cfg: Config, store: Store, dialer: Dialer, clock: Clock, stop: asy
                               nodes=dialer.node_snapshots)
     state.start()
     control = RunControl(cfg, store, clock, stop, hard_stop, state)
-    watch: asyncio.Future[None] | None = None
+    shares = Shares(store, cfg.campaign.name, dialer.nodes.values(), clock, dialer.off_loop)
+    watches: list[asyncio.Future[None]] = []
     try:
         await control.begin(standby)
-        watch = asyncio.ensure_future(control.watch())
+        watches.append(asyncio.ensure_future(control.watch()))
+        await shares.refresh()  # beside other controllers: their share, not the whole cap
+        watches.append(asyncio.ensure_future(shares.watch(stop)))
         return await CampaignRun(cfg, store, dialer, clock, stop, hard_stop, state, on_tick,
-                                 control)()
+                                 control, shares)()
     finally:
-        if watch is not None:
+        for watch in watches:
             watch.cancel()
         state.close()
         await control.close()

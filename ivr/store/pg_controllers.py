@@ -181,3 +181,18 @@ class PgControllersSQL(PgCore):
         return self._rows("SELECT * FROM controllers WHERE (%(campaign)s::text IS NULL OR "
                           "campaign = %(campaign)s) ORDER BY started_at, id",
                           {"campaign": campaign})
+
+    def peer_load(self, campaign: str) -> list[Row]:
+        """The campaign's live controllers (not stopped, lease running on the server's clock),
+        this one included, with the open attempts of each other one per node: rows
+        (controller, node, n); node None with n 0 for a controller without any. What the
+        campaign's caps are shared by (campaign/nodes.py, Shares); read off the loop, once a
+        tick."""
+        return self._rows(
+            "SELECT k.id AS controller, c.node, count(c.id) AS n FROM controllers k "
+            "LEFT JOIN calls c ON c.controller = k.id AND c.outcome IS NULL "
+            "AND c.campaign = k.campaign AND k.id IS DISTINCT FROM %(me)s "
+            "WHERE k.campaign = %(campaign)s AND k.stopped_at IS NULL "
+            "AND k.heartbeat_at::timestamptz + k.lease_s * interval '1 second' "
+            ">= clock_timestamp() GROUP BY k.id, c.node ORDER BY k.id",
+            {"campaign": campaign, "me": self.controller_id})

@@ -11,6 +11,7 @@ PostgreSQL: the console and another campaign's runs then see them ended.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
@@ -27,6 +28,7 @@ LEASE_S = 15.0  # written for the console's sake; the run lock is what keeps run
 class ControllersSQL(SQLiteCore):
     path: Path | None = None  # the file (None in memory): the run lock lives beside it
     _held_campaign: str | None = None
+    _held_host: str | None = None
 
     @contextmanager
     def hold_run(self, owner: RunOwner, campaign: str) -> Iterator[None]:
@@ -44,10 +46,11 @@ class ControllersSQL(SQLiteCore):
                                 (controller, campaign, owner.host, owner.pid,
                                  utc(owner.started), now, LEASE_S))
             self.controller_id, self._held_campaign = controller, campaign
+            self._held_host = owner.host
             try:
                 yield
             finally:
-                self.controller_id = self._held_campaign = None
+                self.controller_id = self._held_campaign = self._held_host = None
                 with self.transaction():
                     self.db.execute("UPDATE controllers SET stopped_at = ? WHERE id = ?",
                                     (utc(datetime.now(timezone.utc)), controller))
@@ -91,3 +94,21 @@ class ControllersSQL(SQLiteCore):
         return self._rows("SELECT * FROM controllers WHERE (:campaign IS NULL OR "
                           "campaign = :campaign) ORDER BY started_at, id",
                           {"campaign": campaign})
+
+    def peer_load(self, campaign: str) -> list[Row]:
+        """The campaign's live controllers, this one included, with the open attempts of each
+        other one per node: rows (controller, node, n); node None with n 0 for a controller
+        without any (campaign/nodes.py, Shares). No heartbeat here: live is not stopped, and not a
+        process of this machine that is gone (same_host)."""
+        rows = self._rows(
+            "SELECT k.id AS controller, k.id, k.host, k.pid, k.started_at, k.stopped_at, "
+            "c.node, count(c.id) AS n FROM controllers k "
+            "LEFT JOIN calls c ON c.controller = k.id AND c.outcome IS NULL "
+            "AND c.campaign = k.campaign AND k.id IS NOT :me "
+            "WHERE k.campaign = :campaign AND k.stopped_at IS NULL "
+            "GROUP BY k.id, c.node ORDER BY k.id",
+            {"campaign": campaign, "me": self.controller_id})
+        host = self._held_host or socket.gethostname()
+        gone = set(same_host.gone_controllers(rows, host)) - {self.controller_id}
+        return [{"controller": r["controller"], "node": r["node"], "n": r["n"]}
+                for r in rows if r["controller"] not in gone]
