@@ -29,6 +29,11 @@ IDLE_REPLAN_S = 5.0   # with calls in flight and nobody due, re-plan at least th
 CAPACITY_POLL_S = 1.0  # while full, look at the stop event at least this often
 NODE_BACK_S = 5.0     # while no node takes calls, wait this long for one before re-planning
 HANGUP_GRACE_S = 5.0  # after the hard stop's hang-up, calls get this long to report their end
+# Refused claims in a row (another controller took the contact) that give their pacing slot
+# back: beyond, each takes its slot again, so a plan whose every claim is refused is not
+# walked in a burst of store transactions.
+FREE_REFUSALS = 8
+PLACED, REFUSED, REPLAN = "placed", "refused", "replan"
 
 
 @dataclass
@@ -50,6 +55,7 @@ class CampaignRun:
         # The console's pause and pacing (run_control.py); without one, the config's.
         self.control = control or RunControl(cfg, store, clock, stop, hard_stop, state)
         self.last_slot = float("-inf")  # when the last call passed its pacing slot
+        self._refused = 0  # claims refused in a row
         # The campaign's caps shared with its other live controllers (nodes.Shares); none: alone.
         self.shares = shares or Shares(None, cfg.campaign.name, (), clock)
         self._away = False  # paused because a read or a claim found the store away
@@ -116,12 +122,24 @@ class CampaignRun:
     async def _dial_due(self, p: Plan) -> None:
         """Dial the due contacts in order; return early to re-plan when the world moved."""
         for contact in p.due:
+            slot = self.last_slot
             if not await self._room() or not await self._pace():
                 return
             if not await self._nodes_ready() or not await self._store_writable():
                 return  # re-plan once it is back
-            if not await self._dial(contact):
+            done = await self._dial(contact)
+            if done == REPLAN:
                 return
+            if done == PLACED:
+                self._refused = 0
+                continue
+            # Refused (e.g. another controller claimed it first): nobody was dialled, so the
+            # slot is not spent; the next due contact may take it now.
+            self._refused += 1
+            if self._refused <= FREE_REFUSALS:
+                self.last_slot = slot
+            elif self._refused == FREE_REFUSALS + 1:
+                return  # the plan is stale: read it again
 
     async def _room(self) -> bool:
         """Wait while max_concurrent calls are in flight or the console pauses the run; False
@@ -189,19 +207,22 @@ class CampaignRun:
             self._away = True
             self.state.set(paused=f"store unavailable: {why}")
 
-    async def _dial(self, contact: dict[str, Any]) -> bool:
+    async def _dial(self, contact: dict[str, Any]) -> str:
         """One call: claimed here, its Originate sent in the background (up to the sender's
-        window of them awaiting their Response at once); False when the run must re-plan (store
-        away)."""
+        window of them awaiting their Response at once). PLACED; REFUSED: the claim was
+        refused, nothing dialled; REPLAN: the run must re-plan (store away, stop, pause)."""
         self.sender.raise_failure()
         self.dialer.writer.flush()
         try:
             claim, send = await self.dialer.place(contact)
         except STORE_ERRORS as exc:  # nothing was sent: pause, then re-plan
             await self._store_away(exc)
-            return False
+            return REPLAN
         self.state.set(paused="")
-        return await self.sender.leave(claim, send)
+        refused = send is None or claim.call is None
+        if not await self.sender.leave(claim, send):
+            return REPLAN
+        return REFUSED if refused else PLACED
 
     # -- between plans --------------------------------------------------------------------------
     async def _wait_for_work(self, p: Plan) -> bool:
