@@ -8,7 +8,8 @@ import json
 from typing import Any, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
-from fastapi.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import (FileResponse, JSONResponse, PlainTextResponse, Response,
+                               StreamingResponse)
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
@@ -166,8 +167,10 @@ def control(request: Request, campaign: str, body: ControlBody) -> dict[str, Any
 def pacing(request: Request, campaign: str, body: PacingBody) -> dict[str, Any]:
     user, store = who(request, "control")
     known(request, campaign)
-    return service.pacing(request.app.state.cfg, store, campaign, body.max_concurrent,
-                          body.calls_per_second, user.name, now())
+    row = service.pacing(request.app.state.cfg, store, campaign, body.max_concurrent,
+                         body.calls_per_second, user.name, now())
+    request.app.state.overviews.drop(campaign)  # its cap is the new one at once, as control's
+    return row
 
 
 @router.get("/campaigns/{campaign:path}/preflight")
@@ -179,10 +182,10 @@ def preflight(request: Request, campaign: str) -> dict[str, Any]:
             "errors": sum(v["severity"] == "error" for v in violations)}
 
 
-@router.post("/campaigns/{campaign:path}/contacts")
+@router.post("/campaigns/{campaign:path}/contacts", response_model=None)
 def upload_contacts(request: Request, campaign: str, file: UploadFile = File(...),
                     source: str = Form(...), basis: str = Form(""),
-                    acquired_on: str = Form("")) -> dict[str, Any]:
+                    acquired_on: str = Form("")) -> dict[str, Any] | JSONResponse:
     _, store = who(request, "contacts")
     known(request, campaign)
     try:
@@ -190,6 +193,8 @@ def upload_contacts(request: Request, campaign: str, file: UploadFile = File(...
                                        file.file.read(), file.filename or "upload.csv",
                                        source=source, basis=basis, acquired_on=acquired_on,
                                        now=now())
+    except records.PartialUpload as exc:  # still a 400, with what the lines before it gave
+        return JSONResponse({"detail": str(exc), **exc.result}, status_code=400)
     finally:
         dropped(request, campaign)
 

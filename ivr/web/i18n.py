@@ -63,6 +63,11 @@ STRINGS: dict[str, tuple[str, str]] = {
     "line": ("Ligne", "Line"),
     "reason": ("Motif", "Reason"),
     "download_csv": ("Télécharger (CSV)", "Download (CSV)"),
+    "imported_before_error": (
+        "Importé avant l'erreur : {n} ligne(s) du fichier (les rejetées ci-dessous exceptées) ; "
+        "rien à partir de la ligne fautive. Corrigez le fichier et importez-le à nouveau.",
+        "Imported before the error: {n} line(s) of the file (but for the rejected ones "
+        "below); nothing from the faulty line on. Fix the file and upload it again."),
     "lists": ("Listes par source", "Lists per source"),
     "status": ("Statut", "Status"),
     "count": ("Nombre", "Count"),

@@ -204,6 +204,7 @@ def run_pacing(request: Request, campaign: str, max_concurrent: str = Form(""),
                              calls_per_second, user.name, now())
     except (ValueError, IvrError) as exc:
         return _back(request, to, str(exc), "error")
+    request.app.state.overviews.drop(campaign)  # the overview's cap: the new one at once
     given = {"max_concurrent": max_concurrent, "calls_per_second": calls_per_second}
     return _back(request, to, i18n.pacing_saved(_lang(request), given, row))
 
@@ -230,18 +231,22 @@ def contacts_upload(request: Request, campaign: str, file: UploadFile = File(...
                     csrf_token: str = Form("")) -> Response:
     _check_csrf(request, csrf_token)
     _, store, ctx = _page(request, campaign, "contacts")
+    result, error = None, ""
     try:
         result = records.upload_contacts(request.app.state.cfg, store, campaign,
                                          file.file.read(), file.filename or "upload.csv",
                                          source=source, basis=basis, acquired_on=acquired_on,
                                          now=now())
+    except records.PartialUpload as exc:  # the error, and what the lines before it gave
+        result, error = exc.result, str(exc)
     except (ValueError, IvrError) as exc:
-        error = i18n.form_words(_lang(request), str(exc))  # the form's fields, not CLI flags
-        return _contacts(request, store, ctx, campaign, 0, None, error, 400)
+        error = str(exc)
     finally:
         dropped(request, campaign)
-    result["rejects_id"] = keep_rejects(request, "contacts", result["rejected"])
-    return _contacts(request, store, ctx, campaign, 0, result, None)
+    if result is not None:
+        result["rejects_id"] = keep_rejects(request, "contacts", result["rejected"])
+    error = i18n.form_words(_lang(request), error)  # the form's fields, not CLI flags
+    return _contacts(request, store, ctx, campaign, 0, result, error, 400 if error else 200)
 
 
 @router.get("/c/{campaign:path}/contacts/rejects/{rid}.csv")

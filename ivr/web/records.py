@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ivr.config import Config
+from ivr.errors import ImportFileError
 from ivr.prompts.archive import heard_prompts
 from ivr.records import contacts as contacts_mod
 from ivr.records import privacy
@@ -52,15 +53,35 @@ def _cleanup(path: Path) -> None:
 def upload_contacts(cfg: Config, store: StoreBackend, campaign: str, data: bytes,
                     filename: str, *, source: str, basis: str | None,
                     acquired_on: str | None, now: datetime) -> dict[str, Any]:
-    """`ivr contacts import` for the console: the same import, its rejects and warnings."""
+    """`ivr contacts import` for the console: the same import, its rejects and warnings
+    (PartialUpload: those found before a fatal line, with the batches written before it)."""
     path = _spooled(data, filename)
     try:
         rep = contacts_mod.import_csv(
             store, path, campaign=campaign, source=source, basis=basis or None,
             acquired_on=acquired_on or None, default_region=cfg.default_region, now=now,
             allow_countries=frozenset(cfg.contacts.allow_countries))
+    except contacts_mod.PartialImportError as exc:  # the CLI lists these rejects: so do we
+        got = exc.report
+        raise PartialUpload(str(exc), {**_answer(got), "partial": True,
+                                       "imported": got.added + got.merged + got.unchanged}
+                            ) from exc
     finally:
         _cleanup(path)
+    return _answer(rep)
+
+
+class PartialUpload(ImportFileError):
+    """A fatal line after some batches were written. `result`: a normal upload's answer for
+    the lines before it (rejects, warnings, counts) and `imported`, how many of them are in
+    the store (each non-blank line is added, merged, unchanged or rejected)."""
+
+    def __init__(self, message: str, result: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+def _answer(rep: contacts_mod.ImportReport) -> dict[str, Any]:
     return {"added": rep.added, "merged": rep.merged, "unchanged": rep.unchanged,
             "opted_out": rep.opted_out, "duplicates": rep.duplicates,
             "rejected_total": rep.rejected_total,
