@@ -3,6 +3,7 @@ backend reads for it (store.peer_load): live controllers, the others' open attem
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
 from ivr.campaign.clock import Clock, ManualClock
 from ivr.campaign.nodes import JOIN_S, Peers, Shares, split
@@ -84,3 +85,25 @@ def test_a_controller_already_dialling_shrinks_at_once_when_another_joins() -> N
     assert shares.max_concurrent(5) == 3  # rank 0 takes the odd one; no wait: it was here
     shares.apply(Peers(("ctl-a", "ctl-b"), 4, {}))
     assert shares.max_concurrent(5) == 1  # the cap less the others' calls in flight
+
+
+def test_the_load_read_walks_only_open_attempts(store: Store) -> None:
+    """The read runs every second on each controller: through calls_open (schema 16), not
+    every call the other controllers ever placed."""
+    seen: list[tuple[str, Any]] = []
+    real = store._rows  # type: ignore[attr-defined]
+    store._rows = lambda sql, params=(): seen.append((sql, params)) or []  # type: ignore
+    store.controller_id = "ctl-b"
+    try:
+        store.peer_load(CAMPAIGN)
+    finally:
+        del store._rows  # type: ignore[attr-defined]
+    sql, params = seen[0]
+    if getattr(store, "remote", False):
+        with store.transaction():
+            store._exec("SET LOCAL enable_seqscan = off")  # type: ignore[attr-defined]
+            plan = " ".join(str(v) for r in real("EXPLAIN " + sql, params) for v in r.values())
+    else:
+        plan = " ".join(str(r[-1]) for r in store.db.conn.execute(
+            "EXPLAIN QUERY PLAN " + sql, params))
+    assert "calls_open" in plan, plan

@@ -94,6 +94,7 @@ def test_a_store_of_schema_12_gets_session_epochs_and_token_revocation(tmp_path:
     old.db.conn.executescript("ALTER TABLE users DROP COLUMN session_epoch; "
                               "ALTER TABLE api_tokens DROP COLUMN revoked_at; "
                               "DROP TABLE optout_key; "  # 15
+                              "DROP INDEX calls_open; "  # 16
                               "PRAGMA user_version = 12")
     old.db.conn.close()
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 12
@@ -111,6 +112,7 @@ def test_a_postgresql_store_of_schema_12_gets_session_epochs_and_token_revocatio
     old.db.execute("ALTER TABLE users DROP COLUMN session_epoch")
     old.db.execute("ALTER TABLE api_tokens DROP COLUMN revoked_at")
     old.db.execute("DROP TABLE optout_key")  # 15
+    old.db.execute("DROP INDEX calls_open")  # 16
     old.db.execute("DELETE FROM schema_version WHERE version >= 13")
     old.close()
     again = PgTestStore.open(pg_url, optout_key=b"test-key")

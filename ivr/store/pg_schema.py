@@ -316,4 +316,9 @@ MIGRATIONS: list[str] = [
     );
     INSERT INTO schema_version (version, applied_at) VALUES (15, now()::text)
     """,
+    # 16: the open attempts per controller (schema.py says why).
+    """
+    CREATE INDEX calls_open ON calls(controller, node) WHERE outcome IS NULL;
+    INSERT INTO schema_version (version, applied_at) VALUES (16, now()::text)
+    """,
 ]

@@ -327,4 +327,11 @@ MIGRATIONS: list[str] = [
     );
     PRAGMA user_version = 15
     """,
+    # 16: each controller reads, once a second, the open attempts of the campaign's other live
+    # controllers (campaign/nodes.py, Shares: the caps they share); this index holds only open
+    # attempts, so that read does not walk every call a controller ever placed.
+    """
+    CREATE INDEX calls_open ON calls(controller, node) WHERE outcome IS NULL;
+    PRAGMA user_version = 16
+    """,
 ]
