@@ -82,6 +82,14 @@ def said(row: Row | None) -> tuple[Any, Any] | None:
     return (row["updated_at"], row["desired"]) if row else None
 
 
+def _said_by(desired: str, row: Row | None) -> str:
+    """A new desired state and its writer: updated_by names the desired state's last writer
+    only (a pacing-only write keeps it), so a pacing change is logged without a name (the
+    audit has the console's user)."""
+    by = (row or {}).get("updated_by")
+    return f"{desired} (by {by})" if by else desired
+
+
 class RunControl:
     """What the console wants of this run; `watch` applies it, the run loop reads it."""
 
@@ -203,8 +211,8 @@ class RunControl:
         changed = False
         n, r = self._pacing(row)
         if (desired, n, r) != (self.desired, self.max_concurrent, self.calls_per_second):
-            log.warning("console: %s, max_concurrent %d, %g calls/s (by %s)", desired, n, r,
-                        (row or {}).get("updated_by") or "?")
+            log.warning("console: %s, max_concurrent %d, %g calls/s", _said_by(desired, row)
+                        if desired != self.desired else f"still {desired}", n, r)
             self.desired, self.max_concurrent, self.calls_per_second = desired, n, r
             self.state.max_concurrent = n
             self.state.set(console=PAUSED if desired == "paused" else "")
