@@ -107,3 +107,18 @@ def test_the_load_read_walks_only_open_attempts(store: Store) -> None:
         plan = " ".join(str(r[-1]) for r in store.db.conn.execute(
             "EXPLAIN QUERY PLAN " + sql, params))
     assert "calls_open" in plan, plan
+
+
+def test_shares_of_the_nodes_smaller_than_the_campaigns_hold_the_run_back() -> None:
+    """Three controllers, one node of 2 channels, a campaign cap of 6: the third one's share
+    of the node is none, so its share of the campaign is none either (it waits, it does not
+    re-plan over and over as on a node that is full)."""
+    from ivr.campaign.nodes import NodeState
+    clock = ManualClock()
+    node = NodeState(_Node("n1", 2), clock)  # type: ignore[arg-type]
+    shares = Shares(type("S", (), {"controller_id": "ctl-c"})(), CAMPAIGN, (node,), clock)
+    shares.apply(Peers(("ctl-c",), 0, {}))  # it was dialling alone: no newcomer's wait
+    shares.apply(Peers(("ctl-a", "ctl-b", "ctl-c"), 0, {}))
+    assert node.limit() == 0 and shares.max_concurrent(6) == 0
+    shares.apply(Peers(("ctl-a", "ctl-c"), 0, {}))
+    assert node.limit() == 1 and shares.max_concurrent(6) == 1

@@ -256,7 +256,11 @@ class Shares:
             return cap
         if self.clock.monotonic() < self.dial_from:
             return 0
-        return self.peers.limit(self.me, cap, self.peers.busy)
+        room = self.peers.limit(self.me, cap, self.peers.busy)
+        if self.nodes and all(ns.node.max_channels > 0 for ns in self.nodes):
+            # Its shares of the nodes may hold fewer: wait here, not re-plan as on a full node.
+            room = min(room, sum(ns.limit() for ns in self.nodes))
+        return room
 
     async def refresh(self) -> None:
         """Read the live controllers and their load; a store away keeps the last read."""
