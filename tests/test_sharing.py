@@ -122,3 +122,11 @@ def test_shares_of_the_nodes_smaller_than_the_campaigns_hold_the_run_back() -> N
     assert node.limit() == 0 and shares.max_concurrent(6) == 0
     shares.apply(Peers(("ctl-a", "ctl-c"), 0, {}))
     assert node.limit() == 1 and shares.max_concurrent(6) == 1
+
+
+def test_a_store_not_held_by_a_run_reads_every_live_controllers_load(store: Store) -> None:
+    register(store, "ctl-a", CAMPAIGN)
+    placed_by(store, "ctl-a", "+33162000004", node="n1")
+    store.controller_id = None
+    assert [(r["controller"], r["node"], r["n"]) for r in store.peer_load(CAMPAIGN)] == \
+        [("ctl-a", "n1", 1)]

@@ -191,7 +191,7 @@ class PgControllersSQL(PgCore):
         return self._rows(
             "SELECT k.id AS controller, c.node, count(c.id) AS n FROM controllers k "
             "LEFT JOIN calls c ON c.controller = k.id AND c.outcome IS NULL "
-            "AND c.campaign = k.campaign AND k.id IS DISTINCT FROM %(me)s "
+            "AND c.campaign = k.campaign AND k.id IS DISTINCT FROM %(me)s::text "
             "WHERE k.campaign = %(campaign)s AND k.stopped_at IS NULL "
             "AND k.heartbeat_at::timestamptz + k.lease_s * interval '1 second' "
             ">= clock_timestamp() GROUP BY k.id, c.node ORDER BY k.id",
