@@ -77,8 +77,20 @@ def fingerprint(cfg: Config, prompts: Mapping[str, str]) -> dict[str, str]:
     """Source name -> digest: the prompts' (prompt_digest) and the legal fields'."""
     out = {f"prompts.items.{key}": digest for key, digest in prompts.items()}
     for name in LEGAL_FIELDS:
-        out[f"legal.{name}"] = _digest(getattr(cfg.legal, name))
+        out[f"legal.{name}"] = _digest(spoken_source(getattr(cfg.legal, name)))
     return out
+
+
+def _unchanged(cfg: Config, key: str, recorded: Mapping[str, Any],
+               now: Mapping[str, str]) -> bool:
+    """A source as it was built. The legal fields are compared as said (a YAML `|` block's
+    trailing newline is not a change); a build made before that recorded the raw value's
+    digest, which the same value still matches (an upgrade makes no build stale)."""
+    if recorded.get(key) == now.get(key):
+        return True
+    field = key.removeprefix("legal.")
+    return field in LEGAL_FIELDS and key != field \
+        and recorded.get(key) == _digest(getattr(cfg.legal, field))
 
 
 def _config_digest(cfg: Config, item: PromptSource) -> str:
@@ -133,7 +145,8 @@ def stale_problem(cfg: Config, manifest: Mapping[str, Any]) -> str | None:
         item = cfg.prompts.items[key.removeprefix("prompts.items.")]
         return (f"campaign {name!r}: {key}: its recording {item.file} is missing or unreadable "
                 f"in {cfg.prompts.sources_dir}: put it back, or name another file and {REBUILD}")
-    changed = sorted(k for k in set(now) | set(recorded) if now.get(k) != recorded.get(k))
+    changed = sorted(k for k in set(now) | set(recorded)
+                     if not _unchanged(cfg, k, recorded, now))
     if not changed:
         return None
     shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
@@ -156,7 +169,7 @@ def check_legal_recording(cfg: Config, old: Mapping[str, Any] | None,
     if recorded.get(key) is None or recorded.get(key) != now.get(key):
         return  # new or re-recorded: made for the mentions as they are now
     changed = [name for name in (f"legal.{f}" for f in LEGAL_FIELDS)
-               if name in recorded and recorded[name] != now.get(name)]
+               if name in recorded and not _unchanged(cfg, name, recorded, now)]
     if changed:
         raise PromptError(f"{key}'s recording {item.file} was made for the old "
                           f"{' and '.join(changed)}: record it again (or make it a text); "
