@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -24,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ivr.compliance.preflight import check_sources
 from ivr.errors import ImportFileError
-from ivr.numbers import NumberRejected, e164, opposition_number, parse_callee
+from ivr.numbers import NumberRejected, e164, in_home_plan, opposition_number, parse_callee
 from ivr.records.csv_read import EMPTY, LATIN1_WARNING, header_columns, read_records, short
 from ivr.store.base import StoreBackend
 
@@ -361,19 +362,24 @@ def import_optouts(store: StoreBackend, path: Path, *, via: str, default_region:
     return added, rejected
 
 
+_BARE_DIGITS = re.compile(r"[0-9][0-9\s.\-/]*")  # digits and separators, no '+'
+
+
 def _extra_optouts(cells: list[str], region: str) -> list[str]:
     """The numbers in a line's cells past the number's (past the header's columns, or past the
     first of a plain list) that the opposition form reads as numbers: "+33612345678,
-    +33612345679" on one line is two people objecting. A bare run of digits without a leading 0
-    and shorter than an international number (a customer id, a SIREN, a postcode) is not:
-    ignored, as names and dates are, never opposed."""
+    +33612345679" on one line is two people objecting. Digits with neither a '+' nor a leading
+    0 are one only when 11 digits or more in the French plan or the region's country (a
+    33199000078 whose '+' a spreadsheet dropped); else a customer id, a SIRET, a postcode
+    (12025550123 is an id as often as a number): ignored, as names and dates are."""
     out = []
     for cell in (c.strip() for c in cells):
         plain = unicodedata.normalize("NFKC", cell)
-        if not cell or (plain.isdigit() and not plain.startswith("0") and len(plain) < 11):
+        bare = bool(_BARE_DIGITS.fullmatch(plain)) and not plain.startswith("0")
+        if not cell or (bare and len(re.sub(r"[^0-9]", "", plain)) < 11):
             continue
         number = _optout_number(cell, region)[0]
-        if number is not None:
+        if number is not None and (not bare or in_home_plan(number, region)):
             out.append(number)
     return out
 
