@@ -16,9 +16,13 @@ Erasure policy (gdpr_erase):
 - consents rows: deleted; proof of consent is personal data too. An objection stays proven by
   the optouts row (via, campaign, created_at).
 - other contacts' extra cells naming the number in any common form (a "parrain" column:
-  +33 6…, 06 12 34 56 78): that cell is removed from the other person's row, the rest of
-  which stays. The access request shows each such cell under its column's name
-  (named_in_other_contacts), nothing else of that row.
+  +33 6…, 06 12 34 56 78, 0612 345 678): the part of the cell writing it (between ',', ';',
+  '|' or line breaks, the name beside it included; the number's text alone when that part
+  holds other digits) becomes '[effacé]', and the cell is removed when nothing else is left:
+  "Jean 06 12 34 56 78, Marie 06 98 76 54 32" keeps Marie's part. The access request shows
+  only the number's text in each such cell, under its column's name
+  (named_in_other_contacts), nothing else of that row (a name or number beside it may be
+  another person's).
 - optouts row: kept with its number_hash (the opposition survives), clear number set NULL.
   Erasure does not add an opposition: someone who never objected leaves no hash there.
 - audit rows: kept (accountability: they prove the request was handled); their keyed

@@ -119,10 +119,10 @@ SCANNED_TABLES: dict[str, str] = {
 # A big table's columns the scan knows, searched or typed: SQLite's classification (twins).
 KNOWN_COLUMNS = {t: {*SQLITE_SCANS[t][1], *SQLITE_SCANS[t][2]} for t in BIG_SCANS}
 
-# Other contacts' extra cells naming a person, narrowed by its last four digits (twin of
-# sqlite_privacy.EXTRA_NARROWING, which says why).
+# Other contacts' extra cells naming a person, narrowed by its last three digits or its last
+# four as two pairs (twin of sqlite_privacy.EXTRA_NARROWING, which says why).
 EXTRA_NARROWING = ("SELECT id, number, extra FROM contacts WHERE extra LIKE %(like)s OR "
-                   "strpos(extra, %(d4)s) > 0 ORDER BY id")
+                   "strpos(extra, %(d3)s) > 0 ORDER BY id")
 
 # The tables whose rows can hold a number, each with the statement that rewrites it.
 RECLAIM: dict[str, str] = {
@@ -218,7 +218,7 @@ class PgPrivacySQL(PgCore):
             if r["number"] != number and r["cells"]:
                 cells += len(r["cells"]) * self._exec(
                     "UPDATE contacts SET extra = %(x)s WHERE id = %(id)s AND extra = %(old)s",
-                    {"x": extra_without(r["extra"], r["cells"]), "id": r["id"],
+                    {"x": extra_without(r["extra"], r["cells"], number), "id": r["id"],
                      "old": r["extra"]})
         # After the calls: a contact still referenced by a call cannot be deleted.
         self._exec("DELETE FROM campaign_contacts WHERE contact_id = ANY(ARRAY("

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from ivr.numbers import names_number
+from ivr.numbers import names_number, number_spans
 from ivr.store.base import Row, utc
 from ivr.store.sqlite_core import SQLiteCore
 
@@ -131,21 +131,25 @@ SCANS: dict[str, Scan] = {
 
 # Other contacts' extra cells naming a person: a list's "parrain" or "conjoint" column holds
 # another person's number, often in national form (06 12 34 56 78), which the E.164 scan above
-# does not see. The access request exports these cells, the erasure removes them, the scan
-# after it looks for them again (both backends: pg_privacy imports these). The rows are first
-# narrowed in SQL by the number's last four digits, whole or as two pairs around one separator
-# (the French grouping: "56 78", "56.78"): a pass over contacts (no index holds a national
-# form), which a rare, deliberate erasure or access request affords (~50 ms per 300,000).
-# Python then keeps the cells that write the number itself.
+# does not see. The access request exports the number's text in these cells, the erasure
+# removes it, the scan after it looks for it again (both backends: pg_privacy imports these).
+# The rows are first narrowed in SQL by the number's last three digits in a row, or its last
+# four as two pairs around one separator (the French grouping "56 78"): every common grouping
+# ("+33 612 345 678", "0612 345 678", "06 12 34 56 78") keeps one of them whole. A pass over
+# contacts (no index holds a national form), which a rare, deliberate erasure or access
+# request affords (~50 ms per 300,000). Python then keeps the cells that write the number.
 EXTRA_NARROWING = ("SELECT id, number, extra FROM contacts WHERE extra GLOB :glob OR "
-                   "instr(extra, :d4) > 0 ORDER BY id")
+                   "instr(extra, :d3) > 0 ORDER BY id")
+ERASED_MARK = "[effacé]"  # what stays of the person in a cell that names someone else too
+_PART = re.compile(r"[^,;|\n]+")  # one person's part of a cell: "Jean 06…, Marie 06…"
+_LEFTOVER = re.compile(r"[\s,;|.\-/()]*")
 
 
 def extra_probes(number: str) -> dict[str, str]:
-    """The SQL narrowing's parameters: the last four digits (d4), and the two pairs around any
-    one character as a GLOB (glob) and a LIKE (like) pattern."""
+    """The SQL narrowing's parameters: the last three digits (d3), and the two pairs around
+    any one character as a GLOB (glob) and a LIKE (like) pattern."""
     head, tail = number[-4:-2], number[-2:]
-    return {"d4": number[-4:], "glob": f"*{head}?{tail}*", "like": f"%{head}_{tail}%"}
+    return {"d3": number[-3:], "glob": f"*{head}?{tail}*", "like": f"%{head}_{tail}%"}
 
 
 def cells_naming(extra: str | None, number: str) -> dict[str, Any] | None:
@@ -161,10 +165,39 @@ def cells_naming(extra: str | None, number: str) -> dict[str, Any] | None:
             and not isinstance(v, bool) and names_number(str(v), number)}
 
 
-def extra_without(extra: str, columns: dict[str, Any]) -> str:
-    """The extra JSON text without these columns (as an import writes it)."""
+def cell_without(text: str, number: str) -> str | None:
+    """The cell without the person: each part of it (between ',', ';', '|' or line breaks)
+    writing the number becomes ERASED_MARK, the name beside it included; a part holding other
+    digits too (another person's number) loses only the number's own text. None when nothing
+    but marks and separators is left: the column is then removed."""
+    spans = number_spans(text, number)
+    cuts = [s for s in spans if not any(a <= s[0] and s[1] <= b for a, b in _parts(text))]
+    for a, b in _parts(text):
+        inside = [s for s in spans if a <= s[0] and s[1] <= b]
+        rest = [text[i] for i in range(a, b) if not any(x <= i < y for x, y in inside)]
+        cuts += inside if any(c.isdigit() for c in rest) else [(a, b)] if inside else []
+    out = text
+    for a, b in sorted(cuts, reverse=True):
+        out = out[:a] + ERASED_MARK + out[b:]
+    return None if _LEFTOVER.fullmatch(out.replace(ERASED_MARK, "")) else out
+
+
+def _parts(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each part of a cell between separators, its spaces left out."""
+    return [(m.start() + len(m.group()) - len(m.group().lstrip()),
+             m.end() - len(m.group()) + len(m.group().rstrip())) for m in _PART.finditer(text)]
+
+
+def extra_without(extra: str, columns: dict[str, Any], number: str) -> str:
+    """The extra JSON text (as an import writes it) without the number in these columns."""
     cells = json.loads(extra)
-    return json.dumps({k: v for k, v in cells.items() if k not in columns}, ensure_ascii=False)
+    for column, value in columns.items():
+        kept = cell_without(str(value), number)
+        if kept is None:
+            del cells[column]
+        else:
+            cells[column] = kept
+    return json.dumps(cells, ensure_ascii=False)
 
 
 def naming_rows(rows: list[dict[str, Any]], number: str) -> list[dict[str, Any]]:
@@ -179,10 +212,11 @@ def naming_rows(rows: list[dict[str, Any]], number: str) -> list[dict[str, Any]]
 
 
 def named_in(rows: list[dict[str, Any]], number: str) -> list[dict[str, Any]]:
-    """What the access request shows of other contacts' rows: only each cell naming the
-    person, under its column's name (nothing of the other person)."""
-    return [{"column": column, "value": value} for row in rows if row["number"] != number
-            for column, value in (row["cells"] or {}).items()]
+    """What the access request shows of other contacts' rows: under each column's name, only
+    the text writing the person's number (not a name or number beside it: another person's)."""
+    return [{"column": column, "value": str(value)[a:b]} for row in rows
+            if row["number"] != number for column, value in (row["cells"] or {}).items()
+            for a, b in number_spans(str(value), number)]
 
 
 class PrivacySQL(SQLiteCore):
@@ -242,7 +276,7 @@ class PrivacySQL(SQLiteCore):
             if r["number"] != number and r["cells"]:
                 cells += len(r["cells"]) * conn.execute(
                     "UPDATE contacts SET extra = ? WHERE id = ? AND extra = ?",
-                    (extra_without(r["extra"], r["cells"]), r["id"], r["extra"])).rowcount
+                    (extra_without(r["extra"], r["cells"], number), r["id"], r["extra"])).rowcount
         # After the calls: with foreign_keys=ON a contact still referenced cannot be deleted.
         conn.execute("DELETE FROM campaign_contacts WHERE contact_id IN "
                      "(SELECT id FROM contacts WHERE number = :n)", p)
