@@ -140,15 +140,20 @@ def _security_headers(app: FastAPI) -> None:
 
 
 PAGE_ROUTING_ERRORS = (404, 405)  # no route has this URL, or not for this method
+PAGE_TOO_LARGE = 413  # a chunked upload past its cap, stopped as a route read it (gate.py)
 
 
 def _error_handlers(app: FastAPI, error_page: ErrorPage) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        """A URL no route matches (/c/demo/nope, a form's URL opened by GET) is the short page
-        in the operator's language outside /api/ (it was Starlette's JSON); the API, and every
-        other status, keep FastAPI's JSON answer."""
-        if exc.status_code in PAGE_ROUTING_ERRORS and not request.url.path.startswith("/api/"):
+        """A URL no route matches (/c/demo/nope, a form's URL opened by GET) and a chunked
+        upload stopped past its cap are the short page in the operator's language outside
+        /api/ (they were JSON); the API, and every other status, keep FastAPI's JSON answer."""
+        if request.url.path.startswith("/api/"):
+            return await http_exception_handler(request, exc)
+        if exc.status_code == PAGE_TOO_LARGE:
+            return gate.refusal(request, exc.status_code, str(exc.detail))
+        if exc.status_code in PAGE_ROUTING_ERRORS:
             page = error_page(request, exc.status_code, str(exc.detail),
                               f"no_route_{exc.status_code}")
             page.headers.update(exc.headers or {})  # a 405's Allow
@@ -288,6 +293,7 @@ def create_app(cfg: Config, store_factory: StoreFactory, *,
     app.add_middleware(SessionMiddleware, secret_key=session_secret(),
                        session_cookie="ivr_session", max_age=SESSION_MAX_AGE_S,
                        same_site="strict", https_only=os.environ.get(SECURE_ENV) == "1")
+    app.state.error_page = pages._error_page  # the gate's refusals of a page too
     _error_handlers(app, pages._error_page)  # pages' own 403/404 page
     app.include_router(api.router)
     app.include_router(pages.router)

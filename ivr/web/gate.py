@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ivr.web import prompts, records
 from ivr.web.auth import SAFE_METHODS, NotLoggedIn, authenticate, require
+from ivr.web.results import detail_key
 
 MIB = 1024 * 1024
 FORM_SLACK_BYTES = 64 * 1024  # an upload's multipart framing and its form's other fields
@@ -127,10 +128,10 @@ class Gate:
             except NotLoggedIn:
                 return login_answer(request)
             except HTTPException as exc:
-                return JSONResponse({"detail": exc.detail}, exc.status_code)
+                return refusal(request, exc.status_code, str(exc.detail))
         length = _content_length(scope)
         if length is not None and length > cap:
-            return JSONResponse({"detail": _too_large(upload)}, 413)
+            return refusal(request, 413, _too_large(upload))
         return None
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send,
@@ -156,7 +157,7 @@ class Gate:
         except _TooLarge as exc:  # read outside FastAPI's handling (none today): same answer
             if started:
                 raise
-            await JSONResponse({"detail": exc.detail}, 413)(scope, receive, send)
+            await refusal(Request(scope), 413, str(exc.detail))(scope, receive, send)
 
 
 def _too_large(upload: Upload | None) -> str:
@@ -164,6 +165,14 @@ def _too_large(upload: Upload | None) -> str:
         return upload.refusal()
     return (f"request body: more than {OTHER_MAX_BYTES // MIB} MiB, the most a form or an API "
             "call takes (files go to the upload routes)")
+
+
+def refusal(request: Request, status: int, detail: str) -> Response:
+    """The API: JSON. A page: the console's error page in the operator's language, as the
+    app's own refusals (app.state.error_page: pages._error_page)."""
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"detail": detail}, status)
+    return request.app.state.error_page(request, status, detail, detail_key(status, detail))
 
 
 # -- a request from nobody ----------------------------------------------------------------------

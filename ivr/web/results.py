@@ -70,6 +70,13 @@ _KNOWN_DETAILS = (("missing or wrong csrf_token", "csrf_failed"), ("role ", "for
 ErrorPage = Callable[[Request, int, str, str | None], Response]
 
 
+def detail_key(status: int, detail: str) -> str | None:
+    """The i18n key of the words shown over an English detail (None: the detail alone)."""
+    if status == 413:
+        return "too_large"
+    return next((k for start, k in _KNOWN_DETAILS if detail.startswith(start)), None)
+
+
 def page_route(render: ErrorPage) -> type[APIRoute]:
     """A route class for the pages' router: a 403 or 404 a page route raises (role, csrf_token,
     unknown campaign, rejects no longer kept) is rendered by `render(request, status, detail,
@@ -85,8 +92,7 @@ def page_route(render: ErrorPage) -> type[APIRoute]:
                     if exc.status_code not in PAGE_ERRORS:
                         raise
                     detail = str(exc.detail)
-                    key = next((k for start, k in _KNOWN_DETAILS if detail.startswith(start)),
-                               None)
-                    return render(request, exc.status_code, detail, key)
+                    return render(request, exc.status_code, detail,
+                                  detail_key(exc.status_code, detail))
             return handle
     return PageRoute
