@@ -45,7 +45,8 @@ source.onmessage({data: JSON.stringify({
   nodes: [{name: "n1", in_flight: 0, cap: 2, holding: "", up: true},
           {name: "n2", in_flight: 0, cap: 2, holding: "", up: false}], chart_svg: "", at: "x"})});
 const shown = tbodies["#nodes tbody"].children.map((tr) => tr.children[3].textContent);
-console.log(JSON.stringify({desired: els["desired"].textContent, nodes: shown}));
+console.log(JSON.stringify({desired: els["desired"].textContent, nodes: shown,
+                            state: els["desired"].dataset.state}));
 """
 
 
@@ -154,7 +155,8 @@ def test_the_live_overview_keeps_the_pages_language(web, tmp_path) -> None:
     token = login(c, "ada")
     c.post(f"/c/{CAMPAIGN}/run/control", data={"action": "start", "csrf_token": token})
     page = c.get(f"/c/{CAMPAIGN}/overview").text
-    desired = re.search(r"<span id=\"desired\" data-states='([^']*)'>([^<]*)</span>", page)
+    desired = re.search(r"<span id=\"desired\" data-state=\"running\" data-states='([^']*)'>"
+                        r"([^<]*)</span>", page)
     assert desired and desired.group(2) == "en cours"
     words = re.search(r'id="nodes" data-up="([^"]*)" data-down="([^"]*)"', page)
     assert words
@@ -164,7 +166,8 @@ def test_the_live_overview_keeps_the_pages_language(web, tmp_path) -> None:
              "down": words.group(2)}
     out = subprocess.run(["node", str(stub), str(SCRIPT), json.dumps(given)],
                          capture_output=True, text=True, timeout=60, check=True).stdout
-    assert json.loads(out) == {"desired": "en pause", "nodes": ["actif", "injoignable"]}
+    assert json.loads(out) == {"desired": "en pause", "nodes": ["actif", "injoignable"],
+                               "state": "paused"}  # data-state: the raw state, rewritten too
 
 
 # -- error pages ----------------------------------------------------------------------------------

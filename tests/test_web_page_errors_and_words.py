@@ -106,12 +106,14 @@ def test_the_run_pages_preflight_and_desired_state_are_in_the_pages_language(web
     assert re.search(r"<strong>(erreur|avertissement|info)</strong>", preflight), preflight
     assert not re.search(r"<strong>(error|warning)</strong>", preflight)
     assert 'id="preflight-note"' in page and "Détail en anglais" in page
-    assert re.search(r'<strong id="desired" data-states=\'[^\']*\'>en cours</strong>', page)
+    assert re.search(r'<strong id="desired" data-state="running" data-states=\'[^\']*\'>'
+                     r'en cours</strong>', page)
     english(c)
     page = _run_page(c)
     preflight = page.split('id="preflight"')[1].split("</ul>")[0]
     assert re.search(r"<strong>(error|warning|info)</strong>", preflight)
-    assert re.search(r'<strong id="desired" data-states=\'[^\']*\'>running</strong>', page)
+    assert re.search(r'<strong id="desired" data-state="running" data-states=\'[^\']*\'>'
+                     r'running</strong>', page)
 
 
 @backend_sqlite_only  # templates and the page's script
@@ -120,7 +122,8 @@ def test_the_live_run_page_keeps_the_pages_language(web: Web, tmp_path: Path) ->
     """The script rewrites the run page's #desired every second too: with the page's words."""
     c = web.client()
     login(c, "ada")
-    found = re.search(r'<strong id="desired" data-states=\'([^\']*)\'>', _run_page(c))
+    found = re.search(r'<strong id="desired" data-state="" data-states=\'([^\']*)\'>',
+                      _run_page(c))  # no desired state written yet: no raw state
     assert found, "the run page gives the script no words"
     stub = tmp_path / "stub.js"
     stub.write_text(DOM_STUB)
@@ -128,6 +131,7 @@ def test_the_live_run_page_keeps_the_pages_language(web: Web, tmp_path: Path) ->
     out = subprocess.run(["node", str(stub), str(SCRIPT), json.dumps(given)],
                          capture_output=True, text=True, timeout=60, check=True).stdout
     assert json.loads(out)["desired"] == "en pause"
+    assert json.loads(out)["state"] == "paused"  # the raw state follows the live state
 
 
 # -- a URL no route matches -----------------------------------------------------------------------

@@ -235,7 +235,8 @@ def _paused_means_no_new_calls(page: Any, console: Console, total: int) -> int:
     time.sleep(4)  # eight reads of the run control, eight dialling chances at 2 calls/s
     assert console.calls() == placed, "a call was placed while paused"
     page.goto(f"{console.url}/c/{CAMPAIGN}/run")
-    assert page.inner_text("#desired") == "paused"
+    assert page.inner_text("#desired") == "en pause"  # the French page's word
+    assert page.locator("#desired").get_attribute("data-state") == "paused"
     shot(page, "run-paused")
     return placed
 

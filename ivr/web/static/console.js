@@ -65,6 +65,7 @@
     const desired = document.getElementById("desired");  // its words in the page's language
     const states = desired && desired.dataset.states ? JSON.parse(desired.dataset.states) : {};
     setText("desired", states[o.desired] || o.desired);
+    if (desired) { desired.dataset.state = o.desired || ""; }  // the raw state, any language
     const why = document.getElementById("why-waiting");
     if (why) { why.textContent = o.why_waiting || ""; }
     setText("next-allowed", o.next_allowed);
