@@ -195,11 +195,15 @@ class StoredCauses:
 # `controllers` rows and their leases, the attempts in `calls`). It takes a share of each cap:
 # cap // n, one more for the first cap % n controllers in id order; and never more than the cap
 # less the others' open attempts last read, so that nobody overshoots while the shares move.
-# A controller that starts beside others dials only after JOIN_S, once each of them has read it
-# and shrunk its share (no hang-up: they wait until their calls drop below it). A controller
-# that stops, or whose lease expires, leaves its share to the others at their next read. Alone
-# (or with no controller id: a run not holding the store), the caps are the whole caps, with no
-# read on the dial path.
+# A node's max_channels is split the same way among every live controller that may dial
+# through it, whatever its campaign (another campaign's: calls on it, or it listed in the
+# snapshot that controller publishes as it starts), less all their open attempts on it. The
+# campaign's calls_per_second is split too: each paces at rate / n (Shares.interval).
+# A controller that starts beside others (its campaign's, or another's on its nodes) dials
+# only after JOIN_S, once each of them has read it and shrunk its share (no hang-up: they wait
+# until their calls drop below it). A controller that stops, or whose lease expires, leaves
+# its share to the others at their next read. Alone (or with no controller id: a run not
+# holding the store), the caps are the whole caps, with no read on the dial path.
 SHARE_POLL_S = 1.0  # the live controllers and their load are read this often
 JOIN_S = 2 * SHARE_POLL_S + 0.5  # a newcomer's wait: every other one has read it by then
 
@@ -211,25 +215,54 @@ def split(cap: int, n: int, rank: int) -> int:
 
 @dataclass(frozen=True)
 class Peers:
-    """The campaign's live controllers (this one included, id order) and the others' load."""
+    """The campaign's live controllers (this one included, id order) and the others' load.
+    Other campaigns' live controllers count on a node only: `elsewhere_on`, their open
+    attempts per node; `users_on`, those of them that may dial it (calls on it, or it in their
+    published snapshot's nodes). A node's max_channels caps every call on it."""
     ids: tuple[str, ...] = ()
     busy: int = 0  # the other controllers' open attempts
     busy_on: Mapping[str, int] = field(default_factory=dict)  # ... per node
+    elsewhere_on: Mapping[str, int] = field(default_factory=dict)
+    users_on: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
-    def from_rows(cls, rows: Iterable[Row], me: str) -> Peers:
-        ids, on = {me}, Counter[str]()
+    def from_rows(cls, rows: Iterable[Row], me: str, campaign: str | None = None) -> Peers:
+        """Rows (controller, node, n[, campaign]) of store.peer_load; a row of another
+        campaign than `campaign` counts only on its node."""
+        ids, on, elsewhere = {me}, Counter[str](), Counter[str]()
+        users: dict[str, set[str]] = {}
         for r in rows:
+            node = None if r["node"] is None else str(r["node"])
+            if campaign is not None and r.get("campaign", campaign) != campaign:
+                if node is not None:
+                    elsewhere[node] += int(r["n"])
+                    users.setdefault(node, set()).add(str(r["controller"]))
+                continue
             ids.add(str(r["controller"]))
-            if r["controller"] != me and r["node"] is not None:
-                on[str(r["node"])] += int(r["n"])
-        return cls(tuple(sorted(ids)), sum(on.values()), dict(on))
+            if r["controller"] != me and node is not None:
+                on[node] += int(r["n"])
+        return cls(tuple(sorted(ids)), sum(on.values()), dict(on), dict(+elsewhere),
+                   {k: frozenset(v) for k, v in users.items()})
 
     def limit(self, me: str, cap: int, busy: int) -> int:
         """This controller's calls allowed under `cap` with `busy` calls of the others."""
         if len(self.ids) <= 1:
             return cap
         return max(0, min(split(cap, len(self.ids), self.ids.index(me)), cap - busy))
+
+    def node_limit(self, me: str, node: str, cap: int) -> int | None:
+        """This controller's calls allowed on a node of `cap` channels: its share among every
+        controller dialling through it (any campaign), never more than the cap less their open
+        attempts; None: alone on it, the whole cap."""
+        users = sorted({me, *self.ids, *self.users_on.get(node, frozenset())})
+        if cap <= 0 or len(users) <= 1:
+            return None
+        busy = self.busy_on.get(node, 0) + self.elsewhere_on.get(node, 0)
+        return max(0, min(split(cap, len(users), users.index(me)), cap - busy))
+
+    def beside_others(self) -> bool:
+        """Other live controllers share a cap with this one (its campaign's, or a node's)."""
+        return len(self.ids) > 1 or any(self.users_on.values())
 
 
 class Shares:
@@ -252,15 +285,22 @@ class Shares:
 
     def max_concurrent(self, cap: int) -> int:
         """This controller's part of the campaign's cap now (the cap itself alone)."""
-        if self.alone or self.me is None:
+        if self.me is None:
             return cap
         if self.clock.monotonic() < self.dial_from:
             return 0
         room = self.peers.limit(self.me, cap, self.peers.busy)
-        if self.nodes and all(ns.node.max_channels > 0 for ns in self.nodes):
+        if self.nodes and all(ns.node.max_channels > 0 for ns in self.nodes) and \
+                any(ns.shared_cap is not None for ns in self.nodes):
             # Its shares of the nodes may hold fewer: wait here, not re-plan as on a full node.
             room = min(room, sum(ns.limit() for ns in self.nodes))
         return room
+
+    def interval(self, interval: float) -> float:
+        """This controller's pacing interval for the campaign's `interval` (1 / its calls per
+        second): each of n live controllers places a call every n intervals, so together they
+        keep the rate set for the carrier (alone: the interval itself)."""
+        return interval if self.me is None else interval * max(1, len(self.peers.ids))
 
     async def refresh(self) -> None:
         """Read the live controllers and their load; a store away keeps the last read."""
@@ -273,17 +313,15 @@ class Shares:
         except STORE_ERRORS as exc:  # the run itself pauses on the store; keep the shares
             log.debug("live controllers not read: %s", exc)
             return
-        self.apply(Peers.from_rows(rows, self.me))
+        self.apply(Peers.from_rows(rows, self.me, self.campaign))
 
     def apply(self, peers: Peers) -> None:
-        if not self._read and len(peers.ids) > 1:  # started beside others: let them see it
+        if not self._read and peers.beside_others():  # started beside others: let them see it
             self.dial_from = self.clock.monotonic() + JOIN_S
         self._read, self.peers = True, peers
         me = self.me or ""
         for ns in self.nodes:
-            cap = ns.node.max_channels
-            ns.shared_cap = None if self.alone or cap <= 0 else \
-                peers.limit(me, cap, peers.busy_on.get(ns.name, 0))
+            ns.shared_cap = peers.node_limit(me, ns.name, ns.node.max_channels)
         told = f"{len(peers.ids)} live controller(s)"
         if told != self._told:
             if self._told or not self.alone:

@@ -159,11 +159,21 @@ class CampaignRun:
         return not self.stop.is_set() and not paused
 
     async def _pace(self) -> bool:
-        """Wait for the next calls_per_second slot (moved by a new pacing); False on stop."""
-        await self.control.until_slot(self.last_slot)
+        """Wait for the next calls_per_second slot (moved by a new pacing); False on stop.
+        The rate is the campaign's: beside n-1 other live controllers, this one's slots are
+        n intervals apart (Shares.interval), so together they keep the rate set for the
+        carrier. The Originate's own wait (sending.py) keeps one interval after the last."""
+        ctl = self.control
+        while True:  # as ctl.until_slot, at this controller's share of the rate
+            ctl.changed.clear()
+            interval = self.shares.interval(ctl.interval)
+            left = self.last_slot + interval - self.clock.monotonic()
+            if left <= 0 or self.stop.is_set():
+                break
+            await self.clock.wait(self.stop, ctl.changed, timeout=left)
         # From this call's own departure: after a longer wait (window, room, nodes), two
         # calls must not leave back to back.
-        self.last_slot = max(self.clock.monotonic(), self.last_slot + self.control.interval)
+        self.last_slot = max(self.clock.monotonic(), self.last_slot + interval)
         return not self.stop.is_set()
 
     async def _nodes_ready(self) -> bool:

@@ -185,14 +185,22 @@ class PgControllersSQL(PgCore):
     def peer_load(self, campaign: str) -> list[Row]:
         """The campaign's live controllers (not stopped, lease running on the server's clock),
         this one included, with the open attempts of each other one per node: rows
-        (controller, node, n); node None with n 0 for a controller without any. What the
-        campaign's caps are shared by (campaign/nodes.py, Shares); read off the loop, once a
-        tick."""
+        (controller, campaign, node, n); node None with n 0 for a controller without any. Also
+        other campaigns' live controllers: their open attempts per node, and a row with n 0 for
+        each node their published snapshot lists (they may dial it: a node's max_channels is
+        shared by every controller dialling through it). What the caps are shared by
+        (campaign/nodes.py, Shares); read off the loop, once a tick."""
         return self._rows(
-            "SELECT k.id AS controller, c.node, count(c.id) AS n FROM controllers k "
+            "WITH live AS (SELECT id, campaign FROM controllers k WHERE k.stopped_at IS NULL "
+            "AND k.heartbeat_at::timestamptz + k.lease_s * interval '1 second' "
+            ">= clock_timestamp()) "
+            "SELECT k.id AS controller, k.campaign, c.node, count(c.id) AS n FROM live k "
             "LEFT JOIN calls c ON c.controller = k.id AND c.outcome IS NULL "
             "AND c.campaign = k.campaign AND k.id IS DISTINCT FROM %(me)s::text "
-            "WHERE k.campaign = %(campaign)s AND k.stopped_at IS NULL "
-            "AND k.heartbeat_at::timestamptz + k.lease_s * interval '1 second' "
-            ">= clock_timestamp() GROUP BY k.id, c.node ORDER BY k.id",
+            "GROUP BY k.id, k.campaign, c.node "
+            "HAVING k.campaign = %(campaign)s OR count(c.id) > 0 UNION ALL "
+            "SELECT k.id, k.campaign, j.value ->> 'name', 0 FROM live k "
+            "JOIN run_snapshots s ON s.campaign = k.campaign AND s.controller = k.id "
+            "CROSS JOIN LATERAL jsonb_array_elements(s.snapshot::jsonb -> 'nodes') j "
+            "WHERE k.campaign <> %(campaign)s ORDER BY 1",
             {"campaign": campaign, "me": self.controller_id})

@@ -97,18 +97,26 @@ class ControllersSQL(SQLiteCore):
 
     def peer_load(self, campaign: str) -> list[Row]:
         """The campaign's live controllers, this one included, with the open attempts of each
-        other one per node: rows (controller, node, n); node None with n 0 for a controller
-        without any (campaign/nodes.py, Shares). No heartbeat here: live is not stopped, and not a
-        process of this machine that is gone (same_host)."""
+        other one per node: rows (controller, campaign, node, n); node None with n 0 for a
+        controller without any. Also other campaigns' live controllers: their open attempts per
+        node, and a row with n 0 for each node their published snapshot lists (they may dial
+        it: a node's max_channels is shared by every controller dialling through it;
+        campaign/nodes.py, Shares). No heartbeat here: live is not stopped, and not a process
+        of this machine that is gone (same_host)."""
+        live = "SELECT k.id AS controller, k.campaign, k.id, k.host, k.pid, k.started_at, " \
+            "k.stopped_at, "
         rows = self._rows(
-            "SELECT k.id AS controller, k.id, k.host, k.pid, k.started_at, k.stopped_at, "
-            "c.node, count(c.id) AS n FROM controllers k "
+            live + "c.node, count(c.id) AS n FROM controllers k "
             "LEFT JOIN calls c ON c.controller = k.id AND c.outcome IS NULL "
             "AND c.campaign = k.campaign AND k.id IS NOT :me "
-            "WHERE k.campaign = :campaign AND k.stopped_at IS NULL "
-            "GROUP BY k.id, c.node ORDER BY k.id",
+            "WHERE k.stopped_at IS NULL GROUP BY k.id, c.node "
+            "HAVING k.campaign = :campaign OR count(c.id) > 0 UNION ALL "
+            + live + "json_extract(j.value, '$.name'), 0 FROM controllers k "
+            "JOIN run_snapshots s ON s.campaign = k.campaign AND s.controller = k.id, "
+            "json_each(s.snapshot, '$.nodes') j "
+            "WHERE k.stopped_at IS NULL AND k.campaign <> :campaign ORDER BY 1",
             {"campaign": campaign, "me": self.controller_id})
         host = self._held_host or socket.gethostname()
         gone = set(same_host.gone_controllers(rows, host)) - {self.controller_id}
-        return [{"controller": r["controller"], "node": r["node"], "n": r["n"]}
-                for r in rows if r["controller"] not in gone]
+        return [{"controller": r["controller"], "campaign": r["campaign"], "node": r["node"],
+                 "n": r["n"]} for r in rows if r["controller"] not in gone]
