@@ -19,7 +19,10 @@ def test_run_control_upserts_and_keeps_what_is_not_given(store: Store) -> None:
     row = store.set_run_control("c1", max_concurrent=5, by="alice", now=T0)
     # a pacing alone is no Start: its new row says paused (test_standby_pacing.py)
     assert row["desired"] == "paused" and row["max_concurrent"] == 5
-    assert row["calls_per_second"] is None and row["updated_by"] == "alice"
+    assert row["calls_per_second"] is None
+    # no run state written yet: no mark (the console shows none); the pacing's writer is audited
+    assert (row["updated_at"], row["updated_by"]) == ("", None)
+    assert store.audit_log(limit=1)[0]["actor"] == "alice"
     row = store.set_run_control("c1", desired="paused", by="bob", now=T0 + timedelta(seconds=1))
     assert (row["desired"], row["max_concurrent"], row["updated_by"]) == ("paused", 5, "bob")
     assert row["updated_at"] == "2026-03-02T10:00:01.000Z"

@@ -11,7 +11,7 @@ from typing import Any
 
 from ivr.store.base import Row, token_use_to_note, utc
 from ivr.store.pg_core import PgCore
-from ivr.store.sqlite_console import check_desired, check_role
+from ivr.store.sqlite_console import check_desired, check_role, unset_marks
 
 
 class PgConsoleSQL(PgCore):
@@ -34,7 +34,7 @@ class PgConsoleSQL(PgCore):
             self._exec(
                 "INSERT INTO run_control (campaign, desired, max_concurrent, calls_per_second, "
                 "updated_at, updated_by) VALUES (%(c)s, COALESCE(%(d)s, 'paused'), %(m)s, "
-                "%(r)s, %(ts)s, %(by)s) ON CONFLICT (campaign) DO UPDATE SET "
+                "%(r)s, %(ts0)s, %(by0)s) ON CONFLICT (campaign) DO UPDATE SET "
                 "desired = COALESCE(%(d)s, run_control.desired), "
                 "max_concurrent = COALESCE(%(m)s, run_control.max_concurrent), "
                 "calls_per_second = COALESCE(%(r)s, run_control.calls_per_second), "
@@ -42,7 +42,7 @@ class PgConsoleSQL(PgCore):
                 "ELSE %(ts)s END, updated_by = CASE WHEN %(d)s::text IS NULL THEN "
                 "run_control.updated_by ELSE %(by)s END",
                 {"c": campaign, "d": desired, "m": max_concurrent, "r": calls_per_second,
-                 "ts": utc(now), "by": by})
+                 "ts": utc(now), "by": by, **unset_marks(desired, utc(now), by)})
             self._audit("run_control", None, {
                 "campaign": campaign, **{k: v for k, v in (
                     ("desired", desired), ("max_concurrent", max_concurrent),

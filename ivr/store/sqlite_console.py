@@ -17,6 +17,12 @@ DESIRED = ("running", "paused", "stopped", "hard_stop")
 ROLES = ("admin", "operator", "viewer")
 
 
+def unset_marks(desired: str | None, ts: str, by: str | None) -> dict[str, Any]:
+    """updated_at/updated_by of a run_control row a write creates: a pacing-only write
+    creates it with no run state's mark ('' and NULL), so the console shows none set."""
+    return {"ts0": ts, "by0": by} if desired is not None else {"ts0": "", "by0": None}
+
+
 def check_desired(desired: str) -> None:
     if desired not in DESIRED:
         raise ValueError(f"desired: {desired!r} is not one of {', '.join(DESIRED)}")
@@ -37,7 +43,8 @@ class ConsoleSQL(SQLiteCore):
         (pacing NULL = the config's). Audited with actor `by`. updated_at and updated_by are
         the desired state's last write: a pacing-only write leaves them, and a row it creates
         says `paused`, not `running`, so that saving the pacing never acts as a Start or a
-        Stop for a standby run (run_control.begin; pacing is read by value every tick).
+        Stop for a standby run (run_control.begin; pacing is read by value every tick); its
+        updated_at is '' and updated_by NULL until a run state is written (shown as none).
         The bounds of the pacing are the config's (run_control.check_pacing), checked by the
         caller; here only what no config allows is refused."""
         if desired is not None:
@@ -49,14 +56,14 @@ class ConsoleSQL(SQLiteCore):
         with self.transaction():
             self.db.execute(
                 "INSERT INTO run_control (campaign, desired, max_concurrent, calls_per_second, "
-                "updated_at, updated_by) VALUES (:c, COALESCE(:d, 'paused'), :m, :r, :ts, :by) "
+                "updated_at, updated_by) VALUES (:c, COALESCE(:d, 'paused'), :m, :r, :ts0, :by0) "
                 "ON CONFLICT (campaign) DO UPDATE SET desired = COALESCE(:d, desired), "
                 "max_concurrent = COALESCE(:m, max_concurrent), "
                 "calls_per_second = COALESCE(:r, calls_per_second), "
                 "updated_at = CASE WHEN :d IS NULL THEN updated_at ELSE :ts END, "
                 "updated_by = CASE WHEN :d IS NULL THEN updated_by ELSE :by END",
                 {"c": campaign, "d": desired, "m": max_concurrent, "r": calls_per_second,
-                 "ts": utc(now), "by": by})
+                 "ts": utc(now), "by": by, **unset_marks(desired, utc(now), by)})
             self._audit("run_control", None, {
                 "campaign": campaign, **{k: v for k, v in (
                     ("desired", desired), ("max_concurrent", max_concurrent),

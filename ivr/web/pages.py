@@ -168,13 +168,18 @@ def overview_page(request: Request, campaign: str) -> Response:
                                               "eta": service.eta_text(data["eta_s"])})
 
 
+def _control_shown(row: Any) -> dict[str, Any] | None:
+    """The run_control row with no desired state while none was written (service.desired_set)."""
+    return {**row, "desired": service.desired_set(row)} if row else None
+
+
 @router.get("/c/{campaign:path}/run", response_class=HTMLResponse)
 def run_page(request: Request, campaign: str) -> Response:
     _, store, ctx = _page(request, campaign)
     cfg = request.app.state.cfg
     return _render(request, "run.html", {
         **ctx, "section": "run", "violations": request.app.state.preflights.get(campaign),
-        "control": store.run_control(campaign), "dialer": cfg.dialer,
+        "control": _control_shown(store.run_control(campaign)), "dialer": cfg.dialer,
         "states": i18n.states(_lang(request)),  # the live script's words too (console.js)
         "o": request.app.state.overviews.get(campaign)})
 

@@ -101,6 +101,12 @@ def _nodes(live: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(nodes.values())
 
 
+def desired_set(control: Mapping[str, Any] | None) -> str | None:
+    """The run state last written (Start, Pause, Stop…), None while nobody has set one: a
+    row a pacing created says `paused` only so a standby run neither starts nor ends."""
+    return control["desired"] if control and control["updated_at"] else None
+
+
 def campaign_cap(cfg: Config, control: Mapping[str, Any] | None) -> int:
     """The campaign-wide cap on calls in flight the run applies: the console's pacing when
     set, else dialer.max_concurrent, kept within the config as run_control keeps it."""
@@ -158,7 +164,7 @@ def overview(cfg: Config, store: StoreBackend, campaign: str, now: datetime,
         "nodes": _nodes(live), "calls_per_minute": rate, "percent_complete": pct,
         "eta_s": eta, "contacts": rep["contacts"], "why_waiting": why,
         "next_allowed": next_allowed,
-        "desired": control["desired"] if control else None,
+        "desired": desired_set(control),
         "controllers": [{"controller": s["controller"], "status": s.get("status", ""),
                          "in_flight": s.get("in_flight", 0), "age_s": s["age_s"]}
                         for s in live],
