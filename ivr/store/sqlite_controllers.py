@@ -119,4 +119,20 @@ class ControllersSQL(SQLiteCore):
         host = self._held_host or socket.gethostname()
         gone = set(same_host.gone_controllers(rows, host)) - {self.controller_id}
         return [{"controller": r["controller"], "campaign": r["campaign"], "node": r["node"],
-                 "n": r["n"]} for r in rows if r["controller"] not in gone]
+                 "n": r["n"]} for r in rows
+                if r["controller"] not in gone and self._runs_now(r, campaign)]
+
+    def _runs_now(self, row: Row, campaign: str) -> bool:
+        """A controllers row open here is a live run only while its campaign's run lock is
+        held by its process: a crashed run's row stays open (no lease on SQLite, and
+        same_host cannot judge a row of an earlier boot, another container or a reused pid),
+        and counted as a peer it took half a lone run's cap (none at cap 1) for good."""
+        if row["controller"] == self.controller_id or not self.path:
+            return True
+        if row["campaign"] == campaign and self._held_campaign == campaign:
+            return False  # this run holds the campaign's lock: no other run of it is alive
+        owner = sqlite_runlock.running_owner(self.path, str(row["campaign"]))
+        if owner == sqlite_runlock.NO_LOCK_FILE:
+            return True  # never held by a run here: nothing to judge the row by
+        return isinstance(owner, RunOwner) and (owner.pid < 0 or (
+            owner.pid == row["pid"] and owner.host == row["host"]))

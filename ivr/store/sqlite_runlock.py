@@ -69,3 +69,30 @@ def hold_run(store_path: Path, owner: RunOwner, campaign: str) -> Iterator[None]
             os.ftruncate(fd, 0)  # released: no owner to name any more
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+
+NO_LOCK_FILE = "no lock file"  # running_owner: no run ever held this campaign on this store
+
+
+def running_owner(store_path: Path, campaign: str) -> RunOwner | str | None:
+    """The owner of the run holding `campaign` on this store now; None when no run holds it
+    (a controllers row left open is then a crashed run's); NO_LOCK_FILE when no run ever
+    held it here (rows written by another tool: nothing to judge them by). Tried shared and
+    non-blocking and released at once; a run of this process holds it through another
+    descriptor, so it reads as held too (its owner unknown: pid -1)."""
+    try:
+        fd = os.open(lock_path(store_path, campaign), os.O_RDONLY)
+    except FileNotFoundError:
+        return NO_LOCK_FILE
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_owner(fd) or RunOwner(-1, "", parse_utc("1970-01-01T00:00:00Z"))
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
