@@ -296,11 +296,15 @@ class Shares:
             room = min(room, sum(ns.limit() for ns in self.nodes))
         return room
 
-    def interval(self, interval: float) -> float:
+    def interval(self, interval: float, cap: int | None = None) -> float:
         """This controller's pacing interval for the campaign's `interval` (1 / its calls per
-        second): each of n live controllers places a call every n intervals, so together they
-        keep the rate set for the carrier (alone: the interval itself)."""
-        return interval if self.me is None else interval * max(1, len(self.peers.ids))
+        second): each of the n live controllers that may dial places a call every n intervals,
+        so together they keep the rate set for the carrier (alone: the interval itself). With
+        a campaign cap under n, only `cap` of them get a share of it: the rate is theirs."""
+        if self.me is None:
+            return interval
+        n = max(1, len(self.peers.ids))
+        return interval * (min(n, cap) if cap and cap > 0 else n)
 
     async def refresh(self) -> None:
         """Read the live controllers and their load; a store away keeps the last read."""

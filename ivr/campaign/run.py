@@ -166,7 +166,7 @@ class CampaignRun:
         ctl = self.control
         while True:  # as ctl.until_slot, at this controller's share of the rate
             ctl.changed.clear()
-            interval = self.shares.interval(ctl.interval)
+            interval = self.shares.interval(ctl.interval, ctl.max_concurrent)
             left = self.last_slot + interval - self.clock.monotonic()
             if left <= 0 or self.stop.is_set():
                 break
