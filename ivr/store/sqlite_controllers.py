@@ -103,15 +103,15 @@ class ControllersSQL(SQLiteCore):
         it: a node's max_channels is shared by every controller dialling through it;
         campaign/nodes.py, Shares). No heartbeat here: live is not stopped, and not a process
         of this machine that is gone (same_host)."""
-        live = "SELECT k.id AS controller, k.campaign, k.id, k.host, k.pid, k.started_at, " \
-            "k.stopped_at, "
         rows = self._rows(
-            live + "c.node, count(c.id) AS n FROM controllers k "
+            "SELECT k.id AS controller, k.campaign, k.id, k.host, k.pid, k.started_at, "
+            "k.stopped_at, c.node, count(c.id) AS n FROM controllers k "
             "LEFT JOIN calls c ON c.controller = k.id AND c.outcome IS NULL "
             "AND c.campaign = k.campaign AND k.id IS NOT :me "
             "WHERE k.stopped_at IS NULL GROUP BY k.id, c.node "
             "HAVING k.campaign = :campaign OR count(c.id) > 0 UNION ALL "
-            + live + "json_extract(j.value, '$.name'), 0 FROM controllers k "
+            "SELECT k.id AS controller, k.campaign, k.id, k.host, k.pid, k.started_at, "
+            "k.stopped_at, json_extract(j.value, '$.name'), 0 FROM controllers k "
             "JOIN run_snapshots s ON s.campaign = k.campaign AND s.controller = k.id, "
             "json_each(s.snapshot, '$.nodes') j "
             "WHERE k.stopped_at IS NULL AND k.campaign <> :campaign ORDER BY 1",

@@ -138,6 +138,11 @@ def test_ctrl_c_stops_new_calls_then_hangs_up(cfg_file: Path, tmp_path: Path) ->
     assert "run operator" in out
     outcomes = [o for (o,) in calls()]
     assert len(outcomes) == 4 and all(o is not None for o in outcomes)
+    # Hung up by the run, not by the callees (still in the intro): error, retried later
+    # (README: calls the run hangs up itself), so their 4 contacts stay pending with the 4
+    # never called.
+    stages = sqlite3.connect(db).execute("SELECT outcome, stage FROM calls").fetchall()
+    assert all(o == "error" and (st or "").startswith("hard-stop") for o, st in stages), stages
     pending = sqlite3.connect(db).execute(
         "SELECT COUNT(*) FROM contacts WHERE status = 'pending'").fetchone()[0]
-    assert pending == 4
+    assert pending == 8

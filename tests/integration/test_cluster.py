@@ -182,14 +182,15 @@ def test_a_node_sigkilled_mid_run(nodes: Path, pbx_cfg: Config, pg_url: str,
 def test_a_controller_sigkilled_mid_run(nodes: Path, pbx_cfg: Config, pg_url: str,
                                         tmp_path: Path) -> None:
     a, b = two(tmp_path, pbx_cfg, pg_url, max_concurrent=8)
-    # 30: A is killed with 10 calls in flight, so B still has about 20 to place alone, and A's
-    # orphaned attempts to settle after the lease (60 took B a minute more, nothing else).
+    # 30: A is killed with its calls in flight (max_concurrent 8 is the campaign's: 4 each,
+    # so 6 in flight means A holds at least 2), so B still has about 20 to place alone, and
+    # A's orphaned attempts to settle after the lease (60 took B a minute more, nothing else).
     numbers = [fiction("10", f"{blk:02d}") for blk in range(30)]
     import_list(a, numbers)
     marks: dict[str, Any] = {}
 
     async def kill_a(watch: Watch, procs: Any) -> None:
-        while sum(c.end is None for c in watch.calls.values()) < 10:
+        while sum(c.end is None for c in watch.calls.values()) < 6:
             await asyncio.sleep(0.05)
         procs[0].send_signal(signal.SIGKILL)
         marks["killed"] = time.monotonic()
