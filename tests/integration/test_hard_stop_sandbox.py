@@ -6,33 +6,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from pathlib import Path
 
 from ivr import app
 from ivr.config import Config
-from ivr.telephony.ami import Ami
-from ivr.telephony.sandbox import MONITOR_EVENTS, Sandbox
 
 from .conftest import fiction
-from .test_stop_and_choice import import_numbers, query, write_cfg
-
-
-async def key_seen(pbx_cfg: Config, key: str) -> None:
-    """Returns once a callee pressed `key` on one of the IVR's channels (monitor user)."""
-    ami = Ami(pbx_cfg.pbx.host, pbx_cfg.pbx.port, Sandbox(pbx_cfg).monitor_user,
-              app.ami_secret(pbx_cfg), events=MONITOR_EVENTS)
-    await ami.connect()
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            ev = await ami.next_event(1.0)
-            if ev is not None and ev.get("Event") == "DTMFEnd" and ev.get("Digit") == key \
-                    and str(ev.get("Uniqueid", "")).startswith("ivr-"):
-                return
-        raise AssertionError(f"no key {key} seen")
-    finally:
-        ami.close()
+from .test_stop_and_choice import import_numbers, key_seen, query, write_cfg
 
 
 def test_a_second_ctrl_c_retries_the_consent_it_cut_and_the_ringing_call(

@@ -170,9 +170,8 @@ def test_a_second_ctrl_c_while_the_pbx_is_down_ends_the_run_within_seconds(
 
 
 # -- a PBX restart after the choice --------------------------------------------------------------
-async def restart_after_key(pbx_cfg: Config, key: str, after_s: float) -> float:
-    """Watch the callees' DTMF (monitor user); `after_s` after `key`, restart the PBX. Returns
-    when the key was seen (monotonic)."""
+async def key_seen(pbx_cfg: Config, key: str) -> None:
+    """Returns once a callee pressed `key` on one of the IVR's channels (monitor user)."""
     ami = Ami(pbx_cfg.pbx.host, pbx_cfg.pbx.port, Sandbox(pbx_cfg).monitor_user,
               app.ami_secret(pbx_cfg), events=MONITOR_EVENTS)
     await ami.connect()
@@ -182,11 +181,16 @@ async def restart_after_key(pbx_cfg: Config, key: str, after_s: float) -> float:
             ev = await ami.next_event(1.0)
             if ev is not None and ev.get("Event") == "DTMFEnd" and ev.get("Digit") == key \
                     and str(ev.get("Uniqueid", "")).startswith("ivr-"):
-                break
-        else:
-            raise AssertionError(f"no key {key} seen")
+                return
+        raise AssertionError(f"no key {key} seen")
     finally:
         ami.close()
+
+
+async def restart_after_key(pbx_cfg: Config, key: str, after_s: float) -> float:
+    """Watch the callees' DTMF (monitor user); `after_s` after `key`, restart the PBX. Returns
+    when the key was seen (monotonic)."""
+    await key_seen(pbx_cfg, key)
     seen = time.monotonic()
     await asyncio.sleep(after_s)
     await asyncio.get_running_loop().run_in_executor(None, restart_pbx, pbx_cfg)
