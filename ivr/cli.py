@@ -395,13 +395,11 @@ def gdpr_export(ctx: Ctx, number: str) -> None:
 @click.argument("number")
 @pass_ctx
 def gdpr_erase(ctx: Ctx, number: str) -> None:
-    from ivr.records.privacy import gdpr_erase as erase, normalise_number
+    from ivr.records.privacy import gdpr_erase as erase, normalise_number, wal_warning
     counts = erase(ctx.store(), normalise_number(number, ctx.cfg.default_region), now())
     console.print(json.dumps(counts), highlight=False)
     if not counts["wal_checkpointed"]:
-        err_console.print(f"warning: another process holds {ctx.cfg.store.path} open: the erased "
-                          "number stays in its -wal file until that process closes the store; "
-                          "run `ivr gdpr erase` again then", highlight=False, markup=False)
+        err_console.print(wal_warning(ctx.cfg.store.path), highlight=False, markup=False)
 
 
 @cli.command("purge")

@@ -217,3 +217,11 @@ def purge(store: StoreBackend, older_than: timedelta, now: datetime,
         counts: dict[str, Any] = {"cutoff": utc(cutoff), **store.purge_before(cutoff)}
         store.audit("purge", None, counts, now)
     return counts
+
+
+def wal_warning(store_path: object) -> str:
+    """What `ivr gdpr erase` and the console say when the checkpoint found another process
+    reading the SQLite store: the erased number is still in its -wal file."""
+    return (f"warning: another process holds {store_path} open: the erased number stays in "
+            "its -wal file until that process closes the store; run `ivr gdpr erase` again "
+            "then")

@@ -13,6 +13,7 @@ from fastapi.responses import (FileResponse, JSONResponse, PlainTextResponse, Re
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from ivr.records import privacy
 from ivr.web import download, records, service
 from ivr.web import prompts as prompts_mod
 from ivr.web.gzblocks import accepts_gzip
@@ -83,9 +84,7 @@ def erase_warning(request: Request, store: Any, result: dict[str, Any]) -> str |
     always answers False: its rewrite of the tables follows in the store's own thread.)"""
     if result.get("wal_checkpointed", True) or getattr(store, "reclaim_in_background", False):
         return None
-    return (f"warning: another process holds {request.app.state.cfg.store.path} open: the "
-            "erased number stays in its -wal file until that process closes the store; "
-            "run `ivr gdpr erase` again then")
+    return privacy.wal_warning(request.app.state.cfg.store.path)
 
 
 def dropped(request: Request, campaign: str) -> None:
