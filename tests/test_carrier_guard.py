@@ -75,8 +75,9 @@ def test_what_counts_as_a_carrier_refusal() -> None:
 
 # -- the guard alone ------------------------------------------------------------------------
 def flight(node: str, cause: int | None = 21, reason: int = 0, answered: bool = False,
-           failed: bool = True) -> InFlight:
-    f = InFlight(1, "ivr-1", "+33199000001", node, answered=answered, failed=failed)
+           failed: bool = True, attempt: int = 1) -> InFlight:
+    f = InFlight(1, "ivr-1", "+33199000001", node, answered=answered, failed=failed,
+                 attempt=attempt)
     f.cause, f.reason = cause, reason
     return f
 
@@ -107,6 +108,47 @@ def test_the_guard_counts_per_node_and_any_other_end_starts_again() -> None:
     assert len(trips) == 1  # told once
     guard.arm(trips.append)  # a new run counts from zero
     assert guard.streak("a") == 0 and guard.why == ""
+
+
+def test_congestion_on_a_retry_neither_counts_nor_starts_the_count_again() -> None:
+    """A callee's own route congested (cause 34 on each of its attempts) gives congestion again
+    on its retry: that says nothing new of the trunk. At a list's tail only such retries are
+    left, and counting them stopped a run that had only a few attempts to go."""
+    trips: list[str] = []
+    guard = CarrierGuard(trip_after=4)
+    guard.arm(trips.append)
+    for _ in range(10):
+        guard.ended(flight("a", cause=34, reason=8, attempt=2))
+    assert guard.streak("a") == 0 and not trips
+    for _ in range(2):
+        guard.ended(flight("a", cause=34, reason=8))
+    guard.ended(flight("a", cause=34, reason=8, attempt=3))  # neutral: the count stays
+    assert guard.streak("a") == 2
+    guard.ended(flight("a", cause=21, attempt=2))  # a refusal after a busy: counts
+    guard.ended(flight("a", cause=34, reason=8))
+    assert len(trips) == 1
+
+
+def test_a_list_whose_tail_is_congested_callees_finishes(backend: Backend) -> None:
+    """Two thirds of the callees give congestion on every attempt (their route, not the
+    trunk: a third answers all along). The first pass mixes them with answers; their retries
+    come last, more than CARRIER_TRIP_AFTER in a row. Before: the breaker stopped the run
+    there and they never had their last attempt."""
+    numbers = [fiction(i) for i in range(45)]
+    callees = {n: answer(["1"]) if i % 3 == 0 else congestion() for i, n in enumerate(numbers)}
+
+    async def scenario() -> tuple[Any, list[dict[str, Any]]]:
+        async with rig(backend, callees, clock=ManualClock(), max_concurrent=3,
+                       delays={"busy": 0.2, "no_answer": 0.2, "congestion": 10}) as r:
+            report, _, _ = await run_campaign(r)
+            await r.settled()
+            return report, r.calls()
+    report, calls = asyncio.run(scenario())
+    assert report.stopped_by == "finished", report.why
+    tries = Counter(c["number"] for c in calls if c["outcome"] == "congestion")
+    assert len(tries) == 30 and set(tries.values()) == {2}
+    tail = [c["outcome"] for c in sorted(calls, key=lambda c: c["id"])][-CARRIER_TRIP_AFTER:]
+    assert set(tail) == {"congestion"}  # the scenario: a streak the breaker would have seen
 
 
 # -- runs on the fake PBX -------------------------------------------------------------------

@@ -15,7 +15,9 @@ operator's hard stop hangs calls up (cause 16), which is no carrier's doing.
 
 A streak trips only once the node's calls that were ringing when it began have ended: a short
 blip's refusals come back in milliseconds while those calls answer seconds later, and their
-answer resets it; a trunk refusing everything refuses them too.
+answer resets it; a trunk refusing everything refuses them too. Congestion on a retry is
+neutral: callees whose own route is congested give it on every attempt, and their retries come
+last, in a row; counted, they stopped runs a few attempts from their end.
 """
 from __future__ import annotations
 
@@ -93,6 +95,11 @@ class CarrierGuard:
             "ended unanswered"
         final = outcome == "failed"
         refusal = carrier_refusal(flight.reason, flight.cause) if flight.failed else None
+        if refusal is not None and outcome == "congestion" and flight.attempt > 1:
+            # Its earlier attempt was retried, most likely congested too: this callee's route,
+            # nothing new of the trunk. Neither counted nor a reset (a list's tail is such
+            # retries only). A trunk going down mid-list is seen on the first attempts.
+            refusal = ""
         silence = None if outcome == "busy" else \
             f"{outcome} (cause {flight.cause})" if flight.cause is not None else outcome
         self._count(flight.node, REFUSED, refusal, final)
@@ -102,6 +109,8 @@ class CarrierGuard:
 
     def _count(self, node: str, kind: str, said: str | None, final: bool) -> None:
         key = (node, kind)
+        if said == "":  # neutral: the streak stays as it is
+            return
         if said is None:
             self._streaks.pop(key, None)
             return
