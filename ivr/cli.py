@@ -318,106 +318,6 @@ def report_cmd(ctx: Ctx, fmt: str, campaign: str | None, every: bool) -> None:
         console.print(report.render(report.summary(store, campaign)))
 
 
-# -- opposition, consent, data protection -----------------------------------------------------
-@cli.group()
-def optout() -> None:
-    """The opposition list (effective at once, for every campaign)."""
-
-
-@optout.command("add")
-@click.argument("number")
-@click.option("--via", type=click.Choice(["post", "email", "phone", "sms"]), required=True)
-@pass_ctx
-def optout_add(ctx: Ctx, number: str, via: str) -> None:
-    from ivr.records.privacy import optout_add as add
-    new = add(ctx.store(), number, via, now(), ctx.cfg.default_region)
-    console.print("added to the opposition list" if new else "already on the opposition list")
-
-
-@optout.command("import")
-@click.argument("file", type=click.Path(path_type=Path))
-@click.option("--via", type=click.Choice(["post", "email", "phone", "sms"]), default="post")
-@pass_ctx
-def optout_import(ctx: Ctx, file: Path, via: str) -> None:
-    from ivr.records.contacts import import_optouts
-    added, rejected = import_optouts(ctx.store(), file, via=via,
-                                     default_region=ctx.cfg.default_region, now=now())
-    for line, reason in rejected:
-        err_console.print(f"rejected line {line}: {reason}", highlight=False, markup=False)
-    console.print(f"{added} number(s) added to the opposition list")
-
-
-@cli.group()
-def consent() -> None:
-    """Proof of consent."""
-
-
-@consent.command("show")
-@click.argument("number")
-@click.option("--export", "export_dir", type=click.Path(path_type=Path), default=None,
-              help="Copy the archived audio of every prompt the person heard into DIR.")
-@pass_ctx
-def consent_show(ctx: Ctx, number: str, export_dir: Path | None) -> None:
-    """Proof of consent: one JSON line per consent, refusal or opt-out, with each prompt heard
-    (name, sha256, whether its audio is in the prompt archive); then one JSON line per
-    campaign the number was part of (source "campaign": its list, basis and status)."""
-    from ivr.prompts.archive import export_heard, heard_prompts
-    from ivr.records.privacy import campaigns_of, consent_proof, normalise_number
-    e164 = normalise_number(number, ctx.cfg.default_region)
-    rows = consent_proof(ctx.store(), e164)
-    if not rows:
-        console.print(f"no consent, refusal or opt-out recorded for {e164}")
-    for row in rows:
-        shown = {**row, "heard": heard_prompts(ctx.cfg, row.get("heard_sha256"))}
-        console.print(json.dumps(shown, ensure_ascii=False), highlight=False, markup=False)
-    for row in campaigns_of(ctx.store(), e164):
-        console.print(json.dumps(row, ensure_ascii=False), highlight=False, markup=False)
-    if export_dir is not None:
-        files = export_heard(ctx.cfg, rows, export_dir)
-        console.print(f"{len(files)} audio file(s) exported to {export_dir}", highlight=False)
-
-
-@cli.group()
-def gdpr() -> None:
-    """Data-protection requests (access, erasure)."""
-
-
-@gdpr.command("export")
-@click.argument("number")
-@pass_ctx
-def gdpr_export(ctx: Ctx, number: str) -> None:
-    from ivr.records.privacy import gdpr_export as export, normalise_number
-    data = export(ctx.store(), normalise_number(number, ctx.cfg.default_region), now())
-    print(json.dumps(data, indent=2, ensure_ascii=False))
-
-
-@gdpr.command("erase")
-@click.argument("number")
-@pass_ctx
-def gdpr_erase(ctx: Ctx, number: str) -> None:
-    from ivr.records.privacy import gdpr_erase as erase, normalise_number, wal_warning
-    counts = erase(ctx.store(), normalise_number(number, ctx.cfg.default_region), now())
-    console.print(json.dumps(counts), highlight=False)
-    if not counts["wal_checkpointed"]:
-        err_console.print(wal_warning(ctx.cfg.store.path), highlight=False, markup=False)
-
-
-@cli.command("purge")
-@click.option("--older-than", default=None, help="e.g. 365d, 24m (m: 30-day months, y: "
-              "365-day years); default retention.days")
-@pass_ctx
-def purge(ctx: Ctx, older_than: str | None) -> None:
-    """Delete data older than the retention period (opposition hashes are kept)."""
-    from datetime import timedelta
-
-    from ivr.config_checks import rules_lookback_days
-    from ivr.records.privacy import parse_duration, purge as do_purge
-    age = parse_duration(older_than) if older_than else timedelta(days=ctx.cfg.retention.days)
-    keep = timedelta(days=rules_lookback_days(ctx.cfg.schedule))
-    counts = do_purge(ctx.store(), age, now(), keep, given=older_than)
-    console.print(json.dumps(counts), highlight=False)
-
-
 # -- demo -----------------------------------------------------------------------------------
 @cli.command("demo")
 @click.option("--web", is_flag=True, help="Then leave the web console running (URL and a "
@@ -455,3 +355,8 @@ def main() -> None:
 
 from ivr.cli_pbx import pbx  # noqa: E402 (own module: cli.py's size budget)
 cli.add_command(pbx)
+
+
+from ivr.cli_rights import consent, gdpr, optout, purge  # noqa: E402 (own module: size budget)
+for _command in (optout, consent, gdpr, purge):
+    cli.add_command(_command)
