@@ -8,7 +8,7 @@ under a prefix of the code's numbers, or the default; the holiday region is that
 code's regions, or none. When every candidate is the same (+33: Europe/Paris, with Europe/Paris
 as the default, and no overseas region), that is the answer for every number of the code,
 exactly; otherwise the caller parses the number as before. The one exception within +33:
-Alsace-Moselle's landlines (03 87, 03 88, 03 89), which keep two more public holidays.
+Alsace-Moselle's landlines (ALSACE_MOSELLE), which keep two more public holidays.
 """
 from __future__ import annotations
 
@@ -29,9 +29,15 @@ FR_OVERSEAS_SUBDIV: dict[str, str] = {
     "BL": "BL", "MF": "MF", "PM": "PM", "NC": "NC", "PF": "PF", "WF": "WF"}
 
 # Alsace-Moselle keeps Good Friday and 26 December as public holidays. A geographic number is
-# ported only within its own numbering zone, so a 03 87 (Moselle) or 03 88 / 03 89 (Bas-Rhin,
-# Haut-Rhin) landline is there; a mobile says nothing of where its owner lives.
-ALSACE_MOSELLE: dict[str, str] = {"33387": "57", "33388": "6AE", "33389": "6AE"}
+# ported only within its own numbering zone, so its range says where the line is; a mobile
+# says nothing of where its owner lives. Per phonenumbers' geocoder: 03 87 is Moselle; 03 88,
+# 03 89, 03 90 and 03 67/68/69 are Alsace (Strasbourg, Colmar, Mulhouse, Haguenau...). 03 54-57,
+# 03 72 and 03 82 are Lorraine ranges that mix Moselle towns (Metz, Thionville, Forbach,
+# Sarreguemines) with others: they keep the two days too, as calling on fewer days is lawful.
+ALSACE_MOSELLE: dict[str, str] = {
+    "33387": "57", "33388": "6AE", "33389": "6AE", "33390": "6AE",
+    "33367": "6AE", "33368": "6AE", "33369": "6AE",
+    "33354": "57", "33355": "57", "33356": "57", "33357": "57", "33372": "57", "33382": "57"}
 
 
 def country_code(number: str) -> int | None:
