@@ -49,7 +49,8 @@ class Plan:
 def judge(cfg: Config, contact: dict[str, Any], now: datetime) -> Callable[[History], Verdict]:
     """The one decision for a contact, pure: opposition, a call in flight, the retry delay of
     its last attempt, a fiction caller ID, then the calling rules. The plan and the claim both
-    use it."""
+    use it. The slot and zone are the history's `current` ones when it has them (the claim's:
+    the contact may have changed since the plan read `contact`)."""
     number = contact["number"]
     caller = cfg.campaign.caller_id
 
@@ -65,10 +66,14 @@ def judge(cfg: Config, contact: dict[str, Any], now: datetime) -> Callable[[Hist
         if is_fiction_number(caller) and not is_fiction_number(number):
             return Verdict(False, CALLER_ID_FICTION, f"campaign.caller_id {caller} is a fiction "
                            "number: it may call fiction numbers only", None)
-        zone = callee_zone(number, contact.get("timezone"), cfg.schedule.timezone)
-        return check_call(now, number=number, zone=zone, schedule=cfg.schedule,
+        return rules(now, past)
+
+    def rules(at: datetime, past: History) -> Verdict:
+        row = past.current if past.current is not None else contact
+        zone = callee_zone(number, row.get("timezone"), cfg.schedule.timezone)
+        return check_call(at, number=number, zone=zone, schedule=cfg.schedule,
                           attempts_utc=past.attempts, last_refusal_utc=past.last_refusal,
-                          preferred_slot=contact.get("slot"))
+                          preferred_slot=row.get("slot"))
     return decide
 
 

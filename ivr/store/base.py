@@ -89,6 +89,9 @@ class History:
     last_refusal: datetime | None = None
     in_flight: bool = False  # an attempt of this number (any campaign) has no outcome yet
     retry_at: datetime | None = None  # of the last attempt of this number in this campaign
+    # The contact's slot and timezone as the claim read them in its transaction, fresher than
+    # the plan's row (a slot chosen, a zone corrected since); None: the caller's row is current.
+    current: Mapping[str, str | None] | None = None
 
 
 class Decision(Protocol):

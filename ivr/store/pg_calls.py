@@ -30,8 +30,9 @@ class PgCallsSQL(PgCore):
         holds it), read its fresh history, judge it and write the attempt: one transaction."""
         number = contact["number"]
         with self.transaction():
-            locked = self._row("SELECT id FROM contacts WHERE id = %s FOR UPDATE SKIP LOCKED",
-                               (contact["id"],))
+            # the locked row's slot and timezone: the contact as it is now (History.current)
+            locked = self._row("SELECT id, slot, timezone FROM contacts WHERE id = %s "
+                               "FOR UPDATE SKIP LOCKED", (contact["id"],))
             if locked is None:  # being claimed elsewhere: as good as a call in flight
                 return Claim(call=None, decision=judge(History(in_flight=True)))
             # Settled by another controller since this one planned it (its last attempt, say):
@@ -41,6 +42,7 @@ class PgCallsSQL(PgCore):
             if settled is not None and settled["status"] != "pending":
                 return Claim(call=None, decision=judge(History(in_flight=True)))
             past = self._history_of(number, attempts_since, refusals_since, campaign)
+            past.current = {"slot": locked["slot"], "timezone": locked["timezone"]}
             decision = judge(past)
             if not decision.allowed:
                 if past.opted_out:  # keep the contact's status true to the opposition list

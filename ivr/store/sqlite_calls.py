@@ -73,7 +73,8 @@ class CallsSQL(SQLiteCore):
         the SHA-256 of the attempt's FastAGI token (the token itself never reaches the store)."""
         number = contact["number"]
         with self.transaction():
-            past = self._history_of(number, attempts_since, refusals_since, campaign)
+            past = self._history_of(contact["id"], number, attempts_since, refusals_since,
+                                    campaign)
             decision = judge(past)
             if not decision.allowed:
                 if past.opted_out:  # keep the contact's status true to the opposition list
@@ -84,10 +85,12 @@ class CallsSQL(SQLiteCore):
             row = self._insert_attempt(contact, campaign, caller_id, node, now, token_hash)
         return Claim(call=row, decision=decision)
 
-    def _history_of(self, number: str, attempts_since: datetime, refusals_since: datetime,
-                    campaign: str) -> History:
+    def _history_of(self, contact_id: int, number: str, attempts_since: datetime,
+                    refusals_since: datetime, campaign: str) -> History:
         """One number's history in one statement (the claim's hot path; `history` reads many
-        numbers in five). The same five answers, each through its index."""
+        numbers in five). The same five answers, each through its index, and the contact's
+        slot and timezone as they are now (`History.current`: the plan's row may be hours
+        old)."""
         row = self.db.conn.execute(
             "SELECT EXISTS (SELECT 1 FROM optouts WHERE number_hash = :h), "
             "EXISTS (SELECT 1 FROM calls WHERE number = :n AND outcome IS NULL), "
@@ -97,14 +100,17 @@ class CallsSQL(SQLiteCore):
             "AND at >= :r), "
             # `+campaign`: by number (calls_number), as in _fill_history
             "(SELECT retry_at FROM calls WHERE number = :n AND +campaign = :c "
-            "ORDER BY id DESC LIMIT 1)",
+            "ORDER BY id DESC LIMIT 1), "
+            # NULL when the row is gone (erased meanwhile): the caller's row then stands
+            "(SELECT json_array(slot, timezone) FROM contacts WHERE id = :k)",
             {"h": self.number_hash(number), "n": number, "a": utc(attempts_since),
-             "r": utc(refusals_since), "c": campaign}).fetchall()[0]
-        opted_out, in_flight, attempts, last_refusal, retry_at = row
+             "r": utc(refusals_since), "c": campaign, "k": contact_id}).fetchall()[0]
+        opted_out, in_flight, attempts, last_refusal, retry_at, now_row = row
+        current = dict(zip(("slot", "timezone"), json.loads(now_row))) if now_row else None
         return History(opted_out=bool(opted_out), in_flight=bool(in_flight),
                        attempts=[parse_utc(t) for t in json.loads(attempts)],
                        last_refusal=parse_utc(last_refusal) if last_refusal else None,
-                       retry_at=parse_utc(retry_at) if retry_at else None)
+                       retry_at=parse_utc(retry_at) if retry_at else None, current=current)
 
     def create_attempt(self, contact: Mapping[str, Any], campaign: str, caller_id: str,
                        now: datetime, token_hash: str | None = None) -> Row:
