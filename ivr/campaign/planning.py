@@ -60,7 +60,8 @@ def judge(cfg: Config, contact: dict[str, Any], now: datetime) -> Callable[[Hist
         if past.in_flight:
             return IN_FLIGHT
         if past.retry_at is not None and past.retry_at > now:
-            return Verdict(False, RETRY_WAIT, "waiting before the next attempt", past.retry_at)
+            return Verdict(False, RETRY_WAIT, "waiting before the next attempt",
+                           _retry_allowed(past, rules))
         # Checked at every claim, not only by the preflight at start: a list uploaded in the
         # console while a run is up (or on standby) must not be called from a fiction number.
         if is_fiction_number(caller) and not is_fiction_number(number):
@@ -75,6 +76,16 @@ def judge(cfg: Config, contact: dict[str, Any], now: datetime) -> Callable[[Hist
                           attempts_utc=past.attempts, last_refusal_utc=past.last_refusal,
                           preferred_slot=row.get("slot"))
     return decide
+
+
+def _retry_allowed(past: History, rules: Callable[[datetime, History], Verdict]) -> datetime:
+    """When a contact waiting on its retry delay may next be called: its retry time if the
+    calling rules allow it then, else the first instant they allow from it on (a retry due at
+    20:45 on a Friday is Monday 10:00: the console, the run's last line and its wait say so).
+    The retry time itself when the rules find none (the plan at that time tells why)."""
+    assert past.retry_at is not None
+    at = rules(past.retry_at, past)
+    return past.retry_at if at.allowed or at.next_allowed is None else at.next_allowed
 
 
 def _since(cfg: Config, now: datetime) -> tuple[datetime, datetime]:
