@@ -4,7 +4,9 @@ French overseas numbers: phonenumbers parses a national form with region FR as +
 `0596 30 12 34` would become a mainland +33 5 96 number (zone Europe/Paris) and `0262…`,
 `0692…` would be invalid. ARCEP numbers the overseas departments and collectivities in the
 same national plan, so a national form is first tried in each overseas region; the one where
-phonenumbers' own metadata calls it a valid fixed or mobile number wins (see `_overseas`).
+phonenumbers' own metadata calls it a valid fixed or mobile number wins (see `_overseas`);
+a 09 number only where it calls it an overseas VoIP ("box") number (09 39x, 09 47x, 09 76x),
+every other 09 being mainland.
 The same happens to a `+33` form of an overseas number (a common mistake), so a person gives
 one E.164 whatever form they were written in, and an opposition always matches.
 """
@@ -29,9 +31,13 @@ def is_e164(text: str) -> bool:
 # Regions numbered in the French plan (ARCEP): mainland and overseas departments/collectivities.
 OVERSEAS_REGIONS: tuple[str, ...] = ("RE", "YT", "GP", "MQ", "GF", "PM", "BL", "MF")
 FRENCH_REGIONS: frozenset[str] = frozenset({"FR", *OVERSEAS_REGIONS})
-# Only geographic and mobile numbers are mapped: 08 and 09 ranges are shared with the mainland.
+# Geographic and mobile numbers are mapped; 08 ranges are the mainland's services, never mapped.
 _MAPPED_TYPES = frozenset({PhoneNumberType.FIXED_LINE, PhoneNumberType.MOBILE,
                            PhoneNumberType.FIXED_LINE_OR_MOBILE})
+# 09 is mostly the mainland's VoIP: only the blocks an overseas region's metadata calls its own
+# VoIP are mapped, so that a Guadeloupe box is judged on Guadeloupe's time and holidays.
+_VOIP_TYPES = frozenset({PhoneNumberType.VOIP})
+_MAPPED_FORM = re.compile(r"0[1-79][0-9]{8}")
 # Types that are services, not a person's line; an automated call must never reach them.
 _REFUSED_TYPES: dict[int, str] = {
     PhoneNumberType.PREMIUM_RATE: "premium-rate number: remove it from the list",
@@ -84,8 +90,9 @@ def _overseas(national: str) -> str | None:
     `0` + country code + subscriber form (`0508 41 23 45` for Saint-Pierre-et-Miquelon, whose
     subscriber numbers have 6 digits). Metadata decides; no prefix is written here.
     """
-    if not re.fullmatch(r"0[1-7][0-9]{8}", national):
-        return None  # 08/09 are shared mainland ranges, never re-homed
+    if not _MAPPED_FORM.fullmatch(national):
+        return None  # 08 are mainland service ranges, never re-homed
+    types = _VOIP_TYPES if national.startswith("09") else _MAPPED_TYPES
     for region, cc, pattern in _general_patterns():
         forms = [national[1:]]
         if national[1:].startswith(cc):
@@ -95,7 +102,7 @@ def _overseas(national: str) -> str | None:
                 continue
             num = phonenumbers.parse(f"+{cc}{nsn}", None)
             if phonenumbers.is_valid_number_for_region(num, region) and \
-                    phonenumbers.number_type(num) in _MAPPED_TYPES:
+                    phonenumbers.number_type(num) in types:
                 return _format(num)
     return None
 

@@ -16,8 +16,10 @@ import functools
 import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
 from phonenumbers.timezone import TIMEZONE_DATA
+
+from ivr.numbers import OVERSEAS_REGIONS, e164 as _canonical
 
 _E164 = re.compile(r"\+[1-9][0-9]{1,15}")
 e164 = _E164.fullmatch  # "+digits" as code_place and country_code accept it (else None)
@@ -79,15 +81,51 @@ def code_zone(number: str, default: ZoneInfo) -> ZoneInfo | None:
     """callee_zone's answer for `number` without a valid zone of its own, when its code alone
     decides it; None otherwise."""
     code = country_code(number)
-    return None if code is None else _code_zone(code, default)
+    if code is None or stored_overseas(number) is not None:
+        return None
+    return _code_zone(code, default)
+
+
+def stored_overseas(number: str) -> str | None:
+    """The E.164 ivr.numbers gives today to `number`, a +33 9 form of an overseas VoIP ("box")
+    number such as a row imported before it re-homed them (+33 9 47 50.. is +590 9 47 50..,
+    Guadeloupe); None for any other number. Such a row is judged in its region all the same."""
+    if not number.startswith("+339") or not _voip_head(number[1:6]):
+        return None
+    return _rehomed(number)
+
+
+@functools.lru_cache(maxsize=4096)
+def _rehomed(number: str) -> str | None:
+    moved = _canonical(number, "FR")
+    return moved if moved is not None and moved != number else None
+
+
+@functools.lru_cache(maxsize=1)
+def _overseas_voip() -> re.Pattern[str]:
+    """Any overseas region's VoIP significant numbers, from phonenumbers' metadata."""
+    metas = (PhoneMetadata.metadata_for_region(r) for r in OVERSEAS_REGIONS)
+    found = sorted({m.voip.national_number_pattern for m in metas
+                    if m is not None and m.voip is not None and m.voip.national_number_pattern})
+    return re.compile("|".join(f"(?:{p})" for p in found) or "(?!)")
+
+
+@functools.lru_cache(maxsize=128)
+def _voip_head(head: str) -> bool:
+    """May a +<head>.. number (five digits, as the plan keys its verdicts) be an overseas VoIP
+    one? Tried for each fourth and fifth digit: the metadata's VoIP blocks are set by the
+    first five digits of the significant number, the last four are free."""
+    return head.startswith("339") and any(
+        _overseas_voip().fullmatch(f"{head[2:]}{i:02d}0000") for i in range(100))
 
 
 def code_place(number: str, default_tz: str) -> tuple[ZoneInfo, None] | None:
     """(zone, holiday subdivision) of `number` without a zone of its own, when its country
     code decides both: callee_zone's zone, and no overseas subdivision. None otherwise (the
     caller asks calling_rules, which parses). Memoised per first three digits: a plan asks
-    it for every contact. An Alsace-Moselle landline is not decided by its code."""
-    if not _E164.fullmatch(number) or number[1:6] in ALSACE_MOSELLE:
+    it for every contact. An Alsace-Moselle landline and a +33 9 head that may hold an overseas
+    VoIP number (stored_overseas) are not decided by their code."""
+    if not _E164.fullmatch(number) or number[1:6] in ALSACE_MOSELLE or _voip_head(number[1:6]):
         return None
     return _head_place(number[1:4], default_tz)
 

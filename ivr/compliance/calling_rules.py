@@ -26,7 +26,7 @@ import phonenumbers
 from phonenumbers import timezone as pn_timezone
 
 from ivr.compliance.callee_place import FR_OVERSEAS_SUBDIV as _FR_OVERSEAS_SUBDIV
-from ivr.compliance.callee_place import ALSACE_MOSELLE, code_regions, code_zone
+from ivr.compliance.callee_place import ALSACE_MOSELLE, code_regions, code_zone, stored_overseas
 from ivr.compliance.holiday_load import preload
 from ivr.config import Schedule, Window
 from ivr.config_checks import CAP_PERIOD_DAYS
@@ -272,7 +272,8 @@ def fr_subdivisions(number: str) -> tuple[str, ...]:
     if local is not None:
         return (local,)
     regions = code_regions(number)
-    if regions is not None and not any(r in _FR_OVERSEAS_SUBDIV for r in regions):
+    if regions is not None and not any(r in _FR_OVERSEAS_SUBDIV for r in regions) and \
+            stored_overseas(number) is None:
         return ()
     return _number_subdivs(number)
 
@@ -292,8 +293,8 @@ def _number_subdivs(number: str) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=1024)  # the zone and the subdivision of one number: one parse
 def _parsed(number: str) -> phonenumbers.PhoneNumber | None:
-    try:
-        return phonenumbers.parse(number, None)
+    try:  # a +33 form of an overseas VoIP number stored before ivr.numbers re-homed it: its own
+        return phonenumbers.parse(stored_overseas(number) or number, None)
     except phonenumbers.NumberParseException:
         return None
 
