@@ -83,7 +83,7 @@ def test_hangup_while_waiting_for_choice() -> None:
 
 
 def test_invalid_key_then_yes() -> None:
-    out = run([(Play("intro", DTMF_KEYS), key("7")), (Play("invalid", "9"), DONE),
+    out = run([(Play("intro", DTMF_KEYS), key("7")), (Play("invalid", "129"), DONE),
                (Play("intro", DTMF_KEYS), key("1")), (Play("message", "9"), DONE),
                (Play("legal", "9"), DONE), (Play("goodbye", "9"), DONE)])
     assert (out.outcome, out.keys) == ("message_played", "71")
@@ -93,7 +93,7 @@ def test_no_input_repeats_then_legal_and_goodbye() -> None:
     script: list[tuple[object, Result | None]] = []
     for _ in range(OPTS.max_repeats):
         script += [(Play("intro", DTMF_KEYS), DONE), (WaitKey(5), Result()),
-                   (Play("no_input", "9"), DONE)]
+                   (Play("no_input", "129"), DONE)]
     script += [(Play("intro", DTMF_KEYS), DONE), (WaitKey(5), Result()),
                (Play("legal", "9"), DONE), (Play("goodbye", "9"), DONE)]
     out = run(script)
@@ -109,7 +109,7 @@ def test_no_input_then_hangup_during_legal_stays_no_input() -> None:
 
 def test_invalid_keys_are_bounded_by_max_repeats() -> None:
     opts = FlowOptions(max_repeats=1)
-    out = run([(Play("intro", DTMF_KEYS), key("5")), (Play("invalid", "9"), DONE),
+    out = run([(Play("intro", DTMF_KEYS), key("5")), (Play("invalid", "129"), DONE),
                (Play("intro", DTMF_KEYS), key("5")), (Play("legal", "9"), DONE),
                (Play("goodbye", "9"), DONE)], opts)
     assert (out.outcome, out.keys) == ("no_input", "55")
@@ -123,7 +123,7 @@ def test_optout_key_at_any_moment(where: str) -> None:
         "message": [(Play("intro", DTMF_KEYS), key("1")), (Play("message", "9"), key("9"))],
         "legal": [(Play("intro", DTMF_KEYS), key("2")), (Play("legal", "9"), key("9"))],
         "no_input": [(Play("intro", DTMF_KEYS), DONE), (WaitKey(5), Result()),
-                     (Play("no_input", "9"), key("9"))],
+                     (Play("no_input", "129"), key("9"))],
     }
     out = run(prefix[where] + [(OptOutNow("9"), Result()), (Play("optout_confirm"), DONE)])
     assert out.outcome == "opted_out" and out.choice == "optout"

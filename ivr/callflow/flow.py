@@ -137,9 +137,14 @@ class _Call:
             tries += 1
             if tries > opts.max_repeats:
                 return (yield from self.finish("no_input", "legal", "goodbye"))
-            r = yield from self.play("invalid" if key else "no_input", opts.optout_key)
+            # The re-prompt hears a choice too: a 1 or 2 that cuts it answers the intro
+            r = yield from self.play("invalid" if key else "no_input",
+                                     opts.yes_key + opts.no_key + opts.optout_key)
             if r.key == opts.optout_key:
                 return (yield from self.optout(r.key))
+            if r.key in (opts.yes_key, opts.no_key):
+                self.state.answered_prompt, self.state.choice_key = "intro", r.key
+                return r.key
 
     def consent(self) -> Generator[Step, Result, Outcome]:
         """Yes: the message, which ends with the legal mentions, then the time slot."""
