@@ -84,10 +84,11 @@ class _Call:
     def __init__(self, opts: FlowOptions) -> None:
         self.opts = opts
         self.state = Outcome(outcome="error", stage="intro")
+        self.prompt = "intro"  # the prompt playing, or waited on once played
 
     def play(self, prompt: str, keys: str = "") -> Generator[Step, Result, Result]:
         state = self.state
-        state.stage = prompt
+        state.stage = self.prompt = prompt
         result = yield Play(prompt, keys)
         if result.hangup:
             raise _Hangup
@@ -108,7 +109,9 @@ class _Call:
         return waited.key
 
     def optout(self, key: str) -> Generator[Step, Result, Outcome]:
+        # The proof names the prompt the key cut (or that was waited on), not an earlier answer
         self.state.choice, self.state.choice_key = "optout", key
+        self.state.answered_prompt = self.prompt
         self.state.outcome = "opted_out"
         yield OptOutNow(key)
         yield from self.play("optout_confirm")
