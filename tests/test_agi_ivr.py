@@ -131,8 +131,8 @@ DONE_SET = ("set_variable", (VAR_DONE, "1"))  # the dialplan skips its failsafe 
 @pytest.mark.parametrize("script,expected,done", [
     ((StreamResult(digit="1", endpos=10), StreamResult(endpos=10)), OPTED, True),  # in notice
     ((StreamResult(endpos=10), "1", StreamResult(endpos=10)), OPTED, True),        # after it
-    ((StreamResult(endpos=10), None), [], True),                                    # nothing
-    ((StreamResult(endpos=10), "2"), [], True),                                     # another key
+    ((StreamResult(endpos=10), None) * 2 + (StreamResult(endpos=10),), [], True),  # nothing
+    ((StreamResult(endpos=10), "2") * 2 + (StreamResult(endpos=10),), [], True),   # another key
     ((StreamResult(endpos=10), AgiHangup("gone")), [], False),                      # hung up
     ((StreamResult(failed=True),), [], False),  # notice failed: the failsafe's legal mentions
 ])
@@ -140,11 +140,13 @@ def test_callback_stores_the_opposition_only_on_confirmation(script: tuple[Any, 
                                                              expected: list, done: bool) -> None:
     ch = Channel(*script, headers=CALLER)
     assert _callback(ch) == expected
-    assert ch.calls[0] == ("stream_file", (f"{SOUNDS_DIR}/callback_notice", "1"))
+    assert ch.calls[0] == ("stream_file", (f"{SOUNDS_DIR}/callback_notice", "19"))
     if len(script) > 1 and not isinstance(script[1], StreamResult):
         assert ch.calls[1] == ("wait_for_digit", (4000,))
     if expected:
         assert ch.calls[-2] == ("stream_file", (f"{SOUNDS_DIR}/optout_confirm", ""))
+    elif done:  # asked once more, then the written way to object (tests/test_callback_key9.py)
+        assert ch.calls[-2] == ("stream_file", (f"{SOUNDS_DIR}/legal", "19"))
     assert (ch.calls[-1] == DONE_SET) is done and ch.calls.count(DONE_SET) == int(done)
 
 

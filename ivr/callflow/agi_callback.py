@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from ivr.callflow.flow import FlowOptions
 from ivr.compliance.prompt_legal import CALLBACK_CONFIRM_KEY, CALLBACK_NOTICE
 from ivr.telephony.agi_auth import secret_matches
 from ivr.telephony.contract import ARG_CALLBACK_SECRET, SOUNDS_DIR, VAR_DONE
@@ -16,6 +17,7 @@ from ivr.store.sqlite import Store
 log = logging.getLogger(__name__)
 CONFIRM_KEY = CALLBACK_CONFIRM_KEY  # what the notice asks for (`ivr check` reads it too)
 REFUSED_LEGAL_S = 45.0  # the legal mentions for a session without the secret, at most
+NOTICES = 2  # a caller who pressed another key, or none, is asked once more
 
 
 def caller_e164(raw: str, default_region: str) -> str | None:
@@ -38,9 +40,12 @@ class CallbackHandler:
     def __init__(self, store: Store, default_region: str, clock: Callable[[], datetime],
                  timeout_s: float = 5.0,
                  write: Callable[[Callable[[], object]], None] = lambda fn: fn(), *,
-                 secret: str) -> None:
+                 secret: str, optout_key: str = FlowOptions().optout_key) -> None:
         self.store = store
         self.secret = secret
+        # Key 1, as the notice asks, and the opt-out key every outbound intro teaches ("9 at
+        # any moment"): a caller who presses it here means the same thing.
+        self.keys = CONFIRM_KEY + optout_key.replace(CONFIRM_KEY, "")
         self.write = write  # through the run's SafeWriter: a locked store loses nothing
         self.region = default_region
         self.clock = clock
@@ -70,10 +75,10 @@ class CallbackHandler:
         if number is None:  # nothing to key the opposition on: give the written route
             return not (await req.stream_file(f"{SOUNDS_DIR}/legal")).failed
         try:
-            heard, key = await self._confirmation(req)
+            heard, confirmed = await self._ask(req)
         except AgiHangup:
             return False
-        if key != CONFIRM_KEY:
+        if not confirmed:
             log.info("callback from %s ended without confirmation", "a caller")
             return heard  # a notice Asterisk could not play: the failsafe's legal mentions
         now = self.clock()
@@ -81,10 +86,23 @@ class CallbackHandler:
         await req.stream_file(f"{SOUNDS_DIR}/optout_confirm")
         return True
 
+    async def _ask(self, req: AgiRequest) -> tuple[bool, bool]:
+        """Whether the caller heard the line out, and whether they confirmed: the notice, once
+        more if need be, then the legal mentions (the written way to object) to one who did
+        not confirm; 1 or the opt-out key confirms at any of these moments."""
+        for _ in range(NOTICES):
+            heard, key = await self._confirmation(req)
+            if not heard:  # the failsafe's legal mentions follow
+                return False, False
+            if key and key in self.keys:
+                return True, True
+        legal = await req.stream_file(f"{SOUNDS_DIR}/legal", self.keys)
+        return not legal.failed, bool(legal.digit and legal.digit in self.keys)
+
     async def _confirmation(self, req: AgiRequest) -> tuple[bool, str | None]:
         """Whether the notice played, and the key pressed during it or within timeout_ms
         after it."""
-        notice = await req.stream_file(f"{SOUNDS_DIR}/{CALLBACK_NOTICE}", CONFIRM_KEY)
+        notice = await req.stream_file(f"{SOUNDS_DIR}/{CALLBACK_NOTICE}", self.keys)
         if notice.failed:
             # Not a hangup: the notice is missing and no caller can confirm (`ivr check` refuses
             # a campaign without it); an error, since the caller leaves having heard nothing.

@@ -1,0 +1,66 @@
+"""The opposition line takes the key every outbound intro teaches ("appuyez sur 9 à tout
+moment") as well as the notice's 1; a caller who pressed another key, or none, is asked once
+more and then hears the legal mentions (the written way to object). Found on the sandbox
+(2026-12-03): a 9 during or after the notice hung up within 10 ms, nothing recorded."""
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from ivr.callflow.agi_callback import CallbackHandler
+from ivr.telephony.contract import SOUNDS_DIR
+from ivr.telephony.fastagi import AgiHangup, StreamResult
+from test_agi_ivr import CALLER, DONE_SET, OPTED, SECRET, Channel, OptOuts, _callback
+
+NOTICE = ("stream_file", (f"{SOUNDS_DIR}/callback_notice", "19"))
+WAIT = ("wait_for_digit", (4000,))
+LEGAL = ("stream_file", (f"{SOUNDS_DIR}/legal", "19"))
+CONFIRM = ("stream_file", (f"{SOUNDS_DIR}/optout_confirm", ""))
+PLAYED = StreamResult(endpos=10)
+
+
+@pytest.mark.parametrize("script,calls", [
+    ((StreamResult(digit="9", endpos=10), PLAYED), [NOTICE]),               # 9 in the notice
+    ((PLAYED, "9", PLAYED), [NOTICE, WAIT]),                                # 9 just after it
+    ((PLAYED, None, StreamResult(digit="9", endpos=10), PLAYED),            # 9 when re-asked
+     [NOTICE, WAIT, NOTICE]),
+    ((PLAYED, "2", PLAYED, "1", PLAYED), [NOTICE, WAIT, NOTICE, WAIT]),     # 1 when re-asked
+    ((PLAYED, None, PLAYED, None, StreamResult(digit="9", endpos=10), PLAYED),  # in the legal
+     [NOTICE, WAIT, NOTICE, WAIT, LEGAL]),
+])
+def test_key_9_or_1_records_the_opposition(script: tuple[Any, ...], calls: list) -> None:
+    ch = Channel(*script, headers=CALLER)
+    assert _callback(ch) == OPTED
+    assert ch.calls == calls + [CONFIRM, DONE_SET]
+
+
+@pytest.mark.parametrize("second", [None, "2"])
+def test_a_caller_who_does_not_confirm_is_asked_again_then_hears_the_legal_mentions(
+        second: str | None) -> None:
+    ch = Channel(PLAYED, "7", PLAYED, second, PLAYED, headers=CALLER)
+    assert _callback(ch) == []
+    assert ch.calls == [NOTICE, WAIT, NOTICE, WAIT, LEGAL, DONE_SET]
+
+
+def test_legal_mentions_cut_short_leave_the_dialplan_its_failsafe() -> None:
+    ch = Channel(PLAYED, None, PLAYED, None, StreamResult(failed=True), headers=CALLER)
+    assert _callback(ch) == [] and DONE_SET not in ch.calls
+
+
+def test_a_hangup_while_asked_again_records_nothing() -> None:
+    ch = Channel(PLAYED, None, PLAYED, AgiHangup("gone"), headers=CALLER)
+    assert _callback(ch) == [] and DONE_SET not in ch.calls
+
+
+def test_the_line_takes_the_configured_optout_key() -> None:
+    """flow.optout_key set to 0: the line takes 0 (the outbound intro taught it), not 9."""
+    store = OptOuts()
+    handler = CallbackHandler(store, "FR", lambda: datetime.now(timezone.utc),  # type: ignore
+                              timeout_s=4, secret=SECRET, optout_key="0")
+    ch = Channel(StreamResult(digit="0", endpos=10), PLAYED, headers=CALLER)
+    asyncio.run(handler(ch))
+    assert store.added == OPTED
+    assert ch.calls[0] == ("stream_file", (f"{SOUNDS_DIR}/callback_notice", "10"))
