@@ -34,6 +34,7 @@ def validate(cfg: Config) -> None:
         _check_host(where, host)
     _check_ami_user("pbx.user", cfg.pbx.user)
     _validate_peers(cfg.agi.allowed_peers)
+    _check_pbx_peers(cfg)
     _in_range("db.port", cfg.db.port, 1, 65535, "TCP port")
     _in_range("retention.days", cfg.retention.days, 1, MAX_RETENTION_DAYS, "days")
     _validate_retention_lookback(cfg)
@@ -175,6 +176,36 @@ def _validate_peers(peers: list[str]) -> None:
             raise ConfigError(f"agi.allowed_peers[{i}]: {peer!r} is not an IP address or "
                               "network: give the PBX's address, e.g. 10.0.0.5 or 10.0.0.0/24"
                               ) from None
+
+
+LOOPBACK = ("127.0.0.1", "::1")  # a PBX on this host connects from either
+
+
+def _pbx_sources(host: str) -> tuple[str, ...] | None:
+    """The addresses a PBX at `host` opens FastAGI from (any loopback host counts as its
+    loopback twins); None for a host name, not resolved here (no DNS at start-up)."""
+    if host.lower() == "localhost":
+        return LOOPBACK
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return LOOPBACK if addr.is_loopback else (str(addr),)
+
+
+def _check_pbx_peers(cfg: Config) -> None:
+    """A PBX left out of agi.allowed_peers has every session refused: each callee would answer
+    into the dialplan's failsafe, never the IVR."""
+    nets = [ipaddress.ip_network(p, strict=False) for p in cfg.agi.allowed_peers]
+    nodes = [("pbx.host", cfg.pbx.host)] if not cfg.pbx.nodes else \
+        [(f"pbx.nodes[{i}].host", n.host) for i, n in enumerate(cfg.pbx.nodes)]
+    for where, host in nodes:
+        sources = _pbx_sources(host)
+        if sources is not None and not any(ipaddress.ip_address(a) in n
+                                           for a in sources for n in nets):
+            raise ConfigError(f"agi.allowed_peers: {where} {host} is not in it, so every FastAGI "
+                              f"session from that PBX would be refused: add {sources[0]} to "
+                              "agi.allowed_peers")
 
 
 def _validate_flow(flow: Flow) -> None:

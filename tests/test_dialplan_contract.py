@@ -231,10 +231,22 @@ def test_the_opposition_line_takes_its_failsafe_unless_the_controller_says_done(
         f"{contract.FAILSAFE_CALLBACK},{contract.FAILSAFE_STATUS}: ${{{contract.VAR_AGI_STATUS}}})"
     assert code[start].endswith(event)
     assert code[start + 1].endswith(f"n,Playback({contract.SOUNDS_DIR}/legal)")
-    # The outbound line keeps its contract: FAILURE alone, no extra AGI command per call.
-    outbound = "\n".join(_context_code(contract.OUTBOUND_CONTEXT))
-    assert contract.VAR_DONE not in outbound
-    assert f'GotoIf($["${{{contract.VAR_AGI_STATUS}}}" = "FAILURE"]?failsafe)' in outbound
+
+
+def test_the_outbound_line_takes_its_failsafe_unless_the_controller_says_done() -> None:
+    """As the opposition line: a session accepted then closed unserved (the PBX's address not
+    in agi.allowed_peers, a controller killed mid-call) gives AGISTATUS=SUCCESS; only VAR_DONE,
+    set by the `ivr` route at the end of the flow, lets the call end without the failsafe."""
+    code = _context_code(contract.OUTBOUND_CONTEXT)
+    (agi,) = [i for i, line in enumerate(code) if f"/{contract.ROUTE_IVR}," in line]
+    check = f'GotoIf($["${{{contract.VAR_DONE}}}" != "1"]?failsafe)'
+    assert code[agi + 1].endswith(f"n,{check}"), code[agi + 1]
+    assert code[agi + 2].endswith("n,Hangup()")  # done: the only way out without the failsafe
+    (start,) = [i for i, line in enumerate(code) if "(failsafe)," in line]
+    event = f"UserEvent({contract.EVENT_FAILSAFE},{contract.FAILSAFE_CALL_ID}: " \
+        f"${{{contract.VAR_CALL_ID}}},{contract.FAILSAFE_STATUS}: ${{{contract.VAR_AGI_STATUS}}})"
+    assert code[start].endswith(event)
+    assert code[start + 1].endswith("n,Hangup(41)")  # a clean temporary failure, retried
 
 TAMPERED = [
     ("exten => s,1,NoOp(${IVR_NEW_THING})", "'IVR_NEW_THING' is used by a dialplan"),

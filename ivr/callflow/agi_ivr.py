@@ -7,7 +7,7 @@ from datetime import datetime
 
 from ivr.callflow import outcomes
 from ivr.callflow.agi_gate import Refused, SessionGate, hang_up_refused
-from ivr.telephony.contract import ARG_AMD_STATUS, SOUNDS_DIR, VAR_HANGUP_CAUSE
+from ivr.telephony.contract import ARG_AMD_STATUS, SOUNDS_DIR, VAR_DONE, VAR_HANGUP_CAUSE
 from ivr.telephony.fastagi import CHANNEL_UP, AgiHangup, AgiRequest
 from ivr.callflow.flow import (DONE, HANGUP, FlowGen, FlowOptions, OptOutNow, Outcome, Play, Result,
                       WaitKey, call_flow)
@@ -105,6 +105,17 @@ async def drive(gen: FlowGen, req: AgiRequest, on_optout: Callable[[str], None],
             step = gen.send(result)
         except StopIteration as stop:
             return stop.value, result.hangup
+
+
+async def served(req: AgiRequest) -> None:
+    """Tell the dialplan the flow ran to its end: without VAR_DONE it takes its failsafe, since
+    a session accepted then closed unserved (a peer refused, a crash) gives AGISTATUS SUCCESS."""
+    try:
+        await req.set_variable(VAR_DONE, "1")
+    except AgiHangup:
+        pass  # the callee hung up meanwhile: the dialplan ends without reading it
+    except Exception as exc:  # the outcome stands; the callee gets the failsafe's end
+        log.warning("could not tell the dialplan the call was served: %s", exc)
 
 
 async def hangup_cause(req: AgiRequest) -> str:
@@ -212,6 +223,8 @@ class IvrHandler:
         try:
             outcome, hung_up = await drive(call_flow(self.opts, amd_status), req,
                                            self._optout(call), version.sounds)
+            if not hung_up:
+                await served(req)
             cause = await hangup_cause(req) if hung_up else ""
             if hung_up and self._fault_matters(outcome) and self.cut_by_run(call_id):
                 # The run hung up: a choice made stays, a cut consent or intro is `error`,

@@ -38,9 +38,10 @@ VAR_AGI_SIGHUP = "AGISIGHUP"      # set to "no": no out-of-band HANGUP line in A
 
 # -- channel variable the controller sets during a FastAGI session ---------------------------
 # "1" once the `callback` route has given the caller what the line owes (the notice and its
-# answer, or the legal mentions). Without it the opposition line takes its failsafe: AGISTATUS
-# is SUCCESS when FastAGI accepts the connection and closes it unserved (peer not in
-# agi.allowed_peers, no route, server full, a crash mid-session), not only FAILURE.
+# answer, or the legal mentions), or the `ivr` route has run the call's flow to its end.
+# Without it both [ivr-callback] and [ivr-outbound] take their failsafe: AGISTATUS is SUCCESS
+# when FastAGI accepts the connection and closes it unserved (peer not in agi.allowed_peers,
+# no route, server full, a crash or a kill mid-session), not only FAILURE.
 VAR_DONE = "IVR_DONE"
 
 # -- FastAGI routes and their arguments ------------------------------------------------------

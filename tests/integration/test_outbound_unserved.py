@@ -1,0 +1,64 @@
+"""The outbound failsafe when FastAGI accepts the session but does not serve the call.
+
+A controller that accepts the TCP connection and closes it unserved (here: the PBX's address is
+left out of agi.allowed_peers) makes Asterisk report AGISTATUS=SUCCESS, not FAILURE. The call
+must still take [ivr-outbound]'s failsafe (UserEvent, clean Hangup(41)), so the attempt is an
+`error` retried, not a callee who "hung up" (cause 16). A call the controller served to its
+end (it set IVR_DONE) ends without the failsafe.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from typing import Any
+
+from ivr import app
+from ivr.config import Config
+from ivr.store.sqlite import Store
+from ivr.telephony.ami import Ami
+from ivr.telephony.contract import EVENT_FAILSAFE, FAILSAFE_CALL_ID, FAILSAFE_STATUS
+
+from .conftest import add_contacts, fiction
+
+
+async def _one_call(cfg: Config, store: Store, number: str) -> list[tuple[Any, Any]]:
+    """One attempt through the real controller; the failsafe events another AMI session saw."""
+    add_contacts(store, [number])
+    watch = Ami(cfg.pbx.host, cfg.pbx.port, cfg.pbx.user, app.ami_secret(cfg))
+    await watch.connect()
+    ctl = await app.start(cfg, store)
+    seen: list[tuple[Any, Any]] = []
+    try:
+        await ctl.dialer.dial(store.one("SELECT * FROM contacts WHERE number = ?", (number,)))
+        t0 = time.monotonic()
+        while (ctl.dialer.inflight or time.monotonic() - t0 < 1) and time.monotonic() - t0 < 60:
+            ev = await watch.next_event(0.1)
+            if ev is not None and ev.get("Event") == "UserEvent" and \
+                    ev.get("UserEvent") == EVENT_FAILSAFE:
+                seen.append((ev.get(FAILSAFE_CALL_ID), ev.get(FAILSAFE_STATUS)))
+        await asyncio.sleep(1)  # the late Hangup's cause
+    finally:
+        await ctl.close()
+        watch.close()
+    return seen
+
+
+def test_a_session_refused_by_allowed_peers_takes_the_outbound_failsafe(pbx_cfg: Config) -> None:
+    refusing = dataclasses.replace(
+        pbx_cfg, agi=dataclasses.replace(pbx_cfg.agi, allowed_peers=["10.0.0.0/8"]))
+    store = Store.memory()
+    seen = asyncio.run(_one_call(refusing, store, fiction("30")))  # stays on the line, silent
+    call = store.one("SELECT * FROM calls")
+    assert seen == [(str(call["id"]), "SUCCESS")]  # Asterisk saw a finished AGI
+    assert (call["outcome"], call["stage"]) == ("error", "failsafe")
+    assert call["hangup_cause"] == "41"  # the failsafe's clean hang-up, not a callee's 16
+    assert call["retry_at"] is not None  # nobody heard the IVR: a safe retry is planned
+
+
+def test_a_call_served_to_its_end_takes_no_failsafe(pbx_cfg: Config) -> None:
+    store = Store.memory()
+    seen = asyncio.run(_one_call(pbx_cfg, store, fiction("60")))  # presses 9
+    call = store.one("SELECT * FROM calls")
+    assert seen == []
+    assert (call["outcome"], call["hangup_cause"]) == ("opted_out", "16")
