@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -64,3 +65,57 @@ def test_the_line_takes_the_configured_optout_key() -> None:
     asyncio.run(handler(ch))
     assert store.added == OPTED
     assert ch.calls[0] == ("stream_file", (f"{SOUNDS_DIR}/callback_notice", "10"))
+
+
+def test_ivr_serve_and_run_give_the_line_the_configured_optout_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ivr serve` (serve_forever) and a run's FastAGI routes (agi_app) build the line with
+    flow.optout_key: a caller pressing the configured 8 is opted out."""
+    from ivr import app as ivr_app
+    from test_callback_line_lifecycle import SECRET as LINE_SECRET, env_lines, free_port
+    from conftest import make_config, store_at
+    monkeypatch.setenv("IVR_CALLBACK_SECRET", LINE_SECRET)
+    port = free_port()
+    cfg = make_config(tmp_path, agi={"host": "127.0.0.1", "port": port},
+                      flow={"optout_key": "8"})
+    store = store_at(tmp_path / "ivr.db")
+
+    async def press_8(number: str) -> list[str]:
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(env_lines(number))
+        commands = []
+        while line := await r.readline():
+            commands.append(line.decode().strip())
+            w.write(b"200 result=56 endpos=4000\n" if "callback_notice" in commands[-1]
+                    else b"200 result=0 endpos=8000\n")
+        w.close()
+        return commands
+
+    async def main() -> list[str]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(ivr_app.serve_forever(cfg, store, stop=stop))
+        await asyncio.sleep(0.3)
+        commands = await press_8("+33611111111")
+        await asyncio.sleep(0.3)
+        stop.set()
+        await task
+        return commands
+    commands = asyncio.run(main())
+    assert commands[0] == 'STREAM FILE ivr/callback_notice "18"'
+    assert store.is_opted_out("+33611111111")
+
+    async def in_a_run() -> list[str]:
+        from ivr.telephony.fastagi import serve
+        from test_dialer import HASHES, rig
+        async with rig(tmp_path / "run", {}) as r:
+            r.cfg.flow.optout_key = "8"
+            server = await serve(ivr_app.agi_app(r.cfg, r.store, r.dialer, r.clock, HASHES),
+                                 "127.0.0.1", port)
+            try:
+                commands = await press_8("+33199000022")
+                await r.until(lambda: r.store.is_opted_out("+33199000022"))
+            finally:
+                server.close()
+            return commands
+    (tmp_path / "run").mkdir()
+    assert asyncio.run(in_a_run())[0] == 'STREAM FILE ivr/callback_notice "18"'

@@ -135,7 +135,8 @@ def check_legal(cfg: Config) -> None:
 
 def callback_line_problems(cfg: Config) -> list[str]:
     """The opposition line's notice: present, and telling the caller to press 1 to stop the
-    calls (callflow/agi_callback.py records the opposition only on that key)."""
+    calls (callflow/agi_callback.py records the opposition on that key, and on the opposition
+    key the outbound intro teaches)."""
     item = cfg.prompts.items.get(CALLBACK_NOTICE)
     key = CALLBACK_CONFIRM_KEY
     example = f"e.g. 'Pour ne plus être appelé, appuyez sur {key}.'"
@@ -149,7 +150,7 @@ def callback_line_problems(cfg: Config) -> list[str]:
                 f"{CALLBACK_NOTICE} a text:, or a transcript: of its recording"]
     if not tells_optout(said, key):
         return [f"{CALLBACK_NOTICE} prompt does not say how to stop the calls with key {key} "
-                f"(the opposition line records the opposition on {key} only): say it in one "
+                f"(the opposition line asks for {key}): say it in one "
                 f"sentence in {_field(cfg, CALLBACK_NOTICE)} ({example})"]
     return []
 
