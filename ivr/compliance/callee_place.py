@@ -9,16 +9,25 @@ code's regions, or none. When every candidate is the same (+33: Europe/Paris, wi
 as the default, and no overseas region), that is the answer for every number of the code,
 exactly; otherwise the caller parses the number as before. The one exception within +33:
 Alsace-Moselle's landlines (ALSACE_MOSELLE), which keep two more public holidays.
+
+Also here, from calling_rules.py (which imports them): the callee's public-holiday calendar
+(`fr_subdivisions`, `_country_calendar`) and the zones a number may be in (`Zones`).
 """
 from __future__ import annotations
 
 import functools
 import re
+from datetime import datetime, timedelta, timezone, tzinfo
+from typing import Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import holidays
+import phonenumbers
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
-from phonenumbers.timezone import TIMEZONE_DATA
+from phonenumbers.timezone import TIMEZONE_DATA, time_zones_for_number
 
+from ivr.compliance.holiday_load import preload
+from ivr.errors import ComplianceError
 from ivr.numbers import OVERSEAS_REGIONS, e164 as _canonical
 
 _E164 = re.compile(r"\+[1-9][0-9]{1,15}")
@@ -75,6 +84,75 @@ def _code_zone(code: int, default: ZoneInfo) -> ZoneInfo | None:
              if prefix.startswith(text) or text.startswith(prefix) for n in zones}
     candidates = {_zone(n) or default for n in names if n != "Etc/Unknown"} | {default}
     return candidates.pop() if len(candidates) == 1 else None
+
+
+class Zones(tzinfo):
+    """The zones a number may be in when their clocks differ (+34 6..: Madrid or the Canaries;
+    +351 9..: Lisbon or the Azores): a call is allowed only when each allows it. As a tzinfo
+    (what callee_zone gave before), it keeps the first one's clock, which names times in
+    messages."""
+
+    def __init__(self, zones: tuple[ZoneInfo, ...]) -> None:
+        self.zones, self.key = zones, " or ".join(z.key for z in zones)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Zones) and other.zones == self.zones
+
+    def __hash__(self) -> int:
+        return hash(self.zones)
+
+    def __repr__(self) -> str:
+        return f"Zones({self.key!r})"
+
+    def __str__(self) -> str:
+        return self.key
+
+    def utcoffset(self, dt: datetime | None) -> timedelta | None:
+        return self.zones[0].utcoffset(dt)
+
+    def dst(self, dt: datetime | None) -> timedelta | None:
+        return self.zones[0].dst(dt)
+
+    def tzname(self, dt: datetime | None) -> str | None:
+        return self.zones[0].tzname(dt)
+
+    def fromutc(self, dt: datetime) -> datetime:
+        return self.zones[0].fromutc(dt.replace(tzinfo=self.zones[0])).replace(tzinfo=self)
+
+
+def zones_of(zone: ZoneInfo | Zones) -> tuple[ZoneInfo, ...]:
+    return zone.zones if isinstance(zone, Zones) else (zone,)
+
+
+def distinct_zones(zones: Iterable[ZoneInfo], first: tuple[ZoneInfo | None, ...]
+                   ) -> tuple[ZoneInfo, ...]:
+    """One zone per clock among `zones` (London, Jersey and Guernsey are one), those named in
+    `first` first (in its order), then by name."""
+    def rank(z: ZoneInfo) -> tuple[int, str]:
+        return (first.index(z) if z in first else len(first), z.key)
+    out: list[ZoneInfo] = []
+    for z in sorted(set(zones), key=rank):
+        if not any(_same_clock(z, o) for o in out):
+            out.append(z)
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=1024)
+def _same_clock(a: ZoneInfo, b: ZoneInfo) -> bool:
+    """Do `a` and `b` give the same UTC offset every six hours of 2026-2029 (tzdata's rules)?"""
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    return all((t := start + timedelta(hours=6 * i)).astimezone(a).utcoffset() ==
+               t.astimezone(b).utcoffset() for i in range(4 * 365 * 4))
+
+
+def region_zone(num: phonenumbers.PhoneNumber, names: list[str]) -> str | None:
+    """Among several zone `names`, that of the region the number is attributed to (that of
+    the region's fixed-line example number), if it is one of them."""
+    region = phonenumbers.region_code_for_number(num) if len(names) > 1 else None
+    example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.FIXED_LINE) \
+        if region else None
+    guess = time_zones_for_number(example) if example is not None else ()
+    return guess[0] if len(guess) == 1 and guess[0] in names else None
 
 
 def code_zone(number: str, default: ZoneInfo) -> ZoneInfo | None:
@@ -146,3 +224,57 @@ def code_regions(number: str) -> tuple[str, ...] | None:
     """The regions phonenumbers may place `number` in (its code's), or None if not E.164."""
     code = country_code(number)
     return None if code is None else tuple(COUNTRY_CODE_TO_REGION_CODE.get(code, ()))
+
+
+# -- the callee's public-holiday calendar (the calling rules' `skip_holidays`) -------------------
+def _holiday_calendar(country: str, number: str) -> holidays.HolidayBase:
+    subdivs = fr_subdivisions(number) if country.upper() == "FR" else ()
+    return _country_calendar(country.upper(), subdivs)
+
+
+def fr_subdivisions(number: str) -> tuple[str, ...]:
+    """The `holidays` FR subdivisions whose public holidays a callee may keep: Alsace-Moselle's
+    for its landlines, an overseas region's for its numbers (every region the number is valid
+    in: fail closed), else none. Parsed only when a region of the number's code is overseas."""
+    local = ALSACE_MOSELLE.get(number[1:6]) if number.startswith("+333") else None
+    if local is not None:
+        return (local,)
+    regions = code_regions(number)
+    if regions is not None and not any(r in FR_OVERSEAS_SUBDIV for r in regions) and \
+            stored_overseas(number) is None:
+        return ()
+    return _number_subdivs(number)
+
+
+@functools.lru_cache(maxsize=65536)
+def _number_subdivs(number: str) -> tuple[str, ...]:
+    num = _parsed(number)
+    if num is None:
+        return ()
+    # phonenumbers' region_code_for_number takes the first region a number is valid in: a 0690
+    # mobile is valid in Guadeloupe, Saint-Barthélemy and Saint-Martin, each with its own
+    # abolition day. Keep every one's holidays rather than guess the island.
+    regions = [r for r in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(num.country_code, ())
+               if phonenumbers.is_valid_number_for_region(num, r)]
+    return tuple(sorted({FR_OVERSEAS_SUBDIV[r] for r in regions if r in FR_OVERSEAS_SUBDIV}))
+
+
+@functools.lru_cache(maxsize=1024)  # the zone and the subdivision of one number: one parse
+def _parsed(number: str) -> phonenumbers.PhoneNumber | None:
+    try:  # a +33 form of an overseas VoIP number stored before ivr.numbers re-homed it: its own
+        return phonenumbers.parse(stored_overseas(number) or number, None)
+    except phonenumbers.NumberParseException:
+        return None
+
+
+@functools.lru_cache(maxsize=64)  # one calendar per (country, subdivisions), not one per call
+def _country_calendar(country: str, subdivs: tuple[str, ...] = ()) -> holidays.HolidayBase:
+    preload(country)  # that country's module alone, not all 250 (holiday_load.py)
+    try:
+        if not subdivs:
+            return holidays.country_holidays(country)
+        calendars = [holidays.country_holidays(country, subdiv=s) for s in subdivs]
+    except NotImplementedError:
+        raise ComplianceError(
+            f"schedule.holidays_country {country!r} is not supported: use an ISO code such as FR") from None
+    return calendars[0] if len(calendars) == 1 else sum(calendars[1:], calendars[0])

@@ -25,9 +25,9 @@ import holidays
 import phonenumbers
 from phonenumbers import timezone as pn_timezone
 
-from ivr.compliance.callee_place import FR_OVERSEAS_SUBDIV as _FR_OVERSEAS_SUBDIV
-from ivr.compliance.callee_place import ALSACE_MOSELLE, code_regions, code_zone, stored_overseas
-from ivr.compliance.holiday_load import preload
+from ivr.compliance.callee_place import (  # noqa: F401 (the holiday helpers: used from here)
+    FR_OVERSEAS_SUBDIV, Zones, _country_calendar, _holiday_calendar, _number_subdivs, _parsed,
+    code_zone, distinct_zones, fr_subdivisions, region_zone, zones_of)
 from ivr.config import Schedule, Window
 from ivr.config_checks import CAP_PERIOD_DAYS
 from ivr.errors import ComplianceError
@@ -84,9 +84,10 @@ def _zone_or_none(name: str | None) -> ZoneInfo | None:
         return None
 
 
-def callee_zone(number_e164: str, contact_tz: str | None, default_tz: str) -> ZoneInfo:
-    """The callee's zone: contact's own tz if valid, else the number's, else `default_tz`.
-    The number is parsed only when its country code leaves a doubt (callee_place.py)."""
+def callee_zone(number_e164: str, contact_tz: str | None, default_tz: str) -> ZoneInfo | Zones:
+    """The callee's zone: contact's own tz if valid, else the number's (Zones when it may be in
+    several with different clocks), else `default_tz`. The number is parsed only when its
+    country code leaves a doubt (callee_place.py)."""
     zone = _zone_or_none(contact_tz)
     if zone is not None:
         return zone
@@ -97,27 +98,21 @@ def callee_zone(number_e164: str, contact_tz: str | None, default_tz: str) -> Zo
 
 
 @functools.lru_cache(maxsize=65536)  # pure, and asked again at every re-plan and dial
-def _number_zone(number_e164: str, default_tz: str) -> ZoneInfo:
-    """The number's zone from phonenumbers, else `default_tz` (a valid name)."""
+def _number_zone(number_e164: str, default_tz: str) -> ZoneInfo | Zones:
+    """The number's zone from phonenumbers, else `default_tz` (a valid name). Candidates
+    with different clocks give Zones (each must allow a call), but for a French overseas
+    region: one zone each, so the region the number is valid in decides (+262 692: Réunion)."""
     default = ZoneInfo(default_tz.strip())
     num = _parsed(number_e164)
     if num is None:
         return default
     names = [n for n in pn_timezone.time_zones_for_number(num) if n != "Etc/Unknown"]
-    if len(names) == 1:
-        return _zone_or_none(names[0]) or default
-    if default_tz in names:  # e.g. Europe/Paris among several candidates
-        return default
-    # Several zones (e.g. +262 692 -> Mayotte or Réunion): take the zone of the region the
-    # number is attributed to, via that region's fixed-line example number.
-    region = phonenumbers.region_code_for_number(num)
-    example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.FIXED_LINE) \
-        if region else None
-    if example is not None:
-        guess = pn_timezone.time_zones_for_number(example)
-        if len(guess) == 1 and guess[0] in names:
-            return _zone_or_none(guess[0]) or default
-    return default
+    guess = region_zone(num, names)
+    if guess is not None and phonenumbers.region_code_for_number(num) in FR_OVERSEAS_SUBDIV:
+        return _zone_or_none(guess) or default
+    zones = distinct_zones([_zone_or_none(n) or default for n in names] or [default],
+                           first=(default, _zone_or_none(guess)))
+    return zones[0] if len(zones) == 1 else Zones(zones)
 
 
 def _bad(what: str, value: object, expected: str) -> ComplianceError:
@@ -242,74 +237,25 @@ def _in_plan(local: datetime, plan: dict[int, list[tuple[int, int]]]) -> bool:
     return any(s <= secs < e for s, e in plan[local.weekday()])
 
 
-def _next_open(t0: datetime, zone: ZoneInfo, is_open: Callable[[datetime], bool],
+def _next_open(t0: datetime, zones: tuple[ZoneInfo, ...], is_open: Callable[[datetime], bool],
                plan: dict[int, list[tuple[int, int]]]) -> datetime | None:
     """Earliest instant >= t0 where is_open() holds. Openings only happen at span starts (or at
-    a DST transition inside one), so those are the only candidates that need testing."""
+    a DST transition inside one) in one of the zones, so those are the only candidates that
+    need testing: a day's, in every zone, in time order up to the next day's earliest start."""
     if is_open(t0):
         return t0
-    first_day = t0.astimezone(zone).date() - timedelta(days=1)  # margin for odd zone shifts
+    first_day = min(t0.astimezone(z).date() for z in zones) - timedelta(days=1)  # margin
+    pending: set[datetime] = set()
     for i in range(SEARCH_HORIZON_DAYS + 1):
         day = first_day + timedelta(days=i)
-        candidates = sorted({_local_to_utc(day, s, zone, fold)
-                             for s, _ in plan[day.weekday()] for fold in (0, 1)})
-        for cand in candidates:
+        pending |= {_local_to_utc(day, s, z, fold)
+                    for z in zones for s, _ in plan[day.weekday()] for fold in (0, 1)}
+        bound = min(_local_to_utc(day + timedelta(days=1), 0, z, 0) for z in zones)
+        for cand in sorted(c for c in pending if c < bound):
+            pending.discard(cand)
             if cand > t0 and is_open(cand):
                 return cand
     return None
-
-
-def _holiday_calendar(country: str, number: str) -> holidays.HolidayBase:
-    subdivs = fr_subdivisions(number) if country.upper() == "FR" else ()
-    return _country_calendar(country.upper(), subdivs)
-
-
-def fr_subdivisions(number: str) -> tuple[str, ...]:
-    """The `holidays` FR subdivisions whose public holidays a callee may keep: Alsace-Moselle's
-    for its landlines, an overseas region's for its numbers (every region the number is valid
-    in: fail closed), else none. Parsed only when a region of the number's code is overseas."""
-    local = ALSACE_MOSELLE.get(number[1:6]) if number.startswith("+333") else None
-    if local is not None:
-        return (local,)
-    regions = code_regions(number)
-    if regions is not None and not any(r in _FR_OVERSEAS_SUBDIV for r in regions) and \
-            stored_overseas(number) is None:
-        return ()
-    return _number_subdivs(number)
-
-
-@functools.lru_cache(maxsize=65536)
-def _number_subdivs(number: str) -> tuple[str, ...]:
-    num = _parsed(number)
-    if num is None:
-        return ()
-    # phonenumbers' region_code_for_number takes the first region a number is valid in: a 0690
-    # mobile is valid in Guadeloupe, Saint-Barthélemy and Saint-Martin, each with its own
-    # abolition day. Keep every one's holidays rather than guess the island.
-    regions = [r for r in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(num.country_code, ())
-               if phonenumbers.is_valid_number_for_region(num, r)]
-    return tuple(sorted({_FR_OVERSEAS_SUBDIV[r] for r in regions if r in _FR_OVERSEAS_SUBDIV}))
-
-
-@functools.lru_cache(maxsize=1024)  # the zone and the subdivision of one number: one parse
-def _parsed(number: str) -> phonenumbers.PhoneNumber | None:
-    try:  # a +33 form of an overseas VoIP number stored before ivr.numbers re-homed it: its own
-        return phonenumbers.parse(stored_overseas(number) or number, None)
-    except phonenumbers.NumberParseException:
-        return None
-
-
-@functools.lru_cache(maxsize=64)  # one calendar per (country, subdivisions), not one per call
-def _country_calendar(country: str, subdivs: tuple[str, ...] = ()) -> holidays.HolidayBase:
-    preload(country)  # that country's module alone, not all 250 (holiday_load.py)
-    try:
-        if not subdivs:
-            return holidays.country_holidays(country)
-        calendars = [holidays.country_holidays(country, subdiv=s) for s in subdivs]
-    except NotImplementedError:
-        raise ComplianceError(
-            f"schedule.holidays_country {country!r} is not supported: use an ISO code such as FR") from None
-    return calendars[0] if len(calendars) == 1 else sum(calendars[1:], calendars[0])
 
 
 def parse_blackout_dates(values: Iterable[object]) -> frozenset[date]:
@@ -348,8 +294,9 @@ def _slot_span(preferred_slot: str | None, slots_hours: dict[str, str] | None
 
 @dataclass(frozen=True)
 class _Calendar:
-    """The calendar rules of one check: windows, slot, blackout dates and holidays."""
-    zone: ZoneInfo
+    """The calendar rules of one check: windows, slot, blackout dates and holidays, in each of
+    the zones the callee may be in."""
+    zones: tuple[ZoneInfo, ...]
     specs: tuple[WindowSpec, ...]
     blackouts: frozenset[date]
     bypass: bool  # demo_any_hour on a fiction number
@@ -367,17 +314,17 @@ class _Calendar:
         return None
 
     def is_open(self, t: datetime) -> bool:
-        local = t.astimezone(self.zone)
-        return self.blocked_day(local.date()) is None and _in_plan(local, self.plan)
+        return all(self.blocked_day(local.date()) is None and _in_plan(local, self.plan)
+                   for local in (t.astimezone(z) for z in self.zones))
 
 
-def _calendar(schedule: Schedule, number: str, zone: ZoneInfo,
+def _calendar(schedule: Schedule, number: str, zones: tuple[ZoneInfo, ...],
               slot: tuple[int, int] | None) -> _Calendar:
     specs, blackouts = _schedule_rules(schedule)
     bypass = schedule.demo_any_hour and is_fiction_number(number)
     calendar = _holiday_calendar(schedule.holidays_country, number) \
         if schedule.skip_holidays and not bypass else None
-    return _Calendar(zone, specs, blackouts, bypass, _week_plan(ANY_HOUR if bypass else specs, slot),
+    return _Calendar(zones, specs, blackouts, bypass, _week_plan(ANY_HOUR if bypass else specs, slot),
                      _week_plan(specs, None), calendar)
 
 
@@ -407,8 +354,21 @@ def _history_block(now: datetime, zone: ZoneInfo, schedule: Schedule,
 
 def _calendar_block(now: datetime, cal: _Calendar, preferred_slot: str | None
                     ) -> tuple[str, str]:
-    """Why the calendar refuses `now` (reason, detail), or (OK, detail) when it allows it."""
-    local = now.astimezone(cal.zone)
+    """Why the calendar refuses `now` in one of the callee's zones (reason, detail), or (OK,
+    detail) when each allows it."""
+    also = "" if len(cal.zones) == 1 else \
+        f" (the number may be in {' or '.join(z.key for z in cal.zones)}: each must allow it)"
+    for zone in cal.zones[1:]:
+        reason, detail = _zone_block(now, zone, cal, preferred_slot)
+        if reason != OK:
+            return reason, detail + also
+    reason, detail = _zone_block(now, cal.zones[0], cal, preferred_slot)
+    return reason, detail + also
+
+
+def _zone_block(now: datetime, zone: ZoneInfo, cal: _Calendar, preferred_slot: str | None
+                ) -> tuple[str, str]:
+    local = now.astimezone(zone)
     blocked = cal.blocked_day(local.date())
     if blocked == BLACKOUT:
         return BLACKOUT, f"{local.date()} is an election blackout date"
@@ -417,14 +377,14 @@ def _calendar_block(now: datetime, cal: _Calendar, preferred_slot: str | None
         return HOLIDAY, f"{local.date()} is a public holiday ({name})"
     if not cal.bypass and not _in_plan(local, cal.window_plan):
         windows = "; ".join(s.text for s in cal.specs)
-        return OUTSIDE_WINDOW, f"{_fmt(now, cal.zone)} is outside the calling windows ({windows})"
+        return OUTSIDE_WINDOW, f"{_fmt(now, zone)} is outside the calling windows ({windows})"
     if not _in_plan(local, cal.plan):
-        return SLOT, f"{_fmt(now, cal.zone)} is outside the callee's {preferred_slot} slot"
+        return SLOT, f"{_fmt(now, zone)} is outside the callee's {preferred_slot} slot"
     mode = " (demo_any_hour, fiction number)" if cal.bypass else ""
-    return OK, f"{_fmt(now, cal.zone)} is allowed{mode}"
+    return OK, f"{_fmt(now, zone)} is allowed{mode}"
 
 
-def check_call(now: datetime, *, number: str, zone: ZoneInfo, schedule: Schedule,
+def check_call(now: datetime, *, number: str, zone: ZoneInfo | Zones, schedule: Schedule,
                attempts_utc: Iterable[datetime] = (), last_refusal_utc: datetime | None = None,
                preferred_slot: str | None = None, slots_hours: dict[str, str] | None = None,
                opted_out: bool = False) -> Verdict:
@@ -441,14 +401,17 @@ def check_call(now: datetime, *, number: str, zone: ZoneInfo, schedule: Schedule
     slot = _slot_span(preferred_slot, slots_hours)
     if isinstance(slot, Verdict):
         return slot
-    cal = _calendar(schedule, number, zone, slot)
-    earliest, reason, detail = _history_block(now, zone, schedule, attempts_utc, last_refusal_utc)
+    zones = zones_of(zone)  # a call must be allowed in each zone the number may be in
+    cal = _calendar(schedule, number, zones, slot)
+    earliest, reason, detail = _history_block(now, zones[0], schedule, attempts_utc, last_refusal_utc)
     if earliest is None:
         return Verdict(False, reason, detail, None)
     if reason == OK:
         reason, detail = _calendar_block(now, cal, preferred_slot)
         if reason == OK:
             return Verdict(True, OK, detail, None)
-    nxt = _next_open(earliest, zone, cal.is_open, cal.plan)
-    detail += f"; next allowed {_fmt(nxt, zone)}" if nxt else "; no allowed time found within a year"
+    nxt = _next_open(earliest, zones, cal.is_open, cal.plan)
+    detail += f"; next allowed {_fmt(nxt, zones[0])}" if nxt else "; no allowed time found within a year"
+    if nxt is None and len(zones) > 1:  # e.g. a +7 mobile: from Kaliningrad to Kamchatka
+        detail += ": give the contact its own time zone (the list's timezone column)"
     return Verdict(False, reason, detail, nxt)
