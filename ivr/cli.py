@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,7 @@ class IvrGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             result = super().invoke(ctx)
+            sys.stdout.flush()  # a full disk said here, not as a traceback at exit
         except IvrError as exc:
             created = getattr(ctx.obj, "created", None)
             # An import stopped part-way (PartialImportError) left rows in it: not empty.
@@ -80,10 +83,33 @@ class IvrGroup(click.Group):
                 if created is not None else ""
             click.echo(f"error: {exc}{also}", err=True)  # still one line
             ctx.exit(1)
+        except OSError as exc:  # a path the user gave, or stdout, unwritable: not our bug
+            # A write to an open stream (stdout: `> /dev/full`, a closed pipe) has no name.
+            where = f"{exc.filename}: " if exc.filename is not None else "writing the output: "
+            click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+            ctx.exit(1)
         created = getattr(ctx.obj, "created", None)
         if created is not None:
             err_console.print(new_store_note(created), highlight=False, markup=False)
         return result
+
+
+# Commands that run until stopped handle SIGTERM themselves (ivr.app.install_signals).
+SERVING = frozenset({"run", "serve", "web", "demo"})
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # one path for Ctrl-C and SIGTERM: an import ends as a partial one
+
+
+def _sigterm_as_interrupt(ctx: click.Context) -> None:
+    """A one-shot command stopped by SIGTERM ends as on Ctrl-C (an import writes its audit
+    row and says what it kept) instead of dying silently; restored when the command ends."""
+    if ctx.invoked_subcommand in SERVING or \
+            threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.signal(signal.SIGTERM, _sigterm)
+    ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
 
 
 @click.group(cls=IvrGroup)
@@ -96,6 +122,7 @@ def cli(ctx: click.Context, config_path: str, verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     ctx.obj = Ctx(config_path)
+    _sigterm_as_interrupt(ctx)
 
 
 # -- prompts --------------------------------------------------------------------------------

@@ -77,13 +77,17 @@ def import_csv(store: StoreBackend, path: Path, *, campaign: str, source: str,
     report = importer.report
     report.warnings += notes
     records = read_records(path, report.warnings)
-    with closing(records):
-        header = next(records, None)  # runs the byte/encoding pass first
-        if header is None:
-            raise ImportFileError(f"{path.name} {EMPTY}")
-        importer.columns = header_columns(path.name, header[1])
-        with store.import_session():
-            _stream(importer, records, log, path.name)
+    try:
+        with closing(records):
+            header = next(records, None)  # runs the byte/encoding pass first
+            if header is None:
+                raise ImportFileError(f"{path.name} {EMPTY}")
+            importer.columns = header_columns(path.name, header[1])
+            with store.import_session():
+                _stream(importer, records, log, path.name)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the CLI turns it into this)
+        raise ImportFileError(f"import of {path.name} interrupted before any row was written: "
+                              "nothing was imported; import the file again") from None
     store.audit("import", None, importer.detail(path.name, complete=True), now)
     return report
 
@@ -132,6 +136,9 @@ def _provenance(source: str, basis: str | None, notes: list[str] | None = None) 
 
 def _stream(importer: _Importer, records: Iterator[tuple[int, list[str]]],
             log: Callable[[str], None], name: str) -> None:
+    """An interruption (KeyboardInterrupt: Ctrl-C, or SIGTERM through the CLI) after some
+    batches ends as a file error there does: the batches kept, the audit row with complete
+    false, PartialImportError. Before any batch, it propagates: nothing was written."""
     line = 0
     try:
         for line, cells in records:
@@ -139,12 +146,18 @@ def _stream(importer: _Importer, records: Iterator[tuple[int, list[str]]],
             if line % 100_000 == 0:
                 log(f"{name}: line {line}")
         importer.flush()
-    except ImportFileError as exc:
+    except (ImportFileError, KeyboardInterrupt) as exc:
         if not importer.batches_written:
             raise  # nothing written yet: leave the store untouched
         importer.flush()  # so that every line read before it is written or rejected
         importer.store.audit("import", None, importer.detail(name, complete=False, line=line),
                              importer.now)
+        if isinstance(exc, KeyboardInterrupt):
+            raise PartialImportError(
+                f"import of {name} interrupted at line {line}: the lines before it were "
+                f"imported, but for the rejected ones: {importer.report.summary()}; nothing "
+                "from there on: import the same file again to finish it (the rows imported "
+                "are kept, importing again adds only the rest)", importer.report) from None
         raise PartialImportError(
             f"{exc}; the lines before it were imported (up to line {line}), but for the "
             f"rejected ones: {importer.report.summary()}; nothing from there on: fix the file "
@@ -227,16 +240,23 @@ class _Importer:
             return
         batch, self.batch = self.batch, {}
         numbers = list(batch)
-        with self.store.transaction():
-            existing = self.store.contacts_by_number(numbers)
-            seen = self.store.seen_in_import(numbers)
-            listed = self.store.opted_out_among(numbers)
-            for number, row in batch.items():
-                self._write(number, row, existing.get(number), number in seen,
-                            number in listed)
-            self.store.bind_contacts(numbers, campaign=self.campaign, source=self.source,
-                                     basis=self.basis, acquired_on=self.acquired_on,
-                                     now=self.now)
+        counts = _counts(self.report)
+        try:
+            with self.store.transaction():
+                existing = self.store.contacts_by_number(numbers)
+                seen = self.store.seen_in_import(numbers)
+                listed = self.store.opted_out_among(numbers)
+                for number, row in batch.items():
+                    self._write(number, row, existing.get(number), number in seen,
+                                number in listed)
+                self.store.bind_contacts(numbers, campaign=self.campaign, source=self.source,
+                                         basis=self.basis, acquired_on=self.acquired_on,
+                                         now=self.now)
+        except BaseException:  # rolled back (an interruption mid-batch): counted as unwritten
+            for key, value in counts.items():
+                setattr(self.report, key, value)
+            self.batch = batch
+            raise
         self.batches_written += 1
 
     def _write(self, number: str, row: dict[str, str], old: dict[str, Any] | None,
@@ -292,6 +312,14 @@ class _Importer:
         if line is not None:
             detail["last_line_read"] = line
         return detail
+
+
+_COUNTS = ("added", "merged", "unchanged", "opted_out", "duplicates")
+
+
+def _counts(report: ImportReport) -> dict[str, int]:
+    """The counters a batch's writes move (ImportReport), to put back if it rolls back."""
+    return {key: getattr(report, key) for key in _COUNTS}
 
 
 def _fill(base: dict[str, Any], more: dict[str, str]) -> dict[str, Any]:
