@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -120,4 +121,18 @@ def _create_private(path: Path) -> None:
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
-        pass
+        _make_private(path)
+
+
+def _make_private(path: Path) -> None:
+    """A store made by an older release (0644), its -wal and -shm too: owner-only now, said
+    once on stderr. Not ours to change (another user's file): left as it is."""
+    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            mode = file.stat().st_mode
+            if mode & 0o077 and stat.S_ISREG(mode):
+                os.chmod(file, 0o600)
+                print(f"note: {file} was readable by other users: now owner-only (0600)",
+                      file=sys.stderr)
+        except OSError:  # absent, or not this user's: the open says what is wrong, if anything
+            pass
