@@ -14,8 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +52,29 @@ def _write_once(path: Path, data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-def archive_build(cfg: Config, manifest: dict[str, Any]) -> Path:
-    """Copy each built prompt and the manifest into the archive; returns the archive folder."""
-    root = archive_dir(cfg)
+def _folder(root: Path, where: str, fix: str) -> None:
+    """mkdir -p root, or one line naming `where` (the key or option) and the path."""
+    if root.exists() and not root.is_dir():
+        raise PromptError(f"{where}: {root} is not a directory: {fix}")
     try:
-        (root / MANIFESTS).mkdir(parents=True, exist_ok=True)
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PromptError(f"{where}: cannot create {root} ({exc.strerror or exc}): "
+                          f"{fix}") from None
+
+
+def archive_build(cfg: Config, manifest: dict[str, Any],
+                  files: Mapping[str, Path] | None = None) -> Path:
+    """Copy each built prompt and the manifest into the archive; returns the archive folder.
+    `files`: where each prompt's audio is read (the build's staging folder: it is archived
+    before it is put in place, so a prompt never plays unarchived); else its manifest path."""
+    root = archive_dir(cfg)
+    fix = "point it to a folder you can write to; nothing was built"
+    _folder(root, "prompts.archive_dir", fix)
+    _folder(root / MANIFESTS, "prompts.archive_dir", fix)
+    try:
         for key, entry in sorted(manifest["prompts"].items()):
-            data = cfg.path(entry["path"]).read_bytes()
+            data = ((files or {}).get(key) or cfg.path(entry["path"])).read_bytes()
             if hashlib.sha256(data).hexdigest() != entry["sha256"]:
                 raise PromptError(f"prompt {key!r}: built file does not match its manifest: "
                                   "run `ivr prompts build` again")
@@ -67,8 +83,19 @@ def archive_build(cfg: Config, manifest: dict[str, Any]) -> Path:
         _write_once(root / MANIFESTS / f"{hashlib.sha256(blob).hexdigest()}.json", blob)
     except OSError as exc:
         raise PromptError(f"cannot archive the prompts in {root} ({exc.strerror or exc}): fix "
-                          "its permissions or set prompts.archive_dir") from None
+                          "its permissions or free space, or set prompts.archive_dir; nothing "
+                          "was built") from None
     return root
+
+
+def missing_from_archive(cfg: Config, manifest: Mapping[str, Any]) -> list[str]:
+    """The prompts of a build whose audio is not in the archive (their proof would be lost)."""
+    prompts = manifest.get("prompts")
+    if not isinstance(prompts, Mapping):
+        return []
+    return sorted(key for key, entry in prompts.items()
+                  if not isinstance(entry, Mapping)
+                  or not audio_path(cfg, str(entry.get("sha256"))).is_file())
 
 
 def heard_prompts(cfg: Config, heard: dict[str, str] | Any) -> list[dict[str, Any]]:
@@ -79,16 +106,35 @@ def heard_prompts(cfg: Config, heard: dict[str, str] | Any) -> list[dict[str, An
             for key, sha in sorted(heard.items())]
 
 
+def _copy_whole(src: Path, target: Path) -> None:
+    """A copy that is whole or absent: a full disk never leaves half an exported proof."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # as readable as the copy it replaces (mkstemp makes 0600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(src.read_bytes())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def export_heard(cfg: Config, proof: list[dict[str, Any]], dest: Path) -> list[Path]:
     """Copy the archived audio of every prompt heard in `proof` into dest, as
     <call id>-<prompt>-<sha256>.wav; a prompt missing from the archive is skipped (shown as
     archived: false by `ivr consent show`)."""
-    dest.mkdir(parents=True, exist_ok=True)
+    fix = "give --export a folder you can write to (it is created if missing)"
+    _folder(dest, "--export", fix)
     out = []
     for row in proof:
         for item in heard_prompts(cfg, row.get("heard_sha256")):
             if item["archived"]:
                 target = dest / f"{row.get('call_id')}-{item['prompt']}-{item['sha256']}.wav"
-                shutil.copyfile(audio_path(cfg, item["sha256"]), target)
+                try:
+                    _copy_whole(audio_path(cfg, item["sha256"]), target)
+                except OSError as exc:
+                    raise PromptError(f"--export: cannot write {target} "
+                                      f"({exc.strerror or exc}): {fix}") from None
                 out.append(target)
     return out

@@ -6,8 +6,9 @@ Layout of the build dir (cfg.prompts.build_dir):
                    written last, deterministic (no timestamps)
   .cache/<h>.wav   converted audio keyed by sha256 of the input and the conversion settings
 
-Every prompt is validated and rendered into a staging folder first; only when all succeeded
-are files moved into place, so a bad prompt leaves the build dir exactly as it was.
+Every prompt is validated and rendered into a staging folder first, then archived by its
+sha256 (prompts/archive.py); only when all succeeded are files moved into place, so a bad
+prompt, a failed archive or an interruption leaves the build dir exactly as it was.
 """
 from __future__ import annotations
 
@@ -188,12 +189,48 @@ def _cached_wav(path: Path, log: Log) -> bytes | None:
     return data
 
 
+def _undo(created: list[Path]) -> None:
+    for d in reversed(created):
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def _mkdirs(path: Path) -> list[Path]:
-    """mkdir -p, returning the folders it created (deepest last) so a failure can undo them."""
-    missing = [d for d in [path, *path.parents] if not d.exists()][::-1]
-    for d in missing:
-        d.mkdir()
-    return missing
+    """mkdir -p, returning the folders it created (deepest last) so a failure can undo them;
+    a failure midway undoes its own."""
+    made: list[Path] = []
+    try:
+        for d in [d for d in [path, *path.parents] if not d.exists()][::-1]:
+            d.mkdir()
+            made.append(d)
+    except BaseException:
+        _undo(made)
+        raise
+    return made
+
+
+def _open_staging(build_dir: Path) -> tuple[list[Path], Path]:
+    """The build dir (created if missing, the folders made returned) and a staging folder in
+    it; a path that cannot be one is a line naming prompts.build_dir, not a traceback."""
+    fix = "point it to a folder you can write to"
+    if build_dir.exists() and not build_dir.is_dir():
+        raise PromptError(f"prompts.build_dir: {build_dir} is not a directory: {fix}")
+    created: list[Path] = []
+    try:
+        created = _mkdirs(build_dir)
+        return created, Path(tempfile.mkdtemp(dir=build_dir, prefix=".staging-"))
+    except OSError as exc:
+        _undo(created)
+        raise PromptError(f"prompts.build_dir: cannot write in {build_dir} "
+                          f"({exc.strerror or exc}): {fix}") from None
+
+
+def _write_staged(path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as exc:  # a full disk: one line, and the build dir is left as it was
+        raise PromptError(f"cannot write the prompts in {path.parent.parent} "
+                          f"({exc.strerror or exc}): free space or fix its permissions "
+                          "(prompts.build_dir); nothing was built") from None
 
 
 # ---------------------------------------------------------------- staging
@@ -225,7 +262,7 @@ def _stage_job(cfg: Config, job: _Job, build_dir: Path, staging: Path, staged: _
     state = "cached"
     if wav is None:
         wav = _render(cfg, job, log)
-        (staging / cached.name).write_bytes(wav)
+        _write_staged(staging / cached.name, wav)
         staged.new_cache.append(cached.name)
         state = "rendered"
     duration, rate, channels, width = _wav_info(wav)
@@ -235,7 +272,7 @@ def _stage_job(cfg: Config, job: _Job, build_dir: Path, staging: Path, staged: _
                           "shorten it or raise the limit")
     digest = sha(wav)
     if not same_file(build_dir / f"{job.key}.wav", digest):
-        (staging / f"{job.key}.wav").write_bytes(wav)
+        _write_staged(staging / f"{job.key}.wav", wav)
         staged.outputs.append(f"{job.key}.wav")
     entry: dict[str, Any] = {
         "source": job.source, "engine": job.engine, "sha256": digest,
@@ -245,6 +282,15 @@ def _stage_job(cfg: Config, job: _Job, build_dir: Path, staging: Path, staged: _
     entry["text" if job.source == "tts" else "file"] = job.text or job.file
     staged.entries[job.key] = entry
     log(f"{job.key}: {state} ({job.engine or 'file'}, {duration:.1f} s)")
+
+
+def _archive_staged(cfg: Config, manifest: Manifest, staged: _Staged, build_dir: Path,
+                    staging: Path) -> None:
+    """Every prompt of the new build into the archive before any is put in place: a callee
+    never hears a prompt whose audio the proof of consent cannot produce."""
+    files = {key: (staging if f"{key}.wav" in staged.outputs else build_dir) / f"{key}.wav"
+             for key in manifest["prompts"]}
+    archive_build(cfg, manifest, files)
 
 
 def _move_into_place(staged: _Staged, build_dir: Path, staging: Path) -> None:
@@ -262,12 +308,32 @@ def _finish(build_dir: Path, manifest: Manifest, old_manifest: Manifest | None,
             log: Log) -> None:
     """Write the manifest if it changed, then drop the wavs of prompts no longer configured."""
     manifest_path = build_dir / MANIFEST_NAME
-    if not manifest_path.is_file() or manifest_path.read_bytes() != _manifest_bytes(manifest):
-        atomic_write(manifest_path, _manifest_bytes(manifest))
+    try:
+        if not manifest_path.is_file() or manifest_path.read_bytes() != _manifest_bytes(manifest):
+            atomic_write(manifest_path, _manifest_bytes(manifest))
+    except OSError as exc:  # a full disk: the old manifest stays, whole
+        raise PromptError(f"cannot write {manifest_path} ({exc.strerror or exc}): free space "
+                          "or fix its permissions, then run `ivr prompts build` again") from None
     # Only wavs this pipeline wrote before are removed; other files in the folder are left.
     for stale in sorted(set((old_manifest or {}).get("prompts", {})) - set(manifest["prompts"])):
         (build_dir / f"{stale}.wav").unlink(missing_ok=True)
         log(f"{stale}: removed (no longer in prompts.items)")
+
+
+def _stage_all(cfg: Config, jobs: list[_Job], build_dir: Path, staging: Path,
+               log: Log) -> Manifest:
+    """Render, check, archive, then put in place every prompt; returns the new manifest (not
+    yet written). Anything raised before the move leaves the build dir as it was."""
+    staged = _Staged()
+    for job in jobs:
+        _stage_job(cfg, job, build_dir, staging, staged, log)
+    _check_intro_length(cfg, staged.entries)
+    manifest: Manifest = {"version": MANIFEST_VERSION, "campaign": cfg.campaign.name,
+                          "sources": fingerprint(cfg, _sources(jobs)),
+                          "prompts": staged.entries}
+    _archive_staged(cfg, manifest, staged, build_dir, staging)
+    _move_into_place(staged, build_dir, staging)
+    return manifest
 
 
 # ---------------------------------------------------------------- public API
@@ -289,23 +355,14 @@ def build_prompts(cfg: Config, *, engine_override: str | None = None,
     if before != cfg.campaign.name:  # two configs sharing prompts.build_dir
         log(f"note: {cfg.prompts.build_dir} held the build of campaign {before!r}, whose "
             "`ivr check` refuses this one: give that config its own prompts.build_dir")
-    created = _mkdirs(build_dir)
-    staging = Path(tempfile.mkdtemp(dir=build_dir, prefix=".staging-"))
+    created, staging = _open_staging(build_dir)
+    done = False
     try:
-        staged = _Staged()
-        for job in jobs:
-            _stage_job(cfg, job, build_dir, staging, staged, log)
-        _check_intro_length(cfg, staged.entries)
-        manifest: Manifest = {"version": MANIFEST_VERSION, "campaign": cfg.campaign.name,
-                              "sources": fingerprint(cfg, _sources(jobs)),
-                              "prompts": staged.entries}
-        _move_into_place(staged, build_dir, staging)
-    except BaseException:  # all-or-nothing: the build dir is left exactly as it was
+        manifest = _stage_all(cfg, jobs, build_dir, staging, log)
+        done = True
+    finally:  # all-or-nothing, whatever stopped it (an error, Ctrl-C, SIGTERM made one)
         shutil.rmtree(staging, ignore_errors=True)
-        for d in reversed(created):
-            shutil.rmtree(d, ignore_errors=True)
-        raise
-    shutil.rmtree(staging)
+        if not done:
+            _undo(created)
     _finish(build_dir, manifest, old_manifest, log)
-    archive_build(cfg, manifest)  # every version ever built stays reachable by its sha256
     return manifest

@@ -85,6 +85,31 @@ def _read_built(cfg: Config, key: str, entry: Mapping[str, Any]) -> bytes:
     return data
 
 
+def _sounds_key(cfg: Config) -> str:
+    """The setting that names the sounds folder, for a one-line error."""
+    return "pbx.sandbox_dir" if cfg.pbx.mode == "sandbox" else "pbx.sounds_dir"
+
+
+def _check_sounds_dir(cfg: Config, dest_dir: Path) -> None:
+    """A folder (or not there yet), else one line naming the setting and the path."""
+    for folder in (Path(dest_dir), Path(dest_dir) / SOUNDS_DIR):
+        if folder.exists() and not folder.is_dir():
+            raise PromptError(f"{_sounds_key(cfg)}: {folder} is not a directory: point it to "
+                              "the Asterisk sounds folder")
+
+
+def _write_all(cfg: Config, blobs: list[tuple[Path, bytes]]) -> None:
+    for path, data in blobs:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not same_file(path, sha(data)):
+                atomic_write(path, data)
+        except OSError as exc:
+            raise PromptError(f"{_sounds_key(cfg)}: cannot write {path} "
+                              f"({exc.strerror or exc}): fix its permissions or free space, "
+                              "then install again") from None
+
+
 def install_prompts(cfg: Config, manifest: Mapping[str, Any], dest_dir: Path) -> list[Path]:
     """Copy the built wavs, content-addressed, to dest_dir/ivr/<campaign dir>/<key>-<sha12>.wav
     (what the IVR plays: contract.prompt_sound) and, when the line is this campaign's, to
@@ -95,6 +120,7 @@ def install_prompts(cfg: Config, manifest: Mapping[str, Any], dest_dir: Path) ->
     manifest before anything is written.
     """
     check_not_foreign(cfg, manifest)
+    _check_sounds_dir(cfg, dest_dir)
     plain = _takes_plain_copies(cfg, dest_dir)
     target = Path(dest_dir) / SOUNDS_DIR
     blobs: list[tuple[Path, bytes]] = []
@@ -104,10 +130,7 @@ def install_prompts(cfg: Config, manifest: Mapping[str, Any], dest_dir: Path) ->
             blobs.append((target / f"{key}.wav", data))
         sound = prompt_sound(cfg.campaign.name, key, entry["sha256"])
         blobs.append((Path(dest_dir) / f"{sound}.wav", data))
-    for path, data in blobs:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not same_file(path, sha(data)):
-            atomic_write(path, data)
-    if plain and blobs and line_owner(dest_dir) != cfg.campaign.name:
-        atomic_write(target / LINE_OWNER, f"{cfg.campaign.name}\n".encode())
+    owner = [(target / LINE_OWNER, f"{cfg.campaign.name}\n".encode())] \
+        if plain and blobs and line_owner(dest_dir) != cfg.campaign.name else []
+    _write_all(cfg, blobs + owner)  # the owner last, as before: once its prompts are there
     return [path for path, _ in blobs]

@@ -17,6 +17,7 @@ from typing import Any
 
 from ivr.config import Config, PromptSource
 from ivr.errors import PromptError
+from ivr.prompts.archive import archive_dir, missing_from_archive
 
 Manifest = dict[str, Any]
 
@@ -176,6 +177,19 @@ def check_legal_recording(cfg: Config, old: Mapping[str, Any] | None,
                           "nothing was built")
 
 
+def archive_problem(cfg: Config, manifest: Mapping[str, Any]) -> str | None:
+    """One line when a prompt of the build is not in the archive: the proof of consent of
+    whoever hears it would have no audio (a build never installs one unarchived; this catches
+    an archive emptied or moved since)."""
+    missing = missing_from_archive(cfg, manifest)
+    if not missing:
+        return None
+    shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+    return (f"campaign {cfg.campaign.name!r}: the audio of {shown} in {_where(cfg)} is not in "
+            f"the prompt archive {archive_dir(cfg)} (prompts.archive_dir), so a proof of consent "
+            f"could not produce it: {REBUILD} (it archives every prompt)")
+
+
 def is_built(cfg: Config) -> bool:
     """A manifest is in prompts.build_dir (sound or not)."""
     return (cfg.path(cfg.prompts.build_dir) / MANIFEST_NAME).is_file()
@@ -184,10 +198,12 @@ def is_built(cfg: Config) -> bool:
 def build_problem(cfg: Config) -> str | None:
     """For `ivr check` and `ivr run`: one line when the build in prompts.build_dir is not this
     campaign's as the config is now, or when there is none (`ivr run` refuses to start then:
-    a check that passed would be contradicted by the run)."""
+    a check that passed would be contradicted by the run), or when its audio is not archived."""
     path = cfg.path(cfg.prompts.build_dir) / MANIFEST_NAME
     try:
         manifest = read_manifest(path)
     except PromptError as exc:
         return str(exc)
-    return stale_problem(cfg, manifest) if manifest is not None else not_built(path)
+    if manifest is None:
+        return not_built(path)
+    return stale_problem(cfg, manifest) or archive_problem(cfg, manifest)
