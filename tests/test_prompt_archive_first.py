@@ -14,7 +14,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from conftest import add_contact, attempt, make_config
+from conftest import add_contact, attempt, make_config, store_at
 from ivr import config
 from ivr.app import install_prompts_to_pbx
 from ivr.cli import cli
@@ -22,10 +22,12 @@ from ivr.config import Config
 from ivr.errors import PromptError
 from ivr.prompts import archive as prompt_archive
 from ivr.prompts import build as prompt_build
-from ivr.prompts.archive import archive_dir, export_heard
+from ivr.prompts import prune as pr
+from ivr.prompts.archive import archive_dir, audio_path, export_heard
 from ivr.prompts.build import build_prompts
 from ivr.prompts.manifest import build_problem
 from ivr.store import CallResult, Store
+from test_prompts_prune import build, cfg_for, sound_file
 
 SENDER, ADDRESS, EMAIL = "Jean Test", "1 rue Haute, Lyon", "stop@test.fr"
 ITEMS: dict[str, dict[str, Any]] = {
@@ -206,3 +208,32 @@ def test_consent_show_export_to_a_file_is_one_line(tmp_path: Path,
     assert out.output.splitlines()[-1].endswith(
         f"--export: {tmp_path / 'afile'} is not a directory: give --export a folder you can "
         "write to (it is created if missing)")
+
+
+def test_prune_archives_a_version_before_removing_its_last_copy(tmp_path: Path) -> None:
+    """A version installed unarchived (by a build before this fix, or whose archive was
+    emptied): `ivr prompts prune --yes` copies it into the archive before removing it."""
+    cfg = cfg_for(tmp_path)
+    v1, v2 = b"intro one", b"intro two"
+    build(cfg, {"intro": v1}, at=1000)
+    audio_path(cfg, hashlib.sha256(v1).hexdigest()).unlink()  # as an unarchived build left it
+    build(cfg, {"intro": v2}, at=2000)
+    done = pr.prune(cfg, store_at(tmp_path / "t.db"), lambda: NOW, yes=True)
+    assert done.removed == [sound_file(cfg, "intro", v1)]
+    assert audio_path(cfg, hashlib.sha256(v1).hexdigest()).read_bytes() == v1
+
+
+def test_prune_removes_nothing_when_it_cannot_archive(tmp_path: Path) -> None:
+    cfg = cfg_for(tmp_path)
+    v1, v2 = b"intro one", b"intro two"
+    build(cfg, {"intro": v1}, at=1000)
+    build(cfg, {"intro": v2}, at=2000)
+    folder = archive_dir(cfg)
+    for p in sorted(folder.rglob("*"), reverse=True):
+        p.rmdir() if p.is_dir() else p.unlink()
+    folder.rmdir()
+    folder.write_text("not a folder")  # the archive cannot take the old version
+    with pytest.raises(PromptError, match=r"^cannot archive .* before removing it \(File "
+                                          r"exists\): fix prompts\.archive_dir; nothing was "):
+        pr.prune(cfg, store_at(tmp_path / "t.db"), lambda: NOW, yes=True)
+    assert sound_file(cfg, "intro", v1).read_bytes() == v1

@@ -52,6 +52,14 @@ def _write_once(path: Path, data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
+def archive_audio(cfg: Config, data: bytes) -> Path:
+    """Put audio in the archive under its sha256 (never overwritten); returns its path."""
+    path = audio_path(cfg, hashlib.sha256(data).hexdigest())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_once(path, data)
+    return path
+
+
 def _folder(root: Path, where: str, fix: str) -> None:
     """mkdir -p root, or one line naming `where` (the key or option) and the path."""
     if root.exists() and not root.is_dir():

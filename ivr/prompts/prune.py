@@ -16,8 +16,11 @@ In the sandbox every instance has its own sounds folder (telephony/sandbox_nodes
 is made on instance 1's, where prompts are installed first, and each version it removes is
 removed from every instance's folder.
 
-The archive (prompts.archive_dir, ivr/prompts/archive.py) is never touched: the proof of
-consent finds every version there. The plain sounds/ivr/<key>.wav copies stay too.
+The archive (prompts.archive_dir, ivr/prompts/archive.py) is never pruned: the proof of
+consent finds every version there. A version about to be removed whose audio is not in it (a
+build made before builds archived first, an archive emptied since) is copied there first, so
+prune never removes the last copy of what a person heard. The plain sounds/ivr/<key>.wav copies
+stay too.
 """
 from __future__ import annotations
 
@@ -30,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from ivr.config import Config
-from ivr.errors import PbxError
+from ivr.errors import PbxError, PromptError
+from ivr.prompts.archive import archive_audio, archive_dir
 from ivr.prompts.build import load_manifest
 from ivr.store.base import Row, RunOwner, StoreBackend
 from ivr.telephony.contract import SOUNDS_DIR, campaign_sound_dir
@@ -167,6 +171,18 @@ def apply(p: PrunePlan) -> PrunePlan:
     return p
 
 
+def archive_removed(cfg: Config, p: PrunePlan) -> None:
+    """Into the archive, each version prune removes whose audio is not there yet (by the
+    sha256 of its bytes); a failure removes nothing."""
+    for v in p.remove:
+        try:
+            archive_audio(cfg, v.path.read_bytes())  # already there: nothing is written
+        except OSError as exc:
+            raise PromptError(f"cannot archive {v.path} in {archive_dir(cfg)} before removing "
+                              f"it ({exc.strerror or exc}): fix prompts.archive_dir; nothing "
+                              "was removed") from None
+
+
 def prune(cfg: Config, store: StoreBackend, now: Callable[[], datetime], *,
           yes: bool) -> PrunePlan:
     """Plan (and with yes, remove) the campaign's old installed versions, holding its run
@@ -176,4 +192,7 @@ def prune(cfg: Config, store: StoreBackend, now: Callable[[], datetime], *,
     sounds, others = sounds_dir(cfg), other_sounds_dirs(cfg)
     with store.hold_run(RunOwner.this_process(now()), campaign):
         p = plan(campaign, manifest, sounds, store.open_calls(campaign=campaign), others)
-        return apply(p) if yes else p
+        if yes:
+            archive_removed(cfg, p)  # never the last copy of what a person heard
+            apply(p)
+        return p
