@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ivr.errors import ConfigError
 from ivr.numbers import e164, is_known_region
+from ivr.telephony.contract import agi_url
 
 if TYPE_CHECKING:  # ivr.config imports this module
     from ivr.config import Config, Dialer, Flow, NodeConfig, Schedule, Store, Webhooks
@@ -23,8 +24,8 @@ def validate(cfg: Config) -> None:
     if cfg.retry.max_attempts < 1:
         raise ConfigError("retry.max_attempts must be at least 1")
     for f in dataclasses.fields(cfg.retry.delay_s):
-        _in_range(f"retry.delay_s.{f.name}", getattr(cfg.retry.delay_s, f.name), 0, None,
-                  "seconds")
+        _in_range(f"retry.delay_s.{f.name}", getattr(cfg.retry.delay_s, f.name), 0,
+                  MAX_RETRY_DELAY_S, "seconds (366 days)")
     for where, port in (("pbx.port", cfg.pbx.port), ("agi.port", cfg.agi.port),
                         ("web.port", cfg.web.port)):
         _in_range(where, port, 1, 65535, "TCP port")
@@ -35,12 +36,15 @@ def validate(cfg: Config) -> None:
     _check_ami_user("pbx.user", cfg.pbx.user)
     _validate_peers(cfg.agi.allowed_peers)
     _check_pbx_peers(cfg)
+    _check_agi_reachable(cfg)
     _in_range("db.port", cfg.db.port, 1, 65535, "TCP port")
     _in_range("retention.days", cfg.retention.days, 1, MAX_RETENTION_DAYS, "days")
     _validate_retention_lookback(cfg)
     if cfg.prompts.engine not in ("gtts", "espeak", "auto"):
         raise ConfigError(f"prompts.engine: {cfg.prompts.engine!r} is not gtts, espeak or auto")
     _in_range("prompts.intro_max_s", cfg.prompts.intro_max_s, 0, MAX_INTRO_S, "seconds",
+              low_open=True)
+    _in_range("prompts.max_duration_s", cfg.prompts.max_duration_s, 0, MAX_PROMPT_S, "seconds",
               low_open=True)
     _validate_regions(cfg)
     _validate_webhooks(cfg.webhooks)
@@ -85,6 +89,12 @@ MAX_RING_TIMEOUT_S = 300.0  # 5 minutes of ringing; carriers give up well before
 MAX_INPUT_TIMEOUT_S = 60.0  # a person who has not pressed a key in a minute will not
 MAX_REPEATS = 5
 MAX_INTRO_S = 30.0  # consent first: a longer intro is a message before the consent
+# The longest prompt (the legal mentions run about a minute; 120 s by default): beyond ten
+# minutes it is not a phone prompt, and it lengthens every call's deadline (campaign/deadline).
+MAX_PROMPT_S = 600.0
+# A retry later than a year is a typo (milliseconds, an extra digit), and no campaign lasts that
+# long; far beyond it (1e12 s) the retry's date overflows and the dialer never writes the outcome.
+MAX_RETRY_DELAY_S = 366 * 86400
 MAX_CALLS_PER_SECOND = 200.0  # far above any carrier's trunk limit
 # The slowest pace an operator could want: one call a minute (a trickle while a new message is
 # checked). Slower is a pause; a typo such as 1e-6 would otherwise hold the next call for days.
@@ -102,9 +112,14 @@ def _in_range(where: str, value: float, low: float, high: float | None, unit: st
     """ConfigError naming `where` when value is outside [low, high] ((low, high] if low_open)."""
     too_low = value <= low if low_open else value < low
     if too_low or (high is not None and value > high):
-        lower = f"more than {low:g}" if low_open else f"at least {low:g}"
-        upper = f" and at most {high:g}" if high is not None else ""
+        lower = f"more than {_num(low)}" if low_open else f"at least {_num(low)}"
+        upper = f" and at most {_num(high)}" if high is not None else ""
         raise ConfigError(f"{where} is {value!r}: use {lower}{upper} {unit}")
+
+
+def _num(x: float) -> str:
+    """A bound as the user writes it: 31622400, not 3.16224e+07."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 def check_calls_per_second(where: str, value: float, top: float, source: str = "") -> None:
@@ -137,6 +152,34 @@ def _validate_nodes(nodes: list[NodeConfig]) -> None:
         _in_range(f"{where}.port", node.port, 1, 65535, "TCP port")
         _in_range(f"{where}.max_channels", node.max_channels, 0, None, "channels (0: no cap)")
         _check_ami_user(f"{where}.user", node.user)
+    _refuse_shared_address(nodes)
+
+
+def _node_address(node: NodeConfig) -> tuple[str, int]:
+    """Where a node's AMI is, spelt one way (localhost is 127.0.0.1, IPs in canonical form)."""
+    host = node.host.lower().rstrip(".")
+    host = "127.0.0.1" if host == "localhost" else host
+    try:
+        host = str(ipaddress.ip_address(host))
+    except ValueError:
+        pass  # a host name
+    return host, node.port
+
+
+def _refuse_shared_address(nodes: list[NodeConfig]) -> None:
+    """Two nodes at one host:port are one Asterisk given each node's max_channels: it would get
+    twice its cap. After the per-node checks, so a bad entry is named for its own fault."""
+    seen: dict[tuple[str, int], int] = {}
+    for i, node in enumerate(nodes):
+        addr = _node_address(node)
+        if addr in seen:
+            j = seen[addr]
+            shown = f"[{addr[0]}]" if ":" in addr[0] else addr[0]
+            raise ConfigError(f"pbx.nodes[{i}]: {node.name!r} is at {shown}:{addr[1]}, as "
+                              f"pbx.nodes[{j}] {nodes[j].name!r}: one Asterisk would take both "
+                              "nodes' max_channels; list it once, or give each node its own "
+                              "host:port")
+        seen[addr] = i
 
 
 # Hosts and AMI users are written into the sandbox's manager.conf and extensions.conf and into
@@ -208,6 +251,42 @@ def _check_pbx_peers(cfg: Config) -> None:
                               "agi.allowed_peers")
 
 
+def _own_machine(host: str) -> str | None:
+    """Why `host`, read on the machine that dials it, is that machine ("a loopback address",
+    "a wildcard address"); None for another address or a host name (not resolved here)."""
+    if host.lower().rstrip(".") == "localhost":
+        return "a loopback address"
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if addr.is_loopback:
+        return "a loopback address"
+    return "a wildcard address" if addr.is_unspecified else None
+
+
+def _check_agi_reachable(cfg: Config) -> None:
+    """Every call carries one FastAGI URL, agi://<agi.host>:<agi.port> (contract.agi_url, set
+    in each Originate). A PBX on another machine reads a loopback or wildcard host (0.0.0.0, ::
+    connect to the local machine) as itself: it would dial its own FastAGI, and each person it
+    calls would hear only the failsafe, never the consent question. agi.host is also the address
+    FastAGI listens on, so it must be one the remote PBX reaches. Only an external PBX: the
+    sandbox's instances all run here (`ivr pbx up`, AMI bound to 127.0.0.1)."""
+    why = _own_machine(cfg.agi.host)
+    if why is None or cfg.pbx.mode != "external":
+        return
+    pbxes = [("pbx.host", cfg.pbx.host)] if not cfg.pbx.nodes else \
+        [(f"pbx.nodes[{i}] {n.name!r}", n.host) for i, n in enumerate(cfg.pbx.nodes)]
+    for node, host in pbxes:
+        if _own_machine(host) is not None or _pbx_sources(host) is None:
+            continue  # on this machine, or a host name: nothing to compare without DNS
+        raise ConfigError(f"agi.host: {cfg.agi.host} is {why}, but {node} is at {host}: every "
+                          f"call carries {agi_url(cfg.agi.host, cfg.agi.port)}, which that PBX "
+                          "would dial on its own machine (its callees would hear only the "
+                          f"failsafe): set agi.host to this controller's address that {host} "
+                          "reaches (a private network or VPN)")
+
+
 def _validate_flow(flow: Flow) -> None:
     keys = {flow.yes_key, flow.no_key, flow.optout_key}
     if len(keys) != 3 or not all(len(k) == 1 and k in "0123456789*#" for k in keys):
@@ -256,7 +335,16 @@ def _validate_webhooks(hooks: Webhooks) -> None:
     if not hooks.url:
         return
     from urllib.parse import urlsplit
-    parts = urlsplit(hooks.url)
+    try:  # urlsplit refuses a broken [IPv6], .port a port not in 0-65535 or not digits
+        parts = urlsplit(hooks.url)
+        port = parts.port
+    except ValueError as exc:
+        why = str(exc).replace("\n", " ")
+        raise ConfigError(f"webhooks.url: {hooks.url!r} cannot be read ({why}): use "
+                          "https://host/path, with a port from 1 to 65535 if any") from None
+    if port == 0:
+        raise ConfigError(f"webhooks.url: {hooks.url!r} has port 0: use https://host/path, "
+                          "with a port from 1 to 65535 if any")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"webhooks.url: {hooks.url!r} is not an http(s) URL: use "
                           "https://host/path")
