@@ -16,6 +16,7 @@ import functools
 import itertools
 import re
 import unicodedata
+from typing import Iterator
 
 import phonenumbers
 from phonenumbers import PhoneNumber, PhoneNumberType, shortnumberinfo
@@ -88,10 +89,16 @@ def _overseas(national: str) -> str | None:
 
     Tried in each overseas region: its own national form (`0262…` in RE), and the
     `0` + country code + subscriber form (`0508 41 23 45` for Saint-Pierre-et-Miquelon, whose
-    subscriber numbers have 6 digits). Metadata decides; no prefix is written here.
+    subscriber numbers have 6 digits). Metadata decides; no prefix is written here. The first
+    region in OVERSEAS_REGIONS' order wins where the metadata overlaps (`overseas_homes`).
     """
+    return next(_homes(national), None)
+
+
+def _homes(national: str) -> Iterator[str]:
+    """The E.164 of each overseas region's number the national form may stand for, in order."""
     if not _MAPPED_FORM.fullmatch(national):
-        return None  # 08 are mainland service ranges, never re-homed
+        return  # 08 are mainland service ranges, never re-homed
     types = _VOIP_TYPES if national.startswith("09") else _MAPPED_TYPES
     for region, cc, pattern in _general_patterns():
         forms = [national[1:]]
@@ -103,8 +110,16 @@ def _overseas(national: str) -> str | None:
             num = phonenumbers.parse(f"+{cc}{nsn}", None)
             if phonenumbers.is_valid_number_for_region(num, region) and \
                     phonenumbers.number_type(num) in types:
-                return _format(num)
-    return None
+                yield _format(num)
+
+
+@functools.lru_cache(maxsize=4096)
+def overseas_homes(number_e164: str) -> tuple[str, ...]:
+    """Every overseas number (E.164) the French national form of `number_e164` may stand for.
+    The metadata overlaps in places (09 76 22..: Réunion's VoIP and French Guiana's, 09 39 70..:
+    Guadeloupe's and Martinique's): the calling rules judge a callee in each (fail closed)."""
+    national = national_form(number_e164)
+    return tuple(dict.fromkeys(_homes(national))) if national else ()
 
 
 def _parse(raw: str, default_region: str) -> PhoneNumber | None:
@@ -337,4 +352,4 @@ def number_spans(text: str, number_e164: str) -> list[tuple[int, int]]:
 
 __all__ = ["FRENCH_REGIONS", "OVERSEAS_REGIONS", "NumberRejected", "e164", "in_home_plan",
            "is_known_region", "names_number", "national_form", "number_spans",
-           "opposition_number", "parse_callee"]
+           "opposition_number", "overseas_homes", "parse_callee"]

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import fill, make_config
 from ivr.campaign.planning import plan
-from ivr.compliance.callee_place import code_place
+from ivr.compliance.callee_place import code_place, zones_of
 from ivr.compliance.calling_rules import (
     HOLIDAY, OUTSIDE_WINDOW, callee_zone, check_call, fr_subdivisions)
 from ivr.compliance.preflight import check_caller_id
@@ -49,7 +49,8 @@ def test_an_overseas_box_gets_its_regions_code_in_every_form(
     assert parse_callee(national, "FR") == expected == parse_callee(plus33, "FR")
     assert e164(national, "FR") == expected == e164(expected, "FR") == e164(plus33, "FR")
     assert national_form(expected) == national.replace(" ", "")
-    assert callee_zone(expected, None, "Europe/Paris") == ZoneInfo(zone)
+    # its region's zone first (09 76 01..: also French Guiana's, per the metadata's 09 76x)
+    assert zones_of(callee_zone(expected, None, "Europe/Paris"))[0] == ZoneInfo(zone)
 
 
 @pytest.mark.parametrize(("national", "expected", "region", "zone"), BOXES)
@@ -108,3 +109,40 @@ def test_an_overseas_box_caller_id_is_still_an_automated_calls_number() -> None:
     assert conf_box.campaign.caller_id == "+590947501234"
     assert check_caller_id(conf_box.campaign.caller_id) == []
     assert conf.campaign.caller_id == "+33162000000"
+
+
+# -- where the metadata gives one 09 block to two regions, each region's time and holidays ------
+def test_a_box_two_regions_claim_is_judged_in_both() -> None:
+    """09 76 22..: Réunion's VoIP block and, per the metadata, French Guiana's (09 76x): it
+    was judged in Réunion alone. 17:30 in Réunion is 10:30 in Cayenne: both allow it; 11:00 in
+    Réunion is 04:00 in Cayenne."""
+    number = parse_callee("09 76 22 12 34", "FR")
+    zone = callee_zone(number, None, "Europe/Paris")
+    reunion, cayenne = ZoneInfo("Indian/Reunion"), ZoneInfo("America/Cayenne")
+    assert str(zone) == "Indian/Reunion or America/Cayenne"
+    assert set(fr_subdivisions(number)) == {"973", "974"}
+    sch = cfg().schedule
+    early = datetime(2026, 12, 7, 11, 0, tzinfo=reunion).astimezone(timezone.utc)
+    v = check_call(early, number=number, zone=zone, schedule=sch)
+    assert (v.allowed, v.reason) == (False, OUTSIDE_WINDOW)
+    assert v.next_allowed == datetime(2026, 12, 7, 10, 0, tzinfo=cayenne)
+    later = datetime(2026, 12, 7, 17, 30, tzinfo=reunion).astimezone(timezone.utc)
+    assert check_call(later, number=number, zone=zone, schedule=sch).allowed
+
+
+def test_a_box_guadeloupe_and_martinique_claim_keeps_both_abolition_days() -> None:
+    """09 39 70..: Martinique's block, and Guadeloupe's per its 09 39 5-7 pattern. 22 May 2026
+    (a Friday) is Martinique's abolition day."""
+    number = parse_callee("09 39 70 12 34", "FR")
+    zone = callee_zone(number, None, "Europe/Paris")
+    day = datetime(2026, 5, 22, 11, 0, tzinfo=ZoneInfo("America/Martinique"))
+    v = check_call(day.astimezone(timezone.utc), number=number, zone=zone, schedule=cfg().schedule)
+    assert (v.allowed, v.reason) == (False, HOLIDAY)
+
+
+@pytest.mark.parametrize(("number", "default", "zone"), [
+    ("+262692123456", "Indian/Mayotte", "Indian/Reunion"),   # a Réunion mobile
+    ("+262639012345", "Indian/Reunion", "Indian/Mayotte")])  # a Mayotte mobile
+def test_an_overseas_mobile_is_judged_in_its_own_region_whatever_the_default(
+        number: str, default: str, zone: str) -> None:
+    assert callee_zone(number, None, default) == ZoneInfo(zone)

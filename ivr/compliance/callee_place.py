@@ -28,7 +28,7 @@ from phonenumbers.timezone import TIMEZONE_DATA, time_zones_for_number
 
 from ivr.compliance.holiday_load import preload
 from ivr.errors import ComplianceError
-from ivr.numbers import OVERSEAS_REGIONS, e164 as _canonical
+from ivr.numbers import OVERSEAS_REGIONS, e164 as _canonical, overseas_homes
 
 _E164 = re.compile(r"\+[1-9][0-9]{1,15}")
 e164 = _E164.fullmatch  # "+digits" as code_place and country_code accept it (else None)
@@ -155,12 +155,27 @@ def region_zone(num: phonenumbers.PhoneNumber, names: list[str]) -> str | None:
     return guess[0] if len(guess) == 1 and guess[0] in names else None
 
 
+def overseas_zone(number: str, default: ZoneInfo) -> ZoneInfo | Zones:
+    """A French overseas number's zone: its region's (one zone a region), and that of every
+    other region its national form may stand for (overseas_homes) when their clocks differ."""
+    own = stored_overseas(number) or number  # its own region's zone first, in messages
+    homes = sorted(overseas_homes(number) or (number,), key=lambda home: home != own)
+    found = []
+    for num in filter(None, map(_parsed, homes)):
+        names = [n for n in time_zones_for_number(num) if n != "Etc/Unknown"]
+        name = names[0] if len(names) == 1 else region_zone(num, names)
+        found.append((_zone(name) if name else None) or default)
+    zones = distinct_zones(found or [default], first=(found or [default])[0:1])
+    return zones[0] if len(zones) == 1 else Zones(zones)
+
+
 def code_zone(number: str, default: ZoneInfo) -> ZoneInfo | None:
     """callee_zone's answer for `number` without a valid zone of its own, when its code alone
     decides it; None otherwise."""
     code = country_code(number)
-    if code is None or stored_overseas(number) is not None:
-        return None
+    if code is None or stored_overseas(number) is not None or \
+            any(r in FR_OVERSEAS_SUBDIV for r in COUNTRY_CODE_TO_REGION_CODE.get(code, ())):
+        return None  # an overseas number may be another region's too (overseas_zone)
     return _code_zone(code, default)
 
 
@@ -248,14 +263,14 @@ def fr_subdivisions(number: str) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=65536)
 def _number_subdivs(number: str) -> tuple[str, ...]:
-    num = _parsed(number)
-    if num is None:
-        return ()
     # phonenumbers' region_code_for_number takes the first region a number is valid in: a 0690
     # mobile is valid in Guadeloupe, Saint-Barthélemy and Saint-Martin, each with its own
-    # abolition day. Keep every one's holidays rather than guess the island.
-    regions = [r for r in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(num.country_code, ())
-               if phonenumbers.is_valid_number_for_region(num, r)]
+    # abolition day, and a 09 76 22.. box is Réunion's or French Guiana's (overseas_homes).
+    # Keep every one's holidays rather than guess the island.
+    regions = []
+    for num in filter(None, map(_parsed, overseas_homes(number) or (number,))):
+        regions += [r for r in COUNTRY_CODE_TO_REGION_CODE.get(num.country_code, ())
+                    if phonenumbers.is_valid_number_for_region(num, r)]
     return tuple(sorted({FR_OVERSEAS_SUBDIV[r] for r in regions if r in FR_OVERSEAS_SUBDIV}))
 
 

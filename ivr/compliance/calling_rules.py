@@ -27,7 +27,7 @@ from phonenumbers import timezone as pn_timezone
 
 from ivr.compliance.callee_place import (  # noqa: F401 (the holiday helpers: used from here)
     FR_OVERSEAS_SUBDIV, Zones, _country_calendar, _holiday_calendar, _number_subdivs, _parsed,
-    code_zone, distinct_zones, fr_subdivisions, region_zone, zones_of)
+    code_zone, distinct_zones, fr_subdivisions, overseas_zone, region_zone, zones_of)
 from ivr.config import Schedule, Window
 from ivr.config_checks import CAP_PERIOD_DAYS
 from ivr.errors import ComplianceError
@@ -100,16 +100,16 @@ def callee_zone(number_e164: str, contact_tz: str | None, default_tz: str) -> Zo
 @functools.lru_cache(maxsize=65536)  # pure, and asked again at every re-plan and dial
 def _number_zone(number_e164: str, default_tz: str) -> ZoneInfo | Zones:
     """The number's zone from phonenumbers, else `default_tz` (a valid name). Candidates
-    with different clocks give Zones (each must allow a call), but for a French overseas
-    region: one zone each, so the region the number is valid in decides (+262 692: Réunion)."""
+    with different clocks give Zones (each must allow a call); a French overseas number gets
+    its regions' (one zone each: +262 692 is Réunion's, not Mayotte's; overseas_zone)."""
     default = ZoneInfo(default_tz.strip())
     num = _parsed(number_e164)
     if num is None:
         return default
     names = [n for n in pn_timezone.time_zones_for_number(num) if n != "Etc/Unknown"]
+    if phonenumbers.region_code_for_number(num) in FR_OVERSEAS_SUBDIV:
+        return overseas_zone(number_e164, default)
     guess = region_zone(num, names)
-    if guess is not None and phonenumbers.region_code_for_number(num) in FR_OVERSEAS_SUBDIV:
-        return _zone_or_none(guess) or default
     zones = distinct_zones([_zone_or_none(n) or default for n in names] or [default],
                            first=(default, _zone_or_none(guess)))
     return zones[0] if len(zones) == 1 else Zones(zones)
