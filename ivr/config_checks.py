@@ -224,16 +224,22 @@ def _validate_peers(peers: list[str]) -> None:
 LOOPBACK = ("127.0.0.1", "::1")  # a PBX on this host connects from either
 
 
-def _pbx_sources(host: str) -> tuple[str, ...] | None:
-    """The addresses a PBX at `host` opens FastAGI from (any loopback host counts as its
-    loopback twins); None for a host name, not resolved here (no DNS at start-up)."""
-    if host.lower() == "localhost":
-        return LOOPBACK
+def _ip(host: str) -> str | None:
     try:
-        addr = ipaddress.ip_address(host)
+        return str(ipaddress.ip_address(host))
     except ValueError:
-        return None
-    return LOOPBACK if addr.is_loopback else (str(addr),)
+        return None  # a host name, not resolved here (no DNS at start-up)
+
+
+def _pbx_sources(host: str, agi_host: str) -> tuple[str, ...] | None:
+    """The addresses a PBX at `host` opens FastAGI to agi.host from; None for a host name.
+    A PBX on this machine dials a loopback or wildcard agi.host from either loopback twin, and
+    this machine's network address (agi.host 10.0.0.2) from that very address: the kernel's
+    local route picks it as the source, so 127.0.0.1 in agi.allowed_peers does not admit it."""
+    if _own_machine(host) is None:
+        return None if _ip(host) is None else (str(_ip(host)),)
+    mine = _ip(agi_host) if _own_machine(agi_host) is None else None
+    return LOOPBACK if mine is None else (mine,)
 
 
 def _check_pbx_peers(cfg: Config) -> None:
@@ -243,12 +249,14 @@ def _check_pbx_peers(cfg: Config) -> None:
     nodes = [("pbx.host", cfg.pbx.host)] if not cfg.pbx.nodes else \
         [(f"pbx.nodes[{i}].host", n.host) for i, n in enumerate(cfg.pbx.nodes)]
     for where, host in nodes:
-        sources = _pbx_sources(host)
+        sources = _pbx_sources(host, cfg.agi.host)
         if sources is not None and not any(ipaddress.ip_address(a) in n
                                            for a in sources for n in nets):
-            raise ConfigError(f"agi.allowed_peers: {where} {host} is not in it, so every FastAGI "
-                              f"session from that PBX would be refused: add {sources[0]} to "
-                              "agi.allowed_peers")
+            via = f" (on this machine, it reaches agi.host {sources[0]} from that address)" \
+                if _own_machine(host) is not None and sources != LOOPBACK else ""
+            raise ConfigError(f"agi.allowed_peers: {where} {host} is not in it{via}, so every "
+                              "FastAGI session from that PBX would be refused: add "
+                              f"{sources[0]} to agi.allowed_peers")
 
 
 def _own_machine(host: str) -> str | None:
@@ -278,7 +286,7 @@ def _check_agi_reachable(cfg: Config) -> None:
     pbxes = [("pbx.host", cfg.pbx.host)] if not cfg.pbx.nodes else \
         [(f"pbx.nodes[{i}] {n.name!r}", n.host) for i, n in enumerate(cfg.pbx.nodes)]
     for node, host in pbxes:
-        if _own_machine(host) is not None or _pbx_sources(host) is None:
+        if _own_machine(host) is not None or _ip(host) is None:
             continue  # on this machine, or a host name: nothing to compare without DNS
         raise ConfigError(f"agi.host: {cfg.agi.host} is {why}, but {node} is at {host}: every "
                           f"call carries {agi_url(cfg.agi.host, cfg.agi.port)}, which that PBX "

@@ -11,6 +11,7 @@ now one line naming its key (at load, so in `ivr check` too), never a traceback.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 import sys
@@ -98,6 +99,46 @@ def test_the_hunts_remote_yaml_is_refused_by_ivr_check_in_one_line(tmp_path: Pat
 ])
 def test_a_fastagi_url_every_pbx_can_reach_is_accepted(data: dict[str, Any]) -> None:
     config.from_dict(data)
+
+
+# A PBX on this machine reaches a network agi.host (10.0.0.2, as a pool with a remote node needs)
+# from that address, not 127.0.0.1: agi.allowed_peers must hold it (built on 821366e's check).
+
+def mixed_pool(peers: list[str]) -> dict[str, Any]:
+    return remote_pool("10.0.0.2", peers)
+
+
+def test_a_local_pbx_reaching_a_network_agi_host_must_be_allowed_from_it() -> None:
+    text = refused(mixed_pool(["127.0.0.1", "10.0.0.13"]), "agi.allowed_peers")
+    assert "pbx.nodes[0].host 127.0.0.1" in text and "add 10.0.0.2" in text
+    text = refused({"agi": {"host": "192.0.2.2"}}, "agi.allowed_peers")  # the sandbox's too
+    assert "pbx.host 127.0.0.1" in text and "add 192.0.2.2" in text
+
+
+def test_a_local_pbx_allowed_from_the_network_agi_host_is_accepted() -> None:
+    """821366e asked for 127.0.0.1 here, which admits nothing this PBX sends."""
+    config.from_dict(mixed_pool(["10.0.0.2", "10.0.0.13"]))
+    config.from_dict({"agi": {"host": "192.0.2.2", "allowed_peers": ["192.0.2.0/24"]}})
+
+
+def test_a_connection_to_this_machines_network_address_comes_from_it() -> None:
+    """What the check above rests on (Linux's local route), on this machine's own address."""
+    import socket
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("192.0.2.1", 9))  # no packet sent: only the route's source address
+        mine = probe.getsockname()[0]
+    except OSError:
+        pytest.skip("no route off loopback")
+    finally:
+        probe.close()
+    if ipaddress.ip_address(mine).is_loopback:
+        pytest.skip("no network address")
+    with socket.create_server((mine, 0)) as server, \
+            socket.create_connection((mine, server.getsockname()[1])):
+        conn, (peer, _) = server.accept()
+        conn.close()
+    assert peer == mine
 
 
 # -- 2, 3. webhooks.url that urlsplit cannot read, or with a bad port -------------------------
