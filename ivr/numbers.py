@@ -4,9 +4,9 @@ French overseas numbers: phonenumbers parses a national form with region FR as +
 `0596 30 12 34` would become a mainland +33 5 96 number (zone Europe/Paris) and `0262…`,
 `0692…` would be invalid. ARCEP numbers the overseas departments and collectivities in the
 same national plan, so a national form is first tried in each overseas region; the one where
-phonenumbers' own metadata calls it a valid fixed or mobile number wins (see `_overseas`);
-a 09 number only where it calls it an overseas VoIP ("box") number (09 39x, 09 47x, 09 76x),
-every other 09 being mainland.
+phonenumbers' own metadata calls it a valid fixed or mobile number wins (see `_overseas`).
+A 09 number keeps its +33 form; where the metadata calls it an overseas VoIP ("box") number
+(09 39x, 09 47x, 09 76x) the calling rules judge it in that region (`overseas_homes`).
 The same happens to a `+33` form of an overseas number (a common mistake), so a person gives
 one E.164 whatever form they were written in, and an opposition always matches.
 """
@@ -91,7 +91,12 @@ def _overseas(national: str) -> str | None:
     `0` + country code + subscriber form (`0508 41 23 45` for Saint-Pierre-et-Miquelon, whose
     subscriber numbers have 6 digits). Metadata decides; no prefix is written here. The first
     region in OVERSEAS_REGIONS' order wins where the metadata overlaps (`overseas_homes`).
+    A 09 box keeps its +33 form: stored numbers and oppositions (kept as HMACs of the E.164)
+    have always had it, and a new form would not match them. The calling rules judge it in
+    its region all the same (compliance/callee_place.stored_overseas).
     """
+    if national.startswith("09"):
+        return None
     return next(_homes(national), None)
 
 

@@ -2,9 +2,9 @@
 
 ARCEP numbers an overseas box in 09 (09 39x, 09 47x, 09 76x; phonenumbers' metadata says which
 region each block is in). Written 09 47 50 12 34, a Guadeloupe box became +33 9 47 50 12 34, was
-judged on Paris time and was rung at 05:05 in Pointe-à-Pitre. It now gets its region's code as
-0590 and 0690 numbers do, and a row stored in the +33 form before is judged there all the same.
-Every other 09 number stays mainland."""
+judged on Paris time and was rung at 05:05 in Pointe-à-Pitre. It keeps its +33 form (stored
+numbers and oppositions have always had it) and is judged in its region, as is the same box
+written +590 9…. Every other 09 number stays mainland."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -24,7 +24,7 @@ from ivr.store import Store
 
 PARIS = ZoneInfo("Europe/Paris")
 MONDAY_1005_PARIS = datetime(2026, 12, 7, 10, 5, tzinfo=PARIS).astimezone(timezone.utc)
-# (national form, E.164, region per phonenumbers' metadata, zone)
+# (national form, its region's E.164 per phonenumbers' metadata, region, zone)
 BOXES = [
     ("09 47 50 12 34", "+590947501234", "GP", "America/Guadeloupe"),
     ("09 76 01 23 45", "+590976012345", "GP", "America/Guadeloupe"),
@@ -42,14 +42,19 @@ def cfg(**sections: object):
 
 
 @pytest.mark.parametrize(("national", "expected", "region", "zone"), BOXES)
-def test_an_overseas_box_gets_its_regions_code_in_every_form(
+def test_an_overseas_box_keeps_its_plus_33_form_and_its_regions_zone(
         national: str, expected: str, region: str, zone: str) -> None:
+    """Stored as before (an opposition recorded as +33 9… must still match it), judged in its
+    region; its +590 9… form (the region's code) is judged the same."""
     assert phonenumbers.is_valid_number_for_region(phonenumbers.parse(expected), region)
     plus33 = "+33 " + national[1:]
-    assert parse_callee(national, "FR") == expected == parse_callee(plus33, "FR")
-    assert e164(national, "FR") == expected == e164(expected, "FR") == e164(plus33, "FR")
-    assert national_form(expected) == national.replace(" ", "")
+    kept = "+33" + national.replace(" ", "")[1:]
+    assert parse_callee(national, "FR") == kept == parse_callee(plus33, "FR")
+    assert e164(national, "FR") == kept == e164(plus33, "FR")
+    assert e164(expected, "FR") == expected
+    assert national_form(expected) == national.replace(" ", "") == national_form(kept)
     # its region's zone first (09 76 01..: also French Guiana's, per the metadata's 09 76x)
+    assert zones_of(callee_zone(kept, None, "Europe/Paris"))[0] == ZoneInfo(zone)
     assert zones_of(callee_zone(expected, None, "Europe/Paris"))[0] == ZoneInfo(zone)
 
 
@@ -86,7 +91,7 @@ def test_a_guadeloupe_box_keeps_guadeloupes_abolition_day() -> None:
 
 
 def test_a_row_stored_in_the_plus_33_form_is_judged_in_its_region() -> None:
-    """Imported before the fix, the row holds +33 9 47 50 12 34: same zone and holidays."""
+    """The row holds +33 9 47 50 12 34: the zone and holidays of +590 9 47 50 12 34."""
     old, new = "+33947501234", "+590947501234"
     assert callee_zone(old, None, "Europe/Paris") == callee_zone(new, None, "Europe/Paris")
     assert fr_subdivisions(old) == fr_subdivisions(new) and "971" in fr_subdivisions(old)
@@ -106,7 +111,7 @@ def test_the_plan_keeps_boxes_waiting_at_dawn_and_calls_the_mainland(store: Stor
 def test_an_overseas_box_caller_id_is_still_an_automated_calls_number() -> None:
     conf = cfg()
     conf_box = make_config(campaign={"name": "c1", "caller_id": "09 47 50 12 34"})
-    assert conf_box.campaign.caller_id == "+590947501234"
+    assert conf_box.campaign.caller_id == "+33947501234"  # presented as it always was
     assert check_caller_id(conf_box.campaign.caller_id) == []
     assert conf.campaign.caller_id == "+33162000000"
 

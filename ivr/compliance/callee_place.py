@@ -28,7 +28,7 @@ from phonenumbers.timezone import TIMEZONE_DATA, time_zones_for_number
 
 from ivr.compliance.holiday_load import preload
 from ivr.errors import ComplianceError
-from ivr.numbers import OVERSEAS_REGIONS, e164 as _canonical, overseas_homes
+from ivr.numbers import OVERSEAS_REGIONS, overseas_homes
 
 _E164 = re.compile(r"\+[1-9][0-9]{1,15}")
 e164 = _E164.fullmatch  # "+digits" as code_place and country_code accept it (else None)
@@ -180,18 +180,13 @@ def code_zone(number: str, default: ZoneInfo) -> ZoneInfo | None:
 
 
 def stored_overseas(number: str) -> str | None:
-    """The E.164 ivr.numbers gives today to `number`, a +33 9 form of an overseas VoIP ("box")
-    number such as a row imported before it re-homed them (+33 9 47 50.. is +590 9 47 50..,
-    Guadeloupe); None for any other number. Such a row is judged in its region all the same."""
+    """The overseas number a +33 9 form of an overseas VoIP ("box") number stands for (+33 9 47
+    50.. is +590 9 47 50.., Guadeloupe): ivr.numbers keeps boxes in the +33 form, which is
+    judged in its region all the same. None for any other number."""
     if not number.startswith("+339") or not _voip_head(number[1:6]):
         return None
-    return _rehomed(number)
-
-
-@functools.lru_cache(maxsize=4096)
-def _rehomed(number: str) -> str | None:
-    moved = _canonical(number, "FR")
-    return moved if moved is not None and moved != number else None
+    homes = overseas_homes(number)
+    return homes[0] if homes else None
 
 
 @functools.lru_cache(maxsize=1)
