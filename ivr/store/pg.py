@@ -27,7 +27,7 @@ from ivr.store.pg_export import PgExportSQL
 from ivr.store.pg_privacy import PgPrivacySQL
 from ivr.store.pg_records import PgRecordsSQL
 from ivr.store.sqlite_optout_key import ENV as KEY_ENV
-from ivr.store.sqlite_optout_key import KEY_SETTING, usable
+from ivr.store.sqlite_optout_key import KEY_SETTING, strong_enough, usable
 
 PASSWORD_ENV = "IVR_STORE_PASSWORD"
 
@@ -51,6 +51,13 @@ def resolve_key(key_file: str | Path | None, create: bool = True) -> bytes | Non
         raise StoreError(f"{KEY_SETTING} {path}: cannot read or create it "
                          f"({exc.strerror or exc}): fix the path or set {KEY_ENV}") from None
     return usable(key, f"{KEY_SETTING} {path}")  # never an empty key
+
+
+def _key_source(key_file: str | Path | None) -> str:
+    """Where resolve_key found the key, for a message."""
+    if os.environ.get(KEY_ENV):
+        return KEY_ENV
+    return f"{KEY_SETTING} {Path(str(key_file)).expanduser()}"
 
 
 def _key_for(store: "PgStore", key_file: str | Path | None) -> bytes:
@@ -119,6 +126,8 @@ class PgStore(PgCallsSQL, PgRecordsSQL, PgPrivacySQL, PgContactsSQL, PgConsoleSQ
             store = cls(pool, key or b"", url, kwargs)
             if key is None:  # the key file is missing: made now only for an empty list
                 store._key = _key_for(store, optout_key_file)
+            elif not optout_key:  # the operator's key: a new store takes no short one
+                strong_enough(key, _key_source(optout_key_file), store.has_optout_key())
             store.check_optout_key()
         except BaseException:
             pool.close()

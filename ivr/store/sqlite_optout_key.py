@@ -14,6 +14,7 @@ real number, and a store holding one refuses to open with it.
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 from ivr.errors import StoreError
 from ivr.secret_files import read_or_create
 
+log = logging.getLogger(__name__)
 ENV = "IVR_OPTOUT_KEY"
 KEY_SETTING = "store.optout_key_file"
 FICTION_GLOB = "+3319900[0-9][0-9][0-9][0-9]"  # ARCEP's fiction range, as in calling_rules
@@ -49,6 +51,26 @@ def check_key(rows: list[tuple[str, str]], number_hash: Callable[[str], str],
                          f"store's opposition list was written with ({said}): give this "
                          "process the key the store was opened with first (a new key would "
                          "forget every opposition)")
+
+
+KEY_MIN = 32  # characters: a short key lets the kept hashes be brute-forced back to numbers
+_warned: set[str] = set()  # a console opens a store per thread: warned once per process
+
+
+def strong_enough(key: bytes, where: str, used: bool) -> None:
+    """A new store takes no key shorter than KEY_MIN (its key can never change); a store
+    already keyed with one still opens (refusing would lock its operator out), with a warning."""
+    if len(key.strip()) >= KEY_MIN:
+        return
+    said = f"{where} is {len(key.strip())} characters long"
+    if not used:
+        raise StoreError(f"{said}: a new store's opposition key needs at least {KEY_MIN} random "
+                         "characters (e.g. `openssl rand -hex 32`), as it can never be changed "
+                         "and a short one lets the numbers it hashes be recovered")
+    if where not in _warned:
+        _warned.add(where)
+        log.warning("%s: weaker than the %d random characters a new store needs (this store "
+                    "keeps it: its opposition list was written with it)", said, KEY_MIN)
 
 
 def fix_hint(beside: Path) -> str:
@@ -128,10 +150,13 @@ def resolve_key(db_path: Path, key_file: str | Path | None,
     then a named key file that does not exist yet is made for it."""
     env = os.environ.get(ENV)
     if env:
+        strong_enough(env.encode(), ENV, fits is not None)
         return env.encode(), False
     side = beside(db_path)
     if key_file:
-        return _named(db_path, key_file, side, fits, leaves), False
+        key = _named(db_path, key_file, side, fits, leaves)
+        strong_enough(key, f"{KEY_SETTING} {Path(key_file).expanduser()}", fits is not None)
+        return key, False
     try:
         key = _read_or_create(side) if fits is None else read_key(side)
     except OSError as exc:
@@ -142,8 +167,10 @@ def resolve_key(db_path: Path, key_file: str | Path | None,
         raise StoreError(elsewhere(db_path, side, f"no such file, no {KEY_SETTING}"))
     if fits is not None and not fits(key):
         raise StoreError(elsewhere(db_path, side, f"another key, no {KEY_SETTING}"))
+    strong_enough(key, f"the opposition key {side}", fits is not None)
     return key, True
 
 
 __all__ = ["ENV", "FICTION_GLOB", "KEY_SAMPLE", "KEY_SETTING", "beside", "check_key",
-           "elsewhere", "fingerprint", "fix_hint", "read_key", "resolve_key", "usable"]
+           "elsewhere", "fingerprint", "fix_hint", "read_key", "resolve_key", "strong_enough",
+           "usable"]

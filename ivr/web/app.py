@@ -114,8 +114,16 @@ class Acting:
         self._store.audit(action, number, detail, now, actor=actor or self._actor)
 
 
+SECRET_MIN = 32  # characters: `openssl rand -hex 32` gives 64
+
+
 def session_secret() -> str:
+    """IVR_WEB_SECRET; a short one is refused: whoever guesses it forges an admin's cookie."""
     secret = os.environ.get(SECRET_ENV, "")
+    if secret and len(secret) < SECRET_MIN:
+        raise IvrError(f"{SECRET_ENV} is {len(secret)} characters long: give it at least "
+                       f"{SECRET_MIN} random ones (e.g. `openssl rand -hex 32`), or unset it "
+                       "for a random key of this process")
     if secret:
         return secret
     log.warning("%s is not set: sessions are signed with a random key of this process and end "
