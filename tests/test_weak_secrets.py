@@ -56,6 +56,20 @@ def test_a_store_already_keyed_with_a_short_key_opens_with_a_warning(
         "IVR_OPTOUT_KEY is 1 characters long: weaker than the 32 random characters"), warned
 
 
+def test_a_demo_store_refuses_a_short_key_as_its_first_real_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store keyed with the key beside it and no opposition yet takes the operator's key
+    for good (sqlite._admit_key): that is its first real key, refused if short."""
+    monkeypatch.delenv("IVR_OPTOUT_KEY", raising=False)
+    path = tmp_path / "ivr.db"
+    Store.open(path).db.conn.close()  # the key beside it
+    monkeypatch.setenv("IVR_OPTOUT_KEY", "a")
+    with pytest.raises(StoreError, match=NEW_STORE.replace("(", "\\(").replace(")", "\\)")):
+        Store.open(path)
+    monkeypatch.setenv("IVR_OPTOUT_KEY", "k" * 32)
+    Store.open(path).add_optout("+33612345678", "web", datetime.now(timezone.utc))
+
+
 def test_a_new_sqlite_store_refuses_a_short_key_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("IVR_OPTOUT_KEY", raising=False)

@@ -149,8 +149,10 @@ def resolve_key(db_path: Path, key_file: str | Path | None,
     store, keyed with this key beside it, would take another (a demo store, no opposition):
     then a named key file that does not exist yet is made for it."""
     env = os.environ.get(ENV)
-    if env:
-        strong_enough(env.encode(), ENV, fits is not None)
+    if env:  # a demo store leaving the key beside it takes this one as its first real key
+        side_key = read_key(beside(db_path)) if leaves is not None else None
+        strong_enough(env.encode(), ENV, fits is not None and not (
+            side_key and leaves is not None and leaves(side_key)))
         return env.encode(), False
     side = beside(db_path)
     if key_file:
