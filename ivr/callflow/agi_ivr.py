@@ -1,6 +1,7 @@
 """FastAGI handler `ivr`: drives the pure call flow on a live channel and stores the outcome."""
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
@@ -54,6 +55,43 @@ def _abandon(gen: FlowGen) -> Outcome:
     return Outcome(outcome="error", stage="controller")
 
 
+class ChoiceWatch:
+    """Reports a final choice (a refusal, an opposition: outcomes.FINAL_CHOICES) the moment its
+    key is pressed, for the store to keep before the call goes on: the flow holds its choice
+    in memory until its end, and a controller killed meanwhile would lose it. The flow is pure:
+    the results sent so far, replayed into a new one, then a hangup, give the outcome reached."""
+
+    def __init__(self, flow: Callable[[], FlowGen], report: Callable[[Outcome], None]) -> None:
+        self.flow = flow
+        self.report = report
+        self.sent: list[Result] = []
+        self.last: Outcome | None = None  # the last choice reported
+
+    def saw(self, result: Result) -> None:
+        self.sent.append(result)
+        if not result.key:
+            return
+        try:
+            reached = self._replay()
+        except Exception:  # a flow bug: the call goes on, its end still records the choice
+            log.exception("could not replay the call flow to store its choice")
+            return
+        if reached.choice in outcomes.FINAL_CHOICES and \
+                (self.last is None or self.last.choice != reached.choice):
+            self.last = reached
+            self.report(reached)
+
+    def _replay(self) -> Outcome:
+        gen = self.flow()
+        try:
+            next(gen)
+            for result in self.sent:
+                gen.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        return _abandon(gen)
+
+
 async def _play(req: AgiRequest, step: Play, sound: str | None = None) -> Result:
     """Play one prompt: `sound`, its content-addressed file, else the plain ivr/<key>."""
     sound = sound or f"{SOUNDS_DIR}/{step.prompt}"
@@ -76,9 +114,11 @@ async def _wait(req: AgiRequest, step: WaitKey) -> Result:
 
 
 async def drive(gen: FlowGen, req: AgiRequest, on_optout: Callable[[str], None],
-                sounds: Mapping[str, str] | None = None) -> tuple[Outcome, bool]:
+                sounds: Mapping[str, str] | None = None,
+                watch: ChoiceWatch | None = None) -> tuple[Outcome, bool]:
     """Run the flow generator against a live AGI channel. Returns the outcome and whether
-    the flow ended on a hangup. `sounds`: prompt key -> the file to play (its version)."""
+    the flow ended on a hangup. `sounds`: prompt key -> the file to play (its version);
+    `watch`: told each result, to store a refusal or an opposition as it is made."""
     sounds = sounds or {}
     try:
         step = next(gen)
@@ -101,6 +141,8 @@ async def drive(gen: FlowGen, req: AgiRequest, on_optout: Callable[[str], None],
             raise FlowAborted(_abandon(gen)) from exc
         if req.hung_up and not result.key:
             result = HANGUP
+        if watch is not None:
+            watch.saw(result)
         try:
             step = gen.send(result)
         except StopIteration as stop:
@@ -183,6 +225,13 @@ class IvrHandler:
                                                      call["campaign"]))
         return record
 
+    def _choice(self, call_id: int, amd_status: str,
+                hashes: Mapping[str, str]) -> Callable[[Outcome], None]:
+        def record(reached: Outcome) -> None:
+            at, proof = self.clock(), self._result(reached, amd_status, "", hashes)
+            self.write(lambda: self.store.record_choice(call_id, proof, at))
+        return record
+
     async def __call__(self, req: AgiRequest) -> None:
         try:
             call = await self.gate.admit_async(req.headers)  # marks the call active
@@ -215,14 +264,24 @@ class IvrHandler:
             answered_sha256=hashes.get(outcome.answered_prompt or ""),
             slot=outcome.slot, amd_status=amd_status or None, hangup_cause=cause or None)
 
+    def _after_fault(self, reached: Outcome | None, amd_status: str,
+                     hashes: Mapping[str, str]) -> CallResult:
+        """A controller fault cut the call: the choice made before it is kept (after_fault)."""
+        kept = after_fault(reached, "controller", "controller") if reached else None
+        if kept is None or kept.outcome == "error":
+            return CallResult(outcome="error", stage="controller", keys="", heard={})
+        return self._result(kept, amd_status, "", hashes)
+
     async def _run(self, req: AgiRequest, call: dict, call_id: int) -> None:
         answered = self.clock()
         self.write(lambda: self.store.mark_answered(call_id, answered))
         amd_status = req.headers.get(ARG_AMD_STATUS, "")  # AMDSTATUS, "" when AMD is off
         version = self.versions()  # this call plays and records this version to its end
+        flow = functools.partial(call_flow, self.opts, amd_status)  # replayed by the watch
+        watch = ChoiceWatch(flow, self._choice(call_id, amd_status, version.hashes))
         try:
-            outcome, hung_up = await drive(call_flow(self.opts, amd_status), req,
-                                           self._optout(call), version.sounds)
+            outcome, hung_up = await drive(flow(), req, self._optout(call), version.sounds,
+                                           watch)
             if not hung_up:
                 await served(req)
             cause = await hangup_cause(req) if hung_up else ""
@@ -240,14 +299,10 @@ class IvrHandler:
             result = self._result(outcome, amd_status, cause, version.hashes)
         except FlowAborted as exc:  # the choice made before the fault is kept
             log.exception("call %s failed in the controller", call_id)
-            kept = after_fault(exc.outcome, "controller", "controller")
-            result = (self._result(kept, amd_status, "", version.hashes)
-                      if kept.outcome != "error" else
-                      CallResult(outcome="error", stage="controller", keys="", heard={}))
-        except Exception:  # a controller fault is recorded as `error`, never lost
-            log.exception("call %s failed in the controller", call_id)
-            result = CallResult(outcome="error", stage="controller", keys="", heard={},
-                                amd_status=None)
+            result = self._after_fault(exc.outcome, amd_status, version.hashes)
+        except Exception:  # a controller fault is recorded as `error`, never lost, but for
+            log.exception("call %s failed in the controller", call_id)  # a choice made
+            result = self._after_fault(watch.last, amd_status, version.hashes)
         now, retry = self.clock(), self.retry_at(call, result.outcome)
 
         def record() -> None:

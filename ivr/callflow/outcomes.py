@@ -86,6 +86,26 @@ def kept_after_fault(name: str) -> bool:
     return not t.cut_short or t.choice in ("refusal", "optout")
 
 
+# Choices final once made (every outcome carrying them survives a fault): a refusal, an
+# opposition. The IVR stores them the moment their key is pressed (store.record_choice).
+FINAL_CHOICES: frozenset[str] = frozenset(
+    c for c in set(CHOICE_OF.values())
+    if all(kept_after_fault(t.name) for t in TABLE if t.choice == c))
+
+
+def kept_choice(choices: Iterable[str]) -> str | None:
+    """The outcome of an answered call a fault cut (controller killed, PBX gone) once a final
+    choice of it is stored: an opposition wins over a refusal made before it; the call was
+    cut, so the cut-short outcome of that choice where the table has one. None: no final
+    choice, the attempt is `error` (retried)."""
+    stored = set(choices)
+    for choice in ("optout", "refusal"):
+        if choice in stored and choice in FINAL_CHOICES:
+            named = [t for t in TABLE if t.choice == choice]
+            return next((t.name for t in named if t.cut_short), named[0].name)
+    return None
+
+
 # What a call still ringing reads as once the run hangs it up: the line went down, nobody said
 # anything. A busy line or a congested network is the network's own answer, kept.
 RINGING_CUT = frozenset({"failed", "no_answer"})

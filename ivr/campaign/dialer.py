@@ -22,7 +22,7 @@ from ivr.campaign.nodes import (FAULT_HOLD_S, InFlight, NodeState, StoredCauses,
 from ivr.campaign.state import NodeSnapshot
 from ivr.config import Config
 from ivr.store.safe_writes import SafeWriter
-from ivr.store.sqlite import CallResult, Store
+from ivr.store.sqlite import Store
 from ivr.telephony import contract
 from ivr.telephony.node import (ActionTimeout, NodeDisconnected, NodeEvent, OriginateRefused,
                                 OriginateRequest, OriginateResult, PbxNode)
@@ -309,11 +309,10 @@ class Dialer:
         if not answered:  # never answered: no answered_at, no invented cause
             self.store.finish_unanswered(call_id, "error", None, now, retry, stage=stage)
             return
-        call = self.store.call(call_id)
-        if call is None:
-            return
-        result = CallResult(outcome="error", stage=stage, keys=call["keys"] or "", heard={})
-        self.store.finish_answered(call_id, result, now, retry)
+        result = reconcile.answered_fault(self.store, call_id, stage)  # a refusal stays one
+        if result is not None:
+            self.store.finish_answered(call_id, result, now,
+                                       retry if result.outcome == "error" else None)
 
     def _settle_unanswered(self, flight: InFlight, outcome: str, cause: int | None,
                            refused: bool = False) -> None:

@@ -11,10 +11,13 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ivr.callflow import outcomes
 from ivr.campaign.nodes import InFlight, NodeState
+from ivr.store.base import CallResult
 
 if TYPE_CHECKING:
     from ivr.campaign.dialer import Dialer
+    from ivr.store.sqlite import Store
 
 log = logging.getLogger(__name__)
 RETRY_S = 2.0  # a failed reconciliation (link dropped again, PBX booting) is tried again
@@ -86,6 +89,19 @@ def _one(dialer: Dialer, ns: NodeState, call: dict[str, Any], alive: bool, link:
     else:  # an earlier run's, another controller's, one left open while its node hung:
         dialer.announce(call_id)  # its outcome's hooks (webhooks send each call once)
     return True
+
+
+def answered_fault(store: Store, call_id: int, stage: str) -> CallResult | None:
+    """How an answered call that no IVR result settled (controller killed, link lost, PBX gone)
+    ends: a refusal or an opposition stored the moment its key was pressed (record_choice)
+    stays its outcome, final, its proof row already there (outcomes.kept_choice); anything
+    else is `error`, retried. Runs in the write itself, after every write made before it.
+    None: no such call."""
+    call = store.call(call_id)
+    if call is None:
+        return None
+    kept = outcomes.kept_choice(store.choices_of(call_id))
+    return CallResult(outcome=kept or "error", stage=stage, keys=call["keys"] or "", heard={})
 
 
 def adopt(dialer: Dialer, ns: NodeState, call: dict[str, Any],

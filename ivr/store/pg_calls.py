@@ -144,14 +144,7 @@ class PgCallsSQL(PgCore):
             if row is None:
                 return None
             if result.choice:
-                self._exec(
-                    "INSERT INTO consents (call_id, contact_id, number, kind, key, at, caller_id,"
-                    " campaign, prompt_key, prompt_sha256, slot, heard_sha256, amd_status, "
-                    "answered_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-                    (call_id, row["contact_id"], row["number"], result.choice,
-                     result.choice_key, ts, row["caller_id"], row["campaign"],
-                     result.answered_prompt, result.answered_sha256, result.slot,
-                     json.dumps(_heard(result)), result.amd_status, row["answered_at"]))
+                self._proof(call_id, row, result, ts)
             if result.choice == "optout":
                 self._add_optout(row["number"], "phone-key", row["campaign"], now)
             elif result.choice == "consent" and result.slot:
@@ -160,6 +153,48 @@ class PgCallsSQL(PgCore):
             self._settle_contact(call_id, row["contact_id"], row["campaign"], result.outcome,
                                  retry_at, now)
         return str(row["hangup_cause"])
+
+    def _proof(self, call_id: int, row: Row, result: CallResult, ts: str) -> None:
+        """The consents row of the call's choice; one its key wrote (record_choice) is completed,
+        never doubled, and keeps the key's time (sqlite_calls says why)."""
+        heard = json.dumps(_heard(result))
+        if self._exec(
+                "UPDATE consents SET prompt_key = %s, prompt_sha256 = %s, slot = %s, "
+                "heard_sha256 = %s, amd_status = %s, answered_at = %s WHERE call_id = %s AND "
+                "kind = %s", (result.answered_prompt, result.answered_sha256, result.slot, heard,
+                              result.amd_status, row["answered_at"], call_id, result.choice)):
+            return
+        self._exec(
+            "INSERT INTO consents (call_id, contact_id, number, kind, key, at, caller_id,"
+            " campaign, prompt_key, prompt_sha256, slot, heard_sha256, amd_status, "
+            "answered_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            (call_id, row["contact_id"], row["number"], result.choice, result.choice_key, ts,
+             row["caller_id"], row["campaign"], result.answered_prompt, result.answered_sha256,
+             result.slot, heard, result.amd_status, row["answered_at"]))
+
+    def record_choice(self, call_id: int, result: CallResult, at: datetime) -> bool:
+        """A refusal or an opposition as its key is pressed: its proof row and the keys so far
+        (sqlite_calls says why). Once per call and kind: the call's row is locked first, so two
+        writes of one choice never both insert."""
+        with self.transaction():
+            if self._row("SELECT id FROM calls WHERE id = %s FOR UPDATE", (call_id,)) is None:
+                return False
+            self._exec("UPDATE calls SET keys = %s WHERE id = %s AND outcome IS NULL",
+                       (result.keys, call_id))
+            return self._exec(
+                "INSERT INTO consents (call_id, contact_id, number, kind, key, at, caller_id, "
+                "campaign, prompt_key, prompt_sha256, heard_sha256, amd_status, answered_at) "
+                "SELECT id, contact_id, number, %s, %s, %s, caller_id, campaign, %s, %s, %s, %s, "
+                "answered_at FROM calls WHERE id = %s AND (outcome IS NULL OR (outcome = 'error' "
+                "AND stage = 'orphaned')) AND NOT EXISTS (SELECT 1 FROM consents WHERE "
+                "call_id = %s AND kind = %s)",
+                (result.choice, result.choice_key, utc(at), result.answered_prompt,
+                 result.answered_sha256, json.dumps(_heard(result)), result.amd_status, call_id,
+                 call_id, result.choice)) == 1
+
+    def choices_of(self, call_id: int) -> set[str]:
+        return {r["kind"] for r in self._rows("SELECT kind FROM consents WHERE call_id = %s",
+                                              (call_id,))}
 
     def withdraw_attempt(self, call_id: int) -> bool:
         """A claimed attempt whose Originate never left (a stop or a pause came first): its

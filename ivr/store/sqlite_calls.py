@@ -189,13 +189,7 @@ class CallsSQL(SQLiteCore):
                 return None
             contact_id, number, caller_id, campaign, answered_at, cause = rows[0]
             if result.choice:
-                self.db.conn.execute(
-                    "INSERT INTO consents (call_id, contact_id, number, kind, key, at, caller_id,"
-                    " campaign, prompt_key, prompt_sha256, slot, heard_sha256, amd_status, "
-                    "answered_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (call_id, contact_id, number, result.choice, result.choice_key, ts,
-                     caller_id, campaign, result.answered_prompt, result.answered_sha256,
-                     result.slot, json.dumps(_heard(result)), result.amd_status, answered_at))
+                self._proof(call_id, rows[0][:5], result, ts)
             if result.choice == "optout":
                 self._add_optout(number, "phone-key", campaign, now)
             elif result.choice == "consent" and result.slot:
@@ -203,6 +197,49 @@ class CallsSQL(SQLiteCore):
                                      (result.slot, contact_id))
             self._settle_contact(call_id, contact_id, campaign, result.outcome, retry_at, now)
         return str(cause)
+
+    def _proof(self, call_id: int, call: tuple[Any, ...], result: CallResult, ts: str) -> None:
+        """The consents row of the call's choice. One its key already wrote (record_choice) is
+        completed with what the call's end knows, never doubled; its time stays the key's."""
+        contact_id, number, caller_id, campaign, answered_at = call
+        heard = json.dumps(_heard(result))
+        if self.db.conn.execute(
+                "UPDATE consents SET prompt_key = ?, prompt_sha256 = ?, slot = ?, heard_sha256 = ?,"
+                " amd_status = ?, answered_at = ? WHERE call_id = ? AND kind = ?",
+                (result.answered_prompt, result.answered_sha256, result.slot, heard,
+                 result.amd_status, answered_at, call_id, result.choice)).rowcount:
+            return
+        self.db.conn.execute(
+            "INSERT INTO consents (call_id, contact_id, number, kind, key, at, caller_id,"
+            " campaign, prompt_key, prompt_sha256, slot, heard_sha256, amd_status, "
+            "answered_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (call_id, contact_id, number, result.choice, result.choice_key, ts, caller_id,
+             campaign, result.answered_prompt, result.answered_sha256, result.slot, heard,
+             result.amd_status, answered_at))
+
+    def record_choice(self, call_id: int, result: CallResult, at: datetime) -> bool:
+        """A refusal or an opposition, the moment its key is pressed: its proof row and the keys
+        so far, so a controller that dies before the call ends loses neither (every settle of
+        the call after a fault reads it back: choices_of). Once per call and kind; False if
+        the row was there already or the call has its outcome."""
+        with self.transaction():
+            self.db.conn.execute("UPDATE calls SET keys = ? WHERE id = ? AND outcome IS NULL",
+                                 (result.keys, call_id))
+            cur = self.db.conn.execute(
+                "INSERT INTO consents (call_id, contact_id, number, kind, key, at, caller_id, "
+                "campaign, prompt_key, prompt_sha256, heard_sha256, amd_status, answered_at) "
+                "SELECT id, contact_id, number, ?, ?, ?, caller_id, campaign, ?, ?, ?, ?, "
+                "answered_at FROM calls WHERE id = ? AND (outcome IS NULL OR (outcome = 'error' "
+                "AND stage = 'orphaned')) AND NOT EXISTS (SELECT 1 FROM consents WHERE "
+                "call_id = ? AND kind = ?)",
+                (result.choice, result.choice_key, utc(at), result.answered_prompt,
+                 result.answered_sha256, json.dumps(_heard(result)), result.amd_status, call_id,
+                 call_id, result.choice))
+        return cur.rowcount == 1
+
+    def choices_of(self, call_id: int) -> set[str]:
+        return {r["kind"] for r in self._rows("SELECT kind FROM consents WHERE call_id = ?",
+                                              (call_id,))}
 
     def withdraw_attempt(self, call_id: int) -> bool:
         """A claimed attempt whose Originate never left (a stop or a pause came first): its
