@@ -2,6 +2,7 @@
 turns library errors into one-line messages."""
 from __future__ import annotations
 
+import io
 import json
 import logging
 import signal
@@ -72,6 +73,7 @@ class IvrGroup(click.Group):
     """Library errors become one line on stderr and exit code 1; nothing else is caught."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        stdout, sys.stdout = sys.stdout, _Stdout(sys.stdout)
         try:
             result = super().invoke(ctx)
             sys.stdout.flush()  # a full disk said here, not as a traceback at exit
@@ -84,14 +86,56 @@ class IvrGroup(click.Group):
             click.echo(f"error: {exc}{also}", err=True)  # still one line
             ctx.exit(1)
         except OSError as exc:  # a path the user gave, or stdout, unwritable: not our bug
-            # A write to an open stream (stdout: `> /dev/full`, a closed pipe) has no name.
-            where = f"{exc.filename}: " if exc.filename is not None else "writing the output: "
+            where = f"{exc.filename}: " if exc.filename is not None else ""
             click.echo(f"error: {where}{exc.strerror or exc}", err=True)
             ctx.exit(1)
+        finally:
+            sys.stdout = stdout
         created = getattr(ctx.obj, "created", None)
         if created is not None:
             err_console.print(new_store_note(created), highlight=False, markup=False)
         return result
+
+
+class _Stdout(io.TextIOBase):
+    """sys.stdout during a command: an OSError writing it (`ivr report > /dev/full`, a closed
+    pipe) names "standard output", as one on a file names the file (IvrGroup.invoke)."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self.stream.write(text))
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, "standard output") from None
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, "standard output") from None
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return bool(self.stream.isatty())
+
+    def fileno(self) -> int:
+        return int(self.stream.fileno())
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return str(self.stream.encoding)
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return self.stream.errors  # type: ignore[no-any-return]
+
+    def __getattr__(self, name: str) -> Any:  # buffer, mode, name...
+        return getattr(self.stream, name)
 
 
 # Commands that run until stopped handle SIGTERM themselves (ivr.app.install_signals).

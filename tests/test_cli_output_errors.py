@@ -19,4 +19,4 @@ def test_a_full_disk_on_stdout_is_one_error_line(cfg_file: Path, args: list[str]
                               stderr=subprocess.PIPE, text=True, timeout=120)
     lines = [line for line in done.stderr.splitlines() if not line.startswith("note: ")]
     assert done.returncode == 1, done.stderr
-    assert lines == ["error: writing the output: No space left on device"], done.stderr
+    assert lines == ["error: standard output: No space left on device"], done.stderr
