@@ -20,3 +20,26 @@ def test_a_full_disk_on_stdout_is_one_error_line(cfg_file: Path, args: list[str]
     lines = [line for line in done.stderr.splitlines() if not line.startswith("note: ")]
     assert done.returncode == 1, done.stderr
     assert lines == ["error: standard output: No space left on device"], done.stderr
+
+
+def test_an_os_error_on_a_path_names_it_and_a_bug_is_not_hidden(
+        cfg_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from ivr.cli import cli
+    from ivr.records import privacy
+
+    def denied(*args: object) -> None:
+        raise PermissionError(13, "Permission denied", "/srv/exports/a.json")
+    monkeypatch.setattr(privacy, "gdpr_export", denied)
+    result = CliRunner().invoke(cli, ["--config", str(cfg_file), "gdpr", "export",
+                                      "+33199000010"])
+    lines = [line for line in result.output.splitlines() if not line.startswith("note: ")]
+    assert (result.exit_code, lines) == (1, ["error: /srv/exports/a.json: Permission denied"])
+
+    def bug(*args: object) -> None:
+        raise KeyError("a programming error")
+    monkeypatch.setattr(privacy, "gdpr_export", bug)
+    result = CliRunner().invoke(cli, ["--config", str(cfg_file), "gdpr", "export",
+                                      "+33199000010"])
+    assert isinstance(result.exception, KeyError)  # still a traceback: only OSError is said
