@@ -74,10 +74,13 @@ def test_what_counts_as_a_carrier_refusal() -> None:
 
 
 # -- the guard alone ------------------------------------------------------------------------
+NUMBERS = itertools.count(100)  # a new callee per flight unless a test names one
+
+
 def flight(node: str, cause: int | None = 21, reason: int = 0, answered: bool = False,
-           failed: bool = True, attempt: int = 1) -> InFlight:
-    f = InFlight(1, "ivr-1", "+33199000001", node, answered=answered, failed=failed,
-                 attempt=attempt)
+           failed: bool = True, attempt: int = 1, number: str = "") -> InFlight:
+    f = InFlight(1, "ivr-1", number or f"+331990{next(NUMBERS):05d}", node, answered=answered,
+                 failed=failed, attempt=attempt)
     f.cause, f.reason = cause, reason
     return f
 
@@ -110,23 +113,59 @@ def test_the_guard_counts_per_node_and_any_other_end_starts_again() -> None:
     assert guard.streak("a") == 0 and guard.why == ""
 
 
-def test_congestion_on_a_retry_neither_counts_nor_starts_the_count_again() -> None:
+def test_congestion_again_on_a_congested_number_neither_counts_nor_starts_the_count_again(
+        ) -> None:
     """A callee's own route congested (cause 34 on each of its attempts) gives congestion again
     on its retry: that says nothing new of the trunk. At a list's tail only such retries are
-    left, and counting them stopped a run that had only a few attempts to go."""
+    left, and counting them stopped a run that had only a few attempts to go. A congestion on
+    a number whose last attempt was something else (no answer, busy) still counts."""
     trips: list[str] = []
     guard = CarrierGuard(trip_after=4)
     guard.arm(trips.append)
-    for _ in range(10):
-        guard.ended(flight("a", cause=34, reason=8, attempt=2))
+    guard.ended(flight("a", cause=34, reason=8, number="+33199000077"))  # first: counts
+    assert guard.streak("a") == 1
+    guard.answered("a")
+    for _ in range(10):  # the same callee's route, again and again
+        guard.ended(flight("a", cause=34, reason=8, number="+33199000077", attempt=2))
     assert guard.streak("a") == 0 and not trips
-    for _ in range(2):
-        guard.ended(flight("a", cause=34, reason=8))
-    guard.ended(flight("a", cause=34, reason=8, attempt=3))  # neutral: the count stays
+    guard.ended(flight("a", cause=34, reason=8, number="+33199000001"))
+    guard.ended(flight("a", cause=34, reason=8, number="+33199000002"))
+    guard.ended(flight("a", cause=34, reason=8, number="+33199000077", attempt=3))  # neutral
     assert guard.streak("a") == 2
-    guard.ended(flight("a", cause=21, attempt=2))  # a refusal after a busy: counts
-    guard.ended(flight("a", cause=34, reason=8))
+    guard.ended(flight("a", cause=19, reason=3, number="+33199000003"))  # a no answer: resets
+    guard.ended(flight("a", cause=34, reason=8, number="+33199000003", attempt=2))  # counts
+    assert guard.streak("a") == 1
+    guard.ended(flight("a", cause=21, number="+33199000004", attempt=2))
+    guard.ended(flight("a", cause=34, reason=8, number="+33199000005"))
+    guard.ended(flight("a", cause=34, reason=8, number="+33199000006"))
     assert len(trips) == 1
+    guard.arm(trips.append)  # a new run: nothing is known of the numbers
+    guard.ended(flight("a", cause=34, reason=8, number="+33199000077", attempt=4))
+    assert guard.streak("a") == 1
+
+
+def test_a_trunk_that_dies_once_only_retries_are_left_still_trips(backend: Backend) -> None:
+    """The first pass answers a third and rings out the rest; then the trunk answers 503 to
+    every call (the retries). Found in review: counting no retry's congestion let this run
+    end `finished` with 60 contacts exhausted by the outage."""
+    numbers = [fiction(i) for i in range(90)]
+    seen: Counter[str] = Counter()
+
+    def callee(n: str) -> Any:
+        seen[n] += 1
+        if seen[n] == 1:
+            return answer(["2"]) if int(n[-2:]) % 3 == 0 else no_answer()
+        return congestion()
+
+    async def scenario() -> tuple[Any, Counter[str]]:
+        async with rig(backend, callee, numbers=numbers, clock=ManualClock(), max_concurrent=3,
+                       delays={"busy": 0.2, "no_answer": 0.2, "congestion": 10}) as r:
+            report, _, _ = await run_campaign(r)
+            await r.settled()
+            return report, statuses(r.store)
+    report, status = asyncio.run(scenario())
+    assert report.stopped_by == "carrier", report.why
+    assert "cause 34" in report.why and status["pending"] > 0
 
 
 def test_a_list_whose_tail_is_congested_callees_finishes(backend: Backend) -> None:

@@ -15,9 +15,11 @@ operator's hard stop hangs calls up (cause 16), which is no carrier's doing.
 
 A streak trips only once the node's calls that were ringing when it began have ended: a short
 blip's refusals come back in milliseconds while those calls answer seconds later, and their
-answer resets it; a trunk refusing everything refuses them too. Congestion on a retry is
-neutral: callees whose own route is congested give it on every attempt, and their retries come
-last, in a row; counted, they stopped runs a few attempts from their end.
+answer resets it; a trunk refusing everything refuses them too. Congestion on a number whose
+previous attempt in this run was congested too is neutral: callees whose own route is congested
+give it on every attempt, and their retries come last, in a row; counted, they stopped runs a
+few attempts from their end. A retry after a no answer or a busy that is congested counts: a
+trunk that fails once only retries are left is still seen.
 """
 from __future__ import annotations
 
@@ -62,6 +64,7 @@ class CarrierGuard:
         self.ringing = ringing  # node -> call ids in flight there, not answered
         self._streaks: dict[tuple[str, str], Streak] = {}
         self._answering: set[str] = set()  # nodes that answered in this run: no silence count
+        self._congested: set[str] = set()  # numbers whose last attempt in this run was congested
         self.stopping: Callable[[], bool] = lambda: False  # the run's stop is set: count nothing
         self.why = ""  # once tripped: the run's `why`
         self.on_trip: Callable[[str], None] = lambda why: None
@@ -72,6 +75,7 @@ class CarrierGuard:
         the run stops (graceful or hard), nothing is counted."""
         self._streaks.clear()
         self._answering.clear()
+        self._congested.clear()
         self.why = ""
         self.on_trip, self.stopping = on_trip, stopping
 
@@ -95,11 +99,15 @@ class CarrierGuard:
             "ended unanswered"
         final = outcome == "failed"
         refusal = carrier_refusal(flight.reason, flight.cause) if flight.failed else None
-        if refusal is not None and outcome == "congestion" and flight.attempt > 1:
-            # Its earlier attempt was retried, most likely congested too: this callee's route,
-            # nothing new of the trunk. Neither counted nor a reset (a list's tail is such
-            # retries only). A trunk going down mid-list is seen on the first attempts.
-            refusal = ""
+        if refusal is not None and outcome == "congestion":
+            if flight.number in self._congested:
+                # Its previous attempt in this run was congested too: this callee's route,
+                # nothing new of the trunk. Neither counted nor a reset (a list's tail is such
+                # retries only). Any other retry (after a no answer, a busy) still counts.
+                refusal = ""
+            self._congested.add(flight.number)
+        else:
+            self._congested.discard(flight.number)
         silence = None if outcome == "busy" else \
             f"{outcome} (cause {flight.cause})" if flight.cause is not None else outcome
         self._count(flight.node, REFUSED, refusal, final)
