@@ -2,12 +2,9 @@
 turns library errors into one-line messages."""
 from __future__ import annotations
 
-import io
 import json
 import logging
-import signal
 import sys
-import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,6 +14,7 @@ from rich.console import Console
 
 from ivr import config as config_mod
 from ivr.config import Config
+from ivr.cli_guard import NamedStdout, sigterm_as_interrupt
 from ivr.errors import IvrError
 
 if __name__ == "__main__":  # `python -m ivr.cli`: run the `ivr.cli` module the command modules
@@ -73,7 +71,7 @@ class IvrGroup(click.Group):
     """Library errors become one line on stderr and exit code 1; nothing else is caught."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        stdout, sys.stdout = sys.stdout, _Stdout(sys.stdout)
+        stdout, sys.stdout = sys.stdout, NamedStdout(sys.stdout)
         try:
             result = super().invoke(ctx)
             sys.stdout.flush()  # a full disk said here, not as a traceback at exit
@@ -97,65 +95,6 @@ class IvrGroup(click.Group):
         return result
 
 
-class _Stdout(io.TextIOBase):
-    """sys.stdout during a command: an OSError writing it (`ivr report > /dev/full`, a closed
-    pipe) names "standard output", as one on a file names the file (IvrGroup.invoke)."""
-
-    def __init__(self, stream: Any) -> None:
-        super().__init__()
-        self.stream = stream
-
-    def write(self, text: str) -> int:
-        try:
-            return int(self.stream.write(text))
-        except OSError as exc:
-            raise OSError(exc.errno, exc.strerror, "standard output") from None
-
-    def flush(self) -> None:
-        try:
-            self.stream.flush()
-        except OSError as exc:
-            raise OSError(exc.errno, exc.strerror, "standard output") from None
-
-    def writable(self) -> bool:
-        return True
-
-    def isatty(self) -> bool:
-        return bool(self.stream.isatty())
-
-    def fileno(self) -> int:
-        return int(self.stream.fileno())
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return str(self.stream.encoding)
-
-    @property
-    def errors(self) -> str | None:  # type: ignore[override]
-        return self.stream.errors  # type: ignore[no-any-return]
-
-    def __getattr__(self, name: str) -> Any:  # buffer, mode, name...
-        return getattr(self.stream, name)
-
-
-# Commands that run until stopped handle SIGTERM themselves (ivr.app.install_signals).
-SERVING = frozenset({"run", "serve", "web", "demo"})
-
-
-def _sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt  # one path for Ctrl-C and SIGTERM: an import ends as a partial one
-
-
-def _sigterm_as_interrupt(ctx: click.Context) -> None:
-    """A one-shot command stopped by SIGTERM ends as on Ctrl-C (an import writes its audit
-    row and says what it kept) instead of dying silently; restored when the command ends."""
-    if ctx.invoked_subcommand in SERVING or \
-            threading.current_thread() is not threading.main_thread():
-        return
-    previous = signal.signal(signal.SIGTERM, _sigterm)
-    ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
-
-
 @click.group(cls=IvrGroup)
 @click.option("--config", "config_path", default="config.yaml", show_default=True,
               help="Campaign configuration file.")
@@ -166,7 +105,7 @@ def cli(ctx: click.Context, config_path: str, verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     ctx.obj = Ctx(config_path)
-    _sigterm_as_interrupt(ctx)
+    sigterm_as_interrupt(ctx)
 
 
 # -- prompts --------------------------------------------------------------------------------

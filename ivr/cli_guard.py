@@ -1,0 +1,69 @@
+"""What every `ivr` command shares around it: stdout errors named "standard output", and
+SIGTERM read as Ctrl-C by one-shot commands (ivr/cli.py's IvrGroup uses both)."""
+from __future__ import annotations
+
+import io
+import signal
+import threading
+from typing import Any
+
+import click
+
+
+class NamedStdout(io.TextIOBase):
+    """sys.stdout during a command: an OSError writing it (`ivr report > /dev/full`, a closed
+    pipe) names "standard output", as one on a file names the file (IvrGroup.invoke)."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self.stream.write(text))
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, "standard output") from None
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, "standard output") from None
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return bool(self.stream.isatty())
+
+    def fileno(self) -> int:
+        return int(self.stream.fileno())
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return str(self.stream.encoding)
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return self.stream.errors  # type: ignore[no-any-return]
+
+    def __getattr__(self, name: str) -> Any:  # buffer, mode, name...
+        return getattr(self.stream, name)
+
+
+# Commands that run until stopped handle SIGTERM themselves (ivr.app.install_signals).
+SERVING = frozenset({"run", "serve", "web", "demo"})
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # one path for Ctrl-C and SIGTERM: an import ends as a partial one
+
+
+def sigterm_as_interrupt(ctx: click.Context) -> None:
+    """A one-shot command stopped by SIGTERM ends as on Ctrl-C (an import writes its audit
+    row and says what it kept) instead of dying silently; restored when the command ends."""
+    if ctx.invoked_subcommand in SERVING or \
+            threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.signal(signal.SIGTERM, _sigterm)
+    ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
