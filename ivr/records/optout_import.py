@@ -1,0 +1,93 @@
+"""Opposition lists in: a CSV with a 'number' column, or a plain list of numbers one per line,
+read leniently (an objection lost in the rejects is a person called after objecting)."""
+from __future__ import annotations
+
+import itertools
+import re
+import unicodedata
+from contextlib import closing
+from datetime import datetime
+from pathlib import Path
+
+from ivr.errors import ImportFileError
+from ivr.numbers import NumberRejected, in_home_plan, opposition_number
+from ivr.records.csv_read import read_records, short
+from ivr.store.base import StoreBackend
+
+
+def import_optouts(store: StoreBackend, path: Path, *, via: str, default_region: str,
+                   now: datetime) -> tuple[int, list[tuple[int, str]]]:
+    """A CSV with a 'number' column, or a plain list of numbers one per line.
+
+    Each valid number goes through store.add_optout (its own transaction and audit row), so an
+    interrupted import keeps what it added and can simply be run again.
+    """
+    warnings: list[str] = []  # numbers are digits: the encoding cannot garble them
+    added, rejected = 0, []
+    records = read_records(path, warnings)
+    with closing(records):
+        first = next(records, None)
+        if first is None:
+            raise ImportFileError(f"{path.name} is empty: give one number per line or a CSV "
+                                  "with a 'number' column")
+        lowered = [cell.strip().lower() for cell in first[1]]
+        if "number" in lowered:
+            col, rows = lowered.index("number"), records
+        elif _optout_number(first[1][0], default_region)[0]:
+            col, rows = 0, itertools.chain([first], records)
+        else:
+            raise ImportFileError(f"{path.name}: line {first[0]} is neither a header with a "
+                                  f"'number' column nor a phone number: add a 'number' header")
+        extra_from = len(first[1]) if rows is records else 1  # the header's width, or 1
+        for line, cells in rows:
+            raw = cells[col].strip() if col < len(cells) else ""
+            number, why = _optout_number(raw, default_region)
+            split = _semicolon_numbers(raw, default_region) if number is None else []
+            if number is None and not split:
+                rejected.append((line, f"{short(raw)} is not a valid phone number: {why}"
+                                 if raw else "no number"))
+            numbers = ([number] if number else []) + split + \
+                _extra_optouts(cells[extra_from:], default_region)
+            added += sum(1 for n in numbers if store.add_optout(n, via, now))
+    return added, rejected
+
+
+_BARE_DIGITS = re.compile(r"[0-9][0-9\s.\-/]*")  # digits and separators, no '+'
+
+
+def _extra_optouts(cells: list[str], region: str) -> list[str]:
+    """The numbers in a line's cells past the number's (past the header's columns, or past the
+    first of a plain list) that the opposition form reads as numbers: "+33612345678,
+    +33612345679" on one line is two people objecting. Digits with neither a '+' nor a leading
+    0 are one only when 11 digits or more in the French plan or the region's country (a
+    33199000078 whose '+' a spreadsheet dropped); else a customer id, a SIRET, a postcode
+    (12025550123 is an id as often as a number): ignored, as names and dates are."""
+    out = []
+    for cell in (c.strip() for c in cells):
+        plain = unicodedata.normalize("NFKC", cell)
+        bare = bool(_BARE_DIGITS.fullmatch(plain)) and not plain.startswith("0")
+        if not cell or (bare and len(re.sub(r"[^0-9]", "", plain)) < 11):
+            continue
+        number = _optout_number(cell, region)[0]
+        if number is not None and (not bare or in_home_plan(number, region)):
+            out.append(number)
+    return out
+
+
+def _semicolon_numbers(raw: str, region: str) -> list[str]:
+    """The numbers of a cell such as "06 12 34 56 81 ; 06 12 34 56 82" (a list read with ','
+    as its delimiter, written with ';'): two people objecting, as the ',' form gives. Only when
+    every part is a number: "tel:+33612345678;ext=5" stays refused (an extension)."""
+    parts = [p for p in raw.split(";") if p.strip()]
+    if len(parts) < 2:
+        return []
+    found = [_optout_number(p, region)[0] for p in parts]
+    return [n for n in found if n] if all(found) else []
+
+
+def _optout_number(raw: str, default_region: str) -> tuple[str | None, str]:
+    """(E.164, "") or (None, why) by the opposition form's rule (numbers.opposition_number)."""
+    try:
+        return opposition_number(raw, default_region), ""
+    except NumberRejected as exc:
+        return None, exc.reason
