@@ -1,4 +1,4 @@
-"""Contact lists in: CSV import with provenance, E.164 numbers, merging (oppositions: optout_import).
+"""Contact lists in: CSV import with provenance, E.164 numbers, merging (oppositions: elsewhere).
 
 Memory stays bounded whatever the file size. A first streaming pass over the bytes refuses what is
 not text (NUL bytes) and picks the encoding; nothing is written before it and the header check
