@@ -29,16 +29,7 @@ from ivr.prompts.manifest import build_problem
 from ivr.store import CallResult, Store
 from test_prompts_prune import build, cfg_for, sound_file
 
-SENDER, ADDRESS, EMAIL = "Jean Test", "1 rue Haute, Lyon", "stop@test.fr"
-ITEMS: dict[str, dict[str, Any]] = {
-    "intro": {"text": "Ici Jean Test. Pour ne plus être appelé, appuyez sur 9."},
-    "message": {"text": "Votez pour nous."},
-    "legal": {"text": f"Par {SENDER}, {ADDRESS}, {EMAIL}."},
-    "goodbye": {"text": "Au revoir."},
-    "invalid": {"text": "Choix invalide."},
-    "no_input": {"text": "Rien entendu."},
-    "optout_confirm": {"text": "Vous ne serez plus appelé."},
-}
+from test_consent_archive import ADDRESS, EMAIL, ITEMS, SENDER  # noqa: E402  (one set of prompts)
 NEW_MESSAGE = {"message": {"text": "Votez pour nous dimanche."}}
 NOW = datetime(2026, 12, 1, 10, tzinfo=timezone.utc)
 NUMBER = "+33162000010"
