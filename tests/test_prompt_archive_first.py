@@ -27,9 +27,9 @@ from ivr.prompts.archive import archive_dir, audio_path, export_heard
 from ivr.prompts.build import build_prompts
 from ivr.prompts.manifest import build_problem
 from ivr.store import CallResult, Store
+from test_consent_archive import ADDRESS, EMAIL, ITEMS, SENDER  # one set of prompts
 from test_prompts_prune import build, cfg_for, sound_file
 
-from test_consent_archive import ADDRESS, EMAIL, ITEMS, SENDER  # noqa: E402  (one set of prompts)
 NEW_MESSAGE = {"message": {"text": "Votez pour nous dimanche."}}
 NOW = datetime(2026, 12, 1, 10, tzinfo=timezone.utc)
 NUMBER = "+33162000010"
