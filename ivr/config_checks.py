@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+import socket
 from typing import TYPE_CHECKING, Any
 
 from ivr.errors import ConfigError
@@ -221,9 +222,6 @@ def _validate_peers(peers: list[str]) -> None:
                               ) from None
 
 
-LOOPBACK = ("127.0.0.1", "::1")  # a PBX on this host connects from either
-
-
 def _ip(host: str) -> str | None:
     try:
         return str(ipaddress.ip_address(host))
@@ -231,15 +229,34 @@ def _ip(host: str) -> str | None:
         return None  # a host name, not resolved here (no DNS at start-up)
 
 
+def _is_local_ip(ip: str) -> bool:
+    """Whether this machine holds `ip` (AMI bound to the LAN IP): the kernel's local route makes
+    it its own source; a UDP connect sends nothing, and no DNS (bind() takes a multicast too)."""
+    addr = ipaddress.ip_address(ip)
+    try:
+        with socket.socket(socket.AF_INET6 if addr.version == 6 else socket.AF_INET,
+                           socket.SOCK_DGRAM) as probe:
+            probe.connect((ip, 9))
+            return ipaddress.ip_address(probe.getsockname()[0]) == addr
+    except (OSError, ValueError):
+        return False  # no route to it: not here
+
+
+def _here(host: str) -> bool:
+    """Whether the PBX at `host`, as the controller reads it, runs on this machine."""
+    return _own_machine(host) is not None or _ip(host) is not None and _is_local_ip(host)
+
+
 def _pbx_sources(host: str, agi_host: str) -> tuple[str, ...] | None:
-    """The addresses a PBX at `host` opens FastAGI to agi.host from; None for a host name.
-    A PBX on this machine dials a loopback or wildcard agi.host from either loopback twin, and
-    this machine's network address (agi.host 10.0.0.2) from that very address: the kernel's
-    local route picks it as the source, so 127.0.0.1 in agi.allowed_peers does not admit it."""
-    if _own_machine(host) is None:
+    """The address a PBX at `host` opens FastAGI to agi.host from; None for a host name. On
+    this machine: a network agi.host (10.0.0.2) from that very address (the kernel's local
+    route picks it); a loopback or wildcard one from the loopback of its family only (::1 for
+    :: or ::1, else 127.0.0.1), so ::1 in agi.allowed_peers does not admit agi://127.0.0.1."""
+    if not _here(host):
         return None if _ip(host) is None else (str(_ip(host)),)
-    mine = _ip(agi_host) if _own_machine(agi_host) is None else None
-    return LOOPBACK if mine is None else (mine,)
+    if _own_machine(agi_host) is None:  # an agi.host name, not resolved: either loopback
+        return (str(_ip(agi_host)),) if _ip(agi_host) else ("127.0.0.1", "::1")
+    return ("::1",) if ":" in agi_host else ("127.0.0.1",)
 
 
 def _check_pbx_peers(cfg: Config) -> None:
@@ -252,8 +269,8 @@ def _check_pbx_peers(cfg: Config) -> None:
         sources = _pbx_sources(host, cfg.agi.host)
         if sources is not None and not any(ipaddress.ip_address(a) in n
                                            for a in sources for n in nets):
-            via = f" (on this machine, it reaches agi.host {sources[0]} from that address)" \
-                if _own_machine(host) is not None and sources != LOOPBACK else ""
+            via = f" (on this machine, it reaches agi.host {cfg.agi.host} from " \
+                f"{sources[0]})" if _here(host) and sources[0] != host else ""
             raise ConfigError(f"agi.allowed_peers: {where} {host} is not in it{via}, so every "
                               "FastAGI session from that PBX would be refused: add "
                               f"{sources[0]} to agi.allowed_peers")
@@ -286,8 +303,8 @@ def _check_agi_reachable(cfg: Config) -> None:
     pbxes = [("pbx.host", cfg.pbx.host)] if not cfg.pbx.nodes else \
         [(f"pbx.nodes[{i}] {n.name!r}", n.host) for i, n in enumerate(cfg.pbx.nodes)]
     for node, host in pbxes:
-        if _own_machine(host) is not None or _ip(host) is None:
-            continue  # on this machine, or a host name: nothing to compare without DNS
+        if _ip(host) is None or _here(host):
+            continue  # a host name (nothing to compare without DNS), or on this machine
         raise ConfigError(f"agi.host: {cfg.agi.host} is {why}, but {node} is at {host}: every "
                           f"call carries {agi_url(cfg.agi.host, cfg.agi.port)}, which that PBX "
                           "would dial on its own machine (its callees would hear only the "

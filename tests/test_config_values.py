@@ -180,7 +180,7 @@ def test_an_allowed_peer_must_be_an_address_or_a_network() -> None:
     text = refused({"agi": {"allowed_peers": ["127.0.0.1", "asterisk.local"]}},
                    "agi.allowed_peers[1]")
     assert "'asterisk.local'" in text
-    config.from_dict({"agi": {"allowed_peers": ["10.0.0.0/24", "::1"]}})
+    config.from_dict({"agi": {"host": "::1", "allowed_peers": ["10.0.0.0/24", "::1"]}})
 
 
 def test_a_config_that_is_a_folder_or_not_utf8_is_one_line(tmp_path: Path) -> None:

@@ -59,6 +59,8 @@ def test_a_flow_cut_by_a_controller_fault_leaves_the_failsafe_to_the_dialplan(
 
 @pytest.mark.parametrize("data,where", [
     ({"agi": {"allowed_peers": ["127.0.0.2"]}}, "pbx.host 127.0.0.1"),
+    # agi://127.0.0.1 is dialled from 127.0.0.1 only: ::1 admits none of its sessions
+    ({"agi": {"allowed_peers": ["::1"]}}, "pbx.host 127.0.0.1"),
     ({"pbx": {"host": "10.0.0.5"}}, "pbx.host 10.0.0.5"),
     ({"pbx": {"nodes": [{"name": "a", "host": "localhost"}, {"name": "b", "host": "10.1.1.1"}]},
       "agi": {"allowed_peers": ["127.0.0.1", "10.2.0.0/16"]}}, "pbx.nodes[1].host 10.1.1.1"),
@@ -72,7 +74,7 @@ def test_allowed_peers_leaving_the_pbx_out_is_refused(data: dict[str, Any], wher
 
 @pytest.mark.parametrize("data", [
     {},
-    {"agi": {"allowed_peers": ["::1"]}},  # a loopback PBX connects from either twin
+    {"agi": {"host": "::1", "allowed_peers": ["::1"]}},  # agi://[::1] is dialled from ::1
     {"pbx": {"host": "localhost"}, "agi": {"allowed_peers": ["127.0.0.0/8"]}},
     {"pbx": {"host": "10.0.0.5"}, "agi": {"allowed_peers": ["10.0.0.0/24"]}},
     {"pbx": {"host": "pbx.lan"}},  # a host name is not resolved: nothing to compare
