@@ -5,16 +5,19 @@ nothing), and `claim` applies it again inside the store's transaction that write
 """
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ivr.compliance.callee_place import code_place, e164
 from ivr.compliance.calling_rules import (
-    CAP_PERIOD, Verdict, callee_zone, check_call, fr_subdivisions, is_fiction_number)
-from ivr.config import Config
+    BLACKOUT, CAP_PERIOD, HOLIDAY, OUTSIDE_WINDOW, SLOT, Verdict, callee_zone, check_call,
+    fr_subdivisions, is_fiction_number)
+from ivr.config import Config, Schedule
 from ivr.store.base import Claim, History, StoreBackend
 from ivr.telephony.agi_auth import new_token, token_hash
 
@@ -36,14 +39,32 @@ class Plan:
     # of the due numbers; one that has no past at all (judged without reading it) reads as
     # an empty History
     history: dict[str, History] = field(default_factory=lambda: _Histories())
+    _soonest: tuple[int, RetryWait | None] | None = field(default=None, init=False, repr=False,
+                                                           compare=False)
 
     def reasons(self) -> Counter[str]:
         return Counter(v.reason for _, v in self.waiting)
 
     def next_retry(self) -> datetime | None:
+        """The soonest time a contact waiting on its retry delay may be called (the run's wait
+        and progress), found without correcting every such contact (`_soonest_retry`)."""
+        soonest = self.soonest_retry()
+        return soonest.next_allowed if soonest is not None else None
+
+    def soonest_retry(self) -> RetryWait | None:
+        """The retry-waiting contact's verdict with the soonest next_allowed; found once per
+        plan (the run, its progress and the why-nobody line each ask)."""
+        if self._soonest is None or self._soonest[0] != len(self.waiting):
+            self._soonest = (len(self.waiting), _soonest_retry(
+                v for _, v in self.waiting if isinstance(v, RetryWait)))
+        return self._soonest[1]
+
+    def next_allowed(self) -> datetime | None:
+        """The soonest next allowed time of any contact waiting (the console's)."""
         times = [v.next_allowed for _, v in self.waiting
-                 if v.reason == RETRY_WAIT and v.next_allowed is not None]
-        return min(times) if times else None
+                 if not isinstance(v, RetryWait) and v.next_allowed is not None]
+        retry = self.next_retry()
+        return min(times + ([retry] if retry is not None else []), default=None)
 
 
 def judge(cfg: Config, contact: dict[str, Any], now: datetime) -> Callable[[History], Verdict]:
@@ -60,8 +81,8 @@ def judge(cfg: Config, contact: dict[str, Any], now: datetime) -> Callable[[Hist
         if past.in_flight:
             return IN_FLIGHT
         if past.retry_at is not None and past.retry_at > now:
-            return Verdict(False, RETRY_WAIT, "waiting before the next attempt",
-                           _retry_allowed(past, rules))
+            return RetryWait(number, past, rules, cfg.schedule,
+                             past.current if past.current is not None else contact)
         # Checked at every claim, not only by the preflight at start: a list uploaded in the
         # console while a run is up (or on standby) must not be called from a fiction number.
         if is_fiction_number(caller) and not is_fiction_number(number):
@@ -78,14 +99,125 @@ def judge(cfg: Config, contact: dict[str, Any], now: datetime) -> Callable[[Hist
     return decide
 
 
-def _retry_allowed(past: History, rules: Callable[[datetime, History], Verdict]) -> datetime:
-    """When a contact waiting on its retry delay may next be called: its retry time if the
-    calling rules allow it then, else the first instant they allow from it on (a retry due at
-    20:45 on a Friday is Monday 10:00: the console, the run's last line and its wait say so).
-    The retry time itself when the rules find none (the plan at that time tells why)."""
-    assert past.retry_at is not None
-    at = rules(past.retry_at, past)
-    return past.retry_at if at.allowed or at.next_allowed is None else at.next_allowed
+class RetryWait(Verdict):
+    """A contact waiting on its retry delay. `next_allowed` is the first instant the calling
+    rules allow from its retry time on (a retry due at 20:45 on a Friday is Monday 10:00), the
+    retry time itself when they find none (the plan at that time tells why). It is found at its
+    first read, not by the plan: that search costs ~100 us a contact, the plan ~3 us, and the
+    run, the console and the why-nobody line only need the soonest (`_soonest_retry`)."""
+
+    def __init__(self, number: str, past: History,
+                 rules: Callable[[datetime, History], Verdict], schedule: Schedule,
+                 row: Mapping[str, Any]) -> None:
+        assert past.retry_at is not None
+        # frozen: set as the dataclass's own __init__ does; next_allowed is the property's
+        for name, value in (("allowed", False), ("reason", RETRY_WAIT),
+                            ("detail", "waiting before the next attempt"),
+                            ("retry_at", past.retry_at), ("number", number), ("past", past),
+                            ("_rules", rules), ("schedule", schedule), ("row", row),
+                            ("_at", None)):
+            object.__setattr__(self, name, value)
+
+    def at_retry(self) -> Verdict:
+        """The calling rules' verdict at the retry time (searched once)."""
+        if self._at is None:
+            object.__setattr__(self, "_at", self._rules(self.retry_at, self.past))
+        return self._at  # type: ignore[no-any-return]
+
+    @property  # type: ignore[override]
+    def next_allowed(self) -> datetime:
+        at = self.at_retry()
+        return self.retry_at if at.allowed or at.next_allowed is None else at.next_allowed
+
+    def searched(self) -> bool:
+        return self._at is not None
+
+
+# The reasons for which the calendar alone (windows, slot, holidays, blackouts) refused: the
+# contact's history did not (check_call reports a cooldown or a cap first).
+_CALENDAR = frozenset({BLACKOUT, HOLIDAY, OUTSIDE_WINDOW, SLOT})
+
+
+def _soonest_retry(waiting: Iterable[RetryWait]) -> RetryWait | None:
+    """The one of `waiting` with the soonest next_allowed, searching few of them. A contact's
+    next_allowed is never before its retry time, nor before the calendar opens after it: the
+    contacts go by that bound, soonest first, and the search stops at the first bound at or
+    after the best time found. Where one's search found its calendar closed from its retry
+    time until T, a contact of the same calendar (place, slot, fiction bypass: the quiet
+    verdicts' key) whose retry time falls before T, and whose history does not block it then,
+    is next allowed at T without a search of its own: a thousand retries due after 20:00 cost
+    one search, not a thousand."""
+    order = sorted(waiting, key=_retry_time)  # by the bound, soonest first
+    later: list[tuple[datetime, int, RetryWait]] = []  # bound by a closed calendar: its end
+    keys = _CalendarKeys()
+    closed: dict[tuple[object, ...], tuple[datetime, datetime]] = {}
+    best: RetryWait | None = None
+    best_at, n, pushed = _NEVER, 0, itertools.count()
+    while n < len(order) or later:
+        if later and (n == len(order) or later[0][0] <= order[n].retry_at):
+            bound, _, v = heapq.heappop(later)
+        else:
+            v, n = order[n], n + 1
+            bound = v.retry_at
+        if bound >= best_at:
+            break
+        if not v.searched():
+            key = keys(v)
+            start, end = closed.get(key, (bound, bound))
+            if start <= v.retry_at < end and end > bound and _history_clear(v):
+                if end < best_at:  # its time is T: its turn comes at T
+                    heapq.heappush(later, (end, next(pushed), v))
+                continue
+            at = v.at_retry()
+            if at.reason in _CALENDAR and at.next_allowed is not None:
+                closed[key] = (v.retry_at, at.next_allowed)
+        if v.next_allowed < best_at:
+            best, best_at = v, v.next_allowed
+    return best
+
+
+def _retry_time(v: RetryWait) -> datetime:
+    return v.retry_at
+
+
+def _history_clear(v: RetryWait) -> bool:
+    """Whether neither the refusal cooldown nor the attempt cap blocks `v` at its retry time
+    (check_call's rules): its next_allowed is then the calendar's first opening from it."""
+    sch, past, at = v.schedule, v.past, v.retry_at
+    if past.last_refusal is not None and sch.refusal_cooldown_days > 0 and \
+            at < past.last_refusal + timedelta(days=sch.refusal_cooldown_days):
+        return False
+    return sum(1 for a in past.attempts if a > at - CAP_PERIOD) < sch.max_attempts_per_30_days
+
+
+class _CalendarKeys:
+    """A contact's calendar key as the quiet verdicts memo it, by its first five digits and
+    slot when its country code decides its place (`_QuietVerdicts`)."""
+
+    def __init__(self) -> None:
+        self.by_head: dict[tuple[str, object], tuple[object, ...]] = {}
+
+    def __call__(self, v: RetryWait) -> tuple[object, ...]:
+        number, tz, slot = v.number, v.row.get("timezone"), v.row.get("slot")
+        bypass = v.schedule.demo_any_hour and is_fiction_number(number)
+        head = (number[1:6], slot) if not tz and not v.schedule.demo_any_hour and \
+            e164(number) else None
+        key = self.by_head.get(head) if head is not None else None
+        if key is None:
+            place, by_code = _place(number, tz, v.schedule.timezone)
+            key = (v.schedule.timezone, place, bypass, slot)
+            if head is not None and by_code:
+                self.by_head[head] = key
+        return key
+
+
+def _place(number: str, tz: str | None, default_tz: str) -> tuple[object, bool]:
+    """The callee's zone and holiday region, and whether its country code alone decided them."""
+    place = code_place(number, default_tz)
+    by_code = place is not None and not tz
+    if not by_code:
+        return (callee_zone(number, tz, default_tz), fr_subdivisions(number)), False
+    return place, True
 
 
 def _since(cfg: Config, now: datetime) -> tuple[datetime, datetime]:
@@ -226,11 +358,8 @@ class _QuietVerdicts:
         return self._keyed(contact)
 
     def _keyed(self, contact: dict[str, Any]) -> Verdict:
-        number, tz, sch = contact["number"], contact.get("timezone"), self.cfg.schedule
-        place = code_place(number, sch.timezone)
-        by_code = place is not None and not tz
-        if not by_code:
-            place = (callee_zone(number, tz, sch.timezone), fr_subdivisions(number))
+        number, tz = contact["number"], contact.get("timezone")
+        place, by_code = _place(number, tz, self.cfg.schedule.timezone)
         key = (place, self.fiction and is_fiction_number(number), contact.get("slot"))
         verdict = self.memo.get(key)
         if verdict is None:
@@ -256,7 +385,8 @@ def why_nobody(store: StoreBackend, p: Plan, campaign: str | None = None) -> str
     for reason, n in p.reasons().most_common():
         # the example is the reason's soonest contact: its time is then the one the
         # console's `next allowed` gives (the first in id order may be in a later zone)
-        sample = min((v for _, v in p.waiting if v.reason == reason), key=_soonest)
+        sample = (p.soonest_retry() if reason == RETRY_WAIT else None) or \
+            min((v for _, v in p.waiting if v.reason == reason), key=_soonest)
         when = f", next allowed {sample.next_allowed:%Y-%m-%d %H:%M} UTC" \
             if sample.next_allowed else ""
         parts.append(f"{n} {reason.replace('_', ' ')} ({sample.detail}{when})")

@@ -54,9 +54,9 @@ class PlanCache:
             if hit and hit[1] == counts and time.monotonic() - hit[0] < PLAN_TTL_S:
                 return hit[2]
         p = plan(for_campaign(cfg, campaign), store, now)
-        times = [v.next_allowed for _, v in p.waiting if v.next_allowed is not None]
+        soonest = p.next_allowed()  # not every retry's: the soonest is searched for (planning)
         value = (why_nobody(store, p, campaign) if not p.due else "",
-                 min(times).isoformat() if times else None)
+                 soonest.isoformat() if soonest else None)
         with self._lock:
             self._kept[campaign] = (time.monotonic(), counts, value)
         return value
