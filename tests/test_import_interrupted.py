@@ -4,7 +4,6 @@ error line says what was kept and how to finish; never a silent death or a bare 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess

@@ -21,7 +21,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Callable, Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import holidays
+import holidays  # noqa: F401  (the _Calendar annotation)
 import phonenumbers
 from phonenumbers import timezone as pn_timezone
 
