@@ -6,22 +6,12 @@ or a time zone corrected since (the list re-imported).
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
+from datetime import timedelta
 
-from conftest import contact, fill, make_config
-from ivr import config
+from conftest import contact, fill
 from ivr.campaign.planning import claim, plan
 from ivr.store import Store
-
-PARIS = ZoneInfo("Europe/Paris")
-MONDAY_10 = datetime(2026, 12, 7, 10, 0, tzinfo=PARIS).astimezone(timezone.utc)
-REAL = "+33162000010"
-
-
-def cfg() -> config.Config:
-    return make_config(campaign={"name": "c1", "caller_id": "+33162000000"},
-                       retry={"max_attempts": 3})
+from test_retry_next_allowed import MONDAY_10, PARIS, REAL, cfg  # one campaign, one Monday
 
 
 def test_a_slot_chosen_after_the_plan_is_honoured_by_the_claim(store: Store) -> None:

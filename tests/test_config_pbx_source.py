@@ -11,20 +11,11 @@ import ipaddress
 import json
 import socket
 import subprocess
-from typing import Any
 
 import pytest
 
 from ivr import config, config_checks
-from ivr.errors import ConfigError
-
-
-def refused(data: dict[str, Any], key: str) -> str:
-    with pytest.raises(ConfigError) as info:
-        config.from_dict(data)
-    text = str(info.value)
-    assert text.startswith(key) and "\n" not in text, text
-    return text
+from test_config_bounds_hunt import refused  # one line naming the key
 
 
 # -- 1. a loopback PBX connects from the loopback of agi.host's family -----------------------

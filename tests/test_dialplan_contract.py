@@ -217,36 +217,37 @@ def _context_code(name: str) -> list[str]:
     return out
 
 
-def test_the_opposition_line_takes_its_failsafe_unless_the_controller_says_done() -> None:
-    """AGISTATUS is SUCCESS when FastAGI accepts the connection and closes it unserved (a peer
-    not in agi.allowed_peers, no route, a crash): only VAR_DONE, set by the `callback` route,
-    lets the line hang up without the legal mentions."""
-    code = _context_code(contract.CALLBACK_CONTEXT)
-    (agi,) = [i for i, line in enumerate(code) if f"/{contract.ROUTE_CALLBACK}," in line]
+def _failsafe_unless_done(context: str, route: str, call_id: str) -> list[str]:
+    """The context's code from its failsafe label on, after checking that the line after the
+    AGI of `route` takes it unless VAR_DONE is 1, and that its first step is the UserEvent."""
+    code = _context_code(context)
+    (agi,) = [i for i, line in enumerate(code) if f"/{route}," in line]
     check = f'GotoIf($["${{{contract.VAR_DONE}}}" != "1"]?failsafe)'
     assert code[agi + 1].endswith(f"n,{check}"), code[agi + 1]
     assert code[agi + 2].endswith("n,Hangup()")  # done: the only way out without the failsafe
     (start,) = [i for i, line in enumerate(code) if "(failsafe)," in line]
     event = f"UserEvent({contract.EVENT_FAILSAFE},{contract.FAILSAFE_CALL_ID}: " \
-        f"{contract.FAILSAFE_CALLBACK},{contract.FAILSAFE_STATUS}: ${{{contract.VAR_AGI_STATUS}}})"
+        f"{call_id},{contract.FAILSAFE_STATUS}: ${{{contract.VAR_AGI_STATUS}}})"
     assert code[start].endswith(event)
-    assert code[start + 1].endswith(f"n,Playback({contract.SOUNDS_DIR}/legal)")
+    return code[start:]
+
+
+def test_the_opposition_line_takes_its_failsafe_unless_the_controller_says_done() -> None:
+    """AGISTATUS is SUCCESS when FastAGI accepts the connection and closes it unserved (a peer
+    not in agi.allowed_peers, no route, a crash): only VAR_DONE, set by the `callback` route,
+    lets the line hang up without the legal mentions."""
+    failsafe = _failsafe_unless_done(contract.CALLBACK_CONTEXT, contract.ROUTE_CALLBACK,
+                                     contract.FAILSAFE_CALLBACK)
+    assert failsafe[1].endswith(f"n,Playback({contract.SOUNDS_DIR}/legal)")
 
 
 def test_the_outbound_line_takes_its_failsafe_unless_the_controller_says_done() -> None:
     """As the opposition line: a session accepted then closed unserved (the PBX's address not
     in agi.allowed_peers, a controller killed mid-call) gives AGISTATUS=SUCCESS; only VAR_DONE,
     set by the `ivr` route at the end of the flow, lets the call end without the failsafe."""
-    code = _context_code(contract.OUTBOUND_CONTEXT)
-    (agi,) = [i for i, line in enumerate(code) if f"/{contract.ROUTE_IVR}," in line]
-    check = f'GotoIf($["${{{contract.VAR_DONE}}}" != "1"]?failsafe)'
-    assert code[agi + 1].endswith(f"n,{check}"), code[agi + 1]
-    assert code[agi + 2].endswith("n,Hangup()")  # done: the only way out without the failsafe
-    (start,) = [i for i, line in enumerate(code) if "(failsafe)," in line]
-    event = f"UserEvent({contract.EVENT_FAILSAFE},{contract.FAILSAFE_CALL_ID}: " \
-        f"${{{contract.VAR_CALL_ID}}},{contract.FAILSAFE_STATUS}: ${{{contract.VAR_AGI_STATUS}}})"
-    assert code[start].endswith(event)
-    assert code[start + 1].endswith("n,Hangup(41)")  # a clean temporary failure, retried
+    failsafe = _failsafe_unless_done(contract.OUTBOUND_CONTEXT, contract.ROUTE_IVR,
+                                     f"${{{contract.VAR_CALL_ID}}}")
+    assert failsafe[1].endswith("n,Hangup(41)")  # a clean temporary failure, retried
 
 TAMPERED = [
     ("exten => s,1,NoOp(${IVR_NEW_THING})", "'IVR_NEW_THING' is used by a dialplan"),
