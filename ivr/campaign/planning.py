@@ -16,7 +16,7 @@ from typing import Any
 from ivr.compliance.callee_place import code_place, e164
 from ivr.compliance.calling_rules import (
     BLACKOUT, CAP_PERIOD, HOLIDAY, OUTSIDE_WINDOW, SLOT, Verdict, callee_zone, check_call,
-    fr_subdivisions, is_fiction_number)
+    fr_subdivisions, history_allows, is_fiction_number)
 from ivr.config import Config, Schedule
 from ivr.store.base import Claim, History, StoreBackend
 from ivr.telephony.agi_auth import new_token, token_hash
@@ -181,13 +181,9 @@ def _retry_time(v: RetryWait) -> datetime:
 
 
 def _history_clear(v: RetryWait) -> bool:
-    """Whether neither the refusal cooldown nor the attempt cap blocks `v` at its retry time
-    (check_call's rules): its next_allowed is then the calendar's first opening from it."""
-    sch, past, at = v.schedule, v.past, v.retry_at
-    if past.last_refusal is not None and sch.refusal_cooldown_days > 0 and \
-            at < past.last_refusal + timedelta(days=sch.refusal_cooldown_days):
-        return False
-    return sum(1 for a in past.attempts if a > at - CAP_PERIOD) < sch.max_attempts_per_30_days
+    """Whether neither the refusal cooldown nor the attempt cap blocks `v` at its retry time:
+    its next_allowed is then the calendar's first opening from it."""
+    return history_allows(v.retry_at, v.schedule, v.past.attempts, v.past.last_refusal)
 
 
 class _CalendarKeys:

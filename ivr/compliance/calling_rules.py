@@ -352,6 +352,13 @@ def _history_block(now: datetime, zone: ZoneInfo, schedule: Schedule,
     return earliest, reason, detail
 
 
+def history_allows(at: datetime, schedule: Schedule, attempts_utc: Iterable[datetime],
+                   last_refusal_utc: datetime | None) -> bool:
+    """Whether neither the refusal cooldown nor the attempt cap blocks a call at `at`: the
+    calendar alone then decides (check_call's own rule, for planning's shortcuts)."""
+    return _history_block(at, timezone.utc, schedule, attempts_utc, last_refusal_utc)[1] == OK
+
+
 def _calendar_block(now: datetime, cal: _Calendar, preferred_slot: str | None
                     ) -> tuple[str, str]:
     """Why the calendar refuses `now` in one of the callee's zones (reason, detail), or (OK,
