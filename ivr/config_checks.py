@@ -259,13 +259,19 @@ def _pbx_sources(host: str, agi_host: str) -> tuple[str, ...] | None:
     return ("::1",) if ":" in agi_host else ("127.0.0.1",)
 
 
+def _pbx_hosts(cfg: Config, node_label: str) -> list[tuple[str, str]]:
+    """(how an error names it, host) of each PBX: pbx.host, or each of pbx.nodes labelled by
+    `node_label` (formatted with its index `i` and `name`)."""
+    if not cfg.pbx.nodes:
+        return [("pbx.host", cfg.pbx.host)]
+    return [(node_label.format(i=i, name=n.name), n.host) for i, n in enumerate(cfg.pbx.nodes)]
+
+
 def _check_pbx_peers(cfg: Config) -> None:
     """A PBX left out of agi.allowed_peers has every session refused: each callee would answer
     into the dialplan's failsafe, never the IVR."""
     nets = [ipaddress.ip_network(p, strict=False) for p in cfg.agi.allowed_peers]
-    nodes = [("pbx.host", cfg.pbx.host)] if not cfg.pbx.nodes else \
-        [(f"pbx.nodes[{i}].host", n.host) for i, n in enumerate(cfg.pbx.nodes)]
-    for where, host in nodes:
+    for where, host in _pbx_hosts(cfg, "pbx.nodes[{i}].host"):
         sources = _pbx_sources(host, cfg.agi.host)
         if sources is not None and not any(ipaddress.ip_address(a) in n
                                            for a in sources for n in nets):
@@ -300,9 +306,7 @@ def _check_agi_reachable(cfg: Config) -> None:
     why = _own_machine(cfg.agi.host)
     if why is None or cfg.pbx.mode != "external":
         return
-    pbxes = [("pbx.host", cfg.pbx.host)] if not cfg.pbx.nodes else \
-        [(f"pbx.nodes[{i}] {n.name!r}", n.host) for i, n in enumerate(cfg.pbx.nodes)]
-    for node, host in pbxes:
+    for node, host in _pbx_hosts(cfg, "pbx.nodes[{i}] {name!r}"):
         if _ip(host) is None or _here(host):
             continue  # a host name (nothing to compare without DNS), or on this machine
         raise ConfigError(f"agi.host: {cfg.agi.host} is {why}, but {node} is at {host}: every "
