@@ -114,24 +114,11 @@ def heard_prompts(cfg: Config, heard: dict[str, str] | Any) -> list[dict[str, An
             for key, sha in sorted(heard.items())]
 
 
-def _copy_whole(src: Path, target: Path) -> None:
-    """A copy that is whole or absent: a full disk never leaves half an exported proof."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # as readable as the copy it replaces (mkstemp makes 0600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(src.read_bytes())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def export_heard(cfg: Config, proof: list[dict[str, Any]], dest: Path) -> list[Path]:
     """Copy the archived audio of every prompt heard in `proof` into dest, as
     <call id>-<prompt>-<sha256>.wav; a prompt missing from the archive is skipped (shown as
     archived: false by `ivr consent show`)."""
+    from ivr.prompts.install import atomic_write  # here: install -> manifest -> this module
     fix = "give --export a folder you can write to (it is created if missing)"
     _folder(dest, "--export", fix)
     out = []
@@ -140,7 +127,7 @@ def export_heard(cfg: Config, proof: list[dict[str, Any]], dest: Path) -> list[P
             if item["archived"]:
                 target = dest / f"{row.get('call_id')}-{item['prompt']}-{item['sha256']}.wav"
                 try:
-                    _copy_whole(audio_path(cfg, item["sha256"]), target)
+                    atomic_write(target, audio_path(cfg, item["sha256"]).read_bytes())
                 except OSError as exc:
                     raise PromptError(f"--export: cannot write {target} "
                                       f"({exc.strerror or exc}): {fix}") from None
