@@ -333,8 +333,11 @@ async def _run_campaign(cfg: Config, store: Store, on_tick: Callable[[Controller
 
 
 async def serve_forever(cfg: Config, store: Store, clock: Callable[[], datetime] = utcnow,
-                        stop: asyncio.Event | None = None) -> None:
-    """FastAGI only (the inbound opposition line between campaign runs), until Ctrl-C."""
+                        stop: asyncio.Event | None = None,
+                        listening: Callable[[], None] | None = None) -> None:
+    """FastAGI only (the inbound opposition line between campaign runs), until Ctrl-C.
+    `listening` is called once the port is bound: saying "serving" earlier would be a lie
+    when the port is taken (the run serving the line already)."""
     agi = AgiApplication(allowed_peers=cfg.agi.allowed_peers,
                          pbx_hosts=[n.host for n in cfg.pbx.node_list()])
     # As in a run: an opposition a store that is away (locked, restarting) cannot take now is
@@ -348,6 +351,8 @@ async def serve_forever(cfg: Config, store: Store, clock: Callable[[], datetime]
     except OSError as exc:
         raise PbxError(f"cannot listen for FastAGI on {cfg.agi.host}:{cfg.agi.port} "
                        f"({exc.strerror}): is `ivr run` active? it serves the line too") from None
+    if listening is not None:
+        listening()
     stop, hard = stop or asyncio.Event(), asyncio.Event()
     install_signals(stop, hard)  # a second Ctrl-C cuts the waits below short
     try:

@@ -21,10 +21,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+import yaml
+from click.testing import CliRunner
 
 from conftest import Backend, make_config, store_at
 from ivr import app as ivr_app
 from ivr.app import run_campaign as app_run
+from ivr.cli import cli
 from ivr.telephony.ami_node import AmiNode
 from ivr.telephony.fake_pbx import FakePbx, answer
 from test_dialer import DELAYS, HASHES, add_contacts, fiction, make_cfg, rig
@@ -251,3 +254,21 @@ def test_a_stop_that_hangs_up_the_calls_still_hears_the_line_out(
     asyncio.run(main())
     assert seen[-2:] == ['STREAM FILE ivr/optout_confirm ""', DONE]
     assert optouts(cfg.path(cfg.store.path)) == 1
+
+
+def test_serve_says_serving_only_once_listening(cfg_file: Path) -> None:
+    """`ivr serve` on a port already taken (a run serving the line) says why in one line and
+    never claims to be serving first."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    data = yaml.safe_load(cfg_file.read_text(encoding="utf-8"))
+    data["agi"]["port"] = taken.getsockname()[1]
+    cfg_file.write_text(yaml.safe_dump(data, allow_unicode=True))
+    try:
+        result = CliRunner().invoke(cli, ["--config", str(cfg_file), "serve"])
+    finally:
+        taken.close()
+    assert result.exit_code != 0
+    assert "cannot listen for FastAGI" in result.output
+    assert "serving FastAGI" not in result.output
