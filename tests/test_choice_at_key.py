@@ -14,7 +14,7 @@ import pytest
 
 from ivr.callflow import outcomes
 from ivr.callflow.agi_ivr import ChoiceWatch, IvrHandler
-from ivr.callflow.flow import DTMF_KEYS, FlowOptions, Play, call_flow
+from ivr.callflow.flow import DTMF_KEYS, HANGUP, Chosen, OptOutNow, Play
 from ivr.campaign import reconcile
 from ivr.telephony.fake_pbx import answer
 from ivr.telephony.fastagi import AgiRequest
@@ -29,28 +29,35 @@ NO = [(Play("intro", DTMF_KEYS), key("2"))]
 
 
 def _refusal_so_far() -> Any:
-    """What ChoiceWatch reports once the 2 is pressed: the refusal, the intro it answered."""
-    told: list[Any] = []
-    watch = ChoiceWatch(lambda: call_flow(FlowOptions()), told.append)
-    watch.saw(key("2"))
-    (reached,) = told
-    return reached
+    """What the flow announces once the 2 is pressed: the refusal, the intro it answered."""
+    told: list[Chosen] = []
+    run(NO + [(Play("legal", "9"), HANGUP)], told=told)
+    (chosen,) = told
+    return chosen.reached
 
 
-def test_the_watch_reports_a_refusal_and_an_opposition_once_each_as_pressed() -> None:
-    told: list[Any] = []
-    watch = ChoiceWatch(lambda: call_flow(FlowOptions()), told.append)
-    watch.saw(key("2"))                       # the intro cut by a 2
-    watch.saw(DONE)                           # the legal mentions heard
-    assert [(o.choice, o.choice_key, o.answered_prompt) for o in told] == \
-        [("refusal", "2", "intro")]
-    watch.saw(key("9"))                       # then a 9 during the goodbye
-    assert [(o.choice, o.answered_prompt) for o in told] == [("refusal", "intro"),
-                                                             ("optout", "goodbye")]
-    consent: list[Any] = []
-    yes = ChoiceWatch(lambda: call_flow(FlowOptions()), consent.append)
-    yes.saw(key("1"))
+def test_the_flow_announces_a_refusal_and_an_opposition_once_each_as_pressed() -> None:
+    told: list[Chosen] = []
+    end = run(NO + [(Play("legal", "9"), DONE),          # the intro cut by a 2, legal heard
+                    (Play("goodbye", "9"), key("9")),    # then a 9 during the goodbye
+                    (OptOutNow("9"), None), (Play("optout_confirm"), DONE)], told=told)
+    assert [(c.reached.choice, c.reached.choice_key, c.reached.answered_prompt,
+             c.reached.outcome, c.reached.stage) for c in told] == \
+        [("refusal", "2", "intro", "declined_partial", "legal"),
+         ("optout", "9", "goodbye", "opted_out", "optout_confirm")]
+    assert told[0].reached.heard == [] and end.heard[:1] == ["legal"]  # a snapshot, not shared
+    consent: list[Chosen] = []
+    run([(Play("intro", DTMF_KEYS), key("1")), (Play("message", "9"), HANGUP)], told=consent)
     assert consent == []  # a consent cut off is retried: nothing final to keep
+
+
+def test_the_watch_reports_each_choice_and_keeps_the_last() -> None:
+    reported: list[Any] = []
+    watch = ChoiceWatch(reported.append)
+    first, second = _refusal_so_far(), _refusal_so_far()
+    watch.chose(first)
+    watch.chose(second)
+    assert reported == [first, second] and watch.last is second
 
 
 def test_a_refusal_is_written_at_the_key_then_completed_once_at_the_end(store: Any) -> None:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.callflow.flow import (DONE, DTMF_KEYS, HANGUP, FlowOptions, OptOutNow, Outcome, Play, Result,
-                      WaitKey, call_flow)
+from ivr.callflow.flow import (DONE, DTMF_KEYS, HANGUP, Chosen, FlowOptions, OptOutNow, Outcome,
+                               Play, Result, WaitKey, call_flow)
 
 OPTS = FlowOptions(max_repeats=2, input_timeout_s=5)
 
@@ -14,11 +14,16 @@ def key(k: str) -> Result:
 
 
 def run(script: list[tuple[object, Result | None]], opts: FlowOptions = OPTS,
-        amd: str = "") -> Outcome:
-    """Drive the flow: each script item is (expected step, result to send back)."""
+        amd: str = "", told: list[Chosen] | None = None) -> Outcome:
+    """Drive the flow: each script item is (expected step, result to send back). The final
+    choices it announces (Chosen, no I/O) are collected in `told`, not scripted."""
     gen = call_flow(opts, amd)
     step = next(gen)
+    told = [] if told is None else told
     for expected, result in script:
+        while isinstance(step, Chosen):
+            told.append(step)
+            step = gen.send(Result())
         assert step == expected
         try:
             step = gen.send(result if result is not None else Result())
@@ -134,6 +139,8 @@ def test_optout_is_recorded_before_the_confirmation_plays() -> None:
     gen = call_flow(OPTS)
     assert next(gen) == Play("intro", DTMF_KEYS)
     assert gen.send(key("9")) == OptOutNow("9")
+    chosen = gen.send(Result())  # then the choice, for the store to keep at once
+    assert isinstance(chosen, Chosen) and chosen.reached.outcome == "opted_out"
     assert gen.send(Result()) == Play("optout_confirm")
     with pytest.raises(StopIteration) as stop:
         gen.send(HANGUP)  # hanging up on the confirmation keeps the opt-out

@@ -1,7 +1,6 @@
 """FastAGI handler `ivr`: drives the pure call flow on a live channel and stores the outcome."""
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
@@ -10,8 +9,8 @@ from ivr.callflow import outcomes
 from ivr.callflow.agi_gate import Refused, SessionGate, hang_up_refused
 from ivr.telephony.contract import ARG_AMD_STATUS, SOUNDS_DIR, VAR_DONE, VAR_HANGUP_CAUSE
 from ivr.telephony.fastagi import CHANNEL_UP, AgiHangup, AgiRequest
-from ivr.callflow.flow import (DONE, HANGUP, FlowGen, FlowOptions, OptOutNow, Outcome, Play, Result,
-                      WaitKey, call_flow)
+from ivr.callflow.flow import (DONE, HANGUP, Chosen, FlowGen, FlowOptions, OptOutNow, Outcome, Play,
+                               Result, WaitKey, call_flow)
 from ivr.prompts.live import PromptVersion
 from ivr.store.sqlite import CallResult, Store
 
@@ -56,40 +55,17 @@ def _abandon(gen: FlowGen) -> Outcome:
 
 
 class ChoiceWatch:
-    """Reports a final choice (a refusal, an opposition: outcomes.FINAL_CHOICES) the moment its
-    key is pressed, for the store to keep before the call goes on: the flow holds its choice
-    in memory until its end, and a controller killed meanwhile would lose it. The flow is pure:
-    the results sent so far, replayed into a new one, then a hangup, give the outcome reached."""
+    """Reports each final choice the flow announces (flow.Chosen: a refusal, an opposition,
+    the moment its key is pressed) for the store to keep before the call goes on, and keeps
+    the last one for a controller fault's settlement."""
 
-    def __init__(self, flow: Callable[[], FlowGen], report: Callable[[Outcome], None]) -> None:
-        self.flow = flow
+    def __init__(self, report: Callable[[Outcome], None]) -> None:
         self.report = report
-        self.sent: list[Result] = []
         self.last: Outcome | None = None  # the last choice reported
 
-    def saw(self, result: Result) -> None:
-        self.sent.append(result)
-        if not result.key:
-            return
-        try:
-            reached = self._replay()
-        except Exception:  # a flow bug: the call goes on, its end still records the choice
-            log.exception("could not replay the call flow to store its choice")
-            return
-        if reached.choice in outcomes.FINAL_CHOICES and \
-                (self.last is None or self.last.choice != reached.choice):
-            self.last = reached
-            self.report(reached)
-
-    def _replay(self) -> Outcome:
-        gen = self.flow()
-        try:
-            next(gen)
-            for result in self.sent:
-                gen.send(result)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        return _abandon(gen)
+    def chose(self, reached: Outcome) -> None:
+        self.last = reached
+        self.report(reached)
 
 
 async def _play(req: AgiRequest, step: Play, sound: str | None = None) -> Result:
@@ -118,7 +94,7 @@ async def drive(gen: FlowGen, req: AgiRequest, on_optout: Callable[[str], None],
                 watch: ChoiceWatch | None = None) -> tuple[Outcome, bool]:
     """Run the flow generator against a live AGI channel. Returns the outcome and whether
     the flow ended on a hangup. `sounds`: prompt key -> the file to play (its version);
-    `watch`: told each result, to store a refusal or an opposition as it is made."""
+    `watch`: told each final choice (a refusal, an opposition) as it is made."""
     sounds = sounds or {}
     try:
         step = next(gen)
@@ -133,6 +109,10 @@ async def drive(gen: FlowGen, req: AgiRequest, on_optout: Callable[[str], None],
             elif isinstance(step, OptOutNow):
                 on_optout(step.key)
                 result = Result()
+            elif isinstance(step, Chosen):
+                if watch is not None:
+                    watch.chose(step.reached)
+                result = Result()
             else:  # pragma: no cover - Step is a closed union
                 raise TypeError(f"unknown step {step!r}")
         except AgiHangup:
@@ -141,8 +121,6 @@ async def drive(gen: FlowGen, req: AgiRequest, on_optout: Callable[[str], None],
             raise FlowAborted(_abandon(gen)) from exc
         if req.hung_up and not result.key:
             result = HANGUP
-        if watch is not None:
-            watch.saw(result)
         try:
             step = gen.send(result)
         except StopIteration as stop:
@@ -277,10 +255,9 @@ class IvrHandler:
         self.write(lambda: self.store.mark_answered(call_id, answered))
         amd_status = req.headers.get(ARG_AMD_STATUS, "")  # AMDSTATUS, "" when AMD is off
         version = self.versions()  # this call plays and records this version to its end
-        flow = functools.partial(call_flow, self.opts, amd_status)  # replayed by the watch
-        watch = ChoiceWatch(flow, self._choice(call_id, amd_status, version.hashes))
+        watch = ChoiceWatch(self._choice(call_id, amd_status, version.hashes))
         try:
-            outcome, hung_up = await drive(flow(), req, self._optout(call), version.sounds,
+            outcome, hung_up = await drive(call_flow(self.opts, amd_status), req, self._optout(call), version.sounds,
                                            watch)
             if not hung_up:
                 await served(req)

@@ -1,7 +1,7 @@
 """The call flow as pure logic (sans-IO), in the manner of httpx's Auth.auth_flow.
 
 `call_flow()` is a generator: it yields steps (play this prompt with these keys live, wait for a
-key, record an opt-out now) and receives each step's result. It never touches a socket, a clock
+key, record an opt-out now, store a final choice now) and receives each step's result. It never touches a socket, a clock
 or a database; the FastAGI adapter drives it on a real call, unit tests drive it with a script.
 
 Yes path: `message` then `legal` (the political message ends with the legal mentions, as the
@@ -10,7 +10,9 @@ CNIL requires), then `goodbye`. `message_played` means both were heard to the en
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from ivr.callflow.outcomes import FINAL_CHOICES
 
 DTMF_KEYS = "0123456789*#"
 
@@ -32,7 +34,15 @@ class OptOutNow:
     key: str
 
 
-Step = Play | WaitKey | OptOutNow
+@dataclass(frozen=True)
+class Chosen:
+    """A final choice (a refusal, an opposition: outcomes.FINAL_CHOICES) was just made: store
+    it now, before the call goes on, since the outcome comes only at the end and a controller
+    killed meanwhile would lose it. `reached` is what a hangup at this point would give."""
+    reached: "Outcome"
+
+
+Step = Play | WaitKey | OptOutNow | Chosen
 
 
 @dataclass(frozen=True)
@@ -85,10 +95,21 @@ class _Call:
         self.opts = opts
         self.state = Outcome(outcome="error", stage="intro")
         self.prompt = "intro"  # the prompt playing, or waited on once played
+        self.told: str | None = None  # the last final choice announced (Chosen)
+
+    def tell(self) -> Generator[Step, Result, None]:
+        """Announce a final choice made since the last step, once, as a hangup now leaves it."""
+        state = self.state
+        if state.choice in FINAL_CHOICES and state.choice != self.told:
+            self.told = state.choice
+            reached = replace(state, heard=list(state.heard))
+            reached.outcome = _hangup_outcome(reached)
+            yield Chosen(reached)  # its result carries nothing
 
     def play(self, prompt: str, keys: str = "") -> Generator[Step, Result, Result]:
         state = self.state
         state.stage = self.prompt = prompt
+        yield from self.tell()
         result = yield Play(prompt, keys)
         if result.hangup:
             raise _Hangup
@@ -101,6 +122,7 @@ class _Call:
     def wait_key(self) -> Generator[Step, Result, str | None]:
         state = self.state
         state.stage = "choice" if state.choice is None else state.stage
+        yield from self.tell()
         waited = yield WaitKey(self.opts.input_timeout_s)
         if waited.hangup:
             raise _Hangup
