@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from panoramisk import Manager
@@ -47,9 +47,28 @@ _CLOSED = Message({"Event": "Closed"})  # queued by close(): the end of events()
 DEFAULT_LOGIN_HINT = "check pbx.user and the IVR_AMI_SECRET environment variable"
 
 
+# panoramisk 1.4 lines that print a whole AMI message or action: "message interpreted: %r"
+# (every reply and event, e.g. a CoreShowChannel's ApplicationData with an AGI token or the
+# opposition line's callback secret, and the callee's number in Channel), "Fail to send %r"
+# (the action, pre-formatted: a Login's Secret, an Originate's IVR_TOKEN), "Adding action ...
+# to awaiting list: %s". They never reach our log: the logs promise no tokens, secrets, numbers.
+_WHOLE_MESSAGE_LINES = ("message interpreted", "Fail to send", "Adding action")
+
+
+def _whole_message_line(msg: object, args: tuple[Any, ...]) -> str | None:
+    """The first words of a line that would print an AMI message, None for any other line.
+    Any line with a message argument counts (a panoramisk upgrade adding one stays quiet)."""
+    text = str(msg)
+    known = next((p for p in _WHOLE_MESSAGE_LINES if text.startswith(p)), None)
+    if known is None and any(isinstance(arg, Mapping) for arg in args):
+        known = text.split("%", 1)[0].rstrip(" :\"'")[:40]
+    return known
+
+
 class _PanoramiskLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     """panoramisk's log lines, naming the node; while the link is down and that was logged
-    once, its "Connection lost" / "Try to connect again" each second go to debug."""
+    once, its "Connection lost" / "Try to connect again" each second go to debug. A line that
+    would print a whole AMI message is dropped at debug; above, only its first words remain."""
 
     def __init__(self, owner: "Ami") -> None:
         super().__init__(logging.getLogger("ivr.telephony.ami.panoramisk"), {})
@@ -57,6 +76,11 @@ class _PanoramiskLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
         owner = self._owner
+        words = _whole_message_line(msg, args)
+        if words is not None:
+            if level <= logging.DEBUG:
+                return
+            msg, args = f"{words} (AMI message not shown: it can carry secrets)", ()
         if owner._retrying and level > logging.DEBUG:
             level = logging.DEBUG
         super().log(level, f"{owner.label}{msg}", *args, **kwargs)
