@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from ivr.campaign.clock import Clock
+from ivr.campaign.nodes import Peers
 from ivr.campaign.state import NodeSnapshot, RunState, Snapshot
 from ivr.config import Config
 from ivr.config_checks import MIN_CALLS_PER_SECOND, check_calls_per_second
@@ -135,14 +136,14 @@ class RunControl:
 
     # -- starting -------------------------------------------------------------------------------
     async def begin(self, standby: bool) -> None:
-        """A CLI start says `running` (audited); a standby run waits, without dialling, for the
-        console's Start given after it began (the row as it was then does not count: an old
-        `running` or `stopped` is another run's). Only a write of the desired state counts:
+        """A CLI start says `running` (audited), but joins a pause the console set while
+        another controller of the campaign is live (_start_unless_paused); a standby run
+        waits, without dialling, for the console's Start given after it began (the row as it
+        was then does not count: an old `running` or `stopped` is another run's). Only a write of the desired state counts:
         its updated_at moves, a pacing-only write leaves it (store/sqlite_console.py), so
         saving the pacing is neither a Start nor a Stop; the pacing is applied by value."""
         if not standby:
-            await self._call(self.store.set_run_control, self.campaign, desired="running",
-                             by=CLI, now=self.clock.now())
+            await self._call(self._start_unless_paused, self.clock.now())
             await self.read()
             return
         log.warning("%s (campaign %s)", STANDBY, self.campaign)
@@ -161,6 +162,28 @@ class RunControl:
             await self.publish()
             await self.clock.wait(self.stop, timeout=self.poll_s)
         self.state.set(console="")
+
+    def _start_unless_paused(self, now: Any) -> None:
+        """Write `running`, unless the console paused the campaign and another controller of
+        it is live (restarting one of a paused cluster must not resume them all): this run
+        then joins the pause. Alone, starting is the operator's explicit start (a paused, then
+        stopped, single controller is not stuck); a stop is replaced by running as before."""
+        row = self.store.run_control(self.campaign)
+        if row and row["desired"] == "paused" and self._others_live():
+            log.warning("campaign %s is paused in the console%s: this run stays paused too; "
+                        "resume it there", self.campaign, f" (by {row['updated_by']})"
+                        if row.get("updated_by") else "")
+            return
+        self.store.set_run_control(self.campaign, desired="running", by=CLI, now=now)
+
+    def _others_live(self) -> bool:
+        """Another live controller of this campaign (store.peer_load: not stopped, lease
+        running; this run is registered before it begins)."""
+        load = getattr(self.store, "peer_load", None)
+        if load is None:
+            return False
+        me = str(getattr(self.store, "controller_id", None) or "")
+        return any(c != me for c in Peers.from_rows(load(self.campaign), me, self.campaign).ids)
 
     async def stop_all(self, by: str) -> None:
         """Stop every controller of the campaign, as the console's Stop does (audited as `by`):
