@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from fastapi import HTTPException, Request
 
 from ivr import web_users
+from ivr.store.base import StoreBackend
 
 SESSION_USER = "user"
 SESSION_CSRF = "csrf"
@@ -177,6 +178,27 @@ def open_session(request: Request, row: dict) -> None:  # type: ignore[type-arg]
     request.session.clear()
     request.session.update({SESSION_USER: row["name"], SESSION_EPOCH: row["session_epoch"],
                             SESSION_AT: int(time.time()), "lang": lang})
+
+
+# The login form's fields: longer is no user's name nor a password anyone types; refused
+# before the hash and before anything is stored (a 1 MB name was kept whole in the audit).
+USER_FIELD_MAX = 256
+PASSWORD_FIELD_MAX = 1024
+UNKNOWN_USER = "(unknown user)"
+CLIENT_FIELD_MAX = 64  # an address as stored (a forwarded one is whatever the client sent)
+
+
+def login_fields_ok(name: str, password: str) -> bool:
+    return len(name) <= USER_FIELD_MAX and len(password) <= PASSWORD_FIELD_MAX
+
+
+def login_failed_detail(store: StoreBackend, name: str, client: str) -> dict[str, str]:
+    """What the audit keeps of a failed login. The name only when it is a user's: a name that
+    is no user's is often the password typed in the wrong field, which /api/audit would show
+    to every admin, for good."""
+    known = store.user_by_name(name) is not None
+    return {"user": name[:USER_FIELD_MAX] if known else UNKNOWN_USER,
+            "client": client[:CLIENT_FIELD_MAX]}
 
 
 def check_password(store, name: str, password: str) -> dict | None:  # type: ignore[no-untyped-def]

@@ -18,7 +18,7 @@ from ivr.web import i18n, records, service
 from ivr.web import prompts as prompts_mod
 from ivr.web.api import dropped, erase_number, known, prompts_elsewhere
 from ivr.web.auth import (User, authenticate, check_password, client_of, csrf_ok, csrf_token,
-                          now, open_session, require)
+                          login_failed_detail, login_fields_ok, now, open_session, require)
 from ivr.web.results import back as _back, keep_rejects, page_route, rejects_download
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -89,13 +89,16 @@ def login(request: Request, username: str = Form(""), password: str = Form(""),
     _check_csrf(request, csrf_token)
     limiter, client = request.app.state.limiter, client_of(request)
     ctx = {"next": _safe_next(next, "/"), "username": username}
+    if not login_fields_ok(username, password):  # absurdly long: refused, nothing kept
+        return _render(request, "login.html", {**ctx, "username": "", "error": "login_failed"},
+                       400)
     reserved = limiter.reserve(username, client)  # counted as failed until proven right
     if reserved is None:
         return _render(request, "login.html", {**ctx, "error": "login_limited"}, 429)
     store = request.app.state.stores.get()
     row = check_password(store, username, password)
     if row is None:
-        store.audit("login_failed", None, {"user": username, "client": client}, now())
+        store.audit("login_failed", None, login_failed_detail(store, username, client), now())
         return _render(request, "login.html", {**ctx, "error": "login_failed"}, 401)
     limiter.succeeded(username, client, reserved)
     open_session(request, row)
