@@ -356,6 +356,9 @@ MAX_WEBHOOK_TIMEOUT_S = 60.0  # a receiver slower than this is down: retry later
 # The only hosts a webhook may reach in plain http (outcomes carry phone numbers); the
 # webhook client never sends to them through an environment proxy (records/webhooks.py).
 PLAIN_HTTP_HOSTS = ("127.0.0.1", "::1", "localhost")
+# A URL's authority (user-info@host:port), its scheme and slashes however many: where a
+# user name and password would be.
+_AUTHORITY = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*:)?/*([^/?#]*)")
 
 
 def _validate_webhooks(hooks: Webhooks) -> None:
@@ -363,6 +366,10 @@ def _validate_webhooks(hooks: Webhooks) -> None:
               low_open=True)
     if not hooks.url:
         return
+    # Credentials first, read as loosely as any parser would: the messages below quote the URL.
+    if "@" in _AUTHORITY.match(hooks.url).group(1):  # type: ignore[union-attr]
+        raise ConfigError("webhooks.url holds credentials: remove them; the receiver checks "
+                          "X-IVR-Signature (IVR_WEBHOOK_SECRET) instead")
     from urllib.parse import urlsplit
     try:  # urlsplit refuses a broken [IPv6], .port a port not in 0-65535 or not digits
         parts = urlsplit(hooks.url)
@@ -380,9 +387,6 @@ def _validate_webhooks(hooks: Webhooks) -> None:
     if parts.scheme == "http" and parts.hostname not in PLAIN_HTTP_HOSTS:
         raise ConfigError("webhooks.url: use https:// (outcomes carry phone numbers); plain "
                           "http only to this machine (127.0.0.1, localhost)")
-    if parts.username or parts.password:
-        raise ConfigError("webhooks.url holds credentials: remove them; the receiver checks "
-                          "X-IVR-Signature (IVR_WEBHOOK_SECRET) instead")
 
 
 def check_dial_template(template: str) -> None:
