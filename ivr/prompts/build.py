@@ -34,12 +34,14 @@ from ivr.prompts.archive import archive_build
 from ivr.prompts.decode import CONVERSION, DECODER, convert
 from ivr.prompts.install import atomic_write, install_prompts, same_file, sha
 from ivr.prompts.manifest import (MANIFEST_NAME, Manifest, check_legal_recording, fingerprint,
-                                  load_manifest, prompt_digest, read_manifest, spoken_source)
+                                  flow_keys, load_manifest, prompt_digest, read_manifest,
+                                  spoken_source)
 from ivr.prompts.tts import ENGINES, check_gtts_language, render_tts, resolve_engine
 
 Log = Callable[[str], None]
 
-MANIFEST_VERSION = 1  # `campaign` and `sources` (prompts/manifest.py) were added, nothing changed
+# `campaign`, `sources` and `flow_keys` (prompts/manifest.py) were added, nothing changed
+MANIFEST_VERSION = 1
 CACHE_DIR = ".cache"
 __all__ = ["MANIFEST_NAME", "build_prompts", "convert", "install_prompts", "load_manifest"]
 
@@ -330,6 +332,7 @@ def _stage_all(cfg: Config, jobs: list[_Job], build_dir: Path, staging: Path,
     _check_intro_length(cfg, staged.entries)
     manifest: Manifest = {"version": MANIFEST_VERSION, "campaign": cfg.campaign.name,
                           "sources": fingerprint(cfg, _sources(jobs)),
+                          "flow_keys": flow_keys(cfg),  # a run with other keys never plays it
                           "prompts": staged.entries}
     _archive_staged(cfg, manifest, staged, build_dir, staging)
     _move_into_place(staged, build_dir, staging)

@@ -9,7 +9,9 @@ The manifest is looked at (one stat) at most once a second. A new version is tak
 every one of its files is installed where the controller can see it (every sandbox instance's
 own sounds folder, sandbox_nodes.sounds_dirs, or pbx.sounds_dir): no call, on any node, asks
 Asterisk for a file that is not there yet. A manifest rewritten by another campaign's build
-(two configs sharing prompts.build_dir) is never taken. With a PBX whose sounds
+(two configs sharing prompts.build_dir) is never taken, nor one built for other flow keys
+(yes_key, no_key, optout_key, slots) than the run reads: its intro would tell callees keys the
+run reads otherwise (restarting `ivr run` takes the new keys). With a PBX whose sounds
 folder the controller cannot see, the administrator installs first, then rebuilds (README).
 """
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ivr.prompts.manifest import ForeignBuild
+from ivr.prompts.manifest import ForeignBuild, OtherFlowKeys, keys_said
 from ivr.telephony.contract import prompt_sound
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,12 @@ class LivePrompts:
         except ForeignBuild as exc:  # another campaign's build: never played, said once
             self._seen = stamp
             log.error("prompt manifest rewritten for another campaign, not followed: %s", exc)
+            return
+        except OtherFlowKeys as exc:  # its intro names other keys than this run reads
+            self._seen = stamp
+            log.warning("prompts rebuilt for other flow keys (%s): not played, calls keep the "
+                        "current version; restart `ivr run` to take the new keys",
+                        keys_said(exc.changed, "this run"))
             return
         except Exception as exc:  # a build being written, or broken: keep playing ours
             log.warning("prompt manifest changed but cannot be read (%s): keeping the "

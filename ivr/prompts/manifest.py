@@ -6,6 +6,12 @@ it), and a text or a legal mention edited after the build leaves the built audio
 one. The manifest records `campaign` and `sources` (a hash per prompt text or recording, per
 legal.* field) so that `ivr check` and `ivr run` refuse a build made for another campaign or
 from other sources, and install and the live follower refuse another campaign's build.
+
+It records `flow_keys` too (flow.yes_key, no_key, optout_key, slots): the intro tells the
+callee which key means what, and a run reads the keys of the config it started with. A build
+made for other keys is stale for `ivr check` and `ivr run`, and a running campaign does not
+play it (OtherFlowKeys): a callee told "2 for yes" by the new intro would be read by the old
+keys. A manifest written before keys were recorded is judged by its sources alone, as then.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from ivr.errors import PromptError
 from ivr.prompts.archive import archive_dir, missing_from_archive
 
 Manifest = dict[str, Any]
+KeyChange = tuple[str, Any, Any]  # (flow.<key>, as built, as configured)
 
 MANIFEST_NAME = "manifest.json"
 LEGAL_FIELDS = ("sender", "postal_address", "email")
@@ -28,6 +35,23 @@ REBUILD = "run `ivr prompts build`"
 
 class ForeignBuild(PromptError):
     """The build in prompts.build_dir was made for another campaign."""
+
+
+class OtherFlowKeys(PromptError):
+    """The build in prompts.build_dir was made for other flow keys than the config's;
+    `changed` names them ("flow.yes_key '2' in the build, '1' in ...")."""
+
+    def __init__(self, message: str, changed: list[KeyChange]) -> None:
+        super().__init__(message)
+        self.changed = changed
+
+
+def keys_said(changed: list[KeyChange], config_is: str) -> str:
+    """The differing keys, the config's side called `config_is` ("the config", "this run")."""
+    def said(value: Any) -> str:
+        return "none" if value is None else repr(value)
+    return "; ".join(f"{name} {said(built)} in the build, {said(now)} in {config_is}"
+                     for name, built, now in changed)
 
 
 def read_manifest(path: Path) -> Manifest | None:
@@ -56,6 +80,16 @@ def load_manifest(cfg: Config) -> Manifest:
     if manifest is None:
         raise PromptError(not_built(path))
     check_not_foreign(cfg, manifest)
+    return manifest
+
+
+def load_playable(cfg: Config) -> Manifest:
+    """The manifest a run of this config plays: load_manifest's, made for the config's flow
+    keys (else OtherFlowKeys; one recording none, built by an older version, is taken)."""
+    manifest = load_manifest(cfg)
+    problem = flow_keys_problem(cfg, manifest)
+    if problem:
+        raise OtherFlowKeys(problem, flow_keys_changed(cfg, manifest))
     return manifest
 
 
@@ -110,6 +144,44 @@ def config_fingerprint(cfg: Config) -> dict[str, str]:
                              for key, item in cfg.prompts.items.items()})
 
 
+def flow_keys(cfg: Config) -> dict[str, Any]:
+    """What each key means as this config's prompts say it (recorded by every build)."""
+    f = cfg.flow
+    return {"yes_key": str(f.yes_key), "no_key": str(f.no_key),
+            "optout_key": str(f.optout_key),
+            "slots": {str(k): str(v) for k, v in sorted(f.slots.items())}}
+
+
+def _flat_keys(keys: Mapping[str, Any], ask_slot: bool) -> dict[str, Any]:
+    out = {f"flow.{name}": keys.get(name) for name in ("yes_key", "no_key", "optout_key")}
+    slots = keys.get("slots")
+    if ask_slot and isinstance(slots, dict):  # without the slot question no slot key is read
+        out |= {f"flow.slots.{k}": v for k, v in sorted(slots.items())}
+    return out
+
+
+def flow_keys_changed(cfg: Config, manifest: Mapping[str, Any]) -> list[KeyChange]:
+    """(name, as built, as configured) for each flow key the build was made otherwise; none
+    for a build that records no keys (an older version's: judged by its sources, as then)."""
+    recorded = manifest.get("flow_keys")
+    if not isinstance(recorded, dict):
+        return []
+    ask_slot = cfg.flow.ask_slot
+    built, now = _flat_keys(recorded, ask_slot), _flat_keys(flow_keys(cfg), ask_slot)
+    names = list(now) + [k for k in built if k not in now]
+    return [(k, built.get(k), now.get(k)) for k in names if built.get(k) != now.get(k)]
+
+
+def flow_keys_problem(cfg: Config, manifest: Mapping[str, Any]) -> str | None:
+    """One line when the build was made for other flow keys than the config's."""
+    changed = flow_keys_changed(cfg, manifest)
+    if not changed:
+        return None
+    keys = keys_said(changed, "the config")
+    return (f"campaign {cfg.campaign.name!r}: {_where(cfg)} was built for other flow keys "
+            f"({keys}): its prompts may name other keys than a run reads: {REBUILD}")
+
+
 def _where(cfg: Config) -> str:
     return f"{cfg.prompts.build_dir}/{MANIFEST_NAME}"
 
@@ -139,6 +211,9 @@ def stale_problem(cfg: Config, manifest: Mapping[str, Any]) -> str | None:
     if "campaign" not in manifest or not isinstance(recorded, dict):
         return (f"campaign {name!r}: {_where(cfg)} records no campaign nor sources (built by "
                 f"an older version): {REBUILD}")
+    keys = flow_keys_problem(cfg, manifest)
+    if keys:
+        return keys
     now = config_fingerprint(cfg)
     unreadable = sorted(k for k, v in now.items() if v == "unreadable")
     if unreadable:
