@@ -1,6 +1,7 @@
 """FastAGI handler `ivr`: drives the pure call flow on a live channel and stores the outcome."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
@@ -19,6 +20,9 @@ log = logging.getLogger(__name__)
 # outcomes.kept_after_fault says whether the choice made stands or it is `error`, retried.
 CUT_SHORT = outcomes.CUT_SHORT
 RUN_HANGUP = outcomes.RUN_HANGUP  # the stage's prefix of a call the run hung up
+# The stage of a call whose number was put on the opposition list while it rang (after the
+# claim's check): hung up on answer, nothing played, `opted_out`, no proof row, no retry.
+OPPOSED_BEFORE_ANSWER = "opposed-before-answer"
 
 
 class PromptUnplayable(Exception):
@@ -250,10 +254,36 @@ class IvrHandler:
             return CallResult(outcome="error", stage="controller", keys="", heard={})
         return self._result(kept, amd_status, "", hashes)
 
+    async def _opposed(self, call: dict, call_id: int) -> bool:
+        """Is the number on the opposition list now? The claim checked it, but an objection
+        (`ivr optout add`, the console) may come while the call rings: it takes effect at once,
+        so it is read again on answer. One indexed read of a keyed hash; on a remote store in
+        a worker thread, as the dialer's reads (Dialer.off_loop): the loop never waits on it."""
+        number = str(call.get("number") or "")
+        try:
+            if getattr(self.store, "remote", False):
+                return await asyncio.to_thread(self.store.is_opted_out, number)
+            return self.store.is_opted_out(number)
+        except Exception as exc:  # the store away: the claim's check, moments ago, stands
+            log.warning("call %s: could not read the opposition list on answer: %s", call_id, exc)
+            return False
+
+    async def _hang_up_opposed(self, req: AgiRequest, call: dict, call_id: int,
+                               amd_status: str) -> None:
+        """Nothing is played: the dialplan hangs up (normal clearing, not its failsafe)."""
+        log.info("call %s: number opposed while it rang; hung up on answer", call_id)
+        await served(req)
+        self._store(call, call_id, CallResult(
+            outcome="opted_out", stage=OPPOSED_BEFORE_ANSWER, keys="", heard={},
+            amd_status=amd_status or None))
+
     async def _run(self, req: AgiRequest, call: dict, call_id: int) -> None:
         answered = self.clock()
         self.write(lambda: self.store.mark_answered(call_id, answered))
         amd_status = req.headers.get(ARG_AMD_STATUS, "")  # AMDSTATUS, "" when AMD is off
+        if await self._opposed(call, call_id):
+            await self._hang_up_opposed(req, call, call_id, amd_status)
+            return
         version = self.versions()  # this call plays and records this version to its end
         watch = ChoiceWatch(self._choice(call_id, amd_status, version.hashes))
         try:
@@ -280,6 +310,10 @@ class IvrHandler:
         except Exception:  # a controller fault is recorded as `error`, never lost, but for
             log.exception("call %s failed in the controller", call_id)  # a choice made
             result = self._after_fault(watch.last, amd_status, version.hashes)
+        self._store(call, call_id, result)
+
+    def _store(self, call: dict, call_id: int, result: CallResult) -> None:
+        """The call's outcome, through the writer (never lost), with its retry time."""
         now, retry = self.clock(), self.retry_at(call, result.outcome)
 
         def record() -> None:

@@ -1,0 +1,65 @@
+"""An objection made while the call rings (`ivr optout add`, the console) takes effect at once:
+the claim checked the opposition list before the Originate, so the IVR reads it again when the
+callee answers and plays nothing. The fake PBX over real AMI and FastAGI, a store of each
+backend (conftest.backend); the objection is written through a second connection, as the
+CLI's or the console's."""
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from ivr.records import privacy
+from ivr.telephony.fake_pbx import answer
+
+from conftest import Backend
+from test_dialer import fiction, rig
+from test_run_control import start_run
+
+
+def test_a_number_opposed_while_it_rings_hears_nothing_and_ends_opted_out(
+        backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IVR_OPTOUT_KEY", "k" * 32)
+    backend.key = b"k" * 32
+    n = fiction(8)
+    read_in: list[str] = []  # the thread each opposition read on answer ran in
+
+    async def scenario() -> dict[str, Any]:
+        # Answers 1.5 s after the Originate, then would press 1 (consent) at the first prompt.
+        async with rig(backend, {n: answer(["1"], delay_s=1.5, prompt_s=0.1)},
+                       max_concurrent=1, ring_timeout_s=10) as r:
+            checked = r.store.is_opted_out
+
+            def spy(number: str) -> bool:
+                read_in.append(threading.current_thread().name)
+                return checked(number)
+            monkeypatch.setattr(r.store, "is_opted_out", spy)
+            task, _ = await start_run(r)
+            await r.until(lambda: len(r.pbx.originates) == 1)
+            assert not r.pbx.calls[next(iter(r.pbx.calls))].answered  # still ringing
+            assert privacy.optout_add(backend.open(), n, "email", datetime.now(timezone.utc),
+                                      "FR")
+            await asyncio.wait_for(task, 30)
+            await r.settled()
+            other = backend.open()
+            return {"calls": r.calls(), "agi": [c.agi for c in r.pbx.calls.values()],
+                    "consents": other.q("SELECT kind, key FROM consents"),
+                    "optouts": other.q("SELECT number, via FROM optouts"),
+                    "status": other.q("SELECT status FROM contacts")}
+
+    got = asyncio.run(scenario())
+    [call] = got["calls"]
+    assert (call["outcome"], call["stage"]) == ("opted_out", "opposed-before-answer")
+    assert call["keys"] == "" and call["retry_at"] is None
+    assert call["answered_at"] is not None
+    [agi] = got["agi"]
+    assert not [c for c in agi if c.upper().startswith(("STREAM FILE", "WAIT FOR DIGIT"))], agi
+    assert got["consents"] == []  # no proof of a choice the person never made
+    assert got["optouts"] == [{"number": n, "via": "email"}]  # the objection as made, alone
+    assert got["status"] == [{"status": "opted_out"}]
+    # Read once, on answer; on PostgreSQL in a worker thread (the loop never waits on it).
+    assert len(read_in) == 1
+    assert (read_in[0] != "MainThread") == (backend.name == "postgresql"), read_in
