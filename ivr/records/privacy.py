@@ -9,6 +9,10 @@ store's (StoreBackend: consents_of, optout_of, person_data, erase_person, places
 unscanned_columns, purge_before).
 
 Erasure policy (gdpr_erase):
+- refused, nothing changed, while a call to the number rings or runs (an attempt without an
+  outcome started within IN_PROGRESS_S): its end would write the person's keys and choice
+  back. Whatever erased it anyway (an attempt older than that), a call's end writes no proof
+  row nor opposition for the erased placeholder number (store.finish_answered).
 - contacts row: deleted (name, list, extra columns, everything).
 - calls rows: kept for statistics (campaign, times, outcome, stage, prompts heard) but the
   number becomes the constant 'erased' (not a hash: a hash would keep a linkable pseudonym for
@@ -55,11 +59,15 @@ from ivr.numbers import NumberRejected, is_e164, opposition_number
 from ivr.records.csv_read import short
 
 from ivr.errors import IvrError
-from ivr.store.base import StoreBackend, utc
+from ivr.store.base import ERASED_NUMBER, StoreBackend, utc
 
 OPTOUT_CHANNELS = ("post", "email", "phone", "sms")
-ERASED_NUMBER = "erased"
 ERASED_TEXT = "[erased]"
+# An attempt without an outcome started within this is a call that may still ring or run: its
+# end would write the person's choice back after the erasure. Far longer than any call
+# (campaign/deadline.longest_call_s: minutes); an older one was left open by a controller that
+# died with no other to settle it, and must not block an erasure forever.
+IN_PROGRESS_S = 3600
 
 _DURATION = re.compile(r"([0-9]{1,6})([hdwmy])")
 _UNIT = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1),
@@ -169,7 +177,8 @@ def gdpr_export(store: StoreBackend, number: str, now: datetime) -> dict[str, An
 
 
 def gdpr_erase(store: StoreBackend, number: str, now: datetime) -> dict[str, Any]:
-    """Erase the person's data in one transaction (policy in the module docstring)."""
+    """Erase the person's data in one transaction (policy in the module docstring); refused
+    while a call to the number is in progress (IN_PROGRESS_S)."""
     number, now = _e164(number), _aware(now)
     unknown = store.unscanned_columns()
     if unknown:
@@ -177,6 +186,10 @@ def gdpr_erase(store: StoreBackend, number: str, now: datetime) -> dict[str, Any
                        f"{', '.join(unknown)}, which no erasure rule covers; that data needs "
                        "its own erasure rule")
     with store.transaction():
+        ringing = store.call_in_progress(number, now - timedelta(seconds=IN_PROGRESS_S))
+        if ringing is not None:
+            raise IvrError(f"a call to {number} is in progress (attempt {ringing}): erase it "
+                           "once it ends; nothing was erased")
         counts: dict[str, Any] = store.erase_person(number, erased_number=ERASED_NUMBER,
                                                     erased_text=ERASED_TEXT)
         left = store.places_holding(number)

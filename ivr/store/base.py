@@ -40,6 +40,9 @@ def parse_utc(text: str) -> datetime:
 
 
 TOKEN_USE_NOTED_S = 60.0  # an API token's last_used_at is rewritten at most this often
+# What an erasure writes for the number of the calls it keeps (records/privacy.gdpr_erase). A
+# call's end never writes a proof row nor an opposition for it (finish_answered, record_choice).
+ERASED_NUMBER = "erased"
 
 
 def token_use_to_note(last_used_at: str | None, now: datetime) -> bool:
@@ -325,6 +328,10 @@ class StoreBackend(Protocol):
     def consents_of(self, number: str) -> list[Row]: ...
     def optout_of(self, number: str) -> Row | None: ...
     def person_data(self, number: str) -> dict[str, Any]: ...
+    # call_in_progress: the id of the number's newest attempt without an outcome started after
+    # `started_after`, else None; on PostgreSQL it first locks the number's contacts (no claim
+    # lands between this read and the erasure after it)
+    def call_in_progress(self, number: str, started_after: datetime) -> int | None: ...
     def erase_person(self, number: str, *, erased_number: str,
                      erased_text: str) -> dict[str, int]: ...
     def unscanned_columns(self) -> list[str]: ...

@@ -15,7 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from ivr.callflow import outcomes
-from ivr.store.base import CallResult, Claim, History, Judge, Row, parse_utc, utc
+from ivr.store.base import (ERASED_NUMBER, CallResult, Claim, History, Judge, Row,
+                             parse_utc, utc)
 from ivr.store.pg_core import PgCore
 from ivr.store.sqlite_calls import HISTORY_CHUNK, _heard, _known, campaign_tag, hashes_of
 
@@ -131,21 +132,24 @@ class PgCallsSQL(PgCore):
         with self.transaction():
             ts = utc(now)
             row = self._row(
-                "UPDATE calls SET state = 'ended', outcome = %s, stage = %s, keys = %s, "
+                "UPDATE calls SET state = 'ended', outcome = %s, stage = %s, keys = CASE WHEN "
+                "number = %s THEN '' ELSE %s END, "
                 "prompts_sha256 = %s, amd_status = %s, answered_at = COALESCE(answered_at, %s), "
                 "ended_at = %s, hangup_cause = COALESCE(hangup_cause, %s), retry_at = %s "
                 "WHERE id = %s AND (outcome IS NULL OR (%s AND outcome = 'error' AND "
                 "stage = 'orphaned')) "
                 "RETURNING contact_id, number, caller_id, campaign, answered_at, hangup_cause",
-                (result.outcome, result.stage, result.keys, json.dumps(result.heard),
-                 result.amd_status, ts, ts, result.hangup_cause or "16",
+                (result.outcome, result.stage, ERASED_NUMBER, result.keys,
+                 json.dumps(result.heard), result.amd_status, ts, ts, result.hangup_cause or "16",
                  utc(retry_at) if retry_at else None, call_id,
                  result.outcome != "error"))
             if row is None:
                 return None
-            if result.choice:
+            # Erased while it rang or ran: no proof row nor opposition (sqlite_calls says why).
+            chose = result.choice if row["number"] != ERASED_NUMBER else None
+            if chose:
                 self._proof(call_id, row, result, ts)
-            if result.choice == "optout":
+            if chose == "optout":
                 self._add_optout(row["number"], "phone-key", row["campaign"], now)
             elif result.choice == "consent" and result.slot:
                 self._exec("UPDATE contacts SET slot = %s WHERE id = %s",
@@ -179,18 +183,19 @@ class PgCallsSQL(PgCore):
         with self.transaction():
             if self._row("SELECT id FROM calls WHERE id = %s FOR UPDATE", (call_id,)) is None:
                 return False
-            self._exec("UPDATE calls SET keys = %s WHERE id = %s AND outcome IS NULL",
-                       (result.keys, call_id))
+            # Nothing for a call erased meanwhile (sqlite_calls.finish_answered says why).
+            self._exec("UPDATE calls SET keys = %s WHERE id = %s AND outcome IS NULL AND "
+                       "number <> %s", (result.keys, call_id, ERASED_NUMBER))
             return self._exec(
                 "INSERT INTO consents (call_id, contact_id, number, kind, key, at, caller_id, "
                 "campaign, prompt_key, prompt_sha256, heard_sha256, amd_status, answered_at) "
                 "SELECT id, contact_id, number, %s, %s, %s, caller_id, campaign, %s, %s, %s, %s, "
-                "answered_at FROM calls WHERE id = %s AND (outcome IS NULL OR (outcome = 'error' "
-                "AND stage = 'orphaned')) AND NOT EXISTS (SELECT 1 FROM consents WHERE "
-                "call_id = %s AND kind = %s)",
+                "answered_at FROM calls WHERE id = %s AND number <> %s AND (outcome IS NULL OR "
+                "(outcome = 'error' AND stage = 'orphaned')) AND NOT EXISTS (SELECT 1 FROM "
+                "consents WHERE call_id = %s AND kind = %s)",
                 (result.choice, result.choice_key, utc(at), result.answered_prompt,
                  result.answered_sha256, json.dumps(_heard(result)), result.amd_status, call_id,
-                 call_id, result.choice)) == 1
+                 ERASED_NUMBER, call_id, result.choice)) == 1
 
     def choices_of(self, call_id: int) -> set[str]:
         return {r["kind"] for r in self._rows("SELECT kind FROM consents WHERE call_id = %s",

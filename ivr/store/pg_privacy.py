@@ -195,6 +195,19 @@ class PgPrivacySQL(PgCore):
         form (EXTRA_NARROWING), the person's own row included."""
         return naming_rows(self._rows(EXTRA_NARROWING, extra_probes(number)), number)
 
+    def call_in_progress(self, number: str, started_after: datetime) -> int | None:
+        """The number's newest attempt without an outcome started after `started_after`. The
+        number's contacts are locked first, in the caller's transaction: a claim holding one
+        (FOR UPDATE SKIP LOCKED) is waited for, so its attempt is seen here; a claim after
+        this skips it (as in flight) until the erasure has committed."""
+        self._exec("SELECT id FROM contacts WHERE number = %s FOR UPDATE", (number,))
+        # CASE: only a timestamp is cast (a hand-written row's text would fail the cast).
+        row = self._row("SELECT id FROM calls WHERE number = %s AND outcome IS NULL AND CASE "
+                        "WHEN started_at ~ '^[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]' THEN "
+                        "started_at::timestamptz > %s::timestamptz END ORDER BY id DESC LIMIT 1",
+                        (number, utc(started_after)))
+        return int(row["id"]) if row else None
+
     def erase_person(self, number: str, *, erased_number: str,
                      erased_text: str) -> dict[str, int]:
         """Carry out the erasure policy for one number; the caller holds the transaction."""

@@ -12,7 +12,8 @@ from typing import Any
 
 from ivr.callflow import outcomes
 from ivr.errors import StoreError
-from ivr.store.base import CallResult, Claim, History, Judge, Row, parse_utc, utc
+from ivr.store.base import (ERASED_NUMBER, CallResult, Claim, History, Judge, Row,
+                             parse_utc, utc)
 from ivr.store.sqlite_core import SQLiteCore
 
 HISTORY_CHUNK = 5000  # numbers per history query: one JSON parameter, bounded statement size
@@ -175,22 +176,26 @@ class CallsSQL(SQLiteCore):
             ts = utc(now)
             # The outcome check and the write are one statement: no row, no second outcome.
             rows = self.db.conn.execute(
-                "UPDATE calls SET state = 'ended', outcome = ?, stage = ?, keys = ?, "
+                "UPDATE calls SET state = 'ended', outcome = ?, stage = ?, keys = CASE WHEN "
+                "number = ? THEN '' ELSE ? END, "
                 "prompts_sha256 = ?, amd_status = ?, answered_at = COALESCE(answered_at, ?), "
                 "ended_at = ?, hangup_cause = COALESCE(hangup_cause, ?), retry_at = ? "
                 "WHERE id = ? AND (outcome IS NULL OR (? AND outcome = 'error' AND "
                 "stage = 'orphaned')) "
                 "RETURNING contact_id, number, caller_id, campaign, answered_at, hangup_cause",
-                (result.outcome, result.stage, result.keys, json.dumps(result.heard),
-                 result.amd_status, ts, ts, result.hangup_cause or "16",
+                (result.outcome, result.stage, ERASED_NUMBER, result.keys,
+                 json.dumps(result.heard), result.amd_status, ts, ts, result.hangup_cause or "16",
                  utc(retry_at) if retry_at else None, call_id,
                  result.outcome != "error")).fetchall()
             if not rows:
                 return None
             contact_id, number, caller_id, campaign, answered_at, cause = rows[0]
-            if result.choice:
+            # Erased while it rang or ran: the outcome stays for the statistics, but no proof
+            # row nor opposition of the placeholder (the person's own key 9 is the handler's).
+            chose = result.choice if number != ERASED_NUMBER else None
+            if chose:
                 self._proof(call_id, rows[0][:5], result, ts)
-            if result.choice == "optout":
+            if chose == "optout":
                 self._add_optout(number, "phone-key", campaign, now)
             elif result.choice == "consent" and result.slot:
                 self.db.conn.execute("UPDATE contacts SET slot = ? WHERE id = ?",
@@ -223,18 +228,19 @@ class CallsSQL(SQLiteCore):
         the call after a fault reads it back: choices_of). Once per call and kind; False if
         the row was there already or the call has its outcome."""
         with self.transaction():
-            self.db.conn.execute("UPDATE calls SET keys = ? WHERE id = ? AND outcome IS NULL",
-                                 (result.keys, call_id))
+            # Nothing for a call erased meanwhile (finish_answered says why).
+            self.db.conn.execute("UPDATE calls SET keys = ? WHERE id = ? AND outcome IS NULL "
+                                 "AND number != ?", (result.keys, call_id, ERASED_NUMBER))
             cur = self.db.conn.execute(
                 "INSERT INTO consents (call_id, contact_id, number, kind, key, at, caller_id, "
                 "campaign, prompt_key, prompt_sha256, heard_sha256, amd_status, answered_at) "
                 "SELECT id, contact_id, number, ?, ?, ?, caller_id, campaign, ?, ?, ?, ?, "
-                "answered_at FROM calls WHERE id = ? AND (outcome IS NULL OR (outcome = 'error' "
-                "AND stage = 'orphaned')) AND NOT EXISTS (SELECT 1 FROM consents WHERE "
-                "call_id = ? AND kind = ?)",
+                "answered_at FROM calls WHERE id = ? AND number != ? AND (outcome IS NULL OR "
+                "(outcome = 'error' AND stage = 'orphaned')) AND NOT EXISTS (SELECT 1 FROM "
+                "consents WHERE call_id = ? AND kind = ?)",
                 (result.choice, result.choice_key, utc(at), result.answered_prompt,
                  result.answered_sha256, json.dumps(_heard(result)), result.amd_status, call_id,
-                 call_id, result.choice))
+                 ERASED_NUMBER, call_id, result.choice))
         return cur.rowcount == 1
 
     def choices_of(self, call_id: int) -> set[str]:

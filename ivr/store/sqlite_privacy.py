@@ -257,6 +257,14 @@ class PrivacySQL(SQLiteCore):
         form (EXTRA_NARROWING), the person's own row included."""
         return naming_rows(self._rows(EXTRA_NARROWING, extra_probes(number)), number)
 
+    def call_in_progress(self, number: str, started_after: datetime) -> int | None:
+        """The number's newest attempt without an outcome started after `started_after`
+        (calls_number). Inside the erasure's BEGIN IMMEDIATE no claim can land after it."""
+        row = self._row("SELECT id FROM calls WHERE number = ? AND outcome IS NULL AND "
+                        "julianday(started_at) > julianday(?) ORDER BY id DESC LIMIT 1",
+                        (number, utc(started_after)))
+        return int(row["id"]) if row else None
+
     def erase_person(self, number: str, *, erased_number: str,
                      erased_text: str) -> dict[str, int]:
         """Carry out the erasure policy for one number; the caller holds the transaction."""
