@@ -24,7 +24,7 @@ from ivr.compliance.preflight import check_sources
 from ivr.errors import ImportFileError
 from ivr.numbers import NumberRejected, e164, parse_callee
 from ivr.records.csv_read import EMPTY, LATIN1_WARNING, header_columns, read_records, short
-from ivr.store.base import StoreBackend
+from ivr.store.base import Row, StoreBackend
 
 __all__ = ["BATCH", "LATIN1_WARNING", "ImportReport", "PartialImportError", "e164", "import_csv",
            "import_optouts"]
@@ -49,6 +49,10 @@ class ImportReport:
     warnings: list[str] = field(default_factory=list)
     duplicates: int = 0
     rejected_total: int = 0  # len(rejected) unless more than MAX_LISTED_REJECTS
+    # The file's distinct numbers already bound to the campaign under another list or basis:
+    # their binding keeps that first provenance (bind_contacts). kept_as: "source/basis" -> n.
+    provenance_kept: int = 0
+    kept_as: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         dup = (f" ({self.merged - self.duplicates} existing updated, {self.duplicates} "
@@ -85,6 +89,7 @@ def import_csv(store: StoreBackend, path: Path, *, campaign: str, source: str,
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the CLI turns it into this)
         raise ImportFileError(f"import of {path.name} interrupted before any row was written: "
                               "nothing was imported; import the file again") from None
+    importer.note_kept()
     store.audit("import", None, importer.detail(path.name, complete=True), now)
     return report
 
@@ -147,6 +152,7 @@ def _stream(importer: _Importer, records: Iterator[tuple[int, list[str]]],
         if not importer.batches_written:
             raise  # nothing written yet: leave the store untouched
         importer.flush()  # so that every line read before it is written or rejected
+        importer.note_kept()
         importer.store.audit("import", None, importer.detail(name, complete=False, line=line),
                              importer.now)
         if isinstance(exc, KeyboardInterrupt):
@@ -243,6 +249,8 @@ class _Importer:
                 existing = self.store.contacts_by_number(numbers)
                 seen = self.store.seen_in_import(numbers)
                 listed = self.store.opted_out_among(numbers)
+                kept = self.store.bound_otherwise(numbers, campaign=self.campaign,
+                                                  source=self.source, basis=self.basis)
                 for number, row in batch.items():
                     self._write(number, row, existing.get(number), number in seen,
                                 number in listed)
@@ -255,6 +263,30 @@ class _Importer:
             self.batch = batch
             raise
         self.batches_written += 1
+        self._count_kept([r for r in kept if r["number"] not in seen])  # a repeat: counted
+
+    def _count_kept(self, kept: list[Row]) -> None:
+        """Count the bindings this batch left with their first provenance (once written)."""
+        self.report.provenance_kept += len(kept)
+        for r in kept:
+            first = f"{r['source']}/{r['basis'] or 'no basis'}"
+            self.report.kept_as[first] = self.report.kept_as.get(first, 0) + 1
+
+    def note_kept(self) -> None:
+        """The one line saying this import's provenance was not applied to some numbers."""
+        r = self.report
+        if not r.provenance_kept:
+            return
+        firsts = sorted(r.kept_as.items(), key=lambda kv: (-kv[1], kv[0]))
+        shown = ", ".join(k if len(firsts) == 1 else f"{k} ({n})" for k, n in firsts[:3])
+        more = f" and {len(firsts) - 3} more" if len(firsts) > 3 else ""
+        others = r.added + r.merged - r.duplicates + r.unchanged - r.provenance_kept
+        rest = f"; {self.source}/{self.basis} applies to the file's {others} other(s)" \
+            if others > 0 else ""
+        r.warnings.append(
+            f"{r.provenance_kept} number(s) already bound to campaign {self.campaign!r} with "
+            f"another source/basis were left as they were (first: {shown}{more}): a number "
+            f"keeps the list and basis it was first bound with in a campaign{rest}")
 
     def _write(self, number: str, row: dict[str, str], old: dict[str, Any] | None,
                repeat: bool, on_list: bool) -> None:
@@ -306,6 +338,8 @@ class _Importer:
             "file": file, "added": r.added, "merged": r.merged, "duplicates": r.duplicates,
             "unchanged": r.unchanged, "opted_out": r.opted_out, "rejected": r.rejected_total,
             "complete": complete}
+        if r.provenance_kept:  # the basis above was not applied to these: say how many
+            detail.update(provenance_kept=r.provenance_kept, kept_as=dict(r.kept_as))
         if line is not None:
             detail["last_line_read"] = line
         return detail

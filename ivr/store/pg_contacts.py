@@ -188,6 +188,18 @@ class PgContactsSQL(PgCore):
             {"campaign": campaign, "source": source, "basis": basis,
              "acquired_on": acquired_on, "ts": utc(now), "numbers": numbers})
 
+    def bound_otherwise(self, numbers: list[str], *, campaign: str, source: str,
+                        basis: str | None) -> list[Row]:
+        """Rows (number, source, basis): those of these numbers already bound to `campaign`
+        under another list or basis, which bind_contacts leaves as they were."""
+        self._write_queued()
+        return self._rows(
+            "SELECT k.number, b.source, b.basis FROM contacts k JOIN campaign_contacts b "
+            "ON b.contact_id = k.id AND b.campaign = %(campaign)s WHERE k.number = "
+            "ANY(%(numbers)s::text[]) AND (b.source IS DISTINCT FROM %(source)s::text OR "
+            "b.basis IS DISTINCT FROM %(basis)s::text)",
+            {"campaign": campaign, "source": source, "basis": basis, "numbers": numbers})
+
     def share_list(self, source: str, *, campaign: str, basis: str, now: datetime,
                    from_campaign: str) -> int:
         """Bind list `source` of campaign `from_campaign` (its contacts bound under that name,

@@ -89,6 +89,17 @@ class ContactsSQL(SQLiteCore):
             "WHERE number IN (SELECT value FROM json_each(?))",
             (campaign, source, basis, acquired_on, utc(now), json.dumps(numbers)))
 
+    def bound_otherwise(self, numbers: list[str], *, campaign: str, source: str,
+                        basis: str | None) -> list[Row]:
+        """Rows (number, source, basis): those of these numbers already bound to `campaign`
+        under another list or basis, which bind_contacts leaves as they were."""
+        return self._rows(
+            "SELECT k.number, b.source, b.basis FROM contacts k JOIN campaign_contacts b "
+            "ON b.contact_id = k.id AND b.campaign = :campaign WHERE k.number IN "
+            "(SELECT value FROM json_each(:numbers)) AND (b.source IS NOT :source OR "
+            "b.basis IS NOT :basis)", {"campaign": campaign, "source": source,
+                                       "basis": basis, "numbers": json.dumps(numbers)})
+
     def share_list(self, source: str, *, campaign: str, basis: str, now: datetime,
                    from_campaign: str) -> int:
         """Bind list `source` of campaign `from_campaign` (its contacts bound under that name,
