@@ -37,7 +37,11 @@ def test_an_unknown_basis_is_warned_at_the_import_in_the_checks_words(
         [{"source": "L", "basis": "concent", "acquired_on": "2026-01-01"}])]
     assert run(store, path, basis="concent").warnings == [warning]
     assert "basis 'concent' is not one of" in warning
-    assert run(store, path, basis="consent").warnings == []
+    # the binding keeps its first basis (its provenance), and the re-import says so
+    assert run(store, path, basis="consent").warnings == [
+        "1 number(s) already bound to campaign 'c1' with another source/basis were left as "
+        "they were (first: L/concent): a number keeps the list and basis it was first bound "
+        "with in a campaign"]
 
 
 def test_a_fatal_error_part_way_keeps_the_rejects_and_says_what_was_imported(
