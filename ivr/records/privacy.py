@@ -215,7 +215,9 @@ def purge(store: StoreBackend, older_than: timedelta, now: datetime,
 
     Calls and consents older than the cutoff go (a call still referenced by a kept consent
     stays with it); contacts go when both updated_at and their last call are older; opposition
-    hashes stay forever, only their clear number is cleared once older. Audit rows are kept.
+    hashes stay forever, only their clear number is cleared once older. Past runs' rows go
+    too: controllers stopped before the cutoff, and snapshots last published before it (not a
+    live controller's), one of each per `ivr run`. Audit rows are kept.
     """
     now = _aware(now)
     if older_than <= timedelta(0):

@@ -82,6 +82,22 @@ class PgConsoleSQL(PgCore):
             r["snapshot"] = json.loads(r["snapshot"])
         return rows
 
+    def fresh_snapshots(self, campaign: str, within_s: float, now: datetime) -> list[Row]:
+        """The campaign's snapshots published within `within_s` seconds on the server's clock
+        (the one that stamped them; `now` is not used), as snapshots() gives them, age_s
+        included. A range of the index run_snapshots_at (the bound is computed once, in the
+        sub-select: clock_timestamp() in the condition itself is volatile and no index bound);
+        the bound is read before any row's age, so this holds every row aged within_s."""
+        rows = self._rows("SELECT campaign, controller, at, snapshot, EXTRACT(EPOCH FROM "
+                          "clock_timestamp() - at::timestamptz)::float8 AS age_s "
+                          "FROM run_snapshots WHERE campaign = %(c)s AND at >= (SELECT "
+                          "to_char((clock_timestamp() - make_interval(secs => %(s)s)) AT TIME "
+                          "ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')) "
+                          "ORDER BY controller COLLATE \"C\"", {"c": campaign, "s": within_s})
+        for r in rows:
+            r["snapshot"] = json.loads(r["snapshot"])
+        return rows
+
     # -- the console's reads --------------------------------------------------------------------
     def campaigns(self) -> list[str]:
         """Every campaign the store knows: bound lists, calls, run control. The distinct

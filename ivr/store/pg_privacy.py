@@ -383,5 +383,12 @@ class PgPrivacySQL(PgCore):
         optouts = self._exec(
             "UPDATE optouts SET number = NULL WHERE number IS NOT NULL "
             "AND created_at::timestamptz < %(cutoff)s::timestamptz", p)
+        # Past runs' rows (one per `ivr run`): a live controller's snapshot stays however old
+        self._exec(
+            "DELETE FROM run_snapshots WHERE at::timestamptz < %(cutoff)s::timestamptz AND "
+            "NOT EXISTS (SELECT 1 FROM controllers k WHERE k.id = run_snapshots.controller "
+            "AND k.stopped_at IS NULL)", p)
+        self._exec("DELETE FROM controllers WHERE stopped_at IS NOT NULL AND "
+                   "stopped_at::timestamptz < %(cutoff)s::timestamptz", p)
         return {"calls": calls, "consents": consents, "contacts": contacts,
                 "optout_numbers_cleared": optouts}

@@ -321,4 +321,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX calls_open ON calls(controller, node) WHERE outcome IS NULL;
     INSERT INTO schema_version (version, applied_at) VALUES (16, now()::text)
     """,
+    # 17: the campaign's snapshots by time, for the console's read of the fresh ones
+    # (schema.py says why).
+    """
+    CREATE INDEX run_snapshots_at ON run_snapshots(campaign, at);
+    INSERT INTO schema_version (version, applied_at) VALUES (17, now()::text)
+    """,
 ]

@@ -359,5 +359,12 @@ class PrivacySQL(SQLiteCore):
         optouts = conn.execute(
             "UPDATE optouts SET number = NULL WHERE number IS NOT NULL "
             "AND julianday(created_at) < julianday(:cutoff)", p).rowcount
+        # Past runs' rows (one per `ivr run`): a live controller's snapshot stays however old
+        conn.execute(
+            "DELETE FROM run_snapshots WHERE julianday(at) < julianday(:cutoff) AND NOT EXISTS "
+            "(SELECT 1 FROM controllers k WHERE k.id = run_snapshots.controller AND "
+            "k.stopped_at IS NULL)", p)
+        conn.execute("DELETE FROM controllers WHERE stopped_at IS NOT NULL AND "
+                     "julianday(stopped_at) < julianday(:cutoff)", p)
         return {"calls": calls, "consents": consents, "contacts": contacts,
                 "optout_numbers_cleared": optouts}

@@ -150,7 +150,8 @@ def overview(cfg: Config, store: StoreBackend, campaign: str, now: datetime,
     so at the end they equal `ivr report --format json`'s outcomes exactly."""
     rep = report.summary(store, campaign)
     counts = {o: 0 for o in outcome_table.ORDER} | rep["outcomes"]
-    live = _live(store.snapshots(campaign), now)
+    # Only the fresh rows: the table keeps every past run's last snapshot, never shown
+    live = _live(store.fresh_snapshots(campaign, STALE_S, now), now)
     rate = round(sum(float(s.get("rate_per_min") or 0) for s in live), 1)
     pct, eta = _progress(rep, rate)
     in_flight = sum(int(s.get("in_flight") or 0) for s in live)
