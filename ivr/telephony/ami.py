@@ -12,6 +12,9 @@ panoramisk 1.4 defects handled here (subclass, not a copy):
   OriginateResponse arrive as an ordinary event.
 - its close() does not cancel a reconnect already scheduled by a lost connection (e.g. the one
   Asterisk closes after a refused login): a closed Manager here never connects again.
+- its close() leaves a TCP connect (or reconnect) still pending to finish later and log in,
+  events on, into an Ami nobody reads: here close() cancels it, and a link made after close()
+  is closed at once without a Login.
 - it truncates reconnect_timeout to whole seconds: 0.2 s became 0, a reconnect loop without
   pause while the PBX is down. The delay is kept as given.
 
@@ -104,11 +107,22 @@ class _Manager(Manager):  # type: ignore[misc]
         self.forgetable_actions = _NeverResend()
         self._owner = owner
         self._closed = False
+        self._connecting: asyncio.Task | None = None  # the last TCP connect started
 
     def connect(self, *args: Any, **kwargs: Any) -> Any:
         if self._closed:  # a reconnect scheduled before close(): not any more
             return None
-        return super().connect(*args, **kwargs)
+        self._connecting = super().connect(*args, **kwargs)
+        return self._connecting
+
+    def connection_made(self, f: asyncio.Future) -> None:  # type: ignore[override]
+        """A TCP connect finished. After close() (a connect that outlived its timeout, or a
+        reconnect): close the new link at once, no Login, no retry."""
+        if self._closed or f.cancelled():
+            if not f.cancelled() and f.exception() is None:
+                f.result()[1].close()  # the protocol's close: it has no factory to call back
+            return
+        super().connection_made(f)
 
     def login(self, future: asyncio.Future) -> bool:  # type: ignore[override]
         ok = super().login(future)
@@ -122,6 +136,10 @@ class _Manager(Manager):  # type: ignore[misc]
 
     def close(self) -> None:
         self._closed = True  # a deliberate close must not reconnect
+        if self._connecting is not None:
+            # A TCP connect still pending (SYNs dropped by a full accept queue) would log in
+            # when a retried SYN gets through; cancelled, its socket is closed now.
+            self._connecting.cancel()
         super().close()
 
     def dispatch(self, event: Message) -> list[str]:  # type: ignore[override]
@@ -199,6 +217,8 @@ class Ami:
         self._pending.clear()
 
     def _on_event(self, event: Message) -> None:
+        if self._closing:  # nobody reads the queue after _CLOSED: never grow it
+            return
         name = event.get("Event", "")
         if name == "Shutdown":  # Asterisk refuses new calls from now on: act as disconnected
             self._logged_in.clear()

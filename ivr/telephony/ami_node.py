@@ -121,10 +121,12 @@ class AmiNode:
         told = ""  # the last failure logged: each new one once, not every try
         while not self._closed:
             if not await self.gone():
+                ami = self.ami
                 try:
-                    await self.ami.connect(every_s)
+                    await ami.connect(every_s)
                     break
                 except PbxError as exc:  # refused again, still booting: a fresh link next time
+                    ami.close()  # connect() closed it; the Ami dropped here leaves no link
                     self._ami = None
                     if str(exc) != told:
                         told = str(exc)
