@@ -356,9 +356,16 @@ MAX_WEBHOOK_TIMEOUT_S = 60.0  # a receiver slower than this is down: retry later
 # The only hosts a webhook may reach in plain http (outcomes carry phone numbers); the
 # webhook client never sends to them through an environment proxy (records/webhooks.py).
 PLAIN_HTTP_HOSTS = ("127.0.0.1", "::1", "localhost")
-# A URL's authority (user-info@host:port), its scheme and slashes however many: where a
-# user name and password would be.
-_AUTHORITY = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*:)?/*([^/?#]*)")
+# A URL's authority (user-info@host:port) past its scheme (one if a slash follows) and slashes.
+_AUTHORITY = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*:(?=/))?/*([^/?#]*)(.*)", re.S)
+
+
+def _holds_credentials(url: str) -> bool:
+    # A password holding / ? or # ends the authority there ('user:pass'), so a colon in it
+    # (past an [IPv6]) and an @ anywhere after it count too: an @ after a :port is written %40.
+    authority, rest = _AUTHORITY.match(url).groups()  # type: ignore[union-attr]
+    colon = ":" in re.sub(r"^\[[^\]]*\]", "", authority)
+    return "@" in authority or (colon and "@" in rest)
 
 
 def _validate_webhooks(hooks: Webhooks) -> None:
@@ -366,23 +373,23 @@ def _validate_webhooks(hooks: Webhooks) -> None:
               low_open=True)
     if not hooks.url:
         return
-    # Credentials first, read as loosely as any parser would: the messages below quote the URL.
-    if "@" in _AUTHORITY.match(hooks.url).group(1):  # type: ignore[union-attr]
-        raise ConfigError("webhooks.url holds credentials: remove them; the receiver checks "
-                          "X-IVR-Signature (IVR_WEBHOOK_SECRET) instead")
+    if _holds_credentials(hooks.url):  # first, and no message quotes the URL
+        raise ConfigError("webhooks.url holds credentials: remove them, the receiver checks "
+                          "X-IVR-Signature (IVR_WEBHOOK_SECRET); an @ after a :port is written %40")
     from urllib.parse import urlsplit
     try:  # urlsplit refuses a broken [IPv6], .port a port not in 0-65535 or not digits
         parts = urlsplit(hooks.url)
         port = parts.port
-    except ValueError as exc:
-        why = str(exc).replace("\n", " ")
-        raise ConfigError(f"webhooks.url: {hooks.url!r} cannot be read ({why}): use "
-                          "https://host/path, with a port from 1 to 65535 if any") from None
+    except ValueError as exc:  # its text quotes the port or netloc: not printed
+        why = ("a broken [IPv6] host" if "IPv6" in str(exc) else "a bad port" if "Port" in
+               str(exc) else "characters that are not allowed")
+        raise ConfigError(f"webhooks.url cannot be read ({why}): use https://host/path, with "
+                          "a port from 1 to 65535 if any") from None
     if port == 0:
-        raise ConfigError(f"webhooks.url: {hooks.url!r} has port 0: use https://host/path, "
-                          "with a port from 1 to 65535 if any")
+        raise ConfigError("webhooks.url has port 0: use https://host/path, with a port from 1 "
+                          "to 65535 if any")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"webhooks.url: {hooks.url!r} is not an http(s) URL: use "
+        raise ConfigError(f"webhooks.url is not an http(s) URL (scheme {parts.scheme!r}): use "
                           "https://host/path")
     if parts.scheme == "http" and parts.hostname not in PLAIN_HTTP_HOSTS:
         raise ConfigError("webhooks.url: use https:// (outcomes carry phone numbers); plain "

@@ -26,18 +26,42 @@ PW = "S3cretPW"
     f"https://hook:{PW}@[::1/x",                        # urlsplit cannot read it
     f"https:/hook:{PW}@receiver.example.org/x",         # one slash: no netloc for urlsplit
     f"hook:{PW}@receiver.example.org/x",                # no scheme at all
-    f"http://{PW}@example.org/x"])                      # a token as the user name
+    f"http://{PW}@example.org/x",                       # a token as the user name
+    # A password holding / ? or # ends the authority for any parser (host 'hook', port 'S3cr')
+    "https://hook:S3cr/etPW@hooks.example.org/in",
+    "https://hook:S3cr?etPW@hooks.example.org/in",
+    "https://hook:S3cr#etPW@hooks.example.org/in",
+    "https://hook:1234/etPW@hooks.example.org/in",      # read as a port, 1234, and a path
+    "hook:S3cr/etPW@hooks.example.org/in"])             # no scheme: 'hook:' is no scheme
 def test_credentials_are_refused_first_and_never_printed(url: str) -> None:
     with pytest.raises(ConfigError) as info:
         config.from_dict({"webhooks": {"url": url}})
     text = str(info.value)
     assert text.startswith("webhooks.url holds credentials") and "\n" not in text, text
-    assert PW not in text
+    assert PW not in text and "etPW" not in text and "S3cr" not in text
 
 
-def test_an_at_sign_in_the_path_is_not_taken_for_credentials() -> None:
-    url = "https://hooks.example.org/team@ivr?to=a@b#c@d"
+@pytest.mark.parametrize("url", ["https://hooks.example.org/team@ivr?to=a@b#c@d",
+                                 "https://h/x@y", "https://[::1]/x@y"])
+def test_an_at_sign_in_the_path_is_not_taken_for_credentials(url: str) -> None:
     assert config.from_dict({"webhooks": {"url": url}}).webhooks.url == url
+
+
+@pytest.mark.parametrize("url, message", [
+    ("https://hooks.example.org:99999/hidden", "cannot be read (a bad port)"),
+    ("https://hooks.example.org:S3cr/hidden", "cannot be read (a bad port)"),
+    ("https://[::1/hidden", "cannot be read (a broken [IPv6] host)"),
+    ("https://hooks.example.org:0/hidden", "has port 0"),
+    ("ftp://hooks.example.org/hidden", "is not an http(s) URL (scheme 'ftp')"),
+    ("https://hooks.example.org:8443/in?to=hidden@b", "holds credentials")])
+def test_no_message_quotes_the_url(url: str, message: str) -> None:
+    """Whatever the URL holds, a message names at most its scheme: the parser's own text
+    quoted the port ('S3cr'), the messages the whole URL."""
+    with pytest.raises(ConfigError) as info:
+        config.from_dict({"webhooks": {"url": url}})
+    text = str(info.value)
+    assert text.startswith(f"webhooks.url {message}"), text
+    assert "hidden" not in text and "S3cr" not in text and "example.org" not in text, text
 
 
 def test_ivr_check_prints_one_line_without_the_password(tmp_path: Path) -> None:
