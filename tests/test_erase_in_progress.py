@@ -20,6 +20,7 @@ from ivr.errors import IvrError
 from ivr.records import privacy
 from ivr.records.privacy import ERASED_NUMBER
 from ivr.store import Store
+from ivr.store.base import parse_utc, utc
 from ivr.telephony.fake_pbx import answer
 from test_dialer import fiction, rig
 from test_run_control import start_run
@@ -29,9 +30,13 @@ from web_fixture import CAMPAIGN, login, make_web
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-def in_progress(number: str, call_id: int) -> str:
-    return (f"a call to {number} is in progress (attempt {call_id}): erase it once it ends; "
-            "nothing was erased")
+def in_progress(number: str, call_id: int, started: datetime | str) -> str:
+    """The refusal, naming the minute (rounded up) an hour after the attempt's start."""
+    start = parse_utc(started if isinstance(started, str) else utc(started))  # as stored
+    free = -(-(start + timedelta(hours=1)).timestamp() // 60) * 60
+    hhmm = datetime.fromtimestamp(free, timezone.utc).strftime("%H:%M")
+    return (f"a call to {number} is in progress (attempt {call_id}): erase it once it ends "
+            f"(or after {hhmm} UTC if no run is active); nothing was erased")
 
 
 @pytest.fixture
@@ -56,12 +61,13 @@ def test_an_erasure_while_the_call_rings_is_refused_and_the_call_goes_on(keyed: 
             await r.settled()
             other = keyed.open()
             got = {"refused": str(refused.value), "id": ringing["id"], "calls": r.calls(),
+                   "started": ringing["started_at"],
                    "consents": other.q("SELECT number, kind FROM consents")}
             got["after"] = privacy.gdpr_erase(other, n, datetime.now(timezone.utc))  # ended now
             return got
 
     got = asyncio.run(scenario())
-    assert got["refused"] == in_progress(n, got["id"])
+    assert got["refused"] == in_progress(n, got["id"], got["started"])
     [call] = got["calls"]  # the call went on, its number and proof intact
     assert (call["number"], call["outcome"], call["keys"]) == (n, "message_played", "1")
     assert got["consents"] == [{"number": n, "kind": "consent"}]
@@ -110,11 +116,35 @@ def test_only_a_recent_attempt_without_outcome_blocks_an_erasure(keyed: Backend)
     store.finish_unanswered(calls[ended]["id"], "busy", "17", now, None)
     with pytest.raises(IvrError) as refused:
         privacy.gdpr_erase(store, recent, now)
-    assert str(refused.value) == in_progress(recent, calls[recent]["id"])
+    assert str(refused.value) == in_progress(recent, calls[recent]["id"], now - timedelta(
+        minutes=50))
     assert store.contacts_by_number([recent])  # nothing erased
     # Left open over an hour ago (a controller that died, none to settle it): no block.
     assert privacy.gdpr_erase(store, stale, now)["contacts"] == 1
     assert privacy.gdpr_erase(store, ended, now)["contacts"] == 1
+
+
+@pytest.mark.parametrize("started, says", [((13, 4, 30, 500000), "after 14:05 UTC"),
+                                            ((13, 4, 0, 0), "after 14:04 UTC"),
+                                            ((23, 30, 0, 1000), "after 00:31 UTC")])
+def test_the_refusal_says_when_an_attempt_stops_blocking(
+        keyed: Backend, started: tuple[int, int, int, int], says: str) -> None:
+    """A dead controller's attempt never ends: the refusal names the minute, rounded up, an
+    hour after its start, and from then on the erasure goes through."""
+    store, n = keyed.open(), "+33199000025"  # stored times keep milliseconds
+    start = datetime(2026, 12, 3, *started, tzinfo=timezone.utc)
+    call = attempt(store, add_contact(store, n, at=start, campaigns=(CAMPAIGN,)), CAMPAIGN,
+                   CALLER_ID, start)
+    for at in (start + timedelta(minutes=1), start + timedelta(hours=1, milliseconds=-1)):
+        with pytest.raises(IvrError) as refused:
+            privacy.gdpr_erase(store, n, at)
+        assert str(refused.value) == (f"a call to {n} is in progress (attempt {call['id']}): "
+                                      f"erase it once it ends (or {says} if no run is active); "
+                                      "nothing was erased")
+    said = datetime.strptime(says, "after %H:%M UTC").time()
+    free = datetime.combine(start.date() + timedelta(days=said < start.time()), said,
+                            timezone.utc)  # the minute named: the hour has passed
+    assert privacy.gdpr_erase(store, n, free)["contacts"] == 1
 
 
 def test_the_cli_and_the_console_say_the_refusal_in_one_line(
@@ -130,11 +160,11 @@ def test_the_cli_and_the_console_say_the_refusal_in_one_line(
     call = attempt(web.store, add_contact(web.store, n, at=now, campaigns=(CAMPAIGN,)),
                    CAMPAIGN, CALLER_ID, now)
     result = CliRunner().invoke(cli, ["--config", str(cfg_file), "gdpr", "erase", n])
-    assert (result.exit_code, result.output) == (1, f"error: {in_progress(n, call['id'])}\n")
+    assert (result.exit_code, result.output) == (1, f"error: {in_progress(n, call['id'], now)}\n")
     c = web.client()
     token = login(c, "ada")
     r = c.post(f"/c/{CAMPAIGN}/rights/erase",
                data={"number": n, "confirm": n, "csrf_token": token})
     assert r.status_code == 303
-    assert in_progress(n, call["id"]) in c.get(r.headers["location"]).text
+    assert in_progress(n, call["id"], now) in c.get(r.headers["location"]).text
     assert web.store.contacts_by_number([n])  # nothing erased

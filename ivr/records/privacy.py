@@ -52,14 +52,14 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ivr.numbers import NumberRejected, is_e164, opposition_number
 from ivr.records.csv_read import short
 
 from ivr.errors import IvrError
-from ivr.store.base import ERASED_NUMBER, StoreBackend, utc
+from ivr.store.base import ERASED_NUMBER, StoreBackend, parse_utc, utc
 
 OPTOUT_CHANNELS = ("post", "email", "phone", "sms")
 ERASED_TEXT = "[erased]"
@@ -176,6 +176,18 @@ def gdpr_export(store: StoreBackend, number: str, now: datetime) -> dict[str, An
     return {"number": number, "exported_at": utc(now), **data}
 
 
+def _unblocked_at(store: StoreBackend, call_id: int) -> str:
+    """'after HH:MM UTC' (rounded up): when the attempt stops blocking an erasure. A dead
+    controller's attempt never ends by itself, so the operator learns when to try again."""
+    try:
+        start = parse_utc(str((store.call(call_id) or {})["started_at"]))
+    except (KeyError, ValueError):  # a hand-written row: say it as the rule is
+        return f"{IN_PROGRESS_S // 60} minutes after it started"
+    start = start if start.tzinfo else start.replace(tzinfo=timezone.utc)  # as SQLite reads it
+    at = start + timedelta(seconds=IN_PROGRESS_S, minutes=1, microseconds=-1)  # ceil
+    return at.astimezone(timezone.utc).strftime("after %H:%M UTC")
+
+
 def gdpr_erase(store: StoreBackend, number: str, now: datetime) -> dict[str, Any]:
     """Erase the person's data in one transaction (policy in the module docstring); refused
     while a call to the number is in progress (IN_PROGRESS_S)."""
@@ -189,7 +201,8 @@ def gdpr_erase(store: StoreBackend, number: str, now: datetime) -> dict[str, Any
         ringing = store.call_in_progress(number, now - timedelta(seconds=IN_PROGRESS_S))
         if ringing is not None:
             raise IvrError(f"a call to {number} is in progress (attempt {ringing}): erase it "
-                           "once it ends; nothing was erased")
+                           f"once it ends (or {_unblocked_at(store, ringing)} if no "
+                           "run is active); nothing was erased")
         counts: dict[str, Any] = store.erase_person(number, erased_number=ERASED_NUMBER,
                                                     erased_text=ERASED_TEXT)
         left = store.places_holding(number)
