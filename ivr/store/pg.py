@@ -24,6 +24,7 @@ from ivr.store.pg_contacts import PgContactsSQL
 from ivr.store.pg_controllers import PgControllersSQL, check_lease
 from ivr.store.pg_core import redact
 from ivr.store.pg_export import PgExportSQL
+from ivr.store.pg_schema import MIGRATIONS
 from ivr.store.pg_privacy import PgPrivacySQL
 from ivr.store.pg_records import PgRecordsSQL
 from ivr.store.sqlite_optout_key import ENV as KEY_ENV
@@ -69,6 +70,19 @@ def _key_for(store: "PgStore", key_file: str | Path | None) -> bytes:
                          f"controller that has it, or set {KEY_ENV} (a new key would forget "
                          "every opposition)")
     return resolve_key(key_file) or b""
+
+
+def _admit_key(store: "PgStore", key: bytes | None, given: bytes | None,
+               key_file: str | Path | None) -> None:
+    """The key's checks before the store is upgraded, writing nothing: a refused open leaves
+    it as the release that wrote it left it (that release can still open it)."""
+    version = store.stored_version()
+    if key is None:  # the key file is missing: made now only for an empty list
+        store._key = _key_for(store, key_file)
+    elif not given:  # the operator's key: a new store takes no short one
+        strong_enough(key, _key_source(key_file), store.has_optout_key())
+    if 0 < version < len(MIGRATIONS):
+        store.verify_optout_key()
 
 
 def connect_kwargs(url: str, connect_timeout_s: float) -> dict[str, Any]:
@@ -123,12 +137,10 @@ class PgStore(PgCallsSQL, PgRecordsSQL, PgPrivacySQL, PgContactsSQL, PgConsoleSQ
         # connection fails once (OperationalError: retried) and the pool replaces it.
         pool.open(wait=True, timeout=connect_timeout_s)
         try:
-            store = cls(pool, key or b"", url, kwargs)
-            if key is None:  # the key file is missing: made now only for an empty list
-                store._key = _key_for(store, optout_key_file)
-            elif not optout_key:  # the operator's key: a new store takes no short one
-                strong_enough(key, _key_source(optout_key_file), store.has_optout_key())
-            store.check_optout_key()
+            store = cls(pool, key or b"", url, kwargs, migrate=False)
+            _admit_key(store, key, optout_key, optout_key_file)
+            store.migrate()
+            store.check_optout_key()  # records the key's fingerprint (schema 15) if none yet
         except BaseException:
             pool.close()
             raise

@@ -22,6 +22,7 @@ from psycopg_pool import ConnectionPool
 from ivr.errors import StoreError
 from ivr.store.base import KeyedAudit, Row, utc
 from ivr.store.pg_schema import MIGRATION_LOCK, MIGRATIONS, VERSION_TABLE
+from ivr.store.sqlite_optout_key import KEY_SAMPLE, check_key
 
 # What a PostgreSQL store that is away raises. OperationalError covers a stopped or restarting
 # server, a lost connection, a pool that cannot hand out a connection in time (PoolTimeout), a
@@ -33,6 +34,7 @@ Params = tuple[Any, ...] | list[Any] | dict[str, Any]
 
 # ARCEP's fiction range, as sqlite_optout_key.FICTION_GLOB, in PostgreSQL's regex dialect.
 FICTION_RE = r"^\+3319900[0-9]{4}$"
+KEYED_SINCE = 15  # the schema that records the key's fingerprint (table optout_key)
 
 
 def retryable(exc: BaseException) -> bool:
@@ -52,13 +54,15 @@ class PgCore(KeyedAudit):
     controller_id: str | None = None  # set by hold_run; written to calls.controller
 
     def __init__(self, pool: ConnectionPool, optout_key: bytes, url: str,
-                 connect_kwargs: dict[str, Any]) -> None:
+                 connect_kwargs: dict[str, Any], migrate: bool = True) -> None:
+        """migrate=False: PgStore.open admits the key first, then migrates."""
         self.pool = pool  # private-for-now: tests and bench/ may reach in
         self._key = optout_key
         self._url = url  # no password inside: pg.py refuses one
         self._connect_kwargs = connect_kwargs  # may hold the password: never logged
         self._local = threading.local()
-        self.migrate()
+        if migrate:
+            self.migrate()
 
     def close(self) -> None:
         self.pool.close()
@@ -68,6 +72,14 @@ class PgCore(KeyedAudit):
     def version(self) -> int:
         row = self._row("SELECT COALESCE(MAX(version), 0) AS v FROM schema_version")
         return int(row["v"]) if row else 0
+
+    def stored_version(self) -> int:
+        """The version before any migration: 0 for a new database (no schema_version yet).
+        Refused if newer than this program."""
+        found = self._row("SELECT to_regclass('schema_version') IS NOT NULL AS x")
+        current = self.version if found and found["x"] else 0
+        _check_version(current)
+        return current
 
     def migrate(self) -> None:
         """Apply the missing migrations, each in its own transaction, under an advisory lock
@@ -79,9 +91,7 @@ class PgCore(KeyedAudit):
             with self.transaction():
                 self._exec("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
                 current = self.version
-                if current > len(MIGRATIONS):
-                    raise StoreError(f"the store has schema version {current}, newer than "
-                                     f"this program ({len(MIGRATIONS)}): upgrade ivr")
+                _check_version(current)
                 if current == len(MIGRATIONS):
                     return
                 script = MIGRATIONS[current]
@@ -167,6 +177,9 @@ class PgCore(KeyedAudit):
         return [(r["number"], r["number_hash"]) for r in rows]
 
     def _key_fingerprint(self) -> str | None:
+        found = self._row("SELECT to_regclass('optout_key') IS NOT NULL AS x")
+        if not (found and found["x"]):  # not migrated yet (PgStore.open admits the key first)
+            return None
         row = self._row("SELECT fingerprint FROM optout_key WHERE id = 1")
         return str(row["fingerprint"]) if row else None
 
@@ -175,9 +188,24 @@ class PgCore(KeyedAudit):
                    "ON CONFLICT (id) DO NOTHING", (value,))
 
     def has_optout_key(self) -> bool:
-        """Whether a key was already used here: an opposition, or a fingerprint (schema 15)."""
-        return self._row("SELECT EXISTS (SELECT 1 FROM optouts) OR EXISTS (SELECT 1 FROM "
-                         "optout_key) AS x")["x"]  # type: ignore[index]
+        """Whether a key was already used here: an opposition, or a fingerprint (schema 15).
+        A store from before schema 15 holding any row a key hashed or may have hashed (an
+        opposition, audit.subject_hash; a contact, a call or a consent: an export or an erasure
+        audits it) is keyed too: older releases took a short key."""
+        version = self.stored_version()
+        if 0 < version < KEYED_SINCE:
+            return self._row(
+                "SELECT EXISTS (SELECT 1 FROM contacts) OR EXISTS (SELECT 1 FROM calls) OR "
+                "EXISTS (SELECT 1 FROM consents) OR EXISTS (SELECT 1 FROM optouts) OR "
+                "EXISTS (SELECT 1 FROM audit) AS x")["x"]  # type: ignore[index]
+        return version > 0 and self._row(
+            "SELECT EXISTS (SELECT 1 FROM optouts) OR EXISTS (SELECT 1 FROM "
+            "optout_key) AS x")["x"]  # type: ignore[index]
+
+    def verify_optout_key(self) -> None:
+        """check_optout_key without recording the fingerprint: the check PgStore.open makes
+        before migrating, so that a refused key leaves the store as it found it."""
+        check_key(self._kept_optouts(KEY_SAMPLE), self.number_hash, self._key_fingerprint())
 
     def _add_optout(self, number: str, via: str, campaign: str | None, now: datetime) -> bool:
         self.guard_key(number)
@@ -207,3 +235,9 @@ class PgCore(KeyedAudit):
     def checkpoint_wal(self) -> bool:
         """Nothing to do: PostgreSQL recycles its WAL itself (erasure relies on VACUUM)."""
         return True
+
+
+def _check_version(current: int) -> None:
+    if current > len(MIGRATIONS):
+        raise StoreError(f"the store has schema version {current}, newer than this program "
+                         f"({len(MIGRATIONS)}): upgrade ivr")

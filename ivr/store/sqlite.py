@@ -77,14 +77,20 @@ class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL, ConsoleSQL, Controlle
             raise StoreError(f"cannot open the store {path}: {exc.strerror or exc}: check "
                              "store.path") from None
         try:
-            store = cls(db, optout_key or b"")  # migrated first: the key's choice reads it
+            store = cls(db, optout_key or b"", migrate=False)
             store.path = path
+            # The key is admitted before the store is upgraded: a refused open leaves it as
+            # the release that wrote it left it (that release can still open it).
+            version = store.check_version()
             if not optout_key:  # a store that has its key never gets a new one
                 used = store.key_used()
                 store._key, store.fiction_only_key = resolve_key(
                     path, optout_key_file, store.key_fits if used else None,
                     store.would_leave_fiction_key if used else None)
-            _admit_key(store, path)
+            if 0 < version < len(MIGRATIONS):
+                _admit_key(store, path, record=False)
+            store.migrate()
+            _admit_key(store, path)  # records the key's fingerprint (schema 15) if none yet
         except BaseException:
             conn.close()
             raise
@@ -96,18 +102,20 @@ class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL, ConsoleSQL, Controlle
         return cls(sqlite_utils.Database(conn), optout_key)
 
 
-def _admit_key(store: Store, path: Path) -> None:
+def _admit_key(store: Store, path: Path, record: bool = True) -> None:
     """Refuse the key beside a store of real numbers, then a key the list was not written
-    with. "Move it out" is said only of a key beside the store that is its key."""
+    with. "Move it out" is said only of a key beside the store that is its key. record=False:
+    the same checks, writing nothing (before an upgrade)."""
     if store.fiction_only_key and store.real_number_held() is not None:
         raise StoreError(f"the store {path} holds real numbers and its opposition key sits "
                          f"beside it: {fix_hint(beside(path))}")
     try:
-        store.check_optout_key()
+        store.check_optout_key() if record else store.verify_optout_key()
     except StoreError as exc:
         fiction = beside(path)
         key = read_key(fiction)
-        if key is not None and not store.fiction_only_key and store.leave_fiction_key(key):
+        leave = store.leave_fiction_key if record else store.would_leave_fiction_key
+        if key is not None and not store.fiction_only_key and leave(key):
             return  # a demo store taking its real key before any opposition
         if key is None or not store.key_fits(key):
             raise

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # loaded by sqlite.py, which opens the file: the PostgreSQL s
 # What a store that is away raises; `retryable` tells a lock, a full disk or an I/O error
 # (worth retrying) from a bug such as a missing table (which would fail forever).
 STORE_ERRORS = (sqlite3.OperationalError, OSError)
+KEYED_SINCE = 15  # the schema that records the key's fingerprint (table optout_key)
 _TRANSIENT = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN",
               "SQLITE_PROTOCOL")
 
@@ -44,17 +45,28 @@ class SQLiteCore(KeyedAudit):
     path: Path | None = None  # the file (None in memory); Store.open sets it
     controller_id: str | None = None  # set by hold_run (sqlite_controllers); calls.controller
 
-    def __init__(self, db: sqlite_utils.Database, optout_key: bytes) -> None:
+    def __init__(self, db: sqlite_utils.Database, optout_key: bytes,
+                 migrate: bool = True) -> None:
+        """migrate=False: Store.open admits the key first, then migrates."""
         self.db = db  # private-for-now: tests and bench/ still reach in; the program does not
         self._key = optout_key
-        self.migrate()
+        if migrate:
+            self.migrate()
 
     # -- schema -------------------------------------------------------------------------------
     @property
     def version(self) -> int:
         return int(self.db.execute("PRAGMA user_version").fetchone()[0])
 
+    def check_version(self) -> int:
+        """The store's schema version; refused if newer than this program's."""
+        if (current := self.version) > len(MIGRATIONS):
+            raise StoreError(f"the store has schema version {current}, newer than this "
+                             f"program ({len(MIGRATIONS)}): upgrade ivr")
+        return current
+
     def migrate(self) -> None:
+        self.check_version()
         while (current := self.version) < len(MIGRATIONS):
             with self.transaction():  # the write lock, then the version again: another
                 if self.version != current:  # process creating the same store ran this step
@@ -64,9 +76,7 @@ class SQLiteCore(KeyedAudit):
                 if self.version != current + 1:  # each script sets its version: a typo loops
                     raise StoreError(f"internal: migration {current + 1} did not set "
                                      "user_version")
-        if current > len(MIGRATIONS):
-            raise StoreError(f"the store has schema version {current}, newer than this "
-                             f"program ({len(MIGRATIONS)}): upgrade ivr")
+        self.check_version()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -132,12 +142,28 @@ class SQLiteCore(KeyedAudit):
                                     "NOT NULL ORDER BY id DESC LIMIT ?", (n,)).fetchall()
 
     def _key_fingerprint(self) -> str | None:
+        if self.version < KEYED_SINCE:  # not migrated yet (Store.open admits the key first)
+            return None
         row = self.db.conn.execute("SELECT fingerprint FROM optout_key WHERE id = 1").fetchone()
         return row[0] if row else None
 
     def key_used(self) -> bool:
-        """Whether a key was already used here: a fingerprint, or an opposition (older)."""
-        return self._key_fingerprint() is not None or self._any_optout()
+        """Whether a key was already used here: a fingerprint, or an opposition (older). A
+        store from before the fingerprint (schema 15) holding any row a key hashed or may have
+        hashed (audit.subject_hash, an opposition; a contact, a call or a consent: an export or
+        an erasure audits it) is keyed too: older releases took a short key."""
+        version = self.version
+        if 0 < version < KEYED_SINCE:
+            return self.db.conn.execute(
+                "SELECT 1 WHERE EXISTS (SELECT 1 FROM contacts) OR EXISTS (SELECT 1 FROM calls) "
+                "OR EXISTS (SELECT 1 FROM consents) OR EXISTS (SELECT 1 FROM optouts) OR "
+                "EXISTS (SELECT 1 FROM audit)").fetchone() is not None
+        return version > 0 and (self._key_fingerprint() is not None or self._any_optout())
+
+    def verify_optout_key(self) -> None:
+        """check_optout_key without recording the fingerprint: the check Store.open makes
+        before migrating, so that a refused key leaves the store as it found it."""
+        check_key(self._kept_optouts(KEY_SAMPLE), self.number_hash, self._key_fingerprint())
 
     def _any_optout(self) -> bool:
         return self.db.conn.execute("SELECT 1 FROM optouts LIMIT 1").fetchone() is not None
