@@ -51,13 +51,13 @@ SHIPPED = TRUNK_CONF.read_text()
 def test_the_shipped_trunk_has_what_a_french_carrier_and_the_ivr_need() -> None:
     ep = resolved(SHIPPED)[("carrier", "endpoint")]
     assert ep["allow"] == "alaw,ulaw" and ep["disallow"] == "all"  # A-law first
-    assert ep["dtmf_mode"] == "rfc4733"
+    assert ep["dtmf_mode"] == "auto"  # RFC 4733 when offered, else tones: no key is lost
     assert ep["direct_media"] == "no" and ep["rtp_symmetric"] == "yes"
     assert ep["send_pai"] == "yes" and ep["trust_id_outbound"] == "yes"
     assert ep["context"] == CARRIER_CONTEXT and ep["aors"] == "carrier"
     assert ep["transport"] == "carrier-transport"
     assert ep["from_user"].startswith("+33162")  # an ARCEP automated-call range, never 06/07
-    assert "auto" in SHIPPED and "auto_info" in SHIPPED  # the documented DTMF fallback
+    assert "auto_info" not in SHIPPED  # SIP INFO needs no mode: auto_info adds nothing
 
 
 def test_the_operator_edits_only_host_and_number_in_one_block() -> None:
@@ -94,7 +94,7 @@ def test_sandbox_conf_binds_loopback_and_points_at_sipp_without_registration() -
     assert objs[("carrier", "aor")]["qualify_frequency"] == "0"
     assert objs[("carrier", "identify")]["match"] == "127.0.0.1"
     ep = objs[("carrier", "endpoint")]
-    assert ep["dtmf_mode"] == "rfc4733" and ep["allow"] == "alaw,ulaw"
+    assert ep["dtmf_mode"] == "auto" and ep["allow"] == "alaw,ulaw"
     assert "outbound_auth" not in ep and "from_user" not in ep
     assert not [k for k in objs if k[1] in ("registration", "auth")]
 

@@ -9,6 +9,7 @@ initial silence as a machine (the Local callees say "allo" for it). The other se
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
 import time
 from collections import Counter
@@ -25,10 +26,13 @@ from ivr.telephony.sandbox import Sandbox
 from ivr.store.sqlite import Store
 
 from .conftest import add_contacts, fiction, itest_config_dict, place_calls
+from .sipp_tones import write_tone_pcap
 
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
 SIPP_PORT = 5070          # the carrier contact in the sandbox's pjsip.conf
 SIPP_MEDIA_PORT = 6000
+ASTERISK_SIP = "127.0.0.1:5060"  # the sandbox's carrier transport, for SIPp as a caller
+TONE_PCAP = "tone-1-pcma.pcap"   # the key 1 as A-law tones; the tones scenarios play it
 AGI_PORT = 4600           # this module's own FastAGI port: other test files run beside it
 DIAL_SIP = "PJSIP/{number}@carrier"
 CALLER = "+33199000000"   # the scenarios check this number in From and P-Asserted-Identity
@@ -89,10 +93,13 @@ def _udp_bound(port: int) -> bool:
 
 
 class Carrier:
-    """SIPp running one UAS scenario on 127.0.0.1:5070 for `calls` calls, killed on exit."""
+    """SIPp running one scenario on 127.0.0.1:5070 for `calls` calls, killed on exit: a UAS
+    that Asterisk dials, or with `remote` a UAC that calls Asterisk there."""
 
-    def __init__(self, scenario: str, calls: int, workdir: Path, timeout_s: float) -> None:
-        self.scenario = SIPP_DIR / f"{scenario}.xml"
+    def __init__(self, scenario: str, calls: int, workdir: Path, timeout_s: float,
+                 remote: str | None = None, sipp_dir: Path = SIPP_DIR) -> None:
+        self.scenario = sipp_dir / f"{scenario}.xml"
+        self.remote = [remote] if remote else []
         self.calls = calls
         self.workdir = workdir
         self.timeout_s = timeout_s
@@ -103,8 +110,9 @@ class Carrier:
     def __enter__(self) -> "Carrier":
         assert not _udp_bound(SIPP_PORT), f"UDP {SIPP_PORT} is taken: another SIPp is running"
         self.proc = subprocess.Popen(
-            ["sipp", "-sf", str(self.scenario), "-i", "127.0.0.1", "-p", str(SIPP_PORT),
-             "-mi", "127.0.0.1", "-mp", str(SIPP_MEDIA_PORT), "-m", str(self.calls),
+            ["sipp", *self.remote, "-sf", str(self.scenario), "-i", "127.0.0.1",
+             "-p", str(SIPP_PORT), "-mi", "127.0.0.1", "-mp", str(SIPP_MEDIA_PORT),
+             "-m", str(self.calls),
              "-nostdin", "-timeout", f"{int(self.timeout_s)}s", "-timeout_error",
              "-trace_err", "-error_file", str(self.errors),
              "-trace_screen", "-screen_file", str(self.screen)],
@@ -238,6 +246,55 @@ def test_optout_over_the_trunk_reaches_the_opposition_list(sip_rows: dict) -> No
     assert optout.store.is_opted_out(optout.row["number"])
     assert optout.store.one("SELECT via FROM optouts")["via"] == "phone-key"
     assert not declined.store.is_opted_out(declined.row["number"])
+
+
+# A carrier that cannot send RFC 4733 answers A-law without telephone-event: the keys then come
+# as audio tones, which the trunk's dtmf_mode=auto detects (rfc4733 alone would lose every key).
+
+def with_tones(scenario: str, workdir: Path) -> Path:
+    """A copy of the scenario beside the tone pcap it plays: SIPp looks for pcaps there."""
+    sipp_dir = workdir / "sipp"
+    sipp_dir.mkdir()
+    shutil.copy(SIPP_DIR / f"{scenario}.xml", sipp_dir)
+    write_tone_pcap(sipp_dir / TONE_PCAP, "1")
+    return sipp_dir
+
+
+def test_a_key_sent_as_tones_by_a_carrier_without_telephone_event_is_heard(
+        trunk_up: Config, tmp_path: Path) -> None:
+    scenario = "uas-tones-press1"
+    store = Store.memory()
+    with Carrier(scenario, 1, tmp_path, timeout_s=60,
+                 sipp_dir=with_tones(scenario, tmp_path)) as carrier:
+        rows = asyncio.run(place_calls(cfg_for(trunk_up, DIAL_SIP), store,
+                                       [fiction("00", block="94")], timeout=60))
+        rc = carrier.wait()
+    assert (rows[0]["outcome"], rows[0]["keys"]) == ("message_played", "1"), carrier.report()
+    assert rc == 0, carrier.report()
+
+
+def test_the_opposition_line_hears_a_key_sent_as_tones(trunk_up: Config, tmp_path: Path) -> None:
+    """An inbound call on the trunk (context from-carrier), no telephone-event, 1 as tones:
+    the caller's number is opposed, as with an RFC 4733 key."""
+    scenario = "uac-callback-tones-press1"
+    sipp_dir = with_tones(scenario, tmp_path)
+    store = Store.memory()
+
+    async def call_in() -> tuple[int, str]:
+        ctl = await app.start(trunk_up, store)  # the AGI port IVR_AGI_URL points at
+        try:
+            with Carrier(scenario, 1, tmp_path, timeout_s=40, remote=ASTERISK_SIP,
+                         sipp_dir=sipp_dir) as carrier:
+                rc = await asyncio.to_thread(carrier.wait)
+            await asyncio.sleep(0.5)  # let the AGI side finish its last write
+            return rc, carrier.report()
+        finally:
+            await ctl.close()
+
+    rc, log = asyncio.run(call_in())
+    assert store.is_opted_out(fiction("79", block="93")), log
+    assert store.one("SELECT via FROM optouts")["via"] == "phone-callback"
+    assert rc == 0, log
 
 
 def test_campaign_of_50_calls_over_the_trunk(trunk_up: Config,
