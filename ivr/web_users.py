@@ -13,6 +13,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 ROLES = ("admin", "operator", "viewer")
 TOKEN_PREFIX = "ivr_"  # tells a token from a password in logs and secret scanners
 MIN_PASSWORD = 12  # characters: the console starts calls and shows voters' numbers
+MAX_PASSWORD = 1024  # characters: the login form refuses a longer one (web/auth.py)
 
 # What each role may do. `view`: every page and read API (counts, calls, contacts, reports,
 # proof of consent); `control`: start, pause, resume, stop, hard stop, pacing; `contacts`: list
@@ -54,6 +55,8 @@ def check_role(role: str) -> str:
 def check_password(password: str) -> str:
     if len(password) < MIN_PASSWORD:
         raise ValueError(f"password: {len(password)} characters: use at least {MIN_PASSWORD}")
+    if len(password) > MAX_PASSWORD:  # else set here, then refused at every login
+        raise ValueError(f"password: {len(password)} characters: use at most {MAX_PASSWORD}")
     return password
 
 

@@ -183,7 +183,7 @@ def open_session(request: Request, row: dict) -> None:  # type: ignore[type-arg]
 # The login form's fields: longer is no user's name nor a password anyone types; refused
 # before the hash and before anything is stored (a 1 MB name was kept whole in the audit).
 USER_FIELD_MAX = 256
-PASSWORD_FIELD_MAX = 1024
+PASSWORD_FIELD_MAX = web_users.MAX_PASSWORD  # what ivr users add/passwd accept
 UNKNOWN_USER = "(unknown user)"
 CLIENT_FIELD_MAX = 64  # an address as stored (a forwarded one is whatever the client sent)
 
