@@ -83,21 +83,37 @@ class PgCore(KeyedAudit):
 
     def migrate(self) -> None:
         """Apply the missing migrations, each in its own transaction, under an advisory lock
-        so that two controllers starting together do not both run one."""
-        with self.transaction():
-            self._exec("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            self._exec(VERSION_TABLE)
-        while True:
+        so that two controllers starting together do not both run one. A server that gives up
+        (a lock_timeout, a lost connection) is one line, the step rolled back."""
+        current = 0
+        try:
+            if (current := self.stored_version()) == len(MIGRATIONS):
+                return  # nothing to wait for
             with self.transaction():
                 self._exec("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-                current = self.version
-                _check_version(current)
-                if current == len(MIGRATIONS):
-                    return
-                script = MIGRATIONS[current]
-                self._conn().execute(script)  # several statements, no parameters
-                if self.version != current + 1:  # each script records its own number
-                    raise StoreError(f"internal: migration {current + 1} did not record itself")
+                self._exec(VERSION_TABLE)
+            while (current := self._migrate_step()) < len(MIGRATIONS):
+                pass
+        except psycopg.OperationalError as exc:
+            why = " ".join(str(exc).split()) or type(exc).__name__
+            if isinstance(exc, psycopg.errors.LockNotAvailable):  # lock_timeout
+                why += " (another ivr is upgrading it: retry)"
+            raise StoreError(f"cannot upgrade the store {redact(self._url)} from schema "
+                             f"{current} to {len(MIGRATIONS)}: {why}") from None
+
+    def _migrate_step(self) -> int:
+        """One missing migration, if any; the store's version after it."""
+        with self.transaction():
+            self._exec("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            current = self.version
+            _check_version(current)
+            if current == len(MIGRATIONS):
+                return current
+            script = MIGRATIONS[current]
+            self._conn().execute(script)  # several statements, no parameters
+            if self.version != current + 1:  # each script records its own number
+                raise StoreError(f"internal: migration {current + 1} did not record itself")
+        return current + 1
 
     # -- connections and transactions ---------------------------------------------------------
     def _conn(self) -> psycopg.Connection[Row]:

@@ -8,6 +8,7 @@ import fnmatch
 import hmac
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -28,6 +29,9 @@ if TYPE_CHECKING:  # loaded by sqlite.py, which opens the file: the PostgreSQL s
 # (worth retrying) from a bug such as a missing table (which would fail forever).
 STORE_ERRORS = (sqlite3.OperationalError, OSError)
 KEYED_SINCE = 15  # the schema that records the key's fingerprint (table optout_key)
+# How long an upgrade waits for another process's, whatever the caller's busy timeout (ivr run
+# takes 0.5 s): one step of a store of realistic size takes 1-2 s.
+MIGRATION_WAIT_S = 30.0
 _TRANSIENT = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN",
               "SQLITE_PROTOCOL")
 
@@ -66,17 +70,43 @@ class SQLiteCore(KeyedAudit):
         return current
 
     def migrate(self) -> None:
-        self.check_version()
-        while (current := self.version) < len(MIGRATIONS):
-            with self.transaction():  # the write lock, then the version again: another
-                if self.version != current:  # process creating the same store ran this step
+        """Apply the missing steps, each all or nothing. A lock held by another process (one
+        upgrading it) is waited for up to MIGRATION_WAIT_S; a lock still held, a full disk or
+        an I/O error is one line (StoreError), the step rolled back."""
+        current = self.check_version()
+        deadline = time.monotonic() + MIGRATION_WAIT_S
+        while True:
+            try:
+                if (current := self.version) >= len(MIGRATIONS):
+                    break
+                self._migrate_step(current)
+            except sqlite3.OperationalError as exc:
+                if _locked(exc) and time.monotonic() < deadline:
+                    time.sleep(0.05)  # the caller's busy timeout ran out: wait on
                     continue
-                for statement in statements(MIGRATIONS[current]):
-                    self.db.execute(statement)
-                if self.version != current + 1:  # each script sets its version: a typo loops
-                    raise StoreError(f"internal: migration {current + 1} did not set "
-                                     "user_version")
+                raise StoreError(self._upgrade_failed(current, exc)) from None
         self.check_version()
+
+    def _migrate_step(self, current: int) -> None:
+        with self.transaction():  # the write lock, then the version again: another
+            if self.version != current:  # process creating the same store ran this step
+                return
+            for statement in statements(MIGRATIONS[current]):
+                self.db.execute(statement)
+            if self.version != current + 1:  # each script sets its version: a typo loops
+                raise StoreError(f"internal: migration {current + 1} did not set "
+                                 "user_version")
+
+    def _upgrade_failed(self, current: int, exc: sqlite3.OperationalError) -> str:
+        where = self.path or "in memory"
+        said = f"cannot upgrade the store {where} from schema {current} to {len(MIGRATIONS)}"
+        if _locked(exc):
+            return f"{said}: database is locked (another ivr is upgrading it: retry)"
+        if (getattr(exc, "sqlite_errorname", "") or "").startswith(("SQLITE_FULL",
+                                                                    "SQLITE_IOERR")):
+            return (f"{said}: disk full or I/O error (free space and restart; nothing of "
+                    "this step was changed)")
+        return f"{said}: {exc}"
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -232,6 +262,11 @@ class SQLiteCore(KeyedAudit):
         left in it. False (busy) when another connection's read kept its frames."""
         row = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         return row is None or int(row[0]) == 0
+
+
+def _locked(exc: sqlite3.Error) -> bool:
+    return (getattr(exc, "sqlite_errorname", "") or "").startswith(("SQLITE_BUSY",
+                                                                     "SQLITE_LOCKED"))
 
 
 def _keyed(key: bytes) -> Callable[[str], str]:
