@@ -154,7 +154,9 @@ def test_ivr_check_names_a_malformed_webhook_url_without_a_traceback(tmp_path: P
     out = ivr_check(tmp_path, {"webhooks": {"url": "http://[::1"}})  # the hunt's wh1.yaml
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
     (line,) = out.stderr.strip().splitlines()
-    assert line.startswith("error: webhooks.url") and "http://[::1" in line, line
+    # the reason, never the URL itself (it may hold a password: 4d0a170)
+    assert line.startswith("error: webhooks.url") and "IPv6" in line, line
+    assert "[::1" not in line, line
 
 
 @pytest.mark.parametrize("url", ["https://hooks.example.org:8443/ivr", "http://[::1]:8080/x",
