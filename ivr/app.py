@@ -241,6 +241,7 @@ def agi_app(cfg: Config, store: Store, dialer: Dialer, clock: Clock,
                          pbx_went_down=dialer.pbx_went_down, gate=gate,
                          on_recorded=dialer.stored_causes.note,
                          cut_by_run=dialer.cut_by_run.__contains__)
+    dialer.opposed = handler.opposed  # kept up to date by the run's tick (run_control.py)
     app.add_route("ivr", handler)
     app.add_route("callback", CallbackHandler(store, cfg.default_region, clock.now,
                                               write=dialer.writer.write,

@@ -1,10 +1,13 @@
 """FastAGI handler `ivr`: drives the pure call flow on a live channel and stores the outcome."""
 from __future__ import annotations
 
-import asyncio
 import logging
+import threading
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from ivr.callflow import outcomes
 from ivr.callflow.agi_gate import Refused, SessionGate, hang_up_refused
@@ -23,6 +26,65 @@ RUN_HANGUP = outcomes.RUN_HANGUP  # the stage's prefix of a call the run hung up
 # The stage of a call whose number was put on the opposition list while it rang (after the
 # claim's check): hung up on answer, nothing played, `opted_out`, no proof row, no retry.
 OPPOSED_BEFORE_ANSWER = "opposed-before-answer"
+
+
+# The run's poll of the opposition list (Opposed.poll): at its start, the oppositions of the last
+# LOOKBACK_S (calls adopted from an earlier run were claimed before it); then, on a remote
+# store, each poll reads again the rows of the last OVERLAP_S: PostgreSQL gives an id at the
+# insert, so a row may commit after one with a higher id was read. SQLite has one writer at a
+# time: ids come in commit order, and each poll reads only past the last one read.
+LOOKBACK_S = 300.0
+OVERLAP_S = 60.0
+
+
+class Opposed:
+    """The keyed hashes of the numbers put on the opposition list since shortly before the run
+    began, for the check on answer: the run's tick (RunControl) reads the rows added since
+    its last poll, off the loop on PostgreSQL; the handler only looks the number up in this
+    set (no I/O: an answered call never waits on the store). It never shrinks: an opposition
+    is never deleted (erasure keeps its hash). Stale by one poll (~0.5 s) at most while the
+    store answers; while it is away, by the outage (the claim's own check still holds)."""
+
+    def __init__(self, overlap_s: float = 0.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.hashes: set[str] = set()
+        self.overlap_s, self.monotonic = overlap_s, monotonic
+        self.polled = False  # the first read (LOOKBACK_S) done
+        self._floor = 0  # ids at or below it are never read again
+        self._seen: deque[tuple[float, int]] = deque()  # (poll's start, highest id read then)
+        self._lock = threading.Lock()  # two polls at once (a standby's and a tick's) queue
+
+    def __contains__(self, number_hash: object) -> bool:
+        return number_hash in self.hashes
+
+    def poll(self, store: Any, now: datetime) -> None:
+        """One read of the rows added since the last (in a worker thread on PostgreSQL);
+        the store's error is the caller's: the next poll reads from the same point."""
+        with self._lock:
+            started = self.monotonic()
+            if not self.polled:
+                rows = store.optouts_since(now - timedelta(seconds=LOOKBACK_S))
+            else:
+                rows = store.optouts_since(None, self._after(started))
+            self.hashes.update([r["number_hash"] for r in rows])
+            if not self.polled:
+                self._floor = min((int(r["id"]) for r in rows), default=1) - 1
+                self.polled = True
+            top = max([self._top(), *(int(r["id"]) for r in rows)])
+            self._seen.append((started, top))
+
+    def _top(self) -> int:
+        return self._seen[-1][1] if self._seen else self._floor
+
+    def _after(self, started: float) -> int:
+        """Read past the highest id seen by a poll begun overlap_s ago or more (the floor
+        before that): the rows committed late are read again meanwhile."""
+        seen = self._seen
+        while len(seen) > 1 and seen[1][0] <= started - self.overlap_s:
+            seen.popleft()
+        if seen and seen[0][0] <= started - self.overlap_s:
+            self._floor = max(self._floor, seen[0][1])
+        return self._floor
 
 
 class PromptUnplayable(Exception):
@@ -168,7 +230,8 @@ class IvrHandler:
                  gate: SessionGate, sounds: Mapping[str, str] | None = None,
                  versions: Callable[[], PromptVersion] | None = None,
                  on_recorded: Callable[[str, str], None] | None = None,
-                 cut_by_run: Callable[[int], bool] = lambda call_id: False) -> None:
+                 cut_by_run: Callable[[int], bool] = lambda call_id: False,
+                 opposed: Opposed | None = None) -> None:
         self.store = store
         self.hashes = hashes
         # prompt key -> the content-addressed file of exactly the version `hashes` records
@@ -190,6 +253,9 @@ class IvrHandler:
         # Did the run itself hang this call up (hard stop, drain timeout)? Then the hangup
         # is not the callee's: the dialer's mark, set before the hang-up left.
         self.cut_by_run = cut_by_run
+        # Numbers opposed since the run began, kept by its tick (RunControl): read on answer
+        self.opposed = opposed if opposed is not None else \
+            Opposed(OVERLAP_S if getattr(store, "remote", False) else 0.0)
 
     async def _pbx_fault(self, req: AgiRequest) -> bool:
         """Cause 0 means a PBX teardown (shutdown, restart) or a SIP BYE that carried no
@@ -254,19 +320,13 @@ class IvrHandler:
             return CallResult(outcome="error", stage="controller", keys="", heard={})
         return self._result(kept, amd_status, "", hashes)
 
-    async def _opposed(self, call: dict, call_id: int) -> bool:
-        """Is the number on the opposition list now? The claim checked it, but an objection
-        (`ivr optout add`, the console) may come while the call rings: it takes effect at once,
-        so it is read again on answer. One indexed read of a keyed hash; on a remote store in
-        a worker thread, as the dialer's reads (Dialer.off_loop): the loop never waits on it."""
+    def _opposed(self, call: dict) -> bool:
+        """Put on the opposition list while it rang? The claim checked it; an objection made
+        since (`ivr optout add`, the console, the opposition line) takes effect at once. The
+        run's tick keeps the recent ones in `opposed` (Opposed): a set look-up, no I/O."""
         number = str(call.get("number") or "")
-        try:
-            if getattr(self.store, "remote", False):
-                return await asyncio.to_thread(self.store.is_opted_out, number)
-            return self.store.is_opted_out(number)
-        except Exception as exc:  # the store away: the claim's check, moments ago, stands
-            log.warning("call %s: could not read the opposition list on answer: %s", call_id, exc)
-            return False
+        opposed = self.opposed.hashes
+        return bool(number and opposed) and self.store.number_hash(number) in opposed
 
     async def _hang_up_opposed(self, req: AgiRequest, call: dict, call_id: int,
                                amd_status: str) -> None:
@@ -281,7 +341,7 @@ class IvrHandler:
         answered = self.clock()
         self.write(lambda: self.store.mark_answered(call_id, answered))
         amd_status = req.headers.get(ARG_AMD_STATUS, "")  # AMDSTATUS, "" when AMD is off
-        if await self._opposed(call, call_id):
+        if self._opposed(call):
             await self._hang_up_opposed(req, call, call_id, amd_status)
             return
         version = self.versions()  # this call plays and records this version to its end

@@ -9,6 +9,8 @@ the campaign, on any machine, reads it here:
 - pacing: overrides the config's, never beyond it (the config's values are the legal bounds
   the campaign was checked with; check_pacing refuses more on write).
 Snapshots go to `run_snapshots` as snapshot_dict(...) at most once a second.
+The same read, each tick, brings the oppositions added since the last (agi_ivr.Opposed): the
+IVR checks an answered call's number against them without a store round trip.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from ivr.callflow.agi_ivr import Opposed
 from ivr.campaign.clock import Clock
 from ivr.campaign.nodes import Peers
 from ivr.campaign.state import NodeSnapshot, RunState, Snapshot
@@ -96,8 +99,10 @@ class RunControl:
 
     def __init__(self, cfg: Config, store: Any, clock: Clock, stop: asyncio.Event,
                  hard_stop: asyncio.Event, state: RunState, *, controller: str | None = None,
-                 poll_s: float | None = None, publish_s: float | None = None) -> None:
+                 poll_s: float | None = None, publish_s: float | None = None,
+                 opposed: Opposed | None = None) -> None:
         self.cfg, self.store, self.clock, self.state = cfg, store, clock, state
+        self.opposed = opposed  # the IVR's recent oppositions, kept up to date each tick
         self.campaign = cfg.campaign.name
         self.stop, self.hard_stop = stop, hard_stop
         self.controller = controller or controller_name(store)
@@ -222,10 +227,22 @@ class RunControl:
     async def _row(self) -> Any:
         """The campaign's run_control row (None: none yet), False when the store is away."""
         try:
-            return await self._call(self.store.run_control, self.campaign)
+            return await self._call(self._read_row, self.clock.now())
         except STORE_ERRORS as exc:  # the store away: keep the last word (the run pauses)
             log.debug("run control unreadable: %s", exc)
             return False
+
+    def _read_row(self, now: datetime) -> Row | None:
+        """The row, then the oppositions added since the last tick: one trip off the loop on
+        PostgreSQL; the second read only once the first answered (a store away costs one
+        connect timeout per tick, not two)."""
+        row = self.store.run_control(self.campaign)
+        if self.opposed is not None:
+            try:
+                self.opposed.poll(self.store, now)
+            except STORE_ERRORS as exc:  # read again from the same point next tick
+                log.debug("recent oppositions unreadable: %s", exc)
+        return row
 
     def apply(self, row: Row | None, desired: str | None = None) -> bool:
         """Apply the row's desired state (or `desired`: a standby keeps its own until a new

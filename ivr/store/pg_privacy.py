@@ -167,6 +167,17 @@ class PgPrivacySQL(PgCore):
         return self._row("SELECT via, campaign, created_at, number FROM optouts "
                          "WHERE number_hash = %(h)s", {"h": self.number_hash(number)})
 
+    def optouts_since(self, since: datetime | None, after_id: int = 0) -> list[Row]:
+        """(id, number_hash) of the oppositions with an id above `after_id`, in id order; with
+        `since`, only those created at or after it plus the newest row (sqlite_privacy's)."""
+        if since is None:
+            return self._rows("SELECT id, number_hash FROM optouts WHERE id > %(a)s "
+                              "ORDER BY id", {"a": after_id})
+        return self._rows(
+            "SELECT id, number_hash FROM optouts WHERE id > %(a)s AND (created_at::timestamptz "
+            ">= %(s)s::timestamptz OR id = (SELECT max(id) FROM optouts)) ORDER BY id",
+            {"a": after_id, "s": utc(since)})
+
     def person_data(self, number: str) -> dict[str, Any]:
         """Every row about the number (right of access), JSON columns still as text."""
         p = {"n": number, "h": self.number_hash(number)}

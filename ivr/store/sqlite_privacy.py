@@ -232,6 +232,19 @@ class PrivacySQL(SQLiteCore):
         return self._row("SELECT via, campaign, created_at, number FROM optouts "
                          "WHERE number_hash = ?", (self.number_hash(number),))
 
+    def optouts_since(self, since: datetime | None, after_id: int = 0) -> list[Row]:
+        """(id, number_hash) of the oppositions with an id above `after_id` (the primary key's
+        range: the run's poll, IvrHandler's `opposed`), in id order. With `since`: only
+        those created at or after it, plus the newest row whatever its age (the poll's
+        starting point); that read scans the table once, at the run's start."""
+        if since is None:
+            return self._rows("SELECT id, number_hash FROM optouts WHERE id > ? ORDER BY id",
+                              (after_id,))
+        return self._rows(
+            "SELECT id, number_hash FROM optouts WHERE id > ? AND (julianday(created_at) >= "
+            "julianday(?) OR id = (SELECT max(id) FROM optouts)) ORDER BY id",
+            (after_id, utc(since)))
+
     def person_data(self, number: str) -> dict[str, Any]:
         """Every row about the number (right of access), JSON columns still as text."""
         p = {"n": number, "h": self.number_hash(number)}

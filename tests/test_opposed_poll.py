@@ -1,0 +1,112 @@
+"""The recent oppositions the IVR checks on answer (agi_ivr.Opposed): the run's tick reads them
+(store.optouts_since), so an answered call never waits on the store. Both backends
+(conftest.backend); the call tests use the fake PBX over real AMI and FastAGI."""
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import psycopg
+import pytest
+
+from ivr.callflow.agi_ivr import LOOKBACK_S, Opposed
+from ivr.telephony import fake_callee
+from ivr.telephony.fake_pbx import answer
+
+from conftest import Backend
+from test_dialer import fiction, rig
+from test_run_control import start_run
+
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=timezone.utc)
+
+
+def _insert(store: Any, number_hash: str, created: datetime, row_id: int | None = None) -> None:
+    """An opposition row as another process commits it (`row_id`: one given at its insert,
+    committed after higher ones: PostgreSQL's late commit)."""
+    cols, vals = "number_hash, via, created_at", [number_hash, "email", created.isoformat()]
+    if row_id is not None:
+        cols, vals = "id, " + cols, [row_id, *vals]
+    with store.transaction():
+        store.db.execute(f"INSERT INTO optouts ({cols}) VALUES ({', '.join('?' * len(vals))})",
+                         vals)
+
+
+def test_the_poll_starts_with_the_last_minutes_then_reads_only_new_rows(backend: Backend) -> None:
+    store = backend.open()
+    _insert(store, "old", NOW - timedelta(seconds=LOOKBACK_S + 60))
+    _insert(store, "recent", NOW - timedelta(seconds=30))
+    ticks = iter(range(0, 1000, 1))
+    opposed = Opposed(overlap_s=0.0, monotonic=lambda: float(next(ticks)))
+    opposed.poll(store, NOW)
+    assert opposed.hashes == {"recent"}  # before the lookback: the claim's check covers it
+    _insert(store, "new", NOW)
+    opposed.poll(store, NOW)
+    assert opposed.hashes == {"recent", "new"} and "new" in opposed
+    # Each later poll reads past the last id read (the primary key's range)
+    assert store.optouts_since(None, opposed._after(99.0)) == []
+
+
+def test_a_row_committed_late_is_still_read_within_the_overlap(backend: Backend) -> None:
+    store = backend.open()
+    _insert(store, "first", NOW, row_id=10)
+    now = [0.0]
+    opposed = Opposed(overlap_s=60.0, monotonic=lambda: now[0])
+    opposed.poll(store, NOW)
+    _insert(store, "third", NOW, row_id=12)
+    now[0] = 1.0
+    opposed.poll(store, NOW)
+    _insert(store, "second", NOW, row_id=11)  # its id was given before 12 was read
+    now[0] = 30.0
+    opposed.poll(store, NOW)
+    assert opposed.hashes == {"first", "second", "third"}
+    now[0] = 200.0  # long after: only past the highest id read 60 s before
+    assert opposed._after(now[0]) == 12
+
+
+def test_an_answered_call_does_not_wait_on_a_store_that_is_away(
+        backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store goes away while the call rings (every read fails; one of a number's
+    opposition waits 1 s first, a connect timeout's silence): the intro starts at once."""
+    n = fiction(9)
+    waits: list[float] = []  # FastAGI session start (the answer) -> first prompt, per call
+    run = fake_callee.AgiLeg.run
+
+    class Stamped(list):  # the AGI commands, each with when it arrived
+        def append(self, command: str) -> None:
+            if command.upper().startswith("STREAM FILE") and len(waits) == len(started) - 1:
+                waits.append(time.monotonic() - started[-1])
+            super().append(command)
+    started: list[float] = []
+
+    async def timed(leg: Any, url: str) -> bool:
+        started.append(time.monotonic())
+        leg.call.agi = Stamped()
+        return await run(leg, url)
+    monkeypatch.setattr(fake_callee.AgiLeg, "run", timed)
+    error = sqlite3.OperationalError if backend.name == "sqlite" else psycopg.OperationalError
+
+    def away(*args: Any, **kw: Any) -> Any:
+        raise error("the store is away")
+
+    def slow_away(*args: Any, **kw: Any) -> Any:
+        time.sleep(1.0)
+        raise error("connection timeout expired")
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with rig(backend, {n: answer(["1"], delay_s=1.0, prompt_s=0.1)},
+                       max_concurrent=1, ring_timeout_s=10) as r:
+            task, _ = await start_run(r)
+            await r.until(lambda: len(r.pbx.originates) == 1)
+            for name in ("optouts_since", "run_control", "pending_contacts", "plan_contacts"):
+                monkeypatch.setattr(r.store, name, away, raising=False)
+            monkeypatch.setattr(r.store, "is_opted_out", slow_away)
+            await r.until(lambda: bool(waits), timeout=15)
+            r.dialer.writer.flush()
+            task.cancel()
+            return []
+
+    asyncio.run(scenario())
+    assert waits and waits[0] < 0.5, waits  # before: the 1 s of the read on answer
