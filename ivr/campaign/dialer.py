@@ -11,7 +11,7 @@ import logging
 import math
 from collections.abc import Callable, Coroutine, Iterable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ivr.callflow import outcomes
 from ivr.campaign import node_events, planning, reconcile
@@ -26,6 +26,9 @@ from ivr.store.sqlite import Store
 from ivr.telephony import contract
 from ivr.telephony.node import (ActionTimeout, NodeDisconnected, NodeEvent, OriginateRefused,
                                 OriginateRequest, OriginateResult, PbxNode)
+
+if TYPE_CHECKING:  # the IVR's module, not needed at run time
+    from ivr.callflow.agi_ivr import Opposed
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,6 +70,8 @@ class Dialer:
         # The calls hangup_all hung up: their end is the run's, not the callee's word. Kept for
         # the dialer's life (one stop per run): an outcome may come after the flight is gone.
         self.cut_by_run: set[int] = set()
+        # The IVR's recent oppositions (app.agi_app sets it); the run's tick keeps them (run.py)
+        self.opposed: Opposed | None = None
         # Told once of each attempt whose outcome is written (outcome webhooks); must not block.
         self.on_settled: list[Callable[[int], None]] = []
         # a trunk refusing or never answering every call stops the run (run.py)

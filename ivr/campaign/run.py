@@ -384,7 +384,7 @@ async def run(cfg: Config, store: Store, dialer: Dialer, clock: Clock, stop: asy
     # Its tick keeps the IVR's recent oppositions (agi_ivr.Opposed, app.agi_app's wiring);
     # begin() reads them first, before any claim
     control = RunControl(cfg, store, clock, stop, hard_stop, state,
-                         opposed=getattr(dialer, "opposed", None))
+                         opposed=dialer.opposed)
     shares = Shares(store, cfg.campaign.name, dialer.nodes.values(), clock, dialer.off_loop)
     watches: list[asyncio.Future[None]] = []
     try:
