@@ -220,7 +220,7 @@ def gdpr_erase(store: StoreBackend, number: str, now: datetime) -> dict[str, Any
 # -- retention ------------------------------------------------------------------------------------
 def purge(store: StoreBackend, older_than: timedelta, now: datetime,
           keep: timedelta = timedelta(0), given: str | None = None) -> dict[str, Any]:
-    """Delete what is older than the retention period, in one transaction.
+    """Delete what is older than the retention period, by chunks (one transaction each).
 
     `keep`: what the calling rules still read (config.rules_lookback_days); a shorter period is
     refused, since deleting a recent refusal or attempt would let that number be called again.
@@ -241,9 +241,10 @@ def purge(store: StoreBackend, older_than: timedelta, now: datetime,
         raise IvrError(f"{what} is shorter than the {keep.days} days the calling rules read "
                        f"back (refusal cooldown, attempt cap): use at least {keep.days}d")
     cutoff = now - older_than
-    with store.transaction():
-        counts: dict[str, Any] = {"cutoff": utc(cutoff), **store.purge_before(cutoff)}
-        store.audit("purge", None, counts, now)
+    # Not in one transaction: the store deletes by chunks, each its own (another writer gets
+    # the lock in between); a purge stopped midway is finished by the next one.
+    counts: dict[str, Any] = {"cutoff": utc(cutoff), **store.purge_before(cutoff)}
+    store.audit("purge", None, counts, now)  # once, last, with the totals
     return counts
 
 

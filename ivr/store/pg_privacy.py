@@ -33,6 +33,7 @@ from typing import Any
 
 import psycopg
 
+from ivr.store import sqlite_privacy
 from ivr.store.base import Row, utc
 from ivr.store.pg_core import PgCore
 from ivr.store.sqlite_privacy import SCANS as SQLITE_SCANS
@@ -40,6 +41,17 @@ from ivr.store.sqlite_privacy import extra_probes, extra_without, named_in, nami
 
 log = logging.getLogger(__name__)
 _RECLAIM_LOCK = threading.Lock()  # the tables to rewrite, and the thread rewriting them
+
+
+def _pg(sql: str) -> str:
+    """A statement of sqlite_privacy.PURGE_STEPS in PostgreSQL's words: the same rows, named
+    parameters %(x)s, timestamps compared as timestamptz instead of by julianday()."""
+    sql = re.sub(r":(\w+)", r"%(\1)s", sql)
+    return re.sub(r"julianday\(([^()]*(?:\([^()]*\))?[^()]*)\)", r"\1::timestamptz", sql)
+
+
+PURGE_STEPS = tuple((key, _pg(pick), tuple(map(_pg, change)))
+                    for key, pick, change in sqlite_privacy.PURGE_STEPS)
 
 # The leftover scan (twin of sqlite_privacy.SCANS): for every table of the schema, one
 # written-out statement returning the rows where the number's text may be (Python then keeps
@@ -370,36 +382,33 @@ class PgPrivacySQL(PgCore):
         yield from (c for c in (rows[0] if rows else sorted(also)) if c in found)
 
     def purge_before(self, cutoff: datetime) -> dict[str, int]:
-        """Delete what ended before the cutoff (policy in records/privacy.py); the caller
-        holds the transaction."""
+        """Delete what ended before the cutoff (policy in records/privacy.py), by chunks of
+        sqlite_privacy.PURGE_CHUNK rows, one transaction each (the SQLite twin says why; here
+        one transaction kept every changed row locked to its end: a write to one of them, a
+        claim of an old contact, waited for the whole purge)."""
         p = {"cutoff": utc(cutoff)}
-        consents = self._exec(
-            "DELETE FROM consents WHERE at::timestamptz < %(cutoff)s::timestamptz", p)
-        calls = self._exec(
-            "DELETE FROM calls WHERE COALESCE(ended_at, started_at)::timestamptz < "
-            "%(cutoff)s::timestamptz AND id NOT IN (SELECT call_id FROM consents WHERE "
-            "call_id IS NOT NULL)", p)
-        # A remaining call or consent means recent activity (or kept proof): keep the contact.
-        self._exec(  # the bindings of the contacts deleted just below, first
-            "DELETE FROM campaign_contacts WHERE contact_id IN (SELECT id FROM contacts WHERE "
-            "updated_at::timestamptz < %(cutoff)s::timestamptz "
-            "AND NOT EXISTS (SELECT 1 FROM calls WHERE calls.contact_id = contacts.id) "
-            "AND NOT EXISTS (SELECT 1 FROM consents WHERE consents.contact_id = contacts.id))",
-            p)
-        contacts = self._exec(
-            "DELETE FROM contacts WHERE updated_at::timestamptz < %(cutoff)s::timestamptz "
-            "AND NOT EXISTS (SELECT 1 FROM calls WHERE calls.contact_id = contacts.id) "
-            "AND NOT EXISTS (SELECT 1 FROM consents WHERE consents.contact_id = contacts.id)",
-            p)
-        optouts = self._exec(
-            "UPDATE optouts SET number = NULL WHERE number IS NOT NULL "
-            "AND created_at::timestamptz < %(cutoff)s::timestamptz", p)
-        # Past runs' rows (one per `ivr run`): a live controller's snapshot stays however old
-        self._exec(
-            "DELETE FROM run_snapshots WHERE at::timestamptz < %(cutoff)s::timestamptz AND "
-            "NOT EXISTS (SELECT 1 FROM controllers k WHERE k.id = run_snapshots.controller "
-            "AND k.stopped_at IS NULL)", p)
-        self._exec("DELETE FROM controllers WHERE stopped_at IS NOT NULL AND "
-                   "stopped_at::timestamptz < %(cutoff)s::timestamptz", p)
-        return {"calls": calls, "consents": consents, "contacts": contacts,
-                "optout_numbers_cleared": optouts}
+        counts = {key: self._purge_chunks(pick, change, p) for key, pick, change in PURGE_STEPS}
+        with self.transaction():  # past runs' rows: one per `ivr run`, few
+            self._exec(  # a live controller's snapshot stays however old
+                "DELETE FROM run_snapshots WHERE at::timestamptz < %(cutoff)s::timestamptz AND "
+                "NOT EXISTS (SELECT 1 FROM controllers k WHERE k.id = run_snapshots.controller "
+                "AND k.stopped_at IS NULL)", p)
+            self._exec("DELETE FROM controllers WHERE stopped_at IS NOT NULL AND "
+                       "stopped_at::timestamptz < %(cutoff)s::timestamptz", p)
+        return {key: counts[key] for key in ("calls", "consents", "contacts",
+                                             "optout_numbers_cleared")}
+
+    def _purge_chunks(self, pick: str, change: tuple[str, ...], p: dict[str, Any]) -> int:
+        """Run one step of PURGE_STEPS chunk by chunk, in id order; the rows it changed."""
+        done, after, size = 0, sqlite_privacy.PURGE_FROM, sqlite_privacy.PURGE_CHUNK
+        while True:
+            with self.transaction():
+                got = self._rows(pick, {**p, "after": after, "limit": size})[0]
+                if got["upto"] is None:
+                    return done
+                for sql in change:  # the last statement's rows are the step's count
+                    changed = self._exec(sql, {**p, "after": after, "upto": got["upto"]})
+                done += changed
+            if got["n"] < size:
+                return done
+            after = got["upto"]
