@@ -327,7 +327,8 @@ class StoreBackend(Protocol):
                               out_max: int | None = None
                               ) -> Generator[bytes, None, int]: ...  # KeptExport
 
-    # -- data protection (the caller holds the transaction for erase_person and purge_before)
+    # -- data protection (the caller holds the transaction for erase_person; purge_before runs
+    # its own transactions, a chunk each, so other writers get the lock in between)
     def consents_of(self, number: str) -> list[Row]: ...
     def optout_of(self, number: str) -> Row | None: ...
     def person_data(self, number: str) -> dict[str, Any]: ...
