@@ -15,7 +15,7 @@ from rich.console import Console
 from ivr import config as config_mod
 from ivr.config import Config
 from ivr.cli_guard import NamedStdout, sigterm_as_interrupt
-from ivr.errors import IvrError
+from ivr.errors import IvrError, store_trouble
 
 if __name__ == "__main__":  # `python -m ivr.cli`: run the `ivr.cli` module the command modules
     from ivr.cli import main as _main  # register on (this file as __main__ is a second copy)
@@ -34,6 +34,9 @@ class Ctx:
         self.config_path = config_path
         self._cfg: Config | None = None
         self.created: Path | None = None  # a store this command created
+        # What a store failure leaves undone, for its error line (e.g. an opposition not
+        # recorded): set by the command before it writes.
+        self.unsaved = ""
 
     @property
     def cfg(self) -> Config:
@@ -64,6 +67,21 @@ def new_store_note(path: Path) -> str:
             "check store.path if you expected one")
 
 
+def _store_name(obj: Any) -> str:
+    """The store's file, or PostgreSQL's host and database (never its password)."""
+    try:
+        store = obj.cfg.store
+        if not store.url:
+            return str(obj.cfg.path(store.path))
+    except Exception:  # noqa: BLE001  (the config itself failed: the error line still says it)
+        return "(see store in the config)"
+    from urllib.parse import urlsplit
+    if "://" not in store.url:  # a "key=value" conninfo may hold password=
+        return "PostgreSQL (store.url)"
+    url = urlsplit(store.url)
+    return f"PostgreSQL {url.hostname or 'local'}{url.path or ''}"
+
+
 pass_ctx = click.make_pass_decorator(Ctx)
 
 
@@ -86,6 +104,14 @@ class IvrGroup(click.Group):
         except OSError as exc:  # a path the user gave, or stdout, unwritable: not our bug
             where = f"{exc.filename}: " if exc.filename is not None else ""
             click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+            ctx.exit(1)
+        except Exception as exc:  # a store that is away (full disk, lock, PostgreSQL): one line
+            trouble = store_trouble(exc)
+            if trouble is None:
+                raise  # a bug: its traceback
+            unsaved = getattr(ctx.obj, "unsaved", "")
+            click.echo(f"error: store {_store_name(ctx.obj)}: {trouble[0]}"
+                       f"{f'; {unsaved}' if unsaved else ''}: {trouble[1]}", err=True)
             ctx.exit(1)
         finally:
             sys.stdout = stdout

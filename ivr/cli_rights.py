@@ -34,6 +34,7 @@ def optout() -> None:
 @pass_ctx
 def optout_add(ctx: Ctx, number: str, via: str) -> None:
     from ivr.records.privacy import optout_add as add
+    ctx.unsaved = f"the opposition of {number} was NOT recorded"  # on a store failure
     new = add(ctx.store(), number, via, now(), ctx.cfg.default_region)
     console.print("added to the opposition list" if new else "already on the opposition list")
 
@@ -44,6 +45,9 @@ def optout_add(ctx: Ctx, number: str, via: str) -> None:
 @pass_ctx
 def optout_import(ctx: Ctx, file: Path, via: str) -> None:
     from ivr.records.contacts import import_optouts
+    # A store failure part-way: each number is its own transaction, so the ones before stay.
+    ctx.unsaved = ("the file's numbers before it were added, the rest NOT (importing the same "
+                   "file again skips the ones added)")
     added, rejected = import_optouts(ctx.store(), file, via=via,
                                      default_region=ctx.cfg.default_region, now=now())
     for line, reason in rejected:

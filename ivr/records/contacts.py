@@ -21,7 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ivr.compliance.preflight import check_sources
-from ivr.errors import ImportFileError
+from ivr.errors import ImportFileError, store_trouble
 from ivr.numbers import NumberRejected, e164, parse_callee
 from ivr.records.csv_read import EMPTY, LATIN1_WARNING, header_columns, read_records, short
 from ivr.store.base import Row, StoreBackend
@@ -84,8 +84,13 @@ def import_csv(store: StoreBackend, path: Path, *, campaign: str, source: str,
             if header is None:
                 raise ImportFileError(f"{path.name} {EMPTY}")
             importer.columns = header_columns(path.name, header[1])
-            with store.import_session():
-                _stream(importer, records, log, path.name)
+            try:
+                with store.import_session():
+                    _stream(importer, records, log, path.name)
+            except Exception as exc:  # the session's cleanup failing on the same dead store
+                if store_trouble(exc) and isinstance(exc.__context__, PartialImportError):
+                    raise exc.__context__ from None  # must not hide what was kept
+                raise
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the CLI turns it into this)
         raise ImportFileError(f"import of {path.name} interrupted before any row was written: "
                               "nothing was imported; import the file again") from None
@@ -140,7 +145,8 @@ def _stream(importer: _Importer, records: Iterator[tuple[int, list[str]]],
             log: Callable[[str], None], name: str) -> None:
     """An interruption (KeyboardInterrupt: Ctrl-C, or SIGTERM through the CLI) after some
     batches ends as a file error there does: the batches kept, the audit row with complete
-    false, PartialImportError. Before any batch, it propagates: nothing was written."""
+    false, PartialImportError. Before any batch, it propagates: nothing was written. A store
+    that fails (a full disk, a lock held past the wait, PostgreSQL away) ends the same way."""
     line = 0
     try:
         for line, cells in records:
@@ -166,6 +172,33 @@ def _stream(importer: _Importer, records: Iterator[tuple[int, list[str]]],
             f"rejected ones: {importer.report.summary()}; nothing from there on: fix the file "
             "and import it again (the rows imported are kept)",
             importer.report) from exc
+    except Exception as exc:
+        trouble = store_trouble(exc)
+        if trouble is None:
+            raise  # a bug: its traceback
+        _store_failed(importer, name, line, trouble, exc)
+
+
+def _store_failed(importer: _Importer, name: str, line: int, trouble: tuple[str, str],
+                  exc: Exception) -> None:
+    """The batches written stay whole, the failed one rolled back with its counts; the audit
+    row is tried (the same full disk may refuse it: then the error says so)."""
+    (what, fix), r, audit = trouble, importer.report, ""
+    importer.note_kept()
+    kept = r.added + r.merged + r.unchanged
+    if importer.batches_written:
+        try:
+            importer.store.audit("import", None, importer.detail(name, complete=False,
+                                                                 line=line), importer.now)
+        except Exception as again:  # noqa: BLE001  (a store failure: said, not raised)
+            if store_trouble(again) is None:
+                raise
+            audit = "; its audit row could not be written either (the same store failure)"
+    raise PartialImportError(
+        f"import of {name} stopped at line {line}: store {what}: {kept} line(s) of the file "
+        f"before it are in the store, in whole batches ({r.summary()}; the rejected ones "
+        f"counted up to there), nothing from there on{audit}: {fix} (import the same file "
+        "again: the numbers already imported are skipped)", r) from exc
 
 
 class PartialImportError(ImportFileError):
