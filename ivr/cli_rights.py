@@ -44,14 +44,23 @@ def optout_add(ctx: Ctx, number: str, via: str) -> None:
 @click.option("--via", type=click.Choice(["post", "email", "phone", "sms"]), default="post")
 @pass_ctx
 def optout_import(ctx: Ctx, file: Path, via: str) -> None:
-    from ivr.records.contacts import import_optouts
+    from ivr.records.contacts import MAX_LISTED_REJECTS, import_optouts
+    rejected = 0
+
+    def listed(line: int, reason: str) -> None:  # as they come; only counted past the cap
+        nonlocal rejected
+        rejected += 1
+        if rejected <= MAX_LISTED_REJECTS:
+            err_console.print(f"rejected line {line}: {reason}", highlight=False, markup=False)
+
     # A store failure part-way: each number is its own transaction, so the ones before stay.
     ctx.unsaved = ("the file's numbers before it were added, the rest NOT (importing the same "
                    "file again skips the ones added)")
-    added, rejected = import_optouts(ctx.store(), file, via=via,
-                                     default_region=ctx.cfg.default_region, now=now())
-    for line, reason in rejected:
-        err_console.print(f"rejected line {line}: {reason}", highlight=False, markup=False)
+    added, _ = import_optouts(ctx.store(), file, via=via, default_region=ctx.cfg.default_region,
+                              now=now(), on_reject=listed)
+    if rejected > MAX_LISTED_REJECTS:
+        err_console.print(f"… and {rejected - MAX_LISTED_REJECTS} more rejected line(s), not "
+                          "listed", highlight=False, markup=False)
     console.print(f"{added} number(s) added to the opposition list")
 
 

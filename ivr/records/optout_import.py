@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 import unicodedata
+from collections.abc import Callable
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
@@ -16,14 +17,18 @@ from ivr.store.base import StoreBackend
 
 
 def import_optouts(store: StoreBackend, path: Path, *, via: str, default_region: str,
-                   now: datetime) -> tuple[int, list[tuple[int, str]]]:
+                   now: datetime, on_reject: Callable[[int, str], None] | None = None
+                   ) -> tuple[int, list[tuple[int, str]]]:
     """A CSV with a 'number' column, or a plain list of numbers one per line.
 
     Each valid number goes through store.add_optout (its own transaction and audit row), so an
-    interrupted import keeps what it added and can simply be run again.
+    interrupted import keeps what it added and can simply be run again. The rejected lines are
+    returned, or handed to `on_reject` as they come and not kept (a million garbage lines
+    would otherwise be held in memory: the CLI lists the first ones and counts the rest).
     """
     warnings: list[str] = []  # numbers are digits: the encoding cannot garble them
     added, rejected = 0, []
+    reject = on_reject or (lambda line, why: rejected.append((line, why)))
     records = read_records(path, warnings)
     with closing(records):
         first = next(records, None)
@@ -44,8 +49,8 @@ def import_optouts(store: StoreBackend, path: Path, *, via: str, default_region:
             number, why = _optout_number(raw, default_region)
             split = _semicolon_numbers(raw, default_region) if number is None else []
             if number is None and not split:
-                rejected.append((line, f"{short(raw)} is not a valid phone number: {why}"
-                                 if raw else "no number"))
+                reject(line, f"{short(raw)} is not a valid phone number: {why}"
+                       if raw else "no number")
             numbers = ([number] if number else []) + split + \
                 _extra_optouts(cells[extra_from:], default_region)
             added += sum(1 for n in numbers if store.add_optout(n, via, now))
