@@ -2,17 +2,12 @@
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from array import array
-from bisect import bisect_left
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
 from ivr.callflow import outcomes
 from ivr.callflow.agi_gate import Refused, SessionGate, hang_up_refused
+from ivr.callflow.opposed import OVERLAP_S, Opposed
 from ivr.telephony.contract import ARG_AMD_STATUS, SOUNDS_DIR, VAR_DONE, VAR_HANGUP_CAUSE
 from ivr.telephony.fastagi import CHANNEL_UP, AgiHangup, AgiRequest
 from ivr.callflow.flow import (DONE, HANGUP, Chosen, FlowGen, FlowOptions, OptOutNow, Outcome, Play,
@@ -28,96 +23,6 @@ RUN_HANGUP = outcomes.RUN_HANGUP  # the stage's prefix of a call the run hung up
 # The stage of a call whose number was put on the opposition list while it rang (after the
 # claim's check): hung up on answer, nothing played, `opted_out`, no proof row, no retry.
 OPPOSED_BEFORE_ANSWER = "opposed-before-answer"
-
-
-# The run's poll of the opposition list (Opposed.poll): at its start, the oppositions of the last
-# LOOKBACK_S (calls adopted from an earlier run were claimed before it); then, on a remote
-# store, each poll reads again the rows of the last OVERLAP_S: PostgreSQL gives an id at the
-# insert, so a row may commit after one with a higher id was read. SQLite has one writer at a
-# time: ids come in commit order, and each poll reads only past the last one read.
-LOOKBACK_S = 300.0
-OVERLAP_S = 60.0
-# What was read longer ago is dropped: an opposition written before a call's claim was refused
-# by the claim's own check, so on answer only those since the oldest call in flight was claimed
-# matter: ringing (at most MAX_RING_TIMEOUT_S, 300 s), AMD and a queued session, with margin.
-KEEP_S = 600.0
-
-
-def _key(number_hash: str) -> int:
-    """The first 64 bits of the keyed hash (HMAC-SHA256, hex): 8 bytes in a sorted array
-    instead of a 64-character string and its set slot (~150 bytes). Another number sharing
-    them by chance: ~n/2**64 per look-up (5e-14 with a million recent oppositions)."""
-    return int(number_hash[:16], 16)
-
-
-class Opposed:
-    """The keyed hashes of the numbers put on the opposition list in the last KEEP_S, for the
-    check on answer: the run's tick (RunControl) reads the rows added since its last poll,
-    off the loop on PostgreSQL; the handler only looks the number up here (no I/O: an
-    answered call never waits on the store). Stale by one poll (~0.5 s) at most while the
-    store answers; while it is away, by the outage (the claim's own check still holds)."""
-
-    def __init__(self, overlap_s: float = 0.0,
-                 monotonic: Callable[[], float] = time.monotonic, keep_s: float = KEEP_S) -> None:
-        self.overlap_s, self.monotonic, self.keep_s = overlap_s, monotonic, keep_s
-        # (when read, its new keys sorted), one per poll that found any, oldest first: a
-        # tuple replaced whole, so a look-up on the loop never sees it change under it
-        self.batches: tuple[tuple[float, array[int]], ...] = ()
-        self.polled = False  # the first read (LOOKBACK_S) done
-        self._floor = 0  # ids at or below it are never read again
-        self._seen: deque[tuple[float, int]] = deque()  # (poll's start, highest id read then)
-        self._lock = threading.Lock()  # two polls at once (a standby's and a tick's) queue
-
-    def __contains__(self, number_hash: object) -> bool:
-        return isinstance(number_hash, str) and _found(self.batches, _key(number_hash))
-
-    def __len__(self) -> int:
-        return sum(len(keys) for _, keys in self.batches)
-
-    def poll(self, store: Any, now: datetime) -> None:
-        """One read of the rows added since the last (in a worker thread on PostgreSQL);
-        the store's error is the caller's: the next poll reads from the same point."""
-        with self._lock:
-            started = self.monotonic()
-            # Dropped first: also while the store is away
-            kept = tuple(b for b in self.batches if b[0] >= started - self.keep_s)
-            self.batches = kept
-            if not self.polled:
-                rows = store.optouts_since(now - timedelta(seconds=LOOKBACK_S))
-            else:
-                rows = store.optouts_since(None, self._after(started))
-            # A row read again (the overlap) stays in the batch that first read it
-            fresh = {_key(r["number_hash"]) for r in rows}
-            fresh = sorted(k for k in fresh if not _found(kept, k))
-            if fresh:
-                self.batches = (*kept, (started, array("Q", fresh)))
-            if not self.polled:
-                self._floor = min((int(r["id"]) for r in rows), default=1) - 1
-                self.polled = True
-            top = max([self._top(), *(int(r["id"]) for r in rows)])
-            self._seen.append((started, top))
-
-    def _top(self) -> int:
-        return self._seen[-1][1] if self._seen else self._floor
-
-    def _after(self, started: float) -> int:
-        """Read past the highest id seen by a poll begun overlap_s ago or more (the floor
-        before that): the rows committed late are read again meanwhile."""
-        seen = self._seen
-        while len(seen) > 1 and seen[1][0] <= started - self.overlap_s:
-            seen.popleft()
-        if seen and seen[0][0] <= started - self.overlap_s:
-            self._floor = max(self._floor, seen[0][1])
-        return self._floor
-
-
-def _found(batches: tuple[tuple[float, array[int]], ...], key: int) -> bool:
-    """A binary search in each batch (a few at most: only the polls that found new rows)."""
-    for _, keys in batches:
-        i = bisect_left(keys, key)
-        if i < len(keys) and keys[i] == key:
-            return True
-    return False
 
 
 class PromptUnplayable(Exception):

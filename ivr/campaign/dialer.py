@@ -28,7 +28,7 @@ from ivr.telephony.node import (ActionTimeout, NodeDisconnected, NodeEvent, Orig
                                 OriginateRequest, OriginateResult, PbxNode)
 
 if TYPE_CHECKING:  # the IVR's module, not needed at run time
-    from ivr.callflow.agi_ivr import Opposed
+    from ivr.callflow.opposed import Opposed
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

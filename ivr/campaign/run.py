@@ -381,7 +381,7 @@ async def run(cfg: Config, store: Store, dialer: Dialer, clock: Clock, stop: asy
                               max_concurrent=cfg.dialer.max_concurrent,
                               nodes=dialer.node_snapshots)
     state.start()
-    # Its tick keeps the IVR's recent oppositions (agi_ivr.Opposed, app.agi_app's wiring);
+    # Its tick keeps the IVR's recent oppositions (callflow/opposed.Opposed, app.agi_app's wiring);
     # begin() reads them first, before any claim
     control = RunControl(cfg, store, clock, stop, hard_stop, state,
                          opposed=dialer.opposed)

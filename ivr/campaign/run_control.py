@@ -9,7 +9,7 @@ the campaign, on any machine, reads it here:
 - pacing: overrides the config's, never beyond it (the config's values are the legal bounds
   the campaign was checked with; check_pacing refuses more on write).
 Snapshots go to `run_snapshots` as snapshot_dict(...) at most once a second.
-The same read, each tick, brings the oppositions added since the last (agi_ivr.Opposed): the
+The same read, each tick, brings the oppositions added since the last (callflow/opposed.py): the
 IVR checks an answered call's number against them without a store round trip.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from ivr.callflow.agi_ivr import Opposed
+from ivr.callflow.opposed import Opposed
 from ivr.campaign.clock import Clock
 from ivr.campaign.nodes import Peers
 from ivr.campaign.state import NodeSnapshot, RunState, Snapshot

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import os
 import socket
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -267,9 +267,10 @@ class StoreBackend(Protocol):
     def is_opted_out(self, number: str) -> bool: ...
     def add_optout(self, number: str, via: str, now: datetime,
                    campaign: str | None = None) -> bool: ...
-    # optouts_since: (id, number_hash) of the oppositions past `after_id`; with `since`, only
-    # those created since then and the newest row (the run's poll, callflow/agi_ivr.Opposed)
-    def optouts_since(self, since: datetime | None, after_id: int = 0) -> list[Row]: ...
+    # optouts_since: (id, number_hash) of the oppositions past `after_id` or in `gaps`; with
+    # `since`, only those created since then and the newest row (callflow/opposed.Opposed)
+    def optouts_since(self, since: datetime | None, after_id: int = 0,
+                      gaps: Sequence[int] = ()) -> list[Row]: ...
 
     # -- calls
     def claim_attempt(self, contact: Mapping[str, Any], *, campaign: str, caller_id: str,

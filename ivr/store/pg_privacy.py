@@ -27,7 +27,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -179,15 +179,19 @@ class PgPrivacySQL(PgCore):
         return self._row("SELECT via, campaign, created_at, number FROM optouts "
                          "WHERE number_hash = %(h)s", {"h": self.number_hash(number)})
 
-    def optouts_since(self, since: datetime | None, after_id: int = 0) -> list[Row]:
-        """(id, number_hash) of the oppositions with an id above `after_id`, in id order; with
+    def optouts_since(self, since: datetime | None, after_id: int = 0,
+                      gaps: Sequence[int] = ()) -> list[Row]:
+        """(id, number_hash) of the oppositions with an id above `after_id` or in `gaps` (ids
+        skipped by an earlier read: given at the insert, committed later), in id order; with
         `since`, only those created at or after it plus the newest row (sqlite_privacy's)."""
         if since is None:
             return self._rows("SELECT id, number_hash FROM optouts WHERE id > %(a)s "
-                              "ORDER BY id", {"a": after_id})
-        return self._rows(
-            "SELECT id, number_hash FROM optouts WHERE id > %(a)s AND (created_at::timestamptz "
-            ">= %(s)s::timestamptz OR id = (SELECT max(id) FROM optouts)) ORDER BY id",
+                              "OR id = ANY(%(g)s::bigint[]) ORDER BY id",
+                              {"a": after_id, "g": list(gaps)})
+        return self._rows(  # a hand-written created_at that is no time is not recent
+            "SELECT id, number_hash FROM optouts WHERE id > %(a)s AND ((CASE WHEN created_at "
+            "~ '^[0-9][0-9][0-9][0-9]-' THEN created_at::timestamptz END) >= %(s)s::timestamptz "
+            "OR id = (SELECT max(id) FROM optouts)) ORDER BY id",
             {"a": after_id, "s": utc(since)})
 
     def person_data(self, number: str) -> dict[str, Any]:

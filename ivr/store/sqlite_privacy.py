@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -276,14 +276,16 @@ class PrivacySQL(SQLiteCore):
         return self._row("SELECT via, campaign, created_at, number FROM optouts "
                          "WHERE number_hash = ?", (self.number_hash(number),))
 
-    def optouts_since(self, since: datetime | None, after_id: int = 0) -> list[Row]:
-        """(id, number_hash) of the oppositions with an id above `after_id` (the primary key's
-        range: the run's poll, IvrHandler's `opposed`), in id order. With `since`: only
-        those created at or after it, plus the newest row whatever its age (the poll's
-        starting point); that read scans the table once, at the run's start."""
+    def optouts_since(self, since: datetime | None, after_id: int = 0,
+                      gaps: Sequence[int] = ()) -> list[Row]:
+        """(id, number_hash) of the oppositions with an id above `after_id` or in `gaps`, in
+        id order (the run's poll, callflow/opposed.py). With `since`: only those created at or
+        after it, plus the newest row whatever its age (the poll's starting point); that read
+        scans the table once, at the run's start."""
         if since is None:
-            return self._rows("SELECT id, number_hash FROM optouts WHERE id > ? ORDER BY id",
-                              (after_id,))
+            return self._rows("SELECT id, number_hash FROM optouts WHERE id > ? OR id IN "
+                              "(SELECT value FROM json_each(?)) ORDER BY id",
+                              (after_id, json.dumps(list(gaps))))
         return self._rows(
             "SELECT id, number_hash FROM optouts WHERE id > ? AND (julianday(created_at) >= "
             "julianday(?) OR id = (SELECT max(id) FROM optouts)) ORDER BY id",
