@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,9 @@ from click.testing import CliRunner
 from conftest import Backend, store_at
 from ivr.cli import cli
 from ivr.records import contacts
-from ivr.records.contacts import PartialImportError, import_csv
+from ivr.records.contacts import PartialImportError
 
-NOW = datetime(2025, 3, 4, 9, 30, tzinfo=timezone.utc)
+from test_import_interrupted import NOW, _import  # the same import of list-a
 
 
 def _csv(tmp_path: Path, count: int) -> Path:
@@ -29,9 +28,16 @@ def _csv(tmp_path: Path, count: int) -> Path:
     return path
 
 
-def _import(store: Any, path: Path) -> contacts.ImportReport:
-    return import_csv(store, path, campaign="c1", source="list-a", basis="consent",
-                      acquired_on="2025-01-15", default_region="FR", now=NOW)
+def _fail_third_bind(store: Any, monkeypatch: Any) -> None:
+    """The store fails (full disk) on the import's third batch."""
+    bind, calls = store.bind_contacts, []
+
+    def bind_or_fail(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 3:
+            raise _store_error("sqlite" if hasattr(store, "db") else "postgresql")
+        return bind(*args, **kwargs)
+    monkeypatch.setattr(store, "bind_contacts", bind_or_fail)
 
 
 def _audits(store: Any) -> list[dict[str, Any]]:
@@ -81,14 +87,7 @@ def test_a_store_failure_mid_import_records_it_incomplete(store: Any, tmp_path: 
                                                           monkeypatch: Any) -> None:
     """Both backends: the third batch fails in the store; the audit row still goes in."""
     monkeypatch.setattr(contacts, "BATCH", 10)
-    bind, calls = store.bind_contacts, []
-
-    def bind_or_fail(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 3:
-            raise _store_error("sqlite" if hasattr(store, "db") else "postgresql")
-        return bind(*args, **kwargs)
-    monkeypatch.setattr(store, "bind_contacts", bind_or_fail)
+    _fail_third_bind(store, monkeypatch)
     with pytest.raises(PartialImportError, match="stopped at line .*: store .*(disk|space).*"
                                                  "20 line\\(s\\) of the file before it"):
         _import(store, _csv(tmp_path, 100))
@@ -130,14 +129,7 @@ def test_the_console_upload_on_a_full_store_is_the_partial_upload_answer(
     from conftest import make_config
     from ivr.web import records
     monkeypatch.setattr(contacts, "BATCH", 10)
-    bind, calls = store.bind_contacts, []
-
-    def bind_or_fail(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 3:
-            raise _store_error("sqlite" if hasattr(store, "db") else "postgresql")
-        return bind(*args, **kwargs)
-    monkeypatch.setattr(store, "bind_contacts", bind_or_fail)
+    _fail_third_bind(store, monkeypatch)
     data = _csv(tmp_path, 100).read_bytes()
     with pytest.raises(records.PartialUpload) as err:
         records.upload_contacts(make_config(tmp_path), store, "c1", data, "list.csv",
