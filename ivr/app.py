@@ -31,6 +31,7 @@ from ivr.telephony.fastagi import AgiApplication, serve
 from ivr.telephony.node import PbxNode
 from ivr.config import Config
 from ivr.campaign.dialer import Dialer
+from ivr.campaign.run_control import poll_opposed
 from ivr.errors import PbxError
 from ivr.callflow.flow import FlowOptions
 from ivr.prompts.build import MANIFEST_NAME, load_manifest
@@ -215,6 +216,8 @@ async def _start(cfg: Config, store: Store, clock: Clock, agi: bool, nodes: list
     if server is None:  # used by tests of the dialplan failsafe: no AGI server at all
         server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
     try:
+        if dialer.opposed is not None:  # before adopting: an adopted call may answer at once
+            await dialer.off_loop(poll_opposed, dialer.opposed, store, clock.now())
         await dialer.reconcile()
     except BaseException:
         server.close()

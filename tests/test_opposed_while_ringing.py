@@ -13,12 +13,14 @@ from typing import Any
 
 import pytest
 
+from ivr import app
 from ivr.records import privacy
 from ivr.telephony.contract import VAR_DONE
+from ivr.telephony.ami_node import AmiNode
 from ivr.telephony.fake_pbx import answer
 
 from conftest import Backend
-from test_dialer import fiction, rig
+from test_dialer import HASHES, SECRET, dial_all, fiction, make_cfg, rig
 from test_run_control import start_run
 
 
@@ -68,3 +70,38 @@ def test_a_number_opposed_while_it_rings_hears_nothing_and_ends_opted_out(
     # Found by the run's poll of the recent oppositions: no read of the number on answer
     assert read_in == []
     assert got["kept"]
+
+
+def test_an_adopted_call_opposed_while_it_rang_is_checked_before_the_first_tick(
+        backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restarted `ivr run` adopts a ringing call of the run before it; the callee answers
+    before the new run's first tick: the oppositions were read at start, before the adoption."""
+    monkeypatch.setenv("IVR_OPTOUT_KEY", "k" * 32)
+    backend.key = b"k" * 32
+    n = fiction(9)
+
+    async def scenario() -> tuple[list[dict[str, Any]], list[list[str]]]:
+        async with rig(backend, {n: answer(["1"], delay_s=2.0, prompt_s=0.1)},
+                       ring_timeout_s=10) as r:
+            await dial_all(r, [n])
+            await r.until(lambda: len(r.pbx.originates) == 1)
+            # The earlier run's FastAGI is gone (a killed process); its successor takes its port
+            r.ctl.server.close()
+            await r.ctl.server.wait_closed()
+            assert privacy.optout_add(backend.open(), n, "email", datetime.now(timezone.utc),
+                                      "FR")
+            cfg2 = make_cfg(backend)
+            cfg2.agi.port = r.cfg.agi.port
+            node = AmiNode("pbx", "127.0.0.1", r.pbx.ami_port, "ivr", SECRET)
+            ctl2 = await app.start(cfg2, r.store, node=node, hashes=HASHES)  # no run, no tick
+            try:
+                assert [f.number for f in ctl2.dialer.inflight.values()] == [n]  # adopted
+                await r.until(lambda: any(c.agi for c in r.pbx.calls.values()), timeout=10)
+                await r.until(lambda: r.calls()[0]["outcome"] is not None, timeout=10)
+            finally:
+                await ctl2.close()
+            return r.calls(), [c.agi for c in r.pbx.calls.values()]
+
+    calls, agi = asyncio.run(scenario())
+    assert [(c["outcome"], c["stage"]) for c in calls] == [("opted_out", "opposed-before-answer")]
+    assert agi == [[f"SET VARIABLE {VAR_DONE} 1"]], agi  # nothing played

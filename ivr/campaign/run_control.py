@@ -94,6 +94,14 @@ def _said_by(desired: str, row: Row | None) -> str:
     return f"{desired} (by {by})" if by else desired
 
 
+def poll_opposed(opposed: Opposed, store: Any, now: datetime) -> None:
+    """One read of the recent oppositions; a store away is read again from the same point."""
+    try:
+        opposed.poll(store, now)
+    except STORE_ERRORS as exc:
+        log.debug("recent oppositions unreadable: %s", exc)
+
+
 class RunControl:
     """What the console wants of this run; `watch` applies it, the run loop reads it."""
 
@@ -238,10 +246,7 @@ class RunControl:
         connect timeout per tick, not two)."""
         row = self.store.run_control(self.campaign)
         if self.opposed is not None:
-            try:
-                self.opposed.poll(self.store, now)
-            except STORE_ERRORS as exc:  # read again from the same point next tick
-                log.debug("recent oppositions unreadable: %s", exc)
+            poll_opposed(self.opposed, self.store, now)
         return row
 
     def apply(self, row: Row | None, desired: str | None = None) -> bool:
