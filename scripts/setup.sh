@@ -22,7 +22,8 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-if ! python3 -c "import ivr, pytest, pytest_asyncio" >/dev/null 2>&1 || [ pyproject.toml -nt .sandbox/.pip-stamp ]; then
+# From /: the checkout itself would make `import ivr` succeed without the install.
+if ! (cd / && python3 -c "import ivr, pytest, pytest_asyncio") >/dev/null 2>&1 || [ pyproject.toml -nt .sandbox/.pip-stamp ]; then
   echo "setup: pip install -e .[test]"
   python3 -m pip install -q --disable-pip-version-check -e '.[test]'
   mkdir -p .sandbox && touch .sandbox/.pip-stamp
