@@ -182,15 +182,21 @@ def test_a_node_sigkilled_mid_run(nodes: Path, pbx_cfg: Config, pg_url: str,
 def test_a_controller_sigkilled_mid_run(nodes: Path, pbx_cfg: Config, pg_url: str,
                                         tmp_path: Path) -> None:
     a, b = two(tmp_path, pbx_cfg, pg_url, max_concurrent=8)
-    # 30: A is killed with its calls in flight (max_concurrent 8 is the campaign's: 4 each,
-    # so 6 in flight means A holds at least 2), so B still has about 20 to place alone, and
+    # 30: A is killed with at least 2 of its calls in flight (max_concurrent 8 is the
+    # campaign's: 4 each once both run), so B still has about 20 to place alone, and
     # A's orphaned attempts to settle after the lease (60 took B a minute more, nothing else).
     numbers = [fiction("10", f"{blk:02d}") for blk in range(30)]
     import_list(a, numbers)
     marks: dict[str, Any] = {}
 
+    # A must hold calls when it dies: B, if up first, may take all 8 until its calls end and
+    # A's share frees, so 6 in flight alone once meant 6 of B's (CI: A had placed none).
+    held = ("SELECT count(*) AS n FROM calls JOIN controllers ON controllers.id = calls.controller"
+            " WHERE controllers.pid = %s AND calls.outcome IS NULL")
+
     async def kill_a(watch: Watch, procs: Any) -> None:
-        while sum(c.end is None for c in watch.calls.values()) < 6:
+        while (sum(c.end is None for c in watch.calls.values()) < 6
+               or (await asyncio.to_thread(rows, pg_url, held, (procs[0].pid,)))[0]["n"] < 2):
             await asyncio.sleep(0.05)
         procs[0].send_signal(signal.SIGKILL)
         marks["killed"] = time.monotonic()
