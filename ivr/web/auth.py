@@ -10,6 +10,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -44,21 +45,26 @@ class User:
 
 class LoginLimiter:
     """At most `max_failures` failed logins per user name and client address per `window_s`,
-    and `user_max_failures` per user name from any address per `user_window_s`; beyond, every
+    `user_max_failures` per user name from any address per `user_window_s`, and
+    `address_max_failures` per address whatever the names per `address_window_s`; beyond, every
     attempt is refused (429) until the oldest failure leaves its window. The second cap holds
     when addresses are forged (X-Forwarded-For from a loopback client, e.g. an SSH tunnel): at
-    most 20 guesses per user in 15 minutes. Its cost: an attacker can keep a user from logging
-    in; their sessions and API tokens keep working."""
+    most 20 guesses per user in 15 minutes. The third stops one address spraying names (each
+    costs a hash). Its cost: an attacker can keep a user, or an office behind one address, from
+    logging in; their sessions and API tokens keep working."""
 
     SWEEP_FROM = 4096  # keys kept before the first sweep of those whose failures all expired
 
     def __init__(self, max_failures: int = 5, window_s: float = 300.0,
                  clock: Callable[[], float] = time.monotonic, *,
-                 user_max_failures: int = 20, user_window_s: float = 900.0) -> None:
+                 user_max_failures: int = 20, user_window_s: float = 900.0,
+                 address_max_failures: int = 30, address_window_s: float = 900.0) -> None:
         self.max_failures, self.window_s, self.clock = max_failures, window_s, clock
         self.user_max_failures, self.user_window_s = user_max_failures, user_window_s
-        self._failures: dict[tuple[str, str], deque[float]] = {}
-        self._user_failures: dict[str, deque[float]] = {}
+        self.address_max_failures, self.address_window_s = address_max_failures, address_window_s
+        self._failures: dict[tuple[bytes, str], deque[float]] = {}
+        self._user_failures: dict[bytes, deque[float]] = {}
+        self._address_failures: dict[str, deque[float]] = {}
         self._sweep_at = self.SWEEP_FROM
         self._lock = threading.Lock()  # sync routes run in a thread pool
 
@@ -78,41 +84,56 @@ class LoginLimiter:
             # from new addresses would otherwise add a key each, never swept).
             here = self._recent(self._failures.get((name, client), deque()), self.window_s)
             anywhere = self._recent(self._user_failures.get(name, deque()), self.user_window_s)
-            if len(here) >= self.max_failures or len(anywhere) >= self.user_max_failures:
+            address = self._recent(self._address_failures.get(client, deque()),
+                                   self.address_window_s)
+            if len(here) >= self.max_failures or len(anywhere) >= self.user_max_failures or \
+                    len(address) >= self.address_max_failures:
                 return None
             at = self.clock()
-            here.append(at)
-            anywhere.append(at)
+            for times in (here, anywhere, address):
+                times.append(at)
             self._failures[(name, client)] = here
             self._user_failures[name] = anywhere
+            self._address_failures[client] = address
             self._sweep()
             return at
 
     def succeeded(self, user: str, client: str, reserved: float) -> None:
         """The password was right: this user's failures from this address are forgotten, and
         this attempt's count against the user (the others' stay: they were not this user)."""
+        with self._lock:
+            self._failures.pop((_name_key(user), client), None)
+        self.forget(user, client, reserved)
+
+    def forget(self, user: str, client: str, reserved: float) -> None:
+        """Take back one reservation: a right password, or no password checked (busy)."""
         name = _name_key(user)
         with self._lock:
-            self._failures.pop((name, client), None)
-            anywhere = self._user_failures.get(name)
-            if anywhere is not None and reserved in anywhere:
-                anywhere.remove(reserved)
+            for times in (self._failures.get((name, client)), self._user_failures.get(name),
+                          self._address_failures.get(client)):
+                if times is not None and reserved in times:
+                    times.remove(reserved)
 
     def _sweep(self) -> None:
         """Forget the keys whose failures all left their window, once the keys double: each
         guess from a new (forged) address would otherwise keep a key for good."""
-        if len(self._failures) + len(self._user_failures) < self._sweep_at:
+        if self._kept() < self._sweep_at:
             return
-        for table, window in ((self._failures, self.window_s),
-                              (self._user_failures, self.user_window_s)):
+        tables: tuple[tuple[dict[Any, deque[float]], float], ...] = (
+            (self._failures, self.window_s), (self._user_failures, self.user_window_s),
+            (self._address_failures, self.address_window_s))
+        for table, window in tables:
             for key in [k for k, times in table.items() if not self._recent(times, window)]:
                 del table[key]
-        self._sweep_at = max(self.SWEEP_FROM, 2 * (len(self._failures) + len(self._user_failures)))
+        self._sweep_at = max(self.SWEEP_FROM, 2 * self._kept())
+
+    def _kept(self) -> int:
+        return len(self._failures) + len(self._user_failures) + len(self._address_failures)
 
     def keys(self) -> int:
-        """How many (user, address) and user entries are kept (memory; tests)."""
+        """How many (user, address), user and address entries are kept (memory; tests)."""
         with self._lock:
-            return len(self._failures) + len(self._user_failures)
+            return self._kept()
 
 
 def _name_key(user: str) -> bytes:
@@ -201,11 +222,27 @@ def login_failed_detail(store: StoreBackend, name: str, client: str) -> dict[str
             "client": client[:CLIENT_FIELD_MAX]}
 
 
+class LoginBusy(Exception):
+    """Every password check slot stayed taken for HASH_WAIT_S: refused (429), not counted."""
+
+
+# argon2id (t=3, m=64 MiB) holds 64 MiB and a core for ~0.1 s per check: unbounded, 60
+# logins at once took the console to 2.1-2.4 GiB and both cores, beside the calls' Asterisk.
+HASH_SLOTS = 2
+HASH_WAIT_S = 5.0
+_hashing = threading.BoundedSemaphore(HASH_SLOTS)
+
+
 def check_password(store, name: str, password: str) -> dict | None:  # type: ignore[no-untyped-def]
     """The user row when the password is right and the user enabled, else None. An unknown
     name costs a hash too (verify_password's dummy), so timing does not tell which exist."""
     row = store.user_by_name(name)
-    ok = web_users.verify_password(row["password_hash"] if row else None, password)
+    if not _hashing.acquire(timeout=HASH_WAIT_S):
+        raise LoginBusy()
+    try:
+        ok = web_users.verify_password(row["password_hash"] if row else None, password)
+    finally:
+        _hashing.release()
     return row if ok and row is not None and not row["disabled"] else None
 
 

@@ -17,8 +17,9 @@ from ivr.records.privacy import OPTOUT_CHANNELS
 from ivr.web import i18n, records, service
 from ivr.web import prompts as prompts_mod
 from ivr.web.api import dropped, erase_number, known, prompts_elsewhere
-from ivr.web.auth import (User, authenticate, check_password, client_of, csrf_ok, csrf_token,
-                          login_failed_detail, login_fields_ok, now, open_session, require)
+from ivr.web.auth import (LoginBusy, User, authenticate, check_password, client_of, csrf_ok,
+                          csrf_token, login_failed_detail, login_fields_ok, now, open_session,
+                          require)
 from ivr.web.results import back as _back, keep_rejects, page_route, rejects_download
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -96,7 +97,11 @@ def login(request: Request, username: str = Form(""), password: str = Form(""),
     if reserved is None:
         return _render(request, "login.html", {**ctx, "error": "login_limited"}, 429)
     store = request.app.state.stores.get()
-    row = check_password(store, username, password)
+    try:
+        row = check_password(store, username, password)
+    except LoginBusy:  # a flood of logins: this one was not tried, so not counted
+        limiter.forget(username, client, reserved)
+        return _render(request, "login.html", {**ctx, "error": "login_limited"}, 429)
     if row is None:
         store.audit("login_failed", None, login_failed_detail(store, username, client), now())
         return _render(request, "login.html", {**ctx, "error": "login_failed"}, 401)
