@@ -15,6 +15,7 @@ import yaml
 
 from ivr import config
 from ivr.campaign.clock import ManualClock
+from ivr.campaign.nodes import safe_caller_name
 from ivr.compliance.preflight import ERROR, preflight
 from ivr.errors import ConfigError
 from ivr.prompts.build import build_prompts
@@ -50,6 +51,18 @@ def test_the_check_refuses_what_breaks_the_caller_id_in_one_line(name: str) -> N
     (message,) = name_errors(named(name))
     assert message.startswith("campaign.caller_name ") and "\n" not in message
     assert "\r" not in message and "remove it" in message
+
+
+@pytest.mark.parametrize("name", ["Anonymous", "Numéro masqué", "Appel privé", "06 12 34 56 78",
+                                  "+33612345678"])
+def test_the_check_refuses_a_name_that_hides_the_caller(name: str) -> None:
+    """Found with SIPp: these went into From and P-Asserted-Identity as the display name; the
+    same words or a number are refused as campaign.caller_id (caller_id_masked, _mobile)."""
+    (message,) = name_errors(named(name))
+    assert message.startswith("campaign.caller_name ") and "\n" not in message
+    assert "hidden caller" in message or "phone number" in message
+    with pytest.raises(ConfigError, match="campaign.caller_name"):
+        safe_caller_name(name)  # the run applies the same rule
 
 
 def write_name(cfg_file: Path, name: str) -> None:

@@ -169,10 +169,22 @@ def caller_name_problem(name: str) -> str | None:
     bad = next((c for c in name or "" if c in _NAME_BREAKERS or
                 unicodedata.category(c) in _LINE_BREAKERS), None)
     if bad is None:
-        return None
+        return _misleading_name(name or "")
     return (f"campaign.caller_name {name!r} contains {bad!r}, which breaks the caller ID sent "
             "to the PBX: remove it (\", <, >, \\ and control characters such as line breaks "
             "are not allowed; apostrophes and commas are)")
+
+
+def _misleading_name(name: str) -> str | None:
+    """A handset shows the name beside or in place of the number: a word for a hidden caller
+    or a phone number there would hide who calls, as a masked caller ID does."""
+    if set(re.split(r"[^a-z]+", _fold(name))) & MASKED_WORDS:
+        return (f"campaign.caller_name {name!r} reads as a hidden caller on the callee's "
+                "phone: give the candidate's or the list's name")
+    if sum(c.isdigit() for c in name) >= 6:
+        return (f"campaign.caller_name {name!r} reads as a phone number on the callee's "
+                "phone: give a name (the number presented is campaign.caller_id)")
+    return None
 
 
 def check_caller_name(name: str) -> list[Violation]:
