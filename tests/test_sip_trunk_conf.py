@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from ivr import config
+from ivr.campaign.deadline import longest_call_s
 from ivr.telephony import sip_trunk
 from ivr.errors import ConfigError
 from ivr.telephony.contract import CARRIER_CONTEXT
@@ -56,7 +58,10 @@ def test_the_shipped_trunk_has_what_a_french_carrier_and_the_ivr_need() -> None:
     assert ep["send_pai"] == "yes" and ep["trust_id_outbound"] == "yes"
     assert ep["context"] == CARRIER_CONTEXT and ep["aors"] == "carrier"
     assert ep["transport"] == "carrier-transport"
-    assert ep["from_user"].startswith("+33162")  # an ARCEP automated-call range, never 06/07
+    # From carries campaign.caller_id, which ivr check verifies: a from_user would replace it
+    # with a number nothing checks (found with SIPp: the shipped +33162000000 whatever the
+    # campaign's number)
+    assert "from_user" not in ep
     assert "auto_info" not in SHIPPED  # SIP INFO needs no mode: auto_info adds nothing
 
 
@@ -175,3 +180,12 @@ def test_cli_auth_without_secret_fails_with_one_line(
     assert sip_trunk.main(["auth", "--out", str(tmp_path / "a.conf")]) == 1
     assert capsys.readouterr().err.startswith("error: IVR_SIP_SECRET is not set")
     assert not (tmp_path / "a.conf").exists()
+
+
+def test_the_trunk_never_cuts_a_call_the_controller_still_makes() -> None:
+    """rtp_timeout above the longest call of the shipped config with every prompt at its cap
+    (found with SIPp: 60 s cut a callee who stayed silent through a 60 s message, as
+    message_partial, final, without the legal mentions)."""
+    ep = resolved(SHIPPED)[("carrier", "endpoint")]
+    cfg = config.load(Path(__file__).resolve().parents[1] / "config.yaml")
+    assert float(ep["rtp_timeout"]) > longest_call_s(cfg, {})
