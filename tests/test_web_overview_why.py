@@ -6,6 +6,7 @@ instants."""
 from __future__ import annotations
 
 import html
+import re
 from datetime import datetime, timezone
 
 import pytest
@@ -103,3 +104,28 @@ def test_eta_and_percent_complete_during_a_run(web, monkeypatch) -> None:
 def test_no_eta_without_a_rate(web, monkeypatch) -> None:
     o, page = _overview(web, NOW, monkeypatch)
     assert o["eta_s"] is None and _shown(page, "eta") == "—"
+
+
+def _no_controller(page: str) -> str:
+    """The #no-controller element's opening tag (absent: the live script could never show it)."""
+    found = re.search(r'<[a-z]+ id="no-controller"[^>]*>', page)
+    assert found, "no #no-controller element on the page"
+    return found.group(0)
+
+
+def test_no_controller_is_on_the_pages_hidden_while_a_controller_runs(web, monkeypatch) -> None:
+    """The overview and run pages always hold #no-controller, hidden while a controller
+    publishes: the same tab says « Aucun contrôleur actif » once the snapshots stop (before,
+    a page drawn with a controller running never could)."""
+    web.store.publish_snapshot(CAMPAIGN, "ctl-a", _snapshot(status="running"), NOW)
+    o, page = _overview(web, NOW, monkeypatch)
+    assert o["controllers"]
+    assert " hidden" in _no_controller(page)
+    c = web.client()
+    login(c, "vera")
+    assert " hidden" in _no_controller(html.unescape(c.get(f"/c/{CAMPAIGN}/run").text))
+    # The controller's last snapshot (PostgreSQL ages rows by its own clock: no time travel)
+    web.store.publish_snapshot(CAMPAIGN, "ctl-a", _snapshot(stopped=True), NOW)
+    web.app.state.overviews.drop(CAMPAIGN)  # not the overview cached while it ran
+    for section in ("overview", "run"):
+        assert " hidden" not in _no_controller(c.get(f"/c/{CAMPAIGN}/{section}").text)

@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import yaml
 
 from ivr.config import Config
 from ivr.demo import DEMO_BEHAVIOURS
+from ivr.store.sqlite import utc
 
 from .conftest import REPO, free_port, itest_config_dict, live_console
 
@@ -188,6 +190,41 @@ def test_a_post_without_its_csrf_token_is_refused(page: Any, console: Console) -
                           data={"action": "start"})  # the API without X-CSRF-Token
     assert r.status == 403, r.text()
     assert console.desired() == before
+
+
+def _publish_snapshot(console: Console, **fields: Any) -> None:
+    """A controller's snapshot as `ivr run` publishes it (the store's upsert), stamped now."""
+    snap = {"campaign": CAMPAIGN, "in_flight": 0, "max_concurrent": 2, "rate_per_min": 0.0,
+            "status": "waiting", "stopped": False, "waiting": "", "holding": "", "paused": "",
+            "console": "", "next_retry": None, "nodes": [], **fields}
+    with sqlite3.connect(console.db) as db:
+        db.execute("INSERT INTO run_snapshots (campaign, controller, at, snapshot) "
+                   "VALUES (?, 'ctl-browser', ?, ?) ON CONFLICT (campaign, controller) DO "
+                   "UPDATE SET at = excluded.at, snapshot = excluded.snapshot",
+                   (CAMPAIGN, utc(datetime.now(timezone.utc)), json.dumps(snap)))
+
+
+def test_open_pages_say_when_the_controller_is_gone(page: Any, console: Console) -> None:
+    """The overview and run pages drawn while a controller ran say « Aucun contrôleur
+    actif » in the same tab once it stops publishing (before: only a page drawn after)."""
+    _publish_snapshot(console)
+    login(page, console, "vera")
+    page.goto(f"{console.url}/c/{CAMPAIGN}/overview")
+    run = page.context.new_page()
+    try:
+        run.goto(f"{console.url}/c/{CAMPAIGN}/run")
+        for tab in (page, run):
+            assert tab.locator("#no-controller").count() == 1
+            assert not tab.locator("#no-controller").is_visible()
+        _publish_snapshot(console, stopped=True)  # its last one (a stale one: the same)
+        for tab in (page, run):
+            wait_for("#no-controller shown", tab.locator("#no-controller").is_visible,
+                     timeout=15)
+            assert tab.inner_text("#no-controller").strip().startswith("Aucun contrôleur actif")
+    finally:
+        run.close()
+        with sqlite3.connect(console.db) as db:
+            db.execute("DELETE FROM run_snapshots WHERE controller = 'ctl-browser'")
 
 
 def _run_list(console: Console) -> list[str]:
