@@ -17,9 +17,10 @@ from ivr.records.privacy import OPTOUT_CHANNELS
 from ivr.web import i18n, records, service
 from ivr.web import prompts as prompts_mod
 from ivr.web.api import dropped, erase_number, known, prompts_elsewhere
-from ivr.web.auth import (LoginBusy, User, authenticate, check_password, client_of, csrf_ok,
-                          csrf_token, login_failed_detail, login_fields_ok, now, open_session,
-                          require)
+from ivr.web.auth import (SAFE_METHODS, LoginBusy, User, authenticate, check_password,
+                          client_of, csrf_ok, csrf_token, login_failed_detail, login_fields_ok,
+                          now, open_session, require)
+from ivr.web.gate import section_of
 from ivr.web.results import back as _back, keep_rejects, page_route, rejects_download
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -32,9 +33,10 @@ def _lang(request: Request) -> str:
 
 
 def _render(request: Request, name: str, ctx: dict[str, Any], status: int = 200) -> Response:
-    lang = _lang(request)
-    base = {"t": i18n.translator(lang), "lang": lang, "csrf": csrf_token(request),
-            "path": request.url.path}
+    lang, path = _lang(request), request.url.path
+    if request.method not in SAFE_METHODS:  # a form's result: its URL takes no GET (a 405)
+        path = section_of(path) or path
+    base = {"t": i18n.translator(lang), "lang": lang, "csrf": csrf_token(request), "path": path}
     return templates.TemplateResponse(request, name, {**base, **ctx}, status_code=status)
 
 
