@@ -6,7 +6,6 @@ import asyncio
 import gc
 import logging
 import os
-import signal
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,7 +22,7 @@ from ivr.callflow.agi_gate import SessionGate
 from ivr.callflow.agi_ivr import IvrHandler
 from ivr.campaign.clock import Clock
 from ivr.campaign.state import RunState, Snapshot
-from ivr.campaign.stopping import Interrupted, Stopper
+from ivr.campaign.stopping import SIGNALS, Interrupted, Stopper
 from ivr.telephony.agi_auth import CALLBACK_SECRET_ENV, callback_secret_from_env
 from ivr.telephony import contract
 from ivr.telephony.ami_node import AmiNode, secret_env
@@ -279,8 +278,8 @@ def install_signals(stop: asyncio.Event, hard_stop: asyncio.Event) -> None:
             hard_stop.set()
         else:
             stop.set()
-    loop.add_signal_handler(signal.SIGINT, on_sigint)
-    loop.add_signal_handler(signal.SIGTERM, on_sigint)
+    for sig in SIGNALS:
+        loop.add_signal_handler(sig, on_sigint)
 
 
 async def run_campaign(cfg: Config, store: Store, *,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import signal
 import socket
 import sys
 
@@ -70,6 +71,8 @@ def web(ctx: Ctx, host: str | None, port: int | None) -> None:
                       markup=False)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", proxy_headers=True,
                                            forwarded_allow_ips="127.0.0.1"))
+    # uvicorn stops gracefully on INT and TERM only: a HUP (a dropped ssh session) killed it
+    signal.signal(signal.SIGHUP, server.handle_exit)
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:

@@ -63,6 +63,15 @@ def test_sigterm_lets_the_calls_in_flight_finish_and_places_no_new_call(backend:
     assert [c["outcome"] for c in calls] == ["message_played"] * 2  # finished, not cut
 
 
+@pytest.mark.parametrize("sig", [signal.SIGHUP])
+def test_sighup_is_a_first_ctrl_c_too(backend: Backend, sig: int) -> None:
+    """Found in a hunt: a dropped ssh session's HUP killed `ivr run` mid-call (exit 129), and
+    the next run called those people again."""
+    report, calls, _ = asyncio.run(run_with_signals(backend, 0.4, [(sig, 0.1)]))
+    assert report.stopped_by == "operator" and report.originated == 2
+    assert [c["outcome"] for c in calls] == ["message_played"] * 2
+
+
 def test_the_drain_is_bounded_by_drain_timeout_then_calls_are_hung_up(backend: Backend) -> None:
     report, calls, elapsed = asyncio.run(run_with_signals(
         backend, 30, [(signal.SIGTERM, 0.1)], drain_timeout_s=1.0))

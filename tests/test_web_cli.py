@@ -3,6 +3,7 @@ its login page and API answer over HTTP, and it warns when IVR_WEB_SECRET is uns
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -96,3 +97,30 @@ def test_a_host_beyond_loopback_warns_of_plain_http(cfg_file: Path,
     assert warning in _invoke_web(cfg_file).output
     result = _invoke_web(cfg_file, "--host", "127.0.0.1")
     assert result.exit_code == 0 and warning not in result.output, result.output
+
+
+def test_ivr_web_stops_cleanly_on_sighup(cfg_file: Path) -> None:
+    """A dropped ssh session sends HUP: uvicorn handles INT and TERM only, so it died (129)."""
+    port = _free_port()
+    data = yaml.safe_load(cfg_file.read_text())
+    data["web"] = {"port": port}
+    cfg_file.write_text(yaml.safe_dump(data, allow_unicode=True))
+    proc = subprocess.Popen([sys.executable, "-c", "from ivr.cli import main; main()", "--config",
+                             str(cfg_file), "web"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/login", timeout=1).status_code == 200
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline, "ivr web did not come up in 60 s"
+                time.sleep(0.2)
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)

@@ -23,7 +23,9 @@ T = TypeVar("T")
 FORCE_EXIT_S = 5.0    # after a second signal, the run has this long to end by itself
 LAST_RESORT_S = 10.0  # ... and the process this long, even with its event loop stuck
 EXIT_FORCED = 3       # the process's status when the last resort ends it
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGHUP too: a dropped ssh session or a habitual `kill -HUP` killed the run mid-call (the
+# default action), and the next run called those people again
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Interrupted(IvrError):
