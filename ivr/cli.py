@@ -304,6 +304,12 @@ def _plan_lines(ctx: Ctx, store: Any, out: Any, later: Any) -> tuple[int, int]:
     return due, waiting
 
 
+# Its own status, not 1 (a refused config or preflight): a service manager restarting `ivr run`
+# on failure dialled 20 more contacts into the refusing trunk each cycle, each one exhausted
+# (README's unit has RestartPreventExitStatus=4).
+EXIT_CARRIER = 4
+
+
 def _run(ctx: Ctx, store: Any, standby: bool = False) -> None:
     from ivr.app import run, run_campaign
     from ivr.campaign.progress import Progress
@@ -314,7 +320,7 @@ def _run(ctx: Ctx, store: Any, standby: bool = False) -> None:
     console.print(f"run {final.stopped_by}: {final.originated} call(s) placed; {final.why}",
                   highlight=False)
     if final.stopped_by == "carrier":  # the trunk refused call after call: not a clean end
-        sys.exit(1)
+        sys.exit(EXIT_CARRIER)
 
 
 @cli.command("serve")

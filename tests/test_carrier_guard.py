@@ -287,11 +287,13 @@ def final(stopped_by: str) -> Snapshot:
                     why=f"why {stopped_by}")
 
 
-@pytest.mark.parametrize("stopped_by, code", [("carrier", 1), ("finished", 0)])
+@pytest.mark.parametrize("stopped_by, code", [("carrier", 4), ("finished", 0)])
 def test_ivr_run_exits_non_zero_when_the_carrier_stopped_it(
         cfg_file: Path, monkeypatch: pytest.MonkeyPatch, stopped_by: str, code: int) -> None:
     """`ivr run`'s final line, then its status: a run the carrier stopped did not call the
-    list, which a script running `ivr run` must be able to tell."""
+    list, which a script running `ivr run` must be able to tell, and a service manager must
+    not restart (its own status, 4: restarted on 1 as on any failure, each cycle exhausted
+    20 more contacts into the refusing trunk)."""
     async def run_campaign(cfg: Any, store: Any, *, on_snapshot: Any, standby: bool) -> None:
         on_snapshot(final(stopped_by))
     monkeypatch.setattr(app, "run_campaign", run_campaign)
