@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import io
 import json
 import socket
@@ -375,6 +376,27 @@ def test_install_prompts(tmp_path: Path) -> None:
         assert addressed[key].name == f"{key}-{sha[key][:12]}.wav"
     for path in paths:
         assert path.stat().st_mode & 0o044 == 0o044  # readable by Asterisk's user
+
+
+@pytest.mark.parametrize("umask", [0o027, 0o077])
+def test_installed_folders_are_open_to_asterisk_whatever_the_umask(tmp_path: Path,
+                                                                   umask: int) -> None:
+    """Found in a hunt: under umask 027 (or systemd's UMask=0077) sounds/ivr/ and the
+    campaign's folder were 0750/0700; Asterisk, another user, could open no prompt."""
+    cfg = make_cfg(tmp_path)
+    manifest = build_prompts(cfg)
+    (tmp_path / "sounds").mkdir()
+    old = os.umask(umask)
+    try:
+        paths = install_prompts(cfg, manifest, tmp_path / "sounds")
+    finally:
+        os.umask(old)
+    folders = {p.parent for p in paths}
+    assert folders == {tmp_path / "sounds" / "ivr",
+                       (tmp_path / "sounds" / f"{prompt_sound('campaign', 'intro', 'x')}").parent}
+    for folder in folders:
+        assert folder.stat().st_mode & 0o755 == 0o755, (folder, oct(folder.stat().st_mode))
+    assert all(p.stat().st_mode & 0o044 == 0o044 for p in paths)
 
 
 def test_a_rebuild_adds_a_version_and_keeps_the_one_in_flight(tmp_path: Path) -> None:

@@ -98,10 +98,26 @@ def _check_sounds_dir(cfg: Config, dest_dir: Path) -> None:
                               "the Asterisk sounds folder")
 
 
-def _write_all(cfg: Config, blobs: list[tuple[Path, bytes]]) -> None:
+def _readable_folders(target: Path, folder: Path) -> None:
+    """The folders from sounds/ivr down to `folder` open to Asterisk (another user), as the
+    files are, whatever the umask: under 027 or systemd's UMask=0077 they were 0750/0700, every
+    prompt unplayable and every answered call silent. A folder not ours keeps its mode."""
+    for d in (folder, *folder.parents):
+        mode = d.stat().st_mode & 0o7777
+        if mode & 0o755 != 0o755:
+            try:
+                d.chmod(mode | 0o755)
+            except PermissionError:
+                pass
+        if d == target:
+            return
+
+
+def _write_all(cfg: Config, target: Path, blobs: list[tuple[Path, bytes]]) -> None:
     for path, data in blobs:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            _readable_folders(target, path.parent)
             if not same_file(path, sha(data)):
                 atomic_write(path, data)
         except OSError as exc:
@@ -132,5 +148,5 @@ def install_prompts(cfg: Config, manifest: Mapping[str, Any], dest_dir: Path) ->
         blobs.append((Path(dest_dir) / f"{sound}.wav", data))
     owner = [(target / LINE_OWNER, f"{cfg.campaign.name}\n".encode())] \
         if plain and blobs and line_owner(dest_dir) != cfg.campaign.name else []
-    _write_all(cfg, blobs + owner)  # the owner last, as before: once its prompts are there
+    _write_all(cfg, target, blobs + owner)  # the owner last, as before: once its prompts are there
     return [path for path, _ in blobs]
