@@ -13,12 +13,18 @@ from rich.table import Table
 from ivr.campaign.state import Snapshot
 
 
+# Plain lines (a log, journald): a line the same as the last printed waits this long, so a
+# standby or a wait for retries writes one a minute, not ~40,000 identical lines a day.
+SAME_LINE_S = 60.0
+
+
 class Progress:
     def __init__(self, console: Console, every_s: float = 2.0) -> None:
         self.console = console
         self.every_s = every_s  # plain lines: at most one per this many seconds of run time
         self.last: Snapshot | None = None  # the latest snapshot seen (the final one at the end)
         self._shown: Snapshot | None = None
+        self._text = ""  # the last plain line printed
         self._live: Live | None = None
 
     def __enter__(self) -> "Progress":
@@ -39,7 +45,12 @@ class Progress:
         self.last = snap
         shown = self._shown
         gap = 0.25 if self._live is not None else self.every_s
-        if shown is None or snap.stopped or (snap.at - shown.at).total_seconds() >= gap:
+        if shown is None or snap.stopped:
+            self._render(snap)
+            return
+        since = (snap.at - shown.at).total_seconds()
+        if since >= gap and (self._live is not None or since >= SAME_LINE_S or
+                             line(snap) != self._text):
             self._render(snap)
 
     def _render(self, snap: Snapshot) -> None:
@@ -47,7 +58,8 @@ class Progress:
         if self._live is not None:
             self._live.update(table(snap))
         else:
-            self.console.print(line(snap), highlight=False, soft_wrap=True, markup=False)
+            self._text = line(snap)
+            self.console.print(self._text, highlight=False, soft_wrap=True, markup=False)
 
 
 def line(snap: Snapshot) -> str:
