@@ -1,9 +1,11 @@
 """FastAGI handler `ivr`: drives the pure call flow on a live channel and stores the outcome."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from ivr.callflow import outcomes
 from ivr.callflow.agi_gate import Refused, SessionGate, hang_up_refused
@@ -11,9 +13,17 @@ from ivr.callflow.opposed import OVERLAP_S, Opposed
 from ivr.telephony.contract import ARG_AMD_STATUS, SOUNDS_DIR, VAR_DONE, VAR_HANGUP_CAUSE
 from ivr.telephony.fastagi import CHANNEL_UP, AgiHangup, AgiRequest
 from ivr.callflow.flow import (DONE, HANGUP, Chosen, FlowGen, FlowOptions, OptOutNow, Outcome, Play,
-                               Result, WaitKey, call_flow)
+                               Result, WaitKey, WaitUnhold, call_flow)
 from ivr.prompts.live import PromptVersion
 from ivr.store.sqlite import CallResult, Store
+
+if TYPE_CHECKING:  # the dialer's view of a call's hold (AMI Hold/Unhold)
+    from ivr.campaign.nodes import LineHold
+Line = Callable[[], "LineHold | None"]  # the call's hold, None while never held
+
+
+def _no_hold() -> LineHold | None:
+    return None
 
 log = logging.getLogger(__name__)
 # Outcomes of a call cut short (from the outcome table): if the PBX (not the callee) did it,
@@ -72,20 +82,37 @@ class ChoiceWatch:
         self.report(reached)
 
 
-async def _play(req: AgiRequest, step: Play, sound: str | None = None) -> Result:
-    """Play one prompt: `sound`, its content-addressed file, else the plain ivr/<key>."""
+async def _play(req: AgiRequest, step: Play, sound: str | None = None,
+                line: Line = _no_hold) -> Result:
+    """Play one prompt: `sound`, its content-addressed file, else the plain ivr/<key>. A
+    prompt that overlapped a hold (held at its start or end, or a Hold meanwhile) reads as
+    `held`: Asterisk played it into a line sending the callee nothing."""
     sound = sound or f"{SOUNDS_DIR}/{step.prompt}"
+    before = line()
+    holds, was_held = (before.holds, before.held) if before is not None else (0, False)
     played = await req.stream_file(sound, step.keys)
+    after = line()  # made at the first Hold: maybe during this prompt
+    held = after is not None and (was_held or after.held or after.holds != holds)
     if played.failed:
         # A hangup, or a prompt Asterisk cannot play: ask the channel which.
         if await req.channel_status() == CHANNEL_UP:
             raise PromptUnplayable(f"Asterisk could not play {sound}")
-        return HANGUP
+        return Result(hangup=True, held=held)
     if played.digit:
         return Result(key=played.digit)
     if played.played_nothing:
         raise PromptUnplayable(f"{sound} played nothing (missing file?)")
-    return DONE
+    return Result(completed=True, held=True) if held else DONE
+
+
+async def _wait_unhold(line: LineHold | None, step: WaitUnhold) -> Result:
+    """Wait for the Unhold (or the call's end) that the dialer's AMI events tell."""
+    if line is not None and not line.gone:
+        try:
+            await asyncio.wait_for(line.settled.wait(), step.timeout_s)
+        except asyncio.TimeoutError:
+            return Result()  # still on hold
+    return HANGUP if line is not None and line.gone else DONE
 
 
 async def _wait(req: AgiRequest, step: WaitKey) -> Result:
@@ -95,10 +122,11 @@ async def _wait(req: AgiRequest, step: WaitKey) -> Result:
 
 async def drive(gen: FlowGen, req: AgiRequest, on_optout: Callable[[str], None],
                 sounds: Mapping[str, str] | None = None,
-                watch: ChoiceWatch | None = None) -> tuple[Outcome, bool]:
+                watch: ChoiceWatch | None = None, line: Line = _no_hold) -> tuple[Outcome, bool]:
     """Run the flow generator against a live AGI channel. Returns the outcome and whether
     the flow ended on a hangup. `sounds`: prompt key -> the file to play (its version);
-    `watch`: told each final choice (a refusal, an opposition) as it is made."""
+    `watch`: told each final choice (a refusal, an opposition) as it is made; `line`: the
+    call's hold as the dialer's AMI events keep it."""
     sounds = sounds or {}
     try:
         step = next(gen)
@@ -107,7 +135,9 @@ async def drive(gen: FlowGen, req: AgiRequest, on_optout: Callable[[str], None],
     while True:
         try:
             if isinstance(step, Play):
-                result = await _play(req, step, sounds.get(step.prompt))
+                result = await _play(req, step, sounds.get(step.prompt), line)
+            elif isinstance(step, WaitUnhold):
+                result = await _wait_unhold(line(), step)
             elif isinstance(step, WaitKey):
                 result = await _wait(req, step)
             elif isinstance(step, OptOutNow):
@@ -124,7 +154,7 @@ async def drive(gen: FlowGen, req: AgiRequest, on_optout: Callable[[str], None],
         except Exception as exc:  # keep the choice already made (see after_fault)
             raise FlowAborted(_abandon(gen)) from exc
         if req.hung_up and not result.key:
-            result = HANGUP
+            result = Result(hangup=True, held=result.held)
         try:
             step = gen.send(result)
         except StopIteration as stop:
@@ -285,8 +315,11 @@ class IvrHandler:
         version = self.versions()  # this call plays and records this version to its end
         watch = ChoiceWatch(self._choice(call_id, amd_status, version.hashes))
         try:
-            outcome, hung_up = await drive(call_flow(self.opts, amd_status), req, self._optout(call), version.sounds,
-                                           watch)
+            # The flight's hold, read at each prompt: a dict look-up, no AMI or AGI command
+            flight = self.gate.flights.get(call_id)
+            outcome, hung_up = await drive(call_flow(self.opts, amd_status), req,
+                                           self._optout(call), version.sounds, watch,
+                                           lambda: getattr(flight, "hold", None))
             if not hung_up:
                 await served(req)
             cause = await hangup_cause(req) if hung_up else ""

@@ -5,7 +5,11 @@ key, record an opt-out now, store a final choice now) and receives each step's r
 or a database; the FastAGI adapter drives it on a real call, unit tests drive it with a script.
 
 Yes path: `message` then `legal` (the political message ends with the legal mentions, as the
-CNIL requires), then `goodbye`. `message_played` means both were heard to the end.
+CNIL requires), then `goodbye`. `message_played` means both were heard to the end. A prompt
+played while the callee had the line on hold (call waiting: Asterisk sends no audio) was not
+heard: the message and the legal mentions are played again once the line is back, and a consent
+whose message never was (the hold outlasting HOLD_WAIT_S, a hangup meanwhile) is `error`,
+retried.
 """
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from dataclasses import dataclass, field, replace
 from ivr.callflow.outcomes import FINAL_CHOICES
 
 DTMF_KEYS = "0123456789*#"
+HOLD_WAIT_S = 60.0  # a callee who put us on hold (call waiting) has this long to come back
+HELD = "held"  # the stage prefix of a consent whose message a hold kept unheard
 
 
 @dataclass(frozen=True)
@@ -42,7 +48,14 @@ class Chosen:
     reached: "Outcome"
 
 
-Step = Play | WaitKey | OptOutNow | Chosen
+@dataclass(frozen=True)
+class WaitUnhold:
+    """The last prompt played into a hold: wait until the line is back. Its result: completed
+    once back, hangup if the call ended, nothing if still held after timeout_s."""
+    timeout_s: float
+
+
+Step = Play | WaitKey | OptOutNow | Chosen | WaitUnhold
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,7 @@ class Result:
     key: str | None = None     # the key pressed (interrupting a prompt, or waited for)
     completed: bool = False    # a prompt played to its end
     hangup: bool = False       # the callee hung up (or the channel died)
+    held: bool = False         # the line was on hold during (part of) the prompt: not heard
 
 
 DONE = Result(completed=True)
@@ -67,6 +81,7 @@ class FlowOptions:
     ask_slot: bool = False
     slots: dict[str, str] = field(default_factory=dict)
     on_machine: str = "hangup"  # hangup | legal
+    hold_wait_s: float | None = None  # None: HOLD_WAIT_S
 
 
 @dataclass
@@ -85,6 +100,10 @@ class _Hangup(Exception):
     pass
 
 
+class _HeldOut(Exception):
+    """The line stayed on hold past hold_wait_s: the consent's message was not heard."""
+
+
 FlowGen = Generator[Step, Result, Outcome]
 
 
@@ -96,6 +115,7 @@ class _Call:
         self.state = Outcome(outcome="error", stage="intro")
         self.prompt = "intro"  # the prompt playing, or waited on once played
         self.told: str | None = None  # the last final choice announced (Chosen)
+        self.held_out: str | None = None  # the prompt a hold kept unheard, the call then cut
 
     def tell(self) -> Generator[Step, Result, None]:
         """Announce a final choice made since the last step, once, as a hangup now leaves it."""
@@ -112,12 +132,25 @@ class _Call:
         yield from self.tell()
         result = yield Play(prompt, keys)
         if result.hangup:
+            self.held_out = prompt if result.held else None
             raise _Hangup
-        if result.completed and result.key is None:
+        if result.completed and result.key is None and not result.held:
             state.heard.append(prompt)
         if result.key:
             state.keys += result.key
         return result
+
+    def until_heard(self, prompt: str, keys: str) -> Generator[Step, Result, Result]:
+        """Play `prompt` until it is heard: one played into a hold plays again once the line
+        is back (a key pressed ends it as ever)."""
+        while True:
+            result = yield from self.play(prompt, keys)
+            if result.key or not result.held:
+                return result
+            back = yield WaitUnhold(self.opts.hold_wait_s or HOLD_WAIT_S)
+            if back.hangup or not back.completed:
+                self.held_out = prompt
+                raise _Hangup if back.hangup else _HeldOut
 
     def wait_key(self) -> Generator[Step, Result, str | None]:
         state = self.state
@@ -176,7 +209,7 @@ class _Call:
         opts, state = self.opts, self.state
         state.choice = "consent"
         for prompt in ("message", "legal"):
-            r = yield from self.play(prompt, opts.optout_key)
+            r = yield from self.until_heard(prompt, opts.optout_key)
             if r.key == opts.optout_key:
                 return (yield from self.optout(r.key))
         state.outcome = "message_played"
@@ -210,7 +243,18 @@ def call_flow(opts: FlowOptions, amd_status: str = "") -> FlowGen:
         return (yield from call.consent())
     except _Hangup:
         call.state.outcome = _hangup_outcome(call.state)
+        if call.held_out and call.state.outcome == "message_partial":
+            _held_error(call.state, call.held_out)
         return call.state
+    except _HeldOut:
+        _held_error(call.state, call.held_out or call.prompt)
+        return call.state
+
+
+def _held_error(state: Outcome, prompt: str) -> None:
+    """A consent whose message or legal mentions a hold kept unheard: not kept, `error` (and
+    retried, outcomes.kept_after_fault), like a consent a fault cut off."""
+    state.outcome, state.stage = "error", f"{HELD}-{prompt}"
 
 
 def _hangup_outcome(state: Outcome) -> str:

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ivr.callflow.dispositions import unanswered_outcome
-from ivr.campaign.nodes import InFlight
+from ivr.campaign.nodes import InFlight, LineHold
+from ivr.telephony.ami_node import ChannelHold
 from ivr.telephony.node import ChannelHangup, Failsafe, OriginateResult, Reconnected
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ def on_hangup(dialer: Dialer, ev: ChannelHangup) -> None:
         return
     flight.cause = flight.cause or ev.cause or None
     flight.hung_up = True
+    if flight.hold is not None:  # an IVR waiting for the Unhold stops waiting
+        flight.hold.end()
     if flight.failed and flight.cause is not None:
         settle_failed(dialer, flight)
     elif flight.answered:
@@ -65,6 +68,8 @@ def on_hangup(dialer: Dialer, ev: ChannelHangup) -> None:
 
 def on_callee_hangup(dialer: Dialer, ev: ChannelHangup) -> None:
     flight = _flight(dialer, ev.node, ev.channel_id)
+    if flight is not None and flight.hold is not None:  # the callee left while on hold
+        flight.hold.end()
     if flight is not None and ev.cause:
         flight.cause = ev.cause
         if flight.failed and flight.hung_up:
@@ -75,6 +80,22 @@ def on_failsafe(dialer: Dialer, ev: Failsafe) -> None:
     flight = dialer.by_call.get(ev.call_id if ev.call_id is not None else -1)
     if flight is not None:
         dialer._settle_error(flight, "failsafe")
+
+
+def on_hold(dialer: Dialer, ev: ChannelHold) -> None:
+    """The callee's line on hold or back: kept on the flight for its IVR (agi_ivr.py). A call
+    never held gets no LineHold."""
+    flight = _flight(dialer, ev.node, ev.channel_id)
+    if flight is None:
+        return
+    if flight.hold is None:
+        if not ev.held:
+            return
+        flight.hold = LineHold()
+    if ev.held:
+        flight.hold.hold()
+    else:
+        flight.hold.unhold()
 
 
 def on_reconnected(dialer: Dialer, ev: Reconnected) -> None:  # events were missed while down
@@ -90,4 +111,4 @@ def settle_failed(dialer: Dialer, flight: InFlight) -> None:
 
 HANDLERS: dict[type, Callable[[Dialer, Any], None]] = {
     OriginateResult: on_result, ChannelHangup: on_hangup,
-    Failsafe: on_failsafe, Reconnected: on_reconnected}
+    Failsafe: on_failsafe, Reconnected: on_reconnected, ChannelHold: on_hold}

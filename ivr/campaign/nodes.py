@@ -70,6 +70,34 @@ class InFlight:
     session_opened: bool = False  # its AGI token was spent by an accepted session (agi_gate)
     attempt: int = 1  # calls.attempt: the retry rule needs no read of the row to settle it
     settle: Timer | None = field(default=None, repr=False)
+    # The callee's line put on hold (AMI Hold/Unhold): made at its first Hold, None for a
+    # call never held (nothing to keep, nothing to read on the IVR's side)
+    hold: LineHold | None = field(default=None, repr=False)
+
+
+class LineHold:
+    """A call's hold as AMI tells it (Hold on a re-INVITE sendonly/inactive, Unhold on
+    sendrecv): Asterisk sends the callee no audio meanwhile. The IVR reads it around each
+    prompt (agi_ivr.py): a prompt that overlapped a hold was not heard."""
+
+    def __init__(self) -> None:
+        self.held = False
+        self.holds = 0  # Hold events seen: a prompt compares it before and after
+        self.gone = False  # the call ended (its Hangup): nothing to wait for
+        self.settled = asyncio.Event()  # set while not held (or gone)
+        self.settled.set()
+
+    def hold(self) -> None:
+        self.held, self.holds = True, self.holds + 1
+        self.settled.clear()
+
+    def unhold(self) -> None:
+        self.held = False
+        self.settled.set()
+
+    def end(self) -> None:
+        self.gone = True
+        self.settled.set()
 
 
 class NodeState:

@@ -36,7 +36,10 @@ Faults: drop() cuts every AMI connection (clients reconnect), stop()/start() sto
 listening on the same port (calls go on; their events are lost), crash() also makes every call
 vanish without an event, shutdown() tears every call down (cause 0) and sends Shutdown before
 going away, shutting_down refuses Originates with Asterisk's "Asterisk is shutting down",
-silent records actions but answers none. originate_lag_s: as in Asterisk, an Async Originate
+silent records actions but answers none. hold(channel_id) / hold(channel_id, False): the callee
+puts the call on hold and takes it off (a re-INVITE a=sendonly, then sendrecv), as Asterisk 22
+tells it: Hold / Unhold on the callee's channel (the ;2 half here), Linkedid the ChannelId; the
+prompts play on regardless, as Asterisk's do into a held line. originate_lag_s: as in Asterisk, an Async Originate
 is only queued by its Response; its channel exists (CoreShowChannels lists it, Hangup finds it,
 the callee starts) that long later. Records: originates (every Originate, Variable as a dict),
 actions, events, calls (by ChannelId, with the AGI commands received), live (ChannelIds in
@@ -182,6 +185,14 @@ class FakePbx:
         """ChannelIds of the calls in progress (one per call; a queued Originate's once its
         channel exists)."""
         return set(self._live)
+
+    def hold(self, channel_id: str, held: bool = True) -> None:
+        """The callee of a live call puts it on hold (held) or takes it off: Hold / Unhold."""
+        call = self._live[channel_id]
+        fields = {"Event": "Hold" if held else "Unhold", "Privilege": "call,all",
+                  "Channel": call.name(2), "ChannelState": "6", "ChannelStateDesc": "Up",
+                  "Uniqueid": call.other_id, "Linkedid": call.channel_id}
+        self._emit(fields | ({"MusicClass": "default"} if held else {}))
 
     async def wait_idle(self, timeout: float = 10.0) -> None:
         """Until no call is in progress."""

@@ -1,0 +1,130 @@
+"""A callee who puts our call on hold after pressing 1 (call waiting: a re-INVITE a=sendonly)
+hears nothing of what plays meanwhile: Asterisk sends no audio. The message and the legal
+mentions played into a hold are not `heard`; they play again once the line is back, and a
+consent whose message a hold kept unheard (still held after the wait, or a hangup meanwhile) is
+`error`, retried, never `message_played`. On the fake PBX sending Hold/Unhold as Asterisk 22
+does, over real AMI and FastAGI, the real IvrHandler and dialer, both stores."""
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from ivr.callflow import flow
+from ivr.callflow.flow import DONE, DTMF_KEYS, HANGUP, Play, Result, WaitUnhold
+from ivr.telephony.ami_node import ChannelHold, parse_event
+from ivr.telephony.fake_pbx import answer, hangup_after
+
+from conftest import Backend
+from test_dialer import Rig, contact, fiction, rig
+from test_flow import key, run
+
+NUMBER = fiction(21)
+HELD = Result(completed=True, held=True)  # a prompt played to its end into a held line
+WAIT = WaitUnhold(flow.HOLD_WAIT_S)
+
+
+def test_the_flow_plays_held_legal_mentions_again_and_never_counts_them() -> None:
+    out = run([(Play("intro", DTMF_KEYS), key("1")), (Play("message", "9"), DONE),
+               (Play("legal", "9"), HELD), (WAIT, DONE), (Play("legal", "9"), DONE),
+               (Play("goodbye", "9"), HELD)])
+    assert out.outcome == "message_played"
+    assert out.heard == ["message", "legal"]  # once, and not the held goodbye
+
+
+@pytest.mark.parametrize("back", [Result(), HANGUP])  # still held after the wait; hung up
+def test_the_flow_gives_error_when_the_held_message_is_never_heard(back: Result) -> None:
+    out = run([(Play("intro", DTMF_KEYS), key("1")), (Play("message", "9"), HELD),
+               (WAIT, back)])
+    assert (out.outcome, out.stage, out.heard) == ("error", "held-message", [])
+
+
+def test_the_flow_gives_error_on_a_hangup_during_a_held_prompt() -> None:
+    out = run([(Play("intro", DTMF_KEYS), key("1")), (Play("message", "9"), DONE),
+               (Play("legal", "9"), Result(hangup=True, held=True))])
+    assert (out.outcome, out.stage, out.heard) == ("error", "held-legal", ["message"])
+
+
+def test_a_held_refusal_does_not_count_the_legal_mentions_heard() -> None:
+    out = run([(Play("intro", DTMF_KEYS), key("2")), (Play("legal", "9"), HELD),
+               (Play("goodbye", "9"), DONE)])
+    assert "legal" not in out.heard
+
+
+def played(r: Rig, prompt: str) -> int:
+    """How many times the call's IVR asked Asterisk to play `prompt`."""
+    return sum(f"/{prompt}" in cmd for c in r.pbx.calls.values() for cmd in c.agi)
+
+
+def channel(r: Rig) -> str:
+    (channel_id,) = r.pbx.live
+    return channel_id
+
+
+async def ended(r: Rig) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    await r.until(lambda: r.calls()[0]["outcome"] is not None, timeout=15)
+    return (r.calls()[0], contact(r.store, NUMBER),
+            r.store.q("SELECT kind, heard_sha256 FROM consents"))
+
+
+def test_a_hold_during_the_message_plays_it_again_once_back(backend: Backend) -> None:
+    async def scenario() -> tuple[Any, ...]:
+        async with rig(backend, {NUMBER: answer(["1"], prompt_s=0.6)}) as r:
+            await r.dialer.dial(contact(r.store, NUMBER))
+            await r.until(lambda: played(r, "message") == 1)
+            r.pbx.hold(channel(r))
+            await asyncio.sleep(0.2)
+            r.pbx.hold(channel(r), held=False)  # back before the message ends
+            return (*await ended(r), played(r, "message"), played(r, "legal"))
+    call, person, consents, messages, legals = asyncio.run(scenario())
+    assert (call["outcome"], person["status"]) == ("message_played", "done")
+    assert (messages, legals) == (2, 1)  # the held message again, then the legal mentions
+    assert [c["kind"] for c in consents] == ["consent"]
+    assert set(json.loads(consents[0]["heard_sha256"])) >= {"message", "legal"}
+
+
+def test_a_line_still_held_is_an_error_retried(backend: Backend,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The defect: the message, the legal mentions and goodbye played into a held line gave
+    `message_played`, the proof saying both were heard, the contact done."""
+    monkeypatch.setattr(flow, "HOLD_WAIT_S", 0.8)
+
+    async def scenario() -> tuple[Any, ...]:
+        async with rig(backend, {NUMBER: answer(["1"], prompt_s=0.6)}) as r:
+            await r.dialer.dial(contact(r.store, NUMBER))
+            await r.until(lambda: played(r, "message") == 1)
+            r.pbx.hold(channel(r))  # and never back
+            return (*await ended(r), played(r, "legal"))
+    call, person, consents, legals = asyncio.run(scenario())
+    assert (call["outcome"], call["stage"]) == ("error", "held-message")
+    assert call["retry_at"] is not None and person["status"] == "pending"
+    assert legals == 0
+    for proof in consents:  # the key's record never says the message was heard
+        assert not {"message", "legal"} & set(json.loads(proof["heard_sha256"] or "{}"))
+
+
+def test_a_hangup_while_held_is_an_error_retried(backend: Backend) -> None:
+    async def scenario() -> tuple[Any, ...]:
+        # intro 0.6 s (1 pressed), then the message: held, and the callee hangs up at 2.5 s
+        async with rig(backend, {NUMBER: hangup_after(2.5, ["1"], prompt_s=0.6)}) as r:
+            await r.dialer.dial(contact(r.store, NUMBER))
+            await r.until(lambda: played(r, "message") == 1)
+            r.pbx.hold(channel(r))
+            return await ended(r)
+    call, person, consents = asyncio.run(scenario())
+    assert (call["outcome"], call["stage"]) == ("error", "held-message")
+    assert call["retry_at"] is not None and person["status"] == "pending"
+    for proof in consents:
+        assert not {"message", "legal"} & set(json.loads(proof["heard_sha256"] or "{}"))
+
+
+def test_hold_events_name_the_call_they_belong_to() -> None:
+    """Asterisk 22's Hold/Unhold on the callee's channel: its Linkedid is the IVR-side id the
+    call was originated with (the PJSIP channel itself, or behind a Local channel)."""
+    hold = {"Event": "Hold", "Channel": "PJSIP/carrier-00000001", "Uniqueid": "1733.7",
+            "Linkedid": "ivr-42", "MusicClass": ""}
+    assert parse_event("n1", hold) == ChannelHold("n1", "ivr-42", held=True)
+    assert parse_event("n1", {**hold, "Event": "Unhold"}) == ChannelHold("n1", "ivr-42",
+                                                                         held=False)
