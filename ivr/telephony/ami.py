@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 # Events the controller reads; everything else is dropped before it is queued.
 WANTED_EVENTS = frozenset({"OriginateResponse", "Hangup", "UserEvent", "FullyBooted",
-                           "Shutdown", "CoreShowChannel", "CoreShowChannelsComplete"})
+                           "Shutdown", "CoreShowChannel", "CoreShowChannelsComplete",
+                           "Hold", "Unhold"})  # only a held call sends these
 
 
 # What manager.c answers every action while Asterisk stops gracefully ("core stop gracefully").
