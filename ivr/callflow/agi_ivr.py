@@ -70,8 +70,9 @@ def _abandon(gen: FlowGen) -> Outcome:
 
 class ChoiceWatch:
     """Reports each final choice the flow announces (flow.Chosen: a refusal, an opposition,
-    the moment its key is pressed) for the store to keep before the call goes on, and keeps
-    the last one for a controller fault's settlement."""
+    the moment its key is pressed; a consent once its message and legal mentions were heard)
+    for the store to keep before the call goes on (the call's end completes that row, never
+    doubles it), and keeps the last one for a controller fault's settlement."""
 
     def __init__(self, report: Callable[[Outcome], None]) -> None:
         self.report = report
@@ -125,7 +126,7 @@ async def drive(gen: FlowGen, req: AgiRequest, on_optout: Callable[[str], None],
                 watch: ChoiceWatch | None = None, line: Line = _no_hold) -> tuple[Outcome, bool]:
     """Run the flow generator against a live AGI channel. Returns the outcome and whether
     the flow ended on a hangup. `sounds`: prompt key -> the file to play (its version);
-    `watch`: told each final choice (a refusal, an opposition) as it is made; `line`: the
+    `watch`: told each choice as it becomes final (outcomes.final_at); `line`: the
     call's hold as the dialer's AMI events keep it."""
     sounds = sounds or {}
     try:

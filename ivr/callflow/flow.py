@@ -5,7 +5,8 @@ key, record an opt-out now, store a final choice now) and receives each step's r
 or a database; the FastAGI adapter drives it on a real call, unit tests drive it with a script.
 
 Yes path: `message` then `legal` (the political message ends with the legal mentions, as the
-CNIL requires), then `goodbye`. `message_played` means both were heard to the end. A prompt
+CNIL requires), then `goodbye`. `message_played` means both were heard to the end; from then
+on the consent is final, announced (Chosen) and stored before the goodbye plays. A prompt
 played while the callee had the line on hold (call waiting: Asterisk sends no audio) was not
 heard: the message and the legal mentions are played again once the line is back, and a consent
 whose message never was (the hold outlasting HOLD_WAIT_S, a hangup meanwhile) is `error`,
@@ -16,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from dataclasses import dataclass, field, replace
 
-from ivr.callflow.outcomes import FINAL_CHOICES
+from ivr.callflow.outcomes import final_at
 
 DTMF_KEYS = "0123456789*#"
 HOLD_WAIT_S = 60.0  # a callee who put us on hold (call waiting) has this long to come back
@@ -42,9 +43,10 @@ class OptOutNow:
 
 @dataclass(frozen=True)
 class Chosen:
-    """A final choice (a refusal, an opposition: outcomes.FINAL_CHOICES) was just made: store
-    it now, before the call goes on, since the outcome comes only at the end and a controller
-    killed meanwhile would lose it. `reached` is what a hangup at this point would give."""
+    """A choice just became final (outcomes.final_at: a refusal or an opposition as made, a
+    consent once its message and legal mentions were heard): store it now, before the call
+    goes on, since the outcome comes only at the end and a controller killed meanwhile would
+    lose it. `reached` is what a hangup at this point would give."""
     reached: "Outcome"
 
 
@@ -118,9 +120,10 @@ class _Call:
         self.held_out: str | None = None  # the prompt a hold kept unheard, the call then cut
 
     def tell(self) -> Generator[Step, Result, None]:
-        """Announce a final choice made since the last step, once, as a hangup now leaves it."""
+        """Announce a choice that became final since the last step, once, as a hangup now
+        leaves it: a consent once message_played, before the goodbye (or the slot question)."""
         state = self.state
-        if state.choice in FINAL_CHOICES and state.choice != self.told:
+        if state.choice != self.told and final_at(state.choice, _hangup_outcome(state)):
             self.told = state.choice
             reached = replace(state, heard=list(state.heard))
             reached.outcome = _hangup_outcome(reached)
@@ -212,7 +215,7 @@ class _Call:
             r = yield from self.until_heard(prompt, opts.optout_key)
             if r.key == opts.optout_key:
                 return (yield from self.optout(r.key))
-        state.outcome = "message_played"
+        state.outcome = "message_played"  # final now: the next step stores it (tell, Chosen)
         if opts.ask_slot and opts.slots:
             r = yield from self.play("slot_question", "".join(opts.slots) + opts.optout_key)
             slot_key = r.key if r.key else (yield from self.wait_key())

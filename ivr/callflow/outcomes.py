@@ -86,23 +86,25 @@ def kept_after_fault(name: str) -> bool:
     return not t.cut_short or t.choice in ("refusal", "optout")
 
 
-# Choices final once made (every outcome carrying them survives a fault): a refusal, an
-# opposition. The IVR stores them the moment their key is pressed (store.record_choice).
-FINAL_CHOICES: frozenset[str] = frozenset(
-    c for c in set(CHOICE_OF.values())
-    if all(kept_after_fault(t.name) for t in TABLE if t.choice == c))
+def final_at(choice: str | None, outcome: str) -> bool:
+    """Is a choice final once the call has reached `outcome` (what a hangup now gives)? A
+    refusal or an opposition the moment it is made; a consent once its message and legal
+    mentions were heard (message_played, kept after a fault). The IVR then stores it at once
+    (flow.Chosen, store.record_choice): a controller killed later loses nothing."""
+    return choice is not None and CHOICE_OF.get(outcome) == choice and kept_after_fault(outcome)
 
 
 def kept_choice(choices: Iterable[str]) -> str | None:
     """The outcome of an answered call a fault cut (controller killed, PBX gone) once a final
-    choice of it is stored: an opposition wins over a refusal made before it; the call was
-    cut, so the cut-short outcome of that choice where the table has one. None: no final
-    choice, the attempt is `error` (retried)."""
+    choice of it is stored: an opposition wins over a refusal or a consent made before it; the
+    call was cut, so the cut-short outcome of that choice where the table keeps one (a refusal:
+    declined_partial). A consent is stored only once heard in full (final_at): its row means
+    message_played. None: no final choice, the attempt is `error` (retried)."""
     stored = set(choices)
-    for choice in ("optout", "refusal"):
-        if choice in stored and choice in FINAL_CHOICES:
-            named = [t for t in TABLE if t.choice == choice]
-            return next((t.name for t in named if t.cut_short), named[0].name)
+    for choice in ("optout", "refusal", "consent"):
+        kept = [t for t in TABLE if t.choice == choice and kept_after_fault(t.name)]
+        if choice in stored and kept:
+            return next((t.name for t in kept if t.cut_short), kept[0].name)
     return None
 
 

@@ -93,10 +93,11 @@ def _one(dialer: Dialer, ns: NodeState, call: dict[str, Any], alive: bool, link:
 
 def answered_fault(store: Store, call_id: int, stage: str) -> CallResult | None:
     """How an answered call that no IVR result settled (controller killed, link lost, PBX gone)
-    ends: a refusal or an opposition stored the moment its key was pressed (record_choice)
-    stays its outcome, final, its proof row already there (outcomes.kept_choice); anything
-    else is `error`, retried. Runs in the write itself, after every write made before it.
-    None: no such call."""
+    ends: a refusal or an opposition stored the moment its key was pressed (record_choice),
+    or a consent stored once its message and legal mentions were heard (message_played),
+    stays its outcome, final, its proof row already there (outcomes.kept_choice), the stage
+    naming the cut; anything else is `error`, retried. Runs in the write itself, after every
+    write made before it. None: no such call."""
     call = store.call(call_id)
     if call is None:
         return None
