@@ -4,54 +4,29 @@ POST form carries the session's csrf_token, checked here before anything is done
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
 from ivr.errors import IvrError
 from ivr.records.privacy import OPTOUT_CHANNELS
 from ivr.web import i18n, records, service
 from ivr.web import prompts as prompts_mod
 from ivr.web.api import dropped, erase_number, known, prompts_elsewhere
-from ivr.web.auth import (SAFE_METHODS, LoginBusy, User, authenticate, check_password,
-                          client_of, csrf_ok, csrf_token, login_failed_detail, login_fields_ok,
-                          now, open_session, require)
-from ivr.web.gate import section_of
+from ivr.web.auth import (LoginBusy, NotLoggedIn, User, authenticate, check_password, client_of,
+                          csrf_ok, login_failed_detail, login_fields_ok, now, open_session,
+                          require)
+from ivr.web.render import (error_page as _error_page, flash_text as _t, lang as _lang,
+                            render as _render)
 from ivr.web.results import back as _back, keep_rejects, page_route, rejects_download
 
-templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 BASES = ("consent", "member_file", "rented_file")
 SHOWN_REJECTS = 1000  # rejected lines listed on a page; the CSV download has them all
-
-
-def _lang(request: Request) -> str:
-    return i18n.pick(request.session.get("lang"))
-
-
-def _render(request: Request, name: str, ctx: dict[str, Any], status: int = 200) -> Response:
-    lang, path = _lang(request), request.url.path
-    if request.method not in SAFE_METHODS:  # a form's result: its URL takes no GET (a 405)
-        path = section_of(path) or path
-    base = {"t": i18n.translator(lang), "lang": lang, "csrf": csrf_token(request), "path": path}
-    return templates.TemplateResponse(request, name, {**base, **ctx}, status_code=status)
-
-
-def _error_page(request: Request, status: int, detail: str, key: str | None) -> Response:
-    return _render(request, "error.html", {"status": status, "detail": detail, "key": key,
-                                            "user": None, "campaign": None}, status)
-
-
 # A page's 403/404 is a page (results.page_route). A campaign's name may hold a '/' (the
 # config takes any): {campaign:path} takes it whole.
 router = APIRouter(include_in_schema=False, route_class=page_route(_error_page))
-
-
-def _t(request: Request, key: str, **values: Any) -> str:  # a flash, in the page's language
-    return i18n.translate(_lang(request), key).format(**values)
 
 
 def _page(request: Request, campaign: str, action: str = "view") -> tuple[User, Any, dict]:
@@ -425,3 +400,18 @@ def rights_erase(request: Request, campaign: str, number: str = Form(""),
 def reports_page(request: Request, campaign: str) -> Response:
     _, _, ctx = _page(request, campaign)
     return _render(request, "reports.html", {**ctx, "section": "reports"})
+
+
+@router.get("/c/{campaign:path}/reports/{name}")
+def report_file(request: Request, campaign: str, name: str) -> Response:
+    """The reports page's links: the API's file (an attachment: the page stays). Once the
+    session ended, the login and then the reports page (a link to the API itself gave a bare
+    failed download of its 401)."""
+    here = f"/c/{quote(campaign, safe='')}/reports"
+    try:
+        _page(request, campaign)
+    except NotLoggedIn:
+        return RedirectResponse(f"/login?next={quote(here, safe='/')}", status_code=303)
+    if name not in ("report.csv", "report.json"):
+        raise HTTPException(404, f"{name}: no such report (report.csv, report.json)")
+    return RedirectResponse(f"/api/campaigns/{quote(campaign, safe='')}/{name}", status_code=303)

@@ -227,6 +227,43 @@ def test_open_pages_say_when_the_controller_is_gone(page: Any, console: Console)
             db.execute("DELETE FROM run_snapshots WHERE controller = 'ctl-browser'")
 
 
+def _logout_elsewhere(page: Any, console: Console) -> None:
+    """A logout in another tab of the same browser: every session of the user ends."""
+    other = page.context.new_page()
+    other.goto(f"{console.url}/c/{CAMPAIGN}/reports")
+    with other.expect_navigation():
+        other.click("#logout")
+    other.close()
+
+
+def test_a_live_page_goes_to_the_login_once_the_session_ended(page: Any,
+                                                             console: Console) -> None:
+    """The overview left open after a logout in another tab: the login, then the overview
+    again (before: it stopped updating and said nothing). The reports page's downloads: the
+    login too, then the reports page (before: a failed download)."""
+    login(page, console, "vera")
+    page.goto(f"{console.url}/c/{CAMPAIGN}/reports")
+    with page.expect_download() as got:
+        page.click("#report-json")
+    assert got.value.failure() is None and page.url.endswith("/reports")
+    page.goto(f"{console.url}/c/{CAMPAIGN}/overview")
+    wait_for("the live overview", lambda: page.evaluate("document.body.dataset.updated"),
+             timeout=15)
+    _logout_elsewhere(page, console)
+    # the events stream checks the session every 30 events, then its reconnection is refused
+    page.wait_for_url(f"{console.url}/login?next=/c/{CAMPAIGN}/overview", timeout=60_000)
+    page.fill("#username", "vera")
+    page.fill("#password", PASSWORDS["vera"])
+    with page.expect_navigation():
+        page.click("#login-submit")
+    assert page.url == f"{console.url}/c/{CAMPAIGN}/overview"
+    page.goto(f"{console.url}/c/{CAMPAIGN}/reports")
+    _logout_elsewhere(page, console)
+    with page.expect_navigation():
+        page.click("#report-csv")
+    assert page.url == f"{console.url}/login?next=/c/{CAMPAIGN}/reports"
+
+
 def _run_list(console: Console) -> list[str]:
     path = console.base / "run.csv"
     with path.open("w", newline="") as fh:

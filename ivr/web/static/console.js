@@ -93,7 +93,12 @@
   let polling = null;
   function poll() {
     fetch(base + "/overview", {credentials: "same-origin"})
-      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (r) {
+        // The session ended (logout elsewhere, 12 hours): the page again, which is the login
+        // and then this page; not a page that silently stops updating.
+        if (r.status === 401) { location.reload(); return null; }
+        return r.ok ? r.json() : null;
+      })
       .then(function (o) { if (o) { show(o); } })
       .catch(function () {});
   }
@@ -101,7 +106,7 @@
     const source = new EventSource(base + "/events");
     source.onmessage = function (ev) { show(JSON.parse(ev.data)); };
     source.onerror = function () {
-      if (source.readyState === EventSource.CLOSED && !polling) { polling = setInterval(poll, 2000); }
+      if (source.readyState === EventSource.CLOSED && !polling) { poll(); polling = setInterval(poll, 2000); }
     };
   } else {
     polling = setInterval(poll, 2000);

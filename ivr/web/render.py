@@ -1,0 +1,39 @@
+"""A console page drawn from its template (ivr/web/templates) in the operator's language, with
+the session's CSRF token and the address its language switch returns to: the page's own, or
+for a form's result (drawn at the form's POST-only address) its section's page."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response
+from fastapi.templating import Jinja2Templates
+
+from ivr.web import i18n
+from ivr.web.auth import SAFE_METHODS, csrf_token
+from ivr.web.gate import section_of
+
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+
+def lang(request: Request) -> str:
+    return i18n.pick(request.session.get("lang"))
+
+
+def render(request: Request, name: str, ctx: dict[str, Any], status: int = 200) -> Response:
+    code, path = lang(request), request.url.path
+    if request.method not in SAFE_METHODS:  # a form's result: its URL takes no GET (a 405)
+        path = section_of(path) or path
+    base = {"t": i18n.translator(code), "lang": code, "csrf": csrf_token(request), "path": path}
+    return templates.TemplateResponse(request, name, {**base, **ctx}, status_code=status)
+
+
+def error_page(request: Request, status: int, detail: str, key: str | None) -> Response:
+    return render(request, "error.html", {"status": status, "detail": detail, "key": key,
+                                           "user": None, "campaign": None}, status)
+
+
+def flash_text(request: Request, key: str, **values: Any) -> str:
+    """A flash's words, in the page's language."""
+    return i18n.translate(lang(request), key).format(**values)
