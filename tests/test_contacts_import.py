@@ -138,6 +138,19 @@ def test_semicolon_csv_from_french_excel(store: Store, tmp_path: Path) -> None:
     assert row["name"] == "Dupont, Jean" and json.loads(row["extra"]) == {"ville": "Lyon"}
 
 
+def test_a_semicolon_header_with_commas_in_its_names_is_split_on_semicolons(
+        store: Store, tmp_path: Path) -> None:
+    """Found in a hunt: as many commas as semicolons in the header picked ',' and the import
+    said "no 'number' column" of a file that has one."""
+    path = write(tmp_path, "Nom, prénom;Code postal, ville;number\n"
+                           "Dupont, Jean;69001, Lyon;01 99 00 00 10\n")
+    assert run(store, path).added == 1
+    (row,) = rows(store)
+    assert row["number"] == "+33199000010"
+    assert json.loads(row["extra"]) == {"Nom, prénom": "Dupont, Jean",
+                                        "Code postal, ville": "69001, Lyon"}
+
+
 @sqlite_only  # refused before the store is touched
 def test_missing_number_column_lists_the_columns_found(store: Store, tmp_path: Path) -> None:
     path = write(tmp_path, "phone,name\n01 99 00 00 10,Alice\n")

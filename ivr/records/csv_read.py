@@ -13,7 +13,7 @@ from ivr.errors import ImportFileError
 
 CHUNK = 1 << 20         # bytes per read in the encoding pass
 FIELD_LIMIT_KB = csv.field_size_limit() // 1024  # the csv module's own limit (128 KB)
-LATIN1_WARNING = "file is not UTF-8; read as Latin-1: check accented names"
+LATIN1_WARNING = "file is not UTF-8; read as Windows-1252 (Latin-1): check accented names"
 EMPTY = "is empty: its first line must be a header naming a 'number' column"
 # Bytes Windows-1252 leaves undefined. Excel on Windows writes cp1252 (’ œ €), a superset of
 # Latin-1 for printable text; a file holding one of these bytes is read as strict Latin-1.
@@ -95,9 +95,15 @@ def _csv_error(name: str, start: int, read_to: int, exc: csv.Error) -> ImportFil
 
 
 def _delimiter(line: str) -> str:
-    """French Excel writes ';'; pick the delimiter the header line uses most, else ','."""
-    counts = {d: line.count(d) for d in (",", ";", "\t")}
-    best = max(counts, key=lambda d: counts[d])
+    """The delimiter whose split of the header has a 'number' cell; else the one the header
+    uses most, ';' on a tie (French Excel writes ';'; "Nom, prénom;Code postal, ville;number"
+    split on ',' said "no 'number' column"), else ','."""
+    named = [d for d in (";", ",", "\t")
+             if "number" in (c.strip().strip('"').strip().lower() for c in line.split(d))]
+    if len(named) == 1:
+        return named[0]
+    counts = {d: line.count(d) for d in (";", ",", "\t")}
+    best = max(counts, key=lambda d: counts[d])  # the first of equals: ';'
     return best if counts[best] else ","
 
 
