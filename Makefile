@@ -1,5 +1,8 @@
 # The two commands of the README. Both set up a fresh machine first (apt + pip, as root).
 .PHONY: setup demo test bench
+# The python setup.sh installed into (a venv on Debian's externally managed python3), read
+# when a recipe runs, after setup
+PY = $(shell cat .sandbox/python 2>/dev/null || echo python3)
 setup:
 	bash scripts/setup.sh
 
@@ -10,8 +13,8 @@ demo: setup
 # other beside them (tests/conftest.py, pytest_xdist_make_scheduler)
 test: setup
 	ivr pbx up
-	python3 -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup tests
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup tests
 
 bench: setup
 	ivr pbx up
-	python3 bench/bench_prompts.py
+	$(PY) bench/bench_prompts.py

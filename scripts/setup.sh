@@ -22,10 +22,32 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-# From /: the checkout itself would make `import ivr` succeed without the install.
-if ! (cd / && python3 -c "import ivr, pytest, pytest_asyncio") >/dev/null 2>&1 || [ pyproject.toml -nt .sandbox/.pip-stamp ]; then
-  echo "setup: pip install -e .[test]"
-  python3 -m pip install -q --disable-pip-version-check -e '.[test]'
-  mkdir -p .sandbox && touch .sandbox/.pip-stamp
+# Debian's own python3 is "externally managed" (PEP 668): pip refuses to install into it. Then
+# ivr goes into a virtual environment (IVR_VENV, default /opt/ivr-venv) and its `ivr` command is
+# linked into IVR_BIN_DIR (default /usr/local/bin). A python3 of one's own (pyenv, a venv
+# already active) is used as it is. The Makefile runs pytest with the python written here.
+py=python3
+if [ -z "${VIRTUAL_ENV:-}" ] && python3 -c 'import os, sys, sysconfig
+sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")) else 1)'; then
+  venv="${IVR_VENV:-/opt/ivr-venv}"
+  if [ ! -x "$venv/bin/python3" ]; then
+    python3 -c 'import ensurepip' >/dev/null 2>&1 || {
+      echo "setup: apt-get install python3-venv (Debian's python3 is externally managed)"
+      apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; }
+    echo "setup: python3 -m venv $venv"
+    python3 -m venv "$venv"
+    rm -f .sandbox/.pip-stamp  # a new environment: install into it
+  fi
+  py="$venv/bin/python3"
+  mkdir -p "${IVR_BIN_DIR:-/usr/local/bin}"
+  ln -sf "$venv/bin/ivr" "${IVR_BIN_DIR:-/usr/local/bin}/ivr"
 fi
-python3 -m pip check
+mkdir -p .sandbox
+# From /: the checkout itself would make `import ivr` succeed without the install.
+if ! (cd / && "$py" -c "import ivr, pytest, pytest_asyncio") >/dev/null 2>&1 || [ pyproject.toml -nt .sandbox/.pip-stamp ]; then
+  echo "setup: pip install -e .[test]"
+  "$py" -m pip install -q --disable-pip-version-check -e '.[test]'
+  touch .sandbox/.pip-stamp
+fi
+"$py" -m pip check
+command -v "$py" > .sandbox/python  # the Makefile's python (make test)
