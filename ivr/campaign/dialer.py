@@ -314,7 +314,7 @@ class Dialer:
         if not answered:  # never answered: no answered_at, no invented cause
             self.store.finish_unanswered(call_id, "error", None, now, retry, stage=stage)
             return
-        result = reconcile.answered_fault(self.store, call_id, stage)  # a refusal stays one
+        result = reconcile.answered_fault(self.store, call_id, stage)  # a choice stored stays
         if result is not None:
             self.store.finish_answered(call_id, result, now,
                                        retry if result.outcome == "error" else None)
