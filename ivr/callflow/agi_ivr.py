@@ -97,7 +97,9 @@ async def _play(req: AgiRequest, step: Play, sound: str | None = None,
     if played.failed:
         # A hangup, or a prompt Asterisk cannot play: ask the channel which.
         if await req.channel_status() == CHANNEL_UP:
-            raise PromptUnplayable(f"Asterisk could not play {sound}")
+            raise PromptUnplayable(f"Asterisk could not play {sound}: check that the prompts "
+                                   "are installed and Asterisk's user can read them and "
+                                   "their folders")
         return Result(hangup=True, held=held)
     if played.digit:
         return Result(key=played.digit)
@@ -337,7 +339,10 @@ class IvrHandler:
                 self.on_pbx_fault()
             result = self._result(outcome, amd_status, cause, version.hashes)
         except FlowAborted as exc:  # the choice made before the fault is kept
-            log.exception("call %s failed in the controller", call_id)
+            if isinstance(exc.__cause__, PromptUnplayable):  # the admin's to fix: one line,
+                log.error("call %s: %s", call_id, exc.__cause__)  # not 18 per call
+            else:
+                log.exception("call %s failed in the controller", call_id)
             result = self._after_fault(exc.outcome, amd_status, version.hashes)
         except Exception:  # a controller fault is recorded as `error`, never lost, but for
             log.exception("call %s failed in the controller", call_id)  # a choice made

@@ -46,6 +46,7 @@ class Callee:
     cause: int = 16                      # Q.850 cause of an unanswered kind
     message: str = "Originate failed"    # refuse: the Error's Message
     amd_s: float = 0.0                   # AMD() listens this long between answer and AGI
+    unreadable: bool = False             # Asterisk cannot open the prompt files (permissions)
 
 
 def answer(keys: Sequence[str | None] = (), delay_s: float = 0.0, *,
@@ -180,6 +181,8 @@ class AgiLeg:
         callee, index = self.call.callee, self.prompts
         self.prompts += 1
         escape = _ESCAPE.match(command)
+        if callee.unreadable and command.upper().startswith("STREAM FILE"):
+            return "200 result=-1 endpos=0"  # res_agi: a file it cannot open, the line still up
         cut = "200 result=-1" + (f" endpos={ENDPOS_KEY}" if escape else "")  # hung up meanwhile
         if callee.hangup_at is not None and index >= callee.hangup_at:
             self._callee_hangs_up()
