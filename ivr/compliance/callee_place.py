@@ -10,8 +10,10 @@ as the default, and no overseas region), that is the answer for every number of 
 exactly; otherwise the caller parses the number as before. The one exception within +33:
 Alsace-Moselle's landlines (ALSACE_MOSELLE), which keep two more public holidays.
 
-Also here, from calling_rules.py (which imports them): the callee's public-holiday calendar
-(`fr_subdivisions`, `_country_calendar`) and the zones a number may be in (`Zones`).
+Also here, from calling_rules.py (which imports them): the callee's zone (`callee_zone`: a
+list's timezone column may not loosen the clock nor the holidays of a number whose place is
+certain, `listed_zone`), its public-holiday calendar (`fr_subdivisions`, `_country_calendar`)
+and the zones a number may be in (`Zones`).
 """
 from __future__ import annotations
 
@@ -49,6 +51,15 @@ ALSACE_MOSELLE: dict[str, str] = {
     "33387": "57", "33388": "6AE", "33389": "6AE", "33390": "6AE",
     "33367": "6AE", "33368": "6AE", "33369": "6AE",
     "33354": "57", "33355": "57", "33356": "57", "33357": "57", "33372": "57", "33382": "57"}
+
+# The region of each overseas time zone (tzdata's, one a place): a list row naming one brings
+# that region's public holidays (a mainland mobile whose owner lives in Guadeloupe: 27 May).
+OVERSEAS_ZONE_SUBDIV: dict[str, str] = {
+    "America/Guadeloupe": "971", "America/Martinique": "972", "America/Cayenne": "973",
+    "Indian/Reunion": "974", "Indian/Mayotte": "976", "America/St_Barthelemy": "BL",
+    "America/Marigot": "MF", "America/Miquelon": "PM", "Pacific/Noumea": "NC",
+    "Pacific/Tahiti": "PF", "Pacific/Marquesas": "PF", "Pacific/Gambier": "PF",
+    "Pacific/Wallis": "WF"}
 
 
 def country_code(number: str) -> int | None:
@@ -88,18 +99,23 @@ def _code_zone(code: int, default: ZoneInfo) -> ZoneInfo | None:
 
 class Zones(tzinfo):
     """The zones a number may be in when their clocks differ (+34 6..: Madrid or the Canaries;
-    +351 9..: Lisbon or the Azores): a call is allowed only when each allows it. As a tzinfo
-    (what callee_zone gave before), it keeps the first one's clock, which names times in
-    messages."""
+    +351 9..: Lisbon or the Azores; an overseas number and the zone its list row names): a
+    call is allowed only when each allows it. As a tzinfo (what callee_zone gave before), it
+    keeps the first one's clock, which names times in messages."""
 
-    def __init__(self, zones: tuple[ZoneInfo, ...]) -> None:
+    def __init__(self, zones: tuple[ZoneInfo, ...], subdivs: tuple[str, ...] = (),
+                 note: str = "") -> None:
         self.zones, self.key = zones, " or ".join(z.key for z in zones)
+        # the holiday regions a list's time zone adds, and why the zones are several (if not
+        # that the number may be in each): `listed_zone`
+        self.subdivs, self.note = subdivs, note
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Zones) and other.zones == self.zones
+        return isinstance(other, Zones) and (other.zones, other.subdivs, other.note) == \
+            (self.zones, self.subdivs, self.note)
 
     def __hash__(self) -> int:
-        return hash(self.zones)
+        return hash((self.zones, self.subdivs, self.note))
 
     def __repr__(self) -> str:
         return f"Zones({self.key!r})"
@@ -166,6 +182,70 @@ def overseas_zone(number: str, default: ZoneInfo) -> ZoneInfo | Zones:
         name = names[0] if len(names) == 1 else region_zone(num, names)
         found.append((_zone(name) if name else None) or default)
     zones = distinct_zones(found or [default], first=(found or [default])[0:1])
+    return zones[0] if len(zones) == 1 else Zones(zones)
+
+
+def _zone_or_none(name: str | None) -> ZoneInfo | None:
+    if not name or not isinstance(name, str):
+        return None
+    return _zone(name.strip())
+
+
+def callee_zone(number_e164: str, contact_tz: str | None, default_tz: str) -> ZoneInfo | Zones:
+    """The callee's zone: the number's (Zones when it may be in several with different clocks),
+    else `default_tz`. A valid zone of the contact's own (the list's timezone column) replaces
+    it, unless the number alone says where the line is (`place_certain`): then each must allow
+    a call (`listed_zone`). The number is parsed only when its country code leaves a doubt."""
+    listed = _zone_or_none(contact_tz)
+    if listed is not None and not place_certain(number_e164):
+        return listed_zone(None, listed)
+    default = _zone_or_none(default_tz)
+    if default is None:
+        raise ComplianceError(
+            f"time zone {default_tz!r} is unknown: use an IANA name such as Europe/Paris")
+    own = code_zone(number_e164, default) or _number_zone(number_e164, default_tz)
+    return own if listed is None else listed_zone(own, listed)
+
+
+def place_certain(number: str) -> bool:
+    """Does the number alone say where its line is: an overseas number, an overseas 09 box, an
+    Alsace-Moselle landline? A list's time zone (often a CRM's default) may then not loosen its
+    clock nor its holidays; a mobile or another landline may be anywhere its list row says."""
+    if number.startswith("+333") and number[1:6] in ALSACE_MOSELLE:
+        return True
+    regions = code_regions(number) or ()
+    return any(r in FR_OVERSEAS_SUBDIV for r in regions) or stored_overseas(number) is not None
+
+
+def listed_zone(own: ZoneInfo | Zones | None, listed: ZoneInfo) -> ZoneInfo | Zones:
+    """The zone of a callee whose list row names `listed`, with `own` the number's when certain
+    (else None): each clock must allow a call, the number's first (it names times in
+    messages); an overseas `listed` brings its region's holidays (Zones.subdivs)."""
+    subdivs = (OVERSEAS_ZONE_SUBDIV[listed.key],) if listed.key in OVERSEAS_ZONE_SUBDIV else ()
+    mine = zones_of(own) if own is not None else ()
+    zones = distinct_zones(mine + (listed,), first=mine)
+    if len(zones) == 1 and not subdivs:
+        return zones[0]
+    note = f"its number says {own.key}, its list row {listed.key}" \
+        if own is not None and len(zones) > len(mine) else ""
+    return Zones(zones, subdivs, note)
+
+
+@functools.lru_cache(maxsize=65536)  # pure, and asked again at every re-plan and dial
+def _number_zone(number_e164: str, default_tz: str) -> ZoneInfo | Zones:
+    """The number's zone from phonenumbers, else `default_tz` (a valid name). Candidates
+    with different clocks give Zones (each must allow a call); a French overseas number gets
+    its regions' (one zone each: +262 692 is Réunion's, not Mayotte's; overseas_zone)."""
+    default = ZoneInfo(default_tz.strip())
+    num = _parsed(number_e164)
+    if num is None:
+        return default
+    names = [n for n in time_zones_for_number(num) if n != "Etc/Unknown"]
+    if phonenumbers.region_code_for_number(num) in FR_OVERSEAS_SUBDIV:
+        return overseas_zone(number_e164, default)
+    guess = region_zone(num, names)
+    zones = distinct_zones([_zone_or_none(n) or default for n in names] or [default],
+                           first=(default, _zone_or_none(guess)))
     return zones[0] if len(zones) == 1 else Zones(zones)
 
 
@@ -237,8 +317,10 @@ def code_regions(number: str) -> tuple[str, ...] | None:
 
 
 # -- the callee's public-holiday calendar (the calling rules' `skip_holidays`) -------------------
-def _holiday_calendar(country: str, number: str) -> holidays.HolidayBase:
-    subdivs = fr_subdivisions(number) if country.upper() == "FR" else ()
+def _holiday_calendar(country: str, number: str, listed: tuple[str, ...] = ()
+                      ) -> holidays.HolidayBase:
+    """`listed`: the regions a list row's time zone adds (Zones.subdivs), kept with the number's."""
+    subdivs = tuple(sorted({*fr_subdivisions(number), *listed})) if country.upper() == "FR" else ()
     return _country_calendar(country.upper(), subdivs)
 
 

@@ -19,15 +19,13 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Callable, Iterable
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import holidays  # noqa: F401  (the _Calendar annotation)
-import phonenumbers
-from phonenumbers import timezone as pn_timezone
 
-from ivr.compliance.callee_place import (  # noqa: F401 (the holiday helpers: used from here)
-    FR_OVERSEAS_SUBDIV, Zones, _country_calendar, _holiday_calendar, _number_subdivs, _parsed,
-    code_zone, distinct_zones, fr_subdivisions, overseas_zone, region_zone, zones_of)
+from ivr.compliance.callee_place import (  # noqa: F401 (zone and holiday helpers: used from here)
+    Zones, _country_calendar, _holiday_calendar, _number_subdivs, _number_zone, _parsed,
+    callee_zone, fr_subdivisions, zones_of)
 from ivr.config import Schedule, Window
 from ivr.config_checks import CAP_PERIOD_DAYS
 from ivr.errors import ComplianceError
@@ -73,46 +71,6 @@ class Verdict:
 def is_fiction_number(e164: str) -> bool:
     """True for +33 1 99 00 00 00 .. +33 1 99 00 99 99, the range ARCEP reserves for fiction."""
     return bool(_FICTION_RE.match(e164.strip()))
-
-
-def _zone_or_none(name: str | None) -> ZoneInfo | None:
-    if not name or not isinstance(name, str):
-        return None
-    try:
-        return ZoneInfo(name.strip())
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        return None
-
-
-def callee_zone(number_e164: str, contact_tz: str | None, default_tz: str) -> ZoneInfo | Zones:
-    """The callee's zone: contact's own tz if valid, else the number's (Zones when it may be in
-    several with different clocks), else `default_tz`. The number is parsed only when its
-    country code leaves a doubt (callee_place.py)."""
-    zone = _zone_or_none(contact_tz)
-    if zone is not None:
-        return zone
-    default = _zone_or_none(default_tz)
-    if default is None:
-        raise ComplianceError(f"time zone {default_tz!r} is unknown: use an IANA name such as Europe/Paris")
-    return code_zone(number_e164, default) or _number_zone(number_e164, default_tz)
-
-
-@functools.lru_cache(maxsize=65536)  # pure, and asked again at every re-plan and dial
-def _number_zone(number_e164: str, default_tz: str) -> ZoneInfo | Zones:
-    """The number's zone from phonenumbers, else `default_tz` (a valid name). Candidates
-    with different clocks give Zones (each must allow a call); a French overseas number gets
-    its regions' (one zone each: +262 692 is Réunion's, not Mayotte's; overseas_zone)."""
-    default = ZoneInfo(default_tz.strip())
-    num = _parsed(number_e164)
-    if num is None:
-        return default
-    names = [n for n in pn_timezone.time_zones_for_number(num) if n != "Etc/Unknown"]
-    if phonenumbers.region_code_for_number(num) in FR_OVERSEAS_SUBDIV:
-        return overseas_zone(number_e164, default)
-    guess = region_zone(num, names)
-    zones = distinct_zones([_zone_or_none(n) or default for n in names] or [default],
-                           first=(default, _zone_or_none(guess)))
-    return zones[0] if len(zones) == 1 else Zones(zones)
 
 
 def _bad(what: str, value: object, expected: str) -> ComplianceError:
@@ -297,6 +255,7 @@ class _Calendar:
     """The calendar rules of one check: windows, slot, blackout dates and holidays, in each of
     the zones the callee may be in."""
     zones: tuple[ZoneInfo, ...]
+    note: str  # why the zones are several, if not that the number may be in each (Zones.note)
     specs: tuple[WindowSpec, ...]
     blackouts: frozenset[date]
     bypass: bool  # demo_any_hour on a fiction number
@@ -318,14 +277,16 @@ class _Calendar:
                    for local in (t.astimezone(z) for z in self.zones))
 
 
-def _calendar(schedule: Schedule, number: str, zones: tuple[ZoneInfo, ...],
+def _calendar(schedule: Schedule, number: str, zone: ZoneInfo | Zones,
               slot: tuple[int, int] | None) -> _Calendar:
     specs, blackouts = _schedule_rules(schedule)
     bypass = schedule.demo_any_hour and is_fiction_number(number)
-    calendar = _holiday_calendar(schedule.holidays_country, number) \
+    listed = getattr(zone, "subdivs", ())  # a list row's overseas zone: its region's holidays
+    calendar = _holiday_calendar(schedule.holidays_country, number, listed) \
         if schedule.skip_holidays and not bypass else None
-    return _Calendar(zones, specs, blackouts, bypass, _week_plan(ANY_HOUR if bypass else specs, slot),
-                     _week_plan(specs, None), calendar)
+    return _Calendar(zones_of(zone), getattr(zone, "note", ""), specs, blackouts, bypass,
+                     _week_plan(ANY_HOUR if bypass else specs, slot), _week_plan(specs, None),
+                     calendar)
 
 
 def _history_block(now: datetime, zone: ZoneInfo, schedule: Schedule,
@@ -363,8 +324,8 @@ def _calendar_block(now: datetime, cal: _Calendar, preferred_slot: str | None
                     ) -> tuple[str, str]:
     """Why the calendar refuses `now` in one of the callee's zones (reason, detail), or (OK,
     detail) when each allows it."""
-    also = "" if len(cal.zones) == 1 else \
-        f" (the number may be in {' or '.join(z.key for z in cal.zones)}: each must allow it)"
+    note = cal.note or f"the number may be in {' or '.join(z.key for z in cal.zones)}"
+    also = "" if len(cal.zones) == 1 else f" ({note}: each must allow it)"
     for zone in cal.zones[1:]:
         reason, detail = _zone_block(now, zone, cal, preferred_slot)
         if reason != OK:
@@ -381,7 +342,7 @@ def _zone_block(now: datetime, zone: ZoneInfo, cal: _Calendar, preferred_slot: s
         return BLACKOUT, f"{local.date()} is an election blackout date"
     if blocked == HOLIDAY:
         name = cal.holidays.get(local.date()) if cal.holidays is not None else ""
-        return HOLIDAY, f"{local.date()} is a public holiday ({name})"
+        return HOLIDAY, f"{local.date()} is a public holiday in {zone.key} ({name})"
     if not cal.bypass and not _in_plan(local, cal.window_plan):
         windows = "; ".join(s.text for s in cal.specs)
         return OUTSIDE_WINDOW, f"{_fmt(now, zone)} is outside the calling windows ({windows})"
@@ -409,7 +370,7 @@ def check_call(now: datetime, *, number: str, zone: ZoneInfo | Zones, schedule: 
     if isinstance(slot, Verdict):
         return slot
     zones = zones_of(zone)  # a call must be allowed in each zone the number may be in
-    cal = _calendar(schedule, number, zones, slot)
+    cal = _calendar(schedule, number, zone, slot)
     earliest, reason, detail = _history_block(now, zones[0], schedule, attempts_utc, last_refusal_utc)
     if earliest is None:
         return Verdict(False, reason, detail, None)
@@ -419,6 +380,6 @@ def check_call(now: datetime, *, number: str, zone: ZoneInfo | Zones, schedule: 
             return Verdict(True, OK, detail, None)
     nxt = _next_open(earliest, zones, cal.is_open, cal.plan)
     detail += f"; next allowed {_fmt(nxt, zones[0])}" if nxt else "; no allowed time found within a year"
-    if nxt is None and len(zones) > 1:  # e.g. a +7 mobile: from Kaliningrad to Kamchatka
+    if nxt is None and len(zones) > 1 and not cal.note:  # e.g. a +7 mobile: from Kaliningrad to Kamchatka
         detail += ": give the contact its own time zone (the list's timezone column)"
     return Verdict(False, reason, detail, nxt)
