@@ -399,6 +399,25 @@ def test_installed_folders_are_open_to_asterisk_whatever_the_umask(tmp_path: Pat
     assert all(p.stat().st_mode & 0o044 == 0o044 for p in paths)
 
 
+def test_a_sounds_folder_the_install_creates_is_open_to_asterisk(tmp_path: Path) -> None:
+    """Found in review: a pbx.sounds_dir that did not exist yet (a new shared folder) was
+    created 0700 under UMask=0077, its prompts out of Asterisk's reach; a folder that existed
+    keeps its mode."""
+    cfg = make_cfg(tmp_path)
+    manifest = build_prompts(cfg)
+    (tmp_path / "private").mkdir(mode=0o700)
+    (tmp_path / "private").chmod(0o700)
+    old = os.umask(0o077)
+    try:
+        paths = install_prompts(cfg, manifest, tmp_path / "private" / "asterisk" / "sounds")
+    finally:
+        os.umask(old)
+    for folder in (tmp_path / "private" / "asterisk", tmp_path / "private" / "asterisk" / "sounds",
+                   *{p.parent for p in paths}):
+        assert folder.stat().st_mode & 0o755 == 0o755, (folder, oct(folder.stat().st_mode))
+    assert (tmp_path / "private").stat().st_mode & 0o777 == 0o700  # not created here: its own
+
+
 def test_a_rebuild_adds_a_version_and_keeps_the_one_in_flight(tmp_path: Path) -> None:
     """Issue 18: a call in flight plays its attempt's version, which no rebuild replaces."""
     cfg = make_cfg(tmp_path)

@@ -98,26 +98,34 @@ def _check_sounds_dir(cfg: Config, dest_dir: Path) -> None:
                               "the Asterisk sounds folder")
 
 
-def _readable_folders(target: Path, folder: Path) -> None:
-    """The folders from sounds/ivr down to `folder` open to Asterisk (another user), as the
-    files are, whatever the umask: under 027 or systemd's UMask=0077 they were 0750/0700, every
-    prompt unplayable and every answered call silent. A folder not ours keeps its mode."""
+def _open_to_asterisk(d: Path) -> None:
+    mode = d.stat().st_mode & 0o7777
+    if mode & 0o755 != 0o755:
+        try:
+            d.chmod(mode | 0o755)
+        except PermissionError:  # a folder not ours keeps its mode
+            pass
+
+
+def _make_folder(target: Path, folder: Path) -> None:
+    """`folder` and the folders it needs, open to Asterisk (another user) as the files are,
+    whatever the umask: under 027 or systemd's UMask=0077 they were 0750/0700, every prompt
+    unplayable and every answered call silent. From sounds/ivr down, always; above it (the
+    sounds folder itself, its parents), only those this install creates."""
+    created = [d for d in (folder, *folder.parents) if not d.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    for d in created:
+        _open_to_asterisk(d)
     for d in (folder, *folder.parents):
-        mode = d.stat().st_mode & 0o7777
-        if mode & 0o755 != 0o755:
-            try:
-                d.chmod(mode | 0o755)
-            except PermissionError:
-                pass
-        if d == target:
-            return
+        if d != target and target not in d.parents:
+            break
+        _open_to_asterisk(d)
 
 
 def _write_all(cfg: Config, target: Path, blobs: list[tuple[Path, bytes]]) -> None:
     for path, data in blobs:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _readable_folders(target, path.parent)
+            _make_folder(target, path.parent)
             if not same_file(path, sha(data)):
                 atomic_write(path, data)
         except OSError as exc:
