@@ -6,7 +6,9 @@ French overseas numbers: phonenumbers parses a national form with region FR as +
 same national plan, so a national form is first tried in each overseas region; the one where
 phonenumbers' own metadata calls it a valid fixed or mobile number wins (see `_overseas`).
 A 09 number keeps its +33 form; where the metadata calls it an overseas VoIP ("box") number
-(09 39x, 09 47x, 09 76x) the calling rules judge it in that region (`overseas_homes`).
+(09 39x, 09 47x, 09 76x) the calling rules judge it in that region (`overseas_homes`), and
+the same box written with its region's code (+590 9 47 50 12 34) is given its +33 form too
+(`box_line`).
 The same happens to a `+33` form of an overseas number (a common mistake), so a person gives
 one E.164 whatever form they were written in, and an opposition always matches.
 """
@@ -92,8 +94,9 @@ def _overseas(national: str) -> str | None:
     subscriber numbers have 6 digits). Metadata decides; no prefix is written here. The first
     region in OVERSEAS_REGIONS' order wins where the metadata overlaps (`overseas_homes`).
     A 09 box keeps its +33 form: stored numbers and oppositions (kept as HMACs of the E.164)
-    have always had it, and a new form would not match them. The calling rules judge it in
-    its region all the same (compliance/callee_place.stored_overseas).
+    have always had it, and a new form would not match them; its +590 9… form is moved back
+    to it (`box_line`). The calling rules judge it in its region all the same
+    (compliance/callee_place.stored_overseas).
     """
     if national.startswith("09"):
         return None
@@ -137,14 +140,38 @@ def _parse(raw: str, default_region: str) -> PhoneNumber | None:
 
 
 def _rehome(num: PhoneNumber) -> PhoneNumber:
-    """A +33 number that is an overseas one (module docstring) moved to its own code."""
+    """A +33 number that is an overseas one (module docstring) moved to its own code; an
+    overseas box written with its region's code (+590 9…) moved to +33 (`box_line`)."""
     if num.country_code == 33:
-        overseas = _overseas("0" + phonenumbers.national_significant_number(num))
-        if overseas is not None:
-            moved = phonenumbers.parse(overseas, None)
-            moved.extension = num.extension
-            return moved
-    return num
+        moved_to = _overseas("0" + phonenumbers.national_significant_number(num))
+    else:
+        moved_to = box_line(_format(num))
+    if moved_to is None:
+        return num
+    moved = phonenumbers.parse(moved_to, None)
+    moved.extension = num.extension
+    return moved
+
+
+# Overseas codes (+262, +590…) followed by 9: where a box written with its region's code starts.
+BOX_PREFIXES: tuple[str, ...] = tuple(sorted(
+    {f"+{phonenumbers.country_code_for_region(r)}9" for r in OVERSEAS_REGIONS}))
+
+
+@functools.lru_cache(maxsize=4096)
+def box_line(number_e164: str) -> str | None:
+    """The +33 9… E.164 of an overseas box written with its region's code (+590 9 47 50 12 34
+    -> +33 9 47 50 12 34), None for any other number. One line, one E.164: the +33 form is
+    the one stored numbers and oppositions have always had (`_overseas`), so an opposition
+    given in either form matches a contact imported in the other."""
+    if not number_e164.startswith(BOX_PREFIXES):
+        return None
+    try:
+        num = phonenumbers.parse(number_e164, None)
+    except phonenumbers.NumberParseException:
+        return None
+    plus33 = "+33" + phonenumbers.national_significant_number(num)
+    return plus33 if _format(num) in _homes("0" + plus33[3:]) else None
 
 
 def _parse_valid(text: str, default_region: str) -> PhoneNumber | None:
@@ -357,4 +384,4 @@ def number_spans(text: str, number_e164: str) -> list[tuple[int, int]]:
 
 __all__ = ["FRENCH_REGIONS", "OVERSEAS_REGIONS", "NumberRejected", "e164", "in_home_plan",
            "is_known_region", "names_number", "national_form", "number_spans",
-           "opposition_number", "overseas_homes", "parse_callee"]
+           "opposition_number", "overseas_homes", "parse_callee", "box_line", "BOX_PREFIXES"]

@@ -8,7 +8,8 @@ Every function takes `now` (an aware datetime) and E.164 numbers; the statements
 store's (StoreBackend: consents_of, optout_of, person_data, erase_person, places_holding,
 unscanned_columns, purge_before).
 
-Erasure policy (gdpr_erase):
+Erasure policy (gdpr_erase), for every form of the number's line (an overseas box's +33 9…
+and +590 9… forms: line_forms):
 - refused, nothing changed, while a call to the number rings or runs (an attempt without an
   outcome started within IN_PROGRESS_S): its end would write the person's keys and choice
   back. Whatever erased it anyway (an attempt older than that), a call's end writes no proof
@@ -55,7 +56,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from ivr.numbers import NumberRejected, is_e164, opposition_number
+from ivr.numbers import NumberRejected, box_line, is_e164, opposition_number, overseas_homes
 from ivr.records.csv_read import short
 
 from ivr.errors import IvrError
@@ -188,6 +189,31 @@ def _unblocked_at(store: StoreBackend, call_id: int) -> str:
     return at.astimezone(timezone.utc).strftime("after %H:%M UTC")
 
 
+def line_forms(number: str) -> list[str]:
+    """The number, then the other E.164 forms of its line: an overseas box's +33 9… and
+    +590 9… forms (numbers.box_line), which an older release may have stored apart and the
+    store keeps apart where both are held (store/box_lines.py). One person, one erasure."""
+    line = box_line(number) or number
+    forms = [line, *overseas_homes(line)] if line.startswith("+339") else [line]
+    return [number, *(f for f in dict.fromkeys(forms) if f != number)]
+
+
+def _erase_form(store: StoreBackend, form: str, now: datetime, counts: dict[str, Any]) -> None:
+    """gdpr_erase of one form of the line, its counts added to `counts`."""
+    ringing = store.call_in_progress(form, now - timedelta(seconds=IN_PROGRESS_S))
+    if ringing is not None:
+        raise IvrError(f"a call to {form} is in progress (attempt {ringing}): erase it "
+                       f"once it ends (or {_unblocked_at(store, ringing)} if no "
+                       "run is active); nothing was erased")
+    for key, n in store.erase_person(form, erased_number=ERASED_NUMBER,
+                                     erased_text=ERASED_TEXT).items():
+        counts[key] = counts.get(key, 0) + n
+    left = store.places_holding(form)
+    if left:
+        raise IvrError(f"erasure of {form} stopped, nothing changed: the number is also "
+                       f"in {', '.join(left)}; that data needs its own erasure rule")
+
+
 def gdpr_erase(store: StoreBackend, number: str, now: datetime) -> dict[str, Any]:
     """Erase the person's data in one transaction (policy in the module docstring); refused
     while a call to the number is in progress (IN_PROGRESS_S)."""
@@ -198,17 +224,9 @@ def gdpr_erase(store: StoreBackend, number: str, now: datetime) -> dict[str, Any
                        f"{', '.join(unknown)}, which no erasure rule covers; that data needs "
                        "its own erasure rule")
     with store.transaction():
-        ringing = store.call_in_progress(number, now - timedelta(seconds=IN_PROGRESS_S))
-        if ringing is not None:
-            raise IvrError(f"a call to {number} is in progress (attempt {ringing}): erase it "
-                           f"once it ends (or {_unblocked_at(store, ringing)} if no "
-                           "run is active); nothing was erased")
-        counts: dict[str, Any] = store.erase_person(number, erased_number=ERASED_NUMBER,
-                                                    erased_text=ERASED_TEXT)
-        left = store.places_holding(number)
-        if left:
-            raise IvrError(f"erasure of {number} stopped, nothing changed: the number is also "
-                           f"in {', '.join(left)}; that data needs its own erasure rule")
+        counts: dict[str, Any] = {}
+        for form in line_forms(number):
+            _erase_form(store, form, now, counts)
         counts["opposition_kept"] = store.is_opted_out(number)
         # The subject's keyed hash only for an objector (whose hash the optouts row keeps).
         store.audit("gdpr_erase", number if counts["opposition_kept"] else None, counts, now)

@@ -20,7 +20,9 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from ivr.errors import StoreError
+from ivr.numbers import BOX_PREFIXES
 from ivr.store.base import KeyedAudit, Row, utc
+from ivr.store.box_lines import BoxLines
 from ivr.store.pg_schema import MIGRATION_LOCK, MIGRATIONS, VERSION_TABLE
 from ivr.store.sqlite_optout_key import KEY_SAMPLE, check_key
 
@@ -35,6 +37,27 @@ Params = tuple[Any, ...] | list[Any] | dict[str, Any]
 # ARCEP's fiction range, as sqlite_optout_key.FICTION_GLOB, in PostgreSQL's regex dialect.
 FICTION_RE = r"^\+3319900[0-9]{4}$"
 KEYED_SINCE = 15  # the schema that records the key's fingerprint (table optout_key)
+# box_lines.BoxLines' statements (sqlite_core.BOX_SQL's twins). The regional forms are found
+# by their first 5 characters: a scan, once per open (the index's order is the collation's).
+BOX_SQL: dict[str, tuple[str, ...]] = {
+    "contacts": ("SELECT id, number FROM contacts WHERE left(number, 5) = ANY(%(p)s)",),
+    "optouts": ("SELECT id, number FROM optouts WHERE left(number, 5) = ANY(%(p)s)",),
+    "contact": ("SELECT 1 AS x FROM contacts WHERE number = %(n)s",),
+    "optout": ("SELECT 1 AS x FROM optouts WHERE number_hash = %(h)s",),
+    "rename_contact": ("UPDATE contacts SET number = %(new)s WHERE id = %(id)s",
+                       "UPDATE calls SET number = %(new)s WHERE number = %(old)s",
+                       "UPDATE consents SET number = %(new)s WHERE number = %(old)s"),
+    "rehash_optout": ("UPDATE optouts SET number = %(new)s, number_hash = %(h)s "
+                      "WHERE id = %(id)s",),
+    "rehash_audit": ("UPDATE audit SET subject_hash = %(new)s WHERE subject_hash = %(old)s",),
+    "copy_optout": ("INSERT INTO optouts (number_hash, number, via, campaign, created_at) "
+                    "SELECT %(to)s, NULL, via, campaign, created_at FROM optouts WHERE "
+                    "number_hash = %(from)s ON CONFLICT (number_hash) DO NOTHING",),
+    "alias": ("INSERT INTO optouts (number_hash, number, via, campaign, created_at) VALUES "
+              "(%(h)s, NULL, %(via)s, %(c)s, %(at)s) ON CONFLICT (number_hash) DO NOTHING",),
+    "contact_opposed": ("UPDATE contacts SET status = 'opted_out', updated_at = %(at)s "
+                        "WHERE number = %(n)s",),
+}
 
 
 def retryable(exc: BaseException) -> bool:
@@ -47,7 +70,7 @@ def redact(url: str) -> str:
     return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", url)
 
 
-class PgCore(KeyedAudit):
+class PgCore(KeyedAudit, BoxLines):
     remote = True  # a server: callers on the event loop run store calls in a worker thread
     shares_work = True  # several controllers on one campaign share its work (hold_run)
     fiction_only_key = False  # there is no key file "beside" a server (pg.py refuses one)
@@ -87,13 +110,13 @@ class PgCore(KeyedAudit):
         (a lock_timeout, a lost connection) is one line, the step rolled back."""
         current = 0
         try:
-            if (current := self.stored_version()) == len(MIGRATIONS):
-                return  # nothing to wait for
-            with self.transaction():
-                self._exec("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-                self._exec(VERSION_TABLE)
-            while (current := self._migrate_step()) < len(MIGRATIONS):
-                pass
+            if (current := self.stored_version()) < len(MIGRATIONS):  # else nothing to wait for
+                with self.transaction():
+                    self._exec("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+                    self._exec(VERSION_TABLE)
+                while (current := self._migrate_step()) < len(MIGRATIONS):
+                    pass
+            self.canonical_boxes()  # box_lines: once the key is admitted, as a migration
         except psycopg.OperationalError as exc:
             why = " ".join(str(exc).split()) or type(exc).__name__
             if isinstance(exc, psycopg.errors.LockNotAvailable):  # lock_timeout
@@ -231,7 +254,27 @@ class PgCore(KeyedAudit):
             (self.number_hash(number), number, via, campaign, utc(now)))
         self._exec("UPDATE contacts SET status = 'opted_out', updated_at = %s "
                    "WHERE number = %s", (utc(now), number))
+        for alias in self.line_aliases(number):  # the box's other forms (box_lines)
+            self._box_exec("alias", {"h": self.number_hash(alias), "via": via, "c": campaign,
+                                     "at": utc(now)})
+            self._box_exec("contact_opposed", {"n": alias, "at": utc(now)})
         return added > 0
+
+    # -- box_lines.BoxLines' primitives -------------------------------------------------------
+    def _box_rows(self, table: str) -> list[tuple[int, str]]:
+        (sql,) = BOX_SQL[table]  # a literal of BOX_SQL
+        return [(int(r["id"]), str(r["number"]))
+                for r in self._rows(sql, {"p": list(BOX_PREFIXES)})]
+
+    def _box_one(self, name: str, params: dict[str, Any]) -> bool:
+        (sql,) = BOX_SQL[name]
+        return self._row(sql, params) is not None
+
+    def _box_exec(self, name: str, params: dict[str, Any]) -> int:
+        return sum(max(self._exec(sql, params), 0) for sql in BOX_SQL[name])
+
+    def _box_lock(self) -> None:
+        self._exec("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
 
     def _holds(self, number: str) -> bool:
         """A contact, call, consent or opposition of the number (base.KeyedAudit.audit)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import fnmatch
 import hmac
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ivr.errors import StoreError
+from ivr.numbers import BOX_PREFIXES
 from ivr.store.base import KeyedAudit, Row, utc
+from ivr.store.box_lines import BoxLines
 from ivr.store.schema import MIGRATIONS, statements
 from ivr.store.sqlite_optout_key import (ENV, FICTION_GLOB, KEY_SAMPLE, KEY_SETTING, beside,
                                          check_key, fingerprint, fix_hint)
@@ -24,6 +27,7 @@ from ivr.store.sqlite_optout_key import (ENV, FICTION_GLOB, KEY_SAMPLE, KEY_SETT
 if TYPE_CHECKING:  # loaded by sqlite.py, which opens the file: the PostgreSQL store's
     import sqlite_utils  # mixins built on this module need not load it
 
+log = logging.getLogger(__name__)
 
 # What a store that is away raises; `retryable` tells a lock, a full disk or an I/O error
 # (worth retrying) from a bug such as a missing table (which would fail forever).
@@ -34,6 +38,28 @@ KEYED_SINCE = 15  # the schema that records the key's fingerprint (table optout_
 MIGRATION_WAIT_S = 30.0
 _TRANSIENT = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN",
               "SQLITE_PROTOCOL")
+# box_lines.BoxLines' statements. A box's regional form (+590 9…) is found through the
+# number's index: [prefix, prefix with its last 9 as ':') holds exactly the prefix's numbers.
+BOX_SQL: dict[str, tuple[str, ...]] = {
+    "contacts": ("SELECT id, number FROM contacts WHERE number >= :lo AND number < :hi",),
+    # optouts.number has no index: one scan for up to 8 prefixes (numbers.BOX_PREFIXES: 5)
+    "optouts": ("SELECT id, number FROM optouts WHERE substr(number, 1, 5) IN "
+                "(:p0, :p1, :p2, :p3, :p4, :p5, :p6, :p7)",),
+    "contact": ("SELECT 1 FROM contacts WHERE number = :n",),
+    "optout": ("SELECT 1 FROM optouts WHERE number_hash = :h",),
+    "rename_contact": ("UPDATE contacts SET number = :new WHERE id = :id",
+                       "UPDATE calls SET number = :new WHERE number = :old",
+                       "UPDATE consents SET number = :new WHERE number = :old"),
+    "rehash_optout": ("UPDATE optouts SET number = :new, number_hash = :h WHERE id = :id",),
+    "rehash_audit": ("UPDATE audit SET subject_hash = :new WHERE subject_hash = :old",),
+    "copy_optout": ("INSERT OR IGNORE INTO optouts (number_hash, number, via, campaign, "
+                    "created_at) SELECT :to, NULL, via, campaign, created_at FROM optouts "
+                    "WHERE number_hash = :from",),
+    "alias": ("INSERT OR IGNORE INTO optouts (number_hash, number, via, campaign, created_at) "
+              "VALUES (:h, NULL, :via, :c, :at)",),
+    "contact_opposed": ("UPDATE contacts SET status = 'opted_out', updated_at = :at "
+                        "WHERE number = :n",),
+}
 
 
 def retryable(exc: BaseException) -> bool:
@@ -42,7 +68,7 @@ def retryable(exc: BaseException) -> bool:
     return isinstance(exc, OSError)
 
 
-class SQLiteCore(KeyedAudit):
+class SQLiteCore(KeyedAudit, BoxLines):
     # True when the key is the file beside the store: then only fiction numbers may come in
     # (sqlite_optout_key.py says why); Store.open sets it.
     fiction_only_key = False
@@ -86,6 +112,10 @@ class SQLiteCore(KeyedAudit):
                     continue
                 raise StoreError(self._upgrade_failed(current, exc)) from None
         self.check_version()
+        try:
+            self.canonical_boxes()
+        except sqlite3.OperationalError as exc:  # locked: the next open does it
+            log.warning("overseas 09 boxes not given their +33 form yet: %s", exc)
 
     def _migrate_step(self, current: int) -> None:
         with self.transaction():  # the write lock, then the version again: another
@@ -240,7 +270,31 @@ class SQLiteCore(KeyedAudit):
             "VALUES (?, ?, ?, ?, ?)", (h, number, via, campaign, utc(now)))
         self.db.execute("UPDATE contacts SET status = 'opted_out', updated_at = ? "
                         "WHERE number = ?", (utc(now), number))
+        for alias in self.line_aliases(number):  # the box's other forms (box_lines)
+            self._box_exec("alias", {"h": self.number_hash(alias), "via": via, "c": campaign,
+                                     "at": utc(now)})
+            self._box_exec("contact_opposed", {"n": alias, "at": utc(now)})
         return cur.rowcount > 0
+
+    # -- box_lines.BoxLines' primitives -------------------------------------------------------
+    def _box_rows(self, table: str) -> list[tuple[int, str]]:
+        (sql,) = BOX_SQL[table]  # a literal of BOX_SQL
+        if table == "optouts":
+            slots = (BOX_PREFIXES * 8)[:8]  # each slot filled, repeats harmless
+            return [(int(i), str(n)) for i, n in self.db.conn.execute(
+                sql, {f"p{k}": prefix for k, prefix in enumerate(slots)})]
+        return [(int(i), str(n)) for prefix in BOX_PREFIXES for i, n in self.db.conn.execute(
+            sql, {"lo": prefix, "hi": prefix[:-1] + ":"})]
+
+    def _box_one(self, name: str, params: dict[str, Any]) -> bool:
+        (sql,) = BOX_SQL[name]
+        return self.db.conn.execute(sql, params).fetchone() is not None
+
+    def _box_exec(self, name: str, params: dict[str, Any]) -> int:
+        return sum(max(self.db.conn.execute(sql, params).rowcount, 0) for sql in BOX_SQL[name])
+
+    def _box_lock(self) -> None:
+        """Nothing: the transaction (BEGIN IMMEDIATE) holds the write lock already."""
 
     def _holds(self, number: str) -> bool:
         """A contact, call, consent or opposition of the number (base.KeyedAudit.audit)."""

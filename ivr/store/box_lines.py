@@ -1,0 +1,130 @@
+"""One E.164 per overseas 09 box in the store, whatever form older releases wrote it in.
+
+A Guadeloupe box (09 47 50 12 34) is stored as +33 9 47 50 12 34 (numbers.box_line); a release
+that re-homed boxes wrote +590 9 47 50 12 34, and until numbers.box_line that form written by
+hand stayed apart. A contact in one form and an opposition in the other did not match: the
+person was called after objecting. At each open, once the opposition key is admitted (the
+rewritten hashes are keyed), rows of the old form are given the +33 form, so this is a no-op
+after the first open that finds any:
+
+- a contact whose +33 form no contact holds: its number, its calls' and consents' numbers
+  (the attempts cap and the refusals are counted by number) and its audit rows' subject hash;
+- an opposition whose +33 form is not opposed yet: its number and keyed hash;
+- where both forms are held (two contacts, or two oppositions), nothing is merged: both rows
+  stay, and an opposition of either form is also kept under the other form's hash (an alias,
+  without the number, so an erasure leaves no copy), so neither contact is called.
+
+An opposition recorded later under one form of a box gets the same alias for the +33 form and
+for any other form a contact still holds (`line_aliases`). An opposition whose number was
+erased has only its hash left: it cannot be recomputed and stays under the form it was given.
+Each backend gives the statements in its BOX_SQL (one dict per dialect: all SQL is there).
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from ivr.errors import StoreError
+from ivr.numbers import BOX_PREFIXES, box_line, overseas_homes
+from ivr.store.base import utc
+
+log = logging.getLogger(__name__)
+
+
+class BoxLines:
+    """The rewrite at open and the aliases, over each backend's `_box_rows`, `_box_one`,
+    `_box_exec` (BOX_SQL by name) and `_box_lock`."""
+
+    if TYPE_CHECKING:  # what the backend gives (never shadowing it at run time)
+        def number_hash(self, number: str) -> str: ...
+        def verify_optout_key(self) -> None: ...
+        def transaction(self) -> AbstractContextManager[None]: ...
+        def _audit(self, action: str, number: str | None, detail: dict[str, Any],
+                   now: datetime, actor: str | None = None) -> None: ...
+        def _box_rows(self, table: str) -> list[tuple[int, str]]: ...
+        def _box_one(self, name: str, params: dict[str, Any]) -> bool: ...
+        def _box_exec(self, name: str, params: dict[str, Any]) -> int: ...
+        def _box_lock(self) -> None: ...
+
+    def canonical_boxes(self, now: datetime | None = None) -> dict[str, int]:
+        """Rewrite the old-form rows (module docstring); what was done, by kind (empty: none
+        found). Under a key the list was not written with it writes nothing: the open refuses
+        that key next."""
+        if not any(self._old_forms(t) for t in ("contacts", "optouts")):
+            return {}
+        try:
+            self.verify_optout_key()
+        except StoreError:
+            return {}
+        now = now or datetime.now(timezone.utc)
+        with self.transaction():
+            self._box_lock()  # another process opening the store does it once, not twice
+            done = self._box_rewrite(now)
+            if done:
+                self._audit("numbers_canonical", None, dict(done), now)
+        if done:
+            log.warning("overseas 09 boxes given their +33 form: %s",
+                        ", ".join(f"{k} {v}" for k, v in sorted(done.items())))
+        return dict(done)
+
+    def _old_forms(self, table: str) -> list[tuple[int, str, str]]:
+        """(id, number, its +33 form) of each row of `table` holding a box's regional form."""
+        return [(i, n, line) for i, n in self._box_rows(table)
+                if n.startswith(BOX_PREFIXES) and (line := box_line(n)) is not None]
+
+    def _box_rewrite(self, now: datetime) -> Counter[str]:
+        done: Counter[str] = Counter()
+        apart: list[tuple[str, str]] = []  # (old, +33): both held by a contact
+        for cid, old, line in self._old_forms("contacts"):
+            if self._box_one("contact", {"n": line}):
+                apart.append((old, line))
+                done["contacts kept apart (both forms held)"] += 1
+                continue
+            self._box_exec("rename_contact", {"id": cid, "old": old, "new": line})
+            self._rehash_audit(old, line)
+            done["contacts rewritten"] += 1
+        kept = {old for old, _ in apart}
+        for oid, old, line in self._old_forms("optouts"):
+            if old in kept:  # the pair's aliases below
+                continue
+            if self._box_one("optout", {"h": self.number_hash(line)}):
+                done["oppositions kept apart (both forms opposed)"] += 1
+                continue
+            self._box_exec("rehash_optout", {"id": oid, "new": line,
+                                             "h": self.number_hash(line)})
+            self._rehash_audit(old, line)
+            done["oppositions rewritten"] += 1
+        for old, line in apart:
+            done["opposition aliases"] += self._alias_pair(old, line, now)
+        return +done
+
+    def _rehash_audit(self, old: str, new: str) -> None:
+        self._box_exec("rehash_audit", {"old": self.number_hash(old),
+                                        "new": self.number_hash(new)})
+
+    def _alias_pair(self, a: str, b: str, now: datetime) -> int:
+        """An opposition of either form also kept under the other's hash; aliases added."""
+        added = 0
+        for frm, to in ((a, b), (b, a)):
+            added += self._box_exec("copy_optout", {"from": self.number_hash(frm),
+                                                    "to": self.number_hash(to)})
+            if self._box_one("optout", {"h": self.number_hash(to)}):
+                self._box_exec("contact_opposed", {"n": to, "at": utc(now)})
+        return added
+
+    def line_aliases(self, number: str) -> Iterator[str]:
+        """The other forms of a box an opposition of `number` must be kept under too: its
+        +33 form when given another, and any form a contact still holds."""
+        line = box_line(number) or number
+        if not line.startswith("+339"):
+            return
+        for form in (line, *overseas_homes(line)):
+            if form != number and (form == line or self._box_one("contact", {"n": form})):
+                yield form
+
+
+__all__ = ["BoxLines"]
