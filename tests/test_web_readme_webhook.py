@@ -34,7 +34,9 @@ def _yes_path() -> Any:
     step = next(gen)
     try:
         while True:
-            step = gen.send(Result(key="1") if step.prompt == "intro" else Result())
+            # a Chosen step (the consent stored before the goodbye) has no prompt
+            step = gen.send(Result(key="1") if getattr(step, "prompt", None) == "intro"
+                            else Result())
     except StopIteration as stop:
         return stop.value
 
