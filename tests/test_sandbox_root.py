@@ -172,12 +172,15 @@ def test_an_empty_ivr_sandbox_cache_is_unset() -> None:
 
 
 def _in_pid_file(cmd: list[str], pidfile: Path) -> subprocess.Popen[bytes]:
-    """`cmd` started, its pid written to `pidfile` once its command line says asterisk."""
+    """`cmd` started, its pid written to `pidfile` once its command line says asterisk, and
+    chroot has exec'd into the root (its own argv names asterisk too: on a loaded machine the
+    test then read /proc/PID/root before the chroot, and down() saw no other root)."""
     proc = subprocess.Popen(cmd)
     pidfile.parent.mkdir(parents=True, exist_ok=True)
     pidfile.write_text(str(proc.pid))
     deadline = time.monotonic() + 5
-    while "asterisk" not in Path(f"/proc/{proc.pid}/cmdline").read_text():
+    while "asterisk" not in (line := Path(f"/proc/{proc.pid}/cmdline").read_text()) or \
+            line.startswith("chroot\0"):
         assert time.monotonic() < deadline
         time.sleep(0.01)
     return proc
