@@ -116,3 +116,18 @@ def test_an_erasure_of_the_line_erases_both_forms_kept_apart(keyed: Backend) -> 
     assert counts["contacts"] == 2 and counts["opposition_kept"]
     assert _rows(again, "contacts") == _rows(again, "optouts") == []
     assert again.is_opted_out(REGIONAL) and again.is_opted_out(BOX)
+
+
+def test_both_forms_held_are_not_reported_again_at_every_open(keyed: Backend) -> None:
+    """Found in review: the pair kept apart was found again at each open, and each open wrote
+    a numbers_canonical audit row and a warning (every CLI command, every console thread)."""
+    old = keyed.open()
+    for number in (REGIONAL, BOX):
+        add_contact(old, number, at=NOW)
+    _old_optout(old, REGIONAL)
+    keyed.open()
+    first = keyed.open().q("SELECT id FROM audit WHERE action = 'numbers_canonical'")
+    for _ in range(3):
+        later = keyed.open()
+    assert later.q("SELECT id FROM audit WHERE action = 'numbers_canonical'") == first
+    assert len(first) <= 1

@@ -64,9 +64,11 @@ class BoxLines:
         with self.transaction():
             self._box_lock()  # another process opening the store does it once, not twice
             done = self._box_rewrite(now)
-            if done:
+            # A pair kept apart is found again at every open: only a change is reported
+            changed = any(v for k, v in done.items() if "kept apart" not in k)
+            if changed:
                 self._audit("numbers_canonical", None, dict(done), now)
-        if done:
+        if changed:
             log.warning("overseas 09 boxes given their +33 form: %s",
                         ", ".join(f"{k} {v}" for k, v in sorted(done.items())))
         return dict(done)

@@ -56,7 +56,7 @@ BOX_SQL: dict[str, tuple[str, ...]] = {
     "alias": ("INSERT INTO optouts (number_hash, number, via, campaign, created_at) VALUES "
               "(%(h)s, NULL, %(via)s, %(c)s, %(at)s) ON CONFLICT (number_hash) DO NOTHING",),
     "contact_opposed": ("UPDATE contacts SET status = 'opted_out', updated_at = %(at)s "
-                        "WHERE number = %(n)s",),
+                        "WHERE number = %(n)s AND status <> 'opted_out'",),
 }
 
 

@@ -58,7 +58,7 @@ BOX_SQL: dict[str, tuple[str, ...]] = {
     "alias": ("INSERT OR IGNORE INTO optouts (number_hash, number, via, campaign, created_at) "
               "VALUES (:h, NULL, :via, :c, :at)",),
     "contact_opposed": ("UPDATE contacts SET status = 'opted_out', updated_at = :at "
-                        "WHERE number = :n",),
+                        "WHERE number = :n AND status <> 'opted_out'",),
 }
 
 
