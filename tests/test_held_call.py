@@ -14,7 +14,8 @@ import pytest
 
 from ivr.callflow import flow
 from ivr.callflow.flow import DONE, DTMF_KEYS, HANGUP, Play, Result, WaitUnhold
-from ivr.telephony.ami_node import ChannelHold, parse_event
+from ivr.telephony.ami_node import parse_event
+from ivr.telephony.node import ChannelHold
 from ivr.telephony.fake_pbx import answer, hangup_after
 
 from conftest import Backend

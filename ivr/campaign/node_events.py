@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from ivr.callflow.dispositions import unanswered_outcome
 from ivr.campaign.nodes import InFlight, LineHold
-from ivr.telephony.ami_node import ChannelHold
-from ivr.telephony.node import ChannelHangup, Failsafe, OriginateResult, Reconnected
+from ivr.telephony.node import (ChannelHangup, ChannelHold, Failsafe, OriginateResult,
+                                 Reconnected)
 
 if TYPE_CHECKING:
     from ivr.campaign.dialer import Dialer

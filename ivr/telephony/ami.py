@@ -38,9 +38,12 @@ from ivr.telephony.node import ActionTimeout, NodeDisconnected, OriginateRefused
 log = logging.getLogger(__name__)
 
 # Events the controller reads; everything else is dropped before it is queued.
+# Asterisk 22 raises Hold / Unhold (class call) when a callee's re-INVITE puts the line on hold
+# (a=sendonly or inactive) and takes it off (sendrecv), Linkedid the Originate's ChannelId. Only
+# a held call sends them: no cost on the others.
+HOLD_EVENTS = frozenset({"Hold", "Unhold"})
 WANTED_EVENTS = frozenset({"OriginateResponse", "Hangup", "UserEvent", "FullyBooted",
-                           "Shutdown", "CoreShowChannel", "CoreShowChannelsComplete",
-                           "Hold", "Unhold"})  # only a held call sends these
+                           "Shutdown", "CoreShowChannel", "CoreShowChannelsComplete"}) | HOLD_EVENTS
 
 
 # What manager.c answers every action while Asterisk stops gracefully ("core stop gracefully").

@@ -10,35 +10,19 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from ivr.config import SINGLE_NODE
 from ivr.errors import PbxError
-from ivr.telephony.ami import WANTED_EVENTS, Ami
+from ivr.telephony.ami import HOLD_EVENTS, Ami
 from ivr.telephony.contract import EVENT_FAILSAFE, FAILSAFE_CALL_ID
-from ivr.telephony.node import (LOCAL_OTHER, ChannelHangup, Failsafe, NodeEvent,
+from ivr.telephony.node import (LOCAL_OTHER, ChannelHangup, ChannelHold, Failsafe, NodeEvent,
                                 OriginateRequest, OriginateResult, Reconnected)
 
 log = logging.getLogger(__name__)
 JOIN_EVERY_S = 2.0  # a node down at start is tried this often
 GONE_PROBE_S = 1.0  # a TCP connect to the AMI port: refused at once when nothing listens
 FAILSAFE_STATUS = "Status"  # the UserEvent's AGISTATUS field (dialplans/ivr-outbound.conf)
-# Asterisk 22 raises Hold / Unhold (class call) when a callee's re-INVITE puts the line on hold
-# (a=sendonly or inactive) and takes it off (sendrecv), on the callee's PJSIP channel: Uniqueid
-# and Linkedid the Originate's ChannelId when it is dialled directly (seen in the sandbox),
-# Linkedid it behind a Local channel. Only held calls send them: no cost on the others.
-HOLD_EVENTS = frozenset({"Hold", "Unhold"})
-
-
-@dataclass(frozen=True)
-class ChannelHold:
-    """The callee put the call on hold (`held`) or took it off. channel_id: the IVR-side id
-    the call was originated with (the held channel's Linkedid: the PJSIP channel itself, or
-    the one a Local channel dialled)."""
-    node: str
-    channel_id: str
-    held: bool
 
 
 def secret_env(node: str) -> str:
@@ -68,7 +52,7 @@ def _int(value: object) -> int | None:
         return None
 
 
-def parse_event(node: str, ev: Mapping[str, Any]) -> NodeEvent | ChannelHold | None:
+def parse_event(node: str, ev: Mapping[str, Any]) -> NodeEvent | None:
     """One AMI event as a typed node event; None for events the dialer does not need."""
     name = ev.get("Event")
     if name == "OriginateResponse":
@@ -82,7 +66,7 @@ def parse_event(node: str, ev: Mapping[str, Any]) -> NodeEvent | ChannelHold | N
         return ChannelHangup(node, channel_id, _int(ev.get("Cause")), callee_half=callee_half)
     if name == "UserEvent" and ev.get("UserEvent") == EVENT_FAILSAFE:
         return Failsafe(node, _int(ev.get(FAILSAFE_CALL_ID)), str(ev.get(FAILSAFE_STATUS, "")))
-    if name in HOLD_EVENTS:
+    if name in HOLD_EVENTS:  # Linkedid: the Originate's ChannelId, behind a Local channel too
         uid = str(ev.get("Linkedid") or ev.get("Uniqueid") or "")
         return ChannelHold(node, uid, held=name == "Hold")
     if name == "Reconnected":  # Ami's pseudo-event: the link came back, events were missed
@@ -98,8 +82,7 @@ class AmiNode:
         self.name = name
         self.max_channels = max_channels
         self._args = (host, port, user, secret)
-        self._options = {"name": name, "login_hint": login_hint(name),
-                         "events": WANTED_EVENTS | HOLD_EVENTS, **ami_options}
+        self._options = {"name": name, "login_hint": login_hint(name), **ami_options}
         self._ami: Ami | None = None
         self._joined: asyncio.Event | None = None  # set: a node down at start has joined
         self._join_task: asyncio.Task | None = None
@@ -187,7 +170,7 @@ class AmiNode:
         return {str(ch.get("Uniqueid")) for ch in await self.ami.channels()
                 if ch.get("Uniqueid")}
 
-    async def events(self) -> AsyncIterator[NodeEvent | ChannelHold]:
+    async def events(self) -> AsyncIterator[NodeEvent]:
         if self._joined is not None:  # down at start: nothing to read before it joins
             await self._joined.wait()
             if self._closed:

@@ -86,7 +86,17 @@ class Reconnected:
     node: str
 
 
-NodeEvent = OriginateResult | ChannelHangup | Failsafe | Reconnected
+@dataclass(frozen=True)
+class ChannelHold:
+    """The callee put the call on hold (`held`) or took it off. channel_id: the IVR-side id
+    the call was originated with (the held channel's Linkedid: the PJSIP channel itself, or
+    the one a Local channel dialled)."""
+    node: str
+    channel_id: str
+    held: bool
+
+
+NodeEvent = OriginateResult | ChannelHangup | Failsafe | Reconnected | ChannelHold
 
 
 @runtime_checkable
