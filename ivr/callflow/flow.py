@@ -123,11 +123,13 @@ class _Call:
         """Announce a choice that became final since the last step, once, as a hangup now
         leaves it: a consent once message_played, before the goodbye (or the slot question)."""
         state = self.state
-        if state.choice != self.told and final_at(state.choice, _hangup_outcome(state)):
+        if state.choice == self.told:
+            return
+        outcome = _hangup_outcome(state)
+        if final_at(state.choice, outcome):
             self.told = state.choice
-            reached = replace(state, heard=list(state.heard))
-            reached.outcome = _hangup_outcome(reached)
-            yield Chosen(reached)  # its result carries nothing
+            # its result carries nothing
+            yield Chosen(replace(state, heard=list(state.heard), outcome=outcome))
 
     def play(self, prompt: str, keys: str = "") -> Generator[Step, Result, Result]:
         state = self.state
