@@ -123,9 +123,12 @@ def _make_folder(target: Path, folder: Path) -> None:
 
 
 def _write_all(cfg: Config, target: Path, blobs: list[tuple[Path, bytes]]) -> None:
+    made: set[Path] = set()  # each folder once, not once per file in it
     for path, data in blobs:
         try:
-            _make_folder(target, path.parent)
+            if path.parent not in made:
+                _make_folder(target, path.parent)
+                made.add(path.parent)
             if not same_file(path, sha(data)):
                 atomic_write(path, data)
         except OSError as exc:
@@ -156,5 +159,5 @@ def install_prompts(cfg: Config, manifest: Mapping[str, Any], dest_dir: Path) ->
         blobs.append((Path(dest_dir) / f"{sound}.wav", data))
     owner = [(target / LINE_OWNER, f"{cfg.campaign.name}\n".encode())] \
         if plain and blobs and line_owner(dest_dir) != cfg.campaign.name else []
-    _write_all(cfg, target, blobs + owner)  # the owner last, as before: once its prompts are there
+    _write_all(cfg, target, blobs + owner)  # the owner last: once its prompts are there
     return [path for path, _ in blobs]
