@@ -174,6 +174,15 @@ def box_line(number_e164: str) -> str | None:
     return plus33 if _format(num) in _homes("0" + plus33[3:]) else None
 
 
+def box_forms(number_e164: str) -> tuple[str, ...]:
+    """Every E.164 form of a 09 line's number: its +33 9… form first, then the overseas
+    regions' (+590 9…) it may stand for (`overseas_homes`); () for any other number. What the
+    store keeps an opposition under (store/box_lines.py) and an erasure clears
+    (records/privacy.line_forms)."""
+    line = box_line(number_e164) or number_e164
+    return (line, *overseas_homes(line)) if line.startswith("+339") else ()
+
+
 def _parse_valid(text: str, default_region: str) -> PhoneNumber | None:
     """_parse; when that gives no valid number and `text` is 11 to 15 digits without a leading
     0 (an international number written without its '+': 262692123456 for Réunion, as some
@@ -384,4 +393,5 @@ def number_spans(text: str, number_e164: str) -> list[tuple[int, int]]:
 
 __all__ = ["FRENCH_REGIONS", "OVERSEAS_REGIONS", "NumberRejected", "e164", "in_home_plan",
            "is_known_region", "names_number", "national_form", "number_spans",
-           "opposition_number", "overseas_homes", "parse_callee", "box_line", "BOX_PREFIXES"]
+           "opposition_number", "overseas_homes", "parse_callee", "box_forms", "box_line",
+           "BOX_PREFIXES"]

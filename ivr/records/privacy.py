@@ -56,7 +56,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from ivr.numbers import NumberRejected, box_line, is_e164, opposition_number, overseas_homes
+from ivr.numbers import NumberRejected, box_forms, is_e164, opposition_number
 from ivr.records.csv_read import short
 
 from ivr.errors import IvrError
@@ -193,8 +193,7 @@ def line_forms(number: str) -> list[str]:
     """The number, then the other E.164 forms of its line: an overseas box's +33 9… and
     +590 9… forms (numbers.box_line), which an older release may have stored apart and the
     store keeps apart where both are held (store/box_lines.py). One person, one erasure."""
-    line = box_line(number) or number
-    forms = [line, *overseas_homes(line)] if line.startswith("+339") else [line]
+    forms = box_forms(number) or (number,)
     return [number, *(f for f in dict.fromkeys(forms) if f != number)]
 
 

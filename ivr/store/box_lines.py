@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ivr.errors import StoreError
-from ivr.numbers import BOX_PREFIXES, box_line, overseas_homes
+from ivr.numbers import BOX_PREFIXES, box_forms, box_line
 from ivr.store.base import utc
 
 log = logging.getLogger(__name__)
@@ -121,11 +121,9 @@ class BoxLines:
     def line_aliases(self, number: str) -> Iterator[str]:
         """The other forms of a box an opposition of `number` must be kept under too: its
         +33 form when given another, and any form a contact still holds."""
-        line = box_line(number) or number
-        if not line.startswith("+339"):
-            return
-        for form in (line, *overseas_homes(line)):
-            if form != number and (form == line or self._box_one("contact", {"n": form})):
+        forms = box_forms(number)  # the +33 form first
+        for form in forms:
+            if form != number and (form == forms[0] or self._box_one("contact", {"n": form})):
                 yield form
 
 
