@@ -46,10 +46,18 @@ def _page(request: Request, campaign: str, action: str = "view") -> tuple[User, 
 
 
 def _check_csrf(request: Request, token: str) -> None:
-    # After _page: a form of a tab whose session ended (a logout in another) goes to the
-    # login and back to its page; a refusal would say the form expired and show no login.
     if not csrf_ok(request, token):
         raise HTTPException(403, "missing or wrong csrf_token: reload the page and try again")
+
+
+def _form(request: Request, campaign: str, action: str, token: str
+          ) -> tuple[User, Any, dict]:
+    """A campaign page's form: who is logged in first (_page), then its csrf_token. In that
+    order: a form of a tab whose session ended (a logout in another) goes to the login and
+    back to its page; a refusal would say the form expired and show no login."""
+    page = _page(request, campaign, action)
+    _check_csrf(request, token)
+    return page
 
 
 def _safe_next(target: str | None, default: str) -> str:
@@ -175,8 +183,7 @@ def run_page(request: Request, campaign: str) -> Response:
 @router.post("/c/{campaign:path}/run/control")
 def run_control(request: Request, campaign: str, action: str = Form(...),
                 csrf_token: str = Form("")) -> Response:
-    user, store, _ = _page(request, campaign, "control")
-    _check_csrf(request, csrf_token)
+    user, store, _ = _form(request, campaign, "control", csrf_token)
     to = f"/c/{quote(campaign, safe='')}/run"
     try:
         row = service.control(store, campaign, action, user.name, now())
@@ -189,8 +196,7 @@ def run_control(request: Request, campaign: str, action: str = Form(...),
 @router.post("/c/{campaign:path}/run/pacing")
 def run_pacing(request: Request, campaign: str, max_concurrent: str = Form(""),
                calls_per_second: str = Form(""), csrf_token: str = Form("")) -> Response:
-    user, store, _ = _page(request, campaign, "control")
-    _check_csrf(request, csrf_token)
+    user, store, _ = _form(request, campaign, "control", csrf_token)
     to = f"/c/{quote(campaign, safe='')}/run"
     try:
         row = service.pacing(request.app.state.cfg, store, campaign, max_concurrent,
@@ -222,8 +228,7 @@ def _contacts(request: Request, store: Any, ctx: dict[str, Any], campaign: str, 
 def contacts_upload(request: Request, campaign: str, file: UploadFile = File(...),
                     source: str = Form(""), basis: str = Form(""), acquired_on: str = Form(""),
                     csrf_token: str = Form("")) -> Response:
-    _, store, ctx = _page(request, campaign, "contacts")
-    _check_csrf(request, csrf_token)
+    _, store, ctx = _form(request, campaign, "contacts", csrf_token)
     result, error = None, ""
     try:
         result = records.upload_contacts(request.app.state.cfg, store, campaign,
@@ -269,8 +274,7 @@ def prompts_page(request: Request, campaign: str) -> Response:
 @router.post("/c/{campaign:path}/prompts/{key}/recording")
 def prompts_recording(request: Request, campaign: str, key: str,
                       file: UploadFile = File(...), csrf_token: str = Form("")) -> Response:
-    _, store, ctx = _page(request, campaign, "prompts")
-    _check_csrf(request, csrf_token)
+    _, store, ctx = _form(request, campaign, "prompts", csrf_token)
     elsewhere = prompts_elsewhere(request, campaign)
     if elsewhere:
         return _prompts(request, ctx, elsewhere)
@@ -288,8 +292,7 @@ def prompts_recording(request: Request, campaign: str, key: str,
 
 @router.post("/c/{campaign:path}/prompts/rebuild")
 def prompts_rebuild(request: Request, campaign: str, csrf_token: str = Form("")) -> Response:
-    _, store, ctx = _page(request, campaign, "prompts")
-    _check_csrf(request, csrf_token)
+    _, store, ctx = _form(request, campaign, "prompts", csrf_token)
     elsewhere = prompts_elsewhere(request, campaign)
     if elsewhere:
         return _prompts(request, ctx, elsewhere)
@@ -337,8 +340,7 @@ def _rights(campaign: str, number: str = "") -> str:
 @router.post("/c/{campaign:path}/rights/optout")
 def rights_optout(request: Request, campaign: str, number: str = Form(""),
                   via: str = Form(""), csrf_token: str = Form("")) -> Response:
-    user, store, _ = _page(request, campaign, "optout")
-    _check_csrf(request, csrf_token)
+    user, store, _ = _form(request, campaign, "optout", csrf_token)
     try:
         res = records.optout_add(request.app.state.cfg, store, number, via, user.name, now())
     except (ValueError, IvrError) as exc:
@@ -354,8 +356,7 @@ def rights_optout_import(request: Request, campaign: str, file: UploadFile = Fil
     """The import's result as a page, like the contacts upload's: every rejected line is a
     person who may have objected and is not on the list, so none may go unseen (a flash in
     the cookie was cut, or dropped whole by the browser past 4096 bytes)."""
-    user, store, ctx = _page(request, campaign, "optout")
-    _check_csrf(request, csrf_token)
+    user, store, ctx = _form(request, campaign, "optout", csrf_token)
     try:
         res = records.optout_import(request.app.state.cfg, store, file.file.read(),
                                     file.filename or "optouts.csv", via, user.name, now())
@@ -386,8 +387,7 @@ def rights_export(request: Request, campaign: str, number: str) -> Response:
 @router.post("/c/{campaign:path}/rights/erase")
 def rights_erase(request: Request, campaign: str, number: str = Form(""),
                  confirm: str = Form(""), csrf_token: str = Form("")) -> Response:
-    _, store, _ = _page(request, campaign, "gdpr")
-    _check_csrf(request, csrf_token)
+    _, store, _ = _form(request, campaign, "gdpr", csrf_token)
     try:
         res = erase_number(request, store, number, confirm)
     except (ValueError, IvrError) as exc:
