@@ -25,23 +25,24 @@ from .test_sip_trunk import DIAL_SIP, Carrier, cfg_for, sip_number, trunk_up  # 
 HOLD_WAIT_S = 4.0  # the wait for the Unhold here (HOLD_WAIT_S in a campaign)
 
 
-def hold_call(cfg: Config, scenario: str, workdir: Path, n: int
-              ) -> tuple[dict[str, Any], list[dict[str, Any]], str, int]:
+def hold_call(trunk: Config, scenario: str, workdir: Path, n: int,
+              monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One SIPp callee pressing 1 then holding the line as `scenario` says: its attempt and
+    proof rows, once SIPp ended its scenario as written."""
+    monkeypatch.setattr(flow, "HOLD_WAIT_S", HOLD_WAIT_S, raising=False)  # none before the fix
     store = Store.memory()
     with Carrier(scenario, 1, workdir, timeout_s=60) as carrier:
-        rows = asyncio.run(place_calls(cfg, store, [sip_number(n)], timeout=60))
+        rows = asyncio.run(place_calls(cfg_for(trunk, DIAL_SIP), store, [sip_number(n)],
+                                       timeout=60))
         rc = carrier.wait()
+    assert rc == 0, carrier.report()
     assert len(rows) == 1, rows
-    proofs = store.q("SELECT kind, heard_sha256 FROM consents")
-    return rows[0], proofs, carrier.report(), rc
+    return rows[0], store.q("SELECT kind, heard_sha256 FROM consents")
 
 
 def test_a_call_held_for_good_after_1_is_an_error_retried(
         trunk_up: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(flow, "HOLD_WAIT_S", HOLD_WAIT_S, raising=False)  # none before the fix
-    row, proofs, log, rc = hold_call(cfg_for(trunk_up, DIAL_SIP), "uas-hold-after-1",
-                                     tmp_path, 40)
-    assert rc == 0, log
+    row, proofs = hold_call(trunk_up, "uas-hold-after-1", tmp_path, 40, monkeypatch)
     assert (row["outcome"], row["stage"], row["keys"]) == ("error", "held-message", "1")
     assert row["retry_at"] is not None
     for proof in proofs:  # the key's record never says the message was heard
@@ -50,10 +51,7 @@ def test_a_call_held_for_good_after_1_is_an_error_retried(
 
 def test_a_call_held_then_back_hears_the_message_again(
         trunk_up: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(flow, "HOLD_WAIT_S", HOLD_WAIT_S, raising=False)  # none before the fix
-    row, proofs, log, rc = hold_call(cfg_for(trunk_up, DIAL_SIP), "uas-hold-unhold",
-                                     tmp_path, 41)
-    assert rc == 0, log
+    row, proofs = hold_call(trunk_up, "uas-hold-unhold", tmp_path, 41, monkeypatch)
     assert (row["outcome"], row["keys"]) == ("message_played", "1")
     assert [p["kind"] for p in proofs] == ["consent"]
     assert {"message", "legal"} <= set(json.loads(proofs[0]["heard_sha256"]))
