@@ -48,10 +48,31 @@ def test_the_flow_gives_error_on_a_hangup_during_a_held_prompt() -> None:
     assert (out.outcome, out.stage, out.heard) == ("error", "held-legal", ["message"])
 
 
-def test_a_held_refusal_does_not_count_the_legal_mentions_heard() -> None:
+def test_a_refusal_hears_its_held_legal_mentions_again_once_back() -> None:
+    """Before: a refusal's legal mentions played into a hold were never played again, and the
+    call was stored `declined` (legal mentions heard) when the person heard none of them."""
     out = run([(Play("intro", DTMF_KEYS), key("2")), (Play("legal", "9"), HELD),
-               (Play("goodbye", "9"), DONE)])
-    assert "legal" not in out.heard
+               (WAIT, DONE), (Play("legal", "9"), DONE), (Play("goodbye", "9"), DONE)])
+    assert (out.outcome, out.choice, out.heard) == ("declined", "refusal", ["legal", "goodbye"])
+
+
+@pytest.mark.parametrize("back", [Result(), HANGUP])  # still held after the wait; hung up
+def test_a_refusal_whose_legal_mentions_a_hold_kept_unheard_stays_a_refusal(back: Result
+                                                                            ) -> None:
+    out = run([(Play("intro", DTMF_KEYS), key("2")), (Play("legal", "9"), HELD),
+               (WAIT, back)])
+    assert (out.outcome, out.choice, out.heard) == ("declined_partial", "refusal", [])
+
+
+def test_no_input_hears_its_held_legal_mentions_again_once_back() -> None:
+    script = [(Play("intro", DTMF_KEYS), DONE), (flow.WaitKey(5.0), Result())]
+    for _ in range(2):  # max_repeats: the no-input prompt, then the intro again
+        script += [(Play("no_input", "129"), DONE), (Play("intro", DTMF_KEYS), DONE),
+                   (flow.WaitKey(5.0), Result())]
+    script += [(Play("legal", "9"), HELD), (WAIT, DONE), (Play("legal", "9"), DONE),
+               (Play("goodbye", "9"), DONE)]
+    out = run(script)
+    assert (out.outcome, out.heard.count("legal")) == ("no_input", 1)
 
 
 def played(r: Rig, prompt: str) -> int:
@@ -119,6 +140,23 @@ def test_a_hangup_while_held_is_an_error_retried(backend: Backend) -> None:
     assert call["retry_at"] is not None and person["status"] == "pending"
     for proof in consents:
         assert not {"message", "legal"} & set(json.loads(proof["heard_sha256"] or "{}"))
+
+
+def test_a_refusal_held_during_its_legal_mentions_hears_them_once_back(backend: Backend
+                                                                       ) -> None:
+    """Key 2, then the callee takes another call while the legal mentions play: they play
+    again once the line is back, and the refusal is stored `declined` with its proof row."""
+    async def scenario() -> tuple[Any, ...]:
+        async with rig(backend, {NUMBER: answer(["2"], prompt_s=0.6)}) as r:
+            await r.dialer.dial(contact(r.store, NUMBER))
+            await r.until(lambda: played(r, "legal") == 1)
+            r.pbx.hold(channel(r))
+            await asyncio.sleep(0.2)
+            r.pbx.hold(channel(r), held=False)  # back before the legal mentions end
+            return (*await ended(r), played(r, "legal"))
+    call, person, consents, legals = asyncio.run(scenario())
+    assert (call["outcome"], legals) == ("declined", 2)
+    assert [c["kind"] for c in consents] == ["refusal"]
 
 
 def test_hold_events_name_the_call_they_belong_to() -> None:

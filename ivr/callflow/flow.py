@@ -8,9 +8,10 @@ Yes path: `message` then `legal` (the political message ends with the legal ment
 CNIL requires), then `goodbye`. `message_played` means both were heard to the end; from then
 on the consent is final, announced (Chosen) and stored before the goodbye plays. A prompt
 played while the callee had the line on hold (call waiting: Asterisk sends no audio) was not
-heard: the message and the legal mentions are played again once the line is back, and a consent
-whose message never was (the hold outlasting HOLD_WAIT_S, a hangup meanwhile) is `error`,
-retried.
+heard: the message and the legal mentions (on every path: a refusal's and no input's too) are
+played again once the line is back. A consent whose message never was (the hold outlasting
+HOLD_WAIT_S, a hangup meanwhile) is `error`, retried; a refusal stays a refusal,
+`declined_partial` (its legal mentions unheard).
 """
 from __future__ import annotations
 
@@ -180,7 +181,9 @@ class _Call:
     def finish(self, outcome: str, *prompts: str) -> Generator[Step, Result, Outcome]:
         """Play prompts with only the opt-out key live; opt-out wins at any moment."""
         for prompt in prompts:
-            r = yield from self.play(prompt, self.opts.optout_key)
+            # The legal mentions are owed on every path: played into a hold, again once back
+            step = self.until_heard if prompt == "legal" else self.play
+            r = yield from step(prompt, self.opts.optout_key)
             if r.key == self.opts.optout_key:
                 return (yield from self.optout(r.key))
         self.state.outcome = outcome
@@ -252,7 +255,11 @@ def call_flow(opts: FlowOptions, amd_status: str = "") -> FlowGen:
             _held_error(call.state, call.held_out)
         return call.state
     except _HeldOut:
-        _held_error(call.state, call.held_out or call.prompt)
+        if call.state.choice == "consent":
+            _held_error(call.state, call.held_out or call.prompt)
+        else:  # a refusal or no input stands, its legal mentions unheard (declined_partial)
+            call.state.outcome = _hangup_outcome(call.state)
+            call.state.stage = f"{HELD}-{call.held_out or call.prompt}"
         return call.state
 
 
