@@ -56,6 +56,15 @@ def test_a_refusal_hears_its_held_legal_mentions_again_once_back() -> None:
     assert (out.outcome, out.choice, out.heard) == ("declined", "refusal", ["legal", "goodbye"])
 
 
+def test_a_line_toggling_hold_is_given_up_after_hold_replays() -> None:
+    """Before: a phone toggling hold had the message played again without end, the call and a
+    channel of the node's cap kept for as long as it went on."""
+    script = [(Play("intro", DTMF_KEYS), key("1"))]
+    script += [(Play("message", "9"), HELD), (WAIT, DONE)] * flow.HOLD_REPLAYS
+    out = run(script + [(Play("message", "9"), DONE)])  # never asked for: the flow ended
+    assert (out.outcome, out.stage, out.heard) == ("error", "held-message", [])
+
+
 @pytest.mark.parametrize("back", [Result(), HANGUP])  # still held after the wait; hung up
 def test_a_refusal_whose_legal_mentions_a_hold_kept_unheard_stays_a_refusal(back: Result
                                                                             ) -> None:

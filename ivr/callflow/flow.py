@@ -23,6 +23,9 @@ from ivr.callflow.outcomes import final_at
 DTMF_KEYS = "0123456789*#"
 HOLD_WAIT_S = 60.0  # a callee who put us on hold (call waiting) has this long to come back
 HELD = "held"  # the stage prefix of a consent whose message a hold kept unheard
+# A prompt played into a hold this many times is given up on (HeldOut): a phone toggling hold
+# would otherwise keep the call, and a channel of the node's cap, without end.
+HOLD_REPLAYS = 3
 
 
 @dataclass(frozen=True)
@@ -148,13 +151,15 @@ class _Call:
 
     def until_heard(self, prompt: str, keys: str) -> Generator[Step, Result, Result]:
         """Play `prompt` until it is heard: one played into a hold plays again once the line
-        is back (a key pressed ends it as ever)."""
+        is back (a key pressed ends it as ever), HOLD_REPLAYS holds at most."""
+        holds = 0
         while True:
             result = yield from self.play(prompt, keys)
             if result.key or not result.held:
                 return result
+            holds += 1
             back = yield WaitUnhold(self.opts.hold_wait_s or HOLD_WAIT_S)
-            if back.hangup or not back.completed:
+            if back.hangup or not back.completed or holds >= HOLD_REPLAYS:
                 self.held_out = prompt
                 raise _Hangup if back.hangup else _HeldOut
 
