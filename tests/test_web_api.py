@@ -267,3 +267,16 @@ def test_preflight_is_ivr_checks(web) -> None:
     body = c.get(f"/api/campaigns/{CAMPAIGN}/preflight").json()
     codes = {v["code"] for v in body["violations"]}
     assert "legal_mentions" in codes and body["errors"] >= 1  # the test config has no prompts
+
+
+def test_another_campaigns_preflight_does_not_judge_it_by_this_consoles_prompts(web) -> None:
+    """Before: B's preflight in A's console listed A's prompt errors (legal mentions, intro,
+    slot) as B's, or, A's prompts being fine, said nothing was wrong with B's."""
+    add_contact(web.store, "+33199000010", at=NOW, campaigns=("autumn",))
+    c = web.client()
+    login(c, "vera")
+    body = c.get("/api/campaigns/autumn/preflight").json()
+    codes = {v["code"] for v in body["violations"]}
+    assert not codes & {"legal_mentions", "callback_line", "consent_first", "ask_slot"}
+    (note,) = [v for v in body["violations"] if v["code"] == "other_campaign"]
+    assert note["severity"] == "info" and "ivr check" in note["message"]

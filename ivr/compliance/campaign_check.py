@@ -59,13 +59,15 @@ def _pending_numbers(store: StoreBackend, campaign: str) -> Iterator[str]:
 
 
 def check_campaign(cfg: Config, store: StoreBackend, build: bool = True,
-                   dry_run: bool = False) -> list[Violation]:
+                   dry_run: bool = False, prompts: bool = True) -> list[Violation]:
     """`build`: also judge the prompt build (the console skips it for another campaign's
     controller, which has its own config and build, and while its own config is stale).
-    `dry_run`: for `ivr run --dry-run`, which needs no build."""
+    `prompts`: also judge the prompt texts (the console skips them for another campaign, whose
+    texts are in its own config). `dry_run`: for `ivr run --dry-run`, which needs no build."""
     # The pending callees let preflight refuse a fiction caller ID that would call real people.
     name = cfg.campaign.name
     callees = _pending_numbers(store, name)
     built = build_violations(cfg, dry_run) if build else []
-    return (prompt_violations(cfg) + built + unbound_violations(store, name)
+    texts = prompt_violations(cfg) if prompts else []
+    return (texts + built + unbound_violations(store, name)
             + preflight(cfg, sources=list_sources(store, name), callees=callees))

@@ -214,7 +214,12 @@ def preflight(cfg: Config, store: StoreBackend, campaign: str) -> list[dict[str,
     moved_on = config_moved_on(cfg) if own else None
     out = [{"severity": v.severity, "code": v.code, "message": v.message}
            for v in check_campaign(for_campaign(cfg, campaign), store,
-                                   build=own and moved_on is None)]
+                                   build=own and moved_on is None, prompts=own)]
+    if not own:  # its prompts and rules are in its own config: A's said nothing of them
+        out.append({"severity": "info", "code": "other_campaign", "message": (
+            f"judged with this console's config ({cfg.campaign.name}): {campaign}'s prompts "
+            f"are not checked here, and its calling rules and pacing bounds are its own "
+            f"config's; run `ivr check` with that config")})
     if moved_on:
         out.append({"severity": "error", "code": "console_config_stale", "message": moved_on})
     return out
