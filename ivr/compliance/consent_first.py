@@ -12,8 +12,18 @@ The intro (its `text:`, or the `transcript:` of its recording) must:
   the first two sentences (after a bare greeting);
 - ask the consent question with both keys: a question (a "?" or a verb such as "acceptez",
   "voulez", "souhaitez") and the yes and no keys named;
+- say what each key means: flow.yes_key named with an accepting word ("oui", "accepter",
+  "d'accord", "écouter") and flow.no_key with a refusing one ("non", "refuser", "sinon",
+  "ne ... pas"), and neither with the other's: a person pressing what the intro calls "non"
+  would hear the message and be stored as a consent;
 - stay short: at most `prompts.intro_max_s` seconds, measured on the built manifest when it was
   built from this very text or file, else estimated at WORDS_PER_SECOND.
+
+A key is tied to the words of its clause: within a sentence, those between it and the previous
+key ("Pour oui, appuyez sur 1"), or, when words follow the last key, those between it and the
+next ("Appuyez sur 1 pour accepter, sur 2 pour refuser"). A recording is judged by its
+`transcript:`; one without a transcript is not judged here (prompt_legal reports an intro with
+neither).
 
 Pure: reads the config and, when present, the manifest file; never the audio.
 """
@@ -21,10 +31,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 
 from ivr.errors import ComplianceError
 from ivr.config import Config, PromptSource
-from ivr.compliance.prompt_legal import mentions_key, normalise, spoken_text, tells_optout
+from ivr.compliance.prompt_legal import (key_mentions, mentions_key, normalise, spoken_text,
+                                         tells_optout)
 
 WHERE = "prompts.items.intro"
 # 150 words a minute: slow, clear telephone speech; a faster voice only shortens the intro.
@@ -32,6 +44,12 @@ WORDS_PER_SECOND = 2.5
 OPTOUT_WITHIN = 2  # sentences
 _GREETINGS = re.compile(r"(bonjour|bonsoir|allo|madame|monsieur|mesdames|messieurs|[ ,])+")
 _QUESTION = re.compile(r"\?|\b(acceptez|accepter|voulez|souhaitez|desirez|d'accord)\b")
+# What a key means in the intro (normalised text). A refusal wins over an accepting word in the
+# same clause: "si vous ne souhaitez pas l'écouter" refuses.
+_REFUSE = re.compile(r"\b(non|no|sinon|refus\w*|declin\w*)\b|\bn(?:e\s+|')(?:\w+\s+){0,2}?pas\b")
+_ACCEPT = re.compile(r"\b(oui|yes|accept\w*|d'accord|ecout\w*|entendre|voulez|souhaitez|desirez|"
+                     r"continuer)\b")
+YES, NO = "oui", "non"
 
 
 def sentences(text: str) -> list[str]:
@@ -102,11 +120,52 @@ def require_consent_first(cfg: Config) -> None:
 
 def _consent_question(cfg: Config, said: str) -> list[str]:
     f = cfg.flow
-    if _QUESTION.search(said) and mentions_key(said, f.yes_key) and mentions_key(said, f.no_key):
-        return []
-    return [f"{WHERE} does not ask the consent question with both keys: ask e.g. 'Acceptez-vous "
-            f"d'écouter mon message ? Pour oui, appuyez sur {f.yes_key}. Pour non, appuyez sur "
-            f"{f.no_key}.'"]
+    example = f"'Pour oui, appuyez sur {f.yes_key}. Pour non, appuyez sur {f.no_key}.'"
+    if not (_QUESTION.search(said) and mentions_key(said, f.yes_key)
+            and mentions_key(said, f.no_key)):
+        return [f"{WHERE} does not ask the consent question with both keys: ask e.g. "
+                f"'Acceptez-vous d'écouter mon message ? {example[1:]}"]
+    ties = key_ties(said, _consent_meaning)
+    out: list[str] = []
+    for name, key, want, other, taken in (("yes_key", f.yes_key, YES, NO, "a consent"),
+                                          ("no_key", f.no_key, NO, YES, "a refusal")):
+        meant = _meanings(ties, key)
+        if other in meant:
+            out.append(f"{WHERE} says key {key} is for {other!r}, but flow.{name} is {key}: a "
+                       f"person pressing {key} for {other!r} would be taken as {taken}; say "
+                       f"{example} (or set flow.yes_key and flow.no_key to the keys it says)")
+        elif want not in meant:
+            out.append(f"{WHERE} names key {key} without saying it is for {want!r} "
+                       f"(flow.{name}): say {example}")
+    return out
+
+
+def key_ties(text: str, meaning: Callable[[str], set[str]]) -> list[tuple[str, set[str]]]:
+    """(key, what its clause means) for every key the normalised text names: the words
+    between it and the previous key of its sentence, or, when the sentence goes on after its
+    last key ("appuyez sur 1 pour accepter"), the words between it and the next key."""
+    out: list[tuple[str, set[str]]] = []
+    for sentence in re.split(r"[.!?;\n]+", text):
+        named = key_mentions(sentence)
+        if not named:
+            continue
+        starts = [at for at, _ in named]
+        if meaning(sentence[starts[-1]:]):  # the words follow their key
+            bounds = zip(starts, starts[1:] + [len(sentence)])
+        else:
+            bounds = zip([0] + starts[:-1], starts)
+        out += [(key, meaning(sentence[a:b])) for (_, key), (a, b) in zip(named, bounds)]
+    return out
+
+
+def _meanings(ties: list[tuple[str, set[str]]], key: str) -> set[str]:
+    return set().union(*(meant for named, meant in ties if named == key))
+
+
+def _consent_meaning(clause: str) -> set[str]:
+    if _REFUSE.search(clause):
+        return {NO}
+    return {YES} if _ACCEPT.search(clause) else set()
 
 
 def _length(cfg: Config, item: PromptSource, said: str) -> list[str]:

@@ -58,13 +58,22 @@ def spoken_text(item: PromptSource) -> str | None:
     return None
 
 
+_KEY_SYMBOL = re.compile(r"(?<![\w*#])[0-9*#](?![\w*#])")
+_KEY_SPELLED = re.compile(r"\b(?:sur|touche|tapez|composez|appuyez)\s+(?:la touche\s+)?"
+                          rf"({'|'.join(KEY_WORDS.values())})\b")
+_KEY_OF_WORD = {word: key for key, word in KEY_WORDS.items()}
+
+
+def key_mentions(sentence: str) -> list[tuple[int, str]]:
+    """(position, key) of every DTMF key named, in order: the key as a standalone symbol ('9',
+    not part of '75009'), or spelled after a verb ('appuyez sur neuf')."""
+    found = [(m.start(), m.group()) for m in _KEY_SYMBOL.finditer(sentence)]
+    found += [(m.start(1), _KEY_OF_WORD[m.group(1)]) for m in _KEY_SPELLED.finditer(sentence)]
+    return sorted(found)
+
+
 def mentions_key(sentence: str, key: str) -> bool:
-    """The key as a standalone symbol ('9', not part of '75009'), or spelled after a verb."""
-    if re.search(rf"(?<![\w*#]){re.escape(key)}(?![\w*#])", sentence):
-        return True
-    word = KEY_WORDS.get(key)
-    return bool(word and re.search(
-        rf"\b(?:sur|touche|tapez|composez|appuyez)\s+(?:la touche\s+)?{word}\b", sentence))
+    return any(named == key for _, named in key_mentions(sentence))
 
 
 def tells_optout(text: str, key: str) -> bool:
