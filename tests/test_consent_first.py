@@ -24,7 +24,9 @@ GOOD = ("Bonjour, ici Marie Dupont, candidate à Villeneuve. Pour ne plus être 
 def cfg_with(tmp_path: Path, intro: dict[str, Any] | str, **prompts: Any) -> config.Config:
     items: dict[str, Any] = {k: {"text": "Merci."} for k in REQUIRED_PROMPTS}
     items["intro"] = {"text": intro} if isinstance(intro, str) else intro
-    items["slot_question"] = {"text": "Le matin, appuyez sur 1."}
+    # every key of the default flow.slots named with its slot's word (slot_problems asks it)
+    items["slot_question"] = {"text": "Le matin, appuyez sur 1. L'après-midi, appuyez sur 2. "
+                                      "En soirée, appuyez sur 3."}
     legal = {"sender": SENDER, "postal_address": "1 rue", "email": "a@b.fr"}
     return make_config(tmp_path, legal=legal,
                        prompts={"items": items, "build_dir": "build", **prompts})

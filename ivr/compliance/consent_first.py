@@ -19,11 +19,14 @@ The intro (its `text:`, or the `transcript:` of its recording) must:
 - stay short: at most `prompts.intro_max_s` seconds, measured on the built manifest when it was
   built from this very text or file, else estimated at WORDS_PER_SECOND.
 
+The slot question (flow.ask_slot) names each key of flow.slots with that slot's word (matin,
+après-midi, soir): the key pressed is stored as the slot the later runs call in.
+
 A key is tied to the words of its clause: within a sentence, those between it and the previous
 key ("Pour oui, appuyez sur 1"), or, when words follow the last key, those between it and the
 next ("Appuyez sur 1 pour accepter, sur 2 pour refuser"). A recording is judged by its
 `transcript:`; one without a transcript is not judged here (prompt_legal reports an intro with
-neither).
+neither; a slot question without one is not checked).
 
 Pure: reads the config and, when present, the manifest file; never the audio.
 """
@@ -50,6 +53,12 @@ _REFUSE = re.compile(r"\b(non|no|sinon|refus\w*|declin\w*)\b|\bn(?:e\s+|')(?:\w+
 _ACCEPT = re.compile(r"\b(oui|yes|accept\w*|d'accord|ecout\w*|entendre|voulez|souhaitez|desirez|"
                      r"continuer)\b")
 YES, NO = "oui", "non"
+# A slot's words (config_checks allows only these slot names: calling_rules.DEFAULT_SLOT_HOURS).
+SLOT_WORDS = {"morning": re.compile(r"\b(matin|morning)"),
+              "afternoon": re.compile(r"\b(apres[- ]?midi|afternoon)"),
+              "evening": re.compile(r"\b(soir|evening)")}
+SLOT_SAID = {"morning": "le matin", "afternoon": "l'après-midi", "evening": "en soirée"}
+SLOT_WHERE = "prompts.items.slot_question"
 
 
 def sentences(text: str) -> list[str]:
@@ -168,6 +177,10 @@ def _consent_meaning(clause: str) -> set[str]:
     return {YES} if _ACCEPT.search(clause) else set()
 
 
+def _slot_meaning(clause: str) -> set[str]:
+    return {slot for slot, words in SLOT_WORDS.items() if words.search(clause)}
+
+
 def _length(cfg: Config, item: PromptSource, said: str) -> list[str]:
     built = built_seconds(cfg, item)
     seconds = built if built is not None else estimated_seconds(said)
@@ -186,4 +199,29 @@ def slot_problems(cfg: Config) -> list[tuple[str, str]]:
     if "slot_question" not in cfg.prompts.items:
         return [("error", "prompts.items.slot_question is missing while flow.ask_slot is true: "
                  "add the slot question, or set flow.ask_slot: false")]
-    return []
+    return [("error", problem) for problem in slot_question_problems(cfg)]
+
+
+def slot_question_problems(cfg: Config) -> list[str]:
+    """Each key of flow.slots named with its slot's word, and with no other slot's: the key
+    pressed is stored as the slot later runs call in. Not judged without a text or
+    transcript."""
+    said = spoken_text(cfg.prompts.items["slot_question"])
+    if said is None:
+        return []
+    slots = cfg.flow.slots
+    example = " ".join(f"{SLOT_SAID[slot][0].upper()}{SLOT_SAID[slot][1:]}, appuyez sur {key}."
+                       for key, slot in slots.items())
+    ties = key_ties(normalise(said), _slot_meaning)
+    out: list[str] = []
+    for key, slot in slots.items():
+        meant = _meanings(ties, key)
+        wrong = ", ".join(SLOT_SAID[other] for other in sorted(meant - {slot}))
+        if wrong:
+            out.append(f"{SLOT_WHERE} says key {key} is for {wrong}, but flow.slots.{key} is "
+                       f"{slot}: a person pressing {key} would be called {SLOT_SAID[slot]}; "
+                       f"say '{example}'")
+        elif slot not in meant:
+            out.append(f"{SLOT_WHERE} does not name key {key} with {SLOT_SAID[slot]!r} "
+                       f"(flow.slots.{key} is {slot}): say '{example}'")
+    return out
