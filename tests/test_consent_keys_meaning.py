@@ -41,6 +41,13 @@ def cfg_with(tmp_path: Path, intro: str, **flow: Any) -> config.Config:
     (HEAD + "Si vous êtes d'accord, appuyez sur un. Si vous ne souhaitez pas l'écouter, "
             "appuyez sur deux.", {}),
     (HEAD + "Pour oui, appuyez sur 1, pour non, appuyez sur 2.", {}),
+    # The words after their keys, the last key's being none the gate knew: key 2 was said to
+    # be for 'oui' and key 1 for nothing
+    (HEAD + "Appuyez sur la touche 1 pour l'écouter, ou sur la touche 2 pour raccrocher.", {}),
+    (HEAD + "Pour écouter le message, appuyez sur 1 ; pour mettre fin à l'appel, appuyez sur 2.",
+     {}),
+    (HEAD + "Tapez 1 si vous acceptez, 2 si vous refusez.", {}),
+    (HEAD + "Oui : touche 1. Non : touche 2.", {}),
 ])
 def test_an_intro_that_says_what_each_key_means_passes(
         tmp_path: Path, intro: str, flow: dict[str, str]) -> None:

@@ -49,7 +49,8 @@ _GREETINGS = re.compile(r"(bonjour|bonsoir|allo|madame|monsieur|mesdames|messieu
 _QUESTION = re.compile(r"\?|\b(acceptez|accepter|voulez|souhaitez|desirez|d'accord)\b")
 # What a key means in the intro (normalised text). A refusal wins over an accepting word in the
 # same clause: "si vous ne souhaitez pas l'écouter" refuses.
-_REFUSE = re.compile(r"\b(non|no|sinon|refus\w*|declin\w*)\b|\bn(?:e\s+|')(?:\w+\s+){0,2}?pas\b")
+_REFUSE = re.compile(r"\b(non|no|sinon|refus\w*|declin\w*|raccroch\w*|terminer|quitter|"
+                     r"arreter|mettre fin)\b|\bn(?:e\s+|')(?:\w+\s+){0,2}?pas\b")
 _ACCEPT = re.compile(r"\b(oui|yes|accept\w*|d'accord|ecout\w*|entendre|voulez|souhaitez|desirez|"
                      r"continuer)\b")
 YES, NO = "oui", "non"
@@ -152,14 +153,17 @@ def _consent_question(cfg: Config, said: str) -> list[str]:
 def key_ties(text: str, meaning: Callable[[str], set[str]]) -> list[tuple[str, set[str]]]:
     """(key, what its clause means) for every key the normalised text names: the words
     between it and the previous key of its sentence, or, when the sentence goes on after its
-    last key ("appuyez sur 1 pour accepter"), the words between it and the next key."""
+    last key ("appuyez sur 1 pour accepter") or says nothing before its first, the words
+    between it and the next key."""
     out: list[tuple[str, set[str]]] = []
     for sentence in re.split(r"[.!?;\n]+", text):
         named = key_mentions(sentence)
         if not named:
             continue
         starts = [at for at, _ in named]
-        if meaning(sentence[starts[-1]:]):  # the words follow their key
+        # The words follow their key when some come after the last key, or none before the
+        # first ("Appuyez sur la touche 1 pour l'écouter, ou sur la touche 2 pour raccrocher")
+        if meaning(sentence[starts[-1]:]) or not meaning(sentence[:starts[0]]):
             bounds = zip(starts, starts[1:] + [len(sentence)])
         else:
             bounds = zip([0] + starts[:-1], starts)
