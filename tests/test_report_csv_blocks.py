@@ -191,13 +191,14 @@ def test_a_store_of_schema_10_gets_its_block_versions(tmp_path: Path,
         "DROP TABLE optout_key; "  # 15
         "DROP INDEX calls_open; "  # 16
         "DROP INDEX run_snapshots_at; "  # 17
+        "DROP TABLE erasure_holds; "  # 18
         "PRAGMA user_version = 10")
     rnd = random.Random(5)
     contacts, ids = fill(old, rnd)
     old.db.conn.close()
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 10
     again = Store.open(path, optout_key=b"k")
-    assert again.version == 17
+    assert again.version == 18
     versions = {(r["campaign"], r["block"]) for r in again.q("SELECT * FROM call_chunks")}
     assert versions == {(r["campaign"], block(r["id"])) for r in again.q(
         "SELECT id, campaign FROM calls")} and len(versions) >= 5
@@ -220,13 +221,14 @@ def test_a_postgresql_store_of_schema_10_gets_its_block_versions(
     old.db.execute("DROP TABLE optout_key")  # 15
     old.db.execute("DROP INDEX calls_open")  # 16
     old.db.execute("DROP INDEX run_snapshots_at")  # 17
+    old.db.execute("DROP TABLE erasure_holds")  # 18
     old.db.execute("DELETE FROM schema_version WHERE version >= 11")
     rnd = random.Random(6)
     contacts, ids = fill(old, rnd)
     old.close()
     again = PgTestStore.open(pg_url, optout_key=b"test-key")
     try:
-        assert again.version == 17
+        assert again.version == 18
         rows = again.q("SELECT campaign, block, slot, version FROM call_chunks")
         assert {(r["campaign"], r["block"]) for r in rows} == {
             (r["campaign"], block(r["id"])) for r in again.q("SELECT id, campaign FROM calls")}

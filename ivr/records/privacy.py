@@ -38,6 +38,18 @@ and +590 9… forms: line_forms):
   detail text becomes '[erased]'.
 - then the WAL is checkpointed (TRUNCATE): `wal_checkpointed` is False when another process
   holds the store open in a read, and the erased rows stay in the -wal until it closes.
+- kept, for the person's own protection: what the calling rules read of the number, so that
+  asking to be erased never gets someone called again sooner than not asking would (a list
+  imported later may hold the number again). Before the rows go, the newest refusal (key 2)
+  still within the refusal cooldown and the attempts still within the attempt cap's 30-day
+  window are kept in `erasure_holds` (store/erasure_holds.py), under the number's keyed hash
+  (the opposition list's HMAC: no number in clear), until the later of the cooldown's end and
+  the newest attempt's leaving the window (`kept_until`: at most the cooldown, 60 days by
+  default, after the erasure). Nothing else: no campaign, outcome, key or list. Nothing at all
+  when neither is recent, nor for an opposed number (its opposition already keeps every call
+  away). The claim reads it as it read the erased rows, never once it has expired; `ivr purge`
+  deletes it then; the access request shows it (`erasure_hold`). The forms of one line share
+  it: each form's erasure merges into the hold of every form.
 - finally, in the same transaction, the store is scanned for the number: every column that
   can hold outside text, while the columns the program fills with typed values - ids,
   timestamps, enumerations, digests - are left out (store/sqlite_privacy.SCANS; PostgreSQL's
@@ -172,7 +184,8 @@ def gdpr_export(store: StoreBackend, number: str, now: datetime) -> dict[str, An
         counts = {"contacts": len(data["contacts"]), "calls": len(data["calls"]),
                   "consents": len(data["consents"]), "audit": len(data["audit"]),
                   "named_in_other_contacts": len(data["named_in_other_contacts"]),
-                  "opted_out": data["optout"] is not None}
+                  "opted_out": data["optout"] is not None,
+                  "erasure_hold": data["erasure_hold"] is not None}
         store.audit("gdpr_export", number, counts, now)
     return {"number": number, "exported_at": utc(now), **data}
 
@@ -197,15 +210,16 @@ def line_forms(number: str) -> list[str]:
     return [number, *(f for f in dict.fromkeys(forms) if f != number)]
 
 
-def _erase_form(store: StoreBackend, form: str, now: datetime, counts: dict[str, Any]) -> None:
+def _erase_form(store: StoreBackend, form: str, now: datetime, counts: dict[str, Any],
+                cooldown: timedelta | None = None) -> None:
     """gdpr_erase of one form of the line, its counts added to `counts`."""
     ringing = store.call_in_progress(form, now - timedelta(seconds=IN_PROGRESS_S))
     if ringing is not None:
         raise IvrError(f"a call to {form} is in progress (attempt {ringing}): erase it "
                        f"once it ends (or {_unblocked_at(store, ringing)} if no "
                        "run is active); nothing was erased")
-    for key, n in store.erase_person(form, erased_number=ERASED_NUMBER,
-                                     erased_text=ERASED_TEXT).items():
+    for key, n in store.erase_person(form, erased_number=ERASED_NUMBER, erased_text=ERASED_TEXT,
+                                     now=now, cooldown=cooldown).items():
         counts[key] = counts.get(key, 0) + n
     left = store.places_holding(form)
     if left:
@@ -213,9 +227,11 @@ def _erase_form(store: StoreBackend, form: str, now: datetime, counts: dict[str,
                        f"in {', '.join(left)}; that data needs its own erasure rule")
 
 
-def gdpr_erase(store: StoreBackend, number: str, now: datetime) -> dict[str, Any]:
+def gdpr_erase(store: StoreBackend, number: str, now: datetime,
+               refusal_cooldown: timedelta | None = None) -> dict[str, Any]:
     """Erase the person's data in one transaction (policy in the module docstring); refused
-    while a call to the number is in progress (IN_PROGRESS_S)."""
+    while a call to the number is in progress (IN_PROGRESS_S). `refusal_cooldown`:
+    schedule.refusal_cooldown_days, how long a refusal is kept (its default, 60 days, if None)."""
     number, now = _e164(number), _aware(now)
     unknown = store.unscanned_columns()
     if unknown:
@@ -225,7 +241,7 @@ def gdpr_erase(store: StoreBackend, number: str, now: datetime) -> dict[str, Any
     with store.transaction():
         counts: dict[str, Any] = {}
         for form in line_forms(number):
-            _erase_form(store, form, now, counts)
+            _erase_form(store, form, now, counts, refusal_cooldown)
         counts["opposition_kept"] = store.is_opted_out(number)
         # The subject's keyed hash only for an objector (whose hash the optouts row keeps).
         store.audit("gdpr_erase", number if counts["opposition_kept"] else None, counts, now)
@@ -247,7 +263,8 @@ def purge(store: StoreBackend, older_than: timedelta, now: datetime,
     stays with it); contacts go when both updated_at and their last call are older; opposition
     hashes stay forever, only their clear number is cleared once older. Past runs' rows go
     too: controllers stopped before the cutoff, and snapshots last published before it (not a
-    live controller's), one of each per `ivr run`. Audit rows are kept.
+    live controller's), one of each per `ivr run`. Audit rows are kept. Erasure holds go once
+    their kept_until has passed.
     """
     now = _aware(now)
     if older_than <= timedelta(0):
@@ -260,7 +277,7 @@ def purge(store: StoreBackend, older_than: timedelta, now: datetime,
     cutoff = now - older_than
     # Not in one transaction: the store deletes by chunks, each its own (another writer gets
     # the lock in between); a purge stopped midway is finished by the next one.
-    counts: dict[str, Any] = {"cutoff": utc(cutoff), **store.purge_before(cutoff)}
+    counts: dict[str, Any] = {"cutoff": utc(cutoff), **store.purge_before(cutoff, now)}
     store.audit("purge", None, counts, now)  # once, last, with the totals
     return counts
 

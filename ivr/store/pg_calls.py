@@ -15,6 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from ivr.callflow import outcomes
+from ivr.store import erasure_holds
+from ivr.store.erasure_holds import HOLDS_PG
 from ivr.store.base import (ERASED_NUMBER, CallResult, Claim, History, Judge, Row,
                              parse_utc, utc)
 from ivr.store.pg_core import PgCore
@@ -42,7 +44,7 @@ class PgCallsSQL(PgCore):
                                 "AND campaign = %s", (contact["id"], campaign))
             if settled is not None and settled["status"] != "pending":
                 return Claim(call=None, decision=judge(History(in_flight=True)))
-            past = self._history_of(number, attempts_since, refusals_since, campaign)
+            past = self._history_of(number, attempts_since, refusals_since, campaign, now)
             past.current = {"slot": locked["slot"], "timezone": locked["timezone"]}
             decision = judge(past)
             if not decision.allowed:
@@ -54,8 +56,9 @@ class PgCallsSQL(PgCore):
         return Claim(call=row, decision=decision)
 
     def _history_of(self, number: str, attempts_since: datetime, refusals_since: datetime,
-                    campaign: str) -> History:
-        """One number's history in one round trip (the claim's hot path)."""
+                    campaign: str, now: datetime) -> History:
+        """One number's history in one round trip (the claim's hot path), with what an
+        erasure of the number kept (erasure_holds)."""
         row = self._row(
             "SELECT EXISTS (SELECT 1 FROM optouts WHERE number_hash = %(h)s) AS opted_out, "
             "EXISTS (SELECT 1 FROM calls WHERE number = %(n)s AND outcome IS NULL) AS in_flight,"
@@ -64,15 +67,19 @@ class PgCallsSQL(PgCore):
             "(SELECT MAX(at) FROM consents WHERE number = %(n)s AND kind = 'refusal' "
             "AND at >= %(r)s) AS last_refusal, "
             "(SELECT retry_at FROM calls WHERE campaign = %(c)s AND number = %(n)s "
-            "ORDER BY id DESC LIMIT 1) AS retry_at",
+            "ORDER BY id DESC LIMIT 1) AS retry_at, "
+            "(SELECT ARRAY[last_refusal, attempts, kept_until] FROM erasure_holds "
+            "WHERE number_hash = %(h)s) AS hold",
             {"h": self.number_hash(number), "n": number, "a": utc(attempts_since),
              "r": utc(refusals_since), "c": campaign})
         assert row is not None  # a SELECT without FROM always gives its one row
-        return History(opted_out=bool(row["opted_out"]), in_flight=bool(row["in_flight"]),
+        past = History(opted_out=bool(row["opted_out"]), in_flight=bool(row["in_flight"]),
                        attempts=[parse_utc(t) for t in row["attempts"]],
                        last_refusal=parse_utc(row["last_refusal"]) if row["last_refusal"]
                        else None,
                        retry_at=parse_utc(row["retry_at"]) if row["retry_at"] else None)
+        erasure_holds.add_hold(past, row["hold"], now, attempts_since, refusals_since)
+        return past
 
     def create_attempt(self, contact: Mapping[str, Any], campaign: str, caller_id: str,
                        now: datetime, token_hash: str | None = None) -> Row:
@@ -295,6 +302,11 @@ class PgCallsSQL(PgCore):
                                refusals_since, campaign)
         return out
 
+    def held_among(self, numbers: list[str], now: datetime) -> set[str]:
+        """The numbers with a live erasure hold (sqlite_calls.held_among says why)."""
+        by_hash = hashes_of(self, numbers)
+        return erasure_holds.live(by_hash, self._rows(HOLDS_PG, {"hs": list(by_hash)}), now)
+
     def _fill_history(self, out: dict[str, History], chunk: list[str], attempts_since: datetime,
                       refusals_since: datetime, campaign: str | None) -> None:
         by_hash = hashes_of(self, chunk)
@@ -314,6 +326,10 @@ class PgCallsSQL(PgCore):
                             "AND kind = 'refusal' AND at >= %s GROUP BY number",
                             (chunk, utc(refusals_since))):
             out[r["number"]].last_refusal = parse_utc(r["at"])
+        judged = set(chunk)  # the holds of the numbers judged further, by their hash
+        kept = {h: n for h, n in by_hash.items() if n in judged}
+        erasure_holds.add_holds(out, kept, self._rows(HOLDS_PG, {"hs": list(kept)}), attempts_since,
+                                refusals_since)
         if campaign is None:
             return
         for r in self._rows("SELECT DISTINCT ON (number) number, retry_at FROM calls "

@@ -28,13 +28,14 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 
-from ivr.store import sqlite_privacy
+from ivr.store import erasure_holds as holds, sqlite_privacy
 from ivr.store.base import Row, utc
+from ivr.store.erasure_holds import PURGE_PG
 from ivr.store.pg_core import PgCore
 from ivr.store.sqlite_privacy import SCANS as SQLITE_SCANS
 from ivr.store.sqlite_privacy import extra_probes, extra_without, named_in, naming_rows
@@ -127,6 +128,7 @@ SCANNED_TABLES: dict[str, str] = {
     "api_tokens": "SELECT * FROM api_tokens t WHERE strpos(t::text, %(n)s) > 0",
     "optout_key": "SELECT * FROM optout_key t WHERE strpos(t::text, %(n)s) > 0",
     "schema_version": "SELECT * FROM schema_version t WHERE strpos(t::text, %(n)s) > 0",
+    "erasure_holds": holds.SCAN_PG,  # schema 18: hashes and times
 }
 # A big table's columns the scan knows, searched or typed: SQLite's classification (twins).
 KNOWN_COLUMNS = {t: {*SQLITE_SCANS[t][1], *SQLITE_SCANS[t][2]} for t in BIG_SCANS}
@@ -215,6 +217,7 @@ class PgPrivacySQL(PgCore):
             "audit": self._rows("SELECT * FROM audit WHERE subject_hash = %(h)s OR "
                                 "strpos(detail, %(n)s) > 0 ORDER BY at COLLATE \"C\", id", p),
             "named_in_other_contacts": named_in(self.extra_naming(number), number),
+            "erasure_hold": holds.hold_of(self._rows, holds.PG, p["h"]),
         }
 
     def extra_naming(self, number: str) -> list[Row]:
@@ -235,11 +238,14 @@ class PgPrivacySQL(PgCore):
                         (number, utc(started_after)))
         return int(row["id"]) if row else None
 
-    def erase_person(self, number: str, *, erased_number: str,
-                     erased_text: str) -> dict[str, int]:
+    def erase_person(self, number: str, *, erased_number: str, erased_text: str,
+                     now: datetime | None = None, cooldown: timedelta | None = None
+                     ) -> dict[str, int]:
         """Carry out the erasure policy for one number; the caller holds the transaction."""
         p = {"n": number, "erased": erased_number, "h": self.number_hash(number),
              "text": erased_text}
+        kept = holds.keep_hold(self._rows, self._exec, holds.PG, self.number_hash, number,
+                               now, cooldown)  # first: it reads the rows erased below
         # `x = ANY(ARRAY(SELECT ...))`, not `x IN (SELECT ...)`: an OR of the former is a
         # BitmapOr of indexes, of the latter a scan of the whole table (0.15 s over 300,000).
         consents = self._exec(
@@ -278,7 +284,7 @@ class PgPrivacySQL(PgCore):
             self._last_erasure = time.monotonic()
         return {"contacts": contacts, "calls": calls, "consents": consents,
                 "optout_numbers_cleared": optouts, "audit_details_scrubbed": audit,
-                "extra_cells_cleared": cells}
+                "extra_cells_cleared": cells, "holds_kept": kept}
 
     def checkpoint_wal(self) -> bool:
         """After an erasure, outside any transaction: rewrite the tables it changed so no old
@@ -385,7 +391,7 @@ class PgPrivacySQL(PgCore):
                         if isinstance(value, str) and pattern.search(value)}
         yield from (c for c in (rows[0] if rows else sorted(also)) if c in found)
 
-    def purge_before(self, cutoff: datetime) -> dict[str, int]:
+    def purge_before(self, cutoff: datetime, now: datetime | None = None) -> dict[str, int]:
         """Delete what ended before the cutoff (policy in records/privacy.py), by chunks of
         sqlite_privacy.PURGE_CHUNK rows, one transaction each (the SQLite twin says why; here
         one transaction kept every changed row locked to its end: a write to one of them, a
@@ -399,6 +405,7 @@ class PgPrivacySQL(PgCore):
                 "AND k.stopped_at IS NULL)", p)
             self._exec("DELETE FROM controllers WHERE stopped_at IS NOT NULL AND "
                        "stopped_at::timestamptz < %(cutoff)s::timestamptz", p)
+            self._exec(PURGE_PG, holds.purge_params(now))
         return {key: counts[key] for key in ("calls", "consents", "contacts",
                                              "optout_numbers_cleared")}
 

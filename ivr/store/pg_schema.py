@@ -327,4 +327,14 @@ MIGRATIONS: list[str] = [
     CREATE INDEX run_snapshots_at ON run_snapshots(campaign, at);
     INSERT INTO schema_version (version, applied_at) VALUES (17, now()::text)
     """,
+    # 18: what an erasure keeps for the calling rules (schema.py says why).
+    """
+    CREATE TABLE erasure_holds (
+        number_hash TEXT PRIMARY KEY,
+        last_refusal TEXT,
+        attempts TEXT NOT NULL DEFAULT '[]',
+        kept_until TEXT NOT NULL
+    );
+    INSERT INTO schema_version (version, applied_at) VALUES (18, now()::text)
+    """,
 ]

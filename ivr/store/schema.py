@@ -341,4 +341,16 @@ MIGRATIONS: list[str] = [
     CREATE INDEX run_snapshots_at ON run_snapshots(campaign, at);
     PRAGMA user_version = 17
     """,
+    # 18: what an erasure keeps of a number for the calling rules, under its keyed hash and
+    # for a bounded time (store/erasure_holds.py): the refusal cooldown and the attempt cap
+    # survive the erasure. attempts: a JSON list of UTC attempt start times in the cap window.
+    """
+    CREATE TABLE erasure_holds (
+        number_hash TEXT PRIMARY KEY,
+        last_refusal TEXT,
+        attempts TEXT NOT NULL DEFAULT '[]',
+        kept_until TEXT NOT NULL
+    );
+    PRAGMA user_version = 18
+    """,
 ]

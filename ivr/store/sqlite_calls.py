@@ -12,6 +12,8 @@ from typing import Any
 
 from ivr.callflow import outcomes
 from ivr.errors import StoreError
+from ivr.store import erasure_holds
+from ivr.store.erasure_holds import HOLDS_SQLITE
 from ivr.store.base import (ERASED_NUMBER, CallResult, Claim, History, Judge, Row,
                              parse_utc, utc)
 from ivr.store.sqlite_core import SQLiteCore
@@ -75,7 +77,7 @@ class CallsSQL(SQLiteCore):
         number = contact["number"]
         with self.transaction():
             past = self._history_of(contact["id"], number, attempts_since, refusals_since,
-                                    campaign)
+                                    campaign, now)
             decision = judge(past)
             if not decision.allowed:
                 if past.opted_out:  # keep the contact's status true to the opposition list
@@ -87,11 +89,11 @@ class CallsSQL(SQLiteCore):
         return Claim(call=row, decision=decision)
 
     def _history_of(self, contact_id: int, number: str, attempts_since: datetime,
-                    refusals_since: datetime, campaign: str) -> History:
+                    refusals_since: datetime, campaign: str, now: datetime) -> History:
         """One number's history in one statement (the claim's hot path; `history` reads many
-        numbers in five). The same five answers, each through its index, and the contact's
-        slot and timezone as they are now (`History.current`: the plan's row may be hours
-        old)."""
+        numbers in six). The same six answers, each through its index (the last: what an
+        erasure of the number kept, erasure_holds), and the contact's slot and timezone as
+        they are now (`History.current`: the plan's row may be hours old)."""
         row = self.db.conn.execute(
             "SELECT EXISTS (SELECT 1 FROM optouts WHERE number_hash = :h), "
             "EXISTS (SELECT 1 FROM calls WHERE number = :n AND outcome IS NULL), "
@@ -103,15 +105,20 @@ class CallsSQL(SQLiteCore):
             "(SELECT retry_at FROM calls WHERE number = :n AND +campaign = :c "
             "ORDER BY id DESC LIMIT 1), "
             # NULL when the row is gone (erased meanwhile): the caller's row then stands
-            "(SELECT json_array(slot, timezone) FROM contacts WHERE id = :k)",
+            "(SELECT json_array(slot, timezone) FROM contacts WHERE id = :k), "
+            "(SELECT json_array(last_refusal, attempts, kept_until) FROM erasure_holds "
+            "WHERE number_hash = :h)",
             {"h": self.number_hash(number), "n": number, "a": utc(attempts_since),
              "r": utc(refusals_since), "c": campaign, "k": contact_id}).fetchall()[0]
-        opted_out, in_flight, attempts, last_refusal, retry_at, now_row = row
+        opted_out, in_flight, attempts, last_refusal, retry_at, now_row, hold = row
         current = dict(zip(("slot", "timezone"), json.loads(now_row))) if now_row else None
-        return History(opted_out=bool(opted_out), in_flight=bool(in_flight),
+        past = History(opted_out=bool(opted_out), in_flight=bool(in_flight),
                        attempts=[parse_utc(t) for t in json.loads(attempts)],
                        last_refusal=parse_utc(last_refusal) if last_refusal else None,
                        retry_at=parse_utc(retry_at) if retry_at else None, current=current)
+        erasure_holds.add_hold(past, json.loads(hold) if hold else None, now, attempts_since,
+                               refusals_since)
+        return past
 
     def create_attempt(self, contact: Mapping[str, Any], campaign: str, caller_id: str,
                        now: datetime, token_hash: str | None = None) -> Row:
@@ -351,16 +358,24 @@ class CallsSQL(SQLiteCore):
 
     def history(self, numbers: list[str], attempts_since: datetime, refusals_since: datetime,
                 campaign: str | None = None) -> dict[str, History]:
-        """What the rules need for many numbers at once: five queries per HISTORY_CHUNK numbers
-        instead of several per contact. `campaign` gives retry_at (of its last attempt).
-        A number opposed or with a call in flight gets only that: the judge refuses it before
-        it looks further (a re-plan with every call in flight reads two lists, not five; the
-        claim reads its one number's whole history)."""
+        """What the rules need for many numbers at once: six queries per HISTORY_CHUNK numbers
+        instead of several per contact (one reads what an erasure kept: erasure_holds).
+        `campaign` gives retry_at (of its last attempt). A number opposed or with a call in
+        flight gets only that: the judge refuses it before it looks further (a re-plan with
+        every call in flight reads two lists, not six; the claim reads its one number's whole
+        history)."""
         out = {n: History() for n in numbers}
         for i in range(0, len(numbers), HISTORY_CHUNK):
             self._fill_history(out, numbers[i:i + HISTORY_CHUNK], attempts_since,
                                refusals_since, campaign)
         return out
+
+    def held_among(self, numbers: list[str], now: datetime) -> set[str]:
+        """The numbers an erasure left a hold for, not expired at `now` (erasure_holds): the
+        plan's quiet shortcut must read their history (`history`) instead."""
+        by_hash = hashes_of(self, numbers)
+        return erasure_holds.live(by_hash, self._rows(HOLDS_SQLITE, (json.dumps(list(by_hash)),)),
+                                  now)
 
     def _fill_history(self, out: dict[str, History], chunk: list[str], attempts_since: datetime,
                       refusals_since: datetime, campaign: str | None) -> None:
@@ -385,6 +400,10 @@ class CallsSQL(SQLiteCore):
                 "json_each(?)) AND kind = 'refusal' AND at >= ? GROUP BY number",
                 (listed, utc(refusals_since))):
             out[number].last_refusal = parse_utc(at)
+        judged = set(rest)  # the holds of the numbers judged further, by their hash
+        kept = {h: n for h, n in by_hash.items() if n in judged}
+        erasure_holds.add_holds(out, kept, self._rows(HOLDS_SQLITE, (json.dumps(list(kept)),)),
+                                attempts_since, refusals_since)
         if campaign is None:
             return
         # `+campaign`: by number (calls_number), not a walk of the campaign's every attempt

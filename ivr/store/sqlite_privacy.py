@@ -10,11 +10,13 @@ import json
 import re
 import time
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ivr.numbers import names_number, number_spans
+from ivr.store import erasure_holds as holds
 from ivr.store.base import Row, utc
+from ivr.store.erasure_holds import PURGE_SQLITE
 from ivr.store.sqlite_core import SQLiteCore
 
 # The retention purge, by chunks of ids (after, upto], in this order: old consents first (a
@@ -170,6 +172,7 @@ SCANS: dict[str, Scan] = {
     "optout_key": (
         "SELECT * FROM optout_key WHERE instr(id, :n) > 0 OR instr(fingerprint, :n) > 0",
         ("id", "fingerprint"), ()),
+    "erasure_holds": holds.SCAN_SQLITE,  # schema 18: hashes and times
 }
 
 
@@ -309,6 +312,7 @@ class PrivacySQL(SQLiteCore):
             "audit": self._rows("SELECT * FROM audit WHERE subject_hash = :h OR "
                                 "instr(detail, :n) > 0 ORDER BY at, id", p),
             "named_in_other_contacts": named_in(self.extra_naming(number), number),
+            "erasure_hold": holds.hold_of(self._rows, holds.SQLITE, p["h"]),
         }
 
     def extra_naming(self, number: str) -> list[Row]:
@@ -324,10 +328,13 @@ class PrivacySQL(SQLiteCore):
                         (number, utc(started_after)))
         return int(row["id"]) if row else None
 
-    def erase_person(self, number: str, *, erased_number: str,
-                     erased_text: str) -> dict[str, int]:
+    def erase_person(self, number: str, *, erased_number: str, erased_text: str,
+                     now: datetime | None = None, cooldown: timedelta | None = None
+                     ) -> dict[str, int]:
         """Carry out the erasure policy for one number; the caller holds the transaction."""
         conn, p = self.db.conn, {"n": number, "erased": erased_number}
+        kept = holds.keep_hold(self._rows, conn.execute, holds.SQLITE, self.number_hash,
+                               number, now, cooldown)  # first: it reads the rows erased below
         consents = conn.execute(
             "DELETE FROM consents WHERE number = :n OR contact_id IN (SELECT id FROM contacts "
             "WHERE number = :n) OR call_id IN (SELECT id FROM calls WHERE number = :n OR "
@@ -360,7 +367,7 @@ class PrivacySQL(SQLiteCore):
                      {"h": self.number_hash(number)})
         return {"contacts": contacts, "calls": calls, "consents": consents,
                 "optout_numbers_cleared": optouts, "audit_details_scrubbed": audit,
-                "extra_cells_cleared": cells}
+                "extra_cells_cleared": cells, "holds_kept": kept}
 
     def unscanned_columns(self) -> list[str]:
         """'table.column' of every column SCANS neither searches nor lists as typed."""
@@ -393,7 +400,7 @@ class PrivacySQL(SQLiteCore):
                       and pattern.search(row[c])}
         yield from (c for c in searched if c in found)
 
-    def purge_before(self, cutoff: datetime) -> dict[str, int]:
+    def purge_before(self, cutoff: datetime, now: datetime | None = None) -> dict[str, int]:
         """Delete what ended before the cutoff (policy in records/privacy.py), PURGE_CHUNK rows
         a transaction (one over millions of rows held the write lock ~50 s: other writers timed
         out). Each leaves the store consistent; a purge stopped midway, the next finishes."""
@@ -406,6 +413,7 @@ class PrivacySQL(SQLiteCore):
                 "k.stopped_at IS NULL)", p)  # a live controller's snapshot stays however old
             self.db.conn.execute("DELETE FROM controllers WHERE stopped_at IS NOT NULL AND "
                                  "julianday(stopped_at) < julianday(:cutoff)", p)
+            self.db.conn.execute(PURGE_SQLITE, holds.purge_params(now))
         time.sleep(PURGE_PAUSE_S)  # before the caller's audit row
         return {key: counts[key] for key in ("calls", "consents", "contacts",
                                              "optout_numbers_cleared")}
