@@ -21,6 +21,7 @@ import hmac
 import json
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
@@ -46,6 +47,9 @@ READ_TRIES = 50       # the outcome is read back this many times, READ_WAIT_S ap
 READ_WAIT_S = 0.2
 CLOSE_GRACE_S = 5.0   # at the run's end, events still queued get this long to go out
 BODY_READ_MAX = 64 * 1024  # the receiver's answer is read this far at most, then cut
+# A failing receiver fails every outcome: its first failed attempt and its first outcome given
+# up are said, then one line of each a minute at most, with the count of those not said.
+TELL_EVERY_S = 60.0
 IDS_LOGGED = 50       # call ids named per log line of undelivered outcomes; the rest counted
 # X-IVR-Delivery must be ASCII: visible ASCII but `%` kept, the rest percent-encoded (UTF-8)
 DELIVERY_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
@@ -95,6 +99,13 @@ class Stats:
     delivered: int = 0
     dropped: int = 0   # the queue was full, or still queued or retried at the end: never sent
     failed: int = 0    # every retry failed, or the outcome could not be read
+
+
+@dataclass
+class Said:
+    """When a kind of failure was last logged, and how many of it were not since."""
+    at: float = float("-inf")
+    quiet: int = 0
 
 
 @dataclass
@@ -152,8 +163,11 @@ class Webhooks:
     def __init__(self, url: str, key: bytes, read_call: ReadCall, *, timeout_s: float = 5.0,
                  queue_size: int = QUEUE_SIZE, workers: int = WORKERS, retries: int = RETRIES,
                  backoff_s: float = BACKOFF_S, sleep: Callable[[float], Awaitable[Any]]
-                 = asyncio.sleep, transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 = asyncio.sleep, transport: httpx.AsyncBaseTransport | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.url, self._key, self._read = url, key, read_call
+        self._clock = clock
+        self._said = {"attempts failed": Said(), "outcomes given up": Said()}
         self.timeout_s = timeout_s
         self.retries, self.backoff_s, self._sleep = retries, backoff_s, sleep
         self.queue: asyncio.Queue[int] = asyncio.Queue(maxsize=queue_size)
@@ -212,12 +226,27 @@ class Webhooks:
                 return
             if attempt < self.retries:
                 wait = min(self.backoff_s * 2 ** attempt, BACKOFF_MAX_S)
-                log.warning("webhooks: call %s (%s): %s; retry in %g s", call_id,
-                            mask(call.get("number")), problem, wait)
+                self._tell("attempts failed", logging.WARNING,
+                           "call %s (%s): %s; retry in %g s", call_id,
+                           mask(call.get("number")), problem, wait)
                 await self._sleep(wait)
         self._failed(call_id)
-        log.error("webhooks: call %s (%s): given up after %d attempts", call_id,
-                  mask(call.get("number")), self.retries + 1)
+        self._tell("outcomes given up", logging.ERROR,
+                   "call %s (%s): given up after %d attempts", call_id,
+                   mask(call.get("number")), self.retries + 1)
+
+    def _tell(self, kind: str, level: int, text: str, *args: Any) -> None:
+        """The first failure of its kind, then one a minute with how many were not said:
+        a dead receiver wrote six lines per call (five retries, the giving up), ~1,200 for
+        200 calls. The ids of the outcomes given up are named at the end (_name_lost)."""
+        said, now = self._said[kind], self._clock()
+        if now - said.at < TELL_EVERY_S:
+            said.quiet += 1
+            return
+        more = (f" ({said.quiet} more {kind} in the last {now - said.at:.0f} s; said once a "
+                "minute)") if said.quiet else ""
+        said.at, said.quiet = now, 0
+        log.log(level, "webhooks: " + text + more, *args)
 
     async def _post(self, body: bytes, headers: dict[str, str]) -> str | None:
         """None when the receiver took it (2xx), else what went wrong. The whole attempt is
