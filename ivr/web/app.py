@@ -50,12 +50,16 @@ StoreFactory = Callable[[], StoreBackend]
 class Stores:
     """One SQLite store per thread, opened on first use (a connection serves one thread at a
     time); a remote store (PostgreSQL: its own pool, transactions bound to the calling thread)
-    is opened once and shared. All closed together at shutdown."""
+    is opened once and shared. A thread's store is closed once that thread has ended (anyio
+    ends a pool thread idle for 10 s and starts another for the next request: kept until
+    shutdown, each page load after a quiet spell left ~5 connections open, until "Too many
+    open files"); every other store at shutdown."""
 
     def __init__(self, factory: StoreFactory) -> None:
         self.factory = factory
         self._local = threading.local()
-        self._all: list[Any] = []
+        self._by_thread: dict[threading.Thread, Any] = {}
+        self._others: list[Any] = []  # the marker's, remote ones: closed at shutdown
         self._shared: Any = None
         self._marker: Any = None
         self._lock = threading.Lock()
@@ -66,13 +70,25 @@ class Stores:
         store = getattr(self._local, "store", None)
         if store is None:
             store = self._local.store = self.factory()
+            ended: list[Any] = []
             with self._lock:
-                self._all.append(store)
                 if getattr(store, "remote", False):
+                    self._others.append(store)
                     self._shared = store
                     # PostgreSQL's rewrite after an erasure (seconds): after the answer
                     store.reclaim_in_background = True
+                else:
+                    gone = [t for t in self._by_thread if not t.is_alive()]
+                    ended = [self._by_thread.pop(t) for t in gone]
+                    self._by_thread[threading.current_thread()] = store
+            for old in ended:
+                _close(old)  # check_same_thread=False: closable here, its thread is gone
         return store
+
+    def open_count(self) -> int:
+        """Stores open now, the marker's included (what the console holds in descriptors)."""
+        with self._lock:
+            return len(self._by_thread) + len(self._others)
 
     def marker(self) -> str:
         """The store's change marker, always from one and the same store: a SQLite one of its
@@ -82,21 +98,26 @@ class Stores:
                 shared = self._shared
                 self._marker = shared if shared is not None else self.factory()
                 if shared is None:
-                    self._all.append(self._marker)
+                    self._others.append(self._marker)
             return str(self._marker.change_marker())
 
     def close(self) -> None:
         with self._lock:
             self._marker = None
-            for store in self._all:
-                close = getattr(store, "close", None)
-                conn = getattr(getattr(store, "db", None), "conn", None)
-                if callable(close):
-                    close()
-                elif conn is not None:
-                    conn.close()
-            self._all.clear()
+            for store in [*self._by_thread.values(), *self._others]:
+                _close(store)
+            self._by_thread.clear()
+            self._others.clear()
             self._shared = None
+
+
+def _close(store: Any) -> None:
+    close = getattr(store, "close", None)
+    conn = getattr(getattr(store, "db", None), "conn", None)
+    if callable(close):
+        close()
+    elif conn is not None:
+        conn.close()
 
 
 class Acting:
