@@ -23,7 +23,7 @@ import psycopg
 from ivr.errors import StoreError
 from ivr.store import same_host
 from ivr.store.base import Row, RunOwner, utc
-from ivr.store.pg_core import PgCore
+from ivr.store.pg_core import STORE_ERRORS, PgCore
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class PgControllersSQL(PgCore):
                        (controller, campaign, owner.host, owner.pid, utc(owner.started),
                         self.lease_s))
             self._exec(FOLD_COUNTS)
-        except psycopg.OperationalError as exc:
+        except STORE_ERRORS as exc:  # away, read-only, a privilege missing: one line
             raise StoreError(f"cannot register this controller in the store: "
                              f"{' '.join(str(exc).split())}") from None
         beat = Heartbeat(self._url, self._connect_kwargs, controller, self.lease_s / 3)
@@ -143,7 +143,7 @@ class PgControllersSQL(PgCore):
             try:
                 self._exec("UPDATE controllers SET stopped_at = %s WHERE id = %s",
                            (utc(datetime.now(timezone.utc)), controller))
-            except psycopg.OperationalError as exc:  # the store is away: the lease will expire
+            except STORE_ERRORS as exc:  # the store is away: the lease will expire
                 log.warning("controller %s not marked stopped (%s): its lease will expire",
                             controller, str(exc).splitlines()[0] if str(exc) else exc)
 

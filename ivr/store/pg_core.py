@@ -28,9 +28,21 @@ from ivr.store.sqlite_optout_key import KEY_SAMPLE, check_key
 
 # What a PostgreSQL store that is away raises. OperationalError covers a stopped or restarting
 # server, a lost connection, a pool that cannot hand out a connection in time (PoolTimeout), a
-# serialisation failure or deadlock: all worth retrying. Anything else (a missing table, a
-# type error) is a bug that would fail forever.
-STORE_ERRORS: tuple[type[BaseException], ...] = (psycopg.OperationalError, OSError)
+# serialisation failure or deadlock, a statement or lock timeout: all worth retrying. So are
+# the server's state, not the data: a read-only server (a failover onto a replica, a DBA's
+# default_transaction_read_only), a session or transaction its timeouts ended, a privilege a
+# DBA took away (the run pauses saying which until it is granted again: an outcome the person
+# heard confirmed is never dropped for it). Anything else (a missing table, a type error) is a
+# bug that would fail forever.
+SERVER_STATE_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.IdleInTransactionSessionTimeout,
+    psycopg.errors.TransactionTimeout, psycopg.errors.InsufficientPrivilege)
+STORE_ERRORS: tuple[type[BaseException], ...] = (psycopg.OperationalError, OSError,
+                                                 *SERVER_STATE_ERRORS)
+# A session that found the server read-only stays so (default_transaction_read_only is read at
+# its start): it is closed, and its replacement asks for a writable server (libpq's
+# target_session_attrs), so a read-only one is refused at connect until it is a primary again.
+READ_WRITE = {"target_session_attrs": "read-write"}
 
 Params = tuple[Any, ...] | list[Any] | dict[str, Any]
 
@@ -83,6 +95,9 @@ class PgCore(KeyedAudit, BoxLines):
         self._key = optout_key
         self._url = url  # no password inside: pg.py refuses one
         self._connect_kwargs = connect_kwargs  # may hold the password: never logged
+        connect_kwargs.update(READ_WRITE)  # the heartbeat's connection, the pool's next ones
+        if isinstance(pool.kwargs, dict):
+            pool.kwargs.update(READ_WRITE)
         self._local = threading.local()
         if migrate:
             self.migrate()
@@ -160,6 +175,9 @@ class PgCore(KeyedAudit, BoxLines):
             try:
                 with conn.transaction():
                     yield
+            except SERVER_STATE_ERRORS:
+                conn.close()  # the pool replaces it: a read-only session never turns writable
+                raise
             finally:
                 self._local.conn = None
 
@@ -174,7 +192,11 @@ class PgCore(KeyedAudit, BoxLines):
         if conn is not None:
             return self._cursor_rows(conn, sql, params)
         with self.pool.connection() as conn:  # autocommit: one statement, one transaction
-            return self._cursor_rows(conn, sql, params)
+            try:
+                return self._cursor_rows(conn, sql, params)
+            except SERVER_STATE_ERRORS:
+                conn.close()  # as in transaction(): the pool replaces it
+                raise
 
     def _rows(self, sql: str, params: Params = ()) -> list[Row]:
         return self._run(sql, params)[0]
