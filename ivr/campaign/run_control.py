@@ -156,7 +156,7 @@ class RunControl:
         its updated_at moves, a pacing-only write leaves it (store/sqlite_console.py), so
         saving the pacing is neither a Start nor a Stop; the pacing is applied by value."""
         if not standby:
-            await self._call(self._start_unless_paused, self.clock.now())
+            await self._start()
             await self.read()
             return
         log.warning("%s (campaign %s)", STANDBY, self.campaign)
@@ -175,6 +175,24 @@ class RunControl:
             await self.publish()
             await self.clock.wait(self.stop, timeout=self.poll_s)
         self.state.set(console="")
+
+    async def _start(self) -> None:
+        """The CLI start's write, tried again each second while the store is away, the run
+        paused and saying why (a connection lost at the very start raised out of the run);
+        a stop ends the wait."""
+        away = ""
+        while not self.stop.is_set():
+            try:
+                await self._call(self._start_unless_paused, self.clock.now())
+                break
+            except STORE_ERRORS as exc:
+                if not away:  # once per outage; the snapshot shows it meanwhile
+                    log.error("store unavailable (%s): the run starts once it answers", exc)
+                away = " ".join(str(exc).split()) or type(exc).__name__
+                self.state.set(paused=f"store unavailable: {away}")
+            await self.clock.wait(self.stop, timeout=1.0)
+        if away:
+            self.state.set(paused="")
 
     def _start_unless_paused(self, now: Any) -> None:
         """Write `running`, unless the console paused the campaign and another controller of
