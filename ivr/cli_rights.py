@@ -112,8 +112,12 @@ def gdpr_export(ctx: Ctx, number: str) -> None:
 @click.argument("number")
 @pass_ctx
 def gdpr_erase(ctx: Ctx, number: str) -> None:
+    from datetime import timedelta
+
     from ivr.records.privacy import gdpr_erase as erase, normalise_number, wal_warning
-    counts = erase(ctx.store(), normalise_number(number, ctx.cfg.default_region), now())
+    cooldown = timedelta(days=ctx.cfg.schedule.refusal_cooldown_days)  # how long a refusal holds
+    counts = erase(ctx.store(), normalise_number(number, ctx.cfg.default_region), now(),
+                   cooldown)
     console.print(json.dumps(counts), highlight=False)
     if not counts["wal_checkpointed"]:
         err_console.print(wal_warning(ctx.cfg.store.path), highlight=False, markup=False)

@@ -27,7 +27,8 @@ LOCKED = ("cannot upgrade the store {path} from schema 14 to {last}: database is
 def _schema_14(path: Path, key: bytes = b"k") -> None:
     store = Store.open(path, optout_key=key)
     for statement in ("DROP TABLE optout_key", "DROP INDEX calls_open",
-                      "DROP INDEX run_snapshots_at", "PRAGMA user_version = 14"):
+                      "DROP INDEX run_snapshots_at", "DROP TABLE erasure_holds",
+                      "PRAGMA user_version = 14"):
         store.db.execute(statement)
     store.db.conn.close()
 
@@ -90,7 +91,7 @@ def test_a_postgresql_lock_timeout_during_an_upgrade_is_one_line(
     from store_sql import PgTestStore
     old = PgTestStore.open(pg_url, optout_key=b"test-key")
     for statement in ("DROP TABLE optout_key", "DROP INDEX calls_open",
-                      "DROP INDEX run_snapshots_at",
+                      "DROP INDEX run_snapshots_at", "DROP TABLE erasure_holds",
                       "DELETE FROM schema_version WHERE version >= 15"):
         old.db.execute(statement)
     old.close()

@@ -215,7 +215,7 @@ def test_erase_keeps_the_opposition_hash_and_nothing_in_clear(store: Store) -> N
     counts = gdpr_erase(store, NUM, T0 + timedelta(days=5))
     assert counts == {"contacts": 1, "calls": 2, "consents": 2, "optout_numbers_cleared": 1,
                       "audit_details_scrubbed": 1, "extra_cells_cleared": 0,
-                      "opposition_kept": True,
+                      "holds_kept": 0, "opposition_kept": True,
                       "wal_checkpointed": True}
     assert text_places(store, NUM) == []
     assert store.is_opted_out(NUM)
@@ -248,7 +248,7 @@ def test_erase_of_an_unknown_number_reports_zero_and_audits(store: Store) -> Non
     counts = gdpr_erase(store, NUM, T0)
     assert counts == {"contacts": 0, "calls": 0, "consents": 0, "optout_numbers_cleared": 0,
                       "audit_details_scrubbed": 0, "extra_cells_cleared": 0,
-                      "opposition_kept": False,
+                      "holds_kept": 0, "opposition_kept": False,
                       "wal_checkpointed": True}
     (row,) = audits(store, "gdpr_erase")
     assert row["subject_hash"] is None  # no hash of someone who never objected

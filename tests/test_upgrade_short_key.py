@@ -23,8 +23,9 @@ NOW = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
 SHORT = "villeneuve-2026-key"  # 19 characters: older releases took it
 LONG, OTHER = "a" * 32, "b" * 32
 NUMBER = "+33199000002"
-# The objects of schemas 15, 16 and 17: dropped, a store looks as release 14 left it.
-DROP_15_17 = ("DROP TABLE optout_key", "DROP INDEX calls_open", "DROP INDEX run_snapshots_at")
+# The objects of schemas 15 to 18: dropped, a store looks as release 14 left it.
+DROP_15_17 = ("DROP TABLE optout_key", "DROP INDEX calls_open", "DROP INDEX run_snapshots_at",
+              "DROP TABLE erasure_holds")
 
 
 def _fill(store: Any, rows: bool, optout: bool) -> None:

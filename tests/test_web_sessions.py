@@ -96,6 +96,7 @@ def test_a_store_of_schema_12_gets_session_epochs_and_token_revocation(tmp_path:
                               "DROP TABLE optout_key; "  # 15
                               "DROP INDEX calls_open; "  # 16
                               "DROP INDEX run_snapshots_at; "  # 17
+                              "DROP TABLE erasure_holds; "  # 18
                               "PRAGMA user_version = 12")
     old.db.conn.close()
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 12
@@ -115,6 +116,7 @@ def test_a_postgresql_store_of_schema_12_gets_session_epochs_and_token_revocatio
     old.db.execute("DROP TABLE optout_key")  # 15
     old.db.execute("DROP INDEX calls_open")  # 16
     old.db.execute("DROP INDEX run_snapshots_at")  # 17
+    old.db.execute("DROP TABLE erasure_holds")  # 18
     old.db.execute("DELETE FROM schema_version WHERE version >= 13")
     old.close()
     again = PgTestStore.open(pg_url, optout_key=b"test-key")

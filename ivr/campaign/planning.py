@@ -302,6 +302,10 @@ def _judge_chunk(cfg: Config, store: StoreBackend, rows: list[dict[str, Any]], n
             if any(quiet) else set()
         history = _histories(cfg, store, [r["number"] for r, q in zip(rows, quiet) if not q],
                              now)
+    held = store.held_among([r["number"] for r in rows], now)
+    if held:  # an erasure's hold (store/erasure_holds.py): the rows the plan reads are gone
+        quiet = [q and r["number"] not in held for r, q in zip(rows, quiet)]
+        history.update(_histories(cfg, store, sorted(held), now))
     out: Judged = []
     add = out.append
     for contact, q in zip(rows, quiet):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import tempfile
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -168,4 +168,5 @@ def erase(cfg: Config, store: StoreBackend, number: str, confirm: str,
         again = ""
     if again != e164:
         raise ValueError(f"confirm: type the number {e164} again to confirm the erasure")
-    return {"number": e164, **privacy.gdpr_erase(store, e164, now)}
+    cooldown = timedelta(days=cfg.schedule.refusal_cooldown_days)  # how long a refusal holds
+    return {"number": e164, **privacy.gdpr_erase(store, e164, now, cooldown)}
