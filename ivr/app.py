@@ -288,9 +288,10 @@ async def run_campaign(cfg: Config, store: Store, *,
                        clock: Clock | None = None, stop: asyncio.Event | None = None,
                        node: PbxNode | Sequence[PbxNode] | None = None,
                        hashes: dict[str, str] | None = None, standby: bool = False,
-                       ) -> tuple[campaign_run.RunReport, Any]:
+                       wait: bool = False) -> tuple[campaign_run.RunReport, Any]:
     """One run: the controller, its RunState (snapshots to `on_snapshot`), the run loop;
-    `standby`: no call before the web console's Start (campaign/run_control.py).
+    `standby`: no call before the web console's Start (campaign/run_control.py); `wait`: for
+    the next allowed time when nobody can be called now (campaign/window_wait.py).
     The store is held for the campaign for the whole run (first: a second run of the campaign
     is refused before it touches the PBX, whose live calls it would otherwise adopt and wait
     for forever; another campaign's run may share the store)."""
@@ -298,14 +299,14 @@ async def run_campaign(cfg: Config, store: Store, *,
     with store.hold_run(RunOwner.this_process(utcnow()), cfg.campaign.name):
         async with webhooks.running(cfg, store) as hooks:  # refused here without its secret
             return await _run_campaign(cfg, store, on_tick, on_snapshot, clock, stop, node,
-                                       hashes, standby, hooks)
+                                       hashes, standby, hooks, wait)
 
 
 async def _run_campaign(cfg: Config, store: Store, on_tick: Callable[[Controller], None],
                         on_snapshot: Callable[[Snapshot], None] | None, clock: Clock,
                         stop: asyncio.Event | None, node: PbxNode | Sequence[PbxNode] | None,
                         hashes: dict[str, str] | None, standby: bool = False,
-                        hooks: webhooks.Webhooks | None = None
+                        hooks: webhooks.Webhooks | None = None, wait: bool = False
                         ) -> tuple[campaign_run.RunReport, Any]:
     # each outcome to webhooks.url, the start's reconciliation's too; offer() never waits
     ctl = await start(cfg, store, clock, node=node, hashes=hashes,
@@ -324,7 +325,7 @@ async def _run_campaign(cfg: Config, store: Store, on_tick: Callable[[Controller
     try:
         task = asyncio.ensure_future(campaign_run.run(
             cfg, store, ctl.dialer, clock, stopper.stop, stopper.hard, state,
-            on_tick=lambda: on_tick(ctl), standby=standby))
+            on_tick=lambda: on_tick(ctl), standby=standby, wait=wait))
         report = await stopper.until_done(task)
         left = ctl.dialer.in_flight()
         if left:  # a hard stop gave up on them (PBX away): not a clean end

@@ -245,8 +245,10 @@ def check(ctx: Ctx) -> None:
 @cli.command("run")
 @click.option("--dry-run", is_flag=True, help="Show who would be called now, and who not, why.")
 @click.option("--standby", is_flag=True, help="Dial nobody until Start in the web console.")
+@click.option("--wait", is_flag=True, help="When nobody can be called now (outside the calling "
+              "window), wait for the next allowed time instead of ending (a service's run).")
 @pass_ctx
-def run_cmd(ctx: Ctx, dry_run: bool, standby: bool) -> None:
+def run_cmd(ctx: Ctx, dry_run: bool, standby: bool, wait: bool) -> None:
     """Call the due contacts: pacing, retries, calling rules; Ctrl-C stops gracefully."""
     from ivr.compliance.campaign_check import raise_on_errors
     store = ctx.store(busy_timeout_s=0.5, serving=True)  # locked: the run pauses, not the loop
@@ -260,7 +262,7 @@ def run_cmd(ctx: Ctx, dry_run: bool, standby: bool) -> None:
         return
     from ivr.records.run_audit import audit_run_start
     audit_run_start(ctx.cfg, store, violations, now())
-    _run(ctx, store, standby)
+    _run(ctx, store, standby, wait)
 
 
 def _dry_run(ctx: Ctx, store: Any) -> None:
@@ -310,11 +312,13 @@ def _plan_lines(ctx: Ctx, store: Any, out: Any, later: Any) -> tuple[int, int]:
 EXIT_CARRIER = 4
 
 
-def _run(ctx: Ctx, store: Any, standby: bool = False) -> None:
+def _run(ctx: Ctx, store: Any, standby: bool = False, wait: bool = False) -> None:
     from ivr.app import run, run_campaign
     from ivr.campaign.progress import Progress
     with Progress(console) as progress:
-        run(run_campaign(ctx.cfg, store, on_snapshot=progress.show, standby=standby))
+        # `wait` passed only when asked: a stand-in run_campaign of the tests takes standby only
+        run(run_campaign(ctx.cfg, store, on_snapshot=progress.show, standby=standby,
+                         **({"wait": True} if wait else {})))
     final = progress.last  # the report reads the run's final snapshot, nothing else
     assert final is not None and final.stopped
     console.print(f"run {final.stopped_by}: {final.originated} call(s) placed; {final.why}",

@@ -20,6 +20,7 @@ from ivr.campaign.planning import Plan, plan, why_nobody
 from ivr.campaign.run_control import CARRIER, RunControl
 from ivr.campaign.sending import Sender
 from ivr.campaign.state import RunState
+from ivr.campaign.window_wait import until_allowed
 from ivr.config import Config
 from ivr.store.safe_writes import STORE_ERRORS
 from ivr.store.sqlite import Store
@@ -48,8 +49,10 @@ class CampaignRun:
     def __init__(self, cfg: Config, store: Store, dialer: Dialer, clock: Clock,
                  stop: asyncio.Event, hard_stop: asyncio.Event, state: RunState,
                  on_tick: Callable[[], None] = lambda: None,
-                 control: RunControl | None = None, shares: Shares | None = None) -> None:
+                 control: RunControl | None = None, shares: Shares | None = None,
+                 wait: bool = False) -> None:
         self.cfg, self.store, self.dialer, self.clock = cfg, store, dialer, clock
+        self.wait = wait  # nobody callable now but later: wait for then (window_wait.py)
         self.stop, self.hard_stop, self.state, self.on_tick = stop, hard_stop, state, on_tick
         self.report = RunReport()
         # The console's pause and pacing (run_control.py); without one, the config's.
@@ -245,6 +248,11 @@ class CampaignRun:
             # outcomes the store has not taken yet: not the end, plan again on their outcomes.
             if self._planned_with or not await self._store_writable():
                 return True
+            allowed = p.next_allowed() if self.wait and nxt is None else None
+            if allowed is not None:  # --wait: the window reopens, a holiday ends
+                await until_allowed(p, allowed, self.state, self.clock, self.stop,
+                                    self.dialer.changed, self.control.changed)
+                return True
             if nxt is None:
                 self.report.why = await self.dialer.off_loop(why_nobody, self.store, p,
                                                              self.cfg.campaign.name)
@@ -374,9 +382,11 @@ class CampaignRun:
 
 async def run(cfg: Config, store: Store, dialer: Dialer, clock: Clock, stop: asyncio.Event,
               hard_stop: asyncio.Event, state: RunState | None = None,
-              on_tick: Callable[[], None] = lambda: None, standby: bool = False) -> RunReport:
+              on_tick: Callable[[], None] = lambda: None, standby: bool = False,
+              wait: bool = False) -> RunReport:
     """Run the campaign until nobody is due any more or the operator stops it (Ctrl-C or
-    the console). `standby`: dial nothing before the console's Start."""
+    the console). `standby`: dial nothing before the console's Start; `wait`: when nobody
+    can be called now but somebody later, wait for then instead of ending."""
     state = state or RunState(cfg.campaign.name, store, clock,
                               max_concurrent=cfg.dialer.max_concurrent,
                               nodes=dialer.node_snapshots)
@@ -393,7 +403,7 @@ async def run(cfg: Config, store: Store, dialer: Dialer, clock: Clock, stop: asy
         await shares.refresh()  # beside other controllers: their share, not the whole cap
         watches.append(asyncio.ensure_future(shares.watch(stop)))
         return await CampaignRun(cfg, store, dialer, clock, stop, hard_stop, state, on_tick,
-                                 control, shares)()
+                                 control, shares, wait)()
     finally:
         for watch in watches:
             watch.cancel()
