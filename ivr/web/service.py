@@ -17,6 +17,7 @@ from ivr.campaign.run_control import check_pacing
 from ivr.config import Config
 from ivr.records import report
 from ivr.store.base import Chunk, StoreBackend, parse_utc
+from ivr.web.cache import Marked
 
 # control action -> desired state (run_control.desired)
 ACTIONS = {"start": "running", "pause": "paused", "resume": "running", "stop": "stopped",
@@ -144,10 +145,21 @@ def _why(cfg: Config, store: StoreBackend, campaign: str, now: datetime, plans: 
     return why, min(times, key=parse_utc) if times else None
 
 
+def per_hour(store: StoreBackend, campaign: str, kept: Marked | None) -> list[dict[str, Any]]:
+    """Ended calls per hour and outcome, read again only once something was committed (`kept`:
+    keyed by the store's change marker). A GROUP BY over every call of the campaign (250-500
+    ms at 300,000 calls): each second an overview was open, with nothing written, it cost
+    16 % of a core; now an idle console reads it once."""
+    def read() -> list[dict[str, Any]]:
+        return [dict(r) for r in store.calls_per_hour(campaign)]
+    return read() if kept is None else kept.get(campaign, read)  # type: ignore[no-any-return]
+
+
 def overview(cfg: Config, store: StoreBackend, campaign: str, now: datetime,
-             plans: PlanCache) -> dict[str, Any]:
+             plans: PlanCache, hours: Marked | None = None) -> dict[str, Any]:
     """The live overview. `counts` come from the report's own code (records/report.summary),
-    so at the end they equal `ivr report --format json`'s outcomes exactly."""
+    so at the end they equal `ivr report --format json`'s outcomes exactly. `hours`: the
+    calls per hour as last read, kept until the next commit (per_hour)."""
     rep = report.summary(store, campaign)
     counts = {o: 0 for o in outcome_table.ORDER} | rep["outcomes"]
     # Only the fresh rows: the table keeps every past run's last snapshot, never shown
@@ -169,7 +181,7 @@ def overview(cfg: Config, store: StoreBackend, campaign: str, now: datetime,
         "controllers": [{"controller": s["controller"], "status": s.get("status", ""),
                          "in_flight": s.get("in_flight", 0), "age_s": s["age_s"]}
                         for s in live],
-        "per_hour": [dict(r) for r in store.calls_per_hour(campaign)],
+        "per_hour": per_hour(store, campaign, hours),
         "recent_calls": [dict(r) for r in store.recent_calls(campaign, 50)],
     }
 
