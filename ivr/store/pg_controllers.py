@@ -59,20 +59,65 @@ def check_lease(lease_s: float) -> float:
     return float(lease_s)
 
 
+def beat_kwargs(kwargs: dict[str, Any], every_s: float) -> dict[str, Any]:
+    """The heartbeat connection's keyword arguments: TCP keepalives and a user timeout, so a
+    connection hung after a failover (no RST ever comes) fails within a beat or two instead
+    of blocking the thread for the kernel's two hours."""
+    return {**kwargs, "keepalives": 1, "keepalives_idle": max(1, round(every_s)),
+            "keepalives_interval": 1, "keepalives_count": 3,
+            "tcp_user_timeout": max(1000, round(every_s * 2000))}
+
+
 class Heartbeat(threading.Thread):
     """Writes controllers.heartbeat_at every lease/3 on its own connection; reconnects after
-    a failure (PostgreSQL restarted) and says so once."""
+    a failure (PostgreSQL restarted) and says so once. Its statements give up before the next
+    beat is due (statement_timeout, lock_timeout): a DBA's `SELECT ... FOR UPDATE` on the
+    controllers, or a hung server, is a failed beat the run hears of, not a silent wait."""
 
     def __init__(self, url: str, kwargs: dict[str, Any], controller: str, every_s: float):
         super().__init__(name=f"ivr-heartbeat-{controller}", daemon=True)
-        self._url, self._kwargs = url, kwargs
+        self._url, self._kwargs = url, beat_kwargs(kwargs, every_s)
         self.controller, self.every_s = controller, every_s
         self.stopping = threading.Event()
         self.beats = 0
+        self.beat_at = time.monotonic()  # of the last beat written (registration's at first)
         self._folded_at = time.monotonic()
         # Why the last beat failed ("" once one is written again): the run reads it to pause
         # with a clear message even when none of its own writes is failing yet.
         self.problem = ""
+
+    def stale(self, max_age_s: float) -> str:
+        """Why no beat was written for over max_age_s (blocked or failing), or ""."""
+        age = time.monotonic() - self.beat_at
+        if age <= max_age_s:
+            return ""
+        why = self.problem or "its statement is blocked"
+        return f"controller heartbeat not written for {age:.0f} s ({why})"
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(self._url, autocommit=True, **self._kwargs)
+        # Within the beat's interval; a lock first, so that the message names the cause.
+        lock_ms, statement_ms = round(self.every_s * 500), round(self.every_s * 800)
+        conn.execute("SELECT set_config('statement_timeout', %s, false), "
+                     "set_config('lock_timeout', %s, false)",
+                     (f"{max(80, statement_ms)}ms", f"{max(50, lock_ms)}ms"))
+        return conn
+
+    def _beat(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute("UPDATE controllers SET heartbeat_at = to_char(clock_timestamp() "
+                     "AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
+                     "WHERE id = %s", (self.controller,))
+        self.beats += 1
+        self.beat_at = time.monotonic()
+        self.problem = ""
+        if time.monotonic() - self._folded_at >= FOLD_EVERY_S:
+            self._folded_at = time.monotonic()
+            try:  # housekeeping, not a beat: a slow or locked fold is tried again next time
+                conn.execute(FOLD_COUNTS)
+            except psycopg.Error as exc:
+                if conn.closed:  # the connection is gone: the next beat says it
+                    raise
+                log.warning("report counts not folded (%s): later", _first_line(exc))
 
     def run(self) -> None:
         conn: psycopg.Connection[Any] | None = None
@@ -80,15 +125,8 @@ class Heartbeat(threading.Thread):
         while not self.stopping.wait(1.0 if failing else self.every_s):  # back fast
             try:
                 if conn is None or conn.closed:
-                    conn = psycopg.connect(self._url, autocommit=True, **self._kwargs)
-                conn.execute("UPDATE controllers SET heartbeat_at = to_char(clock_timestamp() "
-                             "AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
-                             "WHERE id = %s", (self.controller,))
-                self.beats += 1
-                self.problem = ""
-                if time.monotonic() - self._folded_at >= FOLD_EVERY_S:
-                    conn.execute(FOLD_COUNTS)
-                    self._folded_at = time.monotonic()
+                    conn = self._connect()
+                self._beat(conn)
                 if failing:
                     log.warning("controller heartbeat: written again")
                 failing = False
@@ -96,7 +134,7 @@ class Heartbeat(threading.Thread):
                 self.problem = " ".join(str(exc).split()) or type(exc).__name__
                 if not failing:
                     log.warning("controller heartbeat not written (%s): retrying",
-                                str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                                _first_line(exc))
                 failing = True
                 if conn is not None:
                     conn.close()
@@ -105,13 +143,22 @@ class Heartbeat(threading.Thread):
             conn.close()
 
 
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 class PgControllersSQL(PgCore):
     lease_s = 15.0  # PgStore.open sets it (at most MAX_LEASE_S)
     _beat: Heartbeat | None = None
 
     def unreachable(self) -> str:
-        """Why this controller's heartbeat cannot reach the store, or "" (it can)."""
-        return self._beat.problem if self._beat is not None else ""
+        """Why this controller's heartbeat cannot reach the store, or "" (it can). A beat
+        older than half the lease is a problem too, failing or blocked: the run stops placing
+        calls well before other controllers see the lease expire and settle ours as orphaned."""
+        beat = self._beat
+        if beat is None:
+            return ""
+        return beat.stale(self.lease_s / 2) or beat.problem
 
     @contextmanager
     def hold_run(self, owner: RunOwner, campaign: str) -> Iterator[None]:
