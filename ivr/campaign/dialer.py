@@ -17,11 +17,12 @@ from ivr.callflow import outcomes
 from ivr.campaign import node_events, planning, reconcile
 from ivr.campaign.carrier_guard import CarrierGuard
 from ivr.campaign.clock import Clock
+from ivr.campaign.lost_claim import withdrawal
 from ivr.campaign.nodes import (FAULT_HOLD_S, InFlight, NodeState, StoredCauses,  # noqa: F401
                                 dial_string, pick, safe_caller_name, safe_value)
 from ivr.campaign.state import NodeSnapshot
 from ivr.config import Config
-from ivr.store.safe_writes import SafeWriter
+from ivr.store.safe_writes import STORE_ERRORS, SafeWriter
 from ivr.store.sqlite import Store
 from ivr.telephony import contract
 from ivr.telephony.node import (ActionTimeout, NodeDisconnected, NodeEvent, OriginateRefused,
@@ -189,12 +190,14 @@ class Dialer:
         Originate still to send, as a coroutine: the run keeps several in the air at once
         instead of waiting for each Response (on a busy PBX, ~30 a second). None: refused."""
         channel = dial_string(self.cfg.dialer.dial_string, contact["number"])
-        ns = self._pick()
-        if self.remote:
-            claim = await asyncio.to_thread(planning.claim, self.cfg, self.store, contact,
-                                            ns.name, self.clock.now())
-        else:
-            claim = planning.claim(self.cfg, self.store, contact, ns.name, self.clock.now())
+        ns, now = self._pick(), self.clock.now()
+        try:
+            claim = await self.off_loop(planning.claim, self.cfg, self.store, contact, ns.name,
+                                        now)
+        except STORE_ERRORS:  # its COMMIT may have landed, its answer lost (lost_claim.py)
+            self.writer.write(withdrawal(self.store, self.cfg.campaign.name,
+                                         contact["number"], ns.name, now, self.by_call))
+            raise
         if claim.call is None:
             return claim, None
         call = claim.call
