@@ -1,7 +1,8 @@
 """The overview's calls per hour (a GROUP BY over every call of the campaign: 250-500 ms at
-300,000 calls) are read again only once something was committed to the store: an idle open
-console recomputed them every second (16 % of a core for one page), now reads them once; a
-call written shows in the next overview. On both backends (each has its own change marker)."""
+300,000 calls) and its summary (the report's counts) are read again only once something was
+committed to the store: an idle open console recomputed them every second (16 % of a core
+for one page), now reads them once; a call written shows in the next overview. On both
+backends (each has its own change marker)."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -11,6 +12,7 @@ import pytest
 
 from conftest import CALLER_ID, Backend, add_contact, attempt
 from web_fixture import CAMPAIGN, NOW, make_web
+from ivr.records import report
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 A, B = "+33199000010", "+33199000011"
@@ -40,17 +42,26 @@ def test_calls_per_hour_are_read_again_only_after_a_commit(
     first = attempt(web.store, a, CAMPAIGN, CALLER_ID, NOW)
     web.store.finish_unanswered(first["id"], "busy", "17", NOW + timedelta(seconds=5), None)
     reads = _count_reads(web, monkeypatch)
+    summaries: list[str] = []
+    summary = report.summary
+
+    def counted_summary(store: Any, campaign: str | None = None) -> Any:
+        summaries.append(str(campaign))
+        return summary(store, campaign)
+    monkeypatch.setattr(report, "summary", counted_summary)
     compute = web.app.state.overviews.compute  # what the refresh thread runs each second
     for _ in range(5):  # an open page, nothing written
-        hours = compute(CAMPAIGN)["per_hour"]
-    assert hours == [{"hour": "2026-12-01T10", "outcome": "busy", "n": 1}]
+        data = compute(CAMPAIGN)
+    assert data["per_hour"] == [{"hour": "2026-12-01T10", "outcome": "busy", "n": 1}]
     assert len(reads) == 1, f"calls_per_hour read {len(reads)} times with nothing written"
+    assert len(summaries) == 1 and data["counts"]["busy"] == 1
     later = NOW + timedelta(hours=1)
     second = attempt(web.store, b, CAMPAIGN, CALLER_ID, later)
     web.store.finish_unanswered(second["id"], "no_answer", "19", later, None)
-    hours = compute(CAMPAIGN)["per_hour"]
-    assert len(reads) == 2  # a call written: read again, and shown
-    assert hours == [{"hour": "2026-12-01T10", "outcome": "busy", "n": 1},
-                     {"hour": "2026-12-01T11", "outcome": "no_answer", "n": 1}]
+    data = compute(CAMPAIGN)
+    assert len(reads) == 2 and len(summaries) == 2  # a call written: read again, and shown
+    assert data["counts"]["no_answer"] == 1 and data["attempts"] == 2
+    assert data["per_hour"] == [{"hour": "2026-12-01T10", "outcome": "busy", "n": 1},
+                                {"hour": "2026-12-01T11", "outcome": "no_answer", "n": 1}]
     compute(CAMPAIGN)
-    assert len(reads) == 2
+    assert len(reads) == 2 and len(summaries) == 2

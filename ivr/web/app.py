@@ -238,10 +238,10 @@ def _caches(app: FastAPI, cfg: Config, stores: Stores) -> None:
     # Report downloads stream from these threads, each with its own store (ivr/web/api.py).
     app.state.exports = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ivr-web-export")
 
-    hours = Marked(stores.marker)  # calls per hour: kept until the next commit
+    kept = Marked(stores.marker)  # the overview's aggregates: kept until the next commit
 
     def overview(campaign: str) -> dict[str, Any]:
-        data = service.overview(cfg, stores.get(), campaign, now(), plans, hours)
+        data = service.overview(cfg, stores.get(), campaign, now(), plans, kept)
         return {**data, "chart_svg": per_hour_svg(data["per_hour"])}
 
     def names(_: str) -> list[str]:
