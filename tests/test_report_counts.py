@@ -23,8 +23,9 @@ CAMPAIGNS = ("spring", "autumn", "winter")
 
 def reference(store: Any, campaign: str | None) -> dict[str, Any]:
     """The report as before schema 10, from every row read back and counted here: calls by
-    their contact's list as it is now (none when the contact row is gone), a campaign's
-    contacts by their binding (an opposed number as opted_out), the whole store's by contact."""
+    their campaign's binding's list, else their contact's, as it is now (none when the contact
+    row is gone), a campaign's contacts by their binding (an opposed number as opted_out), the
+    whole store's by contact."""
     ordered = outcome_table.ordered
     contacts = {r["id"]: r for r in store.q("SELECT id, source, status FROM contacts")}
     calls = [r for r in store.q("SELECT contact_id, attempt, campaign, outcome FROM calls")
@@ -44,8 +45,12 @@ def reference(store: Any, campaign: str | None) -> dict[str, Any]:
         e["contacts"] += n
         e["statuses"][status] = n
         by_status[status] = by_status.get(status, 0) + n
-    ended = [(contacts[c["contact_id"]]["source"] if c["contact_id"] in contacts else None,
-              c["attempt"], c["outcome"]) for c in calls if c["outcome"] is not None]
+    # A call's list: its campaign's binding's (schema 19), else its contact's, else none.
+    bound = {(b["contact_id"], b["campaign"]): b["source"] for b in store.q(
+        "SELECT contact_id, campaign, source FROM campaign_contacts")}
+    ended = [(bound.get((c["contact_id"], c["campaign"]), contacts[c["contact_id"]]["source"])
+              if c["contact_id"] in contacts else None, c["attempt"], c["outcome"])
+             for c in calls if c["outcome"] is not None]
     for source, outcome in sorted({(s, o) for s, _, o in ended},
                                   key=lambda so: (so[0] is not None, so[0] or "", so[1])):
         key = source if source is not None else NO_CONTACT
@@ -137,6 +142,8 @@ def test_a_store_of_schema_9_gets_its_counts_from_its_calls(tmp_path: Path) -> N
     path = tmp_path / "old.db"
     old = Store.open(path, optout_key=b"k")
     old.db.conn.executescript(
+        "DROP TRIGGER call_counts_bound; DROP TRIGGER call_counts_unbound; "
+        "DROP TRIGGER call_counts_rebound; "  # 19, first: they name what goes
         "DROP TRIGGER call_counts_insert; DROP TRIGGER call_counts_update; "
         "DROP TRIGGER call_counts_delete; DROP TRIGGER call_counts_add; "
         "DROP TRIGGER call_counts_contact_source; DROP TRIGGER call_counts_contact_gone; "
@@ -159,7 +166,7 @@ def test_a_store_of_schema_9_gets_its_counts_from_its_calls(tmp_path: Path) -> N
     old.db.conn.close()
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 9
     again = Store.open(path, optout_key=b"k")
-    assert again.version == len(MIGRATIONS) == 18
+    assert again.version == len(MIGRATIONS) == 19
     assert_same_reports(again)
     move_everything(again, ids)
     assert_same_reports(again)

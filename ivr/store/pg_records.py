@@ -189,10 +189,12 @@ class PgRecordsSQL(PgCore):
         after = 0
         while True:
             page = self._rows(
-                "SELECT c.id, c.contact_id, c.number, k.source, c.attempt, c.campaign, "
+                "SELECT c.id, c.contact_id, c.number, COALESCE(b.source, k.source) AS source, "
+                "c.attempt, c.campaign, "
                 "c.channel_id, c.started_at, c.answered_at, c.ended_at, c.outcome, c.stage, "
                 "c.keys, c.hangup_cause, c.prompts_sha256, c.caller_id FROM calls c "
-                "LEFT JOIN contacts k ON k.id = c.contact_id WHERE c.id > %(after)s AND "
+                "LEFT JOIN contacts k ON k.id = c.contact_id LEFT JOIN campaign_contacts b ON "
+                "b.contact_id = k.id AND b.campaign = c.campaign WHERE c.id > %(after)s AND "
                 "(%(campaign)s::text IS NULL OR c.campaign = %(campaign)s) "
                 "ORDER BY c.id LIMIT 5000", {"after": after, "campaign": campaign})
             yield from page

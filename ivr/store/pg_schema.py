@@ -7,6 +7,8 @@ are TEXT in base.utc() form, JSON is TEXT, flags are INTEGER 0/1, ids are
 """
 from __future__ import annotations
 
+from ivr.store.schema_lists import PG_19
+
 # Created before any migration; one row per applied migration.
 VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -337,4 +339,6 @@ MIGRATIONS: list[str] = [
     );
     INSERT INTO schema_version (version, applied_at) VALUES (18, now()::text)
     """,
+    # 19: a call's list is its own campaign's binding's (schema_lists.py says why).
+    PG_19,
 ]

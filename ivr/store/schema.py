@@ -6,6 +6,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 
+from ivr.store.schema_lists import SQLITE_19
+
 
 def statements(script: str) -> Iterator[str]:
     """A migration's statements one by one: split at each ';' that ends a whole statement
@@ -353,4 +355,6 @@ MIGRATIONS: list[str] = [
     );
     PRAGMA user_version = 18
     """,
+    # 19: a call's list is its own campaign's binding's (schema_lists.py says why)
+    SQLITE_19,
 ]

@@ -46,16 +46,19 @@ MARK = "\x01"  # before the number's field in a head
 # writes 1e+300 as 1.0e+300, Python 1e+300), or the list's name holds a NUL. %z is SQLite
 # printf's %s (the security check keeps the spelling %s for Python templates).
 _FAST = (
-    "SELECT iif('blob' IN (typeof(c.contact_id), typeof(c.number), typeof(k.source), "
+    "SELECT iif('blob' IN (typeof(c.contact_id), typeof(c.number), "
+    "typeof(ifnull(b.source, k.source)), "
     "typeof(c.attempt), typeof(c.campaign), typeof(c.channel_id), typeof(c.started_at), "
     "typeof(c.answered_at), typeof(c.ended_at), typeof(c.outcome), typeof(c.stage), "
     "typeof(c.keys), typeof(c.hangup_cause), typeof(c.prompts_sha256), typeof(c.caller_id)) "
-    "OR 'real' IN (typeof(c.contact_id), typeof(c.attempt)) OR instr(k.source, char(0)), "
+    "OR 'real' IN (typeof(c.contact_id), typeof(c.attempt)) OR "
+    "instr(ifnull(b.source, k.source), char(0)), "
     "NULL, printf('%z,%z,\x01%z,%z,%z,%z,%z,%z,%z,%z,%z,%z,%z,%z,', c.id, c.contact_id, CASE "
     "WHEN c.number GLOB '*[,\"\r\n]*' THEN '\"' || iif(c.number GLOB '[-=+@\t\r]*', '''', '') "
     "|| replace(c.number, '\"', '\"\"') || '\"' WHEN c.number GLOB '[-=+@\t]*' AND NOT "
     "(c.number GLOB '+[1-9][0-9][0-9]*' AND length(c.number) <= 16 AND substr(c.number, 2) "
-    "NOT GLOB '*[^0-9]*') THEN '''' || c.number ELSE ifnull(c.number, '') END, k.source, "
+    "NOT GLOB '*[^0-9]*') THEN '''' || c.number ELSE ifnull(c.number, '') END, "
+    "ifnull(b.source, k.source), "
     "c.attempt, c.campaign, c.channel_id, c.started_at, c.answered_at, c.ended_at, c.outcome, "
     "c.stage, c.keys, c.hangup_cause)), CASE WHEN c.prompts_sha256 GLOB '*[,\"\r\n]*' THEN "
     "'\"' || iif(c.prompts_sha256 GLOB '[-=+@\t\r]*', '''', '') || replace(c.prompts_sha256, "
@@ -66,7 +69,8 @@ _FAST = (
     "(c.caller_id GLOB '+[1-9][0-9][0-9]*' AND length(c.caller_id) <= 16 AND "
     "substr(c.caller_id, 2) NOT GLOB '*[^0-9]*') THEN '''' || c.caller_id ELSE "
     "ifnull(c.caller_id, '') END || char(13, 10) FROM calls c LEFT JOIN contacts k ON k.id = "
-    "c.contact_id WHERE (:campaign IS NULL OR c.campaign = :campaign) AND c.id BETWEEN :lo AND "
+    "c.contact_id LEFT JOIN campaign_contacts b ON b.contact_id = k.id AND b.campaign = "
+    "c.campaign WHERE (:campaign IS NULL OR c.campaign = :campaign) AND c.id BETWEEN :lo AND "
     ":hi ORDER BY c.id")
 
 # Per call: its id and its whole line, every field through the expressions; NULL for a REAL
@@ -123,20 +127,25 @@ _CAREFUL = (
     "'\"\"') || '\"' WHEN caller_id GLOB '[-=+@\t]*' AND NOT (caller_id GLOB "
     "'+[1-9][0-9][0-9]*' AND length(caller_id) <= 16 AND substr(caller_id, 2) NOT GLOB "
     "'*[^0-9]*') THEN '''' || caller_id ELSE ifnull(caller_id, '') END || char(13, 10)) FROM "
-    "(SELECT c.id AS id, c.contact_id AS contact_id, c.number AS number, k.source AS source, "
+    "(SELECT c.id AS id, c.contact_id AS contact_id, c.number AS number, "
+    "ifnull(b.source, k.source) AS source, "
     "c.attempt AS attempt, c.campaign AS campaign, c.channel_id AS channel_id, c.started_at "
     "AS started_at, c.answered_at AS answered_at, c.ended_at AS ended_at, c.outcome AS "
     "outcome, c.stage AS stage, c.keys AS keys, c.hangup_cause AS hangup_cause, "
     "c.prompts_sha256 AS prompts_sha256, c.caller_id AS caller_id FROM calls c LEFT JOIN "
-    "contacts k ON k.id = c.contact_id WHERE (:campaign IS NULL OR c.campaign = :campaign) "
+    "contacts k ON k.id = c.contact_id LEFT JOIN campaign_contacts b ON b.contact_id = k.id "
+    "AND b.campaign = c.campaign WHERE (:campaign IS NULL OR c.campaign = :campaign) "
     "AND (:after IS NULL OR c.id > :after) AND c.id BETWEEN :lo AND :hi ORDER BY c.id "
     "LIMIT :limit)")
 
 # One call's values as export_calls gives them (for `render`).
 _ROW = (
-    "SELECT c.id, c.contact_id, c.number, k.source, c.attempt, c.campaign, c.channel_id, "
+    "SELECT c.id, c.contact_id, c.number, ifnull(b.source, k.source) AS source, c.attempt, "
+    "c.campaign, "
+    "c.channel_id, "
     "c.started_at, c.answered_at, c.ended_at, c.outcome, c.stage, c.keys, c.hangup_cause, "
     "c.prompts_sha256, c.caller_id FROM calls c LEFT JOIN contacts k ON k.id = c.contact_id "
+    "LEFT JOIN campaign_contacts b ON b.contact_id = k.id AND b.campaign = c.campaign "
     "WHERE c.id = ?")
 
 

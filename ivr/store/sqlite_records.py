@@ -158,10 +158,12 @@ class RecordsSQL(SQLiteCore):
     def export_calls(self, campaign: str | None = None) -> Iterator[Row]:
         """Every call with its contact's source, streamed in id order (the CSV export)."""
         cur = self.db.conn.execute(
-            "SELECT c.id, c.contact_id, c.number, k.source, c.attempt, c.campaign, "
+            "SELECT c.id, c.contact_id, c.number, ifnull(b.source, k.source) AS source, c.attempt, "
+            "c.campaign, "
             "c.channel_id, c.started_at, c.answered_at, c.ended_at, c.outcome, c.stage, c.keys, "
             "c.hangup_cause, c.prompts_sha256, c.caller_id FROM calls c LEFT JOIN contacts k "
-            "ON k.id = c.contact_id WHERE (:campaign IS NULL OR c.campaign = :campaign) "
+            "ON k.id = c.contact_id LEFT JOIN campaign_contacts b ON b.contact_id = k.id AND "
+            "b.campaign = c.campaign WHERE (:campaign IS NULL OR c.campaign = :campaign) "
             "ORDER BY c.id", {"campaign": campaign})
         cols = [c[0] for c in cur.description]
         for row in cur:
