@@ -20,7 +20,7 @@ from ivr.campaign.planning import Plan, plan, why_nobody
 from ivr.campaign.run_control import CARRIER, RunControl
 from ivr.campaign.sending import Sender
 from ivr.campaign.state import RunState
-from ivr.campaign.window_wait import until_allowed
+from ivr.campaign.window_wait import WaitingPlan, told, until_allowed
 from ivr.config import Config
 from ivr.store.safe_writes import STORE_ERRORS
 from ivr.store.sqlite import Store
@@ -87,6 +87,7 @@ class CampaignRun:
             if self._away:  # the store answers again
                 self._away = False
                 self.state.set(paused="")
+            p = told(p) if self.wait else p  # --wait: the line says until when (window_wait)
             self.state.planned(p)
             await self._dial_due(p)
             if self.stop.is_set() or not await self._wait_for_work(p):
@@ -248,9 +249,8 @@ class CampaignRun:
             # outcomes the store has not taken yet: not the end, plan again on their outcomes.
             if self._planned_with or not await self._store_writable():
                 return True
-            allowed = p.next_allowed() if self.wait and nxt is None else None
-            if allowed is not None:  # --wait: the window reopens, a holiday ends
-                await until_allowed(p, allowed, self.state, self.clock, self.stop,
+            if isinstance(p, WaitingPlan) and p.until is not None:  # --wait: the window
+                await until_allowed(p.until, self.clock, self.stop,  # reopens, a holiday ends
                                     self.dialer.changed, self.control.changed)
                 return True
             if nxt is None:

@@ -14,7 +14,6 @@ from datetime import datetime
 
 from ivr.campaign.clock import Clock
 from ivr.campaign.planning import Plan
-from ivr.campaign.state import RunState
 
 # While waiting, the plan is read again at least this often: a list imported or a contact
 # changed meanwhile (console, CLI) is seen within a minute; a wake-up (a call's end, the
@@ -32,21 +31,30 @@ class WaitingPlan(Plan):
     until: datetime | None = None
 
     def reasons(self) -> Counter[str]:
-        told = Counter[str]()
+        said = Counter[str]()
         items = super().reasons().most_common()
         for i, (reason, n) in enumerate(items):
             last = i == len(items) - 1 and self.until is not None
-            told[f"{reason}; waiting until {self.until:%Y-%m-%d %H:%M} UTC" if last
+            said[f"{reason}; waiting until {self.until:%Y-%m-%d %H:%M} UTC" if last
                  else reason] = n
-        return told
+        return said
 
 
-async def until_allowed(p: Plan, at: datetime, state: RunState, clock: Clock,
-                        stop: asyncio.Event, *wake: asyncio.Event) -> None:
-    """Say why and until when, then wait for `at` (at most WINDOW_REPLAN_S), a stop or a
-    wake-up; the caller plans again."""
-    state.planned(WaitingPlan(p.due, p.waiting, p.history, until=at))
+def told(p: Plan) -> Plan:
+    """The plan as a waiting run shows it: nobody due, no retry waiting, yet somebody allowed
+    later: a WaitingPlan until then (the run waits for `until`); else the plan itself. One
+    plan, one line: the progress line (once a minute while it does not change) says it."""
+    if p.due or p.next_retry() is not None:
+        return p
+    until = p.next_allowed()
+    return p if until is None else WaitingPlan(p.due, p.waiting, p.history, until=until)
+
+
+async def until_allowed(until: datetime, clock: Clock, stop: asyncio.Event,
+                        *wake: asyncio.Event) -> None:
+    """Wait for `until` (at most WINDOW_REPLAN_S), a stop or a wake-up; the caller plans
+    again."""
     for event in wake:
         event.clear()
-    left = (at - clock.now()).total_seconds()
+    left = (until - clock.now()).total_seconds()
     await clock.wait(stop, *wake, timeout=min(max(left, MIN_WAIT_S), WINDOW_REPLAN_S) + 0.05)
