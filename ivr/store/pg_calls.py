@@ -169,10 +169,14 @@ class PgCallsSQL(PgCore):
         """The consents row of the call's choice; one its key wrote (record_choice) is completed,
         never doubled, and keeps the key's time (sqlite_calls says why)."""
         heard = json.dumps(_heard(result))
+        slot = result.slot if result.choice == "consent" else None  # the consent row's only
+        if result.slot and slot is None:
+            self._exec("UPDATE consents SET slot = %s WHERE call_id = %s AND kind = 'consent'",
+                       (result.slot, call_id))
         if self._exec(
                 "UPDATE consents SET prompt_key = %s, prompt_sha256 = %s, slot = %s, "
                 "heard_sha256 = %s, amd_status = %s, answered_at = %s WHERE call_id = %s AND "
-                "kind = %s", (result.answered_prompt, result.answered_sha256, result.slot, heard,
+                "kind = %s", (result.answered_prompt, result.answered_sha256, slot, heard,
                               result.amd_status, row["answered_at"], call_id, result.choice)):
             return
         self._exec(
@@ -181,7 +185,7 @@ class PgCallsSQL(PgCore):
             "answered_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
             (call_id, row["contact_id"], row["number"], result.choice, result.choice_key, ts,
              row["caller_id"], row["campaign"], result.answered_prompt, result.answered_sha256,
-             result.slot, heard, result.amd_status, row["answered_at"]))
+             slot, heard, result.amd_status, row["answered_at"]))
 
     def record_choice(self, call_id: int, result: CallResult, at: datetime) -> bool:
         """A refusal or an opposition as its key is pressed: its proof row and the keys so far

@@ -215,10 +215,15 @@ class CallsSQL(SQLiteCore):
         completed with what the call's end knows, never doubled; its time stays the key's."""
         contact_id, number, caller_id, campaign, answered_at = call
         heard = json.dumps(_heard(result))
+        # The slot was chosen with the consent: its row keeps it, even under a later opposition.
+        slot = result.slot if result.choice == "consent" else None
+        if result.slot and slot is None:
+            self.db.conn.execute("UPDATE consents SET slot = ? WHERE call_id = ? AND kind = "
+                                 "'consent'", (result.slot, call_id))
         if self.db.conn.execute(
                 "UPDATE consents SET prompt_key = ?, prompt_sha256 = ?, slot = ?, heard_sha256 = ?,"
                 " amd_status = ?, answered_at = ? WHERE call_id = ? AND kind = ?",
-                (result.answered_prompt, result.answered_sha256, result.slot, heard,
+                (result.answered_prompt, result.answered_sha256, slot, heard,
                  result.amd_status, answered_at, call_id, result.choice)).rowcount:
             return
         self.db.conn.execute(
@@ -226,7 +231,7 @@ class CallsSQL(SQLiteCore):
             " campaign, prompt_key, prompt_sha256, slot, heard_sha256, amd_status, "
             "answered_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (call_id, contact_id, number, result.choice, result.choice_key, ts, caller_id,
-             campaign, result.answered_prompt, result.answered_sha256, result.slot, heard,
+             campaign, result.answered_prompt, result.answered_sha256, slot, heard,
              result.amd_status, answered_at))
 
     def record_choice(self, call_id: int, result: CallResult, at: datetime) -> bool:
