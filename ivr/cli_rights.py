@@ -114,13 +114,14 @@ def gdpr_export(ctx: Ctx, number: str) -> None:
 def gdpr_erase(ctx: Ctx, number: str) -> None:
     from datetime import timedelta
 
-    from ivr.records.privacy import gdpr_erase as erase, normalise_number, wal_warning
+    from ivr.records.privacy import erase_warning, gdpr_erase as erase, normalise_number
     cooldown = timedelta(days=ctx.cfg.schedule.refusal_cooldown_days)  # how long a refusal holds
-    counts = erase(ctx.store(), normalise_number(number, ctx.cfg.default_region), now(),
-                   cooldown)
+    e164, store = normalise_number(number, ctx.cfg.default_region), ctx.store()
+    counts = erase(store, e164, now(), cooldown)
     console.print(json.dumps(counts), highlight=False)
-    if not counts["wal_checkpointed"]:
-        err_console.print(wal_warning(ctx.cfg.store.path), highlight=False, markup=False)
+    warning = erase_warning(store, ctx.cfg.store.path, counts, e164)
+    if warning:
+        err_console.print(warning, highlight=False, markup=False, soft_wrap=True)
 
 
 @click.command("purge")

@@ -245,8 +245,12 @@ def gdpr_erase(store: StoreBackend, number: str, now: datetime,
         counts["opposition_kept"] = store.is_opted_out(number)
         # The subject's keyed hash only for an objector (whose hash the optouts row keeps).
         store.audit("gdpr_erase", number if counts["opposition_kept"] else None, counts, now)
-    # The erased rows are still in the write-ahead log until a checkpoint copies it back.
+    # The erased rows are still in the write-ahead log until a checkpoint copies it back
+    # (SQLite); in dead row versions until the tables are rewritten (PostgreSQL).
     counts["wal_checkpointed"] = store.checkpoint_wal()
+    role, refused = getattr(store, "rewrite_refused", lambda: ("", []))()
+    if refused:  # PostgreSQL, a role not owning the tables: the server would skip the rewrite
+        counts["rewrite_refused"] = {"role": role, "tables": refused}
     return counts
 
 
@@ -280,6 +284,26 @@ def purge(store: StoreBackend, older_than: timedelta, now: datetime,
     counts: dict[str, Any] = {"cutoff": utc(cutoff), **store.purge_before(cutoff, now)}
     store.audit("purge", None, counts, now)  # once, last, with the totals
     return counts
+
+
+# The advice to a PostgreSQL role that may not rewrite the tables (a text, not a statement).
+OWNER_FIX = "ALTER TABLE <table> OWNER TO"
+
+
+def erase_warning(store: StoreBackend, store_path: object, counts: dict[str, Any],
+                  number: str) -> str | None:
+    """The one line `ivr gdpr erase` and the console add when the erased number may still be
+    on disk: the store's words for what remains and what to do; None when nothing remains."""
+    if counts.get("wal_checkpointed", True):
+        return None
+    refused = counts.get("rewrite_refused")
+    if refused:
+        role = refused["role"]
+        return (f"warning: the role {role} does not own {', '.join(refused['tables'])}, so "
+                "PostgreSQL may not rewrite them: the erased rows stay on disk as dead row "
+                f"versions; the role the program runs as must own the tables ({OWNER_FIX} "
+                f"{role}, run by their owner), then run `ivr gdpr erase {number}` again")
+    return wal_warning(store_path)
 
 
 def wal_warning(store_path: object) -> str:

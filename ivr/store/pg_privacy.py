@@ -4,44 +4,21 @@ access, erasure, retention. The policy is in ivr/records/privacy.py.
 Timestamps are ISO-8601 UTC text (base.utc); retention casts them to timestamptz, so any ISO
 form (Z or +00:00, with or without milliseconds) compares as an instant, as julianday() does.
 
-Erasure and dead row versions: an UPDATE or DELETE leaves the old version of the row, number
-included, in the table's pages; a plain VACUUM frees it for reuse but its bytes stay in the page
-until overwritten (checked with pageinspect), and so do the index entries. Only VACUUM FULL
-rewrites the table and its indexes without them. It cannot run inside a transaction, and the
-erasure runs in the caller's (records/privacy.gdpr_erase), so it runs in checkpoint_wal, which
-gdpr_erase calls right after its commit (SQLite empties its WAL there). Chosen: VACUUM FULL of
-the tables the erasure changed, and only those. Its cost: an exclusive lock on each while it is
-rewritten (on a large calls table, seconds during which claims wait); an erasure is a rare,
-deliberate act, and a lock_timeout bounds the wait for the lock: when a long transaction holds
-the table, checkpoint_wal returns False (as SQLite's busy checkpoint) and the next erasure
-retries. The console (web/app.py) answers first: its erasure commits, says
-`wal_checkpointed: false`, and a thread of the store rewrites the tables once the console
-has left the store alone for 2 s (60 s after the erasure at most), once for a burst of
-erasures (VACUUM FULL of 300,000 calls takes seconds). The cluster's WAL segments and backups
-keep copies until they are recycled: that is the operator's retention (README), as for the
-SQLite file's backups.
+The rewrite of the tables after an erasure (dead row versions) is pg_reclaim.py's.
 """
 from __future__ import annotations
 
-import logging
 import re
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import psycopg
-
 from ivr.store import erasure_holds as holds, sqlite_privacy
 from ivr.store.base import Row, utc
 from ivr.store.erasure_holds import PURGE_PG
-from ivr.store.pg_core import PgCore
+from ivr.store.pg_reclaim import PgReclaim
 from ivr.store.sqlite_privacy import SCANS as SQLITE_SCANS
 from ivr.store.sqlite_privacy import extra_probes, extra_without, named_in, naming_rows
-
-log = logging.getLogger(__name__)
-_RECLAIM_LOCK = threading.Lock()  # the tables to rewrite, and the thread rewriting them
 
 
 def _pg(sql: str) -> str:
@@ -138,37 +115,7 @@ KNOWN_COLUMNS = {t: {*SQLITE_SCANS[t][1], *SQLITE_SCANS[t][2]} for t in BIG_SCAN
 EXTRA_NARROWING = ("SELECT id, number, extra FROM contacts WHERE extra LIKE %(like)s OR "
                    "strpos(extra, %(d3)s) > 0 ORDER BY id")
 
-# The tables whose rows can hold a number, each with the statement that rewrites it.
-RECLAIM: dict[str, str] = {
-    "contacts": "VACUUM FULL contacts",
-    "calls": "VACUUM FULL calls",
-    "consents": "VACUUM FULL consents",
-    "optouts": "VACUUM FULL optouts",
-    "audit": "VACUUM FULL audit",
-}
-
-
-class PgPrivacySQL(PgCore):
-    _reclaim: frozenset[str] = frozenset()  # tables an erasure changed, not yet rewritten
-    reclaim_lock_wait_ms = 5000  # how long checkpoint_wal waits for each table's lock
-    # The console sets it (web/app.py): its erasure answers once committed and the rewrite
-    # follows in a thread of its own, once the store has been left alone for reclaim_delay_s
-    # (so a burst of erasures is one rewrite, and the exclusive locks do not fall on the
-    # requests that follow), at most reclaim_max_wait_s after the last erasure; retried every
-    # reclaim_retry_s while a table's lock is not granted. VACUUM FULL of 300,000 calls takes
-    # 1-3 s: far over the console's 200 ms.
-    reclaim_in_background = False
-    reclaim_delay_s = 2.0
-    reclaim_max_wait_s = 60.0
-    reclaim_retry_s = 5.0
-    # In the background, a queued ACCESS EXCLUSIVE request makes every later lock on the table
-    # wait behind it (the controllers' claims and outcomes): wait briefly, back off, give up
-    # after a few tries (the next erasure tries again) rather than stall a run for long.
-    reclaim_background_lock_wait_ms = 200
-    reclaim_background_tries = 6
-    _reclaimer: threading.Thread | None = None
-    _last_erasure = 0.0
-
+class PgPrivacySQL(PgReclaim):
     def consents_of(self, number: str) -> list[Row]:
         """Consents, refusals and opt-outs recorded in calls to the number, oldest first."""
         return self._rows(
@@ -279,86 +226,10 @@ class PgPrivacySQL(PgCore):
                    "EXISTS (SELECT 1 FROM optouts WHERE number_hash = %(h)s)", p)
         changed = {"contacts": contacts + cells, "calls": calls, "consents": consents,
                    "optouts": optouts, "audit": audit}
-        with _RECLAIM_LOCK:
-            self._reclaim = self._reclaim | {t for t, n in changed.items() if n}
-            self._last_erasure = time.monotonic()
+        self._erased(changed)  # rewritten after the commit (pg_reclaim.py)
         return {"contacts": contacts, "calls": calls, "consents": consents,
                 "optout_numbers_cleared": optouts, "audit_details_scrubbed": audit,
                 "extra_cells_cleared": cells, "holds_kept": kept}
-
-    def checkpoint_wal(self) -> bool:
-        """After an erasure, outside any transaction: rewrite the tables it changed so no old
-        row version keeps the number (module docstring). False when it could not (inside a
-        transaction, or a table's lock not granted within lock_timeout): retried next time;
-        False too when the rewrite is left to the background thread (the console's)."""
-        if not self._reclaim:
-            return True
-        if getattr(self._local, "conn", None) is not None:  # VACUUM cannot run in a transaction
-            return False
-        if self.reclaim_in_background:
-            self._reclaim_soon()
-            return False
-        return self._rewrite()
-
-    def _rewrite(self, lock_wait_ms: int | None = None) -> bool:
-        """VACUUM FULL of each table still to rewrite; False when a lock was not granted."""
-        todo = self._reclaim
-        with self.pool.connection() as conn:  # one connection: the SET applies to the VACUUMs
-            self._local.conn = conn
-            try:
-                self._exec("SELECT set_config('lock_timeout', %(t)s, false)",
-                           {"t": f"{lock_wait_ms or self.reclaim_lock_wait_ms}ms"})
-                for table, statement in RECLAIM.items():
-                    if table in todo:
-                        self._exec(statement)
-                        with _RECLAIM_LOCK:
-                            self._reclaim = self._reclaim - {table}
-            except psycopg.errors.LockNotAvailable:
-                return False
-            finally:
-                self._local.conn = None
-                conn.execute("RESET lock_timeout")
-        return not self._reclaim
-
-    def _reclaim_soon(self) -> None:
-        """Start the rewriting thread unless it runs already (it then takes the new tables)."""
-        with _RECLAIM_LOCK:
-            if self._reclaimer is not None:
-                return
-            self._reclaimer = threading.Thread(target=self._reclaim_loop, daemon=True,
-                                               name="ivr-erasure-rewrite")
-            self._reclaimer.start()
-
-    def _reclaim_loop(self) -> None:
-        """Rewrite once the pool served nothing for reclaim_delay_s (each of the console's
-        requests takes a connection), or reclaim_max_wait_s after the last erasure; again
-        until nothing is left."""
-        try:
-            seen, failed = -1, 0
-            while True:
-                with _RECLAIM_LOCK:
-                    if not self._reclaim or failed >= self.reclaim_background_tries:
-                        if self._reclaim:
-                            log.warning("the rewrite after an erasure found its tables busy "
-                                        "%d times: the next erasure retries it", failed)
-                        self._reclaimer = None
-                        return
-                    since = self._last_erasure
-                now, used = time.monotonic(), self.pool.get_stats().get("requests_num", 0)
-                if (used == seen and now >= since + self.reclaim_delay_s) or \
-                        now >= since + self.reclaim_max_wait_s:
-                    if not self._rewrite(self.reclaim_background_lock_wait_ms):
-                        time.sleep(self.reclaim_retry_s * 2 ** failed)
-                        failed += 1
-                    seen = -1
-                    continue
-                seen = used
-                time.sleep(self.reclaim_delay_s)
-        except Exception as exc:  # noqa: BLE001 - the store closed, the server gone: say it
-            log.warning("the rewrite after an erasure stopped (%s): the next erasure "
-                        "retries it", type(exc).__name__)
-            with _RECLAIM_LOCK:
-                self._reclaimer = None
 
     def unscanned_columns(self) -> list[str]:
         """'table.column' of every column of a table SCANNED_TABLES does not know, and of a

@@ -79,12 +79,14 @@ def own_prompts(request: Request, campaign: str) -> None:
 
 
 def erase_warning(request: Request, store: Any, result: dict[str, Any]) -> str | None:
-    """`ivr gdpr erase`'s warning, same words, when the SQLite checkpoint found another
-    process reading: the number is still in the -wal file. (PostgreSQL under the console
-    always answers False: its rewrite of the tables follows in the store's own thread.)"""
-    if result.get("wal_checkpointed", True) or getattr(store, "reclaim_in_background", False):
+    """`ivr gdpr erase`'s warning, same words, when the erased number may stay on disk: the
+    SQLite checkpoint found another process reading (the -wal file), or PostgreSQL's role may
+    not rewrite the tables. (Else PostgreSQL under the console always answers False: its
+    rewrite of the tables follows in the store's own thread.)"""
+    if getattr(store, "reclaim_in_background", False) and not result.get("rewrite_refused"):
         return None
-    return privacy.wal_warning(request.app.state.cfg.store.path)
+    return privacy.erase_warning(store, request.app.state.cfg.store.path, result,
+                                 str(result.get("number", "")))
 
 
 def dropped(request: Request, campaign: str) -> None:

@@ -1,0 +1,111 @@
+"""PostgreSQL erasure as a DBA hosts it. A role that does not own the tables (the app role of
+an owner/app split: SELECT, INSERT, UPDATE, DELETE only) cannot VACUUM FULL them: the server
+skipped the rewrite with a WARNING and the erasure said `wal_checkpointed: true` while the
+number stayed in a dead row version. Now it says the rewrite was refused and why, in one line."""
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from conftest import shipped_config
+from ivr.cli import cli
+from ivr.store.pg import PgStore
+
+from test_pg_erase_scan import add
+from test_pg_records import raw_pages_holding
+
+N = "+33612345678"
+KEY = b"k" * 32
+
+
+def erase(cfg_file: Path, number: str) -> tuple[dict[str, Any], list[str]]:
+    """`ivr gdpr erase`: its JSON counts and its other lines (the warnings)."""
+    result = CliRunner().invoke(cli, ["--config", str(cfg_file), "gdpr", "erase", number])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    return json.loads(lines[0]), lines[1:]
+
+
+@pytest.fixture
+def owner(pg_store_url: str, pg_cluster: Any, monkeypatch: pytest.MonkeyPatch
+          ) -> Iterator[PgStore]:
+    """The tables' owner (the cluster's superuser, which ran the migrations), the key the
+    CLI uses (IVR_OPTOUT_KEY)."""
+    monkeypatch.setenv("IVR_OPTOUT_KEY", KEY.decode())
+    store = PgStore.open(pg_store_url, optout_key=KEY)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def app_role(owner: PgStore, pg_store_url: str, pg_cluster: Any,
+             monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
+    """(role, url): a login role with the data privileges only, as a DBA grants them."""
+    role, password = f"app_{secrets.token_hex(4)}", secrets.token_hex(12)
+    db = pg_store_url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_store_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+        conn.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+        conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public "
+                     f"TO {role}")
+        conn.execute(f"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role}")
+        conn.execute(f"GRANT CONNECT, TEMP ON DATABASE {db} TO {role}")
+    monkeypatch.setenv("IVR_STORE_PASSWORD", password)
+    try:
+        yield role, pg_store_url.replace("//ivr@", f"//{role}@")
+    finally:
+        with psycopg.connect(pg_store_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE usename = %s", (role,))
+            conn.execute(f"REASSIGN OWNED BY {role} TO ivr")
+            conn.execute(f"DROP OWNED BY {role}")
+        with pg_cluster.admin() as conn:
+            conn.execute(f"DROP ROLE {role}")
+
+
+def test_a_role_not_owning_the_tables_does_not_claim_the_rewrite_and_says_why(
+        owner: PgStore, app_role: tuple[str, str], tmp_path: Path) -> None:
+    role, url = app_role
+    add(owner, N)
+    cfg_file = shipped_config(tmp_path, {"url": url})
+    counts, warnings = erase(cfg_file, N)
+    assert counts["contacts"] == 1
+    assert counts["wal_checkpointed"] is False  # was True: the server had skipped the VACUUM
+    assert counts["rewrite_refused"] == {"role": role, "tables": ["calls", "contacts"]}
+    assert len(warnings) == 1 and "-wal" not in warnings[0]
+    assert f"OWNER TO {role}" in warnings[0] and "contacts" in warnings[0]
+    assert "contacts" in raw_pages_holding(owner, N)  # what the warning says: still on disk
+
+
+def test_the_consoles_erasure_by_such_a_role_warns_at_once(
+        owner: PgStore, app_role: tuple[str, str]) -> None:
+    """The console answers before its rewrite (a thread of the store): the tables the role may
+    not rewrite are known before, and its answer carries the CLI's warning."""
+    from types import SimpleNamespace
+
+    from ivr.records.privacy import gdpr_erase
+    from ivr.web.api import erase_warning
+    role, url = app_role
+    add(owner, N)
+    app = PgStore.open(url, optout_key=KEY)
+    try:
+        app.reclaim_in_background = True
+        result = {"number": N, **gdpr_erase(app, N, datetime.now(timezone.utc))}
+        assert result["rewrite_refused"] == {"role": role, "tables": ["calls", "contacts"]}
+        assert app._reclaimer is None  # nothing it may rewrite: no thread retrying in vain
+    finally:
+        app.close()
+    request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(
+        cfg=SimpleNamespace(store=SimpleNamespace(path="ivr.db")))))
+    warning = erase_warning(request, app, result)  # type: ignore[arg-type]
+    assert warning and f"OWNER TO {role}" in warning and f"ivr gdpr erase {N}" in warning
