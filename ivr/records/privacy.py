@@ -303,6 +303,10 @@ def erase_warning(store: StoreBackend, store_path: object, counts: dict[str, Any
                 "PostgreSQL may not rewrite them: the erased rows stay on disk as dead row "
                 f"versions; the role the program runs as must own the tables ({OWNER_FIX} "
                 f"{role}, run by their owner), then run `ivr gdpr erase {number}` again")
+    if getattr(store, "remote", False):  # PostgreSQL: a lock was not granted within lock_timeout
+        return ("warning: another session held a lock on a table the erasure changed, so it "
+                "was not rewritten: the erased number stays on disk in its old row versions; "
+                f"run `ivr gdpr erase {number}` again once that session has ended")
     return wal_warning(store_path)
 
 

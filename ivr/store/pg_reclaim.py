@@ -7,11 +7,17 @@ with pageinspect), and so do the index entries. Only VACUUM FULL rewrites the ta
 indexes without them. It cannot run inside a transaction, and the erasure runs in the
 caller's (records/privacy.gdpr_erase), so it runs in checkpoint_wal, which gdpr_erase calls
 right after its commit (SQLite empties its WAL there). Chosen: VACUUM FULL of the tables the
-erasure changed, and only those. Its cost: an
+erasure changed, and of those an earlier erasure left unrewritten (below). Its cost: an
 exclusive lock on each while it is rewritten (on a large calls table, seconds during which
 claims wait); an erasure is a rare, deliberate act, and a lock_timeout bounds the wait for the
 lock: when a long transaction holds the table, checkpoint_wal returns False (as SQLite's busy
-checkpoint) and the next erasure retries.
+checkpoint) and the erasure run again rewrites it.
+
+Run again, the erasure changes no row, and it may be another process: the tables to rewrite
+are those of RECLAIM with dead row versions counted by the statistics (n_dead_tup), or
+vacuumed (a plain VACUUM zeroes the count, not the bytes) since the last rewrite. VACUUM FULL
+leaves n_dead_tup as it was, so each rewrite is followed by an ANALYZE, which counts again
+(0) and stamps last_analyze; a later erasure then rewrites only what changed since.
 
 Only the table's owner (or the database's, or a superuser; MAINTAIN from PostgreSQL 17) may
 VACUUM it: for anyone else the server skips it with a mere WARNING. A DBA's usual split (an
@@ -39,14 +45,20 @@ from ivr.store.pg_core import PgCore
 log = logging.getLogger(__name__)
 _RECLAIM_LOCK = threading.Lock()  # the tables to rewrite, and the thread rewriting them
 
-# The tables whose rows can hold a number, each with the statement that rewrites it.
-RECLAIM: dict[str, str] = {
-    "contacts": "VACUUM FULL contacts",
-    "calls": "VACUUM FULL calls",
-    "consents": "VACUUM FULL consents",
-    "optouts": "VACUUM FULL optouts",
-    "audit": "VACUUM FULL audit",
+# The tables whose rows can hold a number, each with the statement that rewrites it and the
+# one that counts its dead row versions again after (LEFT_DIRTY).
+RECLAIM: dict[str, tuple[str, str]] = {
+    "contacts": ("VACUUM FULL contacts", "ANALYZE contacts"),
+    "calls": ("VACUUM FULL calls", "ANALYZE calls"),
+    "consents": ("VACUUM FULL consents", "ANALYZE consents"),
+    "optouts": ("VACUUM FULL optouts", "ANALYZE optouts"),
+    "audit": ("VACUUM FULL audit", "ANALYZE audit"),
 }
+# Those of RECLAIM an earlier erasure may have left with the number on disk (module docstring).
+LEFT_DIRTY = (
+    "SELECT relname AS t FROM pg_stat_user_tables WHERE schemaname = current_schema() AND "
+    "relname = ANY(%(t)s) AND (n_dead_tup > 0 OR greatest(last_vacuum, last_autovacuum, "
+    "last_autoanalyze) > coalesce(last_analyze, '-infinity'))")
 # Those of them the role may not VACUUM (vacuum_is_permitted_for_relation's rule), and the role.
 NOT_PERMITTED = (
     "SELECT c.relname AS t, current_user AS r FROM pg_class c JOIN pg_database d ON "
@@ -88,20 +100,19 @@ class PgReclaim(PgCore):
             self._last_erasure = time.monotonic()
 
     def checkpoint_wal(self) -> bool:
-        """After an erasure, outside any transaction: rewrite the tables it changed so no old
-        row version keeps the number (module docstring). False
+        """After an erasure, outside any transaction: rewrite the tables it changed, and those
+        an earlier one left, so no old row version keeps the number (module docstring). False
         when it could not (inside a transaction, a table's lock not granted within
         lock_timeout: the next erasure retries; a table the role may not rewrite:
         rewrite_refused()); False too when the rewrite is left to the background thread."""
         if getattr(self._local, "conn", None) is not None:  # VACUUM cannot run in a transaction
             return not self._reclaim
-        self._refused = frozenset()
-        if not self._reclaim:
-            return True
-        todo = sorted(self._reclaim)
-        refused = {r["t"]: r["r"] for r in self._rows(NOT_PERMITTED, {"t": todo})}
+        left = {r["t"] for r in self._rows(LEFT_DIRTY, {"t": list(RECLAIM)})}
         with _RECLAIM_LOCK:
-            self._reclaim = self._reclaim - set(refused)
+            todo = self._reclaim | left
+        refused = {r["t"]: r["r"] for r in self._rows(NOT_PERMITTED, {"t": sorted(todo)})}
+        with _RECLAIM_LOCK:
+            self._reclaim = (self._reclaim | left) - set(refused)
             self._refused = frozenset(refused)
             self._role = next(iter(refused.values()), "")
         if not self._reclaim:
@@ -117,7 +128,7 @@ class PgReclaim(PgCore):
         return self._role, sorted(self._refused)
 
     def _rewrite(self, lock_wait_ms: int | None = None) -> bool:
-        """VACUUM FULL of each table still to rewrite; False when a lock was not
+        """VACUUM FULL, then ANALYZE, of each table still to rewrite; False when a lock was not
         granted. A table whose file did not change was skipped by the server: refused."""
         todo = self._reclaim
         with self.pool.connection() as conn:  # one connection: the SET applies to the VACUUMs
@@ -125,9 +136,9 @@ class PgReclaim(PgCore):
             try:
                 self._exec("SELECT set_config('lock_timeout', %(t)s, false)",
                            {"t": f"{lock_wait_ms or self.reclaim_lock_wait_ms}ms"})
-                for table, rewrite in RECLAIM.items():
+                for table, (rewrite, analyze) in RECLAIM.items():
                     if table in todo:
-                        self._rewrite_one(table, rewrite)
+                        self._rewrite_one(table, rewrite, analyze)
             except psycopg.errors.LockNotAvailable:
                 return False
             finally:
@@ -135,7 +146,7 @@ class PgReclaim(PgCore):
                 conn.execute("RESET lock_timeout")
         return not self._reclaim
 
-    def _rewrite_one(self, table: str, rewrite: str) -> None:
+    def _rewrite_one(self, table: str, rewrite: str, analyze: str) -> None:
         before = self._row(FILENODE, {"t": table})
         self._exec(rewrite)
         skipped = self._row(FILENODE, {"t": table}) == before
@@ -146,6 +157,11 @@ class PgReclaim(PgCore):
                 self._role = str((self._row("SELECT current_user AS r") or {}).get("r", ""))
                 log.warning("the rewrite of %s after an erasure was skipped by the server: the "
                             "role %s must own it", table, self._role)
+        if not skipped:  # n_dead_tup back to 0 (LEFT_DIRTY); if busy, the next erasure
+            try:         # rewrites the table once more
+                self._exec(analyze)
+            except psycopg.errors.LockNotAvailable:
+                pass
 
     def _reclaim_soon(self) -> None:
         """Start the rewriting thread unless it runs already (it then takes the new tables)."""
