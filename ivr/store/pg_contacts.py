@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg.pq import TransactionStatus
 
 from ivr.store.base import Row, utc
@@ -77,7 +78,11 @@ class PgContactsSQL(PgCore):
         return queued
 
     def _seen_table(self) -> Iterator[None]:
-        self._exec("CREATE TEMP TABLE IF NOT EXISTS ivr_import_seen (number TEXT PRIMARY KEY)")
+        try:  # before any row: a refusal here leaves the store as it was
+            self._exec("CREATE TEMP TABLE IF NOT EXISTS ivr_import_seen "
+                       "(number TEXT PRIMARY KEY)")
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise self.privilege_error(exc, "cannot import the contact list") from None
         self._exec("DELETE FROM pg_temp.ivr_import_seen")
         self._local.queued = _Queued()
         try:

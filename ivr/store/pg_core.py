@@ -76,6 +76,22 @@ def retryable(exc: BaseException) -> bool:
     return isinstance(exc, STORE_ERRORS)
 
 
+def grant_fix(why: str, role: str, database: str) -> str:
+    """What to grant for PostgreSQL's "permission denied" message `why`: a message for the
+    DBA (the statements in lower case), never run here."""
+    if m := re.search(r"permission denied for schema (\S+)", why):
+        return (f"grant create on schema {m[1]} to {role} (or make {role} its owner): the "
+                "store creates and upgrades its tables there")
+    if "create temporary tables" in why:
+        return (f"grant temporary on database {database} to {role}: an import keeps the "
+                "numbers it has seen in a temporary table")
+    if m := re.search(r"must be owner of \w+ (\S+)", why):
+        return (f"make {role} the owner of {m[1]} and of the store's other tables (alter "
+                f"table ... owner to {role}): upgrades and the erasure's VACUUM FULL need it")
+    return (f"give {role} the store's privileges: connect and temporary on the database, "
+            "create on its schema (or its ownership), the ownership of its tables")
+
+
 def redact(url: str) -> str:
     """The URL with any password replaced, for error messages (never log a secret)."""
     url = re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
@@ -132,12 +148,25 @@ class PgCore(KeyedAudit, BoxLines):
                 while (current := self._migrate_step()) < len(MIGRATIONS):
                     pass
             self.canonical_boxes()  # box_lines: once the key is admitted, as a migration
+        except psycopg.errors.InsufficientPrivilege as exc:  # the step was rolled back
+            raise self.privilege_error(exc, f"cannot upgrade the store {redact(self._url)} "
+                                       f"from schema {current} to {len(MIGRATIONS)}") from None
         except psycopg.OperationalError as exc:
             why = " ".join(str(exc).split()) or type(exc).__name__
             if isinstance(exc, psycopg.errors.LockNotAvailable):  # lock_timeout
                 why += " (another ivr is upgrading it: retry)"
             raise StoreError(f"cannot upgrade the store {redact(self._url)} from schema "
                              f"{current} to {len(MIGRATIONS)}: {why}") from None
+
+    def privilege_error(self, exc: psycopg.Error, doing: str) -> StoreError:
+        """One line for a missing privilege: what failed, PostgreSQL's words, what to grant."""
+        why = " ".join(str(exc).splitlines()[0].split()) or type(exc).__name__
+        try:
+            row = self._row("SELECT current_user AS r, current_database() AS d")
+        except psycopg.Error:
+            row = None
+        role, database = (str(row["r"]), str(row["d"])) if row else ("the store's role", "it")
+        return StoreError(f"{doing}: {why}: {grant_fix(why, role, database)}")
 
     def _migrate_step(self) -> int:
         """One missing migration, if any; the store's version after it."""
