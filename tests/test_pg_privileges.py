@@ -77,3 +77,14 @@ def test_no_temp_on_the_database_refuses_the_import_before_any_row(
     assert "\n" not in msg and "cannot import the contact list" in msg
     db = conninfo_to_dict(pg_store_url)["dbname"]
     assert f"grant temporary on database {db} to {name}" in msg
+
+
+def test_no_privilege_on_the_tables_is_one_line_at_open(
+        pg_store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with role(pg_store_url, monkeypatch) as (url, name):
+        with pytest.raises(StoreError) as err:
+            PgStore.open(url, optout_key=b"test-key").close()
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("cannot read the store")
+    assert "permission denied for table schema_version" in msg
+    assert f"make {name} the owner of schema_version" in msg

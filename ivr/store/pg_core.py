@@ -88,6 +88,9 @@ def grant_fix(why: str, role: str, database: str) -> str:
     if m := re.search(r"must be owner of \w+ (\S+)", why):
         return (f"make {role} the owner of {m[1]} and of the store's other tables (alter "
                 f"table ... owner to {role}): upgrades and the erasure's VACUUM FULL need it")
+    if m := re.search(r"permission denied for \w+ (\S+)", why):
+        return (f"make {role} the owner of {m[1]} and of the store's other tables (or grant "
+                f"it select, insert, update, delete on them; their owner runs upgrades)")
     return (f"give {role} the store's privileges: connect and temporary on the database, "
             "create on its schema (or its ownership), the ownership of its tables")
 
@@ -131,7 +134,11 @@ class PgCore(KeyedAudit, BoxLines):
         """The version before any migration: 0 for a new database (no schema_version yet).
         Refused if newer than this program."""
         found = self._row("SELECT to_regclass('schema_version') IS NOT NULL AS x")
-        current = self.version if found and found["x"] else 0
+        try:
+            current = self.version if found and found["x"] else 0
+        except psycopg.errors.InsufficientPrivilege as exc:  # a role given no table
+            raise self.privilege_error(exc, f"cannot read the store {redact(self._url)}") \
+                from None
         _check_version(current)
         return current
 
