@@ -12,6 +12,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from ivr.errors import StoreError
 from ivr.store.pg import PgStore
 from ivr.store.pg_cluster import PgCluster
 from ivr.store.safe_writes import STORE_ERRORS, SafeWriter
@@ -115,6 +116,20 @@ def test_a_read_only_server_is_refused_at_connect_naming_it(pg_store_url: str,
     finally:
         read_only(pg_cluster, pg_store_url, False)
         s.close()
+
+
+def test_a_store_opened_on_a_read_only_server_is_refused_in_one_line(
+        pg_store_url: str, pg_cluster: PgCluster) -> None:
+    """Before: the test connection and the pool's first took a read-only server, and an
+    `ivr run` started there opened and failed only at its first write."""
+    PgStore.open(pg_store_url, optout_key=KEY, connect_timeout_s=1).close()  # migrated
+    read_only(pg_cluster, pg_store_url, True)
+    try:
+        with pytest.raises(StoreError, match="cannot open the store .*read-only") as refused:
+            PgStore.open(pg_store_url, optout_key=KEY, connect_timeout_s=1).close()
+        assert "\n" not in str(refused.value)
+    finally:
+        read_only(pg_cluster, pg_store_url, False)
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)

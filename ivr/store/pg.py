@@ -95,8 +95,10 @@ def connect_kwargs(url: str, connect_timeout_s: float) -> dict[str, Any]:
     if "password" in parts:
         raise StoreError(f"store.url {redact(url)!r} holds a password: remove it and set "
                          f"{PASSWORD_ENV} (or libpq's PGPASSWORD / ~/.pgpass)")
+    # A writable server only: after a failover the old primary may answer at this address as a
+    # replica, where every write would fail (the test connection then refuses it in one line).
     kwargs: dict[str, Any] = {"connect_timeout": max(1, round(connect_timeout_s)),
-                              "application_name": "ivr"}
+                              "application_name": "ivr", "target_session_attrs": "read-write"}
     password = os.environ.get(PASSWORD_ENV)
     if password:
         kwargs["password"] = password
