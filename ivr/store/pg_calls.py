@@ -20,7 +20,8 @@ from ivr.store.erasure_holds import HOLDS_PG
 from ivr.store.base import (ERASED_NUMBER, CallResult, Claim, History, Judge, Row,
                              parse_utc, utc)
 from ivr.store.pg_core import PgCore
-from ivr.store.sqlite_calls import HISTORY_CHUNK, _heard, _known, campaign_tag, hashes_of
+from ivr.store.sqlite_calls import (HISTORY_CHUNK, OTHERS_OPEN_FOR, _heard, _known,
+                                    campaign_tag, hashes_of)
 
 
 class PgCallsSQL(PgCore):
@@ -61,7 +62,8 @@ class PgCallsSQL(PgCore):
         erasure of the number kept (erasure_holds)."""
         row = self._row(
             "SELECT EXISTS (SELECT 1 FROM optouts WHERE number_hash = %(h)s) AS opted_out, "
-            "EXISTS (SELECT 1 FROM calls WHERE number = %(n)s AND outcome IS NULL) AS in_flight,"
+            "EXISTS (SELECT 1 FROM calls WHERE number = %(n)s AND outcome IS NULL AND (campaign "
+            "= %(c)s OR started_at > %(f)s)) AS in_flight,"
             " ARRAY(SELECT started_at FROM calls WHERE number = %(n)s AND started_at > %(a)s "
             "ORDER BY id) AS attempts, "
             "(SELECT MAX(at) FROM consents WHERE number = %(n)s AND kind = 'refusal' "
@@ -71,7 +73,7 @@ class PgCallsSQL(PgCore):
             "(SELECT ARRAY[last_refusal, attempts, kept_until] FROM erasure_holds "
             "WHERE number_hash = %(h)s) AS hold",
             {"h": self.number_hash(number), "n": number, "a": utc(attempts_since),
-             "r": utc(refusals_since), "c": campaign})
+             "r": utc(refusals_since), "c": campaign, "f": utc(now - OTHERS_OPEN_FOR)})
         assert row is not None  # a SELECT without FROM always gives its one row
         past = History(opted_out=bool(row["opted_out"]), in_flight=bool(row["in_flight"]),
                        attempts=[parse_utc(t) for t in row["attempts"]],
@@ -320,8 +322,10 @@ class PgCallsSQL(PgCore):
         for r in self._rows("SELECT number_hash FROM optouts WHERE number_hash = ANY(%s)",
                             (list(by_hash),)):
             out[by_hash[r["number_hash"]]].opted_out = True
-        for r in self._rows("SELECT DISTINCT number FROM calls WHERE outcome IS NULL "
-                            "AND number = ANY(%s)", (chunk,)):
+        fresh = utc(attempts_since + erasure_holds.CAP_PERIOD - OTHERS_OPEN_FOR)  # sqlite_calls
+        for r in self._rows("SELECT DISTINCT number FROM calls WHERE outcome IS NULL AND number "
+                            "= ANY(%(n)s) AND (%(c)s::text IS NULL OR campaign = %(c)s OR "
+                            "started_at > %(f)s)", {"n": chunk, "c": campaign, "f": fresh}):
             out[r["number"]].in_flight = True
         chunk = [n for n in chunk if not (out[n].opted_out or out[n].in_flight)]
         if not chunk:

@@ -18,6 +18,7 @@ from typing import Any
 
 from ivr.store.base import History, Row, parse_utc, status_totals, utc
 from ivr.store.pg_core import PgCore
+from ivr.store.sqlite_calls import OTHERS_OPEN_FOR
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,8 @@ class PgRecordsSQL(PgCore):
             self._exec("SET LOCAL jit = off")
             with self._conn().cursor(name="plan_contacts") as cur:
                 cur.execute(_PLAN, {"c": campaign, "a": utc(attempts_since),
-                                    "r": utc(refusals_since), "now": utc(now)})
+                                    "r": utc(refusals_since), "now": utc(now),
+                                    "f": utc(now - OTHERS_OPEN_FOR)})
                 rows = cur.fetchmany(chunk)
                 while rows:
                     opposed = self.opted_out_among([r["number"] for r in rows])
@@ -204,19 +206,22 @@ class PgRecordsSQL(PgCore):
 
 
 # The plan's statement: the quiet test, then for the other rows (only: CASE) what `history`
-# reads, each a probe by number (calls_number, consents_number): the calls in flight, the
+# reads, each a probe by number (calls_number, consents_number): the calls in flight (another
+# campaign's only within OTHERS_OPEN_FOR of their start, sqlite_calls says why), the
 # attempts since `a` in id order, the last refusal since `r`, the retry_at of the number's
 # last call in this campaign.
 _PLAN = (
     "SELECT q.*, CASE WHEN NOT q.plan_quiet THEN ARRAY[EXISTS (SELECT 1 FROM calls c WHERE "
-    "c.number = q.number AND c.outcome IS NULL)::text, (SELECT MAX(s.at) FROM consents s "
+    "c.number = q.number AND c.outcome IS NULL AND (c.campaign = %(c)s OR c.started_at > "
+    "%(f)s))::text, (SELECT MAX(s.at) FROM consents s "
     "WHERE s.number = q.number AND s.kind = 'refusal' AND s.at >= %(r)s), (SELECT c.retry_at "
     "FROM calls c WHERE c.campaign = %(c)s AND c.number = q.number ORDER BY c.id DESC "
     "LIMIT 1)] || ARRAY(SELECT c.started_at FROM calls c WHERE c.number = q.number AND "
     "c.started_at > %(a)s ORDER BY c.id) END AS plan_history FROM (SELECT k.id, k.number, "
     "k.name, k.timezone, k.source, k.slot, NOT EXISTS (SELECT 1 FROM calls c WHERE "
-    "c.number = k.number AND (c.started_at > %(a)s OR c.outcome IS NULL OR c.retry_at > "
-    "%(now)s)) AND NOT EXISTS (SELECT 1 FROM consents s WHERE s.number = k.number AND "
+    "c.number = k.number AND (c.started_at > %(a)s OR (c.outcome IS NULL AND (c.campaign = "
+    "%(c)s OR c.started_at > %(f)s)) OR c.retry_at > %(now)s)) AND NOT EXISTS (SELECT 1 "
+    "FROM consents s WHERE s.number = k.number AND "
     "s.kind = 'refusal' AND s.at >= %(r)s) AS plan_quiet FROM contacts k JOIN "
     "campaign_contacts b ON b.contact_id = k.id AND b.campaign = %(c)s WHERE b.status = "
     "'pending' AND k.status != 'opted_out') q ORDER BY q.id")

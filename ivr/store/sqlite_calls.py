@@ -7,7 +7,7 @@ import json
 import secrets
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ivr.callflow import outcomes
@@ -21,6 +21,10 @@ from ivr.store.sqlite_core import SQLiteCore
 HISTORY_CHUNK = 5000  # numbers per history query: one JSON parameter, bounded statement size
 HASH_CACHE_MAX = 200_000  # numbers whose opposition-list hash a generation keeps
 HASH_CACHE_TURN_S = 60.0  # a cached hash not asked for within one to two of these is gone
+# Another campaign's open attempt holds its number "in flight" this long after its start: far
+# above the longest call, so a live one is never doubled, while one a dead run left open (only
+# its own campaign settles it) no longer blocks the number for good. Own ones: until settled.
+OTHERS_OPEN_FOR = timedelta(days=1)
 
 
 def _heard(result: CallResult) -> dict[str, str]:
@@ -96,7 +100,8 @@ class CallsSQL(SQLiteCore):
         they are now (`History.current`: the plan's row may be hours old)."""
         row = self.db.conn.execute(
             "SELECT EXISTS (SELECT 1 FROM optouts WHERE number_hash = :h), "
-            "EXISTS (SELECT 1 FROM calls WHERE number = :n AND outcome IS NULL), "
+            "EXISTS (SELECT 1 FROM calls WHERE number = :n AND outcome IS NULL AND "
+            "(+campaign = :c OR started_at > :f)), "
             "(SELECT json_group_array(started_at) FROM calls WHERE number = :n "
             "AND started_at > :a), "
             "(SELECT MAX(at) FROM consents WHERE number = :n AND kind = 'refusal' "
@@ -109,7 +114,8 @@ class CallsSQL(SQLiteCore):
             "(SELECT json_array(last_refusal, attempts, kept_until) FROM erasure_holds "
             "WHERE number_hash = :h)",
             {"h": self.number_hash(number), "n": number, "a": utc(attempts_since),
-             "r": utc(refusals_since), "c": campaign, "k": contact_id}).fetchall()[0]
+             "r": utc(refusals_since), "c": campaign, "k": contact_id,
+             "f": utc(now - OTHERS_OPEN_FOR)}).fetchall()[0]
         opted_out, in_flight, attempts, last_refusal, retry_at, now_row, hold = row
         current = dict(zip(("slot", "timezone"), json.loads(now_row))) if now_row else None
         past = History(opted_out=bool(opted_out), in_flight=bool(in_flight),
@@ -393,8 +399,12 @@ class CallsSQL(SQLiteCore):
         for (h,) in conn.execute("SELECT number_hash FROM optouts WHERE number_hash IN "
                                  "(SELECT value FROM json_each(?))", (json.dumps(list(by_hash)),)):
             out[by_hash[h]].opted_out = True
-        for (number,) in conn.execute("SELECT DISTINCT number FROM calls WHERE outcome IS NULL "
-                                      "AND number IN (SELECT value FROM json_each(?))", (listed,)):
+        # The plan's now: attempts_since is now - CAP_PERIOD (erasure_holds.add_holds).
+        fresh = utc(attempts_since + erasure_holds.CAP_PERIOD - OTHERS_OPEN_FOR)
+        for (number,) in conn.execute(
+                "SELECT DISTINCT number FROM calls WHERE outcome IS NULL AND number IN (SELECT "
+                "value FROM json_each(?)) AND (? IS NULL OR +campaign = ? OR started_at > ?)",
+                (listed, campaign, campaign, fresh)):
             out[number].in_flight = True
         rest = [n for n in chunk if not (out[n].opted_out or out[n].in_flight)]
         if not rest:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from ivr.store.base import Row, status_totals, utc
+from ivr.store.sqlite_calls import OTHERS_OPEN_FOR
 from ivr.store.sqlite_core import SQLiteCore
 
 
@@ -35,13 +36,14 @@ class RecordsSQL(SQLiteCore):
         others' it reads (`history`). Each look-up walks an index by number."""
         cur = self.db.conn.execute(
             "SELECT k.id, k.number, k.name, k.timezone, k.source, k.slot, NOT EXISTS (SELECT 1 "
-            "FROM calls c WHERE c.number = k.number AND (c.started_at > :a OR c.outcome IS NULL "
-            "OR c.retry_at > :now)) AND NOT EXISTS (SELECT 1 FROM consents s WHERE s.number = "
+            "FROM calls c WHERE c.number = k.number AND (c.started_at > :a OR (c.outcome IS NULL "
+            "AND (+c.campaign = :c OR c.started_at > :f)) OR c.retry_at > :now)) AND NOT EXISTS "
+            "(SELECT 1 FROM consents s WHERE s.number = "
             "k.number AND s.kind = 'refusal' AND s.at >= :r) AS plan_quiet FROM contacts k "
             "JOIN campaign_contacts b ON b.contact_id = k.id AND b.campaign = :c WHERE "
             "b.status = 'pending' AND k.status != 'opted_out' ORDER BY k.id",
             {"c": campaign, "a": utc(attempts_since), "r": utc(refusals_since),
-             "now": utc(now)})
+             "now": utc(now), "f": utc(now - OTHERS_OPEN_FOR)})
         cols = [d[0] for d in cur.description]
         while rows := cur.fetchmany(chunk):
             yield [dict(zip(cols, r)) for r in rows]
