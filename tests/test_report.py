@@ -146,6 +146,9 @@ def test_calls_csv_has_one_row_per_call_with_every_column(store: Store) -> None:
 def test_calls_csv_neutralises_formulas_but_keeps_numbers(store: Store) -> None:
     store = build(store)
     store.db.execute("UPDATE contacts SET source = '=HYPERLINK(\"http://x\")' WHERE id = 1")
+    # A call's list is its campaign's binding's (schema 19): the formula goes there too
+    store.db.execute("UPDATE campaign_contacts SET source = '=HYPERLINK(\"http://x\")' "
+                     "WHERE contact_id = 1")
     store.db.execute("UPDATE calls SET stage = '+cmd|calc', keys = '-2+3', "
                      "hangup_cause = '@SUM(A1)', caller_id = '+33 1 =evil' WHERE id = 1")
     store.db.execute("UPDATE calls SET number = '=1+2' WHERE id = 2")
