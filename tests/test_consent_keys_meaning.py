@@ -48,10 +48,36 @@ def cfg_with(tmp_path: Path, intro: str, **flow: Any) -> config.Config:
      {}),
     (HEAD + "Tapez 1 si vous acceptez, 2 si vous refusez.", {}),
     (HEAD + "Oui : touche 1. Non : touche 2.", {}),
+    # A sentence opening with its meaning ties each key to the words before it (was: key 1
+    # "for 'non'"); 'ignorer', a negation with plus/rien or three words inside it refuse
+    (HEAD + "Si vous souhaitez écouter le message, tapez 1, sinon tapez 2 pour raccrocher.", {}),
+    (HEAD + "Tapez 1 pour continuer, tapez 2 pour ne rien entendre.", {}),
+    (HEAD + "Tapez 1 pour l'écouter. Pour ignorer ce message, tapez 2.", {}),
+    (HEAD + "Tapez 1 pour oui. Tapez 2 si cela ne vous intéresse vraiment pas.", {}),
+    (HEAD + "Pour l'écouter, tapez 1 sans raccrocher. Sinon, tapez 2.", {}),
 ])
+
 def test_an_intro_that_says_what_each_key_means_passes(
         tmp_path: Path, intro: str, flow: dict[str, str]) -> None:
     assert intro_problems(cfg_with(tmp_path, intro, **flow), length=False) == []
+
+
+@pytest.mark.parametrize("intro", [
+    # Each says 2 = listen and 1 = refuse, and passed the gate: "ne raccrochez pas" and "sans
+    # raccrocher" read as refusals, "ne … plus / jamais / rien" not as negations
+    HEAD + "Ne raccrochez pas et tapez 2. Si vous ne voulez plus rien entendre, tapez 1.",
+    HEAD + "Pour l'écouter, restez en ligne sans raccrocher et tapez 2. Si vous ne voulez "
+           "jamais entendre parler de politique, tapez 1.",
+    HEAD + "Pour l'écouter, tapez 2 sans raccrocher. Si vous ne voulez plus entendre parler "
+           "de nous, tapez 1.",
+    HEAD + "Tapez 2 et ne raccrochez pas. Tapez 1 si vous ne souhaitez jamais être rappelé.",
+    HEAD + "Tapez deux sans raccrocher pour l'écouter, ou tapez un si vous ne voulez rien "
+           "entendre.",
+])
+def test_an_intro_that_swaps_the_keys_in_other_words_is_refused(tmp_path: Path,
+                                                                 intro: str) -> None:
+    problems = intro_problems(cfg_with(tmp_path, intro), length=False)
+    assert any("is for 'non', but flow.yes_key is 1" in p for p in problems), problems
 
 
 @pytest.mark.parametrize(("intro", "flow", "words"), [

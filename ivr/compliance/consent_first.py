@@ -23,8 +23,10 @@ The slot question (flow.ask_slot) names each key of flow.slots with that slot's 
 après-midi, soir): the key pressed is stored as the slot the later runs call in.
 
 A key is tied to the words of its clause: within a sentence, those between it and the previous
-key ("Pour oui, appuyez sur 1"), or, when words follow the last key, those between it and the
-next ("Appuyez sur 1 pour accepter, sur 2 pour refuser"). A recording is judged by its
+key ("Pour oui, appuyez sur 1"), or, when the sentence says nothing before its first key, those
+between it and the next ("Appuyez sur 1 pour accepter, sur 2 pour refuser"). A negation (ne …
+pas, plus, jamais, rien) refuses, "ne raccrochez pas" and "sans raccrocher" (stay on the line)
+mean neither. A recording is judged by its
 `transcript:`; one without a transcript is not judged here (prompt_legal reports an intro with
 neither; a slot question without one is not checked).
 
@@ -50,7 +52,10 @@ _QUESTION = re.compile(r"\?|\b(acceptez|accepter|voulez|souhaitez|desirez|d'acco
 # What a key means in the intro (normalised text). A refusal wins over an accepting word in the
 # same clause: "si vous ne souhaitez pas l'écouter" refuses.
 _REFUSE = re.compile(r"\b(non|no|sinon|refus\w*|declin\w*|raccroch\w*|terminer|quitter|"
-                     r"arreter|mettre fin)\b|\bn(?:e\s+|')(?:\w+\s+){0,2}?pas\b")
+                     r"arreter|mettre fin|ignor\w*)\b|"
+                     r"\bn(?:e\s+|')(?:\w+\s+){0,3}?(?:pas|plus|jamais|rien|point|aucun\w*)\b")
+# "Ne raccrochez pas", "sans raccrocher": stay on the line, not a refusal (read as neither).
+_HANG_ON = re.compile(r"\bne\s+raccroch\w*\s+pas\b|\bsans\s+raccroch\w*")
 _ACCEPT = re.compile(r"\b(oui|yes|accept\w*|d'accord|ecout\w*|entendre|voulez|souhaitez|desirez|"
                      r"continuer)\b")
 YES, NO = "oui", "non"
@@ -152,18 +157,20 @@ def _consent_question(cfg: Config, said: str) -> list[str]:
 
 def key_ties(text: str, meaning: Callable[[str], set[str]]) -> list[tuple[str, set[str]]]:
     """(key, what its clause means) for every key the normalised text names: the words
-    between it and the previous key of its sentence, or, when the sentence goes on after its
-    last key ("appuyez sur 1 pour accepter") or says nothing before its first, the words
-    between it and the next key."""
+    between it and the previous key of its sentence, or, when the sentence says nothing before
+    its first key ("appuyez sur 1 pour accepter, sur 2 pour refuser"), the words between it
+    and the next key."""
     out: list[tuple[str, set[str]]] = []
     for sentence in re.split(r"[.!?;\n]+", text):
         named = key_mentions(sentence)
         if not named:
             continue
         starts = [at for at, _ in named]
-        # The words follow their key when some come after the last key, or none before the
-        # first ("Appuyez sur la touche 1 pour l'écouter, ou sur la touche 2 pour raccrocher")
-        if meaning(sentence[starts[-1]:]) or not meaning(sentence[:starts[0]]):
+        # The words follow their key when the sentence says nothing before its first key
+        # ("Appuyez sur la touche 1 pour l'écouter, ou sur la touche 2 pour raccrocher"); once
+        # it opens with a meaning, each key takes the words before it ("Si vous souhaitez
+        # l'écouter, tapez 1, sinon tapez 2 pour raccrocher")
+        if not meaning(sentence[:starts[0]]):
             bounds = zip(starts, starts[1:] + [len(sentence)])
         else:
             bounds = zip([0] + starts[:-1], starts)
@@ -176,6 +183,7 @@ def _meanings(ties: list[tuple[str, set[str]]], key: str) -> set[str]:
 
 
 def _consent_meaning(clause: str) -> set[str]:
+    clause = _HANG_ON.sub(" ", clause)
     if _REFUSE.search(clause):
         return {NO}
     return {YES} if _ACCEPT.search(clause) else set()
