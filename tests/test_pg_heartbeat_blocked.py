@@ -55,3 +55,37 @@ def test_a_beat_older_than_half_the_lease_is_a_problem_even_without_an_error() -
     assert beat.stale(1.5) == ""
     beat.beat_at -= 2.0
     assert "controller heartbeat not written for 2 s" in beat.stale(1.5)
+
+
+def test_a_slow_but_successful_fold_is_no_stale_heartbeat(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Before: the next beat waited a whole interval after the fold ended, so a fold of 3 s
+    (under its own 4 s timeout, lease 15 s) had the run told 'controller heartbeat not written
+    for 8 s' and pausing, on a healthy store. Here scaled down: beats every 1 s, a 0.7 s fold
+    at each, the bound 1.5 s (lease / 2): 1.7 s between beats before, 1 s now."""
+    import time as clock
+
+    import ivr.store.pg_controllers as pc
+
+    class SlowFold:
+        closed = False
+
+        def execute(self, sql: str, params: object = None) -> None:
+            if sql is pc.FOLD_COUNTS:
+                clock.sleep(0.7)
+
+        def close(self) -> None:
+            self.closed = True
+
+    monkeypatch.setattr(pc.psycopg, "connect", lambda *a, **k: SlowFold())
+    monkeypatch.setattr(pc, "FOLD_EVERY_S", 0.0)
+    beat = pc.Heartbeat("postgresql://x", {}, "c1", every_s=1.0)
+    beat.start()
+    said: list[str] = []
+    try:
+        end = clock.monotonic() + 5
+        while clock.monotonic() < end:
+            said += [beat.stale(1.5)] if beat.stale(1.5) else []
+            clock.sleep(0.02)
+    finally:
+        beat.stopping.set()
+    assert beat.beats >= 3 and said == []

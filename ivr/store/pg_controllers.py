@@ -121,8 +121,12 @@ class Heartbeat(threading.Thread):
 
     def run(self) -> None:
         conn: psycopg.Connection[Any] | None = None
-        failing = False
-        while not self.stopping.wait(1.0 if failing else self.every_s):  # back fast
+        failing, started = False, time.monotonic()
+        # Each wait counts from the last beat's start: a slow but successful beat or fold
+        # (under its statement_timeout) must not push the next one past the staleness bound
+        while not self.stopping.wait(1.0 if failing else
+                                     max(0.05, self.every_s - (time.monotonic() - started))):
+            started = time.monotonic()
             try:
                 if conn is None or conn.closed:
                     conn = self._connect()
