@@ -173,3 +173,25 @@ def test_an_erasure_rewrites_what_it_changed_not_every_table_with_dead_rows(
     assert (counts["contacts"], counts["calls"], counts["wal_checkpointed"]) == (1, 0, True)
     assert owner.one(FILENODE, {"t": "calls"}) == calls_file  # not rewritten
     assert raw_pages_holding(owner, N) == []
+
+
+def test_an_erasure_whose_rewrite_never_ran_is_finished_by_the_next(
+        owner: PgStore, pg_store_url: str, pg_cluster: Any, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console answers before its rewrite; restarted before the rewrite ran (or a Ctrl-C
+    during the CLI's VACUUM FULL), the erasure had owed nothing (d2fd2f3): erasing again said
+    done while the number stayed on disk. The debt is now written with the erasure."""
+    from ivr.records.privacy import gdpr_erase
+    monkeypatch.setenv("IVR_STORE_PASSWORD", pg_cluster.password())
+    add(owner, N)
+    console = PgStore.open(pg_store_url, optout_key=KEY)
+    console.reclaim_in_background = True
+    console.reclaim_delay_s = console.reclaim_max_wait_s = 3600.0  # never, before the restart
+    try:
+        assert gdpr_erase(console, N, datetime.now(timezone.utc))["wal_checkpointed"] is False
+    finally:
+        console.close()  # the console restarted: its thread never rewrote
+    assert "contacts" in raw_pages_holding(owner, N)
+    again, warnings = erase(shipped_config(tmp_path, {"url": pg_store_url}), N)
+    assert (again["contacts"], again["wal_checkpointed"], warnings) == (0, True, [])
+    assert raw_pages_holding(owner, N) == []

@@ -88,3 +88,24 @@ def test_no_privilege_on_the_tables_is_one_line_at_open(
     assert "\n" not in msg and msg.startswith("cannot read the store")
     assert "permission denied for table schema_version" in msg
     assert f"make {name} the owner of schema_version" in msg
+
+
+def test_a_role_granted_what_the_advice_says_can_claim(
+        pg_store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the advice named the tables' privileges only, and a role given exactly that had
+    every claim refused (the attempt's id is drawn from calls' sequence) and the run paused as
+    'store unavailable' for good."""
+    with role(pg_store_url, monkeypatch) as (url, name):
+        with pytest.raises(StoreError) as err:
+            PgStore.open(url, optout_key=b"test-key").close()
+    msg = str(err.value)
+    assert "usage, select, update on all sequences" in msg
+    advised = ("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
+               "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    with role(pg_store_url, monkeypatch, *advised) as (url, name):
+        store = PgStore.open(url, optout_key=b"test-key")
+        try:  # the claim's own draw (pg_calls: nextval of calls' sequence)
+            row = store.one("SELECT nextval(pg_get_serial_sequence('calls', 'id')) AS id")
+            assert row is not None and row["id"] >= 1
+        finally:
+            store.close()

@@ -90,7 +90,8 @@ def grant_fix(why: str, role: str, database: str) -> str:
                 f"table ... owner to {role}): upgrades and the erasure's VACUUM FULL need it")
     if m := re.search(r"permission denied for \w+ (\S+)", why):
         return (f"make {role} the owner of {m[1]} and of the store's other tables (or grant "
-                f"it select, insert, update, delete on them; their owner runs upgrades)")
+                f"it select, insert, update, delete on them and usage, select, update on all "
+                f"sequences in their schema; their owner runs upgrades)")
     return (f"give {role} the store's privileges: connect and temporary on the database, "
             "create on its schema (or its ownership), the ownership of its tables")
 

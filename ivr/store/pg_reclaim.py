@@ -13,9 +13,10 @@ claims wait); an erasure is a rare, deliberate act, and a lock_timeout bounds th
 lock: when a long transaction holds the table, checkpoint_wal returns False (as SQLite's busy
 checkpoint) and the erasure run again rewrites it.
 
-Run again, the erasure changes no row, and it may be another process: a rewrite that could
-not be done leaves an audit row (OWED: its tables), and every erasure's rewrite also takes the
-tables owed since the last one done (DONE: the last owed id it covered). Dead row versions
+Run again, the erasure changes no row, and it may be another process: each erasure owes its
+tables in an audit row written in its own transaction (OWED), a rewrite that could not be done
+owes what it left, and every erasure's rewrite takes the tables owed since the last one done
+(DONE: the last owed id it covered), so a process ended before its rewrite owes them still. Dead row versions
 alone are not the signal: a live campaign always has some (outcomes, statuses), and rewriting
 calls at each erasure held claims for 16 s a time on 3,000,000 calls.
 
@@ -92,9 +93,14 @@ class PgReclaim(PgCore):
     _owed_upto = 0  # the last OWED audit row the tables to rewrite include
 
     def _erased(self, changed: dict[str, int]) -> None:
-        """erase_person's changes: the tables to rewrite after its commit."""
+        """erase_person's changes, in its transaction: the tables to rewrite after its commit,
+        owed in the audit at once, so that a process ended before its rewrite (a console
+        restarted, a Ctrl-C during the VACUUM FULL) leaves them to the next erasure."""
+        tables = sorted(t for t, n in changed.items() if n)
+        if tables:
+            self._audit(OWED, None, {"tables": tables}, datetime.now(timezone.utc))
         with _RECLAIM_LOCK:
-            self._reclaim = self._reclaim | {t for t, n in changed.items() if n}
+            self._reclaim = self._reclaim | set(tables)
             self._last_erasure = time.monotonic()
 
     def checkpoint_wal(self) -> bool:
