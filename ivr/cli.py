@@ -316,9 +316,8 @@ def _run(ctx: Ctx, store: Any, standby: bool = False, wait: bool = False) -> Non
     from ivr.app import run, run_campaign
     from ivr.campaign.progress import Progress
     with Progress(console) as progress:
-        # `wait` passed only when asked: a stand-in run_campaign of the tests takes standby only
         run(run_campaign(ctx.cfg, store, on_snapshot=progress.show, standby=standby,
-                         **({"wait": True} if wait else {})))
+                         wait=wait))
     final = progress.last  # the report reads the run's final snapshot, nothing else
     assert final is not None and final.stopped
     console.print(f"run {final.stopped_by}: {final.originated} call(s) placed; {final.why}",

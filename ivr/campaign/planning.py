@@ -304,8 +304,10 @@ def _judge_chunk(cfg: Config, store: StoreBackend, rows: list[dict[str, Any]], n
                              now)
     held = store.held_among([r["number"] for r in rows], now)
     if held:  # an erasure's hold (store/erasure_holds.py): the rows the plan reads are gone
+        # a loud number's history read above has its hold already: only the quiet are read
+        unread = [r["number"] for r, q in zip(rows, quiet) if q and r["number"] in held]
         quiet = [q and r["number"] not in held for r, q in zip(rows, quiet)]
-        history.update(_histories(cfg, store, sorted(held), now))
+        history.update(_histories(cfg, store, unread, now))
     out: Judged = []
     add = out.append
     for contact, q in zip(rows, quiet):
