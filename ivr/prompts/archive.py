@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,21 @@ def archive_build(cfg: Config, manifest: dict[str, Any],
                           "its permissions or free space, or set prompts.archive_dir; nothing "
                           "was built") from None
     return root
+
+
+def archived_sources(cfg: Config, needle: str) -> Iterator[Mapping[str, Any]]:
+    """The `sources` of every archived manifest whose text holds `needle` (a source digest).
+    Cheap: each manifest's bytes are read, only those naming the digest are parsed. A damaged
+    or unreadable one is skipped: it proves nothing."""
+    for path in sorted((archive_dir(cfg) / MANIFESTS).glob("*.json")):
+        try:
+            text = path.read_text(encoding="utf-8")
+            data = json.loads(text) if needle in text else None
+        except (OSError, ValueError):
+            continue
+        sources = data.get("sources") if isinstance(data, dict) else None
+        if isinstance(sources, Mapping):
+            yield sources
 
 
 def missing_from_archive(cfg: Config, manifest: Mapping[str, Any]) -> list[str]:

@@ -23,7 +23,7 @@ from typing import Any
 
 from ivr.config import Config, PromptSource
 from ivr.errors import PromptError
-from ivr.prompts.archive import archive_dir, missing_from_archive
+from ivr.prompts.archive import archive_dir, archived_sources, missing_from_archive
 
 Manifest = dict[str, Any]
 KeyChange = tuple[str, Any, Any]  # (flow.<key>, as built, as configured)
@@ -230,26 +230,65 @@ def stale_problem(cfg: Config, manifest: Mapping[str, Any]) -> str | None:
             f"config ({shown} changed since they were built): {REBUILD}")
 
 
+LEGAL_KEY = "prompts.items.legal"
+
+
+def _legal_moved(cfg: Config, recorded: Any, now: Mapping[str, str]) -> set[str]:
+    """The legal.* fields a build of this same legal recording recorded otherwise than `now`."""
+    if not isinstance(recorded, Mapping) or recorded.get(LEGAL_KEY) is None \
+            or recorded.get(LEGAL_KEY) != now.get(LEGAL_KEY):
+        return set()  # another recording (or none): it says nothing of this one
+    return {name for name in (f"legal.{f}" for f in LEGAL_FIELDS)
+            if name in recorded and not _unchanged(cfg, name, recorded, now)}
+
+
+def legal_recording_moved(cfg: Config, old: Mapping[str, Any] | None,
+                          now: Mapping[str, str]) -> list[str]:
+    """The legal.* fields the recorded `legal` prompt (digest in `now`) was built with otherwise
+    than `now` says, by the build `old` or any archived build. The archive is read too: the
+    last build alone is gone on a fresh deploy (prompts/build not committed), after
+    `rm -rf prompts/build` or with a damaged manifest, and the old take then built unrefused."""
+    item = cfg.prompts.items.get("legal")
+    digest = now.get(LEGAL_KEY)
+    if item is None or item.file is None or not digest or digest == "unreadable":
+        return []
+    found: set[str] = set()
+    if old is not None and not foreign_problem(cfg, old):
+        found |= _legal_moved(cfg, old.get("sources"), now)
+    for recorded in archived_sources(cfg, digest):  # digests only: cheap
+        found |= _legal_moved(cfg, recorded, now)
+    return [name for name in (f"legal.{f}" for f in LEGAL_FIELDS) if name in found]
+
+
 def check_legal_recording(cfg: Config, old: Mapping[str, Any] | None,
                           now: Mapping[str, str]) -> None:
     """A recorded `legal` prompt says the mentions it was recorded with. When a legal.* field
-    changed since the last build of this campaign and the recording did not, its transcript was
-    edited but the audio still says the old one: the build refuses (the stale check would
-    otherwise be cleared while the old mentions keep playing)."""
-    item = cfg.prompts.items.get("legal")
-    recorded = (old or {}).get("sources")
-    if item is None or item.file is None or not isinstance(recorded, dict) \
-            or foreign_problem(cfg, old or {}):
-        return
-    key = "prompts.items.legal"
-    if recorded.get(key) is None or recorded.get(key) != now.get(key):
-        return  # new or re-recorded: made for the mentions as they are now
-    changed = [name for name in (f"legal.{f}" for f in LEGAL_FIELDS)
-               if name in recorded and not _unchanged(cfg, name, recorded, now)]
+    changed since a build of this recording (the last one or an archived one) and the recording
+    did not, its transcript was edited but the audio still says the old one: the build refuses
+    (the stale check would otherwise be cleared while the old mentions keep playing)."""
+    changed = legal_recording_moved(cfg, old, now)
     if changed:
-        raise PromptError(f"{key}'s recording {item.file} was made for the old "
+        item = cfg.prompts.items["legal"]
+        raise PromptError(f"{LEGAL_KEY}'s recording {item.file} was made for the old "
                           f"{' and '.join(changed)}: record it again (or make it a text); "
                           "nothing was built")
+
+
+def legal_archive_problem(cfg: Config, manifest: Mapping[str, Any]) -> str | None:
+    """For `ivr check`: the build's legal recording was built before with other mentions (a
+    build made before the archive was consulted, e.g. on a fresh deploy, took the old take)."""
+    sources = manifest.get("sources")
+    if not isinstance(sources, dict):
+        return None
+    # the legal fields as said now (a build may hold an older version's raw-value digests)
+    now = fingerprint(cfg, {"legal": str(sources.get(LEGAL_KEY) or "")})
+    changed = legal_recording_moved(cfg, None, now)
+    if not changed:
+        return None
+    return (f"campaign {cfg.campaign.name!r}: {LEGAL_KEY}'s recording "
+            f"{cfg.prompts.items['legal'].file} was made for the old {' and '.join(changed)} "
+            f"(an archived build in {archive_dir(cfg)} made it with other mentions): record it "
+            f"again (or make it a text) and {REBUILD}")
 
 
 def archive_problem(cfg: Config, manifest: Mapping[str, Any]) -> str | None:
@@ -281,4 +320,5 @@ def build_problem(cfg: Config) -> str | None:
         return str(exc)
     if manifest is None:
         return not_built(path)
-    return stale_problem(cfg, manifest) or archive_problem(cfg, manifest)
+    return (stale_problem(cfg, manifest) or legal_archive_problem(cfg, manifest)
+            or archive_problem(cfg, manifest))
