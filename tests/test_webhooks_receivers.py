@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import ssl
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from urllib.parse import unquote
 
 import httpx
@@ -274,3 +278,49 @@ def test_a_call_offered_twice_is_sent_once(receiver: Receiver) -> None:
     seen = webhooks.Seen()
     assert [seen.add(n) for n in (0, 65_536, 0, 2**40, 65_536, 2**40, 1)] == \
         [True, True, False, True, False, False, True]
+
+
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for localhost that no system trusts (openssl, as Debian ships it)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True,
+                   timeout=60)
+    return cert, key
+
+
+def test_a_certificate_not_trusted_is_said_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Found by a hunt: a receiver whose certificate the system does not trust (self-signed,
+    an unknown CA) was logged as "ConnectError" only, nothing to tell it from a receiver
+    down. Said now, the URL still never quoted."""
+    cert, key = self_signed(tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+        writer.close()
+
+    async def scenario() -> webhooks.Stats:
+        server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=tls)
+        port = server.sockets[0].getsockname()[1]
+        hooks = webhooks.Webhooks(f"https://localhost:{port}/hook?token=hidden", KEY.encode(),
+                                  calls_table(ended_call(9)), retries=1, backoff_s=0.01)
+        hooks.offer(9)
+        stats = await hooks.close(grace_s=20)
+        server.close()
+        return stats
+    with caplog.at_level(logging.WARNING, logger="ivr.records.webhooks"):
+        stats = asyncio.run(scenario())
+    assert (stats.delivered, stats.failed) == (0, 1)
+    said = [r.getMessage() for r in caplog.records if r.name == "ivr.records.webhooks"]
+    assert any("call 9 (+331…42): TLS certificate not trusted; retry in" in m for m in said), \
+        said
+    assert not any("hidden" in m or "localhost" in m for m in said), said

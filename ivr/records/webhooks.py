@@ -21,6 +21,7 @@ import hmac
 import json
 import logging
 import os
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import aclosing, asynccontextmanager
@@ -265,7 +266,7 @@ class Webhooks:
                 return f"no answer within {self.timeout_s:g} s"
         except Exception as exc:  # its text may hold the URL's query: only its kind logged
             if status is None:
-                return type(exc).__name__
+                return failure(exc)
         return None if status is not None and 200 <= status < 300 else f"HTTP {status}"
 
     async def _outcome(self, call_id: int) -> Row | None:
@@ -321,6 +322,19 @@ class Webhooks:
             if ids.total:
                 log.warning("webhooks: %d outcome(s) not delivered (%s), resend them: call "
                             "ids %s", ids.total, why, ids)
+
+
+def failure(exc: BaseException) -> str:
+    """A failed attempt as logged: the exception's kind, never its text (it may quote the URL);
+    a certificate not trusted is said as such (httpx's ConnectError alone hid it)."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # httpx -> httpcore -> ssl: a short chain, a cycle never followed
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return "TLS certificate not trusted"
+        seen = seen.__cause__ or seen.__context__
+    return type(exc).__name__
 
 
 async def skim(resp: httpx.Response) -> None:
