@@ -12,8 +12,9 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ import pytest
 
 from ivr import app, config
 from ivr.errors import ConfigError
-from ivr.records import webhooks
+from ivr.records import privacy, webhooks
+from ivr.store.base import ERASED_NUMBER
 from ivr.telephony.ami_node import AmiNode
 from ivr.telephony.fake_pbx import FakePbx, answer, failed
 
@@ -41,6 +43,7 @@ class Receiver:
     fail: int = 0
     delay_s: float = 0.0
     gate: threading.Event | None = None  # when set: each request waits for it (60 s at most)
+    on_fail: Callable[[], Any] | None = None  # called before a failing request's 500
     seen: list[tuple[float, dict[str, str], bytes]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -59,6 +62,8 @@ def receiver() -> Iterator[Receiver]:
                 rec.seen.append((time.monotonic(), dict(self.headers), body))
                 failing = rec.fail > 0
                 rec.fail -= 1
+            if failing and rec.on_fail is not None:
+                rec.on_fail()
             self.send_response(500 if failing else 204)
             self.end_headers()
 
@@ -291,3 +296,32 @@ def test_a_run_delivers_every_outcome_and_is_not_held_by_a_slow_receiver(
         {(c["id"], c["outcome"], c["controller"]) for c in stored}
     if backend.url:  # README: the `ivr run` that placed the call, on PostgreSQL
         assert len({e["controller"] for e in events}) == 1 and events[0]["controller"]
+
+
+def test_a_retry_after_an_erasure_sends_the_placeholder(
+        backend: Backend, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by a hunt: the body was built once and each retry sent it again, so a person
+    erased (`ivr gdpr erase`) between two attempts had the number sent after the erasure.
+    Each retry reads the row again and signs the body anew."""
+    monkeypatch.setenv(webhooks.ENV, KEY)
+    number = fiction(8)
+    receiver.fail = 1  # the erasure lands before the first attempt's 500
+    receiver.on_fail = lambda: privacy.gdpr_erase(backend.open(), number,
+                                                  datetime.now(timezone.utc))
+
+    async def scenario() -> None:
+        cfg = make_cfg(backend)
+        cfg.webhooks.url = receiver.url
+        store = backend.open()
+        add_contacts(store, [number])
+        async with FakePbx({number: answer(["1"], prompt_s=0.2)}, user="ivr",
+                           secret=SECRET) as pbx:
+            node = AmiNode("pbx", "127.0.0.1", pbx.ami_port, "ivr", SECRET)
+            await app.run_campaign(cfg, store, node=node, hashes=HASHES)
+    asyncio.run(scenario())
+    assert backend.open().q("SELECT number FROM calls") == [{"number": ERASED_NUMBER}]
+    sent = [json.loads(body)["number"] for _, _, body in receiver.seen]
+    assert sent == [number, ERASED_NUMBER], sent
+    for _, headers, body in receiver.seen:
+        check_signature(headers, body)
+        assert headers["X-IVR-Delivery"] == "utest:1"

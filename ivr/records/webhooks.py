@@ -217,24 +217,49 @@ class Webhooks:
             log.error("webhooks: the outcome of call %s could not be read: not delivered",
                       call_id)
             return
-        body = json.dumps(event(call), ensure_ascii=False, separators=(",", ":")).encode()
-        headers = {"Content-Type": "application/json", HEADER: sign(self._key, body),
-                   "X-IVR-Delivery": delivery_id(str(call["campaign"]), call_id)}
-        for attempt in range(self.retries + 1):
-            problem = await self._post(body, headers)
-            if problem is None:
-                self.stats.delivered += 1
-                return
-            if attempt < self.retries:
-                wait = min(self.backoff_s * 2 ** attempt, BACKOFF_MAX_S)
-                self._tell("attempts failed", logging.WARNING,
-                           "call %s (%s): %s; retry in %g s", call_id,
-                           mask(call.get("number")), problem, wait)
-                await self._sleep(wait)
+        if await self.send(call) is None:
+            self.stats.delivered += 1
+            return
         self._failed(call_id)
         self._tell("outcomes given up", logging.ERROR,
                    "call %s (%s): given up after %d attempts", call_id,
                    mask(call.get("number")), self.retries + 1)
+
+    def signed(self, call: Row) -> tuple[bytes, dict[str, str]]:
+        """The call's body and headers: the signature, the delivery id a retry repeats."""
+        body = json.dumps(event(call), ensure_ascii=False, separators=(",", ":")).encode()
+        return body, {"Content-Type": "application/json", HEADER: sign(self._key, body),
+                      "X-IVR-Delivery": delivery_id(str(call["campaign"]), int(call["id"]))}
+
+    async def send(self, call: Row) -> str | None:
+        """POST one outcome, retried with backoff: None once delivered, else the last attempt's
+        problem. Each retry reads the row again and signs it anew: a person erased between two
+        attempts (`ivr gdpr erase`) had the number sent again, the body being built once."""
+        call_id, row, shown = int(call["id"]), call, call
+        problem: str | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                wait = min(self.backoff_s * 2 ** (attempt - 1), BACKOFF_MAX_S)
+                self._tell("attempts failed", logging.WARNING,
+                           "call %s (%s): %s; retry in %g s", call_id,
+                           mask(shown.get("number")), problem, wait)
+                await self._sleep(wait)
+                row = await self._read_once(call_id)
+            if row is None:  # never the old body: it may hold what an erasure removed
+                problem = "its row could not be read again"
+                continue
+            shown = row
+            problem = await self._post(*self.signed(row))
+            if problem is None:
+                return None
+        return problem
+
+    async def _read_once(self, call_id: int) -> Row | None:
+        try:
+            return await self._read(call_id)
+        except Exception as exc:  # the store away: None, read again later
+            log.debug("webhooks: call %s unreadable: %s", call_id, exc)
+            return None
 
     def _tell(self, kind: str, level: int, text: str, *args: Any) -> None:
         """The first failure of its kind, then one a minute with how many were not said:
@@ -278,11 +303,7 @@ class Webhooks:
         guess is the outcome."""
         guess = None
         for _ in range(READ_TRIES):
-            try:
-                call = await self._read(call_id)
-            except Exception as exc:  # the store away: try again
-                log.debug("webhooks: call %s unreadable: %s", call_id, exc)
-                call = None
+            call = await self._read_once(call_id)
             if call is not None and call.get("outcome") is not None:
                 if not (call["outcome"] == "error" and call.get("stage") == "orphaned"):
                     return call
