@@ -130,6 +130,8 @@ def cli(ctx: click.Context, config_path: str, verbose: bool) -> None:
     """Consent-first automated political calls over Asterisk, CNIL rules enforced."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore"):  # their INFO/DEBUG lines quote webhooks.url's query
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     ctx.obj = Ctx(config_path)
     sigterm_as_interrupt(ctx)
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,6 +19,7 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
+import ivr
 from ivr.records import webhooks
 
 import test_webhooks
@@ -24,6 +27,7 @@ from test_webhooks import KEY, NUMBER, Receiver, calls_table, ended_call
 
 receiver = test_webhooks.receiver  # the fixture, shared
 
+REPO = Path(ivr.__file__).resolve().parents[1]  # the ivr under test (a worktree's too)
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
@@ -324,3 +328,35 @@ def test_a_certificate_not_trusted_is_said_so(
     assert any("call 9 (+331…42): TLS certificate not trusted; retry in" in m for m in said), \
         said
     assert not any("hidden" in m or "localhost" in m for m in said), said
+
+
+VERBOSE_PROBE = """
+import asyncio, logging, sys
+from ivr.cli import cli
+from ivr.records import webhooks
+
+@cli.command("probe")
+def probe():
+    logging.getLogger("ivr.probe").debug("debug is on")
+    async def read(call_id):
+        return {"id": call_id, "campaign": "c", "number": "+33199000042", "outcome": "busy"}
+    async def go():
+        hooks = webhooks.Webhooks(sys.argv[1], b"k", read)
+        hooks.offer(1)
+        return await hooks.close(grace_s=20)
+    print(asyncio.run(go()).delivered)
+
+cli(["-v", "probe"])
+"""
+
+
+def test_ivr_v_does_not_log_the_receivers_url(receiver: Receiver, tmp_path: Path) -> None:
+    """Found by a hunt: under `ivr -v` (logging at DEBUG) httpx's own INFO line logged
+    "HTTP Request: POST http://…/hook?token=…", the URL's query included, where no message
+    may quote webhooks.url. httpx and httpcore log at WARNING only."""
+    out = subprocess.run([sys.executable, "-c", VERBOSE_PROBE, receiver.url + "?token=hidden"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 0 and out.stdout.strip() == "1", out.stderr
+    assert "DEBUG ivr.probe: debug is on" in out.stderr  # -v is in force
+    assert "hidden" not in out.stderr and "/hook" not in out.stderr, out.stderr
