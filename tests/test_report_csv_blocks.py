@@ -200,7 +200,7 @@ def test_a_store_of_schema_10_gets_its_block_versions(tmp_path: Path,
     old.db.conn.close()
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 10
     again = Store.open(path, optout_key=b"k")
-    assert again.version == 19
+    assert again.version == 20
     versions = {(r["campaign"], r["block"]) for r in again.q("SELECT * FROM call_chunks")}
     assert versions == {(r["campaign"], block(r["id"])) for r in again.q(
         "SELECT id, campaign FROM calls")} and len(versions) >= 5
@@ -232,7 +232,7 @@ def test_a_postgresql_store_of_schema_10_gets_its_block_versions(
     old.close()
     again = PgTestStore.open(pg_url, optout_key=b"test-key")
     try:
-        assert again.version == 19
+        assert again.version == 20
         rows = again.q("SELECT campaign, block, slot, version FROM call_chunks")
         assert {(r["campaign"], r["block"]) for r in rows} == {
             (r["campaign"], block(r["id"])) for r in again.q("SELECT id, campaign FROM calls")}

@@ -341,4 +341,11 @@ MIGRATIONS: list[str] = [
     """,
     # 19: a call's list is its own campaign's binding's (schema_lists.py says why).
     PG_19,
+    # 20: the tokens of a user disabled before 14 are revoked (schema.py says why).
+    """
+    UPDATE api_tokens
+        SET revoked_at = to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+        WHERE revoked_at IS NULL AND user_id IN (SELECT id FROM users WHERE disabled <> 0);
+    INSERT INTO schema_version (version, applied_at) VALUES (20, now()::text)
+    """,
 ]

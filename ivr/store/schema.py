@@ -357,4 +357,12 @@ MIGRATIONS: list[str] = [
     """,
     # 19: a call's list is its own campaign's binding's (schema_lists.py says why)
     SQLITE_19,
+    # 20: the tokens of a user disabled before 14 were never revoked (no column yet), so
+    # enabling the user brought them back. Revoke them now, as a disable since 14 does; a
+    # re-run touches nothing (only unrevoked tokens of users still disabled).
+    """
+    UPDATE api_tokens SET revoked_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+        WHERE revoked_at IS NULL AND user_id IN (SELECT id FROM users WHERE disabled <> 0);
+    PRAGMA user_version = 20
+    """,
 ]
