@@ -408,3 +408,7 @@ cli.add_command(pbx)
 from ivr.cli_rights import consent, gdpr, optout, purge  # noqa: E402 (own module: size budget)
 for _command in (optout, consent, gdpr, purge):
     cli.add_command(_command)
+
+
+from ivr.cli_webhooks import webhooks as webhooks_group  # noqa: E402 (own module: size budget)
+cli.add_command(webhooks_group)

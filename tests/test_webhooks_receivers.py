@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -240,10 +241,11 @@ def test_outcomes_not_delivered_are_named_by_call_id_at_the_end(
         receiver: Receiver, caplog: pytest.LogCaptureFixture) -> None:
     """Found in review: outcomes still queued or waiting for a retry at the stop, and those
     dropped with the queue full, were only counted: nobody could resend them. Their call ids
-    are logged (the first 50 of each kind, then a count), never their numbers."""
+    are logged (the first 50 of each kind, then a count), never their numbers, then the
+    command resending them: beyond ten, the calls ended since the run's start."""
     receiver.fail = 10_000
 
-    async def scenario() -> webhooks.Stats:
+    async def scenario() -> tuple[webhooks.Stats, datetime]:
         hooks = webhooks.Webhooks(receiver.url, KEY.encode(),
                                   calls_table(*(ended_call(i) for i in range(100, 200))),
                                   queue_size=3, workers=1, backoff_s=60)
@@ -254,17 +256,20 @@ def test_outcomes_not_delivered_are_named_by_call_id_at_the_end(
             await asyncio.sleep(0.02)
         for i in range(101, 171):
             hooks.offer(i)
-        return await hooks.close(grace_s=0.3)
+        return await hooks.close(grace_s=0.3), hooks.started
     with caplog.at_level(logging.WARNING, logger="ivr.records.webhooks"):
-        stats = asyncio.run(scenario())
+        stats, started = asyncio.run(scenario())
     assert (stats.delivered, stats.dropped, stats.failed) == (0, 71, 0)
-    lines = [r.getMessage() for r in caplog.records if "not delivered" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if "not delivered" in r.getMessage()
+             or "resend" in r.getMessage()]
     dropped = ", ".join(str(i) for i in range(104, 154))
     assert lines == [
-        "webhooks: 67 outcome(s) not delivered (dropped, the queue full), resend them: "
+        "webhooks: 67 outcome(s) not delivered (dropped, the queue full): "
         f"call ids {dropped} and 17 more",
-        "webhooks: 4 outcome(s) not delivered (still queued or retried at the stop), resend "
-        "them: call ids 100, 101, 102, 103"]
+        "webhooks: 4 outcome(s) not delivered (still queued or retried at the stop): "
+        "call ids 100, 101, 102, 103",
+        "webhooks: resend them with: ivr webhooks resend --since "
+        f"{started:%Y-%m-%dT%H:%M:%SZ}"]
     assert NUMBER not in caplog.text
 
 

@@ -10,8 +10,9 @@ The run is never slowed: the dialer only puts the attempt's id into a bounded qu
 receiver with exponential backoff. Each attempt is bounded as a whole (timeout_s), and only
 the start of the receiver's answer is read. A full queue drops the event, counted and logged;
 so does a delivery still failing after its last retry; the ids of the calls not delivered are
-logged at the end, for an operator to resend. Each call is offered once: a reconciliation that
-settles the same attempt again does not send it twice. Numbers are masked in every log line.
+logged at the end, with the `ivr webhooks resend` that sends them again (ivr/cli_webhooks.py,
+through `send`). Each call is offered once: a reconciliation that settles the same attempt
+again does not send it twice. Numbers are masked in every log line.
 """
 from __future__ import annotations
 
@@ -21,11 +22,13 @@ import hmac
 import json
 import logging
 import os
+import shlex
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -52,6 +55,7 @@ BODY_READ_MAX = 64 * 1024  # the receiver's answer is read this far at most, the
 # up are said, then one line of each a minute at most, with the count of those not said.
 TELL_EVERY_S = 60.0
 IDS_LOGGED = 50       # call ids named per log line of undelivered outcomes; the rest counted
+RESEND_IDS = 10       # up to this many lost, the resend command names them; beyond, --since
 # X-IVR-Delivery must be ASCII: visible ASCII but `%` kept, the rest percent-encoded (UTF-8)
 DELIVERY_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
 FIELDS = ("campaign", "attempt", "number", "outcome", "stage", "started_at", "answered_at",
@@ -165,12 +169,14 @@ class Webhooks:
                  queue_size: int = QUEUE_SIZE, workers: int = WORKERS, retries: int = RETRIES,
                  backoff_s: float = BACKOFF_S, sleep: Callable[[float], Awaitable[Any]]
                  = asyncio.sleep, transport: httpx.AsyncBaseTransport | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.url, self._key, self._read = url, key, read_call
-        self._clock = clock
+                 clock: Callable[[], float] = time.monotonic, campaign: str | None = None
+                 ) -> None:
+        self.url, self._key, self._read, self._clock = url, key, read_call, clock
+        # for the resend command at the end: the calls ended since the run's start, the second
+        self.campaign, self.started = campaign, datetime.now(timezone.utc).replace(microsecond=0)
         self._said = {"attempts failed": Said(), "outcomes given up": Said()}
-        self.timeout_s = timeout_s
-        self.retries, self.backoff_s, self._sleep = retries, backoff_s, sleep
+        self.timeout_s, self.retries, self.backoff_s = timeout_s, retries, backoff_s
+        self._sleep = sleep
         self.queue: asyncio.Queue[int] = asyncio.Queue(maxsize=queue_size)
         self.stats = Stats()
         self.dropped_ids, self.failed_ids = CallIds(), CallIds()  # named at close
@@ -334,15 +340,28 @@ class Webhooks:
         return self.stats
 
     def _name_lost(self, left: list[int]) -> None:
-        """The calls whose outcome the receiver never got, by id (never a number)."""
+        """The calls the receiver never got, by id (never a number); the command resending them."""
         at_stop = CallIds()
         at_stop.add(left)
-        for ids, why in ((self.dropped_ids, "dropped, the queue full"),
-                         (at_stop, "still queued or retried at the stop"),
-                         (self.failed_ids, "failed after every retry, or unreadable")):
+        kinds = ((self.dropped_ids, "dropped, the queue full"),
+                 (at_stop, "still queued or retried at the stop"),
+                 (self.failed_ids, "failed after every retry, or unreadable"))
+        for ids, why in kinds:
             if ids.total:
-                log.warning("webhooks: %d outcome(s) not delivered (%s), resend them: call "
-                            "ids %s", ids.total, why, ids)
+                log.warning("webhooks: %d outcome(s) not delivered (%s): call ids %s",
+                            ids.total, why, ids)
+        total = sum(ids.total for ids, _ in kinds)
+        if total:
+            lost = sorted({i for ids, _ in kinds for i in ids.ids})
+            log.warning("webhooks: resend them with: %s", self.resend_command(lost, total))
+
+    def resend_command(self, lost: list[int], total: int) -> str:
+        """`ivr webhooks resend` naming the few calls lost, else the calls ended since the run's
+        start (those delivered too: the receiver drops them by X-IVR-Delivery)."""
+        which = [w for i in lost for w in ("--call-id", str(i))] if total <= RESEND_IDS \
+            else ["--since", self.started.strftime("%Y-%m-%dT%H:%M:%SZ")]  # all named, or not
+        where = ["--campaign", self.campaign] if self.campaign is not None else []
+        return shlex.join(["ivr", "webhooks", "resend", *where, *which])
 
 
 def failure(exc: BaseException) -> str:
@@ -350,11 +369,9 @@ def failure(exc: BaseException) -> str:
     a certificate not trusted is said as such (httpx's ConnectError alone hid it)."""
     seen: BaseException | None = exc
     for _ in range(10):  # httpx -> httpcore -> ssl: a short chain, a cycle never followed
-        if seen is None:
-            break
         if isinstance(seen, ssl.SSLCertVerificationError):
             return "TLS certificate not trusted"
-        seen = seen.__cause__ or seen.__context__
+        seen = seen and (seen.__cause__ or seen.__context__)
     return type(exc).__name__
 
 
@@ -389,7 +406,8 @@ async def running(cfg: Config, store: Any) -> AsyncIterator[Webhooks | None]:
     if key is None:
         yield None
         return
-    hooks = Webhooks(cfg.webhooks.url, key, reader(store), timeout_s=cfg.webhooks.timeout_s)
+    hooks = Webhooks(cfg.webhooks.url, key, reader(store), timeout_s=cfg.webhooks.timeout_s,
+                     campaign=cfg.campaign.name)
     try:
         yield hooks
     finally:
