@@ -116,7 +116,8 @@ async def test_answered_originate_then_hangups_with_their_cause(node: AmiNode) -
 async def test_failsafe_is_a_typed_event(node: AmiNode) -> None:
     await node.originate(request("+3310", "ivr-1", agi="agi://127.0.0.1:1"))
     evs = await collect(node, has(ChannelHangup, half=False))
-    assert evs == [OriginateResult("n1", "ivr-1", True, 4), Failsafe("n1", 42, "FAILURE"),
+    assert evs == [OriginateResult("n1", "ivr-1", True, 4),
+                   Failsafe("n1", 42, "FAILURE", "ivr-1"),  # the channel that raised it
                    ChannelHangup("n1", "ivr-1", 41, True), ChannelHangup("n1", "ivr-1", 41)]
 
 

@@ -3,8 +3,10 @@ names. `Dialer.on_event` dispatches to them; an answered call is left to its IVR
 is settled once the hangup's cause that explains it has come (or CAUSE_GRACE_S later)."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
 
 from ivr.callflow.dispositions import unanswered_outcome
 from ivr.campaign.nodes import InFlight, LineHold
@@ -14,6 +16,7 @@ from ivr.telephony.node import (ChannelHangup, ChannelHold, Failsafe, OriginateR
 if TYPE_CHECKING:
     from ivr.campaign.dialer import Dialer
 
+log = logging.getLogger(__name__)
 CAUSE_GRACE_S = 1.0     # wait this long for a Hangup cause after a vague failed Originate
 
 
@@ -77,9 +80,32 @@ def on_callee_hangup(dialer: Dialer, ev: ChannelHangup) -> None:
 
 
 def on_failsafe(dialer: Dialer, ev: Failsafe) -> None:
-    flight = dialer.by_call.get(ev.call_id if ev.call_id is not None else -1)
-    if flight is not None:
+    """Settles the attempt whose own channel took the failsafe, and no other: the event's
+    Uniqueid is the flight's channel id on the flight's node. Another campaign's controller
+    on the same PBX numbers its calls from 1 too, and its failsafes reach us as well."""
+    if not ev.channel_id:
+        _warn_once(dialer, "an IvrFailsafe event without the channel that raised it was "
+                   "ignored: raise it from the call's channel, as dialplans/ivr-outbound.conf "
+                   "does (include that file unchanged)")
+        return
+    flight = _flight(dialer, ev.node, ev.channel_id)
+    if flight is None or (ev.call_id is not None and ev.call_id != flight.call_id):
+        log.debug("failsafe of %s on %s (call %s) is not one of ours: ignored",
+                  ev.channel_id, ev.node, ev.call_id)
+        return
+    if dialer.by_call.get(flight.call_id) is flight:
         dialer._settle_error(flight, "failsafe")
+
+
+_warned: WeakKeyDictionary[Dialer, set[str]] = WeakKeyDictionary()
+
+
+def _warn_once(dialer: Dialer, message: str) -> None:
+    """A WARNING once per run (per dialer), not once per call."""
+    told = _warned.setdefault(dialer, set())
+    if message not in told:
+        told.add(message)
+        log.warning(message)
 
 
 def on_hold(dialer: Dialer, ev: ChannelHold) -> None:

@@ -65,7 +65,8 @@ def parse_event(node: str, ev: Mapping[str, Any]) -> NodeEvent | None:
         channel_id = uid[:-len(LOCAL_OTHER)] if callee_half else uid
         return ChannelHangup(node, channel_id, _int(ev.get("Cause")), callee_half=callee_half)
     if name == "UserEvent" and ev.get("UserEvent") == EVENT_FAILSAFE:
-        return Failsafe(node, _int(ev.get(FAILSAFE_CALL_ID)), str(ev.get(FAILSAFE_STATUS, "")))
+        return Failsafe(node, _int(ev.get(FAILSAFE_CALL_ID)), str(ev.get(FAILSAFE_STATUS, "")),
+                        str(ev.get("Uniqueid") or ""))  # the channel that raised it
     if name in HOLD_EVENTS:  # Linkedid: the Originate's ChannelId, behind a Local channel too
         uid = str(ev.get("Linkedid") or ev.get("Uniqueid") or "")
         return ChannelHold(node, uid, held=name == "Hold")

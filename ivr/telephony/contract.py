@@ -53,7 +53,9 @@ ARG_TOKEN = "agi_arg_3"
 ARG_CALLBACK_SECRET = "agi_arg_1"
 
 # -- events the dialplan raises --------------------------------------------------------------
-EVENT_FAILSAFE = "IvrFailsafe"  # UserEvent: the AGI could not run; CallId, Status
+# UserEvent: the AGI could not run; CallId, Status. Matched on the Uniqueid Asterisk stamps on
+# it (the Originate's ChannelId), not on CallId: every campaign's store numbers calls from 1.
+EVENT_FAILSAFE = "IvrFailsafe"
 FAILSAFE_CALL_ID = "CallId"
 # AGISTATUS; empty when IVR_AGI_URL is not set; SUCCESS on the opposition line when the session
 # ended without VAR_DONE (refused or cut by the controller)

@@ -74,10 +74,14 @@ class ChannelHangup:
 
 @dataclass(frozen=True)
 class Failsafe:
-    """The dialplan could not run the AGI (controller unreachable): the call was hung up."""
+    """The dialplan could not run the AGI (controller unreachable): the call was hung up.
+    channel_id: the Uniqueid of the channel that raised it (Asterisk stamps it on every
+    UserEvent), "" if the event had none. Only it says whose call this is: call ids start at
+    1 in every store, and every campaign's controller on the PBX sees the event."""
     node: str
     call_id: int | None
     status: str
+    channel_id: str = ""
 
 
 @dataclass(frozen=True)
