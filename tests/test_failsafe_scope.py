@@ -15,8 +15,11 @@ from typing import Any
 
 import pytest
 
-from ivr.telephony.contract import EVENT_FAILSAFE, FAILSAFE_CALL_ID, FAILSAFE_STATUS
-from ivr.telephony.fake_pbx import answer
+from ivr.telephony import ami_node
+from ivr.telephony.ami_node import AmiNode
+from ivr.telephony.contract import (EVENT_FAILSAFE, FAILSAFE_CALL_ID, FAILSAFE_CALLBACK,
+                                    FAILSAFE_STATUS)
+from ivr.telephony.fake_pbx import FakePbx, answer
 from ivr.telephony.node import Failsafe
 
 from conftest import Backend
@@ -86,3 +89,54 @@ def test_a_failsafe_from_another_node_settles_nothing(backend: Backend) -> None:
         r.dialer.on_event(Failsafe("other-node", flight.call_id, "FAILURE", flight.channel_id))
     call = _run(backend, elsewhere)
     assert call["outcome"] == "message_played", call
+
+
+# -- the opposition line's failsafe (CallId: callback): said to the admin, never dropped --------
+def callback_failsafe(status: str) -> dict[str, Any]:
+    return {"Event": "UserEvent", "Privilege": "user,all", "UserEvent": EVENT_FAILSAFE,
+            FAILSAFE_CALL_ID: FAILSAFE_CALLBACK, FAILSAFE_STATUS: status,
+            "Channel": "PJSIP/carrier-00000003", "Uniqueid": "1764800000.7"}
+
+
+async def _node_reads(events: list[dict[str, Any]]) -> list[Any]:
+    """The node events an AmiNode yields for `events`, sent by the fake PBX's AMI."""
+    async with FakePbx({}, user="ivr", secret="s") as pbx:
+        node = AmiNode("pbx", "127.0.0.1", pbx.ami_port, "ivr", "s")
+        await node.connect()
+        try:
+            for ev in events + [{"Event": "Hangup", "Uniqueid": "end", "Cause": "16"}]:
+                pbx._emit(ev)
+            seen: list[Any] = []
+            async for typed in node.events():
+                seen.append(typed)
+                if getattr(typed, "channel_id", "") == "end":
+                    return seen
+        finally:
+            node.close()
+    return []
+
+
+def test_the_opposition_lines_failsafe_is_an_error_saying_what_to_check(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="ivr.telephony.ami_node"):
+        typed = asyncio.run(_node_reads([callback_failsafe("FAILURE")] * 3))
+    assert [type(t).__name__ for t in typed] == ["ChannelHangup"]  # the dialer is not told
+    (told,) = [r for r in caplog.records if r.levelno == logging.ERROR]  # once, not 3 times
+    text = told.getMessage()
+    assert "could not reach the controller's FastAGI" in text and "IVR_AGI_URL" in text
+    assert "`ivr serve`/`ivr run` is listening" in text and "failed 1 caller" in text
+
+
+def test_the_opposition_alarm_is_said_again_after_its_quiet_time(
+        caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    alarm = ami_node.OppositionAlarm("pbx", every_s=600, clock=lambda: now[0])
+    with caplog.at_level(logging.ERROR, logger="ivr.telephony.ami_node"):
+        alarm.seen("")          # IVR_AGI_URL unset: no AGI ran
+        now[0] = 300
+        alarm.seen("SUCCESS")   # within the quiet time: counted, not said
+        now[0] = 601
+        alarm.seen("SUCCESS")   # the controller closed it unserved
+    first, second = (r.getMessage() for r in caplog.records)
+    assert "failed 1 caller" in first and "IVR_AGI_URL or IVR_CALLBACK_SECRET is not set" in first
+    assert "failed 2 caller" in second and "closed the opposition line's session" in second

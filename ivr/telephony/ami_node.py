@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from ivr.config import SINGLE_NODE
 from ivr.errors import PbxError
 from ivr.telephony.ami import HOLD_EVENTS, Ami
-from ivr.telephony.contract import EVENT_FAILSAFE, FAILSAFE_CALL_ID
+from ivr.telephony.contract import EVENT_FAILSAFE, FAILSAFE_CALL_ID, FAILSAFE_CALLBACK
 from ivr.telephony.node import (LOCAL_OTHER, ChannelHangup, ChannelHold, Failsafe, NodeEvent,
                                 OriginateRequest, OriginateResult, Reconnected)
 
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 JOIN_EVERY_S = 2.0  # a node down at start is tried this often
 GONE_PROBE_S = 1.0  # a TCP connect to the AMI port: refused at once when nothing listens
 FAILSAFE_STATUS = "Status"  # the UserEvent's AGISTATUS field (dialplans/ivr-outbound.conf)
+OPPOSITION_ALARM_EVERY_S = 600.0  # the opposition line's failsafe: an ERROR this often at most
 
 
 def secret_env(node: str) -> str:
@@ -75,6 +77,49 @@ def parse_event(node: str, ev: Mapping[str, Any]) -> NodeEvent | None:
     return None
 
 
+def is_opposition_failsafe(ev: Mapping[str, Any]) -> bool:
+    """[ivr-callback]'s failsafe (dialplans/ivr-callback.conf): an inbound opposition the
+    controller never got. No attempt's event: the dialer is not told, the admin is."""
+    return ev.get("Event") == "UserEvent" and ev.get("UserEvent") == EVENT_FAILSAFE and \
+        ev.get(FAILSAFE_CALL_ID) == FAILSAFE_CALLBACK
+
+
+class OppositionAlarm:
+    """Each caller the opposition line failed heard the legal mentions, and their opposition
+    was recorded nowhere: an ERROR saying what to check, at most once per `every_s`, with the
+    count of the failures since the last one."""
+
+    def __init__(self, node: str, every_s: float = OPPOSITION_ALARM_EVERY_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.node, self.every_s, self._clock = node, every_s, clock
+        self._next = -float("inf")
+        self._unreported = 0
+
+    def seen(self, status: str) -> None:
+        self._unreported += 1
+        now = self._clock()
+        if now < self._next:
+            return
+        self._next = now + self.every_s
+        count, self._unreported = self._unreported, 0
+        log.error("node %s: the opposition line failed %d caller(s) (%s): %s. Each heard the "
+                  "legal mentions; no opposition was recorded (told again in %g min at most)",
+                  self.node, count, f"AGISTATUS {status}" if status else "no AGI run",
+                  opposition_hint(status), self.every_s / 60)
+
+
+def opposition_hint(status: str) -> str:
+    """What the admin checks, from the failsafe's AGISTATUS."""
+    if status == "SUCCESS":  # the controller took the session and closed it unserved
+        return ("the controller closed the opposition line's session unserved: its log says "
+                "why (agi.allowed_peers, IVR_CALLBACK_SECRET)")
+    if not status:  # [ivr-callback] found IVR_AGI_URL or IVR_CALLBACK_SECRET unset
+        return ("[globals] IVR_AGI_URL or IVR_CALLBACK_SECRET is not set "
+                "(dialplans/ivr-callback.conf)")
+    return ("the opposition line could not reach the controller's FastAGI: check [globals] "
+            "IVR_AGI_URL (agi.host:agi.port) and that `ivr serve`/`ivr run` is listening")
+
+
 class AmiNode:
     """One Asterisk reached over AMI. `max_channels` 0: no limit of its own."""
 
@@ -88,6 +133,7 @@ class AmiNode:
         self._joined: asyncio.Event | None = None  # set: a node down at start has joined
         self._join_task: asyncio.Task | None = None
         self._closed = False
+        self.opposition = OppositionAlarm(name)
 
     @property
     def ami(self) -> Ami:
@@ -178,6 +224,9 @@ class AmiNode:
                 return
             yield Reconnected(self.name)
         async for ev in self.ami.events():
+            if is_opposition_failsafe(ev):
+                self.opposition.seen(str(ev.get(FAILSAFE_STATUS) or ""))
+                continue
             typed = parse_event(self.name, ev)
             if typed is not None:
                 yield typed
