@@ -7,10 +7,15 @@ float WAV came out as near-square noise that passed every check and was played).
 
 The decode stops at the prompt's length limit plus some room for the silence the trim removes:
 a two-hour file is refused after that much audio, never decoded whole into memory.
+
+Refused besides: a stereo take whose channels cancel in the mono mix (one polarity-inverted),
+a silent one, and one whose level never rises 15 dB above its background (a muted microphone,
+a wrong input: its noise would be amplified into a loud hiss).
 """
 from __future__ import annotations
 
 import io
+import math
 import shutil
 import subprocess
 import tempfile
@@ -19,6 +24,7 @@ from typing import Any
 
 from pydub import AudioSegment
 from pydub.silence import detect_leading_silence
+from pydub.utils import audioop  # pydub's own: the stdlib module, or its stand-in
 
 from ivr.errors import PromptError
 
@@ -27,7 +33,8 @@ FFMPEG_TIMEOUT_S = 120.0
 SILENCE_ROOM_S = 30.0      # decoded beyond prompts.max_duration_s: silence the trim removes
 # Part of every cache key (prompts/build.py): changing any of these re-renders everything.
 CONVERSION: dict[str, Any] = {
-    "version": 1,
+    # 2: noise only and cancelling stereo refused (a cached build of one is checked again)
+    "version": 2,
     "sample_rate": 8000,   # Asterisk slin: 8 kHz
     "channels": 1,
     "sample_width": 2,     # 16-bit signed PCM
@@ -37,10 +44,15 @@ CONVERSION: dict[str, Any] = {
     "trim_below_peak_db": 50.0,
     "keep_silence_ms": 50,       # keep a breath at each end so the first phoneme is not cut
     "min_audible_ms": 100,
+    # Refused: speech this close to the background (50 ms windows: the level 0.5 s of the take
+    # exceeds against the 10th percentile) is noise only, e.g. a muted microphone's hiss.
+    "min_dynamics_db": 15.0,
+    "max_mix_drop_db": 10.0,     # a stereo take whose mono mix is this far below its channels
 }
 SILENT_PEAK_DBFS = -50.0   # a clip whose loudest sample is below this has nothing to say
 CLIPPED_RATIO = 0.001      # more than 0.1 % of samples at full scale: the recording clipped
 FORMATS_HINT = "export it again as wav (16-bit PCM), mp3, ogg, m4a or flac"
+FLOOR_DB = -120.0          # the level given to a chunk of digital silence
 
 
 def ffmpeg_path() -> str:
@@ -105,22 +117,91 @@ def _resample(seg: AudioSegment) -> AudioSegment:
     return AudioSegment(data=buf.getvalue())
 
 
-def convert(key: str, data: bytes, what: str, max_s: float) -> AudioSegment:
-    """Decode, check, resample, trim and normalise one clip (raises PromptError naming key)."""
-    seg = decode(key, data, what, max_s)
-    if len(seg) == 0 or seg.max_dBFS < SILENT_PEAK_DBFS:
-        raise PromptError(f"prompt {key!r}: {what} is silent: record or write it again")
-    ratio = _clipped_ratio(seg)
-    if ratio > CLIPPED_RATIO:
-        raise PromptError(f"prompt {key!r}: {what} is clipped ({ratio:.1%} of samples at full "
-                          "scale): record it again at a lower input level")
-    seg = _resample(seg)
-    threshold = seg.max_dBFS - CONVERSION["trim_below_peak_db"]
-    start = detect_leading_silence(seg, silence_threshold=threshold)
-    end = len(seg) - detect_leading_silence(seg.reverse(), silence_threshold=threshold)
+def _mono(like: AudioSegment, raw: bytes) -> AudioSegment:
+    return AudioSegment(data=raw, sample_width=2, frame_rate=like.frame_rate, channels=1)
+
+
+def _powers(seg: AudioSegment, ms: int) -> list[float]:
+    """Mean square (full scale = 1) of each whole `ms` chunk of a 16-bit mono clip."""
+    step = seg.frame_rate * ms // 1000 * 2
+    data = seg.raw_data
+    return [(audioop.rms(data[i:i + step], 2) / 32768) ** 2
+            for i in range(0, len(data) - step + 1, step)]
+
+
+def _db(power: float) -> float:
+    return 10 * math.log10(power) if power > 0 else FLOOR_DB
+
+
+def _percentile(levels: list[float], pct: float) -> float:
+    ordered = sorted(levels)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))] if ordered else FLOOR_DB
+
+
+def _windows(chunks: list[float]) -> list[float]:
+    """The level of the 50 ms window starting at each 10 ms chunk (shorter at the end)."""
+    return [_db(sum(chunks[i:i + 5]) / len(chunks[i:i + 5])) for i in range(len(chunks))]
+
+
+def _loud_level(windows: list[float]) -> float:
+    """The level half a second of the clip exceeds (a quarter of a short clip): one click is
+    never the clip's loudness, and one short word in a long room tone still is."""
+    ordered = sorted(windows, reverse=True)
+    return ordered[min(10, max(1, len(ordered) // 4)) - 1] if ordered else FLOOR_DB
+
+
+def _check_mix(key: str, seg: AudioSegment, what: str) -> None:
+    """A stereo take whose channels cancel (one wired or exported polarity-inverted) mixes to
+    noise or nothing; compared at the take's own rate (the resampling's low-pass plays no part)
+    and mixed as ffmpeg's -ac 1 does, half of each."""
+    if seg.channels != 2:
+        return
+    louder = max(ch.dBFS for ch in seg.split_to_mono())  # -inf both: silent, said below
+    mixed = _mono(seg, audioop.tomono(seg.raw_data, 2, 0.5, 0.5))
+    if louder - mixed.dBFS > CONVERSION["max_mix_drop_db"]:
+        raise PromptError(f"prompt {key!r}: {what}'s channels cancel out when mixed to mono "
+                          "(one is polarity-inverted): export it as mono from one channel, "
+                          "or record it again")
+
+
+def _check_audible(key: str, mono: AudioSegment, what: str, chunks: list[float]) -> None:
+    """Silent, or nothing rising above the background: a muted microphone's noise floor, a
+    wrong input's hum. Either would be amplified into a loud hiss."""
+    if mono.max_dBFS < SILENT_PEAK_DBFS:
+        raise PromptError(f"prompt {key!r}: {what} is silent (nothing in it reaches "
+                          f"{SILENT_PEAK_DBFS:g} dBFS): check that the microphone is on and not "
+                          "muted, then record it again")
+    windows = _windows(chunks)[::5]  # 50 ms, end to end
+    if _loud_level(windows) - _percentile(windows, 10) < CONVERSION["min_dynamics_db"]:
+        raise PromptError(f"prompt {key!r}: {what} holds no speech, only noise (its level "
+                          "never rises above the background): check the microphone (muted? "
+                          "the right input?) and record it again")
+
+
+def _trim(key: str, mono: AudioSegment, what: str) -> AudioSegment:
+    threshold = mono.max_dBFS - CONVERSION["trim_below_peak_db"]
+    start = detect_leading_silence(mono, silence_threshold=threshold)
+    end = len(mono) - detect_leading_silence(mono.reverse(), silence_threshold=threshold)
     if end - start < CONVERSION["min_audible_ms"]:
         raise PromptError(f"prompt {key!r}: {what} is silent after trimming silence: "
                           "record or write it again")
     pad = CONVERSION["keep_silence_ms"]
-    seg = seg[max(0, start - pad):min(len(seg), end + pad)]
-    return seg.apply_gain(CONVERSION["peak_dbfs"] - seg.max_dBFS)
+    return mono[max(0, start - pad):min(len(mono), end + pad)]
+
+
+def convert(key: str, data: bytes, what: str, max_s: float) -> AudioSegment:
+    """Decode, check, resample, trim and level one clip (raises PromptError naming key)."""
+    seg = decode(key, data, what, max_s)
+    if len(seg) == 0:
+        raise PromptError(f"prompt {key!r}: {what} holds no audio (nothing after its header): "
+                          f"record it again, or {FORMATS_HINT}")
+    ratio = _clipped_ratio(seg)
+    if ratio > CLIPPED_RATIO:
+        raise PromptError(f"prompt {key!r}: {what} is clipped ({ratio:.1%} of samples at full "
+                          "scale): record it again at a lower input level")
+    _check_mix(key, seg, what)
+    mono = _resample(seg)
+    chunks = _powers(mono, 10)
+    _check_audible(key, mono, what, chunks)
+    mono = _trim(key, mono, what)
+    return mono.apply_gain(CONVERSION["peak_dbfs"] - mono.max_dBFS)

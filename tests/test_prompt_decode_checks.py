@@ -1,0 +1,138 @@
+"""Recordings the prompt conversion (ivr/prompts/decode.py) refused or levelled wrongly, each
+reproduced first (hunt-audio, 2026-12-03):
+
+- a recording of only noise (a muted microphone's floor just above the -50 dBFS gate, a loud
+  hiss, a hum) was built, amplified up to 46 dB;
+- a stereo take with one channel polarity-inverted passed the silence check (made on the
+  stereo) and cancelled to noise in the mono mix; a fully cancelling one was "silent";
+- a WAV holding only its header was "silent", which said nothing of what to fix.
+
+Every clip here is made at test time by espeak-ng, ffmpeg or pydub (no binary fixture).
+"""
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from pydub import AudioSegment
+
+from ivr.errors import PromptError
+from ivr.prompts.build import build_prompts
+from ivr.prompts.decode import convert
+from test_prompt_build import espeak_wav, make_cfg, write_source
+
+SPEECH = "Ce message vous est adressé par Marie Dupont. Écrivez au 12 rue de la République."
+
+
+def _lavfi(*args: str) -> bytes:
+    """A WAV made by ffmpeg from the given inputs and filters (through a real file)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.wav"
+        subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", *args, str(out)],
+                       check=True, capture_output=True)
+        return out.read_bytes()
+
+
+def _with_voice(speech: bytes, *args: str) -> bytes:
+    """ffmpeg on the speech (input 0, as a file: lavfi inputs may follow) and `args`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "speech.wav"
+        src.write_bytes(speech)
+        return _lavfi("-i", str(src), *args)
+
+
+def _convert(name: str, data: bytes) -> AudioSegment:
+    return convert("message", data, f"audio file {name}", 120)
+
+
+def _refusal(tmp_path: Path, name: str, data: bytes) -> str:
+    """The one line `ivr prompts build` refuses the recording with (nothing is built)."""
+    write_source(tmp_path, name, data)
+    with pytest.raises(PromptError) as exc:
+        build_prompts(make_cfg(tmp_path, {"message": {"file": name, "transcript": "Votez."}}))
+    assert not (tmp_path / "build").exists()
+    msg = str(exc.value)
+    assert msg.startswith("prompt 'message': audio file ") and name in msg and "\n" not in msg
+    return msg
+
+
+@pytest.mark.parametrize("name,args", [
+    # the hunter's muted mic: pink noise only, peak -49.7 dBFS, just above the silence gate
+    ("mutedmic.wav", ["-f", "lavfi", "-i", "anoisesrc=a=0.004:d=15:c=pink", "-ar", "44100"]),
+    ("wrong-input.wav", ["-f", "lavfi", "-i", "anoisesrc=a=0.008:d=8:c=pink", "-ar", "44100"]),
+    ("hiss.wav", ["-f", "lavfi", "-i", "anoisesrc=a=0.1:d=6:c=white", "-ar", "22050"]),
+    ("hum.wav", ["-f", "lavfi", "-i", "sine=frequency=50:duration=6", "-af", "volume=-40dB"]),
+])
+def test_a_recording_of_only_noise_is_refused_naming_the_microphone(
+        tmp_path: Path, name: str, args: list[str]) -> None:
+    msg = _refusal(tmp_path, name, _lavfi(*args))
+    assert "microphone" in msg and "record it again" in msg
+    assert "holds no speech, only noise" in msg or "is silent" in msg
+
+
+PHASE = ("[0:a]asplit[v1][v2];[v2]volume=-1[vi];{left};{right};"
+         "[l][r]join=inputs=2:channel_layout=stereo")
+
+
+@pytest.mark.parametrize("name,extra,left,right", [
+    # each channel with its own ordinary noise floor: the mono mix is that noise alone
+    ("phase_noisy.wav", ["-f", "lavfi", "-i", "anoisesrc=a=0.003:d=6:c=pink:r=22050",
+                         "-f", "lavfi", "-i", "anoisesrc=a=0.003:d=6:c=pink:r=22050:seed=7"],
+     "[v1][1:a]amix=inputs=2:normalize=0[l]", "[vi][2:a]amix=inputs=2:normalize=0[r]"),
+    # cancelling exactly: was "silent after trimming silence: record or write it again"
+    ("phase.wav", [], "[v1]anull[l]", "[vi]anull[r]"),
+])
+def test_a_stereo_take_whose_channels_cancel_is_refused_saying_export_it_as_mono(
+        tmp_path: Path, name: str, extra: list[str], left: str, right: str) -> None:
+    data = _with_voice(espeak_wav(SPEECH), *extra, "-filter_complex",
+                       PHASE.format(left=left, right=right), "-t", "5.9")
+    msg = _refusal(tmp_path, name, data)
+    assert "channels cancel out when mixed to mono" in msg and "export it as mono" in msg
+
+
+def test_a_wav_holding_only_its_header_says_what_to_do(tmp_path: Path) -> None:
+    header = espeak_wav(SPEECH)[:44]
+    msg = _refusal(tmp_path, "hdronly.wav", header)
+    assert "holds no audio" in msg and "record it again" in msg
+
+
+def _espeak(voice: list[str], text: str) -> bytes:
+    return subprocess.run(["espeak-ng", *voice, "--stdout", text], check=True,
+                          capture_output=True).stdout
+
+
+VOICES = [["-v", "fr"], ["-v", "fr+f3"], ["-v", "fr", "-s", "140", "-p", "30"]]
+TEXTS = ["Au revoir.", "Choix invalide.", "Vous ne serez plus appelé.", SPEECH,
+         "Quel moment ? 1 matin, 2 après-midi, 3 soir."]
+
+
+@pytest.mark.parametrize("voice", VOICES, ids=lambda v: " ".join(v))
+def test_espeak_renders_all_pass(voice: list[str]) -> None:
+    for text in TEXTS:
+        assert len(_convert("tts.wav", _espeak(voice, text))) > 300, text
+
+
+def _room_tone_voice(speech: bytes) -> bytes:
+    """The speech (peak -5 dBFS) with quiet pink room tone (about -60 dBFS RMS) mixed in."""
+    return _with_voice(speech, "-f", "lavfi", "-i", "anoisesrc=a=0.005:d=10:c=pink:r=22050",
+                       "-filter_complex", "[0:a]apad=pad_dur=1[v];"
+                       "[v][1:a]amix=inputs=2:normalize=0:duration=shortest")
+
+
+def _stereo(speech: bytes, right: str) -> bytes:
+    return _with_voice(speech, "-filter_complex",
+                       f"[0:a]asplit[l][r0];[r0]{right}[r];[l][r]join=inputs=2:"
+                       "channel_layout=stereo")
+
+
+@pytest.mark.parametrize("kind", ["room tone", "stereo", "stereo, one channel silent",
+                                  "mp3 44.1 kHz"])
+def test_real_takes_of_speech_pass(kind: str) -> None:
+    speech = espeak_wav(SPEECH)
+    data = {"room tone": lambda: _room_tone_voice(speech),
+            "stereo": lambda: _stereo(speech, "anull"),
+            "stereo, one channel silent": lambda: _stereo(speech, "volume=0"),
+            "mp3 44.1 kHz": lambda: _with_voice(speech, "-ar", "44100", "-f", "mp3")}[kind]()
+    assert len(_convert("take.wav", data)) > 4000
