@@ -36,6 +36,7 @@ from ivr.prompts.install import atomic_write, install_prompts, same_file, sha
 from ivr.prompts.manifest import (MANIFEST_NAME, Manifest, check_legal_recording, fingerprint,
                                   flow_keys, load_manifest, prompt_digest, read_manifest,
                                   spoken_source)
+from ivr.prompts.take_checks import check_pace
 from ivr.prompts.tts import ENGINES, check_gtts_language, render_tts, resolve_engine
 
 Log = Callable[[str], None]
@@ -61,6 +62,7 @@ class _Job:
     file: str | None         # as written in the config
     data: bytes | None       # recorded file bytes (read once: hashed and decoded)
     cache_key: str
+    transcript: str | None = None  # a recording's: its length must fit it (take_checks.py)
 
 
 # ---------------------------------------------------------------- validation and planning
@@ -128,7 +130,7 @@ def _plan(cfg: Config, engine_override: str | None, log: Log) -> list[_Job]:
             data = _read_source(cfg, key, item.file)
             digest = hashlib.sha256(data).hexdigest()
             jobs.append(_Job(key, "file", None, None, item.file, data,
-                             _hash("file", digest, DECODER)))
+                             _hash("file", digest, DECODER), item.transcript))
             continue
         engine = engines[key]
         text = spoken_source(item.text or "")  # YAML re-wrapping must not re-render
@@ -272,6 +274,8 @@ def _stage_job(cfg: Config, job: _Job, build_dir: Path, staging: Path, staged: _
         raise PromptError(f"prompt {job.key!r}: lasts {duration:.1f} s, longer than "
                           f"prompts.max_duration_s = {cfg.prompts.max_duration_s:g} s: "
                           "shorten it or raise the limit")
+    if job.source == "file":  # checked on the cached take too: it may predate the check
+        check_pace(job.key, job.file or "", job.transcript, duration, log)
     digest = sha(wav)
     if not same_file(build_dir / f"{job.key}.wav", digest):
         _write_staged(staging / f"{job.key}.wav", wav)
