@@ -16,9 +16,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
+from ivr.errors import StoreError
+from ivr.store.sqlite_optout_key import ENV as KEY_ENV
 from ivr.store.sqlite_optout_key import KEY_SAMPLE, check_key, fingerprint
 
 Row = dict[str, Any]
+# Set to 1 once: record a key no kept number can check (KeyedAudit.verify_optout_key).
+CONFIRM_ENV = "IVR_OPTOUT_KEY_CONFIRM"
 
 
 def utc(now: datetime) -> str:
@@ -116,8 +120,8 @@ class Claim:
 class KeyedAudit:
     """What both backends do the same way over their own SQL primitives (`transaction`,
     `_add_optout`, `_audit`, `_holds`, `_kept_optouts`, `_key_fingerprint`,
-    `_record_key_fingerprint`): the opposition list's keyed hash and its key's check, adding
-    an opposition, and one audit row. Kept here once so the two cannot drift apart."""
+    `_record_key_fingerprint`, `optout_count`): the opposition list's keyed hash and its key's
+    check, adding an opposition, and one audit row. Kept here once so they cannot drift."""
     _key: bytes
 
     def number_hash(self, number: str) -> str:
@@ -139,14 +143,27 @@ class KeyedAudit:
             out.append(o.hexdigest())
         return out
 
-    def check_optout_key(self) -> None:
-        """Refuse a key the opposition list was not written with (sqlite_optout_key): the
-        latest kept oppositions, and the fingerprint the first process to open the store
-        recorded. Read before any write: an open that finds it takes no write lock (the
-        console opens a store per thread)."""
+    def verify_optout_key(self) -> str | None:
+        """Refuse a key the list was not written with (sqlite_optout_key): its latest kept
+        oppositions, and the fingerprint recorded first (returned; None: none yet). Writes
+        nothing: checked before an upgrade too, a refusal leaves the store as it was."""
         stored = self._key_fingerprint()
-        check_key(self._kept_optouts(KEY_SAMPLE), self.number_hash, stored)
-        if stored is None:  # checked against the list first: a wrong key is never recorded
+        kept = self._kept_optouts(KEY_SAMPLE)
+        check_key(kept, self.number_hash, stored)
+        # A store from before the fingerprint whose oppositions all lost their number (erased)
+        # checks no key: recording this one would make a wrong key the store's, every
+        # opposition then silently unmatched. Only on the operator's word.
+        if stored is None and not kept and (n := self.optout_count()) \
+                and os.environ.get(CONFIRM_ENV) != "1":
+            raise StoreError(f"{n} oppositions of this store cannot be checked against "
+                             f"{KEY_ENV} (their numbers were erased): if it is the key the "
+                             f"previous release used, set {CONFIRM_ENV}=1 once to record it")
+        return stored
+
+    def check_optout_key(self) -> None:
+        """verify_optout_key, then the key's fingerprint recorded if none yet: an open that
+        finds one takes no write lock (the console opens a store per thread)."""
+        if self.verify_optout_key() is None:  # checked first: a wrong key is never recorded
             self._record_key_fingerprint(fingerprint(self.number_hash))
             check_key([], self.number_hash, self._key_fingerprint())  # another's came first
 

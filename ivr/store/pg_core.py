@@ -24,7 +24,6 @@ from ivr.numbers import BOX_PREFIXES
 from ivr.store.base import KeyedAudit, Row, utc
 from ivr.store.box_lines import BoxLines
 from ivr.store.pg_schema import MIGRATION_LOCK, MIGRATIONS, VERSION_TABLE
-from ivr.store.sqlite_optout_key import KEY_SAMPLE, check_key
 
 # What a PostgreSQL store that is away raises. OperationalError covers a stopped or restarting
 # server, a lost connection, a pool that cannot hand out a connection in time (PoolTimeout), a
@@ -299,11 +298,6 @@ class PgCore(KeyedAudit, BoxLines):
         return version > 0 and self._row(
             "SELECT EXISTS (SELECT 1 FROM optouts) OR EXISTS (SELECT 1 FROM "
             "optout_key) AS x")["x"]  # type: ignore[index]
-
-    def verify_optout_key(self) -> None:
-        """check_optout_key without recording the fingerprint: the check PgStore.open makes
-        before migrating, so that a refused key leaves the store as it found it."""
-        check_key(self._kept_optouts(KEY_SAMPLE), self.number_hash, self._key_fingerprint())
 
     def _add_optout(self, number: str, via: str, campaign: str | None, now: datetime) -> bool:
         self.guard_key(number)

@@ -220,11 +220,6 @@ class SQLiteCore(KeyedAudit, BoxLines):
                 "EXISTS (SELECT 1 FROM audit)").fetchone() is not None
         return version > 0 and (self._key_fingerprint() is not None or self._any_optout())
 
-    def verify_optout_key(self) -> None:
-        """check_optout_key without recording the fingerprint: the check Store.open makes
-        before migrating, so that a refused key leaves the store as it found it."""
-        check_key(self._kept_optouts(KEY_SAMPLE), self.number_hash, self._key_fingerprint())
-
     def _any_optout(self) -> bool:
         return self.db.conn.execute("SELECT 1 FROM optouts LIMIT 1").fetchone() is not None
 
