@@ -5,18 +5,23 @@ reproduced first (hunt-audio, 2026-12-03):
   hiss, a hum) was built, amplified up to 46 dB;
 - a stereo take with one channel polarity-inverted passed the silence check (made on the
   stereo) and cancelled to noise in the mono mix; a fully cancelling one was "silent";
+- the gain came from the loudest sample: one pop left the speech 12-15 dB quieter than every
+  other prompt (and espeak-ng's prompts themselves spread over 5 dB);
 - a WAV holding only its header was "silent", which said nothing of what to fix.
 
 Every clip here is made at test time by espeak-ng, ffmpeg or pydub (no binary fixture).
 """
 from __future__ import annotations
 
+import io
 import subprocess
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydub import AudioSegment
+from pydub.generators import Sine
 
 from ivr.errors import PromptError
 from ivr.prompts.build import build_prompts
@@ -24,6 +29,8 @@ from ivr.prompts.decode import convert
 from test_prompt_build import espeak_wav, make_cfg, write_source
 
 SPEECH = "Ce message vous est adressé par Marie Dupont. Écrivez au 12 rue de la République."
+CEILING = -3.0     # the built prompts' peak ceiling (CONVERSION["peak_dbfs"])
+TARGET = -20.0     # the speech level every prompt is brought to (CONVERSION["speech_dbfs"])
 
 
 def _lavfi(*args: str) -> bytes:
@@ -47,6 +54,23 @@ def _convert(name: str, data: bytes) -> AudioSegment:
     return convert("message", data, f"audio file {name}", 120)
 
 
+def _samples(seg: AudioSegment) -> np.ndarray:
+    return np.array(seg.get_array_of_samples(), dtype=float) / 32768
+
+
+def _speech_dbfs(seg: AudioSegment) -> float:
+    """The speech level measured apart from the code under test: energy mean of the 50 ms
+    windows within 20 dB of the 10th loudest (of a short clip the quarter-loudest) and 6 dB
+    above the 10th percentile (the background), none counted above 6 dB over that one."""
+    x = _samples(seg)
+    n = seg.frame_rate // 20
+    power = np.array([np.mean(x[i:i + n] ** 2) for i in range(0, len(x) - n + 1, n)])
+    top = np.sort(power)[::-1][min(10, max(1, len(power) // 4)) - 1]
+    background = np.sort(power)[int(len(power) * 0.1)]
+    voiced = np.minimum(power[power >= max(top / 100, background * 4)], top * 4)
+    return float(10 * np.log10(np.mean(voiced)))
+
+
 def _refusal(tmp_path: Path, name: str, data: bytes) -> str:
     """The one line `ivr prompts build` refuses the recording with (nothing is built)."""
     write_source(tmp_path, name, data)
@@ -63,7 +87,7 @@ def _refusal(tmp_path: Path, name: str, data: bytes) -> str:
     ("mutedmic.wav", ["-f", "lavfi", "-i", "anoisesrc=a=0.004:d=15:c=pink", "-ar", "44100"]),
     ("wrong-input.wav", ["-f", "lavfi", "-i", "anoisesrc=a=0.008:d=8:c=pink", "-ar", "44100"]),
     ("hiss.wav", ["-f", "lavfi", "-i", "anoisesrc=a=0.1:d=6:c=white", "-ar", "22050"]),
-    ("hum.wav", ["-f", "lavfi", "-i", "sine=frequency=50:duration=6", "-af", "volume=-40dB"]),
+    ("hum.wav", ["-f", "lavfi", "-i", "sine=frequency=50:duration=6", "-af", "volume=-6dB"]),
 ])
 def test_a_recording_of_only_noise_is_refused_naming_the_microphone(
         tmp_path: Path, name: str, args: list[str]) -> None:
@@ -109,9 +133,13 @@ TEXTS = ["Au revoir.", "Choix invalide.", "Vous ne serez plus appelé.", SPEECH,
 
 
 @pytest.mark.parametrize("voice", VOICES, ids=lambda v: " ".join(v))
-def test_espeak_renders_all_pass(voice: list[str]) -> None:
+def test_espeak_renders_all_come_out_at_the_same_speech_level_under_the_ceiling(
+        voice: list[str]) -> None:
+    # Before: peak-normalised, so their speech spread from -16.4 to -21.3 dBFS.
     for text in TEXTS:
-        assert len(_convert("tts.wav", _espeak(voice, text))) > 300, text
+        seg = _convert("tts.wav", _espeak(voice, text))
+        assert _speech_dbfs(seg) == pytest.approx(TARGET, abs=1.0), text
+        assert seg.max_dBFS <= CEILING + 0.01, text
 
 
 def _room_tone_voice(speech: bytes) -> bytes:
@@ -129,10 +157,34 @@ def _stereo(speech: bytes, right: str) -> bytes:
 
 @pytest.mark.parametrize("kind", ["room tone", "stereo", "stereo, one channel silent",
                                   "mp3 44.1 kHz"])
-def test_real_takes_of_speech_pass(kind: str) -> None:
+def test_real_takes_of_speech_pass_at_the_same_level(kind: str) -> None:
     speech = espeak_wav(SPEECH)
     data = {"room tone": lambda: _room_tone_voice(speech),
             "stereo": lambda: _stereo(speech, "anull"),
             "stereo, one channel silent": lambda: _stereo(speech, "volume=0"),
             "mp3 44.1 kHz": lambda: _with_voice(speech, "-ar", "44100", "-f", "mp3")}[kind]()
-    assert len(_convert("take.wav", data)) > 4000
+    seg = _convert("take.wav", data)
+    assert _speech_dbfs(seg) == pytest.approx(TARGET, abs=1.0)
+    assert seg.max_dBFS <= CEILING + 0.01
+
+
+def _with_pop(speech: bytes, at_ms: int) -> bytes:
+    """The hunter's take: speech 15 dB lower (peak -20 dBFS), one 15 ms 200 Hz pop at -1."""
+    voice = AudioSegment.from_file(io.BytesIO(speech), format="wav").apply_gain(-15)
+    pop = Sine(200, sample_rate=voice.frame_rate).to_audio_segment(duration=15, volume=-1.0)
+    buf = io.BytesIO()
+    (voice[:at_ms] + pop.fade_out(10) + voice[at_ms:]).export(buf, format="wav")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("at_ms", [0, 2000])
+def test_one_pop_no_longer_makes_the_speech_quieter_than_the_other_prompts(at_ms: int) -> None:
+    speech = espeak_wav(SPEECH)
+    clean = _speech_dbfs(_convert("clean.wav", speech))
+    popped = _convert("pop.wav", _with_pop(speech, at_ms))
+    # Before: 12 dB quieter (the pop set the gain); now the same speech level ...
+    assert _speech_dbfs(popped) == pytest.approx(clean, abs=1.0)
+    # ... and the pop is held at the ceiling, not clipped.
+    assert popped.max_dBFS <= CEILING + 0.01
+    pinned = np.abs(_samples(popped)) >= 0.999
+    assert not pinned.any()

@@ -10,7 +10,9 @@ a two-hour file is refused after that much audio, never decoded whole into memor
 
 Refused besides: a stereo take whose channels cancel in the mono mix (one polarity-inverted),
 a silent one, and one whose level never rises 15 dB above its background (a muted microphone,
-a wrong input: its noise would be amplified into a loud hiss).
+a wrong input: its noise would be amplified into a loud hiss). Each prompt's speech is brought
+to the same level (-20 dBFS over its voiced 50 ms windows) with its peaks held at -3 dBFS by a
+limiter, so a click no longer lowers the words.
 """
 from __future__ import annotations
 
@@ -33,12 +35,18 @@ FFMPEG_TIMEOUT_S = 120.0
 SILENCE_ROOM_S = 30.0      # decoded beyond prompts.max_duration_s: silence the trim removes
 # Part of every cache key (prompts/build.py): changing any of these re-renders everything.
 CONVERSION: dict[str, Any] = {
-    # 2: noise only and cancelling stereo refused (a cached build of one is checked again)
-    "version": 2,
+    # 2: noise only and cancelling stereo refused (a cached build of one is checked again);
+    # 3: gain from the speech level under a limiter, not from the loudest sample
+    "version": 3,
     "sample_rate": 8000,   # Asterisk slin: 8 kHz
     "channels": 1,
     "sample_width": 2,     # 16-bit signed PCM
-    "peak_dbfs": -3.0,     # headroom so telephone codecs do not saturate
+    # Gain brings the speech (the energy mean of its voiced 50 ms windows) to this level, what
+    # espeak-ng's prompts had under the old peak rule (-17 to -21 dBFS, median -19): the
+    # loudest sample set the gain before, so one click left a take's speech 12-15 dB quieter.
+    "speech_dbfs": -20.0,
+    "peak_dbfs": -3.0,     # ceiling a limiter holds: headroom so telephone codecs do not saturate
+    "limiter_ms": 5,       # the limiter's gain falls and recovers over 2 x this around a peak
     # silence = 10 ms chunks this far below the clip's peak; 40 dB cut final consonants
     # ("Test" loses its "st" once band-limited to 4 kHz), 50 dB keeps them.
     "trim_below_peak_db": 50.0,
@@ -189,6 +197,37 @@ def _trim(key: str, mono: AudioSegment, what: str) -> AudioSegment:
     return mono[max(0, start - pad):min(len(mono), end + pad)]
 
 
+def speech_level(mono: AudioSegment) -> float:
+    """dBFS of the speech: energy mean of the 50 ms windows within 20 dB of the clip's loud
+    level and 6 dB above its background (pauses and room tone are not speech), each counted
+    at most 6 dB above that loud level (a click's window would outweigh the words)."""
+    levels = [_db(p) for p in _powers(mono, 50)]
+    loud = _loud_level(levels)
+    gate = min(max(loud - 20.0, _percentile(levels, 10) + 6.0), loud)
+    voiced = [10 ** (min(level, loud + 6.0) / 10) for level in levels if level >= gate]
+    return _db(sum(voiced) / len(voiced)) if voiced else FLOOR_DB
+
+
+def _limited(mono: AudioSegment, gain_db: float) -> AudioSegment:
+    """`mono` amplified by gain_db with its peaks held at CONVERSION["peak_dbfs"]: per 1 ms
+    block the gain a peak allows, its minimum over +-limiter_ms then averaged over +-limiter_ms
+    (so never above what any block allows, and changing smoothly: no clipping, no clicks)."""
+    gain = 10 ** (gain_db / 20)
+    ceiling = 32767 * 10 ** (CONVERSION["peak_dbfs"] / 20)
+    step = mono.frame_rate // 1000 * 2
+    data = mono.raw_data
+    blocks = [data[i:i + step] for i in range(0, len(data), step)]
+    allowed = [min(gain, ceiling / peak) if (peak := audioop.max(b, 2)) else gain
+               for b in blocks]
+    if min(allowed, default=gain) >= gain:
+        return _mono(mono, audioop.mul(data, 2, gain))
+    w = CONVERSION["limiter_ms"]
+    held = [min(allowed[max(0, i - w):i + w + 1]) for i in range(len(allowed))]
+    smooth = [sum(held[max(0, i - w):i + w + 1]) / len(held[max(0, i - w):i + w + 1])
+              for i in range(len(held))]
+    return _mono(mono, b"".join(audioop.mul(b, 2, g) for b, g in zip(blocks, smooth)))
+
+
 def convert(key: str, data: bytes, what: str, max_s: float) -> AudioSegment:
     """Decode, check, resample, trim and level one clip (raises PromptError naming key)."""
     seg = decode(key, data, what, max_s)
@@ -204,4 +243,4 @@ def convert(key: str, data: bytes, what: str, max_s: float) -> AudioSegment:
     chunks = _powers(mono, 10)
     _check_audible(key, mono, what, chunks)
     mono = _trim(key, mono, what)
-    return mono.apply_gain(CONVERSION["peak_dbfs"] - mono.max_dBFS)
+    return _limited(mono, CONVERSION["speech_dbfs"] - speech_level(mono))
