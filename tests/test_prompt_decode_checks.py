@@ -7,6 +7,7 @@ reproduced first (hunt-audio, 2026-12-03):
   stereo) and cancelled to noise in the mono mix; a fully cancelling one was "silent";
 - the gain came from the loudest sample: one pop left the speech 12-15 dB quieter than every
   other prompt (and espeak-ng's prompts themselves spread over 5 dB);
+- room tone was never trimmed: 8 s of it before and 10 s after the words were all played;
 - a WAV holding only its header was "silent", which said nothing of what to fix.
 
 Every clip here is made at test time by espeak-ng, ffmpeg or pydub (no binary fixture).
@@ -188,3 +189,24 @@ def test_one_pop_no_longer_makes_the_speech_quieter_than_the_other_prompts(at_ms
     assert popped.max_dBFS <= CEILING + 0.01
     pinned = np.abs(_samples(popped)) >= 0.999
     assert not pinned.any()
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    n = min(len(a), len(b))
+    return float(np.corrcoef(a[:n], b[:n])[0, 1])
+
+
+def test_room_tone_before_and_after_the_words_is_trimmed_not_the_words() -> None:
+    speech = espeak_wav(SPEECH)
+    clean = _convert("clean.wav", speech)
+    take = _with_voice(speech, "-f", "lavfi", "-i", "anoisesrc=a=0.005:d=24:c=pink:r=22050",
+                       "-filter_complex", "[0:a]adelay=8s:all=1,apad=pad_dur=10[v];"
+                       "[v][1:a]amix=inputs=2:normalize=0:duration=shortest")
+    built = _convert("roomtone.wav", take)
+    # Before: 22.3 s played for 5.6 s of speech.
+    assert len(clean) <= len(built) <= len(clean) + 500
+    # Every word is there: the clean build lines up with the built take at some offset
+    # within the pad kept before the words.
+    a, b = _samples(built), _samples(clean)
+    best = max(_corr(a[lag:], b) for lag in range(0, 2400, 8))
+    assert best > 0.95

@@ -12,7 +12,7 @@ Refused besides: a stereo take whose channels cancel in the mono mix (one polari
 a silent one, and one whose level never rises 15 dB above its background (a muted microphone,
 a wrong input: its noise would be amplified into a loud hiss). Each prompt's speech is brought
 to the same level (-20 dBFS over its voiced 50 ms windows) with its peaks held at -3 dBFS by a
-limiter, so a click no longer lowers the words.
+limiter, so a click no longer lowers the words; silence and room tone are trimmed at each end.
 """
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from pydub import AudioSegment
-from pydub.silence import detect_leading_silence
 from pydub.utils import audioop  # pydub's own: the stdlib module, or its stand-in
 
 from ivr.errors import PromptError
@@ -36,8 +35,9 @@ SILENCE_ROOM_S = 30.0      # decoded beyond prompts.max_duration_s: silence the 
 # Part of every cache key (prompts/build.py): changing any of these re-renders everything.
 CONVERSION: dict[str, Any] = {
     # 2: noise only and cancelling stereo refused (a cached build of one is checked again);
-    # 3: gain from the speech level under a limiter, not from the loudest sample
-    "version": 3,
+    # 3: gain from the speech level under a limiter, not from the loudest sample;
+    # 4: room tone trimmed, not only what lies 50 dB below the peak
+    "version": 4,
     "sample_rate": 8000,   # Asterisk slin: 8 kHz
     "channels": 1,
     "sample_width": 2,     # 16-bit signed PCM
@@ -50,7 +50,11 @@ CONVERSION: dict[str, Any] = {
     # silence = 10 ms chunks this far below the clip's peak; 40 dB cut final consonants
     # ("Test" loses its "st" once band-limited to 4 kHz), 50 dB keeps them.
     "trim_below_peak_db": 50.0,
+    # ... or, in a take with room tone, this far above its noise floor (10th percentile of its
+    # 10 ms chunks): a room tone's chunks spread 11 dB above that floor, its 50 ms windows 8
+    "trim_above_floor_db": 12.0,
     "keep_silence_ms": 50,       # keep a breath at each end so the first phoneme is not cut
+    "keep_room_tone_ms": 200,    # a soft first or last consonant may lie under the room tone
     "min_audible_ms": 100,
     # Refused: speech this close to the background (50 ms windows: the level 0.5 s of the take
     # exceeds against the 10th percentile) is noise only, e.g. a muted microphone's hiss.
@@ -186,14 +190,26 @@ def _check_audible(key: str, mono: AudioSegment, what: str, chunks: list[float])
                           "the right input?) and record it again")
 
 
-def _trim(key: str, mono: AudioSegment, what: str) -> AudioSegment:
-    threshold = mono.max_dBFS - CONVERSION["trim_below_peak_db"]
-    start = detect_leading_silence(mono, silence_threshold=threshold)
-    end = len(mono) - detect_leading_silence(mono.reverse(), silence_threshold=threshold)
+def _first_sound(chunks: list[float], threshold: float) -> int:
+    """Index of the first 10 ms chunk above `threshold` whose 50 ms window is too: a lone
+    louder chunk of room tone does not end the silence, a word's onset does."""
+    windows = _windows(chunks)
+    for i, power in enumerate(chunks):
+        if _db(power) > threshold and windows[i] > threshold:
+            return i
+    return len(chunks)
+
+
+def _trim(key: str, mono: AudioSegment, what: str, chunks: list[float]) -> AudioSegment:
+    """Leading and trailing silence or room tone cut, a short pad kept at each end."""
+    floor_rule = _percentile([_db(p) for p in chunks], 10) + CONVERSION["trim_above_floor_db"]
+    threshold = max(mono.max_dBFS - CONVERSION["trim_below_peak_db"], floor_rule)
+    start = _first_sound(chunks, threshold) * 10
+    end = len(mono) - _first_sound(_powers(mono.reverse(), 10), threshold) * 10
     if end - start < CONVERSION["min_audible_ms"]:
         raise PromptError(f"prompt {key!r}: {what} is silent after trimming silence: "
                           "record or write it again")
-    pad = CONVERSION["keep_silence_ms"]
+    pad = CONVERSION["keep_room_tone_ms" if floor_rule >= threshold else "keep_silence_ms"]
     return mono[max(0, start - pad):min(len(mono), end + pad)]
 
 
@@ -242,5 +258,5 @@ def convert(key: str, data: bytes, what: str, max_s: float) -> AudioSegment:
     mono = _resample(seg)
     chunks = _powers(mono, 10)
     _check_audible(key, mono, what, chunks)
-    mono = _trim(key, mono, what)
+    mono = _trim(key, mono, what, chunks)
     return _limited(mono, CONVERSION["speech_dbfs"] - speech_level(mono))
