@@ -272,12 +272,23 @@ def test_a_constant_no_dialplan_uses_is_reported() -> None:
     texts, pjsip = shipped()
     texts = [t.replace("${IVR_AGI_URL}", "${IVR_AGI}") for t in texts]
     assert any("contract.GLOBAL_AGI_URL" in v for v in violations(texts, pjsip))
-    found = violations(texts, pjsip.replace("context=from-carrier", "context=elsewhere"))
+    found = violations(texts, pjsip.replace("context=ivr-from-carrier", "context=elsewhere"))
     assert "'elsewhere' is used by a dialplan but is not in contract.py" in found
     assert "pjsip context=elsewhere is defined by no dialplan" in found
-    texts = [t.replace("[from-carrier]", "[ivr-from-trunk]") for t in shipped()[0]]
-    found = violations(texts, pjsip.replace("context=from-carrier", "context=ivr-from-trunk"))
+    texts = [t.replace("[ivr-from-carrier]", "[ivr-from-trunk]") for t in shipped()[0]]
+    found = violations(texts, pjsip.replace("context=ivr-from-carrier", "context=ivr-from-trunk"))
     assert any("contract.CARRIER_CONTEXT" in v for v in found), found
+
+
+def test_every_shipped_context_is_in_the_ivr_namespace() -> None:
+    """The admin #includes these files into an extensions.conf of their own: a context of a
+    name it already has (a [from-carrier] of theirs) is merged with it, Asterisk only warning
+    "already in use" per extension both define. The admin's inbound calls then reached the
+    opposition line, and the carrier's their desk. Every context defined or named is ivr-*."""
+    texts, pjsip = shipped()
+    named = set(parse(texts).contexts) | pjsip_contexts(pjsip)
+    assert {c for c in named if not c.startswith("ivr-")} == set()
+    assert contract.CARRIER_CONTEXT == "ivr-from-carrier"
 
 
 def test_no_dialplan_hard_codes_the_fastagi_port() -> None:

@@ -15,7 +15,7 @@ OUTBOUND_CONTEXT = "ivr-outbound"   # each attempt is originated here, exten `s`
 OUTBOUND_EXTEN = "s"
 CALLBACK_CONTEXT = "ivr-callback"   # the inbound opposition line
 CALLBACK_EXTEN = "s"
-CARRIER_CONTEXT = "from-carrier"    # the trunk's inbound context (pjsip-trunk.conf) -> callback
+CARRIER_CONTEXT = "ivr-from-carrier"  # the trunk's inbound context (pjsip-trunk.conf) -> callback
 
 # -- channel variables set on the Originate ---------------------------------------------------
 VAR_CALL_ID = "CALL_ID"    # calls.id, handed back to the AGI as its first argument

@@ -76,7 +76,7 @@ def sandbox_pjsip_conf(host: str = "127.0.0.1", sip_port: int = 5060,
                  "ivr-carrier-identify"):
         if f"[{name}](!)" not in templates:
             raise ConfigError(f"{trunk_conf}: template [{name}](!) is missing")
-    # Inbound calls must reach the opposition line: the dialplan's [from-carrier].
+    # Inbound calls must reach the opposition line: the dialplan's [ivr-from-carrier].
     if not re.search(rf"^context\s*=\s*{re.escape(CARRIER_CONTEXT)}\s*(;|$)", templates, re.M):
         raise ConfigError(f"{trunk_conf}: [ivr-carrier-endpoint](!) must keep "
                           f"context={CARRIER_CONTEXT} (inbound calls: the opposition line)")

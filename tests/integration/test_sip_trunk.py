@@ -274,7 +274,7 @@ def test_a_key_sent_as_tones_by_a_carrier_without_telephone_event_is_heard(
 
 
 def test_the_opposition_line_hears_a_key_sent_as_tones(trunk_up: Config, tmp_path: Path) -> None:
-    """An inbound call on the trunk (context from-carrier), no telephone-event, 1 as tones:
+    """An inbound call on the trunk (context ivr-from-carrier), no telephone-event, 1 as tones:
     the caller's number is opposed, as with an RFC 4733 key."""
     scenario = "uac-callback-tones-press1"
     sipp_dir = with_tones(scenario, tmp_path)
