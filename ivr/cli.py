@@ -234,11 +234,17 @@ def _preflight(ctx: Ctx, store: Any, dry_run: bool = False) -> list[Any]:
 @cli.command("check")
 @pass_ctx
 def check(ctx: Ctx) -> None:
-    """Preflight: list every rule the campaign breaks (errors refuse `ivr run`)."""
-    violations = _preflight(ctx, ctx.store())
+    """Preflight: list every rule the campaign breaks (errors refuse `ivr run`), and what
+    each PBX node would refuse (asked over AMI)."""
+    from rich.markup import escape
+
+    from ivr.compliance.campaign_check import pbx_violations
+    violations = _preflight(ctx, ctx.store()) + pbx_violations(ctx.cfg)
     for v in violations:
         colour = "red" if v.severity == "error" else "yellow"
-        console.print(f"[{colour}]{v.severity}[/] {v.code}: {v.message}", highlight=False)
+        # escaped: rich took "[globals]", "[ivr]", "pbx.nodes[n2]" in a message for markup
+        console.print(f"[{colour}]{v.severity}[/] {v.code}: {escape(v.message)}",
+                      highlight=False)
     errors = [v for v in violations if v.severity == "error"]
     console.print(f"{len(errors)} error(s), {len(violations) - len(errors)} warning(s)")
     sys.exit(1 if errors else 0)

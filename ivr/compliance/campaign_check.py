@@ -11,7 +11,7 @@ from ivr.compliance.preflight import ERROR, WARNING, Violation, preflight, raise
 from ivr.compliance.prompt_legal import callback_line_problems, missing_legal_items
 from ivr.store.base import StoreBackend
 
-__all__ = ["check_campaign", "raise_on_errors"]
+__all__ = ["check_campaign", "pbx_violations", "raise_on_errors"]
 
 
 def list_sources(store: StoreBackend, campaign: str) -> list[dict[str, object]]:
@@ -71,3 +71,11 @@ def check_campaign(cfg: Config, store: StoreBackend, build: bool = True,
     texts = prompt_violations(cfg) if prompts else []
     return (texts + built + unbound_violations(store, name)
             + preflight(cfg, sources=list_sources(store, name), callees=callees))
+
+
+def pbx_violations(cfg: Config) -> list[Violation]:
+    """Each PBX node asked over AMI whether it takes this controller's calls: its AMI user's
+    write classes, the dialplan's contexts, [globals] IVR_AGI_URL (ivr/telephony/pbx_probe.py).
+    `ivr check` only: the console's preflight and `ivr run` do not wait on the network here."""
+    from ivr.telephony.pbx_probe import probe_pbx
+    return [Violation(f.code, f.message, f.severity) for f in probe_pbx(cfg)]
