@@ -361,7 +361,7 @@ MIGRATIONS: list[str] = [
     # enabling the user brought them back. Revoke them now, as a disable since 14 does; a
     # re-run touches nothing (only unrevoked tokens of users still disabled).
     """
-    UPDATE api_tokens SET revoked_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+    UPDATE api_tokens SET revoked_at = replace(datetime('now'), ' ', 'T') || '.000Z'
         WHERE revoked_at IS NULL AND user_id IN (SELECT id FROM users WHERE disabled <> 0);
     PRAGMA user_version = 20
     """,
