@@ -20,7 +20,7 @@ from ivr.web.auth import (LoginBusy, NotLoggedIn, User, authenticate, check_pass
                           csrf_ok, login_failed_detail, login_fields_ok, now, open_session,
                           require)
 from ivr.web.render import (error_page as _error_page, flash_text as _t, lang as _lang,
-                            render as _render)
+                            refused as _no, render as _render)
 from ivr.web.results import back as _back, keep_rejects, page_route, rejects_download
 
 BASES = ("consent", "member_file", "rented_file")
@@ -188,7 +188,7 @@ def run_control(request: Request, campaign: str, action: str = Form(...),
     try:
         row = service.control(store, campaign, action, user.name, now())
     except (ValueError, IvrError) as exc:
-        return _back(request, to, str(exc), "error")
+        return _back(request, to, _no(request, exc), "error")
     request.app.state.overviews.drop(campaign)
     return _back(request, to, i18n.control_done(_lang(request), action, row["desired"]))
 
@@ -202,7 +202,7 @@ def run_pacing(request: Request, campaign: str, max_concurrent: str = Form(""),
         row = service.pacing(request.app.state.cfg, store, campaign, max_concurrent,
                              calls_per_second, user.name, now())
     except (ValueError, IvrError) as exc:
-        return _back(request, to, str(exc), "error")
+        return _back(request, to, _no(request, exc), "error")
     request.app.state.overviews.drop(campaign)  # the overview's cap: the new one at once
     given = {"max_concurrent": max_concurrent, "calls_per_second": calls_per_second}
     return _back(request, to, i18n.pacing_saved(_lang(request), given, row))
@@ -283,7 +283,7 @@ def prompts_recording(request: Request, campaign: str, key: str,
         res = prompts_mod.upload_recording(request.app.state.cfg, key, file.file.read(),
                                            file.filename or "")
     except (ValueError, IvrError) as exc:
-        return _back(request, to, str(exc), "error")
+        return _back(request, to, _no(request, exc), "error")
     store.audit("prompt_recording", None, {"campaign": campaign, "prompt": key,
                                            "file": res["saved"]}, now())
     request.app.state.preflights.drop_all()  # the build is now stale: say so at once
@@ -300,7 +300,7 @@ def prompts_rebuild(request: Request, campaign: str, csrf_token: str = Form(""))
     try:
         res = prompts_mod.rebuild(request.app.state.cfg)
     except IvrError as exc:
-        return _back(request, to, str(exc), "error")
+        return _back(request, to, _no(request, exc), "error")
     request.app.state.preflights.drop_all()
     store.audit("prompts_rebuilt", None, {"campaign": campaign, "prompts": res["prompts"]},
                 now())
@@ -325,7 +325,7 @@ def _rights_page(request: Request, store: Any, ctx: dict[str, Any], *, number: s
                      **records.consent(cfg, store, number)}
             store.audit("consent_viewed", found["number"], {}, now())  # who looked at whom
         except IvrError as exc:
-            error = str(exc)
+            error = _no(request, exc)
     return _render(request, "rights.html", {**ctx, "section": "rights", "number": number,
                                             "found": found, "error": error,
                                             "imported": imported, "import_error": import_error,
@@ -344,7 +344,7 @@ def rights_optout(request: Request, campaign: str, number: str = Form(""),
     try:
         res = records.optout_add(request.app.state.cfg, store, number, via, user.name, now())
     except (ValueError, IvrError) as exc:
-        return _back(request, _rights(campaign), str(exc), "error")
+        return _back(request, _rights(campaign), _no(request, exc), "error")
     said = _t(request, "flash_optout_added" if res["added"] else "flash_optout_already",
               number=res["number"])
     return _back(request, _rights(campaign, res["number"]), said)
@@ -361,7 +361,7 @@ def rights_optout_import(request: Request, campaign: str, file: UploadFile = Fil
         res = records.optout_import(request.app.state.cfg, store, file.file.read(),
                                     file.filename or "optouts.csv", via, user.name, now())
     except (ValueError, IvrError) as exc:
-        return _rights_page(request, store, ctx, import_error=str(exc), status=400)
+        return _rights_page(request, store, ctx, import_error=_no(request, exc), status=400)
     rejected = res["rejected"]
     imported = {"added": res["added"], "rejected_total": len(rejected),
                 "rejected": rejected[:SHOWN_REJECTS], "shown_max": SHOWN_REJECTS,
@@ -391,7 +391,7 @@ def rights_erase(request: Request, campaign: str, number: str = Form(""),
     try:
         res = erase_number(request, store, number, confirm)
     except (ValueError, IvrError) as exc:
-        return _back(request, _rights(campaign, number), str(exc), "error")
+        return _back(request, _rights(campaign, number), _no(request, exc), "error")
     erased = _t(request, "flash_erased", number=res["number"])
     if res.get("warning"):  # the number is still on disk: the operator must know
         return _back(request, _rights(campaign), f"{erased}; {res['warning']}", "warning")

@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from ivr.web import i18n
 from ivr.web.auth import SAFE_METHODS, csrf_token
+from ivr.web.display import refusal
 from ivr.web.gate import section_of
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -37,3 +38,8 @@ def error_page(request: Request, status: int, detail: str, key: str | None) -> R
 def flash_text(request: Request, key: str, **values: Any) -> str:
     """A flash's words, in the page's language."""
     return i18n.translate(lang(request), key).format(**values)
+
+
+def refused(request: Request, exc: Exception) -> str:
+    """A refusal's words for the page (display.refusal): French where the page is."""
+    return refusal(lang(request), str(exc))

@@ -8,7 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from ivr.callflow import outcomes as outcome_table
@@ -255,4 +255,9 @@ def report_json(store: StoreBackend, campaign: str) -> str:
 
 
 def eta_text(seconds: float | None) -> str:
-    return str(timedelta(seconds=int(seconds))) if seconds is not None else "—"
+    """H:MM:SS, hours past 24 included, as console.js's eta() writes it (a live update
+    rewrites this field: timedelta's '1 day, 1:00:00' came back as '25:00:00')."""
+    if seconds is None:
+        return "—"
+    s = round(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"

@@ -1,0 +1,100 @@
+"""A French page says its refusals in French: a number that is no phone number, an erasure
+whose confirmation differs, a pacing that is no number (the field's key first, as in the
+English); any other refusal behind the "Détail en anglais" note. The English page and the API
+keep the English. The rights and overview pages' channels, statuses and outcomes are words
+(the codes submitted or matched with `ivr report` stay). The refusals are the service's,
+before the store; the look-up reads the store, so both backends."""
+from __future__ import annotations
+
+import html
+import re
+
+import pytest
+
+from conftest import CALLER_ID, Backend, add_contact, attempt
+from web_fixture import CAMPAIGN, NOW, login, make_web
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+FLASH_RE = re.compile(r'id="flash"[^>]*>([^<]*)<')
+
+
+@pytest.fixture
+def web(backend: Backend, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    w = make_web(tmp_path, monkeypatch, backend)
+    add_contact(w.store, "+33612345678", at=NOW, campaigns=(CAMPAIGN,))
+    return w
+
+
+def _flash(c, r) -> str:  # type: ignore[no-untyped-def]
+    assert r.status_code == 303, r.text
+    found = FLASH_RE.search(c.get(r.headers["location"]).text)
+    assert found, "no flash on the page"
+    return html.unescape(found.group(1))
+
+
+def test_the_rights_and_pacing_refusals_are_french_on_a_french_page(web) -> None:
+    c = web.client()
+    token = login(c, "ada")
+    rights, run = f"/c/{CAMPAIGN}/rights", f"/c/{CAMPAIGN}/run"
+    said = _flash(c, c.post(f"{rights}/optout", data={"number": "06 12", "via": "email",
+                                                      "csrf_token": token}))
+    assert said.startswith("number: '06 12' n'est pas un numéro de téléphone valide : "
+                           "donnez-le sous la forme +33… ou 0… (détail en anglais : "), said
+    said = _flash(c, c.post(f"{rights}/erase", data={"number": "+33612345678", "confirm": "0612",
+                                                     "csrf_token": token}))
+    assert said == "confirm: retapez le numéro +33612345678 pour confirmer l'effacement"
+    said = _flash(c, c.post(f"{run}/pacing", data={"max_concurrent": "abc",
+                                                   "csrf_token": token}))
+    assert said == "max_concurrent: 'abc' n'est pas un nombre entier"
+    said = _flash(c, c.post(f"{run}/pacing", data={"calls_per_second": "vite",
+                                                   "csrf_token": token}))
+    assert said == "calls_per_second: 'vite' n'est pas un nombre"
+    said = _flash(c, c.post(f"{run}/pacing", data={"max_concurrent": "100000",
+                                                   "csrf_token": token}))
+    assert said.startswith("Détail en anglais : max_concurrent"), said  # any other: the note
+    page = html.unescape(c.get(rights, params={"number": "banana"}).text)
+    assert "number: 'banana' n'est pas un numéro de téléphone valide" in page
+    assert c.get("/lang/en").status_code == 303
+    said = _flash(c, c.post(f"{run}/pacing", data={"max_concurrent": "abc",
+                                                   "csrf_token": token}))
+    assert said == "max_concurrent: 'abc' is not a whole number"
+    said = _flash(c, c.post(f"{rights}/optout", data={"number": "06 12", "via": "email",
+                                                      "csrf_token": token}))
+    assert said.startswith("number: '06 12' is not a valid phone number: give it as +33…")
+    r = c.post("/api/optouts", headers={"X-CSRF-Token": token},
+               json={"number": "06 12", "via": "email"})
+    assert r.json()["detail"].startswith("number: '06 12' is not a valid phone number")
+
+
+def test_channels_statuses_and_outcomes_are_words_with_their_codes(web) -> None:
+    called = add_contact(web.store, "+33612345679", at=NOW, campaigns=(CAMPAIGN,))
+    call = attempt(web.store, called, CAMPAIGN, CALLER_ID, NOW)
+    web.store.finish_unanswered(call["id"], "no_answer", "19", NOW, None)
+    c = web.client()
+    token = login(c, "otto")
+    page = c.get(f"/c/{CAMPAIGN}/rights", params={"number": "+33612345678"}).text
+    assert '<option value="post">courrier</option>' in page
+    assert '<option value="email">e-mail</option>' in page
+    assert "<td>à appeler</td>" in page.split('id="number-campaigns"')[1]
+    assert ">pending<" not in page
+    r = c.post(f"/c/{CAMPAIGN}/rights/optout", data={"number": "+33612345678", "via": "post",
+                                                     "csrf_token": token})
+    assert r.status_code == 303 and web.store.is_opted_out("+33612345678")
+    page = html.unescape(c.get(r.headers["location"]).text)
+    assert "(courrier, " in page.split('id="lookup-result"')[1].split("</p>")[0]
+    lists = c.get(f"/c/{CAMPAIGN}/contacts").text
+    assert "<td>opposé (liste d&#39;opposition)</td>" in lists and ">opted_out<" not in lists
+    counts = html.unescape(c.get(f"/c/{CAMPAIGN}/overview").text.split('id="counts"')[1]
+                           .split("</table>")[0])
+    assert ('<td title="no_answer">pas de réponse <code>no_answer</code></td>'
+            '<td data-outcome="no_answer">1</td>') in counts
+    assert c.get("/lang/en").status_code == 303
+    counts = c.get(f"/c/{CAMPAIGN}/overview").text.split('id="counts"')[1]
+    assert '<td title="busy">busy</td>' in counts  # the words are the code: shown once
+
+
+def test_the_eta_is_hours_minutes_seconds_as_the_live_script_writes_it() -> None:
+    """console.js's eta() rewrites the field each second: '1 day, 1:00:00' became '25:00:00'."""
+    from ivr.web.service import eta_text
+    assert eta_text(90000) == "25:00:00" and eta_text(3599) == "0:59:59"
+    assert eta_text(None) == "—"
