@@ -36,8 +36,9 @@ from ivr.prompts.install import atomic_write, install_prompts, same_file, sha
 from ivr.prompts.manifest import (MANIFEST_NAME, Manifest, check_legal_recording, fingerprint,
                                   flow_keys, load_manifest, prompt_digest, read_manifest,
                                   spoken_source)
-from ivr.prompts.take_checks import check_pace
-from ivr.prompts.tts import ENGINES, check_gtts_language, render_tts, resolve_engine
+from ivr.prompts.take_checks import check_intro_length, check_length, check_pace
+from ivr.prompts.tts import (ENGINES, GttsServiceError, check_gtts_language, render_tts,
+                             resolve_engine)
 
 Log = Callable[[str], None]
 
@@ -63,6 +64,7 @@ class _Job:
     data: bytes | None       # recorded file bytes (read once: hashed and decoded)
     cache_key: str
     transcript: str | None = None  # a recording's: its length must fit it (take_checks.py)
+    auto: bool = False       # engine 'auto': falls back to espeak-ng if gTTS fails
 
 
 # ---------------------------------------------------------------- validation and planning
@@ -132,16 +134,21 @@ def _plan(cfg: Config, engine_override: str | None, log: Log) -> list[_Job]:
             jobs.append(_Job(key, "file", None, None, item.file, data,
                              _hash("file", digest, DECODER), item.transcript))
             continue
-        engine = engines[key]
         text = spoken_source(item.text or "")  # YAML re-wrapping must not re-render
-        if engine == "gtts":
-            check_gtts_language(p.language, key=key)
-            voice: dict[str, str] = {"language": p.language, "tld": p.gtts_tld}
-        else:
-            voice = {"voice": p.espeak_voice}
-        jobs.append(_Job(key, "tts", engine, text, None, None,
-                         _hash("tts", engine, text, voice)))
+        jobs.append(_tts_job(cfg, key, text, engines[key], wanted[key] == "auto"))
     return jobs
+
+
+def _tts_job(cfg: Config, key: str, text: str, engine: str, auto: bool) -> _Job:
+    """A TTS prompt, its cache keyed on the engine really used and its voice."""
+    p = cfg.prompts
+    if engine == "gtts":
+        check_gtts_language(p.language, key=key)
+        voice: dict[str, str] = {"language": p.language, "tld": p.gtts_tld}
+    else:
+        voice = {"voice": p.espeak_voice}
+    return _Job(key, "tts", engine, text, None, None, _hash("tts", engine, text, voice),
+                auto=auto)
 
 
 def _sources(jobs: list[_Job]) -> dict[str, str]:
@@ -169,9 +176,14 @@ def _render(cfg: Config, job: _Job, log: Log) -> bytes:
     if job.source == "file":  # ffmpeg probes the content: the extension decides nothing
         return _wav_bytes(convert(job.key, job.data or b"", f"audio file {job.file}",
                                   p.max_duration_s))
-    audio, _, used = render_tts(job.text or "", job.engine or "espeak", language=p.language,
-                                tld=p.gtts_tld, voice=p.espeak_voice, key=job.key, log=log)
-    return _wav_bytes(convert(job.key, audio, f"{used} speech", p.max_duration_s))
+    try:
+        audio, _, used = render_tts(job.text or "", job.engine or "espeak", language=p.language,
+                                    tld=p.gtts_tld, voice=p.espeak_voice, key=job.key, log=log)
+        return _wav_bytes(convert(job.key, audio, f"{used} speech", p.max_duration_s))
+    except PromptError as exc:  # for 'auto', audio gTTS made unusable (a portal's page) too
+        if job.auto and job.engine == "gtts" and not isinstance(exc, GttsServiceError):
+            raise GttsServiceError(str(exc)) from exc
+        raise
 
 
 # ---------------------------------------------------------------- files
@@ -239,23 +251,18 @@ def _write_staged(path: Path, data: bytes) -> None:
 
 # ---------------------------------------------------------------- staging
 
-def _check_intro_length(cfg: Config, entries: dict[str, dict[str, Any]]) -> None:
-    """Consent first: the intro as rendered fits prompts.intro_max_s. Checked on the audio,
-    before anything is moved into place: a running campaign takes a new build at once, and a
-    new, longer recording cannot be judged before it is rendered."""
-    seconds = float((entries.get("intro") or {}).get("duration_s") or 0.0)
-    if seconds > cfg.prompts.intro_max_s:
-        raise PromptError(f"prompts.items.intro lasts {seconds:.1f} s as built, more than "
-                          f"prompts.intro_max_s = {cfg.prompts.intro_max_s:g} s: shorten it (the "
-                          "message comes after the consent); nothing was built")
-
-
 @dataclass
 class _Staged:
     """What a build put in its staging folder, to move into place once all succeeded."""
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
     new_cache: list[str] = field(default_factory=list)  # names for build_dir/.cache
     outputs: list[str] = field(default_factory=list)    # <key>.wav that changed
+
+    def forget(self, key: str) -> None:
+        """Drop a prompt's staged audio (a gTTS render stays cached, keyed on gtts)."""
+        self.entries.pop(key, None)
+        if f"{key}.wav" in self.outputs:
+            self.outputs.remove(f"{key}.wav")
 
 
 def _stage_job(cfg: Config, job: _Job, build_dir: Path, staging: Path, staged: _Staged,
@@ -270,10 +277,7 @@ def _stage_job(cfg: Config, job: _Job, build_dir: Path, staging: Path, staged: _
         staged.new_cache.append(cached.name)
         state = "rendered"
     duration, rate, channels, width = _wav_info(wav)
-    if duration > cfg.prompts.max_duration_s:
-        raise PromptError(f"prompt {job.key!r}: lasts {duration:.1f} s, longer than "
-                          f"prompts.max_duration_s = {cfg.prompts.max_duration_s:g} s: "
-                          "shorten it or raise the limit")
+    check_length(cfg, job.key, duration)
     if job.source == "file":  # checked on the cached take too: it may predate the check
         check_pace(job.key, job.file or "", job.transcript, duration, log)
     digest = sha(wav)
@@ -326,14 +330,36 @@ def _finish(build_dir: Path, manifest: Manifest, old_manifest: Manifest | None,
         log(f"{stale}: removed (no longer in prompts.items)")
 
 
+def _stage_jobs(cfg: Config, jobs: list[_Job], build_dir: Path, staging: Path,
+                staged: _Staged, log: Log) -> list[_Job]:
+    """Stage every job not yet staged; returns the jobs as staged. On gTTS's first failure
+    after a probe that passed (HTTP 429, a proxy, a captive portal), espeak-ng speaks every
+    'auto' prompt, those gTTS spoke included (one voice), rather than the build ending."""
+    for job in jobs:
+        if job.key in staged.entries:
+            continue
+        try:
+            _stage_job(cfg, job, build_dir, staging, staged, log)
+        except GttsServiceError as exc:
+            if not (job.auto and job.engine == "gtts"):
+                raise
+            log(f"engine auto: {exc}; using espeak-ng for every prompt of this build instead")
+            jobs = [_tts_job(cfg, j.key, j.text or "", "espeak", True) if j.auto else j
+                    for j in jobs]
+            for j in jobs:
+                if j.auto:
+                    staged.forget(j.key)
+            return _stage_jobs(cfg, jobs, build_dir, staging, staged, log)
+    return jobs
+
+
 def _stage_all(cfg: Config, jobs: list[_Job], build_dir: Path, staging: Path,
                log: Log) -> Manifest:
     """Render, check, archive, then put in place every prompt; returns the new manifest (not
     yet written). Anything raised before the move leaves the build dir as it was."""
     staged = _Staged()
-    for job in jobs:
-        _stage_job(cfg, job, build_dir, staging, staged, log)
-    _check_intro_length(cfg, staged.entries)
+    jobs = _stage_jobs(cfg, jobs, build_dir, staging, staged, log)
+    check_intro_length(cfg, staged.entries)
     manifest: Manifest = {"version": MANIFEST_VERSION, "campaign": cfg.campaign.name,
                           "sources": fingerprint(cfg, _sources(jobs)),
                           "flow_keys": flow_keys(cfg),  # a run with other keys never plays it
