@@ -1,23 +1,40 @@
 """Calls per hour as a server-rendered SVG bar chart (no JavaScript library, no CDN): each
-bar is an hour's ended calls, its answered part darker. Everything written is escaped."""
+bar is an hour's ended calls, its answered part darker, in the campaign's zone (the store
+groups by UTC hour; an auditor read a 10:30 Paris call under a 09h bar, before the legal
+opening). Everything written is escaped."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from html import escape
 from typing import Any
 
 from ivr.callflow.outcomes import ANSWERED
+from ivr.web.display import local_hour
 
 WIDTH, HEIGHT, PAD, LABEL = 720, 180, 24, 16
 MAX_HOURS = 48  # the last two days of calling fit the page
 
 
-def per_hour_svg(rows: list[dict[str, Any]]) -> str:
-    hours: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # hour -> [all, answered]
+class HourRows(list):  # type: ignore[type-arg]
+    """The store's calls per hour as they are (UTC hours: the API's `per_hour`, which other
+    tools read), carrying the zone the chart draws them in: the overview hands this list
+    alone to per_hour_svg, and as JSON it is the plain list."""
+
+    def __init__(self, rows: Iterable[dict[str, Any]], zone: str) -> None:
+        super().__init__(rows)
+        self.zone = zone
+
+
+def per_hour_svg(rows: list[dict[str, Any]], zone: str | None = None) -> str:
+    """The chart of `rows` (UTC hours) by hour of `zone` (else the rows' own, else UTC)."""
+    zone = zone or getattr(rows, "zone", None) or "UTC"
+    hours: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # local hour -> [all, answered]
     for r in rows:
-        hours[r["hour"]][0] += int(r["n"])
+        hour = local_hour(r["hour"], zone)
+        hours[hour][0] += int(r["n"])
         if r["outcome"] in ANSWERED:
-            hours[r["hour"]][1] += int(r["n"])
+            hours[hour][1] += int(r["n"])
     shown = sorted(hours)[-MAX_HOURS:]
     if not shown:
         return (f'<svg id="chart-svg" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" '
@@ -33,7 +50,7 @@ def per_hour_svg(rows: list[dict[str, Any]]) -> str:
         total, answered = hours[h]
         x = PAD + i * slot
         h_all, h_ans = area * total / top, area * answered / top
-        title = escape(f"{h}:00 UTC: {total} calls, {answered} answered")
+        title = escape(f"{h[:10]} {h[11:13]}:00 {zone}: {total} calls, {answered} answered")
         parts.append(f'<g><title>{title}</title>'
                      f'<rect class="bar-all" x="{x:.1f}" y="{area - h_all + 2:.1f}" '
                      f'width="{bar:.1f}" height="{h_all:.1f}"/>'

@@ -1,10 +1,56 @@
-"""What the pages show in the operator's terms, where the store and the API keep theirs: the
-service's refusals in French (the API and the CLI keep the English)."""
+"""What the pages show in the operator's terms, where the store and the API keep theirs: times
+in the campaign's zone (the config's schedule.timezone; the API keeps ISO UTC, which other
+tools read), and the service's refusals in French (the API and the CLI keep the English).
+console.js's localTime() writes times exactly as local_time() does, so a live update never
+brings UTC back."""
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone, tzinfo
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ivr.web import i18n
+
+
+@lru_cache(maxsize=16)
+def zone(name: str) -> tzinfo:
+    """The zone called `name`; UTC for a name this machine does not know (the config's
+    check refuses one before a run: a page must still show)."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return timezone.utc
+
+
+def local_time(value: str | datetime | None, zone_name: str, *, named: bool = True,
+               seconds: bool = False) -> str:
+    """An instant (ISO text, as the store writes it, or a datetime) as 'dd/mm/YYYY HH:MM',
+    with ':SS' when `seconds`, and ' (Europe/Paris)' when `named` (else a heading names the
+    zone once). "" for none; a text that is no instant, as it is."""
+    if not value:
+        return ""
+    try:
+        at = value if isinstance(value, datetime) else \
+            datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return str(value)
+    if at.tzinfo is None:  # the store's times are UTC
+        at = at.replace(tzinfo=timezone.utc)
+    text = at.astimezone(zone(zone_name)).strftime("%d/%m/%Y %H:%M" + (":%S" if seconds else ""))
+    return f"{text} ({zone_name})" if named else text
+
+
+@lru_cache(maxsize=4096)
+def local_hour(hour: str, zone_name: str) -> str:
+    """A UTC hour bucket of the store ('YYYY-MM-DDTHH') as the same hour in the zone: every
+    French zone, overseas ones included, is a whole number of hours from UTC, so an hour maps
+    to one hour. One that is not an hour is left as it is."""
+    try:
+        at = datetime.strptime(hour, "%Y-%m-%dT%H").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return hour
+    return at.astimezone(zone(zone_name)).strftime("%Y-%m-%dT%H")
 
 
 # The service's refusals the rights and pacing forms meet most, in French; the field's key

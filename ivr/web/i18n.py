@@ -37,6 +37,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "eta": ("Fin estimée", "ETA"),
     "per_hour": ("Appels par heure", "Calls per hour"),
     "last_calls": ("Derniers appels", "Last calls"),
+    "times_in": ("Heures du fuseau {zone}", "Times in the {zone} time zone"),
     "why_waiting": ("Pourquoi personne n'est appelé", "Why nobody is called"),
     "next_allowed": ("Prochain créneau autorisé", "Next allowed time"),
     "desired": ("État demandé", "Desired state"),

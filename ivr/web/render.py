@@ -9,13 +9,24 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from jinja2.runtime import Context
 
 from ivr.web import i18n
 from ivr.web.auth import SAFE_METHODS, csrf_token
-from ivr.web.display import refusal
+from ivr.web.display import local_time, refusal
 from ivr.web.gate import section_of
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+
+@pass_context
+def _local(ctx: Context, value: Any, named: bool = True, seconds: bool = False) -> str:
+    """`{{ at | local }}`: an instant in the campaign's zone (`tz`), as console.js writes it."""
+    return local_time(value, ctx.get("tz") or "UTC", named=named, seconds=seconds)
+
+
+templates.env.filters["local"] = _local
 
 
 def lang(request: Request) -> str:
@@ -26,8 +37,16 @@ def render(request: Request, name: str, ctx: dict[str, Any], status: int = 200) 
     code, path = lang(request), request.url.path
     if request.method not in SAFE_METHODS:  # a form's result: its URL takes no GET (a 405)
         path = section_of(path) or path
-    base = {"t": i18n.translator(code), "lang": code, "csrf": csrf_token(request), "path": path}
+    base = {"t": i18n.translator(code), "lang": code, "csrf": csrf_token(request), "path": path,
+            "tz": zone_of(request)}
     return templates.TemplateResponse(request, name, {**base, **ctx}, status_code=status)
+
+
+def zone_of(request: Request) -> str:
+    """The zone the pages show times in: the config's schedule.timezone (the calling
+    windows' zone; the store and the API keep UTC)."""
+    cfg = getattr(request.app.state, "cfg", None)
+    return cfg.schedule.timezone if cfg is not None else "UTC"
 
 
 def error_page(request: Request, status: int, detail: str, key: str | None) -> Response:

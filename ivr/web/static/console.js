@@ -30,6 +30,27 @@
     return h + ":" + String(m).padStart(2, "0") + ":" + String(s % 60).padStart(2, "0");
   }
 
+  // An instant (the API's ISO UTC) in the campaign's zone (body's data-tz: the config's
+  // schedule.timezone), exactly as the pages' `local` filter writes it (ivr/web/display.py):
+  // "01/12/2026 10:30 (Europe/Paris)". The API keeps UTC; only what is shown changes.
+  function localTime(iso, named, seconds) {
+    if (!iso) { return ""; }
+    const zone = body.dataset.tz, at = new Date(iso);
+    if (!zone || isNaN(at.getTime())) { return String(iso); }
+    let parts;
+    try {
+      parts = {};
+      new Intl.DateTimeFormat("en-GB", {timeZone: zone, year: "numeric", month: "2-digit",
+        day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit",
+        hourCycle: "h23"}).formatToParts(at).forEach(function (p) { parts[p.type] = p.value; });
+    } catch (e) {
+      return String(iso);  // a zone this browser does not know: the instant as given
+    }
+    const text = parts.day + "/" + parts.month + "/" + parts.year + " " + parts.hour + ":" +
+      parts.minute + (seconds ? ":" + parts.second : "");
+    return named ? text + " (" + zone + ")" : text;
+  }
+
   function row(cells) {
     const tr = document.createElement("tr");
     cells.forEach(function (c) {
@@ -68,7 +89,9 @@
     if (desired) { desired.dataset.state = o.desired || ""; }  // the raw state, any language
     const why = document.getElementById("why-waiting");
     if (why) { why.textContent = o.why_waiting || ""; }
-    setText("next-allowed", o.next_allowed);
+    setText("next-allowed", localTime(o.next_allowed, true, false));
+    const next = document.getElementById("next-allowed");
+    if (next) { next.dataset.at = o.next_allowed || ""; }  // the instant itself, in UTC
     const none = document.getElementById("no-controller");
     if (none) { none.hidden = o.controllers.length > 0; }
     const words = (document.getElementById("nodes") || body).dataset;  // the page's language
@@ -77,7 +100,8 @@
                   n.holding || (n.up ? words.up || "up" : words.down || "down")]);
     }));
     fillTable("recent-calls", o.recent_calls.map(function (c) {
-      return row([c.id, c.number, c.attempt, c.node, c.started_at, c.ended_at, c.outcome || "…", c.keys]);
+      return row([c.id, c.number, c.attempt, c.node, localTime(c.started_at, false, true),
+                  localTime(c.ended_at, false, true), c.outcome || "…", c.keys]);
     }));
     const chart = document.getElementById("chart");
     if (chart && o.chart_svg) {

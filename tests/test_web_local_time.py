@@ -1,0 +1,148 @@
+"""The console shows times in the campaign's zone (the config's schedule.timezone), as a French
+operator and an auditor read them: a call at 09:30 UTC is 10:30 in Paris, inside the legal
+window, and was shown under a "09h" bar and as 2026-12-01T09:30:00.000Z. The page, the chart
+and the live updates (console.js, run under node) say the same local time; the JSON API keeps
+its ISO UTC values, which other tools read. On both backends where the store is read."""
+from __future__ import annotations
+
+import html
+import json
+import shutil
+import subprocess
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from conftest import CALLER_ID, Backend, add_contact, attempt
+from web_fixture import CAMPAIGN, NOW, login, make_web
+import ivr.web.app as web_app
+from ivr.records import privacy
+from ivr.web import service
+from ivr.web.chart import per_hour_svg
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+CALLED = datetime(2026, 12, 1, 9, 30, tzinfo=timezone.utc)  # 10:30 in Paris
+LATE = datetime(2026, 12, 1, 20, 30, tzinfo=timezone.utc)  # 21:30 in Paris: nobody called
+SCRIPT = Path(__file__).resolve().parents[1] / "ivr" / "web" / "static" / "console.js"
+
+
+@pytest.fixture
+def web(backend: Backend, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    w = make_web(tmp_path, monkeypatch, backend)
+    called = add_contact(w.store, "+33199000010", at=NOW - timedelta(days=1),
+                         campaigns=(CAMPAIGN,))
+    add_contact(w.store, "+33199000011", at=NOW - timedelta(days=1), campaigns=(CAMPAIGN,))
+    call = attempt(w.store, called, CAMPAIGN, CALLER_ID, CALLED)
+    w.store.finish_unanswered(call["id"], "busy", "17", CALLED + timedelta(seconds=30), None)
+    return w
+
+
+def _text(page: str, element: str) -> str:
+    return html.unescape(page.split(f'id="{element}"')[1].split(">", 1)[1].split("<")[0])
+
+
+def test_the_overview_shows_the_campaigns_zone_and_the_api_keeps_utc(web, monkeypatch) -> None:
+    monkeypatch.setattr(web_app, "now", lambda: LATE)
+    c = web.client()
+    login(c, "vera")
+    page = c.get(f"/c/{CAMPAIGN}/overview").text
+    assert _text(page, "next-allowed") == "02/12/2026 10:00 (Europe/Paris)"
+    calls = page.split('id="recent-calls"')[1].split("</table>")[0]
+    assert "Heures du fuseau Europe/Paris" in page.split('id="calls-zone"')[1].split("<")[0]
+    assert "<td>01/12/2026 10:30:00</td><td>01/12/2026 10:30:30</td>" in calls
+    assert "T09:30" not in calls
+    chart = html.unescape(page.split('id="chart"')[1].split("</svg>")[0])
+    assert "2026-12-01 10:00 Europe/Paris: 1 calls, 0 answered" in chart
+    assert ">01/10h<" in chart and "UTC" not in chart and "09h" not in chart
+    assert 'data-tz="Europe/Paris"' in page  # console.js's zone
+    o = c.get(f"/api/campaigns/{CAMPAIGN}/overview").json()
+    assert o["next_allowed"] == "2026-12-02T09:00:00+00:00"
+    assert o["per_hour"] == [{"hour": "2026-12-01T09", "outcome": "busy", "n": 1}]
+    assert o["recent_calls"][0]["started_at"].startswith("2026-12-01T09:30:00")
+    assert "2026-12-01 10:00 Europe/Paris" in html.unescape(o["chart_svg"])
+
+
+def test_the_rights_look_up_shows_local_times(web) -> None:
+    privacy.optout_add(web.store, "+33199000010", "email", CALLED, "FR")
+    c = web.client()
+    login(c, "ada")
+    page = html.unescape(c.get(f"/c/{CAMPAIGN}/rights",
+                               params={"number": "01 99 00 00 10"}).text)
+    found = page.split('id="lookup-result"')[1].split("</p>")[0]
+    assert "(e-mail, 01/12/2026 10:30 (Europe/Paris))" in found
+    proof = page.split('id="consent-proof"')[1].split("</table>")[0]
+    assert "<td>01/12/2026 10:30 (Europe/Paris)</td>" in proof
+    assert "Z<" not in proof and "T09:30" not in proof
+
+
+def test_the_chart_groups_by_the_zones_hour() -> None:
+    from ivr.web.chart import HourRows
+    rows = [{"hour": "2026-12-01T09", "outcome": "busy", "n": 2},
+            {"hour": "2026-12-01T10", "outcome": "message_played", "n": 3},
+            {"hour": "2026-07-01T08", "outcome": "busy", "n": 1}]  # summer: UTC+2 in Paris
+    svg = html.unescape(per_hour_svg(HourRows(rows, "Europe/Paris")))
+    assert "2026-12-01 10:00 Europe/Paris: 2 calls" in svg
+    assert "2026-12-01 11:00 Europe/Paris: 3 calls, 3 answered" in svg
+    assert "2026-07-01 10:00 Europe/Paris: 1 calls" in svg
+    reunion = html.unescape(per_hour_svg(rows, "Indian/Reunion"))  # UTC+4
+    assert "2026-12-01 13:00 Indian/Reunion: 2 calls" in reunion
+    assert HourRows(rows, "Europe/Paris") == rows and json.loads(
+        json.dumps(HourRows(rows, "Europe/Paris"))) == rows  # the API's value, unchanged
+
+
+@pytest.mark.parametrize("zone", ["Europe/Paris", "America/Cayenne", "Pacific/Noumea"])
+@pytest.mark.parametrize("at", ["2026-12-01T09:30:05.000Z", "2026-07-14T23:59:59+00:00"])
+def test_a_live_update_writes_the_times_as_the_page_does(zone: str, at: str) -> None:
+    """console.js's show() on one event: the next allowed time and the last calls in the
+    zone, exactly as the server's filter wrote them (before: the API's UTC came back)."""
+    from ivr.web.display import local_time
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    harness = DOM_STUB.replace("__AT__", json.dumps(at))
+    out = subprocess.run([node, "-e", harness, str(SCRIPT), zone], capture_output=True,
+                         text=True, timeout=30, check=True).stdout
+    shown = json.loads(out)
+    assert shown["next"] == local_time(at, zone)
+    assert shown["started"] == local_time(at, zone, named=False, seconds=True)
+    assert shown["ended"] == ""
+    assert shown["eta"] == service.eta_text(90061) == "25:01:01"  # not '1 day, 1:01:01'
+
+
+def test_an_unknown_zone_or_time_shows_what_it_is() -> None:
+    from ivr.web.display import local_time
+    assert local_time("not a time", "Europe/Paris") == "not a time"
+    assert local_time(None, "Europe/Paris") == ""
+    assert local_time("2026-12-01T09:30:00Z", "Nowhere/Else") == "01/12/2026 09:30 (Nowhere/Else)"
+    assert service.eta_text(None) == "—" and service.eta_text(59.6) == "0:01:00"
+
+
+# The few DOM objects console.js touches, enough to run its show() on one event under node.
+DOM_STUB = r"""
+const fs = require("fs");
+function el(data) {
+  return {dataset: data || {}, textContent: "", hidden: false, children: [],
+          appendChild(c) { this.children.push(c); this.lastChild = c; return c; },
+          replaceChildren(...cs) { this.children = cs; }};
+}
+const at = __AT__;
+const els = {"next-allowed": el(), "eta": el()};
+const tbodies = {"#recent-calls tbody": el()};
+let source = null;
+global.document = {body: el({campaign: "demo", section: "overview", tz: process.argv[2]}),
+                   getElementById: (id) => els[id] || null,
+                   querySelector: (q) => tbodies[q] || null,
+                   querySelectorAll: () => [], createElement: () => el()};
+global.window = {EventSource: true};
+global.EventSource = function () { source = this; };
+eval(fs.readFileSync(process.argv[1], "utf8"));
+source.onmessage({data: JSON.stringify({
+  counts: {}, in_flight: 0, cap: 0, calls_per_minute: 0, percent_complete: null, eta_s: 90061,
+  desired: null, why_waiting: "", next_allowed: at, controllers: [], nodes: [],
+  recent_calls: [{id: 1, number: "+33199000010", attempt: 1, node: "n1", started_at: at,
+                  ended_at: null, outcome: null, keys: ""}], chart_svg: "", at: "x"})});
+const cells = tbodies["#recent-calls tbody"].children[0].children;
+console.log(JSON.stringify({next: els["next-allowed"].textContent, eta: els["eta"].textContent,
+                            started: cells[4].textContent, ended: cells[5].textContent}));
+"""
