@@ -15,7 +15,11 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 def _tone(ms: int = 800, fmt: str = "wav", volume: float = -12.0) -> bytes:
     buf = io.BytesIO()
-    Sine(440).to_audio_segment(duration=ms, volume=volume).export(buf, format=fmt)
+    beep = Sine(440).to_audio_segment(duration=ms, volume=volume)
+    # every other 100 ms 30 dB down, like the pauses between words: a steady tone is refused
+    # as noise (decode.py: no level rising above the background)
+    sum((beep[i:i + 100].apply_gain(-30 if i % 200 else 0) for i in range(100, ms, 100)),
+        beep[:100]).export(buf, format=fmt)
     return buf.getvalue()
 
 

@@ -24,7 +24,11 @@ WHERE = (f"prompts: this console holds campaign {CAMPAIGN}'s prompts, not {OTHER
 
 def _tone(ms: int = 800) -> bytes:
     buf = io.BytesIO()
-    Sine(440).to_audio_segment(duration=ms, volume=-12.0).export(buf, format="wav")
+    beep = Sine(440).to_audio_segment(duration=ms, volume=-12.0)
+    # every other 100 ms 30 dB down, like the pauses between words: a steady tone is refused
+    # as noise (decode.py: no level rising above the background)
+    sum((beep[i:i + 100].apply_gain(-30 if i % 200 else 0) for i in range(100, ms, 100)),
+        beep[:100]).export(buf, format="wav")
     return buf.getvalue()
 
 
