@@ -146,3 +146,17 @@ def test_a_take_is_saved_with_the_mode_the_umask_gives(web: Web) -> None:
     assert web.cfg.path("src/message.wav").stat().st_mode & 0o777 == 0o644
     r = _post(web, "goodbye", "bye.wav", _tone(600))
     assert Path(r.json()["saved"]).stat().st_mode & 0o777 == 0o644
+
+
+def test_a_take_too_short_for_its_transcript_replaces_nothing(web: Web) -> None:
+    """A cut file (or another text) uploaded over the configured take: the build would refuse
+    it for its transcript's pace, so the upload does, and the good take stays."""
+    web.cfg.prompts.items["message"].transcript = " ".join(["mot"] * 40)  # 40 words
+    before = _files(web)
+    r = _post(web, "message", "message.wav", _tone(2_000))  # 2 s: 1,200 words a minute
+    assert r.status_code == 400
+    detail = r.json()["detail"]
+    assert detail.startswith("file: prompts.items.message: recording message.wav lasts 2.0 s "
+                             "for a 40-word transcript")
+    assert detail.endswith("check it or record it again; nothing was saved")
+    assert "\n" not in detail and _files(web) == before

@@ -14,6 +14,7 @@ from ivr.config import Config
 from ivr.errors import IvrError, PromptError
 from ivr.prompts.build import KEY_RE, build_prompts, load_manifest
 from ivr.prompts.decode import convert
+from ivr.prompts.take_checks import check_pace
 
 RECORDING_TYPES = ("wav", "mp3", "m4a")
 MAX_RECORDING_BYTES = 50 * 1024 * 1024
@@ -129,6 +130,16 @@ def _replace_configured(target: Path, data: bytes) -> Path | None:
         tmp.unlink(missing_ok=True)
 
 
+def _check_pace(key: str, filename: str, transcript: str | None, seconds: float) -> None:
+    """A take too short for the configured transcript (cut short, another text) is refused
+    here as the next build would refuse it; a slow one is left to the build's warning."""
+    try:
+        check_pace(key, filename, transcript, seconds, lambda _line: None)
+    except PromptError as exc:
+        said = str(exc).removesuffix("; nothing was built")
+        raise ValueError(f"file: {said}; nothing was saved") from None
+
+
 def upload_recording(cfg: Config, key: str, data: bytes, filename: str) -> dict[str, Any]:
     """Check the recording with the build's own conversion and limits, then keep it under
     prompts.sources_dir; the next rebuild renders it. Only the file this prompt names is ever
@@ -147,6 +158,7 @@ def upload_recording(cfg: Config, key: str, data: bytes, filename: str) -> dict[
     item = cfg.prompts.items[key]
     sources = cfg.path(cfg.prompts.sources_dir)
     if item.file and Path(item.file).suffix.lower().lstrip(".") == ext:
+        _check_pace(key, filename, item.transcript, seconds)  # it replaces the take: same text
         target = sources / item.file
         target.parent.mkdir(parents=True, exist_ok=True)
         kept = _replace_configured(target, data)
