@@ -16,23 +16,58 @@ after the first open that finds any:
 
 An opposition recorded later under one form of a box gets the same alias for the +33 form and
 for any other form a contact still holds (`line_aliases`). An opposition whose number was
-erased has only its hash left: it cannot be recomputed and stays under the form it was given.
+erased has only its hash left: it cannot be rewritten and stays under the form it was given
+(a release before box forms were unified took +590 9…). So a box contact's own forms are
+hashed instead, and an opposition found under another form is kept under the contact's form
+too (`box_alias`): once for the contacts a store holds, in the step of migration 20
+(`erased_box_aliases`, all or nothing with it), then for each contact written (add_contact).
 Each backend gives the statements in its BOX_SQL (one dict per dialect: all SQL is there).
 """
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+import phonenumbers
+
 from ivr.errors import StoreError
-from ivr.numbers import BOX_PREFIXES, box_forms, box_line
+from ivr.numbers import BOX_PREFIXES, OVERSEAS_REGIONS, box_forms, box_line
 from ivr.store.base import utc
 
 log = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=1)
+def _voip_patterns() -> tuple[re.Pattern[str], tuple[tuple[str, re.Pattern[str]], ...]]:
+    """The overseas regions' VoIP patterns (metadata) as one; and (country code, pattern) of
+    those whose code starts with 9, the only ones a 9… number can hold (numbers._homes)."""
+    found = []
+    for region in OVERSEAS_REGIONS:
+        meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
+        if meta is not None and meta.voip is not None and meta.voip.national_number_pattern:
+            found.append((str(meta.country_code), meta.voip.national_number_pattern))
+    union = re.compile("|".join(f"(?:{p})" for _, p in found))
+    return union, tuple((cc, re.compile(p)) for cc, p in found if cc.startswith("9"))
+
+
+def may_be_box(number: str) -> bool:
+    """Whether box_forms may give `number` more than one form: a box's regional form, or a
+    +33 9… an overseas region calls its own VoIP (numbers._homes' test, without its parses:
+    box_forms costs ~0.5 ms per 09 number, this a few µs, and most 09 lines are the mainland's)."""
+    if number.startswith(BOX_PREFIXES):
+        return True
+    if not number.startswith("+339"):
+        return False
+    nsn = number[3:]
+    union, prefixed = _voip_patterns()
+    return union.fullmatch(nsn) is not None or any(
+        nsn.startswith(cc) and p.fullmatch(nsn[len(cc):]) for cc, p in prefixed)
 
 
 class BoxLines:
@@ -41,7 +76,7 @@ class BoxLines:
 
     if TYPE_CHECKING:  # what the backend gives (never shadowing it at run time)
         def number_hash(self, number: str) -> str: ...
-        def verify_optout_key(self) -> None: ...
+        def verify_optout_key(self) -> str | None: ...
         def transaction(self) -> AbstractContextManager[None]: ...
         def _audit(self, action: str, number: str | None, detail: dict[str, Any],
                    now: datetime, actor: str | None = None) -> None: ...
@@ -118,6 +153,38 @@ class BoxLines:
                 self._box_exec("contact_opposed", {"n": to, "at": utc(now)})
         return added
 
+    def erased_box_aliases(self, now: datetime | None = None) -> int:
+        """Migration 20's part (module docstring): each box contact, in its form and its +33
+        form (canonical_boxes gives it that next), kept opposed under an erased opposition of
+        another form; how many aliases were added. Runs only where an opposition was erased."""
+        if not self._box_one("erased_any", {}):
+            return 0
+        now = now or datetime.now(timezone.utc)
+        added = 0
+        for _, number in self._box_rows("box_contacts"):
+            for form in dict.fromkeys((box_line(number) or number, number)):
+                added += self.box_alias(form, now, erased_only=True)
+        if added:
+            self._audit("numbers_canonical", None, {"erased oppositions aliased": added}, now)
+            log.warning("overseas 09 boxes: %d erased opposition(s) given under another form "
+                        "now also kept under the contact's form", added)
+        return added
+
+    def box_alias(self, number: str, now: datetime, erased_only: bool = False) -> int:
+        """1 if an opposition of another form of this box's number (only an erased one, with
+        erased_only) was copied under this form's hash, which had none; the contact of this
+        form, if any, then opposed. 0 for a number of one form (any but an overseas box)."""
+        forms = box_forms(number) if may_be_box(number) else ()
+        if len(forms) < 2 or self._box_one("optout", {"h": (own := self.number_hash(number))}):
+            return 0
+        probe = "erased_optout" if erased_only else "optout"
+        for form in forms:
+            if form != number and self._box_one(probe, {"h": (h := self.number_hash(form))}):
+                self._box_exec("copy_optout", {"from": h, "to": own})
+                self._box_exec("contact_opposed", {"n": number, "at": utc(now)})
+                return 1
+        return 0
+
     def line_aliases(self, number: str) -> Iterator[str]:
         """The other forms of a box an opposition of `number` must be kept under too: its
         +33 form when given another, and any form a contact still holds."""
@@ -127,4 +194,7 @@ class BoxLines:
                 yield form
 
 
-__all__ = ["BoxLines"]
+# The migration whose step also runs erased_box_aliases (each backend's _migrate_step).
+ERASED_ALIASES_AT = 20
+
+__all__ = ["ERASED_ALIASES_AT", "BoxLines"]

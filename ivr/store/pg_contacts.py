@@ -153,6 +153,8 @@ class PgContactsSQL(PgCore):
                     basis: str | None, acquired_on: str | None, extra: str, status: str,
                     now: datetime) -> None:
         self.guard_key(number)
+        if self.box_alias(number, now):  # opposed under another form of its box (box_lines)
+            status = "opted_out"
         row = {"number": number, "name": name, "timezone": timezone, "source": source,
                "basis": basis, "acquired_on": acquired_on, "extra": extra, "status": status,
                "ts": utc(now)}

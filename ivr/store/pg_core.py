@@ -22,7 +22,7 @@ from psycopg_pool import ConnectionPool
 from ivr.errors import StoreError
 from ivr.numbers import BOX_PREFIXES
 from ivr.store.base import KeyedAudit, Row, utc
-from ivr.store.box_lines import BoxLines
+from ivr.store.box_lines import ERASED_ALIASES_AT, BoxLines
 from ivr.store.pg_schema import MIGRATION_LOCK, MIGRATIONS, VERSION_TABLE
 
 # What a PostgreSQL store that is away raises. OperationalError covers a stopped or restarting
@@ -55,6 +55,12 @@ BOX_SQL: dict[str, tuple[str, ...]] = {
     "optouts": ("SELECT id, number FROM optouts WHERE left(number, 5) = ANY(%(p)s)",),
     "contact": ("SELECT 1 AS x FROM contacts WHERE number = %(n)s",),
     "optout": ("SELECT 1 AS x FROM optouts WHERE number_hash = %(h)s",),
+    "erased_optout": ("SELECT 1 AS x FROM optouts WHERE number_hash = %(h)s AND "
+                      "number IS NULL",),
+    "erased_any": ("SELECT 1 AS x FROM optouts WHERE number IS NULL LIMIT 1",),
+    # once, in migration 20's step (erased_box_aliases): every 09 line in either form
+    "box_contacts": ("SELECT id, number FROM contacts WHERE left(number, 4) = '+339' OR "
+                     "left(number, 5) = ANY(%(p)s)",),
     "rename_contact": ("UPDATE contacts SET number = %(new)s WHERE id = %(id)s",
                        "UPDATE calls SET number = %(new)s WHERE number = %(old)s",
                        "UPDATE consents SET number = %(new)s WHERE number = %(old)s"),
@@ -185,6 +191,8 @@ class PgCore(KeyedAudit, BoxLines):
                 return current
             script = MIGRATIONS[current]
             self._conn().execute(script)  # several statements, no parameters
+            if current + 1 == ERASED_ALIASES_AT:  # box_lines: hashes, computed here
+                self.erased_box_aliases()
             if self.version != current + 1:  # each script records its own number
                 raise StoreError(f"internal: migration {current + 1} did not record itself")
         return current + 1

@@ -341,7 +341,8 @@ MIGRATIONS: list[str] = [
     """,
     # 19: a call's list is its own campaign's binding's (schema_lists.py says why).
     PG_19,
-    # 20: the tokens of a user disabled before 14 are revoked (schema.py says why).
+    # 20: the tokens of a user disabled before 14 are revoked; its step also runs
+    # box_lines.erased_box_aliases (schema.py says why).
     """
     UPDATE api_tokens
         SET revoked_at = to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')

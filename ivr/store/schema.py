@@ -359,7 +359,9 @@ MIGRATIONS: list[str] = [
     SQLITE_19,
     # 20: the tokens of a user disabled before 14 were never revoked (no column yet), so
     # enabling the user brought them back. Revoke them now, as a disable since 14 does; a
-    # re-run touches nothing (only unrevoked tokens of users still disabled).
+    # re-run touches nothing (only unrevoked tokens of users still disabled). Its step also
+    # keeps an erased opposition of a box's other form under the box contact's form
+    # (box_lines.erased_box_aliases: keyed hashes, computed by the program, not SQL).
     """
     UPDATE api_tokens SET revoked_at = replace(datetime('now'), ' ', 'T') || '.000Z'
         WHERE revoked_at IS NULL AND user_id IN (SELECT id FROM users WHERE disabled <> 0);

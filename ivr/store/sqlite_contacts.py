@@ -58,6 +58,8 @@ class ContactsSQL(SQLiteCore):
                     basis: str | None, acquired_on: str | None, extra: str, status: str,
                     now: datetime) -> None:
         self.guard_key(number)
+        if self.box_alias(number, now):  # opposed under another form of its box (box_lines)
+            status = "opted_out"
         ts = utc(now)
         self.db.execute("INSERT INTO contacts (number, name, timezone, source, basis, "
                         "acquired_on, extra, status, created_at, updated_at) "

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ivr.errors import StoreError
 from ivr.numbers import BOX_PREFIXES
 from ivr.store.base import KeyedAudit, Row, utc
-from ivr.store.box_lines import BoxLines
+from ivr.store.box_lines import ERASED_ALIASES_AT, BoxLines
 from ivr.store.schema import MIGRATIONS, statements
 from ivr.store.sqlite_optout_key import (ENV, FICTION_GLOB, KEY_SAMPLE, KEY_SETTING, beside,
                                          check_key, fingerprint, fix_hint)
@@ -47,6 +47,11 @@ BOX_SQL: dict[str, tuple[str, ...]] = {
                 "(:p0, :p1, :p2, :p3, :p4, :p5, :p6, :p7)",),
     "contact": ("SELECT 1 FROM contacts WHERE number = :n",),
     "optout": ("SELECT 1 FROM optouts WHERE number_hash = :h",),
+    "erased_optout": ("SELECT 1 FROM optouts WHERE number_hash = :h AND number IS NULL",),
+    "erased_any": ("SELECT 1 FROM optouts WHERE number IS NULL LIMIT 1",),
+    # once, in migration 20's step (erased_box_aliases): every 09 line in either form
+    "box_contacts": ("SELECT id, number FROM contacts WHERE substr(number, 1, 4) = '+339' OR "
+                     "substr(number, 1, 5) IN (:p0, :p1, :p2, :p3, :p4, :p5, :p6, :p7)",),
     "rename_contact": ("UPDATE contacts SET number = :new WHERE id = :id",
                        "UPDATE calls SET number = :new WHERE number = :old",
                        "UPDATE consents SET number = :new WHERE number = :old"),
@@ -123,6 +128,8 @@ class SQLiteCore(KeyedAudit, BoxLines):
                 return
             for statement in statements(MIGRATIONS[current]):
                 self.db.execute(statement)
+            if current + 1 == ERASED_ALIASES_AT:  # box_lines: hashes, computed here
+                self.erased_box_aliases()
             if self.version != current + 1:  # each script sets its version: a typo loops
                 raise StoreError(f"internal: migration {current + 1} did not set "
                                  "user_version")
@@ -274,7 +281,7 @@ class SQLiteCore(KeyedAudit, BoxLines):
     # -- box_lines.BoxLines' primitives -------------------------------------------------------
     def _box_rows(self, table: str) -> list[tuple[int, str]]:
         (sql,) = BOX_SQL[table]  # a literal of BOX_SQL
-        if table == "optouts":
+        if table in ("optouts", "box_contacts"):
             slots = (BOX_PREFIXES * 8)[:8]  # each slot filled, repeats harmless
             return [(int(i), str(n)) for i, n in self.db.conn.execute(
                 sql, {f"p{k}": prefix for k, prefix in enumerate(slots)})]
