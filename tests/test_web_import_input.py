@@ -83,9 +83,10 @@ def test_a_bad_number_names_the_field(web) -> None:
     r = c.post(f"/c/{CAMPAIGN}/rights/optout",
                data={"number": "banana", "via": "email", "csrf_token": h["X-CSRF-Token"]})
     flash = _flash(c.get(r.headers["location"]).text)
-    assert flash == ["number: &#39;banana&#39; is not a valid phone number: give it as +33… "
-                     "or 0…; letters (&#39;banana&#39;) that are not a label such as "
-                     "&#39;Tél.&#39;: give the number alone"]
+    assert flash == ["number: &#39;banana&#39; n&#39;est pas un numéro de téléphone valide : "
+                     "donnez-le sous la forme +33… ou 0… (détail en anglais : letters "
+                     "(&#39;banana&#39;) that are not a label such as &#39;Tél.&#39;: give the "
+                     "number alone)"]
 
 
 def _uploads() -> set[str]:

@@ -48,11 +48,11 @@ def test_a_concurrency_of_2_5_is_not_a_whole_number(web) -> None:
     r = c.post(f"/c/{CAMPAIGN}/run/pacing", data={"max_concurrent": "2.5",
                                                   "csrf_token": token})
     page = html.unescape(c.get(r.headers["location"]).text)
-    assert "max_concurrent: '2.5' is not a whole number" in page
+    assert "max_concurrent: '2.5' n'est pas un nombre entier" in page
     r = c.post(f"/c/{CAMPAIGN}/run/pacing", data={"calls_per_second": "fast",
                                                   "csrf_token": token})
     page = html.unescape(c.get(r.headers["location"]).text)
-    assert "calls_per_second: 'fast' is not a number" in page  # a float: "a number" is right
+    assert "calls_per_second: 'fast' n'est pas un nombre" in page  # a float: "un nombre" is right
     assert web.store.run_control(CAMPAIGN) is None
 
 
