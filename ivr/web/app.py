@@ -242,7 +242,7 @@ def _caches(app: FastAPI, cfg: Config, stores: Stores) -> None:
 
     def overview(campaign: str) -> dict[str, Any]:
         data = service.overview(cfg, stores.get(), campaign, now(), plans, kept)
-        return {**data, "chart_svg": per_hour_svg(data["per_hour"])}
+        return {**data, "chart_svg": per_hour_svg(data["per_hour"], cfg.schedule.timezone)}
 
     def names(_: str) -> list[str]:
         return sorted(set(stores.get().campaigns()) | {cfg.campaign.name})

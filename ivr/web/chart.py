@@ -5,7 +5,6 @@ opening). Everything written is escaped."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
 from html import escape
 from typing import Any
 
@@ -16,19 +15,9 @@ WIDTH, HEIGHT, PAD, LABEL = 720, 180, 24, 16
 MAX_HOURS = 48  # the last two days of calling fit the page
 
 
-class HourRows(list):  # type: ignore[type-arg]
-    """The store's calls per hour as they are (UTC hours: the API's `per_hour`, which other
-    tools read), carrying the zone the chart draws them in: the overview hands this list
-    alone to per_hour_svg, and as JSON it is the plain list."""
-
-    def __init__(self, rows: Iterable[dict[str, Any]], zone: str) -> None:
-        super().__init__(rows)
-        self.zone = zone
-
-
 def per_hour_svg(rows: list[dict[str, Any]], zone: str | None = None) -> str:
-    """The chart of `rows` (UTC hours) by hour of `zone` (else the rows' own, else UTC)."""
-    zone = zone or getattr(rows, "zone", None) or "UTC"
+    """The chart of `rows` (UTC hours) by hour of `zone` (else UTC)."""
+    zone = zone or "UTC"
     hours: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # local hour -> [all, answered]
     for r in rows:
         hour = local_hour(r["hour"], zone)

@@ -18,7 +18,6 @@ from ivr.config import Config
 from ivr.records import report
 from ivr.store.base import Chunk, StoreBackend, parse_utc
 from ivr.web.cache import Marked
-from ivr.web.chart import HourRows
 
 # control action -> desired state (run_control.desired)
 ACTIONS = {"start": "running", "pause": "paused", "resume": "running", "stop": "stopped",
@@ -160,8 +159,8 @@ def overview(cfg: Config, store: StoreBackend, campaign: str, now: datetime,
     per hour are a GROUP BY over every call of the campaign (250-500 ms at 300,000 calls):
     read each second, one idle open page cost 16 % of a core; now it is read once."""
     rep = _until_commit(kept, f"summary:{campaign}", lambda: report.summary(store, campaign))
-    hours = _until_commit(kept, f"per_hour:{campaign}", lambda: HourRows(
-        (dict(r) for r in store.calls_per_hour(campaign)), cfg.schedule.timezone))
+    hours = _until_commit(kept, f"per_hour:{campaign}",
+                          lambda: [dict(r) for r in store.calls_per_hour(campaign)])
     counts = {o: 0 for o in outcome_table.ORDER} | rep["outcomes"]
     # Only the fresh rows: the table keeps every past run's last snapshot, never shown
     live = _live(store.fresh_snapshots(campaign, STALE_S, now), now)
