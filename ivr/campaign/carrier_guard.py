@@ -68,6 +68,7 @@ class CarrierGuard:
         self.stopping: Callable[[], bool] = lambda: False  # the run's stop is set: count nothing
         self.why = ""  # once tripped: the run's `why`
         self.on_trip: Callable[[str], None] = lambda why: None
+        self.on_arm: list[Callable[[], None]] = []  # guards counting beside it (node_guard.py)
 
     def arm(self, on_trip: Callable[[str], None],
             stopping: Callable[[], bool] = lambda: False) -> None:
@@ -78,6 +79,17 @@ class CarrierGuard:
         self._congested.clear()
         self.why = ""
         self.on_trip, self.stopping = on_trip, stopping
+        for reset in self.on_arm:
+            reset()
+
+    def trip(self, why: str) -> None:
+        """Stop the run once, saying why (ERROR): this breaker's streaks, or the node guard's
+        (node_guard.py), which stops the run the same way (stopped_by carrier, exit 4)."""
+        if self.why:
+            return
+        self.why = why
+        log.error("%s", why)
+        self.on_trip(why)
 
     def streak(self, node: str, kind: str = REFUSED) -> int:
         found = self._streaks.get((node, kind))
@@ -127,9 +139,7 @@ class CarrierGuard:
         if streak.older:  # only those still ringing hold the trip back
             streak.older &= self.ringing(node)
         if len(streak.ends) >= self.limits[kind] and not streak.older and not self.why:
-            self.why = self._why(node, kind, streak.ends)
-            log.error("%s", self.why)
-            self.on_trip(self.why)
+            self.trip(self._why(node, kind, streak.ends))
 
     @staticmethod
     def _why(node: str, kind: str, ends: list[tuple[str, bool]]) -> str:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ivr.callflow import outcomes
-from ivr.campaign import node_events, planning, reconcile
+from ivr.campaign import node_events, node_guard, planning, reconcile
 from ivr.campaign.carrier_guard import CarrierGuard
 from ivr.campaign.clock import Clock
 from ivr.campaign.lost_claim import withdrawal
@@ -77,6 +77,8 @@ class Dialer:
         self.on_settled: list[Callable[[int], None]] = []
         # a trunk refusing or never answering every call stops the run (run.py)
         self.carrier = CarrierGuard(ringing=self._ringing)
+        # a node refusing every Originate, or whose prompts do not play, is taken out (its own)
+        self.node_guard = node_guard.NodeGuard(self.carrier, self._states, cfg.pbx.sounds_dir)
         self._tasks: set[asyncio.Task] = set()
         caller = cfg.campaign.caller_id
         safe_value("campaign.caller_id", caller)
@@ -233,8 +235,10 @@ class Dialer:
             log.warning("Originate for call %s refused: %s", flight.call_id, exc)
             if exc.shutting_down:  # the node is going away: its fault, retried after a hold
                 ns.hold()
-            self._settle_unanswered(flight, "error" if exc.shutting_down else "failed", None,
-                                    refused=True)
+                self._settle_unanswered(flight, "error", None, refused=True)
+            else:  # its AMI user or dialplan, nobody's answer: withdrawn (node_guard.py)
+                node_guard.settle_refused(self, flight, self.node_guard.refused(
+                    ns, str(exc), flight.number))
             raise
         except (NodeDisconnected, ActionTimeout) as exc:
             # It may have reached the PBX: never send it again. The reconciliation after the
@@ -246,6 +250,7 @@ class Dialer:
             flight.unsure = True
             raise
         self.originated += 1
+        self.node_guard.accepted(ns.name)
 
     def _request(self, channel: str, flight: InFlight, token: str) -> OriginateRequest:
         """The token goes only here (never logged): the dialplan hands it to the AGI."""
@@ -361,6 +366,7 @@ class Dialer:
         flight = self._drop(call_id)
         if flight is not None:
             self.carrier.ended(flight)
+            self.node_guard.ended(flight)
             for hook in self.on_settled:
                 hook(call_id)
         self.changed.set()
