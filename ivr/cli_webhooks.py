@@ -71,7 +71,12 @@ def resend(ctx: Ctx, call_ids: tuple[int, ...], since: str | None,
     key = hooks.secret(ctx.cfg)
     if key is None:
         raise IvrError("webhooks.url is not set in the config: nowhere to resend to")
-    campaign = campaign or ctx.cfg.campaign.name
+    own = ctx.cfg.campaign.name
+    if campaign is not None and campaign != own:  # its outcomes go to its own receiver only
+        raise IvrError(f"--campaign {campaign!r} is not this config's campaign ({own!r}): its "
+                       "outcomes go to its own receiver: `ivr --config <its config> webhooks "
+                       "resend`")
+    campaign = own
     store = ctx.store()
     ids = set(call_ids) | set(ended_since(store, campaign, start) if start else ())
     if not ids:
@@ -109,7 +114,8 @@ async def resend_one(sender: Any, read: Any, campaign: str, call_id: int) -> str
     if call is None:
         return "no such call"
     if call["campaign"] != campaign:
-        return f"of campaign {call['campaign']!r}, not {campaign!r}: give --campaign"
+        return (f"of campaign {call['campaign']!r}, not {campaign!r}: resend it with that "
+                "campaign's config (ivr --config FILE webhooks resend)")
     if call.get("outcome") is None:
         return "no outcome yet"
     problem: str | None = await sender.send(call)

@@ -145,16 +145,19 @@ def test_each_call_that_cannot_go_is_a_failed_line_and_the_status_is_1(
     assert code == 1, err
     assert out.splitlines() == [
         f"call {ok}: failed (HTTP 500)",
-        f"call {other}: failed (of campaign 'c1', not 'utest': give --campaign)",
+        f"call {other}: failed (of campaign 'c1', not 'utest': resend it with that campaign's "
+        "config (ivr --config FILE webhooks resend))",
         f"call {live}: failed (no outcome yet)",
         "call 999999: failed (no such call)",
         "0 delivered, 4 failed"]
     assert len(receiver.seen) == 2  # the retry policy: RETRIES + 1 attempts
     code, out, err = invoke(cfg_file, "webhooks", "resend", "--call-id", str(ok))
     assert (code, out) == (0, f"call {ok}: delivered\n1 delivered, 0 failed\n"), err
+    # Another campaign's outcome never goes to this config's receiver (nor signed with its key)
     code, out, err = invoke(cfg_file, "webhooks", "resend", "--campaign", "c1", "--call-id",
                             str(other))
-    assert (code, out) == (0, f"call {other}: delivered\n1 delivered, 0 failed\n"), err
+    assert code == 1 and out == "" and len(receiver.seen) == 3, (out, err)
+    assert err.startswith("error: --campaign 'c1' is not this config's campaign ('utest')")
 
 
 @pytest.mark.parametrize("args, message", [
@@ -201,3 +204,17 @@ def test_many_lost_are_resent_since_the_runs_start(caplog: pytest.LogCaptureFixt
         "webhooks: resend them with: ivr webhooks resend --campaign 'municipales 2026' "
         f"--since {start}")
     assert abs((datetime.now(timezone.utc) - hooks.started).total_seconds()) < 60
+
+
+def test_the_command_names_the_runs_config(tmp_path: Path) -> None:
+    """A run started with `--config b.yaml` prints a command that, typed as printed, reads
+    b.yaml: its receiver and key (before: no --config, so ./config.yaml's receiver got
+    campaign B's outcomes, signed with A's key)."""
+    cfg_file = tmp_path / "campagne b.yaml"
+    async def command() -> str:  # the run builds its Webhooks on its loop
+        hooks = webhooks.Webhooks("http://127.0.0.1:9/hook", KEY.encode(), calls_table(),
+                                  campaign="b", config=cfg_file)
+        return hooks.resend_command([7], 1)
+    words = shlex.split(asyncio.run(command()))
+    assert words == ["ivr", "--config", str(cfg_file), "webhooks", "resend", "--campaign", "b",
+                     "--call-id", "7"]

@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -169,11 +170,12 @@ class Webhooks:
                  queue_size: int = QUEUE_SIZE, workers: int = WORKERS, retries: int = RETRIES,
                  backoff_s: float = BACKOFF_S, sleep: Callable[[float], Awaitable[Any]]
                  = asyncio.sleep, transport: httpx.AsyncBaseTransport | None = None,
-                 clock: Callable[[], float] = time.monotonic, campaign: str | None = None
-                 ) -> None:
+                 clock: Callable[[], float] = time.monotonic, campaign: str | None = None,
+                 config: Path | None = None) -> None:
         self.url, self._key, self._read, self._clock = url, key, read_call, clock
         # for the resend command at the end: the calls ended since the run's start, the second
         self.campaign, self.started = campaign, datetime.now(timezone.utc).replace(microsecond=0)
+        self.config = config  # named in that command: the receiver and key are this config's
         self._said = {"attempts failed": Said(), "outcomes given up": Said()}
         self.timeout_s, self.retries, self.backoff_s = timeout_s, retries, backoff_s
         self._sleep = sleep
@@ -361,7 +363,8 @@ class Webhooks:
         which = [w for i in lost for w in ("--call-id", str(i))] if total <= RESEND_IDS \
             else ["--since", self.started.strftime("%Y-%m-%dT%H:%M:%SZ")]  # all named, or not
         where = ["--campaign", self.campaign] if self.campaign is not None else []
-        return shlex.join(["ivr", "webhooks", "resend", *where, *which])
+        config = ["--config", str(self.config)] if self.config is not None else []
+        return shlex.join(["ivr", *config, "webhooks", "resend", *where, *which])
 
 
 def failure(exc: BaseException) -> str:
@@ -407,7 +410,7 @@ async def running(cfg: Config, store: Any) -> AsyncIterator[Webhooks | None]:
         yield None
         return
     hooks = Webhooks(cfg.webhooks.url, key, reader(store), timeout_s=cfg.webhooks.timeout_s,
-                     campaign=cfg.campaign.name)
+                     campaign=cfg.campaign.name, config=cfg.source[0] if cfg.source else None)
     try:
         yield hooks
     finally:
