@@ -270,3 +270,23 @@ def test_ivr_check_names_each_node_of_a_pool_with_its_keys_unmangled(
         f"error pbx_unreachable: node {n}: AMI unreachable at 127.0.0.1:{p} (connection "
         f"refused): start its Asterisk or correct pbx.nodes[{n}].host/port"
         for n, p in zip("ab", ports)], out
+
+
+def test_another_port_here_is_a_warning_when_a_fastagi_listens_there(probe: ModuleType) -> None:
+    """Two controllers on one machine share a PBX (each its own agi.port), the opposition line
+    served by one: the other's check is warned, not failed. Nothing listening there: every
+    opposition-line call fails, an error (hunt-admin's case)."""
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        other = f"agi://127.0.0.1:{srv.getsockname()[1]}"
+        replies = probe.NodeReplies(agi_url={"Response": "Success", "Value": other})
+        seen = asyncio.run(probe._with_listening(replies, URL)).agi_url
+        assert seen["Listening"] is True
+        found = judged(probe, agi_url=seen)
+        assert errors(found) == [] and len(found) == 1 and found[0].severity == "warning"
+        assert "a FastAGI listens there" in found[0].message and other in found[0].message
+    seen = asyncio.run(probe._with_listening(replies, URL)).agi_url  # closed now
+    assert seen["Listening"] is False
+    (line,) = errors(judged(probe, agi_url=seen))
+    assert "every opposition-line call would fail" in line

@@ -24,7 +24,7 @@ import asyncio
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ivr.config import SINGLE_NODE, Config, NodeConfig
@@ -162,6 +162,11 @@ def _agi_url(target: Target, label: str, reply: Mapping[str, Any]) -> list[Findi
     same = _same_host(theirs, ours)
     if same and theirs is not None and ours is not None and theirs[1] == ours[1]:
         return []  # one address written two ways (localhost, 127.0.0.1)
+    if same and reply.get("Listening"):  # another FastAGI here: two controllers, one PBX
+        return [Finding("pbx_agi_url", f"{where} is {have}, not this controller's {want} "
+                        "(agi.host:agi.port), and a FastAGI listens there: the opposition "
+                        "line reaches that controller, not this one; unless it serves the "
+                        f"line, {fix}", WARNING)]
     if same is False:  # another machine's FastAGI: another controller may serve the line
         return [Finding("pbx_agi_url", f"{where} is {have}, not this controller's {want} "
                         "(agi.host:agi.port): the opposition line reaches that host, not this "
@@ -243,9 +248,28 @@ async def _probe_node(cfg: Config, n: NodeConfig, want: str) -> list[Finding] | 
         except PbxError as exc:  # login refused, no answer: the run refuses to start too
             return [Finding("pbx_ami_login", str(exc))]
         target = Target(n.name, n.user, want, cfg.pbx.mode == "sandbox")
-        return judge(target, await ask_node(node))
+        return judge(target, await _with_listening(await ask_node(node), want))
     finally:
         node.close()
+
+
+async def _with_listening(replies: NodeReplies, want: str) -> NodeReplies:
+    """An IVR_AGI_URL on this machine's address but another port: whether a FastAGI accepts
+    there (`Listening` in its reply), since two controllers on one machine may share a PBX,
+    the opposition line served by one of them; nothing listening, every such call fails."""
+    reply = replies.agi_url
+    if not isinstance(reply, Mapping) or reply.get("Response") != "Success":
+        return replies
+    have = _host_port(str(reply.get("Value") or "").strip())
+    if have is None or not _same_host(have, _host_port(want)) or have == _host_port(want):
+        return replies
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(have[0], int(have[1])), 1.0)
+        writer.close()
+        listening = True
+    except (OSError, ValueError, asyncio.TimeoutError):
+        listening = False
+    return replace(replies, agi_url={**reply, "Listening": listening})
 
 
 def unreachable(cfg: Config, n: NodeConfig, others_up: bool) -> Finding:
