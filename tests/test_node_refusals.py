@@ -9,6 +9,7 @@ retried max_attempts times each. Now the node is taken out, the last one out sto
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import Counter
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from ivr.campaign.carrier_guard import CarrierGuard
-from ivr.campaign.clock import ManualClock
+from ivr.campaign.clock import Clock, ManualClock
 from ivr.campaign.node_guard import (NUMBER_CHARGED_AFTER, OUT_HOLD_S, REFUSED_OUT_AFTER,
                                      REFUSED_STAGE, UNPLAYABLE_OUT_AFTER, NodeGuard)
 from ivr.campaign.nodes import InFlight, NodeState
@@ -30,6 +31,7 @@ from test_run_loop import run_campaign
 
 DENIED = "Permission denied"
 NO_EXTEN = "Extension does not exist."
+RETRY_SOON = {"busy": 5.0, "no_answer": 5.0, "congestion": 5.0}  # a run not stopped ends soon
 
 
 def refusing(message: str) -> Any:
@@ -125,6 +127,33 @@ def test_every_node_of_a_pool_refusing_stops_the_run(backend: Backend) -> None:
     assert report.why.startswith("every node is out (node n")
     assert "write class" in report.why and "#include" in report.why
     assert calls == [] and status == Counter({"pending": 30})
+
+
+def test_prompts_asterisk_cannot_read_stop_the_run(
+        backend: Backend, caplog: pytest.LogCaptureFixture) -> None:
+    """Every answered callee would hear silence: after UNPLAYABLE_OUT_AFTER such calls in a
+    row the run stops, naming the prompt and pbx.sounds_dir; those calls are `error`, retried,
+    the others not called. Before: each contact called max_attempts times, the run `finished`."""
+    numbers = [fiction(i) for i in range(12)]
+    silent = dataclasses.replace(answer(["1"]), unreadable=True)
+
+    async def scenario() -> tuple[Any, list[dict[str, Any]], Counter[str]]:
+        async with rig(backend, lambda n: silent, numbers=numbers, clock=Clock(),
+                       max_concurrent=1, delays=RETRY_SOON) as r:
+            report, _, _ = await run_campaign(r)
+            await r.settled()
+            return report, r.calls(), statuses(r.store)
+    with caplog.at_level(logging.INFO):
+        report, calls, status = asyncio.run(scenario())
+    assert report.stopped_by == "carrier", report.why
+    assert len(calls) == UNPLAYABLE_OUT_AFTER
+    assert all(c["outcome"] == "error" and c["retry_at"] for c in calls)
+    assert status == Counter({"pending": 12})
+    assert report.why.startswith("node pbx: Asterisk could not play ivr/")
+    for what in (f"on {UNPLAYABLE_OUT_AFTER} answered calls in a row", "pbx.sounds_dir",
+                 "astdatadir", "/usr/share/asterisk/sounds", "readable by Asterisk's user"):
+        assert what in report.why
+    assert len(errors(caplog, "answered calls in a row")) == 1
 
 
 # -- the guard alone ------------------------------------------------------------------------

@@ -36,7 +36,9 @@ OPPOSED_BEFORE_ANSWER = "opposed-before-answer"
 
 
 class PromptUnplayable(Exception):
-    pass
+    def __init__(self, message: str, sound: str) -> None:
+        super().__init__(message)
+        self.sound = sound  # the file Asterisk could not play
 
 
 class FlowAborted(Exception):
@@ -99,12 +101,12 @@ async def _play(req: AgiRequest, step: Play, sound: str | None = None,
         if await req.channel_status() == CHANNEL_UP:
             raise PromptUnplayable(f"Asterisk could not play {sound}: check that the prompts "
                                    "are installed and Asterisk's user can read them and "
-                                   "their folders")
+                                   "their folders", sound)
         return Result(hangup=True, held=held)
     if played.digit:
         return Result(key=played.digit)
     if played.played_nothing:
-        raise PromptUnplayable(f"{sound} played nothing (missing file?)")
+        raise PromptUnplayable(f"{sound} played nothing (missing file?)", sound)
     return Result(completed=True, held=True) if held else DONE
 
 
@@ -317,9 +319,9 @@ class IvrHandler:
             return
         version = self.versions()  # this call plays and records this version to its end
         watch = ChoiceWatch(self._choice(call_id, amd_status, version.hashes))
+        # The flight's hold, read at each prompt: a dict look-up, no AMI or AGI command
+        flight = self.gate.flights.get(call_id)
         try:
-            # The flight's hold, read at each prompt: a dict look-up, no AMI or AGI command
-            flight = self.gate.flights.get(call_id)
             outcome, hung_up = await drive(call_flow(self.opts, amd_status), req,
                                            self._optout(call), version.sounds, watch,
                                            lambda: getattr(flight, "hold", None))
@@ -341,6 +343,10 @@ class IvrHandler:
         except FlowAborted as exc:  # the choice made before the fault is kept
             if isinstance(exc.__cause__, PromptUnplayable):  # the admin's to fix: one line,
                 log.error("call %s: %s", call_id, exc.__cause__)  # not 18 per call
+                # Told on the dialer's flight, read when the call ends (node_guard.py): a node
+                # whose callees hear silence is taken out, the last one stops the run.
+                if flight is not None:
+                    flight.prompt_failed = exc.__cause__.sound  # type: ignore[attr-defined]
             else:
                 log.exception("call %s failed in the controller", call_id)
             result = self._after_fault(exc.outcome, amd_status, version.hashes)
