@@ -210,3 +210,38 @@ def test_room_tone_before_and_after_the_words_is_trimmed_not_the_words() -> None
     a, b = _samples(built), _samples(clean)
     best = max(_corr(a[lag:], b) for lag in range(0, 2400, 8))
     assert best > 0.95
+
+
+def test_a_one_word_take_edited_tight_is_not_called_noise() -> None:
+    """'Oui.' cut to its word (as an editor's trim leaves it) has no pause inside: a clip under
+    1 s is not judged on its dynamics (before: 'holds no speech, only noise')."""
+    word = AudioSegment.from_file(io.BytesIO(espeak_wav("Oui.")), format="wav")
+    loud = [i for i, c in enumerate(word[::10]) if c.dBFS > word.max_dBFS - 45]
+    tight = word[loud[0] * 10:(loud[-1] + 1) * 10]
+    assert len(tight) < 1000
+    out = io.BytesIO()
+    tight.export(out, format="wav")
+    seg = _convert("oui.wav", out.getvalue())
+    assert 0 < len(seg) <= len(tight) + 100
+
+
+def test_a_music_bed_under_the_speech_is_part_of_the_take() -> None:
+    """A 3 s jingle, the speech over a bed 18 dB under it, a 3 s outro: the bed is no room
+    tone, so nothing of it is trimmed (before: cut to the speech, mid-note, no fade)."""
+    speech = AudioSegment.from_file(io.BytesIO(espeak_wav(SPEECH)), format="wav")
+    length = len(speech) + 6000
+    bed = AudioSegment.from_file(io.BytesIO(_lavfi(
+        "-f", "lavfi", "-i", f"aevalsrc=0.2*sin(2*PI*220*t)+0.15*sin(2*PI*330*t):"
+        f"s={speech.frame_rate}:d={length / 1000}")), format="wav")
+    take = bed.apply_gain(speech.dBFS - 18 - bed.dBFS).overlay(speech, position=3000)
+    out = io.BytesIO()
+    take.export(out, format="wav")
+    seg = _convert("jingle.wav", out.getvalue())
+    assert len(seg) >= len(take) - 200
+
+
+def test_room_tone_cut_is_faded_at_both_ends() -> None:
+    """Room tone trimmed: the kept pad fades in and out, no click where the cut falls."""
+    seg = _convert("room.wav", _room_tone_voice(espeak_wav(SPEECH)))
+    room_head, room_tail = seg[50:150].dBFS, seg[-150:-50].dBFS  # inside the 200 ms pads
+    assert seg[:5].dBFS < room_head - 6 and seg[-5:].dBFS < room_tail - 6

@@ -36,8 +36,10 @@ SILENCE_ROOM_S = 30.0      # decoded beyond prompts.max_duration_s: silence the 
 CONVERSION: dict[str, Any] = {
     # 2: noise only and cancelling stereo refused (a cached build of one is checked again);
     # 3: gain from the speech level under a limiter, not from the loudest sample;
-    # 4: room tone trimmed, not only what lies 50 dB below the peak
-    "version": 4,
+    # 4: room tone trimmed, not only what lies 50 dB below the peak;
+    # 5: only a background 30 dB under the speech is room tone (a music bed is kept), trimmed
+    # ends faded; a clip under 1 s is not judged on its dynamics (one word has no pause)
+    "version": 5,
     "sample_rate": 8000,   # Asterisk slin: 8 kHz
     "channels": 1,
     "sample_width": 2,     # 16-bit signed PCM
@@ -53,12 +55,17 @@ CONVERSION: dict[str, Any] = {
     # ... or, in a take with room tone, this far above its noise floor (10th percentile of its
     # 10 ms chunks): a room tone's chunks spread 11 dB above that floor, its 50 ms windows 8
     "trim_above_floor_db": 12.0,
+    # ... only when that floor lies this far under the speech: a music bed 10-22 dB under it is
+    # part of the take (its jingle and outro were cut, mid-note), a room's tone is not
+    "room_tone_below_speech_db": 30.0,
+    "fade_ms": 20,               # room tone cut: faded in and out, no click at either end
     "keep_silence_ms": 50,       # keep a breath at each end so the first phoneme is not cut
     "keep_room_tone_ms": 200,    # a soft first or last consonant may lie under the room tone
     "min_audible_ms": 100,
     # Refused: speech this close to the background (50 ms windows: the level 0.5 s of the take
     # exceeds against the 10th percentile) is noise only, e.g. a muted microphone's hiss.
     "min_dynamics_db": 15.0,
+    "min_dynamics_windows": 20,  # ... judged on 1 s or more: inside one word ("Oui.") no pause
     "max_mix_drop_db": 10.0,     # a stereo take whose mono mix is this far below its channels
 }
 SILENT_PEAK_DBFS = -50.0   # a clip whose loudest sample is below this has nothing to say
@@ -184,6 +191,8 @@ def _check_audible(key: str, mono: AudioSegment, what: str, chunks: list[float])
                           f"{SILENT_PEAK_DBFS:g} dBFS): check that the microphone is on and not "
                           "muted, then record it again")
     windows = _windows(chunks)[::5]  # 50 ms, end to end
+    if len(windows) < CONVERSION["min_dynamics_windows"]:
+        return
     if _loud_level(windows) - _percentile(windows, 10) < CONVERSION["min_dynamics_db"]:
         raise PromptError(f"prompt {key!r}: {what} holds no speech, only noise (its level "
                           "never rises above the background): check the microphone (muted? "
@@ -202,15 +211,21 @@ def _first_sound(chunks: list[float], threshold: float) -> int:
 
 def _trim(key: str, mono: AudioSegment, what: str, chunks: list[float]) -> AudioSegment:
     """Leading and trailing silence or room tone cut, a short pad kept at each end."""
-    floor_rule = _percentile([_db(p) for p in chunks], 10) + CONVERSION["trim_above_floor_db"]
+    floor = _percentile([_db(p) for p in chunks], 10)
+    room_tone = speech_level(mono) - floor >= CONVERSION["room_tone_below_speech_db"]
+    floor_rule = floor + CONVERSION["trim_above_floor_db"] if room_tone else FLOOR_DB
     threshold = max(mono.max_dBFS - CONVERSION["trim_below_peak_db"], floor_rule)
     start = _first_sound(chunks, threshold) * 10
     end = len(mono) - _first_sound(_powers(mono.reverse(), 10), threshold) * 10
     if end - start < CONVERSION["min_audible_ms"]:
         raise PromptError(f"prompt {key!r}: {what} is silent after trimming silence: "
                           "record or write it again")
-    pad = CONVERSION["keep_room_tone_ms" if floor_rule >= threshold else "keep_silence_ms"]
-    return mono[max(0, start - pad):min(len(mono), end + pad)]
+    if floor_rule < threshold:  # digital silence or a quiet one: nothing audible cut
+        pad = CONVERSION["keep_silence_ms"]
+        return mono[max(0, start - pad):min(len(mono), end + pad)]
+    pad, fade = CONVERSION["keep_room_tone_ms"], CONVERSION["fade_ms"]
+    kept = mono[max(0, start - pad):min(len(mono), end + pad)]
+    return kept.fade_in(fade).fade_out(fade)
 
 
 def speech_level(mono: AudioSegment) -> float:
