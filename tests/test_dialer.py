@@ -219,7 +219,9 @@ def test_shutting_down_is_an_error_retried_after_congestion_and_holds_the_node(
     assert calls[1]["outcome"] == "busy"
 
 
-def test_a_plain_refusal_is_failed_without_hold(backend: Backend) -> None:
+def test_a_plain_refusal_is_withdrawn_without_hold(backend: Backend) -> None:
+    """The node's own refusal dials nobody: the attempt is withdrawn (the contact keeps its
+    attempts, node_guard.py), and one refusal does not hold the node."""
     from ivr.telephony.fake_pbx import refuse
 
     async def scenario() -> tuple[list[dict[str, Any]], bool]:
@@ -229,7 +231,7 @@ def test_a_plain_refusal_is_failed_without_hold(backend: Backend) -> None:
             await r.settled()
             return r.calls(), r.dialer.ready()
     calls, ready = asyncio.run(scenario())
-    assert [(c["outcome"], c["retry_at"]) for c in calls] == [("failed", None)]
+    assert calls == []
     assert ready
 
 
