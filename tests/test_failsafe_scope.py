@@ -121,7 +121,9 @@ def test_the_opposition_lines_failsafe_is_an_error_saying_what_to_check(
     with caplog.at_level(logging.ERROR, logger="ivr.telephony.ami_node"):
         typed = asyncio.run(_node_reads([callback_failsafe("FAILURE")] * 3))
     assert [type(t).__name__ for t in typed] == ["ChannelHangup"]  # the dialer is not told
-    (told,) = [r for r in caplog.records if r.levelno == logging.ERROR]  # once, not 3 times
+    # once, not 3 times; the 2 counted after it said at the node's close
+    told, closing = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "failed 2 caller" in closing.getMessage()
     text = told.getMessage()
     assert "could not reach the controller's FastAGI" in text and "IVR_AGI_URL" in text
     assert "`ivr serve`/`ivr run` is listening" in text and "failed 1 caller" in text
@@ -140,3 +142,22 @@ def test_the_opposition_alarm_is_said_again_after_its_quiet_time(
     first, second = (r.getMessage() for r in caplog.records)
     assert "failed 1 caller" in first and "IVR_AGI_URL or IVR_CALLBACK_SECRET is not set" in first
     assert "failed 2 caller" in second and "closed the opposition line's session" in second
+
+
+def test_failures_counted_in_the_quiet_time_are_said_at_the_close(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Six failed callers in 5 minutes, then none: the five counted after the first line are
+    said when the node closes (before: never, the count waited for a seventh failure)."""
+    now = [0.0]
+    node = ami_node.AmiNode("pbx", "127.0.0.1", 9, "ivr", "secret")
+    node.opposition = ami_node.OppositionAlarm("pbx", every_s=600, clock=lambda: now[0])
+    with caplog.at_level(logging.ERROR, logger="ivr.telephony.ami_node"):
+        for i in range(6):
+            now[0] = 50.0 * i
+            node.opposition.seen("FAILURE")
+        node.close()
+        node.close()  # said once
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2, lines
+    assert "failed 1 caller" in lines[0] and "told again in 10 min at most" in lines[0]
+    assert "failed 5 caller" in lines[1] and "the run is ending" in lines[1]

@@ -93,19 +93,28 @@ class OppositionAlarm:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.node, self.every_s, self._clock = node, every_s, clock
         self._next = -float("inf")
-        self._unreported = 0
+        self._unreported, self._status = 0, ""
 
     def seen(self, status: str) -> None:
-        self._unreported += 1
+        self._unreported, self._status = self._unreported + 1, status
         now = self._clock()
         if now < self._next:
             return
         self._next = now + self.every_s
-        count, self._unreported = self._unreported, 0
+        self._tell("told again in %g min at most" % (self.every_s / 60))
+
+    def flush(self) -> None:
+        """The failures counted since the last ERROR, said once more at the node's close: a
+        quiet spell never hides them (before: only a later failure said them)."""
+        if self._unreported:
+            self._tell("counted since the last such line; the run is ending")
+
+    def _tell(self, tail: str) -> None:
+        count, status, self._unreported = self._unreported, self._status, 0
         log.error("node %s: the opposition line failed %d caller(s) (%s): %s. Each heard the "
-                  "legal mentions; no opposition was recorded (told again in %g min at most)",
+                  "legal mentions; no opposition was recorded (%s)",
                   self.node, count, f"AGISTATUS {status}" if status else "no AGI run",
-                  opposition_hint(status), self.every_s / 60)
+                  opposition_hint(status), tail)
 
 
 def opposition_hint(status: str) -> str:
@@ -232,6 +241,8 @@ class AmiNode:
                 yield typed
 
     def close(self) -> None:
+        if not self._closed:
+            self.opposition.flush()
         self._closed = True
         if self._join_task is not None:
             self._join_task.cancel()
