@@ -346,7 +346,7 @@ class IvrHandler:
                 # Told on the dialer's flight, read when the call ends (node_guard.py): a node
                 # whose callees hear silence is taken out, the last one stops the run.
                 if flight is not None:
-                    flight.prompt_failed = exc.__cause__.sound  # type: ignore[attr-defined]
+                    flight.prompt_failed = exc.__cause__.sound
             else:
                 log.exception("call %s failed in the controller", call_id)
             result = self._after_fault(exc.outcome, amd_status, version.hashes)

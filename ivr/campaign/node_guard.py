@@ -115,7 +115,7 @@ class NodeGuard:
         if not flight.answered or self.carrier.stopping():
             return
         n = self._node(flight.node)
-        sound = str(getattr(flight, "prompt_failed", "") or "")  # agi_ivr.py marks it
+        sound = flight.prompt_failed  # agi_ivr.py marks it
         if not sound:
             n.unplayable.clear()
             return
