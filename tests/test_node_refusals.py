@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
 from collections import Counter
 from typing import Any
 
@@ -110,6 +111,10 @@ def test_a_pool_node_refusing_everything_is_taken_out_and_the_others_dial_on(
     said = errors(caplog, "node n1 refused")
     assert len(said) == 1 and "the other nodes dial on" in said[0], said
     assert f"for {OUT_HOLD_S:.0f} s, then tried again" in said[0]
+    # Each refusal names its channel: a withdrawn attempt's id may be given again (SQLite)
+    refused = [r.getMessage() for r in caplog.records if "Originate for call" in r.getMessage()]
+    assert refused and all(re.search(r"call \d+ \(ivr-[0-9a-f]+-\d+-[0-9a-f]+\) refused", m)
+                           for m in refused), refused
 
 
 def test_every_node_of_a_pool_refusing_stops_the_run(backend: Backend) -> None:

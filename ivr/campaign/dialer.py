@@ -232,7 +232,9 @@ class Dialer:
         try:
             await ns.node.originate(request)
         except OriginateRefused as exc:
-            log.warning("Originate for call %s refused: %s", flight.call_id, exc)
+            # The channel id too: a withdrawn attempt's id may be given again (SQLite)
+            log.warning("Originate for call %s (%s) refused: %s", flight.call_id,
+                        flight.channel_id, exc)
             if exc.shutting_down:  # the node is going away: its fault, retried after a hold
                 ns.hold()
                 self._settle_unanswered(flight, "error", None, refused=True)

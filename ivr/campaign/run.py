@@ -364,7 +364,8 @@ class CampaignRun:
         elif self.control.stopped_by == CARRIER and self.report.stopped_by == "operator":
             self.report.stopped_by = "carrier"
             self.report.why = ("another controller of the campaign stopped it: its carrier "
-                               "refused or did not answer call after call (its log says why)")
+                               "or its Asterisk nodes failed call after call (its log says "
+                               "why)")
 
     async def _told_or_given_up(self, told: asyncio.Future[None]) -> None:
         """The campaign's stop is retried while the store is away (stop_all); the run ending
