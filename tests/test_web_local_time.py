@@ -143,3 +143,12 @@ const cells = tbodies["#recent-calls tbody"].children[0].children;
 console.log(JSON.stringify({next: els["next-allowed"].textContent, eta: els["eta"].textContent,
                             started: cells[4].textContent, ended: cells[5].textContent}));
 """
+
+
+def test_a_half_hour_zones_bars_start_at_the_half_hour() -> None:
+    """The Marquesas (UTC-9:30): the hour 18Z runs 08:30-09:30 there, so a legal 09:15 call is
+    under an '08h30' bar, not an 08h one (before it)."""
+    rows = [{"hour": "2026-12-01T18", "outcome": "message_played", "n": 1}]
+    svg = html.unescape(per_hour_svg(rows, "Pacific/Marquesas"))
+    assert "2026-12-01 08:30 Pacific/Marquesas: 1 calls, 1 answered" in svg
+    assert ">01/08h30<" in svg

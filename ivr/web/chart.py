@@ -39,7 +39,7 @@ def per_hour_svg(rows: list[dict[str, Any]], zone: str | None = None) -> str:
         total, answered = hours[h]
         x = PAD + i * slot
         h_all, h_ans = area * total / top, area * answered / top
-        title = escape(f"{h[:10]} {h[11:13]}:00 {zone}: {total} calls, {answered} answered")
+        title = escape(f"{h[:10]} {h[11:16]} {zone}: {total} calls, {answered} answered")
         parts.append(f'<g><title>{title}</title>'
                      f'<rect class="bar-all" x="{x:.1f}" y="{area - h_all + 2:.1f}" '
                      f'width="{bar:.1f}" height="{h_all:.1f}"/>'
@@ -47,6 +47,7 @@ def per_hour_svg(rows: list[dict[str, Any]], zone: str | None = None) -> str:
                      f'width="{bar:.1f}" height="{h_ans:.1f}"/></g>')
         if i % max(1, len(shown) // 8) == 0:
             parts.append(f'<text x="{x:.1f}" y="{HEIGHT - 2}" class="axis">'
-                         f"{escape(h[8:10])}/{escape(h[11:13])}h</text>")
+                         f"{escape(h[8:10])}/{escape(h[11:13])}h"
+                         f"{escape(h[14:16]) if h[14:16] not in ('', '00') else ''}</text>")
     parts.append("</svg>")
     return "".join(parts)

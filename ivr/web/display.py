@@ -43,14 +43,15 @@ def local_time(value: str | datetime | None, zone_name: str, *, named: bool = Tr
 
 @lru_cache(maxsize=4096)
 def local_hour(hour: str, zone_name: str) -> str:
-    """A UTC hour bucket of the store ('YYYY-MM-DDTHH') as the same hour in the zone: every
-    French zone, overseas ones included, is a whole number of hours from UTC, so an hour maps
-    to one hour. One that is not an hour is left as it is."""
+    """A UTC hour bucket of the store ('YYYY-MM-DDTHH') as its local start ('YYYY-MM-DDTHH:MM'):
+    minutes 00 in every zone a whole number of hours from UTC, 30 in the Marquesas (UTC-9:30),
+    where the hour 18Z runs 08:30-09:30 (a 09:15 call is not under an 08h bar). One that is
+    not an hour is left as it is."""
     try:
         at = datetime.strptime(hour, "%Y-%m-%dT%H").replace(tzinfo=timezone.utc)
     except ValueError:
         return hour
-    return at.astimezone(zone(zone_name)).strftime("%Y-%m-%dT%H")
+    return at.astimezone(zone(zone_name)).strftime("%Y-%m-%dT%H:%M")
 
 
 # The service's refusals the rights and pacing forms meet most, in French; the field's key
