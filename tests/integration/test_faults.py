@@ -266,20 +266,22 @@ def test_full_disk_pauses_and_loses_nothing(pbx_cfg: Config, tmp_path: Path) -> 
         filled: list[bool] = []
 
         def fill() -> None:
-            with filler.open("wb") as fh:
-                try:
+            # Unbuffered, and the open inside the try: the disk may already be full (the WAL)
+            # or a buffered close flush it again; either raised out of here before, the space
+            # never came back and the run waited for it for good.
+            try:
+                with filler.open("wb", buffering=0) as fh:
                     while True:
                         fh.write(b"\0" * 65536)
-                        fh.flush()
-                except OSError:
-                    pass
+            except OSError:
+                pass
 
         def on_tick(ctl: Any) -> None:
             if not filled and store.q("SELECT id FROM calls WHERE answered_at IS NOT NULL"):
                 filled.append(True)
+                loop = asyncio.get_running_loop()  # space comes back after the calls end
+                loop.call_later(25, lambda: filler.unlink(missing_ok=True))
                 fill()
-                loop = asyncio.get_running_loop()
-                loop.call_later(25, filler.unlink)  # space comes back after the calls end
         report, _ = asyncio.run(app.run_campaign(cfg, store, on_tick=on_tick))
         outcomes = [c["outcome"] for c in store.q("SELECT outcome FROM calls")]
         assert outcomes == ["message_played"] * 3
