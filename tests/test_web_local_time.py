@@ -95,8 +95,7 @@ def test_a_live_update_writes_the_times_as_the_page_does(zone: str, at: str) -> 
     zone, exactly as the server's filter wrote them (before: the API's UTC came back)."""
     from ivr.web.display import local_time
     node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed")
+    assert node is not None, "node is not installed: bash scripts/setup.sh installs nodejs"
     harness = DOM_STUB.replace("__AT__", json.dumps(at))
     out = subprocess.run([node, "-e", harness, str(SCRIPT), zone], capture_output=True,
                          text=True, timeout=30, check=True).stdout
