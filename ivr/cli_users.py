@@ -11,6 +11,7 @@ import click
 from rich.console import Console
 
 from ivr.errors import IvrError
+from ivr.store.sqlite_console import LastAdmin
 from ivr.web_users import (ROLES, check_password, check_role, hash_password, new_token,
                            token_hash)
 
@@ -87,7 +88,10 @@ def users_add(ctx: Ctx, name: str, role: str) -> None:
     if store.user_by_name(name) is not None:
         raise IvrError(f"user {name!r} exists already")
     password_hash = hash_password(read_password())
-    store.add_user(name, role, password_hash, now())
+    try:  # another admin may add the same name while this one hashes
+        store.add_user(name, role, password_hash, now())
+    except ValueError:
+        raise IvrError(f"user {name!r} exists already") from None
     console.print(f"user {name} added ({role})", highlight=False)
 
 
@@ -101,7 +105,10 @@ def users_token(ctx: Ctx, name: str) -> None:
     if known_user(store, name)["disabled"]:
         raise IvrError(f"user {name!r} is disabled: enable it first")
     token = new_token()
-    issued = store.add_api_token(name, token_hash(token), now())
+    try:  # checked again in the store's transaction: another admin may disable NAME now
+        issued = store.add_api_token(name, token_hash(token), now())
+    except ValueError as exc:
+        raise IvrError(str(exc)) from None
     click.echo(token)  # plain stdout, one line, for scripts
     click.echo(f"token {issued} of {name}; revoke it with `ivr users revoke {name} {issued}`",
                err=True)
@@ -112,11 +119,13 @@ def users_token(ctx: Ctx, name: str) -> None:
 @pass_ctx
 def users_tokens(ctx: Ctx, name: str) -> None:
     """NAME's API tokens: id, the start of its SHA-256 (`printf %s TOKEN | sha256sum` tells
-    which a token is), when issued, last used (noted once a minute) and revoked."""
+    which a token is), when issued, last used (noted once a minute) and revoked. A disabled
+    user's tokens are inactive: none authenticates."""
     store = ctx.store()
-    known_user(store, name)
+    disabled = known_user(store, name)["disabled"]
     for t in store.api_tokens(name):
-        state = f"revoked {t['revoked_at']}" if t["revoked_at"] else "active"
+        state = f"revoked {t['revoked_at']}" if t["revoked_at"] else \
+            "inactive (user disabled)" if disabled else "active"
         click.echo(f"{t['id']}	sha256:{t['token_hash'][:12]}	issued {t['created_at']}	"
                    f"last used {t['last_used_at'] or 'never'}	{state}")
 
@@ -153,23 +162,64 @@ def users_list(ctx: Ctx) -> None:
         click.echo(f"{u['name']}\t{u['role']}\t{state}\tsince {u['created_at']}")
 
 
+def last_admin(name: str, doing: str) -> IvrError:
+    """Why and how, in one line: the console would have no one for an admin's actions."""
+    return IvrError(f"user {name!r} is the only enabled admin: {doing} it leaves the console "
+                    "none (GDPR export and erasure, the audit, users); make another user admin "
+                    "first (`ivr users role NAME admin`) or give --force")
+
+
+FORCE_HELP = "Even if NAME is the only enabled admin."
+
+
 @users.command("disable")
 @click.argument("name")
 @click.option("--enable", is_flag=True, help="Enable the user again instead.")
+@click.option("--force", is_flag=True, help=FORCE_HELP)
 @pass_ctx
-def users_disable(ctx: Ctx, name: str, enable: bool) -> None:
+def users_disable(ctx: Ctx, name: str, enable: bool, force: bool) -> None:
     """Disable a user: no login, their sessions end and their API tokens are revoked (enabling
-    the user again brings neither back: log in, issue new tokens)."""
+    the user again brings neither back: log in, issue new tokens). The only enabled admin is
+    disabled only with --force."""
     store = ctx.store()
-    known_user(store, name)
+    user = known_user(store, name)
+    if enable and user["disabled"]:
+        # a token left unrevoked (a disable interrupted before its revocation, or a token
+        # issued beside it by an older release) does not come back with the user
+        store.revoke_api_tokens(name, now())
     try:
-        store.set_user(name, disabled=not enable)
+        store.set_user(name, disabled=not enable, keep_admin=not force)
+    except LastAdmin:
+        raise last_admin(name, "disabling") from None
     except ValueError as exc:
         raise IvrError(str(exc)) from None
     if not enable:
         store.revoke_api_tokens(name, now())
     store.audit("user_enabled" if enable else "user_disabled", None, {"user": name}, now())
     console.print(f"user {name} {'enabled' if enable else 'disabled'}", highlight=False)
+
+
+@users.command("role")
+@click.argument("name")
+@click.argument("role", type=click.Choice(ROLES))
+@click.option("--force", is_flag=True, help=FORCE_HELP)
+@pass_ctx
+def users_role(ctx: Ctx, name: str, role: str, force: bool) -> None:
+    """Give NAME another role (admin, operator, viewer), from its next request on; its
+    sessions and tokens stay. The only enabled admin is demoted only with --force."""
+    store = ctx.store()
+    was = known_user(store, name)["role"]
+    if role == was:
+        console.print(f"user {name} is {role} already", highlight=False)
+        return
+    try:
+        store.set_user(name, role=role, keep_admin=not force)
+    except LastAdmin:
+        raise last_admin(name, "demoting") from None
+    except ValueError as exc:
+        raise IvrError(str(exc)) from None
+    store.audit("user_role_changed", None, {"user": name, "role": role, "was": was}, now())
+    console.print(f"user {name} is now {role} (was {was})", highlight=False)
 
 
 @users.command("passwd")

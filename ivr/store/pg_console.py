@@ -10,8 +10,10 @@ from datetime import datetime
 from typing import Any
 
 from ivr.store.base import Row, token_use_to_note, utc
-from ivr.store.pg_core import PgCore
-from ivr.store.sqlite_console import check_desired, check_role, unset_marks
+from ivr.store.pg_core import STORE_ERRORS, PgCore
+from ivr.store.sqlite_console import (ADMINS_SQL, NOTE_WAIT_MS, check_desired, check_enabled,
+                                      check_role, keep_an_admin, token_use_skipped,
+                                      unset_marks)
 
 
 class PgConsoleSQL(PgCore):
@@ -169,14 +171,15 @@ class PgConsoleSQL(PgCore):
     # -- users and API tokens -------------------------------------------------------------------
     def add_user(self, name: str, role: str, password_hash: str, now: datetime) -> int:
         check_role(role)
-        with self.transaction():
-            if self._row("SELECT 1 AS x FROM users WHERE name = %(n)s", {"n": name}):
-                raise ValueError(f"user {name!r} exists already: change it with set_user")
+        with self.transaction():  # ON CONFLICT: two admins adding the name at once
             row = self._row("INSERT INTO users (name, role, password_hash, created_at) "
-                            "VALUES (%(n)s, %(r)s, %(h)s, %(ts)s) RETURNING id",
+                            "VALUES (%(n)s, %(r)s, %(h)s, %(ts)s) "
+                            "ON CONFLICT (name) DO NOTHING RETURNING id",
                             {"n": name, "r": role, "h": password_hash, "ts": utc(now)})
+            if row is None:
+                raise ValueError(f"user {name!r} exists already: change it with set_user")
             self._audit("user_added", None, {"user": name, "role": role}, now)
-        return int(row["id"]) if row else 0
+        return int(row["id"])
 
     def user_by_name(self, name: str) -> Row | None:
         """The user with its password hash (for login), or None."""
@@ -184,11 +187,17 @@ class PgConsoleSQL(PgCore):
                          "session_epoch FROM users WHERE name = %(n)s", {"n": name})
 
     def set_user(self, name: str, *, role: str | None = None,
-                 password_hash: str | None = None, disabled: bool | None = None) -> None:
-        """A new password or a disable also ends the user's sessions (session_epoch)."""
+                 password_hash: str | None = None, disabled: bool | None = None,
+                 keep_admin: bool = False) -> None:
+        """A new password or a disable also ends the user's sessions (session_epoch).
+        keep_admin: refuse (LastAdmin) a demotion or disable of the only enabled admin; the
+        enabled admins are locked (FOR UPDATE) so that two admins cannot both pass."""
         if role is not None:
             check_role(role)
         with self.transaction():
+            if keep_admin:
+                admins = self._rows(ADMINS_SQL + " ORDER BY id FOR UPDATE")
+                keep_an_admin(name, [r["name"] for r in admins], role, disabled)
             changed = self._exec(
                 "UPDATE users SET role = COALESCE(%(r)s, role), "
                 "password_hash = COALESCE(%(h)s, password_hash), "
@@ -211,12 +220,13 @@ class PgConsoleSQL(PgCore):
                           "ORDER BY name COLLATE \"C\"")
 
     def add_api_token(self, user_name: str, token_hash: str, now: datetime) -> int:
-        """The new token's id: this row's, not the user's latest (another may be issued)."""
+        """The new token's id: this row's, not the user's latest (another may be issued).
+        Refused for a disabled user, its row locked (FOR UPDATE): a disable committed first
+        is seen, one waiting for this insert revokes the token after it."""
         with self.transaction():
-            user = self._row("SELECT id FROM users WHERE name = %(n)s", {"n": user_name})
-            if user is None:
-                raise ValueError(f"user {user_name!r} does not exist: add it with "
-                                 "`ivr users add`")
+            user = check_enabled(user_name, self._row(
+                "SELECT id, disabled FROM users WHERE name = %(n)s FOR UPDATE",
+                {"n": user_name}))
             row = self._row("INSERT INTO api_tokens (user_id, token_hash, created_at) "
                             "VALUES (%(u)s, %(h)s, %(ts)s) RETURNING id",
                             {"u": user["id"], "h": token_hash, "ts": utc(now)})
@@ -255,9 +265,19 @@ class PgConsoleSQL(PgCore):
             return None
         token_id, last = row.pop("token_id"), row.pop("last_used_at")
         if token_use_to_note(last, now):
-            self._exec("UPDATE api_tokens SET last_used_at = %(ts)s WHERE id = %(id)s",
-                       {"ts": utc(now), "id": token_id})
+            self._note_token_use(token_id, now)
         return row
+
+    def _note_token_use(self, token_id: int, now: datetime) -> None:
+        """Best effort, waiting NOTE_WAIT_MS at most for the row (a revoke, another console
+        noting it): the read by token must not wait for, or fail on, this write."""
+        try:
+            with self.transaction():
+                self._exec(f"SET LOCAL lock_timeout = {NOTE_WAIT_MS}")
+                self._exec("UPDATE api_tokens SET last_used_at = %(ts)s WHERE id = %(id)s",
+                           {"ts": utc(now), "id": token_id})
+        except STORE_ERRORS as exc:  # lock timeout, full disk, read-only server
+            token_use_skipped(token_id, exc)
 
     def change_marker(self) -> str:
         """Differs from an earlier value once any transaction has committed since: two equal

@@ -7,11 +7,15 @@ tick and publish their snapshots into `run_snapshots` (ivr/campaign/run_control.
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
 from datetime import datetime, timedelta
 from typing import Any
 
 from ivr.store.base import Row, token_use_to_note, utc
-from ivr.store.sqlite_core import SQLiteCore
+from ivr.store.sqlite_core import SQLiteCore, retryable
+
+log = logging.getLogger(__name__)
 
 DESIRED = ("running", "paused", "stopped", "hard_stop")
 ROLES = ("admin", "operator", "viewer")
@@ -31,6 +35,47 @@ def check_desired(desired: str) -> None:
 def check_role(role: str) -> None:
     if role not in ROLES:
         raise ValueError(f"role: {role!r} is not one of {', '.join(ROLES)}")
+
+
+class LastAdmin(ValueError):
+    """set_user(keep_admin=True) refused: the change would leave no enabled admin."""
+
+
+# The enabled admins, read inside set_user's transaction (PostgreSQL locks them: FOR UPDATE).
+ADMINS_SQL = "SELECT name FROM users WHERE role = 'admin' AND disabled = 0"
+NOTE_WAIT_MS = 20  # how long noting a token's use may wait for SQLite's write lock
+
+
+def keep_an_admin(name: str, admins: list[str], role: str | None,
+                  disabled: bool | None) -> None:
+    """Refuse (LastAdmin) to demote or disable `name` when it is the only enabled admin."""
+    leaves = (role is not None and role != "admin") or bool(disabled)
+    if leaves and admins == [name]:
+        raise LastAdmin(f"user {name!r} is the only enabled admin")
+
+
+def check_enabled(user_name: str, user: Row | None) -> Row:
+    """add_api_token's user, read in its transaction: no token for a missing or disabled one
+    (a token issued while another admin disabled the user came back with `--enable`)."""
+    if user is None:
+        raise ValueError(f"user {user_name!r} does not exist: add it with `ivr users add`")
+    if user["disabled"]:
+        raise ValueError(f"user {user_name!r} is disabled: enable it first")
+    return user
+
+
+_use_skips = [0]  # noting skipped so far (this process): the first is told at info
+
+
+def token_use_skipped(token_id: int, exc: BaseException) -> None:
+    """The request goes on without noting last_used_at (locked store, full disk, read-only
+    server). Logged at info once, then at debug: a store busy for minutes would log at every
+    request. The token itself is never logged, only its id."""
+    _use_skips[0] += 1
+    why = " ".join(str(exc).split()) or type(exc).__name__
+    log.log(logging.INFO if _use_skips[0] == 1 else logging.DEBUG,
+            "API token %s: its use was not noted (last_used_at), the request goes on: %s",
+            token_id, why)
 
 
 class ConsoleSQL(SQLiteCore):
@@ -169,12 +214,18 @@ class ConsoleSQL(SQLiteCore):
                          "session_epoch FROM users WHERE name = ?", (name,))
 
     def set_user(self, name: str, *, role: str | None = None,
-                 password_hash: str | None = None, disabled: bool | None = None) -> None:
-        """A new password or a disable also ends the user's sessions (session_epoch)."""
+                 password_hash: str | None = None, disabled: bool | None = None,
+                 keep_admin: bool = False) -> None:
+        """A new password or a disable also ends the user's sessions (session_epoch).
+        keep_admin: refuse (LastAdmin) a demotion or disable of the only enabled admin,
+        judged in this transaction (BEGIN IMMEDIATE: two admins cannot both pass)."""
         if role is not None:
             check_role(role)
         ends = password_hash is not None or bool(disabled)
         with self.transaction():
+            if keep_admin:
+                keep_an_admin(name, [r["name"] for r in self._rows(ADMINS_SQL)], role,
+                              disabled)
             cur = self.db.execute(
                 "UPDATE users SET role = COALESCE(?, role), "
                 "password_hash = COALESCE(?, password_hash), disabled = COALESCE(?, disabled), "
@@ -194,12 +245,12 @@ class ConsoleSQL(SQLiteCore):
         return self._rows("SELECT id, name, role, created_at, disabled FROM users ORDER BY name")
 
     def add_api_token(self, user_name: str, token_hash: str, now: datetime) -> int:
-        """The new token's id: this row's, not the user's latest (another may be issued)."""
+        """The new token's id: this row's, not the user's latest (another may be issued).
+        Refused for a disabled user, read under the write lock (BEGIN IMMEDIATE): a disable
+        committed before this insert is seen, one after it revokes this token."""
         with self.transaction():
-            user = self._row("SELECT id FROM users WHERE name = ?", (user_name,))
-            if user is None:
-                raise ValueError(f"user {user_name!r} does not exist: add it with "
-                                 "`ivr users add`")
+            user = check_enabled(user_name, self._row(
+                "SELECT id, disabled FROM users WHERE name = ?", (user_name,)))
             cur = self.db.execute("INSERT INTO api_tokens (user_id, token_hash, created_at) "
                                   "VALUES (?,?,?)", (user["id"], token_hash, utc(now)))
             token_id = int(cur.lastrowid or 0)
@@ -238,9 +289,24 @@ class ConsoleSQL(SQLiteCore):
             return None
         token_id, last = row.pop("token_id"), row.pop("last_used_at")
         if token_use_to_note(last, now):
+            self._note_token_use(token_id, now)
+        return row
+
+    def _note_token_use(self, token_id: int, now: datetime) -> None:
+        """Best effort, waiting NOTE_WAIT_MS at most: with the connection's busy timeout (30 s
+        under `ivr web`) a read by token waited for any writer, then failed (500)."""
+        wait_ms = int(self.db.execute("PRAGMA busy_timeout").fetchone()[0])
+        self.db.execute(f"PRAGMA busy_timeout = {NOTE_WAIT_MS}")
+        try:
             self.db.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?",
                             (utc(now), token_id))
-        return row
+        except sqlite3.OperationalError as exc:  # locked, full, I/O, read-only file
+            name = getattr(exc, "sqlite_errorname", "") or ""
+            if not (retryable(exc) or name.startswith("SQLITE_READONLY")):
+                raise
+            token_use_skipped(token_id, exc)
+        finally:
+            self.db.execute(f"PRAGMA busy_timeout = {wait_ms}")
 
     def change_marker(self) -> str:
         """Differs from the last value this store gave once anything was committed since, by

@@ -21,7 +21,6 @@ from ivr.web.auth import NotLoggedIn, User, authenticate, check_api_csrf, now, r
 
 router = APIRouter(prefix="/api", tags=["console"])
 EVENT_EVERY_S = 1.0  # live updates: one overview per second per open console, computed once
-REAUTH_EVERY = 30  # events between two checks that the stream's user may still see them
 
 
 class ControlBody(BaseModel):
@@ -123,23 +122,26 @@ def overview(request: Request, campaign: str) -> dict[str, Any]:
 
 @router.get("/campaigns/{campaign:path}/events", response_class=StreamingResponse)
 async def events(request: Request, campaign: str) -> StreamingResponse:
-    """Server-sent events: the overview (plus `chart_svg`) every second while connected."""
+    """Server-sent events: the overview (plus `chart_svg`) every second while connected. The
+    session or token is checked again before each event, in the same thread hop as the
+    overview (one indexed read: ~0.1 ms on SQLite): after a logout, a disable, a revoke or a
+    demotion no more voters' numbers are sent (every 30th event let ~30 s more through)."""
     def check() -> None:
         who(request, "view")
         known(request, campaign)
+
+    def checked_overview() -> Any:
+        check()
+        return request.app.state.overviews.get(campaign)
     await run_in_threadpool(check)
 
     async def stream() -> Any:
-        sent = 0
         while not await request.is_disconnected():
-            if sent and sent % REAUTH_EVERY == 0:
-                try:  # a user disabled (or a session ended) stops receiving within a minute
-                    await run_in_threadpool(check)
-                except (NotLoggedIn, HTTPException):
-                    return
-            data = await run_in_threadpool(request.app.state.overviews.get, campaign)
+            try:
+                data = await run_in_threadpool(checked_overview)
+            except (NotLoggedIn, HTTPException):
+                return  # the stream ends: the page's EventSource retries and gets a 401
             yield _event_text(request.app.state.event_texts, campaign, data)
-            sent += 1
             await asyncio.sleep(EVENT_EVERY_S)
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
