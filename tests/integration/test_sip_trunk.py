@@ -13,6 +13,8 @@ import shutil
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,8 +78,9 @@ def sip_number(i: int) -> str:
     return fiction(f"{i:02d}", block="91")
 
 
-def cfg_for(pbx_cfg: Config, dial_string: str, **extra: Any) -> Config:
-    data = itest_config_dict(pbx_cfg.base_dir, agi__port=AGI_PORT, dialer__amd=False,
+def cfg_for(pbx_cfg: Config, dial_string: str, agi_port: int = AGI_PORT,
+            **extra: Any) -> Config:
+    data = itest_config_dict(pbx_cfg.base_dir, agi__port=agi_port, dialer__amd=False,
                              dialer__dial_string=dial_string, **extra)
     assert data["campaign"]["caller_id"] == CALLER  # what the scenarios expect to see
     return config.from_dict(data, pbx_cfg.base_dir)
@@ -152,19 +155,32 @@ def trunk_up(pbx_cfg: Config) -> Config:
     return pbx_cfg
 
 
+LOCAL_AGI_PORT = AGI_PORT + 1  # the Local callees' controller, beside the trunk's
+
+
 @pytest.fixture(scope="module")
-def local_rows(trunk_up: Config) -> dict[str, dict[str, Any]]:
-    """The Local-channel callees with the same behaviours, same config but the dial string."""
-    cfg = cfg_for(trunk_up, "Local/{number}@ivr-sim")
+def local_calls(trunk_up: Config) -> Iterator[Future[list[dict[str, Any]]]]:
+    """The Local-channel callees with the same behaviours, same config but the dial string
+    (and its own FastAGI port): placed in a thread while sip_rows places the SIPp calls one
+    at a time, instead of after them (their outcomes are read only once both are done)."""
+    cfg = cfg_for(trunk_up, "Local/{number}@ivr-sim", agi_port=LOCAL_AGI_PORT)
     sims = sorted({c.sim for c in CASES})
-    rows = asyncio.run(place_calls(cfg, Store.memory(), [fiction(s, block="90") for s in sims]))
-    return {r["number"][-2:]: r for r in rows}
+    numbers = [fiction(s, block="90") for s in sims]
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(lambda: asyncio.run(place_calls(cfg, Store.memory(), numbers)))
+        yield future
 
 
 @pytest.fixture(scope="module")
-def sip_rows(trunk_up: Config, tmp_path_factory: pytest.TempPathFactory) -> dict[str, SipCall]:
+def local_rows(local_calls: Future[list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    return {r["number"][-2:]: r for r in local_calls.result(timeout=300)}
+
+
+@pytest.fixture(scope="module")
+def sip_rows(trunk_up: Config, tmp_path_factory: pytest.TempPathFactory,
+             local_calls: Future[list[dict[str, Any]]]) -> dict[str, SipCall]:
     """One call per scenario over the trunk, SIPp answering as the carrier (one at a time:
-    one SIPp owns port 5070)."""
+    one SIPp owns port 5070); the Local callees' calls (local_calls) run meanwhile."""
     cfg = cfg_for(trunk_up, DIAL_SIP)
     workdir = tmp_path_factory.mktemp("sipp")
     out: dict[str, SipCall] = {}
