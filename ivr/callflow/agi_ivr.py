@@ -49,6 +49,12 @@ class FlowAborted(Exception):
         self.outcome = outcome
 
 
+# Q.850 causes of a call the network dropped, not the callee: 34 no circuit, 38 network out of
+# order, 41 temporary failure, 42 switching equipment congestion, 44 requested circuit not
+# available, 102 recovery on timer expiry. A callee hanging up gives 16 (or 31).
+NETWORK_CUT_CAUSES = frozenset({"34", "38", "41", "42", "44", "102"})
+
+
 def after_fault(outcome: Outcome, where: str, error_stage: str) -> Outcome:
     """A fault (`where`: pbx, controller) cut the call: the outcome table says whether the
     outcome reached so far is kept (a choice made), with the fault in its stage, or becomes
@@ -339,6 +345,11 @@ class IvrHandler:
                 outcome = after_fault(outcome, "pbx", f"pbx-{outcome.stage}")
                 cause = cause or "0"  # the PBX's cut, not a callee's hangup (16)
                 self.on_pbx_fault()
+            elif hung_up and cause in NETWORK_CUT_CAUSES and self._fault_matters(outcome):
+                # The carrier's network dropped the call (a BYE with Reason Q.850 41, 38...),
+                # not the callee: the same fault for the person, `error`, retried. The PBX is
+                # fine: no hold of its node. The cause stays stored as given.
+                outcome = after_fault(outcome, "pbx", f"pbx-{outcome.stage}")
             result = self._result(outcome, amd_status, cause, version.hashes)
         except FlowAborted as exc:  # the choice made before the fault is kept
             if isinstance(exc.__cause__, PromptUnplayable):  # the admin's to fix: one line,
