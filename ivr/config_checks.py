@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import logging
 import re
 import socket
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,11 @@ from ivr.telephony.contract import agi_url
 
 if TYPE_CHECKING:  # ivr.config imports this module
     from ivr.config import Config, Dialer, Flow, NodeConfig, Schedule, Store, Webhooks
+
+log = logging.getLogger(__name__)
+# Below this, a retry delay is a demo's (config.yaml calls fiction numbers every 2 s): on a real
+# list it redials a busy or absent person within minutes, max_attempts times in a row.
+MIN_REAL_RETRY_DELAY_S = 600.0
 
 
 def validate(cfg: Config) -> None:
@@ -27,6 +33,8 @@ def validate(cfg: Config) -> None:
     for f in dataclasses.fields(cfg.retry.delay_s):
         _in_range(f"retry.delay_s.{f.name}", getattr(cfg.retry.delay_s, f.name), 0,
                   MAX_RETRY_DELAY_S, "seconds (366 days)")
+    for warning in demo_retry_delays(cfg):  # a WARNING on stderr of `ivr check`, `ivr run`
+        log.warning("%s", warning)
     for where, port in (("pbx.port", cfg.pbx.port), ("agi.port", cfg.agi.port),
                         ("web.port", cfg.web.port)):
         _in_range(where, port, 1, 65535, "TCP port")
@@ -49,6 +57,22 @@ def validate(cfg: Config) -> None:
               low_open=True)
     _validate_regions(cfg)
     _validate_webhooks(cfg.webhooks)
+
+
+def demo_retry_delays(cfg: Config) -> list[str]:
+    """One line per retry delay left at a demo's value in a real campaign (demo_any_hour not
+    set): the shipped config.yaml's 2 s delays carried over redial people within seconds."""
+    if cfg.schedule.demo_any_hour:
+        return []
+    out = []
+    for f in dataclasses.fields(cfg.retry.delay_s):
+        delay = float(getattr(cfg.retry.delay_s, f.name))
+        if delay < MIN_REAL_RETRY_DELAY_S:
+            out.append(f"retry.delay_s.{f.name} is {_num(delay)} s, a demo's delay: a real "
+                       f"campaign redials that person {_num(delay)} s later; set it to at "
+                       f"least {_num(MIN_REAL_RETRY_DELAY_S)} (the defaults: busy 1800, "
+                       "no_answer 3600, congestion 600), or delete retry.delay_s to keep them")
+    return out
 
 
 def rules_lookback_days(schedule: Schedule) -> int:
