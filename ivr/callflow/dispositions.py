@@ -13,8 +13,13 @@ CAUSE_OUTCOME = {
     18: "no_answer", 19: "no_answer",
     34: "congestion", 42: "congestion", 38: "congestion", 41: "congestion", 44: "congestion",
     102: "congestion",  # SIP 504 Server Time-out: the carrier's timer, not the callee
-    1: "failed", 3: "failed", 21: "failed", 27: "failed", 28: "failed",
+    27: "congestion",  # SIP 502 Bad Gateway: the carrier's gateway, not the callee's number
+    1: "failed", 3: "failed", 21: "failed", 28: "failed",
 }
+# A failed Originate with no cause at all (Reason 0 and no Hangup: Asterisk could not even
+# create the channel, e.g. the carrier's contact Unavailable to qualify) says nothing of the
+# number: retried like congestion, and counted by the carrier breaker, never final `failed`.
+NO_CAUSE_OUTCOME = "congestion"
 
 # Causes a carrier refusing the whole trunk gives on every call (ivr/campaign/carrier_guard.py),
 # with what the operator should look at. 21 is also a callee's decline (603): only a long run
@@ -26,7 +31,12 @@ CARRIER_CAUSES = {
     38: "network out of order: SIP 500",
     42: "switching equipment congestion",
     102: "recovery on timer expiry: SIP 504",
+    27: "destination out of order: SIP 502",
+    29: "facility rejected: SIP 501",
+    127: "interworking: SIP 402 (the account's credit?)",
 }
+NO_CAUSE = ("Originate failed with no cause (the carrier unreachable: its contact Unavailable "
+            "to qualify, or dialer.dial_string's endpoint unknown)")
 
 
 def unanswered_outcome(reason: int | None, cause: int | None) -> str:
@@ -36,7 +46,13 @@ def unanswered_outcome(reason: int | None, cause: int | None) -> str:
         return REASON_OUTCOME[reason]
     if cause is not None and cause in CAUSE_OUTCOME:
         return CAUSE_OUTCOME[cause]
-    return "failed"
+    return NO_CAUSE_OUTCOME if no_cause(reason, cause) else "failed"
+
+
+def no_cause(reason: int | None, cause: int | None) -> bool:
+    """A failure that says nothing of the callee: no busy/no-answer/congestion reason and no
+    hangup cause (None, or 0: Asterisk's 'not defined')."""
+    return reason not in REASON_OUTCOME and not cause
 
 
 def carrier_refusal(reason: int | None, cause: int | None) -> str | None:
@@ -48,6 +64,8 @@ def carrier_refusal(reason: int | None, cause: int | None) -> str | None:
         return None
     if cause is not None and cause in CARRIER_CAUSES:
         return f"cause {cause} ({CARRIER_CAUSES[cause]})"
+    if no_cause(reason, cause):
+        return NO_CAUSE
     return "Originate reason 8 (congestion)" if reason == REASON_CONGESTION else None
 
 

@@ -1,12 +1,14 @@
 """The carrier breaker: a node whose trunk refuses every call, or never answers, stops the run.
 
 A carrier that refuses the whole trunk (bad credentials 401/407, a caller ID not on the
-contract 403, codecs 488, a trunk-wide 503) ends every call with the same refusal or congestion
-cause: each attempt would be stored `failed` (final) or `congestion` until max_attempts, and the
-run would walk through the whole list. A carrier that does not answer at all (SBC down, a
-firewall: no SIP reply) ends each call at the ring timeout as `no_answer`, with the same result.
-Counted per node, since a pool's nodes may use different trunks: an answered call starts both
-counts again, a busy one (the far network answered) too, any other end the refusals' count.
+contract 403, codecs 488, a trunk-wide 503 or 502, no credit 402), or that the node cannot
+reach at all (the Originate fails with no cause: dispositions.NO_CAUSE) ends every call with
+the same refusal or congestion cause: each attempt would be stored `failed` (final) or
+`congestion` until max_attempts, and the run would walk through the whole list. A carrier that
+does not answer at all (SBC down, a firewall: no SIP reply) ends each call at the ring timeout
+as `no_answer`, with the same result. Counted per node, since a pool's nodes may use different
+trunks: an answered call starts both counts again, a busy one (the far network answered) too,
+any other end the refusals' count.
 Silence counts only failed Originates (a ring-out), never an `error` settle (a node lost, the
 deadline, a reconciliation: the calls are retried elsewhere), and only on a node that has not
 answered a call in this run: a dead trunk is dead from the start (misconfiguration); one dying
@@ -28,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ivr.callflow.dispositions import carrier_refusal, unanswered_outcome
+from ivr.callflow.dispositions import NO_CAUSE, carrier_refusal, unanswered_outcome
 from ivr.campaign.nodes import InFlight
 
 log = logging.getLogger(__name__)
@@ -152,6 +154,10 @@ class CarrierGuard:
             return (f"no call answered on node {node} in {len(ends)} calls in a row ({seen}): "
                     "no new calls; check that the carrier's trunk answers at all (its SBC, a "
                     f"firewall between the PBX and the carrier, the PBX's SIP registration){lost}")
+        unreachable = "; with no cause, the node never reached the carrier: `pjsip show " \
+            "contacts` there (Unavailable: its SBC, a firewall, DNS) and dialer.dial_string's " \
+            "endpoint" if any(said == NO_CAUSE for said, _ in ends) else ""
         return (f"carrier refused {len(ends)} calls in a row on node {node} ({seen}): no new "
                 "calls; check the trunk's credentials (401/407), the caller ID registered with "
-                f"the carrier (403), the codecs it accepts (488) and its capacity (503/504){lost}")
+                f"the carrier (403), the codecs it accepts (488) and its capacity (503/504)"
+                f"{unreachable}{lost}")

@@ -3,12 +3,13 @@ names. `Dialer.on_event` dispatches to them; an answered call is left to its IVR
 is settled once the hangup's cause that explains it has come (or CAUSE_GRACE_S later)."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
-from ivr.callflow.dispositions import unanswered_outcome
+from ivr.callflow.dispositions import no_cause, unanswered_outcome
 from ivr.campaign.nodes import InFlight, LineHold
 from ivr.telephony.node import (ChannelHangup, ChannelHold, Failsafe, OriginateResult,
                                  Reconnected)
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 CAUSE_GRACE_S = 1.0     # wait this long for a Hangup cause after a vague failed Originate
+PBX_RINGING = "pbx-ringing"  # the stage (`error`) of a ringing call the PBX's going down ended
 
 
 def _flight(dialer: Dialer, node: str, channel_id: str) -> InFlight | None:
@@ -94,6 +96,8 @@ def on_failsafe(dialer: Dialer, ev: Failsafe) -> None:
                   ev.channel_id, ev.node, ev.call_id)
         return
     if dialer.by_call.get(flight.call_id) is flight:
+        # Counted per node (node_guard.py): FastAGI unreachable fails every answered call
+        dialer.node_guard.failsafe(flight, dialer.agi_url)
         dialer._settle_error(flight, "failsafe")
 
 
@@ -130,9 +134,46 @@ def on_reconnected(dialer: Dialer, ev: Reconnected) -> None:  # events were miss
         dialer._reconcile_soon(ns)
 
 
+_checking: WeakKeyDictionary[Dialer, set[str]] = WeakKeyDictionary()
+
+
 def settle_failed(dialer: Dialer, flight: InFlight) -> None:
+    """A failed Originate's outcome. One with no cause may be the PBX going down (a shutdown
+    or restart tears ringing calls down with cause 0 and Reason 0): asked first, as the IVR
+    asks for an answered call's cut (agi_ivr.py)."""
+    if dialer.by_call.get(flight.call_id) is not flight:
+        return
+    if no_cause(flight.reason, flight.cause) and flight.call_id not in dialer.cut_by_run:
+        checking = _checking.setdefault(dialer, set())
+        if flight.channel_id not in checking:  # one check per attempt, whoever asks again
+            checking.add(flight.channel_id)
+            task = asyncio.ensure_future(_settle_no_cause(dialer, flight, checking))
+            dialer._tasks.add(task)
+            task.add_done_callback(dialer._tasks.discard)
+        return
+    _settle_as_told(dialer, flight)
+
+
+def _settle_as_told(dialer: Dialer, flight: InFlight) -> None:
     dialer._settle_unanswered(flight, unanswered_outcome(flight.reason, flight.cause),
                               flight.cause)
+
+
+async def _settle_no_cause(dialer: Dialer, flight: InFlight, checking: set[str]) -> None:
+    try:
+        down = await dialer.pbx_went_down()
+    finally:
+        checking.discard(flight.channel_id)
+    if dialer.by_call.get(flight.call_id) is not flight:  # settled meanwhile (reconciled)
+        return
+    if not down:
+        _settle_as_told(dialer, flight)  # retried, and counted by the carrier breaker
+        return
+    # The PBX ended it, not the carrier nor the callee: `error`, retried (README, Faults),
+    # and no breaker count (a pool's restart would end dozens of ringing calls at once).
+    flight.failed = False
+    dialer._settle_error(flight, PBX_RINGING)
+    dialer.pbx_fault()
 
 
 HANDLERS: dict[type, Callable[[Dialer, Any], None]] = {

@@ -1,7 +1,7 @@
 """The node guard: an Asterisk that refuses every Originate, or cannot play the prompts, is taken
 out; once every node is, the run stops (as the carrier breaker does: exit status 4).
 
-Both are the node's configuration, never a callee's answer:
+All three are the node's configuration, never a callee's answer:
 - An Originate refused ("Permission denied": the AMI user lacks the originate write class;
   "Extension does not exist.": the dialplan's #include is missing) dialled nobody. Its attempt
   is withdrawn (the contact keeps its attempts and is due again); before, it was stored
@@ -14,6 +14,13 @@ Both are the node's configuration, never a callee's answer:
   the person heard silence. UNPLAYABLE_OUT_AFTER in a row on a node take it out for the rest
   of the run (each try would be another person hearing silence); any other answered call
   there starts the count again. Those calls stay `error`, retried, as before.
+- Answered calls that took the dialplan's failsafe (IvrFailsafe: the PBX could not reach the
+  FastAGI server, or the controller would not serve it: agi.host/port, agi.allowed_peers, a
+  firewall) heard nothing of the message. FAILSAFE_OUT_AFTER in a row on a node take it out
+  for the rest of the run; any answered call there that reached the IVR starts the count
+  again. Those calls stay `error` (stage failsafe), retried, as the unplayable ones. Before,
+  each answer reset the carrier breaker: every callee got max_attempts silent calls and the
+  run ended 'all done' with exit status 0 and no ERROR line.
 A node that goes out while others are in: one ERROR line, the others dial on. The last one
 out stops the run with one line naming each node's cause and what to check, through the
 carrier breaker's stop (carrier_guard.CarrierGuard.trip): same stop, same exit status 4, so a
@@ -39,6 +46,7 @@ log = logging.getLogger(__name__)
 
 REFUSED_OUT_AFTER = 5      # Originates refused in a row on a node: it is out
 UNPLAYABLE_OUT_AFTER = 3   # answered calls in a row whose prompt could not be played
+FAILSAFE_OUT_AFTER = 3     # answered calls in a row that took the dialplan's failsafe
 OUT_HOLD_S = 60.0          # a node out for refusals is tried again after this (one call)
 NUMBER_CHARGED_AFTER = 3   # a number refused this often in the run is charged an attempt
 REFUSED_STAGE = "originate-refused"  # the stage of such a charged attempt (`error`)
@@ -49,6 +57,7 @@ PREFIX = "Originate refused: "  # what ami.py puts before Asterisk's own message
 class _Node:
     refused: list[str] = field(default_factory=list)     # Asterisk's messages, in a row
     unplayable: list[str] = field(default_factory=list)  # the prompts it could not play
+    failsafes: int = 0                  # answered calls in a row that took the failsafe
     out: tuple[str, str, str] | None = None  # while out: what it did, what to check, its cost
     out_for_good: bool = False          # out for the run (prompts): no Originate brings it in
 
@@ -78,11 +87,17 @@ class NodeGuard:
         self.sounds_dir = sounds_dir
         self._nodes: dict[str, _Node] = {}
         self._numbers: Counter[str] = Counter()  # refusals per number in this run
+        self._failsafed: dict[str, str] = {}  # channel id -> the AGI URL the PBX was given
         carrier.on_arm.append(self.reset)
 
     def reset(self) -> None:
         self._nodes.clear()
         self._numbers.clear()
+        self._failsafed.clear()
+
+    def failsafe(self, flight: InFlight, agi_url: str) -> None:
+        """The call took the dialplan's failsafe (node_events.py): told before it settles."""
+        self._failsafed[flight.channel_id] = agi_url
 
     def _node(self, name: str) -> _Node:
         return self._nodes.setdefault(name, _Node())
@@ -112,9 +127,14 @@ class NodeGuard:
 
     def ended(self, flight: InFlight) -> None:
         """An attempt has its outcome: an answered one tells whether its prompts played."""
+        agi_url = self._failsafed.pop(flight.channel_id, None)
         if not flight.answered or self.carrier.stopping():
             return
         n = self._node(flight.node)
+        if agi_url is not None:
+            self._failsafe(flight.node, n, agi_url)
+            return
+        n.failsafes = 0  # this one reached the IVR
         sound = flight.prompt_failed  # agi_ivr.py marks it
         if not sound:
             n.unplayable.clear()
@@ -123,6 +143,18 @@ class NodeGuard:
         if len(n.unplayable) >= UNPLAYABLE_OUT_AFTER:
             n.out_for_good = True
             self._out(flight.node, n, self._unplayable(flight.node, n), math.inf)
+
+    def _failsafe(self, name: str, n: _Node, agi_url: str) -> None:
+        n.failsafes += 1
+        if n.failsafes >= FAILSAFE_OUT_AFTER and not n.out_for_good:
+            n.out_for_good = True
+            self._out(name, n, (
+                f"node {name}: {n.failsafes} answered calls in a row took the dialplan's "
+                "failsafe (they heard nothing)",
+                f"the PBX cannot reach the FastAGI server {agi_url}: check agi.host and "
+                "agi.port (the address the PBX dials), agi.allowed_peers (the PBX's address as "
+                "the controller sees it) and any firewall or NAT between them",
+                "those calls are `error`, retried"), math.inf)
 
     def _out(self, name: str, n: _Node, said: tuple[str, str, str], hold_s: float) -> None:
         """Take the node out; the last one out stops the run."""
