@@ -14,6 +14,9 @@ CAUSE_OUTCOME = {
     34: "congestion", 42: "congestion", 38: "congestion", 41: "congestion", 44: "congestion",
     102: "congestion",  # SIP 504 Server Time-out: the carrier's timer, not the callee
     27: "congestion",  # SIP 502 Bad Gateway: the carrier's gateway, not the callee's number
+    # SIP 501 and 402 (credit gone): the carrier's account or gateway, never the callee's:
+    # retried, so a trunk failing every call does not exhaust the list before the breaker trips
+    29: "congestion", 127: "congestion",
     1: "failed", 3: "failed", 21: "failed", 28: "failed",
 }
 # A failed Originate with no cause at all (Reason 0 and no Hangup: Asterisk could not even
