@@ -54,7 +54,22 @@ _REFUSED_TYPES: dict[int, str] = {
 _NUMBER_TEXT = re.compile(r"\+?[0-9\s().\-/]*[0-9][0-9\s().\-/]*")
 _NUMBER_HEAD = re.compile(r"\+?[0-9\s().\-/]*[0-9]")
 # Excel shows 33612345678 as 3.36123E+10 (3,36123E+10 in French) and exports it so.
-_SCIENTIFIC = re.compile(r"[0-9]+(?:[.,][0-9]+)?[eE]\+?[0-9]+")
+SCIENTIFIC = re.compile(r"[0-9]+(?:[.,][0-9]+)?[eE]\+?[0-9]+")
+SCIENTIFIC_REASON = ("a spreadsheet turned the number into scientific notation (its leading 0 "
+                     "or + is lost, maybe digits too): format the column as text and export "
+                     "the list again")
+# A number column exported as a float (612345678.0): its leading 0 or + is lost too.
+_DECIMAL = re.compile(r"\+?[0-9]{6,15}[.,]0+")
+OPTOUT_ADD = "ivr optout add NUMBER --via post|email|phone|sms"
+# Words an operator writes next to a number to note that the person objected (folded text).
+# Such a line must not be "fixed" by deleting the word: that calls the person who objected.
+_OBJECTION = re.compile(
+    r"(?<![^\W\d_])(?:stop|oppos\w*|ne\W*(?:pas|plus)\W*(?:appeler|rappeler|contacter)|"
+    r"desinscri\w*|refus\w*|liste\W*rouge|bloctel|do\W*not\W*call|opt\W?out|"
+    r"unsubscribed?)(?![^\W\d_])")
+# An extension or dial suffix after the number: ",1", ";ext=12", "x12", "poste 3", "p1", "#".
+_SUFFIX = re.compile(r"[,;/#]?\s*(?:(?:ext(?:ension)?|poste|p|x|int)\s*[.:=]?)?\s*[0-9]{0,6}"
+                     r"\s*#?", re.IGNORECASE)
 
 
 class NumberRejected(ValueError):
@@ -231,18 +246,35 @@ def _visible(raw: str) -> str:
 def _check_text(raw: str) -> str:
     """The text stripped, or NumberRejected when anything follows the number's digits."""
     text = _visible(raw).replace("\u00a0", " ").replace("\u202f", " ").strip()
+    if _DECIMAL.fullmatch(text):
+        raise NumberRejected("the number was exported as a decimal (its leading 0 or + is "
+                             "lost): format the column as text and export the list again")
     if _NUMBER_TEXT.fullmatch(text):
         return text
-    if _SCIENTIFIC.fullmatch(text):
-        raise NumberRejected("a spreadsheet turned the number into scientific notation (its "
-                             "leading 0 or + is lost, maybe digits too): format the column as "
-                             "text and export the list again")
+    if SCIENTIFIC.fullmatch(text):
+        raise NumberRejected(SCIENTIFIC_REASON)
     head = _NUMBER_HEAD.match(text)
+    tail = text[head.end():].strip() if head else " ".join(_LETTERS.findall(text))
+    digits = len(re.sub(r"\D", "", text))
+    if digits >= 6 and _OBJECTION.search(fold_text(text)):  # "STOP", "(ne pas appeler)"...
+        raise NumberRejected(f"text {'after' if head else 'with'} the number ({tail!r}) looks "
+                             f"like an objection: record it with `{OPTOUT_ADD}` (or the "
+                             "console's rights page), do not remove the word")
     if head and len(re.sub(r"\D", "", head.group())) >= 6:  # a number, then e.g. ",1" or "x12"
-        raise NumberRejected(f"trailing characters after the number ({text[head.end():].strip()!r}): "
+        if _LETTERS.search(tail) and not _SUFFIX.fullmatch(tail):
+            raise NumberRejected(f"text after the number ({tail!r}): if it records an "
+                                 f"objection, record the number with `{OPTOUT_ADD}`; "
+                                 "otherwise remove the text")
+        raise NumberRejected(f"trailing characters after the number ({tail!r}): "
                              "remove the extension or suffix")
     raise NumberRejected("not a valid phone number: write it in national (06 12 34 56 78) or "
                          "international (+33 6 12 34 56 78) form")
+
+
+def fold_text(text: str) -> str:
+    """Lowercase without accents: 'Opposé' and 'oppose' compare equal."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
 
 
 # -- opposition input: lenient about how a number is written, strict about which number ----------
@@ -290,7 +322,7 @@ def _opposition_refusal(text: str, default_region: str) -> str:
     if head and _EXTENSION.fullmatch(tail):
         return (f"an extension ({tail!r}): give the person's direct line (an opposition of the "
                 "switchboard's number leaves theirs callable)")
-    if _SCIENTIFIC.fullmatch(text):
+    if SCIENTIFIC.fullmatch(text):
         return ("a spreadsheet turned the number into scientific notation: format the column as "
                 "text and export the list again")
     letters = [w for w in _LETTERS.findall(text) if w.isalpha()]

@@ -61,7 +61,8 @@ _CONSENT = re.compile(r"consent|opt.?in")
 _NO_CONSENT = re.compile(
     r"\b(sans|without|no|not|non|pas de|pas d|absence de|absence d|aucun|aucune)[\s'-]+"
     r"(\w+[\s'-]+){0,2}(consent|opt.?in)"  # up to two words, no punctuation, in between
-    r"|\b(consent|consentement|opt.?in)\w*\s+(refuse|refused|denied|withdrawn|retire|absent)")
+    r"|\b(consent|consentement|opt.?in)\w*\s+(refuse|refused|denied|withdrawn|retire|absent)"
+    r"|\b(consent|consentement|opt.?in)\w*\s*[:=]\s*(no|non)\b")  # "consent: no"
 # A list NAMED after a scraping origin is refused whatever its basis says ("scraped from
 # leboncoin", basis member_file): the words of scraping, and the public sites and directories
 # numbers are harvested from. Matched in the name folded, without spaces, dots or dashes, so
@@ -329,6 +330,9 @@ def check_sources(sources: Iterable[dict[str, Any]]) -> list[Violation]:
             if _HARD_SCRAPE.search(folded) or (_SOFT_SCRAPE.search(folded) and not consented):
                 out.append(_err("basis_scraped", f"{label} basis {basis!r}: the CNIL forbids calling numbers "
                                 "collected on the internet; drop this list"))
+            elif _NO_CONSENT.search(folded):  # stored, it would be called as if it had one
+                out.append(_err("basis_no_consent", f"{label} basis {basis!r} says there is no "
+                                "consent: a list without consent may not be called; drop it"))
             elif folded not in KNOWN_BASES:
                 out.append(_warn("basis_unknown", f"{label} basis {basis!r} is not one of "
                                  f"{', '.join(sorted(KNOWN_BASES))}: check it is a lawful acquisition basis"))

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from itertools import islice
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -23,7 +24,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from ivr.compliance.preflight import check_sources
 from ivr.errors import ImportFileError, store_trouble
 from ivr.numbers import NumberRejected, e164, parse_callee
-from ivr.records.csv_read import EMPTY, LATIN1_WARNING, header_columns, read_records, short
+from ivr.records.csv_read import (EMPTY, LATIN1_WARNING, header_columns, marked_columns,
+                                  marked_refusal, overflow_reason, read_records, short, unnamed)
 from ivr.store.base import Row, StoreBackend
 
 __all__ = ["BATCH", "LATIN1_WARNING", "ImportReport", "PartialImportError", "e164", "import_csv",
@@ -83,7 +85,7 @@ def import_csv(store: StoreBackend, path: Path, *, campaign: str, source: str,
             header = next(records, None)  # runs the byte/encoding pass first
             if header is None:
                 raise ImportFileError(f"{path.name} {EMPTY}")
-            importer.columns = header_columns(path.name, header[1])
+            importer.set_columns(header_columns(path.name, header[1], islice(records, 5)))
             try:
                 with store.import_session():
                     _stream(importer, records, log, path.name)
@@ -219,6 +221,8 @@ class _Importer:
         self.allow = allow  # contacts.allow_countries
         self.acquired_on, self.region, self.now = acquired_on, region, now
         self.columns: list[str] = []
+        self.marks: dict[str, bool] = {}  # consent/objection columns (csv_read.marked_columns)
+        self.unnamed: frozenset[str] = frozenset()  # column_N of an empty header cell
         self.report = ImportReport()
         self.batch: dict[str, dict[str, str]] = {}  # number -> column -> value
         self.batches_written = 0
@@ -232,17 +236,25 @@ class _Importer:
             self.report.warnings.append(f"more than {MAX_LISTED_REJECTS} lines rejected: only "
                                         "the first ones are listed")
 
+    def set_columns(self, columns: list[str]) -> None:
+        self.columns, self.marks = columns, marked_columns(columns)
+        self.unnamed = frozenset(c for i, c in enumerate(columns, 1) if c == unnamed(i))
+
     def add(self, line: int, cells: list[str]) -> None:
         width = len(self.columns)
         if len(cells) > width and not any(c.strip() for c in cells[width:]):
             cells = cells[:width]  # empty cells past the header: a spreadsheet's trailing ","
         if len(cells) > width:
-            return self.reject(line, f"{len(cells)} fields where the header has {width}: "
-                                     "check the quoting and the delimiter")
-        row = dict(zip(self.columns, [c.strip() for c in cells] + [""] * (width - len(cells))))
-        raw, zone = row.pop("number"), row.get("timezone", "")
+            return self.reject(line, overflow_reason(cells, width))
+        row = {k: v for k, v in zip(self.columns, [c.strip() for c in cells])
+               if v or k not in self.unnamed}  # an unnamed column's empty cell: nothing kept
+        row.update((k, "") for k in self.columns[len(cells):] if k not in self.unnamed)
+        raw, zone = row.pop("number", ""), row.get("timezone", "")
         if not raw:
             return self.reject(line, "no number")
+        refused = marked_refusal(row, self.marks)  # before any merge: never reaches pending
+        if refused:
+            return self.reject(line, f"{short(raw)}: {refused}")
         try:  # strict: no suffix, premium/special or (unless allowed) foreign number
             number = parse_callee(raw, self.region, self.allow)
         except NumberRejected as exc:

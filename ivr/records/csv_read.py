@@ -6,10 +6,12 @@ from __future__ import annotations
 import codecs
 import csv
 import itertools
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ivr.errors import ImportFileError
+from ivr.numbers import OPTOUT_ADD, SCIENTIFIC, SCIENTIFIC_REASON, fold_text
 
 CHUNK = 1 << 20         # bytes per read in the encoding pass
 FIELD_LIMIT_KB = csv.field_size_limit() // 1024  # the csv module's own limit (128 KB)
@@ -24,8 +26,11 @@ def short(text: str, limit: int = 40) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
-def header_columns(file: str, header: list[str]) -> list[str]:
-    """Header names: number/name/timezone matched case-insensitively, others kept as written."""
+def header_columns(file: str, header: list[str],
+                   later: Iterable[tuple[int, list[str]]] = ()) -> list[str]:
+    """Header names: number/name/timezone matched case-insensitively, others kept as written,
+    an empty one (Excel's trailing ';;') named column_N. `later`: the next records, read only
+    to say that a title row stands above the header."""
     names = [cell.strip() for cell in header]
     columns, lowered = [], set()
     for i, name in enumerate(names, start=1):
@@ -33,13 +38,75 @@ def header_columns(file: str, header: list[str]) -> list[str]:
         if low in lowered:
             raise ImportFileError(f"{file}: column {name!r} appears twice in the header: "
                                   "rename one")
-        lowered.add(low)
-        columns.append(low if low in ("number", "name", "timezone") else name or f"column_{i}")
+        if low:  # empty names are not duplicates of each other: each gets its own column_N
+            lowered.add(low)
+        columns.append(low if low in ("number", "name", "timezone") else name or unnamed(i))
     if "number" not in columns:
+        below = next((line for line, cells in later if _names_number(cells)), None)
+        if below is not None:
+            raise ImportFileError(f"{file}: the header must be the first line: remove the title "
+                                  f"rows above it (line {below} looks like the header)")
         found = ", ".join(repr(n) for n in names)
         raise ImportFileError(f"{file}: no 'number' column (columns found: {found}): name the "
                               "phone number column 'number'")
     return columns
+
+
+def unnamed(i: int) -> str:
+    """The name of the i-th (from 1) column, when its header cell is empty."""
+    return f"column_{i}"
+
+
+def _names_number(cells: list[str]) -> bool:
+    """A record with a 'number' cell, split on any delimiter (the file's was chosen from the
+    title row above it)."""
+    return any(part.strip().strip('"').strip().lower() == "number"
+               for cell in cells for part in re.split(r"[;,\t]", cell))
+
+
+def overflow_reason(cells: list[str], width: int) -> str:
+    """Why a line has more fields than the header's `width`. A one-column file is split on ','
+    (its header has no delimiter): French Excel's 6,12345678E+08 is then two fields."""
+    if width == 1 and SCIENTIFIC.fullmatch(",".join(c.strip() for c in cells)):
+        return f"{short(','.join(cells))}: {SCIENTIFIC_REASON}"
+    return f"{len(cells)} fields where the header has {width}: check the quoting and the delimiter"
+
+
+# Columns recording the person's consent or objection, by folded header name (case, accents,
+# spaces, '_', '-' and '.' dropped). A line whose cell there says no consent or an objection is
+# rejected: stored as an opaque extra, it would be called (a person who objected, called).
+CONSENT_COLUMNS = frozenset({"consent", "consentement"})
+OBJECTION_COLUMNS = frozenset({"opposition", "oppose", "optout", "stop", "donotcall",
+                               "nepasappeler", "bloctel", "desinscrit"})
+_YES = frozenset({"oui", "yes", "true", "vrai", "1", "x", "o", "y"})
+_NO = frozenset({"non", "no", "false", "faux", "0", "n"})
+_REFUSED = frozenset({"refus", "refuse"})  # a consent column's 'refusé'
+ACCEPTED = "oui/yes/true/1/x or non/no/false/0, or leave it empty"
+
+
+def marked_columns(columns: list[str]) -> dict[str, bool]:
+    """Column -> True for an objection column (yes = objected), False for a consent one."""
+    marks = {}
+    for col in columns:
+        folded = re.sub(r"[\s_\-.']+", "", fold_text(col))
+        if folded in CONSENT_COLUMNS or folded in OBJECTION_COLUMNS:
+            marks[col] = folded in OBJECTION_COLUMNS
+    return marks
+
+
+def marked_refusal(row: dict[str, str], marks: dict[str, bool]) -> str | None:
+    """Why a line whose consent or objection column forbids the call is rejected, or None."""
+    for col, objection in marks.items():
+        value = row.get(col, "").strip()
+        word = fold_text(value).rstrip(".")
+        if not value or word in (_NO if objection else _YES):
+            continue
+        if word in _YES or (not objection and word in _NO | _REFUSED):
+            said = "an objection" if objection else "no consent"
+            return (f"column {col!r} says {short(value)} ({said}): not imported, never to be "
+                    f"called: record the number with `{OPTOUT_ADD}`")
+        return f"column {col!r} holds {short(value)}: write {ACCEPTED}"
+    return None
 
 
 def read_records(path: Path, warnings: list[str]) -> Iterator[tuple[int, list[str]]]:

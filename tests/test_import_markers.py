@@ -1,0 +1,197 @@
+"""Contact imports: what a list says about a person's objection or consent is never dropped on the
+way to a call (a word next to the number, a consent/opposition column, a basis saying there is
+no consent), and Excel's usual header shapes and number formats get a reason that says what to fix."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import add_contact, make_config
+from web_fixture import CAMPAIGN, login, make_web
+from ivr.compliance.campaign_check import check_campaign
+from ivr.compliance.preflight import ERROR, check_sources
+from ivr.errors import ImportFileError
+from ivr.numbers import NumberRejected, parse_callee
+from ivr.records.contacts import ImportReport, import_csv
+from ivr.store.sqlite import Store
+
+NOW = datetime(2026, 12, 3, 9, 30, tzinfo=timezone.utc)
+OPTOUT = "`ivr optout add NUMBER --via post|email|phone|sms`"
+
+
+def run(store: Store, tmp_path: Path, text: str | bytes, *, basis: str = "consent",
+        source: str = "list-a") -> ImportReport:
+    path = tmp_path / "list.csv"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return import_csv(store, path, campaign="c1", source=source, basis=basis,
+                      acquired_on=None, default_region="FR", now=NOW)
+
+
+def contacts(store: Store) -> list[dict[str, Any]]:
+    return store.q("SELECT number, name, extra, status FROM contacts ORDER BY id")
+
+
+# -- 1. a word noting an objection next to the number -------------------------------------------
+@pytest.mark.parametrize("raw, words", [
+    ("06 12 34 56 78 STOP", "STOP"), ("06 12 34 56 79 (ne pas appeler)", "(ne pas appeler)"),
+    ("06 12 34 56 80 - opposé", "- opposé"), ("06 12 34 56 81 liste rouge", "liste rouge"),
+    ("0612345678 Désinscrit", "Désinscrit"), ("0612345678 REFUS", "REFUS"),
+    ("0612345678 Opposition", "Opposition")])
+def test_a_word_noting_an_objection_is_not_to_be_removed(raw: str, words: str) -> None:
+    with pytest.raises(NumberRejected) as exc:
+        parse_callee(raw, "FR")
+    assert exc.value.reason == (f"text after the number ({words!r}) looks like an objection: "
+                                f"record it with {OPTOUT} (or the console's rights page), do "
+                                "not remove the word")
+
+
+def test_other_words_after_the_number_may_record_an_objection_too() -> None:
+    with pytest.raises(NumberRejected) as exc:
+        parse_callee("06 12 34 56 78 (domicile)", "FR")
+    assert exc.value.reason == ("text after the number ('(domicile)'): if it records an "
+                                f"objection, record the number with {OPTOUT}; otherwise "
+                                "remove the text")
+
+
+@pytest.mark.parametrize("raw", ["0612345678 poste 3", "0612345678 ext 4", "06 12 34 56 78 x12",
+                                 "0612345678,1"])
+def test_an_extension_is_still_an_extension(raw: str) -> None:
+    with pytest.raises(NumberRejected, match="^trailing characters after the number .*: "
+                                             "remove the extension or suffix$"):
+        parse_callee(raw, "FR")
+
+
+def test_a_stop_line_is_rejected_with_the_objection_reason(store: Store, tmp_path: Path) -> None:
+    report = run(store, tmp_path, "number;name\n06 12 34 56 78 STOP;Martin\n0612345679;Durand\n")
+    ((line, reason),) = report.rejected
+    assert line == 2 and "looks like an objection" in reason and OPTOUT in reason
+    assert [c["number"] for c in contacts(store)] == ["+33612345679"]
+
+
+# -- 2. consent and opposition columns ----------------------------------------------------------
+def test_a_line_refusing_consent_or_objecting_never_reaches_pending(
+        store: Store, tmp_path: Path) -> None:
+    report = run(store, tmp_path, "number;name;Consentement;Opposition\n"
+                                  "0612345601;A;oui;non\n"
+                                  "0612345602;B;non;\n"
+                                  "0612345603;C;;oui\n"
+                                  "0612345604;D;Refusé;\n"
+                                  "0612345605;E;;\n"
+                                  "0612345606;F;peut-être;\n"
+                                  "0612345607;G;OUI;X\n")
+    assert report.rejected == [
+        (3, f"'0612345602': column 'Consentement' says 'non' (no consent): not imported, never "
+            f"to be called: record the number with {OPTOUT}"),
+        (4, f"'0612345603': column 'Opposition' says 'oui' (an objection): not imported, never "
+            f"to be called: record the number with {OPTOUT}"),
+        (5, f"'0612345604': column 'Consentement' says 'Refusé' (no consent): not imported, "
+            f"never to be called: record the number with {OPTOUT}"),
+        (7, "'0612345606': column 'Consentement' holds 'peut-être': write oui/yes/true/1/x or "
+            "non/no/false/0, or leave it empty"),
+        (8, f"'0612345607': column 'Opposition' says 'X' (an objection): not imported, never to "
+            f"be called: record the number with {OPTOUT}"),
+    ]
+    assert [(c["number"], c["status"]) for c in contacts(store)] == [
+        ("+33612345601", "pending"), ("+33612345605", "pending")]
+
+
+@pytest.mark.parametrize("column", ["Opposé", "OPT-OUT", "opt_out", "Do Not Call", "STOP",
+                                    "ne_pas_appeler", "Bloctel", "Désinscrit"])
+def test_opposition_columns_are_read_whatever_their_spelling(
+        store: Store, tmp_path: Path, column: str) -> None:
+    report = run(store, tmp_path, f"number;{column}\n0612345601;yes\n0612345602;no\n")
+    assert [line for line, _ in report.rejected] == [2]
+    assert f"column {column!r} says 'yes' (an objection)" in report.rejected[0][1]
+    assert [c["number"] for c in contacts(store)] == ["+33612345602"]
+
+
+def test_an_objection_does_not_merge_into_a_contact_or_an_earlier_line(
+        store: Store, tmp_path: Path) -> None:
+    add_contact(store, "+33612345601", at=NOW, source="list-a", basis="consent")
+    report = run(store, tmp_path, "number;name;Opposition\n"
+                                  "0612345601;Martin;oui\n"   # an existing contact
+                                  "0612345602;;\n"
+                                  "06 12 34 56 02;Durand;oui\n")  # repeats line 3
+    assert [line for line, _ in report.rejected] == [2, 4]
+    assert (report.added, report.merged, report.duplicates) == (1, 0, 0)
+    assert [(c["number"], c["name"], json.loads(c["extra"] or "{}"), c["status"])
+            for c in contacts(store)] == [("+33612345601", None, {}, "pending"),
+                                          ("+33612345602", None, {"Opposition": ""}, "pending")]
+
+
+# -- 3. Excel's header shapes -------------------------------------------------------------------
+def test_empty_header_cells_are_not_duplicates_and_keep_no_empty_values(
+        store: Store, tmp_path: Path) -> None:
+    report = run(store, tmp_path, "number;;name;;cp;;\n0612345601;;A;;75001;;\n"
+                                  "0612345602;x;B;;;;\n")
+    assert report.added == 2 and report.rejected == []
+    assert [(c["name"], c["extra"]) for c in contacts(store)] == [
+        ("A", '{"cp": "75001"}'), ("B", '{"column_2": "x", "cp": ""}')]
+
+
+def test_a_title_row_above_the_header_is_named(store: Store, tmp_path: Path) -> None:
+    with pytest.raises(ImportFileError) as exc:
+        run(store, tmp_path, "Liste adhérents 2026;;;\r\n\r\nnumber;name;ville;cp\r\n"
+                             "0612345678;A;Paris;75001\r\n")
+    assert str(exc.value) == ("list.csv: the header must be the first line: remove the title "
+                              "rows above it (line 3 looks like the header)")
+    assert contacts(store) == []
+
+
+# -- 4. a basis stating there is no consent -----------------------------------------------------
+@pytest.mark.parametrize("basis", ["pas de consentement", "sans consentement",
+                                   "consentement refusé", "no consent", "consent: no"])
+def test_a_basis_without_consent_is_refused(store: Store, tmp_path: Path, basis: str) -> None:
+    found = check_sources([{"source": "x", "basis": basis, "acquired_on": "2026-01-01"}])
+    assert [v.code for v in found if v.severity == ERROR] == ["basis_no_consent"]
+    with pytest.raises(ImportFileError, match="says there is no consent: a list without "
+                                              "consent may not be called; drop it$"):
+        run(store, tmp_path, "number\n0612345678\n", basis=basis)
+    assert contacts(store) == []
+
+
+def test_a_stored_list_without_consent_refuses_the_campaign(store: Store) -> None:
+    add_contact(store, "+33612345678", at=NOW, source="old", basis="pas de consentement")
+    cfg = make_config(campaign={"name": "c1", "caller_id": "+33162000000"})
+    found = check_campaign(cfg, store, build=False, dry_run=True, prompts=False)
+    assert "basis_no_consent" in [v.code for v in found if v.severity == ERROR]
+
+
+# -- 5. numbers exported as a decimal or in French scientific notation --------------------------
+def test_a_number_exported_as_a_decimal_says_so(store: Store, tmp_path: Path) -> None:
+    report = run(store, tmp_path, "number\n612345678.0\n33612345678.0\n")
+    reason = ("the number was exported as a decimal (its leading 0 or + is lost): format the "
+              "column as text and export the list again")
+    assert report.rejected == [(2, f"'612345678.0': {reason}"), (3, f"'33612345678.0': {reason}")]
+
+
+def test_french_scientific_notation_in_a_one_column_file(store: Store, tmp_path: Path) -> None:
+    report = run(store, tmp_path, "number\n6,12345678E+08\n0612345679\n")
+    assert report.rejected == [(2, "'6,12345678E+08': a spreadsheet turned the number into "
+                                   "scientific notation (its leading 0 or + is lost, maybe "
+                                   "digits too): format the column as text and export the list "
+                                   "again")]
+    assert report.added == 1
+
+
+# -- the console's upload: the same reasons, on its rejects page and in their CSV ---------------
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_the_console_upload_lists_objection_rejects(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    web = make_web(tmp_path, monkeypatch)
+    c = web.client()
+    token = login(c, "otto")
+    text = "number;Opposition\n06 12 34 56 78 STOP;\n0612345679;oui\n0612345680;non\n"
+    r = c.post(f"/c/{CAMPAIGN}/contacts/upload",
+               files={"file": ("list.csv", text.encode(), "text/csv")},
+               data={"source": "door-to-door", "basis": "consent", "csrf_token": token})
+    assert r.status_code == 200 and 'id="rejects" data-count="2"' in r.text
+    link = r.text.split('id="rejects-download" href="')[1].split('"')[0]
+    lines = c.get(link).text.splitlines()
+    assert [ln.split(",")[0] for ln in lines[1:]] == ["2", "3"]
+    assert "looks like an objection" in lines[1] and "(an objection)" in lines[2]
+    assert [n["number"] for n in contacts(web.store)] == ["+33612345680"]
