@@ -33,8 +33,6 @@ def validate(cfg: Config) -> None:
     for f in dataclasses.fields(cfg.retry.delay_s):
         _in_range(f"retry.delay_s.{f.name}", getattr(cfg.retry.delay_s, f.name), 0,
                   MAX_RETRY_DELAY_S, "seconds (366 days)")
-    for warning in demo_retry_delays(cfg):  # a WARNING on stderr of `ivr check`, `ivr run`
-        log.warning("%s", warning)
     for where, port in (("pbx.port", cfg.pbx.port), ("agi.port", cfg.agi.port),
                         ("web.port", cfg.web.port)):
         _in_range(where, port, 1, 65535, "TCP port")

@@ -17,6 +17,7 @@ from ivr import config
 from ivr.callflow.dispositions import carrier_refusal, unanswered_outcome
 from ivr.campaign.clock import ManualClock
 from ivr import config_checks
+from ivr.compliance import preflight
 from ivr.telephony import fake_callee
 from ivr.telephony.fake_pbx import answer, failed, no_answer
 from conftest import Backend
@@ -201,19 +202,21 @@ def test_a_network_cut_during_the_message_is_error_retried(
 
 # -- 5. a demo's retry delays in a real campaign ----------------------------------------------
 def test_demo_retry_delays_are_warned_in_a_real_campaign(
-        tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Any) -> None:
     shipped = open("config.yaml", encoding="utf-8").read()
     assert "demo_any_hour: true" in shipped
     shutil.copytree("prompts", tmp_path / "prompts")  # its prompts' text files
     real = tmp_path / "config.yaml"
     real.write_text(shipped.replace("demo_any_hour: true", "demo_any_hour: false"),
                     encoding="utf-8")
-    with caplog.at_level(logging.WARNING):
-        cfg = config.load(str(real))
+    cfg = config.load(str(real))
     said = config_checks.demo_retry_delays(cfg)
     assert [s.split(" is ")[0] for s in said] == [
         "retry.delay_s.busy", "retry.delay_s.no_answer", "retry.delay_s.congestion"]
     assert "at least 600" in said[0]
-    assert [r.getMessage() for r in caplog.records if "retry.delay_s" in r.getMessage()] == said
+    # counted among `ivr check`'s and `ivr run`'s warnings, one per key
+    warned = [v for v in preflight.preflight(cfg) if v.code == "retry_delay_demo"]
+    assert [v.message for v in warned] == said and {v.severity for v in warned} == {"warning"}
     demo = config.load("config.yaml")
     assert config_checks.demo_retry_delays(demo) == []  # the demo itself: silent
+    assert not [v for v in preflight.preflight(demo) if v.code == "retry_delay_demo"]

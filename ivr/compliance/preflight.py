@@ -29,6 +29,7 @@ import phonenumbers
 from ivr.compliance.calling_rules import is_fiction_number, parse_blackout_dates, parse_windows
 from ivr.compliance.holiday_load import preload
 from ivr.config import Config
+from ivr.config_checks import demo_retry_delays
 from ivr.errors import ComplianceError
 from ivr.numbers import e164, national_form
 
@@ -357,6 +358,8 @@ def preflight(cfg: Config, *, sources: list[dict[str, Any]] | None = None,
     out += check_caller_name(cfg.campaign.caller_name)
     out += _check_schedule(cfg)
     out += check_amd(cfg)
+    # Counted with the other warnings of `ivr check` and `ivr run`, not logged at each load
+    out += [_warn("retry_delay_demo", m) for m in demo_retry_delays(cfg)]
     if sources is not None:
         out += check_sources(sources)
     return out
