@@ -250,7 +250,7 @@ def test_a_live_page_goes_to_the_login_once_the_session_ended(page: Any,
     wait_for("the live overview", lambda: page.evaluate("document.body.dataset.updated"),
              timeout=15)
     _logout_elsewhere(page, console)
-    # the events stream checks the session every 30 events, then its reconnection is refused
+    # the events stream checks the session before every event, then its reconnection is refused
     page.wait_for_url(f"{console.url}/login?next=/c/{CAMPAIGN}/overview", timeout=60_000)
     page.fill("#username", "vera")
     page.fill("#password", PASSWORDS["vera"])
