@@ -43,6 +43,26 @@ def viewer(cfg: Any, backend: Backend) -> TestClient:
     return c
 
 
+def kept_while_quiet(get: Any, first: bytes, computed: list[str], store: Store,
+                     tries: int = 20) -> int:
+    """GETs until two of them each followed a quiet moment, asserting that such a GET is served
+    from the cache; returns how many were. Quiet: the store's marker, read between the GETs,
+    stood still over the GET and the one before it (the console's mark for both is that
+    value). The test PostgreSQL serves other tests' databases, whose commits move the
+    cluster-wide marker: a recompute then is right, and is not asserted against."""
+    marks, kept = [store.change_marker()], 0
+    for _ in range(tries):
+        before = len(computed)
+        assert get() == first
+        marks.append(store.change_marker())
+        if len(marks) >= 3 and marks[-3] == marks[-2] == marks[-1]:
+            assert len(computed) == before  # nothing committed: kept
+            kept += 1
+            if kept == 2:
+                break
+    return kept
+
+
 def test_report_json_follows_every_commit_and_is_kept_meanwhile(
         backend: Backend, backend_cfg_file: Path, monkeypatch) -> None:
     cfg_file = backend_cfg_file
@@ -65,9 +85,8 @@ def test_report_json_follows_every_commit_and_is_kept_meanwhile(
     url = f"/api/campaigns/{name}/report.json"
     first = c.get(url).content
     assert first == cli_json()
+    assert kept_while_quiet(lambda: c.get(url).content, first, computed, store) >= 2
     n = len(computed)
-    assert [c.get(url).content for _ in range(3)] == [first] * 3
-    assert len(computed) == n  # a quiet store: kept
     # The call still in flight ends, written by the controller's own connection.
     call = store.one("SELECT id FROM calls WHERE outcome IS NULL")
     store.mark_answered(call["id"], NOW)

@@ -11,9 +11,13 @@ from typing import Any
 
 from ivr.store.base import Row, token_use_to_note, utc
 from ivr.store.pg_core import STORE_ERRORS, PgCore
-from ivr.store.sqlite_console import (ADMINS_SQL, NOTE_WAIT_MS, check_desired, check_enabled,
+from ivr.store.sqlite_console import (NOTE_WAIT_MS, check_desired, check_enabled,
                                       check_role, keep_an_admin, token_use_skipped,
                                       unset_marks)
+
+# sqlite_console.ADMINS_SQL, locked: two admins demoting each other cannot both pass.
+ADMINS_FOR_UPDATE_SQL = ("SELECT name FROM users WHERE role = 'admin' AND disabled = 0 "
+                         "ORDER BY id FOR UPDATE")
 
 
 class PgConsoleSQL(PgCore):
@@ -196,7 +200,7 @@ class PgConsoleSQL(PgCore):
             check_role(role)
         with self.transaction():
             if keep_admin:
-                admins = self._rows(ADMINS_SQL + " ORDER BY id FOR UPDATE")
+                admins = self._rows(ADMINS_FOR_UPDATE_SQL)
                 keep_an_admin(name, [r["name"] for r in admins], role, disabled)
             changed = self._exec(
                 "UPDATE users SET role = COALESCE(%(r)s, role), "
@@ -273,7 +277,8 @@ class PgConsoleSQL(PgCore):
         noting it): the read by token must not wait for, or fail on, this write."""
         try:
             with self.transaction():
-                self._exec(f"SET LOCAL lock_timeout = {NOTE_WAIT_MS}")
+                self._exec("SELECT set_config('lock_timeout', %(t)s, true)",
+                           {"t": f"{NOTE_WAIT_MS}ms"})
                 self._exec("UPDATE api_tokens SET last_used_at = %(ts)s WHERE id = %(id)s",
                            {"ts": utc(now), "id": token_id})
         except STORE_ERRORS as exc:  # lock timeout, full disk, read-only server

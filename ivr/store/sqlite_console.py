@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+from contextlib import closing
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -44,6 +45,7 @@ class LastAdmin(ValueError):
 # The enabled admins, read inside set_user's transaction (PostgreSQL locks them: FOR UPDATE).
 ADMINS_SQL = "SELECT name FROM users WHERE role = 'admin' AND disabled = 0"
 NOTE_WAIT_MS = 20  # how long noting a token's use may wait for SQLite's write lock
+NOTE_USE_SQL = "UPDATE api_tokens SET last_used_at = ? WHERE id = ?"
 
 
 def keep_an_admin(name: str, admins: list[str], role: str | None,
@@ -293,20 +295,21 @@ class ConsoleSQL(SQLiteCore):
         return row
 
     def _note_token_use(self, token_id: int, now: datetime) -> None:
-        """Best effort, waiting NOTE_WAIT_MS at most: with the connection's busy timeout (30 s
-        under `ivr web`) a read by token waited for any writer, then failed (500)."""
-        wait_ms = int(self.db.execute("PRAGMA busy_timeout").fetchone()[0])
-        self.db.execute(f"PRAGMA busy_timeout = {NOTE_WAIT_MS}")
+        """Best effort, waiting NOTE_WAIT_MS at most for the write lock, on a connection of its
+        own: with the store's busy timeout (30 s under `ivr web`) a read by token waited for
+        any writer, then failed (500). An in-memory store has no other writer."""
         try:
-            self.db.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?",
-                            (utc(now), token_id))
+            if self.path is None:
+                self.db.execute(NOTE_USE_SQL, (utc(now), token_id))
+                return
+            with closing(sqlite3.connect(str(self.path), timeout=NOTE_WAIT_MS / 1000,
+                                         isolation_level=None)) as conn:
+                conn.execute(NOTE_USE_SQL, (utc(now), token_id))
         except sqlite3.OperationalError as exc:  # locked, full, I/O, read-only file
             name = getattr(exc, "sqlite_errorname", "") or ""
             if not (retryable(exc) or name.startswith("SQLITE_READONLY")):
                 raise
             token_use_skipped(token_id, exc)
-        finally:
-            self.db.execute(f"PRAGMA busy_timeout = {wait_ms}")
 
     def change_marker(self) -> str:
         """Differs from the last value this store gave once anything was committed since, by
