@@ -75,9 +75,10 @@ _SUFFIX = re.compile(r"[,;/#]?\s*(?:(?:ext(?:ension)?|poste|p|x|int)\s*[.:=]?)?\
 class NumberRejected(ValueError):
     """A number that must not be imported or called; `reason` is one line saying what to fix."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, objection: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.objection = objection  # the text next to the number records an objection
 
 
 def is_known_region(code: str) -> bool:
@@ -259,7 +260,8 @@ def _check_text(raw: str) -> str:
     if digits >= 6 and _OBJECTION.search(fold_text(text)):  # "STOP", "(ne pas appeler)"...
         raise NumberRejected(f"text {'after' if head else 'with'} the number ({tail!r}) looks "
                              f"like an objection: record it with `{OPTOUT_ADD}` (or the "
-                             "console's rights page), do not remove the word")
+                             "console's rights page), do not remove the word",
+                             objection=True)
     if head and len(re.sub(r"\D", "", head.group())) >= 6:  # a number, then e.g. ",1" or "x12"
         if _LETTERS.search(tail) and not _SUFFIX.fullmatch(tail):
             raise NumberRejected(f"text after the number ({tail!r}): if it records an "
@@ -351,6 +353,15 @@ def opposition_number(raw: str, default_region: str) -> str:
     if num is None or num.extension or not phonenumbers.is_valid_number(num):
         raise NumberRejected(_opposition_refusal(text, default_region))
     return _format(num)
+
+
+def objected_number(raw: str, default_region: str) -> str | None:
+    """E.164 of the one valid number a cell names, words around it or not ("06 12 34 56 78
+    STOP"), or None: what a line recording an objection takes out of the queue."""
+    found = [m.number for m in phonenumbers.PhoneNumberMatcher(
+        _unwrap(raw if isinstance(raw, str) else ""), default_region,
+        leniency=phonenumbers.Leniency.VALID)]
+    return _format(found[0]) if len(found) == 1 else None
 
 
 def parse_callee(raw: str, default_region: str,

@@ -83,29 +83,97 @@ def test_a_line_refusing_consent_or_objecting_never_reaches_pending(
                                   "0612345605;E;;\n"
                                   "0612345606;F;peut-être;\n"
                                   "0612345607;G;OUI;X\n")
+    out = ("not imported, and out of this campaign's queue if a list queued it before: record "
+           f"the number with {OPTOUT} so that no campaign calls it")
     assert report.rejected == [
-        (3, f"'0612345602': column 'Consentement' says 'non' (no consent): not imported, never "
-            f"to be called: record the number with {OPTOUT}"),
-        (4, f"'0612345603': column 'Opposition' says 'oui' (an objection): not imported, never "
-            f"to be called: record the number with {OPTOUT}"),
-        (5, f"'0612345604': column 'Consentement' says 'Refusé' (no consent): not imported, "
-            f"never to be called: record the number with {OPTOUT}"),
-        (7, "'0612345606': column 'Consentement' holds 'peut-être': write oui/yes/true/1/x or "
-            "non/no/false/0, or leave it empty"),
-        (8, f"'0612345607': column 'Opposition' says 'X' (an objection): not imported, never to "
-            f"be called: record the number with {OPTOUT}"),
+        (3, f"'0612345602': column 'Consentement' says 'non' (no consent): {out}"),
+        (4, f"'0612345603': column 'Opposition' says 'oui' (an objection): {out}"),
+        (5, f"'0612345604': column 'Consentement' says 'Refusé' (no consent): {out}"),
+        (8, f"'0612345607': column 'Opposition' says 'X' (an objection): {out}"),
     ]
+    # A consent column's other values (a date, "peut-être") are kept, with one warning.
+    assert report.warnings == [
+        "column 'Consentement' holds values that say neither yes nor no, such as 'peut-être': "
+        "those lines were imported as consented; check the column"]
     assert [(c["number"], c["status"]) for c in contacts(store)] == [
-        ("+33612345601", "pending"), ("+33612345605", "pending")]
+        ("+33612345601", "pending"), ("+33612345605", "pending"), ("+33612345606", "pending")]
+
+
+def test_an_objection_column_holding_anything_else_rejects_the_line(
+        store: Store, tmp_path: Path) -> None:
+    report = run(store, tmp_path, "number;Opposition\n0612345601;2024-03-01\n0612345602;non\n")
+    assert report.rejected == [(2, "'0612345601': column 'Opposition' holds '2024-03-01': write "
+                                   "oui/yes/true/1/x or non/no/false/0, or leave it empty")]
+    assert [c["number"] for c in contacts(store)] == ["+33612345602"]
+
+
+@pytest.mark.parametrize("value", ["2024-03-01", "recueilli le 3 mars 2024", "formulaire web"])
+def test_a_consent_column_holding_a_date_or_a_note_keeps_every_line(
+        store: Store, tmp_path: Path, value: str) -> None:
+    report = run(store, tmp_path, f"number;Date de consentement\n0612345601;{value}\n"
+                                  f"0612345602;{value}\n0612345603;non\n")
+    assert [line for line, _ in report.rejected] == [4] and report.added == 2
+    assert len(report.warnings) == 1 and repr(value) in report.warnings[0]
+
+
+def queued(store: Store, campaign: str = "c1") -> list[str]:
+    return [c["number"] for c in store.pending_contacts(campaign)]
+
+
+def test_a_later_list_objecting_takes_a_queued_number_out_of_the_queue(
+        store: Store, tmp_path: Path) -> None:
+    run(store, tmp_path, "number\n0612345601\n0612345602\n0612345603\n0612345604\n")
+    import_csv(store, _write(tmp_path, "number\n0612345601\n"), campaign="c2",
+               source="list-c", basis="consent", acquired_on=None, default_region="FR",
+               now=NOW)
+    report = run(store, tmp_path, "number;Opposition;Consentement\n0612345601;oui;\n"
+                                  "06 12 34 56 02 STOP;;\n0612345603;;non\n0612345604;non;oui\n",
+                 source="list-b")
+    assert [line for line, _ in report.rejected] == [2, 3, 4]
+    assert report.withdrawn == 3 and report.summary().endswith(
+        ", 3 queued taken out of the queue (this file records their objection or no consent)")
+    assert queued(store) == ["+33612345604"]
+    assert queued(store, "c2") == ["+33612345601"]  # another campaign's list: its own queue
+    audit = store.q("SELECT detail FROM audit WHERE action = 'import' ORDER BY id")
+    assert json.loads(audit[-1]["detail"])["withdrawn"] == 3
+    again = run(store, tmp_path, "number;Opposition\n0612345601;oui\n", source="list-b")
+    assert again.withdrawn == 0 and queued(store) == ["+33612345604"]
+
+
+def test_an_objection_later_in_the_file_takes_an_earlier_line_out_of_the_queue(
+        store: Store, tmp_path: Path) -> None:
+    report = run(store, tmp_path, "number;name;Opposition\n0612345601;Martin;\n"
+                                  "0612345602;Durand;\n06 12 34 56 01;;oui\n")
+    assert [line for line, _ in report.rejected] == [4] and report.withdrawn == 1
+    assert queued(store) == ["+33612345602"]
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "other.csv"
+    path.write_text(text)
+    return path
 
 
 @pytest.mark.parametrize("column", ["Opposé", "OPT-OUT", "opt_out", "Do Not Call", "STOP",
-                                    "ne_pas_appeler", "Bloctel", "Désinscrit"])
+                                    "ne_pas_appeler", "Bloctel", "Désinscrit", "Refus",
+                                    "Opposé(e)", "STOP SMS", "Opposition démarchage",
+                                    "Ne pas appeler ?", "Opposant", "DNC",
+                                    "Consentement refusé"])
 def test_opposition_columns_are_read_whatever_their_spelling(
         store: Store, tmp_path: Path, column: str) -> None:
     report = run(store, tmp_path, f"number;{column}\n0612345601;yes\n0612345602;no\n")
     assert [line for line, _ in report.rejected] == [2]
     assert f"column {column!r} says 'yes' (an objection)" in report.rejected[0][1]
+    assert [c["number"] for c in contacts(store)] == ["+33612345602"]
+
+
+@pytest.mark.parametrize("column", ["Opt-in", "consent_given", "Consentement RGPD",
+                                    "Accord RGPD"])
+def test_consent_columns_are_read_whatever_their_spelling(
+        store: Store, tmp_path: Path, column: str) -> None:
+    report = run(store, tmp_path, f"number;{column}\n0612345601;non\n0612345602;oui\n")
+    assert [line for line, _ in report.rejected] == [2]
+    assert f"column {column!r} says 'non' (no consent)" in report.rejected[0][1]
     assert [c["number"] for c in contacts(store)] == ["+33612345602"]
 
 
@@ -152,6 +220,21 @@ def test_a_basis_without_consent_is_refused(store: Store, tmp_path: Path, basis:
                                               "consent may not be called; drop it$"):
         run(store, tmp_path, "number\n0612345678\n", basis=basis)
     assert contacts(store) == []
+
+
+@pytest.mark.parametrize("basis", ["consent not given", "consentement non recueilli",
+                                   "consent: non.", "without any prior consent"])
+def test_a_basis_denying_consent_in_other_words_is_refused(basis: str) -> None:
+    found = check_sources([{"source": "x", "basis": basis, "acquired_on": "2026-01-01"}])
+    assert [v.code for v in found if v.severity == ERROR] == ["basis_no_consent"]
+
+
+@pytest.mark.parametrize("basis", ["opt-in: no objection recorded", "consent: non-withdrawn",
+                                   "non-partisan opt-in", "no-cost opt-in",
+                                   "consent given, no resale"])
+def test_a_negation_bearing_on_something_else_is_a_consent(basis: str) -> None:
+    found = check_sources([{"source": "x", "basis": basis, "acquired_on": "2026-01-01"}])
+    assert [v.code for v in found if v.severity == ERROR] == []
 
 
 def test_a_stored_list_without_consent_refuses_the_campaign(store: Store) -> None:

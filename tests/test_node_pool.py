@@ -19,11 +19,13 @@ from typing import Any
 import pytest
 
 from ivr import app
+from ivr.callflow.dispositions import NO_CAUSE_OUTCOME
 from ivr.campaign import planning, pool_watch
 from ivr.campaign import run as campaign_run
 from ivr.campaign.clock import Clock, ManualClock
 from ivr.campaign.nodes import FAULT_HOLD_S
-from ivr.campaign.nodes import NodeState, pick
+from ivr.campaign import node_events
+from ivr.campaign.nodes import InFlight, NodeState, pick
 from ivr.errors import PbxError
 from ivr.store.sqlite import Store, parse_utc
 from ivr.telephony.ami_node import AmiNode
@@ -302,6 +304,49 @@ def test_a_node_long_down_does_not_make_every_hangup_a_pbx_fault(tmp_path: Path)
             await p.pbxs[0].crash()
             return long_down, await going
     assert asyncio.run(scenario()) == (False, True)
+
+
+def test_another_node_going_down_says_nothing_of_a_call_on_this_one(tmp_path: Path) -> None:
+    """A no-cause failure on n1 while n2 restarts is the carrier's (congestion, retried and
+    counted by the breaker), not a PBX fault: the question is asked of the call's own node."""
+    async def scenario() -> tuple[bool, bool, bool]:
+        async with pool(tmp_path, {}, [], caps=[0, 0]) as p:
+            going = asyncio.ensure_future(p.dialer.pbx_went_down(within_s=3.0, node="n2"))
+            await p.pbxs[1].crash()
+            own = await going
+            other = await p.dialer.pbx_went_down(within_s=0.5, node="n1")
+            return own, other, await p.dialer.pbx_went_down(within_s=0.5)
+    assert asyncio.run(scenario()) == (True, False, True)
+
+
+def test_a_no_cause_failure_asks_about_its_own_node() -> None:
+    """node_events settles a no-cause failure on the answer for the call's node (n1 here,
+    up), as the carrier's: before, any node of the pool down just now made it a PBX fault."""
+    settled: list[tuple[str, Any]] = []
+
+    class Dialer:  # what _settle_no_cause reads of the Dialer
+        def __init__(self) -> None:
+            self.by_call: dict[int, Any] = {}
+            self.asked: list[str | None] = []
+
+        async def pbx_went_down(self, within_s: float = 2.0, node: str | None = None) -> bool:
+            self.asked.append(node)
+            return node != "n1"  # n2 went down just now; n1 is up
+
+        def _settle_unanswered(self, flight: Any, outcome: str, cause: Any) -> None:
+            settled.append(("unanswered", outcome))
+
+        def _settle_error(self, flight: Any, stage: str) -> None:
+            settled.append(("error", stage))
+
+        def pbx_fault(self) -> None:
+            settled.append(("fault", None))
+    dialer = Dialer()
+    flight = InFlight(call_id=7, channel_id="ch-7", number="+33612345678", node="n1",
+                      failed=True, reason=0)
+    dialer.by_call[7] = flight
+    asyncio.run(node_events._settle_no_cause(dialer, flight, {"ch-7"}))  # type: ignore[arg-type]
+    assert dialer.asked == ["n1"] and settled == [("unanswered", NO_CAUSE_OUTCOME)]
 
 
 def test_gone_tells_a_dead_asterisk_from_a_dropped_link() -> None:

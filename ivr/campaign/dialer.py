@@ -162,16 +162,18 @@ class Dialer:
         for ns in recent or self._states:
             ns.hold(hold_s)
 
-    async def pbx_went_down(self, within_s: float = 2.0) -> bool:
+    async def pbx_went_down(self, within_s: float = 2.0, node: str | None = None) -> bool:
         """Did a node shut down or drop its link around now? (Shutdown, lost link.) A node of
-        the pool that has been down for longer says nothing of this call's end."""
+        the pool that has been down for longer says nothing of this call's end. `node`: the
+        call's own node only (another node's restart says nothing of a call it did not carry)."""
         deadline = self.clock.monotonic() + within_s
         alone = len(self._states) == 1  # one node: down at all is the answer, as ever
+        states = [ns for ns in self._states if node is None or ns.name == node]
         while True:
             now = self.clock.monotonic()
             if any(not ns.node.up and (alone or ns.down_since is None or
                                        now - ns.down_since <= RECENT_DOWN_S)
-                   for ns in self._states):
+                   for ns in states):
                 return True
             if now >= deadline:
                 return False

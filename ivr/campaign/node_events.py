@@ -161,7 +161,7 @@ def _settle_as_told(dialer: Dialer, flight: InFlight) -> None:
 
 async def _settle_no_cause(dialer: Dialer, flight: InFlight, checking: set[str]) -> None:
     try:
-        down = await dialer.pbx_went_down()
+        down = await dialer.pbx_went_down(node=flight.node)
     finally:
         checking.discard(flight.channel_id)
     if dialer.by_call.get(flight.call_id) is not flight:  # settled meanwhile (reconciled)

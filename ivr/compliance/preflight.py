@@ -57,13 +57,17 @@ _HARD_SCRAPE = re.compile(r"scrap|crawl|harvest|aspir|extract")
 _SOFT_SCRAPE = re.compile(r"\bweb|internet|online|en ligne|social|reseaux")
 _CONSENT = re.compile(r"consent|opt.?in")
 # ...unless the consent is denied: "web sans consentement", "collected online without any
-# prior consent", "absence de consentement", "consent refused". The negation must bear on the
-# consent itself ("data not shared, consent given" is a consent).
+# prior consent", "absence de consentement", "consent refused", "consent: no". The negation must
+# bear on the consent itself: only words such as "any", "prior", "their" may stand between
+# ("non-partisan opt-in", "opt-in: no objection recorded" and "consent: non-withdrawn" state a
+# consent).
+_BETWEEN = r"(?:any|prior|explicit|express|valid|written|the|their|his|her|le|la|leur|son|sa|un|une)"
 _NO_CONSENT = re.compile(
-    r"\b(sans|without|no|not|non|pas de|pas d|absence de|absence d|aucun|aucune)[\s'-]+"
-    r"(\w+[\s'-]+){0,2}(consent|opt.?in)"  # up to two words, no punctuation, in between
-    r"|\b(consent|consentement|opt.?in)\w*\s+(refuse|refused|denied|withdrawn|retire|absent)"
-    r"|\b(consent|consentement|opt.?in)\w*\s*[:=]\s*(no|non)\b")  # "consent: no"
+    r"\b(?:sans|without|no|not|non|pas de|pas d|absence de|absence d|aucun|aucune)[\s'-]+"
+    rf"(?:{_BETWEEN}[\s'-]+){{0,2}}(?:consent|opt.?in)"
+    r"|\b(?:consent|consentement|opt.?in)\w*\s+(?:refuse|refused|denied|withdrawn|retire|absent"
+    r"|not (?:given|obtained|collected)|(?:non|pas) (?:recueilli|obtenu|donne))\b"
+    r"|\b(?:consent|consentement|opt.?in)\w*\s*[:=]\s*(?:no|non)\s*(?:[.;,)]|$)")  # "consent: no"
 # A list NAMED after a scraping origin is refused whatever its basis says ("scraped from
 # leboncoin", basis member_file): the words of scraping, and the public sites and directories
 # numbers are harvested from. Matched in the name folded, without spaces, dots or dashes, so

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ivr.compliance.preflight import check_sources
 from ivr.errors import ImportFileError, store_trouble
-from ivr.numbers import NumberRejected, e164, parse_callee
+from ivr.numbers import NumberRejected, e164, objected_number, parse_callee
 from ivr.records.csv_read import (EMPTY, LATIN1_WARNING, header_columns, marked_columns,
                                   marked_refusal, overflow_reason, read_records, short, unnamed)
 from ivr.store.base import Row, StoreBackend
@@ -55,13 +55,18 @@ class ImportReport:
     # their binding keeps that first provenance (bind_contacts). kept_as: "source/basis" -> n.
     provenance_kept: int = 0
     kept_as: dict[str, int] = field(default_factory=dict)
+    # Bindings to the campaign an earlier list queued, taken out of the queue (opted_out)
+    # because a line of this file records the person's objection or lack of consent.
+    withdrawn: int = 0
 
     def summary(self) -> str:
         dup = (f" ({self.merged - self.duplicates} existing updated, {self.duplicates} "
                "repeated in the file)") if self.duplicates else ""
-        return (f"{self.added} added, {self.merged} merged{dup}, {self.unchanged} unchanged, "
-                f"{self.opted_out} on the opposition list (never called), "
-                f"{self.rejected_total} rejected")
+        out = (f"{self.added} added, {self.merged} merged{dup}, {self.unchanged} unchanged, "
+               f"{self.opted_out} on the opposition list (never called), "
+               f"{self.rejected_total} rejected")
+        return out + (f", {self.withdrawn} queued taken out of the queue (this file records "
+                      "their objection or no consent)" if self.withdrawn else "")
 
 
 def import_csv(store: StoreBackend, path: Path, *, campaign: str, source: str,
@@ -227,6 +232,7 @@ class _Importer:
         self.batch: dict[str, dict[str, str]] = {}  # number -> column -> value
         self.batches_written = 0
         self.zones: set[str] = set()  # valid names seen; zoneinfo does not cache failures
+        self.refused: set[str] = set()  # numbers a line objects to: out of the queue at flush
 
     def reject(self, line: int, reason: str) -> None:
         self.report.rejected_total += 1
@@ -252,12 +258,14 @@ class _Importer:
         raw, zone = row.pop("number", ""), row.get("timezone", "")
         if not raw:
             return self.reject(line, "no number")
-        refused = marked_refusal(row, self.marks)  # before any merge: never reaches pending
-        if refused:
-            return self.reject(line, f"{short(raw)}: {refused}")
+        refused = marked_refusal(row, self.marks, self.report.warnings)
+        if refused:  # before any merge: never reaches pending
+            return self._refuse(line, raw, refused)
         try:  # strict: no suffix, premium/special or (unless allowed) foreign number
             number = parse_callee(raw, self.region, self.allow)
         except NumberRejected as exc:
+            if exc.objection:
+                return self._refuse(line, raw, exc.reason)
             return self.reject(line, f"{short(raw)}: {exc.reason}")
         if zone and not self._zone_ok(zone):
             return self.reject(line, f"time zone {short(zone)} is unknown: use an IANA name "
@@ -272,6 +280,17 @@ class _Importer:
             self.flush()
         return None
 
+    def _refuse(self, line: int, raw: str, reason: str) -> None:
+        """A line recording an objection or no consent: rejected, and its number, if an earlier
+        list queued it for this campaign, leaves the queue (flush) rather than being called."""
+        try:
+            number: str | None = parse_callee(raw, self.region, self.allow)
+        except NumberRejected:
+            number = objected_number(raw, self.region)
+        if number is not None:
+            self.refused.add(number)
+        self.reject(line, f"{short(raw)}: {reason}")
+
     def _zone_ok(self, name: str) -> bool:
         if name in self.zones:
             return True
@@ -284,7 +303,7 @@ class _Importer:
 
     def flush(self) -> None:
         """Write the batch in one transaction: new contacts, merges, opposition statuses."""
-        if not self.batch:
+        if not self.batch and not self.refused:
             return
         batch, self.batch = self.batch, {}
         numbers = list(batch)
@@ -302,6 +321,9 @@ class _Importer:
                 self.store.bind_contacts(numbers, campaign=self.campaign, source=self.source,
                                          basis=self.basis, acquired_on=self.acquired_on,
                                          now=self.now)
+                if self.refused:  # all so far: a later line may have queued one again
+                    self.report.withdrawn += self.store.withdraw_pending(
+                        sorted(self.refused), campaign=self.campaign)
         except BaseException:  # rolled back (an interruption mid-batch): counted as unwritten
             for key, value in counts.items():
                 setattr(self.report, key, value)
@@ -383,6 +405,8 @@ class _Importer:
             "file": file, "added": r.added, "merged": r.merged, "duplicates": r.duplicates,
             "unchanged": r.unchanged, "opted_out": r.opted_out, "rejected": r.rejected_total,
             "complete": complete}
+        if r.withdrawn:
+            detail["withdrawn"] = r.withdrawn
         if r.provenance_kept:  # the basis above was not applied to these: say how many
             detail.update(provenance_kept=r.provenance_kept, kept_as=dict(r.kept_as))
         if line is not None:
@@ -390,7 +414,7 @@ class _Importer:
         return detail
 
 
-_COUNTS = ("added", "merged", "unchanged", "opted_out", "duplicates")
+_COUNTS = ("added", "merged", "unchanged", "opted_out", "duplicates", "withdrawn")
 
 
 def _counts(report: ImportReport) -> dict[str, int]:

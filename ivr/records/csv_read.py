@@ -72,15 +72,17 @@ def overflow_reason(cells: list[str], width: int) -> str:
     return f"{len(cells)} fields where the header has {width}: check the quoting and the delimiter"
 
 
-# Columns recording the person's consent or objection, by folded header name (case, accents,
-# spaces, '_', '-' and '.' dropped). A line whose cell there says no consent or an objection is
+# Columns recording the person's objection or consent, found in the folded header name (case,
+# accents, spaces and punctuation dropped): "Refus", "STOP SMS", "Ne pas appeler ?", "DNC",
+# "Opt-in", "consent_given", "Consentement RGPD". An objection word wins ("Consentement
+# refusé" is an objection column). A line whose cell there says an objection or no consent is
 # rejected: stored as an opaque extra, it would be called (a person who objected, called).
-CONSENT_COLUMNS = frozenset({"consent", "consentement"})
-OBJECTION_COLUMNS = frozenset({"opposition", "oppose", "optout", "stop", "donotcall",
-                               "nepasappeler", "bloctel", "desinscrit"})
+OBJECTION_COLUMN = re.compile(r"oppos|refus|stop|bloctel|nepas(re)?(appel|contact)|optout|"
+                              r"dnc|donotcall|desinscri|desabonn|listerouge|blacklist")
+CONSENT_COLUMN = re.compile(r"consent|optin|accord")
 _YES = frozenset({"oui", "yes", "true", "vrai", "1", "x", "o", "y"})
 _NO = frozenset({"non", "no", "false", "faux", "0", "n"})
-_REFUSED = frozenset({"refus", "refuse"})  # a consent column's 'refusé'
+_REFUSED = frozenset({"refus", "refuse", "refusee", "retire", "retiree"})  # a consent's 'refusé'
 ACCEPTED = "oui/yes/true/1/x or non/no/false/0, or leave it empty"
 
 
@@ -88,24 +90,37 @@ def marked_columns(columns: list[str]) -> dict[str, bool]:
     """Column -> True for an objection column (yes = objected), False for a consent one."""
     marks = {}
     for col in columns:
-        folded = re.sub(r"[\s_\-.']+", "", fold_text(col))
-        if folded in CONSENT_COLUMNS or folded in OBJECTION_COLUMNS:
-            marks[col] = folded in OBJECTION_COLUMNS
+        folded = re.sub(r"[\W_]+", "", fold_text(col))
+        if OBJECTION_COLUMN.search(folded):
+            marks[col] = True
+        elif CONSENT_COLUMN.search(folded):
+            marks[col] = False
     return marks
 
 
-def marked_refusal(row: dict[str, str], marks: dict[str, bool]) -> str | None:
-    """Why a line whose consent or objection column forbids the call is rejected, or None."""
+def marked_refusal(row: dict[str, str], marks: dict[str, bool],
+                   warnings: list[str] | None = None) -> str | None:
+    """Why a line whose objection or consent column forbids the call is rejected, or None. An
+    objection column must say yes or no (anything else: rejected, to be written plainly); a
+    consent column rejects only a no or a refusal: a date or "recueilli le 3 mars" is kept,
+    with one warning per column in `warnings`."""
     for col, objection in marks.items():
         value = row.get(col, "").strip()
-        word = fold_text(value).rstrip(".")
+        word = fold_text(value).rstrip(".").strip()
         if not value or word in (_NO if objection else _YES):
             continue
         if word in _YES or (not objection and word in _NO | _REFUSED):
             said = "an objection" if objection else "no consent"
-            return (f"column {col!r} says {short(value)} ({said}): not imported, never to be "
-                    f"called: record the number with `{OPTOUT_ADD}`")
-        return f"column {col!r} holds {short(value)}: write {ACCEPTED}"
+            return (f"column {col!r} says {short(value)} ({said}): not imported, and out of "
+                    "this campaign's queue if a list queued it before: record the number with "
+                    f"`{OPTOUT_ADD}` so that no campaign calls it")
+        if objection:
+            return f"column {col!r} holds {short(value)}: write {ACCEPTED}"
+        note = (f"column {col!r} holds values that say neither yes nor no, such as "
+                f"{short(value)}: those lines were imported as consented; check the column")
+        if warnings is not None and not any(w.startswith(f"column {col!r} holds values")
+                                            for w in warnings):
+            warnings.append(note)
     return None
 
 

@@ -195,6 +195,15 @@ class PgContactsSQL(PgCore):
             {"campaign": campaign, "source": source, "basis": basis,
              "acquired_on": acquired_on, "ts": utc(now), "numbers": numbers})
 
+    def withdraw_pending(self, numbers: list[str], *, campaign: str) -> int:
+        """Take these numbers' pending bindings to `campaign` out of the queue (opted_out):
+        a later list says they objected or did not consent. Returns how many left it."""
+        self._write_queued()
+        return self._exec(
+            "UPDATE campaign_contacts SET status = 'opted_out' WHERE campaign = %(campaign)s "
+            "AND status = 'pending' AND contact_id IN (SELECT id FROM contacts WHERE number "
+            "= ANY(%(numbers)s::text[]))", {"campaign": campaign, "numbers": numbers})
+
     def bound_otherwise(self, numbers: list[str], *, campaign: str, source: str,
                         basis: str | None) -> list[Row]:
         """Rows (number, source, basis): those of these numbers already bound to `campaign`

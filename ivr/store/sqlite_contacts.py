@@ -91,6 +91,14 @@ class ContactsSQL(SQLiteCore):
             "WHERE number IN (SELECT value FROM json_each(?))",
             (campaign, source, basis, acquired_on, utc(now), json.dumps(numbers)))
 
+    def withdraw_pending(self, numbers: list[str], *, campaign: str) -> int:
+        """Take these numbers' pending bindings to `campaign` out of the queue (opted_out):
+        a later list says they objected or did not consent. Returns how many left it."""
+        return self.db.execute(
+            "UPDATE campaign_contacts SET status = 'opted_out' WHERE campaign = ? AND status = "
+            "'pending' AND contact_id IN (SELECT id FROM contacts WHERE number IN (SELECT "
+            "value FROM json_each(?)))", (campaign, json.dumps(numbers))).rowcount
+
     def bound_otherwise(self, numbers: list[str], *, campaign: str, source: str,
                         basis: str | None) -> list[Row]:
         """Rows (number, source, basis): those of these numbers already bound to `campaign`
