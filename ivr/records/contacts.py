@@ -14,18 +14,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ivr.compliance.preflight import check_sources
 from ivr.errors import ImportFileError, store_trouble
 from ivr.numbers import NumberRejected, e164, objected_number, parse_callee
 from ivr.records.csv_read import (EMPTY, LATIN1_WARNING, header_columns, marked_columns,
                                   marked_refusal, overflow_reason, read_records, short, unnamed)
+from ivr.records.import_report import (ImportReport, PartialImportError, acquired_on_date,
+                                       counts_of, extra_columns, fill_blanks, provenance, to_json)
 from ivr.store.base import Row, StoreBackend
 
 __all__ = ["BATCH", "LATIN1_WARNING", "ImportReport", "PartialImportError", "e164", "import_csv",
@@ -33,40 +33,6 @@ __all__ = ["BATCH", "LATIN1_WARNING", "ImportReport", "PartialImportError", "e16
 
 BATCH = 1000            # distinct numbers per transaction
 MAX_LISTED_REJECTS = 1000  # beyond this only counted: an all-garbage huge file stays bounded
-
-
-@dataclass
-class ImportReport:
-    """Each non-blank data line lands in exactly one of added, merged, unchanged, rejected.
-
-    merged = existing contacts that gained data + lines repeating a number seen earlier in the
-    file (those are also counted in `duplicates`). opted_out counts the file's distinct numbers
-    on the opposition list, whichever of added/merged/unchanged they fell in.
-    """
-    added: int = 0
-    merged: int = 0
-    unchanged: int = 0
-    opted_out: int = 0
-    rejected: list[tuple[int, str]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    duplicates: int = 0
-    rejected_total: int = 0  # len(rejected) unless more than MAX_LISTED_REJECTS
-    # The file's distinct numbers already bound to the campaign under another list or basis:
-    # their binding keeps that first provenance (bind_contacts). kept_as: "source/basis" -> n.
-    provenance_kept: int = 0
-    kept_as: dict[str, int] = field(default_factory=dict)
-    # Bindings to the campaign an earlier list queued, taken out of the queue (opted_out)
-    # because a line of this file records the person's objection or lack of consent.
-    withdrawn: int = 0
-
-    def summary(self) -> str:
-        dup = (f" ({self.merged - self.duplicates} existing updated, {self.duplicates} "
-               "repeated in the file)") if self.duplicates else ""
-        out = (f"{self.added} added, {self.merged} merged{dup}, {self.unchanged} unchanged, "
-               f"{self.opted_out} on the opposition list (never called), "
-               f"{self.rejected_total} rejected")
-        return out + (f", {self.withdrawn} queued taken out of the queue (this file records "
-                      "their objection or no consent)" if self.withdrawn else "")
 
 
 def import_csv(store: StoreBackend, path: Path, *, campaign: str, source: str,
@@ -78,9 +44,9 @@ def import_csv(store: StoreBackend, path: Path, *, campaign: str, source: str,
     if not source:
         raise ImportFileError("a list needs its provenance: pass --source NAME")
     notes: list[str] = []
-    basis = _provenance(source, basis, notes)
+    basis = provenance(source, basis, notes)
     importer = _Importer(store, campaign=campaign, source=source, basis=basis,
-                         acquired_on=_acquired_on(acquired_on, now),
+                         acquired_on=acquired_on_date(acquired_on, now),
                          region=default_region, now=now, allow=allow_countries)
     report = importer.report
     report.warnings += notes
@@ -116,7 +82,7 @@ def share_list(store: StoreBackend, *, source: str, campaign: str, basis: str | 
     source, campaign = (source or "").strip(), (campaign or "").strip()
     if not campaign:
         raise ImportFileError("--campaign is empty: name the campaign that may call this list")
-    basis = _provenance(source, basis)
+    basis = provenance(source, basis)
     with store.transaction():
         if not store.list_exists(source, from_campaign):
             raise ImportFileError(f"no list named {source!r} for campaign {from_campaign!r} in "
@@ -128,24 +94,6 @@ def share_list(store: StoreBackend, *, source: str, campaign: str, basis: str | 
                                           "campaign": campaign, "basis": basis,
                                           "contacts": bound}, now)
     return bound
-
-
-def _provenance(source: str, basis: str | None, notes: list[str] | None = None) -> str:
-    """The basis, once the list's name and basis pass the preflight provenance rules (the run
-    would refuse them anyway: refusing here stores nothing that may not be called). `notes`
-    takes the check's warnings about the basis (a typo such as 'concent'), in its words: said
-    at the import, not first at the next `ivr check`."""
-    basis = (basis or "").strip()
-    if not basis:
-        raise ImportFileError("a list needs its acquisition basis: pass --basis consent, "
-                              "member_file or rented_file")
-    found = check_sources([{"source": source, "basis": basis, "acquired_on": "2000-01-01"}])
-    errors = [v.message for v in found if v.is_error]
-    if errors:
-        raise ImportFileError("; ".join(errors))
-    if notes is not None:
-        notes += [v.message for v in found if v.code.startswith("basis")]
-    return basis
 
 
 def _stream(importer: _Importer, records: Iterator[tuple[int, list[str]]],
@@ -208,15 +156,6 @@ def _store_failed(importer: _Importer, name: str, line: int, trouble: tuple[str,
         "again: the numbers already imported are skipped)", r) from exc
 
 
-class PartialImportError(ImportFileError):
-    """A fatal error in the file once reading began; `report`: what was found before it (its
-    rejects, for the command to list)."""
-
-    def __init__(self, message: str, report: ImportReport) -> None:
-        super().__init__(message)
-        self.report = report
-
-
 class _Importer:
     def __init__(self, store: StoreBackend, *, campaign: str, source: str, basis: str | None,
                  acquired_on: str, region: str, now: datetime,
@@ -271,7 +210,7 @@ class _Importer:
             return self.reject(line, f"time zone {short(zone)} is unknown: use an IANA name "
                                      "such as Europe/Paris")
         if number in self.batch:  # a later line of the same number fills blanks only
-            _fill(self.batch[number], row)
+            fill_blanks(self.batch[number], row)
             self.report.duplicates += 1
             self.report.merged += 1
             return None
@@ -307,7 +246,7 @@ class _Importer:
             return
         batch, self.batch = self.batch, {}
         numbers = list(batch)
-        counts = _counts(self.report)
+        counts = counts_of(self.report)
         try:
             with self.store.transaction():
                 existing = self.store.contacts_by_number(numbers)
@@ -369,7 +308,7 @@ class _Importer:
             store.add_contact(number, name=row.get("name") or None,
                               timezone=row.get("timezone") or None, source=self.source,
                               basis=self.basis, acquired_on=self.acquired_on,
-                              extra=_json(_extra(row)),
+                              extra=to_json(extra_columns(row)),
                               status="opted_out" if on_list else "pending", now=self.now)
             report.added += 1
             return
@@ -388,9 +327,9 @@ class _Importer:
         changes: dict[str, Any] = {
             col: row[col] for col in ("name", "timezone") if row.get(col) and not old[col]}
         extra = json.loads(old["extra"] or "{}")
-        filled = _fill(dict(extra), _extra(row))
+        filled = fill_blanks(dict(extra), extra_columns(row))
         if filled != extra:
-            changes["extra"] = _json(filled)
+            changes["extra"] = to_json(filled)
         if self.basis and not old["basis"] and old["source"] == self.source:
             changes["basis"] = self.basis  # same list, basis given late: not another provenance
         if on_list and old["status"] != "opted_out":
@@ -412,45 +351,6 @@ class _Importer:
         if line is not None:
             detail["last_line_read"] = line
         return detail
-
-
-_COUNTS = ("added", "merged", "unchanged", "opted_out", "duplicates", "withdrawn")
-
-
-def _counts(report: ImportReport) -> dict[str, int]:
-    """The counters a batch's writes move (ImportReport), to put back if it rolls back."""
-    return {key: getattr(report, key) for key in _COUNTS}
-
-
-def _fill(base: dict[str, Any], more: dict[str, str]) -> dict[str, Any]:
-    """Blanks of `base` take the values of `more`; nothing is overwritten."""
-    for key, value in more.items():
-        if value and not base.get(key):  # an empty cell adds nothing, not even its key
-            base[key] = value
-    return base
-
-
-def _extra(row: dict[str, str]) -> dict[str, str]:
-    """The columns kept as JSON: all but name and timezone (the number is already out)."""
-    return {k: v for k, v in row.items() if k not in ("name", "timezone")}
-
-
-def _json(value: dict[str, Any]) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _acquired_on(text: str | None, now: datetime) -> str:
-    """ISO date; default today in `now`'s own zone (the CLI passes UTC)."""
-    if text is None or not text.strip():
-        return now.date().isoformat()
-    try:
-        day = date.fromisoformat(text.strip())
-    except ValueError as exc:
-        raise ImportFileError(f"--acquired-on {text!r} is not a date: use YYYY-MM-DD") from exc
-    if day > now.date() + timedelta(days=1):  # one day of slack for time zones
-        raise ImportFileError(f"--acquired-on {day} is in the future: give the date the list "
-                              "was acquired")
-    return day.isoformat()
 
 
 from ivr.records.optout_import import import_optouts  # noqa: E402  (its own module: size)

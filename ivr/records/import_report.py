@@ -1,0 +1,112 @@
+"""An import's report and the pure parts of a line's way into the store: the provenance check
+of the list, the acquisition date, a merge that fills blanks only, the counters a batch moves
+(ivr/records/contacts.py drives them)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from ivr.compliance.preflight import check_sources
+from ivr.errors import ImportFileError
+
+
+@dataclass
+class ImportReport:
+    """Each non-blank data line lands in exactly one of added, merged, unchanged, rejected.
+
+    merged = existing contacts that gained data + lines repeating a number seen earlier in the
+    file (those are also counted in `duplicates`). opted_out counts the file's distinct numbers
+    on the opposition list, whichever of added/merged/unchanged they fell in.
+    """
+    added: int = 0
+    merged: int = 0
+    unchanged: int = 0
+    opted_out: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    duplicates: int = 0
+    rejected_total: int = 0  # len(rejected) unless more than MAX_LISTED_REJECTS
+    # The file's distinct numbers already bound to the campaign under another list or basis:
+    # their binding keeps that first provenance (bind_contacts). kept_as: "source/basis" -> n.
+    provenance_kept: int = 0
+    kept_as: dict[str, int] = field(default_factory=dict)
+    # Bindings to the campaign an earlier list queued, taken out of the queue (opted_out)
+    # because a line of this file records the person's objection or lack of consent.
+    withdrawn: int = 0
+
+    def summary(self) -> str:
+        dup = (f" ({self.merged - self.duplicates} existing updated, {self.duplicates} "
+               "repeated in the file)") if self.duplicates else ""
+        out = (f"{self.added} added, {self.merged} merged{dup}, {self.unchanged} unchanged, "
+               f"{self.opted_out} on the opposition list (never called), "
+               f"{self.rejected_total} rejected")
+        return out + (f", {self.withdrawn} queued taken out of the queue (this file records "
+                      "their objection or no consent)" if self.withdrawn else "")
+
+
+class PartialImportError(ImportFileError):
+    """A fatal error in the file once reading began; `report`: what was found before it (its
+    rejects, for the command to list)."""
+
+    def __init__(self, message: str, report: ImportReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+def provenance(source: str, basis: str | None, notes: list[str] | None = None) -> str:
+    """The basis, once the list's name and basis pass the preflight provenance rules (the run
+    would refuse them anyway: refusing here stores nothing that may not be called). `notes`
+    takes the check's warnings about the basis (a typo such as 'concent'), in its words: said
+    at the import, not first at the next `ivr check`."""
+    basis = (basis or "").strip()
+    if not basis:
+        raise ImportFileError("a list needs its acquisition basis: pass --basis consent, "
+                              "member_file or rented_file")
+    found = check_sources([{"source": source, "basis": basis, "acquired_on": "2000-01-01"}])
+    errors = [v.message for v in found if v.is_error]
+    if errors:
+        raise ImportFileError("; ".join(errors))
+    if notes is not None:
+        notes += [v.message for v in found if v.code.startswith("basis")]
+    return basis
+
+
+_COUNTS = ("added", "merged", "unchanged", "opted_out", "duplicates", "withdrawn")
+
+
+def counts_of(report: ImportReport) -> dict[str, int]:
+    """The counters a batch's writes move (ImportReport), to put back if it rolls back."""
+    return {key: getattr(report, key) for key in _COUNTS}
+
+
+def fill_blanks(base: dict[str, Any], more: dict[str, str]) -> dict[str, Any]:
+    """Blanks of `base` take the values of `more`; nothing is overwritten."""
+    for key, value in more.items():
+        if value and not base.get(key):  # an empty cell adds nothing, not even its key
+            base[key] = value
+    return base
+
+
+def extra_columns(row: dict[str, str]) -> dict[str, str]:
+    """The columns kept as JSON: all but name and timezone (the number is already out)."""
+    return {k: v for k, v in row.items() if k not in ("name", "timezone")}
+
+
+def to_json(value: dict[str, Any]) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def acquired_on_date(text: str | None, now: datetime) -> str:
+    """ISO date; default today in `now`'s own zone (the CLI passes UTC)."""
+    if text is None or not text.strip():
+        return now.date().isoformat()
+    try:
+        day = date.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise ImportFileError(f"--acquired-on {text!r} is not a date: use YYYY-MM-DD") from exc
+    if day > now.date() + timedelta(days=1):  # one day of slack for time zones
+        raise ImportFileError(f"--acquired-on {day} is in the future: give the date the list "
+                              "was acquired")
+    return day.isoformat()
