@@ -358,9 +358,14 @@ def opposition_number(raw: str, default_region: str) -> str:
 def objected_number(raw: str, default_region: str) -> str | None:
     """E.164 of the one valid number a cell names, words around it or not ("06 12 34 56 78
     STOP"), or None: what a line recording an objection takes out of the queue."""
+    text = _unwrap(raw if isinstance(raw, str) else "")
+    bare = _OBJECTION.sub(" ", fold_text(text)).strip(" -:;,.()[]*!")  # "612345678 STOP" too
+    try:
+        return parse_callee(bare, default_region)
+    except NumberRejected:
+        pass
     found = [m.number for m in phonenumbers.PhoneNumberMatcher(
-        _unwrap(raw if isinstance(raw, str) else ""), default_region,
-        leniency=phonenumbers.Leniency.VALID)]
+        text, default_region, leniency=phonenumbers.Leniency.VALID)]
     return _format(found[0]) if len(found) == 1 else None
 
 

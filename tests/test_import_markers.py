@@ -4,6 +4,7 @@ no consent), and Excel's usual header shapes and number formats get a reason tha
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,22 @@ def test_a_consent_column_holding_a_date_or_a_note_keeps_every_line(
     assert len(report.warnings) == 1 and repr(value) in report.warnings[0]
 
 
+@pytest.mark.parametrize("value", ["Non recueilli", "Pas de consentement", "Retiré le 12/03/2024",
+                                   "Refus le 3/4", "Révoqué", "Retrait", "NON (tél)", "no!",
+                                   "pas d'accord"])
+def test_a_consent_cell_saying_no_in_other_words_rejects_the_line(
+        store: Store, tmp_path: Path, value: str) -> None:
+    report = run(store, tmp_path, f"number;Consentement\n0612345601;{value}\n0612345602;oui\n")
+    assert [line for line, _ in report.rejected] == [2]
+    assert "(no consent)" in report.rejected[0][1] and report.warnings == []
+    assert [c["number"] for c in contacts(store)] == ["+33612345602"]
+
+
+@dataclass(frozen=True)
+class Allow:
+    allowed: bool
+
+
 def queued(store: Store, campaign: str = "c1") -> list[str]:
     return [c["number"] for c in store.pending_contacts(campaign)]
 
@@ -140,6 +157,28 @@ def test_a_later_list_objecting_takes_a_queued_number_out_of_the_queue(
     assert again.withdrawn == 0 and queued(store) == ["+33612345604"]
 
 
+def test_a_run_planned_before_the_objection_does_not_dial_it(store: Store, tmp_path: Path) -> None:
+    """The run's plan may be hours old: the claim reads the queue again (both backends)."""
+    run(store, tmp_path, "number\n0612345601\n0612345602\n")
+    planned = store.pending_contacts("c1")
+    run(store, tmp_path, "number;Opposition\n0612345601;oui\n", source="list-b")
+    got = [store.claim_attempt(c, campaign="c1", caller_id="+33162000000", node="n1", now=NOW,
+                               attempts_since=NOW, refusals_since=NOW,
+                               judge=lambda past: Allow(not past.in_flight)).call
+           for c in planned]
+    assert got[0] is None and got[1] is not None and got[1]["number"] == "+33612345602"
+
+
+def test_sharing_a_list_keeps_a_withdrawn_number_out_of_the_new_queue(
+        store: Store, tmp_path: Path) -> None:
+    run(store, tmp_path, "number\n0612345601\n0612345602\n")
+    run(store, tmp_path, "number\n612345601 STOP\n", source="list-b")  # its 0 lost too
+    assert queued(store) == ["+33612345602"]
+    assert store.share_list("list-a", campaign="c2", basis="consent", now=NOW,
+                            from_campaign="c1") == 2
+    assert queued(store, "c2") == ["+33612345602"]
+
+
 def test_an_objection_later_in_the_file_takes_an_earlier_line_out_of_the_queue(
         store: Store, tmp_path: Path) -> None:
     report = run(store, tmp_path, "number;name;Opposition\n0612345601;Martin;\n"
@@ -158,7 +197,8 @@ def _write(tmp_path: Path, text: str) -> Path:
                                     "ne_pas_appeler", "Bloctel", "Désinscrit", "Refus",
                                     "Opposé(e)", "STOP SMS", "Opposition démarchage",
                                     "Ne pas appeler ?", "Opposant", "DNC",
-                                    "Consentement refusé"])
+                                    "Consentement refusé", "Ne plus appeler", "Unsubscribed",
+                                    "Don't call", "is_do_not_contact", "Opt out"])
 def test_opposition_columns_are_read_whatever_their_spelling(
         store: Store, tmp_path: Path, column: str) -> None:
     report = run(store, tmp_path, f"number;{column}\n0612345601;yes\n0612345602;no\n")
@@ -168,13 +208,24 @@ def test_opposition_columns_are_read_whatever_their_spelling(
 
 
 @pytest.mark.parametrize("column", ["Opt-in", "consent_given", "Consentement RGPD",
-                                    "Accord RGPD"])
+                                    "Accord RGPD", "RGPD", "Accepte d'être contacté"])
 def test_consent_columns_are_read_whatever_their_spelling(
         store: Store, tmp_path: Path, column: str) -> None:
     report = run(store, tmp_path, f"number;{column}\n0612345601;non\n0612345602;oui\n")
     assert [line for line, _ in report.rejected] == [2]
     assert f"column {column!r} says 'non' (no consent)" in report.rejected[0][1]
     assert [c["number"] for c in contacts(store)] == ["+33612345602"]
+
+
+@pytest.mark.parametrize("column", ["email_opt_in", "Consentement email", "Newsletter opt-out",
+                                    "Last opened", "Raccordement", "Bureau de vote",
+                                    "Circonscription", "Statut", "adhérent"])
+def test_other_columns_are_kept_as_they_are(store: Store, tmp_path: Path, column: str) -> None:
+    """Another channel's consent (an email opt-in) or a word that only holds 'stop' or
+    'accord' ('Last opened', 'Raccordement') forbids no call."""
+    report = run(store, tmp_path, f"number;{column}\n0612345601;false\n0612345602;oui\n")
+    assert report.rejected == [] and report.added == 2
+    assert json.loads(contacts(store)[0]["extra"]) == {column: "false"}
 
 
 def test_an_objection_does_not_merge_into_a_contact_or_an_earlier_line(
@@ -223,7 +274,10 @@ def test_a_basis_without_consent_is_refused(store: Store, tmp_path: Path, basis:
 
 
 @pytest.mark.parametrize("basis", ["consent not given", "consentement non recueilli",
-                                   "consent: non.", "without any prior consent"])
+                                   "consent: non.", "without any prior consent",
+                                   "consentement : non recueilli", "consentement: non (tél)",
+                                   "sans recueil du consentement", "without obtaining consent",
+                                   "sans accord ni consentement"])
 def test_a_basis_denying_consent_in_other_words_is_refused(basis: str) -> None:
     found = check_sources([{"source": "x", "basis": basis, "acquired_on": "2026-01-01"}])
     assert [v.code for v in found if v.severity == ERROR] == ["basis_no_consent"]

@@ -58,16 +58,18 @@ _SOFT_SCRAPE = re.compile(r"\bweb|internet|online|en ligne|social|reseaux")
 _CONSENT = re.compile(r"consent|opt.?in")
 # ...unless the consent is denied: "web sans consentement", "collected online without any
 # prior consent", "absence de consentement", "consent refused", "consent: no". The negation must
-# bear on the consent itself: only words such as "any", "prior", "their" may stand between
-# ("non-partisan opt-in", "opt-in: no objection recorded" and "consent: non-withdrawn" state a
-# consent).
-_BETWEEN = r"(?:any|prior|explicit|express|valid|written|the|their|his|her|le|la|leur|son|sa|un|une)"
+# bear on the consent itself: only words such as "any", "prior", "their", "recueil du" may stand
+# between ("non-partisan opt-in", "opt-in: no objection recorded" and "consent: non-withdrawn"
+# state a consent).
+_BETWEEN = (r"(?:any|prior|explicit|express|valid|written|the|their|his|her|obtaining|getting|"
+            r"le|la|les|leur|son|sa|un|une|de|du|d|ni|recueil|accord)")
 _NO_CONSENT = re.compile(
     r"\b(?:sans|without|no|not|non|pas de|pas d|absence de|absence d|aucun|aucune)[\s'-]+"
     rf"(?:{_BETWEEN}[\s'-]+){{0,2}}(?:consent|opt.?in)"
     r"|\b(?:consent|consentement|opt.?in)\w*\s+(?:refuse|refused|denied|withdrawn|retire|absent"
     r"|not (?:given|obtained|collected)|(?:non|pas) (?:recueilli|obtenu|donne))\b"
-    r"|\b(?:consent|consentement|opt.?in)\w*\s*[:=]\s*(?:no|non)\s*(?:[.;,)]|$)")  # "consent: no"
+    r"|\b(?:consent|consentement|opt.?in)\w*\s*[:=]\s*(?:no|non)\b"  # "consent: no", "non recueilli"
+    r"(?!-|\s*(?:objection|opposition|withdrawn|retire))")
 # A list NAMED after a scraping origin is refused whatever its basis says ("scraped from
 # leboncoin", basis member_file): the words of scraping, and the public sites and directories
 # numbers are harvested from. Matched in the name folded, without spaces, dots or dashes, so

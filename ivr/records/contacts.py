@@ -172,6 +172,7 @@ class _Importer:
         self.batches_written = 0
         self.zones: set[str] = set()  # valid names seen; zoneinfo does not cache failures
         self.refused: set[str] = set()  # numbers a line objects to: out of the queue at flush
+        self.refused_new: set[str] = set()  # those not yet taken out by a flush
 
     def reject(self, line: int, reason: str) -> None:
         self.report.rejected_total += 1
@@ -226,8 +227,9 @@ class _Importer:
             number: str | None = parse_callee(raw, self.region, self.allow)
         except NumberRejected:
             number = objected_number(raw, self.region)
-        if number is not None:
+        if number is not None and number not in self.refused:
             self.refused.add(number)
+            self.refused_new.add(number)
         self.reject(line, f"{short(raw)}: {reason}")
 
     def _zone_ok(self, name: str) -> bool:
@@ -242,7 +244,7 @@ class _Importer:
 
     def flush(self) -> None:
         """Write the batch in one transaction: new contacts, merges, opposition statuses."""
-        if not self.batch and not self.refused:
+        if not self.batch and not self.refused_new:
             return
         batch, self.batch = self.batch, {}
         numbers = list(batch)
@@ -260,15 +262,18 @@ class _Importer:
                 self.store.bind_contacts(numbers, campaign=self.campaign, source=self.source,
                                          basis=self.basis, acquired_on=self.acquired_on,
                                          now=self.now)
-                if self.refused:  # all so far: a later line may have queued one again
+                # the new ones, and earlier ones this batch may have queued again
+                out = self.refused_new | self.refused.intersection(numbers)
+                if out:
                     self.report.withdrawn += self.store.withdraw_pending(
-                        sorted(self.refused), campaign=self.campaign)
+                        sorted(out), campaign=self.campaign)
         except BaseException:  # rolled back (an interruption mid-batch): counted as unwritten
             for key, value in counts.items():
                 setattr(self.report, key, value)
             self.batch = batch
             raise
         self.batches_written += 1
+        self.refused_new = set()
         self._count_kept([r for r in kept if r["number"] not in seen])  # a repeat: counted
 
     def _count_kept(self, kept: list[Row]) -> None:

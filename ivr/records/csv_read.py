@@ -72,17 +72,26 @@ def overflow_reason(cells: list[str], width: int) -> str:
     return f"{len(cells)} fields where the header has {width}: check the quoting and the delimiter"
 
 
-# Columns recording the person's objection or consent, found in the folded header name (case,
-# accents, spaces and punctuation dropped): "Refus", "STOP SMS", "Ne pas appeler ?", "DNC",
-# "Opt-in", "consent_given", "Consentement RGPD". An objection word wins ("Consentement
-# refusé" is an objection column). A line whose cell there says an objection or no consent is
+# Columns recording the person's objection or consent, found in the header name's words (case,
+# accents and punctuation dropped): "Refus", "STOP SMS", "Ne plus appeler ?", "DNC",
+# "is_do_not_contact", "Opt-in", "consent_given", "Consentement RGPD", "Accepte d'être
+# contacté". A word starting with a stem counts ("Opposé(e)", "Désabonné"), a phrase may run
+# over several words ("do not call"); an objection word wins ("Consentement refusé" is an
+# objection column). A column about another channel (email_opt_in, Consentement newsletter) is
+# not: its "no" does not forbid a call. A line whose cell says an objection or no consent is
 # rejected: stored as an opaque extra, it would be called (a person who objected, called).
-OBJECTION_COLUMN = re.compile(r"oppos|refus|stop|bloctel|nepas(re)?(appel|contact)|optout|"
-                              r"dnc|donotcall|desinscri|desabonn|listerouge|blacklist")
-CONSENT_COLUMN = re.compile(r"consent|optin|accord")
+OBJECTION_STEMS = ("oppos", "refus", "stop", "bloctel", "dnc", "desinscri", "desabonn",
+                   "unsubscri", "blacklist", "optout")
+OBJECTION_PHRASES = re.compile(r"optout|donotcall|donotcontact|dontcall|dontcontact|"
+                               r"ne(?:pas|plus)(?:re)?(?:appel|contact)|listerouge")
+CONSENT_STEMS = ("consent", "optin", "accord", "accept", "rgpd", "gdpr")
+OTHER_CHANNELS = frozenset({"email", "mail", "courriel", "emailing", "newsletter", "postal",
+                            "courrier"})
 _YES = frozenset({"oui", "yes", "true", "vrai", "1", "x", "o", "y"})
 _NO = frozenset({"non", "no", "false", "faux", "0", "n"})
-_REFUSED = frozenset({"refus", "refuse", "refusee", "retire", "retiree"})  # a consent's 'refusé'
+# A consent cell saying no in other words: "Non recueilli", "Retiré le 12/03", "Révoqué".
+_DENIED = re.compile(r"\b(?:non|no|not|pas|aucune?|sans|refus\w*|retir\w*|retrait\w*|revoq\w*|"
+                     r"revok\w*|withdraw\w*|denied|declined?|jamais|never)\b")
 ACCEPTED = "oui/yes/true/1/x or non/no/false/0, or leave it empty"
 
 
@@ -90,10 +99,15 @@ def marked_columns(columns: list[str]) -> dict[str, bool]:
     """Column -> True for an objection column (yes = objected), False for a consent one."""
     marks = {}
     for col in columns:
-        folded = re.sub(r"[\W_]+", "", fold_text(col))
-        if OBJECTION_COLUMN.search(folded):
+        words = re.findall(r"[a-z0-9]+", fold_text(col))
+        if OTHER_CHANNELS.intersection(words):
+            continue
+        # "opt-in", "opt out": the stems are looked for in the words joined pairwise too
+        pairs = words + [a + b for a, b in zip(words, words[1:])]
+        if any(w.startswith(OBJECTION_STEMS) for w in pairs) or \
+                OBJECTION_PHRASES.search("".join(words)):
             marks[col] = True
-        elif CONSENT_COLUMN.search(folded):
+        elif any(w.startswith(CONSENT_STEMS) for w in pairs):
             marks[col] = False
     return marks
 
@@ -109,7 +123,7 @@ def marked_refusal(row: dict[str, str], marks: dict[str, bool],
         word = fold_text(value).rstrip(".").strip()
         if not value or word in (_NO if objection else _YES):
             continue
-        if word in _YES or (not objection and word in _NO | _REFUSED):
+        if word in _YES or (not objection and _DENIED.search(word)):
             said = "an objection" if objection else "no consent"
             return (f"column {col!r} says {short(value)} ({said}): not imported, and out of "
                     "this campaign's queue if a list queued it before: record the number with "

@@ -220,12 +220,16 @@ class PgContactsSQL(PgCore):
                    from_campaign: str) -> int:
         """Bind list `source` of campaign `from_campaign` (its contacts bound under that name,
         and those imported under it before lists had campaigns) to `campaign` with `basis`;
-        returns how many were newly bound. Another campaign's list of the same name stays its."""
+        returns how many were newly bound. Another campaign's list of the same name stays its.
+        A contact out of the origin's queue for an objection (withdraw_pending) is out of the
+        new one's too."""
         self._write_queued()
         return self._exec(
             "INSERT INTO campaign_contacts (contact_id, campaign, source, basis, acquired_on, "
             "status, bound_at) SELECT k.id, %(campaign)s, %(source)s, %(basis)s, "
-            "k.acquired_on, CASE WHEN k.status = 'opted_out' THEN 'opted_out' "
+            "k.acquired_on, CASE WHEN k.status = 'opted_out' OR EXISTS (SELECT 1 FROM "
+            "campaign_contacts o WHERE o.contact_id = k.id AND o.campaign = %(origin)s AND "
+            "o.status = 'opted_out') THEN 'opted_out' "
             "ELSE 'pending' END, %(ts)s FROM contacts k WHERE EXISTS (SELECT 1 FROM "
             "campaign_contacts b WHERE b.contact_id = k.id AND b.source = %(source)s AND "
             "b.campaign = %(origin)s) OR (k.source = %(source)s AND NOT EXISTS (SELECT 1 FROM "

@@ -80,8 +80,12 @@ class CallsSQL(SQLiteCore):
         the SHA-256 of the attempt's FastAGI token (the token itself never reaches the store)."""
         number = contact["number"]
         with self.transaction():
-            past = self._history_of(contact["id"], number, attempts_since, refusals_since,
-                                    campaign, now)
+            past, bound = self._history_of(contact["id"], number, attempts_since,
+                                           refusals_since, campaign, now)
+            # Out of the queue since the run planned it (a later list's objection, say: the
+            # plan may be hours old): skipped, as pg_calls does for a contact settled elsewhere.
+            if bound not in (None, "pending"):
+                return Claim(call=None, decision=judge(History(in_flight=True)))
             decision = judge(past)
             if not decision.allowed:
                 if past.opted_out:  # keep the contact's status true to the opposition list
@@ -93,11 +97,13 @@ class CallsSQL(SQLiteCore):
         return Claim(call=row, decision=decision)
 
     def _history_of(self, contact_id: int, number: str, attempts_since: datetime,
-                    refusals_since: datetime, campaign: str, now: datetime) -> History:
+                    refusals_since: datetime, campaign: str, now: datetime
+                    ) -> tuple[History, str | None]:
         """One number's history in one statement (the claim's hot path; `history` reads many
         numbers in six). The same six answers, each through its index (the last: what an
         erasure of the number kept, erasure_holds), and the contact's slot and timezone as
-        they are now (`History.current`: the plan's row may be hours old)."""
+        they are now (`History.current`: the plan's row may be hours old); with the status of
+        its binding to the campaign (None: not bound)."""
         row = self.db.conn.execute(
             "SELECT EXISTS (SELECT 1 FROM optouts WHERE number_hash = :h), "
             "EXISTS (SELECT 1 FROM calls WHERE number = :n AND outcome IS NULL AND "
@@ -110,21 +116,23 @@ class CallsSQL(SQLiteCore):
             "(SELECT retry_at FROM calls WHERE number = :n AND +campaign = :c "
             "ORDER BY id DESC LIMIT 1), "
             # NULL when the row is gone (erased meanwhile): the caller's row then stands
-            "(SELECT json_array(slot, timezone) FROM contacts WHERE id = :k), "
+            "(SELECT json_array(k.slot, k.timezone, (SELECT b.status FROM campaign_contacts b "
+            "WHERE b.contact_id = k.id AND b.campaign = :c)) FROM contacts k WHERE k.id = :k), "
             "(SELECT json_array(last_refusal, attempts, kept_until) FROM erasure_holds "
             "WHERE number_hash = :h)",
             {"h": self.number_hash(number), "n": number, "a": utc(attempts_since),
              "r": utc(refusals_since), "c": campaign, "k": contact_id,
              "f": utc(now - OTHERS_OPEN_FOR)}).fetchall()[0]
         opted_out, in_flight, attempts, last_refusal, retry_at, now_row, hold = row
-        current = dict(zip(("slot", "timezone"), json.loads(now_row))) if now_row else None
+        slot, zone, bound = json.loads(now_row) if now_row else (None, None, None)
+        current = {"slot": slot, "timezone": zone} if now_row else None
         past = History(opted_out=bool(opted_out), in_flight=bool(in_flight),
                        attempts=[parse_utc(t) for t in json.loads(attempts)],
                        last_refusal=parse_utc(last_refusal) if last_refusal else None,
                        retry_at=parse_utc(retry_at) if retry_at else None, current=current)
         erasure_holds.add_hold(past, json.loads(hold) if hold else None, now, attempts_since,
                                refusals_since)
-        return past
+        return past, bound
 
     def create_attempt(self, contact: Mapping[str, Any], campaign: str, caller_id: str,
                        now: datetime, token_hash: str | None = None) -> Row:
