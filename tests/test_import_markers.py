@@ -193,27 +193,25 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("column", ["Opposé", "OPT-OUT", "opt_out", "Do Not Call", "STOP",
+OBJECTION_HEADERS = ["Opposé", "OPT-OUT", "opt_out", "Do Not Call", "STOP",
                                     "ne_pas_appeler", "Bloctel", "Désinscrit", "Refus",
                                     "Opposé(e)", "STOP SMS", "Opposition démarchage",
                                     "Ne pas appeler ?", "Opposant", "DNC",
                                     "Consentement refusé", "Ne plus appeler", "Unsubscribed",
-                                    "Don't call", "is_do_not_contact", "Opt out"])
-def test_opposition_columns_are_read_whatever_their_spelling(
-        store: Store, tmp_path: Path, column: str) -> None:
-    report = run(store, tmp_path, f"number;{column}\n0612345601;yes\n0612345602;no\n")
-    assert [line for line, _ in report.rejected] == [2]
-    assert f"column {column!r} says 'yes' (an objection)" in report.rejected[0][1]
-    assert [c["number"] for c in contacts(store)] == ["+33612345602"]
+                                    "Don't call", "is_do_not_contact", "Opt out"]
+CONSENT_HEADERS = ["Opt-in", "consent_given", "Consentement RGPD", "Accord RGPD", "RGPD",
+                   "Accepte d'être contacté"]
 
 
-@pytest.mark.parametrize("column", ["Opt-in", "consent_given", "Consentement RGPD",
-                                    "Accord RGPD", "RGPD", "Accepte d'être contacté"])
-def test_consent_columns_are_read_whatever_their_spelling(
-        store: Store, tmp_path: Path, column: str) -> None:
-    report = run(store, tmp_path, f"number;{column}\n0612345601;non\n0612345602;oui\n")
+@pytest.mark.parametrize("column, cell, said", [
+    *[(c, "yes", "an objection") for c in OBJECTION_HEADERS],
+    *[(c, "non", "no consent") for c in CONSENT_HEADERS]])
+def test_objection_and_consent_columns_are_read_whatever_their_spelling(
+        store: Store, tmp_path: Path, column: str, cell: str, said: str) -> None:
+    other = "no" if cell == "yes" else "oui"
+    report = run(store, tmp_path, f"number;{column}\n0612345601;{cell}\n0612345602;{other}\n")
     assert [line for line, _ in report.rejected] == [2]
-    assert f"column {column!r} says 'non' (no consent)" in report.rejected[0][1]
+    assert f"column {column!r} says {cell!r} ({said})" in report.rejected[0][1]
     assert [c["number"] for c in contacts(store)] == ["+33612345602"]
 
 

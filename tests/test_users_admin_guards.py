@@ -15,23 +15,20 @@ import pytest
 import ivr.cli_users as cli_users
 from conftest import Backend
 from test_users import PASSWORD, invoke
-from ivr import web_users
+from test_users_tokens import works
 from ivr.store import sqlite_console
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
-LAST_ADMIN = ("error: user 'ada' is the only enabled admin: {} it leaves the console none "
-              "(GDPR export and erasure, the audit, users); make another user admin first "
-              "(`ivr users role NAME admin`) or give --force")
-
-
 @pytest.fixture
 def cfg(backend_cfg_file: Path) -> Path:
     return backend_cfg_file
 
 
-def works(backend: Backend, token: str) -> bool:
-    user = backend.open().user_by_token(web_users.token_hash(token), datetime.now(timezone.utc))
-    return user is not None
+LAST_ADMIN = ("error: user 'ada' is the only enabled admin: {} it leaves the console none "
+              "(GDPR export and erasure, the audit, users); make another user admin first "
+              "(`ivr users role NAME admin`) or give --force")
+
+
 
 
 def while_held(backend: Backend, hold: Any, act: Any, hold_s: float = 0.3) -> Any:
