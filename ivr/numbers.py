@@ -355,13 +355,15 @@ def opposition_number(raw: str, default_region: str) -> str:
     return _format(num)
 
 
-def objected_number(raw: str, default_region: str) -> str | None:
+def objected_number(raw: str, default_region: str,
+                    allow_countries: frozenset[str] = frozenset()) -> str | None:
     """E.164 of the one valid number a cell names, words around it or not ("06 12 34 56 78
-    STOP"), or None: what a line recording an objection takes out of the queue."""
+    STOP"), or None: what a line recording an objection takes out of the queue. The words
+    gone, the number is read as an import reads it (parse_callee), else found in the text."""
     text = _unwrap(raw if isinstance(raw, str) else "")
     bare = _OBJECTION.sub(" ", fold_text(text)).strip(" -:;,.()[]*!")  # "612345678 STOP" too
     try:
-        return parse_callee(bare, default_region)
+        return parse_callee(bare, default_region, allow_countries)
     except NumberRejected:
         pass
     found = [m.number for m in phonenumbers.PhoneNumberMatcher(

@@ -223,10 +223,7 @@ class _Importer:
     def _refuse(self, line: int, raw: str, reason: str) -> None:
         """A line recording an objection or no consent: rejected, and its number, if an earlier
         list queued it for this campaign, leaves the queue (flush) rather than being called."""
-        try:
-            number: str | None = parse_callee(raw, self.region, self.allow)
-        except NumberRejected:
-            number = objected_number(raw, self.region)
+        number = objected_number(raw, self.region, self.allow)
         if number is not None and number not in self.refused:
             self.refused.add(number)
             self.refused_new.add(number)

@@ -81,7 +81,7 @@ def overflow_reason(cells: list[str], width: int) -> str:
 # not: its "no" does not forbid a call. A line whose cell says an objection or no consent is
 # rejected: stored as an opaque extra, it would be called (a person who objected, called).
 OBJECTION_STEMS = ("oppos", "refus", "stop", "bloctel", "dnc", "desinscri", "desabonn",
-                   "unsubscri", "blacklist", "optout")
+                   "unsubscri", "blacklist")  # "opt out": OBJECTION_PHRASES
 OBJECTION_PHRASES = re.compile(r"optout|donotcall|donotcontact|dontcall|dontcontact|"
                                r"ne(?:pas|plus)(?:re)?(?:appel|contact)|listerouge")
 CONSENT_STEMS = ("consent", "optin", "accord", "accept", "rgpd", "gdpr")
@@ -130,11 +130,10 @@ def marked_refusal(row: dict[str, str], marks: dict[str, bool],
                     f"`{OPTOUT_ADD}` so that no campaign calls it")
         if objection:
             return f"column {col!r} holds {short(value)}: write {ACCEPTED}"
-        note = (f"column {col!r} holds values that say neither yes nor no, such as "
-                f"{short(value)}: those lines were imported as consented; check the column")
-        if warnings is not None and not any(w.startswith(f"column {col!r} holds values")
-                                            for w in warnings):
-            warnings.append(note)
+        said = f"column {col!r} holds values that say neither yes nor no"
+        if warnings is not None and not any(w.startswith(said) for w in warnings):
+            warnings.append(f"{said}, such as {short(value)}: those lines were imported as "
+                            "consented; check the column")
     return None
 
 
