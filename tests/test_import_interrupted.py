@@ -3,19 +3,23 @@ the batches written are kept whole, the audit row says complete false with the c
 error line says what was kept and how to finish; never a silent death or a bare "Aborted!"."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
 from datetime import datetime, timezone
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import Backend
+from ivr import cli_guard
 from ivr.errors import ImportFileError
 from ivr.records import contacts
 from ivr.records.contacts import PartialImportError, import_csv
@@ -88,6 +92,33 @@ def test_an_interrupt_inside_a_batch_rolls_it_back_then_writes_it_whole(
     assert store.q("SELECT count(*) AS n FROM campaign_contacts")[0]["n"] == 6
     detail, = _audits(store)
     assert (detail["complete"], detail["added"]) == (False, 6)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_as_a_batch_commits_is_delivered_after_it_and_counted_with_it(
+        store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: signal.Signals) -> None:
+    """The signal lands once the batch's COMMIT is done but before the import saw it end (as
+    while PostgreSQL's reply was awaited): the rows are kept, so they must be counted."""
+    monkeypatch.setattr(contacts, "BATCH", 2)
+    transaction, commits = store.transaction, []
+
+    @contextlib.contextmanager
+    def committing_then_signalled() -> Iterator[None]:
+        with transaction():
+            yield
+        commits.append(1)
+        if len(commits) == 3:
+            os.kill(os.getpid(), sig)
+    monkeypatch.setattr(store, "transaction", committing_then_signalled)
+    previous = signal.signal(signal.SIGTERM, cli_guard._sigterm)  # as `ivr` sets it
+    try:
+        with pytest.raises(PartialImportError, match=r"interrupted at line \d+: .*6 added"):
+            _import(store, _csv(tmp_path, 20))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert store.q("SELECT count(*) AS n FROM contacts")[0]["n"] == 6
+    detail, = _audits(store)
+    assert (detail["complete"], detail["added"], detail["last_line_read"]) == (False, 6, 7)
 
 
 def test_an_interrupt_before_any_batch_says_nothing_was_imported(

@@ -12,8 +12,10 @@ safe because importing is idempotent.
 from __future__ import annotations
 
 import json
+import signal
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
@@ -112,10 +114,11 @@ def _stream(importer: _Importer, records: Iterator[tuple[int, list[str]]],
     except (ImportFileError, KeyboardInterrupt) as exc:
         if not importer.batches_written:
             raise  # nothing written yet: leave the store untouched
-        importer.flush()  # so that every line read before it is written or rejected
-        importer.note_kept()
-        importer.store.audit("import", None, importer.detail(name, complete=False, line=line),
-                             importer.now)
+        with signals_held():  # a second Ctrl-C waits for the audit row
+            importer.flush()  # so that every line read before it is written or rejected
+            importer.note_kept()
+            importer.store.audit("import", None, importer.detail(name, complete=False,
+                                                                 line=line), importer.now)
         if isinstance(exc, KeyboardInterrupt):
             raise PartialImportError(
                 f"import of {name} interrupted at line {line}: the lines before it were "
@@ -154,6 +157,29 @@ def _store_failed(importer: _Importer, name: str, line: int, trouble: tuple[str,
         f"before it are in the store, in whole batches ({r.summary()}; the rejected ones "
         f"counted up to there), nothing from there on{audit}: {fix} (import the same file "
         "again: the numbers already imported are skipped)", r) from exc
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Ctrl-C or SIGTERM during a batch is delivered once its transaction has ended, committed
+    or rolled back, so the counts and the audit row always match the store. Cut while COMMIT's
+    reply was awaited, PostgreSQL kept the rows the import then counted as unwritten. Only the
+    main thread receives signals (a console import runs in a worker: nothing to hold)."""
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or \
+            any(signal.getsignal(sig) is None for sig in sigs):  # a handler set outside Python
+        yield
+        return
+    held: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: held.append(signum))
+                for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum in dict.fromkeys(held):  # now to the handler it was meant for
+            signal.raise_signal(signum)
 
 
 class _Importer:
@@ -243,9 +269,11 @@ class _Importer:
         """Write the batch in one transaction: new contacts, merges, opposition statuses."""
         if not self.batch and not self.refused_new:
             return
-        batch, self.batch = self.batch, {}
-        numbers = list(batch)
-        counts = counts_of(self.report)
+        with signals_held():
+            self._flush(self.batch)
+
+    def _flush(self, batch: dict[str, dict[str, str]]) -> None:
+        self.batch, numbers, counts = {}, list(batch), counts_of(self.report)
         try:
             with self.store.transaction():
                 existing = self.store.contacts_by_number(numbers)
