@@ -23,6 +23,7 @@ from ivr import cli_guard
 from ivr.errors import ImportFileError
 from ivr.records import contacts
 from ivr.records.contacts import PartialImportError, import_csv
+from ivr.records.interrupts import signals_held
 
 NOW = datetime(2025, 3, 4, 9, 30, tzinfo=timezone.utc)
 
@@ -119,6 +120,45 @@ def test_a_signal_as_a_batch_commits_is_delivered_after_it_and_counted_with_it(
     assert store.q("SELECT count(*) AS n FROM contacts")[0]["n"] == 6
     detail, = _audits(store)
     assert (detail["complete"], detail["added"], detail["last_line_read"]) == (False, 6, 7)
+
+
+def test_a_signal_during_the_partial_imports_audit_still_ends_as_a_partial_import(
+        store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second Ctrl-C while the stopping import writes its audit row: the row is written and
+    the error still says what was kept (it said "nothing was imported")."""
+    monkeypatch.setattr(contacts, "BATCH", 2)
+    _interrupt_at(monkeypatch, 8)
+    audit = store.audit
+
+    def audit_then_signal(*args: Any, **kwargs: Any) -> Any:
+        os.kill(os.getpid(), signal.SIGINT)
+        return audit(*args, **kwargs)
+    monkeypatch.setattr(store, "audit", audit_then_signal)
+    with pytest.raises(PartialImportError, match="interrupted at line 8: .*6 added"):
+        _import(store, _csv(tmp_path, 20))
+    detail, = _audits(store)
+    assert (detail["complete"], detail["added"]) == (False, 6)
+
+
+def test_a_held_signal_goes_after_the_block_a_second_one_at_once_none_over_an_error() -> None:
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            reached.append("after the first")  # held
+        reached.append("after the block")  # not reached: delivered as the block ended
+    assert reached == ["after the first"]
+    with pytest.raises(KeyboardInterrupt):
+        with signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)  # the second: at once
+            reached.append("after the second")
+    assert reached == ["after the first"]
+    with pytest.raises(ValueError):  # the block's own error is the one reported
+        with signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            raise ValueError("the store failed")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_an_interrupt_before_any_batch_says_nothing_was_imported(

@@ -12,10 +12,8 @@ safe because importing is idempotent.
 from __future__ import annotations
 
 import json
-import signal
-import threading
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
@@ -28,6 +26,7 @@ from ivr.records.csv_read import (EMPTY, LATIN1_WARNING, header_columns, marked_
                                   marked_refusal, overflow_reason, read_records, short, unnamed)
 from ivr.records.import_report import (ImportReport, PartialImportError, acquired_on_date,
                                        counts_of, extra_columns, fill_blanks, provenance, to_json)
+from ivr.records.interrupts import signals_held
 from ivr.store.base import Row, StoreBackend
 
 __all__ = ["BATCH", "LATIN1_WARNING", "ImportReport", "PartialImportError", "e164", "import_csv",
@@ -70,7 +69,8 @@ def import_csv(store: StoreBackend, path: Path, *, campaign: str, source: str,
         raise ImportFileError(f"import of {path.name} interrupted before any row was written: "
                               "nothing was imported; import the file again") from None
     importer.note_kept()
-    store.audit("import", None, importer.detail(path.name, complete=True), now)
+    with signals_held():  # the import is whole: its audit row too
+        store.audit("import", None, importer.detail(path.name, complete=True), now)
     return report
 
 
@@ -114,7 +114,7 @@ def _stream(importer: _Importer, records: Iterator[tuple[int, list[str]]],
     except (ImportFileError, KeyboardInterrupt) as exc:
         if not importer.batches_written:
             raise  # nothing written yet: leave the store untouched
-        with signals_held():  # a second Ctrl-C waits for the audit row
+        with signals_held(deliver=False):  # stopping anyway: a signal now must not cut it
             importer.flush()  # so that every line read before it is written or rejected
             importer.note_kept()
             importer.store.audit("import", None, importer.detail(name, complete=False,
@@ -157,29 +157,6 @@ def _store_failed(importer: _Importer, name: str, line: int, trouble: tuple[str,
         f"before it are in the store, in whole batches ({r.summary()}; the rejected ones "
         f"counted up to there), nothing from there on{audit}: {fix} (import the same file "
         "again: the numbers already imported are skipped)", r) from exc
-
-
-@contextmanager
-def signals_held() -> Iterator[None]:
-    """Ctrl-C or SIGTERM during a batch is delivered once its transaction has ended, committed
-    or rolled back, so the counts and the audit row always match the store. Cut while COMMIT's
-    reply was awaited, PostgreSQL kept the rows the import then counted as unwritten. Only the
-    main thread receives signals (a console import runs in a worker: nothing to hold)."""
-    sigs = (signal.SIGINT, signal.SIGTERM)
-    if threading.current_thread() is not threading.main_thread() or \
-            any(signal.getsignal(sig) is None for sig in sigs):  # a handler set outside Python
-        yield
-        return
-    held: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, _frame: held.append(signum))
-                for sig in sigs}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        for signum in dict.fromkeys(held):  # now to the handler it was meant for
-            signal.raise_signal(signum)
 
 
 class _Importer:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+import wave
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from ivr import app
 from ivr.telephony.ami import Ami
 from ivr.config import Config
-from ivr.telephony.contract import SIM_SPEAKER_CONTEXT, SIM_VAR_SPEAKER_WAIT
+from ivr.telephony.contract import SIM_SOUNDS_DIR, SIM_SPEAKER_CONTEXT, SIM_VAR_SPEAKER_WAIT
 from ivr.telephony.sandbox import MONITOR_EVENTS, Sandbox
 
 from .conftest import fiction
@@ -21,10 +22,15 @@ from .conftest import fiction
 ROWS = ["10", "11", "20", "30", "40", "50", "51", "52", "60", "70", "71", "72", "80", "99"]
 
 
-# The calling side speaks for 9.2 s, as an introduction would (a callee acts once it hears
-# one), then waits: WAIT_S in all, as Wait(25) did before the callees listened.
+# The calling side speaks (the sandbox's machine greeting), as an introduction would: a callee
+# acts once it hears one. Then it waits: WAIT_S in all, as Wait(25) did before callees listened.
 WAIT_S = 25
-SPOKEN_S = 9.2
+
+
+def _spoken_s(cfg: Config) -> float:
+    path = Sandbox(cfg).sounds / SIM_SOUNDS_DIR / "machine-greeting.wav"
+    with wave.open(str(path)) as w:
+        return w.getnframes() / w.getframerate()
 
 
 async def _observe(cfg: Config, wait_s: int = WAIT_S) -> dict[str, dict[str, Any]]:
@@ -35,12 +41,13 @@ async def _observe(cfg: Config, wait_s: int = WAIT_S) -> dict[str, dict[str, Any
     seen: dict[str, dict[str, Any]] = {
         s: {"dtmf": [], "hangup": {}, "response": None, "t0": 0.0} for s in ROWS}
     uid = {f"sim-{s}": s for s in ROWS}
+    hold_s = wait_s - _spoken_s(cfg)
     try:
         for s in ROWS:
             seen[s]["t0"] = time.monotonic()
             await ami.action({"Action": "Originate", "Channel": f"Local/{fiction(s)}@ivr-sim",
                               "Context": SIM_SPEAKER_CONTEXT, "Exten": "s", "Priority": "1",
-                              "Variable": f"{SIM_VAR_SPEAKER_WAIT}={wait_s - SPOKEN_S:.1f}",
+                              "Variable": f"{SIM_VAR_SPEAKER_WAIT}={hold_s:.2f}",
                               "Async": "true", "ChannelId": f"sim-{s}",
                               "OtherChannelId": f"sim-{s}-2", "Timeout": "5000"})
         open_rows = set(ROWS)
@@ -160,11 +167,12 @@ def test_a_callee_presses_nothing_before_it_hears_the_introduction(pbx_cfg: Conf
     silent line (an IVR slow to start, 1,000 calls at once), callee 10 waits instead of pressing
     into the gap before the first prompt, where Asterisk drops the key (CI: 32-117 of 1,000
     calls `no_input` in test_load)."""
-    async def watch() -> tuple[str | None, list[str]]:
+    async def watch() -> tuple[str | None, list[str], float]:
         ami = Ami(pbx_cfg.pbx.host, pbx_cfg.pbx.port, Sandbox(pbx_cfg).monitor_user,
                   app.ami_secret(pbx_cfg), events=MONITOR_EVENTS)
         await ami.connect()
-        response, keys = None, []
+        response, keys, ended = None, [], 0.0
+        t0 = time.monotonic()
         try:
             await ami.action({"Action": "Originate", "Async": "true", "Timeout": "5000",
                               "Channel": f"Local/{fiction('10', block='77')}@ivr-sim",
@@ -179,8 +187,11 @@ def test_a_callee_presses_nothing_before_it_hears_the_introduction(pbx_cfg: Conf
                 elif ev.get("Event") == "DTMFEnd":
                     keys.append(ev.get("Digit", ""))
                 elif ev.get("Event") == "Hangup" and ev.get("Uniqueid") == "deaf-1":
+                    ended = time.monotonic() - t0
                     break
         finally:
             ami.close()
-        return response, keys
-    assert asyncio.run(watch()) == ("Success", [])  # answered, 8 s of silence, no key
+        return response, keys, ended
+    response, keys, ended = asyncio.run(watch())
+    assert (response, keys) == ("Success", [])  # answered, then silence: no key
+    assert ended >= 8  # the callee stayed on the line to the end of our Wait(8)

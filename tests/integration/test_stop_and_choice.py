@@ -166,7 +166,7 @@ def test_a_second_ctrl_c_while_the_pbx_is_down_ends_the_run_within_seconds(
     assert any(c["outcome"] is None for c in query(db, "SELECT * FROM calls"))
     # the next run reconciles what was left open; every call in one wave (the silent callees'
     # ~25 s each, three at a time, were this test's longest part)
-    write_cfg(pbx_cfg, tmp_path, dialer__max_concurrent=6)
+    cfg_file = write_cfg(pbx_cfg, tmp_path, dialer__max_concurrent=6)
     again = ivr(cfg_file, "run", timeout=180)
     assert again.returncode == 0, again.stderr
     calls = query(db, "SELECT * FROM calls")
