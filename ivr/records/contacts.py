@@ -247,10 +247,11 @@ class _Importer:
         if not self.batch and not self.refused_new:
             return
         with signals_held():
-            self._flush(self.batch)
+            self._flush()
 
-    def _flush(self, batch: dict[str, dict[str, str]]) -> None:
-        self.batch, numbers, counts = {}, list(batch), counts_of(self.report)
+    def _flush(self) -> None:
+        batch, self.batch = self.batch, {}
+        numbers, counts = list(batch), counts_of(self.report)
         try:
             with self.store.transaction():
                 existing = self.store.contacts_by_number(numbers)
