@@ -83,12 +83,15 @@ def prompt_sound(campaign: str, key: str, sha256: str) -> str:
 SIM_CONTEXT = "ivr-sim"                  # Local/<E.164>@ivr-sim: a simulated callee
 SIM_CALLER_CONTEXT = "ivr-sim-caller"    # a person calling the opposition line back
 SIM_AGI_RAW_CONTEXT = "ivr-sim-agi-raw"  # AGI without AGISIGHUP=no (tests of fastagi.py)
+SIM_SPEAKER_CONTEXT = "ivr-sim-speaker"  # speaks, then waits: a callee watched with no IVR
 BENCH_CONTEXT = "ivr-bench-dialplan"     # the IVR in pure dialplan (bench/bench_ivr.py)
 SIM_SOUNDS_DIR = "ivr-sim"               # the callees' "allo", silence, machine greeting
 SIM_EARLY_S = "IVR_SIM_EARLY_S"          # globals written by `ivr pbx up` from prompt timings
 SIM_AFTER_INTRO_S = "IVR_SIM_AFTER_INTRO_S"
 SIM_REASK_S = "IVR_SIM_REASK_S"
+SIM_HEARD_MS = "IVR_SIM_HEARD_MS"
 SIM_VAR_ROUTE = "IVR_ROUTE"              # the route [ivr-sim-agi-raw] calls
+SIM_VAR_SPEAKER_WAIT = "IVR_SPEAKER_WAIT_S"  # [ivr-sim-speaker]: the wait after it speaks
 BENCH_VAR_TIMEOUT = "IVR_TIMEOUT"        # [ivr-bench-dialplan]: flow.input_timeout_s
 BENCH_VAR_REPEATS = "IVR_REPEATS"        # [ivr-bench-dialplan]: flow.max_repeats
 

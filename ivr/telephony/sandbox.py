@@ -22,7 +22,8 @@ from ivr.telephony.ami import WANTED_EVENTS
 from ivr.config import Config
 from ivr.telephony.agi_auth import callback_secret_from_env
 from ivr.telephony.contract import (GLOBAL_AGI_URL, GLOBAL_CALLBACK_SECRET, SIM_AFTER_INTRO_S,
-                                    SIM_EARLY_S, SIM_REASK_S, SIM_SOUNDS_DIR, agi_url)
+                                    SIM_EARLY_S, SIM_HEARD_MS, SIM_REASK_S, SIM_SOUNDS_DIR,
+                                    agi_url)
 from ivr.errors import SandboxError
 from ivr.secret_files import read_or_create, write_secret
 from ivr.telephony.sandbox_root import (CHROOT_DIRS, build, check_dialplan_dir, harden,
@@ -222,11 +223,12 @@ class Sandbox:
             GLOBAL_AGI_URL: agi_url(self.cfg.agi.host, self.cfg.agi.port),
             # The secret the opposition line passes to the `callback` route.
             GLOBAL_CALLBACK_SECRET: self.callback_secret(),
-            # Delays counted from 1 s after the callee's "allo" (when AMD has decided and
-            # the intro starts): "during the introduction" lands 2 s into it, "after" about
-            # 1 s after it ended.
+            # Delays counted from when the callee hears the intro (HEARD_MS of sound, so
+            # about that long after it starts): "during the introduction" lands ~2.2 s into
+            # it, "after" ~1 s after it ended.
+            SIM_HEARD_MS: 200,
             SIM_EARLY_S: 2,
-            SIM_AFTER_INTRO_S: round(intro + 1.0, 1),
+            SIM_AFTER_INTRO_S: round(intro + 0.8, 1),
             SIM_REASK_S: round(invalid + 2.0, 1),
         }
 

@@ -1,10 +1,12 @@
 """Issue 2: the sandbox is real. Each simulated callee, seen from AMI with no controller logic:
-Originate Local/<number>@ivr-sim into Wait(), then what Asterisk reports."""
+Originate Local/<number>@ivr-sim into a side that speaks then waits (ivr-sim-speaker), then
+what Asterisk reports."""
 from __future__ import annotations
 
 import asyncio
 import subprocess
 import time
+import wave
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ import pytest
 from ivr import app
 from ivr.telephony.ami import Ami
 from ivr.config import Config
+from ivr.telephony.contract import SIM_SOUNDS_DIR, SIM_SPEAKER_CONTEXT, SIM_VAR_SPEAKER_WAIT
 from ivr.telephony.sandbox import MONITOR_EVENTS, Sandbox
 
 from .conftest import fiction
@@ -19,7 +22,18 @@ from .conftest import fiction
 ROWS = ["10", "11", "20", "30", "40", "50", "51", "52", "60", "70", "71", "72", "80", "99"]
 
 
-async def _observe(cfg: Config, wait_s: int = 25) -> dict[str, dict[str, Any]]:
+# The calling side speaks (the sandbox's machine greeting), as an introduction would: a callee
+# acts once it hears one. Then it waits: WAIT_S in all, as Wait(25) did before callees listened.
+WAIT_S = 25
+
+
+def _spoken_s(cfg: Config) -> float:
+    path = Sandbox(cfg).sounds / SIM_SOUNDS_DIR / "machine-greeting.wav"
+    with wave.open(str(path)) as w:
+        return w.getnframes() / w.getframerate()
+
+
+async def _observe(cfg: Config, wait_s: int = WAIT_S) -> dict[str, dict[str, Any]]:
     # The controller's user never receives DTMF events: a sandbox monitor user does.
     ami = Ami(cfg.pbx.host, cfg.pbx.port, Sandbox(cfg).monitor_user, app.ami_secret(cfg),
               events=MONITOR_EVENTS)
@@ -27,13 +41,15 @@ async def _observe(cfg: Config, wait_s: int = 25) -> dict[str, dict[str, Any]]:
     seen: dict[str, dict[str, Any]] = {
         s: {"dtmf": [], "hangup": {}, "response": None, "t0": 0.0} for s in ROWS}
     uid = {f"sim-{s}": s for s in ROWS}
+    hold_s = wait_s - _spoken_s(cfg)
     try:
         for s in ROWS:
             seen[s]["t0"] = time.monotonic()
             await ami.action({"Action": "Originate", "Channel": f"Local/{fiction(s)}@ivr-sim",
-                              "Application": "Wait", "Data": str(wait_s), "Async": "true",
-                              "ChannelId": f"sim-{s}", "OtherChannelId": f"sim-{s}-2",
-                              "Timeout": "5000"})
+                              "Context": SIM_SPEAKER_CONTEXT, "Exten": "s", "Priority": "1",
+                              "Variable": f"{SIM_VAR_SPEAKER_WAIT}={hold_s:.2f}",
+                              "Async": "true", "ChannelId": f"sim-{s}",
+                              "OtherChannelId": f"sim-{s}-2", "Timeout": "5000"})
         open_rows = set(ROWS)
         deadline = time.monotonic() + wait_s + 15
         while open_rows and time.monotonic() < deadline:
@@ -90,7 +106,7 @@ def test_key_during_intro_comes_before_key_after_intro(observed: dict,
 @pytest.mark.parametrize("row", ["50", "51", "52"])
 def test_callees_that_hang_up_do_so_themselves(observed: dict, row: str) -> None:
     cause, at = observed[row]["hangup"][";2"]
-    assert cause == 16 and at < 20  # before Wait(25) on our side ends
+    assert cause == 16 and at < 20  # before our side hangs up at WAIT_S
 
 
 def test_busy(observed: dict) -> None:
@@ -110,7 +126,7 @@ def test_congestion(observed: dict) -> None:
 
 
 def test_silent_callee_stays_on_the_line(observed: dict) -> None:
-    assert observed["30"]["hangup"][";1"][1] >= 24  # only our Wait(25) ended it
+    assert observed["30"]["hangup"][";1"][1] >= 24  # only our side, at WAIT_S, ended it
 
 
 def test_pbx_cli_reaches_the_sandbox(pbx_cfg: Config) -> None:
@@ -144,3 +160,38 @@ def test_cli_up_status_down_twice(pbx_cfg: Config) -> None:
     finally:  # leave the sandbox as the session fixture made it
         Sandbox(pbx_cfg).up(sim_timing=app.sandbox_sim_timing(pbx_cfg))
         app.install_prompts_to_pbx(pbx_cfg)
+
+
+def test_a_callee_presses_nothing_before_it_hears_the_introduction(pbx_cfg: Config) -> None:
+    """Its delays count from the introduction's first words, not from the answer: facing a
+    silent line (an IVR slow to start, 1,000 calls at once), callee 10 waits instead of pressing
+    into the gap before the first prompt, where Asterisk drops the key (CI: 32-117 of 1,000
+    calls `no_input` in test_load)."""
+    async def watch() -> tuple[str | None, list[str], float]:
+        ami = Ami(pbx_cfg.pbx.host, pbx_cfg.pbx.port, Sandbox(pbx_cfg).monitor_user,
+                  app.ami_secret(pbx_cfg), events=MONITOR_EVENTS)
+        await ami.connect()
+        response, keys, ended = None, [], 0.0
+        t0 = time.monotonic()
+        try:
+            await ami.action({"Action": "Originate", "Async": "true", "Timeout": "5000",
+                              "Channel": f"Local/{fiction('10', block='77')}@ivr-sim",
+                              "Application": "Wait", "Data": "8", "ChannelId": "deaf-1"})
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                ev = await ami.next_event(1.0)
+                if ev is None or not str(ev.get("Uniqueid", "")).startswith("deaf-1"):
+                    continue
+                if ev.get("Event") == "OriginateResponse":
+                    response = ev.get("Response")
+                elif ev.get("Event") == "DTMFEnd":
+                    keys.append(ev.get("Digit", ""))
+                elif ev.get("Event") == "Hangup" and ev.get("Uniqueid") == "deaf-1":
+                    ended = time.monotonic() - t0
+                    break
+        finally:
+            ami.close()
+        return response, keys, ended
+    response, keys, ended = asyncio.run(watch())
+    assert (response, keys) == ("Success", [])  # answered, then silence: no key
+    assert ended >= 8  # the callee stayed on the line to the end of our Wait(8)

@@ -11,6 +11,7 @@ import pytest
 from ivr import app
 from ivr.telephony.ami import WANTED_EVENTS, Ami
 from ivr.config import Config
+from ivr.telephony.contract import SIM_SPEAKER_CONTEXT, SIM_VAR_SPEAKER_WAIT
 from ivr.errors import PbxError
 from ivr.store.sqlite import Store
 
@@ -56,8 +57,10 @@ def test_ami_user_receives_only_the_events_the_controller_reads(pbx_cfg: Config)
         seen: set[str] = set()
         try:
             await ami.action({"Action": "Originate", "Channel": f"Local/{fiction('10')}@ivr-sim",
-                              "Application": "Wait", "Data": "6", "Async": "true",
-                              "ChannelId": "filter-1", "Timeout": "5000"})
+                              "Context": SIM_SPEAKER_CONTEXT, "Exten": "s", "Priority": "1",
+                              # the callee hears it and presses 1: DTMF chatter
+                              "Variable": f"{SIM_VAR_SPEAKER_WAIT}=0",
+                              "Async": "true", "ChannelId": "filter-1", "Timeout": "5000"})
             while (ev := await ami.next_event(10)) is not None:
                 seen.add(ev.get("Event", ""))
                 if ev.get("Event") == "Hangup" and ev.get("Uniqueid") == "filter-1":
