@@ -522,8 +522,8 @@ def test_fatal_error_after_some_batches_keeps_them_whole(
 # 100,000 lines on SQLite; on PostgreSQL 20,000 (20 batches of contacts.BATCH): its batching
 # and import session are the same code at any size, and 200,000 took 80-160 s there. The peak
 # is ~14 MB, most of it numbers._overseas' cache, full after its 65,536 distinct numbers: 100,000
-# lines go past it, and a leak of 185 bytes a line fails (32 MB), as with 200,000 lines and
-# 50 MB before (100-110 s under tracemalloc in CI; 100,000: 44 s).
+# lines go past it, and a leak of ~200 bytes a line fails (32 MiB; tried: 210 failed, 141
+# passed), as with 200,000 lines and 50 MiB before (100-110 s under tracemalloc in CI; now 44 s).
 @pytest.mark.parametrize("store, n, limit_mb",
                          [("sqlite", 100_000, 32), ("postgresql", 20_000, 32)], indirect=["store"])
 def test_a_large_file_streams_with_bounded_memory(store: Store, tmp_path: Path, n: int,
