@@ -22,19 +22,23 @@ Originate window (sending.SEND_WINDOW, 32) widened to every call, in this proces
 product is unchanged. `--stock-uvloop` adds stock at once again on uvloop (the controller's
 loop, app.run) instead of the stdlib's. `--rate R` adds both sides at R Originates a second:
 stock paced at R, and the controller with dialer.calls_per_second = R (its own setting), as
-when a loaded sandbox holds the controller's window to 18-88 a second. Each run also gives
+when a loaded sandbox holds the controller's window to 18-88 a second. `--store-split` adds
+the controller again with the CPU of its store's methods timed apart (store_cpu.py): the
+store's share, and `rest_ratio`, what the controller spends outside its store ÷ stock's
+whole (how near the goal the controller would be with a store that cost nothing). Each run also gives
 its voluntary context switches per call (ru_nvcsw, whole process: a proxy for the event
 loop's wake-ups) and the cyclic collector's CPU per call (gc.callbacks).
 
 Prints one JSON object. Usage (root, sandbox up):
   python3 bench/bench_baseline.py [--calls 1000] [--all-events] [--pairs 3 [--stock-paced]
-                                  [--ctl-burst] [--stock-uvloop] [--rate R]]
+                                  [--ctl-burst] [--stock-uvloop] [--rate R] [--store-split]]
 Not a test, and not a product: it asserts nothing; the README records its output.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import resource
@@ -49,6 +53,7 @@ from panoramisk.fast_agi import Application, Request
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_ivr  # noqa: E402  (same config, numbers and sandbox set-up)
 import gc_passes  # noqa: E402
+from store_cpu import StoreCpu  # noqa: E402
 
 from ivr import app  # noqa: E402
 from ivr.campaign import sending  # noqa: E402
@@ -148,9 +153,11 @@ def sys_share(r0: resource.struct_rusage, r1: resource.struct_rusage) -> float:
 
 
 def controller(cfg: bench_ivr.config.Config, db: Path, nums: list[str],
-               window: int | None = None, rate: float | None = None) -> dict[str, float]:
+               window: int | None = None, rate: float | None = None,
+               split: StoreCpu | None = None) -> dict[str, float]:
     """bench_ivr's FastAGI run on a fresh store; `window` widens the Originate window for this
-    run only (the bench's experiment, not the product's setting); `rate`: calls_per_second."""
+    run only (the bench's experiment, not the product's setting); `rate`: calls_per_second;
+    `split`: the store's methods timed (store_cpu.py: an extra run, its wrappers cost)."""
     run_cfg = dataclasses.replace(cfg, store=dataclasses.replace(cfg.store, path=str(db)))
     if rate:
         run_cfg = dataclasses.replace(run_cfg, dialer=dataclasses.replace(
@@ -160,25 +167,28 @@ def controller(cfg: bench_ivr.config.Config, db: Path, nums: list[str],
     try:
         GC.take()  # the passes before this run are not its own
         r0 = resource.getrusage(resource.RUSAGE_SELF)  # and the list's insert
-        ctl = app.run(bench_ivr.run_fastagi(run_cfg, nums, key_latency=False))
+        with split.wrapping(bench_ivr.Store) if split else contextlib.nullcontext():
+            ctl = app.run(bench_ivr.run_fastagi(run_cfg, nums, key_latency=False))
         r1 = resource.getrusage(resource.RUSAGE_SELF)
         gc_use = gc_passes.per_call(GC.take(), len(nums))
     finally:
         sending.SEND_WINDOW = kept
-    split = usage(r0, r1, len(nums))
+    used = usage(r0, r1, len(nums))
     return {"cpu_ms_per_call": round(ctl["cpu_ms_per_call"], 3),  # run_fastagi's own window
-            "sys_share": split["sys_share"], "nvcsw_per_call": split["nvcsw_per_call"],
-            "nivcsw_per_call": split["nivcsw_per_call"], "elapsed_s": round(ctl["elapsed_s"], 1),
+            "sys_share": used["sys_share"], "nvcsw_per_call": used["nvcsw_per_call"],
+            "nivcsw_per_call": used["nivcsw_per_call"], "elapsed_s": round(ctl["elapsed_s"], 1),
             "completed": ctl["completed"],
             "originations_per_s": round(ctl["originations_per_s"], 1),
             **gc_use}  # type: ignore[dict-item]
 
 
 def one_pair(cfg: bench_ivr.config.Config, base: Path, i: int, nums: list[str], user: str,
-             paced: bool, burst: bool, uv: bool, rate: float | None) -> dict[str, object]:
+             paced: bool, burst: bool, uv: bool, rate: float | None,
+             split: bool = False) -> dict[str, object]:
     """Stock at once, the controller, then (options) stock paced at the rate the controller
     reached just before, the controller with a window as wide as the run, stock on uvloop,
-    and both sides at `rate` Originates a second."""
+    both sides at `rate` Originates a second, and the controller with its store's CPU split
+    out."""
     stock = asyncio.run(prototype(cfg, nums, user))
     ctl = controller(cfg, base / f"pair{i}.db", nums)
     row: dict[str, object] = {
@@ -207,7 +217,25 @@ def one_pair(cfg: bench_ivr.config.Config, base: Path, i: int, nums: list[str], 
         ctl_rate = controller(cfg, base / f"pair{i}-rate.db", nums, rate=rate)
         row["stock_at_rate"], row["controller_at_rate"] = at_rate, ctl_rate
         row["ratio_at_rate"] = round(ctl_rate["cpu_ms_per_call"] / at_rate["cpu_ms_per_call"], 3)
+    if split:
+        row.update(store_split(cfg, base / f"pair{i}-split.db", nums, stock["cpu_ms_per_call"]))
     return row
+
+
+def store_split(cfg: bench_ivr.config.Config, db: Path, nums: list[str], stock_ms: float
+                ) -> dict[str, object]:
+    """A further controller run with its store's methods timed: the store's CPU per call, and
+    what the rest of the controller (AMI, FastAGI, flow, loop) costs beside stock's whole."""
+    timer = StoreCpu()
+    run = controller(cfg, db, nums, split=timer)
+    for before in ("bind_contacts",):  # the list's insert, before run_fastagi's CPU window
+        timer.cpu.pop(before, None)
+    used = timer.per_call(len(nums))
+    rest = run["cpu_ms_per_call"] - float(used["store_ms_per_call"])  # type: ignore[arg-type]
+    return {"controller_split": {**run, **used, "rest_ms_per_call": round(rest, 3)},
+            "rest_ratio": round(rest / stock_ms, 3),
+            "store_share": round(float(used["store_ms_per_call"])  # type: ignore[arg-type]
+                                 / run["cpu_ms_per_call"], 3)}
 
 
 def spread(rows: list[dict[str, object]], key: str) -> dict[str, float]:
@@ -220,13 +248,14 @@ def spread(rows: list[dict[str, object]], key: str) -> dict[str, float]:
 
 def pairs(cfg: bench_ivr.config.Config, base: Path, n_pairs: int, nums: list[str],
           user: str, paced: bool = False, burst: bool = False, uv: bool = False,
-          rate: float | None = None) -> dict[str, object]:
+          rate: float | None = None, split: bool = False) -> dict[str, object]:
     """Stock panoramisk then the controller, n_pairs times in turn, in this one process: the
     ratio of each pair is taken under the same load on the machine."""
-    rows = [one_pair(cfg, base, i, nums, user, paced, burst, uv, rate)
+    rows = [one_pair(cfg, base, i, nums, user, paced, burst, uv, rate, split)
             for i in range(n_pairs)]
     return {"pairs": rows, **spread(rows, "ratio"), **spread(rows, "ratio_vs_paced"),
-            **spread(rows, "burst_ratio"), **spread(rows, "ratio_at_rate")}
+            **spread(rows, "burst_ratio"), **spread(rows, "ratio_at_rate"),
+            **spread(rows, "rest_ratio"), **spread(rows, "store_share")}
 
 
 def main() -> None:
@@ -245,6 +274,9 @@ def main() -> None:
                         help="with --pairs: also stock at once on uvloop")
     parser.add_argument("--rate", type=float, default=None,
                         help="with --pairs: also both sides at this many Originates a second")
+    parser.add_argument("--store-split", action="store_true",
+                        help="with --pairs: also the controller with its store's CPU timed "
+                             "apart (an extra run)")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 16384), max(hard, 16384)))
@@ -258,7 +290,7 @@ def main() -> None:
         nums = bench_ivr.numbers(args.calls)
         if args.pairs:
             out = pairs(cfg, Path(tmp), args.pairs, nums, user, args.stock_paced,
-                        args.ctl_burst, args.stock_uvloop, args.rate)
+                        args.ctl_burst, args.stock_uvloop, args.rate, args.store_split)
             print(json.dumps({"calls": args.calls, "ami_user": user, **out}, indent=2))
             return
         result = asyncio.run(prototype(cfg, nums, user))

@@ -85,19 +85,24 @@ def cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def seed(store: Store, cfg: config.Config, nums: list[str]) -> None:
+    """The contacts as an import leaves them, consented and bound to the campaign (lists
+    belong to their campaign: a run calls only the contacts bound to it)."""
+    now = datetime.now(timezone.utc)
+    with store.transaction():
+        for n in nums:
+            store.add_contact(n, name=None, timezone=None, source="bench", basis="consent",
+                              acquired_on=None, extra="{}", status="pending", now=now)
+        store.bind_contacts(nums, campaign=cfg.campaign.name, source="bench", basis="consent",
+                            acquired_on=None, now=now)
+
+
 async def run_fastagi(cfg: config.Config, nums: list[str],
                       key_latency: bool = True) -> dict[str, float]:
     """The controller's run; key_latency=False leaves out the key-to-prompt timer, which wraps
     every AGI command (CPU comparisons: it is the bench's work, not the controller's)."""
     store = Store.open(cfg.path(cfg.store.path), busy_timeout_s=0.5)
-    ts = utc(datetime.now(timezone.utc))
-    with store.transaction():
-        for n in nums:
-            store.db.execute("INSERT INTO contacts (number, source, basis, created_at, "
-                             "updated_at) VALUES (?, 'bench', 'consent', ?, ?)", (n, ts, ts))
-        # Lists belong to their campaign: a run calls only the contacts bound to it.
-        store.bind_contacts(nums, campaign=cfg.campaign.name, source="bench", basis="consent",
-                            acquired_on=None, now=datetime.now(timezone.utc))
+    seed(store, cfg, nums)
     latency = KeyLatency()
     if key_latency:
         latency.install()

@@ -23,7 +23,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import bench_ivr  # same config, numbers and sandbox set-up
@@ -47,13 +47,8 @@ def measure(calls: int, busy: int, base: Path) -> dict[str, object]:
     build_prompts(cfg)
     Sandbox(cfg).up(sim_timing=app.sandbox_sim_timing(cfg))
     app.install_prompts_to_pbx(cfg)
-    store, nums, now = Store.memory(), bench_ivr.numbers(calls), datetime.now(timezone.utc)
-    with store.transaction():  # as an import leaves them: contacts, bound to the campaign
-        for n in nums:
-            store.add_contact(n, name=None, timezone=None, source="bench", basis="consent",
-                              acquired_on=None, extra="{}", status="pending", now=now)
-        store.bind_contacts(nums, campaign=cfg.campaign.name, source="bench", basis="consent",
-                            acquired_on=None, now=now)
+    store, nums = Store.memory(), bench_ivr.numbers(calls)
+    bench_ivr.seed(store, cfg, nums)
     ticks: list[tuple[float, int]] = []
     loops = busy_loops(busy)
     t0 = time.monotonic()
