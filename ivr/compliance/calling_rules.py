@@ -167,6 +167,18 @@ def _week_plan(specs: tuple[WindowSpec, ...], slot: tuple[int, int] | None) -> d
     return plan
 
 
+def slot_meets_windows(schedule: Schedule, slot: str) -> bool:
+    """Whether the named slot's hours meet a calling window on some weekday (if not, a callee
+    who chose that slot could never be called back)."""
+    span = parse_span(DEFAULT_SLOT_HOURS[slot], f"slot {slot!r} hours")
+    return any(_week_plan(_schedule_rules(schedule)[0], span).values())
+
+
+def windows_text(schedule: Schedule) -> str:
+    """The calling windows as the config writes them, for messages."""
+    return "; ".join(spec.text for spec in _schedule_rules(schedule)[0])
+
+
 def _wall_seconds(local: datetime) -> int:
     return local.hour * 3600 + local.minute * 60 + local.second
 
@@ -202,6 +214,8 @@ def _next_open(t0: datetime, zones: tuple[ZoneInfo, ...], is_open: Callable[[dat
     need testing: a day's, in every zone, in time order up to the next day's earliest start."""
     if is_open(t0):
         return t0
+    if not any(plan.values()):  # a slot outside every window: nothing to search for
+        return None
     first_day = min(t0.astimezone(z).date() for z in zones) - timedelta(days=1)  # margin
     pending: set[datetime] = set()
     for i in range(SEARCH_HORIZON_DAYS + 1):

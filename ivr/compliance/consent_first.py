@@ -40,6 +40,7 @@ from collections.abc import Callable
 
 from ivr.errors import ComplianceError
 from ivr.config import Config, PromptSource
+from ivr.compliance.calling_rules import DEFAULT_SLOT_HOURS, slot_meets_windows, windows_text
 from ivr.compliance.prompt_legal import (key_mentions, mentions_key, normalise, spoken_text,
                                          tells_optout)
 
@@ -208,10 +209,25 @@ def slot_problems(cfg: Config) -> list[tuple[str, str]]:
     if not cfg.flow.ask_slot:
         return [("warning", "flow.ask_slot is false: the CNIL expects the consent to name a "
                  "time slot; set it to true (and give prompts.items.slot_question)")]
+    never = [("error", problem) for problem in unreachable_slots(cfg)]
     if "slot_question" not in cfg.prompts.items:
         return [("error", "prompts.items.slot_question is missing while flow.ask_slot is true: "
-                 "add the slot question, or set flow.ask_slot: false")]
-    return [("error", problem) for problem in slot_question_problems(cfg)]
+                 "add the slot question, or set flow.ask_slot: false")] + never
+    return [("error", problem) for problem in slot_question_problems(cfg)] + never
+
+
+def unreachable_slots(cfg: Config) -> list[str]:
+    """The slots offered (flow.slots) whose hours meet no calling window: the person choosing
+    one is promised calls at a time this campaign never calls (and is never called again)."""
+    try:
+        windows = windows_text(cfg.schedule)
+    except ComplianceError:  # malformed windows: their own check names them
+        return []
+    return [f"flow.slots.{key}: {slot} ({DEFAULT_SLOT_HOURS[slot]}) meets none of "
+            f"schedule.windows ({windows}): a person choosing it would never be called back; "
+            "remove the slot or widen a window"
+            for key, slot in cfg.flow.slots.items()
+            if slot in DEFAULT_SLOT_HOURS and not slot_meets_windows(cfg.schedule, slot)]
 
 
 def slot_question_problems(cfg: Config) -> list[str]:
