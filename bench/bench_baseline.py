@@ -25,9 +25,9 @@ stock paced at R, and the controller with dialer.calls_per_second = R (its own s
 when a loaded sandbox holds the controller's window to 18-88 a second. `--store-split` adds
 the controller again with the CPU of its store's methods timed apart (store_cpu.py): the
 store's share, and `rest_ratio`, what the controller spends outside its store ÷ stock's
-whole (how near the goal the controller would be with a store that cost nothing). Each run also gives
-its voluntary context switches per call (ru_nvcsw, whole process: a proxy for the event
-loop's wake-ups) and the cyclic collector's CPU per call (gc.callbacks).
+whole (how near the goal the controller would be with a store that cost nothing). Each run
+also gives its voluntary context switches per call (ru_nvcsw, whole process: a proxy for the
+event loop's wake-ups) and the cyclic collector's CPU per call (gc.callbacks).
 
 Prints one JSON object. Usage (root, sandbox up):
   python3 bench/bench_baseline.py [--calls 1000] [--all-events] [--pairs 3 [--stock-paced]
