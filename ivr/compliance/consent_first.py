@@ -226,8 +226,8 @@ def unreachable_slots(cfg: Config) -> list[str]:
     return [f"flow.slots.{key}: {slot} ({DEFAULT_SLOT_HOURS[slot]}) meets none of "
             f"schedule.windows ({windows}): a person choosing it would never be called back; "
             "remove the slot or widen a window"
-            for key, slot in cfg.flow.slots.items()
-            if slot in DEFAULT_SLOT_HOURS and not slot_meets_windows(cfg.schedule, slot)]
+            for key, slot in cfg.flow.slots.items()  # names checked at load (_validate_flow)
+            if not slot_meets_windows(cfg.schedule, slot)]
 
 
 def slot_question_problems(cfg: Config) -> list[str]:
