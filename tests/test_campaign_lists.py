@@ -15,7 +15,7 @@ import yaml
 from click.testing import CliRunner
 
 from conftest import attempt, make_config
-from ivr.campaign import planning
+from ivr.campaign import planning, why
 from ivr.cli import cli
 from ivr.compliance.campaign_check import check_campaign
 from ivr.errors import ImportFileError
@@ -50,7 +50,7 @@ def test_a_run_plans_only_its_own_campaigns_contacts(store: Store, tmp_path: Pat
     assert due(store, B) == ["+33199000020"]
     assert due(store, "campaign-c") == []
     assert [s["source"] for s in store.pending_sources(B)] == ["list-of-b"]
-    assert "for campaign 'campaign-c'" in planning.why_nobody(
+    assert "for campaign 'campaign-c'" in why.why_nobody(
         store, planning.plan(cfg("campaign-c"), store, NOW), "campaign-c")
 
 

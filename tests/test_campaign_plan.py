@@ -8,7 +8,8 @@ import pytest
 from conftest import attempt, contact, make_config
 from conftest import fill
 from ivr import config
-from ivr.campaign.planning import claim, plan, verdict_for, why_nobody
+from ivr.campaign.planning import claim, plan, verdict_for
+from ivr.campaign.why import why_nobody
 from ivr.store import CallResult, Store, sqlite_calls
 
 # Tuesday 2026-12-01 11:00 Europe/Paris (10:00 UTC): inside the default window.

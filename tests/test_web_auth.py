@@ -45,7 +45,7 @@ def test_login_works_and_a_wrong_password_is_refused(web) -> None:
     assert r.status_code == 401 and 'id="login-error"' in r.text
     login(c, "vera")
     r = c.get(f"/c/{CAMPAIGN}/overview")
-    assert r.status_code == 200 and "vera (viewer)" in r.text
+    assert r.status_code == 200 and "vera (lecteur)" in r.text  # the role in the page's words
 
 
 @backend_sqlite_only  # cookie, limiter and CSRF mechanics

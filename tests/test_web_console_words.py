@@ -35,7 +35,8 @@ let source = null;
 global.document = {body: el({campaign: "demo", section: "overview"}),
                    getElementById: (id) => els[id] || null,
                    querySelector: (q) => tbodies[q] || null,
-                   querySelectorAll: () => [], createElement: () => el()};
+                   querySelectorAll: () => [], createElement: () => el(),
+                   documentElement: {lang: "fr"}};
 global.window = {EventSource: true};
 global.EventSource = function () { source = this; };
 eval(fs.readFileSync(process.argv[2], "utf8"));

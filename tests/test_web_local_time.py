@@ -53,7 +53,7 @@ def test_the_overview_shows_the_campaigns_zone_and_the_api_keeps_utc(web, monkey
     assert "<td>01/12/2026 10:30:00</td><td>01/12/2026 10:30:30</td>" in calls
     assert "T09:30" not in calls
     chart = html.unescape(page.split('id="chart"')[1].split("</svg>")[0])
-    assert "2026-12-01 10:00 Europe/Paris: 1 calls, 0 answered" in chart
+    assert "2026-12-01 10:00 Europe/Paris : appels 1, répondus 0" in chart  # a French page
     assert ">01/10h<" in chart and "UTC" not in chart and "09h" not in chart
     assert 'data-tz="Europe/Paris"' in page  # console.js's zone
     o = c.get(f"/api/campaigns/{CAMPAIGN}/overview").json()
@@ -129,7 +129,8 @@ let source = null;
 global.document = {body: el({campaign: "demo", section: "overview", tz: process.argv[2]}),
                    getElementById: (id) => els[id] || null,
                    querySelector: (q) => tbodies[q] || null,
-                   querySelectorAll: () => [], createElement: () => el()};
+                   querySelectorAll: () => [], createElement: () => el(),
+                   documentElement: {lang: "fr"}};
 global.window = {EventSource: true};
 global.EventSource = function () { source = this; };
 eval(fs.readFileSync(process.argv[1], "utf8"));

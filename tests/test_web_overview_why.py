@@ -56,7 +56,16 @@ def test_outside_the_calling_window_says_the_rule_and_the_next_allowed_time(
     assert "outside the calling windows (mon-fri 10:00-13:00,14:00-20:00)" in o["why_waiting"]
     assert f"next allowed {NEXT_UTC}" in o["why_waiting"]
     assert o["next_allowed"] == "2026-12-02T09:00:00+00:00"
-    assert _shown(page, "why-waiting") == o["why_waiting"]
+    # The page, in French: the rule and the time in words and in the campaign's zone, the
+    # rule's detail in the command line's English beside them.
+    assert _shown(page, "why-waiting") == (
+        "personne ne peut être appelé maintenant : 3 : hors des plages d'appel, prochain appel "
+        "permis 02/12/2026 10:00 (Europe/Paris) (détail en anglais : "
+        f"{o['why_parts'][0]['detail']})")
+    assert o["why_parts"] == [{"kind": "reason", "reason": "outside_window", "n": 3,
+                               "detail": o["why_parts"][0]["detail"],
+                               "next_allowed": "2026-12-02T09:00:00+00:00"}]
+    assert "outside the calling windows" in o["why_parts"][0]["detail"]
     assert _shown(page, "next-allowed") == "02/12/2026 10:00 (Europe/Paris)"
 
 
@@ -83,7 +92,8 @@ def test_a_run_held_by_the_console_says_so(web, monkeypatch) -> None:
     web.store.publish_snapshot(CAMPAIGN, "ctl-a", _snapshot(status="paused", console=PAUSED),
                                NOW)
     o, page = _overview(web, NOW, monkeypatch)
-    assert o["why_waiting"] == PAUSED and _shown(page, "why-waiting") == PAUSED
+    assert o["why_waiting"] == PAUSED and o["why_parts"] == []
+    assert _shown(page, "why-waiting") == "mis en pause depuis la console"
 
 
 def test_eta_and_percent_complete_during_a_run(web, monkeypatch) -> None:

@@ -10,7 +10,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from conftest import Backend, add_contact, make_config
-from ivr.campaign.planning import plan, why_nobody
+from ivr.campaign.planning import plan
+from ivr.campaign.why import why_nobody
 from ivr.store import Store
 from ivr.telephony.fake_pbx import answer
 from ivr.web.service import PlanCache
@@ -33,7 +34,7 @@ def test_the_example_is_the_soonest_contact_as_next_allowed_is(store: Store) -> 
     # the later zone first in id order: the example was the first waiting contact
     add_contact(store, "+33199009911", at=OPEN, timezone="America/Guadeloupe")
     add_contact(store, "+33199009910", at=OPEN, timezone="Pacific/Noumea")
-    why, next_allowed = PlanCache().why(_cfg(), store, "c1", AT)  # the console's pair
+    why, next_allowed, _ = PlanCache().why(_cfg(), store, "c1", AT)  # the console's pair
     assert next_allowed == "2026-12-04T03:00:00+00:00"
     assert why.startswith("nobody can be called now: 2 outside window (fri 2026-12-04 13:00 "
                           "Pacific/Noumea is outside")

@@ -371,36 +371,9 @@ class _QuietVerdicts:
         return verdict
 
 
-def why_nobody(store: StoreBackend, p: Plan, campaign: str | None = None) -> str:
-    """One line for an operator whose run called nobody (or nobody more); `campaign`: count
-    only that campaign's contacts. With contacts still due (a run's end only: stopped before
-    calling them) it says so, not "nobody can be called now" with no reason."""
-    by_status = store.contact_status_counts(campaign)
-    if not any(by_status.values()):
-        where = f" for campaign {campaign!r}" if campaign else ""
-        return (f"no contacts{where}: import a list with `ivr contacts import FILE --source "
-                "NAME`, or bind one with `ivr contacts share`")
-    if not p.waiting and not p.due:
-        done = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items()))
-        return f"all done: nothing left to call ({done})"
-    parts = []
-    for reason, n in p.reasons().most_common():
-        # the example is the reason's soonest contact: its time is then the one the
-        # console's `next allowed` gives (the first in id order may be in a later zone)
-        sample = (p.soonest_retry() if reason == RETRY_WAIT else None) or \
-            min((v for _, v in p.waiting if v.reason == reason), key=_soonest)
-        when = f", next allowed {sample.next_allowed:%Y-%m-%d %H:%M} UTC" \
-            if sample.next_allowed else ""
-        parts.append(f"{n} {reason.replace('_', ' ')} ({sample.detail}{when})")
-    if p.due:  # only at a run's end: it stopped (operator, console) before calling them
-        parts.insert(0, f"the run stopped with {len(p.due)} contact(s) still due, not called")
-        return "; ".join(parts)
-    return "nobody can be called now: " + "; ".join(parts)
-
-
 _NEVER = datetime.max.replace(tzinfo=timezone.utc)
 
 
-def _soonest(v: Verdict) -> datetime:
+def soonest_first(v: Verdict) -> datetime:
     """Sort key: the earliest next_allowed first, a verdict without one last."""
     return v.next_allowed or _NEVER

@@ -16,10 +16,11 @@ from typing import Any
 from ivr.campaign.clock import Clock
 from ivr.campaign.dialer import Dialer
 from ivr.campaign.nodes import Shares
-from ivr.campaign.planning import Plan, plan, why_nobody
+from ivr.campaign.planning import Plan, plan
 from ivr.campaign.run_control import CARRIER, RunControl
 from ivr.campaign.sending import Sender
 from ivr.campaign.state import RunState
+from ivr.campaign.why import why_nobody
 from ivr.campaign.window_wait import WaitingPlan, told, until_allowed
 from ivr.config import Config
 from ivr.store.safe_writes import STORE_ERRORS

@@ -14,10 +14,12 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from ivr.records import privacy
-from ivr.web import download, records, service
+from ivr.web import download, i18n, records, service
 from ivr.web import prompts as prompts_mod
 from ivr.web.gzblocks import accepts_gzip
 from ivr.web.auth import NotLoggedIn, User, authenticate, check_api_csrf, now, require
+from ivr.web.chart import per_hour_svg
+from ivr.web.display import why_text
 
 router = APIRouter(prefix="/api", tags=["console"])
 EVENT_EVERY_S = 1.0  # live updates: one overview per second per open console, computed once
@@ -113,19 +115,34 @@ def campaigns(request: Request) -> dict[str, Any]:
 
 
 @router.get("/campaigns/{campaign:path}/overview")
-def overview(request: Request, campaign: str) -> dict[str, Any]:
-    """The live overview (at most OVERVIEW_FRESH_S old; `chart_svg` included)."""
+def overview(request: Request, campaign: str, lang: str = "en") -> dict[str, Any]:
+    """The live overview (at most OVERVIEW_FRESH_S old; `chart_svg` included). `lang=fr`:
+    `why_waiting` and the chart's titles in French, as a page shows them (in_words)."""
     who(request, "view")
     known(request, campaign)
-    return request.app.state.overviews.get(campaign)  # type: ignore[no-any-return]
+    return in_words(request.app.state.overviews.get(campaign), lang,
+                    request.app.state.cfg.schedule.timezone)
+
+
+def in_words(data: dict[str, Any], lang: str, zone: str) -> dict[str, Any]:
+    """The overview with what a page words (why nobody is called, the chart's bar titles) in
+    `lang`; English, the API's own words, as it is (codes and times never change)."""
+    if lang == "en" or lang not in i18n.LANGS:
+        return data
+    return {**data, "why_waiting": why_text(lang, data, zone),
+            "chart_svg": per_hour_svg(data["per_hour"], zone, lang)}
 
 
 @router.get("/campaigns/{campaign:path}/events", response_class=StreamingResponse)
-async def events(request: Request, campaign: str) -> StreamingResponse:
+async def events(request: Request, campaign: str, lang: str = "en") -> StreamingResponse:
     """Server-sent events: the overview (plus `chart_svg`) every second while connected. The
     session or token is checked again before each event, in the same thread hop as the
     overview (one indexed read: ~0.1 ms on SQLite): after a logout, a disable, a revoke or a
-    demotion no more voters' numbers are sent (every 30th event let ~30 s more through)."""
+    demotion no more voters' numbers are sent (every 30th event let ~30 s more through).
+    `lang`: the page's language, as the overview's (in_words)."""
+    lang = lang if lang in i18n.LANGS else "en"
+    zone = request.app.state.cfg.schedule.timezone
+
     def check() -> None:
         who(request, "view")
         known(request, campaign)
@@ -141,19 +158,22 @@ async def events(request: Request, campaign: str) -> StreamingResponse:
                 data = await run_in_threadpool(checked_overview)
             except (NotLoggedIn, HTTPException):
                 return  # the stream ends: the page's EventSource retries and gets a 401
-            yield _event_text(request.app.state.event_texts, campaign, data)
+            yield _event_text(request.app.state.event_texts, campaign, data, lang, zone)
             await asyncio.sleep(EVENT_EVERY_S)
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-def _event_text(kept: dict[str, tuple[Any, str]], campaign: str, data: Any) -> str:
-    """The event for this overview, encoded once for every open stream (50 consoles: one
-    json.dumps a second, not 50). The cache hands out the same object until it refreshes;
-    holding it here keeps its identity from being reused."""
-    hit = kept.get(campaign)
+def _event_text(kept: dict[tuple[str, str], tuple[Any, str]], campaign: str, data: Any,
+                lang: str = "en", zone: str = "UTC") -> str:
+    """The event for this overview, encoded once for every open stream of a language (50
+    consoles: one json.dumps a second, not 50). The cache hands out the same object until it
+    refreshes; holding it here keeps its identity from being reused."""
+    hit = kept.get((campaign, lang))
     if hit is None or hit[0] is not data:
-        hit = kept[campaign] = (data, f"data: {json.dumps(data, ensure_ascii=False)}\n\n")
+        shown = in_words(data, lang, zone)
+        hit = kept[(campaign, lang)] = (data,
+                                        f"data: {json.dumps(shown, ensure_ascii=False)}\n\n")
     return hit[1]
 
 

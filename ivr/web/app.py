@@ -255,7 +255,7 @@ def _caches(app: FastAPI, cfg: Config, stores: Stores) -> None:
     app.state.campaign_names = Refreshing(names, LISTS_FRESH_S, worker)
     app.state.reports = Marked(stores.marker)
     app.state.kept_csv = KeptBlocks()  # report.csv's blocks, reused while unchanged
-    app.state.event_texts = {}  # campaign -> (overview, its SSE text): api._event_text
+    app.state.event_texts = {}  # (campaign, lang) -> (overview, SSE text): api._event_text
 
 
 def _warm(app: FastAPI, campaign: str) -> Future[None]:

@@ -9,15 +9,18 @@ from html import escape
 from typing import Any
 
 from ivr.callflow.outcomes import ANSWERED
+from ivr.web import i18n
 from ivr.web.display import local_hour
 
 WIDTH, HEIGHT, PAD, LABEL = 720, 180, 24, 16
 MAX_HOURS = 48  # the last two days of calling fit the page
 
 
-def per_hour_svg(rows: list[dict[str, Any]], zone: str | None = None) -> str:
-    """The chart of `rows` (UTC hours) by hour of `zone` (else UTC)."""
+def per_hour_svg(rows: list[dict[str, Any]], zone: str | None = None, lang: str = "en") -> str:
+    """The chart of `rows` (UTC hours) by hour of `zone` (else UTC), its bars' titles in
+    `lang` (the API's `chart_svg` is English; a page asks for its own language)."""
     zone = zone or "UTC"
+    words = i18n.translate(lang, "chart_bar")
     hours: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # local hour -> [all, answered]
     for r in rows:
         hour = local_hour(r["hour"], zone)
@@ -39,7 +42,8 @@ def per_hour_svg(rows: list[dict[str, Any]], zone: str | None = None) -> str:
         total, answered = hours[h]
         x = PAD + i * slot
         h_all, h_ans = area * total / top, area * answered / top
-        title = escape(f"{h[:10]} {h[11:16]} {zone}: {total} calls, {answered} answered")
+        title = escape(words.format(hour=f"{h[:10]} {h[11:16]}", zone=zone, total=total,
+                                    answered=answered))
         parts.append(f'<g><title>{title}</title>'
                      f'<rect class="bar-all" x="{x:.1f}" y="{area - h_all + 2:.1f}" '
                      f'width="{bar:.1f}" height="{h_all:.1f}"/>'

@@ -8,8 +8,10 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone, tzinfo
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ivr.campaign.run_control import PAUSED, STANDBY
 from ivr.web import i18n
 
 
@@ -77,3 +79,38 @@ def refusal(lang: str, text: str) -> str:
         if found:
             return i18n.translate(lang, key).format(*found.groups())
     return f"{i18n.translate(lang, 'detail_en')} {text}"
+
+
+# A run held from the console: the controllers' own words (run_control), known here.
+_HELD = {PAUSED: "why_held_paused", STANDBY: "why_held_standby"}
+
+
+def why_text(lang: str, o: dict[str, Any], zone_name: str) -> str:
+    """Why nobody is called (an overview's `why_waiting`, `why_parts`) as a page in `lang`
+    shows it: in English as the API gives it; in French, the plan's reasons and next allowed
+    times in words and in the campaign's zone, each rule's detail in English beside them; a
+    controller's own words behind the note that says they are English."""
+    text = o.get("why_waiting") or ""
+    if i18n.pick(lang) == "en" or not text:
+        return text
+    parts = o.get("why_parts") or []
+    if not parts:
+        key = _HELD.get(text)
+        return i18n.translate(lang, key) if key else \
+            f"{i18n.translate(lang, 'detail_en')} {text}"
+    first, say = parts[0], lambda key, **kw: i18n.translate(lang, key).format(**kw)
+    if first["kind"] == "no_contacts":
+        return say("why_no_contacts", campaign=first["campaign"])
+    if first["kind"] == "all_done":
+        return say("why_all_done", done=", ".join(
+            f"{i18n.translate(lang, 'contact_' + s, s)} : {n}"
+            for s, n in first["statuses"].items()))
+    reasons = "; ".join(
+        say("why_reason", n=q["n"], detail=q["detail"],
+            reason=i18n.translate(lang, "reason_" + q["reason"], q["reason"].replace("_", " ")),
+            when=say("why_when", next=local_time(q["next_allowed"], zone_name))
+            if q["next_allowed"] else "")  # none: opted out, the cap (no date comes back)
+        for q in parts if q["kind"] == "reason")
+    if first["kind"] == "stopped_due":
+        return "; ".join(filter(None, (say("why_stopped_due", n=first["n"]), reasons)))
+    return say("why_nobody_now", reasons=reasons)

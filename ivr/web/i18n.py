@@ -176,6 +176,52 @@ STRINGS: dict[str, tuple[str, str]] = {
     "contact_done": ("terminé", "done"),
     "contact_exhausted": ("tentatives épuisées", "attempts exhausted"),
     "contact_opted_out": ("opposé (liste d'opposition)", "opted out"),
+    # a proof row's kind (the consents table's kind; privacy.consent_proof's "optout")
+    "kind_consent": ("consentement", "consent"),
+    "kind_refusal": ("refus", "refusal"),
+    "kind_optout": ("opposition", "opt-out"),
+    # a list's acquisition basis (preflight.KNOWN_BASES: the values sent stay these codes)
+    "basis_consent": ("consentement recueilli", "consent"),
+    "basis_member_file": ("fichier d'adhérents", "member file"),
+    "basis_rented_file": ("fichier loué", "rented file"),
+    # a console user's role (web_users.ROLES)
+    "role_admin": ("administrateur", "admin"),
+    "role_operator": ("opérateur", "operator"),
+    "role_viewer": ("lecteur", "viewer"),
+    # the per-hour chart's bar (chart.per_hour_svg), read on hover
+    "chart_bar": ("{hour} {zone} : appels {total}, répondus {answered}",
+                  "{hour} {zone}: {total} calls, {answered} answered"),
+    # why nobody is called (display.why_text, from why.why_parts). An English page shows
+    # why.why_sentence's line as it is (the API's and the CLI's): these English words are
+    # near it, for a lookup by key only.
+    "why_no_contacts": ("aucun contact dans la campagne « {campaign} » : importez une liste "
+                        "(page Contacts, ou `ivr contacts import FICHIER --source NOM`), ou "
+                        "liez-en une avec `ivr contacts share`",
+                        "no contacts for campaign '{campaign}': import a list with `ivr "
+                        "contacts import FILE --source NAME`, or bind one with `ivr contacts "
+                        "share`"),
+    "why_all_done": ("tout est fait : plus personne à appeler ({done})",
+                     "all done: nothing left to call ({done})"),
+    "why_nobody_now": ("personne ne peut être appelé maintenant : {reasons}",
+                       "nobody can be called now: {reasons}"),
+    "why_stopped_due": ("la campagne s'est arrêtée avec {n} contact(s) encore à appeler",
+                        "the run stopped with {n} contact(s) still due, not called"),
+    "why_reason": ("{n} : {reason}{when} (détail en anglais : {detail})",
+                   "{n} {reason} ({detail}{when})"),
+    "why_when": (", prochain appel permis {next}", ", next allowed {next}"),
+    "why_held_paused": ("mis en pause depuis la console", "paused from the console"),
+    "why_held_standby": ("en attente du bouton Démarrer de la console",
+                         "standby: waiting for the console's Start"),
+    "reason_outside_window": ("hors des plages d'appel", "outside window"),
+    "reason_holiday": ("jour férié", "holiday"),
+    "reason_blackout": ("date exclue du calendrier électoral", "blackout"),
+    "reason_slot": ("hors du créneau choisi par la personne", "slot"),
+    "reason_refusal_cooldown": ("délai après un refus", "refusal cooldown"),
+    "reason_attempt_cap": ("nombre maximal d'essais atteint", "attempt cap"),
+    "reason_opted_out": ("sur la liste d'opposition", "opted out"),
+    "reason_retry_wait": ("attente avant la prochaine tentative", "retry wait"),
+    "reason_caller_id_fiction": ("numéro présenté fictif", "caller id fiction"),
+    "reason_in_flight": ("appel en cours", "in flight"),
     # outcomes (outcomes.TABLE): the code stays beside them, as `ivr report` writes it
     "outcome_message_played": ("message écouté", "message played"),
     "outcome_message_partial": ("message interrompu", "message cut short"),
@@ -245,6 +291,12 @@ def translator(lang: str):  # type: ignore[no-untyped-def]
 def states(lang: str) -> dict[str, str]:
     """A run's desired states (running, paused...) in words, for the overview and its script."""
     return {k[len("state_"):]: translate(lang, k) for k in STRINGS if k.startswith("state_")}
+
+
+def outcomes(lang: str) -> dict[str, str]:
+    """The outcomes' words by code, for the overview's script (a count or a call it draws
+    after the page: a run started from the console brings its first outcomes that way)."""
+    return {k[len("outcome_"):]: translate(lang, k) for k in STRINGS if k.startswith("outcome_")}
 
 
 def control_done(lang: str, action: str, desired: str | None) -> str:

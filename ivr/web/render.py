@@ -14,7 +14,7 @@ from jinja2.runtime import Context
 
 from ivr.web import i18n
 from ivr.web.auth import SAFE_METHODS, csrf_token
-from ivr.web.display import local_time, refusal
+from ivr.web.display import local_time, refusal, why_text
 from ivr.web.gate import section_of
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -26,7 +26,14 @@ def _local(ctx: Context, value: Any, named: bool = True, seconds: bool = False) 
     return local_time(value, ctx.get("tz") or "UTC", named=named, seconds=seconds)
 
 
+@pass_context
+def _why(ctx: Context, overview: dict[str, Any]) -> str:
+    """`{{ o | why }}`: why nobody is called, in the page's language (display.why_text)."""
+    return why_text(ctx.get("lang") or i18n.DEFAULT, overview, ctx.get("tz") or "UTC")
+
+
 templates.env.filters["local"] = _local
+templates.env.filters["why"] = _why
 
 
 def lang(request: Request) -> str:

@@ -12,8 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from ivr.callflow import outcomes as outcome_table
-from ivr.campaign.planning import plan, why_nobody
+from ivr.campaign.planning import plan
 from ivr.campaign.run_control import check_pacing
+from ivr.campaign.why import why_parts, why_sentence
 from ivr.config import Config
 from ivr.records import report
 from ivr.store.base import Chunk, StoreBackend, parse_utc
@@ -24,6 +25,7 @@ ACTIONS = {"start": "running", "pause": "paused", "resume": "running", "stop": "
            "hard_stop": "hard_stop"}
 STALE_S = 10.0  # a snapshot older than this is a controller that stopped publishing
 PLAN_TTL_S = 15.0  # "why nobody" is planned at most this often per campaign (it reads lists)
+Why = tuple[str, str | None, list[dict[str, Any]]]  # PlanCache.why's answer
 
 
 def for_campaign(cfg: Config, campaign: str) -> Config:
@@ -45,10 +47,11 @@ class PlanCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._kept: dict[str, tuple[float, int, tuple[str, str | None]]] = {}
+        self._kept: dict[str, tuple[float, int, Why]] = {}
 
     def why(self, cfg: Config, store: StoreBackend, campaign: str, now: datetime,
-            contacts: Mapping[str, int] | None = None) -> tuple[str, str | None]:
+            contacts: Mapping[str, int] | None = None) -> Why:
+        """(why_nobody's line, the next allowed time, the line's parts: why.why_parts)."""
         counts = sum((contacts or {}).values())
         with self._lock:
             hit = self._kept.get(campaign)
@@ -56,8 +59,9 @@ class PlanCache:
                 return hit[2]
         p = plan(for_campaign(cfg, campaign), store, now)
         soonest = p.next_allowed()  # not every retry's: the soonest is searched for (planning)
-        value = (why_nobody(store, p, campaign) if not p.due else "",
-                 soonest.isoformat() if soonest else None)
+        parts = why_parts(store, p, campaign) if not p.due else []
+        value = (why_sentence(parts) if parts else "", soonest.isoformat() if soonest else None,
+                 parts)
         with self._lock:
             self._kept[campaign] = (time.monotonic(), counts, value)
         return value
@@ -127,7 +131,7 @@ def _progress(rep: dict[str, Any], rate_per_min: float) -> tuple[float | None, f
 
 
 def _why(cfg: Config, store: StoreBackend, campaign: str, now: datetime, plans: PlanCache,
-         live: list[dict[str, Any]], contacts: Mapping[str, int]) -> tuple[str, str | None]:
+         live: list[dict[str, Any]], contacts: Mapping[str, int]) -> Why:
     """Why nobody is called, and the next allowed time. A run held (the console's pause or
     standby, no node taking calls, the store refusing writes) says so; otherwise the calling
     rules say why, with the time they next allow a call: a controller's snapshot only counts
@@ -137,12 +141,12 @@ def _why(cfg: Config, store: StoreBackend, campaign: str, now: datetime, plans: 
                  if h), "")
     retries = [s["next_retry"] for s in live if s.get("next_retry")]
     if held:
-        return held, min(retries) if retries else None
-    why, planned_next = plans.why(cfg, store, campaign, now, contacts)
+        return held, min(retries) if retries else None, []
+    why, planned_next, parts = plans.why(cfg, store, campaign, now, contacts)
     if not why:
         why = next((s["waiting"] for s in live if s.get("waiting")), "")
     times = [t for t in (planned_next, *retries) if t]
-    return why, min(times, key=parse_utc) if times else None
+    return why, min(times, key=parse_utc) if times else None, parts
 
 
 def _until_commit(kept: Marked | None, key: str, read: Callable[[], Any]) -> Any:
@@ -167,7 +171,7 @@ def overview(cfg: Config, store: StoreBackend, campaign: str, now: datetime,
     rate = round(sum(float(s.get("rate_per_min") or 0) for s in live), 1)
     pct, eta = _progress(rep, rate)
     in_flight = sum(int(s.get("in_flight") or 0) for s in live)
-    why, next_allowed = ("", None) if in_flight else \
+    why, next_allowed, parts = ("", None, []) if in_flight else \
         _why(cfg, store, campaign, now, plans, live, rep["contacts"])
     control = store.run_control(campaign)
     return {
@@ -176,7 +180,7 @@ def overview(cfg: Config, store: StoreBackend, campaign: str, now: datetime,
         "cap": campaign_cap(cfg, control),
         "nodes": _nodes(live), "calls_per_minute": rate, "percent_complete": pct,
         "eta_s": eta, "contacts": rep["contacts"], "why_waiting": why,
-        "next_allowed": next_allowed,
+        "why_parts": parts, "next_allowed": next_allowed,
         "desired": desired_set(control),
         "controllers": [{"controller": s["controller"], "status": s.get("status", ""),
                          "in_flight": s.get("in_flight", 0), "age_s": s["age_s"]}

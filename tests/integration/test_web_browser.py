@@ -138,7 +138,7 @@ def test_login_works_and_a_wrong_password_is_refused(page: Any, console: Console
     login(page, console, "ada")
     assert page.url == f"{console.url}/c/{CAMPAIGN}/overview"
     assert page.locator("#counts").is_visible()
-    assert "ada (admin)" in page.inner_text("header")
+    assert "ada (administrateur)" in page.inner_text("header")  # the role in French
 
 
 def test_a_viewer_cannot_start_a_run(page: Any, console: Console) -> None:

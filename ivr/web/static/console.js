@@ -66,12 +66,28 @@
     if (tbody) { tbody.replaceChildren.apply(tbody, rows); }
   }
 
+  // The page's words for a table's codes (its data-words: outcome code -> words), as the
+  // server drew them; a code the page has no words for, as it is.
+  function wordsOf(id) {
+    const table = document.getElementById(id);
+    return table && table.dataset.words ? JSON.parse(table.dataset.words) : {};
+  }
+
   function show(o) {
     const counts = document.querySelector("#counts tbody");
+    const outcomes = wordsOf("counts");
     Object.keys(o.counts).forEach(function (name) {
       let cell = document.querySelector('#counts [data-outcome="' + CSS.escape(name) + '"]');
       if (!cell && counts) {
-        const tr = row([name, ""]);
+        // A row the page did not draw (a run's first outcomes): its words, the code beside.
+        const tr = row([outcomes[name] || name, ""]);
+        if (outcomes[name]) {
+          const code = document.createElement("code");
+          code.textContent = name;
+          tr.children[0].appendChild(document.createTextNode(" "));
+          tr.children[0].appendChild(code);
+        }
+        tr.children[0].title = name;
         cell = tr.lastChild;
         cell.dataset.outcome = name;
         counts.appendChild(tr);
@@ -99,9 +115,13 @@
       return row([n.name, n.in_flight, n.cap || "—",
                   n.holding || (n.up ? words.up || "up" : words.down || "down")]);
     }));
+    const said = wordsOf("recent-calls");
     fillTable("recent-calls", o.recent_calls.map(function (c) {
-      return row([c.id, c.number, c.attempt, c.node, localTime(c.started_at, false, true),
-                  localTime(c.ended_at, false, true), c.outcome || "…", c.keys]);
+      const tr = row([c.id, c.number, c.attempt, c.node, localTime(c.started_at, false, true),
+                      localTime(c.ended_at, false, true),
+                      c.outcome ? said[c.outcome] || c.outcome : "…", c.keys]);
+      if (c.outcome) { tr.children[6].title = c.outcome; }
+      return tr;
     }));
     const chart = document.getElementById("chart");
     if (chart && o.chart_svg) {
@@ -114,9 +134,12 @@
 
   if (!campaign || (section !== "overview" && section !== "run")) { return; }
   const base = "/api/campaigns/" + encodeURIComponent(campaign);
+  // Why nobody is called and the chart's titles in the page's language (the rest of the
+  // overview is the API's own: codes, ISO UTC times).
+  const langQuery = "?lang=" + encodeURIComponent(document.documentElement.lang || "en");
   let polling = null;
   function poll() {
-    fetch(base + "/overview", {credentials: "same-origin"})
+    fetch(base + "/overview" + langQuery, {credentials: "same-origin"})
       .then(function (r) {
         // The session ended (logout elsewhere, 12 hours): the page again, which is the login
         // and then this page; not a page that silently stops updating.
@@ -127,7 +150,7 @@
       .catch(function () {});
   }
   if (window.EventSource) {
-    const source = new EventSource(base + "/events");
+    const source = new EventSource(base + "/events" + langQuery);
     source.onmessage = function (ev) { show(JSON.parse(ev.data)); };
     source.onerror = function () {
       if (source.readyState === EventSource.CLOSED && !polling) { poll(); polling = setInterval(poll, 2000); }
