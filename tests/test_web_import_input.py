@@ -106,7 +106,7 @@ def test_any_upload_file_name_imports_and_leaves_no_folder(web, name: str) -> No
     r = c.post(f"/c/{CAMPAIGN}/contacts/upload",
                files={"file": (name, b"number\n0199000031\n", "text/csv")},
                data={"source": "s1", "basis": "member_file", "csrf_token": h["X-CSRF-Token"]})
-    assert r.status_code == 200 and "1 added" in r.text
+    assert r.status_code == 200 and "1 ajouté(s)" in r.text  # the page's words
     r = c.post("/api/optouts/import", headers=h, data={"via": "post"},
                files={"file": (name, b"0199000032\n", "text/csv")})
     assert r.json() == {"added": 1, "rejected": []}

@@ -24,6 +24,8 @@ BROKEN = ("number,name\nbad,x\n06 12 34 56 78,a\n06 12 34 56 79,b\n06 12 34 56 8
           '06 12 34 56 81,d\n"06 12 34 56 82,open\n06 12 34 56 83,z\n').encode()
 BAD_LINE_2 = ("'bad': not a valid phone number: write it in national (06 12 34 56 78) or "
               "international (+33 6 12 34 56 78) form")
+BAD_LINE_2_FR = ("'bad' : numéro invalide : écrivez-le au format national (06 12 34 56 78) ou "
+                 "international (+33 6 12 34 56 78)")  # the French page's (the CSV: English)
 FATAL = "l.csv line 7: a quote opens a field that runs on to line 8"
 
 
@@ -89,7 +91,7 @@ def test_the_page_shows_a_partial_uploads_rejects_and_how_many_lines_were_import
     assert error and error.group(1).startswith(FATAL)
     imported = re.search(r'id="upload-imported"[^>]*>([^<]*)<', page)
     assert imported and "Importé avant l'erreur : 4 ligne(s)" in imported.group(1)
-    assert 'data-count="1"' in page and f"<td>2</td><td>{BAD_LINE_2}</td>" in page
+    assert 'data-count="1"' in page and f"<td>2</td><td>{BAD_LINE_2_FR}</td>" in page
     link = re.search(r'id="rejects-download" href="([^"]+)"', page)
     assert link, "no download of the rejects"
     rows = list(csv.reader(io.StringIO(c.get(link.group(1)).text)))

@@ -72,7 +72,7 @@ def test_an_upload_with_bad_rows_shows_and_offers_its_rejects(web) -> None:
     html = r.text
     assert 'id="rejects" data-count="2"' in html
     assert "<td>3</td>" in html and "<td>5</td>" in html
-    assert "2 added" in html
+    assert "2 ajouté(s)" in html  # the counts in the page's words
     link = html.split('id="rejects-download" href="')[1].split('"')[0]
     download = c.get(link)
     assert download.status_code == 200 and download.text.splitlines()[0] == "line,reason"

@@ -176,6 +176,18 @@ STRINGS: dict[str, tuple[str, str]] = {
     "contact_done": ("terminé", "done"),
     "contact_exhausted": ("tentatives épuisées", "attempts exhausted"),
     "contact_opted_out": ("opposé (liste d'opposition)", "opted out"),
+    # an upload's counts (import_words.summary; the API's `summary` keeps the CLI's English)
+    "import_summary": ("{added} ajouté(s), {merged} fusionné(s){dup}, {unchanged} inchangé(s), "
+                       "{opted_out} sur la liste d'opposition (jamais appelés), {rejected} "
+                       "rejeté(s)",
+                       "{added} added, {merged} merged{dup}, {unchanged} unchanged, {opted_out} "
+                       "on the opposition list (never called), {rejected} rejected"),
+    "import_dup": (" ({updated} existant(s) mis à jour, {repeated} répété(s) dans le fichier)",
+                   " ({updated} existing updated, {repeated} repeated in the file)"),
+    "import_withdrawn": (", {n} retiré(s) de la file (ce fichier note leur opposition ou leur "
+                         "refus de consentement)",
+                         ", {n} queued taken out of the queue (this file records their "
+                         "objection or no consent)"),
     # a proof row's kind (the consents table's kind; privacy.consent_proof's "optout")
     "kind_consent": ("consentement", "consent"),
     "kind_refusal": ("refus", "refusal"),

@@ -84,7 +84,7 @@ class PartialUpload(ImportFileError):
 def _answer(rep: contacts_mod.ImportReport) -> dict[str, Any]:
     return {"added": rep.added, "merged": rep.merged, "unchanged": rep.unchanged,
             "opted_out": rep.opted_out, "duplicates": rep.duplicates,
-            "rejected_total": rep.rejected_total,
+            "withdrawn": rep.withdrawn, "rejected_total": rep.rejected_total,
             "rejected": [{"line": line, "reason": reason} for line, reason in rep.rejected],
             "warnings": list(rep.warnings), "summary": rep.summary()}
 

@@ -12,7 +12,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from jinja2.runtime import Context
 
-from ivr.web import i18n
+from ivr.web import i18n, import_words
 from ivr.web.auth import SAFE_METHODS, csrf_token
 from ivr.web.display import local_time, refusal, why_text
 from ivr.web.gate import section_of
@@ -32,8 +32,20 @@ def _why(ctx: Context, overview: dict[str, Any]) -> str:
     return why_text(ctx.get("lang") or i18n.DEFAULT, overview, ctx.get("tz") or "UTC")
 
 
-templates.env.filters["local"] = _local
-templates.env.filters["why"] = _why
+@pass_context
+def _reason(ctx: Context, text: str) -> str:
+    """`{{ r.reason | reason }}`: a rejected line's reason or an import's warning, in the
+    page's language (import_words.reason)."""
+    return import_words.reason(ctx.get("lang") or i18n.DEFAULT, text)
+
+
+@pass_context
+def _counted(ctx: Context, result: dict[str, Any]) -> str:
+    """`{{ result | counted }}`: an upload's counts in the page's language."""
+    return import_words.summary(ctx.get("lang") or i18n.DEFAULT, result)
+
+
+templates.env.filters.update(local=_local, why=_why, reason=_reason, counted=_counted)
 
 
 def lang(request: Request) -> str:
