@@ -137,8 +137,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "sev_error": ("erreur", "error"),
     "sev_warning": ("avertissement", "warning"),
     "sev_info": ("info", "info"),
-    "cli_words": ("Détail en anglais, dans les mots de la ligne de commande "
-                  "(ivr check, ivr run) :",
+    "cli_words": ("Détail en anglais, dans les mots de la ligne de commande (ivr check, "
+                  "ivr run), après la règle en cause :",
                   "Detail, in the command line's words (ivr check, ivr run):"),
     # flashes after an action
     "flash_control": ("{action} : état demandé « {state} »",

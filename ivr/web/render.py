@@ -12,7 +12,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from jinja2.runtime import Context
 
-from ivr.web import i18n, import_words
+from ivr.web import check_words, i18n, import_words
 from ivr.web.auth import SAFE_METHODS, csrf_token
 from ivr.web.display import local_time, refusal, why_text
 from ivr.web.gate import section_of
@@ -45,7 +45,15 @@ def _counted(ctx: Context, result: dict[str, Any]) -> str:
     return import_words.summary(ctx.get("lang") or i18n.DEFAULT, result)
 
 
-templates.env.filters.update(local=_local, why=_why, reason=_reason, counted=_counted)
+@pass_context
+def _finding(ctx: Context, v: dict[str, Any]) -> str:
+    """`{{ v | finding }}`: an `ivr check` finding with its rule's headline in the page's
+    language (check_words.finding)."""
+    return check_words.finding(ctx.get("lang") or i18n.DEFAULT, v)
+
+
+templates.env.filters.update(local=_local, why=_why, reason=_reason, counted=_counted,
+                             finding=_finding)
 
 
 def lang(request: Request) -> str:
