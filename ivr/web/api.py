@@ -18,7 +18,7 @@ from ivr.web import download, i18n, records, service
 from ivr.web import prompts as prompts_mod
 from ivr.web.gzblocks import accepts_gzip
 from ivr.web.auth import NotLoggedIn, User, authenticate, check_api_csrf, now, require
-from ivr.web.chart import per_hour_svg
+from ivr.web.chart import overview_chart
 from ivr.web.display import why_text
 
 router = APIRouter(prefix="/api", tags=["console"])
@@ -130,7 +130,7 @@ def in_words(data: dict[str, Any], lang: str, zone: str) -> dict[str, Any]:
     if lang == "en" or lang not in i18n.LANGS:
         return data
     return {**data, "why_waiting": why_text(lang, data, zone),
-            "chart_svg": per_hour_svg(data["per_hour"], zone, lang)}
+            "chart_svg": overview_chart(data, zone, lang)}
 
 
 @router.get("/campaigns/{campaign:path}/events", response_class=StreamingResponse)

@@ -16,6 +16,13 @@ WIDTH, HEIGHT, PAD, LABEL = 720, 180, 24, 16
 MAX_HOURS = 48  # the last two days of calling fit the page
 
 
+def overview_chart(overview: dict[str, Any], zone: str, lang: str) -> str:
+    """An overview's chart, its bars' titles in `lang`: the English one the overview holds
+    (drawn once a refresh, app._caches), else drawn again in that language."""
+    return overview["chart_svg"] if lang == "en" else \
+        per_hour_svg(overview["per_hour"], zone, lang)
+
+
 def per_hour_svg(rows: list[dict[str, Any]], zone: str | None = None, lang: str = "en") -> str:
     """The chart of `rows` (UTC hours) by hour of `zone` (else UTC), its bars' titles in
     `lang` (the API's `chart_svg` is English; a page asks for its own language)."""

@@ -19,7 +19,7 @@ from ivr.web.api import dropped, erase_number, known, prompts_elsewhere
 from ivr.web.auth import (LoginBusy, NotLoggedIn, User, authenticate, check_password, client_of,
                           csrf_ok, login_failed_detail, login_fields_ok, now, open_session,
                           require)
-from ivr.web.chart import per_hour_svg
+from ivr.web.chart import overview_chart
 from ivr.web.render import (error_page as _error_page, flash_text as _t, lang as _lang,
                             refused as _no, render as _render)
 from ivr.web.results import back as _back, keep_rejects, page_route, rejects_download
@@ -159,8 +159,7 @@ def home(request: Request, campaign: str = "") -> Response:
 def overview_page(request: Request, campaign: str) -> Response:
     _, _, ctx = _page(request, campaign)
     data, lang = request.app.state.overviews.get(campaign), _lang(request)
-    chart = data["chart_svg"] if lang == "en" else \
-        per_hour_svg(data["per_hour"], request.app.state.cfg.schedule.timezone, lang)
+    chart = overview_chart(data, request.app.state.cfg.schedule.timezone, lang)
     return _render(request, "overview.html", {**ctx, "section": "overview", "o": data,
                                               "states": i18n.states(lang), "chart": chart,
                                               "outcome_words": i18n.outcomes(lang),

@@ -3,6 +3,7 @@ the session's CSRF token and the address its language switch returns to: the pag
 for a form's result (drawn at the form's POST-only address) its section's page."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,28 +33,19 @@ def _why(ctx: Context, overview: dict[str, Any]) -> str:
     return why_text(ctx.get("lang") or i18n.DEFAULT, overview, ctx.get("tz") or "UTC")
 
 
-@pass_context
-def _reason(ctx: Context, text: str) -> str:
-    """`{{ r.reason | reason }}`: a rejected line's reason or an import's warning, in the
-    page's language (import_words.reason)."""
-    return import_words.reason(ctx.get("lang") or i18n.DEFAULT, text)
+def _worded(words: Callable[[str, Any], str]) -> Callable[[Context, Any], str]:
+    """A filter giving `words(page's language, value)`."""
+    @pass_context
+    def apply(ctx: Context, value: Any) -> str:
+        return words(ctx.get("lang") or i18n.DEFAULT, value)
+    return apply
 
 
-@pass_context
-def _counted(ctx: Context, result: dict[str, Any]) -> str:
-    """`{{ result | counted }}`: an upload's counts in the page's language."""
-    return import_words.summary(ctx.get("lang") or i18n.DEFAULT, result)
-
-
-@pass_context
-def _finding(ctx: Context, v: dict[str, Any]) -> str:
-    """`{{ v | finding }}`: an `ivr check` finding with its rule's headline in the page's
-    language (check_words.finding)."""
-    return check_words.finding(ctx.get("lang") or i18n.DEFAULT, v)
-
-
-templates.env.filters.update(local=_local, why=_why, reason=_reason, counted=_counted,
-                             finding=_finding)
+templates.env.filters.update(
+    local=_local, why=_why,
+    reason=_worded(import_words.reason),     # a rejected line's reason, an import's warning
+    counted=_worded(import_words.summary),   # an upload's counts
+    finding=_worded(check_words.finding))    # an `ivr check` finding, its rule's headline first
 
 
 def lang(request: Request) -> str:
