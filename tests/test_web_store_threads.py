@@ -33,6 +33,33 @@ def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def _workers() -> int:
+    return sum(isinstance(t, anyio_asyncio.WorkerThread) for t in threading.enumerate())
+
+
+async def _one_request(port: int, token: str) -> int:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                                 headers={"Authorization": f"Bearer {token}"}) as c:
+        return (await c.get(f"/api/campaigns/{CAMPAIGN}/overview")).status_code
+
+
+def _settle(port: int, token: str, stores: Stores, timeout_s: float = 20.0) -> None:
+    """Bring the console to the same state before each count, whatever number of pool threads
+    the page load happened to use (it varies with the machine's load): after the quiet spell
+    the next request reuses one idle thread and ends the others (anyio prunes expired workers
+    only when it hands out work); a thread that opens a store then closes the ended threads'
+    stores, here a short-lived one of the test's, as a new pool thread would."""
+    time.sleep(IDLE_S * 3)
+    assert asyncio.run(_one_request(port, token)) == 200
+    deadline = time.monotonic() + timeout_s
+    while _workers() > 1:
+        assert time.monotonic() < deadline, f"{_workers()} pool threads still alive"
+        time.sleep(IDLE_S / 2)
+    probe = threading.Thread(target=stores.get)
+    probe.start()
+    probe.join(10)
+
+
 def _serve(app: Any) -> tuple[uvicorn.Server, threading.Thread, int]:
     """The console served as `ivr web` serves it: uvicorn, its own event loop and pool."""
     sock = socket.socket()
@@ -68,13 +95,14 @@ def test_page_loads_after_quiet_spells_do_not_pile_up_open_files(
         fds = []
         for _ in range(BURSTS):
             assert asyncio.run(_page_load(port, token)) == {200}
-            time.sleep(IDLE_S * 3)  # the quiet spell: the page's pool threads expire
+            _settle(port, token, web.app.state.stores)
             fds.append(_fds())
     finally:
         server.should_exit = True
         thread.join(10)
-    # Warm after two loads; eight more add nothing lasting (before: ~10 descriptors each).
-    assert fds[-1] - fds[1] <= 6, f"open files after each page load: {fds}"
+    # Warm after two loads; eight more add nothing lasting (before: ~10 descriptors each),
+    # counted in the same settled state each time (a pooled PostgreSQL connection may open late)
+    assert max(fds[1:]) - fds[1] <= 2, f"open files after each page load: {fds}"
 
 
 def _alive(store: Any) -> bool:
