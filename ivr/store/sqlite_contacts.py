@@ -106,8 +106,10 @@ class ContactsSQL(SQLiteCore):
         """Rows (number, source, basis): those of these numbers already bound to `campaign`
         under another list or basis, which bind_contacts leaves as they were."""
         return self._rows(
+            # `+`: from the numbers, by the binding's primary key (contact_id, campaign); not a
+            # walk of every binding of the campaign (75 ms a batch at 100,000 contacts)
             "SELECT k.number, b.source, b.basis FROM contacts k JOIN campaign_contacts b "
-            "ON b.contact_id = k.id AND b.campaign = :campaign WHERE k.number IN "
+            "ON b.contact_id = k.id AND +b.campaign = :campaign WHERE k.number IN "
             "(SELECT value FROM json_each(:numbers)) AND (b.source IS NOT :source OR "
             "b.basis IS NOT :basis)", {"campaign": campaign, "source": source,
                                        "basis": basis, "numbers": json.dumps(numbers)})
