@@ -9,6 +9,7 @@ steer its planner, checked on their plans:
   whole opposition list, on the event loop at each tick: 6 ms at 100,000 rows; now 0.01 ms)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,49 +22,39 @@ from ivr.store.sqlite import Store
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)
 
 
+def _answer_and_plan(store: Store, read: Callable[[], Any]) -> tuple[Any, list[str]]:
+    """`read`'s answer, and the plan of the last statement it ran through the store's _rows."""
+    seen: list[tuple[str, Any]] = []
+    real = store._rows
+
+    def spy(sql: str, params: Any = ()) -> Any:
+        seen.append((sql, params))
+        return real(sql, params)
+    store._rows = spy  # type: ignore[method-assign]
+    try:
+        got = read()
+    finally:
+        del store._rows
+    sql, params = seen[-1]
+    return got, [r[-1] for r in store.db.conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
+
+
 @sqlite_only  # PostgreSQL's planner reads the tables' statistics
 def test_an_import_reads_the_bindings_by_number_not_by_campaign(store: Store,
                                                                 tmp_path: Path) -> None:
     run(store, write(tmp_path, "number\n+33199000001\n+33199000002\n"), source="list-a")
-    seen: list[tuple[str, Any]] = []
-    real = store._rows
-
-    def spy(sql: str, params: Any = ()) -> Any:
-        seen.append((sql, params))
-        return real(sql, params)
-    store._rows = spy  # type: ignore[method-assign]
-    try:
-        got = store.bound_otherwise(["+33199000001", "+33199000003"], campaign="c1",
-                                    source="list-b", basis="consent")
-    finally:
-        del store._rows
+    got, plan = _answer_and_plan(store, lambda: store.bound_otherwise(
+        ["+33199000001", "+33199000003"], campaign="c1", source="list-b", basis="consent"))
     assert [(r["number"], r["source"]) for r in got] == [("+33199000001", "list-a")]
-    sql, params = seen[-1]
-    plan = [r[-1] for r in store.db.conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
     assert any("contacts" in step and "(number=?)" in step for step in plan), plan
     assert not any("(campaign=?)" in step for step in plan), plan
 
 
-def _plan(store: Store, sql: str, params: Any) -> list[str]:
-    return [r[-1] for r in store.db.conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
-
-
-@sqlite_only  # PostgreSQL's planner reads the tables' statistics
+@sqlite_only
 def test_the_opposition_poll_reads_by_primary_key(store: Store) -> None:
     for i in range(4):
         optout_add(store, f"+3319900000{i}", "post", NOW, "FR")
-    seen: list[tuple[str, Any]] = []
-    real = store._rows
-
-    def spy(sql: str, params: Any = ()) -> Any:
-        seen.append((sql, params))
-        return real(sql, params)
-    store._rows = spy  # type: ignore[method-assign]
-    try:
-        got = store.optouts_since(None, 2, [1])
-    finally:
-        del store._rows
+    got, plan = _answer_and_plan(store, lambda: store.optouts_since(None, 2, [1]))
     assert [r["id"] for r in got] == [1, 3, 4]  # past 2, and the gap 1, once each, in order
-    plan = _plan(store, *seen[-1])
     assert not any(step.startswith("SCAN optouts") for step in plan), plan
     assert any("optouts USING INTEGER PRIMARY KEY (rowid>?)" in step for step in plan), plan
