@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from conftest import sqlite_only
-from ivr.records.privacy import optout_add
 from test_contacts_import import run, write
+from ivr.records.privacy import optout_add
 from ivr.store.sqlite import Store
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)

@@ -40,12 +40,6 @@ def _workers(before: set[threading.Thread]) -> int:
                for t in threading.enumerate())
 
 
-async def _one_request(port: int, token: str) -> int:
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
-                                 headers={"Authorization": f"Bearer {token}"}) as c:
-        return (await c.get(f"/api/campaigns/{CAMPAIGN}/overview")).status_code
-
-
 def _settle(port: int, token: str, stores: Stores, before: set[threading.Thread],
             timeout_s: float = 20.0) -> None:
     """Bring the console to the same state before each count, whatever number of pool threads
@@ -54,7 +48,7 @@ def _settle(port: int, token: str, stores: Stores, before: set[threading.Thread]
     only when it hands out work); a thread that opens a store then closes the ended threads'
     stores, here a short-lived one of the test's, as a new pool thread would."""
     time.sleep(IDLE_S * 3)
-    assert asyncio.run(_one_request(port, token)) == 200
+    assert asyncio.run(_page_load(port, token, ["overview"])) == {200}
     deadline = time.monotonic() + timeout_s
     while _workers(before) > 1:
         assert time.monotonic() < deadline, f"{_workers(before)} pool threads still alive"
@@ -79,11 +73,11 @@ def _serve(app: Any) -> tuple[uvicorn.Server, threading.Thread, int]:
     return server, thread, port
 
 
-async def _page_load(port: int, token: str) -> set[int]:
+async def _page_load(port: int, token: str, page: list[str] = PAGE) -> set[int]:
     """One page's requests at once (a browser's burst): several pool threads."""
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
                                  headers={"Authorization": f"Bearer {token}"}) as c:
-        rs = await asyncio.gather(*(c.get(f"/api/campaigns/{CAMPAIGN}/{p}") for p in PAGE))
+        rs = await asyncio.gather(*(c.get(f"/api/campaigns/{CAMPAIGN}/{p}") for p in page))
     return {r.status_code for r in rs}
 
 
