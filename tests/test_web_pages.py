@@ -49,6 +49,25 @@ def test_every_page_has_the_contracts_ids(web) -> None:
     assert 'id="login-form"' in web.client().get("/login").text
 
 
+@backend_sqlite_only  # a template
+def test_the_pacing_fields_show_the_configs_pacing_until_one_is_saved(web) -> None:
+    """An empty field keeps the config's pacing: its figures show greyed in the field, and a
+    saved pacing shows as the field's value."""
+    c = web.client()
+    token = login(c, "ada")
+    top = web.cfg.dialer
+
+    def field(name: str) -> str:
+        html = c.get(f"/c/{CAMPAIGN}/run").text
+        return html.split(f'name="{name}"')[1].split(">")[0]
+
+    assert f'placeholder="{top.max_concurrent}" value=""' in field("max_concurrent")
+    assert f'placeholder="{top.calls_per_second}" value=""' in field("calls_per_second")
+    c.post(f"/c/{CAMPAIGN}/run/pacing", data={"max_concurrent": "1", "csrf_token": token})
+    assert 'value="1"' in field("max_concurrent")
+    assert 'value=""' in field("calls_per_second")
+
+
 def test_the_switcher_lists_the_stores_campaigns(web) -> None:
     add_contact(web.store, "+33199000010", at=NOW, campaigns=("autumn",))
     c = web.client()
