@@ -67,10 +67,14 @@ def test_a_proof_rows_kind_and_a_lists_basis_are_words_on_the_rights_page(web) -
     assert '<td title="optout">opposition</td>' in proof
     assert ">refusal<" not in proof and ">consent<" not in proof
     assert "<td>fichier d'adhérents</td>" in _between(page, 'id="number-campaigns"')
+    # the second table has its own heading (it ran on from the proof's as if one table)
+    assert html.unescape(page).count("<h3>Listes et campagnes du numéro</h3>\n  <table "
+                                      'id="number-campaigns">') == 1
     c.get("/lang/en")
     page = c.get(f"/c/{CAMPAIGN}/rights", params={"number": NUMBER}).text
     assert '<td title="consent">consent</td>' in _between(page, 'id="consent-proof"')
     assert "<td>member file</td>" in _between(page, 'id="number-campaigns"')
+    assert "<h3>The number's lists and campaigns</h3>" in html.unescape(page)
 
 
 def test_the_upload_form_sends_the_basis_code_and_shows_its_words(web) -> None:

@@ -104,6 +104,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "opted_out": ("Sur la liste d'opposition", "On the opposition list"),
     "not_opted_out": ("Pas sur la liste d'opposition", "Not on the opposition list"),
     "consent_proof": ("Preuve du consentement", "Proof of consent"),
+    "number_lists": ("Listes et campagnes du numéro", "The number's lists and campaigns"),
     "gdpr_export": ("Export RGPD (téléchargement)", "GDPR export (download)"),
     "gdpr_erase": ("Effacement RGPD", "GDPR erasure"),
     "erase_confirm": ("Retapez le numéro pour confirmer l'effacement définitif",
