@@ -168,11 +168,12 @@ class KeyedAudit:
             check_key([], self.number_hash, self._key_fingerprint())  # another's came first
 
     def add_optout(self, number: str, via: str, now: datetime,
-                   campaign: str | None = None) -> bool:
-        """Opposition takes effect at once and for every campaign. True if it is new."""
+                   campaign: str | None = None, actor: str | None = None) -> bool:
+        """Opposition takes effect at once and for every campaign. True if it is new.
+        `actor`: the console user who typed or imported it (audit's actor, as `audit`)."""
         with self.transaction():
             added = self._add_optout(number, via, campaign, now)
-            self._audit("optout", number, {"via": via, "campaign": campaign}, now)
+            self._audit("optout", number, {"via": via, "campaign": campaign}, now, actor)
         return added
 
     def audit(self, action: str, number: str | None, detail: dict[str, Any],
@@ -283,7 +284,7 @@ class StoreBackend(Protocol):
     def number_hashes(self, numbers: Iterable[str]) -> list[str]: ...
     def is_opted_out(self, number: str) -> bool: ...
     def add_optout(self, number: str, via: str, now: datetime,
-                   campaign: str | None = None) -> bool: ...
+                   campaign: str | None = None, actor: str | None = None) -> bool: ...
     # optouts_since: (id, number_hash) of the oppositions past `after_id` or in `gaps`; with
     # `since`, only those created since then and the newest row (callflow/opposed.Opposed)
     def optouts_since(self, since: datetime | None, after_id: int = 0,

@@ -308,8 +308,11 @@ def optout_add(request: Request, body: OptoutBody) -> dict[str, Any]:
 def optout_import(request: Request, file: UploadFile = File(...),
                   via: str = Form("post")) -> dict[str, Any]:
     user, store = who(request, "optout")
-    return records.optout_import(request.app.state.cfg, store, file.file.read(),
-                                 file.filename or "optouts.csv", via, user.name, now())
+    try:
+        return records.optout_import(request.app.state.cfg, store, file.file.read(),
+                                     file.filename or "optouts.csv", via, user.name, now())
+    except records.ImportStopped as exc:  # the numbers before the faulty line stay listed
+        return JSONResponse({"detail": str(exc), "added": exc.added}, status_code=400)
 
 
 @router.get("/optouts/{number}")

@@ -134,6 +134,12 @@ class Acting:
               actor: str | None = None) -> None:
         self._store.audit(action, number, detail, now, actor=actor or self._actor)
 
+    def add_optout(self, number: str, via: str, now: Any, campaign: str | None = None,
+                   actor: str | None = None) -> bool:
+        """The store writes this one's audit row itself: it names the user too."""
+        return bool(self._store.add_optout(number, via, now, campaign,
+                                           actor=actor or self._actor))
+
 
 SECRET_MIN = 32  # characters: `openssl rand -hex 32` gives 64
 

@@ -85,6 +85,12 @@ STRINGS: dict[str, tuple[str, str]] = {
     "optout_import": ("Importer une liste d'opposition", "Import an opposition list"),
     "optout_import_added": ("Numéros ajoutés à la liste d'opposition",
                             "Numbers added to the opposition list"),
+    "optout_import_partial": ("{n} numéro(s) des lignes avant l'erreur sont déjà sur la liste "
+                              "d'opposition et y restent : corrigez le fichier et importez-le "
+                              "à nouveau (ils ne seront pas comptés deux fois).",
+                              "{n} number(s) from the lines before the error are on the "
+                              "opposition list already and stay there: fix the file and import "
+                              "it again (they will not be counted twice)."),
     "optout_rejects_not_listed": (
         "Les lignes rejetées ne sont PAS sur la liste d'opposition : corrigez-les (fichier CSV "
         "ci-dessous) puis importez-les à nouveau.",

@@ -318,7 +318,7 @@ def rights_page(request: Request, campaign: str, number: str = "") -> Response:
 
 def _rights_page(request: Request, store: Any, ctx: dict[str, Any], *, number: str = "",
                  imported: dict[str, Any] | None = None, import_error: str | None = None,
-                 status: int = 200) -> Response:
+                 import_added: int = 0, status: int = 200) -> Response:
     cfg = request.app.state.cfg
     found, error = None, None
     if number:
@@ -331,6 +331,7 @@ def _rights_page(request: Request, store: Any, ctx: dict[str, Any], *, number: s
     return _render(request, "rights.html", {**ctx, "section": "rights", "number": number,
                                             "found": found, "error": error,
                                             "imported": imported, "import_error": import_error,
+                                            "import_added": import_added,
                                             "channels": OPTOUT_CHANNELS}, status)
 
 
@@ -363,7 +364,9 @@ def rights_optout_import(request: Request, campaign: str, file: UploadFile = Fil
         res = records.optout_import(request.app.state.cfg, store, file.file.read(),
                                     file.filename or "optouts.csv", via, user.name, now())
     except (ValueError, IvrError) as exc:
-        return _rights_page(request, store, ctx, import_error=_no(request, exc), status=400)
+        added = exc.added if isinstance(exc, records.ImportStopped) else 0
+        return _rights_page(request, store, ctx, import_error=_no(request, exc), status=400,
+                            import_added=added)
     rejected = res["rejected"]
     imported = {"added": res["added"], "rejected_total": len(rejected),
                 "rejected": rejected[:SHOWN_REJECTS], "shown_max": SHOWN_REJECTS,

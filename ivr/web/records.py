@@ -6,12 +6,13 @@ from __future__ import annotations
 import csv
 import io
 import tempfile
+from contextlib import suppress
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from ivr.config import Config
-from ivr.errors import ImportFileError
+from ivr.errors import ImportFileError, IvrError
 from ivr.prompts.archive import heard_prompts
 from ivr.records import contacts as contacts_mod
 from ivr.records import privacy
@@ -126,14 +127,49 @@ def optout_import(cfg: Config, store: StoreBackend, data: bytes, filename: str, 
     if via not in privacy.OPTOUT_CHANNELS:
         raise ValueError(f"via: {via!r} is not one of {', '.join(privacy.OPTOUT_CHANNELS)}")
     path = _spooled(data, filename)
+    kept = _Counting(store)
     try:
         added, rejected = contacts_mod.import_optouts(
-            store, path, via=via, default_region=cfg.default_region, now=now)
+            kept, path, via=via, default_region=cfg.default_region, now=now)
+    except Exception as exc:
+        # Stopped part-way (a broken line, the store gone): what it added stays listed (each
+        # number is its own transaction), so its row names the user, and the refusal says how
+        # many are listed already.
+        with suppress(Exception):  # a store that is gone fails this too: the cause is exc
+            store.audit("optout_import_console", None, {"via": via, "added": kept.added,
+                                                        "complete": False}, now, actor=user)
+        if kept.added and isinstance(exc, (ValueError, IvrError)):
+            raise ImportStopped(str(exc), kept.added) from exc
+        raise
     finally:
         _cleanup(path)
     store.audit("optout_import_console", None, {"via": via, "added": added,
                                                 "rejected": len(rejected)}, now, actor=user)
     return {"added": added, "rejected": [{"line": ln, "reason": r} for ln, r in rejected]}
+
+
+class ImportStopped(IvrError):
+    """An opposition import refused part-way (its message is the cause's): `added` numbers
+    before the faulty line are on the list already, and stay there."""
+
+    def __init__(self, message: str, added: int) -> None:
+        super().__init__(message)
+        self.added = added
+
+
+class _Counting:
+    """The store, counting the oppositions an import added so far."""
+
+    def __init__(self, store: StoreBackend) -> None:
+        self._store, self.added = store, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def add_optout(self, number: str, via: str, now: datetime, *args: Any, **kw: Any) -> bool:
+        new = bool(self._store.add_optout(number, via, now, *args, **kw))
+        self.added += new
+        return new
 
 
 def optout_lookup(cfg: Config, store: StoreBackend, number: str) -> dict[str, Any]:
