@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from panoramisk.utils import parse_agi_result
 
-from ivr.telephony.fastagi import (CHANNEL_UP, REFUSAL_LOG_MAX, REFUSAL_LOG_S, AgiApplication,
-                                   AgiCommandError, AgiHangup, AgiRequest, StreamResult,
-                                   parse_result, quote)
+from ivr.telephony.fastagi import (CHANNEL_UP, REFUSAL_LOG_MAX, REFUSAL_LOG_S, REPLY_LINES_MAX,
+                                   AgiApplication, AgiCommandError, AgiHangup, AgiRequest,
+                                   StreamResult, parse_result, quote)
 
 
 @pytest.mark.parametrize("line", [
@@ -190,6 +190,61 @@ def test_the_out_of_band_hangup_line_is_skipped_and_remembered() -> None:
                                 ("stream_file", ("ivr/intro", "9")),
                                 ("get_variable", ("HANGUPCAUSE",)))
     assert results == [StreamResult(), "16"] and hung_up
+
+
+async def _flooded(opening: bytes, line: bytes, lines: int) -> tuple[Any, bool, int]:
+    """A peer answering one command with `opening` then `line` `lines` times, and no end: the
+    command's result or error, whether the session counts the connection lost, and how many
+    lines the peer got to write before the controller cut it."""
+    sent = 0
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal sent
+        await reader.readline()
+        writer.write(opening)
+        try:
+            for _ in range(lines):
+                writer.write(line)
+                await writer.drain()
+                sent += 1
+        except ConnectionError:
+            pass
+    server = await asyncio.start_server(peer, "127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+    req = AgiRequest(app=None, headers={}, reader=reader, writer=writer, encoding="utf-8",
+                     read_timeout=5)
+    try:
+        result: Any = await req.send_command("STREAM FILE ivr/legal \"\"")
+    except (AgiHangup, AgiCommandError) as exc:
+        result = exc
+    finally:
+        req.close_watchdog()
+        writer.close()
+        server.close()
+    return result, req.lost, sent
+
+
+@pytest.mark.parametrize("opening, line", [
+    (b"520-Invalid command syntax.  Proper usage follows:\n", b"x" * 8000 + b"\n"),
+    (b"", b"100 result=0 Trying...\n"),
+    (b"", b"HANGUP\n")])
+def test_a_reply_that_never_ends_is_cut_not_kept(opening: bytes, line: bytes) -> None:
+    """A local peer (no token needed: a refused session is still sent a command) answering
+    with an endless usage text grew the controller by ~450 MB a second; endless "100" or
+    HANGUP lines burnt its CPU. A reply is cut past REPLY_LINES_MAX lines, as a hangup."""
+    result, lost, _ = asyncio.run(_flooded(opening, line, 100_000))
+    assert isinstance(result, AgiHangup) and f"{REPLY_LINES_MAX} lines" in str(result)
+    assert lost
+
+
+def test_a_long_usage_text_within_the_bound_is_read_whole() -> None:
+    usage = b"520-Invalid command syntax.  Proper usage follows:\n" + \
+        b"Usage: line\n" * (REPLY_LINES_MAX - 2) + b"520 End of proper usage.\n"
+    results, _, _ = typed([usage, b"200 result=1 (7)\n"], ("stream_file", ("ivr/intro",)),
+                          ("get_variable", ("CALL_ID",)))
+    assert isinstance(results[0], AgiCommandError) and str(results[0]).count("Usage: line") == \
+        REPLY_LINES_MAX - 2
+    assert results[1] == "7"
 
 
 def test_set_variable_quotes_name_and_value() -> None:

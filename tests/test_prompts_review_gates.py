@@ -28,6 +28,8 @@ from ivr.callflow import agi_callback
 from ivr.errors import PromptError
 from ivr.prompts.build import MANIFEST_NAME, build_prompts
 from ivr.prompts.manifest import build_problem
+from ivr.telephony.contract import SOUNDS_DIR, VAR_DONE
+from ivr.telephony.fastagi import StreamResult
 from ivr.web import prompts as console_prompts
 from ivr.web import service
 
@@ -142,6 +144,35 @@ def test_a_session_without_the_secret_is_not_held_long(monkeypatch: pytest.Monke
     started = time.monotonic()
     asyncio.run(handler(_Silent()))  # type: ignore[arg-type]
     assert time.monotonic() - started < 2.0
+
+
+class _AnswersThenSilent(_Silent):
+    """The same peer, answering the legal mentions at once, then silent on what follows."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def stream_file(self, name: str, keys: str = "") -> StreamResult:
+        self.sent.append(name)
+        return StreamResult(endpos=8000)
+
+    async def set_variable(self, name: str, value: str) -> None:
+        self.sent.append(name)
+        await asyncio.sleep(3600)
+
+
+def test_the_bound_covers_the_refused_sessions_last_command(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the legal mentions were bounded: a peer answering them, then silent on the SET
+    VARIABLE that follows, held its FastAGI slot for the read timeout (600 s), not 45 s."""
+    monkeypatch.setattr(agi_callback, "REFUSED_LEGAL_S", 0.3)
+    handler = agi_callback.CallbackHandler(store=None, default_region="FR",  # type: ignore
+                                           clock=lambda: None, secret="s" * 20)  # type: ignore
+    peer = _AnswersThenSilent()
+    started = time.monotonic()
+    asyncio.run(asyncio.wait_for(handler(peer), 5))  # type: ignore[arg-type]  # else: fails
+    assert time.monotonic() - started < 2.0
+    assert peer.sent == [f"{SOUNDS_DIR}/legal", VAR_DONE]  # the failsafe's flag still set when answered
 
 
 def test_a_shorter_recording_under_the_same_name_builds(tmp_path: Path) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import datetime
 
 from ivr.callflow.flow import FlowOptions
 from ivr.compliance.prompt_legal import CALLBACK_CONFIRM_KEY, CALLBACK_NOTICE
 from ivr.telephony.agi_auth import secret_matches
 from ivr.telephony.contract import ARG_CALLBACK_SECRET, SOUNDS_DIR, VAR_DONE
-from ivr.telephony.fastagi import CHANNEL_UP, AgiHangup, AgiRequest
+from ivr.telephony.fastagi import CHANNEL_UP, HEADER_CALLERID, AgiHangup, AgiRequest
 from ivr.numbers import e164
 from ivr.store.sqlite import Store
 
@@ -58,7 +59,8 @@ class CallbackHandler:
             await req.set_variable(VAR_DONE, "1")
 
     async def _serve(self, req: AgiRequest) -> bool:
-        """Run the line; True once the caller has heard what it owes them."""
+        """Run the line; True once the caller has heard what it owes them (a session without
+        the secret sets the flag itself, within its bound, and answers False)."""
         if not secret_matches(req.headers.get(ARG_CALLBACK_SECRET, ""), self.secret):
             # Nothing is written. A real caller reaches this when the secret in [globals] and
             # the controller's differ (changed without `dialplan reload`): the written route,
@@ -66,12 +68,14 @@ class CallbackHandler:
             log.error("FastAGI callback: session without the callback secret from %r: nothing "
                       "recorded; check that IVR_CALLBACK_SECRET matches [globals] and run "
                       "`dialplan reload`", req.writer.get_extra_info("peername"))
-            try:  # bounded: a peer that never answers must not hold a FastAGI slot for long
+            # Bounded, the flag included: a peer that never answers (or answers the legal
+            # mentions only) must not hold a FastAGI slot for the read timeout.
+            with suppress(TimeoutError):
                 async with asyncio.timeout(REFUSED_LEGAL_S):
-                    return not (await req.stream_file(f"{SOUNDS_DIR}/legal")).failed
-            except TimeoutError:
-                return False
-        number = caller_e164(req.headers.get("agi_callerid", ""), self.region)
+                    if not (await req.stream_file(f"{SOUNDS_DIR}/legal")).failed:
+                        await req.set_variable(VAR_DONE, "1")
+            return False  # the flag is set already, or the failsafe's is due
+        number = caller_e164(req.headers.get(HEADER_CALLERID, ""), self.region)
         if number is None:  # nothing to key the opposition on: give the written route
             return not (await req.stream_file(f"{SOUNDS_DIR}/legal")).failed
         try:

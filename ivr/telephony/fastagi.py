@@ -34,7 +34,15 @@ from panoramisk.utils import parse_agi_result
 
 log = logging.getLogger(__name__)
 
-HEADER_LIMIT = 16 * 1024
+HEADER_LIMIT = 16 * 1024  # bytes a line may hold, headers and replies alike
+# Headers Asterisk sends at the start of every session, whatever the dialplan (the dialplan's
+# own names, its arguments included, are in contract.py)
+HEADER_UNIQUEID = "agi_uniqueid"  # the channel running the AGI (the Originate's ChannelId)
+HEADER_CALLERID = "agi_callerid"  # the caller's number: the callback route keys on it
+# Lines one command's reply may span: the result, "100 Trying" lines, HANGUP notices and a
+# usage text (Asterisk's longest is a few dozen lines). A peer sending more is not Asterisk:
+# unbounded, a usage text that never ends grew the controller by ~450 MB a second.
+REPLY_LINES_MAX = 100
 CHANNEL_UP = 6  # CHANNEL STATUS: "Line is up"
 DEAD_CHANNEL = 511  # "Command Not Permitted on a dead channel or intercept routine"
 _DIGITS = re.compile(r"[0-9*#]*")
@@ -97,6 +105,7 @@ class AgiRequest(Request):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.hung_up = False
         self.lost = False  # the AGI connection itself died (PBX crash, network), not a hangup
+        self._reply_lines = 0  # lines read of the current command's reply
         self.read_timeout = read_timeout
         # One watchdog per session, not a timer per line: a read waiting longer than
         # read_timeout means a dead peer (half-open TCP); the connection is aborted.
@@ -132,11 +141,22 @@ class AgiRequest(Request):  # type: ignore[misc]
             raise AgiHangup(f"AGI connection {reason}")
         return raw.decode(self.encoding, "replace").rstrip("\r\n")
 
+    async def _reply_line(self) -> str:
+        """A line of the current command's reply, at most REPLY_LINES_MAX of them: past that
+        the connection is cut as a dead peer's would be (the session ends as a hangup)."""
+        self._reply_lines += 1
+        if self._reply_lines > REPLY_LINES_MAX:
+            self.lost = True
+            self.writer.transport.abort()
+            raise AgiHangup(f"AGI reply longer than {REPLY_LINES_MAX} lines: not Asterisk's, "
+                            "connection closed")
+        return await self._readline()
+
     async def _read_result(self) -> dict[str, Any]:
-        line = await self._readline()
+        line = await self._reply_line()
         while line == "HANGUP":  # out-of-band notice, not a result
             self.hung_up = True
-            line = await self._readline()
+            line = await self._reply_line()
         return parse_result(line)
 
     async def send_command(self, command: str) -> dict[str, Any]:
@@ -148,13 +168,14 @@ class AgiRequest(Request):  # type: ignore[misc]
         except ConnectionError as exc:
             self.lost = True
             raise AgiHangup(f"AGI write failed: {exc!r}") from None
+        self._reply_lines = 0
         result = await self._read_result()
         while result.get("status_code") == 100:
             result = await self._read_result()
         if result.get("error") == "AGIUsageError":
             usage = []
             while True:
-                line = await self._readline()
+                line = await self._reply_line()
                 if line.startswith("520 "):
                     break
                 usage.append(line)
