@@ -58,6 +58,8 @@ from store_cpu import StoreCpu  # noqa: E402
 from ivr import app  # noqa: E402
 from ivr.campaign import sending  # noqa: E402
 from ivr.prompts.build import build_prompts  # noqa: E402
+from ivr.telephony.contract import (OUTBOUND_CONTEXT, OUTBOUND_EXTEN, SIM_CONTEXT,  # noqa: E402
+                                    VAR_AGI_URL, VAR_AMD, VAR_CALL_ID)
 from ivr.telephony.sandbox import Sandbox  # noqa: E402
 
 PORT = 4612
@@ -77,10 +79,11 @@ def add_all_events_user(sandbox: Sandbox) -> str:
 
 
 def originate(i: int, number: str) -> dict[str, object]:
-    return {"Action": "Originate", "Channel": f"Local/{number}@ivr-sim",
-            "Context": "ivr-outbound", "Exten": "s", "Priority": "1", "Async": "true",
-            "Timeout": "30000",
-            "Variable": [f"CALL_ID={i}", f"IVR_AGI=agi://127.0.0.1:{PORT}", "IVR_AMD=0"]}
+    return {"Action": "Originate", "Channel": f"Local/{number}@{SIM_CONTEXT}",
+            "Context": OUTBOUND_CONTEXT, "Exten": OUTBOUND_EXTEN, "Priority": "1",
+            "Async": "true", "Timeout": "30000",
+            "Variable": [f"{VAR_CALL_ID}={i}", f"{VAR_AGI_URL}=agi://127.0.0.1:{PORT}",
+                         f"{VAR_AMD}=0"]}
 
 
 async def send_all(manager: Manager, nums: list[str], rate: float | None) -> list[object]:

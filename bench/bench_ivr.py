@@ -28,6 +28,8 @@ from ivr.telephony import fastagi as agi_server
 from ivr import app
 from ivr import config
 from ivr.telephony.ami import Ami
+from ivr.telephony.contract import (BENCH_CONTEXT, BENCH_VAR_REPEATS, BENCH_VAR_TIMEOUT,
+                                    SIM_CONTEXT)
 from ivr.prompts.build import build_prompts
 from ivr.telephony.sandbox import Sandbox
 from ivr.store.sqlite import CallResult, Store, utc
@@ -138,11 +140,11 @@ async def run_dialplan(cfg: config.Config, nums: list[str]) -> dict[str, float]:
     t0 = time.monotonic()
     for channel_id, n in zip(sorted(ids), nums):
         await ami.action({
-            "Action": "Originate", "Channel": f"Local/{n}@ivr-sim",
-            "Context": "ivr-bench-dialplan", "Exten": "s", "Priority": "1", "Async": "true",
+            "Action": "Originate", "Channel": f"Local/{n}@{SIM_CONTEXT}",
+            "Context": BENCH_CONTEXT, "Exten": "s", "Priority": "1", "Async": "true",
             "ChannelId": channel_id, "Timeout": str(int(cfg.dialer.ring_timeout_s * 1000)),
-            "Variable": [f"IVR_TIMEOUT={cfg.flow.input_timeout_s:g}",
-                         f"IVR_REPEATS={cfg.flow.max_repeats}"]}, timeout=30)
+            "Variable": [f"{BENCH_VAR_TIMEOUT}={cfg.flow.input_timeout_s:g}",
+                         f"{BENCH_VAR_REPEATS}={cfg.flow.max_repeats}"]}, timeout=30)
     open_ids = set(ids)
     while open_ids:
         ev = await ami.next_event(120)

@@ -17,9 +17,8 @@ from typing import Any, Protocol
 from ivr.store.base import Row
 from ivr.telephony.agi_auth import token_matches
 from ivr.telephony.contract import ARG_CALL_ID, ARG_TOKEN
-from ivr.telephony.fastagi import AgiCommandError, AgiHangup, AgiRequest
+from ivr.telephony.fastagi import HEADER_UNIQUEID, AgiCommandError, AgiHangup, AgiRequest
 
-UNIQUEID = "agi_uniqueid"  # Asterisk's own header: the channel running the AGI
 REFUSED_HANGUP_S = 2.0  # a refused peer gets this long to take its HANGUP, then is closed
 _UNREAD: Any = object()  # admit's `row`: not read ahead, read it now
 
@@ -82,7 +81,7 @@ class SessionGate:
         flight = self.flights.get(call_id)
         if flight is None:
             raise Refused(f"call {call_id}: not in flight for this controller")
-        uniqueid = headers.get(UNIQUEID, "")
+        uniqueid = headers.get(HEADER_UNIQUEID, "")
         if uniqueid != flight.channel_id or uniqueid != call.get("channel_id"):
             raise Refused(f"call {call_id}: channel {uniqueid[:64]!r} is not the one originated")
         if flight.session_opened or call_id in self.active:

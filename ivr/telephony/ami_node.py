@@ -16,14 +16,14 @@ from typing import Any
 from ivr.config import SINGLE_NODE
 from ivr.errors import PbxError
 from ivr.telephony.ami import HOLD_EVENTS, Ami
-from ivr.telephony.contract import EVENT_FAILSAFE, FAILSAFE_CALL_ID, FAILSAFE_CALLBACK
+from ivr.telephony.contract import (EVENT_FAILSAFE, FAILSAFE_CALL_ID, FAILSAFE_CALLBACK,
+                                    FAILSAFE_STATUS)
 from ivr.telephony.node import (LOCAL_OTHER, ChannelHangup, ChannelHold, Failsafe, NodeEvent,
                                 OriginateRequest, OriginateResult, Reconnected)
 
 log = logging.getLogger(__name__)
 JOIN_EVERY_S = 2.0  # a node down at start is tried this often
 GONE_PROBE_S = 1.0  # a TCP connect to the AMI port: refused at once when nothing listens
-FAILSAFE_STATUS = "Status"  # the UserEvent's AGISTATUS field (dialplans/ivr-outbound.conf)
 OPPOSITION_ALARM_EVERY_S = 600.0  # the opposition line's failsafe: an ERROR this often at most
 
 

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from ivr.telephony.contract import (EVENT_FAILSAFE, FAILSAFE_CALL_ID, OUTBOUND_CONTEXT,
+from ivr.telephony.contract import (ARG_AMD_STATUS, ARG_CALL_ID, ARG_TOKEN, EVENT_FAILSAFE,
+                                    FAILSAFE_CALL_ID, FAILSAFE_STATUS, OUTBOUND_CONTEXT,
                                     OUTBOUND_EXTEN, ROUTE_IVR, VAR_AGI_URL, VAR_AMD, VAR_CALL_ID,
-                                    VAR_TOKEN)
+                                    VAR_HANGUP_CAUSE, VAR_TOKEN)
 from ivr.telephony.node import LOCAL_OTHER
 
 DEAD = "511 Command Not Permitted on a dead channel or intercept routine"
@@ -160,7 +161,7 @@ class AgiLeg:
 
     async def _reply(self, command: str) -> str:
         verb = command.upper().replace("\"", "")  # an argument may come quoted
-        if verb.startswith("GET VARIABLE HANGUPCAUSE"):  # readable on a dead channel too
+        if verb.startswith(f"GET VARIABLE {VAR_HANGUP_CAUSE}"):  # readable on a dead channel too
             return f"200 result=1 ({self.call.cause or 0})"
         if self.call.gone.is_set():
             return DEAD
@@ -215,7 +216,7 @@ def agi_headers(*, url: str, channel: str, uniqueid: str, caller_id: str, call_i
             "agi_callingtns": "0", "agi_dnid": "unknown", "agi_rdnis": "unknown",
             "agi_context": OUTBOUND_CONTEXT, "agi_extension": OUTBOUND_EXTEN, "agi_priority": "6",
             "agi_enhanced": "0.0", "agi_accountcode": "", "agi_threadid": "1",
-            "agi_arg_1": call_id, "agi_arg_2": amd, "agi_arg_3": token}
+            ARG_CALL_ID: call_id, ARG_AMD_STATUS: amd, ARG_TOKEN: token}
 
 
 class Player:
@@ -274,7 +275,7 @@ class Player:
         # FastAGI unreachable (AGISTATUS=FAILURE): the dialplan's failsafe
         self._emit({"Event": "UserEvent", "Privilege": "user,all", "Channel": call.name(1),
                     "Uniqueid": call.channel_id, "UserEvent": EVENT_FAILSAFE,
-                    FAILSAFE_CALL_ID: call.variables.get(VAR_CALL_ID, ""), "Status": "FAILURE"})
+                    FAILSAFE_CALL_ID: call.variables.get(VAR_CALL_ID, ""), FAILSAFE_STATUS: "FAILURE"})
         call.cause = 41  # Hangup(41): temporary failure, the controller retries
         return True
 
