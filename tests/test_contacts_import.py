@@ -500,6 +500,24 @@ def test_optout_import_refuses_a_stray_quote(store: Store, tmp_path: Path) -> No
     assert [r["number"] for r in store.q("SELECT number FROM optouts")] == ["+33199000010"]
 
 
+def test_a_quote_left_open_on_the_last_line_is_refused_too(store: Store, tmp_path: Path) -> None:
+    """The reader ends a field at the end of the file without a word: the last line's
+    objection ("oui") was read into its name and the person queued to be called."""
+    for end in ("\n", ""):
+        path = write(tmp_path, 'number,name,Opposition\n0199000701,Ann,non\n'
+                     '0199000702,"Bob,oui' + end)
+        with pytest.raises(ImportFileError, match="^list.csv line 3: a quote opens a field that "
+                                                  "is never closed: close or remove the quote"):
+            run(store, path)
+        assert rows(store) == []
+    path = write(tmp_path, '0199000010\n"0199000011,0199000012\n')
+    with pytest.raises(ImportFileError, match="line 2: a quote opens a field that is never "
+                                              "closed"):
+        import_optouts(store, path, via="post", default_region="FR", now=NOW)
+    path = write(tmp_path, 'number,name\n0199000701,Ann\n0199000702,"Bob"')  # closed: kept
+    assert run(store, path).added == 2
+
+
 def test_fatal_error_after_some_batches_keeps_them_whole(
         store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(contacts, "BATCH", 2)

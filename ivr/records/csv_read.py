@@ -155,16 +155,22 @@ def read_records(path: Path, warnings: list[str]) -> Iterator[tuple[int, list[st
                 head.append(text)
                 if text.strip():
                     break
-            reader = csv.reader(itertools.chain(head, fh),
+            lines = [0]  # the file's lines read so far
+            # One blank line past the end: a quote left open on the last line takes it in, and
+            # is caught as any other (the reader otherwise ends the field at the end of the
+            # file, silently: a last line's objection was read into its name).
+            reader = csv.reader(itertools.chain(_counted(itertools.chain(head, fh), lines),
+                                                ["\n"]),
                                 delimiter=_delimiter(head[-1] if head else ""))
             for cells in reader:
                 start, line_num = line_num + 1, reader.line_num
                 if line_num > start:  # no field holds a line break: a quote was left open
-                    raise ImportFileError(_open_quote(path.name, start, line_num))
+                    raise ImportFileError(_open_quote(path.name, start, min(line_num, lines[0])))
                 if any(c.strip() for c in cells):
                     yield start, cells
         except csv.Error as exc:
-            raise _csv_error(path.name, line_num + 1, reader.line_num, exc) from exc
+            raise _csv_error(path.name, line_num + 1, min(reader.line_num, lines[0]),
+                             exc) from exc
         except UnicodeDecodeError as exc:  # the encoding pass accepted it: the file changed
             raise ImportFileError(f"{path.name} changed while being read: import it again") \
                 from exc
@@ -172,9 +178,18 @@ def read_records(path: Path, warnings: list[str]) -> Iterator[tuple[int, list[st
             raise _unreadable(path, exc) from exc
 
 
+def _counted(lines: Iterable[str], read: list[int]) -> Iterator[str]:
+    for text in lines:
+        read[0] += 1
+        yield text
+
+
 def _open_quote(name: str, start: int, end: int, over: str = "") -> str:
+    """`end`: the file's line the record was read to; `start` itself when the quote opens on
+    the last line (the reader took in only the blank line read_records adds)."""
     # Also what a spreadsheet cell typed with Alt+Enter gives: its line break is the fault.
-    return (f"{name} line {start}: a quote opens a field that runs on to line {end}{over}: "
+    runs = f"runs on to line {end}{over}" if end > start else "is never closed"
+    return (f"{name} line {start}: a quote opens a field that {runs}: "
             "close or remove the quote (a cell cannot hold a line break)")
 
 
