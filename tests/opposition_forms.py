@@ -32,6 +32,11 @@ ACCEPTED: list[tuple[str, str]] = [
     # any country, and the overseas national form, as the old import read them
     ("tel:+1-202-555-0101", "+12025550101"),
     ("Tél. 0692 12 34 56", "+262692123456"),
+    # the objection's own words beside the number (refused before: the person stayed callable)
+    ("+33 6 12 34 56 78 STOP", NUM),
+    ("STOP 06 12 34 56 78", NUM),
+    ("06 12 34 56 78 (opposition)", NUM),
+    ("Ne plus appeler : 06 12 34 56 78", NUM),
 ]
 
 # (written form, fragment of the reason): the wrong number is not a safe opposition either.
@@ -49,4 +54,6 @@ REFUSED: list[tuple[str, str]] = [
     ("0612345678'", "characters a phone number does not hold"),
     ("+33 6 12 34 56 7", "check the digits and the country code"),
     ("\u200b", "no number"),
+    ("STOP 06 12 34 56 78 ou 07 81 23 45 67", "two numbers on one line"),
+    ("stop", "letters ('stop')"),
 ]
