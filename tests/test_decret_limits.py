@@ -45,6 +45,8 @@ def test_the_loose_config_of_issue_16_is_refused() -> None:
     ({"windows": [{"days": "mon-fri", "hours": ["14:00-20:30"]}]}, "window_wider_than_decree"),
     ({"windows": [{"days": "mon-fri", "hours": ["10:00-20:00"]}]}, "window_wider_than_decree"),
     ({"skip_holidays": False}, "holidays_not_skipped"),
+    # another country's calendar: 14 July and 8 May were call days, and nothing said so
+    ({"holidays_country": "BE"}, "holidays_not_french"),
     ({"max_attempts_per_30_days": 5}, "attempt_cap_above_decree"),
     ({"refusal_cooldown_days": 59}, "refusal_cooldown_short"),
 ])
@@ -53,6 +55,12 @@ def test_each_limit_alone_is_an_error_naming_its_key(schedule: dict[str, Any], c
     assert [(v.code, v.severity) for v in violations] == [(code, ERROR)]
     key = next(iter(schedule))
     assert f"schedule.{key}" in violations[0].message
+
+
+def test_a_french_calendar_however_written_is_clean_and_another_can_be_overridden() -> None:
+    assert found(holidays_country="fr") == [] and found(holidays_country="FR") == []
+    assert found(holidays_country="DE", override_reason=REASON) == [
+        ("holidays_not_french", WARNING)]
 
 
 def test_windows_and_limits_inside_the_decree_are_clean() -> None:

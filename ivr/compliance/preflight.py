@@ -31,7 +31,7 @@ from ivr.compliance.holiday_load import preload
 from ivr.config import Config
 from ivr.config_checks import demo_retry_delays
 from ivr.errors import ComplianceError
-from ivr.numbers import e164, national_form
+from ivr.numbers import e164, is_known_region, national_form
 
 ERROR = "error"
 WARNING = "warning"
@@ -236,6 +236,13 @@ def _decree_violations(cfg: Config) -> list[tuple[str, str]]:
     if not sch.skip_holidays:
         out.append(("holidays_not_skipped", "schedule.skip_holidays is false: Décret 2022-1313 "
                     "forbids calls on public holidays; set it to true"))
+    elif sch.holidays_country.strip().upper() != "FR" and is_known_region(sch.holidays_country):
+        # (an unknown code is holidays_country_invalid's)
+        # Another country's calendar replaces France's: 14 July and 8 May became call days.
+        out.append(("holidays_not_french", f"schedule.holidays_country is "
+                    f"{sch.holidays_country!r}: Décret 2022-1313 forbids calls on French public "
+                    "holidays; set it to FR (overseas and Alsace-Moselle holidays follow the "
+                    "number)"))
     if sch.max_attempts_per_30_days > DECREE_MAX_ATTEMPTS_30_DAYS:
         out.append(("attempt_cap_above_decree", f"schedule.max_attempts_per_30_days is "
                     f"{sch.max_attempts_per_30_days}: Décret 2022-1313 allows at most "

@@ -18,6 +18,7 @@ HEADLINES: dict[str, str] = {
     "window_syntax": "plage d'appel illisible",
     "window_wider_than_decree": "plages d'appel plus larges que la loi" + DECREE,
     "holidays_not_skipped": "appels les jours fériés" + DECREE,
+    "holidays_not_french": "jours fériés d'un autre pays que la France" + DECREE,
     "attempt_cap_above_decree": "trop d'essais par numéro" + DECREE,
     "refusal_cooldown_short": "délai trop court après un refus" + DECREE,
     "override_reason_too_short": "motif de dérogation trop court",
