@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ivr.errors import IvrError
+
 MODE = 0o600
 WAIT_S = 2.0  # how long an empty secret file is taken for one being written
 
@@ -43,6 +45,16 @@ def write_secret(path: Path, data: str | bytes, *, exclusive: bool = False,
         raise
 
 
+def read_text(path: Path) -> str:
+    """A secret file's text, stripped; one that is not text (raw random bytes: `openssl rand 32`
+    without -hex) is refused in one line, naming the file, never quoting its bytes."""
+    try:
+        return path.read_text().strip()
+    except UnicodeDecodeError:
+        raise IvrError(f"{path} is not text: write the secret as hex (e.g. `openssl rand -hex 32 "
+                       f"> {path}`)") from None
+
+
 def read_or_create(path: Path, make: Callable[[], str]) -> str:
     """The secret kept in `path`, made by `make()` and written (exclusively) on first use.
     Two processes may both find it missing: the one whose exclusive create fails reads the
@@ -51,7 +63,7 @@ def read_or_create(path: Path, make: Callable[[], str]) -> str:
     deadline = time.monotonic() + WAIT_S
     while True:
         try:
-            value = path.read_text().strip()
+            value = read_text(path)
         except FileNotFoundError:
             value = None
         if value is None:

@@ -20,7 +20,7 @@ import pytest
 
 from conftest import Backend, make_config
 from ivr.app import open_store
-from ivr.errors import StoreError
+from ivr.errors import IvrError, StoreError
 from ivr import secret_files
 from ivr.secret_files import read_or_create
 from ivr.store import Store
@@ -129,6 +129,20 @@ def test_an_empty_key_file_is_refused_naming_it(tmp_path: Path) -> None:
         side.write_text(content)
         with pytest.raises(StoreError, match=f"the opposition key {side} is empty"):
             Store.open(tmp_path / "demo" / "ivr.db")
+
+
+def test_a_key_file_of_raw_bytes_is_refused_in_one_line(tmp_path: Path) -> None:
+    """`openssl rand 32 > key` (no -hex) gave a UnicodeDecodeError traceback; the bytes are
+    never quoted back."""
+    named = tmp_path / "secrets" / "optout.key"
+    named.parent.mkdir()
+    named.write_bytes(b"\xff\xfe" + os.urandom(30))
+    for opening in (lambda: Store.open(tmp_path / "data" / "ivr.db", optout_key_file=named),
+                    lambda: read_or_create(named, lambda: "unused")):
+        with pytest.raises(IvrError) as exc:
+            opening()
+        assert str(exc.value) == (f"{named} is not text: write the secret as hex (e.g. "
+                                  f"`openssl rand -hex 32 > {named}`)")
 
 
 @pytest.mark.usefixtures("short_wait")

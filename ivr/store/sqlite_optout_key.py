@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ivr.errors import StoreError
-from ivr.secret_files import read_or_create
+from ivr.secret_files import read_or_create, read_text
 
 log = logging.getLogger(__name__)
 ENV = "IVR_OPTOUT_KEY"
@@ -86,7 +86,7 @@ def _read_or_create(key_file: Path) -> bytes:
 def read_key(key_file: Path) -> bytes | None:
     """The key in this file, None if there is none; never makes one."""
     try:
-        return key_file.read_text().strip().encode()
+        return read_text(key_file).encode()
     except FileNotFoundError:
         return None
 
