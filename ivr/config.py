@@ -312,11 +312,29 @@ class _UniqueKeys(yaml.SafeLoader):
             if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: its keys may be
                 continue                                   # overridden, as YAML means them to
             key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if not isinstance(key, (str, int, float, bool, type(None))):  # `? [1, 2]`, `{a: 1}:`
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: a key must be a word, "
+                                  f"not a {type(key).__name__}: write `name: value`")
             if key in seen:
                 raise ConfigError(f"line {key_node.start_mark.line + 1}: {key!r} is written "
                                   "twice in the same section: keep one")
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+def _printable(value: Any, where: str) -> None:
+    """No NUL and no lone surrogate in any text ("\\0", "\\ud800" escapes): no path, name or
+    file can hold them, and they failed deep inside as tracebacks."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _printable(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _printable(v, f"{where}[{i}]")
+    elif isinstance(value, str) and ("\0" in value or any(
+            "\ud800" <= c <= "\udfff" for c in value)):
+        raise ConfigError(f"{where}: holds a NUL or an invalid character (an escape such as "
+                          "\\0 or \\ud800): remove it")
 
 
 def load(path: str | Path) -> Config:
@@ -328,8 +346,10 @@ def load(path: str | Path) -> Config:
     raw = p.read_bytes()  # once: the bytes parsed are the bytes kept in `source`
     try:
         data = yaml.load(raw.decode("utf-8"), Loader=_UniqueKeys) or {}
-    except ConfigError as exc:  # a key written twice
+    except ConfigError as exc:  # a key written twice, or not a word
         raise ConfigError(f"{p}: {exc}") from None
+    except RecursionError:  # thousands of nested brackets
+        raise ConfigError(f"{p}: nested too deeply to be a config: fix the brackets") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{p}: not UTF-8 (byte {exc.start}): save the file as UTF-8") from None
     except yaml.YAMLError as exc:
@@ -338,6 +358,7 @@ def load(path: str | Path) -> Config:
         raise ConfigError(f"{p}: not valid YAML{at}: fix the syntax") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: the top level must be a mapping of sections")
+    _printable(data, "")
     cfg = from_dict(data, p.resolve().parent)
     cfg.source = (p.resolve(), raw)
     return cfg

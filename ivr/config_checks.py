@@ -97,6 +97,9 @@ STORE_URL = re.compile(r"postgres(ql)?://[^/?#]+(/[^/?#]*)?(\?[^#]*)?")
 def validate_store(store: Store, raw: dict[str, Any]) -> None:
     """store.url selects PostgreSQL, store.path (the default) SQLite: not both; no password."""
     if not store.url:
+        if not str(store.path).strip():  # "" named the config's folder: "unable to open"
+            raise ConfigError("store.path is empty: give the SQLite file's path (e.g. ivr.db), "
+                              "or store.url for PostgreSQL")
         return
     if "path" in raw:
         raise ConfigError("store: keep only one of path: (SQLite) and url: (PostgreSQL)")

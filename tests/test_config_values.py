@@ -211,6 +211,26 @@ def test_a_section_written_twice_is_refused_not_merged_silently(tmp_path: Path) 
                               "keep one")
 
 
+@pytest.mark.parametrize(("text", "said"), [
+    ("? [1, 2]\n: x\n", "line 1: a key must be a word, not a list: write `name: value`"),
+    ("campaign:\n  ? {a: 1}\n  : x\n", "line 2: a key must be a word, not a dict"),
+    ("a: " + "[" * 5000 + "\n", "nested too deeply to be a config: fix the brackets"),
+    ('store:\n  path: "a\\0b"\n', "store.path: holds a NUL or an invalid character"),
+    ('campaign:\n  name: "\\ud800"\n', "campaign.name: holds a NUL or an invalid character"),
+    ('pbx:\n  nodes:\n    - name: "n\\0"\n', "pbx.nodes[0].name: holds a NUL"),
+    ('store:\n  path: ""\n', "store.path is empty: give the SQLite file's path"),
+])
+def test_yaml_the_loader_takes_but_no_config_can_hold_is_one_line(
+        tmp_path: Path, text: str, said: str) -> None:
+    """Each gave a traceback (unhashable key, RecursionError, embedded null byte, a surrogate
+    that cannot be encoded) or, for the empty path, an error naming no key."""
+    path = tmp_path / "odd.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    assert said in str(err.value) and "\n" not in str(err.value)
+
+
 def test_yaml_merge_keys_still_load_and_may_be_overridden(tmp_path: Path) -> None:
     path = tmp_path / "merge.yaml"
     path.write_text("pbx:\n  mode: external\n  nodes:\n    - &n1\n      name: n1\n"
