@@ -66,7 +66,11 @@ def read_password() -> str:
     if sys.stdin.isatty():
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     else:
-        password = sys.stdin.readline().rstrip("\r\n")
+        try:
+            password = sys.stdin.readline().rstrip("\r\n")
+        except UnicodeDecodeError:  # a strict stdin; else the surrogates check_password refuses
+            raise IvrError("password: holds bytes that are not UTF-8 text: type or pipe it as "
+                           "UTF-8") from None
     try:
         return check_password(password)
     except ValueError as exc:

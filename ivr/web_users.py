@@ -53,6 +53,11 @@ def check_role(role: str) -> str:
 
 
 def check_password(password: str) -> str:
+    try:
+        password.encode("utf-8")  # stdin's undecodable bytes arrive as lone surrogates
+    except UnicodeEncodeError:
+        raise ValueError("password: holds bytes that are not UTF-8 text: type or pipe it as "
+                         "UTF-8") from None
     if len(password) < MIN_PASSWORD:
         raise ValueError(f"password: {len(password)} characters: use at least {MIN_PASSWORD}")
     if len(password) > MAX_PASSWORD:  # else set here, then refused at every login

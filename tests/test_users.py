@@ -166,6 +166,17 @@ def test_password_from_a_terminal_is_asked_twice(cfg_file: Path) -> None:
     assert web_users.verify_password(tty["password_hash"], PASSWORD)
 
 
+def test_a_piped_password_that_is_not_utf8_is_one_line(cfg_file: Path) -> None:
+    """Bytes that are not UTF-8 on stdin gave a UnicodeEncodeError traceback at the hash."""
+    got = subprocess.run([sys.executable, "-c", MAIN, "--config", str(cfg_file), "users", "add",
+                          "bob", "--role", "viewer"], input=b"\xffabcdefghijklmnop\n",
+                         capture_output=True, timeout=60)
+    err = got.stderr.decode()
+    assert got.returncode == 1 and "Traceback" not in err, err
+    assert err.startswith("error: password: holds bytes that are not UTF-8 text"), err
+    assert Store.open(cfg_file.parent / "t.db").user_by_name("bob") is None
+
+
 def test_the_group_is_registered_on_the_main_command() -> None:
     """`ivr users --help` in a fresh process (the `ivr` script's entry point)."""
     out = subprocess.run([sys.executable, "-c", MAIN, "users", "--help"],
