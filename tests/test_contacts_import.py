@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
 import tracemalloc
 from contextlib import nullcontext
@@ -434,6 +435,21 @@ def test_missing_file_and_folder_are_reported(store: Store, tmp_path: Path) -> N
         run(store, tmp_path / "nope.csv")
     with pytest.raises(ImportFileError, match="is a folder"):
         run(store, tmp_path)
+
+
+@sqlite_only  # refused before the store is touched
+def test_a_pipe_is_refused_not_read_as_an_empty_file(store: Store, tmp_path: Path) -> None:
+    """`cat list.csv | ivr contacts import /dev/stdin`: the encoding pass took the pipe's lines
+    and the import said "is empty"."""
+    fifo = tmp_path / "list.csv"
+    os.mkfifo(fifo)
+    for importing in (lambda: run(store, fifo),
+                      lambda: import_optouts(store, fifo, via="post", default_region="FR",
+                                             now=NOW)):
+        with pytest.raises(ImportFileError, match="is a pipe or a device, not a file: save the "
+                                                  "list to a file first"):
+            importing()
+    assert rows(store) == []
 
 
 def test_broken_quoting_before_any_batch_writes_nothing(store: Store, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import codecs
 import csv
 import itertools
 import re
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -219,6 +220,15 @@ def _delimiter(line: str) -> str:
 
 def _sniff(path: Path, warnings: list[str]) -> str:
     """One streaming pass over the bytes: refuse what is not text, choose the encoding."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise _unreadable(path, exc) from exc
+    if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode):
+        # Read twice (the encoding, then the lines): a pipe gives its lines to the first pass
+        # only, and the import said the file was empty.
+        raise ImportFileError(f"{path} is a pipe or a device, not a file: save the list to a "
+                              "file first (e.g. `cat … > list.csv`) and import that file")
     decoder = codecs.getincrementaldecoder("utf-8")()
     utf8, holes, size, bom = True, False, 0, False
     try:
