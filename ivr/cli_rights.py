@@ -44,6 +44,8 @@ def optout_add(ctx: Ctx, number: str, via: str) -> None:
 @click.option("--via", type=click.Choice(["post", "email", "phone", "sms"]), default="post")
 @pass_ctx
 def optout_import(ctx: Ctx, file: Path, via: str) -> None:
+    """Add a file's numbers to the opposition list (one per line, or a CSV with a 'number'
+    column). Exit status 1 when any line was rejected: the numbers added stay."""
     from ivr.records.contacts import MAX_LISTED_REJECTS, import_optouts
     rejected = 0
 
@@ -62,6 +64,10 @@ def optout_import(ctx: Ctx, file: Path, via: str) -> None:
         err_console.print(f"… and {rejected - MAX_LISTED_REJECTS} more rejected line(s), not "
                           "listed", highlight=False, markup=False)
     console.print(f"{added} number(s) added to the opposition list")
+    if rejected:  # each may be a person who objected: not a success a script should pass
+        click.echo(f"error: {rejected} line(s) rejected: those are NOT on the opposition list: "
+                   "fix them and import them again (the numbers added stay)", err=True)
+        click.get_current_context().exit(1)
 
 
 @click.group()
