@@ -58,6 +58,19 @@ def test_the_azores_and_lisbon() -> None:
     assert verdict(PT_LISBON, at(10, 30, LISBON)).allowed
 
 
+def test_a_french_polynesia_mobile_keeps_its_three_clocks() -> None:
+    """Tahiti, the Marquesas (+30 min) and the Gambier (+1 h) share the numbers: judged on
+    Tahiti's clock alone, 19:45 there was allowed while it was 20:45 in the Gambier."""
+    tahiti, number = ZoneInfo("Pacific/Tahiti"), "+68987123456"
+    zone = callee_zone(number, None, "Europe/Paris")
+    assert str(zone) == "Pacific/Tahiti or Pacific/Gambier or Pacific/Marquesas"
+    v = check_call(at(19, 45, tahiti), number=number, zone=zone, schedule=cfg().schedule)
+    assert (v.allowed, v.reason) == (False, OUTSIDE_WINDOW) and "Pacific/Gambier" in v.detail
+    assert v.next_allowed == at(10, 0, tahiti, day=8)
+    assert check_call(at(18, 45, tahiti), number=number, zone=zone,
+                      schedule=cfg().schedule).allowed
+
+
 @pytest.mark.parametrize("number", [ES_MOBILE, PT_MOBILE])
 @pytest.mark.parametrize("hour", range(0, 24))
 def test_next_allowed_is_allowed_in_every_zone_and_nothing_earlier_is(number: str, hour: int) -> None:

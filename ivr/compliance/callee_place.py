@@ -171,6 +171,12 @@ def region_zone(num: phonenumbers.PhoneNumber, names: list[str]) -> str | None:
     return guess[0] if len(guess) == 1 and guess[0] in names else None
 
 
+# One region, several clocks, none of which the number tells apart: French Polynesia's
+# Tahiti, Marquesas (+30 min) and Gambier (+1 h). It was judged on Tahiti's alone, so a call at
+# 19:45 there reached the Gambier at 20:45.
+SPREAD_REGIONS = frozenset({"PF"})
+
+
 def overseas_zone(number: str, default: ZoneInfo) -> ZoneInfo | Zones:
     """A French overseas number's zone: its region's (one zone a region), and that of every
     other region its national form may stand for (overseas_homes) when their clocks differ."""
@@ -179,6 +185,10 @@ def overseas_zone(number: str, default: ZoneInfo) -> ZoneInfo | Zones:
     found = []
     for num in filter(None, map(_parsed, homes)):
         names = [n for n in time_zones_for_number(num) if n != "Etc/Unknown"]
+        if len(names) > 1 and phonenumbers.region_code_for_number(num) in SPREAD_REGIONS:
+            main = region_zone(num, names)  # Tahiti's first: it names times in messages
+            found += [z for z in map(_zone, sorted(names, key=lambda n: n != main)) if z]
+            continue
         name = names[0] if len(names) == 1 else region_zone(num, names)
         found.append((_zone(name) if name else None) or default)
     zones = distinct_zones(found or [default], first=(found or [default])[0:1])
