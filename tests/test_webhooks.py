@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -238,6 +239,11 @@ def test_url_without_secret_refuses_the_start(tmp_path: Path,
         webhooks.secret(cfg)
     monkeypatch.setenv(webhooks.ENV, KEY)
     assert webhooks.secret(cfg) == KEY.encode()
+    # Bytes that are not UTF-8: the environment's own, as a receiver reading os.environb has
+    # them (it was a UnicodeEncodeError traceback)
+    monkeypatch.setenv(webhooks.ENV, os.fsdecode(b"s\xffcret-of-the-receiver"))
+    assert webhooks.secret(cfg) == b"s\xffcret-of-the-receiver" == \
+        os.environb[webhooks.ENV.encode()]
 
 
 @pytest.mark.parametrize("url, message", [

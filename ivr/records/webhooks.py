@@ -39,6 +39,7 @@ from ivr.config import Config
 from ivr.config_checks import PLAIN_HTTP_HOSTS
 from ivr.errors import ConfigError
 from ivr.store.base import Row
+from ivr.store.workers import in_store_thread
 
 log = logging.getLogger(__name__)
 ENV = "IVR_WEBHOOK_SECRET"
@@ -74,7 +75,9 @@ def secret(cfg: Config) -> bytes | None:
     if not value:
         raise ConfigError(f"webhooks.url is set but {ENV} is not: export the secret the "
                           "receiver checks X-IVR-Signature with")
-    return value.encode()
+    # The environment's own bytes (os.environb, as the README's receiver reads them): a secret
+    # that is not UTF-8 was a UnicodeEncodeError traceback, and differed from the receiver's.
+    return os.fsencode(value)
 
 
 def sign(key: bytes, body: bytes) -> str:
@@ -395,7 +398,7 @@ def reader(store: Any) -> ReadCall:
     """store.call, off the event loop on a remote store (PostgreSQL)."""
     async def read(call_id: int) -> Row | None:
         if getattr(store, "remote", False):
-            return await asyncio.to_thread(store.call, call_id)
+            return await in_store_thread(store.call, call_id)
         return store.call(call_id)  # type: ignore[no-any-return]
     return read
 
