@@ -27,6 +27,7 @@ from ivr.store.sqlite import Store
 from ivr.telephony import contract
 from ivr.telephony.node import (ActionTimeout, NodeDisconnected, NodeEvent, OriginateRefused,
                                 OriginateRequest, OriginateResult, PbxNode)
+from ivr.store.workers import in_store_thread
 
 if TYPE_CHECKING:  # the IVR's module, not needed at run time
     from ivr.callflow.opposed import Opposed
@@ -139,7 +140,7 @@ class Dialer:
     async def off_loop(self, fn: Callable[..., T], *args: Any) -> T:
         """A store call: in a worker thread on a remote store, inline on SQLite."""
         if self.remote:
-            return await asyncio.to_thread(fn, *args)
+            return await in_store_thread(fn, *args)
         return fn(*args)
 
     # -- policy -------------------------------------------------------------------------------

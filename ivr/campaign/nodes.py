@@ -21,6 +21,7 @@ from ivr.numbers import is_e164
 from ivr.store.base import Row
 from ivr.store.safe_writes import STORE_ERRORS
 from ivr.telephony.node import PbxNode
+from ivr.store.workers import in_store_thread
 
 log = logging.getLogger(__name__)
 
@@ -342,7 +343,7 @@ class Shares:
             return
         try:
             rows = await (self.off_loop(load, self.campaign) if self.off_loop
-                          else asyncio.to_thread(load, self.campaign))
+                          else in_store_thread(load, self.campaign))
         except STORE_ERRORS as exc:  # the run itself pauses on the store; keep the shares
             log.debug("live controllers not read: %s", exc)
             return

@@ -32,6 +32,7 @@ from ivr.config_checks import MIN_CALLS_PER_SECOND, check_calls_per_second
 from ivr.errors import ConfigError
 from ivr.store.base import Row, utc
 from ivr.store.safe_writes import STORE_ERRORS
+from ivr.store.workers import in_store_thread
 
 log = logging.getLogger(__name__)
 POLL_S = 0.5      # the run control is read this often (a console click acts within it)
@@ -326,5 +327,5 @@ class RunControl:
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         if self._remote:
-            return await asyncio.to_thread(fn, *args, **kw)
+            return await in_store_thread(fn, *args, **kw)
         return fn(*args, **kw)

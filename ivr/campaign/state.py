@@ -24,6 +24,7 @@ from ivr.campaign.clock import Clock, Timer
 from ivr.campaign.planning import RETRY_WAIT, Plan
 from ivr.store.safe_writes import STORE_ERRORS
 from ivr.store.sqlite import Store
+from ivr.store.workers import in_store_thread
 
 log = logging.getLogger(__name__)
 Subscriber = Callable[["Snapshot"], None]
@@ -257,7 +258,7 @@ class RunState:
 
     async def count_now(self) -> None:
         """Read the counts in a worker thread (remote store; the final snapshot's first)."""
-        await asyncio.to_thread(self._read_counts)
+        await in_store_thread(self._read_counts)
 
     def _status(self, nodes: tuple[NodeSnapshot, ...]) -> str:
         f = self._facts

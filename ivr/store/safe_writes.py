@@ -22,6 +22,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from ivr.store import pg_core, sqlite_core
+from ivr.store.workers import in_store_thread
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class SafeWriter:
             self.pending.extend(batch)
             return
         try:
-            failed = await asyncio.to_thread(self._commit, batch)
+            failed = await in_store_thread(self._commit, batch)
         except Exception:  # a bug, not an absent store: say it, keep the loop going
             log.exception("a batch of writes failed for good and was dropped")
             return
@@ -182,7 +183,7 @@ class SafeWriter:
     async def _drain(self) -> None:
         while self.pending:
             await asyncio.sleep(self.retry_s)
-            failed = (await asyncio.to_thread(self._retry_pending) if self.remote
+            failed = (await in_store_thread(self._retry_pending) if self.remote
                       else self._retry_pending())
             if failed is not None:
                 self.problem = _one_line(failed)

@@ -1,0 +1,36 @@
+"""The threads a remote store's calls run in (PostgreSQL: no round trip on the event loop).
+
+Not asyncio's default executor: that one also resolves host names (httpx's webhook
+deliveries go through loop.getaddrinfo), and a resolver that does not answer holds each of
+its threads 10-30 s (glibc's timeout per nameserver). Store calls queued behind them, so a
+console's Stop or Pause, read every 0.5 s, was seen up to 24 s late and dialling stalled.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+THREADS = 8  # above the run's concurrent store calls (a flush, a tick's read, claims, counts)
+
+_pool: ThreadPoolExecutor | None = None
+_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _lock:  # one pool per process, made on first use (asyncio.run makes a loop per run)
+        if _pool is None:
+            _pool = ThreadPoolExecutor(THREADS, thread_name_prefix="ivr-store")
+        return _pool
+
+
+async def in_store_thread(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """asyncio.to_thread, in the store's own threads."""
+    call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(_executor(), call)
