@@ -24,6 +24,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+import ports
 from conftest import Backend, make_config, store_at
 from ivr import app as ivr_app
 from ivr.app import run_campaign as app_run
@@ -38,9 +39,7 @@ DONE = "SET VARIABLE IVR_DONE 1"  # the dialplan then skips its failsafe
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return ports.free_port()  # below the ephemeral range (tests/ports.py)
 
 
 def env_lines(number: str, **extra: str) -> bytes:

@@ -7,7 +7,6 @@ Also the test rig that tests/test_run_loop.py uses (`rig`).
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import ports
 from ivr import app, config
 from ivr.campaign import planning
 from ivr.campaign.clock import Clock, ManualClock
@@ -38,9 +38,7 @@ def fiction(suffix: int) -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return ports.free_port()  # below the ephemeral range (tests/ports.py)
 
 
 def make_cfg(where: Path | Backend, delays: Mapping[str, float] = DELAYS, **dialer: Any

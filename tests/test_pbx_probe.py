@@ -22,6 +22,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+import ports
 from ivr import config
 from ivr.cli import cli
 from ivr.prompts.build import build_prompts
@@ -184,9 +185,7 @@ def test_the_fake_pbx_is_probed_with_the_runs_secret_and_not_checked(
 
 # -- `ivr check` -----------------------------------------------------------------------------
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return ports.free_port()  # below the ephemeral range (tests/ports.py)
 
 
 @contextmanager

@@ -14,13 +14,12 @@ import httpx
 import pytest
 import yaml
 
+import ports
 from ivr import config as config_mod
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return ports.free_port()  # below the ephemeral range (tests/ports.py)
 
 
 def test_web_defaults_to_loopback_8080() -> None:

@@ -165,10 +165,8 @@ def browser() -> Iterator[Any]:
 
 
 def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    import ports  # tests/ports.py: below the ephemeral range
+    return ports.free_port()
 
 
 def live_console(cfg_file: Path, log: Path, timeout: float = 30) -> tuple[str, Any]:
