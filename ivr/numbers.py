@@ -349,9 +349,9 @@ def opposition_number(raw: str, default_region: str) -> str:
     country. Still refused: two numbers, other letters, an extension - the wrong number is not
     safe either."""
     text = _unwrap(raw if isinstance(raw, str) else "")
-    bare = _OBJECTION.sub(" ", fold_text(text)).strip(" -:;,.()[]*!")
-    if bare != fold_text(text) and _NUMBER_TEXT.fullmatch(bare):
-        text = bare  # "06 12 34 56 78 STOP": the word says why, as objected_number reads it
+    if _OBJECTION.search(fold_text(text)):  # "06 12 34 56 78 STOP": the word says why
+        bare = _OBJECTION.sub(" ", fold_text(text)).strip(" -:;,.()[]*!")
+        text = bare if _NUMBER_TEXT.fullmatch(bare) else text  # as objected_number reads it
     num = _parse_valid(text, default_region) if _NUMBER_TEXT.fullmatch(text) else None
     if num is None or num.extension or not phonenumbers.is_valid_number(num):
         raise NumberRejected(_opposition_refusal(text, default_region))

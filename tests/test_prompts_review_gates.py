@@ -172,7 +172,7 @@ def test_the_bound_covers_the_refused_sessions_last_command(
     started = time.monotonic()
     asyncio.run(asyncio.wait_for(handler(peer), 5))  # type: ignore[arg-type]  # else: fails
     assert time.monotonic() - started < 2.0
-    assert peer.sent == [f"{SOUNDS_DIR}/legal", VAR_DONE]  # the failsafe's flag still set when answered
+    assert peer.sent == [f"{SOUNDS_DIR}/legal", VAR_DONE]  # the flag still set once answered
 
 
 def test_a_shorter_recording_under_the_same_name_builds(tmp_path: Path) -> None:

@@ -24,10 +24,10 @@ from ivr.campaign.state import NodeSnapshot
 from ivr.config import Config
 from ivr.store.safe_writes import STORE_ERRORS, SafeWriter
 from ivr.store.sqlite import Store
+from ivr.store.workers import in_store_thread
 from ivr.telephony import contract
 from ivr.telephony.node import (ActionTimeout, NodeDisconnected, NodeEvent, OriginateRefused,
                                 OriginateRequest, OriginateResult, PbxNode)
-from ivr.store.workers import in_store_thread
 
 if TYPE_CHECKING:  # the IVR's module, not needed at run time
     from ivr.callflow.opposed import Opposed

@@ -20,8 +20,8 @@ from ivr.errors import ConfigError
 from ivr.numbers import is_e164
 from ivr.store.base import Row
 from ivr.store.safe_writes import STORE_ERRORS
-from ivr.telephony.node import PbxNode
 from ivr.store.workers import in_store_thread
+from ivr.telephony.node import PbxNode
 
 log = logging.getLogger(__name__)
 

@@ -275,7 +275,8 @@ class Player:
         # FastAGI unreachable (AGISTATUS=FAILURE): the dialplan's failsafe
         self._emit({"Event": "UserEvent", "Privilege": "user,all", "Channel": call.name(1),
                     "Uniqueid": call.channel_id, "UserEvent": EVENT_FAILSAFE,
-                    FAILSAFE_CALL_ID: call.variables.get(VAR_CALL_ID, ""), FAILSAFE_STATUS: "FAILURE"})
+                    FAILSAFE_CALL_ID: call.variables.get(VAR_CALL_ID, ""),
+                    FAILSAFE_STATUS: "FAILURE"})
         call.cause = 41  # Hangup(41): temporary failure, the controller retries
         return True
 
