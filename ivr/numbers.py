@@ -341,6 +341,11 @@ def _opposition_refusal(text: str, default_region: str) -> str:
     return "check the digits and the country code"
 
 
+def _without_objection(text: str) -> str:
+    """The text, folded, without the words of an objection around a number ("STOP")."""
+    return _OBJECTION.sub(" ", fold_text(text)).strip(" -:;,.()[]*!")
+
+
 def opposition_number(raw: str, default_region: str) -> str:
     """E.164 of a number an objection names, or NumberRejected(reason).
 
@@ -350,7 +355,7 @@ def opposition_number(raw: str, default_region: str) -> str:
     safe either."""
     text = _unwrap(raw if isinstance(raw, str) else "")
     if _OBJECTION.search(fold_text(text)):  # "06 12 34 56 78 STOP": the word says why
-        bare = _OBJECTION.sub(" ", fold_text(text)).strip(" -:;,.()[]*!")
+        bare = _without_objection(text)
         text = bare if _NUMBER_TEXT.fullmatch(bare) else text  # as objected_number reads it
     num = _parse_valid(text, default_region) if _NUMBER_TEXT.fullmatch(text) else None
     if num is None or num.extension or not phonenumbers.is_valid_number(num):
@@ -364,7 +369,7 @@ def objected_number(raw: str, default_region: str,
     STOP"), or None: what a line recording an objection takes out of the queue. The words
     gone, the number is read as an import reads it (parse_callee), else found in the text."""
     text = _unwrap(raw if isinstance(raw, str) else "")
-    bare = _OBJECTION.sub(" ", fold_text(text)).strip(" -:;,.()[]*!")  # "612345678 STOP" too
+    bare = _without_objection(text)  # "612345678 STOP" too
     try:
         return parse_callee(bare, default_region, allow_countries)
     except NumberRejected:

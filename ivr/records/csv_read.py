@@ -156,21 +156,21 @@ def read_records(path: Path, warnings: list[str]) -> Iterator[tuple[int, list[st
                 head.append(text)
                 if text.strip():
                     break
-            lines = [0]  # the file's lines read so far
+            past_end: list[bool] = []
             # One blank line past the end: a quote left open on the last line takes it in, and
             # is caught as any other (the reader otherwise ends the field at the end of the
             # file, silently: a last line's objection was read into its name).
-            reader = csv.reader(itertools.chain(_counted(itertools.chain(head, fh), lines),
-                                                ["\n"]),
+            reader = csv.reader(itertools.chain(head, fh, _blank_line_past_end(past_end)),
                                 delimiter=_delimiter(head[-1] if head else ""))
             for cells in reader:
                 start, line_num = line_num + 1, reader.line_num
                 if line_num > start:  # no field holds a line break: a quote was left open
-                    raise ImportFileError(_open_quote(path.name, start, min(line_num, lines[0])))
+                    raise ImportFileError(_open_quote(path.name, start,
+                                                      line_num - len(past_end)))
                 if any(c.strip() for c in cells):
                     yield start, cells
         except csv.Error as exc:
-            raise _csv_error(path.name, line_num + 1, min(reader.line_num, lines[0]),
+            raise _csv_error(path.name, line_num + 1, reader.line_num - len(past_end),
                              exc) from exc
         except UnicodeDecodeError as exc:  # the encoding pass accepted it: the file changed
             raise ImportFileError(f"{path.name} changed while being read: import it again") \
@@ -179,10 +179,11 @@ def read_records(path: Path, warnings: list[str]) -> Iterator[tuple[int, list[st
             raise _unreadable(path, exc) from exc
 
 
-def _counted(lines: Iterable[str], read: list[int]) -> Iterator[str]:
-    for text in lines:
-        read[0] += 1
-        yield text
+def _blank_line_past_end(taken: list[bool]) -> Iterator[str]:
+    """The file's lines are counted by the reader (its line_num): one more once this is
+    taken, which `taken` says (nothing is counted per line)."""
+    taken.append(True)
+    yield "\n"
 
 
 def _open_quote(name: str, start: int, end: int, over: str = "") -> str:

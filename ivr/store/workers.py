@@ -10,27 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 THREADS = 8  # above the run's concurrent store calls (a flush, a tick's read, claims, counts)
-
-_pool: ThreadPoolExecutor | None = None
-_lock = threading.Lock()
-
-
-def _executor() -> ThreadPoolExecutor:
-    global _pool
-    with _lock:  # one pool per process, made on first use (asyncio.run makes a loop per run)
-        if _pool is None:
-            _pool = ThreadPoolExecutor(THREADS, thread_name_prefix="ivr-store")
-        return _pool
+# One per process, whatever loop asks (asyncio.run makes one per run); its threads start on
+# first use only.
+_POOL = ThreadPoolExecutor(THREADS, thread_name_prefix="ivr-store")
 
 
 async def in_store_thread(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     """asyncio.to_thread, in the store's own threads."""
     call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
-    return await asyncio.get_running_loop().run_in_executor(_executor(), call)
+    return await asyncio.get_running_loop().run_in_executor(_POOL, call)
