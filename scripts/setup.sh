@@ -8,7 +8,9 @@ need=()
 # curl: bench_web times report.csv with it (bench/real_clients.py), as the README's API examples use it
 # capsh: tests/test_pg_cluster_ptrace.py runs `ivr db` without CAP_SYS_PTRACE, as in a container
 # node: tests/test_web_local_time.py runs the console's live-update script (console.js)
-for tool in mmdebstrap:mmdebstrap ffmpeg:ffmpeg espeak-ng:espeak-ng sipp:sip-tester chromium:chromium curl:curl capsh:libcap2-bin node:nodejs; do
+# openssl: tests/test_webhooks_receivers.py makes a self-signed certificate for an HTTPS receiver
+# python3: ivr itself (a minimal Debian image has none)
+for tool in python3:python3 mmdebstrap:mmdebstrap ffmpeg:ffmpeg espeak-ng:espeak-ng sipp:sip-tester chromium:chromium curl:curl capsh:libcap2-bin node:nodejs openssl:openssl; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool##*:}")
 done
 # postgresql: the server binaries `ivr db up` and the tests' private cluster run (its own
