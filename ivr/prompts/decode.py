@@ -72,6 +72,13 @@ SILENT_PEAK_DBFS = -50.0   # a clip whose loudest sample is below this has nothi
 CLIPPED_RATIO = 0.001      # more than 0.1 % of samples at full scale: the recording clipped
 FORMATS_HINT = "export it again as wav (16-bit PCM), mp3, ogg, m4a or flac"
 FLOOR_DB = -120.0          # the level given to a chunk of digital silence
+# The demuxers a take may use (wav, mp3, m4a/mp4, ogg, flac): ffmpeg probes the content, and a
+# text file named take.wav that reads as an HLS or concat playlist would otherwise make it
+# decode any file the server can read (another campaign's prompt) into this one.
+DEMUXERS = "wav,mp3,mov,ogg,flac"
+# Decoded PCM is held in memory a few times over: a take that decodes to more than 48 kHz
+# stereo over the whole length allowed (a tiny FLAC of 8 channels at 384 kHz: 1.7 GB) is refused.
+MAX_RATE_HZ, MAX_CHANNELS = 48_000, 2
 
 
 def ffmpeg_path() -> str:
@@ -92,9 +99,11 @@ def _run_ffmpeg(key: str, data: bytes, what: str, limit: float) -> bytes:
     with tempfile.TemporaryDirectory(prefix="ivr-decode-") as tmp:
         src, out = Path(tmp) / "input", Path(tmp) / "output.wav"  # no extension: ffmpeg probes
         src.write_bytes(data)
-        cmd = [ffmpeg_path(), "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(src),
+        cap = int(limit * MAX_RATE_HZ * MAX_CHANNELS * 2) + 4096  # 16-bit, and the header
+        cmd = [ffmpeg_path(), "-nostdin", "-hide_banner", "-loglevel", "error",
+               "-protocol_whitelist", "file", "-format_whitelist", DEMUXERS, "-i", str(src),
                "-map", "0:a:0", "-vn", "-map_metadata", "-1", "-fflags", "+bitexact",
-               "-t", f"{limit:g}", "-c:a", "pcm_s16le", "-f", "wav", str(out)]
+               "-t", f"{limit:g}", "-c:a", "pcm_s16le", "-fs", str(cap), "-f", "wav", str(out)]
         try:
             proc = subprocess.run(cmd, capture_output=True, timeout=FFMPEG_TIMEOUT_S, check=False)
         except subprocess.TimeoutExpired as exc:
@@ -105,6 +114,10 @@ def _run_ffmpeg(key: str, data: bytes, what: str, limit: float) -> bytes:
             why = _last_line(err.replace(str(src), "the file"))  # not our temporary path
             raise PromptError(f"prompt {key!r}: ffmpeg cannot decode {what} ({why}): "
                               f"{FORMATS_HINT}")
+        if out.stat().st_size >= cap:  # -fs stopped it: the rest would not fit either
+            raise PromptError(f"prompt {key!r}: {what} decodes to more than {cap >> 20} MB "
+                              f"(over {MAX_CHANNELS} channels or {MAX_RATE_HZ // 1000} kHz): "
+                              "export it again in mono or stereo at 48 kHz or less")
         return out.read_bytes()
 
 
