@@ -22,7 +22,7 @@ from ivr.store import Store
 from ivr.telephony import agi_auth
 from ivr.telephony.contract import (ARG_AMD_STATUS, ARG_CALL_ID, ARG_TOKEN,
                                     GLOBAL_CALLBACK_SECRET)
-from ivr.telephony.fastagi import StreamResult
+from ivr.telephony.fastagi import AgiHangup, StreamResult
 from test_agi_ivr import Channel
 
 OPEN = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)
@@ -220,3 +220,38 @@ def test_the_claimed_row_is_taken_without_a_read_and_the_checks_stay() -> None:
     rig.gate.known[rig.id] = dict(rig.call)  # a stale copy cannot reopen a spent session
     with pytest.raises(Refused, match="already used"):
         rig.gate.admit(rig.headers())
+
+
+@dataclass
+class NodeFlight(Flight):
+    node: str = "n1"
+
+
+class CutChannel(Channel):
+    """A session whose callee hangs up during the intro with cause 0 (no Reason header)."""
+
+    @property
+    def writer(self) -> Any:
+        return type("W", (), {"get_extra_info": staticmethod(lambda name: ("127.0.0.1", 1)),
+                              "close": staticmethod(lambda: None)})()
+
+
+@pytest.mark.parametrize("n2_restarting", [False, True])
+def test_a_cut_call_asks_whether_its_own_node_went_down(n2_restarting: bool) -> None:
+    """Found in review: the IVR asked whether ANY node of the pool went down, so a callee on
+    n1 hanging up (cause 0) while n2 restarted became `error` and was called again. It asks
+    about the call's node, as node_events does for a failed Originate."""
+    rig, asked = Rig(), []
+    rig.flights[rig.id] = NodeFlight(rig.call["channel_id"], node="n1")
+
+    async def went_down(within_s: float = 2.0, node: str | None = None) -> bool:
+        asked.append(node)
+        return n2_restarting and node != "n1"  # n1 stayed up
+    handler = IvrHandler(rig.store, {}, FlowOptions(), lambda: OPEN, gate=rig.gate,
+                         pbx_went_down=went_down)
+    ch = CutChannel(AgiHangup("callee gone"), "0",
+                    headers=rig.headers(**{ARG_AMD_STATUS: "HUMAN"}))
+    asyncio.run(handler(ch))
+    row = rig.store.call(rig.id)
+    assert asked == ["n1"]
+    assert row is not None and row["outcome"] != "error" and row["retry_at"] is None

@@ -205,7 +205,7 @@ class IvrHandler:
                  on_finished: Callable[[int], None] | None = None,
                  write: Callable[[Callable[[], object]], None] = lambda fn: fn(),
                  on_pbx_fault: Callable[[], None] = lambda: None,
-                 pbx_went_down: Callable[[], Awaitable[bool]] | None = None, *,
+                 pbx_went_down: Callable[..., Awaitable[bool]] | None = None, *,
                  gate: SessionGate, sounds: Mapping[str, str] | None = None,
                  versions: Callable[[], PromptVersion] | None = None,
                  on_recorded: Callable[[str, str], None] | None = None,
@@ -236,14 +236,16 @@ class IvrHandler:
         self.opposed = opposed if opposed is not None else \
             Opposed(OVERLAP_S if getattr(store, "remote", False) else 0.0)
 
-    async def _pbx_fault(self, req: AgiRequest) -> bool:
+    async def _pbx_fault(self, req: AgiRequest, node: str | None) -> bool:
         """Cause 0 means a PBX teardown (shutdown, restart) or a SIP BYE that carried no
-        Reason header. Only the PBX going away over AMI tells them apart."""
+        Reason header. Only the PBX going away over AMI tells them apart: the call's own node
+        (`node`), as node_events asks; another node of the pool restarting just now says
+        nothing of a callee hanging up here."""
         if req.lost:
             return True
         # Let go of the channel first: a shutting-down Asterisk waits for its AGIs to end.
         req.writer.close()
-        return await self.pbx_went_down() if self.pbx_went_down else False
+        return await self.pbx_went_down(node=node) if self.pbx_went_down else False
 
     def _optout(self, call: dict) -> Callable[[str], None]:
         def record(key: str) -> None:
@@ -339,7 +341,7 @@ class IvrHandler:
                 # retried so the person hears the message (outcomes.kept_after_run_hangup).
                 outcome = after_fault(outcome, RUN_HANGUP, f"{RUN_HANGUP}-{outcome.stage}")
             elif hung_up and cause in ("", "0") and self._fault_matters(outcome) and \
-                    await self._pbx_fault(req):
+                    await self._pbx_fault(req, getattr(flight, "node", None)):
                 # The PBX or the link ended the call, not the callee: a fault. A choice made
                 # stays; anything else is `error`, retried (outcomes.kept_after_fault).
                 outcome = after_fault(outcome, "pbx", f"pbx-{outcome.stage}")
