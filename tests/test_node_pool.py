@@ -287,6 +287,35 @@ def test_orphaned_attempts_are_settled_unless_live_on_one_of_our_nodes(
     assert by_number[live_n]["outcome"] == "no_answer"
 
 
+def test_an_originate_its_node_never_got_is_withdrawn_not_charged(tmp_path: Path) -> None:
+    """Found in review: the claim went to a node whose link dropped before its Originate left.
+    Nothing was sent, yet the attempt was left to the reconciliation, which charged it as
+    `error` (node-lost): one attempt of the cap gone for a call never dialled. Now the
+    attempt is withdrawn (its row removed), so the contact is due again, on another node."""
+    number = fiction(0)
+
+    async def scenario() -> tuple[int, list[dict[str, Any]], int, bool]:
+        async with pool(tmp_path, {number: answer(["1"], prompt_s=0.05)}, [number],
+                        caps=[0, 0]) as p:
+            claim, send = await p.dialer.place(contact(p.store, number))
+            assert claim.call is not None and send is not None
+            flight = p.dialer.by_call[int(claim.call["id"])]
+            pbx = p.pbxs[int(flight.node[1:]) - 1]
+            await pbx.crash()
+            node = p.dialer.nodes[flight.node].node
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 5
+            while node.up and loop.time() < end:
+                await asyncio.sleep(0.02)
+            with pytest.raises(PbxError):  # the link is down: the run holds, as before
+                await send
+            await p.settled()
+            return len(pbx.originates), p.calls(), len(p.dialer.by_call), \
+                p.dialer.idle.is_set()
+    sent, calls, in_flight, idle = asyncio.run(scenario())
+    assert sent == 0 and calls == [] and in_flight == 0 and idle
+
+
 def test_a_node_long_down_does_not_make_every_hangup_a_pbx_fault(tmp_path: Path) -> None:
     """The IVR asks whether the PBX went down when a call is cut: in a pool, a node that died
     minutes ago says nothing about a call ending now on another node; one going down now does."""

@@ -26,8 +26,8 @@ from ivr.store.safe_writes import STORE_ERRORS, SafeWriter
 from ivr.store.sqlite import Store
 from ivr.store.workers import in_store_thread
 from ivr.telephony import contract
-from ivr.telephony.node import (ActionTimeout, NodeDisconnected, NodeEvent, OriginateRefused,
-                                OriginateRequest, OriginateResult, PbxNode)
+from ivr.telephony.node import (ActionTimeout, NodeDisconnected, NodeEvent, NotSent,
+                                OriginateRefused, OriginateRequest, OriginateResult, PbxNode)
 
 if TYPE_CHECKING:  # the IVR's module, not needed at run time
     from ivr.callflow.opposed import Opposed
@@ -223,6 +223,9 @@ class Dialer:
         webhook. Written in order with the run's other writes; a store away then leaves it to
         the next run's reconciliation (`error`), as any unwritten write."""
         send.close()  # the coroutine never ran: nothing reached the node
+        self._withdraw(call_id)
+
+    def _withdraw(self, call_id: int) -> None:
         if self._drop(call_id) is not None:
             self.writer.write(lambda: self.store.withdraw_attempt(call_id))
         self.changed.set()
@@ -244,6 +247,12 @@ class Dialer:
             else:  # its AMI user or dialplan, nobody's answer: withdrawn (node_guard.py)
                 node_guard.settle_refused(self, flight, self.node_guard.refused(
                     ns, str(exc), flight.number))
+            raise
+        except NotSent as exc:
+            # The link was down before it left: nothing dialled, so no attempt is charged
+            # (`error` would count against the cap): withdrawn, due again on another node.
+            log.warning("Originate for call %s not sent: %s", flight.call_id, exc)
+            self._withdraw(flight.call_id)
             raise
         except (NodeDisconnected, ActionTimeout) as exc:
             # It may have reached the PBX: never send it again. The reconciliation after the

@@ -33,7 +33,7 @@ from panoramisk import Manager
 from panoramisk.message import Message
 
 from ivr.errors import PbxError
-from ivr.telephony.node import ActionTimeout, NodeDisconnected, OriginateRefused
+from ivr.telephony.node import ActionTimeout, NodeDisconnected, NotSent, OriginateRefused
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,10 @@ class _PanoramiskLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 class AmiDisconnected(NodeDisconnected):
     """The AMI link is down or dropped before the reply (the name older callers import)."""
+
+
+class AmiNotConnected(AmiDisconnected, NotSent):
+    """The AMI link was down before the action was written: nothing reached the node."""
 
 
 class _NeverResend:
@@ -257,7 +261,7 @@ class Ami:
     async def action(self, fields: dict[str, Any], *, as_list: bool = False,
                      timeout: float | None = None) -> Any:
         if not self.connected:
-            raise AmiDisconnected("AMI is not connected")
+            raise AmiNotConnected("AMI is not connected: nothing was sent")
         fut = self._mgr.send_action(dict(fields), as_list=as_list)
         self._pending.add(fut)
         try:

@@ -23,6 +23,11 @@ class NodeDisconnected(PbxError):
     have reached the PBX. An Originate in that state is never re-sent; reconciliation decides."""
 
 
+class NotSent(NodeDisconnected):
+    """The link was already down when the action was to leave: nothing was written to the node,
+    so an Originate in that state is known not to have dialled (the attempt is withdrawn)."""
+
+
 class OriginateRefused(PbxError):
     """The node answered and refused the Originate: nothing was dialled."""
 
