@@ -304,10 +304,11 @@ def _judge_chunk(cfg: Config, store: StoreBackend, rows: list[dict[str, Any]], n
                              now)
     held = store.held_among([r["number"] for r in rows], now)
     if held:  # an erasure's hold (store/erasure_holds.py): the rows the plan reads are gone
-        # a loud number's history read above has its hold already: only the quiet are read
-        unread = [r["number"] for r, q in zip(rows, quiet) if q and r["number"] in held]
+        # Each held number's history is read again, through `history`, which adds the hold:
+        # the plan's own statement (plan_history, PostgreSQL) does not. Held numbers are few.
         quiet = [q and r["number"] not in held for r, q in zip(rows, quiet)]
-        history.update(_histories(cfg, store, unread, now))
+        history.update(_histories(cfg, store, [r["number"] for r in rows
+                                               if r["number"] in held], now))
     out: Judged = []
     add = out.append
     for contact, q in zip(rows, quiet):
