@@ -28,6 +28,7 @@ from psycopg.pq import TransactionStatus
 
 from ivr.store.base import Row, utc
 from ivr.store.pg_core import PgCore
+from ivr.store.pg_schema import IMPORT_LOCK
 from ivr.store.sqlite_contacts import UPDATABLE
 
 CONTACT_COLUMNS = ("number", "name", "timezone", "source", "basis", "acquired_on", "extra",
@@ -115,8 +116,12 @@ class PgContactsSQL(PgCore):
                        "SELECT unnest(%(numbers)s::text[])", {"numbers": seen})
 
     def contacts_by_number(self, numbers: list[str]) -> dict[str, Row]:
-        """The existing contacts among these numbers, with what a merge compares."""
+        """The existing contacts among these numbers, with what a merge compares. In an
+        import's batch transaction, whose inserts follow: taken under IMPORT_LOCK, held to the
+        transaction's end, so another import's batch is read after it commits (SQLite's
+        BEGIN IMMEDIATE does as much)."""
         self._write_queued()
+        self._exec("SELECT pg_advisory_xact_lock(%s)", (IMPORT_LOCK,))
         rows = self._rows("SELECT id, number, name, timezone, source, basis, extra, status "
                           "FROM contacts WHERE number = ANY(%(numbers)s::text[])",
                           {"numbers": numbers})

@@ -19,6 +19,10 @@ CREATE TABLE IF NOT EXISTS schema_version (
 # Two controllers starting at once must not both migrate: the migrations run under this
 # transaction-level advisory lock (an arbitrary constant, "ivr" in ASCII).
 MIGRATION_LOCK = 0x697672
+# An import's batch reads which of its numbers exist, then inserts the others: two imports
+# (two consoles, a console and the CLI) holding one new number both inserted it, and the
+# second died on the unique index. Each batch's transaction holds this lock ("ivr1").
+IMPORT_LOCK = 0x69767231
 
 MIGRATIONS: list[str] = [
     # 1: the initial schema
