@@ -57,8 +57,8 @@ def test_the_earliest_answer_wins_whichever_write_came_first(backend: Backend) -
 def test_the_answer_event_corrects_a_consent_already_written(backend: Backend) -> None:
     store, call_id = _one_call(backend)
     late = utc(datetime(2026, 12, 1, 10, 0, 6, tzinfo=timezone.utc))
-    # As the store leaves it: a consent row is written with the call's outcome, never before
-    # (PostgreSQL's record_answer relies on it).
+    # A consent row written with the call's outcome (a refusal's, written at its key before
+    # the end, is the next test's).
     store.db.execute("UPDATE calls SET state = 'ended', outcome = 'message_played', "
                      "ended_at = ? WHERE id = ?", (late, call_id))
     store.db.execute("INSERT INTO consents (call_id, number, kind, key, at, caller_id, campaign,"
@@ -67,3 +67,20 @@ def test_the_answer_event_corrects_a_consent_already_written(backend: Backend) -
     store.record_answer(call_id, datetime(2026, 12, 1, 10, 0, 1, tzinfo=timezone.utc))
     row = store.one("SELECT answered_at FROM consents WHERE call_id = ?", (call_id,))
     assert row == {"answered_at": "2026-12-01T10:00:01.000Z"}
+
+
+def test_the_answer_event_corrects_a_refusal_written_at_its_key(backend: Backend) -> None:
+    """Found in review: PostgreSQL corrected the proof row only once the call had ended, but
+    a refusal's row is written the moment its key is pressed (record_choice): a controller
+    dying before the end left it with the AGI's later time on PostgreSQL, not on SQLite."""
+    from ivr.store import CallResult
+    store, call_id = _one_call(backend)
+    answer_at = datetime(2026, 12, 1, 10, 0, 1, tzinfo=timezone.utc)
+    store.mark_answered(call_id, answer_at + timedelta(seconds=4))  # the AGI's start
+    refusal = CallResult(outcome="declined", stage="ask", keys="2", heard={},
+                         choice="refusal", choice_key="2")
+    assert store.record_choice(call_id, refusal, answer_at + timedelta(seconds=9))
+    store.record_answer(call_id, answer_at)  # the OriginateResponse, read late
+    row = store.one("SELECT answered_at FROM consents WHERE call_id = ?", (call_id,))
+    assert row == {"answered_at": utc(answer_at)}
+    assert store.call(call_id)["outcome"] is None  # type: ignore[index]

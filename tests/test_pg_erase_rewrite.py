@@ -195,3 +195,36 @@ def test_an_erasure_whose_rewrite_never_ran_is_finished_by_the_next(
     again, warnings = erase(shipped_config(tmp_path, {"url": pg_store_url}), N)
     assert (again["contacts"], again["wal_checkpointed"], warnings) == (0, True, [])
     assert raw_pages_holding(owner, N) == []
+
+
+def test_the_audit_rows_keyed_hash_leaves_the_disk_with_the_erasure(owner: PgStore) -> None:
+    """Found in review: clearing the audit's subject_hash (a keyed hash, a pseudonym brute
+    force reverses) was not counted among the erasure's changes, so audit was not rewritten
+    and its old row versions kept the hash on disk."""
+    from ivr.records.privacy import gdpr_erase
+    add(owner, N)
+    owner.audit("consent_viewed", N, {"rows": 0}, datetime.now(timezone.utc))
+    digest = owner.number_hash(N)
+    assert owner.one("SELECT count(*) AS n FROM audit WHERE subject_hash = %s", (digest,))["n"]
+    counts = gdpr_erase(owner, N, datetime.now(timezone.utc))
+    assert counts["wal_checkpointed"] is True
+    assert raw_pages_holding(owner, digest) == [] and raw_pages_holding(owner, N) == []
+
+
+def test_an_erasure_in_a_schema_whose_name_needs_quotes(pg_url: str) -> None:
+    """Found in review: the erasure's catalogue reads cast current_schema() to regnamespace,
+    which folds case and refuses a '-': in a schema "Ivr-T" every erasure died at its first
+    statement with a traceback."""
+    from ivr.records.privacy import gdpr_erase
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute('CREATE SCHEMA "Ivr-T"')
+    sep = "&" if "?" in pg_url else "?"
+    store = PgStore.open(f"{pg_url}{sep}options=-csearch_path%3D%22Ivr-T%22", optout_key=KEY)
+    try:
+        assert store.one("SELECT current_schema() AS s")["s"] == "Ivr-T"
+        add(store, N)
+        counts = gdpr_erase(store, N, datetime.now(timezone.utc))
+        assert (counts["contacts"], counts["wal_checkpointed"]) == (1, True)
+        assert store.one("SELECT count(*) AS n FROM contacts")["n"] == 0
+    finally:
+        store.close()

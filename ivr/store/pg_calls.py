@@ -125,12 +125,12 @@ class PgCallsSQL(PgCore):
         Text timestamps of one form: LEAST compares them in time order."""
         ts = utc(at)
         with self.transaction():
-            ended = self._row("UPDATE calls SET answered_at = LEAST(COALESCE(answered_at, %s), "
-                              "%s) WHERE id = %s RETURNING outcome IS NOT NULL AS ended",
-                              (ts, ts, call_id))
-            if ended and ended["ended"]:  # a consent row exists only once the call has ended
-                self._exec("UPDATE consents SET answered_at = LEAST(COALESCE(answered_at, %s), "
-                           "%s) WHERE call_id = %s", (ts, ts, call_id))
+            self._exec("UPDATE calls SET answered_at = LEAST(COALESCE(answered_at, %s), %s) "
+                       "WHERE id = %s", (ts, ts, call_id))
+            # A refusal's or an opposition's proof row is written at its key (record_choice),
+            # before the call ends: it takes the true answer time too.
+            self._exec("UPDATE consents SET answered_at = LEAST(COALESCE(answered_at, %s), %s) "
+                       "WHERE call_id = %s", (ts, ts, call_id))
 
     def finish_answered(self, call_id: int, result: CallResult, now: datetime,
                         retry_at: datetime | None = None) -> str | None:

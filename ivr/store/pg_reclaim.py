@@ -60,8 +60,8 @@ LEFT_OWED = (
 # Those of them the role may not VACUUM (vacuum_is_permitted_for_relation's rule), and the role.
 NOT_PERMITTED = (
     "SELECT c.relname AS t, current_user AS r FROM pg_class c JOIN pg_database d ON "
-    "d.datname = current_database() WHERE c.relnamespace = current_schema()::regnamespace AND "
-    "c.relname = ANY(%(t)s) AND NOT (pg_has_role(c.relowner, 'USAGE') OR "
+    "d.datname = current_database() WHERE c.relnamespace = (SELECT oid FROM pg_namespace "
+    "WHERE nspname = current_schema()) AND c.relname = ANY(%(t)s) AND NOT (pg_has_role(c.relowner, 'USAGE') OR "
     "(pg_has_role(d.datdba, 'USAGE') AND NOT c.relisshared) OR CASE WHEN "
     "current_setting('server_version_num')::int >= 170000 THEN "
     "has_table_privilege(c.oid, 'MAINTAIN') ELSE false END)")
