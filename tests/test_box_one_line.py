@@ -131,3 +131,30 @@ def test_both_forms_held_are_not_reported_again_at_every_open(keyed: Backend) ->
         later = keyed.open()
     assert later.q("SELECT id FROM audit WHERE action = 'numbers_canonical'") == first
     assert len(first) <= 1
+
+
+def test_the_export_of_the_line_shows_both_forms_kept_apart(keyed: Backend) -> None:
+    """Found in review: the erasure clears every form of the line, the access request showed
+    one: the +590 contact and its call were in no export, by the CLI nor the console (both
+    read the number as its +33 9 form)."""
+    from conftest import TEST_CAMPAIGNS, attempt
+    from ivr.records.privacy import campaigns_of, consent_proof, gdpr_export
+    from ivr.store.base import CallResult
+    old = keyed.open()
+    add_contact(old, REGIONAL, at=NOW, name="Old form")
+    add_contact(old, BOX, at=NOW, name="New form")
+    _old_optout(old, REGIONAL)
+    again = keyed.open()
+    regional = again.one("SELECT * FROM contacts WHERE number = ?", (REGIONAL,))
+    call = attempt(again, regional, "c1", "+33162000000", NOW)
+    again.finish_answered(call["id"], CallResult(outcome="declined", stage="goodbye", keys="2",
+                                                 heard={}, choice="refusal", choice_key="2"),
+                          NOW)
+    data = gdpr_export(again, BOX, NOW)
+    assert sorted(r["number"] for r in data["contacts"]) == [BOX, REGIONAL]
+    assert [r["id"] for r in data["calls"]] == [call["id"]]
+    assert [r["kind"] for r in data["consents"]] == ["refusal"]
+    assert [r["kind"] for r in consent_proof(again, BOX) if r["source"] == "call"] == ["refusal"]
+    bound = [r["campaign"] for r in again.q("SELECT campaign FROM campaign_contacts")]
+    assert sorted(r["campaign"] for r in campaigns_of(again, BOX)) == sorted(bound)
+    assert len(bound) == 2 * len(TEST_CAMPAIGNS)  # each form's contact bound to each

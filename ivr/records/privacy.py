@@ -148,9 +148,12 @@ def optout_add(store: StoreBackend, number: str, via: str, now: datetime,
 
 
 def consent_proof(store: StoreBackend, number: str) -> list[dict[str, Any]]:
-    """Every consent, refusal and opt-out recorded for the number, oldest first."""
+    """Every consent, refusal and opt-out recorded for the number (every form of its line:
+    line_forms), oldest first."""
     number = _e164(number)
-    proof: list[dict[str, Any]] = [{"source": "call", **row} for row in store.consents_of(number)]
+    rows = [row for form in line_forms(number) for row in store.consents_of(form)]
+    rows.sort(key=lambda r: (str(r.get("at")), r.get("id") or 0))
+    proof: list[dict[str, Any]] = [{"source": "call", **row} for row in rows]
     for row in proof:
         _json_field(row, "heard_sha256")  # prompt key -> sha256 of what the person heard
     optout = store.optout_of(number)
@@ -165,10 +168,12 @@ def consent_proof(store: StoreBackend, number: str) -> list[dict[str, Any]]:
 
 
 def campaigns_of(store: StoreBackend, number: str) -> list[dict[str, Any]]:
-    """Every campaign the number was part of: the list, basis and progress of each binding."""
+    """Every campaign the number (any form of its line) was part of: the list, basis and
+    progress of each binding."""
     return [{"source": "campaign", "campaign": r["campaign"], "list": r["source"],
              "basis": r["basis"], "acquired_on": r["acquired_on"], "status": r["status"],
-             "bound_at": r["bound_at"]} for r in store.contact_campaigns(_e164(number))]
+             "bound_at": r["bound_at"]} for form in line_forms(_e164(number))
+            for r in store.contact_campaigns(form)]
 
 
 # -- rights requests ------------------------------------------------------------------------------
@@ -177,6 +182,8 @@ def gdpr_export(store: StoreBackend, number: str, now: datetime) -> dict[str, An
     number, now = _e164(number), _aware(now)
     with store.transaction():  # one consistent snapshot, and the audit row with it
         data = store.person_data(number)
+        for form in line_forms(number)[1:]:  # what the erasure clears, the export shows
+            _merge_person_data(data, store.person_data(form))
         for table, column in (("contacts", "extra"), ("calls", "prompts_sha256"),
                               ("consents", "heard_sha256"), ("audit", "detail")):
             for row in data[table]:
@@ -188,6 +195,17 @@ def gdpr_export(store: StoreBackend, number: str, now: datetime) -> dict[str, An
                   "erasure_hold": data["erasure_hold"] is not None}
         store.audit("gdpr_export", number, counts, now)
     return {"number": number, "exported_at": utc(now), **data}
+
+
+def _merge_person_data(data: dict[str, Any], other: dict[str, Any]) -> None:
+    """Another form's rows (an overseas box line's +590 9… beside its +33 9…) added to
+    `data`, each row once (an audit row may name both forms)."""
+    for key, value in other.items():
+        if isinstance(value, list):
+            have = data.setdefault(key, [])
+            have.extend(row for row in value if row not in have)
+        elif data.get(key) is None:
+            data[key] = value
 
 
 def _unblocked_at(store: StoreBackend, call_id: int) -> str:
