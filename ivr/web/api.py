@@ -17,6 +17,7 @@ from ivr.records import privacy
 from ivr.web import download, i18n, records, service
 from ivr.web import prompts as prompts_mod
 from ivr.web.gzblocks import accepts_gzip
+from ivr.web.results import drop_rejects
 from ivr.web.auth import NotLoggedIn, User, authenticate, check_api_csrf, now, require
 from ivr.web.chart import overview_chart
 from ivr.web.display import why_text
@@ -97,12 +98,20 @@ def dropped(request: Request, campaign: str) -> None:
 
 
 def erase_number(request: Request, store: Any, number: str, confirm: str) -> dict[str, Any]:
-    """The erasure of the API and of the rights page: erased or stopped half-way, no overview
-    shows the number again from the console's cache."""
+    """The erasure of the API and of the rights page: erased or stopped half-way, nothing the
+    console keeps in memory shows or holds the number again: the overviews (the last calls),
+    the preflights (a fiction caller ID check names a number), report.json and report.csv's
+    blocks, the live updates' texts, the uploads' rejected lines."""
     try:
         result = records.erase(request.app.state.cfg, store, number, confirm, now())
     finally:
-        request.app.state.overviews.drop_all()
+        state = request.app.state
+        state.overviews.drop_all()
+        state.preflights.drop_all()
+        state.reports.clear()
+        state.kept_csv.clear()
+        state.event_texts.clear()
+        drop_rejects(request)
     warning = erase_warning(request, store, result)
     return {**result, "warning": warning} if warning else result
 

@@ -114,6 +114,10 @@ class Marked:
             self._kept[key] = (mark, value)
         return value
 
+    def clear(self) -> None:
+        with self._lock:
+            self._kept.clear()
+
 
 class KeptBlocks:
     """report.csv's blocks as last rendered, per campaign ({block: Chunk}, ivr/store/base.py): a
@@ -147,6 +151,14 @@ class KeptBlocks:
         """The kept blocks' deflate segments (those made so far), or none."""
         with self._lock:
             return self._packed.get(key, {})
+
+    def clear(self) -> None:
+        """Nothing kept (after an erasure: a kept block held the number until its next
+        download; its version had moved, so it was never served, only kept in memory)."""
+        with self._lock:
+            self._kept.clear()
+            self._packed.clear()
+            self._sizes.clear()
 
     def start_keeping(self) -> bool:
         """Whether the caller may gather the blocks to keep: one download at a time."""

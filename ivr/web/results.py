@@ -52,6 +52,14 @@ def keep_rejects(request: Request, kind: str, rejected: list[dict[str, Any]]) ->
     return rid
 
 
+def drop_rejects(request: Request) -> None:
+    """Every kept reject file goes (after an erasure: a reject quotes the line as written, a
+    number in any form, so none is searched: the upload is done again if its rejects are
+    still wanted)."""
+    with _kept_lock:
+        request.app.state.rejects.clear()
+
+
 def rejects_download(request: Request, kind: str, rid: str, again: str) -> Response:
     """The CSV kept under `rid` for this kind of upload; 404 once dropped (`again`: the fix)."""
     with _kept_lock:
