@@ -68,3 +68,19 @@ def test_engine_gtts_still_fails_the_build(tmp_path: Path,
     with pytest.raises(PromptError, match="gTTS failed"):
         build_prompts(make_cfg(tmp_path, engine="gtts"))
     assert snapshot(tmp_path / "build") == {}
+
+
+def test_an_espeak_that_hangs_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: espeak-ng past its timeout was a TimeoutExpired traceback (a 500 from
+    the console's rebuild)."""
+    import subprocess
+    from ivr.errors import PromptError
+    from ivr.prompts import tts
+
+    def hangs(cmd: list[str], **kw: object) -> None:
+        raise subprocess.TimeoutExpired(cmd, tts.ESPEAK_TIMEOUT_S)
+    monkeypatch.setattr(tts.subprocess, "run", hangs)
+    with pytest.raises(PromptError) as exc:
+        tts.render_espeak("Bonjour.", voice="fr", key="intro")
+    assert "espeak-ng took over 60 s" in str(exc.value) and "intro" in str(exc.value)
+    assert "\n" not in str(exc.value)

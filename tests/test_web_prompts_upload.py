@@ -160,3 +160,20 @@ def test_a_take_too_short_for_its_transcript_replaces_nothing(web: Web) -> None:
                              "for a 40-word transcript")
     assert detail.endswith("check it or record it again; nothing was saved")
     assert "\n" not in detail and _files(web) == before
+
+
+@pytest.mark.parametrize("name", ["take.wav", "other.mp3"])  # in place, and beside
+def test_a_sources_dir_that_cannot_be_written_is_one_line(web: Web, name: str) -> None:
+    """Found in review: a file where prompts.sources_dir should be (or a folder not writable)
+    was a NotADirectoryError traceback and a 500."""
+    import shutil
+    shutil.rmtree(web.cfg.path("src"))
+    web.cfg.path("src").write_text("not a folder\n")
+    data = ffmpeg(espeak_wav("Votez pour nous dimanche."), "-c:a", "libmp3lame", "-f", "mp3") \
+        if name.endswith(".mp3") else _tone(900)
+    r = _post(web, "message", name, data)
+    assert r.status_code == 400, r.text
+    detail = r.json()["detail"]
+    assert detail.startswith("file: cannot write under ") and "\n" not in detail
+    assert detail.endswith("fix prompts.sources_dir or its permissions; nothing was saved")
+    assert web.cfg.path("src").read_text() == "not a folder\n"

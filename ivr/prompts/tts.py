@@ -81,9 +81,13 @@ def espeak_path() -> str:
 
 def render_espeak(text: str, *, voice: str, key: str | None = None) -> bytes:
     """WAV bytes from espeak-ng. Text goes through stdin so a leading '-' is never an option."""
-    proc = subprocess.run([espeak_path(), "-v", voice, "--stdin", "--stdout"],
-                          input=text.encode("utf-8"), capture_output=True,
-                          timeout=ESPEAK_TIMEOUT_S, check=False)
+    try:
+        proc = subprocess.run([espeak_path(), "-v", voice, "--stdin", "--stdout"],
+                              input=text.encode("utf-8"), capture_output=True,
+                              timeout=ESPEAK_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise PromptError(f"{_who(key)}: espeak-ng took over {ESPEAK_TIMEOUT_S:g} s: the machine "
+                          "is overloaded or the text far too long; try again") from None
     err = proc.stderr.decode("utf-8", "replace").strip()
     if proc.returncode != 0:
         if "voice does not exist" in err:

@@ -155,8 +155,18 @@ def upload_recording(cfg: Config, key: str, data: bytes, filename: str) -> dict[
     seg = convert(key, data, f"the uploaded {filename}", cfg.prompts.max_duration_s)
     _check_length(cfg, key, len(seg) / 1000, filename)
     seconds = round(len(seg) / 1000, 2)
-    item = cfg.prompts.items[key]
     sources = cfg.path(cfg.prompts.sources_dir)
+    try:
+        return _save(cfg, key, data, ext, filename, seconds, sources)
+    except OSError as exc:  # not writable, a file where a folder should be, the disk full
+        raise ValueError(f"file: cannot write under {sources} ({exc.strerror or exc}): fix "
+                         "prompts.sources_dir or its permissions; nothing was saved") from None
+
+
+def _save(cfg: Config, key: str, data: bytes, ext: str, filename: str, seconds: float,
+          sources: Path) -> dict[str, Any]:
+    """upload_recording's file, checked: in place of the take the prompt names, or beside."""
+    item = cfg.prompts.items[key]
     if item.file and Path(item.file).suffix.lower().lstrip(".") == ext:
         _check_pace(key, filename, item.transcript, seconds)  # it replaces the take: same text
         target = sources / item.file
