@@ -99,3 +99,39 @@ def test_signals_go_back_to_their_defaults_after_a_run(tmp_path: Path) -> None:
 def _no_stray_last_resort(monkeypatch: pytest.MonkeyPatch) -> None:
     """Should a test leave the last resort armed, it must not end pytest itself."""
     monkeypatch.setattr(stopping.os, "_exit", lambda code: None)
+
+
+def test_a_hard_stop_before_the_channels_exist_still_hangs_them_up(backend: Backend) -> None:
+    """Found in review: an Async Originate's Response comes before its channel exists; a hard
+    stop then hung up "No such channel" once, and the call rang on after the stop (the run
+    gave up HANGUP_GRACE_S later, the callee still on the line). The hang-up is sent again
+    until the calls end."""
+    async def scenario() -> tuple[Any, list[dict[str, Any]], int, int]:
+        cfg = make_cfg(backend, max_concurrent=2)
+        store = backend.open()
+        add_contacts(store, NUMBERS)
+        async with FakePbx({n: answer(["1"], prompt_s=30) for n in NUMBERS},
+                           user="ivr", secret=SECRET) as pbx:
+            pbx.originate_lag_s = 1.0  # Asterisk makes the channel in a thread of its own
+            node = AmiNode("pbx", "127.0.0.1", pbx.ami_port, "ivr", SECRET)
+
+            async def operator() -> None:
+                while len(pbx.calls) < 2:  # both queued, neither channel made yet
+                    await asyncio.sleep(0.01)
+                os.kill(os.getpid(), signal.SIGINT)
+                await asyncio.sleep(0.05)
+                os.kill(os.getpid(), signal.SIGTERM)  # the second: hard stop
+            op = asyncio.ensure_future(operator())
+            try:
+                result: Any = (await app.run_campaign(cfg, store, node=node,
+                                                      hashes=HASHES))[0]
+            except stopping.Interrupted as exc:
+                result = exc
+            op.cancel()
+            await asyncio.sleep(1.5)  # past the channels' creation, had they been missed
+            return result, store.q("SELECT * FROM calls ORDER BY id"), len(pbx.live), \
+                pbx.max_live
+    result, calls, live, made = asyncio.run(scenario())
+    assert made >= 1, "the channels were never made: the test proves nothing"
+    assert live == 0
+    assert len(calls) == 2 and all(c["outcome"] == "error" for c in calls), calls

@@ -31,6 +31,9 @@ IDLE_REPLAN_S = 5.0   # with calls in flight and nobody due, re-plan at least th
 CAPACITY_POLL_S = 1.0  # while full, look at the stop event at least this often
 NODE_BACK_S = 5.0     # while no node takes calls, wait this long for one before re-planning
 HANGUP_GRACE_S = 5.0  # after the hard stop's hang-up, calls get this long to report their end
+# ... and the hang-up is sent again this often meanwhile: an Async Originate's channel may
+# not exist yet when its Response came ("No such channel"), then ring after the stop.
+HANGUP_AGAIN_S = 0.5
 # Refused claims in a row (another controller took the contact) that give their pacing slot
 # back: beyond, each takes its slot again, so a plan whose every claim is refused is not
 # walked in a burst of store transactions.
@@ -294,6 +297,7 @@ class CampaignRun:
         dialer = self.dialer
         limit = self.clock.monotonic() + self.drain_s
         hung_up_at: float | None = None
+        sent_at = 0.0
         while await self._unsettled():
             if not self.hard_stop.is_set() and self.clock.monotonic() >= limit:
                 log.warning("calls still in flight after dialer.drain_timeout_s (%g s): "
@@ -305,13 +309,17 @@ class CampaignRun:
                 # Originates still awaiting their Response may have no channel yet: the
                 # hang-up would miss them, and they would ring after the stop.
                 await self.sender.until_answered(HANGUP_GRACE_S)
-                hung_up_at = self.clock.monotonic()
+                hung_up_at = sent_at = self.clock.monotonic()
+                await dialer.hangup_all()
+            elif hung_up_at is not None and self.clock.monotonic() - sent_at >= HANGUP_AGAIN_S:
+                sent_at = self.clock.monotonic()  # the calls not ended yet, again
                 await dialer.hangup_all()
             dialer.changed.clear()
             wake = (dialer.changed,) if hung_up_at is not None else (dialer.changed,
                                                                       self.hard_stop)
-            await self.clock.wait(*wake, timeout=min(1.0, max(limit - self.clock.monotonic(),
-                                                              0.05)))
+            await self.clock.wait(*wake, timeout=min(
+                HANGUP_AGAIN_S if hung_up_at is not None else 1.0,
+                max(limit - self.clock.monotonic(), 0.05)))
             self._tick()
 
     async def _unsettled(self) -> bool:
