@@ -490,3 +490,29 @@ def test_each_node_has_its_own_hold_the_other_keeps_dialling(backend: Backend) -
     assert len(refused) == 1 and refused[0]["retry_at"], calls
     assert [c["outcome"] for c in calls if c["id"] != refused[0]["id"]] == \
         ["message_played"] * (len(calls) - 1), calls
+
+
+def test_nodes_full_under_max_concurrent_wait_for_a_call_to_end_not_replan(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: two nodes of max_channels 1 under max_concurrent 10: once both were
+    full the run re-planned every half second (a whole plan, on SQLite on the event loop)
+    instead of waiting for a call to end. It waits now, as it does when max_concurrent is
+    reached."""
+    numbers = [fiction(i) for i in range(8)]
+    plans = []
+    real = campaign_run.plan
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        plans.append(1)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(campaign_run, "plan", counted)
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with pool(tmp_path, {n: answer(["1"], prompt_s=0.3) for n in numbers}, numbers,
+                        caps=[1, 1], max_concurrent=10, calls_per_second=50) as p:
+            await p.run()
+            return p.calls()
+    calls = asyncio.run(scenario())
+    assert sorted(c["number"] for c in calls) == sorted(numbers)
+    assert {c["outcome"] for c in calls} == {"message_played"}
+    assert len(plans) <= 4, len(plans)

@@ -110,6 +110,10 @@ class Dialer:
     def ready(self) -> bool:
         return any(ns.ready() for ns in self.nodes.values())
 
+    def only_full(self) -> bool:
+        """No node takes a call now, and one would once a call of its own ends."""
+        return not self.ready() and any(ns.full() for ns in self.nodes.values())
+
     def why_not_ready(self) -> str:
         return "; ".join(filter(None, (ns.why_not_ready() for ns in self.nodes.values())))
 

@@ -165,6 +165,10 @@ class NodeState:
     def ready(self) -> bool:
         return self.node.up and not self.holding() and self.has_room()
 
+    def full(self) -> bool:
+        """Up and taking calls but for its free channels: one of its calls ending frees one."""
+        return self.node.up and not self.holding() and not self.has_room()
+
     def why_not_ready(self) -> str:
         if not self.node.up:  # its calls wait for it: say so, the run cannot end before
             waiting = f" ({len(self.calls)} call(s) in flight wait for it)" if self.calls else ""

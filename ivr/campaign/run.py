@@ -185,13 +185,31 @@ class CampaignRun:
         return not self.stop.is_set()
 
     async def _nodes_ready(self) -> bool:
-        """No node takes calls (down, restarting, holding after a fault): wait a little."""
-        if self.dialer.ready():
+        """No node takes calls (down, restarting, holding after a fault): wait a little, then
+        re-plan. Every node taking calls full (their max_channels, summed, under
+        max_concurrent): wait for a call to end, as _room does, with no re-plan (one twice a
+        second was a whole plan on the event loop, on SQLite, every half second)."""
+        dialer, ctl = self.dialer, self.control
+        while dialer.only_full() and not self.stop.is_set() and not ctl.paused:
+            self.state.set(holding=dialer.why_not_ready())
+            dialer.changed.clear()
+            ctl.changed.clear()
+            await self.clock.wait(dialer.changed, ctl.changed, self.stop,
+                                  timeout=CAPACITY_POLL_S)
+            self._tick()
+        if ctl.paused:  # paused meanwhile: _room waits for the resume, then a re-plan
+            return False
+        if dialer.ready():
             self.state.set(holding="")
             return True
-        self.state.set(holding=self.dialer.why_not_ready() or "no node takes calls")
+        self.state.set(holding=dialer.why_not_ready() or "no node takes calls")
         await self.clock.wait(self.stop, timeout=0.5)
-        await self.dialer.wait_up(timeout=NODE_BACK_S)
+        if not self.stop.is_set():  # a stop must not wait for a node to come back
+            back = asyncio.ensure_future(dialer.wait_up(timeout=NODE_BACK_S))
+            stop = asyncio.ensure_future(self.stop.wait())
+            await asyncio.wait((back, stop), return_when=asyncio.FIRST_COMPLETED)
+            back.cancel()
+            stop.cancel()
         return False
 
     async def _store_writable(self) -> bool:
