@@ -516,3 +516,25 @@ def test_nodes_full_under_max_concurrent_wait_for_a_call_to_end_not_replan(
     assert sorted(c["number"] for c in calls) == sorted(numbers)
     assert {c["outcome"] for c in calls} == {"message_played"}
     assert len(plans) <= 4, len(plans)
+
+
+def test_a_stop_does_not_wait_for_a_dead_pool_to_come_back(tmp_path: Path) -> None:
+    """Found in review: a failed Originate with every node down waited 30 s for one to come
+    back (the run's node wait 5 s), a stop or hard stop included."""
+    async def scenario() -> tuple[bool, float, bool]:
+        async with pool(tmp_path, {}, [], caps=[0, 0]) as p:
+            for pbx in p.pbxs:
+                await pbx.crash()
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 5
+            while p.dialer.up() and loop.time() < end:
+                await asyncio.sleep(0.02)
+            stop = asyncio.Event()
+            waiting = asyncio.ensure_future(p.dialer.wait_up(30, stop))
+            await asyncio.sleep(0.2)
+            t0 = loop.time()
+            stop.set()
+            back = await asyncio.wait_for(waiting, 5)
+            return back, loop.time() - t0, p.dialer.up()
+    back, took, up = asyncio.run(scenario())
+    assert (back, up) == (False, False) and took < 1.0

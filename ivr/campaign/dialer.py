@@ -123,16 +123,20 @@ class Dialer:
         return tuple(NodeSnapshot(ns.name, ns.node.up, len(ns.calls), ns.node.max_channels,
                                   ns.why_not_ready(), me) for ns in self.nodes.values())
 
-    async def wait_up(self, timeout: float) -> bool:
+    async def wait_up(self, timeout: float, *unless: asyncio.Event) -> bool:
+        """Until a node is up (True), `timeout` has passed, or one of `unless` is set: a stop
+        must not wait for the PBX to come back."""
         if self.up():
             return True
         waits = [asyncio.ensure_future(ns.node.wait_up(timeout)) for ns in self.nodes.values()]
+        stops = [asyncio.ensure_future(event.wait()) for event in unless]
         try:
-            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(waits + stops, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for w in waits:
+            for w in waits + stops:
                 w.cancel()
-        return any(not w.cancelled() and w.exception() is None and w.result() for w in done)
+        return any(not w.cancelled() and w.exception() is None and w.result()
+                   for w in done if w in waits)
 
     def _pick(self) -> NodeState:
         """The node for the next call: the most free relative to its cap, ties in turn."""

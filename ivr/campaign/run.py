@@ -204,12 +204,7 @@ class CampaignRun:
             return True
         self.state.set(holding=dialer.why_not_ready() or "no node takes calls")
         await self.clock.wait(self.stop, timeout=0.5)
-        if not self.stop.is_set():  # a stop must not wait for a node to come back
-            back = asyncio.ensure_future(dialer.wait_up(timeout=NODE_BACK_S))
-            stop = asyncio.ensure_future(self.stop.wait())
-            await asyncio.wait((back, stop), return_when=asyncio.FIRST_COMPLETED)
-            back.cancel()
-            stop.cancel()
+        await dialer.wait_up(NODE_BACK_S, self.stop)
         return False
 
     async def _store_writable(self) -> bool:

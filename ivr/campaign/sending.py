@@ -80,8 +80,8 @@ class Sender:
         if refused is not None:
             self.window = 1
             log.warning("dial: %s", refused)
-            if not self.dialer.up():
-                await self.dialer.wait_up(timeout=30)
+            if not self.dialer.up():  # a stop or a hard stop does not wait for it
+                await self.dialer.wait_up(30, self.control.stop, self.hard_stop)
             return
         self.window = min(self.window * 2, SEND_WINDOW)
         self.on_called()
