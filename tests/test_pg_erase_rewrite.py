@@ -228,3 +228,26 @@ def test_an_erasure_in_a_schema_whose_name_needs_quotes(pg_url: str) -> None:
         assert store.one("SELECT count(*) AS n FROM contacts")["n"] == 0
     finally:
         store.close()
+
+
+def test_an_erasure_committed_after_a_later_one_is_still_rewritten(owner: PgStore,
+                                                                   pg_store_url: str) -> None:
+    """Found in review: the rewrite marked done every owed row up to the highest id it saw.
+    Ids are drawn at insert, not at commit: an erasure whose owed row (a lower id) committed
+    after another erasure's rewrite was taken as covered, and if its own rewrite never ran
+    (the process killed), its tables kept the number's dead rows for good."""
+    from ivr.store.pg_reclaim import DONE, LEFT_OWED, OWED
+    slow = psycopg.connect(pg_store_url, autocommit=False)  # erasure P2, not committed yet
+    try:
+        slow.execute("INSERT INTO audit (at, action, detail) VALUES ('x', %s, %s)",
+                     (OWED, json.dumps({"tables": ["consents"]})))
+        owner._audit(OWED, None, {"tables": ["contacts"]}, datetime.now(timezone.utc))  # P1
+        assert owner.checkpoint_wal() is True  # P1 rewrites what it sees owed
+        slow.commit()  # P2 commits, then dies before its own rewrite
+    finally:
+        slow.close()
+    left = [json.loads(r["detail"])["tables"] for r in owner.q(
+        LEFT_OWED, {"owed": OWED, "done": DONE})]
+    assert left == [["consents"]]
+    assert owner.checkpoint_wal() is True  # the next erasure's rewrite takes it
+    assert owner.q(LEFT_OWED, {"owed": OWED, "done": DONE}) == []

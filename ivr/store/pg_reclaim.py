@@ -51,12 +51,17 @@ _RECLAIM_LOCK = threading.Lock()  # the tables to rewrite, and the thread rewrit
 # The tables whose rows can hold a number, each with the statement that rewrites it.
 RECLAIM: dict[str, str] = {t: f"VACUUM FULL {t}"
                            for t in ("contacts", "calls", "consents", "optouts", "audit")}
-# An erasure's rewrite not done (its tables), and one done (the last owed row it covered): the
-# audit rows that let an erasure run again, from any process, finish an earlier one's.
+# An erasure's rewrite not done (its tables), and one done (the owed rows it covered, by id):
+# the audit rows that let an erasure run again, from any process, finish an earlier one's.
+# By id, not "up to the last seen": ids are drawn at insert, not at commit, so an erasure
+# committing later with a lower id was taken as covered and its tables never rewritten.
+# ("upto": what releases before this one wrote; still honoured.)
 OWED, DONE = "erasure_rewrite_owed", "erasure_rewritten"
 LEFT_OWED = (
-    "SELECT id, detail FROM audit WHERE action = %(owed)s AND id > coalesce((SELECT "
-    "max((detail::jsonb ->> 'upto')::bigint) FROM audit WHERE action = %(done)s), 0)")
+    "SELECT o.id, o.detail FROM audit o WHERE o.action = %(owed)s AND o.id > coalesce((SELECT "
+    "max((d.detail::jsonb ->> 'upto')::bigint) FROM audit d WHERE d.action = %(done)s), 0) "
+    "AND NOT EXISTS (SELECT 1 FROM audit d WHERE d.action = %(done)s AND "
+    "d.detail::jsonb -> 'ids' @> to_jsonb(o.id))")
 # Those of them the role may not VACUUM (vacuum_is_permitted_for_relation's rule), and the role.
 NOT_PERMITTED = (
     "SELECT c.relname AS t, current_user AS r FROM pg_class c JOIN pg_database d ON "
@@ -90,7 +95,7 @@ class PgReclaim(PgCore):
     reclaim_background_tries = 6
     _reclaimer: threading.Thread | None = None
     _last_erasure = 0.0
-    _owed_upto = 0  # the last OWED audit row the tables to rewrite include
+    _owed_ids: frozenset[int] = frozenset()  # the OWED audit rows the tables to rewrite include
 
     def _erased(self, changed: dict[str, int]) -> None:
         """erase_person's changes, in its transaction: the tables to rewrite after its commit,
@@ -114,7 +119,7 @@ class PgReclaim(PgCore):
         owed = self._rows(LEFT_OWED, {"owed": OWED, "done": DONE})
         left = {t for r in owed for t in json.loads(r["detail"]).get("tables", [])} & set(RECLAIM)
         with _RECLAIM_LOCK:
-            self._owed_upto = max([self._owed_upto] + [int(r["id"]) for r in owed])
+            self._owed_ids = self._owed_ids | {int(r["id"]) for r in owed}
             todo = self._reclaim | left
         refused = {r["t"]: r["r"] for r in self._rows(NOT_PERMITTED, {"t": sorted(todo)})}
         with _RECLAIM_LOCK:
@@ -122,7 +127,7 @@ class PgReclaim(PgCore):
             self._refused = frozenset(refused)
             self._role = next(iter(refused.values()), "")
         if not self._reclaim:
-            if refused or self._owed_upto:
+            if refused or self._owed_ids:
                 self._owe()  # refused: an erasure run again once the role owns them rewrites
             return not refused
         if self.reclaim_in_background:
@@ -142,11 +147,11 @@ class PgReclaim(PgCore):
 
     def _owe(self) -> None:
         with _RECLAIM_LOCK:
-            left, upto = sorted(self._reclaim | self._refused), self._owed_upto
-            self._owed_upto = 0
+            left, covered = sorted(self._reclaim | self._refused), sorted(self._owed_ids)
+            self._owed_ids = frozenset()
         now = datetime.now(timezone.utc)
-        if upto:
-            self._audit(DONE, None, {"upto": upto}, now)
+        if covered:
+            self._audit(DONE, None, {"ids": covered}, now)
         if left:
             self._audit(OWED, None, {"tables": left}, now)
 
