@@ -445,3 +445,42 @@ def test_install_refuses_stale_build(tmp_path: Path) -> None:
     with pytest.raises(PromptError, match="'goodbye'.*does not match manifest"):
         install_prompts(cfg, manifest, tmp_path / "sounds")
     assert not (tmp_path / "sounds").exists()
+
+
+def test_two_builds_at_once_run_one_after_the_other(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: a console rebuild and an `ivr prompts build` at once each moved their
+    wavs into the build folder, and the later manifest could name the other's audio. Builds of
+    one folder now hold a lock from the old manifest's read to the new one's write."""
+    import threading
+    import time
+    from ivr.prompts import build as build_mod
+    inside, most, errors = [0], [0], []
+    real = build_mod._stage_all
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        inside[0] += 1
+        most[0] = max(most[0], inside[0])
+        time.sleep(0.3)
+        try:
+            return real(*args, **kwargs)
+        finally:
+            inside[0] -= 1
+    monkeypatch.setattr(build_mod, "_stage_all", slow)
+    cfg = make_cfg(tmp_path)
+
+    def build() -> None:
+        try:
+            build_prompts(cfg)
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [] and most[0] == 1
+    manifest = json.loads((tmp_path / "build" / "manifest.json").read_text())
+    for key, entry in manifest["prompts"].items():
+        assert hashlib.sha256((tmp_path / "build" / f"{key}.wav").read_bytes()).hexdigest() \
+            == entry["sha256"], key

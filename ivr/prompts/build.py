@@ -12,6 +12,7 @@ prompt, a failed archive or an interruption leaves the build dir exactly as it w
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -20,7 +21,8 @@ import re
 import shutil
 import tempfile
 import wave
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -371,6 +373,21 @@ def _stage_all(cfg: Config, jobs: list[_Job], build_dir: Path, staging: Path,
 
 # ---------------------------------------------------------------- public API
 
+@contextmanager
+def _one_build_at_a_time(build_dir: Path) -> Iterator[None]:
+    """An exclusive lock on the build folder itself, held from reading the old manifest to
+    writing the new one: a console's rebuild and an `ivr prompts build` at once each moved
+    their own wavs in, and the later manifest could describe the other's audio (the page's
+    listen button played what its fingerprint did not name). Read-only: a folder root made
+    is locked by the console's user as well."""
+    fd = os.open(build_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def build_prompts(cfg: Config, *, engine_override: str | None = None,
                   log: Log = _quiet) -> Manifest:
     """Render all prompts into cfg.prompts.build_dir; returns the manifest written there."""
@@ -378,9 +395,28 @@ def build_prompts(cfg: Config, *, engine_override: str | None = None,
     check_callback_line(cfg)  # its plain copy is installed for the opposition line at once
     jobs = _plan(cfg, engine_override, log)
     build_dir = cfg.path(cfg.prompts.build_dir)
+    created, staging = _open_staging(build_dir)
+    with _one_build_at_a_time(build_dir):
+        done = False
+        try:
+            old_manifest = _old_manifest(cfg, jobs, build_dir, log)
+            manifest = _stage_all(cfg, jobs, build_dir, staging, log)
+            done = True
+        finally:  # all-or-nothing, whatever stopped it (an error, Ctrl-C, SIGTERM made one)
+            shutil.rmtree(staging, ignore_errors=True)
+            if not done:
+                _undo(created)
+        _finish(build_dir, manifest, old_manifest, log)
+    return manifest
+
+
+def _old_manifest(cfg: Config, jobs: list[_Job], build_dir: Path, log: Log
+                  ) -> Manifest | None:
+    """The build folder's manifest (None: none, or damaged: a rebuild repairs it), once the
+    legal recording's checks against it passed."""
     try:
         old_manifest = read_manifest(build_dir / MANIFEST_NAME)
-    except PromptError as exc:  # a damaged manifest is what a rebuild repairs
+    except PromptError as exc:
         log(f"{exc}; it will be rewritten")
         old_manifest = None
     check_legal_recording(cfg, old_manifest, fingerprint(cfg, _sources(jobs)))
@@ -388,14 +424,4 @@ def build_prompts(cfg: Config, *, engine_override: str | None = None,
     if before != cfg.campaign.name:  # two configs sharing prompts.build_dir
         log(f"note: {cfg.prompts.build_dir} held the build of campaign {before!r}, whose "
             "`ivr check` refuses this one: give that config its own prompts.build_dir")
-    created, staging = _open_staging(build_dir)
-    done = False
-    try:
-        manifest = _stage_all(cfg, jobs, build_dir, staging, log)
-        done = True
-    finally:  # all-or-nothing, whatever stopped it (an error, Ctrl-C, SIGTERM made one)
-        shutil.rmtree(staging, ignore_errors=True)
-        if not done:
-            _undo(created)
-    _finish(build_dir, manifest, old_manifest, log)
-    return manifest
+    return old_manifest
