@@ -147,9 +147,22 @@ def overseas_homes(number_e164: str) -> tuple[str, ...]:
 
 
 def _parse(raw: str, default_region: str) -> PhoneNumber | None:
-    """phonenumbers.parse, with French national and +33 forms of overseas numbers re-homed."""
+    """phonenumbers.parse, with French national and +33 forms of overseas numbers re-homed.
+    With an overseas default_region (RE, GP…), a national form that is not that region's is
+    read in the French plan they share: 06 12 34 56 78 or the caller ID 01 62 00 00 00 is a
+    mainland number seen from Réunion (phonenumbers reads it as an invalid Réunion one)."""
+    num = _parse_in(raw, default_region)
+    if default_region in OVERSEAS_REGIONS and (num is None or not phonenumbers.is_valid_number(
+            num)):
+        mainland = _parse_in(raw, "FR")
+        if mainland is not None and phonenumbers.is_valid_number(mainland):
+            return mainland
+    return num
+
+
+def _parse_in(raw: str, region: str) -> PhoneNumber | None:
     try:
-        num = phonenumbers.parse(raw, default_region)
+        num = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:
         return None
     return _rehome(num)

@@ -173,6 +173,19 @@ def test_the_callers_number_is_read_with_or_without_its_plus(raw: str, number: s
     assert caller_e164(raw, "FR") == number
 
 
+@pytest.mark.parametrize("raw, region, number", [
+    # Found in review: the SIP URI's user parameters (Asterisk copies the whole user part)
+    ("+33612345678;cpc=ordinary", "FR", "+33612345678"), ("0612345678;npdi", "FR", "+33612345678"),
+    # ... and a platform in Réunion or Guadeloupe (default_region) read a mainland caller's
+    # national form as an invalid number of its own region: the objection was lost
+    ("0612345678", "RE", "+33612345678"), ("0147000000", "RE", "+33147000000"),
+    ("0692123456", "RE", "+262692123456"), ("0690123456", "GP", "+590690123456"),
+    (";cpc=ordinary", "FR", None)])
+def test_the_callers_number_from_a_sip_uri_or_an_overseas_platform(
+        raw: str, region: str, number: str | None) -> None:
+    assert caller_e164(raw, region) == number
+
+
 def test_a_withheld_caller_hears_the_written_route() -> None:
     ch = Channel(StreamResult(endpos=10), headers={"agi_callerid": "anonymous",
                                                    ARG_CALLBACK_SECRET: SECRET})

@@ -77,3 +77,13 @@ def test_preflight_passes_callees_to_the_caller_id_check() -> None:
     cfg = config.from_dict({"campaign": {"caller_id": "+33199000000"}})
     assert preflight(cfg, callees=["+33199000001"]) == []
     assert [v.code for v in preflight(cfg, callees=["+33612345678"])] == ["caller_id_fiction"]
+
+
+@pytest.mark.parametrize("caller_id, region, codes", [
+    ("0162000000", "RE", []), ("0947512345", "GP", []), ("0947512345", "RE", []),
+    ("0612345678", "RE", ["caller_id_mobile"]), ("0147000000", "GP", ["caller_id_range"])])
+def test_an_overseas_default_region_reads_the_caller_id_in_the_french_plan(
+        caller_id: str, region: str, codes: list[str]) -> None:
+    """Found in review: with default_region RE the ARCEP number 01 62 00 00 00 was refused as
+    invalid, and with GP Guadeloupe's own 09 475 range too."""
+    assert [v.code for v in check_caller_id(caller_id, region)] == codes

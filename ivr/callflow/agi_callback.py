@@ -23,7 +23,9 @@ NOTICES = 2  # a caller who pressed another key, or none, is asked once more
 
 def caller_e164(raw: str, default_region: str) -> str | None:
     """The caller ID as E.164, or None when it is withheld or not a valid number. Some
-    carriers present an international number without its '+' (262692123456 for Réunion)."""
+    carriers present an international number without its '+' (262692123456 for Réunion), or
+    with the SIP URI's user parameters (+33612345678;cpc=ordinary, 0612345678;npdi): cut."""
+    raw = (raw or "").split(";", 1)[0].strip()
     if not raw or raw.lower() in ("unknown", "anonymous", "<unknown>"):
         return None
     number = e164(raw, default_region)
