@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from ivr.callflow.outcomes import contact_status
 from ivr.store import CallResult, History, Store, utc
 
@@ -104,3 +106,35 @@ def test_a_late_result_never_reopens_a_contact_a_later_attempt_settled(store: St
     assert s.call(first["id"])["outcome"] == "no_answer"
     assert s.one("SELECT status FROM contacts")["status"] == done
     assert s.one("SELECT status FROM campaign_contacts WHERE campaign = 'c1'")["status"] == done
+
+
+@pytest.mark.parametrize("retry_first", [True, False])
+def test_a_late_answer_finishes_a_contact_its_retry_left_pending(store: Store,
+                                                                 retry_first: bool) -> None:
+    """Found in review: the reverse case. The guess's retry rang out (`no_answer`, retried),
+    then the first controller's real result landed: the callee had heard the message. The
+    contact and its binding stayed `pending`, and the person who had heard it was called
+    again. Whichever order the two results land in, an answer finishes the contact."""
+    s = store
+    contact = add(s)
+    s.db.execute("INSERT INTO campaign_contacts (contact_id, campaign, source, status, bound_at)"
+                 " VALUES (?, 'c1', 'list', 'pending', ?)", (contact["id"], utc(T0)))
+    first = claim(s, contact).call
+    assert first is not None
+    s.finish_unanswered(first["id"], "error", None, T0, T0 + timedelta(minutes=10),
+                        stage="orphaned")
+    retry = claim(s, contact, now=T0 + timedelta(minutes=11)).call
+    assert retry is not None and retry["attempt"] == 2
+    played = CallResult(outcome="message_played", stage="message", keys="1", heard={},
+                        choice="consent", choice_key="1")
+    rang_out = (retry["id"], "no_answer", "19", T0 + timedelta(minutes=12),
+                T0 + timedelta(hours=1))
+    if retry_first:
+        s.finish_unanswered(*rang_out)
+    assert s.finish_answered(first["id"], played, T0 + timedelta(minutes=13)) is not None
+    if not retry_first:
+        s.finish_unanswered(*rang_out)
+    assert s.call(first["id"])["outcome"] == "message_played"
+    assert s.one("SELECT status FROM campaign_contacts WHERE campaign = 'c1'")["status"] == \
+        "done"
+    assert claim(s, contact, now=T0 + timedelta(hours=2)).call is None  # never dialled again

@@ -65,6 +65,10 @@ def traits(name: str) -> OutcomeTraits:
         raise ValueError(f"unknown outcome {name!r}: known are {', '.join(ORDER)}") from None
 
 
+# What an answer or a choice leaves: the person was reached, whatever attempt came after.
+FINAL_STATUSES = frozenset({"done", "opted_out"})
+
+
 def contact_status(outcome: str, retry_planned: bool) -> str:
     """The contact's status once an attempt ended: a choice or an answer is final."""
     t = traits(outcome)

@@ -255,14 +255,16 @@ class PgCallsSQL(PgCore):
         if contact_id is None:
             return
         status = outcomes.contact_status(outcome, retry_planned=retry_at is not None)
+        final = status in outcomes.FINAL_STATUSES
         self._exec("UPDATE contacts SET status = %s, updated_at = %s WHERE id = %s AND "
-                   "status != 'opted_out' AND NOT EXISTS (SELECT 1 FROM calls n WHERE "
-                   "n.contact_id = %s AND n.id > %s)",
-                   (status, utc(now), contact_id, contact_id, call_id))
+                   "status != 'opted_out' AND (%s OR NOT EXISTS (SELECT 1 FROM calls n WHERE "
+                   "n.contact_id = %s AND n.id > %s))",
+                   (status, utc(now), contact_id, final, contact_id, call_id))
         self._exec("UPDATE campaign_contacts SET status = %s WHERE contact_id = %s "
-                   "AND campaign = %s AND status != 'opted_out' AND NOT EXISTS (SELECT 1 FROM "
-                   "calls n WHERE n.contact_id = %s AND n.campaign = %s AND n.id > %s)",
-                   (status, contact_id, campaign, contact_id, campaign, call_id))
+                   "AND campaign = %s AND status != 'opted_out' AND (%s OR (status != 'done' "
+                   "AND NOT EXISTS (SELECT 1 FROM calls n WHERE n.contact_id = %s AND "
+                   "n.campaign = %s AND n.id > %s)))",
+                   (status, contact_id, campaign, final, contact_id, campaign, call_id))
 
     # -- many calls ---------------------------------------------------------------------------
     def open_calls(self, node: str | None = None, campaign: str | None = None,

@@ -315,20 +315,24 @@ class CallsSQL(SQLiteCore):
         if contact_id is None:
             return
         status = outcomes.contact_status(outcome, retry_planned=retry_at is not None)
+        final = status in outcomes.FINAL_STATUSES
         # An opted-out contact stays opted out, whatever a later outcome says. The binding
         # holds the progress in this campaign; the contact's own status, the last one seen.
-        # Only the newest attempt settles them: an older one's result landing late (it
-        # replaced another controller's guess after a retry was placed) must not reopen a
-        # contact that retry finished.
+        # Only the newest attempt settles them, but for a final status (an answer, a choice):
+        # an older one's result landing late (it replaced another controller's guess after a
+        # retry was placed) must not reopen a contact that retry finished, yet its answer
+        # finishes one the retry left pending. Nor does a later unanswered attempt reopen a
+        # binding an answer finished (that retry was claimed before the answer landed).
         self.db.conn.execute("UPDATE contacts SET status = ?, updated_at = ? WHERE id = ? AND "
-                             "status != 'opted_out' AND NOT EXISTS (SELECT 1 FROM calls n "
-                             "WHERE n.contact_id = ? AND n.id > ?)",
-                             (status, utc(now), contact_id, contact_id, call_id))
+                             "status != 'opted_out' AND (? OR NOT EXISTS (SELECT 1 FROM calls "
+                             "n WHERE n.contact_id = ? AND n.id > ?))",
+                             (status, utc(now), contact_id, final, contact_id, call_id))
         self.db.conn.execute("UPDATE campaign_contacts SET status = ? WHERE contact_id = ? "
-                             "AND campaign = ? AND status != 'opted_out' AND NOT EXISTS ("
-                             "SELECT 1 FROM calls n WHERE n.contact_id = ? AND n.campaign = ? "
-                             "AND n.id > ?)", (status, contact_id, campaign, contact_id,
-                                               campaign, call_id))
+                             "AND campaign = ? AND status != 'opted_out' AND (? OR (status != "
+                             "'done' AND NOT EXISTS (SELECT 1 FROM calls n WHERE "
+                             "n.contact_id = ? AND n.campaign = ? AND n.id > ?)))",
+                             (status, contact_id, campaign, final, contact_id, campaign,
+                              call_id))
 
     # -- many calls ---------------------------------------------------------------------------
     def open_calls(self, node: str | None = None, campaign: str | None = None,
