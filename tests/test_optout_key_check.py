@@ -119,22 +119,3 @@ def test_a_demo_store_takes_its_real_key_before_any_opposition(
     monkeypatch.setenv("IVR_OPTOUT_KEY", "k" * 32)
     with pytest.raises(StoreError, match="other.db.optout-key"):
         Store.open(other)
-
-
-def test_a_new_store_refused_at_open_leaves_no_file(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A refused key file (here, in the store's own folder) left an empty store file behind,
-    which the next open took for a store made earlier. One that existed is kept as it was."""
-    monkeypatch.delenv("IVR_OPTOUT_KEY", raising=False)
-    (tmp_path / "data").mkdir()
-    db, inside = tmp_path / "data" / "ivr.db", tmp_path / "data" / "optout.key"
-    inside.write_text("k" * 64)
-    with pytest.raises(StoreError, match="is in the store's folder"):
-        Store.open(db, optout_key_file=inside)
-    assert sorted(p.name for p in db.parent.iterdir()) == ["optout.key"]
-    elsewhere = tmp_path / "secrets" / "optout.key"
-    elsewhere.parent.mkdir()
-    Store.open(db, optout_key_file=elsewhere).db.conn.close()  # now made, with its key
-    with pytest.raises(StoreError, match="is in the store's folder"):
-        Store.open(db, optout_key_file=inside)
-    assert db.exists() and Store.open(db, optout_key_file=elsewhere).check_version() > 0

@@ -63,7 +63,7 @@ class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL, ConsoleSQL, Controlle
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            created = _create_private(path)
+            _create_private(path)
             conn = sqlite3.connect(str(path), timeout=busy_timeout_s, isolation_level=None,
                                    check_same_thread=False)
             db = sqlite_utils.Database(conn)
@@ -93,8 +93,6 @@ class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL, ConsoleSQL, Controlle
             _admit_key(store, path)  # records the key's fingerprint (schema 15) if none yet
         except BaseException:
             conn.close()
-            if created:  # refused before it held anything: no empty store is left behind
-                _remove_new(path)
             raise
         return store
 
@@ -125,25 +123,13 @@ def _admit_key(store: Store, path: Path, record: bool = True) -> None:
                          f"{fix_hint(fiction)}") from None
 
 
-def _create_private(path: Path) -> bool:
+def _create_private(path: Path) -> None:
     """A new store file readable by its owner only, whatever the umask: it holds voters'
-    numbers (SQLite gives its -wal and -shm files the database file's mode). True if this
-    call made the file."""
+    numbers (SQLite gives its -wal and -shm files the database file's mode)."""
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
         _make_private(path)
-        return False
-    return True
-
-
-def _remove_new(path: Path) -> None:
-    """The file this open made, and its -wal and -shm: nothing was stored in them yet."""
-    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-        try:
-            file.unlink()
-        except FileNotFoundError:
-            pass
 
 
 def _make_private(path: Path) -> None:
