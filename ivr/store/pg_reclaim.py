@@ -57,11 +57,15 @@ RECLAIM: dict[str, str] = {t: f"VACUUM FULL {t}"
 # committing later with a lower id was taken as covered and its tables never rewritten.
 # ("upto": what releases before this one wrote; still honoured.)
 OWED, DONE = "erasure_rewrite_owed", "erasure_rewritten"
+# The done ids as rows once (a hash anti-join), not a containment test per owed row against
+# every done row: that grew with the square of the erasures.
 LEFT_OWED = (
+    "WITH d AS (SELECT detail::jsonb AS j FROM audit WHERE action = %(done)s), "
+    "done AS (SELECT jsonb_array_elements_text(j -> 'ids')::bigint AS id FROM d "
+    "WHERE jsonb_typeof(j -> 'ids') = 'array') "
     "SELECT o.id, o.detail FROM audit o WHERE o.action = %(owed)s AND o.id > coalesce((SELECT "
-    "max((d.detail::jsonb ->> 'upto')::bigint) FROM audit d WHERE d.action = %(done)s), 0) "
-    "AND NOT EXISTS (SELECT 1 FROM audit d WHERE d.action = %(done)s AND "
-    "d.detail::jsonb -> 'ids' @> to_jsonb(o.id))")
+    "max((j ->> 'upto')::bigint) FROM d), 0) AND NOT EXISTS (SELECT 1 FROM done WHERE "
+    "done.id = o.id)")
 # Those of them the role may not VACUUM (vacuum_is_permitted_for_relation's rule), and the role.
 NOT_PERMITTED = (
     "SELECT c.relname AS t, current_user AS r FROM pg_class c JOIN pg_database d ON "
