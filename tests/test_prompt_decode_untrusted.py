@@ -5,7 +5,8 @@ reproduced first.
   one: the "recording" decoded whichever file the playlist named, another campaign's prompt
   included, and was built into this campaign's;
 - a 1.5 MB FLAC of 8 channels at 384 kHz decoded to ~1 GB of PCM under the duration limit
-  (1.7 GB of memory for one upload, 860 MB written to /tmp).
+  (1.7 GB of memory for one upload, 860 MB written to /tmp): a take is now decoded to 48 kHz
+  stereo at most, the output capped besides.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from ivr.errors import PromptError
+from ivr.prompts import decode as decode_mod
 from ivr.prompts.decode import decode
 from test_prompt_build import espeak_wav, ffmpeg
 
@@ -23,7 +25,9 @@ SPEECH = "Bonjour, votez pour nous dimanche prochain."
 @pytest.mark.parametrize("args", [
     ["-c:a", "pcm_s16le", "-f", "wav"], ["-c:a", "libmp3lame", "-f", "mp3"],
     ["-c:a", "aac", "-f", "ipod"], ["-c:a", "libvorbis", "-f", "ogg"],
-    ["-c:a", "flac", "-f", "flac"]])
+    ["-c:a", "flac", "-f", "flac"], ["-c:a", "libopus", "-f", "ogg"],
+    ["-c:a", "pcm_s24be", "-f", "aiff"], ["-c:a", "alac", "-f", "ipod"],
+    ["-c:a", "pcm_f32le", "-f", "w64"]])
 def test_the_formats_a_take_may_be_in_still_decode(args: list[str]) -> None:
     seg = decode("message", ffmpeg(espeak_wav(SPEECH), *args), "take", 60)
     assert 2000 < len(seg) < 6000  # the sentence, about 3 s
@@ -41,13 +45,29 @@ def test_a_playlist_named_wav_cannot_read_another_file(tmp_path: Path, container
         decode("message", container.format(other).encode(), "take.wav", 60)
 
 
-def test_a_take_decoding_to_more_than_48_khz_stereo_is_refused_in_one_line() -> None:
+def test_a_take_is_decoded_to_48_khz_stereo_at_most() -> None:
     wide = ffmpeg(espeak_wav(SPEECH), "-af", "pan=7.1|" + "|".join(f"c{i}=c0" for i in range(8)),
                   "-ar", "384000", "-c:a", "flac", "-f", "flac")
+    seg = decode("message", wide, "take.m4a", 1)
+    assert (seg.channels, seg.frame_rate) == (2, 48000) and 2000 < len(seg) < 6000
+    studio = ffmpeg(espeak_wav(SPEECH), "-ac", "2", "-ar", "96000", "-c:a", "flac", "-f", "flac")
+    assert decode("message", studio, "take.flac", 1).frame_rate == 48000  # resampled, kept
+    plain = ffmpeg(espeak_wav(SPEECH), "-ar", "22050", "-c:a", "pcm_s16le", "-f", "wav")
+    assert decode("message", plain, "take.wav", 1).frame_rate == 22050  # untouched
+
+
+def test_what_still_overflows_the_output_cap_is_refused_in_one_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(decode_mod, "_output_cap", lambda limit: 20_000)
     with pytest.raises(PromptError) as exc:
-        decode("message", wide, "take.m4a", 1)  # 31 s allowed: 5.7 MB of 48 kHz stereo
+        decode("message", ffmpeg(espeak_wav(SPEECH), "-c:a", "flac", "-f", "flac"), "take.flac",
+               60)
     msg = str(exc.value)
-    assert msg.startswith("prompt 'message': take.m4a decodes to more than 5 MB")
-    assert "mono or stereo at 48 kHz or less" in msg and "\n" not in msg
-    stereo = ffmpeg(espeak_wav(SPEECH), "-ac", "2", "-ar", "48000", "-c:a", "flac", "-f", "flac")
-    assert decode("message", stereo, "take.flac", 1).channels == 2
+    assert msg.startswith("prompt 'message': take.flac decodes to more than 0 MB")
+    assert msg.endswith("mono or stereo at 48 kHz or less") and "\n" not in msg
+
+
+def test_a_format_a_take_may_not_be_in_is_named() -> None:
+    with pytest.raises(PromptError, match="its format, hls, is not one a take may be in"):
+        decode("message", b"#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXTINF:6.0,\n/etc/hostname\n"
+               b"#EXT-X-ENDLIST\n", "take.wav", 60)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import shutil
 import subprocess
 import tempfile
@@ -29,7 +30,8 @@ from pydub.utils import audioop  # pydub's own: the stdlib module, or its stand-
 
 from ivr.errors import PromptError
 
-DECODER = "ffmpeg-pcm_s16le"  # part of a recording's cache key: pydub's own reader came before
+# Part of a recording's cache key: pydub's own reader came before, then no 48 kHz stereo bound.
+DECODER = "ffmpeg-pcm_s16le-48k-stereo"
 FFMPEG_TIMEOUT_S = 120.0
 SILENCE_ROOM_S = 30.0      # decoded beyond prompts.max_duration_s: silence the trim removes
 # Part of every cache key (prompts/build.py): changing any of these re-renders everything.
@@ -72,13 +74,19 @@ SILENT_PEAK_DBFS = -50.0   # a clip whose loudest sample is below this has nothi
 CLIPPED_RATIO = 0.001      # more than 0.1 % of samples at full scale: the recording clipped
 FORMATS_HINT = "export it again as wav (16-bit PCM), mp3, ogg, m4a or flac"
 FLOOR_DB = -120.0          # the level given to a chunk of digital silence
-# The demuxers a take may use (wav, mp3, m4a/mp4, ogg, flac): ffmpeg probes the content, and a
-# text file named take.wav that reads as an HLS or concat playlist would otherwise make it
-# decode any file the server can read (another campaign's prompt) into this one.
-DEMUXERS = "wav,mp3,mov,ogg,flac"
-# Decoded PCM is held in memory a few times over: a take that decodes to more than 48 kHz
-# stereo over the whole length allowed (a tiny FLAC of 8 channels at 384 kHz: 1.7 GB) is refused.
+# The demuxers a take may use (wav and its 64-bit form, aiff, mp3, m4a/mp4/mov, ogg/opus,
+# flac, a raw aac, webm): ffmpeg probes the content, and a text file named take.wav that reads
+# as an HLS or concat playlist would otherwise make it decode any file the server can read
+# (another campaign's prompt) into this one. None of these reads another file.
+DEMUXERS = "wav,w64,aiff,mp3,mov,ogg,flac,aac,matroska"
+# Decoded PCM is held in memory a few times over: a take is decoded to 48 kHz stereo at most
+# (a tiny FLAC of 8 channels at 384 kHz took 1.7 GB), resampled and mixed down by ffmpeg; the
+# output's size is capped besides (-fs), a take that still overflows it refused.
 MAX_RATE_HZ, MAX_CHANNELS = 48_000, 2
+_RATES = "|".join(str(r) for r in (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100,
+                                   48000) if r <= MAX_RATE_HZ)
+BOUND = f"aformat=sample_rates={_RATES}:channel_layouts=mono|stereo"
+_NOT_LISTED = re.compile(r"\[(\w+) @ [^]]*\] Format not on whitelist")
 
 
 def ffmpeg_path() -> str:
@@ -99,11 +107,12 @@ def _run_ffmpeg(key: str, data: bytes, what: str, limit: float) -> bytes:
     with tempfile.TemporaryDirectory(prefix="ivr-decode-") as tmp:
         src, out = Path(tmp) / "input", Path(tmp) / "output.wav"  # no extension: ffmpeg probes
         src.write_bytes(data)
-        cap = int(limit * MAX_RATE_HZ * MAX_CHANNELS * 2) + 4096  # 16-bit, and the header
+        cap = _output_cap(limit)
         cmd = [ffmpeg_path(), "-nostdin", "-hide_banner", "-loglevel", "error",
                "-protocol_whitelist", "file", "-format_whitelist", DEMUXERS, "-i", str(src),
                "-map", "0:a:0", "-vn", "-map_metadata", "-1", "-fflags", "+bitexact",
-               "-t", f"{limit:g}", "-c:a", "pcm_s16le", "-fs", str(cap), "-f", "wav", str(out)]
+               "-t", f"{limit:g}", "-af", BOUND, "-c:a", "pcm_s16le", "-fs", str(cap),
+               "-f", "wav", str(out)]
         try:
             proc = subprocess.run(cmd, capture_output=True, timeout=FFMPEG_TIMEOUT_S, check=False)
         except subprocess.TimeoutExpired as exc:
@@ -111,14 +120,21 @@ def _run_ffmpeg(key: str, data: bytes, what: str, limit: float) -> bytes:
                               f"decode {what}: {FORMATS_HINT}") from exc
         if proc.returncode != 0 or not out.is_file():
             err = proc.stderr.decode("utf-8", "replace").replace(f"{src}: ", "")
-            why = _last_line(err.replace(str(src), "the file"))  # not our temporary path
+            listed = _NOT_LISTED.search(err)
+            why = f"its format, {listed.group(1)}, is not one a take may be in" if listed else \
+                _last_line(err.replace(str(src), "the file"))  # not our temporary path
             raise PromptError(f"prompt {key!r}: ffmpeg cannot decode {what} ({why}): "
                               f"{FORMATS_HINT}")
         if out.stat().st_size >= cap:  # -fs stopped it: the rest would not fit either
-            raise PromptError(f"prompt {key!r}: {what} decodes to more than {cap >> 20} MB "
-                              f"(over {MAX_CHANNELS} channels or {MAX_RATE_HZ // 1000} kHz): "
+            raise PromptError(f"prompt {key!r}: {what} decodes to more than {cap >> 20} MB: "
                               "export it again in mono or stereo at 48 kHz or less")
         return out.read_bytes()
+
+
+def _output_cap(limit: float) -> int:
+    """The decoded WAV's most bytes: `limit` seconds of 16-bit PCM at 48 kHz stereo, and its
+    header."""
+    return int(limit * MAX_RATE_HZ * MAX_CHANNELS * 2) + 4096
 
 
 def decode(key: str, data: bytes, what: str, max_s: float) -> AudioSegment:
