@@ -484,3 +484,36 @@ def test_two_builds_at_once_run_one_after_the_other(tmp_path: Path,
     for key, entry in manifest["prompts"].items():
         assert hashlib.sha256((tmp_path / "build" / f"{key}.wav").read_bytes()).hexdigest() \
             == entry["sha256"], key
+
+
+def test_a_build_waiting_on_one_that_fails_in_a_new_folder_still_builds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The failed build removes the build folder it made (all or nothing) while the other
+    waits on that folder's lock: the other makes the folder again, locks it and builds."""
+    import threading
+    import time
+    from ivr.prompts import build as build_mod
+    real, errors = build_mod._stage_all, {}
+
+    def first_fails(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread().name == "A":
+            time.sleep(0.5)
+            raise PromptError("A failed")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(build_mod, "_stage_all", first_fails)
+    cfg = make_cfg(tmp_path, build_dir="new/build")
+
+    def build() -> None:
+        try:
+            build_prompts(cfg)
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            errors[threading.current_thread().name] = str(exc)
+    a = threading.Thread(target=build, name="A")
+    a.start()
+    time.sleep(0.2)  # A holds the lock of the folder it made
+    b = threading.Thread(target=build, name="B")
+    b.start()
+    a.join(60)
+    b.join(60)
+    assert errors == {"A": "A failed"}
+    assert (tmp_path / "new" / "build" / "manifest.json").is_file()

@@ -12,17 +12,14 @@ prompt, a failed archive or an interruption leaves the build dir exactly as it w
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
 import os
 import re
 import shutil
-import tempfile
 import wave
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +30,7 @@ from ivr.config import Config, PromptSource
 from ivr.errors import PromptError
 from ivr.compliance.prompt_legal import check_callback_line, check_legal
 from ivr.prompts.archive import archive_build
+from ivr.prompts.build_dir import new_staging, one_build_at_a_time, undo
 from ivr.prompts.decode import CONVERSION, DECODER, convert
 from ivr.prompts.install import atomic_write, install_prompts, same_file, sha
 from ivr.prompts.manifest import (MANIFEST_NAME, Manifest, check_legal_recording, fingerprint,
@@ -207,41 +205,6 @@ def _cached_wav(path: Path, log: Log) -> bytes | None:
     return data
 
 
-def _undo(created: list[Path]) -> None:
-    for d in reversed(created):
-        shutil.rmtree(d, ignore_errors=True)
-
-
-def _mkdirs(path: Path) -> list[Path]:
-    """mkdir -p, returning the folders it created (deepest last) so a failure can undo them;
-    a failure midway undoes its own."""
-    made: list[Path] = []
-    try:
-        for d in [d for d in [path, *path.parents] if not d.exists()][::-1]:
-            d.mkdir()
-            made.append(d)
-    except BaseException:
-        _undo(made)
-        raise
-    return made
-
-
-def _open_staging(build_dir: Path) -> tuple[list[Path], Path]:
-    """The build dir (created if missing, the folders made returned) and a staging folder in
-    it; a path that cannot be one is a line naming prompts.build_dir, not a traceback."""
-    fix = "point it to a folder you can write to"
-    if build_dir.exists() and not build_dir.is_dir():
-        raise PromptError(f"prompts.build_dir: {build_dir} is not a directory: {fix}")
-    created: list[Path] = []
-    try:
-        created = _mkdirs(build_dir)
-        return created, Path(tempfile.mkdtemp(dir=build_dir, prefix=".staging-"))
-    except OSError as exc:
-        _undo(created)
-        raise PromptError(f"prompts.build_dir: cannot write in {build_dir} "
-                          f"({exc.strerror or exc}): {fix}") from None
-
-
 def _write_staged(path: Path, data: bytes) -> None:
     try:
         path.write_bytes(data)
@@ -373,21 +336,6 @@ def _stage_all(cfg: Config, jobs: list[_Job], build_dir: Path, staging: Path,
 
 # ---------------------------------------------------------------- public API
 
-@contextmanager
-def _one_build_at_a_time(build_dir: Path) -> Iterator[None]:
-    """An exclusive lock on the build folder itself, held from reading the old manifest to
-    writing the new one: a console's rebuild and an `ivr prompts build` at once each moved
-    their own wavs in, and the later manifest could describe the other's audio (the page's
-    listen button played what its fingerprint did not name). Read-only: a folder root made
-    is locked by the console's user as well."""
-    fd = os.open(build_dir, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
 def build_prompts(cfg: Config, *, engine_override: str | None = None,
                   log: Log = _quiet) -> Manifest:
     """Render all prompts into cfg.prompts.build_dir; returns the manifest written there."""
@@ -395,8 +343,8 @@ def build_prompts(cfg: Config, *, engine_override: str | None = None,
     check_callback_line(cfg)  # its plain copy is installed for the opposition line at once
     jobs = _plan(cfg, engine_override, log)
     build_dir = cfg.path(cfg.prompts.build_dir)
-    created, staging = _open_staging(build_dir)
-    with _one_build_at_a_time(build_dir):
+    with one_build_at_a_time(build_dir) as created:
+        staging = new_staging(build_dir, created)
         done = False
         try:
             old_manifest = _old_manifest(cfg, jobs, build_dir, log)
@@ -405,7 +353,7 @@ def build_prompts(cfg: Config, *, engine_override: str | None = None,
         finally:  # all-or-nothing, whatever stopped it (an error, Ctrl-C, SIGTERM made one)
             shutil.rmtree(staging, ignore_errors=True)
             if not done:
-                _undo(created)
+                undo(created)
         _finish(build_dir, manifest, old_manifest, log)
     return manifest
 
