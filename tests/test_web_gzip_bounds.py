@@ -82,7 +82,7 @@ def _gzip_download(store: FakeExport, kb: KeptBlocks, rounds: list[Any]) -> None
     fresh = Blocks(w, gather)
     calls_csv_kept(store, w, "c", blocks, fresh, kb.MAX_BYTES)
     w.close()
-    keep_gzip(kb, "c", fresh, w)
+    keep_gzip(kb, "c", fresh, w, kb.cleared())
     kb.stop_keeping()
     rounds.append([weakref.ref(c) for c in fresh.values()])
 

@@ -102,21 +102,25 @@ class Marked:
         self.marker = marker
         self._lock = threading.Lock()
         self._kept: dict[str, tuple[str, Any]] = {}
+        self._cleared = 0  # clear()s so far: a value computed across one is not kept
 
     def get(self, key: str, compute: Callable[[], Any]) -> Any:
         mark = self.marker()  # before computing: a commit meanwhile moves it past `mark`
         with self._lock:
-            hit = self._kept.get(key)
+            hit, cleared = self._kept.get(key), self._cleared
         if hit is not None and hit[0] == mark:
             return hit[1]
         value = compute()
         with self._lock:
-            self._kept[key] = (mark, value)
+            if cleared == self._cleared:
+                self._kept[key] = (mark, value)
         return value
 
     def clear(self) -> None:
+        """Nothing kept, nor what a computation running now gives (after an erasure)."""
         with self._lock:
             self._kept.clear()
+            self._cleared += 1
 
 
 class KeptBlocks:
@@ -137,6 +141,7 @@ class KeptBlocks:
         self._packed: dict[str, Mapping[int, Packed]] = {}
         self._sizes: dict[str, int] = {}
         self._gathering = False
+        self._cleared = 0  # clear()s so far: what a download rendered across one is not kept
 
     def get(self, key: str) -> Mapping[int, Chunk]:
         """The kept blocks (never changed in place: put replaces them), or none."""
@@ -153,12 +158,19 @@ class KeptBlocks:
             return self._packed.get(key, {})
 
     def clear(self) -> None:
-        """Nothing kept (after an erasure: a kept block held the number until its next
-        download; its version had moved, so it was never served, only kept in memory)."""
+        """Nothing kept, nor what a download running now renders (after an erasure: a kept
+        block held the number until its next download; its version had moved, so it was
+        never served, only kept in memory)."""
         with self._lock:
             self._kept.clear()
             self._packed.clear()
             self._sizes.clear()
+            self._cleared += 1
+
+    def cleared(self) -> int:
+        """What a download gives `put` (`since`), read before it reads the kept blocks."""
+        with self._lock:
+            return self._cleared
 
     def start_keeping(self) -> bool:
         """Whether the caller may gather the blocks to keep: one download at a time."""
@@ -173,10 +185,13 @@ class KeptBlocks:
             self._gathering = False
 
     def put(self, key: str, blocks: Mapping[int, Chunk],
-            made: Mapping[int, Packed] | None = None) -> None:
+            made: Mapping[int, Packed] | None = None, since: int | None = None) -> None:
         """Keeps `blocks`, with the segments of `made` and those kept before whose block is
-        still the same Chunk (an identity download after a gzip one loses none)."""
+        still the same Chunk (an identity download after a gzip one loses none); nothing
+        when cleared since `since` (cleared())."""
         with self._lock:
+            if since is not None and since != self._cleared:
+                return
             packed = {b: p for src in (self._packed.get(key, {}), made or {})
                       for b, p in src.items() if blocks.get(b) is p.chunk}
             size = sum(len(c.data) for c in blocks.values()) + \

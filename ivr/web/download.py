@@ -163,18 +163,19 @@ class Streamed(StreamingResponse):
 
 
 def keep_gzip(kept: KeptBlocks, campaign: str, fresh: Mapping[int, Chunk],
-              writer: GzipWriter) -> None:
+              writer: GzipWriter, since: int) -> None:
     """Keeps a gathering gzip download's blocks as a plain dict, and drops the writer's map
     of the segments from before it: `fresh` (Blocks) refers to the writer, whose `_by_id`
     holds every block and segment kept before this download (and the Pipe), so keeping it
     would keep replaced blocks (rows from before an erasure) alive outside MAX_BYTES."""
-    kept.put(campaign, dict(fresh), writer.made)
+    kept.put(campaign, dict(fresh), writer.made, since)
     writer.release()
 
 
 def report_csv(state: Any, campaign: str, gzip: bool) -> Response:
     """The streamed response; `state`: the app's (stores, kept_csv, exports)."""
     stores, kept = state.stores, state.kept_csv
+    since = kept.cleared()  # an erasure during the download: what it renders is not kept
     blocks = kept.get(campaign)
     gather = kept.start_keeping()
     packed = kept.packed(campaign)
@@ -191,7 +192,7 @@ def report_csv(state: Any, campaign: str, gzip: bool) -> Response:
             service.write_report_csv_kept(stores.get(), campaign, writer, blocks, fresh,
                                           kept.MAX_BYTES if gather else None)
             writer.close()
-        done = (lambda: keep_gzip(kept, campaign, fresh, writer)) if gather else None
+        done = (lambda: keep_gzip(kept, campaign, fresh, writer, since)) if gather else None
         headers["Content-Encoding"] = "gzip"
     else:
         plain: dict[int, Chunk] | None = {} if gather else None
@@ -199,7 +200,7 @@ def report_csv(state: Any, campaign: str, gzip: bool) -> Response:
         def write(out: Any) -> None:
             service.write_report_csv_kept(stores.get(), campaign, out, blocks, plain,
                                           kept.MAX_BYTES)
-        done = (lambda: kept.put(campaign, plain or {})) if gather else None
+        done = (lambda: kept.put(campaign, plain or {}, since=since)) if gather else None
     state.exports.submit(produce, pipe, write, done, kept.stop_keeping if gather else None)
 
     async def body() -> Any:
