@@ -364,10 +364,16 @@ def report_cmd(ctx: Ctx, fmt: str, campaign: str | None, every: bool) -> None:
     if named and named not in known:  # a typo would read as an empty report
         err_console.print(f"warning: no campaign {named!r} in this store (its campaigns: "
                           f"{', '.join(known) or 'none'})", highlight=False, markup=False)
+    # CSV and JSON in UTF-8 whatever the terminal's locale: the console's bytes exactly (a
+    # latin-1 locale wrote other bytes, and a name outside it stopped the CSV half-way).
+    sys.stdout.flush()
     if fmt == "csv":
-        report.calls_csv(store, sys.stdout, campaign=campaign)
+        report.calls_csv(store, sys.stdout.buffer, campaign=campaign)
+        sys.stdout.buffer.flush()  # a full disk is said here, as an error of this command
     elif fmt == "json":
-        print(json.dumps(report.summary(store, campaign), indent=2, ensure_ascii=False))
+        sys.stdout.buffer.write((json.dumps(report.summary(store, campaign), indent=2,
+                                            ensure_ascii=False) + "\n").encode("utf-8"))
+        sys.stdout.buffer.flush()
     else:
         console.print(report.render(report.summary(store, campaign)))
 

@@ -10,6 +10,33 @@ from typing import Any
 import click
 
 
+def _named(exc: OSError) -> OSError:
+    return OSError(exc.errno, exc.strerror, "standard output")
+
+
+class NamedBuffer:
+    """sys.stdout.buffer during a command (bytes written as they are: `ivr report --format
+    csv`), its errors named as NamedStdout's."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+    def write(self, data: bytes) -> int:
+        try:
+            return int(self.raw.write(data))
+        except OSError as exc:
+            raise _named(exc) from None
+
+    def flush(self) -> None:
+        try:
+            self.raw.flush()
+        except OSError as exc:
+            raise _named(exc) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+
 class NamedStdout(io.TextIOBase):
     """sys.stdout during a command: an OSError writing it (`ivr report > /dev/full`, a closed
     pipe) names "standard output", as one on a file names the file (IvrGroup.invoke)."""
@@ -22,13 +49,13 @@ class NamedStdout(io.TextIOBase):
         try:
             return int(self.stream.write(text))
         except OSError as exc:
-            raise OSError(exc.errno, exc.strerror, "standard output") from None
+            raise _named(exc) from None
 
     def flush(self) -> None:
         try:
             self.stream.flush()
         except OSError as exc:
-            raise OSError(exc.errno, exc.strerror, "standard output") from None
+            raise _named(exc) from None
 
     def writable(self) -> bool:
         return True
@@ -47,7 +74,11 @@ class NamedStdout(io.TextIOBase):
     def errors(self) -> str | None:  # type: ignore[override]
         return self.stream.errors  # type: ignore[no-any-return]
 
-    def __getattr__(self, name: str) -> Any:  # buffer, mode, name...
+    @property
+    def buffer(self) -> NamedBuffer:
+        return NamedBuffer(self.stream.buffer)
+
+    def __getattr__(self, name: str) -> Any:  # mode, name...
         return getattr(self.stream, name)
 
 

@@ -209,3 +209,39 @@ def test_a_store_path_that_cannot_be_made_is_one_line(cfg_file: Path) -> None:
     code, out = invoke(cfg_file, "report")
     assert code == 1 and out.startswith("error: cannot open the store /proc/self/ivr.db")
     assert out.count("\n") == 1
+
+
+def test_report_csv_and_json_are_utf8_whatever_the_locale(cfg_file: Path) -> None:
+    """Found in review: `ivr report --format csv|json` wrote in the terminal's encoding. Under
+    a latin-1 locale its bytes were not the console's, and a name outside latin-1 stopped the
+    CSV half-way with a UnicodeEncodeError; a list named "[/2026]" crashed the table (rich
+    markup)."""
+    import io
+    import os
+    import subprocess
+    import sys
+    from ivr.records.report import calls_csv
+    store = Store.open(Path(yaml.safe_load(cfg_file.read_text())["store"]["path"]))
+    now = datetime(2026, 3, 2, 10, tzinfo=timezone.utc)
+    row = add_contact(store, "+33199000001", at=now, source="mairie [/2026] été 中文")
+    call = attempt(store, row, "demo-municipales-2026", "+33162000000", now)
+    store.finish_unanswered(call["id"], "no_answer", "19", now, None)
+    expected = io.BytesIO()
+    calls_csv(store, expected, campaign="demo-municipales-2026")
+    env = {**os.environ, "PYTHONIOENCODING": "latin-1"}
+
+    def ivr_report(fmt: str, encoding: str = "latin-1") -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([sys.executable, "-c", "from ivr.cli import main; main()",
+                               "--config", str(cfg_file), "report", "--format", fmt,
+                               "--campaign", "demo-municipales-2026"], capture_output=True,
+                              env={**env, "PYTHONIOENCODING": encoding}, timeout=120)
+    csv_out = ivr_report("csv")
+    assert csv_out.returncode == 0, csv_out.stderr
+    assert csv_out.stdout == expected.getvalue()
+    assert "mairie [/2026] été 中文".encode() in csv_out.stdout
+    json_out = ivr_report("json")
+    assert json_out.returncode == 0, json_out.stderr
+    assert "mairie [/2026] été 中文" in json_out.stdout.decode("utf-8")
+    table = ivr_report("table", "utf-8")  # for a person: the terminal's own characters
+    assert table.returncode == 0, table.stderr
+    assert "mairie [/2026]" in table.stdout.decode("utf-8")

@@ -203,7 +203,7 @@ def _share_table(title: str, label: str, unit: str, counts: dict[str, int],
     table.add_column("%", justify="right")
     total = sum(counts.values())
     for key, n in counts.items():
-        table.add_row(name(key), str(n), _pct(n, total))
+        table.add_row(Text(name(key)), str(n), _pct(n, total))  # Text: no markup read
     return table
 
 
@@ -244,7 +244,8 @@ def _sources_table(data: dict[str, Any]) -> Table:
                           ("Calls", "right"), ("Outcomes", "left")):
         sources.add_column(name, justify=justify)  # type: ignore[arg-type]
     for source, entry in data["per_source"].items():
-        sources.add_row(source, str(entry["contacts"]), _counts_text(entry["statuses"]),
+        # Text: a list's name is free text, "[brouillon]" or "[/2026]" no rich markup
+        sources.add_row(Text(source), str(entry["contacts"]), _counts_text(entry["statuses"]),
                         str(sum(entry["outcomes"].values())), _counts_text(entry["outcomes"]))
     return sources
 
