@@ -152,3 +152,16 @@ def test_a_half_hour_zones_bars_start_at_the_half_hour() -> None:
     svg = html.unescape(per_hour_svg(rows, "Pacific/Marquesas"))
     assert "2026-12-01 08:30 Pacific/Marquesas: 1 calls, 1 answered" in svg
     assert ">01/08h30<" in svg
+
+
+def test_the_night_the_clocks_go_back_has_two_bars_at_two() -> None:
+    """Found in review: bars were keyed by local hour, so on 25 October the UTC hours 00 and
+    01, both 02:00 in Paris, made one bar of both hours' calls (3 + 4 = 7 in one hour)."""
+    import re as re_mod
+    rows = [{"hour": "2026-10-25T00", "n": 3, "outcome": "message_played"},
+            {"hour": "2026-10-25T01", "n": 4, "outcome": "no_answer"},
+            {"hour": "2026-10-25T09", "n": 1, "outcome": "busy"}]
+    titles = re_mod.findall(r"<title>(.*?)</title>", per_hour_svg(rows, "Europe/Paris"))
+    assert titles == ["2026-10-25 02:00 (+02:00) Europe/Paris: 3 calls, 3 answered",
+                      "2026-10-25 02:00 (+01:00) Europe/Paris: 4 calls, 0 answered",
+                      "2026-10-25 10:00 Europe/Paris: 1 calls, 0 answered"]

@@ -10,7 +10,7 @@ from typing import Any
 
 from ivr.callflow.outcomes import ANSWERED
 from ivr.web import i18n
-from ivr.web.display import local_hour
+from ivr.web.display import local_hour, utc_offset
 
 WIDTH, HEIGHT, PAD, LABEL = 720, 180, 24, 16
 MAX_HOURS = 48  # the last two days of calling fit the page
@@ -28,13 +28,17 @@ def per_hour_svg(rows: list[dict[str, Any]], zone: str | None = None, lang: str 
     `lang` (the API's `chart_svg` is English; a page asks for its own language)."""
     zone = zone or "UTC"
     words = i18n.translate(lang, "chart_bar")
-    hours: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # local hour -> [all, answered]
+    # By UTC hour, labelled in local time: the night the clocks go back has two 02:00 hours,
+    # one bar each (keyed by local time they were one bar of both hours' calls), each title
+    # with its offset then.
+    hours: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # UTC hour -> [all, answered]
     for r in rows:
-        hour = local_hour(r["hour"], zone)
-        hours[hour][0] += int(r["n"])
+        hours[r["hour"]][0] += int(r["n"])
         if r["outcome"] in ANSWERED:
-            hours[hour][1] += int(r["n"])
+            hours[r["hour"]][1] += int(r["n"])
     shown = sorted(hours)[-MAX_HOURS:]
+    local = {h: local_hour(h, zone) for h in shown}
+    twice = {t for t in local.values() if list(local.values()).count(t) > 1}
     if not shown:
         return (f'<svg id="chart-svg" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" '
                 f'height="{LABEL * 2}" role="img"><text x="4" y="{LABEL}">—</text></svg>')
@@ -45,12 +49,14 @@ def per_hour_svg(rows: list[dict[str, Any]], zone: str | None = None, lang: str 
     parts = [f'<svg id="chart-svg" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" '
              f'height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img">',
              f'<text x="0" y="12" class="axis">{top}</text>']
-    for i, h in enumerate(shown):
-        total, answered = hours[h]
+    for i, utc_hour in enumerate(shown):
+        total, answered = hours[utc_hour]
+        h = local[utc_hour]
         x = PAD + i * slot
         h_all, h_ans = area * total / top, area * answered / top
-        title = escape(words.format(hour=f"{h[:10]} {h[11:16]}", zone=zone, total=total,
-                                    answered=answered))
+        said = f"{h[:10]} {h[11:16]}" + (f" ({utc_offset(utc_hour, zone)})" if h in twice
+                                         else "")
+        title = escape(words.format(hour=said, zone=zone, total=total, answered=answered))
         parts.append(f'<g><title>{title}</title>'
                      f'<rect class="bar-all" x="{x:.1f}" y="{area - h_all + 2:.1f}" '
                      f'width="{bar:.1f}" height="{h_all:.1f}"/>'

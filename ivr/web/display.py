@@ -56,6 +56,17 @@ def local_hour(hour: str, zone_name: str) -> str:
     return at.astimezone(zone(zone_name)).strftime("%Y-%m-%dT%H:%M")
 
 
+@lru_cache(maxsize=4096)
+def utc_offset(hour: str, zone_name: str) -> str:
+    """The zone's UTC offset during a UTC hour bucket ('+01:00'); '' for one not an hour."""
+    try:
+        at = datetime.strptime(hour, "%Y-%m-%dT%H").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return ""
+    text = at.astimezone(zone(zone_name)).strftime("%z")
+    return f"{text[:3]}:{text[3:]}"
+
+
 # The service's refusals the rights and pacing forms meet most, in French; the field's key
 # stays first, as in the English (the API's and the CLI's words: records/privacy.py,
 # web/records.py, web/service.py).
