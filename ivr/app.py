@@ -154,6 +154,7 @@ class Controller:
         await settle_writes(self.dialer.writer, STORE_SETTLE_S, interrupt)
         for pump in self.pumps:
             pump.cancel()
+        await self.dialer.close()
         try:  # bounded: a stop must end whatever the peers do
             await asyncio.wait_for(self.server.wait_closed(), CLOSE_TIMEOUT_S)
         except asyncio.TimeoutError:

@@ -538,3 +538,27 @@ def test_a_stop_does_not_wait_for_a_dead_pool_to_come_back(tmp_path: Path) -> No
             return back, loop.time() - t0, p.dialer.up()
     back, took, up = asyncio.run(scenario())
     assert (back, up) == (False, False) and took < 1.0
+
+
+def test_a_failing_reconciliation_stops_retrying_once_the_controller_closes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: a reconciliation that failed retried every RETRY_S through the clock,
+    against closed nodes, with a WARNING each time, for as long as the loop lived."""
+    from ivr.campaign import reconcile
+    tries: list[float] = []
+
+    async def fails(dialer: Any, ns: Any) -> int:
+        tries.append(asyncio.get_running_loop().time())
+        raise PbxError("link dropped again")
+    monkeypatch.setattr(reconcile, "RETRY_S", 0.1)
+
+    async def scenario() -> tuple[int, int]:
+        async with pool(tmp_path, {}, [], caps=[0]) as p:
+            monkeypatch.setattr(reconcile, "node", fails)  # once started
+            p.dialer._reconcile_soon(p.dialer.nodes["n1"])
+            await asyncio.sleep(0.35)
+            while_open = len(tries)
+        await asyncio.sleep(0.5)  # closed: no retry
+        return while_open, len(tries) - while_open
+    while_open, after = asyncio.run(scenario())
+    assert while_open >= 2 and after == 0

@@ -81,6 +81,7 @@ class Dialer:
         # a node refusing every Originate, or whose prompts do not play, is taken out (its own)
         self.node_guard = node_guard.NodeGuard(self.carrier, self._states, cfg.pbx.sounds_dir)
         self._tasks: set[asyncio.Task] = set()
+        self.closed = False  # the controller closed: no reconciliation starts or retries
         caller = cfg.campaign.caller_id
         safe_value("campaign.caller_id", caller)
         safe_caller_name(cfg.campaign.caller_name)
@@ -417,6 +418,15 @@ class Dialer:
 
     def _reconcile_soon(self, ns: NodeState) -> None:
         reconcile.soon(self, ns, self._tasks)
+
+    async def close(self) -> None:
+        """Its background reconciliations end (one retrying every RETRY_S against a node that
+        is gone kept doing so, with a WARNING each time, as long as the loop lived)."""
+        self.closed = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def adopt(self, ns: NodeState, call: dict[str, Any]) -> InFlight:
         return reconcile.adopt(self, ns, call)

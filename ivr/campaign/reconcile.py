@@ -125,11 +125,17 @@ def adopt(dialer: Dialer, ns: NodeState, call: dict[str, Any],
 
 
 def soon(dialer: Dialer, ns: NodeState, tasks: set[asyncio.Task]) -> None:
-    """After a reconnect; a failure is logged and tried again, never lost in a task."""
+    """After a reconnect; a failure is logged and tried again, never lost in a task, until
+    the dialer is closed."""
+    if dialer.closed:
+        return
+
     async def attempt() -> None:
         try:
             await node(dialer, ns)
         except Exception as exc:  # link dropped again, PBX still booting: retry shortly
+            if dialer.closed:
+                return
             log.warning("reconciliation of %s failed (%s): retrying", ns.name, exc)
             dialer.clock.call_later(RETRY_S, soon, dialer, ns, tasks)
     task = asyncio.get_running_loop().create_task(attempt())
