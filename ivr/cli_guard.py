@@ -10,8 +10,12 @@ from typing import Any
 import click
 
 
-def _named(exc: OSError) -> OSError:
-    return OSError(exc.errno, exc.strerror, "standard output")
+def _named(call: Any, *args: Any) -> Any:
+    """call(*args), an OSError it raises naming "standard output"."""
+    try:
+        return call(*args)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, "standard output") from None
 
 
 class NamedBuffer:
@@ -22,16 +26,10 @@ class NamedBuffer:
         self.raw = raw
 
     def write(self, data: bytes) -> int:
-        try:
-            return int(self.raw.write(data))
-        except OSError as exc:
-            raise _named(exc) from None
+        return int(_named(self.raw.write, data))
 
     def flush(self) -> None:
-        try:
-            self.raw.flush()
-        except OSError as exc:
-            raise _named(exc) from None
+        _named(self.raw.flush)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.raw, name)
@@ -46,16 +44,10 @@ class NamedStdout(io.TextIOBase):
         self.stream = stream
 
     def write(self, text: str) -> int:
-        try:
-            return int(self.stream.write(text))
-        except OSError as exc:
-            raise _named(exc) from None
+        return int(_named(self.stream.write, text))
 
     def flush(self) -> None:
-        try:
-            self.stream.flush()
-        except OSError as exc:
-            raise _named(exc) from None
+        _named(self.stream.flush)
 
     def writable(self) -> bool:
         return True

@@ -80,12 +80,9 @@ def test_a_withdrawal_after_another_controllers_guess_leaves_the_guess(store: St
     assert s.call(call["id"])["outcome"] == "error"
 
 
-def test_a_late_result_never_reopens_a_contact_a_later_attempt_settled(store: Store) -> None:
-    """Found in review: the guess's retry was placed and the callee heard the message; the
-    first controller's delayed `no_answer` then replaced the guess and put the contact back
-    to `pending`, to be dialled again. The old attempt's row takes the truth; the contact and
-    its binding keep what the newest attempt said."""
-    s = store
+def guessed_then_retried(s: Store) -> tuple[dict, dict, dict]:
+    """A contact bound to c1, its first attempt guessed orphaned by another controller (a
+    retry in 10 minutes), and that retry placed: (contact, first attempt, retry)."""
     contact = add(s)
     s.db.execute("INSERT INTO campaign_contacts (contact_id, campaign, source, status, bound_at)"
                  " VALUES (?, 'c1', 'list', 'pending', ?)", (contact["id"], utc(T0)))
@@ -95,6 +92,16 @@ def test_a_late_result_never_reopens_a_contact_a_later_attempt_settled(store: St
                         stage="orphaned")
     retry = claim(s, contact, now=T0 + timedelta(minutes=11)).call
     assert retry is not None and retry["attempt"] == 2
+    return contact, first, retry
+
+
+def test_a_late_result_never_reopens_a_contact_a_later_attempt_settled(store: Store) -> None:
+    """Found in review: the guess's retry was placed and the callee heard the message; the
+    first controller's delayed `no_answer` then replaced the guess and put the contact back
+    to `pending`, to be dialled again. The old attempt's row takes the truth; the contact and
+    its binding keep what the newest attempt said."""
+    s = store
+    contact, first, retry = guessed_then_retried(s)
     s.mark_answered(retry["id"], T0 + timedelta(minutes=11))
     played = CallResult(outcome="message_played", stage="message", keys="1", heard={},
                         choice="consent", choice_key="1")
@@ -116,15 +123,7 @@ def test_a_late_answer_finishes_a_contact_its_retry_left_pending(store: Store,
     contact and its binding stayed `pending`, and the person who had heard it was called
     again. Whichever order the two results land in, an answer finishes the contact."""
     s = store
-    contact = add(s)
-    s.db.execute("INSERT INTO campaign_contacts (contact_id, campaign, source, status, bound_at)"
-                 " VALUES (?, 'c1', 'list', 'pending', ?)", (contact["id"], utc(T0)))
-    first = claim(s, contact).call
-    assert first is not None
-    s.finish_unanswered(first["id"], "error", None, T0, T0 + timedelta(minutes=10),
-                        stage="orphaned")
-    retry = claim(s, contact, now=T0 + timedelta(minutes=11)).call
-    assert retry is not None and retry["attempt"] == 2
+    contact, first, retry = guessed_then_retried(s)
     played = CallResult(outcome="message_played", stage="message", keys="1", heard={},
                         choice="consent", choice_key="1")
     rang_out = (retry["id"], "no_answer", "19", T0 + timedelta(minutes=12),
