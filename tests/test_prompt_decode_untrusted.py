@@ -5,11 +5,14 @@ reproduced first.
   one: the "recording" decoded whichever file the playlist named, another campaign's prompt
   included, and was built into this campaign's;
 - a 1.5 MB FLAC of 8 channels at 384 kHz decoded to ~1 GB of PCM under the duration limit
-  (1.7 GB of memory for one upload, 860 MB written to /tmp): a take is now decoded to 48 kHz
-  stereo at most, the output capped besides.
+  (1.7 GB of memory for one upload, 860 MB written to /tmp): a take is now decoded at 48 kHz
+  at most, its output capped at the length allowed in 48 kHz stereo.
 """
 from __future__ import annotations
 
+import io
+import struct
+import wave
 from pathlib import Path
 
 import pytest
@@ -45,15 +48,30 @@ def test_a_playlist_named_wav_cannot_read_another_file(tmp_path: Path, container
         decode("message", container.format(other).encode(), "take.wav", 60)
 
 
-def test_a_take_is_decoded_to_48_khz_stereo_at_most() -> None:
+def test_a_take_is_decoded_at_48_khz_at_most() -> None:
     wide = ffmpeg(espeak_wav(SPEECH), "-af", "pan=7.1|" + "|".join(f"c{i}=c0" for i in range(8)),
                   "-ar", "384000", "-c:a", "flac", "-f", "flac")
     seg = decode("message", wide, "take.m4a", 1)
-    assert (seg.channels, seg.frame_rate) == (2, 48000) and 2000 < len(seg) < 6000
+    assert (seg.channels, seg.frame_rate) == (8, 48000) and 2000 < len(seg) < 6000
     studio = ffmpeg(espeak_wav(SPEECH), "-ac", "2", "-ar", "96000", "-c:a", "flac", "-f", "flac")
     assert decode("message", studio, "take.flac", 1).frame_rate == 48000  # resampled, kept
     plain = ffmpeg(espeak_wav(SPEECH), "-ar", "22050", "-c:a", "pcm_s16le", "-f", "wav")
     assert decode("message", plain, "take.wav", 1).frame_rate == 22050  # untouched
+    # two channels whose mask is not plain stereo (left and centre) decode as they are
+    assert decode("message", _left_and_centre(espeak_wav(SPEECH)), "take.wav", 1).channels == 2
+
+
+def _left_and_centre(mono_wav: bytes) -> bytes:
+    """The mono WAV as two channels in WAVE_FORMAT_EXTENSIBLE whose mask is FL|FC (what some
+    recorders write): a layout ffmpeg's own filters cannot even produce."""
+    with wave.open(io.BytesIO(mono_wav)) as w:
+        rate, frames = w.getframerate(), w.readframes(w.getnframes())
+    pcm = b"".join(frames[i:i + 2] * 2 for i in range(0, len(frames), 2))
+    fmt = struct.pack("<HHIIHHHHI16s", 0xFFFE, 2, rate, rate * 4, 4, 16, 22, 16, 0x1 | 0x4,
+                      bytes.fromhex("0100000000001000800000aa00389b71"))
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + \
+        struct.pack("<I", len(pcm)) + pcm
+    return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
 def test_what_still_overflows_the_output_cap_is_refused_in_one_line(

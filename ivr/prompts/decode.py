@@ -79,13 +79,15 @@ FLOOR_DB = -120.0          # the level given to a chunk of digital silence
 # as an HLS or concat playlist would otherwise make it decode any file the server can read
 # (another campaign's prompt) into this one. None of these reads another file.
 DEMUXERS = "wav,w64,aiff,mp3,mov,ogg,flac,aac,matroska"
-# Decoded PCM is held in memory a few times over: a take is decoded to 48 kHz stereo at most
-# (a tiny FLAC of 8 channels at 384 kHz took 1.7 GB), resampled and mixed down by ffmpeg; the
-# output's size is capped besides (-fs), a take that still overflows it refused.
+# Decoded PCM is held in memory a few times over: a take is decoded at 48 kHz at most
+# (resampled by ffmpeg; a tiny FLAC of 8 channels at 384 kHz took 1.7 GB), and its output is
+# capped at the length allowed in 48 kHz stereo (-fs): more channels over a long take are
+# refused. Channels are left as they are (a layout forced to mono|stereo refused some 2-channel
+# WAVs whose mask is not plain stereo).
 MAX_RATE_HZ, MAX_CHANNELS = 48_000, 2
 _RATES = "|".join(str(r) for r in (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100,
                                    48000) if r <= MAX_RATE_HZ)
-BOUND = f"aformat=sample_rates={_RATES}:channel_layouts=mono|stereo"
+BOUND = f"aformat=sample_rates={_RATES}"
 _NOT_LISTED = re.compile(r"\[(\w+) @ [^]]*\] Format not on whitelist")
 
 
