@@ -136,4 +136,5 @@ def test_a_late_answer_finishes_a_contact_its_retry_left_pending(store: Store,
     assert s.call(first["id"])["outcome"] == "message_played"
     assert s.one("SELECT status FROM campaign_contacts WHERE campaign = 'c1'")["status"] == \
         "done"
+    assert s.one("SELECT status FROM contacts")["status"] == "done"
     assert claim(s, contact, now=T0 + timedelta(hours=2)).call is None  # never dialled again

@@ -517,3 +517,19 @@ def test_a_build_waiting_on_one_that_fails_in_a_new_folder_still_builds(
     b.join(60)
     assert errors == {"A": "A failed"}
     assert (tmp_path / "new" / "build" / "manifest.json").is_file()
+
+
+def test_a_folder_another_build_makes_meanwhile_is_not_an_error(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    """Two builds into a missing folder at once: the one whose mkdir comes second found it
+    made ("cannot write (File exists)"); it takes it as it is, and does not undo it."""
+    from ivr.prompts import build_dir
+    real_mkdir = Path.mkdir
+
+    def raced(self: Path, *args: Any, **kwargs: Any) -> None:
+        real_mkdir(self, *args, **kwargs)  # the other build's
+        raise FileExistsError(17, "File exists", str(self))
+    monkeypatch.setattr(Path, "mkdir", raced)
+    assert build_dir.mkdirs(tmp_path / "new" / "build") == []
+    assert (tmp_path / "new" / "build").is_dir()

@@ -420,8 +420,10 @@ class Dialer:
         reconcile.soon(self, ns, self._tasks)
 
     async def close(self) -> None:
-        """Its background reconciliations end (one retrying every RETRY_S against a node that
-        is gone kept doing so, with a WARNING each time, as long as the loop lived)."""
+        """Its background tasks end: the reconciliations (one retrying every RETRY_S against
+        a node that is gone kept doing so, with a WARNING each time, as long as the loop
+        lived), and a no-cause failure's check still running after a hard stop (its attempt
+        is left to the next run's reconciliation, as any call open then)."""
         self.closed = True
         tasks = list(self._tasks)
         for task in tasks:

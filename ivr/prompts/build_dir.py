@@ -24,7 +24,12 @@ def mkdirs(path: Path) -> list[Path]:
     made: list[Path] = []
     try:
         for d in [d for d in [path, *path.parents] if not d.exists()][::-1]:
-            d.mkdir()
+            try:
+                d.mkdir()
+            except FileExistsError:  # another build made it meanwhile: not ours to undo
+                if not d.is_dir():
+                    raise
+                continue
             made.append(d)
     except BaseException:
         undo(made)

@@ -256,15 +256,18 @@ class PgCallsSQL(PgCore):
             return
         status = outcomes.contact_status(outcome, retry_planned=retry_at is not None)
         final = status in outcomes.FINAL_STATUSES
-        self._exec("UPDATE contacts SET status = %s, updated_at = %s WHERE id = %s AND "
-                   "status != 'opted_out' AND (%s OR NOT EXISTS (SELECT 1 FROM calls n WHERE "
-                   "n.contact_id = %s AND n.id > %s))",
-                   (status, utc(now), contact_id, final, contact_id, call_id))
         self._exec("UPDATE campaign_contacts SET status = %s WHERE contact_id = %s "
                    "AND campaign = %s AND status != 'opted_out' AND (%s OR (status != 'done' "
                    "AND NOT EXISTS (SELECT 1 FROM calls n WHERE n.contact_id = %s AND "
                    "n.campaign = %s AND n.id > %s)))",
                    (status, contact_id, campaign, final, contact_id, campaign, call_id))
+        self._exec("UPDATE contacts SET status = %s, updated_at = %s WHERE id = %s AND "
+                   "status != 'opted_out' AND (%s OR (NOT EXISTS (SELECT 1 FROM calls n WHERE "
+                   "n.contact_id = %s AND n.id > %s) AND NOT (status = 'done' AND EXISTS ("
+                   "SELECT 1 FROM campaign_contacts b WHERE b.contact_id = %s AND "
+                   "b.campaign = %s AND b.status = 'done'))))",
+                   (status, utc(now), contact_id, final, contact_id, call_id, contact_id,
+                    campaign))
 
     # -- many calls ---------------------------------------------------------------------------
     def open_calls(self, node: str | None = None, campaign: str | None = None,

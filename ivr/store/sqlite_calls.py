@@ -323,16 +323,20 @@ class CallsSQL(SQLiteCore):
         # retry was placed) must not reopen a contact that retry finished, yet its answer
         # finishes one the retry left pending. Nor does a later unanswered attempt reopen a
         # binding an answer finished (that retry was claimed before the answer landed).
-        self.db.conn.execute("UPDATE contacts SET status = ?, updated_at = ? WHERE id = ? AND "
-                             "status != 'opted_out' AND (? OR NOT EXISTS (SELECT 1 FROM calls "
-                             "n WHERE n.contact_id = ? AND n.id > ?))",
-                             (status, utc(now), contact_id, final, contact_id, call_id))
         self.db.conn.execute("UPDATE campaign_contacts SET status = ? WHERE contact_id = ? "
                              "AND campaign = ? AND status != 'opted_out' AND (? OR (status != "
                              "'done' AND NOT EXISTS (SELECT 1 FROM calls n WHERE "
                              "n.contact_id = ? AND n.campaign = ? AND n.id > ?)))",
                              (status, contact_id, campaign, final, contact_id, campaign,
                               call_id))
+        # The contact's own, after its binding: not reopened while that binding is done.
+        self.db.conn.execute("UPDATE contacts SET status = ?, updated_at = ? WHERE id = ? AND "
+                             "status != 'opted_out' AND (? OR (NOT EXISTS (SELECT 1 FROM calls "
+                             "n WHERE n.contact_id = ? AND n.id > ?) AND NOT (status = 'done' "
+                             "AND EXISTS (SELECT 1 FROM campaign_contacts b WHERE "
+                             "b.contact_id = ? AND b.campaign = ? AND b.status = 'done'))))",
+                             (status, utc(now), contact_id, final, contact_id, call_id,
+                              contact_id, campaign))
 
     # -- many calls ---------------------------------------------------------------------------
     def open_calls(self, node: str | None = None, campaign: str | None = None,
