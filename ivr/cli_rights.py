@@ -3,9 +3,10 @@ consent, people's access and erasure requests, and retention."""
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -23,6 +24,17 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def on_terminal() -> bool:
+    """A person at a terminal (asked to confirm), not a script."""
+    return sys.stdin.isatty()
+
+
+def acting(ctx: Ctx) -> Any:
+    """The store, its audit rows naming who ran the command (records/acting.py)."""
+    from ivr.records.acting import Acting, cli_actor
+    return Acting(ctx.store(), cli_actor())
+
+
 @click.group()
 def optout() -> None:
     """The opposition list (effective at once, for every campaign)."""
@@ -35,7 +47,7 @@ def optout() -> None:
 def optout_add(ctx: Ctx, number: str, via: str) -> None:
     from ivr.records.privacy import optout_add as add
     ctx.unsaved = f"the opposition of {number} was NOT recorded"  # on a store failure
-    new = add(ctx.store(), number, via, now(), ctx.cfg.default_region)
+    new = add(acting(ctx), number, via, now(), ctx.cfg.default_region)
     console.print("added to the opposition list" if new else "already on the opposition list")
 
 
@@ -58,7 +70,7 @@ def optout_import(ctx: Ctx, file: Path, via: str) -> None:
     # A store failure part-way: each number is its own transaction, so the ones before stay.
     ctx.unsaved = ("the file's numbers before it were added, the rest NOT (importing the same "
                    "file again skips the ones added)")
-    added, _ = import_optouts(ctx.store(), file, via=via, default_region=ctx.cfg.default_region,
+    added, _ = import_optouts(acting(ctx), file, via=via, default_region=ctx.cfg.default_region,
                               now=now(), on_reject=listed)
     if rejected > MAX_LISTED_REJECTS:
         err_console.print(f"… and {rejected - MAX_LISTED_REJECTS} more rejected line(s), not "
@@ -87,13 +99,13 @@ def consent_show(ctx: Ctx, number: str, export_dir: Path | None) -> None:
     from ivr.prompts.archive import export_heard, heard_prompts
     from ivr.records.privacy import campaigns_of, consent_proof, normalise_number
     e164 = normalise_number(number, ctx.cfg.default_region)
-    rows = consent_proof(ctx.store(), e164)
+    rows = consent_proof(acting(ctx), e164)
     if not rows:
         console.print(f"no consent, refusal or opt-out recorded for {e164}")
     for row in rows:
         shown = {**row, "heard": heard_prompts(ctx.cfg, row.get("heard_sha256"))}
         console.print(json.dumps(shown, ensure_ascii=False), highlight=False, markup=False)
-    for row in campaigns_of(ctx.store(), e164):
+    for row in campaigns_of(acting(ctx), e164):
         console.print(json.dumps(row, ensure_ascii=False), highlight=False, markup=False)
     if export_dir is not None:
         files = export_heard(ctx.cfg, rows, export_dir)
@@ -110,19 +122,25 @@ def gdpr() -> None:
 @pass_ctx
 def gdpr_export(ctx: Ctx, number: str) -> None:
     from ivr.records.privacy import gdpr_export as export, normalise_number
-    data = export(ctx.store(), normalise_number(number, ctx.cfg.default_region), now())
+    data = export(acting(ctx), normalise_number(number, ctx.cfg.default_region), now())
     print(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 @gdpr.command("erase")
 @click.argument("number")
+@click.option("--yes", is_flag=True, help="Erase without asking (asked only on a terminal).")
 @pass_ctx
-def gdpr_erase(ctx: Ctx, number: str) -> None:
+def gdpr_erase(ctx: Ctx, number: str, yes: bool) -> None:
+    """Erase everything held about the number, for good (the opposition stays, as a keyed
+    hash). On a terminal, asks first, as the console has the number typed again."""
     from datetime import timedelta
 
     from ivr.records.privacy import erase_warning, gdpr_erase as erase, normalise_number
     cooldown = timedelta(days=ctx.cfg.schedule.refusal_cooldown_days)  # how long a refusal holds
-    e164, store = normalise_number(number, ctx.cfg.default_region), ctx.store()
+    e164 = normalise_number(number, ctx.cfg.default_region)
+    if not yes and on_terminal():
+        click.confirm(f"erase everything held about {e164}? This cannot be undone", abort=True)
+    store = acting(ctx)
     counts = erase(store, e164, now(), cooldown)
     console.print(json.dumps(counts), highlight=False)
     warning = erase_warning(store, ctx.cfg.store.path, counts, e164)
@@ -142,5 +160,5 @@ def purge(ctx: Ctx, older_than: str | None) -> None:
     from ivr.records.privacy import parse_duration, purge as do_purge
     age = parse_duration(older_than) if older_than else timedelta(days=ctx.cfg.retention.days)
     keep = timedelta(days=rules_lookback_days(ctx.cfg.schedule))
-    counts = do_purge(ctx.store(), age, now(), keep, given=older_than)
+    counts = do_purge(acting(ctx), age, now(), keep, given=older_than)
     console.print(json.dumps(counts), highlight=False)

@@ -245,3 +245,28 @@ def test_report_csv_and_json_are_utf8_whatever_the_locale(cfg_file: Path) -> Non
     table = ivr_report("table", "utf-8")  # for a person: the terminal's own characters
     assert table.returncode == 0, table.stderr
     assert "mairie [/2026]" in table.stdout.decode("utf-8")
+
+
+def test_the_clis_rights_commands_name_who_ran_them_and_erase_asks_on_a_terminal(
+        cfg_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: `ivr gdpr erase` erased at once, for good, and its audit row, as every
+    rights command's from the CLI, named nobody (the console's name their user)."""
+    from ivr import cli_rights
+    monkeypatch.setenv("SUDO_USER", "alice")
+    number = "+33199000021"
+    store = Store.open(Path(yaml.safe_load(cfg_file.read_text())["store"]["path"]))
+    add_contact(store, number, at=datetime(2026, 3, 2, 10, tzinfo=timezone.utc))
+    assert invoke(cfg_file, "optout", "add", "+33199000022", "--via", "post")[0] == 0
+    monkeypatch.setattr(cli_rights, "on_terminal", lambda: True)
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["--config", str(cfg_file), "gdpr", "erase", number],
+                            input="n\n")
+    assert refused.exit_code == 1 and "cannot be undone" in refused.output
+    assert store.one("SELECT count(*) AS n FROM contacts WHERE number = ?", (number,))["n"] == 1
+    done = runner.invoke(cli, ["--config", str(cfg_file), "gdpr", "erase", number], input="y\n")
+    assert done.exit_code == 0, done.output
+    assert store.one("SELECT count(*) AS n FROM contacts WHERE number = ?", (number,))["n"] == 0
+    actors = {r["action"]: r["actor"] for r in store.q("SELECT action, actor FROM audit")}
+    assert actors["gdpr_erase"] == actors["optout"] == "alice (cli)", actors
+    assert runner.invoke(cli, ["--config", str(cfg_file), "gdpr", "erase", "+33199000023",
+                               "--yes"]).exit_code == 0  # a script says so, and is not asked

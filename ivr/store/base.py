@@ -179,7 +179,8 @@ class KeyedAudit:
     def audit(self, action: str, number: str | None, detail: dict[str, Any],
               now: datetime, actor: str | None = None) -> None:
         """One audit row; inside another transaction it joins it (a savepoint). `actor`: the
-        console user or API token's user (None: the CLI or the program itself). The subject's
+        console user or API token's user, the system user of a CLI rights command ("alice
+        (cli)": records/acting.py), None: the program itself. The subject's
         keyed hash only for a number the store holds (a contact, a call, a consent or an
         opposition): after an erasure, an export or a look-up of someone who never objected
         would otherwise write back the pseudonym the erasure removed."""

@@ -47,7 +47,7 @@ class EraseBody(BaseModel):
 def who(request: Request, action: str) -> tuple[User, Any]:
     """The caller (or 401/403) and this thread's store acting as them. Call it inside the
     route's own thread: the store must not cross threads."""
-    from ivr.web.app import Acting
+    from ivr.records.acting import Acting
     store = request.app.state.stores.get()
     user = require(authenticate(request, store), action)
     check_api_csrf(request, user)

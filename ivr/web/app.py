@@ -26,6 +26,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from ivr.config import Config
 from ivr.errors import IvrError
+from ivr.records.acting import Acting
 from ivr.store.base import StoreBackend
 from ivr.web import gate
 from ivr.web.auth import SESSION_MAX_AGE_S, LoginLimiter, NotLoggedIn, now
@@ -118,27 +119,6 @@ def _close(store: Any) -> None:
         close()
     elif conn is not None:
         conn.close()
-
-
-class Acting:
-    """The store as one user sees it: every audit row the library writes through it names
-    that user as its actor."""
-
-    def __init__(self, store: Any, actor: str) -> None:
-        self._store, self._actor = store, actor
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-    def audit(self, action: str, number: str | None, detail: dict[str, Any], now: Any,
-              actor: str | None = None) -> None:
-        self._store.audit(action, number, detail, now, actor=actor or self._actor)
-
-    def add_optout(self, number: str, via: str, now: Any, campaign: str | None = None,
-                   actor: str | None = None) -> bool:
-        """The store writes this one's audit row itself: it names the user too."""
-        return bool(self._store.add_optout(number, via, now, campaign,
-                                           actor=actor or self._actor))
 
 
 SECRET_MIN = 32  # characters: `openssl rand -hex 32` gives 64

@@ -34,7 +34,7 @@ router = APIRouter(include_in_schema=False, route_class=page_route(_error_page))
 def _page(request: Request, campaign: str, action: str = "view") -> tuple[User, Any, dict]:
     """The logged-in user (else a redirect to /login), this thread's store acting as them,
     and what every campaign page shows (switcher, role, flash)."""
-    from ivr.web.app import Acting
+    from ivr.records.acting import Acting
     store = request.app.state.stores.get()
     user = require(authenticate(request, store), action)
     known(request, campaign)
