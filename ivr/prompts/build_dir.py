@@ -48,8 +48,7 @@ def _make_build_dir(build_dir: Path) -> list[Path]:
     try:
         return mkdirs(build_dir)
     except OSError as exc:
-        raise PromptError(f"prompts.build_dir: cannot write in {build_dir} "
-                          f"({exc.strerror or exc}): {_FIX_DIR}") from None
+        raise _cannot_write(build_dir, exc) from None
 
 
 def new_staging(build_dir: Path, created: list[Path]) -> Path:
@@ -58,8 +57,12 @@ def new_staging(build_dir: Path, created: list[Path]) -> Path:
         return Path(tempfile.mkdtemp(dir=build_dir, prefix=".staging-"))
     except OSError as exc:
         undo(created)
-        raise PromptError(f"prompts.build_dir: cannot write in {build_dir} "
-                          f"({exc.strerror or exc}): {_FIX_DIR}") from None
+        raise _cannot_write(build_dir, exc) from None
+
+
+def _cannot_write(build_dir: Path, exc: OSError) -> PromptError:
+    return PromptError(f"prompts.build_dir: cannot write in {build_dir} "
+                       f"({exc.strerror or exc}): {_FIX_DIR}")
 
 
 @contextmanager

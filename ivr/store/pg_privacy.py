@@ -243,7 +243,8 @@ class PgPrivacySQL(PgReclaim):
             "SELECT c.relname AS tbl, a.attname AS col FROM pg_attribute a JOIN pg_class c "
             "ON c.oid = a.attrelid WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE "
             "nspname = current_schema()) AND c.relkind IN ('r', 'p', 'v', 'f') AND "
-            "a.attnum > 0 AND NOT a.attisdropped ORDER BY c.relname COLLATE \"C\", a.attnum") if r["tbl"] not in SCANNED_TABLES
+            "a.attnum > 0 AND NOT a.attisdropped ORDER BY c.relname COLLATE \"C\", a.attnum")
+            if r["tbl"] not in SCANNED_TABLES
             or r["col"] not in KNOWN_COLUMNS.get(r["tbl"], {r["col"]})]
 
     def places_holding(self, number: str) -> list[str]:

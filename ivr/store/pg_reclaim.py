@@ -15,10 +15,10 @@ checkpoint) and the erasure run again rewrites it.
 
 Run again, the erasure changes no row, and it may be another process: each erasure owes its
 tables in an audit row written in its own transaction (OWED), a rewrite that could not be done
-owes what it left, and every erasure's rewrite takes the tables owed since the last one done
-(DONE: the last owed id it covered), so a process ended before its rewrite owes them still. Dead row versions
-alone are not the signal: a live campaign always has some (outcomes, statuses), and rewriting
-calls at each erasure held claims for 16 s a time on 3,000,000 calls.
+owes what it left, and every erasure's rewrite takes the tables owed and not yet done (DONE:
+the owed ids it covered), so a process ended before its rewrite owes them still. Dead row
+versions alone are not the signal: a live campaign always has some (outcomes, statuses), and
+rewriting calls at each erasure held claims for 16 s a time on 3,000,000 calls.
 
 Only the table's owner (or the database's, or a superuser; MAINTAIN from PostgreSQL 17) may
 VACUUM it: for anyone else the server skips it with a mere WARNING. A DBA's usual split (an
@@ -70,7 +70,8 @@ LEFT_OWED = (
 NOT_PERMITTED = (
     "SELECT c.relname AS t, current_user AS r FROM pg_class c JOIN pg_database d ON "
     "d.datname = current_database() WHERE c.relnamespace = (SELECT oid FROM pg_namespace "
-    "WHERE nspname = current_schema()) AND c.relname = ANY(%(t)s) AND NOT (pg_has_role(c.relowner, 'USAGE') OR "
+    "WHERE nspname = current_schema()) AND c.relname = ANY(%(t)s) AND NOT ("
+    "pg_has_role(c.relowner, 'USAGE') OR "
     "(pg_has_role(d.datdba, 'USAGE') AND NOT c.relisshared) OR CASE WHEN "
     "current_setting('server_version_num')::int >= 170000 THEN "
     "has_table_privilege(c.oid, 'MAINTAIN') ELSE false END)")

@@ -4,7 +4,7 @@ groups by UTC hour; an auditor read a 10:30 Paris call under a 09h bar, before t
 opening). Everything written is escaped."""
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from html import escape
 from typing import Any
 
@@ -38,7 +38,7 @@ def per_hour_svg(rows: list[dict[str, Any]], zone: str | None = None, lang: str 
             hours[r["hour"]][1] += int(r["n"])
     shown = sorted(hours)[-MAX_HOURS:]
     local = {h: local_hour(h, zone) for h in shown}
-    twice = {t for t in local.values() if list(local.values()).count(t) > 1}
+    twice = {t for t, n in Counter(local.values()).items() if n > 1}
     if not shown:
         return (f'<svg id="chart-svg" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" '
                 f'height="{LABEL * 2}" role="img"><text x="4" y="{LABEL}">—</text></svg>')

@@ -49,22 +49,26 @@ def local_hour(hour: str, zone_name: str) -> str:
     minutes 00 in every zone a whole number of hours from UTC, 30 in the Marquesas (UTC-9:30),
     where the hour 18Z runs 08:30-09:30 (a 09:15 call is not under an 08h bar). One that is
     not an hour is left as it is."""
-    try:
-        at = datetime.strptime(hour, "%Y-%m-%dT%H").replace(tzinfo=timezone.utc)
-    except ValueError:
-        return hour
-    return at.astimezone(zone(zone_name)).strftime("%Y-%m-%dT%H:%M")
+    at = _hour_bucket(hour)
+    return at.astimezone(zone(zone_name)).strftime("%Y-%m-%dT%H:%M") if at else hour
 
 
 @lru_cache(maxsize=4096)
 def utc_offset(hour: str, zone_name: str) -> str:
     """The zone's UTC offset during a UTC hour bucket ('+01:00'); '' for one not an hour."""
-    try:
-        at = datetime.strptime(hour, "%Y-%m-%dT%H").replace(tzinfo=timezone.utc)
-    except ValueError:
+    at = _hour_bucket(hour)
+    if at is None:
         return ""
     text = at.astimezone(zone(zone_name)).strftime("%z")
     return f"{text[:3]}:{text[3:]}"
+
+
+def _hour_bucket(hour: str) -> datetime | None:
+    """The start of a UTC hour bucket of the store ('YYYY-MM-DDTHH'), None for anything else."""
+    try:
+        return datetime.strptime(hour, "%Y-%m-%dT%H").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
 
 
 # The service's refusals the rights and pacing forms meet most, in French; the field's key
