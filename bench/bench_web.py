@@ -297,9 +297,14 @@ def routes(c: str, nums: list[str]) -> list[tuple[str, str, Any]]:
                 f"/api/campaigns/{c}/report.csv", None))
     out.append((f"GET /api/campaigns/{c}/report.csv {AFTER_COMMIT[:-1]}, identity, curl)",
                 f"/api/campaigns/{c}/report.csv", None))
-    # Last of the downloads (the browser is closed after its route).
+    # Last of the downloads (the browser is closed after its route). chromium asks for zstd
+    # (as it does), then for gzip alone (its Accept-Encoding replaced): the two codings side
+    # by side in one run.
     out.append((f"GET /api/campaigns/{c}/report.csv {AFTER_COMMIT[:-1]}, chromium download)",
                 f"/api/campaigns/{c}/report.csv", None))
+    out.append((f"GET /api/campaigns/{c}/report.csv {AFTER_COMMIT[:-1]}, chromium download, "
+                "gzip)", f"/api/campaigns/{c}/report.csv",
+                lambda i: {"headers": {"Accept-Encoding": "gzip, deflate"}}))
     # Streamed: the whole download above, and how soon it starts.
     out.append((f"GET /api/campaigns/{c}/report.csv (first byte)",
                 f"/api/campaigns/{c}/report.csv", None))
@@ -367,7 +372,8 @@ def route_latency(client: Any, args: argparse.Namespace, name: str, path: str, b
         if "lean client" in name:
             ms = lean_http.timed(client, p, kw["headers"])
         elif "chromium download" in name:
-            ms = real_clients_browser(client, p).download(p)
+            ms = real_clients_browser(client, p).download(
+                p, kw.get("headers", {}).get("Accept-Encoding"))
         elif "curl" in name:
             ms = real_clients.curl_timed(str(client.base_url).rstrip("/"), p,
                                          client.headers["Authorization"].split()[1],
@@ -385,6 +391,15 @@ def route_latency(client: Any, args: argparse.Namespace, name: str, path: str, b
            "p50_ms": q["p50"], "p99_ms": q["p99"], "max_ms": q["max"]}
     if "chromium" in name:  # what the browser saved (untimed): decoded by it
         out.update(real_clients_browser(client).last)
+        # What crossed HTTP for it: its Accept-Encoding, as a browser (Sec-Fetch-Mode).
+        ae = (body(0) if body else {}).get("headers", {}).get("Accept-Encoding",
+                                                              real_clients.ACCEPT_ENCODING)
+        with client.stream(method, path, headers={"Accept-Encoding": ae,
+                                                  "Sec-Fetch-Mode": "navigate"}) as r:
+            for _ in r.iter_raw():
+                pass
+            out["encoding"] = r.headers.get("content-encoding", "identity")
+            out["wire_bytes"] = r.num_bytes_downloaded
     elif "curl" in name:
         pass  # curl's bytes are httpx's of the same encoding, printed on those routes
     elif "report.csv" in name and "first byte" not in name and "not decoded" not in name:  # what crossed HTTP (untimed)

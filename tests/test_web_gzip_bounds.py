@@ -1,6 +1,7 @@
-"""Review fixes of the gzip report.csv download (ivr/web/gzblocks.py, ivr/web/download.py):
-past the keeping bound no compressed run is held (memory stays bounded), the kept cache
-references nothing of a previous download's blocks, and Accept-Encoding is read per RFC 9110."""
+"""Review fixes of the compressed report.csv download (ivr/web/segments.py, gzblocks.py,
+zstdblocks.py, download.py), in either coding: past the keeping bound no compressed run is
+held (memory stays bounded), the kept cache references nothing of a previous download's
+blocks, and Accept-Encoding is read per RFC 9110."""
 from __future__ import annotations
 
 import contextlib
@@ -13,12 +14,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import zstandard
 
 from ivr.records.report import CSV_HEADER_BYTES, calls_csv_kept
 from ivr.store.base import KeptExport
 from ivr.web.cache import KeptBlocks
-from ivr.web.download import _HEADER, keep_gzip
-from ivr.web.gzblocks import Blocks, GzipWriter, accepts_gzip
+from ivr.web.download import WRITERS, keep_coded
+from ivr.web.segments import Blocks, SegmentWriter, accepts_gzip
 
 BLOCK = 256 * 1024  # bytes of one fake block (8 batches of 32 KB)
 
@@ -42,21 +44,29 @@ class FakeExport(KeptExport):
             yield self.rng.randbytes(self.batch), 1
 
 
-class PeakWriter(GzipWriter):
-    """Records the most bytes of compressed run held at once (GzipWriter._parts)."""
-    peak = 0
+def peak_writer(coding: str) -> type[SegmentWriter]:
+    class PeakWriter(WRITERS[coding][0]):  # type: ignore[valid-type,misc]
+        """Records the most bytes of compressed run held at once (SegmentWriter._parts)."""
+        peak = 0
 
-    def _send(self, seg: bytes) -> None:
-        super()._send(seg)
-        self.peak = max(self.peak, sum(map(len, self._parts)))
+        def _send(self, seg: bytes) -> None:
+            super()._send(seg)
+            self.peak = max(self.peak, sum(map(len, self._parts)))
+    return PeakWriter
 
 
-def test_past_the_keeping_bound_no_run_is_held() -> None:
+DECODE = {"gzip": gzip.decompress,
+          "zstd": lambda body: zstandard.ZstdDecompressor().stream_reader(
+              io.BytesIO(body), read_across_frames=True).read()}
+
+
+@pytest.mark.parametrize("coding", ["gzip", "zstd"])
+def test_past_the_keeping_bound_no_run_is_held(coding: str) -> None:
     """40 blocks of 256 KB, bound 2 MB: the blocks are dropped after ~8 and from then on the
     compressed runs must not pile up until close (before the fix: ~10 MB held)."""
     body = io.BytesIO()
     store = FakeExport(40)
-    w = PeakWriter(body, {}, (_HEADER,))
+    w = peak_writer(coding)(body, {}, (WRITERS[coding][1],))
     fresh = Blocks(w, True)
     calls = calls_csv_kept(store, w, "c", {}, fresh, 2 * 1024 * 1024)
     w.close()
@@ -64,42 +74,45 @@ def test_past_the_keeping_bound_no_run_is_held() -> None:
     assert w.peak <= 2 * BLOCK, w.peak
     store.rng = random.Random(7)
     expect = CSV_HEADER_BYTES + b"".join(store.rng.randbytes(32 * 1024) for _ in range(320))
-    assert gzip.decompress(body.getvalue()) == expect
+    assert DECODE[coding](body.getvalue()) == expect
 
 
-def test_a_download_that_keeps_nothing_holds_no_run() -> None:
-    w = PeakWriter(io.BytesIO(), {}, (_HEADER,))
+@pytest.mark.parametrize("coding", ["gzip", "zstd"])
+def test_a_download_that_keeps_nothing_holds_no_run(coding: str) -> None:
+    w = peak_writer(coding)(io.BytesIO(), {}, (WRITERS[coding][1],))
     calls_csv_kept(FakeExport(6), w, "c", {}, Blocks(w, False), None)
     w.close()
     assert w.peak == 0
 
 
-def _gzip_download(store: FakeExport, kb: KeptBlocks, rounds: list[Any]) -> None:
-    """One gathering gzip download as report_csv runs it; weak references to its blocks."""
+def _download(store: FakeExport, kb: KeptBlocks, rounds: list[Any], coding: str) -> None:
+    """One gathering download as report_csv runs it; weak references to its blocks."""
     blocks, gather = kb.get("c"), kb.start_keeping()
     assert gather
-    w = GzipWriter(io.BytesIO(), kb.packed("c"), (_HEADER,))
+    make, header = WRITERS[coding]
+    w = make(io.BytesIO(), kb.packed("c", coding), (header,))
     fresh = Blocks(w, gather)
     calls_csv_kept(store, w, "c", blocks, fresh, kb.MAX_BYTES)
     w.close()
-    keep_gzip(kb, "c", fresh, w, kb.cleared())
+    keep_coded(kb, "c", fresh, w, kb.cleared())
     kb.stop_keeping()
     rounds.append([weakref.ref(c) for c in fresh.values()])
 
 
-def test_the_kept_cache_holds_nothing_of_replaced_blocks() -> None:
+@pytest.mark.parametrize("coding", ["gzip", "zstd"])
+def test_the_kept_cache_holds_nothing_of_replaced_blocks(coding: str) -> None:
     """Two downloads, every block changed in between: the first round's blocks (and their
     segments) are unreachable once the second is kept (before the fix the kept Blocks held
     its writer, whose map held every block and segment of the first round)."""
     store, kb, rounds = FakeExport(6, batches=2), KeptBlocks(), []
-    _gzip_download(store, kb, rounds)
+    _download(store, kb, rounds, coding)
     store.gen = 2
-    _gzip_download(store, kb, rounds)
+    _download(store, kb, rounds, coding)
     gc.collect()
     assert type(kb.get("c")) is dict and len(kb.get("c")) == 6
     assert [r() for r in rounds[0]] == [None] * 6
     assert all(r() is not None for r in rounds[1])
-    assert sorted(kb.packed("c")) == list(range(6))
+    assert sorted(kb.packed("c", coding)) == list(range(6))
 
 
 @pytest.mark.parametrize(("header", "gz"), [

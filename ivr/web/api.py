@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from ivr.records import privacy
 from ivr.web import download, i18n, records, service
 from ivr.web import prompts as prompts_mod
-from ivr.web.gzblocks import accepts_gzip
+from ivr.web.segments import choose_coding, from_a_browser
 from ivr.web.results import drop_rejects
 from ivr.web.auth import NotLoggedIn, User, authenticate, check_api_csrf, now, require
 from ivr.web.chart import overview_chart
@@ -245,12 +245,13 @@ async def report_csv(request: Request, campaign: str) -> Response:
     """Streamed: the first rows leave while the store still reads the others (one export
     thread with its own store reads them; a failure mid-way breaks the download off). The
     blocks kept from the last download (cache.KeptBlocks) are reused where the store finds
-    them unchanged: after a commit only the changed blocks are rendered again. gzip when the
-    client accepts it (browsers do): the kept blocks' deflate segments, see download.py."""
+    them unchanged: after a commit only the changed blocks are rendered again. zstd or gzip
+    when the client accepts it (browsers do): the kept blocks' segments, see download.py."""
     await run_in_threadpool(who, request, "view")
     await run_in_threadpool(known, request, campaign)
-    return download.report_csv(request.app.state, campaign,
-                               accepts_gzip(",".join(request.headers.getlist("accept-encoding"))))
+    coding = choose_coding(",".join(request.headers.getlist("accept-encoding")),
+                           from_a_browser(request.headers))
+    return download.report_csv(request.app.state, campaign, coding)
 
 
 @router.get("/campaigns/{campaign:path}/report.json")

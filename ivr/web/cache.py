@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ivr.store.base import Chunk
-from ivr.web.gzblocks import Packed
+from ivr.web.segments import Packed
 
 Compute = Callable[[str], Any]  # key -> value; runs in the caller's or the worker's thread
 
@@ -128,17 +128,17 @@ class KeptBlocks:
     download reuses each block whose version (call_chunks, schema 11) has not moved and the
     store renders only the others, so a download after a commit of a run renders one or two
     blocks of 8,192 calls instead of all 300,000 calls (1.6-2.0 s). Beside each block, its
-    deflate segment once a gzip download made it (gzblocks.Packed: kept while its block is the
-    very Chunk it was made from). At most MAX_BYTES kept over every campaign, both forms
-    counted (the least recently downloaded dropped first). A download reads the kept blocks
-    without copying them; one download at a time gathers the blocks to keep (N concurrent
-    downloads must not hold N copies: the others stream only)."""
+    segment in each coding a download made it in (segments.Packed, gzip's or zstd's: kept while
+    its block is the very Chunk it was made from). At most MAX_BYTES kept over every campaign,
+    every form counted (the least recently downloaded dropped first). A download reads the
+    kept blocks without copying them; one download at a time gathers the blocks to keep (N
+    concurrent downloads must not hold N copies: the others stream only)."""
     MAX_BYTES = 96 * 1024 * 1024
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._kept: OrderedDict[str, Mapping[int, Chunk]] = OrderedDict()
-        self._packed: dict[str, Mapping[int, Packed]] = {}
+        self._packed: dict[str, dict[str, Mapping[int, Packed]]] = {}  # campaign: coding: 
         self._sizes: dict[str, int] = {}
         self._gathering = False
         self._cleared = 0  # clear()s so far: what a download rendered across one is not kept
@@ -152,10 +152,10 @@ class KeptBlocks:
             self._kept.move_to_end(key)
             return blocks
 
-    def packed(self, key: str) -> Mapping[int, Packed]:
-        """The kept blocks' deflate segments (those made so far), or none."""
+    def packed(self, key: str, coding: str = "gzip") -> Mapping[int, Packed]:
+        """The kept blocks' segments in `coding` (those made so far), or none."""
         with self._lock:
-            return self._packed.get(key, {})
+            return self._packed.get(key, {}).get(coding, {})
 
     def clear(self) -> None:
         """Nothing kept, nor what a download running now renders (after an erasure: a kept
@@ -185,17 +185,21 @@ class KeptBlocks:
             self._gathering = False
 
     def put(self, key: str, blocks: Mapping[int, Chunk],
-            made: Mapping[int, Packed] | None = None, since: int | None = None) -> None:
-        """Keeps `blocks`, with the segments of `made` and those kept before whose block is
-        still the same Chunk (an identity download after a gzip one loses none); nothing
-        when cleared since `since` (cleared())."""
+            made: Mapping[int, Packed] | None = None, since: int | None = None,
+            coding: str = "gzip") -> None:
+        """Keeps `blocks`, with the segments of `made` (in `coding`) and those kept before, in
+        any coding, whose block is still the same Chunk (an identity download after a gzip one
+        loses none); nothing when cleared since `since` (cleared())."""
         with self._lock:
             if since is not None and since != self._cleared:
                 return
-            packed = {b: p for src in (self._packed.get(key, {}), made or {})
-                      for b, p in src.items() if blocks.get(b) is p.chunk}
+            before = self._packed.get(key, {})
+            packed: dict[str, dict[int, Packed]] = {}
+            for c, segs in [*before.items(), *([(coding, made)] if made else [])]:
+                packed.setdefault(c, {}).update(
+                    (b, p) for b, p in segs.items() if blocks.get(b) is p.chunk)
             size = sum(len(c.data) for c in blocks.values()) + \
-                sum(len(p.seg) for p in packed.values())
+                sum(len(p.seg) for segs in packed.values() for p in segs.values())
             if size > self.MAX_BYTES:  # the blocks alone, if they fit
                 size, packed = sum(len(c.data) for c in blocks.values()), {}
             self._kept.pop(key, None)

@@ -1,9 +1,10 @@
 """The console's report.csv download: an export thread renders it (over the blocks kept from
 the last download, cache.KeptBlocks) into a Pipe the response reads, so the first rows leave
 while the store still reads the others and memory stays bounded. As identity (the bytes of
-`ivr report --format csv`), or when the client accepts it as one gzip member assembled from the
-kept blocks' deflate segments (gzblocks): after a commit only the changed block is compressed,
-and 33 MB of CSV cross the pipe, uvicorn and the network as ~3 MB."""
+`ivr report --format csv`), or compressed from the kept blocks' segments when the client
+accepts it (segments.choose_coding): zstd frames (zstdblocks) or one gzip member (gzblocks).
+After a commit only the changed block is compressed, and 38 MB of CSV cross the pipe, uvicorn
+and the network as ~5-6 MB."""
 from __future__ import annotations
 
 import asyncio
@@ -16,11 +17,15 @@ from fastapi.responses import Response, StreamingResponse
 
 from ivr.records.report import CSV_HEADER_BYTES
 from ivr.store.base import Chunk
-from ivr.web import service
+from ivr.web import gzblocks, service, zstdblocks
 from ivr.web.cache import KeptBlocks
-from ivr.web.gzblocks import Blocks, GzipWriter, pack
+from ivr.web.segments import Blocks, SegmentWriter
 
-_HEADER = pack(Chunk(0, 0, CSV_HEADER_BYTES))  # the CSV header's segment, made once
+_CSV_HEADER = Chunk(0, 0, CSV_HEADER_BYTES)
+_HEADER = gzblocks.pack(_CSV_HEADER)  # the CSV header's segment, made once per coding
+WRITERS: dict[str, tuple[type[SegmentWriter], Any]] = {  # coding: (writer, header's segment)
+    "gzip": (gzblocks.GzipWriter, _HEADER),
+    "zstd": (zstdblocks.ZstdWriter, zstdblocks.pack(_CSV_HEADER))}
 
 
 class Gone(Exception):
@@ -162,38 +167,40 @@ class Streamed(StreamingResponse):
             self.pipe.close()
 
 
-def keep_gzip(kept: KeptBlocks, campaign: str, fresh: Mapping[int, Chunk],
-              writer: GzipWriter, since: int) -> None:
-    """Keeps a gathering gzip download's blocks as a plain dict, and drops the writer's map
+def keep_coded(kept: KeptBlocks, campaign: str, fresh: Mapping[int, Chunk],
+               writer: SegmentWriter, since: int) -> None:
+    """Keeps a gathering compressed download's blocks as a plain dict, and drops the writer's map
     of the segments from before it: `fresh` (Blocks) refers to the writer, whose `_by_id`
     holds every block and segment kept before this download (and the Pipe), so keeping it
     would keep replaced blocks (rows from before an erasure) alive outside MAX_BYTES."""
-    kept.put(campaign, dict(fresh), writer.made, since)
+    kept.put(campaign, dict(fresh), writer.made, since, writer.coding)
     writer.release()
 
 
-def report_csv(state: Any, campaign: str, gzip: bool) -> Response:
-    """The streamed response; `state`: the app's (stores, kept_csv, exports)."""
+def report_csv(state: Any, campaign: str, coding: str | None) -> Response:
+    """The streamed response, in `coding` ("zstd", "gzip", or None: identity); `state`: the
+    app's (stores, kept_csv, exports)."""
     stores, kept = state.stores, state.kept_csv
     since = kept.cleared()  # an erasure during the download: what it renders is not kept
     blocks = kept.get(campaign)
     gather = kept.start_keeping()
-    packed = kept.packed(campaign)
+    packed = kept.packed(campaign, coding) if coding else {}
     # What the pipe may pass on without room: the kept bytes this download sends as they are.
-    pipe = Pipe([p.seg for p in packed.values()] if gzip else
+    pipe = Pipe([p.seg for p in packed.values()] if coding else
                 [c.data for c in blocks.values()])
     headers = {"Content-Disposition": 'attachment; filename="report.csv"',
                "Vary": "Accept-Encoding"}
-    if gzip:
-        writer = GzipWriter(pipe, packed, (_HEADER,))
+    if coding:
+        make, header = WRITERS[coding]
+        writer = make(pipe, packed, (header,))
         fresh: dict[int, Chunk] = Blocks(writer, gather)
 
         def write(out: Any) -> None:
             service.write_report_csv_kept(stores.get(), campaign, writer, blocks, fresh,
                                           kept.MAX_BYTES if gather else None)
             writer.close()
-        done = (lambda: keep_gzip(kept, campaign, fresh, writer, since)) if gather else None
-        headers["Content-Encoding"] = "gzip"
+        done = (lambda: keep_coded(kept, campaign, fresh, writer, since)) if gather else None
+        headers["Content-Encoding"] = coding
     else:
         plain: dict[int, Chunk] | None = {} if gather else None
 
