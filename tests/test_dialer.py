@@ -21,6 +21,7 @@ from ivr.campaign.clock import Clock, ManualClock
 from ivr.campaign.dialer import FAULT_HOLD_S
 from ivr.store.sqlite import Store, parse_utc, utc
 from ivr.telephony.ami_node import AmiNode
+from ivr.telephony.contract import prompt_sound
 from ivr.telephony.fake_pbx import (Callee, FakePbx, answer, busy, congestion, failed,
                                     no_answer)
 from ivr.telephony.node import OriginateRefused
@@ -161,17 +162,19 @@ def test_retry_delay_per_cause_comes_from_the_outcome_table(backend: Backend) ->
 
 
 def test_originate_request_uses_the_dialplan_contract(backend: Backend) -> None:
-    async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+    async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]], str, str]:
         async with rig(backend, {fiction(10): answer(["1"])}) as r:
             await dial_all(r, [fiction(10)])
             await r.until(lambda: not r.dialer.inflight)
-            return r.pbx.originates, r.calls(), r.dialer.agi_url
-    originates, calls, agi_url = asyncio.run(scenario())
+            return r.pbx.originates, r.calls(), r.dialer.agi_url, r.cfg.campaign.name
+    originates, calls, agi_url, cfg_name = asyncio.run(scenario())
     (orig,), (call,) = originates, calls
     assert orig["Context"] == "ivr-outbound" and orig["Exten"] == "s"
     assert orig["ChannelId"] == call["channel_id"]
     assert orig["OtherChannelId"] == call["channel_id"] + "-2"
     token = orig["Variable"].pop("IVR_TOKEN")  # issue 19: the attempt's secret, hex
+    legal = orig["Variable"].pop("IVR_LEGAL")  # the failsafe's legal mentions, this version
+    assert legal == prompt_sound(cfg_name, "legal", HASHES["legal"])
     assert orig["Variable"] == {"CALL_ID": str(call["id"]), "IVR_AGI": agi_url, "IVR_AMD": "0"}
     assert len(bytes.fromhex(token)) >= 16 and token not in repr(call)
     assert orig["Channel"] == f"Local/{fiction(10)}@ivr-sim"

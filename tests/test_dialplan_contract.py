@@ -247,7 +247,12 @@ def test_the_outbound_line_takes_its_failsafe_unless_the_controller_says_done() 
     set by the `ivr` route at the end of the flow, lets the call end without the failsafe."""
     failsafe = _failsafe_unless_done(contract.OUTBOUND_CONTEXT, contract.ROUTE_IVR,
                                      f"${{{contract.VAR_CALL_ID}}}")
-    assert failsafe[1].endswith("n,Hangup(41)")  # a clean temporary failure, retried
+    # The campaign's legal mentions, as the controller named them on the Originate (owed in
+    # every message), then a clean temporary failure, retried.
+    legal = f"${{{contract.VAR_LEGAL}}}"
+    assert failsafe[1].endswith(f'n,GotoIf($["{legal}" = ""]?end)')
+    assert failsafe[2].endswith(f"n,Playback({legal})")
+    assert failsafe[3].endswith("n(end),Hangup(41)") and failsafe[4].startswith("exten => h,")
 
 TAMPERED = [
     ("exten => s,1,NoOp(${IVR_NEW_THING})", "'IVR_NEW_THING' is used by a dialplan"),

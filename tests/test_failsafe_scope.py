@@ -66,10 +66,23 @@ def test_another_campaigns_failsafe_with_the_same_call_id_settles_nothing(
 
 
 def test_its_own_channels_failsafe_still_settles_it(backend: Backend) -> None:
+    """At the channel's Hangup, which follows the legal mentions the failsafe plays: until
+    then the number stays in flight (its retry must not ring beside it)."""
+    seen: dict[str, Any] = {}
+
     def own(r: Rig, flight: Any) -> None:
         r.pbx._emit(failsafe(flight.call_id, flight.channel_id))
+        asyncio.get_running_loop().call_later(0.2, hang_up, r, flight)
+
+    def hang_up(r: Rig, flight: Any) -> None:
+        seen["in flight before its Hangup"] = flight.call_id in r.dialer.by_call
+        r.pbx._emit({"Event": "Hangup", "Privilege": "call,all", "Uniqueid": flight.channel_id,
+                     "Channel": f"Local/{NUMBER}@ivr-sim-00000007;1", "ChannelState": "6",
+                     "Linkedid": flight.channel_id, "Cause": "41",
+                     "Cause-txt": "Temporary failure"})
     call = _run(backend, own)
-    assert (call["outcome"], call["stage"]) == ("error", "failsafe"), call
+    assert seen == {"in flight before its Hangup": True}
+    assert (call["outcome"], call["stage"], call["hangup_cause"]) == ("error", "failsafe", "41")
 
 
 def test_a_failsafe_without_its_channel_is_ignored_with_one_warning(

@@ -74,6 +74,9 @@ class Dialer:
         self.cut_by_run: set[int] = set()
         # The IVR's recent oppositions (app.agi_app sets it); the run's tick keeps them (run.py)
         self.opposed: Opposed | None = None
+        # The campaign's legal mentions as calls play them now (app.agi_app sets it): handed
+        # to the dialplan, whose failsafe plays them to a callee the controller cannot serve.
+        self.legal_sound: Callable[[], str | None] = lambda: None
         # Told once of each attempt whose outcome is written (outcome webhooks); must not block.
         self.on_settled: list[Callable[[int], None]] = []
         # a trunk refusing or never answering every call stops the run (run.py)
@@ -277,14 +280,18 @@ class Dialer:
 
     def _request(self, channel: str, flight: InFlight, token: str) -> OriginateRequest:
         """The token goes only here (never logged): the dialplan hands it to the AGI."""
+        variables = {contract.VAR_CALL_ID: str(flight.call_id),
+                     contract.VAR_AGI_URL: self.agi_url,
+                     contract.VAR_AMD: "1" if self.cfg.dialer.amd else "0",
+                     contract.VAR_TOKEN: token}
+        legal = self.legal_sound()
+        if legal:
+            variables[contract.VAR_LEGAL] = legal
         return OriginateRequest(
             channel=channel, channel_id=flight.channel_id, caller_id=self.caller_id,
             timeout_ms=int(self.cfg.dialer.ring_timeout_s * 1000),
             context=contract.OUTBOUND_CONTEXT, exten=contract.OUTBOUND_EXTEN,
-            variables={contract.VAR_CALL_ID: str(flight.call_id),
-                       contract.VAR_AGI_URL: self.agi_url,
-                       contract.VAR_AMD: "1" if self.cfg.dialer.amd else "0",
-                       contract.VAR_TOKEN: token})
+            variables=variables)
 
     # -- events -------------------------------------------------------------------------------
     async def consume(self, ns: NodeState) -> None:

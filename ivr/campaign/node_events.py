@@ -62,7 +62,12 @@ def on_hangup(dialer: Dialer, ev: ChannelHangup) -> None:
     flight.hung_up = True
     if flight.hold is not None:  # an IVR waiting for the Unhold stops waiting
         flight.hold.end()
-    if flight.failed and flight.cause is not None:
+    if flight.failsafe:  # its legal mentions played: the failsafe's `error`, with the cause
+        if flight.cause is not None:
+            call_id, cause = flight.call_id, str(flight.cause)
+            dialer.writer.write(lambda: dialer.store.set_hangup_cause(call_id, cause))
+        dialer._settle_error(flight, "failsafe")
+    elif flight.failed and flight.cause is not None:
         settle_failed(dialer, flight)
     elif flight.answered:
         if flight.cause is not None:
@@ -98,7 +103,10 @@ def on_failsafe(dialer: Dialer, ev: Failsafe) -> None:
     if dialer.by_call.get(flight.call_id) is flight:
         # Counted per node (node_guard.py): FastAGI unreachable fails every answered call
         dialer.node_guard.failsafe(flight, dialer.agi_url)
-        dialer._settle_error(flight, "failsafe")
+        if flight.hung_up:
+            dialer._settle_error(flight, "failsafe")
+        else:  # the legal mentions play first: settled at its Hangup (on_hangup), not now,
+            flight.failsafe = True  # else its retry could ring while this channel still lives
 
 
 _warned: WeakKeyDictionary[Dialer, set[str]] = WeakKeyDictionary()

@@ -71,6 +71,9 @@ class InFlight:
     session_opened: bool = False  # its AGI token was spent by an accepted session (agi_gate)
     attempt: int = 1  # calls.attempt: the retry rule needs no read of the row to settle it
     prompt_failed: str = ""  # a sound Asterisk could not play on it (agi_ivr -> node_guard)
+    # The dialplan's failsafe took it: settled `error` at its Hangup, after the legal mentions
+    # the failsafe plays, so that the number stays in flight while its channel lives.
+    failsafe: bool = False
     settle: Timer | None = field(default=None, repr=False)
     # The callee's line put on hold (AMI Hold/Unhold): made at its first Hold, None for a
     # call never held (nothing to keep, nothing to read on the IVR's side)

@@ -22,6 +22,7 @@ VAR_CALL_ID = "CALL_ID"    # calls.id, handed back to the AGI as its first argum
 VAR_AGI_URL = "IVR_AGI"    # FastAGI base URL for this call (agi://host:port)
 VAR_AMD = "IVR_AMD"        # "1": run AMD() before the IVR
 VAR_TOKEN = "IVR_TOKEN"    # the attempt's single-use secret, handed back as ARG_TOKEN
+VAR_LEGAL = "IVR_LEGAL"    # the campaign's legal mentions (its version), played by the failsafe
 
 # -- global variable written by `ivr pbx up` (or by the administrator of an external PBX) ------
 # The FastAGI base URL for the inbound opposition line, and for outbound calls without IVR_AGI.

@@ -1,6 +1,7 @@
 """Issue 4.7: with the controller unreachable the dialplan failsafe ends the call cleanly, and the
-attempt still gets an outcome: `error`, once the controller sees it. The inbound opposition line's
-failsafe plays the legal mentions (the written route for an opposition)."""
+attempt still gets an outcome: `error`, once the controller sees it. Both failsafes play the
+legal mentions: the outbound one the campaign's (owed in every message), the inbound opposition
+line's the line's (the written route for an opposition)."""
 from __future__ import annotations
 
 import asyncio
@@ -36,8 +37,53 @@ def test_failsafe_hangs_up_and_records_error(pbx_cfg: Config) -> None:
     call = store.one("SELECT * FROM calls")
     assert (call["outcome"], call["stage"]) == ("error", "failsafe")
     assert call["hangup_cause"] == "41"  # the failsafe's clean temporary-failure hangup
-    assert elapsed < 10  # no dead air: the call ends at once, not at a timeout
+    # No dead air: the legal mentions, then the call ends at once, not at a timeout
+    assert elapsed < load_manifest(pbx_cfg)["prompts"]["legal"]["duration_s"] + 10
     assert call["retry_at"] is not None  # nobody heard anything: a safe retry is planned
+
+
+async def _outbound_failsafe_times(cfg: Config, store: Store) -> tuple[float, float, str]:
+    """A callee answers while no FastAGI server listens: seconds from the failsafe's
+    UserEvent to the channel's Hangup, seen by a second AMI session, until the controller
+    settled the attempt, and the legal sound the Originate named."""
+    from ivr.telephony.ami import Ami
+    add_contacts(store, [fiction("11")])
+    watch = Ami(cfg.pbx.host, cfg.pbx.port, cfg.pbx.user, app.ami_secret(cfg))
+    await watch.connect()
+    ctl = await app.start(cfg, store, agi=False)  # AMI up, FastAGI down
+    try:
+        legal = ctl.dialer.legal_sound()
+        await ctl.dialer.dial(store.one("SELECT * FROM contacts"))
+        channel, t0 = store.one("SELECT channel_id FROM calls")["channel_id"], time.monotonic()
+        seen: dict[str, float] = {}
+        while not {"settled", "hangup"} <= seen.keys() and time.monotonic() - t0 < 60:
+            if not ctl.dialer.inflight and "settled" not in seen:
+                seen["settled"] = time.monotonic()
+            ev = await watch.next_event(0.1)
+            if ev is None or ev.get("Uniqueid") != channel:
+                continue
+            if ev.get("Event") == "UserEvent" and ev.get("UserEvent") == EVENT_FAILSAFE:
+                seen["failsafe"] = time.monotonic()
+            elif ev.get("Event") == "Hangup":
+                seen["hangup"] = time.monotonic()
+        return seen["hangup"] - seen["failsafe"], seen["settled"] - seen["failsafe"], legal
+    finally:
+        await ctl.close()
+        watch.close()
+
+
+def test_outbound_failsafe_plays_the_campaigns_legal_mentions(pbx_cfg: Config) -> None:
+    """A callee the controller cannot serve hears the campaign's legal mentions (who calls,
+    how to object) before the clean hang-up, not dead air; the attempt stays in flight until
+    that channel ends (its retry must not ring beside it), then it is `error`."""
+    store = Store.memory()
+    played, settled, legal = asyncio.run(_outbound_failsafe_times(pbx_cfg, store))
+    assert legal and legal.startswith("ivr/") and legal.split("/")[-1].startswith("legal-")
+    legal_s = load_manifest(pbx_cfg)["prompts"]["legal"]["duration_s"]
+    assert legal_s - 0.5 < played < legal_s + 10
+    assert played - 1 < settled < played + 2
+    call = store.one("SELECT * FROM calls")
+    assert (call["outcome"], call["stage"], call["hangup_cause"]) == ("error", "failsafe", "41")
 
 
 async def _controller_down_then_up(cfg: Config, store: Store) -> int:
