@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime, timezone
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from ivr.campaign import sending
 from ivr.campaign.clock import Clock, ManualClock
 from ivr.campaign.dialer import FAULT_HOLD_S
 from ivr.campaign.state import RunState, Snapshot
+from ivr.config import Window
 from ivr.telephony.fake_pbx import answer, busy, failed
 
 from conftest import Backend
@@ -432,3 +434,46 @@ def test_a_hard_stop_wakes_the_pacing_wait_of_a_claimed_call_which_is_then_not_s
     assert len(stamps) == 1  # the second call never left
     assert ended_at - cut_at < 20, (cut_at, ended_at)  # not the rest of the 40-s interval
     assert len(calls) == 1 and calls[0]["outcome"] == "failed", calls
+
+
+def test_a_claimed_call_whose_window_closes_during_its_pacing_wait_is_not_sent(
+        backend: Backend) -> None:
+    """The window is 11:00-11:01 (Paris) and the run starts at 11:00:45, one call every
+    10 s. The first claim takes 8 s, so the second call, claimed at 11:00:55 inside the
+    window, waits for its slot until 11:01:03, past the window's end. It is not sent: its
+    attempt is withdrawn (the contact keeps its attempts and stays pending, due when the
+    window reopens). Before, the claim's verdict alone let it ring outside the window."""
+    numbers = [fiction(i) for i in range(2)]
+    stop = asyncio.Event()
+    start = datetime(2026, 12, 1, 10, 0, 45, tzinfo=timezone.utc)  # a Tuesday, 11:00:45 Paris
+
+    async def scenario() -> tuple[list[float], list[float], list[int], list[dict[str, Any]]]:
+        async with rig(backend, {n: failed(1) for n in numbers}, clock=ManualClock(start),
+                       calls_per_second=0.1) as r:
+            r.cfg.schedule.demo_any_hour = False
+            r.cfg.schedule.windows = [Window(days="mon-sun", hours=["11:00-11:01"])]
+            stamps = stamp_originates(r)
+            place, placed, unsent = r.dialer.place, [], []
+
+            async def slow_first(contact: dict[str, Any]) -> Any:
+                got = await place(contact)
+                placed.append(r.clock.monotonic())
+                if len(placed) == 1:
+                    await r.clock.sleep(8)  # the first claim's long way (e.g. a slow store)
+                return got
+            r.dialer.place = slow_first  # type: ignore[method-assign]
+            withdraw = r.dialer.unsent
+
+            def not_sent(call_id: int, send: Any) -> None:
+                unsent.append(call_id)
+                withdraw(call_id, send)
+                stop.set()
+            r.dialer.unsent = not_sent  # type: ignore[method-assign]
+            await run_campaign(r, stop)
+            await r.settled()
+            return stamps, placed, unsent, r.calls()
+    stamps, placed, unsent, calls = asyncio.run(scenario())
+    assert len(placed) == 2 and placed[1] < 15  # the second claim: inside the window
+    assert len(stamps) == 1 and len(unsent) == 1, (stamps, unsent)  # not sent after it
+    assert [c["number"] for c in calls] == [numbers[0]]  # its attempt withdrawn: no row
+

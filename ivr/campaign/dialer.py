@@ -228,9 +228,16 @@ class Dialer:
         return claim, self._originate(ns, flight, self._request(channel, flight,
                                                                 claim.token or ""))
 
+    def shut_since_claim(self, contact: dict[str, Any]) -> str:
+        """Which calendar rule refuses `contact` now (its reason code, "" if they allow it):
+        checked again before an Originate that waited long after its claim (sending.py)."""
+        verdict = planning.calendar_verdict(self.cfg, contact, self.clock.now())
+        return "" if verdict.allowed else verdict.reason
+
     def unsent(self, call_id: int, send: Coroutine[Any, Any, None]) -> None:
         """A claimed attempt whose Originate is not sent after all (a stop or a pause came
-        during its claim or its pacing wait): nothing was dialled, so the attempt is withdrawn
+        during its claim or its pacing wait, or the calling window closed during that wait):
+        nothing was dialled, so the attempt is withdrawn
         (its row removed: the contact keeps its attempts and is due again). No outcome, no
         webhook. Written in order with the run's other writes; a store away then leaves it to
         the next run's reconciliation (`error`), as any unwritten write."""

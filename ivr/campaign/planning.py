@@ -222,6 +222,16 @@ def _since(cfg: Config, now: datetime) -> tuple[datetime, datetime]:
     return now - CAP_PERIOD, now - timedelta(days=max(cfg.schedule.refusal_cooldown_days, 0))
 
 
+def calendar_verdict(cfg: Config, contact: dict[str, Any], now: datetime) -> Verdict:
+    """The calendar rules alone at `now` (window, slot, holiday, blackout), on the contact's
+    row: what may close between a claim and its Originate's departure. The history's rules
+    (cap, cooldown, opposition) were judged by the claim itself."""
+    number = contact["number"]
+    zone = callee_zone(number, contact.get("timezone"), cfg.schedule.timezone)
+    return check_call(now, number=number, zone=zone, schedule=cfg.schedule,
+                      preferred_slot=contact.get("slot"))
+
+
 def claim(cfg: Config, store: StoreBackend, contact: dict[str, Any], node: str,
           now: datetime) -> Claim:
     """The dial path: judge the contact on its fresh history and, if allowed, write the attempt

@@ -251,7 +251,7 @@ class CampaignRun:
             return REPLAN
         self.state.set(paused="")
         refused = send is None or claim.call is None
-        if not await self.sender.leave(claim, send):
+        if not await self.sender.leave(claim, send, contact):
             return REPLAN
         return REFUSED if refused else PLACED
 
