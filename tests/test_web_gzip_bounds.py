@@ -124,3 +124,21 @@ def test_the_kept_cache_holds_nothing_of_replaced_blocks(coding: str) -> None:
     ("x-gzip", True), ("deflate, X-GZIP;q=0.3", True), ("identity;q=0, *;q=0", False)])
 def test_accept_encoding_per_rfc_9110(header: str, gz: bool) -> None:
     assert accepts_gzip(header) is gz
+
+
+def test_past_the_bound_the_download_keeps_its_own_codings_segments() -> None:
+    """Blocks fit, blocks with both codings' segments do not: the download that just made
+    its coding's segments keeps them and lets the other coding's go (before, both went, so
+    browsers' zstd and scripts' gzip downloads took turns compressing every block again)."""
+    from ivr.store.base import Chunk
+    from ivr.web.segments import Packed
+    kb = KeptBlocks()
+    kb.MAX_BYTES = 100
+    blocks = {0: Chunk(0, 1, b"x" * 80)}
+    kb.put("c", blocks, {0: Packed(blocks[0], b"g" * 12)}, coding="gzip")
+    assert set(kb.packed("c", "gzip")) == {0}
+    kb.put("c", blocks, {0: Packed(blocks[0], b"z" * 10)}, coding="zstd")
+    assert set(kb.packed("c", "zstd")) == {0} and kb.packed("c", "gzip") == {}
+    kb.put("c", blocks, {0: Packed(blocks[0], b"g" * 12)}, coding="gzip")
+    assert set(kb.packed("c", "gzip")) == {0} and kb.packed("c", "zstd") == {}
+    assert kb.get("c") is blocks

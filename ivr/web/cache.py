@@ -198,10 +198,13 @@ class KeptBlocks:
             for c, segs in [*before.items(), *([(coding, made)] if made else [])]:
                 packed.setdefault(c, {}).update(
                     (b, p) for b, p in segs.items() if blocks.get(b) is p.chunk)
-            size = sum(len(c.data) for c in blocks.values()) + \
-                sum(len(p.seg) for segs in packed.values() for p in segs.values())
+            plain = sum(len(c.data) for c in blocks.values())
+            size = plain + sum(len(p.seg) for segs in packed.values() for p in segs.values())
+            if size > self.MAX_BYTES and len(packed) > 1:  # this download's coding only:
+                packed = {coding: packed.get(coding, {})}  # browsers' and scripts' downloads
+                size = plain + sum(len(p.seg) for p in packed[coding].values())  # alternate
             if size > self.MAX_BYTES:  # the blocks alone, if they fit
-                size, packed = sum(len(c.data) for c in blocks.values()), {}
+                size, packed = plain, {}
             self._kept.pop(key, None)
             self._packed.pop(key, None)
             self._sizes.pop(key, None)

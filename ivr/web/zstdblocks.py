@@ -4,8 +4,10 @@ header, trailer or checksum to fold (unlike gzip's CRC-32). A download after a c
 compresses only the changed block. Sent to browsers only (segments.choose_coding): chromium
 asks for zstd, over plain HTTP to loopback too. On bench_web's report (300,000 calls, 37.7 MB)
 the body is 2.5 MB instead of gzip's 5.6 MB, and chromium's download took 0.72-0.77 times as
-long as the gzip one at the median (three runs). A frame's window is at most its block (~1 MB),
-within the 8 MB a browser's decoder allows (RFC 9659)."""
+long as the gzip one at the median (three runs). A frame made alone declares its block's size
+as its window (~1 MB), one compressed as it comes the level's default (512 KB at level 1):
+both within the 8 MB a browser's decoder allows (RFC 9659; a level above ~19 would not be,
+tests/test_web_report_gzip.py checks each frame)."""
 from __future__ import annotations
 
 from typing import Any
