@@ -57,6 +57,34 @@ def test_failsafe_on_every_call_takes_the_node_out_and_stops_the_run(
     assert len([e for e in errors if "failsafe" in e]) == 1, errors
 
 
+class _Node:
+    name = "pbx"
+
+    def hold(self, seconds: float) -> None:
+        pass
+
+
+def test_failsafes_count_at_their_event_not_at_their_hangup() -> None:
+    """The failsafe plays the legal mentions before the call's Hangup settles it: the node is
+    out at the third answered call's failsafe event, not three playbacks later (at a high
+    max_concurrent the run would dial on meanwhile); their later settling counts nothing."""
+    from ivr.campaign.carrier_guard import CarrierGuard
+    from ivr.campaign.node_guard import NodeGuard
+    from ivr.campaign.nodes import InFlight
+    carrier, trips = CarrierGuard(), []
+    guard = NodeGuard(carrier, [_Node()])  # type: ignore[list-item]
+    carrier.arm(trips.append)
+    flights = [InFlight(i, f"ivr-x-{i}", fiction(i), "pbx", answered=True) for i in range(4)]
+    for f in flights[:2]:
+        guard.failsafe(f, "agi://127.0.0.1:4573")
+    assert trips == []
+    guard.failsafe(flights[2], "agi://127.0.0.1:4573")
+    assert len(trips) == 1 and "took the dialplan's failsafe" in trips[0]
+    for f in flights[:3]:  # the Hangups, after the legal mentions: not counted again
+        guard.ended(f)
+    assert guard._nodes["pbx"].failsafes == 3
+
+
 def test_a_served_call_between_failsafes_starts_the_count_again(backend: Backend) -> None:
     numbers = [fiction(i) for i in range(8)]
     served = {numbers[2], numbers[5]}  # every third call reaches the IVR

@@ -62,11 +62,11 @@ def on_hangup(dialer: Dialer, ev: ChannelHangup) -> None:
     flight.hung_up = True
     if flight.hold is not None:  # an IVR waiting for the Unhold stops waiting
         flight.hold.end()
-    if flight.failsafe:  # its legal mentions played: the failsafe's `error`, with the cause
+    if flight.failsafe:  # its legal mentions played: the failsafe's `error`, then the cause
+        dialer._settle_error(flight, "failsafe")  # (an unanswered settle writes no cause)
         if flight.cause is not None:
             call_id, cause = flight.call_id, str(flight.cause)
             dialer.writer.write(lambda: dialer.store.set_hangup_cause(call_id, cause))
-        dialer._settle_error(flight, "failsafe")
     elif flight.failed and flight.cause is not None:
         settle_failed(dialer, flight)
     elif flight.answered:

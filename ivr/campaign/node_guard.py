@@ -87,7 +87,7 @@ class NodeGuard:
         self.sounds_dir = sounds_dir
         self._nodes: dict[str, _Node] = {}
         self._numbers: Counter[str] = Counter()  # refusals per number in this run
-        self._failsafed: dict[str, str] = {}  # channel id -> the AGI URL the PBX was given
+        self._failsafed: set[str] = set()  # channel ids whose failsafe was counted
         carrier.on_arm.append(self.reset)
 
     def reset(self) -> None:
@@ -96,8 +96,12 @@ class NodeGuard:
         self._failsafed.clear()
 
     def failsafe(self, flight: InFlight, agi_url: str) -> None:
-        """The call took the dialplan's failsafe (node_events.py): told before it settles."""
-        self._failsafed[flight.channel_id] = agi_url
+        """The call took the dialplan's failsafe (node_events.py): counted now, not when it
+        settles at its Hangup after the legal mentions, so that a FastAGI server the PBX
+        cannot reach takes the node out after 3 answered calls, not 3 playbacks later."""
+        self._failsafed.add(flight.channel_id)  # ended() counts it no more
+        if flight.answered and not self.carrier.stopping():
+            self._failsafe(flight.node, self._node(flight.node), agi_url)
 
     def _node(self, name: str) -> _Node:
         return self._nodes.setdefault(name, _Node())
@@ -127,13 +131,11 @@ class NodeGuard:
 
     def ended(self, flight: InFlight) -> None:
         """An attempt has its outcome: an answered one tells whether its prompts played."""
-        agi_url = self._failsafed.pop(flight.channel_id, None)
-        if not flight.answered or self.carrier.stopping():
-            return
+        failsafed = flight.channel_id in self._failsafed
+        self._failsafed.discard(flight.channel_id)
+        if not flight.answered or self.carrier.stopping() or failsafed:
+            return  # a failsafe was counted at its event (failsafe())
         n = self._node(flight.node)
-        if agi_url is not None:
-            self._failsafe(flight.node, n, agi_url)
-            return
         n.failsafes = 0  # this one reached the IVR
         sound = flight.prompt_failed  # agi_ivr.py marks it
         if not sound:
@@ -150,7 +152,7 @@ class NodeGuard:
             n.out_for_good = True
             self._out(name, n, (
                 f"node {name}: {n.failsafes} answered calls in a row took the dialplan's "
-                "failsafe (they heard nothing)",
+                "failsafe (they heard the legal mentions only)",
                 f"the PBX cannot reach the FastAGI server {agi_url}: check agi.host and "
                 "agi.port (the address the PBX dials), agi.allowed_peers (the PBX's address as "
                 "the controller sees it) and any firewall or NAT between them",
