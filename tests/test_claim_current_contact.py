@@ -54,3 +54,16 @@ def test_a_slot_dropped_after_the_plan_no_longer_holds_the_claim_back(store: Sto
     s.db.execute("UPDATE contacts SET slot = NULL WHERE number = ?", (REAL,))
     got = claim(cfg(), s, row, "node-a", MONDAY_10 + timedelta(minutes=30))
     assert got.call is not None
+
+
+def test_the_claim_hands_on_the_row_it_judged(store: Store) -> None:
+    """The Originate's last calendar check (sending.py, after a long wait for its slot) reads
+    the claim's row, not the plan's: the slot dropped since the plan is dropped there too."""
+    s = fill(store, REAL, at=MONDAY_10 - timedelta(days=1), slot="evening")
+    row = contact(s, REAL)
+    s.db.execute("UPDATE contacts SET slot = NULL, timezone = 'Europe/Paris' WHERE number = ?",
+                 (REAL,))
+    got = claim(cfg(), s, row, "node-a", MONDAY_10 + timedelta(minutes=30))
+    assert got.call is not None and row["slot"] == "evening"
+    assert got.contact is not None and got.contact["number"] == REAL
+    assert (got.contact["slot"], got.contact["timezone"]) == (None, "Europe/Paris")

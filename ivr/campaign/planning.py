@@ -239,11 +239,19 @@ def claim(cfg: Config, store: StoreBackend, contact: dict[str, Any], node: str,
     the store gets its hash, the returned Claim the token (for the Originate only)."""
     attempts_since, refusals_since = _since(cfg, now)
     token = new_token()
+    decide, current = judge(cfg, contact, now), []
+
+    def judged(past: History) -> Verdict:  # keeps the row the claim read, for sending.py
+        if past.current is not None:
+            current.append(past.current)
+        return decide(past)
     got = store.claim_attempt(contact, campaign=cfg.campaign.name,
                               caller_id=cfg.campaign.caller_id, node=node, now=now,
                               attempts_since=attempts_since, refusals_since=refusals_since,
-                              judge=judge(cfg, contact, now), token_hash=token_hash(token))
-    return replace(got, token=token) if got.call is not None else got
+                              judge=judged, token_hash=token_hash(token))
+    if got.call is None:
+        return got
+    return replace(got, token=token, contact={**contact, **current[-1]} if current else contact)
 
 
 def verdict_for(cfg: Config, store: StoreBackend, contact: dict[str, Any], now: datetime,

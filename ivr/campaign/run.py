@@ -244,6 +244,7 @@ class CampaignRun:
         refused, nothing dialled; REPLAN: the run must re-plan (store away, stop, pause)."""
         self.sender.raise_failure()
         self.dialer.writer.flush()
+        judged_at = self.clock.monotonic()  # the claim judges at about this time
         try:
             claim, send = await self.dialer.place(contact)
         except STORE_ERRORS as exc:  # nothing was sent: pause, then re-plan
@@ -251,7 +252,7 @@ class CampaignRun:
             return REPLAN
         self.state.set(paused="")
         refused = send is None or claim.call is None
-        if not await self.sender.leave(claim, send, contact):
+        if not await self.sender.leave(claim, send, judged_at):
             return REPLAN
         return REFUSED if refused else PLACED
 

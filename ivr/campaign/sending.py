@@ -22,9 +22,10 @@ log = logging.getLogger(__name__)
 # second (bench_ivr); stock panoramisk sends them all at once. The window starts at one (the
 # first call of a run meets a PBX that may be refusing) and doubles with each success.
 SEND_WINDOW = 32
-# An Originate that waited longer than this for its pacing slot after its claim (a pacing
-# lowered in the console: up to one interval) has the calendar rules checked again before it
-# leaves: the calling window may have closed meanwhile. A shorter wait leaves on the claim's.
+# An Originate that leaves longer than this after its claim judged it (a slow claim, a pacing
+# lowered in the console: up to one interval) has the calendar rules checked again, on the
+# claim's row: the calling window may have closed meanwhile. A quicker one leaves on the
+# claim's verdict.
 RECHECK_AFTER_S = 1.0
 
 
@@ -45,21 +46,22 @@ class Sender:
         self.answering = 0  # Originates sent and still awaiting their Response
 
     async def leave(self, claim: Claim, send: Coroutine[Any, Any, None] | None,
-                    contact: dict[str, Any] | None = None) -> bool:
+                    judged_at: float | None = None) -> bool:
         """A claimed call's Originate, at its pacing slot; False when a stop or a pause came
-        first, or the calling window closed while it waited (not sent, the attempt
-        withdrawn)."""
+        first, or the calling window closed since the claim judged it (`judged_at`, the
+        clock's monotonic() then): not sent, the attempt withdrawn."""
         if send is None or claim.call is None:  # refused at dial time (e.g. opted out)
             self.tick()
             return True
         # A PostgreSQL claim (worker thread) takes more or less time: pace the Originate too.
         # A stop ends the wait, a new pacing moves its end; a pause is seen at its end.
-        claimed_at = self.clock.monotonic()
         await self.control.until_slot(self.left_at, self.hard_stop)
         if self.held():  # a stop or a pause came during the claim or the wait: never sent
             self.dialer.unsent(int(claim.call["id"]), send)
             return False
-        if contact is not None and self.clock.monotonic() - claimed_at > RECHECK_AFTER_S:
+        contact = claim.contact
+        if contact is not None and judged_at is not None and \
+                self.clock.monotonic() - judged_at > RECHECK_AFTER_S:
             shut = self.dialer.shut_since_claim(contact)
             if shut:  # e.g. 20:00 passed during a long pacing wait: due when it reopens
                 log.info("call %s not placed: the calling rules refuse it now (%s)",

@@ -115,6 +115,9 @@ class Claim:
     call: Row | None
     decision: Decision
     token: str | None = field(default=None, repr=False, compare=False)
+    # The contact as the claim judged it (the plan's row with the slot and time zone read in
+    # the claim's transaction), set by planning.claim: the Originate's last calendar check.
+    contact: Row | None = field(default=None, repr=False, compare=False)
 
 
 class KeyedAudit:
