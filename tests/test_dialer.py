@@ -16,7 +16,7 @@ from typing import Any
 
 import ports
 from ivr import app, config
-from ivr.campaign import planning
+from ivr.campaign import planning, reconcile
 from ivr.campaign.clock import Clock, ManualClock
 from ivr.campaign.dialer import FAULT_HOLD_S
 from ivr.store.sqlite import Store, parse_utc, utc
@@ -320,3 +320,25 @@ def test_a_live_call_of_an_earlier_controller_is_adopted_not_settled(backend: Ba
     adopted, at_adoption, calls = asyncio.run(scenario())
     assert adopted and at_adoption is None
     assert [c["outcome"] for c in calls] == ["message_played"]  # its IVR's outcome, not error
+
+
+def test_an_adopted_call_that_ends_without_an_ivr_report_is_reconciled(
+        backend: Backend) -> None:
+    """A live channel of an earlier run (here its failsafe still playing the legal mentions
+    after that controller died) is adopted; when it ends with no IVR of ours to report, its
+    `error` is a reconciliation's (stage `reconciled`), as when the channel is already gone."""
+    number = fiction(11)
+
+    async def scenario() -> dict[str, Any]:
+        async with rig(backend, {}, numbers=[number]) as r:
+            got = planning.claim(r.cfg, r.store, contact(r.store, number), "pbx",
+                                 r.clock.now())  # the earlier run's open attempt
+            r.store.mark_answered(int(got.call["id"]), r.clock.now())
+            call = r.store.call(int(got.call["id"]))
+            flight = reconcile.adopt(r.dialer, r.dialer.nodes["pbx"], call)
+            assert flight.adopted and flight.answered
+            r.dialer._expire(flight)  # its Hangup came, and no IVR of ours reported
+            await r.settled()
+            return r.store.call(int(got.call["id"]))
+    call = asyncio.run(scenario())
+    assert (call["outcome"], call["stage"]) == ("error", "reconciled")

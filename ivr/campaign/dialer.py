@@ -337,8 +337,10 @@ class Dialer:
         if flight.call_id in self.ivr_active:  # still deciding (e.g. waiting on the node)
             self._expire_later(flight)
             return
-        if self.by_call.get(flight.call_id) is flight:
-            self._settle_error(flight, "no-ivr-report")
+        if self.by_call.get(flight.call_id) is flight:  # an adopted call's IVR was another's:
+            # its end is known from Asterisk's side only (e.g. the failsafe's legal mentions
+            # played after that controller died), as a reconciliation knows it
+            self._settle_error(flight, "reconciled" if flight.adopted else "no-ivr-report")
 
     def _settle_error(self, flight: InFlight, stage: str) -> None:
         self.settle_error(flight.call_id, stage, answered=flight.answered,

@@ -74,6 +74,7 @@ class InFlight:
     # The dialplan's failsafe took it: settled `error` at its Hangup, after the legal mentions
     # the failsafe plays, so that the number stays in flight while its channel lives.
     failsafe: bool = False
+    adopted: bool = False  # an earlier run's or another controller's live call (reconcile.py)
     settle: Timer | None = field(default=None, repr=False)
     # The callee's line put on hold (AMI Hold/Unhold): made at its first Hold, None for a
     # call never held (nothing to keep, nothing to read on the IVR's side)

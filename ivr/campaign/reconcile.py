@@ -115,7 +115,7 @@ def adopt(dialer: Dialer, ns: NodeState, call: dict[str, Any],
         flight = InFlight(int(call["id"]), call["channel_id"], call["number"], ns.name,
                           answered=call["answered_at"] is not None,
                           deadline=dialer.clock.monotonic() + dialer.deadline_s,
-                          attempt=int(call["attempt"]))
+                          attempt=int(call["attempt"]), adopted=True)
         ns.add(flight)
         dialer.by_call[flight.call_id] = flight
         dialer.idle.clear()
