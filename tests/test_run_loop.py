@@ -395,6 +395,21 @@ def test_pacing_holds_after_a_long_wait_for_the_window(backend: Backend) -> None
     assert min(gaps) >= 0.18, gaps  # 5 a second: 0.2 s apart
 
 
+def slow_first_claim(r: Rig, seconds: float) -> list[float]:
+    """The first claim takes `seconds` more (e.g. a slow store); the run clock's time at
+    which each claim returned."""
+    place, placed = r.dialer.place, []
+
+    async def slow_first(contact: dict[str, Any]) -> Any:
+        got = await place(contact)
+        placed.append(r.clock.monotonic())
+        if len(placed) == 1:
+            await r.clock.sleep(seconds)
+        return got
+    r.dialer.place = slow_first  # type: ignore[method-assign]
+    return placed
+
+
 def test_a_hard_stop_wakes_the_pacing_wait_of_a_claimed_call_which_is_then_not_sent(
         backend: Backend) -> None:
     """A claim that took long (here the first, 40 s) makes the next Originate wait one
@@ -409,15 +424,7 @@ def test_a_hard_stop_wakes_the_pacing_wait_of_a_claimed_call_which_is_then_not_s
         async with rig(backend, {n: failed(1) for n in numbers}, clock=ManualClock(),
                        calls_per_second=1 / 40) as r:
             stamps = stamp_originates(r)
-            place, placed = r.dialer.place, []
-
-            async def slow_first(contact: dict[str, Any]) -> Any:
-                got = await place(contact)
-                placed.append(r.clock.monotonic())
-                if len(placed) == 1:
-                    await r.clock.sleep(40)  # the first claim's long way (e.g. a slow store)
-                return got
-            r.dialer.place = slow_first  # type: ignore[method-assign]
+            placed = slow_first_claim(r, 40)
 
             async def cut() -> float:  # 5 s into the second call's wait for its slot
                 while len(placed) < 2:
@@ -453,15 +460,7 @@ def test_a_claimed_call_whose_window_closes_during_its_pacing_wait_is_not_sent(
             r.cfg.schedule.demo_any_hour = False
             r.cfg.schedule.windows = [Window(days="mon-sun", hours=["11:00-11:01"])]
             stamps = stamp_originates(r)
-            place, placed, unsent = r.dialer.place, [], []
-
-            async def slow_first(contact: dict[str, Any]) -> Any:
-                got = await place(contact)
-                placed.append(r.clock.monotonic())
-                if len(placed) == 1:
-                    await r.clock.sleep(8)  # the first claim's long way (e.g. a slow store)
-                return got
-            r.dialer.place = slow_first  # type: ignore[method-assign]
+            placed, unsent = slow_first_claim(r, 8), []
             withdraw = r.dialer.unsent
 
             def not_sent(call_id: int, send: Any) -> None:
