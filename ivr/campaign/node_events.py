@@ -64,16 +64,18 @@ def on_hangup(dialer: Dialer, ev: ChannelHangup) -> None:
         flight.hold.end()
     if flight.failsafe:  # its legal mentions played: the failsafe's `error`, then the cause
         dialer._settle_error(flight, "failsafe")  # (an unanswered settle writes no cause)
-        if flight.cause is not None:
-            call_id, cause = flight.call_id, str(flight.cause)
-            dialer.writer.write(lambda: dialer.store.set_hangup_cause(call_id, cause))
+        _write_cause(dialer, flight)
     elif flight.failed and flight.cause is not None:
         settle_failed(dialer, flight)
     elif flight.answered:
-        if flight.cause is not None:
-            call_id, cause = flight.call_id, str(flight.cause)
-            dialer.writer.write(lambda: dialer.store.set_hangup_cause(call_id, cause))
+        _write_cause(dialer, flight)
         dialer._expire_later(flight)
+
+
+def _write_cause(dialer: Dialer, flight: InFlight) -> None:
+    if flight.cause is not None:
+        call_id, cause = flight.call_id, str(flight.cause)
+        dialer.writer.write(lambda: dialer.store.set_hangup_cause(call_id, cause))
 
 
 def on_callee_hangup(dialer: Dialer, ev: ChannelHangup) -> None:

@@ -92,11 +92,19 @@ def judge(cfg: Config, contact: dict[str, Any], now: datetime) -> Callable[[Hist
 
     def rules(at: datetime, past: History) -> Verdict:
         row = past.current if past.current is not None else contact
-        zone = callee_zone(number, row.get("timezone"), cfg.schedule.timezone)
-        return check_call(at, number=number, zone=zone, schedule=cfg.schedule,
-                          attempts_utc=past.attempts, last_refusal_utc=past.last_refusal,
-                          preferred_slot=row.get("slot"))
+        return row_verdict(cfg, number, row, at, past.attempts, past.last_refusal)
     return decide
+
+
+def row_verdict(cfg: Config, number: str, row: Mapping[str, Any], at: datetime,
+                attempts: Iterable[datetime] = (), last_refusal: datetime | None = None
+                ) -> Verdict:
+    """The calling rules at `at` for `number`, in the zone and slot of the contact's `row`,
+    on the history given (none: the calendar rules alone)."""
+    zone = callee_zone(number, row.get("timezone"), cfg.schedule.timezone)
+    return check_call(at, number=number, zone=zone, schedule=cfg.schedule,
+                      attempts_utc=attempts, last_refusal_utc=last_refusal,
+                      preferred_slot=row.get("slot"))
 
 
 class RetryWait(Verdict):
@@ -226,10 +234,7 @@ def calendar_verdict(cfg: Config, contact: dict[str, Any], now: datetime) -> Ver
     """The calendar rules alone at `now` (window, slot, holiday, blackout), on the contact's
     row: what may close between a claim and its Originate's departure. The history's rules
     (cap, cooldown, opposition) were judged by the claim itself."""
-    number = contact["number"]
-    zone = callee_zone(number, contact.get("timezone"), cfg.schedule.timezone)
-    return check_call(now, number=number, zone=zone, schedule=cfg.schedule,
-                      preferred_slot=contact.get("slot"))
+    return row_verdict(cfg, contact["number"], contact, now)
 
 
 def claim(cfg: Config, store: StoreBackend, contact: dict[str, Any], node: str,

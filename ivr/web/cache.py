@@ -138,7 +138,7 @@ class KeptBlocks:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._kept: OrderedDict[str, Mapping[int, Chunk]] = OrderedDict()
-        self._packed: dict[str, dict[str, Mapping[int, Packed]]] = {}  # campaign: coding: 
+        self._packed: dict[str, dict[str, Mapping[int, Packed]]] = {}  # campaign -> coding ->
         self._sizes: dict[str, int] = {}
         self._gathering = False
         self._cleared = 0  # clear()s so far: what a download rendered across one is not kept
@@ -199,10 +199,10 @@ class KeptBlocks:
                 packed.setdefault(c, {}).update(
                     (b, p) for b, p in segs.items() if blocks.get(b) is p.chunk)
             plain = sum(len(c.data) for c in blocks.values())
-            size = plain + sum(len(p.seg) for segs in packed.values() for p in segs.values())
+            size = plain + sum(map(_seg_bytes, packed.values()))
             if size > self.MAX_BYTES and len(packed) > 1:  # this download's coding only:
                 packed = {coding: packed.get(coding, {})}  # browsers' and scripts' downloads
-                size = plain + sum(len(p.seg) for p in packed[coding].values())  # alternate
+                size = plain + _seg_bytes(packed[coding])  # alternate
             if size > self.MAX_BYTES:  # the blocks alone, if they fit
                 size, packed = plain, {}
             self._kept.pop(key, None)
@@ -214,3 +214,7 @@ class KeptBlocks:
             while sum(self._sizes.values()) > self.MAX_BYTES:
                 gone, _ = self._kept.popitem(last=False)
                 del self._sizes[gone], self._packed[gone]
+
+
+def _seg_bytes(segs: Mapping[int, Packed]) -> int:
+    return sum(len(p.seg) for p in segs.values())

@@ -22,9 +22,9 @@ from ivr.web.cache import KeptBlocks
 from ivr.web.segments import Blocks, SegmentWriter
 
 _CSV_HEADER = Chunk(0, 0, CSV_HEADER_BYTES)
-_HEADER = gzblocks.pack(_CSV_HEADER)  # the CSV header's segment, made once per coding
-WRITERS: dict[str, tuple[type[SegmentWriter], Any]] = {  # coding: (writer, header's segment)
-    "gzip": (gzblocks.GzipWriter, _HEADER),
+# coding -> (its writer, the CSV header's segment, made once)
+WRITERS: dict[str, tuple[type[SegmentWriter], Any]] = {
+    "gzip": (gzblocks.GzipWriter, gzblocks.pack(_CSV_HEADER)),
     "zstd": (zstdblocks.ZstdWriter, zstdblocks.pack(_CSV_HEADER))}
 
 
