@@ -26,6 +26,7 @@ import holidays  # noqa: F401  (the _Calendar annotation)
 from ivr.compliance.callee_place import (  # noqa: F401 (zone and holiday helpers: used from here)
     Zones, _country_calendar, _holiday_calendar, _number_subdivs, _number_zone, _parsed,
     callee_zone, fr_subdivisions, zones_of)
+from ivr.compliance.zones_meet import may_meet
 from ivr.config import Schedule, Window
 from ivr.config_checks import CAP_PERIOD_DAYS
 from ivr.errors import ComplianceError
@@ -214,8 +215,8 @@ def _next_open(t0: datetime, zones: tuple[ZoneInfo, ...], is_open: Callable[[dat
     need testing: a day's, in every zone, in time order up to the next day's earliest start."""
     if is_open(t0):
         return t0
-    if not any(plan.values()):  # a slot outside every window: nothing to search for
-        return None
+    if not any(plan.values()) or not may_meet(t0, zones, plan, SEARCH_HORIZON_DAYS):
+        return None  # a slot outside every window; zones whose hours never meet
     first_day = min(t0.astimezone(z).date() for z in zones) - timedelta(days=1)  # margin
     pending: set[datetime] = set()
     for i in range(SEARCH_HORIZON_DAYS + 1):
