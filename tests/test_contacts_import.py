@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import time
@@ -19,6 +20,7 @@ from opposition_forms import ACCEPTED, REFUSED
 BAD_REASON = ("'bad': not a valid phone number: write it in national (06 12 34 56 78) or "
               "international (+33 6 12 34 56 78) form")
 
+from ivr import numbers
 from ivr.records import contacts
 from ivr.records.contacts import LATIN1_WARNING, ImportReport, e164, import_csv, import_optouts
 from ivr.errors import ImportFileError, IvrError
@@ -552,16 +554,23 @@ def test_fatal_error_after_some_batches_keeps_them_whole(
     assert (report.added, report.unchanged) == (1, 3)
 
 
-# -- scale -------------------------------------------------------------------------------------
-# 100,000 lines on SQLite; on PostgreSQL 20,000 (20 batches of contacts.BATCH): its batching
-# and import session are the same code at any size, and 200,000 took 80-160 s there. The peak
-# is ~14 MB, most of it numbers._overseas' cache, full after its 65,536 distinct numbers: 100,000
-# lines go past it, and a leak of ~200 bytes a line fails (32 MiB; tried: 210 failed, 141
-# passed), as with 200,000 lines and 50 MiB before (100-110 s under tracemalloc in CI; now 44 s).
-@pytest.mark.parametrize("store, n", [("sqlite", 100_000), ("postgresql", 20_000)],
-                         indirect=["store"])
-def test_a_large_file_streams_with_bounded_memory(store: Store, tmp_path: Path, n: int) -> None:
-    assert n > 10 * contacts.BATCH
+# -- scale ----------------------------------------------------------------------------------------
+# Memory must not grow with the file: 20 batches of contacts.BATCH, past the one cache that
+# grows with distinct numbers (numbers._overseas, bounded by its maxsize: 65,536 numbers, ~14
+# MB once full). Its bound shrunk to 4,096 here, the import peaks at ~1.6 MB, and a leak of
+# ~130 bytes a line fails 4 MiB (tried: 150 bytes a line peaked at 5.3 MB). The file once had
+# 100,000 lines to go past the full cache: 150 s under tracemalloc in CI, for the same check.
+SCALE_LINES = 20_000
+OVERSEAS_CACHE_MAX = 4096
+
+
+def test_a_large_file_streams_with_bounded_memory(store: Store, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    n = SCALE_LINES
+    assert n > 10 * contacts.BATCH and n > 4 * OVERSEAS_CACHE_MAX
+    assert numbers._overseas.cache_info().maxsize == 65536  # the product's own bound
+    monkeypatch.setattr(numbers, "_overseas", functools.lru_cache(maxsize=OVERSEAS_CACHE_MAX)(
+        numbers._overseas.__wrapped__))
     path = tmp_path / "big.csv"
     with path.open("w", encoding="utf-8") as fh:
         fh.write("number,name,ville\n")
@@ -576,7 +585,8 @@ def test_a_large_file_streams_with_bounded_memory(store: Store, tmp_path: Path, 
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 32 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
+    assert numbers._overseas.cache_info().currsize == OVERSEAS_CACHE_MAX  # it was full
+    assert peak < 4 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
     assert (report.added, report.duplicates, report.rejected) == (
         n, 1, [(n + 3, BAD_REASON)])
     assert store.one("SELECT COUNT(*) AS n FROM contacts")["n"] == n  # type: ignore[index]
