@@ -5,6 +5,7 @@ import hashlib
 import os
 import io
 import json
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -295,11 +296,22 @@ def bad_cases() -> dict[str, tuple[str, Callable[[Path], dict[str, Any]], str]]:
     }
 
 
+@pytest.fixture(scope="module")
+def built_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder where the default prompts were built: copied (mtimes kept) by each case
+    below instead of rendering the same speech again (2-3 s a case, 185 s a module in CI)."""
+    home = tmp_path_factory.mktemp("built-once")
+    build_prompts(make_cfg(home))
+    return home
+
+
 @pytest.mark.parametrize("case", sorted(bad_cases()))
 def test_bad_input_names_key_and_leaves_build_untouched(tmp_path: Path, case: str,
-                                                        render_spy: list[str]) -> None:
+                                                        render_spy: list[str],
+                                                        built_once: Path) -> None:
     key, setup, part = bad_cases()[case]
-    build_prompts(make_cfg(tmp_path))
+    shutil.copytree(built_once, tmp_path, dirs_exist_ok=True)  # copy2: contents and mtimes
+    assert build_prompts(make_cfg(tmp_path)) is not None and render_spy == []  # up to date
     before = snapshot(tmp_path / "build")
     over = setup(tmp_path)
     # goodbye changes too and sorts before zz_bad: it is rendered, then must be thrown away.
