@@ -248,7 +248,7 @@ def agi_app(cfg: Config, store: Store, dialer: Dialer, clock: Clock,
     dialer.legal_sound = lambda: live.current().sounds.get("legal")  # the outbound failsafe's
     app.add_route("ivr", handler)
     app.add_route("callback", CallbackHandler(store, cfg.default_region, clock.now,
-                                              write=dialer.writer.write,
+                                              commit=dialer.writer.committed,
                                               secret=callback_secret(cfg),
                                               optout_key=cfg.flow.optout_key))
     return app
@@ -352,7 +352,8 @@ async def serve_forever(cfg: Config, store: Store, clock: Callable[[], datetime]
     # queued and retried, never dropped, and never waited for on the event loop.
     writer = SafeWriter(store.transaction)
     agi.add_route("callback", CallbackHandler(store, cfg.default_region, clock,
-                                              write=writer.write, secret=callback_secret(cfg),
+                                              commit=writer.committed,
+                                              secret=callback_secret(cfg),
                                               optout_key=cfg.flow.optout_key))
     try:
         server = await serve(agi, cfg.agi.host, cfg.agi.port)

@@ -139,3 +139,27 @@ def test_a_batch_takes_a_savepoint_per_write_only_when_one_fails(tmp_path: Path)
     asyncio.run(go(bad=True))
     assert len([q for q in statements if q.startswith("SAVEPOINT")]) == 3
     assert [r["x"] for r in s.q("SELECT x FROM t ORDER BY rowid")] == ["a", "b", "a", "b"]
+
+
+def test_committed_is_true_once_the_write_is_in_the_store_and_false_while_it_is_queued(
+        tmp_path: Path) -> None:
+    """What the opposition line tells its caller hangs on it: True only once the write is
+    committed; a locked store gives False within the bound, the write stays queued and lands
+    once the lock is gone; a write that fails for good is False."""
+    s = store_at(tmp_path / "c.db")
+    other = sqlite3.connect(tmp_path / "c.db", isolation_level=None)
+
+    async def go() -> tuple[bool, bool, int, bool, bool]:
+        w = SafeWriter(s.transaction, retry_s=0.05)
+        free = await w.committed(lambda: s.audit("free", None, {}, NOW), 1.0)
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        locked = await w.committed(lambda: s.audit("locked", None, {}, NOW), 0.3)
+        queued = len(w.pending)
+        other.execute("ROLLBACK")
+        late = await w.committed(lambda: s.audit("late", None, {}, NOW), 2.0)  # behind it
+        bad = await w.committed(lambda: s.db.execute("INSERT INTO no_such_table VALUES (1)"), 1.0)
+        return free, locked, queued, late, bad
+    free, locked, queued, late, bad = asyncio.run(go())
+    assert (free, locked, queued, late, bad) == (True, False, 1, True, False)
+    assert [r["action"] for r in s.q("SELECT action FROM audit ORDER BY id")] == \
+        ["free", "locked", "late"]

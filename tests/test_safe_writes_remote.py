@@ -105,3 +105,23 @@ def test_a_remote_store_away_queues_in_order_then_everything_lands() -> None:
     assert problem is None
     assert written == ["a", "b", "c", "d"]
     assert seen == "connection refused Is the server running?"  # one line for the status
+
+
+def test_committed_waits_for_the_worker_thread_and_says_false_while_the_store_is_away() -> None:
+    """Remote: True only once the worker thread has committed the write (a slow round trip
+    waited for); False within the bound while the store is away, the write left queued, and
+    written once the store is back."""
+    store = FakeRemote(write_s=0.2)
+
+    async def go() -> tuple[bool, list[str], bool, list[str]]:
+        w = SafeWriter(store.transaction, retry_s=0.05)
+        slow = await w.committed(lambda: store.put("a"), 2.0)
+        written_then = list(store.written)
+        store.down = True
+        away = await w.committed(lambda: store.put("b"), 0.3)
+        store.down = False
+        await asyncio.wait_for(w.drained.wait(), 5)
+        return slow, written_then, away, store.written
+    slow, written_then, away, written = asyncio.run(go())
+    assert (slow, written_then) == (True, ["a"])
+    assert away is False and written == ["a", "b"]

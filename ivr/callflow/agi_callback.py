@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from datetime import datetime
 
@@ -19,6 +19,18 @@ log = logging.getLogger(__name__)
 CONFIRM_KEY = CALLBACK_CONFIRM_KEY  # what the notice asks for (`ivr check` reads it too)
 REFUSED_LEGAL_S = 45.0  # the legal mentions for a session without the secret, at most
 NOTICES = 2  # a caller who pressed another key, or none, is asked once more
+
+
+# Writes an opposition, then waits at most this many seconds for it to be in the store: True
+# once it is (SafeWriter.committed).
+Commit = Callable[[Callable[[], object], float], Awaitable[bool]]
+COMMIT_WAIT_S = 3.0  # the caller waits in silence meanwhile: a store back within it confirms
+
+
+async def _commit_now(fn: Callable[[], object], within_s: float) -> bool:
+    """Straight to the store (tests, and callers with no writer): in it once fn returns."""
+    fn()
+    return True
 
 
 def caller_e164(raw: str, default_region: str) -> str | None:
@@ -41,15 +53,16 @@ class CallbackHandler:
     the legal mentions, the written route to object)."""
 
     def __init__(self, store: Store, default_region: str, clock: Callable[[], datetime],
-                 timeout_s: float = 5.0,
-                 write: Callable[[Callable[[], object]], None] = lambda fn: fn(), *,
+                 timeout_s: float = 5.0, commit: Commit | None = None, *,
                  secret: str, optout_key: str = FlowOptions().optout_key) -> None:
         self.store = store
         self.secret = secret
         # Key 1, as the notice asks, and the opt-out key every outbound intro teaches ("9 at
         # any moment"): a caller who presses it here means the same thing.
         self.keys = CONFIRM_KEY + optout_key.replace(CONFIRM_KEY, "")
-        self.write = write  # through the run's SafeWriter: a locked store loses nothing
+        # Through the run's SafeWriter (`committed`): a locked store loses nothing, and the
+        # caller hears the confirmation only once the opposition is in the store.
+        self.commit = commit or _commit_now
         self.region = default_region
         self.clock = clock
         self.timeout_ms = int(timeout_s * 1000)
@@ -88,9 +101,17 @@ class CallbackHandler:
             log.info("callback from %s ended without confirmation", "a caller")
             return heard  # a notice Asterisk could not play: the failsafe's legal mentions
         now = self.clock()
-        self.write(lambda: self.store.add_optout(number, "phone-callback", now))
-        await req.stream_file(f"{SOUNDS_DIR}/optout_confirm")
-        return True
+        if await self.commit(lambda: self.store.add_optout(number, "phone-callback", now),
+                             COMMIT_WAIT_S):
+            await req.stream_file(f"{SOUNDS_DIR}/optout_confirm")
+            return True
+        # Not in the store yet (it is away): the opposition stays queued and is written when
+        # the store is back, but the caller is not told it is recorded; they hear the written
+        # route to object instead, which holds whatever happens to the queue.
+        log.warning("opposition line: the store did not take an opposition within %.0f s; it "
+                    "stays queued, and the caller heard the legal mentions instead of the "
+                    "confirmation", COMMIT_WAIT_S)
+        return not (await req.stream_file(f"{SOUNDS_DIR}/legal")).failed
 
     async def _ask(self, req: AgiRequest) -> tuple[bool, bool]:
         """Whether the caller heard the line out, and whether they confirmed: the notice, once

@@ -108,6 +108,29 @@ class SafeWriter:
             self._progress.clear()
             await self._progress.wait()
 
+    async def committed(self, fn: Callable[[], Any], within_s: float) -> bool:
+        """Write `fn`, then wait at most `within_s` for it to be in the store: True once it is
+        committed. False while it is still queued (the store away: it stays queued and is
+        written when the store is back) or when it failed for good. What a caller on the line
+        is told depends on it: never that an opposition is recorded before it is."""
+        done = False
+
+        def tracked() -> Any:
+            nonlocal done
+            done = False  # a batch rolled back and written again: its last run counts
+            out = fn()
+            done = True
+            return out
+        self.write(tracked)
+        try:
+            async with asyncio.timeout(within_s):
+                await self.settled()
+                while tracked in self.pending:  # retried every retry_s by _drain
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            return False
+        return done
+
     async def _flush_remote(self) -> None:
         """One flush at a time, in order: each batch committed in a worker thread."""
         try:
