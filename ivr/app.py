@@ -243,7 +243,8 @@ def agi_app(cfg: Config, store: Store, dialer: Dialer, clock: Clock,
                          write=dialer.writer.write, on_pbx_fault=dialer.pbx_fault,
                          pbx_went_down=dialer.pbx_went_down, gate=gate,
                          on_recorded=dialer.stored_causes.note,
-                         cut_by_run=dialer.cut_by_run.__contains__)
+                         cut_by_run=dialer.cut_by_run.__contains__,
+                         commit=dialer.writer.committed)
     dialer.opposed = handler.opposed  # kept up to date by the run's tick (run_control.py)
     dialer.legal_sound = lambda: live.current().sounds.get("legal")  # the outbound failsafe's
     app.add_route("ivr", handler)

@@ -207,3 +207,38 @@ def test_drive_plays_the_content_addressed_version_of_each_prompt() -> None:
     assert outcome.outcome == "declined"
     assert ch.calls == [("stream_file", ("ivr/a-12345678/intro-0123456789ab", "1")),
                         ("stream_file", (f"{SOUNDS_DIR}/legal", ""))]  # no version: plain
+
+
+@pytest.mark.parametrize("stored,last", [(True, "optout_confirm"), (False, "legal")])
+def test_a_key_9_is_confirmed_only_once_the_store_has_the_opposition(
+        stored: bool, last: str) -> None:
+    """drive() waits for on_optout (the writer's commit, bounded) before the flow goes on:
+    confirmed once stored; still queued, the legal mentions (the written route) instead."""
+    from ivr.callflow.flow import FlowOptions, call_flow
+    asked: list[str] = []
+
+    async def on_optout(key: str) -> bool:
+        asked.append(key)
+        return stored
+    ch = Channel(StreamResult(digit="9", endpos=10), StreamResult(endpos=8000))
+    outcome, _ = run(drive(call_flow(FlowOptions()), ch, on_optout))
+    assert asked == ["9"] and outcome.outcome == "opted_out"
+    assert ch.calls[-1] == ("stream_file", (f"{SOUNDS_DIR}/{last}", ""))
+
+
+def test_the_line_gives_the_legal_mentions_when_the_store_has_not_taken_the_opposition() -> None:
+    """The callback line's commit says the store did not take it in time: no confirmation;
+    the legal mentions, and the flag (they were heard)."""
+    store = OptOuts()
+
+    async def not_yet(fn: Any, within_s: float) -> bool:
+        fn()  # queued: written later
+        return False
+    handler = CallbackHandler(store, "FR", lambda: datetime.now(timezone.utc),  # type: ignore
+                              timeout_s=4, secret=SECRET, commit=not_yet)
+    ch = Channel(StreamResult(digit="1", endpos=10), StreamResult(endpos=10), headers={
+        "agi_callerid": "0612345678", ARG_CALLBACK_SECRET: SECRET})
+    run(handler(ch))
+    assert store.added == [("+33612345678", "phone-callback")]
+    assert ch.calls[-2:] == [("stream_file", (f"{SOUNDS_DIR}/legal", "")),
+                             ("set_variable", (VAR_DONE, "1"))]

@@ -147,6 +147,21 @@ def test_optout_is_recorded_before_the_confirmation_plays() -> None:
     assert stop.value.value.outcome == "opted_out"
 
 
+def test_an_opposition_the_store_has_not_taken_yet_gets_the_written_route() -> None:
+    """The driver says the store had not taken it in time (still queued): the callee hears
+    the legal mentions, the written route to object, not a confirmation that is not yet
+    true; the outcome is the opposition all the same."""
+    gen = call_flow(OPTS)
+    assert next(gen) == Play("intro", DTMF_KEYS)
+    assert gen.send(key("9")) == OptOutNow("9")
+    chosen = gen.send(Result(not_stored=True))
+    assert isinstance(chosen, Chosen) and chosen.reached.outcome == "opted_out"
+    assert gen.send(Result()) == Play("legal")
+    with pytest.raises(StopIteration) as stop:
+        gen.send(DONE)
+    assert (stop.value.value.outcome, stop.value.value.stage) == ("opted_out", "legal")
+
+
 def test_machine_hangs_up_without_playing() -> None:
     gen = call_flow(OPTS, "MACHINE")
     with pytest.raises(StopIteration) as stop:

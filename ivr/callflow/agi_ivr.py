@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from ivr.callflow import outcomes
 from ivr.callflow.agi_gate import Refused, SessionGate, hang_up_refused
+from ivr.callflow.agi_callback import COMMIT_WAIT_S, Commit
 from ivr.callflow.opposed import OVERLAP_S, Opposed
 from ivr.telephony.contract import ARG_AMD_STATUS, SOUNDS_DIR, VAR_DONE, VAR_HANGUP_CAUSE
 from ivr.telephony.fastagi import CHANNEL_UP, AgiHangup, AgiRequest
@@ -131,7 +132,7 @@ async def _wait(req: AgiRequest, step: WaitKey) -> Result:
     return Result(key=digit) if digit else Result()
 
 
-async def drive(gen: FlowGen, req: AgiRequest, on_optout: Callable[[str], None],
+async def drive(gen: FlowGen, req: AgiRequest, on_optout: Callable[[str], Awaitable[bool]],
                 sounds: Mapping[str, str] | None = None,
                 watch: ChoiceWatch | None = None, line: Line = _no_hold) -> tuple[Outcome, bool]:
     """Run the flow generator against a live AGI channel. Returns the outcome and whether
@@ -151,9 +152,8 @@ async def drive(gen: FlowGen, req: AgiRequest, on_optout: Callable[[str], None],
                 result = await _wait_unhold(line(), step)
             elif isinstance(step, WaitKey):
                 result = await _wait(req, step)
-            elif isinstance(step, OptOutNow):
-                on_optout(step.key)
-                result = Result()
+            elif isinstance(step, OptOutNow):  # True once the opposition is in the store
+                result = Result(not_stored=not await on_optout(step.key))
             elif isinstance(step, Chosen):
                 if watch is not None:
                     watch.chose(step.reached)
@@ -210,7 +210,7 @@ class IvrHandler:
                  versions: Callable[[], PromptVersion] | None = None,
                  on_recorded: Callable[[str, str], None] | None = None,
                  cut_by_run: Callable[[int], bool] = lambda call_id: False,
-                 opposed: Opposed | None = None) -> None:
+                 opposed: Opposed | None = None, commit: Commit | None = None) -> None:
         self.store = store
         self.hashes = hashes
         # prompt key -> the content-addressed file of exactly the version `hashes` records
@@ -222,6 +222,8 @@ class IvrHandler:
         self.retry_at = retry_at
         self.on_finished = on_finished
         self.write = write  # outcomes go through the dialer's SafeWriter: never lost
+        # An opposition too, and the callee is told it is recorded once it is (committed)
+        self.commit = commit or self._written
         self.on_pbx_fault = on_pbx_fault
         self.pbx_went_down = pbx_went_down
         self.gate = gate
@@ -247,11 +249,16 @@ class IvrHandler:
         req.writer.close()
         return await self.pbx_went_down(node=node) if self.pbx_went_down else False
 
-    def _optout(self, call: dict) -> Callable[[str], None]:
-        def record(key: str) -> None:
+    async def _written(self, fn: Callable[[], object], within_s: float) -> bool:
+        """No writer that waits (tests): handed to `write`, taken as stored."""
+        self.write(fn)
+        return True
+
+    def _optout(self, call: dict) -> Callable[[str], Awaitable[bool]]:
+        async def record(key: str) -> bool:
             now = self.clock()
-            self.write(lambda: self.store.add_optout(call["number"], "phone-key", now,
-                                                     call["campaign"]))
+            return await self.commit(lambda: self.store.add_optout(
+                call["number"], "phone-key", now, call["campaign"]), COMMIT_WAIT_S)
         return record
 
     def _choice(self, call_id: int, amd_status: str,

@@ -71,6 +71,7 @@ class Result:
     completed: bool = False    # a prompt played to its end
     hangup: bool = False       # the callee hung up (or the channel died)
     held: bool = False         # the line was on hold during (part of) the prompt: not heard
+    not_stored: bool = False   # OptOutNow: the store had not taken the opposition in time
 
 
 DONE = Result(completed=True)
@@ -179,8 +180,10 @@ class _Call:
         self.state.choice, self.state.choice_key = "optout", key
         self.state.answered_prompt = self.prompt
         self.state.outcome = "opted_out"
-        yield OptOutNow(key)
-        yield from self.play("optout_confirm")
+        stored = yield OptOutNow(key)
+        # Confirmed only once it is in the store; else (still queued) the written route
+        yield from self.play("legal" if stored is not None and stored.not_stored
+                             else "optout_confirm")
         return self.state
 
     def finish(self, outcome: str, *prompts: str) -> Generator[Step, Result, Outcome]:
