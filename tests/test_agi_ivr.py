@@ -242,3 +242,18 @@ def test_the_line_gives_the_legal_mentions_when_the_store_has_not_taken_the_oppo
     assert store.added == [("+33612345678", "phone-callback")]
     assert ch.calls[-2:] == [("stream_file", (f"{SOUNDS_DIR}/legal", "")),
                              ("set_variable", (VAR_DONE, "1"))]
+
+
+def test_a_hangup_during_the_wait_for_the_store_keeps_the_opposition_unconfirmed() -> None:
+    """The callee hangs up while the opposition waits for the store, which does not take it
+    in time: the flow goes the unstored way (the legal mentions, cut by the hangup), never
+    the confirmation's, and the outcome is the opposition."""
+    from ivr.callflow.flow import FlowOptions, call_flow
+    ch = Channel(StreamResult(digit="9", endpos=10), StreamResult(failed=True), status=None)
+
+    async def on_optout(key: str) -> bool:
+        ch.hung_up = True  # the hangup arrives meanwhile
+        return False
+    outcome, hung_up = run(drive(call_flow(FlowOptions()), ch, on_optout))
+    assert hung_up and outcome.outcome == "opted_out" and outcome.stage != "optout_confirm"
+    assert ("stream_file", (f"{SOUNDS_DIR}/optout_confirm", "")) not in ch.calls

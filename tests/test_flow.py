@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.callflow.flow import (DONE, DTMF_KEYS, HANGUP, Chosen, FlowOptions, OptOutNow, Outcome,
+from ivr.callflow.flow import (WaitUnhold, DONE, DTMF_KEYS, HANGUP, Chosen, FlowOptions, OptOutNow, Outcome,
                                Play, Result, WaitKey, call_flow)
 
 OPTS = FlowOptions(max_repeats=2, input_timeout_s=5)
@@ -160,6 +160,21 @@ def test_an_opposition_the_store_has_not_taken_yet_gets_the_written_route() -> N
     with pytest.raises(StopIteration) as stop:
         gen.send(DONE)
     assert (stop.value.value.outcome, stop.value.value.stage) == ("opted_out", "legal")
+
+
+def test_the_written_route_after_an_unstored_opposition_plays_again_after_a_hold() -> None:
+    """The legal mentions are owed: played into a hold, they play again once the line is
+    back, as on every other path."""
+    gen = call_flow(OPTS)
+    next(gen)
+    gen.send(key("9"))
+    assert isinstance(gen.send(Result(not_stored=True)), Chosen)
+    assert gen.send(Result()) == Play("legal")
+    assert isinstance(gen.send(Result(completed=True, held=True)), WaitUnhold)
+    assert gen.send(DONE) == Play("legal")
+    with pytest.raises(StopIteration) as stop:
+        gen.send(DONE)
+    assert stop.value.value.outcome == "opted_out"
 
 
 def test_machine_hangs_up_without_playing() -> None:

@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -149,6 +150,8 @@ def test_committed_is_true_once_the_write_is_in_the_store_and_false_while_it_is_
     s = store_at(tmp_path / "c.db")
     other = sqlite3.connect(tmp_path / "c.db", isolation_level=None)
 
+    w_pending: list[Any] = []
+
     async def go() -> tuple[bool, bool, int, bool, bool]:
         w = SafeWriter(s.transaction, retry_s=0.05)
         free = await w.committed(lambda: s.audit("free", None, {}, NOW), 1.0)
@@ -158,8 +161,10 @@ def test_committed_is_true_once_the_write_is_in_the_store_and_false_while_it_is_
         other.execute("ROLLBACK")
         late = await w.committed(lambda: s.audit("late", None, {}, NOW), 2.0)  # behind it
         bad = await w.committed(lambda: s.db.execute("INSERT INTO no_such_table VALUES (1)"), 1.0)
+        w_pending.extend(w.pending)
         return free, locked, queued, late, bad
     free, locked, queued, late, bad = asyncio.run(go())
     assert (free, locked, queued, late, bad) == (True, False, 1, True, False)
+    assert not w_pending  # the bad write was dropped, not queued
     assert [r["action"] for r in s.q("SELECT action FROM audit ORDER BY id")] == \
         ["free", "locked", "late"]

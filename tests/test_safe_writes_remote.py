@@ -125,3 +125,30 @@ def test_committed_waits_for_the_worker_thread_and_says_false_while_the_store_is
     slow, written_then, away, written = asyncio.run(go())
     assert (slow, written_then) == (True, ["a"])
     assert away is False and written == ["a", "b"]
+
+
+def test_committed_is_false_for_a_write_whose_batch_could_not_commit() -> None:
+    """Its function ran, but the batch's COMMIT failed for good (the writer drops the batch):
+    the caller must not hear that it is recorded."""
+    class CommitFails(FakeRemote):
+        depth = 0
+
+        @contextmanager
+        def transaction(self) -> Iterator[None]:
+            self.depth += 1
+            try:
+                yield
+            finally:
+                self.depth -= 1
+            if self.depth == 0:  # the outer transaction's COMMIT
+                raise psycopg.DataError("could not commit")
+    store = CommitFails()
+
+    async def go() -> tuple[bool, list[str]]:
+        w = SafeWriter(store.transaction, retry_s=0.05)
+        w.write(lambda: store.put("other"))  # the same batch: its own transaction
+        told = await w.committed(lambda: store.put("optout"), 0.5)
+        return told, list(w.pending)
+    told, pending = asyncio.run(go())
+    assert "optout" in store.written  # it ran, in a transaction that never committed
+    assert told is False and pending == []

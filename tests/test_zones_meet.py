@@ -77,3 +77,29 @@ def test_the_week_in_utc_is_the_wall_clocks_moved_by_the_offset() -> None:
     assert utc_hours({0: [(36000, 39600)]}, -10) == [20]
     assert utc_hours({0: [(0, 3600)]}, 2) == [6 * 24 + 22]
     assert zones_meet.week_second(datetime(2026, 12, 7, 0, 0, 5, tzinfo=timezone.utc)) == 5
+
+
+ODD = [Z(k) for k in ("Australia/Lord_Howe", "Pacific/Chatham", "Asia/Kathmandu",
+                      "Africa/Casablanca", "America/St_Johns", "Pacific/Apia", "Pacific/Niue",
+                      "Europe/Paris", "America/Santiago", "Asia/Tehran")]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_hours_and_odd_zones_keep_every_open_instant_and_the_exact_answer(
+        seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Random weekly hours (minute edges, some days shut) over zones with half-hour and
+    45-minute offsets, DST both ways, and a Ramadan suspension: every instant open in all of
+    them is in the bits, and the next allowed time is the exact search's."""
+    rnd = random.Random(seed)
+    zones = tuple(rnd.sample(ODD, rnd.choice((2, 3))))
+    plan = {wd: [] if rnd.random() < 0.3 else sorted(
+        (a, a + rnd.randrange(30, 600) * 60) for a in [rnd.randrange(0, 18 * 60) * 60])
+        for wd in range(7)}
+    cal = calling_rules._Calendar(zones, "", (), frozenset(), False, plan, plan, None)
+    bits = zones_meet.meet_bits(NOW, zones, plan, calling_rules.SEARCH_HORIZON_DAYS)
+    instants = [NOW + timedelta(minutes=rnd.randrange(400 * 24 * 60)) for _ in range(4000)]
+    assert all(bits >> zones_meet.week_second(t) & 1 for t in instants if cal.is_open(t))
+    start = NOW + timedelta(days=rnd.randrange(300), minutes=rnd.randrange(1440))
+    fast = calling_rules._next_open(start, zones, cal.is_open, plan)
+    monkeypatch.setattr(calling_rules, "may_meet", lambda *a: True)
+    assert fast == calling_rules._next_open(start, zones, cal.is_open, plan)

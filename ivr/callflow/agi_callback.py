@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import suppress
 from datetime import datetime
 
@@ -13,18 +13,13 @@ from ivr.telephony.agi_auth import secret_matches
 from ivr.telephony.contract import ARG_CALLBACK_SECRET, SOUNDS_DIR, VAR_DONE
 from ivr.telephony.fastagi import CHANNEL_UP, HEADER_CALLERID, AgiHangup, AgiRequest
 from ivr.numbers import e164
+from ivr.store.safe_writes import COMMIT_WAIT_S, Commit
 from ivr.store.sqlite import Store
 
 log = logging.getLogger(__name__)
 CONFIRM_KEY = CALLBACK_CONFIRM_KEY  # what the notice asks for (`ivr check` reads it too)
 REFUSED_LEGAL_S = 45.0  # the legal mentions for a session without the secret, at most
 NOTICES = 2  # a caller who pressed another key, or none, is asked once more
-
-
-# Writes an opposition, then waits at most this many seconds for it to be in the store: True
-# once it is (SafeWriter.committed).
-Commit = Callable[[Callable[[], object], float], Awaitable[bool]]
-COMMIT_WAIT_S = 3.0  # the caller waits in silence meanwhile: a store back within it confirms
 
 
 async def _commit_now(fn: Callable[[], object], within_s: float) -> bool:

@@ -3,19 +3,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ivr.callflow import outcomes
 from ivr.callflow.agi_gate import Refused, SessionGate, hang_up_refused
-from ivr.callflow.agi_callback import COMMIT_WAIT_S, Commit
 from ivr.callflow.opposed import OVERLAP_S, Opposed
 from ivr.telephony.contract import ARG_AMD_STATUS, SOUNDS_DIR, VAR_DONE, VAR_HANGUP_CAUSE
 from ivr.telephony.fastagi import CHANNEL_UP, AgiHangup, AgiRequest
 from ivr.callflow.flow import (DONE, HANGUP, Chosen, FlowGen, FlowOptions, OptOutNow, Outcome, Play,
                                Result, WaitKey, WaitUnhold, call_flow)
 from ivr.prompts.live import PromptVersion
+from ivr.store.safe_writes import COMMIT_WAIT_S, Commit
 from ivr.store.sqlite import CallResult, Store
 
 if TYPE_CHECKING:  # the dialer's view of a call's hold (AMI Hold/Unhold)
@@ -165,7 +166,7 @@ async def drive(gen: FlowGen, req: AgiRequest, on_optout: Callable[[str], Awaita
         except Exception as exc:  # keep the choice already made (see after_fault)
             raise FlowAborted(_abandon(gen)) from exc
         if req.hung_up and not result.key:
-            result = Result(hangup=True, held=result.held)
+            result = replace(result, hangup=True)  # not_stored kept: the stage says it
         try:
             step = gen.send(result)
         except StopIteration as stop:

@@ -181,9 +181,10 @@ class _Call:
         self.state.answered_prompt = self.prompt
         self.state.outcome = "opted_out"
         stored = yield OptOutNow(key)
-        # Confirmed only once it is in the store; else (still queued) the written route
-        yield from self.play("legal" if stored is not None and stored.not_stored
-                             else "optout_confirm")
+        if stored is not None and stored.not_stored:  # still queued: the written route, owed
+            yield from self.until_heard("legal", "")
+        else:  # confirmed only once it is in the store
+            yield from self.play("optout_confirm")
         return self.state
 
     def finish(self, outcome: str, *prompts: str) -> Generator[Step, Result, Outcome]:

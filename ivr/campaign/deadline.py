@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ivr.config import Config
+from ivr.store.safe_writes import COMMIT_WAIT_S
 
 if TYPE_CHECKING:  # the dialer imports this module
     from ivr.campaign.dialer import Dialer
@@ -45,8 +46,10 @@ def longest_call_s(cfg: Config, durations: Mapping[str, float]) -> float:
         flow.max_repeats * max(d("invalid"), d("no_input"))
     slot = d("slot_question") + flow.input_timeout_s if flow.ask_slot else 0.0
     # The longest answer: consent (message, legal, the slot question), then the goodbye or an
-    # opt-out's confirmation, whichever is longer (opt-out is live until the end).
-    after = d("message") + d("legal") + slot + max(d("goodbye"), d("optout_confirm"))
+    # opt-out's confirmation, whichever is longer (opt-out is live until the end); an opt-out
+    # the store has not taken within COMMIT_WAIT_S hears the legal mentions instead.
+    after = d("message") + d("legal") + slot + max(
+        d("goodbye"), d("optout_confirm"), COMMIT_WAIT_S + d("legal"))
     amd = AMD_MAX_S if cfg.dialer.amd else 0.0
     return cfg.dialer.ring_timeout_s + amd + ask + after + MARGIN_S
 

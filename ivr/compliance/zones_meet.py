@@ -29,17 +29,27 @@ Plan = dict[int, list[tuple[int, int]]]
 def may_meet(t0: datetime, zones: tuple[ZoneInfo, ...], plan: Plan, horizon_days: int) -> bool:
     """False when no instant from t0 to t0 + horizon_days can be open in every zone (`plan`:
     weekday -> open [start, end) seconds of wall time, the same in each zone)."""
-    return len(zones) < 2 or bool(meet_bits(t0, zones, plan, horizon_days))
+    if len(zones) < 2:
+        return True
+    return _may_meet(zones, _plan_key(plan), t0.astimezone(timezone.utc).date(), horizon_days)
 
 
 def meet_bits(t0: datetime, zones: tuple[ZoneInfo, ...], plan: Plan, horizon_days: int) -> int:
     """Bit u set (u: week_second of an instant): that instant of the week may be open in
     every zone, as far as their offsets from t0 to t0 + horizon_days go."""
-    key = tuple(tuple(plan[wd]) for wd in range(7))
-    return _meet_bits(zones, key, t0.astimezone(timezone.utc).date(), horizon_days)
+    return _meet_bits(zones, _plan_key(plan), t0.astimezone(timezone.utc).date(), horizon_days)
 
 
-@functools.lru_cache(maxsize=256)
+def _plan_key(plan: Plan) -> tuple[tuple[tuple[int, int], ...], ...]:
+    return tuple(tuple(plan[wd]) for wd in range(7))
+
+
+@functools.lru_cache(maxsize=1024)  # the answer only: a week of bits is ~75 KB
+def _may_meet(zones: tuple[ZoneInfo, ...], plan: tuple[tuple[tuple[int, int], ...], ...],
+              day: date, horizon_days: int) -> bool:
+    return bool(_meet_bits(zones, plan, day, horizon_days))
+
+
 def _meet_bits(zones: tuple[ZoneInfo, ...], plan: tuple[tuple[tuple[int, int], ...], ...],
                day: date, horizon_days: int) -> int:
     local = _week_bits(plan)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -36,7 +36,7 @@ def retryable(exc: BaseException) -> bool:
     return sqlite_core.retryable(exc) or pg_core.retryable(exc)
 
 
-__all__ = ["STORE_ERRORS", "SafeWriter", "retryable"]
+__all__ = ["COMMIT_WAIT_S", "STORE_ERRORS", "Commit", "SafeWriter", "retryable"]
 
 
 Transaction = Callable[[], AbstractContextManager[None]]
@@ -109,27 +109,22 @@ class SafeWriter:
             await self._progress.wait()
 
     async def committed(self, fn: Callable[[], Any], within_s: float) -> bool:
-        """Write `fn`, then wait at most `within_s` for it to be in the store: True once it is
-        committed. False while it is still queued (the store away: it stays queued and is
-        written when the store is back) or when it failed for good. What a caller on the line
-        is told depends on it: never that an opposition is recorded before it is."""
-        done = False
-
-        def tracked() -> Any:
-            nonlocal done
-            done = False  # a batch rolled back and written again: its last run counts
-            out = fn()
-            done = True
-            return out
+        """Write `fn`, then wait at most `within_s` for it to be in the store: True once its
+        transaction committed. False while it is still queued (the store away: it stays queued
+        and is written when the store is back), or when it failed for good. What a caller on
+        the line is told hangs on it: never that an opposition is recorded before it is.
+        Fails closed, not strictly on time: a local SQLite commit runs on the loop, and each
+        try may wait for the store's short busy timeout past the bound."""
+        tracked = _Tracked(fn)
         self.write(tracked)
+        self.flush()  # now, not at the end of the loop's turn: the caller is waiting
         try:
             async with asyncio.timeout(within_s):
-                await self.settled()
-                while tracked in self.pending:  # retried every retry_s by _drain
-                    await asyncio.sleep(0.05)
+                while not tracked.stored:  # set by the writer (a worker thread, remote)
+                    await asyncio.sleep(0.02)
         except TimeoutError:
             return False
-        return done
+        return True
 
     async def _flush_remote(self) -> None:
         """One flush at a time, in order: each batch committed in a worker thread."""
@@ -166,11 +161,13 @@ class SafeWriter:
                 if retryable(exc):
                     return exc
                 log.exception("a write failed for good and was dropped")
+            _stored(batch)
             return None
         try:
             with self._transaction():
                 for fn in batch:  # no savepoint each: two statements a write, on every call
                     fn()
+            _stored(batch)
             return None
         except Exception as exc:
             if retryable(exc):
@@ -191,6 +188,7 @@ class SafeWriter:
             if not retryable(exc):
                 raise
             return exc
+        _stored(batch)  # those whose savepoint held
         return None
 
     def _queue(self, fns: list[Callable[[], Any]], exc: BaseException) -> None:
@@ -225,8 +223,37 @@ class SafeWriter:
                 if retryable(exc):
                     return exc
                 log.exception("a queued write failed for good and was dropped")
-            self.pending.popleft()
+            _stored([self.pending.popleft()])
         return None
+
+
+class _Tracked:
+    """A write someone waits on (`committed`): `stored` once the transaction it ran in
+    committed; `ran`: its last run returned (a batch rolled back runs it again)."""
+    __slots__ = ("fn", "ran", "stored")
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn, self.ran, self.stored = fn, False, False
+
+    def __call__(self) -> Any:
+        self.ran = False
+        out = self.fn()
+        self.ran = True
+        return out
+
+
+def _stored(writes: Batch) -> None:
+    """After a commit: the tracked writes of it that ran are in the store."""
+    for fn in writes:
+        if isinstance(fn, _Tracked) and fn.ran:
+            fn.stored = True
+
+
+# Writes an opposition, then waits at most this many seconds for it to be in the store: True
+# once it is (SafeWriter.committed). The callee waits in silence meanwhile; past it they hear
+# the legal mentions (the written route) instead of the confirmation.
+Commit = Callable[[Callable[[], object], float], Awaitable[bool]]
+COMMIT_WAIT_S = 3.0
 
 
 def _one_line(exc: BaseException) -> str:
