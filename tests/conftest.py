@@ -52,16 +52,6 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return SandboxApart(config, log)
 
 
-LAST = "tests/integration/test_load.py"  # 1,000 calls at once: after the unit worker is done
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The 1,000-call test last of the integration tests, which run in order on one worker:
-    run beside the unit tests (other worker) it saturated the sandbox and lost callees' keys
-    (99-117 of 1,000 `no_input` in two CI runs; alone it passes)."""
-    items.sort(key=lambda item: item.nodeid.startswith(LAST))  # stable: the rest keep order
-
-
 def make_config(base_dir: Path = Path("."), **sections: Any) -> config.Config:
     """A Config from its sections, e.g. make_config(campaign={...}, schedule={...})."""
     return config.from_dict(sections, base_dir=base_dir)
