@@ -252,6 +252,9 @@ def test_nobody_to_call_ends_at_once_and_says_why(tmp_path: Path, clock: Clock) 
     assert snaps[-1].why == report.why
 
 
+QUIET_S = 1.0  # no Originate for this long: the run is waiting on those in the air
+
+
 def test_originates_overlap_up_to_the_window_within_max_concurrent(backend: Backend) -> None:
     """A slow PBX answer to each Originate does not serialize the run: several are awaited at
     once, never more than SEND_WINDOW, never beyond max_concurrent, the first one alone."""
@@ -262,11 +265,19 @@ def test_originates_overlap_up_to_the_window_within_max_concurrent(backend: Back
                        max_concurrent=70, calls_per_second=200) as r:
             node, send, waiting = r.ctl.node, r.ctl.node.originate, [0]
             seen: list[int] = []
+            loop, last, full = asyncio.get_running_loop(), [0.0], [False]
 
             async def slow(request: Any) -> None:
+                """A busy PBX's Response: held until the run sends no more (QUIET s since the
+                last one) or SEND_WINDOW await at once. Waiting for quiet rather than a fixed
+                delay: on a loaded machine (a PostgreSQL claim in a thread) 0.3 s let 24 of
+                32 leave in CI, and the window was never full."""
                 waiting[0] += 1
                 seen.append(waiting[0])
-                await asyncio.sleep(0.3)  # a busy PBX's Response: longer than 32 pacing slots
+                last[0] = loop.time()
+                full[0] = full[0] or waiting[0] == sending.SEND_WINDOW
+                while not full[0] and loop.time() - last[0] < QUIET_S:
+                    await asyncio.sleep(0.02)
                 try:
                     await send(request)
                 finally:
