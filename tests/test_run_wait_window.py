@@ -24,6 +24,7 @@ from ivr.telephony.fake_pbx import FakePbx, answer
 
 from conftest import Backend
 from test_dialer import HASHES, SECRET, Rig, add_contacts, fiction, make_cfg
+from test_run_loop import store_settled
 
 # Tuesday 1 December 2026, 12:59:58.5 in Paris: the morning window (10:00-13:00) closes in
 # 1.5 s, the afternoon one opens at 14:00 (13:00 UTC).
@@ -57,6 +58,7 @@ async def drive(r: Rig, done: asyncio.Future) -> None:
     clock = r.clock
     assert isinstance(clock, ManualClock)
     while not done.done():
+        await store_settled()
         idle = not r.dialer.in_flight() and CLOSED < clock.now() < REOPENS
         clock.advance(10.0 if idle else 0.01)
         await asyncio.sleep(0.002)

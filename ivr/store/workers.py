@@ -19,9 +19,21 @@ THREADS = 8  # above the run's concurrent store calls (a flush, a tick's read, c
 # One per process, whatever loop asks (asyncio.run makes one per run); its threads start on
 # first use only.
 _POOL = ThreadPoolExecutor(THREADS, thread_name_prefix="ivr-store")
+_under_way = 0  # calls sent to the threads and not yet returned (this process)
 
 
 async def in_store_thread(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     """asyncio.to_thread, in the store's own threads."""
+    global _under_way
     call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
-    return await asyncio.get_running_loop().run_in_executor(_POOL, call)
+    _under_way += 1
+    try:
+        return await asyncio.get_running_loop().run_in_executor(_POOL, call)
+    finally:
+        _under_way -= 1
+
+
+def under_way() -> int:
+    """Store calls queued or running in the threads now. A test's manual clock holds still
+    while one is: a round trip's real milliseconds are not run time it means to test."""
+    return _under_way
