@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from ivr.campaign import run as campaign_run
-from ivr.store import workers
 from ivr.campaign import sending
 from ivr.campaign.clock import Clock, ManualClock
 from ivr.campaign.dialer import FAULT_HOLD_S
@@ -22,7 +21,7 @@ from ivr.config import Window
 from ivr.telephony.fake_pbx import answer, busy, failed
 
 from conftest import Backend
-from test_dialer import Rig, fiction, rig
+from test_dialer import Rig, fiction, rig, store_settled
 
 FAST = {"busy": 0.2, "no_answer": 0.2, "congestion": 0.2}
 
@@ -33,16 +32,6 @@ async def drive(clock: ManualClock, done: asyncio.Future, step: float = 0.01) ->
         await store_settled()
         clock.advance(step)
         await asyncio.sleep(0.002)
-
-
-async def store_settled(limit_s: float = 2.0) -> None:
-    """Until no store call is under way in a thread (PostgreSQL): a manual clock holds still
-    meanwhile. A round trip of tens of real ms on a loaded machine was up to a second of a
-    fast-driven run clock, and a pacing change looked late (CI). A call held past `limit_s`
-    (a test's hung store) lets the clock go on."""
-    until = time.monotonic() + limit_s
-    while workers.under_way() and time.monotonic() < until:
-        await asyncio.sleep(0.001)
 
 
 def stamp_originates(r: Rig, on_originate: Callable[[int], None] = lambda n: None,

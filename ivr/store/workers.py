@@ -11,7 +11,7 @@ import asyncio
 import contextvars
 import functools
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -19,21 +19,22 @@ THREADS = 8  # above the run's concurrent store calls (a flush, a tick's read, c
 # One per process, whatever loop asks (asyncio.run makes one per run); its threads start on
 # first use only.
 _POOL = ThreadPoolExecutor(THREADS, thread_name_prefix="ivr-store")
-_under_way = 0  # calls sent to the threads and not yet returned (this process)
+# Calls sent to the threads and not yet returned: the pool's own futures, each removed when
+# its call returns whatever became of the coroutine that awaited it (one cancelled, or left
+# unfinished when its loop closed, would have leaked a counter kept by the coroutine).
+_under_way: set[Future[Any]] = set()
 
 
 async def in_store_thread(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     """asyncio.to_thread, in the store's own threads."""
-    global _under_way
     call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
-    _under_way += 1
-    try:
-        return await asyncio.get_running_loop().run_in_executor(_POOL, call)
-    finally:
-        _under_way -= 1
+    done = _POOL.submit(call)
+    _under_way.add(done)
+    done.add_done_callback(_under_way.discard)
+    return await asyncio.wrap_future(done)
 
 
-def under_way() -> int:
+def under_way() -> list[Future[Any]]:
     """Store calls queued or running in the threads now. A test's manual clock holds still
     while one is: a round trip's real milliseconds are not run time it means to test."""
-    return _under_way
+    return list(_under_way)
