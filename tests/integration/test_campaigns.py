@@ -299,7 +299,7 @@ async def rebuild_once_all_heard_the_intro(c: Campaign, played: Played
     await when(lambda: sum(bool(played.of(ch, "intro")) for ch in played.by_channel) >= 3,
                60, "the three intros")
     items = c.data["prompts"]["items"]
-    items["intro"]["text"] = items["intro"]["text"].replace("mon message", "notre message")
+    items["intro"]["text"] = items["intro"]["text"].replace("Oui, 1.", "Oui, tapez 1.")
     c.write()
     rc, _, err = await ivr(c, "prompts", "build")
     assert rc == 0 and "not installed" not in err, err
