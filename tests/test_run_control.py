@@ -22,8 +22,8 @@ from ivr.store.sqlite import Store
 from ivr.telephony.fake_pbx import answer, failed
 
 from conftest import Backend
-from test_dialer import Rig, fiction, make_cfg, rig
-from test_run_loop import drive, stamp_originates, store_settled
+from test_dialer import Rig, fiction, make_cfg, rig, store_settled
+from test_run_loop import drive, stamp_originates
 
 CAMPAIGN = "utest"  # make_cfg's
 

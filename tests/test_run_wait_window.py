@@ -23,8 +23,7 @@ from ivr.telephony.ami_node import AmiNode
 from ivr.telephony.fake_pbx import FakePbx, answer
 
 from conftest import Backend
-from test_dialer import HASHES, SECRET, Rig, add_contacts, fiction, make_cfg
-from test_run_loop import store_settled
+from test_dialer import HASHES, SECRET, Rig, add_contacts, fiction, make_cfg, store_settled
 
 # Tuesday 1 December 2026, 12:59:58.5 in Paris: the morning window (10:00-13:00) closes in
 # 1.5 s, the afternoon one opens at 14:00 (13:00 UTC).

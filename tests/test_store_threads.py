@@ -41,6 +41,7 @@ def test_the_run_and_the_store_use_no_default_executor() -> None:
     for path in [*(IVR / "campaign").rglob("*.py"), *(IVR / "store").rglob("*.py"),
                  *(IVR / "records").rglob("*.py"), *(IVR / "callflow").rglob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Attribute) and node.attr in ("to_thread", "run_in_executor", "wrap_future"):
+            if isinstance(node, ast.Attribute) and node.attr in (
+                    "to_thread", "run_in_executor", "wrap_future"):
                 found.append(f"{path.relative_to(IVR)}:{node.lineno}")
     assert found and all(f.startswith("store/workers.py:") for f in found), found
