@@ -6,7 +6,8 @@ What counts as a contract name in a dialplan (parsed from the code, comments str
 - channel and global variables it reads (`${NAME}`, `${NAME:...}`) or writes (`Set(NAME=`);
 - `AGI(${URL}/route,...)` routes, the URL's variable and the positions of the route's arguments;
 - `UserEvent(Name,Key: value)` names, keys and literal values;
-- the folder of each sound played (`Playback(folder/name)`, `Read(VAR,folder/name,...)`).
+- the folder of each sound played (`Playback(folder/name)`, `Read(VAR,folder/name,...)`);
+- the AstDB families it writes or reads (`DB(family/key)`, `DB_EXISTS(family/key)`).
 Two documented exclusions, each checked so that it cannot hide a contract name:
 - INTERNAL_CONTEXTS: contexts only reached by Goto/Gosub from another context of the dialplans;
 - dialplan-local variables: written by Set()/Read() and read only in that same context; plus
@@ -28,7 +29,7 @@ from ivr.telephony.sandbox import Sandbox
 DIALPLANS = Path(__file__).resolve().parents[1] / "dialplans"
 PJSIP = "pjsip-trunk.conf"
 INTERNAL_CONTEXTS = frozenset({"ivr-sim-dispatch", "ivr-sim-lib"})
-ASTERISK_PRIVATE = frozenset({"EXTEN"})
+ASTERISK_PRIVATE = frozenset({"EXTEN", "EPOCH"})
 
 COMMENT = re.compile(r"(?<!\\);.*")
 CONTEXT = re.compile(r"^\[([^\]]+)\]")
@@ -41,6 +42,7 @@ USER_EVENT = re.compile(r"\bUserEvent\(([^)]*)\)")
 SOUND_ARG = {"Playback": 0, "Background": 0, "Read": 1}
 SOUND = re.compile(r"\b(Playback|Background|Read)\(([^)]*)\)")
 VAR_ONLY = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+DB_FAMILY = re.compile(r"\bDB(?:_EXISTS|_DELETE)?\(([^/()]+)/")
 
 
 @dataclass
@@ -53,6 +55,7 @@ class Dialplan:
     agi: list[tuple[str, list[str]]] = field(default_factory=list)  # (url argument, args)
     events: list[list[str]] = field(default_factory=list)           # UserEvent arguments
     sounds: set[str] = field(default_factory=set)                   # sound folders
+    families: set[str] = field(default_factory=set)                 # AstDB families
     code: list[str] = field(default_factory=list)                   # code lines, no comments
 
 
@@ -84,6 +87,7 @@ def _parse_code(dp: Dialplan, ctx: str, line: str) -> None:
         first, *rest = args.split(",")
         dp.agi.append((first, rest))
     dp.events += [args.split(",") for args in USER_EVENT.findall(line)]
+    dp.families |= set(DB_FAMILY.findall(line))
     for app, args in SOUND.findall(line):
         parts = args.split(",")
         index = SOUND_ARG[app]
@@ -132,7 +136,7 @@ def shared_names(dp: Dialplan, pjsip: str) -> set[str]:
             names.add(key.strip())
             if "${" not in value:
                 names.add(value.strip())
-    return names | dp.sounds | pjsip_contexts(pjsip)
+    return names | dp.sounds | dp.families | pjsip_contexts(pjsip)
 
 
 def used_names(dp: Dialplan, pjsip: str) -> set[str]:
@@ -176,7 +180,8 @@ def test_the_exclusions_hide_no_contract_name() -> None:
     for ctx in INTERNAL_CONTEXTS:  # defined, reached only from another dialplan context
         assert ctx in dp.contexts and ctx not in values
         assert any(src != ctx and dst == ctx for src, dst in dp.jumps), ctx
-    assert local_variables(dp) == {"CHOICE", "TRIES"}  # the benchmark's pure-dialplan IVR
+    # The benchmark's pure-dialplan IVR; the opposition line's failsafe (its journal).
+    assert local_variables(dp) == {"CHOICE", "TRIES", "OPT_CALLER", "OPT_KEY"}
     assert not local_variables(dp) & values
     for name in ASTERISK_PRIVATE:
         assert name in dp.reads and name not in dp.writes and name not in values
@@ -238,7 +243,24 @@ def test_the_opposition_line_takes_its_failsafe_unless_the_controller_says_done(
     lets the line hang up without the legal mentions."""
     failsafe = _failsafe_unless_done(contract.CALLBACK_CONTEXT, contract.ROUTE_CALLBACK,
                                      contract.FAILSAFE_CALLBACK)
-    assert failsafe[1].endswith(f"n,Playback({contract.SOUNDS_DIR}/legal)")
+    steps = [line.removeprefix("same => ").removeprefix("n,") for line in failsafe]
+    family, sounds = contract.JOURNAL_FAMILY, contract.SOUNDS_DIR
+    # No controller took the call: the line asks for the key itself (the notice, once) and
+    # journals the caller's number in AstDB, where every controller reads it; the caller hears
+    # the confirmation only once the entry is there, the legal mentions on every other way out.
+    assert steps[1:] == [
+        "Set(OPT_CALLER=${CALLERID(num)})",
+        "Set(OPT_CALLER=${FILTER(0-9+,${SHIFT(OPT_CALLER,\\;)})})",
+        'GotoIf($["${OPT_CALLER}" = ""]?legal)',
+        f"Read(OPT_KEY,{sounds}/callback_notice,1,,1,5)",
+        'GotoIf($["${OPT_KEY}" != "1" & "${OPT_KEY}" != "9"]?legal)',
+        f"Set(DB({family}/${{OPT_CALLER}})=${{EPOCH}})",
+        f'GotoIf($["${{DB_EXISTS({family}/${{OPT_CALLER}})}}" != "1"]?legal)',
+        f"UserEvent({contract.EVENT_JOURNALED})",
+        f"Playback({sounds}/optout_confirm)",
+        "Hangup()",
+        f"n(legal),Playback({sounds}/legal)",
+        "Hangup()"]
 
 
 def test_the_outbound_line_takes_its_failsafe_unless_the_controller_says_done() -> None:
@@ -262,6 +284,8 @@ TAMPERED = [
     ("exten => s,1,AGI(${SOMEURL}/ivr)", "the URL must be one contract variable"),
     ("exten => s,1,UserEvent(IvrOther,CallId: x)", "'IvrOther' is used by a dialplan"),
     ("exten => s,1,Playback(sounds2/x)", "'sounds2' is used by a dialplan"),
+    ("exten => s,1,Set(DB(ivr_other/${EXTEN})=1)", "'ivr_other' is used by a dialplan"),
+    ("exten => s,1,NoOp(${DB_EXISTS(ivr_spare/x)})", "'ivr_spare' is used by a dialplan"),
     ("exten => s,1,Set(TMP=1)\n[other]\nexten => s,1,NoOp(${TMP})", "'TMP' is used by"),
 ]
 

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 CONFIRM_KEY = CALLBACK_CONFIRM_KEY  # what the notice asks for (`ivr check` reads it too)
 REFUSED_LEGAL_S = 45.0  # the legal mentions for a session without the secret, at most
 NOTICES = 2  # a caller who pressed another key, or none, is asked once more
+VIA_CALLBACK = "phone-callback"  # optouts.via of the line (its failsafe's journal too)
 
 
 async def _commit_now(fn: Callable[[], object], within_s: float) -> bool:
@@ -96,7 +97,7 @@ class CallbackHandler:
             log.info("callback from %s ended without confirmation", "a caller")
             return heard  # a notice Asterisk could not play: the failsafe's legal mentions
         now = self.clock()
-        if await self.commit(lambda: self.store.add_optout(number, "phone-callback", now),
+        if await self.commit(lambda: self.store.add_optout(number, VIA_CALLBACK, now),
                              COMMIT_WAIT_S):
             await req.stream_file(f"{SOUNDS_DIR}/optout_confirm")
             return True

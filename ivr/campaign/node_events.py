@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
 from ivr.callflow.dispositions import no_cause, unanswered_outcome
+from ivr.campaign import optout_journal
 from ivr.campaign.nodes import InFlight, LineHold
-from ivr.telephony.node import (ChannelHangup, ChannelHold, Failsafe, OriginateResult,
-                                 Reconnected)
+from ivr.telephony.node import (ChannelHangup, ChannelHold, Failsafe, OptoutsJournaled,
+                                OriginateResult, Reconnected)
 
 if TYPE_CHECKING:
     from ivr.campaign.dialer import Dialer
@@ -144,6 +145,13 @@ def on_reconnected(dialer: Dialer, ev: Reconnected) -> None:  # events were miss
         dialer._reconcile_soon(ns)
 
 
+def on_journaled(dialer: Dialer, ev: OptoutsJournaled) -> None:
+    """The opposition line's failsafe journaled a caller (no controller served the line)."""
+    ns = dialer.nodes.get(ev.node)
+    if ns is not None:
+        optout_journal.soon(dialer, ns, dialer._tasks)
+
+
 _checking: WeakKeyDictionary[Dialer, set[str]] = WeakKeyDictionary()
 
 
@@ -188,4 +196,5 @@ async def _settle_no_cause(dialer: Dialer, flight: InFlight, checking: set[str])
 
 HANDLERS: dict[type, Callable[[Dialer, Any], None]] = {
     OriginateResult: on_result, ChannelHangup: on_hangup,
-    Failsafe: on_failsafe, Reconnected: on_reconnected, ChannelHold: on_hold}
+    Failsafe: on_failsafe, Reconnected: on_reconnected, ChannelHold: on_hold,
+    OptoutsJournaled: on_journaled}

@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ivr.callflow import outcomes
+from ivr.campaign import optout_journal
 from ivr.campaign.nodes import InFlight, NodeState
 from ivr.store.base import CallResult
 
@@ -33,10 +34,13 @@ async def every_node(dialer: Dialer) -> int:
 
 
 async def node(dialer: Dialer, ns: NodeState) -> int:
-    """Adopt the node's live channels, settle its attempts that are gone. Nothing is
-    originated here."""
+    """Oppose the callers its opposition line journaled, adopt its live channels, settle its
+    attempts that are gone. Nothing is originated here."""
     ns.reconciling = True  # no call is placed on this node meanwhile
     try:
+        # Callers who objected while no controller served the line: opposed before any call
+        # is placed on this node (a failure raises, and the reconciliation is tried again).
+        await optout_journal.drain(dialer, ns)
         # Only attempts that existed before asking the node: a newer one may be missing
         # from the answer and must not be taken for gone.
         dialer.writer.flush()

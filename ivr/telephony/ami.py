@@ -33,7 +33,8 @@ from panoramisk import Manager
 from panoramisk.message import Message
 
 from ivr.errors import PbxError
-from ivr.telephony.node import ActionTimeout, NodeDisconnected, NotSent, OriginateRefused
+from ivr.telephony.node import (ActionRefused, ActionTimeout, NodeDisconnected, NotSent,
+                               OriginateRefused)
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +259,7 @@ class Ami:
     def connected(self) -> bool:
         return self._logged_in.is_set() and not self._login_failed
 
-    async def action(self, fields: dict[str, Any], *, as_list: bool = False,
+    async def action(self, fields: dict[str, Any], *, as_list: bool | None = False,
                      timeout: float | None = None) -> Any:
         if not self.connected:
             raise AmiNotConnected("AMI is not connected: nothing was sent")
@@ -297,6 +298,20 @@ class Ami:
         resp = await self.action({"Action": "CoreShowChannels"}, as_list=True, timeout=30)
         items = resp if isinstance(resp, list) else [resp]
         return [m for m in items if m.get("Event") == "CoreShowChannel"]
+
+    async def db_tree(self, family: str) -> list[tuple[str, str]]:
+        """(key, value) of an AstDB family (DBGetTree: `system` or `reporting` write class),
+        keys without the family's prefix. ActionRefused when Asterisk answers with an Error."""
+        # as_list None: panoramisk tells a list ("EventList: start") from a lone Error, which
+        # as_list=True would wait on for ever.
+        resp = await self.action({"Action": "DBGetTree", "Family": family}, as_list=None)
+        items = resp if isinstance(resp, list) else [resp]
+        if items and items[0].get("Response") == "Error":
+            raise ActionRefused(f"AMI DBGetTree refused: {items[0].get('Message', '')}")
+        prefix = f"/{family}/"
+        return [(str(m.get("Key", ""))[len(prefix):], str(m.get("Val", ""))) for m in items
+                if m.get("Event") == "DBGetTreeResponse"
+                and str(m.get("Key", "")).startswith(prefix)]
 
     async def ping(self, timeout: float = 3.0) -> bool:
         try:

@@ -1,8 +1,8 @@
 """`AmiNode`: the PbxNode seam (ivr/telephony/node.py) over one Asterisk's AMI, through `Ami`.
 
 Every AMI field name the dialer used to read lives here: it gets typed events
-(OriginateResult, ChannelHangup, Failsafe, Reconnected, ChannelHold) and typed errors, never a
-Message.
+(OriginateResult, ChannelHangup, Failsafe, Reconnected, ChannelHold, OptoutsJournaled) and
+typed errors, never a Message.
 """
 from __future__ import annotations
 
@@ -11,15 +11,17 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import datetime, timezone
 from typing import Any
 
 from ivr.config import SINGLE_NODE
 from ivr.errors import PbxError
 from ivr.telephony.ami import HOLD_EVENTS, Ami
-from ivr.telephony.contract import (EVENT_FAILSAFE, FAILSAFE_CALL_ID, FAILSAFE_CALLBACK,
-                                    FAILSAFE_STATUS)
-from ivr.telephony.node import (LOCAL_OTHER, ChannelHangup, ChannelHold, Failsafe, NodeEvent,
-                                OriginateRequest, OriginateResult, Reconnected)
+from ivr.telephony.contract import (EVENT_FAILSAFE, EVENT_JOURNALED, FAILSAFE_CALL_ID,
+                                    FAILSAFE_CALLBACK, FAILSAFE_STATUS, JOURNAL_FAMILY)
+from ivr.telephony.node import (LOCAL_OTHER, ChannelHangup, ChannelHold, Failsafe,
+                                JournaledOptout, NodeEvent, OptoutsJournaled, OriginateRequest,
+                                OriginateResult, Reconnected)
 
 log = logging.getLogger(__name__)
 JOIN_EVERY_S = 2.0  # a node down at start is tried this often
@@ -54,6 +56,13 @@ def _int(value: object) -> int | None:
         return None
 
 
+def _epoch(value: str) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(value), timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
 def parse_event(node: str, ev: Mapping[str, Any]) -> NodeEvent | None:
     """One AMI event as a typed node event; None for events the dialer does not need."""
     name = ev.get("Event")
@@ -69,6 +78,8 @@ def parse_event(node: str, ev: Mapping[str, Any]) -> NodeEvent | None:
     if name == "UserEvent" and ev.get("UserEvent") == EVENT_FAILSAFE:
         return Failsafe(node, _int(ev.get(FAILSAFE_CALL_ID)), str(ev.get(FAILSAFE_STATUS, "")),
                         str(ev.get("Uniqueid") or ""))  # the channel that raised it
+    if name == "UserEvent" and ev.get("UserEvent") == EVENT_JOURNALED:
+        return OptoutsJournaled(node)
     if name in HOLD_EVENTS:  # Linkedid: the Originate's ChannelId, behind a Local channel too
         uid = str(ev.get("Linkedid") or ev.get("Uniqueid") or "")
         return ChannelHold(node, uid, held=name == "Hold")
@@ -111,8 +122,10 @@ class OppositionAlarm:
 
     def _tell(self, tail: str) -> None:
         count, status, self._unreported = self._unreported, self._status, 0
-        log.error("node %s: the opposition line failed %d caller(s) (%s): %s. Each heard the "
-                  "legal mentions; no opposition was recorded (%s)",
+        log.error("node %s: the opposition line failed %d caller(s) (%s): %s. The dialplan "
+                  "asked each for the key itself: one who pressed it was journaled on the PBX "
+                  "and is put on the opposition list from there, the others heard the legal "
+                  "mentions (%s)",
                   self.node, count, f"AGISTATUS {status}" if status else "no AGI run",
                   opposition_hint(status), tail)
 
@@ -225,6 +238,10 @@ class AmiNode:
     async def channels(self) -> set[str]:
         return {str(ch.get("Uniqueid")) for ch in await self.ami.channels()
                 if ch.get("Uniqueid")}
+
+    async def journaled_optouts(self) -> list[JournaledOptout]:
+        return [JournaledOptout(number, _epoch(at))
+                for number, at in await self.ami.db_tree(JOURNAL_FAMILY)]
 
     async def events(self) -> AsyncIterator[NodeEvent]:
         if self._joined is not None:  # down at start: nothing to read before it joins

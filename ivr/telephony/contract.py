@@ -63,6 +63,15 @@ FAILSAFE_CALL_ID = "CallId"
 FAILSAFE_STATUS = "Status"
 FAILSAFE_CALLBACK = "callback"  # CallId of the inbound line's failsafe
 
+# -- the opposition line's journal (AstDB), for when no controller serves the line ------------
+# [ivr-callback]'s failsafe asks for the key itself and, on 1 or 9, writes the caller's number
+# as a key of this AstDB family (value: the epoch), then raises EVENT_JOURNALED. Every
+# controller reads the family (AMI DBGetTree, `reporting` write class) when it reconciles a
+# node and on that event, and puts each number on the opposition list: a caller who objects
+# while FastAGI is down is not lost (campaign/optout_journal.py).
+JOURNAL_FAMILY = "ivr_optout"
+EVENT_JOURNALED = "IvrOptoutJournal"
+
 # -- sounds ------------------------------------------------------------------------------------
 SOUNDS_DIR = "ivr"  # prompts are installed as sounds/ivr/<key>.wav, played as ivr/<key>
 

@@ -53,7 +53,8 @@ import itertools
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ivr.telephony.contract import OUTBOUND_CONTEXT, OUTBOUND_EXTEN
+from ivr.telephony.contract import (EVENT_JOURNALED, JOURNAL_FAMILY, OUTBOUND_CONTEXT,
+                                    OUTBOUND_EXTEN)
 from ivr.telephony.fake_callee import (Call, Callee, Player, answer, busy, congestion, failed,
                                        hangup_after, no_answer, refuse)
 
@@ -106,6 +107,7 @@ class FakePbx:
         self.calls: dict[str, Call] = {}            # by ChannelId, ended ones included
         self.shown: list[set[str]] = []  # the Uniqueids of each CoreShowChannels answer
         self.max_live = 0
+        self.journal: dict[str, str] = {}  # the opposition line's AstDB family: number -> epoch
         self.logins = 0
         self._live: dict[str, Call] = {}
         self._queued: dict[str, asyncio.TimerHandle] = {}  # Originates without a channel yet
@@ -242,6 +244,8 @@ class FakePbx:
             self._hangup_action(session, action, reply)
         elif name == "coreshowchannels":
             self._show_channels(session, reply)
+        elif name == "dbgettree":
+            self._db_tree(session, action, reply)
         else:
             session.send(reply | {"Response": "Error", "Message": "Invalid/unknown command"})
         return True
@@ -285,6 +289,24 @@ class FakePbx:
         self.shown.append(shown)
         session.send({"Event": "CoreShowChannelsComplete", **aid, "EventList": "Complete",
                       "ListItems": str(len(shown))})
+
+    def _db_tree(self, session: _Session, action: dict[str, Any], reply: dict[str, Any]) -> None:
+        """AstDB as DBGetTree answers it; only the opposition line's journal is kept here."""
+        aid = {k: v for k, v in reply.items() if k == "ActionID"}
+        family = str(action.get("Family", ""))
+        rows = self.journal.items() if family == JOURNAL_FAMILY else ()
+        session.send(reply | {"EventList": "start", "Message": "Result will follow"})
+        for key, value in rows:
+            session.send({"Event": "DBGetTreeResponse", **aid, "Key": f"/{family}/{key}",
+                          "Val": value})
+        session.send({"Event": "DBGetTreeComplete", **aid, "EventList": "Complete",
+                      "ListItems": str(len(rows))})
+
+    def journal_optout(self, caller: str, epoch: int) -> None:
+        """[ivr-callback]'s failsafe with no controller: a caller pressed 1, was journaled."""
+        self.journal[caller] = str(epoch)
+        self._emit({"Event": "UserEvent", "Privilege": "user,all",
+                    "UserEvent": EVENT_JOURNALED, "Uniqueid": f"cb-{epoch}"})
 
     def _hangup_action(self, session: _Session, action: dict[str, Any],
                        reply: dict[str, Any]) -> None:

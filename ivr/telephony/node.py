@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from ivr.errors import PbxError
@@ -34,6 +35,11 @@ class OriginateRefused(PbxError):
     def __init__(self, message: str, *, shutting_down: bool = False) -> None:
         super().__init__(message)
         self.shutting_down = shutting_down  # the node is going away: a fault, retried
+
+
+class ActionRefused(PbxError):
+    """The node answered another action than an Originate with an Error (permission denied,
+    an action it does not know)."""
 
 
 class ActionTimeout(PbxError):
@@ -96,6 +102,21 @@ class Reconnected:
 
 
 @dataclass(frozen=True)
+class OptoutsJournaled:
+    """The opposition line's failsafe wrote a caller's opposition into the node's journal
+    (contract.JOURNAL_FAMILY): read it now (journaled_optouts)."""
+    node: str
+
+
+@dataclass(frozen=True)
+class JournaledOptout:
+    """One caller the opposition line's failsafe journaled: the caller ID as the PBX got it
+    (not yet E.164) and when, from the PBX's clock (None if the value was not an epoch)."""
+    number: str
+    at: datetime | None
+
+
+@dataclass(frozen=True)
 class ChannelHold:
     """The callee put the call on hold (`held`) or took it off. channel_id: the IVR-side id
     the call was originated with (the held channel's Linkedid: the PJSIP channel itself, or
@@ -105,7 +126,8 @@ class ChannelHold:
     held: bool
 
 
-NodeEvent = OriginateResult | ChannelHangup | Failsafe | Reconnected | ChannelHold
+NodeEvent = (OriginateResult | ChannelHangup | Failsafe | Reconnected | ChannelHold
+             | OptoutsJournaled)
 
 
 @runtime_checkable
@@ -137,6 +159,10 @@ class PbxNode(Protocol):
 
     async def channels(self) -> set[str]:
         """The Uniqueids of the node's live channels, for reconciliation."""
+
+    async def journaled_optouts(self) -> list[JournaledOptout]:
+        """The callers the opposition line's failsafe journaled on this node (every one so
+        far: the PBX keeps them). ActionRefused when the node will not say."""
 
     def events(self) -> AsyncIterator[NodeEvent]:
         """Typed events, in order, for as long as the node lives (the iteration ends after

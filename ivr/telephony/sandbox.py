@@ -40,8 +40,8 @@ ASTERISK = "/usr/sbin/asterisk"
 MODULES = """
 res_speech res_agi app_amd app_playback app_read app_senddtmf app_userevent app_stack app_verbose app_echo
 app_waitforsilence pbx_config func_logic func_strings func_callerid func_channel func_global
-func_dialplan func_hangupcause func_uuid format_wav format_gsm format_pcm format_sln codec_ulaw
-codec_alaw codec_gsm codec_resample codec_a_mu res_timing_timerfd bridge_simple
+func_dialplan func_hangupcause func_uuid func_db format_wav format_gsm format_pcm format_sln
+codec_ulaw codec_alaw codec_gsm codec_resample codec_a_mu res_timing_timerfd bridge_simple
 res_pjproject res_sorcery_config res_sorcery_memory res_sorcery_astdb res_pjsip res_pjsip_session
 chan_pjsip res_pjsip_sdp_rtp res_rtp_asterisk res_pjsip_endpoint_identifier_ip
 res_pjsip_endpoint_identifier_user res_pjsip_outbound_registration res_pjsip_authenticator_digest

@@ -1,0 +1,99 @@
+"""The opposition line's journal on the sandbox's Asterisk: with no controller serving the
+line, a caller who presses 1 is kept in AstDB by the dialplan's failsafe, and a controller puts
+the number on the opposition list when it starts, and at once when it is already connected to
+the PBX (its FastAGI down, as when `ivr serve` is not running)."""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from ivr import app
+from ivr.config import Config
+from ivr.store.sqlite import Store
+from ivr.telephony.ami import Ami
+from ivr.telephony.contract import (CALLBACK_CONTEXT, CALLBACK_EXTEN, EVENT_FAILSAFE,
+                                    EVENT_JOURNALED, JOURNAL_FAMILY, SIM_CALLER_CONTEXT)
+from ivr.telephony.sandbox import Sandbox
+
+BEFORE, DURING = "+33199000074", "+33199000073"
+
+
+@pytest.fixture
+def clean_journal(pbx_cfg: Config) -> Iterator[None]:
+    """The sandbox's AstDB outlives a test: no journaled number reaches another test's store."""
+    box = Sandbox(pbx_cfg)
+    box.cli(f"database deltree {JOURNAL_FAMILY}")
+    yield
+    box.cli(f"database deltree {JOURNAL_FAMILY}")
+
+
+async def _caller_presses_1(cfg: Config, caller_id: str, channel_id: str) -> list[str]:
+    """A caller on the opposition line who presses 1 two seconds in: the UserEvents the
+    controller's AMI user saw until the caller's hangup."""
+    watch = Ami(cfg.pbx.host, cfg.pbx.port, cfg.pbx.user, app.ami_secret(cfg))
+    await watch.connect()
+    seen: list[str] = []
+    try:
+        await watch.action({"Action": "Originate", "Channel": f"Local/press1@{SIM_CALLER_CONTEXT}",
+                            "Context": CALLBACK_CONTEXT, "Exten": CALLBACK_EXTEN,
+                            "Priority": "1", "Async": "true", "Timeout": "5000",
+                            "CallerID": caller_id, "ChannelId": channel_id})
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 30:
+            ev = await watch.next_event(0.1)
+            if ev is None:
+                continue
+            if ev.get("Event") == "UserEvent":
+                seen.append(str(ev.get("UserEvent")))
+            if ev.get("Event") == "Hangup" and ev.get("Uniqueid") == channel_id:
+                break
+        return seen
+    finally:
+        watch.close()
+
+
+async def _journal(cfg: Config) -> list[tuple[str, str]]:
+    ami = Ami(cfg.pbx.host, cfg.pbx.port, cfg.pbx.user, app.ami_secret(cfg))
+    await ami.connect()
+    try:
+        return await ami.db_tree(JOURNAL_FAMILY)
+    finally:
+        ami.close()
+
+
+async def _scenario(cfg: Config, store: Store) -> dict[str, object]:
+    out: dict[str, object] = {}
+    # No controller at all: the caller presents a national number with a SIP parameter, as
+    # French carriers do; the journal keeps the number alone.
+    out["events_before"] = await _caller_presses_1(
+        cfg, f"Jean <0{BEFORE[3:]};cpc=ordinary>", "journal-1")
+    out["journal"] = await _journal(cfg)
+    ctl = await app.start(cfg, store, agi=False)  # AMI up, FastAGI down
+    try:
+        out["opposed_at_start"] = store.is_opted_out(BEFORE)
+        out["during_before"] = store.is_opted_out(DURING)
+        out["events_during"] = await _caller_presses_1(cfg, DURING, "journal-2")
+        t0 = time.monotonic()
+        while not store.is_opted_out(DURING) and time.monotonic() - t0 < 5:
+            await asyncio.sleep(0.05)
+        out["opposed_during"] = store.is_opted_out(DURING)
+    finally:
+        await ctl.close()
+    return out
+
+
+def test_callers_journaled_by_the_failsafe_are_opposed(pbx_cfg: Config,
+                                                       clean_journal: None) -> None:
+    store = Store.memory()
+    out = asyncio.run(_scenario(pbx_cfg, store))
+    assert out["events_before"] == [EVENT_FAILSAFE, EVENT_JOURNALED]
+    (key, value), = out["journal"]  # type: ignore[misc]
+    assert key == "0" + BEFORE[3:] and abs(int(value) - time.time()) < 120
+    assert out["opposed_at_start"] is True and out["during_before"] is False
+    assert out["events_during"] == [EVENT_FAILSAFE, EVENT_JOURNALED]
+    assert out["opposed_during"] is True
+    rows = store.q("SELECT via FROM optouts ORDER BY id")
+    assert [r["via"] for r in rows] == ["phone-callback", "phone-callback"]
