@@ -50,7 +50,8 @@ OK = {"Response": "Success", "Message": "DialPlan list will follow"}
 def replies(probe: ModuleType, **changes: Any) -> Any:
     """A correctly set-up node's replies, with `changes`."""
     fields: dict[str, Any] = {
-        "commands": commands("Login", "Originate", "Hangup", "CoreShowChannels", "Getvar"),
+        "commands": commands("Login", "Originate", "Hangup", "CoreShowChannels", "Getvar",
+                             "DBGetTree"),
         "contexts": {c: OK for c in probe.CONTEXTS},
         "agi_url": {"Response": "Success", "Variable": "IVR_AGI_URL", "Value": URL}}
     return probe.NodeReplies(**(fields | changes))
@@ -77,6 +78,14 @@ def test_a_user_without_the_originate_class_is_an_error_naming_the_write_line(
     assert "manager reload" in line and "\n" not in line
     (line,) = errors(judged(probe, commands=commands("Originate")))
     assert "lacks the call,reporting write class (Hangup, CoreShowChannels refused" in line
+
+
+def test_a_user_who_may_not_read_the_journal_is_a_warning(probe: ModuleType) -> None:
+    found = judged(probe, commands=commands("Originate", "Hangup", "CoreShowChannels"))
+    assert [(f.code, f.severity) for f in found] == [("pbx_journal", "warning")]
+    assert found[0].message.startswith("node n1: AMI user 'ivr' may not send DBGetTree: ")
+    assert "never reach the opposition list" in found[0].message
+    assert "`write = originate,call,reporting`" in found[0].message
 
 
 @pytest.mark.parametrize("context, include, harm", [

@@ -7,7 +7,8 @@ Originate refused), a missing `#include ivr/ivr-outbound.conf` (context not foun
 with the run's own user and secret and asked, read-only:
 
 - `ListCommands`: the actions this user may send (Asterisk lists only those its write
-  classes allow): Originate, Hangup, CoreShowChannels;
+  classes allow): Originate, Hangup, CoreShowChannels; DBGetTree (the opposition line's
+  journal) a warning;
 - `ShowDialPlan Context: …`: the outbound and the opposition-line contexts exist;
 - `Getvar Variable: IVR_AGI_URL` (no channel: the global): this controller's FastAGI URL.
 
@@ -40,6 +41,9 @@ ACTION_S = 5.0
 # Each action the run sends, and the manager.conf write class that allows it (manager.c).
 REQUIRED_ACTIONS = {"Originate": "originate", "Hangup": "call", "CoreShowChannels": "reporting"}
 WRITE_LINE = "write = originate,call,reporting"  # the sandbox's manager.conf (README)
+# The opposition line's journal (campaign/optout_journal.py): `reporting` allows it too, but an
+# Asterisk may not have it; without it only the journal is lost, so a warning.
+JOURNAL_ACTION = "DBGetTree"
 # The shipped dialplans are named after their context, copied into an `ivr/` folder (README).
 CONTEXTS = (OUTBOUND_CONTEXT, CALLBACK_CONTEXT)
 WHAT_FAILS = {OUTBOUND_CONTEXT: "no call could be placed into it",
@@ -123,7 +127,12 @@ def _commands(target: Target, label: str, reply: Mapping[str, Any]) -> list[Find
         return _other_error(target, label, reply)
     missing = {a: c for a, c in REQUIRED_ACTIONS.items() if a not in reply}
     if not missing:
-        return []
+        return [] if JOURNAL_ACTION in reply else [Finding("pbx_journal", (
+            f"node {target.node}: AMI user {target.user!r} may not send {JOURNAL_ACTION}: "
+            "callers who object on the opposition line while no controller serves it are "
+            "kept in the PBX's journal but never reach the opposition list; "
+            + _fix(target, f"set `{WRITE_LINE}` in its [{target.user}] section of "
+                           "manager.conf, then `manager reload`")), WARNING)]
     classes = ",".join(dict.fromkeys(missing.values()))
     harm = "no call can be placed" if "Originate" in missing else "calls cannot be settled"
     return [Finding("pbx_ami_user", (
