@@ -29,7 +29,7 @@ from ivr.telephony.sandbox import Sandbox
 DIALPLANS = Path(__file__).resolve().parents[1] / "dialplans"
 PJSIP = "pjsip-trunk.conf"
 INTERNAL_CONTEXTS = frozenset({"ivr-sim-dispatch", "ivr-sim-lib"})
-ASTERISK_PRIVATE = frozenset({"EXTEN", "EPOCH"})
+ASTERISK_PRIVATE = frozenset({"EXTEN", "EPOCH", "UNIQUEID"})
 
 COMMENT = re.compile(r"(?<!\\);.*")
 CONTEXT = re.compile(r"^\[([^\]]+)\]")
@@ -42,7 +42,7 @@ USER_EVENT = re.compile(r"\bUserEvent\(([^)]*)\)")
 SOUND_ARG = {"Playback": 0, "Background": 0, "Read": 1}
 SOUND = re.compile(r"\b(Playback|Background|Read)\(([^)]*)\)")
 VAR_ONLY = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-DB_FAMILY = re.compile(r"\bDB(?:_EXISTS|_DELETE)?\(([^/()]+)/")
+DB_FAMILY = re.compile(r"\bDB(?:_EXISTS|_DELETE)?\(([^$()]+)/")  # family[/sub-family]/key
 
 
 @dataclass
@@ -181,7 +181,7 @@ def test_the_exclusions_hide_no_contract_name() -> None:
         assert ctx in dp.contexts and ctx not in values
         assert any(src != ctx and dst == ctx for src, dst in dp.jumps), ctx
     # The benchmark's pure-dialplan IVR; the opposition line's failsafe (its journal).
-    assert local_variables(dp) == {"CHOICE", "TRIES", "OPT_CALLER", "OPT_KEY"}
+    assert local_variables(dp) == {"CHOICE", "TRIES", "OPT_CALLER", "OPT_KEY", "CALLEE_KEY"}
     assert not local_variables(dp) & values
     for name in ASTERISK_PRIVATE:
         assert name in dp.reads and name not in dp.writes and name not in values
@@ -270,11 +270,23 @@ def test_the_outbound_line_takes_its_failsafe_unless_the_controller_says_done() 
     failsafe = _failsafe_unless_done(contract.OUTBOUND_CONTEXT, contract.ROUTE_IVR,
                                      f"${{{contract.VAR_CALL_ID}}}")
     # The campaign's legal mentions, as the controller named them on the Originate (owed in
-    # every message), then a clean temporary failure, retried.
-    legal = f"${{{contract.VAR_LEGAL}}}"
-    assert failsafe[1].endswith(f'n,GotoIf($["{legal}" = ""]?end)')
-    assert failsafe[2].endswith(f"n,Playback({legal})")
-    assert failsafe[3].endswith("n(end),Hangup(41)") and failsafe[4].startswith("exten => h,")
+    # every message), then a clean temporary failure, retried. The opposition key the intro
+    # taught still works during them: the call's channel is journaled, its controller opposes
+    # the number (an Originate without the key plays them plainly).
+    legal, key = f"${{{contract.VAR_LEGAL}}}", f"${{{contract.VAR_OPTOUT_KEY}}}"
+    steps = [line.removeprefix("same => ").removeprefix("n,") for line in failsafe]
+    assert steps[1:11] == [
+        f'GotoIf($["{legal}" = ""]?end)',
+        f'GotoIf($["{key}" = ""]?plain)',
+        f"Read(CALLEE_KEY,{legal},1,,1,2)",
+        'GotoIf($["${CALLEE_KEY}" = ""]?end)',
+        f'GotoIf($["${{CALLEE_KEY}}" != "{key}"]?plain)',  # another key cut them: again
+        f"Set(DB({contract.JOURNAL_CALLS}/${{UNIQUEID}})=${{EPOCH}})",
+        f"UserEvent({contract.EVENT_JOURNALED})",
+        "Goto(end)",
+        f"n(plain),Playback({legal})",
+        "n(end),Hangup(41)"]
+    assert steps[11].startswith("exten => h,")
 
 TAMPERED = [
     ("exten => s,1,NoOp(${IVR_NEW_THING})", "'IVR_NEW_THING' is used by a dialplan"),

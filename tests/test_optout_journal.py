@@ -129,3 +129,25 @@ def test_journal_numbers_are_read_as_the_callback_route_reads_caller_ids() -> No
                JournaledOptout("anonymous", at), JournaledOptout("12", at)]
     assert optout_journal.numbers(entries, "FR") == {"+33612345678": at,
                                                      "+262692123456": None}
+
+
+def test_a_callee_journaled_in_an_outbound_failsafe_is_opposed_by_its_calls_store(
+        backend: Backend) -> None:
+    number = fiction(40)
+
+    async def scenario() -> tuple[bool, list[dict[str, Any]], int]:
+        async with started(backend, {"call/ivr-other-campaign-7-0a0b0c0d": "1796000000"}) as r:
+            await r.dialer.dial(contact(r.store, number))
+            await r.until(lambda: not r.dialer.inflight)
+            (call,) = r.calls()
+            before = r.store.is_opted_out(number)
+            # The controller died mid-call; the callee pressed 9 in the failsafe's legal mentions.
+            r.pbx.journal_optout(f"call/{call['channel_id']}", int(OBJECTED.timestamp()))
+            await r.until(lambda: r.store.is_opted_out(number), timeout=5)
+            again = await optout_journal.drain(r.dialer, r.dialer.nodes["pbx"])
+            rows = [dict(row) for row in r.store.q("SELECT via, campaign FROM optouts")]
+            return before, rows, again
+    before, rows, again = asyncio.run(scenario())
+    # Another store's channel (the first entry) is skipped; this store's call is opposed once.
+    assert before is False and again == 0
+    assert rows == [{"via": "phone-key", "campaign": "utest"}]

@@ -290,7 +290,8 @@ class Dialer:
         variables = {contract.VAR_CALL_ID: str(flight.call_id),
                      contract.VAR_AGI_URL: self.agi_url,
                      contract.VAR_AMD: "1" if self.cfg.dialer.amd else "0",
-                     contract.VAR_TOKEN: token}
+                     contract.VAR_TOKEN: token,
+                     contract.VAR_OPTOUT_KEY: self.cfg.flow.optout_key}
         legal = self.legal_sound()
         if legal:
             variables[contract.VAR_LEGAL] = legal

@@ -1,8 +1,12 @@
-"""The opposition line's journal (dialplans/ivr-callback.conf): when no controller serves the
-line, its failsafe asks for the key itself and keeps each caller who pressed it in the node's
-AstDB (contract.JOURNAL_FAMILY). A controller puts those numbers on the opposition list when it
-reconciles the node, before it places a call there (at start, after a reconnect or a join),
-and at once when the node says one was written (OptoutsJournaled).
+"""The failsafes' journal of oppositions, in the node's AstDB (contract.JOURNAL_FAMILY):
+- the opposition line's (dialplans/ivr-callback.conf): when no controller serves the line, its
+  failsafe asks for the key itself and keeps each caller who pressed it, by number;
+- the outbound one's (dialplans/ivr-outbound.conf): a callee who presses the call's opposition
+  key during the failsafe's legal mentions, by the call's channel (contract.JOURNAL_CALLS); the
+  store that placed that call opposes its number, any other store skips it.
+A controller puts them on the opposition list when it reconciles the node, before it places a
+call there (at start, after a reconnect or a join), and at once when the node says one was
+written (OptoutsJournaled).
 
 The PBX keeps the journal (the controller's AMI user may read AstDB, not delete from it), so
 each reading sees every caller so far: a number already on the list is skipped, not written
@@ -25,6 +29,7 @@ if TYPE_CHECKING:
     from ivr.store.sqlite import Store
 
 log = logging.getLogger(__name__)
+VIA_KEY = "phone-key"  # optouts.via of a key pressed in a call (as agi_ivr.py's)
 RETRY_S = 2.0  # a reading the link or the store failed is tried again this often
 _refused: WeakKeyDictionary[Dialer, set[str]] = WeakKeyDictionary()
 
@@ -34,21 +39,38 @@ def numbers(entries: list[JournaledOptout], region: str) -> dict[str, datetime |
     was journaled; one that is not a valid number is left out."""
     out: dict[str, datetime | None] = {}
     for entry in entries:
+        if entry.channel_id:
+            continue
         number = caller_e164(entry.number, region)
         if number is not None:
             out[number] = entry.at
     return out
 
 
-def record(store: Store, found: Mapping[str, datetime | None], now: datetime) -> int:
-    """Put the numbers not yet opposed on the list, dated when the caller objected (never
-    later than now: a PBX clock ahead does not postdate them). How many were new."""
-    added = 0
-    for number, at in sorted(found.items()):
-        if not store.is_opted_out(number):
-            when = now if at is None else min(at, now)
-            added += store.add_optout(number, VIA_CALLBACK, when)
+def channels(entries: list[JournaledOptout]) -> dict[str, datetime | None]:
+    """The outbound calls' channels whose callee pressed the opposition key in the failsafe."""
+    return {e.channel_id: e.at for e in entries if e.channel_id}
+
+
+def record(store: Store, found: Mapping[str, datetime | None], now: datetime,
+           calls: Mapping[str, datetime | None] | None = None) -> int:
+    """Put the numbers not yet opposed on the list, and those of this store's calls in
+    `calls` (by channel), dated when the person objected (never later than now: a PBX clock
+    ahead does not postdate them). How many were new."""
+    added = sum(_oppose(store, number, VIA_CALLBACK, None, at, now)
+                for number, at in sorted(found.items()))
+    for channel_id, at in sorted((calls or {}).items()):
+        call = store.call_by_channel(channel_id)
+        if call is not None:  # another store's call, or erased since (no channel): skipped
+            added += _oppose(store, call["number"], VIA_KEY, call["campaign"], at, now)
     return added
+
+
+def _oppose(store: Store, number: str, via: str, campaign: str | None, at: datetime | None,
+            now: datetime) -> int:
+    if store.is_opted_out(number):
+        return 0
+    return int(store.add_optout(number, via, now if at is None else min(at, now), campaign))
 
 
 async def drain(dialer: Dialer, ns: NodeState) -> int:
@@ -66,14 +88,14 @@ async def drain(dialer: Dialer, ns: NodeState) -> int:
                         "opposition list; add `reporting` to the write line of this AMI user in "
                         "manager.conf", ns.name, exc)
         return 0
-    found = numbers(entries, dialer.cfg.default_region)
-    if not found:
+    found, calls = numbers(entries, dialer.cfg.default_region), channels(entries)
+    if not found and not calls:
         return 0
-    added = await dialer.off_loop(record, dialer.store, found, dialer.clock.now())
+    added = await dialer.off_loop(record, dialer.store, found, dialer.clock.now(), calls)
     if added:
-        log.warning("node %s: %d caller(s) objected on the opposition line while no "
-                    "controller served it (its dialplan journaled them): now on the opposition "
-                    "list", ns.name, added)
+        log.warning("node %s: %d person(s) objected while no controller served them (on the "
+                    "opposition line, or in an outbound call's failsafe; the dialplan "
+                    "journaled them): now on the opposition list", ns.name, added)
     return added
 
 

@@ -115,6 +115,10 @@ class PgCallsSQL(PgCore):
     def call(self, call_id: int) -> Row | None:
         return self._row("SELECT * FROM calls WHERE id = %s", (call_id,))
 
+    def call_by_channel(self, channel_id: str) -> Row | None:
+        return self._row("SELECT id, number, campaign FROM calls WHERE channel_id = %s",
+                         (channel_id,))
+
     def mark_answered(self, call_id: int, now: datetime) -> None:
         """The IVR session was accepted: its token is spent, so its hash goes."""
         self._exec("UPDATE calls SET state = 'answered', answered_at = COALESCE(answered_at, "

@@ -163,6 +163,10 @@ class CallsSQL(SQLiteCore):
     def call(self, call_id: int) -> Row | None:
         return self._row("SELECT * FROM calls WHERE id = ?", (call_id,))
 
+    def call_by_channel(self, channel_id: str) -> Row | None:
+        return self._row("SELECT id, number, campaign FROM calls WHERE channel_id = ?",
+                         (channel_id,))
+
     def mark_answered(self, call_id: int, now: datetime) -> None:
         """The IVR session was accepted: its token is spent, so its hash goes (single use,
         across restarts too)."""

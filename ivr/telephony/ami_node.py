@@ -18,7 +18,8 @@ from ivr.config import SINGLE_NODE
 from ivr.errors import PbxError
 from ivr.telephony.ami import HOLD_EVENTS, Ami
 from ivr.telephony.contract import (EVENT_FAILSAFE, EVENT_JOURNALED, FAILSAFE_CALL_ID,
-                                    FAILSAFE_CALLBACK, FAILSAFE_STATUS, JOURNAL_FAMILY)
+                                    FAILSAFE_CALLBACK, FAILSAFE_STATUS, JOURNAL_CALLS,
+                                    JOURNAL_FAMILY)
 from ivr.telephony.node import (LOCAL_OTHER, ChannelHangup, ChannelHold, Failsafe,
                                 JournaledOptout, NodeEvent, OptoutsJournaled, OriginateRequest,
                                 OriginateResult, Reconnected)
@@ -240,8 +241,10 @@ class AmiNode:
                 if ch.get("Uniqueid")}
 
     async def journaled_optouts(self) -> list[JournaledOptout]:
-        return [JournaledOptout(number, _epoch(at))
-                for number, at in await self.ami.db_tree(JOURNAL_FAMILY)]
+        calls = JOURNAL_CALLS.removeprefix(JOURNAL_FAMILY + "/") + "/"  # the sub-family's keys
+        return [JournaledOptout("", _epoch(at), key.removeprefix(calls))
+                if key.startswith(calls) else JournaledOptout(key, _epoch(at))
+                for key, at in await self.ami.db_tree(JOURNAL_FAMILY)]
 
     async def events(self) -> AsyncIterator[NodeEvent]:
         if self._joined is not None:  # down at start: nothing to read before it joins

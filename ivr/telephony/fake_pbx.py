@@ -302,9 +302,10 @@ class FakePbx:
         session.send({"Event": "DBGetTreeComplete", **aid, "EventList": "Complete",
                       "ListItems": str(len(rows))})
 
-    def journal_optout(self, caller: str, epoch: int) -> None:
-        """[ivr-callback]'s failsafe with no controller: a caller pressed 1, was journaled."""
-        self.journal[caller] = str(epoch)
+    def journal_optout(self, key: str, epoch: int) -> None:
+        """A failsafe journaled an opposition: [ivr-callback]'s (key: the caller ID) or
+        [ivr-outbound]'s (key: call/<the channel's Uniqueid>)."""
+        self.journal[key] = str(epoch)
         self._emit({"Event": "UserEvent", "Privilege": "user,all",
                     "UserEvent": EVENT_JOURNALED, "Uniqueid": f"cb-{epoch}"})
 

@@ -110,10 +110,12 @@ class OptoutsJournaled:
 
 @dataclass(frozen=True)
 class JournaledOptout:
-    """One caller the opposition line's failsafe journaled: the caller ID as the PBX got it
-    (not yet E.164) and when, from the PBX's clock (None if the value was not an epoch)."""
+    """One opposition a failsafe journaled: the opposition line's caller ID as the PBX got it
+    (not yet E.164), or ("", at, channel) an outbound call's channel (its Uniqueid) whose
+    callee pressed the opposition key; when, from the PBX's clock (None: not an epoch)."""
     number: str
     at: datetime | None
+    channel_id: str = ""
 
 
 @dataclass(frozen=True)

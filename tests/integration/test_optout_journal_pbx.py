@@ -1,7 +1,9 @@
-"""The opposition line's journal on the sandbox's Asterisk: with no controller serving the
+"""The failsafes' journal on the sandbox's Asterisk. With no controller serving the opposition
 line, a caller who presses 1 is kept in AstDB by the dialplan's failsafe, and a controller puts
 the number on the opposition list when it starts, and at once when it is already connected to
-the PBX (its FastAGI down, as when `ivr serve` is not running)."""
+the PBX (its FastAGI down, as when `ivr serve` is not running). A callee who presses the
+opposition key during the outbound failsafe's legal mentions is opposed by the controller that
+placed the call; another key does not cut the legal mentions short."""
 from __future__ import annotations
 
 import asyncio
@@ -12,11 +14,14 @@ import pytest
 
 from ivr import app
 from ivr.config import Config
+from ivr.prompts.build import load_manifest
 from ivr.store.sqlite import Store
 from ivr.telephony.ami import Ami
 from ivr.telephony.contract import (CALLBACK_CONTEXT, CALLBACK_EXTEN, EVENT_FAILSAFE,
                                     EVENT_JOURNALED, JOURNAL_FAMILY, SIM_CALLER_CONTEXT)
 from ivr.telephony.sandbox import Sandbox
+
+from .conftest import add_contacts, fiction
 
 BEFORE, DURING = "+33199000074", "+33199000073"
 
@@ -97,3 +102,49 @@ def test_callers_journaled_by_the_failsafe_are_opposed(pbx_cfg: Config,
     assert out["opposed_during"] is True
     rows = store.q("SELECT via FROM optouts ORDER BY id")
     assert [r["via"] for r in rows] == ["phone-callback", "phone-callback"]
+
+
+async def _outbound(cfg: Config, store: Store, number: str) -> tuple[float, bool]:
+    """One call while FastAGI refuses every session: seconds from the failsafe's UserEvent to
+    the channel's hangup, and whether the number was opposed within 5 s of it."""
+    add_contacts(store, [number])
+    watch = Ami(cfg.pbx.host, cfg.pbx.port, cfg.pbx.user, app.ami_secret(cfg))
+    await watch.connect()
+    ctl = await app.start(cfg, store, agi=False)  # AMI up, FastAGI down
+    try:
+        await ctl.dialer.dial(store.one("SELECT * FROM contacts WHERE number = ?", (number,)))
+        channel = store.one("SELECT channel_id FROM calls WHERE number = ?",
+                            (number,))["channel_id"]
+        seen: dict[str, float] = {}
+        t0 = time.monotonic()
+        while "hangup" not in seen and time.monotonic() - t0 < 40:
+            ev = await watch.next_event(0.1)
+            if ev is None or ev.get("Uniqueid") != channel:
+                continue
+            if ev.get("Event") == "UserEvent" and ev.get("UserEvent") == EVENT_FAILSAFE:
+                seen["failsafe"] = time.monotonic()
+            elif ev.get("Event") == "Hangup":
+                seen["hangup"] = time.monotonic()
+        t1 = time.monotonic()
+        while not store.is_opted_out(number) and time.monotonic() - t1 < 5:
+            await asyncio.sleep(0.05)
+        return seen["hangup"] - seen["failsafe"], store.is_opted_out(number)
+    finally:
+        await ctl.close()
+        watch.close()
+
+
+def test_a_callee_who_presses_the_opposition_key_in_the_outbound_failsafe_is_opposed(
+        pbx_cfg: Config, clean_journal: None) -> None:
+    store = Store.memory()
+    legal_s = load_manifest(pbx_cfg)["prompts"]["legal"]["duration_s"]
+    # Presses 9 about 2 s into the legal mentions: journaled, then opposed by this controller.
+    _, opposed = asyncio.run(_outbound(pbx_cfg, store, fiction("60")))
+    assert opposed
+    rows = store.q("SELECT via, campaign FROM optouts")
+    assert [(r["via"], r["campaign"]) for r in rows] == [("phone-key", "itest")]
+    # Presses 1 about 2 s in: not an opposition, and the legal mentions are heard again whole.
+    played, opposed = asyncio.run(_outbound(pbx_cfg, store, fiction("10")))
+    assert not opposed and played > legal_s + 1.5
+    calls = store.q("SELECT outcome, stage FROM calls ORDER BY id")
+    assert [(c["outcome"], c["stage"]) for c in calls] == [("error", "failsafe")] * 2
