@@ -278,7 +278,7 @@ def test_the_outbound_line_takes_its_failsafe_unless_the_controller_says_done() 
     assert steps[1:11] == [
         f'GotoIf($["{legal}" = ""]?end)',
         f'GotoIf($["{key}" = ""]?plain)',
-        f"Read(CALLEE_KEY,{legal},1,,1,2)",
+        f"Read(CALLEE_KEY,{legal},1,t(),1,2)",  # no terminator: # cuts them too, is a key
         'GotoIf($["${CALLEE_KEY}" = ""]?end)',
         f'GotoIf($["${{CALLEE_KEY}}" != "{key}"]?plain)',  # another key cut them: again
         f"Set(DB({contract.JOURNAL_CALLS}/${{UNIQUEID}})=${{EPOCH}})",

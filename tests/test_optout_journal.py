@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Any
@@ -16,6 +16,7 @@ import pytest
 from ivr import app
 from ivr.campaign import optout_journal
 from ivr.campaign.clock import Clock
+from ivr.errors import StoreError
 from ivr.telephony.ami_node import AmiNode
 from ivr.telephony.fake_pbx import FakePbx, answer
 from ivr.telephony.node import JournaledOptout
@@ -32,13 +33,14 @@ def national(number: str) -> str:
 
 
 @asynccontextmanager
-async def started(backend: Backend, journal: dict[str, str], pbx_class: type[FakePbx] = FakePbx
-                  ) -> AsyncIterator[Rig]:
+async def started(backend: Backend, journal: dict[str, str], pbx_class: type[FakePbx] = FakePbx,
+                  setup: Callable[[Any], None] = lambda store: None) -> AsyncIterator[Rig]:
     """A controller started against a fake PBX whose journal already holds `journal`."""
     callees = {fiction(n): answer(["1"]) for n in (40, 41)}
     cfg = make_cfg(backend)
     store = backend.open()
     add_contacts(store, list(callees))
+    setup(store)
     async with pbx_class(callees, user="ivr", secret=SECRET) as pbx:
         pbx.journal.update(journal)
         node = AmiNode("pbx", "127.0.0.1", pbx.ami_port, "ivr", SECRET)
@@ -101,10 +103,10 @@ def test_a_journal_read_again_writes_each_opposition_once(backend: Backend) -> N
 
 
 class _NoAstDbPbx(FakePbx):
-    """An AMI user without `reporting` (or `system`) in its write class."""
+    """An Asterisk older than 16.28, 18.14 and 19.6: no DBGetTree."""
 
     def _db_tree(self, session: Any, action: dict[str, Any], reply: dict[str, Any]) -> None:
-        session.send(reply | {"Response": "Error", "Message": "Permission denied"})
+        session.send(reply | {"Response": "Error", "Message": "Invalid/unknown command"})
 
 
 def test_a_node_that_will_not_show_its_journal_is_told_once_and_the_run_goes_on(
@@ -119,7 +121,8 @@ def test_a_node_that_will_not_show_its_journal_is_told_once_and_the_run_goes_on(
     told = [rec.getMessage() for rec in caplog.records
             if rec.name == "ivr.campaign.optout_journal"]
     assert originates == 1 and rows == 0
-    assert len(told) == 1 and "reporting" in told[0] and "Permission denied" in told[0]
+    assert len(told) == 1 and "Invalid/unknown command" in told[0]
+    assert "16.28, 18.14, 19.6 or later" in told[0] and "`reporting`" in told[0]
 
 
 def test_journal_numbers_are_read_as_the_callback_route_reads_caller_ids() -> None:
@@ -151,3 +154,43 @@ def test_a_callee_journaled_in_an_outbound_failsafe_is_opposed_by_its_calls_stor
     # Another store's channel (the first entry) is skipped; this store's call is opposed once.
     assert before is False and again == 0
     assert rows == [{"via": "phone-key", "campaign": "utest"}]
+
+
+def test_an_entry_the_store_refuses_holds_back_neither_the_others_nor_the_start(
+        backend: Backend, caplog: pytest.LogCaptureFixture) -> None:
+    refused, taken = fiction(40), fiction(41)
+
+    def refuse_one(store: Any) -> None:
+        add = store.add_optout
+
+        def add_optout(number: str, *args: Any, **kwargs: Any) -> bool:
+            if number == refused:  # as guard_key refuses a real number beside a fiction key
+                raise StoreError(f"{number} is a real number and the opposition key sits "
+                                 "beside the store")
+            return bool(add(number, *args, **kwargs))
+        store.add_optout = add_optout
+
+    async def scenario() -> tuple[bool, bool, int]:
+        with caplog.at_level(logging.WARNING, logger="ivr.campaign.optout_journal"):
+            async with started(backend, {refused: "1796000000", taken: "1796000001"},
+                               setup=refuse_one) as r:
+                again = await optout_journal.drain(r.dialer, r.dialer.nodes["pbx"])
+                return r.store.is_opted_out(refused), r.store.is_opted_out(taken), again
+    opposed_refused, opposed_taken, again = asyncio.run(scenario())
+    assert (opposed_refused, opposed_taken, again) == (False, True, 0)
+    errors = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.ERROR]
+    assert len(errors) == 1 and "refused 1 opposition" in errors[0]
+    assert refused not in caplog.text and "<number>" in errors[0]
+
+
+def test_readings_at_once_oppose_and_audit_each_number_once(backend: Backend) -> None:
+    async def scenario() -> tuple[list[int], int]:
+        async with started(backend, {}) as r:
+            r.pbx.journal[fiction(40)] = "1796000000"
+            r.pbx.journal[fiction(41)] = "1796000001"
+            ns = r.dialer.nodes["pbx"]
+            added = await asyncio.gather(*(optout_journal.drain(r.dialer, ns) for _ in range(4)))
+            await r.settled()
+            return sorted(added), len(r.store.q("SELECT 1 FROM audit WHERE action = 'optout'"))
+    added, audits = asyncio.run(scenario())
+    assert added == [0, 0, 0, 2] and audits == 2

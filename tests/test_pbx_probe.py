@@ -80,12 +80,15 @@ def test_a_user_without_the_originate_class_is_an_error_naming_the_write_line(
     assert "lacks the call,reporting write class (Hangup, CoreShowChannels refused" in line
 
 
-def test_a_user_who_may_not_read_the_journal_is_a_warning(probe: ModuleType) -> None:
+def test_an_asterisk_without_dbgettree_is_an_error_naming_the_versions(
+        probe: ModuleType) -> None:
+    """CoreShowChannels allowed: `reporting` is there, so the action is missing from this
+    Asterisk, and the failsafes would confirm oppositions no controller can read."""
     found = judged(probe, commands=commands("Originate", "Hangup", "CoreShowChannels"))
-    assert [(f.code, f.severity) for f in found] == [("pbx_journal", "warning")]
-    assert found[0].message.startswith("node n1: AMI user 'ivr' may not send DBGetTree: ")
+    assert [(f.code, f.severity) for f in found] == [("pbx_journal", "error")]
+    assert found[0].message.startswith("node n1: this Asterisk has no DBGetTree AMI action: ")
     assert "never reach the opposition list" in found[0].message
-    assert "`write = originate,call,reporting`" in found[0].message
+    assert "16.28, 18.14, 19.6 or later" in found[0].message and "\n" not in found[0].message
 
 
 @pytest.mark.parametrize("context, include, harm", [

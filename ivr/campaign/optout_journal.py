@@ -18,10 +18,12 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 from weakref import WeakKeyDictionary
 
 from ivr.callflow.agi_callback import VIA_CALLBACK, caller_e164
 from ivr.campaign.nodes import NodeState
+from ivr.errors import StoreError
 from ivr.telephony.node import ActionRefused, JournaledOptout
 
 if TYPE_CHECKING:
@@ -31,7 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 VIA_KEY = "phone-key"  # optouts.via of a key pressed in a call (as agi_ivr.py's)
 RETRY_S = 2.0  # a reading the link or the store failed is tried again this often
-_refused: WeakKeyDictionary[Dialer, set[str]] = WeakKeyDictionary()
 
 
 def numbers(entries: list[JournaledOptout], region: str) -> dict[str, datetime | None]:
@@ -52,55 +53,94 @@ def channels(entries: list[JournaledOptout]) -> dict[str, datetime | None]:
     return {e.channel_id: e.at for e in entries if e.channel_id}
 
 
+@dataclass
+class Recorded:
+    """What a reading put on the list: `added` new oppositions; `refused` entries the store
+    would not take (StoreError: a real number while the opposition key sits beside a SQLite
+    store), the first one's reason in `why`, its number taken out."""
+    added: int = 0
+    refused: int = 0
+    why: str = ""
+
+
 def record(store: Store, found: Mapping[str, datetime | None], now: datetime,
-           calls: Mapping[str, datetime | None] | None = None) -> int:
+           calls: Mapping[str, datetime | None] | None = None) -> Recorded:
     """Put the numbers not yet opposed on the list, and those of this store's calls in
     `calls` (by channel), dated when the person objected (never later than now: a PBX clock
-    ahead does not postdate them). How many were new."""
-    added = sum(_oppose(store, number, VIA_CALLBACK, None, at, now)
-                for number, at in sorted(found.items()))
+    ahead does not postdate them). An entry the store refuses does not hold back the others."""
+    out = Recorded()
+    for number, at in sorted(found.items()):
+        _oppose(out, store, number, VIA_CALLBACK, None, at, now)
     for channel_id, at in sorted((calls or {}).items()):
         call = store.call_by_channel(channel_id)
         if call is not None:  # another store's call, or erased since (no channel): skipped
-            added += _oppose(store, call["number"], VIA_KEY, call["campaign"], at, now)
-    return added
+            _oppose(out, store, call["number"], VIA_KEY, call["campaign"], at, now)
+    return out
 
 
-def _oppose(store: Store, number: str, via: str, campaign: str | None, at: datetime | None,
-            now: datetime) -> int:
-    if store.is_opted_out(number):
-        return 0
-    return int(store.add_optout(number, via, now if at is None else min(at, now), campaign))
+def _oppose(out: Recorded, store: Store, number: str, via: str, campaign: str | None,
+            at: datetime | None, now: datetime) -> None:
+    try:
+        if not store.is_opted_out(number):
+            when = now if at is None else min(at, now)
+            out.added += int(store.add_optout(number, via, when, campaign))
+    except StoreError as exc:
+        out.refused += 1
+        out.why = out.why or str(exc).replace(number, "<number>")  # never a number in a log
+
+
+@dataclass
+class _NodeJournal:
+    """One node's readings in one run: one at a time (a second waits, then reads again, so
+    nothing is added twice), one retry due at most, each problem told once."""
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    retry_due: bool = False
+    told: set[str] = field(default_factory=set)
+
+    def once(self, message: str, *args: object) -> None:
+        if message not in self.told:
+            self.told.add(message)
+            log.error(message, *args)
+
+
+_nodes: WeakKeyDictionary[Dialer, dict[str, _NodeJournal]] = WeakKeyDictionary()
+
+
+def _of(dialer: Dialer, ns: NodeState) -> _NodeJournal:
+    return _nodes.setdefault(dialer, {}).setdefault(ns.name, _NodeJournal())
 
 
 async def drain(dialer: Dialer, ns: NodeState) -> int:
-    """Read the node's journal and oppose its numbers; how many were new. A node whose AMI
-    user may not read AstDB is told once (WARNING) and skipped; a dropped link or an
-    unreachable store raises, for the caller to try again."""
-    try:
-        entries = await ns.node.journaled_optouts()
-    except ActionRefused as exc:
-        told = _refused.setdefault(dialer, set())
-        if ns.name not in told:
-            told.add(ns.name)
-            log.warning("node %s: the opposition line's journal cannot be read (%s): callers "
-                        "who objected while no controller served the line are not put on the "
-                        "opposition list; add `reporting` to the write line of this AMI user in "
-                        "manager.conf", ns.name, exc)
-        return 0
-    found, calls = numbers(entries, dialer.cfg.default_region), channels(entries)
-    if not found and not calls:
-        return 0
-    added = await dialer.off_loop(record, dialer.store, found, dialer.clock.now(), calls)
-    if added:
+    """Read the node's journal and oppose its numbers; how many were new. A node that will not
+    show it, or entries the store refuses, are told once (ERROR) and skipped; a dropped link
+    or an unreachable store raises, for the caller to try again."""
+    st = _of(dialer, ns)
+    async with st.lock:
+        try:
+            entries = await ns.node.journaled_optouts()
+        except ActionRefused as exc:
+            st.once("node %s: its failsafes' journal of oppositions cannot be read (%s): people "
+                    "who objected while no controller served them were told it is recorded, "
+                    "but are not on the opposition list. The AMI user needs `reporting` in its "
+                    "write line, and Asterisk 16.28, 18.14, 19.6 or later (DBGetTree)",
+                    ns.name, exc)
+            return 0
+        found, calls = numbers(entries, dialer.cfg.default_region), channels(entries)
+        if not found and not calls:
+            return 0
+        done = await dialer.off_loop(record, dialer.store, found, dialer.clock.now(), calls)
+    if done.refused:
+        st.once("node %s: the store refused %d opposition(s) of the failsafes' journal: %s",
+                ns.name, done.refused, done.why)
+    if done.added:
         log.warning("node %s: %d person(s) objected while no controller served them (on the "
                     "opposition line, or in an outbound call's failsafe; the dialplan "
-                    "journaled them): now on the opposition list", ns.name, added)
-    return added
+                    "journaled them): now on the opposition list", ns.name, done.added)
+    return done.added
 
 
 def soon(dialer: Dialer, ns: NodeState, tasks: set[asyncio.Task]) -> None:
-    """On the node's word that it journaled a caller: read the journal now; a failure is
+    """On the node's word that it journaled someone: read the journal now; a failure is
     logged and tried again until it succeeds or the dialer is closed."""
     if dialer.closed:
         return
@@ -109,11 +149,25 @@ def soon(dialer: Dialer, ns: NodeState, tasks: set[asyncio.Task]) -> None:
         try:
             await drain(dialer, ns)
         except Exception as exc:  # link dropped, store away: the journal stays on the PBX
-            if dialer.closed:
-                return
-            log.warning("node %s: reading the opposition line's journal failed (%s): "
-                        "retrying", ns.name, exc)
-            dialer.clock.call_later(RETRY_S, soon, dialer, ns, tasks)
+            if not dialer.closed:
+                retry_later(dialer, ns, tasks, exc)
     task = asyncio.get_running_loop().create_task(attempt())
     tasks.add(task)
     task.add_done_callback(tasks.discard)
+
+
+def retry_later(dialer: Dialer, ns: NodeState, tasks: set[asyncio.Task],
+                exc: Exception) -> None:
+    """One retry due per node, however many readings failed meanwhile (a burst of
+    failsafes while the store is away starts one chain, not one each)."""
+    st = _of(dialer, ns)
+    if st.retry_due:
+        return
+    st.retry_due = True
+    log.warning("node %s: reading the failsafes' journal of oppositions failed (%s): "
+                "retrying in %g s", ns.name, exc, RETRY_S)
+
+    def again() -> None:
+        st.retry_due = False
+        soon(dialer, ns, tasks)
+    dialer.clock.call_later(RETRY_S, again)

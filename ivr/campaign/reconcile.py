@@ -38,9 +38,13 @@ async def node(dialer: Dialer, ns: NodeState) -> int:
     attempts that are gone. Nothing is originated here."""
     ns.reconciling = True  # no call is placed on this node meanwhile
     try:
-        # Callers who objected while no controller served the line: opposed before any call
-        # is placed on this node (a failure raises, and the reconciliation is tried again).
-        await optout_journal.drain(dialer, ns)
+        # People who objected while no controller served them: opposed before any call is
+        # placed on this node. A failure (link, store) is tried again apart: the node's
+        # reconciliation, and the run's start, go on without it.
+        try:
+            await optout_journal.drain(dialer, ns)
+        except Exception as exc:
+            optout_journal.retry_later(dialer, ns, dialer._tasks, exc)
         # Only attempts that existed before asking the node: a newer one may be missing
         # from the answer and must not be taken for gone.
         dialer.writer.flush()

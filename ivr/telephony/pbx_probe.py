@@ -7,8 +7,8 @@ Originate refused), a missing `#include ivr/ivr-outbound.conf` (context not foun
 with the run's own user and secret and asked, read-only:
 
 - `ListCommands`: the actions this user may send (Asterisk lists only those its write
-  classes allow): Originate, Hangup, CoreShowChannels; DBGetTree (the opposition line's
-  journal) a warning;
+  classes allow): Originate, Hangup, CoreShowChannels; DBGetTree (the failsafes' journal
+  of oppositions), which an Asterisk older than 16.28, 18.14 or 19.6 does not have;
 - `ShowDialPlan Context: …`: the outbound and the opposition-line contexts exist;
 - `Getvar Variable: IVR_AGI_URL` (no channel: the global): this controller's FastAGI URL.
 
@@ -41,8 +41,8 @@ ACTION_S = 5.0
 # Each action the run sends, and the manager.conf write class that allows it (manager.c).
 REQUIRED_ACTIONS = {"Originate": "originate", "Hangup": "call", "CoreShowChannels": "reporting"}
 WRITE_LINE = "write = originate,call,reporting"  # the sandbox's manager.conf (README)
-# The opposition line's journal (campaign/optout_journal.py): `reporting` allows it too, but an
-# Asterisk may not have it; without it only the journal is lost, so a warning.
+# The failsafes' journal of oppositions (campaign/optout_journal.py): `reporting` allows it too,
+# but an Asterisk older than 16.28, 18.14 or 19.6 does not have it.
 JOURNAL_ACTION = "DBGetTree"
 # The shipped dialplans are named after their context, copied into an `ivr/` folder (README).
 CONTEXTS = (OUTBOUND_CONTEXT, CALLBACK_CONTEXT)
@@ -127,12 +127,11 @@ def _commands(target: Target, label: str, reply: Mapping[str, Any]) -> list[Find
         return _other_error(target, label, reply)
     missing = {a: c for a, c in REQUIRED_ACTIONS.items() if a not in reply}
     if not missing:
+        # CoreShowChannels is allowed, so `reporting` is there: this Asterisk predates it.
         return [] if JOURNAL_ACTION in reply else [Finding("pbx_journal", (
-            f"node {target.node}: AMI user {target.user!r} may not send {JOURNAL_ACTION}: "
-            "callers who object on the opposition line while no controller serves it are "
-            "kept in the PBX's journal but never reach the opposition list; "
-            + _fix(target, f"set `{WRITE_LINE}` in its [{target.user}] section of "
-                           "manager.conf, then `manager reload`")), WARNING)]
+            f"node {target.node}: this Asterisk has no {JOURNAL_ACTION} AMI action: people who "
+            "object while no controller serves them would be told it is recorded, and never "
+            "reach the opposition list; use Asterisk 16.28, 18.14, 19.6 or later"))]
     classes = ",".join(dict.fromkeys(missing.values()))
     harm = "no call can be placed" if "Originate" in missing else "calls cannot be settled"
     return [Finding("pbx_ami_user", (

@@ -62,7 +62,7 @@ HEADLINES: dict[str, str] = {
     "pbx_ami_user": "droits de l'utilisateur AMI",
     "pbx_dialplan": "dialplan du PBX",
     "pbx_agi_url": "adresse FastAGI du dialplan",
-    "pbx_journal": "journal des oppositions du PBX illisible",
+    "pbx_journal": "Asterisk trop ancien pour lire le journal des oppositions",
     # the console
     "other_campaign": "jugée avec la configuration d'une autre campagne",
     "console_config_stale": "configuration de la console modifiée depuis son lancement",
