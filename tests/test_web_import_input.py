@@ -7,6 +7,7 @@ import os
 import html
 import re
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -93,9 +94,17 @@ def _uploads() -> set[str]:
     return set(glob.glob(os.path.join(tempfile.gettempdir(), "ivr-upload-*")))
 
 
+@pytest.fixture
+def own_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The uploads' folders go to this test's own temp dir: the other xdist workers' uploads
+    in the shared /tmp (a CI run at -n 3 saw one) are not this test's leftovers."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+
 @pytest.mark.parametrize("name", ["..", ".", "a" * 300 + ".csv", "é" * 130 + ".csv",
                                   "../../etc/x.csv", "bad\x00name.csv"])
-def test_any_upload_file_name_imports_and_leaves_no_folder(web, name: str) -> None:
+def test_any_upload_file_name_imports_and_leaves_no_folder(web, name: str, own_tmp: None
+                                                         ) -> None:
     c = web.client()
     h = {"X-CSRF-Token": login(c, "otto")}
     before = _uploads()
@@ -113,7 +122,7 @@ def test_any_upload_file_name_imports_and_leaves_no_folder(web, name: str) -> No
     assert _uploads() <= before
 
 
-def test_a_refused_upload_names_the_safe_name_and_leaves_no_folder(web) -> None:
+def test_a_refused_upload_names_the_safe_name_and_leaves_no_folder(web, own_tmp: None) -> None:
     c = web.client()
     h = {"X-CSRF-Token": login(c, "otto")}
     before = _uploads()
