@@ -146,10 +146,10 @@ def on_reconnected(dialer: Dialer, ev: Reconnected) -> None:  # events were miss
 
 
 def on_journaled(dialer: Dialer, ev: OptoutsJournaled) -> None:
-    """The opposition line's failsafe journaled a caller (no controller served the line)."""
+    """A failsafe journaled an opposition (no controller served the call)."""
     ns = dialer.nodes.get(ev.node)
     if ns is not None:
-        optout_journal.soon(dialer, ns, dialer._tasks)
+        optout_journal.soon(dialer, ns)
 
 
 _checking: WeakKeyDictionary[Dialer, set[str]] = WeakKeyDictionary()

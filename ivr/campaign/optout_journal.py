@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
-from dataclasses import dataclass, field
 from weakref import WeakKeyDictionary
 
 from ivr.callflow.agi_callback import VIA_CALLBACK, caller_e164
@@ -139,25 +139,26 @@ async def drain(dialer: Dialer, ns: NodeState) -> int:
     return done.added
 
 
-def soon(dialer: Dialer, ns: NodeState, tasks: set[asyncio.Task]) -> None:
-    """On the node's word that it journaled someone: read the journal now; a failure is
-    logged and tried again until it succeeds or the dialer is closed."""
+async def drain_or_retry(dialer: Dialer, ns: NodeState) -> None:
+    """drain, and on a failure (link dropped, store away: the journal stays on the PBX) a
+    retry later, until one succeeds or the dialer is closed; never raises."""
+    try:
+        await drain(dialer, ns)
+    except Exception as exc:
+        if not dialer.closed:
+            _retry_later(dialer, ns, exc)
+
+
+def soon(dialer: Dialer, ns: NodeState) -> None:
+    """On the node's word that it journaled someone: read the journal now, in a task."""
     if dialer.closed:
         return
-
-    async def attempt() -> None:
-        try:
-            await drain(dialer, ns)
-        except Exception as exc:  # link dropped, store away: the journal stays on the PBX
-            if not dialer.closed:
-                retry_later(dialer, ns, tasks, exc)
-    task = asyncio.get_running_loop().create_task(attempt())
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
+    task = asyncio.get_running_loop().create_task(drain_or_retry(dialer, ns))
+    dialer._tasks.add(task)
+    task.add_done_callback(dialer._tasks.discard)
 
 
-def retry_later(dialer: Dialer, ns: NodeState, tasks: set[asyncio.Task],
-                exc: Exception) -> None:
+def _retry_later(dialer: Dialer, ns: NodeState, exc: Exception) -> None:
     """One retry due per node, however many readings failed meanwhile (a burst of
     failsafes while the store is away starts one chain, not one each)."""
     st = _of(dialer, ns)
@@ -169,5 +170,5 @@ def retry_later(dialer: Dialer, ns: NodeState, tasks: set[asyncio.Task],
 
     def again() -> None:
         st.retry_due = False
-        soon(dialer, ns, tasks)
+        soon(dialer, ns)
     dialer.clock.call_later(RETRY_S, again)

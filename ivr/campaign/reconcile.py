@@ -34,17 +34,14 @@ async def every_node(dialer: Dialer) -> int:
 
 
 async def node(dialer: Dialer, ns: NodeState) -> int:
-    """Oppose the callers its opposition line journaled, adopt its live channels, settle its
-    attempts that are gone. Nothing is originated here."""
+    """Oppose the people its failsafes journaled (campaign/optout_journal.py), adopt its live
+    channels, settle its attempts that are gone. Nothing is originated here."""
     ns.reconciling = True  # no call is placed on this node meanwhile
     try:
         # People who objected while no controller served them: opposed before any call is
         # placed on this node. A failure (link, store) is tried again apart: the node's
         # reconciliation, and the run's start, go on without it.
-        try:
-            await optout_journal.drain(dialer, ns)
-        except Exception as exc:
-            optout_journal.retry_later(dialer, ns, dialer._tasks, exc)
+        await optout_journal.drain_or_retry(dialer, ns)
         # Only attempts that existed before asking the node: a newer one may be missing
         # from the answer and must not be taken for gone.
         dialer.writer.flush()

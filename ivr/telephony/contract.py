@@ -64,7 +64,7 @@ FAILSAFE_CALL_ID = "CallId"
 FAILSAFE_STATUS = "Status"
 FAILSAFE_CALLBACK = "callback"  # CallId of the inbound line's failsafe
 
-# -- the opposition line's journal (AstDB), for when no controller serves the line ------------
+# -- the failsafes' journal of oppositions (AstDB), for when no controller serves the call -----
 # [ivr-callback]'s failsafe asks for the key itself and, on 1 or 9, writes the caller's number
 # as a key of this AstDB family (value: the epoch), then raises EVENT_JOURNALED. Every
 # controller reads the family (AMI DBGetTree, `reporting` write class) when it reconciles a

@@ -107,7 +107,7 @@ class FakePbx:
         self.calls: dict[str, Call] = {}            # by ChannelId, ended ones included
         self.shown: list[set[str]] = []  # the Uniqueids of each CoreShowChannels answer
         self.max_live = 0
-        self.journal: dict[str, str] = {}  # the opposition line's AstDB family: number -> epoch
+        self.journal: dict[str, str] = {}  # AstDB's JOURNAL_FAMILY: key -> epoch
         self.logins = 0
         self._live: dict[str, Call] = {}
         self._queued: dict[str, asyncio.TimerHandle] = {}  # Originates without a channel yet
@@ -291,7 +291,7 @@ class FakePbx:
                       "ListItems": str(len(shown))})
 
     def _db_tree(self, session: _Session, action: dict[str, Any], reply: dict[str, Any]) -> None:
-        """AstDB as DBGetTree answers it; only the opposition line's journal is kept here."""
+        """AstDB as DBGetTree answers it; only the failsafes' journal is kept here."""
         aid = {k: v for k, v in reply.items() if k == "ActionID"}
         family = str(action.get("Family", ""))
         rows = self.journal.items() if family == JOURNAL_FAMILY else ()

@@ -103,8 +103,8 @@ class Reconnected:
 
 @dataclass(frozen=True)
 class OptoutsJournaled:
-    """The opposition line's failsafe wrote a caller's opposition into the node's journal
-    (contract.JOURNAL_FAMILY): read it now (journaled_optouts)."""
+    """A failsafe (the opposition line's, or an outbound call's) wrote an opposition into the
+    node's journal (contract.JOURNAL_FAMILY): read it now (journaled_optouts)."""
     node: str
 
 
@@ -163,8 +163,8 @@ class PbxNode(Protocol):
         """The Uniqueids of the node's live channels, for reconciliation."""
 
     async def journaled_optouts(self) -> list[JournaledOptout]:
-        """The callers the opposition line's failsafe journaled on this node (every one so
-        far: the PBX keeps them). ActionRefused when the node will not say."""
+        """The oppositions the failsafes journaled on this node (every one so far: the PBX
+        keeps them). ActionRefused when the node will not say."""
 
     def events(self) -> AsyncIterator[NodeEvent]:
         """Typed events, in order, for as long as the node lives (the iteration ends after
