@@ -19,6 +19,7 @@ from ivr import app
 from ivr import config
 from ivr.config import Config
 from ivr.prompts.build import build_prompts
+from ivr.telephony.contract import EVENT_FAILSAFE
 from ivr.telephony.sandbox import Sandbox
 from ivr.store.sqlite import Store, utc
 
@@ -122,6 +123,26 @@ async def place_calls(cfg: Config, store: Store, numbers: list[str],
     finally:
         await ctl.close()
     return store.q("SELECT * FROM calls ORDER BY id")
+
+
+async def failsafe_times(watch: Any, channel: str, wanted: set[str], limit_s: float,
+                         ctl: app.Controller | None = None) -> dict[str, float]:
+    """When (monotonic) a second AMI session `watch` saw the channel's failsafe UserEvent
+    ("failsafe") and its Hangup ("hangup"), and when `ctl`'s dialer had no call in flight
+    ("settled"); until every name in `wanted` is seen, or `limit_s`."""
+    seen: dict[str, float] = {}
+    t0 = time.monotonic()
+    while not wanted <= seen.keys() and time.monotonic() - t0 < limit_s:
+        if ctl is not None and not ctl.dialer.inflight and "settled" not in seen:
+            seen["settled"] = time.monotonic()
+        ev = await watch.next_event(0.1)
+        if ev is None or ev.get("Uniqueid") != channel:
+            continue
+        if ev.get("Event") == "UserEvent" and ev.get("UserEvent") == EVENT_FAILSAFE:
+            seen["failsafe"] = time.monotonic()
+        elif ev.get("Event") == "Hangup":
+            seen["hangup"] = time.monotonic()
+    return seen
 
 
 async def originate_and_wait(cfg: Config, fields: dict[str, Any], timeout: float = 30) -> None:

@@ -15,7 +15,7 @@ from ivr.telephony.contract import (CALLBACK_CONTEXT, CALLBACK_EXTEN, EVENT_FAIL
                                     FAILSAFE_CALL_ID, FAILSAFE_CALLBACK, FAILSAFE_STATUS,
                                     SIM_CALLER_CONTEXT)
 
-from .conftest import add_contacts, fiction
+from .conftest import add_contacts, failsafe_times, fiction
 
 
 async def _failsafe_seen_live(cfg: Config, store: Store) -> float:
@@ -54,18 +54,8 @@ async def _outbound_failsafe_times(cfg: Config, store: Store) -> tuple[float, fl
     try:
         legal = ctl.dialer.legal_sound()
         await ctl.dialer.dial(store.one("SELECT * FROM contacts"))
-        channel, t0 = store.one("SELECT channel_id FROM calls")["channel_id"], time.monotonic()
-        seen: dict[str, float] = {}
-        while not {"settled", "hangup"} <= seen.keys() and time.monotonic() - t0 < 60:
-            if not ctl.dialer.inflight and "settled" not in seen:
-                seen["settled"] = time.monotonic()
-            ev = await watch.next_event(0.1)
-            if ev is None or ev.get("Uniqueid") != channel:
-                continue
-            if ev.get("Event") == "UserEvent" and ev.get("UserEvent") == EVENT_FAILSAFE:
-                seen["failsafe"] = time.monotonic()
-            elif ev.get("Event") == "Hangup":
-                seen["hangup"] = time.monotonic()
+        channel = store.one("SELECT channel_id FROM calls")["channel_id"]
+        seen = await failsafe_times(watch, channel, {"settled", "hangup"}, 60, ctl)
         return seen["hangup"] - seen["failsafe"], seen["settled"] - seen["failsafe"], legal
     finally:
         await ctl.close()

@@ -21,7 +21,7 @@ from ivr.telephony.contract import (CALLBACK_CONTEXT, CALLBACK_EXTEN, EVENT_FAIL
                                     EVENT_JOURNALED, JOURNAL_FAMILY, SIM_CALLER_CONTEXT)
 from ivr.telephony.sandbox import Sandbox
 
-from .conftest import add_contacts, fiction
+from .conftest import add_contacts, failsafe_times, fiction
 
 BEFORE, DURING = "+33199000074", "+33199000073"
 
@@ -115,16 +115,7 @@ async def _outbound(cfg: Config, store: Store, number: str) -> tuple[float, bool
         await ctl.dialer.dial(store.one("SELECT * FROM contacts WHERE number = ?", (number,)))
         channel = store.one("SELECT channel_id FROM calls WHERE number = ?",
                             (number,))["channel_id"]
-        seen: dict[str, float] = {}
-        t0 = time.monotonic()
-        while "hangup" not in seen and time.monotonic() - t0 < 40:
-            ev = await watch.next_event(0.1)
-            if ev is None or ev.get("Uniqueid") != channel:
-                continue
-            if ev.get("Event") == "UserEvent" and ev.get("UserEvent") == EVENT_FAILSAFE:
-                seen["failsafe"] = time.monotonic()
-            elif ev.get("Event") == "Hangup":
-                seen["hangup"] = time.monotonic()
+        seen = await failsafe_times(watch, channel, {"hangup"}, 40)
         t1 = time.monotonic()
         while not store.is_opted_out(number) and time.monotonic() - t1 < 5:
             await asyncio.sleep(0.05)
