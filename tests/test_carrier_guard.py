@@ -78,8 +78,9 @@ NUMBERS = itertools.count(100)  # a new callee per flight unless a test names on
 
 
 def flight(node: str, cause: int | None = 21, reason: int = 0, answered: bool = False,
-           failed: bool = True, attempt: int = 1, number: str = "") -> InFlight:
-    f = InFlight(1, "ivr-1", number or f"+331990{next(NUMBERS):05d}", node, answered=answered,
+           failed: bool = True, attempt: int = 1, number: str = "", call_id: int = 1
+           ) -> InFlight:
+    f = InFlight(call_id, f"ivr-{call_id}", number or f"+331990{next(NUMBERS):05d}", node, answered=answered,
                  failed=failed, attempt=attempt)
     f.cause, f.reason = cause, reason
     return f
@@ -111,6 +112,26 @@ def test_the_guard_counts_per_node_and_any_other_end_starts_again() -> None:
     assert len(trips) == 1  # told once
     guard.arm(trips.append)  # a new run counts from zero
     assert guard.streak("a") == 0 and guard.why == ""
+
+
+def test_an_answered_call_hanging_up_after_the_trunk_died_does_not_start_the_count_again(
+        ) -> None:
+    """The answer starts the count again (Dialer.on_event, at OriginateResponse Success); that
+    call's hang-up, minutes later, says nothing of the trunk since. Before: it reset the count,
+    and a trunk dying during long calls burnt a contact per refusal until the last one ended
+    (CI: a run `finished` with 60 contacts exhausted by the outage)."""
+    trips: list[str] = []
+    guard = CarrierGuard(trip_after=5)
+    guard.arm(trips.append)
+    talking = flight("a", cause=16, answered=True)
+    guard.answered("a")  # its answer
+    for _ in range(3):
+        guard.ended(flight("a", cause=21))
+    guard.ended(talking)  # its hang-up
+    assert guard.streak("a") == 3 and not trips
+    guard.ended(flight("a", cause=21))
+    guard.ended(flight("a", cause=21))
+    assert len(trips) == 1 and "refused 5 calls in a row on node a" in trips[0]
 
 
 def test_congestion_again_on_a_congested_number_neither_counts_nor_starts_the_count_again(
@@ -147,7 +168,10 @@ def test_congestion_again_on_a_congested_number_neither_counts_nor_starts_the_co
 def test_a_trunk_that_dies_once_only_retries_are_left_still_trips(backend: Backend) -> None:
     """The first pass answers a third and rings out the rest; then the trunk answers 503 to
     every call (the retries). Found in review: counting no retry's congestion let this run
-    end `finished` with 60 contacts exhausted by the outage."""
+    end `finished` with 60 contacts exhausted by the outage. Then in CI: the last first
+    attempts' ring-outs, and the last answered call's hang-up, each started the count again
+    while the retries were refused. 10 calls a second: at 100, all 60 retries fitted in the
+    last ring-out (0.3 s), which holds the trip back by design."""
     numbers = [fiction(i) for i in range(90)]
     seen: Counter[str] = Counter()
 
@@ -159,6 +183,7 @@ def test_a_trunk_that_dies_once_only_retries_are_left_still_trips(backend: Backe
 
     async def scenario() -> tuple[Any, Counter[str]]:
         async with rig(backend, callee, numbers=numbers, clock=ManualClock(), max_concurrent=3,
+                       calls_per_second=10,
                        delays={"busy": 0.2, "no_answer": 0.2, "congestion": 10}) as r:
             report, _, _ = await run_campaign(r)
             await r.settled()
@@ -321,6 +346,29 @@ def test_the_guard_waits_for_the_calls_ringing_when_a_streak_began() -> None:
     ringing.clear()  # call 7 ends refused too: the whole trunk refuses
     guard.ended(flight("a", cause=34))
     assert len(trips) == 1 and "7 calls in a row on node a" in trips[0]
+
+
+def test_a_call_ringing_when_the_streak_began_rings_out_neither_counted_nor_starting_again(
+        ) -> None:
+    """Call 7 got its 180 before the trunk died: its ring-out is our Originate timeout, and
+    says nothing of the trunk since. It neither counts nor starts the count again; its end
+    trips a streak already long enough. Before: it reset the count (CI: the list's last first
+    attempts rang out after the retries began, and a trunk refusing every retry ran the list
+    out, `finished`). A ring-out of a call placed after the streak began still resets it."""
+    ringing = {7}
+    trips: list[str] = []
+    guard = CarrierGuard(trip_after=4, ringing=lambda node: set(ringing))
+    guard.arm(trips.append)
+    for _ in range(5):
+        guard.ended(flight("a", cause=34, reason=8))
+    assert guard.streak("a") == 5 and not trips  # call 7 holds the trip back
+    ringing.clear()
+    guard.ended(flight("a", cause=19, reason=3, call_id=7))  # its ring-out
+    assert len(trips) == 1 and "5 calls in a row on node a" in trips[0]
+    guard.arm(trips.append)
+    guard.ended(flight("a", cause=34, reason=8, call_id=8))
+    guard.ended(flight("a", cause=19, reason=3, call_id=9))  # placed after: the trunk rang it
+    assert guard.streak("a") == 0
 
 
 def test_the_guard_trips_on_a_trunk_that_never_answers() -> None:

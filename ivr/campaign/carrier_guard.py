@@ -7,8 +7,9 @@ the same refusal or congestion cause: each attempt would be stored `failed` (fin
 `congestion` until max_attempts, and the run would walk through the whole list. A carrier that
 does not answer at all (SBC down, a firewall: no SIP reply) ends each call at the ring timeout
 as `no_answer`, with the same result. Counted per node, since a pool's nodes may use different
-trunks: an answered call starts both counts again, a busy one (the far network answered) too,
-any other end the refusals' count.
+trunks: an answered call starts both counts again at its answer (not at its hang-up, which
+says nothing of the trunk since), a busy one (the far network answered) too, any other end
+the refusals' count.
 Silence counts only failed Originates (a ring-out), never an `error` settle (a node lost, the
 deadline, a reconciliation: the calls are retried elsewhere), and only on a node that has not
 answered a call in this run: a dead trunk is dead from the start (misconfiguration); one dying
@@ -53,6 +54,10 @@ class Streak:
     (`failed`); the node's unanswered calls in flight when it began, until they end."""
     older: set[int]
     ends: list[tuple[str, bool]] = field(default_factory=list)
+    before: frozenset[int] = frozenset()  # `older` as it began: those calls rang before it
+
+    def __post_init__(self) -> None:
+        self.before = frozenset(self.older)
 
 
 class CarrierGuard:
@@ -106,7 +111,11 @@ class CarrierGuard:
     def ended(self, flight: InFlight) -> None:
         """An attempt has its outcome: the flight's Originate reason and hangup cause decide."""
         if flight.answered:
-            return self.answered(flight.node)
+            # Counted at its answer (Dialer.on_event). Its hang-up, maybe minutes later, says
+            # nothing of the trunk since: resetting here hid a trunk that died meanwhile.
+            self._answering.add(flight.node)
+            self._congested.discard(flight.number)
+            return None
         if self.stopping():  # a hard stop's hang-ups, the drain's ends: not the carrier's
             return None
         outcome = unanswered_outcome(flight.reason, flight.cause) if flight.failed else \
@@ -122,6 +131,8 @@ class CarrierGuard:
             self._congested.add(flight.number)
         else:
             self._congested.discard(flight.number)
+        if refusal is None and outcome == "no_answer" and self._rang_before(flight):
+            refusal = ""  # our ring timeout, on a call the trunk took before: nothing new
         silence = None if outcome == "busy" else \
             f"{outcome} (cause {flight.cause})" if flight.cause is not None else outcome
         self._count(flight.node, REFUSED, refusal, final)
@@ -129,15 +140,26 @@ class CarrierGuard:
             self._count(flight.node, SILENT, silence, final)
         return None
 
+    def _rang_before(self, flight: InFlight) -> bool:
+        """Whether the flight was ringing when its node's refusals began: its ring-out ends
+        at our Originate timeout, and the trunk may have died after its 180 (CI: the list's
+        last first attempts rang out after the retries began, each starting the count
+        again, and a trunk refusing every retry ran the list out)."""
+        streak = self._streaks.get((flight.node, REFUSED))
+        return streak is not None and flight.call_id in streak.before
+
     def _count(self, node: str, kind: str, said: str | None, final: bool) -> None:
         key = (node, kind)
-        if said == "":  # neutral: the streak stays as it is
-            return
         if said is None:
             self._streaks.pop(key, None)
             return
-        streak = self._streaks.setdefault(key, Streak(self.ringing(node)))
-        streak.ends.append((said, final))
+        if said:
+            streak = self._streaks.setdefault(key, Streak(self.ringing(node)))
+            streak.ends.append((said, final))
+        elif (found := self._streaks.get(key)) is not None:  # neutral: the streak stays ...
+            streak = found  # ... and may trip now, if this was the last older call
+        else:
+            return
         if streak.older:  # only those still ringing hold the trip back
             streak.older &= self.ringing(node)
         if len(streak.ends) >= self.limits[kind] and not streak.older and not self.why:
