@@ -80,8 +80,8 @@ NUMBERS = itertools.count(100)  # a new callee per flight unless a test names on
 def flight(node: str, cause: int | None = 21, reason: int = 0, answered: bool = False,
            failed: bool = True, attempt: int = 1, number: str = "", call_id: int = 1
            ) -> InFlight:
-    f = InFlight(call_id, f"ivr-{call_id}", number or f"+331990{next(NUMBERS):05d}", node, answered=answered,
-                 failed=failed, attempt=attempt)
+    f = InFlight(call_id, f"ivr-{call_id}", number or f"+331990{next(NUMBERS):05d}", node,
+                 answered=answered, failed=failed, attempt=attempt)
     f.cause, f.reason = cause, reason
     return f
 
