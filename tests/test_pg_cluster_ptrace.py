@@ -53,11 +53,25 @@ def _alive(pid: int) -> bool:
 
 
 def _stop(c: PgCluster) -> None:
-    """Stop it whatever its status says (the code before the fix lost sight of it)."""
+    """Stop it whatever its status says (the code before the fix lost sight of it), but only
+    a server started on its own data directory: a pid file a test forged names another
+    cluster's process, and pg_ctl's SIGQUIT to it crashed that cluster (CI: cluster A's
+    checkpointer, then A's fast shutdown did not end in 60 s)."""
     c.down()
-    if (c.data / "postmaster.pid").exists():
+    pid_file = c.data / "postmaster.pid"
+    if pid_file.exists() and _started_on(int(pid_file.read_text().split()[0]), c.data):
         c._as_owner([str(bindir() / "pg_ctl"), "-D", str(c.data), "-m", "immediate", "-w",
                      "stop"])
+
+
+def _started_on(pid: int, data: Path) -> bool:
+    """Whether process `pid` is a postgres started with `-D data` (read from its cmdline,
+    which root reads without ptrace)."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return str(data) in args or f"-D{data}" in args
 
 
 own_dir = test_pg_cluster.own_dir  # under /tmp, traversable by the postgres user
@@ -152,6 +166,7 @@ def test_a_postgres_not_seen_into_is_never_taken_for_stale(
         assert _alive(a_pid) and _alive(backend)
     finally:
         _stop(b)
+    assert "reinitializing" not in cluster.log.read_text()  # the clean-up left A alone
 
 
 def _fake_proc(root: Path, pid: int, comm: str, args: list[str], uid: int) -> None:
