@@ -246,7 +246,7 @@ def agi_app(cfg: Config, store: Store, dialer: Dialer, clock: Clock,
                          cut_by_run=dialer.cut_by_run.__contains__,
                          commit=dialer.writer.committed)
     dialer.opposed = handler.opposed  # kept up to date by the run's tick (run_control.py)
-    dialer.legal_sound = lambda: live.current().sounds.get("legal")  # the outbound failsafe's
+    dialer.sounds = lambda: live.current().sounds  # the outbound failsafe's
     app.add_route("ivr", handler)
     app.add_route("callback", CallbackHandler(store, cfg.default_region, clock.now,
                                               commit=dialer.writer.committed,

@@ -195,8 +195,10 @@ def test_originate_request_uses_the_dialplan_contract(backend: Backend) -> None:
     token = orig["Variable"].pop("IVR_TOKEN")  # issue 19: the attempt's secret, hex
     legal = orig["Variable"].pop("IVR_LEGAL")  # the failsafe's legal mentions, this version
     assert legal == prompt_sound(cfg_name, "legal", HASHES["legal"])
+    confirm = orig["Variable"].pop("IVR_OPTOUT_CONFIRM")  # played once the key is journaled
+    assert confirm == prompt_sound(cfg_name, "optout_confirm", HASHES["optout_confirm"])
     assert orig["Variable"] == {"CALL_ID": str(call["id"]), "IVR_AGI": agi_url, "IVR_AMD": "0",
-                                "IVR_OPTOUT_KEY": "9"}  # the failsafe's opposition key
+                                "IVR_OPTOUT_DIGIT": "9"}  # the failsafe's opposition key
     assert len(bytes.fromhex(token)) >= 16 and token not in repr(call)
     assert orig["Channel"] == f"Local/{fiction(10)}@ivr-sim"
     assert call["outcome"] == "message_played"

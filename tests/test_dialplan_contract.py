@@ -273,20 +273,25 @@ def test_the_outbound_line_takes_its_failsafe_unless_the_controller_says_done() 
     # every message), then a clean temporary failure, retried. The opposition key the intro
     # taught still works during them: the call's channel is journaled, its controller opposes
     # the number (an Originate without the key plays them plainly).
-    legal, key = f"${{{contract.VAR_LEGAL}}}", f"${{{contract.VAR_OPTOUT_KEY}}}"
+    legal, key = f"${{{contract.VAR_LEGAL}}}", f"${{{contract.VAR_OPTOUT_DIGIT}}}"
+    confirm = f"${{{contract.VAR_OPTOUT_CONFIRM}}}"
+    entry = f"{contract.JOURNAL_CALLS}/${{UNIQUEID}}"
     steps = [line.removeprefix("same => ").removeprefix("n,") for line in failsafe]
-    assert steps[1:11] == [
+    assert steps[1:14] == [
         f'GotoIf($["{legal}" = ""]?end)',
         f'GotoIf($["{key}" = ""]?plain)',
         f"Read(CALLEE_KEY,{legal},1,t(),1,2)",  # no terminator: # cuts them too, is a key
         'GotoIf($["${CALLEE_KEY}" = ""]?end)',
         f'GotoIf($["${{CALLEE_KEY}}" != "{key}"]?plain)',  # another key cut them: again
-        f"Set(DB({contract.JOURNAL_CALLS}/${{UNIQUEID}})=${{EPOCH}})",
+        f"Set(DB({entry})=${{EPOCH}})",
+        f'GotoIf($["${{DB_EXISTS({entry})}}" != "1"]?plain)',  # not kept: no func_db
         f"UserEvent({contract.EVENT_JOURNALED})",
+        f'GotoIf($["{confirm}" = ""]?end)',
+        f"Playback({confirm})",  # told that it is taken, only once it is
         "Goto(end)",
         f"n(plain),Playback({legal})",
         "n(end),Hangup(41)"]
-    assert steps[11].startswith("exten => h,")
+    assert steps[14].startswith("exten => h,")
 
 TAMPERED = [
     ("exten => s,1,NoOp(${IVR_NEW_THING})", "'IVR_NEW_THING' is used by a dialplan"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -76,7 +76,9 @@ class Dialer:
         self.opposed: Opposed | None = None
         # The campaign's legal mentions as calls play them now (app.agi_app sets it): handed
         # to the dialplan, whose failsafe plays them to a callee the controller cannot serve.
-        self.legal_sound: Callable[[], str | None] = lambda: None
+        # The live prompt key -> sound: the outbound failsafe plays `legal`, and
+        # `optout_confirm` once it journaled the callee's opposition key.
+        self.sounds: Callable[[], Mapping[str, str]] = dict
         # Told once of each attempt whose outcome is written (outcome webhooks); must not block.
         self.on_settled: list[Callable[[int], None]] = []
         # a trunk refusing or never answering every call stops the run (run.py)
@@ -291,10 +293,12 @@ class Dialer:
                      contract.VAR_AGI_URL: self.agi_url,
                      contract.VAR_AMD: "1" if self.cfg.dialer.amd else "0",
                      contract.VAR_TOKEN: token,
-                     contract.VAR_OPTOUT_KEY: self.cfg.flow.optout_key}
-        legal = self.legal_sound()
-        if legal:
-            variables[contract.VAR_LEGAL] = legal
+                     contract.VAR_OPTOUT_DIGIT: self.cfg.flow.optout_key}
+        sounds = self.sounds()
+        if sounds.get("legal"):
+            variables[contract.VAR_LEGAL] = sounds["legal"]
+            if sounds.get("optout_confirm"):
+                variables[contract.VAR_OPTOUT_CONFIRM] = sounds["optout_confirm"]
         return OriginateRequest(
             channel=channel, channel_id=flight.channel_id, caller_id=self.caller_id,
             timeout_ms=int(self.cfg.dialer.ring_timeout_s * 1000),

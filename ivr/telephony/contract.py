@@ -23,7 +23,9 @@ VAR_AGI_URL = "IVR_AGI"    # FastAGI base URL for this call (agi://host:port)
 VAR_AMD = "IVR_AMD"        # "1": run AMD() before the IVR
 VAR_TOKEN = "IVR_TOKEN"    # the attempt's single-use secret, handed back as ARG_TOKEN
 VAR_LEGAL = "IVR_LEGAL"    # the campaign's legal mentions (its version), played by the failsafe
-VAR_OPTOUT_KEY = "IVR_OPTOUT_KEY"  # flow.optout_key: the failsafe journals a callee who presses it
+VAR_OPTOUT_DIGIT = "IVR_OPTOUT_DIGIT"  # flow.optout_key: the failsafe journals a callee who
+# presses it (not IVR_OPTOUT_KEY, the environment's HMAC key of the opposition list)
+VAR_OPTOUT_CONFIRM = "IVR_OPTOUT_CONFIRM"  # the campaign's optout_confirm, played once journaled
 
 # -- global variable written by `ivr pbx up` (or by the administrator of an external PBX) ------
 # The FastAGI base URL for the inbound opposition line, and for outbound calls without IVR_AGI.
@@ -72,7 +74,7 @@ FAILSAFE_CALLBACK = "callback"  # CallId of the inbound line's failsafe
 # while FastAGI is down is not lost (campaign/optout_journal.py).
 JOURNAL_FAMILY = "ivr_optout"
 EVENT_JOURNALED = "IvrOptoutJournal"
-# [ivr-outbound]'s failsafe: a callee who presses the call's opposition key (VAR_OPTOUT_KEY)
+# [ivr-outbound]'s failsafe: a callee who presses the call's opposition key (VAR_OPTOUT_DIGIT)
 # during the legal mentions is kept under this sub-family, keyed by the channel's Uniqueid (the
 # Originate's ChannelId); the controller whose store placed that call opposes its number.
 JOURNAL_CALLS = JOURNAL_FAMILY + "/call"

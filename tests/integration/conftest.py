@@ -19,7 +19,7 @@ from ivr import app
 from ivr import config
 from ivr.config import Config
 from ivr.prompts.build import build_prompts
-from ivr.telephony.contract import EVENT_FAILSAFE
+from ivr.telephony.contract import EVENT_FAILSAFE, EVENT_JOURNALED
 from ivr.telephony.sandbox import Sandbox
 from ivr.store.sqlite import Store, utc
 
@@ -128,8 +128,9 @@ async def place_calls(cfg: Config, store: Store, numbers: list[str],
 async def failsafe_times(watch: Any, channel: str, wanted: set[str], limit_s: float,
                          ctl: app.Controller | None = None) -> dict[str, float]:
     """When (monotonic) a second AMI session `watch` saw the channel's failsafe UserEvent
-    ("failsafe") and its Hangup ("hangup"), and when `ctl`'s dialer had no call in flight
-    ("settled"); until every name in `wanted` is seen, or `limit_s`."""
+    ("failsafe"), its journal UserEvent ("journaled") and its Hangup ("hangup"), and when
+    `ctl`'s dialer had no call in flight ("settled"); until every name in `wanted` is seen,
+    or `limit_s`."""
     seen: dict[str, float] = {}
     t0 = time.monotonic()
     while not wanted <= seen.keys() and time.monotonic() - t0 < limit_s:
@@ -140,6 +141,8 @@ async def failsafe_times(watch: Any, channel: str, wanted: set[str], limit_s: fl
             continue
         if ev.get("Event") == "UserEvent" and ev.get("UserEvent") == EVENT_FAILSAFE:
             seen["failsafe"] = time.monotonic()
+        elif ev.get("Event") == "UserEvent" and ev.get("UserEvent") == EVENT_JOURNALED:
+            seen["journaled"] = time.monotonic()
         elif ev.get("Event") == "Hangup":
             seen["hangup"] = time.monotonic()
     return seen

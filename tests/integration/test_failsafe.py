@@ -52,7 +52,7 @@ async def _outbound_failsafe_times(cfg: Config, store: Store) -> tuple[float, fl
     await watch.connect()
     ctl = await app.start(cfg, store, agi=False)  # AMI up, FastAGI down
     try:
-        legal = ctl.dialer.legal_sound()
+        legal = ctl.dialer.sounds().get("legal")
         await ctl.dialer.dial(store.one("SELECT * FROM contacts"))
         channel = store.one("SELECT channel_id FROM calls")["channel_id"]
         seen = await failsafe_times(watch, channel, {"settled", "hangup"}, 60, ctl)

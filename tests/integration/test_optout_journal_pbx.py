@@ -2,8 +2,9 @@
 line, a caller who presses 1 is kept in AstDB by the dialplan's failsafe, and a controller puts
 the number on the opposition list when it starts, and at once when it is already connected to
 the PBX (its FastAGI down, as when `ivr serve` is not running). A callee who presses the
-opposition key during the outbound failsafe's legal mentions is opposed by the controller that
-placed the call; another key does not cut the legal mentions short."""
+opposition key during the outbound failsafe's legal mentions hears that it is taken and is
+opposed by the controller that placed the call; another key does not cut the legal mentions
+short."""
 from __future__ import annotations
 
 import asyncio
@@ -104,9 +105,10 @@ def test_callers_journaled_by_the_failsafe_are_opposed(pbx_cfg: Config,
     assert [r["via"] for r in rows] == ["phone-callback", "phone-callback"]
 
 
-async def _outbound(cfg: Config, store: Store, number: str) -> tuple[float, bool]:
+async def _outbound(cfg: Config, store: Store, number: str) -> tuple[dict[str, float], bool]:
     """One call while FastAGI refuses every session: seconds from the failsafe's UserEvent to
-    the channel's hangup, and whether the number was opposed within 5 s of it."""
+    the channel's journal UserEvent ("journaled", if any) and to its hangup ("hangup"), and
+    whether the number was opposed within 5 s of it."""
     add_contacts(store, [number])
     watch = Ami(cfg.pbx.host, cfg.pbx.port, cfg.pbx.user, app.ami_secret(cfg))
     await watch.connect()
@@ -119,7 +121,8 @@ async def _outbound(cfg: Config, store: Store, number: str) -> tuple[float, bool
         t1 = time.monotonic()
         while not store.is_opted_out(number) and time.monotonic() - t1 < 5:
             await asyncio.sleep(0.05)
-        return seen["hangup"] - seen["failsafe"], store.is_opted_out(number)
+        return ({k: t - seen["failsafe"] for k, t in seen.items()},
+                store.is_opted_out(number))
     finally:
         await ctl.close()
         watch.close()
@@ -128,14 +131,18 @@ async def _outbound(cfg: Config, store: Store, number: str) -> tuple[float, bool
 def test_a_callee_who_presses_the_opposition_key_in_the_outbound_failsafe_is_opposed(
         pbx_cfg: Config, clean_journal: None) -> None:
     store = Store.memory()
-    legal_s = load_manifest(pbx_cfg)["prompts"]["legal"]["duration_s"]
-    # Presses 9 about 2 s into the legal mentions: journaled, then opposed by this controller.
-    _, opposed = asyncio.run(_outbound(pbx_cfg, store, fiction("60")))
+    built = load_manifest(pbx_cfg)["prompts"]
+    legal_s, confirm_s = built["legal"]["duration_s"], built["optout_confirm"]["duration_s"]
+    # Presses 9 about 2 s into the legal mentions: journaled, told so (optout_confirm, not
+    # the legal mentions again), then opposed by this controller.
+    times, opposed = asyncio.run(_outbound(pbx_cfg, store, fiction("60")))
     assert opposed
+    told = times["hangup"] - times["journaled"]
+    assert confirm_s - 0.3 < told < min(legal_s, confirm_s + 1.5), (times, confirm_s, legal_s)
     rows = store.q("SELECT via, campaign FROM optouts")
     assert [(r["via"], r["campaign"]) for r in rows] == [("phone-key", "itest")]
     # Presses 1 about 2 s in: not an opposition, and the legal mentions are heard again whole.
-    played, opposed = asyncio.run(_outbound(pbx_cfg, store, fiction("10")))
-    assert not opposed and played > legal_s + 1.5
+    times, opposed = asyncio.run(_outbound(pbx_cfg, store, fiction("10")))
+    assert not opposed and "journaled" not in times and times["hangup"] > legal_s + 1.5
     calls = store.q("SELECT outcome, stage FROM calls ORDER BY id")
     assert [(c["outcome"], c["stage"]) for c in calls] == [("error", "failsafe")] * 2
