@@ -351,10 +351,11 @@ def test_the_guard_waits_for_the_calls_ringing_when_a_streak_began() -> None:
 def test_a_call_ringing_when_the_streak_began_rings_out_neither_counted_nor_starting_again(
         ) -> None:
     """Call 7 got its 180 before the trunk died: its ring-out is our Originate timeout, and
-    says nothing of the trunk since. It neither counts nor starts the count again; its end
-    trips a streak already long enough. Before: it reset the count (CI: the list's last first
-    attempts rang out after the retries began, and a trunk refusing every retry ran the list
-    out, `finished`). A ring-out of a call placed after the streak began still resets it."""
+    says nothing of the trunk since. It neither counts nor starts the count again. Before: it
+    reset the count (CI: the list's last first attempts rang out after the retries began,
+    and a trunk refusing every retry ran the list out, `finished`). It does not trip either:
+    the next refusal does, while after a blip the calls placed since end otherwise first. A
+    ring-out of a call placed after the streak began still resets it."""
     ringing = {7}
     trips: list[str] = []
     guard = CarrierGuard(trip_after=4, ringing=lambda node: set(ringing))
@@ -364,10 +365,20 @@ def test_a_call_ringing_when_the_streak_began_rings_out_neither_counted_nor_star
     assert guard.streak("a") == 5 and not trips  # call 7 holds the trip back
     ringing.clear()
     guard.ended(flight("a", cause=19, reason=3, call_id=7))  # its ring-out
-    assert len(trips) == 1 and "5 calls in a row on node a" in trips[0]
+    assert guard.streak("a") == 5 and not trips
+    guard.ended(flight("a", cause=34, reason=8, call_id=8))  # the trunk still refuses
+    assert len(trips) == 1 and "6 calls in a row on node a" in trips[0]
+    # A blip: call 9 rings through it and rings out; call 10, placed after, is answered.
     guard.arm(trips.append)
-    guard.ended(flight("a", cause=34, reason=8, call_id=8))
-    guard.ended(flight("a", cause=19, reason=3, call_id=9))  # placed after: the trunk rang it
+    ringing.add(9)
+    for _ in range(5):
+        guard.ended(flight("a", cause=34, reason=8))
+    ringing.clear()
+    guard.ended(flight("a", cause=19, reason=3, call_id=9))
+    guard.answered("a")
+    guard.ended(flight("a", cause=34, reason=8))
+    assert guard.streak("a") == 1 and len(trips) == 1
+    guard.ended(flight("a", cause=19, reason=3, call_id=11))  # placed after: the trunk rang it
     assert guard.streak("a") == 0
 
 

@@ -59,9 +59,18 @@ def _stop(c: PgCluster) -> None:
     checkpointer, then A's fast shutdown did not end in 60 s)."""
     c.down()
     pid_file = c.data / "postmaster.pid"
-    if pid_file.exists() and _started_on(int(pid_file.read_text().split()[0]), c.data):
+    if pid_file.exists() and _started_on(_first_pid(pid_file), c.data):
         c._as_owner([str(bindir() / "pg_ctl"), "-D", str(c.data), "-m", "immediate", "-w",
                      "stop"])
+
+
+def _first_pid(pid_file: Path) -> int:
+    """The pid file's first line; 0 (no process) when it is empty or half-written: the
+    clean-up must not hide the test's own failure."""
+    try:
+        return int(pid_file.read_text().split()[0])
+    except (ValueError, IndexError, FileNotFoundError):
+        return 0
 
 
 def _started_on(pid: int, data: Path) -> bool:

@@ -150,16 +150,13 @@ class CarrierGuard:
 
     def _count(self, node: str, kind: str, said: str | None, final: bool) -> None:
         key = (node, kind)
+        if said == "":  # neutral: the streak stays as it is, and does not trip here: the
+            return  # next refusal does (after a blip, the calls placed since reset it first)
         if said is None:
             self._streaks.pop(key, None)
             return
-        if said:
-            streak = self._streaks.setdefault(key, Streak(self.ringing(node)))
-            streak.ends.append((said, final))
-        elif (found := self._streaks.get(key)) is not None:  # neutral: the streak stays ...
-            streak = found  # ... and may trip now, if this was the last older call
-        else:
-            return
+        streak = self._streaks.setdefault(key, Streak(self.ringing(node)))
+        streak.ends.append((said, final))
         if streak.older:  # only those still ringing hold the trip back
             streak.older &= self.ringing(node)
         if len(streak.ends) >= self.limits[kind] and not streak.older and not self.why:
