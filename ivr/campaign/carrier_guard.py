@@ -54,7 +54,7 @@ class Streak:
     (`failed`); the node's unanswered calls in flight when it began, until they end."""
     older: set[int]
     ends: list[tuple[str, bool]] = field(default_factory=list)
-    before: frozenset[int] = frozenset()  # `older` as it began: those calls rang before it
+    before: frozenset[int] = field(init=False)  # `older` as it began: they rang before it
 
     def __post_init__(self) -> None:
         self.before = frozenset(self.older)
