@@ -52,37 +52,6 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return SandboxApart(config, log)
 
 
-# Under `make test`, a unit test runs at nice 5: it yields the CPU to the sandbox worker (its
-# Asterisk, controllers and callees, started by integration tests at nice 0). That worker is
-# the run's long pole and mostly waits on calls played in real time, so what it loses to the
-# unit workers while they run (the first half, two cores saturated) is what the run loses; the
-# unit workers have that half's slack. 5, not more: a unit test with a wall-clock bound still
-# gets about a third of a core beside a burst of the sandbox's. Per test, not per worker: a
-# worker may run a unit test before the integration scope, and the sandbox worker one after.
-UNIT_TEST_NICE = 5
-_nice = [0]
-
-
-@pytest.hookimpl(tryfirst=True)  # before the fixtures: a sandbox started here keeps nice 0
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        return
-    wanted = 0 if item.nodeid.startswith("tests/integration/") else UNIT_TEST_NICE
-    if wanted != _nice[0]:
-        renice_process(wanted)
-        _nice[0] = wanted
-
-
-def renice_process(nice: int) -> None:
-    """Every thread of this process (Linux's nice is per thread; new threads and children
-    inherit their creator's)."""
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            os.setpriority(os.PRIO_PROCESS, int(tid), nice)
-        except (ProcessLookupError, PermissionError):
-            pass  # a thread that ended meanwhile; without root, nice 5 is not undone
-
-
 def make_config(base_dir: Path = Path("."), **sections: Any) -> config.Config:
     """A Config from its sections, e.g. make_config(campaign={...}, schedule={...})."""
     return config.from_dict(sections, base_dir=base_dir)
