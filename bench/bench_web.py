@@ -20,7 +20,9 @@
    Goal: p99 < 200 ms. report.csv after a commit is timed with httpx (as before) and beside it
    with a lean client (bench/lean_http.py): the server's and the transfer's part, without
    httpx's own ~40 ms of CPU over the 33 MB; and with the clients people use
-   (bench/real_clients.py): Debian's chromium (a click on the download link) and curl.
+   (bench/real_clients.py): Debian's chromium (a click on the download link) and curl. Then
+   chromium's download of report.csv beside the same bytes served static, in alternating
+   pairs (bench/chromium_floor.py): the floor this browser sets on this machine, and the ratio.
 
 Usage (no sandbox, no root):
   python3 bench/bench_web.py                  # both parts
@@ -49,6 +51,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_capacity  # noqa: E402  (the controller-on-a-fake-PBX run)
 import bench_ivr  # noqa: E402
+import chromium_floor  # noqa: E402  (chromium's report.csv beside the same bytes served static)
 import lean_http  # noqa: E402  (report.csv timed with a client that parses next to nothing)
 import real_clients  # noqa: E402  (report.csv timed with chromium and curl)
 import trace_web  # noqa: E402  (--trace: the server's span and the client's, per request)
@@ -63,6 +66,10 @@ CONSOLES = 50
 SETTLE_S = 2.0  # before each throughput trial's run, with or without consoles
 SLOW_MS, SLOW_REQUESTS = 500.0, 10  # a route whose first answer takes this long: 10 timed
 AFTER_COMMIT = "(after a commit)"  # a route name's tail: each request follows a store write
+REPORT_CSV = "/api/campaigns/{c}/report.csv"
+# report.csv's chromium download beside the same bytes served static, pairs alternating
+# (bench/chromium_floor.py): run after the routes, unless --only names none of this
+FLOOR = "report.csv: chromium download, the console vs the same bytes served static"
 OUTCOMES = ["message_played", "declined", "no_answer", "busy", "no_input", "machine",
             "opted_out", "hangup_intro"]
 
@@ -442,6 +449,7 @@ def latency(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     tracer = trace_web.ClientTrace() if args.trace else None
     web, url = start_web(tmp, 50, trace)
     results: dict[str, Any] = {}
+    floor: dict[str, Any] = {}
     try:
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
                           timeout=60) as client:
@@ -452,6 +460,10 @@ def latency(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                                               tracer if "report.csv" in name
                                               and "first byte" not in name else None)
                 close_browser()  # chromium stays out of the routes after its own
+            if not args.only or args.only in FLOOR:
+                floor = chromium_floor.side_by_side(
+                    client, real_clients_browser(client, REPORT_CSV.format(c=cfg.campaign.name)),
+                    REPORT_CSV.format(c=cfg.campaign.name), store, args.requests)
     finally:
         close_browser()
         web.terminate()
@@ -460,7 +472,8 @@ def latency(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     traced = {"trace": trace_web.report(tracer, trace)} if tracer is not None else {}
     return {**traced, "contacts": args.contacts, "calls": args.calls_in_store,
             "seeded_in_s": round(seeded_s, 1), "requests_per_route": args.requests,
-            "routes": results, "goal": "p99 < 200 ms", "p99_at_or_over_200ms": over}
+            "routes": results, "goal": "p99 < 200 ms", "p99_at_or_over_200ms": over,
+            **({FLOOR: floor} if floor else {})}
 
 
 def main() -> None:

@@ -117,7 +117,9 @@ async def _outbound(cfg: Config, store: Store, number: str) -> tuple[dict[str, f
         await ctl.dialer.dial(store.one("SELECT * FROM contacts WHERE number = ?", (number,)))
         channel = store.one("SELECT channel_id FROM calls WHERE number = ?",
                             (number,))["channel_id"]
-        seen = await failsafe_times(watch, channel, {"hangup"}, 40)
+        # Until the controller settled it too: closed at the hangup Asterisk sent the watch,
+        # before its own copy was read, it settled the call at its close (`reconciled`).
+        seen = await failsafe_times(watch, channel, {"hangup", "settled"}, 40, ctl)
         t1 = time.monotonic()
         while not store.is_opted_out(number) and time.monotonic() - t1 < 5:
             await asyncio.sleep(0.05)
