@@ -27,7 +27,7 @@ from ivr.telephony.ami_node import AmiNode
 from ivr.telephony.contract import prompt_sound
 from ivr.telephony.fake_pbx import (Callee, FakePbx, answer, busy, congestion, failed,
                                     no_answer)
-from ivr.telephony.node import OriginateRefused
+from ivr.telephony.node import ChannelHangup, OriginateRefused
 
 from conftest import Backend
 
@@ -343,6 +343,38 @@ def test_a_live_call_of_an_earlier_controller_is_adopted_not_settled(backend: Ba
     adopted, at_adoption, calls = asyncio.run(scenario())
     assert adopted and at_adoption is None
     assert [c["outcome"] for c in calls] == ["message_played"]  # its IVR's outcome, not error
+
+
+def test_a_call_whose_hangup_is_read_while_its_node_lists_it_is_not_adopted(
+        backend: Backend) -> None:
+    """An earlier run's answered call is listed by CoreShowChannels, and its Hangup is read
+    before the list's end (the event pump runs beside a reconnect's or a join's
+    reconciliation: no call of that id then). Adopted, it would wait for its deadline, the
+    longest call, holding a channel of the node and the run's end; it is settled as gone."""
+    number = fiction(11)
+
+    async def scenario() -> tuple[bool, dict[str, Any]]:
+        async with rig(backend, {}, numbers=[number]) as r:
+            got = planning.claim(r.cfg, r.store, contact(r.store, number), "pbx",
+                                 r.clock.now())  # the earlier run's open attempt
+            call_id = int(got.call["id"])
+            r.store.mark_answered(call_id, r.clock.now())
+            channel_id = r.store.call(call_id)["channel_id"]
+            ns = r.dialer.nodes["pbx"]
+            listing = ns.node.channels
+
+            async def listed_then_hung_up() -> set[str]:
+                live = await listing() | {channel_id}  # listed: the entry went out first
+                r.dialer.on_event(ChannelHangup("pbx", channel_id, 16))  # then its Hangup
+                return live
+            ns.node.channels = listed_then_hung_up  # type: ignore[method-assign]
+            await reconcile.node(r.dialer, ns)
+            adopted = call_id in r.dialer.by_call
+            await r.settled()
+            return adopted, r.store.call(call_id)
+    adopted, call = asyncio.run(scenario())
+    assert not adopted
+    assert (call["outcome"], call["stage"]) == ("error", "reconciled")
 
 
 def test_an_adopted_call_that_ends_without_an_ivr_report_is_reconciled(

@@ -51,6 +51,9 @@ def on_hangup(dialer: Dialer, ev: ChannelHangup) -> None:
     if ev.callee_half:  # its cause is the one that explains a failed call
         on_callee_hangup(dialer, ev)
         return
+    ns = dialer.nodes.get(ev.node)
+    if ns is not None and ns.reconciling:
+        ns.ended_while_reconciling.add(ev.channel_id)
     flight = _flight(dialer, ev.node, ev.channel_id)
     if flight is None:  # already settled by the IVR: keep the real cause
         if ev.cause and ev.channel_id.startswith("ivr-") and \

@@ -116,6 +116,9 @@ class NodeState:
         self.calls: dict[str, InFlight] = {}  # by channel_id
         self.hold_until = 0.0  # clock.monotonic() before which no call is placed here
         self.reconciling = False
+        # Channels whose Hangup came while reconciling: a listing may still show them (its
+        # entries went out before), and one adopted then would wait for its deadline
+        self.ended_while_reconciling: set[str] = set()
         self.down_since: float | None = None  # clock.monotonic() when its link was seen down
         self.lost = False  # its Asterisk died: its calls were settled (pool_watch)
         self.told_down = False  # the log said this outage holds calls up (pool_watch)

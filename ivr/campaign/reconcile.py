@@ -37,6 +37,7 @@ async def node(dialer: Dialer, ns: NodeState) -> int:
     """Oppose the people its failsafes journaled (campaign/optout_journal.py), adopt its live
     channels, settle its attempts that are gone. Nothing is originated here."""
     ns.reconciling = True  # no call is placed on this node meanwhile
+    ns.ended_while_reconciling.clear()
     try:
         # People who objected while no controller served them: opposed before any call is
         # placed on this node. A failure (link, store) is tried again apart: the node's
@@ -52,10 +53,13 @@ async def node(dialer: Dialer, ns: NodeState) -> int:
                                            dialer.cfg.campaign.name,
                                            getattr(dialer.store, "controller_id", None))
         link = ns.node.link  # the link CoreShowChannels goes out, and is answered, on
-        live = await ns.node.channels()
+        # Less those whose Hangup was read meanwhile: listed before they ended (CI: a
+        # restarted run adopted such a call and waited a minute for its deadline)
+        live = await ns.node.channels() - ns.ended_while_reconciling
         return await _settle(dialer, ns, open_calls, live, link)
     finally:
         ns.reconciling = False
+        ns.ended_while_reconciling.clear()
 
 
 async def _settle(dialer: Dialer, ns: NodeState, open_calls: list[dict[str, Any]],
