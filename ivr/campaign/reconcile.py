@@ -53,8 +53,9 @@ async def node(dialer: Dialer, ns: NodeState) -> int:
                                            dialer.cfg.campaign.name,
                                            getattr(dialer.store, "controller_id", None))
         link = ns.node.link  # the link CoreShowChannels goes out, and is answered, on
-        # Less those whose Hangup was read meanwhile: listed before they ended (CI: a
-        # restarted run adopted such a call and waited a minute for its deadline)
+        # Less those whose Hangup the event pump read meanwhile (a reconnect's or a join's
+        # reconciliation runs beside it): listed before they ended, adopted they would wait
+        # for their deadline
         live = await ns.node.channels() - ns.ended_while_reconciling
         return await _settle(dialer, ns, open_calls, live, link)
     finally:
