@@ -74,6 +74,10 @@ def on_hangup(dialer: Dialer, ev: ChannelHangup) -> None:
     elif flight.answered:
         _write_cause(dialer, flight)
         dialer._expire_later(flight)
+    elif flight.adopted:  # an earlier run's call, its answer maybe never stored (killed
+        # before its write): that OriginateResponse went to the dead run and none will come
+        # here, so only the deadline would end it. One still ringing gets its Failure first.
+        dialer._expire_later(flight)
 
 
 def _write_cause(dialer: Dialer, flight: InFlight) -> None:
