@@ -401,12 +401,9 @@ def route_latency(client: Any, args: argparse.Namespace, name: str, path: str, b
         # What crossed HTTP for it: its Accept-Encoding, as a browser (Sec-Fetch-Mode).
         ae = (body(0) if body else {}).get("headers", {}).get("Accept-Encoding",
                                                               real_clients.ACCEPT_ENCODING)
-        with client.stream(method, path, headers={"Accept-Encoding": ae,
-                                                  "Sec-Fetch-Mode": "navigate"}) as r:
-            for _ in r.iter_raw():
-                pass
-            out["encoding"] = r.headers.get("content-encoding", "identity")
-            out["wire_bytes"] = r.num_bytes_downloaded
+        wire, headers = chromium_floor.captured(client, path, ae)
+        out["encoding"] = headers.get("content-encoding", "identity")
+        out["wire_bytes"] = len(wire)
     elif "curl" in name:
         pass  # curl's bytes are httpx's of the same encoding, printed on those routes
     elif "report.csv" in name and "first byte" not in name and "not decoded" not in name:  # what crossed HTTP (untimed)

@@ -53,10 +53,11 @@ class StaticBody:
         self.server.server_close()
 
 
-def captured(client: Any, path: str) -> tuple[bytes, dict[str, str]]:
-    """report.csv's bytes as they crossed HTTP for chromium (its Accept-Encoding), and the
-    headers that make it a download of that coding."""
-    with client.stream("GET", path, headers={"Accept-Encoding": real_clients.ACCEPT_ENCODING,
+def captured(client: Any, path: str, accept_encoding: str = real_clients.ACCEPT_ENCODING
+             ) -> tuple[bytes, dict[str, str]]:
+    """report.csv's bytes as they crossed HTTP for chromium (its Accept-Encoding, as a browser
+    sends it: Sec-Fetch-Mode), and the headers that make it a download of that coding."""
+    with client.stream("GET", path, headers={"Accept-Encoding": accept_encoding,
                                              "Sec-Fetch-Mode": "navigate"}) as r:
         body = b"".join(r.iter_raw())
         if r.status_code >= 400:

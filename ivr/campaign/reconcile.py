@@ -37,7 +37,6 @@ async def node(dialer: Dialer, ns: NodeState) -> int:
     """Oppose the people its failsafes journaled (campaign/optout_journal.py), adopt its live
     channels, settle its attempts that are gone. Nothing is originated here."""
     ns.reconciling = True  # no call is placed on this node meanwhile
-    ns.ended_while_reconciling.clear()
     try:
         # People who objected while no controller served them: opposed before any call is
         # placed on this node. A failure (link, store) is tried again apart: the node's
