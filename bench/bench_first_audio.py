@@ -2,8 +2,8 @@
 
 Measured on Asterisk's side, over the sandbox's monitor AMI user: the answer is the
 OriginateResponse Success of the IVR channel (Asterisk sends it when the callee answers, before
-the dialplan runs), the first audio is the first AGIExecStart of a STREAM FILE on that channel
-(the intro starting). Kinds:
+the dialplan runs), the first audio is the first AGIExecStart of a STREAM FILE or GET OPTION on
+that channel (the intro starting). Kinds:
 - silent: a SIP callee over the PJSIP trunk, SIPp as the carrier (uas-silent: 200 OK, no RTP);
 - allo: the Local callee 30 (says "allô", then silence, no key);
 - machine: the Local callee 80 (a long spoken greeting, no key).
@@ -71,7 +71,7 @@ class Watch:
                 self.answer.setdefault(uid, now)
             elif ev.get("Event") == "AGIExecStart":
                 self.agi.setdefault(uid, now)
-                if str(ev.get("Command", "")).upper().startswith("STREAM FILE"):
+                if str(ev.get("Command", "")).upper().startswith(("STREAM FILE", "GET OPTION")):
                     self.audio.setdefault(uid, now)
 
     def close(self) -> None:

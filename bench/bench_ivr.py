@@ -72,8 +72,8 @@ class KeyLatency:
                 req._keyed_at = None  # type: ignore[attr-defined]
             result = await orig(req, command)
             code = result.get("result", ("0",))[0]
-            if command.startswith(("STREAM FILE", "WAIT FOR DIGIT")) and code.isdigit() \
-                    and int(code) > 0:
+            if command.startswith(("STREAM FILE", "GET OPTION", "WAIT FOR DIGIT")) and \
+                    code.isdigit() and int(code) > 0:
                 req._keyed_at = time.perf_counter()  # type: ignore[attr-defined]
             return result
         agi_server.AgiRequest.send_command = timed  # type: ignore[method-assign]

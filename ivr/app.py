@@ -33,6 +33,7 @@ from ivr.campaign.dialer import Dialer
 from ivr.campaign.run_control import poll_opposed
 from ivr.errors import PbxError
 from ivr.callflow.flow import FlowOptions
+from ivr.prompts import archive
 from ivr.prompts.build import MANIFEST_NAME, load_manifest
 from ivr.prompts.live import LivePrompts
 from ivr.prompts.manifest import load_playable
@@ -259,17 +260,19 @@ def live_prompts(cfg: Config, hashes: dict[str, str], follow: bool) -> LivePromp
     """The versions calls play. Following the build's manifest, a rebuild during the run
     reaches new calls once its files are installed (prompts/live.py); given hashes (tests,
     benchmarks) stay fixed."""
+    lengths = archive.lengths(cfg)  # which key came once a question was heard out
     if not follow:
-        return LivePrompts(cfg.campaign.name, hashes)
+        return LivePrompts(cfg.campaign.name, hashes, lengths=lengths)
     manifest = cfg.path(cfg.prompts.build_dir) / MANIFEST_NAME
     if cfg.pbx.mode == "sandbox":  # every instance plays from its own sounds folder
         from ivr.telephony import sandbox_nodes
         return LivePrompts(cfg.campaign.name, hashes, load=lambda: prompt_hashes(cfg),
                            manifest=manifest,
-                           installed_dirs=lambda: sandbox_nodes.sounds_dirs(cfg))
+                           installed_dirs=lambda: sandbox_nodes.sounds_dirs(cfg),
+                           lengths=lengths)
     installed = Path(cfg.pbx.sounds_dir) if cfg.pbx.sounds_dir else None
     return LivePrompts(cfg.campaign.name, hashes, load=lambda: prompt_hashes(cfg),
-                       manifest=manifest, installed_dir=installed)
+                       manifest=manifest, installed_dir=installed, lengths=lengths)
 
 
 def install_signals(stop: asyncio.Event, hard_stop: asyncio.Event) -> None:

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from ivr.callflow.agi_callback import CallbackHandler, caller_e164
-from ivr.callflow.agi_ivr import PromptUnplayable, _play, _wait, drive, hangup_cause
+from ivr.callflow.agi_drive import PromptUnplayable, _play, _question, _wait, drive
+from ivr.callflow.agi_ivr import hangup_cause
 from ivr.callflow.flow import DONE, HANGUP, Outcome, Play, Result, WaitKey
 from ivr.telephony.contract import ARG_CALLBACK_SECRET, SOUNDS_DIR, VAR_DONE
 from ivr.telephony.fastagi import CHANNEL_UP, AgiHangup, StreamResult
@@ -37,6 +38,9 @@ class Channel:
 
     async def stream_file(self, path: str, escape_digits: str = "") -> StreamResult:
         return self._next("stream_file", path, escape_digits)
+
+    async def get_option(self, path: str, escape_digits: str, timeout_ms: int) -> StreamResult:
+        return self._next("get_option", path, escape_digits, timeout_ms)
 
     async def wait_for_digit(self, timeout_ms: int) -> str | None:
         return self._next("wait_for_digit", timeout_ms)
@@ -130,19 +134,20 @@ DONE_SET = ("set_variable", (VAR_DONE, "1"))  # the dialplan skips its failsafe 
 
 @pytest.mark.parametrize("script,expected,done", [
     ((StreamResult(digit="1", endpos=10), StreamResult(endpos=10)), OPTED, True),  # in notice
-    ((StreamResult(endpos=10), "1", StreamResult(endpos=10)), OPTED, True),        # after it
-    ((StreamResult(endpos=10), None) * 2 + (StreamResult(endpos=10),), [], True),  # nothing
-    ((StreamResult(endpos=10), "2") * 2 + (StreamResult(endpos=10),), [], True),   # another key
-    ((StreamResult(endpos=10), AgiHangup("gone")), [], False),                      # hung up
+    ((StreamResult(digit="1", endpos=8000), StreamResult(endpos=10)), OPTED, True),  # after it
+    # nothing, or another key (res_agi drops a key that is not an escape digit): asked again
+    ((StreamResult(endpos=8000),) * 2 + (StreamResult(endpos=10),), [], True),
+    # hung up while listening (read as no key): the next command tells
+    ((StreamResult(endpos=8000), AgiHangup("gone")), [], False),
     ((StreamResult(failed=True),), [], False),  # notice failed: the failsafe's legal mentions
 ])
 def test_callback_stores_the_opposition_only_on_confirmation(script: tuple[Any, ...],
                                                              expected: list, done: bool) -> None:
     ch = Channel(*script, headers=CALLER)
     assert _callback(ch) == expected
-    assert ch.calls[0] == ("stream_file", (f"{SOUNDS_DIR}/callback_notice", "19"))
-    if len(script) > 1 and not isinstance(script[1], StreamResult):
-        assert ch.calls[1] == ("wait_for_digit", (4000,))
+    # The notice and the listening after it in one command: a key between two is lost
+    assert ch.calls[0] == ("get_option", (f"{SOUNDS_DIR}/callback_notice", "19", 4000))
+    assert not [c for c in ch.calls if c[0] == "wait_for_digit"]
     if expected:
         assert ch.calls[-2] == ("stream_file", (f"{SOUNDS_DIR}/optout_confirm", ""))
     elif done:  # asked once more, then the written way to object (tests/test_callback_key9.py)
@@ -257,3 +262,58 @@ def test_a_hangup_during_the_wait_for_the_store_keeps_the_opposition_unconfirmed
     outcome, hung_up = run(drive(call_flow(FlowOptions()), ch, on_optout))
     assert hung_up and outcome.outcome == "opted_out" and outcome.stage != "optout_confirm"
     assert ("stream_file", (f"{SOUNDS_DIR}/optout_confirm", "")) not in ch.calls
+
+
+INTRO = Play("intro", "129", 5.0)  # a question: listened on after it ends
+LENGTH = 38_400  # the intro's samples, as the archive gives them
+
+
+def test_a_question_is_played_and_listened_on_in_one_command() -> None:
+    """res_agi drops a key pressed between two commands: the intro and the wait after it go
+    as one GET OPTION, and the flow's WaitKey is answered from it, no WAIT FOR DIGIT sent."""
+    ch = Channel(StreamResult(digit="1", endpos=LENGTH))
+    result, listened = run(_question(ch, INTRO, None, lambda: None, LENGTH))
+    assert (result, listened) == (DONE, Result(key="1"))  # heard out, then answered
+    assert ch.calls == [("get_option", (f"{SOUNDS_DIR}/intro", "129", 5000))]
+
+
+@pytest.mark.parametrize("endpos,length,heard", [
+    (LENGTH - 160, LENGTH, True),    # in its last frame: it was heard out
+    (LENGTH - 161, LENGTH, False),   # cut short
+    (LENGTH, None, False),           # length unknown: never claimed heard
+])
+def test_a_key_that_cut_the_question_is_told_from_one_after_it(
+        endpos: int, length: int | None, heard: bool) -> None:
+    result, listened = run(_question(Channel(StreamResult(digit="2", endpos=endpos)), INTRO,
+                                     None, lambda: None, length))
+    assert (result, listened) == ((DONE, Result(key="2")) if heard else (Result(key="2"), None))
+
+
+@pytest.mark.parametrize("status,listened", [(CHANNEL_UP, Result()), (None, HANGUP)])
+def test_no_key_is_a_timeout_or_a_hangup_as_the_channel_says(
+        status: int | None, listened: Result) -> None:
+    """res_agi reads a hangup while listening as result=0: the channel's status tells."""
+    ch = Channel(StreamResult(endpos=LENGTH), status=status)
+    assert run(_question(ch, INTRO, None, lambda: None, LENGTH)) == (DONE, listened)
+    assert ch.calls[-1] == ("channel_status", ())
+
+
+def test_drive_answers_the_wait_after_a_question_from_its_listening() -> None:
+    """The whole flow: the 1 pressed once the intro was heard out is the consent, the intro is
+    in `heard`, and the only commands are prompts."""
+    from ivr.callflow.flow import FlowOptions, call_flow
+    ch = Channel(StreamResult(digit="1", endpos=LENGTH), *[StreamResult(endpos=8000)] * 3)
+    outcome, hung_up = run(drive(call_flow(FlowOptions()), ch, lambda key: None,
+                                 samples={"intro": LENGTH}))
+    assert (outcome.outcome, outcome.keys, hung_up) == ("message_played", "1", False)
+    assert outcome.heard == ["intro", "message", "legal", "goodbye"]
+    assert [c[0] for c in ch.calls] == ["get_option"] + ["stream_file"] * 3
+
+
+def test_a_hangup_while_listening_ends_at_the_choice() -> None:
+    from ivr.callflow.flow import FlowOptions, call_flow
+    ch = Channel(StreamResult(endpos=LENGTH), status=None)
+    outcome, hung_up = run(drive(call_flow(FlowOptions()), ch, lambda key: None,
+                                 samples={"intro": LENGTH}))
+    assert (outcome.outcome, outcome.stage, outcome.heard, hung_up) == \
+        ("hangup_intro", "choice", ["intro"], True)

@@ -137,6 +137,22 @@ def test_stream_file_reads_each_result_kind() -> None:
     assert failed.failed and not failed.played_nothing and failed.digit is None
 
 
+def test_get_option_plays_and_listens_in_one_command() -> None:
+    """A key during the sound, one while listening after it (endpos: the sound's length), none
+    (or a hangup while listening: res_agi says 0 for both), a sound it cannot open."""
+    results, commands, _ = typed(
+        [b"200 result=49 endpos=1234\n", b"200 result=50 endpos=38400\n",
+         b"200 result=0 endpos=38400\n", b"200 result=-1 endpos=0\n"],
+        ("get_option", ("ivr/intro", "129", 5000)), ("get_option", ("ivr/intro", "12", 5000)),
+        ("get_option", ("ivr/a b", "9", 0)), ("get_option", ("ivr/missing", "", 100)))
+    assert commands == ['GET OPTION ivr/intro "129" 5000', 'GET OPTION ivr/intro "12" 5000',
+                        'GET OPTION "ivr/a b" "9" 0', 'GET OPTION ivr/missing "" 100']
+    cut, after, none, failed = results
+    assert (cut, after, none) == (StreamResult(digit="1", endpos=1234),
+                                  StreamResult(digit="2", endpos=38400), StreamResult(endpos=38400))
+    assert failed.failed
+
+
 def test_stream_file_quotes_its_arguments_and_refuses_bad_digits() -> None:
     results, commands, _ = typed([b"200 result=0 endpos=10\n"],
                                  ("stream_file", ("ivr/a b\"c\\d", "")),
@@ -332,7 +348,7 @@ def test_a_closed_connection_is_a_hangup() -> None:
 
 
 RAW_COMMAND = re.compile(
-    r"\b(STREAM FILE|WAIT FOR DIGIT|GET VARIABLE|SET VARIABLE|CHANNEL STATUS|HANGUP)\b")
+    r"\b(STREAM FILE|GET OPTION|WAIT FOR DIGIT|GET VARIABLE|SET VARIABLE|CHANNEL STATUS|HANGUP)\b")
 
 
 def test_handlers_speak_agi_only_through_the_typed_methods() -> None:

@@ -28,7 +28,7 @@ from test_flow import DONE, OPTS, key, run
 
 T0 = datetime(2026, 12, 3, 9, 0, tzinfo=timezone.utc)
 HASHES = {p: f"sha-{p}" for p in ("intro", "legal", "goodbye", "optout_confirm", "message")}
-NO = [(Play("intro", DTMF_KEYS), key("2"))]
+NO = [(Play("intro", DTMF_KEYS, 5.0), key("2"))]
 
 
 def _refusal_so_far() -> Any:
@@ -50,12 +50,12 @@ def test_the_flow_announces_a_refusal_and_an_opposition_once_each_as_pressed() -
          ("optout", "9", "goodbye", "opted_out", "optout_confirm")]
     assert told[0].reached.heard == [] and end.heard[:1] == ["legal"]  # a snapshot, not shared
     consent: list[Chosen] = []
-    run([(Play("intro", DTMF_KEYS), key("1")), (Play("message", "9"), HANGUP)], told=consent)
+    run([(Play("intro", DTMF_KEYS, 5.0), key("1")), (Play("message", "9"), HANGUP)], told=consent)
     assert consent == []  # a consent cut off is retried: nothing final to keep
 
 
 def test_a_consent_is_announced_once_heard_in_full_before_goodbye_or_slot() -> None:
-    yes = [(Play("intro", DTMF_KEYS), key("1")), (Play("message", "9"), DONE),
+    yes = [(Play("intro", DTMF_KEYS, 5.0), key("1")), (Play("message", "9"), DONE),
            (Play("legal", "9"), DONE)]
     told: list[Chosen] = []
     end = run(yes + [(Play("goodbye", "9"), key("9")), (OptOutNow("9"), None),
@@ -67,7 +67,7 @@ def test_a_consent_is_announced_once_heard_in_full_before_goodbye_or_slot() -> N
     assert end.outcome == "opted_out"  # the opposition after it still wins
     slot: list[Chosen] = []
     opts = replace(OPTS, ask_slot=True, slots={"1": "morning"})
-    end = run(yes + [(Play("slot_question", "19"), key("1")), (Play("goodbye", "9"), DONE)],
+    end = run(yes + [(Play("slot_question", "19", 5.0), key("1")), (Play("goodbye", "9"), DONE)],
               opts, told=slot)
     assert [(c.reached.outcome, c.reached.stage) for c in slot] == \
         [("message_played", "slot_question")] and end.slot == "morning"

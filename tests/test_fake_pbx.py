@@ -200,6 +200,24 @@ async def test_answered_call_plays_fastagi_with_the_scripted_keys(pbx: FakePbx) 
     ami.close()
 
 
+@pytest.mark.parametrize("keys,hangup_at,results", [
+    (["1"], None, ["49", "0"]),             # cuts the sound
+    ([None, "2"], None, ["50", "0"]),       # while listening after it
+    ([None, "7"], None, ["0", "0"]),        # not an escape digit: dropped, as res_agi does
+    ([None, None], 1, ["0", "error"]),      # hung up while listening: 0, then a dead channel
+])
+async def test_get_option_plays_then_listens_as_two_script_entries(
+        pbx: FakePbx, keys: list, hangup_at: int | None, results: list[str]) -> None:
+    pbx.callees = {"+3310": answer(keys, hangup_at=hangup_at)}
+    agi = Agi(['GET OPTION ivr/intro "129" 100', 'STREAM FILE ivr/legal ""', "HANGUP"])
+    async with agi as url:
+        ami = await connected(pbx)
+        await originate(ami, "+3310", "ivr-3", agi=url)
+        await events_until(ami, both_hung_up("ivr-3"))
+    assert agi.results[:2] == results
+    ami.close()
+
+
 @pytest.mark.parametrize("callee", [answer(["1"], hangup_at=1),
                                     hangup_after(0.3, prompt_s=0.2)])
 async def test_a_callee_hanging_up_leaves_a_dead_channel(pbx: FakePbx, callee: Callee) -> None:

@@ -33,7 +33,7 @@ def run(script: list[tuple[object, Result | None]], opts: FlowOptions = OPTS,
 
 
 def test_yes_during_intro_plays_message_legal_goodbye() -> None:
-    out = run([(Play("intro", DTMF_KEYS), key("1")), (Play("message", "9"), DONE),
+    out = run([(Play("intro", DTMF_KEYS, 5.0), key("1")), (Play("message", "9"), DONE),
                (Play("legal", "9"), DONE), (Play("goodbye", "9"), DONE)])
     assert out.outcome == "message_played"
     assert out.keys == "1" and out.choice == "consent" and out.choice_key == "1"
@@ -42,7 +42,7 @@ def test_yes_during_intro_plays_message_legal_goodbye() -> None:
 
 
 def test_yes_after_intro_counts_and_intro_is_heard() -> None:
-    out = run([(Play("intro", DTMF_KEYS), DONE), (WaitKey(5), key("1")),
+    out = run([(Play("intro", DTMF_KEYS, 5.0), DONE), (WaitKey(5), key("1")),
                (Play("message", "9"), DONE), (Play("legal", "9"), DONE),
                (Play("goodbye", "9"), DONE)])
     assert out.outcome == "message_played"
@@ -50,46 +50,46 @@ def test_yes_after_intro_counts_and_intro_is_heard() -> None:
 
 
 def test_no_plays_legal_then_goodbye() -> None:
-    out = run([(Play("intro", DTMF_KEYS), key("2")), (Play("legal", "9"), DONE),
+    out = run([(Play("intro", DTMF_KEYS, 5.0), key("2")), (Play("legal", "9"), DONE),
                (Play("goodbye", "9"), DONE)])
     assert (out.outcome, out.choice, out.keys) == ("declined", "refusal", "2")
 
 
 def test_no_then_hangup_during_legal_is_declined_partial() -> None:
-    out = run([(Play("intro", DTMF_KEYS), key("2")), (Play("legal", "9"), HANGUP)])
+    out = run([(Play("intro", DTMF_KEYS, 5.0), key("2")), (Play("legal", "9"), HANGUP)])
     assert (out.outcome, out.stage) == ("declined_partial", "legal")
 
 
 def test_no_then_hangup_during_goodbye_is_declined() -> None:
-    out = run([(Play("intro", DTMF_KEYS), key("2")), (Play("legal", "9"), DONE),
+    out = run([(Play("intro", DTMF_KEYS, 5.0), key("2")), (Play("legal", "9"), DONE),
                (Play("goodbye", "9"), HANGUP)])
     assert out.outcome == "declined"
 
 
 def test_yes_then_hangup_during_message_is_partial() -> None:
-    out = run([(Play("intro", DTMF_KEYS), key("1")), (Play("message", "9"), HANGUP)])
+    out = run([(Play("intro", DTMF_KEYS, 5.0), key("1")), (Play("message", "9"), HANGUP)])
     assert (out.outcome, out.stage) == ("message_partial", "message")
 
 
 def test_yes_then_hangup_during_legal_part_of_message_is_partial() -> None:
-    out = run([(Play("intro", DTMF_KEYS), key("1")), (Play("message", "9"), DONE),
+    out = run([(Play("intro", DTMF_KEYS, 5.0), key("1")), (Play("message", "9"), DONE),
                (Play("legal", "9"), HANGUP)])
     assert out.outcome == "message_partial"
 
 
 def test_hangup_during_intro() -> None:
-    out = run([(Play("intro", DTMF_KEYS), HANGUP)])
+    out = run([(Play("intro", DTMF_KEYS, 5.0), HANGUP)])
     assert (out.outcome, out.stage, out.keys) == ("hangup_intro", "intro", "")
 
 
 def test_hangup_while_waiting_for_choice() -> None:
-    out = run([(Play("intro", DTMF_KEYS), DONE), (WaitKey(5), HANGUP)])
+    out = run([(Play("intro", DTMF_KEYS, 5.0), DONE), (WaitKey(5), HANGUP)])
     assert (out.outcome, out.stage) == ("hangup_intro", "choice")
 
 
 def test_invalid_key_then_yes() -> None:
-    out = run([(Play("intro", DTMF_KEYS), key("7")), (Play("invalid", "129"), DONE),
-               (Play("intro", DTMF_KEYS), key("1")), (Play("message", "9"), DONE),
+    out = run([(Play("intro", DTMF_KEYS, 5.0), key("7")), (Play("invalid", "129"), DONE),
+               (Play("intro", DTMF_KEYS, 5.0), key("1")), (Play("message", "9"), DONE),
                (Play("legal", "9"), DONE), (Play("goodbye", "9"), DONE)])
     assert (out.outcome, out.keys) == ("message_played", "71")
 
@@ -97,9 +97,9 @@ def test_invalid_key_then_yes() -> None:
 def test_no_input_repeats_then_legal_and_goodbye() -> None:
     script: list[tuple[object, Result | None]] = []
     for _ in range(OPTS.max_repeats):
-        script += [(Play("intro", DTMF_KEYS), DONE), (WaitKey(5), Result()),
+        script += [(Play("intro", DTMF_KEYS, 5.0), DONE), (WaitKey(5), Result()),
                    (Play("no_input", "129"), DONE)]
-    script += [(Play("intro", DTMF_KEYS), DONE), (WaitKey(5), Result()),
+    script += [(Play("intro", DTMF_KEYS, 5.0), DONE), (WaitKey(5), Result()),
                (Play("legal", "9"), DONE), (Play("goodbye", "9"), DONE)]
     out = run(script)
     assert out.outcome == "no_input" and out.choice is None and out.keys == ""
@@ -107,15 +107,15 @@ def test_no_input_repeats_then_legal_and_goodbye() -> None:
 
 def test_no_input_then_hangup_during_legal_stays_no_input() -> None:
     opts = FlowOptions(max_repeats=0)
-    out = run([(Play("intro", DTMF_KEYS), DONE), (WaitKey(5), Result()),
+    out = run([(Play("intro", DTMF_KEYS, 5.0), DONE), (WaitKey(5), Result()),
                (Play("legal", "9"), HANGUP)], opts)
     assert (out.outcome, out.stage) == ("no_input", "legal")
 
 
 def test_invalid_keys_are_bounded_by_max_repeats() -> None:
     opts = FlowOptions(max_repeats=1)
-    out = run([(Play("intro", DTMF_KEYS), key("5")), (Play("invalid", "129"), DONE),
-               (Play("intro", DTMF_KEYS), key("5")), (Play("legal", "9"), DONE),
+    out = run([(Play("intro", DTMF_KEYS, 5.0), key("5")), (Play("invalid", "129"), DONE),
+               (Play("intro", DTMF_KEYS, 5.0), key("5")), (Play("legal", "9"), DONE),
                (Play("goodbye", "9"), DONE)], opts)
     assert (out.outcome, out.keys) == ("no_input", "55")
 
@@ -123,11 +123,11 @@ def test_invalid_keys_are_bounded_by_max_repeats() -> None:
 @pytest.mark.parametrize("where", ["intro", "wait", "message", "legal", "no_input"])
 def test_optout_key_at_any_moment(where: str) -> None:
     prefix: dict[str, list[tuple[object, Result | None]]] = {
-        "intro": [(Play("intro", DTMF_KEYS), key("9"))],
-        "wait": [(Play("intro", DTMF_KEYS), DONE), (WaitKey(5), key("9"))],
-        "message": [(Play("intro", DTMF_KEYS), key("1")), (Play("message", "9"), key("9"))],
-        "legal": [(Play("intro", DTMF_KEYS), key("2")), (Play("legal", "9"), key("9"))],
-        "no_input": [(Play("intro", DTMF_KEYS), DONE), (WaitKey(5), Result()),
+        "intro": [(Play("intro", DTMF_KEYS, 5.0), key("9"))],
+        "wait": [(Play("intro", DTMF_KEYS, 5.0), DONE), (WaitKey(5), key("9"))],
+        "message": [(Play("intro", DTMF_KEYS, 5.0), key("1")), (Play("message", "9"), key("9"))],
+        "legal": [(Play("intro", DTMF_KEYS, 5.0), key("2")), (Play("legal", "9"), key("9"))],
+        "no_input": [(Play("intro", DTMF_KEYS, 5.0), DONE), (WaitKey(5), Result()),
                      (Play("no_input", "129"), key("9"))],
     }
     out = run(prefix[where] + [(OptOutNow("9"), Result()), (Play("optout_confirm"), DONE)])
@@ -137,7 +137,7 @@ def test_optout_key_at_any_moment(where: str) -> None:
 
 def test_optout_is_recorded_before_the_confirmation_plays() -> None:
     gen = call_flow(OPTS)
-    assert next(gen) == Play("intro", DTMF_KEYS)
+    assert next(gen) == Play("intro", DTMF_KEYS, 5.0)
     assert gen.send(key("9")) == OptOutNow("9")
     chosen = gen.send(Result())  # then the choice, for the store to keep at once
     assert isinstance(chosen, Chosen) and chosen.reached.outcome == "opted_out"
@@ -152,7 +152,7 @@ def test_an_opposition_the_store_has_not_taken_yet_gets_the_written_route() -> N
     the legal mentions, the written route to object, not a confirmation that is not yet
     true; the outcome is the opposition all the same."""
     gen = call_flow(OPTS)
-    assert next(gen) == Play("intro", DTMF_KEYS)
+    assert next(gen) == Play("intro", DTMF_KEYS, 5.0)
     assert gen.send(key("9")) == OptOutNow("9")
     chosen = gen.send(Result(not_stored=True))
     assert isinstance(chosen, Chosen) and chosen.reached.outcome == "opted_out"
@@ -199,23 +199,23 @@ def test_a_person_taken_for_a_machine_can_still_object() -> None:
 
 
 def test_notsure_amd_is_treated_as_a_human() -> None:
-    out = run([(Play("intro", DTMF_KEYS), key("2")), (Play("legal", "9"), DONE),
+    out = run([(Play("intro", DTMF_KEYS, 5.0), key("2")), (Play("legal", "9"), DONE),
                (Play("goodbye", "9"), DONE)], amd="NOTSURE")
     assert out.outcome == "declined"
 
 
 def test_slot_question_after_yes() -> None:
     opts = FlowOptions(ask_slot=True, slots={"1": "morning", "2": "afternoon"})
-    out = run([(Play("intro", DTMF_KEYS), key("1")), (Play("message", "9"), DONE),
-               (Play("legal", "9"), DONE), (Play("slot_question", "129"), DONE),
+    out = run([(Play("intro", DTMF_KEYS, 5.0), key("1")), (Play("message", "9"), DONE),
+               (Play("legal", "9"), DONE), (Play("slot_question", "129", 5.0), DONE),
                (WaitKey(5.0), key("2")), (Play("goodbye", "9"), DONE)], opts)
     assert (out.outcome, out.slot, out.keys) == ("message_played", "afternoon", "12")
 
 
 def test_hangup_during_slot_question_keeps_message_played() -> None:
     opts = FlowOptions(ask_slot=True, slots={"1": "morning"})
-    out = run([(Play("intro", DTMF_KEYS), key("1")), (Play("message", "9"), DONE),
-               (Play("legal", "9"), DONE), (Play("slot_question", "19"), HANGUP)], opts)
+    out = run([(Play("intro", DTMF_KEYS, 5.0), key("1")), (Play("message", "9"), DONE),
+               (Play("legal", "9"), DONE), (Play("slot_question", "19", 5.0), HANGUP)], opts)
     assert out.outcome == "message_played" and out.slot is None
 
 
@@ -223,11 +223,21 @@ def test_hangup_during_slot_question_keeps_message_played() -> None:
 def test_optout_key_during_the_slot_question(during_prompt: bool) -> None:
     opts = FlowOptions(ask_slot=True, slots={"1": "morning", "2": "afternoon"})
     script: list[tuple[object, Result | None]] = [
-        (Play("intro", DTMF_KEYS), key("1")), (Play("message", "9"), DONE),
+        (Play("intro", DTMF_KEYS, 5.0), key("1")), (Play("message", "9"), DONE),
         (Play("legal", "9"), DONE)]
     if during_prompt:
-        script.append((Play("slot_question", "129"), key("9")))
+        script.append((Play("slot_question", "129", 5.0), key("9")))
     else:
-        script += [(Play("slot_question", "129"), DONE), (WaitKey(5.0), key("9"))]
+        script += [(Play("slot_question", "129", 5.0), DONE), (WaitKey(5.0), key("9"))]
     out = run(script + [(OptOutNow("9"), Result()), (Play("optout_confirm"), DONE)], opts)
     assert (out.outcome, out.choice, out.slot) == ("opted_out", "optout", None)
+
+
+def test_the_questions_are_listened_on_for_the_input_timeout() -> None:
+    """The intro and the slot question ask: the driver listens on after them for
+    input_timeout_s in the same command (a key between two AGI commands is lost)."""
+    opts = FlowOptions(input_timeout_s=7, ask_slot=True, slots={"1": "morning"})
+    out = run([(Play("intro", DTMF_KEYS, 7), key("1")), (Play("message", "9"), DONE),
+               (Play("legal", "9"), DONE), (Play("slot_question", "19", 7), DONE),
+               (WaitKey(7), key("1")), (Play("goodbye", "9"), DONE)], opts)
+    assert (out.outcome, out.slot) == ("message_played", "morning")

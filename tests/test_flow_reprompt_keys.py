@@ -13,8 +13,8 @@ REASK_KEYS = "129"  # yes, no and the opt-out key
 
 @pytest.mark.parametrize("first", ["no_input", "invalid"])
 def test_yes_during_the_reprompt_plays_the_message(first: str) -> None:
-    start = ([(Play("intro", DTMF_KEYS), DONE), (WaitKey(5), Result())] if first == "no_input"
-             else [(Play("intro", DTMF_KEYS), key("7"))])
+    start = ([(Play("intro", DTMF_KEYS, 5.0), DONE), (WaitKey(5), Result())] if first == "no_input"
+             else [(Play("intro", DTMF_KEYS, 5.0), key("7"))])
     out = run(start + [(Play(first, REASK_KEYS), key("1")), (Play("message", "9"), DONE),
                        (Play("legal", "9"), DONE), (Play("goodbye", "9"), DONE)])
     assert (out.outcome, out.choice, out.choice_key) == ("message_played", "consent", "1")
@@ -23,7 +23,7 @@ def test_yes_during_the_reprompt_plays_the_message(first: str) -> None:
 
 
 def test_no_during_the_reprompt_gives_the_legal_mentions() -> None:
-    out = run([(Play("intro", DTMF_KEYS), DONE), (WaitKey(5), Result()),
+    out = run([(Play("intro", DTMF_KEYS, 5.0), DONE), (WaitKey(5), Result()),
                (Play("no_input", REASK_KEYS), key("2")), (Play("legal", "9"), DONE),
                (Play("goodbye", "9"), DONE)])
     assert (out.outcome, out.choice, out.choice_key, out.keys) == \
@@ -33,7 +33,7 @@ def test_no_during_the_reprompt_gives_the_legal_mentions() -> None:
 
 def test_the_yes_and_no_keys_of_the_config_are_live_during_the_reprompt() -> None:
     opts = FlowOptions(yes_key="4", no_key="5", optout_key="0", max_repeats=2)
-    out = run([(Play("intro", DTMF_KEYS), key("7")), (Play("invalid", "450"), key("5")),
+    out = run([(Play("intro", DTMF_KEYS, 5.0), key("7")), (Play("invalid", "450"), key("5")),
                (Play("legal", "0"), DONE), (Play("goodbye", "0"), DONE)], opts)
     assert (out.outcome, out.choice_key, out.keys) == ("declined", "5", "75")
 
@@ -41,13 +41,13 @@ def test_the_yes_and_no_keys_of_the_config_are_live_during_the_reprompt() -> Non
 def test_a_choice_on_the_last_reprompt_still_counts() -> None:
     """The last re-prompt before the repeats run out: the key is a choice, not no_input."""
     opts = FlowOptions(max_repeats=1)
-    out = run([(Play("intro", DTMF_KEYS), key("5")), (Play("invalid", REASK_KEYS), key("1")),
+    out = run([(Play("intro", DTMF_KEYS, 5.0), key("5")), (Play("invalid", REASK_KEYS), key("1")),
                (Play("message", "9"), HANGUP)], opts)
     assert (out.outcome, out.choice, out.keys) == ("message_partial", "consent", "51")
 
 
 def test_the_optout_key_during_the_reprompt_still_opts_out() -> None:
-    out = run([(Play("intro", DTMF_KEYS), DONE), (WaitKey(5), Result()),
+    out = run([(Play("intro", DTMF_KEYS, 5.0), DONE), (WaitKey(5), Result()),
                (Play("no_input", REASK_KEYS), key("9")), (OptOutNow("9"), Result()),
                (Play("optout_confirm"), DONE)], OPTS)
     assert (out.outcome, out.choice, out.keys) == ("opted_out", "optout", "9")

@@ -28,7 +28,7 @@ WAIT = WaitUnhold(flow.HOLD_WAIT_S)
 
 
 def test_the_flow_plays_held_legal_mentions_again_and_never_counts_them() -> None:
-    out = run([(Play("intro", DTMF_KEYS), key("1")), (Play("message", "9"), DONE),
+    out = run([(Play("intro", DTMF_KEYS, 5.0), key("1")), (Play("message", "9"), DONE),
                (Play("legal", "9"), HELD), (WAIT, DONE), (Play("legal", "9"), DONE),
                (Play("goodbye", "9"), HELD)])
     assert out.outcome == "message_played"
@@ -37,13 +37,13 @@ def test_the_flow_plays_held_legal_mentions_again_and_never_counts_them() -> Non
 
 @pytest.mark.parametrize("back", [Result(), HANGUP])  # still held after the wait; hung up
 def test_the_flow_gives_error_when_the_held_message_is_never_heard(back: Result) -> None:
-    out = run([(Play("intro", DTMF_KEYS), key("1")), (Play("message", "9"), HELD),
+    out = run([(Play("intro", DTMF_KEYS, 5.0), key("1")), (Play("message", "9"), HELD),
                (WAIT, back)])
     assert (out.outcome, out.stage, out.heard) == ("error", "held-message", [])
 
 
 def test_the_flow_gives_error_on_a_hangup_during_a_held_prompt() -> None:
-    out = run([(Play("intro", DTMF_KEYS), key("1")), (Play("message", "9"), DONE),
+    out = run([(Play("intro", DTMF_KEYS, 5.0), key("1")), (Play("message", "9"), DONE),
                (Play("legal", "9"), Result(hangup=True, held=True))])
     assert (out.outcome, out.stage, out.heard) == ("error", "held-legal", ["message"])
 
@@ -51,7 +51,7 @@ def test_the_flow_gives_error_on_a_hangup_during_a_held_prompt() -> None:
 def test_a_refusal_hears_its_held_legal_mentions_again_once_back() -> None:
     """Before: a refusal's legal mentions played into a hold were never played again, and the
     call was stored `declined` (legal mentions heard) when the person heard none of them."""
-    out = run([(Play("intro", DTMF_KEYS), key("2")), (Play("legal", "9"), HELD),
+    out = run([(Play("intro", DTMF_KEYS, 5.0), key("2")), (Play("legal", "9"), HELD),
                (WAIT, DONE), (Play("legal", "9"), DONE), (Play("goodbye", "9"), DONE)])
     assert (out.outcome, out.choice, out.heard) == ("declined", "refusal", ["legal", "goodbye"])
 
@@ -59,7 +59,7 @@ def test_a_refusal_hears_its_held_legal_mentions_again_once_back() -> None:
 def test_a_line_toggling_hold_is_given_up_after_hold_replays() -> None:
     """Before: a phone toggling hold had the message played again without end, the call and a
     channel of the node's cap kept for as long as it went on."""
-    script = [(Play("intro", DTMF_KEYS), key("1"))]
+    script = [(Play("intro", DTMF_KEYS, 5.0), key("1"))]
     script += [(Play("message", "9"), HELD), (WAIT, DONE)] * flow.HOLD_REPLAYS
     out = run(script + [(Play("message", "9"), DONE)])  # never asked for: the flow ended
     assert (out.outcome, out.stage, out.heard) == ("error", "held-message", [])
@@ -68,15 +68,15 @@ def test_a_line_toggling_hold_is_given_up_after_hold_replays() -> None:
 @pytest.mark.parametrize("back", [Result(), HANGUP])  # still held after the wait; hung up
 def test_a_refusal_whose_legal_mentions_a_hold_kept_unheard_stays_a_refusal(back: Result
                                                                             ) -> None:
-    out = run([(Play("intro", DTMF_KEYS), key("2")), (Play("legal", "9"), HELD),
+    out = run([(Play("intro", DTMF_KEYS, 5.0), key("2")), (Play("legal", "9"), HELD),
                (WAIT, back)])
     assert (out.outcome, out.choice, out.heard) == ("declined_partial", "refusal", [])
 
 
 def test_no_input_hears_its_held_legal_mentions_again_once_back() -> None:
-    script = [(Play("intro", DTMF_KEYS), DONE), (flow.WaitKey(5.0), Result())]
+    script = [(Play("intro", DTMF_KEYS, 5.0), DONE), (flow.WaitKey(5.0), Result())]
     for _ in range(2):  # max_repeats: the no-input prompt, then the intro again
-        script += [(Play("no_input", "129"), DONE), (Play("intro", DTMF_KEYS), DONE),
+        script += [(Play("no_input", "129"), DONE), (Play("intro", DTMF_KEYS, 5.0), DONE),
                    (flow.WaitKey(5.0), Result())]
     script += [(Play("legal", "9"), HELD), (WAIT, DONE), (Play("legal", "9"), DONE),
                (Play("goodbye", "9"), DONE)]

@@ -180,7 +180,8 @@ def test_an_answered_call_does_not_wait_on_a_store_that_is_away(
 
     class Stamped(list):  # the AGI commands, each with when it arrived
         def append(self, command: str) -> None:
-            if command.upper().startswith("STREAM FILE") and len(waits) == len(started) - 1:
+            if command.upper().startswith(("STREAM FILE", "GET OPTION")) and \
+                    len(waits) == len(started) - 1:
                 waits.append(time.monotonic() - started[-1])
             super().append(command)
     started: list[float] = []

@@ -61,7 +61,8 @@ def test_a_number_opposed_while_it_rings_hears_nothing_and_ends_opted_out(
     assert call["keys"] == "" and call["retry_at"] is None
     assert call["answered_at"] is not None
     [agi] = got["agi"]
-    assert not [c for c in agi if c.upper().startswith(("STREAM FILE", "WAIT FOR DIGIT"))], agi
+    assert not [c for c in agi if c.upper().startswith(
+        ("STREAM FILE", "GET OPTION", "WAIT FOR DIGIT"))], agi
     # The dialplan is told the call was served (no failsafe): its last and only word
     assert agi == [f"SET VARIABLE {VAR_DONE} 1"], agi
     assert got["consents"] == []  # no proof of a choice the person never made

@@ -17,8 +17,8 @@ from test_flow import DONE, key, run
 
 T0 = datetime(2026, 12, 3, 9, 0, tzinfo=timezone.utc)
 SLOTS = FlowOptions(ask_slot=True, slots={"1": "morning", "2": "afternoon"})
-YES = [(Play("intro", DTMF_KEYS), key("1"))]
-NO = [(Play("intro", DTMF_KEYS), key("2"))]
+YES = [(Play("intro", DTMF_KEYS, 5.0), key("1"))]
+NO = [(Play("intro", DTMF_KEYS, 5.0), key("2"))]
 # where 9 arrives -> (the script up to it, the prompt the proof must name)
 WHERE: dict[str, tuple[list[tuple[object, Result | None]], str]] = {
     "message": (YES + [(Play("message", "9"), key("9"))], "message"),
@@ -28,14 +28,14 @@ WHERE: dict[str, tuple[list[tuple[object, Result | None]], str]] = {
     "goodbye_after_no": (NO + [(Play("legal", "9"), DONE), (Play("goodbye", "9"), key("9"))],
                          "goodbye"),
     "slot_question": (YES + [(Play("message", "9"), DONE), (Play("legal", "9"), DONE),
-                             (Play("slot_question", "129"), key("9"))], "slot_question"),
+                             (Play("slot_question", "129", 5.0), key("9"))], "slot_question"),
     "slot_wait": (YES + [(Play("message", "9"), DONE), (Play("legal", "9"), DONE),
-                         (Play("slot_question", "129"), DONE), (WaitKey(5.0), key("9"))],
+                         (Play("slot_question", "129", 5.0), DONE), (WaitKey(5.0), key("9"))],
                   "slot_question"),
-    "no_input": ([(Play("intro", DTMF_KEYS), DONE), (WaitKey(5), Result()),
+    "no_input": ([(Play("intro", DTMF_KEYS, 5.0), DONE), (WaitKey(5), Result()),
                   (Play("no_input", "129"), key("9"))], "no_input"),
-    "intro": ([(Play("intro", DTMF_KEYS), key("9"))], "intro"),
-    "intro_wait": ([(Play("intro", DTMF_KEYS), DONE), (WaitKey(5), key("9"))], "intro"),
+    "intro": ([(Play("intro", DTMF_KEYS, 5.0), key("9"))], "intro"),
+    "intro_wait": ([(Play("intro", DTMF_KEYS, 5.0), DONE), (WaitKey(5), key("9"))], "intro"),
 }
 
 

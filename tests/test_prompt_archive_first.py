@@ -228,3 +228,14 @@ def test_prune_removes_nothing_when_it_cannot_archive(tmp_path: Path) -> None:
                                           r"exists\): fix prompts\.archive_dir; nothing was "):
         pr.prune(cfg, store_at(tmp_path / "t.db"), lambda: NOW, yes=True)
     assert sound_file(cfg, "intro", v1).read_bytes() == v1
+
+
+def test_a_sounds_length_is_counted_as_asterisk_counts_it(tmp_path: Path) -> None:
+    """What AGI's endpos says of a sound played to its end (format_wav: (size - 44) / 2), so
+    a key pressed after a question is told from one that cut it; None when not archived."""
+    cfg = make_cfg(tmp_path)
+    data = b"RIFF" + b"\0" * 40 + b"\1\0" * 12_345  # a 44-byte header, 12,345 samples
+    path = prompt_archive.archive_audio(cfg, data)
+    samples = prompt_archive.lengths(cfg)
+    assert samples(path.stem) == 12_345
+    assert samples("0" * 64) is None

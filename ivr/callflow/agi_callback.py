@@ -124,8 +124,9 @@ class CallbackHandler:
 
     async def _confirmation(self, req: AgiRequest) -> tuple[bool, str | None]:
         """Whether the notice played, and the key pressed during it or within timeout_ms
-        after it."""
-        notice = await req.stream_file(f"{SOUNDS_DIR}/{CALLBACK_NOTICE}", self.keys)
+        after it: one command (get_option), since a key between two is lost."""
+        notice = await req.get_option(f"{SOUNDS_DIR}/{CALLBACK_NOTICE}", self.keys,
+                                      self.timeout_ms)
         if notice.failed:
             # Not a hangup: the notice is missing and no caller can confirm (`ivr check` refuses
             # a campaign without it); an error, since the caller leaves having heard nothing.
@@ -134,4 +135,4 @@ class CallbackHandler:
                           "opposition can be recorded: add prompts.items.callback_notice, then "
                           "`ivr prompts build`", SOUNDS_DIR)
             return False, None
-        return True, notice.digit or await req.wait_for_digit(self.timeout_ms)
+        return True, notice.digit  # a hangup while listening: the next command tells

@@ -1,31 +1,20 @@
 """FastAGI handler `ivr`: drives the pure call flow on a live channel and stores the outcome."""
 from __future__ import annotations
 
-import asyncio
 import logging
-from dataclasses import replace
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from ivr.callflow import outcomes
+from ivr.callflow.agi_drive import ChoiceWatch, FlowAborted, PromptUnplayable, drive
 from ivr.callflow.agi_gate import Refused, SessionGate, hang_up_refused
 from ivr.callflow.opposed import OVERLAP_S, Opposed
-from ivr.telephony.contract import ARG_AMD_STATUS, SOUNDS_DIR, VAR_DONE, VAR_HANGUP_CAUSE
-from ivr.telephony.fastagi import CHANNEL_UP, AgiHangup, AgiRequest
-from ivr.callflow.flow import (DONE, HANGUP, Chosen, FlowGen, FlowOptions, OptOutNow, Outcome, Play,
-                               Result, WaitKey, WaitUnhold, call_flow)
+from ivr.telephony.contract import ARG_AMD_STATUS, VAR_DONE, VAR_HANGUP_CAUSE
+from ivr.telephony.fastagi import AgiHangup, AgiRequest
+from ivr.callflow.flow import FlowOptions, Outcome, call_flow
 from ivr.prompts.live import PromptVersion
 from ivr.store.safe_writes import COMMIT_WAIT_S, Commit
 from ivr.store.sqlite import CallResult, Store
-
-if TYPE_CHECKING:  # the dialer's view of a call's hold (AMI Hold/Unhold)
-    from ivr.campaign.nodes import LineHold
-Line = Callable[[], "LineHold | None"]  # the call's hold, None while never held
-
-
-def _no_hold() -> LineHold | None:
-    return None
 
 log = logging.getLogger(__name__)
 # Outcomes of a call cut short (from the outcome table): if the PBX (not the callee) did it,
@@ -35,20 +24,6 @@ RUN_HANGUP = outcomes.RUN_HANGUP  # the stage's prefix of a call the run hung up
 # The stage of a call whose number was put on the opposition list while it rang (after the
 # claim's check): hung up on answer, nothing played, `opted_out`, no proof row, no retry.
 OPPOSED_BEFORE_ANSWER = "opposed-before-answer"
-
-
-class PromptUnplayable(Exception):
-    def __init__(self, message: str, sound: str) -> None:
-        super().__init__(message)
-        self.sound = sound  # the file Asterisk could not play
-
-
-class FlowAborted(Exception):
-    """The controller failed mid-flow; `outcome` is how far the call had gone (its choice)."""
-
-    def __init__(self, outcome: Outcome) -> None:
-        super().__init__(f"flow aborted at {outcome.stage}")
-        self.outcome = outcome
 
 
 # Q.850 causes of a call the network dropped, not the callee: 34 no circuit, 38 network out of
@@ -66,111 +41,6 @@ def after_fault(outcome: Outcome, where: str, error_stage: str) -> Outcome:
     else:
         outcome.outcome, outcome.stage = "error", error_stage
     return outcome
-
-
-def _abandon(gen: FlowGen) -> Outcome:
-    """Finish the flow as if the line were cut, to learn the outcome reached so far."""
-    for _ in range(8):  # an opt-out step may still ask to play its confirmation
-        try:
-            gen.send(HANGUP)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-    return Outcome(outcome="error", stage="controller")
-
-
-class ChoiceWatch:
-    """Reports each final choice the flow announces (flow.Chosen: a refusal, an opposition,
-    the moment its key is pressed; a consent once its message and legal mentions were heard)
-    for the store to keep before the call goes on (the call's end completes that row, never
-    doubles it), and keeps the last one for a controller fault's settlement."""
-
-    def __init__(self, report: Callable[[Outcome], None]) -> None:
-        self.report = report
-        self.last: Outcome | None = None  # the last choice reported
-
-    def chose(self, reached: Outcome) -> None:
-        self.last = reached
-        self.report(reached)
-
-
-async def _play(req: AgiRequest, step: Play, sound: str | None = None,
-                line: Line = _no_hold) -> Result:
-    """Play one prompt: `sound`, its content-addressed file, else the plain ivr/<key>. A
-    prompt that overlapped a hold (held at its start or end, or a Hold meanwhile) reads as
-    `held`: Asterisk played it into a line sending the callee nothing."""
-    sound = sound or f"{SOUNDS_DIR}/{step.prompt}"
-    before = line()
-    holds, was_held = (before.holds, before.held) if before is not None else (0, False)
-    played = await req.stream_file(sound, step.keys)
-    after = line()  # made at the first Hold: maybe during this prompt
-    held = after is not None and (was_held or after.held or after.holds != holds)
-    if played.failed:
-        # A hangup, or a prompt Asterisk cannot play: ask the channel which.
-        if await req.channel_status() == CHANNEL_UP:
-            raise PromptUnplayable(f"Asterisk could not play {sound}: check that the prompts "
-                                   "are installed and Asterisk's user can read them and "
-                                   "their folders", sound)
-        return Result(hangup=True, held=held)
-    if played.digit:
-        return Result(key=played.digit)
-    if played.played_nothing:
-        raise PromptUnplayable(f"{sound} played nothing (missing file?)", sound)
-    return Result(completed=True, held=True) if held else DONE
-
-
-async def _wait_unhold(line: LineHold | None, step: WaitUnhold) -> Result:
-    """Wait for the Unhold (or the call's end) that the dialer's AMI events tell."""
-    if line is not None and not line.gone:
-        try:
-            await asyncio.wait_for(line.settled.wait(), step.timeout_s)
-        except asyncio.TimeoutError:
-            return Result()  # still on hold
-    return HANGUP if line is not None and line.gone else DONE
-
-
-async def _wait(req: AgiRequest, step: WaitKey) -> Result:
-    digit = await req.wait_for_digit(int(step.timeout_s * 1000))  # a hangup raises AgiHangup
-    return Result(key=digit) if digit else Result()
-
-
-async def drive(gen: FlowGen, req: AgiRequest, on_optout: Callable[[str], Awaitable[bool]],
-                sounds: Mapping[str, str] | None = None,
-                watch: ChoiceWatch | None = None, line: Line = _no_hold) -> tuple[Outcome, bool]:
-    """Run the flow generator against a live AGI channel. Returns the outcome and whether
-    the flow ended on a hangup. `sounds`: prompt key -> the file to play (its version);
-    `watch`: told each choice as it becomes final (outcomes.final_at); `line`: the
-    call's hold as the dialer's AMI events keep it."""
-    sounds = sounds or {}
-    try:
-        step = next(gen)
-    except StopIteration as stop:  # e.g. a machine, with nothing to play
-        return stop.value, False
-    while True:
-        try:
-            if isinstance(step, Play):
-                result = await _play(req, step, sounds.get(step.prompt), line)
-            elif isinstance(step, WaitUnhold):
-                result = await _wait_unhold(line(), step)
-            elif isinstance(step, WaitKey):
-                result = await _wait(req, step)
-            elif isinstance(step, OptOutNow):  # True once the opposition is in the store
-                result = Result(not_stored=not await on_optout(step.key))
-            elif isinstance(step, Chosen):
-                if watch is not None:
-                    watch.chose(step.reached)
-                result = Result()
-            else:  # pragma: no cover - Step is a closed union
-                raise TypeError(f"unknown step {step!r}")
-        except AgiHangup:
-            result = HANGUP
-        except Exception as exc:  # keep the choice already made (see after_fault)
-            raise FlowAborted(_abandon(gen)) from exc
-        if req.hung_up and not result.key:
-            result = replace(result, hangup=True)  # not_stored kept: the stage says it
-        try:
-            step = gen.send(result)
-        except StopIteration as stop:
-            return stop.value, result.hangup
 
 
 async def served(req: AgiRequest) -> None:
@@ -340,7 +210,8 @@ class IvrHandler:
         try:
             outcome, hung_up = await drive(call_flow(self.opts, amd_status), req,
                                            self._optout(call), version.sounds, watch,
-                                           lambda: getattr(flight, "hold", None))
+                                           lambda: getattr(flight, "hold", None),
+                                           version.samples)
             if not hung_up:
                 await served(req)
             cause = await hangup_cause(req) if hung_up else ""

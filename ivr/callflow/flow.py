@@ -32,6 +32,10 @@ HOLD_REPLAYS = 3
 class Play:
     prompt: str
     keys: str = ""  # keys that interrupt the prompt ("" = none)
+    # A question: the WaitKey that follows a prompt played to its end, for this long. The
+    # driver may listen in the same breath (AGI GET OPTION): a key pressed between two AGI
+    # commands is lost, and people answer just as the question ends.
+    listen_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -136,11 +140,12 @@ class _Call:
             # its result carries nothing
             yield Chosen(replace(state, heard=list(state.heard), outcome=outcome))
 
-    def play(self, prompt: str, keys: str = "") -> Generator[Step, Result, Result]:
+    def play(self, prompt: str, keys: str = "",
+             listen_s: float = 0.0) -> Generator[Step, Result, Result]:
         state = self.state
         state.stage = self.prompt = prompt
         yield from self.tell()
-        result = yield Play(prompt, keys)
+        result = yield Play(prompt, keys, listen_s)
         if result.hangup:
             self.held_out = prompt if result.held else None
             raise _Hangup
@@ -202,7 +207,7 @@ class _Call:
         """The intro and its consent question, repeated; the key chosen, or the outcome."""
         opts, tries = self.opts, 0
         while True:
-            r = yield from self.play("intro", DTMF_KEYS)
+            r = yield from self.play("intro", DTMF_KEYS, opts.input_timeout_s)
             key = r.key if r.key is not None else (yield from self.wait_key())
             if key == opts.optout_key:
                 return (yield from self.optout(key))
@@ -231,7 +236,8 @@ class _Call:
                 return (yield from self.optout(r.key))
         state.outcome = "message_played"  # final now: the next step stores it (tell, Chosen)
         if opts.ask_slot and opts.slots:
-            r = yield from self.play("slot_question", "".join(opts.slots) + opts.optout_key)
+            r = yield from self.play("slot_question", "".join(opts.slots) + opts.optout_key,
+                                     opts.input_timeout_s)
             slot_key = r.key if r.key else (yield from self.wait_key())
             if slot_key == opts.optout_key:  # opt-out wins at any moment, here too
                 return (yield from self.optout(slot_key))

@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,25 @@ def archive_dir(cfg: Config) -> Path:
 
 def audio_path(cfg: Config, sha256: str) -> Path:
     return archive_dir(cfg) / f"{sha256}.wav"
+
+
+WAV_HEADER = 44  # what Asterisk's format_wav takes off a file's size to count its samples
+
+
+def lengths(cfg: Config) -> Callable[[str], int | None]:
+    """A sound's length by its sha256, in 8 kHz samples counted as Asterisk does (format_wav:
+    (size - 44) / 2), which is the AGI endpos of a sound played to its end; None when the
+    archive lacks it. Read once per sound: archived audio never changes."""
+    root, known = archive_dir(cfg), {}
+
+    def samples(sha256: str) -> int | None:
+        if sha256 not in known:
+            try:
+                known[sha256] = max(0, ((root / f"{sha256}.wav").stat().st_size - WAV_HEADER) // 2)
+            except OSError:
+                return None
+        return known[sha256]
+    return samples
 
 
 def _write_once(path: Path, data: bytes) -> None:

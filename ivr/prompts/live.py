@@ -20,7 +20,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ivr.prompts.manifest import ForeignBuild, OtherFlowKeys, keys_said
@@ -35,11 +35,19 @@ CHECK_EVERY_S = 1.0
 class PromptVersion:
     hashes: Mapping[str, str]  # prompt key -> sha256 (what the attempt records)
     sounds: Mapping[str, str]  # prompt key -> the file played (that exact version)
+    # prompt key -> its length in 8 kHz samples, as Asterisk counts (AGI endpos), when known
+    samples: Mapping[str, int] = field(default_factory=dict)
 
 
-def version_of(campaign: str, hashes: Mapping[str, str]) -> PromptVersion:
+Lengths = Callable[[str], "int | None"]  # a sound's sha256 -> its length in samples
+
+
+def version_of(campaign: str, hashes: Mapping[str, str],
+               lengths: Lengths | None = None) -> PromptVersion:
+    samples = {k: n for k, h in hashes.items() if h and lengths is not None
+               and (n := lengths(h)) is not None}
     return PromptVersion(dict(hashes), {k: prompt_sound(campaign, k, h)
-                                        for k, h in hashes.items() if h})
+                                        for k, h in hashes.items() if h}, samples)
 
 
 class LivePrompts:
@@ -49,11 +57,14 @@ class LivePrompts:
                  manifest: Path | None = None, load: Callable[[], Mapping[str, str]] | None = None,
                  installed_dir: Path | None = None,
                  installed_dirs: Callable[[], Sequence[Path]] | None = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 lengths: Lengths | None = None) -> None:
         """installed_dir: the one folder to check; installed_dirs: the folders, listed at each
-        check (sandbox instances started during the run count too)."""
+        check (sandbox instances started during the run count too); lengths: a sound's
+        length by its sha256 (prompts/archive.py)."""
         self.campaign = campaign
-        self.version = version_of(campaign, hashes)
+        self._lengths = lengths
+        self.version = version_of(campaign, hashes, lengths)
         self._manifest, self._load, self._installed = manifest, load, installed_dir
         self._installed_dirs = installed_dirs
         self._monotonic = monotonic
@@ -80,7 +91,8 @@ class LivePrompts:
         if stamp is None or stamp == self._seen:
             return
         try:
-            candidate = version_of(self.campaign, self._load())  # type: ignore[misc]
+            candidate = version_of(self.campaign, self._load(),  # type: ignore[misc]
+                                   self._lengths)
         except ForeignBuild as exc:  # another campaign's build: never played, said once
             self._seen = stamp
             log.error("prompt manifest rewritten for another campaign, not followed: %s", exc)

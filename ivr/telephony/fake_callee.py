@@ -2,7 +2,8 @@
 
 Test infrastructure for ivr/telephony/fake_pbx.py (which re-exports the script builders). A
 script says how the callee answers the Originate and, once answered, which key it presses at
-each prompt command (STREAM FILE / WAIT FOR DIGIT, in order; None: no key) and when it hangs up.
+each prompt command (STREAM FILE / WAIT FOR DIGIT, in order, a GET OPTION counting as both; None:
+no key) and when it hangs up.
 `Player` plays one call from the queued Originate to its Hangups; `AgiLeg` is Asterisk's side of
 its FastAGI session. Event orders, causes and AGI replies follow the sandbox Asterisk 22.
 """
@@ -31,6 +32,7 @@ CAUSE_TEXT = {1: "Unallocated (unassigned) number", 3: "No route to destination"
               16: "Normal Clearing", 17: "User busy", 19: "No answer",
               34: "Circuit/channel congestion", 41: "Temporary failure"}
 _ESCAPE = re.compile(r'STREAM FILE\s+\S+\s+"?([0-9*#]*)"?', re.IGNORECASE)
+_OPTION = re.compile(r'GET OPTION\s+(\S+)\s+"?([0-9*#]*)"?', re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,8 @@ class AgiLeg:
             return DEAD
         if verb.startswith(("STREAM FILE", "WAIT FOR DIGIT")):
             return await self._prompt(command)
+        if verb.startswith("GET OPTION"):
+            return await self._option(command)
         if verb.startswith("CHANNEL STATUS"):
             return "200 result=6"  # Up
         if verb.startswith("HANGUP"):  # the IVR hangs up: Asterisk leaves cause 0
@@ -200,6 +204,22 @@ class AgiLeg:
             return f"200 result={ord(key)} endpos={ENDPOS_KEY}" if key else \
                 f"200 result=0 endpos={ENDPOS_FULL}"
         return f"200 result={ord(key)}" if key else "200 result=0"
+
+
+    async def _option(self, command: str) -> str:
+        """GET OPTION: a STREAM FILE, then a WAIT FOR DIGIT (two entries of the script) in
+        one command, as res_agi does: a key while listening counts only if an escape digit,
+        and a hangup while listening reads as result=0 (then the channel is dead)."""
+        m = _OPTION.match(command)
+        if m is None:
+            return "520 Invalid command syntax."
+        path, escape = m.groups()
+        played = await self._prompt(f'STREAM FILE {path} "{escape}"')
+        if played != f"200 result=0 endpos={ENDPOS_FULL}":
+            return played  # a key cut it, a hangup, a file it cannot open
+        code = int((await self._prompt("WAIT FOR DIGIT")).split("=")[1])
+        key = chr(code) if code > 0 and chr(code) in escape else None
+        return f"200 result={ord(key) if key else 0} endpos={ENDPOS_FULL}"
 
 
 def agi_headers(*, url: str, channel: str, uniqueid: str, caller_id: str, call_id: str,

@@ -16,7 +16,8 @@ Callees (ivr/telephony/fake_callee.py) are keyed by the number in `Local/<number
 chosen by a callable(number) -> Callee; unknown numbers get `default` (failed, cause 1):
 answer(keys, delay_s, hangup_at=, prompt_s=, amd=), hangup_after(s, keys), busy(), no_answer(),
 congestion(), failed(cause), refuse(message). `keys` holds one entry per STREAM FILE / WAIT FOR
-DIGIT command, in order (None: no key; a key STREAM FILE does not list as escape digit is lost).
+DIGIT command, in order, GET OPTION counting as both (None: no key; a key the command does not
+list as escape digit is lost).
 
 What it plays, per Originate (Async, as the controller sends it):
 - `Response: Success` / `Originate successfully queued` at once (refuse(), shutting_down:

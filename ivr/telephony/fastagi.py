@@ -12,9 +12,9 @@ panoramisk 1.4 defects handled here (subclasses, not a copy):
 Also: only configured peers may connect, and the number of open connections is capped; a
 refused connection is logged (rate-limited), since Asterisk reports it as AGISTATUS=SUCCESS.
 
-Handlers speak AGI only through AgiRequest's typed methods (stream_file, wait_for_digit,
-get_variable, set_variable, channel_status, hangup): the command strings, the quoting of their arguments and
-the reading of their results live here and nowhere else.
+Handlers speak AGI only through AgiRequest's typed methods (stream_file, get_option,
+wait_for_digit, get_variable, set_variable, channel_status, hangup): the command strings, the
+quoting of their arguments and the reading of their results live here and nowhere else.
 """
 from __future__ import annotations
 
@@ -69,6 +69,14 @@ class StreamResult:
     def played_nothing(self) -> bool:
         """Ended at sample 0 with no key: a missing or empty file (Asterisk says result=0)."""
         return not self.failed and self.digit is None and self.endpos == 0
+
+
+def _played(result: dict[str, Any]) -> StreamResult:
+    code = _code(result)
+    if code < 0:
+        return StreamResult(failed=True)
+    endpos = int(result.get("endpos", ("0",))[0] or 0)
+    return StreamResult(digit=chr(code) if code > 0 else None, endpos=endpos)
 
 
 def quote(arg: str) -> str:
@@ -185,12 +193,19 @@ class AgiRequest(Request):  # type: ignore[misc]
     # -- typed commands: the only way handlers speak AGI -----------------------------------
     async def stream_file(self, path: str, escape_digits: str = "") -> StreamResult:
         """Play a sound (path without extension); a key in escape_digits stops it."""
-        result = await self.send_command(f"STREAM FILE {quote(path)} {_digits(escape_digits)}")
-        code = _code(result)
-        if code < 0:
-            return StreamResult(failed=True)
-        endpos = int(result.get("endpos", ("0",))[0] or 0)
-        return StreamResult(digit=chr(code) if code > 0 else None, endpos=endpos)
+        return _played(await self.send_command(
+            f"STREAM FILE {quote(path)} {_digits(escape_digits)}"))
+
+    async def get_option(self, path: str, escape_digits: str, timeout_ms: int) -> StreamResult:
+        """Play a sound, then keep listening timeout_ms for one of escape_digits, in ONE
+        command. res_agi reads and drops a channel's frames while it waits for the next
+        command, so a key pressed between STREAM FILE and WAIT FOR DIGIT is lost: the person
+        who answers just as the question ends, and the more so the busier the controller.
+        endpos is the sound's length (8 kHz samples) once it played to its end, so a key
+        with endpos short of it cut the sound. A hangup while listening reads as result=0
+        (res_agi keeps only escape digits, and -1 is none): the next command tells."""
+        return _played(await self.send_command(
+            f"GET OPTION {quote(path)} {_digits(escape_digits)} {int(timeout_ms)}"))
 
     async def wait_for_digit(self, timeout_ms: int) -> str | None:
         """The key pressed within timeout_ms (-1: forever), None on timeout; a hangup raises
@@ -219,7 +234,7 @@ class AgiRequest(Request):  # type: ignore[misc]
         _code(await self.send_command("HANGUP"))
 
 
-# What STREAM FILE and WAIT FOR DIGIT answer on every call; anything else goes to panoramisk.
+# What STREAM FILE, GET OPTION and WAIT FOR DIGIT answer on every call; anything else goes to panoramisk.
 _PLAIN_RESULT = re.compile(r"200 result=(-?\d+)(?: endpos=(\d+))?")
 _APP_ERROR = {"error": "AGIAppError", "msg": "Error executing application, or hangup"}
 

@@ -113,7 +113,7 @@ async def import_list(c: Campaign, block: str, suffixes: list[str]) -> list[str]
 # -- what Asterisk played ------------------------------------------------------------------------
 @dataclass
 class Played:
-    """STREAM FILE commands as Asterisk reports them, per channel (Uniqueid = calls.channel_id
+    """STREAM FILE and GET OPTION commands as Asterisk reports them, per channel (Uniqueid = calls.channel_id
     of the IVR side), with the monotonic time each was seen."""
     ami: Ami
     by_channel: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
@@ -131,7 +131,7 @@ class Played:
     async def _read(self) -> None:
         async for ev in self.ami.events():
             words = shlex.split(str(ev.get("Command", "")))
-            if len(words) >= 3 and [w.upper() for w in words[:2]] == ["STREAM", "FILE"]:
+            if len(words) >= 3 and " ".join(words[:2]).upper() in ("STREAM FILE", "GET OPTION"):
                 self.by_channel.setdefault(str(ev.get("Uniqueid")), []).append(
                     (time.monotonic(), words[2]))
 

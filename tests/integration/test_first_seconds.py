@@ -1,7 +1,7 @@
 """Issue 16 item 11: the first seconds of a call over the PJSIP trunk, SIPp as the carrier.
 
 - With the shipped default (dialer.amd off), a key pressed half a second after the answer
-  reaches the flow: STREAM FILE of the intro starts at once with the keys live.
+  reaches the flow: the intro (GET OPTION) starts at once with the keys live.
 - calls.answered_at is the answer (OriginateResponse), not the AGI's start: with AMD on, a
   silent callee keeps AMD listening its whole analysis time (5 s here) before the AGI, yet
   answered_at - started_at stays the ring time (SIPp answers at once; tolerance 1.0 s).
