@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ivr.callflow.flow import (DONE, HANGUP, Chosen, FlowGen, OptOutNow, Outcome, Play, Result,
                                WaitKey, WaitUnhold)
 from ivr.telephony.contract import SOUNDS_DIR
-from ivr.telephony.fastagi import CHANNEL_UP, AgiHangup, AgiRequest
+from ivr.telephony.fastagi import CHANNEL_UP, AgiHangup, AgiRequest, StreamResult
 
 if TYPE_CHECKING:  # the dialer's view of a call's hold (AMI Hold/Unhold)
     from ivr.campaign.nodes import LineHold
@@ -69,16 +69,17 @@ class ChoiceWatch:
 FRAME_SAMPLES = 160
 
 
-def _hold_mark(line: Line) -> tuple[int, bool]:
+async def _sent(req: AgiRequest, step: Play, sound: str,
+                line: Line) -> tuple[StreamResult, bool]:
+    """The prompt's one command (a question listens on after it: get_option), and whether it
+    overlapped a hold (held at its start or end, or a Hold meanwhile): Asterisk then played
+    it into a line sending the callee nothing."""
     before = line()
-    return (before.holds, before.held) if before is not None else (0, False)
-
-
-def _was_held(line: Line, mark: tuple[int, bool]) -> bool:
-    """A prompt that overlapped a hold (held at its start or end, or a Hold meanwhile):
-    Asterisk played it into a line sending the callee nothing."""
+    holds, was_held = (before.holds, before.held) if before is not None else (0, False)
+    played = await req.get_option(sound, step.keys, int(step.listen_s * 1000)) \
+        if step.listen_s > 0 else await req.stream_file(sound, step.keys)
     after = line()  # made at the first Hold: maybe during this prompt
-    return after is not None and (mark[1] or after.held or after.holds != mark[0])
+    return played, after is not None and (was_held or after.held or after.holds != holds)
 
 
 async def _cut(req: AgiRequest, sound: str, held: bool) -> Result:
@@ -90,41 +91,37 @@ async def _cut(req: AgiRequest, sound: str, held: bool) -> Result:
     return Result(hangup=True, held=held)
 
 
-async def _play(req: AgiRequest, step: Play, sound: str | None = None,
-                line: Line = _no_hold) -> Result:
-    """Play one prompt: `sound`, its content-addressed file, else the plain ivr/<key>. One
-    that overlapped a hold reads as `held`."""
-    sound = sound or f"{SOUNDS_DIR}/{step.prompt}"
-    mark = _hold_mark(line)
-    played = await req.stream_file(sound, step.keys)
-    held = _was_held(line, mark)
-    if played.failed:
-        return await _cut(req, sound, held)
-    if played.digit:
-        return Result(key=played.digit)
+def _ended(played: StreamResult, held: bool, sound: str) -> Result:
+    """A prompt no key cut: played to its end (heard, unless a hold overlapped it)."""
     if played.played_nothing:
         raise PromptUnplayable(f"{sound} played nothing (missing file?)", sound)
     return Result(completed=True, held=True) if held else DONE
 
 
+async def _play(req: AgiRequest, step: Play, sound: str | None = None,
+                line: Line = _no_hold) -> Result:
+    """Play one prompt: `sound`, its content-addressed file, else the plain ivr/<key>."""
+    sound = sound or f"{SOUNDS_DIR}/{step.prompt}"
+    played, held = await _sent(req, step, sound, line)
+    if played.failed:
+        return await _cut(req, sound, held)
+    return Result(key=played.digit) if played.digit else _ended(played, held, sound)
+
+
 async def _question(req: AgiRequest, step: Play, sound: str | None, line: Line,
                     samples: int | None) -> tuple[Result, Result | None]:
-    """A prompt that asks (step.listen_s): played and listened on in one command
-    (get_option). The second result answers the flow's next WaitKey. `samples`, the sound's
-    length, tells a key that cut it from one pressed once it was heard out (unknown: taken
-    as a cut, so the prompt is never claimed `heard`)."""
+    """A prompt that asks (step.listen_s): played and listened on in one command. The second
+    result answers the flow's next WaitKey. `samples`, the sound's length, tells a key that
+    cut it from one pressed once it was heard out (unknown: taken as a cut, so the prompt is
+    never claimed `heard`)."""
     sound = sound or f"{SOUNDS_DIR}/{step.prompt}"
-    mark = _hold_mark(line)
-    played = await req.get_option(sound, step.keys, int(step.listen_s * 1000))
-    held = _was_held(line, mark)
+    played, held = await _sent(req, step, sound, line)
     if played.failed:
         return await _cut(req, sound, held), None
     heard_out = samples is not None and played.endpos >= samples - FRAME_SAMPLES
     if played.digit and not heard_out:
         return Result(key=played.digit), None
-    if played.played_nothing:
-        raise PromptUnplayable(f"{sound} played nothing (missing file?)", sound)
-    done = Result(completed=True, held=True) if held else DONE
+    done = _ended(played, held, sound)
     if played.digit:
         return done, Result(key=played.digit)
     # No key: the time ran out, or the callee hung up while we listened (read as 0 too)

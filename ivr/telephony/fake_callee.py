@@ -205,7 +205,6 @@ class AgiLeg:
                 f"200 result=0 endpos={ENDPOS_FULL}"
         return f"200 result={ord(key)}" if key else "200 result=0"
 
-
     async def _option(self, command: str) -> str:
         """GET OPTION: a STREAM FILE, then a WAIT FOR DIGIT (two entries of the script) in
         one command, as res_agi does: a key while listening counts only if an escape digit,

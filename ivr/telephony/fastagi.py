@@ -234,7 +234,8 @@ class AgiRequest(Request):  # type: ignore[misc]
         _code(await self.send_command("HANGUP"))
 
 
-# What STREAM FILE, GET OPTION and WAIT FOR DIGIT answer on every call; anything else goes to panoramisk.
+# What STREAM FILE, GET OPTION and WAIT FOR DIGIT answer on every call; anything else goes to
+# panoramisk.
 _PLAIN_RESULT = re.compile(r"200 result=(-?\d+)(?: endpos=(\d+))?")
 _APP_ERROR = {"error": "AGIAppError", "msg": "Error executing application, or hangup"}
 
