@@ -181,7 +181,8 @@ def test_the_exclusions_hide_no_contract_name() -> None:
         assert ctx in dp.contexts and ctx not in values
         assert any(src != ctx and dst == ctx for src, dst in dp.jumps), ctx
     # The benchmark's pure-dialplan IVR; the opposition line's failsafe (its journal).
-    assert local_variables(dp) == {"CHOICE", "TRIES", "OPT_CALLER", "OPT_KEY", "CALLEE_KEY"}
+    assert local_variables(dp) == {"CHOICE", "TRIES", "OPT_CALLER", "OPT_KEY", "OPT_DIGIT",
+                                   "CALLEE_KEY"}
     assert not local_variables(dp) & values
     for name in ASTERISK_PRIVATE:
         assert name in dp.reads and name not in dp.writes and name not in values
@@ -245,6 +246,7 @@ def test_the_opposition_line_takes_its_failsafe_unless_the_controller_says_done(
                                      contract.FAILSAFE_CALLBACK)
     steps = [line.removeprefix("same => ").removeprefix("n,") for line in failsafe]
     family, sounds = contract.JOURNAL_FAMILY, contract.SOUNDS_DIR
+    digit = contract.GLOBAL_OPTOUT_DIGIT
     # No controller took the call: the line asks for the key itself (the notice, once) and
     # journals the caller's number in AstDB, where every controller reads it; the caller hears
     # the confirmation only once the entry is there, the legal mentions on every other way out.
@@ -252,8 +254,10 @@ def test_the_opposition_line_takes_its_failsafe_unless_the_controller_says_done(
         "Set(OPT_CALLER=${CALLERID(num)})",
         "Set(OPT_CALLER=${FILTER(0-9+,${SHIFT(OPT_CALLER,\\;)})})",
         'GotoIf($["${OPT_CALLER}" = ""]?legal)',
+        # 1, or the opposition key the outbound intro teaches ([globals], 9 when unset)
+        f'Set(OPT_DIGIT=${{IF($["${{{digit}}}" = ""]?9:${{{digit}}})}})',
         f"Read(OPT_KEY,{sounds}/callback_notice,1,,1,5)",
-        'GotoIf($["${OPT_KEY}" != "1" & "${OPT_KEY}" != "9"]?legal)',
+        'GotoIf($["${OPT_KEY}" != "1" & "${OPT_KEY}" != "${OPT_DIGIT}"]?legal)',
         f"Set(DB({family}/${{OPT_CALLER}})=${{EPOCH}})",
         f'GotoIf($["${{DB_EXISTS({family}/${{OPT_CALLER}})}}" != "1"]?legal)',
         f"UserEvent({contract.EVENT_JOURNALED})",
@@ -344,11 +348,14 @@ def test_no_dialplan_hard_codes_the_fastagi_port() -> None:
 
 
 def test_the_sandbox_writes_the_agi_url_global_from_the_config(tmp_path: Path) -> None:
-    cfg = config.from_dict({"agi": {"host": "127.0.0.1", "port": 4590}}, tmp_path)
+    cfg = config.from_dict({"agi": {"host": "127.0.0.1", "port": 4590},
+                            "flow": {"optout_key": "8"}}, tmp_path)
     sandbox = Sandbox(cfg)
     glob = sandbox.globals({})
     assert glob[contract.GLOBAL_AGI_URL] == "agi://127.0.0.1:4590"
     assert "IVR_AGI_URL = agi://127.0.0.1:4590" in sandbox._extensions({}).splitlines()
+    # The opposition line's failsafe takes the intro's opposition key, not a literal 9.
+    assert "IVR_OPTOUT_DIGIT = 8" in sandbox._extensions({}).splitlines()
     dp = parse(dialplan_texts())
     values = set(contract_values().values())
     for name in glob:  # every global it writes is a contract name some dialplan reads

@@ -53,12 +53,15 @@ def replies(probe: ModuleType, **changes: Any) -> Any:
         "commands": commands("Login", "Originate", "Hangup", "CoreShowChannels", "Getvar",
                              "DBGetTree"),
         "contexts": {c: OK for c in probe.CONTEXTS},
-        "agi_url": {"Response": "Success", "Variable": "IVR_AGI_URL", "Value": URL}}
+        "agi_url": {"Response": "Success", "Variable": "IVR_AGI_URL", "Value": URL},
+        "optout_digit": {"Response": "Success", "Variable": "IVR_OPTOUT_DIGIT", "Value": "9"}}
     return probe.NodeReplies(**(fields | changes))
 
 
-def judged(probe: ModuleType, sandbox: bool = False, **changes: Any) -> list[Any]:
-    return probe.judge(probe.Target("n1", "ivr", URL, sandbox), replies(probe, **changes))
+def judged(probe: ModuleType, sandbox: bool = False, optout_key: str = "9",
+           **changes: Any) -> list[Any]:
+    return probe.judge(probe.Target("n1", "ivr", URL, sandbox, optout_key),
+                       replies(probe, **changes))
 
 
 def errors(found: list[Any]) -> list[str]:
@@ -135,16 +138,37 @@ def test_the_sandbox_is_told_to_run_pbx_up(probe: ModuleType) -> None:
                          "config"), line
 
 
+def test_the_opposition_lines_key_is_checked_against_the_campaigns(probe: ModuleType) -> None:
+    """The line's failsafe takes 1 or [globals] IVR_OPTOUT_DIGIT (9 unset): a campaign whose
+    intro teaches 8 is warned, since its callees' 8 would not be journaled there."""
+    unset = {"Response": "Success", "Variable": "IVR_OPTOUT_DIGIT", "Value": ""}
+    assert judged(probe, optout_digit=unset) == []  # 9 either way
+    eight = {"Response": "Success", "Variable": "IVR_OPTOUT_DIGIT", "Value": "8"}
+    assert judged(probe, optout_key="8", optout_digit=eight) == []
+    (found,) = judged(probe, optout_key="8", optout_digit=unset)
+    assert (found.code, found.severity) == ("pbx_optout_digit", "warning")
+    assert found.message == (
+        "node n1: [globals] IVR_OPTOUT_DIGIT is not set (9 then), not this campaign's "
+        "flow.optout_key '8': a caller who presses 8 on the opposition line while no "
+        "controller answers hears the legal mentions and is not put on the opposition list: "
+        "set `IVR_OPTOUT_DIGIT = 8` in the [globals] of extensions.conf, then `dialplan reload`")
+    (found,) = judged(probe, sandbox=True, optout_key="7", optout_digit=eight)
+    assert found.message.startswith("node n1: [globals] IVR_OPTOUT_DIGIT is '8', not this "
+                                    "campaign's flow.optout_key '7'"), found.message
+    assert found.message.endswith(": run `ivr pbx up` with this config"), found.message
+
+
 def test_actions_the_pbx_does_not_know_are_not_checked_in_one_warning(
         probe: ModuleType) -> None:
     """The fake PBX answers "Invalid/unknown command" to them: never an error."""
     unknown = {"Response": "Error", "Message": "Invalid/unknown command"}
     found = judged(probe, commands=unknown, contexts={c: unknown for c in probe.CONTEXTS},
-                   agi_url=unknown)
+                   agi_url=unknown, optout_digit=unknown)
     assert [(f.code, f.severity) for f in found] == [("pbx_not_checked", "warning")]
     assert found[0].message == (
         "node n1: the AMI user's write classes, context ivr-outbound, context ivr-callback, "
-        "[globals] IVR_AGI_URL not checked: this PBX does not know the AMI action")
+        "[globals] IVR_AGI_URL, [globals] IVR_OPTOUT_DIGIT not checked: this PBX does not "
+        "know the AMI action")
 
 
 def test_denied_or_unanswered_actions_are_not_checked(probe: ModuleType) -> None:

@@ -33,6 +33,9 @@ GLOBAL_AGI_URL = "IVR_AGI_URL"
 # The `callback` route's shared secret (the controller's env IVR_CALLBACK_SECRET), passed as
 # ARG_CALLBACK_SECRET: without it the opposition line is refused.
 GLOBAL_CALLBACK_SECRET = "IVR_CALLBACK_SECRET"
+# flow.optout_key for the opposition line's failsafe, which takes 1 or it (9 when unset). The
+# name of the outbound channel variable: a call's own VAR_OPTOUT_DIGIT shadows the global.
+GLOBAL_OPTOUT_DIGIT = VAR_OPTOUT_DIGIT
 
 # -- Asterisk's own variables the contract relies on -----------------------------------------
 VAR_AMD_STATUS = "AMDSTATUS"      # AMD()'s verdict, passed to the AGI as ARG_AMD_STATUS

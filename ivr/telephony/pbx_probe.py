@@ -10,7 +10,9 @@ with the run's own user and secret and asked, read-only:
   classes allow): Originate, Hangup, CoreShowChannels; DBGetTree (the failsafes' journal
   of oppositions), which an Asterisk older than 16.28, 18.14 or 19.6 does not have;
 - `ShowDialPlan Context: …`: the outbound and the opposition-line contexts exist;
-- `Getvar Variable: IVR_AGI_URL` (no channel: the global): this controller's FastAGI URL.
+- `Getvar Variable: IVR_AGI_URL` (no channel: the global): this controller's FastAGI URL;
+- `Getvar Variable: IVR_OPTOUT_DIGIT`: the key the opposition line's failsafe takes besides 1,
+  which should be the campaign's flow.optout_key (a warning: one line serves one campaign).
 
 `judge` reads the replies and is pure (the unit tests need no socket); `probe_pbx` does the I/O
 through AmiNode/Ami (ivr/telephony/ami.py, the one place that speaks AMI). An action the PBX
@@ -31,8 +33,8 @@ from typing import Any
 from ivr.config import SINGLE_NODE, Config, NodeConfig
 from ivr.errors import PbxError
 from ivr.telephony.ami_node import AmiNode, secret_env
-from ivr.telephony.contract import (CALLBACK_CONTEXT, GLOBAL_AGI_URL, OUTBOUND_CONTEXT,
-                                    agi_url)
+from ivr.telephony.contract import (CALLBACK_CONTEXT, GLOBAL_AGI_URL, GLOBAL_OPTOUT_DIGIT,
+                                    OUTBOUND_CONTEXT, agi_url)
 from ivr.telephony.sandbox import Sandbox
 
 ERROR, WARNING = "error", "warning"  # preflight's severities (compliance imports telephony)
@@ -50,6 +52,7 @@ WHAT_FAILS = {OUTBOUND_CONTEXT: "no call could be placed into it",
               CALLBACK_CONTEXT: "the opposition line would not answer"}
 UNKNOWN = "invalid/unknown command"  # manager.c's answer to an action it does not have
 DENIED = "permission denied"         # …and to one the user's write classes do not allow
+DEFAULT_OPTOUT_DIGIT = "9"  # ivr-callback.conf's failsafe key when GLOBAL_OPTOUT_DIGIT is unset
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 WILDCARD = frozenset({"0.0.0.0", "::"})
 
@@ -70,6 +73,7 @@ class Target:
     user: str
     agi_url: str     # agi://agi.host:agi.port
     sandbox: bool    # pbx.mode sandbox: `ivr pbx up` writes the PBX's whole config
+    optout_key: str = DEFAULT_OPTOUT_DIGIT  # flow.optout_key
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class NodeReplies:
     commands: Reply = None                                  # ListCommands
     contexts: Mapping[str, Reply] = field(default_factory=dict)  # ShowDialPlan, by context
     agi_url: Reply = None                                   # Getvar IVR_AGI_URL
+    optout_digit: Reply = None                              # Getvar IVR_OPTOUT_DIGIT
 
 
 def judge(target: Target, replies: NodeReplies) -> list[Finding]:
@@ -84,7 +89,8 @@ def judge(target: Target, replies: NodeReplies) -> list[Finding]:
     reason a reply said nothing (no reply, an action unknown to this PBX, not allowed)."""
     steps = [("the AMI user's write classes", replies.commands, _commands)]
     steps += [(f"context {c}", replies.contexts.get(c), _context) for c in CONTEXTS]
-    steps += [(f"[globals] {GLOBAL_AGI_URL}", replies.agi_url, _agi_url)]
+    steps += [(f"[globals] {GLOBAL_AGI_URL}", replies.agi_url, _agi_url),
+              (f"[globals] {GLOBAL_OPTOUT_DIGIT}", replies.optout_digit, _optout_digit)]
     found: list[Finding] = []
     skipped: dict[str, list[str]] = {}
     for label, reply, check in steps:
@@ -184,6 +190,25 @@ def _agi_url(target: Target, label: str, reply: Mapping[str, Any]) -> list[Findi
                     f"(agi.host:agi.port): every opposition-line call would fail: {fix}")]
 
 
+def _optout_digit(target: Target, label: str, reply: Mapping[str, Any]) -> list[Finding]:
+    """The opposition line's failsafe takes 1 or this key: another campaign's key, or 9 by
+    default, and a caller who presses this campaign's when no controller answers is not
+    put on the list (they hear the legal mentions, with the address to write to)."""
+    if reply.get("Response") != "Success":
+        return _other_error(target, label, reply)
+    value = str(reply.get("Value") or "").strip()
+    have, want = value or DEFAULT_OPTOUT_DIGIT, target.optout_key
+    if have == want:
+        return []
+    what = f"is {value!r}" if value else f"is not set ({DEFAULT_OPTOUT_DIGIT} then)"
+    return [Finding("pbx_optout_digit", (
+        f"node {target.node}: {label} {what}, not this campaign's flow.optout_key {want!r}: "
+        f"a caller who presses {want} on the opposition line while no controller answers "
+        "hears the legal mentions and is not put on the opposition list: "
+        + _fix(target, f"set `{GLOBAL_OPTOUT_DIGIT} = {want}` in the [globals] of "
+                       "extensions.conf, then `dialplan reload`")), WARNING)]
+
+
 def _host_port(url: str) -> tuple[str, str] | None:
     """agi://host:port[/…] -> (host, port); None when it is not such a URL."""
     if not url.lower().startswith("agi://"):
@@ -236,7 +261,8 @@ async def ask_node(node: AmiNode) -> NodeReplies:
     commands = await ask({"Action": "ListCommands"})
     contexts = {c: await ask({"Action": "ShowDialPlan", "Context": c}) for c in CONTEXTS}
     url = await ask({"Action": "Getvar", "Variable": GLOBAL_AGI_URL})
-    return NodeReplies(commands, contexts, url)
+    digit = await ask({"Action": "Getvar", "Variable": GLOBAL_OPTOUT_DIGIT})
+    return NodeReplies(commands, contexts, url, digit)
 
 
 async def _probe_node(cfg: Config, n: NodeConfig, want: str) -> list[Finding] | None:
@@ -255,7 +281,7 @@ async def _probe_node(cfg: Config, n: NodeConfig, want: str) -> list[Finding] | 
             await node.connect(CONNECT_S)
         except PbxError as exc:  # login refused, no answer: the run refuses to start too
             return [Finding("pbx_ami_login", str(exc))]
-        target = Target(n.name, n.user, want, cfg.pbx.mode == "sandbox")
+        target = Target(n.name, n.user, want, cfg.pbx.mode == "sandbox", cfg.flow.optout_key)
         return judge(target, await _with_listening(await ask_node(node), want))
     finally:
         node.close()

@@ -21,9 +21,9 @@ from typing import NoReturn
 from ivr.telephony.ami import WANTED_EVENTS
 from ivr.config import Config
 from ivr.telephony.agi_auth import callback_secret_from_env
-from ivr.telephony.contract import (GLOBAL_AGI_URL, GLOBAL_CALLBACK_SECRET, SIM_AFTER_INTRO_S,
-                                    SIM_EARLY_S, SIM_HEARD_MS, SIM_REASK_S, SIM_SOUNDS_DIR,
-                                    agi_url)
+from ivr.telephony.contract import (GLOBAL_AGI_URL, GLOBAL_CALLBACK_SECRET, GLOBAL_OPTOUT_DIGIT,
+                                    SIM_AFTER_INTRO_S, SIM_EARLY_S, SIM_HEARD_MS, SIM_REASK_S,
+                                    SIM_SOUNDS_DIR, agi_url)
 from ivr.errors import SandboxError
 from ivr.secret_files import read_or_create, write_secret
 from ivr.telephony.sandbox_root import (CHROOT_DIRS, build, check_dialplan_dir, harden,
@@ -223,6 +223,8 @@ class Sandbox:
             GLOBAL_AGI_URL: agi_url(self.cfg.agi.host, self.cfg.agi.port),
             # The secret the opposition line passes to the `callback` route.
             GLOBAL_CALLBACK_SECRET: self.callback_secret(),
+            # The key the opposition line's failsafe takes besides 1: the intro's own.
+            GLOBAL_OPTOUT_DIGIT: self.cfg.flow.optout_key,
             # Delays counted from when the callee hears the intro (HEARD_MS of sound, so
             # about that long after it starts): "during the introduction" lands ~2.2 s into
             # it, "after" ~1 s after it ended.

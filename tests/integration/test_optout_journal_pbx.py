@@ -19,7 +19,8 @@ from ivr.prompts.build import load_manifest
 from ivr.store.sqlite import Store
 from ivr.telephony.ami import Ami
 from ivr.telephony.contract import (CALLBACK_CONTEXT, CALLBACK_EXTEN, EVENT_FAILSAFE,
-                                    EVENT_JOURNALED, JOURNAL_FAMILY, SIM_CALLER_CONTEXT)
+                                    EVENT_JOURNALED, GLOBAL_OPTOUT_DIGIT, JOURNAL_FAMILY,
+                                    SIM_CALLER_CONTEXT)
 from ivr.telephony.sandbox import Sandbox
 
 from .conftest import add_contacts, failsafe_times, fiction
@@ -36,14 +37,15 @@ def clean_journal(pbx_cfg: Config) -> Iterator[None]:
     box.cli(f"database deltree {JOURNAL_FAMILY}")
 
 
-async def _caller_presses_1(cfg: Config, caller_id: str, channel_id: str) -> list[str]:
-    """A caller on the opposition line who presses 1 two seconds in: the UserEvents the
-    controller's AMI user saw until the caller's hangup."""
+async def _caller_presses_1(cfg: Config, caller_id: str, channel_id: str,
+                            key: str = "1") -> list[str]:
+    """A caller on the opposition line who presses 1 (`key`) two seconds in: the UserEvents
+    the controller's AMI user saw until the caller's hangup."""
     watch = Ami(cfg.pbx.host, cfg.pbx.port, cfg.pbx.user, app.ami_secret(cfg))
     await watch.connect()
     seen: list[str] = []
     try:
-        await watch.action({"Action": "Originate", "Channel": f"Local/press1@{SIM_CALLER_CONTEXT}",
+        await watch.action({"Action": "Originate", "Channel": f"Local/press{key}@{SIM_CALLER_CONTEXT}",
                             "Context": CALLBACK_CONTEXT, "Exten": CALLBACK_EXTEN,
                             "Priority": "1", "Async": "true", "Timeout": "5000",
                             "CallerID": caller_id, "ChannelId": channel_id})
@@ -103,6 +105,26 @@ def test_callers_journaled_by_the_failsafe_are_opposed(pbx_cfg: Config,
     assert out["opposed_during"] is True
     rows = store.q("SELECT via FROM optouts ORDER BY id")
     assert [r["via"] for r in rows] == ["phone-callback", "phone-callback"]
+
+
+@pytest.fixture
+def optout_digit_8(pbx_cfg: Config) -> Iterator[None]:
+    """A campaign whose intro teaches 8: the global `ivr pbx up` writes from flow.optout_key,
+    set for a moment (the session's sandbox wrote the session's key, put back after)."""
+    box = Sandbox(pbx_cfg)
+    box.cli(f"dialplan set global {GLOBAL_OPTOUT_DIGIT} 8")
+    yield
+    box.cli(f"dialplan set global {GLOBAL_OPTOUT_DIGIT} {pbx_cfg.flow.optout_key}")
+
+
+def test_the_lines_failsafe_takes_the_campaigns_opposition_key(
+        pbx_cfg: Config, clean_journal: None, optout_digit_8: None) -> None:
+    """Not a literal 9: a caller who presses the key the outbound intro taught them (8 here)
+    is journaled; 9, now no opposition key, gets the legal mentions."""
+    eight = asyncio.run(_caller_presses_1(pbx_cfg, "+33199000075", "journal-8", key="8"))
+    nine = asyncio.run(_caller_presses_1(pbx_cfg, "+33199000076", "journal-9", key="9"))
+    assert eight == [EVENT_FAILSAFE, EVENT_JOURNALED] and nine == [EVENT_FAILSAFE]
+    assert [k for k, _ in asyncio.run(_journal(pbx_cfg))] == ["+33199000075"]
 
 
 async def _outbound(cfg: Config, store: Store, number: str) -> tuple[dict[str, float], bool]:

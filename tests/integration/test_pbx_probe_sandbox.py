@@ -71,6 +71,20 @@ def test_a_correct_sandbox_passes(cfg_file: Path) -> None:
     assert code == 0 and not [line for line in out if " pbx_" in line], out
 
 
+def test_a_campaign_whose_opposition_key_is_not_the_lines_is_warned(cfg_file: Path) -> None:
+    """The sandbox's [globals] IVR_OPTOUT_DIGIT is the session's flow.optout_key (9): a
+    campaign teaching 8 is told its callers' 8 would not reach the line's failsafe journal."""
+    data = yaml.safe_load(cfg_file.read_text())
+    data["flow"]["optout_key"] = "8"
+    cfg_file.write_text(yaml.safe_dump(data, allow_unicode=True))
+    _, out = check(cfg_file)  # an error too: the session's intro still says 9 (legal_mentions)
+    assert [line for line in out if " pbx_" in line] == [
+        "warning pbx_optout_digit: node pbx: [globals] IVR_OPTOUT_DIGIT is '9', not this "
+        "campaign's flow.optout_key '8': a caller who presses 8 on the opposition line while "
+        "no controller answers hears the legal mentions and is not put on the opposition "
+        "list: run `ivr pbx up` with this config"], out
+
+
 def test_an_agi_url_on_another_port_is_an_error_naming_both(
         cfg_file: Path, pbx_cfg: Config, agi_url_restored: None) -> None:
     """hunt-admin's third case: every opposition-line call failed, `ivr check` said 0 errors."""
@@ -97,6 +111,7 @@ def test_an_ami_user_without_the_call_and_reporting_classes_is_an_error(
         "class (Hangup, CoreShowChannels refused: calls cannot be settled): run `ivr pbx up` "
         "with this config"), out
     assert pbx[1].startswith("warning pbx_not_checked: node pbx: context ivr-outbound, "
-                             "context ivr-callback, [globals] IVR_AGI_URL not checked: AMI "
-                             "user 'ivr-monitor' may not ask"), out
+                             "context ivr-callback, [globals] IVR_AGI_URL, [globals] "
+                             "IVR_OPTOUT_DIGIT not checked: AMI user 'ivr-monitor' may not "
+                             "ask"), out
     assert len(pbx) == 2, out
