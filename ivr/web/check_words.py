@@ -63,6 +63,7 @@ HEADLINES: dict[str, str] = {
     "pbx_dialplan": "dialplan du PBX",
     "pbx_agi_url": "adresse FastAGI du dialplan",
     "pbx_journal": "Asterisk trop ancien pour lire le journal des oppositions",
+    "pbx_optout_digit": "touche d'opposition de la ligne d'opposition",
     # the console
     "other_campaign": "jugée avec la configuration d'une autre campagne",
     "console_config_stale": "configuration de la console modifiée depuis son lancement",
