@@ -18,7 +18,7 @@ from typing import Any
 
 import ports
 from ivr import app, config
-from ivr.campaign import planning, reconcile
+from ivr.campaign import planning, reconcile, settle
 from ivr.campaign.clock import Clock, ManualClock
 from ivr.campaign.dialer import FAULT_HOLD_S
 from ivr.store import workers
@@ -360,7 +360,7 @@ def test_an_adopted_call_that_ends_without_an_ivr_report_is_reconciled(
             call = r.store.call(int(got.call["id"]))
             flight = reconcile.adopt(r.dialer, r.dialer.nodes["pbx"], call)
             assert flight.adopted and flight.answered
-            r.dialer._expire(flight)  # its Hangup came, and no IVR of ours reported
+            settle.expire(r.dialer, flight)  # its Hangup came, and no IVR of ours reported
             await r.settled()
             return r.store.call(int(got.call["id"]))
     call = asyncio.run(scenario())

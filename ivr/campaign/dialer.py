@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ivr.callflow import outcomes
-from ivr.campaign import node_events, node_guard, planning, reconcile
+from ivr.campaign import node_events, node_guard, planning, reconcile, settle
 from ivr.campaign.carrier_guard import CarrierGuard
 from ivr.campaign.clock import Clock
 from ivr.campaign.lost_claim import withdrawal
@@ -35,10 +35,7 @@ if TYPE_CHECKING:  # the IVR's module, not needed at run time
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-ANSWERED_GRACE_S = 3.0  # an answered call whose IVR never reported is an `error` after this
 RECENT_DOWN_S = 5.0     # in a pool, a node down for longer did not cut a call ending now
-HANGUP_ALL_S = 3.0      # a stop's hang-up of every call waits this long at most
-RUN_HANGUP = outcomes.RUN_HANGUP  # the stage of a call the run hung up (hard stop, drain)
 
 
 class Dialer:
@@ -333,61 +330,19 @@ class Dialer:
         self.writer.flush()
         return self.store.call(call_id)
 
+    # Ends the IVR does not settle: ivr/campaign/settle.py
     def _expire_later(self, flight: InFlight) -> None:
-        self.clock.call_later(ANSWERED_GRACE_S, self._expire, flight)
-
-    def _expire(self, flight: InFlight) -> None:
-        """An answered call hung up but no outcome arrived from the IVR: record `error` (the
-        store writes nothing if the IVR's outcome is there: no read of the row first)."""
-        if flight.call_id in self.ivr_active:  # still deciding (e.g. waiting on the node)
-            self._expire_later(flight)
-            return
-        if self.by_call.get(flight.call_id) is flight:  # an adopted call's IVR was another's:
-            # its end is known from Asterisk's side only (e.g. the failsafe's legal mentions
-            # played after that controller died), as a reconciliation knows it
-            self._settle_error(flight, "reconciled" if flight.adopted else "no-ivr-report")
+        settle.expire_later(self, flight)
 
     def _settle_error(self, flight: InFlight, stage: str) -> None:
-        self.settle_error(flight.call_id, stage, answered=flight.answered,
-                          attempt=flight.attempt)
-        self.finished(flight.call_id)
+        settle.flight_error(self, flight, stage)
 
     def settle_error(self, call_id: int, stage: str, answered: bool, attempt: int) -> None:
-        """`error`: a fault of the controller or the PBX. A safe retry while attempts remain
-        (`attempt`: the row's, fixed at its claim); the store writes nothing if the attempt
-        already has its outcome. No read on the loop: an answered call's keys are read in the
-        write itself (a worker thread on a remote store), after every write made before it."""
-        stage = RUN_HANGUP if call_id in self.cut_by_run else stage  # why it ended
-        now, retry = self.clock.now(), self.retry_at({"attempt": attempt}, "error")
-        self.writer.write(lambda: self._write_error(call_id, stage, answered, now, retry))
-
-    def _write_error(self, call_id: int, stage: str, answered: bool, now: datetime,
-                     retry: datetime | None) -> None:
-        if not answered:  # never answered: no answered_at, no invented cause
-            self.store.finish_unanswered(call_id, "error", None, now, retry, stage=stage)
-            return
-        result = reconcile.answered_fault(self.store, call_id, stage)  # a choice stored stays
-        if result is not None:
-            self.store.finish_answered(call_id, result, now,
-                                       retry if result.outcome == "error" else None)
+        settle.error(self, call_id, stage, answered, attempt)
 
     def _settle_unanswered(self, flight: InFlight, outcome: str, cause: int | None,
                            refused: bool = False) -> None:
-        if self.by_call.get(flight.call_id) is not flight:
-            return
-        stage = None
-        # Hung up by the run while ringing: not the number's failure, nor a no answer. A
-        # refused Originate is the node's own answer, whenever it comes.
-        if flight.call_id in self.cut_by_run and not refused and \
-                not outcomes.kept_after_run_hangup(outcome):
-            outcome, stage = "error", RUN_HANGUP
-        # No read of the row (it would flush the batch, and wait on a remote store): the
-        # store writes nothing if the attempt already has its outcome.
-        now, retry = self.clock.now(), self.retry_at({"attempt": flight.attempt}, outcome)
-        text = str(cause) if cause is not None else None
-        self.writer.write(lambda: self.store.finish_unanswered(
-            flight.call_id, outcome, text, now, retry, stage=stage))
-        self.finished(flight.call_id)
+        settle.unanswered(self, flight, outcome, cause, refused)
 
     def abandon(self, call_id: int) -> None:
         """Stop waiting for a call this run cannot settle safely (its Originate never confirmed
@@ -454,23 +409,5 @@ class Dialer:
     def adopt(self, ns: NodeState, call: dict[str, Any]) -> InFlight:
         return reconcile.adopt(self, ns, call)
 
-    async def hangup_all(self, timeout_s: float = HANGUP_ALL_S) -> None:
-        """Hang up every call in flight, all at once and for timeout_s at most: a node that
-        does not answer must not hold up a stop. Each is marked the run's before any hang-up
-        leaves, so whichever way its end comes (IVR, Hangup event, deadline) it reads as
-        ours: a cut consent, intro or ringing call is `error`, retried; a choice is kept."""
-        calls = [(ns, channel_id, flight.call_id)
-                 for ns in self.nodes.values() for channel_id, flight in ns.calls.items()]
-        self.cut_by_run.update(call_id for _, _, call_id in calls)
-        jobs = [asyncio.ensure_future(self._hangup(ns, channel_id))
-                for ns, channel_id, _ in calls]
-        if jobs:
-            _, late = await asyncio.wait(jobs, timeout=timeout_s)
-            for job in late:
-                job.cancel()
-
-    async def _hangup(self, ns: NodeState, channel_id: str) -> None:
-        try:
-            await ns.node.hangup(channel_id)
-        except Exception as exc:  # the channel may already be gone
-            log.info("hangup %s on %s: %s", channel_id, ns.name, exc)
+    async def hangup_all(self, timeout_s: float = settle.HANGUP_ALL_S) -> None:
+        await settle.hangup_all(self, timeout_s)
