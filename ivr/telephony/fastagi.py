@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import ipaddress
 import logging
 import re
 import time
@@ -31,6 +30,8 @@ from typing import Any
 
 from panoramisk.fast_agi import Application, Request
 from panoramisk.utils import parse_agi_result
+
+from ivr.telephony.agi_peers import addresses, networks, peer_allowed
 
 log = logging.getLogger(__name__)
 
@@ -258,37 +259,6 @@ def parse_result(line: str) -> dict[str, Any]:
 Handler = Callable[[AgiRequest], Awaitable[None]]
 REFUSAL_LOG_S = 60.0  # a refused peer is logged once per this many seconds per address,
 REFUSAL_LOG_MAX = 20  # and no more than this many refusal lines in all per such window
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def networks(peers: Iterable[str]) -> list[Network]:
-    return [ipaddress.ip_network(p, strict=False) for p in peers]
-
-
-def addresses(hosts: Iterable[str]) -> set[str]:
-    """The IP addresses among `hosts` (localhost as its two); a host name is not resolved
-    here (no DNS at start-up): its refusals share the common log budget."""
-    out: set[str] = set()
-    for host in hosts:
-        if host.lower() == "localhost":
-            out |= {"127.0.0.1", "::1"}
-            continue
-        try:
-            out.add(str(ipaddress.ip_address(host)))
-        except ValueError:
-            pass
-    return out
-
-
-def peer_allowed(peer: Any, allowed: list[Network]) -> bool:
-    """Only configured peers (the PBX) may open a FastAGI session."""
-    if not peer:
-        return False
-    try:
-        addr = ipaddress.ip_address(peer[0])
-    except ValueError:
-        return False
-    return any(addr in net for net in allowed)
 
 
 class AgiApplication(Application):  # type: ignore[misc]
