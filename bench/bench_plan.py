@@ -19,6 +19,7 @@ Plan (min of `--repeat`, and that child's peak RSS).
 Usage (root; PostgreSQL: a private cluster started and removed by the bench):
   python3 bench/bench_plan.py                                # 100,000, both backends
   python3 bench/bench_plan.py --contacts 100000,300000,1000000 --backend sqlite
+  python3 bench/bench_plan.py --numbers reunion   # a Réunion list: every number overseas
 Not a test: it asserts nothing; the README records its output.
 """
 from __future__ import annotations
@@ -64,6 +65,11 @@ def number(i: int) -> str:
     if kind < 40:
         return f"+33{1 + i % 5}0{i:07d}"  # landline
     return f"+3360{i:07d}"  # mobile
+
+
+def reunion_number(i: int) -> str:
+    """--numbers reunion: a Réunion list, mobiles (0692) and landlines (0262) in turn."""
+    return f"+262{'692' if i % 2 == 0 else '262'}{i // 2:06d}"
 
 
 def rows(n: int, now: datetime) -> dict[str, list[tuple[Any, ...]]]:
@@ -247,8 +253,13 @@ def main() -> None:
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--repeat", type=int, default=3, help="dry runs (and plans) per size")
     parser.add_argument("--no-in-process", action="store_true", help="skip plan() in-process")
+    parser.add_argument("--numbers", choices=["mixed", "reunion"], default="mixed",
+                        help="mixed: the mix above; reunion: every number a Réunion one")
     parser.add_argument("--plan-child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.numbers == "reunion":
+        global number
+        number = reunion_number
     if args.plan_child:
         print(json.dumps(plan_child(Path(args.plan_child), args.repeat)))
         return

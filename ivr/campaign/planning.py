@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ivr.compliance.callee_place import code_place, e164
+from ivr.compliance.place_key import place_key
 from ivr.compliance.calling_rules import (
     BLACKOUT, CAP_PERIOD, HOLIDAY, OUTSIDE_WINDOW, SLOT, Verdict, callee_zone, check_call,
     fr_subdivisions, history_allows, is_fiction_number)
@@ -368,7 +369,8 @@ class _QuietVerdicts:
         # (first five digits, slot) -> verdict, for an E.164 number without a zone of its
         # own whose country code decides its place (code_place), demo_any_hour off: the
         # verdict is then that key's alone, found without a call per contact. Five digits, not
-        # the code's three: +33 3 87.. (Alsace-Moselle) is not decided by +33 alone.
+        # the code's three: +33 3 87.. (Alsace-Moselle) is not decided by +33 alone. Other
+        # numbers (overseas ones) by their place_key: the digits that can tell their place.
         self.by_head: dict[tuple[str, object], Verdict] = {}
         # a fiction caller ID or demo_any_hour: the verdict also depends on whether the number
         # is fiction, which its first digits do not tell
@@ -378,7 +380,10 @@ class _QuietVerdicts:
     def __call__(self, contact: dict[str, Any]) -> Verdict:
         number = contact["number"]
         if self.heads and not contact.get("timezone") and e164(number):
-            verdict = self.by_head.get((number[1:6], contact.get("slot")))
+            slot = contact.get("slot")
+            verdict = self.by_head.get((number[1:6], slot))
+            if verdict is None:
+                verdict = self.by_head.get((place_key(number), slot))
             if verdict is not None:
                 return verdict
         return self._keyed(contact)
@@ -390,8 +395,10 @@ class _QuietVerdicts:
         verdict = self.memo.get(key)
         if verdict is None:
             verdict = self.memo[key] = judge(self.cfg, contact, self.now)(History())
-        if by_code and self.heads:
-            self.by_head[(number[1:6], contact.get("slot"))] = verdict
+        if self.heads and not tz and e164(number):
+            head = number[1:6] if by_code else place_key(number)
+            if head != number:  # a number that is its own key is not kept: no other shares it
+                self.by_head[(head, contact.get("slot"))] = verdict
         return verdict
 
 

@@ -29,6 +29,7 @@ from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
 from phonenumbers.timezone import TIMEZONE_DATA, time_zones_for_number
 
 from ivr.compliance.holiday_load import preload
+from ivr.compliance.place_key import place_key
 from ivr.errors import ComplianceError
 from ivr.numbers import OVERSEAS_REGIONS, overseas_homes
 
@@ -213,7 +214,7 @@ def callee_zone(number_e164: str, contact_tz: str | None, default_tz: str) -> Zo
     if default is None:
         raise ComplianceError(
             f"time zone {default_tz!r} is unknown: use an IANA name such as Europe/Paris")
-    own = code_zone(number_e164, default) or _number_zone(number_e164, default_tz)
+    own = code_zone(number_e164, default) or _number_zone(place_key(number_e164), default_tz)
     return own if listed is None else listed_zone(own, listed)
 
 
@@ -345,7 +346,7 @@ def fr_subdivisions(number: str) -> tuple[str, ...]:
     if regions is not None and not any(r in FR_OVERSEAS_SUBDIV for r in regions) and \
             stored_overseas(number) is None:
         return ()
-    return _number_subdivs(number)
+    return _number_subdivs(place_key(number))
 
 
 @functools.lru_cache(maxsize=65536)
