@@ -12,7 +12,8 @@ import pytest
 from conftest import add_contact, make_config
 from ivr.campaign.planning import plan
 from ivr.compliance import callee_place
-from ivr.compliance.place_key import TAIL, head_width, place_key, prefix_width, tail_free
+from ivr.compliance.place_key import (TAIL, _code_reads, head_width, place_key, prefix_width,
+                                      tail_free)
 from ivr.store import Store
 
 OPEN = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)  # Tuesday 11:00 Paris, 14:00 Réunion
@@ -22,7 +23,8 @@ OPEN = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)  # Tuesday 11:00 Paris,
 # region's (09 76 22.., 09 39 70.., 09 47 50..), Saint-Pierre-et-Miquelon, mainland ranges.
 HEADS = ["+262692", "+262693", "+262639", "+262262", "+262263", "+262269", "+262709",
          "+262976", "+590690", "+590691", "+590590", "+590976", "+596696", "+596697",
-         "+596596", "+594694", "+594594", "+508", "+3397622", "+3393970", "+3394750",
+         "+596596", "+594694", "+594594", "+508", "+50870", "+50880", "+3397622", "+3393970",
+         "+3394750",
          "+3394760", "+3397669", "+33612", "+33387", "+33162", "+33948"]
 
 
@@ -32,7 +34,8 @@ def _numbers() -> list[str]:
     rnd = random.Random(9)
     out = []
     for head in HEADS:
-        length = 10 if head == "+508" else 13 if head.startswith(("+262", "+59")) else 12
+        length = 10 if head == "+508" else 13 if head.startswith(("+262", "+59", "+508")) \
+            else 12
         for pair in range(100):
             stem = f"{head}{pair:02d}"
             for _ in range(3):
@@ -50,9 +53,13 @@ def test_the_metadata_proves_the_french_plans_tails_free() -> None:
     assert place_key("+33612345678") == "+33612340000"
     # New Caledonia's 6-digit numbers end in \d{3}: parsed one by one
     assert head_width(687) is None and place_key("+687234567") == "+687234567"
-    # North America's and the UK's time zones and patterns are not checked as free: untouched
-    assert place_key("+12025550143") == "+12025550143"
-    assert place_key("+447911123456") == "+447911123456"
+    # Saint-Pierre-et-Miquelon's 9-digit numbers are; its 6-digit ones are too short to be
+    assert place_key("+508708123456") == "+508708120000" and place_key("+508412345") == \
+        "+508412345"
+    # other plans are never keyed, whatever their metadata: North America, the UK, Russia
+    for foreign in ("+12025550143", "+447911123456", "+79161234567"):
+        assert place_key(foreign) == foreign
+    assert _code_reads(241) is None  # Gabon's national prefix rewrites the digits
 
 
 @pytest.mark.parametrize("text", ["", "+", "+26269", "0612345678", "+33 6 12 34 56 78",
@@ -71,6 +78,10 @@ def test_what_is_not_an_e164_number_is_its_own_key(text: str) -> None:
     (r"8\d{7,8}", False),                        # a varying count: not proved
     (r"6\d{4}|7[0-3]\d{3}", False),              # one branch with three only
     (r"(?i:6\d{4})", False),                     # flags: not inlined
+    (r"(?>\d*1)?\d{4}", False),                   # an atomic group reads the tail
+    (r"(?=\d*5$)\d{9}", False),                   # so does a look-ahead
+    (r"\d*+\d{4}", False),                        # and a possessive repeat
+    (r"(\d)\d{3}\1\d{4}", False),                  # and a back-reference
 ])
 def test_a_pattern_is_free_only_when_every_branch_ends_in_four_digits(pattern: str,
                                                                        free: bool) -> None:
@@ -81,6 +92,7 @@ def test_a_prefix_that_reads_the_whole_number_gives_no_width() -> None:
     assert prefix_width("0") == 1 and prefix_width("269|63") == 3
     assert prefix_width(r"0|([2-9]\d{5})$") is None
     assert prefix_width(r"(?=\d{9})0") is None
+    assert prefix_width(r"(?>0(?=\d{8}5))") is None and prefix_width("") == 0
 
 
 def _answers() -> list[object]:

@@ -5,17 +5,19 @@ Placing an overseas number (its zones, its holiday regions: callee_place.py) cos
 phonenumbers: a plan over 100,000 Réunion contacts spent 20 s on it, where 100,000 mainland
 ones, decided by their code alone, take 1.5 s. Yet phonenumbers reads a number's region, type
 and time zone from regular expressions that, for the French plans, all end in at least TAIL
-free digits (`…\\d{4}`), and from prefixes shorter than the number minus TAIL. So the last TAIL
-digits never change what the rules make of the number: `place_key` zeroes them, and the rules'
-memos serve every number of a block from one parse.
+free digits (`…\\d{4}`), and from prefixes (a national prefix, then time zones or leading
+digits) that stop TAIL digits short of the shortest number. So the last TAIL digits never
+change what the rules make of the number: `place_key` zeroes them, and the rules' memos serve
+every number of a block from one parse.
 
-That is proved from the installed metadata at first use, not assumed: each pattern of every
-region concerned is parsed (`re`'s own parser) and must end in TAIL digit positions on every
-branch; each prefix (time zones, leading digits, national prefix) must leave TAIL digits
-untouched. A release whose ranges split on the last digits turns the key off for that code
-(the number is then its own key, as before). New Caledonia's and French Polynesia's patterns
-do not pass (6-digit numbers ending in `\\d{3}`, an optional pair): their numbers are parsed
-one by one.
+That is proved from the installed metadata at first use, not assumed, for every code of the
+French plans together (ivr.numbers reads a French number's national form in each overseas
+region's plan): each pattern of their regions is parsed with `re`'s own parser and must be
+plain (no look-around, anchor, atomic group, possessive repeat or back-reference anywhere) and
+end in TAIL digit positions on every branch; no region may rewrite digits (a national-prefix
+transform rule). A release that breaks any of it turns the key off (each number is its own
+key, as before). Other codes (New Caledonia's 6-digit numbers end in `\\d{3}`; foreign
+plans) are never keyed.
 """
 from __future__ import annotations
 
@@ -54,74 +56,91 @@ def place_key(number: str) -> str:
 @functools.lru_cache(maxsize=1024)
 def _shortest(first: str) -> int | None:
     """The shortest E.164 string (with its `+`) that place_key may key, for numbers starting
-    with these three digits; None if it keys none of them."""
+    with these three digits; None if it keys none of them (a code outside the French plans)."""
     for size in (1, 2, 3):  # country codes are prefix-free: at most one fits
         code = int(first[:size]) if first[:size].isdigit() else None
         if code is not None and code in COUNTRY_CODE_TO_REGION_CODE:
-            width = head_width(code)
+            width = head_width(code) if code in _FRENCH_CODES else None
             return None if width is None else 1 + size + width + TAIL
     return None
 
 
 @functools.lru_cache(maxsize=None)
 def head_width(code: int) -> int | None:
-    """How many leading digits of a significant number under `code` the metadata may read as
-    a prefix (time zones, leading digits, national prefix), if every pattern it matches whole
-    numbers with ends in TAIL free digits; None if one does not (no key for this code)."""
-    codes = {code} | (set(_FRENCH_CODES) if code in _FRENCH_CODES else set())
-    widths = [0]
-    for each in codes:
-        width = _code_width(each)
-        if width is None:
-            return None
-        widths.append(width)
-    return max(widths)
+    """How many leading digits of a French significant number the metadata may read as a
+    prefix (a national prefix stripped, then time zones or leading digits read after it),
+    proved for every code of the French plans, since ivr.numbers reads a national form in each
+    (module docstring); None if one code's metadata is not proved (no key), or `code` is not
+    a French plan's."""
+    if code not in _FRENCH_CODES:
+        return None
+    reads = [_code_reads(each) for each in sorted(_FRENCH_CODES)]
+    return None if None in reads else max(r for r in reads if r is not None)
 
 
-def _code_width(code: int) -> int | None:
-    widths = [len(k) - len(str(code)) for k in TIMEZONE_DATA if k.startswith(str(code))]
+def _code_reads(code: int) -> int | None:
+    """The leading digits `code`'s metadata may read, when every whole-number pattern of its
+    regions ends in TAIL free digits, and its shortest numbers keep TAIL digits past what it
+    reads (a subscriber form, 0508 41 23 45 read as +508 41 23 45, is then safe too)."""
+    zones = max((len(k) - len(str(code)) for k in TIMEZONE_DATA if k.startswith(str(code))),
+                default=0)
+    reads, shortest = [zones], []
     for region in COUNTRY_CODE_TO_REGION_CODE.get(code, ()):
         meta = PhoneMetadata.metadata_for_region(region)
-        if meta is None:
+        if meta is None or meta.national_prefix_transform_rule:
+            return None  # a rule that rewrites the digits: not proved
+        national = prefix_width(meta.national_prefix_for_parsing or "")
+        lead = prefix_width(meta.leading_digits or "")
+        if national is None or lead is None:
             return None
-        for pattern in (meta.leading_digits, meta.national_prefix_for_parsing):
-            width = prefix_width(pattern) if pattern else 0
-            if width is None:
-                return None
-            widths.append(width)
+        reads.append(national + max(lead, zones))  # read after a stripped national prefix
         descs = [d for d in vars(meta).values() if isinstance(d, PhoneNumberDesc)]
         if not all(tail_free(d.national_number_pattern, TAIL) for d in descs
                    if d.national_number_pattern):
             return None
-    return max(widths, default=0)
+        shortest += [n for n in meta.general_desc.possible_length if n > 0]
+    if not shortest or max(reads) + TAIL > min(shortest):
+        return None
+    return max(reads)
+
+
+# What `re` may hold for the proof to stand: concatenation, alternation, groups without
+# flags, counted repeats and character classes (a regular language, matched whole). A
+# look-around, an anchor, an atomic group, a possessive repeat or a back-reference reads
+# beyond its place: any of them anywhere, and nothing is proved.
+_PLAIN = frozenset({_c.LITERAL, _c.NOT_LITERAL, _c.IN, _c.ANY, _c.BRANCH, _c.SUBPATTERN,
+                    _c.MAX_REPEAT, _c.MIN_REPEAT})
+
+
+def _plain(items: list[tuple[Any, Any]]) -> bool:
+    for op, av in items:
+        if op not in _PLAIN:
+            return False
+        if op is _c.BRANCH and not all(_plain(list(b)) for b in av[1]):
+            return False
+        if op is _c.SUBPATTERN and (av[1] or av[2] or not _plain(list(av[3]))):
+            return False
+        if op in (_c.MAX_REPEAT, _c.MIN_REPEAT) and not _plain(list(av[2])):
+            return False
+    return True
 
 
 def prefix_width(pattern: str) -> int | None:
-    """The most characters `pattern`, matched at a number's start, may read; None if it looks
-    further (an anchor: `$` reads the whole number)."""
+    """The most characters `pattern`, matched at a number's start, may read: 0 for none;
+    None if it may read further than its own width (an anchor, a look-ahead)."""
+    if not pattern:
+        return 0
     tree = _sre.parse(pattern)
-    if _has_anchor(list(tree)):
+    if not _plain(list(tree)):
         return None
     return int(min(tree.getwidth()[1], 1 << 16))
-
-
-def _has_anchor(items: list[tuple[Any, Any]]) -> bool:
-    for op, av in items:
-        if op is _c.AT or op in (_c.ASSERT, _c.ASSERT_NOT, _c.GROUPREF):
-            return True
-        if op is _c.BRANCH and any(_has_anchor(list(b)) for b in av[1]):
-            return True
-        if op is _c.SUBPATTERN and _has_anchor(list(av[3])):
-            return True
-        if op in (_c.MAX_REPEAT, _c.MIN_REPEAT) and _has_anchor(list(av[2])):
-            return True
-    return False
 
 
 def tail_free(pattern: str, k: int) -> bool:
     """Does every string `pattern` matches whole end in k positions any digit fills (so that,
     among strings of digits, a match never depends on the last k)?"""
-    return _ends_free(list(_sre.parse(pattern)), k)
+    tree = list(_sre.parse(pattern))
+    return _plain(tree) and _ends_free(tree, k)
 
 
 def _ends_free(items: list[tuple[Any, Any]], k: int) -> bool:
@@ -136,7 +155,7 @@ def _ends_free(items: list[tuple[Any, Any]], k: int) -> bool:
             k, items = k - low, items[:-1]
         elif _is_digit([(op, av)]):
             k, items = k - 1, items[:-1]
-        elif op is _c.SUBPATTERN and not av[1] and not av[2]:  # a group, no flags: inline it
+        elif op is _c.SUBPATTERN:  # a group (no flags: _plain): inline it
             items = items[:-1] + list(av[3])
         elif op is _c.BRANCH:
             return all(_ends_free(items[:-1] + list(branch), k) for branch in av[1])
