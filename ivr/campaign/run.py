@@ -23,8 +23,10 @@ from ivr.campaign.state import RunState
 from ivr.campaign.why import why_nobody
 from ivr.campaign.window_wait import WaitingPlan, told, until_allowed
 from ivr.config import Config
+from ivr.errors import StoreError
 from ivr.store.safe_writes import STORE_ERRORS
 from ivr.store.sqlite import Store
+from ivr.store.workers import in_store_thread
 
 log = logging.getLogger(__name__)
 IDLE_REPLAN_S = 5.0   # with calls in flight and nobody due, re-plan at least this often
@@ -54,8 +56,10 @@ class CampaignRun:
                  stop: asyncio.Event, hard_stop: asyncio.Event, state: RunState,
                  on_tick: Callable[[], None] = lambda: None,
                  control: RunControl | None = None, shares: Shares | None = None,
-                 wait: bool = False) -> None:
+                 wait: bool = False, planner: Store | None = None) -> None:
         self.cfg, self.store, self.dialer, self.clock = cfg, store, dialer, clock
+        # SQLite: the plans' own connection (Store.plan_reader), read in a worker thread
+        self.planner = planner
         self.wait = wait  # nobody callable now but later: wait for then (window_wait.py)
         self.stop, self.hard_stop, self.state, self.on_tick = stop, hard_stop, state, on_tick
         self.report = RunReport()
@@ -82,9 +86,8 @@ class CampaignRun:
             # from a worker thread, and a plan read before they land sees those calls in flight.
             await self.dialer.writer.settled()
             self._planned_with = self.dialer.in_flight()
-            # PostgreSQL: in a worker thread (the loop keeps serving calls); SQLite: inline.
             try:
-                p = await self.dialer.off_loop(plan, self.cfg, self.store, self.clock.now())
+                p = await self._plan()
             except STORE_ERRORS as exc:  # PostgreSQL stopped: pause, plan again in a second
                 await self._store_away(exc)
                 continue
@@ -104,6 +107,13 @@ class CampaignRun:
         finally:
             await self.sender.cancel()
         return await self._finish()
+
+    async def _plan(self) -> Plan:
+        """In a worker thread, so the loop keeps serving the calls in progress: on PostgreSQL
+        over the store's pool, on SQLite over its plan reader; inline only in memory."""
+        if self.planner is not None:
+            return await in_store_thread(plan, self.cfg, self.planner, self.clock.now())
+        return await self.dialer.off_loop(plan, self.cfg, self.store, self.clock.now())
 
     def _carrier_stop(self, why: str) -> None:
         """A node's carrier refused call after call: no new calls (the stop every wait of this
@@ -404,6 +414,17 @@ class CampaignRun:
         return why_nobody(self.store, plan(self.cfg, self.store, now), self.cfg.campaign.name)
 
 
+def _plan_reader(store: Store) -> Store | None:
+    """The SQLite store's connection for plans, or None (in memory, or it cannot be opened:
+    then the plans run on the loop, as before, and the log says why once)."""
+    reader = getattr(store, "plan_reader", None)
+    try:
+        return reader() if reader is not None else None
+    except StoreError as exc:
+        log.warning("%s: plans run on the event loop (calls in progress wait for each)", exc)
+        return None
+
+
 async def run(cfg: Config, store: Store, dialer: Dialer, clock: Clock, stop: asyncio.Event,
               hard_stop: asyncio.Event, state: RunState | None = None,
               on_tick: Callable[[], None] = lambda: None, standby: bool = False,
@@ -421,15 +442,18 @@ async def run(cfg: Config, store: Store, dialer: Dialer, clock: Clock, stop: asy
                          opposed=dialer.opposed)
     shares = Shares(store, cfg.campaign.name, dialer.nodes.values(), clock, dialer.off_loop)
     watches: list[asyncio.Future[None]] = []
+    planner = _plan_reader(store) if not dialer.remote else None
     try:
         await control.begin(standby)
         watches.append(asyncio.ensure_future(control.watch()))
         await shares.refresh()  # beside other controllers: their share, not the whole cap
         watches.append(asyncio.ensure_future(shares.watch(stop)))
         return await CampaignRun(cfg, store, dialer, clock, stop, hard_stop, state, on_tick,
-                                 control, shares, wait)()
+                                 control, shares, wait, planner)()
     finally:
         for watch in watches:
             watch.cancel()
+        if planner is not None:
+            planner.close()
         state.close()
         await control.close()

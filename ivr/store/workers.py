@@ -1,4 +1,5 @@
-"""The threads a remote store's calls run in (PostgreSQL: no round trip on the event loop).
+"""The threads a remote store's calls run in (PostgreSQL: no round trip on the event loop),
+and a SQLite run's plans, over their own connection (Store.plan_reader).
 
 Not asyncio's default executor: that one also resolves host names (httpx's webhook
 deliveries go through loop.getaddrinfo), and a resolver that does not answer holds each of

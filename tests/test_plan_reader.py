@@ -1,0 +1,101 @@
+"""On SQLite a run's plans read over a connection of their own, in a worker thread
+(Store.plan_reader): a plan reads every pending contact (100,000: ~1 s; 1,000,000: ~10 s),
+and on the event loop it held every call in progress that long."""
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ivr import app
+from ivr.campaign import run as run_module
+from ivr.campaign.clock import Clock
+from ivr.store import Store
+from ivr.telephony.ami_node import AmiNode
+from ivr.telephony.fake_pbx import FakePbx, answer, no_answer
+
+from test_dialer import HASHES, SECRET, fiction, make_cfg
+
+
+def _store(path: Path, numbers: list[str]) -> Store:
+    store = Store.open(path, optout_key=b"test-key")
+    now = Clock().now()
+    for n in numbers:
+        store.add_contact(n, name=None, timezone=None, source="list", basis="consent",
+                          acquired_on=None, extra="{}", status="pending", now=now)
+    store.bind_contacts(numbers, campaign="utest", source="list", basis="consent",
+                        acquired_on=None, now=now)
+    return store
+
+
+def test_the_reader_sees_what_is_committed_and_writes_nothing(tmp_path: Path) -> None:
+    store = _store(tmp_path / "ivr.db", [fiction(1)])
+    reader = store.plan_reader()
+    assert reader is not None and reader.path == store.path
+    assert [c["number"] for c in reader.pending_contacts("utest")] == [fiction(1)]
+    _more = _store(tmp_path / "ivr.db", [fiction(2)])  # another writer, committed
+    assert sorted(c["number"] for c in reader.pending_contacts("utest")) == \
+        [fiction(1), fiction(2)]
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        reader.db.execute("DELETE FROM contacts")
+    assert len(store.pending_contacts("utest")) == 2
+    reader.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        reader.db.execute("SELECT 1")
+    _more.close()
+    assert Store.memory().plan_reader() is None
+
+
+def test_a_run_plans_off_the_loop_over_its_own_connection(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    numbers = [fiction(20 + i) for i in range(3)]
+    store = _store(tmp_path / "ivr.db", numbers)
+    cfg = make_cfg(tmp_path, {"busy": 0.2, "no_answer": 0.2, "congestion": 0.2})
+    plans: list[tuple[int, Any]] = []
+    real = run_module.plan
+
+    def watched(cfg: Any, plan_store: Any, now: Any) -> Any:
+        plans.append((threading.get_ident(), plan_store))
+        return real(cfg, plan_store, now)
+    monkeypatch.setattr(run_module, "plan", watched)
+    callees = {numbers[0]: answer(["1"]), numbers[1]: no_answer(), numbers[2]: answer([])}
+    loop_thread: list[int] = []
+
+    async def scenario() -> Any:
+        loop_thread.append(threading.get_ident())
+        async with FakePbx(callees, user="ivr", secret=SECRET) as pbx:
+            node = AmiNode("pbx", "127.0.0.1", pbx.ami_port, "ivr", SECRET)
+            report, _ = await asyncio.wait_for(
+                app.run_campaign(cfg, store, node=node, hashes=HASHES), 60)
+            return report
+    report = asyncio.run(scenario())
+    assert report.originated == 4, report  # the no_answer retried once: plans saw its retry
+    run_plans = [(thread, s) for thread, s in plans if s is not store]
+    assert len(run_plans) >= 2, plans  # the first plan, and the retry's
+    assert all(thread != loop_thread[0] for thread, _ in run_plans), plans
+    readers = {id(s) for _, s in run_plans}
+    assert len(readers) == 1  # one connection for the run's plans
+    with pytest.raises(sqlite3.ProgrammingError):  # closed with the run
+        run_plans[0][1].db.execute("SELECT 1")
+    outcomes = [row[0] for row in store.db.execute("SELECT outcome FROM calls").fetchall()]
+    assert outcomes.count("no_answer") == 2, outcomes
+    store.close()
+
+
+def test_a_reader_that_cannot_open_leaves_the_plans_on_the_loop(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+        ) -> None:
+    from ivr.errors import StoreError
+    store = _store(tmp_path / "ivr.db", [fiction(1)])
+
+    def refused() -> None:
+        raise StoreError(f"cannot open the store {store.path} for planning: disk I/O error")
+    monkeypatch.setattr(store, "plan_reader", refused)
+    with caplog.at_level("WARNING"):
+        assert run_module._plan_reader(store) is None
+    assert "plans run on the event loop" in caplog.text and "disk I/O error" in caplog.text
+    store.close()
