@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import functools
 import re
-from datetime import datetime, timedelta, timezone, tzinfo
+import threading
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -368,6 +369,25 @@ def _parsed(number: str) -> phonenumbers.PhoneNumber | None:
         return phonenumbers.parse(stored_overseas(number) or number, None)
     except phonenumbers.NumberParseException:
         return None
+
+
+# holidays fills a calendar's year on its first look at it, adding the year to `years` before
+# its holidays: a second thread looking meanwhile took the year as filled and missed them. The
+# calendars are shared (_country_calendar) by the loop's dial checks and the store threads'
+# plans and claims.
+_FILLING = threading.Lock()
+
+
+def on_holiday(calendar: holidays.HolidayBase, day: date) -> bool:
+    """`day in calendar`, one thread at a time (_FILLING)."""
+    with _FILLING:
+        return day in calendar
+
+
+def holiday_name(calendar: holidays.HolidayBase, day: date) -> str:
+    """The holiday's name on `day` ("" if none), one thread at a time (_FILLING)."""
+    with _FILLING:
+        return calendar.get(day) or ""
 
 
 @functools.lru_cache(maxsize=64)  # one calendar per (country, subdivisions), not one per call

@@ -25,7 +25,7 @@ import holidays  # noqa: F401  (the _Calendar annotation)
 
 from ivr.compliance.callee_place import (  # noqa: F401 (zone and holiday helpers: used from here)
     Zones, _country_calendar, _holiday_calendar, _number_subdivs, _number_zone, _parsed,
-    callee_zone, fr_subdivisions, zones_of)
+    callee_zone, fr_subdivisions, holiday_name, on_holiday, zones_of)
 from ivr.compliance.zones_meet import may_meet
 from ivr.config import Schedule, Window
 from ivr.config_checks import CAP_PERIOD_DAYS
@@ -283,7 +283,7 @@ class _Calendar:
             return None
         if d in self.blackouts:
             return BLACKOUT
-        if self.holidays is not None and d in self.holidays:
+        if self.holidays is not None and on_holiday(self.holidays, d):
             return HOLIDAY
         return None
 
@@ -356,7 +356,7 @@ def _zone_block(now: datetime, zone: ZoneInfo, cal: _Calendar, preferred_slot: s
     if blocked == BLACKOUT:
         return BLACKOUT, f"{local.date()} is an election blackout date"
     if blocked == HOLIDAY:
-        name = cal.holidays.get(local.date()) if cal.holidays is not None else ""
+        name = holiday_name(cal.holidays, local.date()) if cal.holidays is not None else ""
         return HOLIDAY, f"{local.date()} is a public holiday in {zone.key} ({name})"
     if not cal.bypass and not _in_plan(local, cal.window_plan):
         windows = "; ".join(s.text for s in cal.specs)
