@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from ivr import app
 from ivr.campaign import run as run_module
 from ivr.campaign.clock import Clock
+from ivr.errors import StoreError
 from ivr.store import Store
 from ivr.telephony.ami_node import AmiNode
 from ivr.telephony.fake_pbx import FakePbx, answer, no_answer
@@ -35,19 +37,57 @@ def _store(path: Path, numbers: list[str]) -> Store:
 def test_the_reader_sees_what_is_committed_and_writes_nothing(tmp_path: Path) -> None:
     store = _store(tmp_path / "ivr.db", [fiction(1)])
     reader = store.plan_reader()
-    assert reader is not None and reader.path == store.path
-    assert [c["number"] for c in reader.pending_contacts("utest")] == [fiction(1)]
+    assert reader is not None and reader.store.path == store.path
+    assert [c["number"] for c in reader.store.pending_contacts("utest")] == [fiction(1)]
     _more = _store(tmp_path / "ivr.db", [fiction(2)])  # another writer, committed
-    assert sorted(c["number"] for c in reader.pending_contacts("utest")) == \
-        [fiction(1), fiction(2)]
+    assert sorted(c["number"] for c in reader.call(reader.store.pending_contacts, "utest")) \
+        == [fiction(1), fiction(2)]
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
-        reader.db.execute("DELETE FROM contacts")
+        reader.store.db.execute("DELETE FROM contacts")
     assert len(store.pending_contacts("utest")) == 2
     reader.close()
     with pytest.raises(sqlite3.ProgrammingError):
-        reader.db.execute("SELECT 1")
+        reader.store.db.execute("SELECT 1")
+    with pytest.raises(StoreError, match="closed"):
+        reader.call(lambda: None)
     _more.close()
     assert Store.memory().plan_reader() is None
+
+
+LONG_READ = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+             "WHERE i < 300000000) SELECT count(*) FROM n")
+
+
+def test_closing_the_reader_under_a_running_plan_interrupts_it_then_closes(
+        tmp_path: Path) -> None:
+    """A forced stop cancels the run's await, not the thread: run() then closes the reader
+    while the plan reads. Closed under a running statement, the process crashed (SIGSEGV)."""
+    store = _store(tmp_path / "ivr.db", [fiction(1)])
+    reader = store.plan_reader()
+    assert reader is not None
+    started, outcome = threading.Event(), []
+
+    def long_plan() -> None:
+        started.set()
+        reader.store.db.execute(LONG_READ).fetchone()
+
+    def in_thread() -> None:
+        try:
+            reader.call(long_plan)
+            outcome.append("finished")
+        except sqlite3.OperationalError as exc:
+            outcome.append(str(exc))
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    assert started.wait(10)
+    time.sleep(0.05)  # the statement runs
+    reader.close()  # from another thread, as run()'s finally does: interrupts, does not close
+    thread.join(30)
+    assert not thread.is_alive() and outcome == ["interrupted"], outcome
+    with pytest.raises(sqlite3.ProgrammingError):  # closed by the plan's thread as it let go
+        reader.store.db.execute("SELECT 1")
+    assert store.pending_contacts("utest")  # the run's own connection is untouched
+    store.close()
 
 
 def test_a_run_plans_off_the_loop_over_its_own_connection(
@@ -77,6 +117,8 @@ def test_a_run_plans_off_the_loop_over_its_own_connection(
     run_plans = [(thread, s) for thread, s in plans if s is not store]
     assert len(run_plans) >= 2, plans  # the first plan, and the retry's
     assert all(thread != loop_thread[0] for thread, _ in run_plans), plans
+    # none on the loop: the final plan (why nobody is left) reads over the reader too
+    assert [s for thread, s in plans if thread == loop_thread[0]] == [], plans
     readers = {id(s) for _, s in run_plans}
     assert len(readers) == 1  # one connection for the run's plans
     with pytest.raises(sqlite3.ProgrammingError):  # closed with the run
@@ -89,7 +131,6 @@ def test_a_run_plans_off_the_loop_over_its_own_connection(
 def test_a_reader_that_cannot_open_leaves_the_plans_on_the_loop(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
         ) -> None:
-    from ivr.errors import StoreError
     store = _store(tmp_path / "ivr.db", [fiction(1)])
 
     def refused() -> None:

@@ -24,6 +24,7 @@ from ivr.campaign.why import why_nobody
 from ivr.campaign.window_wait import WaitingPlan, told, until_allowed
 from ivr.config import Config
 from ivr.errors import StoreError
+from ivr.store.plan_reader import PlanReader
 from ivr.store.safe_writes import STORE_ERRORS
 from ivr.store.sqlite import Store
 from ivr.store.workers import in_store_thread
@@ -56,10 +57,10 @@ class CampaignRun:
                  stop: asyncio.Event, hard_stop: asyncio.Event, state: RunState,
                  on_tick: Callable[[], None] = lambda: None,
                  control: RunControl | None = None, shares: Shares | None = None,
-                 wait: bool = False, planner: Store | None = None) -> None:
+                 wait: bool = False, reader: PlanReader | None = None) -> None:
         self.cfg, self.store, self.dialer, self.clock = cfg, store, dialer, clock
         # SQLite: the plans' own connection (Store.plan_reader), read in a worker thread
-        self.planner = planner
+        self.reader = reader
         self.wait = wait  # nobody callable now but later: wait for then (window_wait.py)
         self.stop, self.hard_stop, self.state, self.on_tick = stop, hard_stop, state, on_tick
         self.report = RunReport()
@@ -111,8 +112,9 @@ class CampaignRun:
     async def _plan(self) -> Plan:
         """In a worker thread, so the loop keeps serving the calls in progress: on PostgreSQL
         over the store's pool, on SQLite over its plan reader; inline only in memory."""
-        if self.planner is not None:
-            return await in_store_thread(plan, self.cfg, self.planner, self.clock.now())
+        if self.reader is not None:
+            return await in_store_thread(self.reader.call, plan, self.cfg, self.reader.store,
+                                         self.clock.now())
         return await self.dialer.off_loop(plan, self.cfg, self.store, self.clock.now())
 
     def _carrier_stop(self, why: str) -> None:
@@ -382,7 +384,10 @@ class CampaignRun:
             await self.dialer.writer.settled()
             await self.state.count_now()
         await self._carrier_stopped()
-        if not self.report.why:
+        if not self.report.why and self.reader is not None:
+            self.report.why = await in_store_thread(self.reader.call, self._why_nobody_now,
+                                                    self.clock.now(), self.reader.store)
+        elif not self.report.why:
             self.report.why = await self.dialer.off_loop(self._why_nobody_now, self.clock.now())
         self.report.paused = self.report.paused or self.dialer.writer.last_problem
         self.state.finish(self.report.stopped_by, self.report.why, self.report.paused)
@@ -409,12 +414,14 @@ class CampaignRun:
             log.error("the campaign's other controllers were not told to stop (store away): "
                       "stop them from the console or with Ctrl-C")
 
-    def _why_nobody_now(self, now: datetime) -> str:
-        """The final plan's one line (a worker thread on a remote store)."""
-        return why_nobody(self.store, plan(self.cfg, self.store, now), self.cfg.campaign.name)
+    def _why_nobody_now(self, now: datetime, store: Store | None = None) -> str:
+        """The final plan's one line (a worker thread on a remote store, or over the plan
+        reader's connection)."""
+        store = store or self.store
+        return why_nobody(store, plan(self.cfg, store, now), self.cfg.campaign.name)
 
 
-def _plan_reader(store: Store) -> Store | None:
+def _plan_reader(store: Store) -> PlanReader | None:
     """The SQLite store's connection for plans, or None (in memory, or it cannot be opened:
     then the plans run on the loop, as before, and the log says why once)."""
     reader = getattr(store, "plan_reader", None)
@@ -442,18 +449,18 @@ async def run(cfg: Config, store: Store, dialer: Dialer, clock: Clock, stop: asy
                          opposed=dialer.opposed)
     shares = Shares(store, cfg.campaign.name, dialer.nodes.values(), clock, dialer.off_loop)
     watches: list[asyncio.Future[None]] = []
-    planner = _plan_reader(store) if not dialer.remote else None
+    reader = _plan_reader(store) if not dialer.remote else None
     try:
         await control.begin(standby)
         watches.append(asyncio.ensure_future(control.watch()))
         await shares.refresh()  # beside other controllers: their share, not the whole cap
         watches.append(asyncio.ensure_future(shares.watch(stop)))
         return await CampaignRun(cfg, store, dialer, clock, stop, hard_stop, state, on_tick,
-                                 control, shares, wait, planner)()
+                                 control, shares, wait, reader)()
     finally:
         for watch in watches:
             watch.cancel()
-        if planner is not None:
-            planner.close()
+        if reader is not None:
+            reader.close()  # a plan still reading (a forced stop) is interrupted first
         state.close()
         await control.close()

@@ -15,6 +15,7 @@ from types import ModuleType
 
 from ivr.errors import StoreError
 from ivr.store.base import CallResult, Claim, History, parse_utc, utc
+from ivr.store.plan_reader import PlanReader
 from ivr.store.schema import MIGRATIONS
 from ivr.store.sqlite_calls import CallsSQL, campaign_tag
 from ivr.store.sqlite_console import ConsoleSQL
@@ -96,22 +97,24 @@ class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL, ConsoleSQL, Controlle
             raise
         return store
 
-    def plan_reader(self) -> "Store | None":
-        """A second connection to this file, for a run's plans in a worker thread: a plan
-        reads every pending contact (100,000: ~1 s, 1,000,000: ~10 s), which on the loop held
-        every call in progress that long. It reads what is committed (WAL), as a plan on
-        PostgreSQL does, and may write nothing (query_only). None in memory."""
+    def plan_reader(self) -> PlanReader | None:
+        """A second connection to this file, for a run's plans in a worker thread
+        (plan_reader.py). It reads what is committed (WAL), as a plan on PostgreSQL does, and
+        may write nothing (query_only). None in memory."""
         if self.path is None:
             return None
+        conn = None
         try:
             conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None,
                                    check_same_thread=False)
             conn.execute("PRAGMA query_only=ON")
         except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
             raise StoreError(f"cannot open the store {self.path} for planning: {exc}") from None
         reader = type(self)(sqlite_utils.Database(conn), self._key, migrate=False)
         reader.path, reader.fiction_only_key = self.path, self.fiction_only_key
-        return reader
+        return PlanReader(reader)
 
     def close(self) -> None:
         self.db.conn.close()
