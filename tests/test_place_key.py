@@ -6,10 +6,10 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta, timezone
 
-import phonenumbers
 import pytest
 
 from conftest import add_contact, make_config
+from test_plan_at_scale import parses_counted
 from ivr.campaign.planning import plan
 from ivr.compliance import callee_place
 from ivr.compliance.place_key import (TAIL, _code_reads, head_width, place_key, prefix_width,
@@ -123,13 +123,7 @@ def test_a_plan_over_one_block_parses_its_head_once(monkeypatch: pytest.MonkeyPa
     numbers = [f"+2626921234{i:02d}" for i in range(40)] + ["+262693071234"]
     for number in numbers:
         add_contact(store, number, at=OPEN - timedelta(days=90))
-    parsed: list[str] = []
-    real = phonenumbers.parse
-    monkeypatch.setattr(phonenumbers, "parse", lambda n, r=None, *a, **k: parsed.append(n) or
-                        real(n, r, *a, **k))
-    callee_place._parsed.cache_clear()
-    callee_place._number_zone.cache_clear()
-    callee_place._number_subdivs.cache_clear()
+    parsed = parses_counted(monkeypatch)
     p = plan(conf, store, OPEN)
     assert sorted(c["number"] for c in p.due) == sorted(numbers)
     assert {n for n in parsed if n.startswith("+262")} == {"+262692120000", "+262693070000"}

@@ -213,13 +213,8 @@ def test_the_country_code_shortcut_gives_what_parsing_gives(default: str) -> Non
             calling_rules._number_subdivs(number), number
 
 
-def test_a_metropolitan_number_is_judged_without_parsing_it(
-        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    s = store
-    for i in range(50):
-        _add(s, f"+336120001{i:02d}")
-    _add(s, "+262692123456")
-    conf = cfg()  # loading the config parses its caller ID once; the plan is what is counted
+def parses_counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every text phonenumbers parses from now on, the zone and holiday memos emptied."""
     parsed: list[str] = []
     real = phonenumbers.parse
     monkeypatch.setattr(phonenumbers, "parse", lambda n, r=None, *a, **k: parsed.append(n) or
@@ -227,6 +222,17 @@ def test_a_metropolitan_number_is_judged_without_parsing_it(
     calling_rules._parsed.cache_clear()
     calling_rules._number_zone.cache_clear()
     calling_rules._number_subdivs.cache_clear()
+    return parsed
+
+
+def test_a_metropolitan_number_is_judged_without_parsing_it(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = store
+    for i in range(50):
+        _add(s, f"+336120001{i:02d}")
+    _add(s, "+262692123456")
+    conf = cfg()  # loading the config parses its caller ID once; the plan is what is counted
+    parsed = parses_counted(monkeypatch)
     p = plan(conf, s, OPEN)
     # the Réunion number is placed by its head (compliance/place_key.py), parsed as such
     assert len(p.due) == 51 and set(parsed) == {"+262692120000"}

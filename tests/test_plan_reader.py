@@ -14,24 +14,17 @@ import pytest
 
 from ivr import app
 from ivr.campaign import run as run_module
-from ivr.campaign.clock import Clock
 from ivr.errors import StoreError
 from ivr.store import Store
 from ivr.telephony.ami_node import AmiNode
 from ivr.telephony.fake_pbx import FakePbx, answer, no_answer
 
 from test_dialer import HASHES, SECRET, fiction, make_cfg
+from test_run_pg_writes import seeded
 
 
 def _store(path: Path, numbers: list[str]) -> Store:
-    store = Store.open(path, optout_key=b"test-key")
-    now = Clock().now()
-    for n in numbers:
-        store.add_contact(n, name=None, timezone=None, source="list", basis="consent",
-                          acquired_on=None, extra="{}", status="pending", now=now)
-    store.bind_contacts(numbers, campaign="utest", source="list", basis="consent",
-                        acquired_on=None, now=now)
-    return store
+    return seeded(Store.open(path, optout_key=b"test-key"), numbers)
 
 
 def test_the_reader_sees_what_is_committed_and_writes_nothing(tmp_path: Path) -> None:

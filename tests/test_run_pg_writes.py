@@ -23,7 +23,11 @@ from test_dialer import HASHES, SECRET, fiction, make_cfg
 
 
 def pg_store(url: str, numbers: list[str]) -> PgStore:
-    store = PgStore.open(url, optout_key=b"test-key")
+    return seeded(PgStore.open(url, optout_key=b"test-key"), numbers)
+
+
+def seeded(store: Any, numbers: list[str]) -> Any:
+    """The store with `numbers` imported from one list and bound to campaign utest."""
     now = Clock().now()
     for n in numbers:
         store.add_contact(n, name=None, timezone=None, source="list", basis="consent",
