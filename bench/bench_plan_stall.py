@@ -53,7 +53,8 @@ async def timed(way: str, cfg: Any, store: Any, reader: Any) -> dict[str, float]
     if way == "loop":
         p = plan(cfg, store, datetime.now(timezone.utc))
     else:
-        p = await in_store_thread(plan, cfg, reader, datetime.now(timezone.utc))
+        p = await in_store_thread(reader.call, plan, cfg, reader.store,
+                                  datetime.now(timezone.utc))
     wall = time.perf_counter() - t0
     await asyncio.sleep(TICK_S * 2)
     done.set()
