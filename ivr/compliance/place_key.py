@@ -60,20 +60,23 @@ def _shortest(first: str) -> int | None:
     for size in (1, 2, 3):  # country codes are prefix-free: at most one fits
         code = int(first[:size]) if first[:size].isdigit() else None
         if code is not None and code in COUNTRY_CODE_TO_REGION_CODE:
-            width = head_width(code) if code in _FRENCH_CODES else None
+            width = head_width(code)
             return None if width is None else 1 + size + width + TAIL
     return None
 
 
-@functools.lru_cache(maxsize=None)
 def head_width(code: int) -> int | None:
     """How many leading digits of a French significant number the metadata may read as a
     prefix (a national prefix stripped, then time zones or leading digits read after it),
     proved for every code of the French plans, since ivr.numbers reads a national form in each
     (module docstring); None if one code's metadata is not proved (no key), or `code` is not
     a French plan's."""
-    if code not in _FRENCH_CODES:
-        return None
+    return _french_reads() if code in _FRENCH_CODES else None
+
+
+@functools.lru_cache(maxsize=1)
+def _french_reads() -> int | None:
+    """head_width of every French plan's code: proved once, for all of them together."""
     reads = [_code_reads(each) for each in sorted(_FRENCH_CODES)]
     return None if None in reads else max(r for r in reads if r is not None)
 
