@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from ivr.campaign.clock import Clock
 from ivr.campaign.dialer import Dialer
@@ -30,6 +30,7 @@ from ivr.store.sqlite import Store
 from ivr.store.workers import in_store_thread
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 IDLE_REPLAN_S = 5.0   # with calls in flight and nobody due, re-plan at least this often
 CAPACITY_POLL_S = 1.0  # while full, look at the stop event at least this often
 NODE_BACK_S = 5.0     # while no node takes calls, wait this long for one before re-planning
@@ -110,12 +111,16 @@ class CampaignRun:
         return await self._finish()
 
     async def _plan(self) -> Plan:
-        """In a worker thread, so the loop keeps serving the calls in progress: on PostgreSQL
-        over the store's pool, on SQLite over its plan reader; inline only in memory."""
+        now = self.clock.now()
+        return await self._read_plan(lambda store: plan(self.cfg, store, now))
+
+    async def _read_plan(self, read: Callable[[Store], T]) -> T:
+        """read(store) in a worker thread, so the loop keeps serving the calls in progress:
+        on PostgreSQL over the store's pool, on SQLite over its plan reader; inline only in
+        memory."""
         if self.reader is not None:
-            return await in_store_thread(self.reader.call, plan, self.cfg, self.reader.store,
-                                         self.clock.now())
-        return await self.dialer.off_loop(plan, self.cfg, self.store, self.clock.now())
+            return await in_store_thread(self.reader.call, read, self.reader.store)
+        return await self.dialer.off_loop(read, self.store)
 
     def _carrier_stop(self, why: str) -> None:
         """A node's carrier refused call after call: no new calls (the stop every wait of this
@@ -384,11 +389,9 @@ class CampaignRun:
             await self.dialer.writer.settled()
             await self.state.count_now()
         await self._carrier_stopped()
-        if not self.report.why and self.reader is not None:
-            self.report.why = await in_store_thread(self.reader.call, self._why_nobody_now,
-                                                    self.clock.now(), self.reader.store)
-        elif not self.report.why:
-            self.report.why = await self.dialer.off_loop(self._why_nobody_now, self.clock.now())
+        if not self.report.why:
+            now = self.clock.now()
+            self.report.why = await self._read_plan(lambda store: self._why_nobody_now(now, store))
         self.report.paused = self.report.paused or self.dialer.writer.last_problem
         self.state.finish(self.report.stopped_by, self.report.why, self.report.paused)
         return self.report
@@ -414,10 +417,8 @@ class CampaignRun:
             log.error("the campaign's other controllers were not told to stop (store away): "
                       "stop them from the console or with Ctrl-C")
 
-    def _why_nobody_now(self, now: datetime, store: Store | None = None) -> str:
-        """The final plan's one line (a worker thread on a remote store, or over the plan
-        reader's connection)."""
-        store = store or self.store
+    def _why_nobody_now(self, now: datetime, store: Store) -> str:
+        """The final plan's one line (read as every plan is: _read_plan)."""
         return why_nobody(store, plan(self.cfg, store, now), self.cfg.campaign.name)
 
 
