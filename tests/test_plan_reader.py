@@ -7,6 +7,7 @@ import asyncio
 import sqlite3
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 
 from ivr import app
 from ivr.campaign import run as run_module
+from ivr.campaign.why import why_nobody
 from ivr.errors import StoreError
 from ivr.store import Store
 from ivr.telephony.ami_node import AmiNode
@@ -118,6 +120,9 @@ def test_a_run_plans_off_the_loop_over_its_own_connection(
         run_plans[0][1].db.execute("SELECT 1")
     outcomes = [row[0] for row in store.db.execute("SELECT outcome FROM calls").fetchall()]
     assert outcomes.count("no_answer") == 2, outcomes
+    # the last plan's line, read over the reader, is the one the store itself gives now
+    assert report.why and report.why == why_nobody(
+        store, real(cfg, store, datetime.now(timezone.utc)), cfg.campaign.name), report.why
     store.close()
 
 
@@ -132,4 +137,39 @@ def test_a_reader_that_cannot_open_leaves_the_plans_on_the_loop(
     with caplog.at_level("WARNING"):
         assert run_module._plan_reader(store) is None
     assert "plans run on the event loop" in caplog.text and "disk I/O error" in caplog.text
+    store.close()
+
+
+def test_a_stopped_runs_last_plan_is_read_over_the_reader_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopped by the operator, a run ends on one more plan (why nobody is called now, for
+    the report): it too reads over the reader's connection, off the loop."""
+    numbers = [fiction(40 + i) for i in range(3)]
+    store = _store(tmp_path / "ivr.db", numbers)
+    cfg = make_cfg(tmp_path, {})
+    plans: list[tuple[int, Any]] = []
+    real = run_module.plan
+
+    def watched(cfg: Any, plan_store: Any, now: Any) -> Any:
+        plans.append((threading.get_ident(), plan_store))
+        return real(cfg, plan_store, now)
+    monkeypatch.setattr(run_module, "plan", watched)
+    loop_thread: list[int] = []
+
+    async def scenario() -> Any:
+        loop_thread.append(threading.get_ident())
+        stop = asyncio.Event()
+        stop.set()  # the operator's stop, before any call
+        async with FakePbx({n: answer(["1"]) for n in numbers}, user="ivr",
+                           secret=SECRET) as pbx:
+            node = AmiNode("pbx", "127.0.0.1", pbx.ami_port, "ivr", SECRET)
+            report, _ = await asyncio.wait_for(
+                app.run_campaign(cfg, store, node=node, hashes=HASHES, stop=stop), 60)
+            return report
+    report = asyncio.run(scenario())
+    assert report.stopped_by == "operator" and report.originated == 0, report
+    last_thread, last_store = plans[-1]
+    assert last_thread != loop_thread[0] and last_store is not store, plans
+    assert report.why and report.why == why_nobody(
+        store, real(cfg, store, datetime.now(timezone.utc)), cfg.campaign.name), report.why
     store.close()
