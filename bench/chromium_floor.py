@@ -66,10 +66,12 @@ def captured(client: Any, path: str, accept_encoding: str = real_clients.ACCEPT_
 
 
 def side_by_side(client: Any, browser: real_clients.Browser, path: str, store: Any,
-                 pairs: int) -> dict[str, Any]:
+                 pairs: int, accept_encoding: str | None = None) -> dict[str, Any]:
     """`pairs` pairs, the order alternating (console first in even pairs); before each
-    console download, untimed, a commit to one of the last calls (as bench_web's route)."""
-    body, headers = captured(client, path)
+    console download, untimed, a commit to one of the last calls (as bench_web's route).
+    `accept_encoding`: chromium's own replaced by it on both sides (gzip alone: what a browser
+    without zstd gets; the static side then serves the console's gzip bytes)."""
+    body, headers = captured(client, path, accept_encoding or real_clients.ACCEPT_ENCODING)
     static = StaticBody(body, headers)
     recent = store.last_call_id()
     times: dict[str, list[float]] = {"console": [], "static": []}
@@ -80,7 +82,7 @@ def side_by_side(client: Any, browser: real_clients.Browser, path: str, store: A
             store.set_hangup_cause(recent - i, "16" if i % 2 else "17")
         gc.collect()  # the harness's garbage, untimed (as bench_web)
         target = path if side == "console" else f"{static.url}/report.csv"
-        times[side].append(browser.download(target))
+        times[side].append(browser.download(target, accept_encoding))
         saved[side] = browser.last["body_bytes"]  # the console's moves with its commits
     try:
         for side in ("console", "static"):  # untimed: each side's first download
