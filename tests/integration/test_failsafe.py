@@ -81,8 +81,9 @@ async def _controller_down_then_up(cfg: Config, store: Store) -> int:
     ctl = await app.start(cfg, store)
     await ctl.dialer.dial(store.one("SELECT * FROM contacts"))
     await ctl.close()          # the controller goes away with the call in flight
-    # the failsafe plays the legal mentions, then ends it; nobody is listening
-    await asyncio.sleep(load_manifest(cfg)["prompts"]["legal"]["duration_s"] + 6)
+    # the failsafe plays the legal mentions, then ends it; nobody is listening. The callee's
+    # 2 cuts them and they play again, still listening, with 2 s after them for a key.
+    await asyncio.sleep(load_manifest(cfg)["prompts"]["legal"]["duration_s"] + 9)
     assert store.one("SELECT outcome FROM calls")["outcome"] is None
     ctl = await app.start(cfg, store)  # a new run sees the attempt and settles it
     await ctl.close()

@@ -4,7 +4,7 @@ the number on the opposition list when it starts, and at once when it is already
 the PBX (its FastAGI down, as when `ivr serve` is not running). A callee who presses the
 opposition key during the outbound failsafe's legal mentions hears that it is taken and is
 opposed by the controller that placed the call; another key does not cut the legal mentions
-short."""
+short (they play again, and the opposition key still counts there)."""
 from __future__ import annotations
 
 import asyncio
@@ -170,3 +170,20 @@ def test_a_callee_who_presses_the_opposition_key_in_the_outbound_failsafe_is_opp
     assert not opposed and "journaled" not in times and times["hangup"] > legal_s + 1.5
     calls = store.q("SELECT outcome, stage FROM calls ORDER BY id")
     assert [(c["outcome"], c["stage"]) for c in calls] == [("error", "failsafe")] * 2
+
+
+def test_the_opposition_key_still_counts_after_another_key_cut_the_failsafes_legal_mentions(
+        pbx_cfg: Config, clean_journal: None) -> None:
+    """A callee who heard the introduction presses 1 as the legal mentions begin (the key it
+    taught), then 9 two seconds into them again: the failsafe still listens, so the 9 is
+    journaled and the number opposed. Before, the legal mentions were replayed deaf to keys,
+    the 9 was lost and the person was called again."""
+    store = Store.memory()
+    built = load_manifest(pbx_cfg)["prompts"]
+    confirm_s = built["optout_confirm"]["duration_s"]
+    times, opposed = asyncio.run(_outbound(pbx_cfg, store, fiction("61")))
+    assert opposed and "journaled" in times, times
+    told = times["hangup"] - times["journaled"]
+    assert confirm_s - 0.3 < told < confirm_s + 1.5, (times, confirm_s)
+    rows = store.q("SELECT via, campaign FROM optouts")
+    assert [(r["via"], r["campaign"]) for r in rows] == [("phone-key", "itest")]
