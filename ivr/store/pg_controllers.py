@@ -50,6 +50,16 @@ FOLD_COUNTS = (
 # several machines need not agree on the time (a host a lease ahead of another would see it
 # dead while it runs, and settle its calls as orphaned). Written in base.utc's text form, so
 # the console reads it as any other instant.
+# When a controller's lease ends: its last beat plus its lease, where this controller's own
+# return after an outage (%(back_s)s seconds ago; 0 while its own beat fails; NULL if it never
+# failed: GREATEST skips it) counts as a beat of every controller. Nobody could beat while the
+# server was away (a restart, the network): the first controller back would otherwise take
+# the others, whose heartbeats reconnect a second or two later, for dead and settle their live
+# calls as orphaned. A lease outlives any outage that could end it by two beats (every
+# lease/3), so our own beat has failed by the time the server is back.
+LEASE_END = ("GREATEST(k.heartbeat_at::timestamptz, "
+             "clock_timestamp() - %(back_s)s::float8 * interval '1 second') "
+             "+ k.lease_s * interval '1 second'")
 
 
 def check_lease(lease_s: float) -> float:
@@ -81,6 +91,7 @@ class Heartbeat(threading.Thread):
         self.stopping = threading.Event()
         self.beats = 0
         self.beat_at = time.monotonic()  # of the last beat written (registration's at first)
+        self.back_at: float | None = None  # when a beat was written again after failing
         self._folded_at = time.monotonic()
         # Why the last beat failed ("" once one is written again): the run reads it to pause
         # with a clear message even when none of its own writes is failing yet.
@@ -132,6 +143,7 @@ class Heartbeat(threading.Thread):
                     conn = self._connect()
                 self._beat(conn)
                 if failing:
+                    self.back_at = time.monotonic()
                     log.warning("controller heartbeat: written again")
                 failing = False
             except psycopg.Error as exc:
@@ -163,6 +175,14 @@ class PgControllersSQL(PgCore):
         if beat is None:
             return ""
         return beat.stale(self.lease_s / 2) or beat.problem
+
+    def _back_s(self) -> float | None:
+        beat = self._beat
+        if beat is None:
+            return None
+        if beat.problem:  # our own beat fails: we cannot tell a dead peer from the outage
+            return 0.0
+        return None if beat.back_at is None else time.monotonic() - beat.back_at
 
     @contextmanager
     def hold_run(self, owner: RunOwner, campaign: str) -> Iterator[None]:
@@ -222,10 +242,10 @@ class PgControllersSQL(PgCore):
             "SELECT c.* FROM calls c LEFT JOIN controllers k ON k.id = c.controller "
             "WHERE c.outcome IS NULL AND c.campaign = %(campaign)s "
             "AND (%(me)s::text IS NULL OR c.controller IS DISTINCT FROM %(me)s) "
-            "AND (k.id IS NULL OR k.stopped_at IS NOT NULL OR "
-            "k.heartbeat_at::timestamptz + k.lease_s * interval '1 second' "
+            f"AND (k.id IS NULL OR k.stopped_at IS NOT NULL OR {LEASE_END} "
             "< clock_timestamp() + %(ahead)s * interval '1 second') ORDER BY c.id",
-            {"campaign": campaign, "me": self.controller_id, "ahead": ahead})
+            {"campaign": campaign, "me": self.controller_id, "ahead": ahead,
+             "back_s": self._back_s()})
 
     def controllers(self, campaign: str | None = None) -> list[Row]:
         """The registered controllers (of one campaign, or all), oldest first."""
@@ -243,8 +263,7 @@ class PgControllersSQL(PgCore):
         (campaign/nodes.py, Shares); read off the loop, once a tick."""
         return self._rows(
             "WITH live AS (SELECT id, campaign FROM controllers k WHERE k.stopped_at IS NULL "
-            "AND k.heartbeat_at::timestamptz + k.lease_s * interval '1 second' "
-            ">= clock_timestamp()) "
+            f"AND {LEASE_END} >= clock_timestamp()) "
             "SELECT k.id AS controller, k.campaign, c.node, count(c.id) AS n FROM live k "
             "LEFT JOIN calls c ON c.controller = k.id AND c.outcome IS NULL "
             "AND c.campaign = k.campaign AND k.id IS DISTINCT FROM %(me)s::text "
@@ -254,4 +273,4 @@ class PgControllersSQL(PgCore):
             "JOIN run_snapshots s ON s.campaign = k.campaign AND s.controller = k.id "
             "CROSS JOIN LATERAL jsonb_array_elements(s.snapshot::jsonb -> 'nodes') j "
             "WHERE k.campaign <> %(campaign)s ORDER BY 1",
-            {"campaign": campaign, "me": self.controller_id})
+            {"campaign": campaign, "me": self.controller_id, "back_s": self._back_s()})

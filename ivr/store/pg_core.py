@@ -113,6 +113,11 @@ class PgCore(KeyedAudit, BoxLines):
     fiction_only_key = False  # there is no key file "beside" a server (pg.py refuses one)
     controller_id: str | None = None  # set by hold_run; written to calls.controller
 
+    def _back_s(self) -> float | None:
+        """Seconds since this controller's heartbeat was written again after failing, None
+        if it never failed (pg_controllers.LEASE_END: until then, others are not judged)."""
+        return None
+
     def __init__(self, pool: ConnectionPool, optout_key: bytes, url: str,
                  connect_kwargs: dict[str, Any], migrate: bool = True) -> None:
         """migrate=False: PgStore.open admits the key first, then migrates."""
