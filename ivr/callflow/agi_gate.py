@@ -10,16 +10,14 @@ A refusal names the reason and the call id, never the token, and writes nothing.
 """
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, Protocol
 
 from ivr.store.base import Row
 from ivr.telephony.agi_auth import token_matches
 from ivr.telephony.contract import ARG_CALL_ID, ARG_TOKEN
-from ivr.telephony.fastagi import HEADER_UNIQUEID, AgiCommandError, AgiHangup, AgiRequest
+from ivr.telephony.fastagi import HEADER_UNIQUEID
 
-REFUSED_HANGUP_S = 2.0  # a refused peer gets this long to take its HANGUP, then is closed
 _UNREAD: Any = object()  # admit's `row`: not read ahead, read it now
 
 
@@ -89,13 +87,3 @@ class SessionGate:
         flight.session_opened = True  # single use, before any await
         self.active.add(call_id)
         return call
-
-
-async def hang_up_refused(req: AgiRequest) -> None:
-    """Hang up a refused session (ivr or callback), without waiting on a peer that never
-    answers: the connection is closed right after."""
-    try:
-        async with asyncio.timeout(REFUSED_HANGUP_S):
-            await req.hangup()
-    except (TimeoutError, AgiHangup, AgiCommandError):
-        pass

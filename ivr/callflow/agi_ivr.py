@@ -7,7 +7,7 @@ from datetime import datetime
 
 from ivr.callflow import outcomes
 from ivr.callflow.agi_drive import ChoiceWatch, FlowAborted, PromptUnplayable, drive
-from ivr.callflow.agi_gate import Refused, SessionGate, hang_up_refused
+from ivr.callflow.agi_gate import Refused, SessionGate
 from ivr.callflow.opposed import OVERLAP_S, Opposed
 from ivr.telephony.contract import ARG_AMD_STATUS, VAR_DONE, VAR_HANGUP_CAUSE
 from ivr.telephony.fastagi import AgiHangup, AgiRequest
@@ -143,9 +143,13 @@ class IvrHandler:
         try:
             call = await self.gate.admit_async(req.headers)  # marks the call active
         except Refused as exc:  # a forgery, a replay, a stale session: it writes nothing
-            log.warning("FastAGI ivr: session refused from %r: %s; hanging up",
+            # Closed unserved, never hung up: a real call refused here (answered before a
+            # restarted controller adopted it, a channel of an attempt given up) takes the
+            # dialplan's failsafe, whose legal mentions say who calls and how to object; a
+            # HANGUP cut the person off in silence. A forger's session loses nothing by it.
+            log.warning("FastAGI ivr: session refused from %r: %s; closed unserved (a real "
+                        "call takes the dialplan's failsafe)",
                         req.writer.get_extra_info("peername"), exc)
-            await hang_up_refused(req)
             return
         call_id = int(call["id"])
         try:

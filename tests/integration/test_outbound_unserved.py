@@ -4,7 +4,8 @@ A controller that accepts the TCP connection and closes it unserved (here: the P
 left out of agi.allowed_peers) makes Asterisk report AGISTATUS=SUCCESS, not FAILURE. The call
 must still take [ivr-outbound]'s failsafe (UserEvent, clean Hangup(41)), so the attempt is an
 `error` retried, not a callee who "hung up" (cause 16). A call the controller served to its
-end (it set IVR_DONE) ends without the failsafe.
+end (it set IVR_DONE) ends without the failsafe. A session the token gate refuses on a real
+channel (an attempt the run gave up) is closed unserved too, and takes the failsafe.
 """
 from __future__ import annotations
 
@@ -62,3 +63,42 @@ def test_a_call_served_to_its_end_takes_no_failsafe(pbx_cfg: Config) -> None:
     call = store.one("SELECT * FROM calls")
     assert seen == []
     assert (call["outcome"], call["hangup_cause"]) == ("opted_out", "16")
+
+
+async def _given_up_call(cfg: Config, store: Store, number: str) -> list[tuple[Any, Any]]:
+    """One attempt the run gives up right after its Originate (Dialer.abandon: as for a node
+    gone mid-Originate), so that its real session, token and channel right, is refused as
+    not in flight; the failsafe events another AMI session saw until the channel ended."""
+    add_contacts(store, [number])
+    watch = Ami(cfg.pbx.host, cfg.pbx.port, cfg.pbx.user, app.ami_secret(cfg))
+    await watch.connect()
+    ctl = await app.start(cfg, store)
+    seen: list[tuple[Any, Any]] = []
+    try:
+        await ctl.dialer.dial(store.one("SELECT * FROM contacts WHERE number = ?", (number,)))
+        call = store.one("SELECT id, channel_id FROM calls")
+        ctl.dialer.abandon(int(call["id"]))
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 60:
+            ev = await watch.next_event(0.1)
+            if ev is None:
+                continue
+            if ev.get("Event") == "UserEvent" and ev.get("UserEvent") == EVENT_FAILSAFE:
+                seen.append((ev.get(FAILSAFE_CALL_ID), ev.get(FAILSAFE_STATUS)))
+            if ev.get("Event") == "Hangup" and ev.get("Uniqueid") == call["channel_id"]:
+                break
+    finally:
+        await ctl.close()
+        watch.close()
+    return seen
+
+
+def test_a_real_session_the_gate_refuses_takes_the_failsafe_not_a_silent_hangup(
+        pbx_cfg: Config) -> None:
+    """The person who answered hears the legal mentions (who calls, how to object). Before, the
+    controller sent HANGUP to a refused session, which cut a real call off in silence."""
+    store = Store.memory()
+    seen = asyncio.run(_given_up_call(pbx_cfg, store, fiction("30")))  # silent, stays on
+    call = store.one("SELECT * FROM calls")
+    assert seen == [(str(call["id"]), "SUCCESS")], seen
+    assert call["answered_at"] is None and call["token_hash"] is not None  # never admitted
