@@ -108,23 +108,35 @@ def test_callers_journaled_by_the_failsafe_are_opposed(pbx_cfg: Config,
 
 
 @pytest.fixture
-def optout_digit_8(pbx_cfg: Config) -> Iterator[None]:
-    """A campaign whose intro teaches 8: the global `ivr pbx up` writes from flow.optout_key,
-    set for a moment (the session's sandbox wrote the session's key, put back after)."""
+def optout_digit(pbx_cfg: Config, request: pytest.FixtureRequest) -> Iterator[None]:
+    """A campaign whose intro teaches another key (the parameter): the global `ivr pbx up`
+    writes from flow.optout_key, set for a moment (the session's sandbox wrote the session's
+    key, put back after)."""
     box = Sandbox(pbx_cfg)
-    box.cli(f"dialplan set global {GLOBAL_OPTOUT_DIGIT} 8")
+    box.cli(f"dialplan set global {GLOBAL_OPTOUT_DIGIT} {request.param}")
     yield
     box.cli(f"dialplan set global {GLOBAL_OPTOUT_DIGIT} {pbx_cfg.flow.optout_key}")
 
 
+@pytest.mark.parametrize("optout_digit", ["8"], indirect=True)
 def test_the_lines_failsafe_takes_the_campaigns_opposition_key(
-        pbx_cfg: Config, clean_journal: None, optout_digit_8: None) -> None:
+        pbx_cfg: Config, clean_journal: None, optout_digit: None) -> None:
     """Not a literal 9: a caller who presses the key the outbound intro taught them (8 here)
     is journaled; 9, now no opposition key, gets the legal mentions."""
     eight = asyncio.run(_caller_presses_1(pbx_cfg, "+33199000075", "journal-8", key="8"))
     nine = asyncio.run(_caller_presses_1(pbx_cfg, "+33199000076", "journal-9", key="9"))
     assert eight == [EVENT_FAILSAFE, EVENT_JOURNALED] and nine == [EVENT_FAILSAFE]
     assert [k for k, _ in asyncio.run(_journal(pbx_cfg))] == ["+33199000075"]
+
+
+@pytest.mark.parametrize("optout_digit", ["#"], indirect=True)
+def test_the_lines_failsafe_takes_a_hash_opposition_key(
+        pbx_cfg: Config, clean_journal: None, optout_digit: None) -> None:
+    """flow.optout_key may be #, which Read() takes as the end of input unless told otherwise:
+    the caller who presses it was sent to the legal mentions, not journaled."""
+    hashed = asyncio.run(_caller_presses_1(pbx_cfg, "+33199000077", "journal-hash", key="hash"))
+    assert hashed == [EVENT_FAILSAFE, EVENT_JOURNALED], hashed
+    assert [k for k, _ in asyncio.run(_journal(pbx_cfg))] == ["+33199000077"]
 
 
 async def _outbound(cfg: Config, store: Store, number: str) -> tuple[dict[str, float], bool]:
