@@ -160,12 +160,17 @@ def calls_csv_kept(store: StoreBackend, out: BinaryIO, campaign: str | None,
     empty once they pass `fresh_max` bytes."""
     out.write(CSV_HEADER_BYTES)
     chunks = store.export_calls_csv_kept(campaign, _line, kept, fresh, fresh_max)
-    while True:
-        try:
-            chunk = next(chunks)
-        except StopIteration as done:
-            return int(done.value)
-        out.write(chunk)
+    try:
+        while True:
+            try:
+                chunk = next(chunks)
+            except StopIteration as done:
+                return int(done.value)
+            out.write(chunk)
+    finally:
+        # At once, whatever stopped the writes (a client gone or stalled): its read snapshot
+        # is released now, not when a traceback that holds this frame is let go.
+        chunks.close()
 
 
 def _pct(n: int, total: int) -> str:

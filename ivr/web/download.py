@@ -8,8 +8,10 @@ and the network as ~5-6 MB."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -21,6 +23,7 @@ from ivr.web import gzblocks, service, zstdblocks
 from ivr.web.cache import KeptBlocks
 from ivr.web.segments import Blocks, SegmentWriter
 
+log = logging.getLogger(__name__)
 _CSV_HEADER = Chunk(0, 0, CSV_HEADER_BYTES)
 # coding -> (its writer, the CSV header's segment, made once)
 WRITERS: dict[str, tuple[type[SegmentWriter], Any]] = {
@@ -30,6 +33,12 @@ WRITERS: dict[str, tuple[type[SegmentWriter], Any]] = {
 
 class Gone(Exception):
     """The client left: the producing thread stops."""
+
+
+class Stalled(Gone):
+    """The client stopped reading (connected, nothing taken for Pipe.STALL_S): the producing
+    thread stops, and the response ends in this error (a cut body, never one that looks
+    whole) if the client reads again."""
 
 
 class Pipe:
@@ -43,6 +52,12 @@ class Pipe:
     CHUNK = 64 * 1024
     ROOM = 8  # fresh chunks in flight at most
     WAIT_S = 0.1  # a producer with no room checks this often whether the client left
+    # A client still connected that took nothing for this long has stopped reading (a paused
+    # download, a stalled script): the producer gives up. It held the export thread (one of
+    # two) and, on SQLite, a read snapshot: no checkpoint, a WAL growing with every commit of
+    # the run, an erasure left in the -wal. Long enough for a kept block (~1 MB identity) to
+    # cross a slow link (~9 KB/s).
+    STALL_S = 120.0
 
     def __init__(self, kept: Iterable[bytes] = ()) -> None:
         self.q: queue.Queue[Any] = queue.Queue()  # unbounded: the room bounds it (fresh)
@@ -54,6 +69,7 @@ class Pipe:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._waiting = False  # the response waits for an item (set on its loop)
+        self.taken_at = time.monotonic()  # when the response last took an item
 
     def _is_kept(self, item: Any) -> bool:
         return self._kept.get(id(item)) is item
@@ -82,6 +98,9 @@ class Pipe:
         while fresh and not self._room.acquire(timeout=self.WAIT_S):
             if self.gone.is_set():  # a departed client must not hold the thread forever
                 raise Gone
+            if time.monotonic() - self.taken_at > self.STALL_S:  # nor one that stopped reading
+                raise Stalled(f"report.csv: the client read nothing for {self.STALL_S:.0f} s: "
+                              "download stopped")
         if self.gone.is_set():
             raise Gone
         self.q.put(item)
@@ -108,6 +127,7 @@ class Pipe:
             pass
 
     def _taken(self, item: Any) -> Any:
+        self.taken_at = time.monotonic()
         if isinstance(item, bytes) and not self._is_kept(item):
             self._room.release()  # a fresh chunk left the pipe
         return item
@@ -140,6 +160,14 @@ def produce(pipe: Pipe, write: Any, done: Any = None, finally_: Any = None) -> N
         if done is not None:
             done()  # the whole download went out: what it rendered may be kept
         pipe.put(None, fresh=False)  # the end
+    except Stalled as exc:
+        log.warning("%s (its export thread and the store's read are released)", exc)
+        try:
+            # A client that reads again gets a cut body, not one that looks whole; a new error,
+            # without the traceback's frames (and what they hold) kept in the queue.
+            pipe.put(Stalled(str(exc)), fresh=False)
+        except Gone:
+            pass
     except Gone:
         pass
     except BaseException as exc:  # noqa: BLE001 - raised in the response: the download fails
