@@ -213,6 +213,12 @@ class PgConsoleSQL(PgCore):
             if changed == 0:
                 raise ValueError(f"user {name!r} does not exist: add it with `ivr users add`")
 
+    def rehash_password(self, name: str, old_hash: str, new_hash: str) -> bool:
+        """sqlite_console's: only if the hash is still `old_hash`; sessions stay."""
+        return self._exec("UPDATE users SET password_hash = %(new)s WHERE name = %(n)s "
+                          "AND password_hash = %(old)s",
+                          {"new": new_hash, "n": name, "old": old_hash}) == 1
+
     def end_sessions(self, name: str) -> None:
         """Every console session of `name` opened so far stops authenticating (logout)."""
         with self.transaction():

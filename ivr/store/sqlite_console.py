@@ -237,6 +237,14 @@ class ConsoleSQL(SQLiteCore):
             if cur.rowcount == 0:
                 raise ValueError(f"user {name!r} does not exist: add it with `ivr users add`")
 
+    def rehash_password(self, name: str, old_hash: str, new_hash: str) -> bool:
+        """The same password hashed again (stronger parameters), only if the hash is still
+        `old_hash` (a new password set meanwhile wins); the sessions stay (no epoch bump)."""
+        with self.transaction():
+            cur = self.db.execute("UPDATE users SET password_hash = ? WHERE name = ? "
+                                  "AND password_hash = ?", (new_hash, name, old_hash))
+            return cur.rowcount == 1
+
     def end_sessions(self, name: str) -> None:
         """Every console session of `name` opened so far stops authenticating (logout)."""
         with self.transaction():

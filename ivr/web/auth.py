@@ -241,6 +241,12 @@ def check_password(store, name: str, password: str) -> dict | None:  # type: ign
         raise LoginBusy()
     try:
         ok = web_users.verify_password(row["password_hash"] if row else None, password)
+        if ok and row is not None and not row["disabled"] and \
+                web_users.needs_rehash(row["password_hash"]):
+            # Made with weaker parameters than today's (an older release or library): the
+            # password is at hand only now, so it is hashed again now.
+            store.rehash_password(name, row["password_hash"],
+                                  web_users.hash_password(password))
     finally:
         _hashing.release()
     return row if ok and row is not None and not row["disabled"] else None
