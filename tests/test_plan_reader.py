@@ -25,8 +25,22 @@ from test_dialer import HASHES, SECRET, fiction, make_cfg
 from test_run_pg_writes import seeded
 
 
+REAL_PLAN = run_module.plan
+
+
 def _store(path: Path, numbers: list[str]) -> Store:
     return seeded(Store.open(path, optout_key=b"test-key"), numbers)
+
+
+def _watched_plans(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, Any]]:
+    """The run's plans from now on, each as (the thread it ran in, the store it read)."""
+    plans: list[tuple[int, Any]] = []
+
+    def watched(cfg: Any, plan_store: Any, now: Any) -> Any:
+        plans.append((threading.get_ident(), plan_store))
+        return REAL_PLAN(cfg, plan_store, now)
+    monkeypatch.setattr(run_module, "plan", watched)
+    return plans
 
 
 def test_the_reader_sees_what_is_committed_and_writes_nothing(tmp_path: Path) -> None:
@@ -90,13 +104,7 @@ def test_a_run_plans_off_the_loop_over_its_own_connection(
     numbers = [fiction(20 + i) for i in range(3)]
     store = _store(tmp_path / "ivr.db", numbers)
     cfg = make_cfg(tmp_path, {"busy": 0.2, "no_answer": 0.2, "congestion": 0.2})
-    plans: list[tuple[int, Any]] = []
-    real = run_module.plan
-
-    def watched(cfg: Any, plan_store: Any, now: Any) -> Any:
-        plans.append((threading.get_ident(), plan_store))
-        return real(cfg, plan_store, now)
-    monkeypatch.setattr(run_module, "plan", watched)
+    plans = _watched_plans(monkeypatch)
     callees = {numbers[0]: answer(["1"]), numbers[1]: no_answer(), numbers[2]: answer([])}
     loop_thread: list[int] = []
 
@@ -122,7 +130,7 @@ def test_a_run_plans_off_the_loop_over_its_own_connection(
     assert outcomes.count("no_answer") == 2, outcomes
     # the last plan's line, read over the reader, is the one the store itself gives now
     assert report.why and report.why == why_nobody(
-        store, real(cfg, store, datetime.now(timezone.utc)), cfg.campaign.name), report.why
+        store, REAL_PLAN(cfg, store, datetime.now(timezone.utc)), cfg.campaign.name), report.why
     store.close()
 
 
@@ -147,13 +155,7 @@ def test_a_stopped_runs_last_plan_is_read_over_the_reader_too(
     numbers = [fiction(40 + i) for i in range(3)]
     store = _store(tmp_path / "ivr.db", numbers)
     cfg = make_cfg(tmp_path, {})
-    plans: list[tuple[int, Any]] = []
-    real = run_module.plan
-
-    def watched(cfg: Any, plan_store: Any, now: Any) -> Any:
-        plans.append((threading.get_ident(), plan_store))
-        return real(cfg, plan_store, now)
-    monkeypatch.setattr(run_module, "plan", watched)
+    plans = _watched_plans(monkeypatch)
     loop_thread: list[int] = []
 
     async def scenario() -> Any:
@@ -171,5 +173,5 @@ def test_a_stopped_runs_last_plan_is_read_over_the_reader_too(
     last_thread, last_store = plans[-1]
     assert last_thread != loop_thread[0] and last_store is not store, plans
     assert report.why and report.why == why_nobody(
-        store, real(cfg, store, datetime.now(timezone.utc)), cfg.campaign.name), report.why
+        store, REAL_PLAN(cfg, store, datetime.now(timezone.utc)), cfg.campaign.name), report.why
     store.close()

@@ -23,14 +23,22 @@ from ivr.web import download
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-def test_a_producer_whose_client_reads_nothing_gives_up_and_says_so(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def _producing(monkeypatch: pytest.MonkeyPatch, data: bytes, times: int
+               ) -> tuple[download.Pipe, threading.Thread]:
+    """A producer writing `data` `times` over, in chunks of its size, into a pipe whose client
+    is taken to have stalled after 0.3 s without taking anything."""
     monkeypatch.setattr(download.Pipe, "STALL_S", 0.3)
     pipe = download.Pipe()
-    pipe.CHUNK = 10
+    pipe.CHUNK = len(data)
     t = threading.Thread(target=download.produce,
-                         args=(pipe, lambda out: [out.write(b"x" * 10) for _ in range(10_000)]))
+                         args=(pipe, lambda out: [out.write(data) for _ in range(times)]))
     t.start()
+    return pipe, t
+
+
+def test_a_producer_whose_client_reads_nothing_gives_up_and_says_so(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pipe, t = _producing(monkeypatch, b"x" * 10, 10_000)
     t.join(5)
     assert not t.is_alive()  # the thread is free, though the client never left
     items = []
@@ -43,12 +51,7 @@ def test_a_producer_whose_client_reads_nothing_gives_up_and_says_so(
 
 def test_a_client_that_takes_an_item_now_and_then_is_not_stalled(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(download.Pipe, "STALL_S", 0.3)
-    pipe = download.Pipe()
-    pipe.CHUNK = 10
-    t = threading.Thread(target=download.produce,
-                         args=(pipe, lambda out: [out.write(b"y" * 10) for _ in range(30)]))
-    t.start()
+    pipe, t = _producing(monkeypatch, b"y" * 10, 30)
     got = []
     while not got or got[-1] is not None:
         time.sleep(0.1)  # slower than the producer, faster than STALL_S

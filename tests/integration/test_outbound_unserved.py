@@ -10,8 +10,10 @@ channel (an attempt the run gave up) is closed unserved too, and takes the fails
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from ivr import app
@@ -23,15 +25,25 @@ from ivr.telephony.contract import EVENT_FAILSAFE, FAILSAFE_CALL_ID, FAILSAFE_ST
 from .conftest import add_contacts, fiction
 
 
-async def _one_call(cfg: Config, store: Store, number: str) -> list[tuple[Any, Any]]:
-    """One attempt through the real controller; the failsafe events another AMI session saw."""
+@contextlib.asynccontextmanager
+async def _dialled(cfg: Config, store: Store, number: str) -> AsyncIterator[tuple[Any, Ami]]:
+    """One attempt through the real controller, and another AMI session watching."""
     add_contacts(store, [number])
     watch = Ami(cfg.pbx.host, cfg.pbx.port, cfg.pbx.user, app.ami_secret(cfg))
     await watch.connect()
     ctl = await app.start(cfg, store)
-    seen: list[tuple[Any, Any]] = []
     try:
         await ctl.dialer.dial(store.one("SELECT * FROM contacts WHERE number = ?", (number,)))
+        yield ctl, watch
+    finally:
+        await ctl.close()
+        watch.close()
+
+
+async def _one_call(cfg: Config, store: Store, number: str) -> list[tuple[Any, Any]]:
+    """One attempt through the real controller; the failsafe events another AMI session saw."""
+    seen: list[tuple[Any, Any]] = []
+    async with _dialled(cfg, store, number) as (ctl, watch):
         t0 = time.monotonic()
         while (ctl.dialer.inflight or time.monotonic() - t0 < 1) and time.monotonic() - t0 < 60:
             ev = await watch.next_event(0.1)
@@ -39,9 +51,6 @@ async def _one_call(cfg: Config, store: Store, number: str) -> list[tuple[Any, A
                     ev.get("UserEvent") == EVENT_FAILSAFE:
                 seen.append((ev.get(FAILSAFE_CALL_ID), ev.get(FAILSAFE_STATUS)))
         await asyncio.sleep(1)  # the late Hangup's cause
-    finally:
-        await ctl.close()
-        watch.close()
     return seen
 
 
@@ -69,13 +78,8 @@ async def _given_up_call(cfg: Config, store: Store, number: str) -> list[tuple[A
     """One attempt the run gives up right after its Originate (Dialer.abandon: as for a node
     gone mid-Originate), so that its real session, token and channel right, is refused as
     not in flight; the failsafe events another AMI session saw until the channel ended."""
-    add_contacts(store, [number])
-    watch = Ami(cfg.pbx.host, cfg.pbx.port, cfg.pbx.user, app.ami_secret(cfg))
-    await watch.connect()
-    ctl = await app.start(cfg, store)
     seen: list[tuple[Any, Any]] = []
-    try:
-        await ctl.dialer.dial(store.one("SELECT * FROM contacts WHERE number = ?", (number,)))
+    async with _dialled(cfg, store, number) as (ctl, watch):
         call = store.one("SELECT id, channel_id FROM calls")
         ctl.dialer.abandon(int(call["id"]))
         t0 = time.monotonic()
@@ -87,9 +91,6 @@ async def _given_up_call(cfg: Config, store: Store, number: str) -> list[tuple[A
                 seen.append((ev.get(FAILSAFE_CALL_ID), ev.get(FAILSAFE_STATUS)))
             if ev.get("Event") == "Hangup" and ev.get("Uniqueid") == call["channel_id"]:
                 break
-    finally:
-        await ctl.close()
-        watch.close()
     return seen
 
 
