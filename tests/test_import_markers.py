@@ -128,6 +128,19 @@ def test_a_consent_cell_saying_no_in_other_words_rejects_the_line(
     assert [c["number"] for c in contacts(store)] == ["+33612345602"]
 
 
+@pytest.mark.parametrize("column", ["Consentement", "consent_given", "Opt-in"])
+@pytest.mark.parametrize("value", ["false", "0", "FAUX", "N", "no", "Non"])
+def test_a_consent_cell_saying_no_in_one_word_rejects_the_line(
+        store: Store, tmp_path: Path, column: str, value: str) -> None:
+    """A CRM's export writes a refused consent false or 0: before, only "non" and refusals
+    in other words rejected the line; false, 0, faux and n were imported as consented (with
+    a warning) and the person was called."""
+    report = run(store, tmp_path, f"number;{column}\n0612345601;{value}\n0612345602;oui\n")
+    assert [line for line, _ in report.rejected] == [2], report.rejected
+    assert "(no consent)" in report.rejected[0][1] and report.warnings == []
+    assert [c["number"] for c in contacts(store)] == ["+33612345602"]
+
+
 @dataclass(frozen=True)
 class Allow:
     allowed: bool

@@ -124,7 +124,9 @@ def marked_refusal(row: dict[str, str], marks: dict[str, bool],
         word = fold_text(value).rstrip(".").strip()
         if not value or word in (_NO if objection else _YES):
             continue
-        if word in _YES or (not objection and _DENIED.search(word)):
+        # An objection column's yes; a consent column's no, in a word (false, 0, faux, n: a
+        # CRM's export) or in other words ("non recueilli")
+        if (word in _YES) if objection else (word in _NO or _DENIED.search(word)):
             said = "an objection" if objection else "no consent"
             return (f"column {col!r} says {short(value)} ({said}): not imported, and out of "
                     "this campaign's queue if a list queued it before: record the number with "
