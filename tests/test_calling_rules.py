@@ -183,6 +183,18 @@ def test_overseas_holiday_uses_the_subdivision() -> None:
     assert check(paris(2027, 12, 20, 11, 0)).allowed
 
 
+@pytest.mark.parametrize("country", ["FR", "fr", "FRA", " fra "])
+def test_frances_calendar_however_written_keeps_the_regions_holidays(country: str) -> None:
+    """FRA (France's alpha-3, which the holidays package takes too) kept the national
+    calendar alone: Réunion's 20 December and Alsace's Good Friday were call days."""
+    sch = Schedule(holidays_country=country)
+    v = check(datetime(2027, 12, 20, 11, 0, tzinfo=REUNION), sch, number="+262262123456",
+              zone=REUNION)
+    assert v.reason == HOLIDAY
+    assert check(paris(2026, 4, 3, 11, 0), sch, number="+33388123456").reason == HOLIDAY
+    assert check(paris(2026, 4, 3, 11, 0), sch).allowed  # Good Friday, elsewhere
+
+
 def test_blackout_date() -> None:
     sch = Schedule(blackout_dates=["2026-03-13", "2026-03-16"])
     v = check(paris(2026, 3, 13, 11, 0), sch)  # Friday

@@ -47,6 +47,9 @@ def test_the_loose_config_of_issue_16_is_refused() -> None:
     ({"skip_holidays": False}, "holidays_not_skipped"),
     # another country's calendar: 14 July and 8 May were call days, and nothing said so
     ({"holidays_country": "BE"}, "holidays_not_french"),
+    # a French region's own calendar (MQ, or its alpha-3 MTQ): the number's regions are lost
+    ({"holidays_country": "MQ"}, "holidays_not_french"),
+    ({"holidays_country": "MTQ"}, "holidays_not_french"),
     ({"max_attempts_per_30_days": 5}, "attempt_cap_above_decree"),
     ({"refusal_cooldown_days": 59}, "refusal_cooldown_short"),
 ])
@@ -59,6 +62,7 @@ def test_each_limit_alone_is_an_error_naming_its_key(schedule: dict[str, Any], c
 
 def test_a_french_calendar_however_written_is_clean_and_another_can_be_overridden() -> None:
     assert found(holidays_country="fr") == [] and found(holidays_country="FR") == []
+    assert found(holidays_country="FRA") == []  # France's alpha-3: its regions follow
     assert found(holidays_country="DE", override_reason=REASON) == [
         ("holidays_not_french", WARNING)]
 

@@ -329,11 +329,20 @@ def code_regions(number: str) -> tuple[str, ...] | None:
 
 
 # -- the callee's public-holiday calendar (the calling rules' `skip_holidays`) -------------------
+def holiday_country(code: str) -> str:
+    """schedule.holidays_country as the calendar takes it: upper case, and France's alpha-3
+    (FRA, which the holidays package takes too) as FR. Before, FRA passed every check and
+    kept the national calendar alone: no overseas nor Alsace-Moselle holiday."""
+    code = code.strip().upper()
+    return "FR" if code == "FRA" else code
+
+
 def _holiday_calendar(country: str, number: str, listed: tuple[str, ...] = ()
                       ) -> holidays.HolidayBase:
     """`listed`: the regions a list row's time zone adds (Zones.subdivs), kept with the number's."""
-    subdivs = tuple(sorted({*fr_subdivisions(number), *listed})) if country.upper() == "FR" else ()
-    return _country_calendar(country.upper(), subdivs)
+    country = holiday_country(country)
+    subdivs = tuple(sorted({*fr_subdivisions(number), *listed})) if country == "FR" else ()
+    return _country_calendar(country, subdivs)
 
 
 def fr_subdivisions(number: str) -> tuple[str, ...]:
