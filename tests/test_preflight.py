@@ -176,6 +176,30 @@ def test_numbers_from_the_internet_are_refused_citing_cnil(basis: str) -> None:
     assert "CNIL" in found[0].message and "internet" in found[0].message
 
 
+@pytest.mark.parametrize("basis", ["annuaire pages jaunes", "leboncoin", "linkedin", "facebook",
+                                   "extrait annuaire", "Pages Blanches"])
+def test_a_basis_naming_a_harvesting_origin_is_refused(basis: str) -> None:
+    """As a list named after one is: before, such a basis was only `basis_unknown`, a
+    warning, and the list was called."""
+    found = preflight(make(), sources=[{"source": "x", "basis": basis, "acquired_on": "2026-01-01"}])
+    assert codes(found, ERROR) == ["basis_scraped"] and "CNIL" in found[0].message
+
+
+@pytest.mark.parametrize("basis", ["none", "None", "aucune", "n/a", "N/A", "-", "?", "...",
+                                   "no basis", "sans base légale", "aucune base", "unknown",
+                                   "without legal basis"])
+def test_a_basis_saying_there_is_none_is_missing(basis: str) -> None:
+    found = preflight(make(), sources=[{"source": "x", "basis": basis, "acquired_on": "2026-01-01"}])
+    assert codes(found, ERROR) == ["basis_missing"] and "says there is none" in found[0].message
+
+
+@pytest.mark.parametrize("basis", ["consent", "adhérents, base militante", "fichier des membres",
+                                   "rented_file", "recueil en réunion publique, consentement écrit"])
+def test_a_real_basis_is_never_taken_for_none(basis: str) -> None:
+    found = preflight(make(), sources=[{"source": "x", "basis": basis, "acquired_on": "2026-01-01"}])
+    assert codes(found, ERROR) == [], found
+
+
 @pytest.mark.parametrize("basis", ["web form, data not shared, consent given",
                                    "formulaire en ligne, donnees non cedees, consentement explicite",
                                    "site web, opt-in; no resale, opt-in confirmed"])

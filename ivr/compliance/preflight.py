@@ -71,6 +71,10 @@ _NO_CONSENT = re.compile(
     r"|not (?:given|obtained|collected)|(?:non|pas) (?:recueilli|obtenu|donne))\b"
     r"|\b(?:consent|consentement|opt.?in)\w*\s*[:=]\s*(?:no|non)\b"  # "consent: no", "non recueilli"
     r"(?!-|\s*(?:objection|opposition|withdrawn|retire))")
+# A basis that says there is none: the same as no basis (before: a warning, and the list ran)
+_NO_BASIS = re.compile(r"^(?:none|aucune?|rien|nothing|n\s*/?\s*a|null|nil|unknown|inconnue?|"
+                       r"[-?.\s]+)$|\b(?:no|sans|without|pas de|aucune?)\s+(?:legal\s+)?"
+                       r"(?:basis|base|fondement)")
 # A list NAMED after a scraping origin is refused whatever its basis says ("scraped from
 # leboncoin", basis member_file): the words of scraping, and the public sites and directories
 # numbers are harvested from. Matched in the name folded, without spaces, dots or dashes, so
@@ -351,9 +355,15 @@ def check_sources(sources: Iterable[dict[str, Any]]) -> list[Violation]:
         else:
             folded = _fold(basis)
             consented = _CONSENT.search(folded) and not _NO_CONSENT.search(folded)
-            if _HARD_SCRAPE.search(folded) or (_SOFT_SCRAPE.search(folded) and not consented):
+            # a basis naming where numbers are harvested ("annuaire", "leboncoin") as well
+            if _HARD_SCRAPE.search(folded) or (_SOFT_SCRAPE.search(folded) and not consented) \
+                    or scraped_origin(basis):
                 out.append(_err("basis_scraped", f"{label} basis {basis!r}: the CNIL forbids calling numbers "
-                                "collected on the internet; drop this list"))
+                                "collected on the internet or in public directories; drop this list"))
+            elif _NO_BASIS.search(folded):
+                out.append(_err("basis_missing", f"{label} basis {basis!r} says there is none: "
+                                "state how the numbers were acquired "
+                                f"({', '.join(sorted(KNOWN_BASES))}), or drop this list"))
             elif _NO_CONSENT.search(folded):  # stored, it would be called as if it had one
                 out.append(_err("basis_no_consent", f"{label} basis {basis!r} says there is no "
                                 "consent: a list without consent may not be called; drop it"))
