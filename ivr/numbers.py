@@ -286,6 +286,11 @@ def _check_text(raw: str) -> str:
                          "international (+33 6 12 34 56 78) form")
 
 
+def says_objection(text: str) -> bool:
+    """Does `text` write an objection in words ("STOP", "ne plus appeler", "opposé")?"""
+    return bool(_OBJECTION.search(fold_text(text)))
+
+
 def fold_text(text: str) -> str:
     """Lowercase without accents: 'Opposé' and 'oppose' compare equal."""
     decomposed = unicodedata.normalize("NFKD", text)

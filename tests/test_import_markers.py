@@ -141,6 +141,20 @@ def test_a_consent_cell_saying_no_in_one_word_rejects_the_line(
     assert [c["number"] for c in contacts(store)] == ["+33612345602"]
 
 
+@pytest.mark.parametrize("header, cell", [("name", "Martin (ne plus appeler)"),
+                                          ("commentaire", "STOP - opposé par courrier"),
+                                          ("statut", "opposé"), ("notes", "do not call")])
+def test_an_objection_written_in_another_cell_rejects_the_line(
+        store: Store, tmp_path: Path, header: str, cell: str) -> None:
+    """The words next to the number reject its line; in a name or comment cell they were
+    imported as an opaque extra, and the person who objected was called."""
+    report = run(store, tmp_path, f"number;{header}\n0612345601;{cell}\n0612345602;Durand\n")
+    assert [line for line, _ in report.rejected] == [2], report.rejected
+    assert f"column {header!r} says {cell!r}, which looks like an objection" in \
+        report.rejected[0][1] and "ivr optout add" in report.rejected[0][1]
+    assert [c["number"] for c in contacts(store)] == ["+33612345602"]
+
+
 @dataclass(frozen=True)
 class Allow:
     allowed: bool

@@ -23,7 +23,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from ivr.errors import ImportFileError, store_trouble
 from ivr.numbers import NumberRejected, e164, objected_number, parse_callee
 from ivr.records.csv_read import (EMPTY, LATIN1_WARNING, header_columns, marked_columns,
-                                  marked_refusal, overflow_reason, read_records, short, unnamed)
+                                  marked_refusal, objection_in_cells, overflow_reason,
+                                  read_records, short, unnamed)
 from ivr.records.import_report import (ImportReport, PartialImportError, acquired_on_date,
                                        counts_of, extra_columns, fill_blanks, provenance, to_json)
 from ivr.records.interrupts import signals_held
@@ -204,6 +205,9 @@ class _Importer:
         refused = marked_refusal(row, self.marks, self.report.warnings)
         if refused:  # before any merge: never reaches pending
             return self._refuse(line, raw, refused)
+        worded = objection_in_cells(row, self.marks)
+        if worded:
+            return self.reject(line, f"{short(raw)}: {worded}")
         try:  # strict: no suffix, premium/special or (unless allowed) foreign number
             number = parse_callee(raw, self.region, self.allow)
         except NumberRejected as exc:
