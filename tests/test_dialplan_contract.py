@@ -182,7 +182,7 @@ def test_the_exclusions_hide_no_contract_name() -> None:
         assert any(src != ctx and dst == ctx for src, dst in dp.jumps), ctx
     # The benchmark's pure-dialplan IVR; the opposition line's failsafe (its journal).
     assert local_variables(dp) == {"CHOICE", "TRIES", "OPT_CALLER", "OPT_KEY", "OPT_DIGIT",
-                                   "CALLEE_KEY"}
+                                   "CALLEE_KEY", "LEGAL_CUTS"}
     assert not local_variables(dp) & values
     for name in ASTERISK_PRIVATE:
         assert name in dp.reads and name not in dp.writes and name not in values
@@ -256,7 +256,7 @@ def test_the_opposition_line_takes_its_failsafe_unless_the_controller_says_done(
         'GotoIf($["${OPT_CALLER}" = ""]?legal)',
         # 1, or the opposition key the outbound intro teaches ([globals], 9 when unset)
         f'Set(OPT_DIGIT=${{IF($["${{{digit}}}" = ""]?9:${{{digit}}})}})',
-        f"Read(OPT_KEY,{sounds}/callback_notice,1,,1,5)",
+        f"Read(OPT_KEY,{sounds}/callback_notice,1,t(),1,5)",  # no terminator: # may be the key
         'GotoIf($["${OPT_KEY}" != "1" & "${OPT_KEY}" != "${OPT_DIGIT}"]?legal)',
         f"Set(DB({family}/${{OPT_CALLER}})=${{EPOCH}})",
         f'GotoIf($["${{DB_EXISTS({family}/${{OPT_CALLER}})}}" != "1"]?legal)',
@@ -281,12 +281,16 @@ def test_the_outbound_line_takes_its_failsafe_unless_the_controller_says_done() 
     confirm = f"${{{contract.VAR_OPTOUT_CONFIRM}}}"
     entry = f"{contract.JOURNAL_CALLS}/${{UNIQUEID}}"
     steps = [line.removeprefix("same => ").removeprefix("n,") for line in failsafe]
-    assert steps[1:14] == [
+    assert steps[1:17] == [
         f'GotoIf($["{legal}" = ""]?end)',
         f'GotoIf($["{key}" = ""]?plain)',
-        f"Read(CALLEE_KEY,{legal},1,t(),1,2)",  # no terminator: # cuts them too, is a key
+        "Set(LEGAL_CUTS=0)",
+        f"n(legal),Read(CALLEE_KEY,{legal},1,t(),1,2)",  # no terminator: # cuts them too
         'GotoIf($["${CALLEE_KEY}" = ""]?end)',
-        f'GotoIf($["${{CALLEE_KEY}}" != "{key}"]?plain)',  # another key cut them: again
+        "Set(LEGAL_CUTS=$[${LEGAL_CUTS} + 1])",
+        # another key cut them: again, still listening for the opposition key, three times
+        f'GotoIf($["${{CALLEE_KEY}}" != "{key}" & ${{LEGAL_CUTS}} < 3]?legal)',
+        f'GotoIf($["${{CALLEE_KEY}}" != "{key}"]?plain)',  # then once more, whole
         f"Set(DB({entry})=${{EPOCH}})",
         f'GotoIf($["${{DB_EXISTS({entry})}}" != "1"]?plain)',  # not kept: no func_db
         f"UserEvent({contract.EVENT_JOURNALED})",
@@ -295,7 +299,7 @@ def test_the_outbound_line_takes_its_failsafe_unless_the_controller_says_done() 
         "Goto(end)",
         f"n(plain),Playback({legal})",
         "n(end),Hangup(41)"]
-    assert steps[14].startswith("exten => h,")
+    assert steps[17].startswith("exten => h,")
 
 TAMPERED = [
     ("exten => s,1,NoOp(${IVR_NEW_THING})", "'IVR_NEW_THING' is used by a dialplan"),

@@ -19,7 +19,6 @@ from ivr.store import erasure_holds
 from ivr.store.erasure_holds import HOLDS_PG
 from ivr.store.base import (ERASED_NUMBER, CallResult, Claim, History, Judge, Row,
                              parse_utc, utc)
-from ivr.store.pg_controllers import LEASE_END
 from ivr.store.pg_core import PgCore
 from ivr.store.sqlite_calls import (HISTORY_CHUNK, OTHERS_OPEN_FOR, _heard, _known,
                                     campaign_tag, hashes_of)
@@ -285,8 +284,10 @@ class PgCallsSQL(PgCore):
             "WHERE c.outcome IS NULL AND (%(node)s::text IS NULL OR c.node = %(node)s) "
             "AND (%(campaign)s::text IS NULL OR c.campaign = %(campaign)s) "
             "AND (%(me)s::text IS NULL OR c.controller IS NULL OR c.controller = %(me)s "
-            f"OR k.id IS NULL OR k.stopped_at IS NOT NULL OR {LEASE_END} "
-            "< clock_timestamp()) ORDER BY c.id",  # the server's clock (pg_controllers)
+            "OR k.id IS NULL OR k.stopped_at IS NOT NULL OR "
+            "GREATEST(k.heartbeat_at::timestamptz, clock_timestamp() - "  # pg_controllers'
+            "%(back_s)s::float8 * interval '1 second') + k.lease_s * interval '1 second' "
+            "< clock_timestamp()) ORDER BY c.id",  # LEASE_END, on the server's clock
             {"node": node, "campaign": campaign, "me": controller, "back_s": self._back_s()})
 
     def last_call_id(self, campaign: str | None = None) -> int:

@@ -50,16 +50,15 @@ FOLD_COUNTS = (
 # several machines need not agree on the time (a host a lease ahead of another would see it
 # dead while it runs, and settle its calls as orphaned). Written in base.utc's text form, so
 # the console reads it as any other instant.
-# When a controller's lease ends: its last beat plus its lease, where this controller's own
-# return after an outage (%(back_s)s seconds ago; 0 while its own beat fails; NULL if it never
-# failed: GREATEST skips it) counts as a beat of every controller. Nobody could beat while the
-# server was away (a restart, the network): the first controller back would otherwise take
-# the others, whose heartbeats reconnect a second or two later, for dead and settle their live
-# calls as orphaned. A lease outlives any outage that could end it by two beats (every
-# lease/3), so our own beat has failed by the time the server is back.
-LEASE_END = ("GREATEST(k.heartbeat_at::timestamptz, "
-             "clock_timestamp() - %(back_s)s::float8 * interval '1 second') "
-             "+ k.lease_s * interval '1 second'")
+# When a controller's lease ends (LEASE_END, written out in each query: SQL is literal here,
+# tests/test_security.py): GREATEST(its last beat, now - %(back_s)s seconds) + its lease, where
+# %(back_s)s is how long ago this controller's own beat was written again after failing (0
+# while it fails; NULL if it never failed, which GREATEST skips). So this controller's return
+# after an outage counts as a beat of every other one. Nobody could beat while the server was
+# away (a restart, the network): the first controller back would otherwise take the others,
+# whose heartbeats reconnect a second or two later, for dead and settle their live calls as
+# orphaned. A lease outlives any outage that could end it by two beats (every lease/3), so
+# our own beat has failed by the time the server is back.
 
 
 def check_lease(lease_s: float) -> float:
@@ -242,7 +241,9 @@ class PgControllersSQL(PgCore):
             "SELECT c.* FROM calls c LEFT JOIN controllers k ON k.id = c.controller "
             "WHERE c.outcome IS NULL AND c.campaign = %(campaign)s "
             "AND (%(me)s::text IS NULL OR c.controller IS DISTINCT FROM %(me)s) "
-            f"AND (k.id IS NULL OR k.stopped_at IS NOT NULL OR {LEASE_END} "
+            "AND (k.id IS NULL OR k.stopped_at IS NOT NULL OR "
+            "GREATEST(k.heartbeat_at::timestamptz, clock_timestamp() - "  # LEASE_END
+            "%(back_s)s::float8 * interval '1 second') + k.lease_s * interval '1 second' "
             "< clock_timestamp() + %(ahead)s * interval '1 second') ORDER BY c.id",
             {"campaign": campaign, "me": self.controller_id, "ahead": ahead,
              "back_s": self._back_s()})
@@ -263,7 +264,9 @@ class PgControllersSQL(PgCore):
         (campaign/nodes.py, Shares); read off the loop, once a tick."""
         return self._rows(
             "WITH live AS (SELECT id, campaign FROM controllers k WHERE k.stopped_at IS NULL "
-            f"AND {LEASE_END} >= clock_timestamp()) "
+            "AND GREATEST(k.heartbeat_at::timestamptz, clock_timestamp() - "  # LEASE_END
+            "%(back_s)s::float8 * interval '1 second') + k.lease_s * interval '1 second' "
+            ">= clock_timestamp()) "
             "SELECT k.id AS controller, k.campaign, c.node, count(c.id) AS n FROM live k "
             "LEFT JOIN calls c ON c.controller = k.id AND c.outcome IS NULL "
             "AND c.campaign = k.campaign AND k.id IS DISTINCT FROM %(me)s::text "

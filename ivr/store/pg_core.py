@@ -114,8 +114,9 @@ class PgCore(KeyedAudit, BoxLines):
     controller_id: str | None = None  # set by hold_run; written to calls.controller
 
     def _back_s(self) -> float | None:
-        """Seconds since this controller's heartbeat was written again after failing, None
-        if it never failed (pg_controllers.LEASE_END: until then, others are not judged)."""
+        """Seconds since this controller's heartbeat was written again after failing, 0 while
+        it fails, None if it never failed: a beat of every other controller then (the
+        LEASE_END rule in pg_controllers)."""
         return None
 
     def __init__(self, pool: ConnectionPool, optout_key: bytes, url: str,
