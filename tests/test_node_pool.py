@@ -24,6 +24,7 @@ from ivr.campaign import planning, pool_watch
 from ivr.campaign import run as campaign_run
 from ivr.campaign.clock import Clock, ManualClock
 from ivr.campaign.nodes import FAULT_HOLD_S
+from ivr.campaign import dialer as dialer_mod
 from ivr.campaign import node_events
 from ivr.campaign.nodes import InFlight, NodeState, pick
 from ivr.errors import PbxError
@@ -562,3 +563,55 @@ def test_a_failing_reconciliation_stops_retrying_once_the_controller_closes(
         return while_open, len(tries) - while_open
     while_open, after = asyncio.run(scenario())
     assert while_open >= 2 and after == 0
+
+
+
+def _hung_at_reconcile(monkeypatch: pytest.MonkeyPatch, which: slice) -> None:
+    """The pool's fake PBXs in `which` (in the order made) answer no action from the start's
+    reconciliation on: logged in, then hung."""
+    made: list[FakePbx] = []
+    entered, reconcile = FakePbx.__aenter__, dialer_mod.Dialer.reconcile
+
+    async def kept(self: FakePbx) -> FakePbx:
+        made.append(self)
+        return await entered(self)
+
+    async def hang_first(self: dialer_mod.Dialer) -> int:
+        for pbx in made[which]:
+            pbx.silent = True
+        return await reconcile(self)
+    monkeypatch.setattr(FakePbx, "__aenter__", kept)
+    monkeypatch.setattr(dialer_mod.Dialer, "reconcile", hang_first)
+
+
+def test_a_node_that_hangs_during_the_starts_reconciliation_does_not_stop_the_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """n2 logs in, then answers no action (a hung Asterisk) before the start reconciles it:
+    the run starts and finishes on n1. Before, its CoreShowChannels timing out aborted
+    `ivr run`, healthy nodes and all."""
+    number = fiction(60)
+    _hung_at_reconcile(monkeypatch, slice(1, 2))
+
+    async def go() -> tuple[Any, list[dict[str, Any]]]:
+        async with pool(tmp_path, {number: answer(["1"])}, [number], caps=[0, 0],
+                        ami={"action_timeout": 1.0}) as p:
+            report = await p.run()
+            return report, p.calls()
+    with caplog.at_level("WARNING"):
+        report, calls = asyncio.run(go())
+    assert [(c["node"], c["outcome"]) for c in calls] == [("n1", "message_played")], calls
+    assert report.originated == 1
+    assert "node n2: reconciliation at start failed" in caplog.text
+
+
+def test_every_node_failing_at_the_start_still_stops_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _hung_at_reconcile(monkeypatch, slice(None))
+
+    async def go() -> None:
+        async with pool(tmp_path, {}, [fiction(60)], caps=[0, 0],
+                        ami={"action_timeout": 1.0}):
+            pass
+    with pytest.raises(PbxError):
+        asyncio.run(go())

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ivr.callflow import outcomes
 from ivr.campaign import optout_journal
 from ivr.campaign.nodes import InFlight, NodeState
+from ivr.errors import PbxError
 from ivr.store.base import CallResult
 
 if TYPE_CHECKING:
@@ -25,11 +26,25 @@ RETRY_S = 2.0  # a failed reconciliation (link dropped again, PBX booting) is tr
 
 
 async def every_node(dialer: Dialer) -> int:
-    """At start: the nodes that answer (one down joins later, reconciled when it does)."""
-    settled = 0
-    for ns in dialer.nodes.values():
-        if ns.node.up:
+    """At start: the nodes that answer (one down joins later, reconciled when it does). One
+    whose reconciliation fails (a hung Asterisk, its link dropped) no longer stops the run
+    while another node reconciled: it is tried again apart, as after a reconnect (before, one
+    bad node of a pool aborted `ivr run`). All of them failing still stops the start."""
+    settled, failed = 0, []
+    up = [ns for ns in dialer.nodes.values() if ns.node.up]
+    for ns in up:
+        try:
             settled += await node(dialer, ns)
+        except PbxError as exc:
+            failed.append((ns, exc))
+    if failed and len(failed) == len(up):
+        raise failed[0][1]
+    for ns, exc in failed:
+        log.warning("node %s: reconciliation at start failed (%s): the run starts on the "
+                    "other nodes; it is reconciled again %s", ns.name, exc,
+                    "shortly" if ns.node.up else "when it answers")
+        if ns.node.up:  # down: its reconnect reconciles it (node_events.on_reconnected)
+            soon(dialer, ns, dialer._tasks)
     return settled
 
 
