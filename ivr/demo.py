@@ -26,7 +26,7 @@ DEMO_BEHAVIOURS = {
     "50": "hangs up during the introduction",
     "51": "presses 1, hangs up during the message",
     "52": "presses 2, hangs up during the legal mentions",
-    "60": "presses 9 (opt-out)",
+    "60": "presses 9 (the key that objects to further calls)",
     "70": "busy",
     "71": "never answers",
     "72": "congestion",
