@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
 import time
@@ -18,6 +19,9 @@ from fastapi import HTTPException, Request
 
 from ivr import web_users
 from ivr.store.base import StoreBackend
+from ivr.store.safe_writes import STORE_ERRORS
+
+log = logging.getLogger(__name__)
 
 SESSION_USER = "user"
 SESSION_CSRF = "csrf"
@@ -245,8 +249,12 @@ def check_password(store, name: str, password: str) -> dict | None:  # type: ign
                 web_users.needs_rehash(row["password_hash"]):
             # Made with weaker parameters than today's (an older release or library): the
             # password is at hand only now, so it is hashed again now.
-            store.rehash_password(name, row["password_hash"],
-                                  web_users.hash_password(password))
+            try:
+                store.rehash_password(name, row["password_hash"],
+                                      web_users.hash_password(password))
+            except STORE_ERRORS as exc:  # the login stands; the next one tries again
+                log.warning("password of %r not hashed again (store: %s)", name,
+                            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     finally:
         _hashing.release()
     return row if ok and row is not None and not row["disabled"] else None
