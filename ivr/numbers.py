@@ -270,7 +270,7 @@ def _check_text(raw: str) -> str:
     head = _NUMBER_HEAD.match(text)
     tail = text[head.end():].strip() if head else " ".join(_LETTERS.findall(text))
     digits = len(re.sub(r"\D", "", text))
-    if digits >= 6 and _OBJECTION.search(fold_text(text)):  # "STOP", "(ne pas appeler)"...
+    if digits >= 6 and says_objection(text):  # "STOP", "(ne pas appeler)"...
         raise NumberRejected(f"text {'after' if head else 'with'} the number ({tail!r}) looks "
                              f"like an objection: record it with `{OPTOUT_ADD}` (or the "
                              "console's rights page), do not remove the word",
@@ -372,7 +372,7 @@ def opposition_number(raw: str, default_region: str) -> str:
     country. Still refused: two numbers, other letters, an extension - the wrong number is not
     safe either."""
     text = _unwrap(raw if isinstance(raw, str) else "")
-    if _OBJECTION.search(fold_text(text)):  # "06 12 34 56 78 STOP": the word says why
+    if says_objection(text):  # "06 12 34 56 78 STOP": the word says why
         bare = _without_objection(text)
         text = bare if _NUMBER_TEXT.fullmatch(bare) else text  # as objected_number reads it
     num = _parse_valid(text, default_region) if _NUMBER_TEXT.fullmatch(text) else None

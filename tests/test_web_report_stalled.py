@@ -14,9 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from conftest import CALLER_ID, add_contact, attempt
+from test_web_store_threads import _serve
 from web_fixture import CAMPAIGN, NOW, PASSWORDS, csrf_of, make_web
 from ivr.web import download
 
@@ -60,17 +60,6 @@ def test_a_client_that_takes_an_item_now_and_then_is_not_stalled(
     assert got == [b"y" * 10] * 30 + [None]
 
 
-def _serve(app: object) -> tuple[uvicorn.Server, int]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))  # type: ignore[arg-type]
-    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
-    t0 = time.monotonic()
-    while not server.started and time.monotonic() - t0 < 10:
-        time.sleep(0.05)
-    return server, sock.getsockname()[1]
-
-
 def _checkpoint(path: Path) -> int:
     """PRAGMA wal_checkpoint(TRUNCATE)'s busy flag, from a connection of its own."""
     db = sqlite3.connect(path, timeout=1)
@@ -95,7 +84,7 @@ def test_a_stalled_download_lets_go_of_the_sqlite_snapshot_and_the_export_thread
         db.execute(f"INSERT INTO calls ({cols}) SELECT {cols} FROM calls")
     db.commit()
     db.close()
-    server, port = _serve(web.app)
+    server, _, port = _serve(web.app)
     base = f"http://127.0.0.1:{port}"
     path = f"/api/campaigns/{CAMPAIGN}/report.csv"
     try:

@@ -337,6 +337,16 @@ def holiday_country(code: str) -> str:
     return "FR" if code == "FRA" else code
 
 
+def has_calendar(code: str) -> bool:
+    """Whether the holidays package has a calendar for schedule.holidays_country (the one
+    the calling rules will use, made once: _country_calendar's cache)."""
+    try:
+        _country_calendar(holiday_country(code))
+    except ComplianceError:
+        return False
+    return True
+
+
 def _holiday_calendar(country: str, number: str, listed: tuple[str, ...] = ()
                       ) -> holidays.HolidayBase:
     """`listed`: the regions a list row's time zone adds (Zones.subdivs), kept with the number's."""

@@ -23,12 +23,10 @@ from datetime import date
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import holidays
 import phonenumbers
 
-from ivr.compliance.callee_place import holiday_country
+from ivr.compliance.callee_place import has_calendar, holiday_country
 from ivr.compliance.calling_rules import is_fiction_number, parse_blackout_dates, parse_windows
-from ivr.compliance.holiday_load import preload
 from ivr.config import Config
 from ivr.config_checks import demo_retry_delays
 from ivr.errors import ComplianceError
@@ -223,17 +221,6 @@ def _check_fiction_callees(caller: str, callees: Iterable[str] | None) -> list[V
                  f"assigned to you in {SAAM_HUMAN}")]
 
 
-def _has_calendar(code: str) -> bool:
-    """Whether the holidays package has a calendar for schedule.holidays_country."""
-    country = holiday_country(code)
-    preload(country)  # that country's module alone (holiday_load.py)
-    try:
-        holidays.country_holidays(country)
-    except NotImplementedError:
-        return False
-    return True
-
-
 def _decree_violations(cfg: Config) -> list[tuple[str, str]]:
     """(code, message) for each Décret 2022-1313 limit the schedule goes beyond."""
     sch = cfg.schedule
@@ -252,7 +239,7 @@ def _decree_violations(cfg: Config) -> list[tuple[str, str]]:
     if not sch.skip_holidays:
         out.append(("holidays_not_skipped", "schedule.skip_holidays is false: Décret 2022-1313 "
                     "forbids calls on public holidays; set it to true"))
-    elif holiday_country(sch.holidays_country) != "FR" and _has_calendar(sch.holidays_country):
+    elif holiday_country(sch.holidays_country) != "FR" and has_calendar(sch.holidays_country):
         # (an unknown code is holidays_country_invalid's; any other, alpha-3 or a French
         # region's own code such as MQ, is not the French calendar with its regions)
         # Another country's calendar replaces France's: 14 July and 8 May became call days.
@@ -304,7 +291,7 @@ def _check_schedule(cfg: Config) -> list[Violation]:
     except (ZoneInfoNotFoundError, ValueError, OSError):
         out.append(_err("timezone_invalid", f"schedule.timezone {sch.timezone!r} is unknown: "
                         "use an IANA name such as Europe/Paris"))
-    if not _has_calendar(sch.holidays_country):
+    if not has_calendar(sch.holidays_country):
         out.append(_err("holidays_country_invalid", f"schedule.holidays_country {sch.holidays_country!r} "
                         "is not supported: use an ISO country code such as FR"))
     try:
