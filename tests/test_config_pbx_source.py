@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from ivr import config, config_checks
+from ivr import config, config_network
 from test_config_bounds_hunt import refused  # one line naming the key
 
 
@@ -60,7 +60,7 @@ def test_a_connection_to_a_loopback_comes_from_that_loopback(dest: str, family: 
 
 def test_a_pbx_at_an_address_this_machine_holds_is_local(monkeypatch: pytest.MonkeyPatch
                                                          ) -> None:
-    monkeypatch.setattr(config_checks, "_is_local_ip", lambda ip: ip == "10.9.9.9",
+    monkeypatch.setattr(config_network, "_is_local_ip", lambda ip: ip == "10.9.9.9",
                         raising=False)
     local = {"pbx": {"mode": "external", "host": "10.9.9.9"}}
     config.from_dict({**local, "agi": {"allowed_peers": ["127.0.0.1"]}})
@@ -110,8 +110,8 @@ def test_a_pbx_at_this_machines_real_address_reaches_a_loopback_agi_host() -> No
     local = {"pbx": {"mode": "external", "host": mine}}
     for peers in (["127.0.0.1"], ["127.0.0.1", mine]):
         config.from_dict({**local, "agi": {"host": "127.0.0.1", "allowed_peers": peers}})
-    assert config_checks._is_local_ip(mine)
+    assert config_network._is_local_ip(mine)
     text = refused({**local, "agi": {"allowed_peers": [mine]}}, "agi.allowed_peers")
     assert f"pbx.host {mine}" in text and "add 127.0.0.1" in text
     # A documentation address no machine holds is still another machine.
-    assert not config_checks._is_local_ip("203.0.113.77" if ":" not in mine else "2001:db8::77")
+    assert not config_network._is_local_ip("203.0.113.77" if ":" not in mine else "2001:db8::77")
