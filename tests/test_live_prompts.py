@@ -88,3 +88,19 @@ def test_with_several_sounds_folders_a_rebuild_waits_for_every_one(tmp_path: Pat
     rig.install(NEW)
     rig.t += CHECK_EVERY_S
     assert live.current().hashes == NEW
+
+
+def test_a_rebuild_without_a_prompt_the_run_plays_is_not_followed(tmp_path: Path) -> None:
+    """A rebuild that drops a prompt (slot_question after ask_slot went false) while this run
+    still asks it: taking it would leave the question without its campaign's sound, and the
+    call would fall back to the PBX-wide ivr/slot_question, maybe another campaign's."""
+    rig = Rig(tmp_path)
+    fewer = {"intro": "c" * 64}  # legal gone
+    rig.write(fewer)
+    rig.install(fewer)
+    rig.t += CHECK_EVERY_S
+    assert rig.live.current().hashes == OLD
+    rig.write(NEW)  # a later build with every prompt again is taken
+    rig.install(NEW)
+    rig.t += CHECK_EVERY_S
+    assert rig.live.current().hashes == NEW

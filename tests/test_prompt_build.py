@@ -545,3 +545,20 @@ def test_a_folder_another_build_makes_meanwhile_is_not_an_error(tmp_path: Path,
     monkeypatch.setattr(Path, "mkdir", raced)
     assert build_dir.mkdirs(tmp_path / "new" / "build") == []
     assert (tmp_path / "new" / "build").is_dir()
+
+
+def test_a_cache_entry_cut_after_its_header_is_rendered_again(tmp_path: Path,
+                                                               render_spy: list[str]) -> None:
+    """A cache entry that lost the end of its audio (a crash before it reached the disk, a copy
+    interrupted) keeps a whole header, which still announces the full length: it must not be
+    served, archived and installed as the prompt."""
+    cfg = make_cfg(tmp_path)
+    first = build_prompts(cfg)
+    for entry in (tmp_path / "build" / ".cache").iterdir():
+        data = entry.read_bytes()
+        entry.write_bytes(data[: len(data) // 2])
+    for wav in (tmp_path / "build").glob("*.wav"):
+        wav.unlink()
+    render_spy.clear()
+    assert build_prompts(cfg) == first
+    assert sorted(render_spy) == sorted(ITEMS)

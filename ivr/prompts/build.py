@@ -199,15 +199,31 @@ def _cached_wav(path: Path, log: Log) -> bytes | None:
     data = path.read_bytes()
     try:
         _wav_info(data)
+        short = _frames_missing(data)
     except (wave.Error, EOFError) as exc:
         log(f"cache entry {path.name} is damaged ({exc}): rendering it again")
+        return None
+    if short:  # its header is whole, its audio cut (a crash, a copy interrupted)
+        log(f"cache entry {path.name} is damaged ({short} frame(s) of its length missing): "
+            "rendering it again")
         return None
     return data
 
 
+def _frames_missing(data: bytes) -> int:
+    """How many of the frames a wav's header announces its data lacks: a file cut after its
+    header still reads whole to `wave`'s header fields, duration included."""
+    with wave.open(io.BytesIO(data)) as w:
+        frame = w.getnchannels() * w.getsampwidth()
+        return w.getnframes() - len(w.readframes(w.getnframes())) // max(frame, 1)
+
+
 def _write_staged(path: Path, data: bytes) -> None:
     try:
-        path.write_bytes(data)
+        with open(path, "wb") as fh:  # on disk before its rename: never a cut cache entry
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
     except OSError as exc:  # a full disk: one line, and the build dir is left as it was
         raise PromptError(f"cannot write the prompts in {path.parent.parent} "
                           f"({exc.strerror or exc}): free space or fix its permissions "

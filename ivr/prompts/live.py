@@ -107,6 +107,13 @@ class LivePrompts:
             log.warning("prompt manifest changed but cannot be read (%s): keeping the "
                         "current version", exc)
             return
+        lost = sorted(set(self.version.hashes) - set(candidate.hashes))
+        if lost:  # this run's flow may still play them: the PBX-wide ivr/<key> is not ours
+            self._seen = stamp
+            log.warning("prompts rebuilt without %s, which this run may still play: not "
+                        "followed, calls keep the current version; restart `ivr run` to take "
+                        "the new build", ", ".join(lost))
+            return
         missing = self._missing(candidate)
         if missing:  # not installed yet: look again next time (the stamp is not taken)
             log.info("new prompt version built, waiting for its install (%s)", missing[0])
