@@ -115,19 +115,24 @@ def archive_build(cfg: Config, manifest: dict[str, Any],
     return root
 
 
-def archived_sources(cfg: Config, needle: str) -> Iterator[Mapping[str, Any]]:
-    """The `sources` of every archived manifest whose text holds `needle` (a source digest).
-    Cheap: each manifest's bytes are read, only those naming the digest are parsed. A damaged
-    or unreadable one is skipped: it proves nothing."""
+def archived_manifests(cfg: Config, needle: str) -> Iterator[Mapping[str, Any]]:
+    """Every archived manifest whose text holds `needle` (a source digest) and records its
+    `sources`. Cheap: each manifest's bytes are read, only those naming the digest are parsed.
+    A damaged or unreadable one is skipped: it proves nothing."""
     for path in sorted((archive_dir(cfg) / MANIFESTS).glob("*.json")):
         try:
             text = path.read_text(encoding="utf-8")
             data = json.loads(text) if needle in text else None
         except (OSError, ValueError):
             continue
-        sources = data.get("sources") if isinstance(data, dict) else None
-        if isinstance(sources, Mapping):
-            yield sources
+        if isinstance(data, dict) and isinstance(data.get("sources"), Mapping):
+            yield data
+
+
+def archived_sources(cfg: Config, needle: str) -> Iterator[Mapping[str, Any]]:
+    """The `sources` of every archived manifest naming `needle` (archived_manifests)."""
+    for data in archived_manifests(cfg, needle):
+        yield data["sources"]
 
 
 def missing_from_archive(cfg: Config, manifest: Mapping[str, Any]) -> list[str]:

@@ -33,7 +33,8 @@ from ivr.prompts.archive import archive_build
 from ivr.prompts.build_dir import new_staging, one_build_at_a_time, undo
 from ivr.prompts.decode import CONVERSION, DECODER, convert
 from ivr.prompts.install import atomic_write, install_prompts, same_file, sha
-from ivr.prompts.manifest import (MANIFEST_NAME, Manifest, check_legal_recording, fingerprint,
+from ivr.prompts.manifest import (MANIFEST_NAME, Manifest, check_key_recordings,
+                                  check_legal_recording, fingerprint,
                                   flow_keys, load_manifest, prompt_digest, read_manifest,
                                   spoken_source)
 from ivr.prompts.take_checks import check_intro_length, check_length, check_pace
@@ -383,7 +384,9 @@ def _old_manifest(cfg: Config, jobs: list[_Job], build_dir: Path, log: Log
     except PromptError as exc:
         log(f"{exc}; it will be rewritten")
         old_manifest = None
-    check_legal_recording(cfg, old_manifest, fingerprint(cfg, _sources(jobs)))
+    now = fingerprint(cfg, _sources(jobs))
+    check_legal_recording(cfg, old_manifest, now)
+    check_key_recordings(cfg, old_manifest, now)
     before = (old_manifest or {}).get("campaign", cfg.campaign.name)
     if before != cfg.campaign.name:  # two configs sharing prompts.build_dir
         log(f"note: {cfg.prompts.build_dir} held the build of campaign {before!r}, whose "

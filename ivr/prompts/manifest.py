@@ -23,7 +23,8 @@ from typing import Any
 
 from ivr.config import Config, PromptSource
 from ivr.errors import PromptError
-from ivr.prompts.archive import archive_dir, archived_sources, missing_from_archive
+from ivr.prompts.archive import (archive_dir, archived_manifests, archived_sources,
+                                 missing_from_archive)
 
 Manifest = dict[str, Any]
 KeyChange = tuple[str, Any, Any]  # (flow.<key>, as built, as configured)
@@ -274,6 +275,60 @@ def check_legal_recording(cfg: Config, old: Mapping[str, Any] | None,
                           "nothing was built")
 
 
+# The recorded prompts that say keys, and the flow_keys entries each of them says.
+KEYS_SAID: dict[str, tuple[str, ...]] = {"intro": ("yes_key", "no_key", "optout_key"),
+                                          "slot_question": ("slots",)}
+
+
+def recorded_keys_moved(cfg: Config, old: Mapping[str, Any] | None,
+                        now: Mapping[str, str]) -> list[tuple[str, str, Any]]:
+    """(prompt, flow key, as that recording was built) for each recorded prompt saying keys
+    that a build of the same recording (`old`, or any archived build) made for another value
+    of a key it says: its transcript was edited to the new keys, its audio still says the old
+    ones, and a callee told "1 for no" would be read by a run that takes 1 as yes."""
+    current, out = flow_keys(cfg), []
+    for prompt, names in KEYS_SAID.items():
+        item, digest = cfg.prompts.items.get(prompt), now.get(f"prompts.items.{prompt}")
+        if item is None or item.file is None or not digest or digest == "unreadable" \
+                or (prompt == "slot_question" and not cfg.flow.ask_slot):
+            continue
+        builds = [old] if old is not None else []
+        for build in builds + list(archived_manifests(cfg, digest)):
+            keys, sources = build.get("flow_keys"), build.get("sources")
+            if not isinstance(keys, Mapping) or not isinstance(sources, Mapping) \
+                    or sources.get(f"prompts.items.{prompt}") != digest:
+                continue  # another recording, or a build that recorded no keys
+            out += [(prompt, name, keys.get(name)) for name in names
+                    if keys.get(name) != current[name]
+                    and (prompt, name, keys.get(name)) not in out]
+    return out
+
+
+def _keys_moved_line(cfg: Config, moved: list[tuple[str, str, Any]]) -> str:
+    prompt, name, was = moved[0]
+    now = flow_keys(cfg)[name]
+    return (f"prompts.items.{prompt}'s recording {cfg.prompts.items[prompt].file} was made "
+            f"for flow.{name} {was!r} (the config now says {now!r}): its audio still names "
+            "the old key; record it again (or make it a text)")
+
+
+def check_key_recordings(cfg: Config, old: Mapping[str, Any] | None,
+                         now: Mapping[str, str]) -> None:
+    """The build refuses a recording whose keys moved (recorded_keys_moved)."""
+    moved = recorded_keys_moved(cfg, old, now)
+    if moved:
+        raise PromptError(f"{_keys_moved_line(cfg, moved)}; nothing was built")
+
+
+def keys_archive_problem(cfg: Config, manifest: Mapping[str, Any]) -> str | None:
+    """For `ivr check`: a recording of the build was built before for other keys."""
+    sources = manifest.get("sources")
+    moved = recorded_keys_moved(cfg, None, sources) if isinstance(sources, dict) else []
+    if not moved:
+        return None
+    return (f"campaign {cfg.campaign.name!r}: {_keys_moved_line(cfg, moved)}, and {REBUILD}")
+
+
 def legal_archive_problem(cfg: Config, manifest: Mapping[str, Any]) -> str | None:
     """For `ivr check`: the build's legal recording was built before with other mentions (a
     build made before the archive was consulted, e.g. on a fresh deploy, took the old take)."""
@@ -321,4 +376,4 @@ def build_problem(cfg: Config) -> str | None:
     if manifest is None:
         return not_built(path)
     return (stale_problem(cfg, manifest) or legal_archive_problem(cfg, manifest)
-            or archive_problem(cfg, manifest))
+            or keys_archive_problem(cfg, manifest) or archive_problem(cfg, manifest))
