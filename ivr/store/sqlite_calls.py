@@ -83,8 +83,9 @@ class CallsSQL(SQLiteCore):
             past, bound = self._history_of(contact["id"], number, attempts_since,
                                            refusals_since, campaign, now)
             # Out of the queue since the run planned it (a later list's objection, say: the
-            # plan may be hours old): skipped, as pg_calls does for a contact settled elsewhere.
-            if bound not in (None, "pending"):
+            # plan may be hours old), or erased since (no row: never dialled, and its attempt
+            # would break the calls' foreign key): skipped, as pg_calls does.
+            if past.current is None or bound not in (None, "pending"):
                 return Claim(call=None, decision=judge(History(in_flight=True)))
             decision = judge(past)
             if not decision.allowed:
@@ -115,7 +116,7 @@ class CallsSQL(SQLiteCore):
             # `+campaign`: by number (calls_number), as in _fill_history
             "(SELECT retry_at FROM calls WHERE number = :n AND +campaign = :c "
             "ORDER BY id DESC LIMIT 1), "
-            # NULL when the row is gone (erased meanwhile): the caller's row then stands
+            # NULL when the row is gone (erased meanwhile): the claim skips it
             "(SELECT json_array(k.slot, k.timezone, (SELECT b.status FROM campaign_contacts b "
             "WHERE b.contact_id = k.id AND b.campaign = :c)) FROM contacts k WHERE k.id = :k), "
             "(SELECT json_array(last_refusal, attempts, kept_until) FROM erasure_holds "
