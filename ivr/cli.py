@@ -182,9 +182,10 @@ def contacts() -> None:
 def contacts_import(ctx: Ctx, file: Path, source: str, basis: str | None,
                     acquired_on: str | None) -> None:
     """Import a CSV (header with `number`; optional `name`, `timezone`)."""
+    from ivr.cli_rights import acting  # its audit rows name who imported
     from ivr.records.contacts import PartialImportError, import_csv
     try:
-        report = import_csv(ctx.store(), file, campaign=ctx.cfg.campaign.name, source=source,
+        report = import_csv(acting(ctx), file, campaign=ctx.cfg.campaign.name, source=source,
                             basis=basis, acquired_on=acquired_on,
                             default_region=ctx.cfg.default_region, now=now(),
                             allow_countries=frozenset(ctx.cfg.contacts.allow_countries),
@@ -217,9 +218,10 @@ def _import_notes(report: Any) -> None:
 def contacts_share(ctx: Ctx, source: str, campaign: str, basis: str | None,
                    origin: str | None) -> None:
     """Let a second campaign call a list: a deliberate step, recorded in the audit table."""
+    from ivr.cli_rights import acting  # its audit row names who shared
     from ivr.records.contacts import share_list
     origin = origin or ctx.cfg.campaign.name
-    bound = share_list(ctx.store(), source=source, campaign=campaign, basis=basis, now=now(),
+    bound = share_list(acting(ctx), source=source, campaign=campaign, basis=basis, now=now(),
                        from_campaign=origin)
     console.print(f"list {source!r} of campaign {origin!r}: {bound} contact(s) now belong to "
                   f"campaign {campaign!r} too (basis {basis})", highlight=False, markup=False)

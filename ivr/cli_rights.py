@@ -99,13 +99,15 @@ def consent_show(ctx: Ctx, number: str, export_dir: Path | None) -> None:
     from ivr.prompts.archive import export_heard, heard_prompts
     from ivr.records.privacy import campaigns_of, consent_proof, normalise_number
     e164 = normalise_number(number, ctx.cfg.default_region)
-    rows = consent_proof(acting(ctx), e164)
+    store = acting(ctx)
+    rows = consent_proof(store, e164)
+    store.audit("consent_viewed", e164, {}, datetime.now(timezone.utc))  # who looked at whom
     if not rows:
         console.print(f"no consent, refusal or opt-out recorded for {e164}")
     for row in rows:
         shown = {**row, "heard": heard_prompts(ctx.cfg, row.get("heard_sha256"))}
         console.print(json.dumps(shown, ensure_ascii=False), highlight=False, markup=False)
-    for row in campaigns_of(acting(ctx), e164):
+    for row in campaigns_of(store, e164):
         console.print(json.dumps(row, ensure_ascii=False), highlight=False, markup=False)
     if export_dir is not None:
         files = export_heard(ctx.cfg, rows, export_dir)

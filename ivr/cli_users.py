@@ -11,6 +11,7 @@ import click
 from rich.console import Console
 
 from ivr.errors import IvrError
+from ivr.records.acting import cli_actor
 from ivr.store.sqlite_console import LastAdmin
 from ivr.web_users import (ROLES, check_password, check_role, hash_password, new_token,
                            token_hash)
@@ -93,7 +94,7 @@ def users_add(ctx: Ctx, name: str, role: str) -> None:
         raise IvrError(f"user {name!r} exists already")
     password_hash = hash_password(read_password())
     try:  # another admin may add the same name while this one hashes
-        store.add_user(name, role, password_hash, now())
+        store.add_user(name, role, password_hash, now(), actor=cli_actor())
     except ValueError:
         raise IvrError(f"user {name!r} exists already") from None
     console.print(f"user {name} added ({role})", highlight=False)
@@ -110,7 +111,7 @@ def users_token(ctx: Ctx, name: str) -> None:
         raise IvrError(f"user {name!r} is disabled: enable it first")
     token = new_token()
     try:  # checked again in the store's transaction: another admin may disable NAME now
-        issued = store.add_api_token(name, token_hash(token), now())
+        issued = store.add_api_token(name, token_hash(token), now(), actor=cli_actor())
     except ValueError as exc:
         raise IvrError(str(exc)) from None
     click.echo(token)  # plain stdout, one line, for scripts
@@ -149,7 +150,7 @@ def users_revoke(ctx: Ctx, name: str, token_id: str | None, every: bool) -> None
     known_user(store, name)
     one = None if token_id is None else parse_token_id(token_id, name)
     try:
-        n = store.revoke_api_tokens(name, now(), one)
+        n = store.revoke_api_tokens(name, now(), one, actor=cli_actor())
     except ValueError as exc:
         raise IvrError(str(exc)) from None
     if n == 0 and not every:
@@ -199,7 +200,8 @@ def users_disable(ctx: Ctx, name: str, enable: bool, force: bool) -> None:
         raise IvrError(str(exc)) from None
     if not enable:
         store.revoke_api_tokens(name, now())
-    store.audit("user_enabled" if enable else "user_disabled", None, {"user": name}, now())
+    store.audit("user_enabled" if enable else "user_disabled", None, {"user": name}, now(),
+                actor=cli_actor())
     console.print(f"user {name} {'enabled' if enable else 'disabled'}", highlight=False)
 
 
@@ -222,7 +224,8 @@ def users_role(ctx: Ctx, name: str, role: str, force: bool) -> None:
         raise last_admin(name, "demoting") from None
     except ValueError as exc:
         raise IvrError(str(exc)) from None
-    store.audit("user_role_changed", None, {"user": name, "role": role, "was": was}, now())
+    store.audit("user_role_changed", None, {"user": name, "role": role, "was": was}, now(),
+                actor=cli_actor())
     console.print(f"user {name} is now {role} (was {was})", highlight=False)
 
 
@@ -235,5 +238,5 @@ def users_passwd(ctx: Ctx, name: str) -> None:
     store = ctx.store()
     known_user(store, name)
     store.set_user(name, password_hash=hash_password(read_password()))
-    store.audit("user_password_changed", None, {"user": name}, now())
+    store.audit("user_password_changed", None, {"user": name}, now(), actor=cli_actor())
     console.print(f"password of {name} changed", highlight=False)

@@ -182,3 +182,24 @@ def test_the_group_is_registered_on_the_main_command() -> None:
     out = subprocess.run([sys.executable, "-c", MAIN, "users", "--help"],
                          capture_output=True, text=True, check=True).stdout
     assert "add" in out and "token" in out
+
+
+def test_every_user_command_audits_who_ran_it(cfg: Path, backend: Backend,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each audit row a `users` command writes names the system user behind it, as a rights
+    command's (records/acting.cli_actor): adding a user, issuing and revoking a token, a
+    role, a password, a disable."""
+    monkeypatch.setenv("SUDO_USER", "root-admin")
+    cfg_file = cfg
+    assert invoke(cfg_file, "users", "add", "bot", "--role", "viewer", stdin=PASSWORD)[0] == 0
+    assert invoke(cfg_file, "users", "token", "bot")[0] == 0
+    assert invoke(cfg_file, "users", "revoke", "bot", "--all")[0] == 0
+    assert invoke(cfg_file, "users", "role", "bot", "operator")[0] == 0
+    assert invoke(cfg_file, "users", "passwd", "bot", stdin="another long secret")[0] == 0
+    assert invoke(cfg_file, "users", "disable", "bot")[0] == 0
+    rows = [(r["action"], r["actor"]) for r in backend.open().q(
+        "SELECT action, actor FROM audit ORDER BY id")]
+    assert [a for a, _ in rows] == ["user_added", "api_token_issued", "api_token_revoked",
+                                    "user_role_changed", "user_password_changed",
+                                    "user_disabled"]
+    assert {actor for _, actor in rows} == {"root-admin (cli)"}

@@ -121,9 +121,9 @@ def test_the_id_told_is_the_issued_tokens_even_if_another_is_issued_meanwhile(
     invoke(cfg, "users", "add", "bot", "--role", "operator", stdin=PASSWORD)
     other = backend.open()
     for cls in (ConsoleSQL, PgConsoleSQL):
-        def add(self: Any, user: str, h: str, now: datetime, real: Any = cls.add_api_token
-                ) -> Any:
-            token_id = real(self, user, h, now)
+        def add(self: Any, user: str, h: str, now: datetime, actor: str | None = None,
+                real: Any = cls.add_api_token) -> Any:
+            token_id = real(self, user, h, now, actor)
             real(other, user, web_users.token_hash("another admin's"), now)  # its own link
             return token_id
         monkeypatch.setattr(cls, "add_api_token", add)

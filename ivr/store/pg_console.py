@@ -173,7 +173,8 @@ class PgConsoleSQL(PgCore):
             "COLLATE \"C\"", {"c": campaign})
 
     # -- users and API tokens -------------------------------------------------------------------
-    def add_user(self, name: str, role: str, password_hash: str, now: datetime) -> int:
+    def add_user(self, name: str, role: str, password_hash: str, now: datetime,
+                 actor: str | None = None) -> int:
         check_role(role)
         with self.transaction():  # ON CONFLICT: two admins adding the name at once
             row = self._row("INSERT INTO users (name, role, password_hash, created_at) "
@@ -182,7 +183,7 @@ class PgConsoleSQL(PgCore):
                             {"n": name, "r": role, "h": password_hash, "ts": utc(now)})
             if row is None:
                 raise ValueError(f"user {name!r} exists already: change it with set_user")
-            self._audit("user_added", None, {"user": name, "role": role}, now)
+            self._audit("user_added", None, {"user": name, "role": role}, now, actor)
         return int(row["id"])
 
     def user_by_name(self, name: str) -> Row | None:
@@ -229,7 +230,8 @@ class PgConsoleSQL(PgCore):
         return self._rows("SELECT id, name, role, created_at, disabled FROM users "
                           "ORDER BY name COLLATE \"C\"")
 
-    def add_api_token(self, user_name: str, token_hash: str, now: datetime) -> int:
+    def add_api_token(self, user_name: str, token_hash: str, now: datetime,
+                      actor: str | None = None) -> int:
         """The new token's id: this row's, not the user's latest (another may be issued).
         Refused for a disabled user, its row locked (FOR UPDATE): a disable committed first
         is seen, one waiting for this insert revokes the token after it."""
@@ -240,7 +242,7 @@ class PgConsoleSQL(PgCore):
             row = self._row("INSERT INTO api_tokens (user_id, token_hash, created_at) "
                             "VALUES (%(u)s, %(h)s, %(ts)s) RETURNING id",
                             {"u": user["id"], "h": token_hash, "ts": utc(now)})
-            self._audit("api_token_issued", None, {"user": user_name}, now)
+            self._audit("api_token_issued", None, {"user": user_name}, now, actor)
         return int(row["id"]) if row else 0
 
     def api_tokens(self, user_name: str) -> list[Row]:
@@ -250,7 +252,7 @@ class PgConsoleSQL(PgCore):
                           "WHERE u.name = %(n)s ORDER BY t.id", {"n": user_name})
 
     def revoke_api_tokens(self, user_name: str, now: datetime,
-                          token_id: int | None = None) -> int:
+                          token_id: int | None = None, actor: str | None = None) -> int:
         """Revoke the user's token `token_id`, or all their tokens (None); how many were."""
         with self.transaction():
             user = self._row("SELECT id FROM users WHERE name = %(n)s", {"n": user_name})
@@ -262,7 +264,7 @@ class PgConsoleSQL(PgCore):
                 {"ts": utc(now), "u": user["id"], "t": token_id})
             if n:
                 self._audit("api_token_revoked", None,
-                            {"user": user_name, "token": token_id or "all", "n": n}, now)
+                            {"user": user_name, "token": token_id or "all", "n": n}, now, actor)
             return n
 
     def user_by_token(self, token_hash: str, now: datetime) -> Row | None:

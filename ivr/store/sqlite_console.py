@@ -199,7 +199,8 @@ class ConsoleSQL(SQLiteCore):
             "WHERE b.campaign = ? GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4", (campaign,))
 
     # -- users and API tokens -------------------------------------------------------------------
-    def add_user(self, name: str, role: str, password_hash: str, now: datetime) -> int:
+    def add_user(self, name: str, role: str, password_hash: str, now: datetime,
+                 actor: str | None = None) -> int:
         check_role(role)
         with self.transaction():
             if self._row("SELECT 1 AS x FROM users WHERE name = ?", (name,)):
@@ -207,7 +208,7 @@ class ConsoleSQL(SQLiteCore):
             cur = self.db.execute("INSERT INTO users (name, role, password_hash, created_at) "
                                   "VALUES (?,?,?,?)", (name, role, password_hash, utc(now)))
             user_id = int(cur.lastrowid or 0)
-            self._audit("user_added", None, {"user": name, "role": role}, now)
+            self._audit("user_added", None, {"user": name, "role": role}, now, actor)
         return user_id
 
     def user_by_name(self, name: str) -> Row | None:
@@ -254,7 +255,8 @@ class ConsoleSQL(SQLiteCore):
     def users(self) -> list[Row]:
         return self._rows("SELECT id, name, role, created_at, disabled FROM users ORDER BY name")
 
-    def add_api_token(self, user_name: str, token_hash: str, now: datetime) -> int:
+    def add_api_token(self, user_name: str, token_hash: str, now: datetime,
+                      actor: str | None = None) -> int:
         """The new token's id: this row's, not the user's latest (another may be issued).
         Refused for a disabled user, read under the write lock (BEGIN IMMEDIATE): a disable
         committed before this insert is seen, one after it revokes this token."""
@@ -264,7 +266,7 @@ class ConsoleSQL(SQLiteCore):
             cur = self.db.execute("INSERT INTO api_tokens (user_id, token_hash, created_at) "
                                   "VALUES (?,?,?)", (user["id"], token_hash, utc(now)))
             token_id = int(cur.lastrowid or 0)
-            self._audit("api_token_issued", None, {"user": user_name}, now)
+            self._audit("api_token_issued", None, {"user": user_name}, now, actor)
         return token_id
 
     def api_tokens(self, user_name: str) -> list[Row]:
@@ -274,7 +276,7 @@ class ConsoleSQL(SQLiteCore):
                           "WHERE u.name = ? ORDER BY t.id", (user_name,))
 
     def revoke_api_tokens(self, user_name: str, now: datetime,
-                          token_id: int | None = None) -> int:
+                          token_id: int | None = None, actor: str | None = None) -> int:
         """Revoke the user's token `token_id`, or all their tokens (None); how many were."""
         with self.transaction():
             user = self._row("SELECT id FROM users WHERE name = ?", (user_name,))
@@ -286,7 +288,7 @@ class ConsoleSQL(SQLiteCore):
             if cur.rowcount:
                 self._audit("api_token_revoked", None,
                             {"user": user_name, "token": token_id or "all", "n": cur.rowcount},
-                            now)
+                            now, actor)
             return cur.rowcount
 
     def user_by_token(self, token_hash: str, now: datetime) -> Row | None:
