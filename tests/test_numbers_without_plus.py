@@ -70,3 +70,16 @@ def test_the_comma_form_and_the_semicolon_form_agree(store: Store, tmp_path: Pat
         path.write_text(f"06 12 34 56 78\n06 12 34 56 84 {sep} 06 12 34 56 85\n")
         assert import_optouts(store, path, via="post", default_region="FR", now=NOW)[1] == []
     assert optouts(store) == ["+33612345678", "+33612345684", "+33612345685"]
+
+
+@sqlite_only
+def test_a_second_number_column_is_opposed_too(store: Store, tmp_path: Path) -> None:
+    """number,mobile: the person's two lines object. Only the 'number' column was read: the
+    mobile stayed callable and the import said nothing. A column of ids or dates still adds
+    nothing (_extra_optouts' rule)."""
+    path = tmp_path / "o.csv"
+    path.write_text("ref,number,mobile,date\n12345,06 12 34 56 78,06 12 34 56 79,2026-01-05\n"
+                    "12346,06 12 34 56 80,,2026-01-06\n", encoding="utf-8")
+    added, rejected = import_optouts(store, path, via="post", default_region="FR", now=NOW)
+    assert (added, rejected) == (3, [])
+    assert optouts(store) == ["+33612345678", "+33612345679", "+33612345680"]

@@ -43,7 +43,6 @@ def import_optouts(store: StoreBackend, path: Path, *, via: str, default_region:
         else:
             raise ImportFileError(f"{path.name}: line {first[0]} is neither a header with a "
                                   f"'number' column nor a phone number: add a 'number' header")
-        extra_from = len(first[1]) if rows is records else 1  # the header's width, or 1
         for line, cells in rows:
             raw = cells[col].strip() if col < len(cells) else ""
             number, why = _optout_number(raw, default_region)
@@ -51,8 +50,9 @@ def import_optouts(store: StoreBackend, path: Path, *, via: str, default_region:
             if number is None and not split:
                 reject(line, f"{short(raw)} is not a valid phone number: {why}"
                        if raw else "no number")
+            # every other cell too: a 'mobile' column beside 'number' is the same person's
             numbers = ([number] if number else []) + split + \
-                _extra_optouts(cells[extra_from:], default_region)
+                _extra_optouts(cells[:col] + cells[col + 1:], default_region)
             added += sum(1 for n in numbers if store.add_optout(n, via, now))
     return added, rejected
 
@@ -61,9 +61,9 @@ _BARE_DIGITS = re.compile(r"[0-9][0-9\s.\-/]*")  # digits and separators, no '+'
 
 
 def _extra_optouts(cells: list[str], region: str) -> list[str]:
-    """The numbers in a line's cells past the number's (past the header's columns, or past the
-    first of a plain list) that the opposition form reads as numbers: "+33612345678,
-    +33612345679" on one line is two people objecting. Digits with neither a '+' nor a leading
+    """The numbers in a line's other cells than the number's (another column of the header, such
+    as 'mobile', or past the first of a plain list) that the opposition form reads as numbers:
+    "+33612345678, +33612345679" on one line is two people objecting. Digits with neither a '+' nor a leading
     0 are one only when 11 digits or more in the French plan or the region's country (a
     33199000078 whose '+' a spreadsheet dropped); else a customer id, a SIRET, a postcode
     (12025550123 is an id as often as a number): ignored, as names and dates are."""
