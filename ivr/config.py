@@ -273,6 +273,10 @@ def _build(tp: Any, value: Any, where: str) -> Any:
         if where.endswith(".caller_id") and isinstance(value, (int, float)):
             raise ConfigError(f"{where}: YAML read the number as {value!r}: put it in quotes, "
                               'e.g. "+33162000000"')
+        text = getattr(value, "text", "")
+        if text and text != str(value):  # 0755 read as 493, 0x1F as 31, 1_000 as 1000
+            raise ConfigError(f"{where}: YAML read {text} as the number {value!r}: put it in "
+                              f'quotes, e.g. "{text}"')
         return str(value)
     return value
 
@@ -322,15 +326,53 @@ class _UniqueKeys(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _printable(value: Any, where: str) -> None:
+class _Int(int):
+    """An integer as YAML read it, with the text it was written as: 0755 (octal), 0x1F or 1_000
+    in a text setting became '493', '31', '1000' silently."""
+    text = ""
+
+
+class _Float(float):
+    text = ""
+
+
+def _number(loader: yaml.SafeLoader, node: yaml.ScalarNode, kind: type, base: Any) -> Any:
+    value = kind(base(loader, node))
+    value.text = str(node.value)
+    return value
+
+
+def _timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except (ValueError, OverflowError):  # 2026-02-30: a date YAML recognised, but none
+        raise ConfigError(f"line {node.start_mark.line + 1}: {node.value!r} is not a date: "
+                          "write it as YYYY-MM-DD (2026-03-01)") from None
+
+
+_UniqueKeys.add_constructor("tag:yaml.org,2002:int", lambda lo, n: _number(
+    lo, n, _Int, yaml.SafeLoader.construct_yaml_int))
+_UniqueKeys.add_constructor("tag:yaml.org,2002:float", lambda lo, n: _number(
+    lo, n, _Float, yaml.SafeLoader.construct_yaml_float))
+_UniqueKeys.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+
+
+def _printable(value: Any, where: str, seen: set[int] | None = None) -> None:
     """No NUL and no lone surrogate in any text ("\\0", "\\ud800" escapes): no path, name or
-    file can hold them, and they failed deep inside as tracebacks."""
+    file can hold them, and they failed deep inside as tracebacks. A list or mapping reached
+    twice (a YAML alias) is walked once: `x: &a [*a]` is a loop, and aliases of aliases nine
+    deep make hundreds of millions of paths to the same few lists."""
+    seen = set() if seen is None else seen
+    if isinstance(value, (dict, list)):
+        if id(value) in seen:
+            return
+        seen.add(id(value))
     if isinstance(value, dict):
         for k, v in value.items():
-            _printable(v, f"{where}.{k}" if where else str(k))
+            _printable(v, f"{where}.{k}" if where else str(k), seen)
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            _printable(v, f"{where}[{i}]")
+            _printable(v, f"{where}[{i}]", seen)
     elif isinstance(value, str) and ("\0" in value or any(
             "\ud800" <= c <= "\udfff" for c in value)):
         raise ConfigError(f"{where}: holds a NUL or an invalid character (an escape such as "
