@@ -384,10 +384,11 @@ def report_cmd(ctx: Ctx, fmt: str, campaign: str | None, every: bool) -> None:
 @cli.command("demo")
 @click.option("--web", is_flag=True, help="Then leave the web console running (URL and a "
               "one-time admin password printed).")
-@click.option("--nodes", default=1, show_default=True, help="Sandbox Asterisk nodes (more "
-              "than 1: on the private PostgreSQL).")
-@click.option("--controllers", default=1, show_default=True, help="`ivr run` processes on "
-              "the one campaign (more than 1: on the private PostgreSQL).")
+@click.option("--nodes", default=1, show_default=True, type=click.IntRange(1, 9),
+              help="Sandbox Asterisk nodes (more than 1: on the private PostgreSQL).")
+@click.option("--controllers", default=1, show_default=True, type=click.IntRange(1, 8),
+              help="`ivr run` processes on the one campaign (more than 1: on the private "
+              "PostgreSQL).")
 @pass_ctx
 def demo(ctx: Ctx, web: bool, nodes: int, controllers: int) -> None:
     """Everything on a fresh machine: prompts, sandbox PBX, demo list, a run, the report."""

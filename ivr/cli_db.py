@@ -9,6 +9,7 @@ import json
 
 import click
 
+from ivr.cli_guard import Seconds
 from ivr.config import Config
 
 
@@ -26,7 +27,8 @@ def db() -> None:
 
 
 @db.command("up")
-@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for start.")
+@click.option("--timeout", default=60.0, show_default=True, type=Seconds(),
+              help="Seconds to wait for start.")
 @click.pass_obj
 def db_up(obj, timeout: float) -> None:  # type: ignore[no-untyped-def]
     """Start it (initialised on first use) and create the database `ivr`. Idempotent."""

@@ -90,3 +90,17 @@ def sigterm_as_interrupt(ctx: click.Context) -> None:
         return
     previous = signal.signal(signal.SIGTERM, _sigterm)
     ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
+
+
+class Seconds(click.FloatRange):
+    """A --timeout in seconds within [low, high]: FloatRange lets nan through (no comparison
+    holds), and inf, which later failed as tracebacks (int(nan))."""
+
+    def __init__(self, low: float = 1, high: float = 3600) -> None:
+        super().__init__(low, high)
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if seconds != seconds:  # nan
+            self.fail(f"{value!r} is not in the range {self.min:g}<=x<={self.max:g}.", param, ctx)
+        return seconds

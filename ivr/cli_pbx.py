@@ -9,6 +9,7 @@ import sys
 import click
 from rich.console import Console
 
+from ivr.cli_guard import Seconds
 from ivr.config import Config
 from ivr.errors import IvrError, SandboxError
 
@@ -28,7 +29,8 @@ def pbx() -> None:
 
 
 @pbx.command("up")
-@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for boot.")
+@click.option("--timeout", default=60.0, show_default=True, type=Seconds(),
+              help="Seconds to wait for boot.")
 @click.option("--nodes", default=1, show_default=True,
               help="How many Asterisk instances (AMI on pbx.port, pbx.port + 1, ...).")
 @click.pass_obj

@@ -96,9 +96,11 @@ def consent_show(ctx: Ctx, number: str, export_dir: Path | None) -> None:
     """Proof of consent: one JSON line per consent, refusal or opt-out, with each prompt heard
     (name, sha256, whether its audio is in the prompt archive); then one JSON line per
     campaign the number was part of (source "campaign": its list, basis and status)."""
-    from ivr.prompts.archive import export_heard, heard_prompts
+    from ivr.prompts.archive import export_folder, export_heard, heard_prompts
     from ivr.records.privacy import campaigns_of, consent_proof, normalise_number
     e164 = normalise_number(number, ctx.cfg.default_region)
+    if export_dir is not None:
+        export_folder(export_dir)
     store = acting(ctx)
     rows = consent_proof(store, e164)
     store.audit("consent_viewed", e164, {}, datetime.now(timezone.utc))  # who looked at whom

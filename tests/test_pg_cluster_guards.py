@@ -202,3 +202,31 @@ def test_up_again_after_the_postgres_user_could_not_reach_the_folder(own_dir: Pa
         assert (c.base / "lost+found").is_dir()
     finally:
         c.down()
+
+
+def test_a_start_pg_ctl_gave_up_on_leaves_nothing_running(own_dir: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """pg_ctl -w gives up waiting (a short --timeout, a slow machine) while the server goes on
+    starting: up said "did not start" and left it running on the port. It stops it now."""
+    c = PgCluster(own_dir / "slow", _free_port(55470), fast=True)
+    real = PgCluster._start
+
+    def gave_up(self: PgCluster, timeout_s: float) -> None:
+        real(self, timeout_s)  # started, but told as a failure
+        raise StoreError("PostgreSQL did not start (no output): see the log")
+    monkeypatch.setattr(PgCluster, "_start", gave_up)
+    try:
+        with pytest.raises(StoreError, match="did not start"):
+            c.up()
+        assert not c.status().running
+    finally:
+        c.down()
+
+
+@pytest.mark.parametrize("args", [["db", "up", "--timeout", "-1"], ["db", "up", "--timeout", "0"],
+                                  ["pbx", "up", "--timeout", "nan"], ["pbx", "up", "--timeout", "inf"], ["demo", "--nodes", "0"],
+                                  ["demo", "--controllers", "9"]])
+def test_out_of_range_options_are_refused_before_anything_starts(cfg_file: Path,
+                                                                 args: list[str]) -> None:
+    result = CliRunner().invoke(cli, ["--config", str(cfg_file), *args])
+    assert result.exit_code == 2 and "is not in the range" in result.output, result.output

@@ -199,6 +199,8 @@ def test_consent_show_export_to_a_file_is_one_line(tmp_path: Path,
     assert out.output.splitlines()[-1].endswith(
         f"--export: {tmp_path / 'afile'} is not a directory: give --export a folder you can "
         "write to (it is created if missing)")
+    # refused before the proof is printed: the error is the command's only output
+    assert len(out.output.splitlines()) == 1 and '"call_id"' not in out.output, out.output
 
 
 def test_prune_archives_a_version_before_removing_its_last_copy(tmp_path: Path) -> None:

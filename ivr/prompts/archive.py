@@ -153,13 +153,21 @@ def heard_prompts(cfg: Config, heard: dict[str, str] | Any) -> list[dict[str, An
             for key, sha in sorted(heard.items())]
 
 
+EXPORT_FIX = "give --export a folder you can write to (it is created if missing)"
+
+
+def export_folder(dest: Path) -> None:
+    """--export's folder made or checked, before anything is printed: a file there used to be
+    refused after the proof was already on stdout (exit 1 with the output half done)."""
+    _folder(dest, "--export", EXPORT_FIX)
+
+
 def export_heard(cfg: Config, proof: list[dict[str, Any]], dest: Path) -> list[Path]:
     """Copy the archived audio of every prompt heard in `proof` into dest, as
     <call id>-<prompt>-<sha256>.wav; a prompt missing from the archive is skipped (shown as
     archived: false by `ivr consent show`)."""
     from ivr.prompts.install import atomic_write  # here: install -> manifest -> this module
-    fix = "give --export a folder you can write to (it is created if missing)"
-    _folder(dest, "--export", fix)
+    export_folder(dest)
     out = []
     for row in proof:
         for item in heard_prompts(cfg, row.get("heard_sha256")):
@@ -169,6 +177,6 @@ def export_heard(cfg: Config, proof: list[dict[str, Any]], dest: Path) -> list[P
                     atomic_write(target, audio_path(cfg, item["sha256"]).read_bytes())
                 except OSError as exc:
                     raise PromptError(f"--export: cannot write {target} "
-                                      f"({exc.strerror or exc}): {fix}") from None
+                                      f"({exc.strerror or exc}): {EXPORT_FIX}") from None
                 out.append(target)
     return out

@@ -127,7 +127,11 @@ class PgCluster:
                                  "listening there or set db.port in config.yaml")
             self._prepare()
             self._write_conf()
-            self._start(timeout_s)
+            try:
+                self._start(timeout_s)
+            except StoreError:  # pg_ctl gave up waiting: the server may be up all the same
+                self._stop_quietly()
+                raise
         try:
             self.create_database(DATABASE, exist_ok=True)
         except StoreError:
