@@ -53,3 +53,27 @@ def test_the_readme_webhook_example_is_a_real_event(store: Store) -> None:
     store.finish_answered(call["id"], CallResult(example["outcome"], example["stage"], "1", {},
                                                  choice="consent"), NOW + timedelta(seconds=40))
     assert event(store.call(call["id"])) == example
+
+
+def test_the_readmes_verifier_takes_a_real_signature_and_refuses_the_rest(
+        monkeypatch: Any) -> None:
+    """The receiver's check the README shows, run as written: a missing header (None) or one
+    holding non-ASCII characters made hmac.compare_digest raise (a 500 at the receiver)."""
+    import os
+
+    from ivr.records.webhooks import ENV, sign
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    part = text[text.index("Check the signature on the receiving side"):]
+    found = re.search(r"```python\n(.*?)```", part, re.S)
+    assert found, "README: the verifier is a ```python block after its sentence"
+    key = "k" * 40
+    monkeypatch.setenv(ENV, key)
+    assert os.environb[ENV.encode()] == key.encode()
+    scope: dict[str, Any] = {}
+    exec(found.group(1), scope)  # noqa: S102 (the README's own sample)
+    genuine = scope["genuine"]
+    body = b'{"event": "call.outcome", "call_id": 1}'
+    assert genuine(body, sign(key.encode(), body)) is True
+    assert genuine(body + b" ", sign(key.encode(), body)) is False
+    for header in (None, "", "sha256=é", "sha256=" + "0" * 64, "\udcff"):
+        assert genuine(body, header) is False

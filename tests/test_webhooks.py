@@ -32,7 +32,7 @@ from ivr.telephony.fake_pbx import FakePbx, answer, failed
 from conftest import Backend
 from test_dialer import HASHES, SECRET, add_contacts, fiction, make_cfg
 
-KEY = "webhook-test-secret"
+KEY = "webhook-test-secret-of-32-bytes-or-more"
 NUMBER = "+33199000042"
 
 
@@ -241,9 +241,17 @@ def test_url_without_secret_refuses_the_start(tmp_path: Path,
     assert webhooks.secret(cfg) == KEY.encode()
     # Bytes that are not UTF-8: the environment's own, as a receiver reading os.environb has
     # them (it was a UnicodeEncodeError traceback)
-    monkeypatch.setenv(webhooks.ENV, os.fsdecode(b"s\xffcret-of-the-receiver"))
-    assert webhooks.secret(cfg) == b"s\xffcret-of-the-receiver" == \
+    monkeypatch.setenv(webhooks.ENV, os.fsdecode(b"s\xffcret-of-the-receiver-32-bytes-long"))
+    assert webhooks.secret(cfg) == b"s\xffcret-of-the-receiver-32-bytes-long" == \
         os.environb[webhooks.ENV.encode()]
+    # A short secret is refused, in one line naming the variable (it was taken: 1 byte too)
+    for short in ("a", "x" * 31):
+        monkeypatch.setenv(webhooks.ENV, short)
+        with pytest.raises(ConfigError) as exc:
+            webhooks.secret(cfg)
+        assert str(exc.value) == (f"{webhooks.ENV} is {len(short)} bytes long: use at least "
+                                  "32 (e.g. `openssl rand -hex 32`), and give the receiver the "
+                                  "same")
 
 
 @pytest.mark.parametrize("url, message", [

@@ -1,8 +1,10 @@
 """Outcome webhooks: each attempt's outcome POSTed as JSON to `webhooks.url`, signed.
 
 The receiver checks `X-IVR-Signature: sha256=<hex>`, the HMAC-SHA256 of the body with the
-secret IVR_WEBHOOK_SECRET (environment only). `X-IVR-Delivery` names the event: a retried
-delivery carries the same one, so the receiver can drop duplicates. It is ASCII, as HTTP headers
+secret IVR_WEBHOOK_SECRET (environment only, SECRET_MIN bytes at least). `X-IVR-Delivery` names
+the call's event: a retried delivery carries the same one and the same bytes, so the receiver
+can drop duplicates; a later, different body for the call (an erased call resent, a guessed
+orphan replaced) carries it too, and replaces the earlier one. It is ASCII, as HTTP headers
 are: `<campaign>:<call_id>`, the campaign's name percent-encoded (`delivery_id`).
 
 The run is never slowed: the dialer only puts the attempt's id into a bounded queue
@@ -43,6 +45,7 @@ from ivr.store.workers import in_store_thread
 
 log = logging.getLogger(__name__)
 ENV = "IVR_WEBHOOK_SECRET"
+SECRET_MIN = 32  # bytes, as the opposition key's and the console's secrets
 HEADER = "X-IVR-Signature"
 QUEUE_SIZE = 10_000   # events waiting for delivery; beyond, new ones are dropped (counted)
 WORKERS = 4           # deliveries at once: one slow receiver does not hold every event
@@ -77,7 +80,11 @@ def secret(cfg: Config) -> bytes | None:
                           "receiver checks X-IVR-Signature with")
     # The environment's own bytes (os.environb, as the README's receiver reads them): a secret
     # that is not UTF-8 was a UnicodeEncodeError traceback, and differed from the receiver's.
-    return os.fsencode(value)
+    key = os.fsencode(value)
+    if len(key) < SECRET_MIN:  # a short key is guessed, and every outcome then forged
+        raise ConfigError(f"{ENV} is {len(key)} bytes long: use at least {SECRET_MIN} (e.g. "
+                          "`openssl rand -hex 32`), and give the receiver the same")
+    return key
 
 
 def sign(key: bytes, body: bytes) -> str:
