@@ -139,17 +139,42 @@ def gdpr_erase(ctx: Ctx, number: str, yes: bool) -> None:
     hash). On a terminal, asks first, as the console has the number typed again."""
     from datetime import timedelta
 
+    from ivr.records.erasure_notice import calls_to_tell
     from ivr.records.privacy import erase_warning, gdpr_erase as erase, normalise_number
     cooldown = timedelta(days=ctx.cfg.schedule.refusal_cooldown_days)  # how long a refusal holds
     e164 = normalise_number(number, ctx.cfg.default_region)
     if not yes and on_terminal():
         click.confirm(f"erase everything held about {e164}? This cannot be undone", abort=True)
     store = acting(ctx)
+    told = calls_to_tell(ctx.cfg, store, e164)  # read while the rows still hold the number
     counts = erase(store, e164, now(), cooldown)
     console.print(json.dumps(counts), highlight=False)
     warning = erase_warning(store, ctx.cfg.store.path, counts, e164)
     if warning:
         err_console.print(warning, highlight=False, markup=False, soft_wrap=True)
+    if told and not _told_receiver(ctx, store, told):
+        sys.exit(1)
+
+
+def _told_receiver(ctx: Ctx, store: Any, ids: list[int]) -> bool:
+    """GDPR art. 19: the webhook receiver, which holds these calls' outcomes with the number,
+    is sent them again with the placeholder (records/erasure_notice.py). False, with the line
+    that tells it later, when it could not be."""
+    import asyncio
+
+    from ivr.errors import ConfigError
+    from ivr.records.erasure_notice import failed_line, resend_line, tell
+    try:
+        line = failed_line(ctx.cfg, asyncio.run(tell(ctx.cfg, store, ids)))
+    except ConfigError as exc:
+        line = f"webhooks: the receiver was not told of the erasure ({exc}): " \
+            f"{resend_line(ctx.cfg, ids)}"
+    if line:
+        err_console.print(line, highlight=False, markup=False, soft_wrap=True)
+        return False
+    console.print(f"webhooks: the receiver was told of the erasure of {len(ids)} call(s)",
+                  highlight=False)
+    return True
 
 
 @click.command("purge")

@@ -13,7 +13,9 @@ from fastapi.responses import (FileResponse, JSONResponse, PlainTextResponse, Re
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from ivr.errors import IvrError
 from ivr.records import privacy
+from ivr.records.erasure_notice import calls_to_tell, tell_in_background
 from ivr.web import download, i18n, records, service
 from ivr.web import prompts as prompts_mod
 from ivr.web.segments import choose_coding, from_a_browser
@@ -102,8 +104,13 @@ def erase_number(request: Request, store: Any, number: str, confirm: str) -> dic
     console keeps in memory shows or holds the number again: the overviews (the last calls),
     the preflights (a fiction caller ID check names a number), report.json and report.csv's
     blocks, the live updates' texts, the uploads' rejected lines."""
+    cfg = request.app.state.cfg
+    try:  # the receiver's calls, read while the rows still hold the number (told after)
+        told = calls_to_tell(cfg, store, privacy.normalise_number(number, cfg.default_region))
+    except (ValueError, IvrError):
+        told = []  # a number records.erase refuses, with its own one line
     try:
-        result = records.erase(request.app.state.cfg, store, number, confirm, now())
+        result = records.erase(cfg, store, number, confirm, now())
     finally:
         state = request.app.state
         state.overviews.drop_all()
@@ -112,6 +119,7 @@ def erase_number(request: Request, store: Any, number: str, confirm: str) -> dic
         state.kept_csv.clear()
         state.event_texts.clear()
         drop_rejects(request)
+    tell_in_background(cfg, request.app.state.stores.get, told)  # GDPR art. 19
     warning = erase_warning(request, store, result)
     return {**result, "warning": warning} if warning else result
 
