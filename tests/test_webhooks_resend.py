@@ -218,3 +218,21 @@ def test_the_command_names_the_runs_config(tmp_path: Path) -> None:
     words = shlex.split(asyncio.run(command()))
     assert words == ["ivr", "--config", str(cfg_file), "webhooks", "resend", "--campaign", "b",
                      "--call-id", "7"]
+
+
+def test_a_run_says_at_its_start_how_to_resend_what_a_kill_would_lose(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The queue lives in memory: the resend line at the end is never written when the
+    process is killed (SIGKILL, OOM, power). The start says it, with the run's start time."""
+    async def scenario() -> None:
+        hooks = webhooks.Webhooks("http://127.0.0.1:9/x", KEY.encode(), lambda i: None,
+                                  campaign="utest", config=Path("/etc/ivr/config.yaml"))
+        await hooks.close(grace_s=0)
+    with caplog.at_level(logging.INFO, logger="ivr.records.webhooks"):
+        asyncio.run(scenario())
+    said = [r.getMessage() for r in caplog.records if "if this process is killed" in
+            r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(
+        "webhooks: delivering outcomes; if this process is killed, what was queued is sent "
+        "again with: ivr --config /etc/ivr/config.yaml webhooks resend --campaign utest "
+        "--since 20"), said

@@ -196,6 +196,9 @@ class Webhooks:
         self._client = client(url, timeout_s, transport)
         self._holding: set[int] = set()  # events a worker holds (taken, not yet done)
         self._workers = [asyncio.ensure_future(self._work()) for _ in range(workers)]
+        if workers and campaign is not None:  # a run's: what is queued lives in memory only
+            log.info("webhooks: delivering outcomes; if this process is killed, what was queued "
+                     "is sent again with: %s", self.resend_command([], RESEND_IDS + 1))
 
     # -- the dialer's side: never waits, never raises -----------------------------------------
     def offer(self, call_id: int) -> None:
