@@ -48,3 +48,24 @@ def test_no_subject_hash_once_the_store_holds_nothing_of_the_number(store: Store
     store.audit("consent_viewed", LUC, {}, later)
     assert subjects(store, "gdpr_export") == [None, store.number_hash(LUC)]
     assert subjects(store, "consent_viewed")[-1] == store.number_hash(LUC)
+
+
+def test_the_retention_purge_clears_old_subjects_but_an_objectors(store: Store) -> None:
+    """`ivr purge` deleted a person's data and kept the keyed hash on their old audit rows (an
+    access export, a look-up): a pseudonym of someone the store no longer holds. An old row
+    keeps it for an objector only; a row within the retention period keeps it."""
+    from ivr.records.privacy import purge
+    add_contact(store, MARIE, at=NOW)
+    add_contact(store, LUC, at=NOW)
+    gdpr_export(store, MARIE, NOW)
+    optout_add(store, LUC, "post", NOW, "FR")
+    gdpr_export(store, LUC, NOW)
+    later = NOW + timedelta(days=800)
+    newer = "+33612345682"
+    add_contact(store, newer, at=later - timedelta(days=1))
+    store.audit("consent_viewed", newer, {}, later - timedelta(days=1))  # recent: kept
+    recent = subjects(store, "consent_viewed")
+    assert recent == [store.number_hash(newer)]
+    purge(store, timedelta(days=730), later)
+    assert subjects(store, "gdpr_export") == [None, store.number_hash(LUC)]
+    assert subjects(store, "consent_viewed") == recent

@@ -285,8 +285,10 @@ def purge(store: StoreBackend, older_than: timedelta, now: datetime,
     stays with it); contacts go when both updated_at and their last call are older; opposition
     hashes stay forever, only their clear number is cleared once older. Past runs' rows go
     too: controllers stopped before the cutoff, and snapshots last published before it (not a
-    live controller's), one of each per `ivr run`. Audit rows are kept. Erasure holds go once
-    their kept_until has passed.
+    live controller's), one of each per `ivr run`. Audit rows are kept, but one older than the
+    cutoff keeps its keyed subject_hash only for an objector (the optouts row holds that hash):
+    anyone else's is a pseudonym of a person whose data is gone. Erasure holds go once their
+    kept_until has passed.
     """
     now = _aware(now)
     if older_than <= timedelta(0):

@@ -281,6 +281,10 @@ class PgPrivacySQL(PgReclaim):
             self._exec("DELETE FROM controllers WHERE stopped_at IS NOT NULL AND "
                        "stopped_at::timestamptz < %(cutoff)s::timestamptz", p)
             self._exec(PURGE_PG, holds.purge_params(now))
+            self._exec(  # an old row keeps its keyed subject for an objector only (SQLite's)
+                "UPDATE audit SET subject_hash = NULL WHERE subject_hash IS NOT NULL AND "
+                "at::timestamptz < %(cutoff)s::timestamptz AND NOT EXISTS (SELECT 1 FROM "
+                "optouts o WHERE o.number_hash = audit.subject_hash)", p)
         return {key: counts[key] for key in ("calls", "consents", "contacts",
                                              "optout_numbers_cleared")}
 

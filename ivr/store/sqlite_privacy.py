@@ -417,6 +417,12 @@ class PrivacySQL(SQLiteCore):
             self.db.conn.execute("DELETE FROM controllers WHERE stopped_at IS NOT NULL AND "
                                  "julianday(stopped_at) < julianday(:cutoff)", p)
             self.db.conn.execute(PURGE_SQLITE, holds.purge_params(now))
+            # an old audit row keeps its keyed subject only for an objector (the optouts row
+            # keeps that hash): anyone else's is a pseudonym a brute force reverses
+            self.db.conn.execute(
+                "UPDATE audit SET subject_hash = NULL WHERE subject_hash IS NOT NULL AND "
+                "julianday(at) < julianday(:cutoff) AND NOT EXISTS (SELECT 1 FROM optouts o "
+                "WHERE o.number_hash = audit.subject_hash)", p)
         time.sleep(PURGE_PAUSE_S)  # before the caller's audit row
         return {key: counts[key] for key in ("calls", "consents", "contacts",
                                              "optout_numbers_cleared")}
