@@ -357,3 +357,27 @@ def test_the_console_upload_lists_objection_rejects(tmp_path: Path,
     assert [ln.split(",")[0] for ln in lines[1:]] == ["2", "3"]
     assert "looks like an objection" in lines[1] and "(an objection)" in lines[2]
     assert [n["number"] for n in contacts(web.store)] == ["+33612345680"]
+
+
+def test_an_objection_in_another_cell_takes_a_queued_number_out_of_the_queue(
+        store: Store, tmp_path: Path) -> None:
+    """'Martin (ne plus appeler)' in a name cell rejected the line but left the number an
+    earlier list queued: the person who wrote it was still called by this campaign."""
+    run(store, tmp_path, "number\n0612345601\n0612345602\n")
+    report = run(store, tmp_path, "number,name\n0612345601,Martin (ne plus appeler)\n",
+                 source="list-b")
+    assert [line for line, _ in report.rejected] == [2] and report.withdrawn == 1
+    assert queued(store) == ["+33612345602"]
+
+
+def test_objection_lines_are_listed_past_the_rejects_cap(store: Store, tmp_path: Path) -> None:
+    """Past the first 1,000 rejects the others are only counted: an objection among them was
+    shown nowhere, and the operator could not record it on the opposition list."""
+    from ivr.records.contacts import MAX_LISTED_REJECTS
+    garbage = "".join(f"not-a-number-{i}\n" for i in range(MAX_LISTED_REJECTS + 5))
+    report = run(store, tmp_path, "number,name\n" + garbage + "0612345601,Martin (STOP)\n"
+                 "also-garbage\n")
+    last = MAX_LISTED_REJECTS + 5 + 2
+    assert report.rejected_total == MAX_LISTED_REJECTS + 7
+    assert len(report.rejected) == MAX_LISTED_REJECTS + 1  # the cap, and the objection
+    assert report.rejected[-1][0] == last and "looks like an objection" in report.rejected[-1][1]

@@ -35,6 +35,7 @@ __all__ = ["BATCH", "LATIN1_WARNING", "ImportReport", "PartialImportError", "e16
 
 BATCH = 1000            # distinct numbers per transaction
 MAX_LISTED_REJECTS = 1000  # beyond this only counted: an all-garbage huge file stays bounded
+MAX_LISTED_OBJECTIONS = 100_000  # objection lines are listed past it, up to this (bounded too)
 
 
 def import_csv(store: StoreBackend, path: Path, *, campaign: str, source: str,
@@ -178,9 +179,13 @@ class _Importer:
         self.refused: set[str] = set()  # numbers a line objects to: out of the queue at flush
         self.refused_new: set[str] = set()  # those not yet taken out by a flush
 
-    def reject(self, line: int, reason: str) -> None:
+    def reject(self, line: int, reason: str, objection: bool = False) -> None:
+        """`objection`: a line recording an objection or no consent is listed past the cap
+        (up to MAX_LISTED_OBJECTIONS): the operator records it on the opposition list, which
+        no other campaign's queue escapes, only if it is shown."""
         self.report.rejected_total += 1
-        if len(self.report.rejected) < MAX_LISTED_REJECTS:
+        if len(self.report.rejected) < MAX_LISTED_REJECTS or \
+                objection and len(self.report.rejected) < MAX_LISTED_OBJECTIONS:
             self.report.rejected.append((line, reason))
         elif self.report.rejected_total == MAX_LISTED_REJECTS + 1:
             self.report.warnings.append(f"more than {MAX_LISTED_REJECTS} lines rejected: only "
@@ -206,8 +211,8 @@ class _Importer:
         if refused:  # before any merge: never reaches pending
             return self._refuse(line, raw, refused)
         worded = objection_in_cells(row, self.marks)
-        if worded:
-            return self.reject(line, f"{short(raw)}: {worded}")
+        if worded:  # out of this campaign's queue too, as the same words beside the number
+            return self._refuse(line, raw, worded)
         try:  # strict: no suffix, premium/special or (unless allowed) foreign number
             number = parse_callee(raw, self.region, self.allow)
         except NumberRejected as exc:
@@ -234,7 +239,7 @@ class _Importer:
         if number is not None and number not in self.refused:
             self.refused.add(number)
             self.refused_new.add(number)
-        self.reject(line, f"{short(raw)}: {reason}")
+        self.reject(line, f"{short(raw)}: {reason}", objection=True)
 
     def _zone_ok(self, name: str) -> bool:
         if name in self.zones:

@@ -118,7 +118,8 @@ def objection_in_cells(row: dict[str, str], marks: dict[str, bool]) -> str | Non
     an objection in words ("Martin (ne plus appeler)", "STOP - opposé par courrier"), as the
     same words next to the number do; before, such a line was imported and the person called.
     Not taken for an opposition (a group called "Opposition" is no objection): the operator
-    records it if it is one."""
+    records it if it is one. Its number leaves this campaign's queue if an earlier list put it
+    there (contacts.py `_refuse`): failing safe, one campaign's calls only."""
     for col, value in row.items():
         if col not in marks and col != "timezone" and value and says_objection(value):
             return (f"column {col!r} says {short(value)}, which looks like an objection: not "
