@@ -225,3 +225,19 @@ def test_consent_show_and_gdpr_export_list_every_campaign_of_a_number(
         (A, "list-of-a"), (B, "list-of-b")]
     code, out = invoke(b, "gdpr", "export", "+33199000010")
     assert code == 0 and sorted(r["campaign"] for r in json.loads(out)["campaigns"]) == [A, B]
+
+
+def test_a_shared_list_keeps_its_own_acquisition_date(store: Store, tmp_path: Path) -> None:
+    """A number first imported by another campaign's old list (2019) and then in A's 2026
+    petition: sharing the petition with B recorded 2019, the contact's first list's date, as
+    the petition's provenance in B."""
+    old = tmp_path / "old.csv"
+    old.write_text("number\n+33199000030\n", encoding="utf-8")
+    import_csv(store, old, campaign="campaign-x", source="old-members", basis="member_file",
+               acquired_on="2019-05-01", default_region="FR", now=NOW)
+    imported(store, tmp_path, A, "petition-2026", "+33199000030")  # acquired 2026-01-10
+    assert share_list(store, source="petition-2026", campaign=B, basis="consent", now=NOW,
+                      from_campaign=A) == 1
+    dates = {r["campaign"]: r["acquired_on"] for r in store.q(
+        "SELECT campaign, acquired_on FROM campaign_contacts ORDER BY campaign")}
+    assert dates == {A: "2026-01-10", B: "2026-01-10", "campaign-x": "2019-05-01"}

@@ -232,7 +232,9 @@ class PgContactsSQL(PgCore):
         return self._exec(
             "INSERT INTO campaign_contacts (contact_id, campaign, source, basis, acquired_on, "
             "status, bound_at) SELECT k.id, %(campaign)s, %(source)s, %(basis)s, "
-            "k.acquired_on, CASE WHEN k.status = 'opted_out' OR EXISTS (SELECT 1 FROM "
+            # the list's own date in the origin campaign, not the contact's first list's
+            "COALESCE((SELECT b.acquired_on FROM campaign_contacts b WHERE b.contact_id = k.id "
+            "AND b.campaign = %(origin)s AND b.source = %(source)s), k.acquired_on), CASE WHEN k.status = 'opted_out' OR EXISTS (SELECT 1 FROM "
             "campaign_contacts o WHERE o.contact_id = k.id AND o.campaign = %(origin)s AND "
             "o.status = 'opted_out') THEN 'opted_out' "
             "ELSE 'pending' END, %(ts)s FROM contacts k WHERE EXISTS (SELECT 1 FROM "
