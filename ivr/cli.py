@@ -320,14 +320,23 @@ def _plan_lines(ctx: Ctx, store: Any, out: Any, later: Any) -> tuple[int, int]:
 # on failure dialled 20 more contacts into the refusing trunk each cycle, each one exhausted
 # (README's unit has RestartPreventExitStatus=4).
 EXIT_CARRIER = 4
+# A stop (the operator's, the console's hard stop) that left calls open, the PBX away: its own
+# status too. As 1 it made the unit's Restart=on-failure start the run again 30 s later, which
+# wrote `running` over the console's stop and dialled (RestartPreventExitStatus=4 5).
+EXIT_LEFT_OPEN = 5
 
 
 def _run(ctx: Ctx, store: Any, standby: bool = False, wait: bool = False) -> None:
     from ivr.app import run, run_campaign
     from ivr.campaign.progress import Progress
-    with Progress(console) as progress:
-        run(run_campaign(ctx.cfg, store, on_snapshot=progress.show, standby=standby,
-                         wait=wait))
+    from ivr.campaign.stopping import Interrupted
+    try:
+        with Progress(console) as progress:
+            run(run_campaign(ctx.cfg, store, on_snapshot=progress.show, standby=standby,
+                             wait=wait))
+    except Interrupted as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_LEFT_OPEN)
     final = progress.last  # the report reads the run's final snapshot, nothing else
     assert final is not None and final.stopped
     console.print(f"run {final.stopped_by}: {final.originated} call(s) placed; {final.why}",

@@ -98,6 +98,8 @@ class CampaignRun:
                 self.state.set(paused="")
             p = told(p) if self.wait else p  # --wait: the line says until when (window_wait)
             self.state.planned(p)
+            if not p.due or self.dialer.ready():  # set by _nodes_ready, which ran only with
+                self.state.set(holding="")        # someone due: no stale node line all night
             await self._dial_due(p)
             if self.stop.is_set() or not await self._wait_for_work(p):
                 break
@@ -385,13 +387,17 @@ class CampaignRun:
 
     async def _finish(self) -> RunReport:
         self.dialer.writer.flush()
-        if self.dialer.remote:  # the counts and the last plan off the loop, after the writes
-            await self.dialer.writer.settled()
-            await self.state.count_now()
-        await self._carrier_stopped()
-        if not self.report.why:
-            now = self.clock.now()
-            self.report.why = await self._read_plan(lambda store: self._why_nobody_now(now, store))
+        try:
+            if self.dialer.remote:  # the counts and the last plan off the loop, after the writes
+                await self.dialer.writer.settled()
+                await self.state.count_now()
+            await self._carrier_stopped()
+            if not self.report.why:
+                now = self.clock.now()
+                self.report.why = await self._read_plan(
+                    lambda store: self._why_nobody_now(now, store))
+        except STORE_ERRORS as exc:  # a stop while the store is away is still a stop
+            self.report.why = self.report.why or f"store unavailable: {_one_line(exc)}"
         self.report.paused = self.report.paused or self.dialer.writer.last_problem
         self.state.finish(self.report.stopped_by, self.report.why, self.report.paused)
         return self.report
@@ -420,6 +426,10 @@ class CampaignRun:
     def _why_nobody_now(self, now: datetime, store: Store) -> str:
         """The final plan's one line (read as every plan is: _read_plan)."""
         return why_nobody(store, plan(self.cfg, store, now), self.cfg.campaign.name)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _plan_reader(store: Store) -> PlanReader | None:

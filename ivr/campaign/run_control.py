@@ -201,7 +201,8 @@ class RunControl:
         then joins the pause. Alone, starting is the operator's explicit start (a paused, then
         stopped, single controller is not stuck); a stop is replaced by running as before."""
         row = self.store.run_control(self.campaign)
-        if row and row["desired"] == "paused" and self._others_live():
+        # a row saving the pacing alone says paused with no updated_at: nobody pressed Pause
+        if row and row["desired"] == "paused" and row.get("updated_at") and self._others_live():
             log.warning("campaign %s is paused in the console%s: this run stays paused too; "
                         "resume it there", self.campaign, f" (by {row['updated_by']})"
                         if row.get("updated_by") else "")
@@ -242,8 +243,11 @@ class RunControl:
     async def watch(self) -> None:
         """Read the run control and publish the latest snapshot, until cancelled."""
         while True:
-            await self.read()
-            await self.publish()
+            try:
+                await self.read()
+                await self.publish()
+            except Exception:  # noqa: BLE001 - dead, it would leave Stop and Pause unheard
+                log.exception("run control: reading or publishing failed; trying again")
             await self.clock.sleep(self.poll_s)
 
     async def read(self) -> None:
