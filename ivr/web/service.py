@@ -126,6 +126,8 @@ def _progress(rep: dict[str, Any], rate_per_min: float) -> tuple[float | None, f
     total = sum(contacts.values())
     pending = contacts.get("pending", 0)
     pct = round(100.0 * (total - pending) / total, 1) if total else None
+    if pct is not None and pending:  # 1 left of 20,000 rounded to 100.0 beside an ETA
+        pct = min(pct, 99.9)
     eta = round(60.0 * pending / rate_per_min) if rate_per_min > 0 and pending else None
     return pct, eta
 
