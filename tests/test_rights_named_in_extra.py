@@ -88,9 +88,31 @@ def test_an_erasure_refused_for_another_place_leaves_the_cells_as_they_were(
         store: Store, tmp_path: Path) -> None:
     imported(store, tmp_path)
     before = extras(store)
-    add_contact(store, "+33612345690", at=NOW, name=f"copy of {JEAN}")  # no rule covers it
-    with pytest.raises(IvrError, match="nothing changed: the number is also in contacts.name"):
+    # no rule covers a list's name (a contact's name has one now: its number's text goes)
+    add_contact(store, "+33612345690", at=NOW, source=f"copy of {JEAN}")
+    with pytest.raises(IvrError, match="nothing changed: the number is also in contacts.source"):
         gdpr_erase(store, JEAN, NOW)
     assert {k: v for k, v in extras(store).items() if k in before} == before
     assert store.one("SELECT COUNT(*) AS n FROM contacts WHERE number = ?",
                      (JEAN,))["n"] == 1  # type: ignore[index]
+
+
+@pytest.mark.parametrize("written", ["06 12 34 56 78", "+33612345678"])
+def test_a_number_in_another_contacts_name_is_shown_and_erased(
+        store: Store, tmp_path: Path, written: str) -> None:
+    """Jean's number in Paul's name cell: in national form the erasure reported success and
+    left it (only extra was searched for national forms), in E.164 form it stopped every
+    erasure of Jean for good ("that data needs its own erasure rule"). The number's own text
+    goes now; Paul's name stays his."""
+    path = tmp_path / "list.csv"
+    path.write_text(f"number,name\n0612345678,Jeanne\n0698765432,Paul (fils de Jeanne {written})\n"
+                    "0698765433,Marc\n", encoding="utf-8")
+    import_csv(store, path, campaign="c1", source="L", basis="consent",
+               acquired_on="2026-01-01", default_region="FR", now=NOW)
+    assert gdpr_export(store, JEAN, NOW)["named_in_other_contacts"] == [
+        {"column": "name", "value": written}]
+    counts = gdpr_erase(store, JEAN, NOW)
+    assert (counts["contacts"], counts["extra_cells_cleared"]) == (1, 1)
+    assert [r["name"] for r in store.q("SELECT name FROM contacts ORDER BY id")] == [
+        "Paul (fils de Jeanne [effacé])", "Marc"]
+    assert store.places_holding(JEAN) == []

@@ -82,8 +82,10 @@ BASE: dict[str, dict[str, object]] = {
     "calls": {"number": "+33199000010", "attempt": 1, "campaign": "demo", "started_at": "x"},
     "consents": {"kind": "consent", "at": "x"},
 }
+# contacts.name has an erasure rule of its own (the number's text goes, the name stays:
+# test_rights_named_in_extra), so a copy there no longer stops the erasure
 BIG_COLUMNS = [(t, c) for t in BASE for c in __import__(
-    "ivr.store.sqlite_privacy", fromlist=["SCANS"]).SCANS[t][1]]
+    "ivr.store.sqlite_privacy", fromlist=["SCANS"]).SCANS[t][1] if (t, c) != ("contacts", "name")]
 
 
 def crowded_store() -> Store:

@@ -18,7 +18,8 @@ from ivr.store.base import Row, utc
 from ivr.store.erasure_holds import PURGE_PG
 from ivr.store.pg_reclaim import PgReclaim
 from ivr.store.sqlite_privacy import SCANS as SQLITE_SCANS
-from ivr.store.sqlite_privacy import extra_probes, extra_without, named_in, naming_rows
+from ivr.store.sqlite_privacy import (extra_probes, extra_without, name_without, named_in,
+                                      naming_columns, naming_rows)
 
 
 def _pg(sql: str) -> str:
@@ -112,8 +113,9 @@ KNOWN_COLUMNS = {t: {*SQLITE_SCANS[t][1], *SQLITE_SCANS[t][2]} for t in BIG_SCAN
 
 # Other contacts' extra cells naming a person, narrowed by its last three digits or its last
 # four as two pairs (twin of sqlite_privacy.EXTRA_NARROWING, which says why).
-EXTRA_NARROWING = ("SELECT id, number, extra FROM contacts WHERE extra LIKE %(like)s OR "
-                   "strpos(extra, %(d3)s) > 0 ORDER BY id")
+EXTRA_NARROWING = ("SELECT id, number, extra, name FROM contacts WHERE extra LIKE %(like)s OR "
+                   "strpos(extra, %(d3)s) > 0 OR name LIKE %(like)s OR strpos(name, %(d3)s) > 0 "
+                   "ORDER BY id")
 
 class PgPrivacySQL(PgReclaim):
     def consents_of(self, number: str) -> list[Row]:
@@ -213,6 +215,10 @@ class PgPrivacySQL(PgReclaim):
                     "UPDATE contacts SET extra = %(x)s WHERE id = %(id)s AND extra = %(old)s",
                     {"x": extra_without(r["extra"], r["cells"], number), "id": r["id"],
                      "old": r["extra"]})
+            if r["number"] != number and r["in_name"]:  # another contact's name cell
+                cells += self._exec(
+                    "UPDATE contacts SET name = %(x)s WHERE id = %(id)s AND name = %(old)s",
+                    {"x": name_without(r["name"], number), "id": r["id"], "old": r["name"]})
         # After the calls: a contact still referenced by a call cannot be deleted.
         self._exec("DELETE FROM campaign_contacts WHERE contact_id = ANY(ARRAY("
                    "SELECT id FROM contacts WHERE number = %(n)s))", p)
@@ -255,7 +261,7 @@ class PgPrivacySQL(PgReclaim):
         present = {r["t"] for r in self._rows(  # a table of a later migration may not be
             "SELECT tablename AS t FROM pg_tables WHERE schemaname = current_schema()")}
         # An extra cell in national form too: the statements above see E.164 text only.
-        extra = {"contacts": {"extra"}} if self.extra_naming(number) else {}
+        extra = {"contacts": naming_columns(self.extra_naming(number))}
         return [f"{table}.{column}" for table, sql in SCANNED_TABLES.items() if table in present
                 for column in self._columns_matching(sql, p, pattern, extra.get(table, set()))]
 

@@ -185,8 +185,8 @@ SCANS: dict[str, Scan] = {
 # ("+33 612 345 678", "0612 345 678", "06 12 34 56 78") keeps one of them whole. A pass over
 # contacts (no index holds a national form), which a rare, deliberate erasure or access
 # request affords (~50 ms per 300,000). Python then keeps the cells that write the number.
-EXTRA_NARROWING = ("SELECT id, number, extra FROM contacts WHERE extra GLOB :glob OR "
-                   "instr(extra, :d3) > 0 ORDER BY id")
+EXTRA_NARROWING = ("SELECT id, number, extra, name FROM contacts WHERE extra GLOB :glob OR "
+                   "instr(extra, :d3) > 0 OR name GLOB :glob OR instr(name, :d3) > 0 ORDER BY id")
 ERASED_MARK = "[effacé]"  # what stays of the person in a cell that names someone else too
 _PART = re.compile(r"[^,;|\n]+")  # one person's part of a cell: "Jean 06…, Marie 06…"
 _LEFTOVER = re.compile(r"[\s,;|.\-/()]*")
@@ -229,6 +229,16 @@ def cell_without(text: str, number: str) -> str | None:
     return None if _LEFTOVER.fullmatch(out.replace(ERASED_MARK, "")) else out
 
 
+def name_without(text: str, number: str) -> str | None:
+    """Another contact's name cell without the number's own text ("Paul (fils de Jeanne
+    [effacé])"): the words around it are that contact's own name, kept. None when nothing but
+    the mark is left."""
+    out = text
+    for a, b in sorted(number_spans(text, number), reverse=True):
+        out = out[:a] + ERASED_MARK + out[b:]
+    return None if _LEFTOVER.fullmatch(out.replace(ERASED_MARK, "")) else out
+
+
 def _parts(text: str) -> list[tuple[int, int]]:
     """(start, end) of each part of a cell between separators, its spaces left out."""
     return [(m.start() + len(m.group()) - len(m.group().lstrip()),
@@ -248,13 +258,15 @@ def extra_without(extra: str, columns: dict[str, Any], number: str) -> str:
 
 
 def naming_rows(rows: list[dict[str, Any]], number: str) -> list[dict[str, Any]]:
-    """Of the narrowed rows (id, number, extra), those whose extra names `number`, each with
-    `cells` added (cells_naming: column -> value, or None)."""
+    """Of the narrowed rows (id, number, extra, name), those whose extra or name names
+    `number`, each with `cells` (cells_naming: column -> value, or None) and `in_name` (the
+    name cell writes it: "Paul (fils de Jeanne 06 12 34 56 78)") added."""
     out = []
     for row in rows:
         cells = cells_naming(row["extra"], number)
-        if cells is None or cells:
-            out.append({**row, "cells": cells})
+        in_name = bool(row.get("name")) and names_number(str(row["name"]), number)
+        if cells is None or cells or in_name:
+            out.append({**row, "cells": cells, "in_name": in_name})
     return out
 
 
@@ -262,8 +274,16 @@ def named_in(rows: list[dict[str, Any]], number: str) -> list[dict[str, Any]]:
     """What the access request shows of other contacts' rows: under each column's name, only
     the text writing the person's number (not a name or number beside it: another person's)."""
     return [{"column": column, "value": str(value)[a:b]} for row in rows
-            if row["number"] != number for column, value in (row["cells"] or {}).items()
+            if row["number"] != number for column, value in [
+                *(row["cells"] or {}).items(), *([("name", row["name"])] if row["in_name"]
+                                                 else [])]
             for a, b in number_spans(str(value), number)]
+
+
+def naming_columns(rows: list[dict[str, Any]]) -> set[str]:
+    """The contacts columns the narrowed rows still write the number in (the scan's)."""
+    return {"extra" for r in rows if r["cells"] is None or r["cells"]} | \
+        {"name" for r in rows if r["in_name"]}
 
 
 class PrivacySQL(SQLiteCore):
@@ -354,6 +374,10 @@ class PrivacySQL(SQLiteCore):
                 cells += len(r["cells"]) * conn.execute(
                     "UPDATE contacts SET extra = ? WHERE id = ? AND extra = ?",
                     (extra_without(r["extra"], r["cells"], number), r["id"], r["extra"])).rowcount
+            if r["number"] != number and r["in_name"]:  # another contact's name cell
+                cells += conn.execute(
+                    "UPDATE contacts SET name = ? WHERE id = ? AND name = ?",
+                    (name_without(r["name"], number), r["id"], r["name"])).rowcount
         # After the calls: with foreign_keys=ON a contact still referenced cannot be deleted.
         conn.execute("DELETE FROM campaign_contacts WHERE contact_id IN "
                      "(SELECT id FROM contacts WHERE number = :n)", p)
@@ -390,7 +414,7 @@ class PrivacySQL(SQLiteCore):
         present = {r["name"] for r in self._rows(  # a table of a later migration may not be
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
         # An extra cell in national form too: the statements above see E.164 text only.
-        extra = {"contacts": {"extra"}} if self.extra_naming(number) else {}
+        extra = {"contacts": naming_columns(self.extra_naming(number))}
         return [f"{table}.{column}" for table, (sql, searched, _) in SCANS.items()
                 if table in present for column in self._columns_matching(
                     sql, p, searched, pattern, extra.get(table, set()))]
