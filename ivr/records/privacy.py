@@ -29,7 +29,7 @@ and +590 9… forms: line_forms):
   (named_in_other_contacts), nothing else of that row (a name or number beside it may be
   another person's). Another contact's name cell writing the number ("Paul (fils de Jeanne
   06 12 34 56 78)") loses the number's own text only: the words around it are that
-  contact's own name (store/sqlite_privacy.name_without).
+  contact's own name (store/other_cells.name_without).
 - optouts row: kept with its number_hash (the opposition survives), clear number set NULL.
   Erasure does not add an opposition: someone who never objected leaves no hash there.
 - audit rows: kept (accountability: they prove the request was handled); their keyed

@@ -18,8 +18,8 @@ from ivr.store.base import Row, utc
 from ivr.store.erasure_holds import PURGE_PG
 from ivr.store.pg_reclaim import PgReclaim
 from ivr.store.sqlite_privacy import SCANS as SQLITE_SCANS
-from ivr.store.sqlite_privacy import (extra_probes, extra_without, name_without, named_in,
-                                      naming_columns, naming_rows)
+from ivr.store.other_cells import (extra_probes, extra_without, name_without, named_in,
+                                   naming_columns, naming_rows)
 
 
 def _pg(sql: str) -> str:

@@ -13,10 +13,11 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from ivr.numbers import names_number, number_spans
 from ivr.store import erasure_holds as holds
 from ivr.store.base import Row, utc
 from ivr.store.erasure_holds import PURGE_SQLITE
+from ivr.store.other_cells import (extra_probes, extra_without, name_without, named_in,
+                                   naming_columns, naming_rows)
 from ivr.store.sqlite_core import SQLiteCore
 
 # The retention purge, by chunks of ids (after, upto], in this order: old consents first (a
@@ -176,10 +177,7 @@ SCANS: dict[str, Scan] = {
 }
 
 
-# Other contacts' extra cells naming a person: a list's "parrain" or "conjoint" column holds
-# another person's number, often in national form (06 12 34 56 78), which the E.164 scan above
-# does not see. The access request exports the number's text in these cells, the erasure
-# removes it, the scan after it looks for it again (both backends: pg_privacy imports these).
+# Other contacts' cells naming a person (store/other_cells.py: a "parrain" column, a name).
 # The rows are first narrowed in SQL by the number's last three digits in a row, or its last
 # four as two pairs around one separator (the French grouping "56 78"): every common grouping
 # ("+33 612 345 678", "0612 345 678", "06 12 34 56 78") keeps one of them whole. A pass over
@@ -187,103 +185,6 @@ SCANS: dict[str, Scan] = {
 # request affords (~50 ms per 300,000). Python then keeps the cells that write the number.
 EXTRA_NARROWING = ("SELECT id, number, extra, name FROM contacts WHERE extra GLOB :glob OR "
                    "instr(extra, :d3) > 0 OR name GLOB :glob OR instr(name, :d3) > 0 ORDER BY id")
-ERASED_MARK = "[effacé]"  # what stays of the person in a cell that names someone else too
-_PART = re.compile(r"[^,;|\n]+")  # one person's part of a cell: "Jean 06…, Marie 06…"
-_LEFTOVER = re.compile(r"[\s,;|.\-/()]*")
-
-
-def extra_probes(number: str) -> dict[str, str]:
-    """The SQL narrowing's parameters: the last three digits (d3), and the two pairs around
-    any one character as a GLOB (glob) and a LIKE (like) pattern."""
-    head, tail = number[-4:-2], number[-2:]
-    return {"d3": number[-3:], "glob": f"*{head}?{tail}*", "like": f"%{head}_{tail}%"}
-
-
-def cells_naming(extra: str | None, number: str) -> dict[str, Any] | None:
-    """The cells (column -> value) of one contact's extra JSON that write `number`; None for a
-    text that is not a JSON object but writes it (no cell to remove: the scan reports it)."""
-    try:
-        cells = json.loads(extra) if extra else {}
-    except json.JSONDecodeError:
-        cells = None
-    if not isinstance(cells, dict):
-        return None if extra and names_number(extra, number) else {}
-    return {k: v for k, v in cells.items() if isinstance(v, (str, int, float))
-            and not isinstance(v, bool) and names_number(str(v), number)}
-
-
-def cell_without(text: str, number: str) -> str | None:
-    """The cell without the person: each part of it (between ',', ';', '|' or line breaks)
-    writing the number becomes ERASED_MARK, the name beside it included; a part holding other
-    digits too (another person's number) loses only the number's own text. None when nothing
-    but marks and separators is left: the column is then removed."""
-    spans = number_spans(text, number)
-    cuts = [s for s in spans if not any(a <= s[0] and s[1] <= b for a, b in _parts(text))]
-    for a, b in _parts(text):
-        inside = [s for s in spans if a <= s[0] and s[1] <= b]
-        rest = [text[i] for i in range(a, b) if not any(x <= i < y for x, y in inside)]
-        cuts += inside if any(c.isdigit() for c in rest) else [(a, b)] if inside else []
-    out = text
-    for a, b in sorted(cuts, reverse=True):
-        out = out[:a] + ERASED_MARK + out[b:]
-    return None if _LEFTOVER.fullmatch(out.replace(ERASED_MARK, "")) else out
-
-
-def name_without(text: str, number: str) -> str | None:
-    """Another contact's name cell without the number's own text ("Paul (fils de Jeanne
-    [effacé])"): the words around it are that contact's own name, kept. None when nothing but
-    the mark is left."""
-    out = text
-    for a, b in sorted(number_spans(text, number), reverse=True):
-        out = out[:a] + ERASED_MARK + out[b:]
-    return None if _LEFTOVER.fullmatch(out.replace(ERASED_MARK, "")) else out
-
-
-def _parts(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each part of a cell between separators, its spaces left out."""
-    return [(m.start() + len(m.group()) - len(m.group().lstrip()),
-             m.end() - len(m.group()) + len(m.group().rstrip())) for m in _PART.finditer(text)]
-
-
-def extra_without(extra: str, columns: dict[str, Any], number: str) -> str:
-    """The extra JSON text (as an import writes it) without the number in these columns."""
-    cells = json.loads(extra)
-    for column, value in columns.items():
-        kept = cell_without(str(value), number)
-        if kept is None:
-            del cells[column]
-        else:
-            cells[column] = kept
-    return json.dumps(cells, ensure_ascii=False)
-
-
-def naming_rows(rows: list[dict[str, Any]], number: str) -> list[dict[str, Any]]:
-    """Of the narrowed rows (id, number, extra, name), those whose extra or name names
-    `number`, each with `cells` (cells_naming: column -> value, or None) and `in_name` (the
-    name cell writes it: "Paul (fils de Jeanne 06 12 34 56 78)") added."""
-    out = []
-    for row in rows:
-        cells = cells_naming(row["extra"], number)
-        in_name = bool(row.get("name")) and names_number(str(row["name"]), number)
-        if cells is None or cells or in_name:
-            out.append({**row, "cells": cells, "in_name": in_name})
-    return out
-
-
-def named_in(rows: list[dict[str, Any]], number: str) -> list[dict[str, Any]]:
-    """What the access request shows of other contacts' rows: under each column's name, only
-    the text writing the person's number (not a name or number beside it: another person's)."""
-    return [{"column": column, "value": str(value)[a:b]} for row in rows
-            if row["number"] != number for column, value in [
-                *(row["cells"] or {}).items(), *([("name", row["name"])] if row["in_name"]
-                                                 else [])]
-            for a, b in number_spans(str(value), number)]
-
-
-def naming_columns(rows: list[dict[str, Any]]) -> set[str]:
-    """The contacts columns the narrowed rows still write the number in (the scan's)."""
-    return {"extra" for r in rows if r["cells"] is None or r["cells"]} | \
-        {"name" for r in rows if r["in_name"]}
 
 
 class PrivacySQL(SQLiteCore):
