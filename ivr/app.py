@@ -294,10 +294,12 @@ async def run_campaign(cfg: Config, store: Store, *,
                        clock: Clock | None = None, stop: asyncio.Event | None = None,
                        node: PbxNode | Sequence[PbxNode] | None = None,
                        hashes: dict[str, str] | None = None, standby: bool = False,
-                       wait: bool = False) -> tuple[campaign_run.RunReport, Any]:
+                       wait: bool = False, resume: bool = False
+                       ) -> tuple[campaign_run.RunReport, Any]:
     """One run: the controller, its RunState (snapshots to `on_snapshot`), the run loop;
     `standby`: no call before the web console's Start (campaign/run_control.py); `wait`: for
-    the next allowed time when nobody can be called now (campaign/window_wait.py).
+    the next allowed time when nobody can be called now (campaign/window_wait.py); `resume`:
+    start over the console's pause (without it the run joins it).
     The store is held for the campaign for the whole run (first: a second run of the campaign
     is refused before it touches the PBX, whose live calls it would otherwise adopt and wait
     for forever; another campaign's run may share the store)."""
@@ -305,15 +307,15 @@ async def run_campaign(cfg: Config, store: Store, *,
     with store.hold_run(RunOwner.this_process(utcnow()), cfg.campaign.name):
         async with webhooks.running(cfg, store) as hooks:  # refused here without its secret
             return await _run_campaign(cfg, store, on_tick, on_snapshot, clock, stop, node,
-                                       hashes, standby, hooks, wait)
+                                       hashes, standby, hooks, wait, resume)
 
 
 async def _run_campaign(cfg: Config, store: Store, on_tick: Callable[[Controller], None],
                         on_snapshot: Callable[[Snapshot], None] | None, clock: Clock,
                         stop: asyncio.Event | None, node: PbxNode | Sequence[PbxNode] | None,
                         hashes: dict[str, str] | None, standby: bool = False,
-                        hooks: webhooks.Webhooks | None = None, wait: bool = False
-                        ) -> tuple[campaign_run.RunReport, Any]:
+                        hooks: webhooks.Webhooks | None = None, wait: bool = False,
+                        resume: bool = False) -> tuple[campaign_run.RunReport, Any]:
     # each outcome to webhooks.url, the start's reconciliation's too; offer() never waits
     ctl = await start(cfg, store, clock, node=node, hashes=hashes,
                       on_settled=[hooks.offer] if hooks is not None else [])
@@ -331,7 +333,7 @@ async def _run_campaign(cfg: Config, store: Store, on_tick: Callable[[Controller
     try:
         task = asyncio.ensure_future(campaign_run.run(
             cfg, store, ctl.dialer, clock, stopper.stop, stopper.hard, state,
-            on_tick=lambda: on_tick(ctl), standby=standby, wait=wait))
+            on_tick=lambda: on_tick(ctl), standby=standby, wait=wait, resume=resume))
         report = await stopper.until_done(task)
         left = ctl.dialer.in_flight()
         if left:  # a hard stop gave up on them (PBX away): not a clean end

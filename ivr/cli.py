@@ -255,10 +255,12 @@ def check(ctx: Ctx) -> None:
 @cli.command("run")
 @click.option("--dry-run", is_flag=True, help="Show who would be called now, and who not, why.")
 @click.option("--standby", is_flag=True, help="Dial nobody until Start in the web console.")
+@click.option("--resume", is_flag=True, help="Start even though the web console paused the "
+              "campaign (without it, the run joins that pause).")
 @click.option("--wait", is_flag=True, help="When nobody can be called now (outside the calling "
               "window), wait for the next allowed time instead of ending (a service's run).")
 @pass_ctx
-def run_cmd(ctx: Ctx, dry_run: bool, standby: bool, wait: bool) -> None:
+def run_cmd(ctx: Ctx, dry_run: bool, standby: bool, wait: bool, resume: bool) -> None:
     """Call the due contacts: pacing, retries, calling rules; Ctrl-C stops gracefully."""
     from ivr.compliance.campaign_check import raise_on_errors
     store = ctx.store(busy_timeout_s=0.5, serving=True)  # locked: the run pauses, not the loop
@@ -272,7 +274,7 @@ def run_cmd(ctx: Ctx, dry_run: bool, standby: bool, wait: bool) -> None:
         return
     from ivr.records.run_audit import audit_run_start
     audit_run_start(ctx.cfg, store, violations, now())
-    _run(ctx, store, standby, wait)
+    _run(ctx, store, standby, wait, resume)
 
 
 def _dry_run(ctx: Ctx, store: Any) -> None:
@@ -326,14 +328,15 @@ EXIT_CARRIER = 4
 EXIT_LEFT_OPEN = 5
 
 
-def _run(ctx: Ctx, store: Any, standby: bool = False, wait: bool = False) -> None:
+def _run(ctx: Ctx, store: Any, standby: bool = False, wait: bool = False,
+         resume: bool = False) -> None:
     from ivr.app import run, run_campaign
     from ivr.campaign.progress import Progress
     from ivr.campaign.stopping import Interrupted
     try:
         with Progress(console) as progress:
             run(run_campaign(ctx.cfg, store, on_snapshot=progress.show, standby=standby,
-                             wait=wait))
+                             wait=wait, resume=resume))
     except Interrupted as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_LEFT_OPEN)

@@ -83,7 +83,6 @@ def test_a_row_of_pacing_alone_is_no_pause_to_join(tmp_path: Path,
     # the console: pacing saved (5 calls at most), no Start, Pause or Stop ever pressed
     service.pacing(cfg, store, "utest", "5", "", "alice", datetime.now(timezone.utc))
     assert service.desired_set(store.run_control("utest")) is None
-    monkeypatch.setattr(run_control.RunControl, "_others_live", lambda self: True)
 
     async def begin() -> bool:
         clock = Clock()

@@ -1,7 +1,9 @@
 """A run that starts while the console has paused its campaign (ivr/campaign/run_control.py,
-RunControl.begin): beside another live controller of the campaign it joins the pause (before:
-it wrote `running` and every paused controller dialled again); alone, it is the operator's
-explicit start and writes `running`, as does any start over a stop. Both backends."""
+RunControl.begin) joins the pause: beside another live controller (before: it wrote `running`
+and every paused controller dialled again), and alone too (before: a paused controller that
+crashed and was restarted by its service manager dialled the calls the console had paused).
+`ivr run --resume` is the operator's explicit start over it; any start over a stop writes
+`running`. Both backends."""
 from __future__ import annotations
 
 import asyncio
@@ -27,7 +29,8 @@ def fast_poll(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(run_control, "POLL_S", 0.1)
 
 
-def begin(backend: Backend, me: str = "ctl-b") -> tuple[RunControl, Any]:
+def begin(backend: Backend, me: str = "ctl-b", resume: bool = False
+          ) -> tuple[RunControl, Any]:
     """A CLI start (not standby) of controller `me`, registered as hold_run does; the row."""
     store = backend.open()
     register(store, me, CAMPAIGN)
@@ -35,7 +38,7 @@ def begin(backend: Backend, me: str = "ctl-b") -> tuple[RunControl, Any]:
     clock = Clock()
     control = RunControl(make_cfg(backend), store, clock, asyncio.Event(), asyncio.Event(),
                          RunState(CAMPAIGN, store, clock, max_concurrent=2))
-    asyncio.run(control.begin(False))
+    asyncio.run(control.begin(False, resume))
     return control, backend.open().run_control(CAMPAIGN)
 
 
@@ -53,13 +56,13 @@ def test_a_run_joining_a_paused_live_controller_stays_paused(
 
 
 @pytest.mark.parametrize("other", ["none", "stopped", "other_campaign"])
-def test_a_run_alone_over_a_pause_is_the_operators_start(backend: Backend, other: str) -> None:
+def test_a_run_alone_over_a_pause_joins_it_unless_resumed(backend: Backend, other: str) -> None:
     _alone_over_a_pause(backend, other)
 
 
 # SQLite keeps no lease (one run per campaign, its run lock): an expired one is PostgreSQL's
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
-def test_a_run_beside_an_expired_lease_is_the_operators_start(backend: Backend) -> None:
+def test_a_run_beside_an_expired_lease_joins_it_unless_resumed(backend: Backend) -> None:
     _alone_over_a_pause(backend, "expired")
 
 
@@ -69,7 +72,10 @@ def _alone_over_a_pause(backend: Backend, other: str) -> None:
         register(seed, "ctl-a", "other-campaign" if other == "other_campaign" else CAMPAIGN,
                  stopped=other == "stopped", beat_age_s=60 if other == "expired" else 0)
     say(backend, desired="paused")
-    control, row = begin(backend)
+    control, row = begin(backend)  # a restart by the service manager, or a plain start
+    assert control.paused
+    assert (row["desired"], row["updated_by"]) == ("paused", "alice")
+    control, row = begin(backend, "ctl-c", resume=True)  # `ivr run --resume`
     assert not control.paused
     assert (row["desired"], row["updated_by"]) == ("running", "cli")
 

@@ -446,10 +446,11 @@ def _plan_reader(store: Store) -> PlanReader | None:
 async def run(cfg: Config, store: Store, dialer: Dialer, clock: Clock, stop: asyncio.Event,
               hard_stop: asyncio.Event, state: RunState | None = None,
               on_tick: Callable[[], None] = lambda: None, standby: bool = False,
-              wait: bool = False) -> RunReport:
+              wait: bool = False, resume: bool = False) -> RunReport:
     """Run the campaign until nobody is due any more or the operator stops it (Ctrl-C or
     the console). `standby`: dial nothing before the console's Start; `wait`: when nobody
-    can be called now but somebody later, wait for then instead of ending."""
+    can be called now but somebody later, wait for then instead of ending; `resume`: start
+    over the console's pause (RunControl.begin)."""
     state = state or RunState(cfg.campaign.name, store, clock,
                               max_concurrent=cfg.dialer.max_concurrent,
                               nodes=dialer.node_snapshots)
@@ -462,7 +463,7 @@ async def run(cfg: Config, store: Store, dialer: Dialer, clock: Clock, stop: asy
     watches: list[asyncio.Future[None]] = []
     reader = _plan_reader(store) if not dialer.remote else None
     try:
-        await control.begin(standby)
+        await control.begin(standby, resume)
         watches.append(asyncio.ensure_future(control.watch()))
         await shares.refresh()  # beside other controllers: their share, not the whole cap
         watches.append(asyncio.ensure_future(shares.watch(stop)))

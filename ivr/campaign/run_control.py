@@ -25,7 +25,6 @@ from typing import Any
 
 from ivr.callflow.opposed import Opposed
 from ivr.campaign.clock import Clock
-from ivr.campaign.nodes import Peers
 from ivr.campaign.state import NodeSnapshot, RunState, Snapshot
 from ivr.config import Config
 from ivr.config_checks import MIN_CALLS_PER_SECOND, check_calls_per_second
@@ -149,15 +148,15 @@ class RunControl:
             await self.clock.wait(self.stop, self.changed, *wake, timeout=left)
 
     # -- starting -------------------------------------------------------------------------------
-    async def begin(self, standby: bool) -> None:
-        """A CLI start says `running` (audited), but joins a pause the console set while
-        another controller of the campaign is live (_start_unless_paused); a standby run
+    async def begin(self, standby: bool, resume: bool = False) -> None:
+        """A CLI start says `running` (audited), but joins a pause a console user set
+        (_start_unless_paused; `resume`, `ivr run --resume`: it starts over it); a standby run
         waits, without dialling, for the console's Start given after it began (the row as it
         was then does not count: an old `running` or `stopped` is another run's). Only a write of the desired state counts:
         its updated_at moves, a pacing-only write leaves it (store/sqlite_console.py), so
         saving the pacing is neither a Start nor a Stop; the pacing is applied by value."""
         if not standby:
-            await self._start()
+            await self._start(resume)
             await self.read()
             return
         log.warning("%s (campaign %s)", STANDBY, self.campaign)
@@ -177,14 +176,14 @@ class RunControl:
             await self.clock.wait(self.stop, timeout=self.poll_s)
         self.state.set(console="")
 
-    async def _start(self) -> None:
+    async def _start(self, resume: bool = False) -> None:
         """The CLI start's write, tried again each second while the store is away, the run
         paused and saying why (a connection lost at the very start raised out of the run);
         a stop ends the wait."""
         away = ""
         while not self.stop.is_set():
             try:
-                await self._call(self._start_unless_paused, self.clock.now())
+                await self._call(self._start_unless_paused, self.clock.now(), resume)
                 break
             except STORE_ERRORS as exc:
                 if not away:  # once per outage; the snapshot shows it meanwhile
@@ -195,28 +194,20 @@ class RunControl:
         if away:
             self.state.set(paused="")
 
-    def _start_unless_paused(self, now: Any) -> None:
-        """Write `running`, unless the console paused the campaign and another controller of
-        it is live (restarting one of a paused cluster must not resume them all): this run
-        then joins the pause. Alone, starting is the operator's explicit start (a paused, then
-        stopped, single controller is not stuck); a stop is replaced by running as before."""
+    def _start_unless_paused(self, now: Any, resume: bool = False) -> None:
+        """Write `running`, unless the console paused the campaign: this run then joins the
+        pause, alone too (restarting one of a paused cluster must not resume them all, and a
+        paused controller restarted by its service manager after a crash resumed the calls
+        the console had paused). `resume` (`ivr run --resume`): the operator's start over it.
+        A stop is replaced by running, as before: starting after a stop is the start."""
         row = self.store.run_control(self.campaign)
         # a row saving the pacing alone says paused with no updated_at: nobody pressed Pause
-        if row and row["desired"] == "paused" and row.get("updated_at") and self._others_live():
+        if row and row["desired"] == "paused" and row.get("updated_at") and not resume:
             log.warning("campaign %s is paused in the console%s: this run stays paused too; "
-                        "resume it there", self.campaign, f" (by {row['updated_by']})"
-                        if row.get("updated_by") else "")
+                        "resume it there (or start with `ivr run --resume`)", self.campaign,
+                        f" (by {row['updated_by']})" if row.get("updated_by") else "")
             return
         self.store.set_run_control(self.campaign, desired="running", by=CLI, now=now)
-
-    def _others_live(self) -> bool:
-        """Another live controller of this campaign (store.peer_load: not stopped, lease
-        running; this run is registered before it begins)."""
-        load = getattr(self.store, "peer_load", None)
-        if load is None:
-            return False
-        me = str(getattr(self.store, "controller_id", None) or "")
-        return any(c != me for c in Peers.from_rows(load(self.campaign), me, self.campaign).ids)
 
     async def stop_all(self, by: str) -> None:
         """Stop every controller of the campaign, as the console's Stop does (audited as `by`):
