@@ -267,7 +267,10 @@ class Ami:
         self._pending.add(fut)
         try:
             async with asyncio.timeout(timeout or self.action_timeout):
-                return await fut
+                # shielded: a timeout must not cancel panoramisk's future, which stays in its
+                # table of pending actions; the late Response completes and removes it, and an
+                # event with its ActionID (OriginateResponse) then reaches us, not a dead entry
+                return await asyncio.shield(fut)
         except asyncio.TimeoutError:
             raise ActionTimeout(f"AMI action {fields.get('Action')} got no reply in time") from None
         finally:
