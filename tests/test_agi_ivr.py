@@ -156,16 +156,17 @@ def test_callback_stores_the_opposition_only_on_confirmation(script: tuple[Any, 
 
 
 @pytest.mark.parametrize("given", [None, "", SECRET[:-1], SECRET + "x", SECRET.upper()])
-def test_a_callback_without_the_secret_writes_nothing_and_gives_the_written_route(
+def test_a_callback_without_the_secret_writes_nothing_and_leaves_the_failsafe(
         given: str | None, caplog: pytest.LogCaptureFixture) -> None:
-    """A real caller meets this when [globals] and the controller disagree on the secret: the
-    legal mentions (how to object in writing), not a silent hang-up; nothing is recorded."""
+    """A real caller meets this when [globals] and the controller disagree on the secret:
+    nothing is recorded and nothing sent, so the dialplan's failsafe asks for the key itself
+    and journals the caller (setting IVR_DONE after the legal mentions skipped it)."""
     headers = {"agi_callerid": "0199000077"}
     if given is not None:
         headers[ARG_CALLBACK_SECRET] = given
     ch = Channel(StreamResult(digit="1", endpos=10), StreamResult(endpos=10), headers=headers)
     assert _callback(ch) == []
-    assert ch.calls == [("stream_file", (f"{SOUNDS_DIR}/legal", "")), DONE_SET]
+    assert ch.calls == []
     assert "without the callback secret" in caplog.text and SECRET not in caplog.text
 
 

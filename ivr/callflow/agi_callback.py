@@ -1,10 +1,8 @@
 """FastAGI handler `callback`: the inbound opposition line, keyed by the caller's number."""
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
-from contextlib import suppress
 from datetime import datetime
 
 from ivr.callflow.flow import FlowOptions
@@ -18,7 +16,6 @@ from ivr.store.sqlite import Store
 
 log = logging.getLogger(__name__)
 CONFIRM_KEY = CALLBACK_CONFIRM_KEY  # what the notice asks for (`ivr check` reads it too)
-REFUSED_LEGAL_S = 45.0  # the legal mentions for a session without the secret, at most
 NOTICES = 2  # a caller who pressed another key, or none, is asked once more
 VIA_CALLBACK = "phone-callback"  # optouts.via of the line (its failsafe's journal too)
 
@@ -70,22 +67,19 @@ class CallbackHandler:
             await req.set_variable(VAR_DONE, "1")
 
     async def _serve(self, req: AgiRequest) -> bool:
-        """Run the line; True once the caller has heard what it owes them (a session without
-        the secret sets the flag itself, within its bound, and answers False)."""
+        """Run the line; True once the caller has heard what it owes them."""
         if not secret_matches(req.headers.get(ARG_CALLBACK_SECRET, ""), self.secret):
-            # Nothing is written. A real caller reaches this when the secret in [globals] and
-            # the controller's differ (changed without `dialplan reload`): the written route,
-            # as the dialplan's failsafe gives it, rather than silence and a hang-up.
+            # Nothing is written, nothing is sent: the session is closed unserved. A real
+            # caller reaches this when the secret in [globals] and the controller's differ
+            # (changed without `dialplan reload`): the dialplan's failsafe then asks for the
+            # key itself and journals them (optout_journal), and raises its alarm. Playing the
+            # legal mentions here and setting IVR_DONE skipped that failsafe: no one could
+            # object by key on the line. A local forger gets nothing either.
             log.error("FastAGI callback: session without the callback secret from %r: nothing "
-                      "recorded; check that IVR_CALLBACK_SECRET matches [globals] and run "
-                      "`dialplan reload`", req.writer.get_extra_info("peername"))
-            # Bounded, the flag included: a peer that never answers (or answers the legal
-            # mentions only) must not hold a FastAGI slot for the read timeout.
-            with suppress(TimeoutError):
-                async with asyncio.timeout(REFUSED_LEGAL_S):
-                    if not (await req.stream_file(f"{SOUNDS_DIR}/legal")).failed:
-                        await req.set_variable(VAR_DONE, "1")
-            return False  # the flag is set already, or the failsafe's is due
+                      "recorded, the dialplan's failsafe serves the caller; check that "
+                      "IVR_CALLBACK_SECRET matches [globals] and run `dialplan reload`",
+                      req.writer.get_extra_info("peername"))
+            return False
         number = caller_e164(req.headers.get(HEADER_CALLERID, ""), self.region)
         if number is None:  # nothing to key the opposition on: give the written route
             return not (await req.stream_file(f"{SOUNDS_DIR}/legal")).failed

@@ -220,10 +220,9 @@ async def _callback_sessions(cfg: Config, store: Store) -> dict[str, list[str]]:
 def test_a_callback_session_without_the_secret_writes_nothing(pbx_cfg: Config) -> None:
     store = Store.memory()
     sessions = asyncio.run(_callback_sessions(pbx_cfg, store))
-    # nothing written; the legal mentions, the written route to object (a real caller meets
-    # this when the secret changed without `dialplan reload`), not silence and a hang-up
-    legal = ['STREAM FILE ivr/legal ""', "SET VARIABLE IVR_DONE 1"]  # heard: no failsafe
-    assert sessions == {"no_secret": legal, "empty": legal, "wrong": legal}
+    # nothing written, nothing sent: a real caller (the secret changed without `dialplan
+    # reload`) gets the dialplan's failsafe, which asks for the key and journals them
+    assert sessions == {"no_secret": [], "empty": [], "wrong": []}
     assert not store.is_opted_out(CALLER) and store.q("SELECT * FROM optouts") == []
 
 
