@@ -313,3 +313,19 @@ def test_a_taken_port_of_node_3_starts_no_node_and_names_it(
         assert started == []
     sandbox_nodes.up(cfg, 3, 1, None)  # freed: every node starts
     assert started == [port - 2, port - 1, port]
+
+
+def test_a_run_folder_is_made_where_the_chroot_sees_it(tmp_path: Path) -> None:
+    """Debian's var/run is a symlink to /run: followed from the host, `ivr pbx up` made
+    /run/asterisk-n2 on the host itself (useless to the chroot, and a system Asterisk's
+    place). It is followed inside the root now (sandbox_root.in_root)."""
+    from ivr.telephony.sandbox_root import in_root
+    root = tmp_path / "root"
+    (root / "var").mkdir(parents=True)
+    (root / "var" / "run").symlink_to("/run")
+    (root / "var" / "lock").symlink_to("../run/lock")  # relative: inside the root too
+    assert in_root(root, "var/run/asterisk-n2") == root / "run" / "asterisk-n2"
+    assert in_root(root, "var/lock/x") == root / "run" / "lock" / "x"
+    assert in_root(root, "var/log/asterisk-n2") == root / "var" / "log" / "asterisk-n2"
+    (root / "loop").symlink_to("loop")  # a loop ends, inside the root
+    assert str(in_root(root, "loop/x")).startswith(str(root))

@@ -26,7 +26,7 @@ from ivr.telephony.contract import (GLOBAL_AGI_URL, GLOBAL_CALLBACK_SECRET, GLOB
                                     SIM_SOUNDS_DIR, agi_url)
 from ivr.errors import SandboxError
 from ivr.secret_files import read_or_create, write_secret
-from ivr.telephony.sandbox_root import (CHROOT_DIRS, build, check_dialplan_dir, harden,
+from ivr.telephony.sandbox_root import (CHROOT_DIRS, build, check_dialplan_dir, harden, in_root,
                                         runs_sandbox_asterisk, write_file)
 from ivr.telephony.sip_trunk import sandbox_pjsip_conf
 
@@ -324,8 +324,8 @@ class Sandbox:
         if port_open("127.0.0.1", self.ami_port):
             self.port_taken()
         self.state.mkdir(parents=True, exist_ok=True)
-        for d in self.dirs:
-            (self.root / d).mkdir(parents=True, exist_ok=True)
+        for d in self.dirs:  # as the chroot sees them: var/run is a symlink to /run
+            in_root(self.root, d).mkdir(parents=True, exist_ok=True)
         logf = open(self.logfile, "ab")
         proc = subprocess.Popen(self.asterisk("-f", "-n", "-q"),
                                 stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,

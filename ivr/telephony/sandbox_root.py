@@ -50,6 +50,28 @@ def harden(root: Path, rels: Iterable[str]) -> None:
             os.close(fd)
 
 
+def in_root(root: Path, rel: str) -> Path:
+    """The host path of `rel` as a process chrooted into `root` sees it: a symlink in the
+    root (Debian's var/run -> /run, absolute) is followed inside the root, never out to the
+    host's own /run (where `ivr pbx up` used to make asterisk folders, useless to the chroot
+    and in a system Asterisk's place)."""
+    parts, done, hops = [p for p in rel.split("/") if p], root, 0
+    while parts:
+        part = parts.pop(0)
+        if part in (".", ".."):  # never above the root, as in the chroot
+            done = done.parent if part == ".." and done != root else done
+            continue
+        here = done / part
+        if here.is_symlink() and hops < 40:
+            hops += 1
+            target = os.readlink(here)
+            parts = [p for p in target.split("/") if p] + parts
+            done = root if target.startswith("/") else done
+            continue
+        done = here
+    return done
+
+
 def _inside(root: Path, path: Path) -> bool:
     real, top = os.path.realpath(path), os.path.realpath(root)
     return real == top or real.startswith(top + os.sep)
