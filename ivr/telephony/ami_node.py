@@ -36,6 +36,15 @@ def secret_env(node: str) -> str:
     return "IVR_AMI_SECRET_" + node.upper().replace("-", "_")
 
 
+def checked_secret(value: str, var: str) -> str:
+    """An AMI secret from the environment: one line of printable characters. A line break
+    would add header lines to the Login action (and lines to the sandbox's manager.conf)."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise PbxError(f"{var} holds a line break or a control character: an AMI secret is one "
+                       "line of printable characters; export it again")
+    return value
+
+
 def login_hint(node: str) -> str:
     """What to check when `node` refuses our login: its user key and the variable its secret
     was read from (IVR_AMI_SECRET_<NAME> when set, else IVR_AMI_SECRET)."""

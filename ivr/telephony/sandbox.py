@@ -26,6 +26,7 @@ from ivr.telephony.contract import (GLOBAL_AGI_URL, GLOBAL_CALLBACK_SECRET, GLOB
                                     SIM_SOUNDS_DIR, agi_url)
 from ivr.errors import SandboxError
 from ivr.secret_files import read_or_create, write_secret
+from ivr.telephony.ami_node import checked_secret
 from ivr.telephony.sandbox_root import (CHROOT_DIRS, build, check_dialplan_dir, harden, in_root,
                                         runs_sandbox_asterisk, write_file)
 from ivr.telephony.sip_trunk import sandbox_pjsip_conf
@@ -107,7 +108,11 @@ class Sandbox:
         return f"{self.cfg.pbx.user}-monitor"
 
     def ami_secret(self) -> str:
-        return self._secret(os.environ.get("IVR_AMI_SECRET"), self.secret_file)
+        env = os.environ.get("IVR_AMI_SECRET")
+        if env and env != env.strip():  # manager.conf strips them: every login refused
+            raise SandboxError("IVR_AMI_SECRET begins or ends with a space: remove it")
+        return self._secret(checked_secret(env, "IVR_AMI_SECRET") if env else None,
+                            self.secret_file)
 
     def callback_secret(self) -> str:
         """The `callback` route's secret: IVR_CALLBACK_SECRET, else one generated once per
@@ -208,7 +213,8 @@ class Sandbox:
     def _ami_user(self, name: str, read: str, write: str, events: Iterable[str]) -> str:
         """A loopback-only AMI user. Its event filters are regexes on the event text:
         [[:space:]] stops Hangup matching HangupRequest."""
-        return (f"[{name}]\nsecret = {self.ami_secret()}\n"
+        # `;` starts a comment in manager.conf: written \; it stays part of the secret
+        return (f"[{name}]\nsecret = {self.ami_secret().replace(';', chr(92) + ';')}\n"
                 "deny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\n"
                 f"read = {read}\nwrite = {write}\n"
                 + "".join(f"eventfilter = Event: {e}[[:space:]]\n" for e in events))
