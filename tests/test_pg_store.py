@@ -349,3 +349,16 @@ def test_no_password_available_says_where_ivr_takes_it_from(
     assert message.startswith("cannot open the store postgresql://") and "\n" not in message
     assert "no password supplied: set IVR_STORE_PASSWORD (or PGPASSFILE / ~/.pgpass" in message
     assert pg_cluster.password() not in message
+
+
+def test_every_connection_detects_a_dead_network_within_seconds(pg: Any) -> None:
+    """The pool's connections had no TCP keepalives nor user timeout (the heartbeat's alone
+    had them): over a network dropping packets without a reset, a statement held a store
+    thread for the kernel's retransmissions, ~15 min, and a stop waited that long. Read back
+    from a live pooled connection: the server sees the settings libpq applied."""
+    with pg.pool.connection() as conn:
+        info = conn.info.get_parameters()
+        dsn = conn.info.dsn
+    assert "keepalives=1" in dsn and "tcp_user_timeout=20000" in dsn, dsn
+    assert "keepalives_idle=10" in dsn and "keepalives_count=3" in dsn
+    assert info.get("application_name") == "ivr"

@@ -97,8 +97,13 @@ def connect_kwargs(url: str, connect_timeout_s: float) -> dict[str, Any]:
                          f"{PASSWORD_ENV} (or libpq's PGPASSWORD / ~/.pgpass)")
     # A writable server only: after a failover the old primary may answer at this address as a
     # replica, where every write would fail (the test connection then refuses it in one line).
+    # TCP keepalives and a user timeout: over a network that drops packets without a reset (a
+    # failover, a host gone), a statement or a pooled connection fails within ~20 s instead of
+    # blocking a store thread for the kernel's retransmissions (~15 min), the run unstoppable
     kwargs: dict[str, Any] = {"connect_timeout": max(1, round(connect_timeout_s)),
-                              "application_name": "ivr", "target_session_attrs": "read-write"}
+                              "application_name": "ivr", "target_session_attrs": "read-write",
+                              "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 2,
+                              "keepalives_count": 3, "tcp_user_timeout": 20000}
     password = os.environ.get(PASSWORD_ENV)
     if password:
         kwargs["password"] = password
