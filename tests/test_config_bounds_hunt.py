@@ -98,7 +98,10 @@ def test_the_hunts_remote_yaml_is_refused_by_ivr_check_in_one_line(tmp_path: Pat
     {"pbx": {"host": "10.0.0.5"}, "agi": {"allowed_peers": ["10.0.0.0/24"]}},
 ])
 def test_a_fastagi_url_every_pbx_can_reach_is_accepted(data: dict[str, Any]) -> None:
-    config.from_dict(data)
+    cfg = config.from_dict(data)
+    assert cfg.agi.host == data.get("agi", {}).get("host", cfg.agi.host)
+    assert cfg.agi.allowed_peers == data.get("agi", {}).get("allowed_peers",
+                                                           cfg.agi.allowed_peers)
 
 
 # A PBX on this machine reaches a network agi.host (10.0.0.2, as a pool with a remote node needs)
@@ -117,8 +120,10 @@ def test_a_local_pbx_reaching_a_network_agi_host_must_be_allowed_from_it() -> No
 
 def test_a_local_pbx_allowed_from_the_network_agi_host_is_accepted() -> None:
     """821366e asked for 127.0.0.1 here, which admits nothing this PBX sends."""
-    config.from_dict(mixed_pool(["10.0.0.2", "10.0.0.13"]))
-    config.from_dict({"agi": {"host": "192.0.2.2", "allowed_peers": ["192.0.2.0/24"]}})
+    pool = config.from_dict(mixed_pool(["10.0.0.2", "10.0.0.13"]))
+    assert pool.agi.allowed_peers == ["10.0.0.2", "10.0.0.13"] and len(pool.pbx.nodes) >= 2
+    one = config.from_dict({"agi": {"host": "192.0.2.2", "allowed_peers": ["192.0.2.0/24"]}})
+    assert (one.agi.host, one.agi.allowed_peers) == ("192.0.2.2", ["192.0.2.0/24"])
 
 
 def test_a_connection_to_this_machines_network_address_comes_from_it() -> None:

@@ -55,7 +55,8 @@ def _keys(tp: typing.Any) -> set[str]:
 def test_every_section_and_key_of_config_py_is_in_config_yaml(section: str) -> None:
     block = _block(section)
     tp = _dataclass_in(typing.get_type_hints(config.Config)[section])
-    if tp is None:  # a plain top-level value (default_region)
+    if tp is None:  # a plain top-level value (default_region): written as it is
+        assert re.search(rf"^#? ?{section}:", block, re.M), f"config.yaml lacks `{section}:`"
         return
     missing = [k for k in sorted(_keys(tp)) if not re.search(rf"\b{k}:", block)]
     assert not missing, f"config.yaml's `{section}:` block does not mention {missing}"

@@ -39,7 +39,8 @@ def test_the_other_loopback_twin_does_not_admit_a_local_pbx(agi_host: str, peers
 ])
 def test_the_loopback_a_local_pbx_dials_from_is_accepted(agi_host: str,
                                                          peers: list[str]) -> None:
-    config.from_dict({"agi": {"host": agi_host, "allowed_peers": peers}})
+    cfg = config.from_dict({"agi": {"host": agi_host, "allowed_peers": peers}})
+    assert (cfg.agi.host, cfg.agi.allowed_peers) == (agi_host, peers)
 
 
 @pytest.mark.parametrize("dest,family", [("127.0.0.1", socket.AF_INET),

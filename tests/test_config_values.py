@@ -135,23 +135,29 @@ def test_non_finite_numbers_are_refused(value: str, tmp_path: Path) -> None:
 
 
 def test_shipped_and_test_configs_stay_valid() -> None:
-    config.load(REPO / "config.yaml")
-    config.from_dict({})
+    assert config.load(REPO / "config.yaml").campaign.name
+    assert config.from_dict({}).pbx.mode in ("sandbox", "external")
     sys.path.insert(0, str(REPO / "tests"))
     try:
         from integration.conftest import itest_config_dict
     finally:
         sys.path.remove(str(REPO / "tests"))
-    config.from_dict(itest_config_dict(REPO))
-    config.from_dict(itest_config_dict(REPO, dialer__max_concurrent=60, dialer__calls_per_second=60))
+    assert config.from_dict(itest_config_dict(REPO)).campaign.name
+    big = config.from_dict(itest_config_dict(REPO, dialer__max_concurrent=60,
+                                             dialer__calls_per_second=60))
+    assert (big.dialer.max_concurrent, big.dialer.calls_per_second) == (60, 60)
 
 
 def test_bounds_themselves_are_accepted() -> None:
-    config.from_dict({"dialer": {"ring_timeout_s": 300, "calls_per_second": 200, "max_concurrent": 1},
-                      "flow": {"input_timeout_s": 60, "max_repeats": 0},
-                      "retry": {"delay_s": {"busy": 0}}, "retention": {"days": 1095},
-                      "pbx": {"port": 65535}, "agi": {"port": 1}})
-    config.from_dict({"retention": {"days": 60}, "flow": {"max_repeats": 5}})
+    top = config.from_dict({
+        "dialer": {"ring_timeout_s": 300, "calls_per_second": 200, "max_concurrent": 1},
+        "flow": {"input_timeout_s": 60, "max_repeats": 0},
+        "retry": {"delay_s": {"busy": 0}}, "retention": {"days": 1095},
+        "pbx": {"port": 65535}, "agi": {"port": 1}})
+    assert (top.dialer.ring_timeout_s, top.dialer.calls_per_second, top.retention.days,
+            top.pbx.port, top.agi.port, top.retry.delay_s.busy) == (300, 200, 1095, 65535, 1, 0)
+    low = config.from_dict({"retention": {"days": 60}, "flow": {"max_repeats": 5}})
+    assert (low.retention.days, low.flow.max_repeats) == (60, 5)
 
 
 @pytest.mark.parametrize(("text", "key"), [

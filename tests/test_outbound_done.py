@@ -80,4 +80,7 @@ def test_allowed_peers_leaving_the_pbx_out_is_refused(data: dict[str, Any], wher
     {"pbx": {"host": "pbx.lan"}},  # a host name is not resolved: nothing to compare
 ])
 def test_allowed_peers_holding_the_pbx_is_accepted(data: dict[str, Any]) -> None:
-    config.from_dict(data)
+    cfg = config.from_dict(data)
+    assert cfg.pbx.host == data.get("pbx", {}).get("host", cfg.pbx.host)
+    assert cfg.agi.allowed_peers == data.get("agi", {}).get("allowed_peers",
+                                                           cfg.agi.allowed_peers)

@@ -239,8 +239,8 @@ def test_raise_on_errors_joins_every_error_on_one_line() -> None:
 
 
 def test_raise_on_errors_is_silent_without_errors() -> None:
-    raise_on_errors([])
-    raise_on_errors([Violation("demo_any_hour", "w", WARNING)])
+    assert raise_on_errors([]) is None
+    assert raise_on_errors([Violation("demo_any_hour", "w", WARNING)]) is None
 
 
 def test_every_message_is_one_line() -> None:

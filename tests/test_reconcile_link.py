@@ -58,6 +58,7 @@ def test_an_originate_on_the_new_link_without_a_channel_yet_is_not_reconciled(
             logins = r.pbx.logins
             r.pbx.drop()
             await r.until(lambda: r.pbx.logins > logins and "task" in seen and seen["task"].done())
+            seen["task"].result()  # its own assertion (an Originate was sent) fails the test
             await r.until(lambda: not r.dialer.inflight, timeout=15)
             await r.pbx.wait_idle()
             (channel_id,) = r.pbx.calls

@@ -91,9 +91,11 @@ def test_the_lock_dies_with_a_killed_process(tmp_path: Path) -> None:
 
 def test_a_store_in_memory_holds_nothing() -> None:
     store = Store.memory()
+    entered = []
     with store.hold_run(RunOwner.this_process(STARTED), "c1"):
         with store.hold_run(RunOwner.this_process(STARTED), "c1"):
-            pass
+            entered.append("second")  # a second hold of the campaign is not refused
+    assert entered == ["second"]
 
 
 class UntouchedNode:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+import pytest
+
 from ivr.campaign.clock import Clock, ManualClock
 from ivr.campaign.nodes import JOIN_S, Peers, Shares, split
 from ivr.store import Store, utc
@@ -41,9 +43,9 @@ def test_the_shares_add_up_to_the_cap_and_a_stopped_controllers_goes_back(
     assert Peers.from_rows(store.peer_load(CAMPAIGN), "ctl-b").busy == 0
 
 
+@pytest.mark.parametrize("store", ["postgresql"], indirect=True)  # SQLite: no lease
 def test_an_expired_lease_gives_the_share_back_on_postgresql(store: Store) -> None:
-    if not getattr(store, "remote", False):
-        return  # SQLite: no heartbeat, the run lock keeps runs apart (sqlite_controllers.py)
+    assert getattr(store, "remote", False)  # the run lock keeps SQLite's runs apart
     register(store, "ctl-a", CAMPAIGN, beat_age_s=20)  # lease 15 s: expired
     register(store, "ctl-b", CAMPAIGN)
     store.controller_id = "ctl-b"
