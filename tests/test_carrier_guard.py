@@ -320,7 +320,7 @@ def test_ivr_run_exits_non_zero_when_the_carrier_stopped_it(
     not restart (its own status, 4: restarted on 1 as on any failure, each cycle exhausted
     20 more contacts into the refusing trunk)."""
     async def run_campaign(cfg: Any, store: Any, *, on_snapshot: Any, standby: bool,
-                           wait: bool) -> None:
+                           wait: bool, resume: bool) -> None:
         on_snapshot(final(stopped_by))
     monkeypatch.setattr(app, "run_campaign", run_campaign)
     build_prompts(config.load(cfg_file))  # `ivr run` refuses prompts not built
