@@ -10,7 +10,6 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, TypeVar
 
 from ivr.campaign.clock import Clock
@@ -18,6 +17,7 @@ from ivr.campaign.dialer import Dialer
 from ivr.campaign.nodes import Shares
 from ivr.campaign.planning import Plan, plan
 from ivr.campaign.run_control import CARRIER, RunControl
+from ivr.campaign.run_end import RunEnd
 from ivr.campaign.sending import Sender
 from ivr.campaign.state import RunState
 from ivr.campaign.why import why_nobody
@@ -34,10 +34,6 @@ T = TypeVar("T")
 IDLE_REPLAN_S = 5.0   # with calls in flight and nobody due, re-plan at least this often
 CAPACITY_POLL_S = 1.0  # while full, look at the stop event at least this often
 NODE_BACK_S = 5.0     # while no node takes calls, wait this long for one before re-planning
-HANGUP_GRACE_S = 5.0  # after the hard stop's hang-up, calls get this long to report their end
-# ... and the hang-up is sent again this often meanwhile: an Async Originate's channel may
-# not exist yet when its Response came ("No such channel"), then ring after the stop.
-HANGUP_AGAIN_S = 0.5
 # Refused claims in a row (another controller took the contact) that give their pacing slot
 # back: beyond, each takes its slot again, so a plan whose every claim is refused is not
 # walked in a burst of store transactions.
@@ -53,7 +49,7 @@ class RunReport:
     paused: str = ""  # the last store problem that paused the run, if any
 
 
-class CampaignRun:
+class CampaignRun(RunEnd):
     def __init__(self, cfg: Config, store: Store, dialer: Dialer, clock: Clock,
                  stop: asyncio.Event, hard_stop: asyncio.Event, state: RunState,
                  on_tick: Callable[[], None] = lambda: None,
@@ -321,115 +317,6 @@ class CampaignRun:
             if dialer.idle.is_set() or not dialer.retry_planned.is_set():
                 return
             until = min(until, max(dialer.retry_soonest, self.clock.monotonic() + 0.05))
-
-    # -- stopping -------------------------------------------------------------------------------
-    async def _drain(self) -> None:
-        """Let calls in flight finish, for dialer.drain_timeout_s at most; then, or on a hard
-        stop (second Ctrl-C / SIGTERM), hang them up. What still has not ended HANGUP_GRACE_S
-        after the hang-up is left to the next run's reconciliation."""
-        dialer = self.dialer
-        limit = self.clock.monotonic() + self.drain_s
-        hung_up_at: float | None = None
-        sent_at = 0.0
-        while await self._unsettled():
-            if not self.hard_stop.is_set() and self.clock.monotonic() >= limit:
-                log.warning("calls still in flight after dialer.drain_timeout_s (%g s): "
-                            "hanging them up", self.drain_s)
-                self.hard_stop.set()
-            if self._give_up(hung_up_at):
-                break
-            if self.hard_stop.is_set() and hung_up_at is None:
-                # Originates still awaiting their Response may have no channel yet: the
-                # hang-up would miss them, and they would ring after the stop.
-                await self.sender.until_answered(HANGUP_GRACE_S)
-                hung_up_at = sent_at = self.clock.monotonic()
-                await dialer.hangup_all()
-            elif hung_up_at is not None and self.clock.monotonic() - sent_at >= HANGUP_AGAIN_S:
-                sent_at = self.clock.monotonic()  # the calls not ended yet, again
-                await dialer.hangup_all()
-            dialer.changed.clear()
-            wake = (dialer.changed,) if hung_up_at is not None else (dialer.changed,
-                                                                      self.hard_stop)
-            await self.clock.wait(*wake, timeout=min(
-                HANGUP_AGAIN_S if hung_up_at is not None else 1.0,
-                max(limit - self.clock.monotonic(), 0.05)))
-            self._tick()
-
-    async def _unsettled(self) -> bool:
-        """Calls in flight, or outcomes not in the store. On PostgreSQL the last ones are still
-        on their way to a worker thread when the last call ends: they must land, or fail and
-        be queued for retry (then waited for as any queued write), before the run ends."""
-        self.sender.raise_failure()
-        if self.dialer.in_flight() or self.sender.sending:
-            return True
-        await self.dialer.writer.settled()
-        return bool(self.dialer.writer.pending)
-
-    def _give_up(self, hung_up_at: float | None) -> bool:
-        """On a hard stop, what cannot be finished now is left to the next run."""
-        dialer = self.dialer
-        if not self.hard_stop.is_set():
-            return False
-        if dialer.in_flight() and not dialer.up():
-            log.error("%d call(s) in flight but the PBX is unreachable: stopping; the next "
-                      "run reconciles them", dialer.in_flight())
-            return True
-        if dialer.writer.pending and not dialer.in_flight():
-            log.error("%d outcome(s) not written (%s): those attempts will be reconciled as "
-                      "`error` by the next run", len(dialer.writer.pending),
-                      dialer.writer.problem)
-            return True
-        if hung_up_at is not None and self.clock.monotonic() - hung_up_at >= HANGUP_GRACE_S:
-            log.error("%d call(s) did not end after the hang-up: stopping; the next run "
-                      "reconciles them", dialer.in_flight())
-            return True
-        return False
-
-    async def _finish(self) -> RunReport:
-        self.dialer.writer.flush()
-        try:
-            if self.dialer.remote:  # the counts and the last plan off the loop, after the writes
-                await self.dialer.writer.settled()
-                await self.state.count_now()
-            await self._carrier_stopped()
-            if not self.report.why:
-                now = self.clock.now()
-                self.report.why = await self._read_plan(
-                    lambda store: self._why_nobody_now(now, store))
-        except STORE_ERRORS as exc:  # a stop while the store is away is still a stop
-            self.report.why = self.report.why or f"store unavailable: {_one_line(exc)}"
-        self.report.paused = self.report.paused or self.dialer.writer.last_problem
-        self.state.finish(self.report.stopped_by, self.report.why, self.report.paused)
-        return self.report
-
-    async def _carrier_stopped(self) -> None:
-        """The breaker's stop, when it came before any other: this run's, or another
-        controller's of the campaign (the run control row's actor)."""
-        if self._carrier_told is not None:
-            await self._told_or_given_up(self._carrier_told)
-            self.report.stopped_by, self.report.why = "carrier", self.dialer.carrier.why
-        elif self.control.stopped_by == CARRIER and self.report.stopped_by == "operator":
-            self.report.stopped_by = "carrier"
-            self.report.why = ("another controller of the campaign stopped it: its carrier "
-                               "or its Asterisk nodes failed call after call (its log says "
-                               "why)")
-
-    async def _told_or_given_up(self, told: asyncio.Future[None]) -> None:
-        """The campaign's stop is retried while the store is away (stop_all); the run ending
-        gives it a few polls more, then says the other controllers were not told."""
-        done, _ = await asyncio.wait({told}, timeout=4 * self.control.poll_s)
-        if not done:
-            told.cancel()
-            log.error("the campaign's other controllers were not told to stop (store away): "
-                      "stop them from the console or with Ctrl-C")
-
-    def _why_nobody_now(self, now: datetime, store: Store) -> str:
-        """The final plan's one line (read as every plan is: _read_plan)."""
-        return why_nobody(store, plan(self.cfg, store, now), self.cfg.campaign.name)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _plan_reader(store: Store) -> PlanReader | None:
