@@ -339,7 +339,9 @@ def _run(ctx: Ctx, store: Any, standby: bool = False, wait: bool = False,
                              wait=wait, resume=resume))
     except Interrupted as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_LEFT_OPEN)
+        last = progress.last  # a breaker's stop stays a breaker's (4), calls left open or not
+        sys.exit(EXIT_CARRIER if last is not None and last.stopped_by == "carrier"
+                 else EXIT_LEFT_OPEN)
     final = progress.last  # the report reads the run's final snapshot, nothing else
     assert final is not None and final.stopped
     console.print(f"run {final.stopped_by}: {final.originated} call(s) placed; {final.why}",

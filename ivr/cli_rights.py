@@ -162,13 +162,11 @@ def _told_receiver(ctx: Ctx, store: Any, ids: list[int]) -> bool:
     that tells it later, when it could not be."""
     import asyncio
 
-    from ivr.errors import ConfigError
-    from ivr.records.erasure_notice import failed_line, resend_line, tell
+    from ivr.records.erasure_notice import failed_line, not_told_line, tell
     try:
         line = failed_line(ctx.cfg, asyncio.run(tell(ctx.cfg, store, ids)))
-    except ConfigError as exc:
-        line = f"webhooks: the receiver was not told of the erasure ({exc}): " \
-            f"{resend_line(ctx.cfg, ids)}"
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - erased already: the line
+        line = not_told_line(ctx.cfg, ids, exc)
     if line:
         err_console.print(line, highlight=False, markup=False, soft_wrap=True)
         return False

@@ -191,7 +191,7 @@ def users_disable(ctx: Ctx, name: str, enable: bool, force: bool) -> None:
     if enable and user["disabled"]:
         # a token left unrevoked (a disable interrupted before its revocation, or a token
         # issued beside it by an older release) does not come back with the user
-        store.revoke_api_tokens(name, now())
+        store.revoke_api_tokens(name, now(), actor=cli_actor())
     try:
         store.set_user(name, disabled=not enable, keep_admin=not force)
     except LastAdmin:
@@ -199,7 +199,7 @@ def users_disable(ctx: Ctx, name: str, enable: bool, force: bool) -> None:
     except ValueError as exc:
         raise IvrError(str(exc)) from None
     if not enable:
-        store.revoke_api_tokens(name, now())
+        store.revoke_api_tokens(name, now(), actor=cli_actor())
     store.audit("user_enabled" if enable else "user_disabled", None, {"user": name}, now(),
                 actor=cli_actor())
     console.print(f"user {name} {'enabled' if enable else 'disabled'}", highlight=False)

@@ -54,3 +54,17 @@ def test_spaces_around_a_sandbox_secret_are_refused(tmp_path: Path,
     monkeypatch.setenv("IVR_AMI_SECRET", " spaced ")
     with pytest.raises(SandboxError, match="begins or ends with a space"):
         Sandbox(_cfg(tmp_path))._manager_conf()
+
+
+def test_ivr_checks_probe_names_a_bad_secret_as_a_finding(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe of `ivr check` read the secret outside its own guard: a secret with a line
+    break ended the whole check on one line, every other finding dropped."""
+    import asyncio
+
+    from ivr.telephony import pbx_probe
+    monkeypatch.setenv("IVR_AMI_SECRET", "pa\nss")
+    cfg = _cfg(tmp_path)
+    found = asyncio.run(pbx_probe._probe_node(cfg, cfg.pbx.node_list()[0], "x"))
+    assert found is not None and [f.code for f in found] == ["pbx_ami_login"]
+    assert "IVR_AMI_SECRET holds a line break" in found[0].message

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Backend, attempt
+from conftest import Backend, add_contact, attempt
 from ivr import config
 from ivr.records import erasure_notice, webhooks
 from ivr.store.base import ERASED_NUMBER
@@ -101,3 +101,46 @@ def test_the_console_tells_it_from_a_thread_of_its_own(
     (_, headers, body), = receiver.seen
     check_signature(headers, body)
     assert json.loads(body)["number"] == ERASED_NUMBER
+
+
+def test_a_receiver_down_is_tried_for_one_call_only(
+        backend: Backend, backend_cfg_file: Path, receiver: Receiver,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each call had the run's whole retry policy (~31-61 s with the default): a number
+    called often held `ivr gdpr erase` for minutes. Once the receiver failed every retry for
+    one call, the others are named in the resend line without being tried."""
+    monkeypatch.setenv(webhooks.ENV, KEY)
+    monkeypatch.setattr(webhooks, "RETRIES", 1)
+    monkeypatch.setattr(webhooks, "BACKOFF_S", 0.01)
+    receiver.fail = 10**6
+    cfg_file = hooked_config(backend_cfg_file, receiver.url)
+    store = backend.open()
+    contact = add_contact(store, fiction(6), at=LATER)
+    calls = [attempt(store, contact, "utest", "+33199000000", LATER) for _ in range(3)]
+    for call in calls:  # three attempts of one person, each ended
+        assert store.finish_unanswered(call["id"], "busy", "17", LATER, None)
+    ids = [c["id"] for c in calls]
+    code, _, err = invoke(cfg_file, "gdpr", "erase", fiction(6), "--yes")
+    assert code == 1 and len(receiver.seen) == 2  # the first call's two tries, no more
+    assert err.strip().endswith("webhooks resend " + " ".join(f"--call-id {i}" for i in ids))
+    assert "of 3 call(s)" in err
+
+
+def test_a_store_error_while_telling_still_names_the_command(
+        backend: Backend, backend_cfg_file: Path, receiver: Receiver,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a missing secret was caught: the store away (a locked SQLite, PostgreSQL gone)
+    while reading the rows to send was a traceback after a done erasure."""
+    monkeypatch.setenv(webhooks.ENV, KEY)
+    cfg = config.load(hooked_config(backend_cfg_file, receiver.url))
+    call = ended(backend.open(), fiction(7), LATER)
+
+    class Away:
+        def call(self, call_id: int) -> None:
+            raise RuntimeError("database is locked")
+    import asyncio
+    with pytest.raises(RuntimeError):
+        asyncio.run(erasure_notice.tell(cfg, Away(), [call]))
+    line = erasure_notice.not_told_line(cfg, [call], RuntimeError("database is locked"))
+    assert line.startswith("webhooks: the receiver was not told of the erasure (database is "
+                           "locked): ivr --config ") and line.endswith(f"--call-id {call}")

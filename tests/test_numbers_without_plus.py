@@ -75,11 +75,14 @@ def test_the_comma_form_and_the_semicolon_form_agree(store: Store, tmp_path: Pat
 @sqlite_only
 def test_a_second_number_column_is_opposed_too(store: Store, tmp_path: Path) -> None:
     """number,mobile: the person's two lines object. Only the 'number' column was read: the
-    mobile stayed callable and the import said nothing. A column of ids or dates still adds
-    nothing (_extra_optouts' rule)."""
+    mobile stayed callable and the import said nothing. Only columns named as a phone of the
+    person are read (not a comment, not the advisor's line), by _extra_optouts' rule."""
     path = tmp_path / "o.csv"
-    path.write_text("ref,number,mobile,date\n12345,06 12 34 56 78,06 12 34 56 79,2026-01-05\n"
-                    "12346,06 12 34 56 80,,2026-01-06\n", encoding="utf-8")
+    path.write_text("ref,number,mobile,date,commentaire,telephone_conseiller\n"
+                    "12345,06 12 34 56 78,06 12 34 56 79,2026-01-05,rappel 06 12 34 56 90,"
+                    "06 12 34 56 91\n"
+                    "12346,06 12 34 56 80,,2026-01-06,,\n", encoding="utf-8")
     added, rejected = import_optouts(store, path, via="post", default_region="FR", now=NOW)
     assert (added, rejected) == (3, [])
+    # a comment and the advisor's line are not the person's: never opposed
     assert optouts(store) == ["+33612345678", "+33612345679", "+33612345680"]

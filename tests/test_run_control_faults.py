@@ -155,3 +155,52 @@ def test_a_hold_is_not_shown_once_nobody_is_due(tmp_path: Path) -> None:
     seen_holding, snap, ready = asyncio.run(scenario())
     assert seen_holding and ready  # the hold was shown while it held, and it ended
     assert snap.holding == "" and snap.waiting
+
+
+def test_a_breaker_stop_that_left_calls_open_still_exits_4(monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    """A carrier breaker's stop whose calls the PBX never ended: its final snapshot says
+    carrier, so the status is the breaker's (4, which the unit does not restart either)."""
+    from types import SimpleNamespace
+
+    from conftest import make_config
+    from ivr import app, cli
+    from ivr.campaign.stopping import Interrupted
+    from test_carrier_guard import final
+
+    async def left_open(*args: Any, on_snapshot: Any, **kwargs: Any) -> Any:
+        on_snapshot(final("carrier"))
+        raise Interrupted("stopped with 1 call(s) still open: the next `ivr run` reconciles them")
+    monkeypatch.setattr(app, "run_campaign", left_open)
+    with pytest.raises(SystemExit) as exc:
+        cli._run(SimpleNamespace(cfg=make_config()), store=None)
+    assert exc.value.code == cli.EXIT_CARRIER == 4
+    assert "still open" in capsys.readouterr().err
+
+
+def test_a_breaker_stop_is_told_even_when_the_store_is_away_at_the_end() -> None:
+    """On PostgreSQL the end reads the counts first: with the store away that raised before
+    the breaker's stop was read, and the run ended as an operator's stop, status 0."""
+    from types import SimpleNamespace
+
+    from ivr.campaign.run import RunReport
+    from ivr.campaign.run_end import RunEnd
+
+    async def away() -> None:
+        raise psycopg.OperationalError("connection refused")
+
+    async def scenario() -> RunReport:
+        told: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        told.set_result(None)
+        end = RunEnd()
+        end.report = RunReport(stopped_by="operator")
+        end.dialer = SimpleNamespace(
+            remote=True, carrier=SimpleNamespace(why="the trunk refused 20 calls in a row"),
+            writer=SimpleNamespace(flush=lambda: None, settled=away, last_problem=""))
+        end.state = SimpleNamespace(count_now=away, finish=lambda *a: None)
+        end.control = SimpleNamespace(poll_s=0.1, stopped_by="carrier")
+        end._carrier_told = told
+        return await end._finish()
+    report = asyncio.run(scenario())
+    assert (report.stopped_by, report.why) == ("carrier", "the trunk refused 20 calls in a row")

@@ -196,10 +196,11 @@ def test_every_user_command_audits_who_ran_it(cfg: Path, backend: Backend,
     assert invoke(cfg_file, "users", "revoke", "bot", "--all")[0] == 0
     assert invoke(cfg_file, "users", "role", "bot", "operator")[0] == 0
     assert invoke(cfg_file, "users", "passwd", "bot", stdin="another long secret")[0] == 0
-    assert invoke(cfg_file, "users", "disable", "bot")[0] == 0
+    assert invoke(cfg_file, "users", "token", "bot")[0] == 0
+    assert invoke(cfg_file, "users", "disable", "bot")[0] == 0  # revokes that token too
     rows = [(r["action"], r["actor"]) for r in backend.open().q(
         "SELECT action, actor FROM audit ORDER BY id")]
     assert [a for a, _ in rows] == ["user_added", "api_token_issued", "api_token_revoked",
                                     "user_role_changed", "user_password_changed",
-                                    "user_disabled"]
+                                    "api_token_issued", "api_token_revoked", "user_disabled"]
     assert {actor for _, actor in rows} == {"root-admin (cli)"}

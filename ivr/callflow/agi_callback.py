@@ -42,8 +42,8 @@ def caller_e164(raw: str, default_region: str) -> str | None:
 class CallbackHandler:
     """Route `callback` (contract.ROUTE_CALLBACK), keyed by the caller ID. Anyone who reaches
     the FastAGI port can claim any caller ID, so a session must carry `secret` (the dialplan's
-    IVR_CALLBACK_SECRET) in ARG_CALLBACK_SECRET; otherwise it writes nothing (the caller hears
-    the legal mentions, the written route to object)."""
+    IVR_CALLBACK_SECRET) in ARG_CALLBACK_SECRET; otherwise it writes nothing and sends nothing
+    (a real caller then gets the dialplan's failsafe, which asks for the key and journals)."""
 
     def __init__(self, store: Store, default_region: str, clock: Callable[[], datetime],
                  timeout_s: float = 5.0, commit: Commit | None = None, *,

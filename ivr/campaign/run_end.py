@@ -108,11 +108,11 @@ class RunEnd:
 
     async def _finish(self) -> RunReport:
         self.dialer.writer.flush()
+        await self._carrier_stopped()  # first: no store read, so a store away cannot hide it
         try:
             if self.dialer.remote:  # the counts and the last plan off the loop, after the writes
                 await self.dialer.writer.settled()
                 await self.state.count_now()
-            await self._carrier_stopped()
             if not self.report.why:
                 now = self.clock.now()
                 self.report.why = await self._read_plan(

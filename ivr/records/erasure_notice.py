@@ -18,7 +18,6 @@ from collections.abc import Callable
 from typing import Any
 
 from ivr.config import Config
-from ivr.errors import ConfigError
 from ivr.records import webhooks as hooks
 from ivr.records.privacy import line_forms
 
@@ -46,7 +45,9 @@ def resend_line(cfg: Config, ids: list[int]) -> str:
 
 async def tell(cfg: Config, store: Any, ids: list[int]) -> dict[int, str | None]:
     """Each call sent again, in turn: None once delivered, else why not (the run's retries
-    and timeout). A missing or short secret is one ConfigError before anything is sent."""
+    and timeout). A receiver that failed every retry for one call is not waited for again:
+    the calls after it are named as not sent (a number called often would otherwise hold the
+    command for minutes). A missing or short secret is one ConfigError before anything."""
     key = hooks.secret(cfg)
     if key is None or not ids:
         return {}
@@ -56,6 +57,10 @@ async def tell(cfg: Config, store: Any, ids: list[int]) -> dict[int, str | None]
     done: dict[int, str | None] = {}
     try:
         for call_id in ids:
+            failed = next((p for p in done.values() if p is not None), None)
+            if failed is not None:
+                done[call_id] = failed  # not tried: the receiver just failed
+                continue
             row = store.call(call_id)
             done[call_id] = "its row is gone" if row is None else await sender.send(row)
     finally:
@@ -73,6 +78,13 @@ def failed_line(cfg: Config, done: dict[int, str | None]) -> str | None:
             f"({first}); tell it once it is up: {resend_line(cfg, failed)}")
 
 
+def not_told_line(cfg: Config, ids: list[int], exc: BaseException) -> str:
+    """The line when nothing could be sent (no secret, the store away, interrupted)."""
+    why = " ".join(str(exc).split()) or type(exc).__name__
+    return (f"webhooks: the receiver was not told of the erasure ({why}): "
+            f"{resend_line(cfg, ids)}")
+
+
 def tell_in_background(cfg: Config, store_here: Callable[[], Any], ids: list[int]) -> None:
     """For the console (a request does not wait for a receiver's retries): sent from a thread
     of its own, with that thread's store (`store_here`: a SQLite store serves one thread), the
@@ -83,9 +95,8 @@ def tell_in_background(cfg: Config, store_here: Callable[[], Any], ids: list[int
     def run() -> None:
         try:
             line = failed_line(cfg, asyncio.run(tell(cfg, store_here(), ids)))
-        except ConfigError as exc:
-            line = f"webhooks: the receiver was not told of the erasure ({exc}): " \
-                f"{resend_line(cfg, ids)}"
+        except Exception as exc:  # noqa: BLE001 - a secret missing, the store away: the line
+            line = not_told_line(cfg, ids, exc)
         if line:
             log.warning("%s", line)
         else:

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ivr.errors import ImportFileError
-from ivr.numbers import NumberRejected, in_home_plan, opposition_number
+from ivr.numbers import NumberRejected, fold_text, in_home_plan, opposition_number
 from ivr.records.csv_read import read_records, short
 from ivr.store.base import StoreBackend
 
@@ -38,8 +38,14 @@ def import_optouts(store: StoreBackend, path: Path, *, via: str, default_region:
         lowered = [cell.strip().lower() for cell in first[1]]
         if "number" in lowered:
             col, rows = lowered.index("number"), records
+            # the person's other lines: a column named as a phone ('mobile', 'tel_fixe'); a
+            # comment or an agent's column is not read, and cells past the header are
+            phones = [i for i, name in enumerate(lowered) if i != col
+                      and _PHONE_COLUMN.search(fold_text(name))
+                      and not _STAFF_COLUMN.search(fold_text(name))] + \
+                list(range(len(lowered), 1 << 16))
         elif _optout_number(first[1][0], default_region)[0]:
-            col, rows = 0, itertools.chain([first], records)
+            col, rows, phones = 0, itertools.chain([first], records), list(range(1, 1 << 16))
         else:
             raise ImportFileError(f"{path.name}: line {first[0]} is neither a header with a "
                                   f"'number' column nor a phone number: add a 'number' header")
@@ -50,13 +56,18 @@ def import_optouts(store: StoreBackend, path: Path, *, via: str, default_region:
             if number is None and not split:
                 reject(line, f"{short(raw)} is not a valid phone number: {why}"
                        if raw else "no number")
-            # every other cell too: a 'mobile' column beside 'number' is the same person's
-            numbers = ([number] if number else []) + split + \
-                _extra_optouts(cells[:col] + cells[col + 1:], default_region)
+            numbers = ([number] if number else []) + split + _extra_optouts(
+                [cells[i] for i in phones if i < len(cells)], default_region)
             added += sum(1 for n in numbers if store.add_optout(n, via, now))
     return added, rejected
 
 
+# A header naming another phone line of the person: mobile, portable, tel_fixe, phone 2, gsm...
+_PHONE_COLUMN = re.compile(r"(?<![a-z])(?:num(?:ero)?s?|tel\w*|phones?|mobiles?|portables?|gsm"
+                           r"|fixes?|cell\w*)(?![a-z])")
+# ... unless it names whoever took the request down: their line is not the person's
+_STAFF_COLUMN = re.compile(r"conseill|agent|operat|benevol|militant|staff|saisi|transmis|"
+                           r"recu par|par qui|contact interne")
 _BARE_DIGITS = re.compile(r"[0-9][0-9\s.\-/]*")  # digits and separators, no '+'
 
 

@@ -269,7 +269,10 @@ async def ask_node(node: AmiNode) -> NodeReplies:
 async def _probe_node(cfg: Config, n: NodeConfig, want: str) -> list[Finding] | None:
     """The node's findings; None when nothing listens on its AMI port (judged by the caller,
     who knows whether other nodes answer)."""
-    secret = node_secret(cfg, n.name)
+    try:
+        secret = node_secret(cfg, n.name)
+    except PbxError as exc:  # a secret that is not one line: this node's finding, not the end
+        return [Finding("pbx_ami_login", str(exc))]
     if secret is None:
         return [Finding("pbx_not_checked", f"node {n.name}: PBX not checked: neither "
                         f"{secret_env(n.name)} nor IVR_AMI_SECRET is set (export it, as for "
