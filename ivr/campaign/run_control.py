@@ -233,12 +233,19 @@ class RunControl:
     # -- every tick -----------------------------------------------------------------------------
     async def watch(self) -> None:
         """Read the run control and publish the latest snapshot, until cancelled."""
+        told = ""
         while True:
             try:
                 await self.read()
                 await self.publish()
-            except Exception:  # noqa: BLE001 - dead, it would leave Stop and Pause unheard
-                log.exception("run control: reading or publishing failed; trying again")
+                told = ""
+            except Exception as exc:  # noqa: BLE001 - dead, it would leave Stop and Pause unheard
+                kind = type(exc).__name__
+                if kind != told:  # once per kind of failure in a row, not every poll
+                    told = kind
+                    log.exception("run control: reading or publishing failed; trying again")
+                else:
+                    log.debug("run control still failing: %s", exc)
             await self.clock.sleep(self.poll_s)
 
     async def read(self) -> None:
