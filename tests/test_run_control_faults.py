@@ -58,7 +58,7 @@ def test_a_stop_while_the_store_is_away_ends_the_run(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     def away(*args: Any) -> Any:
         raise psycopg.OperationalError("connection refused")
-    monkeypatch.setattr(campaign_run, "plan", away)
+    monkeypatch.setattr(campaign_run, "plan", away)  # every plan, the final one's too
     numbers = [fiction(i) for i in range(3)]
 
     async def scenario() -> Any:

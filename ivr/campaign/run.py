@@ -10,6 +10,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from ivr.campaign.clock import Clock
@@ -221,6 +222,10 @@ class CampaignRun(RunEnd):
         await self.clock.wait(self.stop, timeout=0.5)
         await dialer.wait_up(NODE_BACK_S, self.stop)
         return False
+
+    def _why_nobody_now(self, now: datetime, store: Store) -> str:
+        """The final plan's one line (read as every plan is: _read_plan)."""
+        return why_nobody(store, plan(self.cfg, store, now), self.cfg.campaign.name)
 
     async def _store_writable(self) -> bool:
         """The store refuses writes: no new calls until it takes them again."""

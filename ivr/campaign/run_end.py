@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ivr.campaign.planning import plan
 from ivr.campaign.run_control import CARRIER
-from ivr.campaign.why import why_nobody
 from ivr.store.safe_writes import STORE_ERRORS
 
 if TYPE_CHECKING:
     from ivr.campaign.run import RunReport
-    from ivr.store.sqlite import Store
 
 log = logging.getLogger("ivr.campaign.run")  # the run's own lines, as before
 HANGUP_GRACE_S = 5.0  # after the hard stop's hang-up, calls get this long to report their end
@@ -43,6 +39,7 @@ class RunEnd:
     drain_s: float
     _carrier_told: asyncio.Future[None] | None
     _read_plan: Any  # CampaignRun's: a read in the plan's worker thread
+    _why_nobody_now: Any  # CampaignRun's: the final plan's line (its `plan`, tests patch it)
 
     async def _drain(self) -> None:
         """Let calls in flight finish, for dialer.drain_timeout_s at most; then, or on a hard
@@ -143,7 +140,3 @@ class RunEnd:
             told.cancel()
             log.error("the campaign's other controllers were not told to stop (store away): "
                       "stop them from the console or with Ctrl-C")
-
-    def _why_nobody_now(self, now: datetime, store: Store) -> str:
-        """The final plan's one line (read as every plan is: _read_plan)."""
-        return why_nobody(store, plan(self.cfg, store, now), self.cfg.campaign.name)
