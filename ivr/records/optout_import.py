@@ -37,15 +37,14 @@ def import_optouts(store: StoreBackend, path: Path, *, via: str, default_region:
                                   "with a 'number' column")
         lowered = [cell.strip().lower() for cell in first[1]]
         if "number" in lowered:
-            col, rows = lowered.index("number"), records
+            col, rows, extra_from = lowered.index("number"), records, len(lowered)
             # the person's other lines: a column named as a phone ('mobile', 'tel_fixe'); a
             # comment or an agent's column is not read, and cells past the header are
             phones = [i for i, name in enumerate(lowered) if i != col
                       and _PHONE_COLUMN.search(fold_text(name))
-                      and not _STAFF_COLUMN.search(fold_text(name))] + \
-                list(range(len(lowered), 1 << 16))
+                      and not _STAFF_COLUMN.search(fold_text(name))]
         elif _optout_number(first[1][0], default_region)[0]:
-            col, rows, phones = 0, itertools.chain([first], records), list(range(1, 1 << 16))
+            col, rows, extra_from, phones = 0, itertools.chain([first], records), 1, []
         else:
             raise ImportFileError(f"{path.name}: line {first[0]} is neither a header with a "
                                   f"'number' column nor a phone number: add a 'number' header")
@@ -56,8 +55,9 @@ def import_optouts(store: StoreBackend, path: Path, *, via: str, default_region:
             if number is None and not split:
                 reject(line, f"{short(raw)} is not a valid phone number: {why}"
                        if raw else "no number")
-            numbers = ([number] if number else []) + split + _extra_optouts(
-                [cells[i] for i in phones if i < len(cells)], default_region)
+            others = [cells[i] for i in phones if i < len(cells)] + cells[extra_from:]
+            numbers = ([number] if number else []) + split + _extra_optouts(others,
+                                                                            default_region)
             added += sum(1 for n in numbers if store.add_optout(n, via, now))
     return added, rejected
 
