@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -25,7 +24,7 @@ from ivr.campaign.state import RunState, Snapshot
 from ivr.campaign.stopping import SIGNALS, Interrupted, Stopper
 from ivr.telephony.agi_auth import CALLBACK_SECRET_ENV, callback_secret_from_env
 from ivr.telephony import contract
-from ivr.telephony.ami_node import AmiNode, checked_secret, secret_env
+from ivr.telephony.ami_node import AmiNode, env_secret, secret_env
 from ivr.telephony.fastagi import AgiApplication, serve
 from ivr.telephony.node import PbxNode
 from ivr.config import Config
@@ -72,10 +71,9 @@ def ami_secret(cfg: Config, node: str | None = None) -> str:
     """The AMI secret of `node` (default: the first of the pool): IVR_AMI_SECRET_<NAME>, else
     IVR_AMI_SECRET, else (sandbox) the file `ivr pbx up` wrote into every instance."""
     name = node or cfg.pbx.node_list()[0].name
-    var = secret_env(name) if os.environ.get(secret_env(name)) else "IVR_AMI_SECRET"
-    env = os.environ.get(var)
+    env = env_secret(name)
     if env:
-        return checked_secret(env, var)
+        return env
     if cfg.pbx.mode == "sandbox":
         return Sandbox(cfg).ami_secret()
     raise PbxError(f"neither {secret_env(name)} nor IVR_AMI_SECRET is set: export the AMI "

@@ -45,6 +45,14 @@ def checked_secret(value: str, var: str) -> str:
     return value
 
 
+def env_secret(node: str) -> str | None:
+    """The node's AMI secret from the environment (IVR_AMI_SECRET_<NAME>, else
+    IVR_AMI_SECRET), checked; None when neither is set."""
+    var = secret_env(node) if os.environ.get(secret_env(node)) else "IVR_AMI_SECRET"
+    value = os.environ.get(var)
+    return checked_secret(value, var) if value else None
+
+
 def login_hint(node: str) -> str:
     """What to check when `node` refuses our login: its user key and the variable its secret
     was read from (IVR_AMI_SECRET_<NAME> when set, else IVR_AMI_SECRET)."""

@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ivr.config import SINGLE_NODE, Config, NodeConfig
 from ivr.errors import PbxError
-from ivr.telephony.ami_node import AmiNode, checked_secret, secret_env
+from ivr.telephony.ami_node import AmiNode, env_secret, secret_env
 from ivr.telephony.contract import (CALLBACK_CONTEXT, GLOBAL_AGI_URL, GLOBAL_OPTOUT_DIGIT,
                                     OUTBOUND_CONTEXT, agi_url)
 from ivr.telephony.sandbox import Sandbox
@@ -238,10 +237,9 @@ def _loopback(host: str) -> bool:
 # -- I/O ---------------------------------------------------------------------------------------
 def node_secret(cfg: Config, node: str) -> str | None:
     """The secret the run would use (app.ami_secret), without making one: None if none."""
-    var = secret_env(node) if os.environ.get(secret_env(node)) else "IVR_AMI_SECRET"
-    env = os.environ.get(var)
+    env = env_secret(node)
     if env:
-        return checked_secret(env, var)
+        return env
     if cfg.pbx.mode == "sandbox":
         sandbox = Sandbox(cfg)
         if sandbox.secret_file.exists():
