@@ -93,8 +93,7 @@ async def resend_all(ctx: Ctx, key: bytes, store: Any, campaign: str, ids: list[
     """Each call POSTed in turn, its line printed as it ends; returns how many failed."""
     from ivr.records import webhooks as hooks
     read = hooks.reader(store)  # the run's reader: the same row, the same body
-    sender = hooks.Webhooks(ctx.cfg.webhooks.url, key, read, timeout_s=ctx.cfg.webhooks.timeout_s,
-                            workers=0, retries=hooks.RETRIES, backoff_s=hooks.BACKOFF_S)
+    sender = hooks.one_at_a_time(ctx.cfg, key, read)
     failed = 0
     try:
         for call_id in ids:

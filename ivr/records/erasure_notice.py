@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shlex
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -38,9 +37,7 @@ def calls_to_tell(cfg: Config, store: Any, number: str) -> list[int]:
 
 def resend_line(cfg: Config, ids: list[int]) -> str:
     """The command that tells the receiver later (the config's path when it is known)."""
-    where = ["--config", str(cfg.source[0])] if cfg.source else []
-    which = [w for i in ids for w in ("--call-id", str(i))]
-    return shlex.join(["ivr", *where, "webhooks", "resend", *which])
+    return hooks.resend_command(cfg.source[0] if cfg.source else None, None, ids)
 
 
 async def tell(cfg: Config, store: Any, ids: list[int]) -> dict[int, str | None]:
@@ -51,18 +48,19 @@ async def tell(cfg: Config, store: Any, ids: list[int]) -> dict[int, str | None]
     key = hooks.secret(cfg)
     if key is None or not ids:
         return {}
-    sender = hooks.Webhooks(cfg.webhooks.url, key, hooks.reader(store),
-                            timeout_s=cfg.webhooks.timeout_s, workers=0,
-                            retries=hooks.RETRIES, backoff_s=hooks.BACKOFF_S)
+    sender = hooks.one_at_a_time(cfg, key, hooks.reader(store))
     done: dict[int, str | None] = {}
+    down: str | None = None  # the receiver's failure: the calls after it are not tried
     try:
         for call_id in ids:
-            failed = next((p for p in done.values() if p is not None), None)
-            if failed is not None:
-                done[call_id] = failed  # not tried: the receiver just failed
+            if down is not None:
+                done[call_id] = down
                 continue
             row = store.call(call_id)
-            done[call_id] = "its row is gone" if row is None else await sender.send(row)
+            if row is None:  # not the receiver's fault: the next call is tried
+                done[call_id] = "its row is gone"
+                continue
+            done[call_id] = down = await sender.send(row)
     finally:
         await sender.close(grace_s=0)
     return done

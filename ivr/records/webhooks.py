@@ -373,11 +373,26 @@ class Webhooks:
     def resend_command(self, lost: list[int], total: int) -> str:
         """`ivr webhooks resend` naming the few calls lost, else the calls ended since the run's
         start (those delivered too: the receiver drops them by X-IVR-Delivery)."""
-        which = [w for i in lost for w in ("--call-id", str(i))] if total <= RESEND_IDS \
-            else ["--since", self.started.strftime("%Y-%m-%dT%H:%M:%SZ")]  # all named, or not
-        where = ["--campaign", self.campaign] if self.campaign is not None else []
-        config = ["--config", str(self.config)] if self.config is not None else []
-        return shlex.join(["ivr", *config, "webhooks", "resend", *where, *which])
+        return resend_command(self.config, self.campaign, lost,  # all named, or none
+                              since=self.started if total > RESEND_IDS else None)
+
+
+def resend_command(config: Path | None, campaign: str | None, ids: Iterable[int],
+                   since: datetime | None = None) -> str:
+    """The `ivr webhooks resend` line: its config, its campaign, these calls or (`since`)
+    the calls ended since then."""
+    which = ["--since", since.strftime("%Y-%m-%dT%H:%M:%SZ")] if since is not None else \
+        [w for i in ids for w in ("--call-id", str(i))]
+    where = ["--campaign", campaign] if campaign is not None else []
+    at = ["--config", str(config)] if config is not None else []
+    return shlex.join(["ivr", *at, "webhooks", "resend", *where, *which])
+
+
+def one_at_a_time(cfg: Config, key: bytes, read: ReadCall) -> Webhooks:
+    """A sender for calls sent in turn by a command (`ivr webhooks resend`, an erasure's
+    notice): no workers, the run's timeout and retries."""
+    return Webhooks(cfg.webhooks.url, key, read, timeout_s=cfg.webhooks.timeout_s,
+                    workers=0, retries=RETRIES, backoff_s=BACKOFF_S)
 
 
 def failure(exc: BaseException) -> str:
