@@ -48,18 +48,21 @@ def cell_without(text: str, number: str) -> str | None:
         inside = [s for s in spans if a <= s[0] and s[1] <= b]
         rest = [text[i] for i in range(a, b) if not any(x <= i < y for x, y in inside)]
         cuts += inside if any(c.isdigit() for c in rest) else [(a, b)] if inside else []
-    out = text
-    for a, b in sorted(cuts, reverse=True):
-        out = out[:a] + ERASED_MARK + out[b:]
-    return None if _LEFTOVER.fullmatch(out.replace(ERASED_MARK, "")) else out
+    return _marked(text, cuts)
 
 
 def name_without(text: str, number: str) -> str | None:
     """Another contact's name cell without the number's own text ("Paul (fils de Jeanne
     [effacé])"): the words around it are that contact's own name, kept. None when nothing but
     the mark is left."""
+    return _marked(text, number_spans(text, number))
+
+
+def _marked(text: str, cuts: list[tuple[int, int]]) -> str | None:
+    """`text` with each cut span made ERASED_MARK; None when nothing but marks and separators
+    is left."""
     out = text
-    for a, b in sorted(number_spans(text, number), reverse=True):
+    for a, b in sorted(cuts, reverse=True):
         out = out[:a] + ERASED_MARK + out[b:]
     return None if _LEFTOVER.fullmatch(out.replace(ERASED_MARK, "")) else out
 
