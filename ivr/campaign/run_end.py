@@ -8,7 +8,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ivr.campaign.run_control import CARRIER
-from ivr.store.safe_writes import STORE_ERRORS
+from ivr.store.safe_writes import STORE_ERRORS, one_line
 
 if TYPE_CHECKING:
     from ivr.campaign.run import RunReport
@@ -18,10 +18,6 @@ HANGUP_GRACE_S = 5.0  # after the hard stop's hang-up, calls get this long to re
 # ... and the hang-up is sent again this often meanwhile: an Async Originate's channel may
 # not exist yet when its Response came ("No such channel"), then ring after the stop.
 HANGUP_AGAIN_S = 0.5
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 class RunEnd:
@@ -115,7 +111,7 @@ class RunEnd:
                 self.report.why = await self._read_plan(
                     lambda store: self._why_nobody_now(now, store))
         except STORE_ERRORS as exc:  # a stop while the store is away is still a stop
-            self.report.why = self.report.why or f"store unavailable: {_one_line(exc)}"
+            self.report.why = self.report.why or f"store unavailable: {one_line(exc)}"
         self.report.paused = self.report.paused or self.dialer.writer.last_problem
         self.state.finish(self.report.stopped_by, self.report.why, self.report.paused)
         return self.report

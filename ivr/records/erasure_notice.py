@@ -19,6 +19,7 @@ from typing import Any
 from ivr.config import Config
 from ivr.records import webhooks as hooks
 from ivr.records.privacy import line_forms
+from ivr.store.safe_writes import one_line
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,7 @@ def failed_line(cfg: Config, done: dict[int, str | None]) -> str | None:
 
 def not_told_line(cfg: Config, ids: list[int], exc: BaseException) -> str:
     """The line when nothing could be sent (no secret, the store away, interrupted)."""
-    why = " ".join(str(exc).split()) or type(exc).__name__
-    return (f"webhooks: the receiver was not told of the erasure ({why}): "
+    return (f"webhooks: the receiver was not told of the erasure ({one_line(exc)}): "
             f"{resend_line(cfg, ids)}")
 
 

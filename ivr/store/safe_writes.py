@@ -195,8 +195,8 @@ class SafeWriter:
         self.pending.extend(fns)
         if self.problem is None:
             log.error("store unavailable (%s): pausing new calls; outcomes are kept and "
-                      "retried", _one_line(exc))
-        self.problem = self.last_problem = _one_line(exc)
+                      "retried", one_line(exc))
+        self.problem = self.last_problem = one_line(exc)
         self.drained.clear()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._drain())
@@ -207,7 +207,7 @@ class SafeWriter:
             failed = (await in_store_thread(self._retry_pending) if self.remote
                       else self._retry_pending())
             if failed is not None:
-                self.problem = _one_line(failed)
+                self.problem = one_line(failed)
         log.warning("store available again: %s", "outcomes written, resuming")
         self.problem = None
         self.drained.set()
@@ -256,6 +256,6 @@ Commit = Callable[[Callable[[], object], float], Awaitable[bool]]
 COMMIT_WAIT_S = 3.0
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     """psycopg's messages span lines (libpq's hints): the run's status shows one."""
     return " ".join(str(exc).split()) or type(exc).__name__
