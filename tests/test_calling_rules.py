@@ -337,7 +337,7 @@ def test_demo_any_hour_keeps_caps_and_cooldown() -> None:
 # --- callee zone ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("number", "contact_tz", "expected"), [
-    ("+33142000000", "America/Martinique", "America/Martinique"),  # contact's own tz wins
+    ("+33612345678", "America/Martinique", "America/Martinique"),  # contact's own tz wins
     ("+33142000000", "Not/AZone", "Europe/Paris"),  # invalid contact tz: from the number
     ("+33612345678", None, "Europe/Paris"),
     ("+12125551234", None, "America/New_York"),
@@ -351,6 +351,12 @@ def test_demo_any_hour_keeps_caps_and_cooldown() -> None:
 def test_callee_zone(number: str, contact_tz: str | None, expected: str) -> None:
     # one zone (a listed overseas one carries its region's holidays: Zones.subdivs)
     assert zones_of(callee_zone(number, contact_tz, "Europe/Paris")) == (ZoneInfo(expected),)
+
+
+def test_a_mainland_landlines_listed_zone_is_added_to_pariss() -> None:
+    # the line rings in mainland France: Paris's clock stays, the row's must allow it too
+    assert zones_of(callee_zone("+33142000000", "America/Martinique", "Europe/Paris")) == (
+        ZoneInfo("Europe/Paris"), ZoneInfo("America/Martinique"))
 
 
 def test_callee_zone_prefers_the_default_among_several_candidates() -> None:

@@ -3,7 +3,7 @@
 A CRM export with Europe/Paris on every row made a Guadeloupe mobile callable at 10:05 Paris,
 05:05 in Guadeloupe; a mainland mobile marked America/Guadeloupe was judged on Guadeloupe's
 clock but rung on 27 May, Guadeloupe's abolition day. Now, when the number alone says where
-its line is (an overseas number, an overseas 09 box, an Alsace-Moselle landline), the listed
+its line is (an overseas number, an overseas 09 box, a mainland 01-05 landline), the listed
 zone and the number's must each allow a call and both places' holidays apply; a listed
 overseas zone brings its region's holidays to any number. Reasons stay one line naming the
 zone that refuses. Pure rules, plus the plan and the claim on both backends."""
@@ -121,3 +121,17 @@ def test_the_plan_and_the_claim_wait_for_the_numbers_own_clock(store: Store) -> 
     assert got.call is None and not got.decision.allowed and s.open_calls() == []
     later = at(GUADELOUPE, 12, 1, 10, 0) + timedelta(minutes=5)
     assert len(plan(cfg(), s, later).due) == 3
+
+
+def test_a_mainland_landline_listed_abroad_keeps_pariss_clock() -> None:
+    """A geographic 01-05 line is ported only within its zone: it rings in mainland France.
+    A CRM row naming New York made it callable at 21:30 Paris (15:30 there)."""
+    late = at(PARIS, 12, 1, 21, 30)
+    v = verdict(PARIS_LINE, "America/New_York", late)
+    assert (v.allowed, v.reason) == (False, OUTSIDE_WINDOW), v.detail
+    assert v.detail.startswith("tue 2026-12-01 21:30 Europe/Paris is outside"), v.detail
+    assert zones_of(callee_zone(PARIS_LINE, "America/New_York", "Europe/Paris")) == (
+        PARIS, ZoneInfo("America/New_York"))
+    # a mobile may be anywhere its row says; the fiction range (the sandbox's callees) too
+    for number in (MOBILE, "+33199000010"):
+        assert verdict(number, "America/New_York", late).allowed, number

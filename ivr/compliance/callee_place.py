@@ -35,6 +35,11 @@ from ivr.errors import ComplianceError
 from ivr.numbers import OVERSEAS_REGIONS, overseas_homes
 
 _E164 = re.compile(r"\+[1-9][0-9]{1,15}")
+# A geographic number is ported only within its own zone (below, ALSACE_MOSELLE): 01-05 are
+# mainland lines, on Paris time. ARCEP's fiction range (01 99 00) is nobody's line: the
+# sandbox's callees, whose list rows place them anywhere.
+_MAINLAND_LANDLINE = re.compile(r"\+33[1-5][0-9]{8}")
+_FICTION = re.compile(r"\+3319900[0-9]{4}")
 e164 = _E164.fullmatch  # "+digits" as code_place and country_code accept it (else None)
 
 # French overseas regions (phonenumbers region code) -> `holidays` FR subdivision, so that e.g.
@@ -220,10 +225,11 @@ def callee_zone(number_e164: str, contact_tz: str | None, default_tz: str) -> Zo
 
 
 def place_certain(number: str) -> bool:
-    """Does the number alone say where its line is: an overseas number, an overseas 09 box, an
-    Alsace-Moselle landline? A list's time zone (often a CRM's default) may then not loosen its
-    clock nor its holidays; a mobile or another landline may be anywhere its list row says."""
-    if number.startswith("+333") and number[1:6] in ALSACE_MOSELLE:
+    """Does the number alone say where its line is: an overseas number, an overseas 09 box, a
+    mainland geographic landline (01-05, Alsace-Moselle's among them)? A list's time zone
+    (often a CRM's default) may then not loosen its clock nor its holidays; a mobile or a 09
+    box may be anywhere its list row says."""
+    if _MAINLAND_LANDLINE.fullmatch(number) and not _FICTION.fullmatch(number):
         return True
     regions = code_regions(number) or ()
     return any(r in FR_OVERSEAS_SUBDIV for r in regions) or stored_overseas(number) is not None
