@@ -50,6 +50,15 @@ _REFUSED_TYPES: dict[int, str] = {
     PhoneNumberType.VOICEMAIL: "voicemail access number: remove it from the list",
     PhoneNumberType.PAGER: "pager number: remove it from the list",
 }
+# The French plan's blocks that ARCEP gives the overseas territories (national form heads).
+# phonenumbers moves a number there to its territory's code (`_overseas`) only where its data
+# knows the block; one it does not know (0596 12.., 0263 17..) it reads as a valid mainland 05
+# or 02 line, judged on Paris's clock: 5 or 6 hours off. Such a number is refused instead.
+OVERSEAS_HEADS: dict[str, str] = {
+    "0262": "Réunion", "0263": "Réunion", "0269": "Mayotte", "0590": "Guadeloupe",
+    "0594": "Guyane", "0596": "Martinique", "0508": "Saint-Pierre-et-Miquelon",
+    "0639": "Mayotte", "0690": "Guadeloupe", "0691": "Guadeloupe", "0692": "Réunion",
+    "0693": "Réunion", "0694": "Guyane", "0696": "Martinique", "0697": "Martinique"}
 # What a written number may contain besides digits: a leading +, spaces and separators.
 _NUMBER_TEXT = re.compile(r"\+?[0-9\s().\-/]*[0-9][0-9\s().\-/]*")
 _NUMBER_HEAD = re.compile(r"\+?[0-9\s().\-/]*[0-9]")
@@ -416,12 +425,25 @@ def parse_callee(raw: str, default_region: str,
     refused = _REFUSED_TYPES.get(phonenumbers.number_type(num))
     if refused:
         raise NumberRejected(refused)
+    _not_unknown_overseas(num)
     region = phonenumbers.region_code_for_number(num) or "?"
     home = FRENCH_REGIONS | {default_region.upper()} | {c.upper() for c in allow_countries}
     if region not in home:
         raise NumberRejected(f"foreign number (+{num.country_code}): add {region} to "
                              "contacts.allow_countries to call it")
     return _format(num)
+
+
+def _not_unknown_overseas(num: PhoneNumber) -> None:
+    """NumberRejected for a +33 number left in an overseas territory's block (OVERSEAS_HEADS)."""
+    if num.country_code != 33:
+        return
+    head = "0" + phonenumbers.national_significant_number(num)[:3]
+    if head in OVERSEAS_HEADS:
+        raise NumberRejected(
+            f"{OVERSEAS_HEADS[head]} number ({head}) in a block phonenumbers "
+            f"{phonenumbers.__version__} does not know: its local time cannot be told, so it "
+            "is not called; update phonenumbers or remove it from the list")
 
 
 @functools.lru_cache(maxsize=64)

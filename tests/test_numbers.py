@@ -78,6 +78,21 @@ def test_premium_rate_special_and_short_numbers_are_rejected(raw: str, reason: s
     assert "\n" not in str(info.value) and info.value.reason == str(info.value)
 
 
+@pytest.mark.parametrize(("raw", "territory"), [
+    ("0596 12 34 56", "Martinique"), ("+33 5 96 12 34 56", "Martinique"),
+    ("0263 17 12 34", "Réunion"), ("0269 05 12 34", "Mayotte"),
+    ("0508 01 23 45", "Saint-Pierre-et-Miquelon")])
+def test_an_overseas_block_the_data_does_not_know_is_refused_not_read_as_mainland(
+        raw: str, territory: str) -> None:
+    """phonenumbers read these as mainland 05/02 lines, called on Paris's clock: 04:00-05:00
+    in Martinique; the same territory's known blocks still move to its own code."""
+    with pytest.raises(NumberRejected, match=f"^{territory} number .* its local time cannot be "
+                       "told, so it is not called") as info:
+        parse_callee(raw, "FR")
+    assert "\n" not in str(info.value)
+    assert parse_callee("0596 30 12 34", "FR") == "+596596301234"
+
+
 @pytest.mark.parametrize(("raw", "country"), [
     ("+44 20 7946 0000", "GB"), ("+1 415 555 2671", "US"), ("0032 2 555 12 12", "BE")])
 def test_foreign_numbers_are_rejected_unless_their_country_is_allowed(raw: str, country: str) -> None:
