@@ -58,10 +58,12 @@ def test_the_azores_and_lisbon() -> None:
     assert verdict(PT_LISBON, at(10, 30, LISBON)).allowed
 
 
-def test_a_french_polynesia_mobile_keeps_its_three_clocks() -> None:
+@pytest.mark.parametrize("number", ["+68987123456", "+68940920000"])
+def test_a_french_polynesia_number_keeps_its_three_clocks(number: str) -> None:
     """Tahiti, the Marquesas (+30 min) and the Gambier (+1 h) share the numbers: judged on
-    Tahiti's clock alone, 19:45 there was allowed while it was 20:45 in the Gambier."""
-    tahiti, number = ZoneInfo("Pacific/Tahiti"), "+68987123456"
+    Tahiti's clock alone, 19:45 there was allowed while it was 20:45 in the Gambier. A
+    landline too, which phonenumbers gives Tahiti's zone alone."""
+    tahiti = ZoneInfo("Pacific/Tahiti")
     zone = callee_zone(number, None, "Europe/Paris")
     assert str(zone) == "Pacific/Tahiti or Pacific/Gambier or Pacific/Marquesas"
     v = check_call(at(19, 45, tahiti), number=number, zone=zone, schedule=cfg().schedule)

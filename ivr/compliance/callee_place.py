@@ -180,8 +180,11 @@ def region_zone(num: phonenumbers.PhoneNumber, names: list[str]) -> str | None:
 
 # One region, several clocks, none of which the number tells apart: French Polynesia's
 # Tahiti, Marquesas (+30 min) and Gambier (+1 h). It was judged on Tahiti's alone, so a call at
-# 19:45 there reached the Gambier at 20:45.
-SPREAD_REGIONS = frozenset({"PF"})
+# 19:45 there reached the Gambier at 20:45. Each clock of the region, whatever zones
+# phonenumbers lists for the number: it gives a landline (+689 40 9x, "Remote Archipelago")
+# Tahiti's alone. Tahiti's first: it names times in messages.
+SPREAD_ZONES: dict[str, tuple[str, ...]] = {
+    "PF": ("Pacific/Tahiti", "Pacific/Marquesas", "Pacific/Gambier")}
 
 
 def overseas_zone(number: str, default: ZoneInfo) -> ZoneInfo | Zones:
@@ -191,11 +194,11 @@ def overseas_zone(number: str, default: ZoneInfo) -> ZoneInfo | Zones:
     homes = sorted(overseas_homes(number) or (number,), key=lambda home: home != own)
     found = []
     for num in filter(None, map(_parsed, homes)):
-        names = [n for n in time_zones_for_number(num) if n != "Etc/Unknown"]
-        if len(names) > 1 and phonenumbers.region_code_for_number(num) in SPREAD_REGIONS:
-            main = region_zone(num, names)  # Tahiti's first: it names times in messages
-            found += [z for z in map(_zone, sorted(names, key=lambda n: n != main)) if z]
+        spread = SPREAD_ZONES.get(phonenumbers.region_code_for_number(num) or "")
+        if spread:
+            found += [z for z in map(_zone, spread) if z]
             continue
+        names = [n for n in time_zones_for_number(num) if n != "Etc/Unknown"]
         name = names[0] if len(names) == 1 else region_zone(num, names)
         found.append((_zone(name) if name else None) or default)
     zones = distinct_zones(found or [default], first=(found or [default])[0:1])
