@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ivr.errors import ImportFileError, store_trouble
+from ivr.errors import ImportFileError, StoreError, store_trouble
 from ivr.numbers import NumberRejected, e164, objected_number, parse_callee
 from ivr.records.csv_read import (EMPTY, LATIN1_WARNING, header_columns, marked_columns,
                                   marked_refusal, objection_in_cells, overflow_reason,
@@ -222,6 +222,7 @@ class _Importer:
         if zone and not self._zone_ok(zone):
             return self.reject(line, f"time zone {short(zone)} is unknown: use an IANA name "
                                      "such as Europe/Paris")
+        self._keyable(line, number)
         if number in self.batch:  # a later line of the same number fills blanks only
             fill_blanks(self.batch[number], row)
             self.report.duplicates += 1
@@ -231,6 +232,15 @@ class _Importer:
         if len(self.batch) >= BATCH:
             self.flush()
         return None
+
+    def _keyable(self, line: int, number: str) -> None:
+        """A real number in a store keyed with the demo's key beside it stops the import at its
+        line, before its batch: found at the write, it left the batches before it kept with no
+        audit row, and the CLI said the store was empty."""
+        try:
+            self.store.guard_key(number)
+        except StoreError as exc:
+            raise ImportFileError(f"line {line}: {exc}") from None
 
     def _refuse(self, line: int, raw: str, reason: str) -> None:
         """A line recording an objection or no consent: rejected, and its number, if an earlier

@@ -10,7 +10,7 @@ from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 
-from ivr.errors import ImportFileError
+from ivr.errors import ImportFileError, IvrError
 from ivr.numbers import NumberRejected, fold_text, in_home_plan, opposition_number
 from ivr.records.csv_read import read_records, short
 from ivr.store.base import StoreBackend
@@ -48,18 +48,42 @@ def import_optouts(store: StoreBackend, path: Path, *, via: str, default_region:
         else:
             raise ImportFileError(f"{path.name}: line {first[0]} is neither a header with a "
                                   f"'number' column nor a phone number: add a 'number' header")
-        for line, cells in rows:
-            raw = cells[col].strip() if col < len(cells) else ""
-            number, why = _optout_number(raw, default_region)
-            split = _semicolon_numbers(raw, default_region) if number is None else []
-            if number is None and not split:
-                reject(line, f"{short(raw)} is not a valid phone number: {why}"
-                       if raw else "no number")
-            others = [cells[i] for i in phones if i < len(cells)] + cells[extra_from:]
-            numbers = ([number] if number else []) + split + _extra_optouts(others,
-                                                                            default_region)
-            added += sum(1 for n in numbers if store.add_optout(n, via, now))
+        line = first[0]
+        try:
+            for line, cells in rows:
+                added += _import_line(store, cells, col, phones, extra_from, via=via,
+                                      region=default_region, now=now,
+                                      reject=lambda why, at=line: reject(at, why))
+        except (IvrError, KeyboardInterrupt) as exc:
+            if not added:
+                raise  # nothing written: the store as it was
+            why = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
+            raise OptoutImportStopped(
+                f"{path.name}: stopped at line {line} ({why}); the {added} opposition(s) "
+                "before it were added and stay: import the same file again to finish (a "
+                "number already on the list is skipped)") from None
     return added, rejected
+
+
+class OptoutImportStopped(ImportFileError):
+    """An opposition import stopped part-way: the numbers before it stay (the CLI: the store
+    is not empty)."""
+    report = None
+
+
+def _import_line(store: StoreBackend, cells: list[str], col: int, phones: list[int],
+                 extra_from: int, *, via: str, region: str, now: datetime,
+                 reject: Callable[[str], None]) -> int:
+    """One line's numbers onto the list (its number, or the ones a ';' joins, and the person's
+    other lines): how many were added."""
+    raw = cells[col].strip() if col < len(cells) else ""
+    number, why = _optout_number(raw, region)
+    split = _semicolon_numbers(raw, region) if number is None else []
+    if number is None and not split:
+        reject(f"{short(raw)} is not a valid phone number: {why}" if raw else "no number")
+    others = [cells[i] for i in phones if i < len(cells)] + cells[extra_from:]
+    numbers = ([number] if number else []) + split + _extra_optouts(others, region)
+    return sum(1 for n in numbers if store.add_optout(n, via, now))
 
 
 # A header naming another phone line of the person: mobile, portable, tel_fixe, phone 2, gsm...
