@@ -8,6 +8,7 @@ import ipaddress
 import logging
 import re
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from ivr.config_network import (check_agi_reachable, check_ami_user, check_host,
                                  check_pbx_peers, validate_peers)
@@ -105,7 +106,8 @@ def validate_store(store: Store, raw: dict[str, Any]) -> None:
         raise ConfigError("store: keep only one of path: (SQLite) and url: (PostgreSQL)")
     if not STORE_URL.fullmatch(store.url):
         raise ConfigError("store.url: not a PostgreSQL URL: use postgresql://user@host:port/db")
-    if re.search(r"://[^/@]*:[^/@]*@", store.url) or "password=" in store.url:
+    plain = unquote(store.url)  # as libpq reads it: `?pass%77ord=…` is a password too
+    if re.search(r"://[^/@]*:[^/@]*@", plain) or re.search(r"password\s*=", plain):
         raise ConfigError("store.url holds a password: remove it and set IVR_STORE_PASSWORD "
                           "(or libpq's PGPASSWORD / ~/.pgpass)")
 

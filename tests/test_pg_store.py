@@ -87,11 +87,25 @@ def test_a_password_in_the_url_is_refused_and_never_shown() -> None:
 
 
 @pytest.mark.parametrize("url", ["host=127.0.0.1 password=s3cret dbname=ivr",
-                                 "postgresql://ivr@127.0.0.1/ivr?password=s3cret"])
+                                 "postgresql://ivr@127.0.0.1/ivr?password=s3cret",
+                                 # libpq decodes the key: found in review, echoed whole
+                                 "postgresql://ivr@127.0.0.1/ivr?pass%77ord=s3cret",
+                                 "postgresql://ivr@127.0.0.1/ivr?password=s3cret%20s3cret",
+                                 "postgresql://ivr:s3cret%40x@127.0.0.1/ivr"])
 def test_a_password_in_a_dsn_or_a_query_is_refused_and_never_shown(url: str) -> None:
     with pytest.raises(StoreError) as err:
         PgStore.open(url, optout_key=KEY)
     assert "s3cret" not in str(err.value) and "holds a password" in str(err.value)
+
+
+@pytest.mark.parametrize("url", ["postgresql://ivr@127.0.0.1/ivr?pass%77ord=s3cret",
+                                 "postgresql://ivr@127.0.0.1/ivr?%70assword=s3cret"])
+def test_the_config_refuses_a_percent_encoded_password_key(url: str) -> None:
+    from conftest import make_config
+    from ivr.errors import ConfigError
+    with pytest.raises(ConfigError, match="store.url holds a password") as err:
+        make_config(store={"url": url})
+    assert "s3cret" not in str(err.value)
 
 
 def test_without_an_opposition_key_it_refuses_naming_both_sources(

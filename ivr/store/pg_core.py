@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -102,8 +103,11 @@ def grant_fix(why: str, role: str, database: str) -> str:
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced, for error messages (never log a secret)."""
-    url = re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
+    """The URL with any password replaced, for error messages (never log a secret). Its query
+    is read percent-decoded, as libpq reads it: `?pass%77ord=…` is a password too."""
+    url = re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)  # before decoding: `%40` is no `@`
+    if "://" in url:  # a URL's value runs to the next `&`, a decoded space included
+        return re.sub(r"(password\s*=\s*)[^&]*", r"\1***", unquote(url))
     return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", url)
 
 
