@@ -139,6 +139,21 @@ def session_secret() -> str:
     return secrets.token_hex(32)
 
 
+_ON, _OFF = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+def secure_cookie() -> bool:
+    """IVR_WEB_SECURE_COOKIE, read strictly: `true` or `yes` left the Secure flag off without
+    a word, and the session cookie then went over plain http."""
+    raw = os.environ.get(SECURE_ENV, "")
+    if raw.strip().lower() in _ON:
+        return True
+    if raw.strip().lower() in _OFF:
+        return False
+    raise IvrError(f"{SECURE_ENV}={raw[:20]!r} is neither on nor off: set it to 1 behind a TLS "
+                   "proxy (the cookie then goes over https only), or to 0 or unset")
+
+
 def _security_headers(app: FastAPI) -> None:
     @app.middleware("http")
     async def headers(request: Request, call_next: Any) -> Response:
@@ -149,7 +164,10 @@ def _security_headers(app: FastAPI) -> None:
         response.headers.setdefault(
             "Content-Security-Policy", "default-src 'self'; img-src 'self' data:; "
             "media-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'")
-        if request.url.path.startswith("/api/") and "cache-control" not in response.headers:
+        # Every page and download but the static files: a GDPR export, a proof of consent, a
+        # contact list must not stay in a shared computer's browser cache after logout
+        if not request.url.path.startswith("/static/") and \
+                "cache-control" not in response.headers:
             response.headers["Cache-Control"] = "no-store"
         return response
 
@@ -309,7 +327,7 @@ def create_app(cfg: Config, store_factory: StoreFactory, *,
     _security_headers(app)
     app.add_middleware(SessionMiddleware, secret_key=session_secret(),
                        session_cookie="ivr_session", max_age=SESSION_MAX_AGE_S,
-                       same_site="strict", https_only=os.environ.get(SECURE_ENV) == "1")
+                       same_site="strict", https_only=secure_cookie())
     app.state.error_page = pages._error_page  # the gate's refusals of a page too
     _error_handlers(app, pages._error_page)  # pages' own 403/404 page
     app.include_router(api.router)
