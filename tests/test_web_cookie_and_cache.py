@@ -12,7 +12,6 @@ from ivr.web.app import secure_cookie
 from web_fixture import login, make_web
 
 
-
 @pytest.mark.parametrize(("raw", "on"), [("1", True), ("true", True), ("Yes", True),
                                          ("on", True), ("0", False), ("", False),
                                          ("false", False), ("off", False)])
@@ -48,3 +47,25 @@ def test_every_page_and_download_but_static_is_no_store(
         assert r.headers.get("cache-control") == "no-store", path
     static = client.get("/static/console.js")
     assert static.status_code == 200 and static.headers.get("cache-control") != "no-store"
+
+
+def test_an_opposition_look_up_and_report_csv_are_audited_with_their_user(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: a viewer (or a viewer's token) could learn whether, when and how a
+    number objected through GET /api/optouts/{number}, or download every number called, and
+    leave no trace; the page's look-up of the same number was audited."""
+    import sqlite3
+    from web_fixture import NOW
+    web = make_web(tmp_path, monkeypatch)
+    web.store.add_optout("+33199000010", "post", NOW)  # held: its keyed hash is the subject
+    client = web.client()
+    login(client, "vera")
+    assert client.get("/api/optouts/+33199000010").json()["opted_out"]
+    assert client.get("/api/campaigns/demo/report.csv").status_code == 200
+    with sqlite3.connect(tmp_path / "t.db") as db:
+        rows = db.execute("SELECT action, actor, subject_hash IS NOT NULL, detail FROM audit "
+                          "WHERE action IN ('optout_viewed', 'report_downloaded') "
+                          "ORDER BY id").fetchall()
+    assert [r[:3] for r in rows] == [("optout_viewed", "vera", 1),
+                                     ("report_downloaded", "vera", 0)], rows
+    assert '"campaign": "demo"' in rows[1][3] and "+33" not in rows[1][3]
