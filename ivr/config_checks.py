@@ -25,6 +25,9 @@ MIN_REAL_RETRY_DELAY_S = 600.0
 
 
 def validate(cfg: Config) -> None:
+    if not cfg.campaign.name.strip():  # else lists, prompts and reports bound to campaign ''
+        raise ConfigError("campaign.name is empty: name the campaign (e.g. "
+                          "municipales-2026-lyon): its lists, prompts and reports are bound to it")
     _validate_flow(cfg.flow)
     if cfg.pbx.mode not in ("sandbox", "external"):
         raise ConfigError(f"pbx.mode: {cfg.pbx.mode!r} is not sandbox or external")

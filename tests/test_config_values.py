@@ -22,6 +22,13 @@ def refused(data: dict[str, Any], key: str) -> str:
     return text
 
 
+@pytest.mark.parametrize("name", ["", "   "])
+def test_an_empty_campaign_name_is_refused(name: str) -> None:
+    # found in review: lists, prompts and reports were bound to campaign '' and `ivr check`
+    # said 0 error(s)
+    assert "name the campaign" in refused({"campaign": {"name": name}}, "campaign.name")
+
+
 @pytest.mark.parametrize("value", [-10, 0, 301, 1e9])
 def test_ring_timeout_out_of_bounds(value: float) -> None:
     refused({"dialer": {"ring_timeout_s": value}}, "dialer.ring_timeout_s")
