@@ -33,6 +33,7 @@ from ivr.prompts.archive import archive_build
 from ivr.prompts.build_dir import new_staging, one_build_at_a_time, undo
 from ivr.prompts.decode import CONVERSION, DECODER, convert
 from ivr.prompts.install import atomic_write, install_prompts, same_file, sha
+from ivr.records.interrupts import signals_held
 from ivr.prompts.manifest import (MANIFEST_NAME, Manifest, check_key_recordings,
                                   check_legal_recording, fingerprint,
                                   flow_keys, load_manifest, prompt_digest, read_manifest,
@@ -336,9 +337,9 @@ def _stage_jobs(cfg: Config, jobs: list[_Job], build_dir: Path, staging: Path,
 
 
 def _stage_all(cfg: Config, jobs: list[_Job], build_dir: Path, staging: Path,
-               log: Log) -> Manifest:
-    """Render, check, archive, then put in place every prompt; returns the new manifest (not
-    yet written). Anything raised before the move leaves the build dir as it was."""
+               log: Log) -> tuple[Manifest, _Staged]:
+    """Render, check and archive every prompt; returns the new manifest (not yet written) and
+    what is staged (not yet in place). Anything raised here leaves the build dir as it was."""
     staged = _Staged()
     jobs = _stage_jobs(cfg, jobs, build_dir, staging, staged, log)
     check_intro_length(cfg, staged.entries)
@@ -347,8 +348,7 @@ def _stage_all(cfg: Config, jobs: list[_Job], build_dir: Path, staging: Path,
                           "flow_keys": flow_keys(cfg),  # a run with other keys never plays it
                           "prompts": staged.entries}
     _archive_staged(cfg, manifest, staged, build_dir, staging)
-    _move_into_place(staged, build_dir, staging)
-    return manifest
+    return manifest, staged
 
 
 # ---------------------------------------------------------------- public API
@@ -365,13 +365,17 @@ def build_prompts(cfg: Config, *, engine_override: str | None = None,
         done = False
         try:
             old_manifest = _old_manifest(cfg, jobs, build_dir, log)
-            manifest = _stage_all(cfg, jobs, build_dir, staging, log)
-            done = True
+            manifest, staged = _stage_all(cfg, jobs, build_dir, staging, log)
+            # The wavs and their manifest as one step: Ctrl-C or SIGTERM between two renames
+            # left a new goodbye.wav beside the old message.wav and the old manifest
+            with signals_held():
+                _move_into_place(staged, build_dir, staging)
+                done = True
+                _finish(build_dir, manifest, old_manifest, log)
         finally:  # all-or-nothing, whatever stopped it (an error, Ctrl-C, SIGTERM made one)
             shutil.rmtree(staging, ignore_errors=True)
             if not done:
                 undo(created)
-        _finish(build_dir, manifest, old_manifest, log)
     return manifest
 
 
