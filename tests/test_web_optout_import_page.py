@@ -36,7 +36,7 @@ def _bad_lines(n: int) -> list[str]:
     return [f"06 12 34 56 {i:02d} poste {i} bureau de vote numéro {i}" for i in range(n)]
 
 
-def test_every_reject_is_on_the_page_and_in_its_csv(web) -> None:
+def test_every_reject_is_on_the_page_and_in_its_csv(web, monkeypatch) -> None:
     c = web.client()
     token = login(c, "otto")
     r = _import(c, token, ["number", *_bad_lines(30), "06 11 22 33 40", "06 11 22 33 41"])
@@ -61,6 +61,11 @@ def test_every_reject_is_on_the_page_and_in_its_csv(web) -> None:
     login(viewer, "vera")
     assert viewer.get(link).status_code == 403
     assert c.get(link.replace("/rights/rejects/", "/contacts/rejects/")).status_code == 404
+    # Kept KEPT_REJECTS_S at most: an erasure outside the console is not heard of here
+    from ivr.web import results
+    later = results._clock() + results.KEPT_REJECTS_S + 1
+    monkeypatch.setattr(results, "_clock", lambda: later)
+    assert c.get(link).status_code == 404
 
 
 @backend_sqlite_only  # the page's cap and wording: no store difference

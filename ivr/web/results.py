@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import secrets
 import threading
+import time
 import zlib
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -17,6 +18,10 @@ from fastapi.routing import APIRoute
 from ivr.web import records
 
 KEPT_REJECTS = 20  # uploads whose rejected lines stay downloadable (memory only)
+# ... for this long at most: a number erased outside the console (`ivr gdpr erase`, which
+# the console does not hear of) stayed downloadable in them until 20 more uploads or a restart
+KEPT_REJECTS_S = 600.0
+_clock = time.monotonic
 # The flash rides in the session cookie, base64'd: past ~4096 bytes the browser drops the
 # cookie and the operator sees no message at all. Its JSON text is kept under this.
 FLASH_MAX_JSON = 1500
@@ -46,7 +51,7 @@ def keep_rejects(request: Request, kind: str, rejected: list[dict[str, Any]]) ->
     blob = zlib.compress(records.rejects_csv(rejected).encode("utf-8"))
     kept = request.app.state.rejects
     with _kept_lock:
-        kept[rid] = (kind, blob)
+        kept[rid] = (kind, blob, _clock())
         while len(kept) > KEPT_REJECTS:
             kept.pop(next(iter(kept)))
     return rid
@@ -64,6 +69,9 @@ def rejects_download(request: Request, kind: str, rid: str, again: str) -> Respo
     """The CSV kept under `rid` for this kind of upload; 404 once dropped (`again`: the fix)."""
     with _kept_lock:
         hit = request.app.state.rejects.get(rid)
+        if hit is not None and _clock() - hit[2] > KEPT_REJECTS_S:
+            request.app.state.rejects.pop(rid, None)
+            hit = None
     if hit is None or hit[0] != kind:
         raise HTTPException(404, f"these rejects are no longer kept: {again}")
     return Response(zlib.decompress(hit[1]), media_type="text/csv; charset=utf-8",
