@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
@@ -254,15 +255,17 @@ async def report_csv(request: Request, campaign: str) -> Response:
     blocks kept from the last download (cache.KeptBlocks) are reused where the store finds
     them unchanged: after a commit only the changed blocks are rendered again. zstd or gzip
     when the client accepts it (browsers do): the kept blocks' segments, see download.py."""
-    await run_in_threadpool(_csv_asked, request, campaign)
+    await run_in_threadpool(_csv_asked, who, request, "view", campaign)
     coding = choose_coding(",".join(request.headers.getlist("accept-encoding")),
                            from_a_browser(request.headers))
     return download.report_csv(request.app.state, campaign, coding)
 
 
-def _csv_asked(request: Request, campaign: str) -> None:
-    """Who may, and a row in the audit: report.csv holds every number the campaign called."""
-    _, store = who(request, "view")
+def _csv_asked(check: Callable[[Request, str], tuple[User, Any]], request: Request,
+               action: str, campaign: str) -> None:
+    """Who may (`check`: who, the docs read its action from the call), and a row in the audit:
+    report.csv holds every number the campaign called. One thread: the store stays in it."""
+    _, store = check(request, action)
     known(request, campaign)
     store.audit("report_downloaded", None, {"campaign": campaign, "report": "report.csv"},
                 now())
