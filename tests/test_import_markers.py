@@ -175,7 +175,7 @@ def test_a_later_list_objecting_takes_a_queued_number_out_of_the_queue(
                  source="list-b")
     assert [line for line, _ in report.rejected] == [2, 3, 4]
     assert report.withdrawn == 3 and report.summary().endswith(
-        ", 3 queued taken out of the queue (this file records their objection or no consent)")
+        ", 3 taken out of the queue (this file records their objection or no consent)")
     assert queued(store) == ["+33612345604"]
     assert queued(store, "c2") == ["+33612345601"]  # another campaign's list: its own queue
     audit = store.q("SELECT detail FROM audit WHERE action = 'import' ORDER BY id")

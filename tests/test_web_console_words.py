@@ -123,7 +123,7 @@ def test_the_flashes_say_what_was_done_in_french_then_in_english(web) -> None:
     assert said == "Pause: desired state “paused”"
     said = flash_after(c, c.post(f"{rights}/optout", data={"number": "+33199000011",
                                                            "via": "phone", "csrf_token": token}))
-    assert said == "+33199000011: already listed"
+    assert said == "+33199000011: already on the opposition list"
 
 
 # -- headings and cells ---------------------------------------------------------------------------

@@ -51,7 +51,17 @@ def test_the_rights_and_pacing_refusals_are_french_on_a_french_page(web) -> None
     assert said == "calls_per_second: 'vite' n'est pas un nombre"
     said = _flash(c, c.post(f"{run}/pacing", data={"max_concurrent": "100000",
                                                    "csrf_token": token}))
-    assert said.startswith("Détail en anglais : max_concurrent"), said  # any other: the note
+    assert said == ("Appels simultanés : 100000 est hors limites ; entre 1 et 20 "
+                    "(dialer.max_concurrent de la configuration)"), said
+    said = _flash(c, c.post(f"{run}/pacing", data={"csrf_token": token}))
+    assert said == ("Rythme : indiquez les appels simultanés, les appels par seconde, ou les "
+                    "deux"), said
+    said = _flash(c, c.post(f"{rights}/optout", data={"number": "0612345678", "via": "",
+                                                      "csrf_token": token}))
+    assert said.startswith("« Demande reçue par » : choisissez comment"), said
+    said = _flash(c, c.post(f"{run}/pacing", data={"calls_per_second": "100000",
+                                                   "csrf_token": token}))
+    assert said.startswith("Détail en anglais : calls_per_second"), said  # any other: the note
     page = html.unescape(c.get(rights, params={"number": "banana"}).text)
     assert "number: 'banana' n'est pas un numéro de téléphone valide" in page
     assert c.get("/lang/en").status_code == 303
@@ -74,6 +84,13 @@ def test_channels_statuses_and_outcomes_are_words_with_their_codes(web) -> None:
     token = login(c, "otto")
     page = c.get(f"/c/{CAMPAIGN}/rights", params={"number": "+33612345678"}).text
     assert '<option value="post">courrier</option>' in page
+    # nothing chosen for the operator (found in review: « courrier » was sent for a phone
+    # request, and « consentement recueilli » for any list uploaded in a hurry)
+    for select in ('id="optout-via" required>', 'id="optout-import-via" required>'):
+        assert f'{select}<option value="" selected>— choisir —</option>' in page, select
+    upload = c.get(f"/c/{CAMPAIGN}/contacts").text
+    assert ('id="upload-basis" required><option value="" selected>— choisir —</option>'
+            in upload)
     assert '<option value="email">e-mail</option>' in page
     assert "<td>à appeler</td>" in page.split('id="number-campaigns"')[1]
     assert ">pending<" not in page
@@ -82,6 +99,10 @@ def test_channels_statuses_and_outcomes_are_words_with_their_codes(web) -> None:
     assert r.status_code == 303 and web.store.is_opted_out("+33612345678")
     page = html.unescape(c.get(r.headers["location"]).text)
     assert "(courrier, " in page.split('id="lookup-result"')[1].split("</p>")[0]
+    keyed = "+33612345670"  # a key pressed in a call: its code was shown raw
+    web.store.add_optout(keyed, "phone-key", NOW)
+    page = html.unescape(c.get(f"/c/{CAMPAIGN}/rights", params={"number": keyed}).text)
+    assert "(touche pendant l'appel, " in page.split('id="lookup-result"')[1].split("</p>")[0]
     lists = c.get(f"/c/{CAMPAIGN}/contacts").text
     assert "<td>opposé (liste d&#39;opposition)</td>" in lists and ">opted_out<" not in lists
     counts = html.unescape(c.get(f"/c/{CAMPAIGN}/overview").text.split('id="counts"')[1]
@@ -98,3 +119,31 @@ def test_the_eta_is_hours_minutes_seconds_as_the_live_script_writes_it() -> None
     from ivr.web.service import eta_text
     assert eta_text(90000) == "25:00:00" and eta_text(3599) == "0:59:59"
     assert eta_text(None) == "—"
+
+
+@pytest.mark.parametrize(("body", "said"), [
+    (b"numero,nom\n0612345678,Anne\n", "l.csv : pas de colonne « number » (colonnes trouvées : "
+     "'numero', 'nom') : la première ligne du fichier doit nommer « number » la colonne des "
+     "numéros de téléphone"),
+    (b"", "l.csv est vide : sa première ligne doit être un en-tête nommant une colonne "
+     "« number »"),
+    (b"PK\x03\x04rest", "l.csv est un classeur (Excel, ODS), pas du texte CSV : "
+     "enregistrez-le au format « CSV UTF-8 »")])
+def test_a_list_refused_whole_says_why_in_french(web, body: bytes, said: str) -> None:
+    """Found in review: a first list headed `numero` (the likeliest first upload) was refused
+    in English on the French page, with nothing saying the column must be `number`."""
+    c = web.client()
+    token = login(c, "otto")
+    r = c.post(f"/c/{CAMPAIGN}/contacts/upload",
+               data={"csrf_token": token, "source": "liste-a", "basis": "consent"},
+               files={"file": ("l.csv", body, "text/csv")})
+    assert r.status_code == 400
+    shown = html.unescape(re.search(r'id="upload-error"[^>]*>([^<]*)<', r.text).group(1))
+    assert shown == said
+    r = c.post(f"/c/{CAMPAIGN}/contacts/upload",
+               data={"csrf_token": token, "source": "liste-a", "basis": "consent",
+                     "acquired_on": "31/12/2026"},
+               files={"file": ("l.csv", b"number\n0612345678\n", "text/csv")})
+    shown = html.unescape(re.search(r'id="upload-error"[^>]*>([^<]*)<', r.text).group(1))
+    assert shown == ("« Date d'acquisition » : '31/12/2026' n'est pas une date : donnez-la sous "
+                     "la forme AAAA-MM-JJ")

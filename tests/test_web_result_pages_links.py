@@ -54,7 +54,8 @@ def test_the_upload_result_links_to_the_contacts_page(web) -> None:
     second = c.get(links["→"])
     assert second.status_code == 200
     assert _links(second.text)["←"] == f"/c/{CAMPAIGN}/contacts?offset=0"
-    assert _links(second.text)["next"] == f"/c/{CAMPAIGN}/contacts"  # a GET: its own page
+    # a GET: its own page, with its query (the switch kept the page one was on)
+    assert _links(second.text)["next"] == f"/c/{CAMPAIGN}/contacts?offset=100"
 
 
 def test_the_opposition_import_result_links_to_the_rights_page(web) -> None:
@@ -65,3 +66,17 @@ def test_the_opposition_import_result_links_to_the_rights_page(web) -> None:
     assert r.status_code == 200 and 'id="optout-import-summary"' in r.text
     assert _links(r.text)["next"] == f"/c/{CAMPAIGN}/rights"
     assert c.get(f"/c/{CAMPAIGN}/rights").status_code == 200
+
+
+def test_the_language_switch_keeps_the_query(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Found in review: on the login page the switch dropped `?next=…`, so the operator landed
+    on the overview; on the rights page it dropped the number looked up."""
+    from urllib.parse import unquote
+    from web_fixture import make_web
+    c = make_web(tmp_path, monkeypatch).client()
+    page = c.get("/login", params={"next": f"/c/{CAMPAIGN}/run"}).text
+    link = html.unescape(re.search(r'id="lang-switch" href="([^"]+)"', page).group(1))
+    assert unquote(unquote(link)) == f"/lang/en?next=/login?next=/c/{CAMPAIGN}/run", link
+    back = c.get(link)
+    assert back.status_code == 303 and unquote(back.headers["location"]) == \
+        f"/login?next=/c/{CAMPAIGN}/run"

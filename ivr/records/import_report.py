@@ -42,7 +42,7 @@ class ImportReport:
         out = (f"{self.added} added, {self.merged} merged{dup}, {self.unchanged} unchanged, "
                f"{self.opted_out} on the opposition list (never called), "
                f"{self.rejected_total} rejected")
-        return out + (f", {self.withdrawn} queued taken out of the queue (this file records "
+        return out + (f", {self.withdrawn} taken out of the queue (this file records "
                       "their objection or no consent)" if self.withdrawn else "")
 
 

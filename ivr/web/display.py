@@ -81,6 +81,35 @@ _FRENCH = (
      "refused_confirm"),
     (re.compile(r"(\w+): (.*) is not a whole number", re.S), "refused_whole"),
     (re.compile(r"(\w+): (.*) is not a number", re.S), "refused_float"),
+    (re.compile(r"opt-out channel (.*) is not one of: .*", re.S), "refused_via"),
+    (re.compile(r"pacing: give max_concurrent, calls_per_second or both"), "refused_pacing"),
+    (re.compile(r"max_concurrent is (.*): use at least 1 and at most (\d+) calls "
+                r"\(dialer.max_concurrent\)", re.S), "refused_max_concurrent"),
+    # a contact list's file the upload refuses whole (records/csv_read.py): most often a first
+    # list's header in French (`numero`), met by a new operator before anything else
+    (re.compile(r"(.*): no 'number' column \(columns found: (.*)\): name the phone number "
+                r"column 'number'", re.S), "upload_no_number"),
+    (re.compile(r"(.*) is empty: its first line must be a header naming a 'number' column",
+                re.S), "upload_empty"),
+    (re.compile(r"(.*) is not CSV text \(NUL byte at offset (\d+)\): export the list as CSV",
+                re.S), "upload_nul"),
+    (re.compile(r"(.*) is a spreadsheet \(Excel/ODS\), not CSV text: save it as 'CSV UTF-8'",
+                re.S), "upload_spreadsheet"),
+    (re.compile(r"(.*) is UTF-16 text: save it as 'CSV UTF-8'", re.S), "upload_utf16"),
+    (re.compile(r"(.*): column (.*) appears twice in the header: rename one", re.S),
+     "upload_twice"),
+    (re.compile(r"(.*): the header must be the first line: remove the title rows above it "
+                r"\(line (\d+) looks like the header\)", re.S), "upload_title_rows"),
+    (re.compile(r"--acquired-on (.*) is not a date: use YYYY-MM-DD", re.S), "upload_bad_date"),
+    # an erasure the store could not finish on disk (privacy.erase_warning): what remains, and
+    # what to do, in the operator's words: "effacé" alone made them tell the person it was
+    (re.compile(r"warning: another process holds (.*) open: the erased number stays in its "
+                r"-wal file until that process closes the store; run `ivr gdpr erase` again "
+                r"then", re.S), "erase_left_wal"),
+    (re.compile(r"warning: the role (\S+) does not own (.*), so PostgreSQL may not rewrite them: "
+                r".*", re.S), "erase_left_owner"),
+    (re.compile(r"warning: another session held a lock on a table the erasure changed, .*",
+                re.S), "erase_left_lock"),
 )
 
 
@@ -89,11 +118,18 @@ def refusal(lang: str, text: str) -> str:
     words when known, else the English behind the note that says so."""
     if i18n.pick(lang) != "fr" or not text:
         return text
+    return known(lang, text) or f"{i18n.translate(lang, 'detail_en')} {text}"
+
+
+def known(lang: str, text: str) -> str | None:
+    """The French words of a refusal _FRENCH knows, else None (an English page: None)."""
+    if i18n.pick(lang) != "fr":
+        return None
     for pattern, key in _FRENCH:
         found = pattern.fullmatch(text)
         if found:
             return i18n.translate(lang, key).format(*found.groups())
-    return f"{i18n.translate(lang, 'detail_en')} {text}"
+    return None
 
 
 # A run held from the console: the controllers' own words (run_control), known here.

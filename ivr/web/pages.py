@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ivr.errors import IvrError
 from ivr.records.privacy import OPTOUT_CHANNELS
-from ivr.web import i18n, records, service
+from ivr.web import display, i18n, records, service
 from ivr.web import prompts as prompts_mod
 from ivr.web.api import dropped, erase_number, known, prompts_elsewhere
 from ivr.web.auth import (LoginBusy, NotLoggedIn, User, authenticate, check_password, client_of,
@@ -245,7 +245,8 @@ def contacts_upload(request: Request, campaign: str, file: UploadFile = File(...
         dropped(request, campaign)
     if result is not None:
         result["rejects_id"] = keep_rejects(request, "contacts", result["rejected"])
-    error = i18n.form_words(_lang(request), error)  # the form's fields, not CLI flags
+    # French words for a file refused whole; else the form's fields, not CLI flags
+    error = display.known(_lang(request), error) or i18n.form_words(_lang(request), error)
     return _contacts(request, store, ctx, campaign, 0, result, error, 400 if error else 200)
 
 
@@ -397,10 +398,11 @@ def rights_erase(request: Request, campaign: str, number: str = Form(""),
         res = erase_number(request, store, number, confirm)
     except (ValueError, IvrError) as exc:
         return _back(request, _rights(campaign, number), _no(request, exc), "error")
-    erased = _t(request, "flash_erased", number=res["number"])
     if res.get("warning"):  # the number is still on disk: the operator must know
-        return _back(request, _rights(campaign), f"{erased}; {res['warning']}", "warning")
-    return _back(request, _rights(campaign), erased)
+        why = display.refusal(_lang(request), res["warning"])
+        return _back(request, _rights(campaign), _t(request, "flash_erase_incomplete",
+                                                    number=res["number"], why=why), "warning")
+    return _back(request, _rights(campaign), _t(request, "flash_erased", number=res["number"]))
 
 
 # -- reports --------------------------------------------------------------------------------------

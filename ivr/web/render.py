@@ -56,6 +56,8 @@ def render(request: Request, name: str, ctx: dict[str, Any], status: int = 200) 
     code, path = lang(request), request.url.path
     if request.method not in SAFE_METHODS:  # a form's result: its URL takes no GET (a 405)
         path = section_of(path) or path
+    elif request.url.query:  # the language switch keeps the login's next, a look-up, a page
+        path = f"{path}?{request.url.query}"
     base = {"t": i18n.translator(code), "lang": code, "csrf": csrf_token(request), "path": path,
             "tz": zone_of(request)}
     return templates.TemplateResponse(request, name, {**base, **ctx}, status_code=status)
