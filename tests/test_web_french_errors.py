@@ -147,3 +147,35 @@ def test_a_list_refused_whole_says_why_in_french(web, body: bytes, said: str) ->
     shown = html.unescape(re.search(r'id="upload-error"[^>]*>([^<]*)<', r.text).group(1))
     assert shown == ("« Date d'acquisition » : '31/12/2026' n'est pas une date : donnez-la sous "
                      "la forme AAAA-MM-JJ")
+
+
+def test_a_nodes_state_is_french_on_the_page_and_in_the_live_french_overview(web) -> None:
+    """Found in review: `node n2 down`, `node n1 full` in English on the French overview."""
+    from ivr.web.auth import now
+    nodes = [{"name": "n1", "up": True, "in_flight": 2, "cap": 2, "holding": "node n1 full"},
+             {"name": "n2", "up": False, "in_flight": 3, "cap": 9,
+              "holding": "node n2 down (3 call(s) in flight wait for it)"}]
+    web.store.publish_snapshot(CAMPAIGN, "ctl-a", {
+        "campaign": CAMPAIGN, "in_flight": 5, "max_concurrent": 20, "rate_per_min": 0.0,
+        "status": "holding", "stopped": False, "waiting": "", "nodes": nodes}, now())
+    c = web.client()
+    login(c, "vera")
+    page = html.unescape(c.get(f"/c/{CAMPAIGN}/overview").text.split('id="nodes"')[1]
+                         .split("</table>")[0])
+    assert 'title="node n1 full">plein</td>' in page, page
+    assert ">injoignable (3 appel(s) en cours l'attendent)</td>" in page, page
+    live = c.get(f"/api/campaigns/{CAMPAIGN}/overview", params={"lang": "fr"}).json()
+    assert [n["holding"] for n in live["nodes"]] == [
+        "plein", "injoignable (3 appel(s) en cours l'attendent)"]
+    api = c.get(f"/api/campaigns/{CAMPAIGN}/overview").json()  # the API's own words
+    assert [n["holding"] for n in api["nodes"]] == [n["holding"] for n in nodes]
+
+
+def test_a_flash_is_announced_to_a_screen_reader(web) -> None:
+    """Found in review: only the login error had role="alert"."""
+    c = web.client()
+    token = login(c, "ada")
+    r = c.post(f"/c/{CAMPAIGN}/run/pacing", data={"max_concurrent": "abc", "csrf_token": token})
+    assert '<p id="flash" class="flash error" role="alert">' in c.get(r.headers["location"]).text
+    r = c.post(f"/c/{CAMPAIGN}/run/pacing", data={"max_concurrent": "2", "csrf_token": token})
+    assert '<p id="flash" class="flash ok" role="status">' in c.get(r.headers["location"]).text

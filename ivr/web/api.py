@@ -22,7 +22,7 @@ from ivr.web.segments import choose_coding, from_a_browser
 from ivr.web.results import drop_rejects
 from ivr.web.auth import NotLoggedIn, User, authenticate, check_api_csrf, now, require
 from ivr.web.chart import overview_chart
-from ivr.web.display import why_text
+from ivr.web.display import node_state, why_text
 
 router = APIRouter(prefix="/api", tags=["console"])
 EVENT_EVERY_S = 1.0  # live updates: one overview per second per open console, computed once
@@ -147,7 +147,9 @@ def in_words(data: dict[str, Any], lang: str, zone: str) -> dict[str, Any]:
     if lang == "en" or lang not in i18n.LANGS:
         return data
     return {**data, "why_waiting": why_text(lang, data, zone),
-            "chart_svg": overview_chart(data, zone, lang)}
+            "chart_svg": overview_chart(data, zone, lang),
+            "nodes": [{**n, "holding": node_state(lang, n.get("holding") or "")}
+                      for n in data.get("nodes") or []]}
 
 
 @router.get("/campaigns/{campaign:path}/events", response_class=StreamingResponse)

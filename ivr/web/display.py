@@ -121,6 +121,28 @@ def refusal(lang: str, text: str) -> str:
     return known(lang, text) or f"{i18n.translate(lang, 'detail_en')} {text}"
 
 
+# A node's state as the controllers publish it (campaign/nodes.NodeState.why_not_ready): the
+# words of the state; the node's name is in its own column.
+_NODE_STATES = (
+    (re.compile(r"node \S+ down \((\d+) call\(s\) in flight wait for it\)"), "node_down_waiting"),
+    (re.compile(r"node \S+ down"), "node_down"),
+    (re.compile(r"node \S+ reconciling"), "node_reconciling"),
+    (re.compile(r"node \S+ holding after a PBX fault"), "node_holding"),
+    (re.compile(r"node \S+ full"), "node_full"))
+
+
+def node_state(lang: str, holding: str) -> str:
+    """A node's `holding` text as a page in `lang` shows it: French words in French (the
+    English behind the note when unknown); as it is in English."""
+    if i18n.pick(lang) != "fr" or not holding:
+        return holding
+    for pattern, key in _NODE_STATES:
+        found = pattern.fullmatch(holding)
+        if found:
+            return i18n.translate(lang, key).format(*found.groups())
+    return f"{i18n.translate(lang, 'detail_en')} {holding}"
+
+
 def known(lang: str, text: str) -> str | None:
     """The French words of a refusal _FRENCH knows, else None (an English page: None)."""
     if i18n.pick(lang) != "fr":
