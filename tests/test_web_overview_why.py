@@ -59,7 +59,7 @@ def test_outside_the_calling_window_says_the_rule_and_the_next_allowed_time(
     # The page, in French: the rule and the time in words and in the campaign's zone, the
     # rule's detail in the command line's English beside them.
     assert _shown(page, "why-waiting") == (
-        "personne ne peut être appelé maintenant : 3 : hors des plages d'appel, prochain appel "
+        "personne ne peut être appelé maintenant : 3 contact(s) — hors des plages d'appel, prochain appel "
         "permis 02/12/2026 10:00 (Europe/Paris) (détail en anglais : "
         f"{o['why_parts'][0]['detail']})")
     assert o["why_parts"] == [{"kind": "reason", "reason": "outside_window", "n": 3,

@@ -68,7 +68,7 @@ def test_the_events_of_a_french_page_say_why_in_french(web) -> None:
     with c.stream("GET", f"/api/campaigns/{CAMPAIGN}/events", params={"lang": "fr"}) as r:
         event = json.loads(next(r.iter_lines())[len("data: "):])
     assert event["why_waiting"].startswith(
-        "personne ne peut être appelé maintenant : 1 : hors des plages d'appel, prochain appel "
+        "personne ne peut être appelé maintenant : 1 contact(s) — hors des plages d'appel, prochain appel "
         "permis 02/12/2026 10:00 (Europe/Paris) (détail en anglais : ")
     assert event["why_parts"][0]["reason"] == "outside_window"  # the data stays the API's
     assert event["next_allowed"] == "2026-12-02T09:00:00+00:00"
@@ -85,13 +85,15 @@ def test_parts_a_page_rarely_meets_and_a_controllers_own_words() -> None:
                                 "1 attempt cap (3 attempts in the last 30 days (max 3)); "
                                 "4 made up (d)")
     assert why_text("fr", o, ZONE) == (
-        "la campagne s'est arrêtée avec 2 contact(s) encore à appeler; 1 : nombre maximal "
-        "d'essais atteint (détail en anglais : 3 attempts in the last 30 days (max 3)); "
-        "4 : made up (détail en anglais : d)")  # no words for a reason: its code, readable
+        "la campagne s'est arrêtée avec 2 contact(s) encore à appeler; 1 contact(s) — nombre "
+        "maximal d'essais atteint (détail en anglais : 3 attempts in the last 30 days (max 3)); "
+        "4 contact(s) — made up (détail en anglais : d)")  # no words for a reason: its code, readable
     assert why_text("en", o, ZONE) == o["why_waiting"]
     held = {"why_waiting": "node n1 down (2 call(s) in flight wait for it)", "why_parts": []}
     assert why_text("fr", held, ZONE) == \
-        "Détail en anglais : node n1 down (2 call(s) in flight wait for it)"
+        "Nœud n1 : injoignable (2 appel(s) en cours l'attendent)"  # in review: English
+    other = {"why_waiting": "store unavailable: disk full", "why_parts": []}
+    assert why_text("fr", other, ZONE) == "Détail en anglais : store unavailable: disk full"
     assert why_text("fr", {"why_waiting": STANDBY, "why_parts": []}, ZONE) == \
         "en attente du bouton Démarrer de la console"
     assert why_text("fr", {"why_waiting": "", "why_parts": []}, ZONE) == ""

@@ -131,6 +131,9 @@ _NODE_STATES = (
     (re.compile(r"node \S+ full"), "node_full"))
 
 
+_NODE_NAMED = re.compile(r"node (\S+) .*", re.S)
+
+
 def node_state(lang: str, holding: str) -> str:
     """A node's `holding` text as a page in `lang` shows it: French words in French (the
     English behind the note when unknown); as it is in English."""
@@ -169,6 +172,10 @@ def why_text(lang: str, o: dict[str, Any], zone_name: str) -> str:
     parts = o.get("why_parts") or []
     if not parts:
         key = _HELD.get(text)
+        node = _NODE_NAMED.fullmatch(text)
+        if key is None and node is not None and not node_state(lang, text).startswith(
+                i18n.translate(lang, "detail_en")):  # a node the run waits on, in words
+            return f"{i18n.translate(lang, 'node')} {node.group(1)} : {node_state(lang, text)}"
         return i18n.translate(lang, key) if key else \
             f"{i18n.translate(lang, 'detail_en')} {text}"
     first, say = parts[0], lambda key, **kw: i18n.translate(lang, key).format(**kw)
