@@ -30,7 +30,8 @@ function el(data) {
           replaceChildren(...cs) { this.children = cs; }};
 }
 const page = JSON.parse(process.argv[3]);
-const els = {"desired": el({states: page.states}), "nodes": el({up: page.up, down: page.down})};
+const els = {"desired": el({states: page.states}), "nodes": el({up: page.up, down: page.down}),
+             "rate": el(), "pct": el()};
 const tbodies = {"#nodes tbody": el(), "#recent-calls tbody": el()};
 let source = null;
 global.document = {body: el({campaign: "demo", section: "overview"}),
@@ -42,13 +43,14 @@ global.window = {EventSource: true};
 global.EventSource = function () { source = this; };
 eval(fs.readFileSync(process.argv[2], "utf8"));
 source.onmessage({data: JSON.stringify({
-  counts: {}, in_flight: 0, cap: 0, calls_per_minute: 0, percent_complete: null, eta_s: null,
+  counts: {}, in_flight: 0, cap: 0, calls_per_minute: 12.5, percent_complete: 25, eta_s: null,
   desired: "paused", why_waiting: "", next_allowed: null, controllers: [], recent_calls: [],
   nodes: [{name: "n1", in_flight: 0, cap: 2, holding: "", up: true},
           {name: "n2", in_flight: 0, cap: 2, holding: "", up: false}], chart_svg: "", at: "x"})});
 const shown = tbodies["#nodes tbody"].children.map((tr) => tr.children[3].textContent);
 console.log(JSON.stringify({desired: els["desired"].textContent, nodes: shown,
-                            state: els["desired"].dataset.state}));
+                            state: els["desired"].dataset.state,
+                            figures: [els["rate"].textContent, els["pct"].textContent]}));
 """
 
 
@@ -102,7 +104,7 @@ def test_the_flashes_say_what_was_done_in_french_then_in_english(web) -> None:
     assert said == "Cadence enregistrée : Appels simultanés max 1"  # not "1 / None"
     said = flash_after(c, c.post(f"{run}/pacing", data={"calls_per_second": "0.5",
                                                         "csrf_token": token}))
-    assert said == "Cadence enregistrée : Appels par seconde 0.5"
+    assert said == "Cadence enregistrée : Appels par seconde 0,5"  # a French decimal comma
     said = flash_after(c, c.post(f"{run}/control", data={"action": "start",
                                                          "csrf_token": token}))
     assert said == "Démarrer : état demandé « en cours »"
@@ -170,7 +172,8 @@ def test_the_live_overview_keeps_the_pages_language(web, tmp_path) -> None:
     out = subprocess.run(["node", str(stub), str(SCRIPT), json.dumps(given)],
                          capture_output=True, text=True, timeout=60, check=True).stdout
     assert json.loads(out) == {"desired": "en pause", "nodes": ["actif", "injoignable"],
-                               "state": "paused"}  # data-state: the raw state, rewritten too
+                               "state": "paused",  # data-state: the raw state, rewritten too
+                               "figures": ["12,5", "25,0"]}  # as the page's `dec` writes them
 
 
 # -- error pages ----------------------------------------------------------------------------------

@@ -107,7 +107,7 @@ def test_eta_and_percent_complete_during_a_run(web, monkeypatch) -> None:
     assert o["calls_per_minute"] == 24.0 and o["in_flight"] == 4
     assert o["percent_complete"] == 25.0
     assert o["eta_s"] == 8  # 60 * 3 / 24 = 7.5
-    assert _shown(page, "eta") == "0:00:08" and _shown(page, "pct") == "25.0"
+    assert _shown(page, "eta") == "0:00:08" and _shown(page, "pct") == "25,0"  # French
     assert o["why_waiting"] == "" and o["next_allowed"] is None
 
 

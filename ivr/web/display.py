@@ -194,3 +194,12 @@ def why_text(lang: str, o: dict[str, Any], zone_name: str) -> str:
     if first["kind"] == "stopped_due":
         return "; ".join(filter(None, (say("why_stopped_due", n=first["n"]), reasons)))
     return say("why_nobody_now", reasons=reasons)
+
+
+def decimal(lang: str, value: Any) -> str:
+    """A figure with one decimal as a page in `lang` writes it: 12,5 in French, 12.5 in
+    English (console.js's `dec` writes the live updates the same); None: "—"."""
+    if value is None or value == "":
+        return "—"
+    text = f"{float(value):.1f}" if isinstance(value, (int, float)) else str(value)
+    return text.replace(".", ",") if i18n.pick(lang) == "fr" else text

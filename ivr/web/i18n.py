@@ -334,9 +334,15 @@ def control_done(lang: str, action: str, desired: str | None) -> str:
 def pacing_saved(lang: str, given: dict[str, str], row: dict[str, Any]) -> str:
     """The pacing flash: what was set, and only that (a field left empty keeps its value,
     and said "None")."""
-    what = [f"{translate(lang, name)} {row[name]}" for name, text in given.items()
+    what = [f"{translate(lang, name)} {_figure(lang, row[name])}" for name, text in given.items()
             if str(text).strip() and row.get(name) is not None]
     return translate(lang, "flash_pacing").format(what=" · ".join(what))
+
+
+def _figure(lang: str, value: Any) -> str:
+    """A pacing value as the page writes it: a rate's decimal comma in French (0,5)."""
+    text = str(value)
+    return text.replace(".", ",") if isinstance(value, float) and pick(lang) == "fr" else text
 
 
 # The CLI's flags the import's messages name (records/contacts.py, shared with the CLI) and

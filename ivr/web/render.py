@@ -15,7 +15,7 @@ from jinja2.runtime import Context
 
 from ivr.web import check_words, i18n, import_words
 from ivr.web.auth import SAFE_METHODS, csrf_token
-from ivr.web.display import local_time, node_state, refusal, why_text
+from ivr.web.display import decimal, local_time, node_state, refusal, why_text
 from ivr.web.gate import section_of
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -44,6 +44,7 @@ def _worded(words: Callable[[str, Any], str]) -> Callable[[Context, Any], str]:
 templates.env.filters.update(
     local=_local, why=_why,
     node_state=_worded(node_state),          # a node's state (down, full, holding...)
+    dec=_worded(decimal),                    # 12,5 in French, 12.5 in English
     reason=_worded(import_words.reason),     # a rejected line's reason, an import's warning
     counted=_worded(import_words.summary),   # an upload's counts
     finding=_worded(check_words.finding))    # an `ivr check` finding, its rule's headline first

@@ -24,6 +24,13 @@
     if (el) { el.textContent = (value === null || value === undefined || value === "") ? "—" : String(value); }
   }
 
+  // One decimal as the page's `dec` filter writes it (display.decimal): 12,5 in French
+  function dec(value) {
+    if (value === null || value === undefined || value === "") { return "—"; }
+    const text = Number(value).toFixed(1);
+    return document.documentElement.lang === "fr" ? text.replace(".", ",") : text;
+  }
+
   function eta(seconds) {
     if (seconds === null || seconds === undefined) { return "—"; }
     const s = Math.round(seconds), h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
@@ -96,8 +103,8 @@
     });
     setText("in-flight", o.in_flight);
     setText("cap", o.cap);
-    setText("rate", o.calls_per_minute);
-    setText("pct", o.percent_complete);
+    setText("rate", dec(o.calls_per_minute));
+    setText("pct", dec(o.percent_complete));
     setText("eta", eta(o.eta_s));
     const desired = document.getElementById("desired");  // its words in the page's language
     const states = desired && desired.dataset.states ? JSON.parse(desired.dataset.states) : {};
