@@ -65,7 +65,9 @@ def test_every_reject_is_on_the_page_and_in_its_csv(web, monkeypatch) -> None:
     from ivr.web import results
     later = results._clock() + results.KEPT_REJECTS_S + 1
     monkeypatch.setattr(results, "_clock", lambda: later)
-    assert c.get(link).status_code == 404
+    gone = c.get(link)
+    assert gone.status_code == 404
+    assert "Ces lignes rejetées ne sont plus gardées" in html.unescape(gone.text)  # French
 
 
 @backend_sqlite_only  # the page's cap and wording: no store difference

@@ -152,8 +152,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "sev_error": ("erreur", "error"),
     "sev_warning": ("avertissement", "warning"),
     "sev_info": ("info", "info"),
-    "cli_words": ("Détail en anglais, dans les mots de la ligne de commande (ivr check, "
-                  "ivr run), après la règle en cause :",
+    "cli_words": ("Détail en anglais, tel que l'écrivent les commandes (ivr check, ivr run), "
+                  "après la règle en cause :",
                   "Detail, in the command line's words (ivr check, ivr run):"),
     # flashes after an action
     "flash_control": ("{action} : état demandé « {state} »",
@@ -272,6 +272,10 @@ STRINGS: dict[str, tuple[str, str]] = {
     "http_404": ("Page introuvable", "Not found"),
     "csrf_failed": ("Le formulaire a expiré : rechargez la page et réessayez.",
                     "The form has expired: reload the page and try again."),
+    "rejects_gone": ("Ces lignes rejetées ne sont plus gardées (les 20 derniers envois, "
+                     "10 minutes au plus) : envoyez le fichier à nouveau pour les revoir.",
+                     "These rejected lines are no longer kept (the last 20 uploads, 10 minutes "
+                     "at most): upload the file again to see them."),
     "no_campaign": ("Cette campagne n'existe pas dans la base.",
                     "This campaign is not in the store."),
     "back_home": ("Retour à la console", "Back to the console"),
