@@ -92,6 +92,8 @@ def test_a_rebuild_refused_by_the_legal_check_shows_its_errors(tmp_path, monkeyp
     assert r.status_code == 303
     page = html.unescape(c.get(r.headers["location"]).text)
     assert 'class="flash error"' in page and "sender" in page.split('id="flash"')[1]
+    assert page.split('id="flash"')[1].split(">", 1)[1].startswith(
+        "Reconstruction refusée : la liste « Contrôle légal » ci-dessous dit quoi corriger.")
     assert not web.cfg.path("build/manifest.json").exists()
     assert not [a for a in web.store.audit_log(20) if a["action"] == "prompts_rebuilt"]
     viewer = web.client()

@@ -169,6 +169,9 @@ STRINGS: dict[str, tuple[str, str]] = {
     "flash_erased": ("{number} : effacé", "{number} erased"),
     "flash_recording": ("{key} : enregistrement de {seconds} s sauvegardé",
                         "{key}: {seconds} s saved"),
+    # a rebuild the legal check refused: its list on the page says it in words (English: "")
+    "rebuild_refused": ("Reconstruction refusée : la liste « Contrôle légal » ci-dessous dit "
+                        "quoi corriger. Détail en anglais :", ""),
     "flash_built": ("{n} messages construits", "{n} prompts built"),
     "flash_built_not_installed": ("{n} messages construits, non installés : {why}",
                                   "{n} prompts built, not installed: {why}"),

@@ -11,7 +11,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from ivr.errors import IvrError
+from ivr.errors import ComplianceError, IvrError
 from ivr.records.privacy import OPTOUT_CHANNELS
 from ivr.web import display, i18n, records, service
 from ivr.web import prompts as prompts_mod
@@ -302,6 +302,9 @@ def prompts_rebuild(request: Request, campaign: str, csrf_token: str = Form(""))
     to = f"/c/{quote(campaign, safe='')}/prompts"
     try:
         res = prompts_mod.rebuild(request.app.state.cfg)
+    except ComplianceError as exc:  # the page's legal check lists the same in words
+        lead = _t(request, "rebuild_refused")
+        return _back(request, to, f"{lead} {exc}" if lead else _no(request, exc), "error")
     except IvrError as exc:
         return _back(request, to, _no(request, exc), "error")
     request.app.state.preflights.drop_all()
