@@ -71,7 +71,7 @@ def test_the_run_page_names_each_findings_rule_in_french(web) -> None:
         assert line.startswith(f"{code} : {HEADLINES[code]} — "), line
     c.get("/lang/en")
     shown = _findings(c.get(f"/c/{CAMPAIGN}/run").text, "preflight")
-    assert any(s.startswith("window_wider_than_decree : schedule.windows go beyond")
+    assert any(s.startswith("window_wider_than_decree: schedule.windows go beyond")  # English colon
                for s in shown), shown
 
 

@@ -80,7 +80,7 @@ def test_past_the_cap_the_page_says_so_and_the_csv_has_them_all(web, monkeypatch
     page = html.unescape(r.text)
     assert re.findall(r"<tr><td>(\d+)</td>", page) == ["2", "3", "4", "5", "6"]
     assert "Only the first 5 of the 12 rejected lines are listed here" in page
-    assert "Numbers added to the opposition list : 0" in page
+    assert "Numbers added to the opposition list: 0" in page  # English colon
     link = page.split('id="optout-rejects-download" href="')[1].split('"')[0]
     assert len(c.get(link).text.splitlines()) == 13  # header and all 12
 

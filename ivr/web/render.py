@@ -61,7 +61,7 @@ def render(request: Request, name: str, ctx: dict[str, Any], status: int = 200) 
     elif request.url.query:  # the language switch keeps the login's next, a look-up, a page
         path = f"{path}?{request.url.query}"
     base = {"t": i18n.translator(code), "lang": code, "csrf": csrf_token(request), "path": path,
-            "tz": zone_of(request)}
+            "tz": zone_of(request), "colon": " :" if code == "fr" else ":"}  # French spacing
     return templates.TemplateResponse(request, name, {**base, **ctx}, status_code=status)
 
 
