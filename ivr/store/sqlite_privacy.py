@@ -27,14 +27,6 @@ from ivr.store.sqlite_core import SQLiteCore
 PURGE_CHUNK = 10_000  # 0.2-0.4 s of write lock each (300,000 calls, 100,000 contacts)
 PURGE_FROM = -(2 ** 63)  # below any id
 PURGE_PAUSE_S = 0.11  # the lock left free after each chunk (see _purge_chunks)
-# A contact past the retention: its row unchanged, no call, no consent, and no campaign's
-# binding of it since (a number another campaign imported or shared yesterday keeps only its
-# campaign_contacts row fresh: the purge deleted it, and that campaign's list lost it).
-_CONTACT_AGED = (
-    "julianday(updated_at) < julianday(:cutoff) AND NOT EXISTS (SELECT 1 FROM calls WHERE "
-    "calls.contact_id = contacts.id) AND NOT EXISTS (SELECT 1 FROM consents WHERE "
-    "consents.contact_id = contacts.id) AND NOT EXISTS (SELECT 1 FROM campaign_contacts b "
-    "WHERE b.contact_id = contacts.id AND julianday(b.bound_at) >= julianday(:cutoff))")
 PURGE_STEPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("consents",
      "SELECT max(id) AS upto, count(*) AS n FROM (SELECT id FROM consents WHERE id > :after AND "
@@ -50,11 +42,26 @@ PURGE_STEPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
       "julianday(COALESCE(ended_at, started_at)) < julianday(:cutoff) AND NOT EXISTS "
       "(SELECT 1 FROM consents WHERE consents.call_id = calls.id)",)),
     ("contacts",
+     # A contact past the retention: its row unchanged, no call, no consent, and no
+     # campaign's binding of it since (a number another campaign imported or shared yesterday
+     # keeps only its campaign_contacts row fresh: it was purged from that campaign's list)
      "SELECT max(id) AS upto, count(*) AS n FROM (SELECT id FROM contacts WHERE id > :after "
-     "AND " + _CONTACT_AGED + " ORDER BY id LIMIT :limit) AS chunk",
+     "AND julianday(updated_at) < julianday(:cutoff) AND NOT EXISTS (SELECT 1 FROM calls WHERE "
+     "calls.contact_id = contacts.id) AND NOT EXISTS (SELECT 1 FROM consents WHERE "
+     "consents.contact_id = contacts.id) AND NOT EXISTS (SELECT 1 FROM campaign_contacts b "
+     "WHERE b.contact_id = contacts.id AND julianday(b.bound_at) >= julianday(:cutoff)) "
+     "ORDER BY id LIMIT :limit) AS chunk",
      ("DELETE FROM campaign_contacts WHERE contact_id IN (SELECT id FROM contacts WHERE "
-      "id > :after AND id <= :upto AND " + _CONTACT_AGED + ")",
-      "DELETE FROM contacts WHERE id > :after AND id <= :upto AND " + _CONTACT_AGED)),
+      "id > :after AND id <= :upto AND julianday(updated_at) < julianday(:cutoff) AND NOT "
+      "EXISTS (SELECT 1 FROM calls WHERE calls.contact_id = contacts.id) AND NOT EXISTS "
+      "(SELECT 1 FROM consents WHERE consents.contact_id = contacts.id) AND NOT EXISTS "
+      "(SELECT 1 FROM campaign_contacts b WHERE b.contact_id = contacts.id AND "
+      "julianday(b.bound_at) >= julianday(:cutoff)))",
+      "DELETE FROM contacts WHERE id > :after AND id <= :upto AND julianday(updated_at) < "
+      "julianday(:cutoff) AND NOT EXISTS (SELECT 1 FROM calls WHERE calls.contact_id = "
+      "contacts.id) AND NOT EXISTS (SELECT 1 FROM consents WHERE consents.contact_id = "
+      "contacts.id) AND NOT EXISTS (SELECT 1 FROM campaign_contacts b WHERE b.contact_id = "
+      "contacts.id AND julianday(b.bound_at) >= julianday(:cutoff))")),
     ("optout_numbers_cleared",
      "SELECT max(id) AS upto, count(*) AS n FROM (SELECT id FROM optouts WHERE id > :after AND "
      "number IS NOT NULL AND julianday(created_at) < julianday(:cutoff) ORDER BY id "

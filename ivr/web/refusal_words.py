@@ -48,8 +48,8 @@ REFUSALS: dict[str, tuple[str, str]] = {
                        "personne", "{0}"),
     "erase_left_owner": ("le rôle {0} n'est pas propriétaire de {1} : PostgreSQL ne peut pas "
                          "les réécrire et les lignes effacées restent sur le disque ; faites-lui "
-                         "donner ces tables par leur propriétaire (ALTER TABLE <table> OWNER TO "
-                         "{0}), puis relancez l'effacement", "{0}"),
+                         "donner la propriété de ces tables par leur propriétaire actuel, puis "
+                         "relancez l'effacement", "{0}"),
     "erase_left_lock": ("une autre session tenait un verrou sur une table que l'effacement a "
                         "modifiée : elle n'a pas été réécrite et le numéro effacé reste sur le "
                         "disque dans d'anciennes versions de lignes ; relancez l'effacement "
