@@ -227,12 +227,17 @@ def callee_zone(number_e164: str, contact_tz: str | None, default_tz: str) -> Zo
     return own if listed is None else listed_zone(own, listed)
 
 
+def is_fiction_number(e164: str) -> bool:
+    """True for +33 1 99 00 00 00 .. +33 1 99 00 99 99, the range ARCEP reserves for fiction."""
+    return bool(_FICTION.fullmatch(e164.strip()))
+
+
 def place_certain(number: str) -> bool:
     """Does the number alone say where its line is: an overseas number, an overseas 09 box, a
     mainland geographic landline (01-05, Alsace-Moselle's among them)? A list's time zone
     (often a CRM's default) may then not loosen its clock nor its holidays; a mobile or a 09
     box may be anywhere its list row says."""
-    if _MAINLAND_LANDLINE.fullmatch(number) and not _FICTION.fullmatch(number):
+    if _MAINLAND_LANDLINE.fullmatch(number) and not is_fiction_number(number):
         return True
     regions = code_regions(number) or ()
     return any(r in FR_OVERSEAS_SUBDIV for r in regions) or stored_overseas(number) is not None

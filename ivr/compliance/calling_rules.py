@@ -25,7 +25,7 @@ import holidays  # noqa: F401  (the _Calendar annotation)
 
 from ivr.compliance.callee_place import (  # noqa: F401 (zone and holiday helpers: used from here)
     Zones, _country_calendar, _holiday_calendar, _number_subdivs, _number_zone, _parsed,
-    callee_zone, fr_subdivisions, holiday_name, on_holiday, zones_of)
+    callee_zone, fr_subdivisions, holiday_name, is_fiction_number, on_holiday, zones_of)
 from ivr.compliance.zones_meet import may_meet
 from ivr.config import Schedule, Window
 from ivr.config_checks import CAP_PERIOD_DAYS
@@ -49,7 +49,6 @@ OUTSIDE_WINDOW = "outside_window"
 SLOT = "slot"
 
 
-_FICTION_RE = re.compile(r"^\+3319900\d{4}$")
 _HOURS_RE = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 
 
@@ -67,11 +66,6 @@ class Verdict:
     reason: str  # one of the reason codes above
     detail: str  # one line for humans
     next_allowed: datetime | None = None  # UTC; None when allowed, or when nothing ever opens
-
-
-def is_fiction_number(e164: str) -> bool:
-    """True for +33 1 99 00 00 00 .. +33 1 99 00 99 99, the range ARCEP reserves for fiction."""
-    return bool(_FICTION_RE.match(e164.strip()))
 
 
 def _bad(what: str, value: object, expected: str) -> ComplianceError:

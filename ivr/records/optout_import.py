@@ -51,9 +51,8 @@ def import_optouts(store: StoreBackend, path: Path, *, via: str, default_region:
         line = first[0]
         try:
             for line, cells in rows:
-                added += _import_line(store, cells, col, phones, extra_from, via=via,
-                                      region=default_region, now=now,
-                                      reject=lambda why, at=line: reject(at, why))
+                added += _import_line(store, line, cells, col, phones, extra_from, via=via,
+                                      region=default_region, now=now, reject=reject)
         except (IvrError, KeyboardInterrupt) as exc:
             if not added:
                 raise  # nothing written: the store as it was
@@ -71,16 +70,16 @@ class OptoutImportStopped(ImportFileError):
     report = None
 
 
-def _import_line(store: StoreBackend, cells: list[str], col: int, phones: list[int],
-                 extra_from: int, *, via: str, region: str, now: datetime,
-                 reject: Callable[[str], None]) -> int:
+def _import_line(store: StoreBackend, line: int, cells: list[str], col: int,
+                 phones: list[int], extra_from: int, *, via: str, region: str, now: datetime,
+                 reject: Callable[[int, str], None]) -> int:
     """One line's numbers onto the list (its number, or the ones a ';' joins, and the person's
     other lines): how many were added."""
     raw = cells[col].strip() if col < len(cells) else ""
     number, why = _optout_number(raw, region)
     split = _semicolon_numbers(raw, region) if number is None else []
     if number is None and not split:
-        reject(f"{short(raw)} is not a valid phone number: {why}" if raw else "no number")
+        reject(line, f"{short(raw)} is not a valid phone number: {why}" if raw else "no number")
     others = [cells[i] for i in phones if i < len(cells)] + cells[extra_from:]
     numbers = ([number] if number else []) + split + _extra_optouts(others, region)
     return sum(1 for n in numbers if store.add_optout(n, via, now))

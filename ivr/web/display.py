@@ -139,18 +139,22 @@ def node_state(lang: str, holding: str) -> str:
     English behind the note when unknown); as it is in English."""
     if i18n.pick(lang) != "fr" or not holding:
         return holding
-    for pattern, key in _NODE_STATES:
-        found = pattern.fullmatch(holding)
-        if found:
-            return i18n.translate(lang, key).format(*found.groups())
-    return f"{i18n.translate(lang, 'detail_en')} {holding}"
+    return _french_of(lang, _NODE_STATES, holding) or \
+        f"{i18n.translate(lang, 'detail_en')} {holding}"
 
 
 def known(lang: str, text: str) -> str | None:
     """The French words of a refusal _FRENCH knows, else None (an English page: None)."""
+    return _french_of(lang, _FRENCH, text)
+
+
+def _french_of(lang: str, table: tuple[tuple[re.Pattern[str], str], ...],
+            text: str) -> str | None:
+    """The French words of the first pattern of `table` the whole text matches, its groups
+    filled in; None on an English page or when none matches."""
     if i18n.pick(lang) != "fr":
         return None
-    for pattern, key in _FRENCH:
+    for pattern, key in table:
         found = pattern.fullmatch(text)
         if found:
             return i18n.translate(lang, key).format(*found.groups())
@@ -172,10 +176,9 @@ def why_text(lang: str, o: dict[str, Any], zone_name: str) -> str:
     parts = o.get("why_parts") or []
     if not parts:
         key = _HELD.get(text)
-        node = _NODE_NAMED.fullmatch(text)
-        if key is None and node is not None and not node_state(lang, text).startswith(
-                i18n.translate(lang, "detail_en")):  # a node the run waits on, in words
-            return f"{i18n.translate(lang, 'node')} {node.group(1)} : {node_state(lang, text)}"
+        node, state = _NODE_NAMED.fullmatch(text), _french_of(lang, _NODE_STATES, text)
+        if key is None and node is not None and state:  # a node the run waits on, in words
+            return f"{i18n.translate(lang, 'node')} {node.group(1)} : {state}"
         return i18n.translate(lang, key) if key else \
             f"{i18n.translate(lang, 'detail_en')} {text}"
     first, say = parts[0], lambda key, **kw: i18n.translate(lang, key).format(**kw)
