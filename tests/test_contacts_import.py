@@ -23,6 +23,7 @@ BAD_REASON = ("'bad': not a valid phone number: write it in national (06 12 34 5
 from ivr import numbers
 from ivr.records import contacts, csv_read
 from ivr.records.contacts import LATIN1_WARNING, ImportReport, e164, import_csv, import_optouts
+from ivr.compliance.preflight import check_sources
 from ivr.errors import ImportFileError, IvrError
 from ivr.records.privacy import normalise_number
 from ivr.store.sqlite import Store
@@ -188,10 +189,28 @@ def test_source_basis_and_acquisition_date_are_stored(store: Store, tmp_path: Pa
     assert row["created_at"] == row["updated_at"] == "2025-03-04T09:30:00.000Z"
 
 
-def test_acquisition_date_defaults_to_today(store: Store, tmp_path: Path) -> None:
-    run(store, write(tmp_path, "number\n01 99 00 00 10\n"), acquired_on=None)
+def test_a_list_without_its_date_stays_undated_and_says_so(store: Store, tmp_path: Path
+                                                            ) -> None:
+    """Not today's date: nobody stated it, so it proves nothing of when the list was acquired.
+    `ivr check` warns of the undated list until the same list comes again with its date."""
+    path = write(tmp_path, "number\n01 99 00 00 10\n")
+    report = run(store, path, acquired_on=None)
+    assert report.warnings == [contacts.NO_DATE]
     (row,) = rows(store)
-    assert row["acquired_on"] == "2025-03-04" and row["basis"] == "consent"
+    assert (row["acquired_on"], row["basis"]) == (None, "consent")
+    assert [(s["source"], s["acquired_on"]) for s in store.pending_sources("c1")] == [
+        ("list-a", None)]
+    missing = [v.code for v in check_sources(store.pending_sources("c1"))]
+    assert missing == ["acquired_on_missing"]
+    # Another list's date does not stamp it; the same list and basis with its date does.
+    run(store, path, source="list-b", acquired_on="2025-02-01")
+    assert store.pending_sources("c1")[0]["acquired_on"] is None
+    again = run(store, path, acquired_on="2025-02-01", now=NOW + timedelta(days=1))
+    assert again.warnings == []
+    assert store.pending_sources("c1")[0]["acquired_on"] == "2025-02-01"
+    # A dated binding keeps its date.
+    run(store, path, acquired_on="2025-02-20", now=NOW + timedelta(days=2))
+    assert store.pending_sources("c1")[0]["acquired_on"] == "2025-02-01"
 
 
 @sqlite_only  # refused before the store is touched

@@ -34,7 +34,8 @@ def test_contacts_import_stops_at_the_real_numbers_line(demo_keyed: Path, tmp_pa
     csv = tmp_path / "mix.csv"
     csv.write_text("number\n" + "\n".join(rows) + "\n")
     out = CliRunner().invoke(cli, ["--config", str(demo_keyed), "contacts", "import", str(csv),
-                                    "--source", "l1", "--basis", "consent"])
+                                    "--source", "l1", "--basis", "consent",
+                                    "--acquired-on", "2026-11-02"])
     assert out.exit_code == 1, out.output
     said = out.output.strip()
     assert "\n" not in said and "line 1202: +33612345678 is a real number" in said, said

@@ -206,7 +206,7 @@ def test_a_signal_mid_import_ends_with_the_audit_row_and_one_error_line(
     proc = subprocess.Popen(
         [sys.executable, "-c", "from ivr.cli import main; main()", "--config",
          str(backend_cfg_file), "contacts", "import", str(path), "--source", "big", "--basis",
-         "consent"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+         "consent", "--acquired-on", "2026-11-02"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
     try:
         deadline = time.monotonic() + 120

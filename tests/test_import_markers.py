@@ -29,7 +29,7 @@ def run(store: Store, tmp_path: Path, text: str | bytes, *, basis: str = "consen
     path = tmp_path / "list.csv"
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
     return import_csv(store, path, campaign="c1", source=source, basis=basis,
-                      acquired_on=None, default_region="FR", now=NOW)
+                      acquired_on="2026-11-02", default_region="FR", now=NOW)
 
 
 def contacts(store: Store) -> list[dict[str, Any]]:

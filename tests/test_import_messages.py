@@ -69,7 +69,8 @@ def test_the_command_lists_those_rejects_before_the_error(
     path = tmp_path / "list.csv"
     path.write_text(BROKEN)
     result = CliRunner().invoke(cli, ["--config", str(cfg_file), "contacts", "import",
-                                      str(path), "--source", "L", "--basis", "concent"])
+                                      str(path), "--source", "L", "--basis", "concent",
+                                      "--acquired-on", "2025-01-15"])
     assert result.exit_code == 1
     lines = result.output.splitlines()
     assert lines[0].startswith("rejected line 2: 'bad': not a valid phone number")

@@ -72,7 +72,7 @@ def test_the_same_list_again_or_another_campaign_says_nothing(
     other = contacts.import_csv(store, write(tmp_path, TWO), campaign="c2", source="list-x",
                                 basis="rented_file", acquired_on=None, default_region="FR",
                                 now=LATER + timedelta(days=1))
-    assert (other.provenance_kept, other.warnings) == (0, [])
+    assert (other.provenance_kept, other.warnings) == (0, [contacts.NO_DATE])
 
 
 def test_several_first_provenances_and_repeats_across_batches_count_once(

@@ -206,3 +206,18 @@ def test_the_live_script_draws_outcomes_in_the_pages_words(tmp_path) -> None:
          "outcome": "brand_new"}]  # a code with no words: as it is, once
     assert got["calls"] == [["refus", "declined"], ["…", ""]]
     assert got["url"] == "/api/campaigns/demo/events?lang=fr"
+
+
+def test_a_list_uploaded_without_its_date_says_so_and_shows_it_unknown(web) -> None:
+    """Not today's date: the page warns in French and the lists table says « inconnue »."""
+    c = web.client()
+    token = login(c, "otto")
+    r = c.post(f"/c/{CAMPAIGN}/contacts/upload", files={"file": ("a.csv", b"number\n0199009912\n")},
+               data={"source": "sans-date", "basis": "consent", "acquired_on": "",
+                     "csrf_token": token})
+    assert r.status_code == 200, r.text
+    assert "aucune date d'acquisition : celle de la liste reste inconnue" in html.unescape(r.text)
+    dates = {row["source"]: row["acquired_on"] for row in web.store.lists_of(CAMPAIGN)}
+    assert dates["sans-date"] is None
+    row = re.search(r"<tr><td>sans-date</td>(.*?)</tr>", c.get(f"/c/{CAMPAIGN}/contacts").text)
+    assert row is not None and "<td>inconnue</td>" in row.group(1), row

@@ -34,6 +34,8 @@ __all__ = ["BATCH", "LATIN1_WARNING", "ImportReport", "PartialImportError", "e16
            "import_optouts"]
 
 BATCH = 1000            # distinct numbers per transaction
+NO_DATE = ("no acquisition date (--acquired-on): the list's stays unknown and `ivr check` "
+           "warns of it; import the same list again with its date to record it")
 MAX_LISTED_REJECTS = 1000  # beyond this only counted: an all-garbage huge file stays bounded
 MAX_LISTED_OBJECTIONS = 100_000  # objection lines are listed past it, up to this (bounded too)
 
@@ -53,6 +55,8 @@ def import_csv(store: StoreBackend, path: Path, *, campaign: str, source: str,
                          region=default_region, now=now, allow=allow_countries)
     report = importer.report
     report.warnings += notes
+    if importer.acquired_on is None:
+        report.warnings.append(NO_DATE)
     records = read_records(path, report.warnings)
     try:
         with closing(records):
@@ -163,7 +167,7 @@ def _store_failed(importer: _Importer, name: str, line: int, trouble: tuple[str,
 
 class _Importer:
     def __init__(self, store: StoreBackend, *, campaign: str, source: str, basis: str | None,
-                 acquired_on: str, region: str, now: datetime,
+                 acquired_on: str | None, region: str, now: datetime,
                  allow: frozenset[str] = frozenset()) -> None:
         self.store, self.source, self.basis = store, source, basis
         self.campaign = campaign  # the list is bound to it (ivr/store/schema.py, 5)

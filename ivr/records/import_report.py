@@ -98,10 +98,12 @@ def to_json(value: dict[str, Any]) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def acquired_on_date(text: str | None, now: datetime) -> str:
-    """ISO date; default today in `now`'s own zone (the CLI passes UTC)."""
+def acquired_on_date(text: str | None, now: datetime) -> str | None:
+    """ISO date, or None when none is given: the date stays unknown rather than today's, a
+    date nobody stated being no proof of when the numbers were acquired (`ivr check` warns
+    of a list without one: preflight's acquired_on_missing)."""
     if text is None or not text.strip():
-        return now.date().isoformat()
+        return None
     try:
         day = date.fromisoformat(text.strip())
     except ValueError as exc:

@@ -189,14 +189,18 @@ class PgContactsSQL(PgCore):
     def bind_contacts(self, numbers: list[str], *, campaign: str, source: str,
                       basis: str | None, acquired_on: str | None, now: datetime) -> None:
         """Bind these contacts to a campaign with this list's provenance. A binding that
-        exists keeps its first provenance and its progress (done stays done)."""
+        exists keeps its first provenance and its progress (done stays done); the same list
+        and basis imported again with its acquisition date gives a binding without one it."""
         self._write_queued()
         self._exec(
             "INSERT INTO campaign_contacts (contact_id, campaign, source, basis, acquired_on, "
             "status, bound_at) SELECT id, %(campaign)s, %(source)s, %(basis)s, "
             "%(acquired_on)s, CASE WHEN status = 'opted_out' THEN 'opted_out' "
             "ELSE 'pending' END, %(ts)s FROM contacts WHERE number = ANY(%(numbers)s::text[]) "
-            "ORDER BY id ON CONFLICT (contact_id, campaign) DO NOTHING",
+            "ORDER BY id ON CONFLICT (contact_id, campaign) DO UPDATE SET acquired_on = "
+            "EXCLUDED.acquired_on WHERE campaign_contacts.acquired_on IS NULL AND "
+            "campaign_contacts.source = EXCLUDED.source AND "
+            "campaign_contacts.basis IS NOT DISTINCT FROM EXCLUDED.basis",
             {"campaign": campaign, "source": source, "basis": basis,
              "acquired_on": acquired_on, "ts": utc(now), "numbers": numbers})
 

@@ -83,12 +83,17 @@ class ContactsSQL(SQLiteCore):
     def bind_contacts(self, numbers: list[str], *, campaign: str, source: str,
                       basis: str | None, acquired_on: str | None, now: datetime) -> None:
         """Bind these contacts to a campaign with this list's provenance. A binding that
-        exists keeps its first provenance and its progress (done stays done)."""
+        exists keeps its first provenance and its progress (done stays done); the same list
+        and basis imported again with its acquisition date gives a binding without one it."""
         self.db.execute(
-            "INSERT OR IGNORE INTO campaign_contacts (contact_id, campaign, source, basis, "
+            "INSERT INTO campaign_contacts (contact_id, campaign, source, basis, "
             "acquired_on, status, bound_at) SELECT id, ?, ?, ?, ?, CASE WHEN status = "
             "'opted_out' THEN 'opted_out' ELSE 'pending' END, ? FROM contacts "
-            "WHERE number IN (SELECT value FROM json_each(?))",
+            "WHERE number IN (SELECT value FROM json_each(?)) "
+            "ON CONFLICT (contact_id, campaign) DO UPDATE SET acquired_on = "
+            "excluded.acquired_on WHERE campaign_contacts.acquired_on IS NULL AND "
+            "campaign_contacts.source = excluded.source AND "
+            "campaign_contacts.basis IS excluded.basis",
             (campaign, source, basis, acquired_on, utc(now), json.dumps(numbers)))
 
     def withdraw_pending(self, numbers: list[str], *, campaign: str) -> int:

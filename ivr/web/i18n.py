@@ -63,6 +63,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "source": ("Source (nom de la liste)", "Source (list name)"),
     "basis": ("Base légale", "Legal basis"),
     "acquired_on": ("Date d'acquisition", "Acquisition date"),
+    "acquired_unknown": ("inconnue", "unknown"),
     "rejected": ("Lignes rejetées", "Rejected lines"),
     "line": ("Ligne", "Line"),
     "reason": ("Motif", "Reason"),

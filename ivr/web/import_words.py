@@ -101,6 +101,10 @@ _LINE: tuple[tuple[str, str], ...] = (
      r": those lines were imported as consented; check the column",
      "la colonne {0} contient des valeurs qui ne disent ni oui ni non, comme {1} : ces "
      "lignes ont été importées comme consenties ; vérifiez la colonne"),
+    (r"no acquisition date \(--acquired-on\): the list's stays unknown and `ivr check` "
+     r"warns of it; import the same list again with its date to record it",
+     "aucune date d'acquisition : celle de la liste reste inconnue et `ivr check` le "
+     "signale ; importez de nouveau la même liste avec sa date pour l'enregistrer"),
     (r"more than (\d+) lines rejected: only the first ones are listed",
      "plus de {0} lignes rejetées : seules les premières sont listées"),
     (r"file is not UTF-8; read as Windows-1252 \(Latin-1\): check accented names",
