@@ -142,6 +142,42 @@ def test_a_batch_takes_a_savepoint_per_write_only_when_one_fails(tmp_path: Path)
     assert [r["x"] for r in s.q("SELECT x FROM t ORDER BY rowid")] == ["a", "b", "a", "b"]
 
 
+def test_a_writes_own_transaction_joins_the_batch_and_a_half_done_one_is_undone(
+        tmp_path: Path) -> None:
+    """Store methods open their own transaction (a savepoint inside a batch): on a batch's
+    first try they join it instead, no savepoint at all. One failing half-way (its first
+    statement done) is still undone alone: the batch is written again, a savepoint a write."""
+    s = store_at(tmp_path / "f.db")
+    s.db.execute("CREATE TABLE t (x TEXT)")
+    statements: list[str] = []
+    s.db.conn.set_trace_callback(statements.append)
+
+    def put(*xs: str) -> None:
+        with s.transaction():  # as a store method does
+            for x in xs:
+                s.db.conn.execute("INSERT INTO t VALUES (?)", (x,))
+
+    async def go(bad: bool) -> None:
+        w = SafeWriter(s.transaction)
+        w.write(lambda: put("a"))
+        w.write(lambda: put("half", "no_such" if bad else "c"))
+        w.write(lambda: put("b"))
+        w.flush()
+    asyncio.run(go(bad=False))
+    assert [q for q in statements if q.startswith(("SAVEPOINT", "RELEASE"))] == []
+    assert [r["x"] for r in s.q("SELECT x FROM t ORDER BY rowid")] == ["a", "half", "c", "b"]
+    s.db.execute("DELETE FROM t")
+    s.db.execute("CREATE TRIGGER no_such BEFORE INSERT ON t WHEN NEW.x = 'no_such' BEGIN "
+                 "SELECT RAISE(ABORT, 'refused'); END")
+    statements.clear()
+    asyncio.run(go(bad=True))
+    assert not s.db.conn.in_transaction
+    assert [r["x"] for r in s.q("SELECT x FROM t ORDER BY rowid")] == ["a", "b"]
+    assert len([q for q in statements if q.startswith("SAVEPOINT")]) == 6  # 3 writes, 2 each
+    with s.transaction():  # after the batch: nesting is a savepoint again
+        assert s._flat is False
+
+
 def test_committed_is_true_once_the_write_is_in_the_store_and_false_while_it_is_queued(
         tmp_path: Path) -> None:
     """What the opposition line tells its caller hangs on it: True only once the write is

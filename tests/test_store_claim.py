@@ -11,6 +11,7 @@ import pytest
 
 from ivr.store import Claim, History, Store, utc
 from ivr.store.schema import MIGRATIONS
+from ivr.store.sqlite_calls import campaign_tag
 
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)
 NUM = "+33162000010"
@@ -178,8 +179,9 @@ def test_an_unknown_outcome_is_refused_by_the_table(store: Store) -> None:
 
 
 def test_the_claim_reads_the_history_in_one_statement(tmp_path: Path) -> None:
-    """SQLite: BEGIN, one history SELECT, the attempt's INSERT and UPDATE, COMMIT (it was five
-    history queries); the judge still sees the same history as the bulk read gives."""
+    """SQLite: BEGIN, one history SELECT, the attempt's INSERT with its channel id, COMMIT (it
+    was five history queries, then an UPDATE for the channel id); the judge still sees the
+    same history as the bulk read gives."""
     s = Store.open(tmp_path / "s.db", optout_key=b"k")
     c = add(s)
     first = claim(s, c, now=T0 - timedelta(hours=1)).call
@@ -189,11 +191,15 @@ def test_the_claim_reads_the_history_in_one_statement(tmp_path: Path) -> None:
     statements: list[str] = []
     s.db.conn.set_trace_callback(statements.append)
     seen: list[History] = []
-    claim(s, c, lambda h: seen.append(h) or Yes())
+    second = claim(s, c, lambda h: seen.append(h) or Yes()).call
     s.db.conn.set_trace_callback(None)
     # Trigger steps are traced as repeats of the statement that fired them.
     kinds = [q.split()[0] for i, q in enumerate(statements) if i == 0 or q != statements[i - 1]]
-    assert kinds == ["BEGIN", "SELECT", "INSERT", "UPDATE", "COMMIT"]
+    assert kinds == ["BEGIN", "SELECT", "INSERT", "COMMIT"]
+    assert second is not None and second["id"] == first["id"] + 1
+    assert (second["state"], second["attempt"]) == ("dialing", 2)
+    assert second["channel_id"].startswith(f"ivr-{campaign_tag('c1')}-{second['id']}-")
+    assert s.call_by_channel(second["channel_id"])["id"] == second["id"]
     assert seen[0].retry_at == bulk.retry_at == T0 + timedelta(hours=1)
     assert seen[0].attempts == bulk.attempts == [T0 - timedelta(hours=1)]
     assert (seen[0].opted_out, seen[0].in_flight, seen[0].last_refusal) == \

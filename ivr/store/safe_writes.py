@@ -55,6 +55,10 @@ class SafeWriter:
         self.remote = bool(getattr(getattr(transaction, "__self__", None), "remote", False)
                            if remote is None else remote)
         self._transaction = transaction
+        # A batch's first try: the store's flat batch() if it has one (SQLite), where each
+        # write's own transaction joins the batch's instead of opening a savepoint.
+        self._first_try: Transaction = getattr(getattr(transaction, "__self__", None),
+                                               "batch", None) or transaction
         self._batch: Batch = []
         self._outbox: deque[Batch] = deque()  # remote: batches waiting for the worker thread
         self._flusher: asyncio.Task[None] | None = None
@@ -164,7 +168,7 @@ class SafeWriter:
             _stored(batch)
             return None
         try:
-            with self._transaction():
+            with self._first_try():
                 for fn in batch:  # no savepoint each: two statements a write, on every call
                     fn()
             _stored(batch)

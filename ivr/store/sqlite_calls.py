@@ -144,19 +144,20 @@ class CallsSQL(SQLiteCore):
 
     def _insert_attempt(self, contact: Mapping[str, Any], campaign: str, caller_id: str,
                         node: str | None, now: datetime, token_hash: str | None) -> Row:
-        """Write the attempt before its Originate is sent, so a crash cannot lose it."""
-        cur = self.db.conn.execute(
-            "INSERT INTO calls (contact_id, number, attempt, campaign, caller_id, state, "
-            "started_at, node, token_hash, controller) VALUES (?, ?, 1 + (SELECT COUNT(*) FROM "
-            "calls WHERE contact_id = ? AND campaign = ?), ?, ?, 'created', ?, ?, ?, ?)",
-            (contact["id"], contact["number"], contact["id"], campaign, campaign, caller_id,
-             utc(now), node, token_hash, self.controller_id))
-        call_id = int(cur.lastrowid)  # type: ignore[arg-type]
+        """Write the attempt before its Originate is sent, so a crash cannot lose it. One
+        statement: the id is the one SQLite would pick (the largest plus one: `id` is the
+        rowid, without AUTOINCREMENT), so the channel id that names it is written with it
+        instead of by an UPDATE (which fired the report's triggers a second time)."""
         # Unique across stores and runs sharing one PBX (Asterisk refuses a reused id).
-        channel_id = f"ivr-{campaign_tag(campaign)}-{call_id}-{secrets.token_hex(4)}"
         cur = self.db.conn.execute(
-            "UPDATE calls SET channel_id = ?, state = 'dialing' WHERE id = ? RETURNING *",
-            (channel_id, call_id))
+            "INSERT INTO calls (id, contact_id, number, attempt, campaign, caller_id, state, "
+            "started_at, node, token_hash, controller, channel_id) SELECT n, ?, ?, 1 + (SELECT "
+            "COUNT(*) FROM calls WHERE contact_id = ? AND campaign = ?), ?, ?, 'dialing', ?, ?, "
+            "?, ?, 'ivr-' || ? || '-' || n || '-' || ? FROM (SELECT COALESCE(MAX(id), 0) + 1 "
+            "AS n FROM calls) RETURNING *",
+            (contact["id"], contact["number"], contact["id"], campaign, campaign, caller_id,
+             utc(now), node, token_hash, self.controller_id, campaign_tag(campaign),
+             secrets.token_hex(4)))
         cols = [c[0] for c in cur.description]
         return dict(zip(cols, cur.fetchall()[0]))  # fetchall: the statement is finished
 

@@ -79,6 +79,7 @@ class SQLiteCore(KeyedAudit, BoxLines):
     fiction_only_key = False
     path: Path | None = None  # the file (None in memory); Store.open sets it
     controller_id: str | None = None  # set by hold_run (sqlite_controllers); calls.controller
+    _flat = False  # inside batch(): a nested transaction is part of it, not a savepoint
 
     def __init__(self, db: sqlite_utils.Database, optout_key: bytes,
                  migrate: bool = True) -> None:
@@ -150,6 +151,9 @@ class SQLiteCore(KeyedAudit, BoxLines):
         """All or nothing. Nested in another transaction (a batch of writes), it is a savepoint:
         it can fail alone without undoing the rest of the batch."""
         conn = self.db.conn
+        if conn.in_transaction and self._flat:
+            yield
+            return
         if conn.in_transaction:
             conn.execute("SAVEPOINT nested")
             try:
@@ -168,6 +172,19 @@ class SQLiteCore(KeyedAudit, BoxLines):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """A transaction whose nested ones are part of it, not savepoints: all or nothing as a
+        whole. For a group commit's first try (safe_writes.py): a write failing there undoes
+        the batch, which is then written again with a savepoint per write. Two statements
+        fewer per write, ~6 a call."""
+        with self.transaction():
+            self._flat = True
+            try:
+                yield
+            finally:
+                self._flat = False
 
     def _rows(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[Row]:
         cur = self.db.conn.execute(sql, params)
