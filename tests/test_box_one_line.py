@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from conftest import Backend, add_contact
-from ivr.numbers import e164, opposition_number, parse_callee
+from ivr.numbers import e164, parse_callee
+from ivr.opposition_input import opposition_number
 from ivr.records.contacts import import_csv
 from ivr.records.privacy import gdpr_erase
 from ivr.store import Store

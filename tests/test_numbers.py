@@ -4,9 +4,8 @@ from __future__ import annotations
 import pytest
 
 from ivr.compliance.calling_rules import callee_zone
-from ivr.numbers import (
-    NumberRejected, e164, is_known_region, national_form, opposition_number, parse_callee,
-)
+from ivr.numbers import NumberRejected, e164, is_known_region, national_form, parse_callee
+from ivr.opposition_input import opposition_number
 from opposition_forms import ACCEPTED, REFUSED
 
 # (national form, international form, E.164, IANA zone): one row per overseas numbering area.

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ivr.numbers import NumberRejected, opposition_number, parse_callee
+from ivr.numbers import NumberRejected, parse_callee
+from ivr.opposition_input import opposition_number
 from ivr.records.contacts import import_csv, import_optouts
 from ivr.records.privacy import normalise_number
 from ivr.store import Store

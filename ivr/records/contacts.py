@@ -21,7 +21,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ivr.errors import ImportFileError, StoreError, store_trouble
-from ivr.numbers import NumberRejected, e164, objected_number, parse_callee
+from ivr.numbers import NumberRejected, e164, parse_callee
+from ivr.opposition_input import objected_number
 from ivr.records.csv_read import (EMPTY, LATIN1_WARNING, header_columns, marked_columns,
                                   marked_refusal, objection_in_cells, overflow_reason,
                                   read_records, short, unnamed)

@@ -11,7 +11,8 @@ from datetime import datetime
 from pathlib import Path
 
 from ivr.errors import ImportFileError, IvrError
-from ivr.numbers import NumberRejected, fold_text, in_home_plan, opposition_number
+from ivr.numbers import NumberRejected, fold_text, in_home_plan
+from ivr.opposition_input import opposition_number
 from ivr.records.csv_read import read_records, short
 from ivr.store.base import StoreBackend
 
@@ -125,7 +126,7 @@ def _semicolon_numbers(raw: str, region: str) -> list[str]:
 
 
 def _optout_number(raw: str, default_region: str) -> tuple[str | None, str]:
-    """(E.164, "") or (None, why) by the opposition form's rule (numbers.opposition_number)."""
+    """(E.164, "") or (None, why) by the opposition form's rule (opposition_input.opposition_number)."""
     try:
         return opposition_number(raw, default_region), ""
     except NumberRejected as exc:

@@ -70,7 +70,8 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from ivr.numbers import NumberRejected, box_forms, is_e164, opposition_number
+from ivr.numbers import NumberRejected, box_forms, is_e164
+from ivr.opposition_input import opposition_number
 from ivr.records.csv_read import short
 
 from ivr.errors import IvrError
@@ -93,7 +94,7 @@ _UNIT = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1
 def normalise_number(text: str, default_region: str, field: str = "number") -> str:
     """A phone number as typed (+33… or national 0…) -> E.164, or IvrError naming `field`.
 
-    The opposition list's rule (numbers.opposition_number), also the import's: lenient about
+    The opposition list's rule (opposition_input.opposition_number), also the import's: lenient about
     the writing ('tel:', 'Tél. :', copy-paste's invisible characters), never about which number
     - phonenumbers alone would read "abc0612345678", or "poste 12" as keypad digits."""
     try:
