@@ -93,11 +93,12 @@ def _demo(cfg: Config, console: Console) -> Config:
     cfg = dataclasses.replace(cfg, store=dataclasses.replace(cfg.store, path=str(db)))
     store = open_store(cfg)
     say(f"3/5 importing {len(DEMO_BEHAVIOURS)} fiction numbers into {db}")
-    with tempfile.TemporaryDirectory() as tmp:
+    now = datetime.now(timezone.utc)
+    with tempfile.TemporaryDirectory() as tmp:  # the fiction list is made now: dated today
         result = import_csv(store, write_demo_csv(Path(tmp) / "demo.csv"),
                             campaign=cfg.campaign.name, source="demo-fiction",
-                            basis="consent", acquired_on=None,
-                            default_region=cfg.default_region, now=datetime.now(timezone.utc))
+                            basis="consent", acquired_on=now.date().isoformat(),
+                            default_region=cfg.default_region, now=now)
     say(f"    {result.summary()}")
     violations = check_campaign(cfg, store)
     for v in violations:

@@ -104,11 +104,12 @@ def _import(cfg: Config, say: Callable[[str], None]) -> Any:
     from ivr.demo import write_demo_csv
     from ivr.records.contacts import import_csv
     store = open_store(cfg)
-    with tempfile.TemporaryDirectory() as tmp:
+    now = datetime.now(timezone.utc)
+    with tempfile.TemporaryDirectory() as tmp:  # the fiction list is made now: dated today
         lst = write_demo_csv(Path(tmp) / "demo.csv", blocks=BLOCKS)
         result = import_csv(store, lst, campaign=cfg.campaign.name, source="demo-fiction",
-                            basis="consent", acquired_on=None,
-                            default_region=cfg.default_region, now=datetime.now(timezone.utc))
+                            basis="consent", acquired_on=now.date().isoformat(),
+                            default_region=cfg.default_region, now=now)
     say(f"3/5 importing fiction numbers: {result.summary()}")
     violations = check_campaign(cfg, store)
     for v in violations:

@@ -241,3 +241,26 @@ def test_a_shared_list_keeps_its_own_acquisition_date(store: Store, tmp_path: Pa
     dates = {r["campaign"]: r["acquired_on"] for r in store.q(
         "SELECT campaign, acquired_on FROM campaign_contacts ORDER BY campaign")}
     assert dates == {A: "2026-01-10", B: "2026-01-10", "campaign-x": "2019-05-01"}
+
+
+def test_a_shared_undated_list_stays_undated(store: Store, tmp_path: Path) -> None:
+    """A list imported without its date and shared: the share is undated too (and `ivr check`
+    says so in the other campaign), not the date of the contact's first list."""
+    old = tmp_path / "old.csv"
+    old.write_text("number\n+33199000031\n", encoding="utf-8")
+    import_csv(store, old, campaign="campaign-x", source="old-members", basis="member_file",
+               acquired_on="2019-05-01", default_region="FR", now=NOW)
+    undated = tmp_path / "undated.csv"
+    undated.write_text("number\n+33199000031\n", encoding="utf-8")
+    import_csv(store, undated, campaign=A, source="petition", basis="consent",
+               acquired_on=None, default_region="FR", now=NOW)
+    assert share_list(store, source="petition", campaign=B, basis="consent", now=NOW,
+                      from_campaign=A) == 1
+    dates = {r["campaign"]: r["acquired_on"] for r in store.q(
+        "SELECT campaign, acquired_on FROM campaign_contacts ORDER BY campaign")}
+    assert dates == {A: None, B: None, "campaign-x": "2019-05-01"}
+    # The same list imported again with its date in B records it there.
+    import_csv(store, undated, campaign=B, source="petition", basis="consent",
+               acquired_on="2026-02-01", default_region="FR", now=NOW)
+    assert store.one("SELECT acquired_on FROM campaign_contacts WHERE campaign = ?",
+                     (B,))["acquired_on"] == "2026-02-01"

@@ -344,7 +344,7 @@ def test_importing_the_same_file_twice_changes_nothing(store: Store, tmp_path: P
     first = run(store, path, acquired_on=None)
     before = rows(store)
     second = run(store, path, acquired_on=None, now=LATER)
-    assert rows(store) == before  # updated_at and the default acquired_on included
+    assert rows(store) == before  # updated_at and the undated acquired_on included
     assert (first.added, first.opted_out) == (3, 1)
     assert (second.added, second.merged, second.unchanged, second.opted_out) == (0, 0, 3, 1)
     assert second.rejected == first.rejected == [(5, BAD_REASON)]

@@ -197,12 +197,20 @@ class PgContactsSQL(PgCore):
             "status, bound_at) SELECT id, %(campaign)s, %(source)s, %(basis)s, "
             "%(acquired_on)s, CASE WHEN status = 'opted_out' THEN 'opted_out' "
             "ELSE 'pending' END, %(ts)s FROM contacts WHERE number = ANY(%(numbers)s::text[]) "
-            "ORDER BY id ON CONFLICT (contact_id, campaign) DO UPDATE SET acquired_on = "
-            "EXCLUDED.acquired_on WHERE campaign_contacts.acquired_on IS NULL AND "
-            "campaign_contacts.source = EXCLUDED.source AND "
-            "campaign_contacts.basis IS NOT DISTINCT FROM EXCLUDED.basis",
+            "ORDER BY id ON CONFLICT (contact_id, campaign) DO NOTHING",
             {"campaign": campaign, "source": source, "basis": basis,
              "acquired_on": acquired_on, "ts": utc(now), "numbers": numbers})
+        if acquired_on is None:
+            return
+        # Not ON CONFLICT DO UPDATE … WHERE: it locks every binding it meets, dated or not,
+        # which a run settling calls meanwhile locks in the other order (a deadlock).
+        self._exec(
+            "UPDATE campaign_contacts SET acquired_on = %(acquired_on)s WHERE campaign = "
+            "%(campaign)s AND acquired_on IS NULL AND source = %(source)s AND basis IS NOT "
+            "DISTINCT FROM %(basis)s::text AND contact_id IN (SELECT id FROM contacts WHERE "
+            "number = ANY(%(numbers)s::text[]))",
+            {"campaign": campaign, "source": source, "basis": basis,
+             "acquired_on": acquired_on, "numbers": numbers})
 
     def withdraw_pending(self, numbers: list[str], *, campaign: str) -> int:
         """Take these numbers' pending bindings to `campaign` out of the queue (opted_out):
@@ -236,9 +244,12 @@ class PgContactsSQL(PgCore):
         return self._exec(
             "INSERT INTO campaign_contacts (contact_id, campaign, source, basis, acquired_on, "
             "status, bound_at) SELECT k.id, %(campaign)s, %(source)s, %(basis)s, "
-            # the list's own date in the origin campaign, not the contact's first list's
-            "COALESCE((SELECT b.acquired_on FROM campaign_contacts b WHERE b.contact_id = k.id "
-            "AND b.campaign = %(origin)s AND b.source = %(source)s), k.acquired_on), CASE WHEN k.status = 'opted_out' OR EXISTS (SELECT 1 FROM "
+            # the list's own date in the origin campaign (none stays none), not the contact's
+            # first list's; the contact's own only for a list from before campaigns
+            "CASE WHEN EXISTS (SELECT 1 FROM campaign_contacts b WHERE b.contact_id = k.id "
+            "AND b.campaign = %(origin)s AND b.source = %(source)s) THEN (SELECT b.acquired_on "
+            "FROM campaign_contacts b WHERE b.contact_id = k.id AND b.campaign = %(origin)s AND "
+            "b.source = %(source)s) ELSE k.acquired_on END, CASE WHEN k.status = 'opted_out' OR EXISTS (SELECT 1 FROM "
             "campaign_contacts o WHERE o.contact_id = k.id AND o.campaign = %(origin)s AND "
             "o.status = 'opted_out') THEN 'opted_out' "
             "ELSE 'pending' END, %(ts)s FROM contacts k WHERE EXISTS (SELECT 1 FROM "

@@ -129,9 +129,12 @@ class ContactsSQL(SQLiteCore):
         cur = self.db.conn.execute(
             "INSERT OR IGNORE INTO campaign_contacts (contact_id, campaign, source, basis, "
             "acquired_on, status, bound_at) SELECT k.id, :campaign, :source, :basis, "
-            # the list's own date in the origin campaign, not the contact's first list's
-            "COALESCE((SELECT b.acquired_on FROM campaign_contacts b WHERE b.contact_id = k.id "
-            "AND b.campaign = :origin AND b.source = :source), k.acquired_on), CASE WHEN k.status = 'opted_out' OR EXISTS (SELECT 1 FROM "
+            # the list's own date in the origin campaign (none stays none), not the contact's
+            # first list's; the contact's own only for a list from before campaigns
+            "CASE WHEN EXISTS (SELECT 1 FROM campaign_contacts b WHERE b.contact_id = k.id "
+            "AND b.campaign = :origin AND b.source = :source) THEN (SELECT b.acquired_on "
+            "FROM campaign_contacts b WHERE b.contact_id = k.id AND b.campaign = :origin AND "
+            "b.source = :source) ELSE k.acquired_on END, CASE WHEN k.status = 'opted_out' OR EXISTS (SELECT 1 FROM "
             "campaign_contacts o WHERE o.contact_id = k.id AND o.campaign = :origin AND "
             "o.status = 'opted_out') THEN 'opted_out' "
             "ELSE 'pending' END, :ts FROM contacts k WHERE EXISTS (SELECT 1 FROM "

@@ -149,7 +149,8 @@ class SQLiteCore(KeyedAudit, BoxLines):
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """All or nothing. Nested in another transaction (a batch of writes), it is a savepoint:
-        it can fail alone without undoing the rest of the batch."""
+        it can fail alone without undoing the rest of the batch; inside batch(), it is part
+        of the batch's transaction instead."""
         conn = self.db.conn
         if conn.in_transaction and self._flat:
             yield
@@ -178,7 +179,9 @@ class SQLiteCore(KeyedAudit, BoxLines):
         """A transaction whose nested ones are part of it, not savepoints: all or nothing as a
         whole. For a group commit's first try (safe_writes.py): a write failing there undoes
         the batch, which is then written again with a savepoint per write. Two statements
-        fewer per write, ~6 a call."""
+        fewer per write, ~6 a call. The rule that keeps it sound: no write in a batch may
+        catch an error raised inside a store method and carry on (its half would be
+        committed); none does (each is one store method's call, or a few in a row)."""
         with self.transaction():
             self._flat = True
             try:
