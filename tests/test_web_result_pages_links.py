@@ -27,7 +27,9 @@ def _links(page: str) -> dict[str, str]:
     assert lang, "no language switch"
     found = {"next": parse_qs(urlsplit(lang.group(1)).query)["next"][0]}
     for arrow in ("→", "←"):
-        link = re.search(rf'<a href="([^"]+)">{arrow}</a>', text)
+        # named for a screen reader, not by the arrow alone (access_words.py)
+        link = re.search(rf'<a href="([^"]+)" rel="(?:next|prev)" aria-label="(?:Page '
+                         rf'suivante|Page précédente|Next page|Previous page)">{arrow}</a>', text)
         if link:
             found[arrow] = link.group(1)
     return found

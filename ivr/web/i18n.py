@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ivr.web.access_words import ACCESS
 from ivr.web.refusal_words import REFUSALS
 
 LANGS = ("fr", "en")
@@ -13,6 +14,7 @@ DEFAULT = "fr"
 # key -> (French, English)
 STRINGS: dict[str, tuple[str, str]] = {
     **REFUSALS,  # a refusal's and a file's words (refusal_words.py: display._FRENCH's keys)
+    **ACCESS,  # what a screen reader says where the page shows a symbol (access_words.py)
     "title": ("Console de campagne", "Campaign console"),
     "login": ("Connexion", "Log in"),
     "logout": ("Déconnexion", "Log out"),

@@ -254,6 +254,31 @@ def test_open_pages_say_when_the_controller_is_gone(page: Any, console: Console)
             db.execute("DELETE FROM run_snapshots WHERE controller = 'ctl-browser'")
 
 
+def test_the_live_overview_rewrites_only_what_changed(page: Any, console: Console) -> None:
+    """Events every second: an unchanged chart, reason and table stay the same elements, so a
+    screen reader keeps its place (before: all redrawn on every event)."""
+    login(page, console, "vera")
+    page.goto(f"{console.url}/c/{CAMPAIGN}/overview")
+    wait_for("the live overview", lambda: page.evaluate("document.body.dataset.updated"),
+             timeout=15)
+    page.evaluate("""() => {
+        document.querySelector('#chart svg').keptMark = 1;
+        document.getElementById('why-waiting').firstChild.keptMark = 1;
+        document.querySelector('#counts tbody').firstElementChild.keptMark = 1;
+        window.seenEvents = 0;  // the page's own stream is in its script: a second one counts
+        const events = new EventSource('/api/campaigns/' + document.body.dataset.campaign +
+                                       '/events?lang=fr');
+        events.onmessage = () => { window.seenEvents += 1; };
+    }""")
+    wait_for("three more events", lambda: page.evaluate("window.seenEvents") >= 3, timeout=20)
+    kept = page.evaluate("""() => [
+        document.querySelector('#chart svg').keptMark,
+        document.getElementById('why-waiting').firstChild.keptMark,
+        document.querySelector('#counts tbody').firstElementChild.keptMark]""")
+    assert kept == [1, 1, 1]
+    assert page.locator("a.skip").get_attribute("href") == "#main"
+
+
 def _logout_elsewhere(page: Any, console: Console) -> None:
     """A logout in another tab of the same browser: every session of the user ends."""
     other = page.context.new_page()

@@ -6,12 +6,8 @@
   const campaign = body.dataset.campaign;
   const section = body.dataset.section;
 
-  const select = document.getElementById("campaign-select");
-  if (select) {
-    select.addEventListener("change", function () {
-      location.href = "/c/" + encodeURIComponent(select.value) + "/" + (section || "overview");
-    });
-  }
+  // The campaign switcher changes page on its button only: a change listener took a keyboard
+  // user arrowing through a closed select to the first campaign passed (WCAG 3.2.2).
 
   document.querySelectorAll("form[data-confirm]").forEach(function (form) {
     form.addEventListener("submit", function (ev) {
@@ -19,9 +15,15 @@
     });
   });
 
+  // Only what changed is written: a screen reader keeps its place in a page redrawn every
+  // second, and a live region (aria-live) speaks a change, not every update.
+  function put(el, text) {
+    if (el && el.textContent !== text) { el.textContent = text; }
+  }
+
   function setText(id, value) {
-    const el = document.getElementById(id);
-    if (el) { el.textContent = (value === null || value === undefined || value === "") ? "—" : String(value); }
+    put(document.getElementById(id),
+        (value === null || value === undefined || value === "") ? "—" : String(value));
   }
 
   // One decimal as the page's `dec` filter writes it (display.decimal): 12,5 in French
@@ -70,7 +72,13 @@
 
   function fillTable(id, rows) {
     const tbody = document.querySelector("#" + id + " tbody");
-    if (tbody) { tbody.replaceChildren.apply(tbody, rows); }
+    if (!tbody) { return; }
+    const sig = JSON.stringify(rows.map(function (tr) {
+      return Array.prototype.map.call(tr.children, function (td) { return [td.textContent, td.title]; });
+    }));
+    if (tbody.dataset.sig === sig) { return; }  // unchanged: the rows a reader is on stay
+    tbody.dataset.sig = sig;
+    tbody.replaceChildren.apply(tbody, rows);
   }
 
   // The page's words for a table's codes (its data-words: outcome code -> words), as the
@@ -79,6 +87,8 @@
     const table = document.getElementById(id);
     return table && table.dataset.words ? JSON.parse(table.dataset.words) : {};
   }
+
+  let lastChart = "";  // the chart drawn last: redrawn only when it changed
 
   function show(o) {
     const counts = document.querySelector("#counts tbody");
@@ -99,7 +109,7 @@
         cell.dataset.outcome = name;
         counts.appendChild(tr);
       }
-      if (cell) { cell.textContent = String(o.counts[name]); }
+      put(cell, String(o.counts[name]));
     });
     setText("in-flight", o.in_flight);
     setText("cap", o.cap);
@@ -111,12 +121,12 @@
     setText("desired", states[o.desired] || o.desired);
     if (desired) { desired.dataset.state = o.desired || ""; }  // the raw state, any language
     const why = document.getElementById("why-waiting");
-    if (why) { why.textContent = o.why_waiting || ""; }
+    put(why, o.why_waiting || "");
     setText("next-allowed", localTime(o.next_allowed, true, false));
     const next = document.getElementById("next-allowed");
     if (next) { next.dataset.at = o.next_allowed || ""; }  // the instant itself, in UTC
     const none = document.getElementById("no-controller");
-    if (none) { none.hidden = o.controllers.length > 0; }
+    if (none && none.hidden !== (o.controllers.length > 0)) { none.hidden = !none.hidden; }
     const words = (document.getElementById("nodes") || body).dataset;  // the page's language
     fillTable("nodes", o.nodes.map(function (n) {
       return row([n.name, n.in_flight, n.cap || "—",
@@ -131,7 +141,8 @@
       return tr;
     }));
     const chart = document.getElementById("chart");
-    if (chart && o.chart_svg) {
+    if (chart && o.chart_svg && o.chart_svg !== lastChart) {
+      lastChart = o.chart_svg;
       // The SVG is the server's own rendering (every text escaped there), parsed as SVG.
       const doc = new DOMParser().parseFromString(o.chart_svg, "image/svg+xml");
       chart.replaceChildren(document.importNode(doc.documentElement, true));

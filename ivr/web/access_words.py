@@ -1,0 +1,13 @@
+"""Words a screen reader or a keyboard user meets that a sighted mouse user does not read: the
+skip link, the names of buttons and links drawn as a symbol or repeated on every row, and the
+state a symbol stood for. Merged into i18n.STRINGS as refusal_words.py is: (French, English)."""
+from __future__ import annotations
+
+ACCESS: dict[str, tuple[str, str]] = {
+    "skip_to_main": ("Aller au contenu", "Skip to content"),
+    "col_actions": ("Actions", "Actions"),
+    "listen": ("Écouter", "Listen to"),
+    "page_prev": ("Page précédente", "Previous page"),
+    "page_next": ("Page suivante", "Next page"),
+    "not_archived": ("non archivé", "not archived"),
+}

@@ -1,0 +1,67 @@
+"""The console for an operator with a screen reader or a keyboard only: a skip link, the
+current page named, a title per page, a switcher that moves on its button only, and no
+control or state told by a symbol alone. The live script's side (only what changed is
+rewritten) is tests/integration/test_web_browser.py's."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from web_fixture import CAMPAIGN, login, make_web
+from ivr.web import i18n
+
+SECTIONS = ("overview", "run", "contacts", "prompts", "rights", "reports")
+
+
+@pytest.fixture
+def web(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    (tmp_path / "src").mkdir()  # the store plays no part: the templates
+    return make_web(tmp_path, monkeypatch, prompts={
+        "sources_dir": "src", "build_dir": "build",
+        "items": {"intro": {"text": "Bonjour."}, "message": {"text": "Votez."}}})
+
+
+def _title(page: str) -> str:
+    found = re.search(r"<title>([^<]*)</title>", page)
+    assert found, "no title"
+    return found.group(1)
+
+
+def test_every_page_has_a_skip_link_its_own_title_and_names_the_current_page(web) -> None:
+    c = web.client()
+    login(c, "otto")
+    for section in SECTIONS:
+        page = c.get(f"/c/{CAMPAIGN}/{section}").text
+        assert re.search(r'<a class="skip" href="#main">Aller au contenu</a>\s*<header>',
+                         page), section
+        assert '<main id="main" tabindex="-1">' in page, section
+        words = i18n.translate("fr", section)
+        assert _title(page).replace("&#39;", "'") == \
+            f"{words} · Console de campagne · {CAMPAIGN}", section
+        current = re.findall(r'<a [^>]*aria-current="page"[^>]*id="nav-([a-z]+)"', page)
+        assert current == [section], section
+    assert _title(c.get("/c/nowhere-such/overview").text).startswith(("Page introuvable",
+                                                                       "Erreur", "Accès"))
+
+
+def test_the_login_page_is_titled_and_the_switcher_moves_on_its_button(web) -> None:
+    c = web.client()
+    assert _title(c.get("/login").text).startswith("Connexion · ")
+    login(c, "otto")
+    page = c.get(f"/c/{CAMPAIGN}/overview").text
+    form = page.split('<form id="campaign-switcher"')[1].split("</form>")[0]
+    assert '<button type="submit" id="campaign-switch">Changer</button>' in form
+    assert "<noscript>" not in form
+
+
+def test_repeated_buttons_and_arrows_are_named(web) -> None:
+    c = web.client()
+    login(c, "otto")
+    page = c.get(f"/c/{CAMPAIGN}/prompts").text
+    keys = re.findall(r'<tr id="prompt-([a-z_]+)">', page)
+    assert keys, "no prompt rows"
+    named = re.findall(r'<button type="submit" aria-label="Importer ([a-z_]+)">Importer</button>',
+                       page)
+    assert named == keys  # one per row, each naming its prompt
+    assert "<th></th>" not in page
