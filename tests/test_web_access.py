@@ -65,3 +65,34 @@ def test_repeated_buttons_and_arrows_are_named(web) -> None:
                        page)
     assert named == keys  # one per row, each naming its prompt
     assert "<th></th>" not in page
+
+
+def test_the_chart_says_its_bars_to_a_screen_reader() -> None:
+    """role=img hides the bars' <title>s: the chart's own name gives every one of them."""
+    from ivr.web.chart import per_hour_svg
+    rows = [{"hour": "2026-12-01T09", "n": 3, "outcome": "message_played"},
+            {"hour": "2026-12-01T10", "n": 2, "outcome": "busy"}]
+    svg = per_hour_svg(rows, "Europe/Paris", "fr")
+    label = re.search(r'<svg [^>]*role="img" aria-label="([^"]*)">', svg)
+    titles = re.findall(r"<title>([^<]*)</title>", svg)
+    assert label and len(titles) == 2
+    assert label.group(1) == "Appels terminés par heure : " + "; ".join(titles)
+    assert "appels 3, répondus 3" in titles[0] and "appels 2, répondus 0" in titles[1]
+    empty = per_hour_svg([], "Europe/Paris", "en")
+    assert 'aria-label="Calls ended per hour : —"' in empty
+
+
+def test_a_refused_login_ties_its_error_to_both_fields(web) -> None:
+    """The reader lands on the username field (autofocus): it says the field is invalid and
+    reads the error with it, which a role=alert present at load is often not."""
+    from web_fixture import csrf_of
+    c = web.client()
+    token = csrf_of(c.get("/login").text)
+    page = c.post("/login", data={"username": "otto", "password": "wrong-password",
+                                  "csrf_token": token, "next": "/"}).text
+    assert '<p id="login-error" class="flash error" role="alert">' in page
+    for field in ("username", "password"):
+        tag = re.search(rf'<input id="{field}"[^>]*>', page)
+        assert tag and 'aria-invalid="true" aria-describedby="login-error"' in tag.group(0)
+    first = c.get("/login").text
+    assert "aria-invalid" not in first

@@ -28,6 +28,7 @@ def per_hour_svg(rows: list[dict[str, Any]], zone: str | None = None, lang: str 
     `lang` (the API's `chart_svg` is English; a page asks for its own language)."""
     zone = zone or "UTC"
     words = i18n.translate(lang, "chart_bar")
+    name = i18n.translate(lang, "chart_name")
     # By UTC hour, labelled in local time: the night the clocks go back has two 02:00 hours,
     # one bar each (keyed by local time they were one bar of both hours' calls), each title
     # with its offset then.
@@ -41,14 +42,14 @@ def per_hour_svg(rows: list[dict[str, Any]], zone: str | None = None, lang: str 
     twice = {t for t, n in Counter(local.values()).items() if n > 1}
     if not shown:
         return (f'<svg id="chart-svg" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" '
-                f'height="{LABEL * 2}" role="img"><text x="4" y="{LABEL}">—</text></svg>')
+                f'height="{LABEL * 2}" role="img" aria-label="{escape(name)} : —">'
+                f'<text x="4" y="{LABEL}">—</text></svg>')
     top = max(hours[h][0] for h in shown) or 1
     slot = (WIDTH - PAD) / len(shown)
     bar = max(2.0, slot * 0.8)
     area = HEIGHT - LABEL - 4
-    parts = [f'<svg id="chart-svg" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" '
-             f'height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img">',
-             f'<text x="0" y="12" class="axis">{top}</text>']
+    parts = [f'<text x="0" y="12" class="axis">{top}</text>']
+    said_all: list[str] = []  # each bar's title: the chart's text for a screen reader
     for i, utc_hour in enumerate(shown):
         total, answered = hours[utc_hour]
         h = local[utc_hour]
@@ -57,6 +58,7 @@ def per_hour_svg(rows: list[dict[str, Any]], zone: str | None = None, lang: str 
         said = f"{h[:10]} {h[11:16]}" + (f" ({utc_offset(utc_hour, zone)})" if h in twice
                                          else "")
         title = escape(words.format(hour=said, zone=zone, total=total, answered=answered))
+        said_all.append(title)
         parts.append(f'<g><title>{title}</title>'
                      f'<rect class="bar-all" x="{x:.1f}" y="{area - h_all + 2:.1f}" '
                      f'width="{bar:.1f}" height="{h_all:.1f}"/>'
@@ -67,4 +69,8 @@ def per_hour_svg(rows: list[dict[str, Any]], zone: str | None = None, lang: str 
                          f"{escape(h[8:10])}/{escape(h[11:13])}h"
                          f"{escape(h[14:16]) if h[14:16] not in ('', '00') else ''}</text>")
     parts.append("</svg>")
-    return "".join(parts)
+    # role=img hides the bars' titles from a screen reader: its name says them all
+    head = (f'<svg id="chart-svg" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" '
+            f'height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+            f'aria-label="{escape(name)} : {"; ".join(said_all)}">')
+    return head + "".join(parts)
