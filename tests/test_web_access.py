@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from web_fixture import CAMPAIGN, login, make_web
+from web_fixture import CAMPAIGN, login, make_prompted_web
 from ivr.web import i18n
 
 SECTIONS = ("overview", "run", "contacts", "prompts", "rights", "reports")
@@ -16,10 +16,7 @@ SECTIONS = ("overview", "run", "contacts", "prompts", "rights", "reports")
 
 @pytest.fixture
 def web(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
-    (tmp_path / "src").mkdir()  # the store plays no part: the templates
-    return make_web(tmp_path, monkeypatch, prompts={
-        "sources_dir": "src", "build_dir": "build",
-        "items": {"intro": {"text": "Bonjour."}, "message": {"text": "Votez."}}})
+    return make_prompted_web(tmp_path, monkeypatch)  # the store plays no part: the templates
 
 
 def _title(page: str) -> str:

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from web_fixture import CAMPAIGN, login, make_web
+from web_fixture import CAMPAIGN, login, make_prompted_web
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 UNNAMED_TYPES = ("hidden", "submit", "button")  # not controls, or named by their text
@@ -16,10 +16,7 @@ UNNAMED_TYPES = ("hidden", "submit", "button")  # not controls, or named by thei
 
 @pytest.fixture
 def web(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
-    (tmp_path / "src").mkdir()  # the store plays no part: the templates
-    return make_web(tmp_path, monkeypatch, prompts={
-        "sources_dir": "src", "build_dir": "build",
-        "items": {"intro": {"text": "Bonjour."}, "message": {"text": "Votez."}}})
+    return make_prompted_web(tmp_path, monkeypatch)  # the store plays no part: the templates
 
 
 class _Controls(HTMLParser):

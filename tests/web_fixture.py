@@ -75,6 +75,14 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
+def make_prompted_web(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Web:
+    """The console with two TTS prompts (unbuilt): the prompts page draws a row each."""
+    (tmp_path / "src").mkdir()
+    return make_web(tmp_path, monkeypatch, prompts={
+        "sources_dir": "src", "build_dir": "build",
+        "items": {"intro": {"text": "Bonjour."}, "message": {"text": "Votez."}}})
+
+
 def login(client: TestClient, name: str, password: str | None = None) -> str:
     """Log in through the form; returns the CSRF token of the new session."""
     token = csrf_of(client.get("/login").text)
