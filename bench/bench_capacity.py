@@ -15,6 +15,7 @@ Prints one JSON object. Usage (no sandbox, no root needed):
   python3 bench/bench_capacity.py [--calls 3000] [--concurrent 200] [--nodes 1]
   python3 bench/bench_capacity.py --history 100000   # a store with 100,000 past attempts
   python3 bench/bench_capacity.py --profile /tmp/cap.prof   # cProfile of the controller
+  python3 bench/bench_capacity.py --statements   # SQLite statements per call setup
 Backends: SQLite (store.path), or `--backend postgresql` (store.url): a private cluster started
 for the run from Debian's postgresql package, as `ivr db up` does (root).
 Not a test: it asserts nothing; the README records its output.
@@ -142,6 +143,7 @@ def measure(args: argparse.Namespace, base: Path) -> dict[str, object]:
         NodeConfig(f"fake{i + 1}", "127.0.0.1", port, "ivr") for i, (_, port) in
         enumerate(pbxes)]))
     profile = cProfile.Profile() if args.profile else None
+    statements = count_statements(store) if args.statements and not url else None
     try:
         res = app.run(drive(cfg, store, profile))
     finally:
@@ -168,7 +170,23 @@ def measure(args: argparse.Namespace, base: Path) -> dict[str, object]:
             "elapsed_s": round(res["elapsed_s"], 3),
             "cpu_ms_per_setup": round(res["cpu_s"] / max(stored, 1) * 1000, 3),
             "setups_per_cpu_s": round(stored / res["cpu_s"], 1),
-            "setups_per_wall_s": round(stored / res["elapsed_s"], 1)}
+            "setups_per_wall_s": round(stored / res["elapsed_s"], 1),
+            **({"sqlite_statements_per_setup": round(statements[0] / max(stored, 1), 2)}
+               if statements is not None else {})}
+
+
+def count_statements(store: Any) -> list[int]:
+    """SQLite statements the run's store connection executes (BEGIN and COMMIT included), a
+    figure the machine's noise does not move; a trigger's steps are traced as repeats of the
+    statement that fired them and count once. Tracing costs CPU: not with the CPU figures."""
+    seen, last = [0], [""]
+
+    def traced(sql: str) -> None:
+        if sql != last[0]:
+            seen[0] += 1
+        last[0] = sql
+    store.db.conn.set_trace_callback(traced)
+    return seen
 
 
 def postgres(cluster: PgCluster) -> str:
@@ -195,6 +213,8 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=0,
                         help="past attempts (with consents) of other numbers in the store")
     parser.add_argument("--profile", default="", help="write a cProfile of the controller")
+    parser.add_argument("--statements", action="store_true",
+                        help="SQLite: count the store's statements per setup (slows the run)")
     parser.add_argument("--serve-pbx", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_pbx is not None:
