@@ -93,3 +93,17 @@ def test_a_refused_login_ties_its_error_to_both_fields(web) -> None:
         assert tag and 'aria-invalid="true" aria-describedby="login-error"' in tag.group(0)
     first = c.get("/login").text
     assert "aria-invalid" not in first
+
+
+def test_every_table_of_the_pages_has_a_name(web) -> None:
+    """A screen reader lists a page's tables by name; the prompts table had no heading."""
+    c = web.client()
+    login(c, "otto")
+    for section in ("overview", "contacts", "prompts"):
+        page = c.get(f"/c/{CAMPAIGN}/{section}").text
+        tables = re.findall(r"<table\b[^>]*>", page)
+        assert tables, section
+        for tag in tables:
+            assert re.search(r'aria-label="[^"]+"', tag), (section, tag)
+    page = c.get(f"/c/{CAMPAIGN}/prompts").text
+    assert re.search(r'<table id="prompts-table" aria-label="Messages">', page)
