@@ -107,3 +107,13 @@ def test_every_table_of_the_pages_has_a_name(web) -> None:
             assert re.search(r'aria-label="[^"]+"', tag), (section, tag)
     page = c.get(f"/c/{CAMPAIGN}/prompts").text
     assert re.search(r'<table id="prompts-table" aria-label="Messages">', page)
+
+
+def test_a_refused_look_up_ties_its_error_to_the_number(web) -> None:
+    c = web.client()
+    login(c, "otto")
+    page = c.get(f"/c/{CAMPAIGN}/rights", params={"number": "pas un numéro"}).text
+    assert 'id="lookup-error" role="alert"' in page
+    tag = re.search(r'<input name="number" id="lookup-number"[^>]*>', page)
+    assert tag and 'aria-invalid="true" aria-describedby="lookup-error"' in tag.group(0)
+    assert "aria-invalid" not in c.get(f"/c/{CAMPAIGN}/rights").text
