@@ -70,7 +70,8 @@ def test_a_proof_rows_kind_and_a_lists_basis_are_words_on_the_rights_page(web) -
     assert "<td>fichier d'adhérents</td>" in _between(page, 'id="number-campaigns"')
     # the second table has its own heading (it ran on from the proof's as if one table)
     assert html.unescape(page).count("<h3>Listes et campagnes du numéro</h3>\n  <table "
-                                      'id="number-campaigns">') == 1
+                                      'id="number-campaigns" aria-label="Listes et campagnes '
+                                      'du numéro">') == 1
     c.get("/lang/en")
     page = c.get(f"/c/{CAMPAIGN}/rights", params={"number": NUMBER}).text
     assert '<td title="consent">consent</td>' in _between(page, 'id="consent-proof"')
