@@ -117,3 +117,17 @@ def test_a_refused_look_up_ties_its_error_to_the_number(web) -> None:
     tag = re.search(r'<input name="number" id="lookup-number"[^>]*>', page)
     assert tag and 'aria-invalid="true" aria-describedby="lookup-error"' in tag.group(0)
     assert "aria-invalid" not in c.get(f"/c/{CAMPAIGN}/rights").text
+
+
+def test_a_page_says_how_long_its_session_has_left(web) -> None:
+    """12 hours after login the session ends: the page carries the seconds left and a hidden
+    alert the script shows 5 minutes before (chromium: test_web_browser.py); none when
+    logged out."""
+    c = web.client()
+    assert "session-ending" not in c.get("/login").text
+    login(c, "otto")
+    page = c.get(f"/c/{CAMPAIGN}/reports").text
+    left = re.search(r'<body [^>]*data-session-left="(\d+)"', page)
+    assert left and 12 * 3600 - 120 < int(left.group(1)) <= 12 * 3600
+    assert re.search(r'<p id="session-ending" class="flash warning" role="alert" hidden>'
+                     r"Votre session se termine dans moins de 5 minutes", page)

@@ -10,6 +10,10 @@ ACCESS: dict[str, tuple[str, str]] = {
     "page_prev": ("Page précédente", "Previous page"),
     "page_next": ("Page suivante", "Next page"),
     "not_archived": ("non archivé", "not archived"),
+    "session_ending": ("Votre session se termine dans moins de 5 minutes : enregistrez ce que "
+                       "vous saisissez, puis reconnectez-vous.",
+                       "Your session ends in less than 5 minutes: save what you are typing, "
+                       "then log in again."),
     # the chart's name for a screen reader: every bar's title after it (web/chart.py)
     "chart_name": ("Appels terminés par heure", "Calls ended per hour"),
 }

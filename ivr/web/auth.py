@@ -197,6 +197,15 @@ def session_current(session: dict, row: dict) -> bool:  # type: ignore[type-arg]
         isinstance(at, (int, float)) and 0 <= time.time() - at < SESSION_MAX_AGE_S
 
 
+def session_left_s(session: dict) -> int | None:  # type: ignore[type-arg]
+    """Seconds before a logged-in session ends (12 h after login), None without one: a page
+    warns before (console.js) instead of losing what the operator was typing."""
+    at = session.get(SESSION_AT)
+    if not isinstance(at, (int, float)) or not session.get(SESSION_USER):
+        return None
+    return max(0, int(at + SESSION_MAX_AGE_S - time.time()))
+
+
 def open_session(request: Request, row: dict) -> None:  # type: ignore[type-arg]
     """A fresh session (and CSRF token) for the user just logged in, keeping the language."""
     lang = request.session.get("lang")

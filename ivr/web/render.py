@@ -14,7 +14,7 @@ from jinja2 import pass_context
 from jinja2.runtime import Context
 
 from ivr.web import check_words, i18n, import_words
-from ivr.web.auth import SAFE_METHODS, csrf_token
+from ivr.web.auth import SAFE_METHODS, csrf_token, session_left_s
 from ivr.web.display import decimal, local_time, node_state, refusal, why_text
 from ivr.web.gate import section_of
 
@@ -61,7 +61,8 @@ def render(request: Request, name: str, ctx: dict[str, Any], status: int = 200) 
     elif request.url.query:  # the language switch keeps the login's next, a look-up, a page
         path = f"{path}?{request.url.query}"
     base = {"t": i18n.translator(code), "lang": code, "csrf": csrf_token(request), "path": path,
-            "tz": zone_of(request), "colon": " :" if code == "fr" else ":"}  # French spacing
+            "tz": zone_of(request), "colon": " :" if code == "fr" else ":",  # French spacing
+            "session_left": session_left_s(request.session)}
     return templates.TemplateResponse(request, name, {**base, **ctx}, status_code=status)
 
 

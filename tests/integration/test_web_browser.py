@@ -280,6 +280,22 @@ def test_the_live_overview_rewrites_only_what_changed(page: Any, console: Consol
     assert page.locator("a.skip").get_attribute("href") == "#main"
 
 
+def test_a_page_warns_five_minutes_before_the_session_ends(page: Any,
+                                                           console: Console) -> None:
+    """The page's own clock run forward: nothing said until 5 minutes before the 12 hours
+    after login, then the alert."""
+    login(page, console, "vera")
+    page.clock.install()
+    page.goto(f"{console.url}/c/{CAMPAIGN}/reports")
+    left = int(page.evaluate("document.body.dataset.sessionLeft"))
+    assert 12 * 3600 - 600 < left <= 12 * 3600
+    page.clock.run_for((left - 310) * 1000)
+    assert not page.locator("#session-ending").is_visible()
+    page.clock.run_for(20_000)
+    assert page.locator("#session-ending").is_visible()
+    assert page.inner_text("#session-ending").startswith("Votre session se termine")
+
+
 def _logout_elsewhere(page: Any, console: Console) -> None:
     """A logout in another tab of the same browser: every session of the user ends."""
     other = page.context.new_page()

@@ -9,6 +9,15 @@
   // The campaign switcher changes page on its button only: a change listener took a keyboard
   // user arrowing through a closed select to the first campaign passed (WCAG 3.2.2).
 
+  // The session ends 12 hours after login (auth.py): said 5 minutes before, in an alert,
+  // so that what an operator is typing is not lost to a form sent after it (WCAG 2.2.1).
+  // The page gives the seconds left, not an instant: the browser's clock may differ.
+  const ending = document.getElementById("session-ending");
+  const left = Number(body.dataset.sessionLeft);
+  if (ending && body.dataset.sessionLeft !== undefined && !isNaN(left)) {
+    setTimeout(function () { ending.hidden = false; }, Math.max(0, left - 300) * 1000);
+  }
+
   document.querySelectorAll("form[data-confirm]").forEach(function (form) {
     form.addEventListener("submit", function (ev) {
       if (!window.confirm(form.dataset.confirm)) { ev.preventDefault(); }
