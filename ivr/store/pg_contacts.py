@@ -244,18 +244,13 @@ class PgContactsSQL(PgCore):
         return self._exec(
             "INSERT INTO campaign_contacts (contact_id, campaign, source, basis, acquired_on, "
             "status, bound_at) SELECT k.id, %(campaign)s, %(source)s, %(basis)s, "
-            # the list's own date in the origin campaign (none stays none), not the contact's
-            # first list's; the contact's own only for a list from before campaigns
-            "CASE WHEN EXISTS (SELECT 1 FROM campaign_contacts b WHERE b.contact_id = k.id "
-            "AND b.campaign = %(origin)s AND b.source = %(source)s) THEN (SELECT b.acquired_on "
-            "FROM campaign_contacts b WHERE b.contact_id = k.id AND b.campaign = %(origin)s AND "
-            "b.source = %(source)s) ELSE k.acquired_on END, CASE WHEN k.status = 'opted_out' OR EXISTS (SELECT 1 FROM "
-            "campaign_contacts o WHERE o.contact_id = k.id AND o.campaign = %(origin)s AND "
-            "o.status = 'opted_out') THEN 'opted_out' "
-            "ELSE 'pending' END, %(ts)s FROM contacts k WHERE EXISTS (SELECT 1 FROM "
-            "campaign_contacts b WHERE b.contact_id = k.id AND b.source = %(source)s AND "
-            "b.campaign = %(origin)s) OR (k.source = %(source)s AND NOT EXISTS (SELECT 1 FROM "
-            "campaign_contacts b WHERE b.contact_id = k.id)) ORDER BY k.id "
+            # b: the list's binding in the origin campaign, as sqlite_contacts.share_list
+            "CASE WHEN b.contact_id IS NULL THEN k.acquired_on ELSE b.acquired_on END, "
+            "CASE WHEN k.status = 'opted_out' OR b.status = 'opted_out' THEN 'opted_out' "
+            "ELSE 'pending' END, %(ts)s FROM contacts k LEFT JOIN campaign_contacts b ON "
+            "b.contact_id = k.id AND b.campaign = %(origin)s AND b.source = %(source)s "
+            "WHERE b.contact_id IS NOT NULL OR (k.source = %(source)s AND NOT EXISTS (SELECT 1 "
+            "FROM campaign_contacts a WHERE a.contact_id = k.id)) ORDER BY k.id "
             "ON CONFLICT (contact_id, campaign) DO NOTHING",
             {"campaign": campaign, "source": source, "basis": basis, "ts": utc(now),
              "origin": from_campaign})

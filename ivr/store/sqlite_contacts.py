@@ -129,18 +129,15 @@ class ContactsSQL(SQLiteCore):
         cur = self.db.conn.execute(
             "INSERT OR IGNORE INTO campaign_contacts (contact_id, campaign, source, basis, "
             "acquired_on, status, bound_at) SELECT k.id, :campaign, :source, :basis, "
-            # the list's own date in the origin campaign (none stays none), not the contact's
-            # first list's; the contact's own only for a list from before campaigns
-            "CASE WHEN EXISTS (SELECT 1 FROM campaign_contacts b WHERE b.contact_id = k.id "
-            "AND b.campaign = :origin AND b.source = :source) THEN (SELECT b.acquired_on "
-            "FROM campaign_contacts b WHERE b.contact_id = k.id AND b.campaign = :origin AND "
-            "b.source = :source) ELSE k.acquired_on END, CASE WHEN k.status = 'opted_out' OR EXISTS (SELECT 1 FROM "
-            "campaign_contacts o WHERE o.contact_id = k.id AND o.campaign = :origin AND "
-            "o.status = 'opted_out') THEN 'opted_out' "
-            "ELSE 'pending' END, :ts FROM contacts k WHERE EXISTS (SELECT 1 FROM "
-            "campaign_contacts b WHERE b.contact_id = k.id AND b.source = :source AND "
-            "b.campaign = :origin) OR (k.source = :source AND NOT EXISTS (SELECT 1 FROM "
-            "campaign_contacts b WHERE b.contact_id = k.id))",
+            # b: the list's binding in the origin campaign, one at most (its key). Its date,
+            # none staying none, not the contact's first list's; the contact's own only for a
+            # list from before campaigns (no binding at all). Opted out there: out here too.
+            "CASE WHEN b.contact_id IS NULL THEN k.acquired_on ELSE b.acquired_on END, "
+            "CASE WHEN k.status = 'opted_out' OR b.status = 'opted_out' THEN 'opted_out' "
+            "ELSE 'pending' END, :ts FROM contacts k LEFT JOIN campaign_contacts b ON "
+            "b.contact_id = k.id AND b.campaign = :origin AND b.source = :source "
+            "WHERE b.contact_id IS NOT NULL OR (k.source = :source AND NOT EXISTS (SELECT 1 "
+            "FROM campaign_contacts a WHERE a.contact_id = k.id))",
             {"campaign": campaign, "source": source, "basis": basis, "ts": utc(now),
              "origin": from_campaign})
         return int(cur.rowcount)
