@@ -79,15 +79,17 @@
     return tr;
   }
 
-  function fillTable(id, rows) {
-    const tbody = document.querySelector("#" + id + " tbody");
-    if (!tbody) { return; }
-    const sig = JSON.stringify(rows.map(function (tr) {
+  // What a table's rows say (each cell's text and title), to compare the rows drawn with new ones
+  function rowsText(trs) {
+    return JSON.stringify(Array.prototype.map.call(trs, function (tr) {
       return Array.prototype.map.call(tr.children, function (td) { return [td.textContent, td.title]; });
     }));
-    if (tbody.dataset.sig === sig) { return; }  // unchanged: the rows a reader is on stay
-    tbody.dataset.sig = sig;
-    tbody.replaceChildren.apply(tbody, rows);
+  }
+
+  function fillTable(id, rows) {
+    const tbody = document.querySelector("#" + id + " tbody");
+    // unchanged (the server's rows included): the rows a reader is on stay
+    if (tbody && rowsText(tbody.children) !== rowsText(rows)) { tbody.replaceChildren.apply(tbody, rows); }
   }
 
   // The page's words for a table's codes (its data-words: outcome code -> words), as the
