@@ -9,7 +9,7 @@ import socket
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rich.console import Console
 
@@ -50,6 +50,25 @@ def write_demo_csv(path: Path, blocks: int = 1) -> Path:
     return path
 
 
+def import_demo_list(cfg: Config, store: Any, say: Callable[[str], None],
+                     blocks: int = 1) -> None:
+    """The fiction list into `store` (made now: dated today), its counts said, then the
+    campaign's checks said and an error raised (both demos)."""
+    from ivr.compliance.campaign_check import check_campaign, raise_on_errors
+    from ivr.records.contacts import import_csv
+    now = datetime.now(timezone.utc)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = import_csv(store, write_demo_csv(Path(tmp) / "demo.csv", blocks=blocks),
+                            campaign=cfg.campaign.name, source="demo-fiction",
+                            basis="consent", acquired_on=now.date().isoformat(),
+                            default_region=cfg.default_region, now=now)
+    say(f"    {result.summary()}")
+    violations = check_campaign(cfg, store)
+    for v in violations:
+        say(f"    {v.severity}: {v.message}")
+    raise_on_errors(violations)
+
+
 def run_demo(cfg: Config, console: Console, web: bool = False, nodes: int = 1,
              controllers: int = 1, config_path: Path | None = None) -> None:
     """The demo; with `web`, the console is left running over the demo's store afterwards
@@ -72,8 +91,6 @@ def _demo(cfg: Config, console: Console) -> Config:
     from ivr.records import report
     from ivr.app import (install_prompts_to_pbx, open_store, run, run_campaign,
                          sandbox_sim_timing)
-    from ivr.compliance.campaign_check import check_campaign, raise_on_errors
-    from ivr.records.contacts import import_csv
     from ivr.campaign.progress import Progress
     from ivr.prompts.build import build_prompts
     from ivr.telephony.sandbox import Sandbox
@@ -93,17 +110,7 @@ def _demo(cfg: Config, console: Console) -> Config:
     cfg = dataclasses.replace(cfg, store=dataclasses.replace(cfg.store, path=str(db)))
     store = open_store(cfg)
     say(f"3/5 importing {len(DEMO_BEHAVIOURS)} fiction numbers into {db}")
-    now = datetime.now(timezone.utc)
-    with tempfile.TemporaryDirectory() as tmp:  # the fiction list is made now: dated today
-        result = import_csv(store, write_demo_csv(Path(tmp) / "demo.csv"),
-                            campaign=cfg.campaign.name, source="demo-fiction",
-                            basis="consent", acquired_on=now.date().isoformat(),
-                            default_region=cfg.default_region, now=now)
-    say(f"    {result.summary()}")
-    violations = check_campaign(cfg, store)
-    for v in violations:
-        say(f"    {v.severity}: {v.message}")
-    raise_on_errors(violations)
+    import_demo_list(cfg, store, say)
     say("4/5 running the campaign")
     with Progress(console) as progress:
         run(run_campaign(cfg, store, on_snapshot=progress.show))

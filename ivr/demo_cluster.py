@@ -6,10 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -100,21 +98,10 @@ def controller_files(cfg: Config, config_path: Path, url: str, nodes: int,
 
 def _import(cfg: Config, say: Callable[[str], None]) -> Any:
     from ivr.app import open_store
-    from ivr.compliance.campaign_check import check_campaign, raise_on_errors
-    from ivr.demo import write_demo_csv
-    from ivr.records.contacts import import_csv
+    from ivr.demo import import_demo_list
     store = open_store(cfg)
-    now = datetime.now(timezone.utc)
-    with tempfile.TemporaryDirectory() as tmp:  # the fiction list is made now: dated today
-        lst = write_demo_csv(Path(tmp) / "demo.csv", blocks=BLOCKS)
-        result = import_csv(store, lst, campaign=cfg.campaign.name, source="demo-fiction",
-                            basis="consent", acquired_on=now.date().isoformat(),
-                            default_region=cfg.default_region, now=now)
-    say(f"3/5 importing fiction numbers: {result.summary()}")
-    violations = check_campaign(cfg, store)
-    for v in violations:
-        say(f"    {v.severity}: {v.message}")
-    raise_on_errors(violations)
+    say("3/5 importing fiction numbers")
+    import_demo_list(cfg, store, say, blocks=BLOCKS)
     return store
 
 

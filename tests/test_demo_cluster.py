@@ -143,3 +143,21 @@ def test_ctrl_c_lets_every_controller_drain(tmp_path: Path) -> None:
     assert "interrupted" in out
     for f in files:
         assert Path(str(f) + ".signals").read_text().split() == ["SIGINT"]
+
+
+def test_both_demos_import_their_fiction_list_dated_today(tmp_path: Path) -> None:
+    """The list is made as the demo starts, so today is its true acquisition date: no
+    `acquired_on_missing` finding in the demo's output (import_demo_list, both demos)."""
+    from datetime import datetime, timezone
+    from ivr.demo import import_demo_list
+    from ivr.store.sqlite import Store
+    root = Path(__file__).resolve().parents[1]
+    cfg = config.load(root / "config.yaml")
+    store = Store.open(tmp_path / "demo.db", optout_key=b"demo-test")
+    said: list[str] = []
+    import_demo_list(cfg, store, said.append, blocks=2)
+    today = datetime.now(timezone.utc).date().isoformat()
+    assert [(s["source"], s["acquired_on"]) for s in store.pending_sources(cfg.campaign.name)] \
+        == [("demo-fiction", today)]
+    assert said[0].startswith(f"    {2 * len(DEMO_BEHAVIOURS)} added")
+    assert not any("acquired_on" in line for line in said), said
