@@ -145,19 +145,28 @@ def test_ctrl_c_lets_every_controller_drain(tmp_path: Path) -> None:
         assert Path(str(f) + ".signals").read_text().split() == ["SIGINT"]
 
 
-def test_both_demos_import_their_fiction_list_dated_today(tmp_path: Path) -> None:
+def test_both_demos_import_their_fiction_list_dated_today(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The list is made as the demo starts, so today is its true acquisition date: no
-    `acquired_on_missing` finding in the demo's output (import_demo_list, both demos)."""
+    `acquired_on_missing` finding for it (import_demo_list, both demos). The campaign's other
+    checks want built prompts: the list's own check is run here instead."""
     from datetime import datetime, timezone
+    from ivr.compliance import campaign_check
+    from ivr.compliance.preflight import check_sources
     from ivr.demo import import_demo_list
     from ivr.store.sqlite import Store
+    checked: list[object] = []
+    monkeypatch.setattr(campaign_check, "check_campaign",
+                        lambda cfg, store: checked.append(store) or [])
     root = Path(__file__).resolve().parents[1]
     cfg = config.load(root / "config.yaml")
     store = Store.open(tmp_path / "demo.db", optout_key=b"demo-test")
     said: list[str] = []
     import_demo_list(cfg, store, said.append, blocks=2)
     today = datetime.now(timezone.utc).date().isoformat()
-    assert [(s["source"], s["acquired_on"]) for s in store.pending_sources(cfg.campaign.name)] \
-        == [("demo-fiction", today)]
-    assert said[0].startswith(f"    {2 * len(DEMO_BEHAVIOURS)} added")
-    assert not any("acquired_on" in line for line in said), said
+    sources = store.pending_sources(cfg.campaign.name)
+    assert [(s["source"], s["acquired_on"]) for s in sources] == [("demo-fiction", today)]
+    assert [v.code for v in check_sources(sources)] == []
+    assert checked == [store]  # the demo still checks its campaign after the import
+    assert said == [f"    {2 * len(DEMO_BEHAVIOURS)} added, 0 merged, 0 unchanged, 0 on the "
+                    "opposition list (never called), 0 rejected"]
