@@ -119,6 +119,29 @@ def test_a_refused_look_up_ties_its_error_to_the_number(web) -> None:
     assert "aria-invalid" not in c.get(f"/c/{CAMPAIGN}/rights").text
 
 
+def test_a_refused_opposition_keeps_what_was_typed_and_ties_its_error_to_it(web) -> None:
+    """It came back as a flash after a redirect: the number typed was gone, and the error
+    was tied to no field."""
+    c = web.client()
+    token = login(c, "otto")
+    r = c.post(f"/c/{CAMPAIGN}/rights/optout",
+               data={"number": "06 12 34 56 7", "via": "email", "csrf_token": token})
+    assert r.status_code == 400
+    assert re.search(r'<p class="flash error" id="optout-error" role="alert">number: ', r.text)
+    tag = re.search(r'<input name="number" id="optout-number"[^>]*>', r.text)
+    assert tag and 'value="06 12 34 56 7"' in tag.group(0)
+    assert 'aria-invalid="true" aria-describedby="optout-error"' in tag.group(0)
+    assert '<option value="email" selected>' in r.text
+    assert '<option value="" selected>' in r.text.split('id="optout-import-via"')[1]
+    assert 'id="flash"' not in r.text and web.store.db.execute(
+        "SELECT count(*) FROM optouts").fetchone()[0] == 0
+    r = c.post(f"/c/{CAMPAIGN}/rights/optout",
+               data={"number": "06 12 34 56 78", "via": "", "csrf_token": token})
+    assert r.status_code == 400 and 'id="optout-error"' in r.text  # no channel chosen
+    page = c.get(f"/c/{CAMPAIGN}/rights").text
+    assert 'id="optout-error"' not in page and "aria-invalid" not in page
+
+
 def test_a_page_says_how_long_its_session_has_left(web) -> None:
     """12 hours after login the session ends: the page carries the seconds left and a hidden
     alert the script shows 5 minutes before (chromium: test_web_browser.py); none when

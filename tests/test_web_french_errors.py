@@ -32,11 +32,19 @@ def _flash(c, r) -> str:  # type: ignore[no-untyped-def]
     return html.unescape(found.group(1))
 
 
+def _by_field(r) -> str:  # type: ignore[no-untyped-def]
+    """The opposition form's refusal: its page again, the error beside the field."""
+    assert r.status_code == 400, r.status_code
+    found = re.search(r'id="optout-error"[^>]*>([^<]*)', r.text)
+    assert found, "no error by the opposition form"
+    return html.unescape(found.group(1))
+
+
 def test_the_rights_and_pacing_refusals_are_french_on_a_french_page(web) -> None:
     c = web.client()
     token = login(c, "ada")
     rights, run = f"/c/{CAMPAIGN}/rights", f"/c/{CAMPAIGN}/run"
-    said = _flash(c, c.post(f"{rights}/optout", data={"number": "06 12", "via": "email",
+    said = _by_field(c.post(f"{rights}/optout", data={"number": "06 12", "via": "email",
                                                       "csrf_token": token}))
     assert said.startswith("number: '06 12' n'est pas un numéro de téléphone valide : "
                            "donnez-le sous la forme +33… ou 0… (détail en anglais : "), said
@@ -56,7 +64,7 @@ def test_the_rights_and_pacing_refusals_are_french_on_a_french_page(web) -> None
     said = _flash(c, c.post(f"{run}/pacing", data={"csrf_token": token}))
     assert said == ("Rythme : indiquez les appels simultanés, les appels par seconde, ou les "
                     "deux"), said
-    said = _flash(c, c.post(f"{rights}/optout", data={"number": "0612345678", "via": "",
+    said = _by_field(c.post(f"{rights}/optout", data={"number": "0612345678", "via": "",
                                                       "csrf_token": token}))
     assert said.startswith("« Demande reçue par » : choisissez comment"), said
     said = _flash(c, c.post(f"{run}/pacing", data={"calls_per_second": "100000",
@@ -68,7 +76,7 @@ def test_the_rights_and_pacing_refusals_are_french_on_a_french_page(web) -> None
     said = _flash(c, c.post(f"{run}/pacing", data={"max_concurrent": "abc",
                                                    "csrf_token": token}))
     assert said == "max_concurrent: 'abc' is not a whole number"
-    said = _flash(c, c.post(f"{rights}/optout", data={"number": "06 12", "via": "email",
+    said = _by_field(c.post(f"{rights}/optout", data={"number": "06 12", "via": "email",
                                                       "csrf_token": token}))
     assert said.startswith("number: '06 12' is not a valid phone number: give it as +33…")
     r = c.post("/api/optouts", headers={"X-CSRF-Token": token},

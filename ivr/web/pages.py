@@ -322,7 +322,10 @@ def rights_page(request: Request, campaign: str, number: str = "") -> Response:
 
 def _rights_page(request: Request, store: Any, ctx: dict[str, Any], *, number: str = "",
                  imported: dict[str, Any] | None = None, import_error: str | None = None,
-                 import_added: int = 0, status: int = 200) -> Response:
+                 import_added: int = 0, optout: dict[str, str] | None = None,
+                 status: int = 200) -> Response:
+    """`optout`: the opposition form as it was sent and why it was refused (its `error`), so
+    the error sits by its field and the number typed is not lost to a redirect."""
     cfg = request.app.state.cfg
     found, error = None, None
     if number:
@@ -336,6 +339,7 @@ def _rights_page(request: Request, store: Any, ctx: dict[str, Any], *, number: s
                                             "found": found, "error": error,
                                             "imported": imported, "import_error": import_error,
                                             "import_added": import_added,
+                                            "optout": optout or {},
                                             "channels": OPTOUT_CHANNELS}, status)
 
 
@@ -347,11 +351,12 @@ def _rights(campaign: str, number: str = "") -> str:
 @router.post("/c/{campaign:path}/rights/optout")
 def rights_optout(request: Request, campaign: str, number: str = Form(""),
                   via: str = Form(""), csrf_token: str = Form("")) -> Response:
-    user, store, _ = _form(request, campaign, "optout", csrf_token)
+    user, store, ctx = _form(request, campaign, "optout", csrf_token)
     try:
         res = records.optout_add(request.app.state.cfg, store, number, via, user.name, now())
-    except (ValueError, IvrError) as exc:
-        return _back(request, _rights(campaign), _no(request, exc), "error")
+    except (ValueError, IvrError) as exc:  # the page again, the error by the field, as typed
+        return _rights_page(request, store, ctx, status=400, optout={
+            "number": number, "via": via, "error": _no(request, exc)})
     said = _t(request, "flash_optout_added" if res["added"] else "flash_optout_already",
               number=res["number"])
     return _back(request, _rights(campaign, res["number"]), said)
