@@ -104,3 +104,23 @@ def test_a_postgresql_lock_timeout_during_an_upgrade_is_one_line(
     assert "\n" not in said and said.startswith(
         f"cannot upgrade the store {pg_url} from schema 14 to {len(MIGRATIONS)}: "), said
     assert said.endswith("lock timeout (another ivr is upgrading it: retry)"), said
+
+
+def test_a_postgresql_step_meeting_the_stores_own_objects_is_one_line(pg_url: str) -> None:
+    """Found in review: a step failing on anything but a privilege or the server (a table a
+    hand-edited store already has, say) was a 50-line traceback; SQLite's was one line."""
+    from ivr.store.pg import PgStore
+    from store_sql import PgTestStore
+    old = PgTestStore.open(pg_url, optout_key=b"test-key")
+    old.db.execute("DELETE FROM schema_version WHERE version >= 18")  # erasure_holds stays
+    before = old.db.execute("SELECT count(*) FROM schema_version").fetchone()[0]
+    old.close()
+    with pytest.raises(StoreError) as raised:
+        PgStore.open(pg_url, optout_key=b"test-key")
+    said = str(raised.value)
+    assert "\n" not in said and said.startswith(
+        f"cannot upgrade the store {pg_url} from schema 17 to {len(MIGRATIONS)}: "), said
+    assert "erasure_holds" in said and said.endswith("nothing of it was changed)"), said
+    import psycopg
+    with psycopg.connect(pg_url) as conn:  # the version as it was: the step was rolled back
+        assert conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] == before
