@@ -199,6 +199,21 @@ def why_text(lang: str, o: dict[str, Any], zone_name: str) -> str:
     return say("why_nobody_now", reasons=reasons)
 
 
+NNBSP = "\u202f"  # French groups a number's thousands with a narrow no-break space
+
+
+def whole(lang: str, value: Any) -> str:
+    """A count as a page in `lang` writes it: 12 345 in French (a narrow no-break space),
+    12,345 in English (console.js's `num` writes the live updates the same); None: "—"; what
+    is not a whole number, as it is."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool) or not isinstance(value, int):
+        return str(value)
+    text = f"{value:,}"
+    return text.replace(",", NNBSP) if i18n.pick(lang) == "fr" else text
+
+
 def decimal(lang: str, value: Any) -> str:
     """A figure with one decimal as a page in `lang` writes it: 12,5 in French, 12.5 in
     English (console.js's `dec` writes the live updates the same); None: "—"."""

@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 from ivr.web import i18n
+from ivr.web.display import whole
 
 _RAW = r"('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"  # csv_read.short(): a cell's repr
 _OPTOUT_ADD = r"`([^`]*)`"
@@ -143,7 +144,8 @@ def summary(lang: str, result: dict[str, Any]) -> str:
     """An upload's counts (web/records.py's answer) in words; in English, its `summary`."""
     if i18n.pick(lang) == "en":
         return str(result["summary"])
-    say = lambda key, **kw: i18n.translate(lang, key).format(**kw)  # noqa: E731
+    say = lambda key, **kw: i18n.translate(lang, key).format(  # noqa: E731
+        **{k: whole(lang, v) if isinstance(v, int) else v for k, v in kw.items()})  # 12 345
     dup = say("import_dup", updated=result["merged"] - result["duplicates"],
               repeated=result["duplicates"]) if result["duplicates"] else ""
     out = say("import_summary", added=result["added"], merged=result["merged"], dup=dup,

@@ -42,6 +42,15 @@
     return document.documentElement.lang === "fr" ? text.replace(".", ",") : text;
   }
 
+  // A count as the page's `num` filter writes it (display.whole): 12 345 in French (a narrow
+  // no-break space), 12,345 in English; what is not a whole number, as it is.
+  function num(value) {
+    if (value === null || value === undefined || value === "") { return "—"; }
+    if (typeof value !== "number" || !Number.isInteger(value)) { return String(value); }
+    const sep = document.documentElement.lang === "fr" ? "\u202f" : ",";
+    return (value < 0 ? "-" : "") + String(Math.abs(value)).replace(/\B(?=(\d{3})+(?!\d))/g, sep);
+  }
+
   function eta(seconds) {
     if (seconds === null || seconds === undefined) { return "—"; }
     const s = Math.round(seconds), h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
@@ -120,10 +129,10 @@
         cell.dataset.outcome = name;
         counts.appendChild(tr);
       }
-      put(cell, String(o.counts[name]));
+      put(cell, num(o.counts[name]));
     });
-    setText("in-flight", o.in_flight);
-    setText("cap", o.cap);
+    setText("in-flight", num(o.in_flight));
+    setText("cap", num(o.cap));
     setText("rate", dec(o.calls_per_minute));
     setText("pct", dec(o.percent_complete));
     setText("eta", eta(o.eta_s));
@@ -140,7 +149,7 @@
     if (none && none.hidden !== (o.controllers.length > 0)) { none.hidden = !none.hidden; }
     const words = (document.getElementById("nodes") || body).dataset;  // the page's language
     fillTable("nodes", o.nodes.map(function (n) {
-      return row([n.name, n.in_flight, n.cap || "—",
+      return row([n.name, num(n.in_flight), num(n.cap || "—"),
                   n.holding || (n.up ? words.up || "up" : words.down || "down")]);
     }));
     const said = wordsOf("recent-calls");
