@@ -38,6 +38,7 @@ from ivr.prompts.manifest import (MANIFEST_NAME, Manifest, check_key_recordings,
                                   check_legal_recording, fingerprint,
                                   flow_keys, load_manifest, prompt_digest, read_manifest,
                                   spoken_source)
+from ivr.prompts.spoken import spoken
 from ivr.prompts.take_checks import check_intro_length, check_length, check_pace
 from ivr.prompts.tts import (ENGINES, GttsServiceError, check_gtts_language, render_tts,
                              resolve_engine)
@@ -147,8 +148,8 @@ def _tts_job(cfg: Config, key: str, text: str, engine: str, auto: bool) -> _Job:
     if engine == "gtts":
         check_gtts_language(p.language, key=key)
         voice: dict[str, str] = {"language": p.language, "tld": p.gtts_tld}
-    else:
-        voice = {"voice": p.espeak_voice}
+    else:  # keyed on what espeak-ng is given (spoken.py): a new reading is rendered again
+        voice = {"voice": p.espeak_voice, "said": spoken(text, p.language)}
     return _Job(key, "tts", engine, text, None, None, _hash("tts", engine, text, voice),
                 auto=auto)
 

@@ -16,6 +16,7 @@ from gtts.lang import tts_langs
 from gtts.tts import gTTSError
 
 from ivr.errors import PromptError
+from ivr.prompts.spoken import spoken
 
 ENGINES = ("gtts", "espeak", "auto")
 PROBE_TIMEOUT_S = 1.5
@@ -133,4 +134,5 @@ def render_tts(text: str, engine: str, *, language: str, tld: str, voice: str,
             if engine != "auto":
                 raise
             log(f"{_who(key)}: {exc}; engine auto falls back to espeak-ng")
-    return render_espeak(text, voice=voice, key=key), "wav", "espeak"
+    # espeak-ng drops the « point » of an email address: it is given the address in words
+    return render_espeak(spoken(text, language), voice=voice, key=key), "wav", "espeak"
