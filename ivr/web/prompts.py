@@ -16,7 +16,10 @@ from ivr.prompts.build import KEY_RE, build_prompts, load_manifest
 from ivr.prompts.decode import convert
 from ivr.prompts.take_checks import check_pace
 
-RECORDING_TYPES = ("wav", "mp3", "m4a")
+# What the build decodes (decode.DEMUXERS): a phone's voice note (opus, ogg, m4a, aac), flac,
+# aiff, webm. The content decides, not the name; the name must only be one of these.
+RECORDING_TYPES = ("wav", "w64", "mp3", "m4a", "mp4", "aac", "ogg", "oga", "opus", "flac",
+                   "aif", "aiff", "webm")
 MAX_RECORDING_BYTES = 50 * 1024 * 1024
 
 
