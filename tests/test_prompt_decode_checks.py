@@ -245,3 +245,17 @@ def test_room_tone_cut_is_faded_at_both_ends() -> None:
     seg = _convert("room.wav", _room_tone_voice(espeak_wav(SPEECH)))
     room_head, room_tail = seg[50:150].dBFS, seg[-150:-50].dBFS  # inside the 200 ms pads
     assert seg[:5].dBFS < room_head - 6 and seg[-5:].dBFS < room_tail - 6
+
+
+@pytest.mark.parametrize("offset", ["0.03", "0.1", "-0.1"])
+def test_a_take_with_a_dc_offset_passes_and_leaves_it_out(offset: str) -> None:
+    """Found in review: a cheap sound card's DC offset (inaudible) raised every window's
+    level, the pauses' too, so a take with one of 2 % of full scale or more was refused as
+    "only noise: check the microphone"; one under it was built with the offset in it."""
+    speech = espeak_wav(SPEECH)
+    data = _with_voice(speech, "-af", f"volume=-12dB,dcshift={offset}", "-f", "wav")
+    seg = _convert("take.wav", data)
+    assert abs(float(np.mean(_samples(seg)))) < 0.001  # the offset is gone from the prompt
+    assert _speech_dbfs(seg) == pytest.approx(_speech_dbfs(_convert("clean.wav", speech)),
+                                              abs=1.0)
+    assert seg.max_dBFS <= CEILING + 0.01

@@ -69,6 +69,12 @@ CONVERSION: dict[str, Any] = {
     "min_dynamics_db": 15.0,
     "min_dynamics_windows": 20,  # ... judged on 1 s or more: inside one word ("Oui.") no pause
     "max_mix_drop_db": 10.0,     # a stereo take whose mono mix is this far below its channels
+    # A sound card's DC offset (the take's mean, as a fraction of full scale) over this is cut
+    # with what lies under highpass_hz (below the telephone band). Inaudible, it raised every
+    # window's level, the pauses' too: a take with one of 2 % was refused as noise only, and a
+    # smaller one went into the prompt. A take without one is left as it is.
+    "dc_offset_max": 0.002,
+    "highpass_hz": 60,
 }
 SILENT_PEAK_DBFS = -50.0   # a clip whose loudest sample is below this has nothing to say
 CLIPPED_RATIO = 0.001      # more than 0.1 % of samples at full scale: the recording clipped
@@ -159,10 +165,14 @@ def _clipped_ratio(seg: AudioSegment) -> float:
 
 
 def _resample(seg: AudioSegment) -> AudioSegment:
-    """With ffmpeg (anti-aliased), not pydub's audioop.ratecv (no low-pass filter)."""
+    """With ffmpeg (anti-aliased), not pydub's audioop.ratecv (no low-pass filter); a DC
+    offset cut (CONVERSION["dc_offset_max"])."""
     buf = io.BytesIO()
+    offset = abs(audioop.avg(seg.raw_data, seg.sample_width)) / 2 ** (8 * seg.sample_width - 1)
+    cut = ["-af", f"highpass=f={CONVERSION['highpass_hz']}"] \
+        if offset > CONVERSION["dc_offset_max"] else []
     seg.export(buf, format="wav", parameters=[
-        "-ar", str(CONVERSION["sample_rate"]), "-ac", str(CONVERSION["channels"]),
+        *cut, "-ar", str(CONVERSION["sample_rate"]), "-ac", str(CONVERSION["channels"]),
         "-acodec", "pcm_s16le"])
     return AudioSegment(data=buf.getvalue())
 
