@@ -212,7 +212,8 @@ def config_moved_on(cfg: Config) -> str | None:
 
 
 def rebuild(cfg: Config) -> dict[str, Any]:
-    """`ivr prompts build` (offline engine when the config says auto) then the install."""
+    """`ivr prompts build` then the install: with engine auto, gTTS when its service answers,
+    else espeak-ng, as the command does (the prompts table names the engine each one used)."""
     from ivr.app import install_prompts_to_pbx
     from ivr.compliance.consent_first import require_consent_first
     moved_on = config_moved_on(cfg)
