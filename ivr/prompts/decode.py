@@ -31,7 +31,16 @@ from pydub.utils import audioop  # pydub's own: the stdlib module, or its stand-
 from ivr.errors import PromptError
 
 # Part of a recording's cache key: pydub's own reader came before, then no 48 kHz stereo bound.
-DECODER = "ffmpeg-pcm_s16le-48k-stereo"
+# A recording's decoding, part of its cache key only (a TTS render has no DC offset: a gTTS
+# prompt is not rendered again, which would need Google's service). "-dc": a take's DC offset
+# is taken out (DC_OFFSET_MAX).
+DECODER = "ffmpeg-pcm_s16le-48k-stereo-dc"
+# A sound card's DC offset (the take's mean, as a fraction of full scale) over this is taken
+# out. Inaudible, it raised every window's level, the pauses' too: a take with one of 2 % was
+# refused as noise only, and a smaller one went into the prompt. Other takes are left as
+# they are (a speech's own mean, a few LSB, is no offset: taking it out would lift the digital
+# silence around the words off zero).
+DC_OFFSET_MAX = 0.002
 FFMPEG_TIMEOUT_S = 120.0
 SILENCE_ROOM_S = 30.0      # decoded beyond prompts.max_duration_s: silence the trim removes
 # Part of every cache key (prompts/build.py): changing any of these re-renders everything.
@@ -69,12 +78,6 @@ CONVERSION: dict[str, Any] = {
     "min_dynamics_db": 15.0,
     "min_dynamics_windows": 20,  # ... judged on 1 s or more: inside one word ("Oui.") no pause
     "max_mix_drop_db": 10.0,     # a stereo take whose mono mix is this far below its channels
-    # A sound card's DC offset (the take's mean, as a fraction of full scale) over this is cut
-    # with what lies under highpass_hz (below the telephone band). Inaudible, it raised every
-    # window's level, the pauses' too: a take with one of 2 % was refused as noise only, and a
-    # smaller one went into the prompt. A take without one is left as it is.
-    "dc_offset_max": 0.002,
-    "highpass_hz": 60,
 }
 SILENT_PEAK_DBFS = -50.0   # a clip whose loudest sample is below this has nothing to say
 CLIPPED_RATIO = 0.001      # more than 0.1 % of samples at full scale: the recording clipped
@@ -165,16 +168,23 @@ def _clipped_ratio(seg: AudioSegment) -> float:
 
 
 def _resample(seg: AudioSegment) -> AudioSegment:
-    """With ffmpeg (anti-aliased), not pydub's audioop.ratecv (no low-pass filter); a DC
-    offset cut (CONVERSION["dc_offset_max"])."""
+    """With ffmpeg (anti-aliased), not pydub's audioop.ratecv (no low-pass filter)."""
     buf = io.BytesIO()
-    offset = abs(audioop.avg(seg.raw_data, seg.sample_width)) / 2 ** (8 * seg.sample_width - 1)
-    cut = ["-af", f"highpass=f={CONVERSION['highpass_hz']}"] \
-        if offset > CONVERSION["dc_offset_max"] else []
     seg.export(buf, format="wav", parameters=[
-        *cut, "-ar", str(CONVERSION["sample_rate"]), "-ac", str(CONVERSION["channels"]),
+        "-ar", str(CONVERSION["sample_rate"]), "-ac", str(CONVERSION["channels"]),
         "-acodec", "pcm_s16le"])
     return AudioSegment(data=buf.getvalue())
+
+
+def _without_dc(mono: AudioSegment) -> AudioSegment:
+    """The take's DC offset over DC_OFFSET_MAX subtracted: the mean, not a high-pass filter
+    (which starts from zero: a spike at the first sample that the trim took for the first
+    word, keeping the silence before it). audioop.add saturates; bias would wrap a peak."""
+    offset = audioop.avg(mono.raw_data, 2)
+    if abs(offset) <= DC_OFFSET_MAX * 32768:
+        return mono
+    shift = (-offset).to_bytes(2, "little", signed=True) * (len(mono.raw_data) // 2)
+    return _mono(mono, audioop.add(mono.raw_data, shift, 2))
 
 
 def _mono(like: AudioSegment, raw: bytes) -> AudioSegment:
@@ -311,7 +321,7 @@ def convert(key: str, data: bytes, what: str, max_s: float) -> AudioSegment:
         raise PromptError(f"prompt {key!r}: {what} is clipped ({ratio:.1%} of samples at full "
                           "scale): record it again at a lower input level")
     _check_mix(key, seg, what)
-    mono = _resample(seg)
+    mono = _without_dc(_resample(seg))
     chunks = _powers(mono, 10)
     _check_audible(key, mono, what, chunks)
     mono = _trim(key, mono, what, chunks)
