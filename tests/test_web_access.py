@@ -132,12 +132,18 @@ def test_a_refused_opposition_keeps_what_was_typed_and_ties_its_error_to_it(web)
     assert tag and 'value="06 12 34 56 7"' in tag.group(0)
     assert 'aria-invalid="true" aria-describedby="optout-error"' in tag.group(0)
     assert '<option value="email" selected>' in r.text
+    select = re.search(r'<select name="via" id="optout-via"[^>]*>', r.text)
+    assert select and "aria-invalid" not in select.group(0)  # the number is what is wrong
     assert '<option value="" selected>' in r.text.split('id="optout-import-via"')[1]
     assert 'id="flash"' not in r.text and web.store.db.execute(
         "SELECT count(*) FROM optouts").fetchone()[0] == 0
     r = c.post(f"/c/{CAMPAIGN}/rights/optout",
                data={"number": "06 12 34 56 78", "via": "", "csrf_token": token})
-    assert r.status_code == 400 and 'id="optout-error"' in r.text  # no channel chosen
+    assert r.status_code == 400 and 'id="optout-error"' in r.text  # no channel chosen: the
+    select = re.search(r'<select name="via" id="optout-via"[^>]*>', r.text)  # channel is wrong
+    tag = re.search(r'<input name="number" id="optout-number"[^>]*>', r.text)
+    assert select and 'aria-invalid="true" aria-describedby="optout-error"' in select.group(0)
+    assert tag and "aria-invalid" not in tag.group(0) and 'value="06 12 34 56 78"' in tag.group(0)
     page = c.get(f"/c/{CAMPAIGN}/rights").text
     assert 'id="optout-error"' not in page and "aria-invalid" not in page
 

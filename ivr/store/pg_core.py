@@ -181,14 +181,14 @@ class PgCore(KeyedAudit, BoxLines):
             raise StoreError(f"cannot upgrade the store {redact(self._url)} from schema "
                              f"{current} to {len(MIGRATIONS)}: {why}") from None
         except psycopg.Error as exc:  # the step met this store's own objects or data: one
-            why = " ".join(str(exc).splitlines()[0].split()) or type(exc).__name__  # line
+            why = " ".join((str(exc).splitlines() or [""])[0].split()) or type(exc).__name__  # line
             raise StoreError(f"cannot upgrade the store {redact(self._url)} from schema "
                              f"{current} to {len(MIGRATIONS)}: {why} (that step was rolled "
                              "back: nothing of it was changed)") from None
 
     def privilege_error(self, exc: psycopg.Error, doing: str) -> StoreError:
         """One line for a missing privilege: what failed, PostgreSQL's words, what to grant."""
-        why = " ".join(str(exc).splitlines()[0].split()) or type(exc).__name__
+        why = " ".join((str(exc).splitlines() or [""])[0].split()) or type(exc).__name__
         try:
             row = self._row("SELECT current_user AS r, current_database() AS d")
         except psycopg.Error:

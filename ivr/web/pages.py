@@ -354,9 +354,11 @@ def rights_optout(request: Request, campaign: str, number: str = Form(""),
     user, store, ctx = _form(request, campaign, "optout", csrf_token)
     try:
         res = records.optout_add(request.app.state.cfg, store, number, via, user.name, now())
-    except (ValueError, IvrError) as exc:  # the page again, the error by the field, as typed
+    except (ValueError, IvrError) as exc:  # the page again, the error by its field, as typed
+        field = "number" if str(exc).startswith("number") else \
+            "via" if via not in OPTOUT_CHANNELS else ""  # else the store's: no field is wrong
         return _rights_page(request, store, ctx, status=400, optout={
-            "number": number, "via": via, "error": _no(request, exc)})
+            "number": number, "via": via, "error": _no(request, exc), "field": field})
     said = _t(request, "flash_optout_added" if res["added"] else "flash_optout_already",
               number=res["number"])
     return _back(request, _rights(campaign, res["number"]), said)
