@@ -13,6 +13,7 @@ import pytest
 from conftest import add_contact
 from conftest import store_at as _store_at
 from ivr.store import Store
+from ivr.errors import StoreError
 from ivr.store.safe_writes import SafeWriter
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)
@@ -113,6 +114,30 @@ def test_a_lone_bad_write_is_logged_not_raised_into_the_loop(
     w = asyncio.run(go())
     assert not w.pending and w.problem is None
     assert "failed for good" in caplog.text
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_dropped_write_never_logs_the_number_its_error_names(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, batched: bool) -> None:
+    """Found in review: an opposition the store refused (a real number beside a fiction-only
+    key) logged the caller's number with its traceback, and a log outlives an erasure."""
+    s = store_at(tmp_path / "d.db")
+
+    def refused() -> None:
+        raise StoreError("+33612345678 is a real number and the opposition key sits beside "
+                         "the store (0612345678)")
+
+    async def go() -> None:
+        w = SafeWriter(s.transaction)
+        if batched:
+            w.write(lambda: None)
+        w.write(refused)
+        w.flush()
+    asyncio.run(go())
+    said = [r.getMessage() for r in caplog.records if "failed for good" in r.getMessage()]
+    assert len(said) == 1 and "StoreError at " in said[0] and "<number> is a real" in said[0]
+    assert "612345678" not in caplog.text and "(<number>)" in said[0]
+    assert all(r.exc_info is None for r in caplog.records)
 
 
 def test_a_batch_takes_a_savepoint_per_write_only_when_one_fails(tmp_path: Path) -> None:

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import sys
+import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
@@ -41,6 +44,22 @@ __all__ = ["COMMIT_WAIT_S", "STORE_ERRORS", "Commit", "SafeWriter", "retryable"]
 
 Transaction = Callable[[], AbstractContextManager[None]]
 Batch = list[Callable[[], Any]]
+
+
+# A phone number as the store holds it (E.164) or as typed (0 and nine digits): masked in a
+# log line, which outlives an erasure (optout_journal.py scrubs its own the same way).
+_NUMBER = re.compile(r"\+[0-9]{6,15}|\b0[1-9][0-9]{8}\b")
+
+
+def _dropped(what: str) -> None:
+    """Log the write being dropped (inside its `except`): its error's type, where it was
+    raised and its message with every phone number masked, not the traceback's message: a
+    refused opposition's error names the caller's number."""
+    exc = sys.exc_info()[1]
+    frames = traceback.extract_tb(exc.__traceback__) if exc is not None else []
+    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    log.error("%s: %s%s: %s", what, type(exc).__name__, where,
+              _NUMBER.sub("<number>", " ".join(str(exc).split())))
 
 
 class SafeWriter:
@@ -150,7 +169,7 @@ class SafeWriter:
         try:
             failed = await in_store_thread(self._commit, batch)
         except Exception:  # a bug, not an absent store: say it, keep the loop going
-            log.exception("a batch of writes failed for good and was dropped")
+            _dropped("a batch of writes failed for good and was dropped")
             return
         if failed is not None:
             self._queue(batch, failed)
@@ -164,7 +183,7 @@ class SafeWriter:
             except Exception as exc:
                 if retryable(exc):
                     return exc
-                log.exception("a write failed for good and was dropped")
+                _dropped("a write failed for good and was dropped")
             _stored(batch)
             return None
         try:
@@ -187,7 +206,7 @@ class SafeWriter:
                     except Exception as exc:
                         if retryable(exc):
                             raise  # the store is away: the whole batch is retried
-                        log.exception("a write failed for good and was dropped")
+                        _dropped("a write failed for good and was dropped")
         except STORE_ERRORS as exc:
             if not retryable(exc):
                 raise
@@ -226,7 +245,7 @@ class SafeWriter:
             except Exception as exc:
                 if retryable(exc):
                     return exc
-                log.exception("a queued write failed for good and was dropped")
+                _dropped("a queued write failed for good and was dropped")
             _stored([self.pending.popleft()])
         return None
 
