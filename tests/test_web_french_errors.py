@@ -12,10 +12,10 @@ import re
 import pytest
 
 from conftest import CALLER_ID, Backend, add_contact, attempt
-from web_fixture import CAMPAIGN, NOW, login, make_web
+from web_fixture import CAMPAIGN, NOW, login, make_web, said as plain
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-FLASH_RE = re.compile(r'id="flash"[^>]*>([^<]*)<')
+FLASH_RE = re.compile(r'id="flash"[^>]*>(.*?)</p>')
 
 
 @pytest.fixture
@@ -29,15 +29,15 @@ def _flash(c, r) -> str:  # type: ignore[no-untyped-def]
     assert r.status_code == 303, r.text
     found = FLASH_RE.search(c.get(r.headers["location"]).text)
     assert found, "no flash on the page"
-    return html.unescape(found.group(1))
+    return html.unescape(plain(found.group(1)))
 
 
 def _by_field(r) -> str:  # type: ignore[no-untyped-def]
     """The opposition form's refusal: its page again, the error beside the field."""
     assert r.status_code == 400, r.status_code
-    found = re.search(r'id="optout-error"[^>]*>([^<]*)', r.text)
+    found = re.search(r'id="optout-error"[^>]*>(.*?)</p>', r.text)
     assert found, "no error by the opposition form"
-    return html.unescape(found.group(1))
+    return html.unescape(plain(found.group(1)))
 
 
 def test_the_rights_and_pacing_refusals_are_french_on_a_french_page(web) -> None:
@@ -146,13 +146,15 @@ def test_a_list_refused_whole_says_why_in_french(web, body: bytes, said: str) ->
                data={"csrf_token": token, "source": "liste-a", "basis": "consent"},
                files={"file": ("l.csv", body, "text/csv")})
     assert r.status_code == 400
-    shown = html.unescape(re.search(r'id="upload-error"[^>]*>([^<]*)<', r.text).group(1))
+    shown = html.unescape(plain(
+        re.search(r'id="upload-error"[^>]*>(.*?)</p>', r.text).group(1)))
     assert shown == said
     r = c.post(f"/c/{CAMPAIGN}/contacts/upload",
                data={"csrf_token": token, "source": "liste-a", "basis": "consent",
                      "acquired_on": "31/12/2026"},
                files={"file": ("l.csv", b"number\n0612345678\n", "text/csv")})
-    shown = html.unescape(re.search(r'id="upload-error"[^>]*>([^<]*)<', r.text).group(1))
+    shown = html.unescape(plain(
+        re.search(r'id="upload-error"[^>]*>(.*?)</p>', r.text).group(1)))
     assert shown == ("« Date d'acquisition » : '31/12/2026' n'est pas une date : donnez-la sous "
                      "la forme AAAA-MM-JJ")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from opposition_forms import ACCEPTED, REFUSED
-from web_fixture import CAMPAIGN, login, make_web
+from web_fixture import CAMPAIGN, login, make_web, said
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 # French formatting and e-mail copies separate the pairs with U+00A0 (or U+202F).
@@ -26,13 +26,13 @@ def web(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
 
 
 def _flash(html: str) -> list[str]:
-    return re.findall(r'id="flash"[^>]*>([^<]*)', html)
+    return [said(f) for f in re.findall(r'id="flash"[^>]*>(.*?)</p>', html)]
 
 
 def _refused(r) -> str:  # type: ignore[no-untyped-def]
     """The opposition form's refusal: the page again (400), the error by its field."""
     assert r.status_code == 400, r.status_code
-    return html.unescape(re.findall(r'id="optout-error"[^>]*>([^<]*)', r.text)[0])
+    return html.unescape(said(re.findall(r'id="optout-error"[^>]*>(.*?)</p>', r.text)[0]))
 
 
 def test_the_opposition_form_and_api_take_what_the_imports_take(web) -> None:
@@ -89,8 +89,9 @@ def test_a_bad_number_names_the_field(web) -> None:
                                   "number leaves theirs callable)")
     r = c.post(f"/c/{CAMPAIGN}/rights/optout",
                data={"number": "banana", "via": "email", "csrf_token": h["X-CSRF-Token"]})
-    flash = re.findall(r'id="optout-error"[^>]*>([^<]*)', r.text)
-    assert r.status_code == 400 and flash == ["number: &#39;banana&#39; n&#39;est pas un numéro de téléphone valide : "
+    flash = [said(f) for f in re.findall(r'id="optout-error"[^>]*>(.*?)</p>', r.text)]
+    assert r.status_code == 400
+    assert flash == ["number: &#39;banana&#39; n&#39;est pas un numéro de téléphone valide : "
                      "donnez-le sous la forme +33… ou 0… (détail en anglais : letters "
                      "(&#39;banana&#39;) that are not a label such as &#39;Tél.&#39;: give the "
                      "number alone)"]

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import pytest
 
 from conftest import Backend, add_contact
-from web_fixture import CAMPAIGN, NOW, login, make_web
+from web_fixture import CAMPAIGN, NOW, login, make_web, said
 import ivr.web.app as web_app
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -46,7 +46,7 @@ def _overview(web, at: datetime, monkeypatch) -> tuple[dict, str]:  # type: igno
 
 
 def _shown(page: str, element: str) -> str:
-    return page.split(f'id="{element}">')[1].split("<")[0]
+    return said(page.split(f'id="{element}">')[1]).split("<")[0]
 
 
 def test_outside_the_calling_window_says_the_rule_and_the_next_allowed_time(

@@ -90,3 +90,11 @@ def login(client: TestClient, name: str, password: str | None = None) -> str:
                                     "csrf_token": token, "next": "/"})
     assert r.status_code == 303, r.text
     return csrf_of(client.get("/", follow_redirects=True).text)  # the current campaign
+
+
+_EN_SPAN = re.compile(r'<span lang="en">([^<]*)</span>')
+
+
+def said(fragment: str) -> str:
+    """HTML without the `<span lang="en">` that marks its English, the English kept."""
+    return _EN_SPAN.sub(r"\1", fragment)

@@ -16,6 +16,7 @@ from jinja2.runtime import Context
 from ivr.web import check_words, i18n, import_words
 from ivr.web.auth import SAFE_METHODS, csrf_token, session_left_s
 from ivr.web.display import decimal, local_time, node_state, refusal, whole, why_text
+from ivr.web.english_parts import english_marked
 from ivr.web.gate import section_of
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -46,6 +47,7 @@ templates.env.filters.update(
     node_state=_worded(node_state),          # a node's state (down, full, holding...)
     dec=_worded(decimal),                    # 12,5 in French, 12.5 in English
     num=_worded(whole),                      # 12 345 in French, 12,345 in English
+    en=english_marked,                       # « Détail en anglais : » <span lang="en">…</span>
     reason=_worded(import_words.reason),     # a rejected line's reason, an import's warning
     counted=_worded(import_words.summary),   # an upload's counts
     finding=_worded(check_words.finding))    # an `ivr check` finding, its rule's headline first

@@ -30,6 +30,41 @@
     if (el && el.textContent !== text) { el.textContent = text; }
   }
 
+  // The program's English detail inside a French text in <span lang="en">, as the pages'
+  // `en` filter writes it (english_parts.py): a French voice does not read it as French.
+  const MARK = /[Dd]étail en anglais\s*:\s*/g;
+  function closing(text, start, end) {
+    let depth = 1;
+    for (let i = start; i < end; i++) {
+      depth += text[i] === "(" ? 1 : text[i] === ")" ? -1 : 0;
+      if (depth === 0) { return i; }
+    }
+    return end;
+  }
+  function englishParts(text) {
+    const marks = Array.from(text.matchAll(MARK)), parts = [];
+    let pos = 0;
+    marks.forEach(function (m, i) {
+      const after = m.index + m[0].length;
+      let end = i + 1 < marks.length ? marks[i + 1].index : text.length;
+      if (m.index > 0 && text[m.index - 1] === "(") { end = closing(text, after, end); }
+      parts.push([text.slice(pos, after), false], [text.slice(after, end), true]);
+      pos = end;
+    });
+    parts.push([text.slice(pos), false]);
+    return parts.filter(function (p) { return p[0]; });
+  }
+  function putMarked(el, text) {
+    if (!el || el.textContent === text) { return; }
+    el.replaceChildren.apply(el, englishParts(text).map(function (p) {
+      if (!p[1]) { return document.createTextNode(p[0]); }
+      const span = document.createElement("span");
+      span.lang = "en";
+      span.textContent = p[0];
+      return span;
+    }));
+  }
+
   function setText(id, value) {
     put(document.getElementById(id),
         (value === null || value === undefined || value === "") ? "—" : String(value));
@@ -141,7 +176,7 @@
     setText("desired", states[o.desired] || o.desired);
     if (desired) { desired.dataset.state = o.desired || ""; }  // the raw state, any language
     const why = document.getElementById("why-waiting");
-    put(why, o.why_waiting || "");
+    putMarked(why, o.why_waiting || "");
     setText("next-allowed", localTime(o.next_allowed, true, false));
     const next = document.getElementById("next-allowed");
     if (next) { next.dataset.at = o.next_allowed || ""; }  // the instant itself, in UTC
