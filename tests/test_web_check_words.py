@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from web_fixture import CAMPAIGN, login, make_web
+from web_fixture import CAMPAIGN, login, make_web, said
 from ivr.web.check_words import HEADLINES, finding
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -54,8 +54,14 @@ def web(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
 
 
 def _findings(page: str, list_id: str) -> list[str]:
-    block = html.unescape(page.split(f'id="{list_id}"')[1].split("</ul>")[0])
+    block = html.unescape(said(page.split(f'id="{list_id}"')[1].split("</ul>")[0]))
     return re.findall(r"<li class=\"\w+\"><strong>[^<]*</strong> ([^<]*)</li>", block)
+
+
+def _english(page: str, list_id: str) -> list[str]:
+    """The findings' parts marked as English."""
+    block = page.split(f'id="{list_id}"')[1].split("</ul>")[0]
+    return re.findall(r'<span lang="en">([^<]*)</span></li>', block)
 
 
 def test_the_run_page_names_each_findings_rule_in_french(web) -> None:
@@ -69,8 +75,14 @@ def test_the_run_page_names_each_findings_rule_in_french(web) -> None:
     for line in shown:  # every finding: its code, its French rule, then its English line
         code = line.split(" : ", 1)[0]
         assert line.startswith(f"{code} : {HEADLINES[code]} — "), line
+    page = c.get(f"/c/{CAMPAIGN}/run").text  # each English line marked, a French voice
+    assert len(_english(page, "preflight")) == len(shown)  # would read it as French
+    assert _english(page, "preflight")[shown.index(wide[0])].startswith(
+        "schedule.windows go beyond Décret 2022-1313")
     c.get("/lang/en")
-    shown = _findings(c.get(f"/c/{CAMPAIGN}/run").text, "preflight")
+    page = c.get(f"/c/{CAMPAIGN}/run").text
+    assert 'lang="en"' not in page.split('id="preflight"')[1].split("</ul>")[0]
+    shown = _findings(page, "preflight")
     assert any(s.startswith("window_wider_than_decree: schedule.windows go beyond")  # English colon
                for s in shown), shown
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from markupsafe import Markup, escape
+
 from ivr.web import i18n
 
 DECREE = " (décret 2022-1313)"
@@ -78,3 +80,13 @@ def finding(lang: str, v: Mapping[str, Any]) -> str:
     if i18n.pick(lang) == "en" or headline is None:
         return str(v["message"])
     return f"{headline} — {v['message']}"
+
+
+def finding_html(lang: str, v: Mapping[str, Any]) -> Markup:
+    """`finding` for a page: on a French page its English line in `<span lang="en">`, so a
+    French screen-reader voice does not read it as French (english_parts.py)."""
+    if i18n.pick(lang) == "en":
+        return escape(str(v["message"]))
+    headline = HEADLINES.get(v["code"])
+    english = Markup('<span lang="en">{}</span>').format(str(v["message"]))
+    return english if headline is None else Markup("{} — {}").format(headline, english)
