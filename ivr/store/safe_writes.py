@@ -60,6 +60,9 @@ def _dropped(what: str) -> None:
     where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
     log.error("%s: %s%s: %s", what, type(exc).__name__, where,
               _NUMBER.sub("<number>", " ".join(str(exc).split())))
+    if exc is not None:  # for a bug: its frames, without the message (-v)
+        log.debug("the dropped write's frames:\n%s",
+                  "".join(traceback.format_tb(exc.__traceback__)))
 
 
 class SafeWriter:
