@@ -5,48 +5,28 @@ field rather than the CLI's flag, and a campaign whose name holds a '/'."""
 from __future__ import annotations
 
 import html as html_mod
-import json
 import os
 import re
 import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
 import web_fixture
 from conftest import Backend, add_contact, backend_sqlite_only
+from console_js import run_console
 from web_fixture import CAMPAIGN, NOW, csrf_of, login, make_web
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 FLASH_RE = re.compile(r'id="flash"[^>]*>([^<]*)<')
-SCRIPT = Path(__file__).resolve().parents[1] / "ivr" / "web" / "static" / "console.js"
-# The few DOM objects console.js touches, enough to run its show() on one event under node.
-DOM_STUB = r"""
-const fs = require("fs");
-function el(data) {
-  return {dataset: data || {}, textContent: "", hidden: false, children: [],
-          appendChild(c) { this.children.push(c); this.lastChild = c; return c; },
-          replaceChildren(...cs) { this.children = cs; }};
-}
-const page = JSON.parse(process.argv[3]);
-const els = {"desired": el({states: page.states}), "nodes": el({up: page.up, down: page.down}),
+# The desired state, the nodes' up/down and the figures as one live update rewrites them.
+SHOWN = r"""
+const els = {"desired": el({states: given.states}), "nodes": el({up: given.up, down: given.down}),
              "rate": el(), "pct": el()};
 const tbodies = {"#nodes tbody": el(), "#recent-calls tbody": el()};
-let source = null;
-global.document = {body: el({campaign: "demo", section: "overview"}),
-                   getElementById: (id) => els[id] || null,
-                   querySelector: (q) => tbodies[q] || null,
-                   querySelectorAll: () => [], createElement: () => el(),
-                   documentElement: {lang: "fr"}};
-global.window = {EventSource: true};
-global.EventSource = function () { source = this; };
-eval(fs.readFileSync(process.argv[2], "utf8"));
-source.onmessage({data: JSON.stringify({
-  counts: {}, in_flight: 0, cap: 0, calls_per_minute: 12.5, percent_complete: 25, eta_s: null,
-  desired: "paused", why_waiting: "", next_allowed: null, controllers: [], recent_calls: [],
-  nodes: [{name: "n1", in_flight: 0, cap: 2, holding: "", up: true},
-          {name: "n2", in_flight: 0, cap: 2, holding: "", up: false}], chart_svg: "", at: "x"})});
+load(els, tbodies);
+send({calls_per_minute: 12.5, percent_complete: 25, desired: "paused",
+      nodes: [{name: "n1", in_flight: 0, cap: 2, holding: "", up: true},
+              {name: "n2", in_flight: 0, cap: 2, holding: "", up: false}]});
 const shown = tbodies["#nodes tbody"].children.map((tr) => tr.children[3].textContent);
 console.log(JSON.stringify({desired: els["desired"].textContent, nodes: shown,
                             state: els["desired"].dataset.state,
@@ -165,13 +145,9 @@ def test_the_live_overview_keeps_the_pages_language(web, tmp_path) -> None:
     assert desired and desired.group(2) == "en cours"
     words = re.search(r'id="nodes" data-up="([^"]*)" data-down="([^"]*)"', page)
     assert words
-    stub = tmp_path / "stub.js"
-    stub.write_text(DOM_STUB)
     given = {"states": html_mod.unescape(desired.group(1)), "up": words.group(1),
              "down": words.group(2)}
-    out = subprocess.run(["node", str(stub), str(SCRIPT), json.dumps(given)],
-                         capture_output=True, text=True, timeout=60, check=True).stdout
-    assert json.loads(out) == {"desired": "en pause", "nodes": ["actif", "injoignable"],
+    assert run_console(SHOWN, given) == {"desired": "en pause", "nodes": ["actif", "injoignable"],
                                "state": "paused",  # data-state: the raw state, rewritten too
                                "figures": ["12,5", "25,0"]}  # as the page's `dec` writes them
 

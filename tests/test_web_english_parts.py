@@ -3,16 +3,13 @@ French screen-reader voice read « letters that are not a label » as French wor
 `en` filter and console.js's live updates split a text the same way."""
 from __future__ import annotations
 
-import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
+from console_js import run_console
 from ivr.web.english_parts import english_marked, english_parts
 from web_fixture import CAMPAIGN, login, make_web
 
-SCRIPT = Path(__file__).resolve().parents[1] / "ivr" / "web" / "static" / "console.js"
 TEXTS = [
     "number: 'x' n'est pas valide (détail en anglais : letters ('x') that are not a label)",
     "3 contact(s) — a (détail en anglais : one (two)); 2 contact(s) — b (détail en anglais : "
@@ -37,42 +34,20 @@ def test_a_text_is_cut_where_its_english_starts_and_ends() -> None:
     assert str(english_marked("a < b")) == "a &lt; b"
 
 
-HARNESS = r"""
-const fs = require("fs");
-function el() {
-  return {dataset: {}, textContent: "", hidden: false, children: [],
-          appendChild(c) { this.children.push(c); return c; },
-          replaceChildren(...cs) { this.children = cs;
-                                   this.textContent = cs.map((c) => c.textContent).join(""); }};
-}
+# Why nobody is called as live updates rewrite it, one per text: its pieces, and which are
+# marked English.
+SHOWN = r"""
 const why = el();
-let source = null;
-global.document = {body: Object.assign(el(), {dataset: {campaign: "demo", section: "overview"}}),
-                   getElementById: (id) => id === "why-waiting" ? why : null,
-                   querySelector: () => null, querySelectorAll: () => [],
-                   createElement: () => el(),
-                   createTextNode: (t) => ({textContent: t, lang: undefined}),
-                   documentElement: {lang: "fr"}};
-global.window = {EventSource: true};
-global.EventSource = function () { source = this; };
-eval(fs.readFileSync(process.argv[1], "utf8"));
-const out = JSON.parse(process.argv[2]).map(function (text) {
-  source.onmessage({data: JSON.stringify({
-    counts: {}, in_flight: 0, cap: 0, calls_per_minute: 0, percent_complete: null,
-    eta_s: null, desired: null, why_waiting: text, next_allowed: null, controllers: [],
-    nodes: [], recent_calls: [], chart_svg: "", at: "x"})});
+load({"why-waiting": why}, {});
+console.log(JSON.stringify(given.map(function (text) {
+  send({why_waiting: text});
   return why.children.map((c) => [c.textContent, c.lang === "en"]);
-});
-console.log(JSON.stringify(out));
+})));
 """
 
 
 def test_a_live_update_marks_the_english_as_the_page_does() -> None:
-    node = shutil.which("node")
-    assert node is not None, "node is not installed: bash scripts/setup.sh installs nodejs"
-    out = subprocess.run([node, "-e", HARNESS, str(SCRIPT), json.dumps(TEXTS[:5])],
-                         capture_output=True, text=True, timeout=30, check=True).stdout
-    for text, shown in zip(TEXTS, json.loads(out)):
+    for text, shown in zip(TEXTS, run_console(SHOWN, TEXTS[:5])):
         assert [tuple(p) for p in shown] == english_parts(text), text
 
 

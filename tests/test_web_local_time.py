@@ -6,15 +6,12 @@ its ISO UTC values, which other tools read. On both backends where the store is 
 from __future__ import annotations
 
 import html
-import json
-import shutil
-import subprocess
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
 from conftest import CALLER_ID, Backend, add_contact, attempt
+from console_js import run_console
 from web_fixture import CAMPAIGN, NOW, login, make_web
 import ivr.web.app as web_app
 from ivr.records import privacy
@@ -24,7 +21,6 @@ from ivr.web.chart import per_hour_svg
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 CALLED = datetime(2026, 12, 1, 9, 30, tzinfo=timezone.utc)  # 10:30 in Paris
 LATE = datetime(2026, 12, 1, 20, 30, tzinfo=timezone.utc)  # 21:30 in Paris: nobody called
-SCRIPT = Path(__file__).resolve().parents[1] / "ivr" / "web" / "static" / "console.js"
 
 
 @pytest.fixture
@@ -94,12 +90,7 @@ def test_a_live_update_writes_the_times_as_the_page_does(zone: str, at: str) -> 
     """console.js's show() on one event: the next allowed time and the last calls in the
     zone, exactly as the server's filter wrote them (before: the API's UTC came back)."""
     from ivr.web.display import local_time
-    node = shutil.which("node")
-    assert node is not None, "node is not installed: bash scripts/setup.sh installs nodejs"
-    harness = DOM_STUB.replace("__AT__", json.dumps(at))
-    out = subprocess.run([node, "-e", harness, str(SCRIPT), zone], capture_output=True,
-                         text=True, timeout=30, check=True).stdout
-    shown = json.loads(out)
+    shown = run_console(SHOWN, {"at": at, "zone": zone})
     assert shown["next"] == local_time(at, zone)
     assert shown["started"] == local_time(at, zone, named=False, seconds=True)
     assert shown["ended"] == ""
@@ -114,31 +105,15 @@ def test_an_unknown_zone_or_time_shows_what_it_is() -> None:
     assert service.eta_text(None) == "—" and service.eta_text(59.6) == "0:01:00"
 
 
-# The few DOM objects console.js touches, enough to run its show() on one event under node.
-DOM_STUB = r"""
-const fs = require("fs");
-function el(data) {
-  return {dataset: data || {}, textContent: "", hidden: false, children: [],
-          appendChild(c) { this.children.push(c); this.lastChild = c; return c; },
-          replaceChildren(...cs) { this.children = cs; }};
-}
-const at = __AT__;
+# The next allowed time, the eta and the last calls as one live update rewrites them.
+SHOWN = r"""
+const at = given.at;
 const els = {"next-allowed": el(), "eta": el()};
 const tbodies = {"#recent-calls tbody": el()};
-let source = null;
-global.document = {body: el({campaign: "demo", section: "overview", tz: process.argv[2]}),
-                   getElementById: (id) => els[id] || null,
-                   querySelector: (q) => tbodies[q] || null,
-                   querySelectorAll: () => [], createElement: () => el(),
-                   documentElement: {lang: "fr"}};
-global.window = {EventSource: true};
-global.EventSource = function () { source = this; };
-eval(fs.readFileSync(process.argv[1], "utf8"));
-source.onmessage({data: JSON.stringify({
-  counts: {}, in_flight: 0, cap: 0, calls_per_minute: 0, percent_complete: null, eta_s: 90061,
-  desired: null, why_waiting: "", next_allowed: at, controllers: [], nodes: [],
-  recent_calls: [{id: 1, number: "+33199000010", attempt: 1, node: "n1", started_at: at,
-                  ended_at: null, outcome: null, keys: ""}], chart_svg: "", at: "x"})});
+load(els, tbodies, {tz: given.zone});
+send({eta_s: 90061, next_allowed: at,
+      recent_calls: [{id: 1, number: "+33199000010", attempt: 1, node: "n1", started_at: at,
+                      ended_at: null, outcome: null, keys: ""}]});
 const cells = tbodies["#recent-calls tbody"].children[0].children;
 console.log(JSON.stringify({next: els["next-allowed"].textContent, eta: els["eta"].textContent,
                             started: cells[4].textContent, ended: cells[5].textContent}));
