@@ -14,23 +14,25 @@ SCRIPT = Path(__file__).resolve().parents[1] / "ivr" / "web" / "static" / "conso
 PRELUDE = r"""
 const fs = require("fs");
 const given = JSON.parse(process.argv[2]);
-function el(data) {
-  return {dataset: data || {}, textContent: "", hidden: false, children: [],
+function el(data, tag) {
+  return {dataset: data || {}, textContent: "", title: "", hidden: false, children: [],
+          tag: tag || "",
           appendChild(c) { this.children.push(c); this.lastChild = c; return c; },
           replaceChildren(...cs) { this.children = cs;
                                    this.textContent = cs.map((c) => c.textContent).join(""); }};
 }
-let source = null;
+let source = null, url = null;  // the live stream's source, and the URL it was opened on
+global.CSS = {escape: (s) => s};
 // The page: its elements by id, its tables' bodies by selector, <body>'s data, its language.
 function load(els, tbodies, body, lang) {
   global.document = {body: el(Object.assign({campaign: "demo", section: "overview"}, body)),
                      getElementById: (id) => els[id] || null,
                      querySelector: (q) => tbodies[q] || null,
-                     querySelectorAll: () => [], createElement: () => el(),
+                     querySelectorAll: () => [], createElement: (tag) => el({}, tag),
                      createTextNode: (t) => ({textContent: t}),
                      documentElement: {lang: lang || "fr"}};
   global.window = {EventSource: true};
-  global.EventSource = function () { source = this; };
+  global.EventSource = function (u) { source = this; url = u; };
   eval(fs.readFileSync(process.argv[1], "utf8"));
 }
 // One live update: an overview with nothing in it, but for `event`'s fields.

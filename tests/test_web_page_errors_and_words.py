@@ -7,19 +7,17 @@ a URL no route matches (or a form's URL opened by GET) is the short French/Engli
 from __future__ import annotations
 
 import html as html_mod
-import json
 import os
 import re
 import shutil
-import subprocess
-from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
 
 import web_fixture
 from conftest import Backend, backend_sqlite_only
-from test_web_console_words import DOM_STUB, SCRIPT, english, flash_after
+from console_js import run_console
+from test_web_console_words import SHOWN, english, flash_after
 from test_web_gate import MIB, drive
 from test_web_prompts import _tone
 from web_fixture import CAMPAIGN, Web, login, make_web
@@ -120,20 +118,17 @@ def test_the_run_pages_preflight_and_desired_state_are_in_the_pages_language(web
 @backend_sqlite_only  # templates and the page's script
 @pytest.mark.skipif(shutil.which("node") is None and not os.environ.get("CI"),
                     reason="node runs the page's script (scripts/setup.sh installs nodejs)")
-def test_the_live_run_page_keeps_the_pages_language(web: Web, tmp_path: Path) -> None:
+def test_the_live_run_page_keeps_the_pages_language(web: Web) -> None:
     """The script rewrites the run page's #desired every second too: with the page's words."""
     c = web.client()
     login(c, "ada")
     found = re.search(r'<strong id="desired" data-state="" data-states=\'([^\']*)\'>',
                       _run_page(c))  # no desired state written yet: no raw state
     assert found, "the run page gives the script no words"
-    stub = tmp_path / "stub.js"
-    stub.write_text(DOM_STUB)
     given = {"states": html_mod.unescape(found.group(1)), "up": "actif", "down": "injoignable"}
-    out = subprocess.run(["node", str(stub), str(SCRIPT), json.dumps(given)],
-                         capture_output=True, text=True, timeout=60, check=True).stdout
-    assert json.loads(out)["desired"] == "en pause"
-    assert json.loads(out)["state"] == "paused"  # the raw state follows the live state
+    out = run_console(SHOWN, given)
+    assert out["desired"] == "en pause"
+    assert out["state"] == "paused"  # the raw state follows the live state
 
 
 # -- a URL no route matches -----------------------------------------------------------------------

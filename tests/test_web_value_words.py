@@ -10,13 +10,12 @@ import json
 import os
 import re
 import shutil
-import subprocess
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from conftest import CALLER_ID, add_contact, attempt
+from console_js import run_console
 from web_fixture import CAMPAIGN, NOW, login, make_web
 from ivr.callflow.outcomes import OUTCOMES
 from ivr.records import privacy
@@ -25,7 +24,6 @@ from ivr.web import api, i18n
 from ivr.web.chart import per_hour_svg
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-SCRIPT = Path(__file__).resolve().parents[1] / "ivr" / "web" / "static" / "console.js"
 NUMBER = "+33199000010"
 
 
@@ -148,39 +146,17 @@ def test_the_events_route_passes_the_pages_language(web) -> None:
         assert words in html.unescape(json.loads(line[len("data: "):])["chart_svg"]), lang
 
 
-# The DOM objects console.js touches, enough to run show() on one event under node: a run's
-# first outcome (a count row the page did not draw) and a call that ended.
-DOM_STUB = r"""
-const fs = require("fs");
-function el(data, tag) {
-  return {dataset: data || {}, textContent: "", title: "", hidden: false, children: [],
-          tag: tag || "",
-          appendChild(c) { this.children.push(c); this.lastChild = c; return c; },
-          replaceChildren(...cs) { this.children = cs; }};
-}
-const words = process.argv[3];
-const els = {"counts": el({words: words}), "recent-calls": el({words: words})};
+# A run's first outcome (a count row the page did not draw) and a call that ended, as one
+# live update draws them.
+SHOWN = r"""
+const els = {"counts": el({words: given}), "recent-calls": el({words: given})};
 const tbodies = {"#counts tbody": el(), "#recent-calls tbody": el()};
-let source = null;
-global.CSS = {escape: (s) => s};
-global.document = {body: el({campaign: "demo", section: "overview", tz: "Europe/Paris"}),
-                   getElementById: (id) => els[id] || null,
-                   querySelector: (q) => tbodies[q] || null,
-                   querySelectorAll: () => [], createElement: (tag) => el({}, tag),
-                   createTextNode: (text) => ({textContent: text}),
-                   documentElement: {lang: "fr"}};
-global.window = {EventSource: true};
-let url = null;
-global.EventSource = function (u) { source = this; url = u; };
-eval(fs.readFileSync(process.argv[2], "utf8"));
-source.onmessage({data: JSON.stringify({
-  counts: {declined: 1, brand_new: 2}, in_flight: 0, cap: 0, calls_per_minute: 0,
-  percent_complete: null, eta_s: null, desired: null, why_waiting: "", next_allowed: null,
-  controllers: [], nodes: [], chart_svg: "", at: "x",
-  recent_calls: [{id: 1, number: "+33199000010", attempt: 1, node: "n1", started_at: null,
-                  ended_at: null, outcome: "declined", keys: "2"},
-                 {id: 2, number: "+33199000011", attempt: 1, node: "n1", started_at: null,
-                  ended_at: null, outcome: null, keys: ""}]})});
+load(els, tbodies, {tz: "Europe/Paris"});
+send({counts: {declined: 1, brand_new: 2},
+      recent_calls: [{id: 1, number: "+33199000010", attempt: 1, node: "n1", started_at: null,
+                      ended_at: null, outcome: "declined", keys: "2"},
+                     {id: 2, number: "+33199000011", attempt: 1, node: "n1", started_at: null,
+                      ended_at: null, outcome: null, keys: ""}]});
 const counts = tbodies["#counts tbody"].children.map((tr) => ({
   text: tr.children[0].children.map((c) => c.tag === "code" ? "[" + c.textContent + "]"
                                                         : c.textContent).join(""),
@@ -194,12 +170,8 @@ console.log(JSON.stringify({counts: counts, calls: calls, url: url}));
 
 @pytest.mark.skipif(shutil.which("node") is None and not os.environ.get("CI"),
                     reason="node runs the page's script (scripts/setup.sh installs nodejs)")
-def test_the_live_script_draws_outcomes_in_the_pages_words(tmp_path) -> None:
-    stub = tmp_path / "stub.js"
-    stub.write_text(DOM_STUB)
-    out = subprocess.run(["node", str(stub), str(SCRIPT), json.dumps(i18n.outcomes("fr"))],
-                         capture_output=True, text=True, timeout=60, check=True).stdout
-    got = json.loads(out)
+def test_the_live_script_draws_outcomes_in_the_pages_words() -> None:
+    got = run_console(SHOWN, json.dumps(i18n.outcomes("fr")))
     assert got["counts"] == [
         {"text": " [declined]", "first": "refus", "title": "declined", "n": "1",
          "outcome": "declined"},
