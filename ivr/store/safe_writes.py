@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import sys
 import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -47,22 +46,19 @@ Batch = list[Callable[[], Any]]
 
 
 # A phone number as the store holds it (E.164) or as typed (0 and nine digits): masked in a
-# log line, which outlives an erasure (optout_journal.py scrubs its own the same way).
+# log line, which outlives an erasure (optout_journal.py replaces the one number it knows).
 _NUMBER = re.compile(r"\+[0-9]{6,15}|\b0[1-9][0-9]{8}\b")
 
 
-def _dropped(what: str) -> None:
-    """Log the write being dropped (inside its `except`): its error's type, where it was
-    raised and its message with every phone number masked, not the traceback's message: a
-    refused opposition's error names the caller's number."""
-    exc = sys.exc_info()[1]
-    frames = traceback.extract_tb(exc.__traceback__) if exc is not None else []
+def _dropped(what: str, exc: BaseException) -> None:
+    """Log a write dropped for good: its error's type, where it was raised and its message
+    with every phone number masked, not the traceback's message: a refused opposition's
+    error names the caller's number. Its frames, without the message, at debug level (-v)."""
+    frames = traceback.extract_tb(exc.__traceback__)
     where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
     log.error("%s: %s%s: %s", what, type(exc).__name__, where,
               _NUMBER.sub("<number>", " ".join(str(exc).split())))
-    if exc is not None:  # for a bug: its frames, without the message (-v)
-        log.debug("the dropped write's frames:\n%s",
-                  "".join(traceback.format_tb(exc.__traceback__)))
+    log.debug("the dropped write's frames:\n%s", "".join(traceback.format_list(frames)))
 
 
 class SafeWriter:
@@ -171,8 +167,8 @@ class SafeWriter:
             return
         try:
             failed = await in_store_thread(self._commit, batch)
-        except Exception:  # a bug, not an absent store: say it, keep the loop going
-            _dropped("a batch of writes failed for good and was dropped")
+        except Exception as exc:  # a bug, not an absent store: say it, keep the loop going
+            _dropped("a batch of writes failed for good and was dropped", exc)
             return
         if failed is not None:
             self._queue(batch, failed)
@@ -186,7 +182,7 @@ class SafeWriter:
             except Exception as exc:
                 if retryable(exc):
                     return exc
-                _dropped("a write failed for good and was dropped")
+                _dropped("a write failed for good and was dropped", exc)
             _stored(batch)
             return None
         try:
@@ -209,7 +205,7 @@ class SafeWriter:
                     except Exception as exc:
                         if retryable(exc):
                             raise  # the store is away: the whole batch is retried
-                        _dropped("a write failed for good and was dropped")
+                        _dropped("a write failed for good and was dropped", exc)
         except STORE_ERRORS as exc:
             if not retryable(exc):
                 raise
@@ -248,7 +244,7 @@ class SafeWriter:
             except Exception as exc:
                 if retryable(exc):
                     return exc
-                _dropped("a queued write failed for good and was dropped")
+                _dropped("a queued write failed for good and was dropped", exc)
             _stored([self.pending.popleft()])
         return None
 
