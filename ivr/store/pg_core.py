@@ -102,6 +102,11 @@ def grant_fix(why: str, role: str, database: str) -> str:
             "create on its schema (or its ownership), the ownership of its tables")
 
 
+def _first_line(exc: BaseException) -> str:
+    """PostgreSQL's message without libpq's hint lines; its type when it has none."""
+    return " ".join((str(exc).splitlines() or [""])[0].split()) or type(exc).__name__
+
+
 def redact(url: str) -> str:
     """The URL with any password replaced, for error messages (never log a secret). Its query
     is read percent-decoded, as libpq reads it: `?pass%77ord=…` is a password too."""
@@ -180,15 +185,15 @@ class PgCore(KeyedAudit, BoxLines):
                 why += " (another ivr is upgrading it: retry)"
             raise StoreError(f"cannot upgrade the store {redact(self._url)} from schema "
                              f"{current} to {len(MIGRATIONS)}: {why}") from None
-        except psycopg.Error as exc:  # the step met this store's own objects or data: one
-            why = " ".join((str(exc).splitlines() or [""])[0].split()) or type(exc).__name__  # line
+        except psycopg.Error as exc:  # the step met this store's own objects or data: one line
+            why = _first_line(exc)
             raise StoreError(f"cannot upgrade the store {redact(self._url)} from schema "
                              f"{current} to {len(MIGRATIONS)}: {why} (that step was rolled "
                              "back: nothing of it was changed)") from None
 
     def privilege_error(self, exc: psycopg.Error, doing: str) -> StoreError:
         """One line for a missing privilege: what failed, PostgreSQL's words, what to grant."""
-        why = " ".join((str(exc).splitlines() or [""])[0].split()) or type(exc).__name__
+        why = _first_line(exc)
         try:
             row = self._row("SELECT current_user AS r, current_database() AS d")
         except psycopg.Error:
