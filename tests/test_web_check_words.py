@@ -38,12 +38,20 @@ def test_every_code_the_checks_write_has_its_french_headline_and_no_other() -> N
     assert set(HEADLINES) - written == set(), "headlines of codes no check writes"
 
 
+def _text(lang: str, v: dict[str, str]) -> str:
+    """The finding as a page reads it, its English marked or not."""
+    return html.unescape(said(str(finding(lang, v))))
+
+
 def test_a_finding_is_its_headline_then_its_english_line() -> None:
     v = {"severity": "error", "code": "caller_id_mobile", "message": "campaign.caller_id …"}
-    assert finding("fr", v) == ("numéro présenté mobile, interdit aux appels automatisés "
-                                "(ARCEP 2022-1583) — campaign.caller_id …")
-    assert finding("en", v) == "campaign.caller_id …"
-    assert finding("fr", {**v, "code": "brand_new"}) == "campaign.caller_id …"
+    assert _text("fr", v) == ("numéro présenté mobile, interdit aux appels automatisés "
+                              "(ARCEP 2022-1583) — campaign.caller_id …")
+    assert _text("en", v) == "campaign.caller_id …"
+    assert _text("fr", {**v, "code": "brand_new"}) == "campaign.caller_id …"
+    assert str(finding("fr", {**v, "code": "brand_new"})) == (
+        '<span lang="en">campaign.caller_id …</span>')
+    assert str(finding("en", {**v, "message": "a < b"})) == "a &lt; b"
 
 
 @pytest.fixture

@@ -72,21 +72,14 @@ HEADLINES: dict[str, str] = {
 }
 
 
-def finding(lang: str, v: Mapping[str, Any]) -> str:
+def finding(lang: str, v: Mapping[str, Any]) -> Markup:
     """A finding (the pages' dict: severity, code, message) as a page in `lang` shows it: in
-    French, its rule's headline, then its own English line (the list's note says so); a
-    code with no headline, its English line as it is."""
-    headline = HEADLINES.get(v["code"])
-    if i18n.pick(lang) == "en" or headline is None:
-        return str(v["message"])
-    return f"{headline} — {v['message']}"
-
-
-def finding_html(lang: str, v: Mapping[str, Any]) -> Markup:
-    """`finding` for a page: on a French page its English line in `<span lang="en">`, so a
-    French screen-reader voice does not read it as French (english_parts.py)."""
+    French, its rule's headline, then its own English line (the list's note says so); a code
+    with no headline, its English line alone. On a French page the English line is in
+    `<span lang="en">`, so a French screen-reader voice does not read it as French."""
+    message = str(v["message"])
     if i18n.pick(lang) == "en":
-        return escape(str(v["message"]))
+        return escape(message)
+    english = Markup('<span lang="en">{}</span>').format(message)
     headline = HEADLINES.get(v["code"])
-    english = Markup('<span lang="en">{}</span>').format(str(v["message"]))
     return english if headline is None else Markup("{} — {}").format(headline, english)

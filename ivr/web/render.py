@@ -50,7 +50,7 @@ templates.env.filters.update(
     en=english_marked,                       # « Détail en anglais : » <span lang="en">…</span>
     reason=_worded(import_words.reason),     # a rejected line's reason, an import's warning
     counted=_worded(import_words.summary),   # an upload's counts
-    finding=_worded(check_words.finding_html))  # a check's finding: its rule's headline first
+    finding=_worded(check_words.finding))  # a check's finding: its rule's headline first
 
 
 def lang(request: Request) -> str:
