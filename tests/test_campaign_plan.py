@@ -10,7 +10,7 @@ from conftest import fill
 from ivr import config
 from ivr.campaign.planning import claim, plan, verdict_for
 from ivr.campaign.why import why_nobody
-from ivr.store import CallResult, Store, sqlite_calls
+from ivr.store import CallResult, Store, sqlite_history
 
 # Tuesday 2026-12-01 11:00 Europe/Paris (10:00 UTC): inside the default window.
 OPEN = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)
@@ -116,7 +116,7 @@ def test_plan_reads_history_in_bulk_and_agrees_with_the_per_contact_rules(
     """The plan's bulk history (chunks of 500 numbers here) gives each contact the verdict the
     per-contact queries give: refusal cooldown, attempt cap (only the last 30 days count),
     opposition, and plain due."""
-    monkeypatch.setattr(sqlite_calls, "HISTORY_CHUNK", 500)
+    monkeypatch.setattr(sqlite_history, "HISTORY_CHUNK", 500)
     numbers = [f"+331620{i:05d}" for i in range(1203)]  # three chunks
     s = store_with(store, *numbers)
     refused, capped, old_calls, opposed = numbers[0], numbers[600], numbers[1100], numbers[1202]

@@ -17,7 +17,7 @@ from ivr.campaign.run_control import snapshot_dict
 from ivr.campaign.state import NodeSnapshot, Snapshot
 from ivr.store.base import utc
 from ivr.store.sqlite import Store
-from ivr.store.sqlite_calls import hashes_of
+from ivr.store.sqlite_history import hashes_of
 
 
 class _Node:
@@ -104,18 +104,18 @@ def test_the_snapshot_written_is_what_dataclasses_asdict_gave() -> None:
 def test_a_number_not_asked_for_a_whole_generation_is_forgotten(monkeypatch) -> None:
     """An erased or finished number leaves the cache (and the process's memory) once a whole
     generation passed without it; one asked again in the next generation is not re-hashed."""
-    from ivr.store import sqlite_calls
+    from ivr.store import sqlite_history
     clock = [1000.0]
-    monkeypatch.setattr(sqlite_calls.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(sqlite_history.time, "monotonic", lambda: clock[0])
     store = Store.memory(optout_key=b"k1")
     seen: list[str] = []
     real = store.number_hash
     store.number_hash = lambda n: seen.append(n) or real(n)  # type: ignore[method-assign]
     hashes_of(store, ["+33199000001", "+33199000002"])
-    clock[0] += sqlite_calls.HASH_CACHE_TURN_S  # a new generation: both still kept (older)
+    clock[0] += sqlite_history.HASH_CACHE_TURN_S  # a new generation: both still kept (older)
     hashes_of(store, ["+33199000001"])
     assert seen == ["+33199000001", "+33199000002"]  # promoted, not hashed again
-    clock[0] += sqlite_calls.HASH_CACHE_TURN_S  # +…02 was not asked for a whole generation
+    clock[0] += sqlite_history.HASH_CACHE_TURN_S  # +…02 was not asked for a whole generation
     kept = store.__dict__["_hash_cache"]
     hashes_of(store, ["+33199000001"])
     assert "+33199000002" not in kept[1] and "+33199000002" not in kept[2]

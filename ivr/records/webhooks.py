@@ -19,11 +19,8 @@ again does not send it twice. Numbers are masked in every log line.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
-import os
 import shlex
 import ssl
 import time
@@ -33,20 +30,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
 from ivr.config import Config
 from ivr.config_checks import PLAIN_HTTP_HOSTS
-from ivr.errors import ConfigError
+from ivr.records.webhook_body import (DELIVERY_SAFE, ENV, FIELDS, HEADER, SECRET_MIN,
+                                      delivery_id, event, mask, secret, sign)
 from ivr.store.base import Row
 from ivr.store.workers import in_store_thread
 
+# The body, signature and delivery id (webhook_body.py) are this module's public names too.
+__all__ = ["DELIVERY_SAFE", "ENV", "FIELDS", "HEADER", "SECRET_MIN", "ReadCall", "Seen", "Stats",
+           "Webhooks", "delivery_id", "event", "mask", "one_at_a_time", "reader",
+           "resend_command", "running", "secret", "sign"]
 log = logging.getLogger(__name__)
-ENV = "IVR_WEBHOOK_SECRET"
-SECRET_MIN = 32  # bytes, as the opposition key's and the console's secrets
-HEADER = "X-IVR-Signature"
 QUEUE_SIZE = 10_000   # events waiting for delivery; beyond, new ones are dropped (counted)
 WORKERS = 4           # deliveries at once: one slow receiver does not hold every event
 RETRIES = 5           # attempts per event after the first
@@ -61,53 +60,8 @@ BODY_READ_MAX = 64 * 1024  # the receiver's answer is read this far at most, the
 TELL_EVERY_S = 60.0
 IDS_LOGGED = 50       # call ids named per log line of undelivered outcomes; the rest counted
 RESEND_IDS = 10       # up to this many lost, the resend command names them; beyond, --since
-# X-IVR-Delivery must be ASCII: visible ASCII but `%` kept, the rest percent-encoded (UTF-8)
-DELIVERY_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
-FIELDS = ("campaign", "attempt", "number", "outcome", "stage", "started_at", "answered_at",
-          "ended_at", "hangup_cause", "node", "controller")
 
 ReadCall = Callable[[int], Awaitable[Row | None]]
-
-
-def secret(cfg: Config) -> bytes | None:
-    """The signing secret when webhooks.url is set (None when it is not). Refuses to start
-    without one: an unsigned outcome could be forged by anyone who can reach the receiver."""
-    if not cfg.webhooks.url:
-        return None
-    value = os.environ.get(ENV, "")
-    if not value:
-        raise ConfigError(f"webhooks.url is set but {ENV} is not: export the secret the "
-                          "receiver checks X-IVR-Signature with")
-    # The environment's own bytes (os.environb, as the README's receiver reads them): a secret
-    # that is not UTF-8 was a UnicodeEncodeError traceback, and differed from the receiver's.
-    key = os.fsencode(value)
-    if len(key) < SECRET_MIN:  # a short key is guessed, and every outcome then forged
-        raise ConfigError(f"{ENV} is {len(key)} bytes long: use at least {SECRET_MIN} (e.g. "
-                          "`openssl rand -hex 32`), and give the receiver the same")
-    return key
-
-
-def sign(key: bytes, body: bytes) -> str:
-    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
-
-
-def mask(number: str | None) -> str:
-    """+33612345678 -> +336…78: enough to tell calls apart in a log, not to dial."""
-    n = number or ""
-    return n[:4] + "…" + n[-2:] if len(n) > 6 else "…"
-
-
-def delivery_id(campaign: str, call_id: int) -> str:
-    """`<campaign>:<call_id>`: a name of visible ASCII without `%` as it is, any other
-    character's UTF-8 bytes as %XX (législatives-2026 -> l%C3%A9gislatives-2026); a receiver
-    gets the name back with urllib.parse.unquote of what precedes the last `:`."""
-    return f"{quote(campaign, safe=DELIVERY_SAFE)}:{call_id}"
-
-
-def event(call: Row) -> dict[str, Any]:
-    """The JSON body of one outcome."""
-    return {"event": "call.outcome", "call_id": call["id"],
-            **{k: call.get(k) for k in FIELDS}}
 
 
 @dataclass

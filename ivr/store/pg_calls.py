@@ -20,8 +20,8 @@ from ivr.store.erasure_holds import HOLDS_PG
 from ivr.store.base import (ERASED_NUMBER, CallResult, Claim, History, Judge, Row,
                              parse_utc, utc)
 from ivr.store.pg_core import PgCore
-from ivr.store.sqlite_calls import (HISTORY_CHUNK, OTHERS_OPEN_FOR, _heard, _known,
-                                    campaign_tag, hashes_of)
+from ivr.store.sqlite_calls import OTHERS_OPEN_FOR, _heard, _known, campaign_tag
+from ivr.store.sqlite_history import HISTORY_CHUNK, hashes_of
 
 
 class PgCallsSQL(PgCore):

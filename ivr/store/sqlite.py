@@ -18,6 +18,7 @@ from ivr.store.base import CallResult, Claim, History, parse_utc, utc
 from ivr.store.plan_reader import PlanReader
 from ivr.store.schema import MIGRATIONS
 from ivr.store.sqlite_calls import CallsSQL, campaign_tag
+from ivr.store.sqlite_history import HistorySQL
 from ivr.store.sqlite_console import ConsoleSQL
 from ivr.store.sqlite_contacts import ContactsSQL
 from ivr.store.sqlite_controllers import ControllersSQL
@@ -49,7 +50,8 @@ __all__ = ["MIGRATIONS", "CallResult", "Claim", "History", "Store", "campaign_ta
            "parse_utc", "utc"]
 
 
-class Store(CallsSQL, RecordsSQL, PrivacySQL, ContactsSQL, ConsoleSQL, ControllersSQL, ExportSQL):
+class Store(CallsSQL, HistorySQL, RecordsSQL, PrivacySQL, ContactsSQL, ConsoleSQL, ControllersSQL,
+            ExportSQL):
     remote = False  # a local file: its calls are fast enough to run on the event loop
     shares_work = False  # one `ivr run` per campaign (sqlite_controllers.hold_run)
     reclaim_in_background = False  # unused: the WAL checkpoint after an erasure is quick
