@@ -166,67 +166,6 @@ def prompts_build(ctx: Ctx, engine: str | None, install: bool) -> None:
             err_console.print(f"not installed: {exc}", highlight=False)
 
 
-# -- contacts -------------------------------------------------------------------------------
-@cli.group()
-def contacts() -> None:
-    """Contact lists."""
-
-
-@contacts.command("import")
-@click.argument("file", type=click.Path(path_type=Path))
-@click.option("--source", required=True, help="List name: its provenance is stored.")
-@click.option("--basis", default=None,
-              help="Acquisition basis (required): consent, member_file or rented_file.")
-@click.option("--acquired-on", default=None, help="When the list was acquired (YYYY-MM-DD).")
-@pass_ctx
-def contacts_import(ctx: Ctx, file: Path, source: str, basis: str | None,
-                    acquired_on: str | None) -> None:
-    """Import a CSV (header with `number`; optional `name`, `timezone`)."""
-    from ivr.cli_rights import acting  # its audit rows name who imported
-    from ivr.records.contacts import PartialImportError, import_csv
-    try:
-        report = import_csv(acting(ctx), file, campaign=ctx.cfg.campaign.name, source=source,
-                            basis=basis, acquired_on=acquired_on,
-                            default_region=ctx.cfg.default_region, now=now(),
-                            allow_countries=frozenset(ctx.cfg.contacts.allow_countries),
-                            log=lambda m: err_console.print(m, highlight=False))
-    except PartialImportError as exc:  # the lines rejected before the fatal one, then it
-        _import_notes(exc.report)
-        raise
-    _import_notes(report)
-    console.print(report.summary(), highlight=False)
-
-
-def _import_notes(report: Any) -> None:
-    """An import's rejected lines and warnings, on stderr."""
-    for line, reason in report.rejected:
-        err_console.print(f"rejected line {line}: {reason}", highlight=False, markup=False)
-    for warning in report.warnings:
-        err_console.print(f"warning: {warning}", highlight=False)
-
-
-@contacts.command("share")
-@click.option("--source", required=True, help="The list's name, as imported.")
-@click.option("--campaign", "campaign", required=True,
-              help="The campaign that may call it too (its campaign.name).")
-@click.option("--basis", default=None,
-              help="The list's basis for that campaign (required): consent, member_file or "
-                   "rented_file.")
-@click.option("--from-campaign", "origin", default=None,
-              help="The campaign whose list it is (default: the config's campaign.name).")
-@pass_ctx
-def contacts_share(ctx: Ctx, source: str, campaign: str, basis: str | None,
-                   origin: str | None) -> None:
-    """Let a second campaign call a list: a deliberate step, recorded in the audit table."""
-    from ivr.cli_rights import acting  # its audit row names who shared
-    from ivr.records.contacts import share_list
-    origin = origin or ctx.cfg.campaign.name
-    bound = share_list(acting(ctx), source=source, campaign=campaign, basis=basis, now=now(),
-                       from_campaign=origin)
-    console.print(f"list {source!r} of campaign {origin!r}: {bound} contact(s) now belong to "
-                  f"campaign {campaign!r} too (basis {basis})", highlight=False, markup=False)
-
-
 # -- run ------------------------------------------------------------------------------------
 def _preflight(ctx: Ctx, store: Any, dry_run: bool = False) -> list[Any]:
     from ivr.compliance.campaign_check import check_campaign
@@ -441,3 +380,7 @@ for _command in (optout, consent, gdpr, purge):
 
 from ivr.cli_webhooks import webhooks as webhooks_group  # noqa: E402 (own module: size budget)
 cli.add_command(webhooks_group)
+
+
+from ivr.cli_contacts import contacts  # noqa: E402 (own module: cli.py's size budget)
+cli.add_command(contacts)
