@@ -17,7 +17,7 @@ import pytest
 import zstandard
 
 from ivr.records.report import CSV_HEADER_BYTES, calls_csv_kept
-from ivr.store.base import KeptExport
+from ivr.store.kept_export import KeptExport
 from ivr.web.cache import KeptBlocks
 from ivr.web.download import WRITERS, keep_coded
 from ivr.web.segments import Blocks, SegmentWriter, accepts_gzip

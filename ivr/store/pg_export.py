@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 
-from ivr.store.base import KeptExport, Row
+from ivr.store.base import Row
+from ivr.store.kept_export import KeptExport
 from ivr.store.pg_core import PgCore
 
 FIRST_ID, LAST_ID = -(2 ** 63), 2 ** 63 - 1  # every BIGINT id between

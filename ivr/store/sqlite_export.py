@@ -23,7 +23,8 @@ from contextlib import contextmanager
 from itertools import chain
 from operator import itemgetter
 
-from ivr.store.base import KeptExport, Row
+from ivr.store.base import Row
+from ivr.store.kept_export import KeptExport
 from ivr.store.sqlite_core import SQLiteCore
 
 BATCH = 5000  # calls per fetch: one chunk of ~0.5 MB
