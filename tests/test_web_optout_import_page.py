@@ -14,7 +14,7 @@ import pytest
 
 from conftest import Backend, backend_sqlite_only
 from web_fixture import CAMPAIGN, login, make_web
-from ivr.web import pages
+from ivr.web import rights_pages
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 COOKIE_MAX = 4096  # what browsers keep of one cookie, name and attributes included
@@ -72,7 +72,7 @@ def test_every_reject_is_on_the_page_and_in_its_csv(web, monkeypatch) -> None:
 
 @backend_sqlite_only  # the page's cap and wording: no store difference
 def test_past_the_cap_the_page_says_so_and_the_csv_has_them_all(web, monkeypatch) -> None:
-    monkeypatch.setattr(pages, "SHOWN_REJECTS", 5)
+    monkeypatch.setattr(rights_pages, "SHOWN_REJECTS", 5)
     c = web.client()
     token = login(c, "otto")
     c.get("/lang/en")

@@ -290,7 +290,7 @@ def create_app(cfg: Config, store_factory: StoreFactory, *,
     of the garbage collector's sight (gc.freeze), else each full pass walks it again: ~50 ms
     over ~110,000 objects, on the event loop of whichever request it falls in (bench_web
     --trace showed one in a 37.7 MB report.csv download); after the freeze ~0.4 ms."""
-    from ivr.web import api, pages
+    from ivr.web import api, pages, rights_pages
     stores = Stores(store_factory)
 
     @asynccontextmanager
@@ -332,6 +332,7 @@ def create_app(cfg: Config, store_factory: StoreFactory, *,
     _error_handlers(app, pages._error_page)  # pages' own 403/404 page
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(rights_pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     return app
 

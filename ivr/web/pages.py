@@ -4,7 +4,6 @@ POST form carries the session's csrf_token, checked here once the user is known,
 anything is done."""
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import quote
 
@@ -12,14 +11,13 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ivr.errors import ComplianceError, IvrError
-from ivr.records.privacy import OPTOUT_CHANNELS
 from ivr.web import display, i18n, records, service
 from ivr.web import prompts as prompts_mod
-from ivr.web.api import dropped, erase_number, known, prompts_elsewhere
-from ivr.web.auth import (LoginBusy, NotLoggedIn, User, authenticate, check_password, client_of,
-                          csrf_ok, login_failed_detail, login_fields_ok, now, open_session,
-                          require)
+from ivr.web.api import dropped, prompts_elsewhere
+from ivr.web.auth import (LoginBusy, NotLoggedIn, authenticate, check_password, client_of,
+                          login_failed_detail, login_fields_ok, now, open_session)
 from ivr.web.chart import overview_chart
+from ivr.web.page_access import check_csrf as _check_csrf, open_form as _form, open_page as _page
 from ivr.web.render import (error_page as _error_page, flash_text as _t, lang as _lang,
                             refused as _no, render as _render)
 from ivr.web.results import back as _back, keep_rejects, page_route, rejects_download
@@ -29,36 +27,6 @@ SHOWN_REJECTS = 1000  # rejected lines listed on a page; the CSV download has th
 # A page's 403/404 is a page (results.page_route). A campaign's name may hold a '/' (the
 # config takes any): {campaign:path} takes it whole.
 router = APIRouter(include_in_schema=False, route_class=page_route(_error_page))
-
-
-def _page(request: Request, campaign: str, action: str = "view") -> tuple[User, Any, dict]:
-    """The logged-in user (else a redirect to /login), this thread's store acting as them,
-    and what every campaign page shows (switcher, role, flash)."""
-    from ivr.records.acting import Acting
-    store = request.app.state.stores.get()
-    user = require(authenticate(request, store), action)
-    known(request, campaign)
-    ctx = {"user": user, "campaign": campaign,
-           "campaigns": request.app.state.campaign_names.get(""),
-           "flash": request.session.pop("flash", None),
-           "can": {a: user.can(a) for a in ("control", "contacts", "optout", "prompts",
-                                            "gdpr", "users")}}
-    return user, Acting(store, user.name), ctx
-
-
-def _check_csrf(request: Request, token: str) -> None:
-    if not csrf_ok(request, token):
-        raise HTTPException(403, "missing or wrong csrf_token: reload the page and try again")
-
-
-def _form(request: Request, campaign: str, action: str, token: str
-          ) -> tuple[User, Any, dict]:
-    """A campaign page's form: who is logged in first (_page), then its csrf_token. In that
-    order: a form of a tab whose session ended (a logout in another) goes to the login and
-    back to its page; a refusal would say the form expired and show no login."""
-    page = _page(request, campaign, action)
-    _check_csrf(request, token)
-    return page
 
 
 def _safe_next(target: str | None, default: str) -> str:
@@ -311,108 +279,6 @@ def prompts_rebuild(request: Request, campaign: str, csrf_token: str = Form(""))
     store.audit("prompts_rebuilt", None, {"campaign": campaign, "prompts": res["prompts"]},
                 now())
     return _back(request, to, i18n.rebuilt(_lang(request), res))
-
-
-# -- opposition and rights ------------------------------------------------------------------------
-@router.get("/c/{campaign:path}/rights", response_class=HTMLResponse)
-def rights_page(request: Request, campaign: str, number: str = "") -> Response:
-    _, store, ctx = _page(request, campaign)
-    return _rights_page(request, store, ctx, number=number)
-
-
-def _rights_page(request: Request, store: Any, ctx: dict[str, Any], *, number: str = "",
-                 imported: dict[str, Any] | None = None, import_error: str | None = None,
-                 import_added: int = 0, optout: dict[str, str] | None = None,
-                 status: int = 200) -> Response:
-    """`optout`: the opposition form as it was sent and why it was refused (its `error`), so
-    the error sits by its field and the number typed is not lost to a redirect."""
-    cfg = request.app.state.cfg
-    found, error = None, None
-    if number:
-        try:
-            found = {"optout": records.optout_lookup(cfg, store, number),
-                     **records.consent(cfg, store, number)}
-            store.audit("consent_viewed", found["number"], {}, now())  # who looked at whom
-        except IvrError as exc:
-            error = _no(request, exc)
-    return _render(request, "rights.html", {**ctx, "section": "rights", "number": number,
-                                            "found": found, "error": error,
-                                            "imported": imported, "import_error": import_error,
-                                            "import_added": import_added,
-                                            "optout": optout or {},
-                                            "channels": OPTOUT_CHANNELS}, status)
-
-
-def _rights(campaign: str, number: str = "") -> str:
-    to = f"/c/{quote(campaign, safe='')}/rights"
-    return f"{to}?number={quote(number, safe='')}" if number else to
-
-
-@router.post("/c/{campaign:path}/rights/optout")
-def rights_optout(request: Request, campaign: str, number: str = Form(""),
-                  via: str = Form(""), csrf_token: str = Form("")) -> Response:
-    user, store, ctx = _form(request, campaign, "optout", csrf_token)
-    try:
-        res = records.optout_add(request.app.state.cfg, store, number, via, user.name, now())
-    except (ValueError, IvrError) as exc:  # the page again, the error by its field, as typed
-        field = "number" if str(exc).startswith("number") else \
-            "via" if via not in OPTOUT_CHANNELS else ""  # else the store's: no field is wrong
-        return _rights_page(request, store, ctx, status=400, optout={
-            "number": number, "via": via, "error": _no(request, exc), "field": field})
-    said = _t(request, "flash_optout_added" if res["added"] else "flash_optout_already",
-              number=res["number"])
-    return _back(request, _rights(campaign, res["number"]), said)
-
-
-@router.post("/c/{campaign:path}/rights/optout-import", response_class=HTMLResponse)
-def rights_optout_import(request: Request, campaign: str, file: UploadFile = File(...),
-                         via: str = Form("post"), csrf_token: str = Form("")) -> Response:
-    """The import's result as a page, like the contacts upload's: every rejected line is a
-    person who may have objected and is not on the list, so none may go unseen (a flash in
-    the cookie was cut, or dropped whole by the browser past 4096 bytes)."""
-    user, store, ctx = _form(request, campaign, "optout", csrf_token)
-    try:
-        res = records.optout_import(request.app.state.cfg, store, file.file.read(),
-                                    file.filename or "optouts.csv", via, user.name, now())
-    except (ValueError, IvrError) as exc:
-        added = exc.added if isinstance(exc, records.ImportStopped) else 0
-        return _rights_page(request, store, ctx, import_error=_no(request, exc), status=400,
-                            import_added=added)
-    rejected = res["rejected"]
-    imported = {"added": res["added"], "rejected_total": len(rejected),
-                "rejected": rejected[:SHOWN_REJECTS], "shown_max": SHOWN_REJECTS,
-                "rejects_id": keep_rejects(request, "optouts", rejected) if rejected else None}
-    return _rights_page(request, store, ctx, imported=imported)
-
-
-@router.get("/c/{campaign:path}/rights/rejects/{rid}.csv")
-def rights_rejects(request: Request, campaign: str, rid: str) -> Response:
-    _page(request, campaign, "optout")
-    return rejects_download(request, "optouts", rid, "import the file again")
-
-
-@router.get("/c/{campaign:path}/rights/export")
-def rights_export(request: Request, campaign: str, number: str) -> Response:
-    _, store, _ = _page(request, campaign, "gdpr")
-    data = records.export(request.app.state.cfg, store, number, now())
-    return Response(json.dumps(data, indent=2, ensure_ascii=False) + "\n",
-                    media_type="application/json",
-                    headers={"Content-Disposition": 'attachment; filename="gdpr-export.json"'})
-
-
-@router.post("/c/{campaign:path}/rights/erase")
-def rights_erase(request: Request, campaign: str, number: str = Form(""),
-                 confirm: str = Form(""), csrf_token: str = Form("")) -> Response:
-    _, store, _ = _form(request, campaign, "gdpr", csrf_token)
-    try:
-        res = erase_number(request, store, number, confirm)
-    except (ValueError, IvrError) as exc:
-        return _back(request, _rights(campaign, number), _no(request, exc), "error")
-    if res.get("warning"):  # the number is still on disk: the operator must know
-        why = display.refusal(_lang(request), res["warning"])
-        return _back(request, _rights(campaign), _t(request, "flash_erase_incomplete",
-                                                    number=res["number"], why=why), "warning")
-    return _back(request, _rights(campaign), _t(request, "flash_erased", number=res["number"]))
 
 
 # -- reports --------------------------------------------------------------------------------------
