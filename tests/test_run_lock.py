@@ -113,3 +113,31 @@ def test_run_campaign_is_refused_before_it_touches_the_pbx(tmp_path: Path) -> No
                                                   cfg.campaign.name):
         with pytest.raises(StoreError, match="in use by ivr run pid 7 on host other"):
             asyncio.run(app.run_campaign(cfg, store, node=UntouchedNode()))  # type: ignore
+
+
+def test_a_write_lock_held_at_the_runs_end_does_not_fail_a_clean_stop(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Found in review: another command (an import, the other campaign's run) writing while a
+    run ended made `hold_run` raise "database is locked", so a stopped run exited 1 and its
+    service unit started it again over the console's stop. The end now waits for the lock
+    (the row marked once it is free), and past STOP_MARK_S says so and returns."""
+    import sqlite3
+    import threading
+
+    from ivr.store import sqlite_controllers
+    store = Store.open(tmp_path / "ivr.db", busy_timeout_s=0.1)
+    other = sqlite3.connect(str(tmp_path / "ivr.db"), isolation_level=None,
+                            check_same_thread=False)
+    with store.hold_run(RunOwner.this_process(STARTED), "c1"):
+        other.execute("BEGIN IMMEDIATE")  # held as the run ends, then let go 0.6 s later
+        threading.Timer(0.6, lambda: other.execute("ROLLBACK")).start()
+    assert [r["stopped_at"] is not None for r in store.controllers()] == [True]
+
+    monkeypatch.setattr(sqlite_controllers, "STOP_MARK_S", 0.3)
+    other = sqlite3.connect(str(tmp_path / "ivr.db"), isolation_level=None)
+    with store.hold_run(RunOwner.this_process(STARTED), "c1"):
+        other.execute("BEGIN IMMEDIATE")  # held past STOP_MARK_S
+    other.execute("ROLLBACK")
+    assert sorted(r["stopped_at"] is None for r in store.controllers()) == [False, True]
+    assert "not marked stopped (database is locked): the next run on this host marks it" \
+        in caplog.text

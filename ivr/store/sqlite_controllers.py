@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
@@ -19,10 +20,11 @@ from pathlib import Path
 
 from ivr.store import same_host, sqlite_runlock
 from ivr.store.base import Row, RunOwner, utc
-from ivr.store.sqlite_core import SQLiteCore
+from ivr.store.sqlite_core import STORE_ERRORS, SQLiteCore
 
 log = logging.getLogger(__name__)
 LEASE_S = 15.0  # written for the console's sake; the run lock is what keeps runs apart
+STOP_MARK_S = 5.0  # a run's end waits this long at most for another command's write lock
 
 
 class ControllersSQL(SQLiteCore):
@@ -51,9 +53,27 @@ class ControllersSQL(SQLiteCore):
                 yield
             finally:
                 self.controller_id = self._held_campaign = self._held_host = None
+                self._mark_stopped(controller)
+
+    def _mark_stopped(self, controller: str) -> None:
+        """The run's row ended. Another command may hold the file's write lock just then (an
+        import, the other campaign's run): that must not turn a clean stop into a failure. An
+        exit 1 restarts a service unit (Restart=on-failure), whose start replaces the console's
+        stop with a run that dials again. Tried for STOP_MARK_S; past that, said and left to
+        the next run on this host (take_over_gone), as PostgreSQL leaves it to the lease."""
+        deadline = time.monotonic() + STOP_MARK_S
+        while True:
+            try:
                 with self.transaction():
                     self.db.execute("UPDATE controllers SET stopped_at = ? WHERE id = ?",
                                     (utc(datetime.now(timezone.utc)), controller))
+                return
+            except STORE_ERRORS as exc:
+                if time.monotonic() >= deadline:
+                    log.warning("controller %s not marked stopped (%s): the next run on this "
+                                "host marks it", controller, str(exc).splitlines()[0])
+                    return
+                time.sleep(0.2)
 
     def take_over_gone(self, host: str, now: str) -> list[str]:
         """Mark stopped the controllers of this machine whose process is gone (same_host);
