@@ -211,8 +211,9 @@ def run_cmd(ctx: Ctx, dry_run: bool, standby: bool, wait: bool, resume: bool) ->
     if dry_run:
         _dry_run(ctx, store)
         return
-    from ivr.records.run_audit import audit_run_start
+    from ivr.records.run_audit import audit_run_start, record_rules
     audit_run_start(ctx.cfg, store, violations, now())
+    record_rules(ctx.cfg, store, now())  # what `ivr purge` with another campaign's config keeps
     _run(ctx, store, standby, wait, resume)
 
 

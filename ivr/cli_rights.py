@@ -187,5 +187,6 @@ def purge(ctx: Ctx, older_than: str | None) -> None:
     from ivr.records.privacy import parse_duration, purge as do_purge
     age = parse_duration(older_than) if older_than else timedelta(days=ctx.cfg.retention.days)
     keep = timedelta(days=rules_lookback_days(ctx.cfg.schedule))
-    counts = do_purge(acting(ctx), age, now(), keep, given=older_than)
+    counts = do_purge(acting(ctx), age, now(), keep, given=older_than,
+                      campaign=ctx.cfg.campaign.name)
     console.print(json.dumps(counts), highlight=False)

@@ -73,6 +73,7 @@ from typing import Any
 from ivr.numbers import NumberRejected, box_forms, is_e164
 from ivr.opposition_input import opposition_number
 from ivr.records.csv_read import short
+from ivr.records.run_audit import lookbacks
 
 from ivr.errors import IvrError
 from ivr.store.base import ERASED_NUMBER, StoreBackend, parse_utc, utc
@@ -277,12 +278,15 @@ def gdpr_erase(store: StoreBackend, number: str, now: datetime,
 
 # -- retention ------------------------------------------------------------------------------------
 def purge(store: StoreBackend, older_than: timedelta, now: datetime,
-          keep: timedelta = timedelta(0), given: str | None = None) -> dict[str, Any]:
+          keep: timedelta = timedelta(0), given: str | None = None,
+          campaign: str | None = None) -> dict[str, Any]:
     """Delete what is older than the retention period, by chunks (one transaction each).
 
     `keep`: what the calling rules still read (config.rules_lookback_days); a shorter period is
     refused, since deleting a recent refusal or attempt would let that number be called again.
-    `given`: the --older-than text the operator typed, echoed back in that refusal.
+    The store is shared: so is another campaign's longer lookback, as its last run start
+    recorded it (run_audit.record_rules; `campaign` is this config's own, whose `keep` is
+    current). `given`: the --older-than text the operator typed, echoed back in that refusal.
 
     Calls and consents older than the cutoff go (a call still referenced by a kept consent
     stays with it); contacts go when both updated_at and their last call are older; opposition
@@ -296,11 +300,19 @@ def purge(store: StoreBackend, older_than: timedelta, now: datetime,
     now = _aware(now)
     if older_than <= timedelta(0):
         raise IvrError("the retention period must be positive, e.g. 730d")
+    days = f"{older_than / timedelta(days=1):g} days"  # 1m is 30 days, 36h 1.5
+    what = f"--older-than {given} ({days})" if given else f"a retention of {days}"
     if older_than < keep:
-        days = f"{older_than / timedelta(days=1):g} days"  # 1m is 30 days, 36h 1.5
-        what = f"--older-than {given} ({days})" if given else f"a retention of {days}"
         raise IvrError(f"{what} is shorter than the {keep.days} days the calling rules read "
                        f"back (refusal cooldown, attempt cap): use at least {keep.days}d")
+    others = {name: n for name, n in lookbacks(store).items() if name != campaign}
+    longest = max(others, key=lambda name: others[name], default=None)
+    if longest is not None and older_than < timedelta(days=others[longest]):
+        n = others[longest]
+        raise IvrError(f"{what} is shorter than the {n} days campaign {longest!r} reads back "
+                       f"(its refusal cooldown or attempt cap, as its last run started): its "
+                       f"refusals would be deleted and those people called again; use at "
+                       f"least {n}d")
     cutoff = now - older_than
     # Not in one transaction: the store deletes by chunks, each its own (another writer gets
     # the lock in between); a purge stopped midway is finished by the next one.

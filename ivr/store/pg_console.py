@@ -308,3 +308,9 @@ class PgConsoleSQL(PgCore):
         for r in rows:
             r["detail"] = json.loads(r["detail"]) if r["detail"] else {}
         return rows
+
+    def audit_details(self, action: str) -> list[dict[str, Any]]:
+        """The decoded detail of every audit row of `action`, oldest first (few: e.g. one
+        `run_rules` per run start)."""
+        return [json.loads(r["detail"]) if r["detail"] else {} for r in self._rows(
+            "SELECT detail FROM audit WHERE action = %(a)s ORDER BY id", {"a": action})]
