@@ -14,6 +14,7 @@ from ivr.config_network import (check_agi_reachable, check_ami_user, check_host,
                                  check_pbx_peers, validate_peers)
 from ivr.errors import ConfigError
 from ivr.numbers import e164, is_known_region
+from ivr.telephony.contract import SIM_CONTEXT
 
 if TYPE_CHECKING:  # ivr.config imports this module
     from ivr.config import Config, Dialer, Flow, NodeConfig, Schedule, Store, Webhooks
@@ -74,6 +75,35 @@ def demo_retry_delays(cfg: Config) -> list[str]:
                        f"campaign redials that person {_num(delay)} s later; set it to at "
                        f"least {_num(MIN_REAL_RETRY_DELAY_S)} (the defaults: busy 1800, "
                        "no_answer 3600, congestion 600), or delete retry.delay_s to keep them")
+    return out
+
+
+SHORT_RING_S = 20.0  # under this, a real phone is given up before most people reach it
+
+
+def external_pbx_settings(cfg: Config) -> list[tuple[str, str]]:
+    """The sandbox's settings carried to one's own Asterisk (pbx.mode external), as (code,
+    message), said on every check and run: every call would fail, ring too briefly, or play a
+    prompt nobody installed (an answered callee then hears silence, legal mentions included)."""
+    if cfg.pbx.mode != "external":
+        return []
+    out: list[tuple[str, str]] = []
+    if f"@{SIM_CONTEXT}" in cfg.dialer.dial_string:
+        out.append(("dial_string_sandbox", f"dialer.dial_string is {cfg.dialer.dial_string!r}: "
+                    "the sandbox's simulated callees, a context your Asterisk does not have, so "
+                    "every call fails; set it to your trunk, e.g. PJSIP/{number}@carrier "
+                    "(README, the carrier trunk)"))
+    if cfg.dialer.ring_timeout_s < SHORT_RING_S:
+        out.append(("ring_timeout_short", f"dialer.ring_timeout_s is "
+                    f"{cfg.dialer.ring_timeout_s:g} s, a demo's value: a real callee's phone is "
+                    f"given up before most people reach it; use at least {SHORT_RING_S:g} (the "
+                    "default is 30)"))
+    if not cfg.pbx.sounds_dir:
+        out.append(("sounds_dir_unset", "pbx.sounds_dir is not set: `ivr prompts build` cannot "
+                    "install the prompts, nor the run see that they are installed, and an "
+                    "answered callee hears silence without them; set it to Asterisk's sounds "
+                    "folder (Debian: /usr/share/asterisk/sounds), or copy the build into its "
+                    "ivr/ folder yourself before every run"))
     return out
 
 

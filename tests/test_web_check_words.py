@@ -20,7 +20,7 @@ IVR = Path(__file__).resolve().parents[1] / "ivr"
 WRITTEN = re.compile(r'(?:_err|_warn|Violation|Finding)\(\s*"([a-z_0-9]+)"'
                      r'|out\.append\(\(\s*"([a-z_0-9]+)"|"code":\s*"([a-z_0-9]+)"')
 MODULES = ("compliance/preflight.py", "compliance/campaign_check.py",
-           "telephony/pbx_probe.py", "web/service.py")
+           "telephony/pbx_probe.py", "web/service.py", "config_checks.py")
 
 
 def _written() -> set[str]:

@@ -28,7 +28,7 @@ import phonenumbers
 from ivr.compliance.callee_place import has_calendar, holiday_country
 from ivr.compliance.calling_rules import is_fiction_number, parse_blackout_dates, parse_windows
 from ivr.config import Config
-from ivr.config_checks import demo_retry_delays
+from ivr.config_checks import demo_retry_delays, external_pbx_settings
 from ivr.errors import ComplianceError
 from ivr.numbers import e164, national_form
 
@@ -380,6 +380,7 @@ def preflight(cfg: Config, *, sources: list[dict[str, Any]] | None = None,
     out += check_amd(cfg)
     # Counted with the other warnings of `ivr check` and `ivr run`, not logged at each load
     out += [_warn("retry_delay_demo", m) for m in demo_retry_delays(cfg)]
+    out += [_warn(code, m) for code, m in external_pbx_settings(cfg)]
     if sources is not None:
         out += check_sources(sources)
     return out

@@ -66,6 +66,9 @@ HEADLINES: dict[str, str] = {
     "pbx_agi_url": "adresse FastAGI du dialplan",
     "pbx_journal": "Asterisk trop ancien pour lire le journal des oppositions",
     "pbx_optout_digit": "touche d'opposition de la ligne d'opposition",
+    "dial_string_sandbox": "numérotation vers les correspondants simulés du bac à sable",
+    "ring_timeout_short": "sonnerie abandonnée trop tôt",
+    "sounds_dir_unset": "dossier des sons d'Asterisk non indiqué",
     # the console
     "other_campaign": "jugée avec la configuration d'une autre campagne",
     "console_config_stale": "configuration de la console modifiée depuis son lancement",
