@@ -212,7 +212,8 @@ async def _start(cfg: Config, store: Store, clock: Clock, agi: bool, nodes: list
         server = await serve(app, cfg.agi.host, cfg.agi.port) if agi else None
     except OSError as exc:
         raise PbxError(f"cannot listen for FastAGI on {cfg.agi.host}:{cfg.agi.port} "
-                       f"({exc.strerror}): is another `ivr run` active? set agi.port") from None
+                       f"({exc.strerror}): is `ivr serve` or another `ivr run` active? stop it, or "
+                       "set agi.port") from None
     if server is None:  # used by tests of the dialplan failsafe: no AGI server at all
         server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
     try:
