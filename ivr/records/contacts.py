@@ -27,7 +27,8 @@ from ivr.records.csv_read import (EMPTY, LATIN1_WARNING, header_columns, marked_
                                   marked_refusal, objection_in_cells, overflow_reason,
                                   read_records, short, unnamed)
 from ivr.records.import_report import (ImportReport, PartialImportError, acquired_on_date,
-                                       counts_of, extra_columns, fill_blanks, provenance, to_json)
+                                       counts_of, extra_columns, fill_blanks, provenance, to_json,
+                                       zone_clashes)
 from ivr.records.interrupts import signals_held
 from ivr.store.base import Row, StoreBackend
 
@@ -179,6 +180,7 @@ class _Importer:
         self.unnamed: frozenset[str] = frozenset()  # column_N of an empty header cell
         self.report = ImportReport()
         self.batch: dict[str, dict[str, str]] = {}  # number -> column -> value
+        self.lines: dict[str, int] = {}  # number -> its first line in the batch
         self.batches_written = 0
         self.zones: set[str] = set()  # valid names seen; zoneinfo does not cache failures
         self.refused: set[str] = set()  # numbers a line objects to: out of the queue at flush
@@ -233,7 +235,7 @@ class _Importer:
             self.report.duplicates += 1
             self.report.merged += 1
             return None
-        self.batch[number] = row
+        self.batch[number], self.lines[number] = row, line
         if len(self.batch) >= BATCH:
             self.flush()
         return None
@@ -279,12 +281,14 @@ class _Importer:
         try:
             with self.store.transaction():
                 existing = self.store.contacts_by_number(numbers)
+                clashes = zone_clashes(batch, existing)
+                numbers = [n for n in numbers if n not in clashes]
                 seen = self.store.seen_in_import(numbers)
                 listed = self.store.opted_out_among(numbers)
                 kept = self.store.bound_otherwise(numbers, campaign=self.campaign,
                                                   source=self.source, basis=self.basis)
-                for number, row in batch.items():
-                    self._write(number, row, existing.get(number), number in seen,
+                for number in numbers:
+                    self._write(number, batch[number], existing.get(number), number in seen,
                                 number in listed)
                 self.store.bind_contacts(numbers, campaign=self.campaign, source=self.source,
                                          basis=self.basis, acquired_on=self.acquired_on,
@@ -301,6 +305,9 @@ class _Importer:
             raise
         self.batches_written += 1
         self.refused_new = set()
+        for number, reason in clashes.items():
+            self.reject(self.lines[number], reason)
+        self.lines = {}
         self._count_kept([r for r in kept if r["number"] not in seen])  # a repeat: counted
 
     def _count_kept(self, kept: list[Row]) -> None:

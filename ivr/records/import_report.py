@@ -10,6 +10,7 @@ from typing import Any
 
 from ivr.compliance.preflight import check_sources
 from ivr.errors import ImportFileError
+from ivr.store.base import Row
 
 
 @dataclass
@@ -112,3 +113,18 @@ def acquired_on_date(text: str | None, now: datetime) -> str | None:
         raise ImportFileError(f"--acquired-on {day} is in the future: give the date the list "
                               "was acquired")
     return day.isoformat()
+
+
+def zone_clashes(batch: dict[str, dict[str, str]], existing: dict[str, Row]) -> dict[str, str]:
+    """The numbers stored with a time zone the file contradicts, and why (their lines are
+    rejected, nothing of them written): a contact is one row for every campaign, and a later
+    list only fills its blanks, so the file's zone would be ignored without a word while its
+    campaign called that person at another zone's hours."""
+    out = {}
+    for number, row in batch.items():
+        old, new = (existing.get(number) or {}).get("timezone"), row.get("timezone")
+        if old and new and old != new:
+            out[number] = (f"{number} is already stored with time zone {old} (an earlier "
+                           f"list); this file says {new}: a person has one, so correct "
+                           f"the file, or leave its timezone empty to keep {old}")
+    return out
