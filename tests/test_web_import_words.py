@@ -146,3 +146,17 @@ def test_the_refused_types_no_french_file_meets_and_an_unknown_reason() -> None:
     assert import_words.reason("en", "something new") == "something new"
     assert import_words.reason("fr", "'x': something new") == \
         "Détail en anglais : 'x': something new"
+
+
+def test_a_zone_clash_and_another_campaigns_upload_read_in_french() -> None:
+    """Both written by the importers' own code (a reword there fails here)."""
+    from ivr.records.import_report import zone_clashes
+    from ivr.web.records import OTHER_COUNTRIES
+    (why,) = zone_clashes({"+33612345601": {"timezone": "America/Guadeloupe"}},
+                          {"+33612345601": {"timezone": "Europe/Paris"}}).values()
+    assert import_words.reason("fr", why) == (
+        "+33612345601 est déjà enregistré avec le fuseau horaire Europe/Paris (une liste "
+        "précédente) ; ce fichier indique America/Guadeloupe : une personne n'en a qu'un, "
+        "corrigez donc le fichier, ou laissez son fuseau vide pour garder Europe/Paris")
+    said = import_words.reason("fr", OTHER_COUNTRIES.format(campaign="b"))
+    assert said.startswith("la campagne 'b' n'est pas celle de la configuration de cette console")

@@ -111,6 +111,20 @@ _LINE: tuple[tuple[str, str], ...] = (
     (r"file is not UTF-8; read as Windows-1252 \(Latin-1\): check accented names",
      "le fichier n'est pas en UTF-8 ; lu en Windows-1252 (Latin-1) : vérifiez les noms "
      "accentués"),
+    (r"(\+\d+) is already stored with time zone (\S+) \(an earlier list\); this file says "
+     r"(\S+): a person has one, so correct the file, or leave its timezone empty to keep \S+",
+     "{0} est déjà enregistré avec le fuseau horaire {1} (une liste précédente) ; ce fichier "
+     "indique {2} : une personne n'en a qu'un, corrigez donc le fichier, ou laissez son "
+     "fuseau vide pour garder {1}"),
+    (r"campaign (.*) is not this console's config's: its list was read with the default "
+     r"country rule \(no foreign numbers\), not this config's contacts\.allow_countries; "
+     r"import foreign numbers it allows with its own config: ivr --config <its config> "
+     r"contacts import",
+     "la campagne {0} n'est pas celle de la configuration de cette console : sa liste a été "
+     "lue avec la règle par défaut (aucun numéro étranger), et non avec "
+     "contacts.allow_countries de cette configuration ; importez les numéros étrangers "
+     "qu'elle autorise avec sa propre configuration : ivr --config <sa configuration> "
+     "contacts import"),
 )
 _NUMBER_RE = [(re.compile(p, re.S), fr) for p, fr in _NUMBER]
 _LINE_RE = [(re.compile(p, re.S), fr) for p, fr in _LINE]

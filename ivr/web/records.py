@@ -51,17 +51,29 @@ def _cleanup(path: Path) -> None:
     path.parent.rmdir()
 
 
+OTHER_COUNTRIES = ("campaign {campaign!r} is not this console's config's: its list was read "
+                   "with the default country rule (no foreign numbers), not this config's "
+                   "contacts.allow_countries; import foreign numbers it allows with its own "
+                   "config: ivr --config <its config> contacts import")
+
+
 def upload_contacts(cfg: Config, store: StoreBackend, campaign: str, data: bytes,
                     filename: str, *, source: str, basis: str | None,
                     acquired_on: str | None, now: datetime) -> dict[str, Any]:
     """`ivr contacts import` for the console: the same import, its rejects and warnings
     (PartialUpload: those found before a fatal line, with the batches written before it)."""
+    own = campaign == cfg.campaign.name
+    # Another campaign's config is not this console's: the countries it allows are unknown,
+    # so only the default's (none foreign) are taken; its operator imports the rest with it.
+    allow = frozenset(cfg.contacts.allow_countries) if own else frozenset()
     path = _spooled(data, filename)
     try:
         rep = contacts_mod.import_csv(
             store, path, campaign=campaign, source=source, basis=basis or None,
             acquired_on=acquired_on or None, default_region=cfg.default_region, now=now,
-            allow_countries=frozenset(cfg.contacts.allow_countries))
+            allow_countries=allow)
+        if not own and cfg.contacts.allow_countries:
+            rep.warnings.append(OTHER_COUNTRIES.format(campaign=campaign))
     except contacts_mod.PartialImportError as exc:  # the CLI lists these rejects: so do we
         got = exc.report
         raise PartialUpload(str(exc), {**_answer(got), "partial": True,
