@@ -218,7 +218,7 @@ _PLAN = (
     "FROM calls c WHERE c.campaign = %(c)s AND c.number = q.number ORDER BY c.id DESC "
     "LIMIT 1)] || ARRAY(SELECT c.started_at FROM calls c WHERE c.number = q.number AND "
     "c.started_at > %(a)s ORDER BY c.id) END AS plan_history FROM (SELECT k.id, k.number, "
-    "k.name, k.timezone, k.source, k.slot, NOT EXISTS (SELECT 1 FROM calls c WHERE "
+    "k.name, k.timezone, b.source, k.slot, NOT EXISTS (SELECT 1 FROM calls c WHERE "
     "c.number = k.number AND (c.started_at > %(a)s OR (c.outcome IS NULL AND (c.campaign = "
     "%(c)s OR c.started_at > %(f)s)) OR c.retry_at > %(now)s)) AND NOT EXISTS (SELECT 1 "
     "FROM consents s WHERE s.number = k.number AND "

@@ -35,7 +35,7 @@ class RecordsSQL(SQLiteCore):
         since refusals_since). The plan judges those without reading their history; the
         others' it reads (`history`). Each look-up walks an index by number."""
         cur = self.db.conn.execute(
-            "SELECT k.id, k.number, k.name, k.timezone, k.source, k.slot, NOT EXISTS (SELECT 1 "
+            "SELECT k.id, k.number, k.name, k.timezone, b.source, k.slot, NOT EXISTS (SELECT 1 "
             "FROM calls c WHERE c.number = k.number AND (c.started_at > :a OR (c.outcome IS NULL "
             "AND (+c.campaign = :c OR c.started_at > :f)) OR c.retry_at > :now)) AND NOT EXISTS "
             "(SELECT 1 FROM consents s WHERE s.number = "
