@@ -334,7 +334,7 @@ async def _run_campaign(cfg: Config, store: Store, on_tick: Callable[[Controller
         task = asyncio.ensure_future(campaign_run.run(
             cfg, store, ctl.dialer, clock, stopper.stop, stopper.hard, state,
             on_tick=lambda: on_tick(ctl), standby=standby, wait=wait, resume=resume))
-        report = await stopper.until_done(task)
+        report = await stopper.until_done(task, open_calls=ctl.dialer.in_flight)
         left = ctl.dialer.in_flight()
         if left:  # a hard stop gave up on them (PBX away): not a clean end
             raise Interrupted(f"stopped with {left} call(s) still open: the next `ivr run` "

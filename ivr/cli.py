@@ -278,6 +278,9 @@ def _run(ctx: Ctx, store: Any, standby: bool = False, wait: bool = False,
             run(run_campaign(ctx.cfg, store, on_snapshot=progress.show, standby=standby,
                              wait=wait, resume=resume))
     except Interrupted as exc:
+        if not exc.left_open:  # a stop all the same: status 0, as the operator's stop
+            console.print(f"run stopped: {exc}", highlight=False)
+            return
         click.echo(f"error: {exc}", err=True)
         last = progress.last  # a breaker's stop stays a breaker's (4), calls left open or not
         sys.exit(EXIT_CARRIER if last is not None and last.stopped_by == "carrier"

@@ -204,3 +204,42 @@ def test_a_breaker_stop_is_told_even_when_the_store_is_away_at_the_end() -> None
         return await end._finish()
     report = asyncio.run(scenario())
     assert (report.stopped_by, report.why) == ("carrier", "the trunk refused 20 calls in a row")
+
+
+@pytest.mark.parametrize("left, open_, words", [
+    (0, False, "stopped by a second signal while the run was ending: every call had ended "
+               "(only its last summary was not read)"),
+    (2, True, "stopped by a second signal before every call had ended: the next `ivr run` "
+              "reconciles the attempts left open")])
+def test_a_second_signal_says_whether_calls_were_left_open(left: int, open_: bool,
+                                                           words: str) -> None:
+    """Found in review: a second Ctrl-C while a stopped run read its last plan (seconds at a
+    million contacts) said calls were left open, and exited 5, when every call had ended."""
+    from ivr.campaign.stopping import Interrupted, Stopper
+
+    async def main() -> None:
+        stopper = Stopper()
+        never = asyncio.ensure_future(asyncio.Event().wait())  # the run, still reading
+        stopper.forced.set()
+        with pytest.raises(Interrupted) as err:
+            await stopper.until_done(never, open_calls=lambda: left)
+        assert (str(err.value), err.value.left_open) == (words, open_)
+        assert never.cancelled()
+    asyncio.run(main())
+
+
+def test_a_clean_forced_end_exits_0(monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from types import SimpleNamespace
+
+    from conftest import make_config
+    from ivr import app, cli
+    from ivr.campaign.stopping import Interrupted
+
+    async def ended(*args: Any, **kwargs: Any) -> Any:
+        raise Interrupted("stopped by a second signal while the run was ending: every call "
+                          "had ended (only its last summary was not read)", left_open=False)
+    monkeypatch.setattr(app, "run_campaign", ended)
+    cli._run(SimpleNamespace(cfg=make_config()), store=None)  # no SystemExit: status 0
+    out = capsys.readouterr()
+    assert out.err == "" and out.out.startswith("run stopped: stopped by a second signal while")

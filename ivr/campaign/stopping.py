@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import TypeVar
 
 from ivr.errors import IvrError
@@ -29,7 +30,13 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Interrupted(IvrError):
-    """The run was ended by a second signal before every call in flight had ended."""
+    """The run was ended by a second signal, or a stop gave up on calls. `left_open`: calls
+    had not all ended (the next run reconciles them); False: every call had ended, and only
+    the run's own end (its last plan's summary) was cut short."""
+
+    def __init__(self, message: str, left_open: bool = True) -> None:
+        super().__init__(message)
+        self.left_open = left_open
 
 
 class Stopper:
@@ -85,8 +92,12 @@ class Stopper:
         if self._timer is not None:
             self._timer.cancel()
 
-    async def until_done(self, task: asyncio.Future[T]) -> T:
-        """The run's result, or Interrupted once `forced` is set (the run is cancelled)."""
+    async def until_done(self, task: asyncio.Future[T],
+                         open_calls: Callable[[], int] | None = None) -> T:
+        """The run's result, or Interrupted once `forced` is set (the run is cancelled).
+        `open_calls`: how many calls are still in flight, for its words: a second Ctrl-C
+        while the run read its last plan (seconds at a million contacts) said calls were
+        left open when none was."""
         forced = asyncio.ensure_future(self.forced.wait())
         try:
             await asyncio.wait({task, forced}, return_when=asyncio.FIRST_COMPLETED)
@@ -94,7 +105,11 @@ class Stopper:
             forced.cancel()
         if task.done():
             return task.result()
+        left = open_calls() if open_calls is not None else None
         task.cancel()
         await asyncio.wait({task}, timeout=1.0)
+        if left == 0:
+            raise Interrupted("stopped by a second signal while the run was ending: every call "
+                              "had ended (only its last summary was not read)", left_open=False)
         raise Interrupted("stopped by a second signal before every call had ended: the next "
                           "`ivr run` reconciles the attempts left open")
