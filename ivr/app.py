@@ -323,14 +323,15 @@ async def _run_campaign(cfg: Config, store: Store, on_tick: Callable[[Controller
     # of every garbage collection, which would otherwise rescan them as calls come and go.
     gc.freeze()
     stopper = Stopper(stop)  # Ctrl-C and SIGTERM: a graceful stop, then a hard one
-    stopper.install()
-    # This campaign's: no round trip on the loop
-    since_id = await ctl.dialer.off_loop(store.last_call_id, cfg.campaign.name)
-    state = RunState(cfg.campaign.name, store, clock, max_concurrent=cfg.dialer.max_concurrent,
-                     nodes=ctl.dialer.node_snapshots, since_id=since_id)
-    if on_snapshot is not None:
-        state.subscribe(on_snapshot)
-    try:
+    try:  # from here a failure (the store gone) still closes the links, servers and signals
+        stopper.install()
+        # This campaign's: no round trip on the loop
+        since_id = await ctl.dialer.off_loop(store.last_call_id, cfg.campaign.name)
+        state = RunState(cfg.campaign.name, store, clock,
+                         max_concurrent=cfg.dialer.max_concurrent,
+                         nodes=ctl.dialer.node_snapshots, since_id=since_id)
+        if on_snapshot is not None:
+            state.subscribe(on_snapshot)
         task = asyncio.ensure_future(campaign_run.run(
             cfg, store, ctl.dialer, clock, stopper.stop, stopper.hard, state,
             on_tick=lambda: on_tick(ctl), standby=standby, wait=wait, resume=resume))
