@@ -21,7 +21,7 @@ from ivr.store.base import (ERASED_NUMBER, CallResult, Claim, History, Judge, Ro
                              parse_utc, utc)
 from ivr.store.pg_core import PgCore
 from ivr.store.sqlite_calls import OTHERS_OPEN_FOR, _heard, _known, campaign_tag
-from ivr.store.sqlite_history import HISTORY_CHUNK, hashes_of
+from ivr.store.sqlite_history import chunked_history, hashes_of
 
 
 class PgCallsSQL(PgCore):
@@ -311,15 +311,12 @@ class PgCallsSQL(PgCore):
                 campaign: str | None = None) -> dict[str, History]:
         """What the rules need for many numbers at once: five queries per HISTORY_CHUNK
         numbers, each list one array parameter. A number opposed or with a call in flight gets
-        only that (the judge refuses it first; sqlite_calls.history says why)."""
-        out = {n: History() for n in numbers}
-        for i in range(0, len(numbers), HISTORY_CHUNK):
-            self._fill_history(out, numbers[i:i + HISTORY_CHUNK], attempts_since,
-                               refusals_since, campaign)
-        return out
+        only that (the judge refuses it first; sqlite_history.history says why)."""
+        return chunked_history(self._fill_history, numbers, attempts_since, refusals_since,
+                               campaign)
 
     def held_among(self, numbers: list[str], now: datetime) -> set[str]:
-        """The numbers with a live erasure hold (sqlite_calls.held_among says why)."""
+        """The numbers with a live erasure hold (sqlite_history.held_among says why)."""
         if not self._rows("SELECT 1 AS x FROM erasure_holds WHERE kept_until > %s LIMIT 1",
                           (utc(now),)):
             return set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +42,16 @@ def hashes_of(store: Any, numbers: list[str]) -> dict[str, str]:
     return out
 
 
+
+def chunked_history(fill: Callable[..., None], numbers: list[str], attempts_since: datetime,
+                    refusals_since: datetime, campaign: str | None) -> dict[str, History]:
+    """Both backends' `history`: their own `_fill_history` per HISTORY_CHUNK numbers."""
+    out = {n: History() for n in numbers}
+    for i in range(0, len(numbers), HISTORY_CHUNK):
+        fill(out, numbers[i:i + HISTORY_CHUNK], attempts_since, refusals_since, campaign)
+    return out
+
+
 class HistorySQL(SQLiteCore):
     def history(self, numbers: list[str], attempts_since: datetime, refusals_since: datetime,
                 campaign: str | None = None) -> dict[str, History]:
@@ -50,11 +61,8 @@ class HistorySQL(SQLiteCore):
         flight gets only that: the judge refuses it before it looks further (a re-plan with
         every call in flight reads two lists, not six; the claim reads its one number's whole
         history)."""
-        out = {n: History() for n in numbers}
-        for i in range(0, len(numbers), HISTORY_CHUNK):
-            self._fill_history(out, numbers[i:i + HISTORY_CHUNK], attempts_since,
-                               refusals_since, campaign)
-        return out
+        return chunked_history(self._fill_history, numbers, attempts_since, refusals_since,
+                               campaign)
 
     def held_among(self, numbers: list[str], now: datetime) -> set[str]:
         """The numbers an erasure left a hold for, not expired at `now` (erasure_holds): the
