@@ -37,6 +37,7 @@ from ivr.prompts.build import MANIFEST_NAME, load_manifest
 from ivr.prompts.live import LivePrompts
 from ivr.prompts.manifest import load_playable
 from ivr.records import webhooks
+from ivr.records.run_audit import record_rules
 from ivr.telephony.sandbox import Sandbox
 from ivr.store import factory
 from ivr.store.base import RunOwner
@@ -305,6 +306,8 @@ async def run_campaign(cfg: Config, store: Store, *,
     for forever; another campaign's run may share the store)."""
     clock = clock or Clock()
     with store.hold_run(RunOwner.this_process(utcnow()), cfg.campaign.name):
+        # held first: a second run refused above must not record its config's span
+        record_rules(cfg, store, utcnow())  # how far back its rules read: `ivr purge` keeps it
         async with webhooks.running(cfg, store) as hooks:  # refused here without its secret
             return await _run_campaign(cfg, store, on_tick, on_snapshot, clock, stop, node,
                                        hashes, standby, hooks, wait, resume)
@@ -335,7 +338,8 @@ async def _run_campaign(cfg: Config, store: Store, on_tick: Callable[[Controller
         task = asyncio.ensure_future(campaign_run.run(
             cfg, store, ctl.dialer, clock, stopper.stop, stopper.hard, state,
             on_tick=lambda: on_tick(ctl), standby=standby, wait=wait, resume=resume))
-        report = await stopper.until_done(task, open_calls=ctl.dialer.in_flight)
+        report = await stopper.until_done(  # outcomes not yet written leave calls open
+            task, open_calls=lambda: ctl.dialer.in_flight() + len(ctl.dialer.writer.pending))
         left = ctl.dialer.in_flight()
         if left:  # a hard stop gave up on them (PBX away): not a clean end
             raise Interrupted(f"stopped with {left} call(s) still open: the next `ivr run` "

@@ -180,7 +180,10 @@ def check(ctx: Ctx) -> None:
     from rich.markup import escape
 
     from ivr.compliance.campaign_check import pbx_violations
-    violations = _preflight(ctx, ctx.store()) + pbx_violations(ctx.cfg)
+    from ivr.records.run_audit import record_rules
+    store = ctx.store()
+    record_rules(ctx.cfg, store, now())  # how far back its rules read: `ivr purge` keeps it
+    violations = _preflight(ctx, store) + pbx_violations(ctx.cfg)
     for v in violations:
         colour = "red" if v.severity == "error" else "yellow"
         # escaped: rich took "[globals]", "[ivr]", "pbx.nodes[n2]" in a message for markup
@@ -211,9 +214,8 @@ def run_cmd(ctx: Ctx, dry_run: bool, standby: bool, wait: bool, resume: bool) ->
     if dry_run:
         _dry_run(ctx, store)
         return
-    from ivr.records.run_audit import audit_run_start, record_rules
+    from ivr.records.run_audit import audit_run_start
     audit_run_start(ctx.cfg, store, violations, now())
-    record_rules(ctx.cfg, store, now())  # what `ivr purge` with another campaign's config keeps
     _run(ctx, store, standby, wait, resume)
 
 
@@ -278,13 +280,13 @@ def _run(ctx: Ctx, store: Any, standby: bool = False, wait: bool = False,
             run(run_campaign(ctx.cfg, store, on_snapshot=progress.show, standby=standby,
                              wait=wait, resume=resume))
     except Interrupted as exc:
-        if not exc.left_open:  # a stop all the same: status 0, as the operator's stop
+        last = progress.last  # a breaker's stop stays a breaker's (4), calls left open or not
+        carrier = last is not None and last.stopped_by == "carrier"
+        if not exc.left_open and not carrier:  # a stop all the same: 0, as the operator's
             console.print(f"run stopped: {exc}", highlight=False)
             return
         click.echo(f"error: {exc}", err=True)
-        last = progress.last  # a breaker's stop stays a breaker's (4), calls left open or not
-        sys.exit(EXIT_CARRIER if last is not None and last.stopped_by == "carrier"
-                 else EXIT_LEFT_OPEN)
+        sys.exit(EXIT_CARRIER if carrier else EXIT_LEFT_OPEN)
     final = progress.last  # the report reads the run's final snapshot, nothing else
     assert final is not None and final.stopped
     console.print(f"run {final.stopped_by}: {final.originated} call(s) placed; {final.why}",

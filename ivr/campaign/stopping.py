@@ -92,8 +92,7 @@ class Stopper:
         if self._timer is not None:
             self._timer.cancel()
 
-    async def until_done(self, task: asyncio.Future[T],
-                         open_calls: Callable[[], int] | None = None) -> T:
+    async def until_done(self, task: asyncio.Future[T], open_calls: Callable[[], int]) -> T:
         """The run's result, or Interrupted once `forced` is set (the run is cancelled).
         `open_calls`: how many calls are still in flight, for its words: a second Ctrl-C
         while the run read its last plan (seconds at a million contacts) said calls were
@@ -105,7 +104,7 @@ class Stopper:
             forced.cancel()
         if task.done():
             return task.result()
-        left = open_calls() if open_calls is not None else None
+        left = open_calls()
         task.cancel()
         await asyncio.wait({task}, timeout=1.0)
         if left == 0:

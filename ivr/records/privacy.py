@@ -301,24 +301,42 @@ def purge(store: StoreBackend, older_than: timedelta, now: datetime,
     if older_than <= timedelta(0):
         raise IvrError("the retention period must be positive, e.g. 730d")
     days = f"{older_than / timedelta(days=1):g} days"  # 1m is 30 days, 36h 1.5
-    what = f"--older-than {given} ({days})" if given else f"a retention of {days}"
+    what = f"--older-than {given} ({days})" if given else f"retention.days ({days})"
     if older_than < keep:
         raise IvrError(f"{what} is shorter than the {keep.days} days the calling rules read "
                        f"back (refusal cooldown, attempt cap): use at least {keep.days}d")
-    others = {name: n for name, n in lookbacks(store).items() if name != campaign}
-    longest = max(others, key=lambda name: others[name], default=None)
-    if longest is not None and older_than < timedelta(days=others[longest]):
-        n = others[longest]
-        raise IvrError(f"{what} is shorter than the {n} days campaign {longest!r} reads back "
-                       f"(its refusal cooldown or attempt cap, as its last run started): its "
-                       f"refusals would be deleted and those people called again; use at "
-                       f"least {n}d")
+    if campaign is not None:
+        _others_kept(store, campaign, older_than, what)
     cutoff = now - older_than
     # Not in one transaction: the store deletes by chunks, each its own (another writer gets
     # the lock in between); a purge stopped midway is finished by the next one.
     counts: dict[str, Any] = {"cutoff": utc(cutoff), **store.purge_before(cutoff, now)}
     store.audit("purge", None, counts, now)  # once, last, with the totals
     return counts
+
+
+def _others_kept(store: StoreBackend, campaign: str, older_than: timedelta, what: str) -> None:
+    """The other campaigns of the store: a purge shorter than the span one's rules read back,
+    as its last run or check recorded it (run_audit.record_rules), is refused; so is any purge
+    while a campaign with contacts still to call has recorded none (its span is unknown)."""
+    recorded = lookbacks(store)
+    others = {name: n for name, n in recorded.items() if name != campaign}
+    longest = max(others, key=lambda name: others[name], default=None)
+    if longest is not None and older_than < timedelta(days=others[longest]):
+        n = others[longest]
+        raise IvrError(f"{what} is shorter than the {n} days campaign {longest!r} reads back "
+                       f"(its refusal cooldown or attempt cap, as its last run or check "
+                       f"recorded it): refusals it still honours would be deleted and those "
+                       f"people called again; use at least {n}d")
+    unknown = [c for c in store.campaigns() if c != campaign and c not in recorded
+               and store.pending_sources(c)]
+    if unknown:
+        named = ", ".join(repr(c) for c in unknown[:3]) + (
+            f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
+        raise IvrError(f"campaign {named} still has contacts to call and has recorded no span "
+                       "of its calling rules (neither run nor checked since this release): "
+                       "a purge might delete refusals it honours; run `ivr --config <its "
+                       "config> check` once for each, then purge again")
 
 
 # The advice to a PostgreSQL role that may not rewrite the tables (a text, not a statement).
