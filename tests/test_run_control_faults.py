@@ -243,3 +243,34 @@ def test_a_clean_forced_end_exits_0(monkeypatch: pytest.MonkeyPatch,
     cli._run(SimpleNamespace(cfg=make_config()), store=None)  # no SystemExit: status 0
     out = capsys.readouterr()
     assert out.err == "" and out.out.startswith("run stopped: stopped by a second signal while")
+
+
+def test_a_carrier_stop_forced_to_its_end_still_exits_4(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    """Found in the diff's review: a second signal after the breaker's stop, every call
+    ended, exited 0 and hid the "fix the trunk" status the README documents."""
+    from types import SimpleNamespace
+
+    from conftest import make_config
+    from ivr import app, cli
+    from ivr.campaign import progress
+    from ivr.campaign.stopping import Interrupted
+
+    class Shown:  # the run's last snapshot, as Progress keeps it
+        last = SimpleNamespace(stopped_by="carrier")
+
+        def __init__(self, console: Any) -> None: ...
+        def __enter__(self) -> "Shown": return self
+        def __exit__(self, *exc: Any) -> None: ...
+        def show(self, snapshot: Any) -> None: ...
+
+    async def ended(*args: Any, **kwargs: Any) -> Any:
+        raise Interrupted("stopped by a second signal while the run was ending: every call "
+                          "had ended (only its last summary was not read)", left_open=False)
+    monkeypatch.setattr(app, "run_campaign", ended)
+    monkeypatch.setattr(progress, "Progress", Shown)
+    with pytest.raises(SystemExit) as exc:
+        cli._run(SimpleNamespace(cfg=make_config()), store=None)
+    assert exc.value.code == cli.EXIT_CARRIER == 4
+    assert capsys.readouterr().err.startswith("error: stopped by a second signal while")
