@@ -2,8 +2,10 @@
 blanks. Campaign B's list gave America/Guadeloupe for a number campaign A had stored with
 Europe/Paris: B's import said "merged", kept Paris time, and B's run judged the calling hours
 in Paris, so that person was due at 05:30 their time. A line whose time zone contradicts the
-stored one is now rejected, naming both zones, and nothing of it is written or bound; the
-same zone, or none, merges as before. On both backends."""
+one stored for a contact another campaign shares is now rejected, naming both zones, and
+nothing of it is written or bound; the same zone, or none, merges as before. A contact of the
+importing campaign alone takes the file's zone: re-importing a corrected list corrects it. Two
+zones for one number within a file: the later line is rejected. On both backends."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -36,9 +38,9 @@ def test_a_time_zone_contradicting_the_stored_one_is_rejected(store: Store,
         "0612345602,Bob B,America/Martinique",    # fills A's blank, as before
         "0612345603,Carla,Europe/Paris"])
     assert report.rejected == [(2, (
-        "+33612345601 is already stored with time zone Europe/Paris (an earlier list); this "
-        "file says America/Guadeloupe: a person has one, so correct the file, or leave its "
-        "timezone empty to keep Europe/Paris"))]
+        "+33612345601 is stored with time zone Europe/Paris, which another campaign's list "
+        "shares; this file says America/Guadeloupe: a person has one, so correct whichever "
+        "list is wrong, or leave this file's timezone empty to keep Europe/Paris"))]
     assert (report.added, report.merged, report.rejected_total) == (1, 1, 1)
     assert _bound(store, "camp-b") == {"+33612345602", "+33612345603"}
     zones = {r["number"]: r["timezone"] for r in store.q("SELECT number, timezone FROM contacts")}
@@ -47,3 +49,27 @@ def test_a_time_zone_contradicting_the_stored_one_is_rejected(store: Store,
     again = _import(store, tmp_path, "camp-b", ["0612345601,Alice B,Europe/Paris",
                                                 "0612345602,Bob B,"])
     assert again.rejected == [] and _bound(store, "camp-b") >= {"+33612345601"}
+
+
+def test_a_campaigns_own_contact_takes_its_corrected_zone(store: Store, tmp_path: Path) -> None:
+    """Found in the diff's review: a campaign re-importing its own corrected list had every
+    corrected line rejected, and no other way to correct a stored zone."""
+    _import(store, tmp_path, "camp-a", ["0612345601,Alice,Europe/Paris"])
+    report = _import(store, tmp_path, "camp-a", ["0612345601,Alice,America/Guadeloupe"])
+    assert report.rejected == [] and report.merged == 1
+    (row,) = store.q("SELECT timezone FROM contacts")
+    assert row["timezone"] == "America/Guadeloupe"
+    # then the other campaign's list, which says the same, merges
+    assert _import(store, tmp_path, "camp-b", ["0612345601,A,America/Guadeloupe"]).rejected == []
+
+
+def test_two_zones_for_one_number_in_a_file_reject_the_later_line(store: Store,
+                                                                   tmp_path: Path) -> None:
+    report = _import(store, tmp_path, "camp-a", ["0612345601,Alice,",
+                                                 "0612345601,Alice,Europe/Paris",
+                                                 "0612345601,Alice,America/Guadeloupe"])
+    assert report.rejected == [(4, "+33612345601 has two time zones in this file: Europe/Paris "
+                                   "on line 3, America/Guadeloupe here: a person has one; "
+                                   "correct the file")]
+    (row,) = store.q("SELECT timezone FROM contacts")
+    assert row["timezone"] == "Europe/Paris"

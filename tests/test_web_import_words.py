@@ -152,11 +152,21 @@ def test_a_zone_clash_and_another_campaigns_upload_read_in_french() -> None:
     """Both written by the importers' own code (a reword there fails here)."""
     from ivr.records.import_report import zone_clashes
     from ivr.web.records import OTHER_COUNTRIES
-    (why,) = zone_clashes({"+33612345601": {"timezone": "America/Guadeloupe"}},
-                          {"+33612345601": {"timezone": "Europe/Paris"}}).values()
+    class Shared:
+        def bound_elsewhere(self, numbers: list[str], campaign: str) -> set[str]:
+            return set(numbers)
+    clashes, _ = zone_clashes({"+33612345601": {"timezone": "America/Guadeloupe"}},
+                              {"+33612345601": {"timezone": "Europe/Paris"}}, Shared(), "a")
+    (why,) = clashes.values()
     assert import_words.reason("fr", why) == (
-        "+33612345601 est déjà enregistré avec le fuseau horaire Europe/Paris (une liste "
-        "précédente) ; ce fichier indique America/Guadeloupe : une personne n'en a qu'un, "
-        "corrigez donc le fichier, ou laissez son fuseau vide pour garder Europe/Paris")
+        "+33612345601 est enregistré avec le fuseau horaire Europe/Paris, que partage la liste "
+        "d'une autre campagne ; ce fichier indique America/Guadeloupe : une personne n'en a "
+        "qu'un, corrigez donc la liste qui se trompe, ou laissez vide le fuseau de ce fichier "
+        "pour garder Europe/Paris")
+    assert import_words.reason("fr", "+33612345601 has two time zones in this file: "
+                               "Europe/Paris on line 3, America/Guadeloupe here: a person has "
+                               "one; correct the file") == (
+        "+33612345601 a deux fuseaux horaires dans ce fichier : Europe/Paris à la ligne 3, "
+        "America/Guadeloupe ici : une personne n'en a qu'un ; corrigez le fichier")
     said = import_words.reason("fr", OTHER_COUNTRIES.format(campaign="b"))
     assert said.startswith("la campagne 'b' n'est pas celle de la configuration de cette console")

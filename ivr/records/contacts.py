@@ -180,7 +180,8 @@ class _Importer:
         self.unnamed: frozenset[str] = frozenset()  # column_N of an empty header cell
         self.report = ImportReport()
         self.batch: dict[str, dict[str, str]] = {}  # number -> column -> value
-        self.lines: dict[str, int] = {}  # number -> its first line in the batch
+        self.lines: dict[str, int] = {}  # number -> the line that gave it its zone
+        self.own_zone: set[str] = set()  # the batch's numbers whose stored zone it corrects
         self.batches_written = 0
         self.zones: set[str] = set()  # valid names seen; zoneinfo does not cache failures
         self.refused: set[str] = set()  # numbers a line objects to: out of the queue at flush
@@ -231,6 +232,13 @@ class _Importer:
                                      "such as Europe/Paris")
         self._keyable(line, number)
         if number in self.batch:  # a later line of the same number fills blanks only
+            kept = self.batch[number].get("timezone")
+            if zone and kept and zone != kept:
+                return self.reject(line, f"{number} has two time zones in this file: {kept} "
+                                         f"on line {self.lines[number]}, {zone} here: a "
+                                         "person has one; correct the file")
+            if zone and not kept:
+                self.lines[number] = line  # the line whose zone the number takes
             fill_blanks(self.batch[number], row)
             self.report.duplicates += 1
             self.report.merged += 1
@@ -281,7 +289,8 @@ class _Importer:
         try:
             with self.store.transaction():
                 existing = self.store.contacts_by_number(numbers)
-                clashes = zone_clashes(batch, existing)
+                clashes, self.own_zone = zone_clashes(batch, existing, self.store,
+                                                      self.campaign)
                 numbers = [n for n in numbers if n not in clashes]
                 seen = self.store.seen_in_import(numbers)
                 listed = self.store.opted_out_among(numbers)
@@ -365,6 +374,8 @@ class _Importer:
         """Fill what the existing contact lacks; provenance and progress stay as they were."""
         changes: dict[str, Any] = {
             col: row[col] for col in ("name", "timezone") if row.get(col) and not old[col]}
+        if old["number"] in self.own_zone:  # this campaign's alone: its list corrects it
+            changes["timezone"] = row["timezone"]
         extra = json.loads(old["extra"] or "{}")
         filled = fill_blanks(dict(extra), extra_columns(row))
         if filled != extra:

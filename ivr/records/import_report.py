@@ -115,16 +115,21 @@ def acquired_on_date(text: str | None, now: datetime) -> str | None:
     return day.isoformat()
 
 
-def zone_clashes(batch: dict[str, dict[str, str]], existing: dict[str, Row]) -> dict[str, str]:
-    """The numbers stored with a time zone the file contradicts, and why (their lines are
-    rejected, nothing of them written): a contact is one row for every campaign, and a later
-    list only fills its blanks, so the file's zone would be ignored without a word while its
-    campaign called that person at another zone's hours."""
-    out = {}
-    for number, row in batch.items():
-        old, new = (existing.get(number) or {}).get("timezone"), row.get("timezone")
-        if old and new and old != new:
-            out[number] = (f"{number} is already stored with time zone {old} (an earlier "
-                           f"list); this file says {new}: a person has one, so correct "
-                           f"the file, or leave its timezone empty to keep {old}")
-    return out
+def zone_clashes(batch: dict[str, dict[str, str]], existing: dict[str, Row], store: Any,
+                 campaign: str) -> tuple[dict[str, str], set[str]]:
+    """The numbers stored with a time zone the file contradicts: ({number: why} for those
+    another campaign has bound too, whose lines are rejected with nothing of them written,
+    and the others', this campaign's alone, whose zone the file corrects). A contact is one
+    row for every campaign and a later list only fills its blanks: another campaign's zone
+    was ignored without a word, and its calls judged at the first list's hours."""
+    differ = [n for n, row in batch.items() if row.get("timezone") and (
+        existing.get(n) or {}).get("timezone") not in (None, "", row.get("timezone"))]
+    shared = store.bound_elsewhere(differ, campaign) if differ else set()
+    clashes = {}
+    for number in shared:
+        old, new = existing[number]["timezone"], batch[number]["timezone"]
+        clashes[number] = (f"{number} is stored with time zone {old}, which another "
+                           f"campaign's list shares; this file says {new}: a person has one, "
+                           f"so correct whichever list is wrong, or leave this file's "
+                           f"timezone empty to keep {old}")
+    return clashes, set(differ) - shared

@@ -119,6 +119,13 @@ class ContactsSQL(SQLiteCore):
             "b.basis IS NOT :basis)", {"campaign": campaign, "source": source,
                                        "basis": basis, "numbers": json.dumps(numbers)})
 
+    def bound_elsewhere(self, numbers: list[str], campaign: str) -> set[str]:
+        """Those of these numbers whose contact another campaign than `campaign` has bound."""
+        return {r["number"] for r in self._rows(
+            "SELECT DISTINCT k.number FROM contacts k JOIN campaign_contacts b ON b.contact_id "
+            "= k.id AND b.campaign != :campaign WHERE k.number IN (SELECT value FROM "
+            "json_each(:numbers))", {"campaign": campaign, "numbers": json.dumps(numbers)})}
+
     def share_list(self, source: str, *, campaign: str, basis: str, now: datetime,
                    from_campaign: str) -> int:
         """Bind list `source` of campaign `from_campaign` (its contacts bound under that name,

@@ -111,11 +111,16 @@ _LINE: tuple[tuple[str, str], ...] = (
     (r"file is not UTF-8; read as Windows-1252 \(Latin-1\): check accented names",
      "le fichier n'est pas en UTF-8 ; lu en Windows-1252 (Latin-1) : vérifiez les noms "
      "accentués"),
-    (r"(\+\d+) is already stored with time zone (\S+) \(an earlier list\); this file says "
-     r"(\S+): a person has one, so correct the file, or leave its timezone empty to keep \S+",
-     "{0} est déjà enregistré avec le fuseau horaire {1} (une liste précédente) ; ce fichier "
-     "indique {2} : une personne n'en a qu'un, corrigez donc le fichier, ou laissez son "
-     "fuseau vide pour garder {1}"),
+    (r"(\+\d+) is stored with time zone (\S+), which another campaign's list shares; this "
+     r"file says (\S+): a person has one, so correct whichever list is wrong, or leave this "
+     r"file's timezone empty to keep \S+",
+     "{0} est enregistré avec le fuseau horaire {1}, que partage la liste d'une autre "
+     "campagne ; ce fichier indique {2} : une personne n'en a qu'un, corrigez donc la liste "
+     "qui se trompe, ou laissez vide le fuseau de ce fichier pour garder {1}"),
+    (r"(\+\d+) has two time zones in this file: (\S+) on line (\d+), (\S+) here: a person "
+     r"has one; correct the file",
+     "{0} a deux fuseaux horaires dans ce fichier : {1} à la ligne {2}, {3} ici : une "
+     "personne n'en a qu'un ; corrigez le fichier"),
     (r"campaign (.*) is not this console's config's: its list was read with the default "
      r"country rule \(no foreign numbers\), not this config's contacts\.allow_countries; "
      r"import foreign numbers it allows with its own config: ivr --config <its config> "

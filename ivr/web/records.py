@@ -72,15 +72,17 @@ def upload_contacts(cfg: Config, store: StoreBackend, campaign: str, data: bytes
             store, path, campaign=campaign, source=source, basis=basis or None,
             acquired_on=acquired_on or None, default_region=cfg.default_region, now=now,
             allow_countries=allow)
-        if not own and cfg.contacts.allow_countries:
-            rep.warnings.append(OTHER_COUNTRIES.format(campaign=campaign))
     except contacts_mod.PartialImportError as exc:  # the CLI lists these rejects: so do we
         got = exc.report
+        if not own and cfg.contacts.allow_countries:  # the rejects it explains are listed
+            got.warnings.append(OTHER_COUNTRIES.format(campaign=campaign))
         raise PartialUpload(str(exc), {**_answer(got), "partial": True,
                                        "imported": got.added + got.merged + got.unchanged}
                             ) from exc
     finally:
         _cleanup(path)
+    if not own and cfg.contacts.allow_countries:
+        rep.warnings.append(OTHER_COUNTRIES.format(campaign=campaign))
     return _answer(rep)
 
 
