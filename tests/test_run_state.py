@@ -272,3 +272,33 @@ def test_outcome_counts_read_at_most_once_per_second_and_exact_at_the_end(
     attempt(s, "+33199000002", "message_played", clock)
     final = state.finish("finished", "nobody left")  # within the second, yet exact
     assert final.counts == {"busy": 1, "message_played": 1} and len(reads) == 3
+
+
+def test_a_count_that_costs_more_waits_longer_and_the_end_is_still_exact(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: the count walks every attempt of the run, on the event loop on SQLite,
+    once a second night and day (157 ms at 300,000 attempts). A count that took 0.2 s makes
+    the next wait COUNT_SHARE (20) times that: 4 s."""
+    from ivr.campaign import state as state_mod
+    clock = ManualClock()
+    s = store_with(tmp_path, 3)
+    reads: list[int] = []
+    count = s.outcome_counts
+    spent = [0.0]
+
+    def slow(*args: object, **kwargs: object) -> dict[str, int]:
+        reads.append(1)
+        spent[0] += 0.2  # what the query costs, on the counter the state reads
+        return count(*args, **kwargs)  # type: ignore[arg-type]
+    s.outcome_counts = slow  # type: ignore[method-assign]
+    monkeypatch.setattr(state_mod.time, "perf_counter", lambda: spent[0])
+    state = RunState("c1", s, clock, max_concurrent=3, count_every_s=1.0)
+    state.publish()
+    assert len(reads) == 1
+    attempt(s, "+33199000001", "busy", clock)
+    clock.advance(3.9)
+    assert state.publish().counts == {} and len(reads) == 1  # 4 s after a 0.2 s count
+    clock.advance(0.2)
+    assert state.publish().counts == {"busy": 1} and len(reads) == 2
+    attempt(s, "+33199000002", "message_played", clock)
+    assert state.finish("finished", "nobody left").counts == {"busy": 1, "message_played": 1}
