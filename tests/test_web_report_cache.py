@@ -161,3 +161,27 @@ def test_reports_of_a_campaign_the_store_does_not_know_are_404(
     for what in ("report.json", "report.csv"):
         assert c.get(f"/api/campaigns/no-such-campaign/{what}").status_code == 404
         assert c.get(f"/api/campaigns/{cfg.campaign.name}/{what}").status_code == 200
+
+
+def test_the_calls_marker_moves_with_the_campaigns_calls_only(store: Store) -> None:
+    """Found in review: a run commits its snapshot every second, night and day, and each
+    commit made an open overview recompute the calls per hour, a GROUP BY over every call of
+    the campaign (350-420 ms at 300,000). They are now kept on the campaign's calls' own
+    marker: a snapshot or another campaign's call leaves it, a call of the campaign moves it.
+    On both backends."""
+    from ivr.web.cache import Marked
+    from conftest import attempt
+    contact = add_contact(store, "+33199000010", at=NOW)
+    mark = store.calls_marker("c1")
+    store.publish_snapshot("c1", "ctl-1", {"seq": 1}, NOW)
+    attempt(store, contact, "other-campaign", "+33162000000", NOW)
+    assert store.calls_marker("c1") == mark
+    kept, computed = Marked(store.change_marker), []
+    for _ in range(2):
+        store.publish_snapshot("c1", "ctl-1", {"seq": 2}, NOW)  # moves change_marker
+        kept.get("per_hour:c1", lambda: computed.append(1), store.calls_marker("c1"))
+    assert len(computed) == 1
+    attempt(store, contact, "c1", "+33162000000", NOW)
+    assert store.calls_marker("c1") != mark
+    kept.get("per_hour:c1", lambda: computed.append(1), store.calls_marker("c1"))
+    assert len(computed) == 2

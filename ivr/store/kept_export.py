@@ -32,6 +32,12 @@ class KeptExport:
                       render: Callable[[dict[str, Any]], str], first: int
                       ) -> Iterator[tuple[bytes, int]]: ...
 
+    def calls_marker(self, campaign: str | None) -> str:
+        """Moves whenever a call of the campaign changes: its blocks' versions, which the kept
+        blocks trust too. Unlike change_marker, a commit elsewhere (a run's snapshot, each
+        second) leaves it: what is read from the calls alone is kept across those."""
+        return repr(self._chunk_versions(campaign))
+
     def export_calls_csv_kept(self, campaign: str | None, render: Callable[[dict[str, Any]], str],
                               kept: Mapping[int, Chunk], out: dict[int, Chunk] | None,
                               out_max: int | None = None) -> Generator[bytes, None, int]:

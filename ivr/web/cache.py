@@ -104,8 +104,11 @@ class Marked:
         self._kept: dict[str, tuple[str, Any]] = {}
         self._cleared = 0  # clear()s so far: a value computed across one is not kept
 
-    def get(self, key: str, compute: Callable[[], Any]) -> Any:
-        mark = self.marker()  # before computing: a commit meanwhile moves it past `mark`
+    def get(self, key: str, compute: Callable[[], Any], mark: str | None = None) -> Any:
+        """`mark`: a narrower marker read by the caller (store.calls_marker) instead of
+        the store's."""
+        if mark is None:
+            mark = self.marker()  # before computing: a commit meanwhile moves it past `mark`
         with self._lock:
             hit, cleared = self._kept.get(key), self._cleared
         if hit is not None and hit[0] == mark:
