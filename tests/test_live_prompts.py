@@ -104,3 +104,28 @@ def test_a_rebuild_without_a_prompt_the_run_plays_is_not_followed(tmp_path: Path
     rig.install(NEW)
     rig.t += CHECK_EVERY_S
     assert rig.live.current().hashes == NEW
+
+
+def test_a_build_waiting_for_its_install_is_said_once_per_manifest(
+        tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    """Found in review: looked at every second of calling, a build not installed (or a
+    manifest that cannot be read) was said every second: 3,600 lines an hour."""
+    import logging
+    caplog.set_level(logging.INFO, logger="ivr.prompts.live")
+    rig = Rig(tmp_path)
+    rig.write(NEW)
+    for _ in range(30):
+        rig.t += CHECK_EVERY_S
+        assert rig.live.current().hashes == OLD
+    waiting = [r for r in caplog.records if "waiting for its install" in r.message]
+    assert len(waiting) == 1
+    rig.manifest.write_text("{not json")  # another manifest, unreadable: said once too
+    for _ in range(30):
+        rig.t += CHECK_EVERY_S
+        rig.live.current()
+    unreadable = [r for r in caplog.records if "cannot be read" in r.message]
+    assert len(unreadable) == 1
+    rig.write(NEW)  # a new build, still not installed: said again, once
+    rig.t += CHECK_EVERY_S
+    rig.live.current()
+    assert len([r for r in caplog.records if "waiting for its install" in r.message]) == 2

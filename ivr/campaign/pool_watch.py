@@ -32,6 +32,7 @@ NODE_TIMEOUT_S = 5.0
 async def watch(dialer: Dialer) -> None:
     """For as long as the dialer lives; a failure is logged and tried again next time."""
     next_orphans = dialer.clock.monotonic() + ORPHANS_S
+    told = False  # the store's failure said, once per outage (the run says it is away too)
     while True:
         await dialer.clock.sleep(POLL_S)
         now = dialer.clock.monotonic()
@@ -44,8 +45,12 @@ async def watch(dialer: Dialer) -> None:
             next_orphans = now + ORPHANS_S
             try:
                 await settle_orphans(dialer)
+                told = False
             except Exception as exc:  # the store away: asked again next time
-                log.warning("orphaned attempts not settled (%s): trying again", exc)
+                (log.debug if told else log.warning)(
+                    "orphaned attempts not settled (%s): trying again every %g s", exc,
+                    ORPHANS_S)
+                told = True
 
 
 async def check_node(dialer: Dialer, ns: NodeState, now: float) -> None:

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ivr.prompts.manifest import ForeignBuild, OtherFlowKeys, keys_said
 from ivr.telephony.contract import prompt_sound
@@ -70,6 +71,7 @@ class LivePrompts:
         self._monotonic = monotonic
         self._next_check = monotonic() + CHECK_EVERY_S
         self._seen = self._stamp()
+        self._said: tuple[int, int] | None = None  # the manifest a waiting line was said for
 
     def current(self) -> PromptVersion:
         if self._manifest is not None and self._load is not None:
@@ -104,8 +106,8 @@ class LivePrompts:
                         keys_said(exc.changed, "this run"))
             return
         except Exception as exc:  # a build being written, or broken: keep playing ours
-            log.warning("prompt manifest changed but cannot be read (%s): keeping the "
-                        "current version", exc)
+            self._say_once(stamp, log.warning, "prompt manifest changed but cannot be read "
+                           "(%s): keeping the current version", exc)
             return
         lost = sorted(set(self.version.hashes) - set(candidate.hashes))
         if lost:  # this run's flow may still play them: the PBX-wide ivr/<key> is not ours
@@ -116,7 +118,8 @@ class LivePrompts:
             return
         missing = self._missing(candidate)
         if missing:  # not installed yet: look again next time (the stamp is not taken)
-            log.info("new prompt version built, waiting for its install (%s)", missing[0])
+            self._say_once(stamp, log.info, "new prompt version built, waiting for its "
+                           "install (%s)", missing[0])
             return
         self._seen = stamp
         if candidate.hashes != self.version.hashes:
@@ -124,6 +127,13 @@ class LivePrompts:
                      ", ".join(f"{k} {h[:12]}" for k, h in sorted(candidate.hashes.items())
                                if self.version.hashes.get(k) != h))
             self.version = candidate
+
+    def _say_once(self, stamp: tuple[int, int], say: Callable[..., None], *args: Any) -> None:
+        """Once per manifest written: these are looked at again every second of calling
+        until the build is installed or readable, and said 3,600 times an hour."""
+        if self._said != stamp:
+            self._said = stamp
+            say(*args)
 
     def _missing(self, candidate: PromptVersion) -> list[str]:
         """The candidate's files not yet in every folder the PBX plays from."""
