@@ -6,7 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # base imports this module (Chunk): the row type only for annotations
+    from ivr.store.base import Row
+
 BLOCK_SHIFT = 13  # report.csv's blocks: the calls whose id >> 13 is equal (schema 11)
 
 
@@ -29,7 +33,7 @@ class KeptExport:
     def _read_snapshot(self) -> AbstractContextManager[None]: ...
     def _chunk_versions(self, campaign: str | None) -> list[tuple[int, int]]: ...
     def _render_range(self, campaign: str | None, lo: int, hi: int,
-                      render: Callable[[dict[str, Any]], str], first: int
+                      render: Callable[[Row], str], first: int
                       ) -> Iterator[tuple[bytes, int]]: ...
 
     def calls_marker(self, campaign: str | None) -> str:
@@ -38,7 +42,7 @@ class KeptExport:
         second) leaves it: what is read from the calls alone is kept across those."""
         return repr(self._chunk_versions(campaign))
 
-    def export_calls_csv_kept(self, campaign: str | None, render: Callable[[dict[str, Any]], str],
+    def export_calls_csv_kept(self, campaign: str | None, render: Callable[[Row], str],
                               kept: Mapping[int, Chunk], out: dict[int, Chunk] | None,
                               out_max: int | None = None) -> Generator[bytes, None, int]:
         """export_calls_csv's bytes, block by block: a block of `kept` whose version is the
