@@ -299,7 +299,8 @@ def _run(ctx: Ctx, store: Any, standby: bool = False, wait: bool = False,
 @pass_ctx
 def serve_cmd(ctx: Ctx) -> None:
     """Serve the inbound opposition line (FastAGI `callback`) between runs, until Ctrl-C."""
-    from ivr.app import run, serve_forever
+    from ivr.app import run
+    from ivr.callback_line import serve_forever
     where = f"{ctx.cfg.agi.host}:{ctx.cfg.agi.port}"
     run(serve_forever(ctx.cfg, ctx.store(busy_timeout_s=0.5, serving=True),  # locked: retried
                       listening=lambda: console.print(f"serving FastAGI on {where} (Ctrl-C stops)")))

@@ -76,7 +76,7 @@ def test_ivr_serve_and_run_give_the_line_the_configured_optout_key(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`ivr serve` (serve_forever) and a run's FastAGI routes (agi_app) build the line with
     flow.optout_key: a caller pressing the configured 8 is opted out."""
-    from ivr import app as ivr_app
+    from ivr import app as ivr_app, callback_line
     from test_callback_line_lifecycle import SECRET as LINE_SECRET, env_lines, free_port
     from conftest import make_config, store_at
     monkeypatch.setenv("IVR_CALLBACK_SECRET", LINE_SECRET)
@@ -98,7 +98,7 @@ def test_ivr_serve_and_run_give_the_line_the_configured_optout_key(
 
     async def main() -> list[str]:
         stop = asyncio.Event()
-        task = asyncio.create_task(ivr_app.serve_forever(cfg, store, stop=stop))
+        task = asyncio.create_task(callback_line.serve_forever(cfg, store, stop=stop))
         await asyncio.sleep(0.3)
         commands = await press_8("+33611111111")
         await asyncio.sleep(0.3)

@@ -26,7 +26,7 @@ from click.testing import CliRunner
 
 import ports
 from conftest import Backend, make_config, store_at
-from ivr import app as ivr_app
+from ivr import callback_line
 from ivr.callflow import agi_callback
 from ivr.app import run_campaign as app_run
 from ivr.cli import cli
@@ -115,7 +115,7 @@ def test_serve_keeps_an_opposition_the_locked_store_could_not_take_at_once(
 
     async def main() -> tuple[list[str], float]:
         stop = asyncio.Event()
-        task = asyncio.create_task(ivr_app.serve_forever(cfg, store, stop=stop))
+        task = asyncio.create_task(callback_line.serve_forever(cfg, store, stop=stop))
         await asyncio.sleep(0.3)
         other = sqlite3.connect(tmp_path / "ivr.db", isolation_level=None)
         other.execute("BEGIN IMMEDIATE")  # the console, an import, an erasure: holding the lock
@@ -144,7 +144,7 @@ def test_serve_reads_the_callers_number_from_its_own_line_only(
 
     async def main() -> None:
         stop = asyncio.Event()
-        task = asyncio.create_task(ivr_app.serve_forever(cfg, store, stop=stop))
+        task = asyncio.create_task(callback_line.serve_forever(cfg, store, stop=stop))
         await asyncio.sleep(0.3)
         await caller(port, "+33611111111",
                      agi_calleridname="Jean\u2028agi_callerid: +33622222222\x0cx")
