@@ -45,8 +45,6 @@ from ivr.store.sqlite import Store
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CLOSE_TIMEOUT_S = 2.0
-# A caller on the opposition line when a run or `ivr serve` stops: the notice, the wait for the
-# key and the confirmation take ~25 s; the key must not be lost to the stop.
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:

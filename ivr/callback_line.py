@@ -17,6 +17,8 @@ from ivr.store.sqlite import Store
 from ivr.telephony.fastagi import AgiApplication, serve
 
 log = logging.getLogger(__name__)
+# A caller on the opposition line when a run or `ivr serve` stops: the notice, the wait for the
+# key and the confirmation take ~25 s; the key must not be lost to the stop.
 CALLBACK_DRAIN_S = 30.0
 STORE_SETTLE_S = 10.0  # at a stop, writes the store could not take yet are retried this long
 

@@ -74,7 +74,7 @@ class NamedStdout(io.TextIOBase):
         return getattr(self.stream, name)
 
 
-# Commands that run until stopped handle SIGTERM themselves (ivr.app.install_signals).
+# Commands that run until stopped handle SIGTERM themselves (campaign/stopping.py; ivr.callback_line.install_signals).
 SERVING = frozenset({"run", "serve", "web", "demo"})
 
 

@@ -73,3 +73,19 @@ def test_two_zones_for_one_number_in_a_file_reject_the_later_line(store: Store,
                                    "correct the file")]
     (row,) = store.q("SELECT timezone FROM contacts")
     assert row["timezone"] == "Europe/Paris"
+
+
+def test_two_zones_for_one_number_in_different_batches_reject_the_later_line(
+        store: Store, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Found in the last review: past a batch (1,000 numbers), the earlier line's zone was
+    stored, and the later line's, the importing campaign's own, replaced it without a word."""
+    from ivr.records import contacts
+    monkeypatch.setattr(contacts, "BATCH", 2)
+    report = _import(store, tmp_path, "camp-a", ["0612345601,A,Europe/Paris",
+                                                 "0612345602,B,",
+                                                 "0612345601,A,America/Guadeloupe"])
+    assert report.rejected == [(4, "+33612345601 has two time zones in this file: Europe/Paris "
+                                   "on an earlier line, America/Guadeloupe here: a person has "
+                                   "one; correct the file")]
+    zones = {r["number"]: r["timezone"] for r in store.q("SELECT number, timezone FROM contacts")}
+    assert zones["+33612345601"] == "Europe/Paris"

@@ -302,3 +302,25 @@ def test_a_count_that_costs_more_waits_longer_and_the_end_is_still_exact(
     assert state.publish().counts == {"busy": 1} and len(reads) == 2
     attempt(s, "+33199000002", "message_played", clock)
     assert state.finish("finished", "nobody left").counts == {"busy": 1, "message_played": 1}
+
+
+def test_the_count_gap_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in the last review: one count that waited on a lock (60 s, say) set a 20-minute
+    gap, and the live counts froze with the store healthy again. At most COUNT_GAP_MAX_S."""
+    from ivr.campaign import state as state_mod
+    clock = ManualClock()
+    s = store_with(tmp_path, 3)
+    spent, reads = [0.0], []
+    count = s.outcome_counts
+
+    def stalled(*args: object, **kwargs: object) -> dict[str, int]:
+        reads.append(1)
+        spent[0] += 60.0
+        return count(*args, **kwargs)  # type: ignore[arg-type]
+    s.outcome_counts = stalled  # type: ignore[method-assign]
+    monkeypatch.setattr(state_mod.time, "perf_counter", lambda: spent[0])
+    state = RunState("c1", s, clock, max_concurrent=3, count_every_s=1.0)
+    state.publish()
+    clock.advance(state_mod.COUNT_GAP_MAX_S)
+    state.publish()
+    assert len(reads) == 2 and state_mod.COUNT_GAP_MAX_S == 30.0

@@ -168,5 +168,10 @@ def test_a_zone_clash_and_another_campaigns_upload_read_in_french() -> None:
                                "one; correct the file") == (
         "+33612345601 a deux fuseaux horaires dans ce fichier : Europe/Paris à la ligne 3, "
         "America/Guadeloupe ici : une personne n'en a qu'un ; corrigez le fichier")
+    assert import_words.reason("fr", "+33612345601 has two time zones in this file: "
+                               "Europe/Paris on an earlier line, America/Guadeloupe here: a "
+                               "person has one; correct the file") == (
+        "+33612345601 a deux fuseaux horaires dans ce fichier : Europe/Paris sur une ligne "
+        "précédente, America/Guadeloupe ici : une personne n'en a qu'un ; corrigez le fichier")
     said = import_words.reason("fr", OTHER_COUNTRIES.format(campaign="b"))
     assert said.startswith("la campagne 'b' n'est pas celle de la configuration de cette console")

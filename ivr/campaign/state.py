@@ -33,6 +33,8 @@ Subscriber = Callable[["Snapshot"], None]
 # 600 calls a minute (nor its ETA a few seconds); early figures err low, then converge.
 MIN_RATE_SPAN_S = 20.0
 COUNT_SHARE = 20  # an outcome count waits 20 times its own cost: at most ~5 % of the time
+COUNT_GAP_MAX_S = 30.0  # but never longer: one count that waited on a lock (a VACUUM
+# after an erasure) must not freeze the live counts for 20 times that wait
 
 
 @dataclass(frozen=True)
@@ -260,7 +262,8 @@ class RunState:
         # the event loop, night and day under `--wait`. The next waits COUNT_SHARE times as
         # long as this one took, so counting keeps to a small share of the loop (or of the
         # database) however long the run; the final snapshot is counted whatever the gap.
-        self._count_gap = max(self.count_every_s, COUNT_SHARE * (time.perf_counter() - started))
+        took = time.perf_counter() - started  # a lock waited for counts too: capped
+        self._count_gap = min(COUNT_GAP_MAX_S, max(self.count_every_s, COUNT_SHARE * took))
         with self._count_lock:
             if mine > self._count_applied:  # else a read started later already landed
                 self._count_applied, self._counts = mine, tuple(ordered(counts).items())

@@ -289,10 +289,15 @@ class _Importer:
         try:
             with self.store.transaction():
                 existing = self.store.contacts_by_number(numbers)
-                clashes, self.own_zone = zone_clashes(batch, existing, self.store,
-                                                      self.campaign)
-                numbers = [n for n in numbers if n not in clashes]
                 seen = self.store.seen_in_import(numbers)
+                clashes, own = zone_clashes(batch, existing, self.store, self.campaign)
+                for number in own & seen:  # its zone came from an earlier batch of this file
+                    clashes[number] = (f"{number} has two time zones in this file: "
+                                       f"{existing[number]['timezone']} on an earlier line, "
+                                       f"{batch[number]['timezone']} here: a person has one; "
+                                       "correct the file")
+                self.own_zone = own - seen
+                numbers = [n for n in numbers if n not in clashes]
                 listed = self.store.opted_out_among(numbers)
                 kept = self.store.bound_otherwise(numbers, campaign=self.campaign,
                                                   source=self.source, basis=self.basis)

@@ -121,6 +121,10 @@ _LINE: tuple[tuple[str, str], ...] = (
      r"has one; correct the file",
      "{0} a deux fuseaux horaires dans ce fichier : {1} à la ligne {2}, {3} ici : une "
      "personne n'en a qu'un ; corrigez le fichier"),
+    (r"(\+\d+) has two time zones in this file: (\S+) on an earlier line, (\S+) here: a "
+     r"person has one; correct the file",
+     "{0} a deux fuseaux horaires dans ce fichier : {1} sur une ligne précédente, {2} ici : "
+     "une personne n'en a qu'un ; corrigez le fichier"),
     (r"campaign (.*) is not this console's config's: its list was read with the default "
      r"country rule \(no foreign numbers\), not this config's contacts\.allow_countries; "
      r"import foreign numbers it allows with its own config: ivr --config <its config> "
