@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
+
 from ivr.records.contacts import import_csv
 from ivr.store import Store
 
@@ -63,29 +65,22 @@ def test_a_campaigns_own_contact_takes_its_corrected_zone(store: Store, tmp_path
     assert _import(store, tmp_path, "camp-b", ["0612345601,A,America/Guadeloupe"]).rejected == []
 
 
-def test_two_zones_for_one_number_in_a_file_reject_the_later_line(store: Store,
-                                                                   tmp_path: Path) -> None:
-    report = _import(store, tmp_path, "camp-a", ["0612345601,Alice,",
-                                                 "0612345601,Alice,Europe/Paris",
-                                                 "0612345601,Alice,America/Guadeloupe"])
-    assert report.rejected == [(4, "+33612345601 has two time zones in this file: Europe/Paris "
-                                   "on line 3, America/Guadeloupe here: a person has one; "
-                                   "correct the file")]
-    (row,) = store.q("SELECT timezone FROM contacts")
-    assert row["timezone"] == "Europe/Paris"
-
-
-def test_two_zones_for_one_number_in_different_batches_reject_the_later_line(
-        store: Store, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """Found in the last review: past a batch (1,000 numbers), the earlier line's zone was
-    stored, and the later line's, the importing campaign's own, replaced it without a word."""
+@pytest.mark.parametrize("batch, lines, where", [
+    (1000, ["0612345601,A,", "0612345601,A,Europe/Paris", "0612345601,A,America/Guadeloupe"],
+     "on line 3"),
+    # found in the last review: past a batch (1,000 numbers), the earlier line's zone was
+    # stored, and the later line's, the importing campaign's own, replaced it without a word
+    (2, ["0612345601,A,Europe/Paris", "0612345602,B,", "0612345601,A,America/Guadeloupe"],
+     "on an earlier line")])
+def test_two_zones_for_one_number_in_a_file_reject_the_later_line(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch: int,
+        lines: list[str], where: str) -> None:
     from ivr.records import contacts
-    monkeypatch.setattr(contacts, "BATCH", 2)
-    report = _import(store, tmp_path, "camp-a", ["0612345601,A,Europe/Paris",
-                                                 "0612345602,B,",
-                                                 "0612345601,A,America/Guadeloupe"])
+    monkeypatch.setattr(contacts, "BATCH", batch)
+    report = _import(store, tmp_path, "camp-a", lines)
     assert report.rejected == [(4, "+33612345601 has two time zones in this file: Europe/Paris "
-                                   "on an earlier line, America/Guadeloupe here: a person has "
-                                   "one; correct the file")]
+                                   f"{where}, America/Guadeloupe here: a person has one; "
+                                   "correct the file")]
     zones = {r["number"]: r["timezone"] for r in store.q("SELECT number, timezone FROM contacts")}
     assert zones["+33612345601"] == "Europe/Paris"
+    assert len(zones) == len({ln.split(",")[0] for ln in lines})  # one row per number

@@ -28,7 +28,7 @@ from ivr.records.csv_read import (EMPTY, LATIN1_WARNING, header_columns, marked_
                                   read_records, short, unnamed)
 from ivr.records.import_report import (ImportReport, PartialImportError, acquired_on_date,
                                        counts_of, extra_columns, fill_blanks, provenance, to_json,
-                                       zone_clashes)
+                                       two_zones, zone_clashes)
 from ivr.records.interrupts import signals_held
 from ivr.store.base import Row, StoreBackend
 
@@ -234,9 +234,8 @@ class _Importer:
         if number in self.batch:  # a later line of the same number fills blanks only
             kept = self.batch[number].get("timezone")
             if zone and kept and zone != kept:
-                return self.reject(line, f"{number} has two time zones in this file: {kept} "
-                                         f"on line {self.lines[number]}, {zone} here: a "
-                                         "person has one; correct the file")
+                return self.reject(line, two_zones(number, kept,
+                                                   f"on line {self.lines[number]}", zone))
             if zone and not kept:
                 self.lines[number] = line  # the line whose zone the number takes
             fill_blanks(self.batch[number], row)
@@ -292,10 +291,8 @@ class _Importer:
                 seen = self.store.seen_in_import(numbers)
                 clashes, own = zone_clashes(batch, existing, self.store, self.campaign)
                 for number in own & seen:  # its zone came from an earlier batch of this file
-                    clashes[number] = (f"{number} has two time zones in this file: "
-                                       f"{existing[number]['timezone']} on an earlier line, "
-                                       f"{batch[number]['timezone']} here: a person has one; "
-                                       "correct the file")
+                    clashes[number] = two_zones(number, existing[number]["timezone"],
+                                                "on an earlier line", batch[number]["timezone"])
                 self.own_zone = own - seen
                 numbers = [n for n in numbers if n not in clashes]
                 listed = self.store.opted_out_among(numbers)

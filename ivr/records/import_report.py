@@ -133,3 +133,10 @@ def zone_clashes(batch: dict[str, dict[str, str]], existing: dict[str, Row], sto
                            f"so correct whichever list is wrong, or leave this file's "
                            f"timezone empty to keep {old}")
     return clashes, set(differ) - shared
+
+
+def two_zones(number: str, earlier: str, where: str, zone: str) -> str:
+    """Why a later line of a file is rejected: it gives `number` another zone than an earlier
+    line (`where`: "on line N", or "on an earlier line" once that line's batch is written)."""
+    return (f"{number} has two time zones in this file: {earlier} {where}, {zone} here: a "
+            "person has one; correct the file")

@@ -66,6 +66,8 @@ def upload_contacts(cfg: Config, store: StoreBackend, campaign: str, data: bytes
     # Another campaign's config is not this console's: the countries it allows are unknown,
     # so only the default's (none foreign) are taken; its operator imports the rest with it.
     allow = frozenset(cfg.contacts.allow_countries) if own else frozenset()
+    said = OTHER_COUNTRIES.format(campaign=campaign) if not own and cfg.contacts.allow_countries \
+        else None  # with the answer, partial or whole: it explains its foreign rejects
     path = _spooled(data, filename)
     try:
         rep = contacts_mod.import_csv(
@@ -74,15 +76,15 @@ def upload_contacts(cfg: Config, store: StoreBackend, campaign: str, data: bytes
             allow_countries=allow)
     except contacts_mod.PartialImportError as exc:  # the CLI lists these rejects: so do we
         got = exc.report
-        if not own and cfg.contacts.allow_countries:  # the rejects it explains are listed
-            got.warnings.append(OTHER_COUNTRIES.format(campaign=campaign))
+        if said:
+            got.warnings.append(said)
         raise PartialUpload(str(exc), {**_answer(got), "partial": True,
                                        "imported": got.added + got.merged + got.unchanged}
                             ) from exc
     finally:
         _cleanup(path)
-    if not own and cfg.contacts.allow_countries:
-        rep.warnings.append(OTHER_COUNTRIES.format(campaign=campaign))
+    if said:
+        rep.warnings.append(said)
     return _answer(rep)
 
 
