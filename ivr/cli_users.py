@@ -13,6 +13,7 @@ from rich.console import Console
 from ivr.errors import IvrError
 from ivr.records.acting import cli_actor
 from ivr.store.sqlite_console import LastAdmin
+from ivr.store.user_scope import check_scope, shown
 from ivr.web_users import (ROLES, check_password, check_role, hash_password, new_token,
                            token_hash)
 
@@ -78,26 +79,79 @@ def read_password() -> str:
         raise IvrError(str(exc)) from None
 
 
+CAMPAIGN_HELP = ("Bind the user to this campaign: it sees and acts on its bound campaigns "
+                 "alone (repeat for several; operator or viewer only). Without it: every "
+                 "campaign.")
+
+
+def bound_to(name: str, role: str, campaigns: tuple[str, ...]) -> tuple[str, ...] | None:
+    """--campaign as given, checked before a password is asked: None for every campaign."""
+    if not campaigns:
+        return None
+    if any(not c.strip() for c in campaigns):
+        raise IvrError("--campaign: give a campaign's name (as in config.yaml's campaign.name)")
+    try:
+        check_scope(name, role, campaigns)
+    except ValueError as exc:
+        raise IvrError(str(exc)) from None
+    return campaigns
+
+
+def not_in_store(store: StoreBackend, campaigns: tuple[str, ...] | None) -> str:
+    """A note for names the store holds no campaign of yet (a typo, or a campaign whose
+    list is not imported yet: the binding holds either way)."""
+    missing = sorted(set(campaigns or ()) - set(store.campaigns()))
+    return f" (not in this store yet: {', '.join(missing)})" if missing else ""
+
+
 @users.command("add")
 @click.argument("name")
 @click.option("--role", required=True, type=click.Choice(ROLES),
               help="admin: everything; operator: runs, lists, opposition, prompts; "
                    "viewer: read only.")
+@click.option("--campaign", "campaigns", multiple=True, help=CAMPAIGN_HELP)
 @pass_ctx
-def users_add(ctx: Ctx, name: str, role: str) -> None:
+def users_add(ctx: Ctx, name: str, role: str, campaigns: tuple[str, ...]) -> None:
     """Create a user; the password is read from the terminal (or stdin when piped)."""
     check_role(role)
     if not name.strip() or len(name) > 64 or any(c.isspace() for c in name):
         raise IvrError(f"NAME: {name!r}: use 1 to 64 characters without spaces")
+    bound = bound_to(name, role, campaigns)
     store = ctx.store()
     if store.user_by_name(name) is not None:
         raise IvrError(f"user {name!r} exists already")
     password_hash = hash_password(read_password())
     try:  # another admin may add the same name while this one hashes
-        store.add_user(name, role, password_hash, now(), actor=cli_actor())
+        store.add_user(name, role, password_hash, now(), actor=cli_actor(), campaigns=bound)
     except ValueError:
         raise IvrError(f"user {name!r} exists already") from None
-    console.print(f"user {name} added ({role})", highlight=False)
+    where = "" if bound is None else f", campaigns {', '.join(sorted(set(bound)))}"
+    console.print(f"user {name} added ({role}{where}){not_in_store(store, bound)}",
+                  highlight=False)
+
+
+@users.command("campaigns")
+@click.argument("name")
+@click.argument("campaigns", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Unbind NAME: every campaign.")
+@pass_ctx
+def users_campaigns(ctx: Ctx, name: str, campaigns: tuple[str, ...], every: bool) -> None:
+    """Bind NAME to CAMPAIGNS alone, or to every campaign with --all, from its next request
+    on (its sessions and tokens stay, and follow). Without either: show them."""
+    store = ctx.store()
+    user = known_user(store, name)
+    if campaigns and every:
+        raise IvrError("CAMPAIGNS: give campaigns or --all, not both")
+    if not campaigns and not every:
+        console.print(f"user {name}: {shown(user['campaigns'])}", highlight=False)
+        return
+    bound = None if every else bound_to(name, user["role"], campaigns)
+    try:
+        store.set_user_campaigns(name, bound, now(), actor=cli_actor())
+    except ValueError as exc:
+        raise IvrError(str(exc)) from None
+    said = "every campaign" if bound is None else ", ".join(sorted(set(bound)))
+    console.print(f"user {name} now sees {said}{not_in_store(store, bound)}", highlight=False)
 
 
 @users.command("token")
@@ -161,10 +215,12 @@ def users_revoke(ctx: Ctx, name: str, token_id: str | None, every: bool) -> None
 @users.command("list")
 @pass_ctx
 def users_list(ctx: Ctx) -> None:
-    """Every user, their role and whether they are disabled (never a hash)."""
+    """Every user, their role, whether they are disabled, and the campaigns they see (never
+    a hash)."""
     for u in ctx.store().users():
         state = "disabled" if u["disabled"] else "enabled"
-        click.echo(f"{u['name']}\t{u['role']}\t{state}\tsince {u['created_at']}")
+        click.echo(f"{u['name']}\t{u['role']}\t{state}\tsince {u['created_at']}\t"
+                   f"{shown(u['campaigns'])}")
 
 
 def last_admin(name: str, doing: str) -> IvrError:

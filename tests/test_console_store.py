@@ -101,7 +101,8 @@ def test_users_never_show_their_hash_and_names_are_unique(store: Store) -> None:
     with pytest.raises(ValueError, match="^role: "):
         store.add_user("bob", "root", "$argon2id$y", T0)
     assert store.users() == [{"id": uid, "name": "alice", "role": "admin",
-                              "created_at": "2026-03-02T10:00:00.000Z", "disabled": 0}]
+                              "created_at": "2026-03-02T10:00:00.000Z", "disabled": 0,
+                              "campaigns": None}]  # every campaign (test_web_campaign_scope)
     assert store.user_by_name("alice")["password_hash"] == "$argon2id$x"
     assert store.user_by_name("nobody") is None
     store.set_user("alice", role="viewer", disabled=True)

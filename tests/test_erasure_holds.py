@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from conftest import add_contact, attempt, contact
+from ivr.store.schema import MIGRATIONS
 from ivr.campaign.planning import claim, verdict_for
 from ivr.records.contacts import import_csv
 from ivr.records.privacy import gdpr_erase, gdpr_export, purge
@@ -163,7 +164,7 @@ def test_a_sqlite_store_of_schema_17_gets_the_table(tmp_path: Path) -> None:
     old.db.conn.close()
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 17
     again = Store.open(path, optout_key=b"k")
-    assert again.version == 20 and holds(again) == []
+    assert again.version == len(MIGRATIONS) and holds(again) == []
     assert again.unscanned_columns() == []
 
 
@@ -175,7 +176,7 @@ def test_a_postgresql_store_of_schema_17_gets_the_table(pg_url: str) -> None:
     old.close()
     again = PgTestStore.open(pg_url, optout_key=b"test-key")
     try:
-        assert again.version == 20 and holds(again) == []
+        assert again.version == len(MIGRATIONS) and holds(again) == []
         assert again.unscanned_columns() == []
     finally:
         again.close()

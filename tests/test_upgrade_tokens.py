@@ -34,14 +34,14 @@ def before_20(backend: Backend) -> None:
 
 
 def test_both_backends_have_migration_20() -> None:
-    assert len(MIGRATIONS) == len(PG_MIGRATIONS) == 20
+    assert len(MIGRATIONS) == len(PG_MIGRATIONS) >= 20  # 20 here, later ones after it
 
 
 def test_a_token_of_a_user_disabled_before_14_stays_revoked_once_enabled(
         backend: Backend) -> None:
     before_20(backend)
     s = backend.open()
-    assert s.version == 20
+    assert s.version == len(MIGRATIONS)
     revoked = {r["token_hash"]: r["revoked_at"] for r in s.q(
         "SELECT token_hash, revoked_at FROM api_tokens")}
     assert revoked["hash-alice"] is not None and revoked["hash-alice"].endswith("Z")
@@ -55,7 +55,7 @@ def test_a_token_of_a_user_disabled_before_14_stays_revoked_once_enabled(
     else:
         s.db.execute("DELETE FROM schema_version WHERE version >= 20")
     again = backend.open()
-    assert again.version == 20
+    assert again.version == len(MIGRATIONS)
     assert {r["token_hash"]: r["revoked_at"] for r in again.q(
         "SELECT token_hash, revoked_at FROM api_tokens")} == revoked
     assert again.user_by_token("hash-bob", NOW)["name"] == "bob"

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
 from ivr.store.base import Row, token_use_to_note, utc
 from ivr.store.pg_core import STORE_ERRORS, PgCore
+from ivr.store.user_scope import (PG_CAMPAIGNS, campaign_names, check_scope, read_campaigns,
+                                  shown)
 from ivr.store.sqlite_console import (NOTE_WAIT_MS, check_desired, check_enabled,
                                       check_role, keep_an_admin, token_use_skipped,
                                       unset_marks)
@@ -174,8 +177,11 @@ class PgConsoleSQL(PgCore):
 
     # -- users and API tokens -------------------------------------------------------------------
     def add_user(self, name: str, role: str, password_hash: str, now: datetime,
-                 actor: str | None = None) -> int:
+                 actor: str | None = None, campaigns: Sequence[str] | None = None) -> int:
+        """`campaigns`: the only ones the user sees (None: every campaign; user_scope)."""
         check_role(role)
+        bound = campaign_names(campaigns)
+        check_scope(name, role, bound)
         with self.transaction():  # ON CONFLICT: two admins adding the name at once
             row = self._row("INSERT INTO users (name, role, password_hash, created_at) "
                             "VALUES (%(n)s, %(r)s, %(h)s, %(ts)s) "
@@ -183,13 +189,36 @@ class PgConsoleSQL(PgCore):
                             {"n": name, "r": role, "h": password_hash, "ts": utc(now)})
             if row is None:
                 raise ValueError(f"user {name!r} exists already: change it with set_user")
-            self._audit("user_added", None, {"user": name, "role": role}, now, actor)
+            self._bind(int(row["id"]), bound)
+            detail = {"user": name, "role": role, **({"campaigns": bound} if bound else {})}
+            self._audit("user_added", None, detail, now, actor)
         return int(row["id"])
+
+    def _bind(self, user_id: int, campaigns: list[str] | None) -> None:
+        self._exec("DELETE FROM user_campaigns WHERE user_id = %(u)s", {"u": user_id})
+        for campaign in campaigns or ():
+            self._exec("INSERT INTO user_campaigns (user_id, campaign) VALUES (%(u)s, %(c)s)",
+                       {"u": user_id, "c": campaign})
+
+    def set_user_campaigns(self, name: str, campaigns: Sequence[str] | None, now: datetime,
+                           actor: str | None = None) -> None:
+        """sqlite_console's; the user's row locked (FOR UPDATE) against a role change."""
+        bound = campaign_names(campaigns)
+        with self.transaction():
+            user = self._row("SELECT id, role FROM users WHERE name = %(n)s FOR UPDATE",
+                             {"n": name})
+            if user is None:
+                raise ValueError(f"user {name!r} does not exist: add it with `ivr users add`")
+            check_scope(name, user["role"], bound)
+            self._bind(int(user["id"]), bound)
+            self._audit("user_campaigns_changed", None, {"user": name, "campaigns": shown(bound)},
+                        now, actor)
 
     def user_by_name(self, name: str) -> Row | None:
         """The user with its password hash (for login), or None."""
-        return self._row("SELECT id, name, role, password_hash, created_at, disabled, "
-                         "session_epoch FROM users WHERE name = %(n)s", {"n": name})
+        return read_campaigns(self._row(
+            "SELECT id, name, role, password_hash, created_at, disabled, "
+            f"session_epoch, {PG_CAMPAIGNS} FROM users u WHERE name = %(n)s", {"n": name}))
 
     def set_user(self, name: str, *, role: str | None = None,
                  password_hash: str | None = None, disabled: bool | None = None,
@@ -200,6 +229,11 @@ class PgConsoleSQL(PgCore):
         if role is not None:
             check_role(role)
         with self.transaction():
+            if role is not None:  # the user's row locked: a binding made meanwhile counts
+                self._exec("SELECT 1 FROM users WHERE name = %(n)s FOR UPDATE", {"n": name})
+                check_scope(name, role, [r["campaign"] for r in self._rows(
+                    "SELECT b.campaign FROM user_campaigns b JOIN users u ON u.id = b.user_id "
+                    "WHERE u.name = %(n)s", {"n": name})])
             if keep_admin:
                 admins = self._rows(ADMINS_FOR_UPDATE_SQL)
                 keep_an_admin(name, [r["name"] for r in admins], role, disabled)
@@ -227,8 +261,9 @@ class PgConsoleSQL(PgCore):
                        {"n": name})
 
     def users(self) -> list[Row]:
-        return self._rows("SELECT id, name, role, created_at, disabled FROM users "
-                          "ORDER BY name COLLATE \"C\"")
+        return [read_campaigns(r) for r in self._rows(
+            f"SELECT id, name, role, created_at, disabled, {PG_CAMPAIGNS} "
+            "FROM users u ORDER BY name COLLATE \"C\"")]
 
     def add_api_token(self, user_name: str, token_hash: str, now: datetime,
                       actor: str | None = None) -> int:
@@ -270,7 +305,7 @@ class PgConsoleSQL(PgCore):
     def user_by_token(self, token_hash: str, now: datetime) -> Row | None:
         """The enabled user holding this unrevoked token (its hash), or None; notes its use."""
         row = self._row("SELECT u.id, u.name, u.role, u.created_at, u.disabled, "
-                        "t.id AS token_id, t.last_used_at FROM api_tokens t "
+                        f"t.id AS token_id, t.last_used_at, {PG_CAMPAIGNS} FROM api_tokens t "
                         "JOIN users u ON u.id = t.user_id WHERE t.token_hash = %(h)s "
                         "AND u.disabled = 0 AND t.revoked_at IS NULL", {"h": token_hash})
         if row is None:
@@ -278,7 +313,7 @@ class PgConsoleSQL(PgCore):
         token_id, last = row.pop("token_id"), row.pop("last_used_at")
         if token_use_to_note(last, now):
             self._note_token_use(token_id, now)
-        return row
+        return read_campaigns(row)
 
     def _note_token_use(self, token_id: int, now: datetime) -> None:
         """Best effort, waiting NOTE_WAIT_MS at most for the row (a revoke, another console

@@ -104,6 +104,7 @@ SCANNED_TABLES: dict[str, str] = {
     "run_snapshots": "SELECT * FROM run_snapshots t WHERE strpos(t::text, %(n)s) > 0",
     "users": "SELECT * FROM users t WHERE strpos(t::text, %(n)s) > 0",
     "api_tokens": "SELECT * FROM api_tokens t WHERE strpos(t::text, %(n)s) > 0",
+    "user_campaigns": "SELECT * FROM user_campaigns t WHERE strpos(t::text, %(n)s) > 0",
     "optout_key": "SELECT * FROM optout_key t WHERE strpos(t::text, %(n)s) > 0",
     "schema_version": "SELECT * FROM schema_version t WHERE strpos(t::text, %(n)s) > 0",
     "erasure_holds": holds.SCAN_PG,  # schema 18: hashes and times

@@ -353,4 +353,13 @@ MIGRATIONS: list[str] = [
         WHERE revoked_at IS NULL AND user_id IN (SELECT id FROM users WHERE disabled <> 0);
     INSERT INTO schema_version (version, applied_at) VALUES (20, now()::text)
     """,
+    # 21: the campaigns a user is bound to (schema.py says why).
+    """
+    CREATE TABLE IF NOT EXISTS user_campaigns (
+        user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        campaign TEXT NOT NULL,
+        PRIMARY KEY (user_id, campaign)
+    );
+    INSERT INTO schema_version (version, applied_at) VALUES (21, now()::text)
+    """,
 ]

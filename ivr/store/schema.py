@@ -367,4 +367,14 @@ MIGRATIONS: list[str] = [
         WHERE revoked_at IS NULL AND user_id IN (SELECT id FROM users WHERE disabled <> 0);
     PRAGMA user_version = 20
     """,
+    # 21: a user bound to some campaigns sees and acts on those alone (web/scope.py); a user
+    # with no row here sees every campaign, as every user did before.
+    """
+    CREATE TABLE IF NOT EXISTS user_campaigns (
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        campaign TEXT NOT NULL,
+        PRIMARY KEY (user_id, campaign)
+    );
+    PRAGMA user_version = 21
+    """,
 ]

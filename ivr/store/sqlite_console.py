@@ -11,10 +11,13 @@ import logging
 import sqlite3
 from contextlib import closing
 from datetime import datetime, timedelta
+from collections.abc import Sequence
 from typing import Any
 
 from ivr.store.base import Row, token_use_to_note, utc
 from ivr.store.sqlite_core import SQLiteCore, retryable
+from ivr.store.user_scope import (SQLITE_CAMPAIGNS, campaign_names, check_scope, read_campaigns,
+                                  shown)
 
 log = logging.getLogger(__name__)
 
@@ -200,21 +203,48 @@ class ConsoleSQL(SQLiteCore):
 
     # -- users and API tokens -------------------------------------------------------------------
     def add_user(self, name: str, role: str, password_hash: str, now: datetime,
-                 actor: str | None = None) -> int:
+                 actor: str | None = None, campaigns: Sequence[str] | None = None) -> int:
+        """`campaigns`: the only ones the user sees (None: every campaign; user_scope)."""
         check_role(role)
+        bound = campaign_names(campaigns)
+        check_scope(name, role, bound)
         with self.transaction():
             if self._row("SELECT 1 AS x FROM users WHERE name = ?", (name,)):
                 raise ValueError(f"user {name!r} exists already: change it with set_user")
             cur = self.db.execute("INSERT INTO users (name, role, password_hash, created_at) "
                                   "VALUES (?,?,?,?)", (name, role, password_hash, utc(now)))
             user_id = int(cur.lastrowid or 0)
-            self._audit("user_added", None, {"user": name, "role": role}, now, actor)
+            self._bind(user_id, bound)
+            detail = {"user": name, "role": role, **({"campaigns": bound} if bound else {})}
+            self._audit("user_added", None, detail, now, actor)
         return user_id
+
+    def _bind(self, user_id: int, campaigns: list[str] | None) -> None:
+        self.db.execute("DELETE FROM user_campaigns WHERE user_id = ?", (user_id,))
+        for campaign in campaigns or ():
+            self.db.execute("INSERT INTO user_campaigns (user_id, campaign) VALUES (?, ?)",
+                            (user_id, campaign))
+
+    def set_user_campaigns(self, name: str, campaigns: Sequence[str] | None, now: datetime,
+                           actor: str | None = None) -> None:
+        """Bind the user to `campaigns` alone, or to every campaign (None), from its next
+        request on (sessions and tokens read the bindings at each one). Refused for an
+        admin, read under the write lock (BEGIN IMMEDIATE)."""
+        bound = campaign_names(campaigns)
+        with self.transaction():
+            user = self._row("SELECT id, role FROM users WHERE name = ?", (name,))
+            if user is None:
+                raise ValueError(f"user {name!r} does not exist: add it with `ivr users add`")
+            check_scope(name, user["role"], bound)
+            self._bind(user["id"], bound)
+            self._audit("user_campaigns_changed", None, {"user": name, "campaigns": shown(bound)},
+                        now, actor)
 
     def user_by_name(self, name: str) -> Row | None:
         """The user with its password hash (for login), or None."""
-        return self._row("SELECT id, name, role, password_hash, created_at, disabled, "
-                         "session_epoch FROM users WHERE name = ?", (name,))
+        return read_campaigns(self._row(
+            "SELECT id, name, role, password_hash, created_at, disabled, "
+            f"session_epoch, {SQLITE_CAMPAIGNS} FROM users u WHERE name = ?", (name,)))
 
     def set_user(self, name: str, *, role: str | None = None,
                  password_hash: str | None = None, disabled: bool | None = None,
@@ -226,6 +256,8 @@ class ConsoleSQL(SQLiteCore):
             check_role(role)
         ends = password_hash is not None or bool(disabled)
         with self.transaction():
+            if role is not None:  # read under the write lock: a binding made meanwhile counts
+                check_scope(name, role, self._bound(name))
             if keep_admin:
                 keep_an_admin(name, [r["name"] for r in self._rows(ADMINS_SQL)], role,
                               disabled)
@@ -237,6 +269,11 @@ class ConsoleSQL(SQLiteCore):
                  name))
             if cur.rowcount == 0:
                 raise ValueError(f"user {name!r} does not exist: add it with `ivr users add`")
+
+    def _bound(self, name: str) -> list[str]:
+        return [r["campaign"] for r in self._rows(
+            "SELECT b.campaign FROM user_campaigns b JOIN users u ON u.id = b.user_id "
+            "WHERE u.name = ?", (name,))]
 
     def rehash_password(self, name: str, old_hash: str, new_hash: str) -> bool:
         """The same password hashed again (stronger parameters), only if the hash is still
@@ -253,7 +290,9 @@ class ConsoleSQL(SQLiteCore):
                             (name,))
 
     def users(self) -> list[Row]:
-        return self._rows("SELECT id, name, role, created_at, disabled FROM users ORDER BY name")
+        return [read_campaigns(r) for r in self._rows(
+            f"SELECT id, name, role, created_at, disabled, {SQLITE_CAMPAIGNS} "
+            "FROM users u ORDER BY name")]
 
     def add_api_token(self, user_name: str, token_hash: str, now: datetime,
                       actor: str | None = None) -> int:
@@ -294,7 +333,7 @@ class ConsoleSQL(SQLiteCore):
     def user_by_token(self, token_hash: str, now: datetime) -> Row | None:
         """The enabled user holding this unrevoked token (its hash), or None; notes its use."""
         row = self._row("SELECT u.id, u.name, u.role, u.created_at, u.disabled, t.id AS token_id, "
-                        "t.last_used_at FROM api_tokens t JOIN users u ON u.id = t.user_id "
+                        f"t.last_used_at, {SQLITE_CAMPAIGNS} FROM api_tokens t JOIN users u ON u.id = t.user_id "
                         "WHERE t.token_hash = ? AND u.disabled = 0 AND t.revoked_at IS NULL",
                         (token_hash,))
         if row is None:
@@ -302,7 +341,7 @@ class ConsoleSQL(SQLiteCore):
         token_id, last = row.pop("token_id"), row.pop("last_used_at")
         if token_use_to_note(last, now):
             self._note_token_use(token_id, now)
-        return row
+        return read_campaigns(row)
 
     def _note_token_use(self, token_id: int, now: datetime) -> None:
         """Best effort, waiting NOTE_WAIT_MS at most for the write lock, on a connection of its

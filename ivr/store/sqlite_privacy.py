@@ -178,6 +178,10 @@ SCANS: dict[str, Scan] = {
         "instr(token_hash, :n) > 0 OR instr(created_at, :n) > 0 OR "
         "instr(last_used_at, :n) > 0 OR instr(revoked_at, :n) > 0",
         ("id", "user_id", "token_hash", "created_at", "last_used_at", "revoked_at"), ()),
+    # Schema 21: the campaigns a console user is bound to (a campaign name is free text).
+    "user_campaigns": (
+        "SELECT * FROM user_campaigns WHERE instr(user_id, :n) > 0 OR instr(campaign, :n) > 0",
+        ("user_id", "campaign"), ()),
     "optout_key": (
         "SELECT * FROM optout_key WHERE instr(id, :n) > 0 OR instr(fingerprint, :n) > 0",
         ("id", "fingerprint"), ()),

@@ -1,6 +1,7 @@
 """Words a screen reader or a keyboard user meets that a sighted mouse user does not read: the
 skip link, the names of buttons and links drawn as a symbol or repeated on every row, and the
-state a symbol stood for. Merged into i18n.STRINGS as refusal_words.py is: (French, English)."""
+state a symbol stood for; and what an account bound to some campaigns is told where it may not
+go (web/scope.py). Merged into i18n.STRINGS as refusal_words.py is: (French, English)."""
 from __future__ import annotations
 
 ACCESS: dict[str, tuple[str, str]] = {
@@ -16,4 +17,12 @@ ACCESS: dict[str, tuple[str, str]] = {
                        "then log in again."),
     # the chart's name for a screen reader: every bar's title after it (web/chart.py)
     "chart_name": ("Appels terminés par heure", "Calls ended per hour"),
+    # a page's 404 or 403 for an account bound to some campaigns (results._KNOWN_DETAILS)
+    "none_yours": ("Aucune des campagnes de votre compte n'est dans la base : demandez à un "
+                   "administrateur.", "None of your account's campaigns is in the store: ask "
+                   "an admin."),
+    "spans_all": ("Votre compte est limité à certaines campagnes ; cette action concerne "
+                  "toutes les campagnes : demandez à un administrateur.",
+                  "Your account is bound to some campaigns; this action spans every campaign: "
+                  "ask an admin."),
 }

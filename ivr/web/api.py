@@ -22,6 +22,8 @@ from ivr.web.results import drop_rejects
 from ivr.web.auth import NotLoggedIn, User, authenticate, check_api_csrf, now, require
 from ivr.web.chart import overview_chart
 from ivr.web.display import node_state, why_text
+from ivr.web.scope import (asking, campaigns_seen, consent_seen, home_campaign, known,
+                           optout_seen)
 
 router = APIRouter(prefix="/api", tags=["console"])
 EVENT_EVERY_S = 1.0  # live updates: one overview per second per open console, computed once
@@ -50,16 +52,9 @@ def who(request: Request, action: str) -> tuple[User, Any]:
     route's own thread: the store must not cross threads."""
     from ivr.records.acting import Acting
     store = request.app.state.stores.get()
-    user = require(authenticate(request, store), action)
+    user = asking(request, require(authenticate(request, store), action))
     check_api_csrf(request, user)
     return user, Acting(store, user.name)
-
-
-def known(request: Request, campaign: str) -> None:
-    if campaign not in request.app.state.campaign_names.get(""):
-        request.app.state.campaign_names.drop("")  # created since? ask the store once more
-        if campaign not in request.app.state.campaign_names.get(""):
-            raise HTTPException(404, f"no campaign {campaign!r} in this store")
 
 
 def prompts_elsewhere(request: Request, campaign: str) -> str | None:
@@ -125,9 +120,9 @@ def erase_number(request: Request, store: Any, number: str, confirm: str) -> dic
 
 @router.get("/campaigns")
 def campaigns(request: Request) -> dict[str, Any]:
-    who(request, "view")
-    return {"default": request.app.state.cfg.campaign.name,
-            "campaigns": request.app.state.campaign_names.get("")}
+    """The campaigns the caller sees, and the one the console opens on (None: none of them)."""
+    user, _ = who(request, "view")
+    return {"default": home_campaign(request, user), "campaigns": campaigns_seen(request, user)}
 
 
 @router.get("/campaigns/{campaign:path}/overview")
@@ -345,18 +340,18 @@ def optout_import(request: Request, file: UploadFile = File(...),
 
 @router.get("/optouts/{number}")
 def optout_lookup(request: Request, number: str) -> dict[str, Any]:
-    _, store = who(request, "view")
+    user, store = who(request, "view")
     found = records.optout_lookup(request.app.state.cfg, store, number)
     store.audit("optout_viewed", found["number"], {}, now())  # who looked at whom, as consent
-    return found
+    return optout_seen(user, found)
 
 
 @router.get("/numbers/{number}/consent")
 def consent(request: Request, number: str) -> dict[str, Any]:
-    _, store = who(request, "view")
+    user, store = who(request, "view")
     found = records.consent(request.app.state.cfg, store, number)
     store.audit("consent_viewed", found["number"], {}, now())  # who looked at whom
-    return found
+    return consent_seen(user, found)
 
 
 @router.get("/numbers/{number}/export")
@@ -382,5 +377,6 @@ def audit_log(request: Request, limit: int = 100) -> dict[str, Any]:
 
 @router.get("/users")
 def users(request: Request) -> dict[str, Any]:
+    """Every user; `campaigns`: the only ones it sees, or null for every campaign."""
     _, store = who(request, "users")
     return {"users": store.users()}

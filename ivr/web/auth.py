@@ -20,6 +20,7 @@ from fastapi import HTTPException, Request
 from ivr import web_users
 from ivr.store.base import StoreBackend
 from ivr.store.safe_writes import STORE_ERRORS
+from ivr.store.user_scope import campaigns_of
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +38,28 @@ class NotLoggedIn(Exception):
     """No session and no valid token: pages redirect to /login, the API answers 401."""
 
 
+# What spans every campaign: a user bound to some never does it, whatever its role says.
+SPANS_CAMPAIGNS = frozenset({"gdpr", "users"})
+
+
 @dataclass(frozen=True)
 class User:
     name: str
     role: str
     via: str  # "session" (a browser: CSRF applies) or "token" (a script: no cookie, no CSRF)
+    campaigns: frozenset[str] | None = None  # the only ones it sees; None: every campaign
 
     def can(self, action: str) -> bool:
+        if self.campaigns is not None and action in SPANS_CAMPAIGNS:
+            return False
         return web_users.can(self.role, action)
+
+    def sees(self, campaign: str | None) -> bool:
+        return self.campaigns is None or campaign in self.campaigns
+
+    @classmethod
+    def of(cls, row: dict, via: str) -> User:  # type: ignore[type-arg]
+        return cls(row["name"], row["role"], via, campaigns_of(row.get("campaigns")))
 
 
 class LoginLimiter:
@@ -178,7 +193,7 @@ def authenticate(request: Request, store) -> User | None:  # type: ignore[no-unt
     token = bearer(request)
     if token is not None:
         row = store.user_by_token(web_users.token_hash(token), now())
-        return User(row["name"], row["role"], "token") if row else None
+        return User.of(row, "token") if row else None
     name = request.session.get(SESSION_USER)
     if not name:
         return None
@@ -186,7 +201,7 @@ def authenticate(request: Request, store) -> User | None:  # type: ignore[no-unt
     if row is None or row["disabled"] or not session_current(request.session, row):
         request.session.pop(SESSION_USER, None)
         return None
-    return User(row["name"], row["role"], "session")
+    return User.of(row, "session")
 
 
 def session_current(session: dict, row: dict) -> bool:  # type: ignore[type-arg]
@@ -272,6 +287,9 @@ def check_password(store, name: str, password: str) -> dict | None:  # type: ign
 def require(user: User | None, action: str) -> User:
     if user is None:
         raise NotLoggedIn()
+    if user.campaigns is not None and action in SPANS_CAMPAIGNS:
+        raise HTTPException(403, f"spans every campaign: {action} is not for user {user.name}, "
+                            "bound to some campaigns: ask an admin")
     if not user.can(action):
         raise HTTPException(403, f"role {user.role} may not {action.replace('_', ' ')}")
     return user

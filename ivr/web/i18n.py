@@ -282,8 +282,9 @@ STRINGS: dict[str, tuple[str, str]] = {
                      "10 minutes au plus) : envoyez le fichier à nouveau pour les revoir.",
                      "These rejected lines are no longer kept (the last 20 uploads, 10 minutes "
                      "at most): upload the file again to see them."),
-    "no_campaign": ("Cette campagne n'existe pas dans la base.",
-                    "This campaign is not in the store."),
+    "no_campaign": ("Cette campagne n'existe pas dans la base, ou votre compte n'y a pas "
+                    "accès.", "This campaign is not in the store, or your account may not "
+                    "see it."),
     "back_home": ("Retour à la console", "Back to the console"),
     "http_405": ("Méthode non permise", "Method not allowed"),
     "http_413": ("Envoi trop volumineux", "Too large"),

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 
-from ivr.web.api import known
+from ivr.web.scope import asking, campaigns_seen, known
 from ivr.web.auth import User, authenticate, csrf_ok, require
 
 
@@ -15,10 +15,9 @@ def open_page(request: Request, campaign: str, action: str = "view") -> tuple[Us
     and what every campaign page shows (switcher, role, flash)."""
     from ivr.records.acting import Acting
     store = request.app.state.stores.get()
-    user = require(authenticate(request, store), action)
+    user = asking(request, require(authenticate(request, store), action))
     known(request, campaign)
-    ctx = {"user": user, "campaign": campaign,
-           "campaigns": request.app.state.campaign_names.get(""),
+    ctx = {"user": user, "campaign": campaign, "campaigns": campaigns_seen(request, user),
            "flash": request.session.pop("flash", None),
            "can": {a: user.can(a) for a in ("control", "contacts", "optout", "prompts",
                                             "gdpr", "users")}}

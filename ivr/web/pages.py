@@ -15,12 +15,13 @@ from ivr.web import display, i18n, records, service
 from ivr.web import prompts as prompts_mod
 from ivr.web.api import dropped, prompts_elsewhere
 from ivr.web.auth import (LoginBusy, NotLoggedIn, authenticate, check_password, client_of,
-                          login_failed_detail, login_fields_ok, now, open_session)
+                          login_failed_detail, login_fields_ok, now, open_session, require)
 from ivr.web.chart import overview_chart
 from ivr.web.page_access import check_csrf as _check_csrf, open_form as _form, open_page as _page
 from ivr.web.render import (error_page as _error_page, flash_text as _t, lang as _lang,
                             refused as _no, render as _render)
 from ivr.web.results import back as _back, keep_rejects, page_route, rejects_download
+from ivr.web.scope import home_campaign
 
 BASES = ("consent", "member_file", "rented_file")
 SHOWN_REJECTS = 1000  # rejected lines listed on a page; the CSV download has them all
@@ -117,8 +118,13 @@ def favicon() -> Response:
 
 @router.get("/")
 def home(request: Request, campaign: str = "") -> Response:
-    """The current campaign's overview (the switcher's form passes another one)."""
-    campaign = campaign or request.app.state.cfg.campaign.name
+    """The current campaign's overview (the switcher's form passes another one): the
+    console's own, or a user bound to other campaigns lands on the first of theirs."""
+    user = require(authenticate(request, request.app.state.stores.get()), "view")
+    campaign = campaign or home_campaign(request, user) or ""
+    if not campaign:
+        raise HTTPException(404, f"no campaign of yours in this store: user {user.name} is "
+                            "bound to campaigns not here: ask an admin (`ivr users campaigns`)")
     return RedirectResponse(f"/c/{quote(campaign, safe='')}/overview", status_code=303)
 
 

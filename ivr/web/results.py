@@ -82,7 +82,8 @@ PAGE_ERRORS = (403, 404)  # refusals a page answers as a page; the rest keep the
 # The English details the routes raise, and the words the operator reads instead (the detail
 # itself is shown under them, for whoever fixes it).
 _KNOWN_DETAILS = (("missing or wrong csrf_token", "csrf_failed"), ("role ", "forbidden"),
-                  ("no campaign ", "no_campaign"),
+                  ("no campaign of yours", "none_yours"), ("no campaign ", "no_campaign"),
+                  ("spans every campaign", "spans_all"),
                   ("these rejects are no longer kept", "rejects_gone"))
 ErrorPage = Callable[[Request, int, str, str | None], Response]
 

@@ -19,6 +19,7 @@ from ivr.web.page_access import open_form as _form, open_page as _page
 from ivr.web.pages import SHOWN_REJECTS  # as the contacts upload's page
 from ivr.web.render import (error_page as _error_page, flash_text as _t, lang as _lang,
                             refused as _no, render as _render)
+from ivr.web.scope import consent_seen, optout_seen
 from ivr.web.results import back as _back, keep_rejects, page_route, rejects_download
 
 router = APIRouter(include_in_schema=False, route_class=page_route(_error_page))
@@ -40,8 +41,9 @@ def _rights_page(request: Request, store: Any, ctx: dict[str, Any], *, number: s
     found, error = None, None
     if number:
         try:
-            found = {"optout": records.optout_lookup(cfg, store, number),
-                     **records.consent(cfg, store, number)}
+            user = ctx["user"]
+            found = {"optout": optout_seen(user, records.optout_lookup(cfg, store, number)),
+                     **consent_seen(user, records.consent(cfg, store, number))}
             store.audit("consent_viewed", found["number"], {}, now())  # who looked at whom
         except IvrError as exc:
             error = _no(request, exc)

@@ -1,0 +1,72 @@
+"""Which campaigns the console shows a user. One store may hold several parties' campaigns; a
+user bound to some (`ivr users add NAME --role operator --campaign C`, store/user_scope.py)
+sees those alone: the switcher, /api/campaigns, every campaign's pages and API, and of one
+person's proof of consent the rows of those campaigns. A campaign outside them answers as
+one that does not exist: its name is not told either."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import HTTPException, Request
+
+from ivr.web.auth import NotLoggedIn, User
+
+
+def asking(request: Request, user: User) -> User:
+    """Keep the authenticated user on the request, for known() (who() and open_page())."""
+    request.state.user = user
+    return user
+
+
+def known(request: Request, campaign: str) -> None:
+    """404 unless `campaign` is in the store and the user's. Runs after who() or
+    open_page(): without a user kept on the request it refuses (fails closed)."""
+    user = getattr(request.state, "user", None)
+    if not isinstance(user, User):
+        raise NotLoggedIn()
+    if not user.sees(campaign):
+        raise HTTPException(404, f"no campaign {campaign!r} among the campaigns you may see")
+    names = request.app.state.campaign_names
+    if campaign not in names.get(""):
+        names.drop("")  # created since? ask the store once more
+        if campaign not in names.get(""):
+            raise HTTPException(404, f"no campaign {campaign!r} in this store")
+
+
+def campaigns_seen(request: Request, user: User) -> list[str]:
+    """The store's campaigns this user sees, in the switcher's order."""
+    return [c for c in request.app.state.campaign_names.get("") if user.sees(c)]
+
+
+def home_campaign(request: Request, user: User) -> str | None:
+    """The campaign a user lands on: the console's own if theirs, else their first one."""
+    own = request.app.state.cfg.campaign.name
+    if user.sees(own):
+        return own
+    seen = campaigns_seen(request, user)
+    return seen[0] if seen else None
+
+
+def consent_seen(user: User, found: dict[str, Any]) -> dict[str, Any]:
+    """One person's proof of consent as this user may see it: the calls and bindings of
+    their campaigns. An opposition holds for every campaign, so it stays; the campaign
+    it was recorded in is named only when it is theirs."""
+    if user.campaigns is None:
+        return found
+    proof = []
+    for row in found["proof"]:
+        if row.get("source") == "optouts":
+            proof.append({**row, "campaign": row["campaign"] if user.sees(row["campaign"])
+                          else None})
+        elif user.sees(row.get("campaign")):
+            proof.append(row)
+    return {**found, "proof": proof,
+            "campaigns": [c for c in found["campaigns"] if user.sees(c["campaign"])]}
+
+
+def optout_seen(user: User, found: dict[str, Any]) -> dict[str, Any]:
+    """An opposition lookup: the campaign it was recorded in only when it is theirs."""
+    if found.get("campaign") is None or user.sees(found["campaign"]):
+        return found
+    return {**found, "campaign": None}
+
