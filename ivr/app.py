@@ -29,7 +29,7 @@ from ivr.config import Config
 from ivr.campaign.dialer import Dialer
 from ivr.campaign.run_control import poll_opposed
 from ivr.errors import PbxError
-from ivr.callflow.flow import FlowOptions
+from ivr.callflow.flow import HOLD_WAIT_S, FlowOptions
 from ivr.prompts import archive
 from ivr.prompts.build import MANIFEST_NAME, load_manifest
 from ivr.prompts.live import LivePrompts
@@ -231,13 +231,16 @@ def agi_app(cfg: Config, store: Store, dialer: Dialer, clock: Clock,
     gate = SessionGate(store.call, dialer.by_call, dialer.ivr_active, known=dialer.claimed,
                        read_off_loop=lambda call_id: dialer.off_loop(store.call, call_id))
     live = live_prompts(cfg, hashes, follow=given is None)
-    handler = IvrHandler(store, hashes, flow_options(cfg), clock.now, versions=live.current,
+    flow = flow_options(cfg)
+    handler = IvrHandler(store, hashes, flow, clock.now, versions=live.current,
                          retry_at=dialer.retry_at, on_finished=dialer.finished,
                          write=dialer.writer.write, on_pbx_fault=dialer.pbx_fault,
                          pbx_went_down=dialer.pbx_went_down, gate=gate,
                          on_recorded=dialer.stored_causes.note,
                          cut_by_run=dialer.cut_by_run.__contains__,
-                         commit=dialer.writer.committed)
+                         commit=dialer.writer.committed,
+                         session_limit_s=deadline.session_limit_s(
+                             dialer.deadline_s, flow.hold_wait_s or HOLD_WAIT_S))
     dialer.opposed = handler.opposed  # kept up to date by the run's tick (run_control.py)
     dialer.sounds = lambda: live.current().sounds  # the outbound failsafe's
     app.add_route("ivr", handler)

@@ -1,7 +1,9 @@
 """FastAGI handler `ivr`: drives the pure call flow on a live channel and stores the outcome."""
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 
@@ -24,6 +26,8 @@ RUN_HANGUP = outcomes.RUN_HANGUP  # the stage's prefix of a call the run hung up
 # The stage of a call whose number was put on the opposition list while it rang (after the
 # claim's check): hung up on answer, nothing played, `opted_out`, no proof row, no retry.
 OPPOSED_BEFORE_ANSWER = "opposed-before-answer"
+# The stage of a session the controller cut off past its limit (deadline.session_limit_s)
+SESSION_LIMIT = "session-limit"
 
 
 # Q.850 causes of a call the network dropped, not the callee: 34 no circuit, 38 network out of
@@ -81,8 +85,12 @@ class IvrHandler:
                  versions: Callable[[], PromptVersion] | None = None,
                  on_recorded: Callable[[str, str], None] | None = None,
                  cut_by_run: Callable[[int], bool] = lambda call_id: False,
-                 opposed: Opposed | None = None, commit: Commit | None = None) -> None:
+                 opposed: Opposed | None = None, commit: Commit | None = None,
+                 session_limit_s: float = math.inf) -> None:
         self.store = store
+        # Past it a session is cut off (a stalled one kept the callee in silence, the line
+        # billed, until they hung up): its outcome stored, the dialplan's failsafe played.
+        self.session_limit_s = session_limit_s
         self.hashes = hashes
         # prompt key -> the content-addressed file of exactly the version `hashes` records
         self.sounds = dict(sounds or {})
@@ -176,11 +184,11 @@ class IvrHandler:
             slot=outcome.slot, amd_status=amd_status or None, hangup_cause=cause or None)
 
     def _after_fault(self, reached: Outcome | None, amd_status: str,
-                     hashes: Mapping[str, str]) -> CallResult:
+                     hashes: Mapping[str, str], where: str = "controller") -> CallResult:
         """A controller fault cut the call: the choice made before it is kept (after_fault)."""
-        kept = after_fault(reached, "controller", "controller") if reached else None
+        kept = after_fault(reached, where, where) if reached else None
         if kept is None or kept.outcome == "error":
-            return CallResult(outcome="error", stage="controller", keys="", heard={})
+            return CallResult(outcome="error", stage=where, keys="", heard={})
         return self._result(kept, amd_status, "", hashes)
 
     def _opposed(self, call: dict) -> bool:
@@ -211,11 +219,14 @@ class IvrHandler:
         watch = ChoiceWatch(self._choice(call_id, amd_status, version.hashes))
         # The flight's hold, read at each prompt: a dict look-up, no AMI or AGI command
         flight = self.gate.flights.get(call_id)
+        limit = asyncio.timeout(self.session_limit_s if math.isfinite(self.session_limit_s)
+                                else None)
         try:
-            outcome, hung_up = await drive(call_flow(self.opts, amd_status), req,
-                                           self._optout(call), version.sounds, watch,
-                                           lambda: getattr(flight, "hold", None),
-                                           version.samples)
+            async with limit:
+                outcome, hung_up = await drive(call_flow(self.opts, amd_status), req,
+                                               self._optout(call), version.sounds, watch,
+                                               lambda: getattr(flight, "hold", None),
+                                               version.samples)
             if not hung_up:
                 await served(req)
             cause = await hangup_cause(req) if hung_up else ""
@@ -246,9 +257,17 @@ class IvrHandler:
             else:
                 log.exception("call %s failed in the controller", call_id)
             result = self._after_fault(exc.outcome, amd_status, version.hashes)
-        except Exception:  # a controller fault is recorded as `error`, never lost, but for
-            log.exception("call %s failed in the controller", call_id)  # a choice made
-            result = self._after_fault(watch.last, amd_status, version.hashes)
+        except Exception as exc:  # a controller fault is recorded as `error`, never lost,
+            if isinstance(exc, TimeoutError) and limit.expired():  # but for a choice made
+                log.error("call %s: its IVR session ran past %.0f s, longer than any call the "
+                          "flow allows: cut off (a stalled session); the callee hears the "
+                          "legal mentions from the dialplan's failsafe", call_id,
+                          self.session_limit_s)
+                result = self._after_fault(watch.last, amd_status, version.hashes,
+                                           SESSION_LIMIT)
+            else:
+                log.exception("call %s failed in the controller", call_id)
+                result = self._after_fault(watch.last, amd_status, version.hashes)
         self._store(call, call_id, result)
 
     def _store(self, call: dict, call_id: int, result: CallResult) -> None:
