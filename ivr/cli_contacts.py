@@ -40,7 +40,8 @@ def contacts_import(ctx: Ctx, file: Path, source: str, basis: str | None,
                             basis=basis, acquired_on=acquired_on,
                             default_region=ctx.cfg.default_region, now=datetime.now(timezone.utc),
                             allow_countries=frozenset(ctx.cfg.contacts.allow_countries),
-                            log=lambda m: err_console.print(m, highlight=False))
+                            log=lambda m: err_console.print(m, highlight=False),
+                            default_tz=ctx.cfg.schedule.timezone)
     except PartialImportError as exc:  # the lines rejected before the fatal one, then it
         _import_notes(exc.report)
         raise

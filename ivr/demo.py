@@ -61,7 +61,8 @@ def import_demo_list(cfg: Config, store: Any, say: Callable[[str], None],
         result = import_csv(store, write_demo_csv(Path(tmp) / "demo.csv", blocks=blocks),
                             campaign=cfg.campaign.name, source="demo-fiction",
                             basis="consent", acquired_on=now.date().isoformat(),
-                            default_region=cfg.default_region, now=now)
+                            default_region=cfg.default_region, now=now,
+                            default_tz=cfg.schedule.timezone)
     say(f"    {result.summary()}")
     violations = check_campaign(cfg, store)
     for v in violations:

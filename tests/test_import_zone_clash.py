@@ -5,7 +5,10 @@ in Paris, so that person was due at 05:30 their time. A line whose time zone con
 one stored for a contact another campaign shares is now rejected, naming both zones, and
 nothing of it is written or bound; the same zone, or none, merges as before. A contact of the
 importing campaign alone takes the file's zone: re-importing a corrected list corrects it. Two
-zones for one number within a file: the later line is rejected. On both backends."""
+zones for one number within a file: the later line is rejected. A shared contact stored with
+no zone is judged in its number's zone or the campaign's: another zone for it is as much a
+contradiction (found in a later review: B's list filled A's blank with America/Martinique,
+and A's calls to that mobile moved to Martinique hours). On both backends."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -34,23 +37,34 @@ def _bound(store: Store, campaign: str) -> set[str]:
 
 def test_a_time_zone_contradicting_the_stored_one_is_rejected(store: Store,
                                                               tmp_path: Path) -> None:
-    _import(store, tmp_path, "camp-a", ["0612345601,Alice,Europe/Paris", "0612345602,Bob,"])
+    _import(store, tmp_path, "camp-a", ["0612345601,Alice,Europe/Paris", "0612345602,Bob,",
+                                        "0612345604,Dan,"])
     report = _import(store, tmp_path, "camp-b", [
         "0612345601,Alice B,America/Guadeloupe",  # contradicts A's
-        "0612345602,Bob B,America/Martinique",    # fills A's blank, as before
-        "0612345603,Carla,Europe/Paris"])
+        "0612345602,Bob B,America/Martinique",    # A's blank: judged in Paris, the default
+        "0612345603,Carla,Europe/Paris",
+        "0612345604,Dan B,Europe/Paris"])         # what A's blank means: filled, as before
     assert report.rejected == [(2, (
         "+33612345601 is stored with time zone Europe/Paris, which another campaign's list "
         "shares; this file says America/Guadeloupe: a person has one, so correct whichever "
-        "list is wrong, or leave this file's timezone empty to keep Europe/Paris"))]
-    assert (report.added, report.merged, report.rejected_total) == (1, 1, 1)
-    assert _bound(store, "camp-b") == {"+33612345602", "+33612345603"}
+        "list is wrong, or leave this file's timezone empty to keep Europe/Paris")), (3, (
+        "+33612345602 is stored with no time zone (its calls judged in Europe/Paris), which "
+        "another campaign's list shares; this file says America/Martinique: a person has one, "
+        "so correct whichever list is wrong, or leave this file's timezone empty"))]
+    assert (report.added, report.merged, report.rejected_total) == (1, 1, 2)
+    assert _bound(store, "camp-b") == {"+33612345603", "+33612345604"}
     zones = {r["number"]: r["timezone"] for r in store.q("SELECT number, timezone FROM contacts")}
-    assert zones == {"+33612345601": "Europe/Paris", "+33612345602": "America/Martinique",
-                     "+33612345603": "Europe/Paris"}
+    assert zones == {"+33612345601": "Europe/Paris", "+33612345602": None,
+                     "+33612345603": "Europe/Paris", "+33612345604": "Europe/Paris"}
     again = _import(store, tmp_path, "camp-b", ["0612345601,Alice B,Europe/Paris",
                                                 "0612345602,Bob B,"])
-    assert again.rejected == [] and _bound(store, "camp-b") >= {"+33612345601"}
+    assert again.rejected == [] and _bound(store, "camp-b") >= {"+33612345601", "+33612345602"}
+    # A contact of the importing campaign alone still takes the zone its list gives.
+    _import(store, tmp_path, "camp-c", ["0612345605,Eve,"])
+    assert _import(store, tmp_path, "camp-c", ["0612345605,Eve,America/Martinique"]).rejected \
+        == []
+    assert store.q("SELECT timezone FROM contacts WHERE number = '+33612345605'")[0][
+        "timezone"] == "America/Martinique"
 
 
 def test_a_campaigns_own_contact_takes_its_corrected_zone(store: Store, tmp_path: Path) -> None:

@@ -166,7 +166,7 @@ def test_a_store_of_schema_9_gets_its_counts_from_its_calls(tmp_path: Path) -> N
     old.db.conn.close()
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 9
     again = Store.open(path, optout_key=b"k")
-    assert again.version == len(MIGRATIONS) == 20
+    assert again.version == len(MIGRATIONS)
     assert_same_reports(again)
     move_everything(again, ids)
     assert_same_reports(again)

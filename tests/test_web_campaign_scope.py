@@ -6,6 +6,8 @@ and what spans every campaign (GDPR export and erasure, the users, the audit) is
 user's. The bindings are SQL of each backend: both run."""
 from __future__ import annotations
 
+import html
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -184,3 +186,41 @@ def test_ivr_users_binds_lists_and_unbinds(tmp_path: Path, backend: Backend,
     assert code == 1 and len(err.strip().splitlines()) == 1 and "cannot be bound" in err
     code, out, _ = invoke(cfg, "users", "list")
     assert "adam" not in out  # refused before a password was asked: nothing written
+
+
+def test_a_bound_user_is_not_told_the_consoles_own_campaign(web) -> None:
+    """Found in review: another campaign's preflight and prompts named the console's own
+    campaign (its config's), which a user bound elsewhere may not know of."""
+    c = web.client()
+    _login(c, "olga", OLGA_PASSWORD)
+    named = re.compile(rf"\b{CAMPAIGN}\b")
+    answers = [c.get(f"/api/campaigns/{OTHER}/preflight"), c.get(f"/c/{OTHER}/run"),
+               c.get(f"/api/campaigns/{OTHER}/prompts"), c.get(f"/c/{OTHER}/prompts")]
+    assert [r.status_code for r in answers] == [200, 200, 409, 409]
+    for r in answers:
+        assert not named.search(html.unescape(r.text)), r.url
+    assert "détient les messages d'une autre campagne" in html.unescape(answers[3].text)
+    # A user who sees it is still told which campaign's prompts the console holds.
+    otto = web.client()
+    _login(otto, "otto", "operator-pass-1")
+    assert f"holds campaign {CAMPAIGN}'s prompts" in \
+        otto.get(f"/api/campaigns/{OTHER}/prompts").json()["detail"]
+
+
+def test_an_upload_to_another_campaign_is_refused_before_its_body_is_read(
+        web, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As an upload from a role without the right: 404 by the path, whatever the body's size
+    (here over a cap made small: an upload to a campaign of hers gets the 413)."""
+    from ivr.web import records
+    monkeypatch.setattr(records, "MAX_UPLOAD_BYTES", 64)
+    c = web.client()
+    token = _login(c, "olga", OLGA_PASSWORD)
+    body = {"file": ("list.csv", b"number\n" + b"+33199000030\n" * 20_000, "text/csv")}
+    for campaign, status in ((CAMPAIGN, 404), (OTHER, 413)):
+        r = c.post(f"/api/campaigns/{campaign}/contacts", files=body,
+                   data={"source": "porte-a-porte", "basis": "consent"},
+                   headers={"X-CSRF-Token": token})
+        assert r.status_code == status, (campaign, r.text)
+    r = c.post(f"/c/{CAMPAIGN}/contacts/upload", files=body, data={"csrf_token": token})
+    assert r.status_code == 404
+    assert not web.store.contacts_by_number(["+33199000030"])

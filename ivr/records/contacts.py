@@ -26,7 +26,8 @@ from ivr.opposition_input import objected_number
 from ivr.records.csv_read import (EMPTY, LATIN1_WARNING, header_columns, marked_columns,
                                   marked_refusal, objection_in_cells, overflow_reason,
                                   read_records, short, unnamed)
-from ivr.records.import_report import (ImportReport, PartialImportError, acquired_on_date,
+from ivr.records.import_report import (DEFAULT_TZ, ImportReport, PartialImportError,
+                                       acquired_on_date,
                                        counts_of, extra_columns, fill_blanks, provenance, to_json,
                                        two_zones, zone_clashes)
 from ivr.records.interrupts import signals_held
@@ -45,7 +46,8 @@ MAX_LISTED_OBJECTIONS = 100_000  # objection lines are listed past it, up to thi
 def import_csv(store: StoreBackend, path: Path, *, campaign: str, source: str,
                basis: str | None, acquired_on: str | None, default_region: str, now: datetime,
                allow_countries: frozenset[str] = frozenset(),
-               log: Callable[[str], None] = lambda s: None) -> ImportReport:
+               log: Callable[[str], None] = lambda s: None,
+               default_tz: str = DEFAULT_TZ) -> ImportReport:
     """Import a contact list; see the module docstring for what a fatal error leaves behind."""
     source = (source or "").strip()
     if not source:
@@ -54,7 +56,8 @@ def import_csv(store: StoreBackend, path: Path, *, campaign: str, source: str,
     basis = provenance(source, basis, notes)
     importer = _Importer(store, campaign=campaign, source=source, basis=basis,
                          acquired_on=acquired_on_date(acquired_on, now),
-                         region=default_region, now=now, allow=allow_countries)
+                         region=default_region, now=now, allow=allow_countries,
+                         default_tz=default_tz)
     report = importer.report
     report.warnings += notes
     if importer.acquired_on is None:
@@ -170,8 +173,9 @@ def _store_failed(importer: _Importer, name: str, line: int, trouble: tuple[str,
 class _Importer:
     def __init__(self, store: StoreBackend, *, campaign: str, source: str, basis: str | None,
                  acquired_on: str | None, region: str, now: datetime,
-                 allow: frozenset[str] = frozenset()) -> None:
+                 allow: frozenset[str] = frozenset(), default_tz: str = DEFAULT_TZ) -> None:
         self.store, self.source, self.basis = store, source, basis
+        self.default_tz = default_tz  # schedule.timezone: a contact without one is judged in it
         self.campaign = campaign  # the list is bound to it (ivr/store/schema.py, 5)
         self.allow = allow  # contacts.allow_countries
         self.acquired_on, self.region, self.now = acquired_on, region, now
@@ -289,7 +293,8 @@ class _Importer:
             with self.store.transaction():
                 existing = self.store.contacts_by_number(numbers)
                 seen = self.store.seen_in_import(numbers)
-                clashes, own = zone_clashes(batch, existing, self.store, self.campaign)
+                clashes, own = zone_clashes(batch, existing, self.store, self.campaign,
+                                            self.default_tz)
                 for number in own & seen:  # its zone came from an earlier batch of this file
                     clashes[number] = two_zones(number, existing[number]["timezone"],
                                                 "on an earlier line", batch[number]["timezone"])

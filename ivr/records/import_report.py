@@ -8,9 +8,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from ivr.compliance.callee_place import Zones, callee_zone
 from ivr.compliance.preflight import check_sources
+from ivr.errors import ComplianceError
 from ivr.errors import ImportFileError
 from ivr.store.base import Row
+
+DEFAULT_TZ = "Europe/Paris"  # config.Schedule.timezone's default
 
 
 @dataclass
@@ -115,23 +119,45 @@ def acquired_on_date(text: str | None, now: datetime) -> str | None:
     return day.isoformat()
 
 
+def implied_zones(number: str, default_tz: str) -> set[str]:
+    """The zones a contact stored with no time zone is judged in (callee_zone): its number's
+    when the number tells, else the campaign's schedule.timezone."""
+    try:
+        zone = callee_zone(number, None, default_tz)
+    except ComplianceError:  # an unknown default: the config check says so
+        return {default_tz}
+    return {z.key for z in zone.zones} if isinstance(zone, Zones) else {str(zone.key)}
+
+
 def zone_clashes(batch: dict[str, dict[str, str]], existing: dict[str, Row], store: Any,
-                 campaign: str) -> tuple[dict[str, str], set[str]]:
-    """The numbers stored with a time zone the file contradicts: ({number: why} for those
+                 campaign: str, default_tz: str = DEFAULT_TZ) -> tuple[dict[str, str], set[str]]:
+    """The numbers stored with a time zone the file contradicts (none stored: the zone it is
+    judged in, `implied_zones`): ({number: why} for those
     another campaign has bound too, whose lines are rejected with nothing of them written,
     and the others', this campaign's alone, whose zone the file corrects). A contact is one
     row for every campaign and a later list only fills its blanks: another campaign's zone
     was ignored without a word, and its calls judged at the first list's hours."""
     differ = [n for n, row in batch.items() if row.get("timezone") and (
         existing.get(n) or {}).get("timezone") not in (None, "", row.get("timezone"))]
-    shared = store.bound_elsewhere(differ, campaign) if differ else set()
+    # Stored with none, the contact is judged in its number's zone or the default: a zone
+    # that differs from those is as much another zone (found in review: B's list filled A's
+    # blank with America/Martinique, and A's calls to that mobile moved to Martinique hours).
+    blanks = [n for n, row in batch.items() if row.get("timezone") and n in existing
+              and not existing[n].get("timezone")]
+    shared = store.bound_elsewhere(differ + blanks, campaign) if differ or blanks else set()
+    shared = {n for n in shared if existing[n]["timezone"] or  # a blank: its zone judged
+              batch[n]["timezone"] not in implied_zones(n, default_tz)}  # only when shared
     clashes = {}
     for number in shared:
         old, new = existing[number]["timezone"], batch[number]["timezone"]
         clashes[number] = (f"{number} is stored with time zone {old}, which another "
                            f"campaign's list shares; this file says {new}: a person has one, "
                            f"so correct whichever list is wrong, or leave this file's "
-                           f"timezone empty to keep {old}")
+                           f"timezone empty to keep {old}") if old else (
+            f"{number} is stored with no time zone (its calls judged in "
+            f"{' or '.join(sorted(implied_zones(number, default_tz)))}), which another "
+            f"campaign's list shares; this file says {new}: a person has one, so correct "
+            f"whichever list is wrong, or leave this file's timezone empty")
     return clashes, set(differ) - shared
 
 

@@ -17,6 +17,13 @@ ACCESS: dict[str, tuple[str, str]] = {
                        "then log in again."),
     # the chart's name for a screen reader: every bar's title after it (web/chart.py)
     "chart_name": ("Appels terminés par heure", "Calls ended per hour"),
+    # another campaign's prompts page, to an account that may not see the console's campaign
+    "prompts_elsewhere_unnamed": (
+        "Cette console détient les messages d'une autre campagne, pas ceux de {campaign} : "
+        "lancez `ivr --config CONFIG web` avec la configuration de la campagne {campaign} "
+        "pour les voir ou les modifier.",
+        "This console holds another campaign's prompts, not {campaign}'s: run "
+        "`ivr --config CONFIG web` with campaign {campaign}'s config to see or change them."),
     # a page's 404 or 403 for an account bound to some campaigns (results._KNOWN_DETAILS)
     "none_yours": ("Aucune des campagnes de votre compte n'est dans la base : demandez à un "
                    "administrateur.", "None of your account's campaigns is in the store: ask "

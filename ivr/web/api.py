@@ -23,7 +23,7 @@ from ivr.web.auth import NotLoggedIn, User, authenticate, check_api_csrf, now, r
 from ivr.web.chart import overview_chart
 from ivr.web.display import node_state, why_text
 from ivr.web.scope import (asking, campaigns_seen, consent_seen, home_campaign, known,
-                           optout_seen)
+                           console_campaign_seen, optout_seen)
 
 router = APIRouter(prefix="/api", tags=["console"])
 EVENT_EVERY_S = 1.0  # live updates: one overview per second per open console, computed once
@@ -64,7 +64,8 @@ def prompts_elsewhere(request: Request, campaign: str) -> str | None:
     own = request.app.state.cfg.campaign.name
     if campaign == own:
         return None
-    return (f"prompts: this console holds campaign {own}'s prompts, not {campaign}'s: run "
+    held = f"campaign {own}'s" if console_campaign_seen(request) else "another campaign's"
+    return (f"prompts: this console holds {held} prompts, not {campaign}'s: run "
             f"`ivr --config CONFIG web` with campaign {campaign}'s config to see or change them")
 
 

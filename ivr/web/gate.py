@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ivr.web import prompts, records
 from ivr.web.auth import SAFE_METHODS, NotLoggedIn, authenticate, require
 from ivr.web.results import detail_key
+from ivr.web.scope import not_yours
 
 MIB = 1024 * 1024
 FORM_SLACK_BYTES = 64 * 1024  # an upload's multipart framing and its form's other fields
@@ -50,19 +51,20 @@ def _recording_cap() -> int:
     return prompts.MAX_RECORDING_BYTES
 
 
-# A campaign's name may hold a '/' (the routes take {campaign:path}): `.+`, not `[^/]+`.
+# A campaign's name may hold a '/' (the routes take {campaign:path}): `.+`, not `[^/]+`. The
+# group is the campaign: a user bound to others is refused before the body is read too.
 UPLOADS = (
-    Upload(re.compile(r"/api/campaigns/.+/contacts"), _contacts_cap, "contacts",
+    Upload(re.compile(r"/api/campaigns/(.+)/contacts"), _contacts_cap, "contacts",
            "a contact list", "split the list"),
-    Upload(re.compile(r"/c/.+/contacts/upload"), _contacts_cap, "contacts",
+    Upload(re.compile(r"/c/(.+)/contacts/upload"), _contacts_cap, "contacts",
            "a contact list", "split the list"),
     Upload(re.compile(r"/api/optouts/import"), _contacts_cap, "optout",
            "an opposition list", "split the list"),
-    Upload(re.compile(r"/c/.+/rights/optout-import"), _contacts_cap, "optout",
+    Upload(re.compile(r"/c/(.+)/rights/optout-import"), _contacts_cap, "optout",
            "an opposition list", "split the list"),
-    Upload(re.compile(r"/api/campaigns/.+/prompts/[^/]+/recording"), _recording_cap,
+    Upload(re.compile(r"/api/campaigns/(.+)/prompts/[^/]+/recording"), _recording_cap,
            "prompts", "a recording", "shorten it or send it as mp3"),
-    Upload(re.compile(r"/c/.+/prompts/[^/]+/recording"), _recording_cap, "prompts",
+    Upload(re.compile(r"/c/(.+)/prompts/[^/]+/recording"), _recording_cap, "prompts",
            "a recording", "shorten it or send it as mp3"),
 )
 # The pages' POST-only URLs, each after its campaign and section: anchored on these tails, a
@@ -95,10 +97,13 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-def _check_user(request: Request, action: str) -> None:
-    """The app's own checks (auth.authenticate, auth.require), in a pool thread: store reads
-    never run on the event loop."""
-    require(authenticate(request, request.app.state.stores.get()), action)
+def _check_user(request: Request, upload: Upload) -> None:
+    """The app's own checks (auth.authenticate, auth.require, the campaigns a bound user
+    sees), in a pool thread: store reads never run on the event loop."""
+    user = require(authenticate(request, request.app.state.stores.get()), upload.action)
+    found = upload.path.fullmatch(request.scope["path"])  # as upload_of matched it
+    if found and found.groups() and not user.sees(found.group(1)):
+        raise not_yours(found.group(1))
 
 
 class Gate:
@@ -124,7 +129,7 @@ class Gate:
         request = Request(scope)
         if upload is not None:
             try:
-                await run_in_threadpool(_check_user, request, upload.action)
+                await run_in_threadpool(_check_user, request, upload)
             except NotLoggedIn:
                 return login_answer(request)
             except HTTPException as exc:

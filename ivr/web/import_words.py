@@ -117,6 +117,12 @@ _LINE: tuple[tuple[str, str], ...] = (
      "{0} est enregistré avec le fuseau horaire {1}, que partage la liste d'une autre "
      "campagne ; ce fichier indique {2} : une personne n'en a qu'un, corrigez donc la liste "
      "qui se trompe, ou laissez vide le fuseau de ce fichier pour garder {1}"),
+    (r"(\+\d+) is stored with no time zone \(its calls judged in (.+?)\), which another "
+     r"campaign's list shares; this file says (\S+): a person has one, so correct whichever "
+     r"list is wrong, or leave this file's timezone empty",
+     "{0} est enregistré sans fuseau horaire (ses appels jugés à l'heure de {1}), que "
+     "partage la liste d'une autre campagne ; ce fichier indique {2} : une personne n'en a "
+     "qu'un, corrigez donc la liste qui se trompe, ou laissez vide le fuseau de ce fichier"),
     (r"(\+\d+) has two time zones in this file: (\S+) on line (\d+), (\S+) here: a person "
      r"has one; correct the file",
      "{0} a deux fuseaux horaires dans ce fichier : {1} à la ligne {2}, {3} ici : une "

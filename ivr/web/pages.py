@@ -21,7 +21,7 @@ from ivr.web.page_access import check_csrf as _check_csrf, open_form as _form, o
 from ivr.web.render import (error_page as _error_page, flash_text as _t, lang as _lang,
                             refused as _no, render as _render)
 from ivr.web.results import back as _back, keep_rejects, page_route, rejects_download
-from ivr.web.scope import home_campaign
+from ivr.web.scope import console_campaign_seen, home_campaign
 
 BASES = ("consent", "member_file", "rented_file")
 SHOWN_REJECTS = 1000  # rejected lines listed on a page; the CSV download has them all
@@ -235,7 +235,7 @@ def _prompts(request: Request, ctx: dict[str, Any], elsewhere: str | None) -> Re
     """The console's own prompts, or for another campaign (whose prompts are its own config's)
     the line saying where to see them, 409, and no form: nothing here may change them."""
     if elsewhere:
-        own = request.app.state.cfg.campaign.name
+        own = request.app.state.cfg.campaign.name if console_campaign_seen(request) else None
         return _render(request, "prompts.html", {**ctx, "section": "prompts", "v": None,
                                                   "elsewhere": elsewhere, "own": own}, 409)
     view = prompts_mod.prompts_view(request.app.state.cfg)

@@ -73,7 +73,7 @@ def upload_contacts(cfg: Config, store: StoreBackend, campaign: str, data: bytes
         rep = contacts_mod.import_csv(
             store, path, campaign=campaign, source=source, basis=basis or None,
             acquired_on=acquired_on or None, default_region=cfg.default_region, now=now,
-            allow_countries=allow)
+            allow_countries=allow, default_tz=cfg.schedule.timezone)
     except contacts_mod.PartialImportError as exc:  # the CLI lists these rejects: so do we
         got = exc.report
         if said:

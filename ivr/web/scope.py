@@ -25,12 +25,17 @@ def known(request: Request, campaign: str) -> None:
     if not isinstance(user, User):
         raise NotLoggedIn()
     if not user.sees(campaign):
-        raise HTTPException(404, f"no campaign {campaign!r} among the campaigns you may see")
+        raise not_yours(campaign)
     names = request.app.state.campaign_names
     if campaign not in names.get(""):
         names.drop("")  # created since? ask the store once more
         if campaign not in names.get(""):
             raise HTTPException(404, f"no campaign {campaign!r} in this store")
+
+
+def not_yours(campaign: str) -> HTTPException:
+    """The 404 of a campaign the user may not see: worded so as not to say it exists."""
+    return HTTPException(404, f"no campaign {campaign!r} among the campaigns you may see")
 
 
 def campaigns_seen(request: Request, user: User) -> list[str]:
@@ -45,6 +50,13 @@ def home_campaign(request: Request, user: User) -> str | None:
         return own
     seen = campaigns_seen(request, user)
     return seen[0] if seen else None
+
+
+def console_campaign_seen(request: Request) -> bool:
+    """May the user of this request be told the console's own campaign's name? (Its prompts
+    are the console's: another campaign's prompts page names it.)"""
+    user = getattr(request.state, "user", None)
+    return isinstance(user, User) and user.sees(request.app.state.cfg.campaign.name)
 
 
 def consent_seen(user: User, found: dict[str, Any]) -> dict[str, Any]:

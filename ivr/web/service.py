@@ -242,9 +242,9 @@ def preflight(cfg: Config, store: StoreBackend, campaign: str) -> list[dict[str,
                                    build=own and moved_on is None, prompts=own)]
     if not own:  # its prompts and rules are in its own config: A's said nothing of them
         out.append({"severity": "info", "code": "other_campaign", "message": (
-            f"judged with this console's config ({cfg.campaign.name}): {campaign}'s prompts "
-            f"are not checked here, and its calling rules and pacing bounds are its own "
-            f"config's; run `ivr check` with that config")})
+            f"judged with this console's config, not {campaign}'s own: its prompts are not "
+            f"checked here, and its calling rules and pacing bounds are its own config's; run "
+            f"`ivr check` with that config")})  # unnamed: a bound user may not see the other
     if moved_on:
         out.append({"severity": "error", "code": "console_config_stale", "message": moved_on})
     return out
