@@ -11,17 +11,32 @@ from typing import Any
 import pytest
 
 from ivr.callflow import agi_ivr
-from ivr.callflow.flow import HOLD_WAIT_S
+from ivr.callflow.flow import HOLD_REPLAYS, HOLD_WAIT_S
 from ivr.campaign import deadline
+from ivr.store.safe_writes import COMMIT_WAIT_S
 from ivr.telephony.fake_pbx import answer
 
+from conftest import make_config
 from test_dialer import contact, fiction, rig
 
 
 def test_the_limit_is_past_every_call_the_flow_allows() -> None:
-    longest = 76.0
-    limit = deadline.session_limit_s(longest, HOLD_WAIT_S)
-    assert limit >= 2 * longest + 7 * HOLD_WAIT_S  # a hold wait at every prompt of the path
+    """Found in review: the first limit (twice the longest call, a hold wait per prompt) cut a
+    legitimate call whose message and legal mentions each played into holds: each is played
+    again once the line is back, HOLD_REPLAYS times at most, as are the legal mentions after
+    an opposition not yet stored."""
+    cfg = make_config(campaign={"name": "c1", "caller_id": "+33162000000"})
+    durations = {"intro": 20.0, "message": 120.0, "legal": 90.0, "goodbye": 5.0,
+                 "optout_confirm": 5.0, "invalid": 5.0, "no_input": 5.0, "slot_question": 10.0}
+    longest = deadline.longest_call_s(cfg, durations)
+    flow = cfg.flow
+    asking = (flow.max_repeats + 1) * (durations["intro"] + flow.input_timeout_s) + \
+        flow.max_repeats * durations["no_input"]
+    held = HOLD_REPLAYS * (durations["message"] + 2 * durations["legal"]) + \
+        3 * HOLD_REPLAYS * HOLD_WAIT_S  # each owed prompt held out, then the commit's wait
+    slot = durations["slot_question"] + flow.input_timeout_s if flow.ask_slot else 0.0
+    worst = cfg.dialer.ring_timeout_s + asking + slot + held + COMMIT_WAIT_S
+    assert deadline.session_limit_s(longest, HOLD_WAIT_S) > worst
 
 
 def test_a_stalled_session_is_cut_off_and_its_outcome_stored(

@@ -20,6 +20,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from ivr.callflow.flow import HOLD_REPLAYS
 from ivr.config import Config
 from ivr.store.safe_writes import COMMIT_WAIT_S
 
@@ -33,8 +34,7 @@ MARGIN_S = 30.0       # AGI round trips, the IVR's checks after a hangup, the di
 POLL_S = 1.0          # how often the watch looks for overdue calls
 NODE_TIMEOUT_S = 5.0  # a node that does not answer within this is asked again next time
 LOST_GRACE_S = 10.0  # a node down this long is not coming back in time to settle its calls
-SESSION_FACTOR = 2.0  # session_limit_s: prompts rebuilt longer mid-run are not cut off
-SESSION_HOLDS = 8     # the longest path's prompts (3 intros, message, legal, slot, goodbye) + 1
+HELD_PROMPTS = 3  # session_limit_s: the prompts owed whole on one path (flow.until_heard)
 
 
 def longest_call_s(cfg: Config, durations: Mapping[str, float]) -> float:
@@ -57,13 +57,15 @@ def longest_call_s(cfg: Config, durations: Mapping[str, float]) -> float:
 
 
 def session_limit_s(longest_s: float, hold_wait_s: float) -> float:
-    """How long an IVR session may run before the controller cuts it off (agi_ivr): twice
-    the longest call, plus a whole hold wait for each prompt of the flow's longest path.
-    Past that no call the flow allows is still talking: the session stalled (an await that
-    never returns), and Asterisk alone would keep the callee in silence, and the line
-    billed, until they hang up: its TIMEOUT(absolute) does not end an AGI whose FastAGI
-    server sends nothing (the AGI waits for it even on a hung-up channel)."""
-    return SESSION_FACTOR * longest_s + SESSION_HOLDS * hold_wait_s
+    """How long an IVR session may run before the controller cuts it off (agi_ivr). A prompt
+    owed whole (the message, the legal mentions, and those again for an opposition not yet
+    stored) that plays into a hold plays again once the line is back, HOLD_REPLAYS times at
+    most, after a hold wait each (flow.until_heard): so HOLD_REPLAYS times the longest call,
+    plus those waits, is past any call the flow allows. A session still running then has
+    stalled (an await that never returns), and Asterisk alone would keep the callee in
+    silence, and the line billed, until they hang up: its TIMEOUT(absolute) does not end an
+    AGI whose FastAGI server sends nothing (the AGI waits for it even on a hung-up channel)."""
+    return HOLD_REPLAYS * longest_s + HELD_PROMPTS * HOLD_REPLAYS * hold_wait_s
 
 
 def overdue(ns: NodeState, now: float) -> list[InFlight]:
