@@ -155,22 +155,20 @@ def test_a_zone_clash_and_another_campaigns_upload_read_in_french() -> None:
     class Shared:
         def bound_elsewhere(self, numbers: list[str], campaign: str) -> set[str]:
             return set(numbers)
-    clashes, _ = zone_clashes({"+33612345601": {"timezone": "America/Guadeloupe"}},
-                              {"+33612345601": {"timezone": "Europe/Paris"}}, Shared(), "a")
-    (why,) = clashes.values()
-    assert import_words.reason("fr", why) == (
-        "+33612345601 est enregistré avec le fuseau horaire Europe/Paris, que partage la liste "
-        "d'une autre campagne ; ce fichier indique America/Guadeloupe : une personne n'en a "
-        "qu'un, corrigez donc la liste qui se trompe, ou laissez vide le fuseau de ce fichier "
-        "pour garder Europe/Paris")
-    clashes, _ = zone_clashes({"+33612345601": {"timezone": "America/Guadeloupe"}},
-                              {"+33612345601": {"timezone": None}}, Shared(), "a")
-    (why,) = clashes.values()
-    assert import_words.reason("fr", why) == (
-        "+33612345601 est enregistré sans fuseau horaire (ses appels jugés à l'heure de "
+    stored_as = {  # the zone stored (None: none, judged in the default), and the French
+        "Europe/Paris": "+33612345601 est enregistré avec le fuseau horaire Europe/Paris, que "
+        "partage la liste d'une autre campagne ; ce fichier indique America/Guadeloupe : une "
+        "personne n'en a qu'un, corrigez donc la liste qui se trompe, ou laissez vide le "
+        "fuseau de ce fichier pour garder Europe/Paris",
+        None: "+33612345601 est enregistré sans fuseau horaire (ses appels jugés à l'heure de "
         "Europe/Paris), que partage la liste d'une autre campagne ; ce fichier indique "
         "America/Guadeloupe : une personne n'en a qu'un, corrigez donc la liste qui se trompe, "
-        "ou laissez vide le fuseau de ce fichier")
+        "ou laissez vide le fuseau de ce fichier"}
+    for stored, french in stored_as.items():
+        clashes, _ = zone_clashes({"+33612345601": {"timezone": "America/Guadeloupe"}},
+                                  {"+33612345601": {"timezone": stored}}, Shared(), "a")
+        (why,) = clashes.values()
+        assert import_words.reason("fr", why) == french
     assert import_words.reason("fr", "+33612345601 has two time zones in this file: "
                                "Europe/Paris on line 3, America/Guadeloupe here: a person has "
                                "one; correct the file") == (
