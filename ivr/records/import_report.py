@@ -148,7 +148,7 @@ def zone_clashes(batch: dict[str, dict[str, str]], existing: dict[str, Row], sto
     shared = {n for n in shared if existing[n]["timezone"] or  # a blank: its zone judged
               batch[n]["timezone"] not in implied_zones(n, default_tz)}  # only when shared
     clashes = {}
-    for number in shared:
+    for number in [n for n in batch if n in shared]:  # in the file's order, not a set's
         old, new = existing[number]["timezone"], batch[number]["timezone"]
         clashes[number] = (f"{number} is stored with time zone {old}, which another "
                            f"campaign's list shares; this file says {new}: a person has one, "

@@ -12,8 +12,7 @@ from typing import Any
 
 from ivr.store.base import Row, token_use_to_note, utc
 from ivr.store.pg_core import STORE_ERRORS, PgCore
-from ivr.store.user_scope import (PG_CAMPAIGNS, campaign_names, check_scope, read_campaigns,
-                                  shown)
+from ivr.store.user_scope import campaign_names, check_scope, read_campaigns, shown
 from ivr.store.sqlite_console import (NOTE_WAIT_MS, check_desired, check_enabled,
                                       check_role, keep_an_admin, token_use_skipped,
                                       unset_marks)
@@ -217,8 +216,10 @@ class PgConsoleSQL(PgCore):
     def user_by_name(self, name: str) -> Row | None:
         """The user with its password hash (for login), or None."""
         return read_campaigns(self._row(
-            "SELECT id, name, role, password_hash, created_at, disabled, "
-            f"session_epoch, {PG_CAMPAIGNS} FROM users u WHERE name = %(n)s", {"n": name}))
+            "SELECT id, name, role, password_hash, created_at, disabled, session_epoch, "
+            "(SELECT json_agg(campaign ORDER BY campaign COLLATE \"C\")::text FROM "
+            "user_campaigns WHERE user_id = u.id) AS campaigns "  # user_scope: its JSON
+            "FROM users u WHERE name = %(n)s", {"n": name}))
 
     def set_user(self, name: str, *, role: str | None = None,
                  password_hash: str | None = None, disabled: bool | None = None,
@@ -262,8 +263,9 @@ class PgConsoleSQL(PgCore):
 
     def users(self) -> list[Row]:
         return [read_campaigns(r) for r in self._rows(
-            f"SELECT id, name, role, created_at, disabled, {PG_CAMPAIGNS} "
-            "FROM users u ORDER BY name COLLATE \"C\"")]
+            "SELECT id, name, role, created_at, disabled, (SELECT json_agg(campaign ORDER BY "
+            "campaign COLLATE \"C\")::text FROM user_campaigns WHERE user_id = u.id) AS "
+            "campaigns FROM users u ORDER BY name COLLATE \"C\"")]
 
     def add_api_token(self, user_name: str, token_hash: str, now: datetime,
                       actor: str | None = None) -> int:
@@ -305,7 +307,9 @@ class PgConsoleSQL(PgCore):
     def user_by_token(self, token_hash: str, now: datetime) -> Row | None:
         """The enabled user holding this unrevoked token (its hash), or None; notes its use."""
         row = self._row("SELECT u.id, u.name, u.role, u.created_at, u.disabled, "
-                        f"t.id AS token_id, t.last_used_at, {PG_CAMPAIGNS} FROM api_tokens t "
+                        "t.id AS token_id, t.last_used_at, (SELECT json_agg(campaign ORDER BY "
+                        "campaign COLLATE \"C\")::text FROM user_campaigns WHERE user_id = u.id) "
+                        "AS campaigns FROM api_tokens t "
                         "JOIN users u ON u.id = t.user_id WHERE t.token_hash = %(h)s "
                         "AND u.disabled = 0 AND t.revoked_at IS NULL", {"h": token_hash})
         if row is None:

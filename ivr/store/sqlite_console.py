@@ -16,8 +16,7 @@ from typing import Any
 
 from ivr.store.base import Row, token_use_to_note, utc
 from ivr.store.sqlite_core import SQLiteCore, retryable
-from ivr.store.user_scope import (SQLITE_CAMPAIGNS, campaign_names, check_scope, read_campaigns,
-                                  shown)
+from ivr.store.user_scope import campaign_names, check_scope, read_campaigns, shown
 
 log = logging.getLogger(__name__)
 
@@ -243,8 +242,10 @@ class ConsoleSQL(SQLiteCore):
     def user_by_name(self, name: str) -> Row | None:
         """The user with its password hash (for login), or None."""
         return read_campaigns(self._row(
-            "SELECT id, name, role, password_hash, created_at, disabled, "
-            f"session_epoch, {SQLITE_CAMPAIGNS} FROM users u WHERE name = ?", (name,)))
+            "SELECT id, name, role, password_hash, created_at, disabled, session_epoch, "
+            "(SELECT json_group_array(campaign) FROM (SELECT campaign FROM user_campaigns "
+            "WHERE user_id = u.id ORDER BY campaign)) AS campaigns "  # user_scope: its JSON
+            "FROM users u WHERE name = ?", (name,)))
 
     def set_user(self, name: str, *, role: str | None = None,
                  password_hash: str | None = None, disabled: bool | None = None,
@@ -291,8 +292,9 @@ class ConsoleSQL(SQLiteCore):
 
     def users(self) -> list[Row]:
         return [read_campaigns(r) for r in self._rows(
-            f"SELECT id, name, role, created_at, disabled, {SQLITE_CAMPAIGNS} "
-            "FROM users u ORDER BY name")]
+            "SELECT id, name, role, created_at, disabled, (SELECT json_group_array(campaign) "
+            "FROM (SELECT campaign FROM user_campaigns WHERE user_id = u.id ORDER BY campaign)) "
+            "AS campaigns FROM users u ORDER BY name")]
 
     def add_api_token(self, user_name: str, token_hash: str, now: datetime,
                       actor: str | None = None) -> int:
@@ -333,7 +335,9 @@ class ConsoleSQL(SQLiteCore):
     def user_by_token(self, token_hash: str, now: datetime) -> Row | None:
         """The enabled user holding this unrevoked token (its hash), or None; notes its use."""
         row = self._row("SELECT u.id, u.name, u.role, u.created_at, u.disabled, t.id AS token_id, "
-                        f"t.last_used_at, {SQLITE_CAMPAIGNS} FROM api_tokens t JOIN users u ON u.id = t.user_id "
+                        "t.last_used_at, (SELECT json_group_array(campaign) FROM (SELECT campaign "
+                        "FROM user_campaigns WHERE user_id = u.id ORDER BY campaign)) AS campaigns "
+                        "FROM api_tokens t JOIN users u ON u.id = t.user_id "
                         "WHERE t.token_hash = ? AND u.disabled = 0 AND t.revoked_at IS NULL",
                         (token_hash,))
         if row is None:

@@ -2,7 +2,8 @@
 backends and the console. One store may hold several parties' campaigns: a user bound to
 some sees and acts on those alone (web/scope.py); a user with no binding sees every campaign,
 as each user did before 21. Both backends give a user's row its `campaigns`: the sorted names,
-or None for every campaign (read in the row's statement as JSON: read_campaigns)."""
+or None for every campaign (each statement selects them as JSON, a subquery written out
+in full there: all SQL is literal; read_campaigns reads it)."""
 from __future__ import annotations
 
 import json
@@ -13,13 +14,6 @@ from collections.abc import Sequence
 BOUND_ADMIN = ("user {name!r}: an admin acts on every campaign (users, the audit, GDPR export "
                "and erasure), so it cannot be bound to some: make it operator or viewer, or "
                "unbind it (`ivr users campaigns {name} --all`)")
-
-# The user's campaigns as a JSON list, selected with its row (u: the users table).
-SQLITE_CAMPAIGNS = ("(SELECT json_group_array(campaign) FROM (SELECT campaign FROM "
-                    "user_campaigns WHERE user_id = u.id ORDER BY campaign)) AS campaigns")
-PG_CAMPAIGNS = ("(SELECT json_agg(campaign ORDER BY campaign COLLATE \"C\")::text FROM "
-                "user_campaigns WHERE user_id = u.id) AS campaigns")
-
 
 def campaign_names(campaigns: Sequence[str] | None) -> list[str] | None:
     """The bindings to write: sorted, each once; None (every campaign) stays None. An empty
