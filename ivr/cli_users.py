@@ -13,7 +13,7 @@ from rich.console import Console
 from ivr.errors import IvrError
 from ivr.records.acting import cli_actor
 from ivr.store.sqlite_console import LastAdmin
-from ivr.store.user_scope import check_scope, shown
+from ivr.store.user_scope import campaign_names, check_scope, shown
 from ivr.web_users import (ROLES, check_password, check_role, hash_password, new_token,
                            token_hash)
 
@@ -84,20 +84,20 @@ CAMPAIGN_HELP = ("Bind the user to this campaign: it sees and acts on its bound 
                  "campaign.")
 
 
-def bound_to(name: str, role: str, campaigns: tuple[str, ...]) -> tuple[str, ...] | None:
-    """--campaign as given, checked before a password is asked: None for every campaign."""
+def bound_to(name: str, role: str, campaigns: tuple[str, ...]) -> list[str] | None:
+    """--campaign as the store keeps it (sorted, each once; None for every campaign),
+    checked by the store's own rules before a password is asked."""
     if not campaigns:
         return None
-    if any(not c.strip() for c in campaigns):
-        raise IvrError("--campaign: give a campaign's name (as in config.yaml's campaign.name)")
     try:
-        check_scope(name, role, campaigns)
+        bound = campaign_names(campaigns)
+        check_scope(name, role, bound)
     except ValueError as exc:
         raise IvrError(str(exc)) from None
-    return campaigns
+    return bound
 
 
-def not_in_store(store: StoreBackend, campaigns: tuple[str, ...] | None) -> str:
+def not_in_store(store: StoreBackend, campaigns: list[str] | None) -> str:
     """A note for names the store holds no campaign of yet (a typo, or a campaign whose
     list is not imported yet: the binding holds either way)."""
     missing = sorted(set(campaigns or ()) - set(store.campaigns()))
@@ -125,7 +125,7 @@ def users_add(ctx: Ctx, name: str, role: str, campaigns: tuple[str, ...]) -> Non
         store.add_user(name, role, password_hash, now(), actor=cli_actor(), campaigns=bound)
     except ValueError:
         raise IvrError(f"user {name!r} exists already") from None
-    where = "" if bound is None else f", campaigns {', '.join(sorted(set(bound)))}"
+    where = "" if bound is None else f", campaigns {shown(bound)}"
     console.print(f"user {name} added ({role}{where}){not_in_store(store, bound)}",
                   highlight=False)
 
@@ -150,8 +150,8 @@ def users_campaigns(ctx: Ctx, name: str, campaigns: tuple[str, ...], every: bool
         store.set_user_campaigns(name, bound, now(), actor=cli_actor())
     except ValueError as exc:
         raise IvrError(str(exc)) from None
-    said = "every campaign" if bound is None else ", ".join(sorted(set(bound)))
-    console.print(f"user {name} now sees {said}{not_in_store(store, bound)}", highlight=False)
+    console.print(f"user {name} now sees {shown(bound)}{not_in_store(store, bound)}",
+                  highlight=False)
 
 
 @users.command("token")

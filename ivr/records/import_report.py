@@ -10,11 +10,12 @@ from typing import Any
 
 from ivr.compliance.callee_place import Zones, callee_zone
 from ivr.compliance.preflight import check_sources
+from ivr.config import Schedule
 from ivr.errors import ComplianceError
 from ivr.errors import ImportFileError
 from ivr.store.base import Row
 
-DEFAULT_TZ = "Europe/Paris"  # config.Schedule.timezone's default
+DEFAULT_TZ = Schedule.timezone  # the config's default, for callers that give none
 
 
 @dataclass
@@ -145,8 +146,8 @@ def zone_clashes(batch: dict[str, dict[str, str]], existing: dict[str, Row], sto
     blanks = [n for n, row in batch.items() if row.get("timezone") and n in existing
               and not existing[n].get("timezone")]
     shared = store.bound_elsewhere(differ + blanks, campaign) if differ or blanks else set()
-    shared = {n for n in shared if existing[n]["timezone"] or  # a blank: its zone judged
-              batch[n]["timezone"] not in implied_zones(n, default_tz)}  # only when shared
+    judged = {n: implied_zones(n, default_tz) for n in shared if not existing[n]["timezone"]}
+    shared = {n for n in shared if batch[n]["timezone"] not in judged.get(n, ())}
     clashes = {}
     for number in [n for n in batch if n in shared]:  # in the file's order, not a set's
         old, new = existing[number]["timezone"], batch[number]["timezone"]
@@ -155,7 +156,7 @@ def zone_clashes(batch: dict[str, dict[str, str]], existing: dict[str, Row], sto
                            f"so correct whichever list is wrong, or leave this file's "
                            f"timezone empty to keep {old}") if old else (
             f"{number} is stored with no time zone (its calls judged in "
-            f"{' or '.join(sorted(implied_zones(number, default_tz)))}), which another "
+            f"{' or '.join(sorted(judged[number]))}), which another "
             f"campaign's list shares; this file says {new}: a person has one, so correct "
             f"whichever list is wrong, or leave this file's timezone empty")
     return clashes, set(differ) - shared

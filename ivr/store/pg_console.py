@@ -232,9 +232,7 @@ class PgConsoleSQL(PgCore):
         with self.transaction():
             if role is not None:  # the user's row locked: a binding made meanwhile counts
                 self._exec("SELECT 1 FROM users WHERE name = %(n)s FOR UPDATE", {"n": name})
-                check_scope(name, role, [r["campaign"] for r in self._rows(
-                    "SELECT b.campaign FROM user_campaigns b JOIN users u ON u.id = b.user_id "
-                    "WHERE u.name = %(n)s", {"n": name})])
+                check_scope(name, role, self._bound(name))
             if keep_admin:
                 admins = self._rows(ADMINS_FOR_UPDATE_SQL)
                 keep_an_admin(name, [r["name"] for r in admins], role, disabled)
@@ -248,6 +246,11 @@ class PgConsoleSQL(PgCore):
                  "e": int(password_hash is not None or bool(disabled)), "n": name})
             if changed == 0:
                 raise ValueError(f"user {name!r} does not exist: add it with `ivr users add`")
+
+    def _bound(self, name: str) -> list[str]:
+        return [r["campaign"] for r in self._rows(
+            "SELECT b.campaign FROM user_campaigns b JOIN users u ON u.id = b.user_id "
+            "WHERE u.name = %(n)s", {"n": name})]
 
     def rehash_password(self, name: str, old_hash: str, new_hash: str) -> bool:
         """sqlite_console's: only if the hash is still `old_hash`; sessions stay."""

@@ -22,7 +22,7 @@ def campaign_names(campaigns: Sequence[str] | None) -> list[str] | None:
         return None
     names = sorted(set(campaigns))
     if not names or any(not n.strip() for n in names):
-        raise ValueError("--campaign: give a campaign's name, or --all for every campaign")
+        raise ValueError("--campaign: give a campaign's name (as in config.yaml's campaign.name)")
     return names
 
 
