@@ -218,7 +218,8 @@ def contacts_upload(request: Request, campaign: str, file: UploadFile = File(...
     finally:
         dropped(request, campaign)
     if result is not None:
-        result["rejects_id"] = keep_rejects(request, "contacts", result["rejected"])
+        result["rejects_id"] = keep_rejects(request, "contacts", campaign,
+                                            result["rejected"])
     # French words for a file refused whole; else the form's fields, not CLI flags
     error = display.known(_lang(request), error) or i18n.form_words(_lang(request), error)
     return _contacts(request, store, ctx, campaign, 0, result, error, 400 if error else 200)
@@ -227,7 +228,7 @@ def contacts_upload(request: Request, campaign: str, file: UploadFile = File(...
 @router.get("/c/{campaign:path}/contacts/rejects/{rid}.csv")
 def contacts_rejects(request: Request, campaign: str, rid: str) -> Response:
     _page(request, campaign, "contacts")
-    return rejects_download(request, "contacts", rid, "upload the file again")
+    return rejects_download(request, "contacts", campaign, rid, "upload the file again")
 
 
 # -- prompts --------------------------------------------------------------------------------------

@@ -44,14 +44,16 @@ def fits(text: str) -> str:
     return text + " […]"
 
 
-def keep_rejects(request: Request, kind: str, rejected: list[dict[str, Any]]) -> str:
+def keep_rejects(request: Request, kind: str, campaign: str,
+                 rejected: list[dict[str, Any]]) -> str:
     """An id for downloading these rejected lines as CSV (compressed: a garbage file's
-    rejects can be many); the last KEPT_REJECTS uploads are kept, in this process only."""
+    rejects can be many); the last KEPT_REJECTS uploads are kept, in this process only.
+    They are the campaign's: its pages alone hand them out, whoever holds the id."""
     rid = secrets.token_urlsafe(12)
     blob = zlib.compress(records.rejects_csv(rejected).encode("utf-8"))
     kept = request.app.state.rejects
     with _kept_lock:
-        kept[rid] = (kind, blob, _clock())
+        kept[rid] = (kind, campaign, blob, _clock())
         while len(kept) > KEPT_REJECTS:
             kept.pop(next(iter(kept)))
     return rid
@@ -65,16 +67,18 @@ def drop_rejects(request: Request) -> None:
         request.app.state.rejects.clear()
 
 
-def rejects_download(request: Request, kind: str, rid: str, again: str) -> Response:
-    """The CSV kept under `rid` for this kind of upload; 404 once dropped (`again`: the fix)."""
+def rejects_download(request: Request, kind: str, campaign: str, rid: str,
+                     again: str) -> Response:
+    """The CSV kept under `rid` for this kind of upload to `campaign`; 404 once dropped, or
+    under another campaign's pages (`again`: the fix)."""
     with _kept_lock:
         hit = request.app.state.rejects.get(rid)
-        if hit is not None and _clock() - hit[2] > KEPT_REJECTS_S:
+        if hit is not None and _clock() - hit[3] > KEPT_REJECTS_S:
             request.app.state.rejects.pop(rid, None)
             hit = None
-    if hit is None or hit[0] != kind:
+    if hit is None or hit[:2] != (kind, campaign):
         raise HTTPException(404, f"these rejects are no longer kept: {again}")
-    return Response(zlib.decompress(hit[1]), media_type="text/csv; charset=utf-8",
+    return Response(zlib.decompress(hit[2]), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="rejects.csv"'})
 
 

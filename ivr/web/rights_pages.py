@@ -93,14 +93,15 @@ def rights_optout_import(request: Request, campaign: str, file: UploadFile = Fil
     rejected = res["rejected"]
     imported = {"added": res["added"], "rejected_total": len(rejected),
                 "rejected": rejected[:SHOWN_REJECTS], "shown_max": SHOWN_REJECTS,
-                "rejects_id": keep_rejects(request, "optouts", rejected) if rejected else None}
+                "rejects_id": keep_rejects(request, "optouts", campaign, rejected)
+                if rejected else None}
     return _rights_page(request, store, ctx, imported=imported)
 
 
 @router.get("/c/{campaign:path}/rights/rejects/{rid}.csv")
 def rights_rejects(request: Request, campaign: str, rid: str) -> Response:
     _page(request, campaign, "optout")
-    return rejects_download(request, "optouts", rid, "import the file again")
+    return rejects_download(request, "optouts", campaign, rid, "import the file again")
 
 
 @router.get("/c/{campaign:path}/rights/export")
