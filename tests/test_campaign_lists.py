@@ -264,3 +264,26 @@ def test_a_shared_undated_list_stays_undated(store: Store, tmp_path: Path) -> No
                acquired_on="2026-02-01", default_region="FR", now=NOW)
     assert store.one("SELECT acquired_on FROM campaign_contacts WHERE campaign = ?",
                      (B,))["acquired_on"] == "2026-02-01"
+
+
+def test_an_import_counts_another_campaigns_numbers_as_added(store: Store,
+                                                             tmp_path: Path) -> None:
+    """Left open at the last stop: a number campaign A holds was counted merged or unchanged
+    in B's import, so B's importer (a user bound to B alone) learnt which of B's numbers
+    another party's lists hold. New to the campaign is added, whoever else has it."""
+    path = tmp_path / "a.csv"
+    path.write_text("number,name\n+33199000010,Ana\n+33199000011,\n", encoding="utf-8")
+
+    def counts(campaign: str, text: str) -> tuple[int, int, int]:
+        path.write_text(text, encoding="utf-8")
+        r = import_csv(store, path, campaign=campaign, source="l", basis="consent",
+                       acquired_on="2026-01-10", default_region="FR", now=NOW)
+        return r.added, r.merged, r.unchanged
+
+    assert counts(A, "number,name\n+33199000010,Ana\n+33199000011,\n") == (2, 0, 0)
+    # B: one number as A has it, one filling A's blank name, one nobody has
+    b_file = "number,name\n+33199000010,Ana\n+33199000011,Bea\n+33199000012,\n"
+    assert counts(B, b_file) == (3, 0, 0)
+    assert counts(B, b_file) == (0, 0, 3)  # B's own now: as any re-import
+    assert counts(A, "number,name\n+33199000010,Ana\n+33199000012,Cy\n") == (1, 0, 1)
+    assert len(store.q("SELECT id FROM contacts")) == 3  # still one row a person

@@ -42,6 +42,8 @@ def test_an_import_waits_for_the_other_and_merges_its_number(pg_store_url: str,
             a.add_contact(NUMBER, name="Jeanne", timezone=None, source="list-a",
                           basis="consent", acquired_on="2026-01-01", extra="{}",
                           status="pending", now=T0)
+            a.bind_contacts([NUMBER], campaign="c1", source="list-a", basis="consent",
+                            acquired_on="2026-01-01", now=T0)
         thread.join(30)
         assert "error" not in done, done.get("error")
         report = done["report"]  # the number was there once A committed: not added again

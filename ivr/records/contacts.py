@@ -303,9 +303,10 @@ class _Importer:
                 listed = self.store.opted_out_among(numbers)
                 kept = self.store.bound_otherwise(numbers, campaign=self.campaign,
                                                   source=self.source, basis=self.basis)
+                here = self.store.bound_to(numbers, self.campaign)
                 for number in numbers:
                     self._write(number, batch[number], existing.get(number), number in seen,
-                                number in listed)
+                                number in listed, number in here)
                 self.store.bind_contacts(numbers, campaign=self.campaign, source=self.source,
                                          basis=self.basis, acquired_on=self.acquired_on,
                                          now=self.now)
@@ -350,8 +351,11 @@ class _Importer:
             f"keeps the list and basis it was first bound with in a campaign{rest}")
 
     def _write(self, number: str, row: dict[str, str], old: dict[str, Any] | None,
-               repeat: bool, on_list: bool) -> None:
-        """One distinct number of the batch; `repeat`: seen in an earlier batch of this file."""
+               repeat: bool, on_list: bool, here: bool) -> None:
+        """One distinct number of the batch; `repeat`: seen in an earlier batch of this file;
+        `here`: already bound to this campaign. A contact only another campaign had is counted
+        added, as a new one: merged or unchanged told an importer which of its numbers another
+        party's lists hold."""
         report, store = self.report, self.store
         if repeat:
             report.duplicates += 1
@@ -371,7 +375,9 @@ class _Importer:
         if changes:
             store.update_contact(old["id"], changes, self.now)
         if not repeat:
-            if changes:
+            if not here:
+                report.added += 1
+            elif changes:
                 report.merged += 1
             else:
                 report.unchanged += 1

@@ -22,8 +22,9 @@ DEFAULT_TZ = Schedule.timezone  # the config's default, for callers that give no
 class ImportReport:
     """Each non-blank data line lands in exactly one of added, merged, unchanged, rejected.
 
-    merged = existing contacts that gained data + lines repeating a number seen earlier in the
-    file (those are also counted in `duplicates`). opted_out counts the file's distinct numbers
+    added = numbers new to the campaign, whether or not another campaign holds them (that is
+    the other party's to know); merged = the campaign's contacts that gained data + lines
+    repeating a number seen earlier in the file (those are also counted in `duplicates`). opted_out counts the file's distinct numbers
     on the opposition list, whichever of added/merged/unchanged they fell in.
     """
     added: int = 0

@@ -233,6 +233,14 @@ class PgContactsSQL(PgCore):
             "b.basis IS DISTINCT FROM %(basis)s::text)",
             {"campaign": campaign, "source": source, "basis": basis, "numbers": numbers})
 
+    def bound_to(self, numbers: list[str], campaign: str) -> set[str]:
+        """Those of these numbers whose contact `campaign` has bound already."""
+        self._write_queued()
+        return {r["number"] for r in self._rows(
+            "SELECT k.number FROM contacts k JOIN campaign_contacts b ON b.contact_id = k.id "
+            "AND b.campaign = %(campaign)s WHERE k.number = ANY(%(numbers)s::text[])",
+            {"campaign": campaign, "numbers": numbers})}
+
     def bound_elsewhere(self, numbers: list[str], campaign: str) -> set[str]:
         """Those of these numbers whose contact another campaign than `campaign` has bound."""
         self._write_queued()

@@ -119,6 +119,14 @@ class ContactsSQL(SQLiteCore):
             "b.basis IS NOT :basis)", {"campaign": campaign, "source": source,
                                        "basis": basis, "numbers": json.dumps(numbers)})
 
+    def bound_to(self, numbers: list[str], campaign: str) -> set[str]:
+        """Those of these numbers whose contact `campaign` has bound already."""
+        return {r["number"] for r in self._rows(
+            # `+`: by the binding's primary key from each number, as bound_otherwise
+            "SELECT k.number FROM contacts k JOIN campaign_contacts b ON b.contact_id = k.id "
+            "AND +b.campaign = :campaign WHERE k.number IN (SELECT value FROM "
+            "json_each(:numbers))", {"campaign": campaign, "numbers": json.dumps(numbers)})}
+
     def bound_elsewhere(self, numbers: list[str], campaign: str) -> set[str]:
         """Those of these numbers whose contact another campaign than `campaign` has bound."""
         return {r["number"] for r in self._rows(
