@@ -31,10 +31,11 @@ from ivr.records.import_report import (DEFAULT_TZ, ImportReport, PartialImportEr
                                        counts_of, extra_columns, fill_blanks, provenance, to_json,
                                        two_zones, zone_clashes)
 from ivr.records.interrupts import signals_held
+from ivr.records.list_share import share_list
 from ivr.store.base import Row, StoreBackend
 
 __all__ = ["BATCH", "LATIN1_WARNING", "ImportReport", "PartialImportError", "e164", "import_csv",
-           "import_optouts"]
+           "import_optouts", "share_list"]
 
 BATCH = 1000            # distinct numbers per transaction
 NO_DATE = ("no acquisition date (--acquired-on): the list's stays unknown and `ivr check` "
@@ -83,30 +84,6 @@ def import_csv(store: StoreBackend, path: Path, *, campaign: str, source: str,
     with signals_held():  # the import is whole: its audit row too
         store.audit("import", None, importer.detail(path.name, complete=True), now)
     return report
-
-
-def share_list(store: StoreBackend, *, source: str, campaign: str, basis: str | None,
-               now: datetime, from_campaign: str) -> int:
-    """Bind list `source` of campaign `from_campaign` to one more campaign, with its basis for
-    that campaign: the deliberate step a list's second use takes (a list is collected for one
-    candidate; two campaigns may each have a list of the same name, and only the named
-    campaign's is shared). Recorded in the audit table; returns how many contacts were newly
-    bound."""
-    source, campaign = (source or "").strip(), (campaign or "").strip()
-    if not campaign:
-        raise ImportFileError("--campaign is empty: name the campaign that may call this list")
-    basis = provenance(source, basis)
-    with store.transaction():
-        if not store.list_exists(source, from_campaign):
-            raise ImportFileError(f"no list named {source!r} for campaign {from_campaign!r} in "
-                                  "this store: check --source (the name given to `ivr contacts "
-                                  "import`) and --from-campaign")
-        bound = store.share_list(source, campaign=campaign, basis=basis, now=now,
-                                 from_campaign=from_campaign)
-        store.audit("list_shared", None, {"source": source, "from_campaign": from_campaign,
-                                          "campaign": campaign, "basis": basis,
-                                          "contacts": bound}, now)
-    return bound
 
 
 def _stream(importer: _Importer, records: Iterator[tuple[int, list[str]]],
