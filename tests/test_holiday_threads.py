@@ -9,7 +9,7 @@ from datetime import date
 
 from holidays.countries.france import France
 
-from ivr.compliance.callee_place import holiday_name, on_holiday
+from ivr.compliance.holiday_place import holiday_name, on_holiday
 
 
 class _SlowFrance(France):

@@ -11,7 +11,7 @@ import pytest
 from conftest import add_contact, make_config
 from test_plan_at_scale import parses_counted
 from ivr.campaign.planning import plan
-from ivr.compliance import callee_place
+from ivr.compliance import callee_place, holiday_place
 from ivr.compliance.place_key import (TAIL, _code_reads, head_width, place_key, prefix_width,
                                       tail_free)
 from ivr.store import Store
@@ -98,10 +98,10 @@ def test_a_prefix_that_reads_the_whole_number_gives_no_width() -> None:
 def _answers() -> list[object]:
     callee_place._parsed.cache_clear()
     callee_place._number_zone.cache_clear()
-    callee_place._number_subdivs.cache_clear()
+    holiday_place._number_subdivs.cache_clear()
     return [(callee_place.callee_zone(n, None, "Europe/Paris"),
              callee_place.callee_zone(n, None, "Indian/Reunion"),
-             callee_place.fr_subdivisions(n)) for n in _numbers()]
+             holiday_place.fr_subdivisions(n)) for n in _numbers()]
 
 
 def test_the_keyed_answer_is_the_parses_for_every_number(
@@ -110,6 +110,7 @@ def test_the_keyed_answer_is_the_parses_for_every_number(
     key (each parsed itself, as before the key)."""
     keyed = _answers()
     monkeypatch.setattr(callee_place, "place_key", lambda number: number)
+    monkeypatch.setattr(holiday_place, "place_key", lambda number: number)
     parsed = _answers()
     for number, mine, theirs in zip(_numbers(), keyed, parsed):
         assert mine == theirs, number

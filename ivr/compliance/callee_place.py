@@ -12,24 +12,21 @@ Alsace-Moselle's landlines (ALSACE_MOSELLE), which keep two more public holidays
 
 Also here, from calling_rules.py (which imports them): the callee's zone (`callee_zone`: a
 list's timezone column may not loosen the clock nor the holidays of a number whose place is
-certain, `listed_zone`), its public-holiday calendar (`fr_subdivisions`, `_country_calendar`)
-and the zones a number may be in (`Zones`).
+certain, `listed_zone`) and the zones a number may be in (`Zones`). Its public-holiday
+calendar is holiday_place.py's.
 """
 from __future__ import annotations
 
 import functools
 import re
-import threading
-from datetime import date, datetime, timedelta, timezone, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import holidays
 import phonenumbers
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
 from phonenumbers.timezone import TIMEZONE_DATA, time_zones_for_number
 
-from ivr.compliance.holiday_load import preload
 from ivr.compliance.place_key import place_key
 from ivr.errors import ComplianceError
 from ivr.numbers import OVERSEAS_REGIONS, overseas_homes
@@ -342,95 +339,9 @@ def code_regions(number: str) -> tuple[str, ...] | None:
     return None if code is None else tuple(COUNTRY_CODE_TO_REGION_CODE.get(code, ()))
 
 
-# -- the callee's public-holiday calendar (the calling rules' `skip_holidays`) -------------------
-def holiday_country(code: str) -> str:
-    """schedule.holidays_country as the calendar takes it: upper case, and France's alpha-3
-    (FRA, which the holidays package takes too) as FR. Before, FRA passed every check and
-    kept the national calendar alone: no overseas nor Alsace-Moselle holiday."""
-    code = code.strip().upper()
-    return "FR" if code == "FRA" else code
-
-
-def has_calendar(code: str) -> bool:
-    """Whether the holidays package has a calendar for schedule.holidays_country (the one
-    the calling rules will use, made once: _country_calendar's cache)."""
-    try:
-        _country_calendar(holiday_country(code))
-    except ComplianceError:
-        return False
-    return True
-
-
-def _holiday_calendar(country: str, number: str, listed: tuple[str, ...] = ()
-                      ) -> holidays.HolidayBase:
-    """`listed`: the regions a list row's time zone adds (Zones.subdivs), kept with the number's."""
-    country = holiday_country(country)
-    subdivs = tuple(sorted({*fr_subdivisions(number), *listed})) if country == "FR" else ()
-    return _country_calendar(country, subdivs)
-
-
-def fr_subdivisions(number: str) -> tuple[str, ...]:
-    """The `holidays` FR subdivisions whose public holidays a callee may keep: Alsace-Moselle's
-    for its landlines, an overseas region's for its numbers (every region the number is valid
-    in: fail closed), else none. Parsed only when a region of the number's code is overseas."""
-    local = ALSACE_MOSELLE.get(number[1:6]) if number.startswith("+333") else None
-    if local is not None:
-        return (local,)
-    regions = code_regions(number)
-    if regions is not None and not any(r in FR_OVERSEAS_SUBDIV for r in regions) and \
-            stored_overseas(number) is None:
-        return ()
-    return _number_subdivs(place_key(number))
-
-
-@functools.lru_cache(maxsize=65536)
-def _number_subdivs(number: str) -> tuple[str, ...]:
-    # phonenumbers' region_code_for_number takes the first region a number is valid in: a 0690
-    # mobile is valid in Guadeloupe, Saint-Barthélemy and Saint-Martin, each with its own
-    # abolition day, and a 09 76 22.. box is Réunion's or French Guiana's (overseas_homes).
-    # Keep every one's holidays rather than guess the island.
-    regions = []
-    for num in filter(None, map(_parsed, overseas_homes(number) or (number,))):
-        regions += [r for r in COUNTRY_CODE_TO_REGION_CODE.get(num.country_code, ())
-                    if phonenumbers.is_valid_number_for_region(num, r)]
-    return tuple(sorted({FR_OVERSEAS_SUBDIV[r] for r in regions if r in FR_OVERSEAS_SUBDIV}))
-
-
 @functools.lru_cache(maxsize=1024)  # the zone and the subdivision of one number: one parse
 def _parsed(number: str) -> phonenumbers.PhoneNumber | None:
     try:  # a +33 form of an overseas VoIP number stored before ivr.numbers re-homed it: its own
         return phonenumbers.parse(stored_overseas(number) or number, None)
     except phonenumbers.NumberParseException:
         return None
-
-
-# holidays fills a calendar's year on its first look at it, adding the year to `years` before
-# its holidays: a second thread looking meanwhile took the year as filled and missed them. The
-# calendars are shared (_country_calendar) by the loop's dial checks and the store threads'
-# plans and claims.
-_FILLING = threading.Lock()
-
-
-def on_holiday(calendar: holidays.HolidayBase, day: date) -> bool:
-    """`day in calendar`, one thread at a time (_FILLING)."""
-    with _FILLING:
-        return day in calendar
-
-
-def holiday_name(calendar: holidays.HolidayBase, day: date) -> str:
-    """The holiday's name on `day` ("" if none), one thread at a time (_FILLING)."""
-    with _FILLING:
-        return calendar.get(day) or ""
-
-
-@functools.lru_cache(maxsize=64)  # one calendar per (country, subdivisions), not one per call
-def _country_calendar(country: str, subdivs: tuple[str, ...] = ()) -> holidays.HolidayBase:
-    preload(country)  # that country's module alone, not all 250 (holiday_load.py)
-    try:
-        if not subdivs:
-            return holidays.country_holidays(country)
-        calendars = [holidays.country_holidays(country, subdiv=s) for s in subdivs]
-    except NotImplementedError:
-        raise ComplianceError(
-            f"schedule.holidays_country {country!r} is not supported: use an ISO code such as FR") from None
-    return calendars[0] if len(calendars) == 1 else sum(calendars[1:], calendars[0])

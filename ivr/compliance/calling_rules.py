@@ -23,9 +23,11 @@ from zoneinfo import ZoneInfo
 
 import holidays  # noqa: F401  (the _Calendar annotation)
 
-from ivr.compliance.callee_place import (  # noqa: F401 (zone and holiday helpers: used from here)
-    Zones, _country_calendar, _holiday_calendar, _number_subdivs, _number_zone, _parsed,
-    callee_zone, fr_subdivisions, holiday_name, is_fiction_number, on_holiday, zones_of)
+from ivr.compliance.callee_place import (  # noqa: F401 (zone helpers: used from here)
+    Zones, _number_zone, _parsed, callee_zone, is_fiction_number, zones_of)
+from ivr.compliance.holiday_place import (  # noqa: F401 (holiday helpers: used from here)
+    _country_calendar, _holiday_calendar, _number_subdivs, fr_subdivisions, holiday_name,
+    on_holiday)
 from ivr.compliance.zones_meet import may_meet
 from ivr.config import Schedule, Window
 from ivr.config_checks import CAP_PERIOD_DAYS

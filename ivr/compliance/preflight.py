@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
-from ivr.compliance.callee_place import has_calendar, holiday_country
+from ivr.compliance.holiday_place import has_calendar, holiday_country
 from ivr.compliance.calling_rules import is_fiction_number, parse_blackout_dates, parse_windows
 from ivr.config import Config
 from ivr.config_checks import demo_retry_delays, external_pbx_settings
