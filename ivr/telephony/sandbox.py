@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
 import time
-import wave
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from ivr.telephony.contract import (GLOBAL_AGI_URL, GLOBAL_CALLBACK_SECRET, GLOB
 from ivr.errors import SandboxError
 from ivr.secret_files import read_or_create, write_secret
 from ivr.telephony.ami_node import checked_secret
+from ivr.telephony.sim_sounds import write_sim_sounds
 from ivr.telephony.sandbox_root import (CHROOT_DIRS, build, check_dialplan_dir, harden, in_root,
                                         runs_sandbox_asterisk, write_file)
 from ivr.telephony.sip_trunk import sandbox_pjsip_conf
@@ -248,34 +247,7 @@ class Sandbox:
         return "\n".join(lines) + "\n"
 
     def _sim_sounds(self) -> None:
-        """Sounds the simulated callees play: a short 'allo', silence, a machine greeting."""
-        dest = self.sounds / SIM_SOUNDS_DIR
-        dest.mkdir(parents=True, exist_ok=True)
-        silence = dest / "silence.wav"
-        if not silence.exists() or silence.stat().st_size > 16100:
-            with wave.open(str(silence), "wb") as w:
-                w.setnchannels(1)
-                w.setsampwidth(2)
-                w.setframerate(8000)
-                w.writeframes(b"\x00\x00" * 8000)  # 1 s: AMD needs 0.8 s after "allo"
-        speech = {
-            "hello": "Allô ?",
-            "machine-greeting": "Bonjour, vous êtes bien sur le répondeur de Jean Martin. "
-                                "Je ne suis pas disponible pour le moment, laissez-moi un message "
-                                "après le bip sonore et je vous rappellerai dès que possible. Merci.",
-        }
-        for name, text in speech.items():
-            out = dest / f"{name}.wav"
-            if out.exists():
-                continue
-            if shutil.which("espeak-ng") is None:
-                raise SandboxError("espeak-ng not found: apt-get install -y espeak-ng")
-            raw = dest / f"{name}.raw.wav"
-            subprocess.run(["espeak-ng", "-v", "fr", "-w", str(raw), text], check=True,
-                           capture_output=True)
-            subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-i", str(raw), "-ar", "8000",
-                            "-ac", "1", "-sample_fmt", "s16", str(out)], check=True)
-            raw.unlink()
+        write_sim_sounds(self.sounds / SIM_SOUNDS_DIR)
 
     # -- process ------------------------------------------------------------------------------
     def _pid(self) -> int | None:
