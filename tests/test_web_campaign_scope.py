@@ -247,3 +247,25 @@ def test_an_uploads_rejects_are_its_campaigns_alone(web) -> None:
         r = c.get(elsewhere)
         assert r.status_code == 404 and "06 12 34" not in r.text
     assert olga.get(link).status_code == 404  # and hers is not the campaign it was for
+
+
+def test_a_bound_user_is_not_shown_lists_of_no_campaign(web) -> None:
+    """Left open at the last stop: a list imported before lists had campaigns is named in every
+    campaign's preflight, so a user bound to one party's campaign read another's list names."""
+    add_contact(web.store, "+33199000040", at=NOW - timedelta(days=3),
+                source="fichier-ancien-du-parti", campaigns=())
+    otto = web.client()
+    login(otto, "otto")
+    codes = [v["code"] for v in otto.get(f"/api/campaigns/{OTHER}/preflight").json()[
+        "violations"]]
+    assert "unbound_list" in codes  # an unbound user still sees it, to bind it
+    assert "fichier-ancien-du-parti" in html.unescape(otto.get(f"/c/{OTHER}/run").text)
+    olga = web.client()
+    _login(olga, "olga", OLGA_PASSWORD)
+    answer = olga.get(f"/api/campaigns/{OTHER}/preflight")
+    assert answer.status_code == 200
+    assert [v["code"] for v in answer.json()["violations"]] == \
+        [c for c in codes if c != "unbound_list"]
+    page = olga.get(f"/c/{OTHER}/run")
+    assert page.status_code == 200
+    assert "fichier-ancien-du-parti" not in html.unescape(page.text + answer.text)

@@ -23,7 +23,7 @@ from ivr.web.auth import NotLoggedIn, User, authenticate, check_api_csrf, now, r
 from ivr.web.chart import overview_chart
 from ivr.web.display import node_state, why_text
 from ivr.web.scope import (asking, campaigns_seen, consent_seen, home_campaign, known,
-                           console_campaign_seen, optout_seen)
+                           console_campaign_seen, optout_seen, preflight_seen)
 
 router = APIRouter(prefix="/api", tags=["console"])
 EVENT_EVERY_S = 1.0  # live updates: one overview per second per open console, computed once
@@ -212,9 +212,9 @@ def pacing(request: Request, campaign: str, body: PacingBody) -> dict[str, Any]:
 
 @router.get("/campaigns/{campaign:path}/preflight")
 def preflight(request: Request, campaign: str) -> dict[str, Any]:
-    who(request, "view")
+    user, _ = who(request, "view")
     known(request, campaign)
-    violations = request.app.state.preflights.get(campaign)
+    violations = preflight_seen(user, request.app.state.preflights.get(campaign))
     return {"campaign": campaign, "violations": violations,
             "errors": sum(v["severity"] == "error" for v in violations)}
 

@@ -21,7 +21,7 @@ from ivr.web.page_access import check_csrf as _check_csrf, open_form as _form, o
 from ivr.web.render import (error_page as _error_page, flash_text as _t, lang as _lang,
                             refused as _no, render as _render)
 from ivr.web.results import back as _back, keep_rejects, page_route, rejects_download
-from ivr.web.scope import console_campaign_seen, home_campaign
+from ivr.web.scope import console_campaign_seen, home_campaign, preflight_seen
 
 BASES = ("consent", "member_file", "rented_file")
 SHOWN_REJECTS = 1000  # rejected lines listed on a page; the CSV download has them all
@@ -147,10 +147,11 @@ def _control_shown(row: Any) -> dict[str, Any] | None:
 
 @router.get("/c/{campaign:path}/run", response_class=HTMLResponse)
 def run_page(request: Request, campaign: str) -> Response:
-    _, store, ctx = _page(request, campaign)
+    user, store, ctx = _page(request, campaign)
     cfg = request.app.state.cfg
+    violations = preflight_seen(user, request.app.state.preflights.get(campaign))
     return _render(request, "run.html", {
-        **ctx, "section": "run", "violations": request.app.state.preflights.get(campaign),
+        **ctx, "section": "run", "violations": violations,
         "control": _control_shown(store.run_control(campaign)), "dialer": cfg.dialer,
         "states": i18n.states(_lang(request)),  # the live script's words too (console.js)
         "o": request.app.state.overviews.get(campaign)})

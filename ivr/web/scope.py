@@ -82,3 +82,16 @@ def optout_seen(user: User, found: dict[str, Any]) -> dict[str, Any]:
         return found
     return {**found, "campaign": None}
 
+
+# Preflight lines of what belongs to no campaign: lists imported before lists had campaigns,
+# named by their source, in every campaign's preflight. Binding one is an unbound admin's
+# (`ivr contacts share`); a user bound to campaigns is not shown another party's list names.
+NO_CAMPAIGN_CODES = frozenset({"unbound_list"})
+
+
+def preflight_seen(user: User, violations: list[dict[str, str]]) -> list[dict[str, str]]:
+    """A campaign's preflight as `user` sees it: without NO_CAMPAIGN_CODES if bound."""
+    if user.campaigns is None:
+        return violations
+    return [v for v in violations if v["code"] not in NO_CAMPAIGN_CODES]
+
