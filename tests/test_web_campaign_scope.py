@@ -116,10 +116,14 @@ def test_a_bound_users_proof_of_consent_is_its_campaigns_rows(web) -> None:
     # The opposition holds for every campaign: shown, without the campaign it came from.
     optout = [row for row in found["proof"] if row["source"] == "optouts"]
     assert len(optout) == 1 and optout[0]["campaign"] is None
+    # ... nor how it came in (a phone-key would tell that another party called): only when
+    assert optout[0]["via"] is None and optout[0]["at"]
     looked = c.get(f"/api/optouts/{NUMBER}").json()
     assert looked["opted_out"] is True and looked["campaign"] is None
+    assert looked["via"] is None and looked["at"] == optout[0]["at"]
     page = c.get(f"/c/{OTHER}/rights?number={NUMBER}").text
     assert 'data-opted-out="true"' in page and f">{CAMPAIGN}<" not in page
+    assert "None" not in page.split('id="lookup-result"')[1].split("</p>")[0]
     # An operator bound to none sees both campaigns' rows.
     otto = web.client()
     _login(otto, "otto", "operator-pass-1")
@@ -127,6 +131,8 @@ def test_a_bound_users_proof_of_consent_is_its_campaigns_rows(web) -> None:
     assert {row["campaign"] for row in every["proof"] if row["source"] == "call"} == \
         {CAMPAIGN, OTHER}
     assert otto.get(f"/api/optouts/{NUMBER}").json()["campaign"] == CAMPAIGN
+    assert otto.get(f"/api/optouts/{NUMBER}").json()["via"] == "post"
+    assert [r["via"] for r in every["proof"] if r["source"] == "optouts"] == ["post"]
 
 
 def test_an_admin_cannot_be_bound_and_a_binding_refused_changes_nothing(web) -> None:

@@ -62,14 +62,13 @@ def console_campaign_seen(request: Request) -> bool:
 def consent_seen(user: User, found: dict[str, Any]) -> dict[str, Any]:
     """One person's proof of consent as this user may see it: the calls and bindings of
     their campaigns. An opposition holds for every campaign, so it stays; the campaign
-    it was recorded in is named only when it is theirs."""
+    it was recorded in, and how, are told only when it is theirs."""
     if user.campaigns is None:
         return found
     proof = []
     for row in found["proof"]:
         if row.get("source") == "optouts":
-            proof.append({**row, "campaign": row["campaign"] if user.sees(row["campaign"])
-                          else None})
+            proof.append(row if user.sees(row["campaign"]) else _unnamed(row))
         elif user.sees(row.get("campaign")):
             proof.append(row)
     return {**found, "proof": proof,
@@ -80,7 +79,13 @@ def optout_seen(user: User, found: dict[str, Any]) -> dict[str, Any]:
     """An opposition lookup: the campaign it was recorded in only when it is theirs."""
     if found.get("campaign") is None or user.sees(found["campaign"]):
         return found
-    return {**found, "campaign": None}
+    return _unnamed(found)
+
+
+def _unnamed(optout: dict[str, Any]) -> dict[str, Any]:
+    """Another campaign's opposition, as a user bound elsewhere sees it: when, not where nor
+    how (its `via`, phone-key, told that another party had called this person)."""
+    return {**optout, "campaign": None, "via": None}
 
 
 # Preflight lines of what belongs to no campaign: lists imported before lists had campaigns,
