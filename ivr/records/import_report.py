@@ -24,8 +24,9 @@ class ImportReport:
 
     added = numbers new to the campaign, whether or not another campaign holds them (that is
     the other party's to know); merged = the campaign's contacts that gained data + lines
-    repeating a number seen earlier in the file (those are also counted in `duplicates`). opted_out counts the file's distinct numbers
-    on the opposition list, whichever of added/merged/unchanged they fell in.
+    repeating a number seen earlier in the file (those are also counted in `duplicates`).
+    opted_out counts the file's distinct numbers on the opposition list, whichever of
+    added/merged/unchanged they fell in.
     """
     added: int = 0
     merged: int = 0
