@@ -43,9 +43,10 @@ def _answer_and_plan(store: Store, read: Callable[[], Any]) -> tuple[Any, list[s
 def test_an_import_reads_the_bindings_by_number_not_by_campaign(store: Store,
                                                                 tmp_path: Path) -> None:
     run(store, write(tmp_path, "number\n+33199000001\n+33199000002\n"), source="list-a")
-    got, plan = _answer_and_plan(store, lambda: store.bound_otherwise(
-        ["+33199000001", "+33199000003"], campaign="c1", source="list-b", basis="consent"))
+    got, plan = _answer_and_plan(store, lambda: store.bindings_in(
+        ["+33199000001", "+33199000003"], "c1"))
     assert [(r["number"], r["source"]) for r in got] == [("+33199000001", "list-a")]
+    assert store.bindings_in(["+33199000001"], "c2") == []  # another campaign's: none
     assert any("contacts" in step and "(number=?)" in step for step in plan), plan
     assert not any("(campaign=?)" in step for step in plan), plan
 
@@ -58,15 +59,3 @@ def test_the_opposition_poll_reads_by_primary_key(store: Store) -> None:
     assert [r["id"] for r in got] == [1, 3, 4]  # past 2, and the gap 1, once each, in order
     assert not any(step.startswith("SCAN optouts") for step in plan), plan
     assert any("optouts USING INTEGER PRIMARY KEY (rowid>?)" in step for step in plan), plan
-
-
-@sqlite_only
-def test_an_import_reads_its_campaigns_bindings_by_number(store: Store,
-                                                          tmp_path: Path) -> None:
-    run(store, write(tmp_path, "number\n+33199000001\n+33199000002\n"), source="list-a")
-    got, plan = _answer_and_plan(store, lambda: store.bound_to(
-        ["+33199000001", "+33199000003"], "c1"))
-    assert got == {"+33199000001"}
-    assert store.bound_to(["+33199000001"], "c2") == set()
-    assert any("contacts" in step and "(number=?)" in step for step in plan), plan
-    assert not any("(campaign=?)" in step for step in plan), plan

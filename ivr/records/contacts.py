@@ -278,9 +278,11 @@ class _Importer:
                 self.own_zone = own - seen
                 numbers = [n for n in numbers if n not in clashes]
                 listed = self.store.opted_out_among(numbers)
-                kept = self.store.bound_otherwise(numbers, campaign=self.campaign,
-                                                  source=self.source, basis=self.basis)
-                here = self.store.bound_to(numbers, self.campaign)
+                bound = self.store.bindings_in(numbers, self.campaign)
+                here = {r["number"] for r in bound}
+                # bound under another list or basis: bind_contacts keeps that provenance
+                kept = [r for r in bound if (r["source"], r["basis"]) != (self.source,
+                                                                          self.basis)]
                 for number in numbers:
                     self._write(number, batch[number], existing.get(number), number in seen,
                                 number in listed, number in here)

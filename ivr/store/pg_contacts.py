@@ -221,25 +221,14 @@ class PgContactsSQL(PgCore):
             "AND status = 'pending' AND contact_id IN (SELECT id FROM contacts WHERE number "
             "= ANY(%(numbers)s::text[]))", {"campaign": campaign, "numbers": numbers})
 
-    def bound_otherwise(self, numbers: list[str], *, campaign: str, source: str,
-                        basis: str | None) -> list[Row]:
-        """Rows (number, source, basis): those of these numbers already bound to `campaign`
-        under another list or basis, which bind_contacts leaves as they were."""
+    def bindings_in(self, numbers: list[str], campaign: str) -> list[Row]:
+        """Rows (number, source, basis): those of these numbers `campaign` has bound already,
+        with the list and basis each was first bound with (bind_contacts keeps them)."""
         self._write_queued()
         return self._rows(
             "SELECT k.number, b.source, b.basis FROM contacts k JOIN campaign_contacts b "
             "ON b.contact_id = k.id AND b.campaign = %(campaign)s WHERE k.number = "
-            "ANY(%(numbers)s::text[]) AND (b.source IS DISTINCT FROM %(source)s::text OR "
-            "b.basis IS DISTINCT FROM %(basis)s::text)",
-            {"campaign": campaign, "source": source, "basis": basis, "numbers": numbers})
-
-    def bound_to(self, numbers: list[str], campaign: str) -> set[str]:
-        """Those of these numbers whose contact `campaign` has bound already."""
-        self._write_queued()
-        return {r["number"] for r in self._rows(
-            "SELECT k.number FROM contacts k JOIN campaign_contacts b ON b.contact_id = k.id "
-            "AND b.campaign = %(campaign)s WHERE k.number = ANY(%(numbers)s::text[])",
-            {"campaign": campaign, "numbers": numbers})}
+            "ANY(%(numbers)s::text[])", {"campaign": campaign, "numbers": numbers})
 
     def bound_elsewhere(self, numbers: list[str], campaign: str) -> set[str]:
         """Those of these numbers whose contact another campaign than `campaign` has bound."""

@@ -106,26 +106,16 @@ class ContactsSQL(SQLiteCore):
             "= 'pending' AND contact_id IN (SELECT id FROM contacts WHERE number IN (SELECT "
             "value FROM json_each(?)))", (campaign, json.dumps(numbers))).rowcount
 
-    def bound_otherwise(self, numbers: list[str], *, campaign: str, source: str,
-                        basis: str | None) -> list[Row]:
-        """Rows (number, source, basis): those of these numbers already bound to `campaign`
-        under another list or basis, which bind_contacts leaves as they were."""
+    def bindings_in(self, numbers: list[str], campaign: str) -> list[Row]:
+        """Rows (number, source, basis): those of these numbers `campaign` has bound already,
+        with the list and basis each was first bound with (bind_contacts keeps them)."""
         return self._rows(
             # `+`: from the numbers, by the binding's primary key (contact_id, campaign); not a
             # walk of every binding of the campaign (75 ms a batch at 100,000 contacts)
             "SELECT k.number, b.source, b.basis FROM contacts k JOIN campaign_contacts b "
             "ON b.contact_id = k.id AND +b.campaign = :campaign WHERE k.number IN "
-            "(SELECT value FROM json_each(:numbers)) AND (b.source IS NOT :source OR "
-            "b.basis IS NOT :basis)", {"campaign": campaign, "source": source,
-                                       "basis": basis, "numbers": json.dumps(numbers)})
-
-    def bound_to(self, numbers: list[str], campaign: str) -> set[str]:
-        """Those of these numbers whose contact `campaign` has bound already."""
-        return {r["number"] for r in self._rows(
-            # `+`: by the binding's primary key from each number, as bound_otherwise
-            "SELECT k.number FROM contacts k JOIN campaign_contacts b ON b.contact_id = k.id "
-            "AND +b.campaign = :campaign WHERE k.number IN (SELECT value FROM "
-            "json_each(:numbers))", {"campaign": campaign, "numbers": json.dumps(numbers)})}
+            "(SELECT value FROM json_each(:numbers))",
+            {"campaign": campaign, "numbers": json.dumps(numbers)})
 
     def bound_elsewhere(self, numbers: list[str], campaign: str) -> set[str]:
         """Those of these numbers whose contact another campaign than `campaign` has bound."""
