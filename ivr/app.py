@@ -29,7 +29,7 @@ from ivr.config import Config
 from ivr.campaign.dialer import Dialer
 from ivr.campaign.run_control import poll_opposed
 from ivr.errors import PbxError
-from ivr.callflow.flow import HOLD_WAIT_S, FlowOptions
+from ivr.callflow.flow import FlowOptions
 from ivr.prompts import archive
 from ivr.prompts.build import MANIFEST_NAME, load_manifest
 from ivr.prompts.live import LivePrompts
@@ -240,7 +240,7 @@ def agi_app(cfg: Config, store: Store, dialer: Dialer, clock: Clock,
                          cut_by_run=dialer.cut_by_run.__contains__,
                          commit=dialer.writer.committed,
                          session_limit_s=deadline.session_limit_s(
-                             dialer.deadline_s, flow.hold_wait_s or HOLD_WAIT_S))
+                             dialer.deadline_s, flow.hold_wait))
     dialer.opposed = handler.opposed  # kept up to date by the run's tick (run_control.py)
     dialer.sounds = lambda: live.current().sounds  # the outbound failsafe's
     app.add_route("ivr", handler)

@@ -94,6 +94,11 @@ class FlowOptions:
     on_machine: str = "hangup"  # hangup | legal
     hold_wait_s: float | None = None  # None: HOLD_WAIT_S
 
+    @property
+    def hold_wait(self) -> float:
+        """How long a callee who put us on hold has to come back (hold_wait_s or the default)."""
+        return self.hold_wait_s or HOLD_WAIT_S
+
 
 @dataclass
 class Outcome:
@@ -164,7 +169,7 @@ class _Call:
             if result.key or not result.held:
                 return result
             holds += 1
-            back = yield WaitUnhold(self.opts.hold_wait_s or HOLD_WAIT_S)
+            back = yield WaitUnhold(self.opts.hold_wait)
             if back.hangup or not back.completed or holds >= HOLD_REPLAYS:
                 self.held_out = prompt
                 raise _Hangup if back.hangup else _HeldOut

@@ -15,6 +15,7 @@ BOUND_ADMIN = ("user {name!r}: an admin acts on every campaign (users, the audit
                "and erasure), so it cannot be bound to some: make it operator or viewer, or "
                "unbind it (`ivr users campaigns {name} --all`)")
 
+
 def campaign_names(campaigns: Sequence[str] | None) -> list[str] | None:
     """The bindings to write: sorted, each once; None (every campaign) stays None. An empty
     list is refused: a user who may see nothing is a disabled one (`ivr users disable`)."""

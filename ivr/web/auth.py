@@ -50,9 +50,11 @@ class User:
     campaigns: frozenset[str] | None = None  # the only ones it sees; None: every campaign
 
     def can(self, action: str) -> bool:
-        if self.campaigns is not None and action in SPANS_CAMPAIGNS:
-            return False
-        return web_users.can(self.role, action)
+        return not self.barred(action) and web_users.can(self.role, action)
+
+    def barred(self, action: str) -> bool:
+        """An action spanning every campaign, which a user bound to some never does."""
+        return self.campaigns is not None and action in SPANS_CAMPAIGNS
 
     def sees(self, campaign: str | None) -> bool:
         return self.campaigns is None or campaign in self.campaigns
@@ -287,7 +289,7 @@ def check_password(store, name: str, password: str) -> dict | None:  # type: ign
 def require(user: User | None, action: str) -> User:
     if user is None:
         raise NotLoggedIn()
-    if user.campaigns is not None and action in SPANS_CAMPAIGNS:
+    if user.barred(action):
         raise HTTPException(403, f"spans every campaign: {action} is not for user {user.name}, "
                             "bound to some campaigns: ask an admin")
     if not user.can(action):
