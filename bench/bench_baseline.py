@@ -29,9 +29,17 @@ whole (how near the goal the controller would be with a store that cost nothing)
 also gives its voluntary context switches per call (ru_nvcsw, whole process: a proxy for the
 event loop's wake-ups) and the cyclic collector's CPU per call (gc.callbacks).
 
+`--backend postgresql` runs the controller on a PostgreSQL store instead of SQLite: a private
+cluster started for the run from Debian's postgresql package (as `ivr db up`, fsync on), a
+fresh database for each controller run. The SQL then runs in the server's processes, not the
+controller's: each pair also gives the server's CPU per call over the controller's run (its
+processes' user + system time from /proc) and `ratio_with_server`, the controller and the
+server together ÷ stock.
+
 Prints one JSON object. Usage (root, sandbox up):
   python3 bench/bench_baseline.py [--calls 1000] [--all-events] [--pairs 3 [--stock-paced]
-                                  [--ctl-burst] [--stock-uvloop] [--rate R] [--store-split]]
+                                  [--ctl-burst] [--stock-uvloop] [--rate R] [--store-split]
+                                  [--backend postgresql]]
 Not a test, and not a product: it asserts nothing; the README records its output.
 """
 from __future__ import annotations
@@ -41,10 +49,12 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
 import resource
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from panoramisk import Manager
@@ -58,12 +68,55 @@ from store_cpu import StoreCpu  # noqa: E402
 from ivr import app  # noqa: E402
 from ivr.campaign import sending  # noqa: E402
 from ivr.prompts.build import build_prompts  # noqa: E402
+from ivr.store.pg_cluster import PgCluster  # noqa: E402
 from ivr.telephony.contract import (OUTBOUND_CONTEXT, OUTBOUND_EXTEN, SIM_CONTEXT,  # noqa: E402
                                     VAR_AGI_URL, VAR_AMD, VAR_CALL_ID)
 from ivr.telephony.sandbox import Sandbox  # noqa: E402
 
 PORT = 4612
 ALL_EVENTS_USER = "ivr-bench-all"
+PG_PORT = 55493  # the bench's own cluster: neither `ivr db up`'s nor bench_capacity's port
+
+
+class Stores:
+    """Where each controller run keeps its store: a fresh SQLite file in `base` (the default),
+    or with a cluster (--backend postgresql) a fresh database of it, and its server's CPU."""
+
+    def __init__(self, base: Path, cluster: PgCluster | None = None) -> None:
+        self.base, self.cluster = base, cluster
+
+    def fresh(self, name: str) -> Path | str:
+        if self.cluster is None:
+            return self.base / f"{name}.db"
+        self.cluster.create_database(name.replace("-", "_"))
+        return self.cluster.url_for(name.replace("-", "_"))
+
+    def server_cpu(self) -> Callable[[], float] | None:
+        if self.cluster is None:
+            return None
+        pid = self.cluster.status().pid
+        assert pid is not None, "the bench's PostgreSQL is not running"
+        return lambda: tree_cpu_s(pid)
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a server process and its children, from /proc: the live
+    children's own, the server's own and what its children that ended had used (cutime,
+    cstime: a connection's backend ends with its session)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def fields(p: str) -> list[str]:
+        with open(f"/proc/{p}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()  # after the command's name
+    total = sum(int(x) for x in fields(str(pid))[11:15])  # utime stime cutime cstime
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            f = fields(p)
+        except OSError:  # ended meanwhile
+            continue
+        if f[1] == str(pid):  # ppid
+            total += int(f[11]) + int(f[12])
+    return total / tick
 
 
 GC = gc_passes.GcPasses()  # the controller's heap is larger: a full pass walks all of it
@@ -155,13 +208,17 @@ def sys_share(r0: resource.struct_rusage, r1: resource.struct_rusage) -> float:
     return round((r1.ru_stime - r0.ru_stime) / cpu, 3) if cpu else 0.0
 
 
-def controller(cfg: bench_ivr.config.Config, db: Path, nums: list[str],
+def controller(cfg: bench_ivr.config.Config, db: Path | str, nums: list[str],
                window: int | None = None, rate: float | None = None,
-               split: StoreCpu | None = None) -> dict[str, float]:
-    """bench_ivr's FastAGI run on a fresh store; `window` widens the Originate window for this
+               split: StoreCpu | None = None,
+               server_cpu: Callable[[], float] | None = None) -> dict[str, float]:
+    """bench_ivr's FastAGI run on a fresh store (`db`: a SQLite file, or a PostgreSQL URL
+    whose server's CPU `server_cpu` reads); `window` widens the Originate window for this
     run only (the bench's experiment, not the product's setting); `rate`: calls_per_second;
     `split`: the store's methods timed (store_cpu.py: an extra run, its wrappers cost)."""
-    run_cfg = dataclasses.replace(cfg, store=dataclasses.replace(cfg.store, path=str(db)))
+    run_cfg = dataclasses.replace(cfg, store=dataclasses.replace(cfg.store, url=db) if
+                                  isinstance(db, str) else
+                                  dataclasses.replace(cfg.store, path=str(db)))
     if rate:
         run_cfg = dataclasses.replace(run_cfg, dialer=dataclasses.replace(
             run_cfg.dialer, calls_per_second=rate))
@@ -171,7 +228,8 @@ def controller(cfg: bench_ivr.config.Config, db: Path, nums: list[str],
         GC.take()  # the passes before this run are not its own
         r0 = resource.getrusage(resource.RUSAGE_SELF)  # and the list's insert
         with split.wrapping(bench_ivr.Store) if split else contextlib.nullcontext():
-            ctl = app.run(bench_ivr.run_fastagi(run_cfg, nums, key_latency=False))
+            ctl = app.run(bench_ivr.run_fastagi(run_cfg, nums, key_latency=False,
+                                                server_cpu=server_cpu))
         r1 = resource.getrusage(resource.RUSAGE_SELF)
         gc_use = gc_passes.per_call(GC.take(), len(nums))
     finally:
@@ -182,10 +240,12 @@ def controller(cfg: bench_ivr.config.Config, db: Path, nums: list[str],
             "nivcsw_per_call": used["nivcsw_per_call"], "elapsed_s": round(ctl["elapsed_s"], 1),
             "completed": ctl["completed"],
             "originations_per_s": round(ctl["originations_per_s"], 1),
+            **({"server_cpu_ms_per_call": round(ctl["server_cpu_ms_per_call"], 3)}
+               if "server_cpu_ms_per_call" in ctl else {}),
             **gc_use}  # type: ignore[dict-item]
 
 
-def one_pair(cfg: bench_ivr.config.Config, base: Path, i: int, nums: list[str], user: str,
+def one_pair(cfg: bench_ivr.config.Config, stores: Stores, i: int, nums: list[str], user: str,
              paced: bool, burst: bool, uv: bool, rate: float | None,
              split: bool = False) -> dict[str, object]:
     """Stock at once, the controller, then (options) stock paced at the rate the controller
@@ -193,7 +253,7 @@ def one_pair(cfg: bench_ivr.config.Config, base: Path, i: int, nums: list[str], 
     both sides at `rate` Originates a second, and the controller with its store's CPU split
     out."""
     stock = asyncio.run(prototype(cfg, nums, user))
-    ctl = controller(cfg, base / f"pair{i}.db", nums)
+    ctl = controller(cfg, stores.fresh(f"pair{i}"), nums, server_cpu=stores.server_cpu())
     row: dict[str, object] = {
         "baseline_ms": stock["cpu_ms_per_call"], "controller_ms": ctl["cpu_ms_per_call"],
         "baseline_sys_share": stock["sys_share"], "controller_sys_share": ctl["sys_share"],
@@ -205,27 +265,32 @@ def one_pair(cfg: bench_ivr.config.Config, base: Path, i: int, nums: list[str], 
         "controller_originations_per_s": ctl["originations_per_s"],
         "baseline_gc": [stock["gc_ms_per_call"], stock["gc_passes"]],
         "controller_gc": [ctl["gc_ms_per_call"], ctl["gc_passes"]]}
+    if "server_cpu_ms_per_call" in ctl:  # PostgreSQL: the SQL ran in the server's processes
+        row["server_ms"] = ctl["server_cpu_ms_per_call"]
+        row["ratio_with_server"] = round((ctl["cpu_ms_per_call"] + row["server_ms"])
+                                         / stock["cpu_ms_per_call"], 3)
     if paced:
         slow = asyncio.run(prototype(cfg, nums, user, rate=ctl["originations_per_s"]))
         row["stock_paced"] = slow
         row["ratio_vs_paced"] = round(ctl["cpu_ms_per_call"] / slow["cpu_ms_per_call"], 3)
     if burst:
-        wide = controller(cfg, base / f"pair{i}-burst.db", nums, window=len(nums))
+        wide = controller(cfg, stores.fresh(f"pair{i}-burst"), nums, window=len(nums))
         row["controller_burst"] = wide
         row["burst_ratio"] = round(wide["cpu_ms_per_call"] / stock["cpu_ms_per_call"], 3)
     if uv:
         row["stock_uvloop"] = app.run(prototype(cfg, nums, user))
     if rate:
         at_rate = asyncio.run(prototype(cfg, nums, user, rate=rate))
-        ctl_rate = controller(cfg, base / f"pair{i}-rate.db", nums, rate=rate)
+        ctl_rate = controller(cfg, stores.fresh(f"pair{i}-rate"), nums, rate=rate)
         row["stock_at_rate"], row["controller_at_rate"] = at_rate, ctl_rate
         row["ratio_at_rate"] = round(ctl_rate["cpu_ms_per_call"] / at_rate["cpu_ms_per_call"], 3)
     if split:
-        row.update(store_split(cfg, base / f"pair{i}-split.db", nums, stock["cpu_ms_per_call"]))
+        row.update(store_split(cfg, stores.fresh(f"pair{i}-split"), nums,
+                               stock["cpu_ms_per_call"]))
     return row
 
 
-def store_split(cfg: bench_ivr.config.Config, db: Path, nums: list[str], stock_ms: float
+def store_split(cfg: bench_ivr.config.Config, db: Path | str, nums: list[str], stock_ms: float
                 ) -> dict[str, object]:
     """A further controller run with its store's methods timed: the store's CPU per call, and
     what the rest of the controller (AMI, FastAGI, flow, loop) costs beside stock's whole."""
@@ -248,16 +313,34 @@ def spread(rows: list[dict[str, object]], key: str) -> dict[str, float]:
             f"{key}_max": vals[-1]}
 
 
-def pairs(cfg: bench_ivr.config.Config, base: Path, n_pairs: int, nums: list[str],
+def pairs(cfg: bench_ivr.config.Config, stores: Stores, n_pairs: int, nums: list[str],
           user: str, paced: bool = False, burst: bool = False, uv: bool = False,
           rate: float | None = None, split: bool = False) -> dict[str, object]:
     """Stock panoramisk then the controller, n_pairs times in turn, in this one process: the
     ratio of each pair is taken under the same load on the machine."""
-    rows = [one_pair(cfg, base, i, nums, user, paced, burst, uv, rate, split)
+    rows = [one_pair(cfg, stores, i, nums, user, paced, burst, uv, rate, split)
             for i in range(n_pairs)]
     return {"pairs": rows, **spread(rows, "ratio"), **spread(rows, "ratio_vs_paced"),
             **spread(rows, "burst_ratio"), **spread(rows, "ratio_at_rate"),
-            **spread(rows, "rest_ratio"), **spread(rows, "store_share")}
+            **spread(rows, "rest_ratio"), **spread(rows, "store_share"),
+            **spread(rows, "ratio_with_server")}
+
+
+@contextlib.contextmanager
+def pg_cluster(base: Path, backend: str) -> Iterator[PgCluster | None]:
+    """The bench's private PostgreSQL (as `ivr db up`: Debian's package, loopback, fsync on),
+    its password where the store reads it; stopped after the run. None for SQLite."""
+    if backend != "postgresql":
+        yield None
+        return
+    os.chmod(base, 0o755)  # PostgreSQL's own user must reach its cluster inside
+    cluster = PgCluster(base / "pg", port=PG_PORT)
+    cluster.up()
+    os.environ["IVR_STORE_PASSWORD"] = cluster.password()
+    try:
+        yield cluster
+    finally:
+        cluster.down()
 
 
 def main() -> None:
@@ -279,10 +362,16 @@ def main() -> None:
     parser.add_argument("--store-split", action="store_true",
                         help="with --pairs: also the controller with its store's CPU timed "
                              "apart (an extra run)")
+    parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite",
+                        help="with --pairs: the controller's store (PostgreSQL: a private "
+                             "cluster for the run, the server's CPU given beside)")
     args = parser.parse_args()
+    if args.backend == "postgresql" and (args.store_split or not args.pairs):
+        parser.error("--backend postgresql goes with --pairs, without --store-split (which "
+                     "times the SQLite store's methods)")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 16384), max(hard, 16384)))
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, pg_cluster(Path(tmp), args.backend) as cluster:
         cfg = bench_ivr.bench_config(Path(tmp), args.calls)
         build_prompts(cfg)
         sandbox = Sandbox(cfg)
@@ -291,9 +380,11 @@ def main() -> None:
         user = add_all_events_user(sandbox) if args.all_events else cfg.pbx.user
         nums = bench_ivr.numbers(args.calls)
         if args.pairs:
-            out = pairs(cfg, Path(tmp), args.pairs, nums, user, args.stock_paced,
-                        args.ctl_burst, args.stock_uvloop, args.rate, args.store_split)
-            print(json.dumps({"calls": args.calls, "ami_user": user, **out}, indent=2))
+            out = pairs(cfg, Stores(Path(tmp), cluster), args.pairs, nums, user,
+                        args.stock_paced, args.ctl_burst, args.stock_uvloop, args.rate,
+                        args.store_split)
+            print(json.dumps({"calls": args.calls, "ami_user": user, "backend": args.backend,
+                              **out}, indent=2))
             return
         result = asyncio.run(prototype(cfg, nums, user))
     print(json.dumps({"panoramisk_out_of_the_box": True, "ami_user": user, **result}, indent=2))

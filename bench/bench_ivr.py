@@ -21,8 +21,10 @@ import resource
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from ivr.telephony import fastagi as agi_server
 from ivr import app
@@ -87,6 +89,15 @@ def cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def open_bench_store(cfg: config.Config) -> Any:
+    """store.url's PostgreSQL (the opposition key given, as bench_capacity does), else the
+    SQLite file at store.path."""
+    if cfg.store.url:
+        from ivr.store.pg import PgStore  # psycopg is loaded only for a PostgreSQL store
+        return PgStore.open(cfg.store.url, optout_key=b"bench")
+    return Store.open(cfg.path(cfg.store.path), busy_timeout_s=0.5)
+
+
 def seed(store: Store, cfg: config.Config, nums: list[str]) -> None:
     """The contacts as an import leaves them, consented and bound to the campaign (lists
     belong to their campaign: a run calls only the contacts bound to it)."""
@@ -99,16 +110,19 @@ def seed(store: Store, cfg: config.Config, nums: list[str]) -> None:
                             acquired_on=None, now=now)
 
 
-async def run_fastagi(cfg: config.Config, nums: list[str],
-                      key_latency: bool = True) -> dict[str, float]:
+async def run_fastagi(cfg: config.Config, nums: list[str], key_latency: bool = True,
+                      server_cpu: Callable[[], float] | None = None) -> dict[str, float]:
     """The controller's run; key_latency=False leaves out the key-to-prompt timer, which wraps
-    every AGI command (CPU comparisons: it is the bench's work, not the controller's)."""
-    store = Store.open(cfg.path(cfg.store.path), busy_timeout_s=0.5)
+    every AGI command (CPU comparisons: it is the bench's work, not the controller's). On
+    store.url's PostgreSQL database when the config names one, else on store.path;
+    `server_cpu`: the database server's CPU seconds so far, read in the same window."""
+    store: Any = open_bench_store(cfg)
     seed(store, cfg, nums)
     latency = KeyLatency()
     if key_latency:
         latency.install()
     first_last: list[float] = []
+    server0 = server_cpu() if server_cpu else 0.0
     cpu0, t0 = cpu_s(), time.monotonic()
 
     def tick(ctl: app.Controller) -> None:
@@ -121,7 +135,10 @@ async def run_fastagi(cfg: config.Config, nums: list[str],
     finally:
         latency.uninstall()
     elapsed, cpu = time.monotonic() - t0, cpu_s() - cpu0
+    server = server_cpu() - server0 if server_cpu else None
     done = store.one("SELECT COUNT(*) AS n FROM calls WHERE outcome = 'message_played'")["n"]
+    if cfg.store.url:
+        store.close()  # its pool: the next run has a database of its own
     orig_span = (first_last[1] - t0) if len(first_last) == 2 else elapsed
     lat = sorted(latency.samples)
     return {"calls": len(nums), "completed": done, "elapsed_s": elapsed,
@@ -129,7 +146,9 @@ async def run_fastagi(cfg: config.Config, nums: list[str],
             "originations_per_s": report.originated / orig_span,
             "key_to_prompt_ms_p50": statistics.median(lat) * 1000 if lat else float("nan"),
             "key_to_prompt_ms_p99": lat[int(len(lat) * 0.99) - 1] * 1000 if lat else float("nan"),
-            "key_samples": len(lat)}
+            "key_samples": len(lat),
+            **({"server_cpu_ms_per_call": server / len(nums) * 1000}
+               if server is not None else {})}
 
 
 async def run_dialplan(cfg: config.Config, nums: list[str]) -> dict[str, float]:
