@@ -127,14 +127,13 @@ class PgCallsSQL(PgCore):
     def record_answer(self, call_id: int, at: datetime) -> None:
         """The answer as the PBX reported it; the earliest report wins (sqlite_calls says why).
         Text timestamps of one form: LEAST compares them in time order."""
-        ts = utc(at)
-        with self.transaction():
-            self._exec("UPDATE calls SET answered_at = LEAST(COALESCE(answered_at, %s), %s) "
-                       "WHERE id = %s", (ts, ts, call_id))
-            # A refusal's or an opposition's proof row is written at its key (record_choice),
-            # before the call ends: it takes the true answer time too.
-            self._exec("UPDATE consents SET answered_at = LEAST(COALESCE(answered_at, %s), %s) "
-                       "WHERE call_id = %s", (ts, ts, call_id))
+        # Both rows in one statement (one round trip, its own transaction): neither update
+        # reads what the other writes. A refusal's or an opposition's proof row is written at
+        # its key (record_choice), before the call ends: it takes the true answer time too.
+        self._exec("WITH answered AS (UPDATE calls SET answered_at = LEAST(COALESCE("
+                   "answered_at, %(t)s), %(t)s) WHERE id = %(c)s) UPDATE consents SET "
+                   "answered_at = LEAST(COALESCE(answered_at, %(t)s), %(t)s) "
+                   "WHERE call_id = %(c)s", {"t": utc(at), "c": call_id})
 
     def finish_answered(self, call_id: int, result: CallResult, now: datetime,
                         retry_at: datetime | None = None) -> str | None:
@@ -198,11 +197,13 @@ class PgCallsSQL(PgCore):
         (sqlite_calls says why). Once per call and kind: the call's row is locked first, so two
         writes of one choice never both insert."""
         with self.transaction():
-            if self._row("SELECT id FROM calls WHERE id = %s FOR UPDATE", (call_id,)) is None:
+            # The lock and the keys so far in one round trip: the UPDATE locks the row as a
+            # SELECT … FOR UPDATE would. Keys only while the call is open, and not for a call
+            # erased meanwhile (sqlite_calls.finish_answered says why).
+            if self._row("UPDATE calls SET keys = CASE WHEN outcome IS NULL AND number <> %s "
+                         "THEN %s ELSE keys END WHERE id = %s RETURNING id",
+                         (ERASED_NUMBER, result.keys, call_id)) is None:
                 return False
-            # Nothing for a call erased meanwhile (sqlite_calls.finish_answered says why).
-            self._exec("UPDATE calls SET keys = %s WHERE id = %s AND outcome IS NULL AND "
-                       "number <> %s", (result.keys, call_id, ERASED_NUMBER))
             return self._exec(
                 "INSERT INTO consents (call_id, contact_id, number, kind, key, at, caller_id, "
                 "campaign, prompt_key, prompt_sha256, heard_sha256, amd_status, answered_at) "

@@ -228,8 +228,12 @@ class PgCore(KeyedAudit, BoxLines):
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """All or nothing. Nested in another transaction of this thread, it is a savepoint:
-        it can fail alone without undoing the rest of the batch."""
+        it can fail alone without undoing the rest of the batch; inside batch(), it is part
+        of the batch's transaction instead."""
         conn = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "flat", False):
+            yield
+            return
         if conn is not None:
             with conn.transaction():  # psycopg: a SAVEPOINT when one is already open
                 yield
@@ -244,6 +248,20 @@ class PgCore(KeyedAudit, BoxLines):
                 raise
             finally:
                 self._local.conn = None
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """A transaction whose nested ones are part of it, not savepoints: a group commit's
+        first try (safe_writes.py), as SQLite's batch() (sqlite_core.py says why it is sound).
+        Each savepoint was two round trips more a write (SAVEPOINT, RELEASE): 1,350 of them
+        on the sandbox's 1,000 calls. A write failing there aborts the whole transaction,
+        which the writer then sends again with a savepoint a write."""
+        with self.transaction():
+            self._local.flat = True
+            try:
+                yield
+            finally:
+                self._local.flat = False
 
     def _cursor_rows(self, conn: psycopg.Connection[Row], sql: str,
                      params: Params | None) -> tuple[list[Row], int]:

@@ -4,9 +4,10 @@ A locked database, a full disk or a stopped PostgreSQL must not lose an outcome 
 event loop (the store uses a short busy timeout). A failed write is queued, in order, and
 retried every second; while anything is queued the campaign pauses new calls and says why.
 
-Group commit: writes made during one turn of the event loop are committed together, each in
-its own savepoint, at the end of that turn. A thousand calls ending in the same second cost a
-few transactions instead of thousands.
+Group commit: writes made during one turn of the event loop are committed together, in one
+transaction, at the end of that turn (a write that fails for good sends the batch again, each
+write in a savepoint of its own). A thousand calls ending in the same second cost a few
+transactions instead of thousands.
 
 A remote store (PostgreSQL: `store.remote`) is written from a worker thread: one flush at a
 time, batches in the order they were made, the loop never waiting on a round trip. A local
@@ -73,7 +74,7 @@ class SafeWriter:
         self.remote = bool(getattr(getattr(transaction, "__self__", None), "remote", False)
                            if remote is None else remote)
         self._transaction = transaction
-        # A batch's first try: the store's flat batch() if it has one (SQLite), where each
+        # A batch's first try: the store's flat batch() (both backends have one), where each
         # write's own transaction joins the batch's instead of opening a savepoint.
         self._first_try: Transaction = getattr(getattr(transaction, "__self__", None),
                                                "batch", None) or transaction
