@@ -39,13 +39,12 @@ class PgCallsSQL(PgCore):
                                "FOR UPDATE SKIP LOCKED", (contact["id"],))
             if locked is None:  # being claimed elsewhere: as good as a call in flight
                 return Claim(call=None, decision=judge(History(in_flight=True)))
+            past, bound = self._history_of(contact["id"], number, attempts_since,
+                                           refusals_since, campaign, now)
             # Settled by another controller since this one planned it (its last attempt, say):
             # the stale plan must not dial past the attempt cap. As good as in flight: skipped.
-            settled = self._row("SELECT status FROM campaign_contacts WHERE contact_id = %s "
-                                "AND campaign = %s", (contact["id"], campaign))
-            if settled is not None and settled["status"] != "pending":
+            if bound is not None and bound != "pending":
                 return Claim(call=None, decision=judge(History(in_flight=True)))
-            past = self._history_of(number, attempts_since, refusals_since, campaign, now)
             past.current = {"slot": locked["slot"], "timezone": locked["timezone"]}
             decision = judge(past)
             if not decision.allowed:
@@ -56,10 +55,13 @@ class PgCallsSQL(PgCore):
             row = self._insert_attempt(contact, campaign, caller_id, node, now, token_hash)
         return Claim(call=row, decision=decision)
 
-    def _history_of(self, number: str, attempts_since: datetime, refusals_since: datetime,
-                    campaign: str, now: datetime) -> History:
+    def _history_of(self, contact_id: int, number: str, attempts_since: datetime,
+                    refusals_since: datetime, campaign: str, now: datetime
+                    ) -> tuple[History, str | None]:
         """One number's history in one round trip (the claim's hot path), with what an
-        erasure of the number kept (erasure_holds)."""
+        erasure of the number kept (erasure_holds); and the status of the contact's binding
+        to the campaign (None: not bound). Read after the claim's lock on the contact, in
+        one statement: one snapshot, taken once the lock is held."""
         row = self._row(
             "SELECT EXISTS (SELECT 1 FROM optouts WHERE number_hash = %(h)s) AS opted_out, "
             "EXISTS (SELECT 1 FROM calls WHERE number = %(n)s AND outcome IS NULL AND (campaign "
@@ -71,9 +73,12 @@ class PgCallsSQL(PgCore):
             "(SELECT retry_at FROM calls WHERE campaign = %(c)s AND number = %(n)s "
             "ORDER BY id DESC LIMIT 1) AS retry_at, "
             "(SELECT ARRAY[last_refusal, attempts, kept_until] FROM erasure_holds "
-            "WHERE number_hash = %(h)s) AS hold",
+            "WHERE number_hash = %(h)s) AS hold, "
+            "(SELECT status FROM campaign_contacts WHERE contact_id = %(k)s AND "
+            "campaign = %(c)s) AS bound",
             {"h": self.number_hash(number), "n": number, "a": utc(attempts_since),
-             "r": utc(refusals_since), "c": campaign, "f": utc(now - OTHERS_OPEN_FOR)})
+             "r": utc(refusals_since), "c": campaign, "f": utc(now - OTHERS_OPEN_FOR),
+             "k": contact_id})
         assert row is not None  # a SELECT without FROM always gives its one row
         past = History(opted_out=bool(row["opted_out"]), in_flight=bool(row["in_flight"]),
                        attempts=[parse_utc(t) for t in row["attempts"]],
@@ -81,7 +86,7 @@ class PgCallsSQL(PgCore):
                        else None,
                        retry_at=parse_utc(row["retry_at"]) if row["retry_at"] else None)
         erasure_holds.add_hold(past, row["hold"], now, attempts_since, refusals_since)
-        return past
+        return past, row["bound"]
 
     def create_attempt(self, contact: Mapping[str, Any], campaign: str, caller_id: str,
                        now: datetime, token_hash: str | None = None) -> Row:
