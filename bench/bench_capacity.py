@@ -16,6 +16,7 @@ Prints one JSON object. Usage (no sandbox, no root needed):
   python3 bench/bench_capacity.py --history 100000   # a store with 100,000 past attempts
   python3 bench/bench_capacity.py --profile /tmp/cap.prof   # cProfile of the controller
   python3 bench/bench_capacity.py --statements   # SQLite statements per call setup
+  python3 bench/bench_capacity.py --statements --backend postgresql   # round trips per setup
 Backends: SQLite (store.path), or `--backend postgresql` (store.url): a private cluster started
 for the run from Debian's postgresql package, as `ivr db up` does (root).
 Not a test: it asserts nothing; the README records its output.
@@ -143,7 +144,8 @@ def measure(args: argparse.Namespace, base: Path) -> dict[str, object]:
         NodeConfig(f"fake{i + 1}", "127.0.0.1", port, "ivr") for i, (_, port) in
         enumerate(pbxes)]))
     profile = cProfile.Profile() if args.profile else None
-    statements = count_statements(store) if args.statements and not url else None
+    statements = (count_round_trips() if url else count_statements(store)) \
+        if args.statements else None
     try:
         res = app.run(drive(cfg, store, profile))
     finally:
@@ -171,8 +173,8 @@ def measure(args: argparse.Namespace, base: Path) -> dict[str, object]:
             "cpu_ms_per_setup": round(res["cpu_s"] / max(stored, 1) * 1000, 3),
             "setups_per_cpu_s": round(stored / res["cpu_s"], 1),
             "setups_per_wall_s": round(stored / res["elapsed_s"], 1),
-            **({"sqlite_statements_per_setup": round(statements[0] / max(stored, 1), 2)}
-               if statements is not None else {})}
+            **({f"{'pg_round_trips' if url else 'sqlite_statements'}_per_setup":
+                round(statements[0] / max(stored, 1), 2)} if statements is not None else {})}
 
 
 def count_statements(store: Any) -> list[int]:
@@ -186,6 +188,27 @@ def count_statements(store: Any) -> list[int]:
             seen[0] += 1
         last[0] = sql
     store.db.conn.set_trace_callback(traced)
+    return seen
+
+
+def count_round_trips() -> list[int]:
+    """PostgreSQL: the round trips of every connection of this process from now on (the run's
+    pool, its plans', its heartbeat): each statement one, each transaction two (BEGIN and
+    COMMIT, or a nested one's SAVEPOINT and RELEASE). A count the machine's noise does not
+    move; its wrappers cost CPU: not with the CPU figures."""
+    import psycopg
+    seen = [0]
+    execute, enter = psycopg.Cursor.execute, psycopg.Transaction.__enter__
+
+    def counted_execute(self: Any, *args: Any, **kw: Any) -> Any:
+        seen[0] += 1
+        return execute(self, *args, **kw)
+
+    def counted_enter(self: Any) -> Any:
+        seen[0] += 2
+        return enter(self)
+    psycopg.Cursor.execute = counted_execute  # type: ignore[method-assign]
+    psycopg.Transaction.__enter__ = counted_enter  # type: ignore[method-assign]
     return seen
 
 
@@ -214,7 +237,8 @@ def main() -> None:
                         help="past attempts (with consents) of other numbers in the store")
     parser.add_argument("--profile", default="", help="write a cProfile of the controller")
     parser.add_argument("--statements", action="store_true",
-                        help="SQLite: count the store's statements per setup (slows the run)")
+                        help="count the store's SQLite statements, or PostgreSQL round trips, "
+                             "per setup (slows the run)")
     parser.add_argument("--serve-pbx", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_pbx is not None:
