@@ -23,14 +23,9 @@ from conftest import add_contact, attempt, contact
 AT = datetime(2026, 12, 7, 18, 0, tzinfo=timezone.utc)
 
 
-@pytest.fixture
-def pg_store(pg_store_url: str) -> Iterator[PgStore]:
-    """PgStore with the tests' raw-SQL conveniences (tests/store_sql.py)."""
-    store = PgStore.open(pg_store_url, optout_key=b"test-key")
-    try:
-        yield store
-    finally:
-        store.close()
+# The conftest's `store` on PostgreSQL alone (with the tests' raw-SQL conveniences): what is
+# tested here is the PostgreSQL backend's.
+pytestmark = pytest.mark.parametrize("store", ["postgresql"], indirect=True)
 
 
 @pytest.fixture
@@ -57,16 +52,16 @@ def _written(store: PgStore) -> list[str]:
 
 
 def test_a_batch_is_one_transaction_and_a_failing_write_is_dropped_alone(
-        pg_store: PgStore, savepoints: list[str]) -> None:
-    _table(pg_store)
+        store: PgStore, savepoints: list[str]) -> None:
+    _table(store)
 
     def put(*xs: str | None) -> None:
-        with pg_store.transaction():  # as a store method does
+        with store.transaction():  # as a store method does
             for x in xs:
-                pg_store.q("INSERT INTO batch_t VALUES (?)", (x,))
+                store.q("INSERT INTO batch_t VALUES (?)", (x,))
 
     async def go(bad: bool) -> None:
-        w = SafeWriter(pg_store.transaction)
+        w = SafeWriter(store.transaction)
         assert w.remote
         w.write(lambda: put("a"))
         w.write(lambda: put("half", None if bad else "c"))  # NULL: refused half-way
@@ -75,32 +70,32 @@ def test_a_batch_is_one_transaction_and_a_failing_write_is_dropped_alone(
         await w.settled()
     asyncio.run(go(bad=False))
     assert savepoints == ["BEGIN"]
-    assert _written(pg_store) == ["a", "half", "c", "b"]
-    pg_store.q("DELETE FROM batch_t")
+    assert _written(store) == ["a", "half", "c", "b"]
+    store.q("DELETE FROM batch_t")
     savepoints.clear()
     asyncio.run(go(bad=True))
     # the first try, undone whole; then again, a savepoint a write (and the write's own
     # transaction inside it, a savepoint too, as before): "half" undone alone
     assert savepoints == ["BEGIN", "BEGIN"] + ["SAVEPOINT"] * 6
-    assert _written(pg_store) == ["a", "b"]
+    assert _written(store) == ["a", "b"]
 
 
 def test_outside_a_batch_a_nested_transaction_is_still_a_savepoint(
-        pg_store: PgStore, savepoints: list[str]) -> None:
-    _table(pg_store)
-    with pg_store.transaction():
-        pg_store.q("INSERT INTO batch_t VALUES ('kept')")
+        store: PgStore, savepoints: list[str]) -> None:
+    _table(store)
+    with store.transaction():
+        store.q("INSERT INTO batch_t VALUES ('kept')")
         with pytest.raises(psycopg.errors.NotNullViolation):
-            with pg_store.transaction():
-                pg_store.q("INSERT INTO batch_t VALUES (NULL)")
+            with store.transaction():
+                store.q("INSERT INTO batch_t VALUES (NULL)")
     assert savepoints == ["BEGIN", "SAVEPOINT"]
-    assert _written(pg_store) == ["kept"]
-    with pg_store.batch():
-        with pg_store.transaction():
-            pg_store.q("INSERT INTO batch_t VALUES ('flat')")
-    with pg_store.transaction():  # the batch's flag went with it
-        with pg_store.transaction():
-            pg_store.q("INSERT INTO batch_t VALUES ('nested')")
+    assert _written(store) == ["kept"]
+    with store.batch():
+        with store.transaction():
+            store.q("INSERT INTO batch_t VALUES ('flat')")
+    with store.transaction():  # the batch's flag went with it
+        with store.transaction():
+            store.q("INSERT INTO batch_t VALUES ('nested')")
     assert savepoints == ["BEGIN", "SAVEPOINT", "BEGIN", "BEGIN", "SAVEPOINT"]
 
 
@@ -110,33 +105,33 @@ def _call(store: PgStore, number: str) -> int:
 
 
 def test_record_answer_sets_the_call_and_its_proof_row_the_earliest_wins(
-        pg_store: PgStore, savepoints: list[str]) -> None:
-    call_id = _call(pg_store, "+33199001201")
+        store: PgStore, savepoints: list[str]) -> None:
+    call_id = _call(store, "+33199001201")
     refusal = CallResult(outcome="refused", stage="intro", keys="2", heard={},
                          choice="refusal", choice_key="2")
-    assert pg_store.record_choice(call_id, refusal, AT.replace(minute=5))
+    assert store.record_choice(call_id, refusal, AT.replace(minute=5))
     savepoints.clear()
-    pg_store.record_answer(call_id, AT.replace(minute=2))
+    store.record_answer(call_id, AT.replace(minute=2))
     assert savepoints == []  # one statement, its own transaction
-    pg_store.record_answer(call_id, AT.replace(minute=3))  # later: not kept
-    row = pg_store.one("SELECT answered_at FROM calls WHERE id = ?", (call_id,))
-    proof = pg_store.one("SELECT answered_at FROM consents WHERE call_id = ?", (call_id,))
+    store.record_answer(call_id, AT.replace(minute=3))  # later: not kept
+    row = store.one("SELECT answered_at FROM calls WHERE id = ?", (call_id,))
+    proof = store.one("SELECT answered_at FROM consents WHERE call_id = ?", (call_id,))
     assert row["answered_at"] == proof["answered_at"] == "2026-12-07T18:02:00.000Z"
 
 
 def test_record_choice_keeps_the_keys_once_and_nothing_after_the_outcome(
-        pg_store: PgStore) -> None:
-    call_id = _call(pg_store, "+33199001202")
+        store: PgStore) -> None:
+    call_id = _call(store, "+33199001202")
     optout = CallResult(outcome="opted_out", stage="intro", keys="19", heard={},
                         choice="optout", choice_key="9")
-    assert pg_store.record_choice(call_id, optout, AT)
-    assert not pg_store.record_choice(call_id, optout, AT)  # once per call and kind
-    assert pg_store.one("SELECT keys FROM calls WHERE id = ?", (call_id,))["keys"] == "19"
-    pg_store.q("UPDATE calls SET outcome = 'opted_out' WHERE id = ?", (call_id,))
+    assert store.record_choice(call_id, optout, AT)
+    assert not store.record_choice(call_id, optout, AT)  # once per call and kind
+    assert store.one("SELECT keys FROM calls WHERE id = ?", (call_id,))["keys"] == "19"
+    store.q("UPDATE calls SET outcome = 'opted_out' WHERE id = ?", (call_id,))
     late = CallResult(outcome="refused", stage="intro", keys="192", heard={},
                       choice="refusal", choice_key="2")
-    assert not pg_store.record_choice(call_id, late, AT)  # the call has its outcome
-    assert pg_store.one("SELECT keys FROM calls WHERE id = ?", (call_id,))["keys"] == "19"
-    assert not pg_store.record_choice(10 ** 9, late, AT)  # no such call
-    assert [r["kind"] for r in pg_store.q("SELECT kind FROM consents WHERE call_id = ?",
+    assert not store.record_choice(call_id, late, AT)  # the call has its outcome
+    assert store.one("SELECT keys FROM calls WHERE id = ?", (call_id,))["keys"] == "19"
+    assert not store.record_choice(10 ** 9, late, AT)  # no such call
+    assert [r["kind"] for r in store.q("SELECT kind FROM consents WHERE call_id = ?",
                                           (call_id,))] == ["optout"]
