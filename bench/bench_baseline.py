@@ -61,6 +61,7 @@ from panoramisk import Manager
 from panoramisk.fast_agi import Application, Request
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_capacity  # noqa: E402  (its private PostgreSQL cluster's start)
 import bench_ivr  # noqa: E402  (same config, numbers and sandbox set-up)
 import gc_passes  # noqa: E402
 from store_cpu import StoreCpu  # noqa: E402
@@ -88,8 +89,9 @@ class Stores:
     def fresh(self, name: str) -> Path | str:
         if self.cluster is None:
             return self.base / f"{name}.db"
-        self.cluster.create_database(name.replace("-", "_"))
-        return self.cluster.url_for(name.replace("-", "_"))
+        database = name.replace("-", "_")  # a database name has no dash
+        self.cluster.create_database(database)
+        return self.cluster.url_for(database)
 
     def server_cpu(self) -> Callable[[], float] | None:
         if self.cluster is None:
@@ -335,8 +337,7 @@ def pg_cluster(base: Path, backend: str) -> Iterator[PgCluster | None]:
         return
     os.chmod(base, 0o755)  # PostgreSQL's own user must reach its cluster inside
     cluster = PgCluster(base / "pg", port=PG_PORT)
-    cluster.up()
-    os.environ["IVR_STORE_PASSWORD"] = cluster.password()
+    bench_capacity.postgres(cluster)  # up, its password where the store reads it
     try:
         yield cluster
     finally:
