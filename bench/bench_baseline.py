@@ -98,27 +98,7 @@ class Stores:
             return None
         pid = self.cluster.status().pid
         assert pid is not None, "the bench's PostgreSQL is not running"
-        return lambda: tree_cpu_s(pid)
-
-
-def tree_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) of a server process and its children, from /proc: the live
-    children's own, the server's own and what its children that ended had used (cutime,
-    cstime: a connection's backend ends with its session)."""
-    tick = os.sysconf("SC_CLK_TCK")
-
-    def fields(p: str) -> list[str]:
-        with open(f"/proc/{p}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()  # after the command's name
-    total = sum(int(x) for x in fields(str(pid))[11:15])  # utime stime cutime cstime
-    for p in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            f = fields(p)
-        except OSError:  # ended meanwhile
-            continue
-        if f[1] == str(pid):  # ppid
-            total += int(f[11]) + int(f[12])
-    return total / tick
+        return lambda: bench_capacity.tree_cpu_s(pid)
 
 
 GC = gc_passes.GcPasses()  # the controller's heap is larger: a full pass walks all of it

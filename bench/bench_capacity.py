@@ -19,6 +19,8 @@ Prints one JSON object. Usage (no sandbox, no root needed):
   python3 bench/bench_capacity.py --statements --backend postgresql   # round trips per setup
 Backends: SQLite (store.path), or `--backend postgresql` (store.url): a private cluster started
 for the run from Debian's postgresql package, as `ivr db up` does (root).
+On PostgreSQL the server's CPU over the run is given beside (its processes, from /proc:
+`server_cpu_ms_per_setup`, `setups_per_server_cpu_s`): what one central database serves.
 Not a test: it asserts nothing; the README records its output.
 """
 from __future__ import annotations
@@ -80,6 +82,26 @@ def free_port() -> int:
 def cpu_s() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a server process and its children, from /proc: the live
+    children's own, the server's own and what its children that ended had used (cutime,
+    cstime: a connection's backend ends with its session)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def fields(p: str) -> list[str]:
+        with open(f"/proc/{p}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()  # after the command's name
+    total = sum(int(x) for x in fields(str(pid))[11:15])  # utime stime cutime cstime
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            f = fields(p)
+        except OSError:  # ended meanwhile
+            continue
+        if f[1] == str(pid):  # ppid
+            total += int(f[11]) + int(f[12])
+    return total / tick
 
 
 def seed(cfg: bench_ivr.config.Config, nums: list[str], history: int,
@@ -146,8 +168,11 @@ def measure(args: argparse.Namespace, base: Path) -> dict[str, object]:
     profile = cProfile.Profile() if args.profile else None
     statements = (count_round_trips() if url else count_statements(store)) \
         if args.statements else None
+    server = (PgCluster(base / "pg", port=PG_PORT).status().pid or 0) if url else 0
+    server0 = tree_cpu_s(server) if server else 0.0
     try:
         res = app.run(drive(cfg, store, profile))
+        server_s = tree_cpu_s(server) - server0 if server else 0.0
     finally:
         for p, _ in pbxes:
             p.stdin.close()  # type: ignore[union-attr]
@@ -173,6 +198,11 @@ def measure(args: argparse.Namespace, base: Path) -> dict[str, object]:
             "cpu_ms_per_setup": round(res["cpu_s"] / max(stored, 1) * 1000, 3),
             "setups_per_cpu_s": round(stored / res["cpu_s"], 1),
             "setups_per_wall_s": round(stored / res["elapsed_s"], 1),
+            # PostgreSQL: the server's CPU (its processes, from /proc) over the same run, what
+            # sizes the central database; its setups a second per server core
+            **({"server_cpu_ms_per_setup": round(server_s / max(stored, 1) * 1000, 3),
+                "setups_per_server_cpu_s": round(stored / max(server_s, 1e-9), 1)}
+               if server else {}),
             **({f"{'pg_round_trips' if url else 'sqlite_statements'}_per_setup":
                 round(statements[0] / max(stored, 1), 2)} if statements is not None else {})}
 
