@@ -181,3 +181,32 @@ def test_a_contact_deleted_under_its_calls_leaves_them_without_one() -> None:
     s.db.execute("DELETE FROM contacts WHERE id = ?", (ids[4],))
     assert s.one("SELECT COUNT(*) AS n FROM calls WHERE contact_id = ?", (ids[4],))["n"] > 0
     assert_same_reports(s)
+
+
+def test_postgresql_keeps_the_plan_of_a_calls_list_lookup(pg_store_url: str) -> None:
+    """Schema 22: the counts' trigger looks a call's list up in PL/pgSQL, whose plan the
+    server keeps for the session (a LANGUAGE sql function with a FROM was parsed and planned
+    again in each transaction: three times a call). A store of schema 21 gets it on upgrade,
+    and the counts stay the report's."""
+    from store_sql import PgTestStore
+    from ivr.store.schema_lists import PG_19
+
+    def language(s: Any) -> str:
+        return s.one("SELECT l.lanname AS lang FROM pg_proc p JOIN pg_language l ON l.oid = "
+                     "p.prolang WHERE p.proname = 'call_source'")["lang"]
+    old = PgTestStore.open(pg_store_url, optout_key=b"test-key")
+    assert language(old) == "plpgsql"
+    # Back to schema 21: migration 19's functions again, 22 not recorded.
+    old.one(PG_19.split("CREATE OR REPLACE FUNCTION call_counts_contacts")[0] + "SELECT 1 AS x")
+    old.one("DELETE FROM schema_version WHERE version = 22 RETURNING version")
+    assert language(old) == "sql"
+    old.close()
+    again = PgTestStore.open(pg_store_url, optout_key=b"test-key")
+    try:
+        assert again.version == len(MIGRATIONS) == 22 and language(again) == "plpgsql"
+        ids = fill_store(again)
+        assert_same_reports(again)
+        move_everything(again, ids)  # a call's contact and campaign changed, an outcome set
+        assert_same_reports(again)
+    finally:
+        again.close()

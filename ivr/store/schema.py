@@ -377,4 +377,8 @@ MIGRATIONS: list[str] = [
     );
     PRAGMA user_version = 21
     """,
+    # 22: PostgreSQL's alone (schema_lists.py); the numbers of both backends stay in step.
+    """
+    PRAGMA user_version = 22
+    """,
 ]
