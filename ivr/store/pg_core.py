@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import psycopg
+from psycopg import pq
 from psycopg_pool import ConnectionPool
 
 from ivr.errors import StoreError
@@ -266,7 +267,9 @@ class PgCore(KeyedAudit, BoxLines):
     def _cursor_rows(self, conn: psycopg.Connection[Row], sql: str,
                      params: Params | None) -> tuple[list[Row], int]:
         cur = conn.execute(sql, params or None)  # type: ignore[arg-type]
-        rows = cur.fetchall() if cur.description else []
+        # its status, not cur.description: that builds a Column object a field, each time
+        res = cur.pgresult
+        rows = cur.fetchall() if res is not None and res.status == pq.ExecStatus.TUPLES_OK else []
         return rows, cur.rowcount
 
     def _run(self, sql: str, params: Params | None) -> tuple[list[Row], int]:
