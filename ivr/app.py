@@ -243,7 +243,7 @@ def agi_app(cfg: Config, store: Store, dialer: Dialer, clock: Clock,
                          retry_at=dialer.retry_at, on_finished=dialer.finished,
                          write=dialer.writer.write, on_pbx_fault=dialer.pbx_fault,
                          pbx_went_down=dialer.pbx_went_down, gate=gate,
-                         on_recorded=dialer.stored_causes.note,
+                         causes=dialer.stored_causes,
                          cut_by_run=dialer.cut_by_run.__contains__,
                          commit=dialer.writer.committed,
                          session_limit_s=deadline.session_limit_s(

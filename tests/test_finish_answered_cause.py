@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from conftest import add_contact, attempt
-from ivr.campaign.nodes import StoredCauses
+from ivr.callflow.late_causes import StoredCauses
 from ivr.store import CallResult
 from ivr.telephony.fake_pbx import answer
 from test_dialer import contact, fiction, rig
@@ -45,13 +45,13 @@ def test_the_ivr_notes_the_stored_cause_for_the_late_hangup(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Asterisk's Hangup (cause 17) is stored just before the IVR's outcome write, which keeps
     it: the IVR notes 17 for the late-Hangup skip (StoredCauses), not the 16 it passed."""
-    noted: list[tuple[str, str]] = []
-    real_note = StoredCauses.note
+    noted: list[tuple[str, str | None]] = []
+    real_recorded = StoredCauses.recorded
 
-    def note(self: StoredCauses, channel_id: str, cause: str) -> None:
+    def recorded(self: StoredCauses, channel_id: str, cause: str | None) -> str | None:
         noted.append((channel_id, cause))
-        real_note(self, channel_id, cause)
-    monkeypatch.setattr(StoredCauses, "note", note)
+        return real_recorded(self, channel_id, cause)
+    monkeypatch.setattr(StoredCauses, "recorded", recorded)
 
     async def scenario() -> dict[str, Any]:
         async with rig(tmp_path, {fiction(10): answer(["1"])}) as r:

@@ -10,6 +10,7 @@ from datetime import datetime
 from ivr.callflow import outcomes
 from ivr.callflow.agi_drive import ChoiceWatch, FlowAborted, PromptUnplayable, drive
 from ivr.callflow.agi_gate import Refused, SessionGate
+from ivr.callflow.late_causes import StoredCauses
 from ivr.callflow.opposed import OVERLAP_S, Opposed
 from ivr.telephony.contract import ARG_AMD_STATUS, VAR_DONE, VAR_HANGUP_CAUSE
 from ivr.telephony.fastagi import AgiHangup, AgiRequest
@@ -83,7 +84,7 @@ class IvrHandler:
                  pbx_went_down: Callable[..., Awaitable[bool]] | None = None, *,
                  gate: SessionGate, sounds: Mapping[str, str] | None = None,
                  versions: Callable[[], PromptVersion] | None = None,
-                 on_recorded: Callable[[str, str], None] | None = None,
+                 causes: StoredCauses | None = None,
                  cut_by_run: Callable[[int], bool] = lambda call_id: False,
                  opposed: Opposed | None = None, commit: Commit | None = None,
                  session_limit_s: float = math.inf) -> None:
@@ -107,9 +108,9 @@ class IvrHandler:
         self.pbx_went_down = pbx_went_down
         self.gate = gate
         self.active = gate.active  # read by the dialer
-        # Told (channel_id, hangup cause) once an outcome is in the store: the dialer then
-        # skips the late Hangup's write of that same cause. May run in a worker thread.
-        self.on_recorded = on_recorded
+        # What each outcome write stores as the hangup cause, and the Hangups that come while
+        # it is queued: the dialer then skips the late Hangup's write of that same cause.
+        self.causes = causes
         # Did the run itself hang this call up (hard stop, drain timeout)? Then the hangup
         # is not the callee's: the dialer's mark, set before the hang-up left.
         self.cut_by_run = cut_by_run
@@ -274,13 +275,22 @@ class IvrHandler:
         """The call's outcome, through the writer (never lost), with its retry time."""
         now, retry = self.clock(), self.retry_at(call, result.outcome)
 
+        channel = str(call.get("channel_id") or "")
+        causes = self.causes if channel else None
+        held: list[str | None] = []  # taken once: a batch sent again runs record() again
+
         def record() -> None:
             stored = self.store.finish_answered(call_id, result, now, retry)
             if stored is None:
                 log.warning("call %s already had its outcome; IVR result %s not stored",
                             call_id, result.outcome)
-            elif self.on_recorded and call.get("channel_id"):
-                # the cause as stored (an earlier Hangup's is kept), not the one given: the
-                # late Hangup is skipped only when it would change nothing (StoredCauses)
-                self.on_recorded(str(call["channel_id"]), stored)
+            if causes is not None:
+                # the cause as stored (an earlier Hangup's is kept), not the one given; a
+                # Hangup held meanwhile is written here only if it differs (late_causes.py)
+                if not held:
+                    held.append(causes.recorded(channel, stored))
+                if held[0] is not None:
+                    self.store.set_hangup_cause(call_id, held[0])
+        if causes is not None:
+            causes.queued(channel)
         self.write(record)

@@ -14,11 +14,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ivr.callflow import outcomes
+from ivr.callflow.late_causes import StoredCauses
 from ivr.campaign import node_events, node_guard, planning, reconcile, settle
 from ivr.campaign.carrier_guard import CarrierGuard
 from ivr.campaign.clock import Clock
 from ivr.campaign.lost_claim import withdrawal
-from ivr.campaign.nodes import (FAULT_HOLD_S, InFlight, NodeState, StoredCauses,  # noqa: F401
+from ivr.campaign.nodes import (FAULT_HOLD_S, InFlight, NodeState,  # noqa: F401
                                 dial_string, pick, safe_caller_name, safe_value)
 from ivr.campaign.state import NodeSnapshot
 from ivr.config import Config

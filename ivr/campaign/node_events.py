@@ -57,7 +57,7 @@ def on_hangup(dialer: Dialer, ev: ChannelHangup) -> None:
     flight = _flight(dialer, ev.node, ev.channel_id)
     if flight is None:  # already settled by the IVR: keep the real cause
         if ev.cause and ev.channel_id.startswith("ivr-") and \
-                not dialer.stored_causes.already(ev.channel_id, str(ev.cause)):
+                not dialer.stored_causes.settled_without_write(ev.channel_id, str(ev.cause)):
             cause, uid, campaign = str(ev.cause), ev.channel_id, dialer.cfg.campaign.name
             dialer.writer.write(lambda: dialer.store.set_hangup_cause_by_channel(
                 uid, cause, campaign))  # another campaign's run shares the PBX

@@ -7,8 +7,7 @@ import asyncio
 import logging
 import math
 import re
-import threading
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -200,30 +199,6 @@ def pick(states: list[NodeState], default_cap: int, turn: int) -> NodeState:
             if share > best_share:  # strictly: the first of equals from `turn` wins
                 best, best_share = ns, share
     return best or states[0]
-
-
-class StoredCauses:
-    """The hangup cause each call's IVR outcome stored, by channel id, until that channel's
-    late Hangup arrives: a Hangup carrying the same cause needs no write (the update would
-    change nothing, but cost a store transaction per call). Bounded: a Hangup that came before
-    the outcome was written leaves an entry nobody takes. Thread-safe: on a remote store the
-    outcome is written from a worker thread."""
-
-    def __init__(self, limit: int = 4096) -> None:
-        self.limit = limit
-        self._causes: OrderedDict[str, str] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def note(self, channel_id: str, cause: str) -> None:
-        with self._lock:
-            self._causes[channel_id] = cause
-            if len(self._causes) > self.limit:
-                self._causes.popitem(last=False)
-
-    def already(self, channel_id: str, cause: str) -> bool:
-        """True when `cause` is what the store already holds for this channel's attempt."""
-        with self._lock:
-            return self._causes.pop(channel_id, None) == cause
 
 
 # -- the caps shared by the campaign's controllers ----------------------------------------
