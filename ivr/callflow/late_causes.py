@@ -5,7 +5,7 @@ says 16: writing it again changes nothing but costs a store round trip a call. T
 written through the writer (safe_writes), so it may land after the Hangup: on PostgreSQL, from
 a worker thread, it mostly did (892 of the sandbox's 1,000 calls were written twice). So:
 - a Hangup that comes while its call's outcome write is queued is held for that write, which
-  compares it with the cause it stored and writes it, in its own transaction, only if it
+  compares it with the cause it stored and writes it, in the same transaction, only if it
   differs (or if the attempt had its outcome already and nothing was stored);
 - one that comes after is compared with the cause the write stored.
 Bounded: a write dropped for good leaves an entry nobody takes; past the bound the oldest go,
