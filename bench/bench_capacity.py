@@ -159,7 +159,8 @@ def measure(args: argparse.Namespace, base: Path) -> dict[str, object]:
     cfg = dataclasses.replace(cfg, agi=dataclasses.replace(cfg.agi, port=free_port()),
                               pbx=dataclasses.replace(cfg.pbx, mode="external"))
     build_prompts(cfg)
-    url = postgres(PgCluster(base / "pg", port=PG_PORT)) if args.backend == "postgresql" else ""
+    cluster = PgCluster(base / "pg", port=PG_PORT) if args.backend == "postgresql" else None
+    url = postgres(cluster) if cluster else ""
     store = seed(cfg, nums, args.history, url)
     pbxes = start_pbxes(args.nodes, args.prompt_ms / 1000)
     cfg = dataclasses.replace(cfg, pbx=dataclasses.replace(cfg.pbx, nodes=[
@@ -168,7 +169,7 @@ def measure(args: argparse.Namespace, base: Path) -> dict[str, object]:
     profile = cProfile.Profile() if args.profile else None
     statements = (count_round_trips() if url else count_statements(store)) \
         if args.statements else None
-    server = (PgCluster(base / "pg", port=PG_PORT).status().pid or 0) if url else 0
+    server = (cluster.status().pid or 0) if cluster else 0
     server0 = tree_cpu_s(server) if server else 0.0
     try:
         res = app.run(drive(cfg, store, profile))
