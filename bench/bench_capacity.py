@@ -225,21 +225,34 @@ def count_statements(store: Any) -> list[int]:
 def count_round_trips() -> list[int]:
     """PostgreSQL: the round trips of every connection of this process from now on (the run's
     pool, its plans', its heartbeat): each statement one, each transaction two (BEGIN and
-    COMMIT, or a nested one's SAVEPOINT and RELEASE). A count the machine's noise does not
-    move; its wrappers cost CPU: not with the CPU figures."""
+    COMMIT, or a nested one's SAVEPOINT and RELEASE); in pipeline mode (pg_pipeline.py) a
+    statement is only sent, and each Sync waited for (a read of results, the COMMIT's) is one.
+    A count the machine's noise does not move; its wrappers cost CPU: not with the CPU
+    figures."""
     import psycopg
     seen = [0]
     execute, enter = psycopg.Cursor.execute, psycopg.Transaction.__enter__
+    sync, leave = psycopg.Pipeline.sync, psycopg.Pipeline.__exit__
 
     def counted_execute(self: Any, *args: Any, **kw: Any) -> Any:
-        seen[0] += 1
+        seen[0] += self.connection._pipeline is None
         return execute(self, *args, **kw)
 
     def counted_enter(self: Any) -> Any:
         seen[0] += 2
         return enter(self)
+
+    def counted_sync(self: Any) -> Any:
+        seen[0] += 1
+        return sync(self)
+
+    def counted_leave(self: Any, *args: Any) -> Any:
+        seen[0] += self.level == 1  # the outermost's exit sends a Sync and waits for it
+        return leave(self, *args)
     psycopg.Cursor.execute = counted_execute  # type: ignore[method-assign]
     psycopg.Transaction.__enter__ = counted_enter  # type: ignore[method-assign]
+    psycopg.Pipeline.sync = counted_sync  # type: ignore[method-assign]
+    psycopg.Pipeline.__exit__ = counted_leave  # type: ignore[method-assign]
     return seen
 
 

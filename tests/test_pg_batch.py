@@ -30,15 +30,22 @@ pytestmark = pytest.mark.parametrize("store", ["postgresql"], indirect=True)
 
 @pytest.fixture
 def savepoints(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Each transaction psycopg opens, as BEGIN or SAVEPOINT (one already open)."""
+    """Each transaction psycopg opens, as BEGIN or SAVEPOINT (one already open), and each the
+    store begins itself in pipeline mode (pg_pipeline.begun), as BEGIN."""
     seen: list[str] = []
-    enter = psycopg.Transaction.__enter__
+    enter, execute = psycopg.Transaction.__enter__, psycopg.Connection.execute
 
     def counted(self: Any) -> Any:
         idle = self._conn.pgconn.transaction_status == pq.TransactionStatus.IDLE
         seen.append("BEGIN" if idle else "SAVEPOINT")
         return enter(self)
+
+    def begun(self: Any, query: Any, *args: Any, **kw: Any) -> Any:
+        if query == "BEGIN":
+            seen.append("BEGIN")
+        return execute(self, query, *args, **kw)
     monkeypatch.setattr(psycopg.Transaction, "__enter__", counted)
+    monkeypatch.setattr(psycopg.Connection, "execute", begun)
     yield seen
 
 

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+import psycopg
+
 from ivr.callflow import outcomes
 from ivr.store import erasure_holds
 from ivr.store.erasure_holds import HOLDS_PG
@@ -22,6 +24,13 @@ from ivr.store.base import (ERASED_NUMBER, CallResult, Claim, History, Judge, Ro
 from ivr.store.pg_core import PgCore
 from ivr.store.sqlite_calls import OTHERS_OPEN_FOR, _heard, _known, campaign_tag
 from ivr.store.sqlite_history import chunked_history, hashes_of
+
+
+def _inserted(result: tuple[list[Row], int]) -> Row:
+    """The row an INSERT … RETURNING wrote (one, always)."""
+    rows, _ = result
+    assert rows, "an INSERT … SELECT without WHERE writes its row"
+    return rows[0]
 
 
 class PgCallsSQL(PgCore):
@@ -33,7 +42,7 @@ class PgCallsSQL(PgCore):
         """Lock the number's contact row (or refuse without waiting if another controller
         holds it), read its fresh history, judge it and write the attempt: one transaction."""
         number = contact["number"]
-        with self.transaction():
+        with self.pipelined():
             # the locked row's slot and timezone: the contact as it is now (History.current)
             locked = self._row("SELECT id, slot, timezone FROM contacts WHERE id = %s "
                                "FOR UPDATE SKIP LOCKED", (contact["id"],))
@@ -49,11 +58,12 @@ class PgCallsSQL(PgCore):
             decision = judge(past)
             if not decision.allowed:
                 if past.opted_out:  # keep the contact's status true to the opposition list
-                    self._exec("UPDATE contacts SET status = 'opted_out', updated_at = %s "
-                               "WHERE id = %s AND status != 'opted_out'", (utc(now), contact["id"]))
+                    self._later("UPDATE contacts SET status = 'opted_out', updated_at = %s "
+                                "WHERE id = %s AND status != 'opted_out'",
+                                (utc(now), contact["id"]))
                 return Claim(call=None, decision=decision)
-            row = self._insert_attempt(contact, campaign, caller_id, node, now, token_hash)
-        return Claim(call=row, decision=decision)
+            insert = self._insert_attempt(contact, campaign, caller_id, node, now, token_hash)
+        return Claim(call=_inserted(self._result_of(insert)), decision=decision)
 
     def _history_of(self, contact_id: int, number: str, attempts_since: datetime,
                     refusals_since: datetime, campaign: str, now: datetime
@@ -93,15 +103,18 @@ class PgCallsSQL(PgCore):
         """Private-for-now, not part of StoreBackend: an attempt without the rules nor a node
         (bench/ only)."""
         with self.transaction():
-            return self._insert_attempt(contact, campaign, caller_id, None, now, token_hash)
+            insert = self._insert_attempt(contact, campaign, caller_id, None, now, token_hash)
+        return _inserted(self._result_of(insert))
 
     def _insert_attempt(self, contact: Mapping[str, Any], campaign: str, caller_id: str,
-                        node: str | None, now: datetime, token_hash: str | None) -> Row:
+                        node: str | None, now: datetime, token_hash: str | None
+                        ) -> psycopg.Cursor[Row]:
         """Write the attempt before its Originate is sent, so a crash cannot lose it. One
         statement: the id is drawn first, so the channel id (which holds it) is written with
-        the row, in the state SQLite's two statements leave it ('dialing')."""
+        the row, in the state SQLite's two statements leave it ('dialing'). Its row is read
+        once the transaction is over (_later): in a pipelined one it leaves with the COMMIT."""
         # Unique across stores and runs sharing one PBX (Asterisk refuses a reused id).
-        row = self._row(
+        return self._later(
             "INSERT INTO calls (id, contact_id, number, attempt, campaign, caller_id, "
             "channel_id, state, started_at, node, token_hash, controller) "
             "SELECT n.id, %(contact)s, %(number)s, 1 + (SELECT COUNT(*) FROM calls WHERE "
@@ -113,8 +126,6 @@ class PgCallsSQL(PgCore):
              "caller": caller_id, "tag": campaign_tag(campaign), "salt": secrets.token_hex(4),
              "now": utc(now), "node": node, "token": token_hash,
              "controller": self.controller_id})
-        assert row is not None
-        return row
 
     # -- one call -----------------------------------------------------------------------------
     def call(self, call_id: int) -> Row | None:
@@ -146,7 +157,7 @@ class PgCallsSQL(PgCore):
         hangup cause stored (an earlier one is kept); None (and nothing written) if the attempt
         already has its outcome, but for another controller's guess (sqlite_calls says why)."""
         _known(result.outcome)
-        with self.transaction():
+        with self.pipelined():
             ts = utc(now)
             row = self._row(
                 "UPDATE calls SET state = 'ended', outcome = %s, stage = %s, keys = CASE WHEN "
@@ -169,47 +180,51 @@ class PgCallsSQL(PgCore):
             if chose == "optout":
                 self._add_optout(row["number"], "phone-key", row["campaign"], now)
             elif result.choice == "consent" and result.slot:
-                self._exec("UPDATE contacts SET slot = %s WHERE id = %s",
-                           (result.slot, row["contact_id"]))
+                self._later("UPDATE contacts SET slot = %s WHERE id = %s",
+                            (result.slot, row["contact_id"]))
             self._settle_contact(call_id, row["contact_id"], row["campaign"], result.outcome,
                                  retry_at, now)
         return str(row["hangup_cause"])
 
     def _proof(self, call_id: int, row: Row, result: CallResult, ts: str) -> None:
         """The consents row of the call's choice; one its key wrote (record_choice) is completed,
-        never doubled, and keeps the key's time (sqlite_calls says why)."""
+        never doubled, and keeps the key's time (sqlite_calls says why). One statement whose
+        result nobody reads: in the pipelined outcome it leaves with the COMMIT."""
         heard = json.dumps(_heard(result))
         slot = result.slot if result.choice == "consent" else None  # the consent row's only
         if result.slot and slot is None:
-            self._exec("UPDATE consents SET slot = %s WHERE call_id = %s AND kind = 'consent'",
-                       (result.slot, call_id))
-        if self._exec(
-                "UPDATE consents SET prompt_key = %s, prompt_sha256 = %s, slot = %s, "
-                "heard_sha256 = %s, amd_status = %s, answered_at = %s WHERE call_id = %s AND "
-                "kind = %s", (result.answered_prompt, result.answered_sha256, slot, heard,
-                              result.amd_status, row["answered_at"], call_id, result.choice)):
-            return
-        self._exec(
+            self._later("UPDATE consents SET slot = %s WHERE call_id = %s AND kind = 'consent'",
+                        (result.slot, call_id))
+        # The call's row is locked (finish_answered's UPDATE): no other write of this choice
+        # can come between the UPDATE and the INSERT.
+        self._later(
+            "WITH done AS (UPDATE consents SET prompt_key = %(pk)s, prompt_sha256 = %(ps)s, "
+            "slot = %(slot)s, heard_sha256 = %(heard)s, amd_status = %(amd)s, answered_at = "
+            "%(ans)s WHERE call_id = %(c)s AND kind = %(kind)s RETURNING 1) "
             "INSERT INTO consents (call_id, contact_id, number, kind, key, at, caller_id,"
             " campaign, prompt_key, prompt_sha256, slot, heard_sha256, amd_status, "
-            "answered_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-            (call_id, row["contact_id"], row["number"], result.choice, result.choice_key, ts,
-             row["caller_id"], row["campaign"], result.answered_prompt, result.answered_sha256,
-             slot, heard, result.amd_status, row["answered_at"]))
+            "answered_at) SELECT %(c)s, %(contact)s, %(n)s, %(kind)s, %(key)s, %(at)s, "
+            "%(caller)s, %(campaign)s, %(pk)s, %(ps)s, %(slot)s, %(heard)s, %(amd)s, %(ans)s "
+            "WHERE NOT EXISTS (SELECT 1 FROM done)",
+            {"c": call_id, "contact": row["contact_id"], "n": row["number"],
+             "kind": result.choice, "key": result.choice_key, "at": ts,
+             "caller": row["caller_id"], "campaign": row["campaign"],
+             "pk": result.answered_prompt, "ps": result.answered_sha256, "slot": slot,
+             "heard": heard, "amd": result.amd_status, "ans": row["answered_at"]})
 
     def record_choice(self, call_id: int, result: CallResult, at: datetime) -> bool:
         """A refusal or an opposition as its key is pressed: its proof row and the keys so far
         (sqlite_calls says why). Once per call and kind: the call's row is locked first, so two
-        writes of one choice never both insert."""
-        with self.transaction():
-            # The lock and the keys so far in one round trip: the UPDATE locks the row as a
-            # SELECT … FOR UPDATE would. Keys only while the call is open, and not for a call
-            # erased meanwhile (sqlite_calls.finish_answered says why).
-            if self._row("UPDATE calls SET keys = CASE WHEN outcome IS NULL AND number <> %s "
-                         "THEN %s ELSE keys END WHERE id = %s RETURNING id",
-                         (ERASED_NUMBER, result.keys, call_id)) is None:
-                return False
-            return self._exec(
+        writes of one choice never both insert. Both statements and the COMMIT in one round
+        trip (pg_pipeline.py): the INSERT finds no call where the UPDATE found none."""
+        with self.pipelined():
+            # The lock and the keys so far: the UPDATE locks the row as a SELECT … FOR UPDATE
+            # would. Keys only while the call is open, and not for a call erased meanwhile
+            # (sqlite_calls.finish_answered says why).
+            self._later("UPDATE calls SET keys = CASE WHEN outcome IS NULL AND number <> %s "
+                        "THEN %s ELSE keys END WHERE id = %s", (ERASED_NUMBER, result.keys,
+                                                                call_id))
+            insert = self._later(
                 "INSERT INTO consents (call_id, contact_id, number, kind, key, at, caller_id, "
                 "campaign, prompt_key, prompt_sha256, heard_sha256, amd_status, answered_at) "
                 "SELECT id, contact_id, number, %s, %s, %s, caller_id, campaign, %s, %s, %s, %s, "
@@ -218,7 +233,8 @@ class PgCallsSQL(PgCore):
                 "consents WHERE call_id = %s AND kind = %s)",
                 (result.choice, result.choice_key, utc(at), result.answered_prompt,
                  result.answered_sha256, json.dumps(_heard(result)), result.amd_status, call_id,
-                 ERASED_NUMBER, call_id, result.choice)) == 1
+                 ERASED_NUMBER, call_id, result.choice))
+        return self._result_of(insert)[1] == 1
 
     def choices_of(self, call_id: int) -> set[str]:
         return {r["kind"] for r in self._rows("SELECT kind FROM consents WHERE call_id = %s",
@@ -237,7 +253,7 @@ class PgCallsSQL(PgCore):
                           retry_at: datetime | None, stage: str | None = None) -> bool:
         """As finish_answered: the first outcome stands, but for another controller's guess."""
         _known(outcome)
-        with self.transaction():
+        with self.pipelined():
             row = self._row(
                 "UPDATE calls SET state = 'ended', outcome = %s, hangup_cause = %s, "
                 "ended_at = %s, retry_at = %s, stage = %s WHERE id = %s AND (outcome IS NULL OR "
@@ -266,18 +282,18 @@ class PgCallsSQL(PgCore):
             return
         status = outcomes.contact_status(outcome, retry_planned=retry_at is not None)
         final = status in outcomes.FINAL_STATUSES
-        self._exec("UPDATE campaign_contacts SET status = %s WHERE contact_id = %s "
-                   "AND campaign = %s AND status != 'opted_out' AND (%s OR (status != 'done' "
-                   "AND NOT EXISTS (SELECT 1 FROM calls n WHERE n.contact_id = %s AND "
-                   "n.campaign = %s AND n.id > %s)))",
-                   (status, contact_id, campaign, final, contact_id, campaign, call_id))
-        self._exec("UPDATE contacts SET status = %s, updated_at = %s WHERE id = %s AND "
-                   "status != 'opted_out' AND (%s OR (NOT EXISTS (SELECT 1 FROM calls n WHERE "
-                   "n.contact_id = %s AND n.id > %s) AND NOT (status = 'done' AND EXISTS ("
-                   "SELECT 1 FROM campaign_contacts b WHERE b.contact_id = %s AND "
-                   "b.campaign = %s AND b.status = 'done'))))",
-                   (status, utc(now), contact_id, final, contact_id, call_id, contact_id,
-                    campaign))
+        self._later("UPDATE campaign_contacts SET status = %s WHERE contact_id = %s "
+                    "AND campaign = %s AND status != 'opted_out' AND (%s OR (status != 'done' "
+                    "AND NOT EXISTS (SELECT 1 FROM calls n WHERE n.contact_id = %s AND "
+                    "n.campaign = %s AND n.id > %s)))",
+                    (status, contact_id, campaign, final, contact_id, campaign, call_id))
+        self._later("UPDATE contacts SET status = %s, updated_at = %s WHERE id = %s AND "
+                    "status != 'opted_out' AND (%s OR (NOT EXISTS (SELECT 1 FROM calls n WHERE "
+                    "n.contact_id = %s AND n.id > %s) AND NOT (status = 'done' AND EXISTS ("
+                    "SELECT 1 FROM campaign_contacts b WHERE b.contact_id = %s AND "
+                    "b.campaign = %s AND b.status = 'done'))))",
+                    (status, utc(now), contact_id, final, contact_id, call_id, contact_id,
+                     campaign))
 
     # -- many calls ---------------------------------------------------------------------------
     def open_calls(self, node: str | None = None, campaign: str | None = None,

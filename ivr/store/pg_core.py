@@ -18,13 +18,13 @@ from typing import Any
 from urllib.parse import unquote
 
 import psycopg
-from psycopg import pq
 from psycopg_pool import ConnectionPool
 
 from ivr.errors import StoreError
 from ivr.numbers import BOX_PREFIXES
 from ivr.store.base import KeyedAudit, Row, utc
 from ivr.store.box_lines import ERASED_ALIASES_AT, BoxLines
+from ivr.store.pg_pipeline import begun, rows_of
 from ivr.store.pg_schema import MIGRATION_LOCK, MIGRATIONS, VERSION_TABLE
 
 # What a PostgreSQL store that is away raises. OperationalError covers a stopped or restarting
@@ -236,6 +236,8 @@ class PgCore(KeyedAudit, BoxLines):
             yield
             return
         if conn is not None:
+            if (pipe := getattr(self._local, "pipe", None)) is not None:
+                pipe.sync()  # the BEGIN processed, so psycopg opens a SAVEPOINT, not a BEGIN
             with conn.transaction():  # psycopg: a SAVEPOINT when one is already open
                 yield
             return
@@ -251,13 +253,37 @@ class PgCore(KeyedAudit, BoxLines):
                 self._local.conn = None
 
     @contextmanager
+    def pipelined(self) -> Iterator[None]:
+        """transaction(), in libpq's pipeline mode when it is the outermost (pg_pipeline.py):
+        for the hot paths, whose statements are single and parameterised. Inside another
+        transaction it is that one's, as transaction() is."""
+        if getattr(self._local, "conn", None) is not None:
+            with self.transaction():
+                yield
+            return
+        with self.pool.connection() as conn:
+            self._local.conn = conn
+            try:
+                with begun(conn) as pipe:
+                    self._local.pipe = pipe
+                    try:
+                        yield
+                    finally:
+                        self._local.pipe = None
+            except SERVER_STATE_ERRORS:
+                conn.close()  # as in transaction()
+                raise
+            finally:
+                self._local.conn = None
+
+    @contextmanager
     def batch(self) -> Iterator[None]:
         """A transaction whose nested ones are part of it, not savepoints: a group commit's
         first try (safe_writes.py), as SQLite's batch() (sqlite_core.py says why it is sound).
         Each savepoint was two round trips more a write (SAVEPOINT, RELEASE): 1,350 of them
         on the sandbox's 1,000 calls. A write failing there aborts the whole transaction,
         which the writer then sends again with a savepoint a write."""
-        with self.transaction():
+        with self.pipelined():
             self._local.flat = True
             try:
                 yield
@@ -266,16 +292,15 @@ class PgCore(KeyedAudit, BoxLines):
 
     def _cursor_rows(self, conn: psycopg.Connection[Row], sql: str,
                      params: Params | None) -> tuple[list[Row], int]:
-        cur = conn.execute(sql, params or None)  # type: ignore[arg-type]
-        # its status, not cur.description: that builds a Column object a field, each time
-        res = cur.pgresult
-        rows = cur.fetchall() if res is not None and res.status == pq.ExecStatus.TUPLES_OK else []
-        return rows, cur.rowcount
+        return rows_of(conn.execute(sql, params or None))  # type: ignore[arg-type]
 
     def _run(self, sql: str, params: Params | None) -> tuple[list[Row], int]:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
-            return self._cursor_rows(conn, sql, params)
+            cur = conn.execute(sql, params or None)  # type: ignore[arg-type]
+            if (pipe := getattr(self._local, "pipe", None)) is not None:
+                pipe.sync()  # its result now, with whatever was queued before it
+            return rows_of(cur)
         with self.pool.connection() as conn:  # autocommit: one statement, one transaction
             try:
                 return self._cursor_rows(conn, sql, params)
@@ -293,6 +318,19 @@ class PgCore(KeyedAudit, BoxLines):
     def _exec(self, sql: str, params: Params = ()) -> int:
         """Run one statement; the number of rows it touched."""
         return self._run(sql, params)[1]
+
+    def _later(self, sql: str, params: Params = ()) -> psycopg.Cursor[Row]:
+        """A statement of this thread's transaction whose result is read later, if at all
+        (result_of): in a pipelined one it leaves with the next round trip, the COMMIT's
+        often, and its error fails the transaction there; in any other it runs now."""
+        return self._conn().execute(sql, params or None)  # type: ignore[arg-type]
+
+    def _result_of(self, cur: psycopg.Cursor[Row]) -> tuple[list[Row], int]:
+        """A _later statement's rows and count: there once its transaction committed; read
+        now if it is still queued (the transaction is a batch's, still open)."""
+        if cur.pgresult is None and (pipe := getattr(self._local, "pipe", None)) is not None:
+            pipe.sync()
+        return rows_of(cur)
 
     # Private-for-now: raw SQL from outside the store, not part of StoreBackend (tests, bench/).
     def q(self, sql: str, params: Params = ()) -> list[Row]:

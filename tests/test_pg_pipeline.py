@@ -1,0 +1,129 @@
+"""PostgreSQL's hot transactions in pipeline mode (ivr/store/pg_pipeline.py): the claim, a
+choice and an outcome in fewer round trips, and still all or nothing: a write sent with the
+COMMIT that fails there undoes its whole transaction and leaves no pooled connection inside
+one."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import psycopg
+import pytest
+
+from ivr.store.base import CallResult
+from store_sql import PgTestStore as PgStore
+
+from conftest import add_contact, attempt, contact
+
+AT = datetime(2026, 12, 7, 18, 0, tzinfo=timezone.utc)
+CONSENT = CallResult(outcome="message_played", stage="message", keys="1", heard={},
+                     choice="consent", choice_key="1")
+
+pytestmark = pytest.mark.parametrize("store", ["postgresql"], indirect=True)
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """The waits for the server: a statement outside pipeline mode one, a psycopg
+    transaction two (BEGIN, COMMIT), a pipeline's Sync one (its outermost exit sends one)."""
+    seen = [0]
+    execute, enter = psycopg.Cursor.execute, psycopg.Transaction.__enter__
+    sync, leave = psycopg.Pipeline.sync, psycopg.Pipeline.__exit__
+
+    def counted_execute(self: Any, *args: Any, **kw: Any) -> Any:
+        seen[0] += self.connection._pipeline is None
+        return execute(self, *args, **kw)
+
+    def counted_enter(self: Any) -> Any:
+        seen[0] += 2
+        return enter(self)
+
+    def counted_sync(self: Any) -> Any:
+        seen[0] += 1
+        return sync(self)
+
+    def counted_leave(self: Any, *args: Any) -> Any:
+        seen[0] += self.level == 1
+        return leave(self, *args)
+    monkeypatch.setattr(psycopg.Cursor, "execute", counted_execute)
+    monkeypatch.setattr(psycopg.Transaction, "__enter__", counted_enter)
+    monkeypatch.setattr(psycopg.Pipeline, "sync", counted_sync)
+    monkeypatch.setattr(psycopg.Pipeline, "__exit__", counted_leave)
+    yield seen
+
+
+def _open_transactions(store: PgStore) -> int:
+    row = store.one("SELECT COUNT(*) AS n FROM pg_stat_activity WHERE datname = "
+                    "current_database() AND state LIKE 'idle in transaction%'")
+    return int(row["n"])
+
+
+def test_a_call_setup_takes_six_round_trips_in_its_three_transactions(
+        store: PgStore, round_trips: list[int]) -> None:
+    add_contact(store, "+33199001301", at=AT)
+    person = contact(store, "+33199001301")
+    round_trips[0] = 0
+    call = attempt(store, person, "c1", "+33162000000", AT)
+    # the lock with the BEGIN, the history, the INSERT with the COMMIT (was 5)
+    assert round_trips[0] == 3
+    assert call["state"] == "dialing" and call["number"] == "+33199001301"
+    assert store.call(call["id"])["channel_id"] == call["channel_id"]
+    round_trips[0] = 0
+    assert store.record_choice(call["id"], CONSENT, AT)
+    assert round_trips[0] == 1  # the lock, the keys, the proof row and the COMMIT (was 4)
+    round_trips[0] = 0
+    assert store.finish_answered(call["id"], CONSENT, AT) == "16"
+    assert round_trips[0] == 2  # the outcome, then the rest with the COMMIT (was 7)
+    proof = store.q("SELECT kind, key, prompt_key, answered_at FROM consents WHERE "
+                    "call_id = ?", (call["id"],))
+    assert [(r["kind"], r["key"]) for r in proof] == [("consent", "1")]  # completed, not doubled
+    assert store.one("SELECT status FROM campaign_contacts WHERE contact_id = ? AND "
+                     "campaign = 'c1'", (call["contact_id"],))["status"] == "done"
+    assert _open_transactions(store) == 0
+
+
+def test_a_write_failing_with_the_commit_undoes_the_outcome_and_no_session_stays_open(
+        store: PgStore, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="psycopg")
+    add_contact(store, "+33199001302", at=AT)
+    call = attempt(store, contact(store, "+33199001302"), "c1", "+33162000000", AT)
+    # The contact's status is written with the COMMIT (pg_calls._settle_contact): refused.
+    store.q("CREATE FUNCTION pipeline_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$")
+    store.q("CREATE TRIGGER pipeline_refuse BEFORE UPDATE OF status ON contacts "
+            "FOR EACH ROW EXECUTE FUNCTION pipeline_refuse()")
+    with pytest.raises(psycopg.errors.RaiseException, match="refused by the test"):
+        store.finish_answered(call["id"], CONSENT, AT)
+    assert store.call(call["id"])["outcome"] is None  # the outcome went with it
+    assert store.q("SELECT 1 AS x FROM consents WHERE call_id = ?", (call["id"],)) == []
+    assert _open_transactions(store) == 0
+    with pytest.raises(psycopg.errors.RaiseException):  # and a pooled session still works
+        store.finish_unanswered(call["id"], "no_answer", "19", AT, None)
+    assert store.call(call["id"])["outcome"] is None
+    store.q("DROP TRIGGER pipeline_refuse ON contacts")
+    assert store.finish_answered(call["id"], CONSENT, AT) == "16"
+    assert store.call(call["id"])["outcome"] == "message_played"
+    assert [r["kind"] for r in store.q("SELECT kind FROM consents WHERE call_id = ?",
+                                         (call["id"],))] == ["consent"]
+    assert _open_transactions(store) == 0
+    # rolled back by the store, not by the pool (which warns of a connection returned
+    # inside a transaction), and no pipeline left with results unread
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("psycopg")] == []
+
+
+def test_a_claim_whose_insert_fails_with_the_commit_writes_no_attempt(store: PgStore) -> None:
+    add_contact(store, "+33199001303", at=AT)
+    store.q("CREATE FUNCTION pipeline_no_call() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'no call today'; END $$")
+    store.q("CREATE TRIGGER pipeline_no_call BEFORE INSERT ON calls "
+            "FOR EACH ROW EXECUTE FUNCTION pipeline_no_call()")
+    with pytest.raises(psycopg.errors.RaiseException, match="no call today"):
+        attempt(store, contact(store, "+33199001303"), "c1", "+33162000000", AT)
+    assert store.q("SELECT 1 AS x FROM calls") == []
+    assert _open_transactions(store) == 0
+    store.q("DROP TRIGGER pipeline_no_call ON calls")
+    # the contact's lock went with the rollback: claimed at once, not skipped as in flight
+    call = attempt(store, contact(store, "+33199001303"), "c1", "+33162000000", AT)
+    assert call["attempt"] == 1
