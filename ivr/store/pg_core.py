@@ -4,7 +4,8 @@ opposition list and the audit. The twin of sqlite_core.py.
 Methods are synchronous, like SQLite's; the program calls them off the event loop when the store
 is `remote` (a round trip to a server must never stall the loop). A transaction binds one pooled
 connection to the current thread for its duration; outside one, each statement runs on a pooled
-connection in autocommit. Every statement is written out as a literal and parameterised.
+connection in autocommit. Every statement is written out as a literal and parameterised. The
+call's hot transactions run pipelined (pg_pipeline.py: fewer round trips, same statements).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from ivr.errors import StoreError
 from ivr.numbers import BOX_PREFIXES
 from ivr.store.base import KeyedAudit, Row, utc
 from ivr.store.box_lines import ERASED_ALIASES_AT, BoxLines
-from ivr.store.pg_pipeline import begun, rows_of
+from ivr.store.pg_pipeline import Pipelined, rows_of
 from ivr.store.pg_schema import MIGRATION_LOCK, MIGRATIONS, VERSION_TABLE
 
 # What a PostgreSQL store that is away raises. OperationalError covers a stopped or restarting
@@ -117,7 +118,8 @@ def redact(url: str) -> str:
     return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", url)
 
 
-class PgCore(KeyedAudit, BoxLines):
+class PgCore(Pipelined, KeyedAudit, BoxLines):
+    CLOSES_SESSION = SERVER_STATE_ERRORS
     remote = True  # a server: callers on the event loop run store calls in a worker thread
     shares_work = True  # several controllers on one campaign share its work (hold_run)
     fiction_only_key = False  # there is no key file "beside" a server (pg.py refuses one)
@@ -253,30 +255,6 @@ class PgCore(KeyedAudit, BoxLines):
                 self._local.conn = None
 
     @contextmanager
-    def pipelined(self) -> Iterator[None]:
-        """transaction(), in libpq's pipeline mode when it is the outermost (pg_pipeline.py):
-        for the hot paths, whose statements are single and parameterised. Inside another
-        transaction it is that one's, as transaction() is."""
-        if getattr(self._local, "conn", None) is not None:
-            with self.transaction():
-                yield
-            return
-        with self.pool.connection() as conn:
-            self._local.conn = conn
-            try:
-                with begun(conn) as pipe:
-                    self._local.pipe = pipe
-                    try:
-                        yield
-                    finally:
-                        self._local.pipe = None
-            except SERVER_STATE_ERRORS:
-                conn.close()  # as in transaction()
-                raise
-            finally:
-                self._local.conn = None
-
-    @contextmanager
     def batch(self) -> Iterator[None]:
         """A transaction whose nested ones are part of it, not savepoints: a group commit's
         first try (safe_writes.py), as SQLite's batch() (sqlite_core.py says why it is sound).
@@ -318,19 +296,6 @@ class PgCore(KeyedAudit, BoxLines):
     def _exec(self, sql: str, params: Params = ()) -> int:
         """Run one statement; the number of rows it touched."""
         return self._run(sql, params)[1]
-
-    def _later(self, sql: str, params: Params = ()) -> psycopg.Cursor[Row]:
-        """A statement of this thread's transaction whose result is read later, if at all
-        (result_of): in a pipelined one it leaves with the next round trip, the COMMIT's
-        often, and its error fails the transaction there; in any other it runs now."""
-        return self._conn().execute(sql, params or None)  # type: ignore[arg-type]
-
-    def _result_of(self, cur: psycopg.Cursor[Row]) -> tuple[list[Row], int]:
-        """A _later statement's rows and count: there once its transaction committed; read
-        now if it is still queued (the transaction is a batch's, still open)."""
-        if cur.pgresult is None and (pipe := getattr(self._local, "pipe", None)) is not None:
-            pipe.sync()
-        return rows_of(cur)
 
     # Private-for-now: raw SQL from outside the store, not part of StoreBackend (tests, bench/).
     def q(self, sql: str, params: Params = ()) -> list[Row]:

@@ -17,12 +17,14 @@ them), so the store's other transactions stay as they were.
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import psycopg
 from psycopg import pq
+from psycopg_pool import ConnectionPool
 
 
 @contextmanager
@@ -42,3 +44,55 @@ def rows_of(cur: psycopg.Cursor[Any]) -> tuple[list[Any], int]:
     res = cur.pgresult
     rows = cur.fetchall() if res is not None and res.status == pq.ExecStatus.TUPLES_OK else []
     return rows, cur.rowcount
+
+
+class Pipelined:
+    """PgCore's pipelined transactions and the statements sent in them. PgCore gives the pool,
+    the thread's transaction (`_local`), transaction(), _conn() and the errors after which a
+    session is closed, not reused."""
+    pool: ConnectionPool
+    _local: threading.local
+    CLOSES_SESSION: tuple[type[BaseException], ...] = ()
+
+    def transaction(self) -> AbstractContextManager[None]:
+        raise NotImplementedError  # PgCore's
+
+    def _conn(self) -> psycopg.Connection[Any]:
+        raise NotImplementedError  # PgCore's
+
+    @contextmanager
+    def pipelined(self) -> Iterator[None]:
+        """transaction(), in libpq's pipeline mode when it is the outermost: for the hot
+        paths, whose statements are single and parameterised. Inside another transaction it
+        is that one's, as transaction() is."""
+        if getattr(self._local, "conn", None) is not None:
+            with self.transaction():
+                yield
+            return
+        with self.pool.connection() as conn:
+            self._local.conn = conn
+            try:
+                with begun(conn) as pipe:
+                    self._local.pipe = pipe
+                    try:
+                        yield
+                    finally:
+                        self._local.pipe = None
+            except self.CLOSES_SESSION:
+                conn.close()  # as in transaction(): the pool replaces it
+                raise
+            finally:
+                self._local.conn = None
+
+    def _later(self, sql: str, params: Any = ()) -> psycopg.Cursor[Any]:
+        """A statement of this thread's transaction whose result is read later, if at all
+        (_result_of): in a pipelined one it leaves with the next round trip, the COMMIT's
+        often, and its error fails the transaction there; in any other it runs now."""
+        return self._conn().execute(sql, params or None)
+
+    def _result_of(self, cur: psycopg.Cursor[Any]) -> tuple[list[Any], int]:
+        """A _later statement's rows and count: there once its transaction committed; read
+        now if it is still queued (the transaction is a batch's, still open)."""
+        if cur.pgresult is None and (pipe := getattr(self._local, "pipe", None)) is not None:
+            pipe.sync()
+        return rows_of(cur)

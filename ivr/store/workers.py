@@ -89,12 +89,14 @@ def _serve() -> None:
             value, ok = exc, False
         finally:
             _under_way.discard(call)
+        # Idle before the caller hears back: its next call, sent at once, finds this thread
+        # and does not start another.
+        _idle.release()
         try:
             call.loop.call_soon_threadsafe(_settle, call.future, ok, value)
         except RuntimeError:  # its loop closed meanwhile: nobody awaits the result
             pass
         del call, value  # not kept alive by an idle thread until its next call
-        _idle.release()
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
