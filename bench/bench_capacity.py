@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -222,13 +223,14 @@ def count_statements(store: Any) -> list[int]:
     return seen
 
 
-def count_round_trips() -> list[int]:
+def count_round_trips(patch: Callable[[Any, str, Any], None] = setattr) -> list[int]:
     """PostgreSQL: the round trips of every connection of this process from now on (the run's
     pool, its plans', its heartbeat): each statement one, each transaction two (BEGIN and
     COMMIT, or a nested one's SAVEPOINT and RELEASE); in pipeline mode (pg_pipeline.py) a
     statement is only sent, and each Sync waited for (a read of results, the COMMIT's) is one.
     A count the machine's noise does not move; its wrappers cost CPU: not with the CPU
-    figures."""
+    figures. `patch` puts them in place (a test's monkeypatch.setattr takes them out after).
+    """
     import psycopg
     seen = [0]
     execute, enter = psycopg.Cursor.execute, psycopg.Transaction.__enter__
@@ -249,10 +251,10 @@ def count_round_trips() -> list[int]:
     def counted_leave(self: Any, *args: Any) -> Any:
         seen[0] += self.level == 1  # the outermost's exit sends a Sync and waits for it
         return leave(self, *args)
-    psycopg.Cursor.execute = counted_execute  # type: ignore[method-assign]
-    psycopg.Transaction.__enter__ = counted_enter  # type: ignore[method-assign]
-    psycopg.Pipeline.sync = counted_sync  # type: ignore[method-assign]
-    psycopg.Pipeline.__exit__ = counted_leave  # type: ignore[method-assign]
+    patch(psycopg.Cursor, "execute", counted_execute)
+    patch(psycopg.Transaction, "__enter__", counted_enter)
+    patch(psycopg.Pipeline, "sync", counted_sync)
+    patch(psycopg.Pipeline, "__exit__", counted_leave)
     return seen
 
 

@@ -5,9 +5,9 @@ one."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import sys
 from datetime import datetime, timezone
-from typing import Any
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -17,6 +17,9 @@ from store_sql import PgTestStore as PgStore
 
 from conftest import add_contact, attempt, contact
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import bench_capacity  # noqa: E402  (bench/ is not a package)
+
 AT = datetime(2026, 12, 7, 18, 0, tzinfo=timezone.utc)
 CONSENT = CallResult(outcome="message_played", stage="message", keys="1", heard={},
                      choice="consent", choice_key="1")
@@ -25,33 +28,10 @@ pytestmark = pytest.mark.parametrize("store", ["postgresql"], indirect=True)
 
 
 @pytest.fixture
-def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """The waits for the server: a statement outside pipeline mode one, a psycopg
-    transaction two (BEGIN, COMMIT), a pipeline's Sync one (its outermost exit sends one)."""
-    seen = [0]
-    execute, enter = psycopg.Cursor.execute, psycopg.Transaction.__enter__
-    sync, leave = psycopg.Pipeline.sync, psycopg.Pipeline.__exit__
-
-    def counted_execute(self: Any, *args: Any, **kw: Any) -> Any:
-        seen[0] += self.connection._pipeline is None
-        return execute(self, *args, **kw)
-
-    def counted_enter(self: Any) -> Any:
-        seen[0] += 2
-        return enter(self)
-
-    def counted_sync(self: Any) -> Any:
-        seen[0] += 1
-        return sync(self)
-
-    def counted_leave(self: Any, *args: Any) -> Any:
-        seen[0] += self.level == 1
-        return leave(self, *args)
-    monkeypatch.setattr(psycopg.Cursor, "execute", counted_execute)
-    monkeypatch.setattr(psycopg.Transaction, "__enter__", counted_enter)
-    monkeypatch.setattr(psycopg.Pipeline, "sync", counted_sync)
-    monkeypatch.setattr(psycopg.Pipeline, "__exit__", counted_leave)
-    yield seen
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The waits for the server, as the capacity bench counts them (bench_capacity.py): a
+    statement outside pipeline mode one, a psycopg transaction two, a pipeline's Sync one."""
+    return bench_capacity.count_round_trips(monkeypatch.setattr)
 
 
 def _open_transactions(store: PgStore) -> int:

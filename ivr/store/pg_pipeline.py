@@ -33,9 +33,24 @@ def begun(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Pipeline]:
     block ends (the pipeline's last Sync carries the COMMIT). When it raises, the pool's
     `connection()` block rolls it back (psycopg's `with conn`), as it does any other."""
     with conn.pipeline() as pipe:
-        conn.execute("BEGIN")  # queued: it leaves with the first statement
-        yield pipe
-        conn.execute("COMMIT")  # leaves with the deferred writes, on the pipeline's Sync
+        try:
+            conn.execute("BEGIN")  # queued: it leaves with the first statement
+            yield pipe
+            conn.execute("COMMIT")  # leaves with the deferred writes, on the pipeline's Sync
+        except BaseException:
+            _drain(pipe)
+            raise
+
+
+def _drain(pipe: psycopg.Pipeline) -> None:
+    """After a failure: the results still queued read and dropped, so the pipeline ends
+    clean. Otherwise psycopg logs a warning ("error ignored terminating … pipeline aborted")
+    for the statements the server skipped after the one that failed, which the caller hears
+    of anyway."""
+    try:
+        pipe.sync()
+    except psycopg.Error:
+        pass  # the failure itself is what propagates
 
 
 def rows_of(cur: psycopg.Cursor[Any]) -> tuple[list[Any], int]:
