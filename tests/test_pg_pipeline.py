@@ -107,3 +107,18 @@ def test_a_claim_whose_insert_fails_with_the_commit_writes_no_attempt(store: PgS
     # the contact's lock went with the rollback: claimed at once, not skipped as in flight
     call = attempt(store, contact(store, "+33199001303"), "c1", "+33162000000", AT)
     assert call["attempt"] == 1
+
+
+def test_the_proof_row_of_a_call_without_its_contact_row_is_still_written(
+        store: PgStore) -> None:
+    """The proof is one INSERT … SELECT now, its values parameters of the SELECT: a NULL
+    contact id (the contact's row gone) still lands in `contact_id BIGINT`, and the row is
+    written, not the outcome's transaction failed."""
+    add_contact(store, "+33199001304", at=AT)
+    call = attempt(store, contact(store, "+33199001304"), "c1", "+33162000000", AT)
+    store.q("UPDATE calls SET contact_id = NULL WHERE id = ?", (call["id"],))
+    assert store.finish_answered(call["id"], CONSENT, AT) == "16"
+    proof = store.q("SELECT kind, contact_id, call_id FROM consents WHERE call_id = ?",
+                    (call["id"],))
+    assert [(r["kind"], r["contact_id"], r["call_id"]) for r in proof] == \
+        [("consent", None, call["id"])]
