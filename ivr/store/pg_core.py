@@ -243,16 +243,8 @@ class PgCore(Pipelined, KeyedAudit, BoxLines):
             with conn.transaction():  # psycopg: a SAVEPOINT when one is already open
                 yield
             return
-        with self.pool.connection() as conn:
-            self._local.conn = conn
-            try:
-                with conn.transaction():
-                    yield
-            except SERVER_STATE_ERRORS:
-                conn.close()  # the pool replaces it: a read-only session never turns writable
-                raise
-            finally:
-                self._local.conn = None
+        with self._session() as conn, conn.transaction():
+            yield
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -274,11 +266,8 @@ class PgCore(Pipelined, KeyedAudit, BoxLines):
 
     def _run(self, sql: str, params: Params | None) -> tuple[list[Row], int]:
         conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            cur = conn.execute(sql, params or None)  # type: ignore[arg-type]
-            if (pipe := getattr(self._local, "pipe", None)) is not None:
-                pipe.sync()  # its result now, with whatever was queued before it
-            return rows_of(cur)
+        if conn is not None:  # its result now (in pipeline mode, with what was queued before)
+            return self._result_of(self._later(sql, params))
         with self.pool.connection() as conn:  # autocommit: one statement, one transaction
             try:
                 return self._cursor_rows(conn, sql, params)

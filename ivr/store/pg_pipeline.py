@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import pq
@@ -62,18 +62,32 @@ def rows_of(cur: psycopg.Cursor[Any]) -> tuple[list[Any], int]:
 
 
 class Pipelined:
-    """PgCore's pipelined transactions and the statements sent in them. PgCore gives the pool,
-    the thread's transaction (`_local`), transaction(), _conn() and the errors after which a
-    session is closed, not reused."""
+    """PgCore's outermost transactions' sessions, its pipelined transactions and the
+    statements sent in them. PgCore gives the pool, the thread's transaction (`_local`),
+    transaction(), _conn() and the errors after which a session is closed, not reused."""
     pool: ConnectionPool
     _local: threading.local
     CLOSES_SESSION: tuple[type[BaseException], ...] = ()
 
-    def transaction(self) -> AbstractContextManager[None]:
-        raise NotImplementedError  # PgCore's
+    if TYPE_CHECKING:  # PgCore's
+        def transaction(self) -> AbstractContextManager[None]: ...
 
-    def _conn(self) -> psycopg.Connection[Any]:
-        raise NotImplementedError  # PgCore's
+        def _conn(self) -> psycopg.Connection[Any]: ...
+
+    @contextmanager
+    def _session(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection bound to this thread for an outermost transaction. After an
+        error of CLOSES_SESSION it is closed, and the pool replaces it: a read-only session
+        never turns writable."""
+        with self.pool.connection() as conn:
+            self._local.conn = conn
+            try:
+                yield conn
+            except self.CLOSES_SESSION:
+                conn.close()
+                raise
+            finally:
+                self._local.conn = None
 
     @contextmanager
     def pipelined(self) -> Iterator[None]:
@@ -84,20 +98,12 @@ class Pipelined:
             with self.transaction():
                 yield
             return
-        with self.pool.connection() as conn:
-            self._local.conn = conn
+        with self._session() as conn, begun(conn) as pipe:
+            self._local.pipe = pipe
             try:
-                with begun(conn) as pipe:
-                    self._local.pipe = pipe
-                    try:
-                        yield
-                    finally:
-                        self._local.pipe = None
-            except self.CLOSES_SESSION:
-                conn.close()  # as in transaction(): the pool replaces it
-                raise
+                yield
             finally:
-                self._local.conn = None
+                self._local.pipe = None
 
     def _later(self, sql: str, params: Any = ()) -> psycopg.Cursor[Any]:
         """A statement of this thread's transaction whose result is read later, if at all
