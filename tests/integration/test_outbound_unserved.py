@@ -74,13 +74,18 @@ def test_a_call_served_to_its_end_takes_no_failsafe(pbx_cfg: Config) -> None:
     assert (call["outcome"], call["hangup_cause"]) == ("opted_out", "16")
 
 
-async def _given_up_call(cfg: Config, store: Store, number: str) -> list[tuple[Any, Any]]:
+async def _given_up_call(cfg: Config, store: Store,
+                         number: str) -> tuple[list[tuple[Any, Any]], bool]:
     """One attempt the run gives up right after its Originate (Dialer.abandon: as for a node
     gone mid-Originate), so that its real session, token and channel right, is refused as
-    not in flight; the failsafe events another AMI session saw until the channel ended."""
+    not in flight; the failsafe events another AMI session saw until the channel ended, and
+    whether the PBX's answer (OriginateResponse) reached the dialer before it gave up."""
     seen: list[tuple[Any, Any]] = []
     async with _dialled(cfg, store, number) as (ctl, watch):
         call = store.one("SELECT id, channel_id FROM calls")
+        # a callee that answers at once can beat dial()'s return on a loaded machine: its
+        # answer time is then the PBX's fact, stored while the call was still in flight
+        answered_first = ctl.dialer.by_call[int(call["id"])].answered
         ctl.dialer.abandon(int(call["id"]))
         t0 = time.monotonic()
         while time.monotonic() - t0 < 60:
@@ -91,7 +96,7 @@ async def _given_up_call(cfg: Config, store: Store, number: str) -> list[tuple[A
                 seen.append((ev.get(FAILSAFE_CALL_ID), ev.get(FAILSAFE_STATUS)))
             if ev.get("Event") == "Hangup" and ev.get("Uniqueid") == call["channel_id"]:
                 break
-    return seen
+    return seen, answered_first
 
 
 def test_a_real_session_the_gate_refuses_takes_the_failsafe_not_a_silent_hangup(
@@ -99,7 +104,10 @@ def test_a_real_session_the_gate_refuses_takes_the_failsafe_not_a_silent_hangup(
     """The person who answered hears the legal mentions (who calls, how to object). Before, the
     controller sent HANGUP to a refused session, which cut a real call off in silence."""
     store = Store.memory()
-    seen = asyncio.run(_given_up_call(pbx_cfg, store, fiction("30")))  # silent, stays on
-    call = store.one("SELECT * FROM calls")
+    seen, answered_first = asyncio.run(_given_up_call(pbx_cfg, store, fiction("30")))
+    call = store.one("SELECT * FROM calls")  # fiction 30: silent, stays on the line
     assert seen == [(str(call["id"]), "SUCCESS")], seen
-    assert call["answered_at"] is None and call["token_hash"] is not None  # never admitted
+    # never admitted: the token is unspent and no IVR session marked the call answered; an
+    # answer time only if the PBX's answer came before the run gave the call up
+    assert call["state"] != "answered" and call["token_hash"] is not None, dict(call)
+    assert (call["answered_at"] is not None) == answered_first, (dict(call), answered_first)
