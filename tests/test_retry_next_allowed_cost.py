@@ -17,7 +17,8 @@ import pytest
 from conftest import attempt, contact, fill, make_config
 from ivr import config
 from ivr.campaign import planning
-from ivr.campaign.planning import RETRY_WAIT, Plan, judge, plan
+from ivr.campaign.planning import Plan, judge, plan
+from ivr.campaign.retry_wait import RETRY_WAIT
 from ivr.campaign.why import why_nobody
 from ivr.store import Store
 from ivr.store.base import History

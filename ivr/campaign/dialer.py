@@ -20,7 +20,8 @@ from ivr.campaign.carrier_guard import CarrierGuard
 from ivr.campaign.clock import Clock
 from ivr.campaign.lost_claim import withdrawal
 from ivr.campaign.nodes import (FAULT_HOLD_S, InFlight, NodeState,  # noqa: F401
-                                dial_string, pick, safe_caller_name, safe_value)
+                                dial_string, hold_after_fault, pick, safe_caller_name,
+                                safe_value, went_down)
 from ivr.campaign.state import NodeSnapshot
 from ivr.config import Config
 from ivr.store.safe_writes import STORE_ERRORS, SafeWriter
@@ -35,8 +36,6 @@ if TYPE_CHECKING:  # the IVR's module, not needed at run time
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-RECENT_DOWN_S = 5.0     # in a pool, a node down for longer did not cut a call ending now
 
 
 class Dialer:
@@ -166,31 +165,12 @@ class Dialer:
         return self.clock.now() + timedelta(seconds=delay)
 
     def pbx_fault(self, hold_s: float = FAULT_HOLD_S) -> None:
-        """The PBX tore a call down (shutdown, restart): place no call for a while, so
-        retries do not land on a PBX that is going away. In a pool: on the nodes that went
-        down just now when there are some, else on all."""
-        now = self.clock.monotonic()
-        recent = [ns for ns in self._states if not ns.node.up and
-                  (ns.down_since is None or now - ns.down_since <= hold_s)]
-        for ns in recent or self._states:
-            ns.hold(hold_s)
+        """The PBX tore a call down (shutdown, restart): see nodes.hold_after_fault."""
+        hold_after_fault(self._states, self.clock.monotonic(), hold_s)
 
     async def pbx_went_down(self, within_s: float = 2.0, node: str | None = None) -> bool:
-        """Did a node shut down or drop its link around now? (Shutdown, lost link.) A node of
-        the pool that has been down for longer says nothing of this call's end. `node`: the
-        call's own node only (another node's restart says nothing of a call it did not carry)."""
-        deadline = self.clock.monotonic() + within_s
-        alone = len(self._states) == 1  # one node: down at all is the answer, as ever
-        states = [ns for ns in self._states if node is None or ns.name == node]
-        while True:
-            now = self.clock.monotonic()
-            if any(not ns.node.up and (alone or ns.down_since is None or
-                                       now - ns.down_since <= RECENT_DOWN_S)
-                   for ns in states):
-                return True
-            if now >= deadline:
-                return False
-            await self.clock.sleep(0.1)
+        """Did a node shut down or drop its link around now? See nodes.went_down."""
+        return await went_down(self._states, self.clock, within_s, node)
 
     # -- originate ----------------------------------------------------------------------------
     async def dial(self, contact: dict[str, Any]) -> planning.Claim:

@@ -220,6 +220,39 @@ def pick(states: list[NodeState], default_cap: int, turn: int) -> NodeState:
 # until their calls drop below it). A controller that stops, or whose lease expires, leaves
 # its share to the others at their next read. Alone (or with no controller id: a run not
 # holding the store), the caps are the whole caps, with no read on the dial path.
+RECENT_DOWN_S = 5.0     # in a pool, a node down for longer did not cut a call ending now
+
+
+def hold_after_fault(states: list[NodeState], now: float, hold_s: float = FAULT_HOLD_S) -> None:
+    """The PBX tore a call down (shutdown, restart): place no call for a while, so retries do
+    not land on a PBX that is going away. In a pool: on the nodes that went down just now
+    when there are some, else on all."""
+    recent = [ns for ns in states if not ns.node.up and
+              (ns.down_since is None or now - ns.down_since <= hold_s)]
+    for ns in recent or states:
+        ns.hold(hold_s)
+
+
+async def went_down(states: list[NodeState], clock: Clock, within_s: float = 2.0,
+                    node: str | None = None) -> bool:
+    """Did a node shut down or drop its link around now, within `within_s`? (Shutdown, lost
+    link.) A node of the pool that has been down for longer says nothing of this call's end.
+    `node`: the call's own node only (another node's restart says nothing of a call it did
+    not carry)."""
+    deadline = clock.monotonic() + within_s
+    alone = len(states) == 1  # one node: down at all is the answer, as ever
+    states = [ns for ns in states if node is None or ns.name == node]
+    while True:
+        now = clock.monotonic()
+        if any(not ns.node.up and (alone or ns.down_since is None or
+                                   now - ns.down_since <= RECENT_DOWN_S)
+               for ns in states):
+            return True
+        if now >= deadline:
+            return False
+        await clock.sleep(0.1)
+
+
 SHARE_POLL_S = 1.0  # the live controllers and their load are read this often
 JOIN_S = 2 * SHARE_POLL_S + 0.5  # a newcomer's wait: every other one has read it by then
 

@@ -22,7 +22,8 @@ from datetime import datetime
 
 from ivr.callflow.outcomes import ordered
 from ivr.campaign.clock import Clock, Timer
-from ivr.campaign.planning import RETRY_WAIT, Plan
+from ivr.campaign.planning import Plan
+from ivr.campaign.retry_wait import RETRY_WAIT
 from ivr.store.safe_writes import STORE_ERRORS
 from ivr.store.sqlite import Store
 from ivr.store.workers import in_store_thread

@@ -7,7 +7,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ivr.campaign.planning import RETRY_WAIT, Plan, soonest_first
+from ivr.campaign.planning import Plan
+from ivr.campaign.retry_wait import RETRY_WAIT, soonest_first
 from ivr.store.base import StoreBackend
 
 
