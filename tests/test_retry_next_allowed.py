@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 
 from conftest import attempt, contact, fill, make_config
 from ivr import config
-from ivr.campaign.planning import RETRY_WAIT, plan
+from ivr.campaign.planning import plan
+from ivr.campaign.retry_wait import RETRY_WAIT
 from ivr.campaign.why import why_nobody
 from ivr.store import Store
 from ivr.web.service import PlanCache
