@@ -1,7 +1,7 @@
-"""PostgreSQL's hot transactions in pipeline mode (ivr/store/pg_pipeline.py): the claim, a
-choice and an outcome in fewer round trips, and still all or nothing: a write sent with the
-COMMIT that fails there undoes its whole transaction and leaves no pooled connection inside
-one."""
+"""PostgreSQL's hot transactions in fewer round trips: the claim in pipeline mode
+(ivr/store/pg_pipeline.py), a choice and an outcome one server function each (schema 23,
+ivr/store/pg_functions.py); and still all or nothing: a write that fails undoes its whole
+transaction and leaves no pooled connection inside one."""
 from __future__ import annotations
 
 import logging
@@ -40,7 +40,7 @@ def _open_transactions(store: PgStore) -> int:
     return int(row["n"])
 
 
-def test_a_call_setup_takes_six_round_trips_in_its_three_transactions(
+def test_a_call_setup_takes_five_round_trips_in_its_three_transactions(
         store: PgStore, round_trips: list[int]) -> None:
     add_contact(store, "+33199001301", at=AT)
     person = contact(store, "+33199001301")
@@ -52,10 +52,10 @@ def test_a_call_setup_takes_six_round_trips_in_its_three_transactions(
     assert store.call(call["id"])["channel_id"] == call["channel_id"]
     round_trips[0] = 0
     assert store.record_choice(call["id"], CONSENT, AT)
-    assert round_trips[0] == 1  # the lock, the keys, the proof row and the COMMIT (was 4)
+    assert round_trips[0] == 1  # one command: the server function record_choice (was 4)
     round_trips[0] = 0
     assert store.finish_answered(call["id"], CONSENT, AT) == "16"
-    assert round_trips[0] == 2  # the outcome, then the rest with the COMMIT (was 7)
+    assert round_trips[0] == 1  # one command: the server function finish_answered (was 7, 2)
     proof = store.q("SELECT kind, key, prompt_key, answered_at FROM consents WHERE "
                     "call_id = ?", (call["id"],))
     assert [(r["kind"], r["key"]) for r in proof] == [("consent", "1")]  # completed, not doubled
@@ -69,7 +69,7 @@ def test_a_write_failing_with_the_commit_undoes_the_outcome_and_no_session_stays
     caplog.set_level(logging.WARNING, logger="psycopg")
     add_contact(store, "+33199001302", at=AT)
     call = attempt(store, contact(store, "+33199001302"), "c1", "+33162000000", AT)
-    # The contact's status is written with the COMMIT (pg_calls._settle_contact): refused.
+    # The contact's status, the outcome's last write (settle_contact, pg_functions.py): refused.
     store.q("CREATE FUNCTION pipeline_refuse() RETURNS trigger LANGUAGE plpgsql AS "
             "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$")
     store.q("CREATE TRIGGER pipeline_refuse BEFORE UPDATE OF status ON contacts "

@@ -26,6 +26,11 @@ from ivr.store.sqlite_calls import OTHERS_OPEN_FOR, _heard, _known, campaign_tag
 from ivr.store.sqlite_history import chunked_history, hashes_of
 
 
+# The function's one row: o_done false when the attempt already had its outcome.
+FINISH_ANSWERED = ("SELECT o_done, o_number, o_campaign, o_cause FROM finish_answered("
+                   "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
+
+
 def _inserted(result: tuple[list[Row], int]) -> Row:
     """The row an INSERT … RETURNING wrote (one, always)."""
     rows, _ = result
@@ -155,86 +160,38 @@ class PgCallsSQL(PgCore):
                         retry_at: datetime | None = None) -> str | None:
         """Record an answered call and its proof of consent in one transaction. Returns the
         hangup cause stored (an earlier one is kept); None (and nothing written) if the attempt
-        already has its outcome, but for another controller's guess (sqlite_calls says why)."""
+        already has its outcome, but for another controller's guess (sqlite_calls says why).
+        One command, the server function of schema 23 (pg_functions.py); an opposition's row
+        joins it in one transaction."""
         _known(result.outcome)
-        with self.pipelined():
-            ts = utc(now)
-            row = self._row(
-                "UPDATE calls SET state = 'ended', outcome = %s, stage = %s, keys = CASE WHEN "
-                "number = %s THEN '' ELSE %s END, "
-                "prompts_sha256 = %s, amd_status = %s, answered_at = COALESCE(answered_at, %s), "
-                "ended_at = %s, hangup_cause = COALESCE(hangup_cause, %s), retry_at = %s "
-                "WHERE id = %s AND (outcome IS NULL OR (%s AND outcome = 'error' AND "
-                "stage = 'orphaned')) "
-                "RETURNING contact_id, number, caller_id, campaign, answered_at, hangup_cause",
-                (result.outcome, result.stage, ERASED_NUMBER, result.keys,
-                 json.dumps(result.heard), result.amd_status, ts, ts, result.hangup_cause or "16",
-                 utc(retry_at) if retry_at else None, call_id,
-                 result.outcome != "error"))
-            if row is None:
-                return None
-            # Erased while it rang or ran: no proof row nor opposition (sqlite_calls says why).
-            chose = result.choice if row["number"] != ERASED_NUMBER else None
-            if chose:
-                self._proof(call_id, row, result, ts)
-            if chose == "optout":
-                self._add_optout(row["number"], "phone-key", row["campaign"], now)
-            elif result.choice == "consent" and result.slot:
-                self._later("UPDATE contacts SET slot = %s WHERE id = %s",
-                            (result.slot, row["contact_id"]))
-            self._settle_contact(call_id, row["contact_id"], row["campaign"], result.outcome,
-                                 retry_at, now)
-        return str(row["hangup_cause"])
-
-    def _proof(self, call_id: int, row: Row, result: CallResult, ts: str) -> None:
-        """The consents row of the call's choice; one its key wrote (record_choice) is completed,
-        never doubled, and keeps the key's time (sqlite_calls says why). One statement whose
-        result nobody reads: in the pipelined outcome it leaves with the COMMIT."""
-        heard = json.dumps(_heard(result))
-        slot = result.slot if result.choice == "consent" else None  # the consent row's only
-        if result.slot and slot is None:
-            self._later("UPDATE consents SET slot = %s WHERE call_id = %s AND kind = 'consent'",
-                        (result.slot, call_id))
-        # The call's row is locked (finish_answered's UPDATE): no other write of this choice
-        # can come between the UPDATE and the INSERT.
-        self._later(
-            "WITH done AS (UPDATE consents SET prompt_key = %(pk)s, prompt_sha256 = %(ps)s, "
-            "slot = %(slot)s, heard_sha256 = %(heard)s, amd_status = %(amd)s, answered_at = "
-            "%(ans)s WHERE call_id = %(c)s AND kind = %(kind)s RETURNING 1) "
-            "INSERT INTO consents (call_id, contact_id, number, kind, key, at, caller_id,"
-            " campaign, prompt_key, prompt_sha256, slot, heard_sha256, amd_status, "
-            "answered_at) SELECT %(c)s, %(contact)s, %(n)s, %(kind)s, %(key)s, %(at)s, "
-            "%(caller)s, %(campaign)s, %(pk)s, %(ps)s, %(slot)s, %(heard)s, %(amd)s, %(ans)s "
-            "WHERE NOT EXISTS (SELECT 1 FROM done)",
-            {"c": call_id, "contact": row["contact_id"], "n": row["number"],
-             "kind": result.choice, "key": result.choice_key, "at": ts,
-             "caller": row["caller_id"], "campaign": row["campaign"],
-             "pk": result.answered_prompt, "ps": result.answered_sha256, "slot": slot,
-             "heard": heard, "amd": result.amd_status, "ans": row["answered_at"]})
+        status = outcomes.contact_status(result.outcome, retry_planned=retry_at is not None)
+        ts = utc(now)
+        args = (call_id, result.outcome, result.stage, result.keys, json.dumps(result.heard),
+                result.amd_status, ts, result.hangup_cause or "16",
+                utc(retry_at) if retry_at else None, result.outcome != "error",
+                result.choice or None, result.choice_key, result.slot or None,
+                result.answered_prompt, result.answered_sha256, json.dumps(_heard(result)),
+                status, status in outcomes.FINAL_STATUSES, ERASED_NUMBER)
+        if result.choice != "optout":
+            row = self._row(FINISH_ANSWERED, args)
+        else:
+            with self.pipelined():
+                row = self._row(FINISH_ANSWERED, args)
+                # Erased while it rang or ran: no opposition (sqlite_calls says why).
+                if row is not None and row["o_done"] and row["o_number"] != ERASED_NUMBER:
+                    self._add_optout(row["o_number"], "phone-key", row["o_campaign"], now)
+        return str(row["o_cause"]) if row is not None and row["o_done"] else None
 
     def record_choice(self, call_id: int, result: CallResult, at: datetime) -> bool:
         """A refusal or an opposition as its key is pressed: its proof row and the keys so far
-        (sqlite_calls says why). Once per call and kind: the call's row is locked first, so two
-        writes of one choice never both insert. Both statements and the COMMIT in one round
-        trip (pg_pipeline.py): the INSERT finds no call where the UPDATE found none."""
-        with self.pipelined():
-            # The lock and the keys so far: the UPDATE locks the row as a SELECT … FOR UPDATE
-            # would. Keys only while the call is open, and not for a call erased meanwhile
-            # (sqlite_calls.finish_answered says why).
-            self._later("UPDATE calls SET keys = CASE WHEN outcome IS NULL AND number <> %s "
-                        "THEN %s ELSE keys END WHERE id = %s", (ERASED_NUMBER, result.keys,
-                                                                call_id))
-            insert = self._later(
-                "INSERT INTO consents (call_id, contact_id, number, kind, key, at, caller_id, "
-                "campaign, prompt_key, prompt_sha256, heard_sha256, amd_status, answered_at) "
-                "SELECT id, contact_id, number, %s, %s, %s, caller_id, campaign, %s, %s, %s, %s, "
-                "answered_at FROM calls WHERE id = %s AND number <> %s AND (outcome IS NULL OR "
-                "(outcome = 'error' AND stage = 'orphaned')) AND NOT EXISTS (SELECT 1 FROM "
-                "consents WHERE call_id = %s AND kind = %s)",
-                (result.choice, result.choice_key, utc(at), result.answered_prompt,
-                 result.answered_sha256, json.dumps(_heard(result)), result.amd_status, call_id,
-                 ERASED_NUMBER, call_id, result.choice))
-        return self._result_of(insert)[1] == 1
+        (sqlite_calls says why). Once per call and kind: the server function (schema 23,
+        pg_functions.py) locks the call's row first, so two writes of one choice never both
+        insert. One command, its own transaction."""
+        row = self._row("SELECT record_choice(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) AS added",
+                        (call_id, result.choice, result.choice_key, utc(at), result.keys,
+                         result.answered_prompt, result.answered_sha256,
+                         json.dumps(_heard(result)), result.amd_status, ERASED_NUMBER))
+        return bool(row and row["added"])
 
     def choices_of(self, call_id: int) -> set[str]:
         return {r["kind"] for r in self._rows("SELECT kind FROM consents WHERE call_id = %s",
@@ -277,23 +234,13 @@ class PgCallsSQL(PgCore):
     def _settle_contact(self, call_id: int, contact_id: int | None, campaign: str,
                         outcome: str, retry_at: datetime | None, now: datetime) -> None:
         """The contact's statuses from this attempt, unless a later one exists (sqlite_calls
-        says why)."""
+        says why): the server function finish_answered runs too (pg_functions.py)."""
         if contact_id is None:
             return
         status = outcomes.contact_status(outcome, retry_planned=retry_at is not None)
-        final = status in outcomes.FINAL_STATUSES
-        self._later("UPDATE campaign_contacts SET status = %s WHERE contact_id = %s "
-                    "AND campaign = %s AND status != 'opted_out' AND (%s OR (status != 'done' "
-                    "AND NOT EXISTS (SELECT 1 FROM calls n WHERE n.contact_id = %s AND "
-                    "n.campaign = %s AND n.id > %s)))",
-                    (status, contact_id, campaign, final, contact_id, campaign, call_id))
-        self._later("UPDATE contacts SET status = %s, updated_at = %s WHERE id = %s AND "
-                    "status != 'opted_out' AND (%s OR (NOT EXISTS (SELECT 1 FROM calls n WHERE "
-                    "n.contact_id = %s AND n.id > %s) AND NOT (status = 'done' AND EXISTS ("
-                    "SELECT 1 FROM campaign_contacts b WHERE b.contact_id = %s AND "
-                    "b.campaign = %s AND b.status = 'done'))))",
-                    (status, utc(now), contact_id, final, contact_id, call_id, contact_id,
-                     campaign))
+        self._later("SELECT settle_contact(%s, %s, %s, %s, %s, %s)",
+                    (call_id, contact_id, campaign, status, status in outcomes.FINAL_STATUSES,
+                     utc(now)))
 
     # -- many calls ---------------------------------------------------------------------------
     def open_calls(self, node: str | None = None, campaign: str | None = None,

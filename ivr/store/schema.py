@@ -381,4 +381,8 @@ MIGRATIONS: list[str] = [
     """
     PRAGMA user_version = 22
     """,
+    # 23: PostgreSQL's alone (pg_functions.py: a call's writes as server functions).
+    """
+    PRAGMA user_version = 23
+    """,
 ]
