@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -26,13 +26,8 @@ REFUSAL = CallResult(outcome="declined", stage="intro", keys="2", heard={}, choi
 FUNCTIONS = ("finish_answered", "record_choice", "settle_contact")
 
 
-@pytest.fixture
-def store(pg_store_url: str) -> Iterator[PgTestStore]:
-    s = PgTestStore.open(pg_store_url, optout_key=b"test-key")
-    try:
-        yield s
-    finally:
-        s.close()
+# conftest's `store` on PostgreSQL alone: its database is the test's `pg_store_url`
+store_on_postgresql = pytest.mark.parametrize("store", ["postgresql"], indirect=True)
 
 
 def _functions(store: PgTestStore) -> set[str]:
@@ -93,6 +88,7 @@ def _proofs(store: PgTestStore, call_id: int) -> list[tuple[str, str]]:
         "SELECT kind, at FROM consents WHERE call_id = ? ORDER BY id", (call_id,))]
 
 
+@store_on_postgresql
 def test_a_choice_written_behind_the_lock_sees_the_proof_committed_meanwhile(
         store: PgTestStore, pg_store_url: str) -> None:
     add_contact(store, "+33199001402", at=AT)
@@ -103,6 +99,7 @@ def test_a_choice_written_behind_the_lock_sees_the_proof_committed_meanwhile(
     assert _proofs(store, call["id"]) == [("refusal", "2026-12-07T18:59:00.000Z")]
 
 
+@store_on_postgresql
 def test_an_outcome_written_behind_the_lock_completes_the_proof_committed_meanwhile(
         store: PgTestStore, pg_store_url: str) -> None:
     add_contact(store, "+33199001403", at=AT)
