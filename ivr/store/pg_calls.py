@@ -16,13 +16,12 @@ from typing import Any
 
 import psycopg
 
-from ivr.callflow import outcomes
 from ivr.store import erasure_holds
 from ivr.store.erasure_holds import HOLDS_PG
 from ivr.store.base import (ERASED_NUMBER, CallResult, Claim, History, Judge, Row,
                              parse_utc, utc)
 from ivr.store.pg_core import PgCore
-from ivr.store.sqlite_calls import OTHERS_OPEN_FOR, _heard, _known, campaign_tag
+from ivr.store.sqlite_calls import OTHERS_OPEN_FOR, _heard, _known, _settled, campaign_tag
 from ivr.store.sqlite_history import chunked_history, hashes_of
 
 
@@ -164,14 +163,14 @@ class PgCallsSQL(PgCore):
         One command, the server function of schema 23 (pg_functions.py); an opposition's row
         joins it in one transaction."""
         _known(result.outcome)
-        status = outcomes.contact_status(result.outcome, retry_planned=retry_at is not None)
+        status, final = _settled(result.outcome, retry_at)
         ts = utc(now)
         args = (call_id, result.outcome, result.stage, result.keys, json.dumps(result.heard),
                 result.amd_status, ts, result.hangup_cause or "16",
                 utc(retry_at) if retry_at else None, result.outcome != "error",
                 result.choice or None, result.choice_key, result.slot or None,
                 result.answered_prompt, result.answered_sha256, json.dumps(_heard(result)),
-                status, status in outcomes.FINAL_STATUSES, ERASED_NUMBER)
+                status, final, ERASED_NUMBER)
         if result.choice != "optout":
             row = self._row(FINISH_ANSWERED, args)
         else:
@@ -237,10 +236,8 @@ class PgCallsSQL(PgCore):
         says why): the server function finish_answered runs too (pg_functions.py)."""
         if contact_id is None:
             return
-        status = outcomes.contact_status(outcome, retry_planned=retry_at is not None)
         self._later("SELECT settle_contact(%s, %s, %s, %s, %s, %s)",
-                    (call_id, contact_id, campaign, status, status in outcomes.FINAL_STATUSES,
-                     utc(now)))
+                    (call_id, contact_id, campaign, *_settled(outcome, retry_at), utc(now)))
 
     # -- many calls ---------------------------------------------------------------------------
     def open_calls(self, node: str | None = None, campaign: str | None = None,

@@ -31,6 +31,12 @@ def _heard(result: CallResult) -> dict[str, str]:
     return heard
 
 
+def _settled(outcome: str, retry_at: datetime | None) -> tuple[str, bool]:
+    """The contact's status after an attempt with this outcome, and whether it is final."""
+    status = outcomes.contact_status(outcome, retry_planned=retry_at is not None)
+    return status, status in outcomes.FINAL_STATUSES
+
+
 def _known(outcome: str) -> None:
     if outcome not in outcomes.OUTCOMES:
         raise StoreError(f"unknown outcome {outcome!r}: known are {', '.join(outcomes.ORDER)}")
@@ -293,8 +299,7 @@ class CallsSQL(SQLiteCore):
                         outcome: str, retry_at: datetime | None, now: datetime) -> None:
         if contact_id is None:
             return
-        status = outcomes.contact_status(outcome, retry_planned=retry_at is not None)
-        final = status in outcomes.FINAL_STATUSES
+        status, final = _settled(outcome, retry_at)
         # An opted-out contact stays opted out, whatever a later outcome says. The binding
         # holds the progress in this campaign; the contact's own status, the last one seen.
         # Only the newest attempt settles them, but for a final status (an answer, a choice):
