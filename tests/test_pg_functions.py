@@ -1,5 +1,5 @@
-"""Schema 23 on PostgreSQL (ivr/store/pg_functions.py): a call's outcome and its key's proof are
-server functions, one command each. What they must keep of the statements they replace: each
+"""Schemas 23 and 24 on PostgreSQL (ivr/store/pg_functions.py): a call's outcome, answered or
+not, and its key's proof are server functions, one command each. What they must keep of the statements they replace: each
 statement's own snapshot, so that a write waiting on the call's row lock sees the proof row
 the holder of that lock committed, and completes it instead of writing a second one. (One
 statement with CTEs would read a snapshot taken before the wait, and insert it twice.)"""
@@ -23,7 +23,7 @@ from conftest import add_contact, attempt, contact
 AT = datetime(2026, 12, 7, 19, 0, tzinfo=timezone.utc)
 REFUSAL = CallResult(outcome="declined", stage="intro", keys="2", heard={}, choice="refusal",
                      choice_key="2")
-FUNCTIONS = ("finish_answered", "record_choice", "settle_contact")
+FUNCTIONS = ("finish_answered", "finish_unanswered", "record_choice", "settle_contact")
 
 
 # conftest's `store` on PostgreSQL alone: its database is the test's `pg_store_url`
@@ -32,25 +32,29 @@ store_on_postgresql = pytest.mark.parametrize("store", ["postgresql"], indirect=
 
 def _functions(store: PgTestStore) -> set[str]:
     return {r["proname"] for r in store.q(
-        "SELECT proname FROM pg_proc WHERE proname IN ('finish_answered', 'record_choice', "
-        "'settle_contact')")}
+        "SELECT proname FROM pg_proc WHERE proname IN ('finish_answered', 'finish_unanswered', "
+        "'record_choice', 'settle_contact')")}
 
 
-def test_a_store_of_schema_22_gets_the_functions_on_upgrade(pg_store_url: str) -> None:
+def test_a_store_of_schema_22_gets_the_functions_of_23_and_24_on_upgrade(pg_store_url: str) -> None:
     old = PgTestStore.open(pg_store_url, optout_key=b"test-key")
     assert _functions(old) == set(FUNCTIONS)
-    old.q("DROP FUNCTION finish_answered, record_choice, settle_contact")
-    old.one("WITH gone AS (DELETE FROM schema_version WHERE version = 23 RETURNING version) "
+    old.q("DROP FUNCTION finish_answered, finish_unanswered, record_choice, settle_contact")
+    old.one("WITH gone AS (DELETE FROM schema_version WHERE version >= 23 RETURNING version) "
             "SELECT COUNT(*) AS n FROM gone")
     old.close()
     again = PgTestStore.open(pg_store_url, optout_key=b"test-key")
     try:
         assert again.version == len(MIGRATIONS) and _functions(again) == set(FUNCTIONS)
-        assert again.one("SELECT COUNT(*) AS n FROM schema_version WHERE version = 23")["n"] == 1
+        assert [r["version"] for r in again.q("SELECT version FROM schema_version WHERE "
+                                               "version IN (23, 24) ORDER BY 1")] == [23, 24]
         add_contact(again, "+33199001401", at=AT)
         call = attempt(again, contact(again, "+33199001401"), "c1", "+33162000000", AT)
         assert again.record_choice(call["id"], REFUSAL, AT)
         assert again.finish_answered(call["id"], REFUSAL, AT) == "16"
+        add_contact(again, "+33199001409", at=AT)
+        other = attempt(again, contact(again, "+33199001409"), "c1", "+33162000000", AT)
+        assert again.finish_unanswered(other["id"], "busy", "17", AT, None)
     finally:
         again.close()
 
@@ -116,3 +120,24 @@ def test_an_outcome_written_behind_the_lock_completes_the_proof_committed_meanwh
                     (call["id"],))
     assert (row["prompt_key"], row["prompt_sha256"]) == ("intro", "abc")  # completed
     assert store.call(call["id"])["outcome"] == "declined"
+
+
+@store_on_postgresql
+def test_an_unanswered_outcome_behind_the_lock_leaves_the_outcome_committed_meanwhile(
+        store: PgTestStore, pg_store_url: str) -> None:
+    """Two controllers settling one attempt (one reconciles it, the other hears its hangup):
+    the write waiting on the call's row lock sees the other's outcome and writes nothing."""
+    add_contact(store, "+33199001404", at=AT)
+    call = attempt(store, contact(store, "+33199001404"), "c1", "+33162000000", AT)
+
+    def other_outcome(holder: Any) -> None:
+        holder.execute("UPDATE calls SET state = 'ended', outcome = 'no_answer', "
+                       "hangup_cause = '19' WHERE id = %s", (call["id"],))
+    written = _behind_a_lock(pg_store_url, call["id"], other_outcome,
+                             lambda: store.finish_unanswered(call["id"], "busy", "17", AT,
+                                                             None))
+    assert written is False
+    row = store.call(call["id"])
+    assert (row["outcome"], row["hangup_cause"]) == ("no_answer", "19")
+    assert store.one("SELECT status FROM campaign_contacts WHERE contact_id = ? AND "
+                     "campaign = 'c1'", (call["contact_id"],))["status"] != "busy"

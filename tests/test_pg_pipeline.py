@@ -1,6 +1,6 @@
 """PostgreSQL's hot transactions in fewer round trips: the claim in pipeline mode
-(ivr/store/pg_pipeline.py), a choice and an outcome one server function each (schema 23,
-ivr/store/pg_functions.py); and still all or nothing: a write that fails undoes its whole
+(ivr/store/pg_pipeline.py), a choice and an answered call's outcome one server function each
+(schema 23, ivr/store/pg_functions.py), an unanswered call's outcome too (schema 24); and still all or nothing: a write that fails undoes its whole
 transaction and leaves no pooled connection inside one."""
 from __future__ import annotations
 
@@ -61,6 +61,26 @@ def test_a_call_setup_takes_five_round_trips_in_its_three_transactions(
     assert [(r["kind"], r["key"]) for r in proof] == [("consent", "1")]  # completed, not doubled
     assert store.one("SELECT status FROM campaign_contacts WHERE contact_id = ? AND "
                      "campaign = 'c1'", (call["contact_id"],))["status"] == "done"
+    assert _open_transactions(store) == 0
+
+
+def test_an_unanswered_outcome_is_one_round_trip_and_settles_the_contact(
+        store: PgStore, round_trips: list[int]) -> None:
+    add_contact(store, "+33199001305", at=AT)
+    call = attempt(store, contact(store, "+33199001305"), "c1", "+33162000000", AT)
+    round_trips[0] = 0
+    assert store.finish_unanswered(call["id"], "no_answer", "19", AT, None)  # no retry left
+    assert round_trips[0] == 1  # one command: the server function finish_unanswered (was 2)
+    row = store.call(call["id"])
+    assert (row["state"], row["outcome"], row["hangup_cause"], row["retry_at"]) == (
+        "ended", "no_answer", "19", None)
+    statuses = store.one("SELECT b.status AS bound, k.status AS own FROM campaign_contacts b "
+                         "JOIN contacts k ON k.id = b.contact_id WHERE b.contact_id = ? AND "
+                         "b.campaign = 'c1'", (call["contact_id"],))
+    assert (statuses["bound"], statuses["own"]) == ("exhausted", "exhausted")
+    round_trips[0] = 0
+    assert not store.finish_unanswered(call["id"], "busy", "17", AT, None)  # the first stands
+    assert round_trips[0] == 1 and store.call(call["id"])["outcome"] == "no_answer"
     assert _open_transactions(store) == 0
 
 

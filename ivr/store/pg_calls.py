@@ -207,20 +207,14 @@ class PgCallsSQL(PgCore):
 
     def finish_unanswered(self, call_id: int, outcome: str, cause: str | None, now: datetime,
                           retry_at: datetime | None, stage: str | None = None) -> bool:
-        """As finish_answered: the first outcome stands, but for another controller's guess."""
+        """As finish_answered: the first outcome stands, but for another controller's guess.
+        One command: the server function (schema 24, pg_functions.py) writes the outcome and
+        settles the contact, the statements sqlite_calls runs, in the same order."""
         _known(outcome)
-        with self.pipelined():
-            row = self._row(
-                "UPDATE calls SET state = 'ended', outcome = %s, hangup_cause = %s, "
-                "ended_at = %s, retry_at = %s, stage = %s WHERE id = %s AND (outcome IS NULL OR "
-                "(%s AND outcome = 'error' AND stage = 'orphaned')) RETURNING contact_id, campaign",
-                (outcome, cause, utc(now), utc(retry_at) if retry_at else None, stage, call_id,
-                 outcome != "error"))
-            if row is None:
-                return False
-            self._settle_contact(call_id, row["contact_id"], row["campaign"], outcome, retry_at,
-                                 now)
-        return True
+        row = self._row("SELECT finish_unanswered(%s, %s, %s, %s, %s, %s, %s, %s, %s) AS done",
+                        (call_id, outcome, cause, utc(now), utc(retry_at) if retry_at else None,
+                         stage, outcome != "error", *_settled(outcome, retry_at)))
+        return bool(row and row["done"])
 
     def set_hangup_cause(self, call_id: int, cause: str) -> None:
         self._exec("UPDATE calls SET hangup_cause = %s WHERE id = %s", (cause, call_id))
@@ -229,15 +223,6 @@ class PgCallsSQL(PgCore):
         """One statement, no lookup; only this campaign's attempt with that channel."""
         self._exec("UPDATE calls SET hangup_cause = %s WHERE channel_id = %s AND campaign = %s "
                    "AND hangup_cause IS DISTINCT FROM %s", (cause, channel_id, campaign, cause))
-
-    def _settle_contact(self, call_id: int, contact_id: int | None, campaign: str,
-                        outcome: str, retry_at: datetime | None, now: datetime) -> None:
-        """The contact's statuses from this attempt, unless a later one exists (sqlite_calls
-        says why): the server function finish_answered runs too (pg_functions.py)."""
-        if contact_id is None:
-            return
-        self._later("SELECT settle_contact(%s, %s, %s, %s, %s, %s)",
-                    (call_id, contact_id, campaign, *_settled(outcome, retry_at), utc(now)))
 
     # -- many calls ---------------------------------------------------------------------------
     def open_calls(self, node: str | None = None, campaign: str | None = None,

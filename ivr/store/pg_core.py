@@ -5,8 +5,8 @@ Methods are synchronous, like SQLite's; the program calls them off the event loo
 is `remote` (a round trip to a server must never stall the loop). A transaction binds one pooled
 connection to the current thread for its duration; outside one, each statement runs on a pooled
 connection in autocommit. Every statement is written out as a literal and parameterised. The
-claim runs pipelined (pg_pipeline.py); an outcome and a choice are server functions
-(pg_functions.py): one command each.
+claim and a group commit's batch run pipelined (pg_pipeline.py); an outcome, answered or not,
+and a choice are server functions (pg_functions.py): one command each.
 """
 from __future__ import annotations
 

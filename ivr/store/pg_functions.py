@@ -1,4 +1,4 @@
-"""PostgreSQL's schema 23: a call's two hot writes as server functions, one command each.
+"""PostgreSQL's schemas 23 and 24: a call's hot writes as server functions, one command each.
 
 Measured on this machine kind (bench/RESULTS.md, 2026-12-07): each command psycopg sends costs
 the controller 70-130 us of CPU, and a pipelined transaction another ~130 us of psycopg's own,
@@ -108,4 +108,31 @@ BEGIN
     RETURN FOUND;
 END $$;
 INSERT INTO schema_version (version, applied_at) VALUES (23, now()::text)
+"""
+
+
+# Schema 24: an unanswered call's outcome (no answer, busy, failed, a reconciled orphan) as one
+# command too (pg_calls.finish_unanswered): in a real campaign most attempts end so. It was a
+# pipelined transaction of two statements (this UPDATE, then settle_contact), the same two here.
+# False: the attempt already had its outcome (the first stands, but over another controller's
+# guess: p_over_orphan), nothing written.
+PG_24 = """
+CREATE OR REPLACE FUNCTION finish_unanswered(p_call BIGINT, p_outcome TEXT, p_cause TEXT,
+        p_at TEXT, p_retry TEXT, p_stage TEXT, p_over_orphan BOOLEAN, p_status TEXT,
+        p_final BOOLEAN) RETURNS BOOLEAN LANGUAGE plpgsql AS $$
+DECLARE
+    c RECORD;
+BEGIN
+    UPDATE calls SET state = 'ended', outcome = p_outcome, hangup_cause = p_cause,
+        ended_at = p_at, retry_at = p_retry, stage = p_stage
+        WHERE id = p_call AND (outcome IS NULL OR (p_over_orphan AND outcome = 'error' AND
+        stage = 'orphaned'))
+        RETURNING contact_id, campaign INTO c;
+    IF NOT FOUND THEN
+        RETURN FALSE;
+    END IF;
+    PERFORM settle_contact(p_call, c.contact_id, c.campaign, p_status, p_final, p_at);
+    RETURN TRUE;
+END $$;
+INSERT INTO schema_version (version, applied_at) VALUES (24, now()::text)
 """

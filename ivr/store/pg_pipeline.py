@@ -17,8 +17,10 @@ them), so the store's other transactions stay as they were.
 
 Fewer round trips did not mean less client CPU: psycopg's pipeline costs ~130 us of its own a
 transaction (bench/RESULTS.md). An answered call's outcome and a key's proof are therefore one
-command each since schema 23, a server function (pg_functions.py); the claim, which judges in
-Python between its read and its write, stays a pipelined transaction.
+command each since schema 23, a server function (pg_functions.py), and an unanswered call's
+outcome since schema 24; the claim, which judges in Python between its read and its write,
+stays a pipelined transaction (a server function judging nothing, called twice, was measured
+and not kept: bench/RESULTS.md, 2026-12-07).
 """
 from __future__ import annotations
 

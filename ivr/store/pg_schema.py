@@ -7,7 +7,7 @@ are TEXT in base.utc() form, JSON is TEXT, flags are INTEGER 0/1, ids are
 """
 from __future__ import annotations
 
-from ivr.store.pg_functions import PG_23
+from ivr.store.pg_functions import PG_23, PG_24
 from ivr.store.schema_lists import PG_19, PG_22
 
 # Created before any migration; one row per applied migration.
@@ -367,4 +367,6 @@ MIGRATIONS: list[str] = [
     PG_22,
     # 23: a call's outcome and its key's proof as server functions (pg_functions.py says why).
     PG_23,
+    # 24: an unanswered call's outcome as a server function too (pg_functions.py).
+    PG_24,
 ]

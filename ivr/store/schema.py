@@ -385,4 +385,8 @@ MIGRATIONS: list[str] = [
     """
     PRAGMA user_version = 23
     """,
+    # 24: PostgreSQL's alone (pg_functions.py: an unanswered call's outcome).
+    """
+    PRAGMA user_version = 24
+    """,
 ]
