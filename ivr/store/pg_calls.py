@@ -25,9 +25,20 @@ from ivr.store.sqlite_calls import OTHERS_OPEN_FOR, _heard, _known, _settled, ca
 from ivr.store.sqlite_history import chunked_history, hashes_of
 
 
-# The function's one row: o_done false when the attempt already had its outcome.
-FINISH_ANSWERED = ("SELECT o_done, o_number, o_campaign, o_cause FROM finish_answered("
-                   "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
+# The function's one row: o_done false when the attempt already had its outcome. Named
+# notation: nineteen arguments cannot be passed in the wrong order unseen.
+FINISH_ANSWERED = (
+    "SELECT o_done, o_number, o_campaign, o_cause FROM finish_answered(p_call => %(call)s, "
+    "p_outcome => %(outcome)s, p_stage => %(stage)s, p_keys => %(keys)s, p_prompts => "
+    "%(prompts)s, p_amd => %(amd)s, p_at => %(at)s, p_cause => %(cause)s, p_retry => "
+    "%(retry)s, p_over_orphan => %(over_orphan)s, p_choice => %(choice)s, p_choice_key => "
+    "%(choice_key)s, p_slot => %(slot)s, p_prompt_key => %(prompt_key)s, p_prompt_sha => "
+    "%(prompt_sha)s, p_heard => %(heard)s, p_status => %(status)s, p_final => %(final)s, "
+    "p_erased => %(erased)s)")
+FINISH_UNANSWERED = (
+    "SELECT finish_unanswered(p_call => %(call)s, p_outcome => %(outcome)s, p_cause => "
+    "%(cause)s, p_at => %(at)s, p_retry => %(retry)s, p_stage => %(stage)s, p_over_orphan => "
+    "%(over_orphan)s, p_status => %(status)s, p_final => %(final)s) AS done")
 
 
 def _inserted(result: tuple[list[Row], int]) -> Row:
@@ -164,13 +175,16 @@ class PgCallsSQL(PgCore):
         joins it in one transaction."""
         _known(result.outcome)
         status, final = _settled(result.outcome, retry_at)
-        ts = utc(now)
-        args = (call_id, result.outcome, result.stage, result.keys, json.dumps(result.heard),
-                result.amd_status, ts, result.hangup_cause or "16",
-                utc(retry_at) if retry_at else None, result.outcome != "error",
-                result.choice or None, result.choice_key, result.slot or None,
-                result.answered_prompt, result.answered_sha256, json.dumps(_heard(result)),
-                status, final, ERASED_NUMBER)
+        args = {"call": call_id, "outcome": result.outcome, "stage": result.stage,
+                "keys": result.keys, "prompts": json.dumps(result.heard),
+                "amd": result.amd_status, "at": utc(now),
+                "cause": result.hangup_cause or "16",
+                "retry": utc(retry_at) if retry_at else None,
+                "over_orphan": result.outcome != "error", "choice": result.choice or None,
+                "choice_key": result.choice_key, "slot": result.slot or None,
+                "prompt_key": result.answered_prompt, "prompt_sha": result.answered_sha256,
+                "heard": json.dumps(_heard(result)), "status": status, "final": final,
+                "erased": ERASED_NUMBER}
         if result.choice != "optout":
             row = self._row(FINISH_ANSWERED, args)
         else:
@@ -211,9 +225,11 @@ class PgCallsSQL(PgCore):
         One command: the server function (schema 24, pg_functions.py) writes the outcome and
         settles the contact, the statements sqlite_calls runs, in the same order."""
         _known(outcome)
-        row = self._row("SELECT finish_unanswered(%s, %s, %s, %s, %s, %s, %s, %s, %s) AS done",
-                        (call_id, outcome, cause, utc(now), utc(retry_at) if retry_at else None,
-                         stage, outcome != "error", *_settled(outcome, retry_at)))
+        status, final = _settled(outcome, retry_at)
+        row = self._row(FINISH_UNANSWERED, {
+            "call": call_id, "outcome": outcome, "cause": cause, "at": utc(now),
+            "retry": utc(retry_at) if retry_at else None, "stage": stage,
+            "over_orphan": outcome != "error", "status": status, "final": final})
         return bool(row and row["done"])
 
     def set_hangup_cause(self, call_id: int, cause: str) -> None:
