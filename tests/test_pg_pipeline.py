@@ -1,7 +1,8 @@
 """PostgreSQL's hot transactions in fewer round trips: the claim in pipeline mode
 (ivr/store/pg_pipeline.py), a choice and an answered call's outcome one server function each
-(schema 23, ivr/store/pg_functions.py), an unanswered call's outcome too (schema 24); and still all or nothing: a write that fails undoes its whole
-transaction and leaves no pooled connection inside one."""
+(schema 23, ivr/store/pg_functions.py), an unanswered call's outcome too (schema 24); and still
+all or nothing: a write that fails undoes its whole transaction and leaves no pooled
+connection inside one."""
 from __future__ import annotations
 
 import logging
