@@ -1,8 +1,9 @@
 """Schemas 23 and 24 on PostgreSQL (ivr/store/pg_functions.py): a call's outcome, answered or
-not, and its key's proof are server functions, one command each. What they must keep of the statements they replace: each
-statement's own snapshot, so that a write waiting on the call's row lock sees the proof row
-the holder of that lock committed, and completes it instead of writing a second one. (One
-statement with CTEs would read a snapshot taken before the wait, and insert it twice.)"""
+not, and its key's proof are server functions, one command each. What they must keep of the
+statements they replace: each statement's own snapshot, so that a write waiting on the call's
+row lock sees the proof row the holder of that lock committed, and completes it instead of
+writing a second one (one statement with CTEs would read a snapshot taken before the wait,
+and insert it twice), or finds the outcome committed meanwhile and writes nothing."""
 from __future__ import annotations
 
 import threading
