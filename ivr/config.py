@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from ivr import config_yaml
 from ivr.config_checks import validate, validate_store
 from ivr.errors import ConfigError
 
@@ -306,79 +307,6 @@ def _read_text_files(cfg: Config) -> None:
                               "a UTF-8 text file under prompts.sources_dir") from None
 
 
-class _UniqueKeys(yaml.SafeLoader):
-    """safe_load that refuses a key written twice in one mapping: YAML keeps the last, so a
-    second `dialer:` block silently replaced the first."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: its keys may be
-                continue                                   # overridden, as YAML means them to
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-            if not isinstance(key, (str, int, float, bool, type(None))):  # `? [1, 2]`, `{a: 1}:`
-                raise ConfigError(f"line {key_node.start_mark.line + 1}: a key must be a word, "
-                                  f"not a {type(key).__name__}: write `name: value`")
-            if key in seen:
-                raise ConfigError(f"line {key_node.start_mark.line + 1}: {key!r} is written "
-                                  "twice in the same section: keep one")
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-class _Int(int):
-    """An integer as YAML read it, with the text it was written as: 0755 (octal), 0x1F or 1_000
-    in a text setting became '493', '31', '1000' silently."""
-    text = ""
-
-
-class _Float(float):
-    text = ""
-
-
-def _number(loader: yaml.SafeLoader, node: yaml.ScalarNode, kind: type, base: Any) -> Any:
-    value = kind(base(loader, node))
-    value.text = str(node.value)
-    return value
-
-
-def _timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
-    try:
-        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
-    except (ValueError, OverflowError):  # 2026-02-30: a date YAML recognised, but none
-        raise ConfigError(f"line {node.start_mark.line + 1}: {node.value!r} is not a date: "
-                          "write it as YYYY-MM-DD (2026-03-01)") from None
-
-
-_UniqueKeys.add_constructor("tag:yaml.org,2002:int", lambda lo, n: _number(
-    lo, n, _Int, yaml.SafeLoader.construct_yaml_int))
-_UniqueKeys.add_constructor("tag:yaml.org,2002:float", lambda lo, n: _number(
-    lo, n, _Float, yaml.SafeLoader.construct_yaml_float))
-_UniqueKeys.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
-
-
-def _printable(value: Any, where: str, seen: set[int] | None = None) -> None:
-    """No NUL and no lone surrogate in any text ("\\0", "\\ud800" escapes): no path, name or
-    file can hold them, and they failed deep inside as tracebacks. A list or mapping reached
-    twice (a YAML alias) is walked once: `x: &a [*a]` is a loop, and aliases of aliases nine
-    deep make hundreds of millions of paths to the same few lists."""
-    seen = set() if seen is None else seen
-    if isinstance(value, (dict, list)):
-        if id(value) in seen:
-            return
-        seen.add(id(value))
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _printable(v, f"{where}.{k}" if where else str(k), seen)
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _printable(v, f"{where}[{i}]", seen)
-    elif isinstance(value, str) and ("\0" in value or any(
-            "\ud800" <= c <= "\udfff" for c in value)):
-        raise ConfigError(f"{where}: holds a NUL or an invalid character (an escape such as "
-                          "\\0 or \\ud800): remove it")
-
-
 def load(path: str | Path) -> Config:
     p = Path(path)
     if not p.exists():
@@ -387,7 +315,7 @@ def load(path: str | Path) -> Config:
         raise ConfigError(f"config {p} is not a file: pass --config FILE (a YAML file)")
     raw = p.read_bytes()  # once: the bytes parsed are the bytes kept in `source`
     try:
-        data = yaml.load(raw.decode("utf-8"), Loader=_UniqueKeys) or {}
+        data = yaml.load(raw.decode("utf-8"), Loader=config_yaml.UniqueKeys) or {}
     except ConfigError as exc:  # a key written twice, or not a word
         raise ConfigError(f"{p}: {exc}") from None
     except RecursionError:  # thousands of nested brackets
@@ -400,7 +328,7 @@ def load(path: str | Path) -> Config:
         raise ConfigError(f"{p}: not valid YAML{at}: fix the syntax") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: the top level must be a mapping of sections")
-    _printable(data, "")
+    config_yaml.printable(data, "")
     cfg = from_dict(data, p.resolve().parent)
     cfg.source = (p.resolve(), raw)
     return cfg

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ivr import config
+from ivr import config, config_yaml
 from ivr.errors import ConfigError
 
 
@@ -54,12 +54,12 @@ def test_aliases_of_aliases_are_walked_once(tmp_path: Path,
     """Nine levels of nine aliases: 387 million paths to ten lists. The check walked each path
     (26 s of CPU before its one-line error); each list once now: counted, not timed."""
     visits = []
-    walk = config._printable
+    walk = config_yaml.printable
 
     def counted(*args: Any) -> None:
         visits.append(1)
         walk(*args)
-    monkeypatch.setattr(config, "_printable", counted)
+    monkeypatch.setattr(config_yaml, "printable", counted)
     lines = ["a0: &a0 [x]"] + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]"
                                 for i in range(1, 10)]
     assert load_error(tmp_path, "\n".join(lines) + "\n").startswith("config.a0: unknown key")
