@@ -30,17 +30,24 @@ def test_an_adopted_call_whose_answer_was_never_stored_is_settled_at_its_hangup(
     number = fiction(10)
 
     async def scenario() -> tuple[bool, float, float, list[dict[str, Any]]]:
-        async with rig(backend, {number: answer(["1"], prompt_s=0.3)}) as r:
+        async with rig(backend, {number: answer(["1"], prompt_s=2.0)}) as r:
             await dial_all(r, [number])
-            await r.until(lambda: bool(r.pbx.live) and
-                          bool(r.calls() and r.calls()[0]["answered_at"]))
+            # Both writers of answered_at landed before it is taken away: the PBX's answer
+            # (record_answer, once the flight is answered) and the IVR session's admission
+            # (mark_answered: state 'answered'); either one landing after would put it back.
+            # Prompts of 2 s: the call outlives the second controller's start by seconds
+            # under load (a local CI run saw the 0.3 s prompts' call end first: not adopted;
+            # a start 2 s late failed every time then; now up to 5 s late passes, 8 s fails).
             call_id = int(r.calls()[0]["id"])
+            flight = r.dialer.by_call[call_id]
+            await r.until(lambda: bool(r.pbx.live) and flight.answered and
+                          r.calls()[0]["state"] == "answered")
             r.store.db.execute("UPDATE calls SET answered_at = NULL WHERE id = ?", (call_id,))
             node = AmiNode("pbx", "127.0.0.1", r.pbx.ami_port, "ivr", SECRET)
             ctl2 = await app.start(make_cfg(backend), r.store, node=node, hashes=HASHES)
             try:
-                flight = ctl2.dialer.by_call.get(call_id)
-                adopted = flight is not None and flight.adopted and not flight.answered
+                seen = ctl2.dialer.by_call.get(call_id)
+                adopted = seen is not None and seen.adopted and not seen.answered
                 await r.until(lambda: not r.pbx.live, timeout=15)
                 ended = time.monotonic()
                 await r.until(lambda: not ctl2.dialer.inflight, timeout=30)
