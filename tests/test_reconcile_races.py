@@ -36,8 +36,9 @@ def test_an_adopted_call_whose_answer_was_never_stored_is_settled_at_its_hangup(
             # (record_answer, once the flight is answered) and the IVR session's admission
             # (mark_answered: state 'answered'); either one landing after would put it back.
             # Prompts of 2 s: the call outlives the second controller's start by seconds
-            # under load (a local CI run saw the 0.3 s prompts' call end first: not adopted;
-            # a start 2 s late failed every time then; now up to 5 s late passes, 8 s fails).
+            # under load. With 0.3 s prompts a local CI run found it not adopted; a second
+            # start delayed 2 s reproduced that every time (the call had ended). Now a start
+            # up to 5 s late passes; 8 s late fails.
             call_id = int(r.calls()[0]["id"])
             flight = r.dialer.by_call[call_id]
             await r.until(lambda: bool(r.pbx.live) and flight.answered and
