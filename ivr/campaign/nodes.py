@@ -201,25 +201,7 @@ def pick(states: list[NodeState], default_cap: int, turn: int) -> NodeState:
     return best or states[0]
 
 
-# -- the caps shared by the campaign's controllers ----------------------------------------
-# The campaign's caps shared by its live controllers (README: `dialer.max_concurrent`, or the
-# console's lower pacing, is the campaign-wide cap; a node's `max_channels` caps the calls of
-# every controller dialling through it).
-#
-# Each controller reads, once a SHARE_POLL_S and off the loop (a worker thread on PostgreSQL),
-# the campaign's live controllers and the others' open attempts per node (store.peer_load: the
-# `controllers` rows and their leases, the attempts in `calls`). It takes a share of each cap:
-# cap // n, one more for the first cap % n controllers in id order; and never more than the cap
-# less the others' open attempts last read, so that nobody overshoots while the shares move.
-# A node's max_channels is split the same way among every live controller that may dial
-# through it, whatever its campaign (another campaign's: calls on it, or it listed in the
-# snapshot that controller publishes as it starts), less all their open attempts on it. The
-# campaign's calls_per_second is split too: each paces at rate / n (Shares.interval).
-# A controller that starts beside others (its campaign's, or another's on its nodes) dials
-# only after JOIN_S, once each of them has read it and shrunk its share (no hang-up: they wait
-# until their calls drop below it). A controller that stops, or whose lease expires, leaves
-# its share to the others at their next read. Alone (or with no controller id: a run not
-# holding the store), the caps are the whole caps, with no read on the dial path.
+# -- a node going down ------------------------------------------------------------------
 RECENT_DOWN_S = 5.0     # in a pool, a node down for longer did not cut a call ending now
 
 
@@ -253,6 +235,25 @@ async def went_down(states: list[NodeState], clock: Clock, within_s: float = 2.0
         await clock.sleep(0.1)
 
 
+# -- the caps shared by the campaign's controllers ----------------------------------------
+# The campaign's caps shared by its live controllers (README: `dialer.max_concurrent`, or the
+# console's lower pacing, is the campaign-wide cap; a node's `max_channels` caps the calls of
+# every controller dialling through it).
+#
+# Each controller reads, once a SHARE_POLL_S and off the loop (a worker thread on PostgreSQL),
+# the campaign's live controllers and the others' open attempts per node (store.peer_load: the
+# `controllers` rows and their leases, the attempts in `calls`). It takes a share of each cap:
+# cap // n, one more for the first cap % n controllers in id order; and never more than the cap
+# less the others' open attempts last read, so that nobody overshoots while the shares move.
+# A node's max_channels is split the same way among every live controller that may dial
+# through it, whatever its campaign (another campaign's: calls on it, or it listed in the
+# snapshot that controller publishes as it starts), less all their open attempts on it. The
+# campaign's calls_per_second is split too: each paces at rate / n (Shares.interval).
+# A controller that starts beside others (its campaign's, or another's on its nodes) dials
+# only after JOIN_S, once each of them has read it and shrunk its share (no hang-up: they wait
+# until their calls drop below it). A controller that stops, or whose lease expires, leaves
+# its share to the others at their next read. Alone (or with no controller id: a run not
+# holding the store), the caps are the whole caps, with no read on the dial path.
 SHARE_POLL_S = 1.0  # the live controllers and their load are read this often
 JOIN_S = 2 * SHARE_POLL_S + 0.5  # a newcomer's wait: every other one has read it by then
 

@@ -10,7 +10,7 @@ Same statements, same order, same snapshots: in a VOLATILE PL/pgSQL function eac
 takes a new snapshot under READ COMMITTED, as separate statements did, so the row lock the
 first UPDATE takes still orders two writes of one call (the proof is completed, never
 doubled). What the SQLite store does in Python (sqlite_calls.py) and these do in SQL is held
-equal by the suite, which runs on both backends. A change to either function is a new
+equal by the suite, which runs on both backends. A change to any of these functions is a new
 migration (CREATE OR REPLACE), never an edit of this one.
 
 Not here: the opposition's row (optouts: its keyed hash is computed by the program, and a
