@@ -77,11 +77,12 @@ def add_contact(store: Store, number: str, *, at: datetime | str, source: str = 
     row = {"number": number, "source": source, "created_at": ts, "updated_at": ts, **fields}
     store.db["contacts"].insert(row)  # sqlite-utils: columns from the dict, values bound
     found = contact(store, number)
-    for name in campaigns:
+    for campaign in campaigns:  # the list's name on its binding too (schema 25)
         store.db["campaign_contacts"].insert({
-            "contact_id": found["id"], "campaign": name, "source": source,
+            "contact_id": found["id"], "campaign": campaign, "source": source,
             "basis": fields.get("basis"), "acquired_on": fields.get("acquired_on"),
-            "status": fields.get("status", "pending"), "bound_at": ts})
+            "status": fields.get("status", "pending"), "bound_at": ts,
+            "name": fields.get("name")})
     return found
 
 

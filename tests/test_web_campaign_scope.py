@@ -275,3 +275,25 @@ def test_a_bound_user_is_not_shown_lists_of_no_campaign(web) -> None:
     page = olga.get(f"/c/{OTHER}/run")
     assert page.status_code == 200
     assert "fichier-ancien-du-parti" not in html.unescape(page.text + answer.text)
+
+
+def test_a_number_two_parties_share_shows_each_its_own_lists_name(web, tmp_path: Path) -> None:
+    """Left open at the last stop: a contact's name was the first list's, so a party's
+    contacts page and API showed the name another party's list gave (schema 25: the binding's)."""
+    from ivr.records.contacts import import_csv
+    for campaign, name in ((CAMPAIGN, "Jeanne Martin (liste A)"), (OTHER, "J. M. (liste B)")):
+        path = tmp_path / f"{campaign}.csv"
+        path.write_text(f"number,name\n{NUMBER},{name}\n", encoding="utf-8")
+        import_csv(web.store, path, campaign=campaign, source="names", basis="consent",
+                   acquired_on="2026-01-10", default_region="FR", now=NOW)
+    c = web.client()
+    _login(c, "olga", OLGA_PASSWORD)
+    for path in (f"/c/{OTHER}/contacts", f"/api/campaigns/{OTHER}/contacts"):
+        r = c.get(path)
+        assert r.status_code == 200
+        text = html.unescape(r.text)
+        assert "J. M. (liste B)" in text and "Jeanne" not in text, path
+    otto = web.client()
+    login(otto, "otto")
+    text = html.unescape(otto.get(f"/c/{CAMPAIGN}/contacts").text)
+    assert "Jeanne Martin (liste A)" in text and "liste B" not in text

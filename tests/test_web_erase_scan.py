@@ -82,10 +82,12 @@ BASE: dict[str, dict[str, object]] = {
     "calls": {"number": "+33199000010", "attempt": 1, "campaign": "demo", "started_at": "x"},
     "consents": {"kind": "consent", "at": "x"},
 }
-# contacts.name has an erasure rule of its own (the number's text goes, the name stays:
-# test_rights_named_in_extra), so a copy there no longer stops the erasure
+# contacts.name and a binding's name (schema 25) have an erasure rule of their own (the
+# number's text goes, the name stays: test_rights_named_in_extra), so a copy there no longer
+# stops the erasure
+OWN_RULE = {("contacts", "name"), ("campaign_contacts", "name")}
 BIG_COLUMNS = [(t, c) for t in BASE for c in __import__(
-    "ivr.store.sqlite_privacy", fromlist=["SCANS"]).SCANS[t][1] if (t, c) != ("contacts", "name")]
+    "ivr.store.sqlite_privacy", fromlist=["SCANS"]).SCANS[t][1] if (t, c) not in OWN_RULE]
 
 
 def crowded_store() -> Store:

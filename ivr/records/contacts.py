@@ -288,7 +288,8 @@ class _Importer:
                                 number in listed, number in here)
                 self.store.bind_contacts(numbers, campaign=self.campaign, source=self.source,
                                          basis=self.basis, acquired_on=self.acquired_on,
-                                         now=self.now)
+                                         now=self.now, names={  # this list's, its binding's
+                                             n: batch[n].get("name") or None for n in numbers})
                 # the new ones, and earlier ones this batch may have queued again
                 out = self.refused_new | self.refused.intersection(numbers)
                 if out:

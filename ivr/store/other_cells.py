@@ -100,12 +100,21 @@ def naming_rows(rows: list[dict[str, Any]], number: str) -> list[dict[str, Any]]
 
 def named_in(rows: list[dict[str, Any]], number: str) -> list[dict[str, Any]]:
     """What the access request shows of other contacts' rows: under each column's name, only
-    the text writing the person's number (not a name or number beside it: another person's)."""
-    return [{"column": column, "value": str(value)[a:b]} for row in rows
-            if row["number"] != number for column, value in [
-                *(row["cells"] or {}).items(), *([("name", row["name"])] if row["in_name"]
-                                                 else [])]
-            for a, b in number_spans(str(value), number)]
+    the text writing the person's number (not a name or number beside it: another person's).
+    A contact's name kept the same by its bindings (schema 25: same id) is shown once."""
+    seen: set[tuple[Any, str, str]] = set()
+    out = []
+    for row in rows:
+        if row["number"] == number:
+            continue
+        for column, value in [*(row["cells"] or {}).items(),
+                              *([("name", row["name"])] if row["in_name"] else [])]:
+            if (row["id"], column, str(value)) in seen:
+                continue
+            seen.add((row["id"], column, str(value)))
+            out += [{"column": column, "value": str(value)[a:b]}
+                    for a, b in number_spans(str(value), number)]
+    return out
 
 
 def naming_columns(rows: list[dict[str, Any]]) -> set[str]:

@@ -138,16 +138,17 @@ class PgConsoleSQL(PgCore):
 
     def contacts_page(self, campaign: str, *, source: str | None = None,
                       status: str | None = None, limit: int = 100, offset: int = 0) -> list[Row]:
-        """The campaign's contacts (its bindings: list, basis and progress in this campaign;
-        an opposed number shows as opted_out), by contact id (b.contact_id, not k.id: the
-        same value, but the index campaign_contacts_order gives it in order, no sort).
+        """The campaign's contacts (its bindings: the name its list gave, list, basis and
+        progress in this campaign; an opposed number shows as opted_out), by contact id
+        (b.contact_id, not k.id: the same value, but the index campaign_contacts_order gives
+        it in order, no sort).
         Unfiltered, the offset is counted in the index alone (an index-only scan) and only the
         page is joined: joining every skipped row took 100-140 ms at offset 50,000."""
         p = {"c": campaign, "source": source, "status": status, "limit": limit,
              "offset": offset}
         if source is None and status is None:
             return self._rows(
-                "SELECT k.id, k.number, k.name, b.source, b.basis, b.acquired_on, "
+                "SELECT k.id, k.number, b.name, b.source, b.basis, b.acquired_on, "
                 "CASE WHEN k.status = 'opted_out' THEN 'opted_out' ELSE b.status END AS "
                 "status, b.bound_at FROM (SELECT contact_id FROM campaign_contacts "
                 "WHERE campaign = %(c)s ORDER BY contact_id LIMIT %(limit)s OFFSET %(offset)s) "
@@ -155,7 +156,7 @@ class PgConsoleSQL(PgCore):
                 "b.campaign = %(c)s JOIN contacts k ON k.id = b.contact_id "
                 "ORDER BY b.contact_id", p)
         return self._rows(
-            "SELECT k.id, k.number, k.name, b.source, b.basis, b.acquired_on, "
+            "SELECT k.id, k.number, b.name, b.source, b.basis, b.acquired_on, "
             "CASE WHEN k.status = 'opted_out' THEN 'opted_out' ELSE b.status END AS status, "
             "b.bound_at FROM campaign_contacts b JOIN contacts k ON k.id = b.contact_id "
             "WHERE b.campaign = %(c)s AND (%(source)s::text IS NULL OR b.source = %(source)s) "

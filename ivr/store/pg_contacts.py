@@ -187,30 +187,40 @@ class PgContactsSQL(PgCore):
             "updated_at = %(ts)s WHERE id = %(id)s", {**c, "ts": utc(now), "id": contact_id})
 
     def bind_contacts(self, numbers: list[str], *, campaign: str, source: str,
-                      basis: str | None, acquired_on: str | None, now: datetime) -> None:
-        """Bind these contacts to a campaign with this list's provenance. A binding that
-        exists keeps its first provenance and its progress (done stays done); the same list
-        and basis imported again with its acquisition date gives a binding without one it."""
+                      basis: str | None, acquired_on: str | None, now: datetime,
+                      names: Mapping[str, str | None] | None = None) -> None:
+        """Bind these contacts to a campaign with this list's provenance and `names` (number
+        -> the name this list gives it). A binding that exists keeps its first provenance, its
+        name and its progress (done stays done), and gets a name only if it had none; the
+        same list and basis imported again with its acquisition date gives a binding without
+        one it."""
         self._write_queued()
+        p = {"campaign": campaign, "source": source, "basis": basis,
+             "acquired_on": acquired_on, "ts": utc(now), "numbers": numbers,
+             "names": [(names or {}).get(n) for n in numbers]}
         self._exec(
             "INSERT INTO campaign_contacts (contact_id, campaign, source, basis, acquired_on, "
-            "status, bound_at) SELECT id, %(campaign)s, %(source)s, %(basis)s, "
-            "%(acquired_on)s, CASE WHEN status = 'opted_out' THEN 'opted_out' "
-            "ELSE 'pending' END, %(ts)s FROM contacts WHERE number = ANY(%(numbers)s::text[]) "
-            "ORDER BY id ON CONFLICT (contact_id, campaign) DO NOTHING",
-            {"campaign": campaign, "source": source, "basis": basis,
-             "acquired_on": acquired_on, "ts": utc(now), "numbers": numbers})
+            "status, bound_at, name) SELECT k.id, %(campaign)s, %(source)s, %(basis)s, "
+            "%(acquired_on)s, CASE WHEN k.status = 'opted_out' THEN 'opted_out' "
+            "ELSE 'pending' END, %(ts)s, v.name FROM unnest(%(numbers)s::text[], "
+            "%(names)s::text[]) AS v(number, name) JOIN contacts k ON k.number = v.number "
+            "ORDER BY k.id ON CONFLICT (contact_id, campaign) DO NOTHING", p)
+        # Not ON CONFLICT DO UPDATE … WHERE: it locks every binding it meets, dated or not,
+        # which a run settling calls meanwhile locks in the other order (a deadlock). These
+        # lock only the bindings they change: one without a name this list gives, or a date.
+        if any(p["names"]):
+            self._exec(
+                "UPDATE campaign_contacts b SET name = v.name FROM unnest(%(numbers)s::text[], "
+                "%(names)s::text[]) AS v(number, name) JOIN contacts k ON k.number = v.number "
+                "WHERE b.contact_id = k.id AND b.campaign = %(campaign)s AND b.name IS NULL "
+                "AND v.name IS NOT NULL", p)
         if acquired_on is None:
             return
-        # Not ON CONFLICT DO UPDATE … WHERE: it locks every binding it meets, dated or not,
-        # which a run settling calls meanwhile locks in the other order (a deadlock).
         self._exec(
             "UPDATE campaign_contacts SET acquired_on = %(acquired_on)s WHERE campaign = "
             "%(campaign)s AND acquired_on IS NULL AND source = %(source)s AND basis IS NOT "
             "DISTINCT FROM %(basis)s::text AND contact_id IN (SELECT id FROM contacts WHERE "
-            "number = ANY(%(numbers)s::text[]))",
-            {"campaign": campaign, "source": source, "basis": basis,
-             "acquired_on": acquired_on, "numbers": numbers})
+            "number = ANY(%(numbers)s::text[]))", p)
 
     def withdraw_pending(self, numbers: list[str], *, campaign: str) -> int:
         """Take these numbers' pending bindings to `campaign` out of the queue (opted_out):
@@ -248,11 +258,12 @@ class PgContactsSQL(PgCore):
         self._write_queued()
         return self._exec(
             "INSERT INTO campaign_contacts (contact_id, campaign, source, basis, acquired_on, "
-            "status, bound_at) SELECT k.id, %(campaign)s, %(source)s, %(basis)s, "
+            "status, bound_at, name) SELECT k.id, %(campaign)s, %(source)s, %(basis)s, "
             # b: the list's binding in the origin campaign, as sqlite_contacts.share_list
             "CASE WHEN b.contact_id IS NULL THEN k.acquired_on ELSE b.acquired_on END, "
             "CASE WHEN k.status = 'opted_out' OR b.status = 'opted_out' THEN 'opted_out' "
-            "ELSE 'pending' END, %(ts)s FROM contacts k LEFT JOIN campaign_contacts b ON "
+            "ELSE 'pending' END, %(ts)s, CASE WHEN b.contact_id IS NULL THEN k.name ELSE "
+            "b.name END FROM contacts k LEFT JOIN campaign_contacts b ON "
             "b.contact_id = k.id AND b.campaign = %(origin)s AND b.source = %(source)s "
             "WHERE b.contact_id IS NOT NULL OR (k.source = %(source)s AND NOT EXISTS (SELECT 1 "
             "FROM campaign_contacts a WHERE a.contact_id = k.id)) ORDER BY k.id "

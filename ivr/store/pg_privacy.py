@@ -58,9 +58,11 @@ BIG_SCANS: dict[str, str] = {
         "strpos(extra, %(n)s) > 0 OR strpos(slot, %(n)s) > 0)",
     "campaign_contacts":
         "SELECT * FROM campaign_contacts WHERE (strpos(campaign, '+') > 0 OR "
-        "strpos(source, '+') > 0 OR strpos(basis, '+') > 0 OR strpos(acquired_on, '+') > 0) "
+        "strpos(source, '+') > 0 OR strpos(basis, '+') > 0 OR strpos(acquired_on, '+') > 0 "
+        "OR strpos(name, '+') > 0) "
         "AND (strpos(campaign, %(n)s) > 0 OR strpos(source, %(n)s) > 0 OR "
-        "strpos(basis, %(n)s) > 0 OR strpos(acquired_on, %(n)s) > 0)",
+        "strpos(basis, %(n)s) > 0 OR strpos(acquired_on, %(n)s) > 0 OR "
+        "strpos(name, %(n)s) > 0)",
     "calls":
         "WITH RECURSIVE d(v) AS (SELECT min(caller_id) FROM calls UNION ALL "
         "SELECT (SELECT min(caller_id) FROM calls WHERE caller_id > d.v) FROM d "
@@ -117,6 +119,11 @@ KNOWN_COLUMNS = {t: {*SQLITE_SCANS[t][1], *SQLITE_SCANS[t][2]} for t in BIG_SCAN
 EXTRA_NARROWING = ("SELECT id, number, extra, name FROM contacts WHERE extra LIKE %(like)s OR "
                    "strpos(extra, %(d3)s) > 0 OR name LIKE %(like)s OR strpos(name, %(d3)s) > 0 "
                    "ORDER BY id")
+# The names bindings keep (schema 25), as sqlite_privacy.BINDING_NARROWING.
+BINDING_NARROWING = ("SELECT b.contact_id AS id, b.campaign, k.number, NULL AS extra, b.name "
+                     "FROM campaign_contacts b JOIN contacts k ON k.id = b.contact_id WHERE "
+                     "b.name LIKE %(like)s OR strpos(b.name, %(d3)s) > 0 ORDER BY "
+                     "b.contact_id, b.campaign COLLATE \"C\"")
 
 class PgPrivacySQL(PgReclaim):
     def consents_of(self, number: str) -> list[Row]:
@@ -166,7 +173,8 @@ class PgPrivacySQL(PgReclaim):
             "optout": self.optout_of(number),
             "audit": self._rows("SELECT * FROM audit WHERE subject_hash = %(h)s OR "
                                 "strpos(detail, %(n)s) > 0 ORDER BY at COLLATE \"C\", id", p),
-            "named_in_other_contacts": named_in(self.extra_naming(number), number),
+            "named_in_other_contacts": named_in(
+                self.extra_naming(number) + self.bindings_naming(number), number),
             "erasure_hold": holds.hold_of(self._rows, holds.PG, p["h"]),
         }
 
@@ -174,6 +182,10 @@ class PgPrivacySQL(PgReclaim):
         """Contacts (id, number, extra, cells) whose extra cells write `number` in any common
         form (EXTRA_NARROWING), the person's own row included."""
         return naming_rows(self._rows(EXTRA_NARROWING, extra_probes(number)), number)
+
+    def bindings_naming(self, number: str) -> list[Row]:
+        """Bindings (id, campaign, number, name, in_name) whose name writes `number`."""
+        return naming_rows(self._rows(BINDING_NARROWING, extra_probes(number)), number)
 
     def call_in_progress(self, number: str, started_after: datetime) -> int | None:
         """The number's newest attempt without an outcome started after `started_after`. The
@@ -220,9 +232,19 @@ class PgPrivacySQL(PgReclaim):
                 cells += self._exec(
                     "UPDATE contacts SET name = %(x)s WHERE id = %(id)s AND name = %(old)s",
                     {"x": name_without(r["name"], number), "id": r["id"], "old": r["name"]})
+        renamed = 0
+        for r in self.bindings_naming(number):  # the same in another campaign's binding
+            if r["number"] != number:
+                renamed += self._exec(
+                    "UPDATE campaign_contacts SET name = %(x)s WHERE contact_id = %(id)s AND "
+                    "campaign = %(c)s AND name = %(old)s",
+                    {"x": name_without(r["name"], number), "id": r["id"],
+                     "c": r["campaign"], "old": r["name"]})
         # After the calls: a contact still referenced by a call cannot be deleted.
-        self._exec("DELETE FROM campaign_contacts WHERE contact_id = ANY(ARRAY("
-                   "SELECT id FROM contacts WHERE number = %(n)s))", p)
+        # Its bindings' names (schema 25) are the person's data too: counted, to be rewritten.
+        unbound = self._rows("WITH d AS (DELETE FROM campaign_contacts WHERE contact_id = ANY("
+                             "ARRAY(SELECT id FROM contacts WHERE number = %(n)s)) RETURNING "
+                             "name) SELECT count(name) AS n FROM d", p)[0]["n"]
         contacts = self._exec("DELETE FROM contacts WHERE number = %(n)s", p)
         optouts = self._exec("UPDATE optouts SET number = NULL WHERE number_hash = %(h)s "
                              "OR number = %(n)s", p)
@@ -234,11 +256,12 @@ class PgPrivacySQL(PgReclaim):
                             "AND NOT EXISTS (SELECT 1 FROM optouts WHERE number_hash = %(h)s)",
                             p)
         changed = {"contacts": contacts + cells, "calls": calls, "consents": consents,
-                   "optouts": optouts, "audit": audit + hashes}
+                   "optouts": optouts, "audit": audit + hashes,
+                   "campaign_contacts": renamed + unbound}
         self._erased(changed)  # rewritten after the commit (pg_reclaim.py)
         return {"contacts": contacts, "calls": calls, "consents": consents,
                 "optout_numbers_cleared": optouts, "audit_details_scrubbed": audit,
-                "extra_cells_cleared": cells, "holds_kept": kept}
+                "extra_cells_cleared": cells + renamed, "holds_kept": kept}
 
     def unscanned_columns(self) -> list[str]:
         """'table.column' of every column of a table SCANNED_TABLES does not know, and of a
@@ -262,7 +285,8 @@ class PgPrivacySQL(PgReclaim):
         present = {r["t"] for r in self._rows(  # a table of a later migration may not be
             "SELECT tablename AS t FROM pg_tables WHERE schemaname = current_schema()")}
         # An extra cell in national form too: the statements above see E.164 text only.
-        extra = {"contacts": naming_columns(self.extra_naming(number))}
+        extra = {"contacts": naming_columns(self.extra_naming(number)),
+                 "campaign_contacts": naming_columns(self.bindings_naming(number))}
         return [f"{table}.{column}" for table, sql in SCANNED_TABLES.items() if table in present
                 for column in self._columns_matching(sql, p, pattern, extra.get(table, set()))]
 

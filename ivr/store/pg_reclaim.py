@@ -50,7 +50,8 @@ _RECLAIM_LOCK = threading.Lock()  # the tables to rewrite, and the thread rewrit
 
 # The tables whose rows can hold a number, each with the statement that rewrites it.
 RECLAIM: dict[str, str] = {t: f"VACUUM FULL {t}"
-                           for t in ("contacts", "calls", "consents", "optouts", "audit")}
+                           for t in ("contacts", "campaign_contacts", "calls", "consents",
+                                     "optouts", "audit")}
 # An erasure's rewrite not done (its tables), and one done (the owed rows it covered, by id):
 # the audit rows that let an erasure run again, from any process, finish an earlier one's.
 # By id, not "up to the last seen": ids are drawn at insert, not at commit, so an erasure

@@ -8,7 +8,7 @@ are TEXT in base.utc() form, JSON is TEXT, flags are INTEGER 0/1, ids are
 from __future__ import annotations
 
 from ivr.store.pg_functions import PG_23, PG_24
-from ivr.store.schema_lists import PG_19, PG_22
+from ivr.store.schema_lists import PG_19, PG_22, PG_25
 
 # Created before any migration; one row per applied migration.
 VERSION_TABLE = """
@@ -369,4 +369,6 @@ MIGRATIONS: list[str] = [
     PG_23,
     # 24: an unanswered call's outcome as a server function too (pg_functions.py).
     PG_24,
+    # 25: a binding's name, its own list's (schema_lists.py says why).
+    PG_25,
 ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 
-from ivr.store.schema_lists import SQLITE_19
+from ivr.store.schema_lists import SQLITE_19, SQLITE_25
 
 
 def statements(script: str) -> Iterator[str]:
@@ -389,4 +389,6 @@ MIGRATIONS: list[str] = [
     """
     PRAGMA user_version = 24
     """,
+    # 25: a binding's name, its own list's (schema_lists.py says why)
+    SQLITE_25,
 ]

@@ -179,11 +179,12 @@ class ConsoleSQL(SQLiteCore):
 
     def contacts_page(self, campaign: str, *, source: str | None = None,
                       status: str | None = None, limit: int = 100, offset: int = 0) -> list[Row]:
-        """The campaign's contacts (its bindings: list, basis and progress in this campaign;
-        an opposed number shows as opted_out), by contact id (b.contact_id, not k.id: the
-        same value, but the index campaign_contacts_order gives it in order, no sort)."""
+        """The campaign's contacts (its bindings: the name its list gave, list, basis and
+        progress in this campaign; an opposed number shows as opted_out), by contact id
+        (b.contact_id, not k.id: the same value, but the index campaign_contacts_order gives
+        it in order, no sort)."""
         return self._rows(
-            "SELECT k.id, k.number, k.name, b.source, b.basis, b.acquired_on, "
+            "SELECT k.id, k.number, b.name, b.source, b.basis, b.acquired_on, "
             "CASE WHEN k.status = 'opted_out' THEN 'opted_out' ELSE b.status END AS status, "
             "b.bound_at FROM campaign_contacts b JOIN contacts k ON k.id = b.contact_id "
             "WHERE b.campaign = :c AND (:source IS NULL OR b.source = :source) "

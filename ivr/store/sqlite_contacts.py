@@ -81,20 +81,30 @@ class ContactsSQL(SQLiteCore):
             "updated_at = :ts WHERE id = :id", {**c, "ts": utc(now), "id": contact_id})
 
     def bind_contacts(self, numbers: list[str], *, campaign: str, source: str,
-                      basis: str | None, acquired_on: str | None, now: datetime) -> None:
-        """Bind these contacts to a campaign with this list's provenance. A binding that
-        exists keeps its first provenance and its progress (done stays done); the same list
-        and basis imported again with its acquisition date gives a binding without one it."""
+                      basis: str | None, acquired_on: str | None, now: datetime,
+                      names: Mapping[str, str | None] | None = None) -> None:
+        """Bind these contacts to a campaign with this list's provenance and `names` (number
+        -> the name this list gives it). A binding that exists keeps its first provenance, its
+        name and its progress (done stays done), and gets a name only if it had none; the
+        same list and basis imported again with its acquisition date gives a binding without
+        one it."""
+        named = {n: (names or {}).get(n) for n in numbers}
         self.db.execute(
             "INSERT INTO campaign_contacts (contact_id, campaign, source, basis, "
-            "acquired_on, status, bound_at) SELECT id, ?, ?, ?, ?, CASE WHEN status = "
-            "'opted_out' THEN 'opted_out' ELSE 'pending' END, ? FROM contacts "
-            "WHERE number IN (SELECT value FROM json_each(?)) "
-            "ON CONFLICT (contact_id, campaign) DO UPDATE SET acquired_on = "
-            "excluded.acquired_on WHERE campaign_contacts.acquired_on IS NULL AND "
+            "acquired_on, status, bound_at, name) SELECT k.id, :c, :s, :b, :a, CASE WHEN "
+            "k.status = 'opted_out' THEN 'opted_out' ELSE 'pending' END, :ts, j.value "
+            "FROM json_each(:named) j JOIN contacts k ON k.number = j.key WHERE true "
+            "ON CONFLICT (contact_id, campaign) DO UPDATE SET acquired_on = CASE WHEN "
+            "campaign_contacts.acquired_on IS NULL AND campaign_contacts.source = "
+            "excluded.source AND campaign_contacts.basis IS excluded.basis THEN "
+            "excluded.acquired_on ELSE campaign_contacts.acquired_on END, "
+            "name = COALESCE(campaign_contacts.name, excluded.name) WHERE "
+            "(campaign_contacts.acquired_on IS NULL AND excluded.acquired_on IS NOT NULL AND "
             "campaign_contacts.source = excluded.source AND "
-            "campaign_contacts.basis IS excluded.basis",
-            (campaign, source, basis, acquired_on, utc(now), json.dumps(numbers)))
+            "campaign_contacts.basis IS excluded.basis) OR "
+            "(campaign_contacts.name IS NULL AND excluded.name IS NOT NULL)",
+            {"c": campaign, "s": source, "b": basis, "a": acquired_on, "ts": utc(now),
+             "named": json.dumps(named)})
 
     def withdraw_pending(self, numbers: list[str], *, campaign: str) -> int:
         """Take these numbers' pending bindings to `campaign` out of the queue (opted_out):
@@ -133,13 +143,15 @@ class ContactsSQL(SQLiteCore):
         new one's too."""
         cur = self.db.conn.execute(
             "INSERT OR IGNORE INTO campaign_contacts (contact_id, campaign, source, basis, "
-            "acquired_on, status, bound_at) SELECT k.id, :campaign, :source, :basis, "
+            "acquired_on, status, bound_at, name) SELECT k.id, :campaign, :source, :basis, "
             # b: the list's binding in the origin campaign, one at most (its key). Its date,
             # none staying none, not the contact's first list's; the contact's own only for a
             # list from before campaigns (no binding at all). Opted out there: out here too.
+            # The name too: the origin binding's (the list's), the contact's for such a list.
             "CASE WHEN b.contact_id IS NULL THEN k.acquired_on ELSE b.acquired_on END, "
             "CASE WHEN k.status = 'opted_out' OR b.status = 'opted_out' THEN 'opted_out' "
-            "ELSE 'pending' END, :ts FROM contacts k LEFT JOIN campaign_contacts b ON "
+            "ELSE 'pending' END, :ts, CASE WHEN b.contact_id IS NULL THEN k.name ELSE "
+            "b.name END FROM contacts k LEFT JOIN campaign_contacts b ON "
             "b.contact_id = k.id AND b.campaign = :origin AND b.source = :source "
             "WHERE b.contact_id IS NOT NULL OR (k.source = :source AND NOT EXISTS (SELECT 1 "
             "FROM campaign_contacts a WHERE a.contact_id = k.id))",

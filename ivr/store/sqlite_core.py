@@ -8,6 +8,7 @@ import fnmatch
 import hmac
 import json
 import logging
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -36,6 +37,7 @@ KEYED_SINCE = 15  # the schema that records the key's fingerprint (table optout_
 # How long an upgrade waits for another process's, whatever the caller's busy timeout (ivr run
 # takes 0.5 s): one step of a store of realistic size takes 1-2 s.
 MIGRATION_WAIT_S = 30.0
+ADDED_COLUMN = re.compile(r"ALTER TABLE (\w+) ADD COLUMN (\w+)", re.IGNORECASE)
 _TRANSIENT = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN",
               "SQLITE_PROTOCOL")
 # box_lines.BoxLines' statements. A box's regional form (+590 9…) is found through the
@@ -128,6 +130,9 @@ class SQLiteCore(KeyedAudit, BoxLines):
             if self.version != current:  # process creating the same store ran this step
                 return
             for statement in statements(MIGRATIONS[current]):
+                if (added := ADDED_COLUMN.match(statement)) and added[2] in {r[0] for r in (
+                        self.db.execute("SELECT name FROM pragma_table_info(?)", (added[1],)))}:
+                    continue  # a store rolled back by hand: this step's first run added it
                 self.db.execute(statement)
             if current + 1 == ERASED_ALIASES_AT:  # box_lines: hashes, computed here
                 self.erased_box_aliases()

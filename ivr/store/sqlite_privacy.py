@@ -98,10 +98,12 @@ SCANS: dict[str, Scan] = {
         ("id", "status", "created_at", "updated_at")),
     "campaign_contacts": (
         "SELECT * FROM campaign_contacts WHERE (instr(campaign, '+') > 0 OR "
-        "instr(source, '+') > 0 OR instr(basis, '+') > 0 OR instr(acquired_on, '+') > 0) AND "
+        "instr(source, '+') > 0 OR instr(basis, '+') > 0 OR instr(acquired_on, '+') > 0 OR "
+        "instr(name, '+') > 0) AND "
         "(instr(campaign, :n) > 0 OR instr(source, :n) > 0 OR instr(basis, :n) > 0 OR "
-        "instr(acquired_on, :n) > 0)",
-        ("campaign", "source", "basis", "acquired_on"), ("contact_id", "status", "bound_at")),
+        "instr(acquired_on, :n) > 0 OR instr(name, :n) > 0)",
+        ("campaign", "source", "basis", "acquired_on", "name"),
+        ("contact_id", "status", "bound_at")),
     "calls": (
         "WITH RECURSIVE d(v) AS (SELECT min(caller_id) FROM calls UNION ALL "
         "SELECT (SELECT min(caller_id) FROM calls WHERE caller_id > d.v) FROM d "
@@ -197,6 +199,12 @@ SCANS: dict[str, Scan] = {
 # request affords (~50 ms per 300,000). Python then keeps the cells that write the number.
 EXTRA_NARROWING = ("SELECT id, number, extra, name FROM contacts WHERE extra GLOB :glob OR "
                    "instr(extra, :d3) > 0 OR name GLOB :glob OR instr(name, :d3) > 0 ORDER BY id")
+# The same for the names bindings keep (schema 25: each campaign's list's), shaped as those
+# rows: id is the contact's, and a binding has no extra cells.
+BINDING_NARROWING = ("SELECT b.contact_id AS id, b.campaign, k.number, NULL AS extra, b.name "
+                     "FROM campaign_contacts b JOIN contacts k ON k.id = b.contact_id WHERE "
+                     "b.name GLOB :glob OR instr(b.name, :d3) > 0 ORDER BY b.contact_id, "
+                     "b.campaign")
 
 
 class PrivacySQL(SQLiteCore):
@@ -247,7 +255,8 @@ class PrivacySQL(SQLiteCore):
             "optout": self.optout_of(number),
             "audit": self._rows("SELECT * FROM audit WHERE subject_hash = :h OR "
                                 "instr(detail, :n) > 0 ORDER BY at, id", p),
-            "named_in_other_contacts": named_in(self.extra_naming(number), number),
+            "named_in_other_contacts": named_in(
+                self.extra_naming(number) + self.bindings_naming(number), number),
             "erasure_hold": holds.hold_of(self._rows, holds.SQLITE, p["h"]),
         }
 
@@ -255,6 +264,10 @@ class PrivacySQL(SQLiteCore):
         """Contacts (id, number, extra, cells) whose extra cells write `number` in any common
         form (EXTRA_NARROWING), the person's own row included."""
         return naming_rows(self._rows(EXTRA_NARROWING, extra_probes(number)), number)
+
+    def bindings_naming(self, number: str) -> list[Row]:
+        """Bindings (id, campaign, number, name, in_name) whose name writes `number`."""
+        return naming_rows(self._rows(BINDING_NARROWING, extra_probes(number)), number)
 
     def call_in_progress(self, number: str, started_after: datetime) -> int | None:
         """The number's newest attempt without an outcome started after `started_after`
@@ -291,6 +304,12 @@ class PrivacySQL(SQLiteCore):
                 cells += conn.execute(
                     "UPDATE contacts SET name = ? WHERE id = ? AND name = ?",
                     (name_without(r["name"], number), r["id"], r["name"])).rowcount
+        for r in self.bindings_naming(number):  # the same in another campaign's binding
+            if r["number"] != number:
+                cells += conn.execute(
+                    "UPDATE campaign_contacts SET name = ? WHERE contact_id = ? AND "
+                    "campaign = ? AND name = ?", (name_without(r["name"], number), r["id"],
+                                                  r["campaign"], r["name"])).rowcount
         # After the calls: with foreign_keys=ON a contact still referenced cannot be deleted.
         conn.execute("DELETE FROM campaign_contacts WHERE contact_id IN "
                      "(SELECT id FROM contacts WHERE number = :n)", p)
@@ -327,7 +346,8 @@ class PrivacySQL(SQLiteCore):
         present = {r["name"] for r in self._rows(  # a table of a later migration may not be
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
         # An extra cell in national form too: the statements above see E.164 text only.
-        extra = {"contacts": naming_columns(self.extra_naming(number))}
+        extra = {"contacts": naming_columns(self.extra_naming(number)),
+                 "campaign_contacts": naming_columns(self.bindings_naming(number))}
         return [f"{table}.{column}" for table, (sql, searched, _) in SCANS.items()
                 if table in present for column in self._columns_matching(
                     sql, p, searched, pattern, extra.get(table, set()))]

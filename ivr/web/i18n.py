@@ -87,6 +87,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "not_built": ("pas encore construit", "not built yet"),
     "optout_add": ("Ajouter à la liste d'opposition", "Add to the opposition list"),
     "number": ("Numéro", "Number"),
+    "contact_name": ("Nom (selon la liste de cette campagne)",
+                     "Name (as this campaign's list gives it)"),
     "via": ("Demande reçue par", "Request came in by"),
     "optout_import": ("Importer une liste d'opposition", "Import an opposition list"),
     "optout_import_added": ("Numéros ajoutés à la liste d'opposition",
