@@ -40,6 +40,12 @@ FINISH_UNANSWERED = (
     "%(cause)s, p_at => %(at)s, p_retry => %(retry)s, p_stage => %(stage)s, p_over_orphan => "
     "%(over_orphan)s, p_status => %(status)s, p_final => %(final)s) AS done")
 
+# Named, as the outcome functions: ten arguments, four of them text that could swap unseen.
+RECORD_CHOICE = (
+    "SELECT record_choice(p_call => %(call)s, p_choice => %(choice)s, p_key => %(key)s, "
+    "p_at => %(at)s, p_keys => %(keys)s, p_prompt_key => %(prompt_key)s, p_prompt_sha => "
+    "%(prompt_sha)s, p_heard => %(heard)s, p_amd => %(amd)s, p_erased => %(erased)s) AS added")
+
 
 def _inserted(result: tuple[list[Row], int]) -> Row:
     """The row an INSERT … RETURNING wrote (one, always)."""
@@ -200,10 +206,11 @@ class PgCallsSQL(PgCore):
         (sqlite_calls says why). Once per call and kind: the server function (schema 23,
         pg_functions.py) locks the call's row first, so two writes of one choice never both
         insert. One command, its own transaction."""
-        row = self._row("SELECT record_choice(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) AS added",
-                        (call_id, result.choice, result.choice_key, utc(at), result.keys,
-                         result.answered_prompt, result.answered_sha256,
-                         json.dumps(_heard(result)), result.amd_status, ERASED_NUMBER))
+        row = self._row(RECORD_CHOICE, {
+            "call": call_id, "choice": result.choice, "key": result.choice_key, "at": utc(at),
+            "keys": result.keys, "prompt_key": result.answered_prompt,
+            "prompt_sha": result.answered_sha256, "heard": json.dumps(_heard(result)),
+            "amd": result.amd_status, "erased": ERASED_NUMBER})
         return bool(row and row["added"])
 
     def choices_of(self, call_id: int) -> set[str]:
