@@ -15,11 +15,12 @@ from ivr.web.check_words import HEADLINES, finding
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 IVR = Path(__file__).resolve().parents[1] / "ivr"
-# How the checks write a code: _err/_warn("code", …), Violation("code", …), Finding("code", …),
-# the decree's ("code", "message") pairs, and the console's {"code": "code", …}.
-WRITTEN = re.compile(r'(?:_err|_warn|Violation|Finding)\(\s*"([a-z_0-9]+)"'
+# How the checks write a code: _err/_warn("code", …) (err/warn in list_sources.py),
+# Violation("code", …), Finding("code", …), the decree's ("code", "message") pairs, and the
+# console's {"code": "code", …}.
+WRITTEN = re.compile(r'(?<![\w.])(?:_?err|_?warn|Violation|Finding)\(\s*"([a-z_0-9]+)"'
                      r'|out\.append\(\(\s*"([a-z_0-9]+)"|"code":\s*"([a-z_0-9]+)"')
-MODULES = ("compliance/preflight.py", "compliance/campaign_check.py",
+MODULES = ("compliance/preflight.py", "compliance/list_sources.py", "compliance/campaign_check.py",
            "telephony/pbx_probe.py", "web/service.py", "config_checks.py")
 
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
-from datetime import date
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -27,13 +25,14 @@ import phonenumbers
 
 from ivr.compliance.holiday_place import has_calendar, holiday_country
 from ivr.compliance.calling_rules import is_fiction_number, parse_blackout_dates, parse_windows
+from ivr.compliance.list_sources import check_sources, scraped_origin
+from ivr.compliance.violations import ERROR, WARNING, Violation
+from ivr.compliance.violations import err as _err, fold as _fold, warn as _warn
 from ivr.config import Config
 from ivr.config_checks import demo_retry_delays, external_pbx_settings
 from ivr.errors import ComplianceError
 from ivr.numbers import e164, national_form
 
-ERROR = "error"
-WARNING = "warning"
 
 # Country codes numbered by ARCEP (metropolitan France and overseas departments/collectivities).
 ARCEP_COUNTRY_CODES = frozenset({33, 262, 508, 590, 594, 596})
@@ -49,37 +48,6 @@ SAAM_HUMAN = "01 62/63, 02 70/71, 03 77/78, 04 24/25, 05 68/69, 09 48/49 (overse
 
 MASKED_WORDS = frozenset({"anonymous", "anonyme", "private", "prive", "masque", "masked", "hidden",
                           "withheld", "restricted", "unknown", "inconnu", "unavailable", "none"})
-KNOWN_BASES = frozenset({"consent", "rented_file", "member_file"})
-# CNIL: numbers collected on the internet may not be used. "Hard" words always mean collection
-# from the web; "soft" ones are tolerated when the basis also says consent (e.g. a web form).
-_HARD_SCRAPE = re.compile(r"scrap|crawl|harvest|aspir|extract")
-_SOFT_SCRAPE = re.compile(r"\bweb|internet|online|en ligne|social|reseaux")
-_CONSENT = re.compile(r"consent|opt.?in")
-# ...unless the consent is denied: "web sans consentement", "collected online without any
-# prior consent", "absence de consentement", "consent refused", "consent: no". The negation must
-# bear on the consent itself: only words such as "any", "prior", "their", "recueil du" may stand
-# between ("non-partisan opt-in", "opt-in: no objection recorded" and "consent: non-withdrawn"
-# state a consent).
-_BETWEEN = (r"(?:any|prior|explicit|express|valid|written|the|their|his|her|obtaining|getting|"
-            r"le|la|les|leur|son|sa|un|une|de|du|d|ni|recueil|accord)")
-_NO_CONSENT = re.compile(
-    r"\b(?:sans|without|no|not|non|pas de|pas d|absence de|absence d|aucun|aucune)[\s'-]+"
-    rf"(?:{_BETWEEN}[\s'-]+){{0,2}}(?:consent|opt.?in)"
-    r"|\b(?:consent|consentement|opt.?in)\w*\s+(?:refuse|refused|denied|withdrawn|retire|absent"
-    r"|not (?:given|obtained|collected)|(?:non|pas) (?:recueilli|obtenu|donne))\b"
-    r"|\b(?:consent|consentement|opt.?in)\w*\s*[:=]\s*(?:no|non)\b"  # "consent: no", "non recueilli"
-    r"(?!-|\s*(?:objection|opposition|withdrawn|retire))")
-# A basis that says there is none: the same as no basis (before: a warning, and the list ran)
-_NO_BASIS = re.compile(r"^(?:none|aucune?|rien|nothing|n\s*/?\s*a|null|nil|unknown|inconnue?|"
-                       r"[-?.\s]+)$|\b(?:no|sans|without|pas de|aucune?)\s+(?:legal\s+)?"
-                       r"(?:basis|base|fondement)")
-# A list NAMED after a scraping origin is refused whatever its basis says ("scraped from
-# leboncoin", basis member_file): the words of scraping, and the public sites and directories
-# numbers are harvested from. Matched in the name folded, without spaces, dots or dashes, so
-# "Pages Jaunes" and "le-bon-coin" match too.
-SCRAPED_SOURCE_WORDS = ("scrap", "crawl", "harvest", "aspir", "leboncoin", "pagesjaunes",
-                        "pagesblanches", "annuaire", "118712", "societe.com", "facebook",
-                        "linkedin")
 # Décret 2022-1313 limits: windows must fit inside them unless the override key states why.
 DECREE_DAYS = frozenset(range(5))
 DECREE_SPANS = ((10 * 3600, 13 * 3600), (14 * 3600, 20 * 3600))
@@ -87,35 +55,6 @@ DECREE_MAX_ATTEMPTS_30_DAYS = 4
 DECREE_REFUSAL_COOLDOWN_DAYS = 60
 OVERRIDE_KEY = "schedule.override_reason"
 OVERRIDE_MIN_WORDS = 4  # a reason, not "yes" or "ok"
-
-
-@dataclass(frozen=True)
-class Violation:
-    code: str
-    message: str  # one line: what is wrong and what to do
-    severity: str  # ERROR or WARNING
-
-    @property
-    def is_error(self) -> bool:
-        return self.severity == ERROR
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _err(code: str, message: str) -> Violation:
-    return Violation(code, _one_line(message), ERROR)
-
-
-def _warn(code: str, message: str) -> Violation:
-    return Violation(code, _one_line(message), WARNING)
-
-
-def _fold(text: str) -> str:
-    """Lowercase without accents, so 'Masqué' and 'masque' compare equal."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
 
 
 def check_caller_id(caller_id: str, default_region: str = "FR",
@@ -306,67 +245,6 @@ def _check_schedule(cfg: Config) -> list[Violation]:
         out.append(_warn("demo_any_hour", "schedule.demo_any_hour is true: it lifts the hour, holiday and "
                          "blackout rules only for fiction numbers (+33 1 99 00 xx xx); remove it for a "
                          "real campaign"))
-    return out
-
-
-def _text(value: Any) -> str:
-    return value.strip() if isinstance(value, str) else ""
-
-
-def scraped_origin(name: str) -> str | None:
-    """The word of SCRAPED_SOURCE_WORDS a list name contains, if any."""
-    squashed = re.sub(r"[\s\-_'.]+", "", _fold(name))
-    return next((w for w in SCRAPED_SOURCE_WORDS if w.replace(".", "") in squashed), None)
-
-
-def check_sources(sources: Iterable[dict[str, Any]]) -> list[Violation]:
-    """Provenance of each contact list: a named source, an acquisition basis, a date."""
-    out: list[Violation] = []
-    for i, src in enumerate(sources):
-        if not isinstance(src, dict):
-            out.append(_err("source_missing", f"contact list #{i + 1} has no provenance record: give "
-                            "source, basis and acquired_on"))
-            continue
-        name, basis = _text(src.get("source")), _text(src.get("basis"))
-        label = f"contact list {name!r}" if name else f"contact list #{i + 1}"
-        if not name:
-            out.append(_err("source_missing", f"{label} has no source: name where the numbers come from"))
-        origin = scraped_origin(name)
-        if origin:
-            out.append(_err("source_scraped", f"{label} names a scraping origin ({origin!r}): the "
-                            "CNIL forbids calling numbers collected on the internet or in public "
-                            "directories; drop this list"))
-        if not basis:
-            out.append(_err("basis_missing", f"{label} has no basis: state how the numbers were acquired "
-                            f"({', '.join(sorted(KNOWN_BASES))})"))
-        else:
-            folded = _fold(basis)
-            consented = _CONSENT.search(folded) and not _NO_CONSENT.search(folded)
-            # a basis naming where numbers are harvested ("annuaire", "leboncoin") as well
-            if _HARD_SCRAPE.search(folded) or (_SOFT_SCRAPE.search(folded) and not consented) \
-                    or scraped_origin(basis):
-                out.append(_err("basis_scraped", f"{label} basis {basis!r}: the CNIL forbids calling numbers "
-                                "collected on the internet or in public directories; drop this list"))
-            elif _NO_BASIS.search(folded):
-                out.append(_err("basis_missing", f"{label} basis {basis!r} says there is none: "
-                                "state how the numbers were acquired "
-                                f"({', '.join(sorted(KNOWN_BASES))}), or drop this list"))
-            elif _NO_CONSENT.search(folded):  # stored, it would be called as if it had one
-                out.append(_err("basis_no_consent", f"{label} basis {basis!r} says there is no "
-                                "consent: a list without consent may not be called; drop it"))
-            elif folded not in KNOWN_BASES:
-                out.append(_warn("basis_unknown", f"{label} basis {basis!r} is not one of "
-                                 f"{', '.join(sorted(KNOWN_BASES))}: check it is a lawful acquisition basis"))
-        acquired = src.get("acquired_on")
-        if acquired in (None, ""):
-            out.append(_warn("acquired_on_missing", f"{label} has no acquired_on date: record when the "
-                             "list was acquired (ISO date)"))
-        elif not isinstance(acquired, date):
-            try:
-                date.fromisoformat(str(acquired).strip())
-            except ValueError:
-                out.append(_err("acquired_on_invalid", f"{label} acquired_on {acquired!r} is not an ISO "
-                                "date: use YYYY-MM-DD"))
     return out
 
 

@@ -213,7 +213,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "kind_consent": ("consentement", "consent"),
     "kind_refusal": ("refus", "refusal"),
     "kind_optout": ("opposition", "opt-out"),
-    # a list's acquisition basis (preflight.KNOWN_BASES: the values sent stay these codes)
+    # a list's acquisition basis (list_sources.KNOWN_BASES: the values sent stay these codes)
     "basis_consent": ("consentement recueilli", "consent"),
     "basis_member_file": ("fichier d'adhérents", "member file"),
     "basis_rented_file": ("fichier loué", "rented file"),
