@@ -189,11 +189,8 @@ class PgContactsSQL(PgCore):
     def bind_contacts(self, numbers: list[str], *, campaign: str, source: str,
                       basis: str | None, acquired_on: str | None, now: datetime,
                       names: Mapping[str, str | None] | None = None) -> None:
-        """Bind these contacts to a campaign with this list's provenance and `names` (number
-        -> the name this list gives it). A binding that exists keeps its first provenance, its
-        name and its progress (done stays done), and gets a name only if it had none; the
-        same list and basis imported again with its acquisition date gives a binding without
-        one it."""
+        """As sqlite_contacts.bind_contacts: a binding made keeps its first provenance, name
+        and progress; it gets a name it lacked, and the same list's date it lacked."""
         self._write_queued()
         p = {"campaign": campaign, "source": source, "basis": basis,
              "acquired_on": acquired_on, "ts": utc(now), "numbers": numbers,
