@@ -20,16 +20,14 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_capacity  # noqa: E402  (its cluster and /proc reader)
+import bench_store_writes  # noqa: E402  (its store on either backend, the server's CPU)
 
 from ivr.records.contacts import import_csv  # noqa: E402
-from ivr.store.pg_cluster import PgCluster  # noqa: E402
 
 NOW = datetime(2026, 12, 7, 18, 0, tzinfo=timezone.utc)
 PG_PORT = 55493  # beside bench_store_writes' (55492), bench_capacity's and `ivr db up`'s
@@ -43,22 +41,10 @@ def write_list(path: Path, contacts: int) -> None:
             f.write(f"06{12_000_000 + i:08d},Personne {i},Ville {i % 100}\n")
 
 
-def _open(backend: str, base: Path
-          ) -> tuple[Any, Callable[[], float] | None, PgCluster | None]:
-    if backend == "sqlite":
-        from ivr.store.sqlite import Store
-        return Store.open(base / "bench.db", optout_key=b"bench-key"), None, None
-    from ivr.store.pg import PgStore
-    cluster = PgCluster(base / "pg", port=PG_PORT)
-    store = PgStore.open(bench_capacity.postgres(cluster), optout_key=b"bench-key")
-    pid = cluster.status().pid or 0
-    return store, lambda: bench_capacity.tree_cpu_s(pid), cluster
-
-
 def measure(contacts: int, backend: str, base: Path) -> dict[str, Any]:
     csv = base / "list.csv"
     write_list(csv, contacts)
-    store, server, cluster = _open(backend, base)
+    store, server, cluster = bench_store_writes.open_store(backend, base, PG_PORT)
     out: dict[str, Any] = {"backend": backend, "contacts": contacts}
     try:
         for campaign in ("a", "b"):

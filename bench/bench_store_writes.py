@@ -60,20 +60,22 @@ def _timed(work: Iterable[Any], write: Callable[[Any], Any],
     return got
 
 
-def _open(backend: str, base: Path
-          ) -> tuple[Any, Callable[[], float] | None, PgCluster | None]:
+def open_store(backend: str, base: Path, port: int = PG_PORT
+               ) -> tuple[Any, Callable[[], float] | None, PgCluster | None]:
+    """A store under `base` (SQLite), or on a private cluster started there on `port`, with
+    a reader of the server's CPU seconds (None for SQLite) and the cluster to stop."""
     if backend == "sqlite":
         from ivr.store.sqlite import Store
         return Store.open(base / "bench.db", optout_key=b"bench-key"), None, None
     from ivr.store.pg import PgStore
-    cluster = PgCluster(base / "pg", port=PG_PORT)
+    cluster = PgCluster(base / "pg", port=port)
     store = PgStore.open(bench_capacity.postgres(cluster), optout_key=b"bench-key")
     pid = cluster.status().pid or 0
     return store, lambda: bench_capacity.tree_cpu_s(pid), cluster
 
 
 def measure(calls: int, backend: str, base: Path) -> dict[str, Any]:
-    store, server, cluster = _open(backend, base)
+    store, server, cluster = open_store(backend, base)
     try:
         nums = bench_capacity.numbers(calls)
         for n in nums:
