@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,7 @@ from ivr import config
 from ivr.errors import StoreError
 from ivr.store import Store, utc
 from ivr.store.pg_cluster import PgCluster, bindir, port_free
+from ivr.store.schema import MIGRATIONS
 
 REPO = Path(__file__).resolve().parents[1]
 CALLER_ID = "+33162000000"  # in an ARCEP range for automated calls
@@ -55,6 +57,15 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 def make_config(base_dir: Path = Path("."), **sections: Any) -> config.Config:
     """A Config from its sections, e.g. make_config(campaign={...}, schedule={...})."""
     return config.from_dict(sections, base_dir=base_dir)
+
+
+def sqlite_at_schema(path: Path, version: int) -> sqlite3.Connection:
+    """A SQLite file holding the first `version` migrations only, as an older release left
+    it: the caller writes its rows, commits and closes, then opens it to upgrade."""
+    conn = sqlite3.connect(path)
+    for script in MIGRATIONS[:version]:
+        conn.executescript(script)
+    return conn
 
 
 def store_at(path: Path, busy_timeout_s: float = 0.05) -> Store:
@@ -84,6 +95,18 @@ def add_contact(store: Store, number: str, *, at: datetime | str, source: str = 
             "status": fields.get("status", "pending"), "bound_at": ts,
             "name": fields.get("name")})
     return found
+
+
+@pytest.fixture
+def opened_stores(monkeypatch: pytest.MonkeyPatch) -> list[Store]:
+    """Every SQLite store Store.open returns during the test, left open (close does nothing)
+    so the test reads what a bench or a command wrote after it is done."""
+    kept: list[Store] = []
+    real_open = Store.open
+    monkeypatch.setattr(Store, "open", classmethod(
+        lambda cls, *a, **kw: kept.append(real_open(*a, **kw)) or kept[-1]))
+    monkeypatch.setattr(Store, "close", lambda self: None)
+    return kept
 
 
 def contact(store: Store, number: str) -> dict[str, Any]:

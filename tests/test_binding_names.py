@@ -4,11 +4,11 @@ a share copies the origin's; the access request and the erasure see the bindings
 (both backends), and a store of schema 24 upgrades with names only where its list gave them."""
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from conftest import sqlite_at_schema
 from ivr.records.contacts import import_csv, share_list
 from ivr.records.privacy import gdpr_erase, gdpr_export
 from ivr.store import Store
@@ -82,9 +82,7 @@ def test_the_persons_own_bindings_and_their_names_go_with_the_erasure(
 def v24_store(path: Path) -> None:
     """A store of schema 24: one contact created by list la of a, shared to c, and bound to
     b by b's list lb (which wrote no name: the contact's came from la)."""
-    conn = sqlite3.connect(path)
-    for script in MIGRATIONS[:24]:
-        conn.executescript(script)
+    conn = sqlite_at_schema(path, 24)
     ts = "2026-01-01T00:00:00.000Z"
     conn.execute("INSERT INTO contacts (number, name, source, basis, status, created_at, "
                  "updated_at) VALUES (?, 'Jean', 'la', 'consent', 'pending', ?, ?)",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -14,14 +13,13 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from conftest import attempt, make_config
+from conftest import attempt, make_config, sqlite_at_schema
 from ivr.campaign import planning, why
 from ivr.cli import cli
 from ivr.compliance.campaign_check import check_campaign
 from ivr.errors import ImportFileError
 from ivr.records.contacts import import_csv, share_list
 from ivr.store import Store
-from ivr.store.schema import MIGRATIONS
 
 NOW = datetime(2026, 3, 4, 9, 30, tzinfo=timezone.utc)  # a Wednesday, 10:30 in Paris
 A, B = "campaign-a", "campaign-b"
@@ -123,9 +121,7 @@ def test_the_attempt_cap_counts_every_campaigns_attempts(
 
 def v4_store(path: Path) -> None:
     """A store as issue 18 found it: schema 4, contacts bound to no campaign."""
-    conn = sqlite3.connect(path)
-    for script in MIGRATIONS[:4]:
-        conn.executescript(script)
+    conn = sqlite_at_schema(path, 4)
     ts = "2026-01-01T00:00:00.000Z"
     conn.executemany("INSERT INTO contacts (number, source, basis, status, created_at, "
                      "updated_at) VALUES (?, ?, 'consent', ?, ?, ?)",
