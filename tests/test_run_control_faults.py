@@ -114,7 +114,7 @@ def test_a_stop_that_left_calls_open_exits_5(monkeypatch: pytest.MonkeyPatch,
     assert capsys.readouterr().err == ("error: stopped with 2 call(s) still open: the next "
                                        "`ivr run` reconciles them\n")
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    assert "RestartPreventExitStatus=4 5 " in readme
+    assert "\nRestartPreventExitStatus=4 5\n" in readme
 
 
 def test_a_hold_is_not_shown_once_nobody_is_due(tmp_path: Path) -> None:
