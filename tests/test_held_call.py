@@ -68,9 +68,23 @@ def test_a_line_toggling_hold_is_given_up_after_hold_replays() -> None:
 @pytest.mark.parametrize("back", [Result(), HANGUP])  # still held after the wait; hung up
 def test_a_refusal_whose_legal_mentions_a_hold_kept_unheard_stays_a_refusal(back: Result
                                                                             ) -> None:
+    """Its stage says why the mentions went unheard, whether the line stayed held or the person
+    hung up while it was (before: `legal` after a hang-up, as if they had simply left)."""
     out = run([(Play("intro", DTMF_KEYS, 5.0), key("2")), (Play("legal", "9"), HELD),
                (WAIT, back)])
-    assert (out.outcome, out.choice, out.heard) == ("declined_partial", "refusal", [])
+    assert (out.outcome, out.choice, out.heard, out.stage) == \
+        ("declined_partial", "refusal", [], "held-legal")
+
+
+def test_a_refusal_hung_up_during_its_held_legal_mentions_says_so() -> None:
+    out = run([(Play("intro", DTMF_KEYS, 5.0), key("2")),
+               (Play("legal", "9"), Result(hangup=True, held=True))])
+    assert (out.outcome, out.stage, out.heard) == ("declined_partial", "held-legal", [])
+
+
+def test_a_refusal_hung_up_during_its_legal_mentions_keeps_stage_legal() -> None:
+    out = run([(Play("intro", DTMF_KEYS, 5.0), key("2")), (Play("legal", "9"), HANGUP)])
+    assert (out.outcome, out.stage) == ("declined_partial", "legal")
 
 
 def test_no_input_hears_its_held_legal_mentions_again_once_back() -> None:

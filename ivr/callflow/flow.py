@@ -273,6 +273,8 @@ def call_flow(opts: FlowOptions, amd_status: str = "") -> FlowGen:
         call.state.outcome = _hangup_outcome(call.state)
         if call.held_out and call.state.outcome == "message_partial":
             _held_error(call.state, call.held_out)
+        elif call.held_out == "legal":  # a refusal or no input, hung up while the line was
+            call.state.stage = f"{HELD}-legal"  # held: its mentions unheard, as _HeldOut says
         return call.state
     except _HeldOut:
         if call.state.choice == "consent":
