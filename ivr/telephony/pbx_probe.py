@@ -169,8 +169,8 @@ def _agi_url(target: Target, label: str, reply: Mapping[str, Any]) -> list[Findi
                        "then `dialplan reload`")
     where = f"node {target.node}: {label}"
     if not have:
-        return [Finding("pbx_agi_url", f"{where} is not set (the opposition line would play "
-                        f"only the legal mentions): {fix}")]
+        return [Finding("pbx_agi_url", f"{where} is not set (the opposition line would reach "
+                        f"no controller, only its failsafe): {fix}")]
     ours, theirs = _host_port(want), _host_port(have)
     same = _same_host(theirs, ours)
     if same and theirs is not None and ours is not None and theirs[1] == ours[1]:
