@@ -36,7 +36,9 @@ CARRIER_CAUSES = {
     102: "recovery on timer expiry: SIP 504",
     27: "destination out of order: SIP 502",
     29: "facility rejected: SIP 501",
-    127: "interworking: SIP 402 (the account's credit?)",
+    # chan_pjsip's cause for every 4xx and 6xx it does not map itself
+    127: "interworking: a SIP answer chan_pjsip does not map, e.g. 402 (the account's "
+         "credit), 607/608 (rejected as unwanted), 428/436-438 (the caller ID's signature)",
 }
 NO_CAUSE = ("Originate failed with no cause (the carrier unreachable: its contact Unavailable "
             "to qualify, or dialer.dial_string's endpoint unknown)")
