@@ -200,3 +200,23 @@ def test_the_cli_names_the_missing_sounds_dir(tmp_path: Path,
     assert out.output.strip().splitlines() == [
         "error: pbx.sounds_dir is not set: give the Asterisk sounds folder the prompts were "
         "installed into"]
+
+
+def test_a_run_on_postgresql_refuses_the_prune_though_its_lock_shares(
+        tmp_path: Path, pg_store_url: str) -> None:
+    """PostgreSQL's hold_run never refuses (controllers share a campaign), so a prune went
+    ahead beside a live run and could remove the older build that run kept playing."""
+    from ivr.store.pg import PgStore
+    cfg = cfg_for(tmp_path)
+    v1, _, _ = three_builds(cfg)
+    run, other = (PgStore.open(pg_store_url, optout_key=b"test-key") for _ in range(2))
+    try:
+        with run.hold_run(RunOwner(4242, "host-x", NOW), "A"):
+            with pytest.raises(StoreError, match=r"pid 4242 on host host-x"):
+                pr.prune(cfg, other, lambda: NOW, yes=True)
+            assert sound_file(cfg, "intro", v1).is_file()
+        with run.hold_run(RunOwner(4243, "host-x", NOW), "B"):  # another campaign's run
+            assert len(pr.prune(cfg, other, lambda: NOW, yes=True).removed) == 2
+    finally:
+        run.close()
+        other.close()

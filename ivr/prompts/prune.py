@@ -10,7 +10,9 @@ An attempt records the versions it played (calls.prompts_sha256) only when it en
 plays the versions current when it started: an open attempt with no record may be playing any
 older version, so while there is one, every older version stays. Prune holds the campaign's
 run lock while it works: no run of the campaign can be playing a version it removes, and a
-run started afterwards plays the current ones.
+run started afterwards plays the current ones. On PostgreSQL the lock refuses nobody (the
+campaign's controllers share it), so a live controller of the campaign refuses the prune: a
+run that kept an older build (one made for other flow keys) would play a version removed.
 
 In the sandbox every instance has its own sounds folder (telephony/sandbox_nodes.py): the plan
 is made on instance 1's, where prompts are installed first, and each version it removes is
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ivr.config import Config
-from ivr.errors import PbxError, PromptError
+from ivr.errors import PbxError, PromptError, StoreError
 from ivr.prompts.archive import archive_audio, archive_dir
 from ivr.prompts.build import load_manifest
 from ivr.store.base import Row, RunOwner, StoreBackend
@@ -71,7 +73,7 @@ class PrunePlan:
 
 
 def sounds_dir(cfg: Config) -> Path:
-    """The PBX sounds folder the prompts are installed into (as app.install_prompts_to_pbx)."""
+    """The PBX sounds folder the prompts are installed into (as install.install_prompts_to_pbx)."""
     if cfg.pbx.mode == "sandbox":
         from ivr.telephony.sandbox import Sandbox
         return Sandbox(cfg).sounds
@@ -191,8 +193,22 @@ def prune(cfg: Config, store: StoreBackend, now: Callable[[], datetime], *,
     manifest = load_manifest(cfg)
     sounds, others = sounds_dir(cfg), other_sounds_dirs(cfg)
     with store.hold_run(RunOwner.this_process(now()), campaign):
+        _refuse_beside_a_run(store, campaign)
         p = plan(campaign, manifest, sounds, store.open_calls(campaign=campaign), others)
         if yes:
             archive_removed(cfg, p)  # never the last copy of what a person heard
             apply(p)
         return p
+
+
+def _refuse_beside_a_run(store: StoreBackend, campaign: str) -> None:
+    """StoreError naming the campaign's live controllers other than this prune's own
+    registration (PostgreSQL's hold_run shares the campaign; SQLite's lock already refused)."""
+    live = {r["controller"] for r in store.peer_load(campaign) if r["campaign"] == campaign}
+    others = [r for r in store.controllers(campaign)
+              if r["id"] in live and r["id"] != store.controller_id]
+    if others:
+        who = ", ".join(f"controller {r['id']} (pid {r['pid']} on host {r['host']} since "
+                        f"{r['started_at']})" for r in others)
+        raise StoreError(f"campaign {campaign!r} is being run by {who}: wait for its run to "
+                         "end or stop it, then prune")
