@@ -67,6 +67,7 @@ import gc_passes  # noqa: E402
 from store_cpu import StoreCpu  # noqa: E402
 
 from ivr import app  # noqa: E402
+from ivr.prompts.install import install_prompts_to_pbx  # noqa: E402
 from ivr.campaign import sending  # noqa: E402
 from ivr.prompts.build import build_prompts  # noqa: E402
 from ivr.store.pg_cluster import PgCluster  # noqa: E402
@@ -357,7 +358,7 @@ def main() -> None:
         build_prompts(cfg)
         sandbox = Sandbox(cfg)
         sandbox.up(sim_timing=app.sandbox_sim_timing(cfg))
-        app.install_prompts_to_pbx(cfg)
+        install_prompts_to_pbx(cfg)
         user = add_all_events_user(sandbox) if args.all_events else cfg.pbx.user
         nums = bench_ivr.numbers(args.calls)
         if args.pairs:

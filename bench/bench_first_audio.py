@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ivr import app, config
+from ivr.prompts.install import install_prompts_to_pbx
 from ivr.prompts.build import build_prompts
 from ivr.store.sqlite import Store, utc
 from ivr.telephony.ami import Ami
@@ -167,7 +168,7 @@ def main() -> None:
         cfg = bench_config(base / "local", args.calls, False, "Local/{number}@ivr-sim")
         build_prompts(cfg)
         Sandbox(cfg).up(sim_timing=app.sandbox_sim_timing(cfg))
-        app.install_prompts_to_pbx(cfg)
+        install_prompts_to_pbx(cfg)
         out = [app.run(run_setting(base, args.calls, amd)) for amd in settings]
     print(json.dumps(out, indent=2))
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from ivr.telephony import fastagi as agi_server
 from ivr import app
+from ivr.prompts.install import install_prompts_to_pbx
 from ivr import config
 from ivr.telephony.ami import Ami
 from ivr.telephony.contract import (BENCH_CONTEXT, BENCH_VAR_REPEATS, BENCH_VAR_TIMEOUT,
@@ -206,7 +207,7 @@ def main() -> None:
         cfg = bench_config(base, args.calls)
         build_prompts(cfg)
         Sandbox(cfg).up(sim_timing=app.sandbox_sim_timing(cfg))
-        app.install_prompts_to_pbx(cfg)
+        install_prompts_to_pbx(cfg)
         nums = numbers(args.calls)
         dialplan = app.run(run_dialplan(cfg, nums))
         fastagi = app.run(run_fastagi(cfg, nums))

@@ -29,6 +29,7 @@ from pathlib import Path
 import bench_ivr  # same config, numbers and sandbox set-up
 
 from ivr import app
+from ivr.prompts.install import install_prompts_to_pbx
 from ivr.prompts.build import build_prompts
 from ivr.store.sqlite import Store
 from ivr.telephony.sandbox import Sandbox
@@ -46,7 +47,7 @@ def measure(calls: int, busy: int, base: Path) -> dict[str, object]:
     cfg = bench_ivr.bench_config(base, calls)
     build_prompts(cfg)
     Sandbox(cfg).up(sim_timing=app.sandbox_sim_timing(cfg))
-    app.install_prompts_to_pbx(cfg)
+    install_prompts_to_pbx(cfg)
     store, nums = Store.memory(), bench_ivr.numbers(calls)
     bench_ivr.seed(store, cfg, nums)
     ticks: list[tuple[float, int]] = []

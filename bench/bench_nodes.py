@@ -42,6 +42,7 @@ import bench_ivr  # noqa: E402  (config, numbers, the controller's run)
 from bench_system_cpu import TICK, proc_cpu_s, self_cpu_s  # noqa: E402  (/proc CPU)
 
 from ivr import app, config  # noqa: E402
+from ivr.prompts.install import install_prompts_to_pbx  # noqa: E402
 from ivr.config import Config, NodeConfig  # noqa: E402
 from ivr.prompts.build import build_prompts  # noqa: E402
 from ivr.store.sqlite import Store  # noqa: E402
@@ -207,7 +208,7 @@ def main() -> None:
         sim = app.sandbox_sim_timing(cfg)
         try:
             sandbox_nodes.up(cfg, 1, 60, sim, log=_log)
-            app.install_prompts_to_pbx(cfg)  # one sounds folder serves every instance
+            install_prompts_to_pbx(cfg)  # one sounds folder serves every instance
             for r in range(args.rounds):
                 runs = []
                 for n in args.nodes:

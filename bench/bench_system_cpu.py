@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_ivr  # noqa: E402  (same config, numbers, sandbox set-up and both IVR runs)
 
 from ivr import app  # noqa: E402
+from ivr.prompts.install import install_prompts_to_pbx  # noqa: E402
 from ivr.prompts.build import build_prompts  # noqa: E402
 from ivr.telephony.sandbox import Sandbox  # noqa: E402
 
@@ -84,7 +85,7 @@ def main() -> None:
         cfg = bench_ivr.bench_config(base, max(args.calls))
         build_prompts(cfg)
         status = Sandbox(cfg).up(sim_timing=app.sandbox_sim_timing(cfg))
-        app.install_prompts_to_pbx(cfg)
+        install_prompts_to_pbx(cfg)
         if status.pid is None:
             raise SystemExit("the sandbox Asterisk has no pid: `ivr pbx up` first")
         for n in args.calls:

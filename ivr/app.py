@@ -21,7 +21,7 @@ from ivr.callflow.agi_ivr import IvrHandler
 from ivr.campaign.clock import Clock
 from ivr.campaign.state import RunState, Snapshot
 from ivr.campaign.stopping import Interrupted, Stopper
-from ivr.telephony.agi_auth import CALLBACK_SECRET_ENV, callback_secret_from_env
+from ivr.telephony.agi_auth import callback_secret
 from ivr.telephony import contract
 from ivr.telephony.ami_node import AmiNode, env_secret, secret_env
 from ivr.telephony.fastagi import AgiApplication, serve
@@ -77,18 +77,6 @@ def ami_secret(cfg: Config, node: str | None = None) -> str:
         return Sandbox(cfg).ami_secret()
     raise PbxError(f"neither {secret_env(name)} nor IVR_AMI_SECRET is set: export the AMI "
                    f"secret of node {name!r} before running")
-
-
-def callback_secret(cfg: Config) -> str:
-    """The `callback` route's shared secret: the environment, else (sandbox) the file that
-    `ivr pbx up` writes into the sandbox's [globals] too."""
-    env = callback_secret_from_env()
-    if env:
-        return env
-    if cfg.pbx.mode == "sandbox":
-        return Sandbox(cfg).callback_secret()
-    raise PbxError(f"{CALLBACK_SECRET_ENV} is not set: export it, with the same value as "
-                   f"{CALLBACK_SECRET_ENV} in the [globals] of the PBX (README)")
 
 
 def flow_options(cfg: Config) -> FlowOptions:
@@ -366,21 +354,3 @@ def sandbox_sim_timing(cfg: Config) -> dict[str, float]:
     except Exception:
         return {}
     return {k: float(v["duration_s"]) for k, v in manifest["prompts"].items()}
-
-
-def install_prompts_to_pbx(cfg: Config) -> Path:
-    """Install the last build; in the sandbox into instance 1's sounds folder, then hardlinked
-    into every other instance's (each has its own: sandbox_nodes.py). Returns instance 1's."""
-    from ivr.prompts.build import install_prompts
-    manifest = load_manifest(cfg)
-    if cfg.pbx.mode == "sandbox":
-        from ivr.telephony import sandbox_nodes
-        dest = Sandbox(cfg).sounds
-        sandbox_nodes.share_installed(cfg, install_prompts(cfg, manifest, dest))
-        return dest
-    if not cfg.pbx.sounds_dir:
-        raise PbxError("pbx.sounds_dir is not set: give the Asterisk sounds folder to "
-                       "install prompts into")
-    dest = Path(cfg.pbx.sounds_dir)
-    install_prompts(cfg, manifest, dest)
-    return dest

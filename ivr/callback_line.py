@@ -14,6 +14,7 @@ from ivr.config import Config
 from ivr.errors import PbxError
 from ivr.store.safe_writes import SafeWriter
 from ivr.store.sqlite import Store
+from ivr.telephony.agi_auth import callback_secret
 from ivr.telephony.fastagi import AgiApplication, serve
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,6 @@ async def serve_forever(cfg: Config, store: Store, clock: Callable[[], datetime]
     """FastAGI only (the inbound opposition line between campaign runs), until Ctrl-C.
     `listening` is called once the port is bound: saying "serving" earlier would be a lie
     when the port is taken (the run serving the line already)."""
-    from ivr.app import callback_secret  # the composition root imports this module
     agi = AgiApplication(allowed_peers=cfg.agi.allowed_peers,
                          pbx_hosts=[n.host for n in cfg.pbx.node_list()])
     # As in a run: an opposition a store that is away (locked, restarting) cannot take now is

@@ -158,7 +158,7 @@ def prompts_build(ctx: Ctx, engine: str | None, install: bool) -> None:
     console.print(f"{len(manifest['prompts'])} prompts built in "
                   f"{ctx.cfg.path(ctx.cfg.prompts.build_dir)}", highlight=False)
     if install:
-        from ivr.app import install_prompts_to_pbx
+        from ivr.prompts.install import install_prompts_to_pbx
         try:
             dest = install_prompts_to_pbx(ctx.cfg)
             console.print(f"installed into {dest}/ivr", highlight=False)

@@ -10,15 +10,7 @@ import json
 import click
 
 from ivr.cli_guard import Seconds
-from ivr.config import Config
-
-
-def cluster_for(cfg: Config):  # type: ignore[no-untyped-def]
-    """The private cluster this config names: db.dir, else <pbx.sandbox_dir>/pg (beside the
-    sandbox Asterisk's state), on db.port."""
-    from ivr.store.pg_cluster import PgCluster
-    base = cfg.path(cfg.db.dir) if cfg.db.dir else cfg.path(cfg.pbx.sandbox_dir) / "pg"
-    return PgCluster(base, cfg.db.port)
+from ivr.store.factory import cluster_for
 
 
 @click.group("db")

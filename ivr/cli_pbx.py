@@ -36,7 +36,8 @@ def pbx() -> None:
 @click.pass_obj
 def pbx_up(obj, timeout: float, nodes: int) -> None:  # type: ignore[no-untyped-def]
     """Build (once), configure and start the sandbox Asterisk; idempotent."""
-    from ivr.app import install_prompts_to_pbx, sandbox_sim_timing
+    from ivr.app import sandbox_sim_timing
+    from ivr.prompts.install import install_prompts_to_pbx
     from ivr.telephony import sandbox_nodes
     cfg = _sandbox_cfg(obj)
     up = sandbox_nodes.up(cfg, nodes, timeout, sandbox_sim_timing(cfg),

@@ -90,8 +90,8 @@ def run_demo(cfg: Config, console: Console, web: bool = False, nodes: int = 1,
 
 def _demo(cfg: Config, console: Console) -> Config:
     from ivr.records import report
-    from ivr.app import (install_prompts_to_pbx, open_store, run, run_campaign,
-                         sandbox_sim_timing)
+    from ivr.app import open_store, run, run_campaign, sandbox_sim_timing
+    from ivr.prompts.install import install_prompts_to_pbx
     from ivr.campaign.progress import Progress
     from ivr.prompts.build import build_prompts
     from ivr.telephony.sandbox import Sandbox

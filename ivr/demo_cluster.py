@@ -27,8 +27,9 @@ def run_cluster_demo(cfg: Config, config_path: Path, console: Console, nodes: in
                      controllers: int) -> Config:
     """The five steps of the demo, on PostgreSQL with `nodes` nodes and `controllers` runs.
     Returns the first controller's config (the demo's store), for `--web`."""
-    from ivr.app import install_prompts_to_pbx, sandbox_sim_timing
-    from ivr.cli_db import cluster_for
+    from ivr.app import sandbox_sim_timing
+    from ivr.prompts.install import install_prompts_to_pbx
+    from ivr.store.factory import cluster_for
     from ivr.prompts.build import build_prompts
     from ivr.telephony import sandbox_nodes
 

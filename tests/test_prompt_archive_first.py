@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from conftest import add_contact, attempt, make_config, store_at
 from ivr import config
-from ivr.app import install_prompts_to_pbx
+from ivr.prompts.install import install_prompts_to_pbx
 from ivr.cli import cli
 from ivr.config import Config
 from ivr.errors import PromptError

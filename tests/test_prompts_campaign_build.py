@@ -17,6 +17,7 @@ import yaml
 
 from conftest import REPO, make_config
 from ivr import app, config
+from ivr.prompts.install import install_prompts_to_pbx
 from ivr.compliance.campaign_check import build_violations
 from ivr.config import Config
 from ivr.errors import PromptError
@@ -78,7 +79,7 @@ def test_install_and_a_run_refuse_the_build_of_another_campaign(two) -> None:
     a, b = two
     build_prompts(b)
     with pytest.raises(PromptError, match="'b-legislatives'.*run `ivr prompts build`"):
-        app.install_prompts_to_pbx(a)
+        install_prompts_to_pbx(a)
     assert not (Path(a.pbx.sounds_dir) / "ivr" / campaign_sound_dir(a.campaign.name)).exists()
     with pytest.raises(PromptError, match="is the build of campaign 'b-legislatives'"):
         app.prompt_hashes(a)  # what `ivr run` plays from
@@ -89,7 +90,7 @@ def test_install_and_a_run_refuse_the_build_of_another_campaign(two) -> None:
 def test_a_running_campaign_does_not_follow_another_campaigns_build(two) -> None:
     a, b = two
     hashes = {k: v["sha256"] for k, v in build_prompts(a)["prompts"].items()}
-    app.install_prompts_to_pbx(a)
+    install_prompts_to_pbx(a)
     clock = [0.0]
     # as app.live_prompts wires it for an external PBX
     live = LivePrompts(a.campaign.name, hashes, load=lambda: app.prompt_hashes(a),

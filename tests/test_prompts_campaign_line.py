@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_config
-from ivr import app
+from ivr.prompts.install import install_prompts_to_pbx
 from ivr.callflow.agi_callback import CallbackHandler
 from ivr.compliance.campaign_check import prompt_violations
 from ivr.config import Config
@@ -55,10 +55,10 @@ def test_another_campaign_leaves_the_lines_prompts_as_they_are(
     a, b = pair
     built_a, built_b = build_prompts(a)["prompts"], build_prompts(b)["prompts"]
     plain = tmp_path / "sounds" / "ivr"
-    app.install_prompts_to_pbx(a)
+    install_prompts_to_pbx(a)
     assert line_owner(tmp_path / "sounds") == "a-municipales"
     with caplog.at_level(logging.WARNING, logger="ivr.prompts.install"):
-        installed = app.install_prompts_to_pbx(b)
+        installed = install_prompts_to_pbx(b)
     for key in ("legal", "callback_notice", "optout_confirm"):
         assert sha(plain / f"{key}.wav") == built_a[key]["sha256"], key
     (line,) = [r.getMessage() for r in caplog.records]
@@ -70,17 +70,17 @@ def test_another_campaign_leaves_the_lines_prompts_as_they_are(
                for p in plain.rglob("*.wav"))
     # told: the owner file deleted, B's install takes the line
     (plain / LINE_OWNER).unlink()
-    app.install_prompts_to_pbx(b)
+    install_prompts_to_pbx(b)
     assert sha(plain / "legal.wav") == built_b["legal"]["sha256"]
     assert line_owner(tmp_path / "sounds") == "b-legislatives"
-    app.install_prompts_to_pbx(a)  # and A no longer overwrites them
+    install_prompts_to_pbx(a)  # and A no longer overwrites them
     assert sha(plain / "legal.wav") == built_b["legal"]["sha256"]
 
 
 def test_the_owner_updates_the_lines_prompts(pair, tmp_path: Path) -> None:
     a, _ = pair
     build_prompts(a)
-    app.install_prompts_to_pbx(a)
+    install_prompts_to_pbx(a)
     plain = tmp_path / "sounds" / "ivr" / "legal.wav"
     first = sha(plain)
     moved = make_config(
@@ -90,7 +90,7 @@ def test_the_owner_updates_the_lines_prompts(pair, tmp_path: Path) -> None:
                  "items": items("Marie Dupont", "4 place du Marché, Lyon")},
         pbx={"mode": "external", "sounds_dir": str(tmp_path / "sounds")})
     rebuilt = build_prompts(moved)["prompts"]["legal"]["sha256"]
-    app.install_prompts_to_pbx(moved)
+    install_prompts_to_pbx(moved)
     assert sha(plain) == rebuilt != first
 
 

@@ -21,6 +21,7 @@ import yaml
 
 from conftest import REPO, Backend, make_config
 from ivr import app, config
+from ivr.prompts.install import install_prompts_to_pbx
 from ivr.campaign import run as campaign_run
 from ivr.campaign.clock import Clock
 from ivr.campaign.state import RunState
@@ -182,7 +183,7 @@ async def run_with_a_rebuild(cfg_a: Config, cfg_b: Config, backend: Backend) -> 
         ctl = await app.start(cfg_a, store, clock, node=node)  # follows the manifest
         try:
             await asyncio.to_thread(build_prompts, cfg_b)
-            await asyncio.to_thread(app.install_prompts_to_pbx, cfg_b)
+            await asyncio.to_thread(install_prompts_to_pbx, cfg_b)
             await asyncio.sleep(CHECK_EVERY_S + 0.2)  # the follower looks again
             state = RunState(cfg_a.campaign.name, store, clock,
                              max_concurrent=cfg_a.dialer.max_concurrent,
@@ -201,7 +202,7 @@ def test_a_mid_run_rebuild_with_swapped_keys_never_makes_a_refusal_a_consent(
     monkeypatch.setenv("IVR_CALLBACK_SECRET", "c" * 32)
     cfg_a = shipped_cfg(backend)
     built_a = build_prompts(cfg_a)
-    app.install_prompts_to_pbx(cfg_a)
+    install_prompts_to_pbx(cfg_a)
     cfg_b = shipped_cfg(backend, yes_key="2", no_key="1")  # the operator's edit
     intro_a = built_a["prompts"]["intro"]["sha256"]
     report, store, commands = asyncio.run(run_with_a_rebuild(cfg_a, cfg_b, backend))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr import app
+from ivr.prompts.install import install_prompts_to_pbx
 from ivr.config import Config
 from ivr.errors import SandboxError
 from ivr.prompts import prune as pr
@@ -218,7 +218,7 @@ def test_prompts_installed_reach_every_instance_and_a_later_one_at_start(
     sha = _build(cfg, {"intro": b"intro one", "legal": b"legal"})
     sandbox_nodes.SandboxNode(cfg, 2).install({})
     (tmp_path / "sb/asterisk-n2.pid").write_text("999999999")  # started by `up --nodes 2`
-    dest = app.install_prompts_to_pbx(cfg)
+    dest = install_prompts_to_pbx(cfg)
     assert dest == Sandbox(cfg).sounds
     folders = sandbox_nodes.sounds_dirs(cfg)
     assert folders == [dest, root / "usr/share/asterisk-n2/sounds"]
@@ -228,7 +228,7 @@ def test_prompts_installed_reach_every_instance_and_a_later_one_at_start(
         assert _same(dest / f, folders[1] / f), f
     # A rebuild: the plain copy is replaced in every instance, the old version stays.
     sha2 = _build(cfg, {"intro": b"intro two", "legal": b"legal"})
-    app.install_prompts_to_pbx(cfg)
+    install_prompts_to_pbx(cfg)
     new = f"{prompt_sound(cfg.campaign.name, 'intro', sha2['intro'])}.wav"
     for folder in folders:
         assert (folder / "ivr/intro.wav").read_bytes() == b"intro two"
@@ -246,11 +246,11 @@ def test_prune_removes_an_old_version_from_every_instance(root: Path, tmp_path: 
     for i in (2, 3):
         sandbox_nodes.SandboxNode(cfg, i).install({})
     old = _build(cfg, {"intro": b"intro one"})["intro"]
-    app.install_prompts_to_pbx(cfg)
+    install_prompts_to_pbx(cfg)
     os.utime(Sandbox(cfg).sounds / f"{prompt_sound(cfg.campaign.name, 'intro', old)}.wav",
              (1000, 1000))  # hardlinks: one inode, dated for every instance
     cur = _build(cfg, {"intro": b"intro two"})["intro"]
-    app.install_prompts_to_pbx(cfg)
+    install_prompts_to_pbx(cfg)
     folders = sandbox_nodes.sounds_dirs(cfg)
     assert len(folders) == 3
     old_f, cur_f = (f"{prompt_sound(cfg.campaign.name, 'intro', h)}.wav" for h in (old, cur))

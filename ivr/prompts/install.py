@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ivr.config import Config
-from ivr.errors import PromptError
-from ivr.prompts.manifest import check_not_foreign
+from ivr.errors import PbxError, PromptError
+from ivr.prompts.manifest import check_not_foreign, load_manifest
 from ivr.telephony.contract import SOUNDS_DIR, prompt_sound
 
 log = logging.getLogger(__name__)
@@ -161,3 +161,21 @@ def install_prompts(cfg: Config, manifest: Mapping[str, Any], dest_dir: Path) ->
         if plain and blobs and line_owner(dest_dir) != cfg.campaign.name else []
     _write_all(cfg, target, blobs + owner)  # the owner last: once its prompts are there
     return [path for path, _ in blobs]
+
+
+def install_prompts_to_pbx(cfg: Config) -> Path:
+    """Install the last build; in the sandbox into instance 1's sounds folder, then hardlinked
+    into every other instance's (each has its own: sandbox_nodes.py). Returns instance 1's."""
+    manifest = load_manifest(cfg)
+    if cfg.pbx.mode == "sandbox":
+        from ivr.telephony import sandbox_nodes  # the sandbox's own folders: imported on use
+        from ivr.telephony.sandbox import Sandbox
+        dest = Sandbox(cfg).sounds
+        sandbox_nodes.share_installed(cfg, install_prompts(cfg, manifest, dest))
+        return dest
+    if not cfg.pbx.sounds_dir:
+        raise PbxError("pbx.sounds_dir is not set: give the Asterisk sounds folder to "
+                       "install prompts into")
+    dest = Path(cfg.pbx.sounds_dir)
+    install_prompts(cfg, manifest, dest)
+    return dest

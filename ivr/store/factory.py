@@ -8,6 +8,7 @@ from ivr.store.base import StoreBackend
 
 if TYPE_CHECKING:
     from ivr.config import Config
+    from ivr.store.pg_cluster import PgCluster
 
 
 def open_store(cfg: "Config", busy_timeout_s: float = 30.0) -> StoreBackend:
@@ -21,3 +22,11 @@ def open_store(cfg: "Config", busy_timeout_s: float = 30.0) -> StoreBackend:
     from ivr.store.sqlite import Store
     return Store.open(cfg.path(cfg.store.path), busy_timeout_s=busy_timeout_s,
                       optout_key_file=key_file)
+
+
+def cluster_for(cfg: "Config") -> "PgCluster":
+    """The private cluster this config names (`ivr db`, the cluster demo): db.dir, else
+    <pbx.sandbox_dir>/pg (beside the sandbox Asterisk's state), on db.port."""
+    from ivr.store.pg_cluster import PgCluster
+    base = cfg.path(cfg.db.dir) if cfg.db.dir else cfg.path(cfg.pbx.sandbox_dir) / "pg"
+    return PgCluster(base, cfg.db.port)

@@ -11,8 +11,12 @@ import hmac
 import os
 import re
 import secrets
+from typing import TYPE_CHECKING
 
-from ivr.errors import ConfigError
+from ivr.errors import ConfigError, PbxError
+
+if TYPE_CHECKING:
+    from ivr.config import Config
 
 TOKEN_BYTES = 24  # 192 bits from `secrets`; hex, so it is safe in any dialplan or AGI argument
 CALLBACK_SECRET_ENV = "IVR_CALLBACK_SECRET"  # the controller's copy of the dialplan global
@@ -52,3 +56,16 @@ def callback_secret_from_env() -> str | None:
         raise ConfigError(f"{CALLBACK_SECRET_ENV} must be 16 or more letters, digits or - _ . + "
                           "(it is passed as an AGI argument)")
     return value
+
+
+def callback_secret(cfg: Config) -> str:
+    """The `callback` route's shared secret: the environment, else (sandbox) the file that
+    `ivr pbx up` writes into the sandbox's [globals] too."""
+    env = callback_secret_from_env()
+    if env:
+        return env
+    if cfg.pbx.mode == "sandbox":
+        from ivr.telephony.sandbox import Sandbox  # a sandbox's secret is its file
+        return Sandbox(cfg).callback_secret()
+    raise PbxError(f"{CALLBACK_SECRET_ENV} is not set: export it, with the same value as "
+                   f"{CALLBACK_SECRET_ENV} in the [globals] of the PBX (README)")

@@ -214,7 +214,7 @@ def config_moved_on(cfg: Config) -> str | None:
 def rebuild(cfg: Config) -> dict[str, Any]:
     """`ivr prompts build` then the install: with engine auto, gTTS when its service answers,
     else espeak-ng, as the command does (the prompts table names the engine each one used)."""
-    from ivr.app import install_prompts_to_pbx
+    from ivr.prompts.install import install_prompts_to_pbx
     from ivr.compliance.consent_first import require_consent_first
     moved_on = config_moved_on(cfg)
     if moved_on:

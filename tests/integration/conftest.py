@@ -16,6 +16,7 @@ import pytest
 import uvloop
 
 from ivr import app
+from ivr.prompts.install import install_prompts_to_pbx
 from ivr import config
 from ivr.config import Config
 from ivr.prompts.build import build_prompts
@@ -83,7 +84,7 @@ def pbx_cfg(tmp_path_factory: pytest.TempPathFactory) -> Config:
     cfg = config.from_dict(itest_config_dict(base), base)
     build_prompts(cfg)
     Sandbox(cfg).up(sim_timing=app.sandbox_sim_timing(cfg))
-    app.install_prompts_to_pbx(cfg)
+    install_prompts_to_pbx(cfg)
     return cfg
 
 

@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from ivr import app, config
+from ivr.prompts.install import install_prompts_to_pbx
 from ivr.config import Config
 from ivr.prompts.archive import archive_dir
 from ivr.prompts.build import MANIFEST_NAME
@@ -192,7 +193,7 @@ def pbx(pbx_cfg: Config) -> Any:
     for name in made:
         shutil.rmtree(sounds(pbx_cfg) / SOUNDS_DIR / campaign_sound_dir(name),
                       ignore_errors=True)
-    app.install_prompts_to_pbx(pbx_cfg)
+    install_prompts_to_pbx(pbx_cfg)
 
 
 # -- two campaigns at once ----------------------------------------------------------------------

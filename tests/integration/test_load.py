@@ -13,6 +13,7 @@ from collections import Counter
 import pytest
 
 from ivr import app, config
+from ivr.prompts.install import install_prompts_to_pbx
 from ivr.config import Config
 from ivr.prompts.build import build_prompts
 from ivr.prompts.manifest import load_manifest
@@ -44,7 +45,7 @@ def load_cfg(pbx_cfg: Config, tmp_path_factory: pytest.TempPathFactory) -> Confi
     data["prompts"]["items"]["message"] = {"text": MESSAGE}
     cfg = config.from_dict(data, base)
     build_prompts(cfg)
-    app.install_prompts_to_pbx(cfg)
+    install_prompts_to_pbx(cfg)
     return dataclasses.replace(cfg, dialer=dataclasses.replace(
         cfg.dialer, max_concurrent=N, calls_per_second=1000, amd=False),
         retry=dataclasses.replace(cfg.retry, max_attempts=1))

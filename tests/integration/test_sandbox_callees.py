@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from ivr import app
+from ivr.prompts.install import install_prompts_to_pbx
 from ivr.telephony.ami import Ami
 from ivr.config import Config
 from ivr.telephony.contract import SIM_SOUNDS_DIR, SIM_SPEAKER_CONTEXT, SIM_VAR_SPEAKER_WAIT
@@ -159,7 +160,7 @@ def test_cli_up_status_down_twice(pbx_cfg: Config) -> None:
                 assert proc.returncode == code, (cmd, proc.stdout, proc.stderr)
     finally:  # leave the sandbox as the session fixture made it
         Sandbox(pbx_cfg).up(sim_timing=app.sandbox_sim_timing(pbx_cfg))
-        app.install_prompts_to_pbx(pbx_cfg)
+        install_prompts_to_pbx(pbx_cfg)
 
 
 def test_a_callee_presses_nothing_before_it_hears_the_introduction(pbx_cfg: Config) -> None:
