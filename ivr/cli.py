@@ -181,7 +181,7 @@ def check(ctx: Ctx) -> None:
 
     from ivr.compliance.campaign_check import pbx_violations
     from ivr.records.run_audit import record_rules
-    store = ctx.store()
+    store = ctx.store(serving=True)  # its note now: sys.exit below skips the end's
     record_rules(ctx.cfg, store, now())  # how far back its rules read: `ivr purge` keeps it
     violations = _preflight(ctx, store) + pbx_violations(ctx.cfg)
     for v in violations:

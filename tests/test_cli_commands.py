@@ -180,6 +180,16 @@ def test_a_new_store_is_noted_and_an_unknown_campaign_is_warned(cfg_file: Path) 
     assert known.exit_code == 0 and known.stderr == ""
 
 
+def test_check_notes_the_new_store_it_created(cfg_file: Path) -> None:
+    """`ivr check` exits through sys.exit, past the note the other commands print at their
+    end: a mistyped store.path passed the preflight with 0 errors and no word, an empty
+    opposition list behind it."""
+    runner = CliRunner(mix_stderr=False)
+    result = runner.invoke(cli, ["--config", str(cfg_file), "check"])
+    assert "note: new store created at " in result.stderr
+    assert "check store.path" in result.stderr
+
+
 def test_prompts_build_refuses_an_intro_that_is_not_consent_first(cfg_file: Path) -> None:
     """A running campaign takes a rebuilt intro at once (prompts/live.py): the build refuses
     what `ivr check` refuses, and writes nothing."""
