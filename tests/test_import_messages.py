@@ -34,14 +34,31 @@ def test_an_unknown_basis_is_warned_at_the_import_in_the_checks_words(
     path = tmp_path / "list.csv"
     path.write_text("number\n06 12 34 56 78\n")
     (warning,) = [v.message for v in check_sources(
-        [{"source": "L", "basis": "concent", "acquired_on": "2026-01-01"}])]
-    assert run(store, path, basis="concent").warnings == [warning]
-    assert "basis 'concent' is not one of" in warning
+        [{"source": "L", "basis": "adhesion 2019", "acquired_on": "2026-01-01"}])]
+    assert run(store, path, basis="adhesion 2019").warnings == [warning]
+    assert "basis 'adhesion 2019' is not one of" in warning
     # the binding keeps its first basis (its provenance), and the re-import says so
     assert run(store, path, basis="consent").warnings == [
         "1 number(s) already bound to campaign 'c1' with another source/basis were left as "
-        "they were (first: L/concent): a number keeps the list and basis it was first bound "
-        "with in a campaign"]
+        "they were (first: L/adhesion 2019): a number keeps the list and basis it was first "
+        "bound with in a campaign"]
+
+
+@sqlite_only
+@pytest.mark.parametrize(("typo", "meant"), [("concent", "consent"), ("consnet", "consent"),
+                                             ("Member File", "member_file"),
+                                             ("rented-file", "rented_file")])
+def test_a_basis_typo_is_refused_before_any_line_as_it_could_never_be_corrected(
+        store: Store, tmp_path: Path, typo: str, meant: str) -> None:
+    """Before: taken with a warning, and the binding kept it for good (an import of the same
+    list with the right basis leaves a number's first provenance as it was)."""
+    path = tmp_path / "list.csv"
+    path.write_text("number\n06 12 34 56 78\n")
+    with pytest.raises(ImportFileError) as err:
+        run(store, path, basis=typo)
+    assert f"did you mean {meant}? Import with --basis {meant}" in str(err.value)
+    assert store.one("SELECT COUNT(*) AS n FROM contacts")["n"] == 0  # type: ignore[index]
+    assert run(store, path, basis=meant).added == 1
 
 
 def test_a_fatal_error_part_way_keeps_the_rejects_and_says_what_was_imported(
@@ -69,12 +86,12 @@ def test_the_command_lists_those_rejects_before_the_error(
     path = tmp_path / "list.csv"
     path.write_text(BROKEN)
     result = CliRunner().invoke(cli, ["--config", str(cfg_file), "contacts", "import",
-                                      str(path), "--source", "L", "--basis", "concent",
+                                      str(path), "--source", "L", "--basis", "adhesion",
                                       "--acquired-on", "2025-01-15"])
     assert result.exit_code == 1
     lines = result.output.splitlines()
     assert lines[0].startswith("rejected line 2: 'bad': not a valid phone number")
-    assert lines[1].startswith("warning: contact list 'L' basis 'concent' is not one of")
+    assert lines[1].startswith("warning: contact list 'L' basis 'adhesion' is not one of")
     assert "1 rejected; nothing from there on" in lines[2]
     assert lines[2].endswith("(this command created a new store at "
                              f"{tmp_path / 't.db'}: check store.path)")  # not "empty"

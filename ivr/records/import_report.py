@@ -3,13 +3,16 @@ of the list, the acquisition date, a merge that fills blanks only, the counters 
 (ivr/records/contacts.py drives them)."""
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from ivr.compliance.callee_place import Zones, callee_zone
+from ivr.compliance.list_sources import KNOWN_BASES
 from ivr.compliance.preflight import check_sources
+from ivr.compliance.violations import fold
 from ivr.config import Schedule
 from ivr.errors import ComplianceError
 from ivr.errors import ImportFileError
@@ -76,9 +79,24 @@ def provenance(source: str, basis: str | None, notes: list[str] | None = None) -
     errors = [v.message for v in found if v.is_error]
     if errors:
         raise ImportFileError("; ".join(errors))
+    _refuse_a_basis_typo(basis)
     if notes is not None:
         notes += [v.message for v in found if v.code.startswith("basis")]
     return basis
+
+
+def _refuse_a_basis_typo(basis: str) -> None:
+    """A basis of one's own is taken with a warning, but one this close to a known basis is a
+    typo ('concent'): the binding keeps the basis it was first imported with, so stored it
+    could never be corrected by importing the list again."""
+    folded = fold(basis).strip()
+    if folded in KNOWN_BASES:
+        return
+    close = difflib.get_close_matches(folded, sorted(KNOWN_BASES), n=1, cutoff=0.7)
+    if close:
+        raise ImportFileError(f"--basis {basis!r} is not one of {', '.join(sorted(KNOWN_BASES))}:"
+                              f" did you mean {close[0]}? Import with --basis {close[0]} (a "
+                              "list keeps the basis it is first imported with)")
 
 
 _COUNTS = ("added", "merged", "unchanged", "opted_out", "duplicates", "withdrawn")
