@@ -323,12 +323,22 @@ def load(path: str | Path) -> Config:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{p}: not UTF-8 (byte {exc.start}): save the file as UTF-8") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{p}: not valid YAML{at}: fix the syntax") from None
+        raise ConfigError(f"{p}: not valid YAML{_yaml_where(exc)}: fix the syntax") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: the top level must be a mapping of sections")
     config_yaml.printable(data, "")
     cfg = from_dict(data, p.resolve().parent)
     cfg.source = (p.resolve(), raw)
     return cfg
+
+
+def _yaml_where(exc: yaml.YAMLError) -> str:
+    """Where PyYAML saw the mistake and what it was: the line it noticed it on is often the
+    one after it (an unclosed bracket, a missing colon), so the line its context began on too."""
+    marks = [getattr(exc, m, None) for m in ("context_mark", "problem_mark")]
+    lines = sorted({m.line + 1 for m in marks if m is not None})
+    at = "" if not lines else f" at line {lines[0]}" if len(lines) == 1 else \
+        f" at lines {lines[0]}-{lines[-1]}"
+    problem = str(getattr(exc, "problem", None) or "")
+    why = "a tab: indent with spaces" if "'\\t'" in problem else problem.replace("\n", " ")
+    return f"{at} ({why})" if why else at

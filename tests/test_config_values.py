@@ -316,3 +316,18 @@ def test_deleting_the_demo_any_hour_line_keeps_the_schedule_defaults(tmp_path: P
                                         "config.contacts.allow_countries")])
 def test_an_empty_scalar_or_list_is_still_refused(data: dict[str, Any], key: str) -> None:
     refused(data, key)
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ("dialer:\n\tmax_concurrent: 20\n", "at line 2 (a tab: indent with spaces)"),
+    ("dialer:\n  slots: [20\n", "at lines 2-3 (expected ',' or ']', but got '<stream end>')"),
+])
+def test_a_yaml_mistake_says_where_it_began_and_what_it_is(tmp_path: Path, text: str,
+                                                           said: str) -> None:
+    """Before: only the line PyYAML noticed it on, often the one after the mistake, and
+    "fix the syntax" for a tab as for anything else."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    assert str(err.value) == f"{path}: not valid YAML {said}: fix the syntax"
