@@ -228,7 +228,8 @@ def _build(tp: Any, value: Any, where: str) -> Any:
         if value is None:  # `schedule:` left with only comments: the section's defaults
             value = {}
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+            raise ConfigError(f"{where}: expected a mapping (its keys on the lines under it), "
+                              f"got {_shown(value)}")
         hints = typing.get_type_hints(tp)
         known = {f.name for f in dataclasses.fields(tp) if not f.metadata.get("internal")}
         kwargs = {}
@@ -244,12 +245,12 @@ def _build(tp: Any, value: Any, where: str) -> Any:
         return _build(args[0], value, where)
     if origin is list:
         if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list")
+            raise ConfigError(f"{where}: expected a list, got {_shown(value)}")
         (item,) = typing.get_args(tp)
         return [_build(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping")
+            raise ConfigError(f"{where}: expected a mapping, got {_shown(value)}")
         _, vt = typing.get_args(tp)
         return {str(k): _build(vt, v, f"{where}.{k}") for k, v in value.items()}
     if tp is bool:
@@ -259,13 +260,19 @@ def _build(tp: Any, value: Any, where: str) -> Any:
     if tp in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                 not math.isfinite(value):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise ConfigError(f"{where}: expected a number, got {_shown(value)}"
+                              f"{_as_number_hint(value)}")
         if tp is int and value != int(value):  # 2.5 repeats would be silently truncated
             raise ConfigError(f"{where}: expected a whole number, got {value!r}")
         return tp(value)
     if tp is str:
-        if isinstance(value, (dict, list)) or value is None:
-            raise ConfigError(f"{where}: expected text, got {value!r}")
+        if value is None:
+            raise ConfigError(f"{where} is empty: give it a value")
+        if isinstance(value, list):
+            raise ConfigError(f"{where}: expected text, got a list: write it as one text, e.g. "
+                              f'"{",".join(map(str, value))}"')
+        if isinstance(value, dict):
+            raise ConfigError(f"{where}: expected text, got a mapping")
         # YAML reads NO, yes, on, off as booleans (Norway's code became 'False'), +33162000000
         # as an integer without its '+', and 0162000000 as an octal integer
         if isinstance(value, bool):
@@ -330,6 +337,28 @@ def load(path: str | Path) -> Config:
     cfg = from_dict(data, p.resolve().parent)
     cfg.source = (p.resolve(), raw)
     return cfg
+
+
+def _shown(value: Any) -> str:
+    """A config value as an operator wrote it, in words (never the YAML loader's classes)."""
+    if value is None:
+        return "nothing (empty)"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, (list, dict)):
+        return "a list" if isinstance(value, list) else "a mapping"
+    return f"the text {str(value)!r}"
+
+
+def _as_number_hint(value: Any) -> str:
+    """YAML 1.1 reads 1e3 and 1.0e3 as text (its floats need a dot and a signed exponent)."""
+    try:
+        number = float(str(value))
+    except ValueError:
+        return ""
+    return f": write it as {number:g}" if isinstance(value, str) and math.isfinite(number) else ""
 
 
 def _yaml_where(exc: yaml.YAMLError) -> str:

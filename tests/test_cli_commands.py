@@ -221,6 +221,17 @@ def test_a_store_path_that_cannot_be_made_is_one_line(cfg_file: Path) -> None:
     assert out.count("\n") == 1
 
 
+def test_a_store_path_that_is_a_folder_says_to_name_a_file(cfg_file: Path,
+                                                           tmp_path: Path) -> None:
+    """Before: "unable to open database file", naming neither store.path nor what to do."""
+    data = yaml.safe_load(cfg_file.read_text(encoding="utf-8"))
+    data["store"] = {"path": str(tmp_path)}
+    cfg_file.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    code, out = invoke(cfg_file, "report")
+    assert code == 1 and out == (f"error: cannot open the store {tmp_path}: a folder, not a "
+                                 "file: give store.path a file name (e.g. ivr.db) inside it\n")
+
+
 def test_report_csv_and_json_are_utf8_whatever_the_locale(cfg_file: Path) -> None:
     """Found in review: `ivr report --format csv|json` wrote in the terminal's encoding. Under
     a latin-1 locale its bytes were not the console's, and a name outside latin-1 stopped the

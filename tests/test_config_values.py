@@ -331,3 +331,22 @@ def test_a_yaml_mistake_says_where_it_began_and_what_it_is(tmp_path: Path, text:
     with pytest.raises(ConfigError) as err:
         config.load(path)
     assert str(err.value) == f"{path}: not valid YAML {said}: fix the syntax"
+
+
+@pytest.mark.parametrize(("data", "said"), [
+    # before: "got _Int", the YAML loader's own class
+    ({"retry": {"delay_s": 600}}, "config.retry.delay_s: expected a mapping (its keys on the "
+                                  "lines under it), got the number 600"),
+    # YAML 1.1 reads 1.0e3 as text: before, "got '1.0e3'" and no way out
+    ({"dialer": {"ring_timeout_s": "1.0e3"}}, "config.dialer.ring_timeout_s: expected a "
+                                              "number, got the text '1.0e3': write it as 1000"),
+    # `name:` left empty: before, "expected text, got None"
+    ({"campaign": {"name": None}}, "config.campaign.name is empty: give it a value"),
+    ({"pbx": {"nodes": 3}}, "config.pbx.nodes: expected a list, got the number 3"),
+    ({"schedule": {"windows": [{"days": ["mon", "tue"]}]}},
+     'config.schedule.windows[0].days: expected text, got a list: write it as one text, e.g. '
+     '"mon,tue"'),
+])
+def test_a_value_of_the_wrong_kind_is_said_in_the_operators_words(data: dict[str, Any],
+                                                                  said: str) -> None:
+    assert refused(data, said) == said

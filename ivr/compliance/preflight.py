@@ -237,9 +237,10 @@ def _check_schedule(cfg: Config) -> list[Violation]:
         parse_blackout_dates(sch.blackout_dates)
     except ComplianceError as exc:
         out.append(_err("blackout_invalid", str(exc)))
-    if sch.max_attempts_per_30_days < 0 or sch.refusal_cooldown_days < 0:
-        out.append(_err("limits_negative", "schedule.max_attempts_per_30_days and refusal_cooldown_days "
-                        "must be >= 0"))
+    for key in ("max_attempts_per_30_days", "refusal_cooldown_days"):
+        if getattr(sch, key) < 0:
+            out.append(_err("limits_negative", f"schedule.{key} is {getattr(sch, key)}: it must be "
+                            ">= 0"))
     out += check_decree_limits(cfg)
     if sch.demo_any_hour:
         out.append(_warn("demo_any_hour", "schedule.demo_any_hour is true: it lifts the hour, holiday and "

@@ -75,7 +75,9 @@ class Store(CallsSQL, HistorySQL, RecordsSQL, PrivacySQL, ContactsSQL, ConsoleSQ
             db.execute("PRAGMA foreign_keys=ON")
             db.execute("PRAGMA secure_delete=ON")  # erased personal data is overwritten
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the store {path}: {exc}") from None
+            what = "a folder, not a file: give store.path a file name (e.g. ivr.db) inside it" \
+                if path.is_dir() else f"{exc}: check store.path"
+            raise StoreError(f"cannot open the store {path}: {what}") from None
         except OSError as exc:  # its folder or file cannot be made (read-only, permissions)
             raise StoreError(f"cannot open the store {path}: {exc.strerror or exc}: check "
                              "store.path") from None
