@@ -381,6 +381,23 @@ def test_windows_1252_punctuation_survives(store: Store, tmp_path: Path) -> None
     assert rows(store)[0]["name"] == "L’Hôte Œdipe" and report.warnings == [LATIN1_WARNING]
 
 
+@sqlite_only
+@pytest.mark.parametrize("utf8_first", [False, True])  # the stray byte before or after them
+def test_a_utf8_file_with_one_stray_byte_is_refused_naming_its_line(
+        store: Store, tmp_path: Path, utf8_first: bool) -> None:
+    """Before: read as Windows-1252 with a warning naming no line, every other accent stored
+    as two letters ('Élodie' as 'Ã‰lodie')."""
+    lines = [b"01 99 00 00 10,\xc3\x89lodie\n", b"01 99 00 00 11,Al\xffice\n"]
+    path = write(tmp_path, b"number,name\n" + b"".join(lines if utf8_first else lines[::-1]))
+    with pytest.raises(ImportFileError) as err:
+        run(store, path)
+    line = 3 if utf8_first else 2
+    assert str(err.value) == (f"list.csv line {line}: a byte that is not UTF-8, in a file whose "
+                              "other accents are UTF-8: fix that line (or save the file again "
+                              "as 'CSV UTF-8'); nothing was imported")
+    assert rows(store) == []
+
+
 def test_invalid_utf8_late_in_a_big_file_is_still_detected(store: Store, tmp_path: Path) -> None:
     # past the first chunk of the encoding pass: long lines, few numbers (60,000 short ones
     # were 0.9 MB, inside it, and cost 25-29 s in CI)

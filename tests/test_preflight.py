@@ -272,3 +272,9 @@ def test_amd_on_is_warned_every_check_and_off_is_silent() -> None:
     assert check_amd(off) == []
     assert any(v.code == "amd_on" for v in preflight(on))
     assert not any(v.code == "amd_on" for v in preflight(off))
+
+
+def test_a_cap_of_zero_attempts_is_warned() -> None:
+    """Accepted without a word before: a campaign whose every contact stays uncalled."""
+    assert codes(preflight(make(max_attempts_per_30_days=0)), WARNING) == ["attempts_zero"]
+    assert "attempts_zero" not in codes(preflight(make(max_attempts_per_30_days=1)))

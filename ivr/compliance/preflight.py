@@ -241,6 +241,9 @@ def _check_schedule(cfg: Config) -> list[Violation]:
         if getattr(sch, key) < 0:
             out.append(_err("limits_negative", f"schedule.{key} is {getattr(sch, key)}: it must be "
                             ">= 0"))
+    if sch.max_attempts_per_30_days == 0:
+        out.append(_warn("attempts_zero", "schedule.max_attempts_per_30_days is 0: nobody will be "
+                         "called; give the cap (4 by default)"))
     out += check_decree_limits(cfg)
     if sch.demo_any_hour:
         out.append(_warn("demo_any_hour", "schedule.demo_any_hour is true: it lifts the hour, holiday and "

@@ -21,6 +21,9 @@ EMPTY = "is empty: its first line must be a header naming a 'number' column"
 # Bytes Windows-1252 leaves undefined. Excel on Windows writes cp1252 (’ œ €), a superset of
 # Latin-1 for printable text; a file holding one of these bytes is read as strict Latin-1.
 CP1252_HOLES = (b"\x81", b"\x8d", b"\x8f", b"\x90", b"\x9d")
+# A well-formed UTF-8 sequence of 2 to 4 bytes (an accent, a curly quote): rare in cp1252 text
+UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|"
+                           rb"[\xf0-\xf4][\x80-\xbf]{3}")
 
 
 def short(text: str, limit: int = 40) -> str:
@@ -271,8 +274,32 @@ def _sniff(path: Path, warnings: list[str]) -> str:
     if bom:  # Latin-1 would read the mark as 'ï»¿' glued to the first column's name
         raise ImportFileError(f"{path.name} starts with a UTF-8 mark (BOM) but is not UTF-8 "
                               "past it: save it again as 'CSV UTF-8'")
+    _refuse_mixed(path)
     warnings.append(LATIN1_WARNING)
     return "latin-1" if holes else "cp1252"
+
+
+def _refuse_mixed(path: Path) -> None:
+    """A UTF-8 file with one stray byte (a line pasted from elsewhere) is not Windows-1252:
+    read so, every accent of its other lines became two letters ('é' as 'Ã©'). Refused,
+    naming the line, when the file also holds well-formed UTF-8 sequences."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line, bad, mixed = 1, 0, False
+    with open(path, "rb") as fh:
+        while (chunk := fh.read(CHUNK)) and not (bad and mixed):
+            mixed = mixed or UTF8_SEQUENCE.search(chunk) is not None
+            if bad:
+                continue
+            pending = len(decoder.getstate()[0])
+            try:
+                decoder.decode(chunk)
+                line += chunk.count(b"\n")
+            except UnicodeDecodeError as exc:
+                bad = line + chunk[:max(exc.start - pending, 0)].count(b"\n")
+    if bad and mixed:
+        raise ImportFileError(f"{path.name} line {bad}: a byte that is not UTF-8, in a file "
+                              "whose other accents are UTF-8: fix that line (or save the file "
+                              "again as 'CSV UTF-8'); nothing was imported")
 
 
 def _decodes(decoder: codecs.IncrementalDecoder, chunk: bytes, final: bool = False) -> bool:

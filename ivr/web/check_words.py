@@ -26,6 +26,7 @@ HEADLINES: dict[str, str] = {
     "override_reason_too_short": "motif de dérogation trop court",
     "override_reason_unused": "motif de dérogation sans objet",
     "limits_negative": "limite négative",
+    "attempts_zero": "aucun appel permis (plafond à 0)",
     "timezone_invalid": "fuseau horaire inconnu",
     "holidays_country_invalid": "pays des jours fériés inconnu",
     "blackout_invalid": "date exclue illisible",
