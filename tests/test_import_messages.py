@@ -56,7 +56,7 @@ def test_a_basis_typo_is_refused_before_any_line_as_it_could_never_be_corrected(
     path.write_text("number\n06 12 34 56 78\n")
     with pytest.raises(ImportFileError) as err:
         run(store, path, basis=typo)
-    assert f"did you mean {meant}? Import with --basis {meant}" in str(err.value)
+    assert f"did you mean {meant}? Give the basis {meant}" in str(err.value)
     assert store.one("SELECT COUNT(*) AS n FROM contacts")["n"] == 0  # type: ignore[index]
     assert run(store, path, basis=meant).added == 1
 

@@ -73,7 +73,7 @@ class PrunePlan:
 
 
 def sounds_dir(cfg: Config) -> Path:
-    """The PBX sounds folder the prompts are installed into (as install.install_prompts_to_pbx)."""
+    """The PBX sounds folder the prompts are installed into (as install_prompts_to_pbx)."""
     if cfg.pbx.mode == "sandbox":
         from ivr.telephony.sandbox import Sandbox
         return Sandbox(cfg).sounds

@@ -94,9 +94,9 @@ def _refuse_a_basis_typo(basis: str) -> None:
         return
     close = difflib.get_close_matches(folded, sorted(KNOWN_BASES), n=1, cutoff=0.7)
     if close:
-        raise ImportFileError(f"--basis {basis!r} is not one of {', '.join(sorted(KNOWN_BASES))}:"
-                              f" did you mean {close[0]}? Import with --basis {close[0]} (a "
-                              "list keeps the basis it is first imported with)")
+        raise ImportFileError(f"basis {basis!r} is not one of {', '.join(sorted(KNOWN_BASES))}:"
+                              f" did you mean {close[0]}? Give the basis {close[0]} (a list "
+                              "keeps the basis it is first imported with)")
 
 
 _COUNTS = ("added", "merged", "unchanged", "opted_out", "duplicates", "withdrawn")
