@@ -141,6 +141,26 @@ def test_pacing_is_kept_within_the_configs_bounds(web) -> None:
     assert (row["max_concurrent"], row["calls_per_second"]) == (5, 1.5)
 
 
+@backend_sqlite_only
+def test_pacing_refuses_true_and_false_and_a_body_that_is_not_json(web) -> None:
+    """Found by a probe: JSON's true was read as 1 (one call at a time, stored); a body that
+    was not a JSON object answered "0: JSON decode error", naming no field and no fix."""
+    c = web.client()
+    h = {"X-CSRF-Token": login(c, "otto")}
+    url = f"/api/campaigns/{CAMPAIGN}/pacing"
+    before = web.store.run_control(CAMPAIGN)
+    for body in ({"max_concurrent": True}, {"calls_per_second": False}):
+        r = c.post(url, json=body, headers=h)
+        assert r.status_code == 422 and "not true or false" in r.json()["detail"], r.text
+    for kwargs in ({"content": b"max_concurrent=3",
+                    "headers": {**h, "content-type": "application/json"}},
+                   {"data": {"max_concurrent": "3"}, "headers": h}, {"headers": h}):
+        r = c.post(url, **kwargs)  # type: ignore[arg-type]
+        assert r.status_code == 422 and r.json()["detail"].startswith(
+            "body: send a JSON object with Content-Type: application/json"), r.text
+    assert web.store.run_control(CAMPAIGN) == before
+
+
 def test_control_actions_write_the_desired_state(web) -> None:
     c = web.client()
     h = {"X-CSRF-Token": login(c, "otto")}
@@ -181,6 +201,21 @@ def test_an_upload_imports_and_lists_its_rejects(web) -> None:
     assert r.status_code == 400 and "basis" in r.json()["detail"]
     audit = [(a["action"], a["actor"]) for a in web.store.audit_log(10)]
     assert ("import", "otto") in audit
+
+
+@backend_sqlite_only
+@pytest.mark.parametrize(("source", "said"), [("t" * 201, "source: 201 characters, at most 200"),
+                                              ("a\nb", "source: it holds a line break")])
+def test_an_upload_refuses_a_source_name_that_is_not_a_label(web, source: str,
+                                                             said: str) -> None:
+    """Found by a probe: a 1 MB name was stored and sent with every page of the campaign."""
+    c = web.client()
+    h = {"X-CSRF-Token": login(c, "otto")}
+    r = c.post(f"/api/campaigns/{CAMPAIGN}/contacts", headers=h,
+               files={"file": ("list.csv", CSV.encode(), "text/csv")},
+               data={"source": source, "basis": "member_file", "acquired_on": "2026-11-01"})
+    assert r.status_code == 400 and r.json()["detail"].startswith(said), r.text
+    assert c.get(f"/api/campaigns/{CAMPAIGN}/contacts").json()["lists"] == []
 
 
 @backend_sqlite_only

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -71,6 +72,7 @@ def provenance(source: str, basis: str | None, notes: list[str] | None = None) -
     would refuse them anyway: refusing here stores nothing that may not be called). `notes`
     takes the check's warnings about the basis (a typo such as 'concent'), in its words: said
     at the import, not first at the next `ivr check`."""
+    _source_name(source)
     basis = (basis or "").strip()
     if not basis:
         raise ImportFileError("a list needs its acquisition basis: pass --basis consent, "
@@ -83,6 +85,20 @@ def provenance(source: str, basis: str | None, notes: list[str] | None = None) -
     if notes is not None:
         notes += [v.message for v in found if v.code.startswith("basis")]
     return basis
+
+
+SOURCE_MAX = 200  # characters: a list's name is shown on every page and report line of it
+
+
+def _source_name(source: str) -> None:
+    """A list's name is a label on one line: a megabyte of it was stored and sent with every
+    page of the campaign, and a line break split report.csv's rows."""
+    if len(source) > SOURCE_MAX:
+        raise ImportFileError(f"source: {len(source)} characters, at most {SOURCE_MAX}: give "
+                              "the list a short name")
+    if any(unicodedata.category(c).startswith("C") for c in source):
+        raise ImportFileError("source: it holds a line break or a control character: give the "
+                              "list a name on one line")
 
 
 def _refuse_a_basis_typo(basis: str) -> None:

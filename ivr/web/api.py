@@ -10,7 +10,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import (FileResponse, JSONResponse, PlainTextResponse, Response,
                                StreamingResponse)
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from ivr.records import privacy
@@ -36,6 +36,14 @@ class ControlBody(BaseModel):
 class PacingBody(BaseModel):
     max_concurrent: int | None = None
     calls_per_second: float | None = None
+
+    @field_validator("max_concurrent", "calls_per_second", mode="before")
+    @classmethod
+    def _not_true_or_false(cls, value: Any) -> Any:
+        """pydantic reads JSON's true as 1: a pace of one call at a time nobody asked for."""
+        if isinstance(value, bool):
+            raise ValueError("give a number, not true or false")
+        return value
 
 
 class OptoutBody(BaseModel):

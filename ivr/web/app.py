@@ -207,10 +207,21 @@ def _error_handlers(app: FastAPI, error_page: ErrorPage) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
-        return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid')}"},
-                            status_code=422)
+        return JSONResponse({"detail": invalid_detail(exc.errors())}, status_code=422)
+
+
+def invalid_detail(errors: Any) -> str:
+    """One line naming the field and what to send. A body that is not a JSON object (bad
+    JSON, a form where JSON goes, none at all) named no field: "0: JSON decode error"."""
+    first = errors[0] if errors else {}
+    loc = [str(p) for p in first.get("loc", ())]
+    where = ".".join(p for p in loc if p != "body") or "request"
+    kind = first.get("type", "")
+    if kind == "json_invalid" or (loc == ["body"] and kind in ("missing", "model_attributes_type",
+                                                              "dict_type")):
+        return ("body: send a JSON object with Content-Type: application/json (the fields of "
+                "each route: /api/openapi.json)")
+    return f"{where}: {first.get('msg', 'invalid')}"
 
 
 class Overviews(Refreshing):
