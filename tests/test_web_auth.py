@@ -122,6 +122,18 @@ def test_an_operator_starts_and_pauses_and_the_audit_names_them(web) -> None:
     assert ("run_control", "otto") in actors and ("login", "otto") in actors
 
 
+@backend_sqlite_only  # the web layer's answer, before the store
+def test_a_page_form_without_a_field_answers_a_page_naming_it(web) -> None:
+    """Found by a probe: the page answered the API's JSON ({"detail": "action: Field
+    required"}) in English, instead of a page of the console."""
+    c = web.client()
+    token = login(c, "otto")
+    r = c.post(f"/c/{CAMPAIGN}/run/control", data={"csrf_token": token})
+    assert r.status_code == 422 and r.headers["content-type"].startswith("text/html")
+    assert "Il manque un champ au formulaire" in r.text and "action: Field required" in r.text
+    assert web.store.run_control(CAMPAIGN) is None
+
+
 @backend_sqlite_only  # cookie, limiter and CSRF mechanics
 def test_a_post_without_its_csrf_token_is_refused(web) -> None:
     c = web.client()

@@ -207,7 +207,11 @@ def _error_handlers(app: FastAPI, error_page: ErrorPage) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
-        return JSONResponse({"detail": invalid_detail(exc.errors())}, status_code=422)
+        detail = invalid_detail(exc.errors())
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": detail}, status_code=422)
+        # a page's form sent without a field (no file chosen): a page, not the API's JSON
+        return error_page(request, 422, detail, "form_incomplete")
 
 
 def invalid_detail(errors: Any) -> str:

@@ -296,6 +296,8 @@ STRINGS: dict[str, tuple[str, str]] = {
                      "No page of the console has this address."),
     "no_route_405": ("Cette adresse reçoit un formulaire : revenez à sa page.",
                      "This address takes a form: go back to its page."),
+    "form_incomplete": ("Il manque un champ au formulaire : revenez à sa page et remplissez-le.",
+                        "The form lacks a field: go back to its page and fill it in."),
     # a recording's upload (the API's `note` keeps the English)
     "flash_recording_kept": ("{key} : enregistrement de {seconds} s sauvegardé ; le précédent "
                              "est gardé sous {kept}",
