@@ -93,6 +93,9 @@ class IvrGroup(click.Group):
         try:
             result = super().invoke(ctx)
             sys.stdout.flush()  # a full disk said here, not as a traceback at exit
+        except (SystemExit, click.exceptions.Exit):  # a command's own status (check, optout
+            _note_new_store(ctx)  # import): the store it created said all the same
+            raise
         except IvrError as exc:
             created = getattr(ctx.obj, "created", None)
             # An import stopped part-way (PartialImportError) left rows in it: not empty.
@@ -115,10 +118,14 @@ class IvrGroup(click.Group):
             ctx.exit(1)
         finally:
             sys.stdout = stdout
-        created = getattr(ctx.obj, "created", None)
-        if created is not None:
-            err_console.print(new_store_note(created), highlight=False, markup=False)
+        _note_new_store(ctx)
         return result
+
+
+def _note_new_store(ctx: click.Context) -> None:
+    created = getattr(ctx.obj, "created", None)
+    if created is not None:
+        err_console.print(new_store_note(created), highlight=False, markup=False)
 
 
 @click.group(cls=IvrGroup)
@@ -181,7 +188,7 @@ def check(ctx: Ctx) -> None:
 
     from ivr.compliance.campaign_check import pbx_violations
     from ivr.records.run_audit import record_rules
-    store = ctx.store(serving=True)  # its note now: sys.exit below skips the end's
+    store = ctx.store()
     record_rules(ctx.cfg, store, now())  # how far back its rules read: `ivr purge` keeps it
     violations = _preflight(ctx, store) + pbx_violations(ctx.cfg)
     for v in violations:

@@ -190,6 +190,18 @@ def test_check_notes_the_new_store_it_created(cfg_file: Path) -> None:
     assert "check store.path" in result.stderr
 
 
+def test_a_command_ending_on_its_own_status_notes_the_new_store(cfg_file: Path,
+                                                                 tmp_path: Path) -> None:
+    """`ivr optout import` with a rejected line exits 1 itself (click's ctx.exit): the note
+    of the store it created was skipped, as `ivr check`'s was."""
+    listed = tmp_path / "optouts.csv"
+    listed.write_text("number\n0199000012\nnot a number\n")
+    result = CliRunner(mix_stderr=False).invoke(
+        cli, ["--config", str(cfg_file), "optout", "import", str(listed)])
+    assert result.exit_code == 1 and "1 line(s) rejected" in result.stderr
+    assert result.stderr.rstrip("\n").endswith("check store.path if you expected one")
+
+
 def test_prompts_build_refuses_an_intro_that_is_not_consent_first(cfg_file: Path) -> None:
     """A running campaign takes a rebuilt intro at once (prompts/live.py): the build refuses
     what `ivr check` refuses, and writes nothing."""
