@@ -347,18 +347,22 @@ def _shown(value: Any) -> str:
         return str(value).lower()
     if isinstance(value, (int, float)):
         return f"the number {value!r}"
-    if isinstance(value, (list, dict)):
-        return "a list" if isinstance(value, list) else "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
     return f"the text {str(value)!r}"
 
 
 def _as_number_hint(value: Any) -> str:
     """YAML 1.1 reads 1e3 and 1.0e3 as text (its floats need a dot and a signed exponent)."""
+    if not isinstance(value, str):
+        return ""
     try:
-        number = float(str(value))
+        number = float(value)
     except ValueError:
         return ""
-    return f": write it as {number:g}" if isinstance(value, str) and math.isfinite(number) else ""
+    return f": write it as {number:g}" if math.isfinite(number) else ""
 
 
 def _yaml_where(exc: yaml.YAMLError) -> str:
