@@ -72,10 +72,19 @@ _DECIMAL = re.compile(r"\+?[0-9]{6,15}[.,]0+")
 OPTOUT_ADD = "ivr optout add NUMBER --via post|email|phone|sms"
 # Words an operator writes next to a number to note that the person objected (folded text).
 # Such a line must not be "fixed" by deleting the word: that calls the person who objected.
+# Besides the words, a negated call ("ne veut plus être appelé", "ne m'appelez plus", "ne pas
+# recontacter"), a removal ("retirer de la liste", "supprimer ce numéro", "radiation") and a ban
+# ("interdit d'appeler"): a CRM's note says it in a sentence, not in one word.
 _OBJECTION = re.compile(
-    r"(?<![^\W\d_])(?:stop|oppos\w*|ne\W*(?:pas|plus)\W*(?:appeler|rappeler|contacter)|"
-    r"desinscri\w*|refus\w*|liste\W*rouge|bloctel|do\W*not\W*call|opt\W?out|"
-    r"unsubscribed?)(?![^\W\d_])")
+    r"(?<![^\W\d_])(?:stop|oppos\w*|desinscri\w*|desabonn\w*|refus\w*|liste\W*rouge|bloctel|"
+    r"do\W*not\W*call|opt\W?out|unsubscribed?|radiation|"
+    r"n(?:e[\s'-]+|')(?:\w+[\s'-]+){0,2}?(?:pas|plus|jamais)[\s'-]+(?:(?:etre|me|nous|le|la|"
+    r"les)[\s'-]+)?(?:re)?(?:appel|rappel|contact|sollicit)\w*|"
+    r"n(?:e[\s'-]+|')(?:(?:m|l|le|la|les|nous)[\s'-]+)?(?:re)?(?:appel|rappel|contact|sollicit)"
+    r"\w*[\s'-]+(?:pas|plus|jamais)|"
+    r"retir\w*[\s'-]+(?:\w+[\s'-]+){0,2}?(?:liste|fichier)|"
+    r"supprim\w*[\s'-]+(?:\w+[\s'-]+){0,2}?(?:numero|liste|fichier)|"
+    r"interdit[\s'-]+(?:d[\s'-]*)?(?:appel|contact)\w*)(?![^\W\d_])")
 # An extension or dial suffix after the number: ",1", ";ext=12", "x12", "poste 3", "p1", "#".
 _SUFFIX = re.compile(r"[,;/#]?\s*(?:(?:ext(?:ension)?|poste|p|x|int)\s*[.:=]?)?\s*[0-9]{0,6}"
                      r"\s*#?", re.IGNORECASE)

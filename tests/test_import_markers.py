@@ -155,6 +155,31 @@ def test_an_objection_written_in_another_cell_rejects_the_line(
     assert [c["number"] for c in contacts(store)] == ["+33612345602"]
 
 
+@pytest.mark.parametrize("cell", [
+    "ne veut plus être appelé", "a demandé à ne plus être appelé",
+    "ne souhaite pas être contactée", "demande de radiation reçue par courrier", "désabonné",
+    "retirer de la liste SVP", "supprimer ce numéro", "hostile - ne pas recontacter",
+    "ne m'appelez plus", "n'appelez plus", "interdit d'appeler", "ne pas solliciter"])
+def test_an_objection_a_crm_note_writes_in_a_sentence_rejects_the_line(
+        store: Store, tmp_path: Path, cell: str) -> None:
+    """Found by a probe: these notes were imported and their numbers queued, the one-word
+    list knowing neither a negated call with words between ("ne veut plus être appelé"),
+    "radiation", "désabonné", "recontacter", nor a removal from the list."""
+    report = run(store, tmp_path, f"number;notes\n0612345601;{cell}\n0612345602;adhérent\n")
+    assert [line for line, _ in report.rejected] == [2], report.rejected
+    assert "which looks like an objection" in report.rejected[0][1]
+    assert [c["number"] for c in contacts(store)] == ["+33612345602"]
+
+
+@pytest.mark.parametrize("cell", ["ne répond pas, rappeler", "n'est pas là, rappeler demain",
+                                  "Rappeler après 18h", "Marie Radier", "contact presse",
+                                  "nouvel adhérent"])
+def test_a_note_about_when_to_call_is_no_objection(store: Store, tmp_path: Path,
+                                                    cell: str) -> None:
+    report = run(store, tmp_path, f"number;notes\n0612345601;{cell}\n")
+    assert report.rejected == [] and [c["number"] for c in contacts(store)] == ["+33612345601"]
+
+
 @dataclass(frozen=True)
 class Allow:
     allowed: bool
