@@ -185,6 +185,22 @@ def test_a_basis_naming_a_harvesting_origin_is_refused(basis: str) -> None:
     assert codes(found, ERROR) == ["basis_scraped"] and "CNIL" in found[0].message
 
 
+@pytest.mark.parametrize("basis, code", [
+    ("internet, consent never obtained", "basis_scraped"),
+    ("trouvés sur Google Maps", "basis_scraped"), ("publicly available numbers", "basis_scraped"),
+    ("numéros publics", "basis_scraped"), ("Instagram", "basis_scraped"),
+    ("twitter bios, consent", "basis_scraped"), ("Mappy", "basis_scraped"),
+    ("consent: unknown", "basis_no_consent"), ("consent never obtained", "basis_no_consent"),
+    ("jamais consenti", "basis_no_consent"), ("consentement jamais recueilli", "basis_no_consent"),
+    ("consent not asked", "basis_no_consent")])
+def test_a_basis_a_probe_got_past_as_a_warning_is_refused(basis: str, code: str) -> None:
+    """Found by a probe: each was `basis_unknown`, a warning, and the list was called ("never
+    obtained" read as a consent, which let "internet" through; no word for Google Maps, a
+    public directory, Instagram, Twitter or Mappy)."""
+    found = preflight(make(), sources=[{"source": "x", "basis": basis, "acquired_on": "2026-01-01"}])
+    assert codes(found, ERROR) == [code], found
+
+
 @pytest.mark.parametrize("basis", ["none", "None", "aucune", "n/a", "N/A", "-", "?", "...",
                                    "no basis", "sans base légale", "aucune base", "unknown",
                                    "without legal basis"])
@@ -250,7 +266,8 @@ def test_every_message_is_one_line() -> None:
 
 
 @pytest.mark.parametrize("name", ["scraped from leboncoin", "Pages Jaunes", "annuaire 2024",
-                                  "crawl-municipales", "harvested numbers"])
+                                  "crawl-municipales", "harvested numbers", "Google Maps export",
+                                  "118 218", "infobel", "Instagram 2026"])
 def test_a_list_named_after_a_scraping_origin_is_refused_at_run(name: str) -> None:
     out = check_sources([{"source": name, "basis": "member_file", "acquired_on": "2026-01-01"}])
     assert [v.code for v in out if v.is_error] == ["source_scraped"]
@@ -260,6 +277,8 @@ def test_a_list_named_after_a_scraping_origin_is_refused_at_run(name: str) -> No
 def test_a_list_name_without_a_scraping_origin_is_clean() -> None:
     assert check_sources([{"source": "adherents 2026", "basis": "member_file",
                            "acquired_on": "2026-01-01"}]) == []
+    assert check_sources([{"source": "Google Forms, réunion publique", "basis": "consent",
+                           "acquired_on": "2026-01-01"}]) == []  # a form is no harvest
 
 
 def test_amd_on_is_warned_every_check_and_off_is_silent() -> None:

@@ -13,7 +13,8 @@ KNOWN_BASES = frozenset({"consent", "rented_file", "member_file"})
 # CNIL: numbers collected on the internet may not be used. "Hard" words always mean collection
 # from the web; "soft" ones are tolerated when the basis also says consent (e.g. a web form).
 _HARD_SCRAPE = re.compile(r"scrap|crawl|harvest|aspir|extract")
-_SOFT_SCRAPE = re.compile(r"\bweb|internet|online|en ligne|social|reseaux")
+_SOFT_SCRAPE = re.compile(r"\bweb|internet|online|en ligne|social|reseaux|\bpublic(?:ly|s)?\b|"
+                          r"\bpubliques?\b|\bgoogle\b")
 _CONSENT = re.compile(r"consent|opt.?in")
 # ...unless the consent is denied: "web sans consentement", "collected online without any
 # prior consent", "absence de consentement", "consent refused", "consent: no". The negation must
@@ -26,7 +27,12 @@ _NO_CONSENT = re.compile(
     r"\b(?:sans|without|no|not|non|pas de|pas d|absence de|absence d|aucun|aucune)[\s'-]+"
     rf"(?:{_BETWEEN}[\s'-]+){{0,2}}(?:consent|opt.?in)"
     r"|\b(?:consent|consentement|opt.?in)\w*\s+(?:refuse|refused|denied|withdrawn|retire|absent"
-    r"|not (?:given|obtained|collected)|(?:non|pas) (?:recueilli|obtenu|donne))\b"
+    r"|(?:not|never|non|pas|jamais)\s+(?:been\s+|ete\s+)?(?:given|obtained|collected|asked|"
+    r"recueilli|obtenu|donne|demande))\b"
+    # "never consented", "jamais consenti": the negation before the consent's own verb
+    r"|\b(?:never|jamais)\s+(?:\w+\s+)?(?:consent|opt.?in)"
+    # "consent: unknown" says no more than "consent: no" does
+    r"|\b(?:consent|consentement|opt.?in)\w*\s*[:=]\s*(?:unknown|inconnu\w*|\?)"
     r"|\b(?:consent|consentement|opt.?in)\w*\s*[:=]\s*(?:no|non)\b"  # "consent: no", "non recueilli"
     r"(?!-|\s*(?:objection|opposition|withdrawn|retire))")
 # A basis that says there is none: the same as no basis (before: a warning, and the list ran)
@@ -38,8 +44,9 @@ _NO_BASIS = re.compile(r"^(?:none|aucune?|rien|nothing|n\s*/?\s*a|null|nil|unkno
 # numbers are harvested from. Matched in the name folded, without spaces, dots or dashes, so
 # "Pages Jaunes" and "le-bon-coin" match too.
 SCRAPED_SOURCE_WORDS = ("scrap", "crawl", "harvest", "aspir", "leboncoin", "pagesjaunes",
-                        "pagesblanches", "annuaire", "118712", "societe.com", "facebook",
-                        "linkedin")
+                        "pagesblanches", "annuaire", "directory", "118712", "118218",
+                        "societe.com", "infobel", "kompass", "googlemaps", "mappy", "facebook",
+                        "linkedin", "instagram", "twitter", "tiktok")
 
 
 def _text(value: Any) -> str:
