@@ -9,6 +9,8 @@ from ivr.config import Config
 from ivr.compliance.consent_first import intro_problems, slot_problems
 from ivr.compliance.preflight import ERROR, WARNING, Violation, preflight, raise_on_errors
 from ivr.compliance.prompt_legal import callback_line_problems, missing_legal_items
+from ivr.compliance.prompt_scope import (call_to_vote_problems, legal_scope_problems,
+                                         optout_key_problems)
 from ivr.store.base import StoreBackend
 
 __all__ = ["check_campaign", "pbx_violations", "raise_on_errors"]
@@ -29,9 +31,11 @@ def unbound_violations(store: StoreBackend, campaign: str) -> list[Violation]:
 
 def prompt_violations(cfg: Config) -> list[Violation]:
     """Legal mentions, the consent-first intro and the time slot (pure: the config only)."""
-    legal = [Violation("legal_mentions", problem, ERROR) for problem in missing_legal_items(cfg)]
+    legal = [Violation("legal_mentions", problem, ERROR) for problem in
+             missing_legal_items(cfg) + optout_key_problems(cfg) + legal_scope_problems(cfg)]
     legal += [Violation("callback_line", problem, ERROR) for problem in callback_line_problems(cfg)]
-    intro = [Violation("consent_first", problem, ERROR) for problem in intro_problems(cfg)]
+    intro = [Violation("consent_first", problem, ERROR) for problem in
+             intro_problems(cfg) + call_to_vote_problems(cfg)]
     slot = [Violation("ask_slot", message, severity) for severity, message in slot_problems(cfg)]
     return legal + intro + slot
 

@@ -85,7 +85,7 @@ def tells_optout(text: str, key: str) -> bool:
     return False
 
 
-def _field(cfg: Config, where: str) -> str:
+def prompt_field(cfg: Config, where: str) -> str:
     """The key the config really uses for this prompt's words: a `text_file:` is edited in
     its file, not in a `text:` the config does not have."""
     item = cfg.prompts.items.get(where)
@@ -120,7 +120,7 @@ def missing_legal_items(cfg: Config) -> list[str]:
             for label, name, value in legal_values:
                 if value.strip() and normalise(value) not in heard:
                     problems.append(f"legal prompt does not state the {label} ({name} = "
-                                    f"{value!r}): say it word for word in {_field(cfg, 'legal')}")
+                                    f"{value!r}): say it word for word in {prompt_field(cfg, 'legal')}")
 
     if "intro" in items:
         said = spoken_text(items["intro"])
@@ -131,7 +131,7 @@ def missing_legal_items(cfg: Config) -> list[str]:
         elif not tells_optout(said, key):
             problems.append(f"intro prompt lacks the opt-out instruction: say in one sentence "
                             f"how to stop the calls with key {key} (e.g. 'Pour ne plus être "
-                            f"appelé, appuyez sur {key}') in {_field(cfg, 'intro')}")
+                            f"appelé, appuyez sur {key}') in {prompt_field(cfg, 'intro')}")
     return problems
 
 
@@ -160,7 +160,7 @@ def callback_line_problems(cfg: Config) -> list[str]:
     if not tells_optout(said, key):
         return [f"{CALLBACK_NOTICE} prompt does not say how to stop the calls with key {key} "
                 f"(the opposition line asks for {key}): say it in one "
-                f"sentence in {_field(cfg, CALLBACK_NOTICE)} ({example})"]
+                f"sentence in {prompt_field(cfg, CALLBACK_NOTICE)} ({example})"]
     return []
 
 

@@ -29,6 +29,7 @@ from pydub import AudioSegment
 from ivr.config import Config, PromptSource
 from ivr.errors import PromptError
 from ivr.compliance.prompt_legal import check_callback_line, check_legal
+from ivr.compliance.prompt_scope import check_scope
 from ivr.prompts.archive import archive_build
 from ivr.prompts.build_dir import new_staging, one_build_at_a_time, undo
 from ivr.prompts.decode import CONVERSION, DECODER, convert
@@ -358,6 +359,7 @@ def build_prompts(cfg: Config, *, engine_override: str | None = None,
                   log: Log = _quiet) -> Manifest:
     """Render all prompts into cfg.prompts.build_dir; returns the manifest written there."""
     check_legal(cfg)
+    check_scope(cfg)  # the opposition key, no call to vote before the consent, legal only
     check_callback_line(cfg)  # its plain copy is installed for the opposition line at once
     jobs = _plan(cfg, engine_override, log)
     build_dir = cfg.path(cfg.prompts.build_dir)
