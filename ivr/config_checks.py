@@ -333,6 +333,23 @@ def check_dial_template(template: str) -> None:
                           "newline (they would dial extra destinations)")
 
 
+# A caller ID's own words: a tel: URI's scheme, an extension at its end (";ext=12", "x12")
+_CALLER_WORDS = re.compile(r"^\s*tel:|[\s,;]*(?:ext(?:ension)?\s*[=.:]?|poste|x|p)\s*[0-9]{1,6}"
+                           r"\s*$", re.IGNORECASE)
+_LETTERS_AFTER_DIGIT = re.compile(r"[0-9].*?([^\W\d_]+)")
+
+
+def _refuse_keypad_letters(caller_id: Any) -> None:
+    """phonenumbers reads a letter as its keypad digit: a letter O typed for a zero made a
+    number in ARCEP's ranges that is nobody's, or someone else's, and it passed the checks."""
+    found = _LETTERS_AFTER_DIGIT.search(_CALLER_WORDS.sub("", caller_id)) \
+        if isinstance(caller_id, str) else None
+    if found:
+        raise ConfigError(f"campaign.caller_id: {caller_id!r} has letters "
+                          f"({found.group(1)!r}), which would be read as keypad digits (O as 6, "
+                          "not 0): write the number in digits only")
+
+
 def _validate_regions(cfg: Config) -> None:
     # An unknown region makes every national number unparseable: imports would reject them all.
     if not is_known_region(cfg.default_region):
@@ -348,5 +365,7 @@ def _validate_regions(cfg: Config) -> None:
     # as +330162.., outside ARCEP's ranges. Anything phonenumbers cannot read stays as written,
     # for the preflight to refuse by name (masked, invalid).
     caller = e164(cfg.campaign.caller_id, cfg.default_region) if cfg.campaign.caller_id else None
+    if caller is not None:  # read as a number: unreadable ones are the preflight's (masked)
+        _refuse_keypad_letters(cfg.campaign.caller_id)
     if caller is not None:
         cfg.campaign.caller_id = caller

@@ -182,6 +182,23 @@ def test_a_quoted_caller_id_and_a_numeric_name_are_kept() -> None:
     assert (cfg.campaign.caller_id, cfg.campaign.name) == ("+33162000000", "2026")
 
 
+@pytest.mark.parametrize("caller_id", ["+33 1 62 OO OO OO", "01 62 OO OO 00",
+                                       "+33 1 63 1O 2O 3O"])
+def test_a_caller_id_with_letters_among_its_digits_is_refused(caller_id: str) -> None:
+    """Found by a probe: phonenumbers reads a letter as its keypad digit, so a letter O typed
+    for a zero became +33162666666, in ARCEP's ranges and nobody's, and passed every check.
+    Letters that make no number ("anonymous") are the preflight's: masked or invalid."""
+    text = refused({"campaign": {"caller_id": caller_id}}, "campaign.caller_id")
+    assert "keypad" in text and "digits only" in text
+
+
+@pytest.mark.parametrize("caller_id", ["tel:+33162000000", "+33 (0)1 62 00 00 00",
+                                       "+33162000000;ext=12", "01 62 00 00 00 x12"])
+def test_a_caller_id_s_own_words_are_no_letters(caller_id: str) -> None:
+    assert config.from_dict({"campaign": {"caller_id": caller_id}}).campaign.caller_id == \
+        "+33162000000"
+
+
 def test_two_node_names_that_read_one_secret_variable_are_refused() -> None:
     """pbx-2 and pbx_2 both read IVR_AMI_SECRET_PBX_2: one host would be sent the other's."""
     text = refused({"pbx": {"nodes": [{"name": "pbx-2"}, {"name": "pbx_2"}]}},

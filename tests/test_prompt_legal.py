@@ -161,3 +161,18 @@ def test_the_fix_names_the_key_the_config_uses_for_the_words(tmp_path: Path) -> 
     (problem,) = missing_legal_items(make_cfg(
         tmp_path, items={"intro": {"file": "intro.mp3", "transcript": "Bonjour. Oui: 1."}}))
     assert "in prompts.items.intro.transcript (and its recording intro.mp3)" in problem, problem
+
+
+@pytest.mark.parametrize("field, value", [("email", "-"), ("email", "e"), ("email", "a@b"),
+                                          ("postal_address", "Paris"), ("postal_address", "2")])
+def test_a_mention_nobody_could_write_to_is_refused(tmp_path: Path, field: str,
+                                                    value: str) -> None:
+    """Found by a probe: the check was a substring match, so an e-mail 'e' or an address '2'
+    said in the legal text passed, and the message went out without a way to be removed."""
+    legal = {"sender": SENDER, "postal_address": ADDRESS, "email": EMAIL, field: value}
+    cfg = make_cfg(tmp_path, legal=legal, items={"legal": {"text": f"{LEGAL} {value}."}})
+    problems = missing_legal_items(cfg)
+    assert len(problems) == 1 and problems[0].startswith(f"legal.{field} {value!r} is not"), \
+        problems
+    with pytest.raises(ComplianceError):
+        check_legal(cfg)

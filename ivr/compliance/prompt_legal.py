@@ -97,6 +97,22 @@ def prompt_field(cfg: Config, where: str) -> str:
     return f"{key}.text"
 
 
+_EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)*\.[^\W\d_]{2,}")
+# A street number or a postal code, and a word: "Paris" alone, or "2", is nowhere to write to
+_ADDRESS = re.compile(r"(?=.*[0-9])(?=.*[^\W\d_]{3})")
+
+
+def _unusable(name: str, value: str) -> str | None:
+    """A mention a person cannot use to be removed: the substring check passed 'e' and '2'."""
+    if name == "legal.email" and not _EMAIL.fullmatch(value):
+        return (f"{name} {value!r} is not an e-mail address: give the one where people can ask "
+                "to be removed, e.g. radiation@example.fr")
+    if name == "legal.postal_address" and not _ADDRESS.match(value):
+        return (f"{name} {value!r} is not a postal address: give the number, street, postal "
+                "code and town where people can write to be removed")
+    return None
+
+
 def missing_legal_items(cfg: Config) -> list[str]:
     """Every legal violation, one fix-it line each; empty when the prompts are compliant."""
     items = cfg.prompts.items
@@ -109,6 +125,8 @@ def missing_legal_items(cfg: Config) -> list[str]:
     for label, name, value in legal_values:
         if not value.strip():
             problems.append(f"legal {label} is empty: set {name} in the config")
+        elif (unusable := _unusable(name, value.strip())) is not None:
+            problems.append(unusable)
 
     if "legal" in items:
         said = spoken_text(items["legal"])
