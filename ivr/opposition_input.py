@@ -69,7 +69,7 @@ def _opposition_refusal(text: str, default_region: str) -> str:
                 "text and export the list again")
     letters = [w for w in _LETTERS.findall(text) if w.isalpha()]
     if letters:
-        return (f"letters ({letters[0]!r}) that are not a label such as 'Tél.': give the "
+        return (f"letters ({letters[0][:20]!r}) that are not a label such as 'Tél.': give the "
                 "number alone")
     digits = sum(ch.isdigit() for ch in text)
     if digits > 15:  # E.164's most: two numbers written one after the other

@@ -130,7 +130,7 @@ def test_a_page_form_without_a_field_answers_a_page_naming_it(web) -> None:
     token = login(c, "otto")
     r = c.post(f"/c/{CAMPAIGN}/run/control", data={"csrf_token": token})
     assert r.status_code == 422 and r.headers["content-type"].startswith("text/html")
-    assert "Il manque un champ au formulaire" in r.text and "action: Field required" in r.text
+    assert "Un champ du formulaire manque ou est mal rempli" in r.text and "action: Field required" in r.text
     assert web.store.run_control(CAMPAIGN) is None
 
 

@@ -101,7 +101,9 @@ def test_a_refused_import_shows_its_reason_on_the_page(web) -> None:
     token = login(c, "otto")
     r = _import(c, token, ["06 11 22 33 40"], via="pigeon" * 2000)
     assert r.status_code == 400
-    assert 'id="optout-import-error"' in r.text and "is not one of" in r.text
+    # the channel's refusal in the page's French, as the single number's form says it
+    assert 'id="optout-import-error"' in r.text and \
+        "choisissez comment la demande est arrivée" in r.text
     assert len(r.headers.get("set-cookie", "")) < COOKIE_MAX
 
 

@@ -143,11 +143,17 @@ def _json_field(row: dict[str, Any], column: str) -> None:
 
 
 # -- opposition and proof --------------------------------------------------------------------------
+def check_via(via: str | None) -> None:
+    """How the objection came in must be said: a default recorded a declaration the operator
+    never made (a phone request as a letter)."""
+    if via not in OPTOUT_CHANNELS:
+        raise IvrError(f"opt-out channel {via!r} is not one of: {', '.join(OPTOUT_CHANNELS)}")
+
+
 def optout_add(store: StoreBackend, number: str, via: str, now: datetime,
                default_region: str) -> bool:
     """Record an objection received outside a call. True if it is new."""
-    if via not in OPTOUT_CHANNELS:
-        raise IvrError(f"opt-out channel {via!r} is not one of: {', '.join(OPTOUT_CHANNELS)}")
+    check_via(via)
     return store.add_optout(normalise_number(number, default_region), via, _aware(now))
 
 

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from ivr.config import Config
-from ivr.errors import IvrError
+from ivr.errors import IvrError, store_trouble
 from ivr.records.acting import Acting
 from ivr.store.base import StoreBackend
 from ivr.web import gate
@@ -205,6 +205,25 @@ def _error_handlers(app: FastAPI, error_page: ErrorPage) -> None:
     async def value_error(request: Request, exc: ValueError) -> Response:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
+    async def store_away(request: Request, exc: Exception) -> Response:
+        """A store locked past the wait (a purge, a big import), full or unreachable: one line
+        saying so, as the CLI does, instead of a bare 500 (an opposition or a Pause the
+        operator could not tell was done or not)."""
+        trouble = store_trouble(exc)
+        if trouble is None:
+            raise exc  # a bug: its 500 and traceback stay
+        detail = f"store {trouble[0]}: the request stopped there, nothing after that point " \
+            f"was written; {trouble[1]}"
+        headers = {"Retry-After": "5"}
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": detail}, status_code=503, headers=headers)
+        page = error_page(request, 503, detail, "store_trouble")
+        page.headers.update(headers)
+        return page
+
+    for driver_error in _driver_errors():
+        app.add_exception_handler(driver_error, store_away)
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         detail = invalid_detail(exc.errors())
@@ -212,6 +231,17 @@ def _error_handlers(app: FastAPI, error_page: ErrorPage) -> None:
             return JSONResponse({"detail": detail}, status_code=422)
         # a page's form sent without a field (no file chosen): a page, not the API's JSON
         return error_page(request, 422, detail, "form_incomplete")
+
+
+def _driver_errors() -> list[type[Exception]]:
+    """The store drivers' error classes (psycopg's only when installed)."""
+    import sqlite3
+    found: list[type[Exception]] = [sqlite3.Error]
+    try:
+        import psycopg
+    except ImportError:
+        return found
+    return found + [psycopg.Error]
 
 
 def invalid_detail(errors: Any) -> str:

@@ -296,8 +296,16 @@ STRINGS: dict[str, tuple[str, str]] = {
                      "No page of the console has this address."),
     "no_route_405": ("Cette adresse reçoit un formulaire : revenez à sa page.",
                      "This address takes a form: go back to its page."),
-    "form_incomplete": ("Il manque un champ au formulaire : revenez à sa page et remplissez-le.",
-                        "The form lacks a field: go back to its page and fill it in."),
+    "form_incomplete": ("Un champ du formulaire manque ou est mal rempli (ci-dessous : lequel) "
+                        ": revenez à sa page et corrigez-le.",
+                        "A field of the form is missing or wrong (below: which): go back to "
+                        "its page and correct it."),
+    "http_503": ("Base de données indisponible", "Store unavailable"),
+    "store_trouble": ("La base est occupée ou injoignable : la demande s'est arrêtée là, rien "
+                      "n'a été enregistré après ce point. Réessayez dans un moment "
+                      "(ci-dessous : la cause).",
+                      "The store is busy or away: the request stopped there, nothing after "
+                      "that point was written. Retry in a moment (below: why)."),
     # a recording's upload (the API's `note` keeps the English)
     "flash_recording_kept": ("{key} : enregistrement de {seconds} s sauvegardé ; le précédent "
                              "est gardé sous {kept}",

@@ -121,10 +121,11 @@ def contacts_view(store: StoreBackend, campaign: str, lists: list[dict[str, Any]
     """A page of the campaign's contacts, with its lists per source (`lists`: lists_of's rows,
     which the caller may keep a few seconds: they count every contact)."""
     offset = max(0, min(offset, MAX_OFFSET))  # a 64-bit bound: the stores' OFFSET overflows
+    limit = max(1, min(limit, 1000))  # echoed as applied: a script pages by it
     return {"campaign": campaign, "lists": lists,
             "contacts": [dict(r) for r in store.contacts_page(
                 campaign, source=source or None, status=status or None,
-                limit=max(1, min(limit, 1000)), offset=offset)],
+                limit=limit, offset=offset)],
             "limit": limit, "offset": offset}
 
 
@@ -140,8 +141,7 @@ def optout_add(cfg: Config, store: StoreBackend, number: str, via: str, user: st
 
 def optout_import(cfg: Config, store: StoreBackend, data: bytes, filename: str, via: str,
                   user: str, now: datetime) -> dict[str, Any]:
-    if via not in privacy.OPTOUT_CHANNELS:
-        raise ValueError(f"via: {via!r} is not one of {', '.join(privacy.OPTOUT_CHANNELS)}")
+    privacy.check_via(via)  # chosen: the page's « — choisir — » sent "", taken for post
     path = _spooled(data, filename)
     kept = _Counting(store)
     try:

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, Response
 from ivr.errors import IvrError
 from ivr.records.privacy import OPTOUT_CHANNELS
 from ivr.web import display, records
-from ivr.web.api import erase_number
+from ivr.web.api import erase_number, opposed
 from ivr.web.auth import now
 from ivr.web.page_access import open_form as _form, open_page as _page
 from ivr.web.pages import SHOWN_REJECTS  # as the contacts upload's page
@@ -71,6 +71,7 @@ def rights_optout(request: Request, campaign: str, number: str = Form(""),
             "via" if via not in OPTOUT_CHANNELS else ""  # else the store's: no field is wrong
         return _rights_page(request, store, ctx, status=400, optout={
             "number": number, "via": via, "error": _no(request, exc), "field": field})
+    opposed(request)
     said = _t(request, "flash_optout_added" if res["added"] else "flash_optout_already",
               number=res["number"])
     return _back(request, _rights(campaign, res["number"]), said)
@@ -78,7 +79,7 @@ def rights_optout(request: Request, campaign: str, number: str = Form(""),
 
 @router.post("/c/{campaign:path}/rights/optout-import", response_class=HTMLResponse)
 def rights_optout_import(request: Request, campaign: str, file: UploadFile = File(...),
-                         via: str = Form("post"), csrf_token: str = Form("")) -> Response:
+                         via: str = Form(""), csrf_token: str = Form("")) -> Response:
     """The import's result as a page, like the contacts upload's: every rejected line is a
     person who may have objected and is not on the list, so none may go unseen (a flash in
     the cookie was cut, or dropped whole by the browser past 4096 bytes)."""
@@ -87,9 +88,11 @@ def rights_optout_import(request: Request, campaign: str, file: UploadFile = Fil
         res = records.optout_import(request.app.state.cfg, store, file.file.read(),
                                     file.filename or "optouts.csv", via, user.name, now())
     except (ValueError, IvrError) as exc:
+        opposed(request)  # the numbers before the faulty line are listed
         added = exc.added if isinstance(exc, records.ImportStopped) else 0
         return _rights_page(request, store, ctx, import_error=_no(request, exc), status=400,
                             import_added=added)
+    opposed(request)
     rejected = res["rejected"]
     imported = {"added": res["added"], "rejected_total": len(rejected),
                 "rejected": rejected[:SHOWN_REJECTS], "shown_max": SHOWN_REJECTS,
