@@ -13,7 +13,7 @@ from ivr import app
 from ivr.campaign import planning, reconcile
 from ivr.telephony.ami_node import AmiNode
 from ivr.telephony.fake_pbx import answer
-from ivr.telephony.node import ChannelHangup
+from ivr.telephony.node import ChannelHangup, ChannelListing
 
 from conftest import Backend
 from test_dialer import HASHES, SECRET, contact, dial_all, fiction, make_cfg, rig
@@ -78,13 +78,14 @@ def test_a_call_whose_hangup_is_read_while_its_node_lists_it_is_not_adopted(
             r.store.mark_answered(call_id, r.clock.now())
             channel_id = r.store.call(call_id)["channel_id"]
             ns = r.dialer.nodes["pbx"]
-            listing = ns.node.channels
+            listing = ns.node.listing
 
-            async def listed_then_hung_up() -> set[str]:
-                live = await listing() | {channel_id}  # listed: the entry went out first
+            async def listed_then_hung_up() -> ChannelListing:
+                shown = await listing()  # listed: the entry went out first
+                live = ChannelListing(shown.live | {channel_id}, shown.in_agi)
                 r.dialer.on_event(ChannelHangup("pbx", channel_id, 16))  # then its Hangup
                 return live
-            ns.node.channels = listed_then_hung_up  # type: ignore[method-assign]
+            ns.node.listing = listed_then_hung_up  # type: ignore[method-assign]
             await reconcile.node(r.dialer, ns)
             adopted = call_id in r.dialer.by_call
             await r.settled()

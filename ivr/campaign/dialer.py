@@ -387,8 +387,8 @@ class Dialer:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def adopt(self, ns: NodeState, call: dict[str, Any]) -> InFlight:
-        return reconcile.adopt(self, ns, call)
+    def adopt(self, ns: NodeState, call: dict[str, Any], held: bool = False) -> InFlight:
+        return reconcile.adopt(self, ns, call, held=held)
 
     async def hangup_all(self, timeout_s: float = settle.HANGUP_ALL_S) -> None:
         await settle.hangup_all(self, timeout_s)

@@ -17,6 +17,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ivr.campaign.nodes import NodeState
+from ivr.telephony.node import ChannelListing
 
 if TYPE_CHECKING:
     from ivr.campaign.dialer import Dialer
@@ -114,8 +115,8 @@ async def settle_orphans(dialer: Dialer) -> int:
                 # with this attempt's Originate unread in its socket, and place the call when
                 # it recovers: a retry would dial the number twice. Its reconciliation settles it.
                 continue
-            if call["channel_id"] in live[ns.name]:
-                dialer.adopt(ns, call)
+            if call["channel_id"] in live[ns.name].live:
+                dialer.adopt(ns, call, held=call["channel_id"] in live[ns.name].in_agi)
                 continue
         dialer.settle_error(int(call["id"]), "orphaned",
                             answered=call.get("answered_at") is not None,
@@ -128,15 +129,15 @@ async def settle_orphans(dialer: Dialer) -> int:
     return settled
 
 
-async def _live_channels(dialer: Dialer, names: set[str]) -> dict[str, set[str]]:
+async def _live_channels(dialer: Dialer, names: set[str]) -> dict[str, ChannelListing]:
     """The live channels of each of our nodes, up now, that the orphans were placed on."""
-    live: dict[str, set[str]] = {}
+    live: dict[str, ChannelListing] = {}
     for name in names:
         ns = dialer.nodes.get(name)
         if ns is None or not ns.node.up:
             continue
         try:
-            live[name] = await asyncio.wait_for(ns.node.channels(), NODE_TIMEOUT_S)
+            live[name] = await asyncio.wait_for(ns.node.listing(), NODE_TIMEOUT_S)
         except Exception as exc:  # its orphans wait for the next round
             log.info("channels of %s not read (%s)", name, exc)
     return live

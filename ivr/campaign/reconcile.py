@@ -70,18 +70,19 @@ async def node(dialer: Dialer, ns: NodeState) -> int:
         # Less those whose Hangup the event pump read meanwhile (a reconnect's or a join's
         # reconciliation runs beside it): listed before they ended, adopted they would wait
         # for their deadline
-        live = await ns.node.channels() - ns.ended_while_reconciling
-        return await _settle(dialer, ns, open_calls, live, link)
+        listing = await ns.node.listing()
+        live = set(listing.live) - ns.ended_while_reconciling
+        return await _settle(dialer, ns, open_calls, live, link, listing.in_agi)
     finally:
         ns.reconciling = False
         ns.ended_while_reconciling.clear()
 
 
 async def _settle(dialer: Dialer, ns: NodeState, open_calls: list[dict[str, Any]],
-                  live: set[str], link: int) -> int:
+                  live: set[str], link: int, in_agi: frozenset[str] = frozenset()) -> int:
     settled = 0
     for call in open_calls:
-        if _one(dialer, ns, call, call["channel_id"] in live, link):
+        if _one(dialer, ns, call, call["channel_id"] in live, link, in_agi):
             settled += 1
     for channel_id, flight in list(ns.calls.items()):  # settled meanwhile
         if channel_id in live:
@@ -92,12 +93,13 @@ async def _settle(dialer: Dialer, ns: NodeState, open_calls: list[dict[str, Any]
     return settled
 
 
-def _one(dialer: Dialer, ns: NodeState, call: dict[str, Any], alive: bool, link: int) -> bool:
+def _one(dialer: Dialer, ns: NodeState, call: dict[str, Any], alive: bool, link: int,
+         in_agi: frozenset[str] = frozenset()) -> bool:
     """Adopt one open attempt (True when it was settled as gone)."""
     channel_id, call_id = call["channel_id"], int(call["id"])
     flight = ns.calls.get(channel_id)
     if alive:
-        adopt(dialer, ns, call, link)
+        adopt(dialer, ns, call, link, held=channel_id in in_agi)
         return False
     if flight is not None and not flight.unsure and flight.link in (None, link):
         # Sent on this link (or about to be, None): no event of it was lost, and its channel
@@ -130,16 +132,24 @@ def answered_fault(store: Store, call_id: int, stage: str) -> CallResult | None:
 
 
 def adopt(dialer: Dialer, ns: NodeState, call: dict[str, Any],
-          link: int | None = None) -> InFlight:
+          link: int | None = None, held: bool = False) -> InFlight:
     """A live channel of an open attempt (an earlier run's, another controller's): waited
     for and settled like our own calls. `link`: the one that listed it (default: the
-    current), whose events now report its end; after another drop it is judged again."""
+    current), whose events now report its end; after another drop it is judged again.
+    `held`: the node listed it inside an AGI session. A session opens once per call, so
+    that one is not ours: whatever holds it (a process that took agi.port while no
+    controller listened) took the token with it, and no session is admitted for the call:
+    replayed to us, it would record a consent the callee never gave."""
     flight = ns.calls.get(call["channel_id"])
     if flight is None:
         flight = InFlight(int(call["id"]), call["channel_id"], call["number"], ns.name,
                           answered=call["answered_at"] is not None,
                           deadline=dialer.clock.monotonic() + dialer.deadline_s,
-                          attempt=int(call["attempt"]), adopted=True)
+                          attempt=int(call["attempt"]), adopted=True, session_opened=held)
+        if held:
+            log.warning("call %s on %s: adopted inside an AGI session this controller did not "
+                        "open: no session is admitted for it; it ends `error`, retried",
+                        flight.call_id, ns.name)
         ns.add(flight)
         dialer.by_call[flight.call_id] = flight
         dialer.idle.clear()

@@ -20,9 +20,9 @@ from ivr.telephony.ami import HOLD_EVENTS, Ami
 from ivr.telephony.contract import (EVENT_FAILSAFE, EVENT_JOURNALED, FAILSAFE_CALL_ID,
                                     FAILSAFE_CALLBACK, FAILSAFE_STATUS, JOURNAL_CALLS,
                                     JOURNAL_FAMILY)
-from ivr.telephony.node import (LOCAL_OTHER, ChannelHangup, ChannelHold, Failsafe,
-                                JournaledOptout, NodeEvent, OptoutsJournaled, OriginateRequest,
-                                OriginateResult, Reconnected)
+from ivr.telephony.node import (LOCAL_OTHER, ChannelHangup, ChannelHold, ChannelListing,
+                                Failsafe, JournaledOptout, NodeEvent, OptoutsJournaled,
+                                OriginateRequest, OriginateResult, Reconnected)
 
 log = logging.getLogger(__name__)
 JOIN_EVERY_S = 2.0  # a node down at start is tried this often
@@ -254,8 +254,13 @@ class AmiNode:
         await self.ami.hangup(channel_id, cause)
 
     async def channels(self) -> set[str]:
-        return {str(ch.get("Uniqueid")) for ch in await self.ami.channels()
-                if ch.get("Uniqueid")}
+        return set((await self.listing()).live)
+
+    async def listing(self) -> ChannelListing:
+        shown = [ch for ch in await self.ami.channels() if ch.get("Uniqueid")]
+        return ChannelListing(frozenset(str(ch.get("Uniqueid")) for ch in shown),
+                              frozenset(str(ch.get("Uniqueid")) for ch in shown
+                                        if str(ch.get("Application") or "") == "AGI"))
 
     async def journaled_optouts(self) -> list[JournaledOptout]:
         calls = JOURNAL_CALLS.removeprefix(JOURNAL_FAMILY + "/") + "/"  # the sub-family's keys

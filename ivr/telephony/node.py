@@ -132,6 +132,14 @@ NodeEvent = (OriginateResult | ChannelHangup | Failsafe | Reconnected | ChannelH
              | OptoutsJournaled)
 
 
+@dataclass(frozen=True)
+class ChannelListing:
+    """One CoreShowChannels: the Uniqueids of the node's live channels, and of those inside
+    an AGI session right now, held by whatever FastAGI server they reached."""
+    live: frozenset[str]
+    in_agi: frozenset[str] = frozenset()
+
+
 @runtime_checkable
 class PbxNode(Protocol):
     name: str
@@ -161,6 +169,10 @@ class PbxNode(Protocol):
 
     async def channels(self) -> set[str]:
         """The Uniqueids of the node's live channels, for reconciliation."""
+
+    async def listing(self) -> ChannelListing:
+        """The live channels, and which of them are in an AGI session: an adopted call's
+        session is not the adopter's (a FastAGI session opens once), whoever holds it."""
 
     async def journaled_optouts(self) -> list[JournaledOptout]:
         """The oppositions the failsafes journaled on this node (every one so far: the PBX
