@@ -296,15 +296,21 @@ class Sandbox:
         self.prepare(log)
         self.secure()
         self.install(sim_timing)
+        for d in (*self.dirs, "var/lib/asterisk"):  # as the chroot sees them (var/run: /run)
+            path = in_root(self.root, d)
+            path.mkdir(parents=True, exist_ok=True)
+            # Asterisk (root) writes its logs and AstDB 0644: callees' numbers, and the
+            # failsafes' journal of people who objected, were readable by every local user
+            path.chmod(0o700)
         if self._pid() is not None:  # idempotent: refresh dialplan and config
             self.cli("core reload")
             return self.status()
         if port_open("127.0.0.1", self.ami_port):
             self.port_taken()
         self.state.mkdir(parents=True, exist_ok=True)
-        for d in self.dirs:  # as the chroot sees them: var/run is a symlink to /run
-            in_root(self.root, d).mkdir(parents=True, exist_ok=True)
-        logf = open(self.logfile, "ab")
+        logf = os.fdopen(os.open(self.logfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+                         "ab")
+        os.fchmod(logf.fileno(), 0o600)  # one an earlier release made 0644
         proc = subprocess.Popen(self.asterisk("-f", "-n", "-q"),
                                 stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                                 start_new_session=True)

@@ -114,3 +114,17 @@ def test_fastagi_listens_on_loopback_only(pbx_cfg: Config) -> None:
         with socket.create_connection((socket.gethostbyname(socket.gethostname()),
                                        pbx_cfg.agi.port), timeout=1):
             pass
+
+
+def test_the_sandbox_logs_and_astdb_are_not_for_other_users(pbx_cfg: Config) -> None:
+    """Found by a probe: Asterisk writes its logs and AstDB 0644 in 0755 folders, and user
+    nobody read 9,548 log lines naming callees and could open the failsafes' journal of
+    people who objected."""
+    import stat
+    from ivr.telephony.sandbox import Sandbox
+    from ivr.telephony.sandbox_root import in_root
+    box = Sandbox(pbx_cfg)
+    for rel in ("var/log/asterisk", "var/lib/asterisk"):
+        mode = stat.S_IMODE(in_root(box.root, rel).stat().st_mode)
+        assert mode & 0o077 == 0, (rel, oct(mode))
+    assert stat.S_IMODE(box.logfile.stat().st_mode) & 0o077 == 0
