@@ -406,3 +406,21 @@ def test_objection_lines_are_listed_past_the_rejects_cap(store: Store, tmp_path:
     assert report.rejected_total == MAX_LISTED_REJECTS + 7
     assert len(report.rejected) == MAX_LISTED_REJECTS + 1  # the cap, and the objection
     assert report.rejected[-1][0] == last and "looks like an objection" in report.rejected[-1][1]
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Etc/GMT-2", "GMT", "Etc/UTC", "Zulu"])
+def test_a_time_zone_of_no_place_rejects_its_line(store: Store, tmp_path: Path,
+                                                   zone: str) -> None:
+    """Found by a probe: a CRM's default zone, UTC, on a mobile's line moved its calls to
+    20:30 in Paris (the mobile's place is the list's zone); it now names the line, the cell
+    and the fix, in French on the console's page too."""
+    from ivr.web import import_words
+    report = run(store, tmp_path, f"number,timezone\n0612345601,{zone}\n"
+                                  "0612345602,Europe/Paris\n0612345603,\n")
+    assert [line for line, _ in report.rejected] == [2], report.rejected
+    why = report.rejected[0][1]
+    assert why == f"time zone {zone!r} names no place: give the callee's (e.g. " \
+        "Europe/Paris), or leave the cell empty for the number's own"
+    assert [c["number"] for c in contacts(store)] == ["+33612345602", "+33612345603"]
+    assert import_words.reason("fr", why).startswith(f"le fuseau horaire {zone!r} ne désigne "
+                                                     "aucun lieu")

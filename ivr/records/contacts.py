@@ -12,6 +12,7 @@ safe because importing is idempotent.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from datetime import datetime
@@ -147,6 +148,10 @@ def _store_failed(importer: _Importer, name: str, line: int, trouble: tuple[str,
         "again: the numbers already imported are skipped)", r) from exc
 
 
+# Zones of no place anyone lives in: the hours of the callee's place cannot be read from them
+NO_PLACE = re.compile(r"(?i)(?:etc/.*|utc|uct|gmt[0-9+-]*|universal|zulu|greenwich)")
+
+
 class _Importer:
     def __init__(self, store: StoreBackend, *, campaign: str, source: str, basis: str | None,
                  acquired_on: str | None, region: str, now: datetime,
@@ -211,6 +216,10 @@ class _Importer:
         if zone and not self._zone_ok(zone):
             return self.reject(line, f"time zone {short(zone)} is unknown: use an IANA name "
                                      "such as Europe/Paris")
+        if zone and NO_PLACE.fullmatch(zone):  # a CRM's default: 20:30 in Paris was 19:30 UTC
+            return self.reject(line, f"time zone {short(zone)} names no place: give the "
+                                     "callee's (e.g. Europe/Paris), or leave the cell empty "
+                                     "for the number's own")
         self._keyable(line, number)
         if number in self.batch:  # a later line of the same number fills blanks only
             kept = self.batch[number].get("timezone")

@@ -80,6 +80,10 @@ _LINE: tuple[tuple[str, str], ...] = (
     (r"no number", "aucun numéro"),
     (r"time zone " + _RAW + r" is unknown: use an IANA name such as Europe/Paris",
      "fuseau horaire {0} inconnu : utilisez un nom IANA comme Europe/Paris"),
+    (r"time zone " + _RAW + r" names no place: give the callee's \(e\.g\. Europe/Paris\), or "
+     r"leave the cell empty for the number's own",
+     "le fuseau horaire {0} ne désigne aucun lieu : donnez celui de la personne (par exemple "
+     "Europe/Paris), ou laissez la case vide pour celui du numéro"),
     (r"(\d+) fields where the header has (\d+): check the quoting and the delimiter",
      "{0} champs alors que l'en-tête en a {1} : vérifiez les guillemets et le séparateur"),
     (r"column " + _RAW + " says " + _RAW + r" \(an objection\): not imported, and out of "
