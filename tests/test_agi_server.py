@@ -365,3 +365,35 @@ def test_handlers_speak_agi_only_through_the_typed_methods() -> None:
                 assert not RAW_COMMAND.search(node.value), (path, node.value)
             if isinstance(node, ast.Attribute):
                 assert node.attr != "send_command", (path, node.lineno)
+
+
+async def test_a_flood_of_sessions_for_no_route_is_logged_within_a_budget(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Found by a probe: 16,000 'no route' lines in 10 s, each quoting a 16 KB script name,
+    from one local user (262 MB of log). Past 20 a minute a line is counted, not written,
+    and the next one says how many were left out."""
+    from ivr.telephony.fastagi import serve
+    from ivr.telephony.log_budget import LINES_PER_WINDOW
+    now = [0.0]
+    app = AgiApplication()
+    app.log_budget.clock = lambda: now[0]
+    server = await serve(app, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+
+    async def session() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"agi_network_script: " + b"A" * 8000 + b"\n\n")
+        await reader.read()  # closed unserved
+        writer.close()
+    try:
+        with caplog.at_level(logging.WARNING, logger="ivr.telephony.fastagi"):
+            for _ in range(60):
+                await session()
+            assert len(caplog.records) == LINES_PER_WINDOW
+            now[0] += 60
+            await session()
+    finally:
+        server.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == LINES_PER_WINDOW + 1 and all(len(m) < 300 for m in lines)
+    assert lines[-1].endswith("(40 more like it not logged, over 20 a minute)"), lines[-1]

@@ -10,6 +10,7 @@ from ivr.compliance.prompt_legal import CALLBACK_CONFIRM_KEY, CALLBACK_NOTICE
 from ivr.telephony.agi_auth import secret_matches
 from ivr.telephony.contract import ARG_CALLBACK_SECRET, SOUNDS_DIR, VAR_DONE
 from ivr.telephony.fastagi import CHANNEL_UP, HEADER_CALLERID, AgiHangup, AgiRequest
+from ivr.telephony.log_budget import LogBudget
 from ivr.numbers import e164
 from ivr.store.safe_writes import COMMIT_WAIT_S, Commit
 from ivr.store.sqlite import Store
@@ -50,6 +51,7 @@ class CallbackHandler:
                  secret: str, optout_key: str = FlowOptions().optout_key) -> None:
         self.store = store
         self.secret = secret
+        self.log_budget = LogBudget()  # a forger's sessions: 20 lines a minute
         # Key 1, as the notice asks, and the opt-out key every outbound intro teaches ("9 at
         # any moment"): a caller who presses it here means the same thing.
         self.keys = CONFIRM_KEY + optout_key.replace(CONFIRM_KEY, "")
@@ -75,10 +77,11 @@ class CallbackHandler:
             # key itself and journals them (optout_journal), and raises its alarm. Playing the
             # legal mentions here and setting IVR_DONE skipped that failsafe: no one could
             # object by key on the line. A local forger gets nothing either.
-            log.error("FastAGI callback: session without the callback secret from %r: nothing "
-                      "recorded, the dialplan's failsafe serves the caller; check that "
-                      "IVR_CALLBACK_SECRET matches [globals] and run `dialplan reload`",
-                      req.writer.get_extra_info("peername"))
+            if (more := self.log_budget.take("callback-secret")) is not None:
+                log.error("FastAGI callback: session without the callback secret from %r: "
+                          "nothing recorded, the dialplan's failsafe serves the caller; check "
+                          "that IVR_CALLBACK_SECRET matches [globals] and run `dialplan "
+                          "reload`%s", req.writer.get_extra_info("peername"), more)
             return False
         number = caller_e164(req.headers.get(HEADER_CALLERID, ""), self.region)
         if number is None:  # nothing to key the opposition on: give the written route

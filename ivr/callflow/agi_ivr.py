@@ -14,6 +14,7 @@ from ivr.callflow.late_causes import StoredCauses
 from ivr.callflow.opposed import OVERLAP_S, Opposed
 from ivr.telephony.contract import ARG_AMD_STATUS, VAR_DONE, VAR_HANGUP_CAUSE
 from ivr.telephony.fastagi import AgiHangup, AgiRequest
+from ivr.telephony.log_budget import LogBudget
 from ivr.callflow.flow import FlowOptions, Outcome, call_flow
 from ivr.prompts.live import PromptVersion
 from ivr.store.safe_writes import COMMIT_WAIT_S, Commit
@@ -89,6 +90,7 @@ class IvrHandler:
                  opposed: Opposed | None = None, commit: Commit | None = None,
                  session_limit_s: float = math.inf) -> None:
         self.store = store
+        self.log_budget = LogBudget()  # a forger's refused sessions: 20 lines a minute
         # Past it a session is cut off (a stalled one kept the callee in silence, the line
         # billed, until they hung up): its outcome stored, the dialplan's failsafe played.
         self.session_limit_s = session_limit_s
@@ -156,9 +158,10 @@ class IvrHandler:
             # restarted controller adopted it, a channel of an attempt given up) takes the
             # dialplan's failsafe, whose legal mentions say who calls and how to object; a
             # HANGUP cut the person off in silence. A forger's session loses nothing by it.
-            log.warning("FastAGI ivr: session refused from %r: %s; closed unserved (a real "
-                        "call takes the dialplan's failsafe)",
-                        req.writer.get_extra_info("peername"), exc)
+            if (more := self.log_budget.take("ivr-refused")) is not None:
+                log.warning("FastAGI ivr: session refused from %r: %s; closed unserved (a "
+                            "real call takes the dialplan's failsafe)%s",
+                            req.writer.get_extra_info("peername"), exc, more)
             return
         call_id = int(call["id"])
         try:

@@ -32,6 +32,7 @@ from panoramisk.fast_agi import Application, Request
 from panoramisk.utils import parse_agi_result
 
 from ivr.telephony.agi_peers import addresses, networks, peer_allowed
+from ivr.telephony.log_budget import LogBudget
 
 log = logging.getLogger(__name__)
 
@@ -280,6 +281,7 @@ class AgiApplication(Application):  # type: ignore[misc]
         self._told: dict[str, float] = {}  # when each refusal was last logged (rate limit)
         self._window = (float("-inf"), 0)  # (start, lines logged): the cap over all addresses
         self._clock: Callable[[], float] = time.monotonic
+        self.log_budget = LogBudget()  # the lines any local process can make us write
 
     def add_route(self, path: str, endpoint: Callable[..., Any]) -> None:
         """Sync functions, coroutine functions and objects with an async __call__ all work."""
@@ -383,7 +385,8 @@ class AgiApplication(Application):  # type: ignore[misc]
         script = headers.get("agi_network_script", "")
         route = self._route.get(script.split("?")[0])
         if route is None:
-            log.warning("FastAGI: no route for %r", script)
+            if (more := self.log_budget.take("no-route")) is not None:
+                log.warning("FastAGI: no route for %r%s", script[:80], more)
             return
         request = AgiRequest(app=self, headers=headers, reader=reader, writer=writer,
                              encoding=self.default_encoding, read_timeout=self.read_timeout)
