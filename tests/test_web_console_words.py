@@ -193,6 +193,11 @@ def test_an_upload_error_names_the_forms_field_not_the_clis_flag(web) -> None:
     assert "« Base légale »" in said and "--basis" not in said
     said = error(acquired_on="2026-13-45")
     assert "« Date d'acquisition »" in said and "--acquired-on" not in said
+    # found by a probe: these two were English on the French page, without its note
+    assert error(acquired_on="2030-01-01") == "« Date d'acquisition » : 2030-01-01 est dans " \
+        "le futur : donnez la date à laquelle la liste a été acquise"
+    assert error(source="x" * 201) == "« Source » : 201 caractères, 200 au plus : donnez à " \
+        "la liste un nom court"
     english(c)
     said = error(source="")
     assert said == "a list needs its provenance: fill in the field “Source (list name)”"
@@ -224,3 +229,20 @@ def test_a_campaign_named_with_a_slash_has_its_pages_and_api(backend: Backend, t
     r = c.get("/api/campaigns/municipales%2F2026/overview")
     assert r.status_code == 200 and r.json()["campaign"] == name
     assert c.get("/c/municipales%2F2027/overview").status_code == 404  # still only known ones
+
+
+@backend_sqlite_only  # the words only
+def test_the_api_names_its_own_fields_in_an_upload_refusal(web) -> None:
+    """Found by a probe: the API answered `pass --basis consent, …` and `--acquired-on '…'
+    is not a date`, naming the CLI's flags to a script that sends basis and acquired_on."""
+    c = web.client()
+    h = {"X-CSRF-Token": login(c, "otto")}
+    url = f"/api/campaigns/{CAMPAIGN}/contacts"
+    files = {"file": ("a.csv", b"number\n+33199000011\n")}
+    r = c.post(url, data={"source": "adherents", "basis": ""}, files=files, headers=h)
+    assert r.status_code == 400 and r.json()["detail"] == "a list needs its acquisition " \
+        "basis: send basis (consent, member_file or rented_file)"
+    r = c.post(url, data={"source": "adherents", "basis": "consent",
+                          "acquired_on": "15/01/2026"}, files=files, headers=h)
+    assert r.status_code == 400 and r.json()["detail"].startswith("acquired_on '15/01/2026' "
+                                                                  "is not a date")

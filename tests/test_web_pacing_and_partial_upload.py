@@ -87,7 +87,9 @@ def test_the_page_shows_a_partial_uploads_rejects_and_how_many_lines_were_import
     r = _upload(c, token, f"/c/{CAMPAIGN}/contacts/upload")
     assert r.status_code == 400
     page = html.unescape(r.text)
-    error = re.search(r'id="upload-error"[^>]*>([^<]*)<', page)
+    # an error the French page has no words for: its English behind the note that says so
+    error = re.search(r'id="upload-error"[^>]*>Détail en anglais : <span lang="en">([^<]*)<',
+                      page)
     assert error and error.group(1).startswith(FATAL)
     imported = re.search(r'id="upload-imported"[^>]*>([^<]*)<', page)
     assert imported and "Importé avant l'erreur : 4 ligne(s)" in imported.group(1)

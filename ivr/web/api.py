@@ -13,6 +13,7 @@ from fastapi.responses import (FileResponse, JSONResponse, PlainTextResponse, Re
 from pydantic import BaseModel, field_validator
 from starlette.concurrency import run_in_threadpool
 
+from ivr.errors import IvrError
 from ivr.records import privacy
 from ivr.records.erasure_notice import calls_to_tell, tell_in_background
 from ivr.web import download, i18n, records, service
@@ -247,7 +248,10 @@ def upload_contacts(request: Request, campaign: str, file: UploadFile = File(...
                                        source=source, basis=basis, acquired_on=acquired_on,
                                        now=now())
     except records.PartialUpload as exc:  # still a 400, with what the lines before it gave
-        return JSONResponse({"detail": str(exc), **exc.result}, status_code=400)
+        return JSONResponse({"detail": records.api_fields(str(exc)), **exc.result},
+                            status_code=400)
+    except (ValueError, IvrError) as exc:
+        return JSONResponse({"detail": records.api_fields(str(exc))}, status_code=400)
     finally:
         dropped(request, campaign)
 

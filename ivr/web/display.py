@@ -101,6 +101,10 @@ _FRENCH = (
     (re.compile(r"(.*): the header must be the first line: remove the title rows above it "
                 r"\(line (\d+) looks like the header\)", re.S), "upload_title_rows"),
     (re.compile(r"--acquired-on (.*) is not a date: use YYYY-MM-DD", re.S), "upload_bad_date"),
+    (re.compile(r"--acquired-on (.*) is in the future: give the date the list was acquired",
+                re.S), "upload_future_date"),
+    (re.compile(r"source: (\d+) characters, at most (\d+): give the list a short name", re.S),
+     "upload_source_long"),
     # an erasure the store could not finish on disk (privacy.erase_warning): what remains, and
     # what to do, in the operator's words: "effacé" alone made them tell the person it was
     (re.compile(r"warning: another process holds (.*) open: the erased number stays in its "

@@ -222,7 +222,9 @@ def contacts_upload(request: Request, campaign: str, file: UploadFile = File(...
         result["rejects_id"] = keep_rejects(request, "contacts", campaign,
                                             result["rejected"])
     # French words for a file refused whole; else the form's fields, not CLI flags
-    error = display.known(_lang(request), error) or i18n.form_words(_lang(request), error)
+    # (an unknown one in French behind the note that it is English, as every page says it)
+    error = display.known(_lang(request), error) or display.refusal(
+        _lang(request), i18n.form_words(_lang(request), error)) if error else error
     return _contacts(request, store, ctx, campaign, 0, result, error, 400 if error else 200)
 
 

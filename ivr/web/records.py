@@ -57,6 +57,23 @@ OTHER_COUNTRIES = ("campaign {campaign!r} is not this console's config's: its li
                    "config: ivr --config <its config> contacts import")
 
 
+# The CLI's flags the import's messages name, and the API's own field for each (the page
+# names its form's labels instead: i18n.form_words)
+_API_FIELDS = (("a list needs its provenance: pass --source NAME",
+                "a list needs its provenance: send source"),
+               ("a list needs its acquisition basis: pass --basis consent, member_file or "
+                "rented_file", "a list needs its acquisition basis: send basis (consent, "
+                "member_file or rented_file)"),
+               ("--acquired-on", "acquired_on"), ("--source", "source"), ("--basis", "basis"))
+
+
+def api_fields(message: str) -> str:
+    """An import error as the API says it: its fields, not the CLI's flags."""
+    for cli, field in _API_FIELDS:
+        message = message.replace(cli, field)
+    return message
+
+
 def upload_contacts(cfg: Config, store: StoreBackend, campaign: str, data: bytes,
                     filename: str, *, source: str, basis: str | None,
                     acquired_on: str | None, now: datetime) -> dict[str, Any]:

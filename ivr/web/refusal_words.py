@@ -39,6 +39,10 @@ REFUSALS: dict[str, tuple[str, str]] = {
                           "de titre au-dessus (la ligne {1} ressemble à l'en-tête)", "{0}"),
     "upload_bad_date": ("« Date d'acquisition » : {0} n'est pas une date : donnez-la sous la "
                         "forme AAAA-MM-JJ", "{0}"),
+    "upload_future_date": ("« Date d'acquisition » : {0} est dans le futur : donnez la date à "
+                           "laquelle la liste a été acquise", "{0}"),
+    "upload_source_long": ("« Source » : {0} caractères, {1} au plus : donnez à la liste un nom "
+                           "court", "{0}"),
     # an erasure not finished on disk (display._FRENCH): the page says it is incomplete
     "flash_erase_incomplete": ("{number} : effacement INCOMPLET, le numéro reste sur le disque "
                                "— {why}", "{number} erased; {why}"),
