@@ -165,10 +165,13 @@ def test_an_objection_a_crm_note_writes_in_a_sentence_rejects_the_line(
     """Found by a probe: these notes were imported and their numbers queued, the one-word
     list knowing neither a negated call with words between ("ne veut plus être appelé"),
     "radiation", "désabonné", "recontacter", nor a removal from the list."""
+    from ivr.web import import_words
     report = run(store, tmp_path, f"number;notes\n0612345601;{cell}\n0612345602;adhérent\n")
     assert [line for line, _ in report.rejected] == [2], report.rejected
     assert "which looks like an objection" in report.rejected[0][1]
     assert [c["number"] for c in contacts(store)] == ["+33612345602"]
+    # in French on the console's page (it was its English behind « Détail en anglais »)
+    assert "ce qui ressemble à une opposition" in import_words.reason("fr", report.rejected[0][1])
 
 
 @pytest.mark.parametrize("cell", ["ne répond pas, rappeler", "n'est pas là, rappeler demain",

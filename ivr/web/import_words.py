@@ -55,7 +55,7 @@ _NUMBER: tuple[tuple[str, str], ...] = (
     (r"text after the number \((.*)\): if it records an objection, record the number with "
      + _OPTOUT_ADD + r"; otherwise remove the text",
      "texte après le numéro ({0}) : s'il note une opposition, enregistrez le numéro avec "
-     "`{1}` ; sinon retirez le texte"),
+     "`{1}` (ou la page Opposition et droits) ; sinon retirez le texte"),
     (r"text (?:after|with) the number \((.*)\) looks like an objection: record it with "
      + _OPTOUT_ADD + r" \(or the console's rights page\), do not remove the word",
      "texte du numéro ({0}) qui ressemble à une opposition : enregistrez-la avec `{1}` (ou "
@@ -86,18 +86,24 @@ _LINE: tuple[tuple[str, str], ...] = (
      "Europe/Paris), ou laissez la case vide pour celui du numéro"),
     (r"(\d+) fields where the header has (\d+): check the quoting and the delimiter",
      "{0} champs alors que l'en-tête en a {1} : vérifiez les guillemets et le séparateur"),
+    (r"column " + _RAW + " says " + _RAW + r", which looks like an objection: not imported; "
+     r"if it is one, record the number with " + _OPTOUT_ADD + r", otherwise remove the words "
+     r"or the column",
+     "la colonne {0} indique {1}, ce qui ressemble à une opposition : non importé ; si c'en "
+     "est une, enregistrez le numéro avec `{2}` (ou la page Opposition et droits), sinon "
+     "retirez ces mots ou la colonne"),
     (r"column " + _RAW + " says " + _RAW + r" \(an objection\): not imported, and out of "
      r"this campaign's queue if a list queued it before: record the number with "
      + _OPTOUT_ADD + " so that no campaign calls it",
      "la colonne {0} indique {1} (une opposition) : non importé, et retiré de la file de "
-     "cette campagne si une liste l'y avait mis : enregistrez le numéro avec `{2}` pour "
-     "qu'aucune campagne ne l'appelle"),
+     "cette campagne si une liste l'y avait mis : enregistrez le numéro avec `{2}` (ou la "
+     "page Opposition et droits) pour qu'aucune campagne ne l'appelle"),
     (r"column " + _RAW + " says " + _RAW + r" \(no consent\): not imported, and out of "
      r"this campaign's queue if a list queued it before: record the number with "
      + _OPTOUT_ADD + " so that no campaign calls it",
      "la colonne {0} indique {1} (pas de consentement) : non importé, et retiré de la file "
-     "de cette campagne si une liste l'y avait mis : enregistrez le numéro avec `{2}` pour "
-     "qu'aucune campagne ne l'appelle"),
+     "de cette campagne si une liste l'y avait mis : enregistrez le numéro avec `{2}` (ou la "
+     "page Opposition et droits) pour qu'aucune campagne ne l'appelle"),
     (r"column " + _RAW + " holds " + _RAW + r": write oui/yes/true/1/x or non/no/false/0, "
      r"or leave it empty",
      "la colonne {0} contient {1} : écrivez oui/yes/true/1/x ou non/no/false/0, ou "
