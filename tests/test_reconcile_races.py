@@ -82,7 +82,7 @@ def test_a_call_whose_hangup_is_read_while_its_node_lists_it_is_not_adopted(
 
             async def listed_then_hung_up() -> ChannelListing:
                 shown = await listing()  # listed: the entry went out first
-                live = ChannelListing(shown.live | {channel_id}, shown.in_agi)
+                live = ChannelListing(shown.live | {channel_id}, shown.answered)
                 r.dialer.on_event(ChannelHangup("pbx", channel_id, 16))  # then its Hangup
                 return live
             ns.node.listing = listed_then_hung_up  # type: ignore[method-assign]

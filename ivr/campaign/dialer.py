@@ -387,8 +387,9 @@ class Dialer:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def adopt(self, ns: NodeState, call: dict[str, Any], held: bool = False) -> InFlight:
-        return reconcile.adopt(self, ns, call, held=held)
+    def adopt(self, ns: NodeState, call: dict[str, Any],
+              answered_before: bool = False) -> InFlight:
+        return reconcile.adopt(self, ns, call, answered_before=answered_before)
 
     async def hangup_all(self, timeout_s: float = settle.HANGUP_ALL_S) -> None:
         await settle.hangup_all(self, timeout_s)

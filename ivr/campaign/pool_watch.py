@@ -116,7 +116,8 @@ async def settle_orphans(dialer: Dialer) -> int:
                 # it recovers: a retry would dial the number twice. Its reconciliation settles it.
                 continue
             if call["channel_id"] in live[ns.name].live:
-                dialer.adopt(ns, call, held=call["channel_id"] in live[ns.name].in_agi)
+                dialer.adopt(ns, call,
+                             answered_before=call["channel_id"] in live[ns.name].answered)
                 continue
         dialer.settle_error(int(call["id"]), "orphaned",
                             answered=call.get("answered_at") is not None,

@@ -72,17 +72,17 @@ async def node(dialer: Dialer, ns: NodeState) -> int:
         # for their deadline
         listing = await ns.node.listing()
         live = set(listing.live) - ns.ended_while_reconciling
-        return await _settle(dialer, ns, open_calls, live, link, listing.in_agi)
+        return await _settle(dialer, ns, open_calls, live, link, listing.answered)
     finally:
         ns.reconciling = False
         ns.ended_while_reconciling.clear()
 
 
 async def _settle(dialer: Dialer, ns: NodeState, open_calls: list[dict[str, Any]],
-                  live: set[str], link: int, in_agi: frozenset[str] = frozenset()) -> int:
+                  live: set[str], link: int, up: frozenset[str] = frozenset()) -> int:
     settled = 0
     for call in open_calls:
-        if _one(dialer, ns, call, call["channel_id"] in live, link, in_agi):
+        if _one(dialer, ns, call, call["channel_id"] in live, link, up):
             settled += 1
     for channel_id, flight in list(ns.calls.items()):  # settled meanwhile
         if channel_id in live:
@@ -94,12 +94,12 @@ async def _settle(dialer: Dialer, ns: NodeState, open_calls: list[dict[str, Any]
 
 
 def _one(dialer: Dialer, ns: NodeState, call: dict[str, Any], alive: bool, link: int,
-         in_agi: frozenset[str] = frozenset()) -> bool:
+         up: frozenset[str] = frozenset()) -> bool:
     """Adopt one open attempt (True when it was settled as gone)."""
     channel_id, call_id = call["channel_id"], int(call["id"])
     flight = ns.calls.get(channel_id)
     if alive:
-        adopt(dialer, ns, call, link, held=channel_id in in_agi)
+        adopt(dialer, ns, call, link, answered_before=channel_id in up)
         return False
     if flight is not None and not flight.unsure and flight.link in (None, link):
         # Sent on this link (or about to be, None): no event of it was lost, and its channel
@@ -132,24 +132,28 @@ def answered_fault(store: Store, call_id: int, stage: str) -> CallResult | None:
 
 
 def adopt(dialer: Dialer, ns: NodeState, call: dict[str, Any],
-          link: int | None = None, held: bool = False) -> InFlight:
+          link: int | None = None, answered_before: bool = False) -> InFlight:
     """A live channel of an open attempt (an earlier run's, another controller's): waited
     for and settled like our own calls. `link`: the one that listed it (default: the
     current), whose events now report its end; after another drop it is judged again.
-    `held`: the node listed it inside an AGI session. A session opens once per call, so
-    that one is not ours: whatever holds it (a process that took agi.port while no
-    controller listened) took the token with it, and no session is admitted for the call:
-    replayed to us, it would record a consent the callee never gave."""
+    `answered_before`: the node listed it answered. Its FastAGI session, which opens once,
+    then went to whoever listened on agi.port meanwhile (a process that took the port while
+    no controller did): no session is admitted for it, since the token that process took,
+    replayed to us, recorded a consent the callee never gave. Judged on the channel's state,
+    not on what it runs (an AGI's EXEC, or the failsafe's Playback, shows another name). A
+    call answered between our listening and its adoption (AMD still listening) loses its
+    IVR too: the failsafe's legal mentions, then a retry."""
     flight = ns.calls.get(call["channel_id"])
     if flight is None:
         flight = InFlight(int(call["id"]), call["channel_id"], call["number"], ns.name,
                           answered=call["answered_at"] is not None,
                           deadline=dialer.clock.monotonic() + dialer.deadline_s,
-                          attempt=int(call["attempt"]), adopted=True, session_opened=held)
-        if held:
-            log.warning("call %s on %s: adopted inside an AGI session this controller did not "
-                        "open: no session is admitted for it; it ends `error`, retried",
-                        flight.call_id, ns.name)
+                          attempt=int(call["attempt"]), adopted=True,
+                          session_opened=answered_before)
+        if answered_before:
+            log.warning("call %s on %s: adopted after its answer, its FastAGI session "
+                        "already gone to whoever listened then: none is admitted for it; "
+                        "it ends `error`, retried", flight.call_id, ns.name)
         ns.add(flight)
         dialer.by_call[flight.call_id] = flight
         dialer.idle.clear()

@@ -26,6 +26,7 @@ from ivr.telephony.node import (LOCAL_OTHER, ChannelHangup, ChannelHold, Channel
 
 log = logging.getLogger(__name__)
 JOIN_EVERY_S = 2.0  # a node down at start is tried this often
+STATE_UP = "6"  # CoreShowChannel's ChannelState of an answered channel (AST_STATE_UP)
 GONE_PROBE_S = 1.0  # a TCP connect to the AMI port: refused at once when nothing listens
 OPPOSITION_ALARM_EVERY_S = 600.0  # the opposition line's failsafe: an ERROR this often at most
 
@@ -260,7 +261,7 @@ class AmiNode:
         shown = [ch for ch in await self.ami.channels() if ch.get("Uniqueid")]
         return ChannelListing(frozenset(str(ch.get("Uniqueid")) for ch in shown),
                               frozenset(str(ch.get("Uniqueid")) for ch in shown
-                                        if str(ch.get("Application") or "") == "AGI"))
+                                        if str(ch.get("ChannelState") or "") == STATE_UP))
 
     async def journaled_optouts(self) -> list[JournaledOptout]:
         calls = JOURNAL_CALLS.removeprefix(JOURNAL_FAMILY + "/") + "/"  # the sub-family's keys

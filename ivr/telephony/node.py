@@ -134,10 +134,11 @@ NodeEvent = (OriginateResult | ChannelHangup | Failsafe | Reconnected | ChannelH
 
 @dataclass(frozen=True)
 class ChannelListing:
-    """One CoreShowChannels: the Uniqueids of the node's live channels, and of those inside
-    an AGI session right now, held by whatever FastAGI server they reached."""
+    """One CoreShowChannels: the Uniqueids of the node's live channels, and of those already
+    answered (state Up). Not what runs on them: an AGI session's EXEC, or the failsafe's
+    Playback once a session closed, shows another application than AGI."""
     live: frozenset[str]
-    in_agi: frozenset[str] = frozenset()
+    answered: frozenset[str] = frozenset()
 
 
 @runtime_checkable
@@ -171,8 +172,8 @@ class PbxNode(Protocol):
         """The Uniqueids of the node's live channels, for reconciliation."""
 
     async def listing(self) -> ChannelListing:
-        """The live channels, and which of them are in an AGI session: an adopted call's
-        session is not the adopter's (a FastAGI session opens once), whoever holds it."""
+        """The live channels, and which of them were answered: an adopted call answered
+        before its adoption had its FastAGI session (it opens once) with someone else."""
 
     async def journaled_optouts(self) -> list[JournaledOptout]:
         """The oppositions the failsafes journaled on this node (every one so far: the PBX
