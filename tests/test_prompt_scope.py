@@ -98,3 +98,51 @@ def test_the_optout_key_beside_other_keys_and_an_address_number_passes(tmp_path:
                                f"{EMAIL}."}}
     cfg = make_cfg(tmp_path, items=items, legal=legal)
     assert optout_key_problems(cfg) == [] and legal_scope_problems(cfg) == []
+
+
+@pytest.mark.parametrize("intro", [
+    "Bonjour. Pour accepter, tapez 1, pour refuser tapez 2, pour ne plus être appelé tapez 9.",
+    "Bonjour. Pour oui, appuyez sur 1, pour non sur 2, et pour ne plus être appelé, sur 9.",
+    "Bonjour. Si vous acceptez, tapez 1, sinon tapez 2, et pour ne plus être appelé, tapez 9."])
+def test_the_usual_intros_give_the_optout_key_to_the_optout_words(tmp_path: Path,
+                                                                 intro: str) -> None:
+    """Found in review: each key took the words after it when the clause before the first
+    key meant nothing to the opt-out check alone, so key 2 took "pour ne plus être appelé"
+    and every build of these intros was refused."""
+    assert optout_key_problems(make_cfg(tmp_path, items={"intro": {"text": intro}})) == []
+
+
+def test_a_free_number_to_call_is_no_key(tmp_path: Path) -> None:
+    legal = f"{LEGAL} Pour vous opposer à ces appels, appelez gratuitement le 0 800 12 34 56."
+    assert optout_key_problems(make_cfg(tmp_path, items={"legal": {"text": legal}})) == []
+
+
+@pytest.mark.parametrize("sentence", [
+    "Nous vous remercions de votre attention.", "Votre numéro provient des listes électorales.",
+    "Vos informations ne seront jamais cédées à des tiers.",
+    "Votre numéro sera retiré de notre liste sous 48 heures.",
+    "Ce message est financé par l'association de financement de Marie Dupont.",
+    "Je vous remercie et vous souhaite une excellente journée."])
+def test_the_usual_sentences_of_legal_mentions_pass(tmp_path: Path, sentence: str) -> None:
+    """Found in review: a courtesy, the data's origin (GDPR art. 14), its recipients or the
+    message's financing were refused as none of the mentions."""
+    cfg = make_cfg(tmp_path, items={"legal": {"text": f"{LEGAL} {sentence}"}})
+    assert legal_scope_problems(cfg) == []
+
+
+def test_short_slogans_are_no_courtesy(tmp_path: Path) -> None:
+    cfg = make_cfg(tmp_path, items={"legal": {"text": f"Plus de sécurité. Moins d'impôts. "
+                                                      f"{LEGAL}"}})
+    assert "'plus de securite'" in legal_scope_problems(cfg)[0]
+
+
+def test_a_sender_whose_name_says_support_may_say_it(tmp_path: Path) -> None:
+    """The sender must be said word for word (prompt_legal): "Comité pour soutenir Marie
+    Dupont" was refused as a call to vote wherever it was said."""
+    sender = "Comité pour soutenir Marie Dupont"
+    legal = {"sender": sender, "postal_address": ADDRESS, "email": EMAIL}
+    items = {"intro": {"text": f"Bonjour, ici le {sender}. Pour ne plus être appelé, appuyez "
+                               "sur 9. Pour oui, appuyez sur 1."},
+             "legal": {"text": f"Ce message vous est adressé par le {sender}. Écrivez au "
+                               f"{ADDRESS}, ou à {EMAIL}."}}
+    assert call_to_vote_problems(make_cfg(tmp_path, items=items, legal=legal)) == []

@@ -141,7 +141,7 @@ def _consent_question(cfg: Config, said: str) -> list[str]:
             and mentions_key(said, f.no_key)):
         return [f"{WHERE} does not ask the consent question with both keys: ask e.g. "
                 f"'Acceptez-vous d'écouter mon message ? {example[1:]}"]
-    ties = key_ties(said, _consent_meaning)
+    ties = key_ties(said, consent_meaning)
     out: list[str] = []
     for name, key, want, other, taken in (("yes_key", f.yes_key, YES, NO, "a consent"),
                                           ("no_key", f.no_key, NO, YES, "a refusal")):
@@ -183,7 +183,7 @@ def _meanings(ties: list[tuple[str, set[str]]], key: str) -> set[str]:
     return set().union(*(meant for named, meant in ties if named == key))
 
 
-def _consent_meaning(clause: str) -> set[str]:
+def consent_meaning(clause: str) -> set[str]:
     clause = _HANG_ON.sub(" ", clause)
     if _REFUSE.search(clause):
         return {NO}

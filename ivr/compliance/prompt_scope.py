@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from ivr.compliance.consent_first import key_ties
+from ivr.compliance.consent_first import consent_meaning, key_ties
 from ivr.compliance.prompt_legal import (CALLBACK_NOTICE, OPTOUT_PHRASES, normalise,
                                          prompt_field, spoken_text)
 from ivr.config import Config
@@ -27,17 +27,22 @@ from ivr.errors import ComplianceError
 BEFORE_OR_WITHOUT_CONSENT = ("intro", "legal", "goodbye", "invalid", "no_input", "optout_confirm",
                              CALLBACK_NOTICE)
 # Normalised text (lower case, no accents): the words that ask for a vote or support
-CALL_TO_VOTE = re.compile(r"\b(?:vot(?:e|ez|ons|er|ant)|elis(?:ez|ons)|elire|reelisez|"
-                          r"soutenez|soutenir|soutenons|programme|bulletins?|mobilis\w*)\b")
+# (verbs: "mon programme" or "à quelques jours du vote" describe the message, they ask nothing)
+CALL_TO_VOTE = re.compile(r"\b(?:vot(?:ez|ons|er)|elis(?:ez|ons)|elire|reelisez|soutenez|"
+                          r"soutenir|soutenons|mobilisez|mobilisons)\b")
 _OPTOUT = re.compile("|".join(rf"\b{re.escape(p)}" for p in OPTOUT_PHRASES))
 # What a sentence of the legal mentions may be about besides the sender, address and e-mail
 _LEGAL_TOPIC = re.compile(
-    r"\b(?:donnees|droits?|rgpd|cnil|traitement|responsable|informatique et libertes|acces|"
-    r"rectifi\w*|effac\w*|suppression|supprim\w*|personnel\w*|conserv\w*|finalite|reclamation|"
-    r"mentions? legales?|ecri\w*|courriel|e-?mail|adresse|courrier|merci|au revoir|"
-    r"bonne (?:journee|soiree))\b")
+    r"\b(?:donnees|droits?|rgpd|cnil|traitement|trait\w*|responsable|informatique et libertes|"
+    r"acces|rectifi\w*|effac\w*|suppression|supprim\w*|personnel\w*|conserv\w*|finalite|"
+    r"reclamation|mentions? legales?|ecri\w*|courriel|e-?mail|adresse|courrier|informations?|"
+    r"numero|provien\w*|obten\w*|origine|source|fichiers?|listes?|tiers|ced\w*|transm\w*|"
+    r"partag\w*|retir\w*|compos\w*|appel\w*|joindre|financ\w*|mandataire|message|"
+    r"merci|remerci\w*|au revoir|bonne (?:journee|soiree)|excellente (?:journee|soiree))\b")
 _PLACEHOLDER = " mentionlegale "
-_SHORT = 3  # words: "M. Dupont" split at its dot is no pitch
+_SHORT = 2  # words: "M. Dupont" split at its dot is no pitch; "Une ville verte" is
+# A phone number written in groups ("0 800 12 34 56"): its digits are no key
+_PHONE = re.compile(r"\+?[0-9](?:[\s.-]?[0-9]){5,}")
 
 
 def _sentences(text: str) -> list[str]:
@@ -51,11 +56,18 @@ def _without_values(cfg: Config, text: str) -> str:
     for value in (cfg.legal.email, cfg.legal.postal_address, cfg.legal.sender):
         if value.strip():
             heard = heard.replace(normalise(value), _PLACEHOLDER)
-    return heard
+    return _PHONE.sub(" numero ", heard)
 
 
 def _quote(sentence: str) -> str:
     return repr(sentence if len(sentence) <= 60 else sentence[:57] + "...")
+
+
+def _meaning(clause: str) -> set[str]:
+    """What a key's clause says: accepting or refusing (which ties each key to the words
+    before it: "Pour accepter, tapez 1, pour refuser tapez 2, pour ne plus être appelé tapez
+    9"), and stopping the calls."""
+    return consent_meaning(clause) | ({"optout"} if _OPTOUT.search(clause) else set())
 
 
 def optout_key_problems(cfg: Config) -> list[str]:
@@ -66,8 +78,7 @@ def optout_key_problems(cfg: Config) -> list[str]:
         said = spoken_text(item)
         if name == CALLBACK_NOTICE or said is None:  # the opposition line asks for its own 1
             continue
-        ties = key_ties(_without_values(cfg, said),
-                        lambda clause: {"optout"} if _OPTOUT.search(clause) else set())
+        ties = key_ties(_without_values(cfg, said), _meaning)
         wrong = sorted({named for named, meant in ties if "optout" in meant and named != key})
         out += [f"{prompt_field(cfg, name)} tells to press {other} to stop the calls, but only "
                 f"flow.optout_key {key} records an opposition: a person pressing {other} is "
@@ -82,7 +93,8 @@ def call_to_vote_problems(cfg: Config) -> list[str]:
     for name in BEFORE_OR_WITHOUT_CONSENT:
         item = cfg.prompts.items.get(name)
         said = spoken_text(item) if item is not None else None
-        found = CALL_TO_VOTE.search(normalise(said)) if said is not None else None
+        # the sender said word for word ("Comité pour soutenir …") is the name it must say
+        found = CALL_TO_VOTE.search(_without_values(cfg, said)) if said is not None else None
         if found:
             out.append(f"{prompt_field(cfg, name)} says {found.group()!r}: a call to vote may only "
                        "be in the message prompt, which a person hears after saying yes; the "
