@@ -75,15 +75,23 @@ OPTOUT_ADD = "ivr optout add NUMBER --via post|email|phone|sms"
 # Besides the words, a negated call ("ne veut plus être appelé", "ne m'appelez plus", "ne pas
 # recontacter"), a removal ("retirer de la liste", "supprimer ce numéro", "radiation") and a ban
 # ("interdit d'appeler"): a CRM's note says it in a sentence, not in one word.
+_WISH = r"(?:veut|voulait|souhaite|souhaitait|desire|desirait|demande[\s'-]+a|a[\s'-]+demande[\s'-]+a)"
+_CALLED = r"(?:re)?(?:appel|rappel|contact|sollicit|telephon|demarch)"
 _OBJECTION = re.compile(
     r"(?<![^\W\d_])(?:stop|oppos\w*|desinscri\w*|desabonn\w*|refus\w*|liste\W*rouge|bloctel|"
-    r"do\W*not\W*call|opt\W?out|unsubscribed?|radiation|"
-    r"n(?:e[\s'-]+|')(?:\w+[\s'-]+){0,2}?(?:pas|plus|jamais)[\s'-]+(?:(?:etre|me|nous|le|la|"
-    r"les)[\s'-]+)?(?:re)?(?:appel|rappel|contact|sollicit)\w*|"
-    r"n(?:e[\s'-]+|')(?:(?:m|l|le|la|les|nous)[\s'-]+)?(?:re)?(?:appel|rappel|contact|sollicit)"
-    r"\w*[\s'-]+(?:pas|plus|jamais)|"
-    r"retir\w*[\s'-]+(?:\w+[\s'-]+){0,2}?(?:liste|fichier)|"
-    r"supprim\w*[\s'-]+(?:\w+[\s'-]+){0,2}?(?:numero|liste|fichier)|"
+    r"do\W*not\W*call|opt\W?out|unsubscribed?|radiation|pas[\s']+d[\s']*appels?|"
+    # "ne pas appeler", "ne veut plus être appelé", "ne souhaite plus recevoir d'appels", "ne
+    # veut plus qu'on l'appelle": a wish, if anything, between; "ne répond pas - rappeler"
+    # is a note to call back
+    rf"n(?:e[\s']+|')(?:{_WISH}[\s']+)?(?:pas|plus|jamais)[\s']+(?:(?:etre|me|nous|le|la|les|"
+    rf"qu[\s']*on[\s']+(?:l|le|la|les|me))[\s']+)?(?:{_CALLED}\w*|recevoir[\s']+(?:d|des|"
+    r"de)?[\s']*appels?)|"
+    # "ne m'appelez plus", "n'appelez plus", "ne rappelez pas": the polite imperative
+    rf"n(?:e[\s']+|')(?:(?:m|nous)[\s']+)?{_CALLED}ez[\s']+(?:pas|plus|jamais)|"
+    r"retir(?:er|ez)[\s'-]+(?:(?:moi|le|la|nous)[\s'-]+)?(?:de|du)[\s'-]+(?:(?:la|notre|vos|"
+    r"votre|ce|cette)[\s'-]+)?(?:liste|fichier)|"
+    r"supprim(?:er|ez)[\s'-]+(?:(?:ce|mon|son|le|du|de[\s'-]+la)[\s'-]+)?(?:numero|liste|"
+    r"fichier)(?![\s'-]+(?:fixe|ancien))|"
     r"interdit[\s'-]+(?:d[\s'-]*)?(?:appel|contact)\w*)(?![^\W\d_])")
 # An extension or dial suffix after the number: ",1", ";ext=12", "x12", "poste 3", "p1", "#".
 _SUFFIX = re.compile(r"[,;/#]?\s*(?:(?:ext(?:ension)?|poste|p|x|int)\s*[.:=]?)?\s*[0-9]{0,6}"

@@ -279,6 +279,12 @@ def test_a_list_name_without_a_scraping_origin_is_clean() -> None:
                            "acquired_on": "2026-01-01"}]) == []
     assert check_sources([{"source": "Google Forms, réunion publique", "basis": "consent",
                            "acquired_on": "2026-01-01"}]) == []  # a form is no harvest
+    for source, basis in (("Member directory 2024", "member_file"),  # found in review
+                          ("x", "Inscriptions en réunion publique, 2024"),
+                          ("x", "rented_file (Société publique locale)")):
+        assert [v for v in check_sources([{"source": source, "basis": basis,
+                                           "acquired_on": "2026-01-01"}])
+                if v.is_error] == [], (source, basis)
 
 
 def test_amd_on_is_warned_every_check_and_off_is_silent() -> None:

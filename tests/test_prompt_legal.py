@@ -176,3 +176,12 @@ def test_a_mention_nobody_could_write_to_is_refused(tmp_path: Path, field: str,
         problems
     with pytest.raises(ComplianceError):
         check_legal(cfg)
+
+
+def test_a_postal_address_on_several_lines_is_one(tmp_path: Path) -> None:
+    """Found in review: a YAML block address whose first line has no digit was refused."""
+    address = "Permanence de Marie Dupont\n12 rue de la République\n75001 Paris"
+    legal = {"sender": SENDER, "postal_address": address, "email": EMAIL}
+    text = f"Ce message vous est adressé par {SENDER}. Écrivez à la {address}, ou à {EMAIL}."
+    assert missing_legal_items(make_cfg(tmp_path, legal=legal,
+                                        items={"legal": {"text": text}})) == []

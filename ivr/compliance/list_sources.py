@@ -13,8 +13,10 @@ KNOWN_BASES = frozenset({"consent", "rented_file", "member_file"})
 # CNIL: numbers collected on the internet may not be used. "Hard" words always mean collection
 # from the web; "soft" ones are tolerated when the basis also says consent (e.g. a web form).
 _HARD_SCRAPE = re.compile(r"scrap|crawl|harvest|aspir|extract")
-_SOFT_SCRAPE = re.compile(r"\bweb|internet|online|en ligne|social|reseaux|\bpublic(?:ly|s)?\b|"
-                          r"\bpubliques?\b|\bgoogle\b")
+# (publicly available numbers, yes; a "réunion publique" or a "société publique locale", no)
+_SOFT_SCRAPE = re.compile(r"\bweb|internet|online|en ligne|social|reseaux|\bpublicly\b|"
+                          r"\bpublic (?:data|sources?|numbers?|directory)|numeros? publics?|"
+                          r"donnees publiques|sources? publiques?|\bgoogle\b")
 _CONSENT = re.compile(r"consent|opt.?in")
 # ...unless the consent is denied: "web sans consentement", "collected online without any
 # prior consent", "absence de consentement", "consent refused", "consent: no". The negation must
@@ -44,7 +46,7 @@ _NO_BASIS = re.compile(r"^(?:none|aucune?|rien|nothing|n\s*/?\s*a|null|nil|unkno
 # numbers are harvested from. Matched in the name folded, without spaces, dots or dashes, so
 # "Pages Jaunes" and "le-bon-coin" match too.
 SCRAPED_SOURCE_WORDS = ("scrap", "crawl", "harvest", "aspir", "leboncoin", "pagesjaunes",
-                        "pagesblanches", "annuaire", "directory", "118712", "118218",
+                        "pagesblanches", "annuaire", "118712", "118218",
                         "societe.com", "infobel", "kompass", "googlemaps", "mappy", "facebook",
                         "linkedin", "instagram", "twitter", "tiktok")
 

@@ -107,7 +107,7 @@ def _unusable(name: str, value: str) -> str | None:
     if name == "legal.email" and not _EMAIL.fullmatch(value):
         return (f"{name} {value!r} is not an e-mail address: give the one where people can ask "
                 "to be removed, e.g. radiation@example.fr")
-    if name == "legal.postal_address" and not _ADDRESS.match(value):
+    if name == "legal.postal_address" and not _ADDRESS.match(" ".join(value.split())):
         return (f"{name} {value!r} is not a postal address: give the number, street, postal "
                 "code and town where people can write to be removed")
     return None

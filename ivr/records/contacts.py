@@ -149,7 +149,8 @@ def _store_failed(importer: _Importer, name: str, line: int, trouble: tuple[str,
 
 
 # Zones of no place anyone lives in: the hours of the callee's place cannot be read from them
-NO_PLACE = re.compile(r"(?i)(?:etc/.*|utc|uct|gmt[0-9+-]*|universal|zulu|greenwich)")
+NO_PLACE = re.compile(r"(?i)(?:(?:posix|right)/)?(?:etc/.*|utc|uct|gmt[0-9+-]*|universal|zulu|"
+                      r"greenwich|factory)")
 
 
 class _Importer:
