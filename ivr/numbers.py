@@ -22,6 +22,8 @@ from typing import Iterator
 import phonenumbers
 from phonenumbers import PhoneNumber, PhoneNumberType, shortnumberinfo
 
+from ivr.objection_words import says_objection
+
 _E164_FORMAT = re.compile(r"\+[1-9][0-9]{5,14}")
 
 
@@ -70,29 +72,6 @@ SCIENTIFIC_REASON = ("a spreadsheet turned the number into scientific notation (
 # A number column exported as a float (612345678.0): its leading 0 or + is lost too.
 _DECIMAL = re.compile(r"\+?[0-9]{6,15}[.,]0+")
 OPTOUT_ADD = "ivr optout add NUMBER --via post|email|phone|sms"
-# Words an operator writes next to a number to note that the person objected (folded text).
-# Such a line must not be "fixed" by deleting the word: that calls the person who objected.
-# Besides the words, a negated call ("ne veut plus être appelé", "ne m'appelez plus", "ne pas
-# recontacter"), a removal ("retirer de la liste", "supprimer ce numéro", "radiation") and a ban
-# ("interdit d'appeler"): a CRM's note says it in a sentence, not in one word.
-_WISH = r"(?:veut|voulait|souhaite|souhaitait|desire|desirait|demande[\s'-]+a|a[\s'-]+demande[\s'-]+a)"
-_CALLED = r"(?:re)?(?:appel|rappel|contact|sollicit|telephon|demarch)"
-_OBJECTION = re.compile(
-    r"(?<![^\W\d_])(?:stop|oppos\w*|desinscri\w*|desabonn\w*|refus\w*|liste\W*rouge|bloctel|"
-    r"do\W*not\W*call|opt\W?out|unsubscribed?|radiation|pas[\s']+d[\s']*appels?|"
-    # "ne pas appeler", "ne veut plus être appelé", "ne souhaite plus recevoir d'appels", "ne
-    # veut plus qu'on l'appelle": a wish, if anything, between; "ne répond pas - rappeler"
-    # is a note to call back
-    rf"n(?:e[\s']+|')(?:{_WISH}[\s']+)?(?:pas|plus|jamais)[\s']+(?:(?:etre|me|nous|le|la|les|"
-    rf"qu[\s']*on[\s']+(?:l|le|la|les|me))[\s']+)?(?:{_CALLED}\w*|recevoir[\s']+(?:d|des|"
-    r"de)?[\s']*appels?)|"
-    # "ne m'appelez plus", "n'appelez plus", "ne rappelez pas": the polite imperative
-    rf"n(?:e[\s']+|')(?:(?:m|nous)[\s']+)?{_CALLED}ez[\s']+(?:pas|plus|jamais)|"
-    r"retir(?:er|ez)[\s'-]+(?:(?:moi|le|la|nous)[\s'-]+)?(?:de|du)[\s'-]+(?:(?:la|notre|vos|"
-    r"votre|ce|cette)[\s'-]+)?(?:liste|fichier)|"
-    r"supprim(?:er|ez)[\s'-]+(?:(?:ce|mon|son|le|du|de[\s'-]+la)[\s'-]+)?(?:numero|liste|"
-    r"fichier)(?![\s'-]+(?:fixe|ancien))|"
-    r"interdit[\s'-]+(?:d[\s'-]*)?(?:appel|contact)\w*)(?![^\W\d_])")
 # An extension or dial suffix after the number: ",1", ";ext=12", "x12", "poste 3", "p1", "#".
 _SUFFIX = re.compile(r"[,;/#]?\s*(?:(?:ext(?:ension)?|poste|p|x|int)\s*[.:=]?)?\s*[0-9]{0,6}"
                      r"\s*#?", re.IGNORECASE)
@@ -310,17 +289,6 @@ def _check_text(raw: str) -> str:
                              "remove the extension or suffix")
     raise NumberRejected("not a valid phone number: write it in national (06 12 34 56 78) or "
                          "international (+33 6 12 34 56 78) form")
-
-
-def says_objection(text: str) -> bool:
-    """Does `text` write an objection in words ("STOP", "ne plus appeler", "opposé")?"""
-    return bool(_OBJECTION.search(fold_text(text)))
-
-
-def fold_text(text: str) -> str:
-    """Lowercase without accents: 'Opposé' and 'oppose' compare equal."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
 
 
 def parse_callee(raw: str, default_region: str,

@@ -15,9 +15,9 @@ import unicodedata
 
 import phonenumbers
 
-from ivr.numbers import (_LETTERS, _NUMBER_HEAD, _NUMBER_TEXT, _OBJECTION, SCIENTIFIC,
-                         NumberRejected, _format, _parse_valid, _visible, fold_text,
-                         parse_callee, says_objection)
+from ivr.numbers import (_LETTERS, _NUMBER_HEAD, _NUMBER_TEXT, SCIENTIFIC, NumberRejected,
+                         _format, _parse_valid, _visible, parse_callee)
+from ivr.objection_words import OBJECTION as _OBJECTION, fold_text, says_objection
 
 __all__ = ["objected_number", "opposition_number"]
 

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ivr.errors import ImportFileError
-from ivr.numbers import OPTOUT_ADD, SCIENTIFIC, SCIENTIFIC_REASON, fold_text, says_objection
+from ivr.numbers import OPTOUT_ADD, SCIENTIFIC, SCIENTIFIC_REASON
+from ivr.objection_words import fold_text, says_objection
 
 CHUNK = 1 << 20         # bytes per read in the encoding pass
 FIELD_LIMIT_KB = csv.field_size_limit() // 1024  # the csv module's own limit (128 KB)

@@ -11,7 +11,8 @@ from datetime import datetime
 from pathlib import Path
 
 from ivr.errors import ImportFileError, IvrError
-from ivr.numbers import NumberRejected, fold_text, in_home_plan
+from ivr.numbers import NumberRejected, in_home_plan
+from ivr.objection_words import fold_text
 from ivr.opposition_input import opposition_number
 from ivr.records.csv_read import read_records, short
 from ivr.store.base import StoreBackend
