@@ -10,8 +10,12 @@ only). Pure: reads the config's texts and transcripts, never the audio.
   none of CALL_TO_VOTE: the message prompt is where the campaign speaks.
 - **The legal prompt is the legal mentions.** It is what a refusal plays (intro, legal,
   goodbye): each of its sentences names the sender, the postal address or the e-mail, says how
-  to object or what the person's rights over their data are, or is a courtesy. A sentence of a
-  few words passes ("M. Dupont" split at its dot), the call to vote is checked apart.
+  to object, what the person's rights over their data are, where the number came from, who
+  receives it or who finances the message, or is a courtesy. A sentence of two words passes
+  ("M. Dupont" split at its dot); the call to vote is checked apart.
+
+Heuristics, as consent_first's are: they stop the honest mistake (the pitch pasted into the
+wrong prompt), not an author set on a pitch that names a right in every sentence.
 """
 from __future__ import annotations
 
