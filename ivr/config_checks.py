@@ -367,5 +367,4 @@ def _validate_regions(cfg: Config) -> None:
     caller = e164(cfg.campaign.caller_id, cfg.default_region) if cfg.campaign.caller_id else None
     if caller is not None:  # read as a number: unreadable ones are the preflight's (masked)
         _refuse_keypad_letters(cfg.campaign.caller_id)
-    if caller is not None:
         cfg.campaign.caller_id = caller
