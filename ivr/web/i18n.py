@@ -369,8 +369,9 @@ def _figure(lang: str, value: Any) -> str:
 
 
 # The CLI's flags the import's messages name (records/contacts.py, shared with the CLI) and
-# the console form's field that stands for each: (the CLI's words, key, field's label key).
-_FLAG_FIELDS = (("a list needs its provenance: pass --source NAME", "need_source", "source"),
+# the console form's field that stands for each: (the CLI's words, key, field's label key,
+# which is also the API's field: web/records.api_fields).
+FLAG_FIELDS = (("a list needs its provenance: pass --source NAME", "need_source", "source"),
                 ("a list needs its acquisition basis: pass --basis consent, member_file or "
                  "rented_file", "need_basis", "basis"),
                 ("--acquired-on", "field", "acquired_on"),
@@ -381,7 +382,7 @@ _FLAG_FIELDS = (("a list needs its provenance: pass --source NAME", "need_source
 def form_words(lang: str, message: str) -> str:
     """An import error as the console shows it: the form's field named where the CLI's
     message names a command-line flag (the CLI keeps its own words)."""
-    for cli, key, field in _FLAG_FIELDS:
+    for cli, key, field in FLAG_FIELDS:
         if cli in message:
             message = message.replace(cli, translate(lang, key).format(
                 field=translate(lang, field)))

@@ -17,6 +17,7 @@ from ivr.prompts.archive import heard_prompts
 from ivr.records import contacts as contacts_mod
 from ivr.records import privacy
 from ivr.store.base import StoreBackend
+from ivr.web import i18n
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024  # a list of several million lines still fits
 MAX_OFFSET = 10 ** 12  # past any store's last contact, far below 2**63
@@ -57,20 +58,18 @@ OTHER_COUNTRIES = ("campaign {campaign!r} is not this console's config's: its li
                    "config: ivr --config <its config> contacts import")
 
 
-# The CLI's flags the import's messages name, and the API's own field for each (the page
-# names its form's labels instead: i18n.form_words)
-_API_FIELDS = (("a list needs its provenance: pass --source NAME",
-                "a list needs its provenance: send source"),
-               ("a list needs its acquisition basis: pass --basis consent, member_file or "
-                "rented_file", "a list needs its acquisition basis: send basis (consent, "
-                "member_file or rented_file)"),
-               ("--acquired-on", "acquired_on"), ("--source", "source"), ("--basis", "basis"))
+# What the API says for each of the CLI's words in i18n.FLAG_FIELDS (the page says its
+# form's labels instead: i18n.form_words)
+_API_WORDS = {"need_source": "a list needs its provenance: send {field}",
+              "need_basis": "a list needs its acquisition basis: send {field} (consent, "
+                            "member_file or rented_file)",
+              "field": "{field}"}
 
 
 def api_fields(message: str) -> str:
     """An import error as the API says it: its fields, not the CLI's flags."""
-    for cli, field in _API_FIELDS:
-        message = message.replace(cli, field)
+    for cli, key, field in i18n.FLAG_FIELDS:
+        message = message.replace(cli, _API_WORDS[key].format(field=field))
     return message
 
 
